@@ -1,0 +1,30 @@
+# Every target is one line over the venv, pytest or scripts/.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: venv run test test-unit test-integration bench bench-quick clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+run: venv
+	$(BIN)/mailsys -c etc start-fg
+
+test: venv
+	$(BIN)/pytest -q
+
+test-unit: venv
+	$(BIN)/pytest -q -m "not integration"
+
+test-integration: venv
+	$(BIN)/pytest -q -m integration
+
+clean:
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .hypothesis
