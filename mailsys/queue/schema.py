@@ -77,14 +77,28 @@ def count_key(queue: Queue) -> bytes:
     return b"count/" + queue.value.encode()
 
 
+_MAX_MICROS = 2**64 - 1
+
+
+def _micros(t: float) -> int:
+    """t in whole microseconds, clamped to what 8 bytes hold (inf and
+    far-future times sort last, negative and NaN first)."""
+    if not t > 0:
+        return 0
+    if t >= _MAX_MICROS / 1_000_000:
+        return _MAX_MICROS
+    return int(t * 1_000_000)
+
+
 def due_key(next_attempt: float, qid: str) -> bytes:
-    micros = max(0, int(next_attempt * 1_000_000))
-    return _U64.pack(micros) + qid.encode()
+    return _U64.pack(_micros(next_attempt)) + qid.encode()
 
 
 def due_bound(before: float) -> bytes:
     """The smallest due key later than every entry due at or before `before`."""
-    micros = max(0, int(before * 1_000_000))
+    micros = _micros(before)
+    if micros == _MAX_MICROS:
+        return b"\xff" * (_U64.size + 1)     # after any key: qids are ASCII
     return _U64.pack(micros + 1)
 
 
