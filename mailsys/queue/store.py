@@ -42,10 +42,14 @@ DURABILITY
 
 FULL MAP, FULL DISK
     When a write finds the map full, the store first grows the map (it
-    doubles, up to max_map_size, while the file system has room for the
-    write plus GROW_RESERVE) and retries. When it cannot grow, or the disk
-    itself is full (ENOSPC at commit), the call raises mailsys.errors.
-    QueueFull (smtpd: 452 4.3.1) with nothing changed. A process whose map
+    doubles, up to max_map_size, while the file system has room for twice
+    the write plus GROW_RESERVE) and retries. When it cannot grow, or the
+    disk itself is full, the call raises mailsys.errors.QueueFull (smtpd:
+    452 4.3.1) with nothing changed. LMDB reports a full disk as a short
+    write (EIO) at commit, so a failed write is taken for a full disk when
+    the file system has less than the write plus GROW_RESERVE free; any
+    other LMDB failure is a plain QueueError (451 4.3.0 queue file write
+    error), again with nothing changed. A process whose map
     another process has grown adopts the new size (MapResizedError ->
     set_mapsize(0)) and retries. Resizing invalidates every transaction of
     the process, so the store holds a process-wide gate: calls share it,
@@ -305,12 +309,22 @@ class QueueStore:
                 if not self._grow(seen, size):
                     raise QueueFull(f"queue store {self._path} is full "
                                     f"(map size {seen} bytes)") from None
-            except lmdb.DiskError:
-                raise QueueFull(f"queue store {self._path}: "
-                                f"no space left on device") from None
             except lmdb.Error as e:
+                # LMDB reports a short page write as EIO, and that is how a
+                # full disk shows: tell it apart by the room left.
+                if isinstance(e, lmdb.DiskError) or self._disk_short(size):
+                    raise QueueFull(f"queue store {self._path}: "
+                                    f"no space left on device") from None
                 raise QueueError(f"queue store {self._path}: {e}") from None
         raise QueueError(f"queue store {self._path}: map keeps being resized")
+
+    def _disk_short(self, size: int) -> bool:
+        """Whether the file system lacks room for size bytes plus the reserve."""
+        try:
+            st = os.statvfs(self._path)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < size + GROW_RESERVE
 
     def _adopt_map_size(self) -> None:
         with self._gate.alone():
@@ -325,11 +339,7 @@ class QueueStore:
                 return True          # another thread grew it meanwhile
             if current >= self._max_map_size:
                 return False
-            try:
-                st = os.statvfs(self._path)
-            except OSError:
-                return False
-            if st.f_bavail * st.f_frsize < 2 * size + GROW_RESERVE:
+            if self._disk_short(2 * size):
                 return False
             page = self._env.stat()["psize"]
             new = min(self._max_map_size, max(2 * current, current + 4 * size))
