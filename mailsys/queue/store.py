@@ -381,6 +381,18 @@ class QueueStore:
             txn.delete(schema.due_key(env.next_attempt, env.queue_id), db=self._due)
         self._count(txn, queue, -1)
 
+    def _unlink_raw(self, txn: lmdb.Transaction, qid: str) -> None:
+        """_unlink without a readable envelope: find the index keys by
+        looking. The due scan is linear, but only corrupt entries need it."""
+        for queue in Queue:
+            if txn.delete(schema.queue_key(queue, qid), db=self._queue):
+                self._count(txn, queue, -1)
+        suffix = qid.encode()
+        cur = txn.cursor(db=self._due)
+        stale = [k for k in cur.iternext(values=False) if k.endswith(suffix)]
+        for key in stale:
+            txn.delete(key, db=self._due)
+
     def _get(self, txn: lmdb.Transaction, qid: str) -> tuple[Envelope, Queue]:
         value = txn.get(qid.encode(), db=self._envelopes)
         if value is None:
@@ -504,14 +516,46 @@ class QueueStore:
         notices = list(notices)
 
         def fn(txn: lmdb.Transaction) -> list[str]:
-            env, queue = self._get(txn, qid)
-            if expected is not None and queue not in expected:
-                raise WrongQueue(qid, queue, expected)
+            try:
+                env, queue = self._get(txn, qid)
+            except records.CorruptRecord:
+                if expected is not None and not self._in_queues(txn, qid, expected):
+                    raise
+                self._unlink_raw(txn, qid)     # postsuper -d must reach these too
+            else:
+                if expected is not None and queue not in expected:
+                    raise WrongQueue(qid, queue, expected)
+                self._unlink(txn, env, queue)
             txn.delete(qid.encode(), db=self._envelopes)
             txn.delete(qid.encode(), db=self._content)
-            self._unlink(txn, env, queue)
             return [self._insert(txn, e, c, Queue.INCOMING) for e, c in notices]
         return self._write(fn, sum(len(c) + 1024 for _, c in notices) + 4096)
+
+    def _in_queues(self, txn: lmdb.Transaction, qid: str, queues: frozenset[Queue]) -> bool:
+        return any(txn.get(schema.queue_key(q, qid), db=self._queue) is not None
+                   for q in queues)
+
+    def quarantine(self, qid: str) -> None:
+        """quarantine - put an entry whose record cannot be read (load()
+        raised CorruptRecord) in the corrupt queue, out of qmgr's way,
+        keeping its bytes for inspection. Readable entries are simply
+        moved there."""
+        def fn(txn: lmdb.Transaction) -> None:
+            value = txn.get(qid.encode(), db=self._envelopes)
+            if value is None:
+                raise NoSuchEntry(f"{qid}: no such queue entry")
+            try:
+                env, queue = records.decode(qid, value)
+            except records.CorruptRecord:
+                self._unlink_raw(txn, qid)
+                txn.put(schema.queue_key(Queue.CORRUPT, qid), b"", db=self._queue)
+                self._count(txn, Queue.CORRUPT, +1)
+                return
+            if queue is not Queue.CORRUPT:
+                txn.put(qid.encode(), records.encode(env, Queue.CORRUPT), db=self._envelopes)
+                self._unlink(txn, env, queue)
+                self._link(txn, env, Queue.CORRUPT)
+        self._write(fn, 4096)
 
     # -- scans --------------------------------------------------------------
 
@@ -578,9 +622,14 @@ class QueueStore:
 
     def scan_all(self, queues: Iterable[Queue | str] = (
             Queue.ACTIVE, Queue.INCOMING, Queue.DEFERRED, Queue.HOLD),
-            *, batch: int = SCAN_BATCH) -> Iterator[tuple[Envelope, Queue]]:
+            *, batch: int = SCAN_BATCH,
+            on_corrupt: Callable[[str, records.CorruptRecord], None] | None = None,
+            ) -> Iterator[tuple[Envelope, Queue]]:
         """scan_all - every entry's envelope, queue by queue (mailq's order
-        by default), oldest first within a queue, in batched reads."""
+        by default), oldest first within a queue, in batched reads. An
+        unreadable record raises CorruptRecord, or, when on_corrupt is
+        given, is passed to it with its queue ID and skipped (as showq
+        warns and goes on)."""
         for queue in map(Queue, queues):
             after = None
             while True:
@@ -593,7 +642,13 @@ class QueueStore:
                         value = txn.get(qid.encode(), db=self._envelopes)
                         if value is None:
                             continue           # removed since the batch was read
-                        env, now_in = records.decode(qid, value)
+                        try:
+                            env, now_in = records.decode(qid, value)
+                        except records.CorruptRecord as e:
+                            if on_corrupt is None:
+                                raise
+                            on_corrupt(qid, e)
+                            continue
                         if now_in is queue:    # else moved: seen in its new queue
                             out.append((env, now_in))
                     return out

@@ -9,7 +9,7 @@ from conftest import assert_consistent, make_envelope
 from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.message.envelope import RcptState
 from mailsys.message.qid import is_qid, new_qid
-from mailsys.queue import Queue, QueueStore, WrongQueue, schema
+from mailsys.queue import CorruptRecord, Queue, QueueStore, WrongQueue, schema
 
 
 def test_create_load_round_trip(store):
@@ -259,3 +259,70 @@ def test_unopenable_directory_is_a_queue_error(tmp_path):
 
 def test_reader_check_runs(store):
     assert store.reader_check() == 0
+
+
+def _spoil(store, qid, value=b"\x07garbage"):
+    def fn(txn):
+        txn.put(qid.encode(), value, db=store._envelopes)
+    store._write(fn, 100)
+
+
+@pytest.mark.parametrize("queue", [Queue.INCOMING, Queue.DEFERRED])
+def test_corrupt_entry_can_be_quarantined_and_removed(store, queue):
+    ok = store.create(make_envelope(), b"fine")
+    bad = store.create(make_envelope(), b"spoiled", queue=queue)
+    store.update(bad, next_attempt=77.0)
+    _spoil(store, bad)
+    with pytest.raises(CorruptRecord):
+        store.load(bad)
+    with pytest.raises(CorruptRecord):
+        list(store.scan_all())
+    seen = []
+    assert [e.queue_id for e, _ in store.scan_all(
+        on_corrupt=lambda qid, e: seen.append(qid))] == [ok]
+    assert seen == [bad]
+    store.quarantine(bad)
+    assert list(store.list(Queue.CORRUPT)) == [bad]
+    assert list(store.list(queue)) == ([ok] if queue is Queue.INCOMING else [])
+    assert store.due(float("inf")) == []
+    assert store.counts()[Queue.CORRUPT] == 1 and store.counts()[queue] == (
+        1 if queue is Queue.INCOMING else 0)
+    with pytest.raises(CorruptRecord):
+        store.remove(bad, src=Queue.HOLD)                 # not there: refused
+    store.remove(bad, src=Queue.CORRUPT)
+    assert assert_consistent(store).keys() == {ok}
+
+
+def test_quarantine_readable_entry_moves_it(store):
+    qid = store.create(make_envelope(), b"x", queue=Queue.DEFERRED)
+    store.quarantine(qid)
+    assert store.load(qid)[1] is Queue.CORRUPT
+    assert_consistent(store)
+    with pytest.raises(NoSuchEntry):
+        store.quarantine(new_qid())
+
+
+def test_threads_share_one_store_while_the_map_grows(tmp_path):
+    import threading
+    with QueueStore.open(tmp_path, map_size=256 << 10, max_map_size=64 << 20) as s:
+        made, errors = [], []
+
+        def writer(k):
+            try:
+                for i in range(15):
+                    qid = s.create(make_envelope(), bytes([k]) * 30_000)
+                    made.append((qid, k))
+                    assert s.load_content(qid) == bytes([k]) * 30_000
+                    list(s.list(Queue.INCOMING, batch=4))
+            except Exception as e:          # reported below, in the test thread
+                errors.append(e)
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert errors == []
+        assert s.map_size() > 256 << 10
+        assert assert_consistent(s).keys() == {q for q, _ in made}
+        for qid, k in made:
+            assert s.load_content(qid) == bytes([k]) * 30_000
