@@ -102,6 +102,10 @@ def due_bound(before: float) -> bytes:
     return _U64.pack(micros + 1)
 
 
+def due_time(key: bytes) -> float:
+    return _U64.unpack(key[:_U64.size])[0] / 1_000_000
+
+
 def due_qid(key: bytes) -> str:
     return key[_U64.size:].decode()
 

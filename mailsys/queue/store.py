@@ -12,6 +12,12 @@ SYNOPSIS
                  next_attempt=time.time() + 300, attempts=1)
     for qid in store.due(time.time(), limit=1000): ...
     store.remove(qid, notices=[(dsn_envelope, dsn_content)])
+    store.move_many(qids, Queue.INCOMING, Queue.ACTIVE)     # one commit
+    store.remove_many(qids, src=Queue.HOLD)                 # postsuper -d
+    for qid in store.list(Queue.DEFERRED): ...             # oldest first
+    for envelope, queue in store.scan_all(): ...           # mailq
+    store.counts(); store.next_due(); store.quarantine(qid)
+    store.reader_check()                                   # qmgr's timer
     store.close()
 
 DESCRIPTION
@@ -489,47 +495,94 @@ class QueueStore:
             return new
         return self._write(fn, 4096)
 
+    def _relocate(self, txn: lmdb.Transaction, qid: str, expected: frozenset[Queue] | None,
+                  target: Queue, strict: bool) -> Queue | None:
+        """Move one entry inside txn; the queue it was in, or None when it
+        was skipped (missing, elsewhere, unreadable) and not strict."""
+        try:
+            env, queue = self._get(txn, qid)
+        except (NoSuchEntry, records.CorruptRecord):
+            if strict:
+                raise
+            return None
+        if expected is not None and queue not in expected:
+            if strict:
+                raise WrongQueue(qid, queue, expected)
+            return None
+        if queue is not target:
+            txn.put(qid.encode(), records.encode(env, target), db=self._envelopes)
+            self._unlink(txn, env, queue)
+            self._link(txn, env, target)
+        return queue
+
+    def _drop(self, txn: lmdb.Transaction, qid: str, expected: frozenset[Queue] | None,
+              strict: bool) -> bool:
+        """Delete one entry inside txn; False when it was skipped (missing
+        or elsewhere) and not strict. Unreadable entries are deleted too:
+        postsuper -d must reach them."""
+        try:
+            env, queue = self._get(txn, qid)
+        except NoSuchEntry:
+            if strict:
+                raise
+            return False
+        except records.CorruptRecord:
+            if expected is not None and not self._in_queues(txn, qid, expected):
+                if strict:
+                    raise
+                return False
+            self._unlink_raw(txn, qid)
+        else:
+            if expected is not None and queue not in expected:
+                if strict:
+                    raise WrongQueue(qid, queue, expected)
+                return False
+            self._unlink(txn, env, queue)
+        txn.delete(qid.encode(), db=self._envelopes)
+        txn.delete(qid.encode(), db=self._content)
+        return True
+
     def move(self, qid: str, src: QueueSpec, dst: Queue | str) -> Queue:
         """move - move an entry from src (a queue, several, or None for any)
         to dst; the queue it was in. WrongQueue when src does not hold it."""
-        expected = _queues(src)
-        target = Queue(dst)
+        expected, target = _queues(src), Queue(dst)
+        return self._write(
+            lambda txn: self._relocate(txn, qid, expected, target, True), 4096)
 
-        def fn(txn: lmdb.Transaction) -> Queue:
-            env, queue = self._get(txn, qid)
-            if expected is not None and queue not in expected:
-                raise WrongQueue(qid, queue, expected)
-            if queue is not target:
-                txn.put(qid.encode(), records.encode(env, target), db=self._envelopes)
-                self._unlink(txn, env, queue)
-                self._link(txn, env, target)
-            return queue
-        return self._write(fn, 4096)
+    def move_many(self, qids: Iterable[str], src: QueueSpec, dst: Queue | str) -> list[str]:
+        """move_many - move the entries that are in src (None: any queue) to
+        dst, in one transaction; the IDs moved. Entries that are gone, in
+        another queue, or unreadable are skipped (qmgr's incoming -> active
+        batches; postsuper -h/-H ALL)."""
+        expected, target, qids = _queues(src), Queue(dst), list(qids)
+
+        def fn(txn: lmdb.Transaction) -> list[str]:
+            return [qid for qid in qids
+                    if self._relocate(txn, qid, expected, target, False) not in (None, target)]
+        return self._write(fn, 4096 * max(1, len(qids)))
 
     def remove(self, qid: str, *, src: QueueSpec = None,
                notices: Iterable[tuple[Envelope, bytes]] = ()) -> list[str]:
         """remove - delete an entry, and in the same transaction create the
         notices (bounces, DSNs) it leaves behind in the incoming queue, so
         an entry never goes without its notice (DESIGN.md contract 2).
-        Returns the notices' queue IDs."""
-        expected = _queues(src)
-        notices = list(notices)
+        Returns the notices' queue IDs. NoSuchEntry, or WrongQueue when src
+        does not hold it."""
+        expected, notices = _queues(src), list(notices)
 
         def fn(txn: lmdb.Transaction) -> list[str]:
-            try:
-                env, queue = self._get(txn, qid)
-            except records.CorruptRecord:
-                if expected is not None and not self._in_queues(txn, qid, expected):
-                    raise
-                self._unlink_raw(txn, qid)     # postsuper -d must reach these too
-            else:
-                if expected is not None and queue not in expected:
-                    raise WrongQueue(qid, queue, expected)
-                self._unlink(txn, env, queue)
-            txn.delete(qid.encode(), db=self._envelopes)
-            txn.delete(qid.encode(), db=self._content)
+            self._drop(txn, qid, expected, True)
             return [self._insert(txn, e, c, Queue.INCOMING) for e, c in notices]
         return self._write(fn, sum(len(c) + 1024 for _, c in notices) + 4096)
+
+    def remove_many(self, qids: Iterable[str], src: QueueSpec = None) -> list[str]:
+        """remove_many - delete the entries that are in src (None: any
+        queue) in one transaction; the IDs removed. Missing IDs are skipped
+        (postsuper -d)."""
+        expected, qids = _queues(src), list(qids)
+        return self._write(
+            lambda txn: [q for q in qids if self._drop(txn, q, expected, False)],
+            4096 * max(1, len(qids)))
 
     def _in_queues(self, txn: lmdb.Transaction, qid: str, queues: frozenset[Queue]) -> bool:
         return any(txn.get(schema.queue_key(q, qid), db=self._queue) is not None
@@ -607,10 +660,7 @@ class QueueStore:
         """next_due - the earliest next attempt in the deferred queue."""
         def fn(txn: lmdb.Transaction) -> float | None:
             cur = txn.cursor(db=self._due)
-            if not cur.first():
-                return None
-            envelope, _ = self._get(txn, schema.due_qid(cur.key()))
-            return envelope.next_attempt
+            return schema.due_time(cur.key()) if cur.first() else None
         return self._read(fn)
 
     def counts(self) -> dict[Queue, int]:

@@ -326,3 +326,19 @@ def test_threads_share_one_store_while_the_map_grows(tmp_path):
         assert assert_consistent(s).keys() == {q for q, _ in made}
         for qid, k in made:
             assert s.load_content(qid) == bytes([k]) * 30_000
+
+
+def test_move_many_and_remove_many_skip_what_does_not_apply(store):
+    qids = [store.create(make_envelope(), b"x") for _ in range(6)]
+    store.move(qids[0], Queue.INCOMING, Queue.HOLD)
+    gone = new_qid()
+    _spoil(store, qids[5])
+    moved = store.move_many([gone, *qids], Queue.INCOMING, Queue.ACTIVE)
+    assert moved == qids[1:5]
+    assert store.load(qids[0])[1] is Queue.HOLD
+    assert store.move_many(qids[1:3], None, Queue.DEFERRED) == qids[1:3]
+    assert store.due(float("inf")) == sorted(qids[1:3])
+    assert store.remove_many([gone, *qids], src=[Queue.DEFERRED, Queue.HOLD]) == \
+        [qids[0], qids[1], qids[2]]
+    assert store.remove_many(qids) == [qids[3], qids[4], qids[5]]   # corrupt one too
+    assert assert_consistent(store) == {}
