@@ -342,3 +342,18 @@ def test_move_many_and_remove_many_skip_what_does_not_apply(store):
         [qids[0], qids[1], qids[2]]
     assert store.remove_many(qids) == [qids[3], qids[4], qids[5]]   # corrupt one too
     assert assert_consistent(store) == {}
+
+
+def test_forked_child_may_not_use_the_parents_store(store):
+    qid = store.create(make_envelope(), b"x")
+    pid = os.fork()
+    if pid == 0:                                  # child: report through the exit code
+        try:
+            store.load(qid)
+            code = 1
+        except QueueError as e:
+            code = 0 if "opened before fork" in str(e) else 2
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.load_content(qid) == b"x"        # the parent's store is unharmed
