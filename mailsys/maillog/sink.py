@@ -57,6 +57,11 @@ class LogSink:
         self._tag = f"{cfg.syslog_name}/postlogd"
         self._pid = os.getpid()
 
+    @property
+    def logs_to_stderr(self) -> bool:
+        """True when there is no mail.log (empty maillog_file): lines go to stderr."""
+        return self._log is None
+
     def write(self, datagram: bytes) -> None:
         """Decode one datagram and append it; a bad one becomes a warning."""
         try:
@@ -70,19 +75,19 @@ class LogSink:
     def append(self, event: LogEvent) -> None:
         """Append both renderings of one event, one write each."""
         lines = "".join(line + "\n" for line in postfix.render_lines(event, self._host))
-        for target, data in ((self._log, lines),
-                             (self._json, jsonl.render(event, self._fqdn) + "\n")):
-            if target is None:
-                if target is self._log:
-                    to_stderr(data)
-                continue
-            try:
-                target.maybe_reopen()
-                target.write(data.encode("utf-8", "backslashreplace"))
-            except OSError as e:
-                to_stderr(f"{self._tag}: warning: cannot write {target.path}: {e.strerror}\n")
-                if target is self._log:
-                    to_stderr(lines)
+        if self._log is None:
+            to_stderr(lines)
+        else:
+            self._append(self._log, lines, fallback=lines)
+        if self._json is not None:
+            self._append(self._json, jsonl.render(event, self._fqdn) + "\n")
+
+    def _append(self, target: AppendFile, data: str, fallback: str = "") -> None:
+        try:
+            target.maybe_reopen()
+            target.write(data.encode("utf-8", "backslashreplace"))
+        except OSError as e:
+            to_stderr(f"{self._tag}: warning: cannot write {target.path}: {e.strerror}\n{fallback}")
 
     def reopen(self) -> None:
         """Reopen the files whose paths now name other files (rotation)."""

@@ -85,9 +85,10 @@ class Writer:
     def emit(self, event: LogEvent) -> None:
         """Deliver one event to postlogd, or append it directly."""
         try:
-            if not self._send(event.encode()):
+            sent = self._send(event.encode())
+            if not sent:
                 self._fallback.append(event)
-            if self._console:
+            if self._console and (sent or not self._fallback.logs_to_stderr):
                 to_stderr("".join(line + "\n" for line in postfix.render_lines(event, self._host)))
         except Exception as e:  # noqa: BLE001 - logging must not raise into the caller
             to_stderr(f"{event.tag}[{event.pid}]: warning: logging failed: {e!r}\n")

@@ -256,3 +256,14 @@ def test_many_processes_append_only_whole_lines(cfg, short_root):
              for w in range(4)]
     assert [p.wait(timeout=50) for p in procs] == [0, 0, 0, 0]
     _check_whole_lines(cfg, {(f"p{w}", i) for w in range(4) for i in range(500)})
+
+
+def test_empty_maillog_file_logs_to_stderr_once_even_with_console(make_config, capfd):
+    cfg = make_config(maillog_file="")
+    assert log_paths(cfg) == (None, None)
+    configure(cfg, "master", console=True)
+    structlog.get_logger().info("daemon started -- version 0.1.0, configuration /etc/mailsys")
+    err = capfd.readouterr().err.splitlines()
+    assert len(err) == 1
+    assert LINE.match(err[0]).groups()[0::2] == (
+        "mailsys/master", "daemon started -- version 0.1.0, configuration /etc/mailsys")
