@@ -236,7 +236,7 @@ def _follow(path: Path, f: BinaryIO, offset: int, keep: Keep, out: Callable[[lis
         if not current.same_file(path) and path.exists():
             try:
                 new = path.open("rb")
-            except FileNotFoundError:
+            except OSError:                          # gone again, or not readable yet
                 pass
             else:
                 current.drain_until = now + DRAIN
