@@ -102,3 +102,23 @@ def test_any_client_input_renders_as_one_printable_line(text, value):
         assert json.loads(out)["event"] == (clean_text(text) if event is e else "client")
         again = LogEvent.decode(event.encode())
         assert again == event
+
+
+FIELD_NAMES = ["sender", "size", "nrcpt", "queue", "to", "orig_to", "relay", "conn_use", "delay",
+               "delays", "dsn", "status", "reason", "client", "sasl_method", "sasl_username",
+               "sasl_sender", "message_id", "uid", "kind", "notice_id", "stats", "command",
+               "reply", "recipient", "proto", "helo", "action"]
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8)
+
+
+@given(name=st.sampled_from(sorted(postfix.FORMATS)),
+       fields=st.dictionaries(st.sampled_from(FIELD_NAMES), json_values))
+def test_named_events_with_any_fields_render_one_line_and_never_raise(name, fields):
+    # Fields arrive from any process through the datagram: any JSON value.
+    e = LogEvent.decode(LogEvent(0.0, "mailsys/x", 1, "info", name, queue_id="Q", fields=fields).encode())
+    line = postfix.render(e, "mx")
+    assert line.isprintable()
+    assert jsonl.render(e, "mx").splitlines() == [jsonl.render(e, "mx")]
