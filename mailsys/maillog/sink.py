@@ -2,7 +2,7 @@
 
 SYNOPSIS
     sink = LogSink(cfg)
-    sink.write(datagram)     # postlogd: one datagram from a process
+    sink.write(sock.recv(MAX_DATAGRAM))     # postlogd: one datagram from a process
     sink.append(event)       # a process's own fallback, see writer.py
     sink.reopen()            # after log rotation (SIGHUP), or let write() notice
     sink.close()
@@ -41,6 +41,12 @@ from mailsys.maillog.files import AppendFile, log_paths, to_stderr
 
 # How much of an undecodable datagram the warning shows.
 SHOW_BAD_BYTES = 100
+
+# The largest datagram a writer sends; postlogd receives with a buffer of
+# this size, so nothing is ever cut short. Bigger events (a long traceback)
+# take the direct-append path instead. 64 KiB fits well inside Linux's
+# default socket buffer (net.core.wmem_default, 208 KiB).
+MAX_DATAGRAM = 64 * 1024
 
 
 class LogSink:

@@ -18,7 +18,7 @@ import structlog
 from mailsys.maillog.event import LogEvent
 from mailsys.maillog.files import AppendFile, log_paths
 from mailsys.maillog.setup import configure
-from mailsys.maillog.sink import LogSink
+from mailsys.maillog.sink import MAX_DATAGRAM, LogSink
 from mailsys.maillog.writer import Writer, postlog_path
 
 LINE = re.compile(r"^[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d mx (\S+)\[(\d+)\]: (.*)$")
@@ -60,7 +60,7 @@ def test_one_datagram_per_event_reaches_the_sink(cfg, postlog, writer):
     writer.emit(event(level="warning", text="odd\r\nthing"))
     sink = LogSink(cfg)
     for _ in range(2):
-        sink.write(postlog.recv(1 << 20))
+        sink.write(postlog.recv(MAX_DATAGRAM))
     sink.close()
     lines, records = files(cfg)
     assert [LINE.match(x).group(3) for x in lines] == [
@@ -90,8 +90,9 @@ def test_fallback_when_socket_file_exists_but_nobody_listens(cfg, postlog, write
     assert len(lines) == 1 and lines[0].endswith("4F2A1C3B7D: removed")
 
 
-def test_event_too_big_for_a_datagram_is_appended_whole(cfg, postlog, writer):
-    big = "x" * (2 << 20)
+@pytest.mark.parametrize("size", [MAX_DATAGRAM, 2 << 20])
+def test_event_too_big_for_a_datagram_is_appended_whole(cfg, postlog, writer, size):
+    big = "x" * size
     writer.emit(event(text="big " + big))
     postlog.setblocking(False)
     with pytest.raises(BlockingIOError):
@@ -104,12 +105,12 @@ def test_event_too_big_for_a_datagram_is_appended_whole(cfg, postlog, writer):
 def test_postlogd_not_reading_falls_back_after_brief_retry(cfg, postlog, writer):
     n = 24
     for i in range(n):
-        writer.emit(event(text=f"event {i} " + "y" * 60_000))
+        writer.emit(event(text=f"event {i} " + "y" * 50_000))
     postlog.setblocking(False)
     received = []
     while True:
         try:
-            received.append(LogEvent.decode(postlog.recv(1 << 20)).event.split()[1])
+            received.append(LogEvent.decode(postlog.recv(MAX_DATAGRAM)).event.split()[1])
         except BlockingIOError:
             break
     lines, _ = files(cfg)
