@@ -242,23 +242,26 @@ def _balanced_id(value: str) -> str:
     return ""
 
 
-def _truncate(raw: bytes, limit: int) -> bytes:
+def _truncate(raw: bytes, limit: int) -> tuple[bytes, bool]:
     """Cut one header the way mime_state.c does: add text while the stored header is below the limit.
 
     The first record of the first line is always kept; every further record
     (a continuation line, or the next line_length_limit piece of a long line)
-    only while the stored length is still below ``limit``.
+    only while the stored length is still below ``limit``. Returns the kept
+    header (CRLF) and whether anything was cut.
     """
     lines = raw.split(b"\n")
     if lines[-1] == b"":
         lines.pop()
     kept: list[bytes] = []
     size = 0
+    cut = False
     for n, line in enumerate(lines):
         if line.endswith(b"\r"):
             line = line[:-1]
         if n > 0:
             if size >= limit:
+                cut = True
                 break
             size += 1  # the "\n" between stored lines
         pieces = [line[:_RECORD_SIZE]]
@@ -268,8 +271,9 @@ def _truncate(raw: bytes, limit: int) -> bytes:
             pieces.append(line[i:i + _RECORD_SIZE])
             size += len(pieces[-1])
             i += _RECORD_SIZE
+        cut = cut or i < len(line)
         kept.append(b"".join(pieces))
-    return b"\r\n".join(kept) + b"\r\n"
+    return b"\r\n".join(kept) + b"\r\n", cut
 
 
 def _from_header(prefix: str, sender: str, fullname: str, charset: str) -> str:
@@ -341,8 +345,8 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
             if m.group(2):
                 raw = m.group(1) + raw[m.end(2) - start:]
             if too_long:
-                raw = _truncate(raw, limit)
-                truncated += 1
+                raw, cut = _truncate(raw, limit)
+                truncated += cut
             out.append(raw)
     out.append(content[run_start:pos])
     if pos > 0 and not content[pos - 1:pos] == b"\n":
