@@ -60,7 +60,8 @@ DESCRIPTION
       With any Resent- header present the Resent- variants are checked and
       added instead (RFC 5322 3.6.6). Postfix writes the name ``Message-Id``
       with a lower-case d, so does mailsys.
-    * When no Message-Id remains absent, ``QID: message-id=<>`` is logged.
+    * When the message ends up without a Message-Id (none came, none was
+      added), ``QID: message-id=<>`` is logged.
 
     WHEN TO ADD MISSING HEADERS. Postfix adds them when the header rewriting
     context is local, or remote with a non-empty remote_header_rewrite_domain,
@@ -369,7 +370,7 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
         logs.append("message-id=<>")
     if add_missing:
         if not seen & (_RESENT_DATE if resent else _DATE):
-            out.append(f"{resent}Date: {mail_date(arrival, tz)}\r\n".encode("ascii"))
+            out.append(encode_header(f"{resent}Date: {mail_date(arrival, tz)}"))
         if not seen & (_RESENT_FROM if resent else _FROM):
             text = _from_header(resent, sender, fullname, policy.full_name_encoding_charset)
             out.append(encode_header(text))
