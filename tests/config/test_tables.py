@@ -61,7 +61,7 @@ def test_regexp(tmp_path, cfg):
         "if /^x/\n"
         "/y$/i                      case-sensitive ${0} $$\n"
         "endif\n"
-        "#^hash#delim#              other delimiter\n"
+        "%^pct%                     other delimiter\n"
         "/^multi/   first\n"
         "   second\n")
     t = open_table(f"regexp:{src}", cfg)
@@ -70,7 +70,7 @@ def test_regexp(tmp_path, cfg):
     assert t.lookup("x.y") == "case-sensitive y $"
     assert t.lookup("x.Y") is None                # i flag toggles case-insensitivity off
     assert t.lookup("a.y") is None                # if-block condition fails
-    assert t.lookup("hash#delim.x") == "other delimiter"
+    assert t.lookup("pct.x") == "other delimiter"
     assert t.lookup("multi.x") == "first second"
 
 
