@@ -67,6 +67,10 @@ class Config:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Config is immutable")
 
+    def __reduce__(self):
+        # Rebuilt from its parts: __setattr__ refuses pickle's default way.
+        return (Config, (self.config_dir, self._entries, self.warnings, self.file))
+
     def __repr__(self) -> str:
         return f"<Config {self.config_dir} ({len(self._entries)} set)>"
 

@@ -21,17 +21,17 @@ Queue-manager parameters also exist per transport, named after the master.cf
 service (``slow_destination_concurrency_limit``); param() makes those on
 demand with ``$default_destination_...`` as the default, as Postfix does.
 
-Pure apart from the computed defaults, which look at the host's name and
-addresses through the socket module only when first asked for.
+Pure: the computed defaults ask mailsys.config.host, and only when first
+needed.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from typing import Callable
 
+from mailsys.config import host
 from mailsys.config.values import Bool, Int, List, Size, Str, Time, ValueType
 
 # A computed default receives a function that returns the expanded value of
@@ -52,15 +52,8 @@ class Param:
     compute: Compute | None = None  # default computed at run time
 
 
-@functools.cache
-def _fqdn() -> str:
-    import socket  # only here: mailsys.config is otherwise pure
-    name = socket.getfqdn() or socket.gethostname() or "localhost"
-    return name if "." in name else f"{name}.localdomain"
-
-
 def _myhostname(value: Callable[[str], str]) -> str:
-    return _fqdn()
+    return host.fqdn()
 
 
 def _mydomain(value: Callable[[str], str]) -> str:
@@ -69,32 +62,11 @@ def _mydomain(value: Callable[[str], str]) -> str:
     return rest if dot and rest else "localdomain"
 
 
-@functools.cache
-def _own_addresses() -> tuple[str, ...]:
-    import socket  # only here: mailsys.config is otherwise pure
-    found: list[str] = []
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None)
-    except OSError:
-        infos = []
-    for family, *_, sockaddr in infos:
-        addr = sockaddr[0]
-        if family == socket.AF_INET and not addr.startswith("127."):
-            net = f"{addr}/32"
-        elif family == socket.AF_INET6 and addr != "::1":
-            net = f"[{addr.split('%')[0]}]/128"
-        else:
-            continue
-        if net not in found:
-            found.append(net)
-    return tuple(found)
-
-
 def _mynetworks(value: Callable[[str], str]) -> str:
     # Postfix's mynetworks_style = host (the default at compatibility level
     # 2 and up). "subnet" and "class" need interface netmasks, which the
     # standard library cannot read portably; they get the same answer.
-    return " ".join(("127.0.0.0/8", "[::1]/128") + _own_addresses())
+    return " ".join(("127.0.0.0/8", "[::1]/128") + host.own_networks())
 
 
 P = Param

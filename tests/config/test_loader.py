@@ -146,5 +146,12 @@ def test_list_value_with_groups(confdir):
                                                 "inet:127.0.0.1:9998, timeout=10s", "reject")
 
 
+def test_config_pickles(confdir):
+    import pickle
+    cfg = load(confdir("myhostname = mx.example.com\n")).with_overrides({"max_use": "5"})
+    copy = pickle.loads(pickle.dumps(cfg))
+    assert (copy.myhostname, copy.max_use, copy.config_dir) == ("mx.example.com", 5, cfg.config_dir)
+
+
 def test_config_type_exported():
     assert isinstance(Config, type)
