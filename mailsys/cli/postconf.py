@@ -63,7 +63,7 @@ def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
     if "-X" in flags:
         return delete(config_dir, names)
     if "-M" in flags:
-        return show_master(config_dir, names, values_only="-h" in flags)
+        return show_master(config_dir, names)
     return show(config_dir, names, flags)
 
 
@@ -222,7 +222,7 @@ def format_master(fields: tuple[str, ...], command: tuple[str, ...]) -> str:
     return f"{cols} {' '.join(command)}"
 
 
-def show_master(config_dir: Path, requests: list[str], values_only: bool = False) -> int:
+def show_master(config_dir: Path, requests: list[str]) -> int:
     path = config_dir / "master.cf"
     try:
         text = path.read_text(encoding="utf-8", errors="surrogateescape")

@@ -196,6 +196,12 @@ class Config:
 
 
 def _check_range(p: Param, value: object, text: str) -> None:
+    if p.choices:
+        words = value if isinstance(value, tuple) else (value,)
+        for word in words:
+            if str(word).lower() not in p.choices:
+                allowed = ", ".join(c for c in p.choices if c) + (" or empty" if "" in p.choices else "")
+                raise BadValue(f'bad value "{word}" (expected {allowed})')
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if p.min is not None and value < p.min:
