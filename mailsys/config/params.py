@@ -106,6 +106,15 @@ _TABLE: tuple[Param, ...] = (
     P("virtual_minimum_uid", Int, "100", "Lowest uid the virtual delivery agent accepts", min=1),
     P("virtual_uid_maps", List, "", "Lookup tables giving the uid of each virtual mailbox"),
     P("virtual_gid_maps", List, "", "Lookup tables giving the gid of each virtual mailbox"),
+    P("virtual_mailbox_limit", Size, "51200000", "Largest virtual mailbox file (0: no limit)", min=0),
+    P("relay_recipient_maps", List, "", "Lookup tables of valid recipients in $relay_domains"),
+    # Postfix's default is "proxy:unix:passwd.byname $alias_maps"; mailsys reads
+    # unix: tables directly.
+    P("local_recipient_maps", List, "unix:passwd.byname $alias_maps",
+      "Lookup tables of valid local recipients (empty: accept any)"),
+    # Postfix's default is "hash:/etc/aliases, nis:mail.aliases": neither table type exists here.
+    P("alias_maps", List, "", "Lookup tables of local aliases"),
+    P("mailbox_size_limit", Size, "51200000", "Largest local mailbox file (0: no limit)", min=0),
     P("home_mailbox", Str, "", "Mailbox path relative to home; ending in / means Maildir"),
     P("mail_spool_directory", Str, "/var/mail", "Directory of local UNIX-style mailboxes or Maildirs"),
     P("recipient_delimiter", Str, "", "Characters separating a user name from an address extension"),
@@ -138,6 +147,10 @@ _TABLE: tuple[Param, ...] = (
     P("default_process_limit", Int, "100", "maxproc of a master.cf service whose column says -", min=1),
     P("max_idle", Time, "100s", "Time an idle daemon waits for a client before it exits", min=1),
     P("max_use", Int, "100", "Clients a daemon serves before it exits", min=1),
+    P("service_throttle_time", Time, "60s", "Pause before restarting a service that fails at once", min=1),
+    P("daemon_timeout", Time, "18000s", "Time limit for a daemon to handle one request", min=1),
+    P("trigger_timeout", Time, "10s", "Time limit for sending a trigger to a service", min=1),
+    P("in_flow_delay", Time, "1s", "Pause of a mail-receiving process while the queue is full", min=0),
     P("ipc_timeout", Time, "3600s", "Time limit for one exchange with another mailsys service", min=1),
     P("ipc_idle", Time, "5s", "Time a client keeps an idle connection to a service open", min=1),
     P("master_service_disable", List, "", "master.cf services not to start, as name/type"),
@@ -164,6 +177,9 @@ _TABLE: tuple[Param, ...] = (
     P("anvil_rate_time_unit", Time, "60s", "Window of the anvil rate limits", min=1),
     P("anvil_status_update_time", Time, "600s", "Interval of anvil statistics log lines", min=1),
     P("smtpd_timeout", Time, "${stress?{10}:{300}}s", "Time limit to read a command or send a reply", min=1),
+    P("smtpd_starttls_timeout", Time, "${stress?{10}:{300}}s", "Time limit for the TLS handshake after STARTTLS",
+      min=1),
+    P("smtpd_policy_service_timeout", Time, "100s", "Time limit for a policy service request", min=1),
     P("smtpd_hard_error_limit", Int, "${stress?{1}:{20}}", "Errors before smtpd disconnects", min=1),
     P("smtpd_soft_error_limit", Int, "10", "Errors before each reply is delayed", min=0),
     P("smtpd_error_sleep_time", Time, "1s", "Delay of each reply after $smtpd_soft_error_limit errors", min=0),
@@ -193,6 +209,7 @@ _TABLE: tuple[Param, ...] = (
       "Commands that end the session as non-SMTP (as do header-like lines)"),
     P("smtpd_authorized_xclient_hosts", List, "", "Clients allowed to use XCLIENT"),
     P("smtpd_authorized_xforward_hosts", List, "", "Clients allowed to use XFORWARD"),
+    P("smtpd_discard_ehlo_keywords", List, "", "EHLO keywords not to announce (e.g. silent-discard, dsn)"),
     P("smtpd_client_port_logging", Bool, "no", "Log name[addr]:port instead of name[addr]"),
     P("smtpd_peername_lookup", Bool, "yes", "Look up the client's hostname"),
     P("disable_vrfy_command", Bool, "no", "Refuse VRFY"),
@@ -295,6 +312,11 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_line_length_limit", Int, "998", "Longest line sent before it is folded (0: none)", min=0),
     P("smtp_mx_address_limit", Int, "5", "Addresses tried per delivery", min=0),
     P("smtp_mx_session_limit", Int, "2", "SMTP sessions tried per delivery", min=0),
+    P("smtp_starttls_timeout", Time, "300s", "Time limit for the TLS handshake after STARTTLS", min=1),
+    P("smtp_tls_wrappermode", Bool, "no", "Start TLS at connect (port 465) instead of STARTTLS"),
+    P("smtp_sasl_auth_enable", Bool, "no", "Authenticate to the next hop with SASL"),
+    P("smtp_sasl_password_maps", List, "", "Tables of user:password per next hop"),
+    P("smtp_sasl_security_options", List, "noplaintext, noanonymous", "SASL mechanism restrictions of the client"),
     # --- bounces and notices (2.6) ---
     P("notify_classes", List, "resource, software", "Problem classes reported to the postmaster",
       choices=("bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software")),
@@ -309,6 +331,9 @@ _TABLE: tuple[Param, ...] = (
     P("double_bounce_sender", Str, "double-bounce", "Sender of notices that must not bounce"),
     P("empty_address_recipient", Str, "MAILER-DAEMON", "Recipient of mail addressed to <>"),
     P("always_add_missing_headers", Bool, "no", "Add missing From, To, Date, Message-ID to all mail"),
+    P("header_checks", List, "", "Tables of patterns matched against each header (cleanup)"),
+    P("body_checks", List, "", "Tables of patterns matched against each body line (cleanup)"),
+    P("body_checks_size_limit", Size, "51200", "Bytes of each body part body_checks looks at", min=0),
 )
 del P
 
