@@ -40,6 +40,7 @@ from pathlib import Path
 
 from mailsys.config import load
 from mailsys.config.loader import Config
+from mailsys.config.lines import physical_lines
 from mailsys.config.maincf import parse_main_cf, split_name_value
 from mailsys.config.mastercf import split_master_text
 from mailsys.config.params import PARAMS, param
@@ -172,7 +173,7 @@ def _rewrite(text: str, changes: dict, file: str) -> str:
     out: list[str] = []
     skipping = False
     commenting = False
-    for raw in text.splitlines():
+    for raw in physical_lines(text):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             out.append(raw)
@@ -195,12 +196,12 @@ def _rewrite(text: str, changes: dict, file: str) -> str:
             if name not in done:
                 done.add(name)
                 if value is not None:
-                    out.append(f"{name} = {value}")
+                    out.append(format_line(name, value, False))
             continue
         out.append(raw)
     for name, value in pending.items():
         if isinstance(value, str):
-            out.append(f"{name} = {value}")
+            out.append(format_line(name, value, False))
     return "\n".join(out) + "\n" if out else ""
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mailsys.config.host import tcp_port
-from mailsys.config.lines import LogicalLine, logical_lines
+from mailsys.config.lines import LogicalLine, logical_lines, physical_lines
 from mailsys.config.values import BadValue, split_list
 from mailsys.errors import ConfigError
 
@@ -108,7 +108,7 @@ def parse_master_cf(path: Path, cfg, warnings: list[str] | None = None) -> tuple
         text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as e:
         raise ConfigError(f"open {file}: {e.strerror}") from None
-    physical = text.splitlines()
+    physical = physical_lines(text)
     seen: dict[tuple[str, str], int] = {}
     services = []
     for ml in split_master_text(text, file, warnings):
