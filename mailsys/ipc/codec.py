@@ -294,6 +294,8 @@ def _bytes(label: str) -> tuple[Encoder, Decoder]:
     def enc(v: Any, blobs: list) -> int:
         if not isinstance(v, (bytes, bytearray, memoryview)):
             raise TypeError(f"{label}: expected bytes, got {type(v).__qualname__}")
+        if isinstance(v, memoryview) and v.itemsize != 1:
+            v = v.cast("B")         # lengths on the wire count bytes, not items
         blobs.append(v)
         return len(blobs) - 1
 

@@ -81,8 +81,9 @@ from mailsys.ipc.messages import ErrorCode, ErrorReply, Hello
 __all__ = ["Channel", "ChannelPool", "connect", "open_channel", "call", "serve",
            "send_trigger", "receive_trigger", "RECV_SIZE"]
 
-# 256 KiB per read: a 100 KB message arrives in one or two reads, and the
-# largest AF_UNIX socket buffer a default Linux gives (~208 KiB) fits.
+# 256 KiB per read: more than a default Linux AF_UNIX socket buffer holds
+# (net.core.wmem_default, 208 KiB), so a 100 KB message takes one or two
+# reads; and still small enough to allocate per read without thought.
 RECV_SIZE = 256 * 1024
 
 # Below this a frame is joined into one write (one syscall beats a copy of a
@@ -102,10 +103,11 @@ Handler = Callable[[Any], Awaitable[Any]]
 class _FrameStream:
     """A trio stream with a FrameDecoder: whole frames in, whole messages out."""
 
-    __slots__ = ("stream", "_decoder", "_frames")
+    __slots__ = ("stream", "_max_frame", "_decoder", "_frames")
 
     def __init__(self, stream: trio.abc.Stream, max_frame: int) -> None:
         self.stream = stream
+        self._max_frame = max_frame
         self._decoder = FrameDecoder(max_frame)
         self._frames: deque[Frame] = deque()
 
@@ -122,8 +124,11 @@ class _FrameStream:
     def partial(self) -> bool:
         return bool(self._decoder.buffered or self._frames)
 
+    def encode(self, msg: object) -> list:
+        return encode_parts(msg, max_size=self._max_frame)
+
     async def send(self, msg: object) -> None:
-        await self.send_parts(encode_parts(msg))
+        await self.send_parts(self.encode(msg))
 
     async def send_parts(self, parts: list) -> None:
         if len(parts) == 1:
@@ -157,13 +162,14 @@ class Channel:
         return await self._call_at(msg, expect, trio.current_time() + timeout)
 
     async def _call_at(self, msg: object, expect: type | tuple[type, ...], deadline: float) -> Any:
+        parts = self._io.encode(msg)   # a bad request fails here, leaving the channel intact
         with trio.move_on_at(deadline) as scope:
             async with self._lock:
                 if self._closed:
                     raise IpcUnavailable(f"{self.name}: channel closed")
                 done = False
                 try:
-                    reply = await self._exchange(msg)
+                    reply = await self._exchange(parts)
                     done = True
                 finally:
                     if not done:
@@ -180,9 +186,9 @@ class Channel:
                                 f" to {type(msg).__name__}")
         return reply
 
-    async def _exchange(self, msg: object) -> Any:
+    async def _exchange(self, parts: list) -> Any:
         try:
-            await self._io.send(msg)
+            await self._io.send_parts(parts)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
             raise IpcUnavailable(f"{self.name}: connection lost: {e}") from None
         return await self._receive()
@@ -396,7 +402,7 @@ async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | No
                 reply = await handler(request)
                 if reply is None:
                     raise TypeError(f"handler returned None for {type(request).__name__}")
-                parts = encode_parts(reply)     # an unencodable reply is the handler's bug too
+                parts = io.encode(reply)    # an unencodable reply is the handler's bug too
             except Exception as e:
                 await _try_send(io, ErrorReply(ErrorCode.INTERNAL, f"{type(e).__name__}: {e}"))
                 raise

@@ -102,6 +102,13 @@ async def serving(path, **kw):
         nursery.cancel_scope.cancel()
 
 
+async def bugs_logged(server):
+    """Wait for serve() to re-raise a handler bug: it does so just after answering."""
+    with trio.fail_after(2):
+        while not server.bugs:
+            await trio.sleep(0.01)
+
+
 def connect(path):
     return ipc_io.connect(path, protocol="test", timeout=5)
 
@@ -157,6 +164,7 @@ async def test_handler_bug_answers_internal_and_spares_other_connections(tmp_pat
                 await chan.call(Echo("b"), expect=Echoed, timeout=5)
         assert (await other.call(Echo("c"), expect=Echoed, timeout=5)).text == "c"
         await other.aclose()
+        await bugs_logged(server)
         assert [str(b) for b in server.bugs] == ["handler bug"]
 
 
@@ -308,3 +316,29 @@ def test_serve_needs_a_protocol_on_an_unnamed_stream():
     with pytest.raises(TypeError, match="protocol= is required"):
         trio.run(main)
 
+
+
+@trio_test
+async def test_bad_request_fails_locally_and_outer_cancel_retires_the_channel(tmp_path):
+    async with serving(tmp_path / "svc"):
+        async with await connect(tmp_path / "svc") as chan:
+            with pytest.raises(TypeError, match="expected str"):
+                await chan.call(Echo(42), expect=Echoed, timeout=5)
+            assert chan.usable
+            assert (await chan.call(Echo("ok"), expect=Echoed, timeout=5)).text == "ok"
+            with trio.move_on_after(0.1):       # the caller gives up, not the channel
+                await chan.call(Echo("slow", delay=30), expect=Echoed, timeout=60)
+            assert not chan.usable
+
+
+@trio_test
+async def test_handler_returning_nothing_is_a_bug(tmp_path):
+    async def handler(msg):
+        return None
+
+    async with serving(tmp_path / "svc") as server:
+        server.handle = handler
+        with pytest.raises(RemoteError, match="internal: TypeError: handler returned None for Echo"):
+            await ipc_io.call(tmp_path / "svc", Echo("x"), protocol="test", expect=Echoed, timeout=5)
+        await bugs_logged(server)
+    assert [type(b) for b in server.bugs] == [TypeError]
