@@ -261,26 +261,31 @@ def _converters(tp: Any, label: str) -> tuple[Encoder, Decoder]:
     raise TypeError(f"{label}: the ipc codec cannot carry type {tp!r}")
 
 
-def _scalar(tp: type, label: str) -> tuple[Encoder, Decoder]:
-    def ok(v: Any) -> bool:
-        if tp is bool:
-            return v is True or v is False
-        if tp is float:
-            return isinstance(v, (int, float)) and not isinstance(v, bool)
-        return isinstance(v, tp) and not isinstance(v, bool) if tp is int else isinstance(v, tp)
+# What each scalar field accepts, on the way out and on the way in. bool is
+# an int to Python but not to the protocol; a float field accepts an int
+# (a peer may well write 300 for 300.0).
+_SCALAR_OK: dict[type, Callable[[Any], bool]] = {
+    str: lambda v: isinstance(v, str),
+    int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+    float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    bool: lambda v: v is True or v is False,
+}
 
+
+def _scalar(tp: type, label: str) -> tuple[Encoder, Decoder]:
+    ok = _SCALAR_OK[tp]
     want = tp.__name__
 
     def enc(v: Any, blobs: list) -> Any:
         if not ok(v):
             raise TypeError(f"{label}: expected {want}, got {type(v).__qualname__}")
-        # str/int subclasses (StrEnum, IntEnum) travel as their plain value.
-        return float(v) if tp is float else (tp(v) if type(v) is not tp else v)
+        # Subclasses (StrEnum, IntEnum) travel as their plain value.
+        return v if type(v) is tp else tp(v)
 
     def dec(v: Any, blobs: _Blobs) -> Any:
         if not ok(v):
             raise ProtocolError(f"{label}: expected {want}, got {type(v).__name__}")
-        if tp is float:
+        if tp is float and type(v) is int:
             try:
                 return float(v)
             except OverflowError:

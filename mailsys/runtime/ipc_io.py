@@ -12,6 +12,7 @@ SYNOPSIS
     async with pool.channel() as chan: ...
 
     await serve(stream, handler, protocol="cleanup")       # server side, one connection
+    chan = await open_channel(stream, protocol="cleanup", timeout=5)   # client on a given stream
 
     await send_trigger(path, names.QMGR_REQ_SCAN_INCOMING, timeout=1)
     data = await receive_trigger(stream, timeout=1)         # trigger server side
@@ -31,7 +32,9 @@ DESCRIPTION
     ChannelPool: at most ``size`` connections, each reused.
 
     Every call runs under the caller's deadline, covering the wait for the
-    lock, the write and the reply. When a call does not finish (timeout,
+    lock, the write and the reply. The request is encoded before the lock is
+    taken, so a request the codec refuses (TypeError, or ProtocolError for
+    a frame over max_frame) leaves the channel as it was. When a call does not finish (timeout,
     cancellation, EOF, a malformed reply) the channel can no longer tell
     which reply belongs to which request, so it closes itself; later calls
     on it raise IpcUnavailable, and a pool replaces it.
