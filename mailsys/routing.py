@@ -232,21 +232,41 @@ class LookupTable(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DomainSet:
-    """A match list of plain domain names, matched exactly (case-insensitive).
+    """A domain match list of names only (mydestination, relay_domains, ...).
 
-    What mydestination and the virtual domain lists mean when they hold
-    names only; a list with tables, /file names or parent-domain matching
-    needs a fuller matcher with the same match() method.
+    "example.com" matches that name, and with parent=True every subdomain
+    too (Postfix parent_domain_matches_subdomains, whose default lists
+    relay_domains but not mydestination or the virtual domain lists);
+    ".example.com" matches every subdomain and never the name itself.
+    Names are compared case-insensitively without a trailing dot.
+
+    Lists that name lookup tables, /file/name patterns or !negations need
+    the full match-list implementation, which has the same match() method;
+    of() refuses them rather than read them as domain names.
     """
 
     names: frozenset[str] = frozenset()
+    parent: bool = False
 
     @classmethod
-    def of(cls, names: Iterable[str]) -> DomainSet:
-        return cls(frozenset(n.lower().rstrip(".") for n in names if n))
+    def of(cls, items: Iterable[str], *, parent: bool = False) -> DomainSet:
+        names = set()
+        for item in items:
+            if not item:
+                continue
+            if ":" in item or item.startswith(("/", "!")):
+                raise ValueError(f'"{item}" is not a domain name: this list needs a table-aware matcher')
+            names.add(item.lower().rstrip("."))
+        return cls(frozenset(names), parent)
 
     def match(self, domain: str) -> bool:
-        return domain.lower().rstrip(".") in self.names
+        name = domain.lower().rstrip(".")
+        if name in self.names:
+            return True
+        for i, c in enumerate(name):
+            if c == "." and (name[i:] in self.names or (self.parent and name[i + 1:] in self.names)):
+                return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,9 +299,11 @@ class RoutingSettings:
 
         open_table opens one transport_maps entry (``lambda s:
         tables.open_table(s, cfg)``); domains builds the match list of a
-        parameter by name (default: DomainSet of its names).
+        parameter by name (default: DomainSet of its names, relay_domains
+        matching subdomains as Postfix's default parent_domain_matches_subdomains
+        has it).
         """
-        make = domains or (lambda name: DomainSet.of(cfg[name]))
+        make = domains or (lambda name: DomainSet.of(cfg[name], parent=name == "relay_domains"))
         return cls(myhostname=cfg.myhostname, mydestination=make("mydestination"),
                    virtual_alias_domains=make("virtual_alias_domains"),
                    virtual_mailbox_domains=make("virtual_mailbox_domains"),

@@ -28,7 +28,7 @@ BASE = RoutingSettings(
     mydestination=DomainSet.of(["mx.example.com", "localhost.example.com", "localhost"]),
     virtual_alias_domains=DomainSet.of(["alias.example"]),
     virtual_mailbox_domains=DomainSet.of(["example.com", "virt.example"]),
-    relay_domains=DomainSet.of(["relayed.example"]),
+    relay_domains=DomainSet.of(["relayed.example"], parent=True),
     local_transport="local:mx.example.com",
     own_addresses=frozenset({"192.0.2.25", "2001:db8::25"}),
 )
@@ -93,13 +93,28 @@ def test_nexthop_lists():
     ("bob@example.com", Route("virtual", "example.com", V)),
     ("bob@Virt.Example.", Route("virtual", "virt.example", V)),
     ("x@relayed.example", Route("relay", "relayed.example", R)),
-    ("x@sub.relayed.example", Route("smtp", "sub.relayed.example", D)),  # exact names only
+    ("x@sub.relayed.example", Route("relay", "sub.relayed.example", R)),  # parent matching
+    ("bob@sub.example.com", Route("smtp", "sub.example.com", D)),         # exact names
     ("x@remote.example", Route("smtp", "remote.example", D)),
     ("x@[192.0.2.99]", Route("smtp", "[192.0.2.99]", D)),
     ("x@sub.mx.example.com", Route("smtp", "sub.mx.example.com", D)),
 ])
 def test_address_classes(address, route):
     assert resolve(address, BASE) == route
+
+
+def test_domain_set():
+    exact = DomainSet.of(["Example.COM.", ".dot.example"])
+    assert exact.match("example.com") and exact.match("EXAMPLE.com.")
+    assert not exact.match("sub.example.com") and not exact.match("xexample.com")
+    assert exact.match("a.dot.example") and exact.match("a.b.dot.example")
+    assert not exact.match("dot.example")
+    parent = DomainSet.of(["example.com"], parent=True)
+    assert parent.match("example.com") and parent.match("a.b.example.com")
+    assert not parent.match("badexample.com") and not parent.match("com")
+    for item in ["hash:/etc/domains", "/etc/domains", "!example.com"]:
+        with pytest.raises(ValueError):
+            DomainSet.of([item])
 
 
 def test_relayhost_for_relay_and_default_classes_only():
@@ -199,6 +214,7 @@ def test_from_config_with_real_tables(tmp_path):
     (etc / "main.cf").write_text(
         "myhostname = mx.example.com\nmydomain = example.com\n"
         "virtual_mailbox_domains = example.com\n"
+        "relay_domains = relayed.example\n"
         f"transport_maps = texthash:{etc / 'transport'}\n"
         "relayhost = [relay.example]:2525\n")
     cfg = load(etc)
@@ -209,6 +225,7 @@ def test_from_config_with_real_tables(tmp_path):
     assert resolve("a@elsewhere.example", s) == Route("smtp", "[relay.example]:2525", D)
     assert resolve("root@localhost.example.com", s) == Route("local", "mx.example.com", L)
     assert resolve("bob@example.com", s) == Route("virtual", "example.com", V)
+    assert resolve("a@sub.relayed.example", s) == Route("relay", "[relay.example]:2525", R)
     assert parse_nexthop(resolve("a@example.test", s).nexthop) == NextHop("example.test", 2526)
 
 

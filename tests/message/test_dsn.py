@@ -399,3 +399,15 @@ def test_notice_is_valid_multipart_report():
         ["text/plain", "message/delivery-status", "message/rfc822"]
     assert not msg.defects and all(not p.defects for p in msg.walk())
     assert re.fullmatch(r"972C220E072\.5/mx\.example\.com", msg.get_boundary())
+
+
+def test_settings_from_config(tmp_path):
+    from mailsys.config import load
+    (tmp_path / "main.cf").write_text(
+        "myhostname = mx.example.com\nmydomain = example.com\nmyorigin = $mydomain\n"
+        "bounce_size_limit = 1000\ndelay_warning_time = 4\nmaximal_queue_lifetime = 3\n")
+    settings = NoticeSettings.from_config(load(tmp_path), tz=UTC)
+    assert settings == NoticeSettings(myhostname="mx.example.com", myorigin="example.com",
+                                      mail_name="mailsys", bounce_size_limit=1000,
+                                      delay_warning_time=4 * 3600.0,
+                                      maximal_queue_lifetime=3 * 86400.0, tz=UTC)
