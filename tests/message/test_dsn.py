@@ -16,6 +16,8 @@ from datetime import timezone
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mailsys.message.dsn import Kind, NoticeSettings, build_notice, line_wrap, wants_notice
 from mailsys.message.envelope import Envelope, Notify, RcptState, Recipient
@@ -228,6 +230,16 @@ def test_long_smtp_reason_wraps_at_79_with_4_space_indent():
 def test_line_wrap_matches_postfix(text, expected):
     assert line_wrap(text) == expected
     assert all(len(line) <= 79 or " " not in line.strip() for line in line_wrap(text))
+
+
+@given(st.lists(st.text(alphabet="abc<>@.:", min_size=1, max_size=30), max_size=40))
+def test_line_wrap_keeps_words_and_fits(words):
+    text = " ".join(words)
+    lines = line_wrap(text)
+    assert " ".join(line.strip() for line in lines).split() == text.split()
+    assert all(line.startswith("    ") for line in lines[1:])
+    for line in lines:
+        assert len(line) <= 79 or " " not in line.strip()
 
 
 def test_expanded_from_and_control_characters():
