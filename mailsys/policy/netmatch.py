@@ -202,7 +202,23 @@ def _table_has_name(table: Table, name: str, parent: bool) -> bool:
     return False
 
 
-class ClientMatcher:
+class _Matcher:
+    """What both matchers share: compiled rules and the parent-domain flag."""
+
+    __slots__ = ("rules", "parent")
+
+    def __init__(self, rules: tuple[_Rule, ...], parent: bool) -> None:
+        self.rules = rules
+        self.parent = parent
+
+    def __bool__(self) -> bool:
+        return bool(self.rules)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({' '.join(r.spec for r in self.rules)!r})"
+
+
+class ClientMatcher(_Matcher):
     """A compiled client match list (mynetworks and the like).
 
     >>> m = ClientMatcher.compile(["127.0.0.0/8", "[::1]/128", "!192.0.2.1", "192.0.2.0/24"])
@@ -210,11 +226,7 @@ class ClientMatcher:
     (True, False)
     """
 
-    __slots__ = ("rules", "parent")
-
-    def __init__(self, rules: tuple[_Rule, ...], parent: bool) -> None:
-        self.rules = rules
-        self.parent = parent
+    __slots__ = ()
 
     @classmethod
     def compile(cls, items: Iterable[str], *, param: str = "mynetworks",
@@ -245,21 +257,11 @@ class ClientMatcher:
                 return not rule.negate
         return False
 
-    def __bool__(self) -> bool:
-        return bool(self.rules)
 
-    def __repr__(self) -> str:
-        return f"ClientMatcher({' '.join(r.spec for r in self.rules)!r})"
-
-
-class DomainMatcher:
+class DomainMatcher(_Matcher):
     """A compiled domain match list (mydestination, relay_domains, ...)."""
 
-    __slots__ = ("rules", "parent")
-
-    def __init__(self, rules: tuple[_Rule, ...], parent: bool) -> None:
-        self.rules = rules
-        self.parent = parent
+    __slots__ = ()
 
     @classmethod
     def compile(cls, items: Iterable[str], *, param: str = "mydestination",
@@ -284,9 +286,3 @@ class DomainMatcher:
             if hit:
                 return not rule.negate
         return False
-
-    def __bool__(self) -> bool:
-        return bool(self.rules)
-
-    def __repr__(self) -> str:
-        return f"DomainMatcher({' '.join(r.spec for r in self.rules)!r})"
