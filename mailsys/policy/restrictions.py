@@ -60,6 +60,7 @@ import re
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping
 
+from mailsys.config.values import split_list
 from mailsys.errors import ConfigError
 from mailsys.policy.netmatch import (ClientMatcher, DomainMatcher, Table, parent_domains,
                                      parse_address)
@@ -357,7 +358,7 @@ def _param(cfg: Any, name: str, default: Any) -> Any:
             except ValueError:
                 raise ConfigError(f'bad numerical configuration: {name} = {text}', param=name) from None
         if isinstance(default, tuple):
-            return tuple(x for x in re.split(r"[,\s]+", text) if x)
+            return split_list(text)
     return value
 
 
