@@ -42,10 +42,15 @@ DESCRIPTION
     evaluation may look up, resolves them, and passes a dictionary-backed
     resolver. Without a resolver a lookup counts as a temporary failure.
 
-    Not supported (a restriction of this kind is logged at compile time and
-    answers 451 4.3.5 Server configuration error, as Postfix answers an
-    unknown restriction): RBL lookups, policy services, client certificate
-    and reverse-DNS restrictions.
+    reject_rbl_client and reject_rhsbl_* ask the same resolver whether
+    the list holds the name; a "=127.0.0.2"-style reply filter cannot be
+    checked that way, so such an entry is skipped with a compile-time
+    warning. reject_unknown_client_hostname and
+    reject_unknown_reverse_client_hostname go by client_name "unknown".
+    reject_unauth_pipelining (smtpd's own job) and permit_tls_clientcerts
+    (no certificate facts here) never decide. Anything else unknown, such as
+    check_policy_service, is logged at compile time and answers 451 4.3.5
+    Server configuration error, as Postfix answers an unknown restriction.
 
 SEE ALSO
     Postfix SMTPD_ACCESS_README, access(5), postconf(5),
@@ -158,6 +163,9 @@ _CODE_DEFAULTS: dict[str, int] = {
     "unknown_virtual_mailbox_reject_code": 550,
     "unknown_virtual_alias_reject_code": 550,
     "unknown_relay_recipient_reject_code": 550,
+    "unknown_client_reject_code": 450,
+    "plaintext_reject_code": 450,
+    "maps_rbl_reject_code": 554,
 }
 
 # Postfix 3.7 default of parent_domain_matches_subdomains.
@@ -223,9 +231,9 @@ def split_dsn(text: str, default: str) -> tuple[str, str]:
 
 # -- address resolution ------------------------------------------------------
 
-def _unquoted_rfind(addr: str, ch: str) -> int:
-    """Index of the last ch outside double quotes and backslash escapes, or -1."""
-    pos = -1
+def _unquoted(addr: str, ch: str) -> list[int]:
+    """Indexes of ch outside double quotes and backslash escapes."""
+    found = []
     quoted = False
     escaped = False
     for i, c in enumerate(addr):
@@ -236,8 +244,14 @@ def _unquoted_rfind(addr: str, ch: str) -> int:
         elif c == '"':
             quoted = not quoted
         elif c == ch and not quoted:
-            pos = i
-    return pos
+            found.append(i)
+    return found
+
+
+def _unquoted_rfind(addr: str, ch: str) -> int:
+    """Index of the last ch outside quotes, or -1."""
+    found = _unquoted(addr, ch)
+    return found[-1] if found else -1
 
 
 def _dequote(local: str) -> str:
@@ -324,7 +338,7 @@ class _Run:
             return ctx.sender or ""
         if reply_class == RECIPIENT:
             return ctx.recipient or ""
-        return ""
+        return "DATA"     # smtpd_check_data: the command name stands in
 
     def dns(self, name: str) -> DnsStatus:
         self.lookups.append(name)
@@ -532,6 +546,7 @@ class Restrictions:
         self._virtual_alias_maps = maps("virtual_alias_maps", ())
         self._virtual_mailbox_maps = maps("virtual_mailbox_maps", ())
         self._relay_rcpt_maps = maps("relay_recipient_maps", ())
+        self._sender_login_maps = maps("smtpd_sender_login_maps", ())
 
         self.lists: dict[str, tuple[Step, ...]] = {}
         self._names: dict[str, tuple[str, ...]] = {}
@@ -620,8 +635,9 @@ class Restrictions:
                 saved_domain = domain
                 addr = local
                 continue
-            if self._swap_bangpath and _unquoted_rfind(addr, "!") >= 0:
-                bang = addr.find("!")
+            bangs = _unquoted(addr, "!") if self._swap_bangpath else []
+            if bangs:
+                bang = bangs[0]
                 addr = f"{addr[bang + 1:]}@{addr[:bang]}"
                 continue
             if self._percent_hack and _unquoted_rfind(addr, "%") >= 0:
@@ -683,6 +699,18 @@ class Restrictions:
             if kind in ("client", "helo", "sender", "recipient"):
                 table = self._tables(arg)
                 return lambda run, info: self._check_access(run, info, kind, table)
+        if name in _DNSBL and arg is not None:
+            zone, _, want = arg.partition("=")
+            if want:
+                # The resolver reports only whether a name exists, so a reply
+                # filter cannot be honoured; ignoring it could reject clients
+                # the admin meant to accept (list error codes), so skip.
+                self.warnings.append(f"{name} {arg}: reply filters are not supported; "
+                                     "restriction ignored")
+                return lambda run, info: DUNNO
+            return lambda run, info: self._dnsbl(run, info, name, zone.lower().rstrip("."))
+        if name in _NOT_HERE:
+            return lambda run, info: DUNNO
         self.warnings.append(f"unknown smtpd restriction: \"{name}\" in {param}")
         return self._config_error(name)
 
@@ -925,6 +953,100 @@ class Restrictions:
             return DUNNO
         return self._unlisted(run, info, run.ctx.sender, SENDER)
 
+    def _reject_plaintext_session(self, run: _Run, info: _ListInfo):
+        if run.ctx.tls:
+            return DUNNO
+        return self._reject(run, info, self._codes["plaintext_reject_code"], "4.7.1",
+                            "Session encryption is required", CLIENT)
+
+    def _unknown_client(self, run: _Run, info: _ListInfo, what: str):
+        ctx = run.ctx
+        if ctx.client_name and ctx.client_name != "unknown":
+            return DUNNO
+        return self._reject(run, info, self._codes["unknown_client_reject_code"], "4.7.25",
+                            f"Client host rejected: cannot find your {what}, [{ctx.client_addr}]",
+                            CLIENT)
+
+    def _reject_unknown_client_hostname(self, run: _Run, info: _ListInfo):
+        return self._unknown_client(run, info, "hostname")
+
+    def _reject_unknown_reverse_client_hostname(self, run: _Run, info: _ListInfo):
+        return self._unknown_client(run, info, "reverse hostname")
+
+    def _dnsbl(self, run: _Run, info: _ListInfo, name: str, zone: str):
+        """reject_rbl_client and reject_rhsbl_*: listed when <query>.<zone> exists.
+
+        Reply as Postfix's default_rbl_reply without a TXT reason:
+        '554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using zen.example'.
+        A lookup that fails temporarily does not reject (Postfix likewise).
+        """
+        ctx = run.ctx
+        if name == "reject_rbl_client":
+            ip = parse_address(ctx.client_addr)
+            if ip is None:
+                return DUNNO
+            query = ip.reverse_pointer.rsplit(".", 2)[0]     # drop in-addr.arpa / ip6.arpa
+            what, reply_class = str(ip), CLIENT
+        else:
+            kind = name[len("reject_rhsbl_"):]
+            if kind in ("client", "reverse_client"):
+                domain = ctx.client_name if ctx.client_name != "unknown" else ""
+                reply_class = CLIENT
+            elif kind == "helo":
+                domain, reply_class = ctx.helo or "", HELO
+            else:
+                addr = ctx.sender if kind == "sender" else ctx.recipient
+                domain = split_address(addr or "")[1]
+                reply_class = SENDER if kind == "sender" else RECIPIENT
+            domain = domain.lower().rstrip(".")
+            if not domain or domain.startswith("[") or parse_address(domain) is not None:
+                return DUNNO
+            query = what = domain
+        if run.dns(f"{query}.{zone}") is not DnsStatus.EXISTS:
+            return DUNNO
+        return self._reject(run, info, self._codes["maps_rbl_reject_code"], "5.7.1",
+                            f"Service unavailable; {reply_class} [{what}] blocked using {zone}",
+                            reply_class)
+
+    def _sender_login_mismatch(self, run: _Run, info: _ListInfo, authenticated: bool,
+                               unauthenticated: bool):
+        """reject_*sender_login_mismatch against smtpd_sender_login_maps."""
+        ctx = run.ctx
+        if not ctx.sender or not self._sender_login_maps:
+            return DUNNO
+        local, domain = split_address(ctx.sender.lower())
+        keys = _recipient_keys(local, domain, self._delimiter, False)
+        owners = None
+        for key in keys:
+            for table in self._sender_login_maps:
+                owners = table.lookup(key)
+                if owners is not None:
+                    break
+            if owners is not None:
+                break
+        if ctx.sasl_user:
+            if not authenticated:
+                return DUNNO
+            names = {o.strip().lower() for o in re.split(r"[,\s]+", owners or "") if o.strip()}
+            if ctx.sasl_user.lower() in names:
+                return DUNNO
+            return self._reject(run, info, 553, "5.7.1",
+                                f"<{ctx.sender}>: Sender address rejected: not owned by user "
+                                f"{ctx.sasl_user}", SENDER)
+        if unauthenticated and owners is not None:
+            return self._reject(run, info, 553, "5.7.1",
+                                f"<{ctx.sender}>: Sender address rejected: not logged in", SENDER)
+        return DUNNO
+
+    def _reject_sender_login_mismatch(self, run: _Run, info: _ListInfo):
+        return self._sender_login_mismatch(run, info, True, True)
+
+    def _reject_authenticated_sender_login_mismatch(self, run: _Run, info: _ListInfo):
+        return self._sender_login_mismatch(run, info, True, False)
+
+    def _reject_unauthenticated_sender_login_mismatch(self, run: _Run, info: _ListInfo):
+        return self._sender_login_mismatch(run, info, False, True)
+
     # -- unknown users ----------------------------------------------------
 
     def _unlisted(self, run: _Run, info: _ListInfo, addr: str, reply_class: str | None = None):
@@ -1130,7 +1252,25 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
     "reject_unlisted_recipient": Restrictions._reject_unlisted_recipient,
     "reject_unverified_recipient": Restrictions._reject_unlisted_recipient,
     "reject_unlisted_sender": Restrictions._reject_unlisted_sender,
+    "reject_plaintext_session": Restrictions._reject_plaintext_session,
+    "reject_unknown_client_hostname": Restrictions._reject_unknown_client_hostname,
+    "reject_unknown_client": Restrictions._reject_unknown_client_hostname,
+    "reject_unknown_reverse_client_hostname": Restrictions._reject_unknown_reverse_client_hostname,
+    "reject_sender_login_mismatch": Restrictions._reject_sender_login_mismatch,
+    "reject_authenticated_sender_login_mismatch":
+        Restrictions._reject_authenticated_sender_login_mismatch,
+    "reject_known_sender_login_mismatch": Restrictions._reject_sender_login_mismatch,
+    "reject_unauthenticated_sender_login_mismatch":
+        Restrictions._reject_unauthenticated_sender_login_mismatch,
 }
+
+_DNSBL = frozenset({"reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_reverse_client",
+                    "reject_rhsbl_helo", "reject_rhsbl_sender", "reject_rhsbl_recipient"})
+
+# Restrictions whose work smtpd does itself (pipelining) or that need facts a
+# PolicyContext does not carry (client certificates): they never decide here.
+_NOT_HERE = frozenset({"reject_unauth_pipelining", "permit_tls_clientcerts",
+                       "permit_tls_all_clientcerts"})
 
 
 def reject_log_text(decision: Decision, ctx: PolicyContext, *, command: str = "RCPT",

@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass
 
 from mailsys.sasl.passwords import cram_md5_digest
-from mailsys.sasl.users import MECH_CRAM_MD5, MECH_LOGIN, MECH_PLAIN, UserDatabase
+from mailsys.sasl.users import MECH_CRAM_MD5, MECH_PLAIN, UserDatabase
 
 LOGIN_USERNAME = "VXNlcm5hbWU6"    # base64 "Username:"
 LOGIN_PASSWORD = "UGFzc3dvcmQ6"    # base64 "Password:"

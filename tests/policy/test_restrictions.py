@@ -567,3 +567,81 @@ def test_from_config_with_main_cf_and_texthash_tables(tmp_path):
     assert rcpt(r, "alice@example.com", OUTSIDER).reply == \
         "554 5.7.1 <spam@spammer.example>: Sender address rejected: no spam here"
     assert rcpt(r, "x@remote.example", TRUSTED, client_addr="::1").accepted
+
+
+# -- client name, TLS, DNS lists, sender login -------------------------------------
+
+def test_reject_unknown_client_hostnames():
+    r = make(smtpd_client_restrictions=("reject_unknown_client_hostname",))
+    assert rcpt(r, "alice@example.com").reply == \
+        "450 4.7.25 Client host rejected: cannot find your hostname, [198.51.100.7]"
+    assert rcpt(r, "alice@example.com", client_name="mx.example.org").accepted
+    r = make(smtpd_client_restrictions=("reject_unknown_reverse_client_hostname",),
+             unknown_client_reject_code=550)
+    assert rcpt(r, "alice@example.com").reply == \
+        "550 5.7.25 Client host rejected: cannot find your reverse hostname, [198.51.100.7]"
+
+
+def test_reject_plaintext_session():
+    r = make(smtpd_sender_restrictions=("reject_plaintext_session",))
+    assert rcpt(r, "alice@example.com").reply == "450 4.7.1 Session encryption is required"
+    assert rcpt(r, "alice@example.com", tls=True).accepted
+
+
+def test_reject_rbl_client_queries_reversed_address():
+    asked = []
+
+    def res(name):
+        asked.append(name)
+        return DnsStatus.EXISTS if name == "7.100.51.198.zen.example" else DnsStatus.NOT_FOUND
+
+    r = make(smtpd_client_restrictions=("permit_mynetworks", "reject_rbl_client", "zen.example"))
+    assert rcpt(r, "alice@example.com", resolver=res).reply == \
+        "554 5.7.1 Service unavailable; Client host [198.51.100.7] blocked using zen.example"
+    assert rcpt(r, "alice@example.com", TRUSTED, res).accepted
+    assert rcpt(r, "alice@example.com", resolver=res, client_addr="203.0.113.1").accepted
+    assert asked == ["7.100.51.198.zen.example", "1.113.0.203.zen.example"]
+    v6 = []
+    rcpt(r, "alice@example.com", resolver=lambda n: v6.append(n) or DnsStatus.NOT_FOUND,
+         client_addr="2001:db8::1")
+    assert v6 == ["1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.example"]
+
+
+def test_reject_rhsbl_sender_and_tempfail_is_ignored():
+    r = make(smtpd_sender_restrictions=("reject_rhsbl_sender", "dbl.example"))
+    listed = dns({"spammer.example.dbl.example": DnsStatus.EXISTS})
+    assert rcpt(r, "alice@example.com", resolver=listed).reply == \
+        "554 5.7.1 Service unavailable; Sender address [spammer.example] blocked using dbl.example"
+    assert rcpt(r, "alice@example.com",
+                resolver=lambda n: DnsStatus.TEMPFAIL).accepted
+
+
+def test_dnsbl_reply_filter_is_skipped_with_warning():
+    r = make(smtpd_client_restrictions=("reject_rbl_client", "zen.example=127.0.0.2"))
+    assert rcpt(r, "alice@example.com", resolver=lambda n: DnsStatus.EXISTS).accepted
+    assert any("reply filters" in w for w in r.warnings)
+
+
+def test_unauth_pipelining_does_not_decide_here():
+    r = make(smtpd_data_restrictions=("reject_unauth_pipelining",))
+    assert r.evaluate_data(PolicyContext(**OUTSIDER)).accepted and not r.warnings
+
+
+def test_data_restrictions_reply_name():
+    r = make(smtpd_data_restrictions=("reject",))
+    assert r.evaluate_data(PolicyContext(**OUTSIDER)).reply == \
+        "554 5.7.1 <DATA>: Data command rejected: Access denied"
+
+
+def test_sender_login_mismatch():
+    logins = Table({"alice@example.com": "alice, alice2", "@shared.example": "bob"})
+    r = make(smtpd_sender_login_maps=("texthash:/logins",),
+             smtpd_sender_restrictions=("reject_sender_login_mismatch",),
+             tables={"texthash:/logins": logins})
+    assert rcpt(r, "x@remote.example", sasl_user="alice2", sender="alice@example.com").accepted
+    assert rcpt(r, "x@remote.example", sasl_user="bob", sender="any@shared.example").accepted
+    assert rcpt(r, "x@remote.example", sasl_user="bob", sender="alice@example.com").reply == \
+        "553 5.7.1 <alice@example.com>: Sender address rejected: not owned by user bob"
+    assert rcpt(r, "alice@example.com", OUTSIDER, sender="alice@example.com").reply == \
+        "553 5.7.1 <alice@example.com>: Sender address rejected: not logged in"
+    assert rcpt(r, "alice@example.com", OUTSIDER, sender="nobody@elsewhere.example").accepted
