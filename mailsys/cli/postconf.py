@@ -4,6 +4,7 @@ SYNOPSIS
     mailsys postconf [-c dir] [-dhnx] [name ...]
     mailsys postconf [-c dir] -e name=value ...
     mailsys postconf [-c dir] -X name ...
+    mailsys postconf [-c dir] -# name ...
     mailsys postconf [-c dir] [-h] -M [name[/type] ...]
 
 DESCRIPTION
@@ -17,7 +18,8 @@ DESCRIPTION
     -e edits main.cf in place: an existing setting (with its continuation
     lines) is replaced where it stands, other lines and comments are kept,
     new names are appended. Every new value is checked against the parameter
-    table first, so a bad value never reaches the file. -X deletes settings.
+    table first, so a bad value never reaches the file. -X deletes settings,
+    -# comments them out.
     The file is replaced atomically (written beside it, then renamed).
 
     -M prints master.cf with its columns aligned the way Postfix does
@@ -38,32 +40,36 @@ from pathlib import Path
 
 from mailsys.config import load
 from mailsys.config.loader import Config
+from mailsys.config.lines import physical_lines
 from mailsys.config.maincf import parse_main_cf, split_name_value
 from mailsys.config.mastercf import split_master_text
 from mailsys.config.params import PARAMS, param
+from mailsys.config.tables import sync_directory
 from mailsys.errors import ConfigError, UsageError
 
-USAGE = ("usage: postconf [-c config_dir] [-dhnx] [name ...] | -e name=value ... | -X name ... "
+USAGE = ("usage: postconf [-c config_dir] [-dhnx] [name ...] | -e name=value ... | -X|-# name ... "
          "| -M [name[/type] ...]")
 
 
 def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
     try:
-        opts, names = getopt.gnu_getopt(argv, "c:dehnxXM")
+        opts, names = getopt.gnu_getopt(argv, "c:dehnxXM#")
     except getopt.GetoptError as e:
         raise UsageError(f"{e}. {USAGE}") from None
     flags = {flag for flag, _ in opts}
     for flag, value in opts:
         if flag == "-c":
             config_dir = Path(value).absolute()
-    if "-e" in flags and "-X" in flags:
+    if len(flags & {"-e", "-X", "-#", "-M"}) > 1:
         raise UsageError(USAGE)
     if "-e" in flags:
         return edit(config_dir, names)
     if "-X" in flags:
         return delete(config_dir, names)
+    if "-#" in flags:
+        return delete(config_dir, names, comment_out=True)
     if "-M" in flags:
-        return show_master(config_dir, names, values_only="-h" in flags)
+        return show_master(config_dir, names)
     return show(config_dir, names, flags)
 
 
@@ -141,50 +147,62 @@ def edit(config_dir: Path, args: list[str]) -> int:
     return 0
 
 
-def delete(config_dir: Path, names: list[str]) -> int:
-    """postconf -X name ...: remove settings (with their continuation lines)."""
+def delete(config_dir: Path, names: list[str], comment_out: bool = False) -> int:
+    """postconf -X / -# name ...: remove or comment out settings, continuations included."""
     if not names:
         raise UsageError(USAGE)
     path, text = _read_main(config_dir)
     if text:
-        _write_atomically(path, _rewrite(text, dict.fromkeys(names), str(path)))
+        marker = COMMENT_OUT if comment_out else None
+        _write_atomically(path, _rewrite(text, dict.fromkeys(names, marker), str(path)))
     return 0
 
 
-def _rewrite(text: str, changes: dict[str, str | None], file: str) -> str:
-    """main.cf text with each name set to its new value (None: removed).
+COMMENT_OUT = object()    # _rewrite: turn the setting into comment lines
+
+
+def _rewrite(text: str, changes: dict, file: str) -> str:
+    """main.cf text with each name set to its new value.
 
     The first setting of a name is replaced where it stands and later ones
     are dropped; comment and blank lines are kept even inside a continued
-    value; names not yet present are appended.
+    value; names not yet present are appended. A value of None removes the
+    setting, COMMENT_OUT turns each of its lines into a comment (``#name = ...``).
     """
     pending = dict(changes)
     done: set[str] = set()
     out: list[str] = []
     skipping = False
-    for raw in text.splitlines():
+    commenting = False
+    for raw in physical_lines(text):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             out.append(raw)
             continue
         if raw[0].isspace():
-            if not skipping:
+            if commenting:
+                out.append("#" + raw)
+            elif not skipping:
                 out.append(raw)
             continue
-        skipping = False
+        skipping = commenting = False
         name = _setting_name(raw)
         if name is not None and name in changes:
+            value = pending.pop(name, None)
+            if changes[name] is COMMENT_OUT:
+                commenting = True
+                out.append("#" + raw)
+                continue
             skipping = True
             if name not in done:
                 done.add(name)
-                value = pending.pop(name)
                 if value is not None:
-                    out.append(f"{name} = {value}")
+                    out.append(format_line(name, value, False))
             continue
         out.append(raw)
     for name, value in pending.items():
-        if value is not None:
-            out.append(f"{name} = {value}")
+        if isinstance(value, str):
+            out.append(format_line(name, value, False))
     return "\n".join(out) + "\n" if out else ""
 
 
@@ -206,6 +224,7 @@ def _write_atomically(path: Path, text: str) -> None:
         except FileNotFoundError:
             os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        sync_directory(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -222,7 +241,7 @@ def format_master(fields: tuple[str, ...], command: tuple[str, ...]) -> str:
     return f"{cols} {' '.join(command)}"
 
 
-def show_master(config_dir: Path, requests: list[str], values_only: bool = False) -> int:
+def show_master(config_dir: Path, requests: list[str]) -> int:
     path = config_dir / "master.cf"
     try:
         text = path.read_text(encoding="utf-8", errors="surrogateescape")

@@ -14,6 +14,8 @@ A table spec is ``type:name`` as in Postfix (postconf(5), "lookup tables"):
     static:value            every key gives value (``static:{ a b }`` too)
     regexp:/path            regexp_table(5): ``/pattern/flags result``,
                             ``!/pattern/ result``, if/endif, $1 substitution
+    unix:passwd.byname      the password file: ``name:x:uid:gid:gecos:home:shell``
+    unix:group.byname       the group file: ``name:x:gid:member,member``
 
 Keys of texthash, lmdb and inline tables are case-insensitive, as Postfix
 folds them to lower case when it builds a table; regexp patterns are
@@ -124,6 +126,34 @@ class StaticTable:
 
 def _static(spec: str, name: str, cfg) -> Table:
     return StaticTable(spec, strip_braces(name))
+
+
+# -- unix -------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class UnixTable:
+    """unix:passwd.byname and unix:group.byname, read through the C library."""
+    spec: str
+    map: str
+
+    def lookup(self, key: str) -> str | None:
+        import grp
+        import pwd
+        try:
+            if self.map == "passwd.byname":
+                pw = pwd.getpwnam(key.lower())
+                return ":".join((pw.pw_name, pw.pw_passwd, str(pw.pw_uid), str(pw.pw_gid),
+                                 pw.pw_gecos, pw.pw_dir, pw.pw_shell))
+            gr = grp.getgrnam(key.lower())
+            return ":".join((gr.gr_name, gr.gr_passwd, str(gr.gr_gid), ",".join(gr.gr_mem)))
+        except (KeyError, UnicodeError):
+            return None
+
+
+def _unix(spec: str, name: str, cfg) -> Table:
+    if name not in ("passwd.byname", "group.byname"):
+        raise ConfigError(f"unknown table: {spec} (expected unix:passwd.byname or unix:group.byname)")
+    return UnixTable(spec, name)
 
 
 # -- regexp ---------------------------------------------------------------------------
@@ -332,7 +362,17 @@ def write_lmdb(source: Path) -> Path:
         raise
     env.close()
     os.replace(tmp, target)
+    sync_directory(target.parent)
     return target
+
+
+def sync_directory(path: Path) -> None:
+    """Make a rename in `path` survive a crash (the entry lives in the directory)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 OPENERS: dict[str, Callable[[str, str, object], Table]] = {
@@ -341,4 +381,5 @@ OPENERS: dict[str, Callable[[str, str, object], Table]] = {
     "static": _static,
     "regexp": _regexp,
     "lmdb": _lmdb,
+    "unix": _unix,
 }

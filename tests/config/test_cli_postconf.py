@@ -132,6 +132,13 @@ def test_X_deletes(compat_main, confdir, run_cli):
         "  # this comment line is dropped, the value continues\n")
 
 
+def test_hash_comments_out(confdir, run_cli):
+    d = confdir("relayhost = [127.0.0.1]:2\nmydestination = a,\n  b\nx = 1\n")
+    assert run_cli(d, "postconf", "-#", "relayhost", "mydestination").returncode == 0
+    assert (d / "main.cf").read_text() == "#relayhost = [127.0.0.1]:2\n#mydestination = a,\n#  b\nx = 1\n"
+    assert run_cli(d, "postconf", "-n").stdout == "x = 1\n"
+
+
 def test_M_prints_normalized_master_cf(confdir, run_cli):
     d = confdir("", MASTER)
     r = run_cli(d, "postconf", "-M")

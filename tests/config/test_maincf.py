@@ -121,3 +121,9 @@ def test_self_reference_is_an_error(confdir):
 def test_bad_expressions(text):
     with pytest.raises(ConfigError):
         expand({"a": "A", "b": "B"}, text)
+
+
+def test_form_feed_stays_inside_a_value(confdir):
+    cfg = load(confdir("smtpd_banner = a\x0cb\r\nmyhostname = x.example\r\n"))
+    assert cfg.smtpd_banner == "a\x0cb"
+    assert cfg.myhostname == "x.example"

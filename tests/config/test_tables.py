@@ -111,6 +111,17 @@ def test_lmdb_missing_file(tmp_path, cfg):
         open_table(f"lmdb:{tmp_path}/transport", cfg)
 
 
+def test_unix(cfg):
+    import pwd
+    root = pwd.getpwuid(0)
+    passwd = open_table("unix:passwd.byname", cfg)
+    assert passwd.lookup(root.pw_name).split(":")[:3] == [root.pw_name, root.pw_passwd, "0"]
+    assert passwd.lookup("no-such-user-here") is None
+    assert open_table("unix:group.byname", cfg).lookup("no-such-group-here") is None
+    with pytest.raises(ConfigError, match="unknown table: unix:hosts"):
+        open_table("unix:hosts", cfg)
+
+
 @pytest.mark.parametrize("spec,message", [
     ("hash:/etc/aliases", "unsupported dictionary type: hash"),
     ("nocolon", 'expecting "type:name" form'),
