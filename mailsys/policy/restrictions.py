@@ -376,17 +376,6 @@ def _param(cfg: Any, name: str, default: Any) -> Any:
     return value
 
 
-class _PasswdTable:
-    """unix:passwd.byname: the system's users (Postfix local_recipient_maps default)."""
-
-    def lookup(self, key: str) -> str | None:
-        import pwd     # stdlib; only the local user check needs it
-        try:
-            return pwd.getpwnam(key).pw_name
-        except (KeyError, UnicodeEncodeError):
-            return None
-
-
 class _Tables:
     """Opens each table spec once, whatever list or restriction names it."""
 
@@ -398,15 +387,14 @@ class _Tables:
     def __call__(self, spec: str) -> Table:
         table = self._open.get(spec)
         if table is None:
+            opener = self._opener
+            if opener is None:
+                from mailsys.config.tables import open_table   # deferred: tests pass their own
+                opener = open_table
+            # proxy: only moves a lookup into Postfix's proxymap daemon; the
+            # answers are the table's own, so mailsys reads the table directly.
             bare = spec[len("proxy:"):] if spec.startswith("proxy:") else spec
-            if bare == "unix:passwd.byname":
-                table = _PasswdTable()
-            else:
-                opener = self._opener
-                if opener is None:
-                    from mailsys.config.tables import open_table   # deferred: optional at import
-                    opener = open_table
-                table = opener(spec, self._cfg)
+            table = opener(bare, self._cfg)
             self._open[spec] = table
         return table
 
@@ -542,7 +530,7 @@ class Restrictions:
         def maps(name: str, default: tuple[str, ...]) -> tuple[Table, ...]:
             return tuple(tables(spec) for spec in get(name, default))
 
-        self._local_rcpt_maps = maps("local_recipient_maps", ("proxy:unix:passwd.byname",))
+        self._local_rcpt_maps = maps("local_recipient_maps", ("unix:passwd.byname",))
         self._virtual_alias_maps = maps("virtual_alias_maps", ())
         self._virtual_mailbox_maps = maps("virtual_mailbox_maps", ())
         self._relay_rcpt_maps = maps("relay_recipient_maps", ())

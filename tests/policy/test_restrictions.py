@@ -645,3 +645,20 @@ def test_sender_login_mismatch():
     assert rcpt(r, "alice@example.com", OUTSIDER, sender="alice@example.com").reply == \
         "553 5.7.1 <alice@example.com>: Sender address rejected: not logged in"
     assert rcpt(r, "alice@example.com", OUTSIDER, sender="nobody@elsewhere.example").accepted
+
+
+@pytest.mark.parametrize("maps", [None, "proxy:unix:passwd.byname", "unix:passwd.byname"])
+def test_local_users_from_the_password_file(tmp_path, maps):
+    import pwd
+    user = pwd.getpwuid(0).pw_name
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    text = "myhostname = mx.example.com\nmydestination = example.com\n"
+    if maps:
+        text += f"local_recipient_maps = {maps}\n"
+    (etc / "main.cf").write_text(text)
+    r = Restrictions.from_config(load(etc))
+    assert rcpt(r, f"{user}@example.com").accepted
+    assert rcpt(r, "no-such-user-4711@example.com").reply == (
+        "550 5.1.1 <no-such-user-4711@example.com>: Recipient address rejected: "
+        "User unknown in local recipient table")
