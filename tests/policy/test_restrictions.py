@@ -662,3 +662,19 @@ def test_local_users_from_the_password_file(tmp_path, maps):
     assert rcpt(r, "no-such-user-4711@example.com").reply == (
         "550 5.1.1 <no-such-user-4711@example.com>: Recipient address rejected: "
         "User unknown in local recipient table")
+
+
+def test_parameters_outside_the_config_table_are_read_from_main_cf(tmp_path):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "main.cf").write_text(
+        "myhostname = mx.example.com\nmydestination = example.com\nlocal_recipient_maps =\n"
+        "smtpd_relay_restrictions = reject_unauth_destination\n"
+        "relay_domains_reject_code = 550\nallow_percent_hack = no\n"
+        "parent_domain_matches_subdomains = smtpd_access_maps, mynetworks\n")
+    r = Restrictions.from_config(load(etc))
+    assert rcpt(r, "x@remote.example").reply == "550 5.7.1 <x@remote.example>: Relay access denied"
+    assert r.resolve("u%remote.example@example.com").cls is DomainClass.LOCAL
+    (etc / "main.cf").write_text("relay_domains_reject_code = lots\n")
+    with pytest.raises(ConfigError):
+        Restrictions.from_config(load(etc))
