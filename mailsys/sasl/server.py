@@ -138,6 +138,11 @@ class SaslServer:
         self.users = users
         self.hostname = hostname
 
+    @classmethod
+    def from_config(cls, cfg) -> "SaslServer":
+        """The users of smtpd_sasl_users_file; CRAM-MD5 challenges name $myhostname."""
+        return cls(UserDatabase(cfg.path("smtpd_sasl_users_file")), cfg["myhostname"])
+
     def mechanisms(self) -> tuple[str, ...]:
         return self.users.mechanisms()
 

@@ -204,3 +204,45 @@ def test_bad_lines_are_skipped_with_warnings(tmp_path, hashes):
 def test_auth_failed_log_text_without_username():
     assert auth_failed_log_text("h[192.0.2.1]", "PLAIN", "authentication failure") == \
         "h[192.0.2.1]: SASL PLAIN authentication failed: authentication failure"
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(tmp_path_factory, hashes):
+    path = tmp_path_factory.mktemp("fuzz") / "sasl_users"
+    write_users_file(path, set_user("", "carol", [hashes["carol"], cram_key("carolpw")]))
+    return SaslServer(UserDatabase(path), "mx")
+
+
+def test_random_client_lines_give_well_formed_replies(fuzz_server):
+    from hypothesis import given, settings, strategies as st
+
+    lines = st.one_of(st.text(max_size=40), st.binary(max_size=40).map(
+        lambda b: base64.b64encode(b).decode()))
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.sampled_from(["PLAIN", "LOGIN", "CRAM-MD5", "XOAUTH2"]),
+           st.one_of(st.none(), lines), st.lists(lines, max_size=3))
+    def exchange(mech, initial, more):
+        ex = fuzz_server.begin(mech)
+        result = ex.start(None if mech == "CRAM-MD5" else initial)
+        for line in more:
+            if not isinstance(result, Challenge):
+                break
+            result = ex.respond(line)
+        assert not isinstance(result, Success)
+        assert re.match(r"^(334 |535 5\.7\.8 Error: authentication failed: |501 5\.[57]\.[02] )",
+                        result.reply)
+
+    exchange()
+
+
+def test_from_config(tmp_path, hashes):
+    from mailsys.config import load
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "main.cf").write_text("myhostname = mx.example.com\n")
+    write_users_file(etc / "sasl_users", set_user("", "carol", [hashes["carol"], cram_key("carolpw")]))
+    server = SaslServer.from_config(load(etc))
+    ch = server.begin("CRAM-MD5").start(None)
+    assert base64.b64decode(ch.data).decode().endswith("@mx.example.com>")
+    assert server.begin("PLAIN").start(b64("\0carol\0carolpw")) == Success("PLAIN", "carol")
