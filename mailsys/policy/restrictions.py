@@ -110,17 +110,14 @@ class Decision:
 
     code 0 means accepted; otherwise code/enhanced/text is the reply, and
     restriction_list names the parameter whose list decided (or
-    "smtpd_reject_unlisted_recipient"). notes holds (action, text) pairs the
-    caller logs or applies even when the command is accepted: "reject_warning"
-    (a reject that warn_if_reject turned into a warning; text is the reply),
-    "warn", "info", "hold", "discard", "filter", "redirect", "prepend"
-    (from access table actions).
+    "smtpd_reject_unlisted_recipient"). notes holds the Notes the caller
+    logs or applies whatever the reply (see Note).
     """
     code: int = 0
     enhanced: str = ""
     text: str = ""
     restriction_list: str = ""
-    notes: tuple[tuple[str, str], ...] = ()
+    notes: tuple["Note", ...] = ()
 
     @property
     def accepted(self) -> bool:
@@ -137,6 +134,22 @@ class Decision:
 
 
 ACCEPT = Decision()
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """Something the restrictions ask smtpd to log or do besides the reply.
+
+    action: "reject_warning" (warn_if_reject), "warn", "info", "hold",
+    "discard", "filter", "redirect", "bcc", "prepend". text is what Postfix
+    logs after "<action>: RCPT from name[addr]: " (note_log_text renders
+    the line; "prepend" is not logged, its text is empty). value is the
+    action's argument: the header line for prepend, transport:destination
+    for filter, the address for redirect and bcc.
+    """
+    action: str
+    text: str
+    value: str = ""
 
 # Reply names (Postfix SMTPD_NAME_*): the second part of "<x>: %s rejected: ...".
 CLIENT = "Client host"
@@ -218,6 +231,7 @@ def dsn_fix(enhanced: str, code: int, reply_class: str) -> str:
     return f"{code // 100}.{detail}"
 
 
+_WORD_RE = re.compile(r"(\S*)\s*(.*)", re.S)     # an access action and its text
 _DSN_RE = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})(?:\s+|$)")
 
 
@@ -321,7 +335,7 @@ class _Run:
     def __init__(self, ctx: PolicyContext, resolver: Resolver | None) -> None:
         self.ctx = ctx
         self.resolver = resolver
-        self.notes: list[tuple[str, str]] = []
+        self.notes: list[Note] = []
         self.defer_if_permit: Decision | None = None
         self.defer_if_reject: Decision | None = None
         self.warn_if_reject = False
@@ -399,10 +413,8 @@ class _Tables:
         return table
 
 
-def _access_keys_address(addr: str, parent: bool, delimiter: str, null_key: str) -> list[str]:
-    """access(5) lookup order for an e-mail address."""
-    if addr == "":
-        return [null_key]
+def _access_keys_address(addr: str, parent: bool, delimiter: str) -> list[str]:
+    """access(5) lookup order for an e-mail address (mail_addr_find_strategy)."""
     addr = addr.lower()
     local, domain = split_address(addr)
     keys = [addr]
@@ -422,28 +434,28 @@ def _access_keys_address(addr: str, parent: bool, delimiter: str, null_key: str)
 
 
 def _access_keys_domain(domain: str, parent: bool) -> list[str]:
-    domain = domain.lower().rstrip(".")
+    """check_domain_access: the name, then each parent domain, top-level too;
+    "example.com" with parent-domain matching, else ".example.com"."""
     keys = [domain]
+    if valid_hostaddr(domain):
+        return keys      # no subdomain magic for numerical names
     keys.extend(p if parent else "." + p for p in parent_domains(domain))
     return keys
 
 
 def _access_keys_addr(addr: str) -> list[str]:
-    """Client address lookups: 1.2.3.4, 1.2.3, 1.2, 1 / IPv6 cut at each ':'."""
+    """check_addr_access: the address, then cut at the last '.' (IPv4) or
+    ':' (IPv6) again and again: 1.2.3.4 1.2.3 1.2 1 / 2001:db8::5 2001:db8: ..."""
     ip = parse_address(addr)
-    if ip is None:
-        return [addr.lower()] if addr else []
-    text = str(ip)
-    keys = [text]
-    sep = "." if ip.version == 4 else ":"
-    while True:
-        cut = text.rfind(sep)
-        if cut <= 0:
-            break
-        text = text[:cut].rstrip(":")
-        if not text:
-            break
+    text = str(ip) if ip is not None else addr.lower()
+    sep = ":" if ":" in text else "."
+    keys = []
+    while text:
         keys.append(text)
+        cut = text.rfind(sep)
+        if cut < 0:
+            break
+        text = text[:cut]
     return keys
 
 
@@ -457,9 +469,15 @@ def _strip_extension(local: str, delimiter: str) -> str:
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?$")
 
 
+def _truncate_dot(name: str) -> str:
+    """Postfix dup_if_truncate: drop one trailing dot, but not from '..'."""
+    if len(name) > 1 and name.endswith(".") and not name.endswith(".."):
+        return name[:-1]
+    return name
+
+
 def valid_hostname(name: str) -> bool:
     """Postfix valid_hostname(): labels of letters, digits, '-', '_'; not all numeric."""
-    name = name[:-1] if name.endswith(".") else name
     if not name or len(name) > 255:
         return False
     labels = name.split(".")
@@ -510,6 +528,8 @@ class Restrictions:
         self._untrusted_routing = bool(get("allow_untrusted_routing", False))
         self._delimiter = str(get("recipient_delimiter", ""))
         self._null_key = str(get("smtpd_null_access_lookup_key", "<>"))
+        self._myhostname = str(get("myhostname", "localhost")).lower()
+        self._relay_code = self._codes["relay_domains_reject_code"]
         double_bounce = str(get("double_bounce_sender", "double-bounce"))
         self._double_bounce = double_bounce.lower()
 
@@ -640,7 +660,9 @@ class Restrictions:
                         inner = f"{inner[:pct]}@{inner[pct + 1:]}"
                     addr = inner
                     continue
-            return Resolved(addr, saved_domain, DomainClass.LOCAL, False)
+            # An address without a domain is local (trivial-rewrite resolves
+            # it at $myhostname).
+            return Resolved(addr, saved_domain or self._myhostname, DomainClass.LOCAL, False)
         # Too many rewriting steps: refuse to treat it as ours.
         return Resolved(addr, "", DomainClass.DEFAULT, True)
 
@@ -749,7 +771,7 @@ class Restrictions:
         decision = Decision(code, dsn_fix(enhanced, code, reply_class or info.reply_class), text,
                             info.param)
         if run.warn_if_reject:
-            run.notes.append(("reject_warning", decision.reply))
+            run.notes.append(Note("reject_warning", decision.reply))
             return DUNNO
         if code // 100 == 5 and run.defer_if_reject is not None:
             return run.defer_if_reject
@@ -823,14 +845,14 @@ class Restrictions:
                             f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: Try again later")
 
     def _defer_if_permit_step(self, run: _Run, info: _ListInfo):
-        return self._defer_if_permit(run, info, self._codes["defer_code"], "4.7.1",
+        return self._defer_if_permit(run, info, 450, "4.7.0",
                                      f"<{run.reply_name(info.reply_class)}>: {info.reply_class} "
                                      "rejected: defer_if_permit requested")
 
     def _defer_if_reject_step(self, run: _Run, info: _ListInfo):
         if run.defer_if_reject is None:
             run.defer_if_reject = Decision(
-                self._codes["defer_code"], dsn_fix("4.7.1", self._codes["defer_code"], info.reply_class),
+                450, dsn_fix("4.7.0", 450, info.reply_class),
                 f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: defer_if_reject requested",
                 info.param)
         return DUNNO
@@ -854,8 +876,8 @@ class Restrictions:
         return self._unauth_destination(run, info, self._codes["relay_domains_reject_code"], "5.7.1")
 
     def _defer_unauth_destination(self, run: _Run, info: _ListInfo):
-        # smtpd_check.c: defer_unauth_destination always answers 454 4.7.1.
-        return self._unauth_destination(run, info, 454, "4.7.1")
+        # smtpd_check.c: the relay reject code turned temporary (554 -> 454).
+        return self._unauth_destination(run, info, self._relay_code - 100, "4.7.1")
 
     def _non_fqdn_address(self, run: _Run, info: _ListInfo, addr: str | None, reply_class: str):
         if not addr:
@@ -876,20 +898,33 @@ class Restrictions:
     def _reject_non_fqdn_recipient(self, run: _Run, info: _ListInfo):
         return self._non_fqdn_address(run, info, run.ctx.recipient, RECIPIENT)
 
+    def _helo_literal(self, run: _Run, info: _ListInfo, helo: str):
+        """reject_invalid_hostaddr: a HELO [literal] must hold a valid address."""
+        if valid_hostaddr(helo):
+            return DUNNO
+        return self._reject(run, info, self._codes["invalid_hostname_reject_code"], "5.5.2",
+                            f"<{helo}>: Helo command rejected: invalid ip address", HELO)
+
     def _reject_invalid_helo(self, run: _Run, info: _ListInfo):
         helo = run.ctx.helo
         if helo is None:
             return DUNNO
-        if valid_hostaddr(helo) or valid_hostname(helo):
+        if helo.startswith("["):
+            return self._helo_literal(run, info, helo)
+        name = _truncate_dot(helo)
+        # A bare address is tolerated for backwards compatibility (smtpd_check.c).
+        if valid_hostname(name) or valid_hostaddr(name):
             return DUNNO
         return self._reject(run, info, self._codes["invalid_hostname_reject_code"], "5.5.2",
                             f"<{helo}>: Helo command rejected: Invalid name", HELO)
 
     def _reject_non_fqdn_helo(self, run: _Run, info: _ListInfo):
         helo = run.ctx.helo
-        if helo is None or valid_hostaddr(helo):
+        if helo is None:
             return DUNNO
-        name = helo.rstrip(".")
+        if helo.startswith("["):
+            return self._helo_literal(run, info, helo)
+        name = _truncate_dot(helo)
         if valid_hostname(name) and "." in name:
             return DUNNO
         return self._reject(run, info, self._codes["non_fqdn_reject_code"], "5.5.2",
@@ -921,9 +956,11 @@ class Restrictions:
 
     def _reject_unknown_helo(self, run: _Run, info: _ListInfo):
         helo = run.ctx.helo
-        if helo is None or valid_hostaddr(helo):
+        if helo is None:
             return DUNNO
-        status = run.dns(helo.rstrip(".").lower())
+        if helo.startswith("["):
+            return self._helo_literal(run, info, helo)
+        status = run.dns(_truncate_dot(helo).lower())
         if status is DnsStatus.EXISTS:
             return DUNNO
         text = f"<{helo}>: Helo command rejected: Host not found"
@@ -947,19 +984,20 @@ class Restrictions:
         return self._reject(run, info, self._codes["plaintext_reject_code"], "4.7.1",
                             "Session encryption is required", CLIENT)
 
-    def _unknown_client(self, run: _Run, info: _ListInfo, what: str):
+    def _unknown_client(self, run: _Run, info: _ListInfo, what: str, enhanced: str):
         ctx = run.ctx
         if ctx.client_name and ctx.client_name != "unknown":
             return DUNNO
-        return self._reject(run, info, self._codes["unknown_client_reject_code"], "4.7.25",
+        return self._reject(run, info, self._codes["unknown_client_reject_code"], enhanced,
                             f"Client host rejected: cannot find your {what}, [{ctx.client_addr}]",
                             CLIENT)
 
     def _reject_unknown_client_hostname(self, run: _Run, info: _ListInfo):
-        return self._unknown_client(run, info, "hostname")
+        # RFC 7372 "reverse DNS validation failed"
+        return self._unknown_client(run, info, "hostname", "4.7.25")
 
     def _reject_unknown_reverse_client_hostname(self, run: _Run, info: _ListInfo):
-        return self._unknown_client(run, info, "reverse hostname")
+        return self._unknown_client(run, info, "reverse hostname", "4.7.1")
 
     def _dnsbl(self, run: _Run, info: _ListInfo, name: str, zone: str):
         """reject_rbl_client and reject_rhsbl_*: listed when <query>.<zone> exists.
@@ -1077,85 +1115,100 @@ class Restrictions:
 
     def _check_access(self, run: _Run, info: _ListInfo, kind: str, table: Table):
         ctx = run.ctx
+        suspicious = False
         if kind == "client":
-            keys = []
-            name = (ctx.client_name or "").lower()
-            if name and name != "unknown":
-                keys.extend(_access_keys_domain(name, self._access_parent))
+            # check_namadr_access: the name (also "unknown") and its parents,
+            # then the address and its parent networks.
+            keys = _access_keys_domain((ctx.client_name or "unknown").lower(), self._access_parent)
             keys.extend(_access_keys_addr(ctx.client_addr))
             reply_class = CLIENT
         elif kind == "helo":
             if ctx.helo is None:
                 return DUNNO
-            helo = ctx.helo
-            if valid_hostaddr(helo) and helo.startswith("["):
-                keys = [helo.lower()] + _access_keys_addr(helo)
-            else:
-                keys = _access_keys_domain(helo, self._access_parent)
+            keys = _access_keys_domain(ctx.helo.lower(), self._access_parent)
             reply_class = HELO
-        elif kind == "sender":
-            if ctx.sender is None:
-                return DUNNO
-            keys = _access_keys_address(ctx.sender, self._access_parent, self._delimiter,
-                                        self._null_key)
-            reply_class = SENDER
         else:
-            if ctx.recipient is None:
+            addr = ctx.sender if kind == "sender" else ctx.recipient
+            if addr is None:
                 return DUNNO
-            keys = _access_keys_address(ctx.recipient, self._access_parent, self._delimiter,
-                                        self._null_key)
-            reply_class = RECIPIENT
+            reply_class = SENDER if kind == "sender" else RECIPIENT
+            if addr == "":
+                keys = [self._null_key]
+            else:
+                # check_mail_access looks up the resolved address, so that
+                # user%remote@ours is looked up as user@remote, never as ours.
+                r = self.resolve(addr)
+                keys = _access_keys_address(r.address, self._access_parent, self._delimiter)
+                suspicious = (reply_class == RECIPIENT and r.routed
+                              and not self._untrusted_routing)
         for key in keys:
             value = table.lookup(key)
             if value is not None:
                 # The first key found decides, even DUNNO (access(5)).
-                return self._access_result(run, info, value.strip(), reply_class)
+                result = self._access_result(run, info, value.strip(), reply_class)
+                # Source-routed recipients are too suspicious for an OK.
+                return DUNNO if result is OK and suspicious else result
         return DUNNO
 
     def _access_result(self, run: _Run, info: _ListInfo, value: str, reply_class: str):
         """Postfix check_table_result: one access(5) action."""
         name = run.reply_name(reply_class)
-        word, _, rest = value.partition(" ")
-        if not word:
-            word, rest = value, ""
+        word, rest = _WORD_RE.match(value).groups()
         rest = rest.strip()
         upper = word.upper()
-        if upper == "OK" or value.isdigit():
-            return OK
-        if len(word) == 3 and word.isdigit() and word[0] in "45":
-            code = int(word)
-            enhanced, text = split_dsn(rest, "4.7.1" if word[0] == "4" else "5.7.1")
-            return self._reject(run, info, code, enhanced,
-                                f"<{name}>: {reply_class} rejected: {text or 'Access denied'}", reply_class)
-        if upper == "REJECT":
-            enhanced, text = split_dsn(rest, "5.7.1")
-            return self._reject(run, info, self._codes["access_map_reject_code"], enhanced,
-                                f"<{name}>: {reply_class} rejected: {text or 'Access denied'}", reply_class)
-        if upper == "DEFER":
-            enhanced, text = split_dsn(rest, "4.7.1")
-            return self._reject(run, info, self._codes["access_map_defer_code"], enhanced,
-                                f"<{name}>: {reply_class} rejected: {text or 'Access denied'}", reply_class)
-        if upper == "DEFER_IF_PERMIT":
-            enhanced, text = split_dsn(rest, "4.7.1")
-            return self._defer_if_permit(run, info, self._codes["access_map_defer_code"], enhanced,
-                                         f"<{name}>: {reply_class} rejected: {text or 'Access denied'}",
-                                         reply_class)
-        if upper == "DEFER_IF_REJECT":
-            enhanced, text = split_dsn(rest, "4.7.1")
-            if run.defer_if_reject is None:
-                code = self._codes["access_map_defer_code"]
-                run.defer_if_reject = Decision(code, dsn_fix(enhanced, code, reply_class),
-                                               f"<{name}>: {reply_class} rejected: {text or 'Access denied'}",
-                                               info.param)
-            return DUNNO
+
+        def refused(code: int, default_dsn: str, default_text: str = "Access denied"):
+            enhanced, text = split_dsn(rest, default_dsn)
+            return code, enhanced, f"<{name}>: {reply_class} rejected: {text or default_text}"
+
         if upper == "DUNNO":
             return DUNNO
-        if upper in ("WARN", "INFO", "HOLD", "FILTER", "REDIRECT", "PREPEND"):
-            run.notes.append((upper.lower(), rest))
+        if upper == "REJECT":
+            return self._reject(run, info, *refused(self._codes["access_map_reject_code"], "5.7.1"),
+                                reply_class)
+        if upper == "DEFER":
+            return self._reject(run, info, *refused(self._codes["access_map_defer_code"], "4.7.1"),
+                                reply_class)
+        if upper in ("INFO", "WARN"):
+            run.notes.append(Note(upper.lower(), rest))
             return DUNNO
-        if upper == "DISCARD":
-            run.notes.append(("discard", rest))
+        if upper in ("FILTER", "REDIRECT", "BCC"):
+            # FILTER needs transport:destination, REDIRECT and BCC an address;
+            # Postfix ignores a malformed entry with a warning.
+            if rest and (":" in rest if upper == "FILTER" else "@" in rest):
+                run.notes.append(Note(upper.lower(), f"<{name}>: {reply_class} triggers {upper} {rest}",
+                                      rest))
+            return DUNNO
+        if upper in ("HOLD", "DISCARD"):
+            run.notes.append(Note(upper.lower(),
+                                  f"<{name}>: {reply_class} {rest or f'triggers {upper} action'}"))
+            return OK if upper == "DISCARD" else DUNNO
+        if upper == "DEFER_IF_PERMIT":
+            return self._defer_if_permit(
+                run, info, *refused(self._codes["access_map_defer_code"], "4.7.1", "Service unavailable"),
+                reply_class)
+        if upper == "DEFER_IF_REJECT":
+            code, enhanced, text = refused(self._codes["access_map_defer_code"], "4.7.1",
+                                           "Service unavailable")
+            if run.defer_if_reject is None:
+                run.defer_if_reject = Decision(code, dsn_fix(enhanced, code, reply_class), text,
+                                               info.param)
+            return DUNNO
+        if upper == "PREPEND":
+            if re.match(r"^[!-9;-~]+:", rest):
+                run.notes.append(Note("prepend", "", rest))
+            return DUNNO
+        if value.isdigit():
+            return OK     # an all-numerical result is OK (pop-before-smtp time stamps)
+        if len(word) == 3 and word.isdigit() and word[0] in "45" and rest:
+            return self._reject(run, info, *refused(int(word), f"{word[0]}.7.1"), reply_class)
+        if upper in ("OK", "RELAY") or not value:
             return OK
+        if ":" in value:
+            # Postfix: tables inside access maps are a configuration error;
+            # define a restriction class instead.
+            self.warnings.append(f"access table entry with lookup table: {value}")
+            return self._reject(run, info, 451, "4.3.5", CONFIG_ERROR_TEXT)
         # Anything else is a restriction list of its own ("permit_mynetworks, reject").
         steps = self._value_cache.get(value)
         if steps is None:
@@ -1274,12 +1327,11 @@ def reject_log_text(decision: Decision, ctx: PolicyContext, *, command: str = "R
     return _whatsup(action, command, ctx, decision.reply, queue_id)
 
 
-def note_log_text(note: tuple[str, str], ctx: PolicyContext, *, command: str = "RCPT",
+def note_log_text(note: Note, ctx: PolicyContext, *, command: str = "RCPT",
                   queue_id: str | None = None) -> str:
     """The log text of a Decision note, e.g. 'reject_warning: RCPT from
     name[addr]: 554 5.7.1 <r>: Relay access denied; from=<s> to=<r> ...'."""
-    action, text = note
-    return _whatsup(action, command, ctx, text, queue_id)
+    return _whatsup(note.action, command, ctx, note.text, queue_id)
 
 
 def _whatsup(action: str, command: str, ctx: PolicyContext, text: str, queue_id: str | None) -> str:
@@ -1297,7 +1349,7 @@ def _whatsup(action: str, command: str, ctx: PolicyContext, text: str, queue_id:
 
 
 __all__ = [
-    "ACCEPT", "Decision", "DnsStatus", "DomainClass", "PolicyContext", "Resolved", "Resolver",
+    "ACCEPT", "Decision", "DnsStatus", "DomainClass", "Note", "PolicyContext", "Resolved", "Resolver",
     "Restrictions", "dsn_fix", "note_log_text", "reject_log_text", "split_address", "split_dsn",
     "valid_hostaddr", "valid_hostname",
 ]

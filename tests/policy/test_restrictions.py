@@ -5,7 +5,7 @@ import pytest
 
 from mailsys.config import load
 from mailsys.errors import ConfigError
-from mailsys.policy.restrictions import (DnsStatus, DomainClass, PolicyContext, Restrictions,
+from mailsys.policy.restrictions import (DnsStatus, DomainClass, Note, PolicyContext, Restrictions,
                                          dsn_fix, note_log_text, reject_log_text)
 
 
@@ -139,7 +139,7 @@ def test_address_tricks_relay_for_trusted_clients(recipient, who):
     ("alice%localhost@example.com", "alice", "localhost", DomainClass.LOCAL),
     ("alice@EXAMPLE.com.", "alice", "example.com", DomainClass.LOCAL),
     ("<alice@example.com>", "alice", "example.com", DomainClass.LOCAL),
-    ("alice", "alice", "", DomainClass.LOCAL),
+    ("alice", "alice", "localhost", DomainClass.LOCAL),
     ("carol@virt.example", "carol", "virt.example", DomainClass.VIRTUAL),
     ("x@relay.example", "x", "relay.example", DomainClass.RELAY),
 ])
@@ -452,7 +452,32 @@ def test_client_access_ipv6_prefixes():
     r = make(smtpd_client_restrictions=("check_client_access", "texthash:/c"),
              tables={"texthash:/c": t})
     rcpt(r, "alice@example.com", client_addr="2001:db8:1:2::5")
-    assert t.keys == ["2001:db8:1:2::5", "2001:db8:1:2", "2001:db8:1", "2001:db8", "2001"]
+    # the name first, even "unknown"; then cut at the last ':' like Postfix's split_at_right
+    assert t.keys == ["unknown", "2001:db8:1:2::5", "2001:db8:1:2:", "2001:db8:1:2", "2001:db8:1",
+                      "2001:db8", "2001"]
+
+
+@pytest.mark.parametrize("recipient", ["user%remote.example@example.com",
+                                       "remote.example!user@example.com",
+                                       '"user@remote.example"@example.com'])
+def test_recipient_access_ok_for_our_domain_cannot_be_abused_to_relay(recipient):
+    # A common admin entry: "example.com OK" ahead of reject_unauth_destination.
+    t = Table({"example.com": "OK"})
+    r = make(smtpd_relay_restrictions=("check_recipient_access", "texthash:/a",
+                                       "reject_unauth_destination"),
+             tables={"texthash:/a": t})
+    assert rcpt(r, recipient).reply == f"554 5.7.1 <{recipient}>: Relay access denied"
+    assert "user@remote.example" in t.keys and "example.com" not in t.keys
+
+
+def test_recipient_access_ok_is_ignored_for_routed_relay_domain_recipients():
+    t = Table({"relay.example": "OK"})
+    r = make(smtpd_relay_restrictions=("check_recipient_access", "texthash:/a",
+                                       "reject_unauth_destination"),
+             tables={"texthash:/a": t})
+    assert rcpt(r, "x@relay.example").accepted
+    assert rcpt(r, "user%remote.example@relay.example").reply == \
+        "554 5.7.1 <user%remote.example@relay.example>: Relay access denied"
 
 
 def test_helo_and_recipient_access():
@@ -466,11 +491,83 @@ def test_helo_and_recipient_access():
         "550 5.2.1 <bob@example.com>: Recipient address rejected: Mailbox disabled"
 
 
-def test_access_discard_and_hold_notes():
+@pytest.mark.parametrize("value, accepted, note", [
+    ("HOLD suspicious", True, Note("hold", "<spam@spammer.example>: Sender address suspicious")),
+    ("HOLD", True, Note("hold", "<spam@spammer.example>: Sender address triggers HOLD action")),
+    ("DISCARD", True, Note("discard", "<spam@spammer.example>: Sender address triggers DISCARD action")),
+    ("FILTER smtp:[127.0.0.1]:10025", True,
+     Note("filter", "<spam@spammer.example>: Sender address triggers FILTER smtp:[127.0.0.1]:10025",
+          "smtp:[127.0.0.1]:10025")),
+    ("FILTER nocolon", True, None),
+    ("REDIRECT abuse@example.com", True,
+     Note("redirect", "<spam@spammer.example>: Sender address triggers REDIRECT abuse@example.com",
+          "abuse@example.com")),
+    ("BCC archive@example.com", True,
+     Note("bcc", "<spam@spammer.example>: Sender address triggers BCC archive@example.com",
+          "archive@example.com")),
+    ("WARN looks odd", True, Note("warn", "looks odd")),
+    ("INFO seen", True, Note("info", "seen")),
+    ("PREPEND X-Flag: yes", True, Note("prepend", "", "X-Flag: yes")),
+    ("PREPEND not a header", True, None),
+])
+def test_access_actions_with_side_effects(value, accepted, note):
     r = make(smtpd_sender_restrictions=("check_sender_access", "texthash:/a"),
-             tables={"texthash:/a": Table({"spammer.example": "HOLD suspicious"})})
+             tables={"texthash:/a": Table({"spammer.example": value})})
     d = rcpt(r, "alice@example.com")
-    assert d.accepted and d.notes == (("hold", "suspicious"),)
+    assert d.accepted is accepted
+    assert d.notes == ((note,) if note else ())
+
+
+def test_discard_permits_its_list_and_hold_does_not():
+    def sender_list(value):
+        return make(smtpd_sender_restrictions=("check_sender_access", "texthash:/a", "reject"),
+                    tables={"texthash:/a": Table({"spammer.example": value})})
+    assert rcpt(sender_list("DISCARD"), "alice@example.com").accepted
+    assert not rcpt(sender_list("HOLD"), "alice@example.com").accepted
+
+
+def test_warn_note_log_line():
+    r = make(smtpd_sender_restrictions=("check_sender_access", "texthash:/a"),
+             tables={"texthash:/a": Table({"spammer.example": "WARN looks odd"})})
+    ctx = PolicyContext(recipient="alice@example.com", **OUTSIDER)
+    assert note_log_text(r.evaluate_rcpt(ctx).notes[0], ctx, queue_id="NOQUEUE") == (
+        "NOQUEUE: warn: RCPT from unknown[198.51.100.7]: looks odd; from=<spam@spammer.example> "
+        "to=<alice@example.com> proto=ESMTP helo=<spammer.example>")
+
+
+@pytest.mark.parametrize("value, reply", [
+    ("RELAY", ""),
+    ("", ""),
+    ("450", ""),
+    ("DEFER_IF_PERMIT", "450 4.7.1 <spam@spammer.example>: Sender address rejected: Service unavailable"),
+    ("DEFER_IF_PERMIT 4.7.26 slow down", "450 4.7.26 <spam@spammer.example>: Sender address rejected: slow down"),
+    ("hash:/etc/postfix/other", "451 4.3.5 Server configuration error"),
+    ("REJECT\tgo away", "554 5.7.1 <spam@spammer.example>: Sender address rejected: go away"),
+])
+def test_access_odd_values(value, reply):
+    r = make(smtpd_sender_restrictions=("check_sender_access", "texthash:/a"),
+             tables={"texthash:/a": Table({"spammer.example": value.replace("\\t", "\t")})})
+    assert rcpt(r, "alice@example.com").reply == reply
+
+
+def test_defer_if_reject_turns_a_later_reject_into_a_deferral():
+    r = make(smtpd_sender_restrictions=("check_sender_access", "texthash:/a"),
+             smtpd_relay_restrictions=("reject_unauth_destination",),
+             tables={"texthash:/a": Table({"spammer.example": "DEFER_IF_REJECT"})})
+    assert rcpt(r, "x@remote.example").reply == \
+        "450 4.7.1 <spam@spammer.example>: Sender address rejected: Service unavailable"
+    assert rcpt(r, "alice@example.com").accepted
+
+
+def test_defer_if_permit_and_defer_if_reject_restrictions():
+    r = make(smtpd_client_restrictions=("defer_if_permit",))
+    assert rcpt(r, "alice@example.com").reply == \
+        "450 4.7.0 <unknown[198.51.100.7]>: Client host rejected: defer_if_permit requested"
+    assert rcpt(r, "x@remote.example").reply.startswith("454 4.7.1")
+    r = make(smtpd_client_restrictions=("defer_if_reject",),
+             smtpd_relay_restrictions=("reject_unauth_destination",))
+    assert rcpt(r, "x@remote.example").reply == \
+        "450 4.7.0 <unknown[198.51.100.7]>: Client host rejected: defer_if_reject requested"
 
 
 # -- order of the lists, reply code rules --------------------------------------------
@@ -579,7 +676,7 @@ def test_reject_unknown_client_hostnames():
     r = make(smtpd_client_restrictions=("reject_unknown_reverse_client_hostname",),
              unknown_client_reject_code=550)
     assert rcpt(r, "alice@example.com").reply == \
-        "550 5.7.25 Client host rejected: cannot find your reverse hostname, [198.51.100.7]"
+        "550 5.7.1 Client host rejected: cannot find your reverse hostname, [198.51.100.7]"
 
 
 def test_reject_plaintext_session():
