@@ -775,3 +775,37 @@ def test_parameters_outside_the_config_table_are_read_from_main_cf(tmp_path):
     (etc / "main.cf").write_text("relay_domains_reject_code = lots\n")
     with pytest.raises(ConfigError):
         Restrictions.from_config(load(etc))
+
+
+def test_postmaster_is_always_accepted():
+    r = make(smtpd_client_restrictions=("reject",))
+    assert rcpt(r, "postmaster").accepted and rcpt(r, "Postmaster").accepted
+    # postmaster@ours is exempt from the local user table, not from the lists
+    assert rcpt(make(), "postmaster@example.com").accepted
+    assert rcpt(make(), "MAILER-DAEMON@example.com").accepted
+    assert not rcpt(r, "postmaster@example.com").accepted
+    assert not rcpt(make(), "postmaster@virt.example").accepted
+
+
+def test_restriction_classes():
+    r = make(smtpd_restriction_classes=("trusted_only", "loop"),
+             trusted_only=("permit_mynetworks", "reject"), loop=("loop",),
+             smtpd_recipient_restrictions=("check_recipient_access", "texthash:/a"),
+             tables={"texthash:/a": Table({"alice@example.com": "trusted_only",
+                                          "bob@example.com": "loop"})})
+    assert rcpt(r, "alice@example.com", TRUSTED).accepted
+    assert rcpt(r, "alice@example.com").reply == \
+        "554 5.7.1 <alice@example.com>: Recipient address rejected: Access denied"
+    # a class that names itself ends like Postfix's "unreasonable recursion"
+    assert rcpt(r, "bob@example.com").reply == "451 4.3.5 Server configuration error"
+    r = make(smtpd_restriction_classes=("strict",), strict=("reject_non_fqdn_helo_hostname",),
+             smtpd_helo_restrictions=("strict",))
+    assert "need fully-qualified hostname" in rcpt(r, "alice@example.com", helo="localhost").reply
+
+
+def test_rhsbl_skips_numerical_names():
+    asked = []
+    r = make(smtpd_helo_restrictions=("reject_rhsbl_helo", "dbl.example"))
+    rcpt(r, "alice@example.com", resolver=lambda n: asked.append(n) or DnsStatus.EXISTS,
+         helo="host.123")
+    assert asked == []
