@@ -17,7 +17,17 @@ DESCRIPTION
     - After the lists, with smtpd_reject_unlisted_recipient = yes, a
       recipient in a local or virtual domain that no table knows is refused
       (550 5.1.1 <r>: Recipient address rejected: User unknown in local
-      recipient table), whatever the lists said, as Postfix does.
+      recipient table), whatever the lists said, as Postfix does;
+      postmaster, MAILER-DAEMON and the double-bounce address of a local
+      domain are exempt, and a bare "postmaster" is accepted outright.
+    - check_*_access tables act as in access(5): OK, RELAY, REJECT, DEFER,
+      4xx/5xx text, DUNNO, DEFER_IF_PERMIT, DEFER_IF_REJECT, WARN, INFO,
+      HOLD, DISCARD, FILTER, REDIRECT, BCC, PREPEND (returned as Notes for
+      smtpd to log and carry out), or a restriction list such as
+      "permit_mynetworks, reject" or a smtpd_restriction_classes name.
+      Addresses are looked up after resolution, so an entry for one of our
+      domains never matches user%remote@ours, and an OK for a recipient
+      that still routes onwards counts as DUNNO.
     - Relay control follows Postfix's trivial-rewrite resolver with
       allow_untrusted_routing = no: a recipient domain is ours when it is in
       mydestination, virtual_alias_domains, virtual_mailbox_domains or
@@ -644,6 +654,9 @@ class Restrictions:
             local, domain = split_address(addr)
             if domain or _unquoted_rfind(addr, "@") >= 0:
                 domain = domain.rstrip(".").lower()
+                if not domain:
+                    addr = local      # a trailing @ is dropped (resolve.c)
+                    continue
                 if not self._is_local_domain(domain):
                     return self._classify(local, domain)
                 # A local domain is stripped; what is left may route further.

@@ -140,6 +140,8 @@ def test_address_tricks_relay_for_trusted_clients(recipient, who):
     ("alice@EXAMPLE.com.", "alice", "example.com", DomainClass.LOCAL),
     ("<alice@example.com>", "alice", "example.com", DomainClass.LOCAL),
     ("alice", "alice", "localhost", DomainClass.LOCAL),
+    ("alice@", "alice", "localhost", DomainClass.LOCAL),
+    ("user%remote.example@", "user", "remote.example", DomainClass.DEFAULT),
     ("carol@virt.example", "carol", "virt.example", DomainClass.VIRTUAL),
     ("x@relay.example", "x", "relay.example", DomainClass.RELAY),
 ])
