@@ -10,18 +10,20 @@ DESCRIPTION
             send(result.reply)                 # "334 VXNlcm5hbWU6"
             result = ex.respond(read_line())
         send(result.reply)                     # Success or Failure
-        if isinstance(result, Failure) and result.logged:
+        if isinstance(result, Failure):
             log.warning(result.log_text(namaddr))
 
     Replies and log text are Postfix's (smtpd_sasl_proto.c,
     smtpd_sasl_glue.c): "235 2.7.0 Authentication successful",
     "535 5.7.8 Error: authentication failed: <reason>",
-    "501 5.7.0 Authentication aborted" (client sent "*"), and the warning
+    "501 5.7.0 Authentication aborted" (client sent "*"), and the warnings
     "unknown[192.0.2.1]: SASL LOGIN authentication failed: UGFzc3dvcmQ6,
-    sasl_username=info" that fail2ban's postfix-sasl filter matches (the
-    caller's logger adds "warning: "). As with Postfix over Cyrus or Dovecot,
-    a failed LOGIN gives the last challenge sent as the reason, and PLAIN
-    and CRAM-MD5 give "authentication failure".
+    sasl_username=info" that fail2ban's postfix-sasl filter matches and
+    "... SASL LOGIN authentication aborted" that it does not (the caller's
+    logger adds "warning: "). As with Postfix over Cyrus or Dovecot, a failed
+    LOGIN gives the last challenge sent as the reason, PLAIN and CRAM-MD5
+    give "authentication failure", undecodable data "Invalid base64 data in
+    continued response" (counted as a failure: garbage is no excuse).
 
     PLAIN accepts an authorization identity only when it equals the
     authentication identity (no proxy logins). CRAM-MD5 is offered and
@@ -75,22 +77,22 @@ class Success:
 
 @dataclass(frozen=True, slots=True)
 class Failure:
-    """The exchange failed. logged: whether Postfix would log a warning
-    (an abort or undecodable data is not an authentication failure)."""
+    """The exchange failed (aborted: the client sent "*")."""
     mechanism: str
     reason: str
     username: str | None = None
-    code: int = 535
-    enhanced: str = "5.7.8"
-    logged: bool = True
+    aborted: bool = False
 
     @property
     def reply(self) -> str:
-        if self.code == 535:
-            return f"535 {self.enhanced} Error: authentication failed: {self.reason}"
-        return f"{self.code} {self.enhanced} {self.reason}"
+        if self.aborted:
+            return "501 5.7.0 Authentication aborted"
+        return f"535 5.7.8 Error: authentication failed: {self.reason}"
 
     def log_text(self, namaddr: str) -> str:
+        """The warning smtpd logs (its logger adds "warning: ")."""
+        if self.aborted:
+            return f"{namaddr}: SASL {self.mechanism} authentication aborted"
         return auth_failed_log_text(namaddr, self.mechanism, self.reason, self.username)
 
 
@@ -169,8 +171,7 @@ class Exchange:
         if self.mechanism == MECH_CRAM_MD5:
             # A CRAM-MD5 client cannot send an initial response (RFC 2195).
             if initial is not None:
-                return self._done(Failure(self.mechanism, "Invalid initial response", code=501,
-                                          enhanced="5.5.2", logged=False))
+                return self._fail("Invalid initial response")
             self._challenge = (f"<{secrets.randbelow(1 << 62)}.{int(time.time())}"
                                f"@{self._server.hostname}>")
             self._stage = "cram"
@@ -185,8 +186,7 @@ class Exchange:
             return self._aborted()
         decoded = _decode(initial)
         if decoded is None:
-            return self._done(Failure(self.mechanism, "Invalid base64 data in initial response",
-                                      code=501, enhanced="5.5.2", logged=False))
+            return self._fail("Invalid base64 data in initial response")
         if self.mechanism == MECH_PLAIN:
             return self._plain(decoded)
         return self._login_user(decoded)
@@ -198,8 +198,7 @@ class Exchange:
             return self._aborted()
         decoded = _decode(line)
         if decoded is None:
-            return self._done(Failure(self.mechanism, "Invalid base64 data in continued response",
-                                      code=501, enhanced="5.5.2", logged=False))
+            return self._fail("Invalid base64 data in continued response")
         if self._stage == "plain":
             return self._plain(decoded)
         if self._stage == "login-user":
@@ -216,7 +215,7 @@ class Exchange:
 
     def _aborted(self) -> Result:
         return self._done(Failure(self.mechanism, "Authentication aborted", self._username,
-                                  code=501, enhanced="5.7.0", logged=False))
+                                  aborted=True))
 
     def _fail(self, reason: str = FAILURE_REASON) -> Result:
         return self._done(Failure(self.mechanism, reason, self._username))
