@@ -64,8 +64,9 @@ PATH_RE = re.compile(rf"<(?P<adl>{ADL}:)?(?P<mailbox>{MAILBOX})>\Z")
 
 # A path token as it appears on the command line: "<...>" possibly holding a
 # quoted string with spaces, or (Postfix without strict_rfc821_envelopes) a
-# bare address without brackets.
-PATH_TOKEN = r'<(?:[^<>"]|' + QUOTED_STRING + r')*>|(?:[^\s<>"]|' + QUOTED_STRING + r')+'
+# bare address without brackets. Anything else that is one token ("<a@b")
+# still counts as the path so that it gets "Bad ... address syntax".
+PATH_TOKEN = r'<(?:[^<>"]|' + QUOTED_STRING + r')*>|(?:[^\s"]|' + QUOTED_STRING + r')+'
 
 #   mail = "MAIL FROM:" Reverse-path [SP Mail-parameters] CRLF
 # Postfix accepts blanks after the colon ("MAIL FROM: <a@b>").

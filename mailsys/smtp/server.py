@@ -232,8 +232,8 @@ class ServerConnection:
     def _answer(self, reply: Reply, outcome: Outcome) -> None:
         what, obj, ok_override = self._owed  # type: ignore[misc]
         if isinstance(obj, RemoteProtocolError):
-            if outcome is not Outcome.FAIL:
-                raise LocalProtocolError("a protocol error must be answered with 4xx/5xx")
+            if outcome is not Outcome.FAIL and not reply.closes:
+                raise LocalProtocolError("a protocol error must be answered with 4xx/5xx or a hangup")
             if what in (_ABORT, _BDAT_ERROR):
                 self.state = State.IDLE if self.state in (State.AUTH, State.MAIL, State.RCPT,
                                                           State.CHUNKING) else self.state
@@ -244,7 +244,9 @@ class ServerConnection:
             self._apply(obj, reply, outcome)
         self._owed = None
         if outcome is not Outcome.MORE:
-            self._finish_command(reply.is_positive or ok_override, counted=obj)
+            # A refusal chosen by the core counts as ok only where smtpd.c says so.
+            success = ok_override if isinstance(obj, RemoteProtocolError) else reply.is_positive
+            self._finish_command(success, counted=obj)
 
     def _apply(self, event: object, reply: Reply, outcome: Outcome) -> None:
         ok = outcome is Outcome.OK
