@@ -366,7 +366,7 @@ class ServerConnection:
 
     def _read_command(self):
         s = self.settings
-        if self._skip_bytes:
+        if self._skip_error is not None:
             n = min(self._skip_bytes, len(self._buf))
             del self._buf[:n]
             self._skip_bytes -= n
