@@ -118,6 +118,21 @@ class ServerConnection:
         return self.state is State.CLOSED
 
     @property
+    def protocol(self) -> str:
+        """``ESMTP`` after EHLO, else ``SMTP``: the ``proto=`` field of Postfix's reject lines."""
+        return "ESMTP" if self.esmtp else "SMTP"
+
+    @property
+    def received_protocol(self) -> str:
+        """The ``with`` word of the Received: header (RFC 3848, RFC 6531 section 3.7.3):
+        SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, or UTF8SMTP... when the current
+        transaction uses SMTPUTF8."""
+        if not self.esmtp:
+            return "SMTP"
+        base = "UTF8SMTP" if self.mail is not None and self.mail.smtputf8 else "ESMTP"
+        return base + ("S" if self.tls_active else "") + ("A" if self.authenticated else "")
+
+    @property
     def data_bytes(self) -> int:
         """Raw bytes read in the current/last DATA phase ("lost connection after DATA (N bytes)")."""
         return self._body.received if self._body is not None else self._data_bytes
@@ -305,11 +320,15 @@ class ServerConnection:
         self._buf.clear()
         self.state = State.IDLE
 
-    def should_delay(self, reply: Reply) -> bool:
-        """True when Postfix would sleep smtpd_error_sleep_time before this reply
-        (smtpd_soft_error_limit reached and the reply is 4xx/5xx)."""
-        return (reply.code >= 400 and self.settings.soft_error_limit > 0
-                and self.error_count >= self.settings.soft_error_limit)
+    def should_delay(self) -> bool:
+        """True when the next reply must wait smtpd_error_sleep_time.
+
+        smtpd_chat.c smtpd_chat_reply(): "Sleep-on-anything slows down clients
+        that make an excessive number of errors within a session":
+        ``if (state->error_count >= var_smtpd_soft_erlim) sleep(var_smtpd_err_sleep)``
+        before every reply, positive or not."""
+        limit = self.settings.soft_error_limit
+        return limit > 0 and self.error_count >= limit
 
     def command_stats(self) -> str:
         """``ehlo=1 mail=1 rcpt=0/1 ... commands=2/3`` as Postfix logs it on disconnect.

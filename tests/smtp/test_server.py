@@ -388,15 +388,16 @@ def test_hard_error_limit_trips_without_more_input():
 
 def test_soft_error_limit_delay_flag():
     conn, _ = connect(soft_error_limit=2)
-    assert not conn.should_delay(replies.NOT_RECOGNIZED)
-    conn.receive_data(b"XX\r\nXX\r\n")
+    assert not conn.should_delay()
+    conn.receive_data(b"XX\r\nXX\r\nNOOP\r\n")
     for _ in range(2):
         with pytest.raises(RemoteProtocolError) as e:
             conn.next_event()
+        assert not conn.should_delay()
         conn.send(e.value.reply)
     assert conn.error_count == 2
-    assert conn.should_delay(replies.NOT_RECOGNIZED)
-    assert not conn.should_delay(replies.OK)
+    assert isinstance(conn.next_event(), Noop)
+    assert conn.should_delay()          # every reply from now on, even 250
 
 
 def test_junk_command_limit():
@@ -443,3 +444,17 @@ def test_reply_validation():
     assert Reply(550, "4.7.1", "x").enhanced == "5.7.1"
     assert Reply(250, "2.0.0", ("a", "b")).render() == b"250-2.0.0 a\r\n250 2.0.0 b\r\n"
     assert str(Reply(550, "5.1.1", "gone")) == "550 5.1.1 gone"
+
+
+@pytest.mark.parametrize("data,opts,proto,received", [
+    (b"HELO c\r\n", {}, "SMTP", "SMTP"),
+    (b"EHLO c\r\n", {}, "ESMTP", "ESMTP"),
+    (b"EHLO c\r\nMAIL FROM:<a@b> SMTPUTF8\r\n", {}, "ESMTP", "UTF8SMTP"),
+    (b"EHLO c\r\n", {"tls_active": True}, "ESMTP", "ESMTPS"),
+    (b"EHLO c\r\n", {"tls_active": True, "authenticated": True}, "ESMTP", "ESMTPSA"),
+])
+def test_protocol_names(data, opts, proto, received):
+    conn = ServerConnection(Settings(hostname=HOST), **opts)
+    conn.send(replies.greeting("x"))
+    res = run(data, conn=conn)
+    assert (res.conn.protocol, res.conn.received_protocol) == (proto, received)
