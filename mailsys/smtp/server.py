@@ -36,7 +36,10 @@ from . import _grammar as g
 from . import events as ev
 from . import replies as R
 from ._body import DataReader
-from ._state import GREETING, State, Outcome, outcome_of, transition
+from ._state import ABORT as _ABORT
+from ._state import BDAT_ERROR as _BDAT_ERROR
+from ._state import ERROR as _ERROR
+from ._state import GREETING, Outcome, State, outcome_of, transition
 from .address import parse_path
 from .errors import LocalProtocolError, RemoteProtocolError
 from .replies import Reply
@@ -51,9 +54,6 @@ _JUNK = frozenset({"helo", "ehlo", "rset", "noop", "vrfy", "etrn"})
 # SMTPD_CMD_FLAG_PRE_TLS: allowed before STARTTLS when TLS is required.
 _PRE_TLS = frozenset({"HELO", "EHLO", "STARTTLS", "NOOP", "QUIT"})
 
-_ERROR = "error"        # an owed reply that answers a RemoteProtocolError
-_ABORT = "abort"        # ... one that also ends a SASL exchange
-_BDAT_ERROR = "bdat-error"  # ... one that also ends a BDAT transaction
 
 
 class ServerConnection:
@@ -84,7 +84,6 @@ class ServerConnection:
         self._skip_line = False
         self._skip_bytes = 0
         self._skip_error: RemoteProtocolError | None = None
-        self._skip_what: object = _ERROR
         self._bdat_remaining = 0
         self._bdat_size = 0
         self._bdat_last = False
@@ -249,11 +248,9 @@ class ServerConnection:
         if isinstance(obj, RemoteProtocolError):
             if outcome is not Outcome.FAIL and not reply.closes:
                 raise LocalProtocolError("a protocol error must be answered with 4xx/5xx or a hangup")
-            if what in (_ABORT, _BDAT_ERROR):
-                self.state = State.IDLE if self.state in (State.AUTH, State.MAIL, State.RCPT,
-                                                          State.CHUNKING) else self.state
-                if what == _BDAT_ERROR:
-                    self._reset_transaction()
+            self._move(what, Outcome.FAIL)
+            if what == _BDAT_ERROR:
+                self._reset_transaction()
         else:
             self._move(what, outcome)
             self._apply(obj, reply, outcome)
