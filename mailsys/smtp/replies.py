@@ -133,11 +133,15 @@ def queued(queue_id: str) -> Reply:
 
 
 def bdat_queued(size: int, queue_id: str) -> Reply:
+    """The reply to BDAT LAST; ``size`` is the whole message (postfix-compat.md 2.2 [src])."""
     return Reply(250, "2.0.0", f"Ok: {size} bytes queued as {queue_id}")
 
 
 def bdat_chunk_ok(size: int) -> Reply:
-    """Reply to a BDAT chunk that is not the LAST one (smtpd.c bdat_cmd) [src]."""
+    """Reply to a BDAT chunk that is not the LAST one.
+
+    XXX "Ok: <chunk size> bytes" follows the shape of the LAST reply; the
+    exact smtpd.c bdat_cmd() text for intermediate chunks is not verified."""
     return Reply(250, "2.0.0", f"Ok: {size} bytes")
 
 

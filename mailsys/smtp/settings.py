@@ -29,7 +29,9 @@ class Settings:
     # line_length_limit (Postfix default 2048): Postfix reads an SMTP command
     # with smtp_get(buffer, stream, var_line_limit, ...) (smtpd_chat.c), so a
     # command line longer than this, not counting CRLF, gets
-    # "500 5.5.2 <host> Error: command too long". Body lines are never cut
+    # "500 5.5.2 <host> Error: command too long" (postfix-compat.md 2.2). This is
+    # deliberately more lenient than RFC 5321 4.5.3.1.4 (512 octets with CRLF),
+    # as Postfix is: long AUTH= and ORCPT= parameters need it. Body lines are never cut
     # here: Postfix only folds long body lines into several queue records.
     line_length_limit: int = 2048
     # smtpd_sasl_response_limit (Postfix default 12288): longest SASL response line.
