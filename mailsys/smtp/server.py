@@ -24,6 +24,30 @@ that needs a table, DNS, anvil, a password or the queue.
 
 Per-command statistics for the ``disconnect from`` log line are kept the way
 smtpd.c smtpd_format_cmd_stats() does; see command_stats().
+
+The I/O shell's loop (services/smtpd over a trio stream), in outline:
+
+    await send_all(conn.send(greeting_or_421))
+    while not conn.closed:
+        try:
+            event = conn.next_event()
+        except RemoteProtocolError as err:        # the core refused; reply is exact
+            event, reply = None, err.reply
+        else:
+            if event is NEED_DATA:                # read only now: the buffer stays bounded
+                conn.receive_data(await receive_some(...))   # under fail_after(smtpd_timeout)
+                continue
+            if isinstance(event, ConnectionClosed):
+                break                             # log "lost connection after {conn.where}"
+            if isinstance(event, DataChunk):
+                stream event.data to cleanup; continue
+            reply = policy(event) or conn.default_reply()    # every REPLY_OWED event
+        if conn.should_delay():
+            await sleep(smtpd_error_sleep_time)
+        await send_all(conn.send(reply))
+        if isinstance(event, StartTls) and reply.code == 220:
+            wrap the stream in TLS; conn.start_tls_done()
+    log f"disconnect from {client} {conn.command_stats()}"
 """
 
 from __future__ import annotations
@@ -404,11 +428,13 @@ class ServerConnection:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             raise self._fail(R.BAD_UTF8, "bad UTF-8 syntax") from None
-        m = g.COMMAND_RE.match(text)
-        if m is None or "\x00" in text:
+        # The verb, then everything after the first run of blanks (smtpd_token()
+        # also splits on blanks); str.split keeps this linear in the line length.
+        words = text.split(None, 1)
+        if not words or "\x00" in text:
             raise self._fail(R.BAD_SYNTAX, "bad syntax")
-        verb = m.group("verb").upper()
-        arg = m.group("arg") or ""
+        verb = words[0].upper()
+        arg = words[1].strip() if len(words) == 2 else ""
         handler = _HANDLERS.get(verb)
         if handler is None:
             self._begin("unknown")

@@ -458,3 +458,14 @@ def test_protocol_names(data, opts, proto, received):
     conn.send(replies.greeting("x"))
     res = run(data, conn=conn)
     assert (res.conn.protocol, res.conn.received_protocol) == (proto, received)
+
+
+def test_hostile_command_lines_are_cheap():
+    import time
+    lines = [b"NOOP a" + b" " * 2030 + b"b", b"MAIL FROM:<a" + b"." * 2000 + b"@>",
+             b"MAIL FROM:<a@b>" + b" x" * 1000, b"RCPT TO:<" + b'"a' * 1000,
+             b"MAIL FROM:" + b" " * 2030 + b"x", b"EHLO " + b"\t " * 1000]
+    t = time.perf_counter()
+    res = run(b"".join(line + b"\r\n" for line in lines) * 5, hard_error_limit=0)
+    assert time.perf_counter() - t < 1.0
+    assert len(res.codes) == len(lines) * 5
