@@ -391,6 +391,11 @@ class ServerConnection:
             return False
         if line.endswith(b"\r"):
             line = line[:-1]
+        elif self.settings.forbid_bare_newline == "reject":
+            # Postfix 3.9 "reject" refuses commands ended by a bare LF too.
+            s = self.settings
+            raise self._fail(R.bare_lf(s.hostname, s.bare_newline_reject_code), "bare <LF> received",
+                             what=_ABORT if self.state is State.AUTH else _ERROR)
         if len(line) > limit:
             return False
         return line

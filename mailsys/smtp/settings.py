@@ -40,12 +40,15 @@ class Settings:
     recipient_limit: int = 1000
     recipient_overshoot_limit: int = 1000
     # smtpd_hard_error_limit (20), smtpd_soft_error_limit (10), smtpd_junk_command_limit (100).
+    # 0 turns the hard and soft limits off here (Postfix has no "off" value).
     hard_error_limit: int = 20
     soft_error_limit: int = 10
     junk_command_limit: int = 100
     # smtpd_helo_required (no): MAIL before HELO/EHLO gets 503 5.5.1.
     helo_required: bool = False
     # smtpd_forbid_bare_newline: Postfix 3.9 values; "normalize" is 3.9's default.
+    # Only <CR><LF>.<CR><LF> ends DATA in every mode; "reject" also refuses a
+    # command line ended by a bare LF (see _body.py for the content rules).
     forbid_bare_newline: BareNewline = "normalize"
     # smtpd_forbid_bare_newline_reject_code (550; 521 also hangs up).
     bare_newline_reject_code: int = 550

@@ -469,3 +469,11 @@ def test_hostile_command_lines_are_cheap():
     res = run(b"".join(line + b"\r\n" for line in lines) * 5, hard_error_limit=0)
     assert time.perf_counter() - t < 1.0
     assert len(res.codes) == len(lines) * 5
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_bare_lf_command_rejected_in_reject_mode(step):
+    res = run(b"NOOP\nNOOP\r\n", step=step, forbid_bare_newline="reject")
+    assert res.replies == [f"550 5.5.2 {HOST} Error: bare <LF> received", "250 2.0.0 Ok"]
+    res = run(b"NOOP\nNOOP\r\n", forbid_bare_newline="reject", bare_newline_reject_code=521)
+    assert res.replies == [f"521 5.5.2 {HOST} Error: bare <LF> received"] and res.conn.closed
