@@ -168,7 +168,7 @@ HELP = Reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QU
 ETRN_OK = Reply(250, None, "Queuing started")
 
 
-def ehlo(settings: Settings, *, tls_active: bool, authenticated: bool) -> Reply:
+def ehlo(settings: Settings, *, tls_active: bool) -> Reply:
     """The EHLO reply in Postfix's order (postfix-compat.md 2.2):
     name, PIPELINING, SIZE, VRFY, ETRN, STARTTLS, AUTH, ENHANCEDSTATUSCODES,
     8BITMIME, DSN, SMTPUTF8, CHUNKING. No enhanced codes (RFC 2034: not on
@@ -186,8 +186,10 @@ def ehlo(settings: Settings, *, tls_active: bool, authenticated: bool) -> Reply:
         lines.append("ETRN")
     if s.starttls and not tls_active:
         lines.append("STARTTLS")
+    # smtpd.c ehlo_cmd() lists AUTH whenever SASL is active, also after a
+    # successful AUTH (a second AUTH then gets 503 "already authenticated").
     mechs = s.auth_offered(tls_active=tls_active)
-    if mechs and not authenticated:
+    if mechs:
         lines.append("AUTH " + " ".join(mechs))
         if s.broken_sasl_auth_clients:
             lines.append("AUTH=" + " ".join(mechs))

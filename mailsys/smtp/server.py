@@ -221,7 +221,7 @@ class ServerConnection:
         s = self.settings
         match obj:
             case ev.Helo(extended=True):
-                return R.ehlo(s, tls_active=self.tls_active, authenticated=self.authenticated)
+                return R.ehlo(s, tls_active=self.tls_active)
             case ev.Helo():
                 return R.helo(s.hostname)
             case ev.MailFrom():
