@@ -60,6 +60,7 @@ from . import _grammar as g
 from . import events as ev
 from . import replies as R
 from ._body import DataReader
+from ._params import ParamError, mail_params, rcpt_params
 from ._state import ABORT as _ABORT
 from ._state import BDAT_ERROR as _BDAT_ERROR
 from ._state import ERROR as _ERROR
@@ -557,48 +558,17 @@ class ServerConnection:
         path = parse_path(m.group("path"))
         if path is None:
             raise self._fail(R.BAD_SENDER, "bad sender address syntax")
-        fields: dict[str, object] = {}
-        params = []
-        for token in m.group("params").split():
-            pm = g.ESMTP_PARAM_RE.match(token)
-            if pm is None:
-                raise self._fail(R.unsupported_option(token), "bad parameter")
-            key, value = pm.group("key").upper(), pm.group("value")
-            params.append((key, value))
-            if key == "SIZE" and s.size:
-                if value is None or not g.SIZE_RE.match(value):
-                    raise self._fail(R.BAD_SIZE, "bad SIZE")
-                fields["size"] = int(value)
-            elif key == "BODY" and s.eightbitmime:
-                body = (value or "").upper()
-                allowed = ("7BIT", "8BITMIME", "BINARYMIME") if s.chunking else ("7BIT", "8BITMIME")
-                if body not in allowed:
-                    raise self._fail(R.bad_body(value or ""), "bad BODY")
-                fields["body"] = body
-            elif key == "SMTPUTF8" and s.smtputf8 and value is None:
-                fields["smtputf8"] = True
-            elif key == "RET" and s.dsn:
-                if value is None or not g.RET_RE.match(value):
-                    raise self._fail(R.BAD_RET, "bad RET")
-                fields["ret"] = value.upper()
-            elif key == "ENVID" and s.dsn:
-                if value is None or len(value) > 100 or not g.XTEXT_RE.match(value):
-                    raise self._fail(R.BAD_ENVID, "bad ENVID")
-                fields["envid"] = g.xtext_decode(value)
-            elif key == "AUTH" and s.auth_offered(tls_active=self.tls_active):
-                if "auth" in fields:
-                    raise self._fail(R.MULTIPLE_AUTH_PARAM, "multiple AUTH=")
-                if value is None or not (value == "<>" or g.XTEXT_RE.match(value)):
-                    raise self._fail(R.unsupported_option(token), "bad AUTH=")
-                fields["auth"] = value if value == "<>" else g.xtext_decode(value)
-            else:
-                raise self._fail(R.unsupported_option(token), "unsupported option")
+        try:
+            params, fields = mail_params(m.group("params").split(), s,
+                                         auth=bool(s.auth_offered(tls_active=self.tls_active)))
+        except ParamError as e:
+            raise self._fail(e.reply, "bad MAIL parameter") from None
         if not path.address.isascii() and not fields.get("smtputf8"):
             raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
         size = fields.get("size")
         if s.message_size_limit and isinstance(size, int) and size > s.message_size_limit:
             raise self._fail(R.SIZE_EXCEEDS_LIMIT, "SIZE exceeds limit")
-        return ev.MailFrom(path.address, m.group("path"), tuple(params), **fields)  # type: ignore[arg-type]
+        return ev.MailFrom(path.address, m.group("path"), params, **fields)  # type: ignore[arg-type]
 
     def _rcpt(self, verb: str, arg: str):
         s = self.settings
@@ -613,25 +583,10 @@ class ServerConnection:
         path = parse_path(m.group("path"), allow_null=False)
         if path is None:
             raise self._fail(R.BAD_RECIPIENT, "bad recipient address syntax")
-        notify = orcpt = None
-        params = []
-        for token in m.group("params").split():
-            pm = g.ESMTP_PARAM_RE.match(token)
-            if pm is None:
-                raise self._fail(R.unsupported_option(token), "bad parameter")
-            key, value = pm.group("key").upper(), pm.group("value")
-            params.append((key, value))
-            if key == "NOTIFY" and s.dsn:
-                if value is None or not g.NOTIFY_RE.match(value):
-                    raise self._fail(R.BAD_NOTIFY, "bad NOTIFY")
-                notify = tuple(value.upper().split(","))
-            elif key == "ORCPT" and s.dsn:
-                om = g.ORCPT_RE.match(value or "")
-                if om is None or not g.XTEXT_RE.match(om.group("addr")):
-                    raise self._fail(R.BAD_ORCPT, "bad ORCPT")
-                orcpt = (om.group("type"), g.xtext_decode(om.group("addr")))
-            else:
-                raise self._fail(R.unsupported_option(token), "unsupported option")
+        try:
+            params, notify, orcpt = rcpt_params(m.group("params").split(), s)
+        except ParamError as e:
+            raise self._fail(e.reply, "bad RCPT parameter") from None
         assert self.mail is not None
         if not path.address.isascii() and not self.mail.smtputf8:
             raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
@@ -641,7 +596,7 @@ class ServerConnection:
             self._overshoot += 1
             raise self._fail(R.TOO_MANY_RECIPIENTS, "too many recipients",
                              counts_as_error=not within, ok=within)
-        return ev.RcptTo(path.address, m.group("path"), tuple(params), notify, orcpt)
+        return ev.RcptTo(path.address, m.group("path"), params, notify, orcpt)
 
     def _data(self, verb: str, arg: str):
         self._begin("data")
