@@ -20,21 +20,23 @@ class ParamError(Exception):
         self.reply = reply
 
 
-def _split(token: str) -> tuple[str, str | None]:
-    m = g.ESMTP_PARAM_RE.match(token)
-    if m is None:
-        raise ParamError(R.unsupported_option(token))
-    return m.group("key").upper(), m.group("value")
+def _each(words: list[str], params: list[tuple[str, str | None]]):
+    """(word, KEY, value) per parameter word, recording (KEY, value) in params."""
+    for token in words:
+        m = g.ESMTP_PARAM_RE.match(token)
+        if m is None:
+            raise ParamError(R.unsupported_option(token))
+        key, value = m.group("key").upper(), m.group("value")
+        params.append((key, value))
+        yield token, key, value
 
 
 def mail_params(words: list[str], s: Settings, *, auth: bool
                 ) -> tuple[tuple[tuple[str, str | None], ...], dict[str, object]]:
     """(params as sent, typed fields for events.MailFrom). ``auth``: AUTH= is offered."""
     fields: dict[str, object] = {}
-    params = []
-    for token in words:
-        key, value = _split(token)
-        params.append((key, value))
+    params: list[tuple[str, str | None]] = []
+    for token, key, value in _each(words, params):
         if key == "SIZE" and s.size:
             if value is None or not g.SIZE_RE.match(value):
                 raise ParamError(R.BAD_SIZE)
@@ -71,10 +73,8 @@ def rcpt_params(words: list[str], s: Settings) -> tuple[
         tuple[tuple[str, str | None], ...], tuple[str, ...] | None, tuple[str, str] | None]:
     """(params as sent, NOTIFY keywords or None, ORCPT (type, address) or None)."""
     notify = orcpt = None
-    params = []
-    for token in words:
-        key, value = _split(token)
-        params.append((key, value))
+    params: list[tuple[str, str | None]] = []
+    for token, key, value in _each(words, params):
         if key == "NOTIFY" and s.dsn:
             if value is None or not g.NOTIFY_RE.match(value):
                 raise ParamError(R.BAD_NOTIFY)
