@@ -239,7 +239,11 @@ NOOP_SYNTAX = Reply(501, "5.5.4", "Syntax: NOOP")
 VRFY_SYNTAX = Reply(501, "5.5.4", "Syntax: VRFY address")
 STARTTLS_SYNTAX = Reply(501, "5.5.4", "Syntax: STARTTLS")
 AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism")
+# ETRN replies carry no enhanced status code in smtpd.c etrn_cmd().
 ETRN_SYNTAX = Reply(500, None, "Syntax: ETRN domain")
+ETRN_BAD_DOMAIN = Reply(501, None, "Error: invalid parameter syntax")
+ETRN_SEND_HELO_FIRST = Reply(503, None, "Error: send HELO/EHLO first")
+ETRN_TXN_IN_PROGRESS = Reply(503, None, "Error: MAIL transaction in progress")
 # BDAT without a valid count cannot be skipped, so Postfix hangs up (521).
 BDAT_SYNTAX = Reply(521, "5.5.4", "Syntax: BDAT count [LAST]")
 NULL_BDAT = Reply(551, "5.7.1", "Null BDAT request")

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections import deque
 
 from . import _grammar as g
@@ -668,13 +669,18 @@ class ServerConnection:
         self._begin("etrn")
         if not self.settings.etrn:
             raise self._fail(R.NOT_IMPLEMENTED, "ETRN disabled")
-        if self.helo_name is None:
-            raise self._fail(R.SEND_HELO_FIRST, "ETRN before HELO")
+        if self.settings.helo_required and self.helo_name is None:
+            raise self._fail(R.ETRN_SEND_HELO_FIRST, "ETRN before HELO")
         if self.state is not State.IDLE:
-            raise self._fail(R.TXN_IN_PROGRESS, "ETRN in transaction")
-        if not arg:
+            raise self._fail(R.ETRN_TXN_IN_PROGRESS, "ETRN in transaction")
+        if not arg or len(arg.split()) != 1:
             raise self._fail(R.ETRN_SYNTAX, "ETRN without domain")
-        return ev.Etrn(arg)
+        # smtpd.c: a leading "@" or "#" (RFC 1985 forms) is skipped, then the
+        # rest must be a valid host name.
+        domain = arg[1:] if not arg[0].isalnum() else arg
+        if not _HOSTNAME_RE.match(domain):
+            raise self._fail(R.ETRN_BAD_DOMAIN, "ETRN bad domain")
+        return ev.Etrn(domain)
 
     def _help(self, verb: str, arg: str):
         self._begin("help")
@@ -727,6 +733,10 @@ def _b64(data: bytes) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
 
+
+# valid_hostname(): dot-separated labels of letters, digits and hyphens.
+_HOSTNAME_RE = re.compile(r"(?=.{1,255}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 
 _HANDLERS = {
     "HELO": ServerConnection._helo,

@@ -330,11 +330,14 @@ def test_vrfy_disabled():
 
 
 def test_etrn_enabled():
-    res = run(b"ETRN x\r\nEHLO c\r\nETRN\r\nETRN example.com\r\n" + MAIL + b"ETRN x\r\n", etrn=True)
-    assert res.replies[0] == "503 5.5.1 Error: send HELO/EHLO first"
-    assert res.replies[-4:] == ["500 Syntax: ETRN domain", "250 Queuing started", "250 2.1.0 Ok",
-                                "503 5.5.1 Error: MAIL transaction in progress"]
-    assert Etrn("example.com") in res.events
+    res = run(b"ETRN\r\nETRN example.com\r\nETRN @example.org\r\nETRN bad_domain!\r\n"
+              + MAIL + b"ETRN x\r\n", etrn=True)
+    assert res.replies == ["500 Syntax: ETRN domain", "250 Queuing started", "250 Queuing started",
+                           "501 Error: invalid parameter syntax", "250 2.1.0 Ok",
+                           "503 Error: MAIL transaction in progress"]
+    assert res.of(Etrn) == [Etrn("example.com"), Etrn("example.org")]
+    res = run(b"ETRN example.com\r\n", etrn=True, helo_required=True)
+    assert res.replies == ["503 Error: send HELO/EHLO first"]
 
 
 def test_case_insensitive_verbs():
