@@ -31,9 +31,14 @@ def _each(words: list[str], params: list[tuple[str, str | None]]):
         yield token, key, value
 
 
-def mail_params(words: list[str], s: Settings, *, auth: bool
+def mail_params(words: list[str], s: Settings, *, auth_active: bool
                 ) -> tuple[tuple[tuple[str, str | None], ...], dict[str, object]]:
-    """(params as sent, typed fields for events.MailFrom). ``auth``: AUTH= is offered."""
+    """(params as sent, typed fields for events.MailFrom).
+
+    ``auth_active``: SASL is usable now (AUTH= is known whenever SASL is
+    configured, as smtpd.c checks var_smtpd_sasl_enable; while it is not
+    usable, e.g. before TLS with smtpd_tls_auth_only, smtpd_sasl_mail_opt()
+    answers "503 5.5.4 Error: authentication disabled")."""
     fields: dict[str, object] = {}
     params: list[tuple[str, str | None]] = []
     for token, key, value in _each(words, params):
@@ -58,12 +63,13 @@ def mail_params(words: list[str], s: Settings, *, auth: bool
             if value is None or len(value) > 100 or not g.XTEXT_RE.match(value):
                 raise ParamError(R.BAD_ENVID)
             fields["envid"] = g.xtext_decode(value)
-        elif key == "AUTH" and auth:
+        elif key == "AUTH" and s.auth_mechanisms and value is not None:
+            if not auth_active:
+                raise ParamError(R.AUTH_DISABLED)
             if "auth" in fields:
                 raise ParamError(R.MULTIPLE_AUTH_PARAM)
-            if value is None or not (value == "<>" or g.XTEXT_RE.match(value)):
-                raise ParamError(R.unsupported_option(token))
-            fields["auth"] = value if value == "<>" else g.xtext_decode(value)
+            # Postfix keeps the value as sent (made printable); decode valid xtext.
+            fields["auth"] = g.xtext_decode(value) if g.XTEXT_RE.match(value) else value
         else:
             raise ParamError(R.unsupported_option(token))
     return tuple(params), fields

@@ -255,6 +255,7 @@ BAD_ENVID = Reply(501, "5.5.4", "Bad ENVID parameter syntax")
 BAD_NOTIFY = Reply(501, "5.5.4", "Error: Bad NOTIFY parameter syntax")
 BAD_ORCPT = Reply(501, "5.5.4", "Error: Bad ORCPT parameter syntax")
 MULTIPLE_AUTH_PARAM = Reply(503, "5.5.4", "Error: multiple AUTH= options")
+AUTH_DISABLED = Reply(503, "5.5.4", "Error: authentication disabled")
 NEED_SMTPUTF8 = Reply(553, "5.6.7", "Must declare SMTPUTF8 to send unicode address")
 
 

@@ -561,7 +561,7 @@ class ServerConnection:
             raise self._fail(R.BAD_SENDER, "bad sender address syntax")
         try:
             params, fields = mail_params(m.group("params").split(), s,
-                                         auth=bool(s.auth_offered(tls_active=self.tls_active)))
+                                         auth_active=bool(s.auth_offered(tls_active=self.tls_active)))
         except ParamError as e:
             raise self._fail(e.reply, "bad MAIL parameter") from None
         if not path.address.isascii() and not fields.get("smtputf8"):
@@ -697,16 +697,17 @@ class ServerConnection:
         return ev.StartTls()
 
     def _auth(self, verb: str, arg: str):
+        # Checks in smtpd_sasl_proto.c smtpd_sasl_auth_cmd() order.
         self._begin("auth")
+        if self.settings.helo_required and self.helo_name is None:
+            raise self._fail(R.SEND_HELO_FIRST, "AUTH before HELO")
         offered = self.settings.auth_offered(tls_active=self.tls_active)
         if not offered:
             raise self._fail(R.AUTH_NOT_ENABLED, "AUTH not enabled")
-        if self.helo_name is None:
-            raise self._fail(R.SEND_HELO_FIRST, "AUTH before EHLO")
-        if self.authenticated:
-            raise self._fail(R.ALREADY_AUTHENTICATED, "already authenticated")
         if self.state is not State.IDLE:
             raise self._fail(R.TXN_IN_PROGRESS, "AUTH in transaction")
+        if self.authenticated:
+            raise self._fail(R.ALREADY_AUTHENTICATED, "already authenticated")
         words = arg.split()
         if not words or len(words) > 2:
             raise self._fail(R.AUTH_SYNTAX, "AUTH syntax")

@@ -191,12 +191,23 @@ def test_auth_errors(data, reply):
 
 
 def test_auth_before_ehlo_and_twice():
-    res = run(b"AUTH PLAIN =\r\n", **AUTH)
-    assert res.replies == ["503 5.5.1 Error: send HELO/EHLO first"]
     ir = b64(b"\x00bob\x00s3cret")
+    # HELO is only demanded with smtpd_helo_required (smtpd_sasl_auth_cmd)
+    res = run(b"AUTH PLAIN " + ir + b"\r\n", policy=sasl_policy(USERS), **AUTH)
+    assert res.replies == ["235 2.7.0 Authentication successful"]
+    res = run(b"AUTH PLAIN =\r\n", helo_required=True, **AUTH)
+    assert res.replies == ["503 5.5.1 Error: send HELO/EHLO first"]
     res = run(b"EHLO c\r\nAUTH PLAIN " + ir + b"\r\nAUTH PLAIN " + ir + b"\r\n",
               policy=sasl_policy(USERS), **AUTH)
     assert res.replies[-1] == "503 5.5.1 Error: already authenticated"
+
+
+def test_mail_auth_param_while_sasl_unusable():
+    res = run(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n", auth_mechanisms=("PLAIN",),
+              tls_auth_only=True)
+    assert res.replies[-1] == "503 5.5.4 Error: authentication disabled"
+    res = run(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<> AUTH=x\r\n", auth_mechanisms=("PLAIN",))
+    assert res.replies[-1] == "503 5.5.4 Error: multiple AUTH= options"
 
 
 def test_auth_only_over_tls():
