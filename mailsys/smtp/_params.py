@@ -33,63 +33,86 @@ def _each(words: list[str], params: list[tuple[str, str | None]]):
 
 def mail_params(words: list[str], s: Settings, *, auth_active: bool
                 ) -> tuple[tuple[tuple[str, str | None], ...], dict[str, object]]:
-    """(params as sent, typed fields for events.MailFrom).
+    """(params as sent, typed fields for events.MailFrom), in smtpd.c mail_cmd() terms.
 
-    ``auth_active``: SASL is usable now (AUTH= is known whenever SASL is
-    configured, as smtpd.c checks var_smtpd_sasl_enable; while it is not
-    usable, e.g. before TLS with smtpd_tls_auth_only, smtpd_sasl_mail_opt()
-    answers "503 5.5.4 Error: authentication disabled")."""
+    Like Postfix, SIZE= and BODY= are taken whatever EHLO advertised, a word
+    that is not ``NAME=value`` for a valued parameter is an unsupported
+    option, and a second RET= or ENVID= is bad syntax. AUTH= is always
+    known (Postfix is built with SASL); while SASL is not usable here
+    (``auth_active`` false) smtpd_sasl_mail_opt() answers 503 5.5.4."""
     fields: dict[str, object] = {}
     params: list[tuple[str, str | None]] = []
     for token, key, value in _each(words, params):
-        if key == "SIZE" and s.size:
-            if value is None or not g.SIZE_RE.match(value):
-                raise ParamError(R.BAD_SIZE)
-            fields["size"] = int(value)
-        elif key == "BODY" and s.eightbitmime:
-            body = (value or "").upper()
-            allowed = ("7BIT", "8BITMIME", "BINARYMIME") if s.chunking else ("7BIT", "8BITMIME")
-            if body not in allowed:
-                raise ParamError(R.bad_body(value or ""))
-            fields["body"] = body
-        elif key == "SMTPUTF8" and s.smtputf8 and value is None:
+        if key == "SMTPUTF8" and value is None and s.smtputf8:
             fields["smtputf8"] = True
-        elif key == "RET" and s.dsn:
-            if value is None or not g.RET_RE.match(value):
-                raise ParamError(R.BAD_RET)
-            fields["ret"] = value.upper()
-        elif key == "ENVID" and s.dsn:
-            # RFC 3461 4.4: at most 100 characters
-            if value is None or len(value) > 100 or not g.XTEXT_RE.match(value):
-                raise ParamError(R.BAD_ENVID)
-            fields["envid"] = g.xtext_decode(value)
-        elif key == "AUTH" and s.auth_mechanisms and value is not None:
+        elif value is None:
+            raise ParamError(R.unsupported_option(token))
+        elif key == "BODY" and value.upper() in _BODY_TYPES[s.chunking]:
+            fields["body"] = value.upper()
+        elif key == "SIZE":
+            if not value.isdigit():
+                raise ParamError(R.BAD_SIZE)
+            if int(value) > _OFF_T_MAX:
+                raise ParamError(R.SIZE_OVERFLOW)
+            fields["size"] = int(value)
+        elif key == "AUTH":
             if not auth_active:
                 raise ParamError(R.AUTH_DISABLED)
             if "auth" in fields:
                 raise ParamError(R.MULTIPLE_AUTH_PARAM)
             # Postfix keeps the value as sent (made printable); decode valid xtext.
             fields["auth"] = g.xtext_decode(value) if g.XTEXT_RE.match(value) else value
+        elif key in ("RET", "ENVID"):
+            if not s.dsn:
+                raise ParamError(R.DSN_DISABLED)
+            if key == "RET":
+                if "ret" in fields or not g.RET_RE.match(value):
+                    raise ParamError(R.BAD_RET)
+                fields["ret"] = value.upper()
+            else:
+                # RFC 3461 4.4: xtext, at most 100 characters once decoded
+                envid = g.xtext_decode(value) if g.XTEXT_RE.match(value) else None
+                if "envid" in fields or envid is None or len(envid) > 100 or not envid.isprintable():
+                    raise ParamError(R.BAD_ENVID)
+                fields["envid"] = envid
         else:
             raise ParamError(R.unsupported_option(token))
     return tuple(params), fields
 
 
+# BODY= values by "CHUNKING enabled" (RFC 1652, RFC 3030 BINARYMIME needs BDAT).
+_BODY_TYPES = {False: ("7BIT", "8BITMIME"), True: ("7BIT", "8BITMIME", "BINARYMIME")}
+# off_cvt_string() overflow: "552 5.3.4 Message size exceeds file system imposed limit".
+_OFF_T_MAX = 2**63 - 1
+
+
 def rcpt_params(words: list[str], s: Settings) -> tuple[
         tuple[tuple[str, str | None], ...], tuple[str, ...] | None, tuple[str, str] | None]:
-    """(params as sent, NOTIFY keywords or None, ORCPT (type, address) or None)."""
-    notify = orcpt = None
+    """(params as sent, NOTIFY keywords or None, ORCPT (type, address) or None).
+
+    smtpd.c rcpt_cmd(): only NOTIFY= and ORCPT=, each at most once."""
+    notify: tuple[str, ...] | None = None
+    orcpt: tuple[str, str] | None = None
     params: list[tuple[str, str | None]] = []
     for token, key, value in _each(words, params):
-        if key == "NOTIFY" and s.dsn:
-            if value is None or not g.NOTIFY_RE.match(value):
+        if value is None or key not in ("NOTIFY", "ORCPT"):
+            raise ParamError(R.unsupported_option(token))
+        if not s.dsn:
+            raise ParamError(R.DSN_DISABLED)
+        if key == "NOTIFY":
+            if notify is not None or not g.NOTIFY_RE.match(value):
                 raise ParamError(R.BAD_NOTIFY)
             notify = tuple(value.upper().split(","))
-        elif key == "ORCPT" and s.dsn:
-            m = g.ORCPT_RE.match(value or "")
-            if m is None or not g.XTEXT_RE.match(m.group("addr")):
-                raise ParamError(R.BAD_ORCPT)
-            orcpt = (m.group("type"), g.xtext_decode(m.group("addr")))
         else:
-            raise ParamError(R.unsupported_option(token))
+            m = g.ORCPT_RE.match(value)
+            if orcpt is not None or m is None:
+                raise ParamError(R.BAD_ORCPT)
+            addr = m.group("addr")
+            if m.group("type").lower() == "utf-8":
+                # RFC 6533 utf-8-addr-xtext: kept as sent
+                orcpt = (m.group("type"), addr)
+            elif g.XTEXT_RE.match(addr):
+                orcpt = (m.group("type"), g.xtext_decode(addr))
+            else:
+                raise ParamError(R.BAD_ORCPT)
     return tuple(params), notify, orcpt

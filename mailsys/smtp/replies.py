@@ -256,11 +256,9 @@ BAD_NOTIFY = Reply(501, "5.5.4", "Error: Bad NOTIFY parameter syntax")
 BAD_ORCPT = Reply(501, "5.5.4", "Error: Bad ORCPT parameter syntax")
 MULTIPLE_AUTH_PARAM = Reply(503, "5.5.4", "Error: multiple AUTH= options")
 AUTH_DISABLED = Reply(503, "5.5.4", "Error: authentication disabled")
+DSN_DISABLED = Reply(501, "5.7.1", "DSN support is disabled")
+SIZE_OVERFLOW = Reply(552, "5.3.4", "Message size exceeds file system imposed limit")
 NEED_SMTPUTF8 = Reply(553, "5.6.7", "Must declare SMTPUTF8 to send unicode address")
-
-
-def bad_body(value: str) -> Reply:
-    return Reply(501, "5.5.4", f"Bad BODY keyword: {value}")
 
 
 def unsupported_option(param: str) -> Reply:

@@ -564,11 +564,11 @@ class ServerConnection:
                                          auth_active=bool(s.auth_offered(tls_active=self.tls_active)))
         except ParamError as e:
             raise self._fail(e.reply, "bad MAIL parameter") from None
-        if not path.address.isascii() and not fields.get("smtputf8"):
-            raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
         size = fields.get("size")
         if s.message_size_limit and isinstance(size, int) and size > s.message_size_limit:
             raise self._fail(R.SIZE_EXCEEDS_LIMIT, "SIZE exceeds limit")
+        if s.strict_smtputf8 and not path.address.isascii() and not fields.get("smtputf8"):
+            raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
         return ev.MailFrom(path.address, m.group("path"), params, **fields)  # type: ignore[arg-type]
 
     def _rcpt(self, verb: str, arg: str):
@@ -588,15 +588,15 @@ class ServerConnection:
             params, notify, orcpt = rcpt_params(m.group("params").split(), s)
         except ParamError as e:
             raise self._fail(e.reply, "bad RCPT parameter") from None
-        assert self.mail is not None
-        if not path.address.isascii() and not self.mail.smtputf8:
-            raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
         if s.recipient_limit and self.rcpt_count >= s.recipient_limit:
             # smtpd.c rcpt_cmd: the first overshoot_limit excess RCPTs are not errors.
             within = self._overshoot < s.recipient_overshoot_limit
             self._overshoot += 1
             raise self._fail(R.TOO_MANY_RECIPIENTS, "too many recipients",
                              counts_as_error=not within, ok=within)
+        assert self.mail is not None
+        if s.strict_smtputf8 and not path.address.isascii() and not self.mail.smtputf8:
+            raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
         return ev.RcptTo(path.address, m.group("path"), params, notify, orcpt)
 
     def _data(self, verb: str, arg: str):

@@ -68,6 +68,10 @@ class Settings:
     eightbitmime: bool = True
     dsn: bool = True
     smtputf8: bool = True             # smtputf8_enable (yes at compatibility_level >= 1)
+    # strict_smtputf8 (no): "Historically, Postfix does not forbid 8-bit envelope
+    # localparts" (smtpd.c); only when strict, a non-ASCII address without
+    # SMTPUTF8 gets 553 5.6.7.
+    strict_smtputf8: bool = False
     chunking: bool = True
 
     def __post_init__(self) -> None:
