@@ -600,15 +600,16 @@ class ServerConnection:
         return ev.RcptTo(path.address, m.group("path"), params, notify, orcpt)
 
     def _data(self, verb: str, arg: str):
+        # smtpd.c data_cmd(): the recipient checks come before the syntax check.
         self._begin("data")
-        if arg:
-            raise self._fail(R.DATA_SYNTAX, "DATA with argument")
         if self.state is State.CHUNKING:
             raise self._fail(R.DATA_AFTER_BDAT, "DATA after BDAT")
         if self.state is State.IDLE:
             raise self._fail(R.NEED_RCPT, "DATA without MAIL")
         if self.state is State.MAIL:
             raise self._fail(R.NO_VALID_RCPTS, "DATA without accepted recipients")
+        if arg:
+            raise self._fail(R.DATA_SYNTAX, "DATA with argument")
         self._data_bytes = 0
         return ev.DataStart()
 
