@@ -371,6 +371,19 @@ class ServerConnection:
                      else f"commands={ok_all}/{total_all}")
         return " ".join(parts)
 
+    def after(self, reason: str) -> str | None:
+        """Postfix's note on an abnormal end, or None when it logs none.
+
+        ``reason`` is "lost connection", "timeout" or "too many errors";
+        the result is e.g. "lost connection after DATA (14 bytes)" or
+        "timeout after EHLO" (smtpd.c smtpd_proto(): a lost connection right
+        after the end of a message is normal and not logged)."""
+        if self.where == "DATA content":
+            return f"{reason} after DATA ({self.data_bytes} bytes)"
+        if self.where == "END-OF-MESSAGE" and reason == "lost connection":
+            return None
+        return f"{reason} after {self.where}"
+
     @property
     def counts(self) -> dict[str, tuple[int, int]]:
         return {k: (v[0], v[1]) for k, v in self._counts.items()}

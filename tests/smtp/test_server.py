@@ -495,3 +495,17 @@ def test_bare_lf_command_rejected_in_reject_mode(step):
     assert res.replies == [f"550 5.5.2 {HOST} Error: bare <LF> received", "250 2.0.0 Ok"]
     res = run(b"NOOP\nNOOP\r\n", forbid_bare_newline="reject", bare_newline_reject_code=521)
     assert res.replies == [f"521 5.5.2 {HOST} Error: bare <LF> received"] and res.conn.closed
+
+
+def test_abnormal_end_notes():
+    conn, _ = connect()
+    assert conn.after("lost connection") == "lost connection after CONNECT"
+    res = run(b"EHLO c\r\n", conn=conn)
+    assert res.conn.after("timeout") == "timeout after EHLO"
+    res = run(MAIL + RCPT + b"DATA\r\n0123456789abc\r\n", conn=conn)
+    assert conn.after("lost connection") == "lost connection after DATA (15 bytes)"
+    run(b".\r\n", conn=conn)
+    assert conn.after("lost connection") is None
+    assert conn.after("timeout") == "timeout after END-OF-MESSAGE"
+    run(b"FOO\r\n", conn=conn)
+    assert conn.after("too many errors") == "too many errors after UNKNOWN"
