@@ -54,7 +54,10 @@ class Settings:
     bare_newline_reject_code: int = 550
     # smtpd_forbid_cmds (CONNECT GET POST): answered with 221 2.7.0 and a hangup.
     forbid_commands: tuple[str, ...] = ("CONNECT", "GET", "POST")
-    # ESMTP extensions to advertise and accept.
+    # ESMTP extensions to advertise (Postfix's smtpd_discard_ehlo_keywords in
+    # reverse). Like smtpd.c, SIZE= and BODY= are accepted even when not
+    # advertised; DSN off makes RET/ENVID/NOTIFY/ORCPT "501 5.7.1 DSN support
+    # is disabled"; CHUNKING off refuses BDAT; STARTTLS and AUTH follow below.
     pipelining: bool = True
     size: bool = True
     vrfy: bool = True                 # not disable_vrfy_command
