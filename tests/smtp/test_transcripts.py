@@ -14,12 +14,18 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from _smtp_testlib import BANNER, QID, drain, settings, Result
+from _smtp_testlib import BANNER, HOST, QID, Result, drain, settings
 
-from mailsys.smtp import EndOfData, ServerConnection, Settings, State, replies
+from mailsys.smtp import (
+    Auth, AuthResponse, EndOfData, ServerConnection, Settings, State, replies, sasl,
+)
 
 FILES = sorted((Path(__file__).parent / "transcripts").glob("*.txt"))
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+
+
+USERS = {"bob": "s3cret"}
+_exchanges: dict[int, sasl.Exchange] = {}
 
 
 def policy(conn, event):
@@ -27,6 +33,19 @@ def policy(conn, event):
         if conn.state is State.BDAT:
             return replies.bdat_queued(event.size, QID)
         return replies.queued(QID)
+    if isinstance(event, (Auth, AuthResponse)):
+        if isinstance(event, Auth):
+            _exchanges[id(conn)] = sasl.start(event.mechanism, HOST)
+            data = event.initial_response
+        else:
+            data = event.data
+        try:
+            step = _exchanges[id(conn)].step(data)
+        except sasl.SaslError:
+            return replies.auth_failed()
+        if isinstance(step, bytes):
+            return replies.auth_challenge(step)
+        return replies.AUTH_OK if USERS.get(step.username) == step.password else replies.auth_failed()
     return None
 
 
