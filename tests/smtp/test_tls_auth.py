@@ -7,10 +7,10 @@ import hashlib
 import hmac
 
 import pytest
-from _smtp_testlib import HOST, connect, run
+from _smtp_testlib import HOST, connect, run, sasl_policy
 
 from mailsys.smtp import (
-    NEED_DATA, PAUSED, Auth, AuthResponse, Helo, LocalProtocolError, MailFrom, Noop, RemoteProtocolError,
+    NEED_DATA, PAUSED, Auth, Helo, LocalProtocolError, MailFrom, Noop, RemoteProtocolError,
     StartTls, State, replies, sasl,
 )
 
@@ -96,32 +96,6 @@ def test_start_tls_done_without_starttls():
 
 
 # --------------------------------------------------------------------------- AUTH
-
-def sasl_policy(users: dict[str, str]):
-    """A policy that drives sasl.py the way services/smtpd will."""
-    state = {}
-
-    def policy(conn, event):
-        if isinstance(event, Auth):
-            state["x"] = sasl.start(event.mechanism, HOST)
-            data = event.initial_response
-        elif isinstance(event, AuthResponse):
-            data = event.data
-        else:
-            return None
-        try:
-            step = state["x"].step(data)
-        except sasl.SaslError:
-            return replies.auth_failed()
-        if isinstance(step, bytes):
-            return replies.auth_challenge(step)
-        if step.password is not None:
-            ok = users.get(step.username) == step.password
-        else:
-            ok = step.cram_matches(users.get(step.username, "").encode())
-        return replies.AUTH_OK if ok else replies.auth_failed()
-    return policy
-
 
 USERS = {"bob": "s3cret"}
 

@@ -14,18 +14,15 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-from _smtp_testlib import BANNER, HOST, QID, Result, drain, settings
+from _smtp_testlib import BANNER, QID, Result, drain, sasl_policy, settings
 
-from mailsys.smtp import (
-    Auth, AuthResponse, EndOfData, ServerConnection, Settings, State, replies, sasl,
-)
+from mailsys.smtp import EndOfData, ServerConnection, Settings, State, replies
 
 FILES = sorted((Path(__file__).parent / "transcripts").glob("*.txt"))
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
 
 
-USERS = {"bob": "s3cret"}
-_exchanges: dict[int, sasl.Exchange] = {}
+_sasl = sasl_policy({"bob": "s3cret"})
 
 
 def policy(conn, event):
@@ -33,20 +30,7 @@ def policy(conn, event):
         if conn.state is State.BDAT:
             return replies.bdat_queued(event.size, QID)
         return replies.queued(QID)
-    if isinstance(event, (Auth, AuthResponse)):
-        if isinstance(event, Auth):
-            _exchanges[id(conn)] = sasl.start(event.mechanism, HOST)
-            data = event.initial_response
-        else:
-            data = event.data
-        try:
-            step = _exchanges[id(conn)].step(data)
-        except sasl.SaslError:
-            return replies.auth_failed()
-        if isinstance(step, bytes):
-            return replies.auth_challenge(step)
-        return replies.AUTH_OK if USERS.get(step.username) == step.password else replies.auth_failed()
-    return None
+    return _sasl(conn, event)
 
 
 def convert(name: str, value: str):
