@@ -1,8 +1,9 @@
 """showq - the mail queue listing of mailq / postqueue -p and postqueue -j.
 
 SYNOPSIS
-    from mailsys.admin.showq import render_listing, render_json
+    from mailsys.admin.showq import iter_listing, render_listing, render_json
     text = render_listing(store.scan_all())       # "Mail queue is empty\\n" or the table
+    for piece in iter_listing(store.scan_all()): ...
     for line in render_json(store.scan_all()): ...
 
 DESCRIPTION
@@ -94,18 +95,24 @@ def render_entry(env: Envelope, queue: Queue) -> str:
     return "".join(out)
 
 
+def iter_listing(entries: Iterable[tuple[Envelope, Queue]]) -> Iterator[str]:
+    """The mailq output for entries, a piece at a time, so a large queue is
+    written as it is read."""
+    total = count = 0
+    for env, queue in entries:
+        yield HEADING if not count else "\n"
+        yield render_entry(env, queue)
+        total += env.size
+        count += 1
+    if not count:
+        yield EMPTY
+    else:
+        yield TRAILER % (total // 1024, count, "" if count == 1 else "s")
+
+
 def render_listing(entries: Iterable[tuple[Envelope, Queue]]) -> str:
     """The whole mailq output for entries."""
-    blocks: list[str] = []
-    total = 0
-    for env, queue in entries:
-        blocks.append(render_entry(env, queue))
-        total += env.size
-    if not blocks:
-        return EMPTY
-    count = len(blocks)
-    return (HEADING + "\n".join(blocks)
-            + TRAILER % (total // 1024, count, "" if count == 1 else "s"))
+    return "".join(iter_listing(entries))
 
 
 def json_entry(env: Envelope, queue: Queue) -> str:

@@ -43,13 +43,14 @@ import getopt
 import re
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from mailsys.admin import access
-from mailsys.admin.showq import render_json, render_listing
-from mailsys.errors import QueueError
+from mailsys.admin.showq import iter_listing, render_json
+from mailsys.config import Config
+from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.queue import Queue, QueueStore, WrongQueue
-from mailsys.errors import NoSuchEntry
 
 PROGRAM = "postqueue"
 USAGE = ("usage: postqueue -f | postqueue -i queueid | postqueue -j | "
@@ -111,11 +112,8 @@ def show(qdir: Path, mode: str) -> int:
     with access.open_store(qdir) as store:
         entries = store.scan_all(on_corrupt=_corrupt) if store else iter(())
         try:
-            if mode == "p":
-                sys.stdout.write(render_listing(entries))
-            else:
-                for line in render_json(entries):
-                    sys.stdout.write(line)
+            for piece in (iter_listing if mode == "p" else render_json)(entries):
+                sys.stdout.write(piece)
             sys.stdout.flush()
         except BrokenPipeError:
             raise
@@ -129,7 +127,7 @@ def _corrupt(qid: str, error: Exception) -> None:
     print(f"{PROGRAM}: warning: {qid}: unreadable queue entry: {error}", file=sys.stderr)
 
 
-def flush(cfg, qdir: Path, mode: str, arg: str | None) -> int:
+def flush(cfg: Config, qdir: Path, mode: str, arg: str | None) -> int:
     if not access.master_running(cfg):
         return fatal(DOWN, EX_UNAVAILABLE)
     with access.open_store(qdir) as store:
@@ -146,7 +144,7 @@ def flush(cfg, qdir: Path, mode: str, arg: str | None) -> int:
     return EX_OK
 
 
-def make_due(store: QueueStore, qids) -> int:
+def make_due(store: QueueStore, qids: Iterable[str]) -> int:
     """Set next_attempt to now on the given deferred entries; how many.
     Entries that left the deferred queue meanwhile are qmgr's already."""
     now = time.time()

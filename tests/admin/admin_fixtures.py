@@ -7,11 +7,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 from mailsys.cli.main import main as mailsys_main
 from mailsys.message.envelope import Envelope, RcptState, Recipient
