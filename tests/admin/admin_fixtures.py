@@ -10,12 +10,12 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from mailsys.cli.main import main as mailsys_main
 from mailsys.message.envelope import Envelope, RcptState, Recipient
 from mailsys.queue import Queue, QueueStore
 
-SAMPLES = Path("/work/shared/postfix-samples")
+# Postfix 3.7.11 output (postfix-compat.md, postfix-samples/), kept as goldens.
+SAMPLES = Path(__file__).parent / "samples"
 REFUSED = "connect to 127.0.0.1[127.0.0.1]:2: Connection refused"
 TIMEOUT = "conversation with mx.remote.example[192.0.2.25] timed out while receiving the initial server greeting"
 LONG = ("host mx.far.example[198.51.100.7] said: 451 4.7.1 Greylisting in action, "
