@@ -44,6 +44,7 @@ from mailsys.config.lines import physical_lines
 from mailsys.config.maincf import parse_main_cf, split_name_value
 from mailsys.config.mastercf import split_master_text
 from mailsys.config.params import PARAMS, param
+from mailsys.config.tables import sync_directory
 from mailsys.errors import ConfigError, UsageError
 
 USAGE = ("usage: postconf [-c config_dir] [-dhnx] [name ...] | -e name=value ... | -X|-# name ... "
@@ -223,6 +224,7 @@ def _write_atomically(path: Path, text: str) -> None:
         except FileNotFoundError:
             os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        sync_directory(path.parent)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

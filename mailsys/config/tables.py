@@ -362,7 +362,17 @@ def write_lmdb(source: Path) -> Path:
         raise
     env.close()
     os.replace(tmp, target)
+    sync_directory(target.parent)
     return target
+
+
+def sync_directory(path: Path) -> None:
+    """Make a rename in `path` survive a crash (the entry lives in the directory)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 OPENERS: dict[str, Callable[[str, str, object], Table]] = {
