@@ -19,8 +19,8 @@ DESCRIPTION
         -e  force expiry                    hold incoming active deferred
         -f  force expiry, release if held   hold incoming active deferred
 
-    Each entry changed is reported on standard error ("postsuper: QID:
-    removed", "placed on hold", "released from hold", "requeued",
+    Each entry changed is reported on standard error and in the mail log
+    ("postsuper: QID: removed", "placed on hold", "released from hold", "requeued",
     "expired"), then one summary line per requested operation, printed
     even when the count is 0 ("postsuper: Deleted: 0 messages"). A queue
     ID found in none of the queues is reported as a warning and is not an
@@ -60,8 +60,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import structlog
+
 from mailsys.admin import access
 from mailsys.errors import NoSuchEntry, QueueError
+from mailsys.maillog.setup import configure
 from mailsys.message.envelope import RcptState
 from mailsys.queue import Queue, QueueStore, WrongQueue
 
@@ -101,6 +104,9 @@ TRIGGERS = {"requeued": b"I", "released": b"D", "expired": b"D",
             "held": b"W", "deleted": b"W"}
 
 
+log = structlog.get_logger()
+
+
 class Usage(Exception):
     pass
 
@@ -116,7 +122,15 @@ class Counts:
 
 
 def say(text: str) -> None:
+    """A fatal error before logging is set up: standard error only."""
     print(f"{PROGRAM}: {text}", file=sys.stderr)
+
+
+def report(text: str, qid: str | None = None, *, warning: bool = False) -> None:
+    """A result, as Postfix's msg_info(): on standard error and in the log."""
+    prefix = f"{qid}: " if qid else ""
+    print(f"{PROGRAM}: {'warning: ' if warning else ''}{prefix}{text}", file=sys.stderr)
+    (log.warning if warning else log.info)(text, **({"queue_id": qid} if qid else {}))
 
 
 def plural(n: int) -> str:
@@ -168,6 +182,7 @@ def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
     if not qdir.is_dir():
         say(f"fatal: chdir {qdir}: No such file or directory")
         return 1
+    configure(cfg, PROGRAM)
     counts = Counts()
     try:
         with access.open_store(qdir) as store:
@@ -193,11 +208,12 @@ def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
                     OPERATIONS[op](store, qids, queues, counts, named)
     except QueueError as e:
         say(f"fatal: {e}")
+        log.critical(str(e))
         return 1
     finally:
         for name, text in SUMMARIES:
             if name in counts.reported:
-                say(f"{text}: {plural(getattr(counts, name))}")
+                report(f"{text}: {plural(getattr(counts, name))}")
     request = b"".join(sorted({TRIGGERS[n] for n, _ in SUMMARIES
                                if getattr(counts, n)}))
     if request:
@@ -214,14 +230,14 @@ def everything(store: QueueStore, queues: Iterable[Queue]) -> list[str]:
 
 
 def not_found(qid: str, queues: Iterable[Queue]) -> None:
-    say(f"warning: {qid}: not found in queue {' '.join(q.value for q in queues)}")
+    report(f"not found in queue {' '.join(q.value for q in queues)}", qid, warning=True)
 
 
 def delete(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
            counts: Counts, named: bool) -> None:
     removed = store.remove_many(qids, src=queues)
     for qid in removed:
-        say(f"{qid}: removed")
+        report("removed", qid)
     counts.deleted += len(removed)
     if named:
         for qid in sorted(set(qids) - set(removed), key=qids.index):
@@ -233,7 +249,7 @@ def hold(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
     sources = tuple(q for q in queues if q is not Queue.HOLD)
     moved = store.move_many(qids, sources, Queue.HOLD) if sources else []
     for qid in moved:
-        say(f"{qid}: placed on hold")
+        report("placed on hold", qid)
     counts.held += len(moved)
     if named:
         for qid in sorted(set(qids) - set(moved), key=qids.index):
@@ -262,7 +278,7 @@ def _each(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
             if named:
                 not_found(qid, queues)
         except QueueError as e:
-            say(f"warning: {qid}: {e}")
+            report(str(e), qid, warning=True)
 
 
 def release(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
@@ -276,7 +292,7 @@ def release(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
 
 def _release(store: QueueStore, qid: str, counts: Counts) -> None:
     store.update(qid, src=Queue.HOLD, dst=Queue.DEFERRED, next_attempt=time.time())
-    say(f"{qid}: released from hold")
+    report("released from hold", qid)
     counts.released += 1
 
 
@@ -289,7 +305,7 @@ def requeue(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
                  for i, r in enumerate(env.recipients) if r.state is RcptState.DEFERRED}
         store.update(qid, src=queue, dst=Queue.INCOMING, rcpt=fresh,
                      next_attempt=0.0, last_reason="", forced_expire=False)
-        say(f"{qid}: requeued")
+        report("requeued", qid)
         counts.requeued += 1
     _each(store, qids, queues, named, fn)
 
@@ -299,7 +315,7 @@ def _expire(release_held: bool):
            counts: Counts, named: bool) -> None:
         def fn(qid: str, queue: Queue) -> None:
             store.update(qid, src=queue, forced_expire=True)
-            say(f"{qid}: expired")
+            report("expired", qid)
             counts.expired += 1
             if release_held and queue is Queue.HOLD:
                 _release(store, qid, counts)

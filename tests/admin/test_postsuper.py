@@ -3,6 +3,7 @@ queue names, and Postfix's per-message lines and summaries."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
@@ -26,6 +27,16 @@ def test_delete_one(capsys, setup, queue):
     assert err == f"postsuper: {queue['long']}: removed\npostsuper: Deleted: 1 message\n"
     assert queues(setup, queue)["long"] is None
     assert len(entries(setup.queue_dir)) == 4
+
+
+def test_results_go_to_the_mail_log(capsys, setup, queue):
+    run_tool(capsys, setup, "postsuper", "-d", queue["long"], "-d", "4jbJDG3zVyz09x4")
+    lines = (setup.config_dir.parent / "log" / "mail.log").read_text().splitlines()
+    tag = f"mailsys/postsuper[{os.getpid()}]: "
+    assert [line.split(tag, 1)[1] for line in lines] == [
+        f"{queue['long']}: removed",
+        "warning: 4jbJDG3zVyz09x4: not found in queue hold incoming active deferred",
+        "Deleted: 1 message"]
 
 
 def test_delete_all_in_one_queue(capsys, setup, queue):
