@@ -30,7 +30,6 @@ DESCRIPTION
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 from collections.abc import Iterator
@@ -104,20 +103,15 @@ def qmgr_path(qdir: Path) -> Path:
 
 
 def poke_qmgr(qdir: Path, request: bytes) -> bool:
-    """Send the trigger bytes to qmgr; whether it was delivered."""
-    path = str(qmgr_path(qdir))
-    # The trigger endpoint is a stream socket; a datagram endpoint refuses a
-    # stream connect with EPROTOTYPE, so try that kind second.
-    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
-        sock = socket.socket(socket.AF_UNIX, kind)
-        sock.settimeout(TRIGGER_TIMEOUT)
-        try:
-            sock.connect(path)
-            sock.sendall(request)
-            return True
-        except OSError as e:
-            if e.errno != errno.EPROTOTYPE:
-                return False
-        finally:
-            sock.close()
-    return False
+    """Send the trigger bytes to qmgr's stream socket and close it (qmgr
+    reads a trigger to end of file); whether they were delivered."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(TRIGGER_TIMEOUT)
+    try:
+        sock.connect(str(qmgr_path(qdir)))
+        sock.sendall(request)
+        return True
+    except OSError:
+        return False
+    finally:
+        sock.close()
