@@ -3,6 +3,7 @@ and Postfix's answers when the mail system is down; usage errors."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import time
@@ -26,11 +27,21 @@ def later(setup, queue):
     return queue
 
 
+def live_pid_file(setup) -> int:
+    """master.pid naming this (live) process, locked as a running master
+    holds it; the descriptor that holds the lock."""
+    (setup.queue_dir / "pid").mkdir()
+    path = setup.queue_dir / "pid" / "master.pid"
+    path.write_text("%10d\n" % os.getpid())
+    fd = os.open(path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
 @pytest.fixture
 def master(setup):
-    """A live master.pid and a listening qmgr trigger socket."""
-    (setup.queue_dir / "pid").mkdir()
-    (setup.queue_dir / "pid" / "master.pid").write_text("%10d\n" % os.getpid())
+    """A live, locked master.pid and a listening qmgr trigger socket."""
+    fd = live_pid_file(setup)
     (setup.queue_dir / "public").mkdir()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(setup.queue_dir / "public" / "qmgr"))
@@ -38,6 +49,7 @@ def master(setup):
     sock.settimeout(2)
     yield sock
     sock.close()
+    os.close(fd)
 
 
 def received(sock: socket.socket) -> bytes:
@@ -103,9 +115,11 @@ def test_flush_with_dead_master_pid(capsys, setup, later):
 
 
 def test_flush_without_qmgr_socket(capsys, setup, later):
-    (setup.queue_dir / "pid").mkdir()
-    (setup.queue_dir / "pid" / "master.pid").write_text("%10d\n" % os.getpid())
-    status, _, err = run_tool(capsys, setup, "postqueue", "-f")
+    fd = live_pid_file(setup)
+    try:
+        status, _, err = run_tool(capsys, setup, "postqueue", "-f")
+    finally:
+        os.close(fd)
     assert (status, err) == (69, DOWN)
 
 
