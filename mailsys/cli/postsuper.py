@@ -34,6 +34,9 @@ DESCRIPTION
       expiry and retry schedule cleared; sent and bounced recipients stay
       done. Postfix copies the message through pickup and cleanup into a
       new queue file with a new queue ID.
+    - -e and -f mark the entry; qmgr returns it when it next takes it up,
+      which for a deferred entry is its next retry (as in Postfix; run
+      "postqueue -i QID" to make that now).
     - -H and -f release to the deferred queue due at once (Postfix's
       released file keeps an old time stamp and is retried at the next
       deferred queue scan, which comes to the same).
@@ -210,10 +213,9 @@ def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
         say(f"fatal: {e}")
         log.critical(str(e))
         return 1
-    finally:
-        for name, text in SUMMARIES:
-            if name in counts.reported:
-                report(f"{text}: {plural(getattr(counts, name))}")
+    for name, text in SUMMARIES:
+        if name in counts.reported:
+            report(f"{text}: {plural(getattr(counts, name))}")
     request = b"".join(sorted({TRIGGERS[n] for n, _ in SUMMARIES
                                if getattr(counts, n)}))
     if request:
