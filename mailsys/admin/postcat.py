@@ -38,9 +38,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mailsys.message.envelope import Envelope, Notify
-from mailsys.queue.schema import Queue
+
+if TYPE_CHECKING:      # importing mailsys.queue would load lmdb
+    from mailsys.queue.schema import Queue
 
 SIZE_FORMAT = "%15d %15d %15d %15d %15d %15d"   # Postfix REC_TYPE_SIZE_FORMAT
 # RFC 3461 NOTIFY and RET as Postfix numbers them (src/global/dsn_mask.h).

@@ -39,9 +39,12 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mailsys.message.envelope import Envelope
-from mailsys.queue.schema import Queue
+
+if TYPE_CHECKING:      # importing mailsys.queue would load lmdb
+    from mailsys.queue.schema import Queue
 
 TOTAL = "TOTAL"
 NULL_SENDER = "MAILER-DAEMON"

@@ -40,10 +40,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from mailsys.admin.addresses import shown
 from mailsys.message.envelope import Envelope, RcptState, Recipient
-from mailsys.queue.schema import Queue
+
+if TYPE_CHECKING:      # importing mailsys.queue would load lmdb
+    from mailsys.queue.schema import Queue
 
 EMPTY = "Mail queue is empty\n"
 HEADING = "%-17s %8s %-19s %s\n" % (
@@ -63,7 +66,7 @@ def arrival(when: float) -> str:
 
 def status_id(env: Envelope, queue: Queue) -> str:
     """The queue ID with Postfix's status characters."""
-    mark = {Queue.ACTIVE: "*", Queue.HOLD: "!"}.get(queue, "")
+    mark = {"active": "*", "hold": "!"}.get(queue.value, "")
     return env.queue_id + mark + ("#" if env.forced_expire else "")
 
 

@@ -68,3 +68,13 @@ def test_json_lines_parse(entries):
         obj = json.loads(line)
         assert obj["queue_id"] == env.queue_id and obj["queue_name"] == queue.value
         assert len(obj["recipients"]) == sum(not r.final for r in env.recipients)
+
+
+def test_renderers_load_no_io_modules():
+    import subprocess
+    import sys
+    probe = ("import sys, mailsys.admin.showq, mailsys.admin.qshape, mailsys.admin.postcat\n"
+             "print(sorted(m for m in ('lmdb', 'socket', 'trio', 'ssl') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    assert out.strip() == "[]"
