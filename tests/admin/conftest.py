@@ -8,11 +8,19 @@ import time
 from pathlib import Path
 
 import pytest
+import structlog
 
 # Test modules import their helpers from here by module name.
 sys.path.insert(0, str(Path(__file__).parent))
 
 from admin_fixtures import Setup, populate  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def fresh_logging():
+    """postsuper configures structlog for the whole process; leave it as found."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture
