@@ -31,9 +31,11 @@ DOT_STRING_RE = re.compile(rf"{DOT_STRING}\Z")
 QUOTED_STRING = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e' + _U + r']|\\[\x20-\x7e])*"'
 
 #   Local-part = Dot-string / Quoted-string
-# Postfix also takes local parts with empty atoms ("a..b", "a.") which
-# broken clients send; they are still one token without spaces.
-LOCAL_PART = rf'(?:{QUOTED_STRING}|{ATEXT}+(?:\.+{ATEXT}*)*|\.+{ATEXT}+(?:\.+{ATEXT}*)*)'
+# Postfix also takes local parts with empty atoms ("a..b", "a.", ".a") which
+# broken clients send, so any run of atext and dots is accepted. Written as
+# one character class on purpose: "atom *(1*"." *atext)" nests quantifiers
+# and backtracks exponentially on "a.........@" (a slow-regex DoS).
+LOCAL_PART = r'(?:' + QUOTED_STRING + r"|[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~." + _U + r"]+)"
 
 #   Domain       = sub-domain *("." sub-domain)
 #   sub-domain   = Let-dig [Ldh-str]
@@ -108,8 +110,6 @@ RET_RE = re.compile(r"FULL|HDRS\Z", re.I)
 #   chunk-size = 1*DIGIT ; end-marker = "LAST"
 BDAT_ARG_RE = re.compile(r"(?P<size>[0-9]{1,18})(?:\s+(?P<last>LAST))?\s*\Z", re.I)
 
-# A command line: the verb, then everything after the first run of blanks.
-COMMAND_RE = re.compile(r"\s*(?P<verb>\S+)(?:\s+(?P<arg>.*?))?\s*\Z", re.S)
 
 # Postfix is_header(): a would-be header name, printable characters other
 # than ":" followed by ":" (mail_params/is_header.c), e.g. "From:" "Subject:".

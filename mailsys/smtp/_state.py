@@ -42,7 +42,11 @@ class Outcome(enum.Enum):
     NONE = "NONE"
 
 
-GREETING = "greeting"
+GREETING = "greeting"     # the banner, the first reply of a session
+# Refusals the core makes itself (RemoteProtocolError) are keyed by these:
+ERROR = "error"           # a plain refusal: the state stays
+ABORT = "abort"           # ends a SASL exchange
+BDAT_ERROR = "bdat-error"  # ends a BDAT transaction (chunk over the size limit)
 ANY_COMMAND_STATE = (State.IDLE, State.MAIL, State.RCPT, State.CHUNKING)
 IN_TRANSACTION = (State.MAIL, State.RCPT, State.CHUNKING)
 
@@ -70,7 +74,9 @@ TRANSITIONS: dict[tuple[State, object, Outcome], State] = {
     (State.AUTH, ev.AuthResponse, MORE): State.AUTH,
     (State.AUTH, ev.AuthResponse, OK): State.IDLE,
     (State.AUTH, ev.AuthResponse, FAIL): State.IDLE,
-    (State.AUTH, "abort", FAIL): State.IDLE,
+    (State.AUTH, ABORT, FAIL): State.IDLE,
+    (State.RCPT, BDAT_ERROR, FAIL): State.IDLE,
+    (State.CHUNKING, BDAT_ERROR, FAIL): State.IDLE,
 }
 
 for _s in ANY_COMMAND_STATE:

@@ -133,11 +133,15 @@ def queued(queue_id: str) -> Reply:
 
 
 def bdat_queued(size: int, queue_id: str) -> Reply:
+    """The reply to BDAT LAST; ``size`` is the whole message (postfix-compat.md 2.2 [src])."""
     return Reply(250, "2.0.0", f"Ok: {size} bytes queued as {queue_id}")
 
 
 def bdat_chunk_ok(size: int) -> Reply:
-    """Reply to a BDAT chunk that is not the LAST one (smtpd.c bdat_cmd) [src]."""
+    """Reply to a BDAT chunk that is not the LAST one.
+
+    XXX "Ok: <chunk size> bytes" follows the shape of the LAST reply; the
+    exact smtpd.c bdat_cmd() text for intermediate chunks is not verified."""
     return Reply(250, "2.0.0", f"Ok: {size} bytes")
 
 
@@ -164,7 +168,7 @@ HELP = Reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QU
 ETRN_OK = Reply(250, None, "Queuing started")
 
 
-def ehlo(settings: Settings, *, tls_active: bool, authenticated: bool) -> Reply:
+def ehlo(settings: Settings, *, tls_active: bool) -> Reply:
     """The EHLO reply in Postfix's order (postfix-compat.md 2.2):
     name, PIPELINING, SIZE, VRFY, ETRN, STARTTLS, AUTH, ENHANCEDSTATUSCODES,
     8BITMIME, DSN, SMTPUTF8, CHUNKING. No enhanced codes (RFC 2034: not on
@@ -182,8 +186,10 @@ def ehlo(settings: Settings, *, tls_active: bool, authenticated: bool) -> Reply:
         lines.append("ETRN")
     if s.starttls and not tls_active:
         lines.append("STARTTLS")
+    # smtpd.c ehlo_cmd() lists AUTH whenever SASL is active, also after a
+    # successful AUTH (a second AUTH then gets 503 "already authenticated").
     mechs = s.auth_offered(tls_active=tls_active)
-    if mechs and not authenticated:
+    if mechs:
         lines.append("AUTH " + " ".join(mechs))
         if s.broken_sasl_auth_clients:
             lines.append("AUTH=" + " ".join(mechs))
@@ -233,7 +239,11 @@ NOOP_SYNTAX = Reply(501, "5.5.4", "Syntax: NOOP")
 VRFY_SYNTAX = Reply(501, "5.5.4", "Syntax: VRFY address")
 STARTTLS_SYNTAX = Reply(501, "5.5.4", "Syntax: STARTTLS")
 AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism")
+# ETRN replies carry no enhanced status code in smtpd.c etrn_cmd().
 ETRN_SYNTAX = Reply(500, None, "Syntax: ETRN domain")
+ETRN_BAD_DOMAIN = Reply(501, None, "Error: invalid parameter syntax")
+ETRN_SEND_HELO_FIRST = Reply(503, None, "Error: send HELO/EHLO first")
+ETRN_TXN_IN_PROGRESS = Reply(503, None, "Error: MAIL transaction in progress")
 # BDAT without a valid count cannot be skipped, so Postfix hangs up (521).
 BDAT_SYNTAX = Reply(521, "5.5.4", "Syntax: BDAT count [LAST]")
 NULL_BDAT = Reply(551, "5.7.1", "Null BDAT request")
@@ -245,11 +255,10 @@ BAD_ENVID = Reply(501, "5.5.4", "Bad ENVID parameter syntax")
 BAD_NOTIFY = Reply(501, "5.5.4", "Error: Bad NOTIFY parameter syntax")
 BAD_ORCPT = Reply(501, "5.5.4", "Error: Bad ORCPT parameter syntax")
 MULTIPLE_AUTH_PARAM = Reply(503, "5.5.4", "Error: multiple AUTH= options")
+AUTH_DISABLED = Reply(503, "5.5.4", "Error: authentication disabled")
+DSN_DISABLED = Reply(501, "5.7.1", "DSN support is disabled")
+SIZE_OVERFLOW = Reply(552, "5.3.4", "Message size exceeds file system imposed limit")
 NEED_SMTPUTF8 = Reply(553, "5.6.7", "Must declare SMTPUTF8 to send unicode address")
-
-
-def bad_body(value: str) -> Reply:
-    return Reply(501, "5.5.4", f"Bad BODY keyword: {value}")
 
 
 def unsupported_option(param: str) -> Reply:

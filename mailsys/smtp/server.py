@@ -24,19 +24,48 @@ that needs a table, DNS, anvil, a password or the queue.
 
 Per-command statistics for the ``disconnect from`` log line are kept the way
 smtpd.c smtpd_format_cmd_stats() does; see command_stats().
+
+The I/O shell's loop (services/smtpd over a trio stream), in outline:
+
+    await send_all(conn.send(greeting_or_421))
+    while not conn.closed:
+        try:
+            event = conn.next_event()
+        except RemoteProtocolError as err:        # the core refused; reply is exact
+            event, reply = None, err.reply
+        else:
+            if event is NEED_DATA:                # read only now: the buffer stays bounded
+                conn.receive_data(await receive_some(...))   # under fail_after(smtpd_timeout)
+                continue
+            if isinstance(event, ConnectionClosed):
+                break                             # log "lost connection after {conn.where}"
+            if isinstance(event, DataChunk):
+                stream event.data to cleanup; continue
+            reply = policy(event) or conn.default_reply()    # every REPLY_OWED event
+        if conn.should_delay():
+            await sleep(smtpd_error_sleep_time)
+        await send_all(conn.send(reply))
+        if isinstance(event, StartTls) and reply.code == 220:
+            wrap the stream in TLS; conn.start_tls_done()
+    log f"disconnect from {client} {conn.command_stats()}"
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections import deque
 
 from . import _grammar as g
 from . import events as ev
 from . import replies as R
 from ._body import DataReader
-from ._state import GREETING, State, Outcome, outcome_of, transition
+from ._params import ParamError, mail_params, rcpt_params
+from ._state import ABORT as _ABORT
+from ._state import BDAT_ERROR as _BDAT_ERROR
+from ._state import ERROR as _ERROR
+from ._state import GREETING, Outcome, State, outcome_of, transition
 from .address import parse_path
 from .errors import LocalProtocolError, RemoteProtocolError
 from .replies import Reply
@@ -51,9 +80,6 @@ _JUNK = frozenset({"helo", "ehlo", "rset", "noop", "vrfy", "etrn"})
 # SMTPD_CMD_FLAG_PRE_TLS: allowed before STARTTLS when TLS is required.
 _PRE_TLS = frozenset({"HELO", "EHLO", "STARTTLS", "NOOP", "QUIT"})
 
-_ERROR = "error"        # an owed reply that answers a RemoteProtocolError
-_ABORT = "abort"        # ... one that also ends a SASL exchange
-_BDAT_ERROR = "bdat-error"  # ... one that also ends a BDAT transaction
 
 
 class ServerConnection:
@@ -84,7 +110,6 @@ class ServerConnection:
         self._skip_line = False
         self._skip_bytes = 0
         self._skip_error: RemoteProtocolError | None = None
-        self._skip_what: object = _ERROR
         self._bdat_remaining = 0
         self._bdat_size = 0
         self._bdat_last = False
@@ -116,6 +141,21 @@ class ServerConnection:
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
+
+    @property
+    def protocol(self) -> str:
+        """``ESMTP`` after EHLO, else ``SMTP``: the ``proto=`` field of Postfix's reject lines."""
+        return "ESMTP" if self.esmtp else "SMTP"
+
+    @property
+    def received_protocol(self) -> str:
+        """The ``with`` word of the Received: header (RFC 3848, RFC 6531 section 3.7.3):
+        SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, or UTF8SMTP... when the current
+        transaction uses SMTPUTF8."""
+        if not self.esmtp:
+            return "SMTP"
+        base = "UTF8SMTP" if self.mail is not None and self.mail.smtputf8 else "ESMTP"
+        return base + ("S" if self.tls_active else "") + ("A" if self.authenticated else "")
 
     @property
     def data_bytes(self) -> int:
@@ -183,7 +223,7 @@ class ServerConnection:
         s = self.settings
         match obj:
             case ev.Helo(extended=True):
-                return R.ehlo(s, tls_active=self.tls_active, authenticated=self.authenticated)
+                return R.ehlo(s, tls_active=self.tls_active)
             case ev.Helo():
                 return R.helo(s.hostname)
             case ev.MailFrom():
@@ -234,11 +274,9 @@ class ServerConnection:
         if isinstance(obj, RemoteProtocolError):
             if outcome is not Outcome.FAIL and not reply.closes:
                 raise LocalProtocolError("a protocol error must be answered with 4xx/5xx or a hangup")
-            if what in (_ABORT, _BDAT_ERROR):
-                self.state = State.IDLE if self.state in (State.AUTH, State.MAIL, State.RCPT,
-                                                          State.CHUNKING) else self.state
-                if what == _BDAT_ERROR:
-                    self._reset_transaction()
+            self._move(what, Outcome.FAIL)
+            if what == _BDAT_ERROR:
+                self._reset_transaction()
         else:
             self._move(what, outcome)
             self._apply(obj, reply, outcome)
@@ -305,11 +343,15 @@ class ServerConnection:
         self._buf.clear()
         self.state = State.IDLE
 
-    def should_delay(self, reply: Reply) -> bool:
-        """True when Postfix would sleep smtpd_error_sleep_time before this reply
-        (smtpd_soft_error_limit reached and the reply is 4xx/5xx)."""
-        return (reply.code >= 400 and self.settings.soft_error_limit > 0
-                and self.error_count >= self.settings.soft_error_limit)
+    def should_delay(self) -> bool:
+        """True when the next reply must wait smtpd_error_sleep_time.
+
+        smtpd_chat.c smtpd_chat_reply(): "Sleep-on-anything slows down clients
+        that make an excessive number of errors within a session":
+        ``if (state->error_count >= var_smtpd_soft_erlim) sleep(var_smtpd_err_sleep)``
+        before every reply, positive or not."""
+        limit = self.settings.soft_error_limit
+        return limit > 0 and self.error_count >= limit
 
     def command_stats(self) -> str:
         """``ehlo=1 mail=1 rcpt=0/1 ... commands=2/3`` as Postfix logs it on disconnect.
@@ -328,6 +370,19 @@ class ServerConnection:
         parts.append(f"commands={ok_all}" if ok_all == total_all and total_all
                      else f"commands={ok_all}/{total_all}")
         return " ".join(parts)
+
+    def after(self, reason: str) -> str | None:
+        """Postfix's note on an abnormal end, or None when it logs none.
+
+        ``reason`` is "lost connection", "timeout" or "too many errors";
+        the result is e.g. "lost connection after DATA (14 bytes)" or
+        "timeout after EHLO" (smtpd.c smtpd_proto(): a lost connection right
+        after the end of a message is normal and not logged)."""
+        if self.where == "DATA content":
+            return f"{reason} after DATA ({self.data_bytes} bytes)"
+        if self.where == "END-OF-MESSAGE" and reason == "lost connection":
+            return None
+        return f"{reason} after {self.where}"
 
     @property
     def counts(self) -> dict[str, tuple[int, int]]:
@@ -351,6 +406,11 @@ class ServerConnection:
             return False
         if line.endswith(b"\r"):
             line = line[:-1]
+        elif self.settings.forbid_bare_newline == "reject":
+            # Postfix 3.9 "reject" refuses commands ended by a bare LF too.
+            s = self.settings
+            raise self._fail(R.bare_lf(s.hostname, s.bare_newline_reject_code), "bare <LF> received",
+                             what=_ABORT if self.state is State.AUTH else _ERROR)
         if len(line) > limit:
             return False
         return line
@@ -388,11 +448,13 @@ class ServerConnection:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             raise self._fail(R.BAD_UTF8, "bad UTF-8 syntax") from None
-        m = g.COMMAND_RE.match(text)
-        if m is None or "\x00" in text:
+        # The verb, then everything after the first run of blanks (smtpd_token()
+        # also splits on blanks); str.split keeps this linear in the line length.
+        words = text.split(None, 1)
+        if not words or "\x00" in text:
             raise self._fail(R.BAD_SYNTAX, "bad syntax")
-        verb = m.group("verb").upper()
-        arg = m.group("arg") or ""
+        verb = words[0].upper()
+        arg = words[1].strip() if len(words) == 2 else ""
         handler = _HANDLERS.get(verb)
         if handler is None:
             self._begin("unknown")
@@ -510,48 +572,17 @@ class ServerConnection:
         path = parse_path(m.group("path"))
         if path is None:
             raise self._fail(R.BAD_SENDER, "bad sender address syntax")
-        fields: dict[str, object] = {}
-        params = []
-        for token in m.group("params").split():
-            pm = g.ESMTP_PARAM_RE.match(token)
-            if pm is None:
-                raise self._fail(R.unsupported_option(token), "bad parameter")
-            key, value = pm.group("key").upper(), pm.group("value")
-            params.append((key, value))
-            if key == "SIZE" and s.size:
-                if value is None or not g.SIZE_RE.match(value):
-                    raise self._fail(R.BAD_SIZE, "bad SIZE")
-                fields["size"] = int(value)
-            elif key == "BODY" and s.eightbitmime:
-                body = (value or "").upper()
-                allowed = ("7BIT", "8BITMIME", "BINARYMIME") if s.chunking else ("7BIT", "8BITMIME")
-                if body not in allowed:
-                    raise self._fail(R.bad_body(value or ""), "bad BODY")
-                fields["body"] = body
-            elif key == "SMTPUTF8" and s.smtputf8 and value is None:
-                fields["smtputf8"] = True
-            elif key == "RET" and s.dsn:
-                if value is None or not g.RET_RE.match(value):
-                    raise self._fail(R.BAD_RET, "bad RET")
-                fields["ret"] = value.upper()
-            elif key == "ENVID" and s.dsn:
-                if value is None or len(value) > 100 or not g.XTEXT_RE.match(value):
-                    raise self._fail(R.BAD_ENVID, "bad ENVID")
-                fields["envid"] = g.xtext_decode(value)
-            elif key == "AUTH" and s.auth_offered(tls_active=self.tls_active):
-                if "auth" in fields:
-                    raise self._fail(R.MULTIPLE_AUTH_PARAM, "multiple AUTH=")
-                if value is None or not (value == "<>" or g.XTEXT_RE.match(value)):
-                    raise self._fail(R.unsupported_option(token), "bad AUTH=")
-                fields["auth"] = value if value == "<>" else g.xtext_decode(value)
-            else:
-                raise self._fail(R.unsupported_option(token), "unsupported option")
-        if not path.address.isascii() and not fields.get("smtputf8"):
-            raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
+        try:
+            params, fields = mail_params(m.group("params").split(), s,
+                                         auth_active=bool(s.auth_offered(tls_active=self.tls_active)))
+        except ParamError as e:
+            raise self._fail(e.reply, "bad MAIL parameter") from None
         size = fields.get("size")
         if s.message_size_limit and isinstance(size, int) and size > s.message_size_limit:
             raise self._fail(R.SIZE_EXCEEDS_LIMIT, "SIZE exceeds limit")
-        return ev.MailFrom(path.address, m.group("path"), tuple(params), **fields)  # type: ignore[arg-type]
+        if s.strict_smtputf8 and not path.address.isascii() and not fields.get("smtputf8"):
+            raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
+        return ev.MailFrom(path.address, m.group("path"), params, **fields)  # type: ignore[arg-type]
 
     def _rcpt(self, verb: str, arg: str):
         s = self.settings
@@ -566,46 +597,32 @@ class ServerConnection:
         path = parse_path(m.group("path"), allow_null=False)
         if path is None:
             raise self._fail(R.BAD_RECIPIENT, "bad recipient address syntax")
-        notify = orcpt = None
-        params = []
-        for token in m.group("params").split():
-            pm = g.ESMTP_PARAM_RE.match(token)
-            if pm is None:
-                raise self._fail(R.unsupported_option(token), "bad parameter")
-            key, value = pm.group("key").upper(), pm.group("value")
-            params.append((key, value))
-            if key == "NOTIFY" and s.dsn:
-                if value is None or not g.NOTIFY_RE.match(value):
-                    raise self._fail(R.BAD_NOTIFY, "bad NOTIFY")
-                notify = tuple(value.upper().split(","))
-            elif key == "ORCPT" and s.dsn:
-                om = g.ORCPT_RE.match(value or "")
-                if om is None or not g.XTEXT_RE.match(om.group("addr")):
-                    raise self._fail(R.BAD_ORCPT, "bad ORCPT")
-                orcpt = (om.group("type"), g.xtext_decode(om.group("addr")))
-            else:
-                raise self._fail(R.unsupported_option(token), "unsupported option")
-        assert self.mail is not None
-        if not path.address.isascii() and not self.mail.smtputf8:
-            raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
+        try:
+            params, notify, orcpt = rcpt_params(m.group("params").split(), s)
+        except ParamError as e:
+            raise self._fail(e.reply, "bad RCPT parameter") from None
         if s.recipient_limit and self.rcpt_count >= s.recipient_limit:
             # smtpd.c rcpt_cmd: the first overshoot_limit excess RCPTs are not errors.
             within = self._overshoot < s.recipient_overshoot_limit
             self._overshoot += 1
             raise self._fail(R.TOO_MANY_RECIPIENTS, "too many recipients",
                              counts_as_error=not within, ok=within)
-        return ev.RcptTo(path.address, m.group("path"), tuple(params), notify, orcpt)
+        assert self.mail is not None
+        if s.strict_smtputf8 and not path.address.isascii() and not self.mail.smtputf8:
+            raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
+        return ev.RcptTo(path.address, m.group("path"), params, notify, orcpt)
 
     def _data(self, verb: str, arg: str):
+        # smtpd.c data_cmd(): the recipient checks come before the syntax check.
         self._begin("data")
-        if arg:
-            raise self._fail(R.DATA_SYNTAX, "DATA with argument")
         if self.state is State.CHUNKING:
             raise self._fail(R.DATA_AFTER_BDAT, "DATA after BDAT")
         if self.state is State.IDLE:
             raise self._fail(R.NEED_RCPT, "DATA without MAIL")
         if self.state is State.MAIL:
             raise self._fail(R.NO_VALID_RCPTS, "DATA without accepted recipients")
+        if arg:
+            raise self._fail(R.DATA_SYNTAX, "DATA with argument")
         self._data_bytes = 0
         return ev.DataStart()
 
@@ -666,13 +683,18 @@ class ServerConnection:
         self._begin("etrn")
         if not self.settings.etrn:
             raise self._fail(R.NOT_IMPLEMENTED, "ETRN disabled")
-        if self.helo_name is None:
-            raise self._fail(R.SEND_HELO_FIRST, "ETRN before HELO")
+        if self.settings.helo_required and self.helo_name is None:
+            raise self._fail(R.ETRN_SEND_HELO_FIRST, "ETRN before HELO")
         if self.state is not State.IDLE:
-            raise self._fail(R.TXN_IN_PROGRESS, "ETRN in transaction")
-        if not arg:
+            raise self._fail(R.ETRN_TXN_IN_PROGRESS, "ETRN in transaction")
+        if not arg or len(arg.split()) != 1:
             raise self._fail(R.ETRN_SYNTAX, "ETRN without domain")
-        return ev.Etrn(arg)
+        # smtpd.c: a leading "@" or "#" (RFC 1985 forms) is skipped, then the
+        # rest must be a valid host name.
+        domain = arg[1:] if not arg[0].isalnum() else arg
+        if not _HOSTNAME_RE.match(domain):
+            raise self._fail(R.ETRN_BAD_DOMAIN, "ETRN bad domain")
+        return ev.Etrn(domain)
 
     def _help(self, verb: str, arg: str):
         self._begin("help")
@@ -689,16 +711,17 @@ class ServerConnection:
         return ev.StartTls()
 
     def _auth(self, verb: str, arg: str):
+        # Checks in smtpd_sasl_proto.c smtpd_sasl_auth_cmd() order.
         self._begin("auth")
+        if self.settings.helo_required and self.helo_name is None:
+            raise self._fail(R.SEND_HELO_FIRST, "AUTH before HELO")
         offered = self.settings.auth_offered(tls_active=self.tls_active)
         if not offered:
             raise self._fail(R.AUTH_NOT_ENABLED, "AUTH not enabled")
-        if self.helo_name is None:
-            raise self._fail(R.SEND_HELO_FIRST, "AUTH before EHLO")
-        if self.authenticated:
-            raise self._fail(R.ALREADY_AUTHENTICATED, "already authenticated")
         if self.state is not State.IDLE:
             raise self._fail(R.TXN_IN_PROGRESS, "AUTH in transaction")
+        if self.authenticated:
+            raise self._fail(R.ALREADY_AUTHENTICATED, "already authenticated")
         words = arg.split()
         if not words or len(words) > 2:
             raise self._fail(R.AUTH_SYNTAX, "AUTH syntax")
@@ -725,6 +748,10 @@ def _b64(data: bytes) -> bytes | None:
     except (binascii.Error, ValueError):
         return None
 
+
+# valid_hostname(): dot-separated labels of letters, digits and hyphens.
+_HOSTNAME_RE = re.compile(r"(?=.{1,255}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
 
 _HANDLERS = {
     "HELO": ServerConnection._helo,

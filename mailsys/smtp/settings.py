@@ -29,7 +29,9 @@ class Settings:
     # line_length_limit (Postfix default 2048): Postfix reads an SMTP command
     # with smtp_get(buffer, stream, var_line_limit, ...) (smtpd_chat.c), so a
     # command line longer than this, not counting CRLF, gets
-    # "500 5.5.2 <host> Error: command too long". Body lines are never cut
+    # "500 5.5.2 <host> Error: command too long" (postfix-compat.md 2.2). This is
+    # deliberately more lenient than RFC 5321 4.5.3.1.4 (512 octets with CRLF),
+    # as Postfix is: long AUTH= and ORCPT= parameters need it. Body lines are never cut
     # here: Postfix only folds long body lines into several queue records.
     line_length_limit: int = 2048
     # smtpd_sasl_response_limit (Postfix default 12288): longest SASL response line.
@@ -38,18 +40,24 @@ class Settings:
     recipient_limit: int = 1000
     recipient_overshoot_limit: int = 1000
     # smtpd_hard_error_limit (20), smtpd_soft_error_limit (10), smtpd_junk_command_limit (100).
+    # 0 turns the hard and soft limits off here (Postfix has no "off" value).
     hard_error_limit: int = 20
     soft_error_limit: int = 10
     junk_command_limit: int = 100
     # smtpd_helo_required (no): MAIL before HELO/EHLO gets 503 5.5.1.
     helo_required: bool = False
     # smtpd_forbid_bare_newline: Postfix 3.9 values; "normalize" is 3.9's default.
+    # Only <CR><LF>.<CR><LF> ends DATA in every mode; "reject" also refuses a
+    # command line ended by a bare LF (see _body.py for the content rules).
     forbid_bare_newline: BareNewline = "normalize"
     # smtpd_forbid_bare_newline_reject_code (550; 521 also hangs up).
     bare_newline_reject_code: int = 550
     # smtpd_forbid_cmds (CONNECT GET POST): answered with 221 2.7.0 and a hangup.
     forbid_commands: tuple[str, ...] = ("CONNECT", "GET", "POST")
-    # ESMTP extensions to advertise and accept.
+    # ESMTP extensions to advertise (Postfix's smtpd_discard_ehlo_keywords in
+    # reverse). Like smtpd.c, SIZE= and BODY= are accepted even when not
+    # advertised; DSN off makes RET/ENVID/NOTIFY/ORCPT "501 5.7.1 DSN support
+    # is disabled"; CHUNKING off refuses BDAT; STARTTLS and AUTH follow below.
     pipelining: bool = True
     size: bool = True
     vrfy: bool = True                 # not disable_vrfy_command
@@ -63,6 +71,10 @@ class Settings:
     eightbitmime: bool = True
     dsn: bool = True
     smtputf8: bool = True             # smtputf8_enable (yes at compatibility_level >= 1)
+    # strict_smtputf8 (no): "Historically, Postfix does not forbid 8-bit envelope
+    # localparts" (smtpd.c); only when strict, a non-ASCII address without
+    # SMTPUTF8 gets 553 5.6.7.
+    strict_smtputf8: bool = False
     chunking: bool = True
 
     def __post_init__(self) -> None:

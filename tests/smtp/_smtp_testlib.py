@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 from mailsys.smtp import (
     NEED_DATA, PAUSED, REPLY_OWED, Auth, AuthResponse, ConnectionClosed, DataChunk, EndOfData,
-    RemoteProtocolError, Reply, ServerConnection, Settings, StartTls, replies,
+    RemoteProtocolError, Reply, ServerConnection, Settings, StartTls, replies, sasl,
 )
 
 HOST = "mx.example.com"
@@ -41,6 +41,32 @@ def default_policy(conn: ServerConnection, event: object) -> Reply:
     if isinstance(event, (Auth, AuthResponse)):
         return replies.auth_failed()
     return conn.default_reply()
+
+
+def sasl_policy(users: dict[str, str]) -> Policy:
+    """Answer Auth/AuthResponse through sasl.py the way services/smtpd will."""
+    exchanges: dict[int, sasl.Exchange] = {}
+
+    def policy(conn: ServerConnection, event: object) -> Reply | None:
+        if isinstance(event, Auth):
+            exchanges[id(conn)] = sasl.start(event.mechanism, HOST)
+            data = event.initial_response
+        elif isinstance(event, AuthResponse):
+            data = event.data
+        else:
+            return None
+        try:
+            step = exchanges[id(conn)].step(data)
+        except sasl.SaslError:
+            return replies.auth_failed()
+        if isinstance(step, bytes):
+            return replies.auth_challenge(step)
+        if step.password is not None:
+            ok = users.get(step.username) == step.password
+        else:
+            ok = step.cram_matches(users.get(step.username, "").encode())
+        return replies.AUTH_OK if ok else replies.auth_failed()
+    return policy
 
 
 def pieces(data: bytes, step: int | None = None, splits: Iterable[int] = ()) -> list[bytes]:

@@ -66,3 +66,20 @@ def test_split_address(address, parts):
 ])
 def test_routing_tricks(address, route, tricks):
     assert routing_tricks(address, route) == tricks
+
+
+@pytest.mark.parametrize("text", [
+    "<a" + "." * 40 + "@>", "<" + "a." * 900 + "@>", "<x@" + "a" * 2000 + "->",
+    "<@" + "a" * 1000 + "-:x@y>", '<"' + "\\" * 1999, "<" + '"a' * 1000,
+])
+def test_no_slow_regex_on_hostile_paths(text):
+    # each of these took seconds (or forever) with nested quantifiers
+    import time
+    t = time.perf_counter()
+    parse_path(text)
+    assert time.perf_counter() - t < 0.05
+
+
+@pytest.mark.parametrize("text", ["<a..b@c>", "<.a@c>", "<a.@c>"])
+def test_lenient_local_parts(text):
+    assert parse_path(text) is not None

@@ -157,11 +157,17 @@ def test_helo_resets_transaction():
     (b"MAIL FROM:<a@b> SIZE=abc", "501 5.5.4 Bad message size syntax"),
     (b"MAIL FROM:<a@b> SIZE=10240001", "552 5.3.4 Message size exceeds fixed limit"),
     (b"MAIL FROM:<a@b> SIZE=10240000", "250 2.1.0 Ok"),
-    (b"MAIL FROM:<a@b> BODY=9BIT", "501 5.5.4 Bad BODY keyword: 9BIT"),
+    (b"MAIL FROM:<a@b> BODY=9BIT", "555 5.5.4 Unsupported option: BODY=9BIT"),
+    (b"MAIL FROM:<a@b> SIZE", "555 5.5.4 Unsupported option: SIZE"),
+    (b"MAIL FROM:<a@b> SIZE=99999999999999999999", "552 5.3.4 Message size exceeds file system imposed limit"),
+    (b"MAIL FROM:<a@b> RET=FULL RET=HDRS", "501 5.5.4 Bad RET parameter syntax"),
+    (b"MAIL FROM:<a@b> ENVID=a ENVID=b", "501 5.5.4 Bad ENVID parameter syntax"),
+    (b"MAIL FROM:<a@b> ENVID=+00", "501 5.5.4 Bad ENVID parameter syntax"),
+    (b"MAIL FROM:<a@b> AUTH=<>", "503 5.5.4 Error: authentication disabled"),
     (b"MAIL FROM:<a@b> RET=ALL", "501 5.5.4 Bad RET parameter syntax"),
     (b"MAIL FROM:<a@b> ENVID=a=b", "555 5.5.4 Unsupported option: ENVID=a=b"),
     (b"MAIL FROM:<a@b> ENVID=" + b"x" * 101, "501 5.5.4 Bad ENVID parameter syntax"),
-    ("MAIL FROM:<jöran@b.example>".encode(), "553 5.6.7 Must declare SMTPUTF8 to send unicode address"),
+    ("MAIL FROM:<jöran@b.example>".encode(), "250 2.1.0 Ok"),   # strict_smtputf8 = no
     ("MAIL FROM:<jöran@bücher.example> SMTPUTF8".encode(), "250 2.1.0 Ok"),
 ])
 def test_mail_from(line, reply):
@@ -200,11 +206,16 @@ def test_helo_required():
     assert res.replies == ["503 5.5.1 Error: send HELO/EHLO first", f"250 {HOST}", "250 2.1.0 Ok"]
 
 
-def test_auth_param_needs_auth_enabled():
-    res = run(b"MAIL FROM:<a@b> AUTH=<>\r\n")
-    assert res.replies == ["555 5.5.4 Unsupported option: AUTH=<>"]
+def test_auth_param():
     res = run(b"MAIL FROM:<a@b> AUTH=u+40d\r\n", auth_mechanisms=("PLAIN",))
     assert res.of(MailFrom)[0].auth == "u@d"
+
+
+def test_strict_smtputf8():
+    res = run("MAIL FROM:<jöran@b.example>\r\n".encode(), strict_smtputf8=True)
+    assert res.replies == ["553 5.6.7 Must declare SMTPUTF8 to send unicode address"]
+    res = run("MAIL FROM:<a@b>\r\nRCPT TO:<ü@c>\r\n".encode(), strict_smtputf8=True)
+    assert res.replies[-1] == "553 5.6.7 Must declare SMTPUTF8 to send unicode address"
 
 
 @pytest.mark.parametrize("line,reply", [
@@ -220,7 +231,9 @@ def test_auth_param_needs_auth_enabled():
     (b"RCPT TO:<b@c> ORCPT=rfc822;b+40c", "250 2.1.5 Ok"),
     (b"RCPT TO:<b@c> ORCPT=nonsense", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
     (b"RCPT TO:<b@c> SIZE=1", "555 5.5.4 Unsupported option: SIZE=1"),
-    ("RCPT TO:<ü@c>".encode(), "553 5.6.7 Must declare SMTPUTF8 to send unicode address"),
+    ("RCPT TO:<ü@c>".encode(), "250 2.1.5 Ok"),
+    (b"RCPT TO:<b@c> NOTIFY=NEVER NOTIFY=DELAY", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
+    ("RCPT TO:<b@c> ORCPT=utf-8;ü@c".encode(), "250 2.1.5 Ok"),
 ])
 def test_rcpt_to(line, reply):
     res = run(MAIL + line + b"\r\n")
@@ -240,7 +253,9 @@ def test_rcpt_without_mail():
 
 def test_dsn_disabled_refuses_dsn_params():
     res = run(MAIL + b"RCPT TO:<b@c> NOTIFY=NEVER\r\n", dsn=False)
-    assert res.replies[-1] == "555 5.5.4 Unsupported option: NOTIFY=NEVER"
+    assert res.replies[-1] == "501 5.7.1 DSN support is disabled"
+    res = run(b"MAIL FROM:<a@b> RET=FULL\r\n", dsn=False)
+    assert res.replies[-1] == "501 5.7.1 DSN support is disabled"
 
 
 def test_recipient_limit_and_overshoot():
@@ -330,11 +345,14 @@ def test_vrfy_disabled():
 
 
 def test_etrn_enabled():
-    res = run(b"ETRN x\r\nEHLO c\r\nETRN\r\nETRN example.com\r\n" + MAIL + b"ETRN x\r\n", etrn=True)
-    assert res.replies[0] == "503 5.5.1 Error: send HELO/EHLO first"
-    assert res.replies[-4:] == ["500 Syntax: ETRN domain", "250 Queuing started", "250 2.1.0 Ok",
-                                "503 5.5.1 Error: MAIL transaction in progress"]
-    assert Etrn("example.com") in res.events
+    res = run(b"ETRN\r\nETRN example.com\r\nETRN @example.org\r\nETRN bad_domain!\r\n"
+              + MAIL + b"ETRN x\r\n", etrn=True)
+    assert res.replies == ["500 Syntax: ETRN domain", "250 Queuing started", "250 Queuing started",
+                           "501 Error: invalid parameter syntax", "250 2.1.0 Ok",
+                           "503 Error: MAIL transaction in progress"]
+    assert res.of(Etrn) == [Etrn("example.com"), Etrn("example.org")]
+    res = run(b"ETRN example.com\r\n", etrn=True, helo_required=True)
+    assert res.replies == ["503 Error: send HELO/EHLO first"]
 
 
 def test_case_insensitive_verbs():
@@ -388,15 +406,16 @@ def test_hard_error_limit_trips_without_more_input():
 
 def test_soft_error_limit_delay_flag():
     conn, _ = connect(soft_error_limit=2)
-    assert not conn.should_delay(replies.NOT_RECOGNIZED)
-    conn.receive_data(b"XX\r\nXX\r\n")
+    assert not conn.should_delay()
+    conn.receive_data(b"XX\r\nXX\r\nNOOP\r\n")
     for _ in range(2):
         with pytest.raises(RemoteProtocolError) as e:
             conn.next_event()
+        assert not conn.should_delay()
         conn.send(e.value.reply)
     assert conn.error_count == 2
-    assert conn.should_delay(replies.NOT_RECOGNIZED)
-    assert not conn.should_delay(replies.OK)
+    assert isinstance(conn.next_event(), Noop)
+    assert conn.should_delay()          # every reply from now on, even 250
 
 
 def test_junk_command_limit():
@@ -443,3 +462,50 @@ def test_reply_validation():
     assert Reply(550, "4.7.1", "x").enhanced == "5.7.1"
     assert Reply(250, "2.0.0", ("a", "b")).render() == b"250-2.0.0 a\r\n250 2.0.0 b\r\n"
     assert str(Reply(550, "5.1.1", "gone")) == "550 5.1.1 gone"
+
+
+@pytest.mark.parametrize("data,opts,proto,received", [
+    (b"HELO c\r\n", {}, "SMTP", "SMTP"),
+    (b"EHLO c\r\n", {}, "ESMTP", "ESMTP"),
+    (b"EHLO c\r\nMAIL FROM:<a@b> SMTPUTF8\r\n", {}, "ESMTP", "UTF8SMTP"),
+    (b"EHLO c\r\n", {"tls_active": True}, "ESMTP", "ESMTPS"),
+    (b"EHLO c\r\n", {"tls_active": True, "authenticated": True}, "ESMTP", "ESMTPSA"),
+])
+def test_protocol_names(data, opts, proto, received):
+    conn = ServerConnection(Settings(hostname=HOST), **opts)
+    conn.send(replies.greeting("x"))
+    res = run(data, conn=conn)
+    assert (res.conn.protocol, res.conn.received_protocol) == (proto, received)
+
+
+def test_hostile_command_lines_are_cheap():
+    import time
+    lines = [b"NOOP a" + b" " * 2030 + b"b", b"MAIL FROM:<a" + b"." * 2000 + b"@>",
+             b"MAIL FROM:<a@b>" + b" x" * 1000, b"RCPT TO:<" + b'"a' * 1000,
+             b"MAIL FROM:" + b" " * 2030 + b"x", b"EHLO " + b"\t " * 1000]
+    t = time.perf_counter()
+    res = run(b"".join(line + b"\r\n" for line in lines) * 5, hard_error_limit=0)
+    assert time.perf_counter() - t < 1.0
+    assert len(res.codes) == len(lines) * 5
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_bare_lf_command_rejected_in_reject_mode(step):
+    res = run(b"NOOP\nNOOP\r\n", step=step, forbid_bare_newline="reject")
+    assert res.replies == [f"550 5.5.2 {HOST} Error: bare <LF> received", "250 2.0.0 Ok"]
+    res = run(b"NOOP\nNOOP\r\n", forbid_bare_newline="reject", bare_newline_reject_code=521)
+    assert res.replies == [f"521 5.5.2 {HOST} Error: bare <LF> received"] and res.conn.closed
+
+
+def test_abnormal_end_notes():
+    conn, _ = connect()
+    assert conn.after("lost connection") == "lost connection after CONNECT"
+    res = run(b"EHLO c\r\n", conn=conn)
+    assert res.conn.after("timeout") == "timeout after EHLO"
+    res = run(MAIL + RCPT + b"DATA\r\n0123456789abc\r\n", conn=conn)
+    assert conn.after("lost connection") == "lost connection after DATA (15 bytes)"
+    run(b".\r\n", conn=conn)
+    assert conn.after("lost connection") is None
+    assert conn.after("timeout") == "timeout after END-OF-MESSAGE"
+    run(b"FOO\r\n", conn=conn)
+    assert conn.after("too many errors") == "too many errors after UNKNOWN"

@@ -7,10 +7,10 @@ import hashlib
 import hmac
 
 import pytest
-from _smtp_testlib import HOST, connect, run
+from _smtp_testlib import HOST, connect, run, sasl_policy
 
 from mailsys.smtp import (
-    NEED_DATA, PAUSED, Auth, AuthResponse, Helo, LocalProtocolError, MailFrom, Noop, RemoteProtocolError,
+    NEED_DATA, PAUSED, Auth, Helo, LocalProtocolError, MailFrom, Noop, RemoteProtocolError,
     StartTls, State, replies, sasl,
 )
 
@@ -97,32 +97,6 @@ def test_start_tls_done_without_starttls():
 
 # --------------------------------------------------------------------------- AUTH
 
-def sasl_policy(users: dict[str, str]):
-    """A policy that drives sasl.py the way services/smtpd will."""
-    state = {}
-
-    def policy(conn, event):
-        if isinstance(event, Auth):
-            state["x"] = sasl.start(event.mechanism, HOST)
-            data = event.initial_response
-        elif isinstance(event, AuthResponse):
-            data = event.data
-        else:
-            return None
-        try:
-            step = state["x"].step(data)
-        except sasl.SaslError:
-            return replies.auth_failed()
-        if isinstance(step, bytes):
-            return replies.auth_challenge(step)
-        if step.password is not None:
-            ok = users.get(step.username) == step.password
-        else:
-            ok = step.cram_matches(users.get(step.username, "").encode())
-        return replies.AUTH_OK if ok else replies.auth_failed()
-    return policy
-
-
 USERS = {"bob": "s3cret"}
 
 
@@ -191,12 +165,23 @@ def test_auth_errors(data, reply):
 
 
 def test_auth_before_ehlo_and_twice():
-    res = run(b"AUTH PLAIN =\r\n", **AUTH)
-    assert res.replies == ["503 5.5.1 Error: send HELO/EHLO first"]
     ir = b64(b"\x00bob\x00s3cret")
+    # HELO is only demanded with smtpd_helo_required (smtpd_sasl_auth_cmd)
+    res = run(b"AUTH PLAIN " + ir + b"\r\n", policy=sasl_policy(USERS), **AUTH)
+    assert res.replies == ["235 2.7.0 Authentication successful"]
+    res = run(b"AUTH PLAIN =\r\n", helo_required=True, **AUTH)
+    assert res.replies == ["503 5.5.1 Error: send HELO/EHLO first"]
     res = run(b"EHLO c\r\nAUTH PLAIN " + ir + b"\r\nAUTH PLAIN " + ir + b"\r\n",
               policy=sasl_policy(USERS), **AUTH)
     assert res.replies[-1] == "503 5.5.1 Error: already authenticated"
+
+
+def test_mail_auth_param_while_sasl_unusable():
+    res = run(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n", auth_mechanisms=("PLAIN",),
+              tls_auth_only=True)
+    assert res.replies[-1] == "503 5.5.4 Error: authentication disabled"
+    res = run(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<> AUTH=x\r\n", auth_mechanisms=("PLAIN",))
+    assert res.replies[-1] == "503 5.5.4 Error: multiple AUTH= options"
 
 
 def test_auth_only_over_tls():
