@@ -432,41 +432,44 @@ class _Txn:
     """The transaction in flight: what was asked and what came back so far."""
 
     __slots__ = ("sender", "rcpts", "body", "mail", "data", "dot", "accepted", "settled",
-                 "mail_failed", "body_sent")
+                 "mail_failed")
 
-    def __init__(self, sender: str, rcpts: tuple[Rcpt, ...], body: bytes) -> None:
+    def __init__(self, sender: str, rcpts: tuple[Rcpt, ...]) -> None:
         self.sender = sender
         self.rcpts = rcpts
-        self.body = body
+        self.body = b""                                # encoded, sent after 354
         self.mail: Response | None = None
         self.data: Response | None = None
         self.dot: Response | None = None
         self.accepted: list[int] = []                  # RCPTs answered 2xx, in order
         self.settled: dict[int, RecipientStatus] = {}  # final per-recipient answers
         self.mail_failed = False
-        self.body_sent = False
 
-    def settle(self, i: int, response: Response | None, in_reply_to: str | None,
-               *, dsn: str | None = None, local_reason: str | None = None) -> None:
+    def settle(self, i: int, response: Response, in_reply_to: str) -> None:
+        """Recipient i is decided by ``response`` (the first decision stands)."""
         if i in self.settled:
             return
-        if response is not None:
-            klass = response.code // 100
-            status = "sent" if klass == 2 and in_reply_to == END_OF_DATA else \
-                "deferred" if klass == 4 else "bounced"
-            # A failure reply of the wrong class (3xx to MAIL, 2xx to DATA):
-            # Postfix makes it a protocol error with DSN 5.5.0.
-            code = response.dsn if klass in (4, 5) or status == "sent" else "5.5.0"
+        klass = response.code // 100
+        if klass == 2 and in_reply_to == END_OF_DATA:
+            status, dsn = "sent", response.dsn
+        elif klass in (4, 5):
+            status, dsn = ("deferred" if klass == 4 else "bounced"), response.dsn
         else:
-            assert dsn is not None
-            status = "deferred" if dsn.startswith("4") else "bounced"
-            code = dsn
-        self.settled[i] = RecipientStatus(self.rcpts[i].address, status, dsn or code,
-                                          response, in_reply_to, local_reason)
+            # A reply of the wrong class where a failure is handled (3xx to
+            # MAIL, 2xx to DATA): smtp_trouble.c makes it a protocol error, 5.5.0.
+            status, dsn = "bounced", "5.5.0"
+        self.settled[i] = RecipientStatus(self.rcpts[i].address, status, dsn, response,
+                                          in_reply_to)
 
-    def settle_all(self, response: Response | None, in_reply_to: str | None, **kw) -> None:
+    def settle_all(self, response: Response, in_reply_to: str) -> None:
         for i in range(len(self.rcpts)):
-            self.settle(i, response, in_reply_to, **kw)
+            self.settle(i, response, in_reply_to)
+
+    def settle_locally(self, dsn: str, reason: str) -> None:
+        """The client itself decides for every recipient (SIZE, SMTPUTF8)."""
+        status = "deferred" if dsn.startswith("4") else "bounced"
+        for i, r in enumerate(self.rcpts):
+            self.settled[i] = RecipientStatus(r.address, status, dsn, None, None, reason)
 
     def result(self) -> TransactionResult:
         return TransactionResult(self.sender,
@@ -682,7 +685,7 @@ class ClientConnection:
             if r.notify is not None and not g.NOTIFY_RE.match(",".join(r.notify)):
                 raise LocalProtocolError(f"bad NOTIFY {r.notify!r}")
         caps = self.capabilities
-        txn = _Txn(sender, rcpts, b"")
+        txn = _Txn(sender, rcpts)
         self._txn = txn
         self.state = ClientState.TRANSACTION
         if size is None:
@@ -690,14 +693,13 @@ class ClientConnection:
 
         # Local decisions first, as Postfix's smtp_xfer() makes them.
         if caps.size and size > caps.size:
-            txn.settle_all(None, None, dsn="5.3.4", local_reason=(
-                f"message size {size} exceeds size limit {caps.size} of server {{peer}}"))
+            txn.settle_locally("5.3.4", f"message size {size} exceeds size limit {caps.size}"
+                               " of server {peer}")
             self._finish()
             return self.data_to_send()
         if smtputf8 and not caps.smtputf8 and not all(
                 a.isascii() for a in (sender, *(r.address for r in rcpts))):
-            txn.settle_all(None, None, dsn="5.6.7", local_reason=(
-                "SMTPUTF8 is required, but was not offered by host {peer}"))
+            txn.settle_locally("5.6.7", "SMTPUTF8 is required, but was not offered by host {peer}")
             self._finish()
             return self.data_to_send()
 
@@ -864,14 +866,10 @@ class ClientConnection:
             self._finish()
 
     def _finish(self) -> None:
+        # Every recipient is settled by now: refused by MAIL or RCPT, or
+        # answered by DATA or end of DATA, or deferred by a 421.
         txn = self._txn
         assert txn is not None
-        # Recipients with no final answer yet: accepted by RCPT but the
-        # message never went (DATA refused is settled above; this covers
-        # DATA skipped with no recipient accepted, which settled them all).
-        for i in range(len(txn.rcpts)):
-            if i not in txn.settled:
-                txn.settle(i, txn.data or txn.mail, DATA if txn.data else MAIL_FROM)
         self._events.append(TransactionDone(txn.result()))
         self._txn = None
         if self.state is ClientState.TRANSACTION:
