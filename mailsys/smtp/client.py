@@ -94,9 +94,8 @@ EXAMPLE
     more than once").
 
 WHAT IT DOES NOT DO
-    AUTH, BDAT/CHUNKING (Postfix's client does not send BDAT either), 8BITMIME
-    to 7bit downgrade (an 8bit body goes as is), and the line splitting of
-    smtp_line_length_limit: body lines are sent as they are.
+    AUTH, BDAT/CHUNKING (Postfix's client does not send BDAT either), and
+    the 8BITMIME to 7bit downgrade (an 8bit body goes as is).
 
 SEE ALSO
     server.py (the other side), _client_reply.py (reply syntax),
@@ -152,14 +151,16 @@ def refused_text(peer: str, response: Response) -> str:
 _CRLF_DOT = b"\r\n."
 
 
-def encode_body(content: bytes) -> bytes:
+def encode_body(content: bytes, line_limit: int = 0) -> bytes:
     """The DATA bytes for ``content``: CRLF line ends, dot-stuffed, terminated.
 
     A bare LF becomes CRLF (as Postfix, whose queue stores lines, sends
     every line with CRLF), so no ``<LF>.<LF>`` can reach a lenient server;
     a line starting with ``.`` gets a second one (RFC 5321 4.5.2); the
     content ends with CRLF (added when missing) and ``.<CRLF>`` follows.
-    Only C-level bytes operations: a 100 KB body costs a few copies."""
+    ``line_limit`` (smtp_line_length_limit; 0 = off) breaks longer lines
+    the way Postfix's smtp_text_out() does. Only C-level bytes operations
+    unless a line is too long: a 100 KB body costs a few copies."""
     if not content:
         return b".\r\n"
     lf = content.count(b"\n")
@@ -167,11 +168,32 @@ def encode_body(content: bytes) -> bytes:
         content = content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     if not content.endswith(b"\r\n"):
         content += b"\r\n"
+    if line_limit:
+        content = _break_long_lines(content, line_limit)
     if _CRLF_DOT in content:
         content = content.replace(_CRLF_DOT, b"\r\n..")
     if content[:1] == b".":
         return b"." + content + b".\r\n"
     return content + b".\r\n"
+
+
+def _break_long_lines(content: bytes, limit: int) -> bytes:
+    """Postfix smtp_text_out(): a line longer than ``limit`` is sent as its
+    first ``limit`` bytes, then CRLF, a space and the next ``limit - 1``
+    bytes, and so on (the space keeps a piece from starting with a dot and
+    makes it a header continuation, which does the least harm to MIME)."""
+    lines = content.split(b"\r\n")
+    if max(map(len, lines)) <= limit:
+        return content
+    step = limit - 1
+    out = []
+    for line in lines:
+        if len(line) > limit:
+            rest = line[limit:]
+            line = b"\r\n ".join([line[:limit], *(rest[i:i + step]
+                                                 for i in range(0, len(rest), step))])
+        out.append(line)
+    return b"\r\n".join(out)
 
 
 def _normalized_size(content: bytes) -> int:
@@ -483,15 +505,21 @@ class ClientConnection:
     helo_name: the EHLO/HELO argument (smtp_helo_name, default $myhostname).
     pipelining: use PIPELINING when offered (False: never, as a
     smtp_discard_ehlo_keywords entry would do). line_limit: the longest
-    reply line kept (line_length_limit). tls_active: the connection is
-    already encrypted (smtps wrapper mode); starttls() is then refused."""
+    reply line kept (line_length_limit). body_line_limit: break longer body
+    lines (smtp_line_length_limit, Postfix default 998; 0 = send them as
+    they are). tls_active: the connection is already encrypted (smtps
+    wrapper mode); starttls() is then refused."""
 
     def __init__(self, helo_name: str, *, pipelining: bool = True,
-                 line_limit: int = LINE_LIMIT, tls_active: bool = False) -> None:
+                 line_limit: int = LINE_LIMIT, body_line_limit: int = 0,
+                 tls_active: bool = False) -> None:
         if not helo_name or _BAD_HELO_RE.search(helo_name):
             raise LocalProtocolError(f"bad HELO name {helo_name!r}")
         if line_limit < 64:
             raise LocalProtocolError("line_limit below 64 cannot hold an SMTP reply")
+        if body_line_limit and body_line_limit < 2:
+            raise LocalProtocolError("body_line_limit must be 0 (off) or at least 2")
+        self.body_line_limit = body_line_limit
         self.helo_name = helo_name
         self.use_pipelining = pipelining
         self.tls_active = tls_active
@@ -703,7 +731,7 @@ class ClientConnection:
             self._finish()
             return self.data_to_send()
 
-        txn.body = encode_body(body)
+        txn.body = encode_body(body, self.body_line_limit)
         mail = f"MAIL FROM:<{sender}>"
         if caps.size is not None:
             mail += f" SIZE={size}"

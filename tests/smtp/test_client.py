@@ -489,6 +489,35 @@ def test_encode_body(content, wire):
     assert encode_body(content) == wire
 
 
+@pytest.mark.parametrize("content, wire", [
+    (b"12345\r\n", b"12345\r\n.\r\n"),                      # exactly the limit: kept
+    (b"123456\r\n", b"12345\r\n 6\r\n.\r\n"),
+    (b"123456789\r\n", b"12345\r\n 6789\r\n.\r\n"),             # 5, then " " + 4
+    (b"1234567890\r\n", b"12345\r\n 6789\r\n 0\r\n.\r\n"),
+    (b".2345.7890\r\n.x", b"..2345\r\n .789\r\n 0\r\n..x\r\n.\r\n"),  # no stuffing after a break
+])
+def test_long_lines_are_broken_as_postfix_does(content, wire):
+    assert encode_body(content, line_limit=5) == wire
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.binary(max_size=400), st.integers(min_value=2, max_value=40))
+def test_broken_lines_fit_the_limit(content, limit):
+    wire = encode_body(content, line_limit=limit)
+    assert wire.endswith(b"\r\n.\r\n") or wire == b".\r\n"
+    for line in wire.split(b"\r\n")[:-2]:
+        # the limit, plus the dot that stuffing may put in front
+        assert len(line) <= limit + (line[:2] == b"..")
+
+
+def test_body_line_limit_on_the_wire():
+    cc = session(body_line_limit=998)
+    cc.send_mail("a@b", ["c@d"], b"x" * 2000)
+    feed(cc, b"250 Ok\r\n250 Ok\r\n354 go\r\n")
+    assert cc.data_to_send() == (b"x" * 998 + b"\r\n " + b"x" * 997 + b"\r\n " + b"x" * 5
+                                 + b"\r\n.\r\n")
+
+
 def test_encode_body_is_fast_for_large_bodies():
     line = b"." + b"x" * 76 + b"\r\n"
     content = line * 2000                        # ~160 KB, every line dot-stuffed
