@@ -224,6 +224,28 @@ def test_multi_line_replies_split_anywhere(splits):
     assert events[1].capabilities == session().capabilities
 
 
+def test_every_single_split_point_of_a_pipelined_session():
+    data = GREETING + EHLO_FULL + TXN_REPLIES + b"250 2.0.0 Ok: queued as X\r\n"
+
+    def run(chunks):
+        cc, events, sent = ClientConnection("client.example.org"), [], []
+        for chunk in chunks:
+            cc.receive_data(chunk)
+            while (event := cc.next_event()) is not NEED_DATA:
+                events.append(event)
+                if isinstance(event, Greeting):
+                    sent.append(cc.ehlo())
+                elif isinstance(event, EhloDone):
+                    sent.append(cc.send_mail("alice@example.org", RCPTS, BODY))
+            sent.append(cc.data_to_send())
+        return events, b"".join(sent)
+
+    whole = run([data])
+    assert [type(e) for e in whole[0]] == [Greeting, EhloDone, TransactionDone]
+    for cut in range(1, len(data)):
+        assert run([data[:cut], data[cut:]]) == whole, cut
+
+
 # ------------------------------------------------------------------ transactions
 
 TXN_REPLIES = (b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n"
@@ -392,6 +414,17 @@ def test_421_in_the_middle_defers_everything_left():
                                      ("dave@example.com", "deferred", "4.4.2")]
     assert cc.closed
     assert feed(cc, b"") == [ConnectionLost("idle")]
+
+
+def test_unsolicited_421_while_idle_answers_the_next_command():
+    cc = session()
+    cc.receive_data(b"421 4.4.2 mx.example.com Error: timeout exceeded\r\n")
+    assert cc.next_event() is NEED_DATA and cc.state is ClientState.READY
+    cc.send_mail("alice@example.org", RCPTS[:2], BODY)
+    done = cc.next_event()
+    assert statuses(done.result) == [(a, "deferred", "4.4.2") for a in RCPTS[:2]]
+    assert done.result.recipients[0].in_reply_to == "MAIL FROM command"
+    assert cc.closed
 
 
 def test_connection_lost_mid_transaction_keeps_settled_recipients():
