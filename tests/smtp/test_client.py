@@ -437,6 +437,19 @@ def test_connection_lost_mid_transaction_keeps_settled_recipients():
     assert cc.closed and [s.address for s in cc.settled] == ["bob@example.com"]
 
 
+def test_connection_lost_before_the_greeting():
+    cc = ClientConnection("client.example.org")
+    cc.receive_data(b"220-mx.example.com ESMTP\r\n")
+    assert feed(cc, b"") == [ConnectionLost("receiving the initial server greeting")]
+    assert cc.next_event() == ConnectionLost("receiving the initial server greeting")
+    assert cc.closed
+
+
+def test_public_names_exist():
+    import mailsys.smtp.client as client
+    assert all(hasattr(client, name) for name in client.__all__)
+
+
 def test_connection_lost_after_the_dot():
     cc = session()
     cc.send_mail("alice@example.org", RCPTS[:1], BODY)
