@@ -1,0 +1,356 @@
+"""params - the one table of main.cf parameters mailsys honours.
+
+Every parameter mailsys reads is declared here once, as Postfix declares it
+once in mail_params.h: its name, value type (mailsys.config.values), the
+default as Postfix's own default text (``$myhostname ESMTP $mail_name``,
+expanded at use time like any other value), a one-line meaning, and bounds.
+Nothing else in mailsys holds a default for a parameter.
+
+A few defaults cannot be written as text and are computed on first use:
+myhostname (the system's FQDN), mydomain (myhostname minus its first label)
+and mynetworks (loopback plus this host's own addresses, Postfix's
+``mynetworks_style = host``). config_directory defaults to the directory
+the configuration was read from.
+
+Deliberate differences from Postfix 3.7, each for a reason given at its
+entry: syslog_name and mail_name default to "mailsys", compatibility_level
+defaults to 3.6 (mailsys has no pre-3.6 behaviour to stay compatible with),
+queue_directory / data_directory / maillog_file name mailsys paths.
+
+Queue-manager parameters also exist per transport, named after the master.cf
+service (``slow_destination_concurrency_limit``); param() makes those on
+demand with ``$default_destination_...`` as the default, as Postfix does.
+
+Pure apart from the computed defaults, which look at the host's name and
+addresses through the socket module only when first asked for.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from mailsys.config.values import Bool, Int, List, Size, Str, Time, ValueType
+
+# A computed default receives a function that returns the expanded value of
+# another parameter (mydomain needs the effective myhostname).
+Compute = Callable[[Callable[[str], str]], str]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One main.cf parameter."""
+    name: str
+    type: ValueType
+    default: str
+    doc: str
+    min: float | None = None
+    max: float | None = None
+    unit: str = "s"                 # Time only: the unit of a bare number
+    compute: Compute | None = None  # default computed at run time
+
+
+@functools.cache
+def _fqdn() -> str:
+    import socket  # only here: mailsys.config is otherwise pure
+    name = socket.getfqdn() or socket.gethostname() or "localhost"
+    return name if "." in name else f"{name}.localdomain"
+
+
+def _myhostname(value: Callable[[str], str]) -> str:
+    return _fqdn()
+
+
+def _mydomain(value: Callable[[str], str]) -> str:
+    # Postfix: "$myhostname minus the first component", or "localdomain".
+    _, dot, rest = value("myhostname").partition(".")
+    return rest if dot and rest else "localdomain"
+
+
+@functools.cache
+def _own_addresses() -> tuple[str, ...]:
+    import socket  # only here: mailsys.config is otherwise pure
+    found: list[str] = []
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None)
+    except OSError:
+        infos = []
+    for family, *_, sockaddr in infos:
+        addr = sockaddr[0]
+        if family == socket.AF_INET and not addr.startswith("127."):
+            net = f"{addr}/32"
+        elif family == socket.AF_INET6 and addr != "::1":
+            net = f"[{addr.split('%')[0]}]/128"
+        else:
+            continue
+        if net not in found:
+            found.append(net)
+    return tuple(found)
+
+
+def _mynetworks(value: Callable[[str], str]) -> str:
+    # Postfix's mynetworks_style = host (the default at compatibility level
+    # 2 and up). "subnet" and "class" need interface netmasks, which the
+    # standard library cannot read portably; they get the same answer.
+    return " ".join(("127.0.0.0/8", "[::1]/128") + _own_addresses())
+
+
+P = Param
+_TABLE: tuple[Param, ...] = (
+    # --- identity and routing (postfix-compat.md 2.1) ---
+    P("myhostname", Str, "", "Internet hostname of this mail system (default: the system FQDN)",
+      compute=_myhostname),
+    P("mydomain", Str, "", "Internet domain of this mail system (default: $myhostname minus its first label)",
+      compute=_mydomain),
+    P("myorigin", Str, "$myhostname", "Domain that locally-posted mail appears to come from"),
+    P("mydestination", List, "$myhostname, localhost.$mydomain, localhost",
+      "Domains delivered locally by $local_transport"),
+    P("mynetworks", List, "", "Trusted client networks (default: loopback plus this host's addresses)",
+      compute=_mynetworks),
+    P("mynetworks_style", Str, "${{$compatibility_level} <level {2} ? {subnet} : {host}}",
+      "How the default mynetworks is derived: host, subnet or class"),
+    P("inet_interfaces", List, "all", "Addresses smtpd listens on: all, loopback-only or a list"),
+    P("inet_protocols", List, "all", "Address families used: all, ipv4, ipv6"),
+    P("relayhost", Str, "", "Next hop for non-local mail; [host]:port skips the MX lookup"),
+    P("relay_domains", List, "${{$compatibility_level} <level {2} ? {$mydestination} : {}}",
+      "Domains this system relays mail to"),
+    # mailsys has no behaviour from before Postfix 3.6 to stay compatible with.
+    P("compatibility_level", Str, "3.6", "Postfix compatibility level that selects the <level defaults"),
+    P("transport_maps", List, "", "Lookup tables mapping recipient or domain to transport:nexthop"),
+    P("default_transport", Str, "smtp", "Transport for mail not matched elsewhere"),
+    P("local_transport", Str, "local:$myhostname", "Transport for domains in $mydestination"),
+    P("relay_transport", Str, "relay", "Transport for domains in $relay_domains"),
+    P("virtual_transport", Str, "virtual", "Transport for domains in $virtual_mailbox_domains"),
+    P("virtual_mailbox_base", Str, "", "Directory prefix of every virtual mailbox path"),
+    P("virtual_mailbox_maps", List, "", "Lookup tables from virtual recipient to mailbox path"),
+    P("virtual_mailbox_domains", List, "$virtual_mailbox_maps", "Domains delivered to virtual mailboxes"),
+    P("virtual_alias_maps", List, "", "Lookup tables rewriting recipients to other addresses"),
+    P("virtual_alias_domains", List, "$virtual_alias_maps", "Domains whose every address is an alias"),
+    P("virtual_minimum_uid", Int, "100", "Lowest uid the virtual delivery agent accepts", min=1),
+    P("virtual_uid_maps", List, "", "Lookup tables giving the uid of each virtual mailbox"),
+    P("virtual_gid_maps", List, "", "Lookup tables giving the gid of each virtual mailbox"),
+    P("home_mailbox", Str, "", "Mailbox path relative to home; ending in / means Maildir"),
+    P("mail_spool_directory", Str, "/var/mail", "Directory of local UNIX-style mailboxes or Maildirs"),
+    P("recipient_delimiter", Str, "", "Characters separating a user name from an address extension"),
+    P("append_dot_mydomain", Bool, "${{$compatibility_level} <level {1} ? {yes} : {no}}",
+      "Append .$mydomain to addresses whose domain has no dot"),
+    P("append_at_myorigin", Bool, "yes", "Append @$myorigin to addresses without a domain"),
+    P("dns_nameservers", List, "",
+      "Name servers as address[:port] for DNS lookups (mailsys); empty means /etc/resolv.conf"),
+    # --- names and paths ---
+    P("mail_name", Str, "mailsys", "Mail system name shown in the greeting and Received headers"),
+    P("mail_owner", Str, "mailsys", "Account that owns the queue and runs unprivileged daemons"),
+    P("config_directory", Str, "", "Directory holding main.cf and master.cf (default: the one read)"),
+    P("daemon_directory", Str, "services",
+      "Where daemon programs live; mailsys runs master.cf commands as python -m services.COMMAND"),
+    P("queue_directory", Str, "/var/spool/mailsys", "Directory of the queue store and service sockets"),
+    P("data_directory", Str, "/var/lib/mailsys", "Directory for caches and other writable state"),
+    P("process_id_directory", Str, "pid", "Directory of pid files, relative to $queue_directory"),
+    P("multi_instance_name", Str, "", "Name of this instance when several run on one host"),
+    P("stress", Str, "", "Set to yes by the master while a service is overloaded"),
+    P("syslog_name", Str, "${multi_instance_name?{$multi_instance_name}:{mailsys}}",
+      "Prefix of the log tag, as in mailsys/smtpd[pid]"),
+    P("syslog_facility", Str, "mail", "Syslog facility of log records"),
+    P("maillog_file", Str, "/var/log/mailsys/mail.log", "File postlogd writes mail.log lines to"),
+    P("postlog_service_name", Str, "postlog", "master.cf name of the postlogd unix-dgram service"),
+    P("enable_long_queue_ids", Bool, "no", "Use long, non-repeating queue IDs"),
+    P("authorized_mailq_users", List, "static:anyone", "Users allowed to view the queue"),
+    P("authorized_flush_users", List, "static:anyone", "Users allowed to flush the queue"),
+    P("authorized_submit_users", List, "static:anyone", "Users allowed to submit mail with sendmail"),
+    # --- processes (2.5) ---
+    P("default_process_limit", Int, "100", "maxproc of a master.cf service whose column says -", min=1),
+    P("max_idle", Time, "100s", "Time an idle daemon waits for a client before it exits", min=1),
+    P("max_use", Int, "100", "Clients a daemon serves before it exits", min=1),
+    P("ipc_timeout", Time, "3600s", "Time limit for one exchange with another mailsys service", min=1),
+    P("ipc_idle", Time, "5s", "Time a client keeps an idle connection to a service open", min=1),
+    P("master_service_disable", List, "", "master.cf services not to start, as name/type"),
+    # --- smtpd (2.2) ---
+    P("smtpd_banner", Str, "$myhostname ESMTP $mail_name", "Text after 220 in the SMTP greeting"),
+    P("smtpd_recipient_limit", Int, "1000", "Recipients accepted per message", min=1),
+    P("smtpd_recipient_overshoot_limit", Int, "1000",
+      "Recipients refused with 452 before each further one counts as an error", min=0),
+    P("message_size_limit", Size, "10240000", "Largest message accepted, header and body, in bytes", min=0),
+    P("header_size_limit", Size, "102400", "Largest message header accepted, in bytes", min=1),
+    P("line_length_limit", Int, "2048", "Longest line kept whole; longer ones are split", min=1),
+    P("hopcount_limit", Int, "50", "Received headers allowed before a message is bounced", min=1),
+    P("smtpd_client_connection_count_limit", Int, "50", "Simultaneous sessions per client (0: none)", min=0),
+    P("smtpd_client_connection_rate_limit", Int, "0", "Connects per client per $anvil_rate_time_unit", min=0),
+    P("smtpd_client_message_rate_limit", Int, "0", "MAIL commands per client per time unit", min=0),
+    P("smtpd_client_recipient_rate_limit", Int, "0", "RCPT commands per client per time unit", min=0),
+    P("smtpd_client_new_tls_session_rate_limit", Int, "0", "New TLS sessions per client per time unit",
+      min=0),
+    P("smtpd_client_auth_rate_limit", Int, "0", "AUTH commands per client per time unit", min=0),
+    P("smtpd_client_connection_limit_exceptions", List, "",
+      "Older name of smtpd_client_event_limit_exceptions"),
+    P("smtpd_client_event_limit_exceptions", List, "${smtpd_client_connection_limit_exceptions:$mynetworks}",
+      "Clients exempt from the connection and rate limits"),
+    P("anvil_rate_time_unit", Time, "60s", "Window of the anvil rate limits", min=1),
+    P("anvil_status_update_time", Time, "600s", "Interval of anvil statistics log lines", min=1),
+    P("smtpd_timeout", Time, "${stress?{10}:{300}}s", "Time limit to read a command or send a reply", min=1),
+    P("smtpd_hard_error_limit", Int, "${stress?{1}:{20}}", "Errors before smtpd disconnects", min=1),
+    P("smtpd_soft_error_limit", Int, "10", "Errors before each reply is delayed", min=0),
+    P("smtpd_error_sleep_time", Time, "1s", "Delay of each reply after $smtpd_soft_error_limit errors", min=0),
+    P("smtpd_junk_command_limit", Int, "${stress?{1}:{100}}",
+      "HELO/EHLO/NOOP/VRFY/ETRN/RSET commands before they count as errors", min=1),
+    P("smtpd_helo_required", Bool, "no", "Require HELO or EHLO before MAIL"),
+    P("smtpd_delay_reject", Bool, "yes", "Report client, HELO and sender rejections at RCPT"),
+    P("smtpd_client_restrictions", List, "", "Restrictions on the client address"),
+    P("smtpd_helo_restrictions", List, "", "Restrictions on the HELO/EHLO name"),
+    P("smtpd_sender_restrictions", List, "", "Restrictions on the MAIL FROM address"),
+    P("smtpd_relay_restrictions", List,
+      "${{$compatibility_level} <level {1} ? {} : "
+      "{permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination}}",
+      "Relay control, applied before smtpd_recipient_restrictions"),
+    P("smtpd_recipient_restrictions", List, "", "Restrictions on RCPT TO"),
+    P("smtpd_data_restrictions", List, "", "Restrictions applied at DATA"),
+    P("smtpd_end_of_data_restrictions", List, "", "Restrictions applied after the message content"),
+    P("smtpd_reject_unlisted_recipient", Bool, "yes", "Reject recipients no table knows"),
+    P("smtpd_reject_unlisted_sender", Bool, "no", "Reject sender addresses no table knows"),
+    P("smtpd_forbid_bare_newline", Str, "no", "Bare LF in DATA: no, normalize, yes or reject"),
+    P("smtpd_forbid_bare_newline_exclusions", List, "$mynetworks", "Clients exempt from the bare LF check"),
+    P("smtpd_forbid_bare_newline_reject_code", Int, "550", "Reply code for a bare LF rejection",
+      min=400, max=599),
+    P("smtpd_forbid_unauth_pipelining", Bool, "no", "Disconnect clients that pipeline before EHLO says so"),
+    P("smtpd_forbidden_commands", List, "CONNECT, GET, POST",
+      "Commands that end the session as non-SMTP (as do header-like lines)"),
+    P("smtpd_authorized_xclient_hosts", List, "", "Clients allowed to use XCLIENT"),
+    P("smtpd_authorized_xforward_hosts", List, "", "Clients allowed to use XFORWARD"),
+    P("smtpd_client_port_logging", Bool, "no", "Log name[addr]:port instead of name[addr]"),
+    P("smtpd_peername_lookup", Bool, "yes", "Look up the client's hostname"),
+    P("disable_vrfy_command", Bool, "no", "Refuse VRFY"),
+    P("strict_rfc821_envelopes", Bool, "no", "Require <> around MAIL FROM and RCPT TO addresses"),
+    P("soft_bounce", Bool, "no", "Turn 5xx rejections and bounces into 4xx deferrals"),
+    P("smtputf8_enable", Bool, "${{$compatibility_level} <level {1} ? {no} : {yes}}",
+      "Advertise and accept SMTPUTF8"),
+    P("smtpd_tls_security_level", Str, "", "smtpd TLS: empty or none, may (offer), encrypt (require)"),
+    P("smtpd_tls_cert_file", Str, "", "PEM server certificate"),
+    P("smtpd_tls_key_file", Str, "$smtpd_tls_cert_file", "PEM private key of the server certificate"),
+    P("smtpd_tls_chain_files", List, "", "PEM files of keys with their certificate chains"),
+    P("smtpd_tls_CAfile", Str, "", "PEM CA certificates for client certificate checks"),
+    P("smtpd_tls_protocols", List, ">=TLSv1", "TLS protocols smtpd accepts with opportunistic TLS"),
+    P("smtpd_tls_mandatory_protocols", List, ">=TLSv1", "TLS protocols smtpd accepts with mandatory TLS"),
+    P("smtpd_tls_ciphers", Str, "medium", "Cipher grade with opportunistic TLS"),
+    P("smtpd_tls_mandatory_ciphers", Str, "medium", "Cipher grade with mandatory TLS"),
+    P("smtpd_tls_auth_only", Bool, "no", "Offer AUTH only after STARTTLS"),
+    P("smtpd_tls_wrappermode", Bool, "no", "Start TLS at connect (port 465)"),
+    P("smtpd_tls_received_header", Bool, "no", "Record TLS protocol and cipher in Received headers"),
+    P("smtpd_tls_loglevel", Int, "0", "TLS logging: 0 none, 1 handshake summary, 2+ more", min=0),
+    P("smtpd_tls_ask_ccert", Bool, "no", "Ask clients for a certificate"),
+    P("smtpd_tls_req_ccert", Bool, "no", "Require a client certificate with mandatory TLS"),
+    P("smtpd_tls_session_cache_database", Str, "", "Server TLS session cache"),
+    P("smtpd_tls_session_cache_timeout", Time, "3600s", "Lifetime of cached TLS sessions", min=0),
+    P("smtpd_sasl_auth_enable", Bool, "no", "Offer SMTP AUTH"),
+    P("smtpd_sasl_type", Str, "cyrus", "SASL implementation"),
+    P("smtpd_sasl_path", Str, "smtpd", "SASL configuration name or socket path"),
+    P("smtpd_sasl_service", Str, "smtp", "SASL service name"),
+    P("smtpd_sasl_users_file", Str, "$config_directory/sasl_users",
+      "mailsys's SASL user database (written by mailsys saslpasswd)"),
+    P("smtpd_sasl_security_options", List, "noanonymous", "SASL mechanism restrictions"),
+    P("smtpd_sasl_tls_security_options", List, "$smtpd_sasl_security_options",
+      "SASL mechanism restrictions over TLS"),
+    P("smtpd_sasl_authenticated_header", Bool, "no", "Record the SASL login name in Received headers"),
+    P("broken_sasl_auth_clients", Bool, "no", "Also advertise AUTH=mechanisms for old clients"),
+    # --- queue and scheduling (2.3) ---
+    P("queue_run_delay", Time, "300s", "Interval between deferred queue scans", min=1),
+    P("minimal_backoff_time", Time, "300s", "Shortest wait before a deferred message is retried", min=1),
+    P("maximal_backoff_time", Time, "4000s", "Longest wait before a deferred message is retried", min=1),
+    P("maximal_queue_lifetime", Time, "5d", "Age at which undeliverable mail is returned (0: try once)",
+      min=0, max=8640000, unit="d"),
+    P("bounce_queue_lifetime", Time, "5d", "Age at which an undeliverable bounce is dropped",
+      min=0, max=8640000, unit="d"),
+    P("default_destination_concurrency_limit", Int, "20", "Parallel deliveries per destination", min=0),
+    P("default_destination_recipient_limit", Int, "50", "Recipients per delivery request", min=0),
+    P("default_destination_rate_delay", Time, "0s", "Pause between deliveries to one destination", min=0),
+    P("default_destination_concurrency_failed_cohort_limit", Int, "1",
+      "Failed cohorts before a destination is throttled", min=0),
+    P("initial_destination_concurrency", Int, "5", "Concurrency a destination starts at", min=1),
+    P("smtp_destination_concurrency_limit", Int, "$default_destination_concurrency_limit",
+      "Parallel deliveries per destination for the smtp transport", min=0),
+    P("smtp_destination_recipient_limit", Int, "$default_destination_recipient_limit",
+      "Recipients per delivery request for the smtp transport", min=0),
+    P("local_destination_concurrency_limit", Int, "2",
+      "Parallel deliveries per recipient for the local transport", min=0),
+    P("local_destination_recipient_limit", Int, "1", "Recipients per local delivery request", min=0),
+    P("qmgr_message_active_limit", Int, "20000", "Messages in the active queue", min=1),
+    P("qmgr_message_recipient_limit", Int, "20000", "Recipients held in memory by qmgr", min=1),
+    P("transport_retry_time", Time, "60s", "Wait before a failed transport is tried again", min=1),
+    P("queue_minfree", Size, "0", "Free bytes the queue file system must keep (0: no check)", min=0),
+    P("delay_logging_resolution_limit", Int, "2", "Decimal places of delay= and delays= in the log",
+      min=0, max=6),
+    # --- smtp client (2.4) ---
+    P("smtp_tls_security_level", Str, "", "smtp TLS: none, may, encrypt, dane, verify, secure"),
+    P("smtp_tls_policy_maps", List, "", "Per-destination TLS policy tables"),
+    P("smtp_tls_CAfile", Str, "", "PEM CA certificates for server certificate checks"),
+    P("smtp_tls_cert_file", Str, "", "PEM client certificate"),
+    P("smtp_tls_key_file", Str, "$smtp_tls_cert_file", "PEM private key of the client certificate"),
+    P("smtp_tls_loglevel", Int, "0", "TLS logging of the smtp client", min=0),
+    P("smtp_tls_protocols", List, "!SSLv2, !SSLv3", "TLS protocols with opportunistic TLS"),
+    P("smtp_tls_mandatory_protocols", List, "!SSLv2, !SSLv3", "TLS protocols with mandatory TLS"),
+    P("smtp_tls_ciphers", Str, "medium", "Cipher grade with opportunistic TLS"),
+    P("smtp_tls_session_cache_database", Str, "", "Client TLS session cache"),
+    P("smtp_tls_note_starttls_offer", Bool, "no", "Log servers that offer STARTTLS when TLS is off"),
+    P("smtp_connect_timeout", Time, "30s", "Time limit for the TCP connect", min=0),
+    P("smtp_helo_timeout", Time, "300s", "Time limit for the greeting and EHLO reply", min=1),
+    P("smtp_mail_timeout", Time, "300s", "Time limit for the MAIL FROM reply", min=1),
+    P("smtp_rcpt_timeout", Time, "300s", "Time limit for each RCPT TO reply", min=1),
+    P("smtp_data_init_timeout", Time, "120s", "Time limit for the DATA reply", min=1),
+    P("smtp_data_xfer_timeout", Time, "180s", "Time limit for each write of message content", min=1),
+    P("smtp_data_done_timeout", Time, "600s", "Time limit for the reply after the final dot", min=1),
+    P("smtp_quit_timeout", Time, "300s", "Time limit for the QUIT reply", min=1),
+    P("smtp_host_lookup", List, "dns", "How the smtp client finds hosts: dns, native or both"),
+    P("disable_dns_lookups", Bool, "no", "Deprecated: do not use DNS (see smtp_dns_support_level)"),
+    P("smtp_dns_support_level", Str, "", "DNS use: empty, disabled, enabled or dnssec"),
+    P("smtp_helo_name", Str, "$myhostname", "Name the smtp client sends in EHLO"),
+    P("smtp_bind_address", Str, "", "Local IPv4 address for outbound connections"),
+    P("smtp_bind_address6", Str, "", "Local IPv6 address for outbound connections"),
+    P("smtp_address_preference", Str, "any", "Preferred address family: any, ipv4, ipv6"),
+    P("smtp_connection_cache_on_demand", Bool, "yes", "Reuse connections to backlogged destinations"),
+    P("smtp_skip_5xx_greeting", Bool, "yes", "Try the next MX after a 5xx greeting"),
+    P("smtp_line_length_limit", Int, "998", "Longest line sent before it is folded (0: none)", min=0),
+    P("smtp_mx_address_limit", Int, "5", "Addresses tried per delivery", min=0),
+    P("smtp_mx_session_limit", Int, "2", "SMTP sessions tried per delivery", min=0),
+    # --- bounces and notices (2.6) ---
+    P("notify_classes", List, "resource, software", "Problem classes reported to the postmaster"),
+    P("bounce_notice_recipient", Str, "postmaster", "Recipient of postmaster copies of bounces"),
+    P("2bounce_notice_recipient", Str, "postmaster", "Recipient of undeliverable bounces"),
+    P("delay_notice_recipient", Str, "postmaster", "Recipient of postmaster copies of delay notices"),
+    P("error_notice_recipient", Str, "postmaster", "Recipient of resource and software error notices"),
+    P("bounce_size_limit", Size, "50000", "Largest original message returned whole in a bounce", min=1),
+    P("delay_warning_time", Time, "0h", "Age at which the sender is told of a delay (0: never)",
+      min=0, unit="h"),
+    P("enable_threaded_bounces", Bool, "no", "Add In-Reply-To and References to bounces"),
+    P("double_bounce_sender", Str, "double-bounce", "Sender of notices that must not bounce"),
+    P("empty_address_recipient", Str, "MAILER-DAEMON", "Recipient of mail addressed to <>"),
+    P("always_add_missing_headers", Bool, "no", "Add missing From, To, Date, Message-ID to all mail"),
+)
+del P
+
+PARAMS: dict[str, Param] = {p.name: p for p in _TABLE}
+
+# Queue-manager parameters that exist once per transport (Postfix:
+# "transport_destination_concurrency_limit" and friends), defaulting to the
+# default_ parameter of the same suffix.
+TRANSPORT_SUFFIXES = (
+    "destination_concurrency_limit",
+    "destination_recipient_limit",
+    "destination_rate_delay",
+    "destination_concurrency_failed_cohort_limit",
+    "initial_destination_concurrency",
+)
+_TRANSPORT_RE = re.compile(r"([a-z0-9][a-z0-9-]*)_(" + "|".join(TRANSPORT_SUFFIXES) + r")")
+
+
+def param(name: str) -> Param | None:
+    """The Param called `name`, including per-transport ones, or None."""
+    found = PARAMS.get(name)
+    if found is not None:
+        return found
+    m = _TRANSPORT_RE.fullmatch(name)
+    if not m or m.group(1) == "default":
+        return None
+    suffix = m.group(2)
+    base = PARAMS["default_" + suffix if suffix.startswith("destination") else suffix]
+    return Param(name, base.type, f"${base.name}", f"{base.doc} (transport {m.group(1)})",
+                 min=base.min, max=base.max, unit=base.unit)

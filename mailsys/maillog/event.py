@@ -1,0 +1,201 @@
+"""event - one log event as it travels from a process to postlogd.
+
+SYNOPSIS
+    ev = LogEvent.from_event_dict(event_dict, tag="mailsys/smtpd", pid=9621)
+    datagram = ev.encode()                  # bytes, one JSON object
+    ev = LogEvent.decode(datagram)          # ValueError when it is not one
+
+DESCRIPTION
+    structlog hands the final processor a flat dict in which the event name,
+    the level, the timestamp, the queue ID and the caller's own fields sit
+    side by side. LogEvent separates them once, so that the renderers
+    (mailsys.maillog.postfix, mailsys.maillog.jsonl) never have to guess
+    which key is a field and which is ours, and so that a caller's field
+    named ``service`` or ``pid`` cannot overwrite the process identity.
+
+    Reserved keys of the event dict: ``event`` (the text, or the name of a
+    named event), ``level``, ``timestamp`` (seconds since the epoch),
+    ``queue_id``, ``noqueue`` (render ``NOQUEUE: ``), ``exception`` (a
+    formatted traceback) and ``stack``. Every other key is a field.
+
+    Text that came from outside (a client's bytes, an undecodable file name)
+    is made valid Unicode here, once: bytes are decoded as UTF-8, and every
+    byte that is not valid UTF-8 becomes the four characters ``\\ooo`` (its
+    octal value), as Postfix writes such bytes. After that the datagram, the
+    JSON line and the Postfix line can always be encoded as UTF-8. Control
+    characters are left alone here; each renderer deals with them.
+
+    The wire form is one JSON object with the keys of LogEvent; ``v`` is the
+    format version. Unknown keys are ignored, missing or mistyped ones make
+    decode() raise ValueError.
+"""
+
+from __future__ import annotations
+
+import json
+import time as _clock
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+WIRE_VERSION = 1
+
+# structlog method names -> the Postfix severity they are logged with.
+# Postfix has info, warning, error, fatal and panic; "debug" stays "debug"
+# in mail.json and renders like info in mail.log, as Postfix's verbose
+# logging does.
+_LEVELS = {
+    "debug": "debug",
+    "info": "info",
+    "msg": "info",
+    "notice": "info",
+    "warn": "warning",
+    "warning": "warning",
+    "err": "error",
+    "error": "error",
+    "exception": "error",
+    "failure": "error",
+    "critical": "fatal",
+    "fatal": "fatal",
+    "panic": "panic",
+}
+
+_RESERVED = frozenset({"event", "level", "timestamp", "queue_id", "noqueue",
+                       "exception", "stack", "exc_info", "stack_info"})
+
+
+def normalize_level(name: str) -> str:
+    """Map a structlog method or level name to a Postfix severity."""
+    return _LEVELS.get(str(name).lower(), "info")
+
+
+def clean_text(value: str | bytes) -> str:
+    """Valid Unicode for any text: undecodable bytes become ``\\ooo``."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        value = bytes(value).decode("utf-8", "surrogateescape")
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        pass
+    out = []
+    for ch in value:
+        code = ord(ch)
+        if 0xDC80 <= code <= 0xDCFF:          # a byte smuggled by surrogateescape
+            out.append("\\%03o" % (code - 0xDC00))
+        elif 0xD800 <= code <= 0xDFFF:        # any other lone surrogate
+            out.extend("\\%03o" % b for b in ch.encode("utf-8", "surrogatepass"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def clean_value(value: Any) -> Any:
+    """A JSON-safe copy of a field value; unknown objects become str()."""
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    if isinstance(value, (str, bytes, bytearray, memoryview)):
+        return clean_text(value)
+    if isinstance(value, Mapping):
+        return {clean_text(str(k)): clean_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [clean_value(v) for v in value]
+    return clean_text(str(value))
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """One event: who logged it, when, how severe, about which message."""
+
+    time: float                      # seconds since the epoch
+    tag: str                         # "mailsys/smtpd", "mailsys/submission/smtpd"
+    pid: int
+    level: str                       # debug | info | warning | error | fatal | panic
+    event: str                       # text, or the name of a named event
+    queue_id: str | None = None
+    noqueue: bool = False            # render "NOQUEUE: " when there is no queue_id
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    exception: str | None = None     # formatted traceback, lines separated by "\n"
+
+    @property
+    def program(self) -> str:
+        """The program name: the last component of the tag ("smtpd")."""
+        return self.tag.rsplit("/", 1)[-1]
+
+    @classmethod
+    def from_event_dict(cls, event_dict: Mapping[str, Any], *, tag: str, pid: int,
+                        now: float | None = None) -> "LogEvent":
+        """Split a structlog event dict into identity, fields and text."""
+        fields = {clean_text(str(k)): clean_value(v)
+                  for k, v in event_dict.items() if k not in _RESERVED}
+        qid = event_dict.get("queue_id")
+        exception = event_dict.get("exception")
+        stack = event_dict.get("stack")
+        if stack:
+            exception = f"{exception}\n{stack}" if exception else stack
+        stamp = event_dict.get("timestamp", now)
+        if not isinstance(stamp, (int, float)) or isinstance(stamp, bool):
+            stamp = _clock.time()
+        return cls(
+            time=float(stamp),
+            tag=clean_text(tag),
+            pid=int(pid),
+            level=normalize_level(event_dict.get("level", "info")),
+            event=clean_text(str(event_dict.get("event", ""))),
+            queue_id=clean_text(str(qid)) if qid else None,
+            noqueue=bool(event_dict.get("noqueue", False)),
+            fields=fields,
+            exception=clean_text(str(exception)) if exception else None,
+        )
+
+    def encode(self) -> bytes:
+        """The datagram: one UTF-8 JSON object."""
+        wire = {"v": WIRE_VERSION, "time": self.time, "tag": self.tag,
+                "pid": self.pid, "level": self.level, "event": self.event,
+                "fields": self.fields}
+        if self.queue_id:
+            wire["queue_id"] = self.queue_id
+        if self.noqueue:
+            wire["noqueue"] = True
+        if self.exception:
+            wire["exception"] = self.exception
+        return json.dumps(wire, ensure_ascii=False, separators=(",", ":"),
+                          default=str).encode("utf-8")
+
+    @classmethod
+    def decode(cls, datagram: bytes) -> "LogEvent":
+        """Parse a datagram made by encode(); ValueError if it is not one."""
+        try:
+            wire = json.loads(datagram.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"not a log event: {e}") from None
+        if not isinstance(wire, dict):
+            raise ValueError("not a log event: not a JSON object")
+        _need(wire, "time", (int, float))
+        _need(wire, "tag", str)
+        _need(wire, "pid", int)
+        _need(wire, "level", str)
+        _need(wire, "event", str)
+        fields = wire.get("fields", {})
+        if not isinstance(fields, dict):
+            raise ValueError("not a log event: fields is not an object")
+        qid = wire.get("queue_id")
+        exception = wire.get("exception")
+        # JSON can carry lone surrogates ("\\udc80"); clean again so that
+        # every rendering encodes, whoever sent the datagram.
+        return cls(
+            time=float(wire["time"]),
+            tag=clean_text(wire["tag"]),
+            pid=wire["pid"],
+            level=normalize_level(wire["level"]),
+            event=clean_text(wire["event"]),
+            queue_id=clean_text(qid) if isinstance(qid, str) and qid else None,
+            noqueue=wire.get("noqueue") is True,
+            fields=clean_value(fields),
+            exception=clean_text(exception) if isinstance(exception, str) and exception else None,
+        )
+
+
+def _need(wire: dict, key: str, kind: type | tuple[type, ...]) -> None:
+    value = wire.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise ValueError(f"not a log event: bad or missing {key!r}")

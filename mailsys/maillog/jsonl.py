@@ -1,0 +1,62 @@
+"""jsonl - render a log event as one line of mail.json.
+
+SYNOPSIS
+    render(event, host) -> str        # one JSON object, no newline
+
+DESCRIPTION
+    mail.json holds the same events as mail.log, one JSON object per line,
+    for machines. Keys, always in this order:
+
+        ts        ISO-8601 UTC with microseconds: "2026-11-27T00:21:40.123456Z"
+        host      myhostname, in full ("mx.example.com")
+        tag       "mailsys/smtpd", "mailsys/submission/smtpd"
+        service   the program: the last component of the tag ("smtpd")
+        pid       process ID of the logger
+        level     debug | info | warning | error | fatal | panic
+        queue_id  the queue ID, or null
+        event     the text of a text event, or the name of a named event
+        fields    every other key the caller logged, as given (JSON types)
+        text      the rendered mail.log text after "tag[pid]: " (severity,
+                  queue ID and text), so that no reader has to re-render it
+    and, only when present:
+        noqueue   true
+        exception the formatted traceback, newlines included
+
+    The line is UTF-8 (non-ASCII is written as is). JSON escapes every
+    control character, so a client cannot break a line here either.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+
+from mailsys.maillog import postfix
+from mailsys.maillog.event import LogEvent
+
+
+def timestamp(when: float) -> str:
+    """ISO-8601 UTC with microseconds and a Z."""
+    dt = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def render(event: LogEvent, host: str) -> str:
+    """The mail.json line for an event, without the newline."""
+    record = {
+        "ts": timestamp(event.time),
+        "host": host,
+        "tag": event.tag,
+        "service": event.program,
+        "pid": event.pid,
+        "level": event.level,
+        "queue_id": event.queue_id,
+        "event": event.event,
+        "fields": dict(event.fields),
+        "text": postfix.message(event),
+    }
+    if event.noqueue:
+        record["noqueue"] = True
+    if event.exception:
+        record["exception"] = event.exception
+    return json.dumps(record, ensure_ascii=False, separators=(", ", ": "), default=str)

@@ -1,0 +1,337 @@
+"""postfix - render a log event as a Postfix mail.log line.
+
+SYNOPSIS
+    render(event, host) -> str                # one line, no newline
+    render_lines(event, host) -> list[str]    # that line, plus traceback lines
+    message(event) -> str                     # the part after "tag[pid]: "
+    format_tv(sec, usec) -> str               # Postfix's delay numbers
+    format_delay(seconds) -> str
+    escape(text) -> str
+
+DESCRIPTION
+    A line is what Postfix's postlogd writes (src/util/msg_logger.c):
+
+        Nov 07 00:21:40 mx mailsys/qmgr[9579]: 1C0BF20E25F: from=<a@b>, size=317, nrcpt=1 (queue active)
+
+    the local time as strftime("%b %d %H:%M:%S ") with a zero-padded day
+    and English month names whatever the locale, the first label of
+    myhostname, the tag and pid, then ``warning: ``, ``error: ``, ``fatal:
+    `` or ``panic: `` for those severities, then ``QID: `` when the event
+    has a queue ID (``NOQUEUE: `` when it says noqueue=True), then the text.
+
+    A text event renders as its text. A named event (a key of FORMATS)
+    renders its fields through one small function, in exactly the order
+    Postfix prints them, because pflogsumm and fail2ban parse these lines
+    with fixed regular expressions (postfix-compat.md 4.6, 4.7):
+
+      opened        sender, size, nrcpt, [queue="active"]
+                    from=<s>, size=N, nrcpt=N (queue active)
+      status        to, [orig_to], relay, [conn_use], delay, delays, dsn, status, reason
+      delivered     the same (status defaults to "sent"):
+                    to=<r>, [orig_to=<o>, ]relay=R, [conn_use=N, ]delay=D, delays=a/b/c/d, dsn=X.Y.Z, status=S (reason)
+      expired       sender, [status="expired"]
+                    from=<s>, status=expired, returned to sender
+      removed       removed
+      client        client, [sasl_method], [sasl_username], [sasl_sender]
+                    client=name[addr][, sasl_method=M][, sasl_username=U][, sasl_sender=S]
+      message-id    message_id (as in the header, "" when there was none)
+                    message-id=<id>
+      pickup        uid, sender
+                    uid=N from=<s>
+      notification  kind ("sender non-delivery", "sender delay", ...), notice_id
+                    sender non-delivery notification: QID
+      connect       client                  connect from name[addr]
+      disconnect    client, [stats]         disconnect from name[addr] ehlo=1 ... commands=5
+      reject        command, client, reply, [sender], [recipient], [proto], [helo],
+                    [action="reject"], [sasl_method], [sasl_username]
+                    reject: RCPT from c[a]: 554 5.7.1 <r>: Relay access denied; from=<s> to=<r> proto=ESMTP helo=<h>
+
+    ``delay`` and each of the four ``delays`` are seconds (int or float) and
+    print with format_delay(): 2 significant digits, at most 2 decimals,
+    rounded half up, trailing zeros dropped, integers from 10 s on
+    (Postfix src/util/format_tv.c with delay_logging_resolution_limit = 2).
+    ``orig_to`` prints only when it differs from ``to``, ``conn_use`` only
+    from 2 on. ``reason`` (remote replies may have several lines) has its
+    line breaks turned into spaces, as Postfix does. A named event whose
+    fields do not fit its format is not lost: it renders as its name
+    followed by `` key=value`` pairs. The fields of a text event appear only
+    in mail.json: put what a person must read into the text.
+
+ESCAPING
+    Nothing that came from a client can break or forge a line. Every piece
+    of text (the event text, every field value, the tag, the queue ID) goes
+    through escape(): printable characters, including printable non-ASCII
+    (SMTPUTF8 addresses), are kept; BEL BS TAB LF VT FF CR become ``\\a \\b
+    \\t \\n \\v \\f \\r``; every other non-printable character (C0 and C1
+    controls, DEL, Unicode line and paragraph separators, format characters,
+    non-space blanks) becomes ``\\ooo`` for each of its UTF-8 bytes. Bytes
+    that were not valid UTF-8 already arrive as ``\\ooo`` (see
+    mailsys.maillog.event). This is the escaping Postfix's smtpd applies to
+    client text (``... pipelining after EHLO from c[a]: MAIL FROM:<a>\\r\\n``,
+    ``non-SMTP command from c[a]: \\026\\003\\001``). Backslashes are kept
+    as they are, like Postfix's own log output, so a line is safe but not
+    guaranteed to be reversible; mail.json keeps the exact text.
+
+TRACEBACKS
+    Postfix logs one line per line. An event carrying a traceback (logged
+    with exc_info, or log.exception) renders as its own line followed by
+    one line per traceback line, each with the same prefix (time, host,
+    tag, severity, queue ID), so ``grep`` and ``mailsys log --id`` keep the
+    block together. The writers append the whole block with one write.
+    mail.json carries the traceback once, in the ``exception`` key.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+from mailsys.maillog.event import LogEvent
+
+LEVEL_PREFIX = {"warning": "warning: ", "error": "error: ",
+                "fatal": "fatal: ", "panic": "panic: "}
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+_C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n",
+              "\v": "\\v", "\f": "\\f", "\r": "\\r"}
+
+
+def escape(text: str) -> str:
+    """Text safe for one log line: no control character survives."""
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable():
+            out.append(ch)
+        elif ch in _C_ESCAPES:
+            out.append(_C_ESCAPES[ch])
+        else:
+            out.extend("\\%03o" % b for b in ch.encode("utf-8", "surrogatepass"))
+    return "".join(out)
+
+
+# --- numbers ---------------------------------------------------------------
+
+MILLION = 1_000_000
+
+
+def format_tv(sec: int, usec: int, sig_dig: int = 2, max_dig: int = 2) -> str:
+    """Postfix format_tv(): sec.usec with sig_dig significant digits, at most
+    max_dig decimals, rounded half up, trailing zeros dropped."""
+    if not (0 <= max_dig <= 6 and 1 <= sig_dig <= 6):
+        raise ValueError("format_tv: digit counts out of range")
+    if sec < 0 or usec < 0:
+        sec, usec = 0, 0                  # a clock step backwards is not a negative delay
+    sec += usec // MILLION
+    usec %= MILLION
+    resolution = MILLION // 10 ** max_dig   # smallest unit that may print
+    width = 10 ** sig_dig
+    if resolution < MILLION:
+        if sec > 0:
+            # Each integer digit costs one significant digit of the fraction.
+            n = 1
+            while sec >= n and n <= width // 10:
+                n *= 10
+            resolution = (MILLION // width) * n
+        else:
+            # Leading fraction zeros do not count as significant.
+            while usec >= width * resolution:
+                resolution *= 10
+    if resolution > 1:
+        usec += resolution // 2
+        if usec >= MILLION:
+            sec += 1
+            usec -= MILLION
+    text = str(sec)
+    if usec >= resolution:
+        digits = []
+        rem, unit = usec, MILLION // 10
+        while rem >= resolution and unit > 0:
+            digits.append(str(rem // unit))
+            rem %= unit
+            unit //= 10
+        text += "." + "".join(digits)
+    return text
+
+
+def format_delay(seconds: float) -> str:
+    """A delay in seconds as Postfix prints it in delay= and delays=."""
+    total = round(float(seconds) * MILLION)
+    if total < 0:
+        total = 0
+    return format_tv(total // MILLION, total % MILLION)
+
+
+# --- named events ----------------------------------------------------------
+
+def _e(value: Any) -> str:
+    return escape(str(value))
+
+
+def _addr(value: Any) -> str:
+    return f"<{_e(value if value is not None else '')}>"
+
+
+def _one_line(text: Any) -> str:
+    # Remote replies may span lines; Postfix joins them with spaces.
+    return re.sub(r"\r?\n|\r", " ", str(text))
+
+
+def _opened(f: Mapping[str, Any]) -> str:
+    return (f"from={_addr(f['sender'])}, size={int(f['size'])}, "
+            f"nrcpt={int(f['nrcpt'])} (queue {_e(f.get('queue', 'active'))})")
+
+
+def _status(f: Mapping[str, Any], default_status: str | None = None) -> str:
+    to = f["to"]
+    parts = [f"to={_addr(to)}"]
+    orig_to = f.get("orig_to")
+    if orig_to and orig_to != to:
+        parts.append(f"orig_to={_addr(orig_to)}")
+    parts.append(f"relay={_e(f['relay'])}")
+    conn_use = f.get("conn_use")
+    if conn_use and int(conn_use) >= 2:
+        parts.append(f"conn_use={int(conn_use)}")
+    parts.append(f"delay={format_delay(f['delay'])}")
+    delays: Sequence[Any] = f["delays"]
+    if isinstance(delays, (str, bytes)) or len(delays) != 4:
+        raise ValueError("delays must be four numbers")
+    parts.append("delays=" + "/".join(format_delay(d) for d in delays))
+    parts.append(f"dsn={_e(f['dsn'])}")
+    status = f.get("status", default_status)
+    if status is None:
+        raise KeyError("status")
+    parts.append(f"status={_e(status)} ({escape(_one_line(f.get('reason', '')))})")
+    return ", ".join(parts)
+
+
+def _expired(f: Mapping[str, Any]) -> str:
+    return f"from={_addr(f['sender'])}, status={_e(f.get('status', 'expired'))}, returned to sender"
+
+
+def _client(f: Mapping[str, Any]) -> str:
+    text = f"client={_e(f['client'])}"
+    for key in ("sasl_method", "sasl_username", "sasl_sender"):
+        if f.get(key):
+            text += f", {key}={_e(f[key])}"
+    return text
+
+
+def _message_id(f: Mapping[str, Any]) -> str:
+    mid = str(f.get("message_id") or "").strip()
+    if not (mid.startswith("<") and mid.endswith(">")):
+        mid = f"<{mid}>"
+    return f"message-id={escape(mid)}"
+
+
+def _pickup(f: Mapping[str, Any]) -> str:
+    return f"uid={int(f['uid'])} from={_addr(f['sender'])}"
+
+
+def _notification(f: Mapping[str, Any]) -> str:
+    return f"{_e(f['kind'])} notification: {_e(f['notice_id'])}"
+
+
+def _connect(f: Mapping[str, Any]) -> str:
+    return f"connect from {_e(f['client'])}"
+
+
+def _disconnect(f: Mapping[str, Any]) -> str:
+    stats = f.get("stats")
+    return f"disconnect from {_e(f['client'])}" + (f" {_e(stats)}" if stats else "")
+
+
+def _reject(f: Mapping[str, Any]) -> str:
+    text = (f"{_e(f.get('action', 'reject'))}: {_e(f['command'])} from {_e(f['client'])}: "
+            f"{escape(_one_line(f['reply']))};")
+    if f.get("sender") is not None:
+        text += f" from={_addr(f['sender'])}"
+    if f.get("recipient") is not None:
+        text += f" to={_addr(f['recipient'])}"
+    if f.get("proto"):
+        text += f" proto={_e(f['proto'])}"
+    if f.get("helo") is not None:
+        text += f" helo={_addr(f['helo'])}"
+    for key in ("sasl_method", "sasl_username"):
+        if f.get(key):
+            text += f" {key}={_e(f[key])}"
+    return text
+
+
+FORMATS: dict[str, Callable[[Mapping[str, Any]], str]] = {
+    "opened": _opened,
+    "status": _status,
+    "delivered": lambda f: _status(f, default_status="sent"),
+    "expired": _expired,
+    "removed": lambda f: "removed",
+    "client": _client,
+    "message-id": _message_id,
+    "pickup": _pickup,
+    "notification": _notification,
+    "connect": _connect,
+    "disconnect": _disconnect,
+    "reject": _reject,
+}
+
+
+def text(event: LogEvent) -> str:
+    """The event's own text, escaped: a named event through FORMATS."""
+    fmt = FORMATS.get(event.event)
+    if fmt is None:
+        return escape(event.event)
+    try:
+        return fmt(event.fields)
+    except (KeyError, TypeError, ValueError, OverflowError):
+        # A named event with fields that do not fit: keep every field
+        # rather than lose the event or crash the process that logs it.
+        pairs = "".join(f" {_e(k)}={_e(v)}" for k, v in event.fields.items())
+        return escape(event.event) + pairs
+
+
+def _prefix(event: LogEvent) -> str:
+    prefix = LEVEL_PREFIX.get(event.level, "")
+    if event.queue_id:
+        prefix += escape(event.queue_id) + ": "
+    elif event.noqueue:
+        prefix += "NOQUEUE: "
+    return prefix
+
+
+def message(event: LogEvent) -> str:
+    """Everything after ``tag[pid]: ``: severity, queue ID, text."""
+    return _prefix(event) + text(event)
+
+
+def stamp(when: float) -> str:
+    """``Nov 07 00:21:40 `` in local time, English month whatever the locale."""
+    tm = time.localtime(when)
+    return (f"{_MONTHS[tm.tm_mon - 1]} {tm.tm_mday:02d} "
+            f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} ")
+
+
+def short_host(myhostname: str) -> str:
+    """The host column: the first label of myhostname, as Postfix writes it."""
+    return escape(myhostname.split(".", 1)[0] or "localhost")
+
+
+def _head(event: LogEvent, host: str) -> str:
+    return f"{stamp(event.time)}{host} {escape(event.tag)}[{event.pid}]: "
+
+
+def render(event: LogEvent, host: str) -> str:
+    """The mail.log line for an event (host as from short_host()), no newline."""
+    return _head(event, host) + message(event)
+
+
+def render_lines(event: LogEvent, host: str) -> list[str]:
+    """The event's line, then one line per traceback line, same prefix."""
+    head = _head(event, host)
+    lines = [head + message(event)]
+    if event.exception:
+        prefix = head + _prefix(event)
+        lines.extend(prefix + escape(line) for line in event.exception.splitlines() if line)
+    return lines

@@ -1,0 +1,86 @@
+"""setup - the one place structlog is configured.
+
+SYNOPSIS
+    from mailsys.maillog.setup import configure
+    configure(cfg, "smtpd")                        # tag "mailsys/smtpd"
+    configure(cfg, "smtpd", tag="mailsys/submission/smtpd")
+    configure(cfg, "master", console=True)         # start-fg on a terminal
+
+    log = structlog.get_logger()
+    log.info("connect from localhost[127.0.0.1]")
+    log.info("removed", queue_id="4F2A1C3B7D")
+    log.warning("process /x pid 12 exit status 1")
+
+DESCRIPTION
+    configure() is called exactly once per process, by the service skeleton
+    (and by command-line tools that log), before the first event. The tag
+    defaults to "<syslog_name>/<program>"; the pid in every line is
+    os.getpid() at the time of the call.
+
+    The processor chain is structlog's recommended one, with the renderer
+    replaced by a hand-off to the log writer:
+
+      merge_contextvars   queue_id, client, ... bound per task or connection
+      add_log_level       info, warning, error, critical -> Postfix severity
+      TimeStamper         seconds since the epoch; each rendering formats it
+      format_exc_info     exc_info / log.exception -> "exception" text
+      hand-off            builds a LogEvent, gives it to the Writer, drops it
+
+    The Writer (mailsys.maillog.writer) sends it as one datagram to postlogd
+    or appends it directly; mail.log gets the Postfix line (a traceback adds
+    one line per traceback line, same prefix), mail.json the JSON line.
+
+    Events below info are dropped cheaply (make_filtering_bound_logger).
+    Loggers are cached on first use in production; under pytest they are
+    not, so that later configure() calls and capture_logs() take effect
+    (structlog docs/testing.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any, MutableMapping
+
+import structlog
+
+from mailsys.maillog.event import LogEvent
+from mailsys.maillog.writer import Writer
+
+_writer: Writer | None = None
+
+
+class _HandOff:
+    """Final processor: the event dict becomes a LogEvent for the writer."""
+
+    __slots__ = ("writer", "tag", "pid")
+
+    def __init__(self, writer: Writer, tag: str, pid: int) -> None:
+        self.writer, self.tag, self.pid = writer, tag, pid
+
+    def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
+        self.writer.emit(LogEvent.from_event_dict(event_dict, tag=self.tag, pid=self.pid))
+        raise structlog.DropEvent
+
+
+def configure(cfg: Any, program: str, *, tag: str | None = None, console: bool = False) -> None:
+    """Route this process's structlog events to postlogd (or the files)."""
+    global _writer
+    writer = Writer.from_config(cfg, console=console)
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt=None, utc=True),
+            structlog.processors.format_exc_info,
+            _HandOff(writer, tag or f"{cfg.syslog_name}/{program}", os.getpid()),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        # Never reached: the hand-off drops every event after delivering it.
+        logger_factory=structlog.ReturnLoggerFactory(),
+        cache_logger_on_first_use="pytest" not in sys.modules,
+    )
+    old, _writer = _writer, writer
+    if old is not None:
+        old.close()
