@@ -169,6 +169,7 @@ class _Daemon:
         self.mode = mode
         self.graceful_timeout = graceful_timeout
         self.limiter = trio.CapacityLimiter(concurrency) if mode == "serve" else None
+        self.in_flight = 0
         self.status = StatusReporter(args.status_fd, args.gen)
         self.shutdown = trio.Event()
         self.triggers: set[bytes] = set()
@@ -228,15 +229,20 @@ class _Daemon:
     async def _accept(self, listener: trio.SocketListener, work: trio.Nursery) -> None:
         async with listener:
             while True:
+                # The client's slot is taken before accept() and handed to its
+                # handler, so a process at its limit leaves the backlog alone.
+                slot = object()
                 if self.limiter is not None:
-                    async with self.limiter:      # wait for room before taking a client
-                        pass
+                    await self.limiter.acquire_on_behalf_of(slot)
                 try:
                     stream = await listener.accept()
-                except OSError as e:
+                except BaseException as e:
+                    if self.limiter is not None:
+                        self.limiter.release_on_behalf_of(slot)
                     # trio.serve_listeners' rule: out of descriptors or memory
                     # is transient, anything else is a bug worth crashing for.
-                    if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS):
+                    if isinstance(e, OSError) and e.errno in (
+                            errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS):
                         log.warning(f"accept: {e.strerror}; retrying in 100 ms")
                         await trio.sleep(0.1)
                         continue
@@ -244,22 +250,24 @@ class _Daemon:
                 if self.mode == "trigger":
                     work.start_soon(self._read_trigger, stream)
                 else:
-                    work.start_soon(self._serve_one, stream)
+                    self.in_flight += 1
+                    self._report_load()
+                    work.start_soon(self._serve_one, stream, slot)
 
-    async def _serve_one(self, stream: trio.SocketStream) -> None:
-        async with self.limiter:
+    async def _serve_one(self, stream: trio.SocketStream, slot: object) -> None:
+        try:
+            await self.handler(stream, self.ctx)
+        except Exception:
+            log.error(f"{self.ctx.service}: unexpected error in client handler", exc_info=True)
+        finally:
+            with trio.move_on_after(CLOSE_GRACE, shield=True):
+                await stream.aclose()
+            self.limiter.release_on_behalf_of(slot)
+            self.in_flight -= 1
             self._report_load()
-            try:
-                await self.handler(stream, self.ctx)
-            except Exception:
-                log.error(f"{self.ctx.service}: unexpected error in client handler", exc_info=True)
-            finally:
-                with trio.move_on_after(CLOSE_GRACE, shield=True):
-                    await stream.aclose()
-        self._report_load()
 
     def _report_load(self) -> None:
-        used, total = self.limiter.borrowed_tokens, self.limiter.total_tokens
+        used, total = self.in_flight, self.limiter.total_tokens
         self.status.report(State.BUSY if used >= total else State.IDLE if used == 0 else State.AVAIL)
 
     # --- triggers and datagrams --------------------------------------------------
