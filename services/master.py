@@ -127,6 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     log.info(f"daemon started -- version {__version__}, configuration {config_dir}")
     try:
         trio.run(_supervise, cfg, services, config_dir, main_text, ready)
+    except Exception as e:
+        # A bug: say so where the administrator looks (stderr is /dev/null
+        # after `mailsys start`); children see the alive pipe close and exit.
+        log.critical(f"unexpected error: {e!r}", exc_info=True)
+        ready.fail(f"unexpected error: {e!r}; see the mail log")
+        return 1
     finally:
         pidfile.release()
     return 0

@@ -14,6 +14,7 @@ import pytest
 pytestmark = pytest.mark.integration
 
 ECHO = Path(__file__).with_name("echo_service.py")
+TRIGGER = Path(__file__).with_name("trigger_service.py")
 
 
 def echo_line(port, maxproc="-", args=""):
@@ -119,14 +120,16 @@ def test_check_unknown_command_names_master_cf_line(mailsys_instance):
 def test_inet_service_and_handler_errors(mailsys_instance):
     inst = mailsys_instance
     port = inst.free_port()
-    inst.write_config([echo_line(port)])
+    inst.write_config([echo_line(port, args="-o syslog_name=mailsys/submission")])
     inst.start()
     with inst.connect(port) as s:
         assert inst.echo(s, b"hello\r\n") == b"hello\r\n"
     with inst.connect(port) as s:
         s.sendall(b"boom\r\n")
         assert s.recv(100) == b""                    # only this connection ends
-    inst.wait_log("unexpected error in client handler")
+    [child] = inst.children(f"127.0.0.1:{port}")
+    inst.wait_log(f"mailsys/submission/echo[{child.pid}]: error: 127.0.0.1:{port}:"
+                  " unexpected error in client handler")
     assert "RuntimeError: boom requested by the client" in inst.log_text()
     with inst.connect(port) as s:
         assert inst.echo(s, b"still here\n") == b"still here\n"
@@ -264,6 +267,74 @@ def test_more_processes_when_all_are_busy(mailsys_instance):
     with inst.connect(port) as second:
         assert inst.echo(second, b"2") == b"2"         # served while the first is held
     first.close()
+
+
+def test_extra_idle_process_is_retired_after_max_idle(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([echo_line(port, maxproc="2", args="concurrency=1")],
+                      main_cf={"max_idle": "1s"})
+    inst.start()
+    name = f"127.0.0.1:{port}"
+    with inst.connect(port) as first:
+        assert inst.echo(first, b"1") == b"1"
+        inst.wait_until(lambda: len(inst.children(name)) == 2)
+    inst.wait_until(lambda: len(inst.children(name)) == 1, timeout=5)
+    with inst.connect(port) as s:
+        assert inst.echo(s, b"2") == b"2"
+    assert "exit status" not in inst.log_text() and "killed by signal" not in inst.log_text()
+
+
+def test_wakeup_and_triggers_are_coalesced(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config([f"trig unix n - n 1 1 {TRIGGER}"])
+    inst.start()
+    inst.wait_log("triggers: W", timeout=5)           # the master's wakeup, every second
+    path = inst.queue_dir / "public" / "trig"
+    for request in (b"D", b"F", b"DF"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(path))
+            s.sendall(request)
+    inst.wait_until(lambda: "triggers: DF" in inst.log_text() or
+                    ("triggers: D" in inst.log_text() and "triggers: F" in inst.log_text()))
+
+
+def test_start_fg_runs_in_the_foreground_and_stops_on_sigint(mailsys_instance):
+    inst = mailsys_instance
+    fg = inst.popen("start-fg")
+    try:
+        pid = inst.wait_until(inst.master_pid)
+        assert pid == fg.pid                              # the command became the master
+        inst.wait_until(lambda: inst.cli("status").returncode == 0)
+        inst.wait_until(lambda: inst.children("postlog"))
+        fg.send_signal(signal.SIGINT)
+        fg.communicate(timeout=20)
+    finally:
+        if fg.poll() is None:
+            fg.kill()
+            fg.communicate()
+    assert fg.returncode == 0
+    assert not inst.children()
+    assert f"terminating on signal {int(signal.SIGINT)}" in inst.log_text()
+
+
+def test_ipv6_loopback_service(mailsys_instance):
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([f"[::1]:{port} inet n - n - - {ECHO}", f"{port} inet n - n - - {ECHO}"],
+                      main_cf={"inet_interfaces": "127.0.0.1"})
+    r = inst.cli("start")
+    # the second service wants 127.0.0.1:port too, which the first does not hold
+    assert r.returncode == 0, r.stderr
+    with socket.create_connection(("::1", port), timeout=5) as s:
+        assert inst.echo(s, b"v6") == b"v6"
+    with inst.connect(port) as s:
+        assert inst.echo(s, b"v4") == b"v4"
 
 
 def test_master_imports_no_lmdb():
