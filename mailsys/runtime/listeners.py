@@ -116,7 +116,9 @@ def endpoints(spec, cfg) -> tuple[Endpoint, ...]:
         return tuple(out)
     if spec.type in ("unix", "unix-dgram"):
         return (Endpoint(spec.type, path=str(socket_path(cfg, spec.name, spec.private))),)
-    return ()
+    # Postfix's "pass" services receive connections from another daemon
+    # (postscreen); mailsys has no such daemon yet.
+    raise ListenError(f"service {spec.name}: type {spec.type} is not supported by mailsys")
 
 
 def socket_path(cfg, name: str, private: bool) -> Path:

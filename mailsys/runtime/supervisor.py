@@ -313,8 +313,12 @@ class Supervisor:
             elif main_cf_changed or comparable(spec) != comparable(svc.spec):
                 self._renew(svc, cfg, spec)
             else:
+                # Only READY children have their SIGHUP handler installed; one
+                # still starting would die of the default action, and it reads
+                # the (unchanged) files anyway.
                 for child in svc.active:
-                    child.signal(signal.SIGHUP)
+                    if child.ready:
+                        child.signal(signal.SIGHUP)
 
     def _renew(self, svc: Service, cfg, spec) -> None:
         """A changed service: same listeners when they still fit, new processes."""

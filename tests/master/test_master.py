@@ -102,19 +102,25 @@ def test_check_bad_value_names_file_line_and_parameter(mailsys_instance):
 
 def test_check_prints_warnings_and_passes(mailsys_instance):
     inst = mailsys_instance
-    inst.write_config(main_cf={"no_such_parameter": "1"})
+    inst.write_config([f"trig unix n - y - 1 {TRIGGER}"], main_cf={"no_such_parameter": "1"})
     r = inst.cli("check")
     assert r.returncode == 0, r.stderr
+    assert "mailsys: warning: " in r.stderr
     assert "unused parameter: no_such_parameter=1" in r.stderr
+    assert "chroot" in r.stderr
 
 
-def test_check_unknown_command_names_master_cf_line(mailsys_instance):
+@pytest.mark.parametrize("line, words", [
+    ("nothere unix - - n - 1 no_such_daemon", "unknown command: no_such_daemon"),
+    (f"relay pass - - n - - {TRIGGER}", "type pass is not supported"),
+])
+def test_check_bad_service_names_master_cf_line(mailsys_instance, line, words):
     inst = mailsys_instance
-    inst.write_config(["nothere unix - - n - 1 no_such_daemon"])
+    inst.write_config([line])
     r = inst.cli("check")
     assert r.returncode == 1
-    assert f"{inst.config_dir / 'master.cf'}, line 2" in r.stderr
-    assert "no_such_daemon" in r.stderr
+    assert f"{inst.config_dir / 'master.cf'}, line 2: " in r.stderr
+    assert words in r.stderr
 
 
 def test_inet_service_and_handler_errors(mailsys_instance):
