@@ -23,7 +23,9 @@ DESCRIPTION
     a client may never come to an idle one, so READY (start-up completed) is
     the mark. A child that dies after READY is restarted after an
     exponential back-off (0.1 s doubling up to $service_throttle_time, reset
-    after a child lived BACKOFF_RESET seconds). The listeners stay open
+    after a child lived BACKOFF_RESET seconds); so is one that exits with
+    status 0 unasked, so that a daemon returning at once cannot make the
+    master spin. The listeners stay open
     throughout: clients wait in the kernel's backlog, as with Postfix.
 
     Wakeup. A service with a wakeup time gets the trigger b"W" on its socket
@@ -106,6 +108,13 @@ class Service:
     @property
     def key(self) -> tuple[str, str]:
         return (self.spec.name, self.spec.type)
+
+    @property
+    def transport(self) -> str:
+        """Postfix's name for the endpoint: "private/cleanup", "public/qmgr", "127.0.0.1:25"."""
+        if self.spec.type == "inet":
+            return self.spec.name
+        return f"{'private' if self.spec.private else 'public'}/{self.spec.name}"
 
     @property
     def active(self) -> list[procs.Child]:
@@ -209,7 +218,7 @@ class Supervisor:
                     await self._spawn(svc)
                 elif not svc.limit_warned:
                     svc.limit_warned = True
-                    log.warning(f'service "{svc.spec.name}" ({svc.spec.type}) has reached its'
+                    log.warning(f'service "{svc.spec.name}" ({svc.transport}) has reached its'
                                 f' process limit "{limit}": new clients may experience'
                                 ' noticeable delays')
             else:
@@ -275,7 +284,9 @@ class Supervisor:
         if rc != 0 and not child.ready:
             log.warning(f"{svc.command.path}: bad command startup -- throttling")
             self._throttle(svc)
-        elif rc != 0:
+        else:
+            # Also after exit status 0: a daemon that keeps returning at once
+            # must not turn the master into a busy loop.
             cap = float(_param(self.cfg, "service_throttle_time", THROTTLE_DEFAULT))
             if now - child.started >= BACKOFF_RESET:
                 svc.backoff = BACKOFF_INITIAL

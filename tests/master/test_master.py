@@ -272,6 +272,9 @@ def test_more_processes_when_all_are_busy(mailsys_instance):
     inst.wait_until(lambda: len(inst.children(name)) == 2)
     with inst.connect(port) as second:
         assert inst.echo(second, b"2") == b"2"         # served while the first is held
+        inst.wait_log(f'warning: service "{name}" ({name}) has reached its process limit "2":'
+                      ' new clients may experience noticeable delays')
+        assert len(inst.children(name)) == 2
     first.close()
 
 
