@@ -20,6 +20,15 @@ class LogicalLine:
     last_line: int   # number of the last physical line (continuations included)
 
 
+def physical_lines(text: str) -> list[str]:
+    """Lines split on newline only (str.splitlines() would also split on form
+    feeds and Unicode separators, which Postfix keeps inside a value)."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def logical_lines(text: str, file: str, warnings: list[str] | None = None) -> list[LogicalLine]:
     """Split `text` into logical lines; warnings are appended to `warnings`."""
     out: list[LogicalLine] = []
@@ -31,7 +40,7 @@ def logical_lines(text: str, file: str, warnings: list[str] | None = None) -> li
             out.append(LogicalLine(" ".join(pieces), first, last))
             pieces.clear()
 
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(physical_lines(text), start=1):
         stripped = raw.strip()
         if not stripped or stripped.startswith("#"):
             continue

@@ -67,6 +67,10 @@ class Config:
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Config is immutable")
 
+    def __reduce__(self):
+        # Rebuilt from its parts: __setattr__ refuses pickle's default way.
+        return (Config, (self.config_dir, self._entries, self.warnings, self.file))
+
     def __repr__(self) -> str:
         return f"<Config {self.config_dir} ({len(self._entries)} set)>"
 
@@ -192,6 +196,12 @@ class Config:
 
 
 def _check_range(p: Param, value: object, text: str) -> None:
+    if p.choices:
+        words = value if isinstance(value, tuple) else (value,)
+        for word in words:
+            if str(word).lower() not in p.choices:
+                allowed = ", ".join(c for c in p.choices if c) + (" or empty" if "" in p.choices else "")
+                raise BadValue(f'bad value "{word}" (expected {allowed})')
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return
     if p.min is not None and value < p.min:

@@ -28,7 +28,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailsys.config.lines import LogicalLine, logical_lines
+from mailsys.config.host import tcp_port
+from mailsys.config.lines import LogicalLine, logical_lines, physical_lines
 from mailsys.config.values import BadValue, split_list
 from mailsys.errors import ConfigError
 
@@ -107,7 +108,7 @@ def parse_master_cf(path: Path, cfg, warnings: list[str] | None = None) -> tuple
         text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as e:
         raise ConfigError(f"open {file}: {e.strerror}") from None
-    physical = text.splitlines()
+    physical = physical_lines(text)
     seen: dict[tuple[str, str], int] = {}
     services = []
     for ml in split_master_text(text, file, warnings):
@@ -131,6 +132,9 @@ def _service(ml: MasterLine, cfg, file: str, physical: list[str],
 
     if type_ not in TYPES:
         raise invalid("type", type_)
+    if type_ == "inet" and private != "n":
+        # Postfix: an inet socket is reachable by anyone, so "private" would lie.
+        raise ConfigError(f'inet service cannot be private in "{ml.line.text}"', file=file, line=line)
     flags = {}
     for field, value, default in (("private", private, True), ("unprivileged", unpriv, True),
                                   ("chroot", chroot, False)):
@@ -204,11 +208,10 @@ def _address(name: str, file: str, line: int) -> tuple[str, int]:
         if not 0 < number < 65536:
             raise ConfigError(f'bad port number in inet service "{name}"', file=file, line=line)
         return host, number
-    import socket  # only here: /etc/services lookup of a port name
-    try:
-        return host, socket.getservbyname(port, "tcp")
-    except OSError:
-        raise ConfigError(f"unknown service: {port}/tcp", file=file, line=line) from None
+    number = tcp_port(port)
+    if number is None:
+        raise ConfigError(f"unknown service: {port}/tcp", file=file, line=line)
+    return host, number
 
 
 def _check_overrides(cfg, overrides, file: str, ll: LogicalLine, physical: list[str],

@@ -21,17 +21,17 @@ Queue-manager parameters also exist per transport, named after the master.cf
 service (``slow_destination_concurrency_limit``); param() makes those on
 demand with ``$default_destination_...`` as the default, as Postfix does.
 
-Pure apart from the computed defaults, which look at the host's name and
-addresses through the socket module only when first asked for.
+Pure: the computed defaults ask mailsys.config.host, and only when first
+needed.
 """
 
 from __future__ import annotations
 
-import functools
 import re
 from dataclasses import dataclass
 from typing import Callable
 
+from mailsys.config import host
 from mailsys.config.values import Bool, Int, List, Size, Str, Time, ValueType
 
 # A computed default receives a function that returns the expanded value of
@@ -50,17 +50,11 @@ class Param:
     max: float | None = None
     unit: str = "s"                 # Time only: the unit of a bare number
     compute: Compute | None = None  # default computed at run time
-
-
-@functools.cache
-def _fqdn() -> str:
-    import socket  # only here: mailsys.config is otherwise pure
-    name = socket.getfqdn() or socket.gethostname() or "localhost"
-    return name if "." in name else f"{name}.localdomain"
+    choices: tuple[str, ...] = ()   # Str / List: the only words allowed
 
 
 def _myhostname(value: Callable[[str], str]) -> str:
-    return _fqdn()
+    return host.fqdn()
 
 
 def _mydomain(value: Callable[[str], str]) -> str:
@@ -69,32 +63,11 @@ def _mydomain(value: Callable[[str], str]) -> str:
     return rest if dot and rest else "localdomain"
 
 
-@functools.cache
-def _own_addresses() -> tuple[str, ...]:
-    import socket  # only here: mailsys.config is otherwise pure
-    found: list[str] = []
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None)
-    except OSError:
-        infos = []
-    for family, *_, sockaddr in infos:
-        addr = sockaddr[0]
-        if family == socket.AF_INET and not addr.startswith("127."):
-            net = f"{addr}/32"
-        elif family == socket.AF_INET6 and addr != "::1":
-            net = f"[{addr.split('%')[0]}]/128"
-        else:
-            continue
-        if net not in found:
-            found.append(net)
-    return tuple(found)
-
-
 def _mynetworks(value: Callable[[str], str]) -> str:
     # Postfix's mynetworks_style = host (the default at compatibility level
     # 2 and up). "subnet" and "class" need interface netmasks, which the
     # standard library cannot read portably; they get the same answer.
-    return " ".join(("127.0.0.0/8", "[::1]/128") + _own_addresses())
+    return " ".join(("127.0.0.0/8", "[::1]/128") + host.own_networks())
 
 
 P = Param
@@ -110,9 +83,11 @@ _TABLE: tuple[Param, ...] = (
     P("mynetworks", List, "", "Trusted client networks (default: loopback plus this host's addresses)",
       compute=_mynetworks),
     P("mynetworks_style", Str, "${{$compatibility_level} <level {2} ? {subnet} : {host}}",
-      "How the default mynetworks is derived: host, subnet or class"),
+      "How the default mynetworks is derived: host, subnet or class",
+      choices=("host", "subnet", "class")),
     P("inet_interfaces", List, "all", "Addresses smtpd listens on: all, loopback-only or a list"),
-    P("inet_protocols", List, "all", "Address families used: all, ipv4, ipv6"),
+    P("inet_protocols", List, "all", "Address families used: all, ipv4, ipv6",
+      choices=("all", "ipv4", "ipv6")),
     P("relayhost", Str, "", "Next hop for non-local mail; [host]:port skips the MX lookup"),
     P("relay_domains", List, "${{$compatibility_level} <level {2} ? {$mydestination} : {}}",
       "Domains this system relays mail to"),
@@ -131,6 +106,15 @@ _TABLE: tuple[Param, ...] = (
     P("virtual_minimum_uid", Int, "100", "Lowest uid the virtual delivery agent accepts", min=1),
     P("virtual_uid_maps", List, "", "Lookup tables giving the uid of each virtual mailbox"),
     P("virtual_gid_maps", List, "", "Lookup tables giving the gid of each virtual mailbox"),
+    P("virtual_mailbox_limit", Size, "51200000", "Largest virtual mailbox file (0: no limit)", min=0),
+    P("relay_recipient_maps", List, "", "Lookup tables of valid recipients in $relay_domains"),
+    # Postfix's default is "proxy:unix:passwd.byname $alias_maps"; mailsys reads
+    # unix: tables directly.
+    P("local_recipient_maps", List, "unix:passwd.byname $alias_maps",
+      "Lookup tables of valid local recipients (empty: accept any)"),
+    # Postfix's default is "hash:/etc/aliases, nis:mail.aliases": neither table type exists here.
+    P("alias_maps", List, "", "Lookup tables of local aliases"),
+    P("mailbox_size_limit", Size, "51200000", "Largest local mailbox file (0: no limit)", min=0),
     P("home_mailbox", Str, "", "Mailbox path relative to home; ending in / means Maildir"),
     P("mail_spool_directory", Str, "/var/mail", "Directory of local UNIX-style mailboxes or Maildirs"),
     P("recipient_delimiter", Str, "", "Characters separating a user name from an address extension"),
@@ -163,6 +147,10 @@ _TABLE: tuple[Param, ...] = (
     P("default_process_limit", Int, "100", "maxproc of a master.cf service whose column says -", min=1),
     P("max_idle", Time, "100s", "Time an idle daemon waits for a client before it exits", min=1),
     P("max_use", Int, "100", "Clients a daemon serves before it exits", min=1),
+    P("service_throttle_time", Time, "60s", "Pause before restarting a service that fails at once", min=1),
+    P("daemon_timeout", Time, "18000s", "Time limit for a daemon to handle one request", min=1),
+    P("trigger_timeout", Time, "10s", "Time limit for sending a trigger to a service", min=1),
+    P("in_flow_delay", Time, "1s", "Pause of a mail-receiving process while the queue is full", min=0),
     P("ipc_timeout", Time, "3600s", "Time limit for one exchange with another mailsys service", min=1),
     P("ipc_idle", Time, "5s", "Time a client keeps an idle connection to a service open", min=1),
     P("master_service_disable", List, "", "master.cf services not to start, as name/type"),
@@ -171,7 +159,7 @@ _TABLE: tuple[Param, ...] = (
     P("smtpd_recipient_limit", Int, "1000", "Recipients accepted per message", min=1),
     P("smtpd_recipient_overshoot_limit", Int, "1000",
       "Recipients refused with 452 before each further one counts as an error", min=0),
-    P("message_size_limit", Size, "10240000", "Largest message accepted, header and body, in bytes", min=0),
+    P("message_size_limit", Size, "10240000", "Largest message accepted, header and body, in bytes (0: no limit)", min=0),
     P("header_size_limit", Size, "102400", "Largest message header accepted, in bytes", min=1),
     P("line_length_limit", Int, "2048", "Longest line kept whole; longer ones are split", min=1),
     P("hopcount_limit", Int, "50", "Received headers allowed before a message is bounced", min=1),
@@ -189,6 +177,9 @@ _TABLE: tuple[Param, ...] = (
     P("anvil_rate_time_unit", Time, "60s", "Window of the anvil rate limits", min=1),
     P("anvil_status_update_time", Time, "600s", "Interval of anvil statistics log lines", min=1),
     P("smtpd_timeout", Time, "${stress?{10}:{300}}s", "Time limit to read a command or send a reply", min=1),
+    P("smtpd_starttls_timeout", Time, "${stress?{10}:{300}}s", "Time limit for the TLS handshake after STARTTLS",
+      min=1),
+    P("smtpd_policy_service_timeout", Time, "100s", "Time limit for a policy service request", min=1),
     P("smtpd_hard_error_limit", Int, "${stress?{1}:{20}}", "Errors before smtpd disconnects", min=1),
     P("smtpd_soft_error_limit", Int, "10", "Errors before each reply is delayed", min=0),
     P("smtpd_error_sleep_time", Time, "1s", "Delay of each reply after $smtpd_soft_error_limit errors", min=0),
@@ -208,7 +199,8 @@ _TABLE: tuple[Param, ...] = (
     P("smtpd_end_of_data_restrictions", List, "", "Restrictions applied after the message content"),
     P("smtpd_reject_unlisted_recipient", Bool, "yes", "Reject recipients no table knows"),
     P("smtpd_reject_unlisted_sender", Bool, "no", "Reject sender addresses no table knows"),
-    P("smtpd_forbid_bare_newline", Str, "no", "Bare LF in DATA: no, normalize, yes or reject"),
+    P("smtpd_forbid_bare_newline", Str, "no", "Bare LF in DATA: no, normalize, yes or reject",
+      choices=("no", "normalize", "yes", "reject", "note")),
     P("smtpd_forbid_bare_newline_exclusions", List, "$mynetworks", "Clients exempt from the bare LF check"),
     P("smtpd_forbid_bare_newline_reject_code", Int, "550", "Reply code for a bare LF rejection",
       min=400, max=599),
@@ -217,6 +209,7 @@ _TABLE: tuple[Param, ...] = (
       "Commands that end the session as non-SMTP (as do header-like lines)"),
     P("smtpd_authorized_xclient_hosts", List, "", "Clients allowed to use XCLIENT"),
     P("smtpd_authorized_xforward_hosts", List, "", "Clients allowed to use XFORWARD"),
+    P("smtpd_discard_ehlo_keywords", List, "", "EHLO keywords not to announce (e.g. silent-discard, dsn)"),
     P("smtpd_client_port_logging", Bool, "no", "Log name[addr]:port instead of name[addr]"),
     P("smtpd_peername_lookup", Bool, "yes", "Look up the client's hostname"),
     P("disable_vrfy_command", Bool, "no", "Refuse VRFY"),
@@ -224,15 +217,18 @@ _TABLE: tuple[Param, ...] = (
     P("soft_bounce", Bool, "no", "Turn 5xx rejections and bounces into 4xx deferrals"),
     P("smtputf8_enable", Bool, "${{$compatibility_level} <level {1} ? {no} : {yes}}",
       "Advertise and accept SMTPUTF8"),
-    P("smtpd_tls_security_level", Str, "", "smtpd TLS: empty or none, may (offer), encrypt (require)"),
+    P("smtpd_tls_security_level", Str, "", "smtpd TLS: empty or none, may (offer), encrypt (require)",
+      choices=("", "none", "may", "encrypt")),
     P("smtpd_tls_cert_file", Str, "", "PEM server certificate"),
     P("smtpd_tls_key_file", Str, "$smtpd_tls_cert_file", "PEM private key of the server certificate"),
     P("smtpd_tls_chain_files", List, "", "PEM files of keys with their certificate chains"),
     P("smtpd_tls_CAfile", Str, "", "PEM CA certificates for client certificate checks"),
     P("smtpd_tls_protocols", List, ">=TLSv1", "TLS protocols smtpd accepts with opportunistic TLS"),
     P("smtpd_tls_mandatory_protocols", List, ">=TLSv1", "TLS protocols smtpd accepts with mandatory TLS"),
-    P("smtpd_tls_ciphers", Str, "medium", "Cipher grade with opportunistic TLS"),
-    P("smtpd_tls_mandatory_ciphers", Str, "medium", "Cipher grade with mandatory TLS"),
+    P("smtpd_tls_ciphers", Str, "medium", "Cipher grade with opportunistic TLS",
+      choices=("export", "low", "medium", "high", "null")),
+    P("smtpd_tls_mandatory_ciphers", Str, "medium", "Cipher grade with mandatory TLS",
+      choices=("export", "low", "medium", "high", "null")),
     P("smtpd_tls_auth_only", Bool, "no", "Offer AUTH only after STARTTLS"),
     P("smtpd_tls_wrappermode", Bool, "no", "Start TLS at connect (port 465)"),
     P("smtpd_tls_received_header", Bool, "no", "Record TLS protocol and cipher in Received headers"),
@@ -280,7 +276,8 @@ _TABLE: tuple[Param, ...] = (
     P("delay_logging_resolution_limit", Int, "2", "Decimal places of delay= and delays= in the log",
       min=0, max=6),
     # --- smtp client (2.4) ---
-    P("smtp_tls_security_level", Str, "", "smtp TLS: none, may, encrypt, dane, verify, secure"),
+    P("smtp_tls_security_level", Str, "", "smtp TLS: none, may, encrypt, dane, verify, secure",
+      choices=("", "none", "may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure")),
     P("smtp_tls_policy_maps", List, "", "Per-destination TLS policy tables"),
     P("smtp_tls_CAfile", Str, "", "PEM CA certificates for server certificate checks"),
     P("smtp_tls_cert_file", Str, "", "PEM client certificate"),
@@ -288,7 +285,8 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_tls_loglevel", Int, "0", "TLS logging of the smtp client", min=0),
     P("smtp_tls_protocols", List, "!SSLv2, !SSLv3", "TLS protocols with opportunistic TLS"),
     P("smtp_tls_mandatory_protocols", List, "!SSLv2, !SSLv3", "TLS protocols with mandatory TLS"),
-    P("smtp_tls_ciphers", Str, "medium", "Cipher grade with opportunistic TLS"),
+    P("smtp_tls_ciphers", Str, "medium", "Cipher grade with opportunistic TLS",
+      choices=("export", "low", "medium", "high", "null")),
     P("smtp_tls_session_cache_database", Str, "", "Client TLS session cache"),
     P("smtp_tls_note_starttls_offer", Bool, "no", "Log servers that offer STARTTLS when TLS is off"),
     P("smtp_connect_timeout", Time, "30s", "Time limit for the TCP connect", min=0),
@@ -299,20 +297,29 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_data_xfer_timeout", Time, "180s", "Time limit for each write of message content", min=1),
     P("smtp_data_done_timeout", Time, "600s", "Time limit for the reply after the final dot", min=1),
     P("smtp_quit_timeout", Time, "300s", "Time limit for the QUIT reply", min=1),
-    P("smtp_host_lookup", List, "dns", "How the smtp client finds hosts: dns, native or both"),
+    P("smtp_host_lookup", List, "dns", "How the smtp client finds hosts: dns, native or both",
+      choices=("dns", "native")),
     P("disable_dns_lookups", Bool, "no", "Deprecated: do not use DNS (see smtp_dns_support_level)"),
-    P("smtp_dns_support_level", Str, "", "DNS use: empty, disabled, enabled or dnssec"),
+    P("smtp_dns_support_level", Str, "", "DNS use: empty, disabled, enabled or dnssec",
+      choices=("", "disabled", "enabled", "dnssec")),
     P("smtp_helo_name", Str, "$myhostname", "Name the smtp client sends in EHLO"),
     P("smtp_bind_address", Str, "", "Local IPv4 address for outbound connections"),
     P("smtp_bind_address6", Str, "", "Local IPv6 address for outbound connections"),
-    P("smtp_address_preference", Str, "any", "Preferred address family: any, ipv4, ipv6"),
+    P("smtp_address_preference", Str, "any", "Preferred address family: any, ipv4, ipv6",
+      choices=("any", "ipv4", "ipv6")),
     P("smtp_connection_cache_on_demand", Bool, "yes", "Reuse connections to backlogged destinations"),
     P("smtp_skip_5xx_greeting", Bool, "yes", "Try the next MX after a 5xx greeting"),
     P("smtp_line_length_limit", Int, "998", "Longest line sent before it is folded (0: none)", min=0),
     P("smtp_mx_address_limit", Int, "5", "Addresses tried per delivery", min=0),
     P("smtp_mx_session_limit", Int, "2", "SMTP sessions tried per delivery", min=0),
+    P("smtp_starttls_timeout", Time, "300s", "Time limit for the TLS handshake after STARTTLS", min=1),
+    P("smtp_tls_wrappermode", Bool, "no", "Start TLS at connect (port 465) instead of STARTTLS"),
+    P("smtp_sasl_auth_enable", Bool, "no", "Authenticate to the next hop with SASL"),
+    P("smtp_sasl_password_maps", List, "", "Tables of user:password per next hop"),
+    P("smtp_sasl_security_options", List, "noplaintext, noanonymous", "SASL mechanism restrictions of the client"),
     # --- bounces and notices (2.6) ---
-    P("notify_classes", List, "resource, software", "Problem classes reported to the postmaster"),
+    P("notify_classes", List, "resource, software", "Problem classes reported to the postmaster",
+      choices=("bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software")),
     P("bounce_notice_recipient", Str, "postmaster", "Recipient of postmaster copies of bounces"),
     P("2bounce_notice_recipient", Str, "postmaster", "Recipient of undeliverable bounces"),
     P("delay_notice_recipient", Str, "postmaster", "Recipient of postmaster copies of delay notices"),
@@ -324,6 +331,9 @@ _TABLE: tuple[Param, ...] = (
     P("double_bounce_sender", Str, "double-bounce", "Sender of notices that must not bounce"),
     P("empty_address_recipient", Str, "MAILER-DAEMON", "Recipient of mail addressed to <>"),
     P("always_add_missing_headers", Bool, "no", "Add missing From, To, Date, Message-ID to all mail"),
+    P("header_checks", List, "", "Tables of patterns matched against each header (cleanup)"),
+    P("body_checks", List, "", "Tables of patterns matched against each body line (cleanup)"),
+    P("body_checks_size_limit", Size, "51200", "Bytes of each body part body_checks looks at", min=0),
 )
 del P
 

@@ -33,6 +33,7 @@ DESCRIPTION
 from __future__ import annotations
 
 import json
+import math
 import time as _clock
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -68,10 +69,12 @@ def normalize_level(name: str) -> str:
     return _LEVELS.get(str(name).lower(), "info")
 
 
-def clean_text(value: str | bytes) -> str:
+def clean_text(value: Any) -> str:
     """Valid Unicode for any text: undecodable bytes become ``\\ooo``."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value).decode("utf-8", "surrogateescape")
+    elif not isinstance(value, str):
+        value = str(value)
     try:
         value.encode("utf-8")
         return value
@@ -91,15 +94,17 @@ def clean_text(value: str | bytes) -> str:
 
 def clean_value(value: Any) -> Any:
     """A JSON-safe copy of a field value; unknown objects become str()."""
-    if value is None or isinstance(value, (bool, int, float)):
+    if value is None or isinstance(value, (bool, int)):
         return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)   # JSON has no NaN
     if isinstance(value, (str, bytes, bytearray, memoryview)):
         return clean_text(value)
     if isinstance(value, Mapping):
-        return {clean_text(str(k)): clean_value(v) for k, v in value.items()}
+        return {clean_text(k): clean_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [clean_value(v) for v in value]
-    return clean_text(str(value))
+    return clean_text(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +130,7 @@ class LogEvent:
     def from_event_dict(cls, event_dict: Mapping[str, Any], *, tag: str, pid: int,
                         now: float | None = None) -> "LogEvent":
         """Split a structlog event dict into identity, fields and text."""
-        fields = {clean_text(str(k)): clean_value(v)
+        fields = {clean_text(k): clean_value(v)
                   for k, v in event_dict.items() if k not in _RESERVED}
         qid = event_dict.get("queue_id")
         exception = event_dict.get("exception")
@@ -140,11 +145,11 @@ class LogEvent:
             tag=clean_text(tag),
             pid=int(pid),
             level=normalize_level(event_dict.get("level", "info")),
-            event=clean_text(str(event_dict.get("event", ""))),
-            queue_id=clean_text(str(qid)) if qid else None,
+            event=clean_text(event_dict.get("event", "")),
+            queue_id=clean_text(qid) if qid else None,
             noqueue=bool(event_dict.get("noqueue", False)),
             fields=fields,
-            exception=clean_text(str(exception)) if exception else None,
+            exception=clean_text(exception) if exception else None,
         )
 
     def encode(self) -> bytes:

@@ -22,8 +22,10 @@ DESCRIPTION
         noqueue   true
         exception the formatted traceback, newlines included
 
-    The line is UTF-8 (non-ASCII is written as is). JSON escapes every
-    control character, so a client cannot break a line here either.
+    The line is UTF-8 (non-ASCII is written as is). JSON escapes every C0
+    control character; NEL, LINE SEPARATOR and PARAGRAPH SEPARATOR, which
+    JSON allows raw but splitlines() breaks at, are escaped too, so a
+    client cannot break a line here either.
 """
 
 from __future__ import annotations
@@ -59,4 +61,10 @@ def render(event: LogEvent, host: str) -> str:
         record["noqueue"] = True
     if event.exception:
         record["exception"] = event.exception
-    return json.dumps(record, ensure_ascii=False, separators=(", ", ": "), default=str)
+    line = json.dumps(record, ensure_ascii=False, separators=(", ", ": "), default=str)
+    # JSON leaves these unescaped, but str.splitlines() and some editors
+    # break lines at them.
+    return line.translate(_LINE_BREAKS)
+
+
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}

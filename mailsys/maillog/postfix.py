@@ -333,5 +333,5 @@ def render_lines(event: LogEvent, host: str) -> list[str]:
     lines = [head + message(event)]
     if event.exception:
         prefix = head + _prefix(event)
-        lines.extend(prefix + escape(line) for line in event.exception.splitlines() if line)
+        lines.extend(prefix + escape(line) for line in event.exception.split("\n") if line)
     return lines

@@ -2,7 +2,7 @@
 
 SYNOPSIS
     sink = LogSink(cfg)
-    sink.write(datagram)     # postlogd: one datagram from a process
+    sink.write(sock.recv(MAX_DATAGRAM))     # postlogd: one datagram from a process
     sink.append(event)       # a process's own fallback, see writer.py
     sink.reopen()            # after log rotation (SIGHUP), or let write() notice
     sink.close()
@@ -42,6 +42,12 @@ from mailsys.maillog.files import AppendFile, log_paths, to_stderr
 # How much of an undecodable datagram the warning shows.
 SHOW_BAD_BYTES = 100
 
+# The largest datagram a writer sends; postlogd receives with a buffer of
+# this size, so nothing is ever cut short. Bigger events (a long traceback)
+# take the direct-append path instead. 64 KiB fits well inside Linux's
+# default socket buffer (net.core.wmem_default, 208 KiB).
+MAX_DATAGRAM = 64 * 1024
+
 
 class LogSink:
     """Renders events and appends them to mail.log and mail.json."""
@@ -57,6 +63,11 @@ class LogSink:
         self._tag = f"{cfg.syslog_name}/postlogd"
         self._pid = os.getpid()
 
+    @property
+    def logs_to_stderr(self) -> bool:
+        """True when there is no mail.log (empty maillog_file): lines go to stderr."""
+        return self._log is None
+
     def write(self, datagram: bytes) -> None:
         """Decode one datagram and append it; a bad one becomes a warning."""
         try:
@@ -70,19 +81,19 @@ class LogSink:
     def append(self, event: LogEvent) -> None:
         """Append both renderings of one event, one write each."""
         lines = "".join(line + "\n" for line in postfix.render_lines(event, self._host))
-        for target, data in ((self._log, lines),
-                             (self._json, jsonl.render(event, self._fqdn) + "\n")):
-            if target is None:
-                if target is self._log:
-                    to_stderr(data)
-                continue
-            try:
-                target.maybe_reopen()
-                target.write(data.encode("utf-8", "backslashreplace"))
-            except OSError as e:
-                to_stderr(f"{self._tag}: warning: cannot write {target.path}: {e.strerror}\n")
-                if target is self._log:
-                    to_stderr(lines)
+        if self._log is None:
+            to_stderr(lines)
+        else:
+            self._append(self._log, lines, fallback=lines)
+        if self._json is not None:
+            self._append(self._json, jsonl.render(event, self._fqdn) + "\n")
+
+    def _append(self, target: AppendFile, data: str, fallback: str = "") -> None:
+        try:
+            target.maybe_reopen()
+            target.write(data.encode("utf-8", "backslashreplace"))
+        except OSError as e:
+            to_stderr(f"{self._tag}: warning: cannot write {target.path}: {e.strerror}\n{fallback}")
 
     def reopen(self) -> None:
         """Reopen the files whose paths now name other files (rotation)."""

@@ -17,7 +17,8 @@ DESCRIPTION
     The socket is non-blocking and unconnected: each sendto() names the
     path, so a restarted postlogd is found again without reconnecting.
     When the datagram cannot be delivered - no socket file (ENOENT), nobody
-    bound to it (ECONNREFUSED), an event too big for a datagram (EMSGSIZE),
+    bound to it (ECONNREFUSED), an event bigger than MAX_DATAGRAM (64 KiB,
+    what postlogd receives at once) or than the kernel allows (EMSGSIZE),
     postlogd's queue still full (EAGAIN) after a retry of a few
     milliseconds, or any other error - the process appends the event itself
     through a LogSink: both renderings, one os.write() each, on O_APPEND
@@ -50,7 +51,7 @@ from typing import Any
 from mailsys.maillog import postfix
 from mailsys.maillog.event import LogEvent
 from mailsys.maillog.files import to_stderr
-from mailsys.maillog.sink import LogSink
+from mailsys.maillog.sink import MAX_DATAGRAM, LogSink
 
 POSTLOG_SERVICE = "postlog"
 
@@ -85,14 +86,17 @@ class Writer:
     def emit(self, event: LogEvent) -> None:
         """Deliver one event to postlogd, or append it directly."""
         try:
-            if not self._send(event.encode()):
+            sent = self._send(event.encode())
+            if not sent:
                 self._fallback.append(event)
-            if self._console:
+            if self._console and (sent or not self._fallback.logs_to_stderr):
                 to_stderr("".join(line + "\n" for line in postfix.render_lines(event, self._host)))
         except Exception as e:  # noqa: BLE001 - logging must not raise into the caller
             to_stderr(f"{event.tag}[{event.pid}]: warning: logging failed: {e!r}\n")
 
     def _send(self, datagram: bytes) -> bool:
+        if len(datagram) > MAX_DATAGRAM:
+            return False
         sock = self._socket()
         for delay in (*RETRY_DELAYS, None):
             try:

@@ -8,6 +8,26 @@ from pathlib import Path
 import pytest
 
 
+# The main.cf example of postfix-compat.md 1.1, checked there against Postfix 3.7.
+COMPAT_EXAMPLE = """\
+# main.cf
+myhostname = mx.example.com
+mydomain   = example.com
+myorigin   = $mydomain
+mydestination = $myhostname,
+    localhost.${mydomain}
+  # this comment line is dropped, the value continues
+    localhost
+foo = $$x ${myhostname?{set}:{unset}} ${nope:dflt}
+"""
+
+
+@pytest.fixture
+def compat_main():
+    """The postfix-compat.md 1.1 main.cf example."""
+    return COMPAT_EXAMPLE
+
+
 @pytest.fixture
 def confdir(tmp_path):
     """confdir(main_text, master_text=None) -> Path of a fresh etc/ directory."""
@@ -21,7 +41,12 @@ def confdir(tmp_path):
     return make
 
 
-def run_cli(config_dir: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
-    """Run `mailsys -c DIR ARGS...` the way a user does."""
+@pytest.fixture
+def run_cli():
+    """run_cli(config_dir, *args, input=None): run `mailsys -c DIR ARGS...` as a user does."""
+    return _run_cli
+
+
+def _run_cli(config_dir: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mailsys.cli.main", "-c", str(config_dir), *args],
                           capture_output=True, text=True, timeout=30, input=input)

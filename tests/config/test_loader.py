@@ -81,6 +81,18 @@ def test_range_checked(confdir):
         load(confdir("max_use = 0\n"))
 
 
+@pytest.mark.parametrize("line,message", [
+    ("smtpd_tls_security_level = mayy", 'bad value "mayy" (expected none, may, encrypt or empty)'),
+    ("inet_protocols = ipv4, ipv5", 'bad value "ipv5" (expected all, ipv4, ipv6)'),
+])
+def test_words_outside_choices_are_refused(confdir, line, message):
+    with pytest.raises(ConfigError) as e:
+        load(confdir(line + "\n"))
+    assert str(e.value).endswith(message)
+    assert load(confdir("smtpd_tls_security_level = may\ninet_protocols = ipv4 ipv6\n")).inet_protocols == (
+        "ipv4", "ipv6")
+
+
 def test_unknown_parameter_is_a_warning(confdir):
     d = confdir("foo = bar\nmyhostname = a.b\n")
     cfg = load(d)
@@ -144,6 +156,13 @@ def test_list_value_with_groups(confdir):
                        "  check_policy_service { inet:127.0.0.1:9998, timeout=10s }, reject\n"))
     assert cfg.smtpd_recipient_restrictions == ("permit_mynetworks", "check_policy_service",
                                                 "inet:127.0.0.1:9998, timeout=10s", "reject")
+
+
+def test_config_pickles(confdir):
+    import pickle
+    cfg = load(confdir("myhostname = mx.example.com\n")).with_overrides({"max_use": "5"})
+    copy = pickle.loads(pickle.dumps(cfg))
+    assert (copy.myhostname, copy.max_use, copy.config_dir) == ("mx.example.com", 5, cfg.config_dir)
 
 
 def test_config_type_exported():

@@ -6,21 +6,9 @@ from mailsys.config import load
 from mailsys.config.maincf import Expander, parse_main_cf
 from mailsys.errors import ConfigError
 
-COMPAT_EXAMPLE = """\
-# main.cf
-myhostname = mx.example.com
-mydomain   = example.com
-myorigin   = $mydomain
-mydestination = $myhostname,
-    localhost.${mydomain}
-  # this comment line is dropped, the value continues
-    localhost
-foo = $$x ${myhostname?{set}:{unset}} ${nope:dflt}
-"""
 
-
-def test_compat_example(confdir):
-    cfg = load(confdir(COMPAT_EXAMPLE))
+def test_compat_example(compat_main, confdir):
+    cfg = load(confdir(compat_main))
     assert cfg.raw("mydestination") == "$myhostname, localhost.${mydomain} localhost"
     assert cfg.expand(cfg.raw("mydestination")) == "mx.example.com, localhost.example.com localhost"
     assert cfg.mydestination == ("mx.example.com", "localhost.example.com", "localhost")
@@ -133,3 +121,9 @@ def test_self_reference_is_an_error(confdir):
 def test_bad_expressions(text):
     with pytest.raises(ConfigError):
         expand({"a": "A", "b": "B"}, text)
+
+
+def test_form_feed_stays_inside_a_value(confdir):
+    cfg = load(confdir("smtpd_banner = a\x0cb\r\nmyhostname = x.example\r\n"))
+    assert cfg.smtpd_banner == "a\x0cb"
+    assert cfg.myhostname == "x.example"

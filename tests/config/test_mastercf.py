@@ -99,6 +99,11 @@ def test_bad_fields(confdir, line, message):
         services(confdir, line + "\n")
 
 
+def test_inet_cannot_be_private(confdir):
+    with pytest.raises(ConfigError, match="line 2: inet service cannot be private"):
+        services(confdir, "smtp inet - - n - - smtpd\n")
+
+
 def test_duplicate_service_is_an_error(confdir):
     with pytest.raises(ConfigError, match=r'line 3: duplicate service "smtp/inet" \(first defined at line 2\)'):
         services(confdir, "smtp inet n - n - - smtpd\nsmtp inet n - n - - smtpd\n")

@@ -30,4 +30,6 @@ def test_param_documented_and_default_parses(name, defaults_cfg):
     if p.min is not None and not isinstance(value, (str, tuple)):
         assert value >= p.min
     assert defaults_cfg[name] == value
+    for word in (value if isinstance(value, tuple) else (value,)) if p.choices else ():
+        assert word in p.choices
 

@@ -1,0 +1,172 @@
+"""mailsys postconf, run as a user runs it: output, warnings, exit codes, edits."""
+
+import pytest
+
+
+MASTER = """\
+# service type  private unpriv  chroot  wakeup  maxproc command + args
+smtp      inet  n       -       n       -       -       smtpd
+submission inet n       -       n       -       -       smtpd
+  -o syslog_name=postfix/submission
+  -o { smtpd_recipient_restrictions = permit_sasl_authenticated, reject }
+qmgr      unix  n       -       n       600     1       qmgr
+postlog   unix-dgram n  -       n       -       1       postlogd
+"""
+
+
+def test_n_prints_only_set_parameters_and_warns_unused(compat_main, confdir, run_cli):
+    d = confdir(compat_main)
+    r = run_cli(d, "postconf", "-n")
+    assert r.returncode == 0
+    assert r.stdout == ("foo = $$x ${myhostname?{set}:{unset}} ${nope:dflt}\n"
+                        "mydestination = $myhostname, localhost.${mydomain} localhost\n"
+                        "mydomain = example.com\n"
+                        "myhostname = mx.example.com\n"
+                        "myorigin = $mydomain\n")
+    assert (f"postconf: warning: {d}/main.cf: unused parameter: "
+            "foo=$$x ${myhostname?{set}:{unset}} ${nope:dflt}\n") in r.stderr
+
+
+def test_x_expands(compat_main, confdir, run_cli):
+    r = run_cli(confdir(compat_main), "postconf", "-x", "mydestination", "myorigin")
+    assert r.stdout == "mydestination = mx.example.com, localhost.example.com localhost\nmyorigin = example.com\n"
+    assert r.returncode == 0
+
+
+def test_x_warns_undefined(confdir, run_cli):
+    d = confdir("myorigin = $nope.example\n")
+    r = run_cli(d, "postconf", "-xh", "myorigin")
+    assert r.stdout == ".example\n"
+    assert f"postconf: warning: {d}/main.cf: undefined parameter: nope" in r.stderr
+
+
+def test_names_h_and_unknown(compat_main, confdir, run_cli):
+    r = run_cli(confdir(compat_main), "postconf", "myhostname", "nosuchparam", "relayhost", "smtpd_banner")
+    assert r.returncode == 0
+    assert r.stdout == "myhostname = mx.example.com\nrelayhost =\nsmtpd_banner = $myhostname ESMTP $mail_name\n"
+    assert r.stderr == "postconf: warning: nosuchparam: unknown parameter\n"
+    r = run_cli(confdir(compat_main), "postconf", "-h", "message_size_limit")
+    assert r.stdout == "10240000\n"
+
+
+def test_all_and_defaults(confdir, run_cli):
+    d = confdir("message_size_limit = 50M\n")
+    everything = run_cli(d, "postconf").stdout.splitlines()
+    assert "message_size_limit = 50M" in everything
+    assert everything == sorted(everything)
+    assert "max_idle = 100s" in everything and "default_process_limit = 100" in everything
+    defaults = run_cli(d, "postconf", "-d").stdout.splitlines()
+    assert "message_size_limit = 10240000" in defaults
+    assert len(defaults) == len(everything)
+    assert run_cli(d, "postconf", "-d", "maximal_queue_lifetime").stdout == "maximal_queue_lifetime = 5d\n"
+
+
+def test_c_after_subcommand(confdir, tmp_path, run_cli):
+    d = confdir("myhostname = other.example\n")
+    r = run_cli(tmp_path / "nowhere", "postconf", "-c", str(d), "-h", "myhostname")
+    assert (r.returncode, r.stdout) == (0, "other.example\n")
+
+
+@pytest.mark.parametrize("main,expected", [
+    ("# c\nmyhostname = a.b\nmessage_size_limit = lots\n",
+     'line 3: parameter message_size_limit: bad size value "lots"'),
+    ("myhostname = a.b\nbad line here\n", "line 2: missing '=' after attribute name: \"bad line here\""),
+    ("smtpd_timeout = 30 # seconds\n", 'line 1: parameter smtpd_timeout: bad time value "30 # seconds"'),
+    ("a = $b\nb = $a\nmyorigin = $a\n", "line 3: parameter myorigin: recursive parameter expansion"),
+])
+def test_errors_are_one_line_without_traceback(confdir, main, expected, run_cli):
+    d = confdir(main)
+    r = run_cli(d, "postconf", "-n")
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"postconf: fatal: {d}/main.cf, {expected}")
+    assert len(r.stderr.splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_trailing_hash_error_explains_comments(confdir, run_cli):
+    r = run_cli(confdir("smtpd_timeout = 30 # seconds\n"), "postconf")
+    assert "comment only at the beginning of a line" in r.stderr
+
+
+def test_e_replaces_in_place_and_keeps_comments(compat_main, confdir, run_cli):
+    d = confdir(compat_main)
+    r = run_cli(d, "postconf", "-e", "mydestination = $myhostname, localhost", "relayhost=[10.0.0.1]:25",
+                "myorigin=example.org")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert (d / "main.cf").read_text() == (
+        "# main.cf\n"
+        "myhostname = mx.example.com\n"
+        "mydomain   = example.com\n"
+        "myorigin = example.org\n"
+        "mydestination = $myhostname, localhost\n"
+        "  # this comment line is dropped, the value continues\n"
+        "foo = $$x ${myhostname?{set}:{unset}} ${nope:dflt}\n"
+        "relayhost = [10.0.0.1]:25\n")
+    assert run_cli(d, "postconf", "-xh", "mydestination").stdout == "mx.example.com, localhost\n"
+
+
+def test_e_drops_later_duplicates(confdir, run_cli):
+    d = confdir("myhostname = a.example\nx = 1\nmyhostname = b.example\n  continued\n")
+    run_cli(d, "postconf", "-e", "myhostname=c.example")
+    assert (d / "main.cf").read_text() == "myhostname = c.example\nx = 1\n"
+
+
+def test_e_refuses_bad_value_and_leaves_file_alone(compat_main, confdir, run_cli):
+    d = confdir(compat_main)
+    r = run_cli(d, "postconf", "-e", "message_size_limit=lots")
+    assert r.returncode == 1
+    assert 'parameter message_size_limit: bad size value "lots"' in r.stderr
+    assert (d / "main.cf").read_text() == compat_main
+
+
+def test_e_creates_missing_main_cf(tmp_path, run_cli):
+    r = run_cli(tmp_path, "postconf", "-e", "myhostname=new.example")
+    assert r.returncode == 0
+    assert (tmp_path / "main.cf").read_text() == "myhostname = new.example\n"
+
+
+def test_X_deletes(compat_main, confdir, run_cli):
+    d = confdir(compat_main)
+    assert run_cli(d, "postconf", "-X", "mydestination", "foo", "nothere").returncode == 0
+    assert (d / "main.cf").read_text() == (
+        "# main.cf\nmyhostname = mx.example.com\nmydomain   = example.com\nmyorigin   = $mydomain\n"
+        "  # this comment line is dropped, the value continues\n")
+
+
+def test_hash_comments_out(confdir, run_cli):
+    d = confdir("relayhost = [127.0.0.1]:2\nmydestination = a,\n  b\nx = 1\n")
+    assert run_cli(d, "postconf", "-#", "relayhost", "mydestination").returncode == 0
+    assert (d / "main.cf").read_text() == "#relayhost = [127.0.0.1]:2\n#mydestination = a,\n#  b\nx = 1\n"
+    assert run_cli(d, "postconf", "-n").stdout == "x = 1\n"
+
+
+def test_M_prints_normalized_master_cf(confdir, run_cli):
+    d = confdir("", MASTER)
+    r = run_cli(d, "postconf", "-M")
+    assert r.returncode == 0
+    assert r.stdout == (
+        "smtp       inet  n       -       n       -       -       smtpd\n"
+        "submission inet  n       -       n       -       -       smtpd -o syslog_name=postfix/submission "
+        "-o { smtpd_recipient_restrictions = permit_sasl_authenticated, reject }\n"
+        "qmgr       unix  n       -       n       600     1       qmgr\n"
+        "postlog    unix-dgram n       -       n       -       1       postlogd\n")
+
+
+def test_M_selects_services(confdir, run_cli):
+    d = confdir("", MASTER)
+    r = run_cli(d, "postconf", "-M", "qmgr/unix", "smtp", "nope/inet")
+    assert r.stdout == ("smtp       inet  n       -       n       -       -       smtpd\n"
+                        "qmgr       unix  n       -       n       600     1       qmgr\n")
+    assert r.stderr == 'postconf: warning: unmatched request: "nope/inet"\n'
+    assert r.returncode == 0
+
+
+def test_M_bad_field_count(confdir, run_cli):
+    d = confdir("", MASTER + "broken unix -\n")
+    r = run_cli(d, "postconf", "-M")
+    assert r.returncode == 1
+    assert r.stderr == f"postconf: fatal: {d}/master.cf, line 8: bad field count\n"
+
+
+def test_bad_option_is_usage_error(confdir, run_cli):
+    r = run_cli(confdir(""), "postconf", "-Z")
+    assert r.returncode == 64 and "usage: postconf" in r.stderr
