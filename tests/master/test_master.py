@@ -350,3 +350,17 @@ def test_master_imports_no_lmdb():
     code = "import sys, services.master; assert 'lmdb' not in sys.modules, 'lmdb imported'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_postlogd_follows_log_rotation(mailsys_running):
+    inst = mailsys_running
+    inst.wait_log("daemon started")
+    rotated = inst.log_path.with_name("mail.log.1")
+    inst.log_path.rename(rotated)
+    assert inst.cli("reload").returncode == 0          # postlogd gets SIGHUP: reopen
+    inst.wait_log("reload -- version")
+    assert "reload -- version" not in rotated.read_text()
+    [postlogd] = inst.children("postlog")
+    assert f"mailsys/master[{inst.master_pid()}]: reload" in inst.log_text()
+    assert postlogd.pid                                 # the same process, not a restart
+    assert "killed by signal" not in inst.log_text() + rotated.read_text()
