@@ -48,7 +48,7 @@ from pathlib import Path
 import pytest
 
 MAILSYS = [sys.executable, "-m", "mailsys.cli.main"]
-POSTLOG = "postlog unix-dgram n - n - 1 postlogd"
+POSTLOG = "postlog unix-dgram y - n - 1 postlogd"     # as in etc/master.cf
 
 
 @dataclass(frozen=True)
