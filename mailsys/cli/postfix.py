@@ -26,8 +26,9 @@ DESCRIPTION
     check     reads main.cf and master.cf as start would and prints their
               warnings (unused parameters, the chroot column); a bad value
               names file, line and parameter. Exit 0 or 1.
-    flush     sends the flush request (b"F") to qmgr, like `postqueue -f`;
-              exit 69 when the mail system is down or has no qmgr.
+    flush     sends the flush request (b"F") to the master.cf service named
+              qmgr, like `postqueue -f`; exit 69 when the mail system is down
+              or has no qmgr.
 
     Messages use Postfix's wording with "mailsys" for "Postfix", on
     standard error, prefixed "mailsys: "; start, stop, abort and reload
@@ -61,6 +62,7 @@ START_WAIT = 30.0          # the master's own READY_WAIT (10 s) plus interpreter
 STOP_WAIT = 20.0           # the master's stop grace (12 s) plus a margin
 STOP_PATIENCE = 5.0        # postfix-script: "waiting for ... to terminate" after this
 EX_UNAVAILABLE = 69
+QUEUE_SERVICE = "qmgr"
 USAGE = ("Usage: mailsys start (or start-fg, stop, reload, abort, flush, check, status)")
 
 
@@ -252,7 +254,8 @@ def cmd_check(config_dir: Path) -> int:
 
 def cmd_flush(config_dir: Path) -> int:
     cfg, specs = checked(config_dir, quiet=True)
-    qmgr = [s for s in specs if s.command == "qmgr" and s.type == "unix"]
+    # Postfix sends to the service named $queue_service_name ("qmgr"), whatever runs it.
+    qmgr = [s for s in specs if s.name == QUEUE_SERVICE and s.type == "unix"]
     if not running(pid_path(cfg)) or not qmgr:
         print("mailsys: fatal: Cannot flush mail queue - mail system is down", file=sys.stderr)
         return EX_UNAVAILABLE

@@ -55,7 +55,10 @@ def test_start_status_stop(mailsys_instance):
     assert "the mailsys mail system is not running" in status.stderr
     assert inst.master_pid() is None and inst.children() == []
     assert f"mailsys/master[{pid}]: terminating on signal 15" in inst.log_text()
-    assert inst.cli("stop").returncode == 1
+    for command in ("stop", "reload", "abort"):
+        r = inst.cli(command)
+        assert r.returncode == 1
+        assert "mailsys: fatal: the mailsys mail system is not running" in r.stderr
 
 
 def test_start_twice_is_refused(mailsys_running):
@@ -370,3 +373,15 @@ def test_postlogd_follows_log_rotation(mailsys_running):
     assert inst.cli("reload").returncode == 0
     inst.wait_log(f"mailsys/master[{inst.master_pid()}]: reload -- version")
     assert inst.children("postlog") == [postlogd]       # reopened, not restarted
+
+
+def test_flush_triggers_qmgr(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config([f"qmgr unix n - n - 1 {TRIGGER}"])
+    down = inst.cli("flush")
+    assert down.returncode == 69
+    assert "Cannot flush mail queue - mail system is down" in down.stderr
+    inst.start()
+    [qmgr] = inst.children("qmgr")
+    assert inst.cli("flush").returncode == 0
+    inst.wait_log(f"mailsys/trigger[{qmgr.pid}]: triggers: F")
