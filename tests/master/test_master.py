@@ -385,3 +385,14 @@ def test_flush_triggers_qmgr(mailsys_instance):
     [qmgr] = inst.children("qmgr")
     assert inst.cli("flush").returncode == 0
     inst.wait_log(f"mailsys/trigger[{qmgr.pid}]: triggers: F")
+
+
+def test_start_reports_a_queue_directory_it_cannot_make(mailsys_instance):
+    inst = mailsys_instance
+    blocker = inst.root / "not-a-dir"
+    blocker.write_text("")
+    inst.write_config(main_cf={"queue_directory": str(blocker / "queue")})
+    r = inst.cli("start")
+    assert r.returncode == 1
+    assert f"mailsys: fatal: {blocker / 'queue'}: Not a directory" in r.stderr
+    assert "Traceback" not in r.stderr
