@@ -266,6 +266,7 @@ def test_graceful_stop_finishes_in_flight_connection(mailsys_instance):
     assert stop.returncode == 0
     assert time.monotonic() - started < 10             # ended when the client left, not at the bound
     assert inst.master_pid() is None and not inst.children()
+    assert f"127.0.0.1:{port}: done" in inst.log_text()   # the skeleton's exit hook ran
 
 
 def test_more_processes_when_all_are_busy(mailsys_instance):
