@@ -397,3 +397,20 @@ def test_start_reports_a_queue_directory_it_cannot_make(mailsys_instance):
     assert r.returncode == 1
     assert f"mailsys: fatal: {blocker / 'queue'}: Not a directory" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_bad_configuration_is_not_loaded_by_reload(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([echo_line(port)])
+    inst.start()
+    (inst.config_dir / "master.cf").write_text(
+        (inst.config_dir / "master.cf").read_text() + "broken unix x - n - 1 postlogd\n")
+    r = inst.cli("reload")
+    assert r.returncode == 1
+    assert f"{inst.config_dir / 'master.cf'}, line 3" in r.stderr
+    # A SIGHUP that bypasses the check is refused by the master itself.
+    os.kill(inst.master_pid(), signal.SIGHUP)
+    inst.wait_log("warning: reload failed, keeping the running configuration:")
+    with inst.connect(port) as s:
+        assert inst.echo(s, b"ok") == b"ok"
