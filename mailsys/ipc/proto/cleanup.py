@@ -1,0 +1,77 @@
+"""cleanup protocol - what smtpd, sendmail and bounce send to cleanup.
+
+One request per message, on a kept-open channel (ipc_io.ChannelPool): the
+envelope and the content as received, dot-unstuffed, with CRLF line ends.
+cleanup adds the Received header and whatever headers are missing, enforces
+the header limits, commits the entry durably (group commit) and only then
+answers Queued; smtpd says "250 2.0.0 Ok: queued as QID" after that reply
+and never before (DESIGN.md contract 1).
+
+Replies:
+    Queued       the entry is committed to the incoming queue and qmgr poked.
+    Rejected     the content was refused (e.g. 554 5.4.0 Error: too many
+                 hops); smtpd sends the reply as given and logs the reject.
+    ErrorReply   queue_full -> 452 4.3.1 Insufficient system storage;
+                 write_error, unavailable, protocol, internal -> 451 4.3.0
+                 Error: queue file write error. Nothing stays in the queue.
+
+The queue ID is chosen by the sender of the request (smtpd logs
+"QID: client=..." at the first accepted RCPT, as Postfix does, before the
+content exists); cleanup refuses an ID that is already in the queue.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailsys.ipc.codec import message
+
+PROTOCOL = "cleanup"
+
+
+@message("cleanup_recipient", version=1)
+@dataclass(frozen=True, slots=True)
+class CleanupRecipient:
+    address: str
+    orcpt: str = ""              # DSN ORCPT as given ("rfc822;a@b"), or ""
+    notify: tuple[str, ...] = () # DSN NOTIFY values, upper case
+
+
+@message("cleanup_request", version=1)
+@dataclass(frozen=True, slots=True)
+class CleanupRequest:
+    queue_id: str
+    sender: str                  # "" for the null sender
+    recipients: tuple[CleanupRecipient, ...]
+    content: bytes               # header + body, CRLF, dot-unstuffed
+    arrival_time: float
+    origin: str = "smtpd"        # "smtpd", "sendmail", "bounce": who submits
+    local: bool = False          # add missing headers (local_header_rewrite_clients)
+    client_name: str = ""
+    client_addr: str = ""
+    client_port: int = 0
+    helo: str = ""
+    protocol: str = "ESMTP"      # SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, UTF8SMTP...
+    tls: str = ""                # TLS description for Received, "" without TLS
+    sasl_method: str = ""
+    sasl_user: str = ""
+    envid: str = ""
+    ret: str = ""                # "FULL", "HDRS" or ""
+    body_type: str = ""          # "7BIT", "8BITMIME", "BINARYMIME" or ""
+    smtputf8: bool = False
+    uid: int = -1                # sendmail: the submitting user's uid
+
+
+@message("cleanup_queued", version=1)
+@dataclass(frozen=True, slots=True)
+class Queued:
+    queue_id: str
+    size: int                    # bytes stored: what mailq shows
+
+
+@message("cleanup_rejected", version=1)
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    code: int                    # 554
+    enhanced: str                # "5.4.0"
+    text: str                    # "Error: too many hops"

@@ -1,0 +1,708 @@
+"""store - the durable mail queue, one LMDB environment shared by processes.
+
+SYNOPSIS
+    from mailsys.queue import QueueStore, Queue
+    store = QueueStore.open(cfg.path("queue_directory"))
+    qid = store.create(envelope, content)                   # fsynced on return
+    qids = store.create_many([(env1, c1), (env2, c2)])     # one fsync for all
+    envelope, queue = store.load(qid)
+    store.move(qid, Queue.INCOMING, Queue.ACTIVE)
+    store.update(qid, src=Queue.ACTIVE, dst=Queue.DEFERRED,
+                 rcpt={0: dict(state=RcptState.DEFERRED, reason="...")},
+                 next_attempt=time.time() + 300, attempts=1)
+    for qid in store.due(time.time(), limit=1000): ...
+    store.remove(qid, notices=[(dsn_envelope, dsn_content)])
+    store.move_many(qids, Queue.INCOMING, Queue.ACTIVE)     # one commit
+    store.remove_many(qids, src=Queue.HOLD)                 # postsuper -d
+    for qid in store.list(Queue.DEFERRED): ...             # oldest first
+    for envelope, queue in store.scan_all(): ...           # mailq
+    store.counts(); store.next_due(); store.quarantine(qid)
+    store.reader_check()                                   # qmgr's timer
+    store.close()
+
+DESCRIPTION
+    QueueStore owns the queue's LMDB environment (layout in schema.py,
+    values in records.py). cleanup creates entries; qmgr moves, updates and
+    removes them; the admin tools read them and change them through the
+    same calls (DESIGN.md contract 3). Every call is one short synchronous
+    transaction begun and ended in the calling thread, so a trio service
+    runs each call in trio.to_thread.run_sync and never holds a transaction
+    across an await. Calls may come from many threads at once.
+
+    Several processes open the environment at the same time; LMDB lets one
+    of them write at a time and readers never wait. Every process opens it
+    through QueueStore.open() with the same fixed flags (sync and metasync
+    on, no writemap, max_readers=MAX_READERS). A process may open a given
+    store only once (LMDB forbids a second open; the second open() raises
+    QueueError), and must not fork with it open: open it after fork or in
+    a spawned process. Calls made from a forked child raise QueueError.
+
+DURABILITY
+    create(), create_many(), move(), update() and remove() return only after
+    their transaction is committed and fsynced (LMDB sync=True,
+    metasync=True). From then on the change survives kill -9 of any process
+    and a power cut. A call that raises has changed nothing: LMDB's
+    copy-on-write pages make an aborted or failed commit invisible, so no
+    half-written entry or index key is ever seen. create_many() is all or
+    nothing.
+
+FULL MAP, FULL DISK
+    When a write finds the map full, the store first grows the map (it
+    doubles, up to max_map_size, while the file system has room for twice
+    the write plus GROW_RESERVE) and retries. When it cannot grow, or the
+    disk itself is full, the call raises mailsys.errors.QueueFull (smtpd:
+    452 4.3.1) with nothing changed. LMDB reports a full disk as a short
+    write (EIO) at commit, so a failed write is taken for a full disk when
+    the file system has less than the write plus GROW_RESERVE free; any
+    other LMDB failure is a plain QueueError (451 4.3.0 queue file write
+    error), again with nothing changed. A process whose map
+    another process has grown adopts the new size (MapResizedError ->
+    set_mapsize(0)) and retries. Resizing invalidates every transaction of
+    the process, so the store holds a process-wide gate: calls share it,
+    a resize takes it alone.
+
+READERS
+    Scans (list, scan_all) read in batches, each batch in a fresh short
+    read transaction, so a long mailq never pins old pages. A process
+    killed with a read transaction open leaves a stale reader slot;
+    reader_check() clears those and qmgr calls it on its timer.
+
+CONTENT
+    The content is one LMDB value per entry. LMDB keeps a large value in
+    contiguous overflow pages and reads it in place, so one value is one
+    put and one get; messages are bounded by message_size_limit (10 MB by
+    default), far below LMDB's 4 GB value limit. Chunking would only add
+    bookkeeping. load() never touches the content pages.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import lmdb
+
+from mailsys.errors import NoSuchEntry, QueueError, QueueFull
+from mailsys.message.envelope import Envelope
+from mailsys.message.qid import is_qid, new_qid
+from mailsys.queue import records, schema
+from mailsys.queue.schema import Queue
+
+T = TypeVar("T")
+
+# The first map size. LMDB reserves address space, not disk: on 64-bit a
+# large map costs nothing until pages are written (py-lmdb docs, "Handling
+# database growth"), and a large first size makes resizes rare.
+DEFAULT_MAP_SIZE = 4 << 30
+# Growth stops here, or earlier when the disk is short.
+DEFAULT_MAX_MAP_SIZE = 1 << 40
+# Free disk space left untouched when deciding to grow the map.
+GROW_RESERVE = 16 << 20
+# Reader slots are shared by all processes and fixed by the first opener:
+# room for trio's 40 worker threads in each of a dozen processes, plus
+# CLI tools (STYLE.md (d) item 8).
+MAX_READERS = 512
+# Entries per read transaction in scans.
+SCAN_BATCH = 500
+# How often one call retries after another process grew the map.
+RESIZE_RETRIES = 64
+
+QueueSpec = Queue | str | Iterable[Queue | str] | None
+
+
+class WrongQueue(QueueError):
+    """The entry is not in the queue the caller expected (someone moved it)."""
+
+    def __init__(self, qid: str, actual: Queue, expected: frozenset[Queue]) -> None:
+        names = "/".join(sorted(q.value for q in expected))
+        super().__init__(f"{qid}: in queue {actual.value}, not {names}")
+        self.qid = qid
+        self.actual = actual
+
+
+class _Gate:
+    """Calls share the gate; a map resize takes it alone (writer first)."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        self._resizing = False
+
+    @contextmanager
+    def shared(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._active += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._active -= 1
+                if not self._active:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def alone(self) -> Iterator[None]:
+        with self._cond:
+            while self._resizing:
+                self._cond.wait()
+            self._resizing = True
+            while self._active:
+                self._cond.wait()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._resizing = False
+                self._cond.notify_all()
+
+
+# One open store per environment directory per process (STYLE.md (d) 1).
+_open_lock = threading.Lock()
+_open_stores: dict[str, QueueStore] = {}
+
+
+def _queues(spec: QueueSpec) -> frozenset[Queue] | None:
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        return frozenset((Queue(spec),))
+    return frozenset(Queue(q) for q in spec)
+
+
+class QueueStore:
+    """The queue: entries, their content, and the indexes over them."""
+
+    def __init__(self, env: lmdb.Environment, dbs: dict[bytes, Any], path: str,
+                 max_map_size: int) -> None:
+        # Use QueueStore.open(); this only assembles an opened environment.
+        self._env = env
+        self._meta = dbs[schema.META_DB]
+        self._envelopes = dbs[schema.ENVELOPE_DB]
+        self._content = dbs[schema.CONTENT_DB]
+        self._queue = dbs[schema.QUEUE_DB]
+        self._due = dbs[schema.DUE_DB]
+        self._path = path
+        self._max_map_size = max_map_size
+        self._gate = _Gate()
+        self._pid = os.getpid()
+        self._closed = False
+
+    # -- opening and closing ------------------------------------------------
+
+    @classmethod
+    def open(cls, queue_dir: Path | str, *, map_size: int = DEFAULT_MAP_SIZE,
+             max_map_size: int = DEFAULT_MAX_MAP_SIZE) -> QueueStore:
+        """open - open (creating if needed) the store under queue_dir.
+
+        The environment lives in queue_dir/lmdb. Raises QueueError when this
+        process has it open already, when its schema version is not
+        schema.SCHEMA_VERSION, or when LMDB cannot open it.
+        """
+        env_dir = Path(queue_dir) / schema.ENV_SUBDIR
+        try:
+            env_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as e:
+            raise QueueError(f"cannot create queue store {env_dir}: {e.strerror}") from None
+        path = os.path.realpath(env_dir)
+        with _open_lock:
+            other = _open_stores.get(path)
+            if other is not None and not other._closed and other._pid == os.getpid():
+                raise QueueError(f"queue store {path} is already open in this process")
+            try:
+                env = lmdb.Environment(
+                    path, map_size=map_size, subdir=True, readonly=False,
+                    metasync=True, sync=True, map_async=False, mode=0o600,
+                    create=True, readahead=False, writemap=False, meminit=False,
+                    max_readers=MAX_READERS, max_dbs=schema.MAX_DBS, lock=True)
+            except lmdb.Error as e:
+                raise QueueError(f"cannot open queue store {path}: {e}") from None
+            try:
+                dbs = cls._open_dbs(env, path)
+            except BaseException:
+                env.close()
+                raise
+            store = cls(env, dbs, path, max(max_map_size, map_size))
+            _open_stores[path] = store
+        return store
+
+    @staticmethod
+    def _open_dbs(env: lmdb.Environment, path: str) -> dict[bytes, Any]:
+        try:
+            with env.begin(write=True) as txn:
+                meta = env.open_db(schema.META_DB, txn=txn)
+                found = txn.get(schema.VERSION_KEY, db=meta)
+                if found is None:
+                    # Only an empty environment may be claimed for this
+                    # schema. The main database's keys are the names of
+                    # the named ones; meta was just made by this txn.
+                    if any(name != schema.META_DB
+                           for name in txn.cursor().iternext(values=False)):
+                        raise QueueError(
+                            f"queue store {path} has no schema version and is not empty")
+                    txn.put(schema.VERSION_KEY, str(schema.SCHEMA_VERSION).encode(), db=meta)
+                elif found != str(schema.SCHEMA_VERSION).encode():
+                    raise QueueError(
+                        f"queue store {path} has schema version "
+                        f"{found.decode(errors='replace')}; this mailsys reads "
+                        f"version {schema.SCHEMA_VERSION}")
+                dbs = {name: env.open_db(name, txn=txn) for name in schema.ALL_DBS}
+        except lmdb.Error as e:
+            raise QueueError(f"cannot open queue store {path}: {e}") from None
+        return dbs
+
+    def close(self) -> None:
+        """close - close the environment. No call may be running or follow."""
+        with _open_lock:
+            if self._closed:
+                return
+            self._closed = True
+            if _open_stores.get(self._path) is self:
+                del _open_stores[self._path]
+        if self._pid == os.getpid():
+            self._env.close()
+
+    def __enter__(self) -> QueueStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    # -- transactions -------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise QueueError(f"queue store {self._path} is closed")
+        if self._pid != os.getpid():
+            raise QueueError(f"queue store {self._path} was opened before fork; "
+                             f"open it again in this process")
+
+    def _read(self, fn: Callable[[lmdb.Transaction], T], *, buffers: bool = False) -> T:
+        self._check_usable()
+        for _ in range(RESIZE_RETRIES):
+            try:
+                with self._gate.shared(), self._env.begin(buffers=buffers) as txn:
+                    return fn(txn)
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+            except lmdb.Error as e:
+                raise QueueError(f"queue store {self._path}: {e}") from None
+        raise QueueError(f"queue store {self._path}: map keeps being resized")
+
+    def _write(self, fn: Callable[[lmdb.Transaction], T], size: int) -> T:
+        """Run fn in one write transaction and commit it, growing the map
+        when it is full. size is about how many bytes fn writes."""
+        self._check_usable()
+        for _ in range(RESIZE_RETRIES):
+            try:
+                with self._gate.shared():
+                    seen = self._env.info()["map_size"]
+                    with self._env.begin(write=True) as txn:
+                        result = fn(txn)
+                return result
+            except lmdb.MapResizedError:
+                self._adopt_map_size()
+            except lmdb.MapFullError:
+                if not self._grow(seen, size):
+                    raise QueueFull(f"queue store {self._path} is full "
+                                    f"(map size {seen} bytes)") from None
+            except lmdb.Error as e:
+                # LMDB reports a short page write as EIO, and that is how a
+                # full disk shows: tell it apart by the room left.
+                if isinstance(e, lmdb.DiskError) or self._disk_short(size):
+                    raise QueueFull(f"queue store {self._path}: "
+                                    f"no space left on device") from None
+                raise QueueError(f"queue store {self._path}: {e}") from None
+        raise QueueError(f"queue store {self._path}: map keeps being resized")
+
+    def _disk_short(self, size: int) -> bool:
+        """Whether the file system lacks room for size bytes plus the reserve."""
+        try:
+            st = os.statvfs(self._path)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < size + GROW_RESERVE
+
+    def _adopt_map_size(self) -> None:
+        with self._gate.alone():
+            self._env.set_mapsize(0)
+
+    def _grow(self, seen: int, size: int) -> bool:
+        """Grow the map after a MapFullError at map size seen; False when
+        it may not grow."""
+        with self._gate.alone():
+            current = self._env.info()["map_size"]
+            if current > seen:
+                return True          # another thread grew it meanwhile
+            if current >= self._max_map_size:
+                return False
+            if self._disk_short(2 * size):
+                return False
+            page = self._env.stat()["psize"]
+            new = min(self._max_map_size, max(2 * current, current + 4 * size))
+            new -= new % page
+            if new <= current:
+                return False
+            self._env.set_mapsize(new)
+            return True
+
+    def map_size(self) -> int:
+        """map_size - the current map size in bytes."""
+        self._check_usable()
+        return self._env.info()["map_size"]
+
+    def reader_check(self) -> int:
+        """reader_check - clear reader slots of dead processes; how many."""
+        self._check_usable()
+        try:
+            return self._env.reader_check()
+        except lmdb.Error as e:
+            raise QueueError(f"queue store {self._path}: {e}") from None
+
+    # -- index upkeep: every write goes through these two -------------------
+
+    def _count(self, txn: lmdb.Transaction, queue: Queue, delta: int) -> None:
+        key = schema.count_key(queue)
+        n = schema.unpack_count(txn.get(key, db=self._meta)) + delta
+        txn.put(key, schema.pack_count(n), db=self._meta)
+
+    def _link(self, txn: lmdb.Transaction, env: Envelope, queue: Queue) -> None:
+        txn.put(schema.queue_key(queue, env.queue_id), b"", db=self._queue)
+        if queue is Queue.DEFERRED:
+            txn.put(schema.due_key(env.next_attempt, env.queue_id), b"", db=self._due)
+        self._count(txn, queue, +1)
+
+    def _unlink(self, txn: lmdb.Transaction, env: Envelope, queue: Queue) -> None:
+        txn.delete(schema.queue_key(queue, env.queue_id), db=self._queue)
+        if queue is Queue.DEFERRED:
+            txn.delete(schema.due_key(env.next_attempt, env.queue_id), db=self._due)
+        self._count(txn, queue, -1)
+
+    def _unlink_raw(self, txn: lmdb.Transaction, qid: str) -> None:
+        """_unlink without a readable envelope: find the index keys by
+        looking. The due scan is linear, but only corrupt entries need it."""
+        for queue in Queue:
+            if txn.delete(schema.queue_key(queue, qid), db=self._queue):
+                self._count(txn, queue, -1)
+        suffix = qid.encode()
+        cur = txn.cursor(db=self._due)
+        stale = [k for k in cur.iternext(values=False) if k.endswith(suffix)]
+        for key in stale:
+            txn.delete(key, db=self._due)
+
+    def _get(self, txn: lmdb.Transaction, qid: str) -> tuple[Envelope, Queue]:
+        value = txn.get(qid.encode(), db=self._envelopes)
+        if value is None:
+            raise NoSuchEntry(f"{qid}: no such queue entry")
+        return records.decode(qid, bytes(value))
+
+    def _insert(self, txn: lmdb.Transaction, env: Envelope, content: bytes,
+                queue: Queue) -> str:
+        given = env.queue_id
+        if given and not is_qid(given):
+            raise QueueError(f"not a queue ID: {given!r}")
+        while True:
+            if not given:
+                env = env.replace(queue_id=new_qid())
+            if txn.put(env.queue_id.encode(), records.encode(env, queue),
+                       db=self._envelopes, overwrite=False):
+                break
+            if given:
+                raise QueueError(f"{given}: duplicate queue ID")
+            # An ID drawn here collided (see qid.py): draw another.
+        txn.put(env.queue_id.encode(), content, db=self._content)
+        self._link(txn, env, queue)
+        return env.queue_id
+
+    # -- operations ---------------------------------------------------------
+
+    def create(self, envelope: Envelope, content: bytes,
+               queue: Queue | str = Queue.INCOMING) -> str:
+        """create - add an entry; its queue ID once durably committed.
+
+        envelope.queue_id may be empty (a new ID is drawn) or an ID from
+        new_qid() (as cleanup does to log it before the commit); an ID
+        already in the queue raises QueueError.
+        """
+        q = Queue(queue)
+        return self._write(lambda txn: self._insert(txn, envelope, content, q),
+                           len(content) + 1024)
+
+    def create_many(self, items: Iterable[tuple[Envelope, bytes]],
+                    queue: Queue | str = Queue.INCOMING) -> list[str]:
+        """create_many - add entries in one transaction, one fsync (group
+        commit); their IDs, in order, once committed. All or nothing."""
+        q = Queue(queue)
+        items = list(items)
+        size = sum(len(c) + 1024 for _, c in items)
+        return self._write(
+            lambda txn: [self._insert(txn, e, c, q) for e, c in items], size)
+
+    def load(self, qid: str) -> tuple[Envelope, Queue]:
+        """load - an entry's envelope and the queue it is in."""
+        return self._read(lambda txn: self._get(txn, qid))
+
+    def load_content(self, qid: str, limit: int | None = None) -> bytes:
+        """load_content - an entry's content (at most limit bytes of it)."""
+        def fn(txn: lmdb.Transaction) -> bytes:
+            view = txn.get(qid.encode(), db=self._content)
+            if view is None:
+                raise NoSuchEntry(f"{qid}: no such queue entry")
+            # The view dies with the transaction: copy (STYLE.md (d) 13).
+            return bytes(view if limit is None else view[:limit])
+        return self._read(fn, buffers=True)
+
+    def exists(self, qid: str) -> bool:
+        return self._read(lambda txn: txn.get(qid.encode(), db=self._envelopes) is not None)
+
+    def update(self, qid: str, *, src: QueueSpec = None, dst: Queue | str | None = None,
+               rcpt: Mapping[int, Mapping[str, Any]] | None = None,
+               **changes: Any) -> Envelope:
+        """update - change an entry's envelope and maybe its queue, atomically.
+
+        changes are Envelope fields to replace; rcpt maps recipient index
+        to Recipient fields to replace; dst moves the entry. src, when
+        given (a queue or several), must hold the entry or WrongQueue is
+        raised with nothing changed. Returns the new envelope.
+        """
+        if "queue_id" in changes or ("recipients" in changes and rcpt):
+            raise QueueError("update: queue_id cannot change; give recipients or rcpt, not both")
+        expected = _queues(src)
+        target = Queue(dst) if dst is not None else None
+
+        def fn(txn: lmdb.Transaction) -> Envelope:
+            old, queue = self._get(txn, qid)
+            if expected is not None and queue not in expected:
+                raise WrongQueue(qid, queue, expected)
+            new = old.replace(**changes) if changes else old
+            for index, fields in (rcpt or {}).items():
+                new = new.with_recipient(index, **fields)
+            new_queue = target or queue
+            txn.put(qid.encode(), records.encode(new, new_queue), db=self._envelopes)
+            if new_queue is not queue or (queue is Queue.DEFERRED
+                                          and new.next_attempt != old.next_attempt):
+                self._unlink(txn, old, queue)
+                self._link(txn, new, new_queue)
+            return new
+        return self._write(fn, 4096)
+
+    def _relocate(self, txn: lmdb.Transaction, qid: str, expected: frozenset[Queue] | None,
+                  target: Queue, strict: bool) -> Queue | None:
+        """Move one entry inside txn; the queue it was in, or None when it
+        was skipped (missing, elsewhere, unreadable) and not strict."""
+        try:
+            env, queue = self._get(txn, qid)
+        except (NoSuchEntry, records.CorruptRecord):
+            if strict:
+                raise
+            return None
+        if expected is not None and queue not in expected:
+            if strict:
+                raise WrongQueue(qid, queue, expected)
+            return None
+        if queue is not target:
+            txn.put(qid.encode(), records.encode(env, target), db=self._envelopes)
+            self._unlink(txn, env, queue)
+            self._link(txn, env, target)
+        return queue
+
+    def _drop(self, txn: lmdb.Transaction, qid: str, expected: frozenset[Queue] | None,
+              strict: bool) -> bool:
+        """Delete one entry inside txn; False when it was skipped (missing
+        or elsewhere) and not strict. Unreadable entries are deleted too:
+        postsuper -d must reach them."""
+        try:
+            env, queue = self._get(txn, qid)
+        except NoSuchEntry:
+            if strict:
+                raise
+            return False
+        except records.CorruptRecord:
+            if expected is not None and not self._in_queues(txn, qid, expected):
+                if strict:
+                    raise
+                return False
+            self._unlink_raw(txn, qid)
+        else:
+            if expected is not None and queue not in expected:
+                if strict:
+                    raise WrongQueue(qid, queue, expected)
+                return False
+            self._unlink(txn, env, queue)
+        txn.delete(qid.encode(), db=self._envelopes)
+        txn.delete(qid.encode(), db=self._content)
+        return True
+
+    def move(self, qid: str, src: QueueSpec, dst: Queue | str) -> Queue:
+        """move - move an entry from src (a queue, several, or None for any)
+        to dst; the queue it was in. WrongQueue when src does not hold it."""
+        expected, target = _queues(src), Queue(dst)
+        return self._write(
+            lambda txn: self._relocate(txn, qid, expected, target, True), 4096)
+
+    def move_many(self, qids: Iterable[str], src: QueueSpec, dst: Queue | str) -> list[str]:
+        """move_many - move the entries that are in src (None: any queue) to
+        dst, in one transaction; the IDs moved. Entries that are gone, in
+        another queue, or unreadable are skipped (qmgr's incoming -> active
+        batches; postsuper -h/-H ALL)."""
+        expected, target, qids = _queues(src), Queue(dst), list(qids)
+
+        def fn(txn: lmdb.Transaction) -> list[str]:
+            return [qid for qid in qids
+                    if self._relocate(txn, qid, expected, target, False) not in (None, target)]
+        return self._write(fn, 4096 * max(1, len(qids)))
+
+    def remove(self, qid: str, *, src: QueueSpec = None,
+               notices: Iterable[tuple[Envelope, bytes]] = ()) -> list[str]:
+        """remove - delete an entry, and in the same transaction create the
+        notices (bounces, DSNs) it leaves behind in the incoming queue, so
+        an entry never goes without its notice (DESIGN.md contract 2).
+        Returns the notices' queue IDs. NoSuchEntry, or WrongQueue when src
+        does not hold it."""
+        expected, notices = _queues(src), list(notices)
+
+        def fn(txn: lmdb.Transaction) -> list[str]:
+            self._drop(txn, qid, expected, True)
+            return [self._insert(txn, e, c, Queue.INCOMING) for e, c in notices]
+        return self._write(fn, sum(len(c) + 1024 for _, c in notices) + 4096)
+
+    def remove_many(self, qids: Iterable[str], src: QueueSpec = None) -> list[str]:
+        """remove_many - delete the entries that are in src (None: any
+        queue) in one transaction; the IDs removed. Missing IDs are skipped
+        (postsuper -d)."""
+        expected, qids = _queues(src), list(qids)
+        return self._write(
+            lambda txn: [q for q in qids if self._drop(txn, q, expected, False)],
+            4096 * max(1, len(qids)))
+
+    def _in_queues(self, txn: lmdb.Transaction, qid: str, queues: frozenset[Queue]) -> bool:
+        return any(txn.get(schema.queue_key(q, qid), db=self._queue) is not None
+                   for q in queues)
+
+    def quarantine(self, qid: str) -> None:
+        """quarantine - put an entry whose record cannot be read (load()
+        raised CorruptRecord) in the corrupt queue, out of qmgr's way,
+        keeping its bytes for inspection. Readable entries are simply
+        moved there."""
+        def fn(txn: lmdb.Transaction) -> None:
+            value = txn.get(qid.encode(), db=self._envelopes)
+            if value is None:
+                raise NoSuchEntry(f"{qid}: no such queue entry")
+            try:
+                env, queue = records.decode(qid, value)
+            except records.CorruptRecord:
+                self._unlink_raw(txn, qid)
+                txn.put(schema.queue_key(Queue.CORRUPT, qid), b"", db=self._queue)
+                self._count(txn, Queue.CORRUPT, +1)
+                return
+            if queue is not Queue.CORRUPT:
+                txn.put(qid.encode(), records.encode(env, Queue.CORRUPT), db=self._envelopes)
+                self._unlink(txn, env, queue)
+                self._link(txn, env, Queue.CORRUPT)
+        self._write(fn, 4096)
+
+    # -- scans --------------------------------------------------------------
+
+    def _batch(self, queue: Queue, after: str | None, limit: int) -> list[str]:
+        prefix = schema.queue_prefix(queue)
+        start = prefix if after is None else schema.queue_key(queue, after) + b"\0"
+        cut = len(prefix)
+
+        def fn(txn: lmdb.Transaction) -> list[str]:
+            out: list[str] = []
+            cur = txn.cursor(db=self._queue)
+            if not cur.set_range(start):
+                return out
+            for key in cur.iternext(values=False):
+                if not key.startswith(prefix) or len(out) >= limit:
+                    break
+                out.append(key[cut:].decode())
+            return out
+        return self._read(fn)
+
+    def list(self, queue: Queue | str, *, batch: int = SCAN_BATCH) -> Iterator[str]:
+        """list - the IDs of the entries in queue, oldest first, read in
+        batches, each in its own short read transaction. An entry moved
+        during the scan may be missed or seen in its new queue too."""
+        q = Queue(queue)
+        after = None
+        while True:
+            qids = self._batch(q, after, batch)
+            yield from qids
+            if len(qids) < batch:
+                return
+            after = qids[-1]
+
+    def due(self, before: float, limit: int = SCAN_BATCH) -> list[str]:
+        """due - up to limit deferred entries whose next attempt is at or
+        before `before`, soonest first."""
+        bound = schema.due_bound(before)
+
+        def fn(txn: lmdb.Transaction) -> list[str]:
+            out: list[str] = []
+            for key in txn.cursor(db=self._due).iternext(values=False):
+                if key >= bound or len(out) >= limit:
+                    break
+                out.append(schema.due_qid(key))
+            return out
+        return self._read(fn)
+
+    def next_due(self) -> float | None:
+        """next_due - the earliest next attempt in the deferred queue."""
+        def fn(txn: lmdb.Transaction) -> float | None:
+            cur = txn.cursor(db=self._due)
+            return schema.due_time(cur.key()) if cur.first() else None
+        return self._read(fn)
+
+    def counts(self) -> dict[Queue, int]:
+        """counts - the number of entries in each queue."""
+        def fn(txn: lmdb.Transaction) -> dict[Queue, int]:
+            return {q: schema.unpack_count(txn.get(schema.count_key(q), db=self._meta))
+                    for q in Queue}
+        return self._read(fn)
+
+    def scan_all(self, queues: Iterable[Queue | str] = (
+            Queue.ACTIVE, Queue.INCOMING, Queue.DEFERRED, Queue.HOLD),
+            *, batch: int = SCAN_BATCH,
+            on_corrupt: Callable[[str, records.CorruptRecord], None] | None = None,
+            ) -> Iterator[tuple[Envelope, Queue]]:
+        """scan_all - every entry's envelope, queue by queue (mailq's order
+        by default), oldest first within a queue, in batched reads. An
+        unreadable record raises CorruptRecord, or, when on_corrupt is
+        given, is passed to it with its queue ID and skipped (as showq
+        warns and goes on)."""
+        for queue in map(Queue, queues):
+            after = None
+            while True:
+                qids = self._batch(queue, after, batch)
+
+                def fn(txn: lmdb.Transaction, qids: list[str] = qids
+                       ) -> list[tuple[Envelope, Queue]]:
+                    out = []
+                    for qid in qids:
+                        value = txn.get(qid.encode(), db=self._envelopes)
+                        if value is None:
+                            continue           # removed since the batch was read
+                        try:
+                            env, now_in = records.decode(qid, value)
+                        except records.CorruptRecord as e:
+                            if on_corrupt is None:
+                                raise
+                            on_corrupt(qid, e)
+                            continue
+                        if now_in is queue:    # else moved: seen in its new queue
+                            out.append((env, now_in))
+                    return out
+                yield from self._read(fn)
+                if len(qids) < batch:
+                    break
+                after = qids[-1]

@@ -1,0 +1,344 @@
+"""ipc_io over real Unix sockets in tmp_path, driven by trio.run."""
+
+from __future__ import annotations
+
+import functools
+import socket
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import pytest
+import trio
+import trio.testing
+
+from mailsys.errors import ServiceUnavailable
+from mailsys.ipc.codec import FrameDecoder, decode, encode, message
+from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
+from mailsys.ipc.frames import encode_frame
+from mailsys.ipc.messages import ErrorCode, ErrorReply, Hello, Ok
+from mailsys.runtime import ipc_io
+
+
+@message("test_io_echo")
+@dataclass(frozen=True, slots=True)
+class Echo:
+    text: str
+    data: bytes = b""
+    delay: float = 0.0
+    fail: str = ""          # "error": ErrorReply; "bug": raise; "other": reply Ok
+
+
+@message("test_io_echoed")
+@dataclass(frozen=True, slots=True)
+class Echoed:
+    text: str
+    data: bytes
+    connection: int
+
+
+def trio_test(fn):
+    """Run an async test function under trio.run (pytest-trio is not a dependency)."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return trio.run(functools.partial(fn, *args, **kwargs))
+    return wrapper
+
+
+class Server:
+    """A test service: binds path, serves Echo, records handler bugs like a skeleton."""
+
+    def __init__(self, path, *, protocol="test", idle_timeout=None):
+        self.path = path
+        self.protocol = protocol
+        self.idle_timeout = idle_timeout
+        self.bugs: list[BaseException] = []
+        self.connections = 0
+        self.open = 0
+        self.max_open = 0
+
+    async def handle(self, msg: Echo):
+        await trio.sleep(msg.delay)
+        if msg.fail == "error":
+            return ErrorReply(ErrorCode.QUEUE_FULL, f"no room for {msg.text}")
+        if msg.fail == "bug":
+            raise RuntimeError("handler bug")
+        if msg.fail == "other":
+            return Ok()
+        return Echoed(msg.text, msg.data, self._current)
+
+    async def connection(self, stream):
+        self.connections += 1
+        self.open += 1
+        self.max_open = max(self.max_open, self.open)
+        number = self.connections
+
+        async def handler(msg):
+            self._current = number
+            return await self.handle(msg)
+
+        try:
+            await ipc_io.serve(stream, handler, protocol=self.protocol,
+                               idle_timeout=self.idle_timeout)
+        except Exception as e:          # the skeleton's job: log it, keep serving others
+            self.bugs.append(e)
+        finally:
+            self.open -= 1
+
+    async def run(self, *, task_status=trio.TASK_STATUS_IGNORED):
+        sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        await sock.bind(str(self.path))
+        sock.listen(64)
+        await trio.serve_listeners(self.connection, [trio.SocketListener(sock)],
+                                   task_status=task_status)
+
+
+@asynccontextmanager
+async def serving(path, **kw):
+    """Run a test Server on path for the duration of the block."""
+    async with trio.open_nursery() as nursery:
+        server = Server(path, **kw)
+        await nursery.start(server.run)
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+async def bugs_logged(server):
+    """Wait for serve() to re-raise a handler bug: it does so just after answering."""
+    with trio.fail_after(2):
+        while not server.bugs:
+            await trio.sleep(0.01)
+
+
+def connect(path):
+    return ipc_io.connect(path, protocol="test", timeout=5)
+
+
+@trio_test
+async def test_call_and_reply_on_a_kept_open_channel(tmp_path):
+    async with serving(tmp_path / "svc") as server:
+        async with await connect(tmp_path / "svc") as chan:
+            for i in range(3):
+                reply = await chan.call(Echo(f"m{i}", b"\x00\r\n"), expect=Echoed, timeout=5)
+                assert reply == Echoed(f"m{i}", b"\x00\r\n", 1)
+            assert chan.calls == 3
+        assert server.connections == 1
+
+
+@trio_test
+async def test_one_shot_call_and_protocol_from_socket_name(tmp_path):
+    async with serving(tmp_path / "cleanup", protocol=None):
+        reply = await ipc_io.call(tmp_path / "cleanup", Echo("x"), expect=(Ok, Echoed), timeout=5)
+        assert reply.text == "x"
+        with pytest.raises(ProtocolError, match="protocol 'cleanup', expected 'qmgr'"):
+            await ipc_io.connect(tmp_path / "cleanup", protocol="qmgr", timeout=5)
+
+
+@trio_test
+async def test_error_reply_raises_remote_error_and_channel_goes_on(tmp_path):
+    async with serving(tmp_path / "svc"):
+        async with await connect(tmp_path / "svc") as chan:
+            with pytest.raises(RemoteError) as e:
+                await chan.call(Echo("a", fail="error"), expect=Echoed, timeout=5)
+            assert (e.value.code, e.value.text) == ("queue_full", "no room for a")
+            assert chan.usable
+            assert (await chan.call(Echo("b"), expect=Echoed, timeout=5)).text == "b"
+
+
+@trio_test
+async def test_unexpected_reply_type_is_protocol_error(tmp_path):
+    async with serving(tmp_path / "svc"):
+        async with await connect(tmp_path / "svc") as chan:
+            with pytest.raises(ProtocolError, match="unexpected reply Ok to Echo"):
+                await chan.call(Echo("a", fail="other"), expect=Echoed, timeout=5)
+
+
+@trio_test
+async def test_handler_bug_answers_internal_and_spares_other_connections(tmp_path):
+    async with serving(tmp_path / "svc") as server:
+        other = await connect(tmp_path / "svc")
+        async with await connect(tmp_path / "svc") as chan:
+            with pytest.raises(RemoteError) as e:
+                await chan.call(Echo("a", fail="bug"), expect=Echoed, timeout=5)
+            assert e.value.code == "internal" and "RuntimeError: handler bug" in e.value.text
+            with pytest.raises(IpcUnavailable):     # the buggy connection was closed
+                await chan.call(Echo("b"), expect=Echoed, timeout=5)
+        assert (await other.call(Echo("c"), expect=Echoed, timeout=5)).text == "c"
+        await other.aclose()
+        await bugs_logged(server)
+        assert [str(b) for b in server.bugs] == ["handler bug"]
+
+
+@trio_test
+async def test_timeout_is_quick_and_retires_the_channel(tmp_path):
+    async with serving(tmp_path / "svc"):
+        chan = await connect(tmp_path / "svc")
+        started = trio.current_time()
+        with pytest.raises(IpcTimeout):
+            await chan.call(Echo("slow", delay=30), expect=Echoed, timeout=0.2)
+        assert trio.current_time() - started < 1.0
+        assert not chan.usable
+        with pytest.raises(IpcUnavailable, match="channel closed"):
+            await chan.call(Echo("b"), expect=Echoed, timeout=5)
+
+
+@trio_test
+async def test_silent_server_times_out_on_hello(tmp_path):
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(str(tmp_path / "mute"))
+    sock.listen(1)          # accepts into the backlog, never says Hello
+    with pytest.raises(IpcTimeout):
+        await ipc_io.connect(tmp_path / "mute", protocol="test", timeout=0.2)
+    sock.close()
+
+
+@trio_test
+async def test_missing_or_refusing_socket_is_service_unavailable(tmp_path):
+    with pytest.raises(ServiceUnavailable):
+        await ipc_io.connect(tmp_path / "nothing", protocol="test", timeout=1)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(str(tmp_path / "dead"))
+    sock.close()            # the file stays, nobody listens: ECONNREFUSED
+    with pytest.raises(IpcUnavailable, match="cannot connect"):
+        await ipc_io.call(tmp_path / "dead", Echo("x"), protocol="test", expect=Echoed, timeout=1)
+
+
+@trio_test
+async def test_five_megabyte_blob_both_ways(tmp_path):
+    blob = bytes(range(256)) * (5 * 1024 * 1024 // 256)
+    async with serving(tmp_path / "svc"):
+        reply = await ipc_io.call(tmp_path / "svc", Echo("big", blob), protocol="test",
+                                  expect=Echoed, timeout=20)
+        assert reply.data == blob
+
+
+@trio_test
+async def test_pool_bounds_connections_under_concurrency(tmp_path):
+    async with serving(tmp_path / "svc") as server:
+        pool = ipc_io.ChannelPool(tmp_path / "svc", "test", size=3)
+        results = {}
+
+        async def one(i):
+            results[i] = await pool.call(Echo(str(i), b"%d" % i, delay=0.01), expect=Echoed, timeout=10)
+
+        async with trio.open_nursery() as callers:
+            for i in range(40):
+                callers.start_soon(one, i)
+        assert {i: (r.text, r.data) for i, r in results.items()} == \
+            {i: (str(i), b"%d" % i) for i in range(40)}
+        assert server.connections == 3 and server.max_open == 3
+        async with pool.channel() as chan:
+            assert (await chan.call(Echo("via channel"), expect=Echoed, timeout=5)).connection <= 3
+        await pool.aclose()
+
+
+@trio_test
+async def test_pool_retries_once_when_a_reused_channel_was_closed(tmp_path):
+    async with serving(tmp_path / "svc", idle_timeout=0.05) as server:
+        pool = ipc_io.ChannelPool(tmp_path / "svc", "test", size=1)
+        assert (await pool.call(Echo("a"), expect=Echoed, timeout=5)).connection == 1
+        await trio.sleep(0.2)       # the server drops the idle connection
+        assert (await pool.call(Echo("b"), expect=Echoed, timeout=5)).connection == 2
+        assert server.connections == 2
+        await pool.aclose()
+
+
+@trio_test
+async def test_malformed_requests_get_protocol_error_replies(tmp_path):
+    async with serving(tmp_path / "svc"):
+        stream = await trio.open_unix_socket(str(tmp_path / "svc"))
+        decoder = FrameDecoder()
+
+        async def receive():
+            frames = []
+            while not frames:
+                data = await stream.receive_some(65536)
+                assert data, "server hung up"
+                frames = decoder.feed(data)
+            return decode(frames[0])
+
+        assert await receive() == Hello("test")
+        # A sound frame with an unknown message: answered, connection goes on.
+        await stream.send_all(encode_frame(b'{"n":"no_such","v":1,"f":{}}'))
+        assert await receive() == ErrorReply("protocol", "unknown message 'no_such'")
+        await stream.send_all(encode(Echo("still here")))
+        assert (await receive()).text == "still here"
+        # A frame over the limit: answered, then the connection is closed.
+        await stream.send_all(b"\xff\xff\xff\xff\x00\x00\x00\x00")
+        reply = await receive()
+        assert reply.code == "protocol" and "frame too large" in reply.text
+        assert await stream.receive_some(10) == b""
+        await stream.aclose()
+
+
+@trio_test
+async def test_triggers(tmp_path):
+    assert await ipc_io.send_trigger(tmp_path / "absent", b"W", timeout=1) is False
+    got = []
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(str(tmp_path / "qmgr"))
+    sock.listen(8)
+    listener = trio.SocketListener(sock)
+
+    async def trigger_server():
+        for _ in range(2):
+            stream = await listener.accept()
+            got.append(await ipc_io.receive_trigger(stream, timeout=1))
+            await stream.aclose()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trigger_server)
+        assert await ipc_io.send_trigger(tmp_path / "qmgr", b"I", timeout=1) is True
+        assert await ipc_io.send_trigger(tmp_path / "qmgr", b"DA", timeout=1) is True
+    assert got == [b"I", b"DA"]
+    await listener.aclose()
+
+
+@trio_test
+async def test_memory_stream_channel_for_in_process_tests():
+    client, server = trio.testing.memory_stream_pair()
+
+    async def handler(msg):
+        return Echoed(msg.text, msg.data, 0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(functools.partial(ipc_io.serve, server, handler, protocol="mem"))
+        chan = await ipc_io.open_channel(client, protocol="mem", timeout=5)
+        assert (await chan.call(Echo("m"), expect=Echoed, timeout=5)).text == "m"
+        await chan.aclose()
+
+
+def test_serve_needs_a_protocol_on_an_unnamed_stream():
+    client, server = trio.testing.memory_stream_pair()
+
+    async def main():
+        await ipc_io.serve(server, None)
+
+    with pytest.raises(TypeError, match="protocol= is required"):
+        trio.run(main)
+
+
+
+@trio_test
+async def test_bad_request_fails_locally_and_outer_cancel_retires_the_channel(tmp_path):
+    async with serving(tmp_path / "svc"):
+        async with await connect(tmp_path / "svc") as chan:
+            with pytest.raises(TypeError, match="expected str"):
+                await chan.call(Echo(42), expect=Echoed, timeout=5)
+            assert chan.usable
+            assert (await chan.call(Echo("ok"), expect=Echoed, timeout=5)).text == "ok"
+            with trio.move_on_after(0.1):       # the caller gives up, not the channel
+                await chan.call(Echo("slow", delay=30), expect=Echoed, timeout=60)
+            assert not chan.usable
+
+
+@trio_test
+async def test_handler_returning_nothing_is_a_bug(tmp_path):
+    async def handler(msg):
+        return None
+
+    async with serving(tmp_path / "svc") as server:
+        server.handle = handler
+        with pytest.raises(RemoteError, match="internal: TypeError: handler returned None for Echo"):
+            await ipc_io.call(tmp_path / "svc", Echo("x"), protocol="test", expect=Echoed, timeout=5)
+        await bugs_logged(server)
+    assert [type(b) for b in server.bugs] == [TypeError]
