@@ -83,6 +83,7 @@ def test_make_run_from_a_fresh_clone(tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
+        run.stdout.close()
     after = subprocess.run([str(mailsys), "-c", str(clone / "etc"), "status"],
                            capture_output=True, text=True, timeout=30)
     assert after.returncode == 1
