@@ -1,0 +1,61 @@
+"""context - what the restrictions see of one SMTP session, and of DNS.
+
+DESCRIPTION
+    PolicyContext holds the facts of one SMTP command that the restriction
+    lists judge: the client's name and address, the HELO name, sender,
+    recipient, SASL login, TLS state and protocol name. smtpd builds one per
+    command and passes it to Restrictions.evaluate_*().
+
+    DNS-based restrictions (reject_unknown_sender_domain,
+    reject_unknown_recipient_domain, reject_unknown_helo_hostname,
+    reject_rbl_client, reject_rhsbl_*) never resolve anything themselves:
+    they ask an injected Resolver callback, domain -> DnsStatus, so the
+    policy package stays pure. An async caller first asks
+    Restrictions.domains_to_resolve(ctx) which names an evaluation may look
+    up, resolves them, and passes a dictionary-backed resolver. Without a
+    resolver a lookup counts as a temporary failure.
+
+SEE ALSO
+    restrictions (the evaluator), Postfix src/smtpd/smtpd_check.c.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable
+
+
+class DnsStatus(enum.Enum):
+    """What a resolver callback reports for one name (MX, A or AAAA)."""
+    EXISTS = "exists"
+    NOT_FOUND = "not-found"
+    TEMPFAIL = "tempfail"
+
+
+Resolver = Callable[[str], DnsStatus]
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyContext:
+    """What the restrictions see of one SMTP session at one command.
+
+    client_name is "unknown" when the client has no verified name. helo,
+    sender and recipient are None until the client sent them; a null sender
+    is "". Addresses are given without angle brackets.
+    """
+    client_name: str
+    client_addr: str
+    helo: str | None = None
+    sender: str | None = None
+    recipient: str | None = None
+    sasl_user: str | None = None
+    tls: bool = False
+    protocol: str = "ESMTP"
+
+    @property
+    def namaddr(self) -> str:
+        return f"{self.client_name or 'unknown'}[{self.client_addr}]"
+
+
+__all__ = ["DnsStatus", "PolicyContext", "Resolver"]

@@ -1,0 +1,195 @@
+"""evaluate - the restrictions that judge the session's own facts.
+
+DESCRIPTION
+    One function per Postfix restriction that needs neither DNS nor a user
+    table: permit, reject, defer, defer_if_permit, defer_if_reject,
+    permit_mynetworks, permit_sasl_authenticated, permit_auth_destination,
+    reject_unauth_destination, defer_unauth_destination,
+    reject_non_fqdn_sender, reject_non_fqdn_recipient,
+    reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname,
+    reject_plaintext_session, reject_unknown_client_hostname and
+    reject_unknown_reverse_client_hostname. Each is a Step of a compiled
+    Restrictions (rs): it answers OK, DUNNO, or a reject built by
+    rs._reject with Postfix's reply code parameter and text.
+
+    Relay control: permit_auth_destination accepts, and
+    reject_unauth_destination / defer_unauth_destination refuse
+    ("554 5.7.1 <r>: Relay access denied", or 454 4.7.1 for the defer
+    form), a recipient whose resolved domain is not local, virtual or in
+    relay_domains, or whose local part still routes onwards. The two
+    client hostname checks go by client_name "unknown": smtpd has already
+    done the DNS work.
+
+SEE ALSO
+    Postfix SMTPD_ACCESS_README, postconf(5), src/smtpd/smtpd_check.c.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailsys.policy.decision import Decision
+from mailsys.policy.hostnames import truncate_dot, valid_hostaddr, valid_hostname
+from mailsys.policy.replies import CLIENT, HELO, RECIPIENT, SENDER, dsn_fix
+from mailsys.policy.resolve import DomainClass, split_address
+from mailsys.policy.state import DUNNO, OK, ListInfo, Run, Verdict
+
+if TYPE_CHECKING:
+    from mailsys.policy.restrictions import Restrictions
+
+
+def permit(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:
+    return OK
+
+
+def reject_all(rs: Restrictions, run: Run, info: ListInfo):
+    return rs._reject(run, info, rs._codes["reject_code"], "5.7.1",
+                      f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: Access denied")
+
+
+def defer_all(rs: Restrictions, run: Run, info: ListInfo):
+    return rs._reject(run, info, rs._codes["defer_code"], "4.3.2",
+                      f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: Try again later")
+
+
+def defer_if_permit_step(rs: Restrictions, run: Run, info: ListInfo):
+    return rs._defer_if_permit(run, info, 450, "4.7.0",
+                               f"<{run.reply_name(info.reply_class)}>: {info.reply_class} "
+                               "rejected: defer_if_permit requested")
+
+
+def defer_if_reject_step(rs: Restrictions, run: Run, info: ListInfo):
+    if run.defer_if_reject is None:
+        run.defer_if_reject = Decision(
+            450, dsn_fix("4.7.0", 450, info.reply_class),
+            f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: defer_if_reject requested",
+            info.param)
+    return DUNNO
+
+
+def permit_mynetworks(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:
+    return OK if rs.mynetworks.match(run.ctx.client_name, run.ctx.client_addr) else DUNNO
+
+
+def permit_sasl(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:
+    return OK if run.ctx.sasl_user else DUNNO
+
+
+def auth_destination(rs: Restrictions, run: Run) -> bool:
+    """permit_auth_destination: the recipient is ours to accept."""
+    rcpt = run.ctx.recipient
+    if rcpt is None:
+        return False
+    r = rs.resolve(rcpt)
+    if r.routed and not rs._untrusted_routing and r.cls != DomainClass.LOCAL:
+        return False
+    return r.cls.final or r.cls == DomainClass.RELAY
+
+
+def permit_auth_destination(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:
+    return OK if auth_destination(rs, run) else DUNNO
+
+
+def unauth_destination(rs: Restrictions, run: Run, info: ListInfo, code: int, enhanced: str):
+    rcpt = run.ctx.recipient
+    if rcpt is None or auth_destination(rs, run):
+        return DUNNO
+    return rs._reject(run, info, code, enhanced, f"<{rcpt}>: Relay access denied", RECIPIENT)
+
+
+def reject_unauth_destination(rs: Restrictions, run: Run, info: ListInfo):
+    return unauth_destination(rs, run, info, rs._codes["relay_domains_reject_code"], "5.7.1")
+
+
+def defer_unauth_destination(rs: Restrictions, run: Run, info: ListInfo):
+    # smtpd_check.c: the relay reject code turned temporary (554 -> 454).
+    return unauth_destination(rs, run, info, rs._relay_code - 100, "4.7.1")
+
+
+def non_fqdn_address(rs: Restrictions, run: Run, info: ListInfo, addr: str | None, reply_class: str):
+    if not addr:
+        return DUNNO
+    _, domain = split_address(addr)
+    domain = domain.rstrip(".")
+    if domain.startswith("[") and domain.endswith("]"):
+        return DUNNO
+    if domain and valid_hostname(domain) and "." in domain:
+        return DUNNO
+    return rs._reject(run, info, rs._codes["non_fqdn_reject_code"], "5.5.2",
+                      f"<{addr}>: {reply_class} rejected: need fully-qualified address",
+                      reply_class)
+
+
+def reject_non_fqdn_sender(rs: Restrictions, run: Run, info: ListInfo):
+    return non_fqdn_address(rs, run, info, run.ctx.sender, SENDER)
+
+
+def reject_non_fqdn_recipient(rs: Restrictions, run: Run, info: ListInfo):
+    return non_fqdn_address(rs, run, info, run.ctx.recipient, RECIPIENT)
+
+
+def helo_literal(rs: Restrictions, run: Run, info: ListInfo, helo: str):
+    """reject_invalid_hostaddr: a HELO [literal] must hold a valid address."""
+    if valid_hostaddr(helo):
+        return DUNNO
+    return rs._reject(run, info, rs._codes["invalid_hostname_reject_code"], "5.5.2",
+                      f"<{helo}>: Helo command rejected: invalid ip address", HELO)
+
+
+def reject_invalid_helo(rs: Restrictions, run: Run, info: ListInfo):
+    helo = run.ctx.helo
+    if helo is None:
+        return DUNNO
+    if helo.startswith("["):
+        return helo_literal(rs, run, info, helo)
+    name = truncate_dot(helo)
+    # A bare address is tolerated for backwards compatibility (smtpd_check.c).
+    if valid_hostname(name) or valid_hostaddr(name):
+        return DUNNO
+    return rs._reject(run, info, rs._codes["invalid_hostname_reject_code"], "5.5.2",
+                      f"<{helo}>: Helo command rejected: Invalid name", HELO)
+
+
+def reject_non_fqdn_helo(rs: Restrictions, run: Run, info: ListInfo):
+    helo = run.ctx.helo
+    if helo is None:
+        return DUNNO
+    if helo.startswith("["):
+        return helo_literal(rs, run, info, helo)
+    name = truncate_dot(helo)
+    if valid_hostname(name) and "." in name:
+        return DUNNO
+    return rs._reject(run, info, rs._codes["non_fqdn_reject_code"], "5.5.2",
+                      f"<{helo}>: Helo command rejected: need fully-qualified hostname", HELO)
+
+
+def reject_plaintext_session(rs: Restrictions, run: Run, info: ListInfo):
+    if run.ctx.tls:
+        return DUNNO
+    return rs._reject(run, info, rs._codes["plaintext_reject_code"], "4.7.1",
+                      "Session encryption is required", CLIENT)
+
+
+def unknown_client(rs: Restrictions, run: Run, info: ListInfo, what: str, enhanced: str):
+    ctx = run.ctx
+    if ctx.client_name and ctx.client_name != "unknown":
+        return DUNNO
+    return rs._reject(run, info, rs._codes["unknown_client_reject_code"], enhanced,
+                      f"Client host rejected: cannot find your {what}, [{ctx.client_addr}]",
+                      CLIENT)
+
+
+def reject_unknown_client_hostname(rs: Restrictions, run: Run, info: ListInfo):
+    # RFC 7372 "reverse DNS validation failed"
+    return unknown_client(rs, run, info, "hostname", "4.7.25")
+
+
+def reject_unknown_reverse_client_hostname(rs: Restrictions, run: Run, info: ListInfo):
+    return unknown_client(rs, run, info, "reverse hostname", "4.7.1")
+
+
+__all__ = ["defer_all", "defer_if_permit_step", "defer_if_reject_step", "defer_unauth_destination",
+           "helo_literal", "permit", "permit_auth_destination", "permit_mynetworks", "permit_sasl",
+           "reject_all", "reject_invalid_helo", "reject_non_fqdn_helo", "reject_non_fqdn_recipient",
+           "reject_non_fqdn_sender", "reject_plaintext_session", "reject_unauth_destination",
+           "reject_unknown_client_hostname", "reject_unknown_reverse_client_hostname"]

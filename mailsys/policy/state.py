@@ -1,0 +1,86 @@
+"""state - what one evaluation carries from restriction to restriction.
+
+DESCRIPTION
+    A restriction is a Step: a function of the evaluation's Run and the
+    ListInfo of the list it sits in, answering OK (permit: ends its own
+    list), DUNNO (no opinion: the next restriction decides) or a Decision
+    (reject or defer: ends the evaluation).
+
+    Run is the mutable state of one evaluation, like the per-request bits
+    of Postfix's SMTPD_STATE: the PolicyContext, the injected DNS resolver
+    and the names it was asked about, the Notes collected so far, a pending
+    defer_if_permit or defer_if_reject, whether warn_if_reject is in force,
+    and the nesting depth of restriction classes. It lives for one
+    evaluate_*() call and is never shared.
+
+SEE ALSO
+    restrictions, Postfix src/smtpd/smtpd_check.c, SMTPD_ACCESS_README.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Callable
+
+from mailsys.policy.context import DnsStatus, PolicyContext, Resolver
+from mailsys.policy.decision import Decision, Note
+from mailsys.policy.replies import CLIENT, HELO, RECIPIENT, SENDER
+
+
+class Verdict(enum.Enum):
+    """A restriction's answer short of a Decision."""
+    OK = "ok"
+    DUNNO = "dunno"
+
+
+OK = Verdict.OK
+DUNNO = Verdict.DUNNO
+
+
+@dataclass(frozen=True, slots=True)
+class ListInfo:
+    """The list a restriction runs in: its parameter and its reply class."""
+    param: str
+    reply_class: str
+
+
+class Run:
+    """Mutable state of one evaluation (Postfix: the per-request SMTPD_STATE bits)."""
+
+    __slots__ = ("ctx", "resolver", "notes", "defer_if_permit", "defer_if_reject",
+                 "warn_if_reject", "depth", "lookups")
+
+    def __init__(self, ctx: PolicyContext, resolver: Resolver | None) -> None:
+        self.ctx = ctx
+        self.resolver = resolver
+        self.notes: list[Note] = []
+        self.defer_if_permit: Decision | None = None
+        self.defer_if_reject: Decision | None = None
+        self.warn_if_reject = False
+        self.depth = 0
+        self.lookups: list[str] = []
+
+    def reply_name(self, reply_class: str) -> str:
+        ctx = self.ctx
+        if reply_class == CLIENT:
+            return ctx.namaddr
+        if reply_class == HELO:
+            return ctx.helo or ""
+        if reply_class == SENDER:
+            return ctx.sender or ""
+        if reply_class == RECIPIENT:
+            return ctx.recipient or ""
+        return "DATA"     # smtpd_check_data: the command name stands in
+
+    def dns(self, name: str) -> DnsStatus:
+        self.lookups.append(name)
+        if self.resolver is None:
+            return DnsStatus.TEMPFAIL
+        return self.resolver(name)
+
+
+Step = Callable[[Run, ListInfo], "Verdict | Decision"]
+
+
+__all__ = ["DUNNO", "OK", "ListInfo", "Run", "Step", "Verdict"]
