@@ -81,7 +81,13 @@ class ReadyPipe:
         self._fd = None
 
     def ok(self) -> None:
+        detached = self._fd is not None
         self._send("ok")
+        if detached:
+            # `mailsys start` held our stderr only to show a start-up crash.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
 
     def fail(self, reason: str) -> None:
         self._send(f"error: {reason}")

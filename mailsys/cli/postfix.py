@@ -43,6 +43,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -112,23 +113,30 @@ def cmd_start(config_dir: Path) -> int:
     say(f"starting {NAME}")
     _log_as_script(cfg, f"starting {NAME}")
     r, w = os.pipe()
-    try:
-        proc = subprocess.Popen(master_argv(config_dir, "--ready-fd", str(w)), pass_fds=(w,),
-                                start_new_session=True, cwd="/", stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    finally:
-        os.close(w)
-    try:
-        line = _read_line(r, START_WAIT)
-    finally:
-        os.close(r)
-    if line == "ok":
-        return 0
-    if line.startswith("error: "):
-        return fatal(line[len("error: "):])
-    if proc.poll() is None:
-        return fatal(f"{NAME} did not report ready within {START_WAIT:.0f}s; see the mail log")
-    return fatal(f"the master exited during start-up (status {proc.returncode}); see the mail log")
+    # Until it is ready the master's stderr is this unlinked file, so that a
+    # crash before logging works can still be shown; then it lets go of it.
+    with tempfile.TemporaryFile() as early_stderr:
+        try:
+            proc = subprocess.Popen(master_argv(config_dir, "--ready-fd", str(w)), pass_fds=(w,),
+                                    start_new_session=True, cwd="/", stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=early_stderr)
+        finally:
+            os.close(w)
+        try:
+            line = _read_line(r, START_WAIT)
+        finally:
+            os.close(r)
+        if line == "ok":
+            return 0
+        if line.startswith("error: "):
+            return fatal(line[len("error: "):])
+        try:
+            status = f"status {proc.wait(timeout=5)}"
+        except subprocess.TimeoutExpired:
+            return fatal(f"{NAME} did not report ready within {START_WAIT:.0f}s; see the mail log")
+        early_stderr.seek(0)
+        sys.stderr.write(early_stderr.read()[-4000:].decode(errors="replace"))
+        return fatal(f"the master exited during start-up ({status}); see the mail log")
 
 
 def _read_line(fd: int, timeout: float) -> str:

@@ -6,7 +6,8 @@ DESCRIPTION
 
       inet        [host:]port. A service without a host listens on every
                   address of $inet_interfaces ("all", "loopback-only" or a
-                  list), restricted to the families of $inet_protocols. IPv6
+                  list), restricted to the families of $inet_protocols (and,
+                  for "all" and "loopback-only", to those the host has). IPv6
                   sockets are IPV6_V6ONLY so that an IPv4 socket on the same
                   port can coexist. SO_REUSEADDR, so a restart does not wait
                   for TIME_WAIT.
@@ -27,6 +28,7 @@ DESCRIPTION
 from __future__ import annotations
 
 import errno
+import functools
 import ipaddress
 import os
 import socket
@@ -69,6 +71,17 @@ def _as_list(value) -> tuple[str, ...]:
     return tuple(value)
 
 
+@functools.cache
+def _usable(family: int, host: str) -> bool:
+    """Whether this host can bind the address at all (IPv6 may be off)."""
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+    except OSError:
+        return False
+    return True
+
+
 def _families(cfg) -> tuple[int, ...]:
     protocols = {p.lower() for p in _as_list(cfg.inet_protocols)}
     fams = []
@@ -77,6 +90,12 @@ def _families(cfg) -> tuple[int, ...]:
     if protocols & {"all", "ipv6"} and socket.has_ipv6:
         fams.append(socket.AF_INET6)
     return tuple(fams)
+
+
+def _implicit(addresses: dict[int, str], port: int, families: tuple[int, ...]) -> list[Endpoint]:
+    # Like Postfix with inet_protocols = all on a host without IPv6: an
+    # address family the host cannot use is left out, not a fatal error.
+    return [Endpoint("inet", addresses[f], port) for f in families if _usable(f, addresses[f])]
 
 
 def _resolve(host: str, port: int, families: tuple[int, ...]) -> list[Endpoint]:
@@ -105,11 +124,11 @@ def endpoints(spec, cfg) -> tuple[Endpoint, ...]:
         out: list[Endpoint] = []
         for iface in _as_list(cfg.inet_interfaces):
             if iface == "all":
-                wildcard = {socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"}
-                cands = [Endpoint("inet", wildcard[f], spec.port) for f in families]
+                cands = _implicit({socket.AF_INET: "0.0.0.0", socket.AF_INET6: "::"},
+                                  spec.port, families)
             elif iface == "loopback-only":
-                loop = {socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"}
-                cands = [Endpoint("inet", loop[f], spec.port) for f in families]
+                cands = _implicit({socket.AF_INET: "127.0.0.1", socket.AF_INET6: "::1"},
+                                  spec.port, families)
             else:
                 cands = _resolve(iface, spec.port, families)
             out += [c for c in cands if c not in out]

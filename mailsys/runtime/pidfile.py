@@ -70,7 +70,7 @@ def running(path: Path) -> int | None:
     """running - the pid of the live master that holds the pid file, else None."""
     try:
         text = path.read_text()
-    except (FileNotFoundError, PermissionError):
+    except OSError:                                  # missing, unreadable, not a directory
         return None
     try:
         pid = int(text.strip())
@@ -85,7 +85,7 @@ def running(path: Path) -> int | None:
             pass                                     # alive, another user's
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except OSError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)

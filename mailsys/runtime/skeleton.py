@@ -43,13 +43,17 @@ DESCRIPTION
      5. tells the master READY, then BUSY / AVAIL / IDLE as clients come and
         go (mailsys.runtime.status);
      6. runs loop(ctx), if given, beside the serving (Postfix's
-        CA_MAIL_SERVER_LOOP; qmgr's scheduler, postlogd's rotation check);
+        CA_MAIL_SERVER_LOOP; qmgr's scheduler); it keeps running through
+        the grace period and is cancelled with whatever is left after it;
      7. calls on_reload(ctx) on SIGHUP (the master sends it on a reload that
         leaves the service's processes running);
      8. on SIGTERM, or when the master is gone (end-of-file on the alive
         pipe), stops accepting, gives in-flight handlers graceful_timeout
         seconds, cancels what is left, and exits 0. A datagram service first
-        drains the datagrams already queued on its socket.
+        drains the datagrams already queued on its socket;
+     9. calls on_exit(ctx) (sync), if given, once trio and its worker threads
+        are gone (Postfix's CA_MAIL_SERVER_EXIT): the place to close an LMDB
+        environment, which must not close while threads may use it.
 
     SIGINT is ignored: on a terminal, Ctrl-C reaches the whole process
     group, and only the master decides how its children stop.
@@ -121,7 +125,8 @@ Hook = Callable[[ServiceContext], Any]
 def run(program: str, handler: Callable[..., Awaitable[None]], *, mode: str = "serve",
         pre_init: Hook | None = None, post_init: Hook | None = None,
         loop: Callable[[ServiceContext], Awaitable[None]] | None = None,
-        on_reload: Hook | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+        on_reload: Hook | None = None, on_exit: Hook | None = None,
+        concurrency: int = DEFAULT_CONCURRENCY,
         solitary: bool = False, graceful_timeout: float = GRACEFUL_TIMEOUT,
         argv: list[str] | None = None) -> NoReturn:
     """run - become the daemon `program`; see the module description."""
@@ -141,12 +146,19 @@ def run(program: str, handler: Callable[..., Awaitable[None]], *, mode: str = "s
         sys.exit(1)
     ctx = ServiceContext(program, args.service, args.type, cfg, args.args)
     daemon = _Daemon(ctx, args, handler, mode, concurrency, graceful_timeout)
+    status = 0
     try:
         trio.run(daemon.main, pre_init, post_init, loop, on_reload)
     except Exception:
         log.critical(f"{program}: unexpected error", exc_info=True)
-        sys.exit(1)
-    sys.exit(0)
+        status = 1
+    if on_exit is not None:
+        try:
+            on_exit(daemon.ctx)
+        except Exception:
+            log.critical(f"{program}: unexpected error in exit hook", exc_info=True)
+            status = 1
+    sys.exit(status)
 
 
 async def _call(hook: Hook | None, ctx: ServiceContext) -> ServiceContext:

@@ -7,12 +7,17 @@ master.cf runs it by absolute path:
 It echoes every byte back. Data starting with b"boom" makes the handler
 raise (the skeleton must log it and close only that connection). ARGS:
 "crash" exits 3 before the service is ready (a bad command start-up);
-"concurrency=N" sets the per-process client limit.
+"concurrency=N" sets the per-process client limit. The exit hook logs
+"SERVICE: done".
 """
 
 import sys
 
+import structlog
+
 from mailsys.runtime import skeleton
+
+log = structlog.get_logger()
 
 
 async def echo(stream, ctx):
@@ -27,6 +32,10 @@ def pre_init(ctx):
         sys.exit(3)
 
 
+def on_exit(ctx):
+    log.info(f"{ctx.service}: done")
+
+
 def concurrency(argv):
     for arg in argv:
         if arg.startswith("concurrency="):
@@ -35,4 +44,5 @@ def concurrency(argv):
 
 
 if __name__ == "__main__":
-    skeleton.run("echo", echo, pre_init=pre_init, concurrency=concurrency(sys.argv))
+    skeleton.run("echo", echo, pre_init=pre_init, on_exit=on_exit,
+                 concurrency=concurrency(sys.argv))

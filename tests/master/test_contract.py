@@ -86,3 +86,28 @@ def test_pid_file_lock_decides_running(tmp_path):
     dead.wait()
     path.write_text(f"{dead.pid:>10}\n")
     assert pidfile.running(path) is None
+
+
+def endpoints_for(tmp_path, main_cf, line):
+    from mailsys.config import load, parse_master_cf
+    from mailsys.runtime import listeners
+
+    (tmp_path / "main.cf").write_text(f"queue_directory = /q\n{main_cf}\n")
+    (tmp_path / "master.cf").write_text(line + "\n")
+    cfg = load(tmp_path)
+    [spec] = parse_master_cf(tmp_path / "master.cf", cfg)
+    return [(e.kind, e.host, e.port, e.path) for e in listeners.endpoints(spec, cfg)]
+
+
+def test_endpoints_follow_inet_interfaces_and_protocols(tmp_path):
+    assert endpoints_for(tmp_path, "inet_interfaces = loopback-only\ninet_protocols = ipv4",
+                         "2525 inet n - n - - smtpd") == [("inet", "127.0.0.1", 2525, "")]
+    assert endpoints_for(tmp_path, "inet_interfaces = 127.0.0.1, 127.0.0.2",
+                         "2525 inet n - n - - smtpd") == [("inet", "127.0.0.1", 2525, ""),
+                                                          ("inet", "127.0.0.2", 2525, "")]
+    assert endpoints_for(tmp_path, "inet_interfaces = all", "127.0.0.1:25 inet n - n - - smtpd") \
+        == [("inet", "127.0.0.1", 25, "")]
+    assert endpoints_for(tmp_path, "", "cleanup unix n - n - 0 postlogd") \
+        == [("unix", "", 0, "/q/public/cleanup")]
+    assert endpoints_for(tmp_path, "", "postlog unix-dgram - - n - 1 postlogd") \
+        == [("unix-dgram", "", 0, "/q/private/postlog")]

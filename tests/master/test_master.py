@@ -266,6 +266,7 @@ def test_graceful_stop_finishes_in_flight_connection(mailsys_instance):
     assert stop.returncode == 0
     assert time.monotonic() - started < 10             # ended when the client left, not at the bound
     assert inst.master_pid() is None and not inst.children()
+    assert f"127.0.0.1:{port}: done" in inst.log_text()   # the skeleton's exit hook ran
 
 
 def test_more_processes_when_all_are_busy(mailsys_instance):
@@ -289,8 +290,7 @@ def test_more_processes_when_all_are_busy(mailsys_instance):
 def test_extra_idle_process_is_retired_after_max_idle(mailsys_instance):
     inst = mailsys_instance
     port = inst.free_port()
-    inst.write_config([echo_line(port, maxproc="2", args="concurrency=1")],
-                      main_cf={"max_idle": "1s"})
+    inst.write_config([echo_line(port, maxproc="2", args="concurrency=1 -o max_idle=1s")])
     inst.start()
     name = f"127.0.0.1:{port}"
     with inst.connect(port) as first:
@@ -385,3 +385,31 @@ def test_flush_triggers_qmgr(mailsys_instance):
     [qmgr] = inst.children("qmgr")
     assert inst.cli("flush").returncode == 0
     inst.wait_log(f"mailsys/trigger[{qmgr.pid}]: triggers: F")
+
+
+def test_start_reports_a_queue_directory_it_cannot_make(mailsys_instance):
+    inst = mailsys_instance
+    blocker = inst.root / "not-a-dir"
+    blocker.write_text("")
+    inst.write_config(main_cf={"queue_directory": str(blocker / "queue")})
+    r = inst.cli("start")
+    assert r.returncode == 1
+    assert f"mailsys: fatal: {blocker / 'queue'}: Not a directory" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_configuration_is_not_loaded_by_reload(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([echo_line(port)])
+    inst.start()
+    (inst.config_dir / "master.cf").write_text(
+        (inst.config_dir / "master.cf").read_text() + "broken unix x - n - 1 postlogd\n")
+    r = inst.cli("reload")
+    assert r.returncode == 1
+    assert f"{inst.config_dir / 'master.cf'}, line 3" in r.stderr
+    # A SIGHUP that bypasses the check is refused by the master itself.
+    os.kill(inst.master_pid(), signal.SIGHUP)
+    inst.wait_log("warning: reload failed, keeping the running configuration:")
+    with inst.connect(port) as s:
+        assert inst.echo(s, b"ok") == b"ok"

@@ -1,0 +1,406 @@
+"""dsn - RFC 3464 delivery status notifications, laid out as Postfix writes them.
+
+SYNOPSIS
+    from mailsys.message.dsn import Kind, NoticeSettings, build_notice, wants_notice
+    settings = NoticeSettings.from_config(cfg)
+    rcpts = [r for r in env.recipients if r.state is RcptState.BOUNCED
+             and not r.notified and wants_notice(r, Kind.FAILURE)]
+    notice = build_notice(Kind.FAILURE, env, content, rcpts, settings, now=time.time())
+    # queue `notice` with the null sender <> to env.sender
+    copy = build_notice(Kind.FAILURE, env, content, rcpts, settings, now=...,
+                        postmaster="postmaster")   # sender: double_bounce_sender
+
+DESCRIPTION
+    build_notice() turns a queue entry's envelope, its stored content and the
+    recipients to report into the bytes of one notice message, CRLF line
+    ends, ready for cleanup. It is Postfix's bounce daemon's layout
+    (src/bounce/bounce_notify_util.c, the built-in templates of
+    bounce_templates.c as Postfix 3.7 words them), checked against live
+    Postfix 3.7.11 notices (postfix-compat.md section 5):
+
+        Date, From: Mail Delivery System <MAILER-DAEMON@$myorigin>, Subject,
+        To, Auto-Submitted, MIME-Version, Content-Type: multipart/report;
+        report-type=delivery-status with the boundary
+        "<queue ID>.<unix time>/<myhostname>"
+
+        part 1  text/plain "Notification": the bounce(5) template text, then
+                per recipient "<rcpt>: reason" (or "<rcpt> (expanded from
+                <orig>): reason"), wrapped at 79 columns with a 4-space
+                continuation indent (Postfix line_wrap())
+        part 2  message/delivery-status "Delivery report": Reporting-MTA,
+                Original-Envelope-Id (only with ENVID), X-<mail_name>-Queue-ID,
+                X-<mail_name>-Sender, Arrival-Date; per recipient
+                Final-Recipient, Original-Recipient, Action, Status,
+                Remote-MTA, Diagnostic-Code, Will-Retry-Until (delay only)
+        part 3  the original: message/rfc822 "Undelivered Message" when RET
+                is not HDRS and it fits in bounce_size_limit, otherwise
+                text/rfc822-headers "Undelivered Message Headers"; delay
+                notices and postmaster copies always send headers only;
+                success reports drop the "Undelivered " prefix
+
+    The words "Postfix" in Postfix's notices come from $mail_name, as they do
+    here: the X-Postfix-Queue-ID / X-Postfix-Sender field names and the
+    "X-Postfix" diagnostic type are "X-$mail_name-..." in bounce_notify_util.c.
+    mailsys's mail_name is "mailsys", so a mailsys notice says
+    X-mailsys-Queue-ID; an administrator whose DSN-parsing scripts want the
+    Postfix spelling sets mail_name = Postfix. Nothing else differs: the
+    template text itself never names the mail system ("This is the mail
+    system at host ...", signed "The mail system").
+
+    An 8-bit original (BODY=8BITMIME, SMTPUTF8, or 8-bit bytes in the
+    content) gets "Content-Transfer-Encoding: 8bit" on the message, on part
+    1 (whose charset becomes utf-8) and on part 3, and on part 2 only for
+    SMTPUTF8, as Postfix does; BODY=7BIT gives the top-level "7bit" that
+    Postfix writes. An SMTPUTF8 original gets the RFC 6533 types
+    message/global-delivery-status, message/global and message/global-headers
+    and "utf-8" address types for non-ASCII addresses.
+
+    Dates use Postfix 3.7's mail_date() (mailsys.message.dates): a
+    space-padded day, "Wed,  2 Dec 2026 00:23:06 +0000 (UTC)".
+
+    Which recipients to report is the caller's choice; wants_notice() is
+    Postfix's NOTIFY filter. Cleanup adds Message-Id and Received to the
+    notice as to any message; this module adds neither.
+
+    Pure: no I/O, imports only the standard library and mailsys.message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import tzinfo
+from enum import Enum
+from typing import Any, Iterable, Sequence
+
+from mailsys.message.address import quote_822_local
+from mailsys.message.dates import mail_date
+from mailsys.message.envelope import Envelope, Notify, Recipient
+from mailsys.message.headers import header_end, to_crlf
+
+__all__ = ["Kind", "NoticeSettings", "build_notice", "wants_notice", "line_wrap",
+           "MAILER_DAEMON"]
+
+MAILER_DAEMON = "MAILER-DAEMON"
+
+# bounce_notify_util.c bounce_print_wrap(): LENGTH 79, INDENT 4.
+WRAP_LENGTH = 79
+WRAP_INDENT = 4
+
+
+class Kind(str, Enum):
+    """Which notice: the bounce(5) template classes mailsys sends."""
+
+    FAILURE = "failure"
+    DELAY = "delay"
+    SUCCESS = "success"
+
+
+@dataclass(frozen=True, slots=True)
+class _Template:
+    subject: str
+    postmaster_subject: str
+    body: tuple[str, ...]
+
+
+# bounce_templates.c, with Postfix 3.7's wording of the postmaster line
+# ("postmaster." rather than HEAD's "<postmaster>"), as the live samples show.
+_SIGNATURE = "                   The mail system"
+_HELP = ("For further assistance, please send mail to postmaster.",
+         "",
+         "If you do so, please include this problem report. You can",
+         "delete your own text from the attached returned message.",
+         "")
+_TEMPLATES = {
+    Kind.FAILURE: _Template(
+        "Undelivered Mail Returned to Sender",
+        "Postmaster Copy: Undelivered Mail",
+        ("This is the mail system at host $myhostname.",
+         "",
+         "I'm sorry to have to inform you that your message could not",
+         "be delivered to one or more recipients. It's attached below.",
+         "",
+         *_HELP,
+         _SIGNATURE)),
+    Kind.DELAY: _Template(
+        "Delayed Mail (still being retried)",
+        "Postmaster Warning: Delayed Mail",
+        ("This is the mail system at host $myhostname.",
+         "",
+         "####################################################################",
+         "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #",
+         "####################################################################",
+         "",
+         "Your message could not be delivered for more than $delay_warning_time_hours hour(s).",
+         "It will be retried until it is $maximal_queue_lifetime_days day(s) old.",
+         "",
+         *_HELP,
+         _SIGNATURE)),
+    Kind.SUCCESS: _Template(
+        "Successful Mail Delivery Report",
+        # Postfix has no postmaster copy of success reports.
+        "Successful Mail Delivery Report",
+        ("This is the mail system at host $myhostname.",
+         "",
+         "Your message was successfully delivered to the destination(s)",
+         "listed below. If the message was delivered to mailbox you will",
+         "receive no further notifications. Otherwise you may still receive",
+         "notifications of mail delivery errors from other systems.",
+         "",
+         _SIGNATURE)),
+}
+
+# bounce_notify_util.c: the diagnostic type is an RFC 822 atom made from
+# mail_name by turning specials and white space into "-".
+_NOT_ATOM = re.compile(r'[ \t\r\n()<>@,;:\\".\[\]]')
+# bounce_log_read() masks control characters before text reaches a notice.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# line_wrap() breaks only at these (strcspn(word, " \t")).
+_BLANK = re.compile(r"[ \t]")
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeSettings:
+    """The main.cf values a notice depends on (times in seconds).
+
+    tz is the zone dates are written in: None is the process's local zone,
+    as Postfix's localtime(); tests pin it.
+    """
+
+    myhostname: str
+    myorigin: str
+    mail_name: str = "mailsys"
+    bounce_size_limit: int = 50000
+    delay_warning_time: float = 0.0
+    maximal_queue_lifetime: float = 5 * 86400.0
+    tz: tzinfo | None = None
+
+    @classmethod
+    def from_config(cls, cfg: Any, tz: tzinfo | None = None) -> NoticeSettings:
+        """The settings from a mailsys.config.Config."""
+        return cls(myhostname=cfg.myhostname, myorigin=cfg.myorigin,
+                   mail_name=cfg.mail_name, bounce_size_limit=cfg.bounce_size_limit,
+                   delay_warning_time=cfg.delay_warning_time,
+                   maximal_queue_lifetime=cfg.maximal_queue_lifetime, tz=tz)
+
+
+def wants_notice(rcpt: Recipient, kind: Kind) -> bool:
+    """wants_notice - whether the recipient's NOTIFY asks for this kind of notice.
+
+    Without NOTIFY every failure and delay is reported (Postfix's "compat"
+    rule), and success only when asked for; NOTIFY=NEVER asks for nothing.
+    """
+    wanted = {Kind.FAILURE: Notify.FAILURE, Kind.DELAY: Notify.DELAY,
+              Kind.SUCCESS: Notify.SUCCESS}[kind]
+    if not rcpt.notify:
+        return kind is not Kind.SUCCESS
+    return wanted in rcpt.notify
+
+
+def line_wrap(text: str, length: int = WRAP_LENGTH, indent: int = WRAP_INDENT) -> list[str]:
+    """line_wrap - Postfix's line_wrap(3): break at blanks so lines fit in length.
+
+    Continuation lines are indented by indent blanks and must then fit in
+    length - indent. A word longer than a line stays whole. Trailing blanks
+    of a broken line and leading blanks of the next are dropped.
+    """
+    lines: list[str] = []
+    curr_indent, curr_len = 0, length
+    start = word = 0
+    while True:
+        blank = _BLANK.search(text, word)
+        next_space = blank.start() if blank else len(text)
+        if word > start and next_space - start > curr_len:
+            lines.append(" " * curr_indent + text[start:word].rstrip())
+            word = len(text) - len(text[word:].lstrip())
+            if start == 0:
+                curr_indent += indent
+                curr_len -= indent
+            start = word
+        if blank is None:
+            break
+        word = next_space + 1
+    lines.append(" " * curr_indent + text[start:].rstrip())
+    return lines
+
+
+def _printable(text: str) -> str:
+    return _CONTROL.sub("?", text)
+
+
+def _is_utf8_address(addr: str) -> bool:
+    return bool(addr) and not addr.isascii()
+
+
+def _mime_encoding(env: Envelope, content: bytes) -> str | None:
+    """Postfix's bounce_info->mime_encoding: "8bit", "7bit" or None (not known)."""
+    if env.smtputf8 or env.body_type.upper() == "8BITMIME" or not content.isascii():
+        return "8bit"
+    if env.body_type.upper() == "7BIT":
+        return "7bit"
+    return None
+
+
+def _expand(line: str, values: dict[str, str]) -> str:
+    return re.sub(r"\$(\w+)", lambda m: values[m.group(1)], line)
+
+
+def _action(kind: Kind, rcpt: Recipient) -> str:
+    if kind is Kind.FAILURE:
+        return "failed"
+    if kind is Kind.DELAY:
+        return "delayed"
+    # RFC 3464 2.3.3: "relayed" when the next system (a remote MTA) takes the
+    # message on without promising a success notice; "delivered" when it
+    # reached the mailbox here.
+    return "relayed" if rcpt.remote_mta else "delivered"
+
+
+def _typed(value: str, default_type: str) -> tuple[str, str]:
+    """("smtp", "550 ...") from "smtp; 550 ..."; (default_type, value) without a type."""
+    kind, semi, rest = value.partition(";")
+    if semi and kind.strip() and " " not in kind.strip():
+        return kind.strip(), rest.strip()
+    return default_type, value.strip()
+
+
+def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence[Recipient],
+                 settings: NoticeSettings, *, now: float, postmaster: str | None = None) -> bytes:
+    """build_notice - the notice message, CRLF line ends, to send with the null sender.
+
+    kind         failure (bounce), delay (warning) or success (NOTIFY=SUCCESS)
+    env          the original entry's envelope: sender, queue_id,
+                 arrival_time, envid, ret, body_type, smtputf8
+    content      the original message as stored (header and body)
+    recipients   the recipients to report, with their dsn_status, reason,
+                 remote_mta, diagnostic ("smtp; 550 ...") and orig / orcpt
+    now          the notice time: its Date and its MIME boundary
+    postmaster   None for the notice to the sender (To: env.sender); an
+                 address for Postfix's postmaster copy instead: postmaster
+                 subject, "Auto-Submitted: auto-generated", no boilerplate,
+                 the original's headers only. Postfix sends that copy with
+                 $double_bounce_sender as its envelope sender.
+    """
+    template = _TEMPLATES[kind]
+    copy = postmaster is not None
+    sender = quote_822_local(env.sender) if env.sender else MAILER_DAEMON
+    smtputf8 = env.smtputf8
+    encoding = _mime_encoding(env, content)
+    eight_bit = encoding == "8bit"
+    mail_name = _NOT_ATOM.sub("-", settings.mail_name)
+    boundary = f"{env.queue_id}.{int(now)}/{settings.myhostname}"
+    arrival = int(env.arrival_time)
+    tz = settings.tz
+    out: list[str] = []
+    add = out.append
+
+    # Message header (bounce_header).
+    add(f"Date: {mail_date(now, tz)}")
+    add(f"From: Mail Delivery System <{MAILER_DAEMON}@{settings.myorigin}>")
+    add(f"Subject: {template.postmaster_subject if copy else template.subject}")
+    add(f"To: {quote_822_local(postmaster if copy else env.sender)}")
+    add(f"Auto-Submitted: {'auto-generated' if copy else 'auto-replied'}")
+    add("MIME-Version: 1.0")
+    add("Content-Type: multipart/report; report-type=delivery-status;")
+    add(f'\tboundary="{boundary}"')
+    if encoding:
+        add(f"Content-Transfer-Encoding: {encoding}")
+    add("")
+    add("This is a MIME-encapsulated message.")
+
+    # Part 1: the human-readable notification.
+    add("")
+    add(f"--{boundary}")
+    add("Content-Description: Notification")
+    add(f"Content-Type: text/plain; charset={'utf-8' if eight_bit else 'us-ascii'}")
+    if eight_bit:
+        add("Content-Transfer-Encoding: 8bit")
+    add("")
+    if not copy:
+        values = {
+            "myhostname": settings.myhostname,
+            "delay_warning_time_hours": str(int(settings.delay_warning_time) // 3600),
+            "maximal_queue_lifetime_days": str(int(settings.maximal_queue_lifetime) // 86400),
+        }
+        out.extend(_expand(line, values) for line in template.body)
+    for rcpt in recipients:
+        add("")
+        reason = _printable(rcpt.reason)
+        if rcpt.orig and rcpt.orig != rcpt.address:
+            out.extend(line_wrap(f"<{rcpt.address}> (expanded from <{rcpt.orig}>): {reason}"))
+        else:
+            out.extend(line_wrap(f"<{rcpt.address}>: {reason}"))
+
+    # Part 2: the machine-readable delivery report.
+    add("")
+    add(f"--{boundary}")
+    add("Content-Description: Delivery report")
+    add(f"Content-Type: message/{'global-' if smtputf8 else ''}delivery-status")
+    if eight_bit and smtputf8:
+        add("Content-Transfer-Encoding: 8bit")
+    add("")
+    add(f"Reporting-MTA: dns; {settings.myhostname}")
+    if env.envid:
+        add(f"Original-Envelope-Id: {env.envid}")
+    add(f"X-{mail_name}-Queue-ID: {env.queue_id}")
+    add(f"X-{mail_name}-Sender: "
+        f"{'utf-8' if smtputf8 and _is_utf8_address(sender) else 'rfc822'}; {sender}")
+    if arrival > 0:
+        add(f"Arrival-Date: {mail_date(arrival, tz)}")
+    for rcpt in recipients:
+        out.extend(_recipient_fields(kind, rcpt, smtputf8, mail_name, settings, arrival))
+
+    # Part 3: the original message, or its headers.
+    # Postfix's defaults when RET is not given: the whole message in a
+    # bounce, headers in a success report (bounce_trace_service.c); a delay
+    # warning and a postmaster copy always carry headers only.
+    ret = env.ret.upper() or ("HDRS" if kind is Kind.SUCCESS else "FULL")
+    headers_only = (copy or kind is Kind.DELAY or ret == "HDRS"
+                    or not 0 < len(content) <= settings.bounce_size_limit)
+    add("")
+    add(f"--{boundary}")
+    undelivered = "" if kind is Kind.SUCCESS else "Undelivered "
+    add(f"Content-Description: {undelivered}Message{' Headers' if headers_only else ''}")
+    if smtputf8:
+        add(f"Content-Type: message/{'global-headers' if headers_only else 'global'}")
+    else:
+        add(f"Content-Type: {'text/rfc822-headers' if headers_only else 'message/rfc822'}")
+    if eight_bit:
+        add("Content-Transfer-Encoding: 8bit")
+    add("")
+    # cleanup drops Return-Path from what it stores; bounce puts one back
+    # so header_checks on the notice see it (bounce_original()).
+    add(f"Return-Path: <{sender}>")
+    head = "\r\n".join(out).encode("utf-8", "surrogateescape") + b"\r\n"
+    original = to_crlf(content[:header_end(content)] if headers_only else content)
+    if original and not original.endswith(b"\r\n"):
+        original += b"\r\n"
+    tail = f"\r\n--{boundary}--\r\n".encode("ascii", "surrogateescape")
+    return head + original + tail
+
+
+def _recipient_fields(kind: Kind, rcpt: Recipient, smtputf8: bool, mail_name: str,
+                      settings: NoticeSettings, arrival: int) -> Iterable[str]:
+    """The per-recipient block of the delivery report (bounce_recipient_dsn)."""
+    yield ""
+    addr_type = "utf-8" if smtputf8 and _is_utf8_address(rcpt.address) else "rfc822"
+    yield f"Final-Recipient: {addr_type}; {rcpt.address}"
+    # Postfix always reports an Original-Recipient: the stored ORCPT as is
+    # (smtpd synthesizes "rfc822;addr", no space), else the pre-rewrite address.
+    if rcpt.orcpt:
+        yield f"Original-Recipient: {rcpt.orcpt}"
+    elif rcpt.orig:
+        orig_type = "utf-8" if smtputf8 and _is_utf8_address(rcpt.orig) else "rfc822"
+        yield f"Original-Recipient: {orig_type}; {rcpt.orig}"
+    yield f"Action: {_action(kind, rcpt)}"
+    yield f"Status: {rcpt.dsn_status}"
+    if rcpt.remote_mta:
+        mtype, mname = _typed(rcpt.remote_mta, "dns")
+        yield from line_wrap(f"Remote-MTA: {mtype}; {mname}")
+    if rcpt.diagnostic:
+        dtype, dtext = _typed(rcpt.diagnostic, "smtp")
+        yield from line_wrap(f"Diagnostic-Code: {dtype}; {_printable(dtext)}")
+    else:
+        yield from line_wrap(f"Diagnostic-Code: X-{mail_name}; {_printable(rcpt.reason)}")
+    if kind is Kind.DELAY:
+        yield f"Will-Retry-Until: {mail_date(arrival + settings.maximal_queue_lifetime, settings.tz)}"

@@ -1,0 +1,213 @@
+"""users - the SASL user file (smtpd_sasl_users_file).
+
+DESCRIPTION
+    One user per line, ``name:credential[:credential]``, where a credential
+    is a $scrypt$ hash or a {CRAM-MD5-KEY} (see passwords.py). Blank lines
+    and lines starting with # are ignored and kept when the file is
+    rewritten. A name holds no ':' and no white space. A bad line is skipped
+    with a warning naming file and line, never fatal: one typo must not lock
+    every user out.
+
+        # mailsys saslpasswd writes this file
+        alice:$scrypt$n=16384,r=8,p=1$3q2+7w...$Jx8...
+        bob:$scrypt$n=16384,r=8,p=1$Zm9v...$YmFy...:{CRAM-MD5-KEY}736563726574
+
+    UserDatabase serves smtpd: it reads the file on first use and again
+    whenever its modification time, size or inode change (checked with one
+    stat() per lookup), so `mailsys saslpasswd` takes effect without a
+    reload. A missing file is an empty database.
+
+    set_user() / delete_user() edit the text of the file, and
+    write_users_file() replaces the file atomically (temporary file in the
+    same directory, fsync, rename, mode 0600), so smtpd never reads half a
+    file.
+
+    Reads and writes plain files; no sockets.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailsys.sasl.passwords import (CRAM_KEY_PREFIX, DOVECOT_CRAM_PREFIX, SCRYPT_PREFIX, BadCredential,
+                                    ScryptHash, burn_time, parse_cram_key)
+
+MECH_PLAIN = "PLAIN"
+MECH_LOGIN = "LOGIN"
+MECH_CRAM_MD5 = "CRAM-MD5"
+
+
+def valid_username(name: str) -> bool:
+    return bool(name) and not any(c == ":" or c.isspace() or ord(c) < 32 for c in name) \
+        and not name.startswith("#")
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    name: str
+    scrypt: ScryptHash | None = None
+    cram_key: bytes | None = None
+
+    def check_password(self, password: str) -> bool:
+        """PLAIN / LOGIN: the password against whichever credential exists."""
+        if self.scrypt is not None:
+            return self.scrypt.verify(password)
+        if self.cram_key is not None:
+            return hmac.compare_digest(password.encode("utf-8"), self.cram_key)
+        return False
+
+
+def parse_line(line: str) -> User:
+    """One user line; raises BadCredential with the reason."""
+    name, sep, rest = line.partition(":")
+    name = name.strip()
+    if not sep or not valid_username(name):
+        raise BadCredential("expected name:credential")
+    scrypt = None
+    key = None
+    for field in rest.strip().split(":"):
+        if field.startswith(SCRYPT_PREFIX):
+            scrypt = ScryptHash.parse(field)
+        elif field.startswith(CRAM_KEY_PREFIX):
+            key = parse_cram_key(field)
+        elif field.startswith(DOVECOT_CRAM_PREFIX):
+            raise BadCredential("Dovecot {CRAM-MD5} contexts are not supported; "
+                                "store the key with mailsys saslpasswd --cram-md5")
+        else:
+            raise BadCredential("unknown credential scheme")
+    if scrypt is None and key is None:
+        raise BadCredential("no credential")
+    return User(name, scrypt, key)
+
+
+def parse_users(text: str, file: str = "sasl_users") -> tuple[dict[str, User], list[str]]:
+    """Users by name, plus warnings for the lines that were skipped."""
+    users: dict[str, User] = {}
+    warnings: list[str] = []
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            user = parse_line(stripped)
+        except BadCredential as e:
+            warnings.append(f"{file}, line {number}: {e}; entry ignored")
+            continue
+        users[user.name] = user
+    return users, warnings
+
+
+def _line_name(line: str) -> str | None:
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#") or ":" not in stripped:
+        return None
+    return stripped.split(":", 1)[0].strip()
+
+
+def set_user(text: str, name: str, credentials: list[str]) -> str:
+    """The file text with name's line replaced (or appended)."""
+    if not valid_username(name):
+        raise BadCredential(f"invalid user name: {name!r}")
+    new = f"{name}:{':'.join(credentials)}"
+    lines = text.splitlines()
+    out: list[str] = []
+    done = False
+    for line in lines:
+        if _line_name(line) == name:
+            if not done:
+                out.append(new)
+                done = True
+            continue
+        out.append(line)
+    if not done:
+        out.append(new)
+    return "\n".join(out) + "\n"
+
+
+def delete_user(text: str, name: str) -> tuple[str, bool]:
+    """The file text without name's line, and whether it was there."""
+    out = [line for line in text.splitlines() if _line_name(line) != name]
+    found = len(out) != len(text.splitlines())
+    return ("\n".join(out) + "\n" if out else ""), found
+
+
+def list_users(text: str) -> list[str]:
+    return [n for n in (_line_name(line) for line in text.splitlines()) if n]
+
+
+def write_users_file(path: Path, text: str) -> None:
+    """Replace path with text atomically, mode 0600."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    dirfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+class UserDatabase:
+    """The users of one file, re-read when the file changes."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._stamp: tuple[int, int, int] | None = None
+        self._users: dict[str, User] = {}
+        self.warnings: tuple[str, ...] = ()
+
+    def _refresh(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            self._stamp, self._users, self.warnings = None, {}, ()
+            return
+        stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if stamp == self._stamp:
+            return
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            self._stamp, self._users, self.warnings = None, {}, ()
+            return
+        users, warnings = parse_users(text, str(self.path))
+        self._stamp, self._users, self.warnings = stamp, users, tuple(warnings)
+
+    def get(self, name: str) -> User | None:
+        self._refresh()
+        return self._users.get(name)
+
+    def names(self) -> list[str]:
+        self._refresh()
+        return list(self._users)
+
+    def mechanisms(self) -> tuple[str, ...]:
+        """What EHLO offers: PLAIN LOGIN, plus CRAM-MD5 when some user has a key."""
+        self._refresh()
+        if any(u.cram_key is not None for u in self._users.values()):
+            return (MECH_PLAIN, MECH_LOGIN, MECH_CRAM_MD5)
+        return (MECH_PLAIN, MECH_LOGIN)
+
+    def check_password(self, name: str, password: str) -> bool:
+        """PLAIN / LOGIN check; an unknown user costs the same time as a known one."""
+        user = self.get(name)
+        if user is None:
+            burn_time(password)
+            return False
+        return user.check_password(password)

@@ -1,0 +1,80 @@
+"""mailsys.smtp - the ESMTP protocol core, without I/O.
+
+Bytes in, events out, replies to bytes: ServerConnection (server.py) is
+what services/smtpd drives over a trio stream; it imports no trio, socket,
+ssl or lmdb. Everything in __all__ is the public surface; the _modules are
+private.
+"""
+
+from . import replies, sasl
+from ._state import State
+from .address import AddressParts, Path, parse_path, routing_tricks, split_address
+from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
+from .events import (
+    NEED_DATA,
+    PAUSED,
+    REPLY_OWED,
+    Auth,
+    AuthResponse,
+    Bdat,
+    ConnectionClosed,
+    DataChunk,
+    DataRejected,
+    DataStart,
+    EndOfChunk,
+    EndOfData,
+    Etrn,
+    Event,
+    Helo,
+    Help,
+    MailFrom,
+    Noop,
+    Quit,
+    RcptTo,
+    Rset,
+    StartTls,
+    Vrfy,
+)
+from .replies import Reply
+from .server import ServerConnection
+from .settings import Settings
+
+__all__ = [
+    "AddressParts",
+    "Auth",
+    "AuthResponse",
+    "Bdat",
+    "ConnectionClosed",
+    "DataChunk",
+    "DataRejected",
+    "DataStart",
+    "EndOfChunk",
+    "EndOfData",
+    "Etrn",
+    "Event",
+    "Helo",
+    "Help",
+    "LocalProtocolError",
+    "MailFrom",
+    "NEED_DATA",
+    "Noop",
+    "PAUSED",
+    "Path",
+    "ProtocolError",
+    "Quit",
+    "REPLY_OWED",
+    "RcptTo",
+    "RemoteProtocolError",
+    "Reply",
+    "Rset",
+    "ServerConnection",
+    "Settings",
+    "StartTls",
+    "State",
+    "Vrfy",
+    "parse_path",
+    "replies",
+    "routing_tricks",
+    "sasl",
+    "split_address",
+]

@@ -1,0 +1,91 @@
+"""_body - the DATA reader: the one place that decides where a message ends.
+
+RFC 5321 4.1.1.4: the body ends with ``<CRLF>.<CRLF>``. Only that sequence
+ends it here, whatever smtpd_forbid_bare_newline says: ``<LF>.<LF>``,
+``<CR>.<CR>``, ``<LF>.<CR><LF>``, ``<CR><LF>.<LF>`` and every other mix are
+content, so an SMTP smuggling attempt stays inside one message (Postfix 3.9
+semantics, CVE-2023-51764). A line that starts with ``.`` loses that dot
+(RFC 5321 4.5.2; Postfix removes a leading dot whatever follows it).
+
+Bare LF (an LF without CR before it), by smtpd_forbid_bare_newline:
+  normalize  taken as a line end: it becomes CRLF in the content and a dot
+             after it is unstuffed; never part of the terminator;
+  reject     content kept as sent, the message is refused at the end;
+  no         content kept as sent.
+
+Speed: the reader works on whole buffers with bytes.find / replace / count
+(all C loops); there is no per-line Python code. A short tail (at most 4
+bytes) that could begin a terminator or a CRLF is kept back until more data
+arrives. The body is read to the end even after the size limit is passed
+(Postfix reads and discards, then answers 552), but nothing more is handed out.
+"""
+
+from __future__ import annotations
+
+_TERMINATOR = b"\r\n.\r\n"
+
+
+class DataReader:
+    """Turns raw DATA bytes into content. feed() -> (content, done, leftover)."""
+
+    __slots__ = ("_tail", "_first", "_normalize", "_limit", "size", "received",
+                 "too_big", "bare_lf")
+
+    def __init__(self, bare_newline: str, size_limit: int) -> None:
+        # A virtual CRLF before the first line lets ".\r\n" and "..x" at the
+        # very start be handled by the same searches as every other line.
+        self._tail = b"\r\n"
+        self._first = True
+        self._normalize = bare_newline == "normalize"
+        self._limit = size_limit
+        self.size = 0          # content bytes accepted so far (after unstuffing)
+        self.received = 0      # raw bytes consumed, for "lost connection after DATA (N bytes)"
+        self.too_big = False
+        self.bare_lf = False
+
+    def feed(self, data: bytes) -> tuple[bytes, bool, bytes]:
+        w = self._tail + data
+        end = w.find(_TERMINATOR)
+        if end >= 0:
+            region, leftover, done = w[:end + 2], w[end + 5:], True
+            self._tail = b""
+        else:
+            n = len(w)
+            crlf = w.rfind(b"\r\n")
+            if crlf >= 0 and n - crlf < 5:
+                # "\r\n" plus fewer than 3 bytes: could still become
+                # "\r\n.\r\n" or a dot-stuffed line; keep it.
+                cut = crlf
+            elif w.endswith((b"\r", b"\n")):
+                # a lone CR may start a CRLF; a bare LF may be followed by a dot
+                cut = n - 1
+            else:
+                cut = n
+            region, leftover, done = w[:cut], b"", False
+            self._tail = w[cut:]
+        self.received += len(data) - len(leftover)
+        return self._clean(region), done, leftover
+
+    def _clean(self, region: bytes) -> bytes:
+        if not region:
+            return b""
+        if self._normalize:
+            # "\n." also matches "\r\n.": both kinds of line start lose the dot.
+            region = region.replace(b"\n.", b"\n")
+        else:
+            region = region.replace(b"\r\n.", b"\r\n")
+        lf = region.count(b"\n")
+        if lf and lf != region.count(b"\r\n"):
+            self.bare_lf = True
+            if self._normalize:
+                region = region.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        if self._first:
+            region = region[2:]
+            self._first = False
+        if self.too_big:
+            return b""
+        self.size += len(region)
+        if self._limit and self.size > self._limit:
+            self.too_big = True
+            return b""
+        return region

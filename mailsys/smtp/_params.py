@@ -1,0 +1,118 @@
+"""_params - MAIL FROM and RCPT TO parameters (RFC 1870, 6152, 3461, 4954, 6531, 3030).
+
+Each function takes the parameter words after the path and returns what the
+core understood, or raises ParamError with Postfix's reply. A parameter is
+only known when its extension is enabled in Settings (as Postfix answers
+``555 5.5.4 Unsupported option: NOTIFY=NEVER`` when DSN is off).
+"""
+
+from __future__ import annotations
+
+from . import _grammar as g
+from . import replies as R
+from .replies import Reply
+from .settings import Settings
+
+
+class ParamError(Exception):
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def _each(words: list[str], params: list[tuple[str, str | None]]):
+    """(word, KEY, value) per parameter word, recording (KEY, value) in params."""
+    for token in words:
+        m = g.ESMTP_PARAM_RE.match(token)
+        if m is None:
+            raise ParamError(R.unsupported_option(token))
+        key, value = m.group("key").upper(), m.group("value")
+        params.append((key, value))
+        yield token, key, value
+
+
+def mail_params(words: list[str], s: Settings, *, auth_active: bool
+                ) -> tuple[tuple[tuple[str, str | None], ...], dict[str, object]]:
+    """(params as sent, typed fields for events.MailFrom), in smtpd.c mail_cmd() terms.
+
+    Like Postfix, SIZE= and BODY= are taken whatever EHLO advertised, a word
+    that is not ``NAME=value`` for a valued parameter is an unsupported
+    option, and a second RET= or ENVID= is bad syntax. AUTH= is always
+    known (Postfix is built with SASL); while SASL is not usable here
+    (``auth_active`` false) smtpd_sasl_mail_opt() answers 503 5.5.4."""
+    fields: dict[str, object] = {}
+    params: list[tuple[str, str | None]] = []
+    for token, key, value in _each(words, params):
+        if key == "SMTPUTF8" and value is None and s.smtputf8:
+            fields["smtputf8"] = True
+        elif value is None:
+            raise ParamError(R.unsupported_option(token))
+        elif key == "BODY" and value.upper() in _BODY_TYPES[s.chunking]:
+            fields["body"] = value.upper()
+        elif key == "SIZE":
+            if not value.isdigit():
+                raise ParamError(R.BAD_SIZE)
+            if int(value) > _OFF_T_MAX:
+                raise ParamError(R.SIZE_OVERFLOW)
+            fields["size"] = int(value)
+        elif key == "AUTH":
+            if not auth_active:
+                raise ParamError(R.AUTH_DISABLED)
+            if "auth" in fields:
+                raise ParamError(R.MULTIPLE_AUTH_PARAM)
+            # Postfix keeps the value as sent (made printable); decode valid xtext.
+            fields["auth"] = g.xtext_decode(value) if g.XTEXT_RE.match(value) else value
+        elif key in ("RET", "ENVID"):
+            if not s.dsn:
+                raise ParamError(R.DSN_DISABLED)
+            if key == "RET":
+                if "ret" in fields or not g.RET_RE.match(value):
+                    raise ParamError(R.BAD_RET)
+                fields["ret"] = value.upper()
+            else:
+                # RFC 3461 4.4: xtext, at most 100 characters once decoded
+                envid = g.xtext_decode(value) if g.XTEXT_RE.match(value) else None
+                if "envid" in fields or envid is None or len(envid) > 100 or not envid.isprintable():
+                    raise ParamError(R.BAD_ENVID)
+                fields["envid"] = envid
+        else:
+            raise ParamError(R.unsupported_option(token))
+    return tuple(params), fields
+
+
+# BODY= values by "CHUNKING enabled" (RFC 1652, RFC 3030 BINARYMIME needs BDAT).
+_BODY_TYPES = {False: ("7BIT", "8BITMIME"), True: ("7BIT", "8BITMIME", "BINARYMIME")}
+# off_cvt_string() overflow: "552 5.3.4 Message size exceeds file system imposed limit".
+_OFF_T_MAX = 2**63 - 1
+
+
+def rcpt_params(words: list[str], s: Settings) -> tuple[
+        tuple[tuple[str, str | None], ...], tuple[str, ...] | None, tuple[str, str] | None]:
+    """(params as sent, NOTIFY keywords or None, ORCPT (type, address) or None).
+
+    smtpd.c rcpt_cmd(): only NOTIFY= and ORCPT=, each at most once."""
+    notify: tuple[str, ...] | None = None
+    orcpt: tuple[str, str] | None = None
+    params: list[tuple[str, str | None]] = []
+    for token, key, value in _each(words, params):
+        if value is None or key not in ("NOTIFY", "ORCPT"):
+            raise ParamError(R.unsupported_option(token))
+        if not s.dsn:
+            raise ParamError(R.DSN_DISABLED)
+        if key == "NOTIFY":
+            if notify is not None or not g.NOTIFY_RE.match(value):
+                raise ParamError(R.BAD_NOTIFY)
+            notify = tuple(value.upper().split(","))
+        else:
+            m = g.ORCPT_RE.match(value)
+            if orcpt is not None or m is None:
+                raise ParamError(R.BAD_ORCPT)
+            addr = m.group("addr")
+            if m.group("type").lower() == "utf-8":
+                # RFC 6533 utf-8-addr-xtext: kept as sent
+                orcpt = (m.group("type"), addr)
+            elif g.XTEXT_RE.match(addr):
+                orcpt = (m.group("type"), g.xtext_decode(addr))
+            else:
+                raise ParamError(R.BAD_ORCPT)
+    return tuple(params), notify, orcpt

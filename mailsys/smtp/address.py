@@ -1,0 +1,111 @@
+"""address - envelope addresses: parse a Path, split it, spot routing tricks.
+
+parse_path() turns the text after ``MAIL FROM:`` / ``RCPT TO:`` into the
+address Postfix would use: brackets removed, a source route
+(``<@a,@b:u@d>``) accepted but dropped (RFC 5321 4.1.1.3; Postfix does the
+same), needless quotes removed (``"joe"@d`` is ``joe@d``), ``<>`` kept as the
+null address "". Bare addresses without brackets are accepted, as Postfix
+does unless strict_rfc821_envelopes = yes.
+
+split_address() / routing_tricks() are for relay control on the policy side:
+an address whose local part still holds ``%``, ``!`` or ``@`` (inside
+quotes), or that came with a source route, must never be taken as local just
+because its domain is (Postfix's "allow_untrusted_routing = no" rule).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import _grammar as g
+
+
+@dataclass(frozen=True, slots=True)
+class Path:
+    address: str            # "" for <>
+    route: tuple[str, ...]  # the dropped source route, e.g. ("@a", "@b")
+    bracketed: bool
+
+
+def parse_path(text: str, *, allow_null: bool = True) -> Path | None:
+    """The address in a MAIL/RCPT path, or None when its syntax is bad."""
+    if text.startswith("<"):
+        if text == "<>":
+            return Path("", (), True) if allow_null else None
+        m = g.PATH_RE.match(text)
+        bracketed = True
+    else:
+        m = g.PATH_RE.match(f"<{text}>")
+        bracketed = False
+    if m is None:
+        return None
+    adl = m.group("adl")
+    route = tuple(adl[:-1].split(",")) if adl else ()
+    return Path(_canonical(m.group("local"), m.group("domain")), route, bracketed)
+
+
+def _canonical(local: str, domain: str | None) -> str:
+    if local.startswith('"') and local.endswith('"') and len(local) >= 2:
+        inner = _unquote(local[1:-1])
+        if g.DOT_STRING_RE.match(inner):
+            local = inner
+    return f"{local}@{domain}" if domain is not None else local
+
+
+def _unquote(s: str) -> str:
+    out = []
+    it = iter(s)
+    for ch in it:
+        if ch == "\\":
+            ch = next(it, "")
+        out.append(ch)
+    return "".join(out)
+
+
+@dataclass(frozen=True, slots=True)
+class AddressParts:
+    local: str              # unquoted local part
+    domain: str             # lower-cased, trailing dot removed; "" when absent
+    quoted: bool            # the local part was a quoted string
+
+
+def split_address(address: str) -> AddressParts:
+    """Split at the last ``@`` outside quotes (``"a@b"@c`` has local ``a@b``)."""
+    in_quote = False
+    escaped = False
+    at = -1
+    for i, ch in enumerate(address):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and in_quote:
+            escaped = True
+        elif ch == '"':
+            in_quote = not in_quote
+        elif ch == "@" and not in_quote:
+            at = i
+    local, domain = (address[:at], address[at + 1:]) if at >= 0 else (address, "")
+    quoted = local.startswith('"') and local.endswith('"') and len(local) >= 2
+    if quoted:
+        local = _unquote(local[1:-1])
+    return AddressParts(local, domain.rstrip(".").lower(), quoted)
+
+
+def routing_tricks(address: str, route: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Why this address could route mail elsewhere than its domain says.
+
+    Returns the tricks found, in a fixed order: "source-route", "percent",
+    "bang", "at-in-local-part". An empty tuple means none; relay control must
+    refuse to treat a tricky address as local-only (user%remote@local would
+    otherwise be relayed to remote).
+    """
+    parts = split_address(address)
+    found = []
+    if route:
+        found.append("source-route")
+    if "%" in parts.local:
+        found.append("percent")
+    if "!" in parts.local:
+        found.append("bang")
+    if "@" in parts.local:
+        found.append("at-in-local-part")
+    return tuple(found)

@@ -1,0 +1,44 @@
+"""errors - the two ways an SMTP conversation goes wrong.
+
+    ProtocolError
+    ├── LocalProtocolError    our own code asked for something illegal (a bug in the caller)
+    └── RemoteProtocolError   the client broke the protocol; carries the Reply to send
+
+A RemoteProtocolError raised by ServerConnection.next_event() is routine: the
+caller sends ``err.reply`` with ``conn.send(err.reply)`` and goes on reading
+(the connection closes by itself when that reply is a 221/421/521). Any other
+exception escaping next_event() is a bug (h11 ``_util.py`` makes the same
+promise).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .replies import Reply
+
+
+class ProtocolError(Exception):
+    """Base of both families."""
+
+
+class LocalProtocolError(ProtocolError):
+    """The caller used the connection in a way the protocol forbids.
+
+    Examples: sending a reply when none is owed, answering MAIL with 354.
+    """
+
+
+class RemoteProtocolError(ProtocolError):
+    """The client sent something we must refuse; ``reply`` is the answer.
+
+    ``counts_as_error`` is False for the few refusals Postfix does not count
+    against smtpd_hard_error_limit (RCPT beyond smtpd_recipient_limit, while
+    within smtpd_recipient_overshoot_limit).
+    """
+
+    def __init__(self, message: str, *, reply: Reply, counts_as_error: bool = True) -> None:
+        super().__init__(message)
+        self.reply = reply
+        self.counts_as_error = counts_as_error

@@ -1,0 +1,178 @@
+"""events - what ServerConnection.next_event() hands to the caller.
+
+Each event is a frozen, slotted dataclass; don't subclass them. An event in
+REPLY_OWED needs an answer before the connection yields anything else
+(next_event() returns PAUSED until then): the caller decides (policy) and
+sends a Reply, or sends ``conn.default_reply()``, the canned Postfix answer.
+The other events (DataChunk, Bdat, ConnectionClosed) are information only.
+
+Order for one message over DATA:  DataStart -> 354 -> DataChunk* -> EndOfData
+(or DataRejected when the core itself refuses the content: too big, bare LF).
+Over BDAT, per chunk:  Bdat -> DataChunk* -> EndOfChunk (not LAST) or
+EndOfData (LAST).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .replies import Reply
+
+
+class _Sentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+NEED_DATA = _Sentinel("NEED_DATA")   # feed more bytes with receive_data()
+PAUSED = _Sentinel("PAUSED")         # a reply is owed (or TLS is being set up)
+
+Params = tuple[tuple[str, "str | None"], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Helo:
+    """HELO or EHLO. ``name`` is the argument as given (restrictions judge it)."""
+    name: str
+    extended: bool
+
+
+@dataclass(frozen=True, slots=True)
+class MailFrom:
+    """MAIL FROM. ``address`` is "" for the null sender ``<>``; source routes
+    are already stripped. ``params`` keeps every parameter as sent (name
+    upper-cased), the typed fields are the ones the core understood."""
+    address: str
+    raw: str
+    params: Params = ()
+    size: int | None = None
+    body: str | None = None          # 7BIT, 8BITMIME, BINARYMIME
+    smtputf8: bool = False
+    ret: str | None = None           # FULL, HDRS
+    envid: str | None = None         # xtext-decoded
+    auth: str | None = None          # AUTH=<mailbox> xtext-decoded, "<>" kept as is
+
+
+@dataclass(frozen=True, slots=True)
+class RcptTo:
+    """RCPT TO. ``notify`` is None when not given; ``orcpt`` is (type, address)."""
+    address: str
+    raw: str
+    params: Params = ()
+    notify: tuple[str, ...] | None = None
+    orcpt: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DataStart:
+    """DATA with at least one accepted recipient; the default answer is 354."""
+
+
+@dataclass(frozen=True, slots=True)
+class DataChunk:
+    """Message content: dot-unstuffed, CRLF line ends (bare LF made CRLF when
+    smtpd_forbid_bare_newline = normalize). Never carries a reply."""
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfData:
+    """The message is complete (``.`` line, or the BDAT LAST chunk). ``size``
+    is the number of content bytes delivered in DataChunks. The policy
+    answers, normally with replies.queued(qid) / replies.bdat_queued(size, qid)."""
+    size: int
+    bare_lf: bool = False            # a bare LF was seen (Postfix 3.9 logs notes=bare_lf)
+
+
+@dataclass(frozen=True, slots=True)
+class DataRejected:
+    """The core refused the content after reading it to the end; ``reply`` is
+    the default answer and any DataChunks of this message must be discarded.
+    ``reason`` is for the log: "message file too big", "bare <LF> received"."""
+    reply: Reply
+    reason: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Bdat:
+    """A BDAT chunk of ``size`` bytes starts; its bytes follow as DataChunks."""
+    size: int
+    last: bool
+
+
+@dataclass(frozen=True, slots=True)
+class EndOfChunk:
+    """A BDAT chunk that is not LAST was read; default ``250 2.0.0 Ok: N bytes``."""
+    size: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Rset:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Noop:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Quit:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Vrfy:
+    argument: str
+
+
+@dataclass(frozen=True, slots=True)
+class Etrn:
+    domain: str
+
+
+@dataclass(frozen=True, slots=True)
+class Help:
+    argument: str
+
+
+@dataclass(frozen=True, slots=True)
+class StartTls:
+    """STARTTLS; after the 220 is sent, call conn.start_tls_done() once the
+    handshake is over (pipelined plaintext has already been thrown away)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """AUTH. ``initial_response`` is the decoded RFC 4954 initial response
+    (b"" for ``=``), None when absent. Answer with replies.auth_challenge(),
+    AUTH_OK, auth_failed(...) or auth_temporary(...)."""
+    mechanism: str
+    initial_response: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """The client's (base64-decoded) answer to the last 334 challenge."""
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionClosed:
+    """The client closed its side (receive_data(b"") and nothing left to read)."""
+
+
+Event = (Helo | MailFrom | RcptTo | DataStart | DataChunk | EndOfData | DataRejected | Bdat
+         | EndOfChunk | Rset | Noop | Quit | Vrfy | Etrn | Help | StartTls | Auth
+         | AuthResponse | ConnectionClosed)
+
+REPLY_OWED: tuple[type, ...] = (Helo, MailFrom, RcptTo, DataStart, EndOfData, DataRejected,
+                                EndOfChunk, Rset, Noop, Quit, Vrfy, Etrn, Help, StartTls,
+                                Auth, AuthResponse)

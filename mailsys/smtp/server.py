@@ -1,0 +1,771 @@
+"""server - ServerConnection, the sans-IO ESMTP server (Postfix smtpd's protocol engine).
+
+The caller owns the socket. Three calls make the whole surface (h11 style):
+
+    conn = ServerConnection(settings)
+    out = conn.send(replies.greeting(banner))      # bytes to write
+    conn.receive_data(data)                         # b"" means the client closed
+    event = conn.next_event()                       # an Event, NEED_DATA or PAUSED
+    out = conn.send(reply)                          # answer the event (or conn.default_reply())
+
+Every command yields one event that owes a reply (or a RemoteProtocolError
+carrying the reply the core chose); until that reply is sent next_event()
+returns PAUSED and reads nothing further. So replies leave in command order
+however much the client pipelined, and nothing is lost or reordered: the
+unread bytes wait in the buffer. Message content arrives as DataChunk events.
+
+What the core decides itself, with Postfix's texts (replies.py): command
+syntax, command order (503s), ESMTP parameter checks, SIZE= and body size
+limits, smtpd_recipient_limit, bare LF handling, BDAT framing, SASL base64
+framing and ``*`` cancel, the CVE-2011-0411 plaintext discard after
+STARTTLS, non-SMTP command detection, error counting up to
+smtpd_hard_error_limit. What it leaves to the caller (policy): everything
+that needs a table, DNS, anvil, a password or the queue.
+
+Per-command statistics for the ``disconnect from`` log line are kept the way
+smtpd.c smtpd_format_cmd_stats() does; see command_stats().
+
+The I/O shell's loop (services/smtpd over a trio stream), in outline:
+
+    await send_all(conn.send(greeting_or_421))
+    while not conn.closed:
+        try:
+            event = conn.next_event()
+        except RemoteProtocolError as err:        # the core refused; reply is exact
+            event, reply = None, err.reply
+        else:
+            if event is NEED_DATA:                # read only now: the buffer stays bounded
+                conn.receive_data(await receive_some(...))   # under fail_after(smtpd_timeout)
+                continue
+            if isinstance(event, ConnectionClosed):
+                break                             # log "lost connection after {conn.where}"
+            if isinstance(event, DataChunk):
+                stream event.data to cleanup; continue
+            reply = policy(event) or conn.default_reply()    # every REPLY_OWED event
+        if conn.should_delay():
+            await sleep(smtpd_error_sleep_time)
+        await send_all(conn.send(reply))
+        if isinstance(event, StartTls) and reply.code == 220:
+            wrap the stream in TLS; conn.start_tls_done()
+    log f"disconnect from {client} {conn.command_stats()}"
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections import deque
+
+from . import _grammar as g
+from . import events as ev
+from . import replies as R
+from ._body import DataReader
+from ._params import ParamError, mail_params, rcpt_params
+from ._state import ABORT as _ABORT
+from ._state import BDAT_ERROR as _BDAT_ERROR
+from ._state import ERROR as _ERROR
+from ._state import GREETING, Outcome, State, outcome_of, transition
+from .address import parse_path
+from .errors import LocalProtocolError, RemoteProtocolError
+from .replies import Reply
+from .settings import Settings
+
+# smtpd.c smtpd_cmd_table order, which is the order of the disconnect statistics.
+STAT_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
+              "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "help", "unknown")
+# SMTPD_CMD_FLAG_LIMIT: commands that can be repeated without cost to the
+# client, counted against smtpd_junk_command_limit.
+_JUNK = frozenset({"helo", "ehlo", "rset", "noop", "vrfy", "etrn"})
+# SMTPD_CMD_FLAG_PRE_TLS: allowed before STARTTLS when TLS is required.
+_PRE_TLS = frozenset({"HELO", "EHLO", "STARTTLS", "NOOP", "QUIT"})
+
+
+
+class ServerConnection:
+    """One SMTP session, server side. Not thread-safe; one per client."""
+
+    def __init__(self, settings: Settings | None = None, *, tls_active: bool = False,
+                 authenticated: bool = False) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.state = State.GREETING
+        self.tls_active = tls_active          # wrapper mode (smtps) starts with True
+        self.authenticated = authenticated
+        self.helo_name: str | None = None
+        self.esmtp = False
+        self.mail: ev.MailFrom | None = None
+        self.rcpt_count = 0                   # recipients accepted in this transaction
+        self.error_count = 0
+        self.junk_count = 0
+        self.where = "CONNECT"                # Postfix state->where, for "... after X from ..."
+        self._buf = bytearray()
+        self._eof = False
+        self._pending: deque[ev.Event] = deque()
+        self._owed: tuple[object, object, bool] | None = None   # (what, event-or-error, ok_override)
+        self._cmd: str | None = None           # stats name of the command being answered
+        self._counts: dict[str, list[int]] = {}
+        self._overshoot = 0
+        self._body: DataReader | None = None
+        self._data_bytes = 0
+        self._skip_line = False
+        self._skip_bytes = 0
+        self._skip_error: RemoteProtocolError | None = None
+        self._bdat_remaining = 0
+        self._bdat_size = 0
+        self._bdat_last = False
+        self._bdat_total = 0
+
+    # ------------------------------------------------------------------ input
+
+    def receive_data(self, data: bytes) -> None:
+        """Add bytes from the client; b"" means end of file."""
+        if self.state is State.CLOSED:
+            return
+        if self._eof:
+            if data:
+                raise LocalProtocolError("data received after end of file")
+            return
+        if not data:
+            self._eof = True
+            return
+        if self.state is State.TLS_HANDSHAKE:
+            # Bytes after our 220 belong to the TLS layer, never to SMTP.
+            return
+        self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Unread client bytes (for Postfix's "improper command pipelining" note)."""
+        return len(self._buf)
+
+    @property
+    def closed(self) -> bool:
+        return self.state is State.CLOSED
+
+    @property
+    def protocol(self) -> str:
+        """``ESMTP`` after EHLO, else ``SMTP``: the ``proto=`` field of Postfix's reject lines."""
+        return "ESMTP" if self.esmtp else "SMTP"
+
+    @property
+    def received_protocol(self) -> str:
+        """The ``with`` word of the Received: header (RFC 3848, RFC 6531 section 3.7.3):
+        SMTP, ESMTP, ESMTPS, ESMTPA, ESMTPSA, or UTF8SMTP... when the current
+        transaction uses SMTPUTF8."""
+        if not self.esmtp:
+            return "SMTP"
+        base = "UTF8SMTP" if self.mail is not None and self.mail.smtputf8 else "ESMTP"
+        return base + ("S" if self.tls_active else "") + ("A" if self.authenticated else "")
+
+    @property
+    def data_bytes(self) -> int:
+        """Raw bytes read in the current/last DATA phase ("lost connection after DATA (N bytes)")."""
+        return self._body.received if self._body is not None else self._data_bytes
+
+    # ----------------------------------------------------------------- events
+
+    def next_event(self) -> ev.Event | object:
+        """The next event, NEED_DATA, or PAUSED (a reply is owed, or TLS is pending).
+
+        Raises RemoteProtocolError (with .reply, which is then owed) when the
+        client broke the protocol. Raises nothing else."""
+        if self._pending:
+            return self._hand_out(self._pending.popleft())
+        if self._owed is not None or self.state in (State.GREETING, State.TLS_HANDSHAKE):
+            return ev.PAUSED
+        if self.state is State.CLOSED:
+            return ev.ConnectionClosed()
+        try:
+            if self.state is State.DATA:
+                result = self._read_data()
+            elif self.state is State.BDAT:
+                result = self._read_bdat()
+            elif self.state is State.AUTH:
+                result = self._read_auth()
+            else:
+                result = self._read_command()
+        except RemoteProtocolError as err:
+            self._owed = (getattr(err, "_what", _ERROR), err, getattr(err, "_ok", False))
+            raise
+        if isinstance(result, (ev._Sentinel, ev.ConnectionClosed)):
+            return result
+        return self._hand_out(result)
+
+    def _hand_out(self, event: ev.Event) -> ev.Event:
+        if isinstance(event, ev.REPLY_OWED):
+            self._owed = (type(event), event, False)
+        elif isinstance(event, ev.Bdat):
+            self._move(ev.Bdat, Outcome.NONE)
+        return event
+
+    def _move(self, what: object, outcome: Outcome) -> None:
+        nxt = transition(self.state, what, outcome)
+        if nxt is None:
+            name = what.__name__ if isinstance(what, type) else what
+            raise LocalProtocolError(
+                f"can't answer {name} with a {outcome.value} reply in state {self.state.value}")
+        self.state = nxt
+
+    # ----------------------------------------------------------------- output
+
+    def default_reply(self) -> Reply:
+        """The canned Postfix answer to what is owed now.
+
+        For EndOfData, Auth and AuthResponse there is none: those need the
+        policy (a queue ID, a password check), so LocalProtocolError."""
+        if self._owed is None:
+            if self.state is State.GREETING:
+                return R.greeting(f"{self.settings.hostname} ESMTP")
+            raise LocalProtocolError("no reply is owed")
+        what, obj, _ = self._owed
+        if isinstance(obj, RemoteProtocolError):
+            return obj.reply
+        s = self.settings
+        match obj:
+            case ev.Helo(extended=True):
+                return R.ehlo(s, tls_active=self.tls_active)
+            case ev.Helo():
+                return R.helo(s.hostname)
+            case ev.MailFrom():
+                return R.MAIL_OK
+            case ev.RcptTo():
+                return R.RCPT_OK
+            case ev.DataStart():
+                return R.START_DATA
+            case ev.DataRejected(reply=reply):
+                return reply
+            case ev.EndOfChunk(size=size):
+                return R.bdat_chunk_ok(size)
+            case ev.Rset() | ev.Noop():
+                return R.OK
+            case ev.Quit():
+                return R.BYE
+            case ev.Vrfy(argument=arg):
+                return R.vrfy(arg)
+            case ev.Etrn():
+                return R.ETRN_OK
+            case ev.Help():
+                return R.HELP
+            case ev.StartTls():
+                return R.READY_FOR_TLS
+        raise LocalProtocolError(f"{type(obj).__name__} has no default reply: policy must answer")
+
+    def send(self, reply: Reply) -> bytes:
+        """Answer what is owed; returns the bytes to write."""
+        if not isinstance(reply, Reply):
+            raise LocalProtocolError(f"send() takes a Reply, not {type(reply).__name__}")
+        if self.state is State.CLOSED:
+            raise LocalProtocolError("connection is closed")
+        outcome = outcome_of(reply.code)
+        if self._owed is None:
+            if self.state is not State.GREETING:
+                raise LocalProtocolError("no reply is owed")
+            self._move(GREETING, outcome)
+        else:
+            self._answer(reply, outcome)
+        if reply.closes:
+            self.state = State.CLOSED
+            self._buf.clear()
+            self._pending.clear()
+        return reply.render()
+
+    def _answer(self, reply: Reply, outcome: Outcome) -> None:
+        what, obj, ok_override = self._owed  # type: ignore[misc]
+        if isinstance(obj, RemoteProtocolError):
+            if outcome is not Outcome.FAIL and not reply.closes:
+                raise LocalProtocolError("a protocol error must be answered with 4xx/5xx or a hangup")
+            self._move(what, Outcome.FAIL)
+            if what == _BDAT_ERROR:
+                self._reset_transaction()
+        else:
+            self._move(what, outcome)
+            self._apply(obj, reply, outcome)
+        self._owed = None
+        if outcome is not Outcome.MORE:
+            # A refusal chosen by the core counts as ok only where smtpd.c says so.
+            success = ok_override if isinstance(obj, RemoteProtocolError) else reply.is_positive
+            self._finish_command(success, counted=obj)
+
+    def _apply(self, event: object, reply: Reply, outcome: Outcome) -> None:
+        ok = outcome is Outcome.OK
+        match event:
+            case ev.Helo(name=name, extended=extended) if ok:
+                self.helo_name, self.esmtp = name, extended
+                self._reset_transaction()
+            case ev.MailFrom() if ok:
+                self._reset_transaction()
+                self.mail = event
+            case ev.RcptTo() if ok:
+                self.rcpt_count += 1
+            case ev.DataStart() if outcome is Outcome.MORE:
+                self._body = DataReader(self.settings.forbid_bare_newline,
+                                        self.settings.message_size_limit)
+                self.where = "DATA content"
+            case ev.EndOfData() | ev.DataRejected():
+                self._reset_transaction()
+            case ev.EndOfChunk() if not ok:
+                self._reset_transaction()
+            case ev.Rset() if ok:
+                self._reset_transaction()
+            case ev.StartTls() if ok:
+                # CVE-2011-0411: whatever the client pipelined after STARTTLS
+                # was sent in plaintext and must never be read as a command.
+                self._buf.clear()
+                self._pending.clear()
+            case ev.Auth() | ev.AuthResponse() if ok:
+                self.authenticated = True
+
+    def _finish_command(self, success: bool, counted: object) -> None:
+        name = self._cmd
+        if name is not None:
+            if success:
+                self._counts[name][0] += 1
+            elif not (isinstance(counted, RemoteProtocolError) and not counted.counts_as_error):
+                self.error_count += 1
+            if name in _JUNK:
+                # smtpd.c: "if (flags & LIMIT && state->junk_cmds++ > limit) error_count++"
+                if self.junk_count > self.settings.junk_command_limit:
+                    self.error_count += 1
+                self.junk_count += 1
+        elif not (isinstance(counted, RemoteProtocolError) and not counted.counts_as_error):
+            self.error_count += 1
+        self._cmd = None
+
+    def start_tls_done(self) -> None:
+        """The TLS handshake after our 220 succeeded: forget the session (RFC 3207 4.2)."""
+        if self.state is not State.TLS_HANDSHAKE:
+            raise LocalProtocolError("start_tls_done() without an accepted STARTTLS")
+        self.tls_active = True
+        self.helo_name = None
+        self.esmtp = False
+        self.authenticated = False
+        self._reset_transaction()
+        self._buf.clear()
+        self.state = State.IDLE
+
+    def should_delay(self) -> bool:
+        """True when the next reply must wait smtpd_error_sleep_time.
+
+        smtpd_chat.c smtpd_chat_reply(): "Sleep-on-anything slows down clients
+        that make an excessive number of errors within a session":
+        ``if (state->error_count >= var_smtpd_soft_erlim) sleep(var_smtpd_err_sleep)``
+        before every reply, positive or not."""
+        limit = self.settings.soft_error_limit
+        return limit > 0 and self.error_count >= limit
+
+    def command_stats(self) -> str:
+        """``ehlo=1 mail=1 rcpt=0/1 ... commands=2/3`` as Postfix logs it on disconnect.
+
+        A command is listed when it was received at least once, as ok or
+        ok/total when some failed; ``commands=`` always ends the line, with
+        /total when something failed or nothing was received."""
+        parts = []
+        ok_all = total_all = 0
+        for name in STAT_ORDER:
+            if name in self._counts:
+                ok, total = self._counts[name]
+                parts.append(f"{name}={ok}" if ok == total else f"{name}={ok}/{total}")
+                ok_all += ok
+                total_all += total
+        parts.append(f"commands={ok_all}" if ok_all == total_all and total_all
+                     else f"commands={ok_all}/{total_all}")
+        return " ".join(parts)
+
+    def after(self, reason: str) -> str | None:
+        """Postfix's note on an abnormal end, or None when it logs none.
+
+        ``reason`` is "lost connection", "timeout" or "too many errors";
+        the result is e.g. "lost connection after DATA (14 bytes)" or
+        "timeout after EHLO" (smtpd.c smtpd_proto(): a lost connection right
+        after the end of a message is normal and not logged)."""
+        if self.where == "DATA content":
+            return f"{reason} after DATA ({self.data_bytes} bytes)"
+        if self.where == "END-OF-MESSAGE" and reason == "lost connection":
+            return None
+        return f"{reason} after {self.where}"
+
+    @property
+    def counts(self) -> dict[str, tuple[int, int]]:
+        return {k: (v[0], v[1]) for k, v in self._counts.items()}
+
+    # ---------------------------------------------------------------- readers
+
+    def _take_line(self, limit: int) -> bytes | None | bool:
+        """One line without its LF (and CR); None: need more; False: too long (skipped)."""
+        buf = self._buf
+        nl = buf.find(b"\n")
+        if nl < 0:
+            if len(buf) > limit + 1:
+                self._skip_line = True
+                buf.clear()
+            return None
+        line = bytes(buf[:nl])
+        del buf[:nl + 1]
+        if self._skip_line:
+            self._skip_line = False
+            return False
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        elif self.settings.forbid_bare_newline == "reject":
+            # Postfix 3.9 "reject" refuses commands ended by a bare LF too.
+            s = self.settings
+            raise self._fail(R.bare_lf(s.hostname, s.bare_newline_reject_code), "bare <LF> received",
+                             what=_ABORT if self.state is State.AUTH else _ERROR)
+        if len(line) > limit:
+            return False
+        return line
+
+    def _fail(self, reply: Reply, message: str, *, what: object = _ERROR,
+              counts_as_error: bool = True, ok: bool = False) -> RemoteProtocolError:
+        """A RemoteProtocolError; ``ok`` makes the refusal count as a successful
+        command in the statistics (RCPT over the recipient limit, as smtpd.c)."""
+        err = RemoteProtocolError(message, reply=reply, counts_as_error=counts_as_error)
+        err._what = what  # type: ignore[attr-defined]
+        err._ok = ok  # type: ignore[attr-defined]
+        return err
+
+    def _read_command(self):
+        s = self.settings
+        if self._skip_error is not None:
+            n = min(self._skip_bytes, len(self._buf))
+            del self._buf[:n]
+            self._skip_bytes -= n
+            if self._skip_bytes:
+                return ev.ConnectionClosed() if self._eof else ev.NEED_DATA
+            err, self._skip_error = self._skip_error, None
+            raise err  # type: ignore[misc]
+        if s.hard_error_limit and self.error_count >= s.hard_error_limit:
+            raise self._fail(R.too_many_errors(s.hostname), "too many errors", counts_as_error=False)
+        line = self._take_line(s.line_length_limit)
+        if line is None:
+            if self._eof:
+                self._buf.clear()
+                return ev.ConnectionClosed()
+            return ev.NEED_DATA
+        if line is False:
+            raise self._fail(R.command_too_long(s.hostname), "command too long")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            raise self._fail(R.BAD_UTF8, "bad UTF-8 syntax") from None
+        # The verb, then everything after the first run of blanks (smtpd_token()
+        # also splits on blanks); str.split keeps this linear in the line length.
+        words = text.split(None, 1)
+        if not words or "\x00" in text:
+            raise self._fail(R.BAD_SYNTAX, "bad syntax")
+        verb = words[0].upper()
+        arg = words[1].strip() if len(words) == 2 else ""
+        handler = _HANDLERS.get(verb)
+        if handler is None:
+            self._begin("unknown")
+            self.where = "UNKNOWN"
+            if g.HEADER_LIKE_RE.match(verb) or verb in s.forbid_commands:
+                raise self._fail(R.BREAK_RULES, f"non-SMTP command: {text[:100]}",
+                                 counts_as_error=False)
+            raise self._fail(R.NOT_RECOGNIZED, "command not recognized")
+        self.where = verb
+        if s.tls_required and not self.tls_active and verb not in _PRE_TLS:
+            self._begin(verb.lower())
+            raise self._fail(R.MUST_STARTTLS, "TLS required")
+        return handler(self, verb, arg)
+
+    def _begin(self, name: str) -> None:
+        self._cmd = name
+        self._counts.setdefault(name, [0, 0])[1] += 1
+
+    def _read_data(self):
+        reader = self._body
+        assert reader is not None
+        if not self._buf:
+            return ev.ConnectionClosed() if self._eof else ev.NEED_DATA
+        data = bytes(self._buf)
+        self._buf.clear()
+        content, done, leftover = reader.feed(data)
+        if not done:
+            if content:
+                return ev.DataChunk(content)
+            return ev.ConnectionClosed() if self._eof else ev.NEED_DATA
+        self._buf += leftover
+        self._data_bytes = reader.received
+        self._body = None
+        self.where = "END-OF-MESSAGE"
+        final: ev.Event
+        s = self.settings
+        if reader.too_big:
+            final = ev.DataRejected(R.MESSAGE_TOO_BIG, "message file too big", reader.size)
+        elif reader.bare_lf and s.forbid_bare_newline == "reject":
+            final = ev.DataRejected(R.bare_lf(s.hostname, s.bare_newline_reject_code),
+                                    "bare <LF> received", reader.size)
+        else:
+            final = ev.EndOfData(reader.size, reader.bare_lf)
+        if content:
+            self._pending.append(final)
+            return ev.DataChunk(content)
+        return final
+
+    def _read_bdat(self):
+        if self._bdat_remaining:
+            if not self._buf:
+                return ev.ConnectionClosed() if self._eof else ev.NEED_DATA
+            n = min(self._bdat_remaining, len(self._buf))
+            chunk = bytes(self._buf[:n])
+            del self._buf[:n]
+            self._bdat_remaining -= n
+            self._bdat_total += n
+            if self._bdat_remaining:
+                return ev.DataChunk(chunk)
+            self._pending.append(self._bdat_end())
+            return ev.DataChunk(chunk)
+        return self._bdat_end()
+
+    def _bdat_end(self) -> ev.Event:
+        self.where = "END-OF-MESSAGE" if self._bdat_last else "BDAT"
+        if self._bdat_last:
+            return ev.EndOfData(self._bdat_total)
+        return ev.EndOfChunk(self._bdat_size, self._bdat_total)
+
+    def _read_auth(self):
+        line = self._take_line(self.settings.sasl_response_limit)
+        if line is None:
+            if self._eof:
+                self._buf.clear()
+                return ev.ConnectionClosed()
+            return ev.NEED_DATA
+        if line is False:
+            raise self._fail(R.SASL_RESPONSE_TOO_LONG, "SASL response too long", what=_ABORT)
+        if line.strip() == b"*":
+            raise self._fail(R.AUTH_ABORTED, "authentication aborted", what=_ABORT)
+        data = _b64(line.strip())
+        if data is None:
+            raise self._fail(R.BAD_BASE64_CONTINUED, "bad base64", what=_ABORT)
+        return ev.AuthResponse(data)
+
+    def _reset_transaction(self) -> None:
+        self.mail = None
+        self.rcpt_count = 0
+        self._overshoot = 0
+        self._bdat_total = 0
+        if self._body is not None:
+            self._data_bytes = self._body.received
+        self._body = None
+
+    # --------------------------------------------------------------- commands
+
+    def _helo(self, verb: str, arg: str):
+        self._begin(verb.lower())
+        if not arg:
+            raise self._fail(R.helo_syntax(verb), "missing hostname")
+        return ev.Helo(arg, verb == "EHLO")
+
+    def _mail(self, verb: str, arg: str):
+        s = self.settings
+        self._begin("mail")
+        if s.helo_required and self.helo_name is None:
+            raise self._fail(R.SEND_HELO_FIRST, "MAIL before HELO")
+        if self.state is State.CHUNKING:
+            raise self._fail(R.MAIL_AFTER_BDAT, "MAIL after BDAT")
+        if self.state in (State.MAIL, State.RCPT):
+            raise self._fail(R.NESTED_MAIL, "nested MAIL")
+        m = g.MAIL_ARG_RE.match(arg)
+        if m is None:
+            raise self._fail(R.MAIL_SYNTAX, "MAIL syntax")
+        path = parse_path(m.group("path"))
+        if path is None:
+            raise self._fail(R.BAD_SENDER, "bad sender address syntax")
+        try:
+            params, fields = mail_params(m.group("params").split(), s,
+                                         auth_active=bool(s.auth_offered(tls_active=self.tls_active)))
+        except ParamError as e:
+            raise self._fail(e.reply, "bad MAIL parameter") from None
+        size = fields.get("size")
+        if s.message_size_limit and isinstance(size, int) and size > s.message_size_limit:
+            raise self._fail(R.SIZE_EXCEEDS_LIMIT, "SIZE exceeds limit")
+        if s.strict_smtputf8 and not path.address.isascii() and not fields.get("smtputf8"):
+            raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
+        return ev.MailFrom(path.address, m.group("path"), params, **fields)  # type: ignore[arg-type]
+
+    def _rcpt(self, verb: str, arg: str):
+        s = self.settings
+        self._begin("rcpt")
+        if self.state is State.CHUNKING:
+            raise self._fail(R.RCPT_AFTER_BDAT, "RCPT after BDAT")
+        if self.state not in (State.MAIL, State.RCPT):
+            raise self._fail(R.NEED_MAIL, "RCPT without MAIL")
+        m = g.RCPT_ARG_RE.match(arg)
+        if m is None:
+            raise self._fail(R.RCPT_SYNTAX, "RCPT syntax")
+        path = parse_path(m.group("path"), allow_null=False)
+        if path is None:
+            raise self._fail(R.BAD_RECIPIENT, "bad recipient address syntax")
+        try:
+            params, notify, orcpt = rcpt_params(m.group("params").split(), s)
+        except ParamError as e:
+            raise self._fail(e.reply, "bad RCPT parameter") from None
+        if s.recipient_limit and self.rcpt_count >= s.recipient_limit:
+            # smtpd.c rcpt_cmd: the first overshoot_limit excess RCPTs are not errors.
+            within = self._overshoot < s.recipient_overshoot_limit
+            self._overshoot += 1
+            raise self._fail(R.TOO_MANY_RECIPIENTS, "too many recipients",
+                             counts_as_error=not within, ok=within)
+        assert self.mail is not None
+        if s.strict_smtputf8 and not path.address.isascii() and not self.mail.smtputf8:
+            raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
+        return ev.RcptTo(path.address, m.group("path"), params, notify, orcpt)
+
+    def _data(self, verb: str, arg: str):
+        # smtpd.c data_cmd(): the recipient checks come before the syntax check.
+        self._begin("data")
+        if self.state is State.CHUNKING:
+            raise self._fail(R.DATA_AFTER_BDAT, "DATA after BDAT")
+        if self.state is State.IDLE:
+            raise self._fail(R.NEED_RCPT, "DATA without MAIL")
+        if self.state is State.MAIL:
+            raise self._fail(R.NO_VALID_RCPTS, "DATA without accepted recipients")
+        if arg:
+            raise self._fail(R.DATA_SYNTAX, "DATA with argument")
+        self._data_bytes = 0
+        return ev.DataStart()
+
+    def _bdat(self, verb: str, arg: str):
+        s = self.settings
+        self._begin("bdat")
+        if not s.chunking:
+            raise self._fail(R.NOT_IMPLEMENTED, "BDAT without CHUNKING")
+        m = g.BDAT_ARG_RE.match(arg)
+        if m is None:
+            # The chunk cannot be skipped without its size: hang up (521).
+            raise self._fail(R.BDAT_SYNTAX, "BDAT syntax")
+        size, last = int(m.group("size")), m.group("last") is not None
+        problem: tuple[Reply, object] | None = None
+        if self.state is State.IDLE:
+            problem = (R.NEED_MAIL, _ERROR)
+        elif self.state is State.MAIL:
+            problem = (R.NO_VALID_RCPTS, _ERROR)
+        elif size == 0 and not last:
+            problem = (R.NULL_BDAT, _ERROR)
+        elif s.message_size_limit and self._bdat_total + size > s.message_size_limit:
+            problem = (R.CHUNK_TOO_BIG, _BDAT_ERROR)
+        if problem is not None:
+            # Read the chunk and throw it away, then refuse (RFC 3030 2: the
+            # server must consume the chunk before replying).
+            self._skip_bytes = size
+            self._skip_error = self._fail(problem[0], "BDAT refused", what=problem[1])
+            return self._read_command()
+        self._bdat_remaining = self._bdat_size = size
+        self._bdat_last = last
+        self.where = "BDAT content"
+        return ev.Bdat(size, last)
+
+    def _rset(self, verb: str, arg: str):
+        self._begin("rset")
+        if arg:
+            raise self._fail(R.RSET_SYNTAX, "RSET with argument")
+        return ev.Rset()
+
+    def _noop(self, verb: str, arg: str):
+        # smtpd.c noop_cmd: the RFC 821 "no arguments" check is compiled out.
+        self._begin("noop")
+        return ev.Noop()
+
+    def _quit(self, verb: str, arg: str):
+        self._begin("quit")
+        return ev.Quit()
+
+    def _vrfy(self, verb: str, arg: str):
+        self._begin("vrfy")
+        if not self.settings.vrfy:
+            raise self._fail(R.VRFY_DISABLED, "VRFY disabled")
+        if not arg:
+            raise self._fail(R.VRFY_SYNTAX, "VRFY without argument")
+        return ev.Vrfy(arg)
+
+    def _etrn(self, verb: str, arg: str):
+        self._begin("etrn")
+        if not self.settings.etrn:
+            raise self._fail(R.NOT_IMPLEMENTED, "ETRN disabled")
+        if self.settings.helo_required and self.helo_name is None:
+            raise self._fail(R.ETRN_SEND_HELO_FIRST, "ETRN before HELO")
+        if self.state is not State.IDLE:
+            raise self._fail(R.ETRN_TXN_IN_PROGRESS, "ETRN in transaction")
+        if not arg or len(arg.split()) != 1:
+            raise self._fail(R.ETRN_SYNTAX, "ETRN without domain")
+        # smtpd.c: a leading "@" or "#" (RFC 1985 forms) is skipped, then the
+        # rest must be a valid host name.
+        domain = arg[1:] if not arg[0].isalnum() else arg
+        if not _HOSTNAME_RE.match(domain):
+            raise self._fail(R.ETRN_BAD_DOMAIN, "ETRN bad domain")
+        return ev.Etrn(domain)
+
+    def _help(self, verb: str, arg: str):
+        self._begin("help")
+        return ev.Help(arg)
+
+    def _starttls(self, verb: str, arg: str):
+        self._begin("starttls")
+        if arg:
+            raise self._fail(R.STARTTLS_SYNTAX, "STARTTLS with argument")
+        if self.tls_active:
+            raise self._fail(R.TLS_ACTIVE, "TLS already active")
+        if not self.settings.starttls:
+            raise self._fail(R.NOT_IMPLEMENTED, "STARTTLS not offered")
+        return ev.StartTls()
+
+    def _auth(self, verb: str, arg: str):
+        # Checks in smtpd_sasl_proto.c smtpd_sasl_auth_cmd() order.
+        self._begin("auth")
+        if self.settings.helo_required and self.helo_name is None:
+            raise self._fail(R.SEND_HELO_FIRST, "AUTH before HELO")
+        offered = self.settings.auth_offered(tls_active=self.tls_active)
+        if not offered:
+            raise self._fail(R.AUTH_NOT_ENABLED, "AUTH not enabled")
+        if self.state is not State.IDLE:
+            raise self._fail(R.TXN_IN_PROGRESS, "AUTH in transaction")
+        if self.authenticated:
+            raise self._fail(R.ALREADY_AUTHENTICATED, "already authenticated")
+        words = arg.split()
+        if not words or len(words) > 2:
+            raise self._fail(R.AUTH_SYNTAX, "AUTH syntax")
+        mechanism = words[0].upper()
+        if mechanism not in offered:
+            raise self._fail(R.INVALID_MECHANISM, "invalid mechanism")
+        initial: bytes | None = None
+        if len(words) == 2:
+            initial = b"" if words[1] == "=" else _b64(words[1].encode("ascii", "replace"))
+            if initial is None:
+                raise self._fail(R.BAD_BASE64_INITIAL, "bad base64 initial response")
+        return ev.Auth(mechanism, initial)
+
+
+def _b64(data: bytes) -> bytes | None:
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    if not g.BASE64_RE.match(text):
+        return None
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+# valid_hostname(): dot-separated labels of letters, digits and hyphens.
+_HOSTNAME_RE = re.compile(r"(?=.{1,255}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?\Z")
+
+_HANDLERS = {
+    "HELO": ServerConnection._helo,
+    "EHLO": ServerConnection._helo,
+    "MAIL": ServerConnection._mail,
+    "RCPT": ServerConnection._rcpt,
+    "DATA": ServerConnection._data,
+    "BDAT": ServerConnection._bdat,
+    "RSET": ServerConnection._rset,
+    "NOOP": ServerConnection._noop,
+    "QUIT": ServerConnection._quit,
+    "VRFY": ServerConnection._vrfy,
+    "ETRN": ServerConnection._etrn,
+    "HELP": ServerConnection._help,
+    "STARTTLS": ServerConnection._starttls,
+    "AUTH": ServerConnection._auth,
+}

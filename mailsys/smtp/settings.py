@@ -1,0 +1,95 @@
+"""settings - what the ESMTP protocol core needs to know, and nothing else.
+
+Settings is built once per service from Config by the I/O shell
+(services/smtpd); the core never reads main.cf. Every default is Postfix
+3.7's (postconf -d), except smtpd_forbid_bare_newline which takes 3.9's
+``normalize`` (SMTP smuggling protection on by default).
+
+Policy (relay control, restrictions, anvil, SASL password checks, queue IDs)
+is not here: the core hands those decisions to the caller as events.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import LocalProtocolError
+
+BareNewline = Literal["normalize", "reject", "no"]
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # $myhostname: in the EHLO/HELO reply and in 421/500/550 texts.
+    hostname: str = "localhost"
+    # message_size_limit (Postfix default 10240000 bytes; 0 = no limit):
+    # advertised as SIZE, checked against MAIL SIZE= and the real body size.
+    message_size_limit: int = 10240000
+    # line_length_limit (Postfix default 2048): Postfix reads an SMTP command
+    # with smtp_get(buffer, stream, var_line_limit, ...) (smtpd_chat.c), so a
+    # command line longer than this, not counting CRLF, gets
+    # "500 5.5.2 <host> Error: command too long" (postfix-compat.md 2.2). This is
+    # deliberately more lenient than RFC 5321 4.5.3.1.4 (512 octets with CRLF),
+    # as Postfix is: long AUTH= and ORCPT= parameters need it. Body lines are never cut
+    # here: Postfix only folds long body lines into several queue records.
+    line_length_limit: int = 2048
+    # smtpd_sasl_response_limit (Postfix default 12288): longest SASL response line.
+    sasl_response_limit: int = 12288
+    # smtpd_recipient_limit / smtpd_recipient_overshoot_limit (1000 / 1000; 0 = off).
+    recipient_limit: int = 1000
+    recipient_overshoot_limit: int = 1000
+    # smtpd_hard_error_limit (20), smtpd_soft_error_limit (10), smtpd_junk_command_limit (100).
+    # 0 turns the hard and soft limits off here (Postfix has no "off" value).
+    hard_error_limit: int = 20
+    soft_error_limit: int = 10
+    junk_command_limit: int = 100
+    # smtpd_helo_required (no): MAIL before HELO/EHLO gets 503 5.5.1.
+    helo_required: bool = False
+    # smtpd_forbid_bare_newline: Postfix 3.9 values; "normalize" is 3.9's default.
+    # Only <CR><LF>.<CR><LF> ends DATA in every mode; "reject" also refuses a
+    # command line ended by a bare LF (see _body.py for the content rules).
+    forbid_bare_newline: BareNewline = "normalize"
+    # smtpd_forbid_bare_newline_reject_code (550; 521 also hangs up).
+    bare_newline_reject_code: int = 550
+    # smtpd_forbid_cmds (CONNECT GET POST): answered with 221 2.7.0 and a hangup.
+    forbid_commands: tuple[str, ...] = ("CONNECT", "GET", "POST")
+    # ESMTP extensions to advertise (Postfix's smtpd_discard_ehlo_keywords in
+    # reverse). Like smtpd.c, SIZE= and BODY= are accepted even when not
+    # advertised; DSN off makes RET/ENVID/NOTIFY/ORCPT "501 5.7.1 DSN support
+    # is disabled"; CHUNKING off refuses BDAT; STARTTLS and AUTH follow below.
+    pipelining: bool = True
+    size: bool = True
+    vrfy: bool = True                 # not disable_vrfy_command
+    etrn: bool = False
+    starttls: bool = False            # a certificate is configured and TLS may be used
+    tls_required: bool = False        # smtpd_tls_security_level = encrypt
+    auth_mechanisms: tuple[str, ...] = ()   # smtpd_sasl_auth_enable: e.g. ("PLAIN", "LOGIN")
+    tls_auth_only: bool = False       # smtpd_tls_auth_only
+    broken_sasl_auth_clients: bool = False
+    enhancedstatuscodes: bool = True
+    eightbitmime: bool = True
+    dsn: bool = True
+    smtputf8: bool = True             # smtputf8_enable (yes at compatibility_level >= 1)
+    # strict_smtputf8 (no): "Historically, Postfix does not forbid 8-bit envelope
+    # localparts" (smtpd.c); only when strict, a non-ASCII address without
+    # SMTPUTF8 gets 553 5.6.7.
+    strict_smtputf8: bool = False
+    chunking: bool = True
+
+    def __post_init__(self) -> None:
+        if self.forbid_bare_newline not in ("normalize", "reject", "no"):
+            raise LocalProtocolError(
+                f"forbid_bare_newline must be normalize, reject or no, not {self.forbid_bare_newline!r}")
+        if self.line_length_limit < 64:
+            raise LocalProtocolError("line_length_limit below 64 cannot hold an SMTP command")
+        object.__setattr__(self, "auth_mechanisms",
+                           tuple(m.upper() for m in self.auth_mechanisms))
+        object.__setattr__(self, "forbid_commands",
+                           tuple(c.upper() for c in self.forbid_commands))
+
+    def auth_offered(self, *, tls_active: bool) -> tuple[str, ...]:
+        """The SASL mechanisms usable right now (none before TLS with tls_auth_only)."""
+        if self.tls_auth_only and not tls_active:
+            return ()
+        return self.auth_mechanisms

@@ -1,0 +1,101 @@
+"""BDAT (RFC 3030 CHUNKING): exact chunk sizes, LAST, limits, no mixing with DATA."""
+
+from __future__ import annotations
+
+import pytest
+from _smtp_testlib import QID, run
+
+from mailsys.smtp import Bdat, DataChunk, EndOfChunk, EndOfData, Noop, replies
+
+START = b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.com>\r\n"
+STEPS = [None, 1, 4]
+
+
+def bdat_policy(conn, event):
+    if isinstance(event, EndOfData):
+        return replies.bdat_queued(event.size, QID)
+    return None
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_two_chunks(step):
+    data = START + b"BDAT 5\r\nab\r\ncBDAT 3 LAST\r\n.\r\nNOOP\r\n"
+    res = run(data, step=step, policy=bdat_policy)
+    # bytes are taken exactly: no dot-unstuffing, no terminator, CRLF inside is content
+    assert res.body == b"ab\r\nc.\r\n"
+    assert res.of(Bdat) == [Bdat(5, False), Bdat(3, True)]
+    assert res.of(EndOfChunk) == [EndOfChunk(5, 5)]
+    assert res.of(EndOfData) == [EndOfData(8)]
+    assert res.replies[-3:] == ["250 2.0.0 Ok: 5 bytes", f"250 2.0.0 Ok: 8 bytes queued as {QID}",
+                                "250 2.0.0 Ok"]
+    assert res.of(Noop) == [Noop()]
+    assert res.conn.command_stats() == "ehlo=1 mail=1 rcpt=1 bdat=2 noop=1 commands=6"
+
+
+def test_bdat_zero_last():
+    res = run(START + b"BDAT 4\r\nabcdBDAT 0 LAST\r\n", policy=bdat_policy)
+    assert res.of(EndOfData) == [EndOfData(4)]
+    assert res.replies[-1] == f"250 2.0.0 Ok: 4 bytes queued as {QID}"
+
+
+def test_bdat_single_last_chunk():
+    res = run(START + b"bdat 3 last\r\nxyz", policy=bdat_policy)
+    assert res.body == b"xyz" and res.of(EndOfData) == [EndOfData(3)]
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("before,reply", [
+    (b"", "503 5.5.1 Error: need MAIL command"),
+    (b"MAIL FROM:<a@b>\r\n", "554 5.5.1 Error: no valid recipients"),
+])
+def test_bdat_out_of_order_is_skipped_then_refused(before, reply, step):
+    res = run(before + b"BDAT 6\r\nNOOP\r\nRSET\r\n", step=step)
+    assert res.replies[-2:] == [reply, "250 2.0.0 Ok"]
+    assert not res.of(Noop)          # the chunk's bytes were not read as commands
+
+
+def test_null_bdat():
+    res = run(START + b"BDAT 0\r\nRSET\r\n")
+    assert res.replies[-2:] == ["551 5.7.1 Null BDAT request", "250 2.0.0 Ok"]
+
+
+def test_chunk_over_size_limit():
+    res = run(START + b"BDAT 60\r\n" + b"x" * 60 + b"BDAT 50 LAST\r\n" + b"y" * 50 + b"NOOP\r\n",
+              message_size_limit=100, policy=bdat_policy)
+    assert res.replies[-3:] == ["250 2.0.0 Ok: 60 bytes", "552 5.3.4 Chunk exceeds message size limit",
+                                "250 2.0.0 Ok"]
+    assert res.conn.state.value == "IDLE"      # the transaction is gone
+    assert not res.of(EndOfData)
+
+
+def test_data_mail_rcpt_after_bdat():
+    res = run(START + b"BDAT 1\r\nxDATA\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRSET\r\n")
+    assert res.replies[-4:] == ["503 5.5.1 Error: DATA after BDAT", "503 5.5.1 Error: MAIL after BDAT",
+                                "503 5.5.1 Error: RCPT after BDAT", "250 2.0.0 Ok"]
+
+
+def test_bdat_syntax_error_hangs_up():
+    res = run(START + b"BDAT many\r\n")
+    assert res.replies[-1] == "521 5.5.4 Syntax: BDAT count [LAST]"
+    assert res.conn.closed
+
+
+def test_bdat_without_chunking():
+    res = run(START + b"BDAT 1 LAST\r\n", chunking=False)
+    assert res.replies[-1] == "502 5.5.1 Error: command not implemented"
+
+
+def test_bdat_chunk_events_follow_reads():
+    conn = run(START).conn
+    conn.receive_data(b"BDAT 6 LAST\r\nabc")
+    assert conn.next_event() == Bdat(6, True)
+    assert conn.next_event() == DataChunk(b"abc")
+    conn.receive_data(b"defQUIT\r\n")
+    assert conn.next_event() == DataChunk(b"def")
+    assert conn.next_event() == EndOfData(6)
+
+
+def test_eof_inside_chunk():
+    res = run(START + b"BDAT 10\r\nabc", eof=True)
+    assert res.events[-1].__class__.__name__ == "ConnectionClosed"
+    assert res.conn.command_stats() == "ehlo=1 mail=1 rcpt=1 bdat=0/1 commands=3/4"
