@@ -84,7 +84,7 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     except OSError as e:
         return _fail(f"cannot read the message: {e.strerror or e}", EX_IOERR)
     sender = _sender(opts, cfg)
-    recipients = [_qualify(a, cfg) for a in opts["rcpt"]]
+    recipients = [_qualify(a, cfg) for a in _addresses(opts["rcpt"])]
     if "t" in opts:
         found, content = _extract_recipients(content)
         recipients += [_qualify(a, cfg) for a in found]
@@ -142,6 +142,8 @@ def _parse(argv: list[str]) -> dict:
     opts: dict = {"rcpt": rest}
     for flag, value in pairs:
         key = flag[1]
+        if key == "b" and value == "p":
+            raise UsageError("-bp is not supported by mailsys sendmail: use mailsys mailq")
         if key == "b" and value not in ("m", "d", "D"):
             raise UsageError(f"-b{value} is not supported by mailsys sendmail")
         if key == "q":
@@ -218,7 +220,7 @@ def _extract_recipients(content: bytes) -> tuple[list[str], bytes]:
               else (b"to", b"cc", b"bcc"))
     values = [v.decode("utf-8", "replace").replace("\r", "").replace("\n", "")
               for name, v, *_ in fields if name in wanted]
-    found = [addr for _, addr in getaddresses(values) if addr]
+    found = _addresses(values)
     kept, pos = [], 0
     for name, _, start, stop in fields:
         if name in (b"bcc", b"resent-bcc"):
@@ -226,6 +228,11 @@ def _extract_recipients(content: bytes) -> tuple[list[str], bytes]:
             pos = stop
     kept.append(content[pos:])
     return found, b"".join(kept)
+
+
+def _addresses(texts: list[str]) -> list[str]:
+    """The addresses in header values or arguments ("Bob <b@x>, c@y")."""
+    return [addr for _, addr in getaddresses(texts) if addr]
 
 
 def _cleanup_path(cfg: Config) -> Path:

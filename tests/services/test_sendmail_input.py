@@ -52,3 +52,8 @@ def test_parse_options():
         sendmail._parse(["-R", "most"])
     with pytest.raises(UsageError):
         sendmail._notify("never,success")
+
+
+def test_command_line_recipients_may_be_lists():
+    assert sendmail._addresses(["Bob <bob@x.example>, carol@y.example", "dave"]) == [
+        "bob@x.example", "carol@y.example", "dave"]
