@@ -28,8 +28,11 @@ DESCRIPTION
     -h, -p, -c, -e) are accepted and ignored, as Postfix's sendmail does.
     Addresses without a domain get @$myorigin (append_at_myorigin).
 
-    Not supported (exit 64 with one line): -bs (SMTP on standard input),
-    -bp, -bi, -bv, -q.
+    -bs          speak SMTP on standard input and output instead
+                 (mailsys.cli.sendmail_bs); each message is queued as above.
+
+    Not supported (exit 64 with one line): -bp (use mailsys mailq), -bi,
+    -bv, -q.
 
     The queue ID line is logged as Postfix's pickup logs it, under the tag
     "<syslog_name>/pickup" so that pflogsumm counts the message as
@@ -79,15 +82,18 @@ _BAD_ADDRESS = re.compile(r"[\x00-\x1f\x7f]")
 def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     opts = _parse(argv)
     cfg = load(opts.get("C", config_dir))
+    if opts.get("b") == "s":
+        from mailsys.cli.sendmail_bs import smtp_session
+        return smtp_session(cfg, sys.stdin.buffer, sys.stdout.buffer)
     try:
         content = _read_message(sys.stdin.buffer, ignore_dots="i" in opts)
     except OSError as e:
         return _fail(f"cannot read the message: {e.strerror or e}", EX_IOERR)
     sender = _sender(opts, cfg)
-    recipients = [_qualify(a, cfg) for a in _addresses(opts["rcpt"])]
+    recipients = [qualify(a, cfg) for a in _addresses(opts["rcpt"])]
     if "t" in opts:
         found, content = _extract_recipients(content)
-        recipients += [_qualify(a, cfg) for a in found]
+        recipients += [qualify(a, cfg) for a in found]
         if not recipients:
             return _fail("No recipient addresses found in message header", EX_DATAERR)
     if not recipients:
@@ -102,7 +108,7 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         envid=opts.get("V", ""), ret=opts.get("R", "").upper(),
         body_type=opts.get("B", "").upper())
     try:
-        reply = trio.run(_submit, _cleanup_path(cfg), request, cfg.ipc_timeout)
+        reply = submit(cfg, request)
     except IpcUnavailable as e:
         return _fail(f"mail system is not running ({e})", EX_UNAVAILABLE)
     except IpcTimeout as e:
@@ -117,10 +123,26 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     if isinstance(reply, Rejected):
         return _fail(f"{reply.code} {reply.enhanced} {reply.text}",
                      EX_DATAERR if reply.code >= 500 else EX_TEMPFAIL)
-    configure(cfg, "pickup")
-    structlog.get_logger().info("pickup", queue_id=reply.queue_id, uid=os.getuid(),
-                                sender=sender)
+    log_pickup(cfg, reply.queue_id, sender)
     return EX_OK
+
+
+def submit(cfg: Config, request: CleanupRequest) -> Queued | Rejected:
+    """Hand one message to cleanup; Queued once it is durably queued.
+    Raises mailsys.ipc.errors.IpcError subclasses (see ipc_io)."""
+    return trio.run(_submit, _cleanup_path(cfg), request, cfg.ipc_timeout)
+
+
+_configured = False
+
+
+def log_pickup(cfg: Config, queue_id: str, sender: str) -> None:
+    """Log "QID: uid=N from=<sender>", pickup's line, under the pickup tag."""
+    global _configured
+    if not _configured:
+        configure(cfg, "pickup")
+        _configured = True
+    structlog.get_logger().info("pickup", queue_id=queue_id, uid=os.getuid(), sender=sender)
 
 
 async def _submit(path: Path, request: CleanupRequest, timeout: float) -> Queued | Rejected:
@@ -144,8 +166,10 @@ def _parse(argv: list[str]) -> dict:
         key = flag[1]
         if key == "b" and value == "p":
             raise UsageError("-bp is not supported by mailsys sendmail: use mailsys mailq")
-        if key == "b" and value not in ("m", "d", "D"):
+        if key == "b" and value not in ("m", "d", "D", "s"):
             raise UsageError(f"-b{value} is not supported by mailsys sendmail")
+        if key == "b":
+            opts["b"] = value
         if key == "q":
             raise UsageError("-q is not supported by mailsys sendmail: use mailsys postqueue -f")
         if key == "o" and value == "i" or key == "i":
@@ -177,7 +201,7 @@ def _sender(opts: dict, cfg: Config) -> str:
             sender = sender[1:-1]
         if _BAD_ADDRESS.search(sender):
             raise UsageError(f"bad sender address: {opts['f']!r}")
-        return _qualify(sender, cfg) if sender else ""
+        return qualify(sender, cfg) if sender else ""
     try:
         login = pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
@@ -185,7 +209,7 @@ def _sender(opts: dict, cfg: Config) -> str:
     return f"{login}@{cfg.myorigin}"
 
 
-def _qualify(addr: str, cfg: Config) -> str:
+def qualify(addr: str, cfg: Config) -> str:
     addr = addr.strip()
     if addr.startswith("<") and addr.endswith(">"):
         addr = addr[1:-1]

@@ -93,5 +93,30 @@ def test_sendmail_errors(mailsys_instance):
     assert none.returncode == 65 and b"Recipient addresses must be specified" in none.stderr
     none_t = sendmail(inst, "-t", data=b"Subject: x\n\nno rcpt\n")
     assert none_t.returncode == 65 and b"No recipient addresses found" in none_t.stderr
-    bad = sendmail(inst, "-bs")
-    assert bad.returncode == 64 and b"-bs is not supported" in bad.stderr
+    bad = sendmail(inst, "-bi")
+    assert bad.returncode == 64 and b"-bi is not supported" in bad.stderr
+
+
+def test_sendmail_bs_queues_through_smtp_on_stdio(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config(master_cf=SERVICES, main_cf={"myorigin": "example.com"})
+    inst.start()
+    session = (b"HELO client\r\nMAIL FROM:<alice>\r\nRCPT TO:<bob@example.org>\r\n"
+               b"RCPT TO:<carol>\r\nDATA\r\nSubject: bs\r\n\r\n..dot\r\n.\r\n"
+               b"MAIL FROM:<>\r\nRCPT TO:<dave@example.org>\r\nDATA\r\n\r\nnull\r\n.\r\n"
+               b"QUIT\r\n")
+    r = sendmail(inst, "-bs", data=session)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    qids = re.findall(r"250 2\.0\.0 Ok: queued as (\w+)\r\n", out)
+    assert len(qids) == 2, out
+    assert out.startswith("220 mx.example.test ESMTP mailsys\r\n") and out.endswith("221 2.0.0 Bye\r\n")
+    inst.wait_log(f"{qids[1]}: uid={os.getuid()} from=<>")
+    inst.stop()
+    entries = queued(inst)
+    env, content = entries[qids[0]]
+    assert env.sender == "alice@example.com"
+    assert [r.address for r in env.recipients] == ["bob@example.org", "carol@example.com"]
+    assert content.endswith(b"\r\n\r\n.dot\r\n")
+    assert b"\r\nMessage-Id: <" in content
+    assert entries[qids[1]][0].sender == ""

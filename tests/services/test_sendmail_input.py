@@ -46,8 +46,9 @@ def test_parse_options():
     assert opts["i"] and opts["t"] and opts["f"] == "sender@x" and opts["F"] == "Full Name"
     assert opts["rcpt"] == ["rcpt@x"]
     assert sendmail._notify(opts["N"]) == ("SUCCESS", "DELAY")
+    assert sendmail._parse(["-bs"])["b"] == "s"
     with pytest.raises(UsageError):
-        sendmail._parse(["-bs"])
+        sendmail._parse(["-bv"])
     with pytest.raises(UsageError):
         sendmail._parse(["-R", "most"])
     with pytest.raises(UsageError):
@@ -57,3 +58,21 @@ def test_parse_options():
 def test_command_line_recipients_may_be_lists():
     assert sendmail._addresses(["Bob <bob@x.example>, carol@y.example", "dave"]) == [
         "bob@x.example", "carol@y.example", "dave"]
+
+
+def test_bs_session_without_a_mail_system(make_config):
+    """-bs: the SMTP dialogue goes on; a message cleanup cannot take gets 451."""
+    from mailsys.cli.sendmail_bs import smtp_session
+    cfg = make_config()
+    stdin = io.BytesIO(b"EHLO client\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob>\r\n"
+                       b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
+    stdout = io.BytesIO()
+    assert smtp_session(cfg, stdin, stdout) == 0
+    lines = stdout.getvalue().decode().split("\r\n")
+    assert lines[0] == "220 mx.example.test ESMTP mailsys"
+    assert "250-mx.example.test" in lines
+    assert "STARTTLS" not in stdout.getvalue().decode() and "AUTH" not in stdout.getvalue().decode()
+    tail = lines[lines.index("250 2.1.0 Ok"):]
+    assert tail == ["250 2.1.0 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>",
+                    "451 4.3.0 Error: queue file write error", "250 2.0.0 Ok",
+                    "221 2.0.0 Bye", ""]
