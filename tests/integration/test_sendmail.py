@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -44,6 +45,11 @@ def test_sendmail_submission_is_queued_and_logged(mailsys_instance):
     qid = qid.group(1)
     inst.wait_log("mailsys/cleanup[")
     assert re.search(rf"mailsys/cleanup\[\d+\]: {qid}: message-id=<{qid}@mx.example.test>", inst.log_text())
+    # The admin tools see it while the mail system runs.
+    listing = [json.loads(line) for line in inst.cli("postqueue", "-j").stdout.splitlines()]
+    assert [(e["queue_id"], e["queue_name"], e["sender"]) for e in listing] == [
+        (qid, "incoming", "alice@example.com")]
+    assert [r["address"] for r in listing[0]["recipients"]] == ["bob@example.org"]
     inst.stop()
     entries = queued(inst)
     env, content = entries[qid]
