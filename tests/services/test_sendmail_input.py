@@ -76,3 +76,13 @@ def test_bs_session_without_a_mail_system(make_config):
     assert tail == ["250 2.1.0 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>",
                     "451 4.3.0 Error: queue file write error", "250 2.0.0 Ok",
                     "221 2.0.0 Bye", ""]
+
+
+def test_cleanup_socket_private_or_public(make_config, queue_dir):
+    cfg = make_config()
+    private, public = queue_dir / "private" / "cleanup", queue_dir / "public" / "cleanup"
+    assert sendmail._cleanup_path(cfg) == private          # neither exists: the usual place
+    public.touch()                                          # master.cf copied from Postfix
+    assert sendmail._cleanup_path(cfg) == public
+    private.touch()
+    assert sendmail._cleanup_path(cfg) == private
