@@ -113,6 +113,10 @@ PROTOCOLS = {
     "TLSv1.3": SSL.TLS1_3_VERSION,
 }
 
+# OpenSSL 3 builds no longer speak these (SSLv3 is compiled out by default),
+# so a list that allows them still starts at TLSv1.
+_OBSOLETE = ("SSLv2", "SSLv3")
+
 # smtp_tls_security_level values client_context accepts ("" means none).
 CLIENT_LEVELS = ("", "none", "may", "encrypt", "dane", "verify", "secure")
 _VERIFYING_LEVELS = ("verify", "secure")
@@ -266,7 +270,7 @@ def parse_protocols(words: Iterable[str], param: str = "") -> tuple[int, int]:
                 include.add(name)
     allowed = [i for i, n in enumerate(names)
                if (not include or n in include) and n not in exclude and low <= i <= high
-               and n != "SSLv2"]   # no OpenSSL speaks SSLv2
+               and n not in _OBSOLETE]
     if not allowed:
         raise ConfigError("no TLS protocol left in the list", param=param or None)
     return PROTOCOLS[names[min(allowed)]], PROTOCOLS[names[max(allowed)]]
@@ -579,7 +583,7 @@ def describe(engine: TlsEngine) -> TlsInfo:
         algbits=algbits,
         details=_details(engine),
         peer_cn=_name_cn(peer.subject) if peer is not None else "",
-        issuer_cn=_name_cn(peer.issuer) if peer is not None else "",
+        issuer_cn=_issuer_cn(peer.issuer) if peer is not None else "",
         peer_verified=engine.peer_trusted,
         ask_ccert=engine.asked_for_certificate,
     )
@@ -612,7 +616,16 @@ def established_text(engine: TlsEngine, peer: str) -> str:
 
 
 def _name_cn(name: x509.Name) -> str:
-    values = name.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return _name_attribute(name, NameOID.COMMON_NAME)
+
+
+def _issuer_cn(name: x509.Name) -> str:
+    # Postfix's tls_issuer_CN: the CN, else the organisation (many CAs have no CN).
+    return _name_attribute(name, NameOID.COMMON_NAME) or _name_attribute(name, NameOID.ORGANIZATION_NAME)
+
+
+def _name_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    values = name.get_attributes_for_oid(oid)
     if not values:
         return ""
     value = values[0].value
