@@ -160,15 +160,12 @@ def server_context(cfg) -> SSL.Context | None:
     chain_files = tuple(cfg.smtpd_tls_chain_files)
     if not chain_files and not cfg.smtpd_tls_cert_file:
         return None
-    mandatory = cfg.smtpd_tls_security_level == "encrypt"
-    ctx = _base_context(
-        SSL.TLS_SERVER_METHOD,
-        protocols=_protocols_param(cfg, "smtpd_tls_mandatory_protocols" if mandatory else "smtpd_tls_protocols"),
-        grade_param="smtpd_tls_mandatory_ciphers" if mandatory else "smtpd_tls_ciphers",
-        cfg=cfg)
+    which = "smtpd_tls_mandatory_" if cfg.smtpd_tls_security_level == "encrypt" else "smtpd_tls_"
+    ctx = _base_context(SSL.TLS_SERVER_METHOD, cfg, protocols_param=which + "protocols",
+                        grade_param=which + "ciphers")
     if chain_files:
-        for i, name in enumerate(chain_files):
-            _load_chain_file(ctx, _resolve(cfg, name), "smtpd_tls_chain_files", first=i == 0)
+        for name in chain_files:
+            _load_chain_file(ctx, _resolve(cfg, name), "smtpd_tls_chain_files")
     else:
         _load_cert_and_key(ctx, cfg, "smtpd_tls_cert_file", "smtpd_tls_key_file")
     ctx.set_session_id(_SESSION_ID_CONTEXT)
@@ -196,16 +193,11 @@ def client_context(cfg, level: str) -> SSL.Context:
     """client_context - the smtp client's TLS context for one smtp_tls_security_level."""
     if level not in CLIENT_LEVELS:
         raise ConfigError(f"unsupported TLS security level: {level!r}", param="smtp_tls_security_level")
-    mandatory = level in _MANDATORY_LEVELS
-    enforce = level in _VERIFYING_LEVELS
-    ctx = _base_context(
-        SSL.TLS_CLIENT_METHOD,
-        protocols=_protocols_param(cfg, "smtp_tls_mandatory_protocols" if mandatory else "smtp_tls_protocols"),
-        grade_param="smtp_tls_mandatory_ciphers" if mandatory else "smtp_tls_ciphers",
-        cfg=cfg,
-        # Anonymous suites would hide the certificate that says Trusted or
-        # Verified, and no server needs them: the client never offers them.
-        extra=":!aNULL")
+    which = "smtp_tls_mandatory_" if level in _MANDATORY_LEVELS else "smtp_tls_"
+    # Anonymous suites would hide the certificate that says Trusted or
+    # Verified, and no server needs them: the client never offers them.
+    ctx = _base_context(SSL.TLS_CLIENT_METHOD, cfg, protocols_param=which + "protocols",
+                        grade_param=which + "ciphers", extra=":!aNULL")
     cafile, capath = _optional(cfg, "smtp_tls_CAfile"), _optional(cfg, "smtp_tls_CApath")
     if cafile or capath:
         ca = _readable(cfg.path("smtp_tls_CAfile"), "smtp_tls_CAfile") if cafile else None
@@ -219,15 +211,16 @@ def client_context(cfg, level: str) -> SSL.Context:
     # Always VERIFY_PEER: the callback records the outcome, and only fails the
     # handshake when the level demands it (see _verify_callback).
     ctx.set_verify(SSL.VERIFY_PEER, _verify_callback)
-    ctx.set_app_data(_Policy(server_side=False, enforce=enforce))
+    ctx.set_app_data(_Policy(server_side=False, enforce=level in _VERIFYING_LEVELS))
     return ctx
 
 
-def _base_context(method: int, *, protocols: tuple[int, int], grade_param: str, cfg,
+def _base_context(method: int, cfg, *, protocols_param: str, grade_param: str,
                   extra: str = "") -> SSL.Context:
     ctx = SSL.Context(method)
-    ctx.set_min_proto_version(protocols[0])
-    ctx.set_max_proto_version(protocols[1])
+    low, high = parse_protocols(cfg[protocols_param], protocols_param)
+    ctx.set_min_proto_version(low)
+    ctx.set_max_proto_version(high)
     grade = _optional(cfg, grade_param) or "medium"
     if grade not in CIPHER_GRADES:
         raise ConfigError(f"unknown cipher grade: {grade}", param=grade_param)
@@ -276,10 +269,6 @@ def parse_protocols(words: Iterable[str], param: str = "") -> tuple[int, int]:
     return PROTOCOLS[names[min(allowed)]], PROTOCOLS[names[max(allowed)]]
 
 
-def _protocols_param(cfg, name: str) -> tuple[int, int]:
-    return parse_protocols(cfg[name], name)
-
-
 def _optional(cfg, name: str) -> str:
     """A parameter that the table may not (yet) know: its value, or "" when unset."""
     try:
@@ -319,7 +308,7 @@ def _load_cert_and_key(ctx: SSL.Context, cfg, cert_param: str, key_param: str) -
     _ssl_call(ctx.check_privatekey, key_param, f"private key in {key} does not match certificate {cert}")
 
 
-def _load_chain_file(ctx: SSL.Context, path: Path, param: str, *, first: bool) -> None:
+def _load_chain_file(ctx: SSL.Context, path: Path, param: str) -> None:
     """One smtpd_tls_chain_files entry: a private key, then its certificate chain.
 
     XXX OpenSSL keeps one certificate per key type but one list of extra

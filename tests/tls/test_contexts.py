@@ -162,6 +162,7 @@ def test_disjoint_protocols_fail_the_handshake(make_cfg, pki):
 
 @pytest.mark.parametrize("grade", ["high", "medium", "low", "export"])
 def test_cipher_grades(make_cfg, pki, grade):
-    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtpd_tls_ciphers=grade, smtpd_tls_protocols="<=TLSv1.2")
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtpd_tls_ciphers=grade,
+                   smtpd_tls_protocols="<=TLSv1.2")
     info = describe(handshake(cfg)[1])
     assert info.protocol == "TLSv1.2" and info.usebits >= 128

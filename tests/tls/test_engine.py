@@ -224,7 +224,8 @@ def test_log_lines_have_postfix_shape(tls_cfg):
     client, server = pair(tls_cfg, "may")
     assert re.fullmatch(
         r"Anonymous TLS connection established from localhost\[127\.0\.0\.1\]: "
-        r"TLSv1\.3 with cipher TLS_\w+ \((128|256)/\1 bits\) key-exchange \S+ server-signature ECDSA \(P-256\)",
+        r"TLSv1\.3 with cipher TLS_\w+ \((128|256)/\1 bits\) "
+        r"key-exchange \S+ server-signature ECDSA \(P-256\)",
         established_text(server, "localhost[127.0.0.1]"))
     assert established_text(client, "mx.example.test[192.0.2.1]:25").startswith(
         "Trusted TLS connection established to mx.example.test[192.0.2.1]:25: TLSv1.3 with cipher ")
@@ -254,7 +255,8 @@ def test_client_certificate_when_asked(make_cfg, pki):
     assert info.issuer_cn.startswith("trustme")
     assert info.peer_verified
     assert peer_status(server) == "Trusted"
-    assert established_text(server, "c[192.0.2.7]").startswith("Trusted TLS connection established from c[192.0.2.7]: ")
+    assert established_text(server, "c[192.0.2.7]").startswith(
+        "Trusted TLS connection established from c[192.0.2.7]: ")
 
 
 def test_client_certificate_from_an_unknown_ca_is_recorded_not_refused(make_cfg, pki):
