@@ -349,7 +349,8 @@ class TlsEngine:
     __slots__ = ("_conn", "_policy", "_verify_errors", "server_side", "server_hostname",
                  "handshake_done", "peer_closed", "close_sent", "__weakref__")
 
-    def __init__(self, ctx: SSL.Context, *, server_side: bool, server_hostname: str | None = None) -> None:
+    def __init__(self, ctx: SSL.Context, *, server_side: bool, server_hostname: str | None = None,
+                 session: SSL.Session | None = None) -> None:
         policy = ctx.get_app_data()
         if not isinstance(policy, _Policy):
             raise TypeError("TlsEngine needs a context from server_context() or client_context()")
@@ -368,6 +369,10 @@ class TlsEngine:
             self._conn.set_accept_state()
             return
         self._conn.set_connect_state()
+        if session is not None:
+            # Offered for resumption; the caller keys its cache by next hop
+            # and security level, since a resumed session is not re-verified.
+            self._conn.set_session(session)
         if server_hostname and not _is_ip(server_hostname):
             self._conn.set_tlsext_host_name(server_hostname.encode("idna"))
         if policy.enforce:
@@ -440,6 +445,11 @@ class TlsEngine:
         return self._drain()
 
     # Facts.
+
+    @property
+    def session(self) -> SSL.Session | None:
+        """The session to offer next time (client); TLSv1.3 has it only after the first decrypt()."""
+        return self._conn.get_session()
 
     @property
     def session_reused(self) -> bool:
@@ -562,6 +572,8 @@ def _cipher_bits(conn: SSL.Connection) -> tuple[int, int]:
 
 def describe(engine: TlsEngine) -> TlsInfo:
     """describe - the session's facts as the Received: header and the log want them."""
+    if not engine.handshake_done:
+        raise TlsError("TLS handshake not done", kind="handshake")
     conn = engine.connection
     usebits, algbits = _cipher_bits(conn)
     peer = engine.peer_certificate

@@ -156,9 +156,12 @@ class TlsStream(trio.abc.HalfCloseableStream):
                 await self._fill()
             if not self._plain:
                 return b""
-            size = len(self._plain) if max_bytes is None else min(max_bytes, len(self._plain))
-            chunk = bytes(self._plain[:size])
-            del self._plain[:size]
+            if max_bytes is None or max_bytes >= len(self._plain):
+                chunk = bytes(self._plain)
+                self._plain.clear()
+                return chunk
+            chunk = bytes(self._plain[:max_bytes])
+            del self._plain[:max_bytes]
             return chunk
 
     async def _fill(self) -> None:

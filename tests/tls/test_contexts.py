@@ -45,6 +45,14 @@ def test_unreadable_key_file_names_the_parameter(make_cfg, pki):
     assert "Permission denied" in str(e.value)
 
 
+def test_key_path_that_is_a_directory(make_cfg, pki, tmp_path):
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server_cert"], smtpd_tls_key_file=tmp_path)
+    with pytest.raises(ConfigError) as e:
+        server_context(cfg)
+    assert e.value.param == "smtpd_tls_key_file"
+    assert str(e.value).endswith("Is a directory")
+
+
 def test_file_without_a_certificate(make_cfg, tmp_path):
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     with pytest.raises(ConfigError) as e:

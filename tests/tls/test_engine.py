@@ -279,3 +279,31 @@ def test_asked_but_no_client_certificate(make_cfg, pki):
     header = received_smtp(helo="c", client_name="c", client_addr="192.0.2.7", myhostname="mx",
                            protocol="ESMTPS", queue_id="Q", recipients=["b@x"], arrival=0.0, tls=info)
     assert "\t(Client did not present a certificate)" in header
+
+
+@pytest.mark.parametrize("protocols", [">=TLSv1.3", "<=TLSv1.2"])
+def test_session_resumption(make_cfg, pki, protocols):
+    # One server context per process: its cache and ticket keys resume sessions.
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtp_tls_CAfile=pki["ca"],
+                   smtpd_tls_protocols=protocols)
+    sctx, cctx = server_context(cfg), client_context(cfg, "secure")
+    server = TlsEngine(sctx, server_side=True)
+    client = TlsEngine(cctx, server_side=False, server_hostname="mx.example.test")
+    pump(client, server)
+    assert not client.session_reused
+    assert transfer(server, client, b"220 ok\r\n") == b"220 ok\r\n"   # TLSv1.3 tickets arrive here
+    session = client.session
+    assert session is not None
+
+    server2 = TlsEngine(sctx, server_side=True)
+    client2 = TlsEngine(cctx, server_side=False, server_hostname="mx.example.test", session=session)
+    pump(client2, server2)
+    assert client2.session_reused and server2.session_reused
+    assert established_text(server2, "c[192.0.2.7]").startswith("Anonymous TLS connection reused from ")
+    assert established_text(client2, "mx[192.0.2.1]:25").startswith("Verified TLS connection reused to ")
+    assert transfer(client2, server2, b"EHLO again\r\n") == b"EHLO again\r\n"
+
+
+def test_describe_needs_a_finished_handshake(tls_cfg):
+    with pytest.raises(TlsError):
+        describe(TlsEngine(server_context(tls_cfg), server_side=True))
