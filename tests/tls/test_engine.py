@@ -307,3 +307,16 @@ def test_session_resumption(make_cfg, pki, protocols):
 def test_describe_needs_a_finished_handshake(tls_cfg):
     with pytest.raises(TlsError):
         describe(TlsEngine(server_context(tls_cfg), server_side=True))
+
+
+def test_data_in_the_same_flight_as_the_clients_finished(tls_cfg):
+    # A client may write its first command right behind its Finished message.
+    server = TlsEngine(server_context(tls_cfg), server_side=True)
+    client = TlsEngine(client_context(tls_cfg, "may"), server_side=False)
+    hello, _ = client.handshake_step(b"")
+    flight, _ = server.handshake_step(hello)
+    finished, done = client.handshake_step(flight)
+    assert done
+    out, done = server.handshake_step(finished + client.encrypt(b"EHLO c\r\n"))
+    assert done
+    assert server.decrypt(b"") == (b"EHLO c\r\n", b"")

@@ -322,3 +322,28 @@ def test_trio_stream_conformance(tls_cfg):
     # The clock jumps over the close timeouts the clogged streams run into.
     run(trio.testing.check_half_closeable_stream, *conformance_makers(tls_cfg),
         clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_data_behind_the_clients_finished_is_not_lost(tls_cfg):
+    async def main():
+        left, right = trio.testing.memory_stream_pair()
+        server = TlsStream(right, TlsEngine(server_context(tls_cfg), server_side=True))
+        client = TlsEngine(client_context(tls_cfg, "may"), server_side=False)
+
+        async def client_side():
+            hello, _ = client.handshake_step(b"")
+            await left.send_all(hello)
+            finished = bytearray()
+            done = False
+            while not done:
+                piece, done = client.handshake_step(await left.receive_some())
+                finished += piece
+            await left.send_all(bytes(finished) + client.encrypt(b"EHLO c\r\n"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client_side)
+            await server.handshake(5)
+        with trio.fail_after(5):
+            assert await server.receive_some() == b"EHLO c\r\n"
+        await server.aclose()
+    run(main)
