@@ -15,6 +15,7 @@ SYNOPSIS
     engine = TlsEngine(ctx, server_side=False, server_hostname="mx.example.com")
     info = describe(engine)                   # mailsys.message.received.TlsInfo
     log.info(established_text(engine, "mx.example.com[192.0.2.1]:25"))
+    later = TlsEngine(ctx, server_side=False, server_hostname=..., session=engine.session)
 
 DESCRIPTION
     The TLS layer of smtpd (STARTTLS and wrapper mode) and of the smtp
