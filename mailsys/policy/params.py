@@ -28,7 +28,7 @@ from mailsys.policy.netmatch import Table
 TablesOpener = Callable[[str, Any], Table]
 
 # Postfix 3.7 default of parent_domain_matches_subdomains.
-PARENT_DEFAULT = ("debug_peer_list", "fast_flush_domains", "mynetworks", "permit_mbox_mail_errors",
+PARENT_DEFAULT = ("debug_peer_list", "fast_flush_domains", "mynetworks", "permit_mx_backup_networks",
                   "qmqpd_authorized_clients", "relay_domains", "smtpd_access_maps")
 
 
