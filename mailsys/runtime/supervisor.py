@@ -13,6 +13,8 @@ DESCRIPTION
     when every process of the service reports BUSY, i.e. holds as many
     clients as its per-process concurrency allows (mailsys.runtime.status).
     A process beyond the first that has been idle for $max_idle is retired.
+    Like every parameter a daemon reads, max_idle and service_throttle_time
+    may be set per service with -o in master.cf.
 
     Deaths. A child that exits abnormally is logged in Postfix's words
     ("process PATH pid N exit status N" / "killed by signal N"). If it died
@@ -96,6 +98,8 @@ class Service:
     command: Command
     endpoints: tuple[listeners.Endpoint, ...]
     sockets: list[socket.socket]
+    max_idle: float = 100.0          # this service's $max_idle (its -o overrides apply)
+    throttle_time: float = THROTTLE_DEFAULT
     gen: int = 0
     children: list[procs.Child] = field(default_factory=list)
     backoff: float = BACKOFF_INITIAL
@@ -126,11 +130,20 @@ class Service:
         self.sockets = []
 
 
+def timings(cfg, spec) -> tuple[float, float]:
+    """($max_idle, $service_throttle_time) as the service sees them, -o included."""
+    scfg = cfg.with_overrides(dict(spec.overrides)) if spec.overrides else cfg
+    return (float(_param(scfg, "max_idle", 100.0)),
+            float(_param(scfg, "service_throttle_time", THROTTLE_DEFAULT)))
+
+
 def prepare(cfg, spec) -> Service:
     """prepare - resolve a service's command and open its listeners (no process yet)."""
     command = resolve_command(spec.command, file=spec.file, line=spec.line)
     eps = listeners.endpoints(spec, cfg)
-    return Service(spec=spec, command=command, endpoints=eps, sockets=bind_all(eps))
+    max_idle, throttle_time = timings(cfg, spec)
+    return Service(spec=spec, command=command, endpoints=eps, sockets=bind_all(eps),
+                   max_idle=max_idle, throttle_time=throttle_time)
 
 
 def bind_all(eps) -> list[socket.socket]:
@@ -223,12 +236,11 @@ class Supervisor:
                                 ' noticeable delays')
             else:
                 svc.limit_warned = False
-        max_idle = float(_param(self.cfg, "max_idle", 100.0))
         for child in sorted(active, key=lambda c: c.started, reverse=True):
             if len(svc.active) <= 1:
                 break
             if child.state == State.IDLE and child.idle_since is not None \
-                    and now - child.idle_since >= max_idle:
+                    and now - child.idle_since >= svc.max_idle:
                 child.retire()
         return wait
 
@@ -250,8 +262,7 @@ class Supervisor:
         self.nursery.start_soon(self._watch, svc, child)
 
     def _throttle(self, svc: Service) -> None:
-        svc.not_before = trio.current_time() + float(
-            _param(self.cfg, "service_throttle_time", THROTTLE_DEFAULT))
+        svc.not_before = trio.current_time() + svc.throttle_time
 
     async def _watch(self, svc: Service, child: procs.Child) -> None:
         async with trio.open_nursery() as nursery:
@@ -287,11 +298,10 @@ class Supervisor:
         else:
             # Also after exit status 0: a daemon that keeps returning at once
             # must not turn the master into a busy loop.
-            cap = float(_param(self.cfg, "service_throttle_time", THROTTLE_DEFAULT))
             if now - child.started >= BACKOFF_RESET:
                 svc.backoff = BACKOFF_INITIAL
             svc.not_before = max(svc.not_before, now + svc.backoff)
-            svc.backoff = min(svc.backoff * 2, cap)
+            svc.backoff = min(svc.backoff * 2, svc.throttle_time)
         svc.changed.set()
 
     async def _wakeup(self, svc: Service) -> None:
@@ -346,6 +356,7 @@ class Supervisor:
             self._remove(self.services.pop(svc.key))
             return
         svc.spec, svc.command = spec, command
+        svc.max_idle, svc.throttle_time = timings(cfg, spec)
         svc.gen += 1
         for child in svc.active:
             child.retire()
