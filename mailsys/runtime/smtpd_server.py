@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from mailsys.config.tables import open_table
+from mailsys.errors import ConfigError
 from mailsys.ipc import names
 from mailsys.ipc.proto.cleanup import PROTOCOL as CLEANUP_PROTOCOL
 from mailsys.policy.anvil import ClientLimits
@@ -47,6 +48,7 @@ from mailsys.runtime.anvil_client import AnvilClient
 from mailsys.runtime.smtpd_dns import SmtpdDns
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Settings
+from mailsys.tls import server_context
 
 log = structlog.get_logger()
 
@@ -205,16 +207,12 @@ def _own_addresses(cfg: Any) -> frozenset:
 
 def _tls_context(cfg: Any) -> Any:
     """The TLS server context, or None (warned) when there is none to be had."""
-    if not cfg.smtpd_tls_cert_file and not tuple(cfg.smtpd_tls_chain_files):
-        log.warning("No server certs available. TLS won't be enabled")
-        return None
     try:
-        from mailsys.tls import server_context
-    except ImportError:
-        log.warning("TLS library problem: TLS support is not available")
-        return None
-    try:
-        return server_context(cfg)
-    except Exception as e:      # any certificate or library failure leaves TLS off
+        ctx = server_context(cfg)
+    except ConfigError as e:
         log.warning(f"TLS library problem: {e}")
         return None
+    if ctx is None:
+        # Postfix tls_server.c, word for word.
+        log.warning("No server certs available. TLS won't be enabled")
+    return ctx

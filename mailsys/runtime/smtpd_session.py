@@ -47,15 +47,18 @@ from mailsys.ipc.messages import ErrorCode
 from mailsys.ipc.proto import anvil as anvil_proto
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
 from mailsys.message.qid import new_qid
+from mailsys.message.received import _tls_lines as received_tls_lines
 from mailsys.policy import anvil as limits
 from mailsys.policy.restrictions import Decision, DnsStatus, PolicyContext, note_log_text
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
 from mailsys.runtime.smtpd_server import SmtpdServer
+from mailsys.runtime.tls_stream import TlsStream
 from mailsys.sasl import server as sasl
 from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
                           MailFrom, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
                           StartTls, replies)
+from mailsys.tls import TlsEngine, TlsError, describe, established_text
 
 log = structlog.get_logger()
 
@@ -110,7 +113,7 @@ class Session:
         self.sasl_method = ""
         self.sasl_user = ""
         self.exchange: sasl.Exchange | None = None
-        self.tls_summary = ""
+        self.tls_text = ""
         self.too_many_errors = False
         self._reset()
 
@@ -364,7 +367,7 @@ class Session:
             local=self.server.is_local_client(self.addr),
             client_name=self.name, client_addr=self.addr, client_port=self.port,
             helo=conn.helo_name or "", protocol=conn.received_protocol,
-            tls=self.tls_summary if self.server.tls_received_header else "",
+            tls=self.tls_text,
             sasl_method=self.sasl_method, sasl_user=self.sasl_user,
             envid=mail.envid or "", ret=mail.ret or "", body_type=mail.body or "",
             smtputf8=mail.smtputf8)
@@ -405,21 +408,30 @@ class Session:
 
     async def start_tls(self, stream: trio.abc.Stream) -> trio.abc.Stream | None:
         """The TLS handshake (after our 220, or at connect in wrapper mode)."""
-        from mailsys.runtime.tls_stream import TlsStream     # only where TLS is used
         server = self.server
-        tls = TlsStream(stream, server.tls_context, server_side=True)
+        tls = TlsStream(stream, TlsEngine(server.tls_context, server_side=True))
         try:
-            with trio.fail_after(server.starttls_timeout):
-                await tls.do_handshake()
-        except trio.TooSlowError:
-            log.info(f"SSL_accept error from {self.namaddr}: timeout")
-            return None
-        except Exception as e:        # any handshake failure ends only this session
+            await tls.handshake(server.starttls_timeout)
+        except TlsError as e:
             log.info(f"SSL_accept error from {self.namaddr}: {e}")
+            with trio.move_on_after(1, shield=True):
+                await tls.aclose()
             return None
-        self.tls_summary = tls.summary() if hasattr(tls, "summary") else ""
-        if server.tls_loglevel >= 1 and self.tls_summary:
-            log.info(f"Anonymous TLS connection established from {self.namaddr}: {self.tls_summary}")
+        engine = tls.engine
+        if server.limits.new_tls_session_rate and not self.exempt and not engine.session_reused:
+            rate = await server.anvil.event(server.service, self.addr, anvil_proto.NEWTLS)
+            hit = limits.check_new_tls(rate, server.limits, service=server.service,
+                                       namaddr=self.namaddr, myhostname=server.cfg.myhostname)
+            if hit is not None:
+                log.warning(hit.warning)
+                with trio.move_on_after(1):
+                    await tls.send_all(_limit_reply(hit).render())
+                return None
+        if server.tls_loglevel >= 1:
+            log.info(established_text(engine, self.namaddr))
+        if server.tls_received_header:
+            # cleanup puts these lines after the first line of its Received: header.
+            self.tls_text = "\n".join(received_tls_lines(describe(engine)))
         return tls
 
     async def _auth(self, event: Auth) -> Reply:
