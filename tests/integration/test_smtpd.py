@@ -9,6 +9,7 @@ import smtplib
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -259,3 +260,29 @@ def test_kill_smtpd_after_250_keeps_message(mailsys_instance):
     envelope, _, content = queued(inst, qid_of(reply))
     assert envelope.recipients[0].address == "bob@example.test"
     assert content.endswith(b".leading dot\r\n")
+
+
+def test_shipped_smtp_and_submission_entries(mailsys_instance):
+    """etc/master.cf's smtpd entries as shipped (no certificate), on free ports."""
+    inst = mailsys_instance
+    shipped = (Path(__file__).parents[2] / "etc" / "master.cf").read_text()
+    smtp_port, submission_port = inst.free_port(), inst.free_port()
+    lines = shipped.replace("127.0.0.1:2525", f"127.0.0.1:{smtp_port}") \
+        .replace("127.0.0.1:2587", f"127.0.0.1:{submission_port}").splitlines()
+    entries = [l for l in lines if not l.startswith(("#", "postlog"))]
+    assert any("smtpd" in l for l in entries)
+    inst.write_config(master_cf=[*SERVICES, *entries],
+                      main_cf={"mydestination": "$myhostname, localhost", "local_recipient_maps": ""})
+    inst.start()
+    inst.wait_until(lambda: _listening(smtp_port) and _listening(submission_port))
+    with session(smtp_port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        assert s.rcpt("postmaster@mx.example.test")[0] == 250
+        assert s.data(MESSAGE)[0] == 250
+    with session(submission_port) as s:
+        s.ehlo("c.example")
+        assert s.has_extn("starttls") and not s.has_extn("auth")
+        assert s.mail("a@example.org") == (530, b"5.7.0 Must issue a STARTTLS command first")
+        assert s.docmd("STARTTLS") == (454, b"4.7.0 TLS not available due to local problem")
+    inst.wait_log("mailsys/submission/smtpd[")
