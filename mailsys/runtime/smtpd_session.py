@@ -443,27 +443,45 @@ class Session:
         if server.sasl is None:
             return replies.AUTH_NOT_ENABLED
         self.exchange = server.sasl.begin(event.mechanism)
-        initial = None if event.initial_response is None \
-            else (base64.b64encode(event.initial_response).decode("ascii") or "=")
-        result = await trio.to_thread.run_sync(self.exchange.start, initial)
+        # start() and respond() may check a password: scrypt, kept off the event loop.
+        result = await trio.to_thread.run_sync(self.exchange.start,
+                                               sasl_text(event.initial_response))
         return self._auth_result(result)
 
     async def _auth_step(self, data: bytes) -> Reply:
         if self.exchange is None:
             return replies.auth_failed()
-        line = base64.b64encode(data).decode("ascii") or "="
-        result = await trio.to_thread.run_sync(self.exchange.respond, line)
+        result = await trio.to_thread.run_sync(self.exchange.respond, sasl_text(data))
         return self._auth_result(result)
 
     def _auth_result(self, result: sasl.Result) -> Reply:
         if isinstance(result, sasl.Challenge):
-            return Reply(334, None, result.data)
+            return sasl_reply(result)
         self.exchange = None
         if isinstance(result, sasl.Success):
             self.sasl_method, self.sasl_user = result.mechanism, result.username
-            return replies.AUTH_OK
-        log.warning(result.log_text(self.namaddr))
-        return replies.AUTH_ABORTED if result.aborted else replies.auth_failed(result.reason)
+        else:
+            log.warning(result.log_text(self.namaddr))
+        return sasl_reply(result)
 
 
-__all__ = ["Session", "serve_client", "TLS_UNAVAILABLE"]
+def sasl_text(data: bytes | None) -> str | None:
+    """What mailsys.sasl.server takes: the client's line as base64 text.
+
+    The protocol core has already checked and decoded the base64 (and
+    turned "=" into b""); the exchange wants the line as sent."""
+    if data is None:
+        return None
+    return base64.b64encode(data).decode("ascii") or "="
+
+
+def sasl_reply(result: sasl.Result) -> Reply:
+    """The SMTP reply for one step of an AUTH exchange."""
+    if isinstance(result, sasl.Challenge):
+        return Reply(334, None, result.data)
+    if isinstance(result, sasl.Success):
+        return replies.AUTH_OK
+    return replies.AUTH_ABORTED if result.aborted else replies.auth_failed(result.reason)
+
+
+__all__ = ["Session", "serve_client", "sasl_reply", "sasl_text", "TLS_UNAVAILABLE"]
