@@ -269,8 +269,13 @@ def test_shipped_smtp_and_submission_entries(mailsys_instance):
     smtp_port, submission_port = inst.free_port(), inst.free_port()
     lines = shipped.replace("127.0.0.1:2525", f"127.0.0.1:{smtp_port}") \
         .replace("127.0.0.1:2587", f"127.0.0.1:{submission_port}").splitlines()
-    entries = [l for l in lines if not l.startswith(("#", "postlog"))]
-    assert any("smtpd" in l for l in entries)
+    entries, keep = [], False
+    for line in lines:
+        if line[:1] not in (" ", "\t"):
+            keep = not line.startswith("#") and line.split()[7:8] == ["smtpd"]
+        if keep:
+            entries.append(line)
+    assert len([l for l in entries if l.endswith("smtpd")]) == 2
     inst.write_config(master_cf=[*SERVICES, *entries],
                       main_cf={"mydestination": "$myhostname, localhost", "local_recipient_maps": ""})
     inst.start()

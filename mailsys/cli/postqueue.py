@@ -1,0 +1,169 @@
+"""postqueue - list and flush the mail queue (also `mailsys mailq`).
+
+SYNOPSIS
+    mailsys postqueue -p          mailsys mailq
+    mailsys postqueue -j
+    mailsys postqueue -f | -i queue_id | -s site
+
+DESCRIPTION
+    -p (and mailq with no arguments) prints Postfix's queue listing, -j one
+    JSON object per queue entry (mailsys.admin.showq has the formats).
+    The listing is read straight from the LMDB queue store, which is safe
+    for concurrent readers, so it works whether or not the mail system
+    runs; Postfix instead asks its showq service and reads the queue
+    directly (with a warning) only as root while the mail system is down.
+    mailsys needs no showq service and prints no such warning.
+
+    -f makes every deferred entry due now and asks qmgr to look, as
+    Postfix's postqueue -f sends qmgr "FADI" (forget dead destinations,
+    scan all ignoring retry times, scan deferred, scan incoming;
+    src/global/mail_flush.c). The due times are changed through the queue
+    store too, so the flush happens at qmgr's next scan even if the
+    trigger is lost.
+    -i queue_id does the same for one deferred entry; an ID that is not in
+    the deferred queue is not an error (as in Postfix).
+    -s site makes due every deferred entry with an undelivered recipient at
+    the domain site ("[192.0.2.1]" for an address literal) and pokes qmgr.
+    Postfix serves -s only for $fast_flush_domains through its flush
+    service and per-site logs; mailsys has neither and flushes any site.
+
+    Flushing needs a running mail system: when the master is down (no live
+    pid in $queue_directory/pid/master.pid) or qmgr cannot be reached,
+    postqueue says "Cannot flush mail queue - mail system is down" and
+    exits 69, as Postfix does.
+
+EXIT STATUS
+    0 done; 64 usage error; 69 mail system down (flush only); 71 queue
+    store error; 74 output error (Postfix's sysexits, postfix-compat.md 3.8).
+"""
+
+from __future__ import annotations
+
+import getopt
+import re
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from mailsys.admin import access
+from mailsys.admin.showq import iter_listing, render_json
+from mailsys.config import Config
+from mailsys.errors import NoSuchEntry, QueueError
+from mailsys.queue import Queue, QueueStore, WrongQueue
+
+PROGRAM = "postqueue"
+USAGE = ("usage: postqueue -f | postqueue -i queueid | postqueue -j | "
+         "postqueue -p | postqueue -s site")
+
+EX_OK = 0
+EX_USAGE = 64
+EX_UNAVAILABLE = 69
+EX_OSERR = 71
+EX_IOERR = 74
+
+DOWN = "Cannot flush mail queue - mail system is down"
+# Postfix's QMGR_REQ_FLUSH_DEAD, SCAN_ALL, SCAN_DEFERRED, SCAN_INCOMING.
+FLUSH_ALL_TRIGGER = b"FADI"
+FLUSH_SOME_TRIGGER = b"AD"
+
+# RFC 1035 host name labels, or an RFC 5321 address literal.
+_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
+_LITERAL = re.compile(r"\[(?:[0-9.]+|IPv6:[0-9A-Fa-f:.]+)\]")
+
+
+def fatal(text: str, status: int) -> int:
+    print(f"{PROGRAM}: fatal: {text}", file=sys.stderr)
+    return status
+
+
+def parse(argv: list[str], command: str) -> tuple[str, str | None]:
+    """The one mode letter and its argument; raises getopt.GetoptError."""
+    if command == "mailq" and not argv:
+        return "p", None
+    opts, rest = getopt.getopt(argv, "fi:jps:v")
+    modes = [(o[1], a or None) for o, a in opts if o != "-v"]
+    if rest or len(modes) != 1:
+        raise getopt.GetoptError("usage")
+    return modes[0]
+
+
+def main(argv: list[str], config_dir: Path, command: str = "postqueue") -> int:
+    try:
+        mode, arg = parse(argv, command)
+    except getopt.GetoptError:
+        return fatal(USAGE, EX_USAGE)
+    if mode == "s" and not (_HOSTNAME.fullmatch(arg or "") or _LITERAL.fullmatch(arg or "")):
+        return fatal(f'Invalid request: "{arg}"', EX_USAGE)
+    cfg = access.config(config_dir)
+    qdir = access.queue_dir(cfg)
+    if not qdir.is_dir():
+        return fatal(f"chdir {qdir}: No such file or directory", EX_UNAVAILABLE)
+    try:
+        if mode in "pj":
+            return show(qdir, mode)
+        return flush(cfg, qdir, mode, arg)
+    except QueueError as e:
+        return fatal(str(e), EX_OSERR)
+
+
+def show(qdir: Path, mode: str) -> int:
+    with access.open_store(qdir) as store:
+        entries = store.scan_all(on_corrupt=_corrupt) if store else iter(())
+        try:
+            for piece in (iter_listing if mode == "p" else render_json)(entries):
+                sys.stdout.write(piece)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as e:
+            return fatal(f"write error: {e.strerror}", EX_IOERR)
+    return EX_OK
+
+
+def _corrupt(qid: str, error: Exception) -> None:
+    # showq warns about a queue file it cannot read and goes on.
+    print(f"{PROGRAM}: warning: {qid}: unreadable queue entry: {error}", file=sys.stderr)
+
+
+def flush(cfg: Config, qdir: Path, mode: str, arg: str | None) -> int:
+    if not access.master_running(cfg):
+        return fatal(DOWN, EX_UNAVAILABLE)
+    with access.open_store(qdir) as store:
+        if store is not None:
+            if mode == "f":
+                make_due(store, store.list(Queue.DEFERRED))
+            elif mode == "i":
+                make_due(store, [arg])
+            else:
+                make_due(store, site_entries(store, arg or ""))
+    trigger = FLUSH_ALL_TRIGGER if mode == "f" else FLUSH_SOME_TRIGGER
+    if not access.poke_qmgr(qdir, trigger):
+        return fatal(DOWN, EX_UNAVAILABLE)
+    return EX_OK
+
+
+def make_due(store: QueueStore, qids: Iterable[str]) -> int:
+    """Set next_attempt to now on the given deferred entries; how many.
+    Entries that left the deferred queue meanwhile are qmgr's already."""
+    now = time.time()
+    done = 0
+    for qid in list(qids):
+        try:
+            store.update(qid, src=Queue.DEFERRED, next_attempt=now)
+            done += 1
+        except (NoSuchEntry, WrongQueue):
+            continue
+    return done
+
+
+def site_entries(store: QueueStore, site: str) -> list[str]:
+    """Deferred entries with an undelivered recipient at site."""
+    want = site.lower().rstrip(".")
+    out = []
+    for env, _ in store.scan_all((Queue.DEFERRED,), on_corrupt=_corrupt):
+        if any(r.address.rpartition("@")[2].lower().rstrip(".") == want
+               for r in env.recipients if not r.final):
+            out.append(env.queue_id)
+    return out

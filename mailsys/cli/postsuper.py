@@ -1,0 +1,329 @@
+"""postsuper - delete, hold, release, requeue and expire queue entries.
+
+SYNOPSIS
+    mailsys postsuper [-psSv] [-d queue_id] [-h queue_id] [-H queue_id]
+                      [-r queue_id] [-e queue_id] [-f queue_id] [queue ...]
+
+DESCRIPTION
+    Postfix's postsuper (postfix-compat.md 3.4) over the LMDB queue store.
+    Each of -d -h -H -r -e -f takes a queue ID, ALL (upper case only) for
+    every entry in the queues it works on, or "-" to read queue IDs from
+    standard input, one per line (as in Postfix, mailq's "*" and "!" must
+    be stripped by the caller). The options may be repeated and combined.
+    Trailing queue names replace each option's default queues:
+
+        -d  delete                          hold incoming active deferred
+        -h  put on hold                     incoming active deferred
+        -H  release from hold to deferred   hold
+        -r  requeue                         hold incoming active deferred
+        -e  force expiry                    hold incoming active deferred
+        -f  force expiry, release if held   hold incoming active deferred
+
+    Each entry changed is reported on standard error and in the mail log
+    ("postsuper: QID: removed", "placed on hold", "released from hold", "requeued",
+    "expired"), then one summary line per requested operation, printed
+    even when the count is 0 ("postsuper: Deleted: 0 messages"). A queue
+    ID found in none of the queues is reported as a warning and is not an
+    error. Operations run in this order: delete, requeue, hold, expire,
+    release.
+
+    Where mailsys differs from Postfix, because its queue is an LMDB store
+    and not a directory of files:
+    - -r moves the entry back to the incoming queue under the same queue
+      ID, with the deferred recipients made pending again and the forced
+      expiry and retry schedule cleared; sent and bounced recipients stay
+      done. Postfix copies the message through pickup and cleanup into a
+      new queue file with a new queue ID.
+    - -e and -f mark the entry; qmgr returns it when it next takes it up,
+      which for a deferred entry is its next retry (as in Postfix; run
+      "postqueue -i QID" to make that now).
+    - -H and -f release to the deferred queue due at once (Postfix's
+      released file keeps an old time stamp and is retried at the next
+      deferred queue scan, which comes to the same).
+    - -s and -S (structure check and repair) clear LMDB reader slots left
+      by dead processes; -p has nothing to purge. With no operation given,
+      postsuper does both, as Postfix does.
+    - Postfix allows only root; mailsys allows whoever owns the queue.
+    - The queue names maildrop, bounce, defer, trace and flush are accepted
+      and hold no entries.
+    After a change, qmgr is poked so it notices at once; when the mail
+    system is down the trigger is simply not delivered.
+
+EXIT STATUS
+    0 when the operations ran (also when an ID was not found); 1 on a
+    usage error, a bad queue name or a queue store failure.
+"""
+
+from __future__ import annotations
+
+import getopt
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from mailsys.admin import access
+from mailsys.errors import NoSuchEntry, QueueError
+from mailsys.maillog.setup import configure
+from mailsys.message.envelope import RcptState
+from mailsys.queue import Queue, QueueStore, WrongQueue
+
+PROGRAM = "postsuper"
+USAGE = ("usage: postsuper [-c config_dir] [-d queue_id (delete)] "
+         "[-e queue_id (expire)] [-f queue_id (expire and/or release)] "
+         "[-h queue_id (hold)] [-H queue_id (un-hold)] "
+         "[-p (purge temporary files)] [-r queue_id (requeue)] "
+         "[-s (structure fix)] [-S (redundant structure fix)] "
+         "[-v (verbose)] [queue...]")
+
+ALL = "ALL"
+STDIN = "-"
+MESSAGE_QUEUES = (Queue.HOLD, Queue.INCOMING, Queue.ACTIVE, Queue.DEFERRED)
+# Postfix queue directories with no mailsys counterpart: valid names, empty.
+EMPTY_QUEUES = frozenset({"maildrop", "bounce", "defer", "trace", "flush"})
+
+DEFAULT_QUEUES = {
+    "d": MESSAGE_QUEUES,
+    "h": (Queue.INCOMING, Queue.ACTIVE, Queue.DEFERRED),
+    "H": (Queue.HOLD,),
+    "r": MESSAGE_QUEUES,
+    "e": MESSAGE_QUEUES,
+    "f": MESSAGE_QUEUES,
+}
+ORDER = "drhefH"          # operations run in this order (see DESCRIPTION)
+# Summary lines, in Postfix's order; (counter, text).
+SUMMARIES = (("requeued", "Requeued"), ("deleted", "Deleted"),
+             ("expired", "Force-expired"), ("held", "Placed on hold"),
+             ("released", "Released from hold"))
+# Which counters an option reports.
+REPORTS = {"d": ("deleted",), "h": ("held",), "H": ("released",),
+           "r": ("requeued",), "e": ("expired",), "f": ("expired", "released")}
+# qmgr requests after a change: scan incoming (requeue), deferred (release,
+# expiry), or just wake up (it drops held and deleted entries it holds).
+TRIGGERS = {"requeued": b"I", "released": b"D", "expired": b"D",
+            "held": b"W", "deleted": b"W"}
+
+
+log = structlog.get_logger()
+
+
+class Usage(Exception):
+    pass
+
+
+@dataclass(slots=True)
+class Counts:
+    requeued: int = 0
+    deleted: int = 0
+    expired: int = 0
+    held: int = 0
+    released: int = 0
+    reported: set[str] = field(default_factory=set)
+
+
+def say(text: str) -> None:
+    """A fatal error before logging is set up: standard error only."""
+    print(f"{PROGRAM}: {text}", file=sys.stderr)
+
+
+def report(text: str, qid: str | None = None, *, warning: bool = False) -> None:
+    """A result, as Postfix's msg_info(): on standard error and in the log."""
+    prefix = f"{qid}: " if qid else ""
+    print(f"{PROGRAM}: {'warning: ' if warning else ''}{prefix}{text}", file=sys.stderr)
+    (log.warning if warning else log.info)(text, **({"queue_id": qid} if qid else {}))
+
+
+def plural(n: int) -> str:
+    return f"{n} message" + ("" if n == 1 else "s")
+
+
+def parse(argv: list[str]) -> tuple[list[tuple[str, str]], bool, list[str]]:
+    """(operations in command-line order, structure/purge asked, queues)."""
+    try:
+        opts, rest = getopt.gnu_getopt(argv, "d:h:H:r:e:f:psSv")
+    except getopt.GetoptError:
+        raise Usage() from None
+    ops = [(o[1], a) for o, a in opts if o[1] in DEFAULT_QUEUES]
+    structure = any(o[1] in "psS" for o, _ in opts) or not ops
+    return ops, structure, rest
+
+
+def queue_names(names: list[str]) -> tuple[Queue, ...] | None:
+    """The queues named on the command line (None: each option's default);
+    ValueError(name) for a name that is no queue."""
+    if not names:
+        return None
+    out = []
+    for name in names:
+        if name in EMPTY_QUEUES:
+            continue
+        try:
+            queue = Queue(name)
+        except ValueError:
+            raise ValueError(name) from None
+        if queue not in out:
+            out.append(queue)
+    return tuple(out)
+
+
+def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
+    try:
+        ops, structure, names = parse(argv)
+    except Usage:
+        say(f"fatal: {USAGE}")
+        return 1
+    try:
+        restrict = queue_names(names)
+    except ValueError as e:
+        say(f"fatal: invalid directory name: {e}")
+        return 1
+    cfg = access.config(config_dir)
+    qdir = access.queue_dir(cfg)
+    if not qdir.is_dir():
+        say(f"fatal: chdir {qdir}: No such file or directory")
+        return 1
+    configure(cfg, PROGRAM)
+    counts = Counts()
+    try:
+        with access.open_store(qdir) as store:
+            if store is not None and structure:
+                store.reader_check()
+            stdin_ids: list[str] | None = None
+            for letter in ORDER:
+                for op, target in ops:
+                    if op != letter:
+                        continue
+                    counts.reported.update(REPORTS[op])
+                    queues = restrict if restrict is not None else DEFAULT_QUEUES[op]
+                    if store is None or not queues:
+                        continue
+                    if target == STDIN:
+                        if stdin_ids is None:
+                            stdin_ids = read_ids(sys.stdin)
+                        qids, named = stdin_ids, True
+                    elif target == ALL:
+                        qids, named = everything(store, queues), False
+                    else:
+                        qids, named = [target], True
+                    OPERATIONS[op](store, qids, queues, counts, named)
+    except QueueError as e:
+        say(f"fatal: {e}")
+        log.critical(str(e))
+        return 1
+    for name, text in SUMMARIES:
+        if name in counts.reported:
+            report(f"{text}: {plural(getattr(counts, name))}")
+    request = b"".join(sorted({TRIGGERS[n] for n, _ in SUMMARIES
+                               if getattr(counts, n)}))
+    if request:
+        access.poke_qmgr(qdir, request)      # a hint; ignored when down
+    return 0
+
+
+def read_ids(stream: Iterable[str]) -> list[str]:
+    return [line.strip() for line in stream if line.strip()]
+
+
+def everything(store: QueueStore, queues: Iterable[Queue]) -> list[str]:
+    return [qid for q in queues for qid in store.list(q)]
+
+
+def not_found(qid: str, queues: Iterable[Queue]) -> None:
+    report(f"not found in queue {' '.join(q.value for q in queues)}", qid, warning=True)
+
+
+def delete(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
+           counts: Counts, named: bool) -> None:
+    removed = store.remove_many(qids, src=queues)
+    for qid in removed:
+        report("removed", qid)
+    counts.deleted += len(removed)
+    if named:
+        for qid in sorted(set(qids) - set(removed), key=qids.index):
+            not_found(qid, queues)
+
+
+def hold(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
+         counts: Counts, named: bool) -> None:
+    sources = tuple(q for q in queues if q is not Queue.HOLD)
+    moved = store.move_many(qids, sources, Queue.HOLD) if sources else []
+    for qid in moved:
+        report("placed on hold", qid)
+    counts.held += len(moved)
+    if named:
+        for qid in sorted(set(qids) - set(moved), key=qids.index):
+            if not _in(store, qid, (Queue.HOLD,) if Queue.HOLD in queues else ()):
+                not_found(qid, queues)
+
+
+def _in(store: QueueStore, qid: str, queues: tuple[Queue, ...]) -> bool:
+    try:
+        return store.load(qid)[1] in queues
+    except QueueError:
+        return False
+
+
+def _each(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
+          named: bool, fn) -> None:
+    """Call fn(qid, queue) for each entry in queues; entries that vanish or
+    move meanwhile are skipped (qmgr got there first)."""
+    for qid in qids:
+        try:
+            _, queue = store.load(qid)
+            if queue not in queues:
+                raise NoSuchEntry(qid)
+            fn(qid, queue)
+        except (NoSuchEntry, WrongQueue):
+            if named:
+                not_found(qid, queues)
+        except QueueError as e:
+            report(str(e), qid, warning=True)
+
+
+def release(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
+            counts: Counts, named: bool) -> None:
+    def fn(qid: str, queue: Queue) -> None:
+        if queue is not Queue.HOLD:
+            raise NoSuchEntry(qid)
+        _release(store, qid, counts)
+    _each(store, qids, queues, named, fn)
+
+
+def _release(store: QueueStore, qid: str, counts: Counts) -> None:
+    store.update(qid, src=Queue.HOLD, dst=Queue.DEFERRED, next_attempt=time.time())
+    report("released from hold", qid)
+    counts.released += 1
+
+
+def requeue(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
+            counts: Counts, named: bool) -> None:
+    def fn(qid: str, queue: Queue) -> None:
+        env, _ = store.load(qid)
+        fresh = {i: dict(state=RcptState.PENDING, dsn_status="", reason="",
+                         remote_mta="", diagnostic="")
+                 for i, r in enumerate(env.recipients) if r.state is RcptState.DEFERRED}
+        store.update(qid, src=queue, dst=Queue.INCOMING, rcpt=fresh,
+                     next_attempt=0.0, last_reason="", forced_expire=False)
+        report("requeued", qid)
+        counts.requeued += 1
+    _each(store, qids, queues, named, fn)
+
+
+def _expire(release_held: bool):
+    def op(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
+           counts: Counts, named: bool) -> None:
+        def fn(qid: str, queue: Queue) -> None:
+            store.update(qid, src=queue, forced_expire=True)
+            report("expired", qid)
+            counts.expired += 1
+            if release_held and queue is Queue.HOLD:
+                _release(store, qid, counts)
+        _each(store, qids, queues, named, fn)
+    return op
+
+
+OPERATIONS = {"d": delete, "h": hold, "H": release, "r": requeue,
+              "e": _expire(False), "f": _expire(True)}

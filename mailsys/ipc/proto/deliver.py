@@ -1,0 +1,74 @@
+"""deliver protocol - qmgr hands recipients to a delivery agent.
+
+qmgr (the only owner of queue state changes, DESIGN.md contract 3) sends a
+DeliverRequest to the agent named by the recipient's transport (smtp,
+local, ...) on `<queue_directory>/private/<transport>`. The agent reads the
+content from the queue store itself (read only), delivers, logs each
+recipient's result in Postfix's form (`QID: to=<r>, relay=..., delay=...,
+delays=a/b/c/d, dsn=X.Y.Z, status=sent (...)`, the "status" event of
+mailsys.maillog), and answers one DeliveryStatus with a result for every
+recipient it was given. qmgr then records the results in the store:
+sent -> done, deferred -> retry with back-off, bounced -> notice.
+
+An agent that dies or times out leaves its recipients untouched in the
+store; qmgr retries them (a crash may deliver twice, never zero times).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mailsys.ipc.codec import message
+
+PROTOCOL = "deliver"
+
+SENT, DEFERRED, BOUNCED = "sent", "deferred", "bounced"
+
+
+@message("deliver_recipient", version=1)
+@dataclass(frozen=True, slots=True)
+class DeliverRecipient:
+    index: int                   # the recipient's index in the queue entry
+    address: str
+    orig: str = ""               # original recipient, for orig_to=
+    orcpt: str = ""
+    notify: tuple[str, ...] = ()
+
+
+@message("deliver_request", version=1)
+@dataclass(frozen=True, slots=True)
+class DeliverRequest:
+    queue_id: str
+    transport: str               # master.cf service name of the agent ("smtp", "relay", "local")
+    nexthop: str                 # Postfix next-hop syntax: "example.com", "[host]:port", "" for local
+    sender: str
+    recipients: tuple[DeliverRecipient, ...]
+    arrival_time: float
+    size: int
+    queued_at: float             # when qmgr took the entry into active (delays= a/b split)
+    envid: str = ""
+    ret: str = ""
+    body_type: str = ""
+    smtputf8: bool = False
+    address_class: str = ""      # routing class for the local agent ("local", "virtual")
+
+
+@message("deliver_result", version=1)
+@dataclass(frozen=True, slots=True)
+class RecipientResult:
+    index: int
+    status: str                  # SENT, DEFERRED or BOUNCED
+    dsn: str                     # "2.0.0", "4.4.1", "5.1.1"
+    reason: str                  # the text in status=... (reason)
+    relay: str = "none"          # relay= field: "host[addr]:port", "local", "none"
+    remote_mta: str = ""         # DSN Remote-MTA (the remote host name), if one answered
+    diagnostic: str = ""         # DSN Diagnostic-Code ("smtp; 550 5.1.1 ..."), if any
+
+
+@message("deliver_status", version=1)
+@dataclass(frozen=True, slots=True)
+class DeliveryStatus:
+    queue_id: str
+    results: tuple[RecipientResult, ...]
+    dead_destination: bool = False   # the next hop failed as a whole (connect refused,
+                                     # DNS tempfail): qmgr may throttle the destination

@@ -1,0 +1,176 @@
+"""postcat sections and qshape buckets."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from mailsys.admin.qshape import Shape, bucket, domain_of, render, tally
+from mailsys.message.envelope import Envelope, Notify
+from mailsys.queue import Queue, QueueStore
+
+from admin_fixtures import CONTENT, D, S, rcpt, run_process, run_tool
+
+
+def asctime(t: float) -> str:
+    return time.asctime(time.localtime(t))
+
+
+# -- postcat -------------------------------------------------------------------
+
+@pytest.fixture
+def one(setup):
+    env = Envelope(queue_id="", sender="", arrival_time=1795738943, size=len(CONTENT),
+                   client_name="client.example.org", client_addr="192.0.2.10",
+                   client_port=41234, helo="client.example.org", protocol="ESMTP",
+                   envid="abc123", ret="HDRS",
+                   recipients=(rcpt("gina@remote.example", D, "x",
+                                    orcpt="rfc822;gina@remote.example",
+                                    notify=(Notify.FAILURE, Notify.DELAY)),
+                               rcpt("sent@remote.example", S, "250 ok")))
+    with QueueStore.open(setup.queue_dir) as store:
+        return store.create(env, CONTENT, Queue.DEFERRED)
+
+
+def test_postcat_all_sections(capsys, setup, one):
+    status, out, err = run_tool(capsys, setup, "postcat", "-q", one)
+    assert (status, err) == (0, "")
+    where = f"deferred/{one}"
+    n = len(CONTENT)
+    assert out == "\n".join([
+        f"*** ENVELOPE RECORDS {where} ***",
+        "message_size: " + "%15d %15d %15d %15d %15d %15d" % (n, 0, 2, 0, n, 0),
+        f"message_arrival_time: {asctime(1795738943)}",
+        f"create_time: {asctime(1795738943)}",
+        f"named_attribute: log_ident={one}",
+        "named_attribute: rewrite_context=remote",
+        "sender: ",
+        "named_attribute: log_client_name=client.example.org",
+        "named_attribute: log_client_address=192.0.2.10",
+        "named_attribute: log_client_port=41234",
+        "named_attribute: log_message_origin=client.example.org[192.0.2.10]",
+        "named_attribute: log_helo_name=client.example.org",
+        "named_attribute: log_protocol_name=ESMTP",
+        "named_attribute: client_name=client.example.org",
+        "named_attribute: reverse_client_name=client.example.org",
+        "named_attribute: client_address=192.0.2.10",
+        "named_attribute: client_port=41234",
+        "named_attribute: helo_name=client.example.org",
+        "named_attribute: protocol_name=ESMTP",
+        "dsn_envid: abc123",
+        "dsn_ret: 2",
+        "named_attribute: dsn_orig_rcpt=rfc822;gina@remote.example",
+        "dsn_notify: 12",
+        "original_recipient: gina@remote.example",
+        "recipient: gina@remote.example",
+        "original_recipient: sent@remote.example",
+        "done_recipient: sent@remote.example",
+        f"*** MESSAGE CONTENTS {where} ***",
+        CONTENT.decode().replace("\r\n", "\n").rstrip("\n"),
+        f"*** HEADER EXTRACTED {where} ***",
+        f"*** MESSAGE FILE END {where} ***",
+    ]) + "\n"
+    # The message_size line has Postfix's shape (compare postfix-compat.md 3.5).
+    size_line = out.splitlines()[1]
+    assert size_line.startswith("message_size:" + " " * (16 - len(str(n))) + str(n) + " ")
+
+
+def test_postcat_header_and_body_options(capsys, setup, one):
+    where = f"deferred/{one}"
+    head, _, body = CONTENT.decode().replace("\r\n", "\n").partition("\n\n")
+    _, out, _ = run_tool(capsys, setup, "postcat", "-h", "-q", one)
+    assert out == (f"*** MESSAGE CONTENTS {where} ***\n{head}\n"
+                   f"*** MESSAGE FILE END {where} ***\n")
+    _, out, _ = run_tool(capsys, setup, "postcat", "-bq", one)
+    assert out == (f"*** MESSAGE CONTENTS {where} ***\n{body}"
+                   f"*** MESSAGE FILE END {where} ***\n")
+    _, out, _ = run_tool(capsys, setup, "postcat", "-e", "-q", one)
+    assert "MESSAGE CONTENTS" not in out and "Subject:" not in out
+    assert out.startswith(f"*** ENVELOPE RECORDS {where} ***\n")
+    assert out.endswith(f"*** HEADER EXTRACTED {where} ***\n*** MESSAGE FILE END {where} ***\n")
+
+
+def test_postcat_missing_id(capsys, setup, one):
+    status, out, err = run_tool(capsys, setup, "postcat", "-q", "NOPE")
+    assert (status, out) == (1, "")
+    assert err == "postcat: fatal: open queue file NOPE: No such file or directory\n"
+
+
+@pytest.mark.integration
+def test_postcat_errors_as_processes(setup, one):
+    r = run_process(setup, "postcat", "-q", "NOPE")
+    assert (r.returncode, r.stderr) == (
+        1, "postcat: fatal: open queue file NOPE: No such file or directory\n")
+    r = run_process(setup, "postcat")
+    assert r.returncode == 1 and r.stderr.startswith("postcat: fatal: usage: postcat")
+    r = run_process(setup, "postcat", "-q", one)
+    assert r.returncode == 0 and r.stdout.startswith(f"*** ENVELOPE RECORDS deferred/{one} ***")
+
+
+# -- qshape --------------------------------------------------------------------
+
+def test_buckets_double():
+    shape = Shape()
+    minute = 60
+    assert [bucket(a * minute, shape) for a in (0, 4.9, 5, 9.9, 10, 19, 20, 39, 40,
+                                                 639, 640, 1279, 1280, 99999)] == \
+        [1, 1, 2, 2, 3, 3, 4, 4, 5, 8, 9, 9, 10, 10]
+
+
+def test_domains_as_qshape_files_them():
+    assert domain_of("User@Sub.Example.COM") == "sub.example.com"
+    assert domain_of("") == "MAILER-DAEMON"
+    assert domain_of("a@example..com.") == "example.com"
+
+
+def test_table_layout():
+    now = 1_800_000_000.0
+    envs = [(Envelope(queue_id="", sender="a@x.example", arrival_time=now - age * 60,
+                      recipients=(rcpt("r1@remote.example"), rcpt("r2@remote.example"),
+                                  rcpt("r3@other.example"), rcpt("done@gone.example", S))),
+             Queue.DEFERRED) for age in (1, 30, 2000)]
+    counts, subs = tally(envs, now, Shape())
+    text = render(counts, subs, Shape())
+    heads = ["T", "5", "10", "20", "40", "80", "160", "320", "640", "1280", "1280+"]
+    widths = [3] * 6 + [4, 4, 4, 5, 6]
+    dw = 80 - sum(widths)
+
+    def row(name, cells):
+        return name.rjust(dw) + "".join(str(c).rjust(w) for c, w in zip(cells, widths)) + "\n"
+    assert text == (row("", heads)
+                    + row("TOTAL", [9, 3, 0, 0, 3, 0, 0, 0, 0, 0, 3])
+                    + row("remote.example", [6, 2, 0, 0, 2, 0, 0, 0, 0, 0, 2])
+                    + row("other.example", [3, 1, 0, 0, 1, 0, 0, 0, 0, 0, 1]))
+    assert all(len(line) == 80 for line in text.splitlines())
+    by_sender = render(*tally(envs, now, Shape(), by_sender=True), Shape())
+    assert by_sender.splitlines()[2].split() == ["x.example", "3", "1", "0", "0", "1",
+                                                 "0", "0", "0", "0", "0", "1"]
+
+
+def test_parent_domains():
+    now = 1_800_000_000.0
+    envs = [(Envelope(queue_id="", sender="a@b", arrival_time=now,
+                      recipients=tuple(rcpt(f"u@h{i}.example.com") for i in range(5))),
+             Queue.INCOMING)]
+    lines = render(*tally(envs, now, Shape(parents=True)), Shape(parents=True)).splitlines()
+    assert lines[2].split()[:2] == [".example.com", "5"]
+    lines = render(*tally(envs, now, Shape(parents=True, min_subdomains=6)),
+                   Shape(parents=True, min_subdomains=6)).splitlines()
+    assert not any(".example.com" == line.split()[0] for line in lines[1:])
+
+
+def test_qshape_cli(capsys, setup, queue):
+    status, out, err = run_tool(capsys, setup, "qshape")
+    assert (status, err) == (0, "")
+    # Default queues are incoming and active: 3 + 2 undelivered recipients.
+    assert out.splitlines()[1].split()[:2] == ["TOTAL", "5"]
+    status, out, _ = run_tool(capsys, setup, "qshape", "deferred", "hold")
+    assert out.splitlines()[1].split()[:2] == ["TOTAL", "7"]
+    assert out.splitlines()[2].split()[:2] == ["remote.example", "6"]
+    status, out, _ = run_tool(capsys, setup, "qshape", "-s", "hold")
+    assert out.splitlines()[2].split()[:2] == ["example.com", "1"]
+    status, out, err = run_tool(capsys, setup, "qshape", "bogus")
+    assert (status, out, err) == (1, "", "qshape: fatal: invalid queue name: bogus\n")
+    status, _, err = run_tool(capsys, setup, "qshape", "-b", "x")
+    assert status == 1 and err.startswith("qshape: fatal: usage: qshape")

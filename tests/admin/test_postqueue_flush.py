@@ -1,0 +1,149 @@
+"""postqueue -f / -i / -s: due times changed through the store, qmgr poked,
+and Postfix's answers when the mail system is down; usage errors."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import time
+
+import pytest
+
+from mailsys.queue import Queue, QueueStore
+
+from admin_fixtures import entries, run_process, run_tool
+
+DOWN = "postqueue: fatal: Cannot flush mail queue - mail system is down\n"
+LATER = 3600.0
+
+
+@pytest.fixture
+def later(setup, queue):
+    """Every deferred entry due in an hour."""
+    with QueueStore.open(setup.queue_dir) as store:
+        for qid in list(store.list(Queue.DEFERRED)):
+            store.update(qid, next_attempt=time.time() + LATER)
+    return queue
+
+
+def live_pid_file(setup) -> int:
+    """master.pid naming this (live) process, locked as a running master
+    holds it; the descriptor that holds the lock."""
+    (setup.queue_dir / "pid").mkdir()
+    path = setup.queue_dir / "pid" / "master.pid"
+    path.write_text("%10d\n" % os.getpid())
+    fd = os.open(path, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd
+
+
+@pytest.fixture
+def master(setup):
+    """A live, locked master.pid and a listening qmgr trigger socket."""
+    fd = live_pid_file(setup)
+    (setup.queue_dir / "public").mkdir()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(setup.queue_dir / "public" / "qmgr"))
+    sock.listen(8)
+    sock.settimeout(2)
+    yield sock
+    sock.close()
+    os.close(fd)
+
+
+def received(sock: socket.socket) -> bytes:
+    conn, _ = sock.accept()
+    with conn:
+        conn.settimeout(2)
+        return conn.recv(64)
+
+
+def due_soon(setup) -> set[str]:
+    horizon = time.time() + LATER / 2
+    return {qid for qid, (env, q) in entries(setup.queue_dir).items()
+            if q is Queue.DEFERRED and env.next_attempt < horizon}
+
+
+def test_flush_all_makes_deferred_due_and_triggers_qmgr(capsys, setup, later, master):
+    assert due_soon(setup) == set()
+    status, out, err = run_tool(capsys, setup, "postqueue", "-f")
+    assert (status, out, err) == (0, "", "")
+    assert received(master) == b"FADI"
+    assert due_soon(setup) == {later["bounce"], later["long"]}
+    # Entries outside the deferred queue are left alone.
+    assert entries(setup.queue_dir)[later["held"]][1] is Queue.HOLD
+
+
+def test_flush_one(capsys, setup, later, master):
+    status, _, err = run_tool(capsys, setup, "postqueue", "-i", later["long"])
+    assert (status, err) == (0, "")
+    assert received(master) == b"AD"
+    assert due_soon(setup) == {later["long"]}
+
+
+def test_flush_unknown_id_is_not_an_error(capsys, setup, later, master):
+    status, out, err = run_tool(capsys, setup, "postqueue", "-i", "4jbJDG3zVyz09x4")
+    assert (status, out, err) == (0, "", "")
+    assert due_soon(setup) == set()
+
+
+def test_flush_site(capsys, setup, later, master):
+    status, _, err = run_tool(capsys, setup, "postqueue", "-s", "Remote.Example")
+    assert (status, err) == (0, "")
+    assert received(master) == b"AD"
+    assert due_soon(setup) == {later["bounce"]}
+
+
+def test_flush_bad_site(capsys, setup, later, master):
+    status, _, err = run_tool(capsys, setup, "postqueue", "-s", "no such site")
+    assert (status, err) == (64, 'postqueue: fatal: Invalid request: "no such site"\n')
+
+
+@pytest.mark.parametrize("args", [("-f",), ("-i", "4jbJDG3zVyz09x4"), ("-s", "remote.example")])
+def test_flush_when_master_is_down(capsys, setup, later, args):
+    status, out, err = run_tool(capsys, setup, "postqueue", *args)
+    assert (status, out, err) == (69, "", DOWN)
+    assert due_soon(setup) == set()          # nothing changed
+
+
+def test_flush_with_dead_master_pid(capsys, setup, later):
+    (setup.queue_dir / "pid").mkdir()
+    # A pid that cannot be alive: beyond Linux's pid_max.
+    (setup.queue_dir / "pid" / "master.pid").write_text("%10d\n" % (1 << 23))
+    assert run_tool(capsys, setup, "postqueue", "-f")[0] == 69
+
+
+def test_flush_without_qmgr_socket(capsys, setup, later):
+    fd = live_pid_file(setup)
+    try:
+        status, _, err = run_tool(capsys, setup, "postqueue", "-f")
+    finally:
+        os.close(fd)
+    assert (status, err) == (69, DOWN)
+
+
+USAGE = ("postqueue: fatal: usage: postqueue -f | postqueue -i queueid | postqueue -j"
+         " | postqueue -p | postqueue -s site\n")
+
+
+@pytest.mark.parametrize("args", [(), ("-p", "-j"), ("-p", "extra"), ("-x",), ("-i",)])
+def test_usage_errors(capsys, setup, args):
+    status, out, err = run_tool(capsys, setup, "postqueue", *args)
+    assert (status, out, err) == (64, "", USAGE)
+
+
+@pytest.mark.integration
+def test_errors_as_processes(setup, tmp_path):
+    r = run_process(setup, "postqueue", "-q")
+    assert (r.returncode, r.stderr) == (64, USAGE)
+    r = run_process(setup, "postqueue", "-f")
+    assert (r.returncode, r.stderr) == (69, DOWN)
+    (setup.config_dir / "main.cf").write_text(f"queue_directory = {tmp_path}/nowhere\n")
+    r = run_process(setup, "mailq")
+    assert r.returncode == 69 and "Traceback" not in r.stderr
+    assert r.stderr == f"postqueue: fatal: chdir {tmp_path}/nowhere: No such file or directory\n"
+    (setup.config_dir / "main.cf").unlink()
+    r = run_process(setup, "mailq")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("postqueue: fatal: open ") and len(r.stderr.splitlines()) == 1

@@ -1,0 +1,212 @@
+"""postsuper: each operation, ALL, "-", queue restriction, unknown IDs, bad
+queue names, and Postfix's per-message lines and summaries."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from mailsys.message.envelope import RcptState
+from mailsys.queue import Queue
+
+from admin_fixtures import entries, run_process, run_tool
+
+NAMES = ("active", "incoming", "bounce", "long", "held")
+
+
+def queues(setup, ids) -> dict[str, Queue | None]:
+    found = entries(setup.queue_dir)
+    return {n: found[ids[n]][1] if ids[n] in found else None for n in NAMES}
+
+
+def test_delete_one(capsys, setup, queue):
+    status, out, err = run_tool(capsys, setup, "postsuper", "-d", queue["long"])
+    assert (status, out) == (0, "")
+    assert err == f"postsuper: {queue['long']}: removed\npostsuper: Deleted: 1 message\n"
+    assert queues(setup, queue)["long"] is None
+    assert len(entries(setup.queue_dir)) == 4
+
+
+def test_results_go_to_the_mail_log(capsys, setup, queue):
+    run_tool(capsys, setup, "postsuper", "-d", queue["long"], "-d", "4jbJDG3zVyz09x4")
+    lines = (setup.config_dir.parent / "log" / "mail.log").read_text().splitlines()
+    tag = f"mailsys/postsuper[{os.getpid()}]: "
+    assert [line.split(tag, 1)[1] for line in lines] == [
+        f"{queue['long']}: removed",
+        "warning: 4jbJDG3zVyz09x4: not found in queue hold incoming active deferred",
+        "Deleted: 1 message"]
+
+
+def test_delete_all_in_one_queue(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-d", "ALL", "deferred")
+    assert status == 0
+    assert err.splitlines()[-1] == "postsuper: Deleted: 2 messages"
+    assert sorted(err.splitlines()[:-1]) == sorted(
+        f"postsuper: {queue[n]}: removed" for n in ("bounce", "long"))
+    assert queues(setup, queue) == {"active": Queue.ACTIVE, "incoming": Queue.INCOMING,
+                                    "bounce": None, "long": None, "held": Queue.HOLD}
+
+
+def test_delete_all(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-d", "ALL")
+    assert status == 0 and err.endswith("postsuper: Deleted: 5 messages\n")
+    assert entries(setup.queue_dir) == {}
+    status, _, err = run_tool(capsys, setup, "mailq")
+    assert err == ""
+
+
+def test_all_must_be_upper_case(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-d", "all")
+    assert status == 0
+    assert err.endswith("postsuper: Deleted: 0 messages\n")
+    assert len(entries(setup.queue_dir)) == 5
+
+
+def test_unknown_id_is_reported_not_fatal(capsys, setup, queue):
+    status, out, err = run_tool(capsys, setup, "postsuper", "-d", "4jbJDG3zVyz09x4",
+                                "-d", queue["held"])
+    assert status == 0
+    assert err == ("postsuper: warning: 4jbJDG3zVyz09x4: not found in queue hold incoming"
+                   " active deferred\n"
+                   f"postsuper: {queue['held']}: removed\n"
+                   "postsuper: Deleted: 1 message\n")
+
+
+def test_queue_restriction_protects_other_queues(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-d", queue["held"], "deferred")
+    assert status == 0 and err.endswith("postsuper: Deleted: 0 messages\n")
+    assert queues(setup, queue)["held"] is Queue.HOLD
+
+
+def test_bad_queue_name(capsys, setup, queue):
+    status, out, err = run_tool(capsys, setup, "postsuper", "-d", "ALL", "bogusqueue")
+    assert (status, out, err) == (1, "", "postsuper: fatal: invalid directory name: bogusqueue\n")
+    assert len(entries(setup.queue_dir)) == 5
+
+
+def test_ids_from_stdin(capsys, setup, queue, monkeypatch):
+    text = f"{queue['active']}\n\n{queue['incoming']}\n4jbJDG3zVyz09x4\n"
+    status, _, err = run_tool(capsys, setup, "postsuper", "-h", "-", stdin=text,
+                              monkeypatch=monkeypatch)
+    assert status == 0
+    assert err == (f"postsuper: {queue['active']}: placed on hold\n"
+                   f"postsuper: {queue['incoming']}: placed on hold\n"
+                   "postsuper: warning: 4jbJDG3zVyz09x4: not found in queue incoming"
+                   " active deferred\n"
+                   "postsuper: Placed on hold: 2 messages\n")
+    q = queues(setup, queue)
+    assert q["active"] is q["incoming"] is Queue.HOLD
+
+
+def test_hold_all_and_release_all(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-h", "ALL")
+    assert status == 0 and err.endswith("postsuper: Placed on hold: 4 messages\n")
+    assert set(queues(setup, queue).values()) == {Queue.HOLD}
+    before = time.time()
+    status, _, err = run_tool(capsys, setup, "postsuper", "-H", "ALL")
+    assert status == 0 and err.endswith("postsuper: Released from hold: 5 messages\n")
+    assert err.count("released from hold\n") == 5
+    found = entries(setup.queue_dir)
+    assert {q for _, q in found.values()} == {Queue.DEFERRED}
+    assert all(before <= env.next_attempt <= time.time() for env, _ in found.values())
+
+
+def test_release_only_takes_held(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-H", queue["long"])
+    assert status == 0
+    assert err.endswith("postsuper: Released from hold: 0 messages\n")
+
+
+def test_requeue_resets_deferred_recipients(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-r", queue["bounce"],
+                              "-r", queue["held"])
+    assert status == 0
+    assert err == (f"postsuper: {queue['bounce']}: requeued\n"
+                   f"postsuper: {queue['held']}: requeued\n"
+                   "postsuper: Requeued: 2 messages\n")
+    found = entries(setup.queue_dir)
+    env, q = found[queue["bounce"]]
+    assert q is Queue.INCOMING
+    # The bounced recipient stays done; the deferred ones are pending again.
+    assert [r.state for r in env.recipients] == [RcptState.BOUNCED] + [RcptState.PENDING] * 5
+    assert all(r.reason == "" for r in env.recipients[1:])
+    env, q = found[queue["held"]]
+    assert q is Queue.INCOMING and not env.forced_expire
+
+
+def test_expire_and_force_expire(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-e", queue["long"],
+                              "-e", queue["active"])
+    assert status == 0
+    assert err == (f"postsuper: {queue['long']}: expired\n"
+                   f"postsuper: {queue['active']}: expired\n"
+                   "postsuper: Force-expired: 2 messages\n")
+    found = entries(setup.queue_dir)
+    assert found[queue["long"]] [0].forced_expire and found[queue["active"]][0].forced_expire
+    assert found[queue["long"]][1] is Queue.DEFERRED
+    # mailq shows "#" after the status character.
+    _, out, _ = run_tool(capsys, setup, "mailq")
+    assert f"\n{queue['active']}*# " in out and f"\n{queue['long']}# " in out
+
+
+def test_expire_leaves_held_on_hold_but_f_releases(capsys, setup, queue):
+    with_e = run_tool(capsys, setup, "postsuper", "-e", queue["held"])
+    assert with_e[0] == 0 and queues(setup, queue)["held"] is Queue.HOLD
+    status, _, err = run_tool(capsys, setup, "postsuper", "-f", queue["held"])
+    assert status == 0
+    assert err == (f"postsuper: {queue['held']}: expired\n"
+                   f"postsuper: {queue['held']}: released from hold\n"
+                   "postsuper: Force-expired: 1 message\n"
+                   "postsuper: Released from hold: 1 message\n")
+    env, q = entries(setup.queue_dir)[queue["held"]]
+    assert q is Queue.DEFERRED and env.forced_expire
+
+
+def test_several_operations_in_one_call(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-h", queue["long"],
+                              "-d", queue["active"])
+    assert status == 0
+    assert err == (f"postsuper: {queue['active']}: removed\n"
+                   f"postsuper: {queue['long']}: placed on hold\n"
+                   "postsuper: Deleted: 1 message\n"
+                   "postsuper: Placed on hold: 1 message\n")
+
+
+def test_structure_check_is_quiet(capsys, setup, queue):
+    assert run_tool(capsys, setup, "postsuper") == (0, "", "")
+    assert run_tool(capsys, setup, "postsuper", "-s", "-p") == (0, "", "")
+
+
+def test_bad_option(capsys, setup, queue):
+    status, out, err = run_tool(capsys, setup, "postsuper", "-x")
+    assert status == 1 and err.startswith("postsuper: fatal: usage: postsuper ")
+    assert len(err.splitlines()) == 1
+
+
+def test_change_pokes_qmgr(capsys, setup, queue):
+    import socket
+    (setup.queue_dir / "public").mkdir()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(setup.queue_dir / "public" / "qmgr"))
+    sock.listen(4)
+    sock.settimeout(2)
+    with sock:
+        run_tool(capsys, setup, "postsuper", "-r", queue["long"], "-H", queue["held"])
+        conn, _ = sock.accept()
+        with conn:
+            assert conn.recv(16) == b"DI"
+
+
+@pytest.mark.integration
+def test_postsuper_as_a_process(setup, queue, tmp_path):
+    r = run_process(setup, "postsuper", "-d", "-", stdin=queue["incoming"] + "\n")
+    assert r.returncode == 0
+    assert r.stderr == f"postsuper: {queue['incoming']}: removed\npostsuper: Deleted: 1 message\n"
+    r = run_process(setup, "postsuper", "-d", "ALL", "bogusqueue")
+    assert (r.returncode, r.stderr) == (1, "postsuper: fatal: invalid directory name: bogusqueue\n")
+    (setup.config_dir / "main.cf").write_text(f"queue_directory = {tmp_path}/nowhere\n")
+    r = run_process(setup, "postsuper", "-d", "ALL")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr == f"postsuper: fatal: chdir {tmp_path}/nowhere: No such file or directory\n"
