@@ -15,6 +15,7 @@ SYNOPSIS
     engine = TlsEngine(ctx, server_side=False, server_hostname="mx.example.com")
     info = describe(engine)                   # mailsys.message.received.TlsInfo
     log.info(established_text(engine, "mx.example.com[192.0.2.1]:25"))
+    later = TlsEngine(ctx, server_side=False, server_hostname=..., session=engine.session)
 
 DESCRIPTION
     The TLS layer of smtpd (STARTTLS and wrapper mode) and of the smtp
@@ -160,15 +161,12 @@ def server_context(cfg) -> SSL.Context | None:
     chain_files = tuple(cfg.smtpd_tls_chain_files)
     if not chain_files and not cfg.smtpd_tls_cert_file:
         return None
-    mandatory = cfg.smtpd_tls_security_level == "encrypt"
-    ctx = _base_context(
-        SSL.TLS_SERVER_METHOD,
-        protocols=_protocols_param(cfg, "smtpd_tls_mandatory_protocols" if mandatory else "smtpd_tls_protocols"),
-        grade_param="smtpd_tls_mandatory_ciphers" if mandatory else "smtpd_tls_ciphers",
-        cfg=cfg)
+    which = "smtpd_tls_mandatory_" if cfg.smtpd_tls_security_level == "encrypt" else "smtpd_tls_"
+    ctx = _base_context(SSL.TLS_SERVER_METHOD, cfg, protocols_param=which + "protocols",
+                        grade_param=which + "ciphers")
     if chain_files:
-        for i, name in enumerate(chain_files):
-            _load_chain_file(ctx, _resolve(cfg, name), "smtpd_tls_chain_files", first=i == 0)
+        for name in chain_files:
+            _load_chain_file(ctx, _resolve(cfg, name), "smtpd_tls_chain_files")
     else:
         _load_cert_and_key(ctx, cfg, "smtpd_tls_cert_file", "smtpd_tls_key_file")
     ctx.set_session_id(_SESSION_ID_CONTEXT)
@@ -196,16 +194,11 @@ def client_context(cfg, level: str) -> SSL.Context:
     """client_context - the smtp client's TLS context for one smtp_tls_security_level."""
     if level not in CLIENT_LEVELS:
         raise ConfigError(f"unsupported TLS security level: {level!r}", param="smtp_tls_security_level")
-    mandatory = level in _MANDATORY_LEVELS
-    enforce = level in _VERIFYING_LEVELS
-    ctx = _base_context(
-        SSL.TLS_CLIENT_METHOD,
-        protocols=_protocols_param(cfg, "smtp_tls_mandatory_protocols" if mandatory else "smtp_tls_protocols"),
-        grade_param="smtp_tls_mandatory_ciphers" if mandatory else "smtp_tls_ciphers",
-        cfg=cfg,
-        # Anonymous suites would hide the certificate that says Trusted or
-        # Verified, and no server needs them: the client never offers them.
-        extra=":!aNULL")
+    which = "smtp_tls_mandatory_" if level in _MANDATORY_LEVELS else "smtp_tls_"
+    # Anonymous suites would hide the certificate that says Trusted or
+    # Verified, and no server needs them: the client never offers them.
+    ctx = _base_context(SSL.TLS_CLIENT_METHOD, cfg, protocols_param=which + "protocols",
+                        grade_param=which + "ciphers", extra=":!aNULL")
     cafile, capath = _optional(cfg, "smtp_tls_CAfile"), _optional(cfg, "smtp_tls_CApath")
     if cafile or capath:
         ca = _readable(cfg.path("smtp_tls_CAfile"), "smtp_tls_CAfile") if cafile else None
@@ -219,15 +212,16 @@ def client_context(cfg, level: str) -> SSL.Context:
     # Always VERIFY_PEER: the callback records the outcome, and only fails the
     # handshake when the level demands it (see _verify_callback).
     ctx.set_verify(SSL.VERIFY_PEER, _verify_callback)
-    ctx.set_app_data(_Policy(server_side=False, enforce=enforce))
+    ctx.set_app_data(_Policy(server_side=False, enforce=level in _VERIFYING_LEVELS))
     return ctx
 
 
-def _base_context(method: int, *, protocols: tuple[int, int], grade_param: str, cfg,
+def _base_context(method: int, cfg, *, protocols_param: str, grade_param: str,
                   extra: str = "") -> SSL.Context:
     ctx = SSL.Context(method)
-    ctx.set_min_proto_version(protocols[0])
-    ctx.set_max_proto_version(protocols[1])
+    low, high = parse_protocols(cfg[protocols_param], protocols_param)
+    ctx.set_min_proto_version(low)
+    ctx.set_max_proto_version(high)
     grade = _optional(cfg, grade_param) or "medium"
     if grade not in CIPHER_GRADES:
         raise ConfigError(f"unknown cipher grade: {grade}", param=grade_param)
@@ -276,10 +270,6 @@ def parse_protocols(words: Iterable[str], param: str = "") -> tuple[int, int]:
     return PROTOCOLS[names[min(allowed)]], PROTOCOLS[names[max(allowed)]]
 
 
-def _protocols_param(cfg, name: str) -> tuple[int, int]:
-    return parse_protocols(cfg[name], name)
-
-
 def _optional(cfg, name: str) -> str:
     """A parameter that the table may not (yet) know: its value, or "" when unset."""
     try:
@@ -319,7 +309,7 @@ def _load_cert_and_key(ctx: SSL.Context, cfg, cert_param: str, key_param: str) -
     _ssl_call(ctx.check_privatekey, key_param, f"private key in {key} does not match certificate {cert}")
 
 
-def _load_chain_file(ctx: SSL.Context, path: Path, param: str, *, first: bool) -> None:
+def _load_chain_file(ctx: SSL.Context, path: Path, param: str) -> None:
     """One smtpd_tls_chain_files entry: a private key, then its certificate chain.
 
     XXX OpenSSL keeps one certificate per key type but one list of extra
@@ -360,7 +350,8 @@ class TlsEngine:
     __slots__ = ("_conn", "_policy", "_verify_errors", "server_side", "server_hostname",
                  "handshake_done", "peer_closed", "close_sent", "__weakref__")
 
-    def __init__(self, ctx: SSL.Context, *, server_side: bool, server_hostname: str | None = None) -> None:
+    def __init__(self, ctx: SSL.Context, *, server_side: bool, server_hostname: str | None = None,
+                 session: SSL.Session | None = None) -> None:
         policy = ctx.get_app_data()
         if not isinstance(policy, _Policy):
             raise TypeError("TlsEngine needs a context from server_context() or client_context()")
@@ -379,6 +370,10 @@ class TlsEngine:
             self._conn.set_accept_state()
             return
         self._conn.set_connect_state()
+        if session is not None:
+            # Offered for resumption; the caller keys its cache by next hop
+            # and security level, since a resumed session is not re-verified.
+            self._conn.set_session(session)
         if server_hostname and not _is_ip(server_hostname):
             self._conn.set_tlsext_host_name(server_hostname.encode("idna"))
         if policy.enforce:
@@ -451,6 +446,11 @@ class TlsEngine:
         return self._drain()
 
     # Facts.
+
+    @property
+    def session(self) -> SSL.Session | None:
+        """The session to offer next time (client); TLSv1.3 has it only after the first decrypt()."""
+        return self._conn.get_session()
 
     @property
     def session_reused(self) -> bool:
@@ -573,6 +573,8 @@ def _cipher_bits(conn: SSL.Connection) -> tuple[int, int]:
 
 def describe(engine: TlsEngine) -> TlsInfo:
     """describe - the session's facts as the Received: header and the log want them."""
+    if not engine.handshake_done:
+        raise TlsError("TLS handshake not done", kind="handshake")
     conn = engine.connection
     usebits, algbits = _cipher_bits(conn)
     peer = engine.peer_certificate

@@ -45,6 +45,14 @@ def test_unreadable_key_file_names_the_parameter(make_cfg, pki):
     assert "Permission denied" in str(e.value)
 
 
+def test_key_path_that_is_a_directory(make_cfg, pki, tmp_path):
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server_cert"], smtpd_tls_key_file=tmp_path)
+    with pytest.raises(ConfigError) as e:
+        server_context(cfg)
+    assert e.value.param == "smtpd_tls_key_file"
+    assert str(e.value).endswith("Is a directory")
+
+
 def test_file_without_a_certificate(make_cfg, tmp_path):
     (tmp_path / "junk.pem").write_text("not a certificate\n")
     with pytest.raises(ConfigError) as e:
@@ -162,6 +170,36 @@ def test_disjoint_protocols_fail_the_handshake(make_cfg, pki):
 
 @pytest.mark.parametrize("grade", ["high", "medium", "low", "export"])
 def test_cipher_grades(make_cfg, pki, grade):
-    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtpd_tls_ciphers=grade, smtpd_tls_protocols="<=TLSv1.2")
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtpd_tls_ciphers=grade,
+                   smtpd_tls_protocols="<=TLSv1.2")
     info = describe(handshake(cfg)[1])
     assert info.protocol == "TLSv1.2" and info.usebits >= 128
+
+
+def test_client_ca_directory(make_cfg, pki, tmp_path):
+    # smtp_tls_CApath: a c_rehash-style directory, <subject hash>.0 per CA.
+    from OpenSSL import crypto
+    capath = tmp_path / "certs"
+    capath.mkdir()
+    ca = crypto.load_certificate(crypto.FILETYPE_PEM, pki["ca"].read_bytes())
+    (capath / f"{ca.subject_name_hash():08x}.0").write_bytes(pki["ca"].read_bytes())
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtp_tls_CApath=capath)
+    client, _ = handshake(cfg, "secure")
+    assert describe(client).peer_verified
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    from mailsys.tls import TlsError
+    with pytest.raises(TlsError) as e:
+        handshake(make_cfg(smtpd_tls_cert_file=pki["server"], smtp_tls_CApath=empty), "secure")
+    assert e.value.kind == "verify"
+
+
+def test_two_chain_files_rsa_and_ecdsa(make_cfg, pki, ca, tmp_path):
+    from trustme import KeyType
+    ca.issue_cert("mx.example.test", key_type=KeyType.RSA).private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "rsa.pem"))
+    cfg = make_cfg(smtpd_tls_chain_files=f"{tmp_path / 'rsa.pem'}, {pki['server']}",
+                   smtp_tls_CAfile=pki["ca"])
+    client, server = handshake(cfg, "secure")
+    assert describe(client).peer_verified
+    assert "server-signature" in describe(server).details

@@ -224,7 +224,8 @@ def test_log_lines_have_postfix_shape(tls_cfg):
     client, server = pair(tls_cfg, "may")
     assert re.fullmatch(
         r"Anonymous TLS connection established from localhost\[127\.0\.0\.1\]: "
-        r"TLSv1\.3 with cipher TLS_\w+ \((128|256)/\1 bits\) key-exchange \S+ server-signature ECDSA \(P-256\)",
+        r"TLSv1\.3 with cipher TLS_\w+ \((128|256)/\1 bits\) "
+        r"key-exchange \S+ server-signature ECDSA \(P-256\)",
         established_text(server, "localhost[127.0.0.1]"))
     assert established_text(client, "mx.example.test[192.0.2.1]:25").startswith(
         "Trusted TLS connection established to mx.example.test[192.0.2.1]:25: TLSv1.3 with cipher ")
@@ -254,7 +255,8 @@ def test_client_certificate_when_asked(make_cfg, pki):
     assert info.issuer_cn.startswith("trustme")
     assert info.peer_verified
     assert peer_status(server) == "Trusted"
-    assert established_text(server, "c[192.0.2.7]").startswith("Trusted TLS connection established from c[192.0.2.7]: ")
+    assert established_text(server, "c[192.0.2.7]").startswith(
+        "Trusted TLS connection established from c[192.0.2.7]: ")
 
 
 def test_client_certificate_from_an_unknown_ca_is_recorded_not_refused(make_cfg, pki):
@@ -277,3 +279,44 @@ def test_asked_but_no_client_certificate(make_cfg, pki):
     header = received_smtp(helo="c", client_name="c", client_addr="192.0.2.7", myhostname="mx",
                            protocol="ESMTPS", queue_id="Q", recipients=["b@x"], arrival=0.0, tls=info)
     assert "\t(Client did not present a certificate)" in header
+
+
+@pytest.mark.parametrize("protocols", [">=TLSv1.3", "<=TLSv1.2"])
+def test_session_resumption(make_cfg, pki, protocols):
+    # One server context per process: its cache and ticket keys resume sessions.
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtp_tls_CAfile=pki["ca"],
+                   smtpd_tls_protocols=protocols)
+    sctx, cctx = server_context(cfg), client_context(cfg, "secure")
+    server = TlsEngine(sctx, server_side=True)
+    client = TlsEngine(cctx, server_side=False, server_hostname="mx.example.test")
+    pump(client, server)
+    assert not client.session_reused
+    assert transfer(server, client, b"220 ok\r\n") == b"220 ok\r\n"   # TLSv1.3 tickets arrive here
+    session = client.session
+    assert session is not None
+
+    server2 = TlsEngine(sctx, server_side=True)
+    client2 = TlsEngine(cctx, server_side=False, server_hostname="mx.example.test", session=session)
+    pump(client2, server2)
+    assert client2.session_reused and server2.session_reused
+    assert established_text(server2, "c[192.0.2.7]").startswith("Anonymous TLS connection reused from ")
+    assert established_text(client2, "mx[192.0.2.1]:25").startswith("Verified TLS connection reused to ")
+    assert transfer(client2, server2, b"EHLO again\r\n") == b"EHLO again\r\n"
+
+
+def test_describe_needs_a_finished_handshake(tls_cfg):
+    with pytest.raises(TlsError):
+        describe(TlsEngine(server_context(tls_cfg), server_side=True))
+
+
+def test_data_in_the_same_flight_as_the_clients_finished(tls_cfg):
+    # A client may write its first command right behind its Finished message.
+    server = TlsEngine(server_context(tls_cfg), server_side=True)
+    client = TlsEngine(client_context(tls_cfg, "may"), server_side=False)
+    hello, _ = client.handshake_step(b"")
+    flight, _ = server.handshake_step(hello)
+    finished, done = client.handshake_step(flight)
+    assert done
+    out, done = server.handshake_step(finished + client.encrypt(b"EHLO c\r\n"))
+    assert done
+    assert server.decrypt(b"") == (b"EHLO c\r\n", b"")

@@ -290,3 +290,60 @@ def test_starttls_discards_pipelined_plaintext(tls_cfg):
             nursery.start_soon(client)
         assert seen == [b"EHLO c.example.test\r\n"]
     run(main)
+
+
+# -- trio's own conformance checks for Stream implementations ----------------------------
+
+
+def conformance_makers(cfg):
+    async def make_pair(transport):
+        client, server = streams(cfg, transport=transport)
+        async with trio.open_nursery() as nursery:
+            async def client_side():
+                await client.handshake(5)
+                # Take the server's TLSv1.3 session tickets, which a clogged
+                # transport would otherwise hold up.
+                with trio.move_on_after(0.2):
+                    await client.receive_some()
+            nursery.start_soon(client_side)
+            await server.handshake(5)
+        return client, server
+
+    async def stream_maker():
+        return await make_pair(trio.testing.memory_stream_pair())
+
+    async def clogged_stream_maker():
+        return await make_pair(trio.testing.lockstep_stream_pair())
+
+    return stream_maker, clogged_stream_maker
+
+
+def test_trio_stream_conformance(tls_cfg):
+    # The clock jumps over the close timeouts the clogged streams run into.
+    run(trio.testing.check_half_closeable_stream, *conformance_makers(tls_cfg),
+        clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def test_data_behind_the_clients_finished_is_not_lost(tls_cfg):
+    async def main():
+        left, right = trio.testing.memory_stream_pair()
+        server = TlsStream(right, TlsEngine(server_context(tls_cfg), server_side=True))
+        client = TlsEngine(client_context(tls_cfg, "may"), server_side=False)
+
+        async def client_side():
+            hello, _ = client.handshake_step(b"")
+            await left.send_all(hello)
+            finished = bytearray()
+            done = False
+            while not done:
+                piece, done = client.handshake_step(await left.receive_some())
+                finished += piece
+            await left.send_all(bytes(finished) + client.encrypt(b"EHLO c\r\n"))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client_side)
+            await server.handshake(5)
+        with trio.fail_after(5):
+            assert await server.receive_some() == b"EHLO c\r\n"
+        await server.aclose()
+    run(main)
