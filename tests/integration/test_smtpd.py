@@ -220,6 +220,7 @@ def test_connection_count_limit(mailsys_instance):
     inst = mailsys_instance
     port = start(inst, {"smtpd_client_connection_count_limit": "1",
                         "smtpd_client_event_limit_exceptions": ""})
+    inst.wait_log("disconnect from")        # start()'s probe is no longer counted
     first = session(port)
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
