@@ -245,7 +245,8 @@ def test_cleanup_down_gives_451_and_session_goes_on(mailsys_instance):
         assert s.rcpt("bob@example.test")[0] == 250
 
 
-def test_kill_smtpd_after_250_keeps_message(mailsys_instance):
+@pytest.mark.parametrize("victim", ["smtpd", "cleanup"])
+def test_kill_after_250_keeps_message(mailsys_instance, victim):
     inst = mailsys_instance
     port = start(inst)
     s = session(port)
@@ -254,9 +255,10 @@ def test_kill_smtpd_after_250_keeps_message(mailsys_instance):
     s.rcpt("bob@example.test")
     code, reply = s.data(MESSAGE)
     assert code == 250
-    for proc in inst.children():
-        if "smtpd" in " ".join(proc.argv):
-            os.kill(proc.pid, signal.SIGKILL)
+    killed = [p.pid for p in inst.children(f"127.0.0.1:{port}" if victim == "smtpd" else victim)]
+    assert killed
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
     s.close()
     envelope, _, content = queued(inst, qid_of(reply))
     assert envelope.recipients[0].address == "bob@example.test"
