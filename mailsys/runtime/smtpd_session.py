@@ -36,6 +36,7 @@ DESCRIPTION
 from __future__ import annotations
 
 import base64
+import dataclasses
 import time
 
 import structlog
@@ -109,7 +110,6 @@ class Session:
         self.namaddr = f"{name}[{addr}]"
         self.exempt = server.exempt(name, addr)
         self.conn = ServerConnection(server.settings(), tls_active=False)
-        self.pump: smtp_io.SmtpPump | None = None
         self.sasl_method = ""
         self.sasl_user = ""
         self.exchange: sasl.Exchange | None = None
@@ -134,7 +134,6 @@ class Session:
         pump = smtp_io.SmtpPump(stream, self.conn, self, timeout=server.timeout,
                                 error_sleep=server.error_sleep,
                                 timeout_reply=replies.timeout(server.cfg.myhostname))
-        self.pump = pump
         try:
             if server.wrappermode:
                 tls = await self.start_tls(stream) if server.tls_context is not None else None
@@ -214,8 +213,10 @@ class Session:
             case DataRejected():
                 return self._data_rejected(event)
             case Helo():
-                self._reset()
-                return self._helo(event)
+                refusal = self._helo(event)
+                if refusal is None:
+                    self._reset()           # as the core does on a 250
+                return refusal
             case Rset():
                 self._reset()
                 return None
@@ -240,8 +241,10 @@ class Session:
                              protocol=conn.protocol, **kw)
 
     def _log_reject(self, command: str, reply: str, *, sender: str | None,
-                    recipient: str | None, helo: str | None = None) -> None:
-        where = {"queue_id": self.qid} if self.qid else {"noqueue": True}
+                    recipient: str | None, helo: str | None = None,
+                    queue_id: str | None = None) -> None:
+        queue_id = queue_id or self.qid
+        where = {"queue_id": queue_id} if queue_id else {"noqueue": True}
         log.info("reject", command=command, client=self.namaddr, reply=reply, sender=sender,
                  recipient=recipient, proto=self.conn.protocol,
                  helo=helo if helo is not None else self.conn.helo_name,
@@ -256,9 +259,8 @@ class Session:
         r = self.server.restrictions
         if r.delay_reject:
             return None
-        ctx = self._context()
-        ctx = PolicyContext(ctx.client_name, ctx.client_addr, helo=event.name, tls=ctx.tls,
-                            sasl_user=ctx.sasl_user, protocol="ESMTP" if event.extended else "SMTP")
+        ctx = dataclasses.replace(self._context(), helo=event.name,
+                                  protocol="ESMTP" if event.extended else "SMTP")
         decision = r.evaluate_helo(ctx)
         self._log_notes(decision, ctx, "EHLO" if event.extended else "HELO")
         if decision.accepted:
@@ -273,8 +275,7 @@ class Session:
         if self.exempt:
             return None
         rate = await server.anvil.event(server.service, self.addr, kind)
-        kw = {"addr": self.addr} if check is not limits.check_starttls else {}
-        hit = check(rate, server.limits, service=server.service, namaddr=self.namaddr, **kw)
+        hit = check(rate, server.limits, service=server.service, namaddr=self.namaddr, addr=self.addr)
         if hit is None:
             return None
         log.warning(hit.warning)
@@ -342,15 +343,13 @@ class Session:
         return _reply(decision)
 
     def _data_rejected(self, event: DataRejected) -> None:
-        mail = self.mail
+        """The core refused the content (too big, bare LF); log as Postfix does."""
         if event.reply == replies.MESSAGE_TOO_BIG:
-            log.warning("queue file size limit exceeded", queue_id=self.qid) if self.qid else \
-                log.warning("queue file size limit exceeded", noqueue=True)
+            log.warning("queue file size limit exceeded", queue_id=self.qid)
         else:
-            log.info(f"reject: END-OF-MESSAGE from {self.namaddr}: {event.reason}; "
-                     f"from=<{mail.address if mail else ''}> to=<{self.last_rcpt or ''}> "
-                     f"proto={self.conn.protocol} helo=<{self.conn.helo_name or ''}>",
-                     **({"queue_id": self.qid} if self.qid else {"noqueue": True}))
+            self._log_reject("END-OF-MESSAGE", event.reason,
+                             sender=self.mail.address if self.mail else None,
+                             recipient=self.last_rcpt)
         self._reset()
         return None
 
@@ -384,9 +383,8 @@ class Session:
             return replies.QUEUE_WRITE_ERROR
         if isinstance(result, Rejected):
             reply = Reply(result.code, result.enhanced or None, result.text)
-            log.info(f"reject: END-OF-MESSAGE from {self.namaddr}: {reply}; "
-                     f"from=<{mail.address}> to=<{last_rcpt or ''}> "
-                     f"proto={conn.protocol} helo=<{conn.helo_name or ''}>", queue_id=qid)
+            self._log_reject("END-OF-MESSAGE", str(reply), sender=mail.address,
+                             recipient=last_rcpt, queue_id=qid)
             return reply
         return replies.bdat_queued(event.size, result.queue_id) if bdat \
             else replies.queued(result.queue_id)

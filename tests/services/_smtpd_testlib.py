@@ -8,6 +8,7 @@ import socket
 
 import trio
 import trio.testing
+from structlog.testing import capture_logs
 
 from mailsys.ipc import names
 from mailsys.ipc.proto.cleanup import CleanupRequest, Queued
@@ -115,3 +116,14 @@ async def open_session(nursery, cfg, *, addr="192.0.2.7", name="client.example",
     client = start_session(nursery, session)
     assert (await client.reply()).startswith("220 mx.example.test ESMTP")
     return client, session
+
+
+async def converse(cfg, data: bytes, n: int, **kw) -> tuple[list[str], list[dict]]:
+    """Open a session, send data at once, read n replies; the replies and the log events."""
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client, _ = await open_session(nursery, cfg, **kw)
+            await client.send(data)
+            got = await client.replies(n)
+            nursery.cancel_scope.cancel()
+    return got, logs

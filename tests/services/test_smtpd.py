@@ -15,7 +15,8 @@ from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime.smtpd_session import Session
 
 sys.path.insert(0, str(Path(__file__).parent))      # _smtpd_testlib.py (tests/ is no package)
-from _smtpd_testlib import PARAMS, FakeCleanup, open_session, start_session, trio_test  # noqa: E402
+from _smtpd_testlib import (PARAMS, FakeCleanup, converse, open_session,  # noqa: E402
+                            start_session, trio_test)
 
 TRANSACTION = (b"EHLO client.example\r\nMAIL FROM:<alice@example.org> RET=HDRS ENVID=e1 BODY=8BITMIME\r\n"
                b"RCPT TO:<bob@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.test\r\n"
@@ -80,31 +81,47 @@ async def test_loopback_client_is_local_and_bdat_is_queued(make_config):
 async def test_cleanup_refusals_and_the_session_goes_on(make_config, answer, reply):
     cfg = make_config(**PARAMS)
     cleanup = FakeCleanup(lambda req: answer)
-    with capture_logs() as logs:
-        async with trio.open_nursery() as nursery:
-            client, _ = await open_session(nursery, cfg, cleanup=cleanup)
-            await client.send(b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
-                              b"DATA\r\nx\r\n.\r\nNOOP\r\nMAIL FROM:<a@example.org>\r\n")
-            got = await client.replies(7)
-            nursery.cancel_scope.cancel()
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                                 b"DATA\r\nx\r\n.\r\nNOOP\r\nMAIL FROM:<a@example.org>\r\n", 7, cleanup=cleanup)
     assert got[4:] == [reply, "250 2.0.0 Ok", "250 2.1.0 Ok"]
     if isinstance(answer, Rejected):
         qid = cleanup.requests[0].queue_id
-        assert any(e["event"] == "reject: END-OF-MESSAGE from client.example[192.0.2.7]: "
-                   "554 5.4.0 Error: too many hops; from=<a@example.org> to=<b@example.test> "
-                   "proto=ESMTP helo=<c>" and e.get("queue_id") == qid for e in logs)
+        assert {"event": "reject", "command": "END-OF-MESSAGE", "client": "client.example[192.0.2.7]",
+                "reply": "554 5.4.0 Error: too many hops", "sender": "a@example.org",
+                "recipient": "b@example.test", "proto": "ESMTP", "helo": "c", "sasl_method": "",
+                "sasl_username": "", "queue_id": qid, "log_level": "info"} in logs
+
+
+@trio_test
+async def test_bare_lf_rejected_and_logged(make_config):
+    cfg = make_config(**PARAMS, smtpd_forbid_bare_newline="reject")
+    cleanup = FakeCleanup()
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                                 b"DATA\r\nbare\nline\r\n.\r\nNOOP\r\n", 6, cleanup=cleanup)
+    assert got[4:] == ["550 5.5.2 mx.example.test Error: bare <LF> received", "250 2.0.0 Ok"]
+    assert not cleanup.requests
+    [reject] = [e for e in logs if e["event"] == "reject"]
+    assert (reject["command"], reject["reply"], reject["recipient"]) == \
+        ("END-OF-MESSAGE", "bare <LF> received", "b@example.test")
+    assert reject["queue_id"]
+
+
+@trio_test
+async def test_helo_restrictions_without_delay_reject(make_config):
+    cfg = make_config(**PARAMS, smtpd_delay_reject="no",
+                      smtpd_helo_restrictions="reject_non_fqdn_helo_hostname")
+    got, logs = await converse(cfg, b"HELO localhost\r\nMAIL FROM:<a@example.org>\r\nHELO host.example\r\n", 3)
+    assert got == ["504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname",
+                   "250 2.1.0 Ok", "250 mx.example.test"]
+    [reject] = [e for e in logs if e["event"] == "reject"]
+    assert (reject["command"], reject["helo"], reject["noqueue"]) == ("HELO", "localhost", True)
 
 
 @trio_test
 async def test_relay_denied_is_logged_as_postfix_does(make_config):
     cfg = make_config(**PARAMS)
-    with capture_logs() as logs:
-        async with trio.open_nursery() as nursery:
-            client, _ = await open_session(nursery, cfg)
-            await client.send(b"EHLO spammer.example\r\nMAIL FROM:<s@spammer.example>\r\n"
-                              b"RCPT TO:<victim@remote.example>\r\n")
-            got = await client.replies(3)
-            nursery.cancel_scope.cancel()
+    got, logs = await converse(cfg, b"EHLO spammer.example\r\nMAIL FROM:<s@spammer.example>\r\n"
+                                 b"RCPT TO:<victim@remote.example>\r\n", 3)
     assert got[2] == "454 4.7.1 <victim@remote.example>: Relay access denied"
     assert {"event": "reject", "command": "RCPT", "client": "client.example[192.0.2.7]",
             "reply": "454 4.7.1 <victim@remote.example>: Relay access denied",
