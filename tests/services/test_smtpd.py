@@ -200,3 +200,25 @@ async def test_anvil_connection_limit_and_message_rate(make_config):
     assert warnings == [
         "Message delivery request rate limit exceeded: 2 from client.example[192.0.2.7] for service smtp",
         "Connection concurrency limit exceeded: 2 from client.example[192.0.2.7] for service smtp"]
+
+
+@trio_test
+async def test_anvil_recipient_and_auth_rates(make_config, tmp_path):
+    users = tmp_path / "sasl_users"
+    users.write_text("")
+    cfg = make_config(**{**PARAMS, "smtpd_client_recipient_rate_limit": "1",
+                         "smtpd_client_auth_rate_limit": "1", "smtpd_sasl_auth_enable": "yes",
+                         "smtpd_sasl_users_file": str(users),
+                         "smtpd_client_event_limit_exceptions": ""})
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                                    b"RCPT TO:<c@example.test>\r\nRSET\r\nAUTH PLAIN AGIAeA==\r\n"
+                                    b"AUTH PLAIN AGIAeA==\r\n", 7, anvil=True)
+    assert got[2:] == ["250 2.1.5 Ok", "450 4.7.1 Error: too many recipients from 192.0.2.7",
+                       "250 2.0.0 Ok", "535 5.7.8 Error: authentication failed: authentication failure",
+                       "450 4.7.1 Error: too many AUTH commands from 192.0.2.7"]
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert warnings[:3] == [
+        "Recipient address rate limit exceeded: 2 from client.example[192.0.2.7] for service smtp",
+        "client.example[192.0.2.7]: SASL PLAIN authentication failed: authentication failure, "
+        "sasl_username=b",
+        "AUTH command rate limit exceeded: 2 from client.example[192.0.2.7] for service smtp"]
