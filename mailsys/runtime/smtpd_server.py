@@ -103,6 +103,7 @@ class SmtpdServer:
     wrappermode: bool
     tls_loglevel: int
     tls_received_header: bool
+    port_logging: bool
 
     @classmethod
     def from_config(cls, cfg: Any, service: str) -> "SmtpdServer":
@@ -166,6 +167,7 @@ class SmtpdServer:
             wrappermode=wrapper,
             tls_loglevel=cfg.smtpd_tls_loglevel,
             tls_received_header=cfg.smtpd_tls_received_header,
+            port_logging=cfg.smtpd_client_port_logging,
         )
 
     def settings(self) -> Settings:

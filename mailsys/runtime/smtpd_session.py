@@ -107,7 +107,8 @@ class Session:
         self.name = name
         self.addr = addr
         self.port = port
-        self.namaddr = f"{name}[{addr}]"
+        # smtpd_client_port_logging: name[addr]:port in every line that names the client.
+        self.namaddr = f"{name}[{addr}]:{port}" if server.port_logging else f"{name}[{addr}]"
         self.exempt = server.exempt(name, addr)
         self.conn = ServerConnection(server.settings(), tls_active=False)
         self.sasl_method = ""

@@ -222,3 +222,11 @@ async def test_anvil_recipient_and_auth_rates(make_config, tmp_path):
         "client.example[192.0.2.7]: SASL PLAIN authentication failed: authentication failure, "
         "sasl_username=b",
         "AUTH command rate limit exceeded: 2 from client.example[192.0.2.7] for service smtp"]
+
+
+@trio_test
+async def test_client_port_logging(make_config):
+    cfg = make_config(**PARAMS, smtpd_client_port_logging="yes")
+    got, logs = await converse(cfg, b"QUIT\r\n", 1)
+    assert got == ["221 2.0.0 Bye"]
+    assert {"event": "connect", "client": "client.example[192.0.2.7]:4711", "log_level": "info"} in logs
