@@ -116,6 +116,9 @@ class Session:
         self.exchange: sasl.Exchange | None = None
         self.tls_text = ""
         self.too_many_errors = False
+        # smtpd_delay_reject = no: the client restrictions' verdict at connect,
+        # given to every HELO, EHLO, MAIL and RCPT (Postfix state->access_denied).
+        self.access_denied: Reply | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -154,6 +157,8 @@ class Session:
                     log.warning(hit.warning)
                     await pump.send_greeting(_limit_reply(hit))
                     return
+            if not server.restrictions.delay_reject:
+                await self._check_client()
             if not await pump.send_greeting(replies.greeting(server.banner)):
                 self._ended(smtp_io.End.LOST)
                 return
@@ -202,6 +207,8 @@ class Session:
                 log.warning(sasl.auth_failed_log_text(self.namaddr, mech, " ".join(reply.lines)))
 
     async def answer(self, event: object) -> Reply | None:
+        if self.access_denied is not None and isinstance(event, (Helo, MailFrom, RcptTo)):
+            return self.access_denied
         match event:
             case MailFrom():
                 return await self._mail(event)
@@ -256,6 +263,24 @@ class Session:
             if note.action in _NOTES_LOGGED:
                 log.info(note_log_text(note, ctx, command=command, queue_id=self.qid or "NOQUEUE"))
 
+    async def _resolver(self, ctx: PolicyContext):
+        """The DNS answers an evaluation for ctx may ask for, looked up beforehand."""
+        server = self.server
+        if not server.needs_dns:
+            return None
+        found: dict[str, DnsStatus] = {}
+        for domain in server.restrictions.domains_to_resolve(ctx):
+            found[domain] = await server.dns.domain_status(domain)
+        return lambda name: found.get(name, DnsStatus.TEMPFAIL)
+
+    async def _check_client(self) -> None:
+        ctx = self._context()
+        decision = self.server.restrictions.evaluate_client(ctx, await self._resolver(ctx))
+        self._log_notes(decision, ctx, "CONNECT")
+        if not decision.accepted:
+            self._log_reject("CONNECT", decision.reply, sender=None, recipient=None)
+            self.access_denied = _reply(decision)
+
     def _helo(self, event: Helo) -> Reply | None:
         r = self.server.restrictions
         if r.delay_reject:
@@ -307,13 +332,7 @@ class Session:
                 return refusal
         assert self.mail is not None
         ctx = self._context(sender=self.mail.address, recipient=event.address)
-        resolver = None
-        if server.needs_dns:
-            found: dict[str, DnsStatus] = {}
-            for domain in server.restrictions.domains_to_resolve(ctx):
-                found[domain] = await server.dns.domain_status(domain)
-            resolver = lambda name: found.get(name, DnsStatus.TEMPFAIL)  # noqa: E731
-        decision = server.restrictions.evaluate_rcpt(ctx, resolver)
+        decision = server.restrictions.evaluate_rcpt(ctx, await self._resolver(ctx))
         self._log_notes(decision, ctx, "RCPT")
         if not decision.accepted:
             self._log_reject("RCPT", decision.reply, sender=self.mail.address,

@@ -230,3 +230,13 @@ async def test_client_port_logging(make_config):
     got, logs = await converse(cfg, b"QUIT\r\n", 1)
     assert got == ["221 2.0.0 Bye"]
     assert {"event": "connect", "client": "client.example[192.0.2.7]:4711", "log_level": "info"} in logs
+
+
+@trio_test
+async def test_client_restrictions_at_connect_without_delay_reject(make_config):
+    cfg = make_config(**PARAMS, smtpd_delay_reject="no", smtpd_client_restrictions="reject")
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nNOOP\r\n", 3)
+    refusal = "554 5.7.1 <client.example[192.0.2.7]>: Client host rejected: Access denied"
+    assert got == [refusal, refusal, "250 2.0.0 Ok"]
+    [reject] = [e for e in logs if e["event"] == "reject"]
+    assert (reject["command"], reject["reply"], reject["noqueue"]) == ("CONNECT", refusal, True)
