@@ -28,13 +28,14 @@ def _show_log(mailsys_instance):
     print(mailsys_instance.log_text())
 
 
-def start(inst, main_cf=None, extra=(), services=SERVICES, smtpd_opts=""):
+def start(inst, main_cf=None, services=SERVICES):
+    """smtpd on a free port with cleanup and anvil beside it; the port once it accepts."""
     port = inst.free_port()
     params = {"mydestination": "$myhostname, localhost, example.test",
               "local_recipient_maps": "", "smtpd_error_sleep_time": "0"}
     params.update(main_cf or {})
-    inst.write_config(master_cf=[*services, f"127.0.0.1:{port} inet n - n - - smtpd {smtpd_opts}",
-                                 *extra], main_cf=params)
+    inst.write_config(master_cf=[*services, f"127.0.0.1:{port} inet n - n - - smtpd"],
+                      main_cf=params)
     inst.start()
     inst.wait_until(lambda: _listening(port))
     return port
@@ -48,7 +49,7 @@ def _listening(port):
         return False
 
 
-def queued(inst, qid, timeout=5.0):
+def queued(inst, qid):
     """The entry's envelope and content, read after the master stopped."""
     inst.stop()
     with QueueStore.open(inst.queue_dir) as store:
