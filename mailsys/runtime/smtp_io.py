@@ -6,6 +6,7 @@ SYNOPSIS
     await pump.send_greeting(reply)
     end = await pump.run()          # End.QUIT, LOST, TIMEOUT, ERRORS, HANGUP
     pump.stream                     # the stream in use now (TLS after STARTTLS)
+    pump.unread(100)                # what the client sent beyond the current command
 
 DESCRIPTION
     The I/O half of smtpd (h11's TrioHTTPWrapper in shape): it reads client
@@ -88,6 +89,18 @@ class SmtpPump:
         self.error_sleep = error_sleep
         self.timeout_reply = timeout_reply
         self._out = bytearray()
+        # The bytes most recently fed to the core; their end is always the
+        # core's unread buffer (see unread()).
+        self._tail = bytearray()
+
+    def unread(self, limit: int = 100) -> bytes:
+        """The first `limit` bytes the client sent that the core has not read
+        yet: the text of Postfix's "improper command pipelining" line."""
+        pending = self.conn.buffered
+        if not pending or pending > len(self._tail):
+            return b""
+        start = len(self._tail) - pending
+        return bytes(self._tail[start:start + limit])
 
     async def send_greeting(self, reply: Reply) -> bool:
         """Write the 220 (or a 421 refusal); False when the client is already gone."""
@@ -117,7 +130,10 @@ class SmtpPump:
             else:
                 if event is NEED_DATA:
                     await self._flush()
-                    conn.receive_data(await self._receive())
+                    data = await self._receive()
+                    del self._tail[:max(0, len(self._tail) - conn.buffered)]   # keep the unread part
+                    self._tail += data
+                    conn.receive_data(data)
                     continue
                 if isinstance(event, DataChunk):
                     self.policy.chunk(event.data)

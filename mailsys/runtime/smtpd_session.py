@@ -57,8 +57,8 @@ from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime.tls_stream import TlsStream
 from mailsys.sasl import server as sasl
 from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
-                          MailFrom, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
-                          StartTls, replies)
+                          MailFrom, Noop, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
+                          StartTls, Vrfy, replies)
 from mailsys.tls import TlsEngine, TlsError, describe, established_text
 
 log = structlog.get_logger()
@@ -69,6 +69,9 @@ TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
 # 10 minutes for the reply to the end of data).
 CLEANUP_TIMEOUT = 60.0
 TRIGGER_TIMEOUT = 1.0
+
+# smtpd.c SMTPD_CMD_FLAG_LAST: commands after which a client must wait for the reply.
+_LAST_IN_GROUP = (Helo, DataStart, Noop, Vrfy)
 
 _NOTES_LOGGED = frozenset({"reject_warning", "warn", "info", "hold", "discard"})
 
@@ -119,6 +122,8 @@ class Session:
         # smtpd_delay_reject = no: the client restrictions' verdict at connect,
         # given to every HELO, EHLO, MAIL and RCPT (Postfix state->access_denied).
         self.access_denied: Reply | None = None
+        self.pump: smtp_io.SmtpPump | None = None
+        self.pipelining_noted = False
         self._reset()
 
     def _reset(self) -> None:
@@ -138,6 +143,7 @@ class Session:
         pump = smtp_io.SmtpPump(stream, self.conn, self, timeout=server.timeout,
                                 error_sleep=server.error_sleep,
                                 timeout_reply=replies.timeout(server.cfg.myhostname))
+        self.pump = pump
         try:
             if server.wrappermode:
                 tls = await self.start_tls(stream) if server.tls_context is not None else None
@@ -207,6 +213,8 @@ class Session:
                 log.warning(sasl.auth_failed_log_text(self.namaddr, mech, " ".join(reply.lines)))
 
     async def answer(self, event: object) -> Reply | None:
+        if isinstance(event, _LAST_IN_GROUP) and not self.pipelining_noted:
+            self._note_pipelining()
         if self.access_denied is not None and isinstance(event, (Helo, MailFrom, RcptTo)):
             return self.access_denied
         match event:
@@ -239,6 +247,15 @@ class Session:
                 await ipc_io.send_trigger(qmgr, names.QMGR_REQ_SCAN_DEFERRED, timeout=TRIGGER_TIMEOUT)
                 return None
         return None
+
+    def _note_pipelining(self) -> None:
+        """Postfix's note on a client that sent more after a command that must end
+        its group (RFC 2920 3.1), once per session; fail2ban's default mode reads it."""
+        unread = self.pump.unread(100) if self.pump is not None else b""
+        if unread:
+            self.pipelining_noted = True
+            log.info(f"improper command pipelining after {self.conn.where} from {self.namaddr}: "
+                     f"{unread.decode('utf-8', 'replace')}")
 
     # --- commands -------------------------------------------------------------------
 

@@ -240,3 +240,27 @@ async def test_client_restrictions_at_connect_without_delay_reject(make_config):
     assert got == [refusal, refusal, "250 2.0.0 Ok"]
     [reject] = [e for e in logs if e["event"] == "reject"]
     assert (reject["command"], reject["reply"], reject["noqueue"]) == ("CONNECT", refusal, True)
+
+
+@trio_test
+async def test_improper_pipelining_is_noted_once(make_config):
+    cfg = make_config(**PARAMS)
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                                    b"NOOP\r\nNOOP\r\n", 5)
+    assert [r[:3] for r in got] == ["250"] * 5
+    notes = [e["event"] for e in logs if e["event"].startswith("improper")]
+    assert notes == ["improper command pipelining after EHLO from client.example[192.0.2.7]: "
+                     "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nNOOP\r\nNOOP\r\n"]
+
+
+@trio_test
+async def test_waiting_client_is_not_noted(make_config):
+    cfg = make_config(**PARAMS)
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client, _ = await open_session(nursery, cfg)
+            for command in (b"EHLO c\r\n", b"NOOP\r\n", b"MAIL FROM:<a@example.org>\r\n"):
+                await client.send(command)
+                await client.reply()
+            nursery.cancel_scope.cancel()
+    assert not [e for e in logs if e["event"].startswith("improper")]
