@@ -104,6 +104,7 @@ class SmtpdServer:
     tls_loglevel: int
     tls_received_header: bool
     port_logging: bool
+    require_client_cert: bool
 
     @classmethod
     def from_config(cls, cfg: Any, service: str) -> "SmtpdServer":
@@ -168,6 +169,8 @@ class SmtpdServer:
             tls_loglevel=cfg.smtpd_tls_loglevel,
             tls_received_header=cfg.smtpd_tls_received_header,
             port_logging=cfg.smtpd_client_port_logging,
+            # Postfix: smtpd_tls_req_ccert applies only where TLS is mandatory.
+            require_client_cert=bool(cfg.smtpd_tls_req_ccert) and level == "encrypt",
         )
 
     def settings(self) -> Settings:

@@ -124,6 +124,7 @@ class Session:
         self.access_denied: Reply | None = None
         self.pump: smtp_io.SmtpPump | None = None
         self.pipelining_noted = False
+        self.tls_refused = False        # closed after the handshake on purpose: no "lost connection"
         self._reset()
 
     def _reset(self) -> None:
@@ -178,7 +179,8 @@ class Session:
     def _ended(self, end: smtp_io.End) -> None:
         if end is smtp_io.End.HANGUP and self.too_many_errors:
             note = self.conn.after("too many errors")
-        elif end in (smtp_io.End.LOST, smtp_io.End.TIMEOUT, smtp_io.End.TLS_FAILED):
+        elif end in (smtp_io.End.LOST, smtp_io.End.TIMEOUT, smtp_io.End.TLS_FAILED) \
+                and not self.tls_refused:
             note = self.conn.after("timeout" if end is smtp_io.End.TIMEOUT else "lost connection")
         else:
             note = None
@@ -459,11 +461,19 @@ class Session:
                                        namaddr=self.namaddr, myhostname=server.cfg.myhostname)
             if hit is not None:
                 log.warning(hit.warning)
+                self.tls_refused = True
                 with trio.move_on_after(1):
                     await tls.send_all(_limit_reply(hit).render())
                 return None
         if server.tls_loglevel >= 1:
             log.info(established_text(engine, self.namaddr))
+        if server.require_client_cert and engine.peer_certificate is None:
+            log.info(f"abort: TLS from {self.namaddr}: No client certificate presented", noqueue=True)
+            self.tls_refused = True
+            with trio.move_on_after(1):
+                await tls.send_all(Reply(421, "4.7.1", f"{server.cfg.myhostname} Error: "
+                                         "No client certificate presented").render())
+            return None
         if server.tls_received_header:
             # cleanup puts these lines after the first line of its Received: header.
             self.tls_text = "\n".join(received_tls_lines(describe(engine)))

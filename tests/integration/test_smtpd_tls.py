@@ -169,3 +169,17 @@ def test_wrapper_mode(mailsys_instance, ca):
         s.mail("a@example.org")
         s.rcpt("bob@example.test")
         assert s.data(MESSAGE)[0] == 250
+
+
+def test_client_certificate_required(mailsys_instance, ca):
+    inst = mailsys_instance
+    port = start(inst, ca, main_cf={"smtpd_tls_security_level": "encrypt",
+                                    "smtpd_tls_req_ccert": "yes"})
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        s.starttls(context=client_context(ca))
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            s.ehlo("c.example")
+            s.mail("a@example.org")
+    inst.wait_log("NOQUEUE: abort: TLS from localhost[127.0.0.1]: No client certificate presented")
+    assert "lost connection after STARTTLS" not in inst.log_text()
