@@ -15,6 +15,8 @@ DESCRIPTION
         smtpd_client_event_limit_exceptions) and refuses a client over its
         count or rate limit with "421 4.7.0 <host> Error: too many
         connections from <addr>" instead of the banner;
+      - with smtpd_delay_reject = no, evaluates the client restrictions at
+        connect; a refusal then answers every HELO, EHLO, MAIL and RCPT;
       - answers each event: HELO/EHLO restrictions when smtpd_delay_reject
         = no; MAIL with the anvil message rate; RCPT with the anvil
         recipient rate and the restriction lists (reject lines logged as
@@ -22,8 +24,11 @@ DESCRIPTION
         logging "QID: client=name[addr]" at the first accepted recipient;
         the message content to cleanup in one request at the end of DATA
         or BDAT LAST, "250 2.0.0 Ok: queued as QID" only when cleanup
-        answered Queued (durably committed); STARTTLS; AUTH through
-        mailsys.sasl.server with the anvil AUTH rate;
+        answered Queued (durably committed); STARTTLS (the handshake is
+        mailsys.runtime.smtpd_tls); AUTH with the anvil AUTH rate (the
+        exchange is mailsys.runtime.smtpd_auth);
+      - notes "improper command pipelining after EHLO from ..." once, when
+        a client sends more after a command that must end its group;
       - at the end logs what Postfix logs: "lost connection after CMD",
         "timeout after CMD", "too many errors after CMD" and always
         "disconnect from name[addr] ehlo=1 mail=1 ... commands=N".
@@ -35,7 +40,6 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import time
 
@@ -48,18 +52,16 @@ from mailsys.ipc.messages import ErrorCode
 from mailsys.ipc.proto import anvil as anvil_proto
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
 from mailsys.message.qid import new_qid
-from mailsys.message.received import _tls_lines as received_tls_lines
 from mailsys.policy import anvil as limits
 from mailsys.policy.restrictions import Decision, DnsStatus, PolicyContext, note_log_text
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
 from mailsys.runtime.smtpd_server import SmtpdServer
-from mailsys.runtime.tls_stream import TlsStream
-from mailsys.sasl import server as sasl
+from mailsys.runtime.smtpd_auth import SessionAuth
+from mailsys.runtime.smtpd_tls import server_handshake
 from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
                           MailFrom, Noop, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
                           StartTls, Vrfy, replies)
-from mailsys.tls import TlsEngine, TlsError, describe, established_text
 
 log = structlog.get_logger()
 
@@ -114,9 +116,7 @@ class Session:
         self.namaddr = f"{name}[{addr}]:{port}" if server.port_logging else f"{name}[{addr}]"
         self.exempt = server.exempt(name, addr)
         self.conn = ServerConnection(server.settings(), tls_active=False)
-        self.sasl_method = ""
-        self.sasl_user = ""
-        self.exchange: sasl.Exchange | None = None
+        self.auth = SessionAuth(server.sasl, self.namaddr)
         self.tls_text = ""
         self.too_many_errors = False
         # smtpd_delay_reject = no: the client restrictions' verdict at connect,
@@ -206,13 +206,7 @@ class Session:
             log.warning(f"non-SMTP command from {self.namaddr}: {text[len('non-SMTP command: '):]}")
         elif reply.code == 552 and self.conn.where == "MAIL":
             self._log_reject("MAIL", str(reply), sender=None, recipient=None)
-        if self.exchange is not None and reply.code in (501, 500, 535):
-            # The core ended the AUTH exchange: "*", bad base64, a response too long.
-            mech, self.exchange = self.exchange.mechanism, None
-            if reply == replies.AUTH_ABORTED:
-                log.warning(f"{self.namaddr}: SASL {mech} authentication aborted")
-            else:
-                log.warning(sasl.auth_failed_log_text(self.namaddr, mech, " ".join(reply.lines)))
+        self.auth.core_ended(reply)
 
     async def answer(self, event: object) -> Reply | None:
         if isinstance(event, _LAST_IN_GROUP) and not self.pipelining_noted:
@@ -243,7 +237,7 @@ class Session:
             case Auth():
                 return await self._auth(event)
             case AuthResponse():
-                return await self._auth_step(event.data)
+                return await self.auth.step(event.data)
             case Etrn():
                 qmgr = names.public_path(self.server.cfg.path("queue_directory"), names.QMGR)
                 await ipc_io.send_trigger(qmgr, names.QMGR_REQ_SCAN_DEFERRED, timeout=TRIGGER_TIMEOUT)
@@ -264,7 +258,7 @@ class Session:
     def _context(self, **kw) -> PolicyContext:
         conn = self.conn
         return PolicyContext(self.name, self.addr, helo=conn.helo_name,
-                             sasl_user=self.sasl_user or None, tls=conn.tls_active,
+                             sasl_user=self.auth.user or None, tls=conn.tls_active,
                              protocol=conn.protocol, **kw)
 
     def _log_reject(self, command: str, reply: str, *, sender: str | None,
@@ -275,7 +269,7 @@ class Session:
         log.info("reject", command=command, client=self.namaddr, reply=reply, sender=sender,
                  recipient=recipient, proto=self.conn.protocol,
                  helo=helo if helo is not None else self.conn.helo_name,
-                 sasl_method=self.sasl_method, sasl_username=self.sasl_user, **where)
+                 sasl_method=self.auth.method, sasl_username=self.auth.user, **where)
 
     def _log_notes(self, decision: Decision, ctx: PolicyContext, command: str) -> None:
         for note in decision.notes:
@@ -360,7 +354,7 @@ class Session:
         if self.qid is None:
             self.qid = new_qid()
             log.info("client", queue_id=self.qid, client=self.namaddr,
-                     sasl_method=self.sasl_method, sasl_username=self.sasl_user)
+                     sasl_method=self.auth.method, sasl_username=self.auth.user)
         orcpt = f"{event.orcpt[0]};{event.orcpt[1]}" if event.orcpt else ""
         self.recipients.append(CleanupRecipient(event.address, orcpt=orcpt,
                                                 notify=tuple(event.notify or ())))
@@ -406,7 +400,7 @@ class Session:
             client_name=self.name, client_addr=self.addr, client_port=self.port,
             helo=conn.helo_name or "", protocol=conn.received_protocol,
             tls=self.tls_text,
-            sasl_method=self.sasl_method, sasl_user=self.sasl_user,
+            sasl_method=self.auth.method, sasl_user=self.auth.user,
             envid=mail.envid or "", ret=mail.ret or "", body_type=mail.body or "",
             smtputf8=mail.smtputf8)
         try:
@@ -445,88 +439,18 @@ class Session:
 
     async def start_tls(self, stream: trio.abc.Stream) -> trio.abc.Stream | None:
         """The TLS handshake (after our 220, or at connect in wrapper mode)."""
-        server = self.server
-        tls = TlsStream(stream, TlsEngine(server.tls_context, server_side=True))
-        try:
-            await tls.handshake(server.starttls_timeout)
-        except TlsError as e:
-            log.info(f"SSL_accept error from {self.namaddr}: {e}")
-            with trio.move_on_after(1, shield=True):
-                await tls.aclose()
-            return None
-        engine = tls.engine
-        if server.limits.new_tls_session_rate and not self.exempt and not engine.session_reused:
-            rate = await server.anvil.event(server.service, self.addr, anvil_proto.NEWTLS)
-            hit = limits.check_new_tls(rate, server.limits, service=server.service,
-                                       namaddr=self.namaddr, myhostname=server.cfg.myhostname)
-            if hit is not None:
-                log.warning(hit.warning)
-                self.tls_refused = True
-                with trio.move_on_after(1):
-                    await tls.send_all(_limit_reply(hit).render())
-                return None
-        if server.tls_loglevel >= 1:
-            log.info(established_text(engine, self.namaddr))
-        if server.require_client_cert and engine.peer_certificate is None:
-            log.info(f"abort: TLS from {self.namaddr}: No client certificate presented", noqueue=True)
-            self.tls_refused = True
-            with trio.move_on_after(1):
-                await tls.send_all(Reply(421, "4.7.1", f"{server.cfg.myhostname} Error: "
-                                         "No client certificate presented").render())
-            return None
-        if server.tls_received_header:
-            # cleanup puts these lines after the first line of its Received: header.
-            self.tls_text = "\n".join(received_tls_lines(describe(engine)))
-        return tls
+        result = await server_handshake(stream, self.server, namaddr=self.namaddr, addr=self.addr,
+                                        exempt=self.exempt)
+        self.tls_refused = result.refused
+        self.tls_text = result.received
+        return result.stream
 
     async def _auth(self, event: Auth) -> Reply:
-        server = self.server
-        if server.limits.auth_rate:
+        if self.server.limits.auth_rate:
             refusal = await self._rate(anvil_proto.AUTH, limits.check_auth)
             if refusal is not None:
                 return refusal
-        if server.sasl is None:
-            return replies.AUTH_NOT_ENABLED
-        self.exchange = server.sasl.begin(event.mechanism)
-        # start() and respond() may check a password: scrypt, kept off the event loop.
-        result = await trio.to_thread.run_sync(self.exchange.start,
-                                               sasl_text(event.initial_response))
-        return self._auth_result(result)
-
-    async def _auth_step(self, data: bytes) -> Reply:
-        if self.exchange is None:
-            return replies.auth_failed()
-        result = await trio.to_thread.run_sync(self.exchange.respond, sasl_text(data))
-        return self._auth_result(result)
-
-    def _auth_result(self, result: sasl.Result) -> Reply:
-        if isinstance(result, sasl.Challenge):
-            return sasl_reply(result)
-        self.exchange = None
-        if isinstance(result, sasl.Success):
-            self.sasl_method, self.sasl_user = result.mechanism, result.username
-        else:
-            log.warning(result.log_text(self.namaddr))
-        return sasl_reply(result)
+        return await self.auth.begin(event)
 
 
-def sasl_text(data: bytes | None) -> str | None:
-    """What mailsys.sasl.server takes: the client's line as base64 text.
-
-    The protocol core has already checked and decoded the base64 (and
-    turned "=" into b""); the exchange wants the line as sent."""
-    if data is None:
-        return None
-    return base64.b64encode(data).decode("ascii") or "="
-
-
-def sasl_reply(result: sasl.Result) -> Reply:
-    """The SMTP reply for one step of an AUTH exchange."""
-    if isinstance(result, sasl.Challenge):
-        return Reply(334, None, result.data)
-    if isinstance(result, sasl.Success):
-        return replies.AUTH_OK
-    return replies.AUTH_ABORTED if result.aborted else replies.auth_failed(result.reason)
-
-
-__all__ = ["Session", "serve_client", "sasl_reply", "sasl_text", "TLS_UNAVAILABLE"]
+__all__ = ["Session", "serve_client", "TLS_UNAVAILABLE"]

@@ -18,7 +18,7 @@ from mailsys.smtp import (
     NEED_DATA, PAUSED, REPLY_OWED, Auth, AuthResponse, ConnectionClosed, DataChunk, EndOfData,
     RemoteProtocolError, Reply, ServerConnection, Settings, StartTls, replies,
 )
-from mailsys.runtime.smtpd_session import sasl_reply, sasl_text
+from mailsys.runtime.smtpd_auth import sasl_reply, sasl_text
 from mailsys.sasl.passwords import cram_key, hash_password
 from mailsys.sasl.server import Exchange, SaslServer
 from mailsys.sasl.users import UserDatabase
