@@ -298,3 +298,16 @@ def test_shipped_smtp_and_submission_entries(mailsys_instance):
         assert s.mail("a@example.org") == (530, b"5.7.0 Must issue a STARTTLS command first")
         assert s.docmd("STARTTLS") == (454, b"4.7.0 TLS not available due to local problem")
     inst.wait_log("mailsys/submission/smtpd[")
+
+
+def test_anvil_down_mail_still_flows(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst, {"smtpd_client_event_limit_exceptions": "",
+                        "smtpd_client_message_rate_limit": "5"},
+                 services=["cleanup unix - - n - 0 cleanup"])
+    with session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        s.rcpt("bob@example.test")
+        assert s.data(MESSAGE)[0] == 250
+    inst.wait_log("warning: problem talking to server private/anvil: ")
