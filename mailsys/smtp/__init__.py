@@ -6,7 +6,7 @@ ssl or lmdb. Everything in __all__ is the public surface; the _modules are
 private.
 """
 
-from . import replies, sasl
+from . import replies
 from ._state import State
 from .address import AddressParts, Path, parse_path, routing_tricks, split_address
 from .errors import LocalProtocolError, ProtocolError, RemoteProtocolError
@@ -75,6 +75,5 @@ __all__ = [
     "parse_path",
     "replies",
     "routing_tricks",
-    "sasl",
     "split_address",
 ]

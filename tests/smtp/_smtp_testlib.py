@@ -10,12 +10,18 @@ different splits compare equal.
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 from mailsys.smtp import (
     NEED_DATA, PAUSED, REPLY_OWED, Auth, AuthResponse, ConnectionClosed, DataChunk, EndOfData,
-    RemoteProtocolError, Reply, ServerConnection, Settings, StartTls, replies, sasl,
+    RemoteProtocolError, Reply, ServerConnection, Settings, StartTls, replies,
 )
+from mailsys.runtime.smtpd_auth import sasl_reply, sasl_text
+from mailsys.sasl.passwords import cram_key, hash_password
+from mailsys.sasl.server import Exchange, SaslServer
+from mailsys.sasl.users import UserDatabase
 
 HOST = "mx.example.com"
 BANNER = f"{HOST} ESMTP Postfix"
@@ -44,28 +50,23 @@ def default_policy(conn: ServerConnection, event: object) -> Reply:
 
 
 def sasl_policy(users: dict[str, str]) -> Policy:
-    """Answer Auth/AuthResponse through sasl.py the way services/smtpd will."""
-    exchanges: dict[int, sasl.Exchange] = {}
+    """Answer Auth/AuthResponse through mailsys.sasl.server as services/smtpd does;
+    every user gets a password hash and a CRAM-MD5 key."""
+    directory = Path(tempfile.mkdtemp(prefix="sasl"))
+    text = "".join(f"{name}:{hash_password(pw)}:{cram_key(pw)}\n" for name, pw in users.items())
+    (directory / "sasl_users").write_text(text)
+    server = SaslServer(UserDatabase(directory / "sasl_users"), HOST)
+    exchanges: dict[int, Exchange] = {}
 
     def policy(conn: ServerConnection, event: object) -> Reply | None:
         if isinstance(event, Auth):
-            exchanges[id(conn)] = sasl.start(event.mechanism, HOST)
-            data = event.initial_response
+            exchange = exchanges[id(conn)] = server.begin(event.mechanism)
+            result = exchange.start(sasl_text(event.initial_response))
         elif isinstance(event, AuthResponse):
-            data = event.data
+            result = exchanges[id(conn)].respond(sasl_text(event.data))
         else:
             return None
-        try:
-            step = exchanges[id(conn)].step(data)
-        except sasl.SaslError:
-            return replies.auth_failed()
-        if isinstance(step, bytes):
-            return replies.auth_challenge(step)
-        if step.password is not None:
-            ok = users.get(step.username) == step.password
-        else:
-            ok = step.cram_matches(users.get(step.username, "").encode())
-        return replies.AUTH_OK if ok else replies.auth_failed()
+        return sasl_reply(result)
     return policy
 
 

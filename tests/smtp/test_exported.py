@@ -10,11 +10,11 @@ import mailsys.smtp as smtp
 
 
 def test_all_equals_public_names():
-    # Submodules become package attributes when imported; only replies and
-    # sasl are meant to be used as modules from outside.
+    # Submodules become package attributes when imported; only replies is
+    # meant to be used as a module from outside.
     public = {name for name in dir(smtp) if not name.startswith("_")}
     modules = {name for name in public if isinstance(getattr(smtp, name), ModuleType)}
-    assert set(smtp.__all__) == (public - modules) | {"replies", "sasl"}
+    assert set(smtp.__all__) == (public - modules) | {"replies"}
     assert all(hasattr(smtp, name) for name in smtp.__all__)
 
 

@@ -1,0 +1,191 @@
+"""smtp_io - pump a trio stream through a sans-IO ServerConnection.
+
+SYNOPSIS
+    pump = SmtpPump(stream, conn, policy, timeout=cfg.smtpd_timeout,
+                    error_sleep=cfg.smtpd_error_sleep_time)
+    await pump.send_greeting(reply)
+    end = await pump.run()          # End.QUIT, LOST, TIMEOUT, ERRORS, HANGUP
+    pump.stream                     # the stream in use now (TLS after STARTTLS)
+    pump.unread(100)                # what the client sent beyond the current command
+
+DESCRIPTION
+    The I/O half of smtpd (h11's TrioHTTPWrapper in shape): it reads client
+    bytes in large pieces, feeds them to mailsys.smtp.ServerConnection,
+    asks the policy for the answer to each event that owes one, and writes
+    the replies. It knows nothing of restrictions, anvil or the queue; the
+    policy (mailsys.runtime.smtpd_session) does.
+
+    Every read and every write runs under smtpd_timeout. When a read times
+    out the client gets "421 4.4.2 <host> Error: timeout exceeded" and the
+    session ends with End.TIMEOUT (Postfix smtpd.c).
+
+    Replies to pipelined commands are collected and written in one piece
+    when the connection has to wait for the client again, before a delay
+    (smtpd_error_sleep_time) and when the session ends: Postfix's
+    smtp_flush() before each read. A client that waits for each reply gets
+    it at once, because it sends nothing until then and the pump must read.
+
+    STARTTLS: after the 220 is written the policy's start_tls(stream)
+    returns the TLS stream (or None when the handshake failed: the session
+    ends), and the core forgets the session (conn.start_tls_done()). What
+    the client pipelined after STARTTLS in plaintext is dropped by the core.
+
+POLICY INTERFACE
+    async answer(event) -> Reply | None   None: the core's default reply
+    chunk(data: bytes)                    message content, in order
+    bdat(event: Bdat)                     a BDAT chunk begins (its content follows)
+    refused(err: RemoteProtocolError)     the core refused a command itself
+    async start_tls(stream) -> Stream | None
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Protocol
+
+import trio
+
+from mailsys.smtp import (NEED_DATA, PAUSED, REPLY_OWED, Bdat, ConnectionClosed, DataChunk,
+                          RemoteProtocolError, Reply, ServerConnection, StartTls)
+
+# One read takes up to this much: a whole pipelined transaction or a large
+# piece of message content per system call, so the per-byte cost stays in C.
+READ_SIZE = 65536
+
+# The 421 after a timeout is a courtesy: a client that does not read gets
+# no longer than this.
+FAREWELL_TIMEOUT = 1.0
+
+
+class End(enum.Enum):
+    QUIT = "quit"               # the core closed after a 221 (QUIT, non-SMTP command)
+    HANGUP = "hangup"           # we closed with a 421/521 (too many errors, limits)
+    LOST = "lost connection"    # the client went away
+    TIMEOUT = "timeout"         # smtpd_timeout passed while reading or writing
+    TLS_FAILED = "tls failed"   # the STARTTLS handshake failed
+
+
+class Policy(Protocol):
+    async def answer(self, event: object) -> Reply | None: ...
+    def chunk(self, data: bytes) -> None: ...
+    def bdat(self, event: Bdat) -> None: ...
+    def refused(self, err: RemoteProtocolError) -> None: ...
+    async def start_tls(self, stream: trio.abc.Stream) -> trio.abc.Stream | None: ...
+
+
+class _Lost(Exception):
+    """The client's side of the stream is gone (reset, broken pipe, EOF on write)."""
+
+
+class SmtpPump:
+    """One session's I/O loop; see the module description."""
+
+    def __init__(self, stream: trio.abc.Stream, conn: ServerConnection, policy: Policy, *,
+                 timeout: float, error_sleep: float = 1.0, timeout_reply: Reply | None = None) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.policy = policy
+        self.timeout = timeout
+        self.error_sleep = error_sleep
+        self.timeout_reply = timeout_reply
+        self._out = bytearray()
+        # The bytes most recently fed to the core; their end is always the
+        # core's unread buffer (see unread()).
+        self._tail = bytearray()
+
+    def unread(self, limit: int = 100) -> bytes:
+        """The first `limit` bytes the client sent that the core has not read
+        yet: the text of Postfix's "improper command pipelining" line."""
+        pending = self.conn.buffered
+        if not pending or pending > len(self._tail):
+            return b""
+        start = len(self._tail) - pending
+        return bytes(self._tail[start:start + limit])
+
+    async def send_greeting(self, reply: Reply) -> bool:
+        """Write the 220 (or a 421 refusal); False when the client is already gone."""
+        self._out += self.conn.send(reply)
+        try:
+            await self._flush()
+        except (_Lost, trio.TooSlowError):
+            return False
+        return True
+
+    async def run(self) -> End:
+        try:
+            return await self._loop()
+        except _Lost:
+            return End.LOST
+        except trio.TooSlowError:
+            return End.TIMEOUT
+
+    async def _loop(self) -> End:
+        conn = self.conn
+        while True:
+            try:
+                event = conn.next_event()
+            except RemoteProtocolError as err:
+                self.policy.refused(err)
+                event, reply = err, err.reply
+            else:
+                if event is NEED_DATA:
+                    await self._flush()
+                    data = await self._receive()
+                    del self._tail[:max(0, len(self._tail) - conn.buffered)]   # keep the unread part
+                    self._tail += data
+                    conn.receive_data(data)
+                    continue
+                if isinstance(event, DataChunk):
+                    self.policy.chunk(event.data)
+                    continue
+                if isinstance(event, ConnectionClosed):
+                    return End.LOST
+                if isinstance(event, Bdat):
+                    self.policy.bdat(event)
+                    continue
+                if event is PAUSED:
+                    # Every owed reply is sent before the next call: a bug.
+                    raise RuntimeError("SMTP core paused with nothing owed")
+                if not isinstance(event, REPLY_OWED):
+                    continue
+                reply = await self.policy.answer(event) or conn.default_reply()
+            if conn.should_delay():
+                await self._flush()
+                await trio.sleep(self.error_sleep)
+            self._out += conn.send(reply)
+            if conn.closed:
+                await self._flush()
+                return End.QUIT if reply.code == 221 else End.HANGUP
+            if isinstance(event, StartTls) and reply.code == 220:
+                await self._flush()
+                tls = await self.policy.start_tls(self.stream)
+                if tls is None:
+                    return End.TLS_FAILED
+                self.stream = tls
+                conn.start_tls_done()
+
+    async def _receive(self) -> bytes:
+        try:
+            with trio.fail_after(self.timeout):
+                return await self.stream.receive_some(READ_SIZE)
+        except trio.TooSlowError:
+            if self.timeout_reply is not None:
+                with trio.move_on_after(FAREWELL_TIMEOUT):
+                    try:
+                        await self.stream.send_all(self.timeout_reply.render())
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        pass
+            raise
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            return b""          # the core turns end-of-file into ConnectionClosed
+
+    async def _flush(self) -> None:
+        if not self._out:
+            return
+        data = bytes(self._out)
+        self._out.clear()
+        try:
+            with trio.fail_after(self.timeout):
+                await self.stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            raise _Lost() from e

@@ -1,0 +1,98 @@
+"""smtpd_auth - one session's SMTP AUTH, through mailsys.sasl.server.
+
+SYNOPSIS
+    auth = SessionAuth(sasl_server, namaddr)
+    reply = await auth.begin(event)          # Auth event: 334 challenge, 235 or 535
+    reply = await auth.step(event.data)      # AuthResponse event
+    auth.core_ended(reply)                   # the core ended the exchange ("*", bad base64)
+    auth.method, auth.user                   # after a 235: "PLAIN", "alice"
+
+DESCRIPTION
+    The protocol core (mailsys.smtp) frames AUTH: it checks that AUTH is
+    offered, decodes the base64 and handles "*". What is inside is
+    mailsys.sasl.server's: the challenges, the password check against
+    smtpd_sasl_users_file and Postfix's replies and log texts. A password
+    check is an scrypt computation, so it runs in a worker thread and the
+    other sessions of the process go on meanwhile.
+
+    Failures are logged at warning level in the form fail2ban's
+    postfix-sasl filter reads: "client[addr]: SASL LOGIN authentication
+    failed: UGFzc3dvcmQ6, sasl_username=info".
+"""
+
+from __future__ import annotations
+
+import base64
+
+import structlog
+import trio
+
+from mailsys.sasl import server as sasl
+from mailsys.smtp import Auth, Reply, replies
+
+log = structlog.get_logger()
+
+
+class SessionAuth:
+    """The AUTH state of one session; see the module description."""
+
+    def __init__(self, server: sasl.SaslServer | None, namaddr: str) -> None:
+        self.server = server
+        self.namaddr = namaddr
+        self.exchange: sasl.Exchange | None = None
+        self.method = ""
+        self.user = ""
+
+    async def begin(self, event: Auth) -> Reply:
+        if self.server is None:
+            return replies.AUTH_NOT_ENABLED
+        self.exchange = self.server.begin(event.mechanism)
+        result = await trio.to_thread.run_sync(self.exchange.start, sasl_text(event.initial_response))
+        return self._result(result)
+
+    async def step(self, data: bytes) -> Reply:
+        if self.exchange is None:
+            return replies.auth_failed()
+        result = await trio.to_thread.run_sync(self.exchange.respond, sasl_text(data))
+        return self._result(result)
+
+    def core_ended(self, reply: Reply) -> None:
+        """The core refused an AUTH line itself ("*", bad base64, too long): log as Postfix."""
+        if self.exchange is None or reply.code not in (500, 501, 535):
+            return
+        mech, self.exchange = self.exchange.mechanism, None
+        if reply == replies.AUTH_ABORTED:
+            log.warning(f"{self.namaddr}: SASL {mech} authentication aborted")
+        else:
+            log.warning(sasl.auth_failed_log_text(self.namaddr, mech, " ".join(reply.lines)))
+
+    def _result(self, result: sasl.Result) -> Reply:
+        if not isinstance(result, sasl.Challenge):
+            self.exchange = None
+            if isinstance(result, sasl.Success):
+                self.method, self.user = result.mechanism, result.username
+            else:
+                log.warning(result.log_text(self.namaddr))
+        return sasl_reply(result)
+
+
+def sasl_text(data: bytes | None) -> str | None:
+    """What mailsys.sasl.server takes: the client's line as base64 text.
+
+    The protocol core has already checked and decoded the base64 (and
+    turned "=" into b""); the exchange wants the line as sent."""
+    if data is None:
+        return None
+    return base64.b64encode(data).decode("ascii") or "="
+
+
+def sasl_reply(result: sasl.Result) -> Reply:
+    """The SMTP reply for one step of an AUTH exchange."""
+    if isinstance(result, sasl.Challenge):
+        return Reply(334, None, result.data)
+    if isinstance(result, sasl.Success):
+        return replies.AUTH_OK
+    return replies.AUTH_ABORTED if result.aborted else replies.auth_failed(result.reason)
+
+
+__all__ = ["SessionAuth", "sasl_reply", "sasl_text"]

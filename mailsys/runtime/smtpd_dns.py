@@ -1,0 +1,130 @@
+"""smtpd_dns - the DNS facts smtpd's restrictions ask for, and the client's name.
+
+SYNOPSIS
+    dns = SmtpdDns.from_config(cfg)
+    status = await dns.domain_status("example.org")    # DnsStatus: MX, A or AAAA exists?
+    name = await client_name("192.0.2.7")              # verified PTR name, or "unknown"
+
+DESCRIPTION
+    domain_status() answers reject_unknown_sender_domain,
+    reject_unknown_recipient_domain and reject_unknown_helo_hostname the way
+    Postfix's smtpd_check.c does: the name exists for mail when it has an MX
+    record or an address record (A or AAAA). NXDOMAIN or no such records is
+    NOT_FOUND; a server failure or timeout is TEMPFAIL (the restriction then
+    defers with 450 instead of rejecting). dnspython's async resolver runs
+    on the trio backend, with dns_nameservers (address[:port]) when set,
+    else /etc/resolv.conf. Answers are not cached here; the resolver the
+    host runs is the cache.
+
+    client_name() is Postfix's peer name lookup (smtpd_peer.c): the PTR
+    name of the address is used only when it resolves back to that same
+    address (forward-confirmed), otherwise the client is "unknown". Both
+    lookups go through the system resolver (getnameinfo / getaddrinfo, in
+    trio's worker threads, so /etc/hosts counts as Postfix's does) under
+    one short deadline.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+
+import dns.asyncbackend
+import dns.asyncresolver
+import dns.exception
+import dns.resolver
+import trio
+
+from mailsys.policy.restrictions import DnsStatus
+
+# A lookup for a restriction runs while the client waits for its RCPT reply.
+LOOKUP_TIMEOUT = 10.0
+# The peer name lookup delays the greeting; Postfix leaves it to the resolver's
+# own timeouts, which can be half a minute. A client whose PTR is that slow is
+# served as "unknown" instead.
+PEER_NAME_TIMEOUT = 5.0
+
+_ADDRESS_TYPES = ("MX", "A", "AAAA")
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpdDns:
+    resolver: dns.asyncresolver.Resolver
+    timeout: float = LOOKUP_TIMEOUT
+
+    @classmethod
+    def from_config(cls, cfg) -> "SmtpdDns":
+        servers = tuple(cfg.dns_nameservers)
+        if servers:
+            resolver = dns.asyncresolver.Resolver(configure=False)
+            resolver.nameservers = [_server(s) for s in servers]
+            ports = {_port(s) for s in servers}
+            resolver.port = ports.pop() if len(ports) == 1 else 53
+        else:
+            try:
+                resolver = dns.asyncresolver.Resolver()
+            except dns.resolver.NoResolverConfiguration:
+                resolver = dns.asyncresolver.Resolver(configure=False)
+                resolver.nameservers = ["127.0.0.1"]
+        resolver.lifetime = LOOKUP_TIMEOUT
+        return cls(resolver)
+
+    async def domain_status(self, name: str) -> DnsStatus:
+        """EXISTS when name has an MX, A or AAAA record; see the module description."""
+        backend = dns.asyncbackend.get_backend("trio")
+        tempfail = False
+        for rdtype in _ADDRESS_TYPES:
+            try:
+                await self.resolver.resolve(name, rdtype, backend=backend, search=False)
+                return DnsStatus.EXISTS
+            except dns.resolver.NXDOMAIN:
+                return DnsStatus.NOT_FOUND
+            except dns.resolver.NoAnswer:
+                continue
+            except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.exception.DNSException,
+                    OSError):
+                tempfail = True
+        return DnsStatus.TEMPFAIL if tempfail else DnsStatus.NOT_FOUND
+
+
+def _server(spec: str) -> str:
+    spec = spec.strip()
+    if spec.startswith("["):
+        return spec[1:spec.index("]")]
+    if spec.count(":") == 1:
+        return spec.split(":", 1)[0]
+    return spec
+
+
+def _port(spec: str) -> int:
+    spec = spec.strip()
+    if spec.startswith("[") and "]:" in spec:
+        return int(spec.rsplit(":", 1)[1])
+    if spec.count(":") == 1:
+        return int(spec.split(":", 1)[1])
+    return 53
+
+
+async def client_name(addr: str, *, timeout: float = PEER_NAME_TIMEOUT) -> str:
+    """The forward-confirmed PTR name of addr, or "unknown"."""
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return "unknown"
+    with trio.move_on_after(timeout):
+        try:
+            name, _ = await trio.socket.getnameinfo((addr, 0), socket.NI_NAMEREQD)
+        except OSError:
+            return "unknown"
+        try:
+            infos = await trio.socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+        except OSError:
+            return "unknown"
+        for *_, sockaddr in infos:
+            try:
+                if ipaddress.ip_address(sockaddr[0].split("%")[0]) == ip:
+                    return name
+            except ValueError:
+                continue
+    return "unknown"

@@ -1,0 +1,223 @@
+"""smtpd_server - what one smtpd process builds once and all its sessions share.
+
+SYNOPSIS
+    server = SmtpdServer.from_config(cfg, service="smtp")     # skeleton post_init
+    settings = server.settings()                                # per session (AUTH may change)
+    await server.aclose()
+
+DESCRIPTION
+    Postfix's smtpd reads its parameters and compiles its restriction lists
+    once per process (smtpd.c pre_jail_init / post_jail_init). So does this:
+    the protocol Settings derived from main.cf and the service's -o
+    overrides, the compiled Restrictions, the anvil limits with the clients
+    exempt from them (smtpd_client_event_limit_exceptions), the SASL users
+    file, the TLS server context, a DNS resolver, the anvil client and the
+    pool of kept-open channels to cleanup.
+
+    TLS: STARTTLS is offered at smtpd_tls_security_level may or encrypt.
+    When no certificate is configured, or it cannot be loaded, the process
+    logs a warning; with "may" STARTTLS is then not offered, with
+    "encrypt" it is (mail still needs it) and answers "454 4.7.0 TLS not
+    available due to local problem", as Postfix does.
+
+    local_header_rewrite_clients keeps Postfix's default,
+    permit_inet_interfaces: a client connecting from one of this host's own
+    listening addresses (inet_interfaces, proxy_interfaces; loopback for
+    "all" and "loopback-only") submits local mail, and cleanup adds missing
+    From:/Date:/Message-ID: headers for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from mailsys.config.tables import open_table
+from mailsys.errors import ConfigError
+from mailsys.ipc import names
+from mailsys.ipc.proto.cleanup import PROTOCOL as CLEANUP_PROTOCOL
+from mailsys.policy.anvil import ClientLimits
+from mailsys.policy.netmatch import ClientMatcher, parse_address
+from mailsys.policy.restrictions import Restrictions
+from mailsys.runtime import ipc_io
+from mailsys.runtime.anvil_client import AnvilClient
+from mailsys.runtime.smtpd_dns import SmtpdDns
+from mailsys.sasl.server import SaslServer
+from mailsys.smtp import Settings
+from mailsys.tls import server_context
+
+log = structlog.get_logger()
+
+# Channels to cleanup one process keeps open: sessions waiting for a queue ID
+# beyond this many wait for a free channel (cleanup's group commit makes the
+# wait short, and fewer channels mean bigger commits).
+CLEANUP_CHANNELS = 16
+
+# Restriction names that make evaluate_rcpt ask DNS; without any of them the
+# dry run that collects names to resolve is skipped on every RCPT.
+_DNS_RESTRICTIONS = ("reject_unknown_sender_domain", "reject_unknown_recipient_domain",
+                     "reject_unknown_helo_hostname", "reject_rbl_client", "reject_rhsbl_",
+                     "permit_dnswl_client", "permit_rhswl_client")
+_LISTS = ("smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
+          "smtpd_relay_restrictions", "smtpd_recipient_restrictions")
+
+# smtpd_discard_ehlo_keywords word -> Settings field.
+_EHLO_KEYWORDS = {"pipelining": "pipelining", "size": "size", "vrfy": "vrfy", "etrn": "etrn",
+                  "enhancedstatuscodes": "enhancedstatuscodes", "8bitmime": "eightbitmime",
+                  "dsn": "dsn", "smtputf8": "smtputf8", "chunking": "chunking",
+                  "starttls": "starttls"}
+
+
+def param(cfg: Any, name: str, default: Any) -> Any:
+    """cfg[name], or default for a parameter the table does not declare."""
+    try:
+        return cfg[name]
+    except (KeyError, AttributeError):
+        return default
+
+
+@dataclass(slots=True)
+class SmtpdServer:
+    cfg: Any
+    service: str
+    base_settings: Settings
+    restrictions: Restrictions
+    limits: ClientLimits
+    limit_exceptions: ClientMatcher
+    anvil: AnvilClient
+    cleanup: ipc_io.ChannelPool
+    dns: SmtpdDns
+    sasl: SaslServer | None
+    tls_context: Any                     # an OpenSSL.SSL.Context, or None
+    own_addresses: frozenset
+    needs_dns: bool
+    banner: str
+    timeout: float
+    starttls_timeout: float
+    error_sleep: float
+    peername_lookup: bool
+    wrappermode: bool
+    tls_loglevel: int
+    tls_received_header: bool
+    port_logging: bool
+    require_client_cert: bool
+
+    @classmethod
+    def from_config(cls, cfg: Any, service: str) -> "SmtpdServer":
+        queue_dir = cfg.path("queue_directory")
+        level = (cfg.smtpd_tls_security_level or "none").lower()
+        wrapper = bool(cfg.smtpd_tls_wrappermode)
+        tls_context = _tls_context(cfg) if level in ("may", "encrypt") or wrapper else None
+        sasl = SaslServer.from_config(cfg) if cfg.smtpd_sasl_auth_enable else None
+        forbid = str(cfg.smtpd_forbid_bare_newline).lower()
+        settings = Settings(
+            hostname=cfg.myhostname,
+            message_size_limit=cfg.message_size_limit,
+            line_length_limit=max(64, cfg.line_length_limit),
+            sasl_response_limit=int(param(cfg, "smtpd_sasl_response_limit", 12288)),
+            recipient_limit=cfg.smtpd_recipient_limit,
+            recipient_overshoot_limit=cfg.smtpd_recipient_overshoot_limit,
+            hard_error_limit=cfg.smtpd_hard_error_limit,
+            soft_error_limit=cfg.smtpd_soft_error_limit,
+            junk_command_limit=cfg.smtpd_junk_command_limit,
+            helo_required=cfg.smtpd_helo_required,
+            forbid_bare_newline={"yes": "normalize", "normalize": "normalize",
+                                 "reject": "reject"}.get(forbid, "no"),
+            bare_newline_reject_code=cfg.smtpd_forbid_bare_newline_reject_code,
+            forbid_commands=tuple(cfg.smtpd_forbidden_commands),
+            vrfy=not cfg.disable_vrfy_command,
+            etrn=True,
+            starttls=not wrapper and (level == "encrypt" or (level == "may" and tls_context is not None)),
+            tls_required=level == "encrypt" and not wrapper,
+            auth_mechanisms=sasl.mechanisms() if sasl else (),
+            tls_auth_only=cfg.smtpd_tls_auth_only,
+            broken_sasl_auth_clients=cfg.broken_sasl_auth_clients,
+            smtputf8=cfg.smtputf8_enable,
+        )
+        discard = {w.lower() for w in cfg.smtpd_discard_ehlo_keywords}
+        off = {field: False for word, field in _EHLO_KEYWORDS.items() if word in discard}
+        if off:
+            settings = dataclasses.replace(settings, **off)
+        restrictions = Restrictions.from_config(cfg, open_table)
+        for warning in restrictions.warnings:
+            log.warning(warning)
+        listed = " ".join(" ".join(param(cfg, p, ())) for p in _LISTS).lower()
+        return cls(
+            cfg=cfg, service=service, base_settings=settings, restrictions=restrictions,
+            limits=ClientLimits.from_config(cfg),
+            limit_exceptions=ClientMatcher.compile(cfg.smtpd_client_event_limit_exceptions,
+                                                   param="smtpd_client_event_limit_exceptions",
+                                                   opener=lambda spec: open_table(spec, cfg)),
+            anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
+            cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
+                                       CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
+            dns=SmtpdDns.from_config(cfg),
+            sasl=sasl,
+            tls_context=tls_context,
+            own_addresses=_own_addresses(cfg),
+            needs_dns=any(name in listed for name in _DNS_RESTRICTIONS),
+            banner=cfg.smtpd_banner,
+            timeout=cfg.smtpd_timeout,
+            starttls_timeout=cfg.smtpd_starttls_timeout,
+            error_sleep=cfg.smtpd_error_sleep_time,
+            peername_lookup=cfg.smtpd_peername_lookup,
+            wrappermode=wrapper,
+            tls_loglevel=cfg.smtpd_tls_loglevel,
+            tls_received_header=cfg.smtpd_tls_received_header,
+            port_logging=cfg.smtpd_client_port_logging,
+            # Postfix: smtpd_tls_req_ccert applies only where TLS is mandatory.
+            require_client_cert=bool(cfg.smtpd_tls_req_ccert) and level == "encrypt",
+        )
+
+    def settings(self) -> Settings:
+        """This session's Settings: the SASL mechanisms follow the users file
+        (CRAM-MD5 only while some user has a CRAM-MD5 key)."""
+        s = self.base_settings
+        if self.sasl is not None:
+            mechs = self.sasl.mechanisms()
+            if mechs != s.auth_mechanisms:
+                s = dataclasses.replace(s, auth_mechanisms=mechs)
+                self.base_settings = s
+        return s
+
+    def exempt(self, name: str, addr: str) -> bool:
+        """Whether the client is exempt from the anvil limits."""
+        return self.limit_exceptions.match(name, addr)
+
+    def is_local_client(self, addr: str) -> bool:
+        ip = parse_address(addr)
+        return ip is not None and ip in self.own_addresses
+
+    async def aclose(self) -> None:
+        await self.anvil.aclose()
+        await self.cleanup.aclose()
+
+
+def _own_addresses(cfg: Any) -> frozenset:
+    """The addresses permit_inet_interfaces accepts (see the module description)."""
+    out = set()
+    for item in list(cfg.inet_interfaces) + list(param(cfg, "proxy_interfaces", ())):
+        if item.lower() in ("all", "loopback-only"):
+            out.update(ipaddress.ip_address(a) for a in ("127.0.0.1", "::1"))
+            continue
+        ip = parse_address(item)
+        if ip is not None:
+            out.add(ip)
+    return frozenset(out)
+
+
+def _tls_context(cfg: Any) -> Any:
+    """The TLS server context, or None (warned) when there is none to be had."""
+    try:
+        ctx = server_context(cfg)
+    except ConfigError as e:
+        log.warning(f"TLS library problem: {e}")
+        return None
+    if ctx is None:
+        # Postfix tls_server.c, word for word.
+        log.warning("No server certs available. TLS won't be enabled")
+    return ctx

@@ -1,0 +1,456 @@
+"""smtpd_session - one SMTP client's session: the policy behind the protocol core.
+
+SYNOPSIS
+    await serve_client(stream, server)          # services/smtpd's handler
+
+DESCRIPTION
+    Postfix's smtpd_proto() and its command handlers, minus the protocol
+    engine (mailsys.smtp) and the I/O loop (mailsys.runtime.smtp_io). For
+    one accepted connection it:
+
+      - finds the client's name (forward-confirmed PTR, else "unknown") and
+        logs "connect from name[addr]";
+      - in wrapper mode (smtps) completes the TLS handshake first;
+      - asks anvil to count the connection (unless the client matches
+        smtpd_client_event_limit_exceptions) and refuses a client over its
+        count or rate limit with "421 4.7.0 <host> Error: too many
+        connections from <addr>" instead of the banner;
+      - with smtpd_delay_reject = no, evaluates the client restrictions at
+        connect; a refusal then answers every HELO, EHLO, MAIL and RCPT;
+      - answers each event: HELO/EHLO restrictions when smtpd_delay_reject
+        = no; MAIL with the anvil message rate; RCPT with the anvil
+        recipient rate and the restriction lists (reject lines logged as
+        "NOQUEUE: reject: RCPT from ..."), allocating the queue ID and
+        logging "QID: client=name[addr]" at the first accepted recipient;
+        the message content to cleanup in one request at the end of DATA
+        or BDAT LAST, "250 2.0.0 Ok: queued as QID" only when cleanup
+        answered Queued (durably committed); STARTTLS (the handshake is
+        mailsys.runtime.smtpd_tls); AUTH with the anvil AUTH rate (the
+        exchange is mailsys.runtime.smtpd_auth);
+      - notes "improper command pipelining after EHLO from ..." once, when
+        a client sends more after a command that must end its group;
+      - at the end logs what Postfix logs: "lost connection after CMD",
+        "timeout after CMD", "too many errors after CMD" and always
+        "disconnect from name[addr] ehlo=1 mail=1 ... commands=N".
+
+    When cleanup cannot take a message (down, refusing, too slow) the client
+    gets "451 4.3.0 Error: queue file write error", or "452 4.3.1
+    Insufficient system storage" for a full queue, and the session goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import structlog
+import trio
+
+from mailsys.ipc import names
+from mailsys.ipc.errors import IpcError, RemoteError
+from mailsys.ipc.messages import ErrorCode
+from mailsys.ipc.proto import anvil as anvil_proto
+from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
+from mailsys.message.qid import new_qid
+from mailsys.policy import anvil as limits
+from mailsys.policy.restrictions import Decision, DnsStatus, PolicyContext, note_log_text
+from mailsys.runtime import ipc_io, smtp_io
+from mailsys.runtime.smtpd_dns import client_name
+from mailsys.runtime.smtpd_server import SmtpdServer
+from mailsys.runtime.smtpd_auth import SessionAuth
+from mailsys.runtime.smtpd_tls import server_handshake
+from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
+                          MailFrom, Noop, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
+                          StartTls, Vrfy, replies)
+
+log = structlog.get_logger()
+
+TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
+# Cleanup commits in groups with fsync; under load a commit can take a while,
+# but a client gets its answer well before its own timeout (RFC 5321 4.5.3.2.6:
+# 10 minutes for the reply to the end of data).
+CLEANUP_TIMEOUT = 60.0
+TRIGGER_TIMEOUT = 1.0
+
+# smtpd.c SMTPD_CMD_FLAG_LAST: commands after which a client must wait for the reply.
+_LAST_IN_GROUP = (Helo, DataStart, Noop, Vrfy)
+
+_NOTES_LOGGED = frozenset({"reject_warning", "warn", "info", "hold", "discard"})
+
+
+async def serve_client(stream: trio.SocketStream, server: SmtpdServer) -> None:
+    """The whole life of one client connection."""
+    addr, port = _peer(stream)
+    name = await client_name(addr) if server.peername_lookup else "unknown"
+    session = Session(server, name, addr, port)
+    await session.run(stream)
+
+
+def _peer(stream: trio.abc.Stream) -> tuple[str, int]:
+    try:
+        peer = stream.socket.getpeername()
+    except (AttributeError, OSError):
+        return "127.0.0.1", 0
+    if isinstance(peer, tuple):
+        return peer[0].split("%")[0], peer[1]
+    return "127.0.0.1", 0       # a Unix-domain client is this host
+
+
+def _reply(decision: Decision) -> Reply:
+    return Reply(decision.code, decision.enhanced or None, decision.text)
+
+
+def _limit_reply(hit: limits.LimitExceeded) -> Reply:
+    return Reply(hit.reply.code, hit.reply.enhanced or None, hit.reply.text)
+
+
+class Session:
+    """The policy of one session (smtp_io.Policy); see the module description."""
+
+    def __init__(self, server: SmtpdServer, name: str, addr: str, port: int) -> None:
+        self.server = server
+        self.name = name
+        self.addr = addr
+        self.port = port
+        # smtpd_client_port_logging: name[addr]:port in every line that names the client.
+        self.namaddr = f"{name}[{addr}]:{port}" if server.port_logging else f"{name}[{addr}]"
+        self.exempt = server.exempt(name, addr)
+        self.conn = ServerConnection(server.settings(), tls_active=False)
+        self.auth = SessionAuth(server.sasl, self.namaddr)
+        self.tls_text = ""
+        self.too_many_errors = False
+        # smtpd_delay_reject = no: the client restrictions' verdict at connect,
+        # given to every HELO, EHLO, MAIL and RCPT (Postfix state->access_denied).
+        self.access_denied: Reply | None = None
+        self.pump: smtp_io.SmtpPump | None = None
+        self.pipelining_noted = False
+        self.tls_refused = False        # closed after the handshake on purpose: no "lost connection"
+        self._reset()
+
+    def _reset(self) -> None:
+        self.mail: MailFrom | None = None
+        self.qid: str | None = None
+        self.recipients: list[CleanupRecipient] = []
+        self.last_rcpt: str | None = None
+        self.chunks: list[bytes] = []
+        self.in_bdat = False
+
+    # --- the connection -------------------------------------------------------
+
+    async def run(self, stream: trio.abc.Stream) -> None:
+        server = self.server
+        log.info("connect", client=self.namaddr)
+        counted = False
+        pump = smtp_io.SmtpPump(stream, self.conn, self, timeout=server.timeout,
+                                error_sleep=server.error_sleep,
+                                timeout_reply=replies.timeout(server.cfg.myhostname))
+        self.pump = pump
+        try:
+            if server.wrappermode:
+                tls = await self.start_tls(stream) if server.tls_context is not None else None
+                if tls is None:
+                    if server.tls_context is None:
+                        log.warning(f"{self.namaddr}: TLS not available for wrapper mode")
+                    return
+                pump.stream = tls
+                self.conn.tls_active = True
+            if server.limits.counts_connections and not self.exempt:
+                counts = await server.anvil.connect(server.service, self.addr)
+                counted = True
+                hit = limits.check_connect(counts, server.limits, service=server.service,
+                                           namaddr=self.namaddr, addr=self.addr,
+                                           myhostname=server.cfg.myhostname)
+                if hit is not None:
+                    log.warning(hit.warning)
+                    await pump.send_greeting(_limit_reply(hit))
+                    return
+            if not server.restrictions.delay_reject:
+                await self._check_client()
+            if not await pump.send_greeting(replies.greeting(server.banner)):
+                self._ended(smtp_io.End.LOST)
+                return
+            self._ended(await pump.run())
+        finally:
+            with trio.CancelScope(shield=True):
+                if counted:
+                    await server.anvil.disconnect(server.service, self.addr)
+                log.info("disconnect", client=self.namaddr, stats=self.conn.command_stats())
+
+    def _ended(self, end: smtp_io.End) -> None:
+        if end is smtp_io.End.HANGUP and self.too_many_errors:
+            note = self.conn.after("too many errors")
+        elif end in (smtp_io.End.LOST, smtp_io.End.TIMEOUT, smtp_io.End.TLS_FAILED) \
+                and not self.tls_refused:
+            note = self.conn.after("timeout" if end is smtp_io.End.TIMEOUT else "lost connection")
+        else:
+            note = None
+        if note:
+            log.info(f"{note} from {self.namaddr}")
+
+    # --- smtp_io.Policy -----------------------------------------------------------
+
+    def chunk(self, data: bytes) -> None:
+        self.chunks.append(data)
+
+    def bdat(self, event: Bdat) -> None:
+        if not self.in_bdat:
+            self.in_bdat = True
+            self.chunks = []
+
+    def refused(self, err: RemoteProtocolError) -> None:
+        reply = err.reply
+        text = str(err)
+        if text == "too many errors":
+            self.too_many_errors = True
+        elif text.startswith("non-SMTP command: "):
+            log.warning(f"non-SMTP command from {self.namaddr}: {text[len('non-SMTP command: '):]}")
+        elif reply.code == 552 and self.conn.where == "MAIL":
+            self._log_reject("MAIL", str(reply), sender=None, recipient=None)
+        self.auth.core_ended(reply)
+
+    async def answer(self, event: object) -> Reply | None:
+        if isinstance(event, _LAST_IN_GROUP) and not self.pipelining_noted:
+            self._note_pipelining()
+        if self.access_denied is not None and isinstance(event, (Helo, MailFrom, RcptTo)):
+            return self.access_denied
+        match event:
+            case MailFrom():
+                return await self._mail(event)
+            case RcptTo():
+                return await self._rcpt(event)
+            case DataStart():
+                return self._data_start()
+            case EndOfData():
+                return await self._end_of_data(event)
+            case DataRejected():
+                return self._data_rejected(event)
+            case Helo():
+                refusal = self._helo(event)
+                if refusal is None:
+                    self._reset()           # as the core does on a 250
+                return refusal
+            case Rset():
+                self._reset()
+                return None
+            case StartTls():
+                return await self._starttls()
+            case Auth():
+                return await self._auth(event)
+            case AuthResponse():
+                return await self.auth.step(event.data)
+            case Etrn():
+                qmgr = names.public_path(self.server.cfg.path("queue_directory"), names.QMGR)
+                await ipc_io.send_trigger(qmgr, names.QMGR_REQ_SCAN_DEFERRED, timeout=TRIGGER_TIMEOUT)
+                return None
+        return None
+
+    def _note_pipelining(self) -> None:
+        """Postfix's note on a client that sent more after a command that must end
+        its group (RFC 2920 3.1), once per session; fail2ban's default mode reads it."""
+        unread = self.pump.unread(100) if self.pump is not None else b""
+        if unread:
+            self.pipelining_noted = True
+            log.info(f"improper command pipelining after {self.conn.where} from {self.namaddr}: "
+                     f"{unread.decode('utf-8', 'replace')}")
+
+    # --- commands -------------------------------------------------------------------
+
+    def _context(self, **kw) -> PolicyContext:
+        conn = self.conn
+        return PolicyContext(self.name, self.addr, helo=conn.helo_name,
+                             sasl_user=self.auth.user or None, tls=conn.tls_active,
+                             protocol=conn.protocol, **kw)
+
+    def _log_reject(self, command: str, reply: str, *, sender: str | None,
+                    recipient: str | None, helo: str | None = None,
+                    queue_id: str | None = None) -> None:
+        queue_id = queue_id or self.qid
+        where = {"queue_id": queue_id} if queue_id else {"noqueue": True}
+        log.info("reject", command=command, client=self.namaddr, reply=reply, sender=sender,
+                 recipient=recipient, proto=self.conn.protocol,
+                 helo=helo if helo is not None else self.conn.helo_name,
+                 sasl_method=self.auth.method, sasl_username=self.auth.user, **where)
+
+    def _log_notes(self, decision: Decision, ctx: PolicyContext, command: str) -> None:
+        for note in decision.notes:
+            if note.action in _NOTES_LOGGED:
+                log.info(note_log_text(note, ctx, command=command, queue_id=self.qid or "NOQUEUE"))
+
+    async def _resolver(self, ctx: PolicyContext):
+        """The DNS answers an evaluation for ctx may ask for, looked up beforehand."""
+        server = self.server
+        if not server.needs_dns:
+            return None
+        found: dict[str, DnsStatus] = {}
+        for domain in server.restrictions.domains_to_resolve(ctx):
+            found[domain] = await server.dns.domain_status(domain)
+        return lambda name: found.get(name, DnsStatus.TEMPFAIL)
+
+    async def _check_client(self) -> None:
+        ctx = self._context()
+        decision = self.server.restrictions.evaluate_client(ctx, await self._resolver(ctx))
+        self._log_notes(decision, ctx, "CONNECT")
+        if not decision.accepted:
+            self._log_reject("CONNECT", decision.reply, sender=None, recipient=None)
+            self.access_denied = _reply(decision)
+
+    def _helo(self, event: Helo) -> Reply | None:
+        r = self.server.restrictions
+        if r.delay_reject:
+            return None
+        ctx = dataclasses.replace(self._context(), helo=event.name,
+                                  protocol="ESMTP" if event.extended else "SMTP")
+        decision = r.evaluate_helo(ctx)
+        self._log_notes(decision, ctx, "EHLO" if event.extended else "HELO")
+        if decision.accepted:
+            return None
+        self._log_reject("EHLO" if event.extended else "HELO", decision.reply, sender=None,
+                         recipient=None, helo=event.name)
+        return _reply(decision)
+
+    async def _rate(self, kind: str, check) -> Reply | None:
+        """Count an anvil event when its limit is on; the refusal when over it."""
+        server = self.server
+        if self.exempt:
+            return None
+        rate = await server.anvil.event(server.service, self.addr, kind)
+        hit = check(rate, server.limits, service=server.service, namaddr=self.namaddr, addr=self.addr)
+        if hit is None:
+            return None
+        log.warning(hit.warning)
+        return _limit_reply(hit)
+
+    async def _mail(self, event: MailFrom) -> Reply | None:
+        server = self.server
+        if server.limits.message_rate:
+            refusal = await self._rate(anvil_proto.MESSAGE, limits.check_message)
+            if refusal is not None:
+                return refusal
+        if not server.restrictions.delay_reject:
+            ctx = self._context(sender=event.address)
+            decision = server.restrictions.evaluate_sender(ctx)
+            self._log_notes(decision, ctx, "MAIL")
+            if not decision.accepted:
+                self._log_reject("MAIL", decision.reply, sender=event.address, recipient=None)
+                return _reply(decision)
+        self._reset()
+        self.mail = event
+        return None
+
+    async def _rcpt(self, event: RcptTo) -> Reply | None:
+        server = self.server
+        if server.limits.recipient_rate:
+            refusal = await self._rate(anvil_proto.RECIPIENT, limits.check_recipient)
+            if refusal is not None:
+                return refusal
+        assert self.mail is not None
+        ctx = self._context(sender=self.mail.address, recipient=event.address)
+        decision = server.restrictions.evaluate_rcpt(ctx, await self._resolver(ctx))
+        self._log_notes(decision, ctx, "RCPT")
+        if not decision.accepted:
+            self._log_reject("RCPT", decision.reply, sender=self.mail.address,
+                             recipient=event.address)
+            return _reply(decision)
+        if self.qid is None:
+            self.qid = new_qid()
+            log.info("client", queue_id=self.qid, client=self.namaddr,
+                     sasl_method=self.auth.method, sasl_username=self.auth.user)
+        orcpt = f"{event.orcpt[0]};{event.orcpt[1]}" if event.orcpt else ""
+        self.recipients.append(CleanupRecipient(event.address, orcpt=orcpt,
+                                                notify=tuple(event.notify or ())))
+        self.last_rcpt = event.address
+        return None
+
+    def _data_start(self) -> Reply | None:
+        self.chunks = []
+        r = self.server.restrictions
+        if not r.lists.get("smtpd_data_restrictions"):
+            return None
+        assert self.mail is not None
+        ctx = self._context(sender=self.mail.address, recipient=self.last_rcpt)
+        decision = r.evaluate_data(ctx)
+        self._log_notes(decision, ctx, "DATA")
+        if decision.accepted:
+            return None
+        self._log_reject("DATA", decision.reply, sender=self.mail.address, recipient=self.last_rcpt)
+        return _reply(decision)
+
+    def _data_rejected(self, event: DataRejected) -> None:
+        """The core refused the content (too big, bare LF); log as Postfix does."""
+        if event.reply == replies.MESSAGE_TOO_BIG:
+            log.warning("queue file size limit exceeded", queue_id=self.qid)
+        else:
+            self._log_reject("END-OF-MESSAGE", event.reason,
+                             sender=self.mail.address if self.mail else None,
+                             recipient=self.last_rcpt)
+        self._reset()
+        return None
+
+    async def _end_of_data(self, event: EndOfData) -> Reply:
+        mail, qid, bdat = self.mail, self.qid, self.in_bdat
+        content = b"".join(self.chunks)
+        recipients, last_rcpt = tuple(self.recipients), self.last_rcpt
+        self._reset()
+        assert mail is not None and qid is not None
+        conn = self.conn
+        request = CleanupRequest(
+            queue_id=qid, sender=mail.address, recipients=recipients, content=content,
+            arrival_time=time.time(), origin="smtpd",
+            local=self.server.is_local_client(self.addr),
+            client_name=self.name, client_addr=self.addr, client_port=self.port,
+            helo=conn.helo_name or "", protocol=conn.received_protocol,
+            tls=self.tls_text,
+            sasl_method=self.auth.method, sasl_user=self.auth.user,
+            envid=mail.envid or "", ret=mail.ret or "", body_type=mail.body or "",
+            smtputf8=mail.smtputf8)
+        try:
+            result = await self.server.cleanup.call(
+                request, expect=(Queued, Rejected), timeout=max(CLEANUP_TIMEOUT, self.server.timeout))
+        except RemoteError as e:
+            log.warning(f"{qid}: queue file write error: {e.text}")
+            if e.code == ErrorCode.QUEUE_FULL:
+                return replies.INSUFFICIENT_STORAGE
+            return replies.QUEUE_WRITE_ERROR
+        except (IpcError, OSError) as e:
+            log.warning(f"problem talking to server private/cleanup: {e}")
+            return replies.QUEUE_WRITE_ERROR
+        if isinstance(result, Rejected):
+            reply = Reply(result.code, result.enhanced or None, result.text)
+            self._log_reject("END-OF-MESSAGE", str(reply), sender=mail.address,
+                             recipient=last_rcpt, queue_id=qid)
+            return reply
+        return replies.bdat_queued(event.size, result.queue_id) if bdat \
+            else replies.queued(result.queue_id)
+
+    # --- STARTTLS and AUTH -------------------------------------------------------------
+
+    async def _starttls(self) -> Reply | None:
+        server = self.server
+        if server.tls_context is None:
+            return TLS_UNAVAILABLE
+        if server.limits.new_tls_session_rate and not self.exempt:
+            rate = await server.anvil.event(server.service, self.addr, anvil_proto.NEWTLS_STATUS)
+            hit = limits.check_starttls(rate, server.limits, service=server.service,
+                                        namaddr=self.namaddr)
+            if hit is not None:
+                log.warning(hit.warning)
+                return _limit_reply(hit)
+        return None
+
+    async def start_tls(self, stream: trio.abc.Stream) -> trio.abc.Stream | None:
+        """The TLS handshake (after our 220, or at connect in wrapper mode)."""
+        result = await server_handshake(stream, self.server, namaddr=self.namaddr, addr=self.addr,
+                                        exempt=self.exempt)
+        self.tls_refused = result.refused
+        self.tls_text = result.received
+        return result.stream
+
+    async def _auth(self, event: Auth) -> Reply:
+        if self.server.limits.auth_rate:
+            refusal = await self._rate(anvil_proto.AUTH, limits.check_auth)
+            if refusal is not None:
+                return refusal
+        return await self.auth.begin(event)
+
+
+__all__ = ["Session", "serve_client", "TLS_UNAVAILABLE"]

@@ -1,0 +1,313 @@
+"""smtpd through a real master: sessions with smtplib and swaks, queue entries, limits, failures."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from mailsys.queue import QueueStore
+
+pytestmark = pytest.mark.integration
+
+MESSAGE = b"Subject: hello\r\nFrom: a@example.org\r\n\r\nline one\r\n.leading dot\r\n"
+SERVICES = ["cleanup unix - - n - 0 cleanup", "anvil unix - - n - 1 anvil"]
+
+
+@pytest.fixture(autouse=True)
+def _show_log(mailsys_instance):
+    """mail.log goes to the captured output, which pytest shows for a failed test."""
+    yield
+    print(mailsys_instance.log_text())
+
+
+def start(inst, main_cf=None, services=SERVICES):
+    """smtpd on a free port with cleanup and anvil beside it; the port once it accepts."""
+    port = inst.free_port()
+    params = {"mydestination": "$myhostname, localhost, example.test",
+              "local_recipient_maps": "", "smtpd_error_sleep_time": "0"}
+    params.update(main_cf or {})
+    inst.write_config(master_cf=[*services, f"127.0.0.1:{port} inet n - n - - smtpd"],
+                      main_cf=params)
+    inst.start()
+    inst.wait_until(lambda: _listening(port))
+    return port
+
+
+def _listening(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def queued(inst, qid):
+    """The entry's envelope and content, read after the master stopped."""
+    inst.stop()
+    with QueueStore.open(inst.queue_dir) as store:
+        envelope, queue = store.load(qid)
+        return envelope, queue, store.load_content(qid)
+
+
+def qid_of(reply: bytes | str) -> str:
+    text = reply.decode() if isinstance(reply, bytes) else reply
+    assert "queued as " in text, text
+    return text.rsplit("queued as ", 1)[1].strip()
+
+
+def session(port) -> smtplib.SMTP:
+    return smtplib.SMTP("127.0.0.1", port, timeout=10)
+
+
+def test_smtplib_message_is_queued_with_received_header(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst)
+    with session(port) as s:
+        code, banner = s.ehlo("client.example.org")
+        assert code == 250 and b"PIPELINING" in banner and b"SIZE 10240000" in banner
+        assert b"CHUNKING" in banner and b"STARTTLS" not in banner
+        s.mail("alice@example.org")
+        s.rcpt("bob@example.test")
+        code, reply = s.data(MESSAGE)
+        assert code == 250 and reply.startswith(b"2.0.0 Ok: queued as ")
+    qid = qid_of(reply)
+    log = inst.wait_log(f"{qid}: message-id=")
+    assert "connect from localhost[127.0.0.1]" in log
+    assert f"{qid}: client=localhost[127.0.0.1]" in log
+    inst.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 data=1 quit=1 commands=5")
+    envelope, queue, content = queued(inst, qid)
+    assert envelope.sender == "alice@example.org"
+    assert [r.address for r in envelope.recipients] == ["bob@example.test"]
+    assert content.startswith(b"Received: from client.example.org (localhost [127.0.0.1])")
+    assert b"with ESMTP id " + qid.encode() in content
+    assert content.endswith(b"line one\r\n.leading dot\r\n")
+
+
+def test_pipelined_transaction_in_one_write(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"220 ")
+        sock.sendall(b"EHLO c.example\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                     b"RCPT TO:<c@example.test>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\n"
+                     b"MAIL FROM:<a@example.org>\r\nRCPT TO:<d@example.test>\r\nBDAT 6 LAST\r\n"
+                     b"hi\r\n\r\nQUIT\r\n")
+        lines = []
+        while True:
+            line = f.readline()
+            if not line:
+                break
+            lines.append(line.decode().rstrip("\r\n"))
+    finals = [l for l in lines if l[3:4] == " "]
+    assert [l[:3] for l in finals] == ["250", "250", "250", "250", "354", "250",
+                                       "250", "250", "250", "221"], lines
+    assert "queued as" in finals[5] and "6 bytes queued as" in finals[8]
+    # Postfix's note, client text escaped, as fail2ban's default filter reads it.
+    inst.wait_log("improper command pipelining after EHLO from localhost[127.0.0.1]: "
+                  "MAIL FROM:<a@example.org>\\r\\nRCPT TO:<b@example.test>\\r\\n")
+
+
+def test_swaks_session(mailsys_instance):
+    swaks = shutil.which("swaks")
+    if swaks is None:
+        pytest.skip("swaks is not installed")
+    inst = mailsys_instance
+    port = start(inst)
+    out = subprocess.run([swaks, "--server", "127.0.0.1", "--port", str(port), "--from",
+                          "alice@example.org", "--to", "bob@example.test", "--helo", "swaks.example",
+                          "--pipeline"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "250 2.0.0 Ok: queued as " in out.stdout
+    qid = out.stdout.split("250 2.0.0 Ok: queued as ")[1].split()[0]
+    envelope, _, content = queued(inst, qid)
+    assert envelope.helo == "swaks.example"
+    assert b"from swaks.example (localhost [127.0.0.1])" in content
+
+
+def test_relay_denied_for_client_outside_mynetworks(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst, {"mynetworks": "192.0.2.0/24"})
+    with session(port) as s:
+        s.ehlo("spammer.example")
+        s.mail("spam@spammer.example")
+        code, text = s.rcpt("r@remote.example")
+        assert (code, text) == (454, b"4.7.1 <r@remote.example>: Relay access denied")
+        assert s.rcpt("bob@example.test")[0] == 250
+    inst.wait_log("NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 454 4.7.1 <r@remote.example>: "
+                  "Relay access denied; from=<spam@spammer.example> to=<r@remote.example> "
+                  "proto=ESMTP helo=<spammer.example>")
+
+
+def test_unknown_local_user(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst, {"local_recipient_maps": "inline:{bob=x}"})
+    with session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        code, text = s.rcpt("nobody@example.test")
+        assert code == 550 and text.startswith(b"5.1.1 <nobody@example.test>: Recipient address "
+                                               b"rejected: User unknown in local recipient table")
+        assert s.rcpt("bob@example.test")[0] == 250
+
+
+def test_message_size_limit(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst, {"message_size_limit": "2000"})
+    with session(port) as s:
+        s.ehlo("c.example")
+        assert s.mail("a@example.org", ["SIZE=5000"]) == (552, b"5.3.4 Message size exceeds fixed limit")
+        s.mail("a@example.org")
+        s.rcpt("bob@example.test")
+        code, text = s.data(b"Subject: big\r\n\r\n" + b"x" * 70 + b"\r\n" * 0 + (b"y" * 78 + b"\r\n") * 40)
+        assert (code, text) == (552, b"5.3.4 Error: message file too big")
+        assert s.noop()[0] == 250
+        s.mail("a@example.org")
+        s.rcpt("bob@example.test")
+        assert s.data(MESSAGE)[0] == 250
+    inst.wait_log("queue file size limit exceeded")
+
+
+def test_recipient_limit(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst, {"smtpd_recipient_limit": "2"})
+    with session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        assert s.rcpt("b1@example.test")[0] == 250
+        assert s.rcpt("b2@example.test")[0] == 250
+        assert s.rcpt("b3@example.test") == (452, b"4.5.3 Error: too many recipients")
+        code, reply = s.data(MESSAGE)
+    envelope, _, _ = queued(inst, qid_of(reply))
+    assert [r.address for r in envelope.recipients] == ["b1@example.test", "b2@example.test"]
+
+
+def test_hard_error_limit(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst, {"smtpd_hard_error_limit": "3"})
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"BOGUS\r\nBOGUS\r\nBOGUS\r\nNOOP\r\n")
+        lines = [f.readline() for _ in range(4)]
+        assert f.readline() == b""
+    assert [l[:3] for l in lines] == [b"500", b"500", b"500", b"421"]
+    assert lines[3] == b"421 4.7.0 mx.example.test Error: too many errors\r\n"
+    inst.wait_log("too many errors after UNKNOWN from localhost[127.0.0.1]")
+
+
+def test_smtpd_timeout(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst, {"smtpd_timeout": "1s"})
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"EHLO c.example\r\n")
+        while f.readline()[3:4] != b" ":
+            pass
+        t0 = time.monotonic()
+        assert f.readline() == b"421 4.4.2 mx.example.test Error: timeout exceeded\r\n"
+        assert 0.5 < time.monotonic() - t0 < 5
+        assert f.readline() == b""
+    inst.wait_log("timeout after EHLO from localhost[127.0.0.1]")
+
+
+def test_connection_count_limit(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst, {"smtpd_client_connection_count_limit": "1",
+                        "smtpd_client_event_limit_exceptions": ""})
+    inst.wait_log("disconnect from")        # start()'s probe is no longer counted
+    first = session(port)
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            f = sock.makefile("rb")
+            assert f.readline() == b"421 4.7.0 mx.example.test Error: too many connections from 127.0.0.1\r\n"
+            assert f.readline() == b""
+    finally:
+        first.quit()
+    inst.wait_log("warning: Connection concurrency limit exceeded: 2 from localhost[127.0.0.1] for service")
+
+
+def test_cleanup_down_gives_451_and_session_goes_on(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst, services=["anvil unix - - n - 1 anvil"])
+    with session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        s.rcpt("bob@example.test")
+        assert s.data(MESSAGE) == (451, b"4.3.0 Error: queue file write error")
+        assert s.noop()[0] == 250
+        s.mail("a@example.org")
+        assert s.rcpt("bob@example.test")[0] == 250
+
+
+@pytest.mark.parametrize("victim", ["smtpd", "cleanup"])
+def test_kill_after_250_keeps_message(mailsys_instance, victim):
+    inst = mailsys_instance
+    port = start(inst)
+    s = session(port)
+    s.ehlo("c.example")
+    s.mail("a@example.org")
+    s.rcpt("bob@example.test")
+    code, reply = s.data(MESSAGE)
+    assert code == 250
+    killed = [p.pid for p in inst.children(f"127.0.0.1:{port}" if victim == "smtpd" else victim)]
+    assert killed
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    s.close()
+    envelope, _, content = queued(inst, qid_of(reply))
+    assert envelope.recipients[0].address == "bob@example.test"
+    assert content.endswith(b".leading dot\r\n")
+
+
+def test_shipped_smtp_and_submission_entries(mailsys_instance):
+    """etc/master.cf's smtpd entries as shipped (no certificate), on free ports."""
+    inst = mailsys_instance
+    shipped = (Path(__file__).parents[2] / "etc" / "master.cf").read_text()
+    smtp_port, submission_port = inst.free_port(), inst.free_port()
+    lines = shipped.replace("127.0.0.1:2525", f"127.0.0.1:{smtp_port}") \
+        .replace("127.0.0.1:2587", f"127.0.0.1:{submission_port}").splitlines()
+    entries, keep = [], False
+    for line in lines:
+        if line[:1] not in (" ", "\t"):
+            keep = not line.startswith("#") and line.split()[7:8] == ["smtpd"]
+        if keep:
+            entries.append(line)
+    assert len([l for l in entries if l.endswith("smtpd")]) == 2
+    inst.write_config(master_cf=[*SERVICES, *entries],
+                      main_cf={"mydestination": "$myhostname, localhost", "local_recipient_maps": ""})
+    inst.start()
+    inst.wait_until(lambda: _listening(smtp_port) and _listening(submission_port))
+    with session(smtp_port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        assert s.rcpt("postmaster@mx.example.test")[0] == 250
+        assert s.data(MESSAGE)[0] == 250
+    with session(submission_port) as s:
+        s.ehlo("c.example")
+        assert s.has_extn("starttls") and not s.has_extn("auth")
+        assert s.mail("a@example.org") == (530, b"5.7.0 Must issue a STARTTLS command first")
+        assert s.docmd("STARTTLS") == (454, b"4.7.0 TLS not available due to local problem")
+    inst.wait_log("mailsys/submission/smtpd[")
+
+
+def test_anvil_down_mail_still_flows(mailsys_instance):
+    inst = mailsys_instance
+    port = start(inst, {"smtpd_client_event_limit_exceptions": "",
+                        "smtpd_client_message_rate_limit": "5"},
+                 services=["cleanup unix - - n - 0 cleanup"])
+    with session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        s.rcpt("bob@example.test")
+        assert s.data(MESSAGE)[0] == 250
+    inst.wait_log("warning: problem talking to server private/anvil: ")

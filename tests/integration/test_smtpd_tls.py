@@ -1,0 +1,185 @@
+"""smtpd through a real master with TLS: STARTTLS, wrapper mode, AUTH on submission."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import ssl
+import subprocess
+import sys
+
+import pytest
+import trustme
+
+from mailsys.queue import QueueStore
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ["cleanup unix - - n - 0 cleanup", "anvil unix - - n - 1 anvil"]
+MESSAGE = b"Subject: tls\r\n\r\nover TLS\r\n"
+SUBMISSION = ("-o syslog_name=mailsys/submission -o smtpd_tls_security_level=encrypt "
+              "-o smtpd_sasl_auth_enable=yes -o smtpd_tls_auth_only=yes "
+              "-o smtpd_reject_unlisted_recipient=no "
+              "-o smtpd_relay_restrictions=permit_sasl_authenticated,reject")
+
+
+@pytest.fixture(autouse=True)
+def _show_log(mailsys_instance):
+    yield
+    print(mailsys_instance.log_text())
+
+
+@pytest.fixture
+def ca():
+    return trustme.CA()
+
+
+def start(inst, ca, *, main_cf=None, opts="", cert=True):
+    """smtpd with a trustme certificate for mx.example.test; its port."""
+    params = {"mydestination": "$myhostname, localhost, example.test", "local_recipient_maps": "",
+              "smtpd_tls_security_level": "may", "smtpd_tls_loglevel": "1",
+              "smtpd_tls_received_header": "yes", "smtpd_error_sleep_time": "0"}
+    if cert:
+        pem = inst.root / "cert.pem"
+        ca.issue_cert("mx.example.test").private_key_and_cert_chain_pem.write_to_path(str(pem))
+        params["smtpd_tls_cert_file"] = str(pem)
+    params.update(main_cf or {})
+    port = inst.free_port()
+    inst.write_config(master_cf=[*SERVICES, f"127.0.0.1:{port} inet n - n - - smtpd {opts}"],
+                      main_cf=params)
+    inst.start()
+    inst.wait_until(lambda: _banner(port))
+    return port
+
+
+def _banner(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return True
+    except OSError:
+        return False
+
+
+def client_context(ca) -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+    ctx.check_hostname = False
+    return ctx
+
+
+def add_user(inst, user, password):
+    r = subprocess.run([sys.executable, "-m", "mailsys.cli.main", "-c", str(inst.config_dir),
+                        "saslpasswd", "add", user], input=password + "\n", capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+
+
+def test_starttls_then_message(mailsys_instance, ca):
+    inst = mailsys_instance
+    port = start(inst, ca)
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("tls.example")
+        assert s.has_extn("starttls")
+        code, text = s.starttls(context=client_context(ca))
+        assert (code, text) == (220, b"2.0.0 Ready to start TLS")
+        s.ehlo("tls.example")
+        assert not s.has_extn("starttls")
+        s.mail("a@example.org")
+        s.rcpt("bob@example.test")
+        code, reply = s.data(MESSAGE)
+        assert code == 250
+    qid = reply.decode().rsplit(" ", 1)[1]
+    inst.wait_log("Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 with cipher")
+    inst.wait_log("disconnect from localhost[127.0.0.1] ehlo=2 starttls=1 mail=1 rcpt=1 data=1 quit=1 "
+                  "commands=7")
+    inst.stop()
+    with QueueStore.open(inst.queue_dir) as store:
+        envelope, _ = store.load(qid)
+        content = store.load_content(qid)
+    assert envelope.protocol == "ESMTPS"
+    assert b"\t(using TLSv1.3 with cipher" in content
+    assert b"with ESMTPS id " + qid.encode() in content
+
+
+def test_starttls_without_certificate_is_a_local_problem(mailsys_instance, ca):
+    inst = mailsys_instance
+    port = start(inst, ca, cert=False, main_cf={"smtpd_tls_security_level": "encrypt"})
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert s.has_extn("starttls")
+        assert s.mail("a@example.org") == (530, b"5.7.0 Must issue a STARTTLS command first")
+        assert s.docmd("STARTTLS") == (454, b"4.7.0 TLS not available due to local problem")
+    inst.wait_log("warning: No server certs available. TLS won't be enabled")
+
+
+def test_submission_auth_after_starttls(mailsys_instance, ca):
+    inst = mailsys_instance
+    port = start(inst, ca, main_cf={"mynetworks": "192.0.2.0/24"}, opts=SUBMISSION)
+    add_user(inst, "alice", "s3cret pass")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("client.example")
+        assert not s.has_extn("auth")
+        assert s.docmd("AUTH PLAIN AGFsaWNlAHMzY3JldCBwYXNz") == \
+            (530, b"5.7.0 Must issue a STARTTLS command first")
+        s.starttls(context=client_context(ca))
+        s.ehlo("client.example")
+        assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
+        s.mail("alice@example.org")
+        assert s.rcpt("r@remote.example")[0] == 554     # not yet authenticated
+        s.rset()
+        with pytest.raises(smtplib.SMTPAuthenticationError) as e:
+            s.login("alice", "wrong")
+        assert e.value.smtp_code == 535
+        assert s.login("alice", "s3cret pass")[0] == 235
+        s.mail("alice@example.org")
+        assert s.rcpt("r@remote.example")[0] == 250
+        code, reply = s.data(MESSAGE)
+        assert code == 250
+    qid = reply.decode().rsplit(" ", 1)[1]
+    inst.wait_log("mailsys/submission/smtpd[")
+    inst.wait_log("warning: localhost[127.0.0.1]: SASL PLAIN authentication failed: "
+                  "authentication failure, sasl_username=alice")
+    inst.wait_log(f"{qid}: client=localhost[127.0.0.1], sasl_method=PLAIN, sasl_username=alice")
+    inst.stop()
+    with QueueStore.open(inst.queue_dir) as store:
+        envelope, _ = store.load(qid)
+    assert envelope.protocol == "ESMTPSA" and envelope.sasl_user == "alice"
+
+
+def test_auth_only_offered_after_tls(mailsys_instance, ca):
+    inst = mailsys_instance
+    port = start(inst, ca, opts="-o smtpd_sasl_auth_enable=yes -o smtpd_tls_auth_only=yes")
+    add_user(inst, "bob", "pw")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert not s.has_extn("auth")
+        assert s.docmd("AUTH PLAIN AGJvYgBwdw==") == (503, b"5.5.1 Error: authentication not enabled")
+        s.starttls(context=client_context(ca))
+        s.ehlo("c.example")
+        assert s.has_extn("auth")
+        assert s.docmd("AUTH PLAIN AGJvYgBwdw==") == (235, b"2.7.0 Authentication successful")
+
+
+def test_wrapper_mode(mailsys_instance, ca):
+    inst = mailsys_instance
+    port = start(inst, ca, opts="-o smtpd_tls_wrappermode=yes")
+    with smtplib.SMTP_SSL("127.0.0.1", port, timeout=10, context=client_context(ca)) as s:
+        s.ehlo("wrapped.example")
+        assert not s.has_extn("starttls")
+        s.mail("a@example.org")
+        s.rcpt("bob@example.test")
+        assert s.data(MESSAGE)[0] == 250
+
+
+def test_client_certificate_required(mailsys_instance, ca):
+    inst = mailsys_instance
+    port = start(inst, ca, main_cf={"smtpd_tls_security_level": "encrypt",
+                                    "smtpd_tls_req_ccert": "yes"})
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        s.starttls(context=client_context(ca))
+        with pytest.raises(smtplib.SMTPServerDisconnected):
+            s.ehlo("c.example")
+            s.mail("a@example.org")
+    inst.wait_log("NOQUEUE: abort: TLS from localhost[127.0.0.1]: No client certificate presented")
+    assert "lost connection after STARTTLS" not in inst.log_text()

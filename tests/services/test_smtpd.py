@@ -1,0 +1,266 @@
+"""smtpd in-process: a session over a memory stream, cleanup and anvil on real Unix sockets."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+from structlog.testing import capture_logs
+
+from mailsys.ipc.messages import ErrorCode, ErrorReply
+from mailsys.ipc.proto.cleanup import Rejected
+from mailsys.runtime.smtpd_server import SmtpdServer
+from mailsys.runtime.smtpd_session import Session
+
+sys.path.insert(0, str(Path(__file__).parent))      # _smtpd_testlib.py (tests/ is no package)
+from _smtpd_testlib import (PARAMS, FakeCleanup, converse, open_session,  # noqa: E402
+                            start_session, trio_test)
+
+TRANSACTION = (b"EHLO client.example\r\nMAIL FROM:<alice@example.org> RET=HDRS ENVID=e1 BODY=8BITMIME\r\n"
+               b"RCPT TO:<bob@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@example.test\r\n"
+               b"RCPT TO:<carol@example.test>\r\nDATA\r\n"
+               b"Subject: hi\r\n\r\n..dotted\r\nbody\r\n.\r\nQUIT\r\n")
+
+
+@pytest.mark.parametrize("step", [None, 1, 7])
+@trio_test
+async def test_transaction_reaches_cleanup_whole(make_config, step):
+    cfg = make_config(**PARAMS)
+    cleanup = FakeCleanup()
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client, session = await open_session(nursery, cfg, cleanup=cleanup)
+            chunks = [TRANSACTION] if step is None else \
+                [TRANSACTION[i:i + step] for i in range(0, len(TRANSACTION), step)]
+            for chunk in chunks:
+                await client.send(chunk)
+            got = await client.replies(7)
+            assert await client.reply() == ""
+            nursery.cancel_scope.cancel()
+    assert [r[:3] for r in got] == ["250", "250", "250", "250", "354", "250", "221"]
+    [req] = cleanup.requests
+    assert got[5] == f"250 2.0.0 Ok: queued as {req.queue_id}"
+    assert req.content == b"Subject: hi\r\n\r\n.dotted\r\nbody\r\n"
+    assert (req.sender, req.envid, req.ret, req.body_type) == ("alice@example.org", "e1", "HDRS", "8BITMIME")
+    assert [(r.address, r.orcpt, r.notify) for r in req.recipients] == [
+        ("bob@example.test", "rfc822;bob@example.test", ("SUCCESS", "FAILURE")),
+        ("carol@example.test", "", ())]
+    assert (req.client_name, req.client_addr, req.client_port) == ("client.example", "192.0.2.7", 4711)
+    assert (req.helo, req.protocol, req.local) == ("client.example", "ESMTP", False)
+    client_lines = [e for e in logs if e["event"] == "client"]
+    assert client_lines == [{"event": "client", "queue_id": req.queue_id, "client": "client.example[192.0.2.7]",
+                             "sasl_method": "", "sasl_username": "", "log_level": "info"}]
+    assert {"event": "disconnect", "client": "client.example[192.0.2.7]",
+            "stats": "ehlo=1 mail=1 rcpt=2 data=1 quit=1 commands=6", "log_level": "info"} in logs
+
+
+@trio_test
+async def test_loopback_client_is_local_and_bdat_is_queued(make_config):
+    cfg = make_config(**PARAMS)
+    cleanup = FakeCleanup()
+    async with trio.open_nursery() as nursery:
+        client, _ = await open_session(nursery, cfg, cleanup=cleanup, addr="127.0.0.1", name="localhost")
+        await client.send(b"EHLO l\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                          b"BDAT 4\r\nab\r\nBDAT 3 LAST\r\nc\r\n")
+        got = await client.replies(5)
+        nursery.cancel_scope.cancel()
+    [req] = cleanup.requests
+    assert req.local and req.content == b"ab\r\nc\r\n"
+    assert got[3:] == ["250 2.0.0 Ok: 4 bytes", f"250 2.0.0 Ok: 7 bytes queued as {req.queue_id}"]
+
+
+@pytest.mark.parametrize("answer,reply", [
+    (ErrorReply(ErrorCode.QUEUE_FULL, "map full"), "452 4.3.1 Insufficient system storage"),
+    (ErrorReply(ErrorCode.WRITE_ERROR, "disk"), "451 4.3.0 Error: queue file write error"),
+    (ErrorReply(ErrorCode.INTERNAL, "bug"), "451 4.3.0 Error: queue file write error"),
+    (Rejected(554, "5.4.0", "Error: too many hops"), "554 5.4.0 Error: too many hops"),
+])
+@trio_test
+async def test_cleanup_refusals_and_the_session_goes_on(make_config, answer, reply):
+    cfg = make_config(**PARAMS)
+    cleanup = FakeCleanup(lambda req: answer)
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                                 b"DATA\r\nx\r\n.\r\nNOOP\r\nMAIL FROM:<a@example.org>\r\n", 7, cleanup=cleanup)
+    assert got[4:] == [reply, "250 2.0.0 Ok", "250 2.1.0 Ok"]
+    if isinstance(answer, Rejected):
+        qid = cleanup.requests[0].queue_id
+        assert {"event": "reject", "command": "END-OF-MESSAGE", "client": "client.example[192.0.2.7]",
+                "reply": "554 5.4.0 Error: too many hops", "sender": "a@example.org",
+                "recipient": "b@example.test", "proto": "ESMTP", "helo": "c", "sasl_method": "",
+                "sasl_username": "", "queue_id": qid, "log_level": "info"} in logs
+
+
+@trio_test
+async def test_bare_lf_rejected_and_logged(make_config):
+    cfg = make_config(**PARAMS, smtpd_forbid_bare_newline="reject")
+    cleanup = FakeCleanup()
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                                 b"DATA\r\nbare\nline\r\n.\r\nNOOP\r\n", 6, cleanup=cleanup)
+    assert got[4:] == ["550 5.5.2 mx.example.test Error: bare <LF> received", "250 2.0.0 Ok"]
+    assert not cleanup.requests
+    [reject] = [e for e in logs if e["event"] == "reject"]
+    assert (reject["command"], reject["reply"], reject["recipient"]) == \
+        ("END-OF-MESSAGE", "bare <LF> received", "b@example.test")
+    assert reject["queue_id"]
+
+
+@trio_test
+async def test_helo_restrictions_without_delay_reject(make_config):
+    cfg = make_config(**PARAMS, smtpd_delay_reject="no",
+                      smtpd_helo_restrictions="reject_non_fqdn_helo_hostname")
+    got, logs = await converse(cfg, b"HELO localhost\r\nMAIL FROM:<a@example.org>\r\nHELO host.example\r\n", 3)
+    assert got == ["504 5.5.2 <localhost>: Helo command rejected: need fully-qualified hostname",
+                   "250 2.1.0 Ok", "250 mx.example.test"]
+    [reject] = [e for e in logs if e["event"] == "reject"]
+    assert (reject["command"], reject["helo"], reject["noqueue"]) == ("HELO", "localhost", True)
+
+
+@trio_test
+async def test_relay_denied_is_logged_as_postfix_does(make_config):
+    cfg = make_config(**PARAMS)
+    got, logs = await converse(cfg, b"EHLO spammer.example\r\nMAIL FROM:<s@spammer.example>\r\n"
+                                 b"RCPT TO:<victim@remote.example>\r\n", 3)
+    assert got[2] == "454 4.7.1 <victim@remote.example>: Relay access denied"
+    assert {"event": "reject", "command": "RCPT", "client": "client.example[192.0.2.7]",
+            "reply": "454 4.7.1 <victim@remote.example>: Relay access denied",
+            "sender": "s@spammer.example", "recipient": "victim@remote.example", "proto": "ESMTP",
+            "helo": "spammer.example", "sasl_method": "", "sasl_username": "", "noqueue": True,
+            "log_level": "info"} in logs
+
+
+@trio_test(clock=lambda: trio.testing.MockClock(autojump_threshold=0))
+async def test_timeout_after_a_command(make_config):
+    cfg = make_config(smtpd_timeout="30s", **PARAMS)
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client, _ = await open_session(nursery, cfg)
+            await client.send(b"EHLO c\r\n")
+            await client.reply()
+            start = trio.current_time()
+            assert await client.reply() == "421 4.4.2 mx.example.test Error: timeout exceeded"
+            assert trio.current_time() - start == pytest.approx(30)
+            assert await client.reply() == ""
+            nursery.cancel_scope.cancel()
+    events = [e["event"] for e in logs]
+    assert "timeout after EHLO from client.example[192.0.2.7]" in events
+
+
+@trio_test(clock=lambda: trio.testing.MockClock(autojump_threshold=0))
+async def test_error_sleep_after_soft_limit(make_config):
+    cfg = make_config(**{**PARAMS, "smtpd_soft_error_limit": "2", "smtpd_error_sleep_time": "5s"})
+    async with trio.open_nursery() as nursery:
+        client, _ = await open_session(nursery, cfg)
+        times = []
+        for _ in range(4):
+            await client.send(b"BOGUS\r\n")
+            await client.reply()
+            times.append(trio.current_time())
+        nursery.cancel_scope.cancel()
+    gaps = [round(b - a) for a, b in zip([0.0, *times], times)]
+    assert gaps == [0, 0, 5, 5]     # replies wait once 2 errors are counted
+
+
+@trio_test
+async def test_lost_connection_during_data(make_config):
+    cfg = make_config(**PARAMS)
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client, _ = await open_session(nursery, cfg, cleanup=FakeCleanup())
+            await client.send(b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                              b"DATA\r\n")
+            await client.replies(4)
+            await client.send(b"0123456789abcd")
+            await client.stream.aclose()
+            await client.done.wait()
+            nursery.cancel_scope.cancel()
+    events = [e["event"] for e in logs]
+    assert "lost connection after DATA (14 bytes) from client.example[192.0.2.7]" in events
+
+
+@trio_test
+async def test_anvil_connection_limit_and_message_rate(make_config):
+    cfg = make_config(**{**PARAMS, "smtpd_client_connection_count_limit": "1",
+                         "smtpd_client_message_rate_limit": "1",
+                         "smtpd_client_event_limit_exceptions": ""})
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            first, _ = await open_session(nursery, cfg, anvil=True)
+            await first.send(b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRSET\r\nMAIL FROM:<a@example.org>\r\n")
+            got = await first.replies(4)
+            server = SmtpdServer.from_config(cfg, "smtp")
+            second = start_session(nursery, Session(server, "client.example", "192.0.2.7", 4712))
+            refusal = await second.reply()
+            nursery.cancel_scope.cancel()
+    assert got[1:] == ["250 2.1.0 Ok", "250 2.0.0 Ok", "450 4.7.1 Error: too much mail from 192.0.2.7"]
+    assert refusal == "421 4.7.0 mx.example.test Error: too many connections from 192.0.2.7"
+    # (the test's anvil goes away before the sessions' disconnects: not counted here)
+    warnings = [e["event"] for e in logs if "limit exceeded" in e["event"]]
+    assert warnings == [
+        "Message delivery request rate limit exceeded: 2 from client.example[192.0.2.7] for service smtp",
+        "Connection concurrency limit exceeded: 2 from client.example[192.0.2.7] for service smtp"]
+
+
+@trio_test
+async def test_anvil_recipient_and_auth_rates(make_config, tmp_path):
+    users = tmp_path / "sasl_users"
+    users.write_text("")
+    cfg = make_config(**{**PARAMS, "smtpd_client_recipient_rate_limit": "1",
+                         "smtpd_client_auth_rate_limit": "1", "smtpd_sasl_auth_enable": "yes",
+                         "smtpd_sasl_users_file": str(users),
+                         "smtpd_client_event_limit_exceptions": ""})
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                                    b"RCPT TO:<c@example.test>\r\nRSET\r\nAUTH PLAIN AGIAeA==\r\n"
+                                    b"AUTH PLAIN AGIAeA==\r\n", 7, anvil=True)
+    assert got[2:] == ["250 2.1.5 Ok", "450 4.7.1 Error: too many recipients from 192.0.2.7",
+                       "250 2.0.0 Ok", "535 5.7.8 Error: authentication failed: authentication failure",
+                       "450 4.7.1 Error: too many AUTH commands from 192.0.2.7"]
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert warnings[:3] == [
+        "Recipient address rate limit exceeded: 2 from client.example[192.0.2.7] for service smtp",
+        "client.example[192.0.2.7]: SASL PLAIN authentication failed: authentication failure, "
+        "sasl_username=b",
+        "AUTH command rate limit exceeded: 2 from client.example[192.0.2.7] for service smtp"]
+
+
+@trio_test
+async def test_client_port_logging(make_config):
+    cfg = make_config(**PARAMS, smtpd_client_port_logging="yes")
+    got, logs = await converse(cfg, b"QUIT\r\n", 1)
+    assert got == ["221 2.0.0 Bye"]
+    assert {"event": "connect", "client": "client.example[192.0.2.7]:4711", "log_level": "info"} in logs
+
+
+@trio_test
+async def test_client_restrictions_at_connect_without_delay_reject(make_config):
+    cfg = make_config(**PARAMS, smtpd_delay_reject="no", smtpd_client_restrictions="reject")
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nNOOP\r\n", 3)
+    refusal = "554 5.7.1 <client.example[192.0.2.7]>: Client host rejected: Access denied"
+    assert got == [refusal, refusal, "250 2.0.0 Ok"]
+    [reject] = [e for e in logs if e["event"] == "reject"]
+    assert (reject["command"], reject["reply"], reject["noqueue"]) == ("CONNECT", refusal, True)
+
+
+@trio_test
+async def test_improper_pipelining_is_noted_once(make_config):
+    cfg = make_config(**PARAMS)
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                                    b"NOOP\r\nNOOP\r\n", 5)
+    assert [r[:3] for r in got] == ["250"] * 5
+    notes = [e["event"] for e in logs if e["event"].startswith("improper")]
+    assert notes == ["improper command pipelining after EHLO from client.example[192.0.2.7]: "
+                     "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nNOOP\r\nNOOP\r\n"]
+
+
+@trio_test
+async def test_waiting_client_is_not_noted(make_config):
+    cfg = make_config(**PARAMS)
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client, _ = await open_session(nursery, cfg)
+            for command in (b"EHLO c\r\n", b"NOOP\r\n", b"MAIL FROM:<a@example.org>\r\n"):
+                await client.send(command)
+                await client.reply()
+            nursery.cancel_scope.cancel()
+    assert not [e for e in logs if e["event"].startswith("improper")]

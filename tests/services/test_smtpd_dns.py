@@ -1,0 +1,92 @@
+"""smtpd's DNS: domain existence over a real (tiny) DNS server, and reject_unknown_* in a session."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from pathlib import Path
+
+import dns.message
+import dns.rcode
+import dns.rrset
+import pytest
+import trio
+from structlog.testing import capture_logs
+
+from mailsys.policy.restrictions import DnsStatus
+from mailsys.runtime.smtpd_dns import SmtpdDns, client_name
+
+sys.path.insert(0, str(Path(__file__).parent))      # _smtpd_testlib.py (tests/ is no package)
+from _smtpd_testlib import PARAMS, open_session, trio_test  # noqa: E402
+
+# name -> ("A", "192.0.2.1") | ("MX", "10 mx.example.") | "NXDOMAIN" | "SERVFAIL"
+ZONE = {
+    "exists.example.": ("A", "192.0.2.1"),
+    "mxonly.example.": ("MX", "10 mx.exists.example."),
+    "missing.example.": "NXDOMAIN",
+    "broken.example.": "SERVFAIL",
+}
+
+
+async def dns_server(task_status=trio.TASK_STATUS_IGNORED) -> None:
+    """Answers UDP queries from ZONE; other types of a known name get an empty answer."""
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    await sock.bind(("127.0.0.1", 0))
+    task_status.started(sock.getsockname()[1])
+    with sock:
+        while True:
+            data, peer = await sock.recvfrom(4096)
+            query = dns.message.from_wire(data)
+            q = query.question[0]
+            response = dns.message.make_response(query)
+            entry = ZONE.get(q.name.to_text().lower(), "NXDOMAIN")
+            if entry == "NXDOMAIN":
+                response.set_rcode(dns.rcode.NXDOMAIN)
+            elif entry == "SERVFAIL":
+                response.set_rcode(dns.rcode.SERVFAIL)
+            elif dns.rdatatype.to_text(q.rdtype) == entry[0]:
+                response.answer.append(dns.rrset.from_text(q.name, 60, "IN", entry[0], entry[1]))
+            await sock.sendto(response.to_wire(), peer)
+
+
+@pytest.mark.parametrize("name,status", [
+    ("exists.example", DnsStatus.EXISTS),
+    ("mxonly.example", DnsStatus.EXISTS),
+    ("missing.example", DnsStatus.NOT_FOUND),
+    ("broken.example", DnsStatus.TEMPFAIL),
+])
+@trio_test
+async def test_domain_status(make_config, name, status):
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(dns_server)
+        dns_ = SmtpdDns.from_config(make_config(dns_nameservers=f"127.0.0.1:{port}"))
+        assert await dns_.domain_status(name) == status
+        nursery.cancel_scope.cancel()
+
+
+@trio_test
+async def test_unknown_recipient_domain_in_a_session(make_config):
+    async with trio.open_nursery() as nursery:
+        port = await nursery.start(dns_server)
+        cfg = make_config(**PARAMS, dns_nameservers=f"127.0.0.1:{port}",
+                          mynetworks="192.0.2.0/24",
+                          smtpd_recipient_restrictions="reject_unknown_recipient_domain")
+        with capture_logs() as logs:
+            client, _ = await open_session(nursery, cfg)
+            await client.send(b"EHLO c.example\r\nMAIL FROM:<a@exists.example>\r\n"
+                              b"RCPT TO:<x@missing.example>\r\nRCPT TO:<x@broken.example>\r\n"
+                              b"RCPT TO:<x@exists.example>\r\n")
+            got = await client.replies(5)
+        nursery.cancel_scope.cancel()
+    assert got[2:] == ["450 4.1.2 <x@missing.example>: Recipient address rejected: Domain not found",
+                       "450 4.1.2 <x@broken.example>: Recipient address rejected: Domain not found",
+                       "250 2.1.5 Ok"]
+    assert sum(1 for e in logs if e["event"] == "reject") == 2
+
+
+@trio_test
+async def test_client_name_is_forward_confirmed():
+    assert await client_name("127.0.0.1") in ("localhost", "unknown")
+    assert await client_name("not an address") == "unknown"
+    # 192.0.2.0/24 (TEST-NET-1) has no PTR records.
+    assert await client_name("192.0.2.55", timeout=3) == "unknown"
