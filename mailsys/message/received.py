@@ -81,7 +81,7 @@ def protocol_name(*, esmtp: bool = True, tls: bool = False, auth: bool = False,
     return base + ("S" if tls else "") + ("A" if auth else "")
 
 
-def _tls_lines(tls: TlsInfo) -> list[str]:
+def tls_lines(tls: TlsInfo) -> list[str]:
     first = f"\t(using {tls.protocol} with cipher {tls.cipher} ({tls.usebits}/{tls.algbits} bits)"
     if tls.details:
         lines = [first, f"\t {tls.details})"]
@@ -112,7 +112,7 @@ def received_smtp(*, helo: str, client_name: str, client_addr: str, myhostname: 
     """received_smtp - the Received: header smtpd prepends to a message it accepts."""
     lines = [f"Received: from {helo or client_name} ({client_name} [{_rfc_addr(client_addr)}])"]
     if tls is not None:
-        lines.extend(_tls_lines(tls))
+        lines.extend(tls_lines(tls))
     if sasl_username:
         lines.append(f"\t(Authenticated sender: {comment_text(sasl_username)})")
     date = mail_date(arrival, tz)

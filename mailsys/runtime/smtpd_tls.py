@@ -28,7 +28,7 @@ import structlog
 import trio
 
 from mailsys.ipc.proto import anvil as anvil_proto
-from mailsys.message.received import _tls_lines as received_tls_lines
+from mailsys.message.received import tls_lines as received_tls_lines
 from mailsys.policy import anvil as limits
 from mailsys.runtime.tls_stream import TlsStream
 from mailsys.smtp import Reply
