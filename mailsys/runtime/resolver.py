@@ -40,6 +40,8 @@ import dns.nameserver
 import dns.rdatatype
 import dns.resolver
 
+from mailsys.errors import ConfigError
+
 __all__ = ["DnsError", "NOTFOUND", "RETRY", "Resolver", "parse_nameserver"]
 
 NOTFOUND = "notfound"
@@ -115,7 +117,10 @@ class Resolver:
 
     @classmethod
     def from_config(cls, cfg, *, lifetime: float = DEFAULT_LIFETIME) -> Resolver:
-        servers = [parse_nameserver(s) for s in cfg["dns_nameservers"]]
+        try:
+            servers = [parse_nameserver(s) for s in cfg["dns_nameservers"]]
+        except ValueError as e:
+            raise ConfigError(f"dns_nameservers: {e}", param="dns_nameservers") from None
         protocols = set(cfg["inet_protocols"])
         both = "all" in protocols
         return cls(servers, lifetime=lifetime, ipv4=both or "ipv4" in protocols,
