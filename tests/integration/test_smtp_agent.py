@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
+import runpy
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import trio
 
@@ -14,12 +15,8 @@ from mailsys.runtime.resolver import Resolver
 from mailsys.runtime.smtp_agent import TIMEOUT_PARAMS, SmtpAgent, SmtpSettings
 from mailsys.runtime.smtp_client_io import ConnectionCache
 
-_spec = importlib.util.spec_from_file_location("mailsys_test_agent_helpers",
-                                               Path(__file__).with_name("agent_helpers.py"))
-h = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = h
-    _spec.loader.exec_module(h)
+# The tests directories are not packages: the shared helpers are loaded by path.
+h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("agent_helpers.py"))))
 
 DnsServer, SmtpSink = h.dnsserver.DnsServer, h.smtpsink.SmtpSink
 LINE = re.compile(r"^4F2A1C3B7D: to=<[^>]+>, relay=[^,]+, (conn_use=\d+, )?delay=[\d.]+, "

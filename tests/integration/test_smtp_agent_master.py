@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
+import runpy
 import os
 import re
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import trio
@@ -18,12 +19,8 @@ from mailsys.message.envelope import Envelope, Recipient
 from mailsys.queue.store import QueueStore
 from mailsys.runtime import ipc_io
 
-_spec = importlib.util.spec_from_file_location("mailsys_test_agent_helpers",
-                                               Path(__file__).with_name("agent_helpers.py"))
-h = sys.modules.get(_spec.name) or importlib.util.module_from_spec(_spec)
-if _spec.name not in sys.modules:
-    sys.modules[_spec.name] = h
-    _spec.loader.exec_module(h)
+# The tests directories are not packages: the shared helpers are loaded by path.
+h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("agent_helpers.py"))))
 
 pytestmark = pytest.mark.integration
 
