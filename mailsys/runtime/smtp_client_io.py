@@ -50,6 +50,7 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import structlog
 import trio
 
 from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
@@ -60,6 +61,8 @@ from mailsys.smtp.errors import RemoteProtocolError
 
 __all__ = ["Target", "SessionError", "SmtpSession", "TlsPolicy", "connect", "ConnectionCache",
            "RECV_SIZE"]
+
+log = structlog.get_logger()
 
 RECV_SIZE = 65536
 # A QUIT to an idle cached connection, or after delivery, must never hold
@@ -121,6 +124,7 @@ class TlsPolicy:
     level: str = "none"
     engine: Callable[[str], object] | None = None
     wrap: Callable[[trio.abc.Stream, object], trio.abc.Stream] | None = None
+    log: bool = False            # smtp_tls_loglevel >= 1: log each established session
 
     @property
     def required(self) -> bool:
@@ -241,12 +245,18 @@ class SmtpSession:
             self.broken = True
             # may: the caller reconnects in plaintext; encrypt and up: the
             # next MX host is tried (Postfix smtp_tls_fallback_level).
-            raise SessionError("4.7.5", f"Cannot start TLS: handshake failure with "
-                               f"{self.target.peer}: {e}", connected=True, try_next=True,
+            if getattr(e, "kind", "") == "verify":
+                text = f"Server certificate not verified: {self.target.peer}: {e}"
+            else:
+                text = f"Cannot start TLS: handshake failure with {self.target.peer}: {e}"
+            raise SessionError("4.7.5", text, connected=True, try_next=True,
                                tls_failed=True) from None
         self.stream = stream
         self.tls = engine
         self.cc.tls_started()
+        if tls.log:
+            from mailsys.tls import established_text
+            log.info(established_text(engine, self.target.relay))
 
     async def _ehlo(self) -> None:
         self._pending += self.cc.ehlo()

@@ -177,8 +177,11 @@ class _Conn:
 
     async def start_tls(self, ctx) -> None:
         from mailsys.runtime.tls_stream import TlsStream
-        from mailsys.tls import TlsEngine
+        from mailsys.tls import TlsEngine, TlsError
         self.buf = b""
         self.stream = TlsStream(self.stream, TlsEngine(ctx, server_side=True))
-        await self.stream.handshake(5)
+        try:
+            await self.stream.handshake(5)
+        except TlsError:
+            raise _Closed from None
         self.tls = True
