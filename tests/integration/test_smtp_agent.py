@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import runpy
 import re
+import socket
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -263,3 +264,48 @@ def test_targets_follow_mx_preference():
         targets = trio.run(agent(settings(), dns).targets, NextHop("example.org", 25))
     assert [(t.host, t.address, t.port) for t in targets] == [("a.example.org", "192.0.2.1", 25),
                                                                ("b.example.org", "192.0.2.2", 25)]
+
+
+def test_no_answer_to_the_final_dot_times_out_and_may_duplicate():
+    sink = SmtpSink(stall="DOT")
+    status, _ = deliver(sink, "bob@example.org", s=settings(smtp_data_done_timeout=0.3))
+    r = status.results[0]
+    assert (r.status, r.dsn) == ("deferred", "4.4.2")
+    assert r.reason == ("conversation with 127.0.0.1[127.0.0.1] timed out while sending end of "
+                        "data -- message may be sent more than once")
+
+
+def test_interop_with_aiosmtpd():
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        def __init__(self):
+            self.envelopes = []
+
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if address.startswith("nobody@"):
+                return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            self.envelopes.append(envelope)
+            return "250 2.0.0 Message accepted for delivery"
+
+    handler = Handler()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        status = trio.run(agent(settings()).deliver,
+                          h.request(f"[127.0.0.1]:{port}", "bob@example.org", "nobody@example.org"))
+    finally:
+        controller.stop()
+    ok, nobody = status.results
+    assert (ok.status, ok.reason) == ("sent", "250 2.0.0 Message accepted for delivery")
+    assert (nobody.status, nobody.dsn) == ("bounced", "5.1.1")
+    (env,) = handler.envelopes
+    assert env.mail_from == "alice@example.com" and env.rcpt_tos == ["bob@example.org"]
+    assert env.content.replace(b"\r\n", b"\n") == h.CONTENT.replace(b"\r\n", b"\n")
