@@ -309,3 +309,31 @@ def test_interop_with_aiosmtpd():
     (env,) = handler.envelopes
     assert env.mail_from == "alice@example.com" and env.rcpt_tos == ["bob@example.org"]
     assert env.content.replace(b"\r\n", b"\n") == h.CONTENT.replace(b"\r\n", b"\n")
+
+
+def test_a_cached_connection_the_server_closed_is_replaced():
+    sink = SmtpSink(close_after_message=True)
+
+    async def body(port):
+        a = agent(settings(cache=5.0))
+        async with trio.open_nursery() as n:
+            n.start_soon(a.cache.run)
+            first = await a.deliver(h.request(f"[127.0.0.1]:{port}", "bob@example.org"))
+            await trio.sleep(0.05)
+            second = await a.deliver(h.request(f"[127.0.0.1]:{port}", "carol@example.org",
+                                               qid="4F2A1C3B7E"))
+            n.cancel_scope.cancel()
+        return first, second
+    with h.capture_logs() as logs:
+        first, second = run_with_sink(sink, body)
+    assert first.results[0].status == second.results[0].status == "sent"
+    assert sink.sessions == 2 and len(sink.messages) == 2
+    assert not any("conn_use" in line for line in h.lines(logs, "status"))
+
+
+def test_an_address_smtp_cannot_carry_is_deferred_not_lost():
+    sink = SmtpSink()
+    status, _ = deliver(sink, "bob@example.org\r\nRCPT TO:<evil@example.org>")
+    r = status.results[0]
+    assert (r.status, r.dsn) == ("deferred", "4.3.0")
+    assert not any("evil" in c for c in sink.commands) and sink.messages == []
