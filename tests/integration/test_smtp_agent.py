@@ -60,6 +60,23 @@ def deliver(sink: SmtpSink, *rcpts: str, s: SmtpSettings | None = None):
     return status, logs
 
 
+def two_deliveries(sink: SmtpSink, pause: float = 0.0):
+    """Two requests to one next hop through an agent with a running connection cache."""
+    async def body(port):
+        a = agent(settings(cache=5.0))
+        async with trio.open_nursery() as n:
+            n.start_soon(a.cache.run)
+            first = await a.deliver(h.request(f"[127.0.0.1]:{port}", "bob@example.org"))
+            await trio.sleep(pause)
+            second = await a.deliver(h.request(f"[127.0.0.1]:{port}", "carol@example.org",
+                                               qid="4F2A1C3B7E"))
+            n.cancel_scope.cancel()
+        return first, second
+    with h.capture_logs() as logs:
+        first, second = run_with_sink(sink, body)
+    return first, second, logs
+
+
 def test_delivery_with_pipelining():
     sink = SmtpSink(pipelining=True)
     status, logs = deliver(sink, "bob@example.org", "carol@example.org")
@@ -188,18 +205,7 @@ def test_loop_to_ourselves_bounces_but_another_port_is_not_a_loop():
 
 def test_connection_reuse_logs_conn_use():
     sink = SmtpSink()
-
-    async def body(port):
-        a = agent(settings(cache=5.0))
-        async with trio.open_nursery() as n:
-            n.start_soon(a.cache.run)
-            first = await a.deliver(h.request(f"[127.0.0.1]:{port}", "bob@example.org"))
-            second = await a.deliver(h.request(f"[127.0.0.1]:{port}", "carol@example.org",
-                                               qid="4F2A1C3B7E"))
-            n.cancel_scope.cancel()
-        return first, second
-    with h.capture_logs() as logs:
-        first, second = run_with_sink(sink, body)
+    first, second, logs = two_deliveries(sink)
     assert first.results[0].status == second.results[0].status == "sent"
     assert sink.sessions == 1 and len(sink.messages) == 2
     assert "RSET" in sink.commands
@@ -313,19 +319,7 @@ def test_interop_with_aiosmtpd():
 
 def test_a_cached_connection_the_server_closed_is_replaced():
     sink = SmtpSink(close_after_message=True)
-
-    async def body(port):
-        a = agent(settings(cache=5.0))
-        async with trio.open_nursery() as n:
-            n.start_soon(a.cache.run)
-            first = await a.deliver(h.request(f"[127.0.0.1]:{port}", "bob@example.org"))
-            await trio.sleep(0.05)
-            second = await a.deliver(h.request(f"[127.0.0.1]:{port}", "carol@example.org",
-                                               qid="4F2A1C3B7E"))
-            n.cancel_scope.cancel()
-        return first, second
-    with h.capture_logs() as logs:
-        first, second = run_with_sink(sink, body)
+    first, second, logs = two_deliveries(sink, pause=0.05)
     assert first.results[0].status == second.results[0].status == "sent"
     assert sink.sessions == 2 and len(sink.messages) == 2
     assert not any("conn_use" in line for line in h.lines(logs, "status"))
