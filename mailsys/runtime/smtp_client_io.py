@@ -65,6 +65,10 @@ __all__ = ["Target", "SessionError", "SmtpSession", "TlsPolicy", "connect", "Con
 log = structlog.get_logger()
 
 RECV_SIZE = 65536
+WRITE_SIZE = 256 * 1024
+# Idle connections kept per next hop; a burst of parallel deliveries to one
+# destination should not leave dozens of sessions open on the remote side.
+MAX_IDLE_PER_KEY = 8
 # A QUIT to an idle cached connection, or after delivery, must never hold
 # the agent up long; Postfix gives it smtp_quit_timeout, but nothing waits
 # for its answer to decide anything.
@@ -170,8 +174,12 @@ class SmtpSession:
                                    settled=cc.settled) from None
             stage, limit = cc.stage, cc.stage_timeout
             out, self._pending = self._pending + cc.data_to_send(), b""
-            if out:
-                await self._io(stage, limit, self.stream.send_all(out))
+            # Each write gets its own deadline, as Postfix's
+            # smtp_data_xfer_timeout bounds each write of the content, so a
+            # large message on a slow link is not cut off as a whole.
+            view = memoryview(out)
+            for i in range(0, len(view), WRITE_SIZE):
+                await self._io(stage, limit, self.stream.send_all(view[i:i + WRITE_SIZE]))
             if event is not NEED_DATA:
                 return event
             if out:
@@ -387,6 +395,8 @@ class ConnectionCache:
     def put(self, key: str, session: SmtpSession) -> bool:
         """Keep a session that is ready for the next message; False when refused."""
         if self.time_limit <= 0 or not session.reusable:
+            return False
+        if len(self._idle.get(key, ())) >= MAX_IDLE_PER_KEY:
             return False
         self._idle.setdefault(key, []).append(_Idle(session, trio.current_time() + self.time_limit))
         self._changed.set()

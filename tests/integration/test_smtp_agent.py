@@ -331,3 +331,15 @@ def test_an_address_smtp_cannot_carry_is_deferred_not_lost():
     r = status.results[0]
     assert (r.status, r.dsn) == ("deferred", "4.3.0")
     assert not any("evil" in c for c in sink.commands) and sink.messages == []
+
+
+def test_a_large_message_goes_through_in_pieces():
+    line = b"." + b"x" * 98 + b"\r\n"
+    content = b"Subject: big\r\n\r\n" + line * 20000          # 2 MB, every line dot-stuffed
+    sink = SmtpSink()
+
+    async def body(port):
+        return await agent(settings(), content=content).deliver(h.request(f"[127.0.0.1]:{port}"))
+    status = run_with_sink(sink, body)
+    assert status.results[0].status == "sent"
+    assert sink.messages[0].data == content
