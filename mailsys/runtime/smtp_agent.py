@@ -30,6 +30,11 @@ DESCRIPTION
         state change), per-recipient replies becoming sent / deferred /
         bounced with Postfix's texts, relay=host[addr]:port, Remote-MTA and
         Diagnostic-Code for the bounce service;
+        A recipient the server deferred before the message was sent (a 4xx
+        to MAIL, RCPT or DATA, or a session that broke before the content
+        went out) is left for the next MX host, as Postfix does for every
+        server but the last (smtp_trouble.c); once the content may have
+        reached a server, nobody else gets it in this attempt;
      6. keeps the connection for the next request to this next hop
         (smtp_connection_cache_time_limit), or says QUIT;
      7. logs each recipient's status line and answers qmgr.
@@ -57,7 +62,7 @@ from mailsys.routing import (BadNextHop, MxHost, NextHop, RouteError, drop_self,
 from mailsys.runtime.resolver import DnsError, Resolver
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession, Target,
                                             TlsPolicy, connect)
-from mailsys.smtp.client import Rcpt, RecipientStatus
+from mailsys.smtp.client import DATA, MAIL_FROM, RCPT_TO, Rcpt, RecipientStatus
 from mailsys.smtp.errors import LocalProtocolError
 
 log = structlog.get_logger()
@@ -138,6 +143,21 @@ def own_endpoints(cfg) -> frozenset[tuple[str, int]]:
                      for addr in _interface_addresses(cfg, spec.host))
 
 
+class _Budget:
+    """smtp_mx_session_limit: sessions (servers that answered) one request may use (0: no limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def left(self) -> bool:
+        return self.limit <= 0 or self.used < self.limit
+
+    def spend(self) -> None:
+        self.used += 1
+
+
 def _rcpt(r: DeliverRecipient) -> Rcpt:
     orcpt = r.orcpt.partition(";")[2] if ";" in r.orcpt else r.orcpt
     return Rcpt(r.address, notify=tuple(r.notify) or None, orcpt=orcpt or None)
@@ -157,49 +177,78 @@ class SmtpAgent:
 
     async def deliver(self, req: DeliverRequest) -> DeliveryStatus:
         watch = Stopwatch.start(req)
-        results, conn_use, dead = await self._deliver(req, watch)
-        by_index = {r.index: r for r in results}
+        done, dead = await self._deliver(req, watch)
         ordered = []
         for rcpt in req.recipients:
-            result = by_index[rcpt.index]
+            result, conn_use = done[rcpt.index]
             log_status(req, rcpt, result, watch, conn_use=conn_use)
             ordered.append(result)
         return DeliveryStatus(req.queue_id, tuple(ordered), dead_destination=dead)
 
     async def _deliver(self, req: DeliverRequest, watch: Stopwatch
-                       ) -> tuple[list[RecipientResult], int, bool]:
-        rcpts = req.recipients
+                       ) -> tuple[dict[int, tuple[RecipientResult, int]], bool]:
+        """Every recipient's result (with the conn_use of its session), and whether
+        the destination as a whole failed (no server could be reached)."""
+        done: dict[int, tuple[RecipientResult, int]] = {}
 
-        def everyone(dsn: str, reason: str, **kw: str) -> list[RecipientResult]:
-            return [failed(r, dsn, reason, **kw) for r in rcpts]
+        def finish(rcpts: Iterable[DeliverRecipient], dsn: str, reason: str, **kw: str) -> None:
+            for r in rcpts:
+                done[r.index] = (failed(r, dsn, reason, **kw), 0)
 
         try:
             hop = parse_nexthop(req.nexthop)
         except BadNextHop as e:
-            return everyone("4.3.5", f"mail transport unavailable: {e}"), 0, True
+            finish(req.recipients, "4.3.5", f"mail transport unavailable: {e}")
+            return done, True
         try:
             content = await self.load_content(req.queue_id)
         except Exception as e:       # the entry is gone or unreadable: qmgr decides
-            return everyone("4.3.0", f"error reading message: {e}"), 0, False
+            finish(req.recipients, "4.3.0", f"error reading message: {e}")
+            return done, False
 
         key = f"{req.transport}:{hop}"
+        pending = list(req.recipients)
         session = await self.cache.take(key)
-        if session is None:
-            try:
-                targets = await self.targets(hop)
-            except RouteError as e:
-                return everyone(e.status, e.reason), 0, not e.permanent
-            session, error, last = await self._open(targets)
+        targets: list[Target] | None = None
+        tried: set[Target] = set()
+        budget = _Budget(self.settings.mx_session_limit)
+        answered = False
+        while pending:
             if session is None:
-                assert error is not None and last is not None
-                # relay=none unless a server answered (a refused greeting).
-                relay = last.relay if error.connected else "none"
-                return everyone(error.dsn, error.text, relay=relay), 0, True
-        watch.connected()
-        results = await self._transact(session, req, content)
-        if not self.cache.put(key, session):
-            await session.close()
-        return results, session.uses, False
+                if targets is None:
+                    try:
+                        targets = await self.targets(hop)
+                    except RouteError as e:
+                        finish(pending, e.status, e.reason)
+                        return done, not e.permanent
+                targets = [t for t in targets if t not in tried]
+                session, error, last = await self._open(targets, budget)
+                if session is None:
+                    if error is None or last is None:
+                        break          # no server left for recipients kept for the next one
+                    # relay=none unless a server answered (a refused greeting).
+                    finish(pending, error.dsn, error.text,
+                           relay=last.relay if error.connected else "none")
+                    return done, not answered
+            answered = True
+            if watch.setup_done is None:
+                watch.connected()
+            tried.add(session.target)
+            # Postfix smtp_trouble.c: a soft failure before the message was
+            # sent leaves the recipient for the next MX host, unless this
+            # server was the last one to try.
+            more = targets is None or any(t not in tried for t in targets)
+            retry: list[DeliverRecipient] = []
+            for rcpt, (result, again) in zip(pending, await self._transact(session, req, pending,
+                                                                            content)):
+                done[rcpt.index] = (result, session.uses)     # stands if no server is left
+                if again and more and budget.left:
+                    retry.append(rcpt)
+            if not self.cache.put(key, session):
+                await session.close()
+            session = None
+            pending = retry
+        return done, False
 
     # -- where to connect --------------------------------------------------------
 
@@ -236,21 +285,22 @@ class SmtpAgent:
         kept = kept[:limit] if limit > 0 else kept
         return [Target(a.host, a.address, hop.port) for a in kept]
 
-    async def _open(self, targets: list[Target]
+    async def _open(self, targets: list[Target], budget: _Budget
                     ) -> tuple[SmtpSession | None, SessionError | None, Target | None]:
+        """The first target that gives a session, within the session budget."""
         s = self.settings
         error: SessionError | None = None
         last: Target | None = None
-        sessions = 0
         for target in targets:
-            last = target
-            if s.mx_session_limit > 0 and sessions >= s.mx_session_limit:
+            if not budget.left:
                 break
+            last = target
             tls = s.tls
             for attempt in (1, 2):
                 try:
                     session = await connect(target, s.timeouts, helo_name=s.helo_name, tls=tls,
                                             body_line_limit=s.body_line_limit)
+                    budget.spend()
                     return session, None, target
                 except SessionError as e:
                     error = e
@@ -262,22 +312,24 @@ class SmtpAgent:
                         continue
                     break
             assert error is not None
+            log.info(error.text)
             if error.connected:
-                sessions += 1
+                budget.spend()
                 if not s.skip_5xx_greeting and error.dsn.startswith("5"):
                     break
-            log.info(error.text)
         return None, error, last
 
     # -- the message -----------------------------------------------------------------
 
     async def _transact(self, session: SmtpSession, req: DeliverRequest,
-                        content: bytes) -> list[RecipientResult]:
+                        rcpts: list[DeliverRecipient], content: bytes
+                        ) -> list[tuple[RecipientResult, bool]]:
+        """One message to rcpts: each result, and whether another server may try it."""
         target = session.target
         params = dict(body_type=req.body_type or None, smtputf8=req.smtputf8,
                       ret=req.ret or None, envid=req.envid or None)
         try:
-            result = await session.send_mail(req.sender, [_rcpt(r) for r in req.recipients],
+            result = await session.send_mail(req.sender, [_rcpt(r) for r in rcpts],
                                              content, **params)
             statuses = dict(enumerate(result.recipients))
             error = None
@@ -285,24 +337,28 @@ class SmtpAgent:
             # Something in the request cannot be said in SMTP (a control
             # character in an address, say): nothing was sent; keep the mail.
             session.broken = True
-            return [deferred(rcpt, "4.3.0", f"mail delivery failed: {e}") for rcpt in req.recipients]
+            return [(deferred(r, "4.3.0", f"mail delivery failed: {e}"), False) for r in rcpts]
         except SessionError as e:
             statuses = {}
             for st in e.settled:
-                for i, r in enumerate(req.recipients):
+                for i, r in enumerate(rcpts):
                     if r.address == st.address and i not in statuses:
                         statuses[i] = st
                         break
             error = e
         out = []
-        for i, rcpt in enumerate(req.recipients):
+        for i, rcpt in enumerate(rcpts):
             st = statuses.get(i)
             if st is None:
                 assert error is not None
-                out.append(deferred(rcpt, error.dsn, error.text, relay=target.relay,
-                                    remote_mta=target.host))
+                # The content may have reached the server: no other server
+                # gets it now, the next attempt decides (never zero times).
+                again = not any(w in error.text for w in ("end of data", "message body"))
+                out.append((deferred(rcpt, error.dsn, error.text, relay=target.relay,
+                                     remote_mta=target.host), again))
             else:
-                out.append(self._verdict(rcpt, st, target))
+                again = st.status == "deferred" and st.in_reply_to in (MAIL_FROM, RCPT_TO, DATA)
+                out.append((self._verdict(rcpt, st, target), again))
         return out
 
     @staticmethod

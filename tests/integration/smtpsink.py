@@ -49,8 +49,9 @@ class SmtpSink:
     commands: list[str] = field(default_factory=list)
     tls_sessions: int = 0
 
-    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async def serve(self, host: str = "127.0.0.1", port: int = 0,
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
         task_status.started(listeners[0].socket.getsockname()[1])
         await trio.serve_listeners(self._session, listeners)
 
