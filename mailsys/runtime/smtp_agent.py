@@ -219,21 +219,23 @@ class SmtpAgent:
                     try:
                         targets = await self.targets(hop)
                     except RouteError as e:
+                        if answered:
+                            break      # a server's own answer beats a DNS failure
                         finish(pending, e.status, e.reason)
                         return done, not e.permanent
-                targets = [t for t in targets if t not in tried]
-                session, error, last = await self._open(targets, budget)
+                session, error, last = await self._open(
+                    [t for t in targets if t not in tried], budget, tried)
                 if session is None:
-                    if error is None or last is None:
-                        break          # no server left for recipients kept for the next one
+                    if answered or error is None or last is None:
+                        break          # recipients kept for a next server keep its answer
                     # relay=none unless a server answered (a refused greeting).
                     finish(pending, error.dsn, error.text,
                            relay=last.relay if error.connected else "none")
                     return done, not answered
             answered = True
+            tried.add(session.target)          # a cached session's host counts as tried
             if watch.setup_done is None:
                 watch.connected()
-            tried.add(session.target)
             # Postfix smtp_trouble.c: a soft failure before the message was
             # sent leaves the recipient for the next MX host, unless this
             # server was the last one to try.
@@ -285,9 +287,10 @@ class SmtpAgent:
         kept = kept[:limit] if limit > 0 else kept
         return [Target(a.host, a.address, hop.port) for a in kept]
 
-    async def _open(self, targets: list[Target], budget: _Budget
+    async def _open(self, targets: list[Target], budget: _Budget, tried: set[Target]
                     ) -> tuple[SmtpSession | None, SessionError | None, Target | None]:
-        """The first target that gives a session, within the session budget."""
+        """The first target that gives a session, within the session budget;
+        every target tried goes into ``tried``."""
         s = self.settings
         error: SessionError | None = None
         last: Target | None = None
@@ -295,6 +298,7 @@ class SmtpAgent:
             if not budget.left:
                 break
             last = target
+            tried.add(target)
             tls = s.tls
             for attempt in (1, 2):
                 try:

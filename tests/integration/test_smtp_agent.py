@@ -386,3 +386,25 @@ def test_a_large_message_goes_through_in_pieces():
     status = run_with_sink(sink, body)
     assert status.results[0].status == "sent"
     assert sink.messages[0].data == content
+
+
+def test_a_refusing_host_is_not_asked_twice_and_the_answer_stands():
+    zone = {"example.org": {"MX": [(10, "mx1.example.org"), (20, "mx2.example.org"),
+                                   (30, "mx3.example.org")]},
+            "mx1.example.org": {"A": ["127.0.0.3"]},          # refused
+            "mx2.example.org": {"A": ["127.0.0.1"]},          # defers one recipient
+            "mx3.example.org": {"A": ["127.0.0.4"]}}          # refused
+    sink = SmtpSink(rcpt={"later@example.org": "450 4.2.0 <later@example.org>: later"})
+
+    async def body(port):
+        return await agent(settings(session_limit=0), dns).deliver(
+            h.request(f"example.org:{port}", "bob@example.org", "later@example.org"))
+    with DnsServer(zone) as dns, h.capture_logs() as logs:
+        status = run_with_sink(sink, body)
+    bob, later = status.results
+    assert bob.status == "sent"
+    assert (later.status, later.dsn) == ("deferred", "4.2.0")
+    assert later.reason.startswith("host mx2.example.org[127.0.0.1] said: 450 4.2.0")
+    refused = [t for t in h.lines(logs) if t.startswith("connect to ")]
+    assert [t.split("[")[0] for t in refused] == ["connect to mx1.example.org",
+                                                   "connect to mx3.example.org"]
