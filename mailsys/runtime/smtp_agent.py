@@ -90,6 +90,7 @@ def _param(cfg, name: str, default):
 class SmtpSettings:
     helo_name: str
     timeouts: Mapping[str, float]
+    myhostname: str = ""             # a server that gives this name in EHLO is us (a loop)
     own: frozenset = frozenset()
     mx_address_limit: int = 5
     mx_session_limit: int = 2
@@ -103,7 +104,8 @@ class SmtpSettings:
         timeouts = {name: float(cfg[name]) for name in TIMEOUT_PARAMS}
         for name, default in EXTRA_TIMEOUTS.items():
             timeouts[name] = float(_param(cfg, name, default))
-        return cls(helo_name=cfg.smtp_helo_name, timeouts=timeouts, own=frozenset(own),
+        return cls(helo_name=cfg.smtp_helo_name, timeouts=timeouts, myhostname=cfg.myhostname,
+                   own=frozenset(own),
                    mx_address_limit=cfg.smtp_mx_address_limit,
                    mx_session_limit=cfg.smtp_mx_session_limit,
                    skip_5xx_greeting=cfg.smtp_skip_5xx_greeting,
@@ -224,7 +226,7 @@ class SmtpAgent:
                         finish(pending, e.status, e.reason)
                         return done, not e.permanent
                 session, error, last = await self._open(
-                    [t for t in targets if t not in tried], budget, tried)
+                    [t for t in targets if t not in tried], budget, tried, req.nexthop)
                 if session is None:
                     if answered or error is None or last is None:
                         break          # recipients kept for a next server keep its answer
@@ -285,10 +287,11 @@ class SmtpAgent:
         kept = drop_self(hop.host, found, self.settings.own, port=hop.port, best_preference=best)
         limit = self.settings.mx_address_limit
         kept = kept[:limit] if limit > 0 else kept
-        return [Target(a.host, a.address, hop.port) for a in kept]
+        return [Target(a.host, a.address, hop.port, best=a.preference == kept[0].preference)
+                for a in kept]
 
-    async def _open(self, targets: list[Target], budget: _Budget, tried: set[Target]
-                    ) -> tuple[SmtpSession | None, SessionError | None, Target | None]:
+    async def _open(self, targets: list[Target], budget: _Budget, tried: set[Target],
+                    nexthop: str) -> tuple[SmtpSession | None, SessionError | None, Target | None]:
         """The first target that gives a session, within the session budget;
         every target tried goes into ``tried``."""
         s = self.settings
@@ -303,7 +306,8 @@ class SmtpAgent:
             for attempt in (1, 2):
                 try:
                     session = await connect(target, s.timeouts, helo_name=s.helo_name, tls=tls,
-                                            body_line_limit=s.body_line_limit)
+                                            body_line_limit=s.body_line_limit,
+                                            myhostname=s.myhostname, nexthop=nexthop)
                     budget.spend()
                     return session, None, target
                 except SessionError as e:
@@ -316,6 +320,8 @@ class SmtpAgent:
                         continue
                     break
             assert error is not None
+            if error.final:
+                break
             log.info(error.text)
             if error.connected:
                 budget.spend()

@@ -408,3 +408,16 @@ def test_a_refusing_host_is_not_asked_twice_and_the_answer_stands():
     refused = [t for t in h.lines(logs) if t.startswith("connect to ")]
     assert [t.split("[")[0] for t in refused] == ["connect to mx1.example.org",
                                                    "connect to mx3.example.org"]
+
+
+def test_a_server_with_our_own_name_is_a_loop():
+    sink = SmtpSink()
+    s = settings()
+    s = SmtpSettings(**{**{f: getattr(s, f) for f in s.__slots__}, "myhostname": "SINK.test"})
+    status, logs = deliver(sink, "bob@example.org", s=s)
+    r = status.results[0]
+    assert (r.status, r.dsn) == ("bounced", "5.4.6")
+    assert any(re.fullmatch(r"host 127\.0\.0\.1\[127\.0\.0\.1\]:\d+ replied to HELO/EHLO with my "
+                            r"own hostname SINK\.test", t) for t in h.lines(logs)), h.lines(logs)
+    assert re.fullmatch(r"mail for \[127\.0\.0\.1\]:\d+ loops back to myself", r.reason)
+    assert sink.messages == [] and sink.commands[-1] == "QUIT"
