@@ -33,8 +33,13 @@ DESCRIPTION
     STARTTLS: connect() takes a ``tls`` policy (TlsPolicy). With level may,
     a server that offers STARTTLS is asked for it; a failed handshake raises
     SessionError(tls_failed=True), and the caller reconnects in plaintext
-    (Postfix smtp_tls_fallback...). With encrypt, verify or secure a server
-    without STARTTLS, or a failed handshake, is a 4.7.5 deferral.
+    (what Postfix's smtp_tls_fallback_level does for may). With encrypt,
+    verify or secure, a server without STARTTLS is a 4.7.4 deferral and a
+    refused STARTTLS or a failed handshake 4.7.5 ("Server certificate not
+    verified" when the certificate was the trouble).
+
+    Loops: connect(myhostname=...) ends the session when the server's EHLO
+    reply gives our own name (SessionError(final=True), 5.4.6 or 4.4.6).
 
     ConnectionCache keeps idle sessions per next hop for a short while
     (Postfix's scache with smtp_connection_cache_time_limit); take() checks
