@@ -51,7 +51,6 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
-import trio
 
 from mailsys.config import parse_master_cf
 from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sent

@@ -5,7 +5,6 @@ from __future__ import annotations
 import runpy
 import re
 import socket
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import runpy
 import random
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import runpy
 import os
 import re
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
