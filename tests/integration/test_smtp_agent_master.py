@@ -118,3 +118,23 @@ def test_virtual_and_local_agents_write_maildirs(mailsys_instance, tmp_path):
                      rf"status=sent \(delivered to maildir\)", log), log
     assert re.search(rf"mailsys/local\[\d+\]: {qid}: to=<carol@mx\.example\.test>, relay=local, ",
                      log), log
+
+
+def test_virtual_tables_are_reread_on_reload(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    vmaps = tmp_path / "vmailbox"
+    vmaps.write_text("bob@example.com example.com/bob/\n")
+    inst.write_config(master_cf=[VIRTUAL], main_cf={
+        "virtual_mailbox_base": str(tmp_path / "vmail"),
+        "virtual_mailbox_maps": f"texthash:{vmaps}"})
+    inst.start()
+    qid = queue_message(inst, "dave@example.com")
+    req = request(qid, "", "dave@example.com", transport="virtual", address_class="virtual")
+    before = trio.run(call, inst, "virtual", req)
+    assert before.results[0].dsn == "5.1.1"
+    vmaps.write_text("bob@example.com example.com/bob/\ndave@example.com example.com/dave/\n")
+    assert inst.cli("reload").returncode == 0
+    after = inst.wait_until(lambda: (r := trio.run(call, inst, "virtual", req)).results[0].status
+                            == "sent" and r, timeout=10)
+    assert after.results[0].status == "sent"
+    assert len(os.listdir(tmp_path / "vmail" / "example.com" / "dave" / "new")) == 1
