@@ -147,3 +147,12 @@ def test_resolver_errors_directly(dns):
         trio.run(r.addresses, "gone.test")
     assert not e.value.temporary
     assert trio.run(r.addresses, "192.0.2.99") == ["192.0.2.99"]
+
+
+def test_native_host_lookup_after_dns(dns):
+    # "localhost" is in /etc/hosts, not in the test zone.
+    r = Resolver([("127.0.0.1", dns.port)], lifetime=0.5, ipv6=False, host_lookup=("dns", "native"))
+    assert trio.run(r.addresses, "localhost") == ["127.0.0.1"]
+    dns_only = Resolver([("127.0.0.1", dns.port)], lifetime=0.5, ipv6=False)
+    with pytest.raises(DnsError):
+        trio.run(dns_only.addresses, "localhost")
