@@ -47,7 +47,7 @@ import dns.resolver
 
 from mailsys.errors import ConfigError
 
-__all__ = ["DnsError", "NOTFOUND", "RETRY", "Resolver", "parse_nameserver"]
+__all__ = ["DnsError", "NOTFOUND", "RETRY", "Resolver", "parse_nameserver", "dns_disabled"]
 
 NOTFOUND = "notfound"
 RETRY = "retry"
@@ -70,6 +70,13 @@ class DnsError(Exception):
     @property
     def temporary(self) -> bool:
         return self.kind == RETRY
+
+
+def dns_disabled(cfg) -> bool:
+    """smtp_dns_support_level = disabled (or the older disable_dns_lookups = yes):
+    no MX lookups, host addresses from the system (Postfix smtp(8))."""
+    return cfg.smtp_dns_support_level == "disabled" or (
+        not cfg.smtp_dns_support_level and cfg.disable_dns_lookups)
 
 
 def parse_nameserver(spec: str) -> tuple[str, int]:
@@ -131,8 +138,9 @@ class Resolver:
             raise ConfigError(f"dns_nameservers: {e}", param="dns_nameservers") from None
         protocols = set(cfg["inet_protocols"])
         both = "all" in protocols
+        lookup = ("native",) if dns_disabled(cfg) else tuple(cfg["smtp_host_lookup"])
         return cls(servers, lifetime=lifetime, ipv4=both or "ipv4" in protocols,
-                   ipv6=both or "ipv6" in protocols, host_lookup=tuple(cfg["smtp_host_lookup"]))
+                   ipv6=both or "ipv6" in protocols, host_lookup=lookup)
 
     async def _query(self, name: str, rdtype: str) -> list:
         try:

@@ -58,7 +58,7 @@ from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, Deliver
                                        RecipientResult)
 from mailsys.routing import (BadNextHop, MxHost, NextHop, RouteError, drop_self, mx_hosts,
                              parse_nexthop)
-from mailsys.runtime.resolver import DnsError, Resolver
+from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession, Target,
                                             TlsPolicy, connect)
 from mailsys.smtp.client import DATA, MAIL_FROM, RCPT_TO, Rcpt, RecipientStatus
@@ -91,6 +91,7 @@ class SmtpSettings:
     timeouts: Mapping[str, float]
     myhostname: str = ""             # a server that gives this name in EHLO is us (a loop)
     own: frozenset = frozenset()
+    mx_lookups: bool = True          # False: smtp_dns_support_level = disabled
     mx_address_limit: int = 5
     mx_session_limit: int = 2
     skip_5xx_greeting: bool = True
@@ -105,6 +106,7 @@ class SmtpSettings:
             timeouts[name] = float(_param(cfg, name, default))
         return cls(helo_name=cfg.smtp_helo_name, timeouts=timeouts, myhostname=cfg.myhostname,
                    own=frozenset(own),
+                   mx_lookups=not dns_disabled(cfg),
                    mx_address_limit=cfg.smtp_mx_address_limit,
                    mx_session_limit=cfg.smtp_mx_session_limit,
                    skip_5xx_greeting=cfg.smtp_skip_5xx_greeting,
@@ -258,7 +260,7 @@ class SmtpAgent:
     async def targets(self, hop: NextHop) -> list[Target]:
         """The addresses to try for hop, best first; RouteError when there are none."""
         best: int | None = None
-        if hop.mx_lookup:
+        if hop.mx_lookup and self.settings.mx_lookups:
             try:
                 answers = await self.resolver.mx(hop.host)
             except DnsError as e:

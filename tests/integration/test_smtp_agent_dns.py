@@ -156,3 +156,12 @@ def test_native_host_lookup_after_dns(dns):
     dns_only = Resolver([("127.0.0.1", dns.port)], lifetime=0.5, ipv6=False)
     with pytest.raises(DnsError):
         trio.run(dns_only.addresses, "localhost")
+
+
+def test_without_mx_lookups_the_domain_is_the_host(dns):
+    a = make_agent(dns)
+    a.settings = SmtpSettings(**{**{f: getattr(a.settings, f) for f in a.settings.__slots__},
+                                 "mx_lookups": False})
+    dns.queries.clear()
+    assert targets(a, "nomx.test") == [("nomx.test", "192.0.2.20")]
+    assert ("nomx.test", "MX") not in dns.queries
