@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -97,6 +98,7 @@ class SmtpSettings:
     skip_5xx_greeting: bool = True
     body_line_limit: int = 998
     cache_time_limit: float = CACHE_TIME_LIMIT
+    bind: Mapping[int, str] = field(default_factory=dict)   # family -> smtp_bind_address[6]
     tls: TlsPolicy = field(default_factory=TlsPolicy)
 
     @classmethod
@@ -113,6 +115,8 @@ class SmtpSettings:
                    body_line_limit=cfg.smtp_line_length_limit,
                    cache_time_limit=float(_param(cfg, "smtp_connection_cache_time_limit",
                                                  CACHE_TIME_LIMIT)),
+                   bind={f: a for f, a in ((socket.AF_INET, cfg.smtp_bind_address),
+                                            (socket.AF_INET6, cfg.smtp_bind_address6)) if a},
                    tls=tls or TlsPolicy())
 
 
@@ -308,7 +312,8 @@ class SmtpAgent:
                 try:
                     session = await connect(target, s.timeouts, helo_name=s.helo_name, tls=tls,
                                             body_line_limit=s.body_line_limit,
-                                            myhostname=s.myhostname, nexthop=nexthop)
+                                            myhostname=s.myhostname, nexthop=nexthop,
+                                            bind=s.bind)
                     budget.spend()
                     return session, None, target
                 except SessionError as e:

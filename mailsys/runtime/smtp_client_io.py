@@ -362,11 +362,21 @@ def _strerror(e: OSError) -> str:
     return os.strerror(e.errno) if e.errno else (e.strerror or os.strerror(errno.EIO))
 
 
-async def open_stream(target: Target, timeout: float) -> trio.SocketStream:
-    """TCP connect within smtp_connect_timeout; SessionError says why not."""
+async def open_stream(target: Target, timeout: float, bind: Mapping[int, str] | None = None
+                      ) -> trio.SocketStream:
+    """TCP connect within smtp_connect_timeout; SessionError says why not.
+
+    bind maps an address family to the local address to send from
+    (smtp_bind_address, smtp_bind_address6)."""
     family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
     sock = trio.socket.socket(family, socket.SOCK_STREAM)
     try:
+        source = (bind or {}).get(family)
+        if source:
+            try:
+                await sock.bind((source, 0))
+            except OSError as e:
+                raise SessionError("4.4.1", f"bind {source} port 0: {_strerror(e)}") from None
         with trio.fail_after(timeout) if timeout > 0 else trio.CancelScope():
             await sock.connect((target.address, target.port))
     except trio.TooSlowError:
@@ -384,9 +394,9 @@ async def open_stream(target: Target, timeout: float) -> trio.SocketStream:
 async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: str,
                   tls: TlsPolicy = TlsPolicy(), pipelining: bool = True,
                   body_line_limit: int = 0, myhostname: str = "",
-                  nexthop: str = "") -> SmtpSession:
+                  nexthop: str = "", bind: Mapping[int, str] | None = None) -> SmtpSession:
     """A session past EHLO (and STARTTLS) with one host, or SessionError."""
-    stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)))
+    stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
     cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit)
     session = SmtpSession(stream, cc, target, timeouts)
     try:

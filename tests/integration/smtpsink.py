@@ -48,6 +48,7 @@ class SmtpSink:
     sessions: int = 0
     commands: list[str] = field(default_factory=list)
     tls_sessions: int = 0
+    peers: list[str] = field(default_factory=list)
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0,
                     task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -57,6 +58,7 @@ class SmtpSink:
 
     async def _session(self, stream) -> None:
         self.sessions += 1
+        self.peers.append(stream.socket.getpeername()[0])
         conn = _Conn(stream)
         try:
             await self._converse(conn)

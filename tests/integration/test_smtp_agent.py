@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import runpy
 import re
 import socket
@@ -411,8 +412,7 @@ def test_a_refusing_host_is_not_asked_twice_and_the_answer_stands():
 
 def test_a_server_with_our_own_name_is_a_loop():
     sink = SmtpSink()
-    s = settings()
-    s = SmtpSettings(**{**{f: getattr(s, f) for f in s.__slots__}, "myhostname": "SINK.test"})
+    s = dataclasses.replace(settings(), myhostname="SINK.test")
     status, logs = deliver(sink, "bob@example.org", s=s)
     r = status.results[0]
     assert (r.status, r.dsn) == ("bounced", "5.4.6")
@@ -420,3 +420,11 @@ def test_a_server_with_our_own_name_is_a_loop():
                             r"own hostname SINK\.test", t) for t in h.lines(logs)), h.lines(logs)
     assert re.fullmatch(r"mail for \[127\.0\.0\.1\]:\d+ loops back to myself", r.reason)
     assert sink.messages == [] and sink.commands[-1] == "QUIT"
+
+
+def test_smtp_bind_address():
+    s = dataclasses.replace(settings(), bind={socket.AF_INET: "127.0.0.5"})
+    sink = SmtpSink()
+    status, _ = deliver(sink, "bob@example.org", s=s)
+    assert status.results[0].status == "sent"
+    assert sink.peers == ["127.0.0.5"]

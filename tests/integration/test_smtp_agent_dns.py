@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import runpy
 import random
 from pathlib import Path
@@ -160,8 +161,7 @@ def test_native_host_lookup_after_dns(dns):
 
 def test_without_mx_lookups_the_domain_is_the_host(dns):
     a = make_agent(dns)
-    a.settings = SmtpSettings(**{**{f: getattr(a.settings, f) for f in a.settings.__slots__},
-                                 "mx_lookups": False})
+    a.settings = dataclasses.replace(a.settings, mx_lookups=False)
     dns.queries.clear()
     assert targets(a, "nomx.test") == [("nomx.test", "192.0.2.20")]
     assert ("nomx.test", "MX") not in dns.queries
