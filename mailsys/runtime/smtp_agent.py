@@ -61,7 +61,7 @@ from mailsys.routing import (BadNextHop, MxHost, NextHop, RouteError, drop_self,
                              parse_nexthop)
 from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession, Target,
-                                            TlsPolicy, connect)
+                                            TlsPolicy, connect, trio_close)
 from mailsys.smtp.client import DATA, MAIL_FROM, RCPT_TO, Rcpt, RecipientStatus
 from mailsys.smtp.errors import LocalProtocolError
 
@@ -248,8 +248,14 @@ class SmtpAgent:
             # server was the last one to try.
             more = targets is None or any(t not in tried for t in targets)
             retry: list[DeliverRecipient] = []
-            for rcpt, (result, again) in zip(pending, await self._transact(session, req, pending,
-                                                                            content)):
+            try:
+                outcome = await self._transact(session, req, pending, content)
+            except BaseException:
+                # Cancelled (the daemon is stopping) or a bug: the server
+                # must not keep a half transaction open on our account.
+                trio_close(session.stream)
+                raise
+            for rcpt, (result, again) in zip(pending, outcome):
                 done[rcpt.index] = (result, session.uses)     # stands if no server is left
                 if again and more and budget.left:
                     retry.append(rcpt)

@@ -64,8 +64,8 @@ from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, Conne
                                  TransactionDone, TransactionResult, refused_text)
 from mailsys.smtp.errors import RemoteProtocolError
 
-__all__ = ["Target", "SessionError", "SmtpSession", "TlsPolicy", "connect", "ConnectionCache",
-           "RECV_SIZE"]
+__all__ = ["Target", "SessionError", "SmtpSession", "TlsPolicy", "connect", "open_stream",
+           "trio_close", "ConnectionCache", "RECV_SIZE"]
 
 log = structlog.get_logger()
 
