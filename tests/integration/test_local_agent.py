@@ -76,3 +76,23 @@ def test_virtual_tables_are_reread_on_reload(mailsys_instance, tmp_path):
                             == "sent" and r, timeout=10)
     assert after.results[0].status == "sent"
     assert len(os.listdir(tmp_path / "vmail" / "example.com" / "dave" / "new")) == 1
+
+
+def test_an_unusable_mailbox_is_deferred_and_logged(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    vmaps = tmp_path / "vmailbox"
+    vmaps.write_text("bob@example.com example.com/bob/\n")
+    (tmp_path / "vmail").write_text("a file where the mailbox base should be")
+    inst.write_config(master_cf=[VIRTUAL], main_cf={
+        "virtual_mailbox_base": str(tmp_path / "vmail"),
+        "virtual_mailbox_maps": f"texthash:{vmaps}"})
+    inst.start()
+    qid = queue_message(inst, "bob@example.com")
+    status = trio.run(call, inst, "virtual", request(qid, "", "bob@example.com",
+                                                     transport="virtual", address_class="virtual"))
+    r = status.results[0]
+    assert (r.status, r.dsn) == ("deferred", "4.2.0")
+    log = inst.wait_log("status=deferred")
+    assert re.search(rf"mailsys/virtual\[\d+\]: {qid}: to=<bob@example\.com>, relay=virtual, "
+                     rf".*dsn=4\.2\.0, status=deferred \(create maildir file .*: Not a directory\)",
+                     log), log
