@@ -54,7 +54,9 @@ from dataclasses import dataclass, field
 import structlog
 
 from mailsys.config import parse_master_cf
+from mailsys.config.values import BadValue, parse_time
 from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sent
+from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
                                        RecipientResult)
 from mailsys.routing import (BadNextHop, MxHost, NextHop, RouteError, drop_self, mx_hosts,
@@ -79,11 +81,19 @@ EXTRA_TIMEOUTS = {"smtp_rset_timeout": 20.0}
 CACHE_TIME_LIMIT = 2.0
 
 
-def _param(cfg, name: str, default):
+def _time_param(cfg, name: str, default: float) -> float:
+    """A time parameter the table may not carry yet: typed when it does,
+    else parsed from main.cf text (a bad value is a ConfigError), else default."""
     try:
-        return cfg[name]
+        value = cfg[name]
     except KeyError:
         return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return parse_time(str(value))
+    except BadValue as e:
+        raise ConfigError(f"{e}", param=name) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +115,7 @@ class SmtpSettings:
     def from_config(cls, cfg, *, own: Iterable = (), tls: TlsPolicy | None = None) -> SmtpSettings:
         timeouts = {name: float(cfg[name]) for name in TIMEOUT_PARAMS}
         for name, default in EXTRA_TIMEOUTS.items():
-            timeouts[name] = float(_param(cfg, name, default))
+            timeouts[name] = _time_param(cfg, name, default)
         return cls(helo_name=cfg.smtp_helo_name, timeouts=timeouts, myhostname=cfg.myhostname,
                    own=frozenset(own),
                    mx_lookups=not dns_disabled(cfg),
@@ -113,8 +123,8 @@ class SmtpSettings:
                    mx_session_limit=cfg.smtp_mx_session_limit,
                    skip_5xx_greeting=cfg.smtp_skip_5xx_greeting,
                    body_line_limit=cfg.smtp_line_length_limit,
-                   cache_time_limit=float(_param(cfg, "smtp_connection_cache_time_limit",
-                                                 CACHE_TIME_LIMIT)),
+                   cache_time_limit=_time_param(cfg, "smtp_connection_cache_time_limit",
+                                                CACHE_TIME_LIMIT),
                    bind={f: a for f, a in ((socket.AF_INET, cfg.smtp_bind_address),
                                             (socket.AF_INET6, cfg.smtp_bind_address6)) if a},
                    tls=tls or TlsPolicy())

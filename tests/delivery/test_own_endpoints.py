@@ -48,3 +48,9 @@ def test_dns_disabled(tmp_path):
 def test_dns_enabled_by_default(tmp_path):
     cfg = config(tmp_path, [], disable_dns_lookups="no")
     assert SmtpSettings.from_config(cfg).mx_lookups
+
+
+def test_parameters_the_table_does_not_carry(tmp_path):
+    cfg = config(tmp_path, [], smtp_connection_cache_time_limit="5s", smtp_rset_timeout="1m")
+    s = SmtpSettings.from_config(cfg)
+    assert s.cache_time_limit == 5.0 and s.timeouts["smtp_rset_timeout"] == 60.0
