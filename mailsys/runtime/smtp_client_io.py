@@ -133,6 +133,7 @@ class TlsPolicy:
     engine: Callable[[str], object] | None = None
     wrap: Callable[[trio.abc.Stream, object], trio.abc.Stream] | None = None
     log: bool = False            # smtp_tls_loglevel >= 1: log each established session
+    note_offer: bool = False     # smtp_tls_note_starttls_offer: log servers that offer it
 
     @property
     def required(self) -> bool:
@@ -233,6 +234,8 @@ class SmtpSession:
         await self._ehlo()
         self._check_loop(myhostname, nexthop)
         if self.cc.tls_active or not tls.wanted and not tls.required:
+            if tls.note_offer and self.cc.capabilities.starttls and not self.cc.tls_active:
+                log.info(f"Host offered STARTTLS: [{self.target.host}]")
             return
         if not self.cc.capabilities.starttls:
             if tls.required:
