@@ -428,3 +428,17 @@ def test_smtp_bind_address():
     status, _ = deliver(sink, "bob@example.org", s=s)
     assert status.results[0].status == "sent"
     assert sink.peers == ["127.0.0.5"]
+
+
+def test_connect_timeout():
+    # A listener with a full backlog that never accepts: the kernel drops the SYN.
+    with socket.socket() as full, socket.socket() as first:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        first.connect(("127.0.0.1", port))
+        status = trio.run(agent(settings(smtp_connect_timeout=0.3)).deliver,
+                          h.request(f"[127.0.0.1]:{port}"))
+    r = status.results[0]
+    assert (r.status, r.dsn, r.relay) == ("deferred", "4.4.1", "none")
+    assert r.reason == f"connect to 127.0.0.1[127.0.0.1]:{port}: Connection timed out"
