@@ -4,8 +4,10 @@
     async with trio.open_nursery() as n:
         port = await n.start(sink.serve)
         ...
+    port2 = await n.start(other.serve, "127.0.0.2", port)   # another loopback address, same port
     sink.messages   -> [Message(sender, rcpts, data)]
     sink.sessions   -> connections accepted
+    sink.peers      -> the client address of each connection
     sink.commands   -> every command line received, in order
 
 Replies are scripted: greeting, ehlo (HELO works too), mail, rcpt per
