@@ -25,22 +25,26 @@ DESCRIPTION
      4. tries the addresses in turn (at most smtp_mx_address_limit, with at
         most smtp_mx_session_limit sessions that got as far as a greeting):
         a connection failure or a refused greeting logs Postfix's
-        ``connect to host[addr]:port: Connection refused`` and moves on;
+        ``connect to host[addr]:port: Connection refused`` and moves on; a
+        server that answers EHLO with our own myhostname is a loop too
+        (5.4.6 at a best MX host, 4.4.6 at a backup);
      5. sends the message from the queue store (read only: qmgr owns every
         state change), per-recipient replies becoming sent / deferred /
         bounced with Postfix's texts, relay=host[addr]:port, Remote-MTA and
-        Diagnostic-Code for the bounce service;
-        A recipient the server deferred before the message was sent (a 4xx
-        to MAIL, RCPT or DATA, or a session that broke before the content
-        went out) is left for the next MX host, as Postfix does for every
-        server but the last (smtp_trouble.c); once the content may have
-        reached a server, nobody else gets it in this attempt;
+        Diagnostic-Code for the bounce service. A recipient the server
+        deferred before the message was sent (a 4xx to MAIL, RCPT or DATA,
+        or a session that broke before the content went out) is left for
+        the next MX host, as Postfix does for every server but the last
+        (smtp_trouble.c); once the content may have reached a server,
+        nobody else gets it in this attempt;
      6. keeps the connection for the next request to this next hop
-        (smtp_connection_cache_time_limit), or says QUIT;
+        (smtp_connection_cache_time_limit, default 2 s), or says QUIT;
      7. logs each recipient's status line and answers qmgr.
 
-    The whole request runs under a deadline: none of its own, since each
-    wait already has its smtp_*_timeout.
+    A request has no deadline of its own: every wait inside it already has
+    its smtp_*_timeout. smtp_dns_support_level = disabled skips MX lookups;
+    smtp_host_lookup picks DNS or the system's resolver for host addresses;
+    smtp_bind_address[6] picks the source address.
 """
 
 from __future__ import annotations
