@@ -1,0 +1,172 @@
+"""master - the mailsys supervisor (Postfix master(8)).
+
+SYNOPSIS
+    python -P -m services.master -c CONFIG_DIR [--ready-fd FD] [--foreground]
+    (started by `mailsys start` / `mailsys start-fg`, never by hand)
+
+DESCRIPTION
+    Reads main.cf (mailsys.config.load) and master.cf (parse_master_cf),
+    creates $queue_directory with its private/, public/ and pid/
+    subdirectories, takes the lock on $queue_directory/pid/master.pid (a
+    second master on the same queue refuses: "the mailsys mail system is
+    already running"), opens every listener of every service itself, and only
+    then starts the children, handing each its sockets (mailsys.runtime:
+    handoff for the argv and descriptors, status for the child -> master
+    pipe, supervisor for process counts, restarts, back-off, throttling and
+    reload).
+
+    Commands in master.cf column 8 are modules of the services package
+    ("postlogd" runs services/postlogd.py) or absolute paths of Python files
+    (how the test suite runs its own small services).
+
+    With --ready-fd the master writes one line to that descriptor and closes
+    it: "ok" once the listeners are open and the first processes reported
+    READY (bounded by READY_WAIT), or "error: <reason>" before exiting 1 (a
+    bad configuration, a port in use, already running). `mailsys start`
+    waits for this line, so it returns 0 only when the system is up.
+
+    Signals (Postfix's): SIGHUP re-reads both files and reloads ("reload --
+    version V, configuration DIR"); a configuration that no longer loads is
+    logged and the running one kept. SIGTERM (and SIGINT, for start-fg on a
+    terminal) stops: "terminating on signal 15", listeners closed, children
+    given GRACEFUL_TIMEOUT to finish what they hold, stragglers SIGKILLed,
+    pid file removed. When the master is killed outright, every child sees
+    end-of-file on its alive pipe and exits on its own.
+
+    The master never opens the LMDB queue (LMDB environments must not cross
+    fork) and imports no lmdb. Logging goes through mailsys.maillog as
+    "<syslog_name>/master".
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from pathlib import Path
+
+import structlog
+import trio
+
+from mailsys import __version__
+from mailsys.config import load, parse_master_cf
+from mailsys.errors import ConfigError
+from mailsys.maillog.setup import configure
+from mailsys.runtime import listeners
+from mailsys.runtime.pidfile import PidFile, pid_path
+from mailsys.runtime.skeleton import GRACEFUL_TIMEOUT
+from mailsys.runtime.supervisor import Supervisor, prepare_all
+
+log = structlog.get_logger()
+
+READY_WAIT = 10.0                      # start-up waits at most this long for first READYs
+STOP_GRACE = GRACEFUL_TIMEOUT + 2.0    # children's grace plus their exit and reap
+
+
+class ReadyPipe:
+    """The one line `mailsys start` waits for."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    def _send(self, line: str) -> None:
+        if self._fd is None:
+            return
+        try:
+            os.write(self._fd, (line + "\n").encode())
+        except OSError:
+            pass                       # the starter gave up waiting; nothing to tell
+        os.close(self._fd)
+        self._fd = None
+
+    def ok(self) -> None:
+        detached = self._fd is not None
+        self._send("ok")
+        if detached:
+            # `mailsys start` held our stderr only to show a start-up crash.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+
+    def fail(self, reason: str) -> None:
+        self._send(f"error: {reason}")
+
+
+def read_config(config_dir: Path):
+    cfg = load(config_dir)
+    return cfg, parse_master_cf(config_dir / "master.cf", cfg), (config_dir / "main.cf").read_bytes()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="master")
+    p.add_argument("-c", dest="config_dir", type=Path, required=True)
+    p.add_argument("--ready-fd", type=int)
+    p.add_argument("--foreground", action="store_true")
+    ns = p.parse_args(argv)
+    config_dir = ns.config_dir.absolute()
+    ready = ReadyPipe(ns.ready_fd)
+
+    def fatal(reason: str) -> int:
+        ready.fail(reason)
+        if ns.ready_fd is None or ns.foreground:
+            print(f"mailsys: fatal: {reason}", file=sys.stderr)
+        return 1
+
+    try:
+        cfg, specs, main_text = read_config(config_dir)
+        listeners.make_dirs(cfg)
+    except ConfigError as e:
+        return fatal(str(e))
+    except OSError as e:
+        return fatal(f"{e.filename}: {e.strerror}")
+    pidfile = PidFile(pid_path(cfg))
+    if not pidfile.acquire():
+        return fatal("the mailsys mail system is already running")
+    configure(cfg, "master", console=ns.foreground and sys.stderr.isatty())
+    try:
+        services = prepare_all(cfg, specs)
+    except (ConfigError, listeners.ListenError) as e:
+        log.critical(str(e))
+        pidfile.release()
+        return fatal(str(e))
+    log.info(f"daemon started -- version {__version__}, configuration {config_dir}")
+    try:
+        trio.run(_supervise, cfg, services, config_dir, main_text, ready)
+    except Exception as e:
+        # A bug: say so where the administrator looks (stderr is /dev/null
+        # after `mailsys start`); children see the alive pipe close and exit.
+        log.critical(f"unexpected error: {e!r}", exc_info=True)
+        ready.fail(f"unexpected error: {e!r}; see the mail log")
+        return 1
+    finally:
+        pidfile.release()
+    return 0
+
+
+async def _supervise(cfg, services, config_dir: Path, main_text: bytes, ready: ReadyPipe) -> None:
+    with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
+        async with trio.open_nursery() as nursery:
+            sup = Supervisor(cfg, nursery)
+            sup.start(services)
+            await sup.wait_started(READY_WAIT)
+            ready.ok()
+            async for signum in signals:
+                if signum == signal.SIGHUP:
+                    try:
+                        new_cfg, specs, new_text = read_config(config_dir)
+                    except (ConfigError, OSError) as e:
+                        log.warning(f"reload failed, keeping the running configuration: {e}")
+                        continue
+                    log.info(f"reload -- version {__version__}, configuration {config_dir}")
+                    await sup.reload(new_cfg, specs, new_text != main_text)
+                    main_text = new_text
+                else:
+                    log.info(f"terminating on signal {int(signum)}")
+                    await sup.stop(STOP_GRACE)
+                    nursery.cancel_scope.cancel()
+                    break
+
+
+if __name__ == "__main__":
+    sys.exit(main())

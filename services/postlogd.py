@@ -1,0 +1,44 @@
+"""postlogd - the one writer of mail.log and mail.json (Postfix postlogd(8)).
+
+SYNOPSIS
+    master.cf:  postlog   unix-dgram n  -  n  -  1  postlogd
+
+DESCRIPTION
+    Every mailsys process sends its log events as datagrams to
+    $queue_directory/private/postlog, the socket the master binds for this
+    service. postlogd hands each datagram to mailsys.maillog's LogSink, which
+    renders the Postfix line and the JSON line and appends each with one
+    write, so lines from different processes never interleave or tear.
+
+    Solitary (maxproc must be 1): two writers would interleave again.
+    The sink reopens the files by itself when logrotate renames them; SIGHUP
+    (sent by the master on a reload that keeps this process) reopens at once.
+    On stop the skeleton drains the datagrams already queued, so the master's
+    last lines are written.
+"""
+
+from __future__ import annotations
+
+from mailsys.maillog.sink import LogSink
+from mailsys.runtime import skeleton
+
+
+def open_sink(ctx: skeleton.ServiceContext) -> LogSink:
+    return LogSink(ctx.config)
+
+
+async def record(datagram: bytes, ctx: skeleton.ServiceContext) -> None:
+    ctx.state.write(datagram)
+
+
+def reopen(ctx: skeleton.ServiceContext) -> None:
+    ctx.state.reopen()
+
+
+def main() -> None:
+    skeleton.run("postlogd", record, mode="dgram", solitary=True,
+                 post_init=open_sink, on_reload=reopen)
+
+
+if __name__ == "__main__":
+    main()

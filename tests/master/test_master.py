@@ -1,0 +1,415 @@
+"""The master supervisor with real processes: start, stop, reload, restarts, throttling."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+ECHO = Path(__file__).with_name("echo_service.py")
+TRIGGER = Path(__file__).with_name("trigger_service.py")
+
+
+def echo_line(port, maxproc="-", args=""):
+    return f"127.0.0.1:{port} inet n - n - {maxproc} {ECHO} {args}".rstrip()
+
+
+def refused(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
+def test_start_status_stop(mailsys_instance):
+    inst = mailsys_instance
+    inst.start()
+    pid = int(inst.pid_file.read_text())
+    assert pid == inst.master_pid()
+    status = inst.cli("status")
+    assert status.returncode == 0
+    assert f"the mailsys mail system is running: PID: {pid}" in status.stderr
+    assert [p.argv[p.argv.index("-n") + 1] for p in inst.children()] == ["postlog"]
+    inst.wait_log(f"mailsys/master[{pid}]: daemon started -- version 0.1.0,"
+                  f" configuration {inst.config_dir}")
+    # postlogd received the master's line (the socket is where maillog sends)
+    # and is the process that holds mail.log open.
+    [postlogd] = inst.children("postlog")
+    fds = Path(f"/proc/{postlogd.pid}/fd")
+    assert str(inst.log_path) in {os.readlink(fd) for fd in fds.iterdir()}
+
+    stop = inst.stop()
+    assert stop.returncode == 0, stop.stderr
+    assert "stopping the mailsys mail system" in stop.stderr
+    assert not inst.pid_file.exists()
+    status = inst.cli("status")
+    assert status.returncode == 1
+    assert "the mailsys mail system is not running" in status.stderr
+    assert inst.master_pid() is None and inst.children() == []
+    assert f"mailsys/master[{pid}]: terminating on signal 15" in inst.log_text()
+    for command in ("stop", "reload", "abort"):
+        r = inst.cli(command)
+        assert r.returncode == 1
+        assert "mailsys: fatal: the mailsys mail system is not running" in r.stderr
+
+
+def test_start_twice_is_refused(mailsys_running):
+    again = mailsys_running.cli("start")
+    assert again.returncode == 1
+    assert "mailsys: fatal: the mailsys mail system is already running" in again.stderr
+    assert mailsys_running.cli("status").returncode == 0
+
+
+def test_port_in_use_names_host_and_port(mailsys_instance):
+    inst = mailsys_instance
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        inst.write_config([echo_line(port)])
+        r = inst.cli("start")
+    assert r.returncode == 1
+    assert f"bind 127.0.0.1 port {port}: Address already in use" in r.stderr
+    assert "Traceback" not in r.stderr
+    assert inst.cli("status").returncode == 1
+    assert inst.master_pid() is None
+
+
+def test_stale_pid_file_is_not_running(mailsys_instance):
+    inst = mailsys_instance
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    inst.pid_file.parent.mkdir(parents=True, exist_ok=True)
+    inst.pid_file.write_text(f"{dead.pid:>10}\n")
+    assert inst.cli("status").returncode == 1
+    inst.start()
+    assert int(inst.pid_file.read_text()) == inst.master_pid()
+
+
+def test_check_bad_value_names_file_line_and_parameter(mailsys_instance):
+    inst = mailsys_instance
+    main_cf = inst.config_dir / "main.cf"
+    lines = main_cf.read_text().splitlines()
+    main_cf.write_text("\n".join([*lines, "message_size_limit = lots"]) + "\n")
+    for command in ("check", "start"):
+        r = inst.cli(command)
+        assert r.returncode == 1
+        assert f"{main_cf}, line {len(lines) + 1}" in r.stderr
+        assert "message_size_limit" in r.stderr
+        assert "Traceback" not in r.stderr
+    assert inst.master_pid() is None
+
+
+def test_check_prints_warnings_and_passes(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config([f"trig unix n - y - 1 {TRIGGER}"], main_cf={"no_such_parameter": "1"})
+    r = inst.cli("check")
+    assert r.returncode == 0, r.stderr
+    assert "mailsys: warning: " in r.stderr
+    assert "unused parameter: no_such_parameter=1" in r.stderr
+    assert "chroot" in r.stderr
+
+
+@pytest.mark.parametrize("line, words", [
+    ("nothere unix - - n - 1 no_such_daemon", "unknown command: no_such_daemon"),
+    (f"relay pass - - n - - {TRIGGER}", "type pass is not supported"),
+])
+def test_check_bad_service_names_master_cf_line(mailsys_instance, line, words):
+    inst = mailsys_instance
+    inst.write_config([line])
+    r = inst.cli("check")
+    assert r.returncode == 1
+    assert f"{inst.config_dir / 'master.cf'}, line 2: " in r.stderr
+    assert words in r.stderr
+
+
+def test_inet_service_and_handler_errors(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([echo_line(port, args="-o syslog_name=mailsys/submission")])
+    inst.start()
+    with inst.connect(port) as s:
+        assert inst.echo(s, b"hello\r\n") == b"hello\r\n"
+    with inst.connect(port) as s:
+        s.sendall(b"boom\r\n")
+        assert s.recv(100) == b""                    # only this connection ends
+    [child] = inst.children(f"127.0.0.1:{port}")
+    inst.wait_log(f"mailsys/submission/echo[{child.pid}]: error: 127.0.0.1:{port}:"
+                  " unexpected error in client handler")
+    assert "RuntimeError: boom requested by the client" in inst.log_text()
+    with inst.connect(port) as s:
+        assert inst.echo(s, b"still here\n") == b"still here\n"
+
+
+def test_reload_adds_removes_and_keeps_listeners(mailsys_instance):
+    inst = mailsys_instance
+    kept, added = inst.free_port(), inst.free_port()
+    inst.write_config([echo_line(kept)])
+    inst.start()
+    before = inst.connect(kept)
+    assert inst.echo(before, b"1") == b"1"
+    assert refused(added)
+
+    inst.write_config([echo_line(kept), echo_line(added)])
+    assert inst.cli("reload").returncode == 0
+    inst.wait_until(lambda: not refused(added))
+    with inst.connect(added) as s:
+        assert inst.echo(s, b"new") == b"new"
+    assert inst.echo(before, b"2") == b"2"           # untouched service, same process
+
+    # A changed entry gets new processes; the listener stays open throughout
+    # and a connection accepted before the reload is still served.
+    old = {p.pid for p in inst.children("127.0.0.1:%d" % kept)}
+    inst.write_config([echo_line(kept, maxproc="3"), echo_line(added)])
+    assert inst.cli("reload").returncode == 0
+    stop = threading.Event()
+    failures = []
+
+    def hammer():
+        while not stop.is_set():
+            try:
+                with inst.connect(kept) as s:
+                    if inst.echo(s, b"x") != b"x":
+                        failures.append("short echo")
+            except OSError as e:
+                failures.append(repr(e))
+
+    t = threading.Thread(target=hammer)
+    t.start()
+    try:
+        inst.wait_until(lambda: {p.pid for p in inst.children("127.0.0.1:%d" % kept)} - old)
+        assert inst.echo(before, b"3") == b"3"
+    finally:
+        stop.set()
+        t.join()
+    assert failures == []
+    before.close()
+
+    inst.write_config([echo_line(kept)])
+    assert inst.cli("reload").returncode == 0
+    inst.wait_until(lambda: refused(added))
+    with inst.connect(kept) as s:
+        assert inst.echo(s, b"4") == b"4"
+    assert inst.log_text().count("reload -- version 0.1.0") == 3
+
+
+def test_child_killed_is_logged_and_restarted(mailsys_running):
+    inst = mailsys_running
+    [child] = inst.children("postlog")
+    os.kill(child.pid, signal.SIGKILL)
+    inst.wait_log(f"warning: process {Path(__file__).parents[2] / 'services' / 'postlogd.py'}"
+                  f" pid {child.pid} killed by signal 9")
+    [new] = inst.wait_until(lambda: inst.children("postlog"))
+    assert new.pid != child.pid
+    assert "bad command startup" not in inst.log_text()
+    # The new postlogd writes the log again: a reload line arrives.
+    assert inst.cli("reload").returncode == 0
+    inst.wait_log("reload -- version")
+
+
+def test_crash_at_startup_is_throttled(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([echo_line(port, args="crash")])
+    inst.start()
+    inst.wait_log(f"{ECHO}: bad command startup -- throttling")
+    assert "exit status 3" in inst.log_text()
+    time.sleep(1.0)                                   # far beyond the 0.1 s restart back-off
+    assert inst.log_text().count("exit status 3") == 1
+    assert not refused(port)                          # the listener stays, clients wait
+
+
+def test_children_exit_when_master_is_killed(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([echo_line(port)])
+    inst.start()
+    children = inst.children()
+    assert len(children) == 2
+    os.kill(inst.master_pid(), signal.SIGKILL)
+    inst.wait_until(lambda: not inst.children(), timeout=5)
+    assert inst.cli("status").returncode == 1
+
+
+def test_abort_kills_everything(mailsys_running):
+    inst = mailsys_running
+    r = inst.cli("abort")
+    assert r.returncode == 0
+    assert "aborting the mailsys mail system" in r.stderr
+    assert inst.master_pid() is None
+    inst.wait_until(lambda: not inst.children(), timeout=2)
+
+
+def test_graceful_stop_finishes_in_flight_connection(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([echo_line(port)])
+    inst.start()
+    conn = inst.connect(port)
+    assert inst.echo(conn, b"a") == b"a"
+    started = time.monotonic()
+    stop = inst.popen("stop")
+    inst.wait_until(lambda: refused(port), timeout=5)  # no new clients once stopping
+    time.sleep(0.5)
+    assert inst.echo(conn, b"b") == b"b"              # the accepted one is still served
+    assert stop.poll() is None                         # and stop waits for it
+    conn.close()
+    stop.communicate(timeout=15)
+    assert stop.returncode == 0
+    assert time.monotonic() - started < 10             # ended when the client left, not at the bound
+    assert inst.master_pid() is None and not inst.children()
+    assert f"127.0.0.1:{port}: done" in inst.log_text()   # the skeleton's exit hook ran
+
+
+def test_more_processes_when_all_are_busy(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([echo_line(port, maxproc="2", args="concurrency=1")])
+    inst.start()
+    name = f"127.0.0.1:{port}"
+    assert len(inst.children(name)) == 1
+    first = inst.connect(port)
+    assert inst.echo(first, b"1") == b"1"
+    inst.wait_until(lambda: len(inst.children(name)) == 2)
+    with inst.connect(port) as second:
+        assert inst.echo(second, b"2") == b"2"         # served while the first is held
+        inst.wait_log(f'warning: service "{name}" ({name}) has reached its process limit "2":'
+                      ' new clients may experience noticeable delays')
+        assert len(inst.children(name)) == 2
+    first.close()
+
+
+def test_extra_idle_process_is_retired_after_max_idle(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([echo_line(port, maxproc="2", args="concurrency=1 -o max_idle=1s")])
+    inst.start()
+    name = f"127.0.0.1:{port}"
+    with inst.connect(port) as first:
+        assert inst.echo(first, b"1") == b"1"
+        inst.wait_until(lambda: len(inst.children(name)) == 2)
+    inst.wait_until(lambda: len(inst.children(name)) == 1, timeout=5)
+    with inst.connect(port) as s:
+        assert inst.echo(s, b"2") == b"2"
+    assert "exit status" not in inst.log_text() and "killed by signal" not in inst.log_text()
+
+
+def test_wakeup_and_triggers_are_coalesced(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config([f"trig unix n - n 1 1 {TRIGGER}"])
+    inst.start()
+    inst.wait_log("triggers: W", timeout=5)           # the master's wakeup, every second
+    path = inst.queue_dir / "public" / "trig"
+    for request in (b"D", b"F", b"DF"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(path))
+            s.sendall(request)
+    inst.wait_until(lambda: "triggers: DF" in inst.log_text() or
+                    ("triggers: D" in inst.log_text() and "triggers: F" in inst.log_text()))
+
+
+def test_start_fg_runs_in_the_foreground_and_stops_on_sigint(mailsys_instance):
+    inst = mailsys_instance
+    fg = inst.popen("start-fg")
+    try:
+        pid = inst.wait_until(inst.master_pid)
+        assert pid == fg.pid                              # the command became the master
+        inst.wait_until(lambda: inst.cli("status").returncode == 0)
+        inst.wait_until(lambda: inst.children("postlog"))
+        fg.send_signal(signal.SIGINT)
+        fg.communicate(timeout=20)
+    finally:
+        if fg.poll() is None:
+            fg.kill()
+            fg.communicate()
+    assert fg.returncode == 0
+    assert not inst.children()
+    assert f"terminating on signal {int(signal.SIGINT)}" in inst.log_text()
+
+
+def test_ipv6_loopback_service(mailsys_instance):
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([f"[::1]:{port} inet n - n - - {ECHO}", f"{port} inet n - n - - {ECHO}"],
+                      main_cf={"inet_interfaces": "127.0.0.1"})
+    r = inst.cli("start")
+    # the second service wants 127.0.0.1:port too, which the first does not hold
+    assert r.returncode == 0, r.stderr
+    with socket.create_connection(("::1", port), timeout=5) as s:
+        assert inst.echo(s, b"v6") == b"v6"
+    with inst.connect(port) as s:
+        assert inst.echo(s, b"v4") == b"v4"
+
+
+def test_master_imports_no_lmdb():
+    code = "import sys, services.master; assert 'lmdb' not in sys.modules, 'lmdb imported'"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_postlogd_follows_log_rotation(mailsys_running):
+    inst = mailsys_running
+    inst.wait_log("daemon started")
+    [postlogd] = inst.children("postlog")
+    rotated = inst.log_path.with_name("mail.log.1")
+    inst.log_path.rename(rotated)
+    # Lines logged between the rename and the reopen may still reach the old
+    # file, as with syslog; the reload's SIGHUP makes postlogd reopen at once.
+    assert inst.cli("reload").returncode == 0
+    inst.wait_until(lambda: "reload -- version" in inst.log_text() + rotated.read_text())
+    assert inst.cli("reload").returncode == 0
+    inst.wait_log(f"mailsys/master[{inst.master_pid()}]: reload -- version")
+    assert inst.children("postlog") == [postlogd]       # reopened, not restarted
+
+
+def test_flush_triggers_qmgr(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config([f"qmgr unix n - n - 1 {TRIGGER}"])
+    down = inst.cli("flush")
+    assert down.returncode == 69
+    assert "Cannot flush mail queue - mail system is down" in down.stderr
+    inst.start()
+    [qmgr] = inst.children("qmgr")
+    assert inst.cli("flush").returncode == 0
+    inst.wait_log(f"mailsys/trigger[{qmgr.pid}]: triggers: F")
+
+
+def test_start_reports_a_queue_directory_it_cannot_make(mailsys_instance):
+    inst = mailsys_instance
+    blocker = inst.root / "not-a-dir"
+    blocker.write_text("")
+    inst.write_config(main_cf={"queue_directory": str(blocker / "queue")})
+    r = inst.cli("start")
+    assert r.returncode == 1
+    assert f"mailsys: fatal: {blocker / 'queue'}: Not a directory" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_configuration_is_not_loaded_by_reload(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([echo_line(port)])
+    inst.start()
+    (inst.config_dir / "master.cf").write_text(
+        (inst.config_dir / "master.cf").read_text() + "broken unix x - n - 1 postlogd\n")
+    r = inst.cli("reload")
+    assert r.returncode == 1
+    assert f"{inst.config_dir / 'master.cf'}, line 3" in r.stderr
+    # A SIGHUP that bypasses the check is refused by the master itself.
+    os.kill(inst.master_pid(), signal.SIGHUP)
+    inst.wait_log("warning: reload failed, keeping the running configuration:")
+    with inst.connect(port) as s:
+        assert inst.echo(s, b"ok") == b"ok"
