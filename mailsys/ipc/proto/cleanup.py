@@ -60,6 +60,7 @@ class CleanupRequest:
     body_type: str = ""          # "7BIT", "8BITMIME", "BINARYMIME" or ""
     smtputf8: bool = False
     uid: int = -1                # sendmail: the submitting user's uid
+    fullname: str = ""           # sendmail -F: the From: phrase when From: is added
 
 
 @message("cleanup_queued", version=1)

@@ -1,0 +1,206 @@
+"""cleanup - turn an envelope and content into a queue entry (Postfix cleanup(8)).
+
+SYNOPSIS
+    master.cf:  cleanup   unix  n  -  n  -  0  cleanup
+
+DESCRIPTION
+    Serves protocol "cleanup" (mailsys.ipc.proto.cleanup) on
+    $queue_directory/private/cleanup to smtpd, the sendmail command and
+    bounce. For each CleanupRequest it:
+
+      1. checks the queue ID the client chose (a well-formed ID, not yet
+         in the queue) and message_size_limit;
+      2. builds the Received: header (smtpd's, or "by host (mailsys, from
+         userid N)" for local submission) and runs Postfix's header rules
+         (mailsys.message.headers): hop count, header_size_limit,
+         message_drop_headers, and Message-Id/Date/From added when the
+         rewrite context is local (or always_add_missing_headers = yes);
+      3. hands envelope and content to a group commit
+         (mailsys.runtime.store_io.GroupCommit): requests that arrive while
+         one commit is in flight are written together by the next, in one
+         fsynced transaction;
+      4. after the commit, and never before, logs "QID: message-id=<...>"
+         and answers Queued(queue_id, size) (DESIGN.md contract 1); qmgr
+         is poked with b"I" on $queue_directory/public/qmgr, once per batch,
+         best effort: the queue is the truth and qmgr also scans on its timer.
+
+    Refusals: Rejected(554, 5.4.0, "Error: too many hops") and
+    Rejected(552, 5.3.4, "Error: message file too big"). Failed commits:
+    ErrorReply queue_full (smtpd: 452 4.3.1) for a full map or disk,
+    write_error (451 4.3.0) otherwise. A failed request leaves nothing in
+    the queue (create_many is all or nothing).
+
+    Many cleanup processes may run (maxproc 0, as Postfix's); each opens the
+    queue store once, after the master started it (post_init), never
+    before fork.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+import trio
+
+from mailsys.config import Config
+from mailsys.errors import QueueError, QueueFull
+from mailsys.ipc import names
+from mailsys.ipc.messages import ErrorCode, ErrorReply
+from mailsys.ipc.proto.cleanup import PROTOCOL, CleanupRequest, Queued, Rejected
+from mailsys.message.envelope import Envelope, Recipient
+from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
+from mailsys.message.qid import is_qid
+from mailsys.message.received import received_local, received_smtp
+from mailsys.queue import QueueStore
+from mailsys.runtime import ipc_io, skeleton, store_io
+
+log = structlog.get_logger()
+
+# A trigger is one connect and a byte; qmgr's trigger reader takes it at
+# once. A qmgr too busy to accept within a second gets no hint; it scans
+# on its own timer anyway.
+TRIGGER_TIMEOUT = 1.0
+
+# cleanup_strerror.c: CLEANUP_STAT_SIZE as smtpd words it.
+TOO_BIG = Rejected(552, "5.3.4", "Error: message file too big")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A request turned into what the queue stores, plus what to log after."""
+
+    envelope: Envelope
+    content: bytes
+    log_lines: tuple[str, ...]
+
+
+class Cleanup:
+    """The per-process state: config, the group commit and the qmgr trigger."""
+
+    def __init__(self, cfg: Config, store: QueueStore) -> None:
+        self.cfg = cfg
+        self.policy = HeaderPolicy.from_config(cfg)
+        self.size_limit = cfg.message_size_limit
+        self.commits = store_io.GroupCommit(store, on_commit=self._committed)
+        self.qmgr = names.public_path(cfg.path("queue_directory"), names.QMGR)
+        self._poke = trio.Event()
+
+    # -- one request ---------------------------------------------------------
+
+    async def handle(self, req: object) -> object:
+        if not isinstance(req, CleanupRequest):
+            return ErrorReply(ErrorCode.PROTOCOL, f"unexpected request {type(req).__name__}")
+        if not is_qid(req.queue_id):
+            return ErrorReply(ErrorCode.PROTOCOL, f"bad queue ID {req.queue_id!r}")
+        if not req.recipients:
+            return ErrorReply(ErrorCode.PROTOCOL, f"{req.queue_id}: no recipients")
+        if self.size_limit and len(req.content) > self.size_limit:
+            return TOO_BIG
+        entry = self.prepare(req)
+        if isinstance(entry, Rejected):
+            return entry
+        qid = req.queue_id
+        try:
+            await self.commits.create(entry.envelope, entry.content)
+        except QueueFull as e:
+            log.warning(f"queue file write error: {e}", queue_id=qid)
+            return ErrorReply(ErrorCode.QUEUE_FULL, str(e))
+        except QueueError as e:
+            log.warning(f"queue file write error: {e}", queue_id=qid)
+            return ErrorReply(ErrorCode.WRITE_ERROR, str(e))
+        for line in entry.log_lines:
+            if line.startswith("message-id="):
+                log.info("message-id", queue_id=qid, message_id=line[len("message-id="):])
+            else:
+                log.info(line, queue_id=qid)
+        return Queued(queue_id=qid, size=entry.envelope.size)
+
+    def prepare(self, req: CleanupRequest) -> _Entry | Rejected:
+        """The queue entry for req (pure: no I/O), or the refusal."""
+        arrival = req.arrival_time or time.time()
+        cleaned = clean_header(
+            req.content, policy=self.policy, received=self.received(req, arrival),
+            queue_id=req.queue_id, arrival=arrival, sender=req.sender,
+            fullname=req.fullname,
+            add_missing=wants_missing_headers(
+                local_client=req.local,
+                always_add_missing_headers=self.cfg.always_add_missing_headers))
+        for warning in cleaned.warnings:
+            log.warning(warning, queue_id=req.queue_id)
+        if cleaned.error is not None:
+            e = cleaned.error
+            return Rejected(e.code, e.enhanced, e.text)
+        content = cleaned.assemble(req.content)
+        envelope = Envelope(
+            queue_id=req.queue_id, sender=req.sender,
+            recipients=tuple(Recipient(r.address, orcpt=r.orcpt, notify=r.notify)
+                             for r in req.recipients),
+            arrival_time=arrival, size=len(content),
+            client_name=req.client_name, client_addr=req.client_addr,
+            client_port=req.client_port, helo=req.helo, protocol=req.protocol,
+            sasl_user=req.sasl_user, sasl_method=req.sasl_method,
+            rewrite_context="local" if req.local else "remote",
+            envid=req.envid, ret=req.ret, body_type=req.body_type, smtputf8=req.smtputf8,
+            attrs=(("origin", req.origin),) + ((("uid", str(req.uid)),) if req.uid >= 0 else ()))
+        return _Entry(envelope, content, cleaned.log_lines)
+
+    def received(self, req: CleanupRequest, arrival: float) -> str:
+        """The Received: header this request gets (received.py has the layouts)."""
+        host = self.cfg.myhostname
+        if req.origin != "smtpd":
+            return received_local(myhostname=host, queue_id=req.queue_id, arrival=arrival,
+                                  uid=req.uid if req.uid >= 0 else None)
+        text = received_smtp(
+            helo=req.helo, client_name=req.client_name or "unknown",
+            client_addr=req.client_addr, myhostname=host, protocol=req.protocol,
+            queue_id=req.queue_id, recipients=[r.address for r in req.recipients],
+            arrival=arrival,
+            sasl_username=req.sasl_user if self.cfg.smtpd_sasl_authenticated_header else "")
+        if req.tls:
+            # smtpd describes its TLS session (the "(using ...)" lines) when
+            # its smtpd_tls_received_header says so; they follow the first line.
+            first, rest = text.split("\n", 1)
+            tls = "\n".join("\t" + line.strip() for line in req.tls.splitlines() if line.strip())
+            text = f"{first}\n{tls}\n{rest}"
+        return text
+
+    # -- after commits --------------------------------------------------------
+
+    def _committed(self, qids: object) -> None:
+        self._poke.set()
+
+    async def trigger_qmgr(self) -> None:
+        """Send qmgr b"I" after each batch; triggers that pile up fold into one."""
+        while True:
+            await self._poke.wait()
+            self._poke = trio.Event()
+            await ipc_io.send_trigger(self.qmgr, names.QMGR_REQ_SCAN_INCOMING,
+                                      timeout=TRIGGER_TIMEOUT)
+
+
+def open_queue(ctx: skeleton.ServiceContext) -> Cleanup:
+    try:
+        store = QueueStore.open(ctx.config.path("queue_directory"))
+    except QueueError as e:
+        log.critical(f"cannot open the queue: {e}")
+        raise SystemExit(1) from None
+    return Cleanup(ctx.config, store)
+
+
+async def serve_client(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:
+    await ipc_io.serve(stream, ctx.state.handle, protocol=PROTOCOL)
+
+
+async def background(ctx: skeleton.ServiceContext) -> None:
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(ctx.state.commits.run)
+        nursery.start_soon(ctx.state.trigger_qmgr)
+
+
+def main() -> None:
+    skeleton.run("cleanup", serve_client, post_init=open_queue, loop=background)
+
+
+if __name__ == "__main__":
+    main()

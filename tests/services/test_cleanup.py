@@ -1,0 +1,262 @@
+"""cleanup in-process: requests over memory streams, a real QueueStore, group commit."""
+
+from __future__ import annotations
+
+import functools
+import socket
+import time
+
+import pytest
+import trio
+import trio.testing
+from structlog.testing import capture_logs
+
+from mailsys.ipc.errors import RemoteError
+from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
+from mailsys.message.qid import new_qid
+from mailsys.queue import Queue, QueueStore
+from mailsys.runtime import ipc_io
+from services.cleanup import Cleanup
+
+MESSAGE = b"Subject: hi\r\nMessage-Id: <m1@client.example>\r\n\r\nbody line\r\n"
+
+
+def trio_test(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return trio.run(functools.partial(fn, *args, **kwargs))
+    return wrapper
+
+
+def request(content=MESSAGE, qid=None, rcpts=("bob@example.org",), **kw) -> CleanupRequest:
+    fields = dict(queue_id=qid or new_qid(), sender="alice@example.com",
+                  recipients=tuple(CleanupRecipient(r) for r in rcpts), content=content,
+                  arrival_time=time.time(), client_name="client.example",
+                  client_addr="192.0.2.7", helo="helo.example", protocol="ESMTP")
+    fields.update(kw)
+    return CleanupRequest(**fields)
+
+
+class Service:
+    """A Cleanup with its committer and trigger tasks running in a nursery."""
+
+    def __init__(self, cleanup: Cleanup, nursery: trio.Nursery) -> None:
+        self.cleanup = cleanup
+        self.nursery = nursery
+
+    async def channel(self) -> ipc_io.Channel:
+        client, server = trio.testing.memory_stream_pair()
+        self.nursery.start_soon(functools.partial(
+            ipc_io.serve, server, self.cleanup.handle, protocol="cleanup"))
+        return await ipc_io.open_channel(client, protocol="cleanup", timeout=5)
+
+    async def call(self, req: CleanupRequest):
+        async with await self.channel() as chan:
+            return await chan.call(req, expect=(Queued, Rejected), timeout=10)
+
+
+async def running(cfg, store, nursery) -> Service:
+    cleanup = Cleanup(cfg, store)
+    nursery.start_soon(cleanup.commits.run)
+    nursery.start_soon(cleanup.trigger_qmgr)
+    return Service(cleanup, nursery)
+
+
+@pytest.fixture
+def store(queue_dir):
+    with QueueStore.open(queue_dir) as s:
+        yield s
+
+
+@trio_test
+async def test_entry_is_committed_with_the_received_header(make_config, store):
+    cfg = make_config()
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        req = request()
+        with capture_logs() as logs:
+            reply = await svc.call(req)
+        nursery.cancel_scope.cancel()
+    assert isinstance(reply, Queued) and reply.queue_id == req.queue_id
+    env, queue = store.load(req.queue_id)
+    assert queue is Queue.INCOMING
+    assert env.sender == "alice@example.com"
+    assert [r.address for r in env.recipients] == ["bob@example.org"]
+    assert (env.client_name, env.client_addr, env.helo) == ("client.example", "192.0.2.7", "helo.example")
+    assert env.rewrite_context == "remote"
+    content = store.load_content(req.queue_id)
+    assert content.startswith(
+        b"Received: from helo.example (client.example [192.0.2.7])\r\n"
+        b"\tby mx.example.test (mailsys) with ESMTP id " + req.queue_id.encode() + b"\r\n"
+        b"\tfor <bob@example.org>; ")
+    assert content.endswith(MESSAGE)          # remote mail: nothing added
+    assert reply.size == env.size == len(content)
+    assert {"event": "message-id", "queue_id": req.queue_id,
+            "message_id": "<m1@client.example>", "log_level": "info"} in logs
+
+
+@trio_test
+async def test_local_mail_gets_missing_headers(make_config, store):
+    cfg = make_config()
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        req = request(b"Subject: local\n\nhello\n", origin="sendmail", local=True, uid=1000,
+                      protocol="local", fullname="Alice Example", client_name="", client_addr="",
+                      helo="")
+        reply = await svc.call(req)
+        nursery.cancel_scope.cancel()
+    content = store.load_content(reply.queue_id)
+    head, _, body = content.partition(b"\r\n\r\n")
+    assert body == b"hello\r\n"
+    assert head.startswith(b"Received: by mx.example.test (mailsys, from userid 1000)\r\n\tid "
+                           + req.queue_id.encode())
+    assert f"Message-Id: <{req.queue_id}@mx.example.test>".encode() in head
+    assert b"\r\nDate: " in head
+    assert b"\r\nFrom: Alice Example <alice@example.com>" in head
+    assert store.load(reply.queue_id)[0].rewrite_context == "local"
+
+
+@trio_test
+async def test_concurrent_requests_share_commits(make_config, store):
+    cfg = make_config()
+    n = 30
+    replies = {}
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        reqs = [request(MESSAGE + b"%d\r\n" % i) for i in range(n)]
+
+        async def one(req):
+            replies[req.queue_id] = await svc.call(req)
+        async with trio.open_nursery() as clients:
+            for req in reqs:
+                clients.start_soon(one, req)
+        nursery.cancel_scope.cancel()
+    assert all(isinstance(r, Queued) for r in replies.values()) and len(replies) == n
+    for i, req in enumerate(reqs):
+        assert store.load_content(req.queue_id).endswith(b"%d\r\n" % i)
+    assert store.counts()[Queue.INCOMING] == n
+    # Requests that came while a commit was in flight rode on the next one.
+    assert svc.cleanup.commits.batches < n
+
+
+@trio_test
+async def test_reply_waits_for_the_commit(make_config, store, monkeypatch):
+    cfg = make_config()
+    committed = trio.Event()
+    real = store.create_many
+
+    def slow_create_many(items, queue=Queue.INCOMING):
+        time.sleep(0.2)
+        out = real(items, queue)
+        return out
+    monkeypatch.setattr(store, "create_many", slow_create_many)
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        req = request()
+        start = trio.current_time()
+        reply = await svc.call(req)
+        elapsed = trio.current_time() - start
+        # The reply came after the (slowed) commit, and the entry is there.
+        assert elapsed >= 0.2 and store.exists(req.queue_id)
+        nursery.cancel_scope.cancel()
+    assert isinstance(reply, Queued)
+
+
+@trio_test
+async def test_queue_full_replies_queue_full_and_stores_nothing(make_config, queue_dir):
+    cfg = make_config()
+    big = b"Subject: big\r\n\r\n" + b"x" * 998 + b"\r\n"
+    big = big * 600            # ~600 KB, more than the whole map
+    with QueueStore.open(queue_dir, map_size=256 << 10, max_map_size=256 << 10) as store:
+        async with trio.open_nursery() as nursery:
+            svc = await running(cfg.with_overrides({"message_size_limit": "0"}), store, nursery)
+            req = request(big)
+            with pytest.raises(RemoteError) as e:
+                await svc.call(req)
+            ok = await svc.call(request())         # the store still works for small ones
+            nursery.cancel_scope.cancel()
+        assert e.value.code == "queue_full"
+        assert not store.exists(req.queue_id)
+        assert store.counts()[Queue.INCOMING] == 1 and store.exists(ok.queue_id)
+
+
+@trio_test
+async def test_duplicate_queue_id_is_refused(make_config, store):
+    cfg = make_config()
+    qid = new_qid()
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        first = await svc.call(request(b"Subject: first\r\n\r\n", qid=qid))
+        with pytest.raises(RemoteError) as e:
+            await svc.call(request(b"Subject: second\r\n\r\n", qid=qid))
+        # Twice in one batch: one wins, the other is refused, neighbours unharmed.
+        other, same = new_qid(), new_qid()
+        results = {}
+
+        async def one(key, req):
+            try:
+                results[key] = await svc.call(req)
+            except RemoteError as err:
+                results[key] = err
+        async with trio.open_nursery() as clients:
+            clients.start_soon(one, "a", request(b"Subject: a\r\n\r\n", qid=same))
+            clients.start_soon(one, "b", request(b"Subject: b\r\n\r\n", qid=same))
+            clients.start_soon(one, "c", request(b"Subject: c\r\n\r\n", qid=other))
+        nursery.cancel_scope.cancel()
+    assert isinstance(first, Queued)
+    assert e.value.code == "write_error" and "duplicate" in e.value.text
+    assert store.load_content(qid).endswith(b"Subject: first\r\n\r\n")
+    assert isinstance(results["c"], Queued)
+    outcomes = sorted(type(results[k]).__name__ for k in "ab")
+    assert outcomes == ["Queued", "RemoteError"]
+    assert store.counts()[Queue.INCOMING] == 3
+
+
+@trio_test
+async def test_too_many_hops_is_rejected(make_config, store):
+    cfg = make_config()
+    hops = b"".join(b"Received: from h%d.example by x; Fri, 27 Nov 2026 00:00:00 +0000\r\n" % i
+                    for i in range(49))
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        req = request(hops + b"Subject: loop\r\n\r\nbody\r\n")
+        reply = await svc.call(req)
+        ok = await svc.call(request(b"".join(hops.splitlines(True)[:48]) + b"\r\nbody\r\n"))
+        nursery.cancel_scope.cancel()
+    assert reply == Rejected(554, "5.4.0", "Error: too many hops")
+    assert not store.exists(req.queue_id)
+    assert isinstance(ok, Queued)
+
+
+@trio_test
+async def test_bad_queue_id_and_size_limit(make_config, store):
+    cfg = make_config(message_size_limit="1000")
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with pytest.raises(RemoteError) as e:
+            await svc.call(request(qid="not-a-qid"))
+        big = await svc.call(request(b"Subject: x\r\n\r\n" + b"y" * 2000))
+        nursery.cancel_scope.cancel()
+    assert e.value.code == "protocol"
+    assert big == Rejected(552, "5.3.4", "Error: message file too big")
+    assert store.counts()[Queue.INCOMING] == 0
+
+
+@trio_test
+async def test_qmgr_is_triggered_after_commit(make_config, store, queue_dir):
+    cfg = make_config()
+    qmgr = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    qmgr.bind(str(queue_dir / "public" / "qmgr"))
+    qmgr.listen()
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(qmgr))
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        reply = await svc.call(request())
+        assert store.exists(reply.queue_id)
+        with trio.fail_after(5):
+            stream = await listener.accept()
+            data = await ipc_io.receive_trigger(stream, timeout=5)
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+    await listener.aclose()
+    assert data == b"I"
