@@ -1,7 +1,6 @@
 """The master's tests use the integration fixtures (tests/integration/instance.py)."""
 
 import importlib.util
-import sys
 from pathlib import Path
 
 _spec = importlib.util.spec_from_file_location(
@@ -11,4 +10,3 @@ _spec.loader.exec_module(_conftest)
 
 mailsys_instance = _conftest.mailsys_instance
 mailsys_running = _conftest.mailsys_running
-ECHO_SERVICE = Path(__file__).with_name("echo_service.py")
