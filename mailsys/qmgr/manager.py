@@ -1,0 +1,499 @@
+"""manager - the queue manager at work: the queue store, agents and bounce.
+
+SYNOPSIS
+    mgr = QueueManager(store, settings, routing, limits_for, agents)
+    nursery.start_soon(mgr.run)            # recovers, scans, schedules, forever
+    mgr.request(frozenset({b"I"}))         # a trigger: scan incoming now
+
+DESCRIPTION
+    The trio side of qmgr (Postfix src/qmgr/qmgr.c, qmgr_active.c,
+    qmgr_scan.c, qmgr_deliver.c). One task, run(), loops: it takes entries
+    from the incoming queue, and deferred entries that are due, into the
+    active queue (up to qmgr_message_active_limit), resolves each pending
+    recipient to a destination, hands the jobs to the Scheduler, and starts
+    one task per job the scheduler lets go. Then it sleeps until a
+    trigger, a job's end, the next deferred entry's due time, a rate delay,
+    or the next queue_run_delay tick.
+
+    A job task sends a DeliverRequest to the transport's agent and records
+    each recipient's result in the store at once (one transaction per job).
+    An agent that cannot be reached or does not answer in time defers the
+    job's recipients with "mail transport unavailable" and kills the
+    destination for a while; the jobs waiting for a dead destination are
+    deferred with "delivery temporarily suspended: <reason>". qmgr logs
+    those deferrals itself (no agent saw them), in the agents' format.
+
+    When a message has no job left, settle() (results.py) decides: expire,
+    notify, remove or defer. A notice for bounced recipients is built by
+    the bounce service (NoticeRequest) and committed by qmgr in the same
+    transaction that removes the entry (QueueStore.remove(notices=...)); a
+    message that still has deferred recipients keeps its entry, the notice
+    is queued first and the recipients are then marked notified (a crash in
+    between sends it twice, never zero times). When bounce cannot be
+    reached the entry is deferred as it is and tried again later: it never
+    leaves the queue without its notice (DESIGN.md contract 2).
+
+    The store is the truth (STYLE.md rule 5): what is held here is a cache
+    of the active entries. On start, entries left in the active queue by a
+    qmgr that died are put back in incoming and delivered again (at least
+    once). Entries that vanish or change queue under qmgr (postsuper -d,
+    -h) are dropped quietly; held entries are never touched. Every store
+    call runs in a worker thread through mailsys.runtime.store_io.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import structlog
+import trio
+
+from mailsys.errors import NoSuchEntry, QueueError
+from mailsys.ipc import names
+from mailsys.ipc.errors import IpcError
+from mailsys.ipc.proto import bounce as bounce_proto
+from mailsys.ipc.proto import deliver as deliver_proto
+from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
+from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest, DeliveryStatus
+from mailsys.message.envelope import Envelope, RcptState, Recipient
+from mailsys.qmgr import results
+from mailsys.qmgr.backoff import next_attempt
+from mailsys.qmgr.schedule import Job, Scheduler, plan
+from mailsys.qmgr.settings import Limits, QmgrSettings
+from mailsys.queue import CorruptRecord, Queue, QueueStore, WrongQueue
+from mailsys.routing import Route, RoutingSettings, resolve
+from mailsys.runtime import ipc_io, store_io
+
+__all__ = ["QueueManager", "Agents", "IpcAgents", "TRANSPORT_UNAVAILABLE", "SUSPENDED"]
+
+log = structlog.get_logger()
+
+TRANSPORT_UNAVAILABLE = "mail transport unavailable"     # Postfix qmgr_deliver.c
+SUSPENDED = "delivery temporarily suspended: "           # Postfix qmgr_queue.c
+UNAVAILABLE_DSN = "4.3.0"
+# How long a connect to an agent or to bounce may take: they are local
+# processes the master keeps running; a slower one is as good as absent.
+CONNECT_TIMEOUT = 10.0
+# A bounce notice is built from one stored message: bounded work.
+NOTICE_TIMEOUT = 60.0
+# Entries moved into active per store transaction.
+SCAN_BATCH = 256
+# Channels kept open to one transport's agents (each carries one request at
+# a time); a transport's concurrency across destinations beyond this waits.
+POOL_SIZE = 100
+
+
+class Agents(Protocol):
+    """How qmgr reaches the delivery agents and the bounce service."""
+
+    async def deliver(self, request: DeliverRequest, timeout: float) -> DeliveryStatus: ...
+
+    async def notice(self, request: NoticeRequest, timeout: float) -> NoticeReady: ...
+
+    async def aclose(self) -> None: ...
+
+
+class IpcAgents:
+    """Agents over the service sockets: private/<transport>, private/bounce."""
+
+    def __init__(self, queue_dir: Path) -> None:
+        self._queue_dir = Path(queue_dir)
+        self._pools: dict[str, ipc_io.ChannelPool] = {}
+
+    async def deliver(self, request: DeliverRequest, timeout: float) -> DeliveryStatus:
+        pool = self._pools.get(request.transport)
+        if pool is None:
+            path = names.private_path(self._queue_dir, request.transport)
+            pool = ipc_io.ChannelPool(path, deliver_proto.PROTOCOL, POOL_SIZE,
+                                      connect_timeout=CONNECT_TIMEOUT)
+            self._pools[request.transport] = pool
+        return await pool.call(request, expect=DeliveryStatus, timeout=timeout)
+
+    async def notice(self, request: NoticeRequest, timeout: float) -> NoticeReady:
+        path = names.private_path(self._queue_dir, names.BOUNCE)
+        return await ipc_io.call(path, request, protocol=bounce_proto.PROTOCOL,
+                                 expect=NoticeReady, timeout=timeout)
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            await pool.aclose()
+
+
+@dataclass(slots=True)
+class _Active:
+    """A cached active entry: its envelope when opened and its jobs out."""
+
+    env: Envelope
+    queued_at: float
+    outstanding: int = 0
+    gone: bool = False
+
+
+class QueueManager:
+    """See the module description."""
+
+    def __init__(self, store: QueueStore, settings: QmgrSettings, routing: RoutingSettings,
+                 limits_for: Callable[[str], Limits], agents: Agents, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.settings = settings
+        self.routing = routing
+        self.agents = agents
+        self.clock = clock
+        self._limits: dict[str, Limits] = {}
+        self._limits_for = limits_for
+        self.scheduler = Scheduler(self.limits, dead_time=settings.minimal_backoff_time)
+        self.active: dict[str, _Active] = {}
+        self._wake = trio.Event()
+        self._scan_incoming = True
+        self._scan_deferred = True
+        self._flush_dead = False
+        self._next_tick = 0.0              # the next queue_run_delay scan
+        self._nursery: trio.Nursery | None = None
+
+    def limits(self, transport: str) -> Limits:
+        found = self._limits.get(transport)
+        if found is None:
+            found = self._limits[transport] = self._limits_for(transport)
+        return found
+
+    # -- requests -------------------------------------------------------------
+
+    def request(self, requests: Iterable[bytes]) -> None:
+        """request - fold trigger bytes into work (Postfix qmgr_trigger_event).
+
+        I and W scan incoming (W is the master's wakeup: it also catches a
+        lost trigger). D and A scan the deferred queue now: mailsys's
+        postqueue and postsuper make the entries due in the store before
+        they poke, so A needs nothing beyond D. F revives dead destinations.
+        """
+        for req in requests:
+            if req in (names.QMGR_REQ_SCAN_INCOMING, names.TRIGGER_REQ_WAKEUP):
+                self._scan_incoming = True
+            elif req in (names.QMGR_REQ_SCAN_DEFERRED, names.QMGR_REQ_SCAN_ALL):
+                self._scan_deferred = True
+            elif req == names.QMGR_REQ_FLUSH_DEAD:
+                self._flush_dead = True
+        self._wake.set()
+
+    # -- the loop -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """run - recover, then scan and schedule until cancelled."""
+        await self.recover()
+        try:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                while True:
+                    await self.cycle()
+                    await self._sleep()
+        finally:
+            self._nursery = None
+            with trio.CancelScope(shield=True):
+                await self.agents.aclose()
+
+    async def recover(self) -> int:
+        """recover - put entries left in active back in incoming; how many."""
+        def back() -> list[str]:
+            return self.store.move_many(list(self.store.list(Queue.ACTIVE)),
+                                        Queue.ACTIVE, Queue.INCOMING)
+        moved = await store_io.run(back)
+        if moved:
+            log.info(f"requeued {len(moved)} message(s) left in the active queue")
+        self._scan_incoming = True
+        return len(moved)
+
+    async def cycle(self) -> None:
+        """cycle - one pass: scans that are due, then start what may start."""
+        now = self.clock()
+        if self._flush_dead:
+            self._flush_dead = False
+            self.scheduler.forget_dead()
+        if now >= self._next_tick:
+            self._next_tick = now + self.settings.queue_run_delay
+            self._scan_incoming = self._scan_deferred = True
+            try:
+                await store_io.run(self.store.reader_check)
+            except QueueError as e:
+                log.warning(f"queue reader check: {e}")
+        if self._scan_incoming:
+            self._scan_incoming = False
+            await self._take_in(Queue.INCOMING)
+        if self._scan_deferred:
+            self._scan_deferred = False
+            await self._take_in(Queue.DEFERRED)
+        self._dispatch()
+
+    async def _sleep(self) -> None:
+        """Wait for a request, a job's end, or the earliest timer."""
+        if self._scan_incoming or self._scan_deferred:
+            await trio.lowlevel.checkpoint()
+            return
+        timers = [self._next_tick]
+        if len(self.active) < self.settings.active_limit:
+            due = await store_io.run(self.store.next_due)
+            if due is not None:
+                timers.append(due)
+        later = self.scheduler.wakeup()
+        if later is not None:
+            timers.append(later)
+        deadline = min(timers)
+        delay = deadline - self.clock()
+        if delay > 0:
+            with trio.move_on_after(delay):
+                await self._wake.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+        self._wake = trio.Event()
+        if self.clock() >= deadline:
+            self._scan_deferred = True
+
+    def _dispatch(self) -> None:
+        assert self._nursery is not None
+        while (job := self.scheduler.take(self.clock())) is not None:
+            self._nursery.start_soon(self._deliver, job)
+
+    # -- taking entries in -----------------------------------------------------
+
+    async def _take_in(self, queue: Queue) -> None:
+        """Move entries from incoming, or due deferred ones, into active."""
+        while (room := self.settings.active_limit - len(self.active)) > 0:
+            batch = min(room, SCAN_BATCH)
+            now = self.clock()
+            if queue is Queue.INCOMING:
+                qids = await store_io.run(
+                    lambda: list(itertools.islice(self.store.list(Queue.INCOMING), batch)))
+            else:
+                qids = await store_io.run(self.store.due, now, batch)
+            if not qids:
+                return
+            opened = await store_io.run(self._activate, qids, queue)
+            for qid, env in opened:
+                self._open(qid, env, now)
+            if len(qids) < batch:
+                return
+
+    def _activate(self, qids: list[str], queue: Queue) -> list[tuple[str, Envelope]]:
+        """Move entries into active and load them (in a worker thread).
+        Entries that vanished or moved meanwhile are skipped; unreadable
+        ones go to the corrupt queue, so they are not found again."""
+        moved = set(self.store.move_many(qids, queue, Queue.ACTIVE))
+        out = []
+        for qid in qids:
+            try:
+                env, now_in = self.store.load(qid)
+            except NoSuchEntry:
+                continue
+            except CorruptRecord as e:
+                log.warning(f"{qid}: unreadable queue entry, moved to the corrupt queue: {e}")
+                try:
+                    self.store.quarantine(qid)
+                except QueueError:
+                    pass
+                continue
+            if qid in moved and now_in is Queue.ACTIVE:
+                out.append((qid, env))
+        return out
+
+    def _open(self, qid: str, env: Envelope, now: float) -> None:
+        log.info("opened", queue_id=qid, sender=env.sender, size=env.size,
+                 nrcpt=len(env.recipients), queue="active")
+        msg = self.active[qid] = _Active(env, now)
+        jobs = [] if env.forced_expire else self._plan(qid, env)
+        msg.outstanding = len(jobs)
+        if not jobs:
+            self._start(self._settle, qid)
+            return
+        for job in self.scheduler.add(jobs, now):
+            reason = self.scheduler.dead(job.key, now) or TRANSPORT_UNAVAILABLE
+            self._start(self._suspend, job, reason)
+
+    def _plan(self, qid: str, env: Envelope) -> list[Job]:
+        routed: list[tuple[int, Route]] = []
+        for i in env.pending:
+            routed.append((i, resolve(env.recipients[i].address, self.routing)))
+        return plan(qid, routed, self.limits)
+
+    def _start(self, fn, *args) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)
+
+    # -- delivering -------------------------------------------------------------
+
+    async def _deliver(self, job: Job) -> None:
+        msg = self.active.get(job.qid)
+        if msg is None or msg.gone:
+            self.scheduler.finished(job, self.clock())
+            await self._job_done(job.qid)
+            return
+        env = msg.env
+        request = DeliverRequest(
+            queue_id=job.qid, transport=job.transport, nexthop=job.nexthop,
+            sender=env.sender,
+            recipients=tuple(DeliverRecipient(i, env.recipients[i].address,
+                                              env.recipients[i].orig, env.recipients[i].orcpt,
+                                              tuple(n.value for n in env.recipients[i].notify))
+                             for i in job.indexes),
+            arrival_time=env.arrival_time, size=env.size, queued_at=msg.queued_at,
+            envid=env.envid, ret=env.ret, body_type=env.body_type, smtputf8=env.smtputf8,
+            address_class=job.address_class)
+        dead_reason = ""
+        try:
+            status = await self.agents.deliver(request, self.settings.ipc_timeout)
+        except IpcError as e:
+            log.warning(f"{job.transport} transport: {e}")
+            dead_reason = TRANSPORT_UNAVAILABLE
+            changes = results.deferred(job.indexes, UNAVAILABLE_DSN, TRANSPORT_UNAVAILABLE,
+                                       self.clock())
+            self._log_deferrals(job.qid, msg, changes)
+        else:
+            changes = results.recorded(job.indexes, status.results, self.clock())
+            if status.dead_destination:
+                dead_reason = next((c["reason"] for c in changes.values()
+                                    if c["state"] is RcptState.DEFERRED), "") or "unknown error"
+        back = self.scheduler.finished(job, self.clock(), ok=not dead_reason,
+                                       dead_reason=dead_reason)
+        await self._record(job.qid, changes)
+        await self._job_done(job.qid)
+        for other in back:
+            self._start(self._suspend, other, dead_reason)
+        self._wake.set()
+
+    async def _suspend(self, job: Job, reason: str) -> None:
+        """Defer a job's recipients untried: their destination is dead."""
+        msg = self.active.get(job.qid)
+        if msg is not None and not msg.gone:
+            changes = results.deferred(job.indexes, UNAVAILABLE_DSN if reason ==
+                                       TRANSPORT_UNAVAILABLE else "4.4.1",
+                                       SUSPENDED + reason, self.clock())
+            self._log_deferrals(job.qid, msg, changes)
+            await self._record(job.qid, changes)
+        await self._job_done(job.qid)
+
+    def _log_deferrals(self, qid: str, msg: _Active, changes: results.Changes) -> None:
+        now = self.clock()
+        env = msg.env
+        before = max(0.0, msg.queued_at - env.arrival_time)
+        for i, c in changes.items():
+            r = env.recipients[i]
+            log.info("status", queue_id=qid, to=r.address, orig_to=r.orig or r.address,
+                     relay="none", delay=max(0.0, now - env.arrival_time),
+                     delays=[before, max(0.0, now - msg.queued_at), 0, 0],
+                     dsn=c["dsn_status"], status="deferred", reason=c["reason"])
+
+    async def _record(self, qid: str, changes: results.Changes) -> None:
+        msg = self.active.get(qid)
+        if msg is None or msg.gone or not changes:
+            return
+        try:
+            msg.env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE, rcpt=changes)
+        except (NoSuchEntry, WrongQueue):
+            self._gone(qid)
+
+    def _gone(self, qid: str) -> None:
+        """The entry was deleted or moved by someone else: forget it quietly."""
+        msg = self.active.get(qid)
+        if msg is not None and not msg.gone:
+            msg.gone = True
+            msg.outstanding -= self.scheduler.drop(qid)
+            if msg.outstanding <= 0:
+                del self.active[qid]
+                self._wake.set()
+
+    async def _job_done(self, qid: str) -> None:
+        msg = self.active.get(qid)
+        if msg is None:
+            return
+        msg.outstanding -= 1
+        if msg.outstanding > 0:
+            return
+        if msg.gone:
+            del self.active[qid]
+            self._wake.set()
+            return
+        await self._settle(qid)
+
+    # -- settling ----------------------------------------------------------------
+
+    async def _settle(self, qid: str) -> None:
+        """Every job of the message is over: expire, notify, remove or defer."""
+        try:
+            await self._settle_entry(qid)
+        finally:
+            self.active.pop(qid, None)
+            self._wake.set()
+
+    async def _settle_entry(self, qid: str) -> None:
+        try:
+            env, queue = await store_io.run(self.store.load, qid)
+        except NoSuchEntry:
+            return
+        if queue is not Queue.ACTIVE:
+            return
+        now = self.clock()
+        end = results.settle(env, now, self.settings)
+        try:
+            if end.expire:
+                env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE,
+                                         rcpt=end.expire)
+                log.info("expired", queue_id=qid, sender=env.sender, status=end.expired_as)
+            notices: list[tuple[Envelope, bytes]] = []
+            marks: results.Changes = {}
+            if end.failure_notice:
+                ready = await self._notice(qid, bounce_proto.FAILURE, end.failure_notice)
+                if ready is None:
+                    await self._defer(qid, env, now, {})
+                    return
+                notices.extend(self._notice_entry(ready, now))
+                marks.update({i: dict(notified=True) for i in end.failure_notice})
+            if end.done:
+                await store_io.run(self.store.remove, qid, src=Queue.ACTIVE, notices=notices)
+                log.info("removed", queue_id=qid)
+                if notices:
+                    self._scan_incoming = True
+                return
+            warned = False
+            if end.delay_notice:
+                ready = await self._notice(qid, bounce_proto.DELAY, end.delay_notice)
+                if ready is not None:
+                    notices.extend(self._notice_entry(ready, now))
+                    warned = True
+            if notices:
+                # The notices first: a crash before the update below sends
+                # them again, never loses them.
+                await store_io.run(self.store.create_many, notices)
+                self._scan_incoming = True
+            await self._defer(qid, env, now, marks, delay_warned=warned or env.delay_warned)
+        except (NoSuchEntry, WrongQueue):
+            return
+
+    async def _defer(self, qid: str, env: Envelope, now: float, marks: results.Changes,
+                     **changes) -> None:
+        """Back to the deferred queue, due again after the back-off."""
+        reason = next((r.reason for r in env.recipients
+                       if r.state is RcptState.DEFERRED and r.reason), env.last_reason)
+        await store_io.run(self.store.update, qid, src=Queue.ACTIVE, dst=Queue.DEFERRED,
+                           rcpt=marks, next_attempt=next_attempt(env, now, self.settings),
+                           attempts=env.attempts + 1, last_reason=reason, **changes)
+
+    async def _notice(self, qid: str, kind: str, indexes: tuple[int, ...]) -> NoticeReady | None:
+        """Ask bounce for a notice; None when bounce cannot be reached."""
+        try:
+            return await self.agents.notice(NoticeRequest(qid, kind, indexes), NOTICE_TIMEOUT)
+        except IpcError as e:
+            log.warning(f"{qid}: bounce service: {e}; the notice is retried later")
+            return None
+
+    @staticmethod
+    def _notice_entry(ready: NoticeReady, now: float) -> list[tuple[Envelope, bytes]]:
+        if not ready.notice_id:
+            return []
+        env = Envelope(queue_id=ready.notice_id, sender=ready.sender,
+                       recipients=(Recipient(ready.recipient),), arrival_time=now,
+                       size=len(ready.content), protocol="local", rewrite_context="local")
+        return [(env, ready.content)]
