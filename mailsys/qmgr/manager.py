@@ -153,6 +153,7 @@ class QueueManager:
         self._scan_incoming = True
         self._scan_deferred = True
         self._flush_dead = False
+        self._full = False                 # a scan stopped at the active limit
         self._next_tick = 0.0              # the next queue_run_delay scan
         self._nursery: trio.Nursery | None = None
 
@@ -262,7 +263,12 @@ class QueueManager:
 
     async def _take_in(self, queue: Queue) -> None:
         """Move entries from incoming, or due deferred ones, into active."""
-        while (room := self.settings.active_limit - len(self.active)) > 0:
+        while True:
+            room = self.settings.active_limit - len(self.active)
+            if room <= 0:
+                # Resume the scans when an active entry leaves.
+                self._full = True
+                return
             batch = min(room, SCAN_BATCH)
             now = self.clock()
             if queue is Queue.INCOMING:
@@ -402,8 +408,7 @@ class QueueManager:
             msg.gone = True
             msg.outstanding -= self.scheduler.drop(qid)
             if msg.outstanding <= 0:
-                del self.active[qid]
-                self._wake.set()
+                self._leave(qid)
 
     async def _job_done(self, qid: str) -> None:
         msg = self.active.get(qid)
@@ -413,8 +418,7 @@ class QueueManager:
         if msg.outstanding > 0:
             return
         if msg.gone:
-            del self.active[qid]
-            self._wake.set()
+            self._leave(qid)
             return
         await self._settle(qid)
 
@@ -425,8 +429,15 @@ class QueueManager:
         try:
             await self._settle_entry(qid)
         finally:
-            self.active.pop(qid, None)
-            self._wake.set()
+            self._leave(qid)
+
+    def _leave(self, qid: str) -> None:
+        """An entry left the active queue (or our hands): make room."""
+        self.active.pop(qid, None)
+        if self._full:
+            self._full = False
+            self._scan_incoming = self._scan_deferred = True
+        self._wake.set()
 
     async def _settle_entry(self, qid: str) -> None:
         try:
