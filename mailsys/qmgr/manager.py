@@ -337,6 +337,9 @@ class QueueManager:
             self.scheduler.finished(job, self.clock())
             await self._job_done(job.qid)
             return
+        if job.transport in results.ERROR_TRANSPORTS:
+            await self._error_transport(job, msg)
+            return
         env = msg.env
         request = DeliverRequest(
             queue_id=job.qid, transport=job.transport, nexthop=job.nexthop,
@@ -356,7 +359,7 @@ class QueueManager:
             dead_reason = TRANSPORT_UNAVAILABLE
             changes = results.deferred(job.indexes, UNAVAILABLE_DSN, TRANSPORT_UNAVAILABLE,
                                        self.clock())
-            self._log_deferrals(job.qid, msg, changes)
+            self._log_results(job.qid, msg, changes)
         else:
             changes = results.recorded(job.indexes, status.results, self.clock())
             if status.dead_destination:
@@ -370,6 +373,14 @@ class QueueManager:
             self._start(self._suspend, other, dead_reason)
         self._wake.set()
 
+    async def _error_transport(self, job: Job, msg: _Active) -> None:
+        """The error and retry transports: answered here, logged as error(8) does."""
+        changes = results.error_transport(job.indexes, job.transport, job.nexthop, self.clock())
+        self._log_results(job.qid, msg, changes)
+        self.scheduler.finished(job, self.clock())
+        await self._record(job.qid, changes)
+        await self._job_done(job.qid)
+
     async def _suspend(self, job: Job, reason: str) -> None:
         """Defer a job's recipients untried: their destination is dead."""
         msg = self.active.get(job.qid)
@@ -377,11 +388,12 @@ class QueueManager:
             changes = results.deferred(job.indexes, UNAVAILABLE_DSN if reason ==
                                        TRANSPORT_UNAVAILABLE else "4.4.1",
                                        SUSPENDED + reason, self.clock())
-            self._log_deferrals(job.qid, msg, changes)
+            self._log_results(job.qid, msg, changes)
             await self._record(job.qid, changes)
         await self._job_done(job.qid)
 
-    def _log_deferrals(self, qid: str, msg: _Active, changes: results.Changes) -> None:
+    def _log_results(self, qid: str, msg: _Active, changes: results.Changes) -> None:
+        """Log results no agent logged, in the agents' format (relay=none)."""
         now = self.clock()
         env = msg.env
         before = max(0.0, msg.queued_at - env.arrival_time)
@@ -390,7 +402,7 @@ class QueueManager:
             log.info("status", queue_id=qid, to=r.address, orig_to=r.orig or r.address,
                      relay="none", delay=max(0.0, now - env.arrival_time),
                      delays=[before, max(0.0, now - msg.queued_at), 0, 0],
-                     dsn=c["dsn_status"], status="deferred", reason=c["reason"])
+                     dsn=c["dsn_status"], status=c["state"].value, reason=c["reason"])
 
     async def _record(self, qid: str, changes: results.Changes) -> None:
         msg = self.active.get(qid)

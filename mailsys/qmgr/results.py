@@ -42,8 +42,9 @@ from mailsys.ipc.proto.deliver import BOUNCED, DEFERRED, SENT, RecipientResult
 from mailsys.message.envelope import Envelope, RcptState
 from mailsys.qmgr.backoff import delay_warning_due, expired
 from mailsys.qmgr.settings import QmgrSettings
+from mailsys.routing import error_status
 
-__all__ = ["recorded", "deferred", "settle", "Settlement", "apply", "ADMIN_EXPIRED",
+__all__ = ["recorded", "deferred", "settle", "error_transport", "ERROR_TRANSPORTS", "Settlement", "apply", "ADMIN_EXPIRED",
            "NO_STATUS", "EXPIRED_DSN"]
 
 Changes = dict[int, dict[str, Any]]
@@ -83,6 +84,22 @@ def deferred(indexes: Iterable[int], dsn: str, reason: str, now: float) -> Chang
     """deferred - the store changes deferring recipients untried (an agent
     that cannot be reached, a dead destination)."""
     return {i: _deferral(dsn, reason, now) for i in indexes}
+
+
+# Postfix's error(8) agent serves both: "error" bounces, "retry" defers.
+ERROR_TRANSPORTS = {"error": "5.0.0", "retry": "4.0.0"}
+
+
+def error_transport(indexes: Iterable[int], transport: str, nexthop: str,
+                    now: float) -> Changes:
+    """error_transport - what error(8) answers: the next hop is the reason,
+    optionally led by a status ("5.1.1 mailbox unavailable"); "error"
+    bounces, "retry" defers. mailsys has no error agent process: qmgr
+    answers for it."""
+    dsn, reason = error_status(nexthop, ERROR_TRANSPORTS[transport])
+    state = RcptState.BOUNCED if dsn.startswith("5") else RcptState.DEFERRED
+    return {i: dict(state=state, dsn_status=dsn, reason=reason, remote_mta="",
+                    diagnostic="", last_attempt=now) for i in indexes}
 
 
 def apply(env: Envelope, changes: Mapping[int, Mapping[str, Any]]) -> Envelope:

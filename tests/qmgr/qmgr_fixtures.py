@@ -15,7 +15,8 @@ from mailsys.message.qid import new_qid
 from mailsys.routing import DomainSet, RoutingSettings
 
 ROUTING = RoutingSettings(myhostname="mx.example.test",
-                          mydestination=DomainSet.of(["mx.example.test", "example.test"]))
+                          mydestination=DomainSet.of(["mx.example.test", "example.test"]),
+                          virtual_alias_domains=DomainSet.of(["alias.example"]))
 
 
 def sent(req: DeliverRequest) -> DeliveryStatus:

@@ -330,3 +330,45 @@ def test_active_limit_bounds_the_active_queue(store, make_manager, limit):
         await wait_for(empty(store))
 
     run(body)
+
+
+def test_error_transport_bounces_without_an_agent(store, make_manager):
+    agents = FakeAgents()
+    mgr = make_manager(agents)
+    qid = store.create(envelope("nobody@alias.example", "bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(qid))
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert [(r.transport, [x.address for x in r.recipients]) for r in agents.requests
+            if r.queue_id == qid] == [("smtp", ["bob@remote.example"])]
+    [status] = [e for e in events(logs, "status") if e["queue_id"] == qid]
+    assert (status["to"], status["relay"], status["dsn"], status["status"], status["reason"]) == \
+        ("nobody@alias.example", "none", "5.1.1", "bounced", "User unknown in virtual alias table")
+    assert [(n.queue_id, n.indexes) for n in agents.notices] == [(qid, (0,))]
+
+
+def test_delay_warning_once_while_deferred(store, make_manager):
+    refused = all_as("deferred", "4.4.1", "connect to x: Connection refused")
+    agents = FakeAgents(lambda req: sent(req) if req.sender == "" else refused(req))
+    mgr = make_manager(agents, delay_warning_time=60)
+    qid = store.create(envelope("bob@remote.example", arrival_time=time.time() - 120), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1 and not mgr.active)
+        await trio.to_thread.run_sync(lambda: store.update(qid, src=Queue.DEFERRED,
+                                                           next_attempt=time.time()))
+        mgr.request({b"D"})
+        await wait_for(lambda: [r.queue_id for r in agents.requests].count(qid) == 2)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1 and not mgr.active)
+
+    run(body)
+    assert [(n.queue_id, n.kind, n.indexes) for n in agents.notices] == [(qid, "delay", (0,))]
+    env, queue = store.load(qid)
+    assert env.delay_warned and queue is Queue.DEFERRED and env.attempts == 2
+    # the warning itself was queued as its own entry and delivered
+    assert any(r.sender == "" for r in agents.requests)
