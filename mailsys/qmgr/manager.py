@@ -66,7 +66,7 @@ from mailsys.qmgr.backoff import next_attempt
 from mailsys.qmgr.schedule import Job, Scheduler, plan
 from mailsys.qmgr.settings import Limits, QmgrSettings
 from mailsys.queue import CorruptRecord, Queue, QueueStore, WrongQueue
-from mailsys.routing import Route, RoutingSettings, resolve
+from mailsys.routing import AddressClass, Route, RoutingSettings, resolve
 from mailsys.runtime import ipc_io, store_io
 
 __all__ = ["QueueManager", "Agents", "IpcAgents", "TRANSPORT_UNAVAILABLE", "SUSPENDED"]
@@ -76,6 +76,7 @@ log = structlog.get_logger()
 TRANSPORT_UNAVAILABLE = "mail transport unavailable"     # Postfix qmgr_deliver.c
 SUSPENDED = "delivery temporarily suspended: "           # Postfix qmgr_queue.c
 UNAVAILABLE_DSN = "4.3.0"
+RESOLVER_FAILURE = "4.3.0 address resolver failure"
 # How long a connect to an agent or to bounce may take: they are local
 # processes the master keeps running; a slower one is as good as absent.
 CONNECT_TIMEOUT = 10.0
@@ -209,6 +210,16 @@ class QueueManager:
         self._scan_incoming = True
         return len(moved)
 
+    async def _sweep(self) -> None:
+        """Put back in incoming the active entries no task holds (a store
+        write that failed left them there). Only this task adds to
+        self.active, so an active entry it does not know is an orphan."""
+        def orphans() -> list[str]:
+            stray = [q for q in self.store.list(Queue.ACTIVE) if q not in self.active]
+            return self.store.move_many(stray, Queue.ACTIVE, Queue.INCOMING) if stray else []
+        if await store_io.run(orphans):
+            self._scan_incoming = True
+
     async def cycle(self) -> None:
         """cycle - one pass: scans that are due, then start what may start."""
         now = self.clock()
@@ -220,8 +231,9 @@ class QueueManager:
             self._scan_incoming = self._scan_deferred = True
             try:
                 await store_io.run(self.store.reader_check)
+                await self._sweep()
             except QueueError as e:
-                log.warning(f"queue reader check: {e}")
+                log.warning(f"queue check: {e}")
         if self._scan_incoming:
             self._scan_incoming = False
             await self._take_in(Queue.INCOMING)
@@ -322,7 +334,15 @@ class QueueManager:
     def _plan(self, qid: str, env: Envelope) -> list[Job]:
         routed: list[tuple[int, Route]] = []
         for i in env.pending:
-            routed.append((i, resolve(env.recipients[i].address, self.routing)))
+            address = env.recipients[i].address
+            try:
+                route = resolve(address, self.routing)
+            except Exception as e:
+                # A table that cannot be read: retry later (Postfix trivial-rewrite
+                # failures defer with "address resolver failure").
+                log.warning(f"{qid}: cannot resolve <{address}>: {e}")
+                route = Route("retry", RESOLVER_FAILURE, AddressClass.DEFAULT)
+            routed.append((i, route))
         return plan(qid, routed, self.limits)
 
     def _start(self, fn, *args) -> None:
@@ -354,8 +374,12 @@ class QueueManager:
         dead_reason = ""
         try:
             status = await self.agents.deliver(request, self.settings.ipc_timeout)
-        except IpcError as e:
-            log.warning(f"{job.transport} transport: {e}")
+        except Exception as e:
+            if isinstance(e, IpcError):
+                log.warning(f"{job.transport} transport: {e}")
+            else:
+                log.error(f"{job.qid}: delivery request to {job.transport} failed",
+                          exc_info=True)
             dead_reason = TRANSPORT_UNAVAILABLE
             changes = results.deferred(job.indexes, UNAVAILABLE_DSN, TRANSPORT_UNAVAILABLE,
                                        self.clock())
@@ -412,6 +436,10 @@ class QueueManager:
             msg.env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE, rcpt=changes)
         except (NoSuchEntry, WrongQueue):
             self._gone(qid)
+        except QueueError as e:
+            # The results are lost; the entry stays active and is put back
+            # in incoming by the next sweep (delivered again: at least once).
+            log.warning(f"{qid}: cannot record delivery status: {e}")
 
     def _gone(self, qid: str) -> None:
         """The entry was deleted or moved by someone else: forget it quietly."""
@@ -494,6 +522,8 @@ class QueueManager:
             await self._defer(qid, env, now, marks, delay_warned=warned or env.delay_warned)
         except (NoSuchEntry, WrongQueue):
             return
+        except QueueError as e:
+            log.warning(f"{qid}: cannot update queue entry: {e}")
 
     async def _defer(self, qid: str, env: Envelope, now: float, marks: results.Changes,
                      **changes) -> None:

@@ -372,3 +372,20 @@ def test_delay_warning_once_while_deferred(store, make_manager):
     assert env.delay_warned and queue is Queue.DEFERRED and env.attempts == 2
     # the warning itself was queued as its own entry and delivered
     assert any(r.sender == "" for r in agents.requests)
+
+
+def test_an_orphaned_active_entry_is_swept_back_and_delivered(store, make_manager):
+    agents = FakeAgents()
+    mgr = make_manager(agents, queue_run_delay=0.2)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await trio.sleep(0.05)
+        # an entry in active that no task holds (a failed store write left it)
+        qid = await trio.to_thread.run_sync(
+            lambda: store.create(envelope("bob@remote.example"), CONTENT, queue=Queue.ACTIVE))
+        await wait_for(lambda: not store.exists(qid))
+        return qid
+
+    run(body)
+    assert len(agents.requests) == 1
