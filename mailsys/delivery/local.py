@@ -1,0 +1,88 @@
+"""local - the local delivery agent's work for one request (Postfix local(8), virtual(8)).
+
+SYNOPSIS
+    results = deliver_request(request, content, settings)    # one RecipientResult each
+
+DESCRIPTION
+    Synchronous and blocking (file system calls with fsync): services/local
+    runs it in a worker thread. For each recipient:
+
+     1. find the Maildir (mailsys.delivery.mailbox);
+     2. refuse a loop: the message already carries ``Delivered-To:`` with
+        this recipient, so it has been here before: bounce 5.4.6 ``mail
+        forwarding loop for bob@example.com`` (Postfix's delivered_hdr check);
+     3. write the message with ``Return-Path: <sender>``,
+        ``X-Original-To: <original recipient>`` and ``Delivered-To:
+        <recipient>`` in front, as Postfix's agents add them
+        (mailsys.delivery.maildir: tmp/, fsync, link into new/, fsync);
+     4. say ``delivered to maildir`` (2.0.0), with relay=local or
+        relay=virtual as the address class says.
+
+    Failures never lose mail: a permanent one (unknown user, loop, message
+    over the mailbox size limit) bounces; anything else (permissions, full
+    disk, configuration) defers and qmgr retries.
+"""
+
+from __future__ import annotations
+
+from mailsys.delivery.maildir import MaildirError, deliver
+from mailsys.delivery.mailbox import MailboxError, MailboxSettings, find_mailbox
+from mailsys.delivery.report import failed, sent
+from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest, RecipientResult
+
+__all__ = ["deliver_request", "deliver_one", "delivered_to", "relay_name"]
+
+# Postfix reads at most this much header when it looks for Delivered-To
+# (it stops at the end of the header; a bound keeps a headerless message cheap).
+HEADER_SCAN_LIMIT = 1 << 20
+
+
+def relay_name(req: DeliverRequest) -> str:
+    """relay=virtual for virtual mailboxes, relay=local for mydestination users."""
+    cls = req.address_class or ("virtual" if req.transport == "virtual" else "local")
+    return "virtual" if cls == "virtual" else "local"
+
+
+def delivered_to(content: bytes) -> set[str]:
+    """Every Delivered-To address in the message header, lower-cased."""
+    head = content[:HEADER_SCAN_LIMIT]
+    end = len(head)
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        i = head.find(sep)
+        if 0 <= i < end:
+            end = i
+    found = set()
+    for line in head[:end].replace(b"\r\n", b"\n").split(b"\n"):
+        name, colon, value = line.partition(b":")
+        if colon and name.strip().lower() == b"delivered-to":
+            found.add(value.strip().decode("utf-8", "replace").lower())
+    return found
+
+
+def _header(sender: str, rcpt: DeliverRecipient) -> bytes:
+    orig = rcpt.orig or rcpt.address
+    return (f"Return-Path: <{sender}>\nX-Original-To: {orig}\n"
+            f"Delivered-To: {rcpt.address}\n").encode("utf-8")
+
+
+def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
+                settings: MailboxSettings, seen: set[str], hostname: str | None = None
+                ) -> RecipientResult:
+    relay = relay_name(req)
+    try:
+        box = find_mailbox(rcpt.address, relay, settings)
+    except MailboxError as e:
+        return failed(rcpt, e.dsn, e.text, relay=relay)
+    if rcpt.address.lower() in seen:
+        return failed(rcpt, "5.4.6", f"mail forwarding loop for {rcpt.address}", relay=relay)
+    try:
+        deliver(box.path, _header(req.sender, rcpt), content, limit=box.limit, hostname=hostname)
+    except MaildirError as e:
+        return failed(rcpt, e.dsn, e.text, relay=relay)
+    return sent(rcpt, "delivered to maildir", relay=relay)
+
+
+def deliver_request(req: DeliverRequest, content: bytes, settings: MailboxSettings,
+                    hostname: str | None = None) -> list[RecipientResult]:
+    seen = delivered_to(content)
+    return [deliver_one(req, r, content, settings, seen, hostname) for r in req.recipients]

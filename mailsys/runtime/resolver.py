@@ -1,0 +1,168 @@
+"""resolver - DNS lookups for the smtp delivery agent, with dnspython on trio.
+
+SYNOPSIS
+    resolver = Resolver.from_config(cfg)          # dns_nameservers, else resolv.conf
+    answers = await resolver.mx("example.org")    # [(10, "mx1.example.org"), ...]; [] = no MX
+    addrs = await resolver.addresses("mx1.example.org")   # ["192.0.2.1", "2001:db8::1"]
+
+DESCRIPTION
+    A thin shell over dns.asyncresolver.Resolver. The trio backend is passed
+    explicitly on every query, so nothing depends on sniffio's detection
+    (STYLE.md (d), dnspython). Which name servers are asked:
+
+      dns_nameservers  a mailsys parameter: a list of ``address[:port]``
+                       (IPv6 as ``[2001:db8::1]:5353``). Every lookup goes
+                       to these servers, for sites with split DNS and for
+                       tests that run a small DNS server on loopback.
+      (empty)          the system's /etc/resolv.conf, as dnspython reads it.
+
+    Failures become DnsError with Postfix's split (src/dns/dns_lookup.c):
+    NOTFOUND (NXDOMAIN: the name does not exist), RETRY (SERVFAIL, REFUSED,
+    a timeout, no server answering: try again later). A name that exists
+    without records of the type asked for is not an error: mx() returns []
+    (the caller then uses the implicit MX) and addresses() returns [] for
+    that family.
+
+    inet_protocols picks the address families addresses() asks for: A for
+    ipv4, AAAA for ipv6, both for all.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dns.asyncbackend
+import dns.asyncresolver
+import dns.exception
+import dns.nameserver
+import dns.rdatatype
+import dns.resolver
+
+from mailsys.errors import ConfigError
+
+__all__ = ["DnsError", "NOTFOUND", "RETRY", "Resolver", "parse_nameserver"]
+
+NOTFOUND = "notfound"
+RETRY = "retry"
+
+# Seconds one lookup may take over all its retries. Postfix leaves this to
+# the system resolver (RES_TIMEOUT 5 s times RES_DFLRETRY 2 attempts).
+DEFAULT_LIFETIME = 10.0
+
+
+class DnsError(Exception):
+    """A failed lookup: kind is NOTFOUND or RETRY; text is Postfix's wording."""
+
+    def __init__(self, kind: str, name: str, rdtype: str) -> None:
+        self.kind = kind
+        self.name = name
+        self.rdtype = rdtype
+        text = "Host not found" if kind == NOTFOUND else "Host not found, try again"
+        super().__init__(f"Name service error for name={name} type={rdtype}: {text}")
+
+    @property
+    def temporary(self) -> bool:
+        return self.kind == RETRY
+
+
+def parse_nameserver(spec: str) -> tuple[str, int]:
+    """``192.0.2.53``, ``192.0.2.53:5353``, ``[2001:db8::53]:53``, ``2001:db8::53``."""
+    text = spec.strip()
+    port = 53
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":") or not rest[1:].isdigit():
+                raise ValueError(f"bad name server {spec!r}")
+            port = int(rest[1:])
+    elif text.count(":") == 1:
+        host, _, p = text.partition(":")
+        if not p.isdigit():
+            raise ValueError(f"bad name server {spec!r}")
+        port = int(p)
+    else:
+        host = text
+    try:
+        address = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"name server {spec!r} is not an IP address") from None
+    if not 0 < port < 65536:
+        raise ValueError(f"bad port in name server {spec!r}")
+    return address, port
+
+
+@dataclass(frozen=True, slots=True)
+class _Families:
+    ipv4: bool = True
+    ipv6: bool = True
+
+
+class Resolver:
+    """MX and address lookups against the configured name servers."""
+
+    def __init__(self, nameservers: Sequence[tuple[str, int]] = (), *,
+                 lifetime: float = DEFAULT_LIFETIME, ipv4: bool = True, ipv6: bool = True) -> None:
+        if nameservers:
+            res = dns.asyncresolver.Resolver(configure=False)
+            res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in nameservers]
+        else:
+            res = dns.asyncresolver.Resolver()
+        res.lifetime = lifetime
+        res.timeout = min(res.timeout, lifetime)
+        self._res = res
+        self._backend = dns.asyncbackend.get_backend("trio")
+        self._families = _Families(ipv4, ipv6)
+
+    @classmethod
+    def from_config(cls, cfg, *, lifetime: float = DEFAULT_LIFETIME) -> Resolver:
+        try:
+            servers = [parse_nameserver(s) for s in cfg["dns_nameservers"]]
+        except ValueError as e:
+            raise ConfigError(f"dns_nameservers: {e}", param="dns_nameservers") from None
+        protocols = set(cfg["inet_protocols"])
+        both = "all" in protocols
+        return cls(servers, lifetime=lifetime, ipv4=both or "ipv4" in protocols,
+                   ipv6=both or "ipv6" in protocols)
+
+    async def _query(self, name: str, rdtype: str) -> list:
+        try:
+            answer = await self._res.resolve(name, rdtype, raise_on_no_answer=False,
+                                             search=False, backend=self._backend)
+        except dns.resolver.NXDOMAIN:
+            raise DnsError(NOTFOUND, name, rdtype) from None
+        except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.NoAnswer,
+                dns.resolver.YXDOMAIN, dns.exception.DNSException, OSError):
+            raise DnsError(RETRY, name, rdtype) from None
+        return list(answer.rrset or ())
+
+    async def mx(self, domain: str) -> list[tuple[int, str]]:
+        """(preference, exchange) pairs; [] when the domain has no MX records.
+
+        The exchange of a null MX (RFC 7505) comes back as "" (routing.mx_hosts
+        turns a lone one into the 5.1.10 bounce)."""
+        records = await self._query(domain, "MX")
+        return [(int(r.preference), r.exchange.to_text(omit_final_dot=True).rstrip("."))
+                for r in records]
+
+    async def addresses(self, host: str) -> list[str]:
+        """The host's addresses (IPv4 first, as asked by inet_protocols).
+
+        Raises DnsError when no family gave an address and one failed: the
+        first NOTFOUND or RETRY (RETRY wins, the answer may come later)."""
+        try:
+            return [str(ipaddress.ip_address(host))]
+        except ValueError:
+            pass
+        found: list[str] = []
+        errors: list[DnsError] = []
+        kinds = (["A"] if self._families.ipv4 else []) + (["AAAA"] if self._families.ipv6 else [])
+        for rdtype in kinds:
+            try:
+                found += [r.address for r in await self._query(host, rdtype)]
+            except DnsError as e:
+                errors.append(e)
+        if not found and errors:
+            raise next((e for e in errors if e.temporary), errors[0])
+        return found

@@ -1,0 +1,312 @@
+"""smtp_agent - one DeliverRequest to a remote SMTP server (Postfix smtp(8)'s work).
+
+SYNOPSIS
+    settings = SmtpSettings.from_config(cfg, own=own_endpoints(cfg))
+    agent = SmtpAgent(settings, Resolver.from_config(cfg), load_content, ConnectionCache(2.0))
+    status = await agent.deliver(request)          # DeliveryStatus, every recipient answered
+
+DESCRIPTION
+    For a request the agent:
+
+     1. parses the next hop (mailsys.routing.parse_nexthop): ``domain[:port]``
+        looks up MX records, ``[host][:port]`` does not;
+     2. reuses an idle connection to the same next hop when the cache holds
+        one (checked with RSET; logged as conn_use=N);
+     3. otherwise resolves the hosts to try: MX records by preference, equal
+        preferences shuffled, the domain itself when it has no MX, RFC 7505
+        null MX bounced (5.1.10); NXDOMAIN bounces (5.1.2), SERVFAIL or a
+        timeout defers (4.4.3), as "Host or domain name not found. Name
+        service error for name=X type=MX: Host not found[, try again]";
+        then drops this host and every worse MX (routing.drop_self): mail
+        that would come back here bounces "mail for X loops back to myself"
+        (5.4.6). Own addresses are (address, port) pairs of the smtpd
+        services in master.cf, so a peer on another port of 127.0.0.1 is
+        not a loop;
+     4. tries the addresses in turn (at most smtp_mx_address_limit, with at
+        most smtp_mx_session_limit sessions that got as far as a greeting):
+        a connection failure or a refused greeting logs Postfix's
+        ``connect to host[addr]:port: Connection refused`` and moves on;
+     5. sends the message from the queue store (read only: qmgr owns every
+        state change), per-recipient replies becoming sent / deferred /
+        bounced with Postfix's texts, relay=host[addr]:port, Remote-MTA and
+        Diagnostic-Code for the bounce service;
+     6. keeps the connection for the next request to this next hop
+        (smtp_connection_cache_time_limit), or says QUIT;
+     7. logs each recipient's status line and answers qmgr.
+
+    The whole request runs under a deadline: none of its own, since each
+    wait already has its smtp_*_timeout.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+import trio
+
+from mailsys.config import parse_master_cf
+from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sent
+from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
+                                       RecipientResult)
+from mailsys.routing import (BadNextHop, MxHost, NextHop, RouteError, drop_self, mx_hosts,
+                             parse_nexthop)
+from mailsys.runtime.resolver import DnsError, Resolver
+from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession, Target,
+                                            TlsPolicy, connect)
+from mailsys.smtp.client import Rcpt, RecipientStatus
+
+log = structlog.get_logger()
+
+__all__ = ["SmtpSettings", "SmtpAgent", "own_endpoints", "TIMEOUT_PARAMS"]
+
+# The stage deadlines ClientConnection.stage_timeout names, with Postfix's
+# defaults for the two the parameter table does not carry.
+TIMEOUT_PARAMS = ("smtp_connect_timeout", "smtp_helo_timeout", "smtp_mail_timeout",
+                  "smtp_rcpt_timeout", "smtp_data_init_timeout", "smtp_data_xfer_timeout",
+                  "smtp_data_done_timeout", "smtp_quit_timeout", "smtp_starttls_timeout")
+EXTRA_TIMEOUTS = {"smtp_rset_timeout": 20.0}
+# Postfix smtp_connection_cache_time_limit default (mail_params.h).
+CACHE_TIME_LIMIT = 2.0
+
+
+def _param(cfg, name: str, default):
+    try:
+        return cfg[name]
+    except KeyError:
+        return default
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpSettings:
+    helo_name: str
+    timeouts: Mapping[str, float]
+    own: frozenset = frozenset()
+    mx_address_limit: int = 5
+    mx_session_limit: int = 2
+    skip_5xx_greeting: bool = True
+    body_line_limit: int = 998
+    cache_time_limit: float = CACHE_TIME_LIMIT
+    tls: TlsPolicy = field(default_factory=TlsPolicy)
+
+    @classmethod
+    def from_config(cls, cfg, *, own: Iterable = (), tls: TlsPolicy | None = None) -> SmtpSettings:
+        timeouts = {name: float(cfg[name]) for name in TIMEOUT_PARAMS}
+        for name, default in EXTRA_TIMEOUTS.items():
+            timeouts[name] = float(_param(cfg, name, default))
+        return cls(helo_name=cfg.smtp_helo_name, timeouts=timeouts, own=frozenset(own),
+                   mx_address_limit=cfg.smtp_mx_address_limit,
+                   mx_session_limit=cfg.smtp_mx_session_limit,
+                   skip_5xx_greeting=cfg.smtp_skip_5xx_greeting,
+                   body_line_limit=cfg.smtp_line_length_limit,
+                   cache_time_limit=float(_param(cfg, "smtp_connection_cache_time_limit",
+                                                 CACHE_TIME_LIMIT)),
+                   tls=tls or TlsPolicy())
+
+
+def _interface_addresses(cfg, host: str) -> list[str]:
+    """The addresses an smtpd service with this host part listens on."""
+    words = [host] if host else list(cfg.inet_interfaces)
+    out: list[str] = []
+    for word in words:
+        w = word.strip("[]").lower()
+        if w in ("all", "loopback-only", "localhost"):
+            out += ["127.0.0.1", "::1"]
+            if w == "all":
+                from mailsys.config.host import own_networks
+                out += [n.split("/")[0].strip("[]") for n in own_networks()]
+            continue
+        try:
+            out.append(str(ipaddress.ip_address(w)))
+        except ValueError:
+            continue         # a host name: Postfix resolves it; mailsys binds addresses only
+    return out
+
+
+def own_endpoints(cfg) -> frozenset[tuple[str, int]]:
+    """(address, port) of every smtpd inet service in master.cf: mail to one is a loop."""
+    try:
+        specs = parse_master_cf(cfg.config_dir / "master.cf", cfg)
+    except Exception:
+        return frozenset()
+    return frozenset((addr, spec.port) for spec in specs
+                     if spec.type == "inet" and spec.command == "smtpd"
+                     for addr in _interface_addresses(cfg, spec.host))
+
+
+def _rcpt(r: DeliverRecipient) -> Rcpt:
+    orcpt = r.orcpt.partition(";")[2] if ";" in r.orcpt else r.orcpt
+    return Rcpt(r.address, notify=tuple(r.notify) or None, orcpt=orcpt or None)
+
+
+class SmtpAgent:
+    """Delivers requests; one per process, shared by every qmgr connection."""
+
+    def __init__(self, settings: SmtpSettings, resolver: Resolver,
+                 load_content: Callable[[str], Awaitable[bytes]],
+                 cache: ConnectionCache | None = None, rng: random.Random | None = None) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.load_content = load_content
+        self.cache = cache if cache is not None else ConnectionCache(settings.cache_time_limit)
+        self.rng = rng or random.Random()
+
+    async def deliver(self, req: DeliverRequest) -> DeliveryStatus:
+        watch = Stopwatch.start(req)
+        results, conn_use, dead = await self._deliver(req, watch)
+        by_index = {r.index: r for r in results}
+        ordered = []
+        for rcpt in req.recipients:
+            result = by_index[rcpt.index]
+            log_status(req, rcpt, result, watch, conn_use=conn_use)
+            ordered.append(result)
+        return DeliveryStatus(req.queue_id, tuple(ordered), dead_destination=dead)
+
+    async def _deliver(self, req: DeliverRequest, watch: Stopwatch
+                       ) -> tuple[list[RecipientResult], int, bool]:
+        rcpts = req.recipients
+
+        def everyone(dsn: str, reason: str, **kw: str) -> list[RecipientResult]:
+            return [failed(r, dsn, reason, **kw) for r in rcpts]
+
+        try:
+            hop = parse_nexthop(req.nexthop)
+        except BadNextHop as e:
+            return everyone("4.3.5", f"mail transport unavailable: {e}"), 0, True
+        try:
+            content = await self.load_content(req.queue_id)
+        except Exception as e:       # the entry is gone or unreadable: qmgr decides
+            return everyone("4.3.0", f"error reading message: {e}"), 0, False
+
+        key = f"{req.transport}:{hop}"
+        session = await self.cache.take(key)
+        if session is None:
+            try:
+                targets = await self.targets(hop)
+            except RouteError as e:
+                return everyone(e.status, e.reason), 0, not e.permanent
+            session, error, last = await self._open(targets)
+            if session is None:
+                assert error is not None and last is not None
+                # relay=none unless a server answered (a refused greeting).
+                relay = last.relay if error.connected else "none"
+                return everyone(error.dsn, error.text, relay=relay), 0, True
+        watch.connected()
+        results = await self._transact(session, req, content)
+        if not self.cache.put(key, session):
+            await session.close()
+        return results, session.uses, False
+
+    # -- where to connect --------------------------------------------------------
+
+    async def targets(self, hop: NextHop) -> list[Target]:
+        """The addresses to try for hop, best first; RouteError when there are none."""
+        best: int | None = None
+        if hop.mx_lookup:
+            try:
+                answers = await self.resolver.mx(hop.host)
+            except DnsError as e:
+                raise RouteError("4.4.3" if e.temporary else "5.1.2",
+                                 f"Host or domain name not found. {e}") from None
+            hosts = mx_hosts(hop.host, answers, self.rng)
+            if answers:
+                best = hosts[0].preference
+        else:
+            hosts = (MxHost(0, hop.host),)
+        found: list[tuple[int, str, str]] = []
+        error: DnsError | None = None
+        for h in hosts:
+            try:
+                found += [(h.preference, h.host, a) for a in await self.resolver.addresses(h.host)]
+            except DnsError as e:
+                error = e if error is None or e.temporary else error
+        if not found:
+            if error is not None:
+                raise RouteError("4.4.3" if error.temporary else "5.4.4",
+                                 f"Host or domain name not found. {error}")
+            raise RouteError("5.4.4", f"Host or domain name not found. Name service error for "
+                             f"name={hosts[0].host} type=A: Host found but no data record "
+                             f"of requested type")
+        kept = drop_self(hop.host, found, self.settings.own, port=hop.port, best_preference=best)
+        limit = self.settings.mx_address_limit
+        kept = kept[:limit] if limit > 0 else kept
+        return [Target(a.host, a.address, hop.port) for a in kept]
+
+    async def _open(self, targets: list[Target]
+                    ) -> tuple[SmtpSession | None, SessionError | None, Target | None]:
+        s = self.settings
+        error: SessionError | None = None
+        last: Target | None = None
+        sessions = 0
+        for target in targets:
+            last = target
+            if s.mx_session_limit > 0 and sessions >= s.mx_session_limit:
+                break
+            tls = s.tls
+            for attempt in (1, 2):
+                try:
+                    session = await connect(target, s.timeouts, helo_name=s.helo_name, tls=tls,
+                                            body_line_limit=s.body_line_limit)
+                    return session, None, target
+                except SessionError as e:
+                    error = e
+                    if e.tls_failed and tls.level == "may" and attempt == 1:
+                        # Opportunistic TLS: a failed handshake is not worth
+                        # losing the mail over; try once more in plaintext.
+                        log.info(f"{e.text}; trying plaintext")
+                        tls = TlsPolicy()
+                        continue
+                    break
+            assert error is not None
+            if error.connected:
+                sessions += 1
+                if not s.skip_5xx_greeting and error.dsn.startswith("5"):
+                    break
+            log.info(error.text)
+        return None, error, last
+
+    # -- the message -----------------------------------------------------------------
+
+    async def _transact(self, session: SmtpSession, req: DeliverRequest,
+                        content: bytes) -> list[RecipientResult]:
+        target = session.target
+        params = dict(body_type=req.body_type or None, smtputf8=req.smtputf8,
+                      ret=req.ret or None, envid=req.envid or None)
+        try:
+            result = await session.send_mail(req.sender, [_rcpt(r) for r in req.recipients],
+                                             content, **params)
+            statuses = dict(enumerate(result.recipients))
+            error = None
+        except SessionError as e:
+            statuses = {}
+            for st in e.settled:
+                for i, r in enumerate(req.recipients):
+                    if r.address == st.address and i not in statuses:
+                        statuses[i] = st
+                        break
+            error = e
+        out = []
+        for i, rcpt in enumerate(req.recipients):
+            st = statuses.get(i)
+            if st is None:
+                assert error is not None
+                out.append(deferred(rcpt, error.dsn, error.text, relay=target.relay,
+                                    remote_mta=target.host))
+            else:
+                out.append(self._verdict(rcpt, st, target))
+        return out
+
+    @staticmethod
+    def _verdict(rcpt: DeliverRecipient, st: RecipientStatus, target: Target) -> RecipientResult:
+        text = st.text(target.peer)
+        diagnostic = f"smtp; {st.response.text}" if st.response is not None else ""
+        remote = target.host if st.response is not None else ""
+        if st.status == "sent":
+            return sent(rcpt, text, dsn=st.dsn, relay=target.relay, remote_mta=remote,
+                        diagnostic=diagnostic)
+        return failed(rcpt, st.dsn, text, relay=target.relay, remote_mta=remote,
+                      diagnostic=diagnostic)
+

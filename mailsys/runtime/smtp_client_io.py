@@ -1,0 +1,422 @@
+"""smtp_client_io - drive mailsys.smtp.ClientConnection over a trio stream.
+
+SYNOPSIS
+    target = Target("mx.example.org", "192.0.2.1", 25)
+    session = await connect(target, timeouts, helo_name="mail.example.com")
+    result = await session.send_mail("alice@example.com", [Rcpt("bob@example.org")], content)
+    if session.reusable:
+        cache.put("example.org", session)       # ConnectionCache, swept by cache.run()
+    else:
+        await session.close()
+
+DESCRIPTION
+    The I/O shell of the smtp delivery agent, as Postfix's smtp_connect.c
+    and smtp_chat.c are around smtp_proto.c. The protocol decisions are the
+    sans-IO ClientConnection's; this module only moves bytes and keeps time.
+    Every wait runs under the deadline ClientConnection.stage_timeout names
+    (smtp_helo_timeout, smtp_mail_timeout, smtp_rcpt_timeout,
+    smtp_data_init_timeout, smtp_data_xfer_timeout, smtp_data_done_timeout,
+    smtp_quit_timeout, ...), taken from the ``timeouts`` mapping.
+
+    Failures are SessionError with Postfix's text and status:
+
+      connect to mx.example.org[192.0.2.1]:25: Connection refused      4.4.1
+      host mx.example.org[192.0.2.1] refused to talk to me: 554 ...    from the reply
+      conversation with mx.example.org[192.0.2.1] timed out while sending RCPT TO   4.4.2
+      lost connection with mx.example.org[192.0.2.1] while receiving the initial server greeting   4.4.2
+
+    A SessionError raised by send_mail() carries ``settled``: the recipients
+    the server had already answered for good; the others are undecided and
+    get the error's text (a lost connection after the final dot "may be sent
+    more than once": the recipients are deferred and retried, never dropped).
+
+    STARTTLS: connect() takes a ``tls`` policy (TlsPolicy). With level may,
+    a server that offers STARTTLS is asked for it; a failed handshake raises
+    SessionError(tls_failed=True), and the caller reconnects in plaintext
+    (Postfix smtp_tls_fallback...). With encrypt, verify or secure a server
+    without STARTTLS, or a failed handshake, is a 4.7.5 deferral.
+
+    ConnectionCache keeps idle sessions per next hop for a short while
+    (Postfix's scache with smtp_connection_cache_time_limit); take() checks
+    a cached session with RSET before it hands it out, so a server that
+    closed meanwhile costs nothing but a fresh connect.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
+                                 EhloRejected, Greeting, HeloRejected, QuitDone, Rcpt,
+                                 RecipientStatus, RsetDone, StartTlsReady, StartTlsRefused,
+                                 TransactionDone, TransactionResult, refused_text)
+from mailsys.smtp.errors import RemoteProtocolError
+
+__all__ = ["Target", "SessionError", "SmtpSession", "TlsPolicy", "connect", "ConnectionCache",
+           "RECV_SIZE"]
+
+RECV_SIZE = 65536
+# A QUIT to an idle cached connection, or after delivery, must never hold
+# the agent up long; Postfix gives it smtp_quit_timeout, but nothing waits
+# for its answer to decide anything.
+QUIT_GRACE = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One address of one MX host."""
+
+    host: str
+    address: str
+    port: int = 25
+
+    @property
+    def peer(self) -> str:
+        """Postfix's namaddr: ``mx.example.org[192.0.2.1]``."""
+        return f"{self.host}[{self.address}]"
+
+    @property
+    def relay(self) -> str:
+        """The relay= field: ``mx.example.org[192.0.2.1]:25``."""
+        return f"{self.peer}:{self.port}"
+
+
+class SessionError(Exception):
+    """One host failed: Postfix's reason text and enhanced status code.
+
+    connected: the failure came from a server that answered (relay= then
+    names it). try_next: Postfix would try the next MX host (connection
+    failures, 4xx or 5xx greetings). settled: recipients already decided.
+    tls_failed: the STARTTLS handshake failed (opportunistic TLS retries
+    in plaintext)."""
+
+    def __init__(self, dsn: str, text: str, *, connected: bool = False, try_next: bool = False,
+                 settled: tuple[RecipientStatus, ...] = (), remote_reply: str = "",
+                 tls_failed: bool = False) -> None:
+        super().__init__(text)
+        self.dsn = dsn
+        self.text = text
+        self.connected = connected
+        self.try_next = try_next
+        self.settled = settled
+        self.remote_reply = remote_reply
+        self.tls_failed = tls_failed
+
+
+@dataclass(frozen=True, slots=True)
+class TlsPolicy:
+    """What smtp_tls_security_level asks for one connection.
+
+    level: none, may, encrypt, verify or secure. engine: makes a client
+    TlsEngine for a server name (None: TLS unavailable, as with level
+    none). wrap: turns (stream, engine) into a handshaken-ready stream;
+    both come from mailsys.tls / mailsys.runtime.tls_stream."""
+
+    level: str = "none"
+    engine: Callable[[str], object] | None = None
+    wrap: Callable[[trio.abc.Stream, object], trio.abc.Stream] | None = None
+
+    @property
+    def required(self) -> bool:
+        return self.level in ("encrypt", "verify", "secure")
+
+    @property
+    def wanted(self) -> bool:
+        return self.level != "none" and self.engine is not None
+
+
+class SmtpSession:
+    """One open SMTP connection, ready for transactions (after connect())."""
+
+    def __init__(self, stream: trio.abc.Stream, cc: ClientConnection, target: Target,
+                 timeouts: Mapping[str, float]) -> None:
+        self.stream = stream
+        self.cc = cc
+        self.target = target
+        self.timeouts = timeouts
+        self.uses = 0                  # transactions started on this connection
+        self.tls = None                # the TlsEngine once STARTTLS succeeded
+        self.broken = False
+        self._pending = b""            # bytes a command method returned, not yet written
+
+    # -- the driver loop (ClientConnection's docstring) ----------------------------
+
+    def _timeout(self, name: str) -> float:
+        return float(self.timeouts.get(name, 300.0))
+
+    async def next_event(self) -> object:
+        """Write what is queued, then read until the connection has an event.
+
+        Replies may queue more output (the body after 354, the next command
+        without PIPELINING), so output is written before every read."""
+        cc = self.cc
+        while True:
+            try:
+                event = cc.next_event()
+            except RemoteProtocolError as e:
+                self.broken = True
+                raise SessionError("4.5.0", f"conversation with {self.target.peer} failed: "
+                                   f"protocol error: {e}", connected=True,
+                                   settled=cc.settled) from None
+            stage, limit = cc.stage, cc.stage_timeout
+            out, self._pending = self._pending + cc.data_to_send(), b""
+            if out:
+                await self._io(stage, limit, self.stream.send_all(out))
+            if event is not NEED_DATA:
+                return event
+            if out:
+                continue
+            data = await self._io(cc.stage, cc.stage_timeout, self.stream.receive_some(RECV_SIZE),
+                                  receiving=True)
+            cc.receive_data(data or b"")
+
+    async def _io(self, stage: str, limit: str, op: Awaitable, receiving: bool = False) -> bytes:
+        try:
+            with trio.fail_after(self._timeout(limit)):
+                return await op
+        except trio.TooSlowError:
+            self.broken = True
+            raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out while {stage}",
+                               connected=True, settled=self.cc.settled) from None
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            # A reset or a broken TLS record is the end of the connection:
+            # let the protocol core see EOF and say what it was waiting for.
+            if receiving:
+                return b""
+            self.broken = True
+            raise SessionError("4.4.2", f"lost connection with {self.target.peer} while {stage}",
+                               connected=True, settled=self.cc.settled) from None
+
+    def _lost(self, event: ConnectionLost) -> SessionError:
+        self.broken = True
+        return SessionError("4.4.2", f"lost connection with {self.target.peer} while {event.stage}",
+                            connected=True, settled=self.cc.settled)
+
+    # -- session setup ----------------------------------------------------------------
+
+    async def hello(self, tls: TlsPolicy) -> None:
+        """Greeting, EHLO (HELO after a refusal), then STARTTLS as the policy says."""
+        event = await self.next_event()
+        if isinstance(event, ConnectionLost):
+            raise self._lost(event)
+        assert isinstance(event, Greeting)
+        if not event.ok:
+            raise SessionError(event.response.dsn, refused_text(self.target.peer, event.response),
+                               connected=True, try_next=True, remote_reply=event.response.text)
+        await self._ehlo()
+        if self.cc.tls_active or not tls.wanted and not tls.required:
+            return
+        if not self.cc.capabilities.starttls:
+            if tls.required:
+                raise SessionError("4.7.4", f"TLS is required, but was not offered by host "
+                                   f"{self.target.peer}", connected=True, try_next=True)
+            return
+        self._pending += self.cc.starttls()
+        event = await self.next_event()
+        if isinstance(event, ConnectionLost):
+            raise self._lost(event)
+        if isinstance(event, StartTlsRefused):
+            if tls.required:
+                raise SessionError("4.7.5", f"TLS is required, but host {self.target.peer} "
+                                   f"refused to start TLS: {event.response.text}",
+                                   connected=True, try_next=True)
+            return
+        assert isinstance(event, StartTlsReady)
+        await self._handshake(tls)
+        await self._ehlo()
+
+    async def _handshake(self, tls: TlsPolicy) -> None:
+        assert tls.engine is not None and tls.wrap is not None
+        try:
+            engine = tls.engine(self.target.host)
+            stream = tls.wrap(self.stream, engine)
+            await stream.handshake(self._timeout("smtp_starttls_timeout"))   # type: ignore[attr-defined]
+        except Exception as e:
+            self.broken = True
+            # may: the caller reconnects in plaintext; encrypt and up: the
+            # next MX host is tried (Postfix smtp_tls_fallback_level).
+            raise SessionError("4.7.5", f"Cannot start TLS: handshake failure with "
+                               f"{self.target.peer}: {e}", connected=True, try_next=True,
+                               tls_failed=True) from None
+        self.stream = stream
+        self.tls = engine
+        self.cc.tls_started()
+
+    async def _ehlo(self) -> None:
+        self._pending += self.cc.ehlo()
+        event = await self.next_event()
+        if isinstance(event, EhloRejected):
+            self._pending += self.cc.helo()
+            event = await self.next_event()
+        if isinstance(event, ConnectionLost):
+            raise self._lost(event)
+        if isinstance(event, HeloRejected):
+            self.broken = True
+            raise SessionError(event.response.dsn, refused_text(self.target.peer, event.response),
+                               connected=True, try_next=True, remote_reply=event.response.text)
+        assert isinstance(event, EhloDone)
+
+    # -- mail ---------------------------------------------------------------------
+
+    async def send_mail(self, sender: str, recipients: Sequence[Rcpt], content: bytes,
+                        **params: object) -> TransactionResult:
+        """One message; raises SessionError (with .settled) when the session fails."""
+        self.uses += 1
+        self._pending += self.cc.send_mail(sender, recipients, content,
+                                           **params)   # type: ignore[arg-type]
+        event = await self.next_event()
+        if isinstance(event, ConnectionLost):
+            raise self._lost(event)
+        assert isinstance(event, TransactionDone), event
+        return event.result
+
+    async def reset(self) -> bool:
+        """RSET on a cached connection: True when the server is still there."""
+        if self.broken or self.cc.closed:
+            return False
+        try:
+            self._pending += self.cc.rset()
+            event = await self.next_event()
+        except SessionError:
+            return False
+        return isinstance(event, RsetDone) and event.response.code // 100 == 2 and not self.cc.closed
+
+    @property
+    def reusable(self) -> bool:
+        return not self.broken and self.cc.state is ClientState.READY
+
+    async def close(self) -> None:
+        """QUIT when the session is still sane, then close; never raises."""
+        with trio.move_on_after(min(QUIT_GRACE, self._timeout("smtp_quit_timeout"))) as scope:
+            scope.shield = True
+            try:
+                if not self.broken and not self.cc.closed:
+                    if self.cc.state in (ClientState.HELLO, ClientState.READY, ClientState.REFUSED):
+                        self._pending += self.cc.quit()
+                        event = await self.next_event()
+                        assert isinstance(event, (QuitDone, ConnectionLost))
+            except (SessionError, AssertionError):
+                pass
+            try:
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                pass
+        if scope.cancelled_caught:
+            trio_close(self.stream)
+
+
+def trio_close(stream: trio.abc.Stream) -> None:
+    """Close a stream's socket at once, without the niceties that timed out."""
+    sock = getattr(getattr(stream, "transport_stream", stream), "socket", None)
+    if sock is not None:
+        sock.close()
+
+
+def _strerror(e: OSError) -> str:
+    # trio's connect() decorates strerror ("Error connecting to ..."); Postfix
+    # prints the plain system text.
+    return os.strerror(e.errno) if e.errno else (e.strerror or os.strerror(errno.EIO))
+
+
+async def open_stream(target: Target, timeout: float) -> trio.SocketStream:
+    """TCP connect within smtp_connect_timeout; SessionError says why not."""
+    family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        with trio.fail_after(timeout) if timeout > 0 else trio.CancelScope():
+            await sock.connect((target.address, target.port))
+    except trio.TooSlowError:
+        sock.close()
+        raise SessionError("4.4.1", f"connect to {target.relay}: Connection timed out",
+                           try_next=True) from None
+    except OSError as e:
+        sock.close()
+        raise SessionError("4.4.1", f"connect to {target.relay}: {_strerror(e)}",
+                           try_next=True) from None
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketStream(sock)
+
+
+async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: str,
+                  tls: TlsPolicy = TlsPolicy(), pipelining: bool = True,
+                  body_line_limit: int = 0) -> SmtpSession:
+    """A session past EHLO (and STARTTLS) with one host, or SessionError."""
+    stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)))
+    cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit)
+    session = SmtpSession(stream, cc, target, timeouts)
+    try:
+        await session.hello(tls)
+    except BaseException:
+        await session.close()
+        raise
+    return session
+
+
+@dataclass(slots=True)
+class _Idle:
+    session: SmtpSession
+    expires: float
+
+
+@dataclass(slots=True)
+class ConnectionCache:
+    """Idle sessions per next hop, kept for time_limit seconds (0: no caching)."""
+
+    time_limit: float = 2.0
+    _idle: dict[str, list[_Idle]] = field(default_factory=dict)
+    _changed: trio.Event = field(default_factory=trio.Event)
+
+    def put(self, key: str, session: SmtpSession) -> bool:
+        """Keep a session that is ready for the next message; False when refused."""
+        if self.time_limit <= 0 or not session.reusable:
+            return False
+        self._idle.setdefault(key, []).append(_Idle(session, trio.current_time() + self.time_limit))
+        self._changed.set()
+        return True
+
+    async def take(self, key: str) -> SmtpSession | None:
+        """A live cached session for key (checked with RSET), or None."""
+        while self._idle.get(key):
+            idle = self._idle[key].pop()
+            if not self._idle[key]:
+                del self._idle[key]
+            if idle.expires > trio.current_time() and await idle.session.reset():
+                return idle.session
+            await idle.session.close()
+        return None
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._idle.values())
+
+    async def run(self) -> None:
+        """Close sessions whose time is up; runs for the life of the process."""
+        async with trio.open_nursery() as nursery:
+            try:
+                while True:
+                    now = trio.current_time()
+                    for key in list(self._idle):
+                        keep = [i for i in self._idle[key] if i.expires > now]
+                        for i in self._idle[key]:
+                            if i.expires <= now:
+                                nursery.start_soon(i.session.close)
+                        if keep:
+                            self._idle[key] = keep
+                        else:
+                            del self._idle[key]
+                    wake = min((i.expires for v in self._idle.values() for i in v), default=None)
+                    self._changed = trio.Event()
+                    with trio.move_on_at(wake if wake is not None else float("inf")):
+                        await self._changed.wait()
+            finally:
+                for v in self._idle.values():
+                    for i in v:
+                        trio_close(i.session.stream)
+                self._idle.clear()

@@ -1,0 +1,654 @@
+"""tls - TLS contexts from main.cf, and a TLS engine that works on bytes.
+
+SYNOPSIS
+    from mailsys.tls import server_context, client_context, TlsEngine, TlsError
+    from mailsys.tls import describe, peer_status, summary, established_text
+
+    ctx = server_context(cfg)                 # None: no certificate configured
+    engine = TlsEngine(ctx, server_side=True)
+    out, done = engine.handshake_step(incoming_bytes)   # send `out`; feed more until done
+    wire = engine.encrypt(b"250 ok\\r\\n")
+    plain, out = engine.decrypt(wire_bytes)    # send `out` too (alerts, key updates)
+    wire = engine.close_notify()
+
+    ctx = client_context(cfg, "secure")
+    engine = TlsEngine(ctx, server_side=False, server_hostname="mx.example.com")
+    info = describe(engine)                   # mailsys.message.received.TlsInfo
+    log.info(established_text(engine, "mx.example.com[192.0.2.1]:25"))
+
+DESCRIPTION
+    The TLS layer of smtpd (STARTTLS and wrapper mode) and of the smtp
+    client, in the sans-IO style of mailsys.smtp: a TlsEngine owns a
+    pyOpenSSL Connection on memory BIOs and never touches a socket. Bytes
+    from the network go in, bytes for the network come out; the caller
+    (mailsys.runtime.tls_stream) moves them. The engine starts with empty
+    buffers: whatever the peer sent before TLS began is not its business
+    (smtpd discards plaintext pipelined after STARTTLS, CVE-2011-0411).
+
+    Every pyOpenSSL call is followed by draining the outgoing BIO, because
+    "many Connection methods will add bytes which must be read in this
+    manner or the buffer will eventually fill up" (pyOpenSSL,
+    Connection.bio_read). WantReadError means "feed me more", never failure.
+    Every other failure is one TlsError carrying a readable reason, a kind
+    (handshake, verify, timeout, eof) and any alert bytes for the peer.
+
+    Contexts follow Postfix's parameters:
+
+    server_context   smtpd_tls_cert_file / smtpd_tls_key_file, or
+                     smtpd_tls_chain_files (key then certificates per file);
+                     smtpd_tls_protocols or, with security level encrypt,
+                     smtpd_tls_mandatory_protocols (">=TLSv1", "!SSLv2, !SSLv3",
+                     "TLSv1.2 TLSv1.3", "<=TLSv1.2"); cipher grades from
+                     smtpd_tls_ciphers / smtpd_tls_mandatory_ciphers with
+                     Postfix's grade lists; smtpd_tls_ask_ccert asks for a
+                     client certificate (trust anchors smtpd_tls_CAfile) and
+                     records, never enforces, its verification. Build it once
+                     per process, at start-up: a bad file is a ConfigError
+                     naming the parameter, and session tickets and the
+                     session cache live in the context.
+    client_context   smtp_tls_security_level semantics. none, may, encrypt:
+                     the server certificate is checked only to say Trusted or
+                     Untrusted in the log (Postfix: encrypt does not verify).
+                     verify, secure: the chain must verify against
+                     smtp_tls_CAfile / smtp_tls_CApath (else the system store)
+                     and the certificate must match server_hostname, or the
+                     handshake fails with TlsError(kind="verify"). dane has no
+                     DNSSEC to stand on and falls back to may, as Postfix
+                     does for insecure TLSA lookups.
+
+    describe() gives the facts Postfix writes into the Received: header and
+    its "TLS connection established" log lines; peer_status() gives the
+    word in front (Anonymous, Untrusted, Trusted, Verified).
+
+BUGS
+    pyOpenSSL does not expose hostname matching, the verification error
+    strings or a cipher's algorithm bits; the few native calls that do are in
+    the "native" section below, each with what it stands for. Protocol lists
+    with holes ("TLSv1 TLSv1.2") become the enclosing range, because
+    pyOpenSSL sets only a minimum and a maximum version. The signature
+    algorithm in describe()'s details is derived from the certificate key
+    (exact for TLSv1.3), and the signature digest is not reported.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.x509.oid import NameOID
+from OpenSSL import SSL
+from OpenSSL._util import ffi as _ffi, lib as _lib
+
+from mailsys.errors import ConfigError
+from mailsys.message.received import TlsInfo
+
+__all__ = ["TlsError", "TlsEngine", "server_context", "client_context", "describe",
+           "peer_status", "summary", "established_text", "CLIENT_LEVELS"]
+
+# One BIO read or plaintext read at a time; 64 KiB is four full TLS records.
+CHUNK = 65536
+
+# Postfix's tls_{export,low,medium,high,null}_cipherlist defaults (postconf(5)).
+# RC4, EXPORT and LOW ciphers no longer exist in OpenSSL 3; naming them is harmless.
+CIPHER_GRADES = {
+    "export": "aNULL:-aNULL:HIGH:MEDIUM:LOW:EXPORT:+RC4:@STRENGTH",
+    "low": "aNULL:-aNULL:HIGH:MEDIUM:LOW:+RC4:@STRENGTH",
+    "medium": "aNULL:-aNULL:HIGH:MEDIUM:+RC4:@STRENGTH",
+    "high": "aNULL:-aNULL:HIGH:@STRENGTH",
+    "null": "aNULL:-aNULL:eNULL:!aNULL",
+}
+
+# Protocol names in Postfix's lists, oldest first, with OpenSSL's version numbers.
+PROTOCOLS = {
+    "SSLv2": 0x0200,
+    "SSLv3": SSL.SSL3_VERSION,
+    "TLSv1": SSL.TLS1_VERSION,
+    "TLSv1.1": SSL.TLS1_1_VERSION,
+    "TLSv1.2": SSL.TLS1_2_VERSION,
+    "TLSv1.3": SSL.TLS1_3_VERSION,
+}
+
+# OpenSSL 3 builds no longer speak these (SSLv3 is compiled out by default),
+# so a list that allows them still starts at TLSv1.
+_OBSOLETE = ("SSLv2", "SSLv3")
+
+# smtp_tls_security_level values client_context accepts ("" means none).
+CLIENT_LEVELS = ("", "none", "may", "encrypt", "dane", "verify", "secure")
+_VERIFYING_LEVELS = ("verify", "secure")
+_MANDATORY_LEVELS = ("encrypt", "verify", "secure")
+
+# Session-ID context for the server's session cache; OpenSSL refuses to
+# resume sessions without one once client certificates are asked for.
+_SESSION_ID_CONTEXT = b"mailsys-smtpd"
+
+
+class TlsError(Exception):
+    """A TLS failure, with a reason a person can read.
+
+    ``kind`` is "handshake" (protocol or alert), "verify" (the peer's
+    certificate failed a required check), "timeout" or "eof" (the peer went
+    away); ``outgoing`` holds bytes (usually an alert) to send the peer
+    before closing, b"" when there are none.
+    """
+
+    def __init__(self, reason: str, *, kind: str = "handshake", outgoing: bytes = b"") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+        self.outgoing = outgoing
+
+
+@dataclass(frozen=True, slots=True)
+class _Policy:
+    """What a context asks of its connections; kept as the context's app data."""
+
+    server_side: bool
+    enforce: bool = False       # client verify/secure: fail the handshake on a bad peer
+    ask_ccert: bool = False     # server: a client certificate is requested
+
+
+# -- contexts -------------------------------------------------------------------
+
+
+def server_context(cfg) -> SSL.Context | None:
+    """server_context - smtpd's TLS context, or None when no certificate is configured."""
+    chain_files = tuple(cfg.smtpd_tls_chain_files)
+    if not chain_files and not cfg.smtpd_tls_cert_file:
+        return None
+    which = "smtpd_tls_mandatory_" if cfg.smtpd_tls_security_level == "encrypt" else "smtpd_tls_"
+    ctx = _base_context(SSL.TLS_SERVER_METHOD, cfg, protocols_param=which + "protocols",
+                        grade_param=which + "ciphers")
+    if chain_files:
+        for name in chain_files:
+            _load_chain_file(ctx, _resolve(cfg, name), "smtpd_tls_chain_files")
+    else:
+        _load_cert_and_key(ctx, cfg, "smtpd_tls_cert_file", "smtpd_tls_key_file")
+    ctx.set_session_id(_SESSION_ID_CONTEXT)
+    ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    timeout = int(cfg.smtpd_tls_session_cache_timeout)
+    if timeout > 0:
+        ctx.set_timeout(timeout)
+    ask = bool(cfg.smtpd_tls_ask_ccert or cfg.smtpd_tls_req_ccert)
+    if ask:
+        # The certificate is recorded, never enforced here: smtpd decides
+        # (smtpd_tls_req_ccert: "421 4.7.1 ... No client certificate presented").
+        if cfg.smtpd_tls_CAfile:
+            cafile = _readable(cfg.path("smtpd_tls_CAfile"), "smtpd_tls_CAfile")
+            _ssl_call(lambda: ctx.load_verify_locations(str(cafile)), "smtpd_tls_CAfile",
+                      f"no CA certificates in {cafile}")
+            ctx.load_client_ca(str(cafile).encode())
+        ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_CLIENT_ONCE, _verify_callback)
+    else:
+        ctx.set_verify(SSL.VERIFY_NONE)
+    ctx.set_app_data(_Policy(server_side=True, ask_ccert=ask))
+    return ctx
+
+
+def client_context(cfg, level: str) -> SSL.Context:
+    """client_context - the smtp client's TLS context for one smtp_tls_security_level."""
+    if level not in CLIENT_LEVELS:
+        raise ConfigError(f"unsupported TLS security level: {level!r}", param="smtp_tls_security_level")
+    which = "smtp_tls_mandatory_" if level in _MANDATORY_LEVELS else "smtp_tls_"
+    # Anonymous suites would hide the certificate that says Trusted or
+    # Verified, and no server needs them: the client never offers them.
+    ctx = _base_context(SSL.TLS_CLIENT_METHOD, cfg, protocols_param=which + "protocols",
+                        grade_param=which + "ciphers", extra=":!aNULL")
+    cafile, capath = _optional(cfg, "smtp_tls_CAfile"), _optional(cfg, "smtp_tls_CApath")
+    if cafile or capath:
+        ca = _readable(cfg.path("smtp_tls_CAfile"), "smtp_tls_CAfile") if cafile else None
+        cap = cfg.path("smtp_tls_CApath") if capath else None
+        _ssl_call(lambda: ctx.load_verify_locations(str(ca) if ca else None, str(cap) if cap else None),
+                  "smtp_tls_CAfile" if cafile else "smtp_tls_CApath", "cannot load CA certificates")
+    else:
+        ctx.set_default_verify_paths()
+    if cfg.smtp_tls_cert_file:
+        _load_cert_and_key(ctx, cfg, "smtp_tls_cert_file", "smtp_tls_key_file")
+    # Always VERIFY_PEER: the callback records the outcome, and only fails the
+    # handshake when the level demands it (see _verify_callback).
+    ctx.set_verify(SSL.VERIFY_PEER, _verify_callback)
+    ctx.set_app_data(_Policy(server_side=False, enforce=level in _VERIFYING_LEVELS))
+    return ctx
+
+
+def _base_context(method: int, cfg, *, protocols_param: str, grade_param: str,
+                  extra: str = "") -> SSL.Context:
+    ctx = SSL.Context(method)
+    low, high = parse_protocols(cfg[protocols_param], protocols_param)
+    ctx.set_min_proto_version(low)
+    ctx.set_max_proto_version(high)
+    grade = _optional(cfg, grade_param) or "medium"
+    if grade not in CIPHER_GRADES:
+        raise ConfigError(f"unknown cipher grade: {grade}", param=grade_param)
+    _ssl_call(lambda: ctx.set_cipher_list((CIPHER_GRADES[grade] + extra).encode()), grade_param,
+              f"no usable ciphers in grade {grade}")
+    # Compression invites CRIME; renegotiation is a CPU lever for abusers.
+    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+    # Idle connections keep no record buffers: smtpd holds many of them.
+    ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    return ctx
+
+
+def parse_protocols(words: Iterable[str], param: str = "") -> tuple[int, int]:
+    """parse_protocols - a Postfix protocol list -> (min version, max version) for OpenSSL.
+
+    Accepts ">=TLSv1", "<=TLSv1.2", "!SSLv3" and plain names, separated by
+    whitespace, commas or colons. Plain names make an inclusion list; "!"
+    removes; bounds limit. The answer is the range spanning what is left.
+    """
+    names = list(PROTOCOLS)
+    include: set[str] = set()
+    exclude: set[str] = set()
+    low, high = 0, len(names) - 1
+    for word in words:
+        for token in word.replace(":", " ").replace(",", " ").split():
+            for prefix in (">=", "<=", "!", ""):
+                if token.startswith(prefix):
+                    name = token[len(prefix):]
+                    break
+            if name not in PROTOCOLS:
+                raise ConfigError(f"unknown TLS protocol: {token}", param=param or None)
+            index = names.index(name)
+            if prefix == ">=":
+                low = max(low, index)
+            elif prefix == "<=":
+                high = min(high, index)
+            elif prefix == "!":
+                exclude.add(name)
+            else:
+                include.add(name)
+    allowed = [i for i, n in enumerate(names)
+               if (not include or n in include) and n not in exclude and low <= i <= high
+               and n not in _OBSOLETE]
+    if not allowed:
+        raise ConfigError("no TLS protocol left in the list", param=param or None)
+    return PROTOCOLS[names[min(allowed)]], PROTOCOLS[names[max(allowed)]]
+
+
+def _optional(cfg, name: str) -> str:
+    """A parameter that the table may not (yet) know: its value, or "" when unset."""
+    try:
+        return str(cfg[name])
+    except KeyError:
+        return ""
+
+
+def _resolve(cfg, name: str) -> Path:
+    path = Path(name)
+    return path if path.is_absolute() else cfg.config_dir.absolute().parent / path
+
+
+def _readable(path: Path, param: str) -> Path:
+    """The path, after proving it can be read: a clear error beats OpenSSL's."""
+    try:
+        with open(path, "rb") as f:
+            f.read(1)
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror}", param=param) from None
+    return path
+
+
+def _ssl_call(fn, param: str, message: str) -> None:
+    try:
+        fn()
+    except SSL.Error as e:
+        raise ConfigError(f"{message}: {_openssl_reason(e)}", param=param) from None
+
+
+def _load_cert_and_key(ctx: SSL.Context, cfg, cert_param: str, key_param: str) -> None:
+    cert = _readable(cfg.path(cert_param), cert_param)
+    key = _readable(cfg.path(key_param), key_param) if cfg[key_param] else cert
+    _ssl_call(lambda: ctx.use_certificate_chain_file(str(cert)), cert_param,
+              f"no usable certificate in {cert}")
+    _ssl_call(lambda: ctx.use_privatekey_file(str(key)), key_param, f"no usable private key in {key}")
+    _ssl_call(ctx.check_privatekey, key_param, f"private key in {key} does not match certificate {cert}")
+
+
+def _load_chain_file(ctx: SSL.Context, path: Path, param: str) -> None:
+    """One smtpd_tls_chain_files entry: a private key, then its certificate chain.
+
+    XXX OpenSSL keeps one certificate per key type but one list of extra
+    chain certificates per context, so the intermediates of every file
+    are sent with every leaf. Harmless for peers, but a few bytes more.
+    """
+    data = _readable(path, param).read_bytes()
+    try:
+        key = load_pem_private_key(data, password=None)
+        certs = x509.load_pem_x509_certificates(data)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"no private key and certificate in {path}: {e}", param=param) from None
+    _ssl_call(lambda: ctx.use_privatekey(key), param, f"unusable private key in {path}")
+    _ssl_call(lambda: ctx.use_certificate(certs[0]), param, f"unusable certificate in {path}")
+    _ssl_call(ctx.check_privatekey, param, f"private key in {path} does not match its certificate")
+    for cert in certs[1:]:
+        _ssl_call(lambda c=cert: ctx.add_extra_chain_cert(c), param, f"unusable chain certificate in {path}")
+
+
+def _verify_callback(conn: SSL.Connection, cert, errnum: int, depth: int, ok: int) -> bool:
+    """Record each verification failure; fail the handshake only when the level demands it."""
+    engine = conn.get_app_data()
+    if not ok:
+        engine._verify_errors.append((depth, errnum))
+    return bool(ok) or not engine._policy.enforce
+
+
+# -- the engine -----------------------------------------------------------------
+
+
+class TlsEngine:
+    """One TLS session as bytes in, bytes out (pyOpenSSL on memory BIOs).
+
+    Not safe for use by two threads; under trio a reader task and a writer
+    task may share it, since every method runs without awaiting.
+    """
+
+    __slots__ = ("_conn", "_policy", "_verify_errors", "server_side", "server_hostname",
+                 "handshake_done", "peer_closed", "close_sent", "__weakref__")
+
+    def __init__(self, ctx: SSL.Context, *, server_side: bool, server_hostname: str | None = None) -> None:
+        policy = ctx.get_app_data()
+        if not isinstance(policy, _Policy):
+            raise TypeError("TlsEngine needs a context from server_context() or client_context()")
+        if policy.server_side != server_side:
+            raise ValueError("server_side does not match the context")
+        self._policy = policy
+        self._verify_errors: list[tuple[int, int]] = []
+        self.server_side = server_side
+        self.server_hostname = server_hostname
+        self.handshake_done = False
+        self.peer_closed = False     # the peer sent close_notify
+        self.close_sent = False
+        self._conn = SSL.Connection(ctx, None)
+        self._conn.set_app_data(self)
+        if server_side:
+            self._conn.set_accept_state()
+            return
+        self._conn.set_connect_state()
+        if server_hostname and not _is_ip(server_hostname):
+            self._conn.set_tlsext_host_name(server_hostname.encode("idna"))
+        if policy.enforce:
+            if not server_hostname:
+                raise ValueError("verify and secure levels need the server hostname to match")
+            _expect_peer_name(self._conn, server_hostname)
+
+    # The four operations.
+
+    def handshake_step(self, incoming: bytes) -> tuple[bytes, bool]:
+        """Feed handshake bytes from the peer; return (bytes for the peer, handshake done)."""
+        if incoming:
+            self._conn.bio_write(incoming)
+        if self.handshake_done:
+            return self._drain(), True
+        try:
+            self._conn.do_handshake()
+        except SSL.WantReadError:
+            return self._drain(), False
+        except SSL.Error as e:
+            raise self._error(e, "handshake") from None
+        self.handshake_done = True
+        return self._drain(), True
+
+    def encrypt(self, plain: bytes) -> bytes:
+        """Plaintext -> TLS records for the peer."""
+        if not self.handshake_done:
+            raise TlsError("TLS handshake not done", kind="handshake")
+        out = []
+        view = memoryview(plain)
+        try:
+            while view:
+                sent = self._conn.send(view[:CHUNK])
+                view = view[sent:]
+                out.append(self._drain())
+        except SSL.Error as e:
+            raise self._error(e, "handshake") from None
+        return b"".join(out)
+
+    def decrypt(self, cipher: bytes) -> tuple[bytes, bytes]:
+        """TLS records from the peer -> (plaintext, bytes for the peer).
+
+        Plaintext b"" means "nothing yet" unless ``peer_closed`` became true
+        (the peer's close_notify). Call with b"" to collect plaintext that
+        arrived together with the end of the handshake.
+        """
+        if cipher:
+            self._conn.bio_write(cipher)
+        plain = []
+        try:
+            while True:
+                plain.append(self._conn.recv(CHUNK))
+        except SSL.WantReadError:
+            pass
+        except SSL.ZeroReturnError:
+            self.peer_closed = True
+        except SSL.Error as e:
+            raise self._error(e, "handshake") from None
+        return b"".join(plain), self._drain()
+
+    def close_notify(self) -> bytes:
+        """Our close_notify alert; after it nothing more can be encrypted."""
+        if self.close_sent:
+            return b""
+        self.close_sent = True
+        try:
+            self._conn.shutdown()
+        except SSL.Error:
+            pass   # a broken session cannot say goodbye; the transport closes anyway
+        return self._drain()
+
+    # Facts.
+
+    @property
+    def session_reused(self) -> bool:
+        return bool(_lib.SSL_session_reused(self._conn._ssl))   # native: SSL_session_reused
+
+    @property
+    def peer_certificate(self) -> x509.Certificate | None:
+        return self._conn.get_peer_certificate(as_cryptography=True)
+
+    @property
+    def peer_trusted(self) -> bool:
+        """The peer presented a certificate and every check on it passed."""
+        return self.peer_certificate is not None and not self._verify_errors
+
+    @property
+    def name_checked(self) -> bool:
+        """The certificate was matched to server_hostname (client verify/secure)."""
+        return self._policy.enforce
+
+    @property
+    def asked_for_certificate(self) -> bool:
+        return self._policy.ask_ccert
+
+    @property
+    def connection(self) -> SSL.Connection:
+        """The pyOpenSSL Connection, for facts this class does not offer."""
+        return self._conn
+
+    # Internals.
+
+    def _drain(self) -> bytes:
+        out = []
+        try:
+            while True:
+                out.append(self._conn.bio_read(CHUNK))
+        except SSL.WantReadError:
+            pass
+        return b"".join(out)
+
+    def _error(self, e: SSL.Error, kind: str) -> TlsError:
+        reason = _openssl_reason(e)
+        if self._verify_errors and self._policy.enforce:
+            depth, errnum = self._verify_errors[-1]
+            what = "Server certificate not verified"
+            reason = f"{what}: {_verify_error_string(errnum)} (depth {depth})"
+            kind = "verify"
+        elif isinstance(e, SSL.SysCallError):
+            kind = "eof"
+        return TlsError(reason, kind=kind, outgoing=self._drain())
+
+
+def _openssl_reason(e: Exception) -> str:
+    """OpenSSL's error queue as text: "ssl3_read_bytes: sslv3 alert bad certificate"."""
+    args = e.args[0] if e.args else None
+    if isinstance(args, list) and args:
+        parts = []
+        for entry in args:
+            if isinstance(entry, tuple) and len(entry) == 3:
+                parts.append(entry[2] if not entry[1] else f"{entry[1]}: {entry[2]}")
+            else:
+                parts.append(str(entry))
+        return "; ".join(parts)
+    if isinstance(e, SSL.SysCallError):
+        return "unexpected end of TLS stream"
+    text = " ".join(str(a) for a in e.args)
+    return text or type(e).__name__
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+# -- native: what pyOpenSSL does not expose ---------------------------------------
+# These go through the cffi binding pyOpenSSL itself uses (OpenSSL._util),
+# the same calls CPython's ssl module makes for check_hostname.
+
+
+def _expect_peer_name(conn: SSL.Connection, name: str) -> None:
+    """Make OpenSSL match the peer certificate to `name` during verification.
+
+    SSL_set1_host without the helper: X509_VERIFY_PARAM_set1_host (or
+    _set1_ip for an address literal) on the connection's parameters, with
+    partial wildcards ("mx*.example.com") refused as RFC 6125 asks.
+    """
+    param = _lib.SSL_get0_param(conn._ssl)
+    bare = name.strip("[]")
+    if _is_ip(bare):
+        packed = ipaddress.ip_address(bare).packed
+        ok = _lib.X509_VERIFY_PARAM_set1_ip(param, packed, len(packed))
+    else:
+        _lib.X509_VERIFY_PARAM_set_hostflags(param, _lib.X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
+        host = name.rstrip(".").encode("idna")
+        ok = _lib.X509_VERIFY_PARAM_set1_host(param, host, len(host))
+    if ok != 1:
+        raise TlsError(f"cannot match certificates to {name!r}", kind="verify")
+
+
+def _verify_error_string(errnum: int) -> str:
+    """X509_verify_cert_error_string: "unable to get local issuer certificate"."""
+    text = _lib.X509_verify_cert_error_string(errnum)
+    return _ffi.string(text).decode("ascii", "replace") if text != _ffi.NULL else f"error {errnum}"
+
+
+def _cipher_bits(conn: SSL.Connection) -> tuple[int, int]:
+    """SSL_CIPHER_get_bits: (secret bits used, bits of the algorithm)."""
+    cipher = _lib.SSL_get_current_cipher(conn._ssl)
+    if cipher == _ffi.NULL:
+        return 0, 0
+    alg = _ffi.new("int *")
+    use = _lib.SSL_CIPHER_get_bits(cipher, alg)
+    return int(use), int(alg[0])
+
+
+# -- describing a session -------------------------------------------------------------
+
+
+def describe(engine: TlsEngine) -> TlsInfo:
+    """describe - the session's facts as the Received: header and the log want them."""
+    conn = engine.connection
+    usebits, algbits = _cipher_bits(conn)
+    peer = engine.peer_certificate
+    return TlsInfo(
+        protocol=conn.get_protocol_version_name(),
+        cipher=conn.get_cipher_name() or "",
+        usebits=usebits,
+        algbits=algbits,
+        details=_details(engine),
+        peer_cn=_name_cn(peer.subject) if peer is not None else "",
+        issuer_cn=_issuer_cn(peer.issuer) if peer is not None else "",
+        peer_verified=engine.peer_trusted,
+        ask_ccert=engine.asked_for_certificate,
+    )
+
+
+def peer_status(engine: TlsEngine) -> str:
+    """peer_status - Postfix's word for the peer: Anonymous, Untrusted, Trusted or Verified."""
+    if engine.peer_certificate is None:
+        return "Anonymous"
+    if not engine.peer_trusted:
+        return "Untrusted"
+    return "Verified" if engine.name_checked else "Trusted"
+
+
+def summary(info: TlsInfo) -> str:
+    """summary - "TLSv1.3 with cipher TLS_AES_256_GCM_SHA384 (256/256 bits)" plus any details."""
+    text = f"{info.protocol} with cipher {info.cipher} ({info.usebits}/{info.algbits} bits)"
+    return f"{text} {info.details}" if info.details else text
+
+
+def established_text(engine: TlsEngine, peer: str) -> str:
+    """established_text - Postfix's log line after a handshake.
+
+    smtpd: "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 ...";
+    smtp:  "Untrusted TLS connection established to mx.example.com[192.0.2.1]:25: TLSv1.3 ...".
+    """
+    how = "reused" if engine.session_reused else "established"
+    direction = "from" if engine.server_side else "to"
+    return f"{peer_status(engine)} TLS connection {how} {direction} {peer}: {summary(describe(engine))}"
+
+
+def _name_cn(name: x509.Name) -> str:
+    return _name_attribute(name, NameOID.COMMON_NAME)
+
+
+def _issuer_cn(name: x509.Name) -> str:
+    # Postfix's tls_issuer_CN: the CN, else the organisation (many CAs have no CN).
+    return _name_attribute(name, NameOID.COMMON_NAME) or _name_attribute(name, NameOID.ORGANIZATION_NAME)
+
+
+def _name_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
+    values = name.get_attributes_for_oid(oid)
+    if not values:
+        return ""
+    value = values[0].value
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _details(engine: TlsEngine) -> str:
+    """ "key-exchange X25519 server-signature RSA-PSS (2048 bits)", as far as known."""
+    conn = engine.connection
+    parts = []
+    group = conn.get_group_name()
+    if group:
+        parts.append(f"key-exchange {group}")
+    server_cert = (conn.get_certificate(as_cryptography=True) if engine.server_side
+                   else engine.peer_certificate)
+    if server_cert is not None and conn.get_protocol_version_name() == "TLSv1.3":
+        signature = _signature_of(server_cert.public_key())
+        if signature:
+            parts.append(f"server-signature {signature}")
+    return " ".join(parts)
+
+
+# Postfix names curves the NIST way (EC_curve_nid2nist).
+_NIST_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+
+
+def _signature_of(key) -> str:
+    # TLSv1.3 fixes the scheme by key type: RSA keys sign with RSA-PSS (RFC 8446 4.2.3).
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA-PSS ({key.key_size} bits)"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ECDSA ({_NIST_CURVES.get(key.curve.name, key.curve.name)})"
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return "ED25519"
+    if isinstance(key, ed448.Ed448PublicKey):
+        return "ED448"
+    return ""

@@ -1,0 +1,173 @@
+"""The local agent's work on real directories: Maildir layout, headers, loops, limits, failures."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from mailsys.config.tables import DictTable
+from mailsys.delivery import maildir
+from mailsys.delivery.local import deliver_request, delivered_to
+from mailsys.delivery.mailbox import MailboxSettings, find_mailbox, MailboxError
+from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
+
+CONTENT = (b"Received: from client.example.org\r\n\tby mx.example.com\r\n"
+           b"From: alice@example.com\r\nSubject: hi\r\n\r\nHello.\r\n.dot\r\n")
+
+
+def request(*rcpts, cls="virtual", sender="alice@example.com", orig=""):
+    now = time.time()
+    return DeliverRequest(queue_id="1C0BF20E25F", transport=cls, nexthop="", sender=sender,
+                          recipients=tuple(DeliverRecipient(i, r, orig=orig) for i, r in enumerate(rcpts)),
+                          arrival_time=now, size=len(CONTENT), queued_at=now, address_class=cls)
+
+
+@pytest.fixture
+def vsettings(tmp_path):
+    table = DictTable("texthash:vmaps", {"bob@example.com": "example.com/bob/",
+                                         "@catch.example": "catch.example/all/",
+                                         "mbox@example.com": "example.com/mbox",
+                                         "evil@example.com": "../outside/"})
+    return MailboxSettings(virtual_base=str(tmp_path / "vmail"), virtual_maps=(table,),
+                           virtual_limit=0, recipient_delimiter="+")
+
+
+def files(d):
+    return sorted(os.listdir(d)) if d.exists() else []
+
+
+def test_maildir_delivery_layout_and_headers(tmp_path, vsettings):
+    (result,) = deliver_request(request("bob@example.com", orig="bobby@example.com"), CONTENT, vsettings)
+    assert (result.status, result.dsn, result.reason, result.relay) == (
+        "sent", "2.0.0", "delivered to maildir", "virtual")
+    box = tmp_path / "vmail" / "example.com" / "bob"
+    assert files(box) == ["cur", "new", "tmp"]
+    assert files(box / "tmp") == [] and files(box / "cur") == []
+    (name,) = files(box / "new")
+    assert name.endswith("." + __import__("socket").gethostname())
+    data = (box / "new" / name).read_bytes()
+    assert data.startswith(b"Return-Path: <alice@example.com>\nX-Original-To: bobby@example.com\n"
+                           b"Delivered-To: bob@example.com\nReceived: from client.example.org\n"
+                           b"\tby mx.example.com\n")
+    assert b"\r" not in data and data.endswith(b"\n\nHello.\n.dot\n")
+    assert oct(os.stat(box / "new" / name).st_mode & 0o777) == "0o600"
+
+
+def test_two_deliveries_get_two_files(tmp_path, vsettings):
+    deliver_request(request("bob@example.com", "bob+tag@example.com"), CONTENT, vsettings)
+    assert len(files(tmp_path / "vmail" / "example.com" / "bob" / "new")) == 2
+
+
+def test_null_sender_and_catch_all(tmp_path, vsettings):
+    (r,) = deliver_request(request("anyone@catch.example", sender=""), CONTENT, vsettings)
+    assert r.status == "sent"
+    (name,) = files(tmp_path / "vmail" / "catch.example" / "all" / "new")
+    data = (tmp_path / "vmail" / "catch.example" / "all" / "new" / name).read_bytes()
+    assert data.startswith(b"Return-Path: <>\nX-Original-To: anyone@catch.example\n")
+
+
+def test_unknown_virtual_user_bounces(vsettings):
+    (r,) = deliver_request(request("nobody@example.com"), CONTENT, vsettings)
+    assert (r.status, r.dsn, r.reason) == ("bounced", "5.1.1", 'unknown user: "nobody@example.com"')
+
+
+def test_loop_is_bounced_and_other_recipients_still_delivered(tmp_path, vsettings):
+    looped = b"Delivered-To: Bob@Example.com\r\n" + CONTENT
+    loop, other = deliver_request(request("bob@example.com", "x@catch.example"), looped, vsettings)
+    assert (loop.status, loop.dsn, loop.reason) == ("bounced", "5.4.6",
+                                                    "mail forwarding loop for bob@example.com")
+    assert other.status == "sent"
+    assert files(tmp_path / "vmail" / "example.com" / "bob" / "new") == []
+    # A Delivered-To in the body is not the header's.
+    body_only = CONTENT + b"Delivered-To: bob@example.com\r\n"
+    assert delivered_to(body_only) == set()
+
+
+def test_size_limit_bounces(tmp_path, vsettings):
+    small = MailboxSettings(**{**{f: getattr(vsettings, f) for f in vsettings.__slots__},
+                               "virtual_limit": 50})
+    (r,) = deliver_request(request("bob@example.com"), CONTENT, small)
+    assert (r.status, r.dsn) == ("bounced", "5.2.2")
+    assert r.reason == "maildir delivery failed: error writing message: File too large"
+    assert files(tmp_path / "vmail" / "example.com" / "bob" / "tmp") == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_unwritable_maildir_defers_and_loses_nothing(tmp_path, vsettings):
+    box = tmp_path / "vmail" / "example.com" / "bob"
+    for sub in maildir.SUBDIRS:
+        (box / sub).mkdir(parents=True)
+    os.chmod(box / "tmp", 0o500)
+    try:
+        (r,) = deliver_request(request("bob@example.com"), CONTENT, vsettings)
+    finally:
+        os.chmod(box / "tmp", 0o700)
+    assert (r.status, r.dsn) == ("deferred", "4.2.0")
+    assert r.reason.startswith(f"create maildir file {box / 'tmp'}/") and r.reason.endswith(
+        ": Permission denied")
+    assert files(box / "new") == [] and files(box / "tmp") == []
+    # Once the directory is fixed the retry delivers.
+    (r,) = deliver_request(request("bob@example.com"), CONTENT, vsettings)
+    assert r.status == "sent" and len(files(box / "new")) == 1
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
+def test_uncreatable_maildir_defers(tmp_path, vsettings):
+    (tmp_path / "vmail").mkdir()
+    os.chmod(tmp_path / "vmail", 0o500)
+    try:
+        (r,) = deliver_request(request("bob@example.com"), CONTENT, vsettings)
+    finally:
+        os.chmod(tmp_path / "vmail", 0o700)
+    assert (r.status, r.dsn) == ("deferred", "4.2.0")
+    assert r.reason.endswith("Permission denied")
+
+
+def test_configuration_errors_defer(vsettings):
+    (mbox,) = deliver_request(request("mbox@example.com"), CONTENT, vsettings)
+    assert (mbox.status, mbox.dsn) == ("deferred", "4.3.5")
+    assert "is not a Maildir" in mbox.reason
+    (evil,) = deliver_request(request("evil@example.com"), CONTENT, vsettings)
+    assert (evil.status, evil.dsn) == ("deferred", "4.3.5")
+
+
+def test_local_users_in_the_spool_directory(tmp_path):
+    users = DictTable("texthash:users", {"bob": "ok"})
+    s = MailboxSettings(local_maps=(users,), spool=tmp_path / "spool", recipient_delimiter="+")
+    ok, unknown = deliver_request(request("Bob+list@mx.example.com", "eve@mx.example.com", cls="local"),
+                                  CONTENT, s)
+    assert (ok.status, ok.relay) == ("sent", "local")
+    assert len(files(tmp_path / "spool" / "bob" / "new")) == 1
+    assert (unknown.status, unknown.dsn, unknown.reason) == ("bounced", "5.1.1", 'unknown user: "eve"')
+
+
+def test_local_home_mailbox(tmp_path):
+    homes = {"bob": str(tmp_path / "home" / "bob")}
+    s = MailboxSettings(home_mailbox="Maildir/", home_of=homes.get)
+    box = find_mailbox("bob@mx.example.com", "local", s)
+    assert box.path == tmp_path / "home" / "bob" / "Maildir"
+    with pytest.raises(MailboxError) as e:
+        find_mailbox("carol@mx.example.com", "local", s)
+    assert e.value.dsn == "5.1.1"
+
+
+def test_unique_names_differ():
+    names = {maildir.unique_name(now=1795738934.5, hostname="h/x:y") for _ in range(100)}
+    assert len(names) == 100
+    assert all(n.startswith("1795738934.M500000P") and n.endswith(".h\\057x\\072y") for n in names)
+
+
+def test_a_file_in_the_way_defers_and_loses_nothing(tmp_path, vsettings):
+    # Runs as any user, root included: a file where a directory must be.
+    box = tmp_path / "vmail" / "example.com" / "bob"
+    box.mkdir(parents=True)
+    (box / "new").write_text("not a directory")
+    (r,) = deliver_request(request("bob@example.com"), CONTENT, vsettings)
+    assert (r.status, r.dsn) == ("deferred", "4.2.0")
+    assert r.reason.startswith(f"create maildir file {box / 'new'}: ")
+    assert files(box / "tmp") == []
+    (box / "new").unlink()
+    (r,) = deliver_request(request("bob@example.com"), CONTENT, vsettings)
+    assert r.status == "sent" and len(files(box / "new")) == 1

@@ -1,0 +1,184 @@
+"""smtpsink - a tiny scriptable SMTP server on loopback, in trio, for agent tests.
+
+    sink = SmtpSink(pipelining=False, rcpt={"bad@x.test": "550 5.1.1 <bad@x.test>: User unknown"})
+    async with trio.open_nursery() as n:
+        port = await n.start(sink.serve)
+        ...
+    sink.messages   -> [Message(sender, rcpts, data)]
+    sink.sessions   -> connections accepted
+    sink.commands   -> every command line received, in order
+
+Replies are scripted: greeting, ehlo (HELO works too), mail, rcpt per
+address (default 250), data (354), dot (250 ... queued as N); ``stall`` names
+the point where the server stops answering ("greeting", "EHLO", "MAIL",
+"RCPT", "DATA", "DOT") and ``drop`` the point where it closes the connection.
+``tls`` is an SSL.Context (pyOpenSSL) that makes it offer STARTTLS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import trio
+
+
+@dataclass
+class Message:
+    sender: str
+    rcpts: list[str]
+    data: bytes
+
+
+@dataclass
+class SmtpSink:
+    greeting: str = "220 sink.test ESMTP"
+    pipelining: bool = True
+    size: int | None = None
+    mail: str = "250 2.1.0 Ok"
+    rcpt: dict[str, str] = field(default_factory=dict)
+    data: str = "354 End data with <CR><LF>.<CR><LF>"
+    dot: str = ""
+    stall: str = ""
+    drop: str = ""
+    ehlo_refused: bool = False
+    tls: object = None
+    messages: list[Message] = field(default_factory=list)
+    sessions: int = 0
+    commands: list[str] = field(default_factory=list)
+    tls_sessions: int = 0
+
+    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        task_status.started(listeners[0].socket.getsockname()[1])
+        await trio.serve_listeners(self._session, listeners)
+
+    async def _session(self, stream) -> None:
+        self.sessions += 1
+        conn = _Conn(stream)
+        try:
+            await self._converse(conn)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, _Closed):
+            pass
+        finally:
+            with trio.move_on_after(1, shield=True):
+                await conn.stream.aclose()
+
+    async def _point(self, name: str) -> None:
+        if self.stall == name:
+            await trio.sleep_forever()
+        if self.drop == name:
+            raise _Closed
+
+    async def _converse(self, conn: _Conn) -> None:
+        await self._point("greeting")
+        await conn.reply(self.greeting)
+        if not self.greeting.startswith("2"):
+            return
+        sender, rcpts = None, []
+        while True:
+            line = await conn.line()
+            self.commands.append(line)
+            verb = line.split(" ", 1)[0].upper()
+            if verb in ("EHLO", "HELO"):
+                await self._point("EHLO")
+                if verb == "EHLO" and self.ehlo_refused:
+                    await conn.reply("502 5.5.2 Error: command not recognized")
+                    continue
+                lines = ["sink.test"]
+                if verb == "EHLO":
+                    if self.pipelining:
+                        lines.append("PIPELINING")
+                    if self.size is not None:
+                        lines.append(f"SIZE {self.size}")
+                    if self.tls is not None and not conn.tls:
+                        lines.append("STARTTLS")
+                    lines += ["ENHANCEDSTATUSCODES", "8BITMIME"]
+                await conn.reply("\r\n".join(
+                    f"250{'-' if i < len(lines) - 1 else ' '}{t}" for i, t in enumerate(lines)))
+            elif verb == "STARTTLS":
+                await conn.reply("220 2.0.0 Ready to start TLS")
+                await conn.start_tls(self.tls)
+                self.tls_sessions += 1
+            elif verb == "MAIL":
+                await self._point("MAIL")
+                sender = line[10:].split(">")[0].lstrip("<") if self.mail.startswith("2") else None
+                rcpts = []
+                await conn.reply(self.mail)
+            elif verb == "RCPT":
+                await self._point("RCPT")
+                addr = line[8:].split(">")[0].lstrip("<")
+                if sender is None:
+                    await conn.reply("503 5.5.1 Error: need MAIL command")
+                    continue
+                reply = self.rcpt.get(addr, "250 2.1.5 Ok")
+                if reply.startswith("2"):
+                    rcpts.append(addr)
+                await conn.reply(reply)
+            elif verb == "DATA":
+                await self._point("DATA")
+                if not rcpts:
+                    await conn.reply("554 5.5.1 Error: no valid recipients")
+                    continue
+                await conn.reply(self.data)
+                if not self.data.startswith("3"):
+                    continue
+                body = await conn.body()
+                await self._point("DOT")
+                self.messages.append(Message(sender or "", rcpts, body))
+                await conn.reply(self.dot or f"250 2.0.0 Ok: queued as Q{len(self.messages)}")
+                sender, rcpts = None, []
+            elif verb == "RSET":
+                sender, rcpts = None, []
+                await conn.reply("250 2.0.0 Ok")
+            elif verb == "QUIT":
+                await conn.reply("221 2.0.0 Bye")
+                return
+            else:
+                await conn.reply("502 5.5.2 Error: command not recognized")
+
+
+class _Closed(Exception):
+    pass
+
+
+class _Conn:
+    def __init__(self, stream) -> None:
+        self.stream = stream
+        self.buf = b""
+        self.tls = False
+
+    async def _fill(self) -> None:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise _Closed
+        self.buf += data
+
+    async def line(self) -> str:
+        while b"\r\n" not in self.buf:
+            await self._fill()
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line.decode("utf-8", "replace")
+
+    async def body(self) -> bytes:
+        while True:
+            if self.buf.startswith(b".\r\n"):
+                end = 0
+            else:
+                end = self.buf.find(b"\r\n.\r\n")
+                end = end + 2 if end >= 0 else -1
+            if end >= 0:
+                raw, self.buf = self.buf[:end], self.buf[end + 3:]
+                lines = raw.split(b"\r\n")
+                return b"\r\n".join(ln[1:] if ln.startswith(b".") else ln for ln in lines)
+            await self._fill()
+
+    async def reply(self, text: str) -> None:
+        await self.stream.send_all(text.encode() + b"\r\n")
+
+    async def start_tls(self, ctx) -> None:
+        from mailsys.runtime.tls_stream import TlsStream
+        from mailsys.tls import TlsEngine
+        self.buf = b""
+        self.stream = TlsStream(self.stream, TlsEngine(ctx, server_side=True))
+        await self.stream.handshake(5)
+        self.tls = True

@@ -1,0 +1,168 @@
+"""server_context / client_context from main.cf: files, protocols, ciphers, errors."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from OpenSSL import SSL
+
+from mailsys.errors import ConfigError
+from mailsys.tls import TlsEngine, client_context, describe, parse_protocols, server_context
+from tls_helpers import pump
+
+T1, T11, T12, T13 = SSL.TLS1_VERSION, SSL.TLS1_1_VERSION, SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION
+
+
+def handshake(cfg, level="may"):
+    server = TlsEngine(server_context(cfg), server_side=True)
+    client = TlsEngine(client_context(cfg, level), server_side=False, server_hostname="mx.example.test")
+    pump(client, server)
+    return client, server
+
+
+def test_no_certificate_means_no_tls(make_cfg):
+    assert server_context(make_cfg()) is None
+    assert server_context(make_cfg(smtpd_tls_security_level="may")) is None
+
+
+def test_missing_cert_file_names_the_parameter(make_cfg, tmp_path):
+    cfg = make_cfg(smtpd_tls_cert_file=tmp_path / "nope.pem")
+    with pytest.raises(ConfigError) as e:
+        server_context(cfg)
+    assert e.value.param == "smtpd_tls_cert_file"
+    assert str(e.value) == f"parameter smtpd_tls_cert_file: cannot read {tmp_path / 'nope.pem'}: " \
+                           "No such file or directory"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable files")
+def test_unreadable_key_file_names_the_parameter(make_cfg, pki):
+    pki["server_key"].chmod(0)
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server_cert"], smtpd_tls_key_file=pki["server_key"])
+    with pytest.raises(ConfigError) as e:
+        server_context(cfg)
+    assert e.value.param == "smtpd_tls_key_file"
+    assert "Permission denied" in str(e.value)
+
+
+def test_file_without_a_certificate(make_cfg, tmp_path):
+    (tmp_path / "junk.pem").write_text("not a certificate\n")
+    with pytest.raises(ConfigError) as e:
+        server_context(make_cfg(smtpd_tls_cert_file=tmp_path / "junk.pem"))
+    assert e.value.param == "smtpd_tls_cert_file"
+    assert "no usable certificate" in str(e.value)
+
+
+def test_key_that_does_not_match(make_cfg, pki, ca, tmp_path):
+    other = ca.issue_cert("other.example.test")
+    other.private_key_pem.write_to_path(str(tmp_path / "other-key.pem"))
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server_cert"], smtpd_tls_key_file=tmp_path / "other-key.pem")
+    with pytest.raises(ConfigError) as e:
+        server_context(cfg)
+    assert e.value.param == "smtpd_tls_key_file"
+
+
+def test_separate_cert_and_key_files(make_cfg, pki):
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server_cert"], smtpd_tls_key_file=pki["server_key"],
+                   smtp_tls_CAfile=pki["ca"])
+    client, _ = handshake(cfg, "secure")
+    assert describe(client).peer_verified
+
+
+def test_relative_paths_are_taken_from_the_config_parent(make_cfg, pki):
+    # cfg.path(): relative to config_dir.parent, here tmp_path.
+    cfg = make_cfg(smtpd_tls_cert_file="pki/server.pem", smtp_tls_CAfile="pki/ca.pem")
+    client, _ = handshake(cfg, "secure")
+    assert describe(client).peer_verified
+
+
+def test_chain_files(make_cfg, pki):
+    cfg = make_cfg(smtpd_tls_chain_files=pki["server"], smtp_tls_CAfile=pki["ca"])
+    client, _ = handshake(cfg, "secure")
+    assert describe(client).peer_cn == "mx.example.test"
+
+
+def test_chain_file_without_a_key(make_cfg, pki):
+    cfg = make_cfg(smtpd_tls_chain_files=pki["server_cert"])
+    with pytest.raises(ConfigError) as e:
+        server_context(cfg)
+    assert e.value.param == "smtpd_tls_chain_files"
+
+
+def test_missing_client_ca_file(make_cfg, pki, tmp_path):
+    with pytest.raises(ConfigError) as e:
+        client_context(make_cfg(smtp_tls_CAfile=tmp_path / "missing.pem"), "secure")
+    assert e.value.param == "smtp_tls_CAfile"
+
+
+def test_unsupported_client_level(make_cfg):
+    for level in ("fingerprint", "dane-only", "bogus"):
+        with pytest.raises(ConfigError) as e:
+            client_context(make_cfg(), level)
+        assert e.value.param == "smtp_tls_security_level"
+
+
+def test_client_without_ca_settings_uses_the_system_store(make_cfg, pki):
+    # trustme's CA is not in the system store: secure fails, may still encrypts.
+    from mailsys.tls import TlsError
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server"])
+    client, _ = handshake(cfg, "may")
+    assert not describe(client).peer_verified
+    with pytest.raises(TlsError) as e:
+        handshake(cfg, "secure")
+    assert e.value.kind == "verify"
+
+
+@pytest.mark.parametrize("words, expected", [
+    ((">=TLSv1",), (T1, T13)),
+    (("!SSLv2", "!SSLv3"), (T1, T13)),
+    (("!SSLv2:!SSLv3:!TLSv1",), (T11, T13)),
+    (("TLSv1.2", "TLSv1.3"), (T12, T13)),
+    (("<=TLSv1.2",), (T1, T12)),
+    ((">=TLSv1.2", "!TLSv1.3"), (T12, T12)),
+    (("!TLSv1.3",), (T1, T12)),
+    ((), (T1, T13)),
+])
+def test_protocol_lists(words, expected):
+    assert parse_protocols(words) == expected
+
+
+@pytest.mark.parametrize("words", [("TLSv9",), (">=TLSv1.3", "<=TLSv1.2"), ("SSLv3",), ("!TLSv1", "!TLSv1.1",
+                                   "!TLSv1.2", "!TLSv1.3")])
+def test_bad_protocol_lists(words):
+    with pytest.raises(ConfigError) as e:
+        parse_protocols(words, "smtpd_tls_protocols")
+    assert e.value.param == "smtpd_tls_protocols"
+
+
+def test_server_protocols_follow_the_security_level(make_cfg, pki):
+    opportunistic = make_cfg(smtpd_tls_cert_file=pki["server"], smtpd_tls_protocols="<=TLSv1.2",
+                             smtpd_tls_mandatory_protocols=">=TLSv1.3")
+    assert describe(handshake(opportunistic)[1]).protocol == "TLSv1.2"
+    mandatory = make_cfg(smtpd_tls_cert_file=pki["server"], smtpd_tls_protocols="<=TLSv1.2",
+                         smtpd_tls_mandatory_protocols=">=TLSv1.3", smtpd_tls_security_level="encrypt")
+    assert describe(handshake(mandatory)[1]).protocol == "TLSv1.3"
+
+
+def test_client_protocols_follow_the_level(make_cfg, pki):
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtp_tls_CAfile=pki["ca"],
+                   smtp_tls_protocols="!TLSv1.3", smtp_tls_mandatory_protocols=">=TLSv1.3")
+    assert describe(handshake(cfg, "may")[0]).protocol == "TLSv1.2"
+    assert describe(handshake(cfg, "encrypt")[0]).protocol == "TLSv1.3"
+
+
+def test_disjoint_protocols_fail_the_handshake(make_cfg, pki):
+    from mailsys.tls import TlsError
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtpd_tls_protocols="<=TLSv1.2",
+                   smtp_tls_protocols=">=TLSv1.3")
+    with pytest.raises(TlsError) as e:
+        handshake(cfg)
+    assert "protocol" in e.value.reason
+
+
+@pytest.mark.parametrize("grade", ["high", "medium", "low", "export"])
+def test_cipher_grades(make_cfg, pki, grade):
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtpd_tls_ciphers=grade,
+                   smtpd_tls_protocols="<=TLSv1.2")
+    info = describe(handshake(cfg)[1])
+    assert info.protocol == "TLSv1.2" and info.usebits >= 128
