@@ -7,15 +7,19 @@ import email
 import email.policy
 import json
 import os
+import runpy
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from mailsys.admin import access
-from mailsys.message.envelope import Envelope, RcptState, Recipient
-from mailsys.queue import Queue, QueueStore
+from mailsys.message.envelope import RcptState
+from mailsys.queue import Queue
+
+# The tests directories are not packages: the shared helpers are loaded by path.
+qh = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("qmgr_helpers.py"))))
 
 pytestmark = pytest.mark.integration
 
@@ -39,18 +43,10 @@ def mta(mailsys_instance, tmp_path):
 
 
 def inject(inst, *rcpts: str, sender: str = "alice@example.com") -> str:
-    """Queue an entry in incoming as cleanup does, then poke qmgr."""
-    env = Envelope("", sender, tuple(Recipient(r) for r in rcpts), arrival_time=time.time(),
-                   size=len(CONTENT))
-    with QueueStore.open(inst.queue_dir) as store:
-        qid = store.create(env, CONTENT)
-    access.poke_qmgr(inst.queue_dir, b"I")
-    return qid
+    return qh.inject(inst, CONTENT, *rcpts, sender=sender)
 
 
-def load(inst, qid: str):
-    with QueueStore.open(inst.queue_dir) as store:
-        return store.load(qid) if store.exists(qid) else (None, None)
+load = qh.entry
 
 
 def delivered(inst) -> list[dict]:

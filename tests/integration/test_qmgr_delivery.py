@@ -8,20 +8,17 @@ import email
 import email.policy
 import os
 import queue
+import runpy
 import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import runpy
 import trio
 
-from mailsys.admin import access
-from mailsys.message.envelope import Envelope, Recipient
-from mailsys.queue import QueueStore
-
 h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("agent_helpers.py"))))
+qh = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("qmgr_helpers.py"))))
 
 pytestmark = pytest.mark.integration
 
@@ -78,12 +75,7 @@ def site(mailsys_instance, tmp_path):
 
 
 def inject(inst, *rcpts: str, sender: str = "alice@example.com") -> str:
-    env = Envelope("", sender, tuple(Recipient(r) for r in rcpts), arrival_time=time.time(),
-                   size=len(CONTENT))
-    with QueueStore.open(inst.queue_dir) as store:
-        qid = store.create(env, CONTENT)
-    access.poke_qmgr(inst.queue_dir, b"I")
-    return qid
+    return qh.inject(inst, CONTENT, *rcpts, sender=sender)
 
 
 def maildir(site, user: str) -> list[bytes]:
