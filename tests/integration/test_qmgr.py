@@ -136,3 +136,34 @@ def test_qmgr_killed_while_active_delivers_after_restart(mta):
     mta.wait_log(f"{qid}: removed", timeout=20)
     assert qid in [d["qid"] for d in delivered(mta)]
     assert load(mta, qid) == (None, None)
+
+
+def test_postsuper_expire_then_flush_returns_the_message(mta):
+    (mta.control / "defer").touch()
+    start(mta)
+    qid = inject(mta, "defer@remote.example")
+    mta.wait_until(lambda: load(mta, qid)[1] is Queue.DEFERRED)
+    r = mta.cli("postsuper", "-e", qid)
+    assert r.returncode == 0, r.stderr
+    assert mta.cli("postqueue", "-f").returncode == 0
+    log = mta.wait_log(f"{qid}: removed")
+    assert f"{qid}: from=<alice@example.com>, status=force-expired, returned to sender" in log
+    assert f"{qid}: sender non-delivery notification: " in log
+    # tried once, before the expiry; never again
+    assert log.count(f"{qid}: to=<defer@remote.example>") == 1
+
+
+def test_held_mail_waits_until_released(mta):
+    (mta.control / "defer").touch()
+    start(mta)
+    qid = inject(mta, "defer@remote.example")
+    mta.wait_until(lambda: load(mta, qid)[1] is Queue.DEFERRED)
+    assert mta.cli("postsuper", "-h", qid).returncode == 0
+    (mta.control / "defer").unlink()
+    assert mta.cli("postqueue", "-f").returncode == 0
+    time.sleep(1)
+    assert load(mta, qid)[1] is Queue.HOLD
+    assert f"{qid}: removed" not in mta.log_text()
+    assert mta.cli("postsuper", "-H", qid).returncode == 0
+    mta.wait_log(f"{qid}: removed")
+    assert [d["qid"] for d in delivered(mta)] == [qid]

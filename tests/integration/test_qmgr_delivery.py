@@ -9,6 +9,7 @@ import email.policy
 import os
 import queue
 import runpy
+import signal
 import threading
 import time
 from pathlib import Path
@@ -134,3 +135,18 @@ def test_a_4xx_reply_is_retried_after_the_back_off_and_delivered_once(site):
     assert log.index("status=deferred") < log.index(f"{qid}: removed")
     assert time.time() - deferred_at >= 0.5        # waited for the back-off (1 s)
     assert [m.rcpts for m in site.sink.messages] == [["later@remote.test"]]
+
+
+def test_smtp_agent_killed_during_delivery_the_mail_is_still_delivered(site):
+    site.sink.stall = "DOT"                     # the peer never answers the end of data
+    qid = inject(site.inst, "kill@remote.test")
+    site.inst.wait_until(lambda: any(c.upper().startswith("DATA") for c in site.sink.commands),
+                         timeout=20)
+    time.sleep(0.2)
+    for agent in site.inst.children("smtp"):
+        os.kill(agent.pid, signal.SIGKILL)
+    site.sink.stall = ""
+    log = site.inst.wait_log(f"{qid}: removed", timeout=30)
+    assert f"{qid}: to=<kill@remote.test>, relay=none," in log
+    assert "status=deferred (mail transport unavailable)" in log
+    assert ["kill@remote.test"] in [m.rcpts for m in site.sink.messages]
