@@ -343,7 +343,8 @@ class QueueManager:
                 log.warning(f"{qid}: cannot resolve <{address}>: {e}")
                 route = Route("retry", RESOLVER_FAILURE, AddressClass.DEFAULT)
             routed.append((i, route))
-        return plan(qid, routed, self.limits)
+        return plan(qid, routed, self.limits,
+                    {i: env.recipients[i].address for i, _ in routed})
 
     def _start(self, fn, *args) -> None:
         assert self._nursery is not None

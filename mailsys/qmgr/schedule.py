@@ -2,7 +2,7 @@
 
 SYNOPSIS
     sched = Scheduler(limits_for=lambda transport: Limits(...))
-    jobs = plan(qid, [(index, route), ...], limits_for)    # grouped and cut
+    jobs = plan(qid, [(index, route), ...], limits_for, addresses)   # grouped and cut
     suspended = sched.add(jobs, now)          # jobs for a dead destination come back
     while (job := sched.take(now)) is not None: start(job)
     suspended = sched.finished(job, now, ok=True | False, dead_reason="...")
@@ -48,7 +48,7 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mailsys.qmgr.settings import Limits
@@ -68,17 +68,20 @@ class Job:
     nexthop: str
     indexes: tuple[int, ...]
     address_class: str = ""
+    queue: str = ""              # the scheduler's queue name when not the next hop
 
     @property
     def key(self) -> Key:
-        return (self.transport, self.nexthop)
+        return (self.transport, self.queue or self.nexthop)
 
 
 def plan(qid: str, routed: Iterable[tuple[int, Route]],
-         limits_for: Callable[[str], Limits]) -> list[Job]:
+         limits_for: Callable[[str], Limits],
+         addresses: Mapping[int, str] | None = None) -> list[Job]:
     """plan - a message's recipients as jobs: grouped by destination, in the
     order the destinations first appear, each group cut into pieces of at
-    most the transport's recipient limit (0: no limit)."""
+    most the transport's recipient limit (0: no limit). With a limit of 1
+    and the recipients' addresses given, each job's queue is its recipient."""
     groups: dict[tuple[str, str, str], list[int]] = {}
     for index, route in routed:
         key = (route.transport, route.nexthop, route.address_class.value)
@@ -87,7 +90,8 @@ def plan(qid: str, routed: Iterable[tuple[int, Route]],
     for (transport, nexthop, klass), indexes in groups.items():
         size = limits_for(transport).recipients or len(indexes)
         for i in range(0, len(indexes), size):
-            jobs.append(Job(qid, transport, nexthop, tuple(indexes[i:i + size]), klass))
+            queue = addresses[indexes[i]].lower() if size == 1 and addresses else ""
+            jobs.append(Job(qid, transport, nexthop, tuple(indexes[i:i + size]), klass, queue))
     return jobs
 
 

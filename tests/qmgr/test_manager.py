@@ -252,7 +252,7 @@ def test_an_entry_deleted_during_delivery_is_dropped_quietly(store, make_manager
 def test_concurrency_per_destination_is_never_exceeded(store, make_manager):
     agents = FakeAgents()
     agents.delay = 0.02
-    mgr = make_manager(agents, limits=Limits(concurrency=2, initial=1, recipients=1))
+    mgr = make_manager(agents, limits=Limits(concurrency=2, initial=1, recipients=50))
     for i in range(12):
         store.create(envelope(f"u{i}@one.example", f"v{i}@two.example"), CONTENT)
 

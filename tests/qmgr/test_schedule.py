@@ -200,3 +200,14 @@ def test_drop_forgets_the_waiting_jobs_of_one_message():
     assert s.drop("Q1") == 1
     s.finished(first, 0)
     assert [j.qid for j in drain(s)] == ["Q2"]
+
+
+def test_recipient_limit_one_makes_each_recipient_its_own_destination():
+    routed = [(0, Route("local", "mx", AddressClass.LOCAL)), (1, Route("local", "mx", AddressClass.LOCAL))]
+    jobs = plan("Q", routed, limits(local=Limits(concurrency=1, initial=1, recipients=1)),
+                {0: "Bob@mx", 1: "carol@mx"})
+    assert [(j.nexthop, j.key) for j in jobs] == [("mx", ("local", "bob@mx")),
+                                                  ("mx", ("local", "carol@mx"))]
+    s = Scheduler(limits(local=Limits(concurrency=1, initial=1, recipients=1)))
+    s.add(jobs, 0)
+    assert len(drain(s)) == 2          # one per mailbox, not one for the host
