@@ -496,13 +496,17 @@ class QueueManager:
                 log.info("expired", queue_id=qid, sender=env.sender, status=end.expired_as)
             notices: list[tuple[Envelope, bytes]] = []
             marks: results.Changes = {}
-            if end.failure_notice:
-                ready = await self._notice(qid, bounce_proto.FAILURE, end.failure_notice)
+            for kind, indexes in ((bounce_proto.FAILURE, end.failure_notice),
+                                  (bounce_proto.SUCCESS, end.success_notice)):
+                if not indexes:
+                    continue
+                ready = await self._notice(qid, kind, indexes)
                 if ready is None:
+                    # bounce is down: keep the entry as it is, try again later.
                     await self._defer(qid, env, now, {})
                     return
                 notices.extend(self._notice_entry(ready, now))
-                marks.update({i: dict(notified=True) for i in end.failure_notice})
+                marks.update({i: dict(notified=True) for i in indexes})
             if end.done:
                 await store_io.run(self.store.remove, qid, src=Queue.ACTIVE, notices=notices)
                 log.info("removed", queue_id=qid)

@@ -5,7 +5,8 @@ SYNOPSIS
     changes = deferred(job.indexes, "4.3.0", "mail transport unavailable", now)
     store.update(qid, src=Queue.ACTIVE, rcpt=changes)
     end = settle(env, now, settings)       # once the message has no job left
-    end.expire, end.expired_as, end.failure_notice, end.delay_notice, end.done
+    end.expire, end.expired_as, end.failure_notice, end.success_notice,
+    end.delay_notice, end.done
 
 DESCRIPTION
     qmgr records what a delivery agent answered for each recipient, as
@@ -24,6 +25,8 @@ DESCRIPTION
         every recipient still deferred is returned, logged
         ``status=expired``;
       * the bounced recipients not yet reported make up the failure notice;
+      * the delivered recipients that asked for NOTIFY=SUCCESS and were not
+        yet reported make up the success notice (Postfix's trace service);
       * a delay notice is owed once, after delay_warning_time;
       * done: every recipient is final, so the entry can leave the queue
         (with its notice, in one transaction).
@@ -39,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailsys.ipc.proto.deliver import BOUNCED, DEFERRED, SENT, RecipientResult
-from mailsys.message.envelope import Envelope, RcptState
+from mailsys.message.envelope import Envelope, Notify, RcptState
 from mailsys.qmgr.backoff import delay_warning_due, expired
 from mailsys.qmgr.settings import QmgrSettings
 from mailsys.routing import error_status
@@ -116,6 +119,7 @@ class Settlement:
     expire: Changes                   # recipients returned for expiry
     expired_as: str                   # "expired", "force-expired", or "" (none)
     failure_notice: tuple[int, ...]   # bounced, not yet reported
+    success_notice: tuple[int, ...]   # sent with NOTIFY=SUCCESS, not yet reported
     delay_notice: tuple[int, ...]     # deferred, owed a delay warning
     done: bool                        # every recipient final: remove the entry
 
@@ -134,8 +138,11 @@ def settle(env: Envelope, now: float, s: QmgrSettings) -> Settlement:
     after = apply(env, expire)
     failure = tuple(i for i, r in enumerate(after.recipients)
                     if r.state is RcptState.BOUNCED and not r.notified)
+    success = tuple(i for i, r in enumerate(after.recipients)
+                    if r.state is RcptState.SENT and Notify.SUCCESS in r.notify
+                    and not r.notified)
     delay: tuple[int, ...] = ()
     if not after.done and delay_warning_due(after, now, s):
         delay = tuple(i for i in after.pending
                       if after.recipients[i].state is RcptState.DEFERRED)
-    return Settlement(expire, expired_as, failure, delay, after.done)
+    return Settlement(expire, expired_as, failure, success, delay, after.done)

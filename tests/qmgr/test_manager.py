@@ -10,7 +10,7 @@ import trio
 from qmgr_fixtures import FakeAgents, all_as, envelope, sent, wait_for
 
 from mailsys.ipc.errors import IpcUnavailable
-from mailsys.message.envelope import RcptState
+from mailsys.message.envelope import Notify, RcptState, Recipient
 from mailsys.qmgr.manager import SUSPENDED, TRANSPORT_UNAVAILABLE
 from mailsys.qmgr.settings import Limits
 from mailsys.queue import Queue
@@ -389,3 +389,19 @@ def test_an_orphaned_active_entry_is_swept_back_and_delivered(store, make_manage
 
     run(body)
     assert len(agents.requests) == 1
+
+
+def test_notify_success_queues_a_success_report_with_the_removal(store, make_manager):
+    agents = FakeAgents()
+    mgr = make_manager(agents)
+    env = envelope("bob@remote.example")
+    env = env.replace(recipients=(Recipient("bob@remote.example", notify=(Notify.SUCCESS,)),))
+    qid = store.create(env, CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(qid) and empty(store)())
+
+    run(body)
+    assert [(n.queue_id, n.kind, n.indexes) for n in agents.notices] == [(qid, "success", (0,))]
+    assert [r.sender for r in agents.requests] == ["alice@example.com", ""]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mailsys.ipc.proto.deliver import RecipientResult
-from mailsys.message.envelope import Envelope, RcptState, Recipient
+from mailsys.message.envelope import Envelope, Notify, RcptState, Recipient
 from mailsys.qmgr.results import (ADMIN_EXPIRED, EXPIRED_DSN, NO_STATUS, apply, deferred,
                                   recorded, settle)
 from mailsys.qmgr.settings import QmgrSettings
@@ -93,3 +93,11 @@ def test_delay_warning_for_the_deferred_recipients_once():
     assert settle(e, T0 + 3599, s).delay_notice == ()
     assert settle(e, T0 + 3600, s).delay_notice == (0, 2)
     assert settle(e.replace(delay_warned=True), T0 + 3600, s).delay_notice == ()
+
+
+def test_notify_success_asks_for_a_success_report_once():
+    e = env(RcptState.SENT, RcptState.SENT)
+    e = e.with_recipient(1, notify=(Notify.SUCCESS, Notify.FAILURE))
+    end = settle(e, T0 + 1, S)
+    assert end.done and end.success_notice == (1,) and end.failure_notice == ()
+    assert settle(e.with_recipient(1, notified=True), T0 + 1, S).success_notice == ()
