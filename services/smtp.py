@@ -31,23 +31,19 @@ from mailsys.runtime import ipc_io, skeleton
 from mailsys.runtime.resolver import Resolver
 from mailsys.runtime.smtp_agent import SmtpAgent, SmtpSettings, own_endpoints
 from mailsys.runtime.smtp_client_io import ConnectionCache
+from mailsys.runtime.smtp_tls import tls_policy
 
 
 class _State:
     def __init__(self, ctx: skeleton.ServiceContext) -> None:
         cfg = ctx.config
         self.store = QueueStore.open(cfg.path("queue_directory"))
-        settings = SmtpSettings.from_config(cfg, own=own_endpoints(cfg), tls=_tls_policy(cfg))
+        settings = SmtpSettings.from_config(cfg, own=own_endpoints(cfg), tls=tls_policy(cfg))
         self.agent = SmtpAgent(settings, Resolver.from_config(cfg), self.load,
                                ConnectionCache(settings.cache_time_limit))
 
     async def load(self, queue_id: str) -> bytes:
         return await trio.to_thread.run_sync(self.store.load_content, queue_id)
-
-
-def _tls_policy(cfg):
-    from mailsys.runtime.smtp_tls import tls_policy
-    return tls_policy(cfg)
 
 
 async def handle(stream: trio.SocketStream, ctx: skeleton.ServiceContext) -> None:

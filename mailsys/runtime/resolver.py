@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import dns.asyncbackend
 import dns.asyncresolver
@@ -93,12 +92,6 @@ def parse_nameserver(spec: str) -> tuple[str, int]:
     return address, port
 
 
-@dataclass(frozen=True, slots=True)
-class _Families:
-    ipv4: bool = True
-    ipv6: bool = True
-
-
 class Resolver:
     """MX and address lookups against the configured name servers."""
 
@@ -108,12 +101,18 @@ class Resolver:
             res = dns.asyncresolver.Resolver(configure=False)
             res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in nameservers]
         else:
-            res = dns.asyncresolver.Resolver()
+            try:
+                res = dns.asyncresolver.Resolver()
+            except dns.resolver.NoResolverConfiguration:
+                # No usable resolv.conf: the C library would ask a resolver on
+                # this host; so do we, rather than refuse to start.
+                res = dns.asyncresolver.Resolver(configure=False)
+                res.nameservers = ["127.0.0.1"]
         res.lifetime = lifetime
         res.timeout = min(res.timeout, lifetime)
         self._res = res
         self._backend = dns.asyncbackend.get_backend("trio")
-        self._families = _Families(ipv4, ipv6)
+        self._types = (["A"] if ipv4 else []) + (["AAAA"] if ipv6 else [])
 
     @classmethod
     def from_config(cls, cfg, *, lifetime: float = DEFAULT_LIFETIME) -> Resolver:
@@ -157,8 +156,7 @@ class Resolver:
             pass
         found: list[str] = []
         errors: list[DnsError] = []
-        kinds = (["A"] if self._families.ipv4 else []) + (["AAAA"] if self._families.ipv6 else [])
-        for rdtype in kinds:
+        for rdtype in self._types:
             try:
                 found += [r.address for r in await self._query(host, rdtype)]
             except DnsError as e:

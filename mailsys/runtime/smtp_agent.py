@@ -58,6 +58,7 @@ from mailsys.runtime.resolver import DnsError, Resolver
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession, Target,
                                             TlsPolicy, connect)
 from mailsys.smtp.client import Rcpt, RecipientStatus
+from mailsys.smtp.errors import LocalProtocolError
 
 log = structlog.get_logger()
 
@@ -280,6 +281,11 @@ class SmtpAgent:
                                              content, **params)
             statuses = dict(enumerate(result.recipients))
             error = None
+        except LocalProtocolError as e:
+            # Something in the request cannot be said in SMTP (a control
+            # character in an address, say): nothing was sent; keep the mail.
+            session.broken = True
+            return [deferred(rcpt, "4.3.0", f"mail delivery failed: {e}") for rcpt in req.recipients]
         except SessionError as e:
             statuses = {}
             for st in e.settled:

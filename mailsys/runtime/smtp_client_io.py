@@ -50,6 +50,7 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import structlog
 import trio
 
 from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
@@ -61,7 +62,13 @@ from mailsys.smtp.errors import RemoteProtocolError
 __all__ = ["Target", "SessionError", "SmtpSession", "TlsPolicy", "connect", "ConnectionCache",
            "RECV_SIZE"]
 
+log = structlog.get_logger()
+
 RECV_SIZE = 65536
+WRITE_SIZE = 256 * 1024
+# Idle connections kept per next hop; a burst of parallel deliveries to one
+# destination should not leave dozens of sessions open on the remote side.
+MAX_IDLE_PER_KEY = 8
 # A QUIT to an idle cached connection, or after delivery, must never hold
 # the agent up long; Postfix gives it smtp_quit_timeout, but nothing waits
 # for its answer to decide anything.
@@ -121,6 +128,7 @@ class TlsPolicy:
     level: str = "none"
     engine: Callable[[str], object] | None = None
     wrap: Callable[[trio.abc.Stream, object], trio.abc.Stream] | None = None
+    log: bool = False            # smtp_tls_loglevel >= 1: log each established session
 
     @property
     def required(self) -> bool:
@@ -166,8 +174,12 @@ class SmtpSession:
                                    settled=cc.settled) from None
             stage, limit = cc.stage, cc.stage_timeout
             out, self._pending = self._pending + cc.data_to_send(), b""
-            if out:
-                await self._io(stage, limit, self.stream.send_all(out))
+            # Each write gets its own deadline, as Postfix's
+            # smtp_data_xfer_timeout bounds each write of the content, so a
+            # large message on a slow link is not cut off as a whole.
+            view = memoryview(out)
+            for i in range(0, len(view), WRITE_SIZE):
+                await self._io(stage, limit, self.stream.send_all(view[i:i + WRITE_SIZE]))
             if event is not NEED_DATA:
                 return event
             if out:
@@ -241,12 +253,18 @@ class SmtpSession:
             self.broken = True
             # may: the caller reconnects in plaintext; encrypt and up: the
             # next MX host is tried (Postfix smtp_tls_fallback_level).
-            raise SessionError("4.7.5", f"Cannot start TLS: handshake failure with "
-                               f"{self.target.peer}: {e}", connected=True, try_next=True,
+            if getattr(e, "kind", "") == "verify":
+                text = f"Server certificate not verified: {self.target.peer}: {e}"
+            else:
+                text = f"Cannot start TLS: handshake failure with {self.target.peer}: {e}"
+            raise SessionError("4.7.5", text, connected=True, try_next=True,
                                tls_failed=True) from None
         self.stream = stream
         self.tls = engine
         self.cc.tls_started()
+        if tls.log:
+            from mailsys.tls import established_text
+            log.info(established_text(engine, self.target.relay))
 
     async def _ehlo(self) -> None:
         self._pending += self.cc.ehlo()
@@ -377,6 +395,8 @@ class ConnectionCache:
     def put(self, key: str, session: SmtpSession) -> bool:
         """Keep a session that is ready for the next message; False when refused."""
         if self.time_limit <= 0 or not session.reusable:
+            return False
+        if len(self._idle.get(key, ())) >= MAX_IDLE_PER_KEY:
             return False
         self._idle.setdefault(key, []).append(_Idle(session, trio.current_time() + self.time_limit))
         self._changed.set()

@@ -1,15 +1,38 @@
 """smtp_tls - the smtp client's TLS policy from main.cf (smtp_tls_security_level).
 
-    policy = tls_policy(cfg)      # TlsPolicy(level, engine=..., wrap=...)
+SYNOPSIS
+    policy = tls_policy(cfg)      # TlsPolicy(level, engine=..., wrap=..., log=...)
 
-none (or empty) turns STARTTLS off; may, encrypt, verify and secure ask for
-it (see mailsys.runtime.smtp_client_io for what each does on failure); dane
-falls back to may, as Postfix does without DNSSEC.
+DESCRIPTION
+    Builds the pyOpenSSL client context once, at start-up (mailsys.tls
+    client_context: a bad CA file is a ConfigError naming the parameter),
+    and hands mailsys.runtime.smtp_client_io the two things it needs: a
+    TlsEngine per connection, for the MX host's name (SNI, and the name
+    checked at verify and secure), and the TlsStream that carries the
+    session after STARTTLS.
+
+    Levels (Postfix smtp_tls_security_level):
+
+      none / empty   no STARTTLS
+      may            STARTTLS when offered; a failed handshake is retried
+                     once in plaintext on a new connection
+      encrypt        STARTTLS required, certificate not checked; a server
+                     without it is a 4.7.4 deferral, a failed handshake 4.7.5
+      verify/secure  as encrypt, and the certificate must verify against
+                     smtp_tls_CAfile (else the system store) and match the
+                     MX host name; secure in Postfix matches the next-hop
+                     domain, mailsys checks the MX host name for both
+      dane           no DNSSEC here: may, as Postfix does for insecure TLSA
+
+    smtp_tls_loglevel 1 or more logs Postfix's "Untrusted TLS connection
+    established to mx.example.com[192.0.2.1]:25: TLSv1.3 with cipher ...".
 """
 
 from __future__ import annotations
 
 from mailsys.runtime.smtp_client_io import TlsPolicy
+from mailsys.runtime.tls_stream import TlsStream
+from mailsys.tls import TlsEngine, client_context
 
 __all__ = ["tls_policy", "LEVELS"]
 
@@ -20,6 +43,11 @@ def tls_policy(cfg) -> TlsPolicy:
     level = (cfg.smtp_tls_security_level or "none").lower()
     if level == "dane":
         level = "may"
-    if level not in LEVELS:
-        level = "may"
-    return TlsPolicy(level)
+    if level == "none":
+        return TlsPolicy()
+    ctx = client_context(cfg, level)      # ConfigError for an unknown level or a bad file
+
+    def engine(host: str) -> TlsEngine:
+        return TlsEngine(ctx, server_side=False, server_hostname=host)
+
+    return TlsPolicy(level, engine=engine, wrap=TlsStream, log=cfg.smtp_tls_loglevel >= 1)

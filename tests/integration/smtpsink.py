@@ -12,6 +12,7 @@ Replies are scripted: greeting, ehlo (HELO works too), mail, rcpt per
 address (default 250), data (354), dot (250 ... queued as N); ``stall`` names
 the point where the server stops answering ("greeting", "EHLO", "MAIL",
 "RCPT", "DATA", "DOT") and ``drop`` the point where it closes the connection.
+``close_after_message`` hangs up after each message (an idle timeout).
 ``tls`` is an SSL.Context (pyOpenSSL) that makes it offer STARTTLS.
 """
 
@@ -41,6 +42,7 @@ class SmtpSink:
     stall: str = ""
     drop: str = ""
     ehlo_refused: bool = False
+    close_after_message: bool = False
     tls: object = None
     messages: list[Message] = field(default_factory=list)
     sessions: int = 0
@@ -127,6 +129,8 @@ class SmtpSink:
                 self.messages.append(Message(sender or "", rcpts, body))
                 await conn.reply(self.dot or f"250 2.0.0 Ok: queued as Q{len(self.messages)}")
                 sender, rcpts = None, []
+                if self.close_after_message:
+                    return
             elif verb == "RSET":
                 sender, rcpts = None, []
                 await conn.reply("250 2.0.0 Ok")
@@ -177,8 +181,11 @@ class _Conn:
 
     async def start_tls(self, ctx) -> None:
         from mailsys.runtime.tls_stream import TlsStream
-        from mailsys.tls import TlsEngine
+        from mailsys.tls import TlsEngine, TlsError
         self.buf = b""
         self.stream = TlsStream(self.stream, TlsEngine(ctx, server_side=True))
-        await self.stream.handshake(5)
+        try:
+            await self.stream.handshake(5)
+        except TlsError:
+            raise _Closed from None
         self.tls = True

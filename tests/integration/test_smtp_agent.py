@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import runpy
 import re
+import socket
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -57,6 +58,23 @@ def deliver(sink: SmtpSink, *rcpts: str, s: SmtpSettings | None = None):
     with h.capture_logs() as logs:
         status = run_with_sink(sink, body)
     return status, logs
+
+
+def two_deliveries(sink: SmtpSink, pause: float = 0.0):
+    """Two requests to one next hop through an agent with a running connection cache."""
+    async def body(port):
+        a = agent(settings(cache=5.0))
+        async with trio.open_nursery() as n:
+            n.start_soon(a.cache.run)
+            first = await a.deliver(h.request(f"[127.0.0.1]:{port}", "bob@example.org"))
+            await trio.sleep(pause)
+            second = await a.deliver(h.request(f"[127.0.0.1]:{port}", "carol@example.org",
+                                               qid="4F2A1C3B7E"))
+            n.cancel_scope.cancel()
+        return first, second
+    with h.capture_logs() as logs:
+        first, second = run_with_sink(sink, body)
+    return first, second, logs
 
 
 def test_delivery_with_pipelining():
@@ -187,18 +205,7 @@ def test_loop_to_ourselves_bounces_but_another_port_is_not_a_loop():
 
 def test_connection_reuse_logs_conn_use():
     sink = SmtpSink()
-
-    async def body(port):
-        a = agent(settings(cache=5.0))
-        async with trio.open_nursery() as n:
-            n.start_soon(a.cache.run)
-            first = await a.deliver(h.request(f"[127.0.0.1]:{port}", "bob@example.org"))
-            second = await a.deliver(h.request(f"[127.0.0.1]:{port}", "carol@example.org",
-                                               qid="4F2A1C3B7E"))
-            n.cancel_scope.cancel()
-        return first, second
-    with h.capture_logs() as logs:
-        first, second = run_with_sink(sink, body)
+    first, second, logs = two_deliveries(sink)
     assert first.results[0].status == second.results[0].status == "sent"
     assert sink.sessions == 1 and len(sink.messages) == 2
     assert "RSET" in sink.commands
@@ -263,3 +270,76 @@ def test_targets_follow_mx_preference():
         targets = trio.run(agent(settings(), dns).targets, NextHop("example.org", 25))
     assert [(t.host, t.address, t.port) for t in targets] == [("a.example.org", "192.0.2.1", 25),
                                                                ("b.example.org", "192.0.2.2", 25)]
+
+
+def test_no_answer_to_the_final_dot_times_out_and_may_duplicate():
+    sink = SmtpSink(stall="DOT")
+    status, _ = deliver(sink, "bob@example.org", s=settings(smtp_data_done_timeout=0.3))
+    r = status.results[0]
+    assert (r.status, r.dsn) == ("deferred", "4.4.2")
+    assert r.reason == ("conversation with 127.0.0.1[127.0.0.1] timed out while sending end of "
+                        "data -- message may be sent more than once")
+
+
+def test_interop_with_aiosmtpd():
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        def __init__(self):
+            self.envelopes = []
+
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if address.startswith("nobody@"):
+                return "550 5.1.1 <%s>: Recipient address rejected: User unknown" % address
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            self.envelopes.append(envelope)
+            return "250 2.0.0 Message accepted for delivery"
+
+    handler = Handler()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    controller = Controller(handler, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        status = trio.run(agent(settings()).deliver,
+                          h.request(f"[127.0.0.1]:{port}", "bob@example.org", "nobody@example.org"))
+    finally:
+        controller.stop()
+    ok, nobody = status.results
+    assert (ok.status, ok.reason) == ("sent", "250 2.0.0 Message accepted for delivery")
+    assert (nobody.status, nobody.dsn) == ("bounced", "5.1.1")
+    (env,) = handler.envelopes
+    assert env.mail_from == "alice@example.com" and env.rcpt_tos == ["bob@example.org"]
+    assert env.content.replace(b"\r\n", b"\n") == h.CONTENT.replace(b"\r\n", b"\n")
+
+
+def test_a_cached_connection_the_server_closed_is_replaced():
+    sink = SmtpSink(close_after_message=True)
+    first, second, logs = two_deliveries(sink, pause=0.05)
+    assert first.results[0].status == second.results[0].status == "sent"
+    assert sink.sessions == 2 and len(sink.messages) == 2
+    assert not any("conn_use" in line for line in h.lines(logs, "status"))
+
+
+def test_an_address_smtp_cannot_carry_is_deferred_not_lost():
+    sink = SmtpSink()
+    status, _ = deliver(sink, "bob@example.org\r\nRCPT TO:<evil@example.org>")
+    r = status.results[0]
+    assert (r.status, r.dsn) == ("deferred", "4.3.0")
+    assert not any("evil" in c for c in sink.commands) and sink.messages == []
+
+
+def test_a_large_message_goes_through_in_pieces():
+    line = b"." + b"x" * 98 + b"\r\n"
+    content = b"Subject: big\r\n\r\n" + line * 20000          # 2 MB, every line dot-stuffed
+    sink = SmtpSink()
+
+    async def body(port):
+        return await agent(settings(), content=content).deliver(h.request(f"[127.0.0.1]:{port}"))
+    status = run_with_sink(sink, body)
+    assert status.results[0].status == "sent"
+    assert sink.messages[0].data == content

@@ -1,0 +1,40 @@
+"""Which (address, port) pairs the smtp agent takes for itself: the smtpd services in master.cf."""
+
+from __future__ import annotations
+
+from mailsys.config import load
+from mailsys.runtime.smtp_agent import SmtpSettings, own_endpoints
+
+
+def config(tmp_path, master: list[str], **params):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in params.items()))
+    (etc / "master.cf").write_text("\n".join(master) + "\n")
+    return load(etc)
+
+
+def test_smtpd_services_with_and_without_a_host(tmp_path):
+    cfg = config(tmp_path, [
+        "127.0.0.2:2525 inet n - n - - smtpd",
+        "2587 inet n - n - - smtpd",
+        "[::1]:2626 inet n - n - - smtpd",
+        "2727 inet n - n - - other",                  # not an smtpd: mail to it is no loop
+        "smtp unix - - n - - smtp",
+    ], inet_interfaces="loopback-only")
+    assert own_endpoints(cfg) == {("127.0.0.2", 2525), ("127.0.0.1", 2587), ("::1", 2587),
+                                  ("::1", 2626)}
+
+
+def test_listed_interfaces(tmp_path):
+    cfg = config(tmp_path, ["25 inet n - n - - smtpd"], inet_interfaces="192.0.2.7, [2001:db8::7]")
+    assert own_endpoints(cfg) == {("192.0.2.7", 25), ("2001:db8::7", 25)}
+
+
+def test_settings_from_config(tmp_path):
+    cfg = config(tmp_path, [], smtp_rcpt_timeout="7s", smtp_helo_name="out.example.test",
+                 smtp_mx_address_limit="3")
+    s = SmtpSettings.from_config(cfg)
+    assert s.helo_name == "out.example.test" and s.mx_address_limit == 3
+    assert s.timeouts["smtp_rcpt_timeout"] == 7.0 and s.timeouts["smtp_rset_timeout"] == 20.0
+    assert s.cache_time_limit == 2.0 and s.tls.level == "none"

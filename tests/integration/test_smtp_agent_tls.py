@@ -1,0 +1,115 @@
+"""STARTTLS in the smtp agent, per smtp_tls_security_level, with trustme certificates."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import trio
+import trustme
+
+from mailsys.config import load
+from mailsys.runtime.resolver import Resolver
+from mailsys.runtime.smtp_agent import TIMEOUT_PARAMS, SmtpAgent, SmtpSettings
+from mailsys.runtime.smtp_tls import tls_policy
+from mailsys.tls import server_context
+
+# The tests directories are not packages: the shared helpers are loaded by path.
+h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("agent_helpers.py"))))
+
+MX = "mx.tls.test"
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    ca, other = trustme.CA(), trustme.CA()
+    ca.issue_cert(MX).private_key_and_cert_chain_pem.write_to_path(str(d / "server.pem"))
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    other.cert_pem.write_to_path(str(d / "other.pem"))
+    return d
+
+
+@pytest.fixture(scope="module")
+def dns():
+    with h.dnsserver.DnsServer({MX: {"A": ["127.0.0.1"]}}) as server:
+        yield server
+
+
+def config(tmp_path, **params):
+    etc = tmp_path / f"etc{len(list(tmp_path.glob('etc*')))}"
+    etc.mkdir()
+    (etc / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in params.items()))
+    return load(etc)
+
+
+def sink_context(tmp_path, pki, **params):
+    return server_context(config(tmp_path, smtpd_tls_cert_file=pki / "server.pem", **params))
+
+
+def run(tmp_path, pki, dns, sink, level, ca="ca.pem", **client_params):
+    cfg = config(tmp_path, smtp_tls_security_level=level, smtp_tls_CAfile=pki / ca,
+                 smtp_tls_loglevel="1", **client_params)
+    t = {name: 5.0 for name in TIMEOUT_PARAMS}
+    settings = SmtpSettings(helo_name="client.test", timeouts=t, tls=tls_policy(cfg),
+                            cache_time_limit=0)
+
+    async def load_content(qid):
+        return h.CONTENT
+    agent = SmtpAgent(settings, Resolver([("127.0.0.1", dns.port)], lifetime=1.0), load_content)
+
+    async def main():
+        async with trio.open_nursery() as n:
+            port = await n.start(sink.serve)
+            status = await agent.deliver(h.request(f"[{MX}]:{port}"))
+            n.cancel_scope.cancel()
+        return status
+    with h.capture_logs() as logs:
+        status = trio.run(main)
+    return status.results[0], h.lines(logs)
+
+
+def test_may_uses_starttls_when_offered(tmp_path, pki, dns):
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
+    r, lines = run(tmp_path, pki, dns, sink, "may")
+    assert r.status == "sent" and sink.tls_sessions == 1
+    assert sink.messages[0].data == h.CONTENT
+    assert [c.split()[0] for c in sink.commands[:3]] == ["EHLO", "STARTTLS", "EHLO"]
+    assert any(t.startswith(f"Trusted TLS connection established to {MX}[127.0.0.1]:") for t in lines), lines
+
+
+def test_may_without_starttls_sends_in_plaintext(tmp_path, pki, dns):
+    sink = h.smtpsink.SmtpSink()
+    r, _ = run(tmp_path, pki, dns, sink, "may")
+    assert r.status == "sent" and sink.tls_sessions == 0
+
+
+def test_may_falls_back_to_plaintext_after_a_failed_handshake(tmp_path, pki, dns):
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki, smtpd_tls_protocols="<=TLSv1.2"))
+    r, lines = run(tmp_path, pki, dns, sink, "may", smtp_tls_protocols=">=TLSv1.3")
+    assert r.status == "sent"
+    assert sink.sessions == 2 and sink.tls_sessions == 0
+    assert any("Cannot start TLS: handshake failure" in t and "trying plaintext" in t for t in lines)
+
+
+def test_encrypt_requires_starttls(tmp_path, pki, dns):
+    sink = h.smtpsink.SmtpSink()
+    r, _ = run(tmp_path, pki, dns, sink, "encrypt")
+    assert (r.status, r.dsn) == ("deferred", "4.7.4")
+    assert r.reason == f"TLS is required, but was not offered by host {MX}[127.0.0.1]"
+    assert sink.messages == []
+
+
+def test_verify_accepts_the_right_ca_and_refuses_another(tmp_path, pki, dns):
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
+    r, lines = run(tmp_path, pki, dns, sink, "verify")
+    assert r.status == "sent" and sink.tls_sessions == 1
+    assert any(t.startswith(f"Verified TLS connection established to {MX}") for t in lines), lines
+
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
+    r, _ = run(tmp_path, pki, dns, sink, "verify", ca="other.pem")
+    assert (r.status, r.dsn) == ("deferred", "4.7.5")
+    assert r.reason.startswith("Server certificate not verified")
+    assert sink.messages == []
