@@ -45,6 +45,13 @@ from mailsys.runtime import ipc_io, skeleton
 
 log = structlog.get_logger()
 
+# Every smtpd process keeps one channel open for its lifetime, and several
+# smtpd services (smtp, submission, ...) may each run default_process_limit
+# (100) processes. A solitary anvil must hold them all: the skeleton's
+# default of 100 clients per process would leave the 101st smtpd waiting
+# in the backlog, running without limits.
+MAX_CLIENTS = 4096
+
 _EVENTS = {
     proto.MESSAGE: Anvil.message,
     proto.RECIPIENT: Anvil.recipient,
@@ -118,7 +125,8 @@ def make_counters(ctx: skeleton.ServiceContext) -> Anvil:
 
 
 def main() -> None:
-    skeleton.run("anvil", serve_client, solitary=True, post_init=make_counters, loop=statistics)
+    skeleton.run("anvil", serve_client, solitary=True, concurrency=MAX_CLIENTS,
+                 post_init=make_counters, loop=statistics)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ SYNOPSIS
     anvil = AnvilClient(names.private_path(queue_dir, names.ANVIL))
     counts = await anvil.connect("smtp", "192.0.2.10")      # AnvilCounts(count, rate)
     rate = await anvil.event("smtp", "192.0.2.10", proto.RECIPIENT)
-    await anvil.disconnect("smtp", "192.0.2.10")
+    await anvil.disconnect("smtp", "192.0.2.10")             # AnvilCounts(0, 0)
     await anvil.aclose()
 
 DESCRIPTION
@@ -89,16 +89,17 @@ class AnvilClient:
         self._registered.setdefault((service, addr), []).append(self._generation)
         return result
 
-    async def disconnect(self, service: str, addr: str) -> None:
-        """disconnect - the connection ended (only one this channel counted is sent)."""
+    async def disconnect(self, service: str, addr: str) -> proto.AnvilCounts:
+        """disconnect - the connection ended; only one this channel counted is sent."""
         gens = self._registered.get((service, addr))
         if not gens:
-            return
+            return NO_LIMIT
         gen = gens.pop()
         if not gens:
             del self._registered[service, addr]
-        if gen == self._generation and self._chan is not None:
-            await self._call(proto.AnvilDisconnect(service, addr))
+        if gen != self._generation or self._chan is None:
+            return NO_LIMIT      # counted by an anvil (or channel) that is gone
+        return await self._call(proto.AnvilDisconnect(service, addr)) or NO_LIMIT
 
     async def event(self, service: str, addr: str, kind: str) -> int:
         """event - count a MAIL/RCPT/NEWTLS/AUTH (kind from mailsys.ipc.proto.anvil); its rate."""

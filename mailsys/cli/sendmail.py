@@ -1,0 +1,267 @@
+"""sendmail - the Sendmail-compatible local submission command (Postfix sendmail(1)).
+
+SYNOPSIS
+    mailsys sendmail [-t] [-i] [-oi] [-f sender] [-F fullname] [-N dsn]
+                     [-R ret] [-V envid] [-B body_type] [recipient ...]
+
+DESCRIPTION
+    Reads one message from standard input and submits it to the cleanup
+    service ($queue_directory/private/cleanup) of the running mail system,
+    as protocol "cleanup" with origin "sendmail": the rewrite context is
+    local, so cleanup adds "Received: by host (mailsys, from userid N)"
+    and whatever Message-Id, Date and From headers are missing. The
+    command returns once the message is durably queued.
+
+    -f sender    the envelope sender ("" or <> for the null sender); default
+                 the login name @ $myorigin. -r is the same (obsolete).
+    -F fullname  the phrase of an added From: header.
+    -t           take recipients from the To:, Cc: and Bcc: headers (the
+                 Resent- ones when the message has any Resent- header), in
+                 addition to those on the command line, and remove Bcc:.
+    -i, -oi      a line with a single "." does not end the message
+                 (without them it does, as in Sendmail).
+    -N, -R, -V   DSN NOTIFY (never, or success,delay,failure), RET
+                 (full, hdrs) and ENVID.
+    -B type      7BIT or 8BITMIME.
+    -C dir       another configuration directory.
+    Other Sendmail options (-o*, -v, -m, -n, -x, -U, -G, -I, -L, -O, -X,
+    -h, -p, -c, -e) are accepted and ignored, as Postfix's sendmail does.
+    Addresses without a domain get @$myorigin (append_at_myorigin).
+
+    -bs          speak SMTP on standard input and output instead
+                 (mailsys.cli.sendmail_bs); each message is queued as above.
+
+    Not supported (exit 64 with one line): -bp (use mailsys mailq), -bi,
+    -bv, -q.
+
+    The queue ID line is logged as Postfix's pickup logs it, under the tag
+    "<syslog_name>/pickup" so that pflogsumm counts the message as
+    received: ``QID: uid=1000 from=<alice@example.com>``.
+
+EXIT STATUS (sysexits.h)
+    0 queued; 64 EX_USAGE bad command line; 65 EX_DATAERR no recipients
+    or a message cleanup refused; 69 EX_UNAVAILABLE the mail system is not
+    running; 74 EX_IOERR standard input unreadable; 75 EX_TEMPFAIL the
+    queue could not take the message now (full, write error, timeout).
+"""
+
+from __future__ import annotations
+
+import getopt
+import os
+import pwd
+import re
+import sys
+import time
+from email.utils import getaddresses
+from pathlib import Path
+
+import structlog
+import trio
+
+from mailsys.config import Config, load
+from mailsys.errors import UsageError
+from mailsys.ipc import names
+from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
+from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
+from mailsys.maillog.setup import configure
+from mailsys.message.headers import header_end
+from mailsys.message.qid import new_qid
+from mailsys.runtime import ipc_io
+
+EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_IOERR, EX_TEMPFAIL = 0, 64, 65, 69, 74, 75
+
+# Postfix sendmail.c's option string.
+OPTIONS = "B:C:F:GIL:N:O:R:UV:X:b:ce:f:h:imno:p:r:q:tvx"
+
+# One header field and its continuation lines (is_header.c; see headers.py).
+_FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:([^\n]*(?:\n|\Z)(?:[ \t][^\n]*(?:\n|\Z))*)")
+_BAD_ADDRESS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
+    opts = _parse(argv)
+    cfg = load(opts.get("C", config_dir))
+    if opts.get("b") == "s":
+        from mailsys.cli.sendmail_bs import smtp_session
+        return smtp_session(cfg, sys.stdin.buffer, sys.stdout.buffer)
+    try:
+        content = _read_message(sys.stdin.buffer, ignore_dots="i" in opts)
+    except OSError as e:
+        return _fail(f"cannot read the message: {e.strerror or e}", EX_IOERR)
+    sender = _sender(opts, cfg)
+    recipients = [qualify(a, cfg) for a in _addresses(opts["rcpt"])]
+    if "t" in opts:
+        found, content = _extract_recipients(content)
+        recipients += [qualify(a, cfg) for a in found]
+        if not recipients:
+            return _fail("No recipient addresses found in message header", EX_DATAERR)
+    if not recipients:
+        return _fail("Recipient addresses must be specified on the command line"
+                     " or via the -t option", EX_DATAERR)
+    notify = _notify(opts.get("N", ""))
+    request = CleanupRequest(
+        queue_id=new_qid(), sender=sender,
+        recipients=tuple(CleanupRecipient(r, notify=notify) for r in recipients),
+        content=content, arrival_time=time.time(), origin="sendmail", local=True,
+        protocol="local", uid=os.getuid(), fullname=opts.get("F", ""),
+        envid=opts.get("V", ""), ret=opts.get("R", "").upper(),
+        body_type=opts.get("B", "").upper())
+    try:
+        reply = submit(cfg, request)
+    except IpcUnavailable as e:
+        return _fail(f"mail system is not running ({e})", EX_UNAVAILABLE)
+    except IpcTimeout as e:
+        return _fail(f"queue file write error: {e}", EX_TEMPFAIL)
+    except RemoteError as e:
+        if e.code == "queue_full":
+            return _fail(f"queue file write error: insufficient system storage ({e.text})",
+                         EX_TEMPFAIL)
+        return _fail(f"queue file write error: {e.text}", EX_TEMPFAIL)
+    except ProtocolError as e:
+        return _fail(f"internal protocol error talking to cleanup: {e}", EX_TEMPFAIL)
+    if isinstance(reply, Rejected):
+        return _fail(f"{reply.code} {reply.enhanced} {reply.text}",
+                     EX_DATAERR if reply.code >= 500 else EX_TEMPFAIL)
+    log_pickup(cfg, reply.queue_id, sender)
+    return EX_OK
+
+
+def submit(cfg: Config, request: CleanupRequest) -> Queued | Rejected:
+    """Hand one message to cleanup; Queued once it is durably queued.
+    Raises mailsys.ipc.errors.IpcError subclasses (see ipc_io)."""
+    return trio.run(_submit, _cleanup_path(cfg), request, cfg.ipc_timeout)
+
+
+_configured = False
+
+
+def log_pickup(cfg: Config, queue_id: str, sender: str) -> None:
+    """Log "QID: uid=N from=<sender>", pickup's line, under the pickup tag."""
+    global _configured
+    if not _configured:
+        configure(cfg, "pickup")
+        _configured = True
+    structlog.get_logger().info("pickup", queue_id=queue_id, uid=os.getuid(), sender=sender)
+
+
+async def _submit(path: Path, request: CleanupRequest, timeout: float) -> Queued | Rejected:
+    return await ipc_io.call(path, request, protocol="cleanup", expect=(Queued, Rejected),
+                             timeout=timeout)
+
+
+def _fail(text: str, status: int) -> int:
+    print(f"sendmail: fatal: {text}", file=sys.stderr)
+    return status
+
+
+def _parse(argv: list[str]) -> dict:
+    try:
+        pairs, rest = getopt.getopt(argv, OPTIONS)
+    except getopt.GetoptError as e:
+        raise UsageError(f"{e}; usage: sendmail [-t] [-i] [-f sender] [-F fullname]"
+                         " [recipient ...]") from None
+    opts: dict = {"rcpt": rest}
+    for flag, value in pairs:
+        key = flag[1]
+        if key == "b" and value == "p":
+            raise UsageError("-bp is not supported by mailsys sendmail: use mailsys mailq")
+        if key == "b" and value not in ("m", "d", "D", "s"):
+            raise UsageError(f"-b{value} is not supported by mailsys sendmail")
+        if key == "b":
+            opts["b"] = value
+        if key == "q":
+            raise UsageError("-q is not supported by mailsys sendmail: use mailsys postqueue -f")
+        if key == "o" and value == "i" or key == "i":
+            opts["i"] = True
+        elif key == "r":
+            opts["f"] = value
+        elif key == "C":
+            opts["C"] = Path(value).absolute()
+        elif key in "FfNRVBt":
+            opts[key] = value if key != "t" else True
+    for key, allowed in (("R", ("full", "hdrs")), ("B", ("7bit", "8bitmime"))):
+        if key in opts and opts[key].lower() not in allowed:
+            raise UsageError(f"bad -{key} option value: {opts[key]!r}")
+    return opts
+
+
+def _notify(value: str) -> tuple[str, ...]:
+    words = tuple(w.strip().upper() for w in value.split(",") if w.strip())
+    if any(w not in ("NEVER", "SUCCESS", "FAILURE", "DELAY") for w in words) or (
+            "NEVER" in words and len(words) > 1):
+        raise UsageError(f"bad -N option value: {value!r}")
+    return words
+
+
+def _sender(opts: dict, cfg: Config) -> str:
+    if "f" in opts:
+        sender = opts["f"].strip()
+        if sender.startswith("<") and sender.endswith(">"):
+            sender = sender[1:-1]
+        if _BAD_ADDRESS.search(sender):
+            raise UsageError(f"bad sender address: {opts['f']!r}")
+        return qualify(sender, cfg) if sender else ""
+    try:
+        login = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        login = f"uid{os.getuid()}"
+    return f"{login}@{cfg.myorigin}"
+
+
+def qualify(addr: str, cfg: Config) -> str:
+    addr = addr.strip()
+    if addr.startswith("<") and addr.endswith(">"):
+        addr = addr[1:-1]
+    if not addr or _BAD_ADDRESS.search(addr):
+        raise UsageError(f"bad address syntax: {addr!r}")
+    if "@" not in addr and cfg.append_at_myorigin:
+        addr = f"{addr}@{cfg.myorigin}"
+    return addr
+
+
+def _read_message(stream, *, ignore_dots: bool) -> bytes:
+    """The message on stdin; without -i a line "." ends it. A leading mbox
+    "From " line is dropped, as Postfix's sendmail does."""
+    data = stream.read()
+    if data.startswith(b"From "):
+        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+    if not ignore_dots:
+        m = re.search(rb"(?:\A|\n)\.\r?(?:\n|\Z)", data)
+        if m is not None:
+            data = data[:m.start() + (1 if m.group().startswith(b"\n") else 0)]
+    return data
+
+
+def _extract_recipients(content: bytes) -> tuple[list[str], bytes]:
+    """-t: the addresses in To/Cc/Bcc (Resent-* when present), and the
+    content without its Bcc headers."""
+    end = header_end(content)
+    fields = [(m.group(1).lower(), m.group(2), m.start(), m.end())
+              for m in _FIELD.finditer(content, 0, end)]
+    resent = any(name.startswith(b"resent-") for name, *_ in fields)
+    wanted = ((b"resent-to", b"resent-cc", b"resent-bcc") if resent
+              else (b"to", b"cc", b"bcc"))
+    values = [v.decode("utf-8", "replace").replace("\r", "").replace("\n", "")
+              for name, v, *_ in fields if name in wanted]
+    found = _addresses(values)
+    kept, pos = [], 0
+    for name, _, start, stop in fields:
+        if name in (b"bcc", b"resent-bcc"):
+            kept.append(content[pos:start])
+            pos = stop
+    kept.append(content[pos:])
+    return found, b"".join(kept)
+
+
+def _addresses(texts: list[str]) -> list[str]:
+    """The addresses in header values or arguments ("Bob <b@x>, c@y")."""
+    return [addr for _, addr in getaddresses(texts) if addr]
+
+
+def _cleanup_path(cfg: Config) -> Path:
+    queue_dir = cfg.path("queue_directory")
+    path = names.private_path(queue_dir, names.CLEANUP)
+    public = names.public_path(queue_dir, names.CLEANUP)
+    # A master.cf copied from Postfix says "cleanup unix n": then it is public.
+    return public if not path.exists() and public.exists() else path

@@ -1,0 +1,128 @@
+"""sendmail through a real master: cleanup queues the message, the log says so."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import re
+import subprocess
+import sys
+
+import pytest
+
+from mailsys.queue import Queue, QueueStore
+
+pytestmark = pytest.mark.integration
+
+SERVICES = ["cleanup unix - - n - 0 cleanup", "anvil unix - - n - 1 anvil"]
+MESSAGE = b"Subject: hello\nTo: bob@example.org\n\nfirst line\n.\nafter the dot\n"
+
+
+def sendmail(inst, *args: str, data: bytes = MESSAGE) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mailsys.cli.main", "-c", str(inst.config_dir),
+                           "sendmail", *args], input=data, capture_output=True, timeout=60)
+
+
+def queued(inst) -> dict:
+    """queue ID -> (envelope, content), read with the master stopped."""
+    with QueueStore.open(inst.queue_dir) as store:
+        return {env.queue_id: (env, store.load_content(env.queue_id))
+                for env, _ in store.scan_all([Queue.INCOMING])}
+
+
+def test_sendmail_submission_is_queued_and_logged(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config(master_cf=SERVICES, main_cf={"myorigin": "example.com"})
+    inst.start()
+    r = sendmail(inst, "-i", "-f", "alice@example.com", "-F", "Alice Example", "bob@example.org")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout == b"" and r.stderr == b""
+    uid = os.getuid()
+    log = inst.wait_log("from=<alice@example.com>")
+    qid = re.search(rf"mailsys/pickup\[\d+\]: (\w+): uid={uid} from=<alice@example.com>", log)
+    assert qid, log
+    qid = qid.group(1)
+    inst.wait_log("mailsys/cleanup[")
+    assert re.search(rf"mailsys/cleanup\[\d+\]: {qid}: message-id=<{qid}@mx.example.test>", inst.log_text())
+    # The admin tools see it while the mail system runs.
+    listing = [json.loads(line) for line in inst.cli("postqueue", "-j").stdout.splitlines()]
+    assert [(e["queue_id"], e["queue_name"], e["sender"]) for e in listing] == [
+        (qid, "incoming", "alice@example.com")]
+    assert [r["address"] for r in listing[0]["recipients"]] == ["bob@example.org"]
+    inst.stop()
+    entries = queued(inst)
+    env, content = entries[qid]
+    assert env.sender == "alice@example.com"
+    assert [r.address for r in env.recipients] == ["bob@example.org"]
+    assert content.startswith(b"Received: by mx.example.test (mailsys, from userid %d)\r\n" % uid)
+    assert b"\r\nFrom: Alice Example <alice@example.com>\r\n" in content
+    assert content.endswith(b"\r\n\r\nfirst line\r\n.\r\nafter the dot\r\n")   # -i: the dot is data
+
+
+def test_sendmail_defaults_dot_and_t(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config(master_cf=SERVICES, main_cf={"myorigin": "example.com"})
+    inst.start()
+    # Without -i a lone dot ends the message; without -f the login name @ myorigin.
+    r = sendmail(inst, "carol")
+    assert r.returncode == 0, r.stderr
+    # -t: recipients from To/Cc/Bcc plus the command line; Bcc is removed.
+    msg = (b"To: Bob <bob@example.org>\nCc: c1@example.net, \"X, Y\" <c2@example.net>\n"
+           b"Bcc: hidden@example.org\nSubject: t\n\nbody\n")
+    r = sendmail(inst, "-t", "-oi", "extra@example.org", data=msg)
+    assert r.returncode == 0, r.stderr
+    inst.wait_log("uid=", timeout=10)
+    inst.wait_until(lambda: inst.log_text().count("message-id=") >= 2)
+    inst.stop()
+    entries = sorted(queued(inst).values(), key=lambda e: e[0].queue_id)
+    assert len(entries) == 2
+    (env1, c1), (env2, c2) = entries
+    login = pwd.getpwuid(os.getuid()).pw_name
+    assert env1.sender == f"{login}@example.com"
+    assert [r.address for r in env1.recipients] == ["carol@example.com"]
+    assert c1.endswith(b"\r\n\r\nfirst line\r\n")
+    assert sorted(r.address for r in env2.recipients) == sorted(
+        ["extra@example.org", "bob@example.org", "c1@example.net", "c2@example.net",
+         "hidden@example.org"])
+    assert b"hidden" not in c2 and b"Bcc" not in c2
+
+
+def test_sendmail_errors(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config(master_cf=SERVICES)
+    down = sendmail(inst, "bob@example.org")
+    assert down.returncode == 69
+    lines = down.stderr.decode().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sendmail: fatal: mail system is not running")
+    none = sendmail(inst)
+    assert none.returncode == 65 and b"Recipient addresses must be specified" in none.stderr
+    none_t = sendmail(inst, "-t", data=b"Subject: x\n\nno rcpt\n")
+    assert none_t.returncode == 65 and b"No recipient addresses found" in none_t.stderr
+    bad = sendmail(inst, "-bi")
+    assert bad.returncode == 64 and b"-bi is not supported" in bad.stderr
+
+
+def test_sendmail_bs_queues_through_smtp_on_stdio(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config(master_cf=SERVICES, main_cf={"myorigin": "example.com"})
+    inst.start()
+    session = (b"HELO client\r\nMAIL FROM:<alice>\r\nRCPT TO:<bob@example.org>\r\n"
+               b"RCPT TO:<carol>\r\nDATA\r\nSubject: bs\r\n\r\n..dot\r\n.\r\n"
+               b"MAIL FROM:<>\r\nRCPT TO:<dave@example.org>\r\nDATA\r\n\r\nnull\r\n.\r\n"
+               b"QUIT\r\n")
+    r = sendmail(inst, "-bs", data=session)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    qids = re.findall(r"250 2\.0\.0 Ok: queued as (\w+)\r\n", out)
+    assert len(qids) == 2, out
+    assert out.startswith("220 mx.example.test ESMTP mailsys\r\n") and out.endswith("221 2.0.0 Bye\r\n")
+    inst.wait_log(f"{qids[1]}: uid={os.getuid()} from=<>")
+    inst.stop()
+    entries = queued(inst)
+    env, content = entries[qids[0]]
+    assert env.sender == "alice@example.com"
+    assert [r.address for r in env.recipients] == ["bob@example.org", "carol@example.com"]
+    assert content.endswith(b"\r\n\r\n.dot\r\n")
+    assert b"\r\nMessage-Id: <" in content
+    assert entries[qids[1]][0].sender == ""

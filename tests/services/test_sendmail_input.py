@@ -1,0 +1,88 @@
+"""sendmail's input handling, without a mail system: options, the lone dot, -t."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from mailsys.cli import sendmail
+from mailsys.errors import UsageError
+
+
+@pytest.mark.parametrize("data, ignore, expected", [
+    (b"a\n.\nb\n", False, b"a\n"),
+    (b"a\r\n.\r\nb\r\n", False, b"a\r\n"),
+    (b".\nb\n", False, b""),
+    (b"a\n.", False, b"a\n"),
+    (b"a\n..\nb\n", False, b"a\n..\nb\n"),
+    (b"a\n.x\nb\n", False, b"a\n.x\nb\n"),
+    (b"a\n.\nb\n", True, b"a\n.\nb\n"),
+    (b"From alice Fri Nov 27\nSubject: x\n\nb\n", True, b"Subject: x\n\nb\n"),
+])
+def test_read_message(data, ignore, expected):
+    assert sendmail._read_message(io.BytesIO(data), ignore_dots=ignore) == expected
+
+
+def test_extract_recipients_and_drop_bcc():
+    content = (b"To: Bob <bob@example.org>,\n  carol@example.org\nSubject: s\n"
+               b"Bcc: secret@example.org\nCc: \"Doe, J\" <j@example.net>\n\nBcc: body@x\n")
+    found, out = sendmail._extract_recipients(content)
+    assert found == ["bob@example.org", "carol@example.org", "secret@example.org", "j@example.net"]
+    assert out == (b"To: Bob <bob@example.org>,\n  carol@example.org\nSubject: s\n"
+                   b"Cc: \"Doe, J\" <j@example.net>\n\nBcc: body@x\n")
+
+
+def test_extract_resent_recipients_only():
+    content = b"To: old@example.org\nResent-To: new@example.org\nResent-Bcc: b@example.org\n\nx\n"
+    found, out = sendmail._extract_recipients(content)
+    assert found == ["new@example.org", "b@example.org"]
+    assert b"Resent-Bcc" not in out and b"To: old@example.org" in out
+
+
+def test_parse_options():
+    opts = sendmail._parse(["-oi", "-fsender@x", "-F", "Full Name", "-t", "-N", "success,delay",
+                            "-odi", "-v", "rcpt@x"])
+    assert opts["i"] and opts["t"] and opts["f"] == "sender@x" and opts["F"] == "Full Name"
+    assert opts["rcpt"] == ["rcpt@x"]
+    assert sendmail._notify(opts["N"]) == ("SUCCESS", "DELAY")
+    assert sendmail._parse(["-bs"])["b"] == "s"
+    with pytest.raises(UsageError):
+        sendmail._parse(["-bv"])
+    with pytest.raises(UsageError):
+        sendmail._parse(["-R", "most"])
+    with pytest.raises(UsageError):
+        sendmail._notify("never,success")
+
+
+def test_command_line_recipients_may_be_lists():
+    assert sendmail._addresses(["Bob <bob@x.example>, carol@y.example", "dave"]) == [
+        "bob@x.example", "carol@y.example", "dave"]
+
+
+def test_bs_session_without_a_mail_system(make_config):
+    """-bs: the SMTP dialogue goes on; a message cleanup cannot take gets 451."""
+    from mailsys.cli.sendmail_bs import smtp_session
+    cfg = make_config()
+    stdin = io.BytesIO(b"EHLO client\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob>\r\n"
+                       b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
+    stdout = io.BytesIO()
+    assert smtp_session(cfg, stdin, stdout) == 0
+    lines = stdout.getvalue().decode().split("\r\n")
+    assert lines[0] == "220 mx.example.test ESMTP mailsys"
+    assert "250-mx.example.test" in lines
+    assert "STARTTLS" not in stdout.getvalue().decode() and "AUTH" not in stdout.getvalue().decode()
+    tail = lines[lines.index("250 2.1.0 Ok"):]
+    assert tail == ["250 2.1.0 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>",
+                    "451 4.3.0 Error: queue file write error", "250 2.0.0 Ok",
+                    "221 2.0.0 Bye", ""]
+
+
+def test_cleanup_socket_private_or_public(make_config, queue_dir):
+    cfg = make_config()
+    private, public = queue_dir / "private" / "cleanup", queue_dir / "public" / "cleanup"
+    assert sendmail._cleanup_path(cfg) == private          # neither exists: the usual place
+    public.touch()                                          # master.cf copied from Postfix
+    assert sendmail._cleanup_path(cfg) == public
+    private.touch()
+    assert sendmail._cleanup_path(cfg) == private

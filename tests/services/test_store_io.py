@@ -1,0 +1,87 @@
+"""GroupCommit: one batch per commit, all or nothing, one bad entry fails alone."""
+
+from __future__ import annotations
+
+import trio
+import trio.testing
+
+from mailsys.errors import QueueError, QueueFull
+from mailsys.message.envelope import Envelope, Recipient
+from mailsys.message.qid import new_qid
+from mailsys.queue import Queue, QueueStore
+from mailsys.runtime.store_io import GroupCommit
+
+
+def entry(size=100, qid=None):
+    env = Envelope(queue_id=qid or new_qid(), sender="a@example.com",
+                   recipients=(Recipient("b@example.org"),), size=size)
+    return env, b"Subject: x\r\n\r\n" + b"y" * size
+
+
+async def create_all(commits, entries, committed_hook=None):
+    """Queue every create() before the committer starts, so they form one batch."""
+    results = [None] * len(entries)
+
+    async def one(i, env, content):
+        try:
+            results[i] = await commits.create(env, content)
+        except QueueError as e:
+            results[i] = e
+    async with trio.open_nursery() as nursery:
+        for i, (env, content) in enumerate(entries):
+            nursery.start_soon(one, i, env, content)
+        await trio.testing.wait_all_tasks_blocked()
+        async with trio.open_nursery() as committer:
+            committer.start_soon(commits.run)
+            while any(r is None for r in results):
+                await trio.sleep(0.01)
+            committer.cancel_scope.cancel()
+    return results
+
+
+def test_a_full_batch_fails_whole_and_stores_nothing(queue_dir):
+    with QueueStore.open(queue_dir, map_size=256 << 10, max_map_size=256 << 10) as store:
+        entries = [entry(60_000) for _ in range(6)]          # 360 KB together, 60 KB each
+        commits = GroupCommit(store)
+        results = trio.run(create_all, commits, entries)
+        assert all(isinstance(r, QueueFull) for r in results)
+        assert commits.batches == 1
+        assert store.counts()[Queue.INCOMING] == 0
+        # One of them alone fits.
+        results = trio.run(create_all, GroupCommit(store), entries[:1])
+        assert results == [entries[0][0].queue_id]
+
+
+def test_other_failures_are_retried_one_by_one(queue_dir, monkeypatch):
+    with QueueStore.open(queue_dir) as store:
+        dup = entry()
+        store.create(*dup)
+        entries = [entry(), entry(), entry()]
+        bad_qid = entries[1][0].queue_id
+        real_create = store.create
+
+        def create_many(items, queue=Queue.INCOMING):
+            raise QueueError("simulated write failure")
+
+        def create(env, content, queue=Queue.INCOMING):
+            if env.queue_id == bad_qid:
+                raise QueueError("simulated write failure")
+            return real_create(env, content, queue)
+        monkeypatch.setattr(store, "create_many", create_many)
+        monkeypatch.setattr(store, "create", create)
+        commits = GroupCommit(store)
+        results = trio.run(create_all, commits, entries + [dup])
+        assert results[0] == entries[0][0].queue_id and results[2] == entries[2][0].queue_id
+        assert isinstance(results[1], QueueError) and "simulated" in str(results[1])
+        assert isinstance(results[3], QueueError) and "duplicate" in str(results[3])
+        assert commits.batches == 1
+        assert store.counts()[Queue.INCOMING] == 3       # dup + entries 0 and 2
+
+
+def test_on_commit_hears_each_batch(queue_dir):
+    seen = []
+    with QueueStore.open(queue_dir) as store:
+        commits = GroupCommit(store, on_commit=seen.append)
+        entries = [entry() for _ in range(4)]
+        results = trio.run(create_all, commits, entries)
+    assert len(seen) == 1 and sorted(seen[0]) == sorted(results)
