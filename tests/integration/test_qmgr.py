@@ -9,6 +9,8 @@ import json
 import os
 import runpy
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,6 +26,7 @@ qh = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("qmgr_helpers
 pytestmark = pytest.mark.integration
 
 AGENT = Path(__file__).with_name("qmgr_agent.py")
+MAILSYS = [sys.executable, "-m", "mailsys.cli.main"]
 CONTENT = (b"From: alice@example.com\r\nTo: bob@remote.example\r\nSubject: test\r\n"
            b"Message-Id: <m1@example.com>\r\n\r\nhello\r\n")
 
@@ -167,3 +170,20 @@ def test_held_mail_waits_until_released(mta):
     assert mta.cli("postsuper", "-H", qid).returncode == 0
     mta.wait_log(f"{qid}: removed")
     assert [d["qid"] for d in delivered(mta)] == [qid]
+
+
+def test_mail_from_sendmail_through_cleanup_is_delivered(mta):
+    lines = mta.config_dir.joinpath("master.cf").read_text()
+    mta.config_dir.joinpath("master.cf").write_text(lines + "cleanup unix - - n - 0 cleanup\n")
+    start(mta)
+    mta.wait_until(lambda: mta.children("cleanup"))
+    r = subprocess.run([*MAILSYS, "-c", str(mta.config_dir), "sendmail", "-f", "alice@example.com",
+                        "bob@remote.example"], input=b"Subject: via sendmail\n\nhi\n",
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    log = mta.wait_log("status=sent")
+    qid = next(x for x in log.splitlines() if "(queue active)" in x).split(": ")[1]
+    log = mta.wait_log(f"{qid}: removed")
+    assert f"{qid}: uid=" in log and f"{qid}: message-id=<" in log
+    assert [(d["qid"], d["rcpt"]) for d in delivered(mta)] == [(qid, "bob@remote.example")]
+    assert b"Subject: via sendmail" in (mta.control / f"{qid}.eml").read_bytes()
