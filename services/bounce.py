@@ -80,8 +80,10 @@ def compose(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
     return Notice(qid, env.sender, cleaned.assemble(body), cleaned.log_lines)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class Bounce:
+    """The service's state: its config and the queue store it reads."""
+
     cfg: Config
     store: QueueStore
 

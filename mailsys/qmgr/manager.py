@@ -9,7 +9,10 @@ DESCRIPTION
     The trio side of qmgr (Postfix src/qmgr/qmgr.c, qmgr_active.c,
     qmgr_scan.c, qmgr_deliver.c). One task, run(), loops: it takes entries
     from the incoming queue, and deferred entries that are due, into the
-    active queue (up to qmgr_message_active_limit), resolves each pending
+    active queue (up to qmgr_message_active_limit entries, and while the
+    active entries' undelivered recipients stay below
+    qmgr_message_recipient_limit; one entry is always let in, however many
+    recipients it has), resolves each pending
     recipient to a destination, hands the jobs to the Scheduler, and starts
     one task per job the scheduler lets go. Then it sleeps until a
     trigger, a job's end, the next deferred entry's due time, a rate delay,
@@ -131,6 +134,7 @@ class _Active:
 
     env: Envelope
     queued_at: float
+    nrcpt: int = 0                 # its undelivered recipients when opened
     outstanding: int = 0
     gone: bool = False
 
@@ -155,6 +159,7 @@ class QueueManager:
         self._scan_deferred = True
         self._flush_dead = False
         self._full = False                 # a scan stopped at the active limit
+        self._recipients = 0               # undelivered recipients of active entries
         self._next_tick = 0.0              # the next queue_run_delay scan
         self._nursery: trio.Nursery | None = None
 
@@ -248,7 +253,7 @@ class QueueManager:
             await trio.lowlevel.checkpoint()
             return
         timers = [self._next_tick]
-        if len(self.active) < self.settings.active_limit:
+        if self._room() > 0:
             due = await store_io.run(self.store.next_due)
             if due is not None:
                 timers.append(due)
@@ -276,7 +281,7 @@ class QueueManager:
     async def _take_in(self, queue: Queue) -> None:
         """Move entries from incoming, or due deferred ones, into active."""
         while True:
-            room = self.settings.active_limit - len(self.active)
+            room = self._room()
             if room <= 0:
                 # Resume the scans when an active entry leaves.
                 self._full = True
@@ -290,38 +295,72 @@ class QueueManager:
                 qids = await store_io.run(self.store.due, now, batch)
             if not qids:
                 return
-            opened = await store_io.run(self._activate, qids, queue)
+            budget = self.settings.recipient_limit - self._recipients
+            opened, stopped = await store_io.run(self._activate, qids, queue, budget,
+                                                 not self.active)
             for qid, env in opened:
                 self._open(qid, env, now)
+            if stopped:
+                self._full = True        # the recipient budget is spent
+                return
             if len(qids) < batch:
                 return
 
-    def _activate(self, qids: list[str], queue: Queue) -> list[tuple[str, Envelope]]:
-        """Move entries into active and load them (in a worker thread).
-        Entries that vanished or moved meanwhile are skipped; unreadable
-        ones go to the corrupt queue, so they are not found again."""
-        moved = set(self.store.move_many(qids, queue, Queue.ACTIVE))
-        out = []
+    def _room(self) -> int:
+        """How many more entries the active queue takes now."""
+        if self.active and self._recipients >= self.settings.recipient_limit:
+            return 0
+        return self.settings.active_limit - len(self.active)
+
+    def _activate(self, qids: list[str], queue: Queue, budget: int, empty: bool
+                  ) -> tuple[list[tuple[str, Envelope]], bool]:
+        """Move entries into active and load them (in a worker thread), in
+        order, while their undelivered recipients fit in budget (the first
+        always does when the active queue is empty); whether it stopped
+        for the budget. Entries that vanished or moved meanwhile are
+        skipped; unreadable ones go to the corrupt queue, so they are not
+        found again."""
+        take: list[str] = []
+        stopped = False
         for qid in qids:
-            try:
-                env, now_in = self.store.load(qid)
-            except NoSuchEntry:
+            env = self._load_or_quarantine(qid)
+            if env is None:
                 continue
-            except CorruptRecord as e:
-                log.warning(f"{qid}: unreadable queue entry, moved to the corrupt queue: {e}")
-                try:
-                    self.store.quarantine(qid)
-                except QueueError:
-                    pass
-                continue
-            if qid in moved and now_in is Queue.ACTIVE:
+            n = len(env.pending)
+            if n > budget and (take or not empty):
+                stopped = True
+                break
+            take.append(qid)
+            budget -= n
+        moved = set(self.store.move_many(take, queue, Queue.ACTIVE))
+        out = []
+        for qid in take:
+            env = self._load_or_quarantine(qid, Queue.ACTIVE) if qid in moved else None
+            if env is not None:
                 out.append((qid, env))
-        return out
+        return out, stopped
+
+    def _load_or_quarantine(self, qid: str, want: Queue | None = None) -> Envelope | None:
+        """The entry's envelope (None when gone, elsewhere than want, or
+        unreadable: then it is quarantined)."""
+        try:
+            env, queue = self.store.load(qid)
+        except NoSuchEntry:
+            return None
+        except CorruptRecord as e:
+            log.warning(f"{qid}: unreadable queue entry, moved to the corrupt queue: {e}")
+            try:
+                self.store.quarantine(qid)
+            except QueueError:
+                pass
+            return None
+        return env if want is None or queue is want else None
 
     def _open(self, qid: str, env: Envelope, now: float) -> None:
         log.info("opened", queue_id=qid, sender=env.sender, size=env.size,
                  nrcpt=len(env.recipients), queue="active")
-        msg = self.active[qid] = _Active(env, now)
+        msg = self.active[qid] = _Active(env, now, nrcpt=len(env.pending))
+        self._recipients += msg.nrcpt
         jobs = [] if env.forced_expire else self._plan(qid, env)
         msg.outstanding = len(jobs)
         if not jobs:
@@ -474,7 +513,9 @@ class QueueManager:
 
     def _leave(self, qid: str) -> None:
         """An entry left the active queue (or our hands): make room."""
-        self.active.pop(qid, None)
+        msg = self.active.pop(qid, None)
+        if msg is not None:
+            self._recipients -= msg.nrcpt
         if self._full:
             self._full = False
             self._scan_incoming = self._scan_deferred = True

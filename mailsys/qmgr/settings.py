@@ -55,6 +55,7 @@ class QmgrSettings:
     bounce_queue_lifetime: float = 5 * 86400.0
     delay_warning_time: float = 0.0
     active_limit: int = 20000        # qmgr_message_active_limit
+    recipient_limit: int = 20000     # qmgr_message_recipient_limit
     ipc_timeout: float = 3600.0
 
     @classmethod
@@ -66,6 +67,7 @@ class QmgrSettings:
                    bounce_queue_lifetime=float(cfg.bounce_queue_lifetime),
                    delay_warning_time=float(cfg.delay_warning_time),
                    active_limit=int(cfg.qmgr_message_active_limit),
+                   recipient_limit=int(cfg.qmgr_message_recipient_limit),
                    ipc_timeout=float(cfg.ipc_timeout))
 
 

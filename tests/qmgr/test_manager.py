@@ -405,3 +405,22 @@ def test_notify_success_queues_a_success_report_with_the_removal(store, make_man
     run(body)
     assert [(n.queue_id, n.kind, n.indexes) for n in agents.notices] == [(qid, "success", (0,))]
     assert [r.sender for r in agents.requests] == ["alice@example.com", ""]
+
+
+def test_recipient_limit_bounds_the_active_queue_but_lets_one_big_entry_in(store, make_manager):
+    agents = FakeAgents()
+    agents.release = trio.Event()
+    mgr = make_manager(agents, recipient_limit=3)
+    big = store.create(envelope(*(f"u{i}@remote.example" for i in range(5))), CONTENT)
+    small = [store.create(envelope("bob@remote.example"), CONTENT) for _ in range(4)]
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: len(agents.requests) == 1)
+        await trio.sleep(0.1)
+        assert list(mgr.active) == [big]                 # 5 recipients: over the limit alone
+        agents.release.set()
+        await wait_for(empty(store))
+
+    run(body)
+    assert sorted(r.queue_id for r in agents.requests[1:]) == sorted(small)
