@@ -85,6 +85,9 @@ RESOLVER_FAILURE = "4.3.0 address resolver failure"
 CONNECT_TIMEOUT = 10.0
 # A bounce notice is built from one stored message: bounded work.
 NOTICE_TIMEOUT = 60.0
+# Seconds the deliveries in flight get to end when qmgr stops; below the
+# skeleton's graceful_timeout, after which the master kills the process.
+STOP_GRACE = 5.0
 # Entries moved into active per store transaction.
 SCAN_BATCH = 256
 # Channels kept open to one transport's agents (each carries one request at
@@ -161,7 +164,8 @@ class QueueManager:
         self._full = False                 # a scan stopped at the active limit
         self._recipients = 0               # undelivered recipients of active entries
         self._next_tick = 0.0              # the next queue_run_delay scan
-        self._nursery: trio.Nursery | None = None
+        self._nursery: trio.Nursery | None = None      # the jobs' nursery
+        self._stopping = trio.Event()
 
     def limits(self, transport: str) -> Limits:
         found = self._limits.get(transport)
@@ -191,18 +195,41 @@ class QueueManager:
     # -- the loop -------------------------------------------------------------
 
     async def run(self) -> None:
-        """run - recover, then scan and schedule until cancelled."""
+        """run - recover, then scan and schedule until cancelled.
+
+        When cancelled (the service is stopping), no new job starts, and
+        the jobs in flight get STOP_GRACE seconds to end and have their
+        results recorded: a delivery whose result is lost is made again
+        after the restart.
+        """
         await self.recover()
+        grace = trio.CancelScope(shield=True)
         try:
             async with trio.open_nursery() as nursery:
-                self._nursery = nursery
-                while True:
-                    await self.cycle()
-                    await self._sleep()
+                ready = trio.Event()
+                nursery.start_soon(self._host_jobs, grace, ready)
+                try:
+                    await ready.wait()
+                    while True:
+                        await self.cycle()
+                        await self._sleep()
+                finally:
+                    # The nursery waits for the jobs' host: tell it to wind up.
+                    self._stopping.set()
+                    grace.deadline = min(grace.deadline, trio.current_time() + STOP_GRACE)
         finally:
-            self._nursery = None
             with trio.CancelScope(shield=True):
                 await self.agents.aclose()
+
+    async def _host_jobs(self, grace: trio.CancelScope, ready: trio.Event) -> None:
+        """Hold the nursery of the delivery and settle tasks, shielded from
+        the loop's cancellation and bounded by STOP_GRACE once it comes."""
+        with grace:
+            async with trio.open_nursery() as jobs:
+                self._nursery = jobs
+                ready.set()
+                await self._stopping.wait()
+        self._nursery = None
 
     async def recover(self) -> int:
         """recover - put entries left in active back in incoming; how many."""

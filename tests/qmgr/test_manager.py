@@ -11,6 +11,7 @@ from qmgr_fixtures import FakeAgents, all_as, envelope, sent, wait_for
 
 from mailsys.ipc.errors import IpcUnavailable
 from mailsys.message.envelope import Notify, RcptState, Recipient
+import mailsys.qmgr.manager as manager
 from mailsys.qmgr.manager import SUSPENDED, TRANSPORT_UNAVAILABLE
 from mailsys.qmgr.settings import Limits
 from mailsys.queue import Queue
@@ -424,3 +425,40 @@ def test_recipient_limit_bounds_the_active_queue_but_lets_one_big_entry_in(store
 
     run(body)
     assert sorted(r.queue_id for r in agents.requests[1:]) == sorted(small)
+
+
+def test_stopping_lets_deliveries_in_flight_end_and_be_recorded(store, make_manager):
+    agents = FakeAgents()
+    agents.delay = 0.3
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(mgr.run)
+            await wait_for(lambda: len(agents.requests) == 1)
+            nursery.cancel_scope.cancel()          # SIGTERM: the skeleton cancels the loop
+
+    with structlog.testing.capture_logs() as logs:
+        trio.run(main)
+    assert not store.exists(qid)
+    assert [e["queue_id"] for e in events(logs, "removed")] == [qid]
+
+
+def test_stopping_gives_up_on_a_hung_delivery_after_the_grace(store, make_manager, monkeypatch):
+    monkeypatch.setattr(manager, "STOP_GRACE", 0.2)
+    agents = FakeAgents()
+    agents.release = trio.Event()                  # never answers
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(mgr.run)
+            await wait_for(lambda: len(agents.requests) == 1)
+            nursery.cancel_scope.cancel()
+
+    started = time.monotonic()
+    trio.run(main)
+    assert time.monotonic() - started < 3
+    assert store.load(qid)[1] is Queue.ACTIVE      # put back in incoming at the next start
