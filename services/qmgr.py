@@ -14,11 +14,17 @@ DESCRIPTION
     asks bounce (private/bounce) for notices, and removes finished entries.
 
     The queue store is opened once, after start-up, and closed after trio
-    and its worker threads are gone (on_exit).
+    and its worker threads are gone (on_exit). Before it touches the queue,
+    the scheduler takes $process_id_directory/qmgr.lock (mailsys.qmgr.lock),
+    so the new generation a reload starts waits until the old one has
+    finished its deliveries and exited.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from mailsys.qmgr import lock
 from mailsys.qmgr.manager import IpcAgents, QueueManager
 from mailsys.qmgr.settings import Limits, QmgrSettings, routing_settings
 from mailsys.queue import QueueStore
@@ -39,7 +45,16 @@ async def trigger(requests: frozenset[bytes], ctx: skeleton.ServiceContext) -> N
 
 
 async def schedule(ctx: skeleton.ServiceContext) -> None:
-    await ctx.state.run()
+    cfg = ctx.config
+    pid_dir = Path(str(cfg.process_id_directory))
+    if not pid_dir.is_absolute():
+        pid_dir = cfg.path("queue_directory") / pid_dir
+    # One qmgr per queue: a new generation waits for the old one to exit.
+    fd = await lock.acquire(pid_dir / lock.LOCK_NAME)
+    try:
+        await ctx.state.run()
+    finally:
+        lock.release(fd)
 
 
 def stop(ctx: skeleton.ServiceContext) -> None:

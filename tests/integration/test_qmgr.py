@@ -187,3 +187,19 @@ def test_mail_from_sendmail_through_cleanup_is_delivered(mta):
     assert f"{qid}: uid=" in log and f"{qid}: message-id=<" in log
     assert [(d["qid"], d["rcpt"]) for d in delivered(mta)] == [(qid, "bob@remote.example")]
     assert b"Subject: via sendmail" in (mta.control / f"{qid}.eml").read_bytes()
+
+
+def test_reload_hands_over_to_a_new_qmgr_that_keeps_delivering(mta):
+    start(mta)
+    [old] = mta.children("qmgr")
+    first = inject(mta, "bob@remote.example")
+    mta.wait_log(f"{first}: removed")
+    main_cf = mta.config_dir / "main.cf"
+    main_cf.write_text(main_cf.read_text() + "delay_warning_time = 4h\n")
+    assert mta.cli("reload").returncode == 0
+    [new] = mta.wait_until(lambda: [p for p in mta.children("qmgr") if p.pid != old.pid])
+    mta.wait_until(lambda: old.pid not in [p.pid for p in mta.children("qmgr")])
+    second = inject(mta, "carol@remote.example")
+    mta.wait_log(f"{second}: removed")
+    assert f"mailsys/qmgr[{new.pid}]: {second}: removed" in mta.log_text()
+    assert [d["qid"] for d in delivered(mta)] == [first, second]
