@@ -7,5 +7,6 @@ concurrency windows, rate delays, round-robin between destinations, dead
 destinations), results.py (delivery results and expiry as store changes).
 manager.py is the trio side that drives them against the queue store, the
 delivery agents and the bounce service, and lock.py keeps it alone on its
-queue; services/qmgr.py runs it on the service skeleton (Postfix src/qmgr/, the "nqmgr" scheduler simplified).
+queue; services/qmgr.py runs it on the service skeleton (Postfix src/qmgr/,
+the "nqmgr" scheduler simplified).
 """
