@@ -25,7 +25,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from mailsys.qmgr import lock
-from mailsys.qmgr.manager import IpcAgents, QueueManager
+from mailsys.qmgr.agents import IpcAgents
+from mailsys.qmgr.manager import QueueManager
 from mailsys.qmgr.settings import Limits, QmgrSettings, routing_settings
 from mailsys.queue import QueueStore
 from mailsys.runtime import skeleton

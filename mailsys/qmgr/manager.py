@@ -50,8 +50,6 @@ import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
 import structlog
 import trio
@@ -60,19 +58,19 @@ from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.ipc import names
 from mailsys.ipc.errors import IpcError
 from mailsys.ipc.proto import bounce as bounce_proto
-from mailsys.ipc.proto import deliver as deliver_proto
 from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
-from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest, DeliveryStatus
+from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
 from mailsys.message.envelope import Envelope, RcptState, Recipient
 from mailsys.qmgr import results
+from mailsys.qmgr.agents import Agents
 from mailsys.qmgr.backoff import next_attempt
 from mailsys.qmgr.schedule import Job, Scheduler, plan
 from mailsys.qmgr.settings import Limits, QmgrSettings
 from mailsys.queue import CorruptRecord, Queue, QueueStore, WrongQueue
 from mailsys.routing import AddressClass, Route, RoutingSettings, resolve
-from mailsys.runtime import ipc_io, store_io
+from mailsys.runtime import store_io
 
-__all__ = ["QueueManager", "Agents", "IpcAgents", "TRANSPORT_UNAVAILABLE", "SUSPENDED"]
+__all__ = ["QueueManager", "TRANSPORT_UNAVAILABLE", "SUSPENDED", "STOP_GRACE"]
 
 log = structlog.get_logger()
 
@@ -80,9 +78,6 @@ TRANSPORT_UNAVAILABLE = "mail transport unavailable"     # Postfix qmgr_deliver.
 SUSPENDED = "delivery temporarily suspended: "           # Postfix qmgr_queue.c
 UNAVAILABLE_DSN = "4.3.0"
 RESOLVER_FAILURE = "4.3.0 address resolver failure"
-# How long a connect to an agent or to bounce may take: they are local
-# processes the master keeps running; a slower one is as good as absent.
-CONNECT_TIMEOUT = 10.0
 # A bounce notice is built from one stored message: bounded work.
 NOTICE_TIMEOUT = 60.0
 # Seconds the deliveries in flight get to end when qmgr stops; below the
@@ -90,45 +85,6 @@ NOTICE_TIMEOUT = 60.0
 STOP_GRACE = 5.0
 # Entries moved into active per store transaction.
 SCAN_BATCH = 256
-# Channels kept open to one transport's agents (each carries one request at
-# a time); a transport's concurrency across destinations beyond this waits.
-POOL_SIZE = 100
-
-
-class Agents(Protocol):
-    """How qmgr reaches the delivery agents and the bounce service."""
-
-    async def deliver(self, request: DeliverRequest, timeout: float) -> DeliveryStatus: ...
-
-    async def notice(self, request: NoticeRequest, timeout: float) -> NoticeReady: ...
-
-    async def aclose(self) -> None: ...
-
-
-class IpcAgents:
-    """Agents over the service sockets: private/<transport>, private/bounce."""
-
-    def __init__(self, queue_dir: Path) -> None:
-        self._queue_dir = Path(queue_dir)
-        self._pools: dict[str, ipc_io.ChannelPool] = {}
-
-    async def deliver(self, request: DeliverRequest, timeout: float) -> DeliveryStatus:
-        pool = self._pools.get(request.transport)
-        if pool is None:
-            path = names.private_path(self._queue_dir, request.transport)
-            pool = ipc_io.ChannelPool(path, deliver_proto.PROTOCOL, POOL_SIZE,
-                                      connect_timeout=CONNECT_TIMEOUT)
-            self._pools[request.transport] = pool
-        return await pool.call(request, expect=DeliveryStatus, timeout=timeout)
-
-    async def notice(self, request: NoticeRequest, timeout: float) -> NoticeReady:
-        path = names.private_path(self._queue_dir, names.BOUNCE)
-        return await ipc_io.call(path, request, protocol=bounce_proto.PROTOCOL,
-                                 expect=NoticeReady, timeout=timeout)
-
-    async def aclose(self) -> None:
-        for pool in self._pools.values():
-            await pool.aclose()
 
 
 @dataclass(slots=True)
