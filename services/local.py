@@ -22,6 +22,10 @@ DESCRIPTION
     $mail_spool_directory/user/, for local ones (local_recipient_maps,
     mailbox_size_limit); see mailsys.delivery.mailbox.
 
+    texthash tables are read at start and again on SIGHUP (the master sends
+    it on a reload that keeps this process); lmdb tables are reread when
+    postmap replaces them.
+
     The log tag follows the master.cf service, as the Postfix program
     would: a service named "virtual" logs as $syslog_name/virtual, any
     other as $syslog_name/local.
@@ -68,6 +72,11 @@ async def handle(stream: trio.SocketStream, ctx: skeleton.ServiceContext) -> Non
     await ipc_io.serve(stream, one, protocol=PROTOCOL)
 
 
+def reopen_tables(ctx: skeleton.ServiceContext) -> None:
+    """SIGHUP (a reload that keeps this process): read the mailbox tables again."""
+    ctx.state.settings = MailboxSettings.from_config(ctx.config)
+
+
 def close_store(ctx: skeleton.ServiceContext) -> None:
     if isinstance(ctx.state, _State):
         ctx.state.store.close()
@@ -82,7 +91,8 @@ def program_name(argv: list[str]) -> str:
 
 
 def main() -> None:
-    skeleton.run(program_name(sys.argv[1:]), handle, post_init=_State, on_exit=close_store)
+    skeleton.run(program_name(sys.argv[1:]), handle, post_init=_State, on_reload=reopen_tables,
+                 on_exit=close_store)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,10 @@ DESCRIPTION
     Maildirs, with or without its trailing slash: set it to a path of your
     own (say ``/var/mail/maildirs/``) when /var/mail holds mbox files.
 
-    A path from a table may not climb out of its base (``..``).
+    A path from a table may not climb out of its base (``..``). Relative
+    virtual_mailbox_base and mail_spool_directory values are taken from the
+    directory that holds the configuration directory, like every mailsys
+    path (Config.path).
 """
 
 from __future__ import annotations

@@ -24,13 +24,19 @@ DESCRIPTION
     that family.
 
     inet_protocols picks the address families addresses() asks for: A for
-    ipv4, AAAA for ipv6, both for all.
+    ipv4, AAAA for ipv6, both for all. smtp_host_lookup says how host
+    addresses are found: dns (the default), native (the system's
+    getaddrinfo: /etc/hosts, nsswitch), or both (native when DNS finds
+    nothing). MX lookups always use DNS.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Sequence
+
+import trio
 
 import dns.asyncbackend
 import dns.asyncresolver
@@ -41,7 +47,7 @@ import dns.resolver
 
 from mailsys.errors import ConfigError
 
-__all__ = ["DnsError", "NOTFOUND", "RETRY", "Resolver", "parse_nameserver"]
+__all__ = ["DnsError", "NOTFOUND", "RETRY", "Resolver", "parse_nameserver", "dns_disabled"]
 
 NOTFOUND = "notfound"
 RETRY = "retry"
@@ -64,6 +70,13 @@ class DnsError(Exception):
     @property
     def temporary(self) -> bool:
         return self.kind == RETRY
+
+
+def dns_disabled(cfg) -> bool:
+    """smtp_dns_support_level = disabled (or the older disable_dns_lookups = yes):
+    no MX lookups, host addresses from the system (Postfix smtp(8))."""
+    return cfg.smtp_dns_support_level == "disabled" or (
+        not cfg.smtp_dns_support_level and cfg.disable_dns_lookups)
 
 
 def parse_nameserver(spec: str) -> tuple[str, int]:
@@ -96,7 +109,8 @@ class Resolver:
     """MX and address lookups against the configured name servers."""
 
     def __init__(self, nameservers: Sequence[tuple[str, int]] = (), *,
-                 lifetime: float = DEFAULT_LIFETIME, ipv4: bool = True, ipv6: bool = True) -> None:
+                 lifetime: float = DEFAULT_LIFETIME, ipv4: bool = True, ipv6: bool = True,
+                 host_lookup: Sequence[str] = ("dns",)) -> None:
         if nameservers:
             res = dns.asyncresolver.Resolver(configure=False)
             res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in nameservers]
@@ -113,6 +127,8 @@ class Resolver:
         self._res = res
         self._backend = dns.asyncbackend.get_backend("trio")
         self._types = (["A"] if ipv4 else []) + (["AAAA"] if ipv6 else [])
+        self._dns_hosts = "dns" in host_lookup or not host_lookup
+        self._native_hosts = "native" in host_lookup
 
     @classmethod
     def from_config(cls, cfg, *, lifetime: float = DEFAULT_LIFETIME) -> Resolver:
@@ -122,8 +138,9 @@ class Resolver:
             raise ConfigError(f"dns_nameservers: {e}", param="dns_nameservers") from None
         protocols = set(cfg["inet_protocols"])
         both = "all" in protocols
+        lookup = ("native",) if dns_disabled(cfg) else tuple(cfg["smtp_host_lookup"])
         return cls(servers, lifetime=lifetime, ipv4=both or "ipv4" in protocols,
-                   ipv6=both or "ipv6" in protocols)
+                   ipv6=both or "ipv6" in protocols, host_lookup=lookup)
 
     async def _query(self, name: str, rdtype: str) -> list:
         try:
@@ -156,11 +173,33 @@ class Resolver:
             pass
         found: list[str] = []
         errors: list[DnsError] = []
-        for rdtype in self._types:
+        if self._dns_hosts:
+            for rdtype in self._types:
+                try:
+                    found += [r.address for r in await self._query(host, rdtype)]
+                except DnsError as e:
+                    errors.append(e)
+        if not found and self._native_hosts:
             try:
-                found += [r.address for r in await self._query(host, rdtype)]
+                return await self._native(host)
             except DnsError as e:
                 errors.append(e)
         if not found and errors:
             raise next((e for e in errors if e.temporary), errors[0])
         return found
+
+    async def _native(self, host: str) -> list[str]:
+        """smtp_host_lookup = native: the system's getaddrinfo() (/etc/hosts, nsswitch)."""
+        family = (socket.AF_UNSPEC if len(self._types) == 2 else
+                  socket.AF_INET if self._types == ["A"] else socket.AF_INET6)
+        try:
+            infos = await trio.socket.getaddrinfo(host, None, family, socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            kind = RETRY if e.errno == socket.EAI_AGAIN else NOTFOUND
+            raise DnsError(kind, host, "A") from None
+        out: list[str] = []
+        for fam, *_, sockaddr in sorted(infos, key=lambda i: i[0] != socket.AF_INET):
+            addr = str(sockaddr[0]).split("%")[0]
+            if addr not in out:
+                out.append(addr)
+        return out

@@ -25,39 +25,50 @@ DESCRIPTION
      4. tries the addresses in turn (at most smtp_mx_address_limit, with at
         most smtp_mx_session_limit sessions that got as far as a greeting):
         a connection failure or a refused greeting logs Postfix's
-        ``connect to host[addr]:port: Connection refused`` and moves on;
+        ``connect to host[addr]:port: Connection refused`` and moves on; a
+        server that answers EHLO with our own myhostname is a loop too
+        (5.4.6 at a best MX host, 4.4.6 at a backup);
      5. sends the message from the queue store (read only: qmgr owns every
         state change), per-recipient replies becoming sent / deferred /
         bounced with Postfix's texts, relay=host[addr]:port, Remote-MTA and
-        Diagnostic-Code for the bounce service;
+        Diagnostic-Code for the bounce service. A recipient the server
+        deferred before the message was sent (a 4xx to MAIL, RCPT or DATA,
+        or a session that broke before the content went out) is left for
+        the next MX host, as Postfix does for every server but the last
+        (smtp_trouble.c); once the content may have reached a server,
+        nobody else gets it in this attempt;
      6. keeps the connection for the next request to this next hop
-        (smtp_connection_cache_time_limit), or says QUIT;
+        (smtp_connection_cache_time_limit, default 2 s), or says QUIT;
      7. logs each recipient's status line and answers qmgr.
 
-    The whole request runs under a deadline: none of its own, since each
-    wait already has its smtp_*_timeout.
+    A request has no deadline of its own: every wait inside it already has
+    its smtp_*_timeout. smtp_dns_support_level = disabled skips MX lookups;
+    smtp_host_lookup picks DNS or the system's resolver for host addresses;
+    smtp_bind_address[6] picks the source address.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import random
+import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
-import trio
 
 from mailsys.config import parse_master_cf
+from mailsys.config.values import BadValue, parse_time
 from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sent
+from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
                                        RecipientResult)
 from mailsys.routing import (BadNextHop, MxHost, NextHop, RouteError, drop_self, mx_hosts,
                              parse_nexthop)
-from mailsys.runtime.resolver import DnsError, Resolver
+from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession, Target,
-                                            TlsPolicy, connect)
-from mailsys.smtp.client import Rcpt, RecipientStatus
+                                            TlsPolicy, connect, trio_close)
+from mailsys.smtp.client import DATA, MAIL_FROM, RCPT_TO, Rcpt, RecipientStatus
 from mailsys.smtp.errors import LocalProtocolError
 
 log = structlog.get_logger()
@@ -74,37 +85,52 @@ EXTRA_TIMEOUTS = {"smtp_rset_timeout": 20.0}
 CACHE_TIME_LIMIT = 2.0
 
 
-def _param(cfg, name: str, default):
+def _time_param(cfg, name: str, default: float) -> float:
+    """A time parameter the table may not carry yet: typed when it does,
+    else parsed from main.cf text (a bad value is a ConfigError), else default."""
     try:
-        return cfg[name]
+        value = cfg[name]
     except KeyError:
         return default
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return parse_time(str(value))
+    except BadValue as e:
+        raise ConfigError(f"{e}", param=name) from None
 
 
 @dataclass(frozen=True, slots=True)
 class SmtpSettings:
     helo_name: str
     timeouts: Mapping[str, float]
+    myhostname: str = ""             # a server that gives this name in EHLO is us (a loop)
     own: frozenset = frozenset()
+    mx_lookups: bool = True          # False: smtp_dns_support_level = disabled
     mx_address_limit: int = 5
     mx_session_limit: int = 2
     skip_5xx_greeting: bool = True
     body_line_limit: int = 998
     cache_time_limit: float = CACHE_TIME_LIMIT
+    bind: Mapping[int, str] = field(default_factory=dict)   # family -> smtp_bind_address[6]
     tls: TlsPolicy = field(default_factory=TlsPolicy)
 
     @classmethod
     def from_config(cls, cfg, *, own: Iterable = (), tls: TlsPolicy | None = None) -> SmtpSettings:
         timeouts = {name: float(cfg[name]) for name in TIMEOUT_PARAMS}
         for name, default in EXTRA_TIMEOUTS.items():
-            timeouts[name] = float(_param(cfg, name, default))
-        return cls(helo_name=cfg.smtp_helo_name, timeouts=timeouts, own=frozenset(own),
+            timeouts[name] = _time_param(cfg, name, default)
+        return cls(helo_name=cfg.smtp_helo_name, timeouts=timeouts, myhostname=cfg.myhostname,
+                   own=frozenset(own),
+                   mx_lookups=not dns_disabled(cfg),
                    mx_address_limit=cfg.smtp_mx_address_limit,
                    mx_session_limit=cfg.smtp_mx_session_limit,
                    skip_5xx_greeting=cfg.smtp_skip_5xx_greeting,
                    body_line_limit=cfg.smtp_line_length_limit,
-                   cache_time_limit=float(_param(cfg, "smtp_connection_cache_time_limit",
-                                                 CACHE_TIME_LIMIT)),
+                   cache_time_limit=_time_param(cfg, "smtp_connection_cache_time_limit",
+                                                CACHE_TIME_LIMIT),
+                   bind={f: a for f, a in ((socket.AF_INET, cfg.smtp_bind_address),
+                                            (socket.AF_INET6, cfg.smtp_bind_address6)) if a},
                    tls=tls or TlsPolicy())
 
 
@@ -138,6 +164,21 @@ def own_endpoints(cfg) -> frozenset[tuple[str, int]]:
                      for addr in _interface_addresses(cfg, spec.host))
 
 
+class _Budget:
+    """smtp_mx_session_limit: sessions (servers that answered) one request may use (0: no limit)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+
+    @property
+    def left(self) -> bool:
+        return self.limit <= 0 or self.used < self.limit
+
+    def spend(self) -> None:
+        self.used += 1
+
+
 def _rcpt(r: DeliverRecipient) -> Rcpt:
     orcpt = r.orcpt.partition(";")[2] if ";" in r.orcpt else r.orcpt
     return Rcpt(r.address, notify=tuple(r.notify) or None, orcpt=orcpt or None)
@@ -157,56 +198,93 @@ class SmtpAgent:
 
     async def deliver(self, req: DeliverRequest) -> DeliveryStatus:
         watch = Stopwatch.start(req)
-        results, conn_use, dead = await self._deliver(req, watch)
-        by_index = {r.index: r for r in results}
+        done, dead = await self._deliver(req, watch)
         ordered = []
         for rcpt in req.recipients:
-            result = by_index[rcpt.index]
+            result, conn_use = done[rcpt.index]
             log_status(req, rcpt, result, watch, conn_use=conn_use)
             ordered.append(result)
         return DeliveryStatus(req.queue_id, tuple(ordered), dead_destination=dead)
 
     async def _deliver(self, req: DeliverRequest, watch: Stopwatch
-                       ) -> tuple[list[RecipientResult], int, bool]:
-        rcpts = req.recipients
+                       ) -> tuple[dict[int, tuple[RecipientResult, int]], bool]:
+        """Every recipient's result (with the conn_use of its session), and whether
+        the destination as a whole failed (no server could be reached)."""
+        done: dict[int, tuple[RecipientResult, int]] = {}
 
-        def everyone(dsn: str, reason: str, **kw: str) -> list[RecipientResult]:
-            return [failed(r, dsn, reason, **kw) for r in rcpts]
+        def finish(rcpts: Iterable[DeliverRecipient], dsn: str, reason: str, **kw: str) -> None:
+            for r in rcpts:
+                done[r.index] = (failed(r, dsn, reason, **kw), 0)
 
         try:
             hop = parse_nexthop(req.nexthop)
         except BadNextHop as e:
-            return everyone("4.3.5", f"mail transport unavailable: {e}"), 0, True
+            finish(req.recipients, "4.3.5", f"mail transport unavailable: {e}")
+            return done, True
         try:
             content = await self.load_content(req.queue_id)
         except Exception as e:       # the entry is gone or unreadable: qmgr decides
-            return everyone("4.3.0", f"error reading message: {e}"), 0, False
+            finish(req.recipients, "4.3.0", f"error reading message: {e}")
+            return done, False
 
         key = f"{req.transport}:{hop}"
+        pending = list(req.recipients)
         session = await self.cache.take(key)
-        if session is None:
-            try:
-                targets = await self.targets(hop)
-            except RouteError as e:
-                return everyone(e.status, e.reason), 0, not e.permanent
-            session, error, last = await self._open(targets)
+        targets: list[Target] | None = None
+        tried: set[Target] = set()
+        budget = _Budget(self.settings.mx_session_limit)
+        answered = False
+        while pending:
             if session is None:
-                assert error is not None and last is not None
-                # relay=none unless a server answered (a refused greeting).
-                relay = last.relay if error.connected else "none"
-                return everyone(error.dsn, error.text, relay=relay), 0, True
-        watch.connected()
-        results = await self._transact(session, req, content)
-        if not self.cache.put(key, session):
-            await session.close()
-        return results, session.uses, False
+                if targets is None:
+                    try:
+                        targets = await self.targets(hop)
+                    except RouteError as e:
+                        if answered:
+                            break      # a server's own answer beats a DNS failure
+                        finish(pending, e.status, e.reason)
+                        return done, not e.permanent
+                session, error, last = await self._open(
+                    [t for t in targets if t not in tried], budget, tried, req.nexthop)
+                if session is None:
+                    if answered or error is None or last is None:
+                        break          # recipients kept for a next server keep its answer
+                    # relay=none unless a server answered (a refused greeting).
+                    finish(pending, error.dsn, error.text,
+                           relay=last.relay if error.connected else "none")
+                    return done, not answered
+            answered = True
+            tried.add(session.target)          # a cached session's host counts as tried
+            if watch.setup_done is None:
+                watch.connected()
+            # Postfix smtp_trouble.c: a soft failure before the message was
+            # sent leaves the recipient for the next MX host, unless this
+            # server was the last one to try.
+            more = targets is None or any(t not in tried for t in targets)
+            retry: list[DeliverRecipient] = []
+            try:
+                outcome = await self._transact(session, req, pending, content)
+            except BaseException:
+                # Cancelled (the daemon is stopping) or a bug: the server
+                # must not keep a half transaction open on our account.
+                trio_close(session.stream)
+                raise
+            for rcpt, (result, again) in zip(pending, outcome):
+                done[rcpt.index] = (result, session.uses)     # stands if no server is left
+                if again and more and budget.left:
+                    retry.append(rcpt)
+            if not self.cache.put(key, session):
+                await session.close()
+            session = None
+            pending = retry
+        return done, False
 
     # -- where to connect --------------------------------------------------------
 
     async def targets(self, hop: NextHop) -> list[Target]:
         """The addresses to try for hop, best first; RouteError when there are none."""
         best: int | None = None
-        if hop.mx_lookup:
+        if hop.mx_lookup and self.settings.mx_lookups:
             try:
                 answers = await self.resolver.mx(hop.host)
             except DnsError as e:
@@ -234,23 +312,29 @@ class SmtpAgent:
         kept = drop_self(hop.host, found, self.settings.own, port=hop.port, best_preference=best)
         limit = self.settings.mx_address_limit
         kept = kept[:limit] if limit > 0 else kept
-        return [Target(a.host, a.address, hop.port) for a in kept]
+        return [Target(a.host, a.address, hop.port, best=a.preference == kept[0].preference)
+                for a in kept]
 
-    async def _open(self, targets: list[Target]
-                    ) -> tuple[SmtpSession | None, SessionError | None, Target | None]:
+    async def _open(self, targets: list[Target], budget: _Budget, tried: set[Target],
+                    nexthop: str) -> tuple[SmtpSession | None, SessionError | None, Target | None]:
+        """The first target that gives a session, within the session budget;
+        every target tried goes into ``tried``."""
         s = self.settings
         error: SessionError | None = None
         last: Target | None = None
-        sessions = 0
         for target in targets:
-            last = target
-            if s.mx_session_limit > 0 and sessions >= s.mx_session_limit:
+            if not budget.left:
                 break
+            last = target
+            tried.add(target)
             tls = s.tls
             for attempt in (1, 2):
                 try:
                     session = await connect(target, s.timeouts, helo_name=s.helo_name, tls=tls,
-                                            body_line_limit=s.body_line_limit)
+                                            body_line_limit=s.body_line_limit,
+                                            myhostname=s.myhostname, nexthop=nexthop,
+                                            bind=s.bind)
+                    budget.spend()
                     return session, None, target
                 except SessionError as e:
                     error = e
@@ -262,22 +346,26 @@ class SmtpAgent:
                         continue
                     break
             assert error is not None
+            if error.final:
+                break
+            log.info(error.text)
             if error.connected:
-                sessions += 1
+                budget.spend()
                 if not s.skip_5xx_greeting and error.dsn.startswith("5"):
                     break
-            log.info(error.text)
         return None, error, last
 
     # -- the message -----------------------------------------------------------------
 
     async def _transact(self, session: SmtpSession, req: DeliverRequest,
-                        content: bytes) -> list[RecipientResult]:
+                        rcpts: list[DeliverRecipient], content: bytes
+                        ) -> list[tuple[RecipientResult, bool]]:
+        """One message to rcpts: each result, and whether another server may try it."""
         target = session.target
         params = dict(body_type=req.body_type or None, smtputf8=req.smtputf8,
                       ret=req.ret or None, envid=req.envid or None)
         try:
-            result = await session.send_mail(req.sender, [_rcpt(r) for r in req.recipients],
+            result = await session.send_mail(req.sender, [_rcpt(r) for r in rcpts],
                                              content, **params)
             statuses = dict(enumerate(result.recipients))
             error = None
@@ -285,24 +373,28 @@ class SmtpAgent:
             # Something in the request cannot be said in SMTP (a control
             # character in an address, say): nothing was sent; keep the mail.
             session.broken = True
-            return [deferred(rcpt, "4.3.0", f"mail delivery failed: {e}") for rcpt in req.recipients]
+            return [(deferred(r, "4.3.0", f"mail delivery failed: {e}"), False) for r in rcpts]
         except SessionError as e:
             statuses = {}
             for st in e.settled:
-                for i, r in enumerate(req.recipients):
+                for i, r in enumerate(rcpts):
                     if r.address == st.address and i not in statuses:
                         statuses[i] = st
                         break
             error = e
         out = []
-        for i, rcpt in enumerate(req.recipients):
+        for i, rcpt in enumerate(rcpts):
             st = statuses.get(i)
             if st is None:
                 assert error is not None
-                out.append(deferred(rcpt, error.dsn, error.text, relay=target.relay,
-                                    remote_mta=target.host))
+                # The content may have reached the server: no other server
+                # gets it now, the next attempt decides (never zero times).
+                again = not any(w in error.text for w in ("end of data", "message body"))
+                out.append((deferred(rcpt, error.dsn, error.text, relay=target.relay,
+                                     remote_mta=target.host), again))
             else:
-                out.append(self._verdict(rcpt, st, target))
+                again = st.status == "deferred" and st.in_reply_to in (MAIL_FROM, RCPT_TO, DATA)
+                out.append((self._verdict(rcpt, st, target), again))
         return out
 
     @staticmethod

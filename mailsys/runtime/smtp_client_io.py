@@ -33,8 +33,13 @@ DESCRIPTION
     STARTTLS: connect() takes a ``tls`` policy (TlsPolicy). With level may,
     a server that offers STARTTLS is asked for it; a failed handshake raises
     SessionError(tls_failed=True), and the caller reconnects in plaintext
-    (Postfix smtp_tls_fallback...). With encrypt, verify or secure a server
-    without STARTTLS, or a failed handshake, is a 4.7.5 deferral.
+    (what Postfix's smtp_tls_fallback_level does for may). With encrypt,
+    verify or secure, a server without STARTTLS is a 4.7.4 deferral and a
+    refused STARTTLS or a failed handshake 4.7.5 ("Server certificate not
+    verified" when the certificate was the trouble).
+
+    Loops: connect(myhostname=...) ends the session when the server's EHLO
+    reply gives our own name (SessionError(final=True), 5.4.6 or 4.4.6).
 
     ConnectionCache keeps idle sessions per next hop for a short while
     (Postfix's scache with smtp_connection_cache_time_limit); take() checks
@@ -59,8 +64,8 @@ from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, Conne
                                  TransactionDone, TransactionResult, refused_text)
 from mailsys.smtp.errors import RemoteProtocolError
 
-__all__ = ["Target", "SessionError", "SmtpSession", "TlsPolicy", "connect", "ConnectionCache",
-           "RECV_SIZE"]
+__all__ = ["Target", "SessionError", "SmtpSession", "TlsPolicy", "connect", "open_stream",
+           "trio_close", "ConnectionCache", "RECV_SIZE"]
 
 log = structlog.get_logger()
 
@@ -82,6 +87,7 @@ class Target:
     host: str
     address: str
     port: int = 25
+    best: bool = True          # one of the best MX hosts (a loop there bounces, else defers)
 
     @property
     def peer(self) -> str:
@@ -98,21 +104,19 @@ class SessionError(Exception):
     """One host failed: Postfix's reason text and enhanced status code.
 
     connected: the failure came from a server that answered (relay= then
-    names it). try_next: Postfix would try the next MX host (connection
-    failures, 4xx or 5xx greetings). settled: recipients already decided.
+    names it). final: no other host may be tried either (a loop). settled: recipients already decided.
     tls_failed: the STARTTLS handshake failed (opportunistic TLS retries
     in plaintext)."""
 
-    def __init__(self, dsn: str, text: str, *, connected: bool = False, try_next: bool = False,
-                 settled: tuple[RecipientStatus, ...] = (), remote_reply: str = "",
+    def __init__(self, dsn: str, text: str, *, connected: bool = False, final: bool = False,
+                 settled: tuple[RecipientStatus, ...] = (),
                  tls_failed: bool = False) -> None:
         super().__init__(text)
         self.dsn = dsn
         self.text = text
         self.connected = connected
-        self.try_next = try_next
+        self.final = final
         self.settled = settled
-        self.remote_reply = remote_reply
         self.tls_failed = tls_failed
 
 
@@ -129,6 +133,7 @@ class TlsPolicy:
     engine: Callable[[str], object] | None = None
     wrap: Callable[[trio.abc.Stream, object], trio.abc.Stream] | None = None
     log: bool = False            # smtp_tls_loglevel >= 1: log each established session
+    note_offer: bool = False     # smtp_tls_note_starttls_offer: log servers that offer it
 
     @property
     def required(self) -> bool:
@@ -152,6 +157,7 @@ class SmtpSession:
         self.tls = None                # the TlsEngine once STARTTLS succeeded
         self.broken = False
         self._pending = b""            # bytes a command method returned, not yet written
+        self.ehlo_name = ""            # the name the server gave in its EHLO/HELO reply
 
     # -- the driver loop (ClientConnection's docstring) ----------------------------
 
@@ -212,22 +218,29 @@ class SmtpSession:
 
     # -- session setup ----------------------------------------------------------------
 
-    async def hello(self, tls: TlsPolicy) -> None:
-        """Greeting, EHLO (HELO after a refusal), then STARTTLS as the policy says."""
+    async def hello(self, tls: TlsPolicy, myhostname: str = "", nexthop: str = "") -> None:
+        """Greeting, EHLO (HELO after a refusal), then STARTTLS as the policy says.
+
+        A server that names itself myhostname in its EHLO reply is this
+        host (behind a NAT or a proxy): "mail for NEXTHOP loops back to
+        myself", 5.4.6 at a best MX host, 4.4.6 at a backup (smtp_proto.c)."""
         event = await self.next_event()
         if isinstance(event, ConnectionLost):
             raise self._lost(event)
         assert isinstance(event, Greeting)
         if not event.ok:
             raise SessionError(event.response.dsn, refused_text(self.target.peer, event.response),
-                               connected=True, try_next=True, remote_reply=event.response.text)
+                               connected=True)
         await self._ehlo()
+        self._check_loop(myhostname, nexthop)
         if self.cc.tls_active or not tls.wanted and not tls.required:
+            if tls.note_offer and self.cc.capabilities.starttls and not self.cc.tls_active:
+                log.info(f"Host offered STARTTLS: [{self.target.host}]")
             return
         if not self.cc.capabilities.starttls:
             if tls.required:
                 raise SessionError("4.7.4", f"TLS is required, but was not offered by host "
-                                   f"{self.target.peer}", connected=True, try_next=True)
+                                   f"{self.target.peer}", connected=True)
             return
         self._pending += self.cc.starttls()
         event = await self.next_event()
@@ -237,11 +250,19 @@ class SmtpSession:
             if tls.required:
                 raise SessionError("4.7.5", f"TLS is required, but host {self.target.peer} "
                                    f"refused to start TLS: {event.response.text}",
-                                   connected=True, try_next=True)
+                                   connected=True)
             return
         assert isinstance(event, StartTlsReady)
         await self._handshake(tls)
         await self._ehlo()
+
+    def _check_loop(self, myhostname: str, nexthop: str) -> None:
+        if not myhostname or self.ehlo_name.lower() != myhostname.lower():
+            return
+        log.warning(f"host {self.target.relay} replied to HELO/EHLO with my own hostname {myhostname}")
+        raise SessionError("5.4.6" if self.target.best else "4.4.6",
+                           f"mail for {nexthop or self.target.host} loops back to myself",
+                           connected=True, final=True)
 
     async def _handshake(self, tls: TlsPolicy) -> None:
         assert tls.engine is not None and tls.wrap is not None
@@ -257,7 +278,7 @@ class SmtpSession:
                 text = f"Server certificate not verified: {self.target.peer}: {e}"
             else:
                 text = f"Cannot start TLS: handshake failure with {self.target.peer}: {e}"
-            raise SessionError("4.7.5", text, connected=True, try_next=True,
+            raise SessionError("4.7.5", text, connected=True,
                                tls_failed=True) from None
         self.stream = stream
         self.tls = engine
@@ -277,8 +298,10 @@ class SmtpSession:
         if isinstance(event, HeloRejected):
             self.broken = True
             raise SessionError(event.response.dsn, refused_text(self.target.peer, event.response),
-                               connected=True, try_next=True, remote_reply=event.response.text)
+                               connected=True)
         assert isinstance(event, EhloDone)
+        words = event.response.lines[0][4:].split() if event.response.lines else []
+        self.ehlo_name = words[0] if words else ""
 
     # -- mail ---------------------------------------------------------------------
 
@@ -342,21 +365,29 @@ def _strerror(e: OSError) -> str:
     return os.strerror(e.errno) if e.errno else (e.strerror or os.strerror(errno.EIO))
 
 
-async def open_stream(target: Target, timeout: float) -> trio.SocketStream:
-    """TCP connect within smtp_connect_timeout; SessionError says why not."""
+async def open_stream(target: Target, timeout: float, bind: Mapping[int, str] | None = None
+                      ) -> trio.SocketStream:
+    """TCP connect within smtp_connect_timeout; SessionError says why not.
+
+    bind maps an address family to the local address to send from
+    (smtp_bind_address, smtp_bind_address6)."""
     family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
     sock = trio.socket.socket(family, socket.SOCK_STREAM)
     try:
+        source = (bind or {}).get(family)
+        if source:
+            try:
+                await sock.bind((source, 0))
+            except OSError as e:
+                raise SessionError("4.4.1", f"bind {source} port 0: {_strerror(e)}") from None
         with trio.fail_after(timeout) if timeout > 0 else trio.CancelScope():
             await sock.connect((target.address, target.port))
     except trio.TooSlowError:
         sock.close()
-        raise SessionError("4.4.1", f"connect to {target.relay}: Connection timed out",
-                           try_next=True) from None
+        raise SessionError("4.4.1", f"connect to {target.relay}: Connection timed out") from None
     except OSError as e:
         sock.close()
-        raise SessionError("4.4.1", f"connect to {target.relay}: {_strerror(e)}",
-                           try_next=True) from None
+        raise SessionError("4.4.1", f"connect to {target.relay}: {_strerror(e)}") from None
     except BaseException:
         sock.close()
         raise
@@ -365,13 +396,14 @@ async def open_stream(target: Target, timeout: float) -> trio.SocketStream:
 
 async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: str,
                   tls: TlsPolicy = TlsPolicy(), pipelining: bool = True,
-                  body_line_limit: int = 0) -> SmtpSession:
+                  body_line_limit: int = 0, myhostname: str = "",
+                  nexthop: str = "", bind: Mapping[int, str] | None = None) -> SmtpSession:
     """A session past EHLO (and STARTTLS) with one host, or SessionError."""
-    stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)))
+    stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
     cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit)
     session = SmtpSession(stream, cc, target, timeouts)
     try:
-        await session.hello(tls)
+        await session.hello(tls, myhostname, nexthop)
     except BaseException:
         await session.close()
         raise

@@ -24,6 +24,8 @@ DESCRIPTION
                      domain, mailsys checks the MX host name for both
       dane           no DNSSEC here: may, as Postfix does for insecure TLSA
 
+    With TLS off, smtp_tls_note_starttls_offer = yes logs Postfix's "Host
+    offered STARTTLS: [mx.example.com]" for servers that offer it.
     smtp_tls_loglevel 1 or more logs Postfix's "Untrusted TLS connection
     established to mx.example.com[192.0.2.1]:25: TLSv1.3 with cipher ...".
 """
@@ -44,7 +46,7 @@ def tls_policy(cfg) -> TlsPolicy:
     if level == "dane":
         level = "may"
     if level == "none":
-        return TlsPolicy()
+        return TlsPolicy(note_offer=cfg.smtp_tls_note_starttls_offer)
     ctx = client_context(cfg, level)      # ConfigError for an unknown level or a bad file
 
     def engine(host: str) -> TlsEngine:

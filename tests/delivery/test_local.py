@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -86,8 +87,7 @@ def test_loop_is_bounced_and_other_recipients_still_delivered(tmp_path, vsetting
 
 
 def test_size_limit_bounces(tmp_path, vsettings):
-    small = MailboxSettings(**{**{f: getattr(vsettings, f) for f in vsettings.__slots__},
-                               "virtual_limit": 50})
+    small = dataclasses.replace(vsettings, virtual_limit=50)
     (r,) = deliver_request(request("bob@example.com"), CONTENT, small)
     assert (r.status, r.dsn) == ("bounced", "5.2.2")
     assert r.reason == "maildir delivery failed: error writing message: File too large"

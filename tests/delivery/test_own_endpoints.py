@@ -38,3 +38,19 @@ def test_settings_from_config(tmp_path):
     assert s.helo_name == "out.example.test" and s.mx_address_limit == 3
     assert s.timeouts["smtp_rcpt_timeout"] == 7.0 and s.timeouts["smtp_rset_timeout"] == 20.0
     assert s.cache_time_limit == 2.0 and s.tls.level == "none"
+
+
+def test_dns_disabled(tmp_path):
+    cfg = config(tmp_path, [], smtp_dns_support_level="disabled")
+    assert not SmtpSettings.from_config(cfg).mx_lookups
+
+
+def test_dns_enabled_by_default(tmp_path):
+    cfg = config(tmp_path, [], disable_dns_lookups="no")
+    assert SmtpSettings.from_config(cfg).mx_lookups
+
+
+def test_parameters_the_table_does_not_carry(tmp_path):
+    cfg = config(tmp_path, [], smtp_connection_cache_time_limit="5s", smtp_rset_timeout="1m")
+    s = SmtpSettings.from_config(cfg)
+    assert s.cache_time_limit == 5.0 and s.timeouts["smtp_rset_timeout"] == 60.0

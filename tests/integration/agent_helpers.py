@@ -13,10 +13,15 @@ import time
 from pathlib import Path
 
 import structlog
+import trio
 
-from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
+from mailsys.ipc import names
+from mailsys.ipc.proto.deliver import PROTOCOL, DeliverRecipient, DeliverRequest, DeliveryStatus
 from mailsys.maillog import postfix
 from mailsys.maillog.event import LogEvent
+from mailsys.message.envelope import Envelope, Recipient
+from mailsys.queue.store import QueueStore
+from mailsys.runtime import ipc_io
 
 HERE = Path(__file__).parent
 
@@ -59,3 +64,25 @@ def lines(captured: list[dict], event: str | None = None) -> list[str]:
 
 
 capture_logs = structlog.testing.capture_logs
+
+
+# -- driving daemons under a real master (the instance fixture) ---------------
+
+def queue_message(inst, *rcpts: str, sender="alice@example.com", content=CONTENT) -> str:
+    env = Envelope(queue_id="", sender=sender, recipients=tuple(Recipient(r) for r in rcpts),
+                   arrival_time=time.time() - 1, size=len(content))
+    with QueueStore.open(inst.queue_dir) as store:
+        return store.create(env, content)
+
+
+def request_for(qid: str, nexthop: str, *rcpts: str, **kw) -> DeliverRequest:
+    """request() for an entry queued with queue_message()."""
+    return request(nexthop, *rcpts, qid=qid, **kw)
+
+
+async def call(inst, service: str, req: DeliverRequest) -> DeliveryStatus:
+    path = names.private_path(inst.queue_dir, service)
+    with trio.fail_after(20):
+        while not path.exists():
+            await trio.sleep(0.05)
+    return await ipc_io.call(path, req, protocol=PROTOCOL, expect=DeliveryStatus, timeout=20)

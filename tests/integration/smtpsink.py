@@ -4,8 +4,10 @@
     async with trio.open_nursery() as n:
         port = await n.start(sink.serve)
         ...
+    port2 = await n.start(other.serve, "127.0.0.2", port)   # another loopback address, same port
     sink.messages   -> [Message(sender, rcpts, data)]
     sink.sessions   -> connections accepted
+    sink.peers      -> the client address of each connection
     sink.commands   -> every command line received, in order
 
 Replies are scripted: greeting, ehlo (HELO works too), mail, rcpt per
@@ -48,14 +50,17 @@ class SmtpSink:
     sessions: int = 0
     commands: list[str] = field(default_factory=list)
     tls_sessions: int = 0
+    peers: list[str] = field(default_factory=list)
 
-    async def serve(self, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    async def serve(self, host: str = "127.0.0.1", port: int = 0,
+                    task_status=trio.TASK_STATUS_IGNORED) -> None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
         task_status.started(listeners[0].socket.getsockname()[1])
         await trio.serve_listeners(self._session, listeners)
 
     async def _session(self, stream) -> None:
         self.sessions += 1
+        self.peers.append(stream.socket.getpeername()[0])
         conn = _Conn(stream)
         try:
             await self._converse(conn)

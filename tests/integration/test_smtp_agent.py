@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import runpy
 import re
 import socket
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -24,12 +24,12 @@ LINE = re.compile(r"^4F2A1C3B7D: to=<[^>]+>, relay=[^,]+, (conn_use=\d+, )?delay
                   r"delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+, dsn=\d\.\d+\.\d+, status=\w+ \(.*\)$")
 
 
-def settings(own=(), cache=0.0, **timeouts) -> SmtpSettings:
+def settings(own=(), cache=0.0, session_limit=2, **timeouts) -> SmtpSettings:
     t = {name: 5.0 for name in TIMEOUT_PARAMS}
     t["smtp_rset_timeout"] = 5.0
     t.update(timeouts)
     return SmtpSettings(helo_name="mx.example.test", timeouts=t, own=frozenset(own),
-                        cache_time_limit=cache)
+                        cache_time_limit=cache, mx_session_limit=session_limit)
 
 
 def agent(s: SmtpSettings, dns: DnsServer | None = None, content: bytes = h.CONTENT) -> SmtpAgent:
@@ -164,27 +164,70 @@ def test_connection_refused_tries_the_next_mx_then_defers():
     assert ", relay=none, " in line and "status=deferred (connect to mx2.example.org" in line
 
 
-def test_a_4xx_greeting_moves_on_to_the_next_host():
-    busy, good = SmtpSink(greeting="421 4.7.0 busy.test Error: too many connections"), SmtpSink()
+def two_mx(first: SmtpSink, second: SmtpSink, *rcpts: str, **settings_kw):
+    """Deliver to example.org whose MX hosts are first (127.0.0.1) and second (127.0.0.2)."""
+    zone = {"example.org": {"MX": [(10, "mx1.example.org"), (20, "mx2.example.org")]},
+            "mx1.example.org": {"A": ["127.0.0.1"]}, "mx2.example.org": {"A": ["127.0.0.2"]}}
 
     async def main():
         async with trio.open_nursery() as n:
-            p1 = await n.start(busy.serve)
-            p2 = await n.start(good.serve)
-            # Two sinks on two ports: a loopback alias reaches the second through DNS-less hops,
-            # so drive the two hosts through targets() directly.
-            a = agent(settings())
-            from mailsys.runtime.smtp_client_io import Target
-            session, error, last = await a._open([Target("busy.test", "127.0.0.1", p1),
-                                                  Target("good.test", "127.0.0.1", p2)])
-            assert error is None and last.host == "good.test"
-            await session.close()
+            port = await n.start(first.serve)
+            await n.start(second.serve, "127.0.0.2", port)
+            status = await agent(settings(**settings_kw), dns).deliver(
+                h.request(f"example.org:{port}", *rcpts))
             n.cancel_scope.cancel()
-    with h.capture_logs() as logs:
-        trio.run(main)
+        return status
+    with DnsServer(zone) as dns, h.capture_logs() as logs:
+        status = trio.run(main)
+    return status, logs
+
+
+def test_a_4xx_greeting_moves_on_to_the_next_host():
+    busy = SmtpSink(greeting="421 4.7.0 busy.test Error: too many connections")
+    good = SmtpSink()
+    status, logs = two_mx(busy, good, "bob@example.org")
+    assert status.results[0].status == "sent"
+    assert status.results[0].relay.startswith("mx2.example.org[127.0.0.2]:")
     assert busy.sessions == 1 and good.sessions == 1
-    assert any("host busy.test[127.0.0.1] refused to talk to me: 421 4.7.0 busy.test Error: "
-               "too many connections" in t for t in h.lines(logs))
+    assert any("host mx1.example.org[127.0.0.1] refused to talk to me: 421 4.7.0 busy.test "
+               "Error: too many connections" in t for t in h.lines(logs))
+
+
+def test_a_4xx_recipient_is_left_for_the_next_mx():
+    first = SmtpSink(rcpt={"later@example.org": "450 4.2.0 <later@example.org>: try later",
+                           "gone@example.org": "550 5.1.1 <gone@example.org>: unknown"})
+    second = SmtpSink()
+    status, logs = two_mx(first, second, "bob@example.org", "later@example.org", "gone@example.org")
+    bob, later, gone = status.results
+    assert bob.status == "sent" and bob.relay.startswith("mx1.example.org[127.0.0.1]:")
+    assert later.status == "sent" and later.relay.startswith("mx2.example.org[127.0.0.2]:")
+    assert gone.status == "bounced" and gone.relay.startswith("mx1.example.org")
+    assert [m.rcpts for m in first.messages] == [["bob@example.org"]]
+    assert [m.rcpts for m in second.messages] == [["later@example.org"]]
+    assert not status.dead_destination
+
+
+def test_the_last_mx_has_the_last_word():
+    first = SmtpSink(rcpt={"later@example.org": "450 4.2.0 <later@example.org>: first says later"})
+    second = SmtpSink(rcpt={"later@example.org": "451 4.3.0 <later@example.org>: second says later"})
+    status, _ = two_mx(first, second, "later@example.org")
+    r = status.results[0]
+    assert (r.status, r.dsn) == ("deferred", "4.3.0")
+    assert r.reason.startswith("host mx2.example.org[127.0.0.2] said: 451 4.3.0")
+    # With smtp_mx_session_limit = 1 the first server's answer stands.
+    first.sessions = second.sessions = 0
+    status, _ = two_mx(first, second, "later@example.org", session_limit=1)
+    assert status.results[0].reason.startswith("host mx1.example.org[127.0.0.1] said: 450 4.2.0")
+    assert (first.sessions, second.sessions) == (1, 0)
+
+
+def test_no_second_server_after_the_content_was_sent():
+    first, second = SmtpSink(drop="DOT"), SmtpSink()
+    status, _ = two_mx(first, second, "bob@example.org")
+    r = status.results[0]
+    assert (r.status, r.dsn) == ("deferred", "4.4.2")
+    assert "message may be sent more than once" in r.reason
+    assert second.sessions == 0
 
 
 def test_loop_to_ourselves_bounces_but_another_port_is_not_a_loop():
@@ -343,3 +386,59 @@ def test_a_large_message_goes_through_in_pieces():
     status = run_with_sink(sink, body)
     assert status.results[0].status == "sent"
     assert sink.messages[0].data == content
+
+
+def test_a_refusing_host_is_not_asked_twice_and_the_answer_stands():
+    zone = {"example.org": {"MX": [(10, "mx1.example.org"), (20, "mx2.example.org"),
+                                   (30, "mx3.example.org")]},
+            "mx1.example.org": {"A": ["127.0.0.3"]},          # refused
+            "mx2.example.org": {"A": ["127.0.0.1"]},          # defers one recipient
+            "mx3.example.org": {"A": ["127.0.0.4"]}}          # refused
+    sink = SmtpSink(rcpt={"later@example.org": "450 4.2.0 <later@example.org>: later"})
+
+    async def body(port):
+        return await agent(settings(session_limit=0), dns).deliver(
+            h.request(f"example.org:{port}", "bob@example.org", "later@example.org"))
+    with DnsServer(zone) as dns, h.capture_logs() as logs:
+        status = run_with_sink(sink, body)
+    bob, later = status.results
+    assert bob.status == "sent"
+    assert (later.status, later.dsn) == ("deferred", "4.2.0")
+    assert later.reason.startswith("host mx2.example.org[127.0.0.1] said: 450 4.2.0")
+    refused = [t for t in h.lines(logs) if t.startswith("connect to ")]
+    assert [t.split("[")[0] for t in refused] == ["connect to mx1.example.org",
+                                                   "connect to mx3.example.org"]
+
+
+def test_a_server_with_our_own_name_is_a_loop():
+    sink = SmtpSink()
+    s = dataclasses.replace(settings(), myhostname="SINK.test")
+    status, logs = deliver(sink, "bob@example.org", s=s)
+    r = status.results[0]
+    assert (r.status, r.dsn) == ("bounced", "5.4.6")
+    assert any(re.fullmatch(r"host 127\.0\.0\.1\[127\.0\.0\.1\]:\d+ replied to HELO/EHLO with my "
+                            r"own hostname SINK\.test", t) for t in h.lines(logs)), h.lines(logs)
+    assert re.fullmatch(r"mail for \[127\.0\.0\.1\]:\d+ loops back to myself", r.reason)
+    assert sink.messages == [] and sink.commands[-1] == "QUIT"
+
+
+def test_smtp_bind_address():
+    s = dataclasses.replace(settings(), bind={socket.AF_INET: "127.0.0.5"})
+    sink = SmtpSink()
+    status, _ = deliver(sink, "bob@example.org", s=s)
+    assert status.results[0].status == "sent"
+    assert sink.peers == ["127.0.0.5"]
+
+
+def test_connect_timeout():
+    # A listener with a full backlog that never accepts: the kernel drops the SYN.
+    with socket.socket() as full, socket.socket() as first:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        first.connect(("127.0.0.1", port))
+        status = trio.run(agent(settings(smtp_connect_timeout=0.3)).deliver,
+                          h.request(f"[127.0.0.1]:{port}"))
+    r = status.results[0]
+    assert (r.status, r.dsn, r.relay) == ("deferred", "4.4.1", "none")
+    assert r.reason == f"connect to 127.0.0.1[127.0.0.1]:{port}: Connection timed out"

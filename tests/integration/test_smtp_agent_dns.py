@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import runpy
 import random
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -148,3 +148,20 @@ def test_resolver_errors_directly(dns):
         trio.run(r.addresses, "gone.test")
     assert not e.value.temporary
     assert trio.run(r.addresses, "192.0.2.99") == ["192.0.2.99"]
+
+
+def test_native_host_lookup_after_dns(dns):
+    # "localhost" is in /etc/hosts, not in the test zone.
+    r = Resolver([("127.0.0.1", dns.port)], lifetime=0.5, ipv6=False, host_lookup=("dns", "native"))
+    assert trio.run(r.addresses, "localhost") == ["127.0.0.1"]
+    dns_only = Resolver([("127.0.0.1", dns.port)], lifetime=0.5, ipv6=False)
+    with pytest.raises(DnsError):
+        trio.run(dns_only.addresses, "localhost")
+
+
+def test_without_mx_lookups_the_domain_is_the_host(dns):
+    a = make_agent(dns)
+    a.settings = dataclasses.replace(a.settings, mx_lookups=False)
+    dns.queries.clear()
+    assert targets(a, "nomx.test") == [("nomx.test", "192.0.2.20")]
+    assert ("nomx.test", "MX") not in dns.queries

@@ -1,23 +1,15 @@
-"""The smtp and local agents as daemons under a real master, driven over their sockets."""
+"""The smtp agent as a daemon under a real master, driven over its socket."""
 
 from __future__ import annotations
 
 import runpy
-import os
 import re
-import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 import trio
 
-from mailsys.ipc import names
-from mailsys.ipc.proto.deliver import PROTOCOL, DeliverRecipient, DeliverRequest, DeliveryStatus
-from mailsys.message.envelope import Envelope, Recipient
-from mailsys.queue.store import QueueStore
-from mailsys.runtime import ipc_io
 
 # The tests directories are not packages: the shared helpers are loaded by path.
 h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("agent_helpers.py"))))
@@ -25,31 +17,7 @@ h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("agent_helpers
 pytestmark = pytest.mark.integration
 
 SMTP = "smtp unix - - n - - smtp"
-LOCAL = "local unix - n n - - local"
-VIRTUAL = "virtual unix - n n - - local"
-
-
-def queue_message(inst, *rcpts: str, sender="alice@example.com", content=h.CONTENT) -> str:
-    env = Envelope(queue_id="", sender=sender, recipients=tuple(Recipient(r) for r in rcpts),
-                   arrival_time=time.time() - 1, size=len(content))
-    with QueueStore.open(inst.queue_dir) as store:
-        return store.create(env, content)
-
-
-def request(qid, nexthop, *rcpts, transport="smtp", address_class="", sender="alice@example.com"):
-    now = time.time()
-    return DeliverRequest(queue_id=qid, transport=transport, nexthop=nexthop, sender=sender,
-                          recipients=tuple(DeliverRecipient(i, r) for i, r in enumerate(rcpts)),
-                          arrival_time=now - 1, size=len(h.CONTENT), queued_at=now - 0.5,
-                          address_class=address_class)
-
-
-async def call(inst, service: str, req: DeliverRequest) -> DeliveryStatus:
-    path = names.private_path(inst.queue_dir, service)
-    with trio.fail_after(20):
-        while not path.exists():
-            await trio.sleep(0.05)
-    return await ipc_io.call(path, req, protocol=PROTOCOL, expect=DeliveryStatus, timeout=20)
+queue_message, request, call = h.queue_message, h.request_for, h.call
 
 
 def test_smtp_agent_delivers_through_mx_from_the_test_dns(mailsys_instance):
@@ -82,40 +50,3 @@ def test_smtp_agent_delivers_through_mx_from_the_test_dns(mailsys_instance):
     assert re.search(rf"mailsys/smtp\[\d+\]: {qid}: to=<x@gone\.test>, relay=none, .*dsn=5\.1\.2, "
                      rf"status=bounced \(Host or domain name not found\. Name service error for "
                      rf"name=gone\.test type=MX: Host not found\)", log), log
-
-
-def test_virtual_and_local_agents_write_maildirs(mailsys_instance, tmp_path):
-    inst = mailsys_instance
-    vmaps = tmp_path / "vmailbox"
-    vmaps.write_text("bob@example.com example.com/bob/\n")
-    users = tmp_path / "users"
-    users.write_text("carol ok\n")
-    inst.write_config(master_cf=[LOCAL, VIRTUAL], main_cf={
-        "virtual_mailbox_domains": "example.com",
-        "virtual_mailbox_base": str(tmp_path / "vmail"),
-        "virtual_mailbox_maps": f"texthash:{vmaps}",
-        "local_recipient_maps": f"texthash:{users}",
-        "mail_spool_directory": str(tmp_path / "spool") + "/"})
-    inst.start()
-    qid = queue_message(inst, "bob@example.com", "carol@mx.example.test")
-
-    async def main():
-        v = await call(inst, "virtual", request(qid, "", "bob@example.com", "nobody@example.com",
-                                                transport="virtual", address_class="virtual"))
-        loc = await call(inst, "local", request(qid, "", "carol@mx.example.test",
-                                                transport="local", address_class="local"))
-        return v, loc
-    v, loc = trio.run(main)
-    assert [(r.status, r.dsn) for r in v.results] == [("sent", "2.0.0"), ("bounced", "5.1.1")]
-    assert (loc.results[0].status, loc.results[0].relay) == ("sent", "local")
-    (name,) = os.listdir(tmp_path / "vmail" / "example.com" / "bob" / "new")
-    data = (tmp_path / "vmail" / "example.com" / "bob" / "new" / name).read_bytes()
-    assert data.startswith(b"Return-Path: <alice@example.com>\nX-Original-To: bob@example.com\n"
-                           b"Delivered-To: bob@example.com\n")
-    assert len(os.listdir(tmp_path / "spool" / "carol" / "new")) == 1
-    log = inst.wait_log("to=<carol@mx.example.test>")
-    assert re.search(rf"mailsys/virtual\[\d+\]: {qid}: to=<bob@example\.com>, relay=virtual, "
-                     rf"delay=[\d.]+, delays=[\d.]+/[\d.]+/0/[\d.]+, dsn=2\.0\.0, "
-                     rf"status=sent \(delivered to maildir\)", log), log
-    assert re.search(rf"mailsys/local\[\d+\]: {qid}: to=<carol@mx\.example\.test>, relay=local, ",
-                     log), log

@@ -113,3 +113,10 @@ def test_verify_accepts_the_right_ca_and_refuses_another(tmp_path, pki, dns):
     assert (r.status, r.dsn) == ("deferred", "4.7.5")
     assert r.reason.startswith("Server certificate not verified")
     assert sink.messages == []
+
+
+def test_note_starttls_offer_with_tls_off(tmp_path, pki, dns):
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
+    r, lines = run(tmp_path, pki, dns, sink, "none", smtp_tls_note_starttls_offer="yes")
+    assert r.status == "sent" and sink.tls_sessions == 0
+    assert f"Host offered STARTTLS: [{MX}]" in lines
