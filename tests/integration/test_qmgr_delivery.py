@@ -150,3 +150,40 @@ def test_smtp_agent_killed_during_delivery_the_mail_is_still_delivered(site):
     assert f"{qid}: to=<kill@remote.test>, relay=none," in log
     assert "status=deferred (mail transport unavailable)" in log
     assert ["kill@remote.test"] in [m.rcpts for m in site.sink.messages]
+
+
+class CountingSink(h.smtpsink.SmtpSink):
+    """A sink that counts mail transactions in progress (MAIL to end of data),
+    each held open a little so that overlaps show."""
+
+    in_flight: int = 0
+    most: int = 0
+
+    async def _point(self, name: str) -> None:
+        if name == "MAIL":
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+        elif name == "DOT":
+            await trio.sleep(0.2)
+            self.in_flight -= 1
+        await super()._point(name)
+
+
+def test_per_destination_concurrency_is_never_exceeded(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    sink = CountingSink()
+    zone = {"remote.test": {"MX": [(10, "mx.remote.test")]}, "mx.remote.test": {"A": ["127.0.0.1"]}}
+    with h.dnsserver.DnsServer(zone) as dns, SinkThread(sink) as port:
+        (tmp_path / "transport").write_text(f"remote.test smtp:remote.test:{port}\n")
+        inst.write_config(
+            master_cf=["qmgr unix n - n 300 1 qmgr", "bounce unix - - n - 0 bounce",
+                       "smtp unix - - n - - smtp"],
+            main_cf={"dns_nameservers": dns.spec, "transport_maps": f"texthash:{tmp_path}/transport",
+                     "smtp_destination_concurrency_limit": "2",
+                     "smtp_initial_destination_concurrency": "2"})
+        inst.start()
+        qids = [inject(inst, f"u{i}@remote.test") for i in range(8)]
+        for qid in qids:
+            inst.wait_log(f"{qid}: removed", timeout=30)
+    assert len(sink.messages) == 8
+    assert sink.most == 2
