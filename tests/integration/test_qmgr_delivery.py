@@ -187,3 +187,18 @@ def test_per_destination_concurrency_is_never_exceeded(mailsys_instance, tmp_pat
             inst.wait_log(f"{qid}: removed", timeout=30)
     assert len(sink.messages) == 8
     assert sink.most == 2
+
+
+def test_qmgr_and_smtp_killed_mid_delivery_every_message_still_delivered(site):
+    site.sink.stall = "DOT"
+    qids = [inject(site.inst, f"k{i}@remote.test") for i in range(5)]
+    site.inst.wait_until(lambda: sum(c.upper().startswith("DATA") for c in site.sink.commands) >= 1,
+                         timeout=20)
+    time.sleep(0.3)
+    for proc in site.inst.children("qmgr") + site.inst.children("smtp"):
+        os.kill(proc.pid, signal.SIGKILL)
+    site.sink.stall = ""
+    for qid in qids:
+        site.inst.wait_log(f"{qid}: removed", timeout=30)
+    got = {r for m in site.sink.messages for r in m.rcpts}
+    assert got == {f"k{i}@remote.test" for i in range(5)}
