@@ -1,0 +1,581 @@
+"""manager - the queue manager at work: the queue store, agents and bounce.
+
+SYNOPSIS
+    mgr = QueueManager(store, settings, routing, limits_for, agents)
+    nursery.start_soon(mgr.run)            # recovers, scans, schedules, forever
+    mgr.request(frozenset({b"I"}))         # a trigger: scan incoming now
+
+DESCRIPTION
+    The trio side of qmgr (Postfix src/qmgr/qmgr.c, qmgr_active.c,
+    qmgr_scan.c, qmgr_deliver.c). One task, run(), loops: it takes entries
+    from the incoming queue, and deferred entries that are due, into the
+    active queue (up to qmgr_message_active_limit entries, and while the
+    active entries' undelivered recipients stay below
+    qmgr_message_recipient_limit; one entry is always let in, however many
+    recipients it has), resolves each pending
+    recipient to a destination, hands the jobs to the Scheduler, and starts
+    one task per job the scheduler lets go. Then it sleeps until a
+    trigger, a job's end, the next deferred entry's due time, a rate delay,
+    or the next queue_run_delay tick.
+
+    A job task sends a DeliverRequest to the transport's agent and records
+    each recipient's result in the store at once (one transaction per job).
+    An agent that cannot be reached or does not answer in time defers the
+    job's recipients with "mail transport unavailable" and kills the
+    destination for a while; the jobs waiting for a dead destination are
+    deferred with "delivery temporarily suspended: <reason>". qmgr logs
+    those deferrals itself (no agent saw them), in the agents' format.
+
+    When a message has no job left, settle() (results.py) decides: expire,
+    notify, remove or defer. A notice for bounced recipients is built by
+    the bounce service (NoticeRequest) and committed by qmgr in the same
+    transaction that removes the entry (QueueStore.remove(notices=...)); a
+    message that still has deferred recipients keeps its entry, the notice
+    is queued first and the recipients are then marked notified (a crash in
+    between sends it twice, never zero times). When bounce cannot be
+    reached the entry is deferred as it is and tried again later: it never
+    leaves the queue without its notice (DESIGN.md contract 2).
+
+    The store is the truth (STYLE.md rule 5): what is held here is a cache
+    of the active entries. On start, entries left in the active queue by a
+    qmgr that died are put back in incoming and delivered again (at least
+    once). Entries that vanish or change queue under qmgr (postsuper -d,
+    -h) are dropped quietly; held entries are never touched. Every store
+    call runs in a worker thread through mailsys.runtime.store_io.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import structlog
+import trio
+
+from mailsys.errors import NoSuchEntry, QueueError
+from mailsys.ipc import names
+from mailsys.ipc.errors import IpcError
+from mailsys.ipc.proto import bounce as bounce_proto
+from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
+from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
+from mailsys.message.envelope import Envelope, RcptState, Recipient
+from mailsys.qmgr import results
+from mailsys.qmgr.agents import Agents
+from mailsys.qmgr.backoff import next_attempt
+from mailsys.qmgr.schedule import Job, Scheduler, plan
+from mailsys.qmgr.settings import Limits, QmgrSettings
+from mailsys.queue import CorruptRecord, Queue, QueueStore, WrongQueue
+from mailsys.routing import AddressClass, Route, RoutingSettings, resolve
+from mailsys.runtime import store_io
+
+__all__ = ["QueueManager", "TRANSPORT_UNAVAILABLE", "SUSPENDED", "STOP_GRACE"]
+
+log = structlog.get_logger()
+
+TRANSPORT_UNAVAILABLE = "mail transport unavailable"     # Postfix qmgr_deliver.c
+SUSPENDED = "delivery temporarily suspended: "           # Postfix qmgr_queue.c
+UNAVAILABLE_DSN = "4.3.0"
+RESOLVER_FAILURE = "4.3.0 address resolver failure"
+# A bounce notice is built from one stored message: bounded work.
+NOTICE_TIMEOUT = 60.0
+# Seconds the deliveries in flight get to end when qmgr stops; below the
+# skeleton's graceful_timeout, after which the master kills the process.
+STOP_GRACE = 5.0
+# Entries moved into active per store transaction.
+SCAN_BATCH = 256
+
+
+@dataclass(slots=True)
+class _Active:
+    """A cached active entry: its envelope when opened and its jobs out."""
+
+    env: Envelope
+    queued_at: float
+    nrcpt: int = 0                 # its undelivered recipients when opened
+    outstanding: int = 0
+    gone: bool = False
+
+
+class QueueManager:
+    """See the module description."""
+
+    def __init__(self, store: QueueStore, settings: QmgrSettings, routing: RoutingSettings,
+                 limits_for: Callable[[str], Limits], agents: Agents, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.settings = settings
+        self.routing = routing
+        self.agents = agents
+        self.clock = clock
+        self._limits: dict[str, Limits] = {}
+        self._limits_for = limits_for
+        self.scheduler = Scheduler(self.limits, dead_time=settings.minimal_backoff_time)
+        self.active: dict[str, _Active] = {}
+        self._wake = trio.Event()
+        self._scan_incoming = True
+        self._scan_deferred = True
+        self._flush_dead = False
+        self._full = False                 # a scan stopped at the active limit
+        self._recipients = 0               # undelivered recipients of active entries
+        self._next_tick = 0.0              # the next queue_run_delay scan
+        self._nursery: trio.Nursery | None = None      # the jobs' nursery
+        self._stopping = trio.Event()
+
+    def limits(self, transport: str) -> Limits:
+        found = self._limits.get(transport)
+        if found is None:
+            found = self._limits[transport] = self._limits_for(transport)
+        return found
+
+    # -- requests -------------------------------------------------------------
+
+    def request(self, requests: Iterable[bytes]) -> None:
+        """request - fold trigger bytes into work (Postfix qmgr_trigger_event).
+
+        I and W scan incoming (W is the master's wakeup: it also catches a
+        lost trigger). D and A scan the deferred queue now: mailsys's
+        postqueue and postsuper make the entries due in the store before
+        they poke, so A needs nothing beyond D. F revives dead destinations.
+        """
+        for req in requests:
+            if req in (names.QMGR_REQ_SCAN_INCOMING, names.TRIGGER_REQ_WAKEUP):
+                self._scan_incoming = True
+            elif req in (names.QMGR_REQ_SCAN_DEFERRED, names.QMGR_REQ_SCAN_ALL):
+                self._scan_deferred = True
+            elif req == names.QMGR_REQ_FLUSH_DEAD:
+                self._flush_dead = True
+        self._wake.set()
+
+    # -- the loop -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """run - recover, then scan and schedule until cancelled.
+
+        When cancelled (the service is stopping), no new job starts, and
+        the jobs in flight get STOP_GRACE seconds to end and have their
+        results recorded: a delivery whose result is lost is made again
+        after the restart.
+        """
+        await self.recover()
+        grace = trio.CancelScope(shield=True)
+        try:
+            async with trio.open_nursery() as nursery:
+                ready = trio.Event()
+                nursery.start_soon(self._host_jobs, grace, ready)
+                try:
+                    await ready.wait()
+                    while True:
+                        await self.cycle()
+                        await self._sleep()
+                finally:
+                    # The nursery waits for the jobs' host: tell it to wind up.
+                    self._stopping.set()
+                    grace.deadline = min(grace.deadline, trio.current_time() + STOP_GRACE)
+        finally:
+            with trio.CancelScope(shield=True):
+                await self.agents.aclose()
+
+    async def _host_jobs(self, grace: trio.CancelScope, ready: trio.Event) -> None:
+        """Hold the nursery of the delivery and settle tasks, shielded from
+        the loop's cancellation and bounded by STOP_GRACE once it comes."""
+        with grace:
+            async with trio.open_nursery() as jobs:
+                self._nursery = jobs
+                ready.set()
+                await self._stopping.wait()
+        self._nursery = None
+
+    async def recover(self) -> int:
+        """recover - put entries left in active back in incoming; how many."""
+        def back() -> list[str]:
+            return self.store.move_many(list(self.store.list(Queue.ACTIVE)),
+                                        Queue.ACTIVE, Queue.INCOMING)
+        moved = await store_io.run(back)
+        if moved:
+            log.info(f"requeued {len(moved)} message(s) left in the active queue")
+        self._scan_incoming = True
+        return len(moved)
+
+    async def _sweep(self) -> None:
+        """Put back in incoming the active entries no task holds (a store
+        write that failed left them there). Only this task adds to
+        self.active, so an active entry it does not know is an orphan."""
+        def orphans() -> list[str]:
+            stray = [q for q in self.store.list(Queue.ACTIVE) if q not in self.active]
+            return self.store.move_many(stray, Queue.ACTIVE, Queue.INCOMING) if stray else []
+        if await store_io.run(orphans):
+            self._scan_incoming = True
+
+    async def cycle(self) -> None:
+        """cycle - one pass: scans that are due, then start what may start."""
+        now = self.clock()
+        if self._flush_dead:
+            self._flush_dead = False
+            self.scheduler.forget_dead()
+        if now >= self._next_tick:
+            self._next_tick = now + self.settings.queue_run_delay
+            self._scan_incoming = self._scan_deferred = True
+            try:
+                await store_io.run(self.store.reader_check)
+                await self._sweep()
+            except QueueError as e:
+                log.warning(f"queue check: {e}")
+        if self._scan_incoming:
+            self._scan_incoming = False
+            await self._take_in(Queue.INCOMING)
+        if self._scan_deferred:
+            self._scan_deferred = False
+            await self._take_in(Queue.DEFERRED)
+        self._dispatch()
+
+    async def _sleep(self) -> None:
+        """Wait for a request, a job's end, or the earliest timer."""
+        if self._scan_incoming or self._scan_deferred:
+            await trio.lowlevel.checkpoint()
+            return
+        timers = [self._next_tick]
+        if self._room() > 0:
+            due = await store_io.run(self.store.next_due)
+            if due is not None:
+                timers.append(due)
+        later = self.scheduler.wakeup()
+        if later is not None:
+            timers.append(later)
+        deadline = min(timers)
+        delay = deadline - self.clock()
+        if delay > 0:
+            with trio.move_on_after(delay):
+                await self._wake.wait()
+        else:
+            await trio.lowlevel.checkpoint()
+        self._wake = trio.Event()
+        if self.clock() >= deadline:
+            self._scan_deferred = True
+
+    def _dispatch(self) -> None:
+        assert self._nursery is not None
+        while (job := self.scheduler.take(self.clock())) is not None:
+            self._nursery.start_soon(self._deliver, job)
+
+    # -- taking entries in -----------------------------------------------------
+
+    async def _take_in(self, queue: Queue) -> None:
+        """Move entries from incoming, or due deferred ones, into active."""
+        while True:
+            room = self._room()
+            if room <= 0:
+                # Resume the scans when an active entry leaves.
+                self._full = True
+                return
+            batch = min(room, SCAN_BATCH)
+            now = self.clock()
+            if queue is Queue.INCOMING:
+                qids = await store_io.run(
+                    lambda: list(itertools.islice(self.store.list(Queue.INCOMING), batch)))
+            else:
+                qids = await store_io.run(self.store.due, now, batch)
+            if not qids:
+                return
+            budget = self.settings.recipient_limit - self._recipients
+            opened, stopped = await store_io.run(self._activate, qids, queue, budget,
+                                                 not self.active)
+            for qid, env in opened:
+                self._open(qid, env, now)
+            if stopped:
+                self._full = True        # the recipient budget is spent
+                return
+            if len(qids) < batch:
+                return
+
+    def _room(self) -> int:
+        """How many more entries the active queue takes now."""
+        if self.active and self._recipients >= self.settings.recipient_limit:
+            return 0
+        return self.settings.active_limit - len(self.active)
+
+    def _activate(self, qids: list[str], queue: Queue, budget: int, empty: bool
+                  ) -> tuple[list[tuple[str, Envelope]], bool]:
+        """Move entries into active and load them (in a worker thread), in
+        order, while their undelivered recipients fit in budget (the first
+        always does when the active queue is empty); whether it stopped
+        for the budget. Entries that vanished or moved meanwhile are
+        skipped; unreadable ones go to the corrupt queue, so they are not
+        found again."""
+        take: list[str] = []
+        stopped = False
+        for qid in qids:
+            env = self._load_or_quarantine(qid)
+            if env is None:
+                continue
+            n = len(env.pending)
+            if n > budget and (take or not empty):
+                stopped = True
+                break
+            take.append(qid)
+            budget -= n
+        moved = set(self.store.move_many(take, queue, Queue.ACTIVE))
+        out = []
+        for qid in take:
+            env = self._load_or_quarantine(qid, Queue.ACTIVE) if qid in moved else None
+            if env is not None:
+                out.append((qid, env))
+        return out, stopped
+
+    def _load_or_quarantine(self, qid: str, want: Queue | None = None) -> Envelope | None:
+        """The entry's envelope (None when gone, elsewhere than want, or
+        unreadable: then it is quarantined)."""
+        try:
+            env, queue = self.store.load(qid)
+        except NoSuchEntry:
+            return None
+        except CorruptRecord as e:
+            log.warning(f"{qid}: unreadable queue entry, moved to the corrupt queue: {e}")
+            try:
+                self.store.quarantine(qid)
+            except QueueError:
+                pass
+            return None
+        return env if want is None or queue is want else None
+
+    def _open(self, qid: str, env: Envelope, now: float) -> None:
+        log.info("opened", queue_id=qid, sender=env.sender, size=env.size,
+                 nrcpt=len(env.recipients), queue="active")
+        msg = self.active[qid] = _Active(env, now, nrcpt=len(env.pending))
+        self._recipients += msg.nrcpt
+        jobs = [] if env.forced_expire else self._plan(qid, env)
+        msg.outstanding = len(jobs)
+        if not jobs:
+            self._start(self._settle, qid)
+            return
+        for job in self.scheduler.add(jobs, now):
+            reason = self.scheduler.dead(job.key, now) or TRANSPORT_UNAVAILABLE
+            self._start(self._suspend, job, reason)
+
+    def _plan(self, qid: str, env: Envelope) -> list[Job]:
+        routed: list[tuple[int, Route]] = []
+        for i in env.pending:
+            address = env.recipients[i].address
+            try:
+                route = resolve(address, self.routing)
+            except Exception as e:
+                # A table that cannot be read: retry later (Postfix trivial-rewrite
+                # failures defer with "address resolver failure").
+                log.warning(f"{qid}: cannot resolve <{address}>: {e}")
+                route = Route("retry", RESOLVER_FAILURE, AddressClass.DEFAULT)
+            routed.append((i, route))
+        return plan(qid, routed, self.limits,
+                    {i: env.recipients[i].address for i, _ in routed})
+
+    def _start(self, fn, *args) -> None:
+        assert self._nursery is not None
+        self._nursery.start_soon(fn, *args)
+
+    # -- delivering -------------------------------------------------------------
+
+    async def _deliver(self, job: Job) -> None:
+        msg = self.active.get(job.qid)
+        if msg is None or msg.gone:
+            self.scheduler.finished(job, self.clock())
+            await self._job_done(job.qid)
+            return
+        if job.transport in results.ERROR_TRANSPORTS:
+            await self._error_transport(job, msg)
+            return
+        env = msg.env
+        request = DeliverRequest(
+            queue_id=job.qid, transport=job.transport, nexthop=job.nexthop,
+            sender=env.sender,
+            recipients=tuple(DeliverRecipient(i, env.recipients[i].address,
+                                              env.recipients[i].orig, env.recipients[i].orcpt,
+                                              tuple(n.value for n in env.recipients[i].notify))
+                             for i in job.indexes),
+            arrival_time=env.arrival_time, size=env.size, queued_at=msg.queued_at,
+            envid=env.envid, ret=env.ret, body_type=env.body_type, smtputf8=env.smtputf8,
+            address_class=job.address_class)
+        dead_reason = ""
+        try:
+            status = await self.agents.deliver(request, self.settings.ipc_timeout)
+        except Exception as e:
+            if isinstance(e, IpcError):
+                log.warning(f"{job.transport} transport: {e}")
+            else:
+                log.error(f"{job.qid}: delivery request to {job.transport} failed",
+                          exc_info=True)
+            dead_reason = TRANSPORT_UNAVAILABLE
+            changes = results.deferred(job.indexes, UNAVAILABLE_DSN, TRANSPORT_UNAVAILABLE,
+                                       self.clock())
+            self._log_results(job.qid, msg, changes)
+        else:
+            changes = results.recorded(job.indexes, status.results, self.clock())
+            if status.dead_destination:
+                dead_reason = next((c["reason"] for c in changes.values()
+                                    if c["state"] is RcptState.DEFERRED), "") or "unknown error"
+        back = self.scheduler.finished(job, self.clock(), ok=not dead_reason,
+                                       dead_reason=dead_reason)
+        await self._record(job.qid, changes)
+        await self._job_done(job.qid)
+        for other in back:
+            self._start(self._suspend, other, dead_reason)
+        self._wake.set()
+
+    async def _error_transport(self, job: Job, msg: _Active) -> None:
+        """The error and retry transports: answered here, logged as error(8) does."""
+        changes = results.error_transport(job.indexes, job.transport, job.nexthop, self.clock())
+        self._log_results(job.qid, msg, changes)
+        self.scheduler.finished(job, self.clock())
+        await self._record(job.qid, changes)
+        await self._job_done(job.qid)
+
+    async def _suspend(self, job: Job, reason: str) -> None:
+        """Defer a job's recipients untried: their destination is dead."""
+        msg = self.active.get(job.qid)
+        if msg is not None and not msg.gone:
+            changes = results.deferred(job.indexes, UNAVAILABLE_DSN if reason ==
+                                       TRANSPORT_UNAVAILABLE else "4.4.1",
+                                       SUSPENDED + reason, self.clock())
+            self._log_results(job.qid, msg, changes)
+            await self._record(job.qid, changes)
+        await self._job_done(job.qid)
+
+    def _log_results(self, qid: str, msg: _Active, changes: results.Changes) -> None:
+        """Log results no agent logged, in the agents' format (relay=none)."""
+        now = self.clock()
+        env = msg.env
+        before = max(0.0, msg.queued_at - env.arrival_time)
+        for i, c in changes.items():
+            r = env.recipients[i]
+            log.info("status", queue_id=qid, to=r.address, orig_to=r.orig or r.address,
+                     relay="none", delay=max(0.0, now - env.arrival_time),
+                     delays=[before, max(0.0, now - msg.queued_at), 0, 0],
+                     dsn=c["dsn_status"], status=c["state"].value, reason=c["reason"])
+
+    async def _record(self, qid: str, changes: results.Changes) -> None:
+        msg = self.active.get(qid)
+        if msg is None or msg.gone or not changes:
+            return
+        try:
+            msg.env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE, rcpt=changes)
+        except (NoSuchEntry, WrongQueue):
+            self._gone(qid)
+        except QueueError as e:
+            # The results are lost; the entry stays active and is put back
+            # in incoming by the next sweep (delivered again: at least once).
+            log.warning(f"{qid}: cannot record delivery status: {e}")
+
+    def _gone(self, qid: str) -> None:
+        """The entry was deleted or moved by someone else: forget it quietly."""
+        msg = self.active.get(qid)
+        if msg is not None and not msg.gone:
+            msg.gone = True
+            msg.outstanding -= self.scheduler.drop(qid)
+            if msg.outstanding <= 0:
+                self._leave(qid)
+
+    async def _job_done(self, qid: str) -> None:
+        msg = self.active.get(qid)
+        if msg is None:
+            return
+        msg.outstanding -= 1
+        if msg.outstanding > 0:
+            return
+        if msg.gone:
+            self._leave(qid)
+            return
+        await self._settle(qid)
+
+    # -- settling ----------------------------------------------------------------
+
+    async def _settle(self, qid: str) -> None:
+        """Every job of the message is over: expire, notify, remove or defer."""
+        try:
+            await self._settle_entry(qid)
+        finally:
+            self._leave(qid)
+
+    def _leave(self, qid: str) -> None:
+        """An entry left the active queue (or our hands): make room."""
+        msg = self.active.pop(qid, None)
+        if msg is not None:
+            self._recipients -= msg.nrcpt
+        if self._full:
+            self._full = False
+            self._scan_incoming = self._scan_deferred = True
+        self._wake.set()
+
+    async def _settle_entry(self, qid: str) -> None:
+        try:
+            env, queue = await store_io.run(self.store.load, qid)
+        except NoSuchEntry:
+            return
+        if queue is not Queue.ACTIVE:
+            return
+        now = self.clock()
+        end = results.settle(env, now, self.settings)
+        try:
+            if end.expire:
+                env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE,
+                                         rcpt=end.expire)
+                log.info("expired", queue_id=qid, sender=env.sender, status=end.expired_as)
+            notices: list[tuple[Envelope, bytes]] = []
+            marks: results.Changes = {}
+            for kind, indexes in ((bounce_proto.FAILURE, end.failure_notice),
+                                  (bounce_proto.SUCCESS, end.success_notice)):
+                if not indexes:
+                    continue
+                ready = await self._notice(qid, kind, indexes)
+                if ready is None:
+                    # bounce is down: keep the entry as it is, try again later.
+                    await self._defer(qid, env, now, {})
+                    return
+                notices.extend(self._notice_entry(ready, now))
+                marks.update({i: dict(notified=True) for i in indexes})
+            if end.done:
+                await store_io.run(self.store.remove, qid, src=Queue.ACTIVE, notices=notices)
+                log.info("removed", queue_id=qid)
+                if notices:
+                    self._scan_incoming = True
+                return
+            warned = False
+            if end.delay_notice:
+                ready = await self._notice(qid, bounce_proto.DELAY, end.delay_notice)
+                if ready is not None:
+                    notices.extend(self._notice_entry(ready, now))
+                    warned = True
+            if notices:
+                # The notices first: a crash before the update below sends
+                # them again, never loses them.
+                await store_io.run(self.store.create_many, notices)
+                self._scan_incoming = True
+            await self._defer(qid, env, now, marks, delay_warned=warned or env.delay_warned)
+        except (NoSuchEntry, WrongQueue):
+            return
+        except QueueError as e:
+            log.warning(f"{qid}: cannot update queue entry: {e}")
+
+    async def _defer(self, qid: str, env: Envelope, now: float, marks: results.Changes,
+                     **changes) -> None:
+        """Back to the deferred queue, due again after the back-off."""
+        reason = next((r.reason for r in env.recipients
+                       if r.state is RcptState.DEFERRED and r.reason), env.last_reason)
+        await store_io.run(self.store.update, qid, src=Queue.ACTIVE, dst=Queue.DEFERRED,
+                           rcpt=marks, next_attempt=next_attempt(env, now, self.settings),
+                           attempts=env.attempts + 1, last_reason=reason, **changes)
+
+    async def _notice(self, qid: str, kind: str, indexes: tuple[int, ...]) -> NoticeReady | None:
+        """Ask bounce for a notice; None when bounce cannot be reached."""
+        try:
+            return await self.agents.notice(NoticeRequest(qid, kind, indexes), NOTICE_TIMEOUT)
+        except IpcError as e:
+            log.warning(f"{qid}: bounce service: {e}; the notice is retried later")
+            return None
+
+    @staticmethod
+    def _notice_entry(ready: NoticeReady, now: float) -> list[tuple[Envelope, bytes]]:
+        if not ready.notice_id:
+            return []
+        env = Envelope(queue_id=ready.notice_id, sender=ready.sender,
+                       recipients=(Recipient(ready.recipient),), arrival_time=now,
+                       size=len(ready.content), protocol="local", rewrite_context="local")
+        return [(env, ready.content)]

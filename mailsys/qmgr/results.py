@@ -1,0 +1,148 @@
+"""results - delivery results and expiry, as changes to a queue entry.
+
+SYNOPSIS
+    changes = recorded(job.indexes, status.results, now)     # rcpt index -> fields
+    changes = deferred(job.indexes, "4.3.0", "mail transport unavailable", now)
+    store.update(qid, src=Queue.ACTIVE, rcpt=changes)
+    end = settle(env, now, settings)       # once the message has no job left
+    end.expire, end.expired_as, end.failure_notice, end.success_notice,
+    end.delay_notice, end.done
+
+DESCRIPTION
+    qmgr records what a delivery agent answered for each recipient, as
+    Postfix's qmgr does in qmgr_deliver.c: sent is final, bounced is final
+    and owes the sender a notice, deferred is retried later. A recipient
+    the agent gave no result for (an agent bug) is deferred, never
+    dropped.
+
+    settle() decides what happens to a message once none of its
+    recipients is out for delivery (qmgr_active.c, qmgr_active_done):
+
+      * forced expiry (postsuper -e/-f): every undelivered recipient is
+        returned at once, with its last deferral reason, or "message is
+        administratively expired"; logged ``status=force-expired``;
+      * natural expiry: once the message is older than its queue lifetime,
+        every recipient still deferred is returned, logged
+        ``status=expired``;
+      * the bounced recipients not yet reported make up the failure notice;
+      * the delivered recipients that asked for NOTIFY=SUCCESS and were not
+        yet reported make up the success notice (Postfix's trace service);
+      * a delay notice is owed once, after delay_warning_time;
+      * done: every recipient is final, so the entry can leave the queue
+        (with its notice, in one transaction).
+
+    The changes are plain dicts of Recipient fields, which is what
+    QueueStore.update(rcpt=...) takes. Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from mailsys.ipc.proto.deliver import BOUNCED, DEFERRED, SENT, RecipientResult
+from mailsys.message.envelope import Envelope, Notify, RcptState
+from mailsys.qmgr.backoff import delay_warning_due, expired
+from mailsys.qmgr.settings import QmgrSettings
+from mailsys.routing import error_status
+
+__all__ = ["recorded", "deferred", "settle", "error_transport", "ERROR_TRANSPORTS", "Settlement", "apply", "ADMIN_EXPIRED",
+           "NO_STATUS", "EXPIRED_DSN"]
+
+Changes = dict[int, dict[str, Any]]
+
+ADMIN_EXPIRED = "message is administratively expired"
+# An agent answered without a result for a recipient (Postfix's wording for
+# an agent that ended without a status).
+NO_STATUS = "unknown mail transport error"
+# RFC 3463 X.4.7: delivery time expired.
+EXPIRED_DSN = "4.4.7"
+
+_STATES = {SENT: RcptState.SENT, DEFERRED: RcptState.DEFERRED, BOUNCED: RcptState.BOUNCED}
+
+
+def recorded(indexes: Iterable[int], results: Sequence[RecipientResult], now: float) -> Changes:
+    """recorded - the store changes for a job's DeliveryStatus results."""
+    wanted = set(indexes)
+    by_index = {r.index: r for r in results if r.index in wanted}
+    changes: Changes = {}
+    for index in sorted(wanted):
+        r = by_index.get(index)
+        if r is None or r.status not in _STATES:
+            changes[index] = _deferral("4.3.0", NO_STATUS, now)
+            continue
+        changes[index] = dict(state=_STATES[r.status], dsn_status=r.dsn, reason=r.reason,
+                              remote_mta=r.remote_mta, diagnostic=r.diagnostic,
+                              last_attempt=now)
+    return changes
+
+
+def _deferral(dsn: str, reason: str, now: float) -> dict[str, Any]:
+    return dict(state=RcptState.DEFERRED, dsn_status=dsn, reason=reason,
+                remote_mta="", diagnostic="", last_attempt=now)
+
+
+def deferred(indexes: Iterable[int], dsn: str, reason: str, now: float) -> Changes:
+    """deferred - the store changes deferring recipients untried (an agent
+    that cannot be reached, a dead destination)."""
+    return {i: _deferral(dsn, reason, now) for i in indexes}
+
+
+# Postfix's error(8) agent serves both: "error" bounces, "retry" defers.
+ERROR_TRANSPORTS = {"error": "5.0.0", "retry": "4.0.0"}
+
+
+def error_transport(indexes: Iterable[int], transport: str, nexthop: str,
+                    now: float) -> Changes:
+    """error_transport - what error(8) answers: the next hop is the reason,
+    optionally led by a status ("5.1.1 mailbox unavailable"); "error"
+    bounces, "retry" defers. mailsys has no error agent process: qmgr
+    answers for it."""
+    dsn, reason = error_status(nexthop, ERROR_TRANSPORTS[transport])
+    state = RcptState.BOUNCED if dsn.startswith("5") else RcptState.DEFERRED
+    return {i: dict(state=state, dsn_status=dsn, reason=reason, remote_mta="",
+                    diagnostic="", last_attempt=now) for i in indexes}
+
+
+def apply(env: Envelope, changes: Mapping[int, Mapping[str, Any]]) -> Envelope:
+    """apply - the envelope as the store will have it after the changes."""
+    for index, fields in changes.items():
+        env = env.with_recipient(index, **fields)
+    return env
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """What to do with a message none of whose recipients is out."""
+
+    expire: Changes                   # recipients returned for expiry
+    expired_as: str                   # "expired", "force-expired", or "" (none)
+    failure_notice: tuple[int, ...]   # bounced, not yet reported
+    success_notice: tuple[int, ...]   # sent with NOTIFY=SUCCESS, not yet reported
+    delay_notice: tuple[int, ...]     # deferred, owed a delay warning
+    done: bool                        # every recipient final: remove the entry
+
+
+def settle(env: Envelope, now: float, s: QmgrSettings) -> Settlement:
+    """settle - see the module description."""
+    expire: Changes = {}
+    expired_as = ""
+    if env.pending and (env.forced_expire or expired(env, now, s)):
+        expired_as = "force-expired" if env.forced_expire else "expired"
+        for i in env.pending:
+            r = env.recipients[i]
+            reason = r.reason or env.last_reason or ADMIN_EXPIRED
+            dsn = r.dsn_status if r.dsn_status[:1] in ("4", "5") else EXPIRED_DSN
+            expire[i] = dict(state=RcptState.BOUNCED, reason=reason, dsn_status=dsn)
+    after = apply(env, expire)
+    failure = tuple(i for i, r in enumerate(after.recipients)
+                    if r.state is RcptState.BOUNCED and not r.notified)
+    success = tuple(i for i, r in enumerate(after.recipients)
+                    if r.state is RcptState.SENT and Notify.SUCCESS in r.notify
+                    and not r.notified)
+    delay: tuple[int, ...] = ()
+    if not after.done and delay_warning_due(after, now, s):
+        delay = tuple(i for i in after.pending
+                      if after.recipients[i].state is RcptState.DEFERRED)
+    return Settlement(expire, expired_as, failure, success, delay, after.done)

@@ -1,0 +1,103 @@
+"""The bounce service's notice: which recipients, which headers, null sender."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+
+import pytest
+import structlog
+import trio
+
+from mailsys.config import load
+from mailsys.ipc.messages import ErrorReply
+from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
+from mailsys.message.dsn import Kind
+from mailsys.message.envelope import Envelope, Notify, RcptState, Recipient
+from mailsys.message.qid import is_qid
+from mailsys.queue import QueueStore
+from services.bounce import Bounce, compose
+
+T0 = 1_800_000_000.0
+CONTENT = b"From: alice@example.com\r\nSubject: hi\r\nMessage-Id: <m1@example.com>\r\n\r\nhello\r\n"
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    (tmp_path / "main.cf").write_text("myhostname = mx.example.test\nmyorigin = example.test\n"
+                                      f"queue_directory = {tmp_path}/q\n")
+    return load(tmp_path)
+
+
+def bounced(address: str, **kw) -> Recipient:
+    return Recipient(address, state=RcptState.BOUNCED, dsn_status="5.1.1",
+                     reason="host mx[192.0.2.1] said: 550 5.1.1 unknown user", **kw)
+
+
+def env(*rcpts: Recipient, sender="alice@example.com") -> Envelope:
+    return Envelope("4jbDmW4NhRzJDXR", sender, rcpts, arrival_time=T0, size=len(CONTENT))
+
+
+def test_failure_notice_has_the_headers_cleanup_adds(cfg):
+    e = env(bounced("bob@remote.example"), Recipient("carol@remote.example", state=RcptState.SENT))
+    notice = compose(Kind.FAILURE, e, CONTENT, (0,), cfg, T0 + 60)
+    assert is_qid(notice.queue_id) and notice.recipient == "alice@example.com"
+    raw = notice.content
+    assert raw.startswith(b"Received: by mx.example.test (mailsys)\r\n\tid "
+                          + notice.queue_id.encode() + b"; ")
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert msg["Message-Id"] and notice.queue_id in msg["Message-Id"]
+    assert msg["From"] == "Mail Delivery System <MAILER-DAEMON@example.test>"
+    assert msg.get_content_type() == "multipart/report"
+    text = raw.decode()
+    assert "Final-Recipient: rfc822; bob@remote.example" in text
+    assert "carol@remote.example" not in text.split("Undelivered Message")[0]
+    assert [line for line in notice.log_lines if line.startswith("message-id=<")]
+    assert b"\n" not in raw.replace(b"\r\n", b"")        # CRLF throughout
+
+
+def test_no_notice_for_the_null_sender(cfg):
+    assert compose(Kind.FAILURE, env(bounced("bob@remote.example"), sender=""), CONTENT,
+                   (0,), cfg, T0) is None
+
+
+def test_no_notice_when_no_recipient_wants_it(cfg):
+    e = env(bounced("bob@remote.example", notify=(Notify.NEVER,)),
+            bounced("dave@remote.example", notify=(Notify.SUCCESS,)))
+    assert compose(Kind.FAILURE, e, CONTENT, (0, 1), cfg, T0) is None
+    assert compose(Kind.SUCCESS, e, CONTENT, (1,), cfg, T0) is not None
+
+
+def test_delay_notice_subject(cfg):
+    e = env(Recipient("bob@remote.example", state=RcptState.DEFERRED, dsn_status="4.4.1",
+                      reason="connect to mx: Connection refused"))
+    notice = compose(Kind.DELAY, e, CONTENT, (0,), cfg, T0 + 7200)
+    msg = email.message_from_bytes(notice.content, policy=email.policy.default)
+    assert msg["Subject"] == "Delayed Mail (still being retried)"
+
+
+def test_service_answers_from_the_store_and_logs(cfg):
+    store = QueueStore.open(cfg.path("queue_directory"))
+    try:
+        qid = store.create(env(bounced("bob@remote.example")).replace(queue_id=""), CONTENT)
+        nul = store.create(env(bounced("bob@remote.example"), sender="").replace(queue_id=""),
+                           CONTENT)
+        service = Bounce(cfg, store)
+
+        async def ask():
+            return [await service.answer(NoticeRequest(qid, "failure", (0,))),
+                    await service.answer(NoticeRequest(nul, "failure", (0,))),
+                    await service.answer(NoticeRequest("4jbDmW4XjyzJDYk", "failure", (0,))),
+                    await service.answer(NoticeRequest(qid, "bogus", (0,)))]
+        with structlog.testing.capture_logs() as logs:
+            ready, none, missing, bogus = trio.run(ask)
+    finally:
+        store.close()
+    assert isinstance(ready, NoticeReady) and ready.notice_id and ready.sender == ""
+    assert ready.recipient == "alice@example.com" and b"multipart/report" in ready.content
+    assert none == NoticeReady(notice_id="", sender="", recipient="", content=b"")
+    assert isinstance(missing, ErrorReply) and isinstance(bogus, ErrorReply)
+    notes = [e for e in logs if e["event"] == "notification"]
+    assert notes == [dict(event="notification", queue_id=qid, kind="sender non-delivery",
+                          notice_id=ready.notice_id, log_level="info")]
+    assert any(e.get("queue_id") == nul and "discarded" in e["event"] for e in logs)

@@ -1,0 +1,464 @@
+"""The queue manager against a real queue store, with fake agents in-process."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import structlog
+import trio
+from qmgr_fixtures import FakeAgents, all_as, envelope, sent, wait_for
+
+from mailsys.ipc.errors import IpcUnavailable
+from mailsys.message.envelope import Notify, RcptState, Recipient
+import mailsys.qmgr.manager as manager
+from mailsys.qmgr.manager import SUSPENDED, TRANSPORT_UNAVAILABLE
+from mailsys.qmgr.settings import Limits
+from mailsys.queue import Queue
+
+CONTENT = b"Subject: hi\r\n\r\nhello\r\n"
+
+
+def run(test):
+    """Run an async test body with a manager in a nursery, then stop it."""
+    async def main():
+        async with trio.open_nursery() as nursery:
+            await test(nursery)
+            nursery.cancel_scope.cancel()
+    trio.run(main)
+
+
+def empty(store, *queues):
+    return lambda: all(store.counts()[q] == 0 for q in queues or tuple(Queue))
+
+
+def events(logs, name):
+    return [e for e in logs if e["event"] == name]
+
+
+def test_delivered_and_removed(store, make_manager):
+    agents = FakeAgents()
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example", "carol@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store))
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert len(agents.requests) == 1
+    req = agents.requests[0]
+    assert (req.transport, req.nexthop, req.queue_id) == ("smtp", "remote.example", qid)
+    assert [r.address for r in req.recipients] == ["bob@remote.example", "carol@remote.example"]
+    opened = events(logs, "opened")
+    assert opened == [dict(event="opened", queue_id=qid, sender="alice@example.com", size=20,
+                           nrcpt=2, queue="active", log_level="info")]
+    assert [e["queue_id"] for e in events(logs, "removed")] == [qid]
+
+
+def test_bounce_queues_the_notice_in_the_removing_commit(store, make_manager):
+    def answer(req):
+        if req.sender == "":
+            return sent(req)          # the notice itself is delivered
+        return all_as("bounced", "5.1.1", "host said: 550 5.1.1 no such user")(req)
+    agents = FakeAgents(answer)
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: len(agents.requests) == 2 and empty(store)())
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert [(n.queue_id, n.kind, n.indexes) for n in agents.notices] == [(qid, "failure", (0,))]
+    notice = agents.requests[1]
+    assert notice.sender == "" and [r.address for r in notice.recipients] == ["alice@example.com"]
+    removed = [e["queue_id"] for e in events(logs, "removed")]
+    assert removed == [qid, notice.queue_id]
+
+
+def test_deferred_with_back_off(store, make_manager):
+    agents = FakeAgents(all_as("deferred", "4.2.1", "host said: 450 try later"))
+    mgr = make_manager(agents, minimal_backoff_time=300, maximal_backoff_time=4000)
+    qid = store.create(envelope("bob@remote.example", arrival_time=time.time() - 1000), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1)
+
+    before = time.time()
+    run(body)
+    env, queue = store.load(qid)
+    assert queue is Queue.DEFERRED and env.attempts == 1
+    # age is about 1000 s: between the minimum and the maximum
+    assert before + 1000 - 1 <= env.next_attempt <= time.time() + 1000 + 1
+    r = env.recipients[0]
+    assert (r.state, r.dsn_status, r.reason) == (RcptState.DEFERRED, "4.2.1", "host said: 450 try later")
+    assert env.last_reason == "host said: 450 try later"
+
+
+def test_flush_retries_a_deferred_entry(store, make_manager):
+    agents = FakeAgents(all_as("deferred", "4.2.1", "try later"))
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1)
+        agents.answer = sent
+        # what postqueue -f does: make it due, then poke
+        await trio.to_thread.run_sync(lambda: store.update(qid, src=Queue.DEFERRED,
+                                                           next_attempt=time.time()))
+        mgr.request({b"F", b"A", b"D", b"I"})
+        await wait_for(empty(store))
+
+    run(body)
+    assert len(agents.requests) == 2
+
+
+def test_unreachable_agent_defers_and_suspends_the_destination(store, make_manager):
+    agents = FakeAgents()
+
+    async def refuse(req, timeout):
+        agents.requests.append(req)
+        raise IpcUnavailable("private/smtp: cannot connect: No such file or directory")
+    agents.deliver = refuse
+    mgr = make_manager(agents, limits=Limits(concurrency=1, initial=1, recipients=1))
+    qids = [store.create(envelope("bob@remote.example"), CONTENT) for _ in range(3)]
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 3)
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert len(agents.requests) == 1              # the others were not tried
+    reasons = sorted(store.load(q)[0].recipients[0].reason for q in qids)
+    assert reasons == sorted([TRANSPORT_UNAVAILABLE] + [SUSPENDED + TRANSPORT_UNAVAILABLE] * 2)
+    statuses = events(logs, "status")
+    assert len(statuses) == 3 and all(e["status"] == "deferred" and e["relay"] == "none"
+                                      for e in statuses)
+
+
+def test_dead_destination_suspends_only_itself(store, make_manager):
+    def answer(req):
+        if req.nexthop == "down.example":
+            return all_as("deferred", "4.4.1", "connect to down.example: Connection refused",
+                          dead=True)(req)
+        return sent(req)
+    agents = FakeAgents(answer)
+    mgr = make_manager(agents, limits=Limits(concurrency=1, initial=1, recipients=1))
+    down = [store.create(envelope("x@down.example"), CONTENT) for _ in range(3)]
+    up = [store.create(envelope("y@up.example"), CONTENT) for _ in range(3)]
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 3
+                       and store.counts()[Queue.ACTIVE] == 0 and not mgr.active)
+
+    run(body)
+    assert [r.nexthop for r in agents.requests].count("down.example") == 1
+    assert sorted(store.list(Queue.DEFERRED)) == sorted(down)
+    assert not any(store.exists(q) for q in up)
+    assert store.load(down[2])[0].recipients[0].reason == \
+        SUSPENDED + "connect to down.example: Connection refused"
+
+
+def test_bounce_down_keeps_the_entry_until_the_notice_is_queued(store, make_manager):
+    agents = FakeAgents(all_as("bounced", "5.1.1", "no such user"))
+    agents.bounce_down = True
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1 and not mgr.active)
+        env, _ = store.load(qid)
+        assert env.recipients[0].state is RcptState.BOUNCED and not env.recipients[0].notified
+        agents.bounce_down = False
+        agents.answer = sent
+        await trio.to_thread.run_sync(lambda: store.update(qid, src=Queue.DEFERRED,
+                                                           next_attempt=time.time()))
+        mgr.request({b"D"})
+        await wait_for(lambda: not store.exists(qid))
+
+    run(body)
+    assert len(agents.requests) >= 1
+    # the bounced recipient was not delivered again; the notice went out
+    assert [r.queue_id for r in agents.requests].count(qid) == 1
+    assert len(agents.notices) == 2
+
+
+def test_entries_left_active_are_delivered_after_a_restart(store, make_manager):
+    agents = FakeAgents()
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+    store.move(qid, Queue.INCOMING, Queue.ACTIVE)        # a qmgr died here
+    mgr = make_manager(agents)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store))
+
+    run(body)
+    assert [r.queue_id for r in agents.requests] == [qid]
+
+
+def test_recover_moves_active_back_to_incoming(store, make_manager):
+    qids = [store.create(envelope("bob@remote.example"), CONTENT) for _ in range(3)]
+    for q in qids[:2]:
+        store.move(q, Queue.INCOMING, Queue.ACTIVE)
+    mgr = make_manager(FakeAgents())
+    assert trio.run(mgr.recover) == 2
+    assert sorted(store.list(Queue.INCOMING)) == sorted(qids)
+
+
+def test_held_entries_are_never_touched(store, make_manager):
+    agents = FakeAgents()
+    held = store.create(envelope("bob@remote.example"), CONTENT, queue=Queue.HOLD)
+    other = store.create(envelope("bob@remote.example"), CONTENT)
+    mgr = make_manager(agents)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(other))
+        mgr.request({b"A", b"D", b"I", b"W"})
+        await trio.sleep(0.2)
+
+    run(body)
+    assert [r.queue_id for r in agents.requests] == [other]
+    assert store.load(held)[1] is Queue.HOLD
+
+
+def test_an_entry_deleted_during_delivery_is_dropped_quietly(store, make_manager):
+    agents = FakeAgents()
+    agents.release = trio.Event()
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: len(agents.requests) == 1)
+        await trio.to_thread.run_sync(lambda: store.remove_many([qid]))   # postsuper -d
+        agents.release.set()
+        await wait_for(lambda: not mgr.active)
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert events(logs, "removed") == []
+    assert not [e for e in logs if e["log_level"] in ("error", "critical")]
+
+
+def test_concurrency_per_destination_is_never_exceeded(store, make_manager):
+    agents = FakeAgents()
+    agents.delay = 0.02
+    mgr = make_manager(agents, limits=Limits(concurrency=2, initial=1, recipients=50))
+    for i in range(12):
+        store.create(envelope(f"u{i}@one.example", f"v{i}@two.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store), timeout=10)
+
+    run(body)
+    assert len(agents.requests) == 24
+    assert agents.most == {("smtp", "one.example"): 2, ("smtp", "two.example"): 2}
+
+
+def test_forced_expiry_returns_without_trying(store, make_manager):
+    agents = FakeAgents()
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+    store.update(qid, src=Queue.INCOMING, dst=Queue.DEFERRED, next_attempt=time.time(),
+                 forced_expire=True)
+    mgr = make_manager(agents)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(qid))
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert qid not in [r.queue_id for r in agents.requests]
+    assert [e["status"] for e in events(logs, "expired")] == ["force-expired"]
+    assert [(n.queue_id, n.kind) for n in agents.notices] == [(qid, "failure")]
+
+
+def test_natural_expiry_after_the_last_try(store, make_manager):
+    agents = FakeAgents(all_as("deferred", "4.4.1", "connect to x: Connection refused"))
+    mgr = make_manager(agents, maximal_queue_lifetime=0)      # try once
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(qid))
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert [r.queue_id for r in agents.requests].count(qid) == 1
+    assert [(e["queue_id"], e["status"], e["sender"]) for e in events(logs, "expired")] == \
+        [(qid, "expired", "alice@example.com")]
+
+
+def test_null_sender_mail_expires_on_the_bounce_lifetime(store, make_manager):
+    agents = FakeAgents(all_as("deferred", "4.4.1", "try later"))
+    mgr = make_manager(agents, bounce_queue_lifetime=0, maximal_queue_lifetime=86400)
+    bounce = store.create(envelope("bob@remote.example", sender=""), CONTENT)
+    normal = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(bounce) and store.counts()[Queue.DEFERRED] == 1)
+
+    run(body)
+    assert store.load(normal)[1] is Queue.DEFERRED
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_active_limit_bounds_the_active_queue(store, make_manager, limit):
+    agents = FakeAgents()
+    agents.release = trio.Event()
+    mgr = make_manager(agents, active_limit=limit)
+    for _ in range(5):
+        store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: len(agents.requests) == limit)
+        await trio.sleep(0.1)
+        assert store.counts()[Queue.ACTIVE] == limit and store.counts()[Queue.INCOMING] == 5 - limit
+        agents.release.set()
+        await wait_for(empty(store))
+
+    run(body)
+
+
+def test_error_transport_bounces_without_an_agent(store, make_manager):
+    agents = FakeAgents()
+    mgr = make_manager(agents)
+    qid = store.create(envelope("nobody@alias.example", "bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(qid))
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert [(r.transport, [x.address for x in r.recipients]) for r in agents.requests
+            if r.queue_id == qid] == [("smtp", ["bob@remote.example"])]
+    [status] = [e for e in events(logs, "status") if e["queue_id"] == qid]
+    assert (status["to"], status["relay"], status["dsn"], status["status"], status["reason"]) == \
+        ("nobody@alias.example", "none", "5.1.1", "bounced", "User unknown in virtual alias table")
+    assert [(n.queue_id, n.indexes) for n in agents.notices] == [(qid, (0,))]
+
+
+def test_delay_warning_once_while_deferred(store, make_manager):
+    refused = all_as("deferred", "4.4.1", "connect to x: Connection refused")
+    agents = FakeAgents(lambda req: sent(req) if req.sender == "" else refused(req))
+    mgr = make_manager(agents, delay_warning_time=60)
+    qid = store.create(envelope("bob@remote.example", arrival_time=time.time() - 120), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1 and not mgr.active)
+        await trio.to_thread.run_sync(lambda: store.update(qid, src=Queue.DEFERRED,
+                                                           next_attempt=time.time()))
+        mgr.request({b"D"})
+        await wait_for(lambda: [r.queue_id for r in agents.requests].count(qid) == 2)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1 and not mgr.active)
+
+    run(body)
+    assert [(n.queue_id, n.kind, n.indexes) for n in agents.notices] == [(qid, "delay", (0,))]
+    env, queue = store.load(qid)
+    assert env.delay_warned and queue is Queue.DEFERRED and env.attempts == 2
+    # the warning itself was queued as its own entry and delivered
+    assert any(r.sender == "" for r in agents.requests)
+
+
+def test_an_orphaned_active_entry_is_swept_back_and_delivered(store, make_manager):
+    agents = FakeAgents()
+    mgr = make_manager(agents, queue_run_delay=0.2)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await trio.sleep(0.05)
+        # an entry in active that no task holds (a failed store write left it)
+        qid = await trio.to_thread.run_sync(
+            lambda: store.create(envelope("bob@remote.example"), CONTENT, queue=Queue.ACTIVE))
+        await wait_for(lambda: not store.exists(qid))
+        return qid
+
+    run(body)
+    assert len(agents.requests) == 1
+
+
+def test_notify_success_queues_a_success_report_with_the_removal(store, make_manager):
+    agents = FakeAgents()
+    mgr = make_manager(agents)
+    env = envelope("bob@remote.example")
+    env = env.replace(recipients=(Recipient("bob@remote.example", notify=(Notify.SUCCESS,)),))
+    qid = store.create(env, CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(qid) and empty(store)())
+
+    run(body)
+    assert [(n.queue_id, n.kind, n.indexes) for n in agents.notices] == [(qid, "success", (0,))]
+    assert [r.sender for r in agents.requests] == ["alice@example.com", ""]
+
+
+def test_recipient_limit_bounds_the_active_queue_but_lets_one_big_entry_in(store, make_manager):
+    agents = FakeAgents()
+    agents.release = trio.Event()
+    mgr = make_manager(agents, recipient_limit=3)
+    big = store.create(envelope(*(f"u{i}@remote.example" for i in range(5))), CONTENT)
+    small = [store.create(envelope("bob@remote.example"), CONTENT) for _ in range(4)]
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: len(agents.requests) == 1)
+        await trio.sleep(0.1)
+        assert list(mgr.active) == [big]                 # 5 recipients: over the limit alone
+        agents.release.set()
+        await wait_for(empty(store))
+
+    run(body)
+    assert sorted(r.queue_id for r in agents.requests[1:]) == sorted(small)
+
+
+def test_stopping_lets_deliveries_in_flight_end_and_be_recorded(store, make_manager):
+    agents = FakeAgents()
+    agents.delay = 0.3
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(mgr.run)
+            await wait_for(lambda: len(agents.requests) == 1)
+            nursery.cancel_scope.cancel()          # SIGTERM: the skeleton cancels the loop
+
+    with structlog.testing.capture_logs() as logs:
+        trio.run(main)
+    assert not store.exists(qid)
+    assert [e["queue_id"] for e in events(logs, "removed")] == [qid]
+
+
+def test_stopping_gives_up_on_a_hung_delivery_after_the_grace(store, make_manager, monkeypatch):
+    monkeypatch.setattr(manager, "STOP_GRACE", 0.2)
+    agents = FakeAgents()
+    agents.release = trio.Event()                  # never answers
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(mgr.run)
+            await wait_for(lambda: len(agents.requests) == 1)
+            nursery.cancel_scope.cancel()
+
+    started = time.monotonic()
+    trio.run(main)
+    assert time.monotonic() - started < 3
+    assert store.load(qid)[1] is Queue.ACTIVE      # put back in incoming at the next start

@@ -1,0 +1,45 @@
+"""qmgr's settings from a real main.cf."""
+
+from __future__ import annotations
+
+from mailsys.config import load
+from mailsys.qmgr.settings import Limits, QmgrSettings, routing_settings
+from mailsys.routing import AddressClass, resolve
+
+
+def config(tmp_path, **params):
+    (tmp_path / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in params.items()))
+    return load(tmp_path)
+
+
+def test_defaults_are_postfix_defaults(tmp_path):
+    cfg = config(tmp_path, myhostname="mx.example.test")
+    s = QmgrSettings.from_config(cfg)
+    assert (s.queue_run_delay, s.minimal_backoff_time, s.maximal_backoff_time) == (300, 300, 4000)
+    assert s.maximal_queue_lifetime == s.bounce_queue_lifetime == 5 * 86400
+    assert s.delay_warning_time == 0 and s.active_limit == 20000
+    assert Limits.from_config(cfg, "smtp") == Limits(20, 50, 0.0, 5, 1)
+    # Postfix's local transport defaults
+    assert Limits.from_config(cfg, "local").concurrency == 2
+    assert Limits.from_config(cfg, "local").recipients == 1
+
+
+def test_per_transport_overrides_and_defaults(tmp_path):
+    cfg = config(tmp_path, myhostname="mx.example.test",
+                 default_destination_concurrency_limit="7",
+                 slow_destination_concurrency_limit="1", slow_destination_rate_delay="30s",
+                 smtp_destination_recipient_limit="10")
+    assert Limits.from_config(cfg, "slow") == Limits(1, 50, 30.0, 5, 1)
+    assert Limits.from_config(cfg, "smtp") == Limits(7, 10, 0.0, 5, 1)
+    assert Limits.from_config(cfg, "relay").concurrency == 7
+
+
+def test_routing_with_a_table_in_a_domain_list(tmp_path):
+    (tmp_path / "vmailbox").write_text("virtual.example  ok\n")
+    cfg = config(tmp_path, myhostname="mx.example.test",
+                 virtual_mailbox_domains=f"texthash:{tmp_path}/vmailbox, other.example")
+    routing = routing_settings(cfg)
+    assert resolve("a@virtual.example", routing).address_class is AddressClass.VIRTUAL
+    assert resolve("a@other.example", routing).address_class is AddressClass.VIRTUAL
+    assert resolve("a@mx.example.test", routing).address_class is AddressClass.LOCAL
+    assert resolve("a@remote.example", routing).transport == "smtp"
