@@ -88,6 +88,7 @@ class SmtpdServer:
     restrictions: Restrictions
     limits: ClientLimits
     limit_exceptions: ClientMatcher
+    bare_newline_exclusions: ClientMatcher
     anvil: AnvilClient
     cleanup: ipc_io.ChannelPool
     dns: SmtpdDns
@@ -152,6 +153,10 @@ class SmtpdServer:
             limit_exceptions=ClientMatcher.compile(cfg.smtpd_client_event_limit_exceptions,
                                                    param="smtpd_client_event_limit_exceptions",
                                                    opener=lambda spec: open_table(spec, cfg)),
+            bare_newline_exclusions=ClientMatcher.compile(
+                cfg.smtpd_forbid_bare_newline_exclusions,
+                param="smtpd_forbid_bare_newline_exclusions",
+                opener=lambda spec: open_table(spec, cfg)),
             anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
             cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
@@ -173,15 +178,19 @@ class SmtpdServer:
             require_client_cert=bool(cfg.smtpd_tls_req_ccert) and level == "encrypt",
         )
 
-    def settings(self) -> Settings:
-        """This session's Settings: the SASL mechanisms follow the users file
-        (CRAM-MD5 only while some user has a CRAM-MD5 key)."""
+    def settings(self, name: str = "unknown", addr: str = "") -> Settings:
+        """Settings for a session of client name[addr]: the SASL mechanisms
+        follow the users file (CRAM-MD5 only while some user has a CRAM-MD5
+        key); a client in smtpd_forbid_bare_newline_exclusions (default
+        $mynetworks) keeps the old bare LF behaviour, as in Postfix."""
         s = self.base_settings
         if self.sasl is not None:
             mechs = self.sasl.mechanisms()
             if mechs != s.auth_mechanisms:
                 s = dataclasses.replace(s, auth_mechanisms=mechs)
                 self.base_settings = s
+        if s.forbid_bare_newline != "no" and self.bare_newline_exclusions.match(name, addr):
+            s = dataclasses.replace(s, forbid_bare_newline="no")
         return s
 
     def exempt(self, name: str, addr: str) -> bool:

@@ -115,7 +115,7 @@ class Session:
         # smtpd_client_port_logging: name[addr]:port in every line that names the client.
         self.namaddr = f"{name}[{addr}]:{port}" if server.port_logging else f"{name}[{addr}]"
         self.exempt = server.exempt(name, addr)
-        self.conn = ServerConnection(server.settings(), tls_active=False)
+        self.conn = ServerConnection(server.settings(name, addr), tls_active=False)
         self.auth = SessionAuth(server.sasl, self.namaddr)
         self.tls_text = ""
         self.too_many_errors = False
