@@ -205,7 +205,7 @@ class Session:
         elif text.startswith("non-SMTP command: "):
             log.warning(f"non-SMTP command from {self.namaddr}: {text[len('non-SMTP command: '):]}")
         elif reply.code == 552 and self.conn.where == "MAIL":
-            self._log_reject("MAIL", str(reply), sender=None, recipient=None)
+            self._log_reject("MAIL", str(reply), sender=err.sender, recipient=None)
         self.auth.core_ended(reply)
 
     async def answer(self, event: object) -> Reply | None:
