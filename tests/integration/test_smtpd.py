@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import runpy
 import shutil
 import signal
 import smtplib
@@ -10,15 +11,16 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from mailsys.queue import QueueStore
-
 pytestmark = pytest.mark.integration
 
-MESSAGE = b"Subject: hello\r\nFrom: a@example.org\r\n\r\nline one\r\n.leading dot\r\n"
-SERVICES = ["cleanup unix - - n - 0 cleanup", "anvil unix - - n - 1 anvil"]
+h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("smtpd_helpers.py"))))
+MESSAGE, SERVICES, start, queued, qid_of, session = \
+    h.MESSAGE, h.SERVICES, h.start, h.queued, h.qid_of, h.session
+_listening = h.listening
 
 
 @pytest.fixture(autouse=True)
@@ -26,45 +28,6 @@ def _show_log(mailsys_instance):
     """mail.log goes to the captured output, which pytest shows for a failed test."""
     yield
     print(mailsys_instance.log_text())
-
-
-def start(inst, main_cf=None, services=SERVICES):
-    """smtpd on a free port with cleanup and anvil beside it; the port once it accepts."""
-    port = inst.free_port()
-    params = {"mydestination": "$myhostname, localhost, example.test",
-              "local_recipient_maps": "", "smtpd_error_sleep_time": "0"}
-    params.update(main_cf or {})
-    inst.write_config(master_cf=[*services, f"127.0.0.1:{port} inet n - n - - smtpd"],
-                      main_cf=params)
-    inst.start()
-    inst.wait_until(lambda: _listening(port))
-    return port
-
-
-def _listening(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-def queued(inst, qid):
-    """The entry's envelope and content, read after the master stopped."""
-    inst.stop()
-    with QueueStore.open(inst.queue_dir) as store:
-        envelope, queue = store.load(qid)
-        return envelope, queue, store.load_content(qid)
-
-
-def qid_of(reply: bytes | str) -> str:
-    text = reply.decode() if isinstance(reply, bytes) else reply
-    assert "queued as " in text, text
-    return text.rsplit("queued as ", 1)[1].strip()
-
-
-def session(port) -> smtplib.SMTP:
-    return smtplib.SMTP("127.0.0.1", port, timeout=10)
 
 
 def test_smtplib_message_is_queued_with_received_header(mailsys_instance):
