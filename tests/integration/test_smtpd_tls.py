@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import smtplib
 import socket
 import ssl
@@ -183,3 +184,33 @@ def test_client_certificate_required(mailsys_instance, ca):
             s.mail("a@example.org")
     inst.wait_log("NOQUEUE: abort: TLS from localhost[127.0.0.1]: No client certificate presented")
     assert "lost connection after STARTTLS" not in inst.log_text()
+
+
+def cram_response(s: smtplib.SMTP, challenge: bytes) -> str:
+    return base64.b64encode(s.auth_cram_md5(base64.b64decode(challenge)).encode()).decode()
+
+
+def test_cram_md5_only_for_users_with_a_cram_key(mailsys_instance, ca):
+    inst = mailsys_instance
+    port = start(inst, ca, opts="-o smtpd_sasl_auth_enable=yes")
+    add_user(inst, "bob", "plain only")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
+    r = subprocess.run([sys.executable, "-m", "mailsys.cli.main", "-c", str(inst.config_dir),
+                        "saslpasswd", "add", "--cram-md5", "carol"], input="cram secret\n",
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN", "CRAM-MD5"]
+        s.user, s.password = "bob", "plain only"
+        code, text = s.docmd("AUTH", "CRAM-MD5")
+        assert code == 334
+        assert s.docmd(cram_response(s, text)) == \
+            (535, b"5.7.8 Error: authentication failed: authentication failure")
+        s.user, s.password = "carol", "cram secret"
+        code, text = s.docmd("AUTH", "CRAM-MD5")
+        assert s.docmd(cram_response(s, text)) == (235, b"2.7.0 Authentication successful")
+    inst.wait_log("warning: localhost[127.0.0.1]: SASL CRAM-MD5 authentication failed: "
+                  "authentication failure, sasl_username=bob")
