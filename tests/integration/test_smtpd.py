@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import runpy
 import shutil
 import signal
@@ -274,3 +275,37 @@ def test_anvil_down_mail_still_flows(mailsys_instance):
         s.rcpt("bob@example.test")
         assert s.data(MESSAGE)[0] == 250
     inst.wait_log("warning: problem talking to server private/anvil: ")
+
+
+def test_receive_log_lines_are_postfix_lines(mailsys_instance):
+    """Each line, tag aside, is byte for byte what Postfix writes; pflogsumm's and fail2ban's
+    patterns find them under syslog_name = postfix."""
+    inst = mailsys_instance
+    port = start(inst, {"syslog_name": "postfix", "mynetworks": "192.0.2.0/24"})
+    inst.wait_log("disconnect from")                      # start()'s probe
+    probe_end = len(inst.log_text().splitlines())
+    with session(port) as s:
+        s.ehlo("client.example.org")
+        s.mail("alice@example.com")
+        s.rcpt("carol@remote.example")
+        s.rcpt("bob@example.test")
+        code, reply = s.data(b"Message-ID: <20240101.1@client.example.org>\r\nSubject: s\r\n\r\nhi\r\n")
+    qid = qid_of(reply)
+    inst.wait_log(f"{qid}: message-id=")
+    lines = inst.wait_log("commands=5/6").splitlines()[probe_end:]
+    prefix = re.compile(r"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d mx postfix/(smtpd|cleanup)\[\d+\]: ")
+    assert all(prefix.match(line) for line in lines), lines
+    got = sorted(prefix.sub(r"\1: ", line) for line in lines)
+    assert got == sorted([
+        "smtpd: connect from localhost[127.0.0.1]",
+        "smtpd: NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 454 4.7.1 <carol@remote.example>: "
+        "Relay access denied; from=<alice@example.com> to=<carol@remote.example> proto=ESMTP "
+        "helo=<client.example.org>",
+        f"smtpd: {qid}: client=localhost[127.0.0.1]",
+        f"cleanup: {qid}: message-id=<20240101.1@client.example.org>",
+        "smtpd: disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 commands=5/6",
+    ])
+    pflogsumm = re.compile(r"^(?:postfix)(?:/(?:smtps|submission))?/([^\[:]*).*?: ([^:\s]+)")
+    received = [l for l in lines if pflogsumm.search(l.split(" ", 4)[4]).group(1) == "smtpd"
+                and re.search(r"\[\d+\]: \w+: client=(.+?)(,|$)", l)]
+    assert len(received) == 1
