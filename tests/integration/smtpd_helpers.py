@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import smtplib
 import socket
+from pathlib import Path
 
 from mailsys.queue import QueueStore
 
@@ -29,6 +30,21 @@ def start(inst, main_cf=None, services=SERVICES, opts=""):
     inst.start()
     inst.wait_until(lambda: listening(port))
     return port
+
+
+def shipped_smtpd_entries(smtp_port: int, submission_port: int) -> list[str]:
+    """etc/master.cf's two smtpd entries as shipped (with their -o lines), on the given ports."""
+    shipped = (Path(__file__).parents[2] / "etc" / "master.cf").read_text()
+    lines = shipped.replace("127.0.0.1:2525", f"127.0.0.1:{smtp_port}") \
+        .replace("127.0.0.1:2587", f"127.0.0.1:{submission_port}").splitlines()
+    entries, keep = [], False
+    for line in lines:
+        if line[:1] not in (" ", "\t"):
+            keep = not line.startswith("#") and line.split()[7:8] == ["smtpd"]
+        if keep:
+            entries.append(line)
+    assert len([l for l in entries if l.endswith("smtpd")]) == 2
+    return entries
 
 
 def listening(port):

@@ -236,17 +236,8 @@ def test_kill_after_250_keeps_message(mailsys_instance, victim):
 def test_shipped_smtp_and_submission_entries(mailsys_instance):
     """etc/master.cf's smtpd entries as shipped (no certificate), on free ports."""
     inst = mailsys_instance
-    shipped = (Path(__file__).parents[2] / "etc" / "master.cf").read_text()
     smtp_port, submission_port = inst.free_port(), inst.free_port()
-    lines = shipped.replace("127.0.0.1:2525", f"127.0.0.1:{smtp_port}") \
-        .replace("127.0.0.1:2587", f"127.0.0.1:{submission_port}").splitlines()
-    entries, keep = [], False
-    for line in lines:
-        if line[:1] not in (" ", "\t"):
-            keep = not line.startswith("#") and line.split()[7:8] == ["smtpd"]
-        if keep:
-            entries.append(line)
-    assert len([l for l in entries if l.endswith("smtpd")]) == 2
+    entries = h.shipped_smtpd_entries(smtp_port, submission_port)
     inst.write_config(master_cf=[*SERVICES, *entries],
                       main_cf={"mydestination": "$myhostname, localhost", "local_recipient_maps": ""})
     inst.start()
