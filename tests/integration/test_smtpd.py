@@ -213,7 +213,7 @@ def test_cleanup_down_gives_451_and_session_goes_on(mailsys_instance):
         assert s.rcpt("bob@example.test")[0] == 250
 
 
-@pytest.mark.parametrize("victim", ["smtpd", "cleanup"])
+@pytest.mark.parametrize("victim", ["smtpd", "cleanup", "all"])
 def test_kill_after_250_keeps_message(mailsys_instance, victim):
     inst = mailsys_instance
     port = start(inst)
@@ -223,7 +223,10 @@ def test_kill_after_250_keeps_message(mailsys_instance, victim):
     s.rcpt("bob@example.test")
     code, reply = s.data(MESSAGE)
     assert code == 250
-    killed = [p.pid for p in inst.children(f"127.0.0.1:{port}" if victim == "smtpd" else victim)]
+    if victim == "all":                         # the master first, so nothing is restarted
+        killed = [inst.master_pid()] + [p.pid for p in inst.children()]
+    else:
+        killed = [p.pid for p in inst.children(f"127.0.0.1:{port}" if victim == "smtpd" else victim)]
     assert killed
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
