@@ -25,12 +25,17 @@ DESCRIPTION
     listening addresses (inet_interfaces, proxy_interfaces; loopback for
     "all" and "loopback-only") submits local mail, and cleanup adds missing
     From:/Date:/Message-ID: headers for it.
+
+    Queue space: as Postfix's smtpd_check_size, MAIL is refused with "452
+    4.3.1 Insufficient system storage" while the queue file system is short
+    of room (queue_space_short); cleanup refuses at commit time too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,6 +111,8 @@ class SmtpdServer:
     tls_received_header: bool
     port_logging: bool
     require_client_cert: bool
+    queue_dir: Any                      # Path
+    queue_minfree: int
 
     @classmethod
     def from_config(cls, cfg: Any, service: str) -> "SmtpdServer":
@@ -176,6 +183,8 @@ class SmtpdServer:
             port_logging=cfg.smtpd_client_port_logging,
             # Postfix: smtpd_tls_req_ccert applies only where TLS is mandatory.
             require_client_cert=bool(cfg.smtpd_tls_req_ccert) and level == "encrypt",
+            queue_dir=queue_dir,
+            queue_minfree=cfg.queue_minfree,
         )
 
     def settings(self, name: str = "unknown", addr: str = "") -> Settings:
@@ -192,6 +201,18 @@ class SmtpdServer:
         if s.forbid_bare_newline != "no" and self.bare_newline_exclusions.match(name, addr):
             s = dataclasses.replace(s, forbid_bare_newline="no")
         return s
+
+    def queue_space_short(self, size: int) -> bool:
+        """Whether the queue file system lacks room for a message of size
+        bytes (MAIL SIZE=, else 0): Postfix smtpd_check_size refuses MAIL
+        when less than queue_minfree is free, when the message would eat
+        into queue_minfree, or when it would take half of what is free."""
+        try:
+            st = os.statvfs(self.queue_dir)
+        except OSError:
+            return False
+        free = st.f_bavail * st.f_frsize
+        return self.queue_minfree >= free or size >= free - self.queue_minfree or size >= free // 2
 
     def exempt(self, name: str, addr: str) -> bool:
         """Whether the client is exempt from the anvil limits."""

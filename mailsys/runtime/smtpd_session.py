@@ -326,6 +326,10 @@ class Session:
             refusal = await self._rate(anvil_proto.MESSAGE, limits.check_message)
             if refusal is not None:
                 return refusal
+        if server.queue_space_short(event.size or 0):
+            self._log_reject("MAIL", str(replies.INSUFFICIENT_STORAGE), sender=event.address,
+                             recipient=None)
+            return replies.INSUFFICIENT_STORAGE
         if not server.restrictions.delay_reject:
             ctx = self._context(sender=event.address)
             decision = server.restrictions.evaluate_sender(ctx)

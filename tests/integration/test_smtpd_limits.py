@@ -177,10 +177,12 @@ def test_bare_newline_exclusions_default_to_mynetworks(mailsys_instance):
     assert content.endswith(b"\r\n\r\nbare\r\nline\r\n")      # stored with CRLF
 
 
-def test_full_queue_answers_452_and_keeps_nothing(mailsys_instance):
-    """queue_minfree beyond the disk's free space: the queue is full for new mail."""
+def test_full_queue_answers_452_at_the_end_of_data_and_keeps_nothing(mailsys_instance):
+    """cleanup finds the queue full (queue_minfree beyond the free space, set for cleanup
+    only so that smtpd's own check at MAIL passes): 452, the session goes on."""
     inst = mailsys_instance
-    port = h.start(inst, {"queue_minfree": str(1 << 60)})
+    port = h.start(inst, services=[f"cleanup unix - - n - 0 cleanup -o queue_minfree={1 << 60}",
+                                   "anvil unix - - n - 1 anvil"])
     with h.session(port) as s:
         s.ehlo("c.example")
         s.mail("a@example.org")
@@ -191,3 +193,24 @@ def test_full_queue_answers_452_and_keeps_nothing(mailsys_instance):
         assert s.rcpt("bob@example.test")[0] == 250
     inst.wait_log("less than queue_minfree")
     assert h.all_entries(inst) == []
+
+
+def test_queue_space_is_checked_at_mail(mailsys_instance):
+    inst = mailsys_instance
+    port = h.start(inst, {"queue_minfree": str(1 << 60)})
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        assert s.mail("a@example.org") == (452, b"4.3.1 Insufficient system storage")
+    inst.wait_log("NOQUEUE: reject: MAIL from localhost[127.0.0.1]: 452 4.3.1 Insufficient system storage; "
+                  "from=<a@example.org> proto=ESMTP helo=<c.example>")
+    inst.stop()
+    inst.write_config(master_cf=[*h.SERVICES, f"127.0.0.1:{port} inet n - n - - smtpd"],
+                      main_cf={"mydestination": "example.test", "message_size_limit": "0"})
+    inst.start()
+    inst.wait_until(lambda: h.listening(port))
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        assert s.mail("a@example.org", ["SIZE=1000"])[0] == 250
+        s.rset()
+        # A message as big as half the free space is refused too (smtpd_check_size).
+        assert s.mail("a@example.org", [f"SIZE={1 << 62}"]) == (452, b"4.3.1 Insufficient system storage")
