@@ -2,7 +2,7 @@
 
 SYNOPSIS
     server = SmtpdServer.from_config(cfg, service="smtp")     # skeleton post_init
-    settings = server.settings()                                # per session (AUTH may change)
+    settings = server.settings(name, addr)                      # per session (AUTH may change)
     await server.aclose()
 
 DESCRIPTION
