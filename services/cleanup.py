@@ -181,7 +181,8 @@ class Cleanup:
 
 def open_queue(ctx: skeleton.ServiceContext) -> Cleanup:
     try:
-        store = QueueStore.open(ctx.config.path("queue_directory"))
+        store = QueueStore.open(ctx.config.path("queue_directory"),
+                                min_free=ctx.config.queue_minfree)
     except QueueError as e:
         log.critical(f"cannot open the queue: {e}")
         raise SystemExit(1) from None

@@ -55,7 +55,9 @@ FULL MAP, FULL DISK
     write (EIO) at commit, so a failed write is taken for a full disk when
     the file system has less than the write plus GROW_RESERVE free; any
     other LMDB failure is a plain QueueError (451 4.3.0 queue file write
-    error), again with nothing changed. A process whose map
+    error), again with nothing changed. With min_free (queue_minfree) set,
+    new entries are refused with QueueFull before the disk gets that low,
+    while queued mail still moves. A process whose map
     another process has grown adopts the new size (MapResizedError ->
     set_mapsize(0)) and retries. Resizing invalidates every transaction of
     the process, so the store holds a process-wide gate: calls share it,
@@ -179,7 +181,7 @@ class QueueStore:
     """The queue: entries, their content, and the indexes over them."""
 
     def __init__(self, env: lmdb.Environment, dbs: dict[bytes, Any], path: str,
-                 max_map_size: int) -> None:
+                 max_map_size: int, min_free: int = 0) -> None:
         # Use QueueStore.open(); this only assembles an opened environment.
         self._env = env
         self._meta = dbs[schema.META_DB]
@@ -189,6 +191,7 @@ class QueueStore:
         self._due = dbs[schema.DUE_DB]
         self._path = path
         self._max_map_size = max_map_size
+        self._min_free = min_free
         self._gate = _Gate()
         self._pid = os.getpid()
         self._closed = False
@@ -197,8 +200,13 @@ class QueueStore:
 
     @classmethod
     def open(cls, queue_dir: Path | str, *, map_size: int = DEFAULT_MAP_SIZE,
-             max_map_size: int = DEFAULT_MAX_MAP_SIZE) -> QueueStore:
+             max_map_size: int = DEFAULT_MAX_MAP_SIZE, min_free: int = 0) -> QueueStore:
         """open - open (creating if needed) the store under queue_dir.
+
+        min_free (Postfix queue_minfree, 0 = no check): create() and
+        create_many() raise QueueFull while the file system would keep less
+        than this many bytes free after the write. Only new mail is refused;
+        moves, updates and removals of queued mail go on.
 
         The environment lives in queue_dir/lmdb. Raises QueueError when this
         process has it open already, when its schema version is not
@@ -227,7 +235,7 @@ class QueueStore:
             except BaseException:
                 env.close()
                 raise
-            store = cls(env, dbs, path, max(max_map_size, map_size))
+            store = cls(env, dbs, path, max(max_map_size, map_size), min_free)
             _open_stores[path] = store
         return store
 
@@ -332,6 +340,19 @@ class QueueStore:
             return False
         return st.f_bavail * st.f_frsize < size + GROW_RESERVE
 
+    def _check_min_free(self, size: int) -> None:
+        """QueueFull when new mail of size bytes would leave less than
+        min_free (queue_minfree) bytes on the file system."""
+        if not self._min_free:
+            return
+        try:
+            st = os.statvfs(self._path)
+        except OSError:
+            return
+        if st.f_bavail * st.f_frsize < size + self._min_free:
+            raise QueueFull(f"queue store {self._path}: less than queue_minfree "
+                            f"({self._min_free} bytes) free")
+
     def _adopt_map_size(self) -> None:
         with self._gate.alone():
             self._env.set_mapsize(0)
@@ -434,6 +455,7 @@ class QueueStore:
         already in the queue raises QueueError.
         """
         q = Queue(queue)
+        self._check_min_free(len(content) + 1024)
         return self._write(lambda txn: self._insert(txn, envelope, content, q),
                            len(content) + 1024)
 
@@ -444,6 +466,7 @@ class QueueStore:
         q = Queue(queue)
         items = list(items)
         size = sum(len(c) + 1024 for _, c in items)
+        self._check_min_free(size)
         return self._write(
             lambda txn: [self._insert(txn, e, c, q) for e, c in items], size)
 

@@ -2,7 +2,7 @@
 
 SYNOPSIS
     server = SmtpdServer.from_config(cfg, service="smtp")     # skeleton post_init
-    settings = server.settings()                                # per session (AUTH may change)
+    settings = server.settings(name, addr)                      # per session (AUTH may change)
     await server.aclose()
 
 DESCRIPTION
@@ -25,12 +25,17 @@ DESCRIPTION
     listening addresses (inet_interfaces, proxy_interfaces; loopback for
     "all" and "loopback-only") submits local mail, and cleanup adds missing
     From:/Date:/Message-ID: headers for it.
+
+    Queue space: as Postfix's smtpd_check_size, MAIL is refused with "452
+    4.3.1 Insufficient system storage" while the queue file system is short
+    of room (queue_space_short); cleanup refuses at commit time too.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +93,7 @@ class SmtpdServer:
     restrictions: Restrictions
     limits: ClientLimits
     limit_exceptions: ClientMatcher
+    bare_newline_exclusions: ClientMatcher
     anvil: AnvilClient
     cleanup: ipc_io.ChannelPool
     dns: SmtpdDns
@@ -105,6 +111,8 @@ class SmtpdServer:
     tls_received_header: bool
     port_logging: bool
     require_client_cert: bool
+    queue_dir: Any                      # Path
+    queue_minfree: int
 
     @classmethod
     def from_config(cls, cfg: Any, service: str) -> "SmtpdServer":
@@ -152,6 +160,10 @@ class SmtpdServer:
             limit_exceptions=ClientMatcher.compile(cfg.smtpd_client_event_limit_exceptions,
                                                    param="smtpd_client_event_limit_exceptions",
                                                    opener=lambda spec: open_table(spec, cfg)),
+            bare_newline_exclusions=ClientMatcher.compile(
+                cfg.smtpd_forbid_bare_newline_exclusions,
+                param="smtpd_forbid_bare_newline_exclusions",
+                opener=lambda spec: open_table(spec, cfg)),
             anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
             cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
@@ -171,18 +183,36 @@ class SmtpdServer:
             port_logging=cfg.smtpd_client_port_logging,
             # Postfix: smtpd_tls_req_ccert applies only where TLS is mandatory.
             require_client_cert=bool(cfg.smtpd_tls_req_ccert) and level == "encrypt",
+            queue_dir=queue_dir,
+            queue_minfree=cfg.queue_minfree,
         )
 
-    def settings(self) -> Settings:
-        """This session's Settings: the SASL mechanisms follow the users file
-        (CRAM-MD5 only while some user has a CRAM-MD5 key)."""
+    def settings(self, name: str = "unknown", addr: str = "") -> Settings:
+        """Settings for a session of client name[addr]: the SASL mechanisms
+        follow the users file (CRAM-MD5 only while some user has a CRAM-MD5
+        key); a client in smtpd_forbid_bare_newline_exclusions (default
+        $mynetworks) keeps the old bare LF behaviour, as in Postfix."""
         s = self.base_settings
         if self.sasl is not None:
             mechs = self.sasl.mechanisms()
             if mechs != s.auth_mechanisms:
                 s = dataclasses.replace(s, auth_mechanisms=mechs)
                 self.base_settings = s
+        if s.forbid_bare_newline != "no" and self.bare_newline_exclusions.match(name, addr):
+            s = dataclasses.replace(s, forbid_bare_newline="no")
         return s
+
+    def queue_space_short(self, size: int) -> bool:
+        """Whether the queue file system lacks room for a message of size
+        bytes (MAIL SIZE=, else 0): Postfix smtpd_check_size refuses MAIL
+        when less than queue_minfree is free, when the message would eat
+        into queue_minfree, or when it would take half of what is free."""
+        try:
+            st = os.statvfs(self.queue_dir)
+        except OSError:
+            return False
+        free = st.f_bavail * st.f_frsize
+        return self.queue_minfree >= free or size >= free - self.queue_minfree or size >= free // 2
 
     def exempt(self, name: str, addr: str) -> bool:
         """Whether the client is exempt from the anvil limits."""

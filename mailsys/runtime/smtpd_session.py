@@ -115,7 +115,7 @@ class Session:
         # smtpd_client_port_logging: name[addr]:port in every line that names the client.
         self.namaddr = f"{name}[{addr}]:{port}" if server.port_logging else f"{name}[{addr}]"
         self.exempt = server.exempt(name, addr)
-        self.conn = ServerConnection(server.settings(), tls_active=False)
+        self.conn = ServerConnection(server.settings(name, addr), tls_active=False)
         self.auth = SessionAuth(server.sasl, self.namaddr)
         self.tls_text = ""
         self.too_many_errors = False
@@ -205,7 +205,7 @@ class Session:
         elif text.startswith("non-SMTP command: "):
             log.warning(f"non-SMTP command from {self.namaddr}: {text[len('non-SMTP command: '):]}")
         elif reply.code == 552 and self.conn.where == "MAIL":
-            self._log_reject("MAIL", str(reply), sender=None, recipient=None)
+            self._log_reject("MAIL", str(reply), sender=err.sender, recipient=None)
         self.auth.core_ended(reply)
 
     async def answer(self, event: object) -> Reply | None:
@@ -326,6 +326,10 @@ class Session:
             refusal = await self._rate(anvil_proto.MESSAGE, limits.check_message)
             if refusal is not None:
                 return refusal
+        if server.queue_space_short(event.size or 0):
+            self._log_reject("MAIL", str(replies.INSUFFICIENT_STORAGE), sender=event.address,
+                             recipient=None)
+            return replies.INSUFFICIENT_STORAGE
         if not server.restrictions.delay_reject:
             ctx = self._context(sender=event.address)
             decision = server.restrictions.evaluate_sender(ctx)

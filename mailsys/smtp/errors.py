@@ -35,10 +35,14 @@ class RemoteProtocolError(ProtocolError):
 
     ``counts_as_error`` is False for the few refusals Postfix does not count
     against smtpd_hard_error_limit (RCPT beyond smtpd_recipient_limit, while
-    within smtpd_recipient_overshoot_limit).
+    within smtpd_recipient_overshoot_limit). ``sender`` is the MAIL FROM
+    address of a refused MAIL command that parsed (SIZE over the limit),
+    for the ``from=<...>`` of smtpd's reject log line; None otherwise.
     """
 
-    def __init__(self, message: str, *, reply: Reply, counts_as_error: bool = True) -> None:
+    def __init__(self, message: str, *, reply: Reply, counts_as_error: bool = True,
+                 sender: str | None = None) -> None:
         super().__init__(message)
         self.reply = reply
         self.counts_as_error = counts_as_error
+        self.sender = sender

@@ -579,7 +579,9 @@ class ServerConnection:
             raise self._fail(e.reply, "bad MAIL parameter") from None
         size = fields.get("size")
         if s.message_size_limit and isinstance(size, int) and size > s.message_size_limit:
-            raise self._fail(R.SIZE_EXCEEDS_LIMIT, "SIZE exceeds limit")
+            err = self._fail(R.SIZE_EXCEEDS_LIMIT, "SIZE exceeds limit")
+            err.sender = path.address
+            raise err
         if s.strict_smtputf8 and not path.address.isascii() and not fields.get("smtputf8"):
             raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
         return ev.MailFrom(path.address, m.group("path"), params, **fields)  # type: ignore[arg-type]

@@ -30,6 +30,7 @@ DIFFERENT_ON_PURPOSE = {
     "dns_nameservers", "smtpd_sasl_users_file",      # mailsys only
     "full_name_encoding_charset",                    # Postfix 3.8
     "smtpd_client_connection_limit_exceptions",      # old name; postconf -d omits it
+    "smtpd_forbid_bare_newline",                     # Postfix 3.9's default (normalize)
     # Not yet reconciled: Postfix 3.7 says "$virtual_maps" (an obsolete
     # parameter mailsys does not declare) and adds a regexp table to the
     # forbidden commands.

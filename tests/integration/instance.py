@@ -137,8 +137,10 @@ class Instance:
 
     # --- commands ---------------------------------------------------------------
 
-    def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([*MAILSYS, "-c", str(self.config_dir), *args],
+    def cli(self, *args: str, timeout: float = 60, input: str | None = None
+            ) -> subprocess.CompletedProcess:
+        """`mailsys -c DIR ARGS`, with input (text) on its standard input."""
+        return subprocess.run([*MAILSYS, "-c", str(self.config_dir), *args], input=input,
                               capture_output=True, text=True, timeout=timeout)
 
     def popen(self, *args: str) -> subprocess.Popen:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import runpy
 import shutil
 import signal
 import smtplib
@@ -10,15 +12,16 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from mailsys.queue import QueueStore
-
 pytestmark = pytest.mark.integration
 
-MESSAGE = b"Subject: hello\r\nFrom: a@example.org\r\n\r\nline one\r\n.leading dot\r\n"
-SERVICES = ["cleanup unix - - n - 0 cleanup", "anvil unix - - n - 1 anvil"]
+h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("smtpd_helpers.py"))))
+MESSAGE, SERVICES, start, queued, qid_of, session = \
+    h.MESSAGE, h.SERVICES, h.start, h.queued, h.qid_of, h.session
+_listening = h.listening
 
 
 @pytest.fixture(autouse=True)
@@ -26,45 +29,6 @@ def _show_log(mailsys_instance):
     """mail.log goes to the captured output, which pytest shows for a failed test."""
     yield
     print(mailsys_instance.log_text())
-
-
-def start(inst, main_cf=None, services=SERVICES):
-    """smtpd on a free port with cleanup and anvil beside it; the port once it accepts."""
-    port = inst.free_port()
-    params = {"mydestination": "$myhostname, localhost, example.test",
-              "local_recipient_maps": "", "smtpd_error_sleep_time": "0"}
-    params.update(main_cf or {})
-    inst.write_config(master_cf=[*services, f"127.0.0.1:{port} inet n - n - - smtpd"],
-                      main_cf=params)
-    inst.start()
-    inst.wait_until(lambda: _listening(port))
-    return port
-
-
-def _listening(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
-        return True
-    except OSError:
-        return False
-
-
-def queued(inst, qid):
-    """The entry's envelope and content, read after the master stopped."""
-    inst.stop()
-    with QueueStore.open(inst.queue_dir) as store:
-        envelope, queue = store.load(qid)
-        return envelope, queue, store.load_content(qid)
-
-
-def qid_of(reply: bytes | str) -> str:
-    text = reply.decode() if isinstance(reply, bytes) else reply
-    assert "queued as " in text, text
-    return text.rsplit("queued as ", 1)[1].strip()
-
-
-def session(port) -> smtplib.SMTP:
-    return smtplib.SMTP("127.0.0.1", port, timeout=10)
 
 
 def test_smtplib_message_is_queued_with_received_header(mailsys_instance):
@@ -249,7 +213,7 @@ def test_cleanup_down_gives_451_and_session_goes_on(mailsys_instance):
         assert s.rcpt("bob@example.test")[0] == 250
 
 
-@pytest.mark.parametrize("victim", ["smtpd", "cleanup"])
+@pytest.mark.parametrize("victim", ["smtpd", "cleanup", "all"])
 def test_kill_after_250_keeps_message(mailsys_instance, victim):
     inst = mailsys_instance
     port = start(inst)
@@ -259,7 +223,10 @@ def test_kill_after_250_keeps_message(mailsys_instance, victim):
     s.rcpt("bob@example.test")
     code, reply = s.data(MESSAGE)
     assert code == 250
-    killed = [p.pid for p in inst.children(f"127.0.0.1:{port}" if victim == "smtpd" else victim)]
+    if victim == "all":                         # the master first, so nothing is restarted
+        killed = [inst.master_pid()] + [p.pid for p in inst.children()]
+    else:
+        killed = [p.pid for p in inst.children(f"127.0.0.1:{port}" if victim == "smtpd" else victim)]
     assert killed
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
@@ -272,17 +239,8 @@ def test_kill_after_250_keeps_message(mailsys_instance, victim):
 def test_shipped_smtp_and_submission_entries(mailsys_instance):
     """etc/master.cf's smtpd entries as shipped (no certificate), on free ports."""
     inst = mailsys_instance
-    shipped = (Path(__file__).parents[2] / "etc" / "master.cf").read_text()
     smtp_port, submission_port = inst.free_port(), inst.free_port()
-    lines = shipped.replace("127.0.0.1:2525", f"127.0.0.1:{smtp_port}") \
-        .replace("127.0.0.1:2587", f"127.0.0.1:{submission_port}").splitlines()
-    entries, keep = [], False
-    for line in lines:
-        if line[:1] not in (" ", "\t"):
-            keep = not line.startswith("#") and line.split()[7:8] == ["smtpd"]
-        if keep:
-            entries.append(line)
-    assert len([l for l in entries if l.endswith("smtpd")]) == 2
+    entries = h.shipped_smtpd_entries(smtp_port, submission_port)
     inst.write_config(master_cf=[*SERVICES, *entries],
                       main_cf={"mydestination": "$myhostname, localhost", "local_recipient_maps": ""})
     inst.start()
@@ -311,3 +269,37 @@ def test_anvil_down_mail_still_flows(mailsys_instance):
         s.rcpt("bob@example.test")
         assert s.data(MESSAGE)[0] == 250
     inst.wait_log("warning: problem talking to server private/anvil: ")
+
+
+def test_receive_log_lines_are_postfix_lines(mailsys_instance):
+    """Each line, tag aside, is byte for byte what Postfix writes; pflogsumm's and fail2ban's
+    patterns find them under syslog_name = postfix."""
+    inst = mailsys_instance
+    port = start(inst, {"syslog_name": "postfix", "mynetworks": "192.0.2.0/24"})
+    inst.wait_log("disconnect from")                      # start()'s probe
+    probe_end = len(inst.log_text().splitlines())
+    with session(port) as s:
+        s.ehlo("client.example.org")
+        s.mail("alice@example.com")
+        s.rcpt("carol@remote.example")
+        s.rcpt("bob@example.test")
+        code, reply = s.data(b"Message-ID: <20240101.1@client.example.org>\r\nSubject: s\r\n\r\nhi\r\n")
+    qid = qid_of(reply)
+    inst.wait_log(f"{qid}: message-id=")
+    lines = inst.wait_log("commands=5/6").splitlines()[probe_end:]
+    prefix = re.compile(r"^[A-Z][a-z]{2} [ 0-9]\d \d\d:\d\d:\d\d mx postfix/(smtpd|cleanup)\[\d+\]: ")
+    assert all(prefix.match(line) for line in lines), lines
+    got = sorted(prefix.sub(r"\1: ", line) for line in lines)
+    assert got == sorted([
+        "smtpd: connect from localhost[127.0.0.1]",
+        "smtpd: NOQUEUE: reject: RCPT from localhost[127.0.0.1]: 454 4.7.1 <carol@remote.example>: "
+        "Relay access denied; from=<alice@example.com> to=<carol@remote.example> proto=ESMTP "
+        "helo=<client.example.org>",
+        f"smtpd: {qid}: client=localhost[127.0.0.1]",
+        f"cleanup: {qid}: message-id=<20240101.1@client.example.org>",
+        "smtpd: disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1/2 data=1 quit=1 commands=5/6",
+    ])
+    pflogsumm = re.compile(r"^(?:postfix)(?:/(?:smtps|submission))?/([^\[:]*).*?: ([^:\s]+)")
+    received = [l for l in lines if pflogsumm.search(l.split(" ", 4)[4]).group(1) == "smtpd"
+                and re.search(r"\[\d+\]: \w+: client=(.+?)(,|$)", l)]
+    assert len(received) == 1

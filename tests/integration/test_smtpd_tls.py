@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import runpy
 import smtplib
 import socket
 import ssl
 import subprocess
 import sys
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import trustme
@@ -14,6 +18,8 @@ import trustme
 from mailsys.queue import QueueStore
 
 pytestmark = pytest.mark.integration
+
+h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("smtpd_helpers.py"))))
 
 SERVICES = ["cleanup unix - - n - 0 cleanup", "anvil unix - - n - 1 anvil"]
 MESSAGE = b"Subject: tls\r\n\r\nover TLS\r\n"
@@ -183,3 +189,88 @@ def test_client_certificate_required(mailsys_instance, ca):
             s.mail("a@example.org")
     inst.wait_log("NOQUEUE: abort: TLS from localhost[127.0.0.1]: No client certificate presented")
     assert "lost connection after STARTTLS" not in inst.log_text()
+
+
+def cram_response(s: smtplib.SMTP, challenge: bytes) -> str:
+    return base64.b64encode(s.auth_cram_md5(base64.b64decode(challenge)).encode()).decode()
+
+
+def test_cram_md5_only_for_users_with_a_cram_key(mailsys_instance, ca):
+    inst = mailsys_instance
+    port = start(inst, ca, opts="-o smtpd_sasl_auth_enable=yes")
+    add_user(inst, "bob", "plain only")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN"]
+    r = subprocess.run([sys.executable, "-m", "mailsys.cli.main", "-c", str(inst.config_dir),
+                        "saslpasswd", "add", "--cram-md5", "carol"], input="cram secret\n",
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert s.esmtp_features["auth"].split() == ["PLAIN", "LOGIN", "CRAM-MD5"]
+        s.user, s.password = "bob", "plain only"
+        code, text = s.docmd("AUTH", "CRAM-MD5")
+        assert code == 334
+        assert s.docmd(cram_response(s, text)) == \
+            (535, b"5.7.8 Error: authentication failed: authentication failure")
+        s.user, s.password = "carol", "cram secret"
+        code, text = s.docmd("AUTH", "CRAM-MD5")
+        assert s.docmd(cram_response(s, text)) == (235, b"2.7.0 Authentication successful")
+    inst.wait_log("warning: localhost[127.0.0.1]: SASL CRAM-MD5 authentication failed: "
+                  "authentication failure, sasl_username=bob")
+
+
+def test_shipped_submission_entry_needs_tls_and_auth_to_send(mailsys_instance, ca):
+    """The submission entry of etc/master.cf, verbatim, with a certificate in main.cf."""
+    inst = mailsys_instance
+    pem = inst.root / "cert.pem"
+    ca.issue_cert("mx.example.test").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    smtp_port, port = inst.free_port(), inst.free_port()
+    inst.write_config(master_cf=[*SERVICES, *h.shipped_smtpd_entries(smtp_port, port)],
+                      main_cf={"mydestination": "$myhostname, localhost", "local_recipient_maps": "",
+                               "smtpd_tls_cert_file": str(pem), "smtpd_error_sleep_time": "0"})
+    inst.start()
+    inst.wait_until(lambda: _banner(port))
+    add_user(inst, "alice", "pw")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert not s.has_extn("auth")
+        assert s.mail("a@example.org") == (530, b"5.7.0 Must issue a STARTTLS command first")
+        s.starttls(context=client_context(ca))
+        s.ehlo("c.example")
+        assert s.has_extn("auth")
+        s.mail("alice@example.org")
+        # Without AUTH nothing goes through, not even mail for this host.
+        assert s.rcpt("postmaster@mx.example.test") == (554, b"5.7.1 <postmaster@mx.example.test>: "
+                                                              b"Recipient address rejected: Access denied")
+        assert s.rcpt("r@remote.example")[0] == 554
+        s.rset()
+        s.login("alice", "pw")
+        s.mail("alice@example.org")
+        assert s.rcpt("r@remote.example")[0] == 250
+        assert s.data(MESSAGE)[0] == 250
+
+
+def test_plaintext_pipelined_after_starttls_is_discarded(mailsys_instance, ca):
+    """CVE-2011-0411: commands sent with STARTTLS in the clear are never executed."""
+    inst = mailsys_instance
+    port = start(inst, ca)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        sock.sendall(b"EHLO c.example\r\n")
+        while f.readline()[3:4] != b" ":
+            pass
+        sock.sendall(b"STARTTLS\r\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<bob@example.test>\r\n")
+        assert f.readline() == b"220 2.0.0 Ready to start TLS\r\n"
+        with client_context(ca).wrap_socket(sock, server_hostname="mx.example.test") as tls:
+            tf = tls.makefile("rb")
+            tls.sendall(b"MAIL FROM:<a@example.org>\r\n")
+            # Had the plaintext MAIL run, this one would be "503 5.5.1 Error: nested MAIL command".
+            got = tf.readline()
+            tls.sendall(b"NOOP\r\nQUIT\r\n")
+            assert [tf.readline(), tf.readline()] == [b"250 2.0.0 Ok\r\n", b"221 2.0.0 Bye\r\n"]
+            tf.close()
+    assert got == b"250 2.1.0 Ok\r\n"
+    inst.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 starttls=1 mail=1 noop=1 quit=1 commands=5")

@@ -61,3 +61,10 @@ def write_past_file_size_limit(queue_dir: str, conn) -> None:
             conn.send(("QueueFull", created))
         except QueueError as e:
             conn.send((f"QueueError: {e}", created))
+
+
+def write_until_killed(queue_dir: str, conn) -> None:
+    """Creates large entries without end, reporting each committed ID."""
+    with QueueStore.open(queue_dir) as store:
+        for i in range(10**6):
+            conn.send(store.create(_envelope(i), bytes([i % 256]) * 300_000))

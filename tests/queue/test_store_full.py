@@ -104,3 +104,18 @@ def test_write_error_with_room_on_disk_is_a_queue_error(tmp_path):
     assert created
     with QueueStore.open(tmp_path) as s:
         assert assert_consistent(s).keys() == set(created)
+
+
+def test_min_free_refuses_new_mail_only(tmp_path):
+    """queue_minfree: new entries get QueueFull while the disk keeps less; queued mail still moves."""
+    with QueueStore.open(tmp_path) as s:
+        first = s.create(make_envelope(), b"x" * 100)
+    with QueueStore.open(tmp_path, min_free=1 << 62) as s:
+        with pytest.raises(QueueFull, match="queue_minfree"):
+            s.create(make_envelope(), b"y" * 100)
+        with pytest.raises(QueueFull, match="queue_minfree"):
+            s.create_many([(make_envelope(), b"y" * 100)])
+        s.move(first, Queue.INCOMING, Queue.DEFERRED)
+        assert assert_consistent(s).keys() == {first}
+    with QueueStore.open(tmp_path, min_free=1 << 20) as s:   # the disk has a megabyte to spare
+        s.create(make_envelope(), b"z" * 100)

@@ -62,6 +62,25 @@ def test_entry_survives_kill_9_right_after_commit(tmp_path):
         assert s.load_content(qid) == b"must survive kill -9"
 
 
+def test_kill_9_in_the_middle_of_writes_leaves_no_half_entry(tmp_path):
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=qstore_workers.write_until_killed, args=(str(tmp_path), child))
+    proc.start()
+    committed = []
+    while len(committed) < 5:                  # killed while writing the sixth or later
+        assert parent.poll(30)
+        committed.append(parent.recv())
+    _kill(proc)
+    while parent.poll(0):
+        committed.append(parent.recv())
+    with QueueStore.open(tmp_path) as s:
+        entries = assert_consistent(s)
+        assert set(committed) <= entries.keys() and len(entries) <= len(committed) + 1
+        for qid in entries:
+            content = s.load_content(qid)
+            assert len(content) == 300_000 and len(set(content)) == 1
+
+
 def test_reader_check_clears_a_dead_process_reader(tmp_path):
     with QueueStore.open(tmp_path) as s:
         s.create(make_envelope(), b"x")

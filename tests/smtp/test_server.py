@@ -175,6 +175,19 @@ def test_mail_from(line, reply):
     assert res.replies == [reply]
 
 
+def test_size_refusal_names_the_sender():
+    """smtpd logs from=<a> on the reject line of a MAIL refused for its SIZE."""
+    conn, _ = connect()
+    conn.receive_data(b"MAIL FROM:<a@b.example> SIZE=10240001\r\nMAIL FROM:<a@b> SIZE=x\r\n")
+    errors = []
+    for _ in range(2):
+        with pytest.raises(RemoteProtocolError) as e:
+            conn.next_event()
+        errors.append(e.value)
+        conn.send(e.value.reply)
+    assert [(err.reply.code, err.sender) for err in errors] == [(552, "a@b.example"), (501, None)]
+
+
 def test_mail_from_fields():
     res = run(b"MAIL FROM:<@a.example,@b.example:\"j\"@c.example> BODY=8bitmime SIZE=5"
               b" RET=full ENVID=QQ+2B1 SMTPUTF8\r\n")
