@@ -4,7 +4,7 @@ import os
 
 import lmdb
 import pytest
-from conftest import assert_consistent, make_envelope
+from qstore_helpers import assert_consistent, make_envelope
 
 from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.message.envelope import RcptState

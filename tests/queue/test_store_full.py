@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 import qstore_workers
-from conftest import assert_consistent, make_envelope
+from qstore_helpers import assert_consistent, make_envelope
 
 from mailsys.errors import QueueFull
 from mailsys.queue import Queue, QueueStore

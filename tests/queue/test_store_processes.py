@@ -7,7 +7,7 @@ import signal
 
 import pytest
 import qstore_workers
-from conftest import assert_consistent, make_envelope
+from qstore_helpers import assert_consistent, make_envelope
 
 from mailsys.message.qid import qid_pid
 from mailsys.queue import Queue, QueueStore
