@@ -127,5 +127,4 @@ class _Session:
             return replies.QUEUE_WRITE_ERROR
         if isinstance(reply, Rejected):
             return Reply(reply.code, reply.enhanced, reply.text)
-        sendmail.log_pickup(self.cfg, reply.queue_id, self.sender)
         return replies.queued(reply.queue_id)
