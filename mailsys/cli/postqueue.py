@@ -26,6 +26,12 @@ DESCRIPTION
     the domain site ("[192.0.2.1]" for an address literal) and pokes qmgr.
     Postfix serves -s only for $fast_flush_domains through its flush
     service and per-site logs; mailsys has neither and flushes any site.
+    Both also ask qmgr to forget dead destinations ("F"), or the entries
+    would only be deferred again with "delivery temporarily suspended":
+    Postfix's flush service does the same for -s (UNTHROTTLE_BEFORE) and
+    for -i has qmgr unthrottle the entry's own destinations as it reads
+    the file (src/flush/flush.c); mailsys has no per-entry mark, so -i
+    revives every dead destination, which costs at most one early attempt.
 
     Flushing needs a running mail system: when the master is down (no live
     pid in $queue_directory/pid/master.pid) or qmgr cannot be reached,
@@ -65,7 +71,7 @@ EX_IOERR = 74
 DOWN = "Cannot flush mail queue - mail system is down"
 # Postfix's QMGR_REQ_FLUSH_DEAD, SCAN_ALL, SCAN_DEFERRED, SCAN_INCOMING.
 FLUSH_ALL_TRIGGER = b"FADI"
-FLUSH_SOME_TRIGGER = b"AD"
+FLUSH_SOME_TRIGGER = b"FAD"
 
 # RFC 1035 host name labels, or an RFC 5321 address literal.
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"

@@ -78,7 +78,7 @@ def test_flush_all_makes_deferred_due_and_triggers_qmgr(capsys, setup, later, ma
 def test_flush_one(capsys, setup, later, master):
     status, _, err = run_tool(capsys, setup, "postqueue", "-i", later["long"])
     assert (status, err) == (0, "")
-    assert received(master) == b"AD"
+    assert received(master) == b"FAD"
     assert due_soon(setup) == {later["long"]}
 
 
@@ -91,7 +91,7 @@ def test_flush_unknown_id_is_not_an_error(capsys, setup, later, master):
 def test_flush_site(capsys, setup, later, master):
     status, _, err = run_tool(capsys, setup, "postqueue", "-s", "Remote.Example")
     assert (status, err) == (0, "")
-    assert received(master) == b"AD"
+    assert received(master) == b"FAD"
     assert due_soon(setup) == {later["bounce"]}
 
 
