@@ -21,6 +21,7 @@ Synchronous tests run a sink in a thread of its own:
 
     with SinkThread(sink) as port: ...           # a free port
     with SinkThread(sink, port=p): ...           # a chosen one
+    thread.stop()                                # hang up early
 """
 
 from __future__ import annotations
@@ -223,6 +224,11 @@ class SinkThread:
         return self._ports.get(timeout=5)
 
     def __exit__(self, *exc) -> None:
-        token, scope = self._token
-        token.run_sync_soon(scope.cancel)
-        self._thread.join(5)
+        self.stop()
+
+    def stop(self) -> None:
+        """Close the listener and every session now (again: nothing)."""
+        if self._thread.is_alive():
+            token, scope = self._token
+            token.run_sync_soon(scope.cancel)
+            self._thread.join(5)
