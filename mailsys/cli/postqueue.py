@@ -21,7 +21,9 @@ DESCRIPTION
     store too, so the flush happens at qmgr's next scan even if the
     trigger is lost.
     -i queue_id does the same for one deferred entry; an ID that is not in
-    the deferred queue is not an error (as in Postfix).
+    the deferred queue is not an error (exit status 0, as in Postfix,
+    where the entry may just have been delivered), but mailsys says so in
+    one warning line where Postfix is silent.
     -s site makes due every deferred entry with an undelivered recipient at
     the domain site ("[192.0.2.1]" for an address literal) and pokes qmgr.
     Postfix serves -s only for $fast_flush_domains through its flush
@@ -141,7 +143,9 @@ def flush(cfg: Config, qdir: Path, mode: str, arg: str | None) -> int:
             if mode == "f":
                 make_due(store, store.list(Queue.DEFERRED))
             elif mode == "i":
-                make_due(store, [arg])
+                if not make_due(store, [arg]):
+                    print(f"{PROGRAM}: warning: {arg}: not in the deferred queue",
+                          file=sys.stderr)
             else:
                 make_due(store, site_entries(store, arg or ""))
     trigger = FLUSH_ALL_TRIGGER if mode == "f" else FLUSH_SOME_TRIGGER
