@@ -239,3 +239,31 @@ def test_flush_requests_make_qmgr_retry_now(mailsys_instance, tmp_path):
         inst.wait_log(f"{qids['c.test']}: removed", timeout=20)
     assert sorted(m.rcpts[0] for m in sink.messages) == ["u@a.test", "u@b.test", "u@c.test"]
     assert site.tool("mailq").stdout == "Mail queue is empty\n"
+
+
+def test_sendmail_mail_is_delivered(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as port:
+        site = live.build(inst, tmp_path, port)
+        # Recipients as arguments, -oi, -f and -F: into bob's Maildir.
+        r = site.sendmail("-oi", "-f", "alice@example.com", "-F", "Alice", "bob@example.com",
+                          data=b"Subject: cron\n\n.\nreport\n")
+        assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+        # -bs: two messages in one session, relayed to the sink.
+        r = site.sendmail("-bs", data=b"EHLO cron\r\nMAIL FROM:<alice>\r\nRCPT TO:<r1@ok.test>\r\n"
+                                      b"DATA\r\nSubject: one\r\n\r\n1\r\n.\r\n"
+                                      b"MAIL FROM:<>\r\nRCPT TO:<r2@ok.test>\r\nDATA\r\n\r\n2\r\n.\r\n"
+                                      b"QUIT\r\n")
+        assert r.returncode == 0 and r.stderr == b""
+        queued = re.findall(rb"250 2\.0\.0 Ok: queued as (\w+)\r\n", r.stdout)
+        assert len(queued) == 2, r.stdout
+        for qid in queued:
+            inst.wait_log(f"{qid.decode()}: removed", timeout=20)
+        inst.wait_until(lambda: inst.log_text().count("status=sent") == 3, timeout=20)
+    [mail] = list((site.vmail / "example.com" / "bob" / "new").iterdir())
+    data = mail.read_bytes()
+    assert b"From: Alice <alice@example.com>\n" in data and data.endswith(b"\n.\nreport\n")
+    assert sorted((m.sender, m.rcpts[0]) for m in sink.messages) == [
+        ("", "r2@ok.test"), ("alice@example.com", "r1@ok.test")]
+    assert site.tool("mailq").stdout == "Mail queue is empty\n"
