@@ -101,7 +101,8 @@ def states(mailsys_instance, tmp_path):
         r = site.sendmail("-t", "-i", "-f", "frank@example.com", "-F", "Frank",
                           data=b"To: r6@ok.test\nSubject: waits\n\n.\nbody\n")
         assert r.returncode == 0 and r.stderr == b"", r.stderr
-        q.incoming = re.findall(r"pickup\[\d+\]: (\w+): uid=", inst.log_text())[-1]
+        q.incoming = inst.wait_until(
+            lambda: re.findall(r"pickup\[\d+\]: (\w+): uid=", inst.log_text()))[-1]
         yield SimpleNamespace(site=site, inst=inst, qid=q, sink=sink, stall=stall,
                               hang_up=stall_thread.stop)
 
