@@ -16,7 +16,8 @@ DESCRIPTION
                     place. Ctrl-C ends it quietly (exit status 130).
     --id QID        only the lines of one message: those whose text starts
                     with "QID: ", after an optional "warning: " (or error,
-                    fatal, panic).
+                    fatal, panic). Without -f, an ID with no line in the
+                    file is one line on stderr and exit status 1, as grep.
     --service NAME  only lines logged by one program: NAME is compared with
                     the components of the tag after syslog_name, so "smtpd"
                     matches mailsys/smtpd and mailsys/submission/smtpd and
@@ -279,6 +280,8 @@ def main(argv: list[str], config_dir: Path, command: str = "log") -> int:
         with f:
             lines, end = _tail(f, count, keep)
             out(lines)
+            if args.qid and not lines and not args.follow and count != 0:
+                raise MailsysError(f"no lines for queue ID {args.qid} in {path}")
             if args.follow:
                 _follow(path, f, end, keep, out)
     except KeyboardInterrupt:

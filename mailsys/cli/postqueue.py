@@ -21,11 +21,19 @@ DESCRIPTION
     store too, so the flush happens at qmgr's next scan even if the
     trigger is lost.
     -i queue_id does the same for one deferred entry; an ID that is not in
-    the deferred queue is not an error (as in Postfix).
+    the deferred queue is not an error (exit status 0, as in Postfix,
+    where the entry may just have been delivered), but mailsys says so in
+    one warning line where Postfix is silent.
     -s site makes due every deferred entry with an undelivered recipient at
     the domain site ("[192.0.2.1]" for an address literal) and pokes qmgr.
     Postfix serves -s only for $fast_flush_domains through its flush
     service and per-site logs; mailsys has neither and flushes any site.
+    Both also ask qmgr to forget dead destinations ("F"), or the entries
+    would only be deferred again with "delivery temporarily suspended":
+    Postfix's flush service does the same for -s (UNTHROTTLE_BEFORE) and
+    for -i has qmgr unthrottle the entry's own destinations as it reads
+    the file (src/flush/flush.c); mailsys has no per-entry mark, so -i
+    revives every dead destination, which costs at most one early attempt.
 
     Flushing needs a running mail system: when the master is down (no live
     pid in $queue_directory/pid/master.pid) or qmgr cannot be reached,
@@ -65,7 +73,7 @@ EX_IOERR = 74
 DOWN = "Cannot flush mail queue - mail system is down"
 # Postfix's QMGR_REQ_FLUSH_DEAD, SCAN_ALL, SCAN_DEFERRED, SCAN_INCOMING.
 FLUSH_ALL_TRIGGER = b"FADI"
-FLUSH_SOME_TRIGGER = b"AD"
+FLUSH_SOME_TRIGGER = b"FAD"
 
 # RFC 1035 host name labels, or an RFC 5321 address literal.
 _HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -135,7 +143,9 @@ def flush(cfg: Config, qdir: Path, mode: str, arg: str | None) -> int:
             if mode == "f":
                 make_due(store, store.list(Queue.DEFERRED))
             elif mode == "i":
-                make_due(store, [arg])
+                if not make_due(store, [arg]):
+                    print(f"{PROGRAM}: warning: {arg}: not in the deferred queue",
+                          file=sys.stderr)
             else:
                 make_due(store, site_entries(store, arg or ""))
     trigger = FLUSH_ALL_TRIGGER if mode == "f" else FLUSH_SOME_TRIGGER

@@ -13,7 +13,8 @@ DESCRIPTION
     read in one pass. Ages are counted from each message's arrival time.
 
     A queue name that is no mailsys queue is an error: "qshape: fatal:
-    invalid queue name: NAME", exit 1.
+    invalid queue name: NAME", exit 1; so are more than 64 buckets or a
+    width over 10000.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ USAGE = ("usage: qshape [ -s ] [ -p ] [ -m <min_subdomains> ] [ -l ] "
          "[ -N <batch_msg_count> ] [ -n <batch_top_domains> ] [ <queue_name> ... ]")
 DEFAULT_QUEUES = (Queue.INCOMING, Queue.ACTIVE)
 MIN_WIDTH = 80
+# qshape.pl has no upper bounds; these keep a typo from building a table
+# the size of memory. 64 doubling buckets outlast any queue lifetime.
+MAX_BUCKETS = 64
+MAX_WIDTH = 10000
 
 
 def fatal(text: str) -> int:
@@ -50,6 +55,8 @@ def main(argv: list[str], config_dir: Path, command: str = "qshape") -> int:
         numbers = {k: int(v) for k, v in given.items() if k in "wbtmnN"}
     except (getopt.GetoptError, ValueError):
         return fatal(USAGE)
+    if numbers.get("b", 0) > MAX_BUCKETS or numbers.get("w", 0) > MAX_WIDTH:
+        return fatal(f"bucket count at most {MAX_BUCKETS}, terminal width at most {MAX_WIDTH}")
     # qshape.pl takes only values that make sense and keeps its defaults otherwise.
     base = Shape()
     shape = Shape(

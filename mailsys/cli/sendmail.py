@@ -123,14 +123,18 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     if isinstance(reply, Rejected):
         return _fail(f"{reply.code} {reply.enhanced} {reply.text}",
                      EX_DATAERR if reply.code >= 500 else EX_TEMPFAIL)
-    log_pickup(cfg, reply.queue_id, sender)
     return EX_OK
 
 
 def submit(cfg: Config, request: CleanupRequest) -> Queued | Rejected:
     """Hand one message to cleanup; Queued once it is durably queued.
-    Raises mailsys.ipc.errors.IpcError subclasses (see ipc_io)."""
-    return trio.run(_submit, _cleanup_path(cfg), request, cfg.ipc_timeout)
+    Raises mailsys.ipc.errors.IpcError subclasses (see ipc_io).
+
+    The pickup line is logged once cleanup has answered the connection and
+    before the message is sent, as Postfix's pickup logs it when it opens
+    its cleanup stream: it must come before qmgr's "from=" line, or
+    pflogsumm does not count the message as received."""
+    return trio.run(_submit, cfg, request)
 
 
 _configured = False
@@ -145,9 +149,14 @@ def log_pickup(cfg: Config, queue_id: str, sender: str) -> None:
     structlog.get_logger().info("pickup", queue_id=queue_id, uid=os.getuid(), sender=sender)
 
 
-async def _submit(path: Path, request: CleanupRequest, timeout: float) -> Queued | Rejected:
-    return await ipc_io.call(path, request, protocol="cleanup", expect=(Queued, Rejected),
-                             timeout=timeout)
+async def _submit(cfg: Config, request: CleanupRequest) -> Queued | Rejected:
+    timeout = cfg.ipc_timeout
+    deadline = trio.current_time() + timeout
+    async with await ipc_io.connect(_cleanup_path(cfg), protocol="cleanup",
+                                    timeout=timeout) as chan:
+        log_pickup(cfg, request.queue_id, request.sender)
+        return await chan.call(request, expect=(Queued, Rejected),
+                               timeout=max(0.0, deadline - trio.current_time()))
 
 
 def _fail(text: str, status: int) -> int:

@@ -14,14 +14,19 @@ DESCRIPTION
     "250 2.0.0 Ok: queued as QID" only once it is queued. Addresses
     without a domain get @$myorigin.
 
-    When cleanup cannot take a message the reply is smtpd's: 452 4.3.1
-    Insufficient system storage for a full queue, 451 4.3.0 Error: queue
-    file write error otherwise (also when the mail system is not running),
+    When the mail system is not running (no live master), the session
+    ends at once: the greeting is smtpd's "421 4.3.2 Service currently
+    unavailable", standard error gets one line and the exit status is 69,
+    as for plain sendmail. (Postfix's sendmail -bs writes to its maildrop
+    directory even then; mailsys has none.) When cleanup cannot take a
+    message the reply is smtpd's: 452 4.3.1 Insufficient system storage
+    for a full queue, 451 4.3.0 Error: queue file write error otherwise,
     and the session goes on.
 
 EXIT STATUS
-    0 when the session ended with QUIT or end of input, 74 (EX_IOERR) when
-    standard output cannot be written.
+    0 when the session ended with QUIT or end of input, 69 (EX_UNAVAILABLE)
+    when the mail system is not running, 74 (EX_IOERR) when standard
+    output cannot be written.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import os
 import time
 from typing import BinaryIO
 
+from mailsys.admin import access
 from mailsys.cli import sendmail
 from mailsys.config import Config
 from mailsys.errors import UsageError
@@ -43,6 +49,7 @@ from mailsys.smtp import (NEED_DATA, PAUSED, ConnectionClosed, DataChunk, EndOfD
 __all__ = ["smtp_session"]
 
 READ_SIZE = 64 * 1024
+DOWN = Reply(421, "4.3.2", "Service currently unavailable")
 
 
 def smtp_session(cfg: Config, stdin: BinaryIO, stdout: BinaryIO) -> int:
@@ -51,6 +58,9 @@ def smtp_session(cfg: Config, stdin: BinaryIO, stdout: BinaryIO) -> int:
         hostname=cfg.myhostname, message_size_limit=cfg.message_size_limit,
         starttls=False, auth_mechanisms=(), chunking=False))
     try:
+        if not access.master_running(cfg):
+            _write(stdout, DOWN.render())
+            return sendmail._fail("mail system is not running", sendmail.EX_UNAVAILABLE)
         _write(stdout, conn.send(replies.greeting(cfg.smtpd_banner)))
         session = _Session(cfg)
         while not conn.closed:
@@ -127,5 +137,4 @@ class _Session:
             return replies.QUEUE_WRITE_ERROR
         if isinstance(reply, Rejected):
             return Reply(reply.code, reply.enhanced, reply.text)
-        sendmail.log_pickup(self.cfg, reply.queue_id, self.sender)
         return replies.queued(reply.queue_id)

@@ -16,10 +16,18 @@ the point where the server stops answering ("greeting", "EHLO", "MAIL",
 "RCPT", "DATA", "DOT") and ``drop`` the point where it closes the connection.
 ``close_after_message`` hangs up after each message (an idle timeout).
 ``tls`` is an SSL.Context (pyOpenSSL) that makes it offer STARTTLS.
+
+Synchronous tests run a sink in a thread of its own:
+
+    with SinkThread(sink) as port: ...           # a free port
+    with SinkThread(sink, port=p): ...           # a chosen one
+    thread.stop()                                # hang up early
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from dataclasses import dataclass, field
 
 import trio
@@ -194,3 +202,33 @@ class _Conn:
         except TlsError:
             raise _Closed from None
         self.tls = True
+
+
+class SinkThread:
+    """An SmtpSink served by trio in a thread of its own, for sync tests."""
+
+    def __init__(self, sink: SmtpSink, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sink = sink
+        self._where = (host, port)
+        self._ports: queue.Queue = queue.Queue()
+        self._token = None
+        self._thread = threading.Thread(target=lambda: trio.run(self._main), daemon=True)
+
+    async def _main(self) -> None:
+        async with trio.open_nursery() as n:
+            self._token = (trio.lowlevel.current_trio_token(), n.cancel_scope)
+            self._ports.put(await n.start(self.sink.serve, *self._where))
+
+    def __enter__(self) -> int:
+        self._thread.start()
+        return self._ports.get(timeout=5)
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Close the listener and every session now (again: nothing)."""
+        if self._thread.is_alive():
+            token, scope = self._token
+            token.run_sync_soon(scope.cancel)
+            self._thread.join(5)

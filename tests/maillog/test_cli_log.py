@@ -85,7 +85,9 @@ def test_id_shows_the_whole_history_of_one_message(logs):
         "1C0BF20E25F: removed",
     ]
     assert texts(run(logs, "--id", "1C0BF20E25F", "-n", "1").stdout) == ["1C0BF20E25F: removed"]
-    assert run(logs, "--id", "NOSUCHID").stdout == ""
+    none = run(logs, "--id", "NOSUCHID")
+    assert (none.returncode, none.stdout) == (1, "")
+    assert none.stderr == f"log: fatal: no lines for queue ID NOSUCHID in {logs.path('maillog_file')}\n"
 
 
 def test_service_matches_program_and_middle_components(logs):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 
@@ -60,10 +61,23 @@ def test_command_line_recipients_may_be_lists():
         "bob@x.example", "carol@y.example", "dave"]
 
 
-def test_bs_session_without_a_mail_system(make_config):
+def test_bs_session_without_a_mail_system(make_config, capsys):
+    """-bs with no master: a 421 greeting, one line on stderr, exit 69."""
+    from mailsys.cli.sendmail_bs import smtp_session
+    stdout = io.BytesIO()
+    assert smtp_session(make_config(), io.BytesIO(b"EHLO client\r\n"), stdout) == 69
+    assert stdout.getvalue() == b"421 4.3.2 Service currently unavailable\r\n"
+    assert capsys.readouterr().err == "sendmail: fatal: mail system is not running\n"
+
+
+def test_bs_session_when_cleanup_cannot_take_the_message(make_config, queue_dir):
     """-bs: the SMTP dialogue goes on; a message cleanup cannot take gets 451."""
+    from mailsys.admin import access
     from mailsys.cli.sendmail_bs import smtp_session
     cfg = make_config()
+    pid_file = access.pid_dir(cfg) / access.MASTER_PID_FILE
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    pid_file.write_text(f"{os.getpid()}\n")      # a live "master", but no cleanup socket
     stdin = io.BytesIO(b"EHLO client\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob>\r\n"
                        b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
     stdout = io.BytesIO()

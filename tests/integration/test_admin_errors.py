@@ -1,0 +1,133 @@
+"""Every admin tool answers a bad argument, an unknown queue ID or a mail
+system that is not running with one clear line, never a traceback.
+
+The exit status is Postfix's (postfix-compat.md 3.3-3.8): sysexits for
+postqueue and sendmail, 1 for postsuper, postcat, qshape. Two answers are
+deliberately not failures, as in Postfix: postsuper and postqueue -i on an
+ID that is in no queue (an entry may leave the queue between mailq and
+postsuper; scripts rely on it) warn in one line and exit 0. Reading tools
+(mailq, postqueue -p/-j, postcat, qshape, postsuper, log) read the queue
+store and the log directly, so they work while the master is down.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from mailsys.queue import QueueStore
+
+live = SimpleNamespace(**__import__("runpy").run_path(str(Path(__file__).with_name("live_site.py"))))
+
+pytestmark = pytest.mark.integration
+
+QID = "4jbJDG3zVyz09x4"           # the shape of a mailsys queue ID, in no queue
+
+# (arguments, standard input, exit status, the one stderr line, or its start with "...")
+BAD_ARGUMENTS = [
+    (("postqueue", "-x"), None, 64, "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | "
+     "postqueue -j | postqueue -p | postqueue -s site"),
+    (("postqueue", "-p", "-j"), None, 64, "postqueue: fatal: usage: ..."),
+    (("postqueue", "-s", "not a site"), None, 64, 'postqueue: fatal: Invalid request: "not a site"'),
+    (("mailq", "-x"), None, 64, "postqueue: fatal: usage: ..."),
+    (("postsuper", "-x"), None, 1, "postsuper: fatal: usage: postsuper ..."),
+    (("postsuper", "-d", "ALL", "bogusqueue"), None, 1,
+     "postsuper: fatal: invalid directory name: bogusqueue"),
+    (("postcat",), None, 1, "postcat: fatal: usage: postcat ..."),
+    (("postcat", "-x", "-q", QID), None, 1, "postcat: fatal: usage: postcat ..."),
+    (("qshape", "-x"), None, 1, "qshape: fatal: usage: qshape ..."),
+    (("qshape", "-b", "many"), None, 1, "qshape: fatal: usage: qshape ..."),
+    (("qshape", "-b", "99999999999"), None, 1, "qshape: fatal: bucket count at most 64, ..."),
+    (("qshape", "bogusqueue"), None, 1, "qshape: fatal: invalid queue name: bogusqueue"),
+    (("sendmail", "-bi"), "", 64, "sendmail: fatal: -bi is not supported by mailsys sendmail"),
+    (("sendmail",), "Subject: x\n\n", 65, "sendmail: fatal: Recipient addresses must be specified ..."),
+    (("sendmail", "-t"), "Subject: x\n\n", 65,
+     "sendmail: fatal: No recipient addresses found in message header"),
+    (("log", "--bogus"), None, 64, "log: fatal: unrecognized arguments: --bogus; usage: ..."),
+    (("log", "-n", "x"), None, 64, "log: fatal: argument -n: invalid int value: 'x'; usage: ..."),
+]
+
+UNKNOWN_ID = [
+    (("postcat", "-q", QID), None, 1, f"postcat: fatal: open queue file {QID}: No such file or directory"),
+    (("log", "--id", QID), None, 1, f"log: fatal: no lines for queue ID {QID} in ..."),
+]
+
+MASTER_DOWN = [
+    (("postqueue", "-f"), None, 69, "postqueue: fatal: Cannot flush mail queue - mail system is down"),
+    (("postqueue", "-i", QID), None, 69,
+     "postqueue: fatal: Cannot flush mail queue - mail system is down"),
+    (("postqueue", "-s", "ok.test"), None, 69,
+     "postqueue: fatal: Cannot flush mail queue - mail system is down"),
+    (("sendmail", "bob@ok.test"), "Subject: x\n\nbody\n", 69,
+     "sendmail: fatal: mail system is not running (...)"),
+    (("sendmail", "-bs"), "HELO x\r\n", 69, "sendmail: fatal: mail system is not running"),
+]
+
+
+def answer(r: subprocess.CompletedProcess, status: int, line: str) -> None:
+    assert "Traceback" not in r.stderr, r.stderr
+    assert r.returncode == status, r.stderr
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    if line.endswith("..."):
+        assert lines[0].startswith(line[:-3].rstrip(".").rstrip()), lines[0]
+    elif line.endswith("(...)"):
+        assert lines[0].startswith(line[:-5]) and lines[0].endswith(")"), lines[0]
+    else:
+        assert lines[0] == line
+
+
+@pytest.fixture
+def down(mailsys_instance, tmp_path):
+    """A site that ran once (queue store and log exist), now stopped."""
+    inst = mailsys_instance
+    site = live.build(inst, tmp_path, inst.free_port())
+    inst.stop()
+    inst.wait_until(lambda: inst.master_pid() is None)
+    return site
+
+
+@pytest.fixture
+def up(mailsys_instance, tmp_path):
+    return live.build(mailsys_instance, tmp_path, mailsys_instance.free_port())
+
+
+def test_master_down(down):
+    for args, stdin, status, line in BAD_ARGUMENTS + UNKNOWN_ID + MASTER_DOWN:
+        answer(down.tool(*args, stdin=stdin), status, line)
+    # The SMTP client of sendmail -bs is told too, in SMTP.
+    assert down.tool("sendmail", "-bs", stdin="HELO x\r\n").stdout == \
+        "421 4.3.2 Service currently unavailable\n"
+
+
+def test_running_system(up):
+    for args, stdin, status, line in BAD_ARGUMENTS + UNKNOWN_ID:
+        answer(up.tool(*args, stdin=stdin), status, line)
+    # Not an error, as in Postfix, but said in one line.
+    r = up.tool("postqueue", "-i", QID)
+    assert (r.returncode, r.stderr) == (0, f"postqueue: warning: {QID}: not in the deferred queue\n")
+    r = up.tool("postsuper", "-d", QID)
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    assert r.stderr == (f"postsuper: warning: {QID}: not found in queue hold incoming active "
+                        "deferred\npostsuper: Deleted: 0 messages\n")
+
+
+def test_readers_work_while_the_master_is_down(down):
+    with QueueStore.open(down.inst.queue_dir):
+        pass
+    assert down.tool("mailq").stdout == "Mail queue is empty\n"
+    for args in (("postqueue", "-j"), ("qshape",), ("postsuper", "-d", "ALL"), ("log", "-n", "1")):
+        r = down.tool(*args)
+        assert r.returncode == 0 and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_no_configuration(tmp_path):
+    for args in (("mailq",), ("postsuper", "-d", "ALL"), ("postcat", "-q", QID), ("qshape",),
+                 ("sendmail", "bob@ok.test"), ("log",)):
+        r = subprocess.run([*live.MAILSYS, "-c", str(tmp_path / "nowhere"), *args], input="",
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "Traceback" not in r.stderr
+        assert r.stderr.count("\n") == 1 and "nowhere/main.cf: No such file or directory" in r.stderr
