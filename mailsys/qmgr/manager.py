@@ -573,9 +573,12 @@ class QueueManager:
 
     @staticmethod
     def _notice_entry(ready: NoticeReady, now: float) -> list[tuple[Envelope, bytes]]:
-        if not ready.notice_id:
-            return []
-        env = Envelope(queue_id=ready.notice_id, sender=ready.sender,
-                       recipients=(Recipient(ready.recipient),), arrival_time=now,
-                       size=len(ready.content), protocol="local", rewrite_context="local")
-        return [(env, ready.content)]
+        """The queue entries for a notice and its postmaster copies."""
+        out = []
+        for n in (ready, *ready.copies):
+            if n.notice_id:
+                env = Envelope(queue_id=n.notice_id, sender=n.sender,
+                               recipients=(Recipient(n.recipient),), arrival_time=now,
+                               size=len(n.content), protocol="local", rewrite_context="local")
+                out.append((env, n.content))
+        return out
