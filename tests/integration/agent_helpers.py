@@ -2,13 +2,16 @@
 
 Loaded by path from the test modules (the tests directories are not
 packages): requests, an SmtpAgent on a loopback sink and a test DNS server,
-and log capture rendered as Postfix lines.
+log capture rendered as Postfix lines, and SinkThread, which serves an
+SmtpSink from a thread for tests that drive a real master synchronously.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import queue
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -86,3 +89,28 @@ async def call(inst, service: str, req: DeliverRequest) -> DeliveryStatus:
         while not path.exists():
             await trio.sleep(0.05)
     return await ipc_io.call(path, req, protocol=PROTOCOL, expect=DeliveryStatus, timeout=20)
+
+
+class SinkThread:
+    """An SmtpSink served by trio in a thread of its own, for sync tests:
+    ``with SinkThread(sink) as port: ...``."""
+
+    def __init__(self, sink) -> None:
+        self.sink = sink
+        self._ports: queue.Queue = queue.Queue()
+        self._token = None
+        self._thread = threading.Thread(target=lambda: trio.run(self._main), daemon=True)
+
+    async def _main(self) -> None:
+        async with trio.open_nursery() as n:
+            self._token = (trio.lowlevel.current_trio_token(), n.cancel_scope)
+            self._ports.put(await n.start(self.sink.serve))
+
+    def __enter__(self) -> int:
+        self._thread.start()
+        return self._ports.get(timeout=5)
+
+    def __exit__(self, *exc) -> None:
+        token, scope = self._token
+        token.run_sync_soon(scope.cancel)
+        self._thread.join(5)

@@ -7,10 +7,8 @@ from __future__ import annotations
 import email
 import email.policy
 import os
-import queue
 import runpy
 import signal
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -27,30 +25,6 @@ CONTENT = (b"From: alice@example.com\r\nTo: bob@remote.test\r\nSubject: end to e
            b"Message-Id: <e2e@example.com>\r\n\r\nHello.\r\n")
 
 
-class SinkThread:
-    """An SmtpSink served by trio in a thread of its own, for sync tests."""
-
-    def __init__(self, sink) -> None:
-        self.sink = sink
-        self._ports: queue.Queue = queue.Queue()
-        self._token = None
-        self._thread = threading.Thread(target=lambda: trio.run(self._main), daemon=True)
-
-    async def _main(self) -> None:
-        async with trio.open_nursery() as n:
-            self._token = (trio.lowlevel.current_trio_token(), n.cancel_scope)
-            self._ports.put(await n.start(self.sink.serve))
-
-    def __enter__(self) -> int:
-        self._thread.start()
-        return self._ports.get(timeout=5)
-
-    def __exit__(self, *exc) -> None:
-        token, scope = self._token
-        token.run_sync_soon(scope.cancel)
-        self._thread.join(5)
-
-
 @pytest.fixture
 def site(mailsys_instance, tmp_path):
     """An instance with qmgr, bounce, smtp and virtual; a DNS server and a sink."""
@@ -59,7 +33,7 @@ def site(mailsys_instance, tmp_path):
     zone = {"remote.test": {"MX": [(10, "mx.remote.test")]}, "mx.remote.test": {"A": ["127.0.0.1"]}}
     (tmp_path / "vmailbox").write_text("alice@example.com example.com/alice/\n"
                                        "bob@example.com example.com/bob/\n")
-    with h.dnsserver.DnsServer(zone) as dns, SinkThread(sink) as port:
+    with h.dnsserver.DnsServer(zone) as dns, h.SinkThread(sink) as port:
         (tmp_path / "transport").write_text(f"remote.test smtp:remote.test:{port}\n")
         inst.write_config(
             master_cf=["qmgr unix n - n 300 1 qmgr", "bounce unix - - n - 0 bounce",
@@ -173,7 +147,7 @@ def test_per_destination_concurrency_is_never_exceeded(mailsys_instance, tmp_pat
     inst = mailsys_instance
     sink = CountingSink()
     zone = {"remote.test": {"MX": [(10, "mx.remote.test")]}, "mx.remote.test": {"A": ["127.0.0.1"]}}
-    with h.dnsserver.DnsServer(zone) as dns, SinkThread(sink) as port:
+    with h.dnsserver.DnsServer(zone) as dns, h.SinkThread(sink) as port:
         (tmp_path / "transport").write_text(f"remote.test smtp:remote.test:{port}\n")
         inst.write_config(
             master_cf=["qmgr unix n - n 300 1 qmgr", "bounce unix - - n - 0 bounce",
