@@ -58,7 +58,8 @@ def transport(tmp_path, **hops: int) -> dict[str, str]:
 
 def start(inst, tmp_path, dns, main_cf=None, master_cf=()):
     (tmp_path / "vmailbox").write_text("alice@example.com example.com/alice/\n"
-                                       "bob@example.com example.com/bob/\n")
+                                       "bob@example.com example.com/bob/\n"
+                                       "pm@example.com example.com/pm/\n")
     params = {"dns_nameservers": dns.spec, "service_throttle_time": "1s",
               "virtual_mailbox_domains": "example.com",
               "virtual_mailbox_base": str(tmp_path / "vmail"),
@@ -168,19 +169,27 @@ def test_zero_lifetimes_try_once_then_return_the_mail(mailsys_instance, tmp_path
     assert "Diagnostic-Code: smtp; 450 4.2.1 <later@remote.test>: busy" in text
 
 
-def test_a_maildir_loop_is_bounced_to_the_sender(mailsys_instance, tmp_path):
+def test_a_maildir_loop_is_bounced_to_the_sender_and_copied_to_postmaster(mailsys_instance,
+                                                                           tmp_path):
     inst = mailsys_instance
     with h.dnsserver.DnsServer({}) as dns:
-        start(inst, tmp_path, dns)
+        start(inst, tmp_path, dns, {"notify_classes": "bounce, resource, software",
+                                    "bounce_notice_recipient": "pm@example.com"})
         qid = inject(inst, "bob@example.com",
                      content=b"Delivered-To: Bob@example.com\r\n" + CONTENT)
         log = inst.wait_log(f"{qid}: removed", timeout=20)
         notice_of(inst, log, qid)
+        line = next(x for x in log.splitlines()
+                    if f"{qid}: postmaster non-delivery notification: " in x)
+        log = inst.wait_log(f"{line.rsplit(' ', 1)[1]}: removed", timeout=20)
     assert maildir(tmp_path, "bob") == []
     assert re.search(rf"{qid}: to=<bob@example\.com>, relay=virtual, .*dsn=5\.4\.6, "
                      rf"status=bounced \(mail forwarding loop for bob@example\.com\)", log), log
     [data] = maildir(tmp_path, "alice")
     assert "Status: 5.4.6" in report(data)
+    [copy] = maildir(tmp_path, "pm")
+    assert copy.startswith(b"Return-Path: <double-bounce@mx.example.test>\n")
+    assert "Subject: Postmaster Copy: Undelivered Mail\n" in report(copy)
 
 
 class TimedSink(h.smtpsink.SmtpSink):
@@ -229,3 +238,27 @@ def test_a_stalled_destination_does_not_hold_up_the_others(mailsys_instance, tmp
     # The slow destination holds its two deliveries and no more; none is done.
     assert sum(c.upper() == "DATA" for c in slow.commands) == 2
     assert not any(f"{qid}: removed" in log for qid in stuck)
+
+
+def test_flush_one_site_then_one_queue_id(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    later = "450 4.2.1 try later"
+    sink = h.smtpsink.SmtpSink(rcpt={"a@a.test": later, "b@b.test": later})
+    zone = {"a.test": {"MX": [(10, "mx.a.test")]}, "b.test": {"MX": [(10, "mx.a.test")]},
+            "mx.a.test": {"A": ["127.0.0.1"]}}
+    with h.dnsserver.DnsServer(zone) as dns, h.SinkThread(sink) as port:
+        start(inst, tmp_path, dns, {**transport(tmp_path, a_test=port, b_test=port),
+                                    "minimal_backoff_time": "300s", "maximal_backoff_time": "300s",
+                                    "queue_run_delay": "300s"})
+        qa, qb = inject(inst, "a@a.test"), inject(inst, "b@b.test")
+        for q in (qa, qb):
+            inst.wait_log(f"{q}: to=<", timeout=20)
+        sink.rcpt.clear()
+        assert inst.cli("postqueue", "-s", "a.test").returncode == 0
+        inst.wait_log(f"{qa}: removed", timeout=20)
+        time.sleep(0.5)
+        assert f"{qb}: removed" not in inst.log_text()
+        assert qh.entry(inst, qb)[1] is not None           # still queued, waiting
+        assert inst.cli("postqueue", "-i", qb).returncode == 0
+        inst.wait_log(f"{qb}: removed", timeout=20)
+    assert sorted(m.rcpts[0] for m in sink.messages) == ["a@a.test", "b@b.test"]
