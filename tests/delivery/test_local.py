@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import time
 
 import pytest
@@ -170,4 +171,41 @@ def test_a_file_in_the_way_defers_and_loses_nothing(tmp_path, vsettings):
     assert files(box / "tmp") == []
     (box / "new").unlink()
     (r,) = deliver_request(request("bob@example.com"), CONTENT, vsettings)
+    assert r.status == "sent" and len(files(box / "new")) == 1
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs, filled up, or skip where mounting is not allowed."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_defers_and_loses_nothing(small_disk, vsettings):
+    s = dataclasses.replace(vsettings, virtual_base=str(small_disk))
+    box = small_disk / "example.com" / "bob"
+    for sub in maildir.SUBDIRS:
+        (box / sub).mkdir(parents=True)
+    filler = small_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"x" * 1024):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    (r,) = deliver_request(request("bob@example.com"), CONTENT * 200, s)
+    assert (r.status, r.dsn) == ("deferred", "4.3.0")
+    assert r.reason.endswith("No space left on device")
+    assert files(box / "new") == [] and files(box / "tmp") == []
+    filler.unlink()
+    (r,) = deliver_request(request("bob@example.com"), CONTENT * 200, s)
     assert r.status == "sent" and len(files(box / "new")) == 1
