@@ -219,9 +219,20 @@ def test_destination_rate_delay_spaces_the_deliveries(mailsys_instance, tmp_path
     assert all(g >= 0.9 for g in gaps), gaps
 
 
+class HoldingSink(h.smtpsink.SmtpSink):
+    """A sink that holds every end of data unanswered while ``hold`` is set."""
+
+    hold: bool = True
+
+    async def _point(self, name: str) -> None:
+        while name == "DOT" and self.hold:
+            await trio.sleep(0.05)
+        await super()._point(name)
+
+
 def test_a_stalled_destination_does_not_hold_up_the_others(mailsys_instance, tmp_path):
     inst = mailsys_instance
-    slow, fast = h.smtpsink.SmtpSink(stall="DOT"), h.smtpsink.SmtpSink()
+    slow, fast = HoldingSink(), h.smtpsink.SmtpSink()
     zone = {"slow.test": {"MX": [(10, "mx.slow.test")]}, "mx.slow.test": {"A": ["127.0.0.1"]},
             "fast.test": {"MX": [(10, "mx.fast.test")]}, "mx.fast.test": {"A": ["127.0.0.1"]}}
     with h.dnsserver.DnsServer(zone) as dns, h.SinkThread(slow) as sp, h.SinkThread(fast) as fp:
@@ -234,10 +245,14 @@ def test_a_stalled_destination_does_not_hold_up_the_others(mailsys_instance, tmp
         for qid in moving:
             inst.wait_log(f"{qid}: removed", timeout=20)
         log = inst.log_text()
+        # The slow destination holds its two deliveries and no more; none is done.
+        assert sum(c.upper() == "DATA" for c in slow.commands) == 2
+        assert not any(f"{qid}: removed" in log for qid in stuck)
+        slow.hold = False
+        for qid in stuck:
+            inst.wait_log(f"{qid}: removed", timeout=20)
     assert len(fast.messages) == 6
-    # The slow destination holds its two deliveries and no more; none is done.
-    assert sum(c.upper() == "DATA" for c in slow.commands) == 2
-    assert not any(f"{qid}: removed" in log for qid in stuck)
+    assert sorted(r for m in slow.messages for r in m.rcpts) == [f"s{i}@slow.test" for i in range(6)]
 
 
 def test_flush_one_site_then_one_queue_id(mailsys_instance, tmp_path):
@@ -262,3 +277,50 @@ def test_flush_one_site_then_one_queue_id(mailsys_instance, tmp_path):
         assert inst.cli("postqueue", "-i", qb).returncode == 0
         inst.wait_log(f"{qb}: removed", timeout=20)
     assert sorted(m.rcpts[0] for m in sink.messages) == ["a@a.test", "b@b.test"]
+
+
+def test_tls_verified_by_the_smtp_agent_under_the_master(mailsys_instance, tmp_path):
+    import trustme
+
+    from mailsys.config import load
+    from mailsys.tls import server_context
+    inst = mailsys_instance
+    ca = trustme.CA()
+    ca.issue_cert("mx.remote.test").private_key_and_cert_chain_pem.write_to_path(
+        str(tmp_path / "server.pem"))
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    (tmp_path / "sink-etc").mkdir()
+    (tmp_path / "sink-etc" / "main.cf").write_text(f"smtpd_tls_cert_file = {tmp_path}/server.pem\n")
+    sink = h.smtpsink.SmtpSink(tls=server_context(load(tmp_path / "sink-etc")))
+    with h.dnsserver.DnsServer(REMOTE) as dns, h.SinkThread(sink) as port:
+        start(inst, tmp_path, dns, {**transport(tmp_path, remote_test=port),
+                                    "smtp_tls_security_level": "verify",
+                                    "smtp_tls_CAfile": str(tmp_path / "ca.pem"),
+                                    "smtp_tls_loglevel": "1"})
+        qid = inject(inst, "bob@remote.test")
+        log = inst.wait_log(f"{qid}: removed", timeout=20)
+    assert sink.tls_sessions == 1 and [m.rcpts for m in sink.messages] == [["bob@remote.test"]]
+    assert f"Verified TLS connection established to mx.remote.test[127.0.0.1]:{port}" in log
+    assert pflogsumm(log, qid) == [("smtp", "bob@remote.test",
+                                    f"mx.remote.test[127.0.0.1]:{port}", "sent")]
+
+
+def test_a_delay_warning_reaches_the_sender_while_the_mail_is_retried(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    sink = h.smtpsink.SmtpSink(rcpt={"slow@remote.test": "450 4.2.1 <slow@remote.test>: busy"})
+    with h.dnsserver.DnsServer(REMOTE) as dns, h.SinkThread(sink) as port:
+        start(inst, tmp_path, dns, {**transport(tmp_path, remote_test=port),
+                                    "delay_warning_time": "1s"})
+        qid = inject(inst, "slow@remote.test")
+        log = inst.wait_log(f"{qid}: sender delay notification: ", timeout=20)
+        notice = next(x for x in log.splitlines()
+                      if f"{qid}: sender delay notification: " in x).rsplit(" ", 1)[1]
+        inst.wait_log(f"{notice}: removed", timeout=20)
+        sink.rcpt.clear()
+        log = inst.wait_log(f"{qid}: removed", timeout=20)
+    assert log.count(f"{qid}: sender delay notification: ") == 1
+    [data] = maildir(tmp_path, "alice")
+    text = report(data)
+    assert "Subject: Delayed Mail (still being retried)\n" in text
+    assert "Action: delayed\nStatus: 4.2.1\n" in text
+    assert [m.rcpts for m in sink.messages] == [["slow@remote.test"]]
