@@ -209,3 +209,19 @@ def test_a_full_disk_defers_and_loses_nothing(small_disk, vsettings):
     filler.unlink()
     (r,) = deliver_request(request("bob@example.com"), CONTENT * 200, s)
     assert r.status == "sent" and len(files(box / "new")) == 1
+
+
+def test_both_size_limits_come_from_main_cf(tmp_path):
+    from mailsys.config import load
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "users").write_text("bob ok\n")
+    (tmp_path / "etc" / "main.cf").write_text(
+        f"virtual_mailbox_limit = 100\nmailbox_size_limit = 400\n"
+        f"mail_spool_directory = {tmp_path}/spool\nlocal_recipient_maps = texthash:{tmp_path}/users\n")
+    s = MailboxSettings.from_config(load(tmp_path / "etc"))
+    assert (s.virtual_limit, s.local_limit) == (100, 400)
+    (r,) = deliver_request(request("bob@mx.example.com", cls="local"), CONTENT * 4, s)
+    assert (r.status, r.dsn) == ("bounced", "5.2.2")
+    assert files(tmp_path / "spool" / "bob" / "new") == []
+    (r,) = deliver_request(request("bob@mx.example.com", cls="local"), CONTENT, s)
+    assert r.status == "sent"
