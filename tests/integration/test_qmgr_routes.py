@@ -324,3 +324,34 @@ def test_a_delay_warning_reaches_the_sender_while_the_mail_is_retried(mailsys_in
     assert "Subject: Delayed Mail (still being retried)\n" in text
     assert "Action: delayed\nStatus: 4.2.1\n" in text
     assert [m.rcpts for m in sink.messages] == [["slow@remote.test"]]
+
+
+class DropOnceSink(h.smtpsink.SmtpSink):
+    """A sink that hangs up once, after the message content but before its reply."""
+
+    dropped: int = 0
+
+    async def _point(self, name: str) -> None:
+        if name == "DOT" and not self.dropped:
+            self.dropped += 1
+            raise h.smtpsink._Closed
+        await super()._point(name)
+
+
+def test_a_peer_that_drops_during_data_gets_the_mail_once_on_the_retry(mailsys_instance,
+                                                                     tmp_path):
+    inst = mailsys_instance
+    sink = DropOnceSink()
+    with h.dnsserver.DnsServer(REMOTE) as dns, h.SinkThread(sink) as port:
+        start(inst, tmp_path, dns, {**transport(tmp_path, remote_test=port),
+                                    "smtp_destination_recipient_limit": "2"})
+        qid = inject(inst, *(f"r{i}@remote.test" for i in range(5)))
+        log = inst.wait_log(f"{qid}: removed", timeout=20)
+    assert sink.dropped == 1
+    assert "while sending end of data -- message may be sent more than once" in log
+    # Recipients go two by two (smtp_destination_recipient_limit), each one once.
+    assert sorted(len(m.rcpts) for m in sink.messages) == [1, 2, 2]
+    assert sorted(r for m in sink.messages for r in m.rcpts) == [f"r{i}@remote.test"
+                                                                 for i in range(5)]
+    statuses = [s for _, to, _, s in pflogsumm(log, qid)]
+    assert statuses.count("sent") == 5 and set(statuses) <= {"sent", "deferred"}
