@@ -234,6 +234,27 @@ def test_entries_left_active_are_delivered_after_a_restart(store, make_manager):
     assert [r.queue_id for r in agents.requests] == [qid]
 
 
+def test_a_bounce_recorded_before_a_crash_still_gets_its_notice(store, make_manager):
+    # qmgr recorded the bounce, then died before the notice was committed.
+    agents = FakeAgents()
+    qid = store.create(envelope("bob@remote.example", "carol@remote.example"), CONTENT)
+    store.move(qid, Queue.INCOMING, Queue.ACTIVE)
+    store.update(qid, src=Queue.ACTIVE, rcpt={
+        0: dict(state=RcptState.BOUNCED, dsn_status="5.1.1", reason="said: 550 no such user"),
+        1: dict(state=RcptState.SENT, dsn_status="2.0.0", reason="250 Ok")})
+    mgr = make_manager(agents)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(qid) and len(agents.requests) == 1)
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert [(n.queue_id, n.kind, n.indexes) for n in agents.notices] == [(qid, "failure", (0,))]
+    assert [r.sender for r in agents.requests] == [""]      # only the notice is delivered
+    assert [e["queue_id"] for e in events(logs, "removed")][0] == qid
+
+
 def test_recover_moves_active_back_to_incoming(store, make_manager):
     qids = [store.create(envelope("bob@remote.example"), CONTENT) for _ in range(3)]
     for q in qids[:2]:
