@@ -36,6 +36,8 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import ipaddress
+
 from mailsys.routing import BadNextHop, parse_nexthop
 from mailsys.runtime.smtp_client_io import TlsPolicy
 from mailsys.runtime.tls_stream import TlsStream
@@ -56,8 +58,8 @@ def tls_policy(cfg) -> TlsPolicy:
 
     def engine(host: str, nexthop: str = "") -> TlsEngine:
         names: tuple[str, ...] = ()
-        if level == "secure":
-            domain = nexthop_domain(nexthop) or host
+        domain = nexthop_domain(nexthop) or host
+        if level == "secure" and not _is_address(domain):
             names = (domain, "." + domain)
         return TlsEngine(ctx, server_side=False, server_hostname=host, match_names=names)
 
@@ -70,3 +72,12 @@ def nexthop_domain(nexthop: str) -> str:
         return parse_nexthop(nexthop).host if nexthop else ""
     except BadNextHop:
         return ""
+
+
+def _is_address(name: str) -> bool:
+    """An address literal: secure then matches the certificate to it as verify does."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
