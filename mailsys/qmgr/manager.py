@@ -27,9 +27,10 @@ DESCRIPTION
     those deferrals itself (no agent saw them), in the agents' format.
 
     When a message has no job left, settle() (results.py) decides: expire,
-    notify, remove or defer. A notice for bounced recipients is built by
-    the bounce service (NoticeRequest) and committed by qmgr in the same
-    transaction that removes the entry (QueueStore.remove(notices=...)); a
+    notify, remove or defer. A notice for bounced recipients (and the
+    postmaster copies notify_classes asks for) is built by the bounce
+    service (NoticeRequest) and committed by qmgr in the same transaction
+    that removes the entry (QueueStore.remove(notices=...)); a
     message that still has deferred recipients keeps its entry, the notice
     is queued first and the recipients are then marked notified (a crash in
     between sends it twice, never zero times). When bounce cannot be
