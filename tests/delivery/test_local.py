@@ -6,6 +6,7 @@ import dataclasses
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -93,6 +94,64 @@ def test_size_limit_bounces(tmp_path, vsettings):
     assert (r.status, r.dsn) == ("bounced", "5.2.2")
     assert r.reason == "maildir delivery failed: error writing message: File too large"
     assert files(tmp_path / "vmail" / "example.com" / "bob" / "tmp") == []
+
+
+NOBODY = 65534
+
+
+def as_nobody(fn):
+    """fn() in a child process that runs as nobody (root ignores permissions)."""
+    import pickle
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            out = ("ok", fn())
+        except BaseException as e:       # noqa: BLE001 - reported to the parent
+            out = ("error", repr(e))
+        os.write(write, pickle.dumps(out))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data)
+    assert kind == "ok", value
+    return value
+
+
+@pytest.fixture
+def open_dir():
+    """A directory other users can reach (pytest's tmp_path is closed to them)."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="mailsys-local-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
+def test_unwritable_maildir_defers_and_loses_nothing_as_nobody(open_dir, vsettings):
+    # The agent's process is nobody here, so directory permissions apply.
+    s = dataclasses.replace(vsettings, virtual_base=str(open_dir / "vmail"))
+    box = open_dir / "vmail" / "example.com" / "bob"
+    for sub in maildir.SUBDIRS:
+        (box / sub).mkdir(parents=True)
+    for d in (open_dir / "vmail", box.parent, box, *(box / sub for sub in maildir.SUBDIRS)):
+        os.chown(d, NOBODY, NOBODY)
+    os.chmod(box / "tmp", 0o500)
+    (r,) = as_nobody(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
+    assert (r.status, r.dsn) == ("deferred", "4.2.0")
+    assert r.reason.startswith(f"create maildir file {box / 'tmp'}/")
+    assert r.reason.endswith(": Permission denied")
+    assert files(box / "new") == [] and files(box / "tmp") == []
+    os.chmod(box / "tmp", 0o700)
+    (r,) = as_nobody(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
+    assert r.status == "sent" and len(files(box / "new")) == 1
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
