@@ -118,6 +118,7 @@ def test_dns_verdicts_and_a_loop_back_to_our_own_smtpd(mailsys_instance, tmp_pat
     inst = mailsys_instance
     port = inst.free_port()
     zone = {"gone.test": h.dnsserver.NXDOMAIN, "nullmx.test": {"MX": [(0, ".")]},
+            "broken.test": h.dnsserver.SERVFAIL,
             "loop.test": {"MX": [(10, "mx.loop.test")]}, "mx.loop.test": {"A": ["127.0.0.1"]}}
     with h.dnsserver.DnsServer(zone) as dns:
         start(inst, tmp_path, dns,
@@ -125,8 +126,15 @@ def test_dns_verdicts_and_a_loop_back_to_our_own_smtpd(mailsys_instance, tmp_pat
               ["cleanup unix n - n - 0 cleanup", "anvil unix - - n - 1 anvil",
                f"127.0.0.1:{port} inet n - n - - smtpd"])
         qid = inject(inst, "x@gone.test", "y@nullmx.test", "z@loop.test")
+        later = inject(inst, "w@broken.test")
         log = inst.wait_log(f"{qid}: removed", timeout=20)
         notice_of(inst, log, qid)
+        log = inst.wait_log(f"{later}: to=<w@broken.test>", timeout=20)
+    # A name server failure is worth another try: the entry stays, deferred.
+    assert re.search(rf"{later}: to=<w@broken\.test>, relay=none, .*dsn=4\.4\.3, status=deferred "
+                     rf"\(Host or domain name not found\. Name service error for name=broken\.test "
+                     rf"type=MX: Host not found, try again\)", log), log
+    assert qh.entry(inst, later)[0] is not None
     assert sorted(pflogsumm(log, qid)) == [
         ("smtp", "x@gone.test", "none", "bounced"), ("smtp", "y@nullmx.test", "none", "bounced"),
         ("smtp", "z@loop.test", "none", "bounced")]
