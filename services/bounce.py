@@ -100,8 +100,8 @@ def compose(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
     return _queued(body, env.sender, cfg, now)
 
 
-# notify_classes word -> (recipient parameter, log words), per notice kind
-# and whether the original sender is null.
+# (notice kind, original sender null?) -> (the notify_classes word that asks
+# for a postmaster copy, the parameter naming its recipient).
 _COPIES = {(Kind.FAILURE, False): ("bounce", "bounce_notice_recipient"),
            (Kind.FAILURE, True): ("2bounce", "2bounce_notice_recipient"),
            (Kind.DELAY, False): ("delay", "delay_notice_recipient")}
