@@ -263,8 +263,11 @@ class DomainSet:
         name = domain.lower().rstrip(".")
         if name in self.names:
             return True
-        for i, c in enumerate(name):
-            if c == "." and (name[i:] in self.names or (self.parent and name[i + 1:] in self.names)):
+        # From the second character on, as Postfix's match_hostname() walks
+        # the dots: ".relay.example" (an empty first label) is no subdomain.
+        for i in range(1, len(name)):
+            if name[i] == "." and (name[i:] in self.names
+                                   or (self.parent and name[i + 1:] in self.names)):
                 return True
         return False
 

@@ -52,8 +52,12 @@ DESCRIPTION
                      Untrusted in the log (Postfix: encrypt does not verify).
                      verify, secure: the chain must verify against
                      smtp_tls_CAfile / smtp_tls_CApath (else the system store)
-                     and the certificate must match server_hostname, or the
-                     handshake fails with TlsError(kind="verify"). dane has no
+                     and the certificate must match server_hostname (or,
+                     when the engine is given match_names, one of those:
+                     "example.com" exactly, ".example.com" any name below
+                     it, as Postfix's smtp_tls_secure_cert_match = nexthop,
+                     dot-nexthop), or the handshake fails with
+                     TlsError(kind="verify"). dane has no
                      DNSSEC to stand on and falls back to may, as Postfix
                      does for insecure TLSA lookups.
 
@@ -348,10 +352,10 @@ class TlsEngine:
     """
 
     __slots__ = ("_conn", "_policy", "_verify_errors", "server_side", "server_hostname",
-                 "handshake_done", "peer_closed", "close_sent", "__weakref__")
+                 "handshake_done", "peer_closed", "close_sent", "_match", "__weakref__")
 
     def __init__(self, ctx: SSL.Context, *, server_side: bool, server_hostname: str | None = None,
-                 session: SSL.Session | None = None) -> None:
+                 session: SSL.Session | None = None, match_names: tuple[str, ...] = ()) -> None:
         policy = ctx.get_app_data()
         if not isinstance(policy, _Policy):
             raise TypeError("TlsEngine needs a context from server_context() or client_context()")
@@ -364,6 +368,7 @@ class TlsEngine:
         self.handshake_done = False
         self.peer_closed = False     # the peer sent close_notify
         self.close_sent = False
+        self._match = match_names if policy.enforce else ()
         self._conn = SSL.Connection(ctx, None)
         self._conn.set_app_data(self)
         if server_side:
@@ -376,7 +381,7 @@ class TlsEngine:
             self._conn.set_session(session)
         if server_hostname and not _is_ip(server_hostname):
             self._conn.set_tlsext_host_name(server_hostname.encode("idna"))
-        if policy.enforce:
+        if policy.enforce and not self._match:
             if not server_hostname:
                 raise ValueError("verify and secure levels need the server hostname to match")
             _expect_peer_name(self._conn, server_hostname)
@@ -395,6 +400,14 @@ class TlsEngine:
             return self._drain(), False
         except SSL.Error as e:
             raise self._error(e, "handshake") from None
+        if self._match:
+            # The chain was verified in the handshake; the names are
+            # checked here, since OpenSSL takes one name through pyOpenSSL.
+            names = certificate_names(self.peer_certificate)
+            if not names_match(names, self._match):
+                raise TlsError(f"certificate names {', '.join(names) or '(none)'} match none of "
+                               f"{', '.join(self._match)}", kind="verify",
+                               outgoing=self._drain())
         self.handshake_done = True
         return self._drain(), True
 
@@ -517,6 +530,37 @@ def _openssl_reason(e: Exception) -> str:
         return "unexpected end of TLS stream"
     text = " ".join(str(a) for a in e.args)
     return text or type(e).__name__
+
+
+def certificate_names(cert: x509.Certificate | None) -> list[str]:
+    """The DNS names a certificate is for: its subjectAltName dNSNames,
+    else its subject CNs (as Postfix's tls_verify.c reads them)."""
+    if cert is None:
+        return []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        names = san.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    if not names:
+        names = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
+    return [n.lower().rstrip(".") for n in names]
+
+
+def names_match(names: Iterable[str], patterns: Iterable[str]) -> bool:
+    """Postfix tls_verify.c match_servername(): a pattern "example.com"
+    matches that name or a "*.com"-style wildcard for its first label; a
+    pattern ".example.com" matches any name strictly below example.com."""
+    names = [n.lower().rstrip(".") for n in names]
+    for pattern in patterns:
+        p = pattern.lower().rstrip(".")
+        for n in names:
+            if p.startswith("."):
+                if len(n) > len(p) and n.endswith(p):
+                    return True
+            elif n == p or (n.startswith("*.") and "." in p and p.split(".", 1)[1] == n[2:]):
+                return True
+    return False
 
 
 def _is_ip(name: str) -> bool:

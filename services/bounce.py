@@ -21,6 +21,23 @@ DESCRIPTION
     bounce): bounce answers NoticeReady(notice_id="") and logs that the
     notice was discarded. So does a request none of whose recipients wants
     the notice (NOTIFY=NEVER, or no NOTIFY=SUCCESS for a success report).
+
+    Postmaster copies, per notify_classes (Postfix bounce_notify_service.c,
+    bounce_warn_service.c), go in NoticeReady.copies, sent from
+    $double_bounce_sender@$myorigin so that they never bounce:
+
+      bounce    a copy of every non-delivery notice, headers only, with
+                every bounced recipient whatever its NOTIFY, to
+                bounce_notice_recipient ("postmaster non-delivery
+                notification: ID")
+      2bounce   a bounce of null-sender mail, with the whole message, to
+                2bounce_notice_recipient (instead of nothing)
+      delay     a copy of every delay notice to delay_notice_recipient
+                ("postmaster delay notification: ID")
+
+    Mail from the double-bounce sender itself is never reported:
+    ``warning: QID: undeliverable postmaster notification discarded``.
+    A recipient without a domain gets @$myorigin, as cleanup would add.
 """
 
 from __future__ import annotations
@@ -34,7 +51,7 @@ from mailsys.config import Config
 from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto import bounce as proto
-from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
+from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest, PostmasterCopy
 from mailsys.message.dsn import Kind, NoticeSettings, build_notice, wants_notice
 from mailsys.message.envelope import Envelope
 from mailsys.message.headers import HeaderPolicy, clean_header
@@ -61,23 +78,63 @@ class Notice:
     log_lines: tuple[str, ...]
 
 
+def double_bounce_address(cfg: Config) -> str:
+    """The sender of postmaster copies (Postfix mail_addr_double_bounce())."""
+    return _qualified(cfg.double_bounce_sender, cfg)
+
+
+def _qualified(address: str, cfg: Config) -> str:
+    return address if "@" in address else f"{address}@{cfg.myorigin}"
+
+
 def compose(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
             cfg: Config, now: float) -> Notice | None:
     """compose - the notice for the given recipients, or None when none is due."""
-    if not env.sender:
+    if not env.sender or env.sender.lower() == double_bounce_address(cfg).lower():
         return None
     rcpts = [env.recipients[i] for i in indexes
              if 0 <= i < len(env.recipients) and wants_notice(env.recipients[i], kind)]
     if not rcpts:
         return None
     body = build_notice(kind, env, content, rcpts, NoticeSettings.from_config(cfg), now=now)
+    return _queued(body, env.sender, cfg, now)
+
+
+# (notice kind, original sender null?) -> (the notify_classes word that asks
+# for a postmaster copy, the parameter naming its recipient).
+_COPIES = {(Kind.FAILURE, False): ("bounce", "bounce_notice_recipient"),
+           (Kind.FAILURE, True): ("2bounce", "2bounce_notice_recipient"),
+           (Kind.DELAY, False): ("delay", "delay_notice_recipient")}
+LOG_COPY = {Kind.FAILURE: "postmaster non-delivery", Kind.DELAY: "postmaster delay"}
+
+
+def postmaster_copy(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
+                    cfg: Config, now: float) -> Notice | None:
+    """postmaster_copy - the copy notify_classes asks for, or None."""
+    if env.sender.lower() == double_bounce_address(cfg).lower():
+        return None
+    which = _COPIES.get((kind, not env.sender))
+    classes = {c.lower() for c in cfg.notify_classes}
+    if which is None or which[0] not in classes:
+        return None
+    rcpts = [env.recipients[i] for i in indexes if 0 <= i < len(env.recipients)]
+    if not rcpts:
+        return None
+    to = _qualified(cfg[which[1]], cfg)
+    body = build_notice(kind, env, content, rcpts, NoticeSettings.from_config(cfg), now=now,
+                        postmaster=to, full=not env.sender)
+    return _queued(body, to, cfg, now)
+
+
+def _queued(body: bytes, recipient: str, cfg: Config, now: float) -> Notice:
+    """A notice with the headers cleanup gives local mail and its own queue ID."""
     qid = new_qid()
     cleaned = clean_header(
         body, policy=HeaderPolicy.from_config(cfg),
         received=received_local(myhostname=cfg.myhostname, queue_id=qid, arrival=now,
                                 mail_name=cfg.mail_name),
         queue_id=qid, arrival=now, sender="", add_missing=True)
-    return Notice(qid, env.sender, cleaned.assemble(body), cleaned.log_lines)
+    return Notice(qid, recipient, cleaned.assemble(body), cleaned.log_lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,20 +159,35 @@ class Bounce:
         except QueueError as e:
             log.warning(f"{req.queue_id}: cannot read queue entry: {e}")
             return ErrorReply(ErrorCode.UNAVAILABLE, str(e))
-        notice = compose(kind, env, content, req.indexes, self.cfg, time.time())
+        now = time.time()
+        notice = compose(kind, env, content, req.indexes, self.cfg, now)
+        copy = postmaster_copy(kind, env, content, req.indexes, self.cfg, now)
+        copies: tuple[PostmasterCopy, ...] = ()
+        if copy is not None:
+            _log_notice(req.queue_id, LOG_COPY[kind], copy)
+            copies = (PostmasterCopy(copy.queue_id, double_bounce_address(self.cfg),
+                                     copy.recipient, copy.content),)
         if notice is None:
-            if not env.sender:
+            if env.sender.lower() == double_bounce_address(self.cfg).lower():
+                log.warning("undeliverable postmaster notification discarded",
+                            queue_id=req.queue_id)
+            elif not env.sender and copy is None:
                 log.info(f"{LOG_KIND[kind]} notification discarded: the sender is <>",
                          queue_id=req.queue_id)
-            return NoticeReady(notice_id="", sender="", recipient=env.sender, content=b"")
-        for line in notice.log_lines:
-            if line.startswith("message-id="):
-                log.info("message-id", queue_id=notice.queue_id,
-                         message_id=line[len("message-id="):])
-        log.info("notification", queue_id=req.queue_id, kind=LOG_KIND[kind],
-                 notice_id=notice.queue_id)
+            return NoticeReady(notice_id="", sender="", recipient=env.sender, content=b"",
+                               copies=copies)
+        _log_notice(req.queue_id, LOG_KIND[kind], notice)
         return NoticeReady(notice_id=notice.queue_id, sender="", recipient=notice.recipient,
-                           content=notice.content)
+                           content=notice.content, copies=copies)
+
+
+def _log_notice(qid: str, kind: str, notice: Notice) -> None:
+    """The lines cleanup and bounce log for a notice that is queued."""
+    for line in notice.log_lines:
+        if line.startswith("message-id="):
+            log.info("message-id", queue_id=notice.queue_id,
+                     message_id=line[len("message-id="):])
+    log.info("notification", queue_id=qid, kind=kind, notice_id=notice.queue_id)
 
 
 def start(ctx: skeleton.ServiceContext) -> Bounce:

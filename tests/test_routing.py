@@ -112,6 +112,8 @@ def test_domain_set():
     parent = DomainSet.of(["example.com"], parent=True)
     assert parent.match("example.com") and parent.match("a.b.example.com")
     assert not parent.match("badexample.com") and not parent.match("com")
+    # An empty first label is no subdomain (Postfix match_hostname()).
+    assert not parent.match(".example.com") and not exact.match(".example.com")
     for item in ["hash:/etc/domains", "/etc/domains", "!example.com"]:
         with pytest.raises(ValueError):
             DomainSet.of([item])

@@ -265,7 +265,8 @@ def _typed(value: str, default_type: str) -> tuple[str, str]:
 
 
 def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence[Recipient],
-                 settings: NoticeSettings, *, now: float, postmaster: str | None = None) -> bytes:
+                 settings: NoticeSettings, *, now: float, postmaster: str | None = None,
+                 full: bool = False) -> bytes:
     """build_notice - the notice message, CRLF line ends, to send with the null sender.
 
     kind         failure (bounce), delay (warning) or success (NOTIFY=SUCCESS)
@@ -280,6 +281,9 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
                  subject, "Auto-Submitted: auto-generated", no boilerplate,
                  the original's headers only. Postfix sends that copy with
                  $double_bounce_sender as its envelope sender.
+    full         a postmaster copy that returns the whole message (within
+                 bounce_size_limit), as Postfix's double bounce (2bounce)
+                 does: the last chance of the mail to be read.
     """
     template = _TEMPLATES[kind]
     copy = postmaster is not None
@@ -355,7 +359,9 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
     # bounce, headers in a success report (bounce_trace_service.c); a delay
     # warning and a postmaster copy always carry headers only.
     ret = env.ret.upper() or ("HDRS" if kind is Kind.SUCCESS else "FULL")
-    headers_only = (copy or kind is Kind.DELAY or ret == "HDRS"
+    if copy and full:
+        ret = "FULL"
+    headers_only = ((copy and not full) or kind is Kind.DELAY or ret == "HDRS"
                     or not 0 < len(content) <= settings.bounce_size_limit)
     add("")
     add(f"--{boundary}")

@@ -90,8 +90,10 @@ def parse_address(text: str) -> IPAddress | None:
 
 
 def parent_domains(name: str) -> Iterable[str]:
-    """example.com for a.b.example.com: every proper parent, nearest first."""
-    dot = name.find(".")
+    """example.com for a.b.example.com: every proper parent, nearest first.
+    A leading dot is no label boundary: ".example.com" has the parent
+    "com" only, as Postfix's match_hostname() walks the dots."""
+    dot = name.find(".", 1)
     while dot >= 0:
         parent = name[dot + 1:]
         if parent:
@@ -190,7 +192,7 @@ def _name_matches(pattern: str, name: str, parent: bool) -> bool:
         return name.endswith(pattern)
     if name == pattern:
         return True
-    return parent and name.endswith("." + pattern)
+    return parent and name.endswith("." + pattern) and len(name) > len(pattern) + 1
 
 
 def _table_has_name(table: Table, name: str, parent: bool) -> bool:

@@ -27,9 +27,10 @@ DESCRIPTION
     those deferrals itself (no agent saw them), in the agents' format.
 
     When a message has no job left, settle() (results.py) decides: expire,
-    notify, remove or defer. A notice for bounced recipients is built by
-    the bounce service (NoticeRequest) and committed by qmgr in the same
-    transaction that removes the entry (QueueStore.remove(notices=...)); a
+    notify, remove or defer. A notice for bounced recipients (and the
+    postmaster copies notify_classes asks for) is built by the bounce
+    service (NoticeRequest) and committed by qmgr in the same transaction
+    that removes the entry (QueueStore.remove(notices=...)); a
     message that still has deferred recipients keeps its entry, the notice
     is queued first and the recipients are then marked notified (a crash in
     between sends it twice, never zero times). When bounce cannot be
@@ -573,9 +574,12 @@ class QueueManager:
 
     @staticmethod
     def _notice_entry(ready: NoticeReady, now: float) -> list[tuple[Envelope, bytes]]:
-        if not ready.notice_id:
-            return []
-        env = Envelope(queue_id=ready.notice_id, sender=ready.sender,
-                       recipients=(Recipient(ready.recipient),), arrival_time=now,
-                       size=len(ready.content), protocol="local", rewrite_context="local")
-        return [(env, ready.content)]
+        """The queue entries for a notice and its postmaster copies."""
+        out = []
+        for n in (ready, *ready.copies):
+            if n.notice_id:
+                env = Envelope(queue_id=n.notice_id, sender=n.sender,
+                               recipients=(Recipient(n.recipient),), arrival_time=now,
+                               size=len(n.content), protocol="local", rewrite_context="local")
+                out.append((env, n.content))
+        return out

@@ -125,12 +125,12 @@ class TlsPolicy:
     """What smtp_tls_security_level asks for one connection.
 
     level: none, may, encrypt, verify or secure. engine: makes a client
-    TlsEngine for a server name (None: TLS unavailable, as with level
-    none). wrap: turns (stream, engine) into a handshaken-ready stream;
+    TlsEngine for a server name and the request's next hop (None: TLS
+    unavailable, as with level none). wrap: turns (stream, engine) into a handshaken-ready stream;
     both come from mailsys.tls / mailsys.runtime.tls_stream."""
 
     level: str = "none"
-    engine: Callable[[str], object] | None = None
+    engine: Callable[[str, str], object] | None = None     # (MX host, next hop)
     wrap: Callable[[trio.abc.Stream, object], trio.abc.Stream] | None = None
     log: bool = False            # smtp_tls_loglevel >= 1: log each established session
     note_offer: bool = False     # smtp_tls_note_starttls_offer: log servers that offer it
@@ -253,7 +253,7 @@ class SmtpSession:
                                    connected=True)
             return
         assert isinstance(event, StartTlsReady)
-        await self._handshake(tls)
+        await self._handshake(tls, nexthop)
         await self._ehlo()
 
     def _check_loop(self, myhostname: str, nexthop: str) -> None:
@@ -264,10 +264,10 @@ class SmtpSession:
                            f"mail for {nexthop or self.target.host} loops back to myself",
                            connected=True, final=True)
 
-    async def _handshake(self, tls: TlsPolicy) -> None:
+    async def _handshake(self, tls: TlsPolicy, nexthop: str = "") -> None:
         assert tls.engine is not None and tls.wrap is not None
         try:
-            engine = tls.engine(self.target.host)
+            engine = tls.engine(self.target.host, nexthop)
             stream = tls.wrap(self.stream, engine)
             await stream.handshake(self._timeout("smtp_starttls_timeout"))   # type: ignore[attr-defined]
         except Exception as e:

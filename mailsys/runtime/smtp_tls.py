@@ -19,9 +19,13 @@ DESCRIPTION
       encrypt        STARTTLS required, certificate not checked; a server
                      without it is a 4.7.4 deferral, a failed handshake 4.7.5
       verify/secure  as encrypt, and the certificate must verify against
-                     smtp_tls_CAfile (else the system store) and match the
-                     MX host name; secure in Postfix matches the next-hop
-                     domain, mailsys checks the MX host name for both
+                     smtp_tls_CAfile (else the system store); verify
+                     matches it to the MX host name (Postfix
+                     smtp_tls_verify_cert_match = hostname), secure to the
+                     next-hop domain or a name below it (Postfix
+                     smtp_tls_secure_cert_match = nexthop, dot-nexthop), so
+                     an MX record from an unsigned DNS answer cannot name
+                     the host the certificate is checked against
       dane           no DNSSEC here: may, as Postfix does for insecure TLSA
 
     With TLS off, smtp_tls_note_starttls_offer = yes logs Postfix's "Host
@@ -32,11 +36,14 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import ipaddress
+
+from mailsys.routing import BadNextHop, parse_nexthop
 from mailsys.runtime.smtp_client_io import TlsPolicy
 from mailsys.runtime.tls_stream import TlsStream
 from mailsys.tls import TlsEngine, client_context
 
-__all__ = ["tls_policy", "LEVELS"]
+__all__ = ["tls_policy", "LEVELS", "nexthop_domain"]
 
 LEVELS = ("none", "may", "encrypt", "verify", "secure")
 
@@ -49,7 +56,28 @@ def tls_policy(cfg) -> TlsPolicy:
         return TlsPolicy(note_offer=cfg.smtp_tls_note_starttls_offer)
     ctx = client_context(cfg, level)      # ConfigError for an unknown level or a bad file
 
-    def engine(host: str) -> TlsEngine:
-        return TlsEngine(ctx, server_side=False, server_hostname=host)
+    def engine(host: str, nexthop: str = "") -> TlsEngine:
+        names: tuple[str, ...] = ()
+        domain = nexthop_domain(nexthop) or host
+        if level == "secure" and not _is_address(domain):
+            names = (domain, "." + domain)
+        return TlsEngine(ctx, server_side=False, server_hostname=host, match_names=names)
 
     return TlsPolicy(level, engine=engine, wrap=TlsStream, log=cfg.smtp_tls_loglevel >= 1)
+
+
+def nexthop_domain(nexthop: str) -> str:
+    """The domain or host of a next hop ("example.com:2526" -> "example.com")."""
+    try:
+        return parse_nexthop(nexthop).host if nexthop else ""
+    except BadNextHop:
+        return ""
+
+
+def _is_address(name: str) -> bool:
+    """An address literal: secure then matches the certificate to it as verify does."""
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -94,6 +96,64 @@ def test_size_limit_bounces(tmp_path, vsettings):
     assert files(tmp_path / "vmail" / "example.com" / "bob" / "tmp") == []
 
 
+NOBODY = 65534
+
+
+def as_nobody(fn):
+    """fn() in a child process that runs as nobody (root ignores permissions)."""
+    import pickle
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read)
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            out = ("ok", fn())
+        except BaseException as e:       # noqa: BLE001 - reported to the parent
+            out = ("error", repr(e))
+        os.write(write, pickle.dumps(out))
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data)
+    assert kind == "ok", value
+    return value
+
+
+@pytest.fixture
+def open_dir():
+    """A directory other users can reach (pytest's tmp_path is closed to them)."""
+    import shutil
+    import tempfile
+    d = Path(tempfile.mkdtemp(prefix="mailsys-local-", dir="/tmp"))
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
+def test_unwritable_maildir_defers_and_loses_nothing_as_nobody(open_dir, vsettings):
+    # The agent's process is nobody here, so directory permissions apply.
+    s = dataclasses.replace(vsettings, virtual_base=str(open_dir / "vmail"))
+    box = open_dir / "vmail" / "example.com" / "bob"
+    for sub in maildir.SUBDIRS:
+        (box / sub).mkdir(parents=True)
+    for d in (open_dir / "vmail", box.parent, box, *(box / sub for sub in maildir.SUBDIRS)):
+        os.chown(d, NOBODY, NOBODY)
+    os.chmod(box / "tmp", 0o500)
+    (r,) = as_nobody(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
+    assert (r.status, r.dsn) == ("deferred", "4.2.0")
+    assert r.reason.startswith(f"create maildir file {box / 'tmp'}/")
+    assert r.reason.endswith(": Permission denied")
+    assert files(box / "new") == [] and files(box / "tmp") == []
+    os.chmod(box / "tmp", 0o700)
+    (r,) = as_nobody(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
+    assert r.status == "sent" and len(files(box / "new")) == 1
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
 def test_unwritable_maildir_defers_and_loses_nothing(tmp_path, vsettings):
     box = tmp_path / "vmail" / "example.com" / "bob"
@@ -171,3 +231,56 @@ def test_a_file_in_the_way_defers_and_loses_nothing(tmp_path, vsettings):
     (box / "new").unlink()
     (r,) = deliver_request(request("bob@example.com"), CONTENT, vsettings)
     assert r.status == "sent" and len(files(box / "new")) == 1
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 64 KiB tmpfs, filled up, or skip where mounting is not allowed."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def test_a_full_disk_defers_and_loses_nothing(small_disk, vsettings):
+    s = dataclasses.replace(vsettings, virtual_base=str(small_disk))
+    box = small_disk / "example.com" / "bob"
+    for sub in maildir.SUBDIRS:
+        (box / sub).mkdir(parents=True)
+    filler = small_disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT)
+    try:
+        while os.write(fd, b"x" * 1024):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    (r,) = deliver_request(request("bob@example.com"), CONTENT * 200, s)
+    assert (r.status, r.dsn) == ("deferred", "4.3.0")
+    assert r.reason.endswith("No space left on device")
+    assert files(box / "new") == [] and files(box / "tmp") == []
+    filler.unlink()
+    (r,) = deliver_request(request("bob@example.com"), CONTENT * 200, s)
+    assert r.status == "sent" and len(files(box / "new")) == 1
+
+
+def test_both_size_limits_come_from_main_cf(tmp_path):
+    from mailsys.config import load
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "users").write_text("bob ok\n")
+    (tmp_path / "etc" / "main.cf").write_text(
+        f"virtual_mailbox_limit = 100\nmailbox_size_limit = 400\n"
+        f"mail_spool_directory = {tmp_path}/spool\nlocal_recipient_maps = texthash:{tmp_path}/users\n")
+    s = MailboxSettings.from_config(load(tmp_path / "etc"))
+    assert (s.virtual_limit, s.local_limit) == (100, 400)
+    (r,) = deliver_request(request("bob@mx.example.com", cls="local"), CONTENT * 4, s)
+    assert (r.status, r.dsn) == ("bounced", "5.2.2")
+    assert files(tmp_path / "spool" / "bob" / "new") == []
+    (r,) = deliver_request(request("bob@mx.example.com", cls="local"), CONTENT, s)
+    assert r.status == "sent"

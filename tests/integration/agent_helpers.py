@@ -2,7 +2,8 @@
 
 Loaded by path from the test modules (the tests directories are not
 packages): requests, an SmtpAgent on a loopback sink and a test DNS server,
-and log capture rendered as Postfix lines.
+log capture rendered as Postfix lines, and SinkThread, which serves an
+SmtpSink from a thread for tests that drive a real master synchronously.
 """
 
 from __future__ import annotations
@@ -86,3 +87,7 @@ async def call(inst, service: str, req: DeliverRequest) -> DeliveryStatus:
         while not path.exists():
             await trio.sleep(0.05)
     return await ipc_io.call(path, req, protocol=PROTOCOL, expect=DeliveryStatus, timeout=20)
+
+
+# Served from a thread for sync tests: ``with SinkThread(sink) as port: ...``.
+SinkThread = smtpsink.SinkThread

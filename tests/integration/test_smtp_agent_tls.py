@@ -34,7 +34,9 @@ def pki(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def dns():
-    with h.dnsserver.DnsServer({MX: {"A": ["127.0.0.1"]}}) as server:
+    zone = {MX: {"A": ["127.0.0.1"]}, "tls.test": {"MX": [(10, MX)]},
+            "elsewhere.test": {"MX": [(10, MX)]}}
+    with h.dnsserver.DnsServer(zone) as server:
         yield server
 
 
@@ -49,7 +51,7 @@ def sink_context(tmp_path, pki, **params):
     return server_context(config(tmp_path, smtpd_tls_cert_file=pki / "server.pem", **params))
 
 
-def run(tmp_path, pki, dns, sink, level, ca="ca.pem", **client_params):
+def run(tmp_path, pki, dns, sink, level, ca="ca.pem", nexthop=f"[{MX}]", **client_params):
     cfg = config(tmp_path, smtp_tls_security_level=level, smtp_tls_CAfile=pki / ca,
                  smtp_tls_loglevel="1", **client_params)
     t = {name: 5.0 for name in TIMEOUT_PARAMS}
@@ -63,7 +65,7 @@ def run(tmp_path, pki, dns, sink, level, ca="ca.pem", **client_params):
     async def main():
         async with trio.open_nursery() as n:
             port = await n.start(sink.serve)
-            status = await agent.deliver(h.request(f"[{MX}]:{port}"))
+            status = await agent.deliver(h.request(f"{nexthop}:{port}"))
             n.cancel_scope.cancel()
         return status
     with h.capture_logs() as logs:
@@ -120,3 +122,33 @@ def test_note_starttls_offer_with_tls_off(tmp_path, pki, dns):
     r, lines = run(tmp_path, pki, dns, sink, "none", smtp_tls_note_starttls_offer="yes")
     assert r.status == "sent" and sink.tls_sessions == 0
     assert f"Host offered STARTTLS: [{MX}]" in lines
+
+
+def test_secure_matches_the_next_hop_domain_not_the_mx_name(tmp_path, pki, dns):
+    # The certificate is for mx.tls.test: below the next hop tls.test, so
+    # secure accepts it; for elsewhere.test, whose (unsigned) MX record
+    # points at the same host, secure refuses what verify accepts.
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
+    r, lines = run(tmp_path, pki, dns, sink, "secure", nexthop="tls.test")
+    assert r.status == "sent" and sink.tls_sessions == 1
+    assert any(t.startswith(f"Verified TLS connection established to {MX}") for t in lines)
+
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
+    r, _ = run(tmp_path, pki, dns, sink, "secure", nexthop="elsewhere.test")
+    assert (r.status, r.dsn) == ("deferred", "4.7.5")
+    assert r.reason.startswith("Server certificate not verified")
+    assert "match none of elsewhere.test, .elsewhere.test" in r.reason
+    assert sink.messages == []
+
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
+    r, _ = run(tmp_path, pki, dns, sink, "verify", nexthop="elsewhere.test")
+    assert r.status == "sent"
+
+
+def test_secure_with_a_bracketed_next_hop_matches_that_host(tmp_path, pki, dns):
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
+    r, _ = run(tmp_path, pki, dns, sink, "secure")
+    assert r.status == "sent" and sink.tls_sessions == 1
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
+    r, _ = run(tmp_path, pki, dns, sink, "secure", ca="other.pem")
+    assert (r.status, r.dsn) == ("deferred", "4.7.5") and sink.messages == []

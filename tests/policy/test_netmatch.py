@@ -53,6 +53,11 @@ def test_hostnames_and_parent_domain_matching():
     assert m.match("example.com", "192.0.2.1")
     assert m.match("mail.Example.COM.", "192.0.2.1")
     assert not m.match("badexample.com", "192.0.2.1")
+    # An empty first label is no subdomain, in a list or in a table.
+    assert not DomainMatcher.compile(["example.com"], parent=True).match(".example.com")
+    t = Table({"example.com": "ok"})
+    assert not DomainMatcher.compile(["texthash:/t"], parent=True,
+                                     opener=lambda spec: t).match(".example.com")
     strict = ClientMatcher.compile(["example.com"], parent=False)
     assert strict.match("example.com", "192.0.2.1")
     assert not strict.match("mail.example.com", "192.0.2.1")

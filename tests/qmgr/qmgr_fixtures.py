@@ -8,7 +8,7 @@ from collections.abc import Callable
 import trio
 
 from mailsys.ipc.errors import IpcUnavailable
-from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
+from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest, PostmasterCopy
 from mailsys.ipc.proto.deliver import DeliverRequest, DeliveryStatus, RecipientResult
 from mailsys.message.envelope import Envelope, Recipient
 from mailsys.message.qid import new_qid
@@ -42,6 +42,7 @@ class FakeAgents:
         self.notices: list[NoticeRequest] = []
         self.delay = 0.0
         self.bounce_down = False
+        self.copy_to = ""             # a postmaster copy of each notice goes here
         self.in_flight: dict[tuple[str, str], int] = {}
         self.most: dict[tuple[str, str], int] = {}
         self.release: trio.Event | None = None
@@ -64,8 +65,12 @@ class FakeAgents:
         self.notices.append(req)
         if self.bounce_down:
             raise IpcUnavailable("private/bounce: cannot connect: Connection refused")
+        copies = (PostmasterCopy(new_qid(), "double-bounce@example.test", self.copy_to,
+                                 f"Subject: copy of {req.queue_id}\r\n\r\n".encode()),
+                  ) if self.copy_to else ()
         return NoticeReady(new_qid(), "", "alice@example.com",
-                           f"Subject: notice for {req.queue_id}\r\n\r\n{req.kind}\r\n".encode())
+                           f"Subject: notice for {req.queue_id}\r\n\r\n{req.kind}\r\n".encode(),
+                           copies=copies)
 
     async def aclose(self) -> None:
         pass

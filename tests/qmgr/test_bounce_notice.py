@@ -101,3 +101,89 @@ def test_service_answers_from_the_store_and_logs(cfg):
     assert notes == [dict(event="notification", queue_id=qid, kind="sender non-delivery",
                           notice_id=ready.notice_id, log_level="info")]
     assert any(e.get("queue_id") == nul and "discarded" in e["event"] for e in logs)
+
+
+def classes_cfg(tmp_path, classes: str):
+    etc = tmp_path / "etc-classes"
+    etc.mkdir()
+    (etc / "main.cf").write_text("myhostname = mx.example.test\nmyorigin = example.test\n"
+                                 f"queue_directory = {tmp_path}/q\nnotify_classes = {classes}\n"
+                                 "bounce_notice_recipient = bounces\n"
+                                 "2bounce_notice_recipient = doubles@admin.test\n")
+    return load(etc)
+
+
+def ask(cfg, *envelopes_and_requests):
+    """The service's answers to (envelope, kind, indexes) requests, and the log."""
+    store = QueueStore.open(cfg.path("queue_directory"))
+    try:
+        service = Bounce(cfg, store)
+        reqs = [NoticeRequest(store.create(e.replace(queue_id=""), CONTENT), kind, idx)
+                for e, kind, idx in envelopes_and_requests]
+
+        async def main():
+            return [await service.answer(r) for r in reqs]
+        with structlog.testing.capture_logs() as logs:
+            return [r.queue_id for r in reqs], trio.run(main), logs
+    finally:
+        store.close()
+
+
+def test_postmaster_copy_of_a_bounce_only_with_the_bounce_class(tmp_path, cfg):
+    e = env(bounced("bob@remote.example", notify=(Notify.NEVER,)),
+            bounced("dave@remote.example"))
+    _, [plain], _ = ask(cfg, (e, "failure", (0, 1)))
+    assert plain.notice_id and plain.copies == ()
+
+    [qid], [ready], logs = ask(classes_cfg(tmp_path, "bounce, resource"), (e, "failure", (0, 1)))
+    assert ready.notice_id and "bob@remote.example" not in ready.content.decode().split(
+        "Undelivered Message")[0]
+    [copy] = ready.copies
+    assert (copy.sender, copy.recipient) == ("double-bounce@example.test", "bounces@example.test")
+    assert is_qid(copy.notice_id) and copy.notice_id != ready.notice_id
+    msg = email.message_from_bytes(copy.content, policy=email.policy.default)
+    assert msg["Subject"] == "Postmaster Copy: Undelivered Mail"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["To"] == "bounces@example.test"
+    text = copy.content.decode()
+    # Every bounced recipient, whatever its NOTIFY; the original's headers only.
+    assert "Final-Recipient: rfc822; bob@remote.example" in text
+    assert "Final-Recipient: rfc822; dave@remote.example" in text
+    assert "Content-Type: text/rfc822-headers" in text and "hello" not in text
+    notes = [(x["kind"], x["notice_id"]) for x in logs if x["event"] == "notification"]
+    assert notes == [("postmaster non-delivery", copy.notice_id),
+                     ("sender non-delivery", ready.notice_id)]
+
+
+def test_a_bounce_of_null_sender_mail_goes_to_2bounce_with_the_whole_message(tmp_path):
+    cfg = classes_cfg(tmp_path, "2bounce")
+    [qid], [ready], logs = ask(cfg, (env(bounced("bob@remote.example"), sender=""),
+                                     "failure", (0,)))
+    assert ready.notice_id == ""
+    [copy] = ready.copies
+    assert copy.recipient == "doubles@admin.test"
+    text = copy.content.decode()
+    assert "Content-Type: message/rfc822" in text and "hello" in text
+    assert not any("discarded" in x["event"] for x in logs)
+
+
+def test_double_bounce_sender_mail_is_never_reported(tmp_path):
+    cfg = classes_cfg(tmp_path, "bounce, 2bounce")
+    e = env(bounced("postmaster@example.test"), sender="double-bounce@example.test")
+    [qid], [ready], logs = ask(cfg, (e, "failure", (0,)))
+    assert ready.notice_id == "" and ready.copies == ()
+    assert dict(event="undeliverable postmaster notification discarded", queue_id=qid,
+                log_level="warning") in logs
+
+
+def test_delay_copy_with_the_delay_class(tmp_path):
+    cfg = classes_cfg(tmp_path, "delay")
+    e = env(Recipient("bob@remote.example", state=RcptState.DEFERRED, dsn_status="4.4.1",
+                      reason="connect to mx: Connection refused"))
+    _, [ready], logs = ask(cfg, (e, "delay", (0,)))
+    [copy] = ready.copies
+    assert copy.recipient == "postmaster@example.test"
+    msg = email.message_from_bytes(copy.content, policy=email.policy.default)
+    assert msg["Subject"] == "Postmaster Warning: Delayed Mail"
+    assert ("postmaster delay", copy.notice_id) in [
+        (x["kind"], x["notice_id"]) for x in logs if x["event"] == "notification"]

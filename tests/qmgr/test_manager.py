@@ -79,6 +79,35 @@ def test_bounce_queues_the_notice_in_the_removing_commit(store, make_manager):
     assert removed == [qid, notice.queue_id]
 
 
+def test_postmaster_copies_are_committed_with_the_removal(store, make_manager):
+    def answer(req):
+        if req.sender in ("", "double-bounce@example.test"):
+            return sent(req)
+        return all_as("bounced", "5.1.1", "host said: 550 5.1.1 no such user")(req)
+    agents = FakeAgents(answer)
+    agents.copy_to = "postmaster@example.test"
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+    commits = []
+    remove = store.remove
+
+    def spy(q, **kw):
+        commits.append((q, [(e.sender, e.recipients[0].address) for e, _ in kw.get("notices", ())]))
+        return remove(q, **kw)
+    store.remove = spy
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: len(agents.requests) == 3 and empty(store)())
+
+    run(body)
+    assert commits[0] == (qid, [("", "alice@example.com"),
+                                ("double-bounce@example.test", "postmaster@example.test")])
+    delivered = sorted((r.sender, r.recipients[0].address) for r in agents.requests[1:])
+    assert delivered == [("", "alice@example.com"),
+                         ("double-bounce@example.test", "postmaster@example.test")]
+
+
 def test_deferred_with_back_off(store, make_manager):
     agents = FakeAgents(all_as("deferred", "4.2.1", "host said: 450 try later"))
     mgr = make_manager(agents, minimal_backoff_time=300, maximal_backoff_time=4000)
@@ -203,6 +232,27 @@ def test_entries_left_active_are_delivered_after_a_restart(store, make_manager):
 
     run(body)
     assert [r.queue_id for r in agents.requests] == [qid]
+
+
+def test_a_bounce_recorded_before_a_crash_still_gets_its_notice(store, make_manager):
+    # qmgr recorded the bounce, then died before the notice was committed.
+    agents = FakeAgents()
+    qid = store.create(envelope("bob@remote.example", "carol@remote.example"), CONTENT)
+    store.move(qid, Queue.INCOMING, Queue.ACTIVE)
+    store.update(qid, src=Queue.ACTIVE, rcpt={
+        0: dict(state=RcptState.BOUNCED, dsn_status="5.1.1", reason="said: 550 no such user"),
+        1: dict(state=RcptState.SENT, dsn_status="2.0.0", reason="250 Ok")})
+    mgr = make_manager(agents)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(qid) and len(agents.requests) == 1)
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert [(n.queue_id, n.kind, n.indexes) for n in agents.notices] == [(qid, "failure", (0,))]
+    assert [r.sender for r in agents.requests] == [""]      # only the notice is delivered
+    assert [e["queue_id"] for e in events(logs, "removed")][0] == qid
 
 
 def test_recover_moves_active_back_to_incoming(store, make_manager):

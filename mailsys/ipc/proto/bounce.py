@@ -12,6 +12,11 @@ leaves the queue without its notice (DESIGN.md contract 2).
 
 A notice to the null sender is never built (bounces of bounces are dropped
 with a log line, as Postfix does for undeliverable postmaster notices).
+
+Postmaster copies (notify_classes: bounce, 2bounce, delay) travel in
+NoticeReady.copies, each a whole notice with its own queue ID, envelope
+sender ($double_bounce_sender) and recipient; qmgr commits them with the
+sender's notice. The field has a default, so either side may be older.
 """
 
 from __future__ import annotations
@@ -33,6 +38,14 @@ class NoticeRequest:
     indexes: tuple[int, ...]     # the recipients to report
 
 
+@dataclass(frozen=True, slots=True)
+class PostmasterCopy:
+    notice_id: str               # the copy's own queue ID
+    sender: str                  # $double_bounce_sender@$myorigin: a copy never bounces
+    recipient: str               # bounce_notice_recipient, 2bounce_... or delay_...
+    content: bytes
+
+
 @message("bounce_notice_ready", version=1)
 @dataclass(frozen=True, slots=True)
 class NoticeReady:
@@ -40,3 +53,4 @@ class NoticeReady:
     sender: str                  # always "" (the null sender) when a notice is built
     recipient: str               # the original sender
     content: bytes
+    copies: tuple[PostmasterCopy, ...] = ()
