@@ -8,19 +8,30 @@ DESCRIPTION
         hashlib.scrypt of the UTF-8 password with a random 16-byte salt;
         salt and hash in standard base64 without padding. Checked for
         PLAIN and LOGIN; useless for CRAM-MD5, whose server needs the
-        shared secret itself.
+        HMAC key (or its precomputed states, below).
+
+    {CRAM-MD5}<64 hex digits>
+        Dovecot's CRAM-MD5 scheme, byte for byte what `doveadm pw -s
+        CRAM-MD5` prints: the HMAC-MD5 precomputation of RFC 2104 section
+        4, i.e. the MD5 states after compressing the 64-byte padded key
+        XOR opad and key XOR ipad, in Dovecot's order (outer A, B, C, D
+        then inner A, B, C, D, each word little-endian; src/lib
+        hmac-cram-md5.c hmac_md5_get_cram_context). A CRAM-MD5 response
+        is checked by continuing MD5 from those states (md5state.py); a
+        PLAIN or LOGIN password by computing its states and comparing.
+        Upper- or lower-case hex is read; lower case is written. As in
+        HMAC, a password longer than 64 bytes is first replaced by its MD5.
 
     {CRAM-MD5-KEY}<hex>
-        the secret itself in hex: the HMAC-MD5 key CRAM-MD5 needs.
+        the older mailsys form: the secret itself in hex. Still read, and
+        turned into the {CRAM-MD5} states when read, so such entries keep
+        working (the line itself stays as it is until the user is
+        rewritten); never written. Rewrite the user with `mailsys saslpasswd
+        add --cram-md5` to drop the plaintext from the file.
 
-    Why not Dovecot's {CRAM-MD5} form: Dovecot stores the two MD5 states
-    reached after hashing the HMAC inner and outer pad blocks (32 bytes:
-    outer a,b,c,d then inner a,b,c,d, little-endian). Using those needs an
-    MD5 that can start from a given internal state, which hashlib does not
-    offer, and a hand-written MD5 is not worth its risk. The Dovecot form is
-    as plaintext-equivalent as this one (it lets anyone compute valid
-    CRAM-MD5 responses), so nothing is lost in secrecy; the file is mode
-    0600 for that reason. A {CRAM-MD5} entry is reported as unsupported.
+    Either CRAM-MD5 form is plaintext-equivalent for CRAM-MD5 (it lets
+    anyone compute valid responses), though {CRAM-MD5} does not reveal the
+    password itself; the file is mode 0600 for that reason.
 
     All comparisons are constant-time (hmac.compare_digest). scrypt
     parameters read from the file are bounded so that a bad line cannot
@@ -34,7 +45,10 @@ import binascii
 import hashlib
 import hmac
 import secrets
+import struct
 from dataclasses import dataclass
+
+from mailsys.sasl import md5state
 
 SCRYPT_N = 16384     # 2**14: ~16 MiB, tens of milliseconds (the RFC 7914 interactive choice)
 SCRYPT_R = 8
@@ -49,8 +63,9 @@ _MAX_P = 16
 _MAXMEM = 1 << 30
 
 SCRYPT_PREFIX = "$scrypt$"
-CRAM_KEY_PREFIX = "{CRAM-MD5-KEY}"
-DOVECOT_CRAM_PREFIX = "{CRAM-MD5}"
+CRAM_PREFIX = "{CRAM-MD5}"
+LEGACY_CRAM_KEY_PREFIX = "{CRAM-MD5-KEY}"
+CRAM_CONTEXT_BYTES = 32        # Dovecot's CRAM_MD5_CONTEXTLEN
 
 
 class BadCredential(ValueError):
@@ -118,23 +133,64 @@ def hash_password(password: str) -> str:
     return ScryptHash(SCRYPT_N, SCRYPT_R, SCRYPT_P, salt, digest).encode()
 
 
+@dataclass(frozen=True, slots=True)
+class CramMd5Key:
+    """A user's CRAM-MD5 secret as Dovecot stores it: the two HMAC-MD5 states."""
+    inner: md5state.State
+    outer: md5state.State
+
+    @classmethod
+    def from_password(cls, password: str) -> "CramMd5Key":
+        return cls.from_secret(password.encode("utf-8"))
+
+    @classmethod
+    def from_secret(cls, secret: bytes) -> "CramMd5Key":
+        inner, outer = md5state.hmac_md5_states(secret)
+        return cls(inner, outer)
+
+    @classmethod
+    def parse(cls, text: str) -> "CramMd5Key":
+        """A {CRAM-MD5} entry, or an old {CRAM-MD5-KEY} one converted."""
+        if text.startswith(LEGACY_CRAM_KEY_PREFIX):
+            try:
+                return cls.from_secret(bytes.fromhex(text[len(LEGACY_CRAM_KEY_PREFIX):]))
+            except ValueError:
+                raise BadCredential("bad hex in {CRAM-MD5-KEY} entry") from None
+        if not text.startswith(CRAM_PREFIX):
+            raise BadCredential("not a {CRAM-MD5} entry")
+        hexdigits = text[len(CRAM_PREFIX):]
+        if len(hexdigits) != 2 * CRAM_CONTEXT_BYTES:
+            raise BadCredential(f"{{CRAM-MD5}} needs {2 * CRAM_CONTEXT_BYTES} hex digits")
+        try:
+            words = struct.unpack("<8I", bytes.fromhex(hexdigits))
+        except (ValueError, struct.error):      # not hex, or white space inside
+            raise BadCredential("bad hex in {CRAM-MD5} entry") from None
+        return cls(inner=words[4:], outer=words[:4])
+
+    def context(self) -> bytes:
+        """The 32 bytes Dovecot stores: outer state, then inner, little-endian words."""
+        return struct.pack("<8I", *self.outer, *self.inner)
+
+    def encode(self) -> str:
+        return CRAM_PREFIX + self.context().hex()
+
+    def digest(self, challenge: str) -> str:
+        """RFC 2195: the hex HMAC-MD5 of the challenge under the shared secret."""
+        return md5state.hmac_md5_resume(self.inner, self.outer, challenge.encode("utf-8")).hex()
+
+    def verify(self, password: str) -> bool:
+        """PLAIN / LOGIN against this entry: does password give the same states?"""
+        return hmac.compare_digest(CramMd5Key.from_password(password).context(), self.context())
+
+
 def cram_key(password: str) -> str:
-    """The {CRAM-MD5-KEY} credential for password."""
-    return CRAM_KEY_PREFIX + password.encode("utf-8").hex()
+    """The {CRAM-MD5} credential for password (what doveadm pw -s CRAM-MD5 prints)."""
+    return CramMd5Key.from_password(password).encode()
 
 
-def parse_cram_key(text: str) -> bytes:
-    if not text.startswith(CRAM_KEY_PREFIX):
-        raise BadCredential("not a {CRAM-MD5-KEY} entry")
-    try:
-        return bytes.fromhex(text[len(CRAM_KEY_PREFIX):])
-    except ValueError:
-        raise BadCredential("bad hex in {CRAM-MD5-KEY} entry") from None
-
-
-def cram_md5_digest(key: bytes, challenge: str) -> str:
-    """RFC 2195: hex HMAC-MD5 of the challenge under the shared secret."""
-    return hmac.new(key, challenge.encode("utf-8"), hashlib.md5).hexdigest()
+def parse_cram_key(text: str) -> CramMd5Key:
+    """A {CRAM-MD5} or legacy {CRAM-MD5-KEY} credential; raises BadCredential."""
+    return CramMd5Key.parse(text)
 
 
 # A fixed hash checked when the user does not exist, so that an unknown user

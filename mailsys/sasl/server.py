@@ -27,7 +27,9 @@ DESCRIPTION
 
     PLAIN accepts an authorization identity only when it equals the
     authentication identity (no proxy logins). CRAM-MD5 is offered and
-    accepted only for users whose entry holds a CRAM-MD5 key. Secrets are
+    accepted only for users whose entry holds a CRAM-MD5 key (Dovecot's
+    {CRAM-MD5} HMAC states; the response is checked by continuing MD5 from
+    them, see passwords.py and md5state.py). Secrets are
     compared in constant time, and an unknown user costs one scrypt like a
     known one.
 
@@ -45,7 +47,6 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from mailsys.sasl.passwords import cram_md5_digest
 from mailsys.sasl.users import MECH_CRAM_MD5, MECH_PLAIN, UserDatabase
 
 LOGIN_USERNAME = "VXNlcm5hbWU6"    # base64 "Username:"
@@ -264,9 +265,9 @@ class Exchange:
             return self._fail()
         self._username = name
         user = self._server.users.get(name)
-        if user is None or user.cram_key is None:
+        if user is None or user.cram is None:
             return self._fail()
-        expected = cram_md5_digest(user.cram_key, self._challenge)
+        expected = user.cram.digest(self._challenge)
         if not hmac.compare_digest(expected.encode("ascii"), digest.lower().encode("utf-8")):
             return self._fail()
         return self._done(Success(self.mechanism, name))

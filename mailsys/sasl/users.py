@@ -2,7 +2,14 @@
 
 DESCRIPTION
     One user per line, ``name:credential[:credential]``, where a credential
-    is a $scrypt$ hash or a {CRAM-MD5-KEY} (see passwords.py). Blank lines
+    is a $scrypt$ hash or a CRAM-MD5 key: Dovecot's {CRAM-MD5} (written), or
+    the older {CRAM-MD5-KEY} (still read, converted on the fly; see
+    passwords.py). At most one of each kind. `mailsys saslpasswd add` writes
+    the scrypt hash alone; with --cram-md5 the hash and then the {CRAM-MD5}
+    key, so PLAIN and LOGIN are checked against the slow hash and CRAM-MD5
+    against the key. An entry with only a key (pasted from `doveadm pw -s
+    CRAM-MD5`) is valid too: PLAIN and LOGIN then compare the password's
+    HMAC states with it. Only users with a key can use CRAM-MD5. Blank lines
     and lines starting with # are ignored and kept when the file is
     rewritten. A name holds no ':' and no white space. A bad line is skipped
     with a warning naming file and line, never fatal: one typo must not lock
@@ -10,7 +17,8 @@ DESCRIPTION
 
         # mailsys saslpasswd writes this file
         alice:$scrypt$n=16384,r=8,p=1$3q2+7w...$Jx8...
-        bob:$scrypt$n=16384,r=8,p=1$Zm9v...$YmFy...:{CRAM-MD5-KEY}736563726574
+        bob:$scrypt$n=16384,r=8,p=1$Zm9v...$YmFy...:{CRAM-MD5}9186d855e11e...2740
+        carol:{CRAM-MD5}2dc40f88a4c2142c3b10cc4b4d11382a648f600301b78a4070172782192898d6
 
     UserDatabase serves smtpd: it reads the file on first use and again
     whenever its modification time, size or inode change (checked with one
@@ -27,14 +35,13 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import hmac
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from mailsys.sasl.passwords import (CRAM_KEY_PREFIX, DOVECOT_CRAM_PREFIX, SCRYPT_PREFIX, BadCredential,
-                                    ScryptHash, burn_time, parse_cram_key)
+from mailsys.sasl.passwords import (CRAM_PREFIX, LEGACY_CRAM_KEY_PREFIX, SCRYPT_PREFIX, BadCredential,
+                                    CramMd5Key, ScryptHash, burn_time)
 
 MECH_PLAIN = "PLAIN"
 MECH_LOGIN = "LOGIN"
@@ -50,14 +57,14 @@ def valid_username(name: str) -> bool:
 class User:
     name: str
     scrypt: ScryptHash | None = None
-    cram_key: bytes | None = None
+    cram: CramMd5Key | None = None
 
     def check_password(self, password: str) -> bool:
-        """PLAIN / LOGIN: the password against whichever credential exists."""
+        """PLAIN / LOGIN: the password against the scrypt hash, else the CRAM-MD5 key."""
         if self.scrypt is not None:
             return self.scrypt.verify(password)
-        if self.cram_key is not None:
-            return hmac.compare_digest(password.encode("utf-8"), self.cram_key)
+        if self.cram is not None:
+            return self.cram.verify(password)
         return False
 
 
@@ -71,12 +78,13 @@ def parse_line(line: str) -> User:
     key = None
     for field in rest.strip().split(":"):
         if field.startswith(SCRYPT_PREFIX):
+            if scrypt is not None:
+                raise BadCredential("more than one $scrypt$ hash")
             scrypt = ScryptHash.parse(field)
-        elif field.startswith(CRAM_KEY_PREFIX):
-            key = parse_cram_key(field)
-        elif field.startswith(DOVECOT_CRAM_PREFIX):
-            raise BadCredential("Dovecot {CRAM-MD5} contexts are not supported; "
-                                "store the key with mailsys saslpasswd --cram-md5")
+        elif field.startswith((CRAM_PREFIX, LEGACY_CRAM_KEY_PREFIX)):
+            if key is not None:
+                raise BadCredential("more than one CRAM-MD5 key")
+            key = CramMd5Key.parse(field)
         else:
             raise BadCredential("unknown credential scheme")
     if scrypt is None and key is None:
@@ -200,7 +208,7 @@ class UserDatabase:
     def mechanisms(self) -> tuple[str, ...]:
         """What EHLO offers: PLAIN LOGIN, plus CRAM-MD5 when some user has a key."""
         self._refresh()
-        if any(u.cram_key is not None for u in self._users.values()):
+        if any(u.cram is not None for u in self._users.values()):
             return (MECH_PLAIN, MECH_LOGIN, MECH_CRAM_MD5)
         return (MECH_PLAIN, MECH_LOGIN)
 

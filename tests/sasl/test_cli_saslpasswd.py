@@ -1,6 +1,7 @@
 """mailsys saslpasswd as a user runs it: a subprocess with -c DIR."""
 
 import base64
+import hmac
 import os
 import stat
 import subprocess
@@ -41,9 +42,21 @@ def test_add_list_delete(etc):
     assert server.begin("PLAIN").start(plain("bob", "bob secret")) == Success("PLAIN", "bob")
     assert server.mechanisms() == ("PLAIN", "LOGIN")
 
-    assert run(etc, "add", "--cram-md5", "alice", stdin="pw2\n").returncode == 0
+    assert run(etc, "add", "--cram-md5", "alice", stdin="password\n").returncode == 0
     assert run(etc, "list").stdout == "bob\nalice\n"
     assert server.mechanisms() == ("PLAIN", "LOGIN", "CRAM-MD5")
+    # alice's line: the scrypt hash for PLAIN/LOGIN, then Dovecot's {CRAM-MD5}
+    # form, here what `doveadm pw -s CRAM-MD5 -p password` prints
+    alice = [line for line in path.read_text().splitlines() if line.startswith("alice:")]
+    assert len(alice) == 1
+    name, scrypt, cram = alice[0].split(":")
+    assert scrypt.startswith("$scrypt$")
+    assert cram == "{CRAM-MD5}9186d855e11eba527a7a52ca82b313e180d62234f0acc9051b527243d41e2740"
+    assert server.begin("PLAIN").start(plain("alice", "password")) == Success("PLAIN", "alice")
+    ex = server.begin("CRAM-MD5")
+    challenge = base64.b64decode(ex.start(None).data)
+    response = "alice " + hmac.new(b"password", challenge, "md5").hexdigest()
+    assert ex.respond(base64.b64encode(response.encode()).decode()) == Success("CRAM-MD5", "alice")
 
     # replacing a password keeps one entry
     assert run(etc, "add", "bob", stdin="new\n").returncode == 0

@@ -205,11 +205,52 @@ def test_reload_when_the_file_changes(users_path, hashes):
 
 def test_bad_lines_are_skipped_with_warnings(tmp_path, hashes):
     path = tmp_path / "u"
-    path.write_text(f"bob:{hashes['bob']}\nbroken line\nx:{{CRAM-MD5}}00ff\nz:$scrypt$junk\n")
+    path.write_text(f"bob:{hashes['bob']}\nbroken line\nx:{{CRAM-MD5}}00ff\nz:$scrypt$junk\n"
+                    f"y:{cram_key('a')}:{cram_key('b')}\n")
     db = UserDatabase(path)
     assert db.names() == ["bob"]
-    assert [w.split(": ", 1)[0] for w in db.warnings] == [f"{path}, line {n}" for n in (2, 3, 4)]
-    assert "Dovecot" in db.warnings[1]
+    assert [w.split(": ", 1)[0] for w in db.warnings] == [f"{path}, line {n}" for n in (2, 3, 4, 5)]
+    assert "64 hex digits" in db.warnings[1]
+    assert "more than one CRAM-MD5 key" in db.warnings[3]
+
+
+# `doveadm pw -s CRAM-MD5 -p password` (see test_passwords.py for the source)
+DOVEADM_PASSWORD = "{CRAM-MD5}9186d855e11eba527a7a52ca82b313e180d62234f0acc9051b527243d41e2740"
+
+
+def test_entry_pasted_from_doveadm_serves_cram_md5_plain_and_login(tmp_path):
+    path = tmp_path / "u"
+    path.write_text(f"frank:{DOVEADM_PASSWORD}\n")
+    server = SaslServer(UserDatabase(path), "mx")
+    assert server.mechanisms() == ("PLAIN", "LOGIN", "CRAM-MD5")
+    ex = server.begin("CRAM-MD5")
+    ch = ex.start(None)
+    assert ex.respond(cram_response(ch.data, "frank", "password")) == Success("CRAM-MD5", "frank")
+    ex = server.begin("CRAM-MD5")
+    ch = ex.start(None)
+    assert isinstance(ex.respond(cram_response(ch.data, "frank", "Password")), Failure)
+    assert server.begin("PLAIN").start(b64("\0frank\0password")) == Success("PLAIN", "frank")
+    ex = server.begin("LOGIN")
+    ex.start(b64("frank"))
+    assert ex.respond(b64("password")) == Success("LOGIN", "frank")
+
+
+def test_legacy_cram_key_lines_still_work(tmp_path, hashes):
+    # the form earlier versions of mailsys saslpasswd --cram-md5 wrote
+    path = tmp_path / "u"
+    path.write_text(f"carol:{hashes['carol']}:{{CRAM-MD5-KEY}}{b'carolpw'.hex()}\n"
+                    f"dave:{{CRAM-MD5-KEY}}{b'davepw'.hex()}\n")
+    db = UserDatabase(path)
+    assert db.warnings == ()
+    server = SaslServer(db, "mx")
+    assert server.mechanisms() == ("PLAIN", "LOGIN", "CRAM-MD5")
+    for user, pw in (("carol", "carolpw"), ("dave", "davepw")):
+        ex = server.begin("CRAM-MD5")
+        ch = ex.start(None)
+        assert ex.respond(cram_response(ch.data, user, pw)) == Success("CRAM-MD5", user)
+        assert server.begin("PLAIN").start(b64(f"\0{user}\0{pw}")) == Success("PLAIN", user)
+        assert isinstance(server.begin("PLAIN").start(b64(f"\0{user}\0{pw}x")), Failure)
+    assert db.get("dave").cram.encode() == cram_key("davepw")
 
 
 def test_auth_failed_log_text_without_username():
