@@ -9,9 +9,10 @@ DESCRIPTION
     add stores USER's password as a salted scrypt hash, replacing an
     existing entry. The password is read from standard input when that is
     not a terminal (one line; the trailing newline is dropped), otherwise
-    prompted for twice. --cram-md5 also stores the CRAM-MD5 key, which lets
-    the user log in with CRAM-MD5 but is as good as the password to whoever
-    reads the file (see mailsys.sasl.passwords).
+    prompted for twice. --cram-md5 also stores the CRAM-MD5 key in Dovecot's
+    {CRAM-MD5} form (what `doveadm pw -s CRAM-MD5` prints), which lets the
+    user log in with CRAM-MD5. It does not reveal the password, but whoever
+    reads the file can log in with CRAM-MD5 (see mailsys.sasl.passwords).
 
     delete removes USER; an unknown USER is an error (exit 1). list prints
     the user names, one per line.
