@@ -9,12 +9,20 @@
     sink.sessions   -> connections accepted
     sink.peers      -> the client address of each connection
     sink.commands   -> every command line received, in order
+    sink.cut        -> content bytes received by each DATA phase cut short
 
 Replies are scripted: greeting, ehlo (HELO works too), mail, rcpt per
 address (default 250), data (354), dot (250 ... queued as N); ``stall`` names
 the point where the server stops answering ("greeting", "EHLO", "MAIL",
 "RCPT", "DATA", "DOT") and ``drop`` the point where it closes the connection.
 ``close_after_message`` hangs up after each message (an idle timeout).
+``drop_body`` scripts hang-ups inside the content: each entry, used by one
+DATA phase in turn, is the number of content bytes the sink takes before it
+closes the connection without a reply (``drop_body=[50_000]``: the first
+message dies 50 KB in, later ones go through). The sink stops reading at
+that byte, so the close finds unread data and the kernel resets the
+connection, as when a peer crashes; a client still writing sees its write
+fail.
 ``tls`` is an SSL.Context (pyOpenSSL) that makes it offer STARTTLS.
 
 Synchronous tests run a sink in a thread of its own:
@@ -53,12 +61,14 @@ class SmtpSink:
     drop: str = ""
     ehlo_refused: bool = False
     close_after_message: bool = False
+    drop_body: list[int] = field(default_factory=list)
     tls: object = None
     messages: list[Message] = field(default_factory=list)
     sessions: int = 0
     commands: list[str] = field(default_factory=list)
     tls_sessions: int = 0
     peers: list[str] = field(default_factory=list)
+    cut: list[int] = field(default_factory=list)
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0,
                     task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -137,7 +147,12 @@ class SmtpSink:
                 await conn.reply(self.data)
                 if not self.data.startswith("3"):
                     continue
-                body = await conn.body()
+                limit = self.drop_body.pop(0) if self.drop_body else None
+                try:
+                    body = await conn.body(limit)
+                except _Cut as e:
+                    self.cut.append(e.received)
+                    raise
                 await self._point("DOT")
                 self.messages.append(Message(sender or "", rcpts, body))
                 await conn.reply(self.dot or f"250 2.0.0 Ok: queued as Q{len(self.messages)}")
@@ -158,14 +173,22 @@ class _Closed(Exception):
     pass
 
 
+class _Cut(_Closed):
+    """The sink hung up inside the content, after ``received`` bytes of it."""
+
+    def __init__(self, received: int) -> None:
+        super().__init__(received)
+        self.received = received
+
+
 class _Conn:
     def __init__(self, stream) -> None:
         self.stream = stream
         self.buf = b""
         self.tls = False
 
-    async def _fill(self) -> None:
-        data = await self.stream.receive_some(65536)
+    async def _fill(self, most: int = 65536) -> None:
+        data = await self.stream.receive_some(most)
         if not data:
             raise _Closed
         self.buf += data
@@ -176,18 +199,24 @@ class _Conn:
         line, _, self.buf = self.buf.partition(b"\r\n")
         return line.decode("utf-8", "replace")
 
-    async def body(self) -> bytes:
+    async def body(self, limit: int | None = None) -> bytes:
+        """The content up to the lone dot, unstuffed; _Cut once ``limit`` bytes came without it."""
+        scan = 0          # where the end marker may start: the rest was searched
         while True:
             if self.buf.startswith(b".\r\n"):
                 end = 0
             else:
-                end = self.buf.find(b"\r\n.\r\n")
+                end = self.buf.find(b"\r\n.\r\n", scan)
                 end = end + 2 if end >= 0 else -1
             if end >= 0:
                 raw, self.buf = self.buf[:end], self.buf[end + 3:]
                 lines = raw.split(b"\r\n")
                 return b"\r\n".join(ln[1:] if ln.startswith(b".") else ln for ln in lines)
-            await self._fill()
+            scan = max(0, len(self.buf) - 4)
+            if limit is not None and len(self.buf) >= limit:
+                raise _Cut(len(self.buf))
+            # Never read past the limit: the rest stays unread in the kernel.
+            await self._fill(65536 if limit is None else min(65536, limit - len(self.buf)))
 
     async def reply(self, text: str) -> None:
         await self.stream.send_all(text.encode() + b"\r\n")
