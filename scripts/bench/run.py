@@ -1,0 +1,190 @@
+"""run.py - benchmark mailsys against a private Postfix, side by side, in one run.
+
+SYNOPSIS
+    .venv/bin/python scripts/bench/run.py [--quick] [--repeats N] [--seconds S]
+                                          [--systems postfix,mailsys] [--out DIR]
+
+DESCRIPTION
+    Load comes from Postfix's smtp-source, the final destination is
+    Postfix's smtp-sink on loopback; both systems relay every message to
+    it (relayhost). The matrix: message size 1 KB and 100 KB × 1, 10, 50
+    and 200 parallel sessions × 1 and 5 recipients, each cell sized to last
+    about --seconds (10) end to end, repeated --repeats (3) times; Postfix
+    runs the whole matrix first, then mailsys, each with its own sink.
+    --quick runs one small cell (1 KB × 10 sessions × 1 recipient, 300
+    messages, once) per system, in well under a minute.
+
+    smtp-source opens a new connection for every message (its default, as
+    in Postfix's own benchmarks). The number of messages of a cell is the
+    estimated rate × --seconds: the first repeat uses the last rate this
+    system reached with this message size, the others the rate of the
+    first repeat.
+
+    Before the matrix each system gets a short warm-up (its first
+    processes start, its caches fill) that also tells whether it can
+    deliver end to end; if it cannot, every end-to-end figure is n/a with
+    the reason, the cells do not wait for deliveries, and the queue is
+    emptied (postsuper -d ALL) after each cell.
+
+    Figures and methods: see scripts/bench/README.md and the mbench
+    modules. Results: var/bench/bench-YYYYmmdd-HHMMSS.{md,json} and
+    var/bench/latest.{md,json}; the Markdown table is also printed.
+
+    Needs root (the private Postfix, tcpdump) and Debian's postfix package,
+    which it installs when missing (install-postfix.sh, no system Postfix
+    left running). fsync stays on in both systems.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from mbench import cell as cellrun  # noqa: E402
+from mbench import report, systems, tools  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+SIZES = (1024, 100 * 1024)
+SESSIONS = (1, 10, 50, 200)
+RCPTS = (1, 5)
+FIRST_GUESS = {1024: 300.0, 100 * 1024: 200.0}     # msgs/s, Postfix's order of magnitude here
+MIN_MESSAGES = 50
+
+
+def say(text: str) -> None:
+    print(f"bench: {text}", file=sys.stderr, flush=True)
+
+
+def ensure_tools() -> None:
+    if shutil.which("smtp-source") and shutil.which("smtp-sink") and shutil.which("tcpdump"):
+        return
+    if os.geteuid() != 0:
+        say("smtp-source/smtp-sink/tcpdump missing and not root: cannot install them")
+        return
+    say("installing Debian's postfix and tcpdump (no system Postfix is left running)")
+    subprocess.run(["sh", str(HERE / "install-postfix.sh")], check=False)
+
+
+def matrix(quick: bool) -> list[report.Cell]:
+    if quick:
+        return [report.Cell(1024, 10, 1)]
+    return [report.Cell(size, s, r) for size in SIZES for s in SESSIONS for r in RCPTS]
+
+
+def warm_up(system, sink: tools.Sink, quick: bool) -> str:
+    """warm_up - a few messages through the system; "" if they arrived, else why not."""
+    n = 20 if quick else 100
+    before = sink.count().messages
+    src = tools.source(system.smtp_port, messages=n, sessions=5, size=1024, rcpts=1, timeout=30)
+    if not src.accepted:
+        return f"nothing was accepted in the warm-up ({src.reason})"
+    end, why = cellrun.wait_delivered(system, sink, before + src.accepted, 15 if quick else 30)
+    return "" if end is not None else f"warm-up: {why}"
+
+
+def run_system(system_cls, args, cells: list[report.Cell], workdir: Path) -> tuple[list[report.Result], str]:
+    sink_port, smtp_port, *spare = tools.free_ports(6)
+    results: list[report.Result] = []
+    sink = system = None
+    name = system_cls.name
+    try:
+        sink = tools.Sink(sink_port, workdir / f"{name}-sink.log")
+        if system_cls is systems.Mailsys:
+            system = systems.Mailsys(smtp_port, sink_port, spare)
+        else:
+            system = systems.Postfix(smtp_port, sink_port)
+        say(f"{name}: starting (smtpd 127.0.0.1:{smtp_port}, sink 127.0.0.1:{sink_port})")
+        system.start()
+        notes = list(getattr(system, "notes", []))
+        delivers = warm_up(system, sink, args.quick)
+        if delivers:
+            say(f"{name}: no end-to-end figures: {delivers}")
+            system.purge()
+        rate: dict[int, float] = dict(FIRST_GUESS)
+        for cell in cells:
+            first_rate = None
+            for repeat in range(1, args.repeats + 1):
+                est = first_rate or rate[cell.size]
+                messages = 300 if args.quick else max(MIN_MESSAGES, 2 * cell.sessions,
+                                                      min(20000, round(est * args.seconds)))
+                expected = messages / est
+                say(f"{name}: {cell.label}, repeat {repeat}: {messages} messages")
+                r = cellrun.run(system, sink, cell, repeat=repeat, messages=messages,
+                                source_timeout=max(60.0, 4 * expected),
+                                drain_timeout=max(15.0 if args.quick else 30.0, 3 * expected),
+                                delivers=delivers, workdir=workdir)
+                if notes and not results:
+                    r = report.Result(r.system, r.cell, r.repeat, r.messages, r.metrics,
+                                      tuple(notes) + r.notes, r.extra)
+                results.append(r)
+                measured = r.metrics["e2e_rate"] or r.metrics["accept_rate"]
+                if measured:
+                    first_rate = first_rate or measured
+                    rate[cell.size] = measured
+                if delivers or r.metrics["e2e_rate"] is None:
+                    system.purge()        # what could not be delivered must not weigh on the next cell
+        return results, system.describe()
+    except systems.SystemUnavailable as e:
+        say(f"{name}: n/a: {e}")
+        return [report.Result(name, c, 1, 0, dict.fromkeys(report.METRICS), (f"n/a: {e}",))
+                for c in cells], name
+    finally:
+        if system is not None:
+            system.stop()
+        if sink is not None:
+            sink.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="mailsys vs Postfix benchmark")
+    ap.add_argument("--quick", action="store_true", help="one small cell per system")
+    ap.add_argument("--repeats", type=int, default=None)
+    ap.add_argument("--seconds", type=float, default=10.0, help="target length of a cell")
+    ap.add_argument("--systems", default="postfix,mailsys")
+    ap.add_argument("--out", type=Path, default=REPO / "var" / "bench")
+    args = ap.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = 1 if args.quick else 3
+    ensure_tools()
+    if not shutil.which("smtp-source"):
+        say("smtp-source is not installed: nothing can be measured")
+        return 1
+    cells = matrix(args.quick)
+    chosen = [s for s in (systems.Postfix, systems.Mailsys) if s.name in args.systems.split(",")]
+    results: list[report.Result] = []
+    described = {}
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="bench") as tmp:
+        for system_cls in chosen:
+            rs, described[system_cls.name] = run_system(system_cls, args, cells, Path(tmp))
+            results += rs
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
+    meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+            "seconds": round(time.time() - started, 1), "quick": args.quick, "repeats": args.repeats,
+            "target_cell_seconds": args.seconds, "cpus": os.cpu_count(),
+            "kernel": platform.release(), "systems": described}
+    header = (f"# mailsys vs Postfix, {meta['started']} ({'quick' if args.quick else 'full matrix'}, "
+              f"medians of {args.repeats}; {', '.join(described.values())}; {os.cpu_count()} CPUs)\n")
+    text = report.markdown(results, header=header)
+    args.out.mkdir(parents=True, exist_ok=True)
+    for base in (f"bench-{stamp}", "latest"):
+        (args.out / f"{base}.md").write_text(text)
+        (args.out / f"{base}.json").write_text(json.dumps(report.to_json(results, meta), indent=1) + "\n")
+    print(text)
+    say(f"written {args.out / f'bench-{stamp}.md'} and .json")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
