@@ -246,7 +246,7 @@ def test_master_cf_listeners_moved_and_missing_services_added(mb):
     assert sum(line.split()[0] == "cleanup" for line in lines if line and not line[0].isspace()) == 1
     assert any(line.split()[:2] == ["qmgr", "unix"] for line in lines if line.strip())
     assert not any(line.startswith("smtp ") for line in lines)      # no services/smtp.py
-    assert notes == ["etc/master.cf has no qmgr service yet; added Postfix's default line"]
+    assert notes == ["etc/master.cf has no qmgr service yet; added Postfix's default master.cf lines"]
 
 
 def test_master_cf_without_any_smtpd_is_unavailable(mb):

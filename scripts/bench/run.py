@@ -3,6 +3,8 @@
 SYNOPSIS
     .venv/bin/python scripts/bench/run.py [--quick] [--repeats N] [--seconds S]
                                           [--systems postfix,mailsys] [--out DIR]
+                                          [--sizes 1024,102400] [--sessions 1,10,50,200]
+                                          [--rcpts 1,5]
 
 DESCRIPTION
     Load comes from Postfix's smtp-source, the final destination is
@@ -11,6 +13,7 @@ DESCRIPTION
     and 200 parallel sessions × 1 and 5 recipients, each cell sized to last
     about --seconds (10) end to end, repeated --repeats (3) times; Postfix
     runs the whole matrix first, then mailsys, each with its own sink.
+    --sizes, --sessions and --rcpts pick a part of the matrix.
     --quick runs one small cell (1 KB × 10 sessions × 1 recipient, 300
     messages, once) per system, in well under a minute.
 
@@ -76,10 +79,14 @@ def ensure_tools() -> None:
     subprocess.run(["sh", str(HERE / "install-postfix.sh")], check=False)
 
 
-def matrix(quick: bool) -> list[report.Cell]:
-    if quick:
+def matrix(args) -> list[report.Cell]:
+    if args.quick:
         return [report.Cell(1024, 10, 1)]
-    return [report.Cell(size, s, r) for size in SIZES for s in SESSIONS for r in RCPTS]
+    return [report.Cell(size, s, r) for size in args.sizes for s in args.sessions for r in args.rcpts]
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in text.split(","))
 
 
 def warm_up(system, sink: tools.Sink, quick: bool) -> str:
@@ -115,7 +122,7 @@ def run_system(system_cls, args, cells: list[report.Cell], workdir: Path) -> tup
         for cell in cells:
             first_rate = None
             for repeat in range(1, args.repeats + 1):
-                est = first_rate or rate[cell.size]
+                est = first_rate or rate.get(cell.size, 200.0)
                 messages = 300 if args.quick else max(MIN_MESSAGES, 2 * cell.sessions,
                                                       min(20000, round(est * args.seconds)))
                 expected = messages / est
@@ -153,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="target length of a cell")
     ap.add_argument("--systems", default="postfix,mailsys")
     ap.add_argument("--out", type=Path, default=REPO / "var" / "bench")
+    ap.add_argument("--sizes", type=int_list, default=SIZES, help="message sizes, e.g. 1024,102400")
+    ap.add_argument("--sessions", type=int_list, default=SESSIONS, help="e.g. 1,10,50,200")
+    ap.add_argument("--rcpts", type=int_list, default=RCPTS, help="recipients per message, e.g. 1,5")
     args = ap.parse_args(argv)
     if args.repeats is None:
         args.repeats = 1 if args.quick else 3
@@ -160,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     if not shutil.which("smtp-source"):
         say("smtp-source is not installed: nothing can be measured")
         return 1
-    cells = matrix(args.quick)
+    cells = matrix(args)
     chosen = [s for s in (systems.Postfix, systems.Mailsys) if s.name in args.systems.split(",")]
     results: list[report.Result] = []
     described = {}

@@ -159,11 +159,15 @@ def bench_master_cf(shipped: str, smtp_port: int, ports: list[int],
         out.append(SMTPD_LINE.format(listen=f"127.0.0.1:{smtp_port}"))
         notes.append("etc/master.cf has no smtpd listener yet; added Postfix's default line")
         have_smtpd = True
+    added = []
     for service, line in DEFAULT_SERVICES.items():
         command = line.split()[7]
         if service not in names and command in commands:
             out.append(line)
-            notes.append(f"etc/master.cf has no {service} service yet; added Postfix's default line")
+            added.append(service)
+    if added:
+        notes.append(f"etc/master.cf has no {', '.join(added)} service yet; "
+                     "added Postfix's default master.cf lines")
     if not have_smtpd:
         raise SystemUnavailable("no smtpd: etc/master.cf names none and services/smtpd.py does not exist")
     return "\n".join(out) + "\n", notes
