@@ -96,6 +96,8 @@ def warm_up(system, sink: tools.Sink, quick: bool) -> str:
     src = tools.source(system.smtp_port, messages=n, sessions=5, size=1024, rcpts=1, timeout=30)
     if not src.accepted:
         return f"nothing was accepted in the warm-up ({src.reason})"
+    if why := system.cannot_deliver():
+        return why
     end, why = cellrun.wait_delivered(system, sink, before + src.accepted, 15 if quick else 30)
     return "" if end is not None else f"warm-up: {why}"
 

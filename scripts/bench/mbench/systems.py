@@ -73,7 +73,6 @@ class Postfix:
         self.pfx = Path(tempfile.mkdtemp(prefix="pfxbench", dir="/tmp"))
         self.env = {**os.environ, "PFX": str(self.pfx), "SMTPD_LISTEN": f"127.0.0.1:{smtp_port}",
                     "RELAYHOST": f"[127.0.0.1]:{sink_port}"}
-        self._pids: set[int] = set()
 
     def _script(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return _run(["bash", str(POSTFIX_INSTANCE), *args], env=self.env, timeout=timeout)
@@ -86,7 +85,6 @@ class Postfix:
         cp = self._script("start")
         if cp.returncode != 0 or self.master_pid() is None:
             raise SystemUnavailable(f"postfix-instance.sh start: {_last_line(cp)}")
-        self._pids = procstat.tree_pids(self.master_pid())
 
     def master_pid(self) -> int | None:
         cp = self._script("pid", timeout=10)
@@ -105,6 +103,9 @@ class Postfix:
         time.sleep(0.5)
         _kill_leftovers({p for p in pids if Path(f"/proc/{p}").exists()})
         shutil.rmtree(self.pfx, ignore_errors=True)
+
+    def cannot_deliver(self) -> str:
+        return ""
 
     def describe(self) -> str:
         cp = _run(["postconf", "-d", "-h", "mail_version"], timeout=10)
@@ -213,8 +214,14 @@ class Mailsys:
         (self.etc / "master.cf").write_text(text)
         (self.etc / "main.cf").write_text(MAIN_CF.format(
             queue=self.queue, log=self.root / "log" / "mail.log", sink=sink_port))
-        self.commands = commands
-        self._pids: set[int] = set()
+        self.commands = {line.split()[7] for line in text.splitlines()
+                         if line.strip() and not line[0].isspace() and not line.startswith("#")
+                         and len(line.split()) >= 8}
+
+    def cannot_deliver(self) -> str:
+        """cannot_deliver - why mail cannot reach the relayhost with this master.cf, or ""."""
+        missing = [c for c in ("qmgr", "smtp") if c not in self.commands]
+        return f"no {' and no '.join(missing)} service to deliver with" if missing else ""
 
     def cli(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
         return _run([sys.executable, "-m", "mailsys.cli.main", "-c", str(self.etc), *args],
