@@ -72,24 +72,31 @@ def run(system, sink: tools.Sink, cell: report.Cell, *, repeat: int, messages: i
     if why:
         notes.append(why)
 
-    src = tools.source(system.smtp_port, messages=messages, sessions=cell.sessions,
-                       size=cell.size, rcpts=cell.rcpts, timeout=source_timeout)
-    extra.update(accept_seconds=round(src.elapsed, 3), accepted=src.accepted)
-    if src.ok:
-        metrics["accept_rate"] = src.accepted / src.elapsed
-    else:
-        notes.append(src.reason)
+    try:
+        src = tools.source(system.smtp_port, messages=messages, sessions=cell.sessions,
+                           size=cell.size, rcpts=cell.rcpts, timeout=source_timeout)
+        extra.update(accept_seconds=round(src.elapsed, 3), accepted=src.accepted)
+        if src.ok:
+            metrics["accept_rate"] = src.accepted / src.elapsed
+        else:
+            notes.append(src.reason)
 
-    end = None
-    if delivers:
-        notes.append(f"end-to-end n/a: {delivers}")
-    elif src.accepted:
-        end, why = wait_delivered(system, sink, sink0 + src.accepted, drain_timeout)
-        if end is None:
-            notes.append(f"end-to-end n/a: {why}")
-        elif src.ok:
-            metrics["e2e_rate"] = src.accepted / (end - src.started)
-            extra["e2e_seconds"] = round(end - src.started, 3)
+        end = None
+        if delivers:
+            notes.append(f"end-to-end n/a: {delivers}")
+        elif src.accepted:
+            end, why = wait_delivered(system, sink, sink0 + src.accepted, drain_timeout)
+            if end is None:
+                notes.append(f"end-to-end n/a: {why}")
+            elif src.ok:
+                metrics["e2e_rate"] = src.accepted / (end - src.started)
+                extra["e2e_seconds"] = round(end - src.started, 3)
+    except BaseException:
+        # an interrupted cell must not leave tcpdump or the sampler running
+        sampler.stop()
+        if capture is not None:
+            capture.stop()
+        raise
 
     peak = sampler.stop()
     cpu1 = procstat.cpu_ticks(master, procstat.read_stats())

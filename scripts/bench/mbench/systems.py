@@ -200,23 +200,23 @@ class Mailsys:
 
     def __init__(self, smtp_port: int, sink_port: int, spare_ports: list[int]) -> None:
         self.smtp_port, self.sink_port = smtp_port, sink_port
+        shipped = REPO / "etc" / "master.cf"
+        if not shipped.is_file():
+            raise SystemUnavailable("etc/master.cf does not exist")
+        commands = {p.stem for p in (REPO / "services").glob("*.py") if p.stem != "__init__"}
+        text, self.notes = bench_master_cf(shipped.read_text(), smtp_port, spare_ports, commands)
+        # the commands master.cf now runs, for cannot_deliver()
+        self.commands = {f[7] for f in (line.split() for line in text.splitlines()
+                                        if line.strip() and not line[0].isspace() and not line.startswith("#"))
+                         if len(f) >= 8}
         self.root = Path(tempfile.mkdtemp(prefix="msbench", dir="/tmp"))
         self.etc = self.root / "etc"
         self.queue = self.root / "q"
         self.etc.mkdir()
         (self.root / "log").mkdir()
-        self.notes: list[str] = []
-        commands = {p.stem for p in (REPO / "services").glob("*.py") if p.stem != "__init__"}
-        shipped = (REPO / "etc" / "master.cf")
-        if not shipped.is_file():
-            raise SystemUnavailable("etc/master.cf does not exist")
-        text, self.notes = bench_master_cf(shipped.read_text(), smtp_port, spare_ports, commands)
         (self.etc / "master.cf").write_text(text)
         (self.etc / "main.cf").write_text(MAIN_CF.format(
             queue=self.queue, log=self.root / "log" / "mail.log", sink=sink_port))
-        self.commands = {line.split()[7] for line in text.splitlines()
-                         if line.strip() and not line[0].isspace() and not line.startswith("#")
-                         and len(line.split()) >= 8}
 
     def cannot_deliver(self) -> str:
         """cannot_deliver - why mail cannot reach the relayhost with this master.cf, or ""."""
