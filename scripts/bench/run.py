@@ -21,7 +21,8 @@ DESCRIPTION
     in Postfix's own benchmarks). The number of messages of a cell is the
     estimated rate × --seconds: the first repeat uses the last rate this
     system reached with this message size, the others the rate of the
-    first repeat.
+    first repeat; a first repeat shorter than half of --seconds is run
+    again, once, and only the second run counts.
 
     Before the matrix each system gets a short warm-up (its first
     processes start, its caches fill) that also tells whether it can
@@ -102,6 +103,42 @@ def warm_up(system, sink: tools.Sink, quick: bool) -> str:
     return "" if end is not None else f"warm-up: {why}"
 
 
+def cell_repeats(system, sink: tools.Sink, cell: report.Cell, args, rate: dict[int, float],
+                 delivers: str, workdir: Path) -> list[report.Result]:
+    """cell_repeats - the repeats of one cell; rate (size -> msgs/s) is updated.
+
+    A first repeat that lasts less than half the target length was sized
+    on a poor guess: it is run again, once, sized on what it measured, and
+    only the second run counts."""
+    out: list[report.Result] = []
+    first_rate: float | None = None
+    resized = False
+    while len(out) < args.repeats:
+        est = first_rate or rate.get(cell.size, 200.0)
+        messages = 300 if args.quick else max(MIN_MESSAGES, 2 * cell.sessions,
+                                              min(20000, round(est * args.seconds)))
+        expected = messages / est
+        say(f"{system.name}: {cell.label}, repeat {len(out) + 1}: {messages} messages")
+        r = cellrun.run(system, sink, cell, repeat=len(out) + 1, messages=messages,
+                        source_timeout=max(60.0, 4 * expected),
+                        drain_timeout=max(15.0 if args.quick else 30.0, 3 * expected),
+                        delivers=delivers, workdir=workdir)
+        if delivers or r.metrics["e2e_rate"] is None:
+            system.purge()        # what could not be delivered must not weigh on the next cell
+        measured = r.metrics["e2e_rate"] or r.metrics["accept_rate"]
+        seconds = r.extra.get("e2e_seconds") or r.extra.get("accept_seconds") or 0
+        if measured:
+            rate[cell.size] = measured
+            if not out and not resized and not args.quick and seconds < args.seconds / 2:
+                resized = True
+                first_rate = measured
+                say(f"{system.name}: that took only {seconds:.1f} s; not counted, sized again")
+                continue
+            first_rate = first_rate or measured
+        out.append(r)
+    return out
+
+
 def run_system(system_cls, args, cells: list[report.Cell], workdir: Path) -> tuple[list[report.Result], str]:
     sink_port, smtp_port, *spare = tools.free_ports(6)
     results: list[report.Result] = []
@@ -122,27 +159,11 @@ def run_system(system_cls, args, cells: list[report.Cell], workdir: Path) -> tup
             system.purge()
         rate: dict[int, float] = dict(FIRST_GUESS)
         for cell in cells:
-            first_rate = None
-            for repeat in range(1, args.repeats + 1):
-                est = first_rate or rate.get(cell.size, 200.0)
-                messages = 300 if args.quick else max(MIN_MESSAGES, 2 * cell.sessions,
-                                                      min(20000, round(est * args.seconds)))
-                expected = messages / est
-                say(f"{name}: {cell.label}, repeat {repeat}: {messages} messages")
-                r = cellrun.run(system, sink, cell, repeat=repeat, messages=messages,
-                                source_timeout=max(60.0, 4 * expected),
-                                drain_timeout=max(15.0 if args.quick else 30.0, 3 * expected),
-                                delivers=delivers, workdir=workdir)
-                if notes and not results:
-                    r = report.Result(r.system, r.cell, r.repeat, r.messages, r.metrics,
-                                      tuple(notes) + r.notes, r.extra)
-                results.append(r)
-                measured = r.metrics["e2e_rate"] or r.metrics["accept_rate"]
-                if measured:
-                    first_rate = first_rate or measured
-                    rate[cell.size] = measured
-                if delivers or r.metrics["e2e_rate"] is None:
-                    system.purge()        # what could not be delivered must not weigh on the next cell
+            results += cell_repeats(system, sink, cell, args, rate, delivers, workdir)
+        if notes and results:
+            r = results[0]
+            results[0] = report.Result(r.system, r.cell, r.repeat, r.messages, r.metrics,
+                                       tuple(notes) + r.notes, r.extra)
         return results, system.describe()
     except systems.SystemUnavailable as e:
         say(f"{name}: n/a: {e}")
