@@ -123,6 +123,7 @@ def markdown(results: list[Result], *, header: str = "") -> str:
                 notes.append(line)
     if notes:
         lines += ["", "Notes (why a figure is n/a, and anything odd):", ""] + notes
+    lines += ["", "Medians of the repeats; how each figure is measured: scripts/bench/README.md."]
     return "\n".join(lines) + "\n"
 
 

@@ -19,8 +19,9 @@ DESCRIPTION
               line, so the harness measures whatever has been built.
 
     Both: start() -> None or raise SystemUnavailable(reason);
-    master_pid(); queue_empty() -> bool; purge(); stop() (also kills, by
-    pid, any process of its tree that outlives the stop).
+    master_pid(); queue_empty() -> bool; purge(); cannot_deliver() -> why
+    or ""; stop(keep_log=PATH) (copies the mail log there, kills by pid
+    any process of its tree that outlives the stop, removes the directories).
 """
 
 from __future__ import annotations
@@ -65,6 +66,12 @@ def _kill_leftovers(pids: set[int]) -> None:
             pass
 
 
+def _keep(log: Path, dest: Path | None) -> None:
+    if dest is not None and log.is_file():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(log, dest)
+
+
 class Postfix:
     name = "postfix"
 
@@ -96,12 +103,14 @@ class Postfix:
     def purge(self) -> None:
         self._script("purge")
 
-    def stop(self) -> None:
+    def stop(self, keep_log: Path | None = None) -> None:
+        """stop - stop the system, keep its mail log as keep_log, remove its directories."""
         pid = self.master_pid()
         pids = procstat.tree_pids(pid) if pid else set()
         self._script("stop")
         time.sleep(0.5)
         _kill_leftovers({p for p in pids if Path(f"/proc/{p}").exists()})
+        _keep(self.pfx / "log" / "maillog", keep_log)
         shutil.rmtree(self.pfx, ignore_errors=True)
 
     def cannot_deliver(self) -> str:
@@ -248,7 +257,8 @@ class Mailsys:
     def purge(self) -> None:
         self.cli("postsuper", "-d", "ALL")
 
-    def stop(self) -> None:
+    def stop(self, keep_log: Path | None = None) -> None:
+        """stop - stop the system, keep its mail log as keep_log, remove its directories."""
         pid = self.master_pid()
         pids = procstat.tree_pids(pid) if pid else set()
         self.cli("stop", timeout=60)
@@ -256,6 +266,7 @@ class Mailsys:
         while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
             time.sleep(0.1)
         _kill_leftovers({p for p in pids if Path(f"/proc/{p}").exists()})
+        _keep(self.root / "log" / "mail.log", keep_log)
         shutil.rmtree(self.root, ignore_errors=True)
 
     def describe(self) -> str:
