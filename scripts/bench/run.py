@@ -95,12 +95,14 @@ def int_list(text: str) -> tuple[int, ...]:
 
 
 def warm_up(system, sink: tools.Sink, quick: bool) -> str:
-    """warm_up - a few messages through the system; "" if they arrived, else why not."""
+    """warm_up - a few messages through the system; "" if they arrived, else why not.
+
+    Raises SystemUnavailable when not even one was accepted."""
     n = 20 if quick else 100
     before = sink.count().messages
     src = tools.source(system.smtp_port, messages=n, sessions=5, size=1024, rcpts=1, timeout=30)
     if not src.accepted:
-        return f"nothing was accepted in the warm-up ({src.reason})"
+        raise systems.SystemUnavailable(f"nothing was accepted in the warm-up ({src.reason})")
     if why := system.cannot_deliver():
         return why
     end, why = cellrun.wait_delivered(system, sink, before + src.accepted, 15 if quick else 30)
