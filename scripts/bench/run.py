@@ -24,9 +24,10 @@ DESCRIPTION
     first repeat; a first repeat shorter than half of --seconds is run
     again, once, and only the second run counts.
 
-    Before the matrix each system gets a short warm-up (its first
-    processes start, its caches fill) that also tells whether it can
-    deliver end to end; if it cannot, every end-to-end figure is n/a with
+    Each cell starts on a freshly started system (no process pool left
+    over from the cell before) after a short warm-up (its first processes
+    start, its caches fill); the first warm-up also tells whether it can
+    deliver end to end. If it cannot, every end-to-end figure is n/a with
     the reason, the cells do not wait for deliveries, and the queue is
     emptied (postsuper -d ALL) after each cell.
 
@@ -94,10 +95,11 @@ def int_list(text: str) -> tuple[int, ...]:
     return tuple(int(x) for x in text.split(","))
 
 
-def warm_up(system, sink: tools.Sink, quick: bool) -> str:
+def warm_up(system, sink: tools.Sink, quick: bool, *, wait: bool = True) -> str:
     """warm_up - a few messages through the system; "" if they arrived, else why not.
 
-    Raises SystemUnavailable when not even one was accepted."""
+    With wait=False it only sends them. Raises SystemUnavailable when not
+    even one was accepted."""
     n = 20 if quick else 100
     before = sink.count().messages
     src = tools.source(system.smtp_port, messages=n, sessions=5, size=1024, rcpts=1, timeout=30)
@@ -105,6 +107,8 @@ def warm_up(system, sink: tools.Sink, quick: bool) -> str:
         raise systems.SystemUnavailable(f"nothing was accepted in the warm-up ({src.reason})")
     if why := system.cannot_deliver():
         return why
+    if not wait:
+        return ""
     end, why = cellrun.wait_delivered(system, sink, before + src.accepted, 15 if quick else 30)
     return "" if end is not None else f"warm-up: {why}"
 
@@ -146,40 +150,54 @@ def cell_repeats(system, sink: tools.Sink, cell: report.Cell, args, rate: dict[i
 
 
 def run_system(system_cls, args, cells: list[report.Cell], workdir: Path) -> tuple[list[report.Result], str]:
+    """run_system - every cell against one system, each cell on a freshly started one.
+
+    A fresh start per cell keeps one cell's process pool (Postfix keeps an
+    idle smtpd for max_idle = 100 s) out of the next cell's memory figure;
+    repeats of a cell share the start. The first warm-up decides whether
+    the system delivers; later ones only start its processes again."""
     sink_port, smtp_port, *spare = tools.free_ports(6)
     results: list[report.Result] = []
+    notes: tuple[str, ...] = ()
     sink = system = None
     name = system_cls.name
     try:
         sink = tools.Sink(sink_port, workdir / f"{name}-sink.log")
         if system_cls is systems.Mailsys:
             system = systems.Mailsys(smtp_port, sink_port, spare)
+            notes = tuple(system.notes)
         else:
             system = systems.Postfix(smtp_port, sink_port)
-        say(f"{name}: starting (smtpd 127.0.0.1:{smtp_port}, sink 127.0.0.1:{sink_port})")
-        system.start()
-        notes = list(getattr(system, "notes", []))
-        delivers = warm_up(system, sink, args.quick)
-        if delivers:
-            say(f"{name}: no end-to-end figures: {delivers}")
-            system.purge()
+        delivers: str | None = None
         rate: dict[int, float] = dict(FIRST_GUESS)
         for cell in cells:
+            say(f"{name}: starting (smtpd 127.0.0.1:{smtp_port}, sink 127.0.0.1:{sink_port})")
+            system.start()
+            if delivers is None:
+                delivers = warm_up(system, sink, args.quick)
+                if delivers:
+                    say(f"{name}: no end-to-end figures: {delivers}")
+            else:
+                warm_up(system, sink, args.quick, wait=not delivers)
+            if delivers:
+                system.purge()
             results += cell_repeats(system, sink, cell, args, rate, delivers, workdir)
-        if notes and results:
-            r = results[0]
-            results[0] = report.Result(r.system, r.cell, r.repeat, r.messages, r.metrics,
-                                       tuple(notes) + r.notes, r.extra)
-        return results, system.describe()
+            system.stop()
     except systems.SystemUnavailable as e:
         say(f"{name}: n/a: {e}")
-        return [report.Result(name, c, 1, 0, dict.fromkeys(report.METRICS), (f"n/a: {e}",))
-                for c in cells], name
+        done = {r.cell for r in results}
+        results += [report.Result(name, c, 1, 0, dict.fromkeys(report.METRICS), (f"n/a: {e}",))
+                    for c in cells if c not in done]
     finally:
         if system is not None:
-            system.stop(keep_log=args.out / f"{name}-mail.log")
+            system.remove(keep_log=args.out / f"{name}-mail.log")
         if sink is not None:
             sink.stop()
+    if notes and results:
+        r = results[0]
+        results[0] = report.Result(r.system, r.cell, r.repeat, r.messages, r.metrics,
+                                   notes + r.notes, r.extra)
+    return results, system.describe() if system is not None else name
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,8 +20,9 @@ DESCRIPTION
 
     Both: start() -> None or raise SystemUnavailable(reason);
     master_pid(); queue_empty() -> bool; purge(); cannot_deliver() -> why
-    or ""; stop(keep_log=PATH) (copies the mail log there, kills by pid
-    any process of its tree that outlives the stop, removes the directories).
+    or ""; stop() (and kill, by pid, any process of its tree that outlives
+    it; start() may follow); remove(keep_log=PATH) (stop, copy the mail log
+    there, remove the directories).
 """
 
 from __future__ import annotations
@@ -66,19 +67,47 @@ def _kill_leftovers(pids: set[int]) -> None:
             pass
 
 
-def _keep(log: Path, dest: Path | None) -> None:
-    if dest is not None and log.is_file():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(log, dest)
+class _System:
+    """What both systems share: stopping the tree, removing the directories."""
+    name = ""
+    root: Path          # every file of the instance lives below
+    log_file: Path      # its mail log
+
+    def master_pid(self) -> int | None:
+        raise NotImplementedError
+
+    def _stop_command(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """stop - stop the master; kill, by pid, any process of its tree still there after 5 s."""
+        pid = self.master_pid()
+        if pid is None:
+            return
+        pids = procstat.tree_pids(pid)
+        self._stop_command()
+        deadline = time.monotonic() + 5
+        while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _kill_leftovers({p for p in pids if Path(f"/proc/{p}").exists()})
+
+    def remove(self, keep_log: Path | None = None) -> None:
+        """remove - stop, copy the mail log to keep_log, remove every directory of the instance."""
+        self.stop()
+        if keep_log is not None and self.log_file.is_file():
+            keep_log.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.log_file, keep_log)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
-class Postfix:
+class Postfix(_System):
     name = "postfix"
 
     def __init__(self, smtp_port: int, sink_port: int) -> None:
         self.smtp_port, self.sink_port = smtp_port, sink_port
-        self.pfx = Path(tempfile.mkdtemp(prefix="pfxbench", dir="/tmp"))
-        self.env = {**os.environ, "PFX": str(self.pfx), "SMTPD_LISTEN": f"127.0.0.1:{smtp_port}",
+        self.root = Path(tempfile.mkdtemp(prefix="pfxbench", dir="/tmp"))
+        self.log_file = self.root / "log" / "maillog"
+        self.env = {**os.environ, "PFX": str(self.root), "SMTPD_LISTEN": f"127.0.0.1:{smtp_port}",
                     "RELAYHOST": f"[127.0.0.1]:{sink_port}"}
 
     def _script(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -103,15 +132,8 @@ class Postfix:
     def purge(self) -> None:
         self._script("purge")
 
-    def stop(self, keep_log: Path | None = None) -> None:
-        """stop - stop the system, keep its mail log as keep_log, remove its directories."""
-        pid = self.master_pid()
-        pids = procstat.tree_pids(pid) if pid else set()
+    def _stop_command(self) -> None:
         self._script("stop")
-        time.sleep(0.5)
-        _kill_leftovers({p for p in pids if Path(f"/proc/{p}").exists()})
-        _keep(self.pfx / "log" / "maillog", keep_log)
-        shutil.rmtree(self.pfx, ignore_errors=True)
 
     def cannot_deliver(self) -> str:
         return ""
@@ -204,7 +226,7 @@ smtp_tls_security_level = none
 """
 
 
-class Mailsys:
+class Mailsys(_System):
     name = "mailsys"
 
     def __init__(self, smtp_port: int, sink_port: int, spare_ports: list[int]) -> None:
@@ -223,9 +245,10 @@ class Mailsys:
         self.queue = self.root / "q"
         self.etc.mkdir()
         (self.root / "log").mkdir()
+        self.log_file = self.root / "log" / "mail.log"
         (self.etc / "master.cf").write_text(text)
         (self.etc / "main.cf").write_text(MAIN_CF.format(
-            queue=self.queue, log=self.root / "log" / "mail.log", sink=sink_port))
+            queue=self.queue, log=self.log_file, sink=sink_port))
 
     def cannot_deliver(self) -> str:
         """cannot_deliver - why mail cannot reach the relayhost with this master.cf, or ""."""
@@ -257,17 +280,8 @@ class Mailsys:
     def purge(self) -> None:
         self.cli("postsuper", "-d", "ALL")
 
-    def stop(self, keep_log: Path | None = None) -> None:
-        """stop - stop the system, keep its mail log as keep_log, remove its directories."""
-        pid = self.master_pid()
-        pids = procstat.tree_pids(pid) if pid else set()
+    def _stop_command(self) -> None:
         self.cli("stop", timeout=60)
-        deadline = time.monotonic() + 5
-        while any(Path(f"/proc/{p}").exists() for p in pids) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        _kill_leftovers({p for p in pids if Path(f"/proc/{p}").exists()})
-        _keep(self.root / "log" / "mail.log", keep_log)
-        shutil.rmtree(self.root, ignore_errors=True)
 
     def describe(self) -> str:
         cp = _run(["git", "-C", str(REPO), "describe", "--always", "--dirty"], timeout=10)
