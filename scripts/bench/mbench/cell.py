@@ -113,7 +113,9 @@ def run(system, sink: tools.Sink, cell: report.Cell, *, repeat: int, messages: i
         # they were delivered, else the accepted ones (acceptance work only)
         metrics["cpu_ms_per_msg"] = (cpu1 - cpu0) * 1000 / procstat.CLK_TCK / src.accepted
         extra["cpu_seconds"] = round((cpu1 - cpu0) / procstat.CLK_TCK, 2)
-        if end is None and not delivers:
+        if delivers:
+            notes.append("CPU per message covers acceptance only")
+        elif end is None:
             notes.append("CPU per message covers only the part of the delivery that finished")
 
     if capture is not None:
