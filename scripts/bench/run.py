@@ -231,7 +231,9 @@ def main(argv: list[str] | None = None) -> int:
             "seconds": round(time.time() - started, 1), "quick": args.quick, "repeats": args.repeats,
             "target_cell_seconds": args.seconds, "cpus": os.cpu_count(),
             "kernel": platform.release(), "systems": described}
-    header = (f"# mailsys vs Postfix, {meta['started']} ({'quick' if args.quick else 'full matrix'}, "
+    full = len(cells) == len(SIZES) * len(SESSIONS) * len(RCPTS)
+    kind = "quick" if args.quick else "full matrix" if full else f"{len(cells)} cells of the matrix"
+    header = (f"# mailsys vs Postfix, {meta['started']} ({kind}, "
               f"medians of {args.repeats}; {', '.join(described.values())}; {os.cpu_count()} CPUs)\n")
     text = report.markdown(results, header=header)
     args.out.mkdir(parents=True, exist_ok=True)
