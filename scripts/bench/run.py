@@ -251,4 +251,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        # every system, sink and capture has been stopped on the way out
+        say("interrupted; nothing written")
+        sys.exit(130)
