@@ -83,25 +83,32 @@ def test_parse_smaps_rollup_without_anon_split_falls_back_to_pss(mb):
     assert m == mb.procstat.Memory(pss=60, pss_anon_shmem=60, rss=100)
 
 
-def fake_proc(root: Path, procs: dict) -> Path:
+def fake_proc(root: Path, procs: dict, *, children_files: bool) -> Path:
+    """A /proc with stat, smaps_rollup and (optionally) task/PID/children files."""
+    parsed = {pid: stat for pid, (stat, _) in procs.items()}
     for pid, (stat, rollup) in procs.items():
         d = root / str(pid)
         d.mkdir(parents=True)
         (d / "stat").write_text(stat)
+        (d / "task" / str(pid)).mkdir(parents=True)
+        if children_files:
+            kids = [str(c) for c, st in parsed.items() if int(st.split(") ")[1].split()[1]) == pid]
+            (d / "task" / str(pid) / "children").write_text(" ".join(kids) + (" " if kids else ""))
         if rollup is not None:
             (d / "smaps_rollup").write_text(rollup)
     (root / "self").mkdir()          # non-numeric entries are not processes
     return root
 
 
-def test_tree_memory_sums_pss_over_the_tree_only(mb, tmp_path):
+@pytest.mark.parametrize("children_files", [True, False])
+def test_tree_memory_sums_pss_over_the_tree_only(mb, tmp_path, children_files):
     proc = fake_proc(tmp_path, {
         10: (stat_line(10, "master", 1, 5, 5), ROLLUP.format(rss=4000, pss=1000, anon=600, shmem=0)),
         11: (stat_line(11, "smtpd", 10, 1, 1), ROLLUP.format(rss=3000, pss=700, anon=300, shmem=50)),
         12: (stat_line(12, "cleanup", 11, 1, 1), ROLLUP.format(rss=2000, pss=300, anon=100, shmem=0)),
         13: (stat_line(13, "zombie", 10, 0, 0, state="Z"), None),       # no smaps: counts 0
         20: (stat_line(20, "other", 1, 9, 9), ROLLUP.format(rss=9999, pss=9999, anon=9999, shmem=0)),
-    })
+    }, children_files=children_files)
     pids = mb.procstat.tree_pids(10, proc)
     assert pids == {10, 11, 12, 13}
     assert mb.procstat.tree_memory(pids, proc) == mb.procstat.Memory(
