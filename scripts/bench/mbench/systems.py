@@ -143,20 +143,16 @@ class Postfix(_System):
         return f"Postfix {cp.stdout.strip()}" if cp.returncode == 0 else "Postfix"
 
 
-# Postfix's default master.cf line for each service mailsys may implement
-# (conf/master.cf), keyed by the service name; the smtpd listener is separate.
+# Postfix's default master.cf line (conf/master.cf) for each service that
+# relaying to the relayhost needs, keyed by the service name; the smtpd
+# listener is separate. Only these: every extra service is extra processes
+# in mailsys's memory figure.
 DEFAULT_SERVICES: dict[str, str] = {
     "cleanup": "cleanup   unix  n       -       n       -       0       cleanup",
     "anvil": "anvil     unix  -       -       n       -       1       anvil",
     "qmgr": "qmgr      unix  n       -       n       300     1       qmgr",
     "bounce": "bounce    unix  -       -       n       -       0       bounce",
-    "defer": "defer     unix  -       -       n       -       0       bounce",
-    "trace": "trace     unix  -       -       n       -       0       bounce",
     "smtp": "smtp      unix  -       -       n       -       -       smtp",
-    "relay": "relay     unix  -       -       n       -       -       smtp",
-    "error": "error     unix  -       -       n       -       -       error",
-    "retry": "retry     unix  -       -       n       -       -       error",
-    "local": "local     unix  -       n       n       -       -       local",
 }
 SMTPD_LINE = "{listen} inet  n       -       n       -       -       smtpd"
 
