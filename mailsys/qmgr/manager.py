@@ -19,7 +19,9 @@ DESCRIPTION
     or the next queue_run_delay tick.
 
     A job task sends a DeliverRequest to the transport's agent and records
-    each recipient's result in the store at once (one transaction per job).
+    each recipient's result in the store at once. Results, removals and
+    deferrals go through one group commit (writes.py): the jobs that end
+    while a commit is in flight share the next one.
     An agent that cannot be reached or does not answer in time defers the
     job's recipients with "mail transport unavailable" and kills the
     destination for a while; the jobs waiting for a dead destination are
@@ -67,7 +69,8 @@ from mailsys.qmgr.agents import Agents
 from mailsys.qmgr.backoff import next_attempt
 from mailsys.qmgr.schedule import Job, Scheduler, plan
 from mailsys.qmgr.settings import Limits, QmgrSettings
-from mailsys.queue import CorruptRecord, Queue, QueueStore, WrongQueue
+from mailsys.qmgr.writes import StoreWrites
+from mailsys.queue import CorruptRecord, Queue, QueueStore, Remove, Update, WrongQueue
 from mailsys.routing import AddressClass, Route, RoutingSettings, resolve
 from mailsys.runtime import store_io
 
@@ -106,6 +109,7 @@ class QueueManager:
                  limits_for: Callable[[str], Limits], agents: Agents, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.writes = StoreWrites(store)
         self.settings = settings
         self.routing = routing
         self.agents = agents
@@ -457,7 +461,7 @@ class QueueManager:
         if msg is None or msg.gone or not changes:
             return
         try:
-            msg.env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE, rcpt=changes)
+            msg.env = await self.writes.apply(Update(qid, src=Queue.ACTIVE, rcpt=changes))
         except (NoSuchEntry, WrongQueue):
             self._gone(qid)
         except QueueError as e:
@@ -533,7 +537,7 @@ class QueueManager:
                 notices.extend(self._notice_entry(ready, now))
                 marks.update({i: dict(notified=True) for i in indexes})
             if end.done:
-                await store_io.run(self.store.remove, qid, src=Queue.ACTIVE, notices=notices)
+                await self.writes.apply(Remove(qid, src=Queue.ACTIVE, notices=tuple(notices)))
                 log.info("removed", queue_id=qid)
                 if notices:
                     self._scan_incoming = True
@@ -560,9 +564,10 @@ class QueueManager:
         """Back to the deferred queue, due again after the back-off."""
         reason = next((r.reason for r in env.recipients
                        if r.state is RcptState.DEFERRED and r.reason), env.last_reason)
-        await store_io.run(self.store.update, qid, src=Queue.ACTIVE, dst=Queue.DEFERRED,
-                           rcpt=marks, next_attempt=next_attempt(env, now, self.settings),
-                           attempts=env.attempts + 1, last_reason=reason, **changes)
+        await self.writes.apply(Update(
+            qid, src=Queue.ACTIVE, dst=Queue.DEFERRED, rcpt=marks,
+            changes=dict(next_attempt=next_attempt(env, now, self.settings),
+                         attempts=env.attempts + 1, last_reason=reason, **changes)))
 
     async def _notice(self, qid: str, kind: str, indexes: tuple[int, ...]) -> NoticeReady | None:
         """Ask bounce for a notice; None when bounce cannot be reached."""

@@ -14,6 +14,8 @@ SYNOPSIS
     store.remove(qid, notices=[(dsn_envelope, dsn_content)])
     store.move_many(qids, Queue.INCOMING, Queue.ACTIVE)     # one commit
     store.remove_many(qids, src=Queue.HOLD)                 # postsuper -d
+    store.apply_many([Update(qid, src=Queue.ACTIVE, rcpt=...),
+                      Remove(qid2, src=Queue.ACTIVE)])    # one commit, outcome each
     for qid in store.list(Queue.DEFERRED): ...             # oldest first
     for envelope, queue in store.scan_all(): ...           # mailq
     store.counts(); store.next_due(); store.quarantine(qid)
@@ -38,8 +40,8 @@ DESCRIPTION
     a spawned process. Calls made from a forked child raise QueueError.
 
 DURABILITY
-    create(), create_many(), move(), update() and remove() return only after
-    their transaction is committed and fsynced (LMDB sync=True,
+    create(), create_many(), move(), update(), remove() and apply_many()
+    return only after their transaction is committed and fsynced (LMDB sync=True,
     metasync=True). From then on the change survives kill -9 of any process
     and a power cut. A call that raises has changed nothing: LMDB's
     copy-on-write pages make an aborted or failed commit invisible, so no
@@ -83,6 +85,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -162,6 +165,34 @@ class _Gate:
             with self._cond:
                 self._resizing = False
                 self._cond.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One update() for apply_many(): the same arguments."""
+
+    qid: str
+    src: QueueSpec = None
+    dst: Queue | str | None = None
+    rcpt: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    changes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """One remove() for apply_many(): the same arguments."""
+
+    qid: str
+    src: QueueSpec = None
+    notices: tuple[tuple[Envelope, bytes], ...] = ()
+
+    @property
+    def size(self) -> int:
+        return sum(len(c) + 1024 for _, c in self.notices) + 4096
 
 
 # One open store per environment directory per process (STYLE.md (d) 1).
@@ -497,26 +528,28 @@ class QueueStore:
         given (a queue or several), must hold the entry or WrongQueue is
         raised with nothing changed. Returns the new envelope.
         """
-        if "queue_id" in changes or ("recipients" in changes and rcpt):
-            raise QueueError("update: queue_id cannot change; give recipients or rcpt, not both")
-        expected = _queues(src)
-        target = Queue(dst) if dst is not None else None
+        op = Update(qid, src, dst, rcpt or {}, changes)
+        return self._write(lambda txn: self._update_in(txn, op), 4096)
 
-        def fn(txn: lmdb.Transaction) -> Envelope:
-            old, queue = self._get(txn, qid)
-            if expected is not None and queue not in expected:
-                raise WrongQueue(qid, queue, expected)
-            new = old.replace(**changes) if changes else old
-            for index, fields in (rcpt or {}).items():
-                new = new.with_recipient(index, **fields)
-            new_queue = target or queue
-            txn.put(qid.encode(), records.encode(new, new_queue), db=self._envelopes)
-            if new_queue is not queue or (queue is Queue.DEFERRED
-                                          and new.next_attempt != old.next_attempt):
-                self._unlink(txn, old, queue)
-                self._link(txn, new, new_queue)
-            return new
-        return self._write(fn, 4096)
+    def _update_in(self, txn: lmdb.Transaction, op: Update) -> Envelope:
+        changes = op.changes
+        if "queue_id" in changes or ("recipients" in changes and op.rcpt):
+            raise QueueError("update: queue_id cannot change; give recipients or rcpt, not both")
+        expected = _queues(op.src)
+        target = Queue(op.dst) if op.dst is not None else None
+        old, queue = self._get(txn, op.qid)
+        if expected is not None and queue not in expected:
+            raise WrongQueue(op.qid, queue, expected)
+        new = old.replace(**changes) if changes else old
+        for index, fields in op.rcpt.items():
+            new = new.with_recipient(index, **fields)
+        new_queue = target or queue
+        txn.put(op.qid.encode(), records.encode(new, new_queue), db=self._envelopes)
+        if new_queue is not queue or (queue is Queue.DEFERRED
+                                      and new.next_attempt != old.next_attempt):
+            self._unlink(txn, old, queue)
+            self._link(txn, new, new_queue)
+        return new
 
     def _relocate(self, txn: lmdb.Transaction, qid: str, expected: frozenset[Queue] | None,
                   target: Queue, strict: bool) -> Queue | None:
@@ -591,12 +624,34 @@ class QueueStore:
         an entry never goes without its notice (DESIGN.md contract 2).
         Returns the notices' queue IDs. NoSuchEntry, or WrongQueue when src
         does not hold it."""
-        expected, notices = _queues(src), list(notices)
+        op = Remove(qid, src, tuple(notices))
+        return self._write(lambda txn: self._remove_in(txn, op), op.size)
 
-        def fn(txn: lmdb.Transaction) -> list[str]:
-            self._drop(txn, qid, expected, True)
-            return [self._insert(txn, e, c, Queue.INCOMING) for e, c in notices]
-        return self._write(fn, sum(len(c) + 1024 for _, c in notices) + 4096)
+    def _remove_in(self, txn: lmdb.Transaction, op: Remove) -> list[str]:
+        self._drop(txn, op.qid, _queues(op.src), True)
+        return [self._insert(txn, e, c, Queue.INCOMING) for e, c in op.notices]
+
+    def apply_many(self, ops: Iterable[Update | Remove]) -> list[Envelope | list[str] | QueueError]:
+        """apply_many - several update() and remove() calls in one
+        transaction, one fsync (qmgr's group commit); each op's outcome in
+        order: what update() or remove() would return, or the QueueError
+        it would raise. Each op runs in its own nested transaction, so one
+        that fails (NoSuchEntry, WrongQueue, a duplicate notice ID) leaves
+        no trace and does not fail the others. A failure of the commit
+        itself (QueueFull, a write error) raises, with nothing changed."""
+        ops = list(ops)
+
+        def fn(txn: lmdb.Transaction) -> list[Envelope | list[str] | QueueError]:
+            out: list[Envelope | list[str] | QueueError] = []
+            for op in ops:
+                try:
+                    with self._env.begin(write=True, parent=txn) as child:
+                        out.append(self._update_in(child, op) if isinstance(op, Update)
+                                   else self._remove_in(child, op))
+                except QueueError as e:
+                    out.append(e)
+            return out
+        return self._write(fn, sum(op.size for op in ops) + 4096)
 
     def remove_many(self, qids: Iterable[str], src: QueueSpec = None) -> list[str]:
         """remove_many - delete the entries that are in src (None: any

@@ -14,7 +14,7 @@ from mailsys.message.envelope import Notify, RcptState, Recipient
 import mailsys.qmgr.manager as manager
 from mailsys.qmgr.manager import SUSPENDED, TRANSPORT_UNAVAILABLE
 from mailsys.qmgr.settings import Limits
-from mailsys.queue import Queue
+from mailsys.queue import Queue, Remove
 
 CONTENT = b"Subject: hi\r\n\r\nhello\r\n"
 
@@ -89,12 +89,14 @@ def test_postmaster_copies_are_committed_with_the_removal(store, make_manager):
     mgr = make_manager(agents)
     qid = store.create(envelope("bob@remote.example"), CONTENT)
     commits = []
-    remove = store.remove
+    apply_many = store.apply_many
 
-    def spy(q, **kw):
-        commits.append((q, [(e.sender, e.recipients[0].address) for e, _ in kw.get("notices", ())]))
-        return remove(q, **kw)
-    store.remove = spy
+    def spy(ops):
+        ops = list(ops)
+        commits.extend((op.qid, [(e.sender, e.recipients[0].address) for e, _ in op.notices])
+                       for op in ops if isinstance(op, Remove))
+        return apply_many(ops)
+    store.apply_many = spy
 
     async def body(nursery):
         nursery.start_soon(mgr.run)
