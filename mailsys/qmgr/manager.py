@@ -419,6 +419,9 @@ class QueueManager:
                                     if c["state"] is RcptState.DEFERRED), "") or "unknown error"
         back = self.scheduler.finished(job, self.clock(), ok=not dead_reason,
                                        dead_reason=dead_reason)
+        # The slot is free now: the loop starts the next job while this one
+        # records its results, not after.
+        self._wake.set()
         await self._record(job.qid, changes)
         await self._job_done(job.qid)
         for other in back:
