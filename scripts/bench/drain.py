@@ -56,15 +56,33 @@ def fill(store: QueueStore, n: int, size: int, rcpts: int) -> None:
         store.create_many(items, Queue.HOLD)
 
 
-def pid_of(root: int, command: str) -> int | None:
+def pids_of(root: int, command: str) -> list[int]:
+    out = []
     for pid in sorted(procstat.tree_pids(root)):
         try:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
         if f"services.{command}".encode() in cmd:
-            return pid
-    return None
+            out.append(pid)
+    return out
+
+
+def by_command(root: int) -> dict[str, tuple[int, int]]:
+    """CPU ticks and process count per service command of the live tree."""
+    stats = procstat.read_stats()
+    out: dict[str, tuple[int, int]] = {}
+    for pid in procstat.tree_pids(root):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = next((c.decode().split(".")[-1] for c in cmd if c.startswith(b"services.")),
+                    "master")
+        if pid in stats:
+            ticks, n = out.get(name, (0, 0))
+            out[name] = (ticks + stats[pid].utime + stats[pid].stime, n + 1)
+    return out
 
 
 def drain(system: Mailsys, sink: tools.Sink, store: QueueStore, n: int, size: int,
@@ -74,6 +92,7 @@ def drain(system: Mailsys, sink: tools.Sink, store: QueueStore, n: int, size: in
     master = system.master_pid()
     assert master is not None
     ticks0 = procstat.cpu_ticks(master, procstat.read_stats())
+    split0 = by_command(master)
     t0 = time.monotonic()
     # Release: hold -> incoming in one commit, then the trigger qmgr gets from cleanup.
     store.move_many(list(store.list(Queue.HOLD)), Queue.HOLD, Queue.INCOMING)
@@ -83,14 +102,12 @@ def drain(system: Mailsys, sink: tools.Sink, store: QueueStore, n: int, size: in
         out = Path("var/bench")
         out.mkdir(parents=True, exist_ok=True)
         time.sleep(0.3)
-        for command in ("qmgr", "smtp"):
-            pid = pid_of(master, command)
-            if pid is not None:
-                spies.append(subprocess.Popen(
-                    [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
-                     "-d", str(int(profile)), "-r", "200", "-f", "raw",
-                     "-o", str(out / f"drain-{tag}-{command}.txt")],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        for command, pid in [(c, p) for c in ("qmgr", "smtp") for p in pids_of(master, c)]:
+            spies.append(subprocess.Popen(
+                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
+                 "-d", str(int(profile)), "-r", "100", "-f", "raw",
+                 "-o", str(out / f"drain-{tag}-{command}-{pid}.txt")],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     deadline = t0 + 600
     while sink.count().messages < base + n and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -100,6 +117,10 @@ def drain(system: Mailsys, sink: tools.Sink, store: QueueStore, n: int, size: in
         time.sleep(0.02)
     elapsed = time.monotonic() - t0
     ticks = procstat.cpu_ticks(master, procstat.read_stats()) - ticks0
+    split = by_command(master)
+    print("  CPU ms/msg by service (processes): " + ", ".join(
+        f"{name} {(t - split0.get(name, (0, 0))[0]) / os.sysconf('SC_CLK_TCK') * 1000 / n:.2f} ({k})"
+        for name, (t, k) in sorted(split.items())), flush=True)
     for spy in spies:
         spy.wait()
     hz = os.sysconf("SC_CLK_TCK")
