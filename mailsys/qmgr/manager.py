@@ -125,6 +125,12 @@ class QueueManager:
         self._full = False                 # a scan stopped at the active limit
         self._recipients = 0               # undelivered recipients of active entries
         self._next_tick = 0.0              # the next queue_run_delay scan
+        # The earliest due time in the deferred queue, read again after each
+        # deferred scan (which every trigger and tick brings) rather than at
+        # every wake-up: only qmgr itself defers between scans, and it knows
+        # when (_defer). A stale, too early value costs one extra scan.
+        self._due: float | None = None
+        self._due_stale = True
         self._nursery: trio.Nursery | None = None      # the jobs' nursery
         self._stopping = trio.Event()
 
@@ -233,6 +239,7 @@ class QueueManager:
         if self._scan_deferred:
             self._scan_deferred = False
             await self._take_in(Queue.DEFERRED)
+            self._due_stale = True
         self._dispatch()
 
     async def _sleep(self) -> None:
@@ -242,9 +249,11 @@ class QueueManager:
             return
         timers = [self._next_tick]
         if self._room() > 0:
-            due = await store_io.run(self.store.next_due)
-            if due is not None:
-                timers.append(due)
+            if self._due_stale:
+                self._due = await store_io.run(self.store.next_due)
+                self._due_stale = False
+            if self._due is not None:
+                timers.append(self._due)
         later = self.scheduler.wakeup()
         if later is not None:
             timers.append(later)
@@ -567,10 +576,13 @@ class QueueManager:
         """Back to the deferred queue, due again after the back-off."""
         reason = next((r.reason for r in env.recipients
                        if r.state is RcptState.DEFERRED and r.reason), env.last_reason)
+        due = next_attempt(env, now, self.settings)
         await self.writes.apply(Update(
             qid, src=Queue.ACTIVE, dst=Queue.DEFERRED, rcpt=marks,
-            changes=dict(next_attempt=next_attempt(env, now, self.settings),
-                         attempts=env.attempts + 1, last_reason=reason, **changes)))
+            changes=dict(next_attempt=due, attempts=env.attempts + 1, last_reason=reason,
+                         **changes)))
+        if self._due is None or due < self._due:
+            self._due = due
 
     async def _notice(self, qid: str, kind: str, indexes: tuple[int, ...]) -> NoticeReady | None:
         """Ask bounce for a notice; None when bounce cannot be reached."""

@@ -130,6 +130,23 @@ def test_deferred_with_back_off(store, make_manager):
     assert env.last_reason == "host said: 450 try later"
 
 
+def test_a_deferral_is_retried_on_its_own_timer(store, make_manager):
+    # No trigger and no queue_run_delay tick (an hour): only the due time
+    # qmgr noted when it deferred the entry brings the retry.
+    answers = iter([all_as("deferred", "4.2.1", "host said: 450 try later"), sent])
+    agents = FakeAgents(lambda req: next(answers)(req))
+    mgr = make_manager(agents, minimal_backoff_time=1, maximal_backoff_time=1)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1)
+        await wait_for(lambda: not store.exists(qid), timeout=10)
+
+    run(body)
+    assert [r.queue_id for r in agents.requests] == [qid, qid]
+
+
 def test_flush_retries_a_deferred_entry(store, make_manager):
     agents = FakeAgents(all_as("deferred", "4.2.1", "try later"))
     mgr = make_manager(agents)
