@@ -100,6 +100,12 @@ class _Active:
     nrcpt: int = 0                 # its undelivered recipients when opened
     outstanding: int = 0
     gone: bool = False
+    # env is the store's record as the entry's only job's results were
+    # committed (apply() reads it inside that transaction): settle needs no
+    # read of its own. Never set for entries with several jobs, whose
+    # results may come back in another order than they were committed.
+    fresh: bool = False
+    single: bool = False
 
 
 class QueueManager:
@@ -360,6 +366,7 @@ class QueueManager:
         self._recipients += msg.nrcpt
         jobs = [] if env.forced_expire else self._plan(qid, env)
         msg.outstanding = len(jobs)
+        msg.single = len(jobs) == 1
         if not jobs:
             self._start(self._settle, qid)
             return
@@ -474,6 +481,7 @@ class QueueManager:
             return
         try:
             msg.env = await self.writes.apply(Update(qid, src=Queue.ACTIVE, rcpt=changes))
+            msg.fresh = msg.single
         except (NoSuchEntry, WrongQueue):
             self._gone(qid)
         except QueueError as e:
@@ -522,8 +530,12 @@ class QueueManager:
         self._wake.set()
 
     async def _settle_entry(self, qid: str) -> None:
+        msg = self.active.get(qid)
         try:
-            env, queue = await store_io.run(self.store.load, qid)
+            # Someone who moved or deleted it meanwhile (postsuper) is
+            # still caught: every write below requires it in active.
+            env, queue = ((msg.env, Queue.ACTIVE) if msg is not None and msg.fresh
+                          else await store_io.run(self.store.load, qid))
         except NoSuchEntry:
             return
         if queue is not Queue.ACTIVE:

@@ -105,7 +105,7 @@ def drain(system: Mailsys, sink: tools.Sink, store: QueueStore, n: int, size: in
         for command, pid in [(c, p) for c in ("qmgr", "smtp") for p in pids_of(master, c)]:
             spies.append(subprocess.Popen(
                 [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
-                 "-d", str(int(profile)), "-r", "100", "-f", "raw",
+                 "-d", str(int(profile)), "-r", "100", "-f", "raw", "--gil",
                  "-o", str(out / f"drain-{tag}-{command}-{pid}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     deadline = t0 + 600
