@@ -6,6 +6,7 @@ SYNOPSIS
     qid = store.create(envelope, content)                   # fsynced on return
     qids = store.create_many([(env1, c1), (env2, c2)])     # one fsync for all
     envelope, queue = store.load(qid)
+    contents = store.load_contents([qid, qid2])             # one read txn
     store.move(qid, Queue.INCOMING, Queue.ACTIVE)
     store.update(qid, src=Queue.ACTIVE, dst=Queue.DEFERRED,
                  rcpt={0: dict(state=RcptState.DEFERRED, reason="...")},
@@ -513,6 +514,20 @@ class QueueStore:
                 raise NoSuchEntry(f"{qid}: no such queue entry")
             # The view dies with the transaction: copy (STYLE.md (d) 13).
             return bytes(view if limit is None else view[:limit])
+        return self._read(fn, buffers=True)
+
+    def load_contents(self, qids: Iterable[str]) -> list[bytes | QueueError]:
+        """load_contents - several entries' content in one read transaction,
+        each a copy, or NoSuchEntry for an entry that is not there."""
+        qids = list(qids)
+
+        def fn(txn: lmdb.Transaction) -> list[bytes | QueueError]:
+            out: list[bytes | QueueError] = []
+            for qid in qids:
+                view = txn.get(qid.encode(), db=self._content)
+                out.append(NoSuchEntry(f"{qid}: no such queue entry") if view is None
+                           else bytes(view))
+            return out
         return self._read(fn, buffers=True)
 
     def exists(self, qid: str) -> bool:

@@ -72,3 +72,13 @@ def test_bad_arguments_abort_the_whole_commit(store):
         store.apply_many([Remove(a), Update(b, rcpt={7: dict(state=RcptState.SENT)})])
     assert store.exists(a) and store.exists(b)
     assert store.apply_many([]) == []
+
+
+def test_load_contents_reads_several_in_one_go(store):
+    a = store.create(make_envelope(), b"first")
+    b = store.create(make_envelope(), b"second" * 1000)
+    gone = new_qid()
+    first, missing, second = store.load_contents([a, gone, b])
+    assert (first, second) == (b"first", b"second" * 1000)
+    assert type(first) is bytes and isinstance(missing, NoSuchEntry)
+    assert store.load_contents([]) == []
