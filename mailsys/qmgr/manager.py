@@ -438,11 +438,33 @@ class QueueManager:
         # The slot is free now: the loop starts the next job while this one
         # records its results, not after.
         self._wake.set()
-        await self._record(job.qid, changes)
-        await self._job_done(job.qid)
+        if not await self._remove_at_once(job.qid, msg, changes):
+            await self._record(job.qid, changes)
+            await self._job_done(job.qid)
         for other in back:
             self._start(self._suspend, other, dead_reason)
         self._wake.set()
+
+    async def _remove_at_once(self, qid: str, msg: _Active, changes: results.Changes) -> bool:
+        """The usual end of an entry, in one write: its only job left every
+        recipient final with nothing to report (no bounce, no success
+        notice), so it is removed without its results being recorded
+        first. False, having done nothing, in every other case, or when the
+        removal fails (the usual way then records, settles and sorts out an
+        entry that is gone or moved)."""
+        if not msg.single or msg.gone or msg.outstanding != 1 or not changes:
+            return False
+        end = results.settle(results.apply(msg.env, changes), self.clock(), self.settings)
+        if not end.done or end.expire or end.failure_notice or end.success_notice:
+            return False
+        try:
+            await self.writes.apply(Remove(qid, src=Queue.ACTIVE))
+        except QueueError:
+            return False
+        log.info("removed", queue_id=qid)
+        msg.outstanding -= 1
+        self._leave(qid)
+        return True
 
     async def _error_transport(self, job: Job, msg: _Active) -> None:
         """The error and retry transports: answered here, logged as error(8) does."""

@@ -57,6 +57,45 @@ def test_delivered_and_removed(store, make_manager):
     assert [e["queue_id"] for e in events(logs, "removed")] == [qid]
 
 
+def _spy_writes(store):
+    """The operations of every apply_many() commit, in order."""
+    commits = []
+    apply_many = store.apply_many
+
+    def spy(ops):
+        ops = list(ops)
+        commits.append([(type(op).__name__, op.qid) for op in ops])
+        return apply_many(ops)
+    store.apply_many = spy
+    return commits
+
+
+def test_a_delivered_entry_is_removed_in_one_write(store, make_manager):
+    mgr = make_manager(FakeAgents())
+    commits = _spy_writes(store)
+    qid = store.create(envelope("bob@remote.example", "carol@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store))
+
+    run(body)
+    assert commits == [[("Remove", qid)]]
+
+
+def test_results_are_recorded_before_a_deferral(store, make_manager):
+    mgr = make_manager(FakeAgents(all_as("deferred", "4.2.1", "host said: 450 later")))
+    commits = _spy_writes(store)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1)
+
+    run(body)
+    assert commits == [[("Update", qid)], [("Update", qid)]]
+
+
 def test_bounce_queues_the_notice_in_the_removing_commit(store, make_manager):
     def answer(req):
         if req.sender == "":
