@@ -196,6 +196,19 @@ class Remove:
         return sum(len(c) + 1024 for _, c in self.notices) + 4096
 
 
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One move_many() for apply_many(): the same arguments."""
+
+    qids: tuple[str, ...]
+    src: QueueSpec = None
+    dst: Queue | str = Queue.ACTIVE
+
+    @property
+    def size(self) -> int:
+        return 4096 * max(1, len(self.qids))
+
+
 # One open store per environment directory per process (STYLE.md (d) 1).
 _open_lock = threading.Lock()
 _open_stores: dict[str, QueueStore] = {}
@@ -567,9 +580,10 @@ class QueueStore:
         return new
 
     def _relocate(self, txn: lmdb.Transaction, qid: str, expected: frozenset[Queue] | None,
-                  target: Queue, strict: bool) -> Queue | None:
-        """Move one entry inside txn; the queue it was in, or None when it
-        was skipped (missing, elsewhere, unreadable) and not strict."""
+                  target: Queue, strict: bool) -> tuple[Queue, Envelope] | None:
+        """Move one entry inside txn; the queue it was in and its envelope,
+        or None when it was skipped (missing, elsewhere, unreadable) and
+        not strict."""
         try:
             env, queue = self._get(txn, qid)
         except (NoSuchEntry, records.CorruptRecord):
@@ -584,7 +598,7 @@ class QueueStore:
             txn.put(qid.encode(), records.encode(env, target), db=self._envelopes)
             self._unlink(txn, env, queue)
             self._link(txn, env, target)
-        return queue
+        return queue, env
 
     def _drop(self, txn: lmdb.Transaction, qid: str, expected: frozenset[Queue] | None,
               strict: bool) -> bool:
@@ -618,7 +632,7 @@ class QueueStore:
         to dst; the queue it was in. WrongQueue when src does not hold it."""
         expected, target = _queues(src), Queue(dst)
         return self._write(
-            lambda txn: self._relocate(txn, qid, expected, target, True), 4096)
+            lambda txn: self._relocate(txn, qid, expected, target, True)[0], 4096)
 
     def move_many(self, qids: Iterable[str], src: QueueSpec, dst: Queue | str) -> list[str]:
         """move_many - move the entries that are in src (None: any queue) to
@@ -627,10 +641,18 @@ class QueueStore:
         batches; postsuper -h/-H ALL)."""
         expected, target, qids = _queues(src), Queue(dst), list(qids)
 
-        def fn(txn: lmdb.Transaction) -> list[str]:
-            return [qid for qid in qids
-                    if self._relocate(txn, qid, expected, target, False) not in (None, target)]
-        return self._write(fn, 4096 * max(1, len(qids)))
+        return self._write(lambda txn: [e.queue_id for e in self._move_in(
+            txn, Move(tuple(qids), expected, target))], 4096 * max(1, len(qids)))
+
+    def _move_in(self, txn: lmdb.Transaction, op: Move) -> list[Envelope]:
+        """The envelopes of the entries op moved (not those already in dst)."""
+        expected, target = _queues(op.src), Queue(op.dst)
+        out = []
+        for qid in op.qids:
+            found = self._relocate(txn, qid, expected, target, False)
+            if found is not None and found[0] is not target:
+                out.append(found[1])
+        return out
 
     def remove(self, qid: str, *, src: QueueSpec = None,
                notices: Iterable[tuple[Envelope, bytes]] = ()) -> list[str]:
@@ -646,22 +668,24 @@ class QueueStore:
         self._drop(txn, op.qid, _queues(op.src), True)
         return [self._insert(txn, e, c, Queue.INCOMING) for e, c in op.notices]
 
-    def apply_many(self, ops: Iterable[Update | Remove]) -> list[Envelope | list[str] | QueueError]:
-        """apply_many - several update() and remove() calls in one
-        transaction, one fsync (qmgr's group commit); each op's outcome in
-        order: what update() or remove() would return, or the QueueError
-        it would raise. Each op runs in its own nested transaction, so one
+    def apply_many(self, ops: Iterable[Update | Remove | Move]) -> list[Any]:
+        """apply_many - several update(), remove() and move_many() calls in
+        one transaction, one fsync (qmgr's group commit); each op's outcome
+        in order: what update() or remove() would return, or the QueueError
+        it would raise; for a Move, the envelopes of the entries it moved
+        (move_many's rules: the others are skipped). Each op runs in its own nested transaction, so one
         that fails (NoSuchEntry, WrongQueue, a duplicate notice ID) leaves
         no trace and does not fail the others. A failure of the commit
         itself (QueueFull, a write error) raises, with nothing changed."""
         ops = list(ops)
 
-        def fn(txn: lmdb.Transaction) -> list[Envelope | list[str] | QueueError]:
-            out: list[Envelope | list[str] | QueueError] = []
+        def fn(txn: lmdb.Transaction) -> list[Any]:
+            out: list[Any] = []
             for op in ops:
                 try:
                     with self._env.begin(write=True, parent=txn) as child:
                         out.append(self._update_in(child, op) if isinstance(op, Update)
+                                   else self._move_in(child, op) if isinstance(op, Move)
                                    else self._remove_in(child, op))
                 except QueueError as e:
                     out.append(e)

@@ -64,7 +64,7 @@ def _spy_writes(store):
 
     def spy(ops):
         ops = list(ops)
-        commits.append([(type(op).__name__, op.qid) for op in ops])
+        commits.append([(type(op).__name__, getattr(op, "qid", None) or op.qids) for op in ops])
         return apply_many(ops)
     store.apply_many = spy
     return commits
@@ -80,7 +80,7 @@ def test_a_delivered_entry_is_removed_in_one_write(store, make_manager):
         await wait_for(empty(store))
 
     run(body)
-    assert commits == [[("Remove", qid)]]
+    assert commits == [[("Move", (qid,))], [("Remove", qid)]]
 
 
 def test_results_are_recorded_before_a_deferral(store, make_manager):
@@ -93,7 +93,7 @@ def test_results_are_recorded_before_a_deferral(store, make_manager):
         await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1)
 
     run(body)
-    assert commits == [[("Update", qid)], [("Update", qid)]]
+    assert commits == [[("Move", (qid,))], [("Update", qid)], [("Update", qid)]]
 
 
 def test_bounce_queues_the_notice_in_the_removing_commit(store, make_manager):

@@ -7,7 +7,7 @@ from qstore_helpers import assert_consistent, make_envelope
 from mailsys.errors import NoSuchEntry
 from mailsys.message.envelope import RcptState
 from mailsys.message.qid import new_qid
-from mailsys.queue import Queue, Remove, Update, WrongQueue
+from mailsys.queue import Move, Queue, Remove, Update, WrongQueue
 
 
 def _active(store, n=1):
@@ -82,3 +82,15 @@ def test_load_contents_reads_several_in_one_go(store):
     assert (first, second) == (b"first", b"second" * 1000)
     assert type(first) is bytes and isinstance(missing, NoSuchEntry)
     assert store.load_contents([]) == []
+
+
+def test_a_move_gives_the_envelopes_it_moved(store):
+    a = store.create(make_envelope(2), b"a")
+    b = store.create(make_envelope(), b"b")
+    held = store.create(make_envelope(), b"h", Queue.HOLD)
+    [moved, removed] = store.apply_many([Move((a, new_qid(), held, b), Queue.INCOMING),
+                                         Remove(a, src=Queue.ACTIVE)])
+    assert [e.queue_id for e in moved] == [a, b] and len(moved[0].recipients) == 2
+    assert removed == [] and not store.exists(a)
+    assert store.load(b)[1] is Queue.ACTIVE and store.load(held)[1] is Queue.HOLD
+    assert_consistent(store)
