@@ -28,6 +28,7 @@ import trio
 from mailsys.ipc.proto.deliver import PROTOCOL, DeliverRequest
 from mailsys.queue.store import QueueStore
 from mailsys.runtime import ipc_io, skeleton
+from mailsys.runtime.batch_io import Batched
 from mailsys.runtime.resolver import Resolver
 from mailsys.runtime.smtp_agent import SmtpAgent, SmtpSettings, own_endpoints
 from mailsys.runtime.smtp_client_io import ConnectionCache
@@ -39,11 +40,14 @@ class _State:
         cfg = ctx.config
         self.store = QueueStore.open(cfg.path("queue_directory"))
         settings = SmtpSettings.from_config(cfg, own=own_endpoints(cfg), tls=tls_policy(cfg))
+        # The deliveries in flight read their content together: one worker
+        # thread hop and one read transaction for all that wait.
+        self.loads = Batched(self.store.load_contents)
         self.agent = SmtpAgent(settings, Resolver.from_config(cfg), self.load,
                                ConnectionCache(settings.cache_time_limit))
 
     async def load(self, queue_id: str) -> bytes:
-        return await trio.to_thread.run_sync(self.store.load_content, queue_id)
+        return await self.loads.call(queue_id)
 
 
 async def handle(stream: trio.SocketStream, ctx: skeleton.ServiceContext) -> None:

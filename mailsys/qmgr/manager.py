@@ -19,7 +19,9 @@ DESCRIPTION
     or the next queue_run_delay tick.
 
     A job task sends a DeliverRequest to the transport's agent and records
-    each recipient's result in the store at once (one transaction per job).
+    each recipient's result in the store at once. Results, removals and
+    deferrals go through one group commit (writes.py): the jobs that end
+    while a commit is in flight share the next one.
     An agent that cannot be reached or does not answer in time defers the
     job's recipients with "mail transport unavailable" and kills the
     destination for a while; the jobs waiting for a dead destination are
@@ -67,7 +69,8 @@ from mailsys.qmgr.agents import Agents
 from mailsys.qmgr.backoff import next_attempt
 from mailsys.qmgr.schedule import Job, Scheduler, plan
 from mailsys.qmgr.settings import Limits, QmgrSettings
-from mailsys.queue import CorruptRecord, Queue, QueueStore, WrongQueue
+from mailsys.qmgr.writes import StoreWrites
+from mailsys.queue import CorruptRecord, Move, Queue, QueueStore, Remove, Update, WrongQueue
 from mailsys.routing import AddressClass, Route, RoutingSettings, resolve
 from mailsys.runtime import store_io
 
@@ -97,6 +100,12 @@ class _Active:
     nrcpt: int = 0                 # its undelivered recipients when opened
     outstanding: int = 0
     gone: bool = False
+    # env is the store's record as the entry's only job's results were
+    # committed (apply() reads it inside that transaction): settle needs no
+    # read of its own. Never set for entries with several jobs, whose
+    # results may come back in another order than they were committed.
+    fresh: bool = False
+    single: bool = False
 
 
 class QueueManager:
@@ -106,6 +115,7 @@ class QueueManager:
                  limits_for: Callable[[str], Limits], agents: Agents, *,
                  clock: Callable[[], float] = time.time) -> None:
         self.store = store
+        self.writes = StoreWrites(store)
         self.settings = settings
         self.routing = routing
         self.agents = agents
@@ -121,6 +131,12 @@ class QueueManager:
         self._full = False                 # a scan stopped at the active limit
         self._recipients = 0               # undelivered recipients of active entries
         self._next_tick = 0.0              # the next queue_run_delay scan
+        # The earliest due time in the deferred queue, read again after each
+        # deferred scan (which every trigger and tick brings) rather than at
+        # every wake-up: only qmgr itself defers between scans, and it knows
+        # when (_defer). A stale, too early value costs one extra scan.
+        self._due: float | None = None
+        self._due_stale = True
         self._nursery: trio.Nursery | None = None      # the jobs' nursery
         self._stopping = trio.Event()
 
@@ -229,6 +245,7 @@ class QueueManager:
         if self._scan_deferred:
             self._scan_deferred = False
             await self._take_in(Queue.DEFERRED)
+            self._due_stale = True
         self._dispatch()
 
     async def _sleep(self) -> None:
@@ -238,9 +255,11 @@ class QueueManager:
             return
         timers = [self._next_tick]
         if self._room() > 0:
-            due = await store_io.run(self.store.next_due)
-            if due is not None:
-                timers.append(due)
+            if self._due_stale:
+                self._due = await store_io.run(self.store.next_due)
+                self._due_stale = False
+            if self._due is not None:
+                timers.append(self._due)
         later = self.scheduler.wakeup()
         if later is not None:
             timers.append(later)
@@ -280,10 +299,12 @@ class QueueManager:
             if not qids:
                 return
             budget = self.settings.recipient_limit - self._recipients
-            opened, stopped = await store_io.run(self._activate, qids, queue, budget,
-                                                 not self.active)
-            for qid, env in opened:
-                self._open(qid, env, now)
+            take, stopped = await store_io.run(self._choose, qids, budget, not self.active)
+            # The move shares its commit with the delivery results being
+            # written meanwhile: one fsync less per scan under load.
+            moved = await self.writes.apply(Move(tuple(take), queue, Queue.ACTIVE)) if take else []
+            for env in moved:
+                self._open(env.queue_id, env, now)
             if stopped:
                 self._full = True        # the recipient budget is spent
                 return
@@ -296,14 +317,13 @@ class QueueManager:
             return 0
         return self.settings.active_limit - len(self.active)
 
-    def _activate(self, qids: list[str], queue: Queue, budget: int, empty: bool
-                  ) -> tuple[list[tuple[str, Envelope]], bool]:
-        """Move entries into active and load them (in a worker thread), in
-        order, while their undelivered recipients fit in budget (the first
-        always does when the active queue is empty); whether it stopped
-        for the budget. Entries that vanished or moved meanwhile are
-        skipped; unreadable ones go to the corrupt queue, so they are not
-        found again."""
+    def _choose(self, qids: list[str], budget: int, empty: bool) -> tuple[list[str], bool]:
+        """The entries to move into active (in a worker thread), in order,
+        while their undelivered recipients fit in budget (the first always
+        does when the active queue is empty); whether it stopped for the
+        budget. Entries that vanished meanwhile are skipped; unreadable
+        ones go to the corrupt queue, so they are not found again. The
+        move itself skips those that vanished or moved since."""
         take: list[str] = []
         stopped = False
         for qid in qids:
@@ -316,19 +336,13 @@ class QueueManager:
                 break
             take.append(qid)
             budget -= n
-        moved = set(self.store.move_many(take, queue, Queue.ACTIVE))
-        out = []
-        for qid in take:
-            env = self._load_or_quarantine(qid, Queue.ACTIVE) if qid in moved else None
-            if env is not None:
-                out.append((qid, env))
-        return out, stopped
+        return take, stopped
 
-    def _load_or_quarantine(self, qid: str, want: Queue | None = None) -> Envelope | None:
-        """The entry's envelope (None when gone, elsewhere than want, or
-        unreadable: then it is quarantined)."""
+    def _load_or_quarantine(self, qid: str) -> Envelope | None:
+        """The entry's envelope (None when gone, or unreadable: then it is
+        quarantined)."""
         try:
-            env, queue = self.store.load(qid)
+            env, _ = self.store.load(qid)
         except NoSuchEntry:
             return None
         except CorruptRecord as e:
@@ -338,7 +352,7 @@ class QueueManager:
             except QueueError:
                 pass
             return None
-        return env if want is None or queue is want else None
+        return env
 
     def _open(self, qid: str, env: Envelope, now: float) -> None:
         log.info("opened", queue_id=qid, sender=env.sender, size=env.size,
@@ -347,6 +361,7 @@ class QueueManager:
         self._recipients += msg.nrcpt
         jobs = [] if env.forced_expire else self._plan(qid, env)
         msg.outstanding = len(jobs)
+        msg.single = len(jobs) == 1
         if not jobs:
             self._start(self._settle, qid)
             return
@@ -415,11 +430,36 @@ class QueueManager:
                                     if c["state"] is RcptState.DEFERRED), "") or "unknown error"
         back = self.scheduler.finished(job, self.clock(), ok=not dead_reason,
                                        dead_reason=dead_reason)
-        await self._record(job.qid, changes)
-        await self._job_done(job.qid)
+        # The slot is free now: the loop starts the next job while this one
+        # records its results, not after.
+        self._wake.set()
+        if not await self._remove_at_once(job.qid, msg, changes):
+            await self._record(job.qid, changes)
+            await self._job_done(job.qid)
         for other in back:
             self._start(self._suspend, other, dead_reason)
         self._wake.set()
+
+    async def _remove_at_once(self, qid: str, msg: _Active, changes: results.Changes) -> bool:
+        """The usual end of an entry, in one write: its only job left every
+        recipient final with nothing to report (no bounce, no success
+        notice), so it is removed without its results being recorded
+        first. False, having done nothing, in every other case, or when the
+        removal fails (the usual way then records, settles and sorts out an
+        entry that is gone or moved)."""
+        if not msg.single or msg.gone or msg.outstanding != 1 or not changes:
+            return False
+        end = results.settle(results.apply(msg.env, changes), self.clock(), self.settings)
+        if not end.done or end.expire or end.failure_notice or end.success_notice:
+            return False
+        try:
+            await self.writes.apply(Remove(qid, src=Queue.ACTIVE))
+        except QueueError:
+            return False
+        log.info("removed", queue_id=qid)
+        msg.outstanding -= 1
+        self._leave(qid)
+        return True
 
     async def _error_transport(self, job: Job, msg: _Active) -> None:
         """The error and retry transports: answered here, logged as error(8) does."""
@@ -457,7 +497,8 @@ class QueueManager:
         if msg is None or msg.gone or not changes:
             return
         try:
-            msg.env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE, rcpt=changes)
+            msg.env = await self.writes.apply(Update(qid, src=Queue.ACTIVE, rcpt=changes))
+            msg.fresh = msg.single
         except (NoSuchEntry, WrongQueue):
             self._gone(qid)
         except QueueError as e:
@@ -506,8 +547,12 @@ class QueueManager:
         self._wake.set()
 
     async def _settle_entry(self, qid: str) -> None:
+        msg = self.active.get(qid)
         try:
-            env, queue = await store_io.run(self.store.load, qid)
+            # Someone who moved or deleted it meanwhile (postsuper) is
+            # still caught: every write below requires it in active.
+            env, queue = ((msg.env, Queue.ACTIVE) if msg is not None and msg.fresh
+                          else await store_io.run(self.store.load, qid))
         except NoSuchEntry:
             return
         if queue is not Queue.ACTIVE:
@@ -533,7 +578,7 @@ class QueueManager:
                 notices.extend(self._notice_entry(ready, now))
                 marks.update({i: dict(notified=True) for i in indexes})
             if end.done:
-                await store_io.run(self.store.remove, qid, src=Queue.ACTIVE, notices=notices)
+                await self.writes.apply(Remove(qid, src=Queue.ACTIVE, notices=tuple(notices)))
                 log.info("removed", queue_id=qid)
                 if notices:
                     self._scan_incoming = True
@@ -560,9 +605,13 @@ class QueueManager:
         """Back to the deferred queue, due again after the back-off."""
         reason = next((r.reason for r in env.recipients
                        if r.state is RcptState.DEFERRED and r.reason), env.last_reason)
-        await store_io.run(self.store.update, qid, src=Queue.ACTIVE, dst=Queue.DEFERRED,
-                           rcpt=marks, next_attempt=next_attempt(env, now, self.settings),
-                           attempts=env.attempts + 1, last_reason=reason, **changes)
+        due = next_attempt(env, now, self.settings)
+        await self.writes.apply(Update(
+            qid, src=Queue.ACTIVE, dst=Queue.DEFERRED, rcpt=marks,
+            changes=dict(next_attempt=due, attempts=env.attempts + 1, last_reason=reason,
+                         **changes)))
+        if self._due is None or due < self._due:
+            self._due = due
 
     async def _notice(self, qid: str, kind: str, indexes: tuple[int, ...]) -> NoticeReady | None:
         """Ask bounce for a notice; None when bounce cannot be reached."""

@@ -6,6 +6,7 @@ SYNOPSIS
     qid = store.create(envelope, content)                   # fsynced on return
     qids = store.create_many([(env1, c1), (env2, c2)])     # one fsync for all
     envelope, queue = store.load(qid)
+    contents = store.load_contents([qid, qid2])             # one read txn
     store.move(qid, Queue.INCOMING, Queue.ACTIVE)
     store.update(qid, src=Queue.ACTIVE, dst=Queue.DEFERRED,
                  rcpt={0: dict(state=RcptState.DEFERRED, reason="...")},
@@ -14,6 +15,8 @@ SYNOPSIS
     store.remove(qid, notices=[(dsn_envelope, dsn_content)])
     store.move_many(qids, Queue.INCOMING, Queue.ACTIVE)     # one commit
     store.remove_many(qids, src=Queue.HOLD)                 # postsuper -d
+    store.apply_many([Update(qid, src=Queue.ACTIVE, rcpt=...),
+                      Remove(qid2, src=Queue.ACTIVE)])    # one commit, outcome each
     for qid in store.list(Queue.DEFERRED): ...             # oldest first
     for envelope, queue in store.scan_all(): ...           # mailq
     store.counts(); store.next_due(); store.quarantine(qid)
@@ -38,8 +41,8 @@ DESCRIPTION
     a spawned process. Calls made from a forked child raise QueueError.
 
 DURABILITY
-    create(), create_many(), move(), update() and remove() return only after
-    their transaction is committed and fsynced (LMDB sync=True,
+    create(), create_many(), move(), update(), remove() and apply_many()
+    return only after their transaction is committed and fsynced (LMDB sync=True,
     metasync=True). From then on the change survives kill -9 of any process
     and a power cut. A call that raises has changed nothing: LMDB's
     copy-on-write pages make an aborted or failed commit invisible, so no
@@ -83,6 +86,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -162,6 +166,47 @@ class _Gate:
             with self._cond:
                 self._resizing = False
                 self._cond.notify_all()
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """One update() for apply_many(): the same arguments."""
+
+    qid: str
+    src: QueueSpec = None
+    dst: Queue | str | None = None
+    rcpt: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
+    changes: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Remove:
+    """One remove() for apply_many(): the same arguments."""
+
+    qid: str
+    src: QueueSpec = None
+    notices: tuple[tuple[Envelope, bytes], ...] = ()
+
+    @property
+    def size(self) -> int:
+        return sum(len(c) + 1024 for _, c in self.notices) + 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Move:
+    """One move_many() for apply_many(): the same arguments."""
+
+    qids: tuple[str, ...]
+    src: QueueSpec = None
+    dst: Queue | str = Queue.ACTIVE
+
+    @property
+    def size(self) -> int:
+        return 4096 * max(1, len(self.qids))
 
 
 # One open store per environment directory per process (STYLE.md (d) 1).
@@ -484,6 +529,20 @@ class QueueStore:
             return bytes(view if limit is None else view[:limit])
         return self._read(fn, buffers=True)
 
+    def load_contents(self, qids: Iterable[str]) -> list[bytes | QueueError]:
+        """load_contents - several entries' content in one read transaction,
+        each a copy, or NoSuchEntry for an entry that is not there."""
+        qids = list(qids)
+
+        def fn(txn: lmdb.Transaction) -> list[bytes | QueueError]:
+            out: list[bytes | QueueError] = []
+            for qid in qids:
+                view = txn.get(qid.encode(), db=self._content)
+                out.append(NoSuchEntry(f"{qid}: no such queue entry") if view is None
+                           else bytes(view))
+            return out
+        return self._read(fn, buffers=True)
+
     def exists(self, qid: str) -> bool:
         return self._read(lambda txn: txn.get(qid.encode(), db=self._envelopes) is not None)
 
@@ -497,31 +556,34 @@ class QueueStore:
         given (a queue or several), must hold the entry or WrongQueue is
         raised with nothing changed. Returns the new envelope.
         """
-        if "queue_id" in changes or ("recipients" in changes and rcpt):
-            raise QueueError("update: queue_id cannot change; give recipients or rcpt, not both")
-        expected = _queues(src)
-        target = Queue(dst) if dst is not None else None
+        op = Update(qid, src, dst, rcpt or {}, changes)
+        return self._write(lambda txn: self._update_in(txn, op), 4096)
 
-        def fn(txn: lmdb.Transaction) -> Envelope:
-            old, queue = self._get(txn, qid)
-            if expected is not None and queue not in expected:
-                raise WrongQueue(qid, queue, expected)
-            new = old.replace(**changes) if changes else old
-            for index, fields in (rcpt or {}).items():
-                new = new.with_recipient(index, **fields)
-            new_queue = target or queue
-            txn.put(qid.encode(), records.encode(new, new_queue), db=self._envelopes)
-            if new_queue is not queue or (queue is Queue.DEFERRED
-                                          and new.next_attempt != old.next_attempt):
-                self._unlink(txn, old, queue)
-                self._link(txn, new, new_queue)
-            return new
-        return self._write(fn, 4096)
+    def _update_in(self, txn: lmdb.Transaction, op: Update) -> Envelope:
+        changes = op.changes
+        if "queue_id" in changes or ("recipients" in changes and op.rcpt):
+            raise QueueError("update: queue_id cannot change; give recipients or rcpt, not both")
+        expected = _queues(op.src)
+        target = Queue(op.dst) if op.dst is not None else None
+        old, queue = self._get(txn, op.qid)
+        if expected is not None and queue not in expected:
+            raise WrongQueue(op.qid, queue, expected)
+        new = old.replace(**changes) if changes else old
+        for index, fields in op.rcpt.items():
+            new = new.with_recipient(index, **fields)
+        new_queue = target or queue
+        txn.put(op.qid.encode(), records.encode(new, new_queue), db=self._envelopes)
+        if new_queue is not queue or (queue is Queue.DEFERRED
+                                      and new.next_attempt != old.next_attempt):
+            self._unlink(txn, old, queue)
+            self._link(txn, new, new_queue)
+        return new
 
     def _relocate(self, txn: lmdb.Transaction, qid: str, expected: frozenset[Queue] | None,
-                  target: Queue, strict: bool) -> Queue | None:
-        """Move one entry inside txn; the queue it was in, or None when it
-        was skipped (missing, elsewhere, unreadable) and not strict."""
+                  target: Queue, strict: bool) -> tuple[Queue, Envelope] | None:
+        """Move one entry inside txn; the queue it was in and its envelope,
+        or None when it was skipped (missing, elsewhere, unreadable) and
+        not strict."""
         try:
             env, queue = self._get(txn, qid)
         except (NoSuchEntry, records.CorruptRecord):
@@ -536,7 +598,7 @@ class QueueStore:
             txn.put(qid.encode(), records.encode(env, target), db=self._envelopes)
             self._unlink(txn, env, queue)
             self._link(txn, env, target)
-        return queue
+        return queue, env
 
     def _drop(self, txn: lmdb.Transaction, qid: str, expected: frozenset[Queue] | None,
               strict: bool) -> bool:
@@ -570,7 +632,7 @@ class QueueStore:
         to dst; the queue it was in. WrongQueue when src does not hold it."""
         expected, target = _queues(src), Queue(dst)
         return self._write(
-            lambda txn: self._relocate(txn, qid, expected, target, True), 4096)
+            lambda txn: self._relocate(txn, qid, expected, target, True)[0], 4096)
 
     def move_many(self, qids: Iterable[str], src: QueueSpec, dst: Queue | str) -> list[str]:
         """move_many - move the entries that are in src (None: any queue) to
@@ -579,10 +641,18 @@ class QueueStore:
         batches; postsuper -h/-H ALL)."""
         expected, target, qids = _queues(src), Queue(dst), list(qids)
 
-        def fn(txn: lmdb.Transaction) -> list[str]:
-            return [qid for qid in qids
-                    if self._relocate(txn, qid, expected, target, False) not in (None, target)]
-        return self._write(fn, 4096 * max(1, len(qids)))
+        return self._write(lambda txn: [e.queue_id for e in self._move_in(
+            txn, Move(tuple(qids), expected, target))], 4096 * max(1, len(qids)))
+
+    def _move_in(self, txn: lmdb.Transaction, op: Move) -> list[Envelope]:
+        """The envelopes of the entries op moved (not those already in dst)."""
+        expected, target = _queues(op.src), Queue(op.dst)
+        out = []
+        for qid in op.qids:
+            found = self._relocate(txn, qid, expected, target, False)
+            if found is not None and found[0] is not target:
+                out.append(found[1])
+        return out
 
     def remove(self, qid: str, *, src: QueueSpec = None,
                notices: Iterable[tuple[Envelope, bytes]] = ()) -> list[str]:
@@ -591,12 +661,36 @@ class QueueStore:
         an entry never goes without its notice (DESIGN.md contract 2).
         Returns the notices' queue IDs. NoSuchEntry, or WrongQueue when src
         does not hold it."""
-        expected, notices = _queues(src), list(notices)
+        op = Remove(qid, src, tuple(notices))
+        return self._write(lambda txn: self._remove_in(txn, op), op.size)
 
-        def fn(txn: lmdb.Transaction) -> list[str]:
-            self._drop(txn, qid, expected, True)
-            return [self._insert(txn, e, c, Queue.INCOMING) for e, c in notices]
-        return self._write(fn, sum(len(c) + 1024 for _, c in notices) + 4096)
+    def _remove_in(self, txn: lmdb.Transaction, op: Remove) -> list[str]:
+        self._drop(txn, op.qid, _queues(op.src), True)
+        return [self._insert(txn, e, c, Queue.INCOMING) for e, c in op.notices]
+
+    def apply_many(self, ops: Iterable[Update | Remove | Move]) -> list[Any]:
+        """apply_many - several update(), remove() and move_many() calls in
+        one transaction, one fsync (qmgr's group commit); each op's outcome
+        in order: what update() or remove() would return, or the QueueError
+        it would raise; for a Move, the envelopes of the entries it moved
+        (move_many's rules: the others are skipped). Each op runs in its own nested transaction, so one
+        that fails (NoSuchEntry, WrongQueue, a duplicate notice ID) leaves
+        no trace and does not fail the others. A failure of the commit
+        itself (QueueFull, a write error) raises, with nothing changed."""
+        ops = list(ops)
+
+        def fn(txn: lmdb.Transaction) -> list[Any]:
+            out: list[Any] = []
+            for op in ops:
+                try:
+                    with self._env.begin(write=True, parent=txn) as child:
+                        out.append(self._update_in(child, op) if isinstance(op, Update)
+                                   else self._move_in(child, op) if isinstance(op, Move)
+                                   else self._remove_in(child, op))
+                except QueueError as e:
+                    out.append(e)
+            return out
+        return self._write(fn, sum(op.size for op in ops) + 4096)
 
     def remove_many(self, qids: Iterable[str], src: QueueSpec = None) -> list[str]:
         """remove_many - delete the entries that are in src (None: any

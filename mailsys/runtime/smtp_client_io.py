@@ -71,9 +71,13 @@ log = structlog.get_logger()
 
 RECV_SIZE = 65536
 WRITE_SIZE = 256 * 1024
-# Idle connections kept per next hop; a burst of parallel deliveries to one
-# destination should not leave dozens of sessions open on the remote side.
-MAX_IDLE_PER_KEY = 8
+# Idle connections kept per next hop. Every session a destination's
+# concurrency (default_destination_concurrency_limit, 20) had open may be
+# needed again a moment later: closing the ones above a small cap made a
+# third of the deliveries of a busy destination connect, greet and EHLO
+# anew. Idle ones still go after smtp_connection_cache_time_limit. This is
+# the most requests qmgr hands one agent process at once (its channel pool).
+MAX_IDLE_PER_KEY = 100
 # A QUIT to an idle cached connection, or after delivery, must never hold
 # the agent up long; Postfix gives it smtp_quit_timeout, but nothing waits
 # for its answer to decide anything.

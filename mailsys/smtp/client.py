@@ -161,13 +161,26 @@ def encode_body(content: bytes, line_limit: int = 0) -> bytes:
     ``line_limit`` (smtp_line_length_limit; 0 = off) breaks longer lines
     the way Postfix's smtp_text_out() does. Only C-level bytes operations
     unless a line is too long: a 100 KB body costs a few copies."""
+    return _stuff(_normalize(content), line_limit)
+
+
+def _normalize(content: bytes) -> bytes:
+    """CRLF line ends, ending with CRLF (b"" stays b""); its length is
+    the SIZE= value."""
     if not content:
-        return b".\r\n"
+        return content
     lf = content.count(b"\n")
     if lf and lf != content.count(b"\r\n"):
         content = content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     if not content.endswith(b"\r\n"):
         content += b"\r\n"
+    return content
+
+
+def _stuff(content: bytes, line_limit: int) -> bytes:
+    """Normalized content broken at line_limit, dot-stuffed and terminated."""
+    if not content:
+        return b".\r\n"
     if line_limit:
         content = _break_long_lines(content, line_limit)
     if _CRLF_DOT in content:
@@ -194,16 +207,6 @@ def _break_long_lines(content: bytes, limit: int) -> bytes:
                                                  for i in range(0, len(rest), step))])
         out.append(line)
     return b"\r\n".join(out)
-
-
-def _normalized_size(content: bytes) -> int:
-    """The size encode_body() will send before stuffing (the SIZE= value)."""
-    lf = content.count(b"\n")
-    crlf = content.count(b"\r\n")
-    size = len(content) + (lf - crlf)
-    if content and not (content.endswith(b"\n")):
-        size += 2
-    return size
 
 
 # ------------------------------------------------------------------ data
@@ -716,8 +719,10 @@ class ClientConnection:
         txn = _Txn(sender, rcpts)
         self._txn = txn
         self.state = ClientState.TRANSACTION
+        # One normalizing pass gives both the SIZE= value and the body.
+        body = _normalize(body)
         if size is None:
-            size = _normalized_size(body)
+            size = len(body)
 
         # Local decisions first, as Postfix's smtp_xfer() makes them.
         if caps.size and size > caps.size:
@@ -731,7 +736,7 @@ class ClientConnection:
             self._finish()
             return self.data_to_send()
 
-        txn.body = encode_body(body, self.body_line_limit)
+        txn.body = _stuff(body, self.body_line_limit)
         mail = f"MAIL FROM:<{sender}>"
         if caps.size is not None:
             mail += f" SIZE={size}"

@@ -14,7 +14,7 @@ from mailsys.message.envelope import Notify, RcptState, Recipient
 import mailsys.qmgr.manager as manager
 from mailsys.qmgr.manager import SUSPENDED, TRANSPORT_UNAVAILABLE
 from mailsys.qmgr.settings import Limits
-from mailsys.queue import Queue
+from mailsys.queue import Queue, Remove
 
 CONTENT = b"Subject: hi\r\n\r\nhello\r\n"
 
@@ -57,6 +57,45 @@ def test_delivered_and_removed(store, make_manager):
     assert [e["queue_id"] for e in events(logs, "removed")] == [qid]
 
 
+def _spy_writes(store):
+    """The operations of every apply_many() commit, in order."""
+    commits = []
+    apply_many = store.apply_many
+
+    def spy(ops):
+        ops = list(ops)
+        commits.append([(type(op).__name__, getattr(op, "qid", None) or op.qids) for op in ops])
+        return apply_many(ops)
+    store.apply_many = spy
+    return commits
+
+
+def test_a_delivered_entry_is_removed_in_one_write(store, make_manager):
+    mgr = make_manager(FakeAgents())
+    commits = _spy_writes(store)
+    qid = store.create(envelope("bob@remote.example", "carol@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store))
+
+    run(body)
+    assert commits == [[("Move", (qid,))], [("Remove", qid)]]
+
+
+def test_results_are_recorded_before_a_deferral(store, make_manager):
+    mgr = make_manager(FakeAgents(all_as("deferred", "4.2.1", "host said: 450 later")))
+    commits = _spy_writes(store)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1)
+
+    run(body)
+    assert commits == [[("Move", (qid,))], [("Update", qid)], [("Update", qid)]]
+
+
 def test_bounce_queues_the_notice_in_the_removing_commit(store, make_manager):
     def answer(req):
         if req.sender == "":
@@ -89,12 +128,14 @@ def test_postmaster_copies_are_committed_with_the_removal(store, make_manager):
     mgr = make_manager(agents)
     qid = store.create(envelope("bob@remote.example"), CONTENT)
     commits = []
-    remove = store.remove
+    apply_many = store.apply_many
 
-    def spy(q, **kw):
-        commits.append((q, [(e.sender, e.recipients[0].address) for e, _ in kw.get("notices", ())]))
-        return remove(q, **kw)
-    store.remove = spy
+    def spy(ops):
+        ops = list(ops)
+        commits.extend((op.qid, [(e.sender, e.recipients[0].address) for e, _ in op.notices])
+                       for op in ops if isinstance(op, Remove))
+        return apply_many(ops)
+    store.apply_many = spy
 
     async def body(nursery):
         nursery.start_soon(mgr.run)
@@ -126,6 +167,23 @@ def test_deferred_with_back_off(store, make_manager):
     r = env.recipients[0]
     assert (r.state, r.dsn_status, r.reason) == (RcptState.DEFERRED, "4.2.1", "host said: 450 try later")
     assert env.last_reason == "host said: 450 try later"
+
+
+def test_a_deferral_is_retried_on_its_own_timer(store, make_manager):
+    # No trigger and no queue_run_delay tick (an hour): only the due time
+    # qmgr noted when it deferred the entry brings the retry.
+    answers = iter([all_as("deferred", "4.2.1", "host said: 450 try later"), sent])
+    agents = FakeAgents(lambda req: next(answers)(req))
+    mgr = make_manager(agents, minimal_backoff_time=1, maximal_backoff_time=1)
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1)
+        await wait_for(lambda: not store.exists(qid), timeout=10)
+
+    run(body)
+    assert [r.queue_id for r in agents.requests] == [qid, qid]
 
 
 def test_flush_retries_a_deferred_entry(store, make_manager):

@@ -1,0 +1,96 @@
+"""QueueStore.apply_many: several updates and removals in one commit, each
+with its own outcome."""
+
+import pytest
+from qstore_helpers import assert_consistent, make_envelope
+
+from mailsys.errors import NoSuchEntry
+from mailsys.message.envelope import RcptState
+from mailsys.message.qid import new_qid
+from mailsys.queue import Move, Queue, Remove, Update, WrongQueue
+
+
+def _active(store, n=1):
+    qid = store.create(make_envelope(n), b"content")
+    store.move(qid, Queue.INCOMING, Queue.ACTIVE)
+    return qid
+
+
+def test_updates_and_removals_in_one_commit(store):
+    a, b, c = _active(store, 2), _active(store), _active(store)
+    out = store.apply_many([
+        Update(a, src=Queue.ACTIVE, rcpt={1: dict(state=RcptState.SENT, dsn_status="2.0.0")}),
+        Remove(b, src=Queue.ACTIVE),
+        Update(c, src=Queue.ACTIVE, dst=Queue.DEFERRED, changes=dict(next_attempt=50.0,
+                                                                    attempts=1)),
+    ])
+    assert out[0] == store.load(a)[0]
+    assert [r.state for r in out[0].recipients] == [RcptState.PENDING, RcptState.SENT]
+    assert out[1] == [] and not store.exists(b)
+    assert store.load(c)[1] is Queue.DEFERRED and store.due(50.0) == [c]
+    assert_consistent(store)
+    assert store.counts()[Queue.ACTIVE] == store.counts()[Queue.DEFERRED] == 1
+
+
+def test_a_failing_op_leaves_no_trace_and_spares_the_others(store):
+    a, b = _active(store), _active(store)
+    taken = _active(store)
+    gone = new_qid()
+    notice = (make_envelope(sender="").replace(queue_id=taken), b"dsn")   # duplicate ID
+    out = store.apply_many([
+        Remove(a, src=Queue.DEFERRED),                   # wrong queue
+        Remove(b, src=Queue.ACTIVE, notices=(notice,)),  # drop done, then the insert fails
+        Update(gone, changes=dict(attempts=1)),          # no such entry
+        Remove(taken, src=Queue.ACTIVE),
+    ])
+    assert isinstance(out[0], WrongQueue)
+    assert not isinstance(out[1], list) and "duplicate" in str(out[1])
+    assert isinstance(out[2], NoSuchEntry)
+    assert out[3] == []
+    # b's removal was undone with its failed notice: never gone without it.
+    assert store.load(a)[1] is Queue.ACTIVE and store.load(b)[1] is Queue.ACTIVE
+    assert store.load_content(b) == b"content"
+    assert not store.exists(taken)
+    assert_consistent(store)
+    assert store.counts()[Queue.ACTIVE] == 2
+
+
+def test_removal_with_notice(store):
+    a = _active(store)
+    [out] = store.apply_many([Remove(a, src=Queue.ACTIVE,
+                                     notices=((make_envelope(sender=""), b"dsn"),))])
+    [notice] = out
+    assert not store.exists(a)
+    assert store.load(notice)[1] is Queue.INCOMING and store.load_content(notice) == b"dsn"
+    assert_consistent(store)
+    assert store.counts()[Queue.INCOMING] == 1
+
+
+def test_bad_arguments_abort_the_whole_commit(store):
+    a, b = _active(store), _active(store)
+    with pytest.raises(IndexError):
+        store.apply_many([Remove(a), Update(b, rcpt={7: dict(state=RcptState.SENT)})])
+    assert store.exists(a) and store.exists(b)
+    assert store.apply_many([]) == []
+
+
+def test_load_contents_reads_several_in_one_go(store):
+    a = store.create(make_envelope(), b"first")
+    b = store.create(make_envelope(), b"second" * 1000)
+    gone = new_qid()
+    first, missing, second = store.load_contents([a, gone, b])
+    assert (first, second) == (b"first", b"second" * 1000)
+    assert type(first) is bytes and isinstance(missing, NoSuchEntry)
+    assert store.load_contents([]) == []
+
+
+def test_a_move_gives_the_envelopes_it_moved(store):
+    a = store.create(make_envelope(2), b"a")
+    b = store.create(make_envelope(), b"b")
+    held = store.create(make_envelope(), b"h", Queue.HOLD)
+    [moved, removed] = store.apply_many([Move((a, new_qid(), held, b), Queue.INCOMING),
+                                         Remove(a, src=Queue.ACTIVE)])
+    assert [e.queue_id for e in moved] == [a, b] and len(moved[0].recipients) == 2
+    assert removed == [] and not store.exists(a)
+    assert store.load(b)[1] is Queue.ACTIVE and store.load(held)[1] is Queue.HOLD
+    assert_consistent(store)
