@@ -323,6 +323,41 @@ def test_wakeup_and_triggers_are_coalesced(mailsys_instance):
                     ("triggers: D" in inst.log_text() and "triggers: F" in inst.log_text()))
 
 
+def test_on_demand_trigger_service_is_retired_unless_it_has_a_loop(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config([f"trig unix n - n - 1 {TRIGGER} -o max_idle=2s",
+                       f"busy unix n - n - 1 {TRIGGER} loop -o max_idle=2s"])
+    inst.start()
+    assert inst.children("trig") == [] and inst.children("busy") == []
+
+    def trigger(name, request):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(inst.queue_dir / "public" / name))
+            s.sendall(request)
+
+    trigger("trig", b"D")
+    trigger("busy", b"D")
+    [first] = inst.wait_until(lambda: inst.children("trig"))
+    [busy] = inst.wait_until(lambda: inst.children("busy"))
+    inst.wait_log(f"mailsys/trigger[{first.pid}]: triggers: D")
+    # A trigger run counts as a client: triggered more often than max_idle,
+    # the process stays.
+    for _ in range(10):
+        time.sleep(0.3)
+        trigger("trig", b"W")
+    assert inst.children("trig") == [first]
+    # Idle for max_idle after its last trigger run: retired, and the next
+    # trigger starts a new process. The one with a loop stays.
+    inst.wait_until(lambda: inst.children("trig") == [], timeout=8)
+    time.sleep(2.5)
+    assert inst.children("busy") == [busy]
+    trigger("trig", b"F")
+    [second] = inst.wait_until(lambda: inst.children("trig"))
+    assert second.pid != first.pid
+    inst.wait_log(f"mailsys/trigger[{second.pid}]: triggers: F")
+    assert "exit status" not in inst.log_text() and "killed by signal" not in inst.log_text()
+
+
 def test_start_fg_runs_in_the_foreground_and_stops_on_sigint(mailsys_instance):
     inst = mailsys_instance
     fg = inst.popen("start-fg")
