@@ -41,7 +41,9 @@ DESCRIPTION
         A handler exception is logged with its traceback and ends only that
         connection (trio.serve_listeners would let it crash the process);
      5. tells the master READY, then BUSY / AVAIL / IDLE as clients come and
-        go (mailsys.runtime.status);
+        go (mailsys.runtime.status); a trigger run counts as a client, and a
+        process with a loop (below) stays AVAIL, so that the master, which
+        retires processes idle for $max_idle, never retires it;
      6. runs loop(ctx), if given, beside the serving (Postfix's
         CA_MAIL_SERVER_LOOP; qmgr's scheduler); it keeps running through
         the grace period and is cancelled with whatever is left after it;
@@ -60,8 +62,8 @@ DESCRIPTION
 
     solitary=True refuses to run unless master.cf says maxproc 1 (Postfix
     CA_MAIL_SERVER_SOLITARY). Postfix's max_use is not applied: a mailsys
-    process serves many clients at once and lives long; extra idle processes
-    are retired by the master after $max_idle.
+    process serves many clients at once and lives long; the master retires
+    processes that stay idle for $max_idle (see mailsys.runtime.supervisor).
 """
 
 from __future__ import annotations
@@ -186,6 +188,7 @@ class _Daemon:
         self.shutdown = trio.Event()
         self.triggers: set[bytes] = set()
         self.triggered = trio.Event()
+        self.resident = False               # has work of its own: never report IDLE
 
     async def main(self, pre_init, post_init, loop, on_reload) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
@@ -196,6 +199,7 @@ class _Daemon:
                 if self.args.alive_fd is not None:
                     root.start_soon(self._master_alive, self.args.alive_fd)
                 if loop is not None:
+                    self.resident = True
                     root.start_soon(loop, self.ctx)
                 await self._serve(socks)
                 root.cancel_scope.cancel()
@@ -230,6 +234,10 @@ class _Daemon:
                     else:
                         intake.start_soon(self._accept, listeners.stream_listener(sock), work)
                 self.status.report(State.READY)
+                if self.resident:
+                    # A loop works without clients (qmgr's scheduler): the
+                    # master must not take this process for idle and retire it.
+                    self.status.report(State.AVAIL)
                 await self.shutdown.wait()
                 intake.cancel_scope.cancel()
             # Stop accepting (the listeners are closed by their loops' exit),
@@ -284,6 +292,11 @@ class _Daemon:
 
     # --- triggers and datagrams --------------------------------------------------
 
+    def _report_trigger(self, state: State) -> None:
+        """A trigger run counts as a client: the master's idle clock starts after it."""
+        if not self.resident:
+            self.status.report(state)
+
     async def _read_trigger(self, stream: trio.SocketStream) -> None:
         data = b""
         with trio.move_on_after(TRIGGER_READ_TIMEOUT):
@@ -307,11 +320,13 @@ class _Daemon:
             self.triggered = trio.Event()
             if self.triggers:
                 requests, self.triggers = frozenset(self.triggers), set()
+                self._report_trigger(State.AVAIL)
                 try:
                     await self.handler(requests, self.ctx)
                 except Exception:
                     log.error(f"{self.ctx.service}: unexpected error in trigger handler",
                               exc_info=True)
+                self._report_trigger(State.IDLE)
             if self.shutdown.is_set() and not self.triggers:
                 return
 

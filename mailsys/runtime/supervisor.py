@@ -6,15 +6,28 @@ DESCRIPTION
     starts: mailsys.runtime.listeners), the child processes, and one manager
     task that decides when to start or retire a process.
 
-    Process count. Postfix starts a process per client, on demand, up to
-    maxproc. A Python process is too heavy for that, and every mailsys child
-    serves many clients at once with trio, so a service runs one process from
-    the start, and the manager starts another (up to maxproc; 0 = unlimited)
-    when every process of the service reports BUSY, i.e. holds as many
-    clients as its per-process concurrency allows (mailsys.runtime.status).
-    A process beyond the first that has been idle for $max_idle is retired.
-    Like every parameter a daemon reads, max_idle and service_throttle_time
-    may be set per service with -o in master.cf.
+    On demand. As in Postfix, a stream service (inet or unix) gets its first
+    process only when a client needs it: while the service has no process,
+    the manager waits until one of its listeners is readable (a connection
+    in the backlog) and then starts one; the client waits in the backlog
+    meanwhile. Every process of such a service, the first included, is
+    retired after $max_idle without a client (Postfix: "every process exits
+    after max_idle"), and the next client starts a new one. Two kinds run
+    from the start and keep one process: a service with a wakeup time
+    (qmgr: Postfix wakes it at once, and it has work of its own, deferred
+    mail), and a unix-dgram service (postlogd: every process logs, and a
+    datagram that finds the socket's queue full is written by its sender to
+    the log file itself, out of order). So a system that never uses bounce,
+    local or its submission port pays no memory for them.
+
+    Process count. Postfix starts a process per client, up to maxproc. A
+    Python process is too heavy for that, and every mailsys child serves
+    many clients at once with trio, so the manager starts another process
+    (up to maxproc; 0 = unlimited) only when every process of the service
+    reports BUSY, i.e. holds as many clients as its per-process concurrency
+    allows (mailsys.runtime.status). Like every parameter a daemon reads,
+    max_idle and service_throttle_time may be set per service with -o in
+    master.cf.
 
     Deaths. A child that exits abnormally is logged in Postfix's words
     ("process PATH pid N exit status N" / "killed by signal N"). If it died
@@ -55,7 +68,9 @@ DESCRIPTION
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import select
 import signal
 import socket
 from dataclasses import dataclass, field
@@ -106,6 +121,7 @@ class Service:
     not_before: float = 0.0          # no new process before this time (back-off, throttle)
     stopping: bool = False
     limit_warned: bool = False
+    demanded: bool = False           # on demand: a client waits and no process serves it yet
     changed: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
 
@@ -124,8 +140,26 @@ class Service:
     def active(self) -> list[procs.Child]:
         return [c for c in self.children if not c.retiring]
 
+    @property
+    def on_demand(self) -> bool:
+        """First process only when a client comes (see the module description)."""
+        resident = self.spec.type == "unix-dgram" or (
+            self.spec.wakeup > 0 and not self.spec.wakeup_lazy)
+        return not resident
+
+    def pending(self) -> bool:
+        """Whether a client waits on one of the listeners right now."""
+        poller = select.poll()
+        for sock in self.sockets:
+            poller.register(sock, select.POLLIN)
+        return bool(poller.poll(0))
+
     def close_listeners(self) -> None:
         for sock, ep in zip(self.sockets, self.endpoints):
+            try:
+                trio.lowlevel.notify_closing(sock)    # wakes the manager's demand watch
+            except RuntimeError:
+                pass                                 # outside trio (start-up failure): no watch
             listeners.close(sock, ep)
         self.sockets = []
 
@@ -196,11 +230,15 @@ class Supervisor:
         self.nursery.start_soon(self._manage, svc)
 
     async def wait_started(self, timeout: float) -> None:
-        """Wait until every first process reported READY, died, or timeout passed."""
+        """Wait until every resident first process reported READY, died, or timeout passed.
+
+        On-demand services have no process yet; their listeners are open, so
+        "started" still means every client can connect.
+        """
         with trio.move_on_after(timeout):
             while any(not c.ready and c.proc.returncode is None for c in self.children) \
-                    or any(not svc.children and not svc.stopping and svc.not_before == 0.0
-                           for svc in self.services.values()):
+                    or any(not svc.children and not svc.on_demand and not svc.stopping
+                           and svc.not_before == 0.0 for svc in self.services.values()):
                 await trio.sleep(0.02)
 
     # --- the manager -----------------------------------------------------------
@@ -214,7 +252,27 @@ class Supervisor:
                     svc.changed = trio.Event()
                     wait = await self._reconcile(svc)
                     with trio.move_on_after(wait):
-                        await svc.changed.wait()
+                        if svc.on_demand and not svc.active and not svc.demanded \
+                                and trio.current_time() >= svc.not_before:
+                            await self._watch_demand(svc)
+                        else:
+                            await svc.changed.wait()
+
+    async def _watch_demand(self, svc: Service) -> None:
+        """Return when a client waits on a listener of svc, or svc changed."""
+        async with trio.open_nursery() as watch:
+            async def until(wait, demand: bool) -> None:
+                try:
+                    await wait()
+                except trio.ClosedResourceError:
+                    pass                 # the listener was closed: reload or stop
+                else:
+                    svc.demanded = svc.demanded or demand
+                watch.cancel_scope.cancel()
+
+            watch.start_soon(until, svc.changed.wait, False)
+            for sock in svc.sockets:
+                watch.start_soon(until, functools.partial(trio.lowlevel.wait_readable, sock), True)
 
     async def _reconcile(self, svc: Service) -> float:
         now = trio.current_time()
@@ -225,7 +283,9 @@ class Supervisor:
             wait = TICK
             limit = svc.spec.maxproc
             if not active:
-                await self._spawn(svc)
+                if not svc.on_demand or svc.demanded or svc.pending():
+                    svc.demanded = False
+                    await self._spawn(svc)
             elif all(c.state == State.BUSY for c in active):
                 if limit == 0 or len(active) < limit:
                     await self._spawn(svc)
@@ -236,8 +296,9 @@ class Supervisor:
                                 ' noticeable delays')
             else:
                 svc.limit_warned = False
+        keep = 0 if svc.on_demand else 1
         for child in sorted(active, key=lambda c: c.started, reverse=True):
-            if len(svc.active) <= 1:
+            if len(svc.active) <= keep:
                 break
             if child.state == State.IDLE and child.idle_since is not None \
                     and now - child.idle_since >= svc.max_idle:

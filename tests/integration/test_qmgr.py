@@ -59,8 +59,9 @@ def delivered(inst) -> list[dict]:
 
 def start(inst):
     inst.start()
-    inst.wait_until(lambda: inst.children("qmgr") and inst.children("bounce")
-                    and inst.children("smtp"))
+    # qmgr has a wakeup time, so it runs from the start; bounce and smtp
+    # start on demand, when qmgr first connects.
+    inst.wait_until(lambda: inst.children("qmgr"))
 
 
 def test_delivered_then_removed(mta):
@@ -176,7 +177,6 @@ def test_mail_from_sendmail_through_cleanup_is_delivered(mta):
     lines = mta.config_dir.joinpath("master.cf").read_text()
     mta.config_dir.joinpath("master.cf").write_text(lines + "cleanup unix - - n - 0 cleanup\n")
     start(mta)
-    mta.wait_until(lambda: mta.children("cleanup"))
     r = subprocess.run([*MAILSYS, "-c", str(mta.config_dir), "sendmail", "-f", "alice@example.com",
                         "bob@remote.example"], input=b"Subject: via sendmail\n\nhi\n",
                        capture_output=True, timeout=30)

@@ -220,11 +220,14 @@ def test_crash_at_startup_is_throttled(mailsys_instance):
     port = inst.free_port()
     inst.write_config([echo_line(port, args="crash")])
     inst.start()
+    assert "exit status 3" not in inst.log_text()    # on demand: no process before a client
+    waiting = socket.create_connection(("127.0.0.1", port), timeout=2)
     inst.wait_log(f"{ECHO}: bad command startup -- throttling")
     assert "exit status 3" in inst.log_text()
     time.sleep(1.0)                                   # far beyond the 0.1 s restart back-off
     assert inst.log_text().count("exit status 3") == 1
     assert not refused(port)                          # the listener stays, clients wait
+    waiting.close()
 
 
 def test_children_exit_when_master_is_killed(mailsys_instance):
@@ -232,6 +235,8 @@ def test_children_exit_when_master_is_killed(mailsys_instance):
     port = inst.free_port()
     inst.write_config([echo_line(port)])
     inst.start()
+    with inst.connect(port) as s:                     # on demand: a client starts the echo
+        assert inst.echo(s, b"a") == b"a"
     children = inst.children()
     assert len(children) == 2
     os.kill(inst.master_pid(), signal.SIGKILL)
@@ -275,7 +280,7 @@ def test_more_processes_when_all_are_busy(mailsys_instance):
     inst.write_config([echo_line(port, maxproc="2", args="concurrency=1")])
     inst.start()
     name = f"127.0.0.1:{port}"
-    assert len(inst.children(name)) == 1
+    assert inst.children(name) == []                  # on demand: none before a client
     first = inst.connect(port)
     assert inst.echo(first, b"1") == b"1"
     inst.wait_until(lambda: len(inst.children(name)) == 2)
@@ -296,7 +301,9 @@ def test_extra_idle_process_is_retired_after_max_idle(mailsys_instance):
     with inst.connect(port) as first:
         assert inst.echo(first, b"1") == b"1"
         inst.wait_until(lambda: len(inst.children(name)) == 2)
-    inst.wait_until(lambda: len(inst.children(name)) == 1, timeout=5)
+    # Every process of an on-demand service goes after max_idle, the first
+    # too, and the next client starts one again.
+    inst.wait_until(lambda: inst.children(name) == [], timeout=5)
     with inst.connect(port) as s:
         assert inst.echo(s, b"2") == b"2"
     assert "exit status" not in inst.log_text() and "killed by signal" not in inst.log_text()
@@ -314,6 +321,41 @@ def test_wakeup_and_triggers_are_coalesced(mailsys_instance):
             s.sendall(request)
     inst.wait_until(lambda: "triggers: DF" in inst.log_text() or
                     ("triggers: D" in inst.log_text() and "triggers: F" in inst.log_text()))
+
+
+def test_on_demand_trigger_service_is_retired_unless_it_has_a_loop(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config([f"trig unix n - n - 1 {TRIGGER} -o max_idle=2s",
+                       f"busy unix n - n - 1 {TRIGGER} loop -o max_idle=2s"])
+    inst.start()
+    assert inst.children("trig") == [] and inst.children("busy") == []
+
+    def trigger(name, request):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(inst.queue_dir / "public" / name))
+            s.sendall(request)
+
+    trigger("trig", b"D")
+    trigger("busy", b"D")
+    [first] = inst.wait_until(lambda: inst.children("trig"))
+    [busy] = inst.wait_until(lambda: inst.children("busy"))
+    inst.wait_log(f"mailsys/trigger[{first.pid}]: triggers: D")
+    # A trigger run counts as a client: triggered more often than max_idle,
+    # the process stays.
+    for _ in range(10):
+        time.sleep(0.3)
+        trigger("trig", b"W")
+    assert inst.children("trig") == [first]
+    # Idle for max_idle after its last trigger run: retired, and the next
+    # trigger starts a new process. The one with a loop stays.
+    inst.wait_until(lambda: inst.children("trig") == [], timeout=8)
+    time.sleep(2.5)
+    assert inst.children("busy") == [busy]
+    trigger("trig", b"F")
+    [second] = inst.wait_until(lambda: inst.children("trig"))
+    assert second.pid != first.pid
+    inst.wait_log(f"mailsys/trigger[{second.pid}]: triggers: F")
+    assert "exit status" not in inst.log_text() and "killed by signal" not in inst.log_text()
 
 
 def test_start_fg_runs_in_the_foreground_and_stops_on_sigint(mailsys_instance):
@@ -382,8 +424,9 @@ def test_flush_triggers_qmgr(mailsys_instance):
     assert down.returncode == 69
     assert "Cannot flush mail queue - mail system is down" in down.stderr
     inst.start()
-    [qmgr] = inst.children("qmgr")
+    assert inst.children("qmgr") == []                # no wakeup: started on demand
     assert inst.cli("flush").returncode == 0
+    [qmgr] = inst.wait_until(lambda: inst.children("qmgr"))
     inst.wait_log(f"mailsys/trigger[{qmgr.pid}]: triggers: F")
 
 
