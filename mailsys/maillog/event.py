@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time as _clock
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -59,6 +60,17 @@ _LEVELS = {
     "fatal": "fatal",
     "panic": "panic",
 }
+
+# The only way a surrogate gets into text that json.loads() returns from
+# valid UTF-8: a \uD800-\uDFFF escape. Without one, decode() can skip
+# cleaning every string again (a false hit just takes the careful path).
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _nonfinite(constant: str) -> str:
+    """NaN / Infinity / -Infinity in a datagram: text, as clean_value makes them."""
+    return str(float(constant))
+
 
 _RESERVED = frozenset({"event", "level", "timestamp", "queue_id", "noqueue",
                        "exception", "stack", "exc_info", "stack_info"})
@@ -170,7 +182,7 @@ class LogEvent:
     def decode(cls, datagram: bytes) -> "LogEvent":
         """Parse a datagram made by encode(); ValueError if it is not one."""
         try:
-            wire = json.loads(datagram.decode("utf-8"))
+            wire = json.loads(datagram.decode("utf-8"), parse_constant=_nonfinite)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a log event: {e}") from None
         if not isinstance(wire, dict):
@@ -186,18 +198,27 @@ class LogEvent:
         qid = wire.get("queue_id")
         exception = wire.get("exception")
         # JSON can carry lone surrogates ("\\udc80"); clean again so that
-        # every rendering encodes, whoever sent the datagram.
+        # every rendering encodes, whoever sent the datagram. Without a
+        # surrogate escape every string is valid Unicode already and every
+        # value a JSON value (non-finite numbers became text above), so
+        # there is nothing for clean_text / clean_value to change.
+        text, value = (clean_text, clean_value) if _SURROGATE_ESCAPE.search(datagram) \
+            else (_same, _same)
         return cls(
             time=float(wire["time"]),
-            tag=clean_text(wire["tag"]),
+            tag=text(wire["tag"]),
             pid=wire["pid"],
             level=normalize_level(wire["level"]),
-            event=clean_text(wire["event"]),
-            queue_id=clean_text(qid) if isinstance(qid, str) and qid else None,
+            event=text(wire["event"]),
+            queue_id=text(qid) if isinstance(qid, str) and qid else None,
             noqueue=wire.get("noqueue") is True,
-            fields=clean_value(fields),
-            exception=clean_text(exception) if isinstance(exception, str) and exception else None,
+            fields=value(fields),
+            exception=text(exception) if isinstance(exception, str) and exception else None,
         )
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _need(wire: dict, key: str, kind: type | tuple[type, ...]) -> None:

@@ -38,6 +38,7 @@ SEE ALSO
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass
@@ -68,6 +69,11 @@ _FILE_SEP_RE = re.compile(r"[,\s]+")
 _FILE_DEPTH_LIMIT = 10     # a file including itself must end, not recurse forever
 
 
+# smtpd asks about the same few client addresses for every connection and
+# command (limit exceptions, bare-newline exclusions, mynetworks, local
+# client): parsing is pure and its result immutable, so remember the
+# recent ones.
+@functools.lru_cache(maxsize=4096)
 def parse_address(text: str) -> IPAddress | None:
     """A client address as an ipaddress object, None when it is not one.
 

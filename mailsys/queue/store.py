@@ -5,6 +5,7 @@ SYNOPSIS
     store = QueueStore.open(cfg.path("queue_directory"))
     qid = store.create(envelope, content)                   # fsynced on return
     qids = store.create_many([(env1, c1), (env2, c2)])     # one fsync for all
+    qids = store.create_late(take)              # the same, take() called with the lock held
     envelope, queue = store.load(qid)
     contents = store.load_contents([qid, qid2])             # one read txn
     store.move(qid, Queue.INCOMING, Queue.ACTIVE)
@@ -351,9 +352,10 @@ class QueueStore:
                 raise QueueError(f"queue store {self._path}: {e}") from None
         raise QueueError(f"queue store {self._path}: map keeps being resized")
 
-    def _write(self, fn: Callable[[lmdb.Transaction], T], size: int) -> T:
+    def _write(self, fn: Callable[[lmdb.Transaction], T], size: int | Callable[[], int]) -> T:
         """Run fn in one write transaction and commit it, growing the map
-        when it is full. size is about how many bytes fn writes."""
+        when it is full. size is about how many bytes fn writes (or a
+        function that tells, once fn has run)."""
         self._check_usable()
         for _ in range(RESIZE_RETRIES):
             try:
@@ -365,13 +367,14 @@ class QueueStore:
             except lmdb.MapResizedError:
                 self._adopt_map_size()
             except lmdb.MapFullError:
-                if not self._grow(seen, size):
+                if not self._grow(seen, size() if callable(size) else size):
                     raise QueueFull(f"queue store {self._path} is full "
                                     f"(map size {seen} bytes)") from None
             except lmdb.Error as e:
                 # LMDB reports a short page write as EIO, and that is how a
                 # full disk shows: tell it apart by the room left.
-                if isinstance(e, lmdb.DiskError) or self._disk_short(size):
+                if isinstance(e, lmdb.DiskError) or self._disk_short(
+                        size() if callable(size) else size):
                     raise QueueFull(f"queue store {self._path}: "
                                     f"no space left on device") from None
                 raise QueueError(f"queue store {self._path}: {e}") from None
@@ -514,6 +517,27 @@ class QueueStore:
         self._check_min_free(size)
         return self._write(
             lambda txn: [self._insert(txn, e, c, q) for e, c in items], size)
+
+    def create_late(self, take: Callable[[], Iterable[tuple[Envelope, bytes]]],
+                    queue: Queue | str = Queue.INCOMING) -> list[str]:
+        """create_late - create_many of the entries take() returns, take()
+        being called once the write transaction has begun, so with the
+        writer lock held: a group commit keeps gathering entries while it
+        waits for a writer of another process. take() is called exactly
+        once (not at all when the store is unusable); all or nothing."""
+        q = Queue(queue)
+        items: list[tuple[Envelope, bytes]] | None = None
+
+        def size() -> int:
+            return sum(len(c) + 1024 for _, c in items or ())
+
+        def fn(txn: lmdb.Transaction) -> list[str]:
+            nonlocal items
+            if items is None:           # not again when a full map made _write retry
+                items = list(take())
+                self._check_min_free(size())
+            return [self._insert(txn, e, c, q) for e, c in items]
+        return self._write(fn, size)
 
     def load(self, qid: str) -> tuple[Envelope, Queue]:
         """load - an entry's envelope and the queue it is in."""

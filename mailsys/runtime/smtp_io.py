@@ -41,6 +41,7 @@ POLICY INTERFACE
 from __future__ import annotations
 
 import enum
+import math
 from typing import Protocol
 
 import trio
@@ -92,6 +93,10 @@ class SmtpPump:
         # The bytes most recently fed to the core; their end is always the
         # core's unread buffer (see unread()).
         self._tail = bytearray()
+        # run()'s session-wide cancel scope; its deadline is set only while
+        # a read (_reading) or a write is waiting on the client.
+        self._deadline: trio.CancelScope | None = None
+        self._reading = False
 
     def unread(self, limit: int = 100) -> bytes:
         """The first `limit` bytes the client sent that the core has not read
@@ -112,12 +117,28 @@ class SmtpPump:
         return True
 
     async def run(self) -> End:
+        # One cancel scope for the whole session whose deadline is armed
+        # around each read and write (and disarmed in between), instead of
+        # a fail_after() scope per system call: a scope costs several times
+        # what moving a deadline does, and a message takes about fifteen
+        # reads and writes.
+        scope = self._deadline = trio.CancelScope()
+        reading = False
         try:
-            return await self._loop()
+            with scope:
+                return await self._loop()
         except _Lost:
             return End.LOST
-        except trio.TooSlowError:
-            return End.TIMEOUT
+        finally:
+            reading, self._deadline = self._reading, None
+        # Only our own deadline gets here: any other cancellation propagates.
+        if reading and self.timeout_reply is not None:
+            with trio.move_on_after(FAREWELL_TIMEOUT):
+                try:
+                    await self.stream.send_all(self.timeout_reply.render())
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+        return End.TIMEOUT
 
     async def _loop(self) -> End:
         conn = self.conn
@@ -165,27 +186,35 @@ class SmtpPump:
                 conn.start_tls_done()
 
     async def _receive(self) -> bytes:
+        scope = self._deadline
+        assert scope is not None
+        scope.deadline = trio.current_time() + self.timeout
+        self._reading = True
         try:
-            with trio.fail_after(self.timeout):
-                return await self.stream.receive_some(READ_SIZE)
-        except trio.TooSlowError:
-            if self.timeout_reply is not None:
-                with trio.move_on_after(FAREWELL_TIMEOUT):
-                    try:
-                        await self.stream.send_all(self.timeout_reply.render())
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                        pass
-            raise
+            return await self.stream.receive_some(READ_SIZE)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             return b""          # the core turns end-of-file into ConnectionClosed
+        finally:
+            if not scope.cancel_called:
+                scope.deadline = math.inf
+                self._reading = False
 
     async def _flush(self) -> None:
         if not self._out:
             return
         data = bytes(self._out)
         self._out.clear()
+        scope = self._deadline
         try:
-            with trio.fail_after(self.timeout):
+            if scope is None:           # the greeting, before run()
+                with trio.fail_after(self.timeout):
+                    await self.stream.send_all(data)
+                return
+            scope.deadline = trio.current_time() + self.timeout
+            try:
                 await self.stream.send_all(data)
+            finally:
+                if not scope.cancel_called:
+                    scope.deadline = math.inf
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
             raise _Lost() from e

@@ -57,10 +57,13 @@ from mailsys.tls import server_context
 
 log = structlog.get_logger()
 
-# Channels to cleanup one process keeps open: sessions waiting for a queue ID
-# beyond this many wait for a free channel (cleanup's group commit makes the
-# wait short, and fewer channels mean bigger commits).
-CLEANUP_CHANNELS = 16
+# Channels to cleanup one process keeps open. A channel carries one request
+# at a time, so this bounds how many of this process's messages can share
+# one group commit; sessions beyond it wait for a free channel and then for
+# a later commit. Two smtpd processes (200 sessions at the skeleton's 100
+# clients each) stay within the 100 clients of one cleanup process, whose
+# commits would otherwise split between two processes.
+CLEANUP_CHANNELS = 48
 
 # Restriction names that make evaluate_rcpt ask DNS; without any of them the
 # dry run that collects names to resolve is skipped on every RCPT.

@@ -18,21 +18,23 @@ DESCRIPTION
     either completes or fails as a whole, and nobody loses track of it.
 
     GroupCommit is cleanup's durable write path (DESIGN.md contract 1).
-    Callers of create() put their entry on a memory channel and wait; one
-    committer task, run(), takes whatever has gathered while the previous
-    commit was in flight, and writes it with one store.create_many() call:
-    one transaction, one fsync, for the whole batch. There is no timer: the
-    first request after an idle spell is committed at once, and batches
-    grow by themselves under concurrency, because requests arriving during
-    one fsync ride on the next one. create() returns only after its batch
-    is committed, so the caller's reply comes after the fsync.
+    Callers of create() put their entry on a queue and wait; one committer
+    task, run(), starts a commit in a worker thread as soon as something is
+    waiting, and that thread takes whatever has gathered only once it holds
+    LMDB's writer lock (store.create_late()), writing it all in one
+    transaction, one fsync. There is no timer: the first request after an
+    idle spell is committed at once, and batches grow by themselves under
+    concurrency, because requests arriving during one fsync - or while the
+    lock is held by qmgr or another process - ride on the next commit.
+    create() returns only after its batch is committed, so the caller's
+    reply comes after the fsync.
 
-    A batch is all or nothing (create_many). One bad request must not fail
-    its neighbours, so a queue ID that is already in the queue (or twice in
-    one batch) is refused up front with QueueError, and when a batch fails
-    for any reason other than QueueFull, its entries are retried one by one
-    and each gets its own outcome. QueueFull fails the whole batch: the
-    store is full for all of them.
+    A batch is all or nothing (create_late). One bad request must not fail
+    its neighbours: when a batch fails for any reason other than QueueFull
+    (a queue ID already in the queue or twice in the batch, a failing
+    write), its entries are retried one by one and each gets its own
+    outcome. QueueFull fails the whole batch: the store is full for all of
+    them.
 
 GUARANTEES
     create() returns the queue ID once the entry is committed and fsynced,
@@ -44,7 +46,7 @@ GUARANTEES
 from __future__ import annotations
 
 import functools
-import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -88,7 +90,7 @@ OnCommit = Callable[[Sequence[str]], Awaitable[None] | None]
 
 
 class GroupCommit:
-    """Batches concurrent create() calls into one fsynced create_many()."""
+    """Batches concurrent create() calls into one fsynced transaction."""
 
     def __init__(self, store: QueueStore, queue: Queue = Queue.INCOMING, *,
                  max_batch: int = MAX_BATCH, max_bytes: int = MAX_BATCH_BYTES,
@@ -98,14 +100,17 @@ class GroupCommit:
         self._max_batch = max_batch
         self._max_bytes = max_bytes
         self._on_commit = on_commit
-        self._send, self._receive = trio.open_memory_channel[_Pending](math.inf)
-        self._held: _Pending | None = None      # did not fit the last batch
+        # Appended to by create() on the trio thread, emptied from the
+        # front by the commit's worker thread only: deque does both safely.
+        self._waiting: deque[_Pending] = deque()
+        self._wake = trio.Event()
         self.batches = 0                        # commits made (for tests and statistics)
 
     async def create(self, envelope: Envelope, content: bytes) -> str:
         """create - store one entry; its queue ID once durably committed."""
         pending = _Pending(envelope, content)
-        self._send.send_nowait(pending)       # unbounded: callers are bounded by the skeleton
+        self._waiting.append(pending)         # unbounded: callers are bounded by the skeleton
+        self._wake.set()
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error
@@ -115,35 +120,37 @@ class GroupCommit:
         """run - the committer task: commit what has gathered, forever."""
         task_status.started()
         while True:
-            batch = [self._held or await self._receive.receive()]
-            self._held = None
-            size = len(batch[0].content)
-            while len(batch) < self._max_batch:
-                try:
-                    nxt = self._receive.receive_nowait()
-                except trio.WouldBlock:
-                    break
-                if size + len(nxt.content) > self._max_bytes:
-                    self._held = nxt
-                    break
-                batch.append(nxt)
-                size += len(nxt.content)
-            await self._commit(batch)
+            while not self._waiting:
+                await self._wake.wait()
+                self._wake = trio.Event()
+            await self._commit()
 
-    async def _commit(self, batch: list[_Pending]) -> None:
+    def _take(self) -> list[_Pending]:
+        """In the worker thread: the next batch off the front of the queue."""
+        waiting = self._waiting
+        batch = [waiting.popleft()]           # the first one goes even when alone too big
+        size = len(batch[0].content)
+        while waiting and len(batch) < self._max_batch:
+            if size + len(waiting[0].content) > self._max_bytes:
+                break
+            batch.append(waiting.popleft())
+            size += len(batch[-1].content)
+        return batch
+
+    async def _commit(self) -> None:
+        taken: list[_Pending] = []
         try:
-            outcomes = await run(_commit_batch, self._store, self._queue,
-                                 [(p.envelope, p.content) for p in batch])
-        except QueueError as e:
-            outcomes = [e] * len(batch)
+            outcomes = await run(_commit_batch, self._store, self._queue, self._take, taken)
         except BaseException as e:
             # A bug, or cancellation before the thread started: release the
             # waiters with a failure (nothing of theirs was written), then
             # let it propagate so the skeleton logs it.
-            _settle(batch, [QueueError(f"commit failed: {e!r}")] * len(batch))
+            if not taken and self._waiting:
+                taken = self._take()
+            _settle(taken, [QueueError(f"commit failed: {e!r}")] * len(taken))
             raise
         self.batches += 1
-        _settle(batch, outcomes)
+        _settle(taken, outcomes)
         committed = [o for o in outcomes if isinstance(o, str)]
         if committed and self._on_commit is not None:
             result = self._on_commit(committed)
@@ -160,35 +167,33 @@ def _settle(batch: list[_Pending], outcomes: list[str | QueueError]) -> None:
         pending.done.set()
 
 
-def _commit_batch(store: QueueStore, queue: Queue,
-                  items: list[tuple[Envelope, bytes]]) -> list[str | QueueError]:
-    """In a worker thread: commit items, each outcome a queue ID or an error."""
-    outcomes: list[str | QueueError | None] = [None] * len(items)
-    seen: set[str] = set()
-    todo: list[int] = []
-    for i, (env, _) in enumerate(items):
-        qid = env.queue_id
-        if qid and (qid in seen or store.exists(qid)):
-            outcomes[i] = QueueError(f"{qid}: duplicate queue ID")
-            continue
-        seen.add(qid)
-        todo.append(i)
-    if todo:
+def _commit_batch(store: QueueStore, queue: Queue, take: Callable[[], list[_Pending]],
+                  taken: list[_Pending]) -> list[str | QueueError]:
+    """In a worker thread: commit what take() gives once the writer lock is
+    held (it lands in taken); each outcome a queue ID or an error."""
+    def items() -> list[tuple[Envelope, bytes]]:
+        taken.extend(take())
+        return [(p.envelope, p.content) for p in taken]
+    try:
+        return list(store.create_late(items, queue))
+    except QueueFull as e:
+        if not taken:
+            taken.extend(take())
+        return [e] * len(taken)
+    except QueueError as e:
+        if not taken:
+            # The store failed before the transaction began: fail this batch
+            # (the next one tries again) rather than spin on it.
+            taken.extend(take())
+            return [e] * len(taken)
+        if len(taken) == 1:
+            return [e]
+    # Someone else's failure must not become this entry's (a duplicate ID,
+    # a failing write): try each alone.
+    outcomes: list[str | QueueError] = []
+    for p in taken:
         try:
-            for i, qid in zip(todo, store.create_many([items[i] for i in todo], queue)):
-                outcomes[i] = qid
-        except QueueFull as e:
-            for i in todo:
-                outcomes[i] = e
-        except QueueError as e:
-            if len(todo) == 1:
-                outcomes[todo[0]] = e
-            else:
-                # Someone else's failure must not become this entry's: try
-                # each alone (rare: a race on an ID, or a failing write).
-                for i in todo:
-                    try:
-                        outcomes[i] = store.create(*items[i], queue)
-                    except QueueError as one:
-                        outcomes[i] = one
-    return outcomes  # type: ignore[return-value]
+            outcomes.append(store.create(p.envelope, p.content, queue))
+        except QueueError as one:
+            outcomes.append(one)
+    return outcomes

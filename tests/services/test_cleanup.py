@@ -143,13 +143,13 @@ async def test_concurrent_requests_share_commits(make_config, store):
 async def test_reply_waits_for_the_commit(make_config, store, monkeypatch):
     cfg = make_config()
     committed = trio.Event()
-    real = store.create_many
+    real = store.create_late
 
-    def slow_create_many(items, queue=Queue.INCOMING):
+    def slow_create_late(take, queue=Queue.INCOMING):
         time.sleep(0.2)
-        out = real(items, queue)
+        out = real(take, queue)
         return out
-    monkeypatch.setattr(store, "create_many", slow_create_many)
+    monkeypatch.setattr(store, "create_late", slow_create_late)
     async with trio.open_nursery() as nursery:
         svc = await running(cfg, store, nursery)
         req = request()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import trio
 import trio.testing
 
@@ -60,14 +62,15 @@ def test_other_failures_are_retried_one_by_one(queue_dir, monkeypatch):
         bad_qid = entries[1][0].queue_id
         real_create = store.create
 
-        def create_many(items, queue=Queue.INCOMING):
+        def create_late(take, queue=Queue.INCOMING):
+            list(take())            # the batch was taken, then its write failed
             raise QueueError("simulated write failure")
 
         def create(env, content, queue=Queue.INCOMING):
             if env.queue_id == bad_qid:
                 raise QueueError("simulated write failure")
             return real_create(env, content, queue)
-        monkeypatch.setattr(store, "create_many", create_many)
+        monkeypatch.setattr(store, "create_late", create_late)
         monkeypatch.setattr(store, "create", create)
         commits = GroupCommit(store)
         results = trio.run(create_all, commits, entries + [dup])
@@ -85,3 +88,56 @@ def test_on_commit_hears_each_batch(queue_dir):
         entries = [entry() for _ in range(4)]
         results = trio.run(create_all, commits, entries)
     assert len(seen) == 1 and sorted(seen[0]) == sorted(results)
+
+
+def test_a_batch_gathers_while_another_writer_holds_the_lock(queue_dir):
+    """Requests that arrive while the commit waits for LMDB's writer lock
+    (held here by another thread, as qmgr holds it from its process) ride on
+    that same commit."""
+    with QueueStore.open(queue_dir) as store:
+        commits = GroupCommit(store)
+        locked, release = threading.Event(), threading.Event()
+
+        def hold(txn):
+            locked.set()
+            release.wait(5)
+
+        async def main():
+            holder = threading.Thread(target=store._write, args=(hold, 0))
+            holder.start()
+            locked.wait(5)
+            results = []
+
+            async def one(env, content):
+                results.append(await commits.create(env, content))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(commits.run)
+                nursery.start_soon(one, *entry())
+                await trio.sleep(0.1)            # its commit now waits for the lock
+                for _ in range(3):
+                    nursery.start_soon(one, *entry())
+                await trio.sleep(0.1)
+                release.set()
+                while len(results) < 4:
+                    await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+            holder.join()
+            return results
+
+        results = trio.run(main)
+        assert commits.batches == 1
+        assert store.counts()[Queue.INCOMING] == 4 and all(store.exists(q) for q in results)
+
+
+def test_create_late_takes_once_when_the_map_grows(queue_dir):
+    with QueueStore.open(queue_dir, map_size=256 << 10, max_map_size=16 << 20) as store:
+        entries = [entry(60_000) for _ in range(6)]          # more than the first map holds
+        calls = []
+
+        def take():
+            calls.append(1)
+            return entries
+        qids = store.create_late(take)
+        assert calls == [1] and store.map_size() > 256 << 10
+        assert qids == [env.queue_id for env, _ in entries]
+        assert store.counts()[Queue.INCOMING] == 6

@@ -1,0 +1,51 @@
+"""LogEvent.decode: what postlogd gets is always clean, whether or not the
+datagram needed cleaning (the careful path runs only for surrogate escapes)."""
+
+import json
+
+from hypothesis import given, strategies as st
+
+from mailsys.maillog.event import LogEvent, clean_text, clean_value
+
+# text with lone surrogates too (st.text() leaves them out)
+_text = st.text(st.characters() | st.sampled_from(["\udc80", "\udcff", "\ud800"]), max_size=8)
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | _text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_text, inner, max_size=4),
+    max_leaves=12)
+
+
+def _datagram(fields: dict, event: str, ascii_only: bool) -> bytes:
+    wire = {"v": 1, "time": 1.5, "tag": "mailsys/smtpd", "pid": 7, "level": "info",
+            "event": event, "fields": fields, "queue_id": "4F2A1C3B7D"}
+    return json.dumps(wire, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
+
+
+@given(st.dictionaries(_text, _values, max_size=5), _text, st.booleans())
+def test_decode_equals_cleaning_every_value(fields, event, ascii_only):
+    datagram = _datagram(fields, event, ascii_only)
+    try:
+        got = LogEvent.decode(datagram)
+    except ValueError:
+        # Raw surrogates (ensure_ascii=False) are not UTF-8: refused whole.
+        assert not ascii_only
+        return
+    assert got.event == clean_text(event)
+    assert got.fields == clean_value(json.loads(datagram.decode("utf-8")))["fields"]
+    # whatever came in, both renderings can be written as UTF-8
+    json.dumps(got.fields, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    got.event.encode("utf-8")
+
+
+def test_surrogate_escapes_are_cleaned():
+    datagram = _datagram({"client": "\udc80x", "n": float("nan")}, "bad \udcff", True)
+    got = LogEvent.decode(datagram)
+    assert got.event == "bad \\377"
+    assert got.fields == {"client": "\\200x", "n": "nan"}
+
+
+def test_plain_datagram_keeps_its_values():
+    datagram = _datagram({"client": "h[1.2.3.4]", "inf": float("-inf"), "l": [1, "ü"]}, "connect", False)
+    got = LogEvent.decode(datagram)
+    assert got.fields == {"client": "h[1.2.3.4]", "inf": "-inf", "l": [1, "ü"]}
+    assert got.queue_id == "4F2A1C3B7D" and got.tag == "mailsys/smtpd" and got.event == "connect"
