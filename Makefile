@@ -26,5 +26,12 @@ test-unit: venv
 test-integration: venv
 	$(BIN)/pytest -q -m integration
 
+# Both need root: a private Postfix runs beside mailsys (scripts/bench/README.md).
+bench: venv
+	$(BIN)/python scripts/bench/run.py
+
+bench-quick: venv
+	$(BIN)/python scripts/bench/run.py --quick
+
 clean:
 	rm -rf $(VENV) var build *.egg-info .pytest_cache .hypothesis
