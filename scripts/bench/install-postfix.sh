@@ -12,10 +12,16 @@
 #
 # Needs root. Installs only what is missing. Set APT_UPDATE=1 to run
 # apt-get update first (a fresh machine's package lists may be empty).
+# Arguments name further packages to install the same way, each given as
+# COMMAND=PACKAGE and installed when COMMAND is not on the PATH (.ci/run
+# uses this for the test tools: swaks, pflogsumm, fail2ban).
 set -eu
 
 pkgs=
-command -v smtp-source >/dev/null 2>&1 && command -v smtp-sink >/dev/null 2>&1 || pkgs="postfix"
+for want in "$@"; do
+    command -v "${want%%=*}" >/dev/null 2>&1 || pkgs="$pkgs ${want#*=}"
+done
+command -v smtp-source >/dev/null 2>&1 && command -v smtp-sink >/dev/null 2>&1 || pkgs="$pkgs postfix"
 command -v tcpdump >/dev/null 2>&1 || pkgs="$pkgs tcpdump"
 
 if [ -n "$pkgs" ]; then
