@@ -32,8 +32,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailsys.policy.context import DnsStatus
-from mailsys.policy.evaluate import helo_literal
-from mailsys.policy.hostnames import truncate_dot, valid_hostname
+from mailsys.policy.evaluate import judge_helo
+from mailsys.policy.hostnames import valid_hostname
 from mailsys.policy.netmatch import parse_address
 from mailsys.policy.replies import CLIENT, HELO, RECIPIENT, SENDER
 from mailsys.policy.resolve import split_address
@@ -71,18 +71,15 @@ def reject_unknown_recipient_domain(rs: Restrictions, run: Run, info: ListInfo):
 
 
 def reject_unknown_helo(rs: Restrictions, run: Run, info: ListInfo):
-    helo = run.ctx.helo
-    if helo is None:
-        return DUNNO
-    if helo.startswith("["):
-        return helo_literal(rs, run, info, helo)
-    status = run.dns(truncate_dot(helo).lower())
-    if status is DnsStatus.EXISTS:
-        return DUNNO
-    text = f"<{helo}>: Helo command rejected: Host not found"
-    if status is DnsStatus.TEMPFAIL:
-        return rs._defer_if_permit(run, info, 450, "4.7.1", text, HELO)
-    return rs._reject(run, info, rs._codes["unknown_hostname_reject_code"], "4.7.1", text, HELO)
+    def judge(helo: str, name: str):
+        status = run.dns(name.lower())
+        if status is DnsStatus.EXISTS:
+            return DUNNO
+        text = f"<{helo}>: Helo command rejected: Host not found"
+        if status is DnsStatus.TEMPFAIL:
+            return rs._defer_if_permit(run, info, 450, "4.7.1", text, HELO)
+        return rs._reject(run, info, rs._codes["unknown_hostname_reject_code"], "4.7.1", text, HELO)
+    return judge_helo(rs, run, info, judge)
 
 
 def dnsbl(rs: Restrictions, run: Run, info: ListInfo, name: str, zone: str):

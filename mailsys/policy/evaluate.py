@@ -136,31 +136,35 @@ def helo_literal(rs: Restrictions, run: Run, info: ListInfo, helo: str):
                       f"<{helo}>: Helo command rejected: invalid ip address", HELO)
 
 
-def reject_invalid_helo(rs: Restrictions, run: Run, info: ListInfo):
+def judge_helo(rs: Restrictions, run: Run, info: ListInfo, judge):
+    """The shared start of every HELO check: nothing to judge without a
+    HELO, a [literal] gets the address check, and judge(helo, name) decides
+    the rest, name being the HELO without a trailing dot."""
     helo = run.ctx.helo
     if helo is None:
         return DUNNO
     if helo.startswith("["):
         return helo_literal(rs, run, info, helo)
-    name = truncate_dot(helo)
-    # A bare address is tolerated for backwards compatibility (smtpd_check.c).
-    if valid_hostname(name) or valid_hostaddr(name):
-        return DUNNO
-    return rs._reject(run, info, rs._codes["invalid_hostname_reject_code"], "5.5.2",
-                      f"<{helo}>: Helo command rejected: Invalid name", HELO)
+    return judge(helo, truncate_dot(helo))
+
+
+def reject_invalid_helo(rs: Restrictions, run: Run, info: ListInfo):
+    def judge(helo: str, name: str):
+        # A bare address is tolerated for backwards compatibility (smtpd_check.c).
+        if valid_hostname(name) or valid_hostaddr(name):
+            return DUNNO
+        return rs._reject(run, info, rs._codes["invalid_hostname_reject_code"], "5.5.2",
+                          f"<{helo}>: Helo command rejected: Invalid name", HELO)
+    return judge_helo(rs, run, info, judge)
 
 
 def reject_non_fqdn_helo(rs: Restrictions, run: Run, info: ListInfo):
-    helo = run.ctx.helo
-    if helo is None:
-        return DUNNO
-    if helo.startswith("["):
-        return helo_literal(rs, run, info, helo)
-    name = truncate_dot(helo)
-    if valid_hostname(name) and "." in name:
-        return DUNNO
-    return rs._reject(run, info, rs._codes["non_fqdn_reject_code"], "5.5.2",
-                      f"<{helo}>: Helo command rejected: need fully-qualified hostname", HELO)
+    def judge(helo: str, name: str):
+        if valid_hostname(name) and "." in name:
+            return DUNNO
+        return rs._reject(run, info, rs._codes["non_fqdn_reject_code"], "5.5.2",
+                          f"<{helo}>: Helo command rejected: need fully-qualified hostname", HELO)
+    return judge_helo(rs, run, info, judge)
 
 
 def reject_plaintext_session(rs: Restrictions, run: Run, info: ListInfo):
@@ -189,7 +193,7 @@ def reject_unknown_reverse_client_hostname(rs: Restrictions, run: Run, info: Lis
 
 
 __all__ = ["defer_all", "defer_if_permit_step", "defer_if_reject_step", "defer_unauth_destination",
-           "helo_literal", "permit", "permit_auth_destination", "permit_mynetworks", "permit_sasl",
+           "helo_literal", "judge_helo", "permit", "permit_auth_destination", "permit_mynetworks", "permit_sasl",
            "reject_all", "reject_invalid_helo", "reject_non_fqdn_helo", "reject_non_fqdn_recipient",
            "reject_non_fqdn_sender", "reject_plaintext_session", "reject_unauth_destination",
            "reject_unknown_client_hostname", "reject_unknown_reverse_client_hostname"]
