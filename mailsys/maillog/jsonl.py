@@ -63,7 +63,10 @@ def render(event: LogEvent, host: str) -> str:
         record["exception"] = event.exception
     line = json.dumps(record, ensure_ascii=False, separators=(", ", ": "), default=str)
     # JSON leaves these unescaped, but str.splitlines() and some editors
-    # break lines at them.
+    # break lines at them. Almost every line is ASCII and has none of
+    # them: isascii() is one C pass, translate() a dict lookup per character.
+    if line.isascii():
+        return line
     return line.translate(_LINE_BREAKS)
 
 
