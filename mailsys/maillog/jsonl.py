@@ -61,7 +61,7 @@ def render(event: LogEvent, host: str) -> str:
         record["noqueue"] = True
     if event.exception:
         record["exception"] = event.exception
-    line = json.dumps(record, ensure_ascii=False, separators=(", ", ": "), default=str)
+    line = _ENCODER.encode(record)
     # JSON leaves these unescaped, but str.splitlines() and some editors
     # break lines at them. Almost every line is ASCII and has none of
     # them: isascii() is one C pass, translate() a dict lookup per character.
@@ -70,4 +70,6 @@ def render(event: LogEvent, host: str) -> str:
     return line.translate(_LINE_BREAKS)
 
 
+# Built once: json.dumps() with arguments builds a new encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), default=str)
 _LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
