@@ -89,6 +89,8 @@ def normalize_level(name: str) -> str:
 
 def clean_text(value: Any) -> str:
     """Valid Unicode for any text: undecodable bytes become ``\\ooo``."""
+    if type(value) is str and value.isascii():
+        return value                  # the common case: nothing to check
     if isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value).decode("utf-8", "surrogateescape")
     elif not isinstance(value, str):
