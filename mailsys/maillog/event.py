@@ -72,6 +72,12 @@ def _nonfinite(constant: str) -> str:
     return str(float(constant))
 
 
+# Built once: json.dumps() / json.loads() with any non-default argument
+# build a new encoder / decoder on every call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
+_DECODER = json.JSONDecoder(parse_constant=_nonfinite)
+
+
 _RESERVED = frozenset({"event", "level", "timestamp", "queue_id", "noqueue",
                        "exception", "stack", "exc_info", "stack_info"})
 
@@ -83,6 +89,8 @@ def normalize_level(name: str) -> str:
 
 def clean_text(value: Any) -> str:
     """Valid Unicode for any text: undecodable bytes become ``\\ooo``."""
+    if type(value) is str and value.isascii():
+        return value                  # the common case: nothing to check
     if isinstance(value, (bytes, bytearray, memoryview)):
         value = bytes(value).decode("utf-8", "surrogateescape")
     elif not isinstance(value, str):
@@ -175,14 +183,17 @@ class LogEvent:
             wire["noqueue"] = True
         if self.exception:
             wire["exception"] = self.exception
-        return json.dumps(wire, ensure_ascii=False, separators=(",", ":"),
-                          default=str).encode("utf-8")
+        return _ENCODER.encode(wire).encode("utf-8")
 
     @classmethod
     def decode(cls, datagram: bytes) -> "LogEvent":
         """Parse a datagram made by encode(); ValueError if it is not one."""
         try:
-            wire = json.loads(datagram.decode("utf-8"), parse_constant=_nonfinite)
+            body = datagram.decode("utf-8")
+            if body.startswith("\ufeff"):      # as json.loads() refuses it
+                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)",
+                                           body, 0)
+            wire = _DECODER.decode(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a log event: {e}") from None
         if not isinstance(wire, dict):

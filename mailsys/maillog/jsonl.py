@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 
 from mailsys.maillog import postfix
 from mailsys.maillog.event import LogEvent
@@ -39,8 +40,22 @@ from mailsys.maillog.event import LogEvent
 
 def timestamp(when: float) -> str:
     """ISO-8601 UTC with microseconds and a Z."""
+    global _last_second
     dt = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # strftime() is most of the cost and a busy log repeats the same second:
+    # keep the last one. The key is the epoch second only if rounding the
+    # microseconds did not carry into the next one (POSIX UTC has no leap
+    # seconds, so the second of the minute is the epoch second mod 60).
+    second = math.floor(when)
+    key, head = _last_second
+    if key != second or dt.second != second % 60:
+        head = dt.strftime("%Y-%m-%dT%H:%M:%S.")
+        if dt.second == second % 60:
+            _last_second = (second, head)
+    return f"{head}{dt.microsecond:06d}Z"
+
+
+_last_second: tuple[int, str] = (-1, "")
 
 
 def render(event: LogEvent, host: str) -> str:
@@ -61,10 +76,15 @@ def render(event: LogEvent, host: str) -> str:
         record["noqueue"] = True
     if event.exception:
         record["exception"] = event.exception
-    line = json.dumps(record, ensure_ascii=False, separators=(", ", ": "), default=str)
+    line = _ENCODER.encode(record)
     # JSON leaves these unescaped, but str.splitlines() and some editors
-    # break lines at them.
+    # break lines at them. Almost every line is ASCII and has none of
+    # them: isascii() is one C pass, translate() a dict lookup per character.
+    if line.isascii():
+        return line
     return line.translate(_LINE_BREAKS)
 
 
+# Built once: json.dumps() with arguments builds a new encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": "), default=str)
 _LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}

@@ -83,6 +83,7 @@ TRACEBACKS
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any, Callable, Mapping, Sequence
@@ -308,9 +309,23 @@ def message(event: LogEvent) -> str:
 
 def stamp(when: float) -> str:
     """``Nov 07 00:21:40 `` in local time, English month whatever the locale."""
-    tm = time.localtime(when)
-    return (f"{_MONTHS[tm.tm_mon - 1]} {tm.tm_mday:02d} "
+    global _last_stamp
+    # localtime() truncates to the second, and a busy log repeats the same
+    # second: keep the last one (time.tzset() makes a new time.tzname, so
+    # a changed zone is noticed).
+    second = math.floor(when)
+    key, zone, text = _last_stamp
+    if key == second and zone is time.tzname:
+        return text
+    zone = time.tzname
+    tm = time.localtime(second)
+    text = (f"{_MONTHS[tm.tm_mon - 1]} {tm.tm_mday:02d} "
             f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} ")
+    _last_stamp = (second, zone, text)
+    return text
+
+
+_last_stamp: tuple[int, tuple[str, str] | None, str] = (-1, None, "")
 
 
 def short_host(myhostname: str) -> str:

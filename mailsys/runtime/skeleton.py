@@ -37,7 +37,8 @@ DESCRIPTION
                    since its last run (Postfix qmgr_trigger_event: "there is
                    no client feedback so there is no need to process each
                    request in order"). The master's wakeup arrives as b"W".
-          dgram    the handler runs once per datagram, in arrival order.
+          dgram    the handler runs once per datagram, in arrival order;
+                   each wake-up handles every datagram already queued.
         A handler exception is logged with its traceback and ends only that
         connection (trio.serve_listeners would let it crash the process);
      5. tells the master READY, then BUSY / AVAIL / IDLE as clients come and
@@ -104,6 +105,7 @@ GRACEFUL_TIMEOUT = 10.0
 TRIGGER_READ_TIMEOUT = 1.0     # a trigger client sends its bytes at once (Postfix: 100 bytes, 10 s)
 TRIGGER_MAX = 1024
 DATAGRAM_MAX = 256 * 1024      # a log event bigger than this is the sender's bug
+DRAIN_BATCH = 256              # datagrams handled per wake-up before other tasks run
 CLOSE_GRACE = 1.0
 
 MODES = ("serve", "trigger", "dgram")
@@ -331,24 +333,34 @@ class _Daemon:
                 return
 
     async def _receive(self, sock: socket.socket) -> None:
-        tsock = trio.socket.from_stdlib_socket(sock)      # wraps the same socket object
-        with tsock:
+        # One wake-up per burst, not per datagram: after the socket turns
+        # readable, every datagram already queued is handled with plain
+        # non-blocking recv() calls until EAGAIN (or DRAIN_BATCH of them, so
+        # that a flood still lets the other tasks run), in arrival order.
+        with sock:
             try:
                 while True:
-                    await self._datagram(await tsock.recv(DATAGRAM_MAX))
+                    await trio.lowlevel.wait_readable(sock)
+                    await self._drain(sock, limit=DRAIN_BATCH)
             finally:
                 if self.shutdown.is_set():
                     with trio.CancelScope(shield=True):
                         await self._drain(sock)
 
-    async def _drain(self, sock: socket.socket) -> None:
-        """Handle the datagrams already queued, without waiting for more."""
-        while True:
+    async def _drain(self, sock: socket.socket, limit: int | None = None) -> None:
+        """Handle the datagrams already queued (up to limit), without waiting for more."""
+        handled = 0
+        while limit is None or handled < limit:
             try:
                 data = sock.recv(DATAGRAM_MAX, socket.MSG_DONTWAIT)
-            except OSError:
+            except BlockingIOError:
                 return
+            except OSError:
+                if limit is None:       # the last drain on the way out
+                    return
+                raise
             await self._datagram(data)
+            handled += 1
 
     async def _datagram(self, data: bytes) -> None:
         if self.mode == "trigger":
