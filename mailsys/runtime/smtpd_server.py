@@ -53,7 +53,6 @@ from mailsys.runtime.anvil_client import AnvilClient
 from mailsys.runtime.smtpd_dns import SmtpdDns
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Settings
-from mailsys.tls import server_context
 
 log = structlog.get_logger()
 
@@ -99,7 +98,7 @@ class SmtpdServer:
     bare_newline_exclusions: ClientMatcher
     anvil: AnvilClient
     cleanup: ipc_io.ChannelPool
-    dns: SmtpdDns
+    dns: SmtpdDns | None                 # None unless needs_dns: no dnspython loaded
     sasl: SaslServer | None
     tls_context: Any                     # an OpenSSL.SSL.Context, or None
     own_addresses: frozenset
@@ -157,6 +156,7 @@ class SmtpdServer:
         for warning in restrictions.warnings:
             log.warning(warning)
         listed = " ".join(" ".join(param(cfg, p, ())) for p in _LISTS).lower()
+        needs_dns = any(name in listed for name in _DNS_RESTRICTIONS)
         return cls(
             cfg=cfg, service=service, base_settings=settings, restrictions=restrictions,
             limits=ClientLimits.from_config(cfg),
@@ -170,11 +170,11 @@ class SmtpdServer:
             anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
             cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
-            dns=SmtpdDns.from_config(cfg),
+            dns=SmtpdDns.from_config(cfg) if needs_dns else None,
             sasl=sasl,
             tls_context=tls_context,
             own_addresses=_own_addresses(cfg),
-            needs_dns=any(name in listed for name in _DNS_RESTRICTIONS),
+            needs_dns=needs_dns,
             banner=cfg.smtpd_banner,
             timeout=cfg.smtpd_timeout,
             starttls_timeout=cfg.smtpd_starttls_timeout,
@@ -245,6 +245,9 @@ def _own_addresses(cfg: Any) -> frozenset:
 
 def _tls_context(cfg: Any) -> Any:
     """The TLS server context, or None (warned) when there is none to be had."""
+    # pyOpenSSL and cryptography (~4 MB per process) load only here, for a
+    # server that offers TLS.
+    from mailsys.tls import server_context
     try:
         ctx = server_context(cfg)
     except ConfigError as e:
