@@ -6,7 +6,9 @@ SYNOPSIS
     addrs = await resolver.addresses("mx1.example.org")   # ["192.0.2.1", "2001:db8::1"]
 
 DESCRIPTION
-    A thin shell over dns.asyncresolver.Resolver. The trio backend is passed
+    A thin shell over dns.asyncresolver.Resolver, made (and dnspython
+    imported) on the first DNS query, so an smtp process that never asks
+    DNS does not carry it. The trio backend is passed
     explicitly on every query, so nothing depends on sniffio's detection
     (STYLE.md (d), dnspython). Which name servers are asked:
 

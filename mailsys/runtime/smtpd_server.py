@@ -12,7 +12,11 @@ DESCRIPTION
     overrides, the compiled Restrictions, the anvil limits with the clients
     exempt from them (smtpd_client_event_limit_exceptions), the SASL users
     file, the TLS server context, a DNS resolver, the anvil client and the
-    pool of kept-open channels to cleanup.
+    pool of kept-open channels to cleanup. The TLS context and the DNS
+    resolver exist only when the configuration asks for them (a TLS level
+    or wrapper mode; a restriction that looks names up), and only then
+    does the process load pyOpenSSL or dnspython: each costs several MB
+    of memory in every smtpd process.
 
     TLS: STARTTLS is offered at smtpd_tls_security_level may or encrypt.
     When no certificate is configured, or it cannot be loaded, the process
