@@ -317,50 +317,65 @@ class ChannelPool:
     async def channel(self, *, timeout: float | None = None) -> AsyncIterator[Channel]:
         """Borrow a channel: an idle one, or a new connection (within timeout)."""
         deadline = trio.current_time() + (self._connect_timeout if timeout is None else timeout)
-        async with self._borrow(deadline) as chan:
+        chan = await self._take(deadline)
+        try:
             yield chan
+        finally:
+            self._give(chan)
 
-    @asynccontextmanager
-    async def _borrow(self, deadline: float, *, fresh: bool = False) -> AsyncIterator[Channel]:
+    async def _take(self, deadline: float, *, fresh: bool = False) -> Channel:
+        """A slot and a channel in it; the caller hands both back with _give().
+
+        Plain methods rather than a context manager, and no cancel scope when
+        a slot is free: this runs for every message smtpd passes to cleanup.
+        Taking a free slot without a checkpoint is fair (trio's Semaphore
+        has a value only while nobody waits) and the call that follows
+        checkpoints."""
         if self._closed:
             raise IpcUnavailable(f"{self.path}: channel pool closed")
-        with trio.move_on_at(deadline) as scope:
-            await self._slots.acquire()
-        if scope.cancelled_caught:
-            raise IpcTimeout(f"{self.path}: no free channel within the time limit")
         try:
-            chan = None
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            with trio.move_on_at(deadline) as scope:
+                await self._slots.acquire()
+            if scope.cancelled_caught:
+                raise IpcTimeout(f"{self.path}: no free channel within the time limit") from None
+        try:
             while self._idle and not fresh:
                 candidate = self._idle.pop()
                 if candidate.usable:
-                    chan = candidate
-                    break
-            if chan is None:
-                chan = await connect(self.path, protocol=self.protocol,
-                                     timeout=max(0.0, deadline - trio.current_time()),
-                                     max_frame=self._max_frame)
-            try:
-                yield chan
-            finally:
-                if chan.usable and not self._closed:
-                    self._idle.append(chan)
-                else:
-                    chan._close_now()
-        finally:
+                    return candidate
+            return await connect(self.path, protocol=self.protocol,
+                                 timeout=max(0.0, deadline - trio.current_time()),
+                                 max_frame=self._max_frame)
+        except BaseException:
             self._slots.release()
+            raise
+
+    def _give(self, chan: Channel) -> None:
+        if chan.usable and not self._closed:
+            self._idle.append(chan)
+        else:
+            chan._close_now()
+        self._slots.release()
 
     async def call(self, msg: object, *, expect: type | tuple[type, ...], timeout: float) -> Any:
         """Call on a pooled channel; one retry if a reused channel was dead."""
         deadline = trio.current_time() + timeout
-        async with self._borrow(deadline) as chan:
-            reused = chan.calls > 0
-            try:
-                return await chan._call_at(msg, expect, deadline)
-            except IpcUnavailable:
-                if not reused:
-                    raise
-        async with self._borrow(deadline, fresh=True) as chan:
+        chan = await self._take(deadline)
+        reused = chan.calls > 0
+        try:
             return await chan._call_at(msg, expect, deadline)
+        except IpcUnavailable:
+            if not reused:
+                raise
+        finally:
+            self._give(chan)
+        chan = await self._take(deadline, fresh=True)
+        try:
+            return await chan._call_at(msg, expect, deadline)
+        finally:
+            self._give(chan)
 
     async def aclose(self) -> None:
         """Close every idle channel; channels in use close when returned."""

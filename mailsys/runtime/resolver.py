@@ -6,7 +6,9 @@ SYNOPSIS
     addrs = await resolver.addresses("mx1.example.org")   # ["192.0.2.1", "2001:db8::1"]
 
 DESCRIPTION
-    A thin shell over dns.asyncresolver.Resolver. The trio backend is passed
+    A thin shell over dns.asyncresolver.Resolver, made (and dnspython
+    imported) on the first DNS query, so an smtp process that never asks
+    DNS does not carry it. The trio backend is passed
     explicitly on every query, so nothing depends on sniffio's detection
     (STYLE.md (d), dnspython). Which name servers are asked:
 
@@ -38,12 +40,9 @@ from collections.abc import Sequence
 
 import trio
 
-import dns.asyncbackend
-import dns.asyncresolver
-import dns.exception
-import dns.nameserver
-import dns.rdatatype
-import dns.resolver
+# dnspython (~3 MB per process) is imported on the first DNS lookup, not
+# here: an smtp process with smtp_dns_support_level = disabled or a
+# [bracketed] relayhost never needs it.
 
 from mailsys.errors import ConfigError
 
@@ -111,21 +110,10 @@ class Resolver:
     def __init__(self, nameservers: Sequence[tuple[str, int]] = (), *,
                  lifetime: float = DEFAULT_LIFETIME, ipv4: bool = True, ipv6: bool = True,
                  host_lookup: Sequence[str] = ("dns",)) -> None:
-        if nameservers:
-            res = dns.asyncresolver.Resolver(configure=False)
-            res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in nameservers]
-        else:
-            try:
-                res = dns.asyncresolver.Resolver()
-            except dns.resolver.NoResolverConfiguration:
-                # No usable resolv.conf: the C library would ask a resolver on
-                # this host; so do we, rather than refuse to start.
-                res = dns.asyncresolver.Resolver(configure=False)
-                res.nameservers = ["127.0.0.1"]
-        res.lifetime = lifetime
-        res.timeout = min(res.timeout, lifetime)
-        self._res = res
-        self._backend = dns.asyncbackend.get_backend("trio")
+        self._nameservers = tuple(nameservers)
+        self._lifetime = lifetime
+        self._res = None        # dnspython's resolver, made on the first lookup
+        self._backend = None
         self._types = (["A"] if ipv4 else []) + (["AAAA"] if ipv6 else [])
         self._dns_hosts = "dns" in host_lookup or not host_lookup
         self._native_hosts = "native" in host_lookup
@@ -142,9 +130,38 @@ class Resolver:
         return cls(servers, lifetime=lifetime, ipv4=both or "ipv4" in protocols,
                    ipv6=both or "ipv6" in protocols, host_lookup=lookup)
 
+    def _dns(self):
+        """dnspython's async resolver on the trio backend, made (and dnspython
+        imported) on first use."""
+        if self._res is None:
+            import dns.asyncbackend
+            import dns.asyncresolver
+            import dns.nameserver
+            import dns.resolver
+            if self._nameservers:
+                res = dns.asyncresolver.Resolver(configure=False)
+                res.nameservers = [dns.nameserver.Do53Nameserver(a, p)
+                                   for a, p in self._nameservers]
+            else:
+                try:
+                    res = dns.asyncresolver.Resolver()
+                except dns.resolver.NoResolverConfiguration:
+                    # No usable resolv.conf: the C library would ask a resolver on
+                    # this host; so do we, rather than refuse to start.
+                    res = dns.asyncresolver.Resolver(configure=False)
+                    res.nameservers = ["127.0.0.1"]
+            res.lifetime = self._lifetime
+            res.timeout = min(res.timeout, self._lifetime)
+            self._backend = dns.asyncbackend.get_backend("trio")
+            self._res = res
+        return self._res
+
     async def _query(self, name: str, rdtype: str) -> list:
+        import dns.exception
+        import dns.resolver
+        res = self._dns()
         try:
-            answer = await self._res.resolve(name, rdtype, raise_on_no_answer=False,
+            answer = await res.resolve(name, rdtype, raise_on_no_answer=False,
                                              search=False, backend=self._backend)
         except dns.resolver.NXDOMAIN:
             raise DnsError(NOTFOUND, name, rdtype) from None

@@ -37,11 +37,13 @@ DESCRIPTION
 from __future__ import annotations
 
 import ipaddress
+from typing import TYPE_CHECKING
 
 from mailsys.routing import BadNextHop, parse_nexthop
 from mailsys.runtime.smtp_client_io import TlsPolicy
-from mailsys.runtime.tls_stream import TlsStream
-from mailsys.tls import TlsEngine, client_context
+
+if TYPE_CHECKING:
+    from mailsys.tls import TlsEngine
 
 __all__ = ["tls_policy", "LEVELS", "nexthop_domain"]
 
@@ -54,6 +56,10 @@ def tls_policy(cfg) -> TlsPolicy:
         level = "may"
     if level == "none":
         return TlsPolicy(note_offer=cfg.smtp_tls_note_starttls_offer)
+    # pyOpenSSL and cryptography (~4 MB per process) load only for a level
+    # that may use TLS.
+    from mailsys.runtime.tls_stream import TlsStream
+    from mailsys.tls import TlsEngine, client_context
     ctx = client_context(cfg, level)      # ConfigError for an unknown level or a bad file
 
     def engine(host: str, nexthop: str = "") -> TlsEngine:

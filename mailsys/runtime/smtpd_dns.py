@@ -29,14 +29,18 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import dns.asyncbackend
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
 import trio
 
 from mailsys.policy.restrictions import DnsStatus
+
+if TYPE_CHECKING:
+    import dns.asyncresolver
+
+# dnspython (~3 MB per process) is imported by from_config(), which smtpd
+# calls only when a restriction needs DNS; client_name() uses the system
+# resolver and needs none of it.
 
 # A lookup for a restriction runs while the client waits for its RCPT reply.
 LOOKUP_TIMEOUT = 10.0
@@ -55,6 +59,8 @@ class SmtpdDns:
 
     @classmethod
     def from_config(cls, cfg) -> "SmtpdDns":
+        import dns.asyncresolver
+        import dns.resolver
         servers = tuple(cfg.dns_nameservers)
         if servers:
             resolver = dns.asyncresolver.Resolver(configure=False)
@@ -72,6 +78,9 @@ class SmtpdDns:
 
     async def domain_status(self, name: str) -> DnsStatus:
         """EXISTS when name has an MX, A or AAAA record; see the module description."""
+        import dns.asyncbackend
+        import dns.exception
+        import dns.resolver
         backend = dns.asyncbackend.get_backend("trio")
         tempfail = False
         for rdtype in _ADDRESS_TYPES:

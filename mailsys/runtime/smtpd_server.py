@@ -12,7 +12,11 @@ DESCRIPTION
     overrides, the compiled Restrictions, the anvil limits with the clients
     exempt from them (smtpd_client_event_limit_exceptions), the SASL users
     file, the TLS server context, a DNS resolver, the anvil client and the
-    pool of kept-open channels to cleanup.
+    pool of kept-open channels to cleanup. The TLS context and the DNS
+    resolver exist only when the configuration asks for them (a TLS level
+    or wrapper mode; a restriction that looks names up), and only then
+    does the process load pyOpenSSL or dnspython: each costs several MB
+    of memory in every smtpd process.
 
     TLS: STARTTLS is offered at smtpd_tls_security_level may or encrypt.
     When no certificate is configured, or it cannot be loaded, the process
@@ -53,7 +57,6 @@ from mailsys.runtime.anvil_client import AnvilClient
 from mailsys.runtime.smtpd_dns import SmtpdDns
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Settings
-from mailsys.tls import server_context
 
 log = structlog.get_logger()
 
@@ -99,7 +102,7 @@ class SmtpdServer:
     bare_newline_exclusions: ClientMatcher
     anvil: AnvilClient
     cleanup: ipc_io.ChannelPool
-    dns: SmtpdDns
+    dns: SmtpdDns | None                 # None unless needs_dns: no dnspython loaded
     sasl: SaslServer | None
     tls_context: Any                     # an OpenSSL.SSL.Context, or None
     own_addresses: frozenset
@@ -157,6 +160,7 @@ class SmtpdServer:
         for warning in restrictions.warnings:
             log.warning(warning)
         listed = " ".join(" ".join(param(cfg, p, ())) for p in _LISTS).lower()
+        needs_dns = any(name in listed for name in _DNS_RESTRICTIONS)
         return cls(
             cfg=cfg, service=service, base_settings=settings, restrictions=restrictions,
             limits=ClientLimits.from_config(cfg),
@@ -170,11 +174,11 @@ class SmtpdServer:
             anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
             cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
-            dns=SmtpdDns.from_config(cfg),
+            dns=SmtpdDns.from_config(cfg) if needs_dns else None,
             sasl=sasl,
             tls_context=tls_context,
             own_addresses=_own_addresses(cfg),
-            needs_dns=any(name in listed for name in _DNS_RESTRICTIONS),
+            needs_dns=needs_dns,
             banner=cfg.smtpd_banner,
             timeout=cfg.smtpd_timeout,
             starttls_timeout=cfg.smtpd_starttls_timeout,
@@ -245,6 +249,9 @@ def _own_addresses(cfg: Any) -> frozenset:
 
 def _tls_context(cfg: Any) -> Any:
     """The TLS server context, or None (warned) when there is none to be had."""
+    # pyOpenSSL and cryptography (~4 MB per process) load only here, for a
+    # server that offers TLS.
+    from mailsys.tls import server_context
     try:
         ctx = server_context(cfg)
     except ConfigError as e:

@@ -58,7 +58,6 @@ from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
 from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime.smtpd_auth import SessionAuth
-from mailsys.runtime.smtpd_tls import server_handshake
 from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
                           MailFrom, Noop, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
                           StartTls, Vrfy, replies)
@@ -443,6 +442,9 @@ class Session:
 
     async def start_tls(self, stream: trio.abc.Stream) -> trio.abc.Stream | None:
         """The TLS handshake (after our 220, or at connect in wrapper mode)."""
+        # Imported here: pyOpenSSL costs ~4 MB in every smtpd process, and a
+        # server without a certificate never gets this far.
+        from mailsys.runtime.smtpd_tls import server_handshake
         result = await server_handshake(stream, self.server, namaddr=self.namaddr, addr=self.addr,
                                         exempt=self.exempt)
         self.tls_refused = result.refused

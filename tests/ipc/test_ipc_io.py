@@ -243,6 +243,29 @@ async def test_pool_retries_once_when_a_reused_channel_was_closed(tmp_path):
 
 
 @trio_test
+async def test_pool_waits_for_a_slot_only_until_the_deadline(tmp_path):
+    async with serving(tmp_path / "svc"):
+        pool = ipc_io.ChannelPool(tmp_path / "svc", "test", size=1)
+        async with pool.channel():
+            with pytest.raises(IpcTimeout, match="no free channel"):
+                await pool.call(Echo("waits"), expect=Echoed, timeout=0.05)
+        # The slot came back: the next call gets it.
+        assert (await pool.call(Echo("after"), expect=Echoed, timeout=5)).text == "after"
+        await pool.aclose()
+
+
+@trio_test
+async def test_pool_gives_back_the_slot_of_a_failed_connect(tmp_path):
+    pool = ipc_io.ChannelPool(tmp_path / "nobody", "test", size=1)
+    for _ in range(2):      # a leaked slot would make the second one time out
+        with pytest.raises(IpcUnavailable, match="cannot connect"):
+            await pool.call(Echo("x"), expect=Echoed, timeout=1)
+    await pool.aclose()
+    with pytest.raises(IpcUnavailable, match="pool closed"):
+        await pool.call(Echo("x"), expect=Echoed, timeout=1)
+
+
+@trio_test
 async def test_malformed_requests_get_protocol_error_replies(tmp_path):
     async with serving(tmp_path / "svc"):
         stream = await trio.open_unix_socket(str(tmp_path / "svc"))
