@@ -97,7 +97,7 @@ from typing import Any, Callable, Collection, Iterable, Protocol, Sequence
 __all__ = [
     "SMTP_PORT", "NULL_MX_STATUS", "BadNextHop", "RouteError", "NextHop", "parse_nexthop",
     "parse_nexthops", "AddressClass", "Route", "DomainList", "DomainSet", "LookupTable",
-    "RoutingSettings", "resolve", "transport_lookup", "split_transport", "error_status",
+    "RoutingSettings", "resolve", "transport_lookup", "first_lookup", "split_transport", "error_status",
     "MxHost", "MxAddress", "mx_hosts", "drop_self",
 ]
 
@@ -365,6 +365,12 @@ def transport_lookup(address: str, tables: Sequence[LookupTable],
         keys.append(domain)
         keys.extend(domain[i:] for i, c in enumerate(domain) if c == "." and i > 0)
     keys.append("*")
+    return first_lookup(tables, keys)
+
+
+def first_lookup(tables: Sequence[LookupTable], keys: Sequence[str]) -> str | None:
+    """The first result for keys in order, each key asked of every table
+    before the next key (Postfix's maps_find over a list of tables)."""
     for key in keys:
         for table in tables:
             value = table.lookup(key)

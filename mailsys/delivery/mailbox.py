@@ -41,9 +41,11 @@ DESCRIPTION
 from __future__ import annotations
 
 import pwd
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from mailsys.routing import first_lookup
 
 __all__ = ["Mailbox", "MailboxError", "MailboxSettings", "find_mailbox", "split_address"]
 
@@ -113,15 +115,6 @@ def split_address(address: str, delimiters: str) -> tuple[str, str, str]:
     return local, base, domain.lower()
 
 
-def _lookup(tables: Sequence, keys: Sequence[str]) -> str | None:
-    for key in keys:
-        for table in tables:
-            value = table.lookup(key)
-            if value is not None:
-                return value
-    return None
-
-
 def _inside(base: Path, relative: str, what: str) -> Path:
     rel = Path(relative)
     if rel.is_absolute() or ".." in rel.parts:
@@ -142,7 +135,7 @@ def find_mailbox(address: str, address_class: str, s: MailboxSettings) -> Mailbo
         if base != local:
             keys.append(f"{base}@{domain}")
         keys.append(f"@{domain}")
-        found = _lookup(s.virtual_maps, keys)
+        found = first_lookup(s.virtual_maps, keys)
         if found is None:
             raise MailboxError("5.1.1", f'unknown user: "{address.lower()}"')
         found = found.strip()
@@ -151,7 +144,7 @@ def find_mailbox(address: str, address_class: str, s: MailboxSettings) -> Mailbo
             raise MailboxError("4.3.5", "virtual_mailbox_base is not set")
         return Mailbox(_inside(Path(s.virtual_base), found, "virtual mailbox"), s.virtual_limit)
 
-    if s.local_maps and _lookup(s.local_maps, [base, f"{base}@{domain}", local]) is None:
+    if s.local_maps and first_lookup(s.local_maps, [base, f"{base}@{domain}", local]) is None:
         raise MailboxError("5.1.1", f'unknown user: "{base}"')
     if s.home_mailbox:
         _maildir(s.home_mailbox, "home_mailbox")

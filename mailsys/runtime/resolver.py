@@ -104,6 +104,30 @@ def parse_nameserver(spec: str) -> tuple[str, int]:
     return address, port
 
 
+def dns_resolver(nameservers: Sequence[tuple[str, int]], lifetime: float):
+    """dnspython's async resolver asking nameservers ((address, port) pairs,
+    from parse_nameserver), else the servers of resolv.conf; every lookup
+    ends within lifetime seconds. Imports dnspython: call it only where DNS
+    is used."""
+    import dns.asyncresolver
+    import dns.nameserver
+    import dns.resolver
+    if nameservers:
+        res = dns.asyncresolver.Resolver(configure=False)
+        res.nameservers = [dns.nameserver.Do53Nameserver(a, p) for a, p in nameservers]
+    else:
+        try:
+            res = dns.asyncresolver.Resolver()
+        except dns.resolver.NoResolverConfiguration:
+            # No usable resolv.conf: the C library would ask a resolver on
+            # this host; so do we, rather than refuse to start.
+            res = dns.asyncresolver.Resolver(configure=False)
+            res.nameservers = ["127.0.0.1"]
+    res.lifetime = lifetime
+    res.timeout = min(res.timeout, lifetime)
+    return res
+
+
 class Resolver:
     """MX and address lookups against the configured name servers."""
 
@@ -135,25 +159,8 @@ class Resolver:
         imported) on first use."""
         if self._res is None:
             import dns.asyncbackend
-            import dns.asyncresolver
-            import dns.nameserver
-            import dns.resolver
-            if self._nameservers:
-                res = dns.asyncresolver.Resolver(configure=False)
-                res.nameservers = [dns.nameserver.Do53Nameserver(a, p)
-                                   for a, p in self._nameservers]
-            else:
-                try:
-                    res = dns.asyncresolver.Resolver()
-                except dns.resolver.NoResolverConfiguration:
-                    # No usable resolv.conf: the C library would ask a resolver on
-                    # this host; so do we, rather than refuse to start.
-                    res = dns.asyncresolver.Resolver(configure=False)
-                    res.nameservers = ["127.0.0.1"]
-            res.lifetime = self._lifetime
-            res.timeout = min(res.timeout, self._lifetime)
+            self._res = dns_resolver(self._nameservers, self._lifetime)
             self._backend = dns.asyncbackend.get_backend("trio")
-            self._res = res
         return self._res
 
     async def _query(self, name: str, rdtype: str) -> list:

@@ -59,22 +59,9 @@ class SmtpdDns:
 
     @classmethod
     def from_config(cls, cfg) -> "SmtpdDns":
-        import dns.asyncresolver
-        import dns.resolver
-        servers = tuple(cfg.dns_nameservers)
-        if servers:
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [_server(s) for s in servers]
-            ports = {_port(s) for s in servers}
-            resolver.port = ports.pop() if len(ports) == 1 else 53
-        else:
-            try:
-                resolver = dns.asyncresolver.Resolver()
-            except dns.resolver.NoResolverConfiguration:
-                resolver = dns.asyncresolver.Resolver(configure=False)
-                resolver.nameservers = ["127.0.0.1"]
-        resolver.lifetime = LOOKUP_TIMEOUT
-        return cls(resolver)
+        from mailsys.runtime.resolver import dns_resolver, parse_nameserver
+        servers = [parse_nameserver(s) for s in cfg.dns_nameservers]
+        return cls(dns_resolver(servers, LOOKUP_TIMEOUT))
 
     async def domain_status(self, name: str) -> DnsStatus:
         """EXISTS when name has an MX, A or AAAA record; see the module description."""
@@ -95,24 +82,6 @@ class SmtpdDns:
                     OSError):
                 tempfail = True
         return DnsStatus.TEMPFAIL if tempfail else DnsStatus.NOT_FOUND
-
-
-def _server(spec: str) -> str:
-    spec = spec.strip()
-    if spec.startswith("["):
-        return spec[1:spec.index("]")]
-    if spec.count(":") == 1:
-        return spec.split(":", 1)[0]
-    return spec
-
-
-def _port(spec: str) -> int:
-    spec = spec.strip()
-    if spec.startswith("[") and "]:" in spec:
-        return int(spec.rsplit(":", 1)[1])
-    if spec.count(":") == 1:
-        return int(spec.split(":", 1)[1])
-    return 53
 
 
 async def client_name(addr: str, *, timeout: float = PEER_NAME_TIMEOUT) -> str:
