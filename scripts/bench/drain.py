@@ -19,10 +19,12 @@ DESCRIPTION
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -68,8 +70,8 @@ def pids_of(root: int, command: str) -> list[int]:
     return out
 
 
-def by_command(root: int) -> dict[str, tuple[int, int]]:
-    """CPU ticks and process count per service command of the live tree."""
+def by_command(root: int, kernel: bool = False) -> dict[str, tuple[int, int]]:
+    """CPU ticks (system time only with kernel=True) and process count per service command of the live tree."""
     stats = procstat.read_stats()
     out: dict[str, tuple[int, int]] = {}
     for pid in procstat.tree_pids(root):
@@ -81,7 +83,7 @@ def by_command(root: int) -> dict[str, tuple[int, int]]:
                     "master")
         if pid in stats:
             ticks, n = out.get(name, (0, 0))
-            out[name] = (ticks + stats[pid].utime + stats[pid].stime, n + 1)
+            out[name] = (ticks + (0 if kernel else stats[pid].utime) + stats[pid].stime, n + 1)
     return out
 
 
@@ -127,6 +129,24 @@ def drain(system: Mailsys, sink: tools.Sink, store: QueueStore, n: int, size: in
     return n / elapsed, ticks / hz * 1000 / n
 
 
+@contextlib.contextmanager
+def running_mailsys(name: str) -> Iterator[tuple[Mailsys, tools.Sink, QueueStore]]:
+    """A started benchmark mailsys, its sink and its store; removed afterwards (log kept)."""
+    smtp_port, sink_port, *spare = tools.free_ports(6)
+    sink = tools.Sink(sink_port, Path("/tmp") / f"{name}-sink-{sink_port}.log")
+    system = Mailsys(smtp_port, sink_port, spare)
+    try:
+        system.start()
+        store = QueueStore.open(system.queue)
+        try:
+            yield system, sink, store
+        finally:
+            store.close()
+    finally:
+        system.remove(keep_log=Path(f"var/bench/{name}-mail.log"))
+        sink.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--messages", type=int, default=2000)
@@ -135,25 +155,14 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--profile", type=float, default=0)
     args = ap.parse_args()
-    smtp_port, sink_port, *spare = tools.free_ports(6)
-    sink = tools.Sink(sink_port, Path("/tmp") / f"drain-sink-{sink_port}.log")
-    system = Mailsys(smtp_port, sink_port, spare)
-    try:
-        system.start()
-        store = QueueStore.open(system.queue)
-        try:
-            # warm-up: every process started, the sink connection known
-            drain(system, sink, store, 50, args.size, args.rcpts, 0, "warm")
-            for i in range(args.repeats):
-                rate, cpu = drain(system, sink, store, args.messages, args.size, args.rcpts,
-                                  args.profile if i == 0 else 0, f"{args.size}-{args.rcpts}")
-                print(f"drain {args.messages} x {args.size} B x {args.rcpts} rcpt: "
-                      f"{rate:7.1f} msg/s  {cpu:6.2f} CPU ms/msg", flush=True)
-        finally:
-            store.close()
-    finally:
-        system.remove(keep_log=Path("var/bench/drain-mail.log"))
-        sink.stop()
+    with running_mailsys("drain") as (system, sink, store):
+        # warm-up: every process started, the sink connection known
+        drain(system, sink, store, 50, args.size, args.rcpts, 0, "warm")
+        for i in range(args.repeats):
+            rate, cpu = drain(system, sink, store, args.messages, args.size, args.rcpts,
+                              args.profile if i == 0 else 0, f"{args.size}-{args.rcpts}")
+            print(f"drain {args.messages} x {args.size} B x {args.rcpts} rcpt: "
+                  f"{rate:7.1f} msg/s  {cpu:6.2f} CPU ms/msg", flush=True)
     return 0
 
 
