@@ -6,9 +6,14 @@ SYNOPSIS
 DESCRIPTION
     Every mailsys process sends its log events as datagrams to
     $queue_directory/private/postlog, the socket the master binds for this
-    service. postlogd hands each datagram to mailsys.maillog's LogSink, which
-    renders the Postfix line and the JSON line and appends each with one
-    write, so lines from different processes never interleave or tear.
+    service: one event per datagram while postlogd keeps up, several (one
+    per line) when a process had to hold events while the socket's queue
+    was full (mailsys.maillog.writer). postlogd hands each datagram to
+    mailsys.maillog's LogSink, which renders the Postfix line and the JSON
+    line of every event in it and appends them with one write per file, so
+    lines from different processes never interleave or tear. A line that
+    is not a log event becomes a warning line; the rest of its datagram is
+    written as usual.
 
     Solitary (maxproc must be 1): two writers would interleave again.
     The sink reopens the files by itself when logrotate renames them; SIGHUP

@@ -2,7 +2,7 @@
 
 SYNOPSIS
     ev = LogEvent.from_event_dict(event_dict, tag="mailsys/smtpd", pid=9621)
-    datagram = ev.encode()                  # bytes, one JSON object
+    datagram = ev.encode()                  # bytes, one JSON object, no newline
     ev = LogEvent.decode(datagram)          # ValueError when it is not one
 
 DESCRIPTION
@@ -27,7 +27,9 @@ DESCRIPTION
 
     The wire form is one JSON object with the keys of LogEvent; ``v`` is the
     format version. Unknown keys are ignored, missing or mistyped ones make
-    decode() raise ValueError.
+    decode() raise ValueError. It never holds a raw newline (JSON escapes
+    every control character), so a datagram can carry several events, one
+    per line (mailsys.maillog.writer, mailsys.maillog.sink).
 """
 
 from __future__ import annotations

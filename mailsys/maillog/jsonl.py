@@ -1,7 +1,7 @@
 """jsonl - render a log event as one line of mail.json.
 
 SYNOPSIS
-    render(event, host) -> str        # one JSON object, no newline
+    render(event, host[, text]) -> str    # one JSON object, no newline
 
 DESCRIPTION
     mail.json holds the same events as mail.log, one JSON object per line,
@@ -58,8 +58,9 @@ def timestamp(when: float) -> str:
 _last_second: tuple[int, str] = (-1, "")
 
 
-def render(event: LogEvent, host: str) -> str:
-    """The mail.json line for an event, without the newline."""
+def render(event: LogEvent, host: str, text: str | None = None) -> str:
+    """The mail.json line for an event, without the newline.
+    text: postfix.message(event), when the caller has it already."""
     record = {
         "ts": timestamp(event.time),
         "host": host,
@@ -70,7 +71,7 @@ def render(event: LogEvent, host: str) -> str:
         "queue_id": event.queue_id,
         "event": event.event,
         "fields": dict(event.fields),
-        "text": postfix.message(event),
+        "text": postfix.message(event) if text is None else text,
     }
     if event.noqueue:
         record["noqueue"] = True

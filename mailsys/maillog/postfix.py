@@ -2,7 +2,7 @@
 
 SYNOPSIS
     render(event, host) -> str                # one line, no newline
-    render_lines(event, host) -> list[str]    # that line, plus traceback lines
+    render_lines(event, host[, text]) -> list[str]   # that line, plus traceback lines
     message(event) -> str                     # the part after "tag[pid]: "
     format_tv(sec, usec) -> str               # Postfix's delay numbers
     format_delay(seconds) -> str
@@ -342,10 +342,11 @@ def render(event: LogEvent, host: str) -> str:
     return _head(event, host) + message(event)
 
 
-def render_lines(event: LogEvent, host: str) -> list[str]:
-    """The event's line, then one line per traceback line, same prefix."""
+def render_lines(event: LogEvent, host: str, text: str | None = None) -> list[str]:
+    """The event's line, then one line per traceback line, same prefix.
+    text: message(event), when the caller has it already."""
     head = _head(event, host)
-    lines = [head + message(event)]
+    lines = [head + (message(event) if text is None else text)]
     if event.exception:
         prefix = head + _prefix(event)
         lines.extend(prefix + escape(line) for line in event.exception.split("\n") if line)

@@ -2,8 +2,8 @@
 
 SYNOPSIS
     sink = LogSink(cfg)
-    sink.write(sock.recv(MAX_DATAGRAM))     # postlogd: one datagram from a process
-    sink.append(event)       # a process's own fallback, see writer.py
+    sink.write(sock.recv(MAX_DATAGRAM))     # postlogd: one datagram, one or more events
+    sink.append(event, ...)  # a process's own fallback, see writer.py
     sink.reopen()            # after log rotation (SIGHUP), or let write() notice
     sink.close()
 
@@ -11,18 +11,25 @@ DESCRIPTION
     postlogd (services/postlogd.py) is the one writer of mail.log and
     mail.json, as Postfix's postlogd owns $maillog_file: it receives every
     process's events as datagrams on <queue_directory>/private/postlog and
-    hands each to LogSink.write(). The sink decodes the event, renders it
-    once for each file (mailsys.maillog.postfix, mailsys.maillog.jsonl) and
-    appends each rendering with one write (mailsys.maillog.files), so lines
-    never interleave. The same class does the direct append a process falls
-    back to while postlogd is unreachable.
+    hands each to LogSink.write(). A datagram holds one encoded event
+    (LogEvent.encode()) per line; a writer puts several in one while
+    postlogd is busy (mailsys.maillog.writer). The sink decodes every line,
+    renders each event once for each file (mailsys.maillog.postfix,
+    mailsys.maillog.jsonl) and appends all the lines of the datagram, in
+    order, with one write per file (mailsys.maillog.files), so lines never
+    interleave and a busy postlogd makes two writes per datagram, not per
+    event. append() does the same for the events a process appends itself
+    while postlogd is unreachable.
 
-    A datagram that is not a log event is not lost silently and never
-    raises: it becomes a warning line of postlogd's own, naming its size and
-    showing its first bytes escaped. A write that fails (disk full, file
-    removed with its directory) is reported on standard error and dropped;
-    logging must never take a mail server down. With an empty maillog_file
-    the Postfix lines go to standard error and there is no mail.json.
+    A line that is not a log event is not lost silently and never raises:
+    it becomes a warning line of postlogd's own, naming its size and
+    showing its first bytes escaped; the other events of its datagram are
+    written as usual. Empty lines between events are skipped (an empty
+    datagram still becomes the warning). A write that fails (disk full,
+    file removed with its directory) is reported on standard error and
+    dropped; logging must never take a mail server down. With an empty
+    maillog_file the Postfix lines go to standard error and there is no
+    mail.json.
 
     Rotation: write() checks at most once a second whether the paths still
     name the open files and reopens them if not (logrotate's rename-and-
@@ -42,9 +49,9 @@ from mailsys.maillog.files import AppendFile, log_paths, to_stderr
 # How much of an undecodable datagram the warning shows.
 SHOW_BAD_BYTES = 100
 
-# The largest datagram a writer sends; postlogd receives with a buffer of
-# this size, so nothing is ever cut short. Bigger events (a long traceback)
-# take the direct-append path instead. 64 KiB fits well inside Linux's
+# The largest datagram a writer sends, with all the events it carries;
+# postlogd receives with a buffer at least this size, so nothing is ever cut
+# short. A bigger event (a long traceback) takes the direct-append path. 64 KiB fits well inside Linux's
 # default socket buffer (net.core.wmem_default, 208 KiB).
 MAX_DATAGRAM = 64 * 1024
 
@@ -69,24 +76,43 @@ class LogSink:
         return self._log is None
 
     def write(self, datagram: bytes) -> None:
-        """Decode one datagram and append it; a bad one becomes a warning."""
-        try:
-            event = LogEvent.decode(datagram)
-        except ValueError as e:
-            shown = postfix.escape(datagram[:SHOW_BAD_BYTES].decode("latin-1"))
-            event = LogEvent(time=time.time(), tag=self._tag, pid=self._pid, level="warning",
-                             event=f"malformed log datagram ({len(datagram)} bytes): {e}: {shown}")
-        self.append(event)
+        """Decode the events of one datagram (one per line) and append them
+        all with one write per file; a bad line becomes a warning."""
+        lines = datagram.split(b"\n")
+        if len(lines) == 1:
+            self.append(self._decode(datagram))
+        else:
+            self.append(*(self._decode(line) for line in lines if line))
 
-    def append(self, event: LogEvent) -> None:
-        """Append both renderings of one event, one write each."""
-        lines = "".join(line + "\n" for line in postfix.render_lines(event, self._host))
+    def _decode(self, line: bytes) -> LogEvent:
+        try:
+            return LogEvent.decode(line)
+        except ValueError as e:
+            shown = postfix.escape(line[:SHOW_BAD_BYTES].decode("latin-1"))
+            return LogEvent(time=time.time(), tag=self._tag, pid=self._pid, level="warning",
+                            event=f"malformed log datagram ({len(line)} bytes): {e}: {shown}")
+
+    def append(self, *events: LogEvent) -> None:
+        """Append both renderings of the events, in order, one write per file."""
+        if not events:
+            return
+        host, fqdn, want_json = self._host, self._fqdn, self._json is not None
+        log_lines: list[str] = []
+        json_lines: list[str] = []
+        for event in events:
+            text = postfix.message(event)       # shared by both renderings
+            log_lines.extend(postfix.render_lines(event, host, text))
+            if want_json:
+                json_lines.append(jsonl.render(event, fqdn, text))
+        log_lines.append("")                    # every line ends with a newline
+        lines = "\n".join(log_lines)
         if self._log is None:
             to_stderr(lines)
         else:
             self._append(self._log, lines, fallback=lines)
-        if self._json is not None:
-            self._append(self._json, jsonl.render(event, self._fqdn) + "\n")
+        if want_json:
+            json_lines.append("")
+            self._append(self._json, "\n".join(json_lines))
 
     def _append(self, target: AppendFile, data: str, fallback: str = "") -> None:
         try:

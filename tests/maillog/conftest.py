@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import structlog
 
 from mailsys.config import load
+from mailsys.maillog.writer import postlog_path
 
 def write_config(root: Path, **params: str) -> Path:
     """root/etc/main.cf with the given parameters; returns the config dir."""
@@ -47,3 +49,16 @@ def _reset_structlog():
     yield
     structlog.reset_defaults()
 
+
+
+@pytest.fixture
+def postlog(cfg):
+    """A stand-in for the master's postlog socket: bound, never read by itself,
+    so its queue fills after net.unix.max_dgram_qlen datagrams."""
+    path = postlog_path(cfg)
+    path.parent.mkdir(parents=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(5)
+    yield sock
+    sock.close()

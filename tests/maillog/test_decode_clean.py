@@ -49,3 +49,15 @@ def test_plain_datagram_keeps_its_values():
     got = LogEvent.decode(datagram)
     assert got.fields == {"client": "h[1.2.3.4]", "inf": "-inf", "l": [1, "ü"]}
     assert got.queue_id == "4F2A1C3B7D" and got.tag == "mailsys/smtpd" and got.event == "connect"
+
+
+@given(st.lists(st.tuples(st.dictionaries(_text, _values, max_size=4), _text, _text | st.none()),
+                min_size=1, max_size=4))
+def test_encoded_events_have_no_newline_and_share_a_datagram(items):
+    events = [LogEvent.from_event_dict({**fields, "event": event, "exception": exc},
+                                       tag="mailsys/smtpd", pid=7, now=1.5)
+              for fields, event, exc in items]
+    encoded = [e.encode() for e in events]
+    assert not any(b"\n" in d for d in encoded)
+    # what postlogd does with a datagram of several events
+    assert [LogEvent.decode(line) for line in b"\n".join(encoded).split(b"\n")] == events
