@@ -6,9 +6,9 @@ SYNOPSIS
 DESCRIPTION
     Every mailsys process sends its log events as datagrams to
     $queue_directory/private/postlog, the socket the master binds for this
-    service: one event per datagram while postlogd keeps up, several (one
-    per line) when a process had to hold events while the socket's queue
-    was full (mailsys.maillog.writer). postlogd hands each datagram to
+    service, one event per line: a process sends the events of a burst
+    together, and those it held while the socket's queue was full
+    (mailsys.maillog.writer). postlogd hands each datagram to
     mailsys.maillog's LogSink, which renders the Postfix line and the JSON
     line of every event in it and appends them with one write per file, so
     lines from different processes never interleave or tear. A line that

@@ -2,9 +2,9 @@
 
 Every process logs through structlog, configured once by
 mailsys.maillog.setup.configure(). Each event goes in a datagram to postlogd
-(services/postlogd.py), the single writer of mail.log and mail.json (several
-events share one while postlogd's queue is full), or is appended directly
-while postlogd is unreachable.
+(services/postlogd.py), the single writer of mail.log and mail.json (the
+events of a burst share one), or is appended directly while postlogd is
+unreachable.
 
     event.py    LogEvent: the event as it travels; the datagram codec
     postfix.py  LogEvent -> mail.log line (Postfix's format, escaping, delays)

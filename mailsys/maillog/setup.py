@@ -26,13 +26,13 @@ DESCRIPTION
       format_exc_info     exc_info / log.exception -> "exception" text
       hand-off            builds a LogEvent, gives it to the Writer, drops it
 
-    The Writer (mailsys.maillog.writer) sends it to postlogd as a datagram
-    of its own, or, while postlogd's queue is full, holds it and sends it
-    with the events after it in one datagram (never sleeping in the
-    caller), or appends it directly while postlogd is unreachable or stuck;
-    what is still held at exit is delivered then. mail.log gets the Postfix
-    line (a traceback adds one line per traceback line, same prefix),
-    mail.json the JSON line.
+    The Writer (mailsys.maillog.writer) sends it to postlogd without ever
+    sleeping in the caller: routine events are held for a millisecond so
+    that those of a burst share one datagram (a warning or worse goes at
+    once), and longer while postlogd's queue is full; it appends them
+    directly while postlogd is unreachable or stuck, and what is still held
+    at exit is delivered then. mail.log gets the Postfix line (a traceback
+    adds one line per traceback line, same prefix), mail.json the JSON line.
 
     Events below info are dropped cheaply (make_filtering_bound_logger).
     Loggers are cached on first use in production; under pytest they are

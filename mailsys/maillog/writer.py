@@ -2,7 +2,8 @@
 
 SYNOPSIS
     w = Writer.from_config(cfg, console=False)
-    w.emit(event)            # never raises, never sleeps
+    w.emit(event)            # never raises, never sleeps; sends now, at the end of
+                             # the trio scheduler pass, or within 1 ms
     w.flush()                # deliver what is pending (waits up to 0.5 s for room)
     w.close()                # flush(), then release the socket and files
 
@@ -18,17 +19,32 @@ DESCRIPTION
 
     The socket is non-blocking and unconnected: each sendto() names the
     path, so a restarted postlogd is found again without reconnecting.
-    While postlogd keeps up, each emit() is one sendto() of one event.
 
-    When postlogd's queue is full (EAGAIN or ENOBUFS; Linux queues only
-    net.unix.max_dgram_qlen datagrams, often 10, per socket), the event is
-    kept in a pending buffer and emit() returns at once: logging never
-    sleeps in the caller's thread, which is a whole trio loop. The next
-    emit() sends the pending events and its own together, as few datagrams
-    as MAX_DATAGRAM allows, oldest first. So that a pending event does not
-    wait for the next one, a flusher thread (started on first need, a
-    daemon) retries after RETRY_FIRST, backing off to RETRY_MAX, while
-    anything is pending.
+    emit() never sleeps: the caller's thread is a whole trio loop. It adds
+    the event to a pending buffer, in order, and then sends at once or
+    leaves the sending for a moment, so that the events of a burst share a
+    datagram and postlogd pays one wake-up and one write per file for all
+    of them:
+
+      at once       while postlogd has not yet taken a datagram from this
+                    writer (the first event, and after a fallback, so that
+                    a process without postlogd appends synchronously), for
+                    a warning or worse (it may be the last line before the
+                    process dies), and once MAX_DATAGRAM bytes are held;
+      end of pass   in the thread of a running trio loop: a trio
+                    Instrument sends what is held when the scheduler is
+                    about to wait for I/O, so every event of a scheduler
+                    pass goes before the process waits, in one datagram;
+      COALESCE      in any other thread (worker threads, processes without
+                    trio): a flusher thread (a daemon started on first
+                    need) sends 1 ms after the first event held.
+
+    Sending takes the pending events oldest first, as many per datagram as
+    MAX_DATAGRAM allows. When postlogd's queue is full (EAGAIN or ENOBUFS;
+    Linux queues only net.unix.max_dgram_qlen datagrams per socket, often
+    10), they stay pending: the flusher retries after RETRY_FIRST, backing
+    off to RETRY_MAX while nothing goes through, and whatever send comes
+    next takes them along.
 
     The process appends events itself, through a LogSink (both renderings,
     one os.write() per file, on O_APPEND descriptors of maillog_file and
@@ -54,10 +70,14 @@ DESCRIPTION
     forked child drops its copy of the parent's pending events, which the
     parent still delivers.
 
+    A held event is lost only if the process dies by SIGKILL (or os._exit)
+    before the end of its scheduler pass or the millisecond, like the work
+    it was doing.
+
     emit() may be called from any thread (trio worker threads log too): one
-    lock guards the socket and the pending buffer, held for one sendto() in
-    the common case. It never raises into the caller: a fallback that fails
-    too ends on standard error.
+    lock guards the socket and the pending buffer, held for a deque append
+    and at most one sendto() in the common case. It never raises into the
+    caller: a fallback that fails too ends on standard error.
 
     With console=True (``mailsys start-fg`` on a terminal) each event's
     Postfix line is also written to standard error, once: at emit(), or,
@@ -72,6 +92,7 @@ import collections
 import errno
 import os
 import socket
+import sys
 import threading
 import time
 import weakref
@@ -85,11 +106,18 @@ from mailsys.maillog.sink import MAX_DATAGRAM, LogSink
 
 POSTLOG_SERVICE = "postlog"
 
-# The flusher's first wait for room in postlogd's queue, doubled after each
-# failed try up to RETRY_MAX: postlogd drains its queue within a millisecond
-# or two when it runs at all.
+# How long the flusher holds routine events emitted outside a trio loop's
+# thread before it sends them, so that the events of one burst share a
+# datagram (and postlogd one wake-up and one write per file).
+COALESCE = 0.001
+# Its waits for room in postlogd's queue, doubled after each try that sends
+# nothing: postlogd drains its queue within a millisecond or two when it
+# runs at all.
 RETRY_FIRST = 0.001
 RETRY_MAX = 0.016
+# Held for COALESCE only these; a warning or worse is sent at once (it may
+# be the last line before the process dies).
+_ROUTINE = frozenset({"info", "debug"})
 # postlogd's queue full this long with nothing going through: it is stuck or
 # gone, append directly instead of holding the events.
 FULL_TIMEOUT = 0.5
@@ -121,7 +149,10 @@ class Writer:
         self._sock: socket.socket | None = None
         self._pending: collections.deque[tuple[LogEvent, bytes]] = collections.deque()
         self._pending_bytes = 0
-        self._full_since: float | None = None     # monotonic; None = not stuck
+        self._full_since: float | None = None     # monotonic; None = queue not full
+        # postlogd took the last datagram: routine events may wait a moment.
+        self._coalescing = False
+        self._trio_root: object = None            # the trio run whose passes flush
         self._flusher: threading.Thread | None = None
         self._flusher_idle = False
         self._new_locks()
@@ -137,22 +168,17 @@ class Writer:
                    console=console)
 
     def emit(self, event: LogEvent) -> None:
-        """Hand one event to postlogd, hold it while postlogd is busy, or append it."""
+        """Hand one event to postlogd (now or a moment later), or append it."""
         try:
             data = event.encode()
             with self._lock:
-                if self._pending or len(data) > MAX_DATAGRAM:
-                    self._hold(event, data)
+                self._hold(event, data)
+                if (not self._coalescing or self._pending_bytes >= MAX_DATAGRAM
+                        or event.level not in _ROUTINE):
                     self._flush_locked()
-                else:
-                    sent = self._sendto(data)
-                    if sent:
-                        self._sent(event)
-                    elif sent is None:
-                        self._fallback.append(event)
-                    else:
-                        self._hold(event, data)
-                if self._pending:
+                # In a trio loop's own thread the end of the scheduler pass
+                # sends (unless postlogd's queue is full: the flusher's job).
+                if self._pending and (self._full_since is not None or not self._in_trio()):
                     self._start_flusher()
             if self._echo_emitted:
                 to_stderr(_lines(event, self._host))
@@ -182,6 +208,7 @@ class Writer:
         self.flush()
         with self._lock:
             sock, self._sock = self._sock, None
+            self._coalescing = False
             self._flusher = None          # the flusher sees it is retired and ends
             self._wake.notify_all()
         if sock is not None:
@@ -213,9 +240,11 @@ class Writer:
             if e.errno == errno.ENOBUFS:
                 return self._full()
             # ENOENT, ECONNREFUSED, EMSGSIZE, ...: postlogd cannot take it.
+            self._coalescing = False
             self._append_pending()
             return None
         self._full_since = None
+        self._coalescing = True
         return True
 
     def _full(self) -> bool:
@@ -257,6 +286,30 @@ class Writer:
         self._pending_bytes = 0
         self._full_since = None
 
+    def _in_trio(self) -> bool:
+        """True in the thread of a running trio loop, which then flushes at the
+        end of each scheduler pass (installed here on first use in a run)."""
+        trio = sys.modules.get("trio")
+        if trio is None:
+            return False            # a process without trio: the flusher does it
+        try:
+            root = trio.lowlevel.current_root_task()
+        except RuntimeError:
+            return False            # a worker thread, or no run
+        if root is not self._trio_root:
+            trio.lowlevel.add_instrument(_end_of_pass(trio)(self))
+            self._trio_root = root
+        return True
+
+    def end_of_pass(self) -> None:
+        """Send what the scheduler pass just ended held (trio instrument hook)."""
+        if self._pending and self._full_since is None:
+            with self._lock:
+                if self._pending and self._full_since is None:
+                    self._flush_locked()
+                    if self._pending:
+                        self._start_flusher()
+
     def _start_flusher(self) -> None:
         if self._flusher is None:
             self._flusher = threading.Thread(target=self._run_flusher, daemon=True,
@@ -270,11 +323,11 @@ class Writer:
 
     def _run_flusher(self) -> None:
         me = threading.current_thread()
-        delay = RETRY_FIRST
+        delay = COALESCE
         with self._wake:
             while self._flusher is me:
                 if not self._pending:
-                    delay = RETRY_FIRST
+                    delay = COALESCE
                     self._flusher_idle = True
                     self._wake.wait()
                     self._flusher_idle = False
@@ -288,7 +341,7 @@ class Writer:
                         to_stderr(f"warning: logging failed: {e!r}\n")
                     # Back off only while nothing goes through.
                     delay = RETRY_FIRST if len(self._pending) < before else \
-                        min(delay * 2, RETRY_MAX)
+                        min(max(delay, RETRY_FIRST) * 2, RETRY_MAX)
 
     def _after_fork(self) -> None:
         # The parent delivers its pending events; the child's copy would
@@ -297,10 +350,36 @@ class Writer:
         self._pending.clear()
         self._pending_bytes = 0
         self._full_since = None
+        self._coalescing = False
+        self._trio_root = None
         self._flusher = None
         sock, self._sock = self._sock, None
         if sock is not None:
             sock.close()
+
+
+_pass_hook: type | None = None
+
+
+def _end_of_pass(trio: Any) -> type:
+    """The trio Instrument class that calls Writer.end_of_pass() each time the
+    scheduler is about to wait for I/O (built on first use: trio is imported
+    only by the processes that run it)."""
+    global _pass_hook
+    if _pass_hook is None:
+        class EndOfPass(trio.abc.Instrument):
+            __slots__ = ("writer",)
+
+            def __init__(self, writer: Writer) -> None:
+                self.writer = writer
+
+            def before_io_wait(self, timeout: float) -> None:
+                try:
+                    self.writer.end_of_pass()
+                except Exception as e:  # noqa: BLE001 - trio would drop the hook
+                    to_stderr(f"warning: logging failed: {e!r}\n")
+        _pass_hook = EndOfPass
+    return _pass_hook
 
 
 def _lines(event: LogEvent, host: str) -> str:

@@ -33,13 +33,13 @@ def logged(cfg) -> tuple[list[str], list[dict]]:
     return [LINE.match(x).group(3) for x in lines], records
 
 
-def ev(i: int, pad: int = 0) -> LogEvent:
-    return LogEvent(time=0.0, tag="mailsys/smtpd", pid=4321, level="info",
+def ev(i: int, pad: int = 0, level: str = "info") -> LogEvent:
+    return LogEvent(time=0.0, tag="mailsys/smtpd", pid=4321, level=level,
                     event=f"event {i}" + " " * bool(pad) + "p" * pad, queue_id="4F2A1C3B7D")
 
 
 def numbers(texts) -> list[int]:
-    return [int(t.split()[2]) for t in texts]
+    return [int(re.search(r"event (\d+)", t).group(1)) for t in texts]
 
 
 def receive_all(sock) -> list[bytes]:
@@ -56,6 +56,13 @@ def receive_all(sock) -> list[bytes]:
 def events_of(datagrams) -> list[int]:
     return [int(LogEvent.decode(line).event.split()[1])
             for d in datagrams for line in d.split(b"\n")]
+
+
+@pytest.fixture
+def no_flusher(monkeypatch):
+    """The flusher waits a minute: only emit(), flush() and close() send."""
+    monkeypatch.setattr(writer_mod, "COALESCE", 60.0)
+    monkeypatch.setattr(writer_mod, "RETRY_FIRST", 60.0)
 
 
 @pytest.fixture
@@ -79,10 +86,11 @@ def writer(cfg):
 
 
 def fill(postlog, w: Writer) -> int:
-    """Emit events 0, 1, ... until postlogd's queue is full; returns how many went."""
+    """Emit events 0, 1, ... until postlogd's queue is full; returns how many went.
+    They are warnings: sent at once, never held to share a datagram."""
     i = 0
     while not w._pending:
-        w.emit(ev(i))
+        w.emit(ev(i, level="warning"))
         i += 1
         assert i < 10_000, "the queue never filled"
     return i - 1                                  # event i-1 is the first one pending
@@ -148,15 +156,53 @@ def test_full_queue_keeps_events_pending_without_sleeping(cfg, postlog, writer):
     assert logged(cfg) == ([], [])
 
 
-def test_next_emit_sends_pending_and_new_together(cfg, postlog, writer, monkeypatch):
-    monkeypatch.setattr(writer_mod, "RETRY_FIRST", 60.0)   # no flusher in the way
+def test_routine_events_share_a_datagram_and_a_warning_goes_at_once(cfg, postlog, writer,
+                                                                     no_flusher):
+    writer.emit(ev(0))                            # the first goes at once
+    writer.emit(ev(1))
+    writer.emit(ev(2))
+    assert events_of(receive_all(postlog)) == [0]
+    writer.emit(ev(3, level="warning"))
+    assert receive_all(postlog) == [b"\n".join(ev(i, level="warning" if i == 3 else "info").encode()
+                                                for i in (1, 2, 3))]
+
+
+def test_the_flusher_sends_held_events_within_the_coalesce_time(cfg, postlog, writer,
+                                                                monkeypatch):
+    monkeypatch.setattr(writer_mod, "COALESCE", 0.2)
+    for i in range(20):
+        writer.emit(ev(i))
+    assert events_of(receive_all(postlog)) == [0]
+    time.sleep(0.4)
+    assert [events_of([d]) for d in receive_all(postlog)] == [list(range(1, 20))]
+
+
+def test_in_a_trio_loop_the_end_of_the_scheduler_pass_sends(cfg, postlog, writer, no_flusher):
+    import trio
+
+    async def main() -> list[list[int]]:
+        got = []
+        for burst in ((0,), (1, 2, 3), (4, 5)):
+            for i in burst:
+                writer.emit(ev(i))
+            got.append(events_of(receive_all(postlog)))   # still in the same pass
+            await trio.sleep(0.001)                       # the loop waits for I/O
+        got.append(events_of(receive_all(postlog)))
+        return got
+
+    assert trio.run(main) == [[0], [], [1, 2, 3], [4, 5]]
+    assert writer._flusher is None                # no thread needed for that
+
+
+def test_next_emit_sends_pending_and_new_together(cfg, postlog, writer, no_flusher):
     first = fill(postlog, writer)
-    writer.emit(ev(first + 1))
+    writer.emit(ev(first + 1, level="warning"))
     before = receive_all(postlog)                  # room again
-    writer.emit(ev(first + 2))
+    writer.emit(ev(first + 2, level="warning"))
     after = receive_all(postlog)
     assert events_of(before) == list(range(first))
-    assert after == [b"\n".join(ev(i).encode() for i in range(first, first + 3))]
+    assert after == [b"\n".join(ev(i, level="warning").encode()
+                                for i in range(first, first + 3))]
 
 
 def test_a_stuck_postlogd_gets_the_pending_events_appended_in_order(cfg, postlog, writer,
@@ -182,33 +228,30 @@ def test_a_stuck_postlogd_gets_the_pending_events_appended_in_order(cfg, postlog
     assert events_of(sent) == list(range(first)) + [first + 5]
 
 
-def test_too_much_pending_is_appended_at_once(cfg, postlog, writer, monkeypatch):
-    monkeypatch.setattr(writer_mod, "RETRY_FIRST", 60.0)
+def test_too_much_pending_is_appended_at_once(cfg, postlog, writer, no_flusher, monkeypatch):
     monkeypatch.setattr(writer_mod, "MAX_PENDING", 10_000)
     first = fill(postlog, writer)
     i = first
     while len(logged(cfg)[0]) == 0:
         i += 1
-        writer.emit(ev(i, pad=100))
+        writer.emit(ev(i, pad=100, level="warning"))
         assert i < first + 200
     assert numbers(logged(cfg)[0]) == list(range(first, i + 1))
     assert not writer._pending
 
 
 def test_postlogd_gone_appends_pending_then_the_new_event_in_order(cfg, postlog, writer,
-                                                                    monkeypatch):
-    monkeypatch.setattr(writer_mod, "RETRY_FIRST", 60.0)
+                                                                    no_flusher):
     first = fill(postlog, writer)
     writer.emit(ev(first + 1))
     postlog.close()                               # the file stays: ECONNREFUSED
-    writer.emit(ev(first + 2))
+    writer.emit(ev(first + 2, level="error"))
     assert numbers(logged(cfg)[0]) == [first, first + 1, first + 2]
     writer.emit(ev(first + 3))                    # straight to the files now
     assert numbers(logged(cfg)[0]) == [first, first + 1, first + 2, first + 3]
 
 
-def test_an_event_too_big_for_a_datagram_keeps_its_place(cfg, postlog, writer, monkeypatch):
-    monkeypatch.setattr(writer_mod, "RETRY_FIRST", 60.0)
+def test_an_event_too_big_for_a_datagram_keeps_its_place(cfg, postlog, writer, no_flusher):
     first = fill(postlog, writer)
     writer.emit(ev(first + 1, pad=MAX_DATAGRAM))
     writer.emit(ev(first + 2))
@@ -219,8 +262,7 @@ def test_an_event_too_big_for_a_datagram_keeps_its_place(cfg, postlog, writer, m
     assert len(records[1]["event"]) > MAX_DATAGRAM
 
 
-def test_close_appends_what_postlogd_cannot_take(cfg, postlog, writer, monkeypatch):
-    monkeypatch.setattr(writer_mod, "RETRY_FIRST", 60.0)
+def test_close_appends_what_postlogd_cannot_take(cfg, postlog, writer, no_flusher):
     first = fill(postlog, writer)
     for i in range(first + 1, first + 30):
         writer.emit(ev(i))
@@ -239,11 +281,11 @@ def test_interpreter_exit_loses_nothing_pending(cfg, postlog, short_root):
         from mailsys.config import load
         from mailsys.maillog import writer
         from mailsys.maillog.setup import configure
-        writer.RETRY_FIRST = 60.0        # only the exit hook may deliver them
+        writer.COALESCE = writer.RETRY_FIRST = 60.0   # only the exit hook delivers them
         configure(load(Path(sys.argv[1])), "smtpd")
         log = structlog.get_logger()
         for i in range(40):
-            log.info(f"event {i}", queue_id="4F2A1C3B7D")
+            log.warning(f"event {i}", queue_id="4F2A1C3B7D")   # sent at once, until full
     """)
     subprocess.run([sys.executable, "-c", child, str(short_root / "etc")], check=True,
                    timeout=50)
