@@ -80,12 +80,16 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=s
 _DECODER = json.JSONDecoder(parse_constant=_nonfinite)
 
 
+_NUMBER = (int, float)
+
 _RESERVED = frozenset({"event", "level", "timestamp", "queue_id", "noqueue",
                        "exception", "stack", "exc_info", "stack_info"})
 
 
 def normalize_level(name: str) -> str:
     """Map a structlog method or level name to a Postfix severity."""
+    if type(name) is str and name in _LEVELS:
+        return _LEVELS[name]          # the common case: a lower-case method name
     return _LEVELS.get(str(name).lower(), "info")
 
 
@@ -116,6 +120,8 @@ def clean_text(value: Any) -> str:
 
 def clean_value(value: Any) -> Any:
     """A JSON-safe copy of a field value; unknown objects become str()."""
+    if type(value) is str and value.isascii():
+        return value                  # the common case: nothing to check
     if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
@@ -198,35 +204,42 @@ class LogEvent:
             wire = _DECODER.decode(body)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a log event: {e}") from None
-        if not isinstance(wire, dict):
+        if type(wire) is not dict:
             raise ValueError("not a log event: not a JSON object")
-        _need(wire, "time", (int, float))
-        _need(wire, "tag", str)
-        _need(wire, "pid", int)
-        _need(wire, "level", str)
-        _need(wire, "event", str)
-        fields = wire.get("fields", {})
-        if not isinstance(fields, dict):
+        get = wire.get
+        stamp, tag, pid, level, name = (get("time"), get("tag"), get("pid"), get("level"),
+                                        get("event"))
+        fields = get("fields", {})
+        # json.loads() makes exact types; one check of all for the common case.
+        if not (type(stamp) in _NUMBER and type(pid) is int and type(tag) is str
+                and type(level) is str and type(name) is str and type(fields) is dict):
+            _need(wire, "time", (int, float))
+            _need(wire, "tag", str)
+            _need(wire, "pid", int)
+            _need(wire, "level", str)
+            _need(wire, "event", str)
             raise ValueError("not a log event: fields is not an object")
-        qid = wire.get("queue_id")
-        exception = wire.get("exception")
+        qid = get("queue_id")
+        exception = get("exception")
         # JSON can carry lone surrogates ("\\udc80"); clean again so that
         # every rendering encodes, whoever sent the datagram. Without a
         # surrogate escape every string is valid Unicode already and every
         # value a JSON value (non-finite numbers became text above), so
         # there is nothing for clean_text / clean_value to change.
-        text, value = (clean_text, clean_value) if _SURROGATE_ESCAPE.search(datagram) \
-            else (_same, _same)
+        if b"\\u" in datagram and _SURROGATE_ESCAPE.search(datagram):
+            text, value = clean_text, clean_value
+        else:
+            text = value = _same
         return cls(
-            time=float(wire["time"]),
-            tag=text(wire["tag"]),
-            pid=wire["pid"],
-            level=normalize_level(wire["level"]),
-            event=text(wire["event"]),
-            queue_id=text(qid) if isinstance(qid, str) and qid else None,
-            noqueue=wire.get("noqueue") is True,
+            time=float(stamp),
+            tag=text(tag),
+            pid=pid,
+            level=normalize_level(level),
+            event=text(name),
+            queue_id=text(qid) if qid and type(qid) is str else None,
+            noqueue=get("noqueue") is True,
             fields=value(fields),
-            exception=text(exception) if isinstance(exception, str) and exception else None,
+            exception=text(exception) if exception and type(exception) is str else None,
         )
 
 
