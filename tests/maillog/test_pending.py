@@ -4,6 +4,7 @@ buffer while postlogd's queue is full (a real socket nobody reads)."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -336,3 +337,14 @@ def test_many_threads_through_a_small_queue_keep_each_threads_order(cfg, postlog
     for w in range(6):
         mine = [int(t.split()[3]) for t in texts if t.split()[2] == f"t{w}"]
         assert mine == list(range(300))
+
+
+def test_a_forked_child_drops_the_parents_pending_events(cfg, postlog, writer, no_flusher):
+    first = fill(postlog, writer)
+    pid = os.fork()
+    if pid == 0:                                  # the child: nothing held, a lock it can take
+        ok = not writer._pending and writer._lock.acquire(timeout=1)
+        os._exit(0 if ok else 1)
+    assert os.waitpid(pid, 0)[1] == 0
+    writer.close()                                # the parent still delivers its own
+    assert numbers(logged(cfg)[0]) == [first]
