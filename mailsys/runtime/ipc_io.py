@@ -80,6 +80,7 @@ from mailsys.ipc.codec import decode, encode_parts
 from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
 from mailsys.ipc.frames import MAX_FRAME, Frame, FrameDecoder
 from mailsys.ipc.messages import ErrorCode, ErrorReply, Hello
+from mailsys.runtime.fast_stream import FastStream, open_unix
 
 __all__ = ["Channel", "ChannelPool", "connect", "open_channel", "call", "serve",
            "send_trigger", "receive_trigger", "RECV_SIZE"]
@@ -253,10 +254,10 @@ async def open_channel(stream: trio.abc.Stream, *, protocol: str, timeout: float
     return chan
 
 
-async def _open_unix(path: Path, deadline: float) -> trio.SocketStream:
+async def _open_unix(path: Path, deadline: float) -> FastStream:
     with trio.move_on_at(deadline) as scope:
         try:
-            return await trio.open_unix_socket(os.fspath(path))
+            return await open_unix(path)
         except OSError as e:
             # ENOENT (not running), ECONNREFUSED (listener gone), EACCES, a
             # path too long for sun_path: all mean "cannot reach it".
@@ -458,7 +459,7 @@ async def send_trigger(path: Path | str, data: bytes, *, timeout: float) -> bool
     """
     with trio.move_on_after(timeout):
         try:
-            stream = await trio.open_unix_socket(os.fspath(path))
+            stream = await open_unix(path)
         except OSError:
             return False
         try:

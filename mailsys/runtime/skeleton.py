@@ -86,6 +86,7 @@ from mailsys.config import Config, load
 from mailsys.errors import ConfigError
 from mailsys.maillog.setup import configure
 from mailsys.runtime import listeners
+from mailsys.runtime.fast_stream import FastListener, FastStream
 from mailsys.runtime.handoff import ChildArgs, parse_argv
 from mailsys.runtime.status import State, StatusReporter
 
@@ -248,7 +249,7 @@ class _Daemon:
             self.triggered.set()            # a trigger worker runs what is pending, then ends
         self.status.close()
 
-    async def _accept(self, listener: trio.SocketListener, work: trio.Nursery) -> None:
+    async def _accept(self, listener: FastListener, work: trio.Nursery) -> None:
         async with listener:
             while True:
                 # The client's slot is taken before accept() and handed to its
@@ -276,7 +277,7 @@ class _Daemon:
                     self._report_load()
                     work.start_soon(self._serve_one, stream, slot)
 
-    async def _serve_one(self, stream: trio.SocketStream, slot: object) -> None:
+    async def _serve_one(self, stream: FastStream, slot: object) -> None:
         try:
             await self.handler(stream, self.ctx)
         except Exception:

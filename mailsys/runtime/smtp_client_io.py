@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 import structlog
 import trio
 
+from mailsys.runtime.fast_stream import FastStream
 from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
                                  EhloRejected, Greeting, HeloRejected, QuitDone, Rcpt,
                                  RecipientStatus, RsetDone, StartTlsReady, StartTlsRefused,
@@ -370,7 +371,7 @@ def _strerror(e: OSError) -> str:
 
 
 async def open_stream(target: Target, timeout: float, bind: Mapping[int, str] | None = None
-                      ) -> trio.SocketStream:
+                      ) -> FastStream:
     """TCP connect within smtp_connect_timeout; SessionError says why not.
 
     bind maps an address family to the local address to send from
@@ -395,7 +396,7 @@ async def open_stream(target: Target, timeout: float, bind: Mapping[int, str] | 
     except BaseException:
         sock.close()
         raise
-    return trio.SocketStream(sock)
+    return FastStream.from_trio_socket(sock)
 
 
 async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: str,

@@ -77,7 +77,7 @@ _LAST_IN_GROUP = (Helo, DataStart, Noop, Vrfy)
 _NOTES_LOGGED = frozenset({"reject_warning", "warn", "info", "hold", "discard"})
 
 
-async def serve_client(stream: trio.SocketStream, server: SmtpdServer) -> None:
+async def serve_client(stream: trio.abc.Stream, server: SmtpdServer) -> None:
     """The whole life of one client connection."""
     addr, port = _peer(stream)
     name = await client_name(addr) if server.peername_lookup else "unknown"
