@@ -40,12 +40,12 @@ GUARANTEES
       - every operation is a cancel point: it checks for cancellation
         before any byte moves, and every wait can be cancelled, so callers'
         move_on_after / fail_after fire as before;
-      - fairness: an operation that completes without waiting is also a
-        schedule point every YIELD_EVERY-th time in a row on one stream (a
-        wait is always one). A client that floods bytes cannot starve the
-        other tasks, and a deadline, which the scheduler turns into a
-        cancellation only when it runs, fires at most that many operations
-        late;
+      - fairness: after YIELD_EVERY operations in a row that completed
+        without waiting, the next one on that stream (or listener) starts
+        with a full checkpoint, a schedule point (a wait always is one). A
+        client that floods bytes cannot starve the other tasks, and a
+        deadline, which the scheduler turns into a cancellation only when
+        it runs, fires at most that many operations late;
       - errors: a failing system call raises trio.BrokenResourceError
         (ECONNRESET, EPIPE, ...; __cause__ is the OSError), a closed
         socket trio.ClosedResourceError, and so does send_all() after

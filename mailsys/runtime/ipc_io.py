@@ -65,7 +65,6 @@ GUARANTEES
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 from collections import deque
@@ -167,8 +166,17 @@ class Channel:
 
     async def _call_at(self, msg: object, expect: type | tuple[type, ...], deadline: float) -> Any:
         parts = self._io.encode(msg)   # a bad request fails here, leaving the channel intact
+        lock = self._lock
         with trio.move_on_at(deadline) as scope:
-            async with self._lock:
+            # A free lock (always, for a pooled channel) is taken without
+            # the scheduler pass of Lock.acquire(): fair, since trio's Lock
+            # is free only while nobody waits for it, and the exchange
+            # checks for cancellation and waits for the reply anyway.
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:
+                await lock.acquire()
+            try:
                 if self._closed:
                     raise IpcUnavailable(f"{self.name}: channel closed")
                 done = False
@@ -181,6 +189,8 @@ class Channel:
                         # next reply starts: never reuse this stream.
                         self._close_now()
                 self.calls += 1
+            finally:
+                lock.release()
         if scope.cancelled_caught:
             raise IpcTimeout(f"{self.name}: no reply within the time limit")
         if isinstance(reply, ErrorReply):
@@ -397,20 +407,17 @@ async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | No
     """
     protocol = protocol or _local_name(stream)
     io = _FrameStream(stream, max_frame)
-    idle = math.inf if idle_timeout is None else idle_timeout
     try:
         await io.send(Hello(protocol))
         while True:
-            frame = None
-            with trio.move_on_after(idle):
-                try:
-                    frame = await io.receive_frame()
-                except ProtocolError as e:
-                    # The frame boundaries are lost: answer, then hang up.
-                    await _try_send(io, ErrorReply(ErrorCode.PROTOCOL, str(e)))
-                    return
+            if idle_timeout is None:    # no cancel scope per request when there is no limit
+                frame = await _next_request(io)
+            else:
+                frame = None
+                with trio.move_on_after(idle_timeout):
+                    frame = await _next_request(io)
             if frame is None:
-                return          # EOF, or idle too long
+                return          # EOF, idle too long, or the framing was lost
             try:
                 request = decode(frame)
             except ProtocolError as e:
@@ -430,6 +437,15 @@ async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | No
         return          # the client went away; nothing to answer
     finally:
         await trio.aclose_forcefully(stream)
+
+
+async def _next_request(io: _FrameStream) -> Frame | None:
+    try:
+        return await io.receive_frame()
+    except ProtocolError as e:
+        # The frame boundaries are lost: answer, then hang up.
+        await _try_send(io, ErrorReply(ErrorCode.PROTOCOL, str(e)))
+        return None
 
 
 async def _try_send(io: _FrameStream, msg: object) -> None:

@@ -283,8 +283,11 @@ class _Daemon:
         except Exception:
             log.error(f"{self.ctx.service}: unexpected error in client handler", exc_info=True)
         finally:
-            with trio.move_on_after(CLOSE_GRACE, shield=True):
-                await stream.aclose()
+            if type(stream) is FastStream:
+                stream.close()      # nothing to flush: no cancel scope, no scheduler pass
+            else:
+                with trio.move_on_after(CLOSE_GRACE, shield=True):
+                    await stream.aclose()
             self.limiter.release_on_behalf_of(slot)
             self.in_flight -= 1
             self._report_load()
