@@ -201,12 +201,10 @@ class SmtpSession:
 
     async def _io(self, stage: str, limit: str, op: Awaitable, receiving: bool = False) -> bytes:
         try:
-            with trio.fail_after(self._timeout(limit)):
+            # A plain scope rather than fail_after(), a contextlib generator
+            # around one: this runs for every command and reply.
+            with trio.CancelScope(deadline=trio.current_time() + self._timeout(limit)) as scope:
                 return await op
-        except trio.TooSlowError:
-            self.broken = True
-            raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out while {stage}",
-                               connected=True, settled=self.cc.settled) from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             # A reset or a broken TLS record is the end of the connection:
             # let the protocol core see EOF and say what it was waiting for.
@@ -215,6 +213,10 @@ class SmtpSession:
             self.broken = True
             raise SessionError("4.4.2", f"lost connection with {self.target.peer} while {stage}",
                                connected=True, settled=self.cc.settled) from None
+        assert scope.cancelled_caught
+        self.broken = True
+        raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out while {stage}",
+                           connected=True, settled=self.cc.settled)
 
     def _lost(self, event: ConnectionLost) -> SessionError:
         self.broken = True
