@@ -61,6 +61,7 @@ GUARANTEES
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import socket
@@ -144,9 +145,12 @@ class FastStream(_Paced, trio.abc.HalfCloseableStream):
             sock = _Socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
         sock.setblocking(False)
         if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if _NOTSENT_LOWAT is not None:
-                sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, NOTSENT_LOWAT)
+            # As trio: an option the socket refuses (a connection already
+            # reset) is no reason to fail the accept() that made it.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if _NOTSENT_LOWAT is not None:
+                    sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, NOTSENT_LOWAT)
         self.socket = sock
         self._credit = YIELD_EVERY
         self._sending = False
