@@ -170,10 +170,10 @@ class Session:
                 return
             self._ended(await pump.run())
         finally:
-            with trio.CancelScope(shield=True):
-                if counted:
+            if counted:         # a shielded scope only when there is something to wait for
+                with trio.CancelScope(shield=True):
                     await server.anvil.disconnect(server.service, self.addr)
-                log.info("disconnect", client=self.namaddr, stats=self.conn.command_stats())
+            log.info("disconnect", client=self.namaddr, stats=self.conn.command_stats())
 
     def _ended(self, end: smtp_io.End) -> None:
         if end is smtp_io.End.HANGUP and self.too_many_errors:
