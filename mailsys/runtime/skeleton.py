@@ -256,7 +256,14 @@ class _Daemon:
                 # handler, so a process at its limit leaves the backlog alone.
                 slot = object()
                 if self.limiter is not None:
-                    await self.limiter.acquire_on_behalf_of(slot)
+                    # A free token is taken without the scheduler pass of
+                    # acquire_on_behalf_of() (fair: trio's limiter has one
+                    # free only while nobody waits); accept() below is the
+                    # cancel point, and a schedule point now and then.
+                    try:
+                        self.limiter.acquire_on_behalf_of_nowait(slot)
+                    except trio.WouldBlock:
+                        await self.limiter.acquire_on_behalf_of(slot)
                 try:
                     stream = await listener.accept()
                 except BaseException as e:
