@@ -228,8 +228,9 @@ class Channel:
 
     def _close_now(self) -> None:
         self._closed = True
-        # trio's SocketStream closes synchronously inside aclose(); closing
-        # the socket object directly works under cancellation too.
+        # A FastStream (or trio's SocketStream) closes synchronously inside
+        # aclose(); closing its socket directly works under cancellation
+        # too, and wakes any task waiting on it (notify_closing first).
         sock = getattr(self._io.stream, "socket", None)
         if sock is not None:
             sock.close()
