@@ -36,7 +36,7 @@ def setup(ctx: skeleton.ServiceContext) -> SmtpdServer:
     return SmtpdServer.from_config(ctx.config, ctx.service)
 
 
-async def handle(stream: trio.SocketStream, ctx: skeleton.ServiceContext) -> None:
+async def handle(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:
     await serve_client(stream, ctx.state)
 
 

@@ -65,7 +65,6 @@ GUARANTEES
 
 from __future__ import annotations
 
-import math
 import os
 import socket
 from collections import deque
@@ -80,6 +79,7 @@ from mailsys.ipc.codec import decode, encode_parts
 from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
 from mailsys.ipc.frames import MAX_FRAME, Frame, FrameDecoder
 from mailsys.ipc.messages import ErrorCode, ErrorReply, Hello
+from mailsys.runtime.fast_stream import FastStream, open_unix
 
 __all__ = ["Channel", "ChannelPool", "connect", "open_channel", "call", "serve",
            "send_trigger", "receive_trigger", "RECV_SIZE"]
@@ -166,8 +166,17 @@ class Channel:
 
     async def _call_at(self, msg: object, expect: type | tuple[type, ...], deadline: float) -> Any:
         parts = self._io.encode(msg)   # a bad request fails here, leaving the channel intact
+        lock = self._lock
         with trio.move_on_at(deadline) as scope:
-            async with self._lock:
+            # A free lock (always, for a pooled channel) is taken without
+            # the scheduler pass of Lock.acquire(): fair, since trio's Lock
+            # is free only while nobody waits for it, and the exchange
+            # checks for cancellation and waits for the reply anyway.
+            try:
+                lock.acquire_nowait()
+            except trio.WouldBlock:
+                await lock.acquire()
+            try:
                 if self._closed:
                     raise IpcUnavailable(f"{self.name}: channel closed")
                 done = False
@@ -180,6 +189,8 @@ class Channel:
                         # next reply starts: never reuse this stream.
                         self._close_now()
                 self.calls += 1
+            finally:
+                lock.release()
         if scope.cancelled_caught:
             raise IpcTimeout(f"{self.name}: no reply within the time limit")
         if isinstance(reply, ErrorReply):
@@ -217,8 +228,9 @@ class Channel:
 
     def _close_now(self) -> None:
         self._closed = True
-        # trio's SocketStream closes synchronously inside aclose(); closing
-        # the socket object directly works under cancellation too.
+        # A FastStream (or trio's SocketStream) closes synchronously inside
+        # aclose(); closing its socket directly works under cancellation
+        # too, and wakes any task waiting on it (notify_closing first).
         sock = getattr(self._io.stream, "socket", None)
         if sock is not None:
             sock.close()
@@ -253,10 +265,10 @@ async def open_channel(stream: trio.abc.Stream, *, protocol: str, timeout: float
     return chan
 
 
-async def _open_unix(path: Path, deadline: float) -> trio.SocketStream:
+async def _open_unix(path: Path, deadline: float) -> FastStream:
     with trio.move_on_at(deadline) as scope:
         try:
-            return await trio.open_unix_socket(os.fspath(path))
+            return await open_unix(path)
         except OSError as e:
             # ENOENT (not running), ECONNREFUSED (listener gone), EACCES, a
             # path too long for sun_path: all mean "cannot reach it".
@@ -396,20 +408,17 @@ async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | No
     """
     protocol = protocol or _local_name(stream)
     io = _FrameStream(stream, max_frame)
-    idle = math.inf if idle_timeout is None else idle_timeout
     try:
         await io.send(Hello(protocol))
         while True:
-            frame = None
-            with trio.move_on_after(idle):
-                try:
-                    frame = await io.receive_frame()
-                except ProtocolError as e:
-                    # The frame boundaries are lost: answer, then hang up.
-                    await _try_send(io, ErrorReply(ErrorCode.PROTOCOL, str(e)))
-                    return
+            if idle_timeout is None:    # no cancel scope per request when there is no limit
+                frame = await _next_request(io)
+            else:
+                frame = None
+                with trio.move_on_after(idle_timeout):
+                    frame = await _next_request(io)
             if frame is None:
-                return          # EOF, or idle too long
+                return          # EOF, idle too long, or the framing was lost
             try:
                 request = decode(frame)
             except ProtocolError as e:
@@ -429,6 +438,15 @@ async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | No
         return          # the client went away; nothing to answer
     finally:
         await trio.aclose_forcefully(stream)
+
+
+async def _next_request(io: _FrameStream) -> Frame | None:
+    try:
+        return await io.receive_frame()
+    except ProtocolError as e:
+        # The frame boundaries are lost: answer, then hang up.
+        await _try_send(io, ErrorReply(ErrorCode.PROTOCOL, str(e)))
+        return None
 
 
 async def _try_send(io: _FrameStream, msg: object) -> None:
@@ -458,7 +476,7 @@ async def send_trigger(path: Path | str, data: bytes, *, timeout: float) -> bool
     """
     with trio.move_on_after(timeout):
         try:
-            stream = await trio.open_unix_socket(os.fspath(path))
+            stream = await open_unix(path)
         except OSError:
             return False
         try:

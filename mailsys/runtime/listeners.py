@@ -21,8 +21,10 @@ DESCRIPTION
 
     Child side: inherit(fd) turns a descriptor from --listen-fd back into a
     socket object, and stream_listener() wraps a stream socket in a
-    trio.SocketListener (trio has no high-level Unix listener yet; this is
-    the manual route python-trio/trio#279 describes).
+    mailsys.runtime.fast_stream.FastListener, whose connections are
+    FastStreams (trio streams without trio.SocketStream's per-operation
+    scheduling; trio has no high-level Unix listener anyway,
+    python-trio/trio#279).
 """
 
 from __future__ import annotations
@@ -36,9 +38,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-import trio
-
 from mailsys.errors import MailsysError
+from mailsys.runtime.fast_stream import FastListener
 
 # Linux backlog cap (net.core.somaxconn) clips this; a big backlog lets the
 # kernel hold clients while a service is being (re)started or throttled.
@@ -223,6 +224,6 @@ def inherit(fd: int) -> socket.socket:
     return socket.socket(fileno=fd)
 
 
-def stream_listener(sock: socket.socket):
-    """stream_listener - a trio.SocketListener over an inherited listening socket."""
-    return trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+def stream_listener(sock: socket.socket) -> FastListener:
+    """stream_listener - a trio Listener over an inherited listening socket."""
+    return FastListener(sock)

@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 import structlog
 import trio
 
+from mailsys.runtime.fast_stream import FastStream
 from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
                                  EhloRejected, Greeting, HeloRejected, QuitDone, Rcpt,
                                  RecipientStatus, RsetDone, StartTlsReady, StartTlsRefused,
@@ -200,12 +201,10 @@ class SmtpSession:
 
     async def _io(self, stage: str, limit: str, op: Awaitable, receiving: bool = False) -> bytes:
         try:
-            with trio.fail_after(self._timeout(limit)):
+            # A plain scope rather than fail_after(), a contextlib generator
+            # around one: this runs for every command and reply.
+            with trio.CancelScope(deadline=trio.current_time() + self._timeout(limit)) as scope:
                 return await op
-        except trio.TooSlowError:
-            self.broken = True
-            raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out while {stage}",
-                               connected=True, settled=self.cc.settled) from None
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             # A reset or a broken TLS record is the end of the connection:
             # let the protocol core see EOF and say what it was waiting for.
@@ -214,6 +213,10 @@ class SmtpSession:
             self.broken = True
             raise SessionError("4.4.2", f"lost connection with {self.target.peer} while {stage}",
                                connected=True, settled=self.cc.settled) from None
+        assert scope.cancelled_caught
+        self.broken = True
+        raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out while {stage}",
+                           connected=True, settled=self.cc.settled)
 
     def _lost(self, event: ConnectionLost) -> SessionError:
         self.broken = True
@@ -370,7 +373,7 @@ def _strerror(e: OSError) -> str:
 
 
 async def open_stream(target: Target, timeout: float, bind: Mapping[int, str] | None = None
-                      ) -> trio.SocketStream:
+                      ) -> FastStream:
     """TCP connect within smtp_connect_timeout; SessionError says why not.
 
     bind maps an address family to the local address to send from
@@ -395,7 +398,7 @@ async def open_stream(target: Target, timeout: float, bind: Mapping[int, str] | 
     except BaseException:
         sock.close()
         raise
-    return trio.SocketStream(sock)
+    return FastStream.from_trio_socket(sock)
 
 
 async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: str,

@@ -77,7 +77,7 @@ _LAST_IN_GROUP = (Helo, DataStart, Noop, Vrfy)
 _NOTES_LOGGED = frozenset({"reject_warning", "warn", "info", "hold", "discard"})
 
 
-async def serve_client(stream: trio.SocketStream, server: SmtpdServer) -> None:
+async def serve_client(stream: trio.abc.Stream, server: SmtpdServer) -> None:
     """The whole life of one client connection."""
     addr, port = _peer(stream)
     name = await client_name(addr) if server.peername_lookup else "unknown"
@@ -170,10 +170,10 @@ class Session:
                 return
             self._ended(await pump.run())
         finally:
-            with trio.CancelScope(shield=True):
-                if counted:
+            if counted:         # a shielded scope only when there is something to wait for
+                with trio.CancelScope(shield=True):
                     await server.anvil.disconnect(server.service, self.addr)
-                log.info("disconnect", client=self.namaddr, stats=self.conn.command_stats())
+            log.info("disconnect", client=self.namaddr, stats=self.conn.command_stats())
 
     def _ended(self, end: smtp_io.End) -> None:
         if end is smtp_io.End.HANGUP and self.too_many_errors:

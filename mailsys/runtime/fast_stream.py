@@ -1,0 +1,305 @@
+"""fast_stream - trio streams straight on non-blocking sockets, for the hot paths.
+
+SYNOPSIS
+    from mailsys.runtime.fast_stream import FastListener, FastStream, open_unix
+
+    listener = FastListener(sock)              # a listening stdlib socket; now owned
+    stream = await listener.accept()           # a FastStream
+    stream = await open_unix(path)             # client end of a Unix stream socket
+    stream = FastStream.from_trio_socket(tsock)    # after trio's own connect()
+
+    data = await stream.receive_some(65536)    # b"" at end of stream
+    await stream.send_all(b"250 2.0.0 Ok\\r\\n")
+    await stream.send_eof()
+    await stream.aclose()                      # or stream.close(), synchronous
+    stream.socket.getpeername()
+
+DESCRIPTION
+    trio.SocketStream makes every send and receive look as if it blocked:
+    an operation the kernel completes at once is followed by a full pass of
+    the scheduler (trio's _try_sync and cancel_shielded_checkpoint), inside
+    a conflict detector and a contextlib error translator. An SMTP message
+    is about fifteen such operations on the client connection and a few
+    more on the IPC channels, so that machinery was a large part of
+    smtpd's own CPU time.
+
+    FastStream implements trio.abc.HalfCloseableStream (and FastListener
+    trio.abc.Listener) directly on a non-blocking stdlib socket: the system
+    call is tried first, and only on EAGAIN does the task wait, with
+    trio.lowlevel.wait_readable / wait_writable, and try again.
+
+    .socket is the stdlib socket (getpeername, getsockname, family,
+    setsockopt). Its close() tells trio first (notify_closing), so a task
+    waiting on it wakes with trio.ClosedResourceError, as with trio's own
+    sockets; closing it directly (ipc_io and the smtp client do, to close
+    under cancellation) is therefore safe.
+
+GUARANTEES
+    Kept from trio.SocketStream, which the callers and their tests rely on:
+
+      - every operation is a cancel point: it checks for cancellation
+        before any byte moves, and every wait can be cancelled, so callers'
+        move_on_after / fail_after fire as before;
+      - fairness: after YIELD_EVERY operations in a row that completed
+        without waiting, the next one on that stream (or listener) starts
+        with a full checkpoint, a schedule point (a wait always is one). A
+        client that floods bytes cannot starve the other tasks, and a
+        deadline, which the scheduler turns into a cancellation only when
+        it runs, fires at most that many operations late;
+      - errors: a failing system call raises trio.BrokenResourceError
+        (ECONNRESET, EPIPE, ...; __cause__ is the OSError), a closed
+        socket trio.ClosedResourceError, and so does send_all() after
+        send_eof(). EINTR is retried by Python itself (PEP 475). Two tasks
+        sending at once get trio.BusyResourceError, as do two tasks waiting
+        to receive;
+      - aclose() and close() notify trio before closing, so waiters are
+        woken; both are idempotent;
+      - TCP sockets get trio's options: TCP_NODELAY (replies are written
+        whole, and Nagle would hold the next one for the peer's ACK) and
+        TCP_NOTSENT_LOWAT 16 KiB.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import socket
+
+import trio
+from trio.lowlevel import (checkpoint, checkpoint_if_cancelled, notify_closing, wait_readable,
+                           wait_writable)
+
+__all__ = ["FastStream", "FastListener", "open_unix", "YIELD_EVERY", "DEFAULT_RECEIVE_SIZE"]
+
+# Operations in a row that may complete on one stream without a schedule
+# point. A message is about fifteen operations per connection; sixteen keeps
+# a busy session from ever costing a scheduler pass of its own, while a
+# flooding peer still lets the others run every sixteen reads.
+YIELD_EVERY = 16
+
+DEFAULT_RECEIVE_SIZE = 65536          # trio's default for receive_some()
+
+# trio's TCP_NOTSENT_LOWAT: the kernel holds at most this much unsent data,
+# so "writable" means "the peer is reading" (python-trio/trio#72).
+NOTSENT_LOWAT = 16384
+_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+
+# EBADF: the socket was closed under us; ENOTSOCK: the same, elsewhere.
+_CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
+
+# What accept() skips and tries again, as trio.SocketListener does: the
+# client gave up or was refused between the SYN and our accept().
+_IGNORABLE_ACCEPT_ERRNOS = frozenset(
+    getattr(errno, name) for name in (
+        "EPERM", "ECONNABORTED", "EPROTO", "ENETDOWN", "ENOPROTOOPT", "EHOSTDOWN", "ENONET",
+        "EHOSTUNREACH", "EOPNOTSUPP", "ENETUNREACH", "ENOSR", "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT", "ETIMEDOUT", "ECONNRESET")
+    if hasattr(errno, name))
+
+
+class _Socket(socket.socket):
+    """A stdlib socket whose close() wakes trio tasks waiting on it first."""
+
+    __slots__ = ()
+
+    def close(self) -> None:
+        if self.fileno() != -1:
+            try:
+                notify_closing(self)
+            except RuntimeError:        # outside trio.run(): nobody can be waiting
+                pass
+        super().close()
+
+
+def _stream_error(exc: OSError) -> Exception:
+    if exc.errno in _CLOSED_ERRNOS:
+        return trio.ClosedResourceError("this socket was already closed")
+    return trio.BrokenResourceError(f"socket connection broken: {exc}")
+
+
+class _Paced:
+    """The checkpoint at the start of every operation (see GUARANTEES)."""
+
+    __slots__ = ("_credit",)
+
+    async def _enter(self) -> None:
+        if self._credit:
+            self._credit -= 1
+            await checkpoint_if_cancelled()
+        else:
+            self._credit = YIELD_EVERY
+            await checkpoint()
+
+
+class FastStream(_Paced, trio.abc.HalfCloseableStream):
+    """A connected stream socket as a trio stream; see the module docstring."""
+
+    __slots__ = ("socket", "_sending", "_eof_sent")
+
+    def __init__(self, sock: socket.socket) -> None:
+        """Own sock, a connected stream socket (a plain one is detached into a new object)."""
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError("FastStream requires a SOCK_STREAM socket")
+        if type(sock) is not _Socket:
+            sock = _Socket(sock.family, sock.type, sock.proto, fileno=sock.detach())
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # As trio: an option the socket refuses (a connection already
+            # reset) is no reason to fail the accept() that made it.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                if _NOTSENT_LOWAT is not None:
+                    sock.setsockopt(socket.IPPROTO_TCP, _NOTSENT_LOWAT, NOTSENT_LOWAT)
+        self.socket = sock
+        self._credit = YIELD_EVERY
+        self._sending = False
+        self._eof_sent = False
+
+    @classmethod
+    def from_trio_socket(cls, tsock: trio.socket.SocketType) -> FastStream:
+        """Take over a connected trio socket (trio's connect() did the waiting)."""
+        family, type_, proto = tsock.family, tsock.type, tsock.proto
+        return cls(_Socket(family, type_, proto, fileno=tsock.detach()))
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is None:
+            max_bytes = DEFAULT_RECEIVE_SIZE
+        elif max_bytes < 1:
+            raise ValueError("max_bytes must be >= 1")
+        await self._enter()
+        sock = self.socket
+        while True:
+            try:
+                return sock.recv(max_bytes)
+            except BlockingIOError:
+                pass
+            except OSError as e:
+                raise _stream_error(e) from (None if e.errno in _CLOSED_ERRNOS else e)
+            await wait_readable(sock)
+            self._credit = YIELD_EVERY
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is currently sending data on this stream")
+        if self._eof_sent:
+            raise trio.ClosedResourceError("can't send data after sending EOF")
+        self._sending = True
+        try:
+            await self._enter()
+            sock = self.socket
+            try:
+                if not data:
+                    if sock.fileno() == -1:
+                        raise trio.ClosedResourceError("socket was already closed")
+                    return
+                try:
+                    sent = sock.send(data)
+                except BlockingIOError:
+                    sent = 0
+                if sent == len(data):
+                    return
+                # A partial write: the socket buffer is full. Wait for room
+                # and send the rest, uncopied.
+                with memoryview(data) as view, view.cast("B") as octets:
+                    total = octets.nbytes
+                    while sent < total:
+                        await wait_writable(sock)
+                        self._credit = YIELD_EVERY
+                        try:
+                            sent += sock.send(octets[sent:])
+                        except BlockingIOError:
+                            pass
+            except OSError as e:
+                raise _stream_error(e) from (None if e.errno in _CLOSED_ERRNOS else e)
+        finally:
+            self._sending = False
+
+    async def wait_send_all_might_not_block(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is currently sending data on this stream")
+        self._sending = True
+        try:
+            if self.socket.fileno() == -1:
+                raise trio.ClosedResourceError("socket was already closed")
+            await wait_writable(self.socket)
+        finally:
+            self._sending = False
+
+    async def send_eof(self) -> None:
+        if self._sending:
+            raise trio.BusyResourceError("another task is currently sending data on this stream")
+        self._sending = True
+        try:
+            await checkpoint()
+            if self._eof_sent:
+                return
+            try:
+                self.socket.shutdown(socket.SHUT_WR)
+            except OSError as e:
+                raise _stream_error(e) from (None if e.errno in _CLOSED_ERRNOS else e)
+            self._eof_sent = True
+        finally:
+            self._sending = False
+
+    def close(self) -> None:
+        """Close at once (waiters get ClosedResourceError); idempotent."""
+        self.socket.close()
+
+    async def aclose(self) -> None:
+        self.socket.close()
+        await checkpoint()
+
+
+class FastListener(_Paced, trio.abc.Listener[FastStream]):
+    """A listening stream socket whose accept() returns FastStreams; owns the socket."""
+
+    __slots__ = ("socket",)
+
+    def __init__(self, sock: socket.socket) -> None:
+        if sock.type != socket.SOCK_STREAM:
+            raise ValueError("FastListener requires a SOCK_STREAM socket")
+        sock.setblocking(False)
+        self.socket = sock
+        self._credit = YIELD_EVERY
+
+    async def accept(self) -> FastStream:
+        """The next connection; errors as trio.SocketListener.accept()."""
+        await self._enter()
+        sock = self.socket
+        while True:
+            try:
+                # socket.accept() without the plain socket object it would
+                # make: the connection goes straight into a _Socket.
+                fd, _addr = sock._accept()          # type: ignore[attr-defined]
+            except BlockingIOError:
+                await wait_readable(sock)
+                self._credit = YIELD_EVERY
+                continue
+            except OSError as e:
+                if e.errno in _CLOSED_ERRNOS:
+                    raise trio.ClosedResourceError("this listener was already closed") from None
+                if e.errno in _IGNORABLE_ACCEPT_ERRNOS:
+                    continue
+                raise
+            return FastStream(_Socket(sock.family, sock.type, sock.proto, fileno=fd))
+
+    async def aclose(self) -> None:
+        sock = self.socket
+        if sock.fileno() != -1:
+            notify_closing(sock)
+            sock.close()
+        await checkpoint()
+
+
+async def open_unix(path: str | os.PathLike) -> FastStream:
+    """Connect to a Unix stream socket; OSError when nobody listens there.
+
+    The connect itself is trio's, as in trio.open_unix_socket()."""
+    tsock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await tsock.connect(os.fspath(path))
+    except BaseException:
+        tsock.close()
+        raise
+    return FastStream.from_trio_socket(tsock)

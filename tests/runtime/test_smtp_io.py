@@ -1,0 +1,120 @@
+"""SmtpPump's deadline: each read and write gets smtpd_timeout of its own, the
+policy's answer and the error sleep get none, and a read timeout says 421."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import trio
+import trio.testing
+
+from mailsys.smtp import Reply, ServerConnection, replies
+from mailsys.runtime.smtp_io import End, SmtpPump
+
+TIMEOUT = 30.0
+
+
+class SlowPolicy:
+    """Answers every command after `delay` seconds of (mock) time."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    async def answer(self, event):
+        await trio.sleep(self.delay)
+        return None
+
+    def chunk(self, data):
+        pass
+
+    def bdat(self, event):
+        pass
+
+    def refused(self, err):
+        pass
+
+    async def start_tls(self, stream):
+        return None
+
+
+async def reply(stream, buf: bytearray) -> bytes:
+    while b"\r\n" not in buf:
+        data = await stream.receive_some(4096)
+        if not data:
+            return b""
+        buf += data
+    line, _, rest = bytes(buf).partition(b"\r\n")
+    buf[:] = rest
+    return line
+
+
+def run(main):
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def session(policy, client_script):
+    """Run a pump against client_script(client_stream); the pump's End."""
+    client, server = trio.testing.memory_stream_pair()
+    pump = SmtpPump(server, ServerConnection(), policy, timeout=TIMEOUT, error_sleep=0,
+                    timeout_reply=replies.timeout("mx.example.test"))
+    ended = []
+
+    async def serve():
+        await pump.send_greeting(Reply(220, None, "mx.example.test ESMTP"))
+        ended.append(await pump.run())
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(serve)
+        await client_script(client)
+    return ended[0]
+
+
+def test_a_slow_answer_is_not_a_client_timeout():
+    async def main():
+        async def client(stream):
+            buf = bytearray()
+            assert (await reply(stream, buf)).startswith(b"220 ")
+            await stream.send_all(b"NOOP\r\n")
+            start = trio.current_time()
+            assert (await reply(stream, buf)).startswith(b"250 ")
+            assert trio.current_time() - start == 3 * TIMEOUT
+            await trio.sleep(TIMEOUT - 1)            # the next read has its own full timeout
+            await stream.send_all(b"QUIT\r\n")
+            assert (await reply(stream, buf)).startswith(b"221 ")
+        assert await session(SlowPolicy(3 * TIMEOUT), client) is End.QUIT
+    run(main)
+
+
+def test_a_silent_client_gets_421_after_the_timeout():
+    async def main():
+        async def client(stream):
+            buf = bytearray()
+            await reply(stream, buf)
+            await stream.send_all(b"NOOP\r\n")
+            assert (await reply(stream, buf)).startswith(b"250 ")
+            start = trio.current_time()
+            assert await reply(stream, buf) == b"421 4.4.2 mx.example.test Error: timeout exceeded"
+            assert trio.current_time() - start == TIMEOUT
+        assert await session(SlowPolicy(0), client) is End.TIMEOUT
+    run(main)
+
+
+def test_a_client_that_does_not_read_times_out_without_421():
+    async def main():
+        # A lockstep pair: a write waits until the other side reads.
+        client, server = trio.testing.lockstep_stream_pair()
+        pump = SmtpPump(server, ServerConnection(), SlowPolicy(0), timeout=TIMEOUT,
+                        error_sleep=0, timeout_reply=replies.timeout("mx.example.test"))
+
+        async def client_side():
+            assert (await client.receive_some(4096)).startswith(b"220 ")
+            await client.send_all(b"NOOP\r\n")
+            await trio.sleep_forever()              # and never reads the 250
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(client_side)
+            assert await pump.send_greeting(Reply(220, None, "mx.example.test ESMTP"))
+            start = trio.current_time()
+            assert await pump.run() is End.TIMEOUT
+            assert trio.current_time() - start == TIMEOUT
+            nursery.cancel_scope.cancel()
+    run(main)
