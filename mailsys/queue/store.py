@@ -17,7 +17,9 @@ SYNOPSIS
     store.move_many(qids, Queue.INCOMING, Queue.ACTIVE)     # one commit
     store.remove_many(qids, src=Queue.HOLD)                 # postsuper -d
     store.apply_many([Update(qid, src=Queue.ACTIVE, rcpt=...),
-                      Remove(qid2, src=Queue.ACTIVE)])    # one commit, outcome each
+                      Remove(qid2, src=Queue.ACTIVE),
+                      Admit(Queue.INCOMING, limit=100, budget=10000)])
+                                                           # one commit, outcome each
     for qid in store.list(Queue.DEFERRED): ...             # oldest first
     for envelope, queue in store.scan_all(): ...           # mailq
     store.counts(); store.next_due(); store.quarantine(qid)
@@ -208,6 +210,41 @@ class Move:
     @property
     def size(self) -> int:
         return 4096 * max(1, len(self.qids))
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """For apply_many(): qmgr's feed of the active queue, read and moved in
+    one transaction. Takes up to limit entries of src into dst: incoming
+    (or any queue but deferred) oldest first, deferred those due at or
+    before ``due``, soonest first. It stops before the first entry whose
+    undelivered recipients exceed what is left of budget, unless that is
+    the first entry and first_free is set (an empty active queue always
+    takes one). Unreadable entries are put in the corrupt queue on the way.
+    The outcome is an Admitted."""
+
+    src: Queue
+    limit: int
+    budget: int
+    dst: Queue = Queue.ACTIVE
+    due: float = 0.0
+    first_free: bool = False
+
+    @property
+    def size(self) -> int:
+        return 4096 * max(1, self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What an Admit did: the envelopes moved (in order), the (queue ID,
+    error) of each entry quarantined, whether it stopped at the budget, and
+    whether the scan was cut at its limit (more entries may wait)."""
+
+    moved: tuple[Envelope, ...]
+    corrupt: tuple[tuple[str, str], ...]
+    stopped: bool
+    more: bool
 
 
 # One open store per environment directory per process (STYLE.md (d) 1).
@@ -678,6 +715,36 @@ class QueueStore:
                 out.append(found[1])
         return out
 
+    def _admit_in(self, txn: lmdb.Transaction, op: Admit) -> Admitted:
+        src, dst = Queue(op.src), Queue(op.dst)
+        qids = (self._due_in(txn, op.due, op.limit) if src is Queue.DEFERRED
+                else self._batch_in(txn, src, None, op.limit))
+        moved: list[Envelope] = []
+        corrupt: list[tuple[str, str]] = []
+        budget, stopped = op.budget, False
+        for qid in qids:
+            try:
+                env, queue = self._get(txn, qid)
+            except NoSuchEntry:
+                continue                  # an index key without its record
+            except records.CorruptRecord as e:
+                self._quarantine_in(txn, qid)
+                corrupt.append((qid, str(e)))
+                continue
+            if queue is not src:
+                continue
+            n = len(env.pending)
+            if n > budget and (moved or not op.first_free):
+                stopped = True
+                break
+            if src is not dst:
+                txn.put(qid.encode(), records.encode(env, dst), db=self._envelopes)
+                self._unlink(txn, env, src)
+                self._link(txn, env, dst)
+            moved.append(env)
+            budget -= n
+        return Admitted(tuple(moved), tuple(corrupt), stopped, len(qids) >= op.limit)
+
     def remove(self, qid: str, *, src: QueueSpec = None,
                notices: Iterable[tuple[Envelope, bytes]] = ()) -> list[str]:
         """remove - delete an entry, and in the same transaction create the
@@ -692,12 +759,13 @@ class QueueStore:
         self._drop(txn, op.qid, _queues(op.src), True)
         return [self._insert(txn, e, c, Queue.INCOMING) for e, c in op.notices]
 
-    def apply_many(self, ops: Iterable[Update | Remove | Move]) -> list[Any]:
+    def apply_many(self, ops: Iterable[Update | Remove | Move | Admit]) -> list[Any]:
         """apply_many - several update(), remove() and move_many() calls in
         one transaction, one fsync (qmgr's group commit); each op's outcome
         in order: what update() or remove() would return, or the QueueError
         it would raise; for a Move, the envelopes of the entries it moved
-        (move_many's rules: the others are skipped). Each op runs in its own nested transaction, so one
+        (move_many's rules: the others are skipped); for an Admit, an
+        Admitted. Each op runs in its own nested transaction, so one
         that fails (NoSuchEntry, WrongQueue, a duplicate notice ID) leaves
         no trace and does not fail the others. A failure of the commit
         itself (QueueFull, a write error) raises, with nothing changed."""
@@ -710,6 +778,7 @@ class QueueStore:
                     with self._env.begin(write=True, parent=txn) as child:
                         out.append(self._update_in(child, op) if isinstance(op, Update)
                                    else self._move_in(child, op) if isinstance(op, Move)
+                                   else self._admit_in(child, op) if isinstance(op, Admit)
                                    else self._remove_in(child, op))
                 except QueueError as e:
                     out.append(e)
@@ -734,41 +803,43 @@ class QueueStore:
         raised CorruptRecord) in the corrupt queue, out of qmgr's way,
         keeping its bytes for inspection. Readable entries are simply
         moved there."""
-        def fn(txn: lmdb.Transaction) -> None:
-            value = txn.get(qid.encode(), db=self._envelopes)
-            if value is None:
-                raise NoSuchEntry(f"{qid}: no such queue entry")
-            try:
-                env, queue = records.decode(qid, value)
-            except records.CorruptRecord:
-                self._unlink_raw(txn, qid)
-                txn.put(schema.queue_key(Queue.CORRUPT, qid), b"", db=self._queue)
-                self._count(txn, Queue.CORRUPT, +1)
-                return
-            if queue is not Queue.CORRUPT:
-                txn.put(qid.encode(), records.encode(env, Queue.CORRUPT), db=self._envelopes)
-                self._unlink(txn, env, queue)
-                self._link(txn, env, Queue.CORRUPT)
-        self._write(fn, 4096)
+        self._write(lambda txn: self._quarantine_in(txn, qid), 4096)
+
+    def _quarantine_in(self, txn: lmdb.Transaction, qid: str) -> None:
+        value = txn.get(qid.encode(), db=self._envelopes)
+        if value is None:
+            raise NoSuchEntry(f"{qid}: no such queue entry")
+        try:
+            env, queue = records.decode(qid, value)
+        except records.CorruptRecord:
+            self._unlink_raw(txn, qid)
+            txn.put(schema.queue_key(Queue.CORRUPT, qid), b"", db=self._queue)
+            self._count(txn, Queue.CORRUPT, +1)
+            return
+        if queue is not Queue.CORRUPT:
+            txn.put(qid.encode(), records.encode(env, Queue.CORRUPT), db=self._envelopes)
+            self._unlink(txn, env, queue)
+            self._link(txn, env, Queue.CORRUPT)
 
     # -- scans --------------------------------------------------------------
 
     def _batch(self, queue: Queue, after: str | None, limit: int) -> list[str]:
+        return self._read(lambda txn: self._batch_in(txn, queue, after, limit))
+
+    def _batch_in(self, txn: lmdb.Transaction, queue: Queue, after: str | None,
+                  limit: int) -> list[str]:
         prefix = schema.queue_prefix(queue)
         start = prefix if after is None else schema.queue_key(queue, after) + b"\0"
         cut = len(prefix)
-
-        def fn(txn: lmdb.Transaction) -> list[str]:
-            out: list[str] = []
-            cur = txn.cursor(db=self._queue)
-            if not cur.set_range(start):
-                return out
-            for key in cur.iternext(values=False):
-                if not key.startswith(prefix) or len(out) >= limit:
-                    break
-                out.append(key[cut:].decode())
+        out: list[str] = []
+        cur = txn.cursor(db=self._queue)
+        if not cur.set_range(start):
             return out
-        return self._read(fn)
+        for key in cur.iternext(values=False):
+            if not key.startswith(prefix) or len(out) >= limit:
+                break
+            out.append(key[cut:].decode())
+        return out
 
     def list(self, queue: Queue | str, *, batch: int = SCAN_BATCH) -> Iterator[str]:
         """list - the IDs of the entries in queue, oldest first, read in
@@ -786,16 +857,16 @@ class QueueStore:
     def due(self, before: float, limit: int = SCAN_BATCH) -> list[str]:
         """due - up to limit deferred entries whose next attempt is at or
         before `before`, soonest first."""
-        bound = schema.due_bound(before)
+        return self._read(lambda txn: self._due_in(txn, before, limit))
 
-        def fn(txn: lmdb.Transaction) -> list[str]:
-            out: list[str] = []
-            for key in txn.cursor(db=self._due).iternext(values=False):
-                if key >= bound or len(out) >= limit:
-                    break
-                out.append(schema.due_qid(key))
-            return out
-        return self._read(fn)
+    def _due_in(self, txn: lmdb.Transaction, before: float, limit: int) -> list[str]:
+        bound = schema.due_bound(before)
+        out: list[str] = []
+        for key in txn.cursor(db=self._due).iternext(values=False):
+            if key >= bound or len(out) >= limit:
+                break
+            out.append(schema.due_qid(key))
+        return out
 
     def next_due(self) -> float | None:
         """next_due - the earliest next attempt in the deferred queue."""
