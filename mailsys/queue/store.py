@@ -8,6 +8,7 @@ SYNOPSIS
     qids = store.create_late(take)              # the same, take() called with the lock held
     envelope, queue = store.load(qid)
     contents = store.load_contents([qid, qid2])             # one read txn
+    content = store.load_small_content(qid, 65536)          # None when bigger
     store.move(qid, Queue.INCOMING, Queue.ACTIVE)
     store.update(qid, src=Queue.ACTIVE, dst=Queue.DEFERRED,
                  rcpt={0: dict(state=RcptState.DEFERRED, reason="...")},
@@ -588,6 +589,18 @@ class QueueStore:
                 raise NoSuchEntry(f"{qid}: no such queue entry")
             # The view dies with the transaction: copy (STYLE.md (d) 13).
             return bytes(view if limit is None else view[:limit])
+        return self._read(fn, buffers=True)
+
+    def load_small_content(self, qid: str, max_size: int) -> bytes | None:
+        """load_small_content - an entry's content when it is at most
+        max_size bytes; None, without reading it, when it is larger. (The
+        size comes from the value's node: the content pages are touched
+        only when they are copied.)"""
+        def fn(txn: lmdb.Transaction) -> bytes | None:
+            view = txn.get(qid.encode(), db=self._content)
+            if view is None:
+                raise NoSuchEntry(f"{qid}: no such queue entry")
+            return bytes(view) if len(view) <= max_size else None
         return self._read(fn, buffers=True)
 
     def load_contents(self, qids: Iterable[str]) -> list[bytes | QueueError]:

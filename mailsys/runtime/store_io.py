@@ -11,9 +11,11 @@ SYNOPSIS
 DESCRIPTION
     The only place where mailsys.queue.QueueStore calls enter worker
     threads (STYLE.md (b), (c) 6). Every store call is one short synchronous
-    LMDB transaction that may block on the single writer lock or on fsync,
-    so it must never run on the trio thread. run() hands it to
-    trio.to_thread.run_sync. A store call is never abandoned on cancellation:
+    LMDB transaction; a write may block on the single writer lock or on
+    fsync, so it must never run on the trio thread. run() hands it to
+    trio.to_thread.run_sync. (A read never waits for a writer: the smtp
+    agent reads small content in place, where the hand-off would cost more
+    than the read.) A store call is never abandoned on cancellation:
     the task waits for the thread to finish, so a commit that has started
     either completes or fails as a whole, and nobody loses track of it.
 

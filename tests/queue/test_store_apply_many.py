@@ -84,6 +84,17 @@ def test_load_contents_reads_several_in_one_go(store):
     assert store.load_contents([]) == []
 
 
+def test_load_small_content_reads_only_what_fits(store):
+    small = store.create(make_envelope(), b"s" * 100)
+    big = store.create(make_envelope(), b"b" * 5000)
+    assert store.load_small_content(small, 100) == b"s" * 100
+    assert type(store.load_small_content(small, 100)) is bytes
+    assert store.load_small_content(big, 4999) is None
+    assert store.load_small_content(big, 5000) == b"b" * 5000
+    with pytest.raises(NoSuchEntry):
+        store.load_small_content(new_qid(), 100)
+
+
 def test_a_move_gives_the_envelopes_it_moved(store):
     a = store.create(make_envelope(2), b"a")
     b = store.create(make_envelope(), b"b")
