@@ -489,9 +489,13 @@ class QueueStore:
         self._count(txn, queue, +1)
 
     def _unlink(self, txn: lmdb.Transaction, env: Envelope, queue: Queue) -> None:
-        txn.delete(schema.queue_key(queue, env.queue_id), db=self._queue)
+        self._unlink_key(txn, env.queue_id, queue, env.next_attempt)
+
+    def _unlink_key(self, txn: lmdb.Transaction, qid: str, queue: Queue,
+                    next_attempt: float) -> None:
+        txn.delete(schema.queue_key(queue, qid), db=self._queue)
         if queue is Queue.DEFERRED:
-            txn.delete(schema.due_key(env.next_attempt, env.queue_id), db=self._due)
+            txn.delete(schema.due_key(next_attempt, qid), db=self._due)
         self._count(txn, queue, -1)
 
     def _unlink_raw(self, txn: lmdb.Transaction, qid: str) -> None:
@@ -506,11 +510,14 @@ class QueueStore:
         for key in stale:
             txn.delete(key, db=self._due)
 
-    def _get(self, txn: lmdb.Transaction, qid: str) -> tuple[Envelope, Queue]:
+    def _raw(self, txn: lmdb.Transaction, qid: str) -> bytes:
         value = txn.get(qid.encode(), db=self._envelopes)
         if value is None:
             raise NoSuchEntry(f"{qid}: no such queue entry")
-        return records.decode(qid, bytes(value))
+        return bytes(value)
+
+    def _get(self, txn: lmdb.Transaction, qid: str) -> tuple[Envelope, Queue]:
+        return records.decode(qid, self._raw(txn, qid))
 
     def _insert(self, txn: lmdb.Transaction, env: Envelope, content: bytes,
                 queue: Queue) -> str:
@@ -659,7 +666,8 @@ class QueueStore:
         or None when it was skipped (missing, elsewhere, unreadable) and
         not strict."""
         try:
-            env, queue = self._get(txn, qid)
+            value = self._raw(txn, qid)
+            env, queue = records.decode(qid, value)
         except (NoSuchEntry, records.CorruptRecord):
             if strict:
                 raise
@@ -669,7 +677,7 @@ class QueueStore:
                 raise WrongQueue(qid, queue, expected)
             return None
         if queue is not target:
-            txn.put(qid.encode(), records.encode(env, target), db=self._envelopes)
+            txn.put(qid.encode(), records.requeue(value, target), db=self._envelopes)
             self._unlink(txn, env, queue)
             self._link(txn, env, target)
         return queue, env
@@ -680,7 +688,11 @@ class QueueStore:
         or elsewhere) and not strict. Unreadable entries are deleted too:
         postsuper -d must reach them."""
         try:
-            env, queue = self._get(txn, qid)
+            value = self._raw(txn, qid)
+            queue = records.decode_queue(value)
+            # Only the due index needs more of the envelope than its queue.
+            due = (records.decode(qid, value)[0].next_attempt if queue is Queue.DEFERRED
+                   else 0.0)
         except NoSuchEntry:
             if strict:
                 raise
@@ -696,7 +708,7 @@ class QueueStore:
                 if strict:
                     raise WrongQueue(qid, queue, expected)
                 return False
-            self._unlink(txn, env, queue)
+            self._unlink_key(txn, qid, queue, due)
         txn.delete(qid.encode(), db=self._envelopes)
         txn.delete(qid.encode(), db=self._content)
         return True
@@ -737,7 +749,8 @@ class QueueStore:
         budget, stopped = op.budget, False
         for qid in qids:
             try:
-                env, queue = self._get(txn, qid)
+                value = self._raw(txn, qid)
+                env, queue = records.decode(qid, value)
             except NoSuchEntry:
                 continue                  # an index key without its record
             except records.CorruptRecord as e:
@@ -751,7 +764,7 @@ class QueueStore:
                 stopped = True
                 break
             if src is not dst:
-                txn.put(qid.encode(), records.encode(env, dst), db=self._envelopes)
+                txn.put(qid.encode(), records.requeue(value, dst), db=self._envelopes)
                 self._unlink(txn, env, src)
                 self._link(txn, env, dst)
             moved.append(env)
@@ -819,9 +832,7 @@ class QueueStore:
         self._write(lambda txn: self._quarantine_in(txn, qid), 4096)
 
     def _quarantine_in(self, txn: lmdb.Transaction, qid: str) -> None:
-        value = txn.get(qid.encode(), db=self._envelopes)
-        if value is None:
-            raise NoSuchEntry(f"{qid}: no such queue entry")
+        value = self._raw(txn, qid)
         try:
             env, queue = records.decode(qid, value)
         except records.CorruptRecord:
@@ -830,7 +841,7 @@ class QueueStore:
             self._count(txn, Queue.CORRUPT, +1)
             return
         if queue is not Queue.CORRUPT:
-            txn.put(qid.encode(), records.encode(env, Queue.CORRUPT), db=self._envelopes)
+            txn.put(qid.encode(), records.requeue(value, Queue.CORRUPT), db=self._envelopes)
             self._unlink(txn, env, queue)
             self._link(txn, env, Queue.CORRUPT)
 
