@@ -406,8 +406,7 @@ class QueueManager:
         entry that is gone or moved)."""
         if not msg.single or msg.gone or msg.outstanding != 1 or not changes:
             return False
-        end = results.settle(results.apply(msg.env, changes), self.clock(), self.settings)
-        if not end.done or end.expire or end.failure_notice or end.success_notice:
+        if not results.leaves_quietly(msg.env, changes):
             return False
         try:
             await self.writes.apply(Remove(qid, src=Queue.ACTIVE))
