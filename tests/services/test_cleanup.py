@@ -277,18 +277,16 @@ async def test_triggers_that_follow_closely_fold_into_one(make_config, store, qu
     spacing = 1.0
     async with trio.open_nursery() as nursery:
         svc = await running(make_config(), store, nursery, trigger_spacing=spacing)
-        start = trio.current_time()
         await svc.call(request())
         with trio.fail_after(spacing / 2):          # the first one is not held back
             assert await next_trigger() == b"I"
+        first = trio.current_time()
         for _ in range(3):                           # three more commits, one after the other
             await svc.call(request())
-        with trio.move_on_after(spacing / 4) as early:
-            await next_trigger()
-        assert early.cancelled_caught, "a trigger came before the spacing was over"
-        with trio.fail_after(spacing * 2):
+        with trio.fail_after(spacing * 3):
             assert await next_trigger() == b"I"
-        assert trio.current_time() - start >= spacing
+        # Not before the spacing is over (less the first one's way here).
+        assert trio.current_time() - first >= spacing - 0.1
         with trio.move_on_after(spacing * 1.2) as more:
             await next_trigger()
         assert more.cancelled_caught, "the commits got more than one trigger"
