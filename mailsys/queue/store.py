@@ -33,8 +33,10 @@ DESCRIPTION
     removes them; the admin tools read them and change them through the
     same calls (DESIGN.md contract 3). Every call is one short synchronous
     transaction begun and ended in the calling thread, so a trio service
-    runs each call in trio.to_thread.run_sync and never holds a transaction
-    across an await. Calls may come from many threads at once.
+    runs each call in a worker thread (mailsys.runtime.store_io) and never
+    holds a transaction across an await; only a small read, which never
+    waits for the writer, may run in place (load_small_content). Calls may
+    come from many threads at once.
 
     Several processes open the environment at the same time; LMDB lets one
     of them write at a time and readers never wait. Every process opens it
