@@ -16,7 +16,9 @@ DESCRIPTION
     shared by every qmgr connection this process serves.
 
     The queue store is opened read-only in spirit: the agent loads the
-    content and never changes an entry (qmgr owns every state change). Each
+    content and never changes an entry (qmgr owns every state change).
+    Content up to INLINE_LOAD_MAX bytes is read in place; larger content in
+    a worker thread, together with the other large loads that wait. Each
     recipient's result is logged here as Postfix's status line, tag
     $syslog_name/smtp.
 """
@@ -34,6 +36,12 @@ from mailsys.runtime.smtp_agent import SmtpAgent, SmtpSettings, own_endpoints
 from mailsys.runtime.smtp_client_io import ConnectionCache
 from mailsys.runtime.smtp_tls import tls_policy
 
+# Content up to this size is read on the trio thread: an LMDB read never
+# waits for the writer, and a few pages from the page cache cost less than
+# the hand-off to a worker thread and back. Larger content, whose pages may
+# well have to come from disk, is read in a worker thread.
+INLINE_LOAD_MAX = 64 * 1024
+
 
 class _State:
     def __init__(self, ctx: skeleton.ServiceContext) -> None:
@@ -47,7 +55,10 @@ class _State:
                                ConnectionCache(settings.cache_time_limit))
 
     async def load(self, queue_id: str) -> bytes:
-        return await self.loads.call(queue_id)
+        content = self.store.load_small_content(queue_id, INLINE_LOAD_MAX)
+        if content is None:
+            content = await self.loads.call(queue_id)
+        return content
 
 
 async def handle(stream: trio.SocketStream, ctx: skeleton.ServiceContext) -> None:

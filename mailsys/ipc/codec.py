@@ -79,6 +79,11 @@ _BY_NAME: dict[str, _Entry] = {}
 _BY_CLASS: dict[type, _Entry] = {}
 
 _DUMPS = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
+# json.loads() without its per-call encoding detection: headers are ASCII.
+_LOADS = json.JSONDecoder().decode
+
+# What a field absent from the peer's object reads as (no JSON value is it).
+_MISSING = object()
 
 
 def message(name: str, version: int = 1) -> Callable[[type[T]], type[T]]:
@@ -137,7 +142,7 @@ def decode(frame: Frame | bytes) -> Any:
     if not isinstance(frame, Frame):
         frame = _one_frame(frame)
     try:
-        head = json.loads(frame.header)
+        head = _LOADS(frame.header.decode())
     except (ValueError, RecursionError) as e:      # UnicodeDecodeError is a ValueError
         raise ProtocolError(f"bad frame header: {e}") from None
     if not isinstance(head, dict):
@@ -152,7 +157,9 @@ def decode(frame: Frame | bytes) -> Any:
         raise ProtocolError(f"message {name}: version {version!r}, expected {entry.version}")
     if not isinstance(fields, dict):
         raise ProtocolError(f"message {name}: no field object")
-    blobs = _Blobs(head.get("b", []), frame.payload)
+    lengths = head.get("b")
+    blobs = _NO_BLOBS if lengths is None and not frame.payload else _Blobs(
+        [] if lengths is None else lengths, frame.payload)
     if entry.decode is None:
         try:
             _compile(entry)
@@ -192,43 +199,59 @@ class _Blobs:
         return self._payload[self._offsets[index]:self._offsets[index + 1]].tobytes()
 
 
+_NO_BLOBS = _Blobs([], memoryview(b""))
+
+
 # -- compiling converters from type hints ------------------------------------
 
 def _compile(entry: _Entry) -> None:
     entry.encode, entry.decode = _dataclass_converters(entry.cls, entry.name)
 
 
+class _NoFastPath:
+    """A type no value has: the field always goes through its converter."""
+
+
 def _dataclass_converters(cls: type, label: str) -> tuple[Encoder, Decoder]:
     hints = typing.get_type_hints(cls)
-    names: list[str] = []
-    encoders: list[Encoder] = []
-    decoders: list[Decoder] = []
+    plan: list[tuple[str, type, Encoder]] = []
+    dplan: list[tuple[str, type, Decoder]] = []
     required: set[str] = set()
     for f in dataclasses.fields(cls):
         if not f.init:
             continue
-        enc, dec = _converters(hints[f.name], f"{label}.{f.name}")
-        names.append(f.name)
-        encoders.append(enc)
-        decoders.append(dec)
+        tp = hints[f.name]
+        enc, dec = _converters(tp, f"{label}.{f.name}")
+        # A scalar of exactly its field's type is passed as it is, both
+        # ways: that is what its converter would do, minus the call.
+        fast = tp if tp in _SCALAR_OK else _NoFastPath
+        plan.append((f.name, fast, enc))
+        dplan.append((f.name, fast, dec))
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             required.add(f.name)
-    plan = tuple(zip(names, encoders))
-    dplan = tuple(zip(names, decoders))
 
     def enc(value: Any, blobs: list) -> dict:
         if type(value) is not cls:
             raise TypeError(f"{label}: expected {cls.__qualname__}, got {type(value).__qualname__}")
-        return {n: e(getattr(value, n), blobs) for n, e in plan}
+        out = {}
+        for n, fast, e in plan:
+            v = getattr(value, n)
+            out[n] = v if type(v) is fast else e(v, blobs)
+        return out
 
     def dec(raw: Any, blobs: _Blobs) -> Any:
         if not isinstance(raw, dict):
             raise ProtocolError(f"{label}: expected an object")
-        missing = required.difference(raw)
-        if missing:
-            raise ProtocolError(f"{label}: missing field(s) {', '.join(sorted(missing))}")
         # Unknown keys in raw are ignored on purpose: protocols grow.
-        kwargs = {n: d(raw[n], blobs) for n, d in dplan if n in raw}
+        kwargs = {}
+        for n, fast, d in dplan:
+            v = raw.get(n, _MISSING)
+            if v is _MISSING:
+                if n in required:
+                    missing = sorted(required.difference(raw))
+                    raise ProtocolError(f"{label}: missing field(s) {', '.join(missing)}")
+                continue
+            kwargs[n] = v if type(v) is fast else d(v, blobs)
         try:
             return cls(**kwargs)
         except Exception as e:    # __post_init__ validation rejected the peer's values
@@ -275,12 +298,14 @@ _SCALAR_OK: dict[type, Callable[[Any], bool]] = {
 def _scalar(tp: type, label: str) -> tuple[Encoder, Decoder]:
     ok = _SCALAR_OK[tp]
     want = tp.__name__
+    # Subclasses (StrEnum, IntEnum) travel as their plain value. str() of a
+    # (str, Enum) member is "Class.NAME": str.__str__ gives the string itself.
+    plain = str.__str__ if tp is str else tp
 
     def enc(v: Any, blobs: list) -> Any:
         if not ok(v):
             raise TypeError(f"{label}: expected {want}, got {type(v).__qualname__}")
-        # Subclasses (StrEnum, IntEnum) travel as their plain value.
-        return v if type(v) is tp else tp(v)
+        return v if type(v) is tp else plain(v)
 
     def dec(v: Any, blobs: _Blobs) -> Any:
         if not ok(v):

@@ -49,7 +49,6 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -70,7 +69,7 @@ from mailsys.qmgr.backoff import next_attempt
 from mailsys.qmgr.schedule import Job, Scheduler, plan
 from mailsys.qmgr.settings import Limits, QmgrSettings
 from mailsys.qmgr.writes import StoreWrites
-from mailsys.queue import CorruptRecord, Move, Queue, QueueStore, Remove, Update, WrongQueue
+from mailsys.queue import Admit, Queue, QueueStore, Remove, Update, WrongQueue
 from mailsys.routing import AddressClass, Route, RoutingSettings, resolve
 from mailsys.runtime import store_io
 
@@ -289,26 +288,21 @@ class QueueManager:
                 # Resume the scans when an active entry leaves.
                 self._full = True
                 return
-            batch = min(room, SCAN_BATCH)
             now = self.clock()
-            if queue is Queue.INCOMING:
-                qids = await store_io.run(
-                    lambda: list(itertools.islice(self.store.list(Queue.INCOMING), batch)))
-            else:
-                qids = await store_io.run(self.store.due, now, batch)
-            if not qids:
-                return
-            budget = self.settings.recipient_limit - self._recipients
-            take, stopped = await store_io.run(self._choose, qids, budget, not self.active)
-            # The move shares its commit with the delivery results being
-            # written meanwhile: one fsync less per scan under load.
-            moved = await self.writes.apply(Move(tuple(take), queue, Queue.ACTIVE)) if take else []
-            for env in moved:
+            # Listing, choosing and moving are one store operation, and it
+            # shares its commit with the delivery results being written
+            # meanwhile: one worker thread hop and at most one fsync a scan.
+            got = await self.writes.apply(Admit(
+                queue, min(room, SCAN_BATCH), self.settings.recipient_limit - self._recipients,
+                due=now, first_free=not self.active))
+            for qid, error in got.corrupt:
+                log.warning(f"{qid}: unreadable queue entry, moved to the corrupt queue: {error}")
+            for env in got.moved:
                 self._open(env.queue_id, env, now)
-            if stopped:
+            if got.stopped:
                 self._full = True        # the recipient budget is spent
                 return
-            if len(qids) < batch:
+            if not got.more:
                 return
 
     def _room(self) -> int:
@@ -316,43 +310,6 @@ class QueueManager:
         if self.active and self._recipients >= self.settings.recipient_limit:
             return 0
         return self.settings.active_limit - len(self.active)
-
-    def _choose(self, qids: list[str], budget: int, empty: bool) -> tuple[list[str], bool]:
-        """The entries to move into active (in a worker thread), in order,
-        while their undelivered recipients fit in budget (the first always
-        does when the active queue is empty); whether it stopped for the
-        budget. Entries that vanished meanwhile are skipped; unreadable
-        ones go to the corrupt queue, so they are not found again. The
-        move itself skips those that vanished or moved since."""
-        take: list[str] = []
-        stopped = False
-        for qid in qids:
-            env = self._load_or_quarantine(qid)
-            if env is None:
-                continue
-            n = len(env.pending)
-            if n > budget and (take or not empty):
-                stopped = True
-                break
-            take.append(qid)
-            budget -= n
-        return take, stopped
-
-    def _load_or_quarantine(self, qid: str) -> Envelope | None:
-        """The entry's envelope (None when gone, or unreadable: then it is
-        quarantined)."""
-        try:
-            env, _ = self.store.load(qid)
-        except NoSuchEntry:
-            return None
-        except CorruptRecord as e:
-            log.warning(f"{qid}: unreadable queue entry, moved to the corrupt queue: {e}")
-            try:
-                self.store.quarantine(qid)
-            except QueueError:
-                pass
-            return None
-        return env
 
     def _open(self, qid: str, env: Envelope, now: float) -> None:
         log.info("opened", queue_id=qid, sender=env.sender, size=env.size,
@@ -449,8 +406,7 @@ class QueueManager:
         entry that is gone or moved)."""
         if not msg.single or msg.gone or msg.outstanding != 1 or not changes:
             return False
-        end = results.settle(results.apply(msg.env, changes), self.clock(), self.settings)
-        if not end.done or end.expire or end.failure_notice or end.success_notice:
+        if not results.leaves_quietly(msg.env, changes):
             return False
         try:
             await self.writes.apply(Remove(qid, src=Queue.ACTIVE))

@@ -5,6 +5,7 @@ SYNOPSIS
     changes = deferred(job.indexes, "4.3.0", "mail transport unavailable", now)
     store.update(qid, src=Queue.ACTIVE, rcpt=changes)
     end = settle(env, now, settings)       # once the message has no job left
+    leaves_quietly(env, changes)           # done by these changes, nothing to report?
     end.expire, end.expired_as, end.failure_notice, end.success_notice,
     end.delay_notice, end.done
 
@@ -48,7 +49,7 @@ from mailsys.qmgr.settings import QmgrSettings
 from mailsys.routing import error_status
 
 __all__ = ["recorded", "deferred", "settle", "error_transport", "ERROR_TRANSPORTS", "Settlement", "apply", "ADMIN_EXPIRED",
-           "NO_STATUS", "EXPIRED_DSN"]
+           "NO_STATUS", "EXPIRED_DSN", "leaves_quietly"]
 
 Changes = dict[int, dict[str, Any]]
 
@@ -110,6 +111,23 @@ def apply(env: Envelope, changes: Mapping[int, Mapping[str, Any]]) -> Envelope:
     for index, fields in changes.items():
         env = env.with_recipient(index, **fields)
     return env
+
+
+def leaves_quietly(env: Envelope, changes: Mapping[int, Mapping[str, Any]]) -> bool:
+    """leaves_quietly - whether, after changes, every recipient is final and
+    none is owed a notice: what settle(apply(env, changes)) says with done
+    set and nothing to expire or report, without building the envelope."""
+    for i, r in enumerate(env.recipients):
+        c = changes.get(i)
+        state = r.state if c is None else c.get("state", r.state)
+        notified = r.notified if c is None else c.get("notified", r.notified)
+        if state == RcptState.SENT:
+            notify = r.notify if c is None else c.get("notify", r.notify)
+            if not notified and Notify.SUCCESS in notify:
+                return False
+        elif state != RcptState.BOUNCED or not notified:
+            return False
+    return True
 
 
 @dataclass(frozen=True, slots=True)

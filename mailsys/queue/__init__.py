@@ -2,6 +2,6 @@
 
 from mailsys.queue.records import CorruptRecord
 from mailsys.queue.schema import SCHEMA_VERSION, Queue
-from mailsys.queue.store import Move, QueueStore, Remove, Update, WrongQueue
+from mailsys.queue.store import Admit, Admitted, Move, QueueStore, Remove, Update, WrongQueue
 
-__all__ = ["CorruptRecord", "Move", "Queue", "QueueStore", "Remove", "SCHEMA_VERSION", "Update", "WrongQueue"]
+__all__ = ["Admit", "Admitted", "CorruptRecord", "Move", "Queue", "QueueStore", "Remove", "SCHEMA_VERSION", "Update", "WrongQueue"]

@@ -23,7 +23,9 @@ DESCRIPTION
     session produced (including undecodable bytes carried as surrogates)
     comes back unchanged.
 
-    A record that cannot be decoded raises CorruptRecord.
+    A record that cannot be decoded raises CorruptRecord. Moving an entry
+    to another queue changes only byte 1 (requeue()), and finding the queue
+    of an entry reads only that byte (decode_queue()).
 """
 
 from __future__ import annotations
@@ -89,6 +91,13 @@ def encode(envelope: Envelope, queue: Queue) -> bytes:
     text = _encoder.encode(doc)
     return bytes((RECORD_VERSION, QUEUE_CODE[Queue(queue)])) + text.encode(
         "utf-8", "surrogatepass")
+
+
+def requeue(value: bytes, queue: Queue) -> bytes:
+    """requeue - a stored value with its queue changed: the envelope bytes
+    are kept as they are, not decoded and encoded again."""
+    _check_header(value)
+    return value[:1] + bytes((QUEUE_CODE[Queue(queue)],)) + value[2:]
 
 
 def decode_queue(value: bytes) -> Queue:

@@ -8,6 +8,7 @@ SYNOPSIS
     qids = store.create_late(take)              # the same, take() called with the lock held
     envelope, queue = store.load(qid)
     contents = store.load_contents([qid, qid2])             # one read txn
+    content = store.load_small_content(qid, 65536)          # None when bigger
     store.move(qid, Queue.INCOMING, Queue.ACTIVE)
     store.update(qid, src=Queue.ACTIVE, dst=Queue.DEFERRED,
                  rcpt={0: dict(state=RcptState.DEFERRED, reason="...")},
@@ -17,7 +18,9 @@ SYNOPSIS
     store.move_many(qids, Queue.INCOMING, Queue.ACTIVE)     # one commit
     store.remove_many(qids, src=Queue.HOLD)                 # postsuper -d
     store.apply_many([Update(qid, src=Queue.ACTIVE, rcpt=...),
-                      Remove(qid2, src=Queue.ACTIVE)])    # one commit, outcome each
+                      Remove(qid2, src=Queue.ACTIVE),
+                      Admit(Queue.INCOMING, limit=100, budget=10000)])
+                                                           # one commit, outcome each
     for qid in store.list(Queue.DEFERRED): ...             # oldest first
     for envelope, queue in store.scan_all(): ...           # mailq
     store.counts(); store.next_due(); store.quarantine(qid)
@@ -30,8 +33,10 @@ DESCRIPTION
     removes them; the admin tools read them and change them through the
     same calls (DESIGN.md contract 3). Every call is one short synchronous
     transaction begun and ended in the calling thread, so a trio service
-    runs each call in trio.to_thread.run_sync and never holds a transaction
-    across an await. Calls may come from many threads at once.
+    runs each call in a worker thread (mailsys.runtime.store_io) and never
+    holds a transaction across an await; only a small read, which never
+    waits for the writer, may run in place (load_small_content). Calls may
+    come from many threads at once.
 
     Several processes open the environment at the same time; LMDB lets one
     of them write at a time and readers never wait. Every process opens it
@@ -208,6 +213,41 @@ class Move:
     @property
     def size(self) -> int:
         return 4096 * max(1, len(self.qids))
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """For apply_many(): qmgr's feed of the active queue, read and moved in
+    one transaction. Takes up to limit entries of src into dst: incoming
+    (or any queue but deferred) oldest first, deferred those due at or
+    before ``due``, soonest first. It stops before the first entry whose
+    undelivered recipients exceed what is left of budget, unless that is
+    the first entry and first_free is set (an empty active queue always
+    takes one). Unreadable entries are put in the corrupt queue on the way.
+    The outcome is an Admitted."""
+
+    src: Queue
+    limit: int
+    budget: int
+    dst: Queue = Queue.ACTIVE
+    due: float = 0.0
+    first_free: bool = False
+
+    @property
+    def size(self) -> int:
+        return 4096 * max(1, self.limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """What an Admit did: the envelopes moved (in order), the (queue ID,
+    error) of each entry quarantined, whether it stopped at the budget, and
+    whether the scan was cut at its limit (more entries may wait)."""
+
+    moved: tuple[Envelope, ...]
+    corrupt: tuple[tuple[str, str], ...]
+    stopped: bool
+    more: bool
 
 
 # One open store per environment directory per process (STYLE.md (d) 1).
@@ -451,9 +491,13 @@ class QueueStore:
         self._count(txn, queue, +1)
 
     def _unlink(self, txn: lmdb.Transaction, env: Envelope, queue: Queue) -> None:
-        txn.delete(schema.queue_key(queue, env.queue_id), db=self._queue)
+        self._unlink_key(txn, env.queue_id, queue, env.next_attempt)
+
+    def _unlink_key(self, txn: lmdb.Transaction, qid: str, queue: Queue,
+                    next_attempt: float) -> None:
+        txn.delete(schema.queue_key(queue, qid), db=self._queue)
         if queue is Queue.DEFERRED:
-            txn.delete(schema.due_key(env.next_attempt, env.queue_id), db=self._due)
+            txn.delete(schema.due_key(next_attempt, qid), db=self._due)
         self._count(txn, queue, -1)
 
     def _unlink_raw(self, txn: lmdb.Transaction, qid: str) -> None:
@@ -468,11 +512,14 @@ class QueueStore:
         for key in stale:
             txn.delete(key, db=self._due)
 
-    def _get(self, txn: lmdb.Transaction, qid: str) -> tuple[Envelope, Queue]:
+    def _raw(self, txn: lmdb.Transaction, qid: str) -> bytes:
         value = txn.get(qid.encode(), db=self._envelopes)
         if value is None:
             raise NoSuchEntry(f"{qid}: no such queue entry")
-        return records.decode(qid, bytes(value))
+        return bytes(value)
+
+    def _get(self, txn: lmdb.Transaction, qid: str) -> tuple[Envelope, Queue]:
+        return records.decode(qid, self._raw(txn, qid))
 
     def _insert(self, txn: lmdb.Transaction, env: Envelope, content: bytes,
                 queue: Queue) -> str:
@@ -553,6 +600,18 @@ class QueueStore:
             return bytes(view if limit is None else view[:limit])
         return self._read(fn, buffers=True)
 
+    def load_small_content(self, qid: str, max_size: int) -> bytes | None:
+        """load_small_content - an entry's content when it is at most
+        max_size bytes; None, without reading it, when it is larger. (The
+        size comes from the value's node: the content pages are touched
+        only when they are copied.)"""
+        def fn(txn: lmdb.Transaction) -> bytes | None:
+            view = txn.get(qid.encode(), db=self._content)
+            if view is None:
+                raise NoSuchEntry(f"{qid}: no such queue entry")
+            return bytes(view) if len(view) <= max_size else None
+        return self._read(fn, buffers=True)
+
     def load_contents(self, qids: Iterable[str]) -> list[bytes | QueueError]:
         """load_contents - several entries' content in one read transaction,
         each a copy, or NoSuchEntry for an entry that is not there."""
@@ -609,7 +668,8 @@ class QueueStore:
         or None when it was skipped (missing, elsewhere, unreadable) and
         not strict."""
         try:
-            env, queue = self._get(txn, qid)
+            value = self._raw(txn, qid)
+            env, queue = records.decode(qid, value)
         except (NoSuchEntry, records.CorruptRecord):
             if strict:
                 raise
@@ -619,7 +679,7 @@ class QueueStore:
                 raise WrongQueue(qid, queue, expected)
             return None
         if queue is not target:
-            txn.put(qid.encode(), records.encode(env, target), db=self._envelopes)
+            txn.put(qid.encode(), records.requeue(value, target), db=self._envelopes)
             self._unlink(txn, env, queue)
             self._link(txn, env, target)
         return queue, env
@@ -630,7 +690,11 @@ class QueueStore:
         or elsewhere) and not strict. Unreadable entries are deleted too:
         postsuper -d must reach them."""
         try:
-            env, queue = self._get(txn, qid)
+            value = self._raw(txn, qid)
+            queue = records.decode_queue(value)
+            # Only the due index needs more of the envelope than its queue.
+            due = (records.decode(qid, value)[0].next_attempt if queue is Queue.DEFERRED
+                   else 0.0)
         except NoSuchEntry:
             if strict:
                 raise
@@ -646,7 +710,7 @@ class QueueStore:
                 if strict:
                     raise WrongQueue(qid, queue, expected)
                 return False
-            self._unlink(txn, env, queue)
+            self._unlink_key(txn, qid, queue, due)
         txn.delete(qid.encode(), db=self._envelopes)
         txn.delete(qid.encode(), db=self._content)
         return True
@@ -678,6 +742,37 @@ class QueueStore:
                 out.append(found[1])
         return out
 
+    def _admit_in(self, txn: lmdb.Transaction, op: Admit) -> Admitted:
+        src, dst = Queue(op.src), Queue(op.dst)
+        qids = (self._due_in(txn, op.due, op.limit) if src is Queue.DEFERRED
+                else self._batch_in(txn, src, None, op.limit))
+        moved: list[Envelope] = []
+        corrupt: list[tuple[str, str]] = []
+        budget, stopped = op.budget, False
+        for qid in qids:
+            try:
+                value = self._raw(txn, qid)
+                env, queue = records.decode(qid, value)
+            except NoSuchEntry:
+                continue                  # an index key without its record
+            except records.CorruptRecord as e:
+                self._quarantine_in(txn, qid)
+                corrupt.append((qid, str(e)))
+                continue
+            if queue is not src:
+                continue
+            n = len(env.pending)
+            if n > budget and (moved or not op.first_free):
+                stopped = True
+                break
+            if src is not dst:
+                txn.put(qid.encode(), records.requeue(value, dst), db=self._envelopes)
+                self._unlink(txn, env, src)
+                self._link(txn, env, dst)
+            moved.append(env)
+            budget -= n
+        return Admitted(tuple(moved), tuple(corrupt), stopped, len(qids) >= op.limit)
+
     def remove(self, qid: str, *, src: QueueSpec = None,
                notices: Iterable[tuple[Envelope, bytes]] = ()) -> list[str]:
         """remove - delete an entry, and in the same transaction create the
@@ -692,12 +787,13 @@ class QueueStore:
         self._drop(txn, op.qid, _queues(op.src), True)
         return [self._insert(txn, e, c, Queue.INCOMING) for e, c in op.notices]
 
-    def apply_many(self, ops: Iterable[Update | Remove | Move]) -> list[Any]:
+    def apply_many(self, ops: Iterable[Update | Remove | Move | Admit]) -> list[Any]:
         """apply_many - several update(), remove() and move_many() calls in
         one transaction, one fsync (qmgr's group commit); each op's outcome
         in order: what update() or remove() would return, or the QueueError
         it would raise; for a Move, the envelopes of the entries it moved
-        (move_many's rules: the others are skipped). Each op runs in its own nested transaction, so one
+        (move_many's rules: the others are skipped); for an Admit, an
+        Admitted. Each op runs in its own nested transaction, so one
         that fails (NoSuchEntry, WrongQueue, a duplicate notice ID) leaves
         no trace and does not fail the others. A failure of the commit
         itself (QueueFull, a write error) raises, with nothing changed."""
@@ -710,6 +806,7 @@ class QueueStore:
                     with self._env.begin(write=True, parent=txn) as child:
                         out.append(self._update_in(child, op) if isinstance(op, Update)
                                    else self._move_in(child, op) if isinstance(op, Move)
+                                   else self._admit_in(child, op) if isinstance(op, Admit)
                                    else self._remove_in(child, op))
                 except QueueError as e:
                     out.append(e)
@@ -734,41 +831,41 @@ class QueueStore:
         raised CorruptRecord) in the corrupt queue, out of qmgr's way,
         keeping its bytes for inspection. Readable entries are simply
         moved there."""
-        def fn(txn: lmdb.Transaction) -> None:
-            value = txn.get(qid.encode(), db=self._envelopes)
-            if value is None:
-                raise NoSuchEntry(f"{qid}: no such queue entry")
-            try:
-                env, queue = records.decode(qid, value)
-            except records.CorruptRecord:
-                self._unlink_raw(txn, qid)
-                txn.put(schema.queue_key(Queue.CORRUPT, qid), b"", db=self._queue)
-                self._count(txn, Queue.CORRUPT, +1)
-                return
-            if queue is not Queue.CORRUPT:
-                txn.put(qid.encode(), records.encode(env, Queue.CORRUPT), db=self._envelopes)
-                self._unlink(txn, env, queue)
-                self._link(txn, env, Queue.CORRUPT)
-        self._write(fn, 4096)
+        self._write(lambda txn: self._quarantine_in(txn, qid), 4096)
+
+    def _quarantine_in(self, txn: lmdb.Transaction, qid: str) -> None:
+        value = self._raw(txn, qid)
+        try:
+            env, queue = records.decode(qid, value)
+        except records.CorruptRecord:
+            self._unlink_raw(txn, qid)
+            txn.put(schema.queue_key(Queue.CORRUPT, qid), b"", db=self._queue)
+            self._count(txn, Queue.CORRUPT, +1)
+            return
+        if queue is not Queue.CORRUPT:
+            txn.put(qid.encode(), records.requeue(value, Queue.CORRUPT), db=self._envelopes)
+            self._unlink(txn, env, queue)
+            self._link(txn, env, Queue.CORRUPT)
 
     # -- scans --------------------------------------------------------------
 
     def _batch(self, queue: Queue, after: str | None, limit: int) -> list[str]:
+        return self._read(lambda txn: self._batch_in(txn, queue, after, limit))
+
+    def _batch_in(self, txn: lmdb.Transaction, queue: Queue, after: str | None,
+                  limit: int) -> list[str]:
         prefix = schema.queue_prefix(queue)
         start = prefix if after is None else schema.queue_key(queue, after) + b"\0"
         cut = len(prefix)
-
-        def fn(txn: lmdb.Transaction) -> list[str]:
-            out: list[str] = []
-            cur = txn.cursor(db=self._queue)
-            if not cur.set_range(start):
-                return out
-            for key in cur.iternext(values=False):
-                if not key.startswith(prefix) or len(out) >= limit:
-                    break
-                out.append(key[cut:].decode())
+        out: list[str] = []
+        cur = txn.cursor(db=self._queue)
+        if not cur.set_range(start):
             return out
-        return self._read(fn)
+        for key in cur.iternext(values=False):
+            if not key.startswith(prefix) or len(out) >= limit:
+                break
+            out.append(key[cut:].decode())
+        return out
 
     def list(self, queue: Queue | str, *, batch: int = SCAN_BATCH) -> Iterator[str]:
         """list - the IDs of the entries in queue, oldest first, read in
@@ -786,16 +883,16 @@ class QueueStore:
     def due(self, before: float, limit: int = SCAN_BATCH) -> list[str]:
         """due - up to limit deferred entries whose next attempt is at or
         before `before`, soonest first."""
-        bound = schema.due_bound(before)
+        return self._read(lambda txn: self._due_in(txn, before, limit))
 
-        def fn(txn: lmdb.Transaction) -> list[str]:
-            out: list[str] = []
-            for key in txn.cursor(db=self._due).iternext(values=False):
-                if key >= bound or len(out) >= limit:
-                    break
-                out.append(schema.due_qid(key))
-            return out
-        return self._read(fn)
+    def _due_in(self, txn: lmdb.Transaction, before: float, limit: int) -> list[str]:
+        bound = schema.due_bound(before)
+        out: list[str] = []
+        for key in txn.cursor(db=self._due).iternext(values=False):
+            if key >= bound or len(out) >= limit:
+                break
+            out.append(schema.due_qid(key))
+        return out
 
     def next_due(self) -> float | None:
         """next_due - the earliest next attempt in the deferred queue."""

@@ -252,3 +252,32 @@ def test_unsupported_field_type_is_refused_at_import():
 
     with pytest.raises(TypeError, match="cannot carry"):
         message("test_codec_bad")(Bad)
+
+
+def test_enum_members_travel_as_plain_values_and_ints_fill_float_fields():
+    import enum
+
+    class Word(str, enum.Enum):
+        HI = "hi"
+
+    class Num(enum.IntEnum):
+        TWO = 2
+
+    msg = sample(text=Word.HI, number=Num.TWO)
+    fields = fields_of(msg)["f"]
+    assert type(fields["text"]) is str and type(fields["number"]) is int
+    back = decode(encode(msg))
+    assert type(back.text) is str and back.text == "hi"
+    assert type(back.number) is int and back.number == 2
+    head = fields_of(sample(ratio=1.5))
+    head["f"]["ratio"] = 3
+    got = decode(encode_frame(json.dumps(head).encode(), b"".join(
+        encode_parts(sample(ratio=1.5))[1:])))
+    assert type(got.ratio) is float and got.ratio == 3.0
+
+
+def test_every_missing_field_is_named():
+    head = fields_of(ErrorReply("internal", "boom"))
+    del head["f"]["text"], head["f"]["code"]
+    with pytest.raises(ProtocolError, match="missing field.s. code, text"):
+        decode(encode_frame(json.dumps(head).encode()))

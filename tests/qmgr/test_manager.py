@@ -14,7 +14,7 @@ from mailsys.message.envelope import Notify, RcptState, Recipient
 import mailsys.qmgr.manager as manager
 from mailsys.qmgr.manager import SUSPENDED, TRANSPORT_UNAVAILABLE
 from mailsys.qmgr.settings import Limits
-from mailsys.queue import Queue, Remove
+from mailsys.queue import Admit, Queue, Remove
 
 CONTENT = b"Subject: hi\r\n\r\nhello\r\n"
 
@@ -58,14 +58,21 @@ def test_delivered_and_removed(store, make_manager):
 
 
 def _spy_writes(store):
-    """The operations of every apply_many() commit, in order."""
+    """The operations of every apply_many() commit, in order; a scan (Admit)
+    as the IDs it moved, and not at all when it moved nothing."""
     commits = []
     apply_many = store.apply_many
 
     def spy(ops):
         ops = list(ops)
-        commits.append([(type(op).__name__, getattr(op, "qid", None) or op.qids) for op in ops])
-        return apply_many(ops)
+        outcomes = apply_many(ops)
+        seen = [("Admit", tuple(e.queue_id for e in out.moved)) if isinstance(op, Admit)
+                else (type(op).__name__, getattr(op, "qid", None) or op.qids)
+                for op, out in zip(ops, outcomes)
+                if not isinstance(op, Admit) or out.moved]
+        if seen:
+            commits.append(seen)
+        return outcomes
     store.apply_many = spy
     return commits
 
@@ -80,7 +87,7 @@ def test_a_delivered_entry_is_removed_in_one_write(store, make_manager):
         await wait_for(empty(store))
 
     run(body)
-    assert commits == [[("Move", (qid,))], [("Remove", qid)]]
+    assert commits == [[("Admit", (qid,))], [("Remove", qid)]]
 
 
 def test_results_are_recorded_before_a_deferral(store, make_manager):
@@ -93,7 +100,7 @@ def test_results_are_recorded_before_a_deferral(store, make_manager):
         await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1)
 
     run(body)
-    assert commits == [[("Move", (qid,))], [("Update", qid)], [("Update", qid)]]
+    assert commits == [[("Admit", (qid,))], [("Update", qid)], [("Update", qid)]]
 
 
 def test_bounce_queues_the_notice_in_the_removing_commit(store, make_manager):
@@ -570,3 +577,26 @@ def test_stopping_gives_up_on_a_hung_delivery_after_the_grace(store, make_manage
     trio.run(main)
     assert time.monotonic() - started < 3
     assert store.load(qid)[1] is Queue.ACTIVE      # put back in incoming at the next start
+
+
+def test_an_unreadable_entry_is_quarantined_and_the_others_delivered(store, make_manager):
+    agents = FakeAgents()
+    mgr = make_manager(agents)
+    bad = store.create(envelope("bob@remote.example"), CONTENT)
+    good = store.create(envelope("carol@remote.example"), CONTENT)
+
+    def spoil(txn):
+        txn.put(bad.encode(), b"\x07garbage", db=store._envelopes)
+    store._write(spoil, 100)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store, Queue.INCOMING, Queue.ACTIVE))
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert [r.queue_id for r in agents.requests] == [good]
+    assert list(store.list(Queue.CORRUPT)) == [bad]
+    warned = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert len(warned) == 1 and warned[0].startswith(
+        f"{bad}: unreadable queue entry, moved to the corrupt queue: ")

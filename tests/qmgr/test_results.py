@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from mailsys.ipc.proto.deliver import RecipientResult
 from mailsys.message.envelope import Envelope, Notify, RcptState, Recipient
 from mailsys.qmgr.results import (ADMIN_EXPIRED, EXPIRED_DSN, NO_STATUS, apply, deferred,
-                                  recorded, settle)
+                                  leaves_quietly, recorded, settle)
 from mailsys.qmgr.settings import QmgrSettings
 
 T0 = 1_800_000_000.0
@@ -101,3 +104,23 @@ def test_notify_success_asks_for_a_success_report_once():
     end = settle(e, T0 + 1, S)
     assert end.done and end.success_notice == (1,) and end.failure_notice == ()
     assert settle(e.with_recipient(1, notified=True), T0 + 1, S).success_notice == ()
+
+
+_states = st.sampled_from(list(RcptState))
+_change = st.fixed_dictionaries({"state": _states}, optional={
+    "notified": st.booleans(), "notify": st.sampled_from([(), (Notify.SUCCESS,)])})
+
+
+@given(st.lists(st.tuples(_states, st.booleans(), st.booleans()), min_size=1, max_size=4),
+       st.dictionaries(st.integers(0, 3), _change, max_size=4), st.booleans(),
+       st.floats(0, 10 * 86400))
+def test_leaves_quietly_is_what_settle_says(rcpts, changes, forced, age):
+    e = Envelope("", "alice@example.com", tuple(
+        Recipient(f"r{i}@x.example", state=state, notified=notified,
+                  notify=(Notify.SUCCESS,) if success else ())
+        for i, (state, notified, success) in enumerate(rcpts)),
+        arrival_time=T0, forced_expire=forced)
+    changes = {i: c for i, c in changes.items() if i < len(rcpts)}
+    end = settle(apply(e, changes), T0 + age, S)
+    quiet = end.done and not (end.expire or end.failure_notice or end.success_notice)
+    assert leaves_quietly(e, changes) is quiet

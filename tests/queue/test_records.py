@@ -107,3 +107,20 @@ def test_envelope_helpers():
     assert env.attr("x") == "1" and env.attr("y") is None
     with pytest.raises(ValueError):
         Recipient("a", state="gone")
+
+
+@pytest.mark.parametrize("queue", list(Queue))
+def test_requeue_is_encode_in_the_other_queue(queue):
+    env = Envelope("4jbDmW4NhRzJDXR", "s", (Recipient("a", state=RcptState.DEFERRED),),
+                   next_attempt=12.5, attrs=(("x", "\udcff"),))
+    value = records.encode(env, Queue.INCOMING)
+    moved = records.requeue(value, queue)
+    assert moved == records.encode(env, queue)
+    assert records.decode_queue(moved) is queue
+    assert records.decode("4jbDmW4NhRzJDXR", moved) == (env, queue)
+
+
+@pytest.mark.parametrize("value", [b"", b"\x01", b"\x02\x01{}", b"\x01\x09{}"])
+def test_requeue_refuses_an_unreadable_header(value):
+    with pytest.raises(CorruptRecord):
+        records.requeue(value, Queue.ACTIVE)

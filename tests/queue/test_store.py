@@ -293,6 +293,25 @@ def test_corrupt_entry_can_be_quarantined_and_removed(store, queue):
     assert assert_consistent(store).keys() == {ok}
 
 
+@pytest.mark.parametrize("queue", [Queue.INCOMING, Queue.ACTIVE, Queue.DEFERRED])
+def test_an_entry_with_a_sound_header_and_a_spoiled_body_is_removed(store, queue):
+    ok = store.create(make_envelope(), b"fine", queue=queue)
+    bad = store.create(make_envelope(), b"spoiled", queue=queue)
+    store.update(bad, next_attempt=77.0)
+    _spoil(store, bad, bytes((1, schema.QUEUE_CODE[queue])) + b"{not json")
+    with pytest.raises(CorruptRecord):
+        store.load(bad)
+    # The queue byte is enough to refuse; a deferred entry's due time is
+    # in the spoiled part, so it is handled as wholly unreadable.
+    with pytest.raises(CorruptRecord if queue is Queue.DEFERRED else WrongQueue):
+        store.remove(bad, src=Queue.HOLD)
+    store.remove(bad, src=queue)
+    assert not store.exists(bad)
+    assert assert_consistent(store).keys() == {ok}
+    assert store.counts()[queue] == 1
+    assert store.due(float("inf")) == ([ok] if queue is Queue.DEFERRED else [])
+
+
 def test_quarantine_readable_entry_moves_it(store):
     qid = store.create(make_envelope(), b"x", queue=Queue.DEFERRED)
     store.quarantine(qid)

@@ -7,7 +7,7 @@ from qstore_helpers import assert_consistent, make_envelope
 from mailsys.errors import NoSuchEntry
 from mailsys.message.envelope import RcptState
 from mailsys.message.qid import new_qid
-from mailsys.queue import Move, Queue, Remove, Update, WrongQueue
+from mailsys.queue import Admit, Admitted, Move, Queue, Remove, Update, WrongQueue
 
 
 def _active(store, n=1):
@@ -84,6 +84,17 @@ def test_load_contents_reads_several_in_one_go(store):
     assert store.load_contents([]) == []
 
 
+def test_load_small_content_reads_only_what_fits(store):
+    small = store.create(make_envelope(), b"s" * 100)
+    big = store.create(make_envelope(), b"b" * 5000)
+    assert store.load_small_content(small, 100) == b"s" * 100
+    assert type(store.load_small_content(small, 100)) is bytes
+    assert store.load_small_content(big, 4999) is None
+    assert store.load_small_content(big, 5000) == b"b" * 5000
+    with pytest.raises(NoSuchEntry):
+        store.load_small_content(new_qid(), 100)
+
+
 def test_a_move_gives_the_envelopes_it_moved(store):
     a = store.create(make_envelope(2), b"a")
     b = store.create(make_envelope(), b"b")
@@ -94,3 +105,56 @@ def test_a_move_gives_the_envelopes_it_moved(store):
     assert removed == [] and not store.exists(a)
     assert store.load(b)[1] is Queue.ACTIVE and store.load(held)[1] is Queue.HOLD
     assert_consistent(store)
+
+
+def test_admit_takes_incoming_oldest_first_up_to_the_limit(store):
+    a, b, c = (store.create(make_envelope(), b"x") for _ in range(3))
+    held = store.create(make_envelope(), b"h", Queue.HOLD)
+    [got] = store.apply_many([Admit(Queue.INCOMING, limit=2, budget=100)])
+    assert isinstance(got, Admitted)
+    assert [e.queue_id for e in got.moved] == [a, b] and got.more and not got.stopped
+    assert store.load(a)[1] is store.load(b)[1] is Queue.ACTIVE
+    [got] = store.apply_many([Admit(Queue.INCOMING, limit=2, budget=100)])
+    assert [e.queue_id for e in got.moved] == [c] and not got.more
+    assert store.load(held)[1] is Queue.HOLD
+    assert_consistent(store)
+    assert store.counts()[Queue.ACTIVE] == 3 and store.counts()[Queue.INCOMING] == 0
+
+
+def test_admit_stops_at_the_recipient_budget(store):
+    a = store.create(make_envelope(2), b"x")
+    b = store.create(make_envelope(3), b"x")
+    c = store.create(make_envelope(1), b"x")
+    [got] = store.apply_many([Admit(Queue.INCOMING, limit=10, budget=4)])
+    assert [e.queue_id for e in got.moved] == [a] and got.stopped
+    # An entry bigger than the whole budget goes in only first, and only when allowed.
+    [got] = store.apply_many([Admit(Queue.INCOMING, limit=10, budget=1)])
+    assert got.moved == () and got.stopped
+    [got] = store.apply_many([Admit(Queue.INCOMING, limit=10, budget=1, first_free=True)])
+    assert [e.queue_id for e in got.moved] == [b] and got.stopped
+    assert store.load(c)[1] is Queue.INCOMING
+    assert_consistent(store)
+
+
+def test_admit_takes_deferred_entries_that_are_due(store):
+    qids = [store.create(make_envelope(), b"x", Queue.DEFERRED) for _ in range(3)]
+    for qid, due in zip(qids, (30.0, 10.0, 90.0)):
+        store.update(qid, next_attempt=due)
+    [got] = store.apply_many([Admit(Queue.DEFERRED, limit=10, budget=100, due=50.0)])
+    assert [e.queue_id for e in got.moved] == [qids[1], qids[0]] and not got.more
+    assert store.due(float("inf")) == [qids[2]]
+    assert_consistent(store)
+
+
+def test_admit_quarantines_unreadable_entries(store):
+    ok = store.create(make_envelope(), b"fine")
+    bad = store.create(make_envelope(), b"spoiled")
+
+    def spoil(txn):
+        txn.put(bad.encode(), b"\xff not a record", db=store._envelopes)
+    store._write(spoil, 100)
+    [got] = store.apply_many([Admit(Queue.INCOMING, limit=10, budget=100)])
+    assert [e.queue_id for e in got.moved] == [ok]
+    assert [qid for qid, _ in got.corrupt] == [bad] and got.corrupt[0][1]
+    assert list(store.list(Queue.CORRUPT)) == [bad]
+    assert store.counts()[Queue.INCOMING] == 0

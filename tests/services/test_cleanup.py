@@ -55,8 +55,8 @@ class Service:
             return await chan.call(req, expect=(Queued, Rejected), timeout=10)
 
 
-async def running(cfg, store, nursery) -> Service:
-    cleanup = Cleanup(cfg, store)
+async def running(cfg, store, nursery, **kw) -> Service:
+    cleanup = Cleanup(cfg, store, **kw)
     nursery.start_soon(cleanup.commits.run)
     nursery.start_soon(cleanup.trigger_qmgr)
     return Service(cleanup, nursery)
@@ -260,3 +260,36 @@ async def test_qmgr_is_triggered_after_commit(make_config, store, queue_dir):
         nursery.cancel_scope.cancel()
     await listener.aclose()
     assert data == b"I"
+
+
+@trio_test
+async def test_triggers_that_follow_closely_fold_into_one(make_config, store, queue_dir):
+    qmgr = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    qmgr.bind(str(queue_dir / "public" / "qmgr"))
+    qmgr.listen()
+    listener = trio.SocketListener(trio.socket.from_stdlib_socket(qmgr))
+
+    async def next_trigger() -> bytes:
+        stream = await listener.accept()
+        async with stream:
+            return await ipc_io.receive_trigger(stream, timeout=5)
+
+    spacing = 1.0
+    async with trio.open_nursery() as nursery:
+        svc = await running(make_config(), store, nursery, trigger_spacing=spacing)
+        await svc.call(request())
+        with trio.fail_after(spacing / 2):          # the first one is not held back
+            assert await next_trigger() == b"I"
+        first = trio.current_time()
+        for _ in range(3):                           # three more commits, one after the other
+            await svc.call(request())
+        with trio.fail_after(spacing * 3):
+            assert await next_trigger() == b"I"
+        # Not before the spacing is over (less the first one's way here).
+        assert trio.current_time() - first >= spacing - 0.1
+        with trio.move_on_after(spacing * 1.2) as more:
+            await next_trigger()
+        assert more.cancelled_caught, "the commits got more than one trigger"
+        assert svc.cleanup.commits.batches == 4
+        nursery.cancel_scope.cancel()
+    await listener.aclose()

@@ -11,6 +11,7 @@ from mailsys.errors import QueueError, QueueFull
 from mailsys.message.envelope import Envelope, Recipient
 from mailsys.message.qid import new_qid
 from mailsys.queue import Queue, QueueStore
+from mailsys.runtime import store_io
 from mailsys.runtime.store_io import GroupCommit
 
 
@@ -141,3 +142,85 @@ def test_create_late_takes_once_when_the_map_grows(queue_dir):
         assert calls == [1] and store.map_size() > 256 << 10
         assert qids == [env.queue_id for env, _ in entries]
         assert store.counts()[Queue.INCOMING] == 6
+
+
+def test_run_gives_the_value_or_the_exception_from_a_worker_thread():
+    async def main():
+        seen = []
+
+        def fn(a, *, b):
+            seen.append(threading.current_thread())
+            return a + b
+
+        def boom():
+            raise QueueError("no")
+        assert await store_io.run(fn, 1, b=2) == 3
+        assert seen[0] is not threading.current_thread()
+        try:
+            await store_io.run(boom)
+        except QueueError as e:
+            return str(e)
+    assert trio.run(main) == "no"
+
+
+def test_run_is_never_abandoned_and_cancellation_comes_after():
+    started, release = threading.Event(), threading.Event()
+    finished = []
+
+    def slow():
+        started.set()
+        release.wait(5)
+        finished.append(True)
+        return "done"
+
+    async def main():
+        with trio.CancelScope() as scope:
+            async with trio.open_nursery() as nursery:
+                async def cancel_when_started():
+                    await trio.to_thread.run_sync(started.wait, 5)
+                    scope.cancel()
+                    await trio.sleep(0.1)
+                    release.set()
+                nursery.start_soon(cancel_when_started)
+                got.append(await store_io.run(slow))
+                await trio.lowlevel.checkpoint()
+                raise AssertionError("not cancelled")
+        return scope.cancelled_caught
+
+    got = []
+    assert trio.run(main) is True
+    # The caller waited for the thread and had its outcome; the cancellation
+    # came at its next checkpoint.
+    assert finished == [True] and got == ["done"]
+
+
+def test_run_does_not_start_for_a_caller_already_cancelled():
+    ran = []
+
+    async def main():
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await store_io.run(ran.append, 1)
+    trio.run(main)
+    assert ran == []
+
+
+def test_run_keeps_within_the_thread_limiter():
+    most, now, lock = [0], [0], threading.Lock()
+
+    def one():
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        threading.Event().wait(0.02)
+        with lock:
+            now[0] -= 1
+
+    async def main():
+        trio.to_thread.current_default_thread_limiter().total_tokens = 3
+        async with trio.open_nursery() as nursery:
+            for _ in range(12):
+                nursery.start_soon(store_io.run, one)
+        return trio.to_thread.current_default_thread_limiter().borrowed_tokens
+    assert trio.run(main) == 0
+    assert most[0] == 3
