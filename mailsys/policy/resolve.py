@@ -174,7 +174,10 @@ class AddressResolver:
 
     def classify(self, local: str, domain: str) -> Resolved:
         """The class of a domain that is not local, and whether local still routes."""
-        if domain.startswith("["):
+        if domain.startswith("[") or "" in domain.rstrip(".").split("."):
+            # An address literal that is not ours, or a name with an empty
+            # label ("..relay.example"): no valid hostname, so none of our
+            # domains or their subdomains (resolve.c flags it as an error).
             cls = DomainClass.DEFAULT
         elif self.virtual_alias_domains.match(domain):
             cls = DomainClass.ALIAS

@@ -3,6 +3,7 @@ domain names gets an untrusted client's mail to a domain that is not ours."""
 
 from hypothesis import example, given, settings, strategies as st
 
+from mailsys.policy.resolve import DomainClass, dequote
 from mailsys.policy.restrictions import PolicyContext, Restrictions
 
 
@@ -39,22 +40,28 @@ addresses = st.builds(lambda parts, suffix: "".join(parts) + suffix,
 @given(addresses)
 @example("remote.example@.relay.example@example.com")      # an empty label is no subdomain
 @example("remote.example@alice.relay.example@example.com")  # a subdomain of relay.example
+@example("remote.example:alice!@example.com")   # a bang path with nothing after the bang
+@example("alice@..relay.example@example.com")     # two empty labels are no subdomain either
 def test_untrusted_mail_only_reaches_our_domains(addr):
     d = R.evaluate_rcpt(PolicyContext("unknown", "198.51.100.7", "h.example", "s@h.example", addr))
     assert d.accepted or d.code in (454, 550), d.reply
-    if d.accepted and "remote.example" in addr:
-        # Our users are alice, bob and carol, so the only accepted way to
-        # name remote.example is as a plain local part at relay.example or
-        # a subdomain of it (relay_domains matches subdomains by default:
-        # parent_domain_matches_subdomains), also spelled with a bang path
-        # through a local domain: relay.example is named, and after
-        # resolution no routing operator is left to carry the mail further.
-        assert "relay.example" in addr, addr
-        resolved = R.resolve(addr)
+    if not d.accepted:
+        return
+    # Where the mail would go after resolution: never to a domain that is
+    # not ours, and with no routing operator left in the local part to
+    # carry it further. relay.example matches its subdomains
+    # (parent_domain_matches_subdomains), but an empty label is no subdomain.
+    resolved = R.resolve(addr)
+    assert resolved.cls is not DomainClass.DEFAULT, (addr, resolved)
+    assert not any(op in resolved.local for op in "@%!"), (addr, resolved)
+    if resolved.cls is DomainClass.RELAY:
         domain = resolved.domain
         assert domain == "relay.example" or (
-            domain.endswith(".relay.example") and "" not in domain.split(".")), addr
-        assert not any(op in resolved.local for op in "@%!"), addr
+            domain.endswith(".relay.example") and "" not in domain.split(".")), (addr, resolved)
+    else:
+        # One of our final destinations: a user we have, by any spelling.
+        assert resolved.domain in ("example.com", "localhost", "virt.example"), (addr, resolved)
+        assert dequote(resolved.local) in ("alice", "bob", "carol"), (addr, resolved)
 
 
 @settings(max_examples=200, deadline=None)
