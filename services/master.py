@@ -33,6 +33,11 @@ DESCRIPTION
     pid file removed. When the master is killed outright, every child sees
     end-of-file on its alive pipe and exits on its own.
 
+    Children are forked from a fork server the master starts before anything
+    else (mailsys.runtime.zygote: one copy of the imported modules, shared
+    by every child), or exec'd where it cannot be used; either way they are
+    the master's children (it is a subreaper) and supervised alike.
+
     The master never opens the LMDB queue (LMDB environments must not cross
     fork) and imports no lmdb. Logging goes through mailsys.maillog as
     "<syslog_name>/master".
@@ -57,6 +62,7 @@ from mailsys.runtime import listeners
 from mailsys.runtime.pidfile import PidFile, pid_path
 from mailsys.runtime.skeleton import GRACEFUL_TIMEOUT
 from mailsys.runtime.supervisor import Supervisor, prepare_all
+from mailsys.runtime.zygote_client import Zygote
 
 log = structlog.get_logger()
 
@@ -124,15 +130,24 @@ def main(argv: list[str] | None = None) -> int:
     if not pidfile.acquire():
         return fatal("the mailsys mail system is already running")
     configure(cfg, "master", console=ns.foreground and sys.stderr.isatty())
+    # Before any listener, the alive pipe, trio or a thread exist: the fork
+    # server imports while the master opens its sockets.
+    zygote = Zygote.start(config_dir)
+
+    def release() -> None:
+        if zygote is not None:
+            zygote.close()
+        pidfile.release()
+
     try:
         services = prepare_all(cfg, specs)
     except (ConfigError, listeners.ListenError) as e:
         log.critical(str(e))
-        pidfile.release()
+        release()
         return fatal(str(e))
     log.info(f"daemon started -- version {__version__}, configuration {config_dir}")
     try:
-        trio.run(_supervise, cfg, services, config_dir, main_text, ready)
+        trio.run(_supervise, cfg, services, config_dir, main_text, ready, zygote)
     except Exception as e:
         # A bug: say so where the administrator looks (stderr is /dev/null
         # after `mailsys start`); children see the alive pipe close and exit.
@@ -140,14 +155,15 @@ def main(argv: list[str] | None = None) -> int:
         ready.fail(f"unexpected error: {e!r}; see the mail log")
         return 1
     finally:
-        pidfile.release()
+        release()
     return 0
 
 
-async def _supervise(cfg, services, config_dir: Path, main_text: bytes, ready: ReadyPipe) -> None:
+async def _supervise(cfg, services, config_dir: Path, main_text: bytes, ready: ReadyPipe,
+                     zygote: Zygote | None) -> None:
     with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            sup = Supervisor(cfg, nursery)
+            sup = Supervisor(cfg, nursery, zygote)
             sup.start(services)
             await sup.wait_started(READY_WAIT)
             ready.ok()
