@@ -2,6 +2,7 @@
 
 SYNOPSIS
     python -P -m mailsys.runtime.zygote -c CONFIG_DIR --fd FD [PADDING]
+    run_forked(ctl, config_dir)     # in a fork of the master, before it opened anything
     (started by the master through mailsys.runtime.zygote_client, never by hand)
 
 DESCRIPTION
@@ -15,9 +16,12 @@ DESCRIPTION
     shares them copy-on-write.
 
     It is a plain, single-threaded process: it imports trio but never runs
-    it. It is exec'd fresh by the master (so it holds none of the master's
-    descriptors: no listener, no alive pipe) and talks to it over one
-    SOCK_SEQPACKET socket (FD), one message per request and per reply:
+    it. The master forks it first thing (run_forked: so the modules the
+    master imported are shared too), before it opens a listener or the
+    alive pipe, starts trio or a thread; a replacement for one that died is
+    exec'd fresh. Either way it holds no descriptor of the master's but
+    its end of one SOCK_SEQPACKET socket (FD), one message per request and
+    per reply:
 
       zygote -> master  {"ready": PID} once the modules are imported
       master -> zygote  {"argv": [...], "fds": [N, ...]} with the
@@ -42,8 +46,9 @@ DESCRIPTION
     interpreter has and an empty signal mask; a fresh seed for the random
     module (and trio's scheduler); sys.argv and sys.orig_argv as the argv
     gives them; /proc/PID/cmdline rewritten to that argv
-    (mailsys.runtime.proctitle; the master pads this process' argv so that
-    there is room), so ps and tools find "services.NAME" as before. It runs
+    (mailsys.runtime.proctitle; the master pads its own argv, and this
+    process' when it execs it, so that there is room), so ps and tools find
+    "services.NAME" as before. It runs
     the service module as __main__ with runpy (the preloaded copy is
     dropped first, as `python -m` would run a fresh one), or an absolute
     path with runpy.run_path, and exits as the interpreter would.
@@ -279,18 +284,16 @@ def _all_signals() -> list[int]:
     return [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="zygote")
-    p.add_argument("-c", dest="config_dir", required=True)    # for ps: which instance
-    p.add_argument("--fd", type=int, required=True)
-    p.add_argument("padding", nargs="?", default="")          # room for children's argv
-    ns = p.parse_args(argv)
-    if ns.padding:
-        proctitle.set_argv(sys.orig_argv[:-1])               # ps shows no padding
+def title(config_dir: str) -> list[str]:
+    """The fork server's command line, as ps shows it however it was started."""
+    return [sys.executable, "-P", "-m", "mailsys.runtime.zygote", "-c", config_dir]
+
+
+def run(ctl: socket.socket) -> int:
+    """Preload, then serve; in a forked child, run its service. The exit status."""
     # What a fresh interpreter has; a child gets exactly these back.
     dispositions = {s: h for s in _all_signals() if (h := signal.getsignal(s)) is not None}
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    ctl = socket.socket(fileno=ns.fd)
     # No collection while importing (it would leave holes that the
     # children's allocations fill, dirtying shared pages), then freeze.
     gc.disable()
@@ -304,6 +307,28 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     job.run()
     return 0
+
+
+def run_forked(ctl: socket.socket, config_dir: str) -> int:
+    """run() in a process just forked from the master, before it opened anything.
+
+    Only ctl and the standard output and error stay open (the master's
+    --ready-fd does not), with standard input on /dev/null.
+    """
+    place_fds([ctl.fileno(), 1, 2], [ctl.fileno(), 1, 2])
+    proctitle.set_argv(title(config_dir))
+    return run(ctl)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="zygote")
+    p.add_argument("-c", dest="config_dir", required=True)    # for ps: which instance
+    p.add_argument("--fd", type=int, required=True)
+    p.add_argument("padding", nargs="?", default="")          # room for children's argv
+    ns = p.parse_args(argv)
+    if ns.padding:
+        proctitle.set_argv(title(ns.config_dir))              # ps shows no padding
+    return run(socket.socket(fileno=ns.fd))
 
 
 if __name__ == "__main__":

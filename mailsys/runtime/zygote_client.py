@@ -9,12 +9,15 @@ SYNOPSIS
 DESCRIPTION
     start() makes the master a child subreaper (prctl
     PR_SET_CHILD_SUBREAPER, through ctypes) so that the children the zygote
-    double-forks become the master's own, and execs the zygote with one end
-    of a SOCK_SEQPACKET socketpair, standard input on /dev/null, and an argv
-    padded with mailsys.runtime.proctitle.ROOM bytes (room for its
-    children's command lines). It returns None, and the master execs every
-    child as before, where the kernel lacks pidfd_open (Linux < 5.3) or
-    refuses the subreaper.
+    double-forks become the master's own, and starts the zygote with one
+    end of a SOCK_SEQPACKET socketpair: forked from the master when the
+    master's argv area has room for its children's command lines (the
+    master re-execs itself with mailsys.runtime.proctitle.ROOM bytes of
+    padding for that), so that the zygote and every child share the
+    modules the master imported; otherwise, and for every restart, exec'd
+    with such padding and standard input on /dev/null. It returns None, and
+    the master execs every child as before, where the kernel lacks
+    pidfd_open (Linux < 5.3) or refuses the subreaper.
 
     fork() sends the child's argv and descriptors (the argv's own plus the
     master's current standard output and error) and returns the pid the
@@ -37,9 +40,11 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,7 +52,7 @@ from pathlib import Path
 import structlog
 import trio
 
-from mailsys.runtime import proctitle
+from mailsys.runtime import proctitle, zygote
 from mailsys.runtime.zygote import MAX_MESSAGE, decode, encode
 
 log = structlog.get_logger()
@@ -84,7 +89,7 @@ class Zygote:
 
     def __init__(self, config_dir: Path) -> None:
         self.config_dir = config_dir
-        self.proc: subprocess.Popen | None = None
+        self.proc: subprocess.Popen | ForkedZygote | None = None
         self._sock: socket.socket | None = None
         self._ready = False
         self._lock = trio.Lock()
@@ -93,20 +98,44 @@ class Zygote:
 
     @classmethod
     def start(cls, config_dir: Path) -> "Zygote | None":
-        """start - a running zygote, or None when the master must exec its children."""
+        """start - a running zygote, or None when the master must exec its children.
+
+        Call it first thing, while the process is one thread with nothing
+        open but standard I/O: with room in its argv area (the master
+        re-execs itself for that) the zygote is forked from it and shares
+        what it imported. In the zygote, and in every child it forks, this
+        call never returns: the process exits (SystemExit) when it is done.
+        """
         if not usable() or not become_subreaper():
-            log.info("fork server not available on this system: starting services with exec")
             return None
-        zygote = cls(config_dir)
+        server = cls(config_dir)
         try:
-            zygote._spawn()
-        except OSError as e:
-            log.warning(f"fork server: cannot start: {e.strerror}: starting services with exec")
-        return zygote
+            if proctitle.room() >= proctitle.ROOM and threading.active_count() == 1:
+                server._fork()
+            else:
+                server._spawn()
+        except OSError:
+            pass                 # the first fork() request tries again, and logs
+        return server
 
     @property
     def pid(self) -> int | None:
         return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
+
+    def _fork(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            pid = os.fork()
+        except BaseException:
+            ours.close()
+            theirs.close()
+            raise
+        if pid == 0:
+            ours.close()
+            sys.exit(zygote.run_forked(theirs, str(self.config_dir)))
+        theirs.close()
+        ours.setblocking(False)
+        self.proc, self._sock, self._ready = ForkedZygote(pid), ours, False
 
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -206,6 +235,39 @@ class Zygote:
     def close(self) -> None:
         """close - the zygote exits (end-of-file on its socket) and is reaped."""
         self._end(kill=False)
+
+
+class ForkedZygote:
+    """The part of subprocess.Popen's interface the master uses, for a zygote it forked."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def _signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def terminate(self) -> None:
+        self._signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self._signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(["zygote"], timeout)
+            time.sleep(0.005)
+        return self.returncode
 
 
 def _describe(returncode: int) -> str:
