@@ -398,8 +398,10 @@ class Supervisor:
             return
         self._orphans_waiting = False
         known = {c.pid for c in self.children}
-        if self.zygote is not None and self.zygote.pid is not None:
-            known.add(self.zygote.pid)
+        if self.zygote is not None:
+            self.zygote.reap()
+            if self.zygote.pid is not None:
+                known.add(self.zygote.pid)
         procs.reap_orphans(known)
 
     async def _wakeup(self, svc: Service) -> None:

@@ -4,6 +4,7 @@ SYNOPSIS
     zygote = Zygote.start(config_dir)    # before trio.run, listeners and the alive pipe;
                                          # None where it cannot work (then exec only)
     pid = await zygote.fork(argv, fds)   # in trio; None: exec the child instead
+    zygote.reap()                        # on SIGCHLD: notice a zygote that died
     zygote.close()                       # after trio.run: the zygote exits
 
 DESCRIPTION
@@ -22,7 +23,8 @@ DESCRIPTION
     fork() sends the child's argv and descriptors (the argv's own plus the
     master's current standard output and error) and returns the pid the
     zygote answers. One request is in flight at a time. When the zygote is
-    gone, hangs (REPLY_TIMEOUT), or refuses a request, fork() returns None,
+    gone (noticed at once by reap() on SIGCHLD, or by the next request),
+    hangs (REPLY_TIMEOUT), or refuses a request, fork() returns None,
     so a service is always started, by exec at worst; a zygote that died or
     hung is killed, reaped and logged ("warning: fork server pid N: ...")
     and started again at the next request, after a back-off that doubles
@@ -182,6 +184,11 @@ class Zygote:
                 return int(reply["pid"])
             log.warning(f"fork server pid {self.pid}: {reply.get('error', reply)}")
             return None
+
+    def reap(self) -> None:
+        """reap - on SIGCHLD: a zygote that died is logged and reaped now, not at the next request."""
+        if self.proc is not None and not self._lock.locked() and self.proc.poll() is not None:
+            self._failed("exited")
 
     async def _send(self, data: bytes, fds: list[int]) -> None:
         while True:

@@ -6,7 +6,8 @@ master.cf runs it by absolute path:
 
 What the process looked like before it did anything (descriptors, signal
 state, argv, random numbers) is taken when the module starts, as the
-first thing a service runs. A client sends one line:
+first thing a service runs. With the master.cf argument "vanish" it exits 5 at once instead. A client
+sends one line:
 
     info     one JSON line with that picture, pid and ppid; the process
              stays busy with the client until it closes
@@ -18,6 +19,9 @@ import json
 import os
 import random
 import sys
+
+if "vanish" in sys.argv[1:]:
+    os._exit(5)                       # gone before the master may even know the pid
 
 
 def _open_fds() -> dict[int, str]:

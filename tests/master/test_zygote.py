@@ -165,3 +165,14 @@ def test_master_reaps_orphaned_descendants(probed):
     inst.wait_until(lambda: (i := ask(inst, port)) and i["pid"] != first["pid"], timeout=10)
     time.sleep(0.6)                                   # the orphan exited 0.3 s after its parent
     inst.wait_until(lambda: not zombies_of(master), timeout=5)
+
+
+def test_child_gone_before_its_pid_arrives_is_reaped_and_throttled(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([f"127.0.0.1:{port} inet n - n - 2 {PROBE} vanish"])
+    inst.start()
+    with inst.connect(port):                          # on demand: a client starts it
+        inst.wait_log(f"{PROBE}: bad command startup -- throttling")
+    assert f"process {PROBE} pid" in inst.log_text() and "exit status 5" in inst.log_text()
+    assert not zombies_of(inst.master_pid())
