@@ -33,6 +33,14 @@ DESCRIPTION
     pid file removed. When the master is killed outright, every child sees
     end-of-file on its alive pipe and exits on its own.
 
+    Children are forked from a fork server the master forks before anything
+    else (mailsys.runtime.zygote: one copy of the imported modules, shared
+    by the master and every child), or exec'd where it cannot be used;
+    either way they are the master's children (it is a subreaper) and
+    supervised alike. So that their command lines fit in the argv area
+    they inherit, the master first re-execs itself with --argv-room and
+    padding (ps shows it without).
+
     The master never opens the LMDB queue (LMDB environments must not cross
     fork) and imports no lmdb. Logging goes through mailsys.maillog as
     "<syslog_name>/master".
@@ -40,23 +48,34 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import argparse
 import os
-import signal
 import sys
-from pathlib import Path
 
-import structlog
-import trio
+from mailsys.runtime import proctitle
 
-from mailsys import __version__
-from mailsys.config import load, parse_master_cf
-from mailsys.errors import ConfigError
-from mailsys.maillog.setup import configure
-from mailsys.runtime import listeners
-from mailsys.runtime.pidfile import PidFile, pid_path
-from mailsys.runtime.skeleton import GRACEFUL_TIMEOUT
-from mailsys.runtime.supervisor import Supervisor, prepare_all
+# Children forked by the fork server show their own command line in the
+# argv area they inherit from the master: make it big enough, by one exec
+# before the imports below (the padding is dropped from ps right away).
+ARGV_ROOM = "--argv-room"
+if __name__ == "__main__" and ARGV_ROOM not in sys.argv:
+    os.execv(sys.executable, [*sys.orig_argv, ARGV_ROOM, " " * proctitle.ROOM])
+
+import argparse  # noqa: E402 - after the re-exec, which should not pay for them
+import signal  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import structlog  # noqa: E402
+import trio  # noqa: E402
+
+from mailsys import __version__  # noqa: E402
+from mailsys.config import load, parse_master_cf  # noqa: E402
+from mailsys.errors import ConfigError  # noqa: E402
+from mailsys.maillog.setup import configure  # noqa: E402
+from mailsys.runtime import listeners  # noqa: E402
+from mailsys.runtime.pidfile import PidFile, pid_path  # noqa: E402
+from mailsys.runtime.skeleton import GRACEFUL_TIMEOUT  # noqa: E402
+from mailsys.runtime.supervisor import Supervisor, prepare_all  # noqa: E402
+from mailsys.runtime.zygote_client import Zygote  # noqa: E402
 
 log = structlog.get_logger()
 
@@ -103,8 +122,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-c", dest="config_dir", type=Path, required=True)
     p.add_argument("--ready-fd", type=int)
     p.add_argument("--foreground", action="store_true")
+    p.add_argument(ARGV_ROOM, dest="argv_room", default="")
     ns = p.parse_args(argv)
+    if ns.argv_room:
+        proctitle.set_argv(sys.orig_argv[:-2])
     config_dir = ns.config_dir.absolute()
+    # First of all, while this is one thread with nothing open: the fork
+    # server is forked from here and shares every module imported so far.
+    # (In the fork server and its children this call does not return.)
+    zygote = Zygote.start(config_dir)
+    try:
+        return _main(ns, config_dir, zygote)
+    finally:
+        if zygote is not None:
+            zygote.close()
+
+
+def _main(ns: argparse.Namespace, config_dir: Path, zygote: Zygote | None) -> int:
     ready = ReadyPipe(ns.ready_fd)
 
     def fatal(reason: str) -> int:
@@ -124,15 +158,23 @@ def main(argv: list[str] | None = None) -> int:
     if not pidfile.acquire():
         return fatal("the mailsys mail system is already running")
     configure(cfg, "master", console=ns.foreground and sys.stderr.isatty())
+    if zygote is None:
+        log.info("no fork server on this system (pidfd, subreaper): services are exec'd")
+
+    def release() -> None:
+        if zygote is not None:
+            zygote.close()
+        pidfile.release()
+
     try:
         services = prepare_all(cfg, specs)
     except (ConfigError, listeners.ListenError) as e:
         log.critical(str(e))
-        pidfile.release()
+        release()
         return fatal(str(e))
     log.info(f"daemon started -- version {__version__}, configuration {config_dir}")
     try:
-        trio.run(_supervise, cfg, services, config_dir, main_text, ready)
+        trio.run(_supervise, cfg, services, config_dir, main_text, ready, zygote)
     except Exception as e:
         # A bug: say so where the administrator looks (stderr is /dev/null
         # after `mailsys start`); children see the alive pipe close and exit.
@@ -140,14 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         ready.fail(f"unexpected error: {e!r}; see the mail log")
         return 1
     finally:
-        pidfile.release()
+        release()
     return 0
 
 
-async def _supervise(cfg, services, config_dir: Path, main_text: bytes, ready: ReadyPipe) -> None:
+async def _supervise(cfg, services, config_dir: Path, main_text: bytes, ready: ReadyPipe,
+                     zygote: Zygote | None) -> None:
     with trio.open_signal_receiver(signal.SIGHUP, signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
-            sup = Supervisor(cfg, nursery)
+            sup = Supervisor(cfg, nursery, zygote)
             sup.start(services)
             await sup.wait_started(READY_WAIT)
             ready.ok()

@@ -39,6 +39,10 @@ DESCRIPTION
     $daemon_directory; the test suite uses this for its own small services.
     Python runs with -P so that the current directory never shadows the
     installed mailsys and services packages.
+
+    A master with a fork server (mailsys.runtime.zygote) sends it the same
+    argv instead of exec'ing it; invocation() reads the program back out of
+    it, and the forked child then behaves as the exec'd one would.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ import importlib.util
 import os
 import re
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,6 +130,19 @@ def build_argv(command: Command, a: ChildArgs) -> list[str]:
     if a.args:
         argv += ["--", *a.args]
     return argv
+
+
+def invocation(argv: Sequence[str]) -> tuple[str, str, list[str]]:
+    """invocation - ("module", "services.NAME", args) or ("path", "/abs/file.py", args).
+
+    argv is one build_argv() wrote; args is what follows the program (the
+    child's sys.argv[1:]). Raises ValueError for any other shape.
+    """
+    if len(argv) >= 4 and argv[1] == "-P" and argv[2] == "-m" and argv[3].startswith("services."):
+        return "module", argv[3], list(argv[4:])
+    if len(argv) >= 3 and argv[1] == "-P" and os.path.isabs(argv[2]):
+        return "path", argv[2], list(argv[3:])
+    raise ValueError(f"not a service command line: {list(argv[:4])!r}")
 
 
 def _override(text: str) -> tuple[str, str]:

@@ -6,6 +6,18 @@ DESCRIPTION
     master's mutable record of that process (state from its status records,
     when it went idle, whether the master asked it to go).
 
+    With a fork server (mailsys.runtime.zygote_client) the child is forked
+    from it and reparented to the master; the master's handle on it is a
+    ForkedProcess (a pidfd: it waits without a thread and signals the
+    process itself even if its pid were ever reused). Without one, or when
+    the fork server cannot serve, the child is exec'd as
+    `python -P -m services.NAME ...` and the handle is a trio.Process. Both
+    offer pid, returncode, send_signal() and wait().
+
+    reap_orphans() reaps zombies that are the master's children but not its
+    services: as a subreaper the master inherits every orphaned descendant
+    (a process a service started and left behind when it died).
+
     exit_warning() words an abnormal exit the way Postfix's master_reap_child
     does, so log tools that know Postfix recognise it:
 
@@ -25,13 +37,35 @@ import trio
 
 from mailsys.runtime.handoff import ChildArgs, Command, build_argv
 from mailsys.runtime.status import State
+from mailsys.runtime.zygote_client import Zygote
+
+
+class ForkedProcess:
+    """A child the master did not fork itself but must reap (the fork server's)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._pidfd = os.pidfd_open(pid)       # works for a child that already exited
+
+    def send_signal(self, signum: int) -> None:
+        if self.returncode is None:
+            signal.pidfd_send_signal(self._pidfd, signum)
+
+    async def wait(self) -> int:
+        if self.returncode is None:
+            await trio.lowlevel.wait_readable(self._pidfd)     # readable once it exited
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+            os.close(self._pidfd)
+        return self.returncode
 
 
 @dataclass(slots=True, eq=False)
 class Child:
     """The master's record of one child (mutable: it follows the process)."""
 
-    proc: trio.Process
+    proc: trio.Process | ForkedProcess
     gen: int
     status_fd: int                      # read end of the child's status pipe
     started: float                      # trio.current_time() at spawn
@@ -68,19 +102,47 @@ class Child:
         self.signal(signal.SIGTERM)
 
 
-async def spawn(command: Command, args: ChildArgs) -> Child:
-    """spawn - start one child; args.status_fd is filled in here."""
+async def spawn(command: Command, args: ChildArgs, zygote: Zygote | None = None) -> Child:
+    """spawn - start one child (forked by zygote if it can); args.status_fd is filled in here."""
     status_r, status_w = os.pipe()
     try:
         args = dataclasses.replace(args, status_fd=status_w)
-        proc = await trio.lowlevel.open_process(
-            build_argv(command, args), pass_fds=args.pass_fds, stdin=subprocess.DEVNULL)
+        argv = build_argv(command, args)
+        pid = await zygote.fork(argv, args.pass_fds) if zygote is not None else None
+        if pid is not None:
+            proc = ForkedProcess(pid)
+        else:
+            proc = await trio.lowlevel.open_process(
+                argv, pass_fds=args.pass_fds, stdin=subprocess.DEVNULL)
     except BaseException:
         os.close(status_r)
         raise
     finally:
         os.close(status_w)       # the child holds the only write end: EOF when it exits
     return Child(proc=proc, gen=args.gen, status_fd=status_r, started=trio.current_time())
+
+
+def reap_orphans(known: set[int]) -> list[int]:
+    """reap_orphans - reap this process' zombie children whose pid is not in known."""
+    me = os.getpid()
+    reaped = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) in known:
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # State and ppid follow the parenthesised command, which may hold spaces.
+        state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
+        if state == b"Z" and int(ppid) == me:
+            try:
+                if os.waitpid(int(entry), os.WNOHANG)[0]:
+                    reaped.append(int(entry))
+            except ChildProcessError:
+                pass
+    return reaped
 
 
 def exit_warning(path: str, pid: int, returncode: int) -> str | None:

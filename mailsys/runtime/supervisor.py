@@ -62,6 +62,13 @@ DESCRIPTION
     Stop. stop() closes every listener, retires every child, waits up to a
     grace period and SIGKILLs what is left.
 
+    Fork server. Given a Zygote (mailsys.runtime.zygote_client), children
+    are forked from it rather than exec'd (mailsys.runtime.procs), and
+    become the master's children all the same: the master is a subreaper.
+    Being one, it also inherits any orphaned descendant; those that exit
+    are reaped on SIGCHLD (procs.reap_orphans), never one whose pid is a
+    fork still in flight.
+
     The master never touches the queue; this module imports no lmdb.
 """
 
@@ -83,6 +90,7 @@ from mailsys.errors import ConfigError
 from mailsys.runtime import listeners, procs
 from mailsys.runtime.handoff import ChildArgs, Command, resolve_command
 from mailsys.runtime.status import State, StatusDecoder
+from mailsys.runtime.zygote_client import Zygote
 
 log = structlog.get_logger()
 
@@ -208,13 +216,16 @@ def prepare_all(cfg, specs) -> list[Service]:
 class Supervisor:
     """Starts, watches, restarts, reloads and stops the master's children."""
 
-    def __init__(self, cfg, nursery: trio.Nursery) -> None:
+    def __init__(self, cfg, nursery: trio.Nursery, zygote: Zygote | None = None) -> None:
         self.cfg = cfg
         self.config_dir = Path(cfg.config_dir)
         self.nursery = nursery
+        self.zygote = zygote
         self.services: dict[tuple[str, str], Service] = {}
         self.children: set[procs.Child] = set()
         self.stopping = False
+        self._spawning = 0               # forks in flight: their pids are not known yet
+        self._orphans_waiting = False
         # The master keeps the write end and never writes: children see
         # end-of-file on the read end when the master is gone (even by SIGKILL).
         self._alive_r, self._alive_w = os.pipe()
@@ -222,6 +233,8 @@ class Supervisor:
     # --- start ---------------------------------------------------------------
 
     def start(self, services: list[Service]) -> None:
+        if self.zygote is not None:
+            self.nursery.start_soon(self._reap_orphans)
         for svc in services:
             self._launch(svc)
 
@@ -312,15 +325,23 @@ class Supervisor:
                          alive_fd=self._alive_r,
                          listen_fds=tuple(s.fileno() for s in svc.sockets),
                          args=tuple(spec.args))
+        self._spawning += 1
         try:
-            child = await procs.spawn(svc.command, args)
+            child = await procs.spawn(svc.command, args, self.zygote)
         except OSError as e:
             log.warning(f"{svc.command.path}: cannot start: {e.strerror} -- throttling")
             self._throttle(svc)
             return
-        svc.children.append(child)
-        self.children.add(child)
-        self.nursery.start_soon(self._watch, svc, child)
+        else:
+            svc.children.append(child)
+            self.children.add(child)
+            self.nursery.start_soon(self._watch, svc, child)
+            if svc.stopping:
+                child.retire()           # removed while it was being started
+        finally:
+            self._spawning -= 1
+            if self._orphans_waiting:
+                self._reap()
 
     def _throttle(self, svc: Service) -> None:
         svc.not_before = trio.current_time() + svc.throttle_time
@@ -364,6 +385,24 @@ class Supervisor:
             svc.not_before = max(svc.not_before, now + svc.backoff)
             svc.backoff = min(svc.backoff * 2, svc.throttle_time)
         svc.changed.set()
+
+    async def _reap_orphans(self) -> None:
+        """As a subreaper the master inherits orphaned descendants: reap those that exit."""
+        with trio.open_signal_receiver(signal.SIGCHLD) as signals:
+            async for _ in signals:
+                self._reap()
+
+    def _reap(self) -> None:
+        if self._spawning:
+            self._orphans_waiting = True     # a fork's pid may be among them: after it
+            return
+        self._orphans_waiting = False
+        known = {c.pid for c in self.children}
+        if self.zygote is not None:
+            self.zygote.reap()
+            if self.zygote.pid is not None:
+                known.add(self.zygote.pid)
+        procs.reap_orphans(known)
 
     async def _wakeup(self, svc: Service) -> None:
         while True:

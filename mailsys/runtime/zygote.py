@@ -1,0 +1,335 @@
+"""zygote - the master's fork server: services start as forks of one warm interpreter.
+
+SYNOPSIS
+    python -P -m mailsys.runtime.zygote -c CONFIG_DIR --fd FD [PADDING]
+    run_forked(ctl, config_dir)     # in a fork of the master, before it opened anything
+    (started by the master through mailsys.runtime.zygote_client, never by hand)
+
+DESCRIPTION
+    Every mailsys service is a Python process that imports trio, structlog,
+    the configuration code and its own modules: about 18 MB of private
+    memory each when every one is a fresh interpreter. The master therefore
+    starts this process first. It imports those modules once (PRELOAD and
+    every module of the services package but the master), freezes them for
+    the garbage collector (gc.freeze: a collection in a child then never
+    writes to the objects it shares), and on request forks a child that
+    shares them copy-on-write.
+
+    It is a plain, single-threaded process: it imports trio but never runs
+    it. The master forks it first thing (run_forked: so the modules the
+    master imported are shared too), before it opens a listener or the
+    alive pipe, starts trio or a thread; a replacement for one that died is
+    exec'd fresh. Either way it holds no descriptor of the master's but
+    its end of one SOCK_SEQPACKET socket (FD), one message per request and
+    per reply:
+
+      zygote -> master  {"ready": PID} once the modules are imported
+      master -> zygote  {"argv": [...], "fds": [N, ...]} with the
+                        descriptors themselves attached (SCM_RIGHTS), in
+                        the order of "fds"
+      zygote -> master  {"pid": PID} or {"error": TEXT}
+
+    "argv" is the command line mailsys.runtime.handoff.build_argv() wrote
+    (python -P -m services.NAME ... or python -P /absolute/file.py ...),
+    and "fds" the descriptor numbers the child must have: those the argv
+    names, plus 1 and 2 for the master's standard output and error.
+
+    A request forks twice (zygote -> intermediate -> child) and the
+    intermediate exits at once, so the child is reparented to the master,
+    which is a child subreaper (prctl PR_SET_CHILD_SUBREAPER): the master,
+    not this process, reaps and supervises it. The reply comes after the
+    intermediate is reaped, so by then the child is already the master's.
+
+    The child then looks as if exec'd from that argv: exactly the
+    descriptors of "fds" at those numbers and standard input on /dev/null,
+    nothing else open (not this socket); the signal dispositions a fresh
+    interpreter has and an empty signal mask; a fresh seed for the random
+    module (and trio's scheduler); sys.argv and sys.orig_argv as the argv
+    gives them; /proc/PID/cmdline rewritten to that argv
+    (mailsys.runtime.proctitle; the master pads its own argv, and this
+    process' when it execs it, so that there is room), so ps and tools find
+    "services.NAME" as before. It runs
+    the service module as __main__ with runpy (the preloaded copy is
+    dropped first, as `python -m` would run a fresh one), or an absolute
+    path with runpy.run_path, and exits as the interpreter would.
+
+    What a child cannot get fresh: the hash seed of str and bytes is the
+    zygote's (it is fixed at interpreter start).
+
+    End-of-file on the socket means the master is gone or closed it: the
+    zygote exits 0. SIGINT is ignored (Ctrl-C on `mailsys start-fg` reaches
+    the whole process group; the master decides); children get it back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import gc
+import importlib
+import json
+import os
+import pkgutil
+import random
+import runpy
+import signal
+import socket
+import sys
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from mailsys.runtime import proctitle
+from mailsys.runtime.handoff import invocation
+
+# What every service imports, and dnspython, which the smtp agent (MX
+# lookups) and smtpd (restrictions) load on first use. Not pyOpenSSL: it is
+# the largest, and only a configuration with TLS loads it.
+PRELOAD = ("trio", "structlog", "mailsys.config", "mailsys.runtime.skeleton",
+           "dns.asyncresolver", "dns.asyncbackend", "dns.resolver", "dns.nameserver")
+MAX_MESSAGE = 1 << 20          # one request: an argv with its -o pairs
+MAX_FDS = 64                   # listeners, status, alive, stdout, stderr
+
+
+# --- the protocol (both ends) ---------------------------------------------------
+
+def encode(obj: dict) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def decode(data: bytes) -> dict:
+    obj = json.loads(data)
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    argv: tuple[str, ...]
+    targets: tuple[int, ...]      # the child's descriptor numbers, in the order of fds
+    fds: tuple[int, ...]          # the received descriptors, in this process
+
+    @classmethod
+    def parse(cls, data: bytes, fds: Sequence[int]) -> "Request":
+        obj = decode(data)
+        argv, targets = obj.get("argv"), obj.get("fds")
+        if not (isinstance(argv, list) and argv and all(isinstance(a, str) for a in argv)):
+            raise ValueError("argv: not a list of strings")
+        if not (isinstance(targets, list) and all(isinstance(n, int) and n > 0 for n in targets)):
+            raise ValueError("fds: not a list of descriptor numbers")
+        if len(set(targets)) != len(targets) or len(targets) != len(fds):
+            raise ValueError(f"fds: {len(targets)} numbers for {len(fds)} descriptors")
+        invocation(argv)                              # ValueError for anything but a service
+        return cls(tuple(argv), tuple(targets), tuple(fds))
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """What a forked child runs: one service, as `python -P -m services.NAME` would."""
+
+    argv: tuple[str, ...]
+
+    def run(self) -> None:
+        kind, target, args = invocation(self.argv)
+        sys.orig_argv = list(self.argv)
+        sys.argv = [target, *args]                    # runpy puts the file in argv[0]
+        if kind == "path":
+            runpy.run_path(target, run_name="__main__")
+            return
+        # `python -m` runs a fresh copy of the module as __main__ and leaves
+        # services.NAME itself unimported; runpy warns about a copy already
+        # in sys.modules, so forget the preloaded one (its imports stay).
+        sys.modules.pop(target, None)
+        package, _, name = target.rpartition(".")
+        if hasattr(sys.modules.get(package), name):
+            delattr(sys.modules[package], name)
+        runpy.run_module(target, run_name="__main__", alter_sys=True)
+
+
+# --- the server ------------------------------------------------------------------
+
+def preload() -> None:
+    """Import what every service imports, and every service module."""
+    for name in PRELOAD:
+        importlib.import_module(name)
+    import services
+    for info in pkgutil.iter_modules(services.__path__):
+        if info.name == "master":
+            continue
+        try:
+            importlib.import_module(f"services.{info.name}")
+        except Exception:       # noqa: BLE001 - the child that runs it reports the same error
+            pass
+
+
+def serve(ctl: socket.socket, dispositions: dict) -> Job | None:
+    """Answer requests until end-of-file; in a forked child, return its Job."""
+    try:
+        ctl.send(encode({"ready": os.getpid()}))
+    except OSError:
+        return None
+    while True:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(ctl, MAX_MESSAGE, MAX_FDS)
+        except ConnectionError:
+            return None
+        if not data:
+            _close(fds)
+            return None
+        try:
+            request = Request.parse(data, fds)
+        except ValueError as e:
+            _close(fds)
+            try:
+                ctl.send(encode({"error": f"bad request: {e}"}))
+            except OSError:
+                return None
+            continue
+        result = fork(request, ctl, dispositions)
+        if isinstance(result, Job):
+            return result                         # the child: leave the loop, run it
+        _close(fds)
+        try:
+            ctl.send(encode({"error": result} if isinstance(result, str) else {"pid": result}))
+        except OSError:
+            return None                           # the master is gone
+
+
+def fork(request: Request, ctl: socket.socket, dispositions: dict) -> int | str | Job:
+    """The child's pid (an error text on failure); the Job in the child itself."""
+    r, w = os.pipe()
+    try:
+        middle = os.fork()
+    except OSError as e:
+        os.close(r)
+        os.close(w)
+        return f"fork: {e.strerror}"
+    if middle == 0:
+        # The intermediate: fork the child and go at once, so that the
+        # child is reparented to the master (a subreaper).
+        try:
+            os.close(r)
+            pid = os.fork()
+            if pid == 0:
+                os.close(w)
+                return become(request, ctl, dispositions)
+            os.write(w, str(pid).encode())
+        except BaseException:               # noqa: BLE001 - in either forked process
+            try:
+                traceback.print_exc()
+            finally:
+                os._exit(1)
+        os._exit(0)
+    os.close(w)
+    _, status = os.waitpid(middle, 0)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    if not data:
+        return f"fork: intermediate process exit status {os.waitstatus_to_exitcode(status)}"
+    return int(data)
+
+
+def become(request: Request, ctl: socket.socket, dispositions: dict) -> Job:
+    """Make this fresh fork look like the exec'd child of request.argv."""
+    ctl.close()
+    place_fds(request.fds, request.targets)
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
+    for signum, handler in dispositions.items():
+        if signal.getsignal(signum) is not handler:
+            signal.signal(signum, handler)
+    reseed()
+    proctitle.set_argv(request.argv)
+    return Job(request.argv)
+
+
+def place_fds(fds: Sequence[int], targets: Sequence[int]) -> None:
+    """Leave exactly fds at the numbers targets (inheritable) and /dev/null on 0."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    base = max([*targets, *fds, devnull, 2]) + 1
+    # Above every number in play first, so no dup2 below lands on a source.
+    moved = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, base) for fd in (devnull, *fds)]
+    keep = set(moved)
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass                          # the listing's own descriptor, already closed
+    for src, dst in zip(moved, (0, *targets)):
+        os.dup2(src, dst)
+    for fd in moved:
+        os.close(fd)
+
+
+def reseed() -> None:
+    """A fresh random state: nothing a sibling could predict from its own."""
+    random.seed()                            # os.fork() already did; say it where it matters
+    trio_run = sys.modules.get("trio._core._run")
+    rng = getattr(trio_run, "_r", None)      # trio's scheduler shuffle
+    if isinstance(rng, random.Random):
+        rng.seed()
+
+
+def _close(fds: Sequence[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def _all_signals() -> list[int]:
+    return [s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP)]
+
+
+def title(config_dir: str) -> list[str]:
+    """The fork server's command line, as ps shows it however it was started."""
+    return [sys.executable, "-P", "-m", "mailsys.runtime.zygote", "-c", config_dir]
+
+
+def run(ctl: socket.socket) -> int:
+    """Preload, then serve; in a forked child, run its service. The exit status."""
+    # What a fresh interpreter has; a child gets exactly these back.
+    dispositions = {s: h for s in _all_signals() if (h := signal.getsignal(s)) is not None}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # No collection while importing (it would leave holes that the
+    # children's allocations fill, dirtying shared pages), then freeze.
+    gc.disable()
+    preload()
+    gc.freeze()
+    gc.enable()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    job = serve(ctl, dispositions)
+    if job is None:
+        return 0
+    job.run()
+    return 0
+
+
+def run_forked(ctl: socket.socket, config_dir: str) -> int:
+    """run() in a process just forked from the master, before it opened anything.
+
+    Only ctl and the standard output and error stay open (the master's
+    --ready-fd does not), with standard input on /dev/null.
+    """
+    place_fds([ctl.fileno(), 1, 2], [ctl.fileno(), 1, 2])
+    proctitle.set_argv(title(config_dir))
+    return run(ctl)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="zygote")
+    p.add_argument("-c", dest="config_dir", required=True)    # for ps: which instance
+    p.add_argument("--fd", type=int, required=True)
+    p.add_argument("padding", nargs="?", default="")          # room for children's argv
+    ns = p.parse_args(argv)
+    if ns.padding:
+        proctitle.set_argv(title(ns.config_dir))              # ps shows no padding
+    return run(socket.socket(fileno=ns.fd))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
