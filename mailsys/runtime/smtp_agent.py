@@ -11,7 +11,10 @@ DESCRIPTION
      1. parses the next hop (mailsys.routing.parse_nexthop): ``domain[:port]``
         looks up MX records, ``[host][:port]`` does not;
      2. reuses an idle connection to the same next hop when the cache holds
-        one (checked with RSET; logged as conn_use=N);
+        one (logged as conn_use=N), checked with an RSET that goes in front
+        of MAIL FROM (in the same pipelined write when the server offers
+        PIPELINING): when the check fails, the session is dropped without
+        a log line and the message goes over a fresh connection;
      3. otherwise resolves the hosts to try: MX records by preference, equal
         preferences shuffled, the domain itself when it has no MX, RFC 7505
         null MX bounced (5.1.10); NXDOMAIN bounces (5.1.2), SERVFAIL or a
@@ -66,8 +69,9 @@ from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, Deliver
 from mailsys.routing import (BadNextHop, MxHost, NextHop, RouteError, drop_self, mx_hosts,
                              parse_nexthop)
 from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
-from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession, Target,
-                                            TlsPolicy, connect, trio_close)
+from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession,
+                                            StaleSession, Target, TlsPolicy, connect,
+                                            trio_close)
 from mailsys.smtp.client import DATA, MAIL_FROM, RCPT_TO, Rcpt, RecipientStatus
 from mailsys.smtp.errors import LocalProtocolError
 
@@ -253,22 +257,30 @@ class SmtpAgent:
                     finish(pending, error.dsn, error.text,
                            relay=last.relay if error.connected else "none")
                     return done, not answered
-            answered = True
-            tried.add(session.target)          # a cached session's host counts as tried
             if watch.setup_done is None:
                 watch.connected()
-            # Postfix smtp_trouble.c: a soft failure before the message was
-            # sent leaves the recipient for the next MX host, unless this
-            # server was the last one to try.
-            more = targets is None or any(t not in tried for t in targets)
-            retry: list[DeliverRecipient] = []
             try:
                 outcome = await self._transact(session, req, pending, content)
+            except StaleSession:
+                # A cached session the server had given up (closed, reset,
+                # RSET refused): nothing of the message is there. Postfix
+                # drops it quietly and connects anew; so does this.
+                trio_close(session.stream)
+                session = None
+                watch.restart_setup()
+                continue
             except BaseException:
                 # Cancelled (the daemon is stopping) or a bug: the server
                 # must not keep a half transaction open on our account.
                 trio_close(session.stream)
                 raise
+            answered = True
+            tried.add(session.target)          # a cached session's host counts as tried
+            # Postfix smtp_trouble.c: a soft failure before the message was
+            # sent leaves the recipient for the next MX host, unless this
+            # server was the last one to try.
+            more = targets is None or any(t not in tried for t in targets)
+            retry: list[DeliverRecipient] = []
             for rcpt, (result, again) in zip(pending, outcome):
                 done[rcpt.index] = (result, session.uses)     # stands if no server is left
                 if again and more and budget.left:
@@ -374,6 +386,8 @@ class SmtpAgent:
             # character in an address, say): nothing was sent; keep the mail.
             session.broken = True
             return [(deferred(r, "4.3.0", f"mail delivery failed: {e}"), False) for r in rcpts]
+        except StaleSession:
+            raise                  # the caller sends the message over a fresh connection
         except SessionError as e:
             statuses = {}
             for st in e.settled:

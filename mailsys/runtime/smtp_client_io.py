@@ -42,9 +42,15 @@ DESCRIPTION
     reply gives our own name (SessionError(final=True), 5.4.6 or 4.4.6).
 
     ConnectionCache keeps idle sessions per next hop for a short while
-    (Postfix's scache with smtp_connection_cache_time_limit); take() checks
-    a cached session with RSET before it hands it out, so a server that
-    closed meanwhile costs nothing but a fresh connect.
+    (Postfix's scache with smtp_connection_cache_time_limit). A session
+    take() hands out is checked with RSET by its next send_mail(): in the
+    same write as MAIL, RCPT and DATA when the server offers PIPELINING
+    (no round trip of its own), alone before MAIL otherwise. When the
+    server closed meanwhile, resets the connection, refuses the RSET or
+    does not answer it within smtp_rset_timeout, send_mail() raises
+    StaleSession (a SessionError): nothing of the message counted there,
+    and the caller drops the session without a word in the log and sends
+    the message over a fresh connection.
 """
 
 from __future__ import annotations
@@ -60,12 +66,12 @@ import trio
 
 from mailsys.runtime.fast_stream import FastStream
 from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
-                                 EhloRejected, Greeting, HeloRejected, QuitDone, Rcpt,
-                                 RecipientStatus, RsetDone, StartTlsReady, StartTlsRefused,
+                                 EhloRejected, Greeting, HeloRejected, ProbeFailed, QuitDone, Rcpt,
+                                 RecipientStatus, StartTlsReady, StartTlsRefused,
                                  TransactionDone, TransactionResult, refused_text)
 from mailsys.smtp.errors import RemoteProtocolError
 
-__all__ = ["Target", "SessionError", "SmtpSession", "TlsPolicy", "connect", "open_stream",
+__all__ = ["Target", "SessionError", "StaleSession", "SmtpSession", "TlsPolicy", "connect", "open_stream",
            "trio_close", "ConnectionCache", "RECV_SIZE"]
 
 log = structlog.get_logger()
@@ -125,6 +131,13 @@ class SessionError(Exception):
         self.tls_failed = tls_failed
 
 
+class StaleSession(SessionError):
+    """A cached session failed its RSET check before anything of the
+    message counted: the server has it nowhere, and a fresh connection may
+    carry it. A caller that treats it as any SessionError defers the
+    recipients, which is safe too."""
+
+
 @dataclass(frozen=True, slots=True)
 class TlsPolicy:
     """What smtp_tls_security_level asks for one connection.
@@ -161,6 +174,7 @@ class SmtpSession:
         self.uses = 0                  # transactions started on this connection
         self.tls = None                # the TlsEngine once STARTTLS succeeded
         self.broken = False
+        self.probe = False             # from the cache: the next send_mail() checks it with RSET
         self._pending = b""            # bytes a command method returned, not yet written
         self.ehlo_name = ""            # the name the server gave in its EHLO/HELO reply
 
@@ -314,26 +328,32 @@ class SmtpSession:
 
     async def send_mail(self, sender: str, recipients: Sequence[Rcpt], content: bytes,
                         **params: object) -> TransactionResult:
-        """One message; raises SessionError (with .settled) when the session fails."""
+        """One message; raises SessionError (with .settled) when the session
+        fails, StaleSession when a cached one failed its RSET check."""
         self.uses += 1
-        self._pending += self.cc.send_mail(sender, recipients, content,
+        probe, self.probe = self.probe, False
+        self._pending += self.cc.send_mail(sender, recipients, content, probe=probe,
                                            **params)   # type: ignore[arg-type]
-        event = await self.next_event()
+        try:
+            event = await self.next_event()
+        except SessionError as e:
+            # A failed write or no answer to the RSET: the server had
+            # nothing of this message yet (its replies come in order).
+            if probe and self.cc.probing:
+                raise self._stale(e.text) from None
+            raise
+        if isinstance(event, ProbeFailed):
+            raise self._stale(f"host {self.target.peer} said: {event.response.text} "
+                              f"(in reply to RSET command)" if event.response is not None
+                              else f"lost connection with {self.target.peer} while sending RSET")
         if isinstance(event, ConnectionLost):
             raise self._lost(event)
         assert isinstance(event, TransactionDone), event
         return event.result
 
-    async def reset(self) -> bool:
-        """RSET on a cached connection: True when the server is still there."""
-        if self.broken or self.cc.closed:
-            return False
-        try:
-            self._pending += self.cc.rset()
-            event = await self.next_event()
-        except SessionError:
-            return False
-        return isinstance(event, RsetDone) and event.response.code // 100 == 2 and not self.cc.closed
+    def _stale(self, text: str) -> StaleSession:
+        self.broken = True
+        return StaleSession("4.4.2", text, connected=True)
 
     @property
     def reusable(self) -> bool:
@@ -442,14 +462,17 @@ class ConnectionCache:
         return True
 
     async def take(self, key: str) -> SmtpSession | None:
-        """A live cached session for key (checked with RSET), or None."""
+        """A cached session for key, or None. Its next send_mail() checks it
+        with RSET (and raises StaleSession when that fails)."""
         while self._idle.get(key):
             idle = self._idle[key].pop()
             if not self._idle[key]:
                 del self._idle[key]
-            if idle.expires > trio.current_time() and await idle.session.reset():
-                return idle.session
-            await idle.session.close()
+            session = idle.session
+            if idle.expires > trio.current_time() and session.reusable:
+                session.probe = True
+                return session
+            await session.close()
         return None
 
     def __len__(self) -> int:
