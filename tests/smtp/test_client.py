@@ -105,6 +105,23 @@ def test_multi_line_text_stops_growing_but_is_read_to_its_end():
     assert reader.next_reply().code == 250
 
 
+def test_repeated_replies_parse_the_same_each_time():
+    # One-line replies are cached by their bytes: a repeat gives the same
+    # Response, a line cut by a smaller limit its own, a bad line raises again.
+    for limit in (2048, 100, 2048):
+        reader = ReplyReader(limit)
+        long = b"250 2.0.0 " + b"z" * 150
+        reader.feed(b"250 2.1.0 Ok\r\n250 2.1.0 Ok\r\n250-first\r\n250 2.1.0 Ok\r\n" + long + b"\r\n")
+        a, b, c, d = (reader.next_reply() for _ in range(4))
+        assert a == b and a.reply.enhanced == "2.1.0" and a.text == "250 2.1.0 Ok"
+        assert c.reply.lines == ("first", "2.1.0 Ok") and c.text == "250-first 250 2.1.0 Ok"
+        assert d.text == long.decode()[:limit]
+        for _ in range(2):
+            reader.feed(b"hello\r\n")
+            with pytest.raises(RemoteProtocolError):
+                reader.next_reply()
+
+
 def test_unprintable_characters_become_question_marks():
     reader = ReplyReader()
     reader.feed(b"550 5.7.1 bad\x01\tthing \xff\r\n")
