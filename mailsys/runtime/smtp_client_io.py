@@ -58,7 +58,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -187,50 +187,67 @@ class SmtpSession:
         """Write what is queued, then read until the connection has an event.
 
         Replies may queue more output (the body after 354, the next command
-        without PIPELINING), so output is written before every read."""
-        cc = self.cc
-        while True:
-            try:
-                event = cc.next_event()
-            except RemoteProtocolError as e:
-                self.broken = True
-                raise SessionError("4.5.0", f"conversation with {self.target.peer} failed: "
-                                   f"protocol error: {e}", connected=True,
-                                   settled=cc.settled) from None
-            stage, limit = cc.stage, cc.stage_timeout
-            out, self._pending = self._pending + cc.data_to_send(), b""
-            # Each write gets its own deadline, as Postfix's
-            # smtp_data_xfer_timeout bounds each write of the content, so a
-            # large message on a slow link is not cut off as a whole.
-            view = memoryview(out)
-            for i in range(0, len(view), WRITE_SIZE):
-                await self._io(stage, limit, self.stream.send_all(view[i:i + WRITE_SIZE]))
-            if event is not NEED_DATA:
-                return event
-            if out:
-                continue
-            data = await self._io(cc.stage, cc.stage_timeout, self.stream.receive_some(RECV_SIZE),
-                                  receiving=True)
-            cc.receive_data(data or b"")
+        without PIPELINING), so output is written before every read.
 
-    async def _io(self, stage: str, limit: str, op: Awaitable, receiving: bool = False) -> bytes:
-        try:
-            # A plain scope rather than fail_after(), a contextlib generator
-            # around one: this runs for every command and reply.
-            with trio.CancelScope(deadline=trio.current_time() + self._timeout(limit)) as scope:
-                return await op
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            # A reset or a broken TLS record is the end of the connection:
-            # let the protocol core see EOF and say what it was waiting for.
-            if receiving:
-                return b""
-            self.broken = True
-            raise SessionError("4.4.2", f"lost connection with {self.target.peer} while {stage}",
-                               connected=True, settled=self.cc.settled) from None
-        assert scope.cancelled_caught
-        self.broken = True
-        raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out while {stage}",
-                           connected=True, settled=self.cc.settled)
+        Each write and each read gets its own deadline, as Postfix's
+        smtp_*_timeout bounds each read and write (a large message on a slow
+        link is not cut off as a whole). They are kept on one cancel scope
+        whose deadline moves before every operation: a scope of its own for
+        each cost three times as much. A deadline that passed just as an
+        operation completed leaves that scope cancelled for good; the
+        exchange then goes on in a fresh one, so the operation that
+        completed in time still counts."""
+        cc = self.cc
+        event: object = None      # cc's answer, returned once the output is written
+        out, pos = b"", 0         # the output being written, and how much of it went
+        stage = ""                # what the operation in progress is part of
+        while True:
+            with trio.CancelScope() as scope:
+                while not scope.cancel_called:
+                    if event is None:
+                        try:
+                            event = cc.next_event()
+                        except RemoteProtocolError as e:
+                            self.broken = True
+                            raise SessionError("4.5.0", f"conversation with {self.target.peer} "
+                                               f"failed: protocol error: {e}", connected=True,
+                                               settled=cc.settled) from None
+                        stage, limit = cc.stage_info
+                        more = cc.data_to_send()
+                        if self._pending:
+                            more, self._pending = self._pending + more, b""
+                        if more:
+                            out, pos = (out[pos:] + more if pos < len(out) else more), 0
+                    if pos < len(out):
+                        end = pos + WRITE_SIZE
+                        chunk = out if pos == 0 and end >= len(out) else memoryview(out)[pos:end]
+                        scope.deadline = trio.current_time() + self._timeout(limit)
+                        try:
+                            await self.stream.send_all(chunk)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                            self.broken = True
+                            raise SessionError("4.4.2", f"lost connection with {self.target.peer}"
+                                               f" while {stage}", connected=True,
+                                               settled=cc.settled) from None
+                        pos = end
+                        continue
+                    if event is not NEED_DATA:
+                        return event
+                    stage, limit = cc.stage_info
+                    scope.deadline = trio.current_time() + self._timeout(limit)
+                    try:
+                        data = await self.stream.receive_some(RECV_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        # A reset or a broken TLS record is the end of the
+                        # connection: let the protocol core see EOF and say
+                        # what it was waiting for.
+                        data = b""
+                    cc.receive_data(data)
+                    event = None
+            if scope.cancelled_caught:
+                self.broken = True
+                raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out "
+                                   f"while {stage}", connected=True, settled=cc.settled)
 
     def _lost(self, event: ConnectionLost) -> SessionError:
         self.broken = True

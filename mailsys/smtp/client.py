@@ -636,6 +636,11 @@ class ClientConnection:
         """The Postfix parameter that bounds the current wait (smtp_rcpt_timeout, ...)."""
         return self._stage()[1]
 
+    @property
+    def stage_info(self) -> tuple[str, str]:
+        """(stage, stage_timeout) at once, for a driver that needs both."""
+        return self._stage()
+
     def _stage(self) -> tuple[str, str]:
         if self._body_pending:
             return _BODY_STAGE
