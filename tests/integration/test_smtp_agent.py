@@ -297,8 +297,10 @@ def test_a_stale_cached_connection_is_replaced_without_a_trace(peer, pipelining)
     # The message went once, over a fresh connection; the stale one carried none of it.
     assert sink.sessions == 2 and [m.rcpts for m in sink.messages] == [["bob@example.org"],
                                                                        ["carol@example.org"]]
-    assert sink.commands.count("DATA") == (3 if pipelining and "rset" in peer
-                                           and peer["rset"].startswith("5") else 2)
+    # After a 5xx to the pipelined RSET the sink may still read the DATA of
+    # the group before it notices the close; nothing else reaches DATA twice.
+    refused = pipelining and peer.get("rset", "").startswith("5")
+    assert sink.commands.count("DATA") in ((2, 3) if refused else (2,))
     # Nothing but the two status lines: no warning, no "lost connection".
     everything = h.lines(logs)
     assert everything == h.lines(logs, "status") and len(everything) == 2, everything
