@@ -467,6 +467,7 @@ class ConnectionCache:
     time_limit: float = 2.0
     _idle: dict[str, list[_Idle]] = field(default_factory=dict)
     _changed: trio.Event = field(default_factory=trio.Event)
+    _wake: float = float("inf")        # when run() wakes next by itself
 
     def put(self, key: str, session: SmtpSession) -> bool:
         """Keep a session that is ready for the next message; False when refused."""
@@ -474,8 +475,13 @@ class ConnectionCache:
             return False
         if len(self._idle.get(key, ())) >= MAX_IDLE_PER_KEY:
             return False
-        self._idle.setdefault(key, []).append(_Idle(session, trio.current_time() + self.time_limit))
-        self._changed.set()
+        expires = trio.current_time() + self.time_limit
+        self._idle.setdefault(key, []).append(_Idle(session, expires))
+        if expires < self._wake:
+            # Only a session that expires before run()'s wake-up is news to
+            # it: with one time limit for all, that is the first after a
+            # quiet spell, not every message of a busy one.
+            self._changed.set()
         return True
 
     async def take(self, key: str) -> SmtpSession | None:
@@ -510,9 +516,10 @@ class ConnectionCache:
                             self._idle[key] = keep
                         else:
                             del self._idle[key]
-                    wake = min((i.expires for v in self._idle.values() for i in v), default=None)
+                    self._wake = min((i.expires for v in self._idle.values() for i in v),
+                                     default=float("inf"))
                     self._changed = trio.Event()
-                    with trio.move_on_at(wake if wake is not None else float("inf")):
+                    with trio.move_on_at(self._wake):
                         await self._changed.wait()
             finally:
                 for v in self._idle.values():

@@ -110,3 +110,37 @@ def test_a_read_completed_as_its_deadline_passed_still_counts(late):
     # passes while it completes, and the data it brought is not lost.
     result, seen = run(exchange, lambda s, seen: slow_server(s, seen, 0.0), late)
     assert [r.status for r in result.recipients] == ["sent"]
+
+
+def ready_session() -> SmtpSession:
+    cc = ClientConnection("client.test")
+    cc.receive_data(b"220 mx.test ESMTP\r\n")
+    cc.next_event()
+    cc.ehlo()
+    cc.receive_data(EHLO)
+    cc.next_event()
+    client, _server = trio.testing.memory_stream_pair()
+    return SmtpSession(client, cc, Target("mx.test", "192.0.2.1"), TIMEOUTS)
+
+
+def test_the_cache_closes_each_session_at_its_own_time():
+    from mailsys.runtime.smtp_client_io import ConnectionCache
+
+    async def main():
+        cache = ConnectionCache(time_limit=2.0)
+        async with trio.open_nursery() as n:
+            n.start_soon(cache.run)
+            await trio.sleep(5)                       # a quiet spell: nothing to wake for
+            assert cache.put("smtp:a", ready_session())
+            await trio.sleep(1)
+            assert cache.put("smtp:a", ready_session())
+            assert cache.put("smtp:b", ready_session())
+            assert len(cache) == 3
+            await trio.sleep(1.01)                    # the first one's time is up
+            assert len(cache) == 2
+            taken = await cache.take("smtp:a")
+            assert taken is not None and taken.probe and len(cache) == 1
+            await trio.sleep(1)                       # and the last one's
+            assert len(cache) == 0 and await cache.take("smtp:b") is None
+            n.cancel_scope.cancel()
+    run(main)
