@@ -52,6 +52,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 import socket
@@ -183,6 +184,15 @@ class _Budget:
         self.used += 1
 
 
+@functools.lru_cache(maxsize=1024)
+def _destination(transport: str, nexthop: str) -> tuple[NextHop, str]:
+    """The parsed next hop and the connection cache's key for it. qmgr sends
+    the same few (transport, next hop) pairs over and over; a bad one raises
+    BadNextHop every time (exceptions are not cached)."""
+    hop = parse_nexthop(nexthop)
+    return hop, f"{transport}:{hop}"
+
+
 def _rcpt(r: DeliverRecipient) -> Rcpt:
     orcpt = r.orcpt.partition(";")[2] if ";" in r.orcpt else r.orcpt
     return Rcpt(r.address, notify=tuple(r.notify) or None, orcpt=orcpt or None)
@@ -221,7 +231,7 @@ class SmtpAgent:
                 done[r.index] = (failed(r, dsn, reason, **kw), 0)
 
         try:
-            hop = parse_nexthop(req.nexthop)
+            hop, key = _destination(req.transport, req.nexthop)
         except BadNextHop as e:
             finish(req.recipients, "4.3.5", f"mail transport unavailable: {e}")
             return done, True
@@ -231,7 +241,6 @@ class SmtpAgent:
             finish(req.recipients, "4.3.0", f"error reading message: {e}")
             return done, False
 
-        key = f"{req.transport}:{hop}"
         pending = list(req.recipients)
         session = await self.cache.take(key)
         targets: list[Target] | None = None

@@ -501,3 +501,24 @@ def test_connect_timeout():
     r = status.results[0]
     assert (r.status, r.dsn, r.relay) == ("deferred", "4.4.1", "none")
     assert r.reason == f"connect to 127.0.0.1[127.0.0.1]:{port}: Connection timed out"
+
+
+def test_a_bad_next_hop_defers_every_time_and_a_good_one_still_goes():
+    sink = SmtpSink()
+
+    async def body(port):
+        a = agent(settings(cache=5.0))
+        out = []
+        async with trio.open_nursery() as n:
+            n.start_soon(a.cache.run)
+            for hop in ("[127.0.0.1", "[127.0.0.1", f"[127.0.0.1]:{port}", f"[127.0.0.1]:{port}"):
+                out.append(await a.deliver(h.request(hop)))
+            n.cancel_scope.cancel()
+        return out
+    bad1, bad2, good1, good2 = run_with_sink(sink, body)
+    for bad in (bad1, bad2):
+        r = bad.results[0]
+        assert (r.status, r.dsn) == ("deferred", "4.3.5") and bad.dead_destination
+        assert r.reason.startswith("mail transport unavailable: missing \"]\"")
+    assert good1.results[0].status == good2.results[0].status == "sent"
+    assert sink.sessions == 1                 # the same cache key both times
