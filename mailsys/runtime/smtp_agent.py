@@ -11,7 +11,10 @@ DESCRIPTION
      1. parses the next hop (mailsys.routing.parse_nexthop): ``domain[:port]``
         looks up MX records, ``[host][:port]`` does not;
      2. reuses an idle connection to the same next hop when the cache holds
-        one (checked with RSET; logged as conn_use=N);
+        one (logged as conn_use=N), checked with an RSET that goes in front
+        of MAIL FROM (in the same pipelined write when the server offers
+        PIPELINING): when the check fails, the session is dropped without
+        a log line and the message goes over a fresh connection;
      3. otherwise resolves the hosts to try: MX records by preference, equal
         preferences shuffled, the domain itself when it has no MX, RFC 7505
         null MX bounced (5.1.10); NXDOMAIN bounces (5.1.2), SERVFAIL or a
@@ -49,6 +52,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import random
 import socket
@@ -66,8 +70,9 @@ from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, Deliver
 from mailsys.routing import (BadNextHop, MxHost, NextHop, RouteError, drop_self, mx_hosts,
                              parse_nexthop)
 from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
-from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession, Target,
-                                            TlsPolicy, connect, trio_close)
+from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession,
+                                            StaleSession, Target, TlsPolicy, connect,
+                                            trio_close)
 from mailsys.smtp.client import DATA, MAIL_FROM, RCPT_TO, Rcpt, RecipientStatus
 from mailsys.smtp.errors import LocalProtocolError
 
@@ -179,6 +184,15 @@ class _Budget:
         self.used += 1
 
 
+@functools.lru_cache(maxsize=1024)
+def _destination(transport: str, nexthop: str) -> tuple[NextHop, str]:
+    """The parsed next hop and the connection cache's key for it. qmgr sends
+    the same few (transport, next hop) pairs over and over; a bad one raises
+    BadNextHop every time (exceptions are not cached)."""
+    hop = parse_nexthop(nexthop)
+    return hop, f"{transport}:{hop}"
+
+
 def _rcpt(r: DeliverRecipient) -> Rcpt:
     orcpt = r.orcpt.partition(";")[2] if ";" in r.orcpt else r.orcpt
     return Rcpt(r.address, notify=tuple(r.notify) or None, orcpt=orcpt or None)
@@ -217,7 +231,7 @@ class SmtpAgent:
                 done[r.index] = (failed(r, dsn, reason, **kw), 0)
 
         try:
-            hop = parse_nexthop(req.nexthop)
+            hop, key = _destination(req.transport, req.nexthop)
         except BadNextHop as e:
             finish(req.recipients, "4.3.5", f"mail transport unavailable: {e}")
             return done, True
@@ -227,7 +241,6 @@ class SmtpAgent:
             finish(req.recipients, "4.3.0", f"error reading message: {e}")
             return done, False
 
-        key = f"{req.transport}:{hop}"
         pending = list(req.recipients)
         session = await self.cache.take(key)
         targets: list[Target] | None = None
@@ -253,22 +266,30 @@ class SmtpAgent:
                     finish(pending, error.dsn, error.text,
                            relay=last.relay if error.connected else "none")
                     return done, not answered
-            answered = True
-            tried.add(session.target)          # a cached session's host counts as tried
             if watch.setup_done is None:
                 watch.connected()
-            # Postfix smtp_trouble.c: a soft failure before the message was
-            # sent leaves the recipient for the next MX host, unless this
-            # server was the last one to try.
-            more = targets is None or any(t not in tried for t in targets)
-            retry: list[DeliverRecipient] = []
             try:
                 outcome = await self._transact(session, req, pending, content)
+            except StaleSession:
+                # A cached session the server had given up (closed, reset,
+                # RSET refused): nothing of the message is there. Postfix
+                # drops it quietly and connects anew; so does this.
+                trio_close(session.stream)
+                session = None
+                watch.restart_setup()
+                continue
             except BaseException:
                 # Cancelled (the daemon is stopping) or a bug: the server
                 # must not keep a half transaction open on our account.
                 trio_close(session.stream)
                 raise
+            answered = True
+            tried.add(session.target)          # a cached session's host counts as tried
+            # Postfix smtp_trouble.c: a soft failure before the message was
+            # sent leaves the recipient for the next MX host, unless this
+            # server was the last one to try.
+            more = targets is None or any(t not in tried for t in targets)
+            retry: list[DeliverRecipient] = []
             for rcpt, (result, again) in zip(pending, outcome):
                 done[rcpt.index] = (result, session.uses)     # stands if no server is left
                 if again and more and budget.left:
@@ -374,6 +395,8 @@ class SmtpAgent:
             # character in an address, say): nothing was sent; keep the mail.
             session.broken = True
             return [(deferred(r, "4.3.0", f"mail delivery failed: {e}"), False) for r in rcpts]
+        except StaleSession:
+            raise                  # the caller sends the message over a fresh connection
         except SessionError as e:
             statuses = {}
             for st in e.settled:

@@ -42,9 +42,15 @@ DESCRIPTION
     reply gives our own name (SessionError(final=True), 5.4.6 or 4.4.6).
 
     ConnectionCache keeps idle sessions per next hop for a short while
-    (Postfix's scache with smtp_connection_cache_time_limit); take() checks
-    a cached session with RSET before it hands it out, so a server that
-    closed meanwhile costs nothing but a fresh connect.
+    (Postfix's scache with smtp_connection_cache_time_limit). A session
+    take() hands out is checked with RSET by its next send_mail(): in the
+    same write as MAIL, RCPT and DATA when the server offers PIPELINING
+    (no round trip of its own), alone before MAIL otherwise. When the
+    server closed meanwhile, resets the connection, refuses the RSET or
+    does not answer it within smtp_rset_timeout, send_mail() raises
+    StaleSession (a SessionError): nothing of the message counted there,
+    and the caller drops the session without a word in the log and sends
+    the message over a fresh connection.
 """
 
 from __future__ import annotations
@@ -52,7 +58,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -60,12 +66,12 @@ import trio
 
 from mailsys.runtime.fast_stream import FastStream
 from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
-                                 EhloRejected, Greeting, HeloRejected, QuitDone, Rcpt,
-                                 RecipientStatus, RsetDone, StartTlsReady, StartTlsRefused,
+                                 EhloRejected, Greeting, HeloRejected, ProbeFailed, QuitDone, Rcpt,
+                                 RecipientStatus, StartTlsReady, StartTlsRefused,
                                  TransactionDone, TransactionResult, refused_text)
 from mailsys.smtp.errors import RemoteProtocolError
 
-__all__ = ["Target", "SessionError", "SmtpSession", "TlsPolicy", "connect", "open_stream",
+__all__ = ["Target", "SessionError", "StaleSession", "SmtpSession", "TlsPolicy", "connect", "open_stream",
            "trio_close", "ConnectionCache", "RECV_SIZE"]
 
 log = structlog.get_logger()
@@ -125,6 +131,13 @@ class SessionError(Exception):
         self.tls_failed = tls_failed
 
 
+class StaleSession(SessionError):
+    """A cached session failed its RSET check before anything of the
+    message counted: the server has it nowhere, and a fresh connection may
+    carry it. A caller that treats it as any SessionError defers the
+    recipients, which is safe too."""
+
+
 @dataclass(frozen=True, slots=True)
 class TlsPolicy:
     """What smtp_tls_security_level asks for one connection.
@@ -161,6 +174,7 @@ class SmtpSession:
         self.uses = 0                  # transactions started on this connection
         self.tls = None                # the TlsEngine once STARTTLS succeeded
         self.broken = False
+        self.probe = False             # from the cache: the next send_mail() checks it with RSET
         self._pending = b""            # bytes a command method returned, not yet written
         self.ehlo_name = ""            # the name the server gave in its EHLO/HELO reply
 
@@ -173,50 +187,67 @@ class SmtpSession:
         """Write what is queued, then read until the connection has an event.
 
         Replies may queue more output (the body after 354, the next command
-        without PIPELINING), so output is written before every read."""
-        cc = self.cc
-        while True:
-            try:
-                event = cc.next_event()
-            except RemoteProtocolError as e:
-                self.broken = True
-                raise SessionError("4.5.0", f"conversation with {self.target.peer} failed: "
-                                   f"protocol error: {e}", connected=True,
-                                   settled=cc.settled) from None
-            stage, limit = cc.stage, cc.stage_timeout
-            out, self._pending = self._pending + cc.data_to_send(), b""
-            # Each write gets its own deadline, as Postfix's
-            # smtp_data_xfer_timeout bounds each write of the content, so a
-            # large message on a slow link is not cut off as a whole.
-            view = memoryview(out)
-            for i in range(0, len(view), WRITE_SIZE):
-                await self._io(stage, limit, self.stream.send_all(view[i:i + WRITE_SIZE]))
-            if event is not NEED_DATA:
-                return event
-            if out:
-                continue
-            data = await self._io(cc.stage, cc.stage_timeout, self.stream.receive_some(RECV_SIZE),
-                                  receiving=True)
-            cc.receive_data(data or b"")
+        without PIPELINING), so output is written before every read.
 
-    async def _io(self, stage: str, limit: str, op: Awaitable, receiving: bool = False) -> bytes:
-        try:
-            # A plain scope rather than fail_after(), a contextlib generator
-            # around one: this runs for every command and reply.
-            with trio.CancelScope(deadline=trio.current_time() + self._timeout(limit)) as scope:
-                return await op
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            # A reset or a broken TLS record is the end of the connection:
-            # let the protocol core see EOF and say what it was waiting for.
-            if receiving:
-                return b""
-            self.broken = True
-            raise SessionError("4.4.2", f"lost connection with {self.target.peer} while {stage}",
-                               connected=True, settled=self.cc.settled) from None
-        assert scope.cancelled_caught
-        self.broken = True
-        raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out while {stage}",
-                           connected=True, settled=self.cc.settled)
+        Each write and each read gets its own deadline, as Postfix's
+        smtp_*_timeout bounds each read and write (a large message on a slow
+        link is not cut off as a whole). They are kept on one cancel scope
+        whose deadline moves before every operation: a scope of its own for
+        each cost three times as much. A deadline that passed just as an
+        operation completed leaves that scope cancelled for good; the
+        exchange then goes on in a fresh one, so the operation that
+        completed in time still counts."""
+        cc = self.cc
+        event: object = None      # cc's answer, returned once the output is written
+        out, pos = b"", 0         # the output being written, and how much of it went
+        stage = ""                # what the operation in progress is part of
+        while True:
+            with trio.CancelScope() as scope:
+                while not scope.cancel_called:
+                    if event is None:
+                        try:
+                            event = cc.next_event()
+                        except RemoteProtocolError as e:
+                            self.broken = True
+                            raise SessionError("4.5.0", f"conversation with {self.target.peer} "
+                                               f"failed: protocol error: {e}", connected=True,
+                                               settled=cc.settled) from None
+                        stage, limit = cc.stage_info
+                        more = cc.data_to_send()
+                        if self._pending:
+                            more, self._pending = self._pending + more, b""
+                        if more:
+                            out, pos = (out[pos:] + more if pos < len(out) else more), 0
+                    if pos < len(out):
+                        end = pos + WRITE_SIZE
+                        chunk = out if pos == 0 and end >= len(out) else memoryview(out)[pos:end]
+                        scope.deadline = trio.current_time() + self._timeout(limit)
+                        try:
+                            await self.stream.send_all(chunk)
+                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                            self.broken = True
+                            raise SessionError("4.4.2", f"lost connection with {self.target.peer}"
+                                               f" while {stage}", connected=True,
+                                               settled=cc.settled) from None
+                        pos = end
+                        continue
+                    if event is not NEED_DATA:
+                        return event
+                    stage, limit = cc.stage_info
+                    scope.deadline = trio.current_time() + self._timeout(limit)
+                    try:
+                        data = await self.stream.receive_some(RECV_SIZE)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        # A reset or a broken TLS record is the end of the
+                        # connection: let the protocol core see EOF and say
+                        # what it was waiting for.
+                        data = b""
+                    cc.receive_data(data)
+                    event = None
+            if scope.cancelled_caught:
+                self.broken = True
+                raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out "
+                                   f"while {stage}", connected=True, settled=cc.settled)
 
     def _lost(self, event: ConnectionLost) -> SessionError:
         self.broken = True
@@ -314,26 +345,32 @@ class SmtpSession:
 
     async def send_mail(self, sender: str, recipients: Sequence[Rcpt], content: bytes,
                         **params: object) -> TransactionResult:
-        """One message; raises SessionError (with .settled) when the session fails."""
+        """One message; raises SessionError (with .settled) when the session
+        fails, StaleSession when a cached one failed its RSET check."""
         self.uses += 1
-        self._pending += self.cc.send_mail(sender, recipients, content,
+        probe, self.probe = self.probe, False
+        self._pending += self.cc.send_mail(sender, recipients, content, probe=probe,
                                            **params)   # type: ignore[arg-type]
-        event = await self.next_event()
+        try:
+            event = await self.next_event()
+        except SessionError as e:
+            # A failed write or no answer to the RSET: the server had
+            # nothing of this message yet (its replies come in order).
+            if probe and self.cc.probing:
+                raise self._stale(e.text) from None
+            raise
+        if isinstance(event, ProbeFailed):
+            raise self._stale(f"host {self.target.peer} said: {event.response.text} "
+                              f"(in reply to RSET command)" if event.response is not None
+                              else f"lost connection with {self.target.peer} while sending RSET")
         if isinstance(event, ConnectionLost):
             raise self._lost(event)
         assert isinstance(event, TransactionDone), event
         return event.result
 
-    async def reset(self) -> bool:
-        """RSET on a cached connection: True when the server is still there."""
-        if self.broken or self.cc.closed:
-            return False
-        try:
-            self._pending += self.cc.rset()
-            event = await self.next_event()
-        except SessionError:
-            return False
-        return isinstance(event, RsetDone) and event.response.code // 100 == 2 and not self.cc.closed
+    def _stale(self, text: str) -> StaleSession:
+        self.broken = True
+        return StaleSession("4.4.2", text, connected=True)
 
     @property
     def reusable(self) -> bool:
@@ -430,6 +467,7 @@ class ConnectionCache:
     time_limit: float = 2.0
     _idle: dict[str, list[_Idle]] = field(default_factory=dict)
     _changed: trio.Event = field(default_factory=trio.Event)
+    _wake: float = float("inf")        # when run() wakes next by itself
 
     def put(self, key: str, session: SmtpSession) -> bool:
         """Keep a session that is ready for the next message; False when refused."""
@@ -437,19 +475,27 @@ class ConnectionCache:
             return False
         if len(self._idle.get(key, ())) >= MAX_IDLE_PER_KEY:
             return False
-        self._idle.setdefault(key, []).append(_Idle(session, trio.current_time() + self.time_limit))
-        self._changed.set()
+        expires = trio.current_time() + self.time_limit
+        self._idle.setdefault(key, []).append(_Idle(session, expires))
+        if expires < self._wake:
+            # Only a session that expires before run()'s wake-up is news to
+            # it: with one time limit for all, that is the first after a
+            # quiet spell, not every message of a busy one.
+            self._changed.set()
         return True
 
     async def take(self, key: str) -> SmtpSession | None:
-        """A live cached session for key (checked with RSET), or None."""
+        """A cached session for key, or None. Its next send_mail() checks it
+        with RSET (and raises StaleSession when that fails)."""
         while self._idle.get(key):
             idle = self._idle[key].pop()
             if not self._idle[key]:
                 del self._idle[key]
-            if idle.expires > trio.current_time() and await idle.session.reset():
-                return idle.session
-            await idle.session.close()
+            session = idle.session
+            if idle.expires > trio.current_time() and session.reusable:
+                session.probe = True
+                return session
+            await session.close()
         return None
 
     def __len__(self) -> int:
@@ -470,9 +516,10 @@ class ConnectionCache:
                             self._idle[key] = keep
                         else:
                             del self._idle[key]
-                    wake = min((i.expires for v in self._idle.values() for i in v), default=None)
+                    self._wake = min((i.expires for v in self._idle.values() for i in v),
+                                     default=float("inf"))
                     self._changed = trio.Event()
-                    with trio.move_on_at(wake if wake is not None else float("inf")):
+                    with trio.move_on_at(self._wake):
                         await self._changed.wait()
             finally:
                 for v in self._idle.values():

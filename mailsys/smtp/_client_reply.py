@@ -22,10 +22,16 @@ smtp_chat.c).
 The enhanced status code (RFC 3463) is taken from the first line as Postfix
 does: it counts only when its class equals the reply's first digit;
 otherwise the reply has none and ``dsn`` falls back to ``X.0.0``.
+
+A one-line reply is a function of its bytes alone, and a server says the
+same few ("250 2.1.0 Ok", "354 End data ...") for every message: those
+Responses (immutable) are kept in a small LRU cache, so a busy session
+parses each of them once rather than once per message.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -43,6 +49,9 @@ _LINE_RE = re.compile(r"([2-5][0-9][0-9])(?:([ -])(.*))?\Z", re.S)
 _ENHANCED_RE = re.compile(r" *([245]\.[0-9]{1,3}\.[0-9]{1,3})(?: +|\Z)")
 # printable(): everything that is not a printable character becomes "?".
 _UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f]")
+# Distinct one-line replies kept parsed: a server's fixed texts, with room
+# to spare for the ones that change each time ("queued as ...").
+LONE_REPLY_CACHE = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +115,23 @@ def protocol_error(detail: str) -> RemoteProtocolError:
         reply=Reply(421, "4.5.0", f"Protocol error: non-SMTP response: {detail[:100]}"))
 
 
+def _reply_line(line: bytes) -> tuple[str, int, bool]:
+    """One reply line made printable: (text, code, last line of its reply)."""
+    text = _UNPRINTABLE_RE.sub("?", line.decode("utf-8", "replace"))
+    m = _LINE_RE.match(text)
+    if m is None:
+        raise protocol_error(text)
+    return text, int(m.group(1)), m.group(2) != "-"
+
+
+@functools.lru_cache(maxsize=LONE_REPLY_CACHE)
+def _lone_reply(line: bytes) -> Response | None:
+    """The Response of a reply that is this one line; None when the line is
+    the first of several (a bad line raises, and is not cached)."""
+    text, code, last = _reply_line(line)
+    return make_response([text], code) if last else None
+
+
 class ReplyReader:
     """Bytes in, Responses out. next_reply() returns None until a reply is complete."""
 
@@ -130,18 +156,19 @@ class ReplyReader:
             line = self._take_line()
             if line is None:
                 return None
-            text = _UNPRINTABLE_RE.sub("?", line.decode("utf-8", "replace"))
-            m = _LINE_RE.match(text)
-            if m is None:
-                raise protocol_error(text)
+            if not self._lines:
+                response = _lone_reply(line)
+                if response is not None:
+                    return response
+            text, code, last = _reply_line(line)
             if self._size < self._limit:
                 self._lines.append(text)
                 self._size += len(text) + 1
-            if m.group(2) != "-":
+            if last:
                 lines, self._lines, self._size = self._lines, [], 0
                 # As in Postfix the code is the last line's, even when the
                 # text limit kept that line out of the text.
-                return make_response(lines, int(m.group(1)))
+                return make_response(lines, code)
 
     def _take_line(self) -> bytes | None:
         buf = self._buf

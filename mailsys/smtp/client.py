@@ -27,6 +27,7 @@ DESCRIPTION
       TransactionDone(result)       one message: per-recipient sent / deferred / bounced
       RsetDone(response), QuitDone(response)
       ConnectionLost(stage)         the server closed while a reply was awaited
+      ProbeFailed(response)         a cached session failed its RSET check (below)
 
     A reply stream that is not SMTP raises RemoteProtocolError (its
     ``reply`` is a 421 4.5.0 stand-in to defer the recipients still in
@@ -45,6 +46,21 @@ DESCRIPTION
     with a lone ``.`` so the server ends an empty message with no
     recipients. A server left inside a transaction (MAIL accepted, no end
     of data) gets RSET in front of the next send_mail(); quit() needs none.
+
+    A session taken from a connection cache is checked with RSET first
+    (Postfix: "verify that a cached session is still usable"):
+    send_mail(probe=True) puts RSET at the head of the group, in the same
+    write as MAIL, RCPT and DATA when the server offers PIPELINING (RFC
+    2920 allows RSET anywhere in a group), on its own otherwise. When the
+    RSET is refused, or the server closes before answering it, nothing of
+    the transaction counted: next_event() gives ProbeFailed instead of
+    TransactionDone, with no recipient settled, and the connection is
+    CLOSED without waiting for the other replies (the caller drops the
+    socket without QUIT: a server that answered the pipelined DATA with
+    354 never sees an end of data, so it keeps nothing). ``probing`` is
+    true while that RSET's reply is owed: a caller whose read times out
+    or whose write fails then knows the same (the session was stale, the
+    message can go to a fresh connection).
 
     Before MAIL, send_mail() may decide on its own (no bytes sent, the
     TransactionDone event is ready at once): a message larger than the
@@ -118,7 +134,7 @@ from .events import NEED_DATA
 __all__ = [
     "Capabilities", "ClientConnection", "ClientState", "ConnectionLost", "EhloDone",
     "EhloRejected", "Greeting", "HeloRejected", "NEED_DATA", "QuitDone", "Rcpt",
-    "RecipientStatus", "Response", "RsetDone", "StartTlsReady", "StartTlsRefused",
+    "ProbeFailed", "RecipientStatus", "Response", "RsetDone", "StartTlsReady", "StartTlsRefused",
     "TransactionDone", "TransactionResult", "encode_body", "refused_text", "said_text",
 ]
 
@@ -388,8 +404,17 @@ class ConnectionLost:
     stage: str
 
 
+@dataclass(frozen=True, slots=True)
+class ProbeFailed:
+    """send_mail(probe=True): the RSET in front was refused (``response``)
+    or the server closed before answering it (None). No recipient was
+    settled; the connection is CLOSED."""
+    response: Response | None
+
+
 ClientEvent = (Greeting | EhloDone | EhloRejected | HeloRejected | StartTlsReady
-               | StartTlsRefused | TransactionDone | RsetDone | QuitDone | ConnectionLost)
+               | StartTlsRefused | TransactionDone | RsetDone | QuitDone | ConnectionLost
+               | ProbeFailed)
 
 
 # ------------------------------------------------------------------ state
@@ -424,6 +449,11 @@ class _Cmd(enum.Enum):
     DISCARD = ("sending end of data", "smtp_data_done_timeout")    # "." after a stray 354
     QUIT = ("sending QUIT", "smtp_quit_timeout")
 
+
+# The index that marks send_mail(probe=True)'s RSET among the replies owed
+# (for RCPT the index is the recipient's; RSET has no other use for it).
+_PROBE = 1
+_PROBE_EXPECT = (_Cmd.RSET, _PROBE)
 
 _BODY_STAGE = ("sending message body", "smtp_data_xfer_timeout")
 _TLS_STAGE = ("performing the TLS handshake", "smtp_starttls_timeout")
@@ -531,7 +561,7 @@ class ClientConnection:
         self._line_limit = line_limit
         self._reader = ReplyReader(line_limit)
         self._eof = False
-        self._lost: ConnectionLost | None = None
+        self._lost: ConnectionLost | ProbeFailed | None = None
         self._out: list[bytes] = []
         self._events: deque[ClientEvent] = deque()
         self._expect: deque[tuple[_Cmd, int]] = deque()   # commands sent, replies owed
@@ -573,10 +603,15 @@ class ClientConnection:
             self._dispatch(response)
         return self._events.popleft()
 
-    def _end(self) -> ConnectionLost:
-        """The server closed: one ConnectionLost, the same one on every later call."""
+    def _end(self) -> ConnectionLost | ProbeFailed:
+        """The server closed: one ConnectionLost (ProbeFailed while the probe's
+        reply was owed), the same one on every later call."""
         if self._lost is None:
-            self._lost = ConnectionLost(self.stage)
+            if self.probing:
+                self._txn = None
+                self._lost = ProbeFailed(None)
+            else:
+                self._lost = ConnectionLost(self.stage)
             self._close()
         return self._lost
 
@@ -601,6 +636,11 @@ class ClientConnection:
         """The Postfix parameter that bounds the current wait (smtp_rcpt_timeout, ...)."""
         return self._stage()[1]
 
+    @property
+    def stage_info(self) -> tuple[str, str]:
+        """(stage, stage_timeout) at once, for a driver that needs both."""
+        return self._stage()
+
     def _stage(self) -> tuple[str, str]:
         if self._body_pending:
             return _BODY_STAGE
@@ -620,6 +660,11 @@ class ClientConnection:
     def in_transaction(self) -> bool:
         """The server may hold a MAIL transaction: the next send_mail() starts with RSET."""
         return self._in_txn
+
+    @property
+    def probing(self) -> bool:
+        """send_mail(probe=True)'s RSET is sent and its reply still owed."""
+        return bool(self._expect) and self._expect[0] == _PROBE_EXPECT
 
     @property
     def settled(self) -> tuple[RecipientStatus, ...]:
@@ -688,7 +733,7 @@ class ClientConnection:
     def send_mail(self, sender: str, recipients: Iterable[str | Rcpt], body: bytes, *,
                   size: int | None = None, body_type: str | None = None,
                   smtputf8: bool = False, ret: str | None = None,
-                  envid: str | None = None) -> bytes:
+                  envid: str | None = None, probe: bool = False) -> bytes:
         """Start one message; returns the bytes to write now.
 
         sender: the envelope sender, "" for the null sender. recipients:
@@ -698,6 +743,9 @@ class ClientConnection:
         "7BIT" / "8BITMIME" (sent as BODY= when 8BITMIME is offered).
         smtputf8: the message needs SMTPUTF8 (sent when offered). ret
         ("FULL"/"HDRS") and envid: DSN parameters, sent when DSN is offered.
+        probe: the session comes from a cache; RSET goes first and its
+        failure gives ProbeFailed (see the module description). Nothing is
+        sent when the client decides by itself (SIZE, SMTPUTF8).
         """
         self._check("send_mail")
         rcpts = tuple(r if isinstance(r, Rcpt) else Rcpt(r) for r in recipients)
@@ -750,7 +798,9 @@ class ClientConnection:
         if smtputf8 and caps.smtputf8:
             mail += " SMTPUTF8"
         commands: list[tuple[str, _Cmd, int]] = []
-        if self._in_txn:
+        if probe:
+            commands.append(("RSET", _Cmd.RSET, _PROBE))    # also ends a held transaction
+        elif self._in_txn:
             commands.append(("RSET", _Cmd.RSET, 0))
         commands.append((mail, _Cmd.MAIL, 0))
         for i, r in enumerate(rcpts):
@@ -845,6 +895,13 @@ class ClientConnection:
             case _Cmd.RSET:
                 if klass == 2:
                     self._in_txn = False
+                elif index == _PROBE:
+                    # The cached session is not usable: nothing counted, and
+                    # the replies still owed are not worth waiting for.
+                    self._txn = None
+                    self._close()
+                    self._events.append(ProbeFailed(response))
+                    return
             case _Cmd.MAIL:
                 txn.mail = response
                 if klass == 2:

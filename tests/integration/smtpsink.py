@@ -10,11 +10,14 @@
     sink.peers      -> the client address of each connection
     sink.commands   -> every command line received, in order
     sink.cut        -> content bytes received by each DATA phase cut short
+    sink.behind_rset -> for each RSET, the commands that had already arrived
+                        behind it when it was read (a pipelined group)
 
 Replies are scripted: greeting, ehlo (HELO works too), mail, rcpt per
-address (default 250), data (354), dot (250 ... queued as N); ``stall`` names
-the point where the server stops answering ("greeting", "EHLO", "MAIL",
-"RCPT", "DATA", "DOT") and ``drop`` the point where it closes the connection.
+address (default 250), data (354), dot (250 ... queued as N), rset (250; a
+421 closes the connection after the reply); ``stall`` names the point where
+the server stops answering ("greeting", "EHLO", "MAIL", "RCPT", "DATA",
+"DOT", "RSET") and ``drop`` the point where it closes the connection.
 ``close_after_message`` hangs up after each message (an idle timeout).
 ``drop_body`` scripts hang-ups inside the content: each entry, used by one
 DATA phase in turn, is the number of content bytes the sink takes before it
@@ -57,6 +60,7 @@ class SmtpSink:
     rcpt: dict[str, str] = field(default_factory=dict)
     data: str = "354 End data with <CR><LF>.<CR><LF>"
     dot: str = ""
+    rset: str = "250 2.0.0 Ok"
     stall: str = ""
     drop: str = ""
     ehlo_refused: bool = False
@@ -69,6 +73,7 @@ class SmtpSink:
     tls_sessions: int = 0
     peers: list[str] = field(default_factory=list)
     cut: list[int] = field(default_factory=list)
+    behind_rset: list[list[str]] = field(default_factory=list)
 
     async def serve(self, host: str = "127.0.0.1", port: int = 0,
                     task_status=trio.TASK_STATUS_IGNORED) -> None:
@@ -160,8 +165,12 @@ class SmtpSink:
                 if self.close_after_message:
                     return
             elif verb == "RSET":
+                self.behind_rset.append(conn.complete_lines())
+                await self._point("RSET")
                 sender, rcpts = None, []
-                await conn.reply("250 2.0.0 Ok")
+                await conn.reply(self.rset)
+                if self.rset.startswith("421"):
+                    return
             elif verb == "QUIT":
                 await conn.reply("221 2.0.0 Bye")
                 return
@@ -198,6 +207,10 @@ class _Conn:
             await self._fill()
         line, _, self.buf = self.buf.partition(b"\r\n")
         return line.decode("utf-8", "replace")
+
+    def complete_lines(self) -> list[str]:
+        """The command lines already received and not yet read."""
+        return [ln.decode("utf-8", "replace") for ln in self.buf.split(b"\r\n")[:-1]]
 
     async def body(self, limit: int | None = None) -> bytes:
         """The content up to the lone dot, unstuffed; _Cut once ``limit`` bytes came without it."""

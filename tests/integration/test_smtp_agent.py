@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import trio
 
 from mailsys.routing import NextHop
@@ -60,10 +61,10 @@ def deliver(sink: SmtpSink, *rcpts: str, s: SmtpSettings | None = None):
     return status, logs
 
 
-def two_deliveries(sink: SmtpSink, pause: float = 0.0):
+def two_deliveries(sink: SmtpSink, pause: float = 0.0, s: SmtpSettings | None = None):
     """Two requests to one next hop through an agent with a running connection cache."""
     async def body(port):
-        a = agent(settings(cache=5.0))
+        a = agent(s or settings(cache=5.0))
         async with trio.open_nursery() as n:
             n.start_soon(a.cache.run)
             first = await a.deliver(h.request(f"[127.0.0.1]:{port}", "bob@example.org"))
@@ -257,6 +258,64 @@ def test_connection_reuse_logs_conn_use():
     assert ", conn_use=2, delay=" in lines[1], lines[1]
 
 
+def test_a_reused_connection_sends_rset_in_the_pipelined_group():
+    sink = SmtpSink(pipelining=True)
+    first, second, logs = two_deliveries(sink)
+    assert first.results[0].status == second.results[0].status == "sent"
+    assert sink.sessions == 1 and [m.rcpts for m in sink.messages] == [["bob@example.org"],
+                                                                       ["carol@example.org"]]
+    # One write: MAIL, RCPT and DATA had arrived behind the RSET before it was answered.
+    assert sink.behind_rset == [["MAIL FROM:<alice@example.com>", "RCPT TO:<carol@example.org>",
+                                 "DATA"]]
+    assert sink.commands.count("RSET") == 1
+    assert ", conn_use=2, delay=" in h.lines(logs, "status")[1]
+
+
+def test_a_peer_without_pipelining_gets_rset_on_its_own():
+    sink = SmtpSink(pipelining=False)
+    first, second, logs = two_deliveries(sink)
+    assert first.results[0].status == second.results[0].status == "sent"
+    assert sink.sessions == 1 and len(sink.messages) == 2
+    assert sink.behind_rset == [[]]             # nothing came before the RSET was answered
+    i = sink.commands.index("RSET")
+    assert sink.commands[i + 1:i + 4] == ["MAIL FROM:<alice@example.com>",
+                                          "RCPT TO:<carol@example.org>", "DATA"]
+
+
+@pytest.mark.parametrize("pipelining", [True, False])
+@pytest.mark.parametrize("peer", [
+    dict(rset="421 4.4.2 sink.test Error: timeout exceeded"),
+    dict(rset="554 5.5.1 Error: no"),
+    dict(drop="RSET"),
+    dict(close_after_message=True),
+])
+def test_a_stale_cached_connection_is_replaced_without_a_trace(peer, pipelining):
+    sink = SmtpSink(pipelining=pipelining, **peer)
+    first, second, logs = two_deliveries(sink, pause=0.05)
+    assert [r.status for r in (*first.results, *second.results)] == ["sent", "sent"]
+    assert not second.dead_destination
+    # The message went once, over a fresh connection; the stale one carried none of it.
+    assert sink.sessions == 2 and [m.rcpts for m in sink.messages] == [["bob@example.org"],
+                                                                       ["carol@example.org"]]
+    # After a 5xx to the pipelined RSET the sink may still read the DATA of
+    # the group before it notices the close; nothing else reaches DATA twice.
+    refused = pipelining and peer.get("rset", "").startswith("5")
+    assert sink.commands.count("DATA") in ((2, 3) if refused else (2,))
+    # Nothing but the two status lines: no warning, no "lost connection".
+    everything = h.lines(logs)
+    assert everything == h.lines(logs, "status") and len(everything) == 2, everything
+    assert not any("conn_use" in line for line in everything)
+
+
+def test_a_cached_connection_that_does_not_answer_rset_is_replaced():
+    sink = SmtpSink(stall="RSET")
+    s = settings(cache=5.0, smtp_rset_timeout=0.3)
+    first, second, logs = two_deliveries(sink, s=s)
+    assert [r.status for r in (*first.results, *second.results)] == ["sent", "sent"]
+    assert sink.sessions == 2 and len(sink.messages) == 2
+    assert len(h.lines(logs)) == 2
+
+
 def test_cached_connection_is_closed_after_the_time_limit():
     sink = SmtpSink()
 
@@ -442,3 +501,24 @@ def test_connect_timeout():
     r = status.results[0]
     assert (r.status, r.dsn, r.relay) == ("deferred", "4.4.1", "none")
     assert r.reason == f"connect to 127.0.0.1[127.0.0.1]:{port}: Connection timed out"
+
+
+def test_a_bad_next_hop_defers_every_time_and_a_good_one_still_goes():
+    sink = SmtpSink()
+
+    async def body(port):
+        a = agent(settings(cache=5.0))
+        out = []
+        async with trio.open_nursery() as n:
+            n.start_soon(a.cache.run)
+            for hop in ("[127.0.0.1", "[127.0.0.1", f"[127.0.0.1]:{port}", f"[127.0.0.1]:{port}"):
+                out.append(await a.deliver(h.request(hop)))
+            n.cancel_scope.cancel()
+        return out
+    bad1, bad2, good1, good2 = run_with_sink(sink, body)
+    for bad in (bad1, bad2):
+        r = bad.results[0]
+        assert (r.status, r.dsn) == ("deferred", "4.3.5") and bad.dead_destination
+        assert r.reason.startswith("mail transport unavailable: missing \"]\"")
+    assert good1.results[0].status == good2.results[0].status == "sent"
+    assert sink.sessions == 1                 # the same cache key both times

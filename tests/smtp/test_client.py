@@ -15,7 +15,7 @@ from _smtp_testlib import QID, Result, connect, drain, pieces
 from mailsys.smtp import EndOfData, LocalProtocolError, RcptTo, RemoteProtocolError, Reply
 from mailsys.smtp.client import (
     NEED_DATA, Capabilities, ClientConnection, ClientState, ConnectionLost, EhloDone,
-    EhloRejected, Greeting, HeloRejected, QuitDone, Rcpt, RsetDone, StartTlsReady,
+    EhloRejected, Greeting, HeloRejected, ProbeFailed, QuitDone, Rcpt, RsetDone, StartTlsReady,
     StartTlsRefused, TransactionDone, encode_body, refused_text, said_text,
 )
 from mailsys.smtp._client_reply import ReplyReader
@@ -37,7 +37,7 @@ def feed(cc: ClientConnection, data: bytes, step: int | None = None) -> list:
         cc.receive_data(piece)
         while (event := cc.next_event()) is not NEED_DATA:
             events.append(event)
-            if isinstance(event, ConnectionLost):
+            if isinstance(event, (ConnectionLost, ProbeFailed)):
                 return events
     return events
 
@@ -103,6 +103,23 @@ def test_multi_line_text_stops_growing_but_is_read_to_its_end():
     r = reader.next_reply()
     assert r.code == 554 and len(r.text) < 200
     assert reader.next_reply().code == 250
+
+
+def test_repeated_replies_parse_the_same_each_time():
+    # One-line replies are cached by their bytes: a repeat gives the same
+    # Response, a line cut by a smaller limit its own, a bad line raises again.
+    for limit in (2048, 100, 2048):
+        reader = ReplyReader(limit)
+        long = b"250 2.0.0 " + b"z" * 150
+        reader.feed(b"250 2.1.0 Ok\r\n250 2.1.0 Ok\r\n250-first\r\n250 2.1.0 Ok\r\n" + long + b"\r\n")
+        a, b, c, d = (reader.next_reply() for _ in range(4))
+        assert a == b and a.reply.enhanced == "2.1.0" and a.text == "250 2.1.0 Ok"
+        assert c.reply.lines == ("first", "2.1.0 Ok") and c.text == "250-first 250 2.1.0 Ok"
+        assert d.text == long.decode()[:limit]
+        for _ in range(2):
+            reader.feed(b"hello\r\n")
+            with pytest.raises(RemoteProtocolError):
+                reader.next_reply()
 
 
 def test_unprintable_characters_become_question_marks():
@@ -614,6 +631,85 @@ def test_rset_and_quit():
     assert cc.stage == "sending QUIT"
     [bye] = feed(cc, b"221 2.0.0 Bye\r\n")
     assert isinstance(bye, QuitDone) and cc.closed
+
+
+# ------------------------------------------------------------------ cached-session probe
+
+PROBE_GROUP = (b"RSET\r\nMAIL FROM:<a@b> SIZE=3 BODY=8BITMIME\r\nRCPT TO:<c@d>\r\n"
+               b"RCPT TO:<e@f>\r\nDATA\r\n")
+
+
+def test_probe_rides_in_the_pipelined_group_and_its_reply_comes_first():
+    cc = session()
+    assert cc.send_mail("a@b", ["c@d", "e@f"], b"x\r\n", body_type="8BITMIME",
+                        probe=True) == PROBE_GROUP
+    assert cc.probing and cc.stage == "sending RSET" and cc.stage_timeout == "smtp_rset_timeout"
+    assert feed(cc, b"250 2.0.0 Ok\r\n") == [] and not cc.probing
+    assert cc.stage == "sending MAIL FROM"
+    assert feed(cc, b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n") == []
+    assert cc.data_to_send() == b"x\r\n.\r\n"
+    [done] = feed(cc, b"250 2.0.0 Ok: queued as X\r\n")
+    assert [s for _, s, _ in statuses(done.result)] == ["sent", "sent"]
+    assert cc.state is ClientState.READY and not cc.in_transaction
+
+
+def test_probe_replaces_the_rset_of_a_held_transaction():
+    cc = session()
+    cc.send_mail("a@b", ["c@d"], b"x\r\n")
+    feed(cc, b"250 2.1.0 Ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n")
+    assert cc.in_transaction
+    out = cc.send_mail("a@b", ["c@d"], b"x\r\n", probe=True)
+    assert out.count(b"RSET\r\n") == 1 and out.startswith(b"RSET\r\nMAIL FROM:<a@b>")
+    assert cc.probing
+
+
+@pytest.mark.parametrize("reply", [b"421 4.4.2 mx.example.com Error: timeout exceeded\r\n",
+                                   b"503 5.5.1 Error: no\r\n", b"451 4.3.0 not now\r\n"])
+def test_a_refused_probe_settles_nobody_and_closes(reply):
+    cc = session()
+    cc.send_mail("a@b", ["c@d", "e@f"], b"x\r\n", probe=True)
+    # Whatever the server says to the rest of the group is not waited for.
+    [failed] = feed(cc, reply + b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n")
+    assert isinstance(failed, ProbeFailed) and failed.response.text == reply.decode().strip()
+    assert cc.closed and cc.settled == () and not cc.probing
+    assert cc.data_to_send() == b""
+    assert feed(cc, b"") == [ConnectionLost("idle")]    # a later EOF is no second verdict
+
+
+@pytest.mark.parametrize("step", [None, 1])
+def test_a_probe_the_server_never_answers_is_a_probe_failure(step):
+    cc = session()
+    cc.send_mail("a@b", ["c@d"], b"x\r\n", probe=True)
+    assert feed(cc, b"", step) == [ProbeFailed(None)]
+    assert cc.closed and cc.settled == ()
+    assert cc.next_event() == ProbeFailed(None)
+
+
+def test_lost_connection_after_the_probe_is_an_ordinary_loss():
+    cc = session()
+    cc.send_mail("a@b", ["c@d"], b"x\r\n", probe=True)
+    assert feed(cc, b"250 2.0.0 Ok\r\n250 2.1.0 Ok\r\n") == []
+    assert feed(cc, b"") == [ConnectionLost("sending RCPT TO")]
+
+
+def test_probe_without_pipelining_waits_for_the_rset_reply():
+    cc = session(EHLO_PLAIN)
+    assert cc.send_mail("a@b", ["c@d"], b"x\r\n", probe=True) == b"RSET\r\n"
+    assert cc.probing
+    assert feed(cc, b"250 2.0.0 Ok\r\n") == []
+    assert cc.data_to_send() == b"MAIL FROM:<a@b> SIZE=3\r\n"
+    cc2 = session(EHLO_PLAIN)
+    cc2.send_mail("a@b", ["c@d"], b"x\r\n", probe=True)
+    [failed] = feed(cc2, b"554 5.5.1 no\r\n")
+    assert isinstance(failed, ProbeFailed) and cc2.closed and cc2.data_to_send() == b""
+
+
+def test_a_local_decision_sends_no_probe():
+    cc = session(EHLO_PLAIN)              # SIZE 1000
+    assert cc.send_mail("a@b", ["c@d"], b"x" * 2000, probe=True) == b""
+    done = cc.next_event()
+    assert isinstance(done, TransactionDone) and not cc.probing
+    assert cc.state is ClientState.READY
 
 
 def test_said_text_matches_postfix():

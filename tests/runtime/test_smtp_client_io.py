@@ -1,0 +1,146 @@
+"""SmtpSession's deadlines: each read and write gets the stage's timeout of
+its own (not the exchange as a whole), a read that outlasts it fails with
+Postfix's text, and a read that completes as its deadline passes counts."""
+
+from __future__ import annotations
+
+import pytest
+import trio
+import trio.testing
+
+from mailsys.runtime.smtp_client_io import SessionError, SmtpSession, Target, TlsPolicy
+from mailsys.smtp.client import ClientConnection, Rcpt
+
+T = 10.0
+TIMEOUTS = {"smtp_helo_timeout": T, "smtp_mail_timeout": T, "smtp_rcpt_timeout": T,
+            "smtp_data_init_timeout": T, "smtp_data_xfer_timeout": T,
+            "smtp_data_done_timeout": T, "smtp_rset_timeout": T}
+EHLO = b"250-mx.test\r\n250 PIPELINING\r\n"
+GROUP_REPLIES = [b"250 2.1.0 Ok\r\n", b"250 2.1.5 Ok\r\n", b"354 go ahead\r\n"]
+
+
+class LateStream(trio.abc.Stream):
+    """Delivers each read `late` seconds after it arrived, shielded: the
+    read completes even when its deadline passed meanwhile."""
+
+    def __init__(self, inner: trio.abc.Stream, late: float) -> None:
+        self.inner, self.late = inner, late
+
+    async def receive_some(self, max_bytes=None):
+        data = await self.inner.receive_some(max_bytes)
+        with trio.CancelScope(shield=True):
+            await trio.sleep(self.late)
+        return data
+
+    async def send_all(self, data):
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self):
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
+async def lines(stream, n: int, buf: bytearray) -> list[bytes]:
+    while buf.count(b"\r\n") < n:
+        buf += await stream.receive_some(4096)
+    *got, rest = bytes(buf).split(b"\r\n", n)
+    buf[:] = rest
+    return got
+
+
+async def exchange(server_script, late: float = 0.0) -> tuple[object, list]:
+    """A session through a memory stream against server_script(stream); the
+    TransactionResult (or the SessionError) and what the server received."""
+    client, server = trio.testing.memory_stream_pair()
+    stream = LateStream(client, late) if late else client
+    session = SmtpSession(stream, ClientConnection("client.test"), Target("mx.test", "192.0.2.1"),
+                          TIMEOUTS)
+    seen: list = []
+    out: dict = {}
+
+    async def run_client():
+        try:
+            await session.hello(TlsPolicy())
+            out["result"] = await session.send_mail("a@b.test", [Rcpt("c@d.test")], b"hi\r\n")
+        except SessionError as e:
+            out["result"] = e
+    async with trio.open_nursery() as n:
+        n.start_soon(server_script, server, seen)
+        await run_client()
+        n.cancel_scope.cancel()
+    return out["result"], seen
+
+
+def run(coro_fn, *args):
+    return trio.run(coro_fn, *args, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+async def slow_server(stream, seen, pause: float):
+    buf = bytearray()
+    await stream.send_all(b"220 mx.test ESMTP\r\n")
+    seen += await lines(stream, 1, buf)
+    await stream.send_all(EHLO)
+    seen += await lines(stream, 3, buf)
+    for reply in GROUP_REPLIES:          # each after `pause`: the exchange lasts longer than T
+        await trio.sleep(pause)
+        await stream.send_all(reply)
+    seen += await lines(stream, 2, buf)
+    await trio.sleep(pause)
+    await stream.send_all(b"250 2.0.0 Ok: queued as X\r\n")
+    await trio.sleep_forever()
+
+
+def test_every_read_has_a_deadline_of_its_own():
+    result, seen = run(exchange, lambda s, seen: slow_server(s, seen, 0.8 * T))
+    assert seen[1:] == [b"MAIL FROM:<a@b.test>", b"RCPT TO:<c@d.test>", b"DATA", b"hi", b"."]
+    assert [r.status for r in result.recipients] == ["sent"]
+
+
+def test_a_read_that_outlasts_its_deadline_fails_with_the_stage():
+    result, _ = run(exchange, lambda s, seen: slow_server(s, seen, 1.5 * T))
+    assert isinstance(result, SessionError) and result.dsn == "4.4.2"
+    assert result.text == "conversation with mx.test[192.0.2.1] timed out while sending MAIL FROM"
+
+
+@pytest.mark.parametrize("late", [T + 1.0, 3 * T])
+def test_a_read_completed_as_its_deadline_passed_still_counts(late):
+    # Every read arrives late on the client's side, shielded: its deadline
+    # passes while it completes, and the data it brought is not lost.
+    result, seen = run(exchange, lambda s, seen: slow_server(s, seen, 0.0), late)
+    assert [r.status for r in result.recipients] == ["sent"]
+
+
+def ready_session() -> SmtpSession:
+    cc = ClientConnection("client.test")
+    cc.receive_data(b"220 mx.test ESMTP\r\n")
+    cc.next_event()
+    cc.ehlo()
+    cc.receive_data(EHLO)
+    cc.next_event()
+    client, _server = trio.testing.memory_stream_pair()
+    return SmtpSession(client, cc, Target("mx.test", "192.0.2.1"), TIMEOUTS)
+
+
+def test_the_cache_closes_each_session_at_its_own_time():
+    from mailsys.runtime.smtp_client_io import ConnectionCache
+
+    async def main():
+        cache = ConnectionCache(time_limit=2.0)
+        async with trio.open_nursery() as n:
+            n.start_soon(cache.run)
+            await trio.sleep(5)                       # a quiet spell: nothing to wake for
+            assert cache.put("smtp:a", ready_session())
+            await trio.sleep(1)
+            assert cache.put("smtp:a", ready_session())
+            assert cache.put("smtp:b", ready_session())
+            assert len(cache) == 3
+            await trio.sleep(1.01)                    # the first one's time is up
+            assert len(cache) == 2
+            taken = await cache.take("smtp:a")
+            assert taken is not None and taken.probe and len(cache) == 1
+            await trio.sleep(1)                       # and the last one's
+            assert len(cache) == 0 and await cache.take("smtp:b") is None
+            n.cancel_scope.cancel()
+    run(main)
