@@ -14,7 +14,7 @@ import trio
 from structlog.testing import capture_logs
 
 from mailsys.policy.restrictions import DnsStatus
-from mailsys.runtime.smtpd_dns import SmtpdDns, client_name
+from mailsys.runtime.smtpd_dns import PeerNames, SmtpdDns, client_name
 
 sys.path.insert(0, str(Path(__file__).parent))      # _smtpd_testlib.py (tests/ is no package)
 from _smtpd_testlib import PARAMS, open_session, trio_test  # noqa: E402
@@ -90,3 +90,27 @@ async def test_client_name_is_forward_confirmed():
     assert await client_name("not an address") == "unknown"
     # 192.0.2.0/24 (TEST-NET-1) has no PTR records.
     assert await client_name("192.0.2.55", timeout=3) == "unknown"
+
+
+def test_peer_names_expire_and_forget_the_oldest():
+    names = PeerNames(ttl=30.0, limit=2)
+    names.put("192.0.2.1", "a.example", now=100.0)
+    assert names.get("192.0.2.1", now=129.9) == "a.example"
+    assert names.get("192.0.2.1", now=130.0) is None          # expired, and dropped
+    names.put("192.0.2.1", "a.example", now=200.0)
+    names.put("192.0.2.2", "b.example", now=201.0)
+    names.put("192.0.2.3", "c.example", now=202.0)             # over the limit: .1 goes
+    assert names.get("192.0.2.1", now=203.0) is None
+    assert names.get("192.0.2.2", now=203.0) == "b.example"
+    assert names.get("192.0.2.3", now=203.0) == "c.example"
+
+
+@trio_test
+async def test_client_name_remembers_only_confirmed_names():
+    names = PeerNames()
+    # A remembered name is answered without a lookup: even with no time left.
+    names.put("127.0.0.1", "remembered.example", trio.current_time())
+    assert await client_name("127.0.0.1", timeout=0, names=names) == "remembered.example"
+    # "unknown" (no PTR) is asked again every time.
+    assert await client_name("192.0.2.55", timeout=3, names=names) == "unknown"
+    assert names.get("192.0.2.55", trio.current_time()) is None
