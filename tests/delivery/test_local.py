@@ -134,55 +134,45 @@ def open_dir():
     shutil.rmtree(d, ignore_errors=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to become nobody")
-def test_unwritable_maildir_defers_and_loses_nothing_as_nobody(open_dir, vsettings):
-    # The agent's process is nobody here, so directory permissions apply.
+def unprivileged(fn):
+    """fn() where directory permissions bind: as nobody when the tests run as root."""
+    return as_nobody(fn) if os.geteuid() == 0 else fn()
+
+
+def hand_to_agent(*dirs):
+    """Give dirs to the process unprivileged() runs (nobody, when root runs the tests)."""
+    if os.geteuid() == 0:
+        for d in dirs:
+            os.chown(d, NOBODY, NOBODY)
+
+
+def test_unwritable_maildir_defers_and_loses_nothing(open_dir, vsettings):
     s = dataclasses.replace(vsettings, virtual_base=str(open_dir / "vmail"))
     box = open_dir / "vmail" / "example.com" / "bob"
     for sub in maildir.SUBDIRS:
         (box / sub).mkdir(parents=True)
-    for d in (open_dir / "vmail", box.parent, box, *(box / sub for sub in maildir.SUBDIRS)):
-        os.chown(d, NOBODY, NOBODY)
+    hand_to_agent(open_dir / "vmail", box.parent, box, *(box / sub for sub in maildir.SUBDIRS))
     os.chmod(box / "tmp", 0o500)
-    (r,) = as_nobody(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
+    (r,) = unprivileged(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
     assert (r.status, r.dsn) == ("deferred", "4.2.0")
     assert r.reason.startswith(f"create maildir file {box / 'tmp'}/")
     assert r.reason.endswith(": Permission denied")
     assert files(box / "new") == [] and files(box / "tmp") == []
-    os.chmod(box / "tmp", 0o700)
-    (r,) = as_nobody(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
-    assert r.status == "sent" and len(files(box / "new")) == 1
-
-
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_unwritable_maildir_defers_and_loses_nothing(tmp_path, vsettings):
-    box = tmp_path / "vmail" / "example.com" / "bob"
-    for sub in maildir.SUBDIRS:
-        (box / sub).mkdir(parents=True)
-    os.chmod(box / "tmp", 0o500)
-    try:
-        (r,) = deliver_request(request("bob@example.com"), CONTENT, vsettings)
-    finally:
-        os.chmod(box / "tmp", 0o700)
-    assert (r.status, r.dsn) == ("deferred", "4.2.0")
-    assert r.reason.startswith(f"create maildir file {box / 'tmp'}/") and r.reason.endswith(
-        ": Permission denied")
-    assert files(box / "new") == [] and files(box / "tmp") == []
     # Once the directory is fixed the retry delivers.
-    (r,) = deliver_request(request("bob@example.com"), CONTENT, vsettings)
+    os.chmod(box / "tmp", 0o700)
+    (r,) = unprivileged(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
     assert r.status == "sent" and len(files(box / "new")) == 1
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores directory permissions")
-def test_uncreatable_maildir_defers(tmp_path, vsettings):
-    (tmp_path / "vmail").mkdir()
-    os.chmod(tmp_path / "vmail", 0o500)
-    try:
-        (r,) = deliver_request(request("bob@example.com"), CONTENT, vsettings)
-    finally:
-        os.chmod(tmp_path / "vmail", 0o700)
+def test_uncreatable_maildir_defers(open_dir, vsettings):
+    s = dataclasses.replace(vsettings, virtual_base=str(open_dir / "vmail"))
+    (open_dir / "vmail").mkdir()
+    hand_to_agent(open_dir / "vmail")
+    os.chmod(open_dir / "vmail", 0o500)
+    (r,) = unprivileged(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
     assert (r.status, r.dsn) == ("deferred", "4.2.0")
     assert r.reason.endswith("Permission denied")
+    assert not (open_dir / "vmail" / "example.com").exists()
 
 
 def test_configuration_errors_defer(vsettings):
