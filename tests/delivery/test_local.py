@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from mailsys.delivery import maildir
 from mailsys.delivery.local import deliver_request, delivered_to
 from mailsys.delivery.mailbox import MailboxSettings, find_mailbox, MailboxError
 from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
+
+sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/unprivileged.py (tests/ is no package)
+from unprivileged import give_to_agent, open_directory, unprivileged  # noqa: E402
 
 CONTENT = (b"Received: from client.example.org\r\n\tby mx.example.com\r\n"
            b"From: alice@example.com\r\nSubject: hi\r\n\r\nHello.\r\n.dot\r\n")
@@ -96,54 +100,10 @@ def test_size_limit_bounces(tmp_path, vsettings):
     assert files(tmp_path / "vmail" / "example.com" / "bob" / "tmp") == []
 
 
-NOBODY = 65534
-
-
-def as_nobody(fn):
-    """fn() in a child process that runs as nobody (root ignores permissions)."""
-    import pickle
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(read)
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            out = ("ok", fn())
-        except BaseException as e:       # noqa: BLE001 - reported to the parent
-            out = ("error", repr(e))
-        os.write(write, pickle.dumps(out))
-        os._exit(0)
-    os.close(write)
-    with os.fdopen(read, "rb") as f:
-        data = f.read()
-    os.waitpid(pid, 0)
-    kind, value = pickle.loads(data)
-    assert kind == "ok", value
-    return value
-
-
 @pytest.fixture
 def open_dir():
-    """A directory other users can reach (pytest's tmp_path is closed to them)."""
-    import shutil
-    import tempfile
-    d = Path(tempfile.mkdtemp(prefix="mailsys-local-", dir="/tmp"))
-    os.chmod(d, 0o755)
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
-
-
-def unprivileged(fn):
-    """fn() where directory permissions bind: as nobody when the tests run as root."""
-    return as_nobody(fn) if os.geteuid() == 0 else fn()
-
-
-def hand_to_agent(*dirs):
-    """Give dirs to the process unprivileged() runs (nobody, when root runs the tests)."""
-    if os.geteuid() == 0:
-        for d in dirs:
-            os.chown(d, NOBODY, NOBODY)
+    with open_directory("mailsys-local-") as d:
+        yield d
 
 
 def test_unwritable_maildir_defers_and_loses_nothing(open_dir, vsettings):
@@ -151,7 +111,7 @@ def test_unwritable_maildir_defers_and_loses_nothing(open_dir, vsettings):
     box = open_dir / "vmail" / "example.com" / "bob"
     for sub in maildir.SUBDIRS:
         (box / sub).mkdir(parents=True)
-    hand_to_agent(open_dir / "vmail", box.parent, box, *(box / sub for sub in maildir.SUBDIRS))
+    give_to_agent(open_dir / "vmail", box.parent, box, *(box / sub for sub in maildir.SUBDIRS))
     os.chmod(box / "tmp", 0o500)
     (r,) = unprivileged(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
     assert (r.status, r.dsn) == ("deferred", "4.2.0")
@@ -167,7 +127,7 @@ def test_unwritable_maildir_defers_and_loses_nothing(open_dir, vsettings):
 def test_uncreatable_maildir_defers(open_dir, vsettings):
     s = dataclasses.replace(vsettings, virtual_base=str(open_dir / "vmail"))
     (open_dir / "vmail").mkdir()
-    hand_to_agent(open_dir / "vmail")
+    give_to_agent(open_dir / "vmail")
     os.chmod(open_dir / "vmail", 0o500)
     (r,) = unprivileged(lambda: deliver_request(request("bob@example.com"), CONTENT, s))
     assert (r.status, r.dsn) == ("deferred", "4.2.0")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import os
+import shutil
+import sys
+from pathlib import Path
 
 import pytest
 from OpenSSL import SSL
@@ -10,6 +12,9 @@ from OpenSSL import SSL
 from mailsys.errors import ConfigError
 from mailsys.tls import TlsEngine, client_context, describe, parse_protocols, server_context
 from tls_helpers import pump
+
+sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/unprivileged.py (tests/ is no package)
+from unprivileged import open_directory, unprivileged  # noqa: E402
 
 T1, T11, T12, T13 = SSL.TLS1_VERSION, SSL.TLS1_1_VERSION, SSL.TLS1_2_VERSION, SSL.TLS1_3_VERSION
 
@@ -35,14 +40,26 @@ def test_missing_cert_file_names_the_parameter(make_cfg, tmp_path):
                            "No such file or directory"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads unreadable files")
 def test_unreadable_key_file_names_the_parameter(make_cfg, pki):
-    pki["server_key"].chmod(0)
-    cfg = make_cfg(smtpd_tls_cert_file=pki["server_cert"], smtpd_tls_key_file=pki["server_key"])
-    with pytest.raises(ConfigError) as e:
-        server_context(cfg)
-    assert e.value.param == "smtpd_tls_key_file"
-    assert "Permission denied" in str(e.value)
+    with open_directory("mailsys-tls-") as d:
+        cert, key = d / "cert.pem", d / "key.pem"
+        shutil.copy(pki["server_cert"], cert)
+        shutil.copy(pki["server_key"], key)
+        key.chmod(0)
+        cfg = make_cfg(smtpd_tls_cert_file=cert, smtpd_tls_key_file=key)
+
+        def attempt():
+            try:
+                server_context(cfg)
+            except ConfigError as e:
+                return e.param, str(e)
+            return None
+
+        failure = unprivileged(attempt)
+    assert failure is not None
+    param, text = failure
+    assert param == "smtpd_tls_key_file"
+    assert "Permission denied" in text
 
 
 def test_key_path_that_is_a_directory(make_cfg, pki, tmp_path):
