@@ -55,6 +55,7 @@ from mailsys.maillog.setup import configure
 from mailsys.runtime import listeners
 from mailsys.runtime.handoff import resolve_command
 from mailsys.runtime.pidfile import pid_path, running
+from mailsys.runtime.procs import child_states
 
 log = structlog.get_logger()
 
@@ -174,26 +175,8 @@ def _wait_gone(path: Path, timeout: float) -> bool:
     return True
 
 
-def children_of(pid: int) -> list[int]:
-    """The direct children of pid, from /proc."""
-    kids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # Field 4 (ppid) follows the parenthesised command, which may hold spaces.
-        fields = stat[stat.rindex(b")") + 2:].split()
-        if int(fields[1]) == pid:
-            kids.append(int(entry))
-    return kids
-
-
 def _kill_all(pid: int) -> None:
-    kids = children_of(pid)
+    kids = list(child_states(pid))
     for p in (pid, *kids):
         try:
             os.kill(p, signal.SIGKILL)

@@ -122,12 +122,11 @@ async def spawn(command: Command, args: ChildArgs, zygote: Zygote | None = None)
     return Child(proc=proc, gen=args.gen, status_fd=status_r, started=trio.current_time())
 
 
-def reap_orphans(known: set[int]) -> list[int]:
-    """reap_orphans - reap this process' zombie children whose pid is not in known."""
-    me = os.getpid()
-    reaped = []
+def child_states(parent: int) -> dict[int, bytes]:
+    """child_states - the children of parent, from /proc: pid -> state letter (b"Z": zombie)."""
+    kids = {}
     for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) in known:
+        if not entry.isdigit():
             continue
         try:
             with open(f"/proc/{entry}/stat", "rb") as f:
@@ -136,10 +135,19 @@ def reap_orphans(known: set[int]) -> list[int]:
             continue
         # State and ppid follow the parenthesised command, which may hold spaces.
         state, ppid = stat[stat.rindex(b")") + 2:].split()[:2]
-        if state == b"Z" and int(ppid) == me:
+        if int(ppid) == parent:
+            kids[int(entry)] = state
+    return kids
+
+
+def reap_orphans(known: set[int]) -> list[int]:
+    """reap_orphans - reap this process' zombie children whose pid is not in known."""
+    reaped = []
+    for pid, state in child_states(os.getpid()).items():
+        if state == b"Z" and pid not in known:
             try:
-                if os.waitpid(int(entry), os.WNOHANG)[0]:
-                    reaped.append(int(entry))
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    reaped.append(pid)
             except ChildProcessError:
                 pass
     return reaped
