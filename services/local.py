@@ -66,7 +66,7 @@ async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
     return DeliveryStatus(req.queue_id, tuple(results))
 
 
-async def handle(stream: trio.SocketStream, ctx: skeleton.ServiceContext) -> None:
+async def handle(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:
     async def one(request: DeliverRequest) -> DeliveryStatus:
         return await deliver(request, ctx.state)
     await ipc_io.serve(stream, one, protocol=PROTOCOL)

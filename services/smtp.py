@@ -61,7 +61,7 @@ class _State:
         return content
 
 
-async def handle(stream: trio.SocketStream, ctx: skeleton.ServiceContext) -> None:
+async def handle(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:
     async def deliver(request: DeliverRequest):
         return await ctx.state.agent.deliver(request)
     await ipc_io.serve(stream, deliver, protocol=PROTOCOL)

@@ -310,7 +310,7 @@ class _Daemon:
         if not self.resident:
             self.status.report(state)
 
-    async def _read_trigger(self, stream: trio.SocketStream) -> None:
+    async def _read_trigger(self, stream: trio.abc.Stream) -> None:
         data = b""
         with trio.move_on_after(TRIGGER_READ_TIMEOUT):
             while len(data) < TRIGGER_MAX:
