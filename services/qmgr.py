@@ -35,7 +35,11 @@ from mailsys.runtime import skeleton
 def start(ctx: skeleton.ServiceContext) -> QueueManager:
     cfg = ctx.config
     queue_dir = cfg.path("queue_directory")
-    store = QueueStore.open(queue_dir)
+    # qmgr's commits (moves, retries, removals) may be undone by a power cut
+    # until the next commit of any process: a retry or a second delivery,
+    # never a loss (DESIGN.md contract 2). One flush per commit instead of
+    # two keeps the shared writer lock free for cleanup's durable commits.
+    store = QueueStore.open(queue_dir, metasync=False)
     return QueueManager(store, QmgrSettings.from_config(cfg), routing_settings(cfg),
                         lambda transport: Limits.from_config(cfg, transport),
                         IpcAgents(queue_dir))

@@ -40,8 +40,9 @@ DESCRIPTION
 
     Several processes open the environment at the same time; LMDB lets one
     of them write at a time and readers never wait. Every process opens it
-    through QueueStore.open() with the same fixed flags (sync and metasync
-    on, no writemap, max_readers=MAX_READERS). A process may open a given
+    through QueueStore.open() with the same fixed flags (sync on, no
+    writemap, max_readers=MAX_READERS); metasync is on unless the opener
+    asks otherwise (see DURABILITY). A process may open a given
     store only once (LMDB forbids a second open; the second open() raises
     QueueError), and must not fork with it open: open it after fork or in
     a spawned process. Calls made from a forked child raise QueueError.
@@ -54,6 +55,20 @@ DURABILITY
     copy-on-write pages make an aborted or failed commit invisible, so no
     half-written entry or index key is ever seen. create_many() is all or
     nothing.
+
+    A process that opens the store with metasync=False (qmgr) trades the
+    second half of that for one flush per commit instead of two: its data
+    pages are fsynced before the commit returns, its meta page is written
+    but not flushed. LMDB keeps its integrity either way (the data is on
+    disk before any meta page that points to it), and the meta page reaches
+    the disk with the next commit of any process, which flushes the file
+    before writing its own. Until then a power cut (not a process crash)
+    may undo that process's last transaction, and only whole transactions
+    in order: the store comes back as it was one commit earlier. For qmgr's
+    moves, updates and removals that means a retry or a second delivery,
+    which DESIGN.md contract 2 allows; entries that must survive a power
+    cut the moment the call returns (cleanup's, contract 1) are written by
+    a process that keeps metasync on.
 
 FULL MAP, FULL DISK
     When a write finds the map full, the store first grows the map (it
@@ -286,13 +301,17 @@ class QueueStore:
 
     @classmethod
     def open(cls, queue_dir: Path | str, *, map_size: int = DEFAULT_MAP_SIZE,
-             max_map_size: int = DEFAULT_MAX_MAP_SIZE, min_free: int = 0) -> QueueStore:
+             max_map_size: int = DEFAULT_MAX_MAP_SIZE, min_free: int = 0,
+             metasync: bool = True) -> QueueStore:
         """open - open (creating if needed) the store under queue_dir.
 
         min_free (Postfix queue_minfree, 0 = no check): create() and
         create_many() raise QueueFull while the file system would keep less
         than this many bytes free after the write. Only new mail is refused;
         moves, updates and removals of queued mail go on.
+
+        metasync=False: one flush per commit, and a power cut may undo this
+        process's last commit (see DURABILITY in the module description).
 
         The environment lives in queue_dir/lmdb. Raises QueueError when this
         process has it open already, when its schema version is not
@@ -311,7 +330,7 @@ class QueueStore:
             try:
                 env = lmdb.Environment(
                     path, map_size=map_size, subdir=True, readonly=False,
-                    metasync=True, sync=True, map_async=False, mode=0o600,
+                    metasync=metasync, sync=True, map_async=False, mode=0o600,
                     create=True, readahead=False, writemap=False, meminit=False,
                     max_readers=MAX_READERS, max_dbs=schema.MAX_DBS, lock=True)
             except lmdb.Error as e:

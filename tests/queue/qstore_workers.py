@@ -7,7 +7,7 @@ import os
 import time
 
 from mailsys.message.envelope import Envelope, Recipient
-from mailsys.queue import QueueStore
+from mailsys.queue import Queue, QueueStore
 
 
 def _envelope(i: int) -> Envelope:
@@ -16,8 +16,8 @@ def _envelope(i: int) -> Envelope:
                     arrival_time=time.time(), size=10)
 
 
-def write_many(queue_dir: str, n: int, start, results) -> None:
-    with QueueStore.open(queue_dir) as store:
+def write_many(queue_dir: str, n: int, start, results, metasync: bool = True) -> None:
+    with QueueStore.open(queue_dir, metasync=metasync) as store:
         start.wait(30)
         qids = [store.create(_envelope(i), f"{os.getpid()}:{i}".encode()) for i in range(n)]
     results.put((os.getpid(), qids))
@@ -27,6 +27,14 @@ def create_then_wait(queue_dir: str, conn) -> None:
     store = QueueStore.open(queue_dir)
     qid = store.create(_envelope(0), b"must survive kill -9")
     conn.send(qid)
+    time.sleep(60)
+
+
+def move_then_wait(queue_dir: str, qid: str, conn) -> None:
+    """As qmgr opens the store: one flush per commit."""
+    store = QueueStore.open(queue_dir, metasync=False)
+    store.move(qid, Queue.INCOMING, Queue.DEFERRED)
+    conn.send("moved")
     time.sleep(60)
 
 

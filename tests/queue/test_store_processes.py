@@ -23,11 +23,13 @@ def _kill(proc):
     assert proc.exitcode == -signal.SIGKILL
 
 
-def test_four_writers_at_once_all_entries_distinct(tmp_path):
+@pytest.mark.parametrize("metasync", [(True, True, True, True), (True, False, True, False)],
+                         ids=["all-metasync", "half-without-metasync"])
+def test_four_writers_at_once_all_entries_distinct(tmp_path, metasync):
     start, results = ctx.Event(), ctx.Queue()
     n = 150
     procs = [ctx.Process(target=qstore_workers.write_many,
-                         args=(str(tmp_path), n, start, results)) for _ in range(4)]
+                         args=(str(tmp_path), n, start, results, flag)) for flag in metasync]
     for p in procs:
         p.start()
     start.set()
@@ -60,6 +62,20 @@ def test_entry_survives_kill_9_right_after_commit(tmp_path):
         env, queue = s.load(qid)
         assert queue is Queue.INCOMING and qid_pid(qid) == proc.pid
         assert s.load_content(qid) == b"must survive kill -9"
+
+
+def test_move_without_metasync_survives_kill_9(tmp_path):
+    with QueueStore.open(tmp_path) as s:
+        qid = s.create(make_envelope(), b"moved by a qmgr-like process")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=qstore_workers.move_then_wait, args=(str(tmp_path), qid, child))
+    proc.start()
+    assert parent.poll(30) and parent.recv() == "moved"
+    _kill(proc)
+    with QueueStore.open(tmp_path) as s:
+        assert s.load(qid)[1] is Queue.DEFERRED
+        assert s._env.flags()["metasync"] is True          # each opener's own choice
+        assert_consistent(s)
 
 
 def test_kill_9_in_the_middle_of_writes_leaves_no_half_entry(tmp_path):
