@@ -42,7 +42,10 @@ DESCRIPTION
         A handler exception is logged with its traceback and ends only that
         connection (trio.serve_listeners would let it crash the process);
      5. tells the master READY, then BUSY / AVAIL / IDLE as clients come and
-        go (mailsys.runtime.status); a trigger run counts as a client, and a
+        go (mailsys.runtime.status); IDLE only once the process has been
+        without a client for IDLE_REPORT_DELAY, so that a process serving
+        one client after another does not write two records (and wake the
+        master twice) per client; a trigger run counts as a client, and a
         process with a loop (below) stays AVAIL, so that the master, which
         retires processes idle for $max_idle, never retires it;
      6. runs loop(ctx), if given, beside the serving (Postfix's
@@ -108,6 +111,10 @@ TRIGGER_MAX = 1024
 DATAGRAM_MAX = 256 * 1024      # a log event bigger than this is the sender's bug
 DRAIN_BATCH = 256              # datagrams handled per wake-up before other tasks run
 CLOSE_GRACE = 1.0
+# The master needs IDLE only to retire a process after $max_idle (100 s by
+# default): telling it a moment late costs nothing, telling it between
+# every two clients costs the master a wake-up each time.
+IDLE_REPORT_DELAY = 0.5
 
 MODES = ("serve", "trigger", "dgram")
 
@@ -192,6 +199,7 @@ class _Daemon:
         self.triggers: set[bytes] = set()
         self.triggered = trio.Event()
         self.resident = False               # has work of its own: never report IDLE
+        self.emptied = trio.Event()         # the last client left: IDLE soon
 
     async def main(self, pre_init, post_init, loop, on_reload) -> None:
         with trio.open_signal_receiver(signal.SIGTERM, signal.SIGHUP) as signals:
@@ -204,6 +212,8 @@ class _Daemon:
                 if loop is not None:
                     self.resident = True
                     root.start_soon(loop, self.ctx)
+                if self.mode == "serve":
+                    root.start_soon(self._report_idle)
                 await self._serve(socks)
                 root.cancel_scope.cancel()
 
@@ -301,7 +311,21 @@ class _Daemon:
 
     def _report_load(self) -> None:
         used, total = self.in_flight, self.limiter.total_tokens
-        self.status.report(State.BUSY if used >= total else State.IDLE if used == 0 else State.AVAIL)
+        if used == 0:
+            if self.shutdown.is_set():
+                self.status.report(State.IDLE)
+            else:
+                self.emptied.set()          # _report_idle tells the master, if it lasts
+        else:
+            self.status.report(State.BUSY if used >= total else State.AVAIL)
+
+    async def _report_idle(self) -> None:
+        while True:
+            await self.emptied.wait()
+            self.emptied = trio.Event()
+            await trio.sleep(IDLE_REPORT_DELAY)
+            if self.in_flight == 0:
+                self.status.report(State.IDLE)
 
     # --- triggers and datagrams --------------------------------------------------
 

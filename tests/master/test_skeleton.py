@@ -86,3 +86,32 @@ def test_finished_client_ends_the_grace_period_early(tmp_path):
     with os.fdopen(status_r, "rb") as f:
         states = [s.state for s in StatusDecoder().feed(f.read())]
     assert states == [State.READY, State.AVAIL, State.IDLE]
+
+
+def test_idle_is_reported_only_when_it_lasts(tmp_path):
+    async def handler(stream, ctx):
+        await stream.send_all(b"hi")
+
+    d, port, status_r = daemon(tmp_path, handler, concurrency=5, grace=1)
+
+    async def one_client():
+        client = await trio.open_tcp_stream("127.0.0.1", port)
+        assert await client.receive_some(10) == b"hi"
+        await client.aclose()
+        while d.in_flight:
+            await trio.sleep(0.001)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(d.main, None, None, None, None)
+            for _ in range(5):                       # one client after another
+                await one_client()
+            await trio.sleep(skeleton.IDLE_REPORT_DELAY * 2)
+            await one_client()                       # after a real pause
+            await trio.sleep(skeleton.IDLE_REPORT_DELAY * 2)
+            d.shutdown.set()
+
+    trio.run(main)
+    with os.fdopen(status_r, "rb") as f:
+        states = [s.state for s in StatusDecoder().feed(f.read())]
+    assert states == [State.READY, State.AVAIL, State.IDLE, State.AVAIL, State.IDLE]
