@@ -119,6 +119,9 @@ class SmtpdServer:
     require_client_cert: bool
     queue_dir: Any                      # Path
     queue_minfree: int
+    # (base_settings, its variant for bare-newline exclusions): built once,
+    # not for every session of a client in $mynetworks.
+    _bare_newline_excused: tuple[Settings, Settings] | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, service: str) -> "SmtpdServer":
@@ -206,7 +209,11 @@ class SmtpdServer:
                 s = dataclasses.replace(s, auth_mechanisms=mechs)
                 self.base_settings = s
         if s.forbid_bare_newline != "no" and self.bare_newline_exclusions.match(name, addr):
-            s = dataclasses.replace(s, forbid_bare_newline="no")
+            excused = self._bare_newline_excused
+            if excused is None or excused[0] is not s:
+                excused = self._bare_newline_excused = (
+                    s, dataclasses.replace(s, forbid_bare_newline="no"))
+            s = excused[1]
         return s
 
     def queue_space_short(self, size: int) -> bool:

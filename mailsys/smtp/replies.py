@@ -15,7 +15,7 @@ them.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from .errors import LocalProtocolError
@@ -31,6 +31,9 @@ class Reply:
     code: int
     enhanced: str | None
     text: str | tuple[str, ...]
+    # render()'s bytes, made on first use: most replies are module
+    # constants, sent thousands of times.
+    _wire: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 200 <= self.code <= 599:
@@ -71,14 +74,15 @@ class Reply:
         return self.code in (221, 421, 521)
 
     def render(self) -> bytes:
-        prefix = f"{self.enhanced} " if self.enhanced else ""
-        lines = self.lines
-        out = []
-        last = len(lines) - 1
-        for i, line in enumerate(lines):
-            sep = " " if i == last else "-"
-            out.append(f"{self.code}{sep}{prefix}{line}\r\n")
-        return "".join(out).encode("utf-8")
+        wire = self._wire
+        if wire is None:
+            prefix = f"{self.enhanced} " if self.enhanced else ""
+            lines = self.lines
+            last = len(lines) - 1
+            wire = "".join(f"{self.code}{' ' if i == last else '-'}{prefix}{line}\r\n"
+                           for i, line in enumerate(lines)).encode("utf-8")
+            object.__setattr__(self, "_wire", wire)
+        return wire
 
     def __str__(self) -> str:
         """One-line form for logs: ``550 5.1.1 <a@b>: Recipient address rejected: ...``."""

@@ -2,7 +2,7 @@
 
 SYNOPSIS
     .venv/bin/python scripts/bench/accept.py [--messages N] [--sessions N]
-        [--size BYTES] [--rcpts N] [--repeats N] [--profile SECONDS]
+        [--size BYTES] [--rcpts N] [--repeats N] [--profile SECONDS [--gil]]
 
 DESCRIPTION
     Starts mailsys as the benchmark does (mbench/systems.py, relayhost =
@@ -13,7 +13,11 @@ DESCRIPTION
     (with its system time apart).
     With --profile S, py-spy records every smtpd, cleanup, qmgr, smtp and
     postlogd process for S seconds of the first repeat (raw collapsed
-    stacks in var/bench/accept-*.txt). Needs root, like run.py.
+    stacks in var/bench/accept-*.txt). Needs root, like run.py. With
+    --gil it keeps only the samples of the thread holding the GIL: the
+    CPU spent in Python (py-spy cannot always tell a thread waiting in
+    epoll_wait or on a lock from a running one, so without it the waits
+    count as work).
 """
 
 from __future__ import annotations
@@ -37,12 +41,12 @@ from mailsys.queue import Queue, QueueStore  # noqa: E402
 PROFILED = ("smtpd", "cleanup", "qmgr", "smtp", "postlogd", "anvil")
 
 
-def spy(master: int, seconds: float, tag: str) -> list[subprocess.Popen]:
+def spy(master: int, seconds: float, tag: str, gil: bool = False) -> list[subprocess.Popen]:
     out = Path("var/bench")
     out.mkdir(parents=True, exist_ok=True)
     py_spy = str(Path(sys.executable).parent / "py-spy")
     return [subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(int(seconds)),
-                              "-r", "200", "-f", "raw", "-o",
+                              "-r", "200", "-f", "raw", *(["--gil"] if gil else []), "-o",
                               str(out / f"accept-{tag}-{command}-{pid}.txt")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for command in PROFILED for pid in pids_of(master, command)]
@@ -57,7 +61,7 @@ def one(system: Mailsys, sink: tools.Sink, store: QueueStore, args: argparse.Nam
     split0, kernel0 = by_command(master), by_command(master, kernel=True)
     spies: list[subprocess.Popen] = []
     if profile:
-        spies = spy(master, profile, f"{args.size}-{args.sessions}")
+        spies = spy(master, profile, f"{args.size}-{args.sessions}", args.gil)
     run = tools.source(system.smtp_port, messages=args.messages, sessions=args.sessions,
                        size=args.size, rcpts=args.rcpts, timeout=600)
     if not run.ok:
@@ -92,6 +96,7 @@ def main() -> int:
     ap.add_argument("--rcpts", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--profile", type=float, default=0)
+    ap.add_argument("--gil", action="store_true", help="profile only the thread holding the GIL")
     args = ap.parse_args()
     with running_mailsys("accept") as (system, sink, store):
         warm = argparse.Namespace(**{**vars(args), "messages": 200, "sessions": 5})
