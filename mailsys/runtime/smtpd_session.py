@@ -174,6 +174,9 @@ class Session:
                 with trio.CancelScope(shield=True):
                     await server.anvil.disconnect(server.service, self.addr)
             log.info("disconnect", client=self.namaddr, stats=self.conn.command_stats())
+            # The pump refers back to this session (its policy): without this
+            # the pair would wait for the cyclic garbage collector.
+            self.pump = None
 
     def _ended(self, end: smtp_io.End) -> None:
         if end is smtp_io.End.HANGUP and self.too_many_errors:

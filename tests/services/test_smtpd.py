@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import sys
+import weakref
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,25 @@ async def test_transaction_reaches_cleanup_whole(make_config, step):
                              "sasl_method": "", "sasl_username": "", "log_level": "info"}]
     assert {"event": "disconnect", "client": "client.example[192.0.2.7]",
             "stats": "ehlo=1 mail=1 rcpt=2 data=1 quit=1 commands=6", "log_level": "info"} in logs
+
+
+@trio_test
+async def test_a_finished_session_is_freed_without_the_cycle_collector(make_config):
+    cfg = make_config(**PARAMS)
+    gc.disable()
+    try:
+        async with trio.open_nursery() as nursery:
+            client, session = await open_session(nursery, cfg, cleanup=FakeCleanup())
+            alive = weakref.ref(session)
+            parts = [weakref.ref(session.conn), weakref.ref(session.pump), weakref.ref(session.auth)]
+            del session
+            await client.send(TRANSACTION)
+            assert [r[:3] for r in await client.replies(7)][-1] == "221"
+            await client.done.wait()
+            nursery.cancel_scope.cancel()
+        assert alive() is None and all(part() is None for part in parts)
+    finally:
+        gc.enable()
 
 
 @trio_test
