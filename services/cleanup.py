@@ -142,7 +142,7 @@ class Cleanup:
         if cleaned.error is not None:
             e = cleaned.error
             return Rejected(e.code, e.enhanced, e.text)
-        content = cleaned.assemble(req.content)
+        content = cleaned.assemble(req.content, crlf=req.crlf)
         envelope = Envelope(
             queue_id=req.queue_id, sender=req.sender,
             recipients=tuple(Recipient(r.address, orcpt=r.orcpt, notify=r.notify)

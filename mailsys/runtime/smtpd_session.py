@@ -405,7 +405,11 @@ class Session:
             tls=self.tls_text,
             sasl_method=self.auth.method, sasl_user=self.auth.user,
             envid=mail.envid or "", ret=mail.ret or "", body_type=mail.body or "",
-            smtputf8=mail.smtputf8)
+            smtputf8=mail.smtputf8,
+            # DATA content is CRLF-only unless a bare LF passed through
+            # (smtpd_forbid_bare_newline = no); BDAT content is not looked at.
+            crlf=not bdat and (not event.bare_lf
+                               or conn.settings.forbid_bare_newline == "normalize"))
         try:
             result = await self.server.cleanup.call(
                 request, expect=(Queued, Rejected), timeout=max(CLEANUP_TIMEOUT, self.server.timeout))
