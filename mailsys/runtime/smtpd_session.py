@@ -189,7 +189,13 @@ class Session:
     # --- smtp_io.Policy -----------------------------------------------------------
 
     def chunk(self, data: bytes) -> None:
-        self.chunks.append(data)
+        # The content grows in one buffer (chunks holds it alone), handed to
+        # cleanup as it is: no list of pieces to join into a second copy.
+        chunks = self.chunks
+        if chunks:
+            chunks[0] += data
+        else:
+            chunks.append(bytearray(data))
 
     def bdat(self, event: Bdat) -> None:
         if not self.in_bdat:
@@ -391,7 +397,7 @@ class Session:
 
     async def _end_of_data(self, event: EndOfData) -> Reply:
         mail, qid, bdat = self.mail, self.qid, self.in_bdat
-        content = b"".join(self.chunks)
+        content = self.chunks[0] if self.chunks else b""
         recipients, last_rcpt = tuple(self.recipients), self.last_rcpt
         self._reset()
         assert mail is not None and qid is not None
