@@ -112,6 +112,9 @@ class Cleanup:
         if isinstance(entry, Rejected):
             return entry
         qid = req.queue_id
+        # The content as received is not needed any more: let it go before
+        # the wait for the commit (the entry holds the stored form).
+        del req
         try:
             await self.commits.create(entry.envelope, entry.content)
         except QueueFull as e:

@@ -425,10 +425,16 @@ async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | No
                 # A sound frame with a bad message: the stream is still in step.
                 await io.send(ErrorReply(ErrorCode.PROTOCOL, str(e)))
                 continue
+            # Neither the frame nor the request stays referenced here while
+            # the handler runs: its buffer goes now, and the handler may let
+            # go of the request (a message's content) before it waits.
+            frame = None
+            kind = type(request).__name__
             try:
-                reply = await handler(request)
+                pending, request = handler(request), None
+                reply = await pending
                 if reply is None:
-                    raise TypeError(f"handler returned None for {type(request).__name__}")
+                    raise TypeError(f"handler returned None for {kind}")
                 parts = io.encode(reply)    # an unencodable reply is the handler's bug too
             except Exception as e:
                 await _try_send(io, ErrorReply(ErrorCode.INTERNAL, f"{type(e).__name__}: {e}"))
