@@ -90,8 +90,10 @@ __all__ = ["Channel", "ChannelPool", "connect", "open_channel", "call", "serve",
 RECV_SIZE = 256 * 1024
 
 # Below this a frame is joined into one write (one syscall beats a copy of a
-# few KB); above it blobs are written as they are, uncopied.
-JOIN_LIMIT = 256 * 1024
+# few KB); above it blobs are written as they are, uncopied: a joined copy
+# of a large message would live as long as the write waits for room in
+# the socket, in every channel at once when cleanup is busy.
+JOIN_LIMIT = 16 * 1024
 
 # How long serve() may spend telling a client about a handler bug.
 _ERROR_REPLY_GRACE = 1.0
