@@ -82,21 +82,21 @@ class DataReader:
 
     def _scan(self, w: bytes) -> tuple[int, bool]:
         """Where the terminator starts in w (-1: not there yet), and whether
-        a line before it starts with a dot (hits past a cut are found again
-        with the next data, so a True may be spare but never missing)."""
+        a line may start with a dot before it (True may be spare: replace
+        then finds nothing; it is never missing)."""
         if self._normalize:
-            search, back = _DOT_AFTER_LF, 1     # the hit starts at the LF of the CRLF
+            m = _DOT_AFTER_LF(w)
+            start = -1 if m is None else m.start() - 1   # the hit starts at the LF of a CRLF
         else:
-            search, back = _DOT_AFTER_CRLF, 0
-        dots = False
-        pos = 0
-        while (m := search(w, pos)) is not None:
-            start = m.start() - back
-            if start >= 0 and w.startswith(_TERMINATOR, start):
-                return start, dots
-            dots = True
-            pos = m.end()
-        return -1, dots
+            m = _DOT_AFTER_CRLF(w)
+            start = -1 if m is None else m.start()
+        if m is None:
+            return -1, False
+        if start >= 0 and w.startswith(_TERMINATOR, start):
+            return start, False
+        # A line starts with a dot. No terminator starts before this hit
+        # (its own hit would have come first): a plain search finds it.
+        return w.find(_TERMINATOR, start + 1), True
 
     def _clean(self, region: bytes, dots: bool) -> bytes:
         if not region:
