@@ -188,8 +188,8 @@ class SmtpPump:
         # Moving a deadline is the dearest part of a read (trio re-files the
         # scope); while reads follow each other closely (message content)
         # a deadline that is at most a hundredth of the timeout early is
-        # kept: the client still gets its full smtpd_timeout, give or take
-        # that hundredth.
+        # kept: a silent client is cut off after 99 to 100 % of
+        # smtpd_timeout, never later.
         deadline = trio.current_time() + self.timeout
         if not deadline - self._slack <= scope.deadline <= deadline:
             scope.deadline = deadline
