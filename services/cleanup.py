@@ -112,6 +112,9 @@ class Cleanup:
         if isinstance(entry, Rejected):
             return entry
         qid = req.queue_id
+        # The content as received is not needed any more: let it go before
+        # the wait for the commit (the entry holds the stored form).
+        del req
         try:
             await self.commits.create(entry.envelope, entry.content)
         except QueueFull as e:
@@ -142,7 +145,7 @@ class Cleanup:
         if cleaned.error is not None:
             e = cleaned.error
             return Rejected(e.code, e.enhanced, e.text)
-        content = cleaned.assemble(req.content)
+        content = cleaned.assemble(req.content, crlf=req.crlf)
         envelope = Envelope(
             queue_id=req.queue_id, sender=req.sender,
             recipients=tuple(Recipient(r.address, orcpt=r.orcpt, notify=r.notify)

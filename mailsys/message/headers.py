@@ -92,7 +92,7 @@ from .reply import StatusReply
 
 __all__ = [
     "HeaderPolicy", "CleanedHeader", "clean_header", "wants_missing_headers",
-    "header_end", "encode_header", "to_crlf", "TOO_MANY_HOPS",
+    "header_end", "encode_header", "to_crlf", "has_bare_lf", "TOO_MANY_HOPS",
     "HEADER_SIZE_LIMIT", "HOPCOUNT_LIMIT", "MESSAGE_DROP_HEADERS",
 ]
 
@@ -187,19 +187,46 @@ class CleanedHeader:
     truncated: int                # headers cut to header_size_limit
     error: StatusReply | None     # the reply when the message must be refused
 
-    def assemble(self, content: bytes) -> bytes:
-        """assemble - the whole message in storage form: new header, then the body with CRLF line ends."""
+    def assemble(self, content: bytes, *, crlf: bool = False) -> bytes:
+        """assemble - the whole message in storage form: new header, then the body with CRLF line ends.
+
+        crlf=True: the caller knows every line end in content is CRLF
+        already (smtpd checked while it read the DATA), so the body is not
+        looked at again."""
         off = self.body_offset
-        if content.count(b"\n", off) == content.count(b"\r\n", off):
+        if crlf or not has_bare_lf(content) \
+                or content.count(b"\n", off) == content.count(b"\r\n", off):
             return b"".join((self.header, memoryview(content)[off:]))
         return self.header + to_crlf(content[off:])
 
 
 def to_crlf(data: bytes) -> bytes:
     """to_crlf - every line end as CRLF: a bare LF becomes CRLF, CRLF stays, a bare CR stays data."""
-    if data.count(b"\n") == data.count(b"\r\n"):
+    if not has_bare_lf(data):
         return data
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+# Every byte but CR and LF: bytes.translate(None, this) leaves the line ends.
+_NOT_LINE_END = bytes(c for c in range(256) if c not in b"\r\n")
+_BARE_CR = re.compile(rb"\r(?!\n)").search
+
+
+def has_bare_lf(data: bytes) -> bool:
+    """has_bare_lf - whether some LF in data has no CR right before it.
+
+    Counting LF and CRLF over the whole buffer costs two full searches, the
+    CRLF one slow (a two-byte pattern); this looks at the line ends alone
+    (a C translate) and searches for a bare CR (a one-byte regex prefix),
+    and counts only when one of those finds something unusual."""
+    ends = data.translate(None, _NOT_LINE_END)
+    if not ends:
+        return False
+    if ends.count(b"\r\n") * 2 == len(ends) and _BARE_CR(data) is None:
+        # The line ends alternate CR, LF and every CR has an LF right after
+        # it: each LF follows its CR directly.
+        return False
+    return data.count(b"\n") != data.count(b"\r\n")
 
 
 def encode_header(text: str) -> bytes:

@@ -90,8 +90,10 @@ __all__ = ["Channel", "ChannelPool", "connect", "open_channel", "call", "serve",
 RECV_SIZE = 256 * 1024
 
 # Below this a frame is joined into one write (one syscall beats a copy of a
-# few KB); above it blobs are written as they are, uncopied.
-JOIN_LIMIT = 256 * 1024
+# few KB); above it blobs are written as they are, uncopied: a joined copy
+# of a large message would live as long as the write waits for room in
+# the socket, in every channel at once when cleanup is busy.
+JOIN_LIMIT = 16 * 1024
 
 # How long serve() may spend telling a client about a handler bug.
 _ERROR_REPLY_GRACE = 1.0
@@ -425,10 +427,16 @@ async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | No
                 # A sound frame with a bad message: the stream is still in step.
                 await io.send(ErrorReply(ErrorCode.PROTOCOL, str(e)))
                 continue
+            # Neither the frame nor the request stays referenced here while
+            # the handler runs: its buffer goes now, and the handler may let
+            # go of the request (a message's content) before it waits.
+            frame = None
+            kind = type(request).__name__
             try:
-                reply = await handler(request)
+                pending, request = handler(request), None
+                reply = await pending
                 if reply is None:
-                    raise TypeError(f"handler returned None for {type(request).__name__}")
+                    raise TypeError(f"handler returned None for {kind}")
                 parts = io.encode(reply)    # an unencodable reply is the handler's bug too
             except Exception as e:
                 await _try_send(io, ErrorReply(ErrorCode.INTERNAL, f"{type(e).__name__}: {e}"))

@@ -192,7 +192,13 @@ class Session:
     # --- smtp_io.Policy -----------------------------------------------------------
 
     def chunk(self, data: bytes) -> None:
-        self.chunks.append(data)
+        # The content grows in one buffer (chunks holds it alone), handed to
+        # cleanup as it is: no list of pieces to join into a second copy.
+        chunks = self.chunks
+        if chunks:
+            chunks[0] += data
+        else:
+            chunks.append(bytearray(data))
 
     def bdat(self, event: Bdat) -> None:
         if not self.in_bdat:
@@ -394,7 +400,7 @@ class Session:
 
     async def _end_of_data(self, event: EndOfData) -> Reply:
         mail, qid, bdat = self.mail, self.qid, self.in_bdat
-        content = b"".join(self.chunks)
+        content = self.chunks[0] if self.chunks else b""
         recipients, last_rcpt = tuple(self.recipients), self.last_rcpt
         self._reset()
         assert mail is not None and qid is not None
@@ -408,7 +414,11 @@ class Session:
             tls=self.tls_text,
             sasl_method=self.auth.method, sasl_user=self.auth.user,
             envid=mail.envid or "", ret=mail.ret or "", body_type=mail.body or "",
-            smtputf8=mail.smtputf8)
+            smtputf8=mail.smtputf8,
+            # DATA content is CRLF-only unless a bare LF passed through
+            # (smtpd_forbid_bare_newline = no); BDAT content is not looked at.
+            crlf=not bdat and (not event.bare_lf
+                               or conn.settings.forbid_bare_newline == "normalize"))
         try:
             result = await self.server.cleanup.call(
                 request, expect=(Queued, Rejected), timeout=max(CLEANUP_TIMEOUT, self.server.timeout))

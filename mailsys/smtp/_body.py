@@ -13,16 +13,30 @@ Bare LF (an LF without CR before it), by smtpd_forbid_bare_newline:
   reject     content kept as sent, the message is refused at the end;
   no         content kept as sent.
 
-Speed: the reader works on whole buffers with bytes.find / replace / count
-(all C loops); there is no per-line Python code. A short tail (at most 4
-bytes) that could begin a terminator or a CRLF is kept back until more data
-arrives. The body is read to the end even after the size limit is passed
-(Postfix reads and discards, then answers 552), but nothing more is handed out.
+Speed: the reader works on whole buffers with C loops (a regex search,
+bytes.translate / replace / count); there is no per-line Python code. One
+search for a dot at a line start finds both the terminator and whether
+any line needs unstuffing, so a body without such lines is scanned once
+for them and never copied by replace. The bare LF check looks at the line
+ends alone (bytes.translate keeps CR and LF) plus one search for a bare CR,
+instead of counting LF and CRLF over the whole buffer. A short tail (at
+most 4 bytes) that could begin a terminator or a CRLF is kept back until
+more data arrives. The body is read to the end even after the size limit
+is passed (Postfix reads and discards, then answers 552), but nothing more
+is handed out.
 """
 
 from __future__ import annotations
 
+import re
+
+from mailsys.message.headers import has_bare_lf
+
 _TERMINATOR = b"\r\n.\r\n"
+# Where a dot may start a line: after CRLF, or after any LF when a bare LF
+# is a line end (normalize). The terminator is found among the same hits.
+_DOT_AFTER_CRLF = re.compile(rb"\r\n\.").search
+_DOT_AFTER_LF = re.compile(rb"\n\.").search
 
 
 class DataReader:
@@ -43,9 +57,9 @@ class DataReader:
         self.too_big = False
         self.bare_lf = False
 
-    def feed(self, data: bytes) -> tuple[bytes, bool, bytes]:
+    def feed(self, data: bytes | bytearray) -> tuple[bytes, bool, bytes]:
         w = self._tail + data
-        end = w.find(_TERMINATOR)
+        end, dots = self._scan(w)
         if end >= 0:
             region, leftover, done = w[:end + 2], w[end + 5:], True
             self._tail = b""
@@ -64,18 +78,34 @@ class DataReader:
             region, leftover, done = w[:cut], b"", False
             self._tail = w[cut:]
         self.received += len(data) - len(leftover)
-        return self._clean(region), done, leftover
+        return self._clean(region, dots), done, leftover
 
-    def _clean(self, region: bytes) -> bytes:
+    def _scan(self, w: bytes) -> tuple[int, bool]:
+        """Where the terminator starts in w (-1: not there yet), and whether
+        a line may start with a dot before it (True may be spare: replace
+        then finds nothing; it is never missing)."""
+        if self._normalize:
+            m = _DOT_AFTER_LF(w)
+            start = -1 if m is None else m.start() - 1   # the hit starts at the LF of a CRLF
+        else:
+            m = _DOT_AFTER_CRLF(w)
+            start = -1 if m is None else m.start()
+        if m is None:
+            return -1, False
+        if start >= 0 and w.startswith(_TERMINATOR, start):
+            return start, False
+        # A line starts with a dot. No terminator starts before this hit
+        # (its own hit would have come first): a plain search finds it.
+        return w.find(_TERMINATOR, start + 1), True
+
+    def _clean(self, region: bytes, dots: bool) -> bytes:
         if not region:
             return b""
-        if self._normalize:
+        if dots:
             # "\n." also matches "\r\n.": both kinds of line start lose the dot.
-            region = region.replace(b"\n.", b"\n")
-        else:
-            region = region.replace(b"\r\n.", b"\r\n")
-        lf = region.count(b"\n")
-        if lf and lf != region.count(b"\r\n"):
+            region = region.replace(b"\n.", b"\n") if self._normalize \
+                else region.replace(b"\r\n.", b"\r\n")
+        if has_bare_lf(region):
             self.bare_lf = True
             if self._normalize:
                 region = region.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

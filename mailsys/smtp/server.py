@@ -138,6 +138,10 @@ class ServerConnection:
         """Unread client bytes (for Postfix's "improper command pipelining" note)."""
         return len(self._buf)
 
+    def peek(self, limit: int) -> bytes:
+        """The first ``limit`` unread client bytes: the text of that note."""
+        return bytes(self._buf[:limit])
+
     @property
     def closed(self) -> bool:
         return self.state is State.CLOSED
@@ -478,9 +482,9 @@ class ServerConnection:
         assert reader is not None
         if not self._buf:
             return ev.ConnectionClosed() if self._eof else ev.NEED_DATA
-        data = bytes(self._buf)
+        # The reader joins its short tail to the buffer in one copy.
+        content, done, leftover = reader.feed(self._buf)
         self._buf.clear()
-        content, done, leftover = reader.feed(data)
         if not done:
             if content:
                 return ev.DataChunk(content)

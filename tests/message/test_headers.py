@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mailsys.message.headers import (
     HEADER_SIZE_LIMIT, TOO_MANY_HOPS, HeaderPolicy, clean_header, encode_header, header_end,
-    to_crlf, wants_missing_headers,
+    has_bare_lf, to_crlf, wants_missing_headers,
 )
 from mailsys.message.received import received_smtp
 
@@ -310,6 +310,29 @@ def test_helpers():
     assert header_end(FULL) == FULL.index(b"\r\n\r\n") + 2
     assert header_end(b"\r\nSubject: body\r\n") == 0
     assert encode_header("A: b\n\tc") == b"A: b\r\n\tc\r\n"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b".", b"x", b"\r\r\n", b"\n\r"]), max_size=30))
+def test_has_bare_lf_is_an_lf_without_a_cr_before_it(pieces):
+    data = b"".join(pieces)
+    assert has_bare_lf(data) == (data.count(b"\n") != data.count(b"\r\n"))
+
+
+@pytest.mark.parametrize("data,bare", [
+    (b"", False), (b"abc", False), (b"a\r\nb\r\n", False), (b"a\rb\r\n", False),
+    (b"a\r.\n", True), (b"\n", True), (b"a\r\nb\n", True), (b"\r\r\n", False), (b"\n\r", True),
+])
+def test_has_bare_lf_cases(data, bare):
+    assert has_bare_lf(data) is bare
+
+
+def test_assemble_trusts_a_crlf_caller_and_checks_otherwise():
+    msg = b"Subject: x\r\n\r\nbody\nline\r\n"
+    r = clean(msg)
+    assert r.assemble(msg) == OUR_RECEIVED + b"Subject: x\r\n\r\nbody\r\nline\r\n"
+    # crlf=True is the sender's promise (smtpd checked): the body goes as it is.
+    assert r.assemble(msg, crlf=True) == OUR_RECEIVED + msg
 
 
 header_line = st.one_of(

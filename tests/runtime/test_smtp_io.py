@@ -118,3 +118,25 @@ def test_a_client_that_does_not_read_times_out_without_421():
             assert trio.current_time() - start == TIMEOUT
             nursery.cancel_scope.cancel()
     run(main)
+
+
+def test_a_trickling_client_keeps_its_session_and_silence_ends_it_in_time():
+    async def main():
+        async def client(stream):
+            buf = bytearray()
+            await reply(stream, buf)
+            await stream.send_all(b"MAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nDATA\r\n")
+            for _ in range(3):
+                await reply(stream, buf)
+            # content in small pieces, each well within the timeout, for
+            # several timeouts in all: every read earns a new deadline
+            for _ in range(40):
+                await trio.sleep(TIMEOUT / 10)
+                await stream.send_all(b"x")
+            start = trio.current_time()
+            line = await reply(stream, buf)
+            assert line == b"421 4.4.2 mx.example.test Error: timeout exceeded"
+            # a kept deadline is at most a hundredth of the timeout early
+            assert 0.99 * TIMEOUT <= trio.current_time() - start <= TIMEOUT
+        assert await session(SlowPolicy(0), client) is End.TIMEOUT
+    run(main)

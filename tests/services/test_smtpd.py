@@ -45,6 +45,7 @@ async def test_transaction_reaches_cleanup_whole(make_config, step):
     [req] = cleanup.requests
     assert got[5] == f"250 2.0.0 Ok: queued as {req.queue_id}"
     assert req.content == b"Subject: hi\r\n\r\n.dotted\r\nbody\r\n"
+    assert req.crlf             # checked while reading: cleanup need not look again
     assert (req.sender, req.envid, req.ret, req.body_type) == ("alice@example.org", "e1", "HDRS", "8BITMIME")
     assert [(r.address, r.orcpt, r.notify) for r in req.recipients] == [
         ("bob@example.test", "rfc822;bob@example.test", ("SUCCESS", "FAILURE")),
@@ -89,6 +90,7 @@ async def test_loopback_client_is_local_and_bdat_is_queued(make_config):
         nursery.cancel_scope.cancel()
     [req] = cleanup.requests
     assert req.local and req.content == b"ab\r\nc\r\n"
+    assert not req.crlf         # BDAT content is not looked at: cleanup checks it
     assert got[3:] == ["250 2.0.0 Ok: 4 bytes", f"250 2.0.0 Ok: 7 bytes queued as {req.queue_id}"]
 
 
@@ -111,6 +113,21 @@ async def test_cleanup_refusals_and_the_session_goes_on(make_config, answer, rep
                 "reply": "554 5.4.0 Error: too many hops", "sender": "a@example.org",
                 "recipient": "b@example.test", "proto": "ESMTP", "helo": "c", "sasl_method": "",
                 "sasl_username": "", "queue_id": qid, "log_level": "info"} in logs
+
+
+@pytest.mark.parametrize("mode,content,crlf", [
+    ("normalize", b"bare\r\nline\r\n", True),
+    ("no", b"bare\nline\r\n", False),
+])
+@trio_test
+async def test_bare_lf_content_and_its_crlf_flag(make_config, mode, content, crlf):
+    cfg = make_config(**PARAMS, smtpd_forbid_bare_newline=mode)
+    cleanup = FakeCleanup()
+    got, _ = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                              b"DATA\r\nbare\nline\r\n.\r\n", 5, cleanup=cleanup)
+    assert got[4].startswith("250 2.0.0 Ok: queued as ")
+    [req] = cleanup.requests
+    assert (req.content, req.crlf) == (content, crlf)
 
 
 @trio_test

@@ -7,6 +7,8 @@ trailing pipelined commands after the body.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from _smtp_testlib import HOST, QID, run
 
 from mailsys.smtp import DataChunk, DataRejected, EndOfData, Noop
@@ -161,3 +163,53 @@ def test_chunk_events_are_raw_bytes_not_merged():
     conn.receive_data(b"\n.\r\n")
     assert conn.next_event() == DataChunk(b"\r\n")
     assert conn.next_event() == EndOfData(8)
+
+
+class _Reference:
+    """The reader's rules written the plain way (one full search per rule)."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode, self.tail, self.first, self.bare_lf = mode, b"\r\n", True, False
+
+    def feed(self, data: bytes):
+        w = self.tail + data
+        end = w.find(b"\r\n.\r\n")
+        if end >= 0:
+            region, leftover, done, self.tail = w[:end + 2], w[end + 5:], True, b""
+        else:
+            crlf = w.rfind(b"\r\n")
+            cut = crlf if 0 <= crlf and len(w) - crlf < 5 else \
+                len(w) - 1 if w.endswith((b"\r", b"\n")) else len(w)
+            region, leftover, done, self.tail = w[:cut], b"", False, w[cut:]
+        if region:
+            region = region.replace(b"\n.", b"\n") if self.mode == "normalize" \
+                else region.replace(b"\r\n.", b"\r\n")
+            if region.count(b"\n") != region.count(b"\r\n"):
+                self.bare_lf = True
+                if self.mode == "normalize":
+                    region = region.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+            if self.first:
+                region, self.first = region[2:], False
+        return region, done, leftover
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"\r\n", b"\n", b"\r", b".", b"..", b"x", b"\r\n.\r\n", b"\n.",
+                                 b"\r\n.", b"yz"]), max_size=40),
+       st.lists(st.integers(min_value=1, max_value=12), max_size=20),
+       st.sampled_from(["normalize", "reject", "no"]))
+def test_reader_matches_the_plain_rules(pieces, steps, mode):
+    data = b"".join(pieces)
+    reader, ref = DataReader(mode, 0), _Reference(mode)
+    pos, got, want = 0, [], []
+    for step in steps + [len(data) + 1]:
+        chunk = data[pos:pos + step]
+        pos += step
+        a, b = reader.feed(chunk), ref.feed(chunk)
+        got.append(a)
+        want.append(b)
+        if a[1] or b[1] or pos >= len(data):
+            break
+    # the same content, end and leftover at every step, and the same bare LF verdict
+    assert got == want
+    assert reader.bare_lf == ref.bare_lf

@@ -61,6 +61,8 @@ class CleanupRequest:
     smtputf8: bool = False
     uid: int = -1                # sendmail: the submitting user's uid
     fullname: str = ""           # sendmail -F: the From: phrase when From: is added
+    crlf: bool = False           # every line end in content is CRLF (smtpd checked
+                                 # while reading DATA); cleanup need not look again
 
 
 @message("cleanup_queued", version=1)
