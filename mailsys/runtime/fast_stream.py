@@ -10,6 +10,7 @@ SYNOPSIS
 
     data = await stream.receive_some(65536)    # b"" at end of stream
     await stream.send_all(b"250 2.0.0 Ok\\r\\n")
+    await stream.send_all_parts([header, content])   # one sendmsg(), nothing joined
     await stream.send_eof()
     await stream.aclose()                      # or stream.close(), synchronous
     stream.socket.getpeername()
@@ -65,6 +66,7 @@ import contextlib
 import errno
 import os
 import socket
+from collections.abc import Sequence
 
 import trio
 from trio.lowlevel import (checkpoint, checkpoint_if_cancelled, notify_closing, wait_readable,
@@ -84,6 +86,9 @@ DEFAULT_RECEIVE_SIZE = 65536          # trio's default for receive_some()
 # so "writable" means "the peer is reading" (python-trio/trio#72).
 NOTSENT_LOWAT = 16384
 _NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
+
+# sendmsg() takes at most this many buffers at once (POSIX IOV_MAX).
+_IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
 
 # EBADF: the socket was closed under us; ENOTSOCK: the same, elsewhere.
 _CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
@@ -210,6 +215,43 @@ class FastStream(_Paced, trio.abc.HalfCloseableStream):
                             sent += sock.send(octets[sent:])
                         except BlockingIOError:
                             pass
+            except OSError as e:
+                raise _stream_error(e) from (None if e.errno in _CLOSED_ERRNOS else e)
+        finally:
+            self._sending = False
+
+    async def send_all_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        """send_all(b"".join(parts)) without the join: the parts go as one
+        sendmsg() (gather I/O), and what the kernel did not take is sent as
+        room comes, uncopied. For a frame whose large content would
+        otherwise be copied once more only to be written."""
+        if self._sending:
+            raise trio.BusyResourceError("another task is currently sending data on this stream")
+        if self._eof_sent:
+            raise trio.ClosedResourceError("can't send data after sending EOF")
+        self._sending = True
+        try:
+            await self._enter()
+            sock = self.socket
+            views = [memoryview(p).cast("B") for p in parts if len(p)]
+            try:
+                if not views and sock.fileno() == -1:
+                    raise trio.ClosedResourceError("socket was already closed")
+                while views:
+                    try:
+                        sent = sock.sendmsg(views[:_IOV_MAX])
+                    except BlockingIOError:
+                        sent = 0
+                    while sent:                 # drop what went, cut the part that went halfway
+                        first = views[0].nbytes
+                        if sent < first:
+                            views[0] = views[0][sent:]
+                            break
+                        sent -= first
+                        del views[0]
+                    if views:
+                        await wait_writable(sock)
+                        self._credit = YIELD_EVERY
             except OSError as e:
                 raise _stream_error(e) from (None if e.errno in _CLOSED_ERRNOS else e)
         finally:

@@ -140,6 +140,8 @@ class _FrameStream:
             await self.stream.send_all(parts[0])
         elif sum(map(len, parts)) <= JOIN_LIMIT:
             await self.stream.send_all(b"".join(parts))
+        elif isinstance(self.stream, FastStream):
+            await self.stream.send_all_parts(parts)
         else:
             for part in parts:
                 await self.stream.send_all(part)

@@ -133,6 +133,47 @@ def test_partial_sends_with_a_full_buffer_arrive_whole_and_in_order():
     run(main)
 
 
+@pytest.mark.parametrize("sizes", [(7, 2 << 20, 0, 5), (1, 1, 1), (300000,)])
+def test_send_all_parts_arrive_as_if_joined(sizes):
+    # parts beyond the socket buffer, empty ones, and a slow reader: the
+    # writer resumes halfway through a part, and nothing is lost or reordered
+    parts = [bytes([i + 1]) * n for i, n in enumerate(sizes)]
+    parts[-1] = memoryview(parts[-1])
+    expected = b"".join(parts)
+
+    async def main():
+        a, b = await unix_pair()
+        async with a, b:
+            a.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            got = bytearray()
+
+            async def reader():
+                while len(got) < len(expected):
+                    chunk = await b.receive_some(5000)
+                    assert chunk
+                    got.extend(chunk)
+                    if len(got) % 3 == 0:
+                        await trio.sleep(0.0005)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(reader)
+                await a.send_all_parts(parts)
+            assert bytes(got) == expected
+    run(main)
+
+
+def test_send_all_parts_to_a_closed_peer_is_a_broken_resource():
+    async def main():
+        a, b = await unix_pair()
+        await b.aclose()
+        with pytest.raises(trio.BrokenResourceError):
+            await a.send_all_parts([b"x" * 100, b"y" * 100])
+        await a.aclose()
+        with pytest.raises(trio.ClosedResourceError):
+            await a.send_all_parts([b"x"])
+    run(main)
+
+
 def test_send_all_of_a_wide_memoryview_sends_every_byte():
     async def main():
         a, b = await unix_pair()
