@@ -17,6 +17,7 @@ from mailsys.smtp.client import (
     NEED_DATA, Capabilities, ClientConnection, ClientState, ConnectionLost, EhloDone,
     EhloRejected, Greeting, HeloRejected, ProbeFailed, QuitDone, Rcpt, RsetDone, StartTlsReady,
     StartTlsRefused, TransactionDone, encode_body, refused_text, said_text,
+    _has_long_line,
 )
 from mailsys.smtp._client_reply import ReplyReader
 
@@ -571,6 +572,14 @@ def test_broken_lines_fit_the_limit(content, limit):
     for line in wire.split(b"\r\n")[:-2]:
         # the limit, plus the dot that stuffing may put in front
         assert len(line) <= limit + (line[:2] == b"..")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"x", b"xxxxx", b"\r\n", b"\r", b"\n", b"."]), max_size=60),
+       st.integers(min_value=1, max_value=12))
+def test_long_line_check_agrees_with_splitting(parts, limit):
+    content = b"".join(parts)
+    assert _has_long_line(content, limit) == (max(map(len, content.split(b"\r\n"))) > limit)
 
 
 def test_body_line_limit_on_the_wire():
