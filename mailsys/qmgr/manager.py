@@ -387,9 +387,12 @@ class QueueManager:
                                     if c["state"] is RcptState.DEFERRED), "") or "unknown error"
         back = self.scheduler.finished(job, self.clock(), ok=not dead_reason,
                                        dead_reason=dead_reason)
-        # The slot is free now: the loop starts the next job while this one
-        # records its results, not after.
-        self._wake.set()
+        # The slot is free now: the loop starts the next job of this
+        # destination while this one records its results, not after. (With
+        # none waiting, a pass of the loop would find nothing to start: one
+        # message at a time, that was a wake-up per message for nothing.)
+        if self.scheduler.waiting(job.key):
+            self._wake.set()
         if not await self._remove_at_once(job.qid, msg, changes):
             await self._record(job.qid, changes)
             await self._job_done(job.qid)

@@ -21,11 +21,17 @@ DESCRIPTION
     raises is a bug: every waiter gets a QueueError and the caller that
     ran the batch gets the exception.
 
+    call(item, linger=S) is for an item that may wait: when no batch is
+    running, it waits up to S seconds for another caller to start one and
+    rides on it, and only then runs a batch itself. (qmgr's removals: a
+    message at a time, each removal was a commit of its own.)
+
 GUARANTEES
     call() returns or raises only after the batch holding its item has
     ended. A batch once begun is not abandoned on cancellation: the runner
     works through what waits shielded (store calls are short), so no
-    caller waits for a batch that never comes.
+    caller waits for a batch that never comes. The linger is shielded
+    too: a cancelled caller's item is still run, at most S seconds late.
 """
 
 from __future__ import annotations
@@ -66,11 +72,15 @@ class Batched(Generic[I]):
         self._running = False
         self.batches = 0                 # store calls made (for tests)
 
-    async def call(self, item: I) -> Any:
-        """call - fn's outcome for item, run with whatever else is waiting."""
+    async def call(self, item: I, *, linger: float = 0.0) -> Any:
+        """call - fn's outcome for item, run with whatever else is waiting
+        (after waiting up to linger seconds for more)."""
         pending = _Pending(item)
         self._waiting.append(pending)
-        if not self._running:
+        if linger > 0 and not self._running:
+            with trio.CancelScope(deadline=trio.current_time() + linger, shield=True):
+                await pending.done.wait()
+        if not self._running and not pending.done.is_set():
             self._running = True
             try:
                 with trio.CancelScope(shield=True):

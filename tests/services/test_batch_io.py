@@ -1,5 +1,7 @@
 """Batched: concurrent calls share one store call, each gets its own outcome."""
 
+import time
+
 import pytest
 import trio
 
@@ -67,3 +69,47 @@ def test_a_raised_queue_error_is_every_items_outcome(store):
         raise QueueError("disk on fire")
     got = _gather(Batched(fn), ["a", "b", "c"])
     assert all(str(got[k]) == "disk on fire" for k in "abc")
+
+
+def test_a_lingering_call_rides_on_the_next_batch():
+    calls = []
+
+    def fn(items):
+        calls.append(list(items))
+        return [f"done {i}" for i in items]
+    batched = Batched(fn)
+    got = {}
+
+    async def main():
+        async with trio.open_nursery() as n:
+            async def later():
+                await trio.sleep(0.05)
+                got["now"] = await batched.call("now")
+
+            async def lingering():
+                got["late"] = await batched.call("late", linger=5.0)
+            n.start_soon(lingering)
+            n.start_soon(later)
+    start = time.monotonic()
+    trio.run(main)
+    assert calls == [["late", "now"]] and got["late"] == "done late"
+    assert time.monotonic() - start < 4.0
+
+
+def test_a_lone_lingering_call_runs_after_its_linger_even_when_cancelled():
+    calls = []
+
+    def fn(items):
+        calls.append(list(items))
+        return list(items)
+    batched = Batched(fn)
+    got = {}
+
+    async def main():
+        with trio.move_on_after(0.01) as scope:
+            await batched.call("x", linger=0.2)
+        got["cancelled"] = scope.cancelled_caught
+    start = time.monotonic()
+    trio.run(main)
+    assert calls == [["x"]] and got["cancelled"]
+    assert time.monotonic() - start >= 0.2

@@ -17,6 +17,7 @@ from mailsys.smtp.client import (
     NEED_DATA, Capabilities, ClientConnection, ClientState, ConnectionLost, EhloDone,
     EhloRejected, Greeting, HeloRejected, ProbeFailed, QuitDone, Rcpt, RsetDone, StartTlsReady,
     StartTlsRefused, TransactionDone, encode_body, refused_text, said_text,
+    _has_long_line,
 )
 from mailsys.smtp._client_reply import ReplyReader
 
@@ -571,6 +572,42 @@ def test_broken_lines_fit_the_limit(content, limit):
     for line in wire.split(b"\r\n")[:-2]:
         # the limit, plus the dot that stuffing may put in front
         assert len(line) <= limit + (line[:2] == b"..")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from([b"x", b"xxxxx", b"\r\n", b"\r", b"\n", b"."]), max_size=60),
+       st.integers(min_value=1, max_value=12))
+def test_long_line_check_agrees_with_splitting(parts, limit):
+    content = b"".join(parts)
+    assert _has_long_line(content, limit) == (max(map(len, content.split(b"\r\n"))) > limit)
+
+
+def _reference_body(content, limit):
+    """encode_body() as the RFCs and smtp_text_out() say it, one line at a time."""
+    if not content:
+        return b".\r\n"
+    if content.count(b"\n") != content.count(b"\r\n"):
+        content = content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    if not content.endswith(b"\r\n"):
+        content += b"\r\n"
+    out = []
+    for line in content.split(b"\r\n")[:-1]:
+        if limit and len(line) > limit:
+            rest = line[limit:]
+            out += [line[:limit]] + [b" " + rest[i:i + limit - 1]
+                                     for i in range(0, len(rest), limit - 1)]
+        else:
+            out.append(line)
+    return b"".join((b"." + line if line[:1] == b"." else line) + b"\r\n"
+                    for line in out) + b".\r\n"
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.sampled_from([b"x", b"xxxxxxx", b".", b"\r", b"\n", b"\r\n"]), max_size=40),
+       st.sampled_from([0, 2, 3, 5, 8]))
+def test_encode_body_agrees_with_a_line_by_line_encoder(parts, limit):
+    content = b"".join(parts)
+    assert encode_body(content, line_limit=limit) == _reference_body(content, limit)
 
 
 def test_body_line_limit_on_the_wire():
