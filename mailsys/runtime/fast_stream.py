@@ -185,11 +185,7 @@ class FastStream(_Paced, trio.abc.HalfCloseableStream):
             self._credit = YIELD_EVERY
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
-        if self._sending:
-            raise trio.BusyResourceError("another task is currently sending data on this stream")
-        if self._eof_sent:
-            raise trio.ClosedResourceError("can't send data after sending EOF")
-        self._sending = True
+        self._begin_send()
         try:
             await self._enter()
             sock = self.socket
@@ -202,19 +198,10 @@ class FastStream(_Paced, trio.abc.HalfCloseableStream):
                     sent = sock.send(data)
                 except BlockingIOError:
                     sent = 0
-                if sent == len(data):
-                    return
-                # A partial write: the socket buffer is full. Wait for room
-                # and send the rest, uncopied.
-                with memoryview(data) as view, view.cast("B") as octets:
-                    total = octets.nbytes
-                    while sent < total:
-                        await wait_writable(sock)
-                        self._credit = YIELD_EVERY
-                        try:
-                            sent += sock.send(octets[sent:])
-                        except BlockingIOError:
-                            pass
+                if sent != len(data):
+                    # A partial write: the socket buffer is full. Wait for
+                    # room and send the rest, uncopied.
+                    await self._send_rest([memoryview(data).cast("B")], sent)
             except OSError as e:
                 raise _stream_error(e) from (None if e.errno in _CLOSED_ERRNOS else e)
         finally:
@@ -225,37 +212,52 @@ class FastStream(_Paced, trio.abc.HalfCloseableStream):
         sendmsg() (gather I/O), and what the kernel did not take is sent as
         room comes, uncopied. For a frame whose large content would
         otherwise be copied once more only to be written."""
+        self._begin_send()
+        try:
+            await self._enter()
+            views = [memoryview(p).cast("B") for p in parts if len(p)]
+            try:
+                if not views:
+                    if self.socket.fileno() == -1:
+                        raise trio.ClosedResourceError("socket was already closed")
+                    return
+                try:
+                    sent = self.socket.sendmsg(views[:_IOV_MAX])
+                except BlockingIOError:
+                    sent = 0
+                await self._send_rest(views, sent)
+            except OSError as e:
+                raise _stream_error(e) from (None if e.errno in _CLOSED_ERRNOS else e)
+        finally:
+            self._sending = False
+
+    def _begin_send(self) -> None:
         if self._sending:
             raise trio.BusyResourceError("another task is currently sending data on this stream")
         if self._eof_sent:
             raise trio.ClosedResourceError("can't send data after sending EOF")
         self._sending = True
-        try:
-            await self._enter()
-            sock = self.socket
-            views = [memoryview(p).cast("B") for p in parts if len(p)]
+
+    async def _send_rest(self, views: list[memoryview], sent: int) -> None:
+        """Drop the `sent` bytes the first try took off the front of views, then
+        send the rest as room comes (halfway through a view if need be)."""
+        sock = self.socket
+        while True:
+            while sent:
+                first = views[0].nbytes
+                if sent < first:
+                    views[0] = views[0][sent:]
+                    break
+                sent -= first
+                del views[0]
+            if not views:
+                return
+            await wait_writable(sock)
+            self._credit = YIELD_EVERY
             try:
-                if not views and sock.fileno() == -1:
-                    raise trio.ClosedResourceError("socket was already closed")
-                while views:
-                    try:
-                        sent = sock.sendmsg(views[:_IOV_MAX])
-                    except BlockingIOError:
-                        sent = 0
-                    while sent:                 # drop what went, cut the part that went halfway
-                        first = views[0].nbytes
-                        if sent < first:
-                            views[0] = views[0][sent:]
-                            break
-                        sent -= first
-                        del views[0]
-                    if views:
-                        await wait_writable(sock)
-                        self._credit = YIELD_EVERY
-            except OSError as e:
-                raise _stream_error(e) from (None if e.errno in _CLOSED_ERRNOS else e)
-        finally:
-            self._sending = False
+                sent = sock.sendmsg(views[:_IOV_MAX])
+            except BlockingIOError:
+                sent = 0
 
     async def wait_send_all_might_not_block(self) -> None:
         if self._sending:
