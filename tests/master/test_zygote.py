@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsys.runtime import handoff
+from mailsys.runtime import handoff, skeleton
 
 pytestmark = pytest.mark.integration
 
@@ -118,6 +118,7 @@ def test_forked_child_looks_exec_d(probed):
     assert fds[args.alive_fd].startswith("pipe:") and fds[args.status_fd].startswith("pipe:")
     assert fds[args.listen_fds[0]].startswith("socket:")
     assert info["signals"] == fresh_signal_state()
+    assert tuple(info["gc"]) == skeleton.GC_THRESHOLDS     # the daemon's own, not the zygote's
     # Two processes of the service at once (concurrency 1: the first is busy
     # while its client holds on) each have their own random state.
     with inst.connect(port) as first, inst.connect(port) as second:
