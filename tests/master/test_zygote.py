@@ -127,6 +127,30 @@ def test_forked_child_looks_exec_d(probed):
     assert one["random"] != two["random"]
 
 
+def test_zygote_warm_up_leaves_nothing_behind(probed):
+    """After its warm-up trio runs: one thread, standard I/O and its socket only, SIGINT ignored."""
+    inst, port = probed
+    [zygote] = zygotes(inst)
+    ask(inst, port)                                   # it has forked a child: warmed up long since
+
+    def picture():
+        fds = {int(n): os.readlink(f"/proc/{zygote}/fd/{n}") for n in os.listdir(f"/proc/{zygote}/fd")}
+        return os.listdir(f"/proc/{zygote}/task"), fds
+
+    # Between requests (one may be in flight: its descriptors are held until the fork).
+    deadline = time.monotonic() + 5
+    while len((now := picture())[1]) != 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tasks, fds = now
+    assert tasks == [str(zygote)]
+    assert fds[0] == "/dev/null" and {1, 2} <= set(fds)
+    [extra] = set(fds) - {0, 1, 2}
+    assert fds[extra].startswith("socket:")           # its end of the master's socket
+    status = {k: v.strip() for k, _, v in (line.partition(":") for line in
+                                           Path(f"/proc/{zygote}/status").read_text().splitlines())}
+    assert int(status["SigIgn"], 16) & (1 << (signal.SIGINT - 1))
+
+
 def test_zygote_exits_with_the_master(probed):
     inst, _ = probed
     [zygote] = zygotes(inst)
