@@ -2,6 +2,7 @@
 
 SYNOPSIS
     python -P -m mailsys.runtime.zygote -c CONFIG_DIR --fd FD [PADDING]
+    prepare(config_dir)             # in the master, before it forks the server
     run_forked(ctl, config_dir)     # in a fork of the master, before it opened anything
     (started by the master through mailsys.runtime.zygote_client, never by hand)
 
@@ -19,10 +20,13 @@ DESCRIPTION
     forks a child that shares them copy-on-write.
 
     It is a plain, single-threaded process: it runs trio only in that
-    warm-up, which leaves no descriptor, thread or handler. The master forks it first thing (run_forked: so the modules the
-    master imported are shared too), before it opens a listener or the
-    alive pipe, starts trio or a thread; a replacement for one that died is
-    exec'd fresh. Either way it holds no descriptor of the master's but
+    warm-up, which leaves no descriptor, thread or handler. The master
+    does all that itself (prepare) and forks it first thing (run_forked),
+    so that the master shares the modules too: had the fork server
+    imported them after the fork, the master would keep its own copy of
+    every page those imports wrote to (some 4 MB). It forks it before it
+    opens a listener or the alive pipe, starts trio or a thread; a
+    replacement for one that died is exec'd fresh and prepares itself. Either way it holds no descriptor of the master's but
     its end of one SOCK_SEQPACKET socket (FD), one message per request and
     per reply:
 
@@ -342,11 +346,18 @@ def title(config_dir: str) -> list[str]:
     return [sys.executable, "-P", "-m", "mailsys.runtime.zygote", "-c", config_dir]
 
 
-def run(ctl: socket.socket, config_dir: str | None = None) -> int:
-    """Preload, then serve; in a forked child, run its service. The exit status."""
-    # What a fresh interpreter has; a child gets exactly these back.
-    dispositions = {s: h for s in _all_signals() if (h := signal.getsignal(s)) is not None}
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+_prepared = False
+
+
+def prepare(config_dir: str | None) -> None:
+    """Preload, warm up, give back the free heap and freeze; once per process.
+
+    The master calls it itself before it forks this server (so that what it
+    imports is shared by the master too); run() does it otherwise.
+    """
+    global _prepared
+    if _prepared:
+        return
     # No collection while importing (it would leave holes that the
     # children's allocations fill, dirtying shared pages), then freeze.
     gc.disable()
@@ -355,6 +366,15 @@ def run(ctl: socket.socket, config_dir: str | None = None) -> int:
     release_free_heap()
     gc.freeze()
     gc.enable()
+    _prepared = True
+
+
+def run(ctl: socket.socket, config_dir: str | None = None) -> int:
+    """Preload, then serve; in a forked child, run its service. The exit status."""
+    # What a fresh interpreter has; a child gets exactly these back.
+    dispositions = {s: h for s in _all_signals() if (h := signal.getsignal(s)) is not None}
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    prepare(config_dir)
     sys.stdout.flush()
     sys.stderr.flush()
     job = serve(ctl, dispositions)

@@ -151,6 +151,20 @@ def test_zygote_warm_up_leaves_nothing_behind(probed):
     assert int(status["SigIgn"], 16) & (1 << (signal.SIGINT - 1))
 
 
+def test_master_preloads_before_forking_the_zygote(probed):
+    """The master imported the fork server's modules itself (to share them): lmdb's extension
+    is mapped in the master, which never opens a queue, at the same address as in the zygote."""
+    inst, _ = probed
+    [zygote] = zygotes(inst)
+
+    def lmdb_maps(pid):
+        return {line.split()[0] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+                if "/lmdb/cpython" in line}
+
+    assert lmdb_maps(inst.master_pid())
+    assert lmdb_maps(inst.master_pid()) == lmdb_maps(zygote)
+
+
 def test_zygote_exits_with_the_master(probed):
     inst, _ = probed
     [zygote] = zygotes(inst)
