@@ -55,13 +55,16 @@ DESCRIPTION
     gives them; /proc/PID/cmdline rewritten to that argv
     (mailsys.runtime.proctitle; the master pads its own argv, and this
     process' when it execs it, so that there is room), so ps and tools find
-    "services.NAME" as before. It runs
-    the service module as __main__ with runpy (the preloaded copy is
-    dropped first, as `python -m` would run a fresh one), or an absolute
-    path with runpy.run_path, and exits as the interpreter would.
+    "services.NAME" as before. It runs the service module as __main__
+    with runpy (the preloaded copy is dropped first, as `python -m` would
+    run a fresh one), or an absolute path with runpy.run_path, and exits as
+    the interpreter would.
 
     What a child cannot get fresh: the hash seed of str and bytes is the
-    zygote's (it is fixed at interpreter start).
+    zygote's (it is fixed at interpreter start), and a service module's
+    code is the one preload() read (MAIN_CODE: shared, not read again by
+    each child), as every module it imports is the preloaded one: a changed
+    file takes effect at the next start of mailsys.
 
     End-of-file on the socket means the master is gone or closed it: the
     zygote exits 0. SIGINT is ignored (Ctrl-C on `mailsys start-fg` reaches
@@ -86,7 +89,9 @@ import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.machinery import ModuleSpec
 from pathlib import Path
+from types import CodeType
 
 import trio
 
@@ -104,6 +109,9 @@ PRELOAD = ("trio", "structlog", "mailsys.config", "mailsys.runtime.skeleton",
 # every child that makes those calls itself writes its own copy of the
 # page the code is on: the fork server makes them first.
 WARM_RUNS = 10
+# The code of each service module as preload() read it, for the child that
+# runs it as __main__: the module's own code objects are shared as well.
+MAIN_CODE: dict[str, tuple[ModuleSpec, CodeType]] = {}
 MAX_MESSAGE = 1 << 20          # one request: an argv with its -o pairs
 MAX_FDS = 64                   # listeners, status, alive, stdout, stderr
 
@@ -161,7 +169,15 @@ class Job:
         package, _, name = target.rpartition(".")
         if hasattr(sys.modules.get(package), name):
             delattr(sys.modules[package], name)
-        runpy.run_module(target, run_name="__main__", alter_sys=True)
+        compiled = MAIN_CODE.get(target)
+        if compiled is None:
+            runpy.run_module(target, run_name="__main__", alter_sys=True)
+            return
+        # What run_module(alter_sys=True) does after it read the code: the
+        # code read once by preload(), not once per child (a fresh copy of
+        # every code object of the module was some 0.7 MB a child).
+        spec, code = compiled
+        runpy._run_module_code(code, None, "__main__", spec)
 
 
 # --- the server ------------------------------------------------------------------
@@ -174,8 +190,10 @@ def preload() -> None:
     for info in pkgutil.iter_modules(services.__path__):
         if info.name == "master":
             continue
+        name = f"services.{info.name}"
         try:
-            importlib.import_module(f"services.{info.name}")
+            spec = importlib.import_module(name).__spec__
+            MAIN_CODE[name] = (spec, spec.loader.get_code(name))
         except Exception:       # noqa: BLE001 - the child that runs it reports the same error
             pass
 
