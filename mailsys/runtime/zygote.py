@@ -26,9 +26,9 @@ DESCRIPTION
     imported them after the fork, the master would keep its own copy of
     every page those imports wrote to (some 4 MB). It forks it before it
     opens a listener or the alive pipe, starts trio or a thread; a
-    replacement for one that died is exec'd fresh and prepares itself. Either way it holds no descriptor of the master's but
-    its end of one SOCK_SEQPACKET socket (FD), one message per request and
-    per reply:
+    replacement for one that died is exec'd fresh and prepares itself.
+    Either way it holds no descriptor of the master's but its end of one
+    SOCK_SEQPACKET socket (FD), one message per request and per reply:
 
       zygote -> master  {"ready": PID} once the modules are imported
       master -> zygote  {"argv": [...], "fds": [N, ...]} with the

@@ -16,8 +16,9 @@ DESCRIPTION
     master re-execs itself with mailsys.runtime.proctitle.ROOM bytes of
     padding for that), after the master itself imported and warmed up
     what the zygote preloads (mailsys.runtime.zygote.prepare), so that the
-    master, the zygote and every child share those modules; otherwise, and for every restart, exec'd
-    with such padding and standard input on /dev/null. It returns None, and
+    master, the zygote and every child share those modules; otherwise,
+    and for every restart, exec'd with such padding and standard input on
+    /dev/null. It returns None, and
     the master execs every child as before, where the kernel lacks
     pidfd_open (Linux < 5.3) or refuses the subreaper.
 
