@@ -97,6 +97,32 @@ def test_invocation_reads_back_build_argv(tmp_path):
             handoff.invocation(bad)
 
 
+def test_service_module_runs_as_main_from_the_preloaded_code(tmp_path):
+    """A service module runs from the code preload() read, as `python -m` would run it."""
+    code = f"""
+import json, sys
+from pathlib import Path
+from mailsys.runtime import handoff, zygote
+zygote.preload()
+assert "services.postlogd" in zygote.MAIN_CODE and "services.master" not in zygote.MAIN_CODE
+spec, _ = zygote.MAIN_CODE["services.postlogd"]
+probe = (
+    "import json, sys\\n"
+    "json.dump({{'name': __name__, 'spec': __spec__.name, 'file': __file__,"
+    " 'argv0': sys.argv[0], 'main': sys.modules['__main__'].__dict__ is globals(),"
+    " 'preloaded': 'services.postlogd' in sys.modules}}, open({str(tmp_path / 'out')!r}, 'w'))\\n")
+zygote.MAIN_CODE["services.postlogd"] = (spec, compile(probe, spec.origin, "exec"))
+args = handoff.ChildArgs(config_dir=Path("/nonexistent"), service="postlog", type="unix-dgram",
+                         status_fd=7, alive_fd=5, listen_fds=(6,), args=())
+zygote.Job(tuple(handoff.build_argv(handoff.resolve_command("postlogd"), args))).run()
+"""
+    subprocess.run([sys.executable, "-P", "-c", code], check=True, timeout=30)
+    out = json.loads((tmp_path / "out").read_text())
+    assert out == {"name": "__main__", "spec": "services.postlogd",
+                   "file": str(Path(handoff.__file__).parents[2] / "services" / "postlogd.py"),
+                   "argv0": out["file"], "main": True, "preloaded": False}
+
+
 def test_forked_child_looks_exec_d(probed):
     inst, port = probed
     master = inst.master_pid()
