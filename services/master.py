@@ -42,7 +42,9 @@ DESCRIPTION
     padding (ps shows it without).
 
     The master never opens the LMDB queue (LMDB environments must not cross
-    fork) and imports no lmdb. Logging goes through mailsys.maillog as
+    fork). Importing services.master loads no lmdb; the lmdb module comes
+    in at start-up with the rest of what the master preloads for the fork
+    server (mailsys.runtime.zygote.prepare), to share it. Logging goes through mailsys.maillog as
     "<syslog_name>/master".
 """
 

@@ -14,9 +14,11 @@ DESCRIPTION
     end of a SOCK_SEQPACKET socketpair: forked from the master when the
     master's argv area has room for its children's command lines (the
     master re-execs itself with mailsys.runtime.proctitle.ROOM bytes of
-    padding for that), so that the zygote and every child share the
-    modules the master imported; otherwise, and for every restart, exec'd
-    with such padding and standard input on /dev/null. It returns None, and
+    padding for that), after the master itself imported and warmed up
+    what the zygote preloads (mailsys.runtime.zygote.prepare), so that the
+    master, the zygote and every child share those modules; otherwise,
+    and for every restart, exec'd with such padding and standard input on
+    /dev/null. It returns None, and
     the master execs every child as before, where the kernel lacks
     pidfd_open (Linux < 5.3) or refuses the subreaper.
 
@@ -113,6 +115,7 @@ class Zygote:
         server = cls(config_dir)
         try:
             if proctitle.room() >= proctitle.ROOM and threading.active_count() == 1:
+                zygote.prepare(str(config_dir))
                 server._fork()
             else:
                 server._spawn()

@@ -9,12 +9,14 @@ state, argv, random numbers) is taken when the module starts, as the
 first thing a service runs. With the master.cf argument "vanish" it exits 5 at once instead. A client
 sends one line:
 
-    info     one JSON line with that picture, pid and ppid; the process
+    info     one JSON line with that picture, pid, ppid and the collector's
+             thresholds as the skeleton set them; the process
              stays busy with the client until it closes
     orphan   starts a process that outlives this one by 0.3 s, then exits 0
     exit     exits 0 at once
 """
 
+import gc
 import json
 import os
 import random
@@ -65,8 +67,8 @@ async def probe(stream, ctx):
             break
     command = line.strip().decode()
     if command == "info":
-        await stream.send_all(json.dumps({**PICTURE, "pid": os.getpid(),
-                                          "ppid": os.getppid()}).encode() + b"\n")
+        await stream.send_all(json.dumps({**PICTURE, "pid": os.getpid(), "ppid": os.getppid(),
+                                          "gc": gc.get_threshold()}).encode() + b"\n")
         async for _ in stream:
             pass                      # busy until the client closes (concurrency 1)
     elif command == "orphan":

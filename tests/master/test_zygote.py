@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mailsys.runtime import handoff
+from mailsys.runtime import handoff, skeleton
 
 pytestmark = pytest.mark.integration
 
@@ -97,6 +97,32 @@ def test_invocation_reads_back_build_argv(tmp_path):
             handoff.invocation(bad)
 
 
+def test_service_module_runs_as_main_from_the_preloaded_code(tmp_path):
+    """A service module runs from the code preload() read, as `python -m` would run it."""
+    code = f"""
+import json, sys
+from pathlib import Path
+from mailsys.runtime import handoff, zygote
+zygote.preload()
+assert "services.postlogd" in zygote.MAIN_CODE and "services.master" not in zygote.MAIN_CODE
+spec, _ = zygote.MAIN_CODE["services.postlogd"]
+probe = (
+    "import json, sys\\n"
+    "json.dump({{'name': __name__, 'spec': __spec__.name, 'file': __file__,"
+    " 'argv0': sys.argv[0], 'main': sys.modules['__main__'].__dict__ is globals(),"
+    " 'preloaded': 'services.postlogd' in sys.modules}}, open({str(tmp_path / 'out')!r}, 'w'))\\n")
+zygote.MAIN_CODE["services.postlogd"] = (spec, compile(probe, spec.origin, "exec"))
+args = handoff.ChildArgs(config_dir=Path("/nonexistent"), service="postlog", type="unix-dgram",
+                         status_fd=7, alive_fd=5, listen_fds=(6,), args=())
+zygote.Job(tuple(handoff.build_argv(handoff.resolve_command("postlogd"), args))).run()
+"""
+    subprocess.run([sys.executable, "-P", "-c", code], check=True, timeout=30)
+    out = json.loads((tmp_path / "out").read_text())
+    assert out == {"name": "__main__", "spec": "services.postlogd",
+                   "file": str(Path(handoff.__file__).parents[2] / "services" / "postlogd.py"),
+                   "argv0": out["file"], "main": True, "preloaded": False}
+
+
 def test_forked_child_looks_exec_d(probed):
     inst, port = probed
     master = inst.master_pid()
@@ -118,12 +144,51 @@ def test_forked_child_looks_exec_d(probed):
     assert fds[args.alive_fd].startswith("pipe:") and fds[args.status_fd].startswith("pipe:")
     assert fds[args.listen_fds[0]].startswith("socket:")
     assert info["signals"] == fresh_signal_state()
+    assert tuple(info["gc"]) == skeleton.GC_THRESHOLDS     # the daemon's own, not the zygote's
     # Two processes of the service at once (concurrency 1: the first is busy
     # while its client holds on) each have their own random state.
     with inst.connect(port) as first, inst.connect(port) as second:
         one, two = (json.loads(recv_line(s, b"info\n")) for s in (first, second))
     assert one["pid"] != two["pid"] and one["forked"] and two["forked"]
     assert one["random"] != two["random"]
+
+
+def test_zygote_warm_up_leaves_nothing_behind(probed):
+    """After its warm-up trio runs: one thread, standard I/O and its socket only, SIGINT ignored."""
+    inst, port = probed
+    [zygote] = zygotes(inst)
+    ask(inst, port)                                   # it has forked a child: warmed up long since
+
+    def picture():
+        fds = {int(n): os.readlink(f"/proc/{zygote}/fd/{n}") for n in os.listdir(f"/proc/{zygote}/fd")}
+        return os.listdir(f"/proc/{zygote}/task"), fds
+
+    # Between requests (one may be in flight: its descriptors are held until the fork).
+    deadline = time.monotonic() + 5
+    while len((now := picture())[1]) != 4 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tasks, fds = now
+    assert tasks == [str(zygote)]
+    assert fds[0] == "/dev/null" and {1, 2} <= set(fds)
+    [extra] = set(fds) - {0, 1, 2}
+    assert fds[extra].startswith("socket:")           # its end of the master's socket
+    status = {k: v.strip() for k, _, v in (line.partition(":") for line in
+                                           Path(f"/proc/{zygote}/status").read_text().splitlines())}
+    assert int(status["SigIgn"], 16) & (1 << (signal.SIGINT - 1))
+
+
+def test_master_preloads_before_forking_the_zygote(probed):
+    """The master imported the fork server's modules itself (to share them): lmdb's extension
+    is mapped in the master, which never opens a queue, at the same address as in the zygote."""
+    inst, _ = probed
+    [zygote] = zygotes(inst)
+
+    def lmdb_maps(pid):
+        return {line.split()[0] for line in Path(f"/proc/{pid}/maps").read_text().splitlines()
+                if "/lmdb/cpython" in line}
+
+    assert lmdb_maps(inst.master_pid())
+    assert lmdb_maps(inst.master_pid()) == lmdb_maps(zygote)
 
 
 def test_zygote_exits_with_the_master(probed):
