@@ -61,14 +61,15 @@ from mailsys.runtime import ipc_io, skeleton, store_io
 
 log = structlog.get_logger()
 
-# A trigger is one connect and a byte; qmgr's trigger reader takes it at
-# once. A qmgr too busy to accept within a second gets no hint; it scans
-# on its own timer anyway.
+# A trigger is a byte on a connection kept open while triggers come often
+# (ipc_io.TriggerLine); qmgr's trigger reader takes it at once. A qmgr too
+# busy to take it within a second gets no hint; it scans on its own timer
+# anyway.
 TRIGGER_TIMEOUT = 1.0
-# Under load a trigger per commit costs both sides a connection and qmgr a
-# scan of a few entries; spacing them lets one scan take in the batches of
-# this many seconds. A lone message is not delayed: only a trigger that
-# follows another within the spacing waits.
+# Under load a trigger per commit costs qmgr a wake-up and a scan of a few
+# entries; spacing them lets one scan take in the batches of this many
+# seconds. A lone message is not delayed: only a trigger that follows
+# another within the spacing waits.
 TRIGGER_SPACING = 0.02
 
 # cleanup_strerror.c: CLEANUP_STAT_SIZE as smtpd words it.
@@ -93,7 +94,7 @@ class Cleanup:
         self.policy = HeaderPolicy.from_config(cfg)
         self.size_limit = cfg.message_size_limit
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
-        self.qmgr = names.public_path(cfg.path("queue_directory"), names.QMGR)
+        self.qmgr = ipc_io.TriggerLine(names.public_path(cfg.path("queue_directory"), names.QMGR))
         self._poke = trio.Event()
         self._spacing = trigger_spacing
 
@@ -191,13 +192,15 @@ class Cleanup:
         """Send qmgr b"I" after batches, at most one per trigger spacing;
         the batches committed while one waits fold into it."""
         sent = -math.inf
-        while True:
-            await self._poke.wait()
-            await trio.sleep_until(sent + self._spacing)
-            self._poke = trio.Event()
-            sent = trio.current_time()
-            await ipc_io.send_trigger(self.qmgr, names.QMGR_REQ_SCAN_INCOMING,
-                                      timeout=TRIGGER_TIMEOUT)
+        try:
+            while True:
+                await self._poke.wait()
+                await trio.sleep_until(sent + self._spacing)
+                self._poke = trio.Event()
+                sent = trio.current_time()
+                await self.qmgr.send(names.QMGR_REQ_SCAN_INCOMING, timeout=TRIGGER_TIMEOUT)
+        finally:
+            self.qmgr.close()
 
 
 def open_queue(ctx: skeleton.ServiceContext) -> Cleanup:

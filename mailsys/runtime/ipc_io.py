@@ -52,6 +52,11 @@ DESCRIPTION
     Triggers (Postfix mail_trigger.c) are raw bytes, no Hello, no reply;
     send_trigger() reports failure as False and never raises for an absent
     or refusing service: a trigger is a hint, the queue is the truth.
+    A TriggerLine sends a process's triggers to one service over a
+    connection it keeps: the trigger server takes the bytes as they come
+    (mailsys.runtime.skeleton) and closes a connection that has been quiet
+    for TRIGGER_IDLE or open for TRIGGER_LIFETIME; the line never writes
+    on one that may be near either, so no trigger is written into a close.
 
 GUARANTEES
     connect / call raise IpcUnavailable (a mailsys.errors.ServiceUnavailable)
@@ -82,7 +87,7 @@ from mailsys.ipc.messages import ErrorCode, ErrorReply, Hello
 from mailsys.runtime.fast_stream import FastStream, open_unix
 
 __all__ = ["Channel", "ChannelPool", "connect", "open_channel", "call", "serve",
-           "send_trigger", "receive_trigger", "RECV_SIZE"]
+           "send_trigger", "receive_trigger", "TriggerLine", "RECV_SIZE"]
 
 # 256 KiB per read: more than a default Linux AF_UNIX socket buffer holds
 # (net.core.wmem_default, 208 KiB), so a 100 KB message takes one or two
@@ -101,6 +106,10 @@ _ERROR_REPLY_GRACE = 1.0
 # At most this many trigger bytes are read per connection (Postfix reads
 # one buffer of 1024 in trigger_server.c).
 TRIGGER_LIMIT = 1024
+# The trigger server closes a connection quiet this long, or open this long;
+# a TriggerLine stops writing on one at half of either.
+TRIGGER_IDLE = 1.0
+TRIGGER_LIFETIME = 60.0
 
 Handler = Callable[[Any], Awaitable[Any]]
 
@@ -497,6 +506,52 @@ async def send_trigger(path: Path | str, data: bytes, *, timeout: float) -> bool
         finally:
             await trio.aclose_forcefully(stream)
     return False
+
+
+class TriggerLine:
+    """Trigger bytes to one service over a kept-open connection.
+
+    send() writes on the connection it keeps, and opens a new one when it
+    has none, when the last write is TRIGGER_IDLE / 2 old or the connection
+    TRIGGER_LIFETIME / 2 (the server closes it at the full time: a write
+    racing that close would be lost), or when a write fails, once. Like
+    send_trigger() it never raises for a missing, refusing or slow service:
+    False then, and the next send() tries a fresh connection.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = path
+        self._stream: FastStream | None = None
+        self._opened = self._used = 0.0
+
+    async def send(self, data: bytes, *, timeout: float) -> bool:
+        with trio.move_on_after(timeout):
+            for _ in range(2):
+                now = trio.current_time()
+                if self._stream is not None and (now - self._used > TRIGGER_IDLE / 2 or
+                                                 now - self._opened > TRIGGER_LIFETIME / 2):
+                    self.close()
+                if self._stream is None:
+                    try:
+                        self._stream = await open_unix(self.path)
+                    except OSError:
+                        return False
+                    self._opened = trio.current_time()
+                try:
+                    await self._stream.send_all(data)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.close()        # the server went away: once more, on a new one
+                    continue
+                self._used = trio.current_time()
+                return True
+            return False
+        self.close()                    # a write cut short leaves the stream out of step
+        return False
+
+    def close(self) -> None:
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            stream.close()
 
 
 async def receive_trigger(stream: trio.abc.Stream, *, timeout: float,

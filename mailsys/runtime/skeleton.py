@@ -92,6 +92,7 @@ from mailsys.maillog.setup import configure
 from mailsys.runtime import listeners
 from mailsys.runtime.fast_stream import FastListener, FastStream
 from mailsys.runtime.handoff import ChildArgs, parse_argv
+from mailsys.runtime.ipc_io import TRIGGER_IDLE, TRIGGER_LIFETIME
 from mailsys.runtime.status import State, StatusReporter
 
 log = structlog.get_logger()
@@ -116,8 +117,7 @@ GRACEFUL_TIMEOUT = 10.0
 # server froze (mailsys.runtime.zygote) are never scanned.
 GC_THRESHOLDS = (700, 10, 1)
 
-TRIGGER_READ_TIMEOUT = 1.0     # a trigger client sends its bytes at once (Postfix: 100 bytes, 10 s)
-TRIGGER_MAX = 1024
+TRIGGER_MAX = 1024             # bytes per read of a trigger connection (Postfix: 1024)
 DATAGRAM_MAX = 256 * 1024      # a log event bigger than this is the sender's bug
 DRAIN_BATCH = 256              # datagrams handled per wake-up before other tasks run
 CLOSE_GRACE = 1.0
@@ -346,16 +346,24 @@ class _Daemon:
             self.status.report(state)
 
     async def _read_trigger(self, stream: trio.abc.Stream) -> None:
-        data = b""
-        with trio.move_on_after(TRIGGER_READ_TIMEOUT):
-            while len(data) < TRIGGER_MAX:
-                chunk = await stream.receive_some(TRIGGER_MAX)
+        # A client writes its requests and closes (Postfix's trigger clients,
+        # the master's wakeup), or keeps the connection and writes one request
+        # at a time (ipc_io.TriggerLine: cleanup's): each piece counts as it
+        # arrives. A connection quiet for TRIGGER_IDLE, or open for
+        # TRIGGER_LIFETIME, is closed; a TriggerLine never writes near either.
+        with trio.move_on_after(TRIGGER_LIFETIME):
+            while True:
+                chunk = b""
+                with trio.move_on_after(TRIGGER_IDLE):
+                    try:
+                        chunk = await stream.receive_some(TRIGGER_MAX)
+                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                        pass
                 if not chunk:
                     break
-                data += chunk
+                self._add_triggers(chunk)
         with trio.move_on_after(CLOSE_GRACE, shield=True):
             await stream.aclose()
-        self._add_triggers(data)
 
     def _add_triggers(self, data: bytes) -> None:
         if data:

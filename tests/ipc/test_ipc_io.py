@@ -317,6 +317,32 @@ async def test_triggers(tmp_path):
 
 
 @trio_test
+async def test_trigger_line_keeps_its_connection_and_replaces_a_closed_one(tmp_path):
+    line = ipc_io.TriggerLine(tmp_path / "qmgr")
+    assert await line.send(b"I", timeout=1) is False          # nobody listens yet
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(str(tmp_path / "qmgr"))
+    sock.listen(8)
+    listener = trio.SocketListener(sock)
+    async with listener:
+        assert await line.send(b"I", timeout=1) is True
+        first = await listener.accept()
+        assert await line.send(b"D", timeout=1) is True         # the same connection
+        got = b""
+        while len(got) < 2:
+            got += await first.receive_some(10)
+        assert got == b"ID"
+        await first.aclose()                                     # as the server does when idle
+        await trio.sleep(0.05)
+        assert await line.send(b"F", timeout=1) is True         # goes again, on a new one
+        with trio.fail_after(2):
+            second = await listener.accept()
+            assert await second.receive_some(10) == b"F"
+        await second.aclose()
+    line.close()
+
+
+@trio_test
 async def test_memory_stream_channel_for_in_process_tests():
     client, server = trio.testing.memory_stream_pair()
 

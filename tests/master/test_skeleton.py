@@ -115,3 +115,37 @@ def test_idle_is_reported_only_when_it_lasts(tmp_path):
     with os.fdopen(status_r, "rb") as f:
         states = [s.state for s in StatusDecoder().feed(f.read())]
     assert states == [State.READY, State.AVAIL, State.IDLE, State.AVAIL, State.IDLE]
+
+
+def test_a_kept_open_trigger_connection_is_read_as_it_comes(tmp_path, monkeypatch):
+    monkeypatch.setattr(skeleton, "TRIGGER_IDLE", 0.3)
+    runs = []
+
+    async def handler(requests, ctx):
+        runs.append(requests)
+
+    (tmp_path / "main.cf").write_text(f"queue_directory = {tmp_path}/q\n")
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen()
+    port = lsock.getsockname()[1]
+    args = ChildArgs(config_dir=tmp_path, service="t", type="inet", listen_fds=(lsock.detach(),))
+    ctx = skeleton.ServiceContext("test", "t", "inet", load(tmp_path))
+    d = skeleton._Daemon(ctx, args, handler, "trigger", 1, 1)
+
+    async def main():
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(d.main, None, None, None, None)
+            client = await trio.open_tcp_stream("127.0.0.1", port)
+            for request in (b"I", b"D"):                 # the connection stays open
+                await client.send_all(request)
+                with trio.fail_after(2):
+                    while frozenset({request}) not in runs:
+                        await trio.sleep(0.01)
+            with trio.fail_after(2):                      # quiet: the server closes it
+                assert await client.receive_some(10) == b""
+            await client.aclose()
+            d.shutdown.set()
+
+    trio.run(main)
+    assert runs == [frozenset({b"I"}), frozenset({b"D"})]

@@ -242,54 +242,86 @@ async def test_bad_queue_id_and_size_limit(make_config, store):
     assert store.counts()[Queue.INCOMING] == 0
 
 
+class FakeQmgr:
+    """qmgr's public socket: the trigger bytes as they arrive, and how many
+    connections carried them."""
+
+    def __init__(self, queue_dir) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(queue_dir / "public" / "qmgr"))
+        sock.listen()
+        self.listener = trio.SocketListener(trio.socket.from_stdlib_socket(sock))
+        self.send, self.triggers = trio.open_memory_channel(100)
+        self.connections = 0
+
+    async def serve(self) -> None:
+        async with self.listener, trio.open_nursery() as nursery:
+            while True:
+                stream = await self.listener.accept()
+                self.connections += 1
+                nursery.start_soon(self._read, stream)
+
+    async def _read(self, stream) -> None:
+        async with stream:
+            while chunk := await stream.receive_some(1024):
+                await self.send.send(chunk)
+
+
 @trio_test
 async def test_qmgr_is_triggered_after_commit(make_config, store, queue_dir):
-    cfg = make_config()
-    qmgr = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    qmgr.bind(str(queue_dir / "public" / "qmgr"))
-    qmgr.listen()
-    listener = trio.SocketListener(trio.socket.from_stdlib_socket(qmgr))
+    qmgr = FakeQmgr(queue_dir)
     async with trio.open_nursery() as nursery:
-        svc = await running(cfg, store, nursery)
+        nursery.start_soon(qmgr.serve)
+        svc = await running(make_config(), store, nursery)
         reply = await svc.call(request())
         assert store.exists(reply.queue_id)
         with trio.fail_after(5):
-            stream = await listener.accept()
-            data = await ipc_io.receive_trigger(stream, timeout=5)
-        await stream.aclose()
+            assert await qmgr.triggers.receive() == b"I"
         nursery.cancel_scope.cancel()
-    await listener.aclose()
-    assert data == b"I"
 
 
 @trio_test
 async def test_triggers_that_follow_closely_fold_into_one(make_config, store, queue_dir):
-    qmgr = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    qmgr.bind(str(queue_dir / "public" / "qmgr"))
-    qmgr.listen()
-    listener = trio.SocketListener(trio.socket.from_stdlib_socket(qmgr))
-
-    async def next_trigger() -> bytes:
-        stream = await listener.accept()
-        async with stream:
-            return await ipc_io.receive_trigger(stream, timeout=5)
-
+    qmgr = FakeQmgr(queue_dir)
     spacing = 1.0
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(qmgr.serve)
         svc = await running(make_config(), store, nursery, trigger_spacing=spacing)
         await svc.call(request())
         with trio.fail_after(spacing / 2):          # the first one is not held back
-            assert await next_trigger() == b"I"
+            assert await qmgr.triggers.receive() == b"I"
         first = trio.current_time()
         for _ in range(3):                           # three more commits, one after the other
             await svc.call(request())
         with trio.fail_after(spacing * 3):
-            assert await next_trigger() == b"I"
+            assert await qmgr.triggers.receive() == b"I"
         # Not before the spacing is over (less the first one's way here).
         assert trio.current_time() - first >= spacing - 0.1
         with trio.move_on_after(spacing * 1.2) as more:
-            await next_trigger()
+            await qmgr.triggers.receive()
         assert more.cancelled_caught, "the commits got more than one trigger"
         assert svc.cleanup.commits.batches == 4
         nursery.cancel_scope.cancel()
-    await listener.aclose()
+
+
+@trio_test
+async def test_triggers_share_one_connection_while_they_come_often(make_config, store, queue_dir):
+    qmgr = FakeQmgr(queue_dir)
+    spacing = 0.05                                   # well within the line's reuse window
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(qmgr.serve)
+        svc = await running(make_config(), store, nursery, trigger_spacing=spacing)
+        for _ in range(5):
+            await svc.call(request())
+            with trio.fail_after(5):
+                assert await qmgr.triggers.receive() == b"I"
+            await trio.sleep(spacing)
+        assert qmgr.connections == 1
+        # Quiet for longer than the server would keep the connection: the next
+        # trigger goes on a new one, and arrives.
+        await trio.sleep(ipc_io.TRIGGER_IDLE / 2 + 0.1)
+        await svc.call(request())
+        with trio.fail_after(5):
+            assert await qmgr.triggers.receive() == b"I"
+        assert qmgr.connections == 2
+        nursery.cancel_scope.cancel()
