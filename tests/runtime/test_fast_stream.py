@@ -107,9 +107,9 @@ def test_operations_that_complete_at_once_yield_now_and_then():
 
 # -- data ------------------------------------------------------------------------------
 
-def test_partial_sends_with_a_full_buffer_arrive_whole_and_in_order():
-    payload = bytes(range(256)) * 8192          # 2 MiB, far beyond any socket buffer
-
+def _through_a_small_buffer(send, size: int) -> bytes:
+    """What a slow reader gets while send(stream) writes size bytes into a
+    4 KB send buffer: the writer must wait for room, again and again."""
     async def main():
         a, b = await unix_pair()
         async with a, b:
@@ -117,49 +117,34 @@ def test_partial_sends_with_a_full_buffer_arrive_whole_and_in_order():
             got = bytearray()
 
             async def reader():
-                while len(got) < len(payload):
+                while len(got) < size:
                     chunk = await b.receive_some(3000)
                     assert chunk
                     got.extend(chunk)
                     if len(got) % 7 == 0:
-                        await trio.sleep(0.0005)     # a slow reader: the writer must wait
+                        await trio.sleep(0.0005)     # a slow reader
 
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(reader)
-                await a.send_all(memoryview(payload))
-            assert bytes(got) == payload
-            await a.aclose()
-            await b.aclose()
-    run(main)
+                await send(a)
+            return bytes(got)
+    return trio.run(main)
+
+
+def test_partial_sends_with_a_full_buffer_arrive_whole_and_in_order():
+    payload = bytes(range(256)) * 8192          # 2 MiB, far beyond any socket buffer
+    assert _through_a_small_buffer(lambda a: a.send_all(memoryview(payload)),
+                                   len(payload)) == payload
 
 
 @pytest.mark.parametrize("sizes", [(7, 2 << 20, 0, 5), (1, 1, 1), (300000,)])
 def test_send_all_parts_arrive_as_if_joined(sizes):
-    # parts beyond the socket buffer, empty ones, and a slow reader: the
-    # writer resumes halfway through a part, and nothing is lost or reordered
+    # parts beyond the socket buffer and empty ones: the writer resumes
+    # halfway through a part, and nothing is lost or reordered
     parts = [bytes([i + 1]) * n for i, n in enumerate(sizes)]
     parts[-1] = memoryview(parts[-1])
     expected = b"".join(parts)
-
-    async def main():
-        a, b = await unix_pair()
-        async with a, b:
-            a.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-            got = bytearray()
-
-            async def reader():
-                while len(got) < len(expected):
-                    chunk = await b.receive_some(5000)
-                    assert chunk
-                    got.extend(chunk)
-                    if len(got) % 3 == 0:
-                        await trio.sleep(0.0005)
-
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(reader)
-                await a.send_all_parts(parts)
-            assert bytes(got) == expected
-    run(main)
+    assert _through_a_small_buffer(lambda a: a.send_all_parts(parts), len(expected)) == expected
 
 
 def test_send_all_parts_to_a_closed_peer_is_a_broken_resource():
