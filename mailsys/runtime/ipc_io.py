@@ -15,7 +15,7 @@ SYNOPSIS
     chan = await open_channel(stream, protocol="cleanup", timeout=5)   # client on a given stream
 
     await send_trigger(path, names.QMGR_REQ_SCAN_INCOMING, timeout=1)
-    data = await receive_trigger(stream, timeout=1)         # trigger server side
+    line = TriggerLine(path); await line.send(b"I", timeout=1)   # kept-open connection
 
 DESCRIPTION
     The I/O shell around mailsys.ipc (frames, codec, messages), as
@@ -87,7 +87,7 @@ from mailsys.ipc.messages import ErrorCode, ErrorReply, Hello
 from mailsys.runtime.fast_stream import FastStream, open_unix
 
 __all__ = ["Channel", "ChannelPool", "connect", "open_channel", "call", "serve",
-           "send_trigger", "receive_trigger", "TriggerLine", "RECV_SIZE"]
+           "send_trigger", "TriggerLine", "TRIGGER_LIMIT", "RECV_SIZE"]
 
 # 256 KiB per read: more than a default Linux AF_UNIX socket buffer holds
 # (net.core.wmem_default, 208 KiB), so a 100 KB message takes one or two
@@ -103,7 +103,7 @@ JOIN_LIMIT = 16 * 1024
 # How long serve() may spend telling a client about a handler bug.
 _ERROR_REPLY_GRACE = 1.0
 
-# At most this many trigger bytes are read per connection (Postfix reads
+# A trigger server reads at most this many bytes at a time (Postfix reads
 # one buffer of 1024 in trigger_server.c).
 TRIGGER_LIMIT = 1024
 # The trigger server closes a connection quiet this long, or open this long;
@@ -552,19 +552,3 @@ class TriggerLine:
         stream, self._stream = self._stream, None
         if stream is not None:
             stream.close()
-
-
-async def receive_trigger(stream: trio.abc.Stream, *, timeout: float,
-                          limit: int = TRIGGER_LIMIT) -> bytes:
-    """Read a trigger connection to EOF (at most limit bytes, within timeout)."""
-    data = bytearray()
-    with trio.move_on_after(timeout):
-        try:
-            while len(data) < limit:
-                chunk = await stream.receive_some(limit - len(data))
-                if not chunk:
-                    break
-                data += chunk
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-    return bytes(data)

@@ -92,7 +92,7 @@ from mailsys.maillog.setup import configure
 from mailsys.runtime import listeners
 from mailsys.runtime.fast_stream import FastListener, FastStream
 from mailsys.runtime.handoff import ChildArgs, parse_argv
-from mailsys.runtime.ipc_io import TRIGGER_IDLE, TRIGGER_LIFETIME
+from mailsys.runtime.ipc_io import TRIGGER_IDLE, TRIGGER_LIFETIME, TRIGGER_LIMIT
 from mailsys.runtime.status import State, StatusReporter
 
 log = structlog.get_logger()
@@ -117,7 +117,6 @@ GRACEFUL_TIMEOUT = 10.0
 # server froze (mailsys.runtime.zygote) are never scanned.
 GC_THRESHOLDS = (700, 10, 1)
 
-TRIGGER_MAX = 1024             # bytes per read of a trigger connection (Postfix: 1024)
 DATAGRAM_MAX = 256 * 1024      # a log event bigger than this is the sender's bug
 DRAIN_BATCH = 256              # datagrams handled per wake-up before other tasks run
 CLOSE_GRACE = 1.0
@@ -356,7 +355,7 @@ class _Daemon:
                 chunk = b""
                 with trio.move_on_after(TRIGGER_IDLE):
                     try:
-                        chunk = await stream.receive_some(TRIGGER_MAX)
+                        chunk = await stream.receive_some(TRIGGER_LIMIT)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         pass
                 if not chunk:
