@@ -9,6 +9,7 @@ SYNOPSIS
 
     pool = ChannelPool(path, "cleanup", size=8)
     queued = await pool.call(request, expect=Queued, timeout=10)
+    queued = await pool.call_made(lambda: request, expect=Queued, timeout=10)
     async with pool.channel() as chan: ...
 
     await serve(stream, handler, protocol="cleanup")       # server side, one connection
@@ -179,6 +180,8 @@ class Channel:
 
     async def _call_at(self, msg: object, expect: type | tuple[type, ...], deadline: float) -> Any:
         parts = self._io.encode(msg)   # a bad request fails here, leaving the channel intact
+        kind = type(msg).__name__
+        del msg                         # _exchange lets go of the parts once they are sent
         lock = self._lock
         with trio.move_on_at(deadline) as scope:
             # A free lock (always, for a pooled channel) is taken without
@@ -210,7 +213,7 @@ class Channel:
             raise RemoteError(reply.code, reply.text)
         if not isinstance(reply, expect):
             raise ProtocolError(f"{self.name}: unexpected reply {type(reply).__name__}"
-                                f" to {type(msg).__name__}")
+                                f" to {kind}")
         return reply
 
     async def _exchange(self, parts: list) -> Any:
@@ -218,6 +221,9 @@ class Channel:
             await self._io.send_parts(parts)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
             raise IpcUnavailable(f"{self.name}: connection lost: {e}") from None
+        # Sent: a big request (a message's content) need not stay in this
+        # process's memory while the service works on it.
+        parts.clear()
         return await self._receive()
 
     async def _receive(self) -> Any:
@@ -377,6 +383,11 @@ class ChannelPool:
             self._slots.release()
             raise
 
+    @property
+    def busy(self) -> bool:
+        """True when every channel is in use: a call now would wait."""
+        return self._slots.value == 0
+
     def _give(self, chan: Channel) -> None:
         if chan.usable and not self._closed:
             self._idle.append(chan)
@@ -386,11 +397,20 @@ class ChannelPool:
 
     async def call(self, msg: object, *, expect: type | tuple[type, ...], timeout: float) -> Any:
         """Call on a pooled channel; one retry if a reused channel was dead."""
+        return await self.call_made(lambda: msg, expect=expect, timeout=timeout)
+
+    async def call_made(self, make: Callable[[], object], *, expect: type | tuple[type, ...],
+                        timeout: float) -> Any:
+        """call() with the request built by make() once a channel is free.
+
+        A caller with a large request (smtpd's message content, spooled to
+        a file) need not hold it in memory while it waits for a channel.
+        make() runs again for the retry."""
         deadline = trio.current_time() + timeout
         chan = await self._take(deadline)
         reused = chan.calls > 0
         try:
-            return await chan._call_at(msg, expect, deadline)
+            return await chan._call_at(make(), expect, deadline)
         except IpcUnavailable:
             if not reused:
                 raise
@@ -398,7 +418,7 @@ class ChannelPool:
             self._give(chan)
         chan = await self._take(deadline, fresh=True)
         try:
-            return await chan._call_at(msg, expect, deadline)
+            return await chan._call_at(make(), expect, deadline)
         finally:
             self._give(chan)
 

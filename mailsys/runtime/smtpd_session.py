@@ -23,7 +23,9 @@ DESCRIPTION
         "NOQUEUE: reject: RCPT from ..."), allocating the queue ID and
         logging "QID: client=name[addr]" at the first accepted recipient;
         the message content to cleanup in one request at the end of DATA
-        or BDAT LAST, "250 2.0.0 Ok: queued as QID" only when cleanup
+        or BDAT LAST (held meanwhile in memory, or in an unnamed file in
+        the queue directory when it is large or must wait for a busy
+        cleanup), "250 2.0.0 Ok: queued as QID" only when cleanup
         answered Queued (durably committed); STARTTLS (the handshake is
         mailsys.runtime.smtpd_tls); AUTH with the anvil AUTH rate (the
         exchange is mailsys.runtime.smtpd_auth);
@@ -41,6 +43,8 @@ DESCRIPTION
 from __future__ import annotations
 
 import dataclasses
+import errno
+import tempfile
 import time
 
 import structlog
@@ -70,6 +74,15 @@ TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
 # 10 minutes for the reply to the end of data).
 CLEANUP_TIMEOUT = 60.0
 TRIGGER_TIMEOUT = 1.0
+# Message content goes to an unnamed file in the queue directory (as
+# Postfix's smtpd writes all of it to its queue file) when it grows beyond
+# SPOOL_OVER while it arrives, or when it is over SPOOL_WAITING and every
+# cleanup channel is busy. Sessions sending huge messages, or waiting for
+# cleanup under load, then hold page cache rather than process memory; the
+# content is read back once a channel is free. Below that, a file would cost
+# more CPU (creating and dropping it) than the memory is worth.
+SPOOL_OVER = 1024 * 1024
+SPOOL_WAITING = 16 * 1024
 
 # smtpd.c SMTPD_CMD_FLAG_LAST: commands after which a client must wait for the reply.
 _LAST_IN_GROUP = (Helo, DataStart, Noop, Vrfy)
@@ -124,6 +137,7 @@ class Session:
         self.pump: smtp_io.SmtpPump | None = None
         self.pipelining_noted = False
         self.tls_refused = False        # closed after the handshake on purpose: no "lost connection"
+        self.content: tempfile.SpooledTemporaryFile | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -131,8 +145,14 @@ class Session:
         self.qid: str | None = None
         self.recipients: list[CleanupRecipient] = []
         self.last_rcpt: str | None = None
-        self.chunks: list[bytes] = []
+        self._new_content(None)
         self.in_bdat = False
+
+    def _new_content(self, spool: tempfile.SpooledTemporaryFile | None) -> None:
+        if self.content is not None:
+            self.content.close()
+        self.content = spool
+        self.spool_error: OSError | None = None
 
     # --- the connection -------------------------------------------------------
 
@@ -174,6 +194,7 @@ class Session:
                 with trio.CancelScope(shield=True):
                     await server.anvil.disconnect(server.service, self.addr)
             log.info("disconnect", client=self.namaddr, stats=self.conn.command_stats())
+            self._new_content(None)
             # The pump refers back to this session (its policy): without this
             # the pair would wait for the cyclic garbage collector.
             self.pump = None
@@ -192,18 +213,22 @@ class Session:
     # --- smtp_io.Policy -----------------------------------------------------------
 
     def chunk(self, data: bytes) -> None:
-        # The content grows in one buffer (chunks holds it alone), handed to
-        # cleanup as it is: no list of pieces to join into a second copy.
-        chunks = self.chunks
-        if chunks:
-            chunks[0] += data
-        else:
-            chunks.append(bytearray(data))
+        content = self.content
+        if content is None:
+            content = self.content = tempfile.SpooledTemporaryFile(SPOOL_OVER,
+                                                                   dir=self.server.queue_dir)
+        if self.spool_error is None:
+            # In memory, or past SPOOL_OVER a page-cache copy into the file,
+            # done in place as Postfix's smtpd writes its queue file.
+            try:
+                content.write(data)
+            except OSError as e:
+                self.spool_error = e        # answered at the end of the content
 
     def bdat(self, event: Bdat) -> None:
         if not self.in_bdat:
             self.in_bdat = True
-            self.chunks = []
+            self._new_content(None)
 
     def refused(self, err: RemoteProtocolError) -> None:
         reply = err.reply
@@ -374,7 +399,7 @@ class Session:
         return None
 
     def _data_start(self) -> Reply | None:
-        self.chunks = []
+        self._new_content(None)
         r = self.server.restrictions
         if not r.lists.get("smtpd_data_restrictions"):
             return None
@@ -400,13 +425,26 @@ class Session:
 
     async def _end_of_data(self, event: EndOfData) -> Reply:
         mail, qid, bdat = self.mail, self.qid, self.in_bdat
-        content = self.chunks[0] if self.chunks else b""
+        content, spool_error, self.content = self.content, self.spool_error, None
+        try:
+            if spool_error is not None:
+                self._reset()
+                log.warning(f"{qid}: queue file write error: {spool_error}")
+                return replies.INSUFFICIENT_STORAGE if spool_error.errno == errno.ENOSPC \
+                    else replies.QUEUE_WRITE_ERROR
+            return await self._queue(event, mail, qid, bdat, content)
+        finally:
+            if content is not None:
+                content.close()
+
+    async def _queue(self, event: EndOfData, mail: MailFrom, qid: str, bdat: bool,
+                     content: tempfile.SpooledTemporaryFile | None) -> Reply:
         recipients, last_rcpt = tuple(self.recipients), self.last_rcpt
         self._reset()
         assert mail is not None and qid is not None
         conn = self.conn
-        request = CleanupRequest(
-            queue_id=qid, sender=mail.address, recipients=recipients, content=content,
+        envelope = dict(
+            queue_id=qid, sender=mail.address, recipients=recipients,
             arrival_time=time.time(), origin="smtpd",
             local=self.server.is_local_client(self.addr),
             client_name=self.name, client_addr=self.addr, client_port=self.port,
@@ -419,9 +457,23 @@ class Session:
             # (smtpd_forbid_bare_newline = no); BDAT content is not looked at.
             crlf=not bdat and (not event.bare_lf
                                or conn.settings.forbid_bare_newline == "normalize"))
+
+        def with_content() -> CleanupRequest:
+            if content is None:
+                return CleanupRequest(content=b"", **envelope)
+            content.seek(0)
+            return CleanupRequest(content=content.read(), **envelope)
+
+        cleanup = self.server.cleanup
+        if content is not None and cleanup.busy and content.tell() > SPOOL_WAITING:
+            try:
+                content.rollover()
+            except OSError:
+                pass            # it waits in memory then
         try:
-            result = await self.server.cleanup.call(
-                request, expect=(Queued, Rejected), timeout=max(CLEANUP_TIMEOUT, self.server.timeout))
+            result = await cleanup.call_made(
+                with_content, expect=(Queued, Rejected),
+                timeout=max(CLEANUP_TIMEOUT, self.server.timeout))
         except RemoteError as e:
             log.warning(f"{qid}: queue file write error: {e.text}")
             if e.code == ErrorCode.QUEUE_FULL:

@@ -255,6 +255,52 @@ async def test_pool_waits_for_a_slot_only_until_the_deadline(tmp_path):
 
 
 @trio_test
+async def test_pool_builds_a_made_request_only_when_a_channel_is_free(tmp_path):
+    async with serving(tmp_path / "svc"):
+        pool = ipc_io.ChannelPool(tmp_path / "svc", "test", size=1)
+        made = []
+
+        def make():
+            made.append(trio.current_time())
+            return Echo("made", b"x" * 100_000)
+
+        assert not pool.busy
+        async with trio.open_nursery() as nursery:
+            async with pool.channel():
+                assert pool.busy
+                nursery.start_soon(functools.partial(pool.call_made, make, expect=Echoed, timeout=5))
+                await trio.sleep(0.05)
+                assert made == []       # waiting for the channel, nothing built yet
+        assert len(made) == 1 and not pool.busy
+        await pool.aclose()
+
+
+@trio_test
+async def test_a_sent_made_request_is_not_held_while_the_reply_is_awaited(tmp_path):
+    import gc
+    import weakref
+
+    class Blob(bytearray):
+        pass                    # bytes cannot be weakly referenced; a subclass of bytearray can
+
+    alive = []
+
+    def make():
+        blob = Blob(b"y" * 100_000)
+        alive.append(weakref.ref(blob))
+        return Echo("slow", blob, delay=0.2)
+
+    async with serving(tmp_path / "svc"):
+        pool = ipc_io.ChannelPool(tmp_path / "svc", "test", size=1)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(functools.partial(pool.call_made, make, expect=Echoed, timeout=5))
+            await trio.sleep(0.1)           # sent, the reply not yet there
+            gc.collect()
+            assert pool.busy and alive[0]() is None
+        await pool.aclose()
+
+
+@trio_test
 async def test_pool_gives_back_the_slot_of_a_failed_connect(tmp_path):
     pool = ipc_io.ChannelPool(tmp_path / "nobody", "test", size=1)
     for _ in range(2):      # a leaked slot would make the second one time out

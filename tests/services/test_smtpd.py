@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 import weakref
 from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from structlog.testing import capture_logs
 
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import Rejected
 from mailsys.runtime.smtpd_server import SmtpdServer
+from mailsys.runtime import smtpd_session
 from mailsys.runtime.smtpd_session import Session
 
 sys.path.insert(0, str(Path(__file__).parent))      # _smtpd_testlib.py (tests/ is no package)
@@ -198,6 +201,98 @@ async def test_error_sleep_after_soft_limit(make_config):
         nursery.cancel_scope.cancel()
     gaps = [round(b - a) for a, b in zip([0.0, *times], times)]
     assert gaps == [0, 0, 5, 5]     # replies wait once 2 errors are counted
+
+
+def _spool_files(queue_dir: Path) -> list[str]:
+    """This process's open files in queue_dir: smtpd's spooled content."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(f"{queue_dir}/"):
+            found.append(target)
+    return found
+
+
+ENVELOPE = b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+
+
+@trio_test
+async def test_big_content_is_spooled_as_it_arrives(make_config, queue_dir, monkeypatch):
+    monkeypatch.setattr(smtpd_session, "SPOOL_OVER", 1000)
+    cfg = make_config(**PARAMS)
+    cleanup = FakeCleanup()
+    body = b"".join(b"line %04d ................................\r\n" % i for i in range(100))
+    async with trio.open_nursery() as nursery:
+        client, _ = await open_session(nursery, cfg, cleanup=cleanup)
+        await client.send(ENVELOPE + b"DATA\r\n")
+        assert [r[:3] for r in await client.replies(4)] == ["250", "250", "250", "354"]
+        assert _spool_files(queue_dir) == []
+        for i in range(0, len(body), 700):
+            await client.send(body[i:i + 700])
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(_spool_files(queue_dir)) == 1        # over 1000 bytes: in a file
+        await client.send(b".\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                          b"BDAT 2000\r\n" + body[:2000] + b"BDAT 3 LAST\r\nend")
+        got = await client.replies(5)
+        assert _spool_files(queue_dir) == []            # each file goes with its message
+        nursery.cancel_scope.cancel()
+    first, second = cleanup.requests
+    assert got[:1] + got[3:] == [f"250 2.0.0 Ok: queued as {first.queue_id}", "250 2.0.0 Ok: 2000 bytes",
+                   f"250 2.0.0 Ok: 2003 bytes queued as {second.queue_id}"]
+    assert first.content == body and second.content == body[:2000] + b"end"
+
+
+@trio_test
+async def test_content_waiting_for_a_busy_cleanup_is_spooled(make_config, queue_dir, monkeypatch):
+    monkeypatch.setattr(smtpd_session, "SPOOL_WAITING", 1000)
+    cfg = make_config(**PARAMS)
+    cleanup = FakeCleanup()
+    small, big = b"x" * 900 + b"\r\n", b"y" * 3000 + b"\r\n"
+    async with trio.open_nursery() as nursery:
+        client, session = await open_session(nursery, cfg, cleanup=cleanup)
+        await client.send(ENVELOPE)
+        await client.replies(3)
+        pool = session.server.cleanup
+        for content, spooled in [(small, []), (big, [1])]:
+            async with pool.channel():              # what all 48 busy channels look like
+                for _ in range(pool.size - 1):
+                    await pool._slots.acquire()
+                await client.send(b"DATA\r\n" + content + b".\r\n")
+                await trio.sleep(0.05)
+                # Over SPOOL_WAITING it waits in a file; below, in memory.
+                assert [1 for _ in _spool_files(queue_dir)] == spooled
+                for _ in range(pool.size - 1):
+                    pool._slots.release()
+            got = await client.replies(2)
+            assert got[0] == "354 End data with <CR><LF>.<CR><LF>" and got[1].startswith("250 2.0.0 Ok: queued")
+            await client.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n")
+            await client.replies(2)
+        nursery.cancel_scope.cancel()
+    assert [r.content for r in cleanup.requests] == [small, big]
+
+
+@trio_test
+async def test_a_spool_file_that_cannot_be_written_answers_451(make_config, queue_dir, monkeypatch):
+    monkeypatch.setattr(smtpd_session, "SPOOL_OVER", 100)
+    cfg = make_config(**PARAMS)
+    cleanup = FakeCleanup()
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client, session = await open_session(nursery, cfg, cleanup=cleanup)
+            session.server.queue_dir = queue_dir / "gone"
+            await client.send(ENVELOPE + b"DATA\r\n" + b"z" * 500 + b"\r\n.\r\n"
+                              b"MAIL FROM:<a@example.org>\r\n")
+            got = await client.replies(6)
+            nursery.cancel_scope.cancel()
+    assert got[4:] == ["451 4.3.0 Error: queue file write error", "250 2.1.0 Ok"]
+    assert cleanup.requests == []
+    [warning] = [e["event"] for e in logs if "queue file write error" in e["event"]]
+    qid = warning.split(":")[0]
+    assert warning.startswith(f"{qid}: queue file write error: [Errno 2] No such file or directory: "
+                              f"'{queue_dir}/gone/")
 
 
 @trio_test
