@@ -12,7 +12,9 @@ SYNOPSIS
 
 DESCRIPTION
     A message is a frozen dataclass registered under a name and a version.
-    On the wire (see frames.py) its frame header is compact ASCII JSON:
+    On the wire (see frames.py) its frame header is compact UTF-8 JSON
+    (mailsys.fastjson; a string holding a lone surrogate is written as an
+    ASCII escape):
 
         {"n": "cleanup_request", "v": 1, "f": {"sender": "a@b", "content": 0}, "b": [102400]}
 
@@ -47,11 +49,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from mailsys import fastjson
 from mailsys.ipc.errors import ProtocolError
 from mailsys.ipc.frames import MAX_FRAME, Frame, FrameDecoder, encode_frame, frame_parts
 
@@ -78,9 +82,17 @@ class _Entry:
 _BY_NAME: dict[str, _Entry] = {}
 _BY_CLASS: dict[type, _Entry] = {}
 
-_DUMPS = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True).encode
-# json.loads() without its per-call encoding detection: headers are ASCII.
-_LOADS = json.JSONDecoder().decode
+# The reference encoding (mailsys.fastjson): what orjson will not write or read.
+_ENCODER = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=True)
+_DECODER = json.JSONDecoder()
+
+
+def _dumps_slow(head: object) -> bytes:
+    return _ENCODER.encode(head).encode("ascii")
+
+
+def _loads_slow(header: bytes | memoryview) -> Any:
+    return _DECODER.decode(bytes(header).decode())
 
 # What a field absent from the peer's object reads as (no JSON value is it).
 _MISSING = object()
@@ -129,7 +141,7 @@ def encode_parts(msg: object, *, max_size: int = MAX_FRAME) -> list:
     head: dict[str, Any] = {"n": entry.name, "v": entry.version, "f": fields}
     if blobs:
         head["b"] = [len(b) for b in blobs]
-    return frame_parts(_DUMPS(head).encode("ascii"), blobs, max_size=max_size)
+    return frame_parts(fastjson.dumps(head, _dumps_slow), blobs, max_size=max_size)
 
 
 def encode(msg: object, *, max_size: int = MAX_FRAME) -> bytes:
@@ -142,7 +154,7 @@ def decode(frame: Frame | bytes) -> Any:
     if not isinstance(frame, Frame):
         frame = _one_frame(frame)
     try:
-        head = _LOADS(frame.header.decode())
+        head = fastjson.loads(frame.header, _loads_slow)
     except (ValueError, RecursionError) as e:      # UnicodeDecodeError is a ValueError
         raise ProtocolError(f"bad frame header: {e}") from None
     if not isinstance(head, dict):
@@ -223,9 +235,10 @@ def _dataclass_converters(cls: type, label: str) -> tuple[Encoder, Decoder]:
         tp = hints[f.name]
         enc, dec = _converters(tp, f"{label}.{f.name}")
         # A scalar of exactly its field's type is passed as it is, both
-        # ways: that is what its converter would do, minus the call.
+        # ways: that is what its converter would do, minus the call. A float
+        # is looked at on the way out (a non-finite one, see _scalar).
         fast = tp if tp in _SCALAR_OK else _NoFastPath
-        plan.append((f.name, fast, enc))
+        plan.append((f.name, _NoFastPath if tp is float else fast, enc))
         dplan.append((f.name, fast, dec))
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             required.add(f.name)
@@ -305,6 +318,8 @@ def _scalar(tp: type, label: str) -> tuple[Encoder, Decoder]:
     def enc(v: Any, blobs: list) -> Any:
         if not ok(v):
             raise TypeError(f"{label}: expected {want}, got {type(v).__qualname__}")
+        if tp is float and not math.isfinite(v):
+            return fastjson.NonFinite(v)        # NaN and Infinity, as JSON allows here
         return v if type(v) is tp else plain(v)
 
     def dec(v: Any, blobs: _Blobs) -> Any:

@@ -41,6 +41,8 @@ import time as _clock
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from mailsys import fastjson
+
 WIRE_VERSION = 1
 
 # structlog method names -> the Postfix severity they are logged with.
@@ -78,6 +80,19 @@ def _nonfinite(constant: str) -> str:
 # build a new encoder / decoder on every call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str)
 _DECODER = json.JSONDecoder(parse_constant=_nonfinite)
+
+
+
+
+def _dumps_slow(wire: object) -> bytes:
+    return _ENCODER.encode(wire).encode("utf-8")
+
+
+def _loads_slow(datagram: bytes) -> Any:
+    body = datagram.decode("utf-8")
+    if body.startswith("\ufeff"):      # as json.loads() refuses it
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", body, 0)
+    return _DECODER.decode(body)
 
 
 _NUMBER = (int, float)
@@ -191,17 +206,13 @@ class LogEvent:
             wire["noqueue"] = True
         if self.exception:
             wire["exception"] = self.exception
-        return _ENCODER.encode(wire).encode("utf-8")
+        return fastjson.dumps(wire, _dumps_slow, default=str)
 
     @classmethod
     def decode(cls, datagram: bytes) -> "LogEvent":
         """Parse a datagram made by encode(); ValueError if it is not one."""
         try:
-            body = datagram.decode("utf-8")
-            if body.startswith("\ufeff"):      # as json.loads() refuses it
-                raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)",
-                                           body, 0)
-            wire = _DECODER.decode(body)
+            wire = fastjson.loads(datagram, _loads_slow)
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ValueError(f"not a log event: {e}") from None
         if type(wire) is not dict:

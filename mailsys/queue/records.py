@@ -32,9 +32,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from enum import Enum
 from typing import Any
 
+from mailsys import fastjson
 from mailsys.errors import QueueError
 from mailsys.message.envelope import Envelope, Recipient
 from mailsys.queue.schema import CODE_QUEUE, QUEUE_CODE, Queue
@@ -62,12 +64,24 @@ _RCPT_FIELDS = _defaults(Recipient)
 _ENV_NAMES = frozenset(n for n, _ in _ENV_FIELDS)
 _RCPT_NAMES = frozenset(n for n, _ in _RCPT_FIELDS)
 
+# The reference encoding (mailsys.fastjson): what orjson will not write or
+# read, such as a string with a lone surrogate (surrogatepass).
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"),
                             check_circular=False)
 _decoder = json.JSONDecoder()
 
 
+def _dumps_slow(doc: object) -> bytes:
+    return _encoder.encode(doc).encode("utf-8", "surrogatepass")
+
+
+def _loads_slow(text: bytes | memoryview) -> Any:
+    return _decoder.decode(bytes(text).decode("utf-8", "surrogatepass"))
+
+
 def _plain(value: Any) -> Any:
+    if type(value) is float:
+        return value if math.isfinite(value) else fastjson.NonFinite(value)
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, tuple):
@@ -88,9 +102,7 @@ def encode(envelope: Envelope, queue: Queue) -> bytes:
     """encode - the stored value for envelope in queue."""
     doc = _fields(envelope, _ENV_FIELDS)
     doc["recipients"] = [_fields(r, _RCPT_FIELDS) for r in envelope.recipients]
-    text = _encoder.encode(doc)
-    return bytes((RECORD_VERSION, QUEUE_CODE[Queue(queue)])) + text.encode(
-        "utf-8", "surrogatepass")
+    return bytes((RECORD_VERSION, QUEUE_CODE[Queue(queue)])) + fastjson.dumps(doc, _dumps_slow)
 
 
 def requeue(value: bytes, queue: Queue) -> bytes:
@@ -117,7 +129,7 @@ def decode(qid: str, value: bytes) -> tuple[Envelope, Queue]:
     """decode - the envelope and queue from a stored value."""
     _check_header(value)
     try:
-        doc = _decoder.decode(value[2:].decode("utf-8", "surrogatepass"))
+        doc = fastjson.loads(value[2:], _loads_slow)
         rcpts = tuple(Recipient(**{k: v for k, v in r.items() if k in _RCPT_NAMES})
                       for r in doc.pop("recipients"))
         fields = {k: v for k, v in doc.items() if k in _ENV_NAMES}
