@@ -43,15 +43,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import re
-
 import orjson
 
 __all__ = ["dumps", "loads", "NonFinite"]
 
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 # Shorter than any integer outside orjson's exact range (-2**63 .. 2**64-1).
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+# With every digit made a "0", a run of them is found by one fast substring
+# search (a regular expression took four times as long as orjson.loads).
+_LONG_DIGITS = b"0" * 19
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
 
 
 class NonFinite(float):
@@ -71,7 +72,8 @@ def dumps(obj: Any, slow: Callable[[Any], bytes],
 
 def loads(data: bytes | bytearray | memoryview, slow: Callable[[Any], Any]) -> Any:
     """The object data holds; slow(data) for whatever orjson will not decode."""
-    if _LONG_DIGITS.search(data) is not None:
+    raw = data if isinstance(data, (bytes, bytearray)) else bytes(data)
+    if _LONG_DIGITS in raw.translate(_DIGITS_AS_ZERO):
         return slow(data)
     try:
         return orjson.loads(data)
