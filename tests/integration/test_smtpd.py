@@ -140,6 +140,36 @@ def test_message_size_limit(mailsys_instance):
     inst.wait_log("queue file size limit exceeded")
 
 
+def test_message_over_the_spool_size_is_stored_whole(mailsys_instance):
+    # Over smtpd_session.SPOOL_OVER (1 MB) the content waits in an unnamed
+    # file in the queue directory; it must reach the queue byte for byte,
+    # sent with DATA and with BDAT, and leave no file behind.
+    inst = mailsys_instance
+    port = start(inst)
+    body = b"".join(b"line %06d " % i + b"z" * 60 + b"\r\n" for i in range(20_000))
+    assert len(body) > 1024 * 1024
+    with session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        s.rcpt("bob@example.test")
+        code, reply = s.data(b"Subject: big\r\n\r\n" + body)
+        assert code == 250
+        s.mail("a@example.org")
+        s.rcpt("bob@example.test")
+        half = len(body) // 2
+        s.putcmd(f"BDAT {half}")
+        s.send(body[:half])
+        assert s.getreply()[0] == 250
+        s.putcmd(f"BDAT {len(body) - half} LAST")
+        s.send(body[half:])
+        code, bdat_reply = s.getreply()
+        assert code == 250
+    for r in (reply, bdat_reply):
+        _, _, content = queued(inst, qid_of(r))
+        assert content.endswith(body)       # after the headers cleanup added
+    assert [p.name for p in inst.queue_dir.iterdir() if not p.is_dir()] == []
+
+
 def test_recipient_limit(mailsys_instance):
     inst = mailsys_instance
     port = start(inst, {"smtpd_recipient_limit": "2"})
