@@ -82,8 +82,6 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=s
 _DECODER = json.JSONDecoder(parse_constant=_nonfinite)
 
 
-
-
 def _dumps_slow(wire: object) -> bytes:
     return _ENCODER.encode(wire).encode("utf-8")
 

@@ -79,7 +79,7 @@ def render(event: LogEvent, host: str, text: str | None = None) -> str:
         record["noqueue"] = True
     if event.exception:
         record["exception"] = event.exception
-    line = fastjson.dumps(record, _dumps_slow, default=str).decode()
+    line = fastjson.dumps(record, _dumps_slow, default=str).decode("utf-8", "surrogatepass")
     # JSON leaves these unescaped, but str.splitlines() and some editors
     # break lines at them. Almost every line is ASCII and has none of
     # them: isascii() is one C pass, translate() a dict lookup per character.
@@ -94,5 +94,7 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=s
 
 
 def _dumps_slow(record: object) -> bytes:
-    return _ENCODER.encode(record).encode()
+    return _ENCODER.encode(record).encode("utf-8", "surrogatepass")
+
+
 _LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
