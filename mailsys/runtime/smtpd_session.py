@@ -424,24 +424,25 @@ class Session:
         return None
 
     async def _end_of_data(self, event: EndOfData) -> Reply:
+        # The transaction ends here whatever the outcome: take its state once.
         mail, qid, bdat = self.mail, self.qid, self.in_bdat
+        recipients, last_rcpt = tuple(self.recipients), self.last_rcpt
         content, spool_error, self.content = self.content, self.spool_error, None
+        self._reset()
+        assert mail is not None and qid is not None
         try:
             if spool_error is not None:
-                self._reset()
                 log.warning(f"{qid}: queue file write error: {spool_error}")
                 return replies.INSUFFICIENT_STORAGE if spool_error.errno == errno.ENOSPC \
                     else replies.QUEUE_WRITE_ERROR
-            return await self._queue(event, mail, qid, bdat, content)
+            return await self._queue(event, mail, qid, bdat, recipients, last_rcpt, content)
         finally:
             if content is not None:
                 content.close()
 
     async def _queue(self, event: EndOfData, mail: MailFrom, qid: str, bdat: bool,
+                     recipients: tuple[CleanupRecipient, ...], last_rcpt: str | None,
                      content: tempfile.SpooledTemporaryFile | None) -> Reply:
-        recipients, last_rcpt = tuple(self.recipients), self.last_rcpt
-        self._reset()
-        assert mail is not None and qid is not None
         conn = self.conn
         envelope = dict(
             queue_id=qid, sender=mail.address, recipients=recipients,
