@@ -12,7 +12,8 @@ import trio
 import trio.testing
 
 from mailsys.runtime import fast_stream
-from mailsys.runtime.fast_stream import YIELD_EVERY, FastListener, FastStream, open_unix
+from mailsys.runtime.fast_stream import (NOTSENT_LOWAT, YIELD_EVERY, FastListener, FastStream,
+                                         open_unix)
 
 
 def run(fn, *args):
@@ -224,12 +225,24 @@ def test_operations_after_close_raise_closed_resource():
     run(main)
 
 
-def test_tcp_nodelay_on_both_ends():
+def test_tcp_options_on_both_ends():
     async def main():
         a, b = await tcp_pair()
         async with a, b:
             for s in (a, b):
                 assert s.socket.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+                if hasattr(socket, "TCP_NOTSENT_LOWAT"):
+                    assert s.socket.getsockopt(socket.IPPROTO_TCP,
+                                               socket.TCP_NOTSENT_LOWAT) == NOTSENT_LOWAT
+    run(main)
+
+
+def test_an_accepted_stream_knows_its_peer_without_asking():
+    async def main():
+        a, b = await tcp_pair()
+        async with a, b:
+            assert b.peer == b.socket.getpeername() == a.socket.getsockname()
+            assert a.peer is None           # not accepted: nothing was given
     run(main)
 
 
