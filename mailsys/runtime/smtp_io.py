@@ -3,8 +3,8 @@
 SYNOPSIS
     pump = SmtpPump(stream, conn, policy, timeout=cfg.smtpd_timeout,
                     error_sleep=cfg.smtpd_error_sleep_time)
-    await pump.send_greeting(reply)
-    end = await pump.run()          # End.QUIT, LOST, TIMEOUT, ERRORS, HANGUP
+    end = await pump.run(greeting)  # End.QUIT, LOST, TIMEOUT, ERRORS, HANGUP
+    await pump.send_greeting(reply) # a 421 refusal instead of a session
     pump.stream                     # the stream in use now (TLS after STARTTLS)
     pump.unread(100)                # what the client sent beyond the current command
 
@@ -92,8 +92,9 @@ class SmtpPump:
         self._slack = timeout / 100
         self._out = bytearray()
         # run()'s session-wide cancel scope; its deadline is armed at the
-        # start of each read (_reading) and write, and disarmed before
-        # anything else that may wait (the policy, the error sleep).
+        # start of each read (_reading), write and answer, and disarmed
+        # before anything else that may wait (stop_clock(), the error
+        # sleep, the TLS handshake).
         self._deadline: trio.CancelScope | None = None
         self._reading = False
 
@@ -111,20 +112,24 @@ class SmtpPump:
             return False
         return True
 
-    async def run(self) -> End:
+    async def run(self, greeting: Reply | None = None) -> End:
+        """The session, after the greeting if one is given (else sent already)."""
         # One cancel scope for the whole session whose deadline is armed
-        # when a read or write starts, instead of a fail_after() scope per
-        # system call: a scope costs several times what moving a deadline
-        # does, and a message takes about fifteen reads and writes. The
-        # deadline stays armed through the synchronous work that follows
-        # (it cannot fire without a checkpoint, and the next read or write
-        # re-arms it) and is disarmed only before the loop waits for
-        # something other than the client (_disarm): one move per read or
-        # write instead of two.
+        # when a read, a write or an answer starts, instead of a
+        # fail_after() scope per system call: a scope costs several times
+        # what moving a deadline does, and a message takes about fifteen
+        # reads and writes. Arming keeps a deadline that is at most a
+        # hundredth of the timeout early, so while the client keeps up the
+        # deadline does not move at all; it is disarmed only before a wait
+        # for something other than the client (stop_clock, _disarm), and
+        # the next read or write arms it again.
         scope = self._deadline = trio.CancelScope()
         reading = False
         try:
             with scope:
+                if greeting is not None:
+                    self._out += self.conn.send(greeting)
+                    await self._flush()
                 return await self._loop()
         except _Lost:
             return End.LOST
@@ -165,7 +170,10 @@ class SmtpPump:
                     raise RuntimeError("SMTP core paused with nothing owed")
                 if not isinstance(event, REPLY_OWED):
                     continue
-                self._disarm()
+                # The answer gets at least 99 % of smtpd_timeout of its own
+                # (usually the deadline the read armed: no move); a policy
+                # about to wait on another server stops the clock first.
+                self._arm(self._deadline, False)
                 reply = await self.policy.answer(event) or conn.default_reply()
             if conn.should_delay():
                 await self._flush()
@@ -183,6 +191,13 @@ class SmtpPump:
                     return End.TLS_FAILED
                 self.stream = tls
                 conn.start_tls_done()
+
+    def stop_clock(self) -> None:
+        """The policy is about to wait on another server (the queue, anvil,
+        DNS, SASL): smtpd_timeout stops counting until the next read or write,
+        as Postfix times only the client's own reads and writes."""
+        if self._deadline is not None:
+            self._disarm()
 
     def _arm(self, scope: trio.CancelScope, reading: bool) -> None:
         # Moving a deadline is the dearest part of a read (trio re-files the

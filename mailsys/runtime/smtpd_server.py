@@ -56,7 +56,7 @@ from mailsys.runtime import ipc_io
 from mailsys.runtime.anvil_client import AnvilClient
 from mailsys.runtime.smtpd_dns import SmtpdDns
 from mailsys.sasl.server import SaslServer
-from mailsys.smtp import Settings
+from mailsys.smtp import Reply, Settings, replies
 
 log = structlog.get_logger()
 
@@ -107,7 +107,8 @@ class SmtpdServer:
     tls_context: Any                     # an OpenSSL.SSL.Context, or None
     own_addresses: frozenset
     needs_dns: bool
-    banner: str
+    greeting: Reply                     # 220 $smtpd_banner
+    timeout_reply: Reply                # 421 4.4.2 $myhostname Error: timeout exceeded
     timeout: float
     starttls_timeout: float
     error_sleep: float
@@ -182,7 +183,8 @@ class SmtpdServer:
             tls_context=tls_context,
             own_addresses=_own_addresses(cfg),
             needs_dns=needs_dns,
-            banner=cfg.smtpd_banner,
+            greeting=replies.greeting(cfg.smtpd_banner),
+            timeout_reply=replies.timeout(cfg.myhostname),
             timeout=cfg.smtpd_timeout,
             starttls_timeout=cfg.smtpd_starttls_timeout,
             error_sleep=cfg.smtpd_error_sleep_time,

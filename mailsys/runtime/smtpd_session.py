@@ -99,8 +99,10 @@ async def serve_client(stream: trio.abc.Stream, server: SmtpdServer) -> None:
 
 
 def _peer(stream: trio.abc.Stream) -> tuple[str, int]:
+    peer = getattr(stream, "peer", None)       # a FastStream's, from accept()
     try:
-        peer = stream.socket.getpeername()
+        if peer is None:
+            peer = stream.socket.getpeername()
     except (AttributeError, OSError):
         return "127.0.0.1", 0
     if isinstance(peer, tuple):
@@ -162,7 +164,7 @@ class Session:
         counted = False
         pump = smtp_io.SmtpPump(stream, self.conn, self, timeout=server.timeout,
                                 error_sleep=server.error_sleep,
-                                timeout_reply=replies.timeout(server.cfg.myhostname))
+                                timeout_reply=server.timeout_reply)
         self.pump = pump
         try:
             if server.wrappermode:
@@ -185,10 +187,7 @@ class Session:
                     return
             if not server.restrictions.delay_reject:
                 await self._check_client()
-            if not await pump.send_greeting(replies.greeting(server.banner)):
-                self._ended(smtp_io.End.LOST)
-                return
-            self._ended(await pump.run())
+            self._ended(await pump.run(server.greeting))
         finally:
             if counted:         # a shielded scope only when there is something to wait for
                 with trio.CancelScope(shield=True):
@@ -268,14 +267,22 @@ class Session:
             case StartTls():
                 return await self._starttls()
             case Auth():
+                self._stop_clock()
                 return await self._auth(event)
             case AuthResponse():
+                self._stop_clock()
                 return await self.auth.step(event.data)
             case Etrn():
+                self._stop_clock()
                 qmgr = names.public_path(self.server.cfg.path("queue_directory"), names.QMGR)
                 await ipc_io.send_trigger(qmgr, names.QMGR_REQ_SCAN_DEFERRED, timeout=TRIGGER_TIMEOUT)
                 return None
         return None
+
+    def _stop_clock(self) -> None:
+        """What follows waits on another server, not on the client."""
+        if self.pump is not None:
+            self.pump.stop_clock()
 
     def _note_pipelining(self) -> None:
         """Postfix's note on a client that sent more after a command that must end
@@ -316,6 +323,7 @@ class Session:
             return None
         found: dict[str, DnsStatus] = {}
         for domain in server.restrictions.domains_to_resolve(ctx):
+            self._stop_clock()
             found[domain] = await server.dns.domain_status(domain)
         return lambda name: found.get(name, DnsStatus.TEMPFAIL)
 
@@ -346,6 +354,7 @@ class Session:
         server = self.server
         if self.exempt:
             return None
+        self._stop_clock()
         rate = await server.anvil.event(server.service, self.addr, kind)
         hit = check(rate, server.limits, service=server.service, namaddr=self.namaddr, addr=self.addr)
         if hit is None:
@@ -471,6 +480,7 @@ class Session:
                 content.rollover()
             except OSError:
                 pass            # it waits in memory then
+        self._stop_clock()
         try:
             result = await cleanup.call_made(
                 with_content, expect=(Queued, Rejected),
@@ -498,6 +508,7 @@ class Session:
         if server.tls_context is None:
             return TLS_UNAVAILABLE
         if server.limits.new_tls_session_rate and not self.exempt:
+            self._stop_clock()
             rate = await server.anvil.event(server.service, self.addr, anvil_proto.NEWTLS_STATUS)
             hit = limits.check_starttls(rate, server.limits, service=server.service,
                                         namaddr=self.namaddr)

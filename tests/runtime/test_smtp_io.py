@@ -1,5 +1,6 @@
-"""SmtpPump's deadline: each read and write gets smtpd_timeout of its own, the
-policy's answer and the error sleep get none, and a read timeout says 421."""
+"""SmtpPump's deadline: each read, write and answer gets smtpd_timeout of its
+own, a policy waiting on another server (stop_clock) and the error sleep get
+none, and a read timeout says 421."""
 
 from __future__ import annotations
 
@@ -15,12 +16,17 @@ TIMEOUT = 30.0
 
 
 class SlowPolicy:
-    """Answers every command after `delay` seconds of (mock) time."""
+    """Answers every command after `delay` seconds of (mock) time, waiting
+    on "another server" (the clock stopped) unless stops_clock is False."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, *, stops_clock: bool = True) -> None:
         self.delay = delay
+        self.stops_clock = stops_clock
+        self.pump: SmtpPump | None = None
 
     async def answer(self, event):
+        if self.stops_clock:
+            self.pump.stop_clock()
         await trio.sleep(self.delay)
         return None
 
@@ -55,13 +61,12 @@ def run(main):
 async def session(policy, client_script):
     """Run a pump against client_script(client_stream); the pump's End."""
     client, server = trio.testing.memory_stream_pair()
-    pump = SmtpPump(server, ServerConnection(), policy, timeout=TIMEOUT, error_sleep=0,
-                    timeout_reply=replies.timeout("mx.example.test"))
+    pump = policy.pump = SmtpPump(server, ServerConnection(), policy, timeout=TIMEOUT,
+                                  error_sleep=0, timeout_reply=replies.timeout("mx.example.test"))
     ended = []
 
     async def serve():
-        await pump.send_greeting(Reply(220, None, "mx.example.test ESMTP"))
-        ended.append(await pump.run())
+        ended.append(await pump.run(Reply(220, None, "mx.example.test ESMTP")))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(serve)
         await client_script(client)
@@ -84,6 +89,42 @@ def test_a_slow_answer_is_not_a_client_timeout():
     run(main)
 
 
+def test_an_answer_gets_the_timeout_of_its_own_whatever_the_read_waited():
+    async def main():
+        async def client(stream):
+            buf = bytearray()
+            assert (await reply(stream, buf)).startswith(b"220 ")
+            await trio.sleep(TIMEOUT - 1)            # the read waits almost all its time
+            await stream.send_all(b"NOOP\r\n")
+            start = trio.current_time()
+            assert (await reply(stream, buf)).startswith(b"250 ")
+            assert trio.current_time() - start == TIMEOUT - 2
+            await stream.send_all(b"QUIT\r\n")
+            assert (await reply(stream, buf)).startswith(b"221 ")
+        assert await session(SlowPolicy(TIMEOUT - 2, stops_clock=False), client) is End.QUIT
+    run(main)
+
+
+def test_an_answer_that_waits_past_the_timeout_without_stopping_the_clock_ends_the_session():
+    async def main():
+        client, server = trio.testing.memory_stream_pair()
+        pump = SmtpPump(server, ServerConnection(), SlowPolicy(3 * TIMEOUT, stops_clock=False),
+                        timeout=TIMEOUT, error_sleep=0,
+                        timeout_reply=replies.timeout("mx.example.test"))
+        assert await pump.send_greeting(Reply(220, None, "mx.example.test ESMTP"))
+        buf = bytearray()
+        assert (await reply(client, buf)).startswith(b"220 ")
+        await client.send_all(b"NOOP\r\n")
+        start = trio.current_time()
+        assert await pump.run() is End.TIMEOUT
+        assert trio.current_time() - start == TIMEOUT
+        # and no 421: the client was not the one that was silent
+        with trio.move_on_after(1):
+            await reply(client, buf)
+        assert buf == b""
+    run(main)
+
+
 def test_a_silent_client_gets_421_after_the_timeout():
     async def main():
         async def client(stream):
@@ -102,8 +143,9 @@ def test_a_client_that_does_not_read_times_out_without_421():
     async def main():
         # A lockstep pair: a write waits until the other side reads.
         client, server = trio.testing.lockstep_stream_pair()
-        pump = SmtpPump(server, ServerConnection(), SlowPolicy(0), timeout=TIMEOUT,
-                        error_sleep=0, timeout_reply=replies.timeout("mx.example.test"))
+        policy = SlowPolicy(0)
+        pump = policy.pump = SmtpPump(server, ServerConnection(), policy, timeout=TIMEOUT,
+                                      error_sleep=0, timeout_reply=replies.timeout("mx.example.test"))
 
         async def client_side():
             assert (await client.receive_some(4096)).startswith(b"220 ")
@@ -139,4 +181,14 @@ def test_a_trickling_client_keeps_its_session_and_silence_ends_it_in_time():
             # a kept deadline is at most a hundredth of the timeout early
             assert 0.99 * TIMEOUT <= trio.current_time() - start <= TIMEOUT
         assert await session(SlowPolicy(0), client) is End.TIMEOUT
+    run(main)
+
+
+def test_a_client_gone_before_the_greeting_is_a_lost_connection():
+    async def main():
+        client, server = trio.testing.memory_stream_pair()
+        await client.aclose()
+        pump = SmtpPump(server, ServerConnection(), SlowPolicy(0), timeout=TIMEOUT,
+                        error_sleep=0, timeout_reply=replies.timeout("mx.example.test"))
+        assert await pump.run(Reply(220, None, "mx.example.test ESMTP")) is End.LOST
     run(main)
