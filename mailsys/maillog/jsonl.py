@@ -43,18 +43,22 @@ from mailsys.maillog.event import LogEvent
 def timestamp(when: float) -> str:
     """ISO-8601 UTC with microseconds and a Z."""
     global _last_second
-    dt = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
-    # strftime() is most of the cost and a busy log repeats the same second:
-    # keep the last one. The key is the epoch second only if rounding the
-    # microseconds did not carry into the next one (POSIX UTC has no leap
-    # seconds, so the second of the minute is the epoch second mod 60).
-    second = math.floor(when)
-    key, head = _last_second
-    if key != second or dt.second != second % 60:
-        head = dt.strftime("%Y-%m-%dT%H:%M:%S.")
-        if dt.second == second % 60:
+    # datetime and strftime() are most of the cost and a busy log repeats
+    # the same second: keep its text, and round the microseconds as
+    # datetime.fromtimestamp() does (half to even), unless they carry into
+    # the next second.
+    fraction, whole = math.modf(when)
+    micro = round(fraction * 1e6)
+    if when >= 0 and micro < 1_000_000:
+        second = int(whole)
+        key, head = _last_second
+        if key != second:
+            head = datetime.datetime.fromtimestamp(second, tz=datetime.timezone.utc).strftime(
+                "%Y-%m-%dT%H:%M:%S.")
             _last_second = (second, head)
-    return f"{head}{dt.microsecond:06d}Z"
+        return f"{head}{micro:06d}Z"
+    dt = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
+    return f"{dt.strftime('%Y-%m-%dT%H:%M:%S.')}{dt.microsecond:06d}Z"
 
 
 _last_second: tuple[int, str] = (-1, "")

@@ -22,6 +22,8 @@ localtime()), a ``tzinfo`` pins it (tests use ``timezone.utc``).
 
 from __future__ import annotations
 
+import math
+import time
 from datetime import datetime, timezone, tzinfo
 
 __all__ = ["mail_date", "short_time", "utc_stamp"]
@@ -37,8 +39,30 @@ def _local(t: float, tz: tzinfo | None) -> datetime:
     return datetime.fromtimestamp(t, tz)
 
 
+# (epoch second, tz, time.tzname, text) of the last mail_date(): cleanup
+# dates every message it queues, and a busy second dates hundreds.
+# time.tzset() makes a new time.tzname, so a changed local zone is noticed.
+_last_date: tuple[int, tzinfo | None, object, str] = (-1, None, None, "")
+
+
 def mail_date(t: float, tz: tzinfo | None = None) -> str:
     """mail_date - ``Fri, 27 Nov 2026 00:22:14 +0000 (UTC)`` for epoch seconds ``t``."""
+    global _last_date
+    second = math.floor(t)
+    # Within a microsecond of the next second, datetime's rounding may
+    # carry into it: no shortcut there.
+    if t - second >= 0.999999:
+        return _mail_date(t, tz)
+    last_second, last_tz, last_zone, text = _last_date
+    zone = time.tzname
+    if last_second == second and last_tz is tz and last_zone is zone:
+        return text
+    text = _mail_date(t, tz)
+    _last_date = (second, tz, zone, text)
+    return text
+
+
+def _mail_date(t: float, tz: tzinfo | None) -> str:
     d = _local(t, tz)
     off = d.utcoffset()
     minutes = int(off.total_seconds() // 60) if off is not None else 0

@@ -1,7 +1,8 @@
 """Received: headers against Postfix's layout (postfix-compat.md sections 3.5 and 5), and their dates."""
 
 import calendar
-from datetime import timedelta, timezone
+import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -155,3 +156,24 @@ def test_short_time_and_utc_stamp():
     assert short_time(calendar.timegm((2026, 11, 27, 0, 21, 40)), UTC) == "Nov 27 00:21:40"
     assert short_time(calendar.timegm((2026, 11, 7, 9, 1, 2)), UTC) == "Nov  7 09:01:02"
     assert utc_stamp(ARRIVAL) == "20261127002214"
+
+
+def test_mail_date_from_its_per_second_cache_is_the_uncached_text():
+    india = timezone(timedelta(hours=5, minutes=30), "IST")
+    for t in (ARRIVAL, ARRIVAL + 0.25, ARRIVAL + 0.9999996, ARRIVAL + 1, ARRIVAL + 1.5):
+        for tz in (UTC, india, UTC, None):
+            d = datetime.fromtimestamp(t, tz) if tz else datetime.fromtimestamp(t).astimezone()
+            assert mail_date(t, tz)[:25] == d.strftime("%a, %e %b %Y %H:%M:%S"), (t, tz)
+
+
+def test_mail_date_follows_a_change_of_the_local_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        assert mail_date(ARRIVAL) == "Fri, 27 Nov 2026 00:22:14 +0000 (UTC)"
+        monkeypatch.setenv("TZ", "Asia/Tokyo")
+        time.tzset()
+        assert mail_date(ARRIVAL + 0.5) == "Fri, 27 Nov 2026 09:22:14 +0900 (JST)"
+    finally:
+        monkeypatch.undo()
+        time.tzset()
