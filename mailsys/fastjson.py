@@ -22,9 +22,12 @@ DESCRIPTION
       - surrogate escapes, NaN and Infinity literals, a byte order mark,
         bytes that are not UTF-8, numbers too large for a double: decoded
         (or refused) by slow;
-      - any run of 19 or more digits: orjson would read an integer beyond
-        64 bits as a float, so such text goes to slow unread (a long digit
-        run inside a string only costs the slower path).
+      - any run of 19 or more digits that does not follow a decimal
+        point: orjson would read an integer beyond 64 bits as a float, so
+        such text goes to slow unread (a long digit run inside a string
+        only costs the slower path). The digits of a fraction may run as
+        long as they like: orjson reads them to the same double as the
+        json module (0.0027017593383789062 is how a short delay prints).
 
     Dataclasses and datetimes are not orjson's to serialise (the json
     module would refuse them, or hand them to the caller's default): they
@@ -53,6 +56,22 @@ _OPTIONS = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 # search (a regular expression took four times as long as orjson.loads).
 _LONG_DIGITS = b"0" * 19
 _DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_POINT, _ZERO = ord("."), ord("0")
+
+
+def _long_integer(masked: bytes | bytearray) -> bool:
+    """Whether masked (digits made "0") holds a run of 19 or more that is
+    not a fraction's. find() gives the first place of a run, so the byte
+    before it tells what the run is."""
+    at = masked.find(_LONG_DIGITS)
+    while at != -1:
+        if at == 0 or masked[at - 1] != _POINT:
+            return True
+        end = at + len(_LONG_DIGITS)
+        while end < len(masked) and masked[end] == _ZERO:
+            end += 1
+        at = masked.find(_LONG_DIGITS, end)
+    return False
 
 
 class NonFinite(float):
@@ -73,7 +92,7 @@ def dumps(obj: Any, slow: Callable[[Any], bytes],
 def loads(data: bytes | bytearray | memoryview, slow: Callable[[Any], Any]) -> Any:
     """The object data holds; slow(data) for whatever orjson will not decode."""
     raw = data if isinstance(data, (bytes, bytearray)) else bytes(data)
-    if _LONG_DIGITS in raw.translate(_DIGITS_AS_ZERO):
+    if _long_integer(raw.translate(_DIGITS_AS_ZERO)):
         return slow(data)
     try:
         return orjson.loads(data)

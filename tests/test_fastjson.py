@@ -45,6 +45,9 @@ def test_a_round_trip_gives_what_the_json_module_gives(doc):
     b'123456789012345678901', b'-9223372036854775809', b'18446744073709551615',
     b'{"a":1,"a":2}', b' [1] ', b'"\xed\xb2\x80"', b'[1,]', b'', b'{"a"', b'"\xff"',
     b'"message-id <12345678901234567890@example.org>"',
+    b'[0.0027017593383789062, -0.12345678901234567890123456789e-5, 1.00000000000000000000001]',
+    b'[0.12345678901234567890, 123456789012345678901]', b'{"a.1234567890123456789":1}',
+    b'1.5e1234567890123456789', b'[.1234567890123456789012]', b'0.1234567890123456789.5',
 ])
 def test_loads_answers_or_refuses_as_the_json_module_does(data):
     try:
@@ -69,6 +72,30 @@ def test_loads_of_any_bytes(data):
     except (ValueError, RecursionError):
         got = ("refused",)
     assert got == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.from_regex(r"\A-?[0-9]{1,25}(\.[0-9]{1,30})?([eE][+-]?[0-9]{1,3})?\Z"),
+                min_size=1, max_size=4))
+def test_numbers_with_long_digit_runs_read_as_the_json_module_reads_them(numbers):
+    data = ("[" + ",".join(numbers) + "]").encode()
+    try:
+        expected = ("ok", repr(slow_loads(data)))
+    except ValueError:
+        expected = ("refused",)
+    try:
+        got = ("ok", repr(fastjson.loads(data, slow_loads)))
+    except ValueError:
+        got = ("refused",)
+    assert got == expected
+
+
+def test_long_fractions_stay_on_the_fast_path():
+    # How short delays print; a log line with four of them went to the json module.
+    def refuse(data):
+        raise AssertionError(f"slow path for {data!r}")
+    doc = b'{"delays":[0.020426273345947266,0.0027017593383789062,0.0011560916900634766]}'
+    assert fastjson.loads(doc, refuse) == json.loads(doc)
 
 
 def test_what_orjson_will_not_write_goes_to_the_json_module():
