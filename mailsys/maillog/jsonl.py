@@ -54,13 +54,14 @@ def timestamp(when: float) -> str:
         key, head = _last_second
         if key != second:
             head = datetime.datetime.fromtimestamp(second, tz=datetime.timezone.utc).strftime(
-                "%Y-%m-%dT%H:%M:%S.")
+                _ISO_SECOND)
             _last_second = (second, head)
         return f"{head}{micro:06d}Z"
     dt = datetime.datetime.fromtimestamp(when, tz=datetime.timezone.utc)
-    return f"{dt.strftime('%Y-%m-%dT%H:%M:%S.')}{dt.microsecond:06d}Z"
+    return f"{dt.strftime(_ISO_SECOND)}{dt.microsecond:06d}Z"
 
 
+_ISO_SECOND = "%Y-%m-%dT%H:%M:%S."
 _last_second: tuple[int, str] = (-1, "")
 
 

@@ -54,6 +54,16 @@ async def reply(stream, buf: bytearray) -> bytes:
     return line
 
 
+GREETING = Reply(220, None, "mx.example.test ESMTP")
+
+
+def pump_for(stream, policy) -> SmtpPump:
+    """A pump serving stream with policy (which gets to know it)."""
+    pump = policy.pump = SmtpPump(stream, ServerConnection(), policy, timeout=TIMEOUT,
+                                  error_sleep=0, timeout_reply=replies.timeout("mx.example.test"))
+    return pump
+
+
 def run(main):
     trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
 
@@ -61,12 +71,11 @@ def run(main):
 async def session(policy, client_script):
     """Run a pump against client_script(client_stream); the pump's End."""
     client, server = trio.testing.memory_stream_pair()
-    pump = policy.pump = SmtpPump(server, ServerConnection(), policy, timeout=TIMEOUT,
-                                  error_sleep=0, timeout_reply=replies.timeout("mx.example.test"))
+    pump = pump_for(server, policy)
     ended = []
 
     async def serve():
-        ended.append(await pump.run(Reply(220, None, "mx.example.test ESMTP")))
+        ended.append(await pump.run(GREETING))
     async with trio.open_nursery() as nursery:
         nursery.start_soon(serve)
         await client_script(client)
@@ -108,10 +117,8 @@ def test_an_answer_gets_the_timeout_of_its_own_whatever_the_read_waited():
 def test_an_answer_that_waits_past_the_timeout_without_stopping_the_clock_ends_the_session():
     async def main():
         client, server = trio.testing.memory_stream_pair()
-        pump = SmtpPump(server, ServerConnection(), SlowPolicy(3 * TIMEOUT, stops_clock=False),
-                        timeout=TIMEOUT, error_sleep=0,
-                        timeout_reply=replies.timeout("mx.example.test"))
-        assert await pump.send_greeting(Reply(220, None, "mx.example.test ESMTP"))
+        pump = pump_for(server, SlowPolicy(3 * TIMEOUT, stops_clock=False))
+        assert await pump.send_greeting(GREETING)
         buf = bytearray()
         assert (await reply(client, buf)).startswith(b"220 ")
         await client.send_all(b"NOOP\r\n")
@@ -143,9 +150,7 @@ def test_a_client_that_does_not_read_times_out_without_421():
     async def main():
         # A lockstep pair: a write waits until the other side reads.
         client, server = trio.testing.lockstep_stream_pair()
-        policy = SlowPolicy(0)
-        pump = policy.pump = SmtpPump(server, ServerConnection(), policy, timeout=TIMEOUT,
-                                      error_sleep=0, timeout_reply=replies.timeout("mx.example.test"))
+        pump = pump_for(server, SlowPolicy(0))
 
         async def client_side():
             assert (await client.receive_some(4096)).startswith(b"220 ")
@@ -154,7 +159,7 @@ def test_a_client_that_does_not_read_times_out_without_421():
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(client_side)
-            assert await pump.send_greeting(Reply(220, None, "mx.example.test ESMTP"))
+            assert await pump.send_greeting(GREETING)
             start = trio.current_time()
             assert await pump.run() is End.TIMEOUT
             assert trio.current_time() - start == TIMEOUT
@@ -188,7 +193,6 @@ def test_a_client_gone_before_the_greeting_is_a_lost_connection():
     async def main():
         client, server = trio.testing.memory_stream_pair()
         await client.aclose()
-        pump = SmtpPump(server, ServerConnection(), SlowPolicy(0), timeout=TIMEOUT,
-                        error_sleep=0, timeout_reply=replies.timeout("mx.example.test"))
-        assert await pump.run(Reply(220, None, "mx.example.test ESMTP")) is End.LOST
+        pump = pump_for(server, SlowPolicy(0))
+        assert await pump.run(GREETING) is End.LOST
     run(main)

@@ -15,8 +15,8 @@ from structlog.testing import capture_logs
 
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import Rejected
-from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime import smtpd_session
+from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime.smtpd_session import Session
 
 sys.path.insert(0, str(Path(__file__).parent))      # _smtpd_testlib.py (tests/ is no package)
@@ -240,8 +240,9 @@ async def test_big_content_is_spooled_as_it_arrives(make_config, queue_dir, monk
         assert _spool_files(queue_dir) == []            # each file goes with its message
         nursery.cancel_scope.cancel()
     first, second = cleanup.requests
-    assert got[:1] + got[3:] == [f"250 2.0.0 Ok: queued as {first.queue_id}", "250 2.0.0 Ok: 2000 bytes",
-                   f"250 2.0.0 Ok: 2003 bytes queued as {second.queue_id}"]
+    assert got[:1] + got[3:] == [f"250 2.0.0 Ok: queued as {first.queue_id}",
+                                 "250 2.0.0 Ok: 2000 bytes",
+                                 f"250 2.0.0 Ok: 2003 bytes queued as {second.queue_id}"]
     assert first.content == body and second.content == body[:2000] + b"end"
 
 
