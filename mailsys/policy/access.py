@@ -54,8 +54,13 @@ if TYPE_CHECKING:
 
 _WORD_RE = re.compile(r"(\S*)\s*(.*)", re.S)     # an access action and its text
 
+# The actions cleanup carries out for the whole message (Postfix
+# can_delegate_action() and not_in_client_helo()).
+_DELEGATED = frozenset({"HOLD", "DISCARD", "FILTER", "REDIRECT", "BCC", "PREPEND"})
 
-def check_access(rs: Restrictions, run: Run, info: ListInfo, kind: str, table: Table):
+
+def check_access(rs: Restrictions, run: Run, info: ListInfo, kind: str, table: Table,
+                 spec: str = ""):
     """check_<kind>_access: the first of kind's lookup keys found in table decides."""
     ctx = run.ctx
     suspicious = False
@@ -88,18 +93,25 @@ def check_access(rs: Restrictions, run: Run, info: ListInfo, kind: str, table: T
         value = table.lookup(key)
         if value is not None:
             # The first key found decides, even DUNNO (access(5)).
-            result = access_result(rs, run, info, value.strip(), reply_class)
+            result = access_result(rs, run, info, value.strip(), reply_class, spec)
             # Source-routed recipients are too suspicious for an OK.
             return DUNNO if result is OK and suspicious else result
     return DUNNO
 
 
-def access_result(rs: Restrictions, run: Run, info: ListInfo, value: str, reply_class: str):
-    """Postfix check_table_result: one access(5) action."""
+def access_result(rs: Restrictions, run: Run, info: ListInfo, value: str, reply_class: str,
+                  spec: str = ""):
+    """Postfix check_table_result: one access(5) action (of table spec)."""
     name = run.reply_name(reply_class)
     word, rest = _WORD_RE.match(value).groups()
     rest = rest.strip()
     upper = word.upper()
+
+    if upper in _DELEGATED and not run.delegate:
+        run.notes.append(Note("warning", f"access table {spec}: with smtpd_delay_reject=no, "
+                                         f"action {upper} is always skipped in Client host or "
+                                         f"Helo command restrictions"))
+        return DUNNO
 
     def refused(code: int, default_dsn: str, default_text: str = "Access denied"):
         enhanced, text = split_dsn(rest, default_dsn)

@@ -54,9 +54,10 @@ class Note:
     """Something the restrictions ask smtpd to log or do besides the reply.
 
     action: "reject_warning" (warn_if_reject), "warn", "info", "hold",
-    "discard", "filter", "redirect", "bcc", "prepend". text is what Postfix
-    logs after "<action>: RCPT from name[addr]: " (note_log_text renders
-    the line; "prepend" is not logged, its text is empty). value is the
+    "discard", "filter", "redirect", "bcc", "prepend", or "warning" (a
+    problem to log as a warning, the whole line in text). text is what
+    Postfix logs after "<action>: RCPT from name[addr]: " (note_log_text
+    renders the line; "prepend" is not logged, its text is empty). value is the
     action's argument: the header line for prepend, transport:destination
     for filter, the address for redirect and bcc.
     """

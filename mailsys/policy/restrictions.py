@@ -266,11 +266,13 @@ class Restrictions:
 
     def evaluate_client(self, ctx: PolicyContext, resolver: Resolver | None = None) -> Decision:
         """smtpd_client_restrictions alone (at connect when smtpd_delay_reject = no)."""
-        return self._evaluate(ctx, resolver, ("smtpd_client_restrictions",), unlisted=False)
+        return self._evaluate(ctx, resolver, ("smtpd_client_restrictions",), unlisted=False,
+                              delegate=False)
 
     def evaluate_helo(self, ctx: PolicyContext, resolver: Resolver | None = None) -> Decision:
         """smtpd_helo_restrictions alone (at HELO/EHLO when smtpd_delay_reject = no)."""
-        return self._evaluate(ctx, resolver, ("smtpd_helo_restrictions",), unlisted=False)
+        return self._evaluate(ctx, resolver, ("smtpd_helo_restrictions",), unlisted=False,
+                              delegate=False)
 
     def evaluate_sender(self, ctx: PolicyContext, resolver: Resolver | None = None) -> Decision:
         """smtpd_sender_restrictions (and the unlisted-sender check) at MAIL FROM
@@ -353,7 +355,7 @@ class Restrictions:
             kind = name[len("check_"):-len("_access")]
             if kind in ("client", "helo", "sender", "recipient"):
                 table = self._tables(arg)
-                return lambda run, info: check_access(self, run, info, kind, table)
+                return lambda run, info: check_access(self, run, info, kind, table, arg)
         if name in _DNSBL and arg is not None:
             zone, _, want = arg.partition("=")
             if want:
@@ -391,8 +393,8 @@ class Restrictions:
     # -- evaluation core -----------------------------------------------------
 
     def _evaluate(self, ctx: PolicyContext, resolver: Resolver | None, params: tuple[str, ...],
-                  *, unlisted: bool) -> Decision:
-        run = Run(ctx, resolver)
+                  *, unlisted: bool, delegate: bool = True) -> Decision:
+        run = Run(ctx, resolver, delegate)
         for param in params:
             result = self._run_list(run, param)
             if isinstance(result, Decision):

@@ -49,11 +49,17 @@ class Run:
     """Mutable state of one evaluation (Postfix: the per-request SMTPD_STATE bits)."""
 
     __slots__ = ("ctx", "resolver", "notes", "defer_if_permit", "defer_if_reject",
-                 "warn_if_reject", "depth", "lookups")
+                 "warn_if_reject", "depth", "lookups", "delegate")
 
-    def __init__(self, ctx: PolicyContext, resolver: Resolver | None) -> None:
+    def __init__(self, ctx: PolicyContext, resolver: Resolver | None,
+                 delegate: bool = True) -> None:
         self.ctx = ctx
         self.resolver = resolver
+        # Whether actions carried out for the message by cleanup (HOLD,
+        # DISCARD, FILTER, REDIRECT, BCC, PREPEND) may be taken: not by
+        # client and HELO restrictions evaluated outside a mail transaction
+        # (smtpd_delay_reject = no; Postfix not_in_client_helo()).
+        self.delegate = delegate
         self.notes: list[Note] = []
         self.defer_if_permit: Decision | None = None
         self.defer_if_reject: Decision | None = None

@@ -592,6 +592,33 @@ def test_delay_reject_no_leaves_client_helo_sender_to_their_stages():
     assert "Sender address rejected" in r.evaluate_sender(ctx).reply
 
 
+@pytest.mark.parametrize("action", ["HOLD", "DISCARD", "FILTER smtp:[127.0.0.1]:10025",
+                                    "REDIRECT abuse@example.com", "BCC archive@example.com",
+                                    "PREPEND X-Flag: yes"])
+def test_delay_reject_no_skips_message_actions_at_client_and_helo(action):
+    # Postfix not_in_client_helo(): outside a mail transaction there is no
+    # message to act on; the action is DUNNO, with a warning, and the list
+    # goes on (so DISCARD does not permit what follows).
+    r = make(smtpd_delay_reject=False,
+             smtpd_client_restrictions=("check_client_access", "texthash:/c", "reject"),
+             smtpd_helo_restrictions=("check_helo_access", "texthash:/h", "reject"),
+             smtpd_sender_restrictions=("check_sender_access", "texthash:/s"),
+             tables={"texthash:/c": Table({"198.51.100.7": action}),
+                     "texthash:/h": Table({"spammer.example": action}),
+                     "texthash:/s": Table({"spammer.example": action})})
+    ctx = PolicyContext(**OUTSIDER)
+    word = action.split()[0]
+    for stage, table, rejected in ((r.evaluate_client, "/c", "Client host rejected"),
+                                   (r.evaluate_helo, "/h", "Helo command rejected")):
+        d = stage(ctx)
+        assert rejected in d.reply
+        assert d.notes == (Note("warning", f"access table texthash:{table}: with "
+                                f"smtpd_delay_reject=no, action {word} is always skipped in "
+                                f"Client host or Helo command restrictions"),)
+    # In the transaction (MAIL FROM) the action is taken.
+    assert r.evaluate_sender(ctx).notes[0].action == word.lower()
+
+
 def test_soft_bounce_turns_5xx_into_4xx():
     r = make(soft_bounce=True, smtpd_relay_restrictions=("reject_unauth_destination",))
     assert rcpt(r, "x@remote.example").reply == "454 4.7.1 <x@remote.example>: Relay access denied"
