@@ -27,6 +27,13 @@ DESCRIPTION
          later ones at most one per TRIGGER_SPACING, each covering every
          batch committed meanwhile (one qmgr scan takes them all in).
 
+    smtpd's HOLD and DISCARD actions (CleanupRequest.hold, .discard), as
+    Postfix's cleanup applies CLEANUP_FLAG_HOLD and CLEANUP_FLAG_DISCARD:
+    a held entry is committed to the hold queue instead (a group commit of
+    its own; qmgr is not poked), logged the same; a discarded one is
+    answered Queued at once, stored nowhere, logged nowhere (smtpd logged
+    "discard: ..."), whatever its content.
+
     Refusals: Rejected(554, 5.4.0, "Error: too many hops") and
     Rejected(552, 5.3.4, "Error: message file too big"). Failed commits:
     ErrorReply queue_full (smtpd: 452 4.3.1) for a full map or disk,
@@ -56,7 +63,7 @@ from mailsys.message.envelope import Envelope, Recipient
 from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
 from mailsys.message.qid import is_qid
 from mailsys.message.received import received_local, received_smtp
-from mailsys.queue import QueueStore
+from mailsys.queue import Queue, QueueStore
 from mailsys.runtime import ipc_io, skeleton, store_io
 
 log = structlog.get_logger()
@@ -94,6 +101,7 @@ class Cleanup:
         self.policy = HeaderPolicy.from_config(cfg)
         self.size_limit = cfg.message_size_limit
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
+        self.holds = store_io.GroupCommit(store, Queue.HOLD)
         self.qmgr = ipc_io.TriggerLine(names.public_path(cfg.path("queue_directory"), names.QMGR))
         self._poke = trio.Event()
         self._spacing = trigger_spacing
@@ -107,17 +115,22 @@ class Cleanup:
             return ErrorReply(ErrorCode.PROTOCOL, f"bad queue ID {req.queue_id!r}")
         if not req.recipients:
             return ErrorReply(ErrorCode.PROTOCOL, f"{req.queue_id}: no recipients")
+        if req.discard:
+            # Postfix reports success for a discarded message whatever else
+            # was wrong with it.
+            return Queued(queue_id=req.queue_id, size=len(req.content))
         if self.size_limit and len(req.content) > self.size_limit:
             return TOO_BIG
         entry = self.prepare(req)
         if isinstance(entry, Rejected):
             return entry
         qid = req.queue_id
+        commits = self.holds if req.hold else self.commits
         # The content as received is not needed any more: let it go before
         # the wait for the commit (the entry holds the stored form).
         del req
         try:
-            await self.commits.create(entry.envelope, entry.content)
+            await commits.create(entry.envelope, entry.content)
         except QueueFull as e:
             log.warning(f"queue file write error: {e}", queue_id=qid)
             return ErrorReply(ErrorCode.QUEUE_FULL, str(e))
@@ -217,6 +230,7 @@ async def serve_client(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) ->
 async def background(ctx: skeleton.ServiceContext) -> None:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(ctx.state.commits.run)
+        nursery.start_soon(ctx.state.holds.run)
         nursery.start_soon(ctx.state.trigger_qmgr)
 
 

@@ -22,6 +22,8 @@ DESCRIPTION
         recipient rate and the restriction lists (reject lines logged as
         "NOQUEUE: reject: RCPT from ..."), allocating the queue ID and
         logging "QID: client=name[addr]" at the first accepted recipient;
+        the HOLD and DISCARD actions of the restrictions kept for the
+        transaction as Postfix keeps them (below);
         the message content to cleanup in one request at the end of DATA
         or BDAT LAST (held meanwhile in memory, or in an unnamed file in
         the queue directory when it is large or must wait for a busy
@@ -34,6 +36,16 @@ DESCRIPTION
       - at the end logs what Postfix logs: "lost connection after CMD",
         "timeout after CMD", "too many errors after CMD" and always
         "disconnect from name[addr] ehlo=1 mail=1 ... commands=N".
+
+    HOLD and DISCARD (access(5)) act on the whole message, as in Postfix:
+    the note is logged ("NOQUEUE: hold: RCPT from ...", once per
+    transaction), the transaction is marked, and cleanup puts the message
+    in the hold queue, or stores nothing while the client still gets
+    "250 2.0.0 Ok: queued as QID". After a DISCARD the transaction's
+    further recipients are accepted without evaluating the restrictions.
+    Client and HELO restrictions evaluated at CONNECT or HELO
+    (smtpd_delay_reject = no) skip these actions with a warning, as
+    Postfix does (mailsys.policy.access).
 
     When cleanup cannot take a message (down, refusing, too slow) the client
     gets "451 4.3.0 Error: queue file write error", or "452 4.3.1
@@ -88,6 +100,8 @@ SPOOL_WAITING = 16 * 1024
 _LAST_IN_GROUP = (Helo, DataStart, Noop, Vrfy)
 
 _NOTES_LOGGED = frozenset({"reject_warning", "warn", "info", "hold", "discard"})
+# The actions that mark the message, not the command (Postfix saved_flags).
+_MESSAGE_ACTIONS = frozenset({"hold", "discard"})
 
 
 async def serve_client(stream: trio.abc.Stream, server: SmtpdServer) -> None:
@@ -147,6 +161,7 @@ class Session:
         self.qid: str | None = None
         self.recipients: list[CleanupRecipient] = []
         self.last_rcpt: str | None = None
+        self.actions: frozenset[str] = frozenset()     # hold / discard for this message
         self._new_content(None)
         self.in_bdat = False
 
@@ -311,10 +326,21 @@ class Session:
                  helo=helo if helo is not None else self.conn.helo_name,
                  sasl_method=self.auth.method, sasl_username=self.auth.user, **where)
 
-    def _log_notes(self, decision: Decision, ctx: PolicyContext, command: str) -> None:
+    def _log_notes(self, decision: Decision, ctx: PolicyContext, command: str) -> frozenset[str]:
+        """Log the notes Postfix logs; the message actions among them. An
+        action the transaction already has is not logged again."""
+        actions = self.actions
         for note in decision.notes:
+            if note.action == "warning":
+                log.warning(note.text)
+                continue
+            if note.action in _MESSAGE_ACTIONS:
+                if note.action in actions:
+                    continue
+                actions = actions | {note.action}
             if note.action in _NOTES_LOGGED:
                 log.info(note_log_text(note, ctx, command=command, queue_id=self.qid or "NOQUEUE"))
+        return actions
 
     async def _resolver(self, ctx: PolicyContext):
         """The DNS answers an evaluation for ctx may ask for, looked up beforehand."""
@@ -330,7 +356,7 @@ class Session:
     async def _check_client(self) -> None:
         ctx = self._context()
         decision = self.server.restrictions.evaluate_client(ctx, await self._resolver(ctx))
-        self._log_notes(decision, ctx, "CONNECT")
+        self._log_notes(decision, ctx, "CONNECT")     # no message actions here (see above)
         if not decision.accepted:
             self._log_reject("CONNECT", decision.reply, sender=None, recipient=None)
             self.access_denied = _reply(decision)
@@ -372,15 +398,18 @@ class Session:
             self._log_reject("MAIL", str(replies.INSUFFICIENT_STORAGE), sender=event.address,
                              recipient=None)
             return replies.INSUFFICIENT_STORAGE
+        actions: frozenset[str] = frozenset()
         if not server.restrictions.delay_reject:
             ctx = self._context(sender=event.address)
             decision = server.restrictions.evaluate_sender(ctx)
-            self._log_notes(decision, ctx, "MAIL")
+            self.actions = actions              # a new transaction starts here
+            actions = self._log_notes(decision, ctx, "MAIL")
             if not decision.accepted:
                 self._log_reject("MAIL", decision.reply, sender=event.address, recipient=None)
                 return _reply(decision)
         self._reset()
         self.mail = event
+        self.actions = actions
         return None
 
     async def _rcpt(self, event: RcptTo) -> Reply | None:
@@ -390,13 +419,15 @@ class Session:
             if refusal is not None:
                 return refusal
         assert self.mail is not None
-        ctx = self._context(sender=self.mail.address, recipient=event.address)
-        decision = server.restrictions.evaluate_rcpt(ctx, await self._resolver(ctx))
-        self._log_notes(decision, ctx, "RCPT")
-        if not decision.accepted:
-            self._log_reject("RCPT", decision.reply, sender=self.mail.address,
-                             recipient=event.address)
-            return _reply(decision)
+        if "discard" not in self.actions:       # Postfix looks no further after a DISCARD
+            ctx = self._context(sender=self.mail.address, recipient=event.address)
+            decision = server.restrictions.evaluate_rcpt(ctx, await self._resolver(ctx))
+            # Kept whatever this recipient's fate, as Postfix keeps saved_flags.
+            self.actions = self._log_notes(decision, ctx, "RCPT")
+            if not decision.accepted:
+                self._log_reject("RCPT", decision.reply, sender=self.mail.address,
+                                 recipient=event.address)
+                return _reply(decision)
         if self.qid is None:
             self.qid = new_qid()
             log.info("client", queue_id=self.qid, client=self.namaddr,
@@ -434,7 +465,7 @@ class Session:
 
     async def _end_of_data(self, event: EndOfData) -> Reply:
         # The transaction ends here whatever the outcome: take its state once.
-        mail, qid, bdat = self.mail, self.qid, self.in_bdat
+        mail, qid, bdat, actions = self.mail, self.qid, self.in_bdat, self.actions
         recipients, last_rcpt = tuple(self.recipients), self.last_rcpt
         content, spool_error, self.content = self.content, self.spool_error, None
         self._reset()
@@ -444,14 +475,16 @@ class Session:
                 log.warning(f"{qid}: queue file write error: {spool_error}")
                 return replies.INSUFFICIENT_STORAGE if spool_error.errno == errno.ENOSPC \
                     else replies.QUEUE_WRITE_ERROR
-            return await self._queue(event, mail, qid, bdat, recipients, last_rcpt, content)
+            return await self._queue(event, mail, qid, bdat, recipients, last_rcpt, content,
+                                     actions)
         finally:
             if content is not None:
                 content.close()
 
     async def _queue(self, event: EndOfData, mail: MailFrom, qid: str, bdat: bool,
                      recipients: tuple[CleanupRecipient, ...], last_rcpt: str | None,
-                     content: tempfile.SpooledTemporaryFile | None) -> Reply:
+                     content: tempfile.SpooledTemporaryFile | None,
+                     actions: frozenset[str]) -> Reply:
         conn = self.conn
         envelope = dict(
             queue_id=qid, sender=mail.address, recipients=recipients,
@@ -466,7 +499,8 @@ class Session:
             # DATA content is CRLF-only unless a bare LF passed through
             # (smtpd_forbid_bare_newline = no); BDAT content is not looked at.
             crlf=not bdat and (not event.bare_lf
-                               or conn.settings.forbid_bare_newline == "normalize"))
+                               or conn.settings.forbid_bare_newline == "normalize"),
+            hold="hold" in actions, discard="discard" in actions)
 
         def with_content() -> CleanupRequest:
             if content is None:

@@ -9,6 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
+from mailsys.queue import Queue, QueueStore
+
 pytestmark = pytest.mark.integration
 
 h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("smtpd_helpers.py"))))
@@ -149,3 +151,89 @@ def test_unknown_local_recipient_is_refused_and_logged(mailsys_instance):
     inst.wait_log(REJECT + "550 5.1.1 <nobody@example.test>: Recipient address rejected: User unknown in "
                   "local recipient table; from=<a@example.org> to=<nobody@example.test> proto=ESMTP "
                   "helo=<c.example>")
+
+
+def _actions_site(inst):
+    """smtpd whose recipient restrictions refuse b@rej.test first, then act on the sender."""
+    rejects = table(inst, "rcpt_access", "b@rej.test REJECT\n")
+    actions = table(inst, "sender_access", "hold@x.test HOLD\ndisc@x.test DISCARD\n")
+    return h.start(inst, {"smtpd_recipient_restrictions":
+                          f"check_recipient_access {rejects}, check_sender_access {actions}, "
+                          "permit_mynetworks, reject_unauth_destination"})
+
+
+def _queues(inst) -> dict[str, tuple[Queue, list[str]]]:
+    """Every queue entry's queue and recipients, read after the master stopped."""
+    inst.stop()
+    with QueueStore.open(inst.queue_dir) as store:
+        return {e.queue_id: (q, [r.address for r in e.recipients]) for e, q in store.scan_all()}
+
+
+def _transaction(s, sender: str, rcpts: list[str]) -> tuple[list[int], str]:
+    """One message: the RCPT reply codes, and the queue ID DATA was answered with."""
+    assert s.mail(sender)[0] == 250
+    codes = [s.rcpt(rcpt)[0] for rcpt in rcpts]
+    code, reply = s.data(h.MESSAGE)
+    assert code == 250
+    return codes, h.qid_of(reply)
+
+
+def _note(action: str, sender: str, rcpt: str) -> str:
+    return (f"NOQUEUE: {action}: RCPT from localhost[127.0.0.1]: <{sender}>: Sender address triggers "
+            f"{action.upper()} action; from=<{sender}> to=<{rcpt}> proto=ESMTP helo=<c.example>")
+
+
+def test_hold_action_puts_the_message_on_hold(mailsys_instance):
+    # As Postfix 3.7 does: logged once per transaction, the other recipients
+    # still evaluated, the whole message held; the next transaction is not.
+    inst = mailsys_instance
+    port = _actions_site(inst)
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        codes, held = _transaction(s, "hold@x.test", ["a@example.test", "c@example.test", "b@rej.test"])
+        assert codes == [250, 250, 554]
+        codes, free = _transaction(s, "good@example.org", ["a@example.test"])
+        assert codes == [250]
+    text = inst.wait_log(f"{held}: reject: RCPT from localhost[127.0.0.1]: 554 5.7.1 <b@rej.test>")
+    assert text.count(_note("hold", "hold@x.test", "a@example.test")) == 1
+    assert ": hold: " not in text.replace(_note("hold", "hold@x.test", "a@example.test"), "")
+    assert _queues(inst) == {held: (Queue.HOLD, ["a@example.test", "c@example.test"]),
+                             free: (Queue.INCOMING, ["a@example.test"])}
+
+
+def test_discard_action_claims_delivery_and_stores_nothing(mailsys_instance):
+    # As Postfix 3.7 does: the client is told "queued as", the recipients
+    # after the DISCARD are not evaluated, nothing is stored, and the next
+    # transaction is evaluated and stored again.
+    inst = mailsys_instance
+    port = _actions_site(inst)
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        codes, discarded = _transaction(s, "disc@x.test", ["a@example.test", "b@rej.test"])
+        assert codes == [250, 250]                      # b@rej.test not evaluated any more
+        codes, kept = _transaction(s, "good@example.org", ["b@rej.test", "a@example.test"])
+        assert codes == [554, 250]
+    # cleanup's line about the later message: its line about the discarded
+    # one, if any, would be in the log before it.
+    text = inst.wait_log(f"{kept}: message-id=")
+    assert _note("discard", "disc@x.test", "a@example.test") in text
+    assert f"{discarded}: client=localhost[127.0.0.1]" in text
+    refused = [line for line in text.splitlines() if "<b@rej.test>" in line]
+    assert len(refused) == 1 and "from=<good@example.org>" in refused[0], refused
+    assert f"{discarded}: message-id=" not in text      # cleanup stored and logged nothing
+    assert _queues(inst) == {kept: (Queue.INCOMING, ["a@example.test"])}
+
+
+def test_hold_at_connect_is_skipped_with_a_warning_when_delay_reject_is_no(mailsys_instance):
+    # Postfix 3.7 logs the same warning and queues the message normally.
+    inst = mailsys_instance
+    spec = table(inst, "client_access", "127.0.0.1 HOLD\n")
+    port = h.start(inst, {"smtpd_delay_reject": "no",
+                          "smtpd_client_restrictions": f"check_client_access {spec}"})
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        assert s.sendmail("a@example.org", ["bob@example.test"], h.MESSAGE) == {}
+    inst.wait_log(f"warning: access table {spec}: with smtpd_delay_reject=no, action HOLD is always "
+                  "skipped in Client host or Helo command restrictions")
+    assert ": hold: " not in inst.log_text()
+    assert [q for q, _ in _queues(inst).values()] == [Queue.INCOMING]

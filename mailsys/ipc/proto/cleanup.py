@@ -8,7 +8,8 @@ answers Queued; smtpd says "250 2.0.0 Ok: queued as QID" after that reply
 and never before (DESIGN.md contract 1).
 
 Replies:
-    Queued       the entry is committed to the incoming queue and qmgr poked.
+    Queued       the entry is committed to the incoming queue and qmgr poked
+                 (to the hold queue for hold; nothing at all for discard).
     Rejected     the content was refused (e.g. 554 5.4.0 Error: too many
                  hops); smtpd sends the reply as given and logs the reject.
     ErrorReply   queue_full -> 452 4.3.1 Insufficient system storage;
@@ -63,6 +64,12 @@ class CleanupRequest:
     fullname: str = ""           # sendmail -F: the From: phrase when From: is added
     crlf: bool = False           # every line end in content is CRLF (smtpd checked
                                  # while reading DATA); cleanup need not look again
+    # The HOLD and DISCARD actions of smtpd's access restrictions (Postfix's
+    # CLEANUP_FLAG_HOLD and CLEANUP_FLAG_DISCARD): the entry goes to the hold
+    # queue; or nothing is stored and the answer is Queued all the same.
+    # DISCARD wins over HOLD.
+    hold: bool = False
+    discard: bool = False
 
 
 @message("cleanup_queued", version=1)
