@@ -27,12 +27,20 @@ DESCRIPTION
          later ones at most one per TRIGGER_SPACING, each covering every
          batch committed meanwhile (one qmgr scan takes them all in).
 
-    smtpd's HOLD and DISCARD actions (CleanupRequest.hold, .discard), as
-    Postfix's cleanup applies CLEANUP_FLAG_HOLD and CLEANUP_FLAG_DISCARD:
-    a held entry is committed to the hold queue instead (a group commit of
-    its own; qmgr is not poked), logged the same; a discarded one is
-    answered Queued at once, stored nowhere, logged nowhere (smtpd logged
-    "discard: ..."), whatever its content.
+    The actions of smtpd's access restrictions (CleanupRequest), as
+    Postfix's cleanup and qmgr carry them out:
+
+      hold      the entry is committed to the hold queue instead (a group
+                commit of its own; qmgr is not poked), logged the same;
+      discard   answered Queued at once, stored nowhere, logged nowhere
+                (smtpd logged "discard: ..."), whatever the content;
+      prepend   the header lines go first, before the Received: header;
+      bcc       each address is added as a recipient (once), with NOTIFY
+                NEVER so that no notice about it reaches the sender;
+      redirect  every recipient, the added ones too, becomes the one
+                redirect address; its orig_to= is the first recipient;
+      filter    kept in the envelope (attribute "filter"), where qmgr
+                sends every recipient to that transport:destination.
 
     Refusals: Rejected(554, 5.4.0, "Error: too many hops") and
     Rejected(552, 5.3.4, "Error: message file too big"). Failed commits:
@@ -59,7 +67,7 @@ from mailsys.errors import QueueError, QueueFull
 from mailsys.ipc import names
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import PROTOCOL, CleanupRequest, Queued, Rejected
-from mailsys.message.envelope import Envelope, Recipient
+from mailsys.message.envelope import Envelope, Notify, Recipient
 from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
 from mailsys.message.qid import is_qid
 from mailsys.message.received import received_local, received_smtp
@@ -150,7 +158,7 @@ class Cleanup:
         cleaned = clean_header(
             req.content, policy=self.policy, received=self.received(req, arrival),
             queue_id=req.queue_id, arrival=arrival, sender=req.sender,
-            fullname=req.fullname,
+            fullname=req.fullname, prepend=req.prepend,
             add_missing=wants_missing_headers(
                 local_client=req.local,
                 always_add_missing_headers=self.cfg.always_add_missing_headers))
@@ -161,16 +169,15 @@ class Cleanup:
             return Rejected(e.code, e.enhanced, e.text)
         content = cleaned.assemble(req.content, crlf=req.crlf)
         envelope = Envelope(
-            queue_id=req.queue_id, sender=req.sender,
-            recipients=tuple(Recipient(r.address, orcpt=r.orcpt, notify=r.notify)
-                             for r in req.recipients),
+            queue_id=req.queue_id, sender=req.sender, recipients=_recipients(req),
             arrival_time=arrival, size=len(content),
             client_name=req.client_name, client_addr=req.client_addr,
             client_port=req.client_port, helo=req.helo, protocol=req.protocol,
             sasl_user=req.sasl_user, sasl_method=req.sasl_method,
             rewrite_context="local" if req.local else "remote",
             envid=req.envid, ret=req.ret, body_type=req.body_type, smtputf8=req.smtputf8,
-            attrs=(("origin", req.origin),) + ((("uid", str(req.uid)),) if req.uid >= 0 else ()))
+            attrs=(("origin", req.origin),) + ((("uid", str(req.uid)),) if req.uid >= 0 else ())
+            + ((("filter", req.filter),) if req.filter else ()))
         return _Entry(envelope, content, cleaned.log_lines)
 
     def received(self, req: CleanupRequest, arrival: float) -> str:
@@ -211,6 +218,23 @@ class Cleanup:
                 await self.qmgr.send(names.QMGR_REQ_SCAN_INCOMING, timeout=TRIGGER_TIMEOUT)
         finally:
             self.qmgr.close()
+
+
+def _recipients(req: CleanupRequest) -> tuple[Recipient, ...]:
+    """The envelope recipients: as given, plus BCC, under REDIRECT."""
+    rcpts = [Recipient(r.address, orcpt=r.orcpt, notify=r.notify) for r in req.recipients]
+    have = {r.address for r in rcpts}
+    for address in req.bcc:
+        if address not in have:
+            have.add(address)
+            rcpts.append(Recipient(address, notify=(Notify.NEVER,)))
+    if req.redirect and rcpts:
+        # Postfix qmgr delivers each recipient to the redirect address
+        # instead, and the copies fold into one delivery (orig_to= the first).
+        first = rcpts[0]
+        rcpts = [Recipient(req.redirect, orig=first.address if first.address != req.redirect else "",
+                           orcpt=first.orcpt, notify=first.notify)]
+    return tuple(rcpts)
 
 
 def open_queue(ctx: skeleton.ServiceContext) -> Cleanup:

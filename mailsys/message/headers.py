@@ -32,7 +32,9 @@ DESCRIPTION
 
     What happens, in Postfix's order (cleanup_message.c):
 
-    * smtpd's (or pickup's) ``Received:`` header goes first.
+    * smtpd's (or pickup's) ``Received:`` header goes first, after only the
+      header lines of smtpd's PREPEND actions (``prepend``), as Postfix's
+      smtpd writes them before its own.
     * Each ``Received:`` header counts one hop, ours included; when the count
       reaches ``hopcount_limit`` (50) the message is refused with
       ``554 5.4.0 Error: too many hops`` and the warning
@@ -82,6 +84,7 @@ SEE ALSO
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
@@ -324,9 +327,11 @@ def _from_header(prefix: str, sender: str, fullname: str, charset: str) -> str:
 
 def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_id: str,
                  arrival: float, sender: str, add_missing: bool, fullname: str = "",
-                 tz: tzinfo | None = None) -> CleanedHeader:
-    """clean_header - apply cleanup's header rules to ``content``; see the module text."""
-    out: list[bytes] = [encode_header(received)]
+                 tz: tzinfo | None = None, prepend: Sequence[str] = ()) -> CleanedHeader:
+    """clean_header - apply cleanup's header rules to ``content``; see the module text.
+    prepend: header lines to put before received (smtpd's PREPEND actions)."""
+    out: list[bytes] = [encode_header(line) for line in prepend]
+    out.append(encode_header(received))
     logs: list[str] = []
     warnings: list[str] = []
     error: StatusReply | None = None

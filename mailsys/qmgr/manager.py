@@ -328,6 +328,10 @@ class QueueManager:
 
     def _plan(self, qid: str, env: Envelope) -> list[Job]:
         routed: list[tuple[int, Route]] = []
+        # smtpd's FILTER action (Postfix content_filter records): every
+        # recipient goes to transport:destination, or to its own next hop
+        # through that transport when the destination is empty.
+        transport, _, nexthop = (env.attr("filter") or "").partition(":")
         for i in env.pending:
             address = env.recipients[i].address
             try:
@@ -337,6 +341,8 @@ class QueueManager:
                 # failures defer with "address resolver failure").
                 log.warning(f"{qid}: cannot resolve <{address}>: {e}")
                 route = Route("retry", RESOLVER_FAILURE, AddressClass.DEFAULT)
+            if transport and route.nexthop != RESOLVER_FAILURE:
+                route = Route(transport, nexthop or route.nexthop, route.address_class)
             routed.append((i, route))
         return plan(qid, routed, self.limits,
                     {i: env.recipients[i].address for i, _ in routed})

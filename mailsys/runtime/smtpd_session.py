@@ -22,8 +22,8 @@ DESCRIPTION
         recipient rate and the restriction lists (reject lines logged as
         "NOQUEUE: reject: RCPT from ..."), allocating the queue ID and
         logging "QID: client=name[addr]" at the first accepted recipient;
-        the HOLD and DISCARD actions of the restrictions kept for the
-        transaction as Postfix keeps them (below);
+        the actions of the restrictions that concern the message kept for
+        the transaction as Postfix keeps them (below);
         the message content to cleanup in one request at the end of DATA
         or BDAT LAST (held meanwhile in memory, or in an unnamed file in
         the queue directory when it is large or must wait for a busy
@@ -37,14 +37,15 @@ DESCRIPTION
         "timeout after CMD", "too many errors after CMD" and always
         "disconnect from name[addr] ehlo=1 mail=1 ... commands=N".
 
-    HOLD and DISCARD (access(5)) act on the whole message, as in Postfix:
-    the note is logged ("NOQUEUE: hold: RCPT from ...", once per
-    transaction), the transaction is marked, and cleanup puts the message
-    in the hold queue, or stores nothing while the client still gets
-    "250 2.0.0 Ok: queued as QID". After a DISCARD the transaction's
-    further recipients are accepted without evaluating the restrictions.
-    Client and HELO restrictions evaluated at CONNECT or HELO
-    (smtpd_delay_reject = no) skip these actions with a warning, as
+    HOLD, DISCARD, FILTER, REDIRECT, BCC and PREPEND (access(5)) act on
+    the whole message, as in Postfix: smtpd logs the note ("NOQUEUE: hold:
+    RCPT from ..."; a HOLD once per transaction, the others at every
+    command that triggers them, PREPEND never), keeps the action for the
+    transaction (policy.MessageActions) and hands it to cleanup with the
+    message, which carries it out (services/cleanup). After a DISCARD the
+    transaction's further recipients are accepted without evaluating the
+    restrictions. Client and HELO restrictions evaluated at CONNECT or
+    HELO (smtpd_delay_reject = no) skip these actions with a warning, as
     Postfix does (mailsys.policy.access).
 
     When cleanup cannot take a message (down, refusing, too slow) the client
@@ -69,6 +70,7 @@ from mailsys.ipc.proto import anvil as anvil_proto
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
 from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
+from mailsys.policy.decision import MessageActions
 from mailsys.policy.restrictions import Decision, DnsStatus, PolicyContext, note_log_text
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
@@ -99,9 +101,10 @@ SPOOL_WAITING = 16 * 1024
 # smtpd.c SMTPD_CMD_FLAG_LAST: commands after which a client must wait for the reply.
 _LAST_IN_GROUP = (Helo, DataStart, Noop, Vrfy)
 
-_NOTES_LOGGED = frozenset({"reject_warning", "warn", "info", "hold", "discard"})
-# The actions that mark the message, not the command (Postfix saved_flags).
-_MESSAGE_ACTIONS = frozenset({"hold", "discard"})
+_NOTES_LOGGED = frozenset({"reject_warning", "warn", "info", "hold", "discard", "filter",
+                           "redirect", "bcc"})
+# The notes whose action is for the message, not the command.
+_MESSAGE_ACTIONS = frozenset({"hold", "discard", "filter", "redirect", "bcc", "prepend"})
 
 
 async def serve_client(stream: trio.abc.Stream, server: SmtpdServer) -> None:
@@ -161,7 +164,7 @@ class Session:
         self.qid: str | None = None
         self.recipients: list[CleanupRecipient] = []
         self.last_rcpt: str | None = None
-        self.actions: frozenset[str] = frozenset()     # hold / discard for this message
+        self.actions = MessageActions()         # what cleanup is to do with this message
         self._new_content(None)
         self.in_bdat = False
 
@@ -326,21 +329,17 @@ class Session:
                  helo=helo if helo is not None else self.conn.helo_name,
                  sasl_method=self.auth.method, sasl_username=self.auth.user, **where)
 
-    def _log_notes(self, decision: Decision, ctx: PolicyContext, command: str) -> frozenset[str]:
-        """Log the notes Postfix logs; the message actions among them. An
-        action the transaction already has is not logged again."""
-        actions = self.actions
+    def _log_notes(self, decision: Decision, ctx: PolicyContext, command: str) -> None:
+        """Log the notes Postfix logs; keep the message actions among them
+        for the transaction."""
         for note in decision.notes:
             if note.action == "warning":
                 log.warning(note.text)
                 continue
-            if note.action in _MESSAGE_ACTIONS:
-                if note.action in actions:
-                    continue
-                actions = actions | {note.action}
+            if note.action in _MESSAGE_ACTIONS and not self.actions.take(note):
+                continue
             if note.action in _NOTES_LOGGED:
                 log.info(note_log_text(note, ctx, command=command, queue_id=self.qid or "NOQUEUE"))
-        return actions
 
     async def _resolver(self, ctx: PolicyContext):
         """The DNS answers an evaluation for ctx may ask for, looked up beforehand."""
@@ -398,18 +397,15 @@ class Session:
             self._log_reject("MAIL", str(replies.INSUFFICIENT_STORAGE), sender=event.address,
                              recipient=None)
             return replies.INSUFFICIENT_STORAGE
-        actions: frozenset[str] = frozenset()
+        self._reset()                           # the transaction's state starts here
         if not server.restrictions.delay_reject:
             ctx = self._context(sender=event.address)
             decision = server.restrictions.evaluate_sender(ctx)
-            self.actions = actions              # a new transaction starts here
-            actions = self._log_notes(decision, ctx, "MAIL")
+            self._log_notes(decision, ctx, "MAIL")
             if not decision.accepted:
                 self._log_reject("MAIL", decision.reply, sender=event.address, recipient=None)
                 return _reply(decision)
-        self._reset()
         self.mail = event
-        self.actions = actions
         return None
 
     async def _rcpt(self, event: RcptTo) -> Reply | None:
@@ -419,11 +415,11 @@ class Session:
             if refusal is not None:
                 return refusal
         assert self.mail is not None
-        if "discard" not in self.actions:       # Postfix looks no further after a DISCARD
+        if not self.actions.discard:            # Postfix looks no further after a DISCARD
             ctx = self._context(sender=self.mail.address, recipient=event.address)
             decision = server.restrictions.evaluate_rcpt(ctx, await self._resolver(ctx))
-            # Kept whatever this recipient's fate, as Postfix keeps saved_flags.
-            self.actions = self._log_notes(decision, ctx, "RCPT")
+            # Actions are kept whatever this recipient's fate, as Postfix keeps them.
+            self._log_notes(decision, ctx, "RCPT")
             if not decision.accepted:
                 self._log_reject("RCPT", decision.reply, sender=self.mail.address,
                                  recipient=event.address)
@@ -484,7 +480,7 @@ class Session:
     async def _queue(self, event: EndOfData, mail: MailFrom, qid: str, bdat: bool,
                      recipients: tuple[CleanupRecipient, ...], last_rcpt: str | None,
                      content: tempfile.SpooledTemporaryFile | None,
-                     actions: frozenset[str]) -> Reply:
+                     actions: MessageActions) -> Reply:
         conn = self.conn
         envelope = dict(
             queue_id=qid, sender=mail.address, recipients=recipients,
@@ -500,7 +496,8 @@ class Session:
             # (smtpd_forbid_bare_newline = no); BDAT content is not looked at.
             crlf=not bdat and (not event.bare_lf
                                or conn.settings.forbid_bare_newline == "normalize"),
-            hold="hold" in actions, discard="discard" in actions)
+            hold=actions.hold, discard=actions.discard, filter=actions.filter,
+            redirect=actions.redirect, bcc=tuple(actions.bcc), prepend=tuple(actions.prepend))
 
         def with_content() -> CleanupRequest:
             if content is None:

@@ -237,3 +237,38 @@ def test_hold_at_connect_is_skipped_with_a_warning_when_delay_reject_is_no(mails
                   "skipped in Client host or Helo command restrictions")
     assert ": hold: " not in inst.log_text()
     assert [q for q, _ in _queues(inst).values()] == [Queue.INCOMING]
+
+
+def test_prepend_redirect_bcc_and_filter_actions(mailsys_instance):
+    # As Postfix 3.7 does: REDIRECT, BCC and FILTER are logged at every
+    # recipient that triggers them, PREPEND never, and each RCPT's PREPEND
+    # adds its header again.
+    inst = mailsys_instance
+    spec = table(inst, "sender_access", "pre@x.test PREPEND X-Flag: yes\n"
+                 "red@x.test REDIRECT boss@example.test\nbcc@x.test BCC arch@example.test\n"
+                 "fil@x.test FILTER smtp:[127.0.0.1]:10025\n")
+    port = h.start(inst, {"smtpd_recipient_restrictions": f"check_sender_access {spec}, "
+                          "permit_mynetworks, reject_unauth_destination"})
+    rcpts = ["a@example.test", "c@example.test"]
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        qids = {sender: _transaction(s, f"{sender}@x.test", rcpts)[1]
+                for sender in ("pre", "red", "bcc", "fil")}
+    text = inst.wait_log(f"{qids['fil']}: message-id=")
+    for sender, line in (("red", "REDIRECT boss@example.test"), ("bcc", "BCC arch@example.test"),
+                         ("fil", "FILTER smtp:[127.0.0.1]:10025")):
+        action = line.split()[0].lower()
+        for n, rcpt in enumerate(rcpts):
+            where = "NOQUEUE" if n == 0 else qids[sender]
+            assert (f"{where}: {action}: RCPT from localhost[127.0.0.1]: <{sender}@x.test>: Sender "
+                    f"address triggers {line}; from=<{sender}@x.test> to=<{rcpt}> proto=ESMTP "
+                    f"helo=<c.example>") in text
+    assert ": prepend: " not in text
+    inst.stop()
+    with QueueStore.open(inst.queue_dir) as store:
+        assert store.load_content(qids["pre"]).startswith(b"X-Flag: yes\r\nX-Flag: yes\r\nReceived: ")
+        assert [(r.address, r.orig) for r in store.load(qids["red"])[0].recipients] == \
+            [("boss@example.test", "a@example.test")]
+        assert [r.address for r in store.load(qids["bcc"])[0].recipients] == \
+            ["a@example.test", "c@example.test", "arch@example.test"]
+        assert store.load(qids["fil"])[0].attr("filter") == "smtp:[127.0.0.1]:10025"

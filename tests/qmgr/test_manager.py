@@ -57,6 +57,27 @@ def test_delivered_and_removed(store, make_manager):
     assert [e["queue_id"] for e in events(logs, "removed")] == [qid]
 
 
+@pytest.mark.parametrize("spec, expect", [
+    ("relay:[127.0.0.1]:10025", {("relay", "[127.0.0.1]:10025")}),
+    ("relay:", {("relay", "one.example"), ("relay", "two.example")}),
+])
+def test_a_filter_sends_every_recipient_to_its_transport(store, make_manager, spec, expect):
+    # smtpd's FILTER action, as Postfix qmgr honours a content_filter record.
+    agents = FakeAgents()
+    mgr = make_manager(agents)
+    env = envelope("bob@one.example", "carol@two.example")
+    store.create(env.replace(attrs=env.attrs + (("filter", spec),)), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store))
+
+    run(body)
+    assert {(r.transport, r.nexthop) for r in agents.requests} == expect
+    assert sorted(a.address for r in agents.requests for a in r.recipients) == \
+        ["bob@one.example", "carol@two.example"]
+
+
 def _spy_writes(store):
     """The operations of every apply_many() commit, in order; a scan (Admit)
     as the IDs it moved, and not at all when it moved nothing."""

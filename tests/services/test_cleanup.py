@@ -13,6 +13,7 @@ from structlog.testing import capture_logs
 
 from mailsys.ipc.errors import RemoteError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
+from mailsys.message.envelope import Notify
 from mailsys.message.qid import new_qid
 from mailsys.queue import Queue, QueueStore
 from mailsys.runtime import ipc_io
@@ -58,6 +59,7 @@ class Service:
 async def running(cfg, store, nursery, **kw) -> Service:
     cleanup = Cleanup(cfg, store, **kw)
     nursery.start_soon(cleanup.commits.run)
+    nursery.start_soon(cleanup.holds.run)
     nursery.start_soon(cleanup.trigger_qmgr)
     return Service(cleanup, nursery)
 
@@ -325,3 +327,49 @@ async def test_triggers_share_one_connection_while_they_come_often(make_config, 
             assert await qmgr.triggers.receive() == b"I"
         assert qmgr.connections == 2
         nursery.cancel_scope.cancel()
+
+
+@trio_test
+async def test_prepend_bcc_and_filter_actions(make_config, store):
+    async with trio.open_nursery() as nursery:
+        svc = await running(make_config(), store, nursery)
+        req = request(rcpts=("bob@example.org",), prepend=("X-Flag: yes", "X-Two: 2"),
+                      bcc=("arch@example.net", "bob@example.org", "arch@example.net"),
+                      filter="smtp:[127.0.0.1]:10025")
+        reply = await svc.call(req)
+        nursery.cancel_scope.cancel()
+    assert isinstance(reply, Queued)
+    env, queue = store.load(req.queue_id)
+    assert queue is Queue.INCOMING
+    assert [(r.address, r.notify) for r in env.recipients] == \
+        [("bob@example.org", ()), ("arch@example.net", (Notify.NEVER,))]
+    assert env.attr("filter") == "smtp:[127.0.0.1]:10025"
+    assert store.load_content(req.queue_id).startswith(b"X-Flag: yes\r\nX-Two: 2\r\nReceived: from ")
+
+
+@trio_test
+async def test_redirect_sends_every_recipient_to_one_address(make_config, store):
+    async with trio.open_nursery() as nursery:
+        svc = await running(make_config(), store, nursery)
+        req = request(rcpts=("bob@example.org", "carol@example.org"), bcc=("arch@example.net",),
+                      redirect="boss@example.net")
+        await svc.call(req)
+        nursery.cancel_scope.cancel()
+    env, _ = store.load(req.queue_id)
+    assert [(r.address, r.orig) for r in env.recipients] == [("boss@example.net", "bob@example.org")]
+
+
+@trio_test
+async def test_hold_goes_to_the_hold_queue_and_discard_stores_nothing(make_config, store):
+    async with trio.open_nursery() as nursery:
+        svc = await running(make_config(), store, nursery)
+        held = request(hold=True)
+        with capture_logs() as logs:
+            assert isinstance(await svc.call(held), Queued)
+            dropped = request(discard=True, hold=True, content=b"no header at all")
+            reply = await svc.call(dropped)
+        nursery.cancel_scope.cancel()
+    assert store.load(held.queue_id)[1] is Queue.HOLD
+    assert isinstance(reply, Queued) and reply.queue_id == dropped.queue_id
+    assert [e.queue_id for e, _ in store.scan_all()] == [held.queue_id]
+    assert [log.get("queue_id") for log in logs] == [held.queue_id]    # its message-id line only

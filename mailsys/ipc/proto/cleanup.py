@@ -64,12 +64,15 @@ class CleanupRequest:
     fullname: str = ""           # sendmail -F: the From: phrase when From: is added
     crlf: bool = False           # every line end in content is CRLF (smtpd checked
                                  # while reading DATA); cleanup need not look again
-    # The HOLD and DISCARD actions of smtpd's access restrictions (Postfix's
-    # CLEANUP_FLAG_HOLD and CLEANUP_FLAG_DISCARD): the entry goes to the hold
-    # queue; or nothing is stored and the answer is Queued all the same.
-    # DISCARD wins over HOLD.
+    # The actions of smtpd's access restrictions for the message (Postfix's
+    # CLEANUP_FLAG_HOLD, CLEANUP_FLAG_DISCARD, FILTER, REDIRECT, BCC and
+    # PREPEND records); services/cleanup says what each does.
     hold: bool = False
     discard: bool = False
+    filter: str = ""             # transport:destination
+    redirect: str = ""
+    bcc: tuple[str, ...] = ()
+    prepend: tuple[str, ...] = ()   # header lines
 
 
 @message("cleanup_queued", version=1)
