@@ -34,6 +34,9 @@ class DnsStatus(enum.Enum):
 
 
 Resolver = Callable[[str], DnsStatus]
+# check_policy_service: the action a policy service answered (service ->
+# "DEFER_IF_PERMIT Greylisted"), or None while it has not been asked.
+PolicyAnswers = Callable[[str], "str | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,4 +61,4 @@ class PolicyContext:
         return f"{self.client_name or 'unknown'}[{self.client_addr}]"
 
 
-__all__ = ["DnsStatus", "PolicyContext", "Resolver"]
+__all__ = ["DnsStatus", "PolicyAnswers", "PolicyContext", "Resolver"]

@@ -37,11 +37,13 @@ DESCRIPTION
     to=<r> proto=ESMTP helo=<h>" line that pflogsumm and fail2ban read.
 
     DNS-based restrictions ask an injected resolver callback, domain ->
-    DnsStatus, so this package stays pure (see context and dnschecks).
+    DnsStatus, so this package stays pure (see context and dnschecks);
+    check_policy_service asks an injected PolicyAnswers callback and raises
+    NeedPolicy for a service not asked yet (see service).
     reject_unauth_pipelining (smtpd's own job) and permit_tls_clientcerts
-    (no certificate facts here) never decide. Anything else unknown, such as
-    check_policy_service, is logged at compile time and answers 451 4.3.5
-    Server configuration error, as Postfix answers an unknown restriction.
+    (no certificate facts here) never decide. Anything else unknown is
+    logged at compile time and answers 451 4.3.5 Server configuration
+    error, as Postfix answers an unknown restriction.
 
     This module holds the compiler and the evaluation loop; the pieces live
     beside it, and every public name of the package is importable from here:
@@ -58,6 +60,7 @@ DESCRIPTION
         dnschecks   reject_unknown_*_domain / _helo_hostname, DNS lists
         access      check_*_access lookups and access(5) actions
         users       unlisted recipients and senders, sender login maps
+        service     check_policy_service, NeedPolicy
 
 SEE ALSO
     Postfix SMTPD_ACCESS_README, access(5), postconf(5),
@@ -72,7 +75,7 @@ from typing import Any, Callable, Iterable, Mapping
 from mailsys.errors import ConfigError
 from mailsys.policy import dnschecks, evaluate, users
 from mailsys.policy.access import check_access
-from mailsys.policy.context import DnsStatus, PolicyContext, Resolver
+from mailsys.policy.context import DnsStatus, PolicyAnswers, PolicyContext, Resolver
 from mailsys.policy.decision import ACCEPT, Decision, Note
 from mailsys.policy.hostnames import valid_hostaddr, valid_hostname
 from mailsys.policy.logtext import note_log_text, reject_log_text
@@ -82,6 +85,7 @@ from mailsys.policy.replies import (CLIENT, CODE_DEFAULTS, CONFIG_ERROR_TEXT, DA
                                     SENDER, dsn_fix, split_dsn)
 from mailsys.policy.resolve import (AddressResolver, DomainClass, Resolved, own_addresses,
                                     split_address)
+from mailsys.policy.service import NeedPolicy, check_policy_service
 from mailsys.policy.state import DUNNO, ListInfo, Run, Step, Verdict
 
 
@@ -264,22 +268,27 @@ class Restrictions:
 
     # -- public evaluation -----------------------------------------------------
 
-    def evaluate_client(self, ctx: PolicyContext, resolver: Resolver | None = None) -> Decision:
+    def evaluate_client(self, ctx: PolicyContext, resolver: Resolver | None = None,
+                        policy: PolicyAnswers | None = None) -> Decision:
         """smtpd_client_restrictions alone (at connect when smtpd_delay_reject = no)."""
         return self._evaluate(ctx, resolver, ("smtpd_client_restrictions",), unlisted=False,
-                              delegate=False)
+                              delegate=False, policy=policy)
 
-    def evaluate_helo(self, ctx: PolicyContext, resolver: Resolver | None = None) -> Decision:
+    def evaluate_helo(self, ctx: PolicyContext, resolver: Resolver | None = None,
+                      policy: PolicyAnswers | None = None) -> Decision:
         """smtpd_helo_restrictions alone (at HELO/EHLO when smtpd_delay_reject = no)."""
         return self._evaluate(ctx, resolver, ("smtpd_helo_restrictions",), unlisted=False,
-                              delegate=False)
+                              delegate=False, policy=policy)
 
-    def evaluate_sender(self, ctx: PolicyContext, resolver: Resolver | None = None) -> Decision:
+    def evaluate_sender(self, ctx: PolicyContext, resolver: Resolver | None = None,
+                        policy: PolicyAnswers | None = None) -> Decision:
         """smtpd_sender_restrictions (and the unlisted-sender check) at MAIL FROM
         when smtpd_delay_reject = no."""
-        return self._evaluate(ctx, resolver, ("smtpd_sender_restrictions",), unlisted=False)
+        return self._evaluate(ctx, resolver, ("smtpd_sender_restrictions",), unlisted=False,
+                              policy=policy)
 
-    def evaluate_rcpt(self, ctx: PolicyContext, resolver: Resolver | None = None) -> Decision:
+    def evaluate_rcpt(self, ctx: PolicyContext, resolver: Resolver | None = None,
+                      policy: PolicyAnswers | None = None) -> Decision:
         """The answer to RCPT TO: ctx.recipient (see the module docstring)."""
         if (ctx.recipient or "").lower() == "postmaster":
             return ACCEPT     # RFC 5321 4.5.1: always accepted, even unqualified
@@ -287,19 +296,22 @@ class Restrictions:
         if self.delay_reject:
             params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
                       "smtpd_sender_restrictions") + params
-        return self._evaluate(ctx, resolver, params, unlisted=True)
+        return self._evaluate(ctx, resolver, params, unlisted=True, policy=policy)
 
-    def evaluate_data(self, ctx: PolicyContext, resolver: Resolver | None = None) -> Decision:
+    def evaluate_data(self, ctx: PolicyContext, resolver: Resolver | None = None,
+                      policy: PolicyAnswers | None = None) -> Decision:
         """smtpd_data_restrictions at DATA."""
-        return self._evaluate(ctx, resolver, ("smtpd_data_restrictions",), unlisted=False)
+        return self._evaluate(ctx, resolver, ("smtpd_data_restrictions",), unlisted=False,
+                              policy=policy)
 
     def domains_to_resolve(self, ctx: PolicyContext) -> tuple[str, ...]:
         """Names evaluate_rcpt(ctx) may ask the resolver about, in order.
 
-        Found by a dry run that answers every lookup "exists"; an async caller
-        resolves these first and passes their results as the resolver.
+        Found by a dry run that answers every lookup "exists" (and every
+        policy service DUNNO); an async caller resolves these first and
+        passes their results as the resolver.
         """
-        run = Run(ctx, lambda name: DnsStatus.EXISTS)
+        run = Run(ctx, lambda name: DnsStatus.EXISTS, policy=lambda service: "DUNNO")
         params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
                   "smtpd_sender_restrictions", "smtpd_relay_restrictions",
                   "smtpd_recipient_restrictions")
@@ -366,6 +378,8 @@ class Restrictions:
                                      "restriction ignored")
                 return lambda run, info: DUNNO
             return lambda run, info: dnschecks.dnsbl(self, run, info, name, zone.lower().rstrip("."))
+        if name == "check_policy_service" and arg is not None:
+            return lambda run, info: check_policy_service(self, run, info, arg)
         if name in _NOT_HERE:
             return lambda run, info: DUNNO
         self.warnings.append(f"unknown smtpd restriction: \"{name}\" in {param}")
@@ -393,8 +407,9 @@ class Restrictions:
     # -- evaluation core -----------------------------------------------------
 
     def _evaluate(self, ctx: PolicyContext, resolver: Resolver | None, params: tuple[str, ...],
-                  *, unlisted: bool, delegate: bool = True) -> Decision:
-        run = Run(ctx, resolver, delegate)
+                  *, unlisted: bool, delegate: bool = True,
+                  policy: PolicyAnswers | None = None) -> Decision:
+        run = Run(ctx, resolver, delegate, policy)
         for param in params:
             result = self._run_list(run, param)
             if isinstance(result, Decision):
@@ -452,7 +467,7 @@ class Restrictions:
 
 
 __all__ = [
-    "ACCEPT", "Decision", "DnsStatus", "DomainClass", "Note", "PolicyContext", "Resolved", "Resolver",
-    "Restrictions", "dsn_fix", "note_log_text", "reject_log_text", "split_address", "split_dsn",
+    "ACCEPT", "Decision", "DnsStatus", "DomainClass", "NeedPolicy", "Note", "PolicyAnswers",
+    "PolicyContext", "Resolved", "Resolver", "Restrictions", "dsn_fix", "note_log_text", "reject_log_text", "split_address", "split_dsn",
     "valid_hostaddr", "valid_hostname",
 ]

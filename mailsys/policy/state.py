@@ -8,7 +8,8 @@ DESCRIPTION
 
     Run is the mutable state of one evaluation, like the per-request bits
     of Postfix's SMTPD_STATE: the PolicyContext, the injected DNS resolver
-    and the names it was asked about, the Notes collected so far, a pending
+    and the names it was asked about, the policy service answers known so
+    far, the Notes collected so far, a pending
     defer_if_permit or defer_if_reject, whether warn_if_reject is in force,
     and the nesting depth of restriction classes. It lives for one
     evaluate_*() call and is never shared.
@@ -23,7 +24,7 @@ import enum
 from dataclasses import dataclass
 from typing import Callable
 
-from mailsys.policy.context import DnsStatus, PolicyContext, Resolver
+from mailsys.policy.context import DnsStatus, PolicyAnswers, PolicyContext, Resolver
 from mailsys.policy.decision import Decision, Note
 from mailsys.policy.replies import CLIENT, HELO, RECIPIENT, SENDER
 
@@ -49,12 +50,13 @@ class Run:
     """Mutable state of one evaluation (Postfix: the per-request SMTPD_STATE bits)."""
 
     __slots__ = ("ctx", "resolver", "notes", "defer_if_permit", "defer_if_reject",
-                 "warn_if_reject", "depth", "lookups", "delegate")
+                 "warn_if_reject", "depth", "lookups", "delegate", "policy")
 
     def __init__(self, ctx: PolicyContext, resolver: Resolver | None,
-                 delegate: bool = True) -> None:
+                 delegate: bool = True, policy: PolicyAnswers | None = None) -> None:
         self.ctx = ctx
         self.resolver = resolver
+        self.policy = policy
         # Whether actions carried out for the message by cleanup (HOLD,
         # DISCARD, FILTER, REDIRECT, BCC, PREPEND) may be taken: not by
         # client and HELO restrictions evaluated outside a mail transaction
