@@ -54,6 +54,7 @@ from mailsys.policy.netmatch import ClientMatcher, parse_address
 from mailsys.policy.restrictions import Restrictions
 from mailsys.runtime import ipc_io
 from mailsys.runtime.anvil_client import AnvilClient
+from mailsys.runtime.policy_client import PolicyClients
 from mailsys.runtime.smtpd_dns import SmtpdDns
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Reply, Settings, replies
@@ -102,6 +103,7 @@ class SmtpdServer:
     bare_newline_exclusions: ClientMatcher
     anvil: AnvilClient
     cleanup: ipc_io.ChannelPool
+    policy: PolicyClients                # check_policy_service
     dns: SmtpdDns | None                 # None unless needs_dns: no dnspython loaded
     sasl: SaslServer | None
     tls_context: Any                     # an OpenSSL.SSL.Context, or None
@@ -178,6 +180,7 @@ class SmtpdServer:
             anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
             cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
+            policy=PolicyClients.from_config(cfg),
             dns=SmtpdDns.from_config(cfg) if needs_dns else None,
             sasl=sasl,
             tls_context=tls_context,

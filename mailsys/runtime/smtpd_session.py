@@ -31,6 +31,9 @@ DESCRIPTION
         answered Queued (durably committed); STARTTLS (the handshake is
         mailsys.runtime.smtpd_tls); AUTH with the anvil AUTH rate (the
         exchange is mailsys.runtime.smtpd_auth);
+      - asks the policy servers of check_policy_service when an evaluation
+        reaches them (mailsys.runtime.policy_client), with Postfix's
+        request attributes, and evaluates again with the answer;
       - notes "improper command pipelining after EHLO from ..." once, when
         a client sends more after a command that must end its group;
       - at the end logs what Postfix logs: "lost connection after CMD",
@@ -57,12 +60,15 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import itertools
+import os
 import tempfile
 import time
 
 import structlog
 import trio
 
+from mailsys import __version__
 from mailsys.ipc import names
 from mailsys.ipc.errors import IpcError, RemoteError
 from mailsys.ipc.messages import ErrorCode
@@ -71,7 +77,8 @@ from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, 
 from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
 from mailsys.policy.decision import MessageActions
-from mailsys.policy.restrictions import Decision, DnsStatus, PolicyContext, note_log_text
+from mailsys.policy.restrictions import (Decision, DnsStatus, NeedPolicy, PolicyContext,
+                                         note_log_text)
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
 from mailsys.runtime.smtpd_server import SmtpdServer
@@ -100,6 +107,8 @@ SPOOL_WAITING = 16 * 1024
 
 # smtpd.c SMTPD_CMD_FLAG_LAST: commands after which a client must wait for the reply.
 _LAST_IN_GROUP = (Helo, DataStart, Noop, Vrfy)
+
+_TRANSACTIONS = itertools.count(1)
 
 _NOTES_LOGGED = frozenset({"reject_warning", "warn", "info", "hold", "discard", "filter",
                            "redirect", "bcc"})
@@ -165,6 +174,7 @@ class Session:
         self.recipients: list[CleanupRecipient] = []
         self.last_rcpt: str | None = None
         self.actions = MessageActions()         # what cleanup is to do with this message
+        self.transaction = next(_TRANSACTIONS)  # policy requests' "instance" (with the pid)
         self._new_content(None)
         self.in_bdat = False
 
@@ -269,13 +279,13 @@ class Session:
             case RcptTo():
                 return await self._rcpt(event)
             case DataStart():
-                return self._data_start()
+                return await self._data_start()
             case EndOfData():
                 return await self._end_of_data(event)
             case DataRejected():
                 return self._data_rejected(event)
             case Helo():
-                refusal = self._helo(event)
+                refusal = await self._helo(event)
                 if refusal is None:
                     self._reset()           # as the core does on a 250
                 return refusal
@@ -352,21 +362,58 @@ class Session:
             found[domain] = await server.dns.domain_status(domain)
         return lambda name: found.get(name, DnsStatus.TEMPFAIL)
 
+    async def _decide(self, evaluate, ctx: PolicyContext, state: str, resolver=None) -> Decision:
+        """evaluate(ctx, resolver), asking each policy service it reaches
+        (check_policy_service; see mailsys.policy.service) and evaluating
+        again with the answer."""
+        answers: dict[str, str] = {}
+        while True:
+            try:
+                return evaluate(ctx, resolver, policy=answers.get)
+            except NeedPolicy as need:
+                self._stop_clock()
+                answers[need.service] = await self.server.policy.query(
+                    need.service, self._policy_request(ctx, state))
+
+    def _policy_request(self, ctx: PolicyContext, state: str) -> dict[str, object]:
+        """The attributes of a policy request (Postfix SMTPD_POLICY_README);
+        what this smtpd does not know is sent empty."""
+        mail = self.mail
+        return {
+            "request": "smtpd_access_policy", "protocol_state": state,
+            "protocol_name": ctx.protocol or self.conn.protocol, "helo_name": ctx.helo or "",
+            "queue_id": self.qid or "", "sender": ctx.sender or "",
+            "recipient": ctx.recipient or "",
+            "recipient_count": len(self.recipients) if state == "DATA" else 0,
+            "client_address": self.addr, "client_name": self.name,
+            "reverse_client_name": self.name,
+            "instance": f"{os.getpid():x}.{self.transaction:x}",
+            "sasl_method": self.auth.method or "", "sasl_username": self.auth.user or "",
+            "sasl_sender": "", "size": (mail.size or 0) if mail is not None else 0,
+            "ccert_subject": "", "ccert_issuer": "", "ccert_fingerprint": "",
+            "ccert_pubkey_fingerprint": "", "encryption_protocol": "", "encryption_cipher": "",
+            "encryption_keysize": 0, "etrn_domain": "", "stress": "",
+            "client_port": self.port, "server_address": "", "server_port": "",
+            "compatibility_level": self.server.cfg.compatibility_level,
+            "mail_version": __version__,
+        }
+
     async def _check_client(self) -> None:
         ctx = self._context()
-        decision = self.server.restrictions.evaluate_client(ctx, await self._resolver(ctx))
+        decision = await self._decide(self.server.restrictions.evaluate_client, ctx, "CONNECT",
+                                      await self._resolver(ctx))
         self._log_notes(decision, ctx, "CONNECT")     # no message actions here (see above)
         if not decision.accepted:
             self._log_reject("CONNECT", decision.reply, sender=None, recipient=None)
             self.access_denied = _reply(decision)
 
-    def _helo(self, event: Helo) -> Reply | None:
+    async def _helo(self, event: Helo) -> Reply | None:
         r = self.server.restrictions
         if r.delay_reject:
             return None
         ctx = dataclasses.replace(self._context(), helo=event.name,
                                   protocol="ESMTP" if event.extended else "SMTP")
-        decision = r.evaluate_helo(ctx)
+        decision = await self._decide(r.evaluate_helo, ctx, "EHLO" if event.extended else "HELO")
         self._log_notes(decision, ctx, "EHLO" if event.extended else "HELO")
         if decision.accepted:
             return None
@@ -400,7 +447,7 @@ class Session:
         self._reset()                           # the transaction's state starts here
         if not server.restrictions.delay_reject:
             ctx = self._context(sender=event.address)
-            decision = server.restrictions.evaluate_sender(ctx)
+            decision = await self._decide(server.restrictions.evaluate_sender, ctx, "MAIL")
             self._log_notes(decision, ctx, "MAIL")
             if not decision.accepted:
                 self._log_reject("MAIL", decision.reply, sender=event.address, recipient=None)
@@ -417,7 +464,8 @@ class Session:
         assert self.mail is not None
         if not self.actions.discard:            # Postfix looks no further after a DISCARD
             ctx = self._context(sender=self.mail.address, recipient=event.address)
-            decision = server.restrictions.evaluate_rcpt(ctx, await self._resolver(ctx))
+            decision = await self._decide(server.restrictions.evaluate_rcpt, ctx, "RCPT",
+                                          await self._resolver(ctx))
             # Actions are kept whatever this recipient's fate, as Postfix keeps them.
             self._log_notes(decision, ctx, "RCPT")
             if not decision.accepted:
@@ -434,14 +482,14 @@ class Session:
         self.last_rcpt = event.address
         return None
 
-    def _data_start(self) -> Reply | None:
+    async def _data_start(self) -> Reply | None:
         self._new_content(None)
         r = self.server.restrictions
         if not r.lists.get("smtpd_data_restrictions"):
             return None
         assert self.mail is not None
         ctx = self._context(sender=self.mail.address, recipient=self.last_rcpt)
-        decision = r.evaluate_data(ctx)
+        decision = await self._decide(r.evaluate_data, ctx, "DATA")
         self._log_notes(decision, ctx, "DATA")
         if decision.accepted:
             return None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import runpy
+import socketserver
 import sys
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -272,3 +274,90 @@ def test_prepend_redirect_bcc_and_filter_actions(mailsys_instance):
         assert [r.address for r in store.load(qids["bcc"])[0].recipients] == \
             ["a@example.test", "c@example.test", "arch@example.test"]
         assert store.load(qids["fil"])[0].attr("filter") == "smtp:[127.0.0.1]:10025"
+
+
+class _Greylist(socketserver.ThreadingTCPServer):
+    """A policy server like postgrey: a (client, sender, recipient) triplet is
+    deferred the first time and passed, with a header, after that."""
+
+    daemon_threads = allow_reuse_address = True
+
+    def __init__(self) -> None:
+        self.seen: set[tuple[str, str, str]] = set()
+        self.requests: list[dict[str, str]] = []
+        super().__init__(("127.0.0.1", 0), _GreylistHandler)
+
+
+class _GreylistHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server: _Greylist = self.server
+        attrs: dict[str, str] = {}
+        for raw in self.rfile:
+            line = raw.decode().rstrip("\n")
+            if line:
+                attrs.update([line.split("=", 1)])
+                continue
+            server.requests.append(attrs)
+            triplet = (attrs["client_address"], attrs["sender"], attrs["recipient"])
+            if attrs["protocol_state"] != "RCPT":
+                action = "DUNNO"
+            elif triplet in server.seen:
+                action = "PREPEND X-Greylist: delayed"
+            else:
+                server.seen.add(triplet)
+                action = "DEFER_IF_PERMIT Greylisted, see http://example.org/greylist"
+            self.wfile.write(f"action={action}\n\n".encode())
+            attrs = {}
+
+
+def test_check_policy_service_greylists_through_a_policy_server(mailsys_instance):
+    inst = mailsys_instance
+    policy = _Greylist()
+    threading.Thread(target=policy.serve_forever, daemon=True).start()
+    service = f"inet:127.0.0.1:{policy.server_address[1]}"
+    try:
+        port = h.start(inst, {
+            "smtpd_recipient_restrictions": f"check_policy_service {service}, permit_mynetworks, "
+                                            "reject_unauth_destination",
+            "smtpd_data_restrictions": f"check_policy_service {service}"})
+        with h.session(port) as s:
+            s.ehlo("c.example")
+            assert s.mail("a@example.org")[0] == 250
+            assert s.rcpt("bob@example.test") == \
+                (450, b"4.7.1 <bob@example.test>: Recipient address rejected: Greylisted, see "
+                      b"http://example.org/greylist")
+            s.rset()
+            codes, qid = _transaction(s, "a@example.org", ["bob@example.test"])
+            assert codes == [250]
+    finally:
+        policy.shutdown()
+        policy.server_close()
+    inst.wait_log(REJECT + "450 4.7.1 <bob@example.test>: Recipient address rejected: Greylisted, "
+                  "see http://example.org/greylist; from=<a@example.org> to=<bob@example.test> "
+                  "proto=ESMTP helo=<c.example>")
+    inst.stop()
+    with QueueStore.open(inst.queue_dir) as store:
+        assert store.load_content(qid).startswith(b"X-Greylist: delayed\r\nReceived: ")
+    first, second, data = policy.requests
+    assert {k: first[k] for k in ("request", "protocol_state", "protocol_name", "helo_name",
+                                  "sender", "recipient", "client_address", "client_name",
+                                  "recipient_count", "queue_id")} == {
+        "request": "smtpd_access_policy", "protocol_state": "RCPT", "protocol_name": "ESMTP",
+        "helo_name": "c.example", "sender": "a@example.org", "recipient": "bob@example.test",
+        "client_address": "127.0.0.1", "client_name": "localhost", "recipient_count": "0",
+        "queue_id": ""}
+    assert (data["protocol_state"], data["recipient_count"], data["queue_id"]) == ("DATA", "1", qid)
+    assert second["instance"] == data["instance"] != first["instance"]
+
+
+def test_an_unreachable_policy_service_answers_its_default_action(mailsys_instance):
+    inst = mailsys_instance
+    port = h.start(inst, {"smtpd_policy_service_try_limit": "1",
+                          "smtpd_recipient_restrictions": "check_policy_service unix:private/nopolicy, "
+                                                          "permit_mynetworks, reject_unauth_destination"})
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        assert s.rcpt("bob@example.test") == \
+            (451, b"4.3.5 <bob@example.test>: Recipient address rejected: Server configuration problem")
+    inst.wait_log("warning: problem talking to server private/nopolicy: No such file or directory")
