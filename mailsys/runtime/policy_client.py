@@ -27,7 +27,9 @@ DESCRIPTION
 
     A failed exchange (connect, timeout, end of file, a reply without
     action=) is logged as "warning: problem talking to server 127.0.0.1:
-    10023: <why>" and tried again after retry_delay, try_limit times in
+    10023: <why>" (after "warning: connect to 127.0.0.1:10023: <why>" for a
+    failed connect, as Postfix logs) and tried again after retry_delay,
+    try_limit times in
     all; then the answer is default_action ("451 4.3.5 Server configuration
     problem"). A kept connection that turns out closed by the server
     before it answered is replaced at once, without a warning or a try.
@@ -210,6 +212,7 @@ class PolicyClients:
             else:
                 raise _Failed(f"unsupported endpoint \"{s.endpoint}\" (use inet: or unix:)")
         except (OSError, ValueError) as e:
+            log.warning(f"connect to {s.name}: {_why(e)}")
             raise _Failed(_why(e)) from None
         now = time.monotonic()
         return _Connection(stream, opened=now, used=now)

@@ -360,4 +360,5 @@ def test_an_unreachable_policy_service_answers_its_default_action(mailsys_instan
         s.mail("a@example.org")
         assert s.rcpt("bob@example.test") == \
             (451, b"4.3.5 <bob@example.test>: Recipient address rejected: Server configuration problem")
+    inst.wait_log("warning: connect to private/nopolicy: No such file or directory\n")
     inst.wait_log("warning: problem talking to server private/nopolicy: No such file or directory")

@@ -103,7 +103,8 @@ async def test_an_unreachable_service_answers_the_default_action_after_the_tries
         assert await clients.query("unix:private/policy, default_action=DUNNO, try_limit=3",
                                    {}) == "DUNNO"
     assert [e["event"] for e in logs] == \
-        ["problem talking to server private/policy: No such file or directory"] * 5
+        ["connect to private/policy: No such file or directory",
+         "problem talking to server private/policy: No such file or directory"] * 5
     assert all(e["log_level"] == "warning" for e in logs)
 
 
