@@ -27,6 +27,7 @@ HELO = "Helo command"
 SENDER = "Sender address"
 RECIPIENT = "Recipient address"
 DATA = "Data command"
+EOD = "End-of-data"
 
 CONFIG_ERROR_TEXT = "Server configuration error"
 
@@ -86,5 +87,5 @@ def split_dsn(text: str, default: str) -> tuple[str, str]:
     return default, text
 
 
-__all__ = ["CLIENT", "CODE_DEFAULTS", "CONFIG_ERROR_TEXT", "DATA", "HELO", "RECIPIENT", "SENDER",
+__all__ = ["CLIENT", "CODE_DEFAULTS", "CONFIG_ERROR_TEXT", "DATA", "EOD", "HELO", "RECIPIENT", "SENDER",
            "dsn_fix", "split_dsn"]

@@ -4,7 +4,8 @@ DESCRIPTION
     Restrictions.from_config(cfg) compiles smtpd_client_restrictions,
     smtpd_helo_restrictions, smtpd_sender_restrictions,
     smtpd_relay_restrictions, smtpd_recipient_restrictions and
-    smtpd_data_restrictions once: restriction names become small functions,
+    smtpd_data_restrictions and smtpd_end_of_data_restrictions once:
+    restriction names become small functions,
     match lists become netmatch matchers, lookup tables are opened once.
     evaluate_rcpt(ctx) then answers one RCPT TO with a Decision, following
     Postfix's SMTPD_ACCESS_README:
@@ -81,8 +82,8 @@ from mailsys.policy.hostnames import valid_hostaddr, valid_hostname
 from mailsys.policy.logtext import note_log_text, reject_log_text
 from mailsys.policy.netmatch import ClientMatcher, DomainMatcher, Table
 from mailsys.policy.params import PARENT_DEFAULT, Tables, TablesOpener, param_value
-from mailsys.policy.replies import (CLIENT, CODE_DEFAULTS, CONFIG_ERROR_TEXT, DATA, HELO, RECIPIENT,
-                                    SENDER, dsn_fix, split_dsn)
+from mailsys.policy.replies import (CLIENT, CODE_DEFAULTS, CONFIG_ERROR_TEXT, DATA, EOD, HELO,
+                                    RECIPIENT, SENDER, dsn_fix, split_dsn)
 from mailsys.policy.resolve import (AddressResolver, DomainClass, Resolved, own_addresses,
                                     split_address)
 from mailsys.policy.service import NeedPolicy, check_policy_service
@@ -116,6 +117,7 @@ _LIST_CLASS = {
     "smtpd_relay_restrictions": RECIPIENT,
     "smtpd_recipient_restrictions": RECIPIENT,
     "smtpd_data_restrictions": DATA,
+    "smtpd_end_of_data_restrictions": EOD,
 }
 
 _SIMPLE: dict[str, Callable[..., Any]] = {
@@ -247,7 +249,8 @@ class Restrictions:
                                ("smtpd_sender_restrictions", ()),
                                ("smtpd_relay_restrictions", default_relay),
                                ("smtpd_recipient_restrictions", ()),
-                               ("smtpd_data_restrictions", ())):
+                               ("smtpd_data_restrictions", ()),
+                               ("smtpd_end_of_data_restrictions", ())):
             names = tuple(get(param, default))
             self._names[param] = names
             self.lists[param] = self._compile_list(names, param)
@@ -303,6 +306,12 @@ class Restrictions:
         """smtpd_data_restrictions at DATA."""
         return self._evaluate(ctx, resolver, ("smtpd_data_restrictions",), unlisted=False,
                               policy=policy)
+
+    def evaluate_eod(self, ctx: PolicyContext, resolver: Resolver | None = None,
+                     policy: PolicyAnswers | None = None) -> Decision:
+        """smtpd_end_of_data_restrictions, once the message content is in."""
+        return self._evaluate(ctx, resolver, ("smtpd_end_of_data_restrictions",),
+                              unlisted=False, policy=policy)
 
     def domains_to_resolve(self, ctx: PolicyContext) -> tuple[str, ...]:
         """Names evaluate_rcpt(ctx) may ask the resolver about, in order.

@@ -26,7 +26,7 @@ from typing import Callable
 
 from mailsys.policy.context import DnsStatus, PolicyAnswers, PolicyContext, Resolver
 from mailsys.policy.decision import Decision, Note
-from mailsys.policy.replies import CLIENT, HELO, RECIPIENT, SENDER
+from mailsys.policy.replies import CLIENT, EOD, HELO, RECIPIENT, SENDER
 
 
 class Verdict(enum.Enum):
@@ -79,7 +79,8 @@ class Run:
             return ctx.sender or ""
         if reply_class == RECIPIENT:
             return ctx.recipient or ""
-        return "DATA"     # smtpd_check_data: the command name stands in
+        # smtpd_check_data, smtpd_check_eod: the command name stands in.
+        return "END-OF-MESSAGE" if reply_class == EOD else "DATA"
 
     def dns(self, name: str) -> DnsStatus:
         self.lookups.append(name)

@@ -339,17 +339,20 @@ class Session:
                  helo=helo if helo is not None else self.conn.helo_name,
                  sasl_method=self.auth.method, sasl_username=self.auth.user, **where)
 
-    def _log_notes(self, decision: Decision, ctx: PolicyContext, command: str) -> None:
+    def _log_notes(self, decision: Decision, ctx: PolicyContext, command: str,
+                   queue_id: str | None = None, actions: MessageActions | None = None) -> None:
         """Log the notes Postfix logs; keep the message actions among them
-        for the transaction."""
+        for the transaction (this one's, unless given)."""
+        actions = actions or self.actions
         for note in decision.notes:
             if note.action == "warning":
                 log.warning(note.text)
                 continue
-            if note.action in _MESSAGE_ACTIONS and not self.actions.take(note):
+            if note.action in _MESSAGE_ACTIONS and not actions.take(note):
                 continue
             if note.action in _NOTES_LOGGED:
-                log.info(note_log_text(note, ctx, command=command, queue_id=self.qid or "NOQUEUE"))
+                log.info(note_log_text(note, ctx, command=command,
+                                       queue_id=queue_id or self.qid or "NOQUEUE"))
 
     async def _resolver(self, ctx: PolicyContext):
         """The DNS answers an evaluation for ctx may ask for, looked up beforehand."""
@@ -362,7 +365,8 @@ class Session:
             found[domain] = await server.dns.domain_status(domain)
         return lambda name: found.get(name, DnsStatus.TEMPFAIL)
 
-    async def _decide(self, evaluate, ctx: PolicyContext, state: str, resolver=None) -> Decision:
+    async def _decide(self, evaluate, ctx: PolicyContext, state: str, resolver=None,
+                      policy_facts: dict[str, object] | None = None) -> Decision:
         """evaluate(ctx, resolver), asking each policy service it reaches
         (check_policy_service; see mailsys.policy.service) and evaluating
         again with the answer."""
@@ -372,8 +376,10 @@ class Session:
                 return evaluate(ctx, resolver, policy=answers.get)
             except NeedPolicy as need:
                 self._stop_clock()
-                answers[need.service] = await self.server.policy.query(
-                    need.service, self._policy_request(ctx, state))
+                request = self._policy_request(ctx, state)
+                if policy_facts:
+                    request.update(policy_facts)
+                answers[need.service] = await self.server.policy.query(need.service, request)
 
     def _policy_request(self, ctx: PolicyContext, state: str) -> dict[str, object]:
         """The attributes of a policy request (Postfix SMTPD_POLICY_README);
@@ -519,11 +525,35 @@ class Session:
                 log.warning(f"{qid}: queue file write error: {spool_error}")
                 return replies.INSUFFICIENT_STORAGE if spool_error.errno == errno.ENOSPC \
                     else replies.QUEUE_WRITE_ERROR
+            if self.server.restrictions.lists["smtpd_end_of_data_restrictions"]:
+                refusal = await self._end_of_data_restrictions(mail, qid, recipients, last_rcpt,
+                                                               actions, event.size)
+                if refusal is not None:
+                    return refusal
             return await self._queue(event, mail, qid, bdat, recipients, last_rcpt, content,
                                      actions)
         finally:
             if content is not None:
                 content.close()
+
+    async def _end_of_data_restrictions(self, mail: MailFrom, qid: str,
+                                        recipients: tuple[CleanupRecipient, ...],
+                                        last_rcpt: str | None, actions: MessageActions,
+                                        size: int) -> Reply | None:
+        """smtpd_end_of_data_restrictions (Postfix smtpd_check_eod): after the
+        content, before cleanup; its actions join the transaction's."""
+        ctx = self._context(sender=mail.address,
+                            recipient=last_rcpt if len(recipients) == 1 else None)
+        decision = await self._decide(self.server.restrictions.evaluate_eod, ctx,
+                                      "END-OF-MESSAGE",
+                                      policy_facts={"queue_id": qid, "size": size,
+                                                    "recipient_count": len(recipients)})
+        self._log_notes(decision, ctx, "END-OF-MESSAGE", queue_id=qid, actions=actions)
+        if decision.accepted:
+            return None
+        self._log_reject("END-OF-MESSAGE", decision.reply, sender=mail.address,
+                         recipient=last_rcpt, queue_id=qid)
+        return _reply(decision)
 
     async def _queue(self, event: EndOfData, mail: MailFrom, qid: str, bdat: bool,
                      recipients: tuple[CleanupRecipient, ...], last_rcpt: str | None,

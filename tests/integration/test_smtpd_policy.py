@@ -276,50 +276,65 @@ def test_prepend_redirect_bcc_and_filter_actions(mailsys_instance):
         assert store.load(qids["fil"])[0].attr("filter") == "smtp:[127.0.0.1]:10025"
 
 
-class _Greylist(socketserver.ThreadingTCPServer):
-    """A policy server like postgrey: a (client, sender, recipient) triplet is
-    deferred the first time and passed, with a header, after that."""
+class _PolicyServer(socketserver.ThreadingTCPServer):
+    """A policy server on loopback answering action=answer(attrs); keeps the requests."""
 
     daemon_threads = allow_reuse_address = True
 
-    def __init__(self) -> None:
-        self.seen: set[tuple[str, str, str]] = set()
+    def __init__(self, answer) -> None:
+        self.answer = answer
         self.requests: list[dict[str, str]] = []
-        super().__init__(("127.0.0.1", 0), _GreylistHandler)
+        super().__init__(("127.0.0.1", 0), _PolicyHandler)
+
+    @property
+    def service(self) -> str:
+        return f"inet:127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> "_PolicyServer":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
 
 
-class _GreylistHandler(socketserver.StreamRequestHandler):
+class _PolicyHandler(socketserver.StreamRequestHandler):
     def handle(self) -> None:
-        server: _Greylist = self.server
         attrs: dict[str, str] = {}
         for raw in self.rfile:
             line = raw.decode().rstrip("\n")
             if line:
                 attrs.update([line.split("=", 1)])
                 continue
-            server.requests.append(attrs)
-            triplet = (attrs["client_address"], attrs["sender"], attrs["recipient"])
-            if attrs["protocol_state"] != "RCPT":
-                action = "DUNNO"
-            elif triplet in server.seen:
-                action = "PREPEND X-Greylist: delayed"
-            else:
-                server.seen.add(triplet)
-                action = "DEFER_IF_PERMIT Greylisted, see http://example.org/greylist"
-            self.wfile.write(f"action={action}\n\n".encode())
+            self.server.requests.append(attrs)
+            self.wfile.write(f"action={self.server.answer(attrs)}\n\n".encode())
             attrs = {}
+
+
+def _greylist():
+    """Like postgrey: a (client, sender, recipient) triplet is deferred the
+    first time and passed, with a header, after that."""
+    seen: set[tuple[str, str, str]] = set()
+
+    def answer(attrs: dict[str, str]) -> str:
+        triplet = (attrs["client_address"], attrs["sender"], attrs["recipient"])
+        if attrs["protocol_state"] != "RCPT":
+            return "DUNNO"
+        if triplet in seen:
+            return "PREPEND X-Greylist: delayed"
+        seen.add(triplet)
+        return "DEFER_IF_PERMIT Greylisted, see http://example.org/greylist"
+    return answer
 
 
 def test_check_policy_service_greylists_through_a_policy_server(mailsys_instance):
     inst = mailsys_instance
-    policy = _Greylist()
-    threading.Thread(target=policy.serve_forever, daemon=True).start()
-    service = f"inet:127.0.0.1:{policy.server_address[1]}"
-    try:
+    with _PolicyServer(_greylist()) as policy:
         port = h.start(inst, {
-            "smtpd_recipient_restrictions": f"check_policy_service {service}, permit_mynetworks, "
-                                            "reject_unauth_destination",
-            "smtpd_data_restrictions": f"check_policy_service {service}"})
+            "smtpd_recipient_restrictions": f"check_policy_service {policy.service}, "
+                                            "permit_mynetworks, reject_unauth_destination",
+            "smtpd_data_restrictions": f"check_policy_service {policy.service}"})
         with h.session(port) as s:
             s.ehlo("c.example")
             assert s.mail("a@example.org")[0] == 250
@@ -329,9 +344,6 @@ def test_check_policy_service_greylists_through_a_policy_server(mailsys_instance
             s.rset()
             codes, qid = _transaction(s, "a@example.org", ["bob@example.test"])
             assert codes == [250]
-    finally:
-        policy.shutdown()
-        policy.server_close()
     inst.wait_log(REJECT + "450 4.7.1 <bob@example.test>: Recipient address rejected: Greylisted, "
                   "see http://example.org/greylist; from=<a@example.org> to=<bob@example.test> "
                   "proto=ESMTP helo=<c.example>")
@@ -362,3 +374,35 @@ def test_an_unreachable_policy_service_answers_its_default_action(mailsys_instan
             (451, b"4.3.5 <bob@example.test>: Recipient address rejected: Server configuration problem")
     inst.wait_log("warning: connect to private/nopolicy: No such file or directory\n")
     inst.wait_log("warning: problem talking to server private/nopolicy: No such file or directory")
+
+
+def test_end_of_data_restrictions_see_the_size_and_refuse_before_queueing(mailsys_instance):
+    # The classic use: a policy server that limits by the real message size.
+    inst = mailsys_instance
+
+    def answer(attrs: dict[str, str]) -> str:
+        if int(attrs["size"]) > 200:
+            return "552 5.3.4 Message too big for you"
+        return "PREPEND X-Size-Checked: yes"
+    with _PolicyServer(answer) as policy:
+        port = h.start(inst, {"smtpd_end_of_data_restrictions":
+                              f"check_policy_service {policy.service}"})
+        with h.session(port) as s:
+            s.ehlo("c.example")
+            codes, small = _transaction(s, "a@example.org", ["bob@example.test"])
+            assert s.mail("a@example.org")[0] == 250 and s.rcpt("bob@example.test")[0] == 250
+            code, text = s.data(h.MESSAGE + b"x" * 300 + b"\r\n")
+            assert (code, text) == (552, b"5.3.4 <END-OF-MESSAGE>: End-of-data rejected: "
+                                         b"Message too big for you")
+    seen = policy.requests
+    assert [(a["protocol_state"], a["recipient_count"], a["recipient"]) for a in seen] == \
+        [("END-OF-MESSAGE", "1", "bob@example.test")] * 2
+    assert int(seen[0]["size"]) == len(h.MESSAGE) and int(seen[1]["size"]) > 300
+    text = inst.wait_log(": reject: END-OF-MESSAGE from localhost[127.0.0.1]: 552 5.3.4 "
+                         "<END-OF-MESSAGE>: End-of-data rejected: Message too big for you; "
+                         "from=<a@example.org> to=<bob@example.test> proto=ESMTP helo=<c.example>")
+    refused = seen[1]["queue_id"]
+    assert f"{refused}: reject: END-OF-MESSAGE" in text
+    assert _queues(inst) == {small: (Queue.INCOMING, ["bob@example.test"])}
+    with QueueStore.open(inst.queue_dir) as store:
+        assert store.load_content(small).startswith(b"X-Size-Checked: yes\r\nReceived: ")

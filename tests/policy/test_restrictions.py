@@ -759,6 +759,14 @@ def test_data_restrictions_reply_name():
         "554 5.7.1 <DATA>: Data command rejected: Access denied"
 
 
+def test_end_of_data_restrictions_reply_name():
+    r = make(smtpd_end_of_data_restrictions=("reject",))
+    ctx = PolicyContext(**OUTSIDER)
+    assert r.evaluate_eod(ctx).reply == \
+        "554 5.7.1 <END-OF-MESSAGE>: End-of-data rejected: Access denied"
+    assert r.evaluate_data(ctx).accepted
+
+
 def test_sender_login_mismatch():
     logins = Table({"alice@example.com": "alice, alice2", "@shared.example": "bob"})
     r = make(smtpd_sender_login_maps=("texthash:/logins",),
