@@ -31,8 +31,13 @@ DESCRIPTION
     -bs          speak SMTP on standard input and output instead
                  (mailsys.cli.sendmail_bs); each message is queued as above.
 
-    Not supported (exit 64 with one line): -bp (use mailsys mailq), -bi,
-    -bv, -q.
+    Queue modes, carried out by postqueue as Postfix's sendmail executes it:
+    -bp lists the queue (mailq), -q flushes it (postqueue -f), -qRsite
+    flushes the mail for one site (postqueue -s site); -qINTERVAL (a
+    Sendmail daemon's queue run interval) is accepted and ignored.
+
+    Not supported (exit 64 with one line): -bi and -I (no alias database
+    to build: alias_maps are read as they are), -bv.
 
     The queue ID line is logged as Postfix's pickup logs it, under the tag
     "<syslog_name>/pickup" so that pflogsumm counts the message as
@@ -81,6 +86,12 @@ _BAD_ADDRESS = re.compile(r"[\x00-\x1f\x7f]")
 
 def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     opts = _parse(argv)
+    if "queue" in opts:
+        if not opts["queue"]:
+            return 0                    # -qINTERVAL: qmgr runs the queue anyway
+        from mailsys.cli import postqueue
+        return postqueue.main(opts["queue"], opts.get("C", config_dir),
+                              "mailq" if opts["queue"] == ["-p"] else "postqueue")
     cfg = load(opts.get("C", config_dir))
     if opts.get("b") == "s":
         from mailsys.cli.sendmail_bs import smtp_session
@@ -165,6 +176,8 @@ def _fail(text: str, status: int) -> int:
 
 
 def _parse(argv: list[str]) -> dict:
+    # A bare -q (flush the queue) takes no argument, unlike -qRsite and -q1h.
+    argv = [x for a in argv for x in ((a, "") if a == "-q" else (a,))]
     try:
         pairs, rest = getopt.getopt(argv, OPTIONS)
     except getopt.GetoptError as e:
@@ -174,13 +187,15 @@ def _parse(argv: list[str]) -> dict:
     for flag, value in pairs:
         key = flag[1]
         if key == "b" and value == "p":
-            raise UsageError("-bp is not supported by mailsys sendmail: use mailsys mailq")
+            opts["queue"] = ["-p"]
+            continue
         if key == "b" and value not in ("m", "d", "D", "s"):
             raise UsageError(f"-b{value} is not supported by mailsys sendmail")
         if key == "b":
             opts["b"] = value
         if key == "q":
-            raise UsageError("-q is not supported by mailsys sendmail: use mailsys postqueue -f")
+            opts["queue"] = _queue_run(value)
+            continue
         if key == "o" and value == "i" or key == "i":
             opts["i"] = True
         elif key == "r":
@@ -193,6 +208,17 @@ def _parse(argv: list[str]) -> dict:
         if key in opts and opts[key].lower() not in allowed:
             raise UsageError(f"bad -{key} option value: {opts[key]!r}")
     return opts
+
+
+def _queue_run(value: str) -> list[str]:
+    """The postqueue arguments of -q, -qRsite; none for -qINTERVAL."""
+    if not value:
+        return ["-f"]
+    if value[0] == "R" and value[1:]:
+        return ["-s", value[1:]]
+    if value[0].isdigit():
+        return []
+    raise UsageError(f"-q{value[0]} is not implemented")
 
 
 def _notify(value: str) -> tuple[str, ...]:

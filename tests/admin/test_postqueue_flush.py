@@ -75,6 +75,24 @@ def test_flush_all_makes_deferred_due_and_triggers_qmgr(capsys, setup, later, ma
     assert entries(setup.queue_dir)[later["held"]][1] is Queue.HOLD
 
 
+@pytest.mark.parametrize("args", [("sendmail", "-q"), ("sendmail", "-q", "-v")])
+def test_sendmail_q_flushes_like_postqueue_f(capsys, setup, later, master, args):
+    status, out, err = run_tool(capsys, setup, *args)
+    assert (status, out, err) == (0, "", "")
+    assert received(master) == b"FADI"
+    assert due_soon(setup) == {later["bounce"], later["long"]}
+
+
+def test_sendmail_qr_flushes_one_site_and_an_interval_is_ignored(capsys, setup, later, master):
+    assert run_tool(capsys, setup, "sendmail", "-q30m") == (0, "", "")
+    assert due_soon(setup) == set()
+    status, _, err = run_tool(capsys, setup, "sendmail", "-qRremote.example")
+    assert (status, err) == (0, "")
+    assert due_soon(setup) == {later["bounce"]}
+    status, _, err = run_tool(capsys, setup, "sendmail", "-qSremote.example")
+    assert (status, err) == (64, "sendmail: fatal: -qS is not implemented\n")
+
+
 def test_flush_one(capsys, setup, later, master):
     status, _, err = run_tool(capsys, setup, "postqueue", "-i", later["long"])
     assert (status, err) == (0, "")

@@ -108,7 +108,7 @@ def expected_listing(ids: dict[str, str]) -> str:
             + "\n-- 12 Kbytes in 5 Requests.\n")
 
 
-@pytest.mark.parametrize("args", [("mailq",), ("postqueue", "-p")])
+@pytest.mark.parametrize("args", [("mailq",), ("postqueue", "-p"), ("sendmail", "-bp")])
 def test_mailq_lists_every_queue_state(capsys, setup, queue, args):
     status, out, err = run_tool(capsys, setup, *args)
     assert (status, err) == (0, "")
