@@ -1,4 +1,4 @@
-"""tables - Postfix-style lookup tables: texthash, inline, static, regexp, lmdb.
+"""tables - Postfix-style lookup tables: texthash, inline, static, regexp, pcre, lmdb.
 
     table = open_table("texthash:/etc/mailsys/virtual", cfg)
     table.lookup("alice@example.com")  -> "example.com/alice/" or None
@@ -13,7 +13,11 @@ A table spec is ``type:name`` as in Postfix (postconf(5), "lookup tables"):
     inline:{ k=v, { k2 = v with spaces } }
     static:value            every key gives value (``static:{ a b }`` too)
     regexp:/path            regexp_table(5): ``/pattern/flags result``,
-                            ``!/pattern/ result``, if/endif, $1 substitution
+                            ``!/pattern/ result``, if/endif, $1 substitution;
+                            POSIX extended expressions (posix_regex)
+    pcre:/path              pcre_table(5): the same file syntax, the patterns
+                            as Python's re reads them (Perl's syntax, mostly),
+                            flags i m s x A E X (U is refused)
     unix:passwd.byname      the password file: ``name:x:uid:gid:gecos:home:shell``
     unix:group.byname       the group file: ``name:x:gid:member,member``
 
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from mailsys.config.lines import logical_lines
+from mailsys.config.posix_regex import from_posix
 from mailsys.config.values import BadValue, split_list, strip_braces
 from mailsys.errors import ConfigError
 
@@ -207,6 +212,14 @@ def _substitute(result: str, m: re.Match) -> str:
 
 
 def _regexp(spec: str, name: str, cfg) -> Table:
+    return _pattern_table(spec, name, cfg, pcre=False)
+
+
+def _pcre(spec: str, name: str, cfg) -> Table:
+    return _pattern_table(spec, name, cfg, pcre=True)
+
+
+def _pattern_table(spec: str, name: str, cfg, *, pcre: bool) -> Table:
     path = table_path(name, cfg)
     file = str(path)
     try:
@@ -225,7 +238,7 @@ def _regexp(spec: str, name: str, cfg) -> Table:
             continue
         is_if = word == "if"
         rest = ll.text[2:].lstrip() if is_if else ll.text
-        rule, tail = _parse_pattern(rest, file, ll.line)
+        rule, tail = _parse_pattern(rest, file, ll.line, pcre)
         if is_if:
             if tail:
                 raise ConfigError(f'text after IF pattern: "{tail}"', file=file, line=ll.line)
@@ -246,7 +259,7 @@ def _regexp(spec: str, name: str, cfg) -> Table:
     return RegexpTable(spec, tuple(stack[0]))
 
 
-def _parse_pattern(text: str, file: str, line: int) -> tuple[_Rule, str]:
+def _parse_pattern(text: str, file: str, line: int, pcre: bool) -> tuple[_Rule, str]:
     """``[!]/pattern/flags rest`` -> rule, rest (any non-space delimiter)."""
     negate = text.startswith("!")
     if negate:
@@ -260,20 +273,32 @@ def _parse_pattern(text: str, file: str, line: int) -> tuple[_Rule, str]:
     source = text[1:end]
     i = end + 1
     flags = re.IGNORECASE
+    anchored = False
     while i < len(text) and not text[i].isspace():
         ch = text[i]
         if ch == "i":
             flags ^= re.IGNORECASE
         elif ch == "m":
             flags ^= re.MULTILINE
+        elif pcre and ch == "s":
+            flags ^= re.DOTALL
+        elif pcre and ch == "x":
+            flags ^= re.VERBOSE
+        elif pcre and ch == "A":
+            anchored = not anchored
+        elif pcre and ch in "EX":
+            pass                # $ only at the very end; strict escapes: keys have no newline
+        elif pcre and ch == "U":
+            raise ConfigError("flag U (ungreedy) is not supported", file=file, line=line)
         elif ch == "x":
             raise ConfigError("flag x (basic regular expressions) is not supported", file=file, line=line)
         else:
             raise ConfigError(f'unknown regexp option "{ch}"', file=file, line=line)
         i += 1
     try:
-        pattern = re.compile(source, flags)
-    except re.error as e:
+        python = source if pcre else from_posix(source)
+        pattern = re.compile(f"\\A(?:{python})" if anchored else python, flags)
+    except (re.error, ValueError) as e:
         raise ConfigError(f"regexp {source}: {e}", file=file, line=line) from None
     return _Rule(pattern, negate, None, line), text[i:].strip()
 
@@ -380,6 +405,7 @@ OPENERS: dict[str, Callable[[str, str, object], Table]] = {
     "inline": _inline,
     "static": _static,
     "regexp": _regexp,
+    "pcre": _pcre,
     "lmdb": _lmdb,
     "unix": _unix,
 }

@@ -74,6 +74,26 @@ def test_regexp(tmp_path, cfg):
     assert t.lookup("multi.x") == "first second"
 
 
+def test_regexp_is_posix_and_pcre_is_perl_like(tmp_path, cfg):
+    posix = tmp_path / "posix"
+    posix.write_text("/^[[:digit:]]+$/   digits\n/^[\\d]$/   backslash or d\n")
+    t = open_table(f"regexp:{posix}", cfg)
+    assert [t.lookup(k) for k in ("123", "\\", "d", "7x")] == \
+        ["digits", "backslash or d", "backslash or d", None]
+    perl = tmp_path / "perl"
+    perl.write_text("/^\\d+$/   digits\n"
+                    "/^a.b$/s   dotall\n"
+                    "/ x y z /x   verbose\n"
+                    "/b+/A   anchored\n"
+                    "/(?<=q)r/   lookbehind $0\n")
+    t = open_table(f"pcre:{perl}", cfg)
+    assert [t.lookup(k) for k in ("123", "a\nb", "xyz", "bb", "cbb", "qr")] == \
+        ["digits", "dotall", "verbose", "anchored", None, "lookbehind r"]
+    (tmp_path / "ungreedy").write_text("/a+/U x\n")
+    with pytest.raises(ConfigError, match="flag U"):
+        open_table(f"pcre:{tmp_path / 'ungreedy'}", cfg)
+
+
 @pytest.mark.parametrize("text,message", [
     ("/a/ \n", "no replacement text"),
     ("/(a/ x\n", "regexp"),

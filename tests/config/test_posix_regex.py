@@ -1,0 +1,41 @@
+"""from_posix: POSIX extended regular expressions (regexp: tables) as Python patterns."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from mailsys.config.posix_regex import from_posix
+
+
+@pytest.mark.parametrize("source, matching, not_matching", [
+    (r"^[[:alnum:]._-]+@example\.com$", ["a.b-c_9@example.com"], ["a+b@example.com"]),
+    (r"[[:space:]]x", ["a\tx", "a x", "a\vx"], ["ax"]),
+    (r"^[[:upper:][:digit:]]+$", ["AB12"], ["ab", "A b"]),
+    (r"^[^[:punct:]]+$", ["abc 1"], ["a!", "a\\", "a]"]),
+    (r"^[[:xdigit:]]+$", ["09afAF"], ["g"]),
+    (r"^[[:cntrl:]]$", ["\x00", "\x7f"], ["a"]),
+    (r"^[]a]+$", ["]a]"], ["b"]),                   # "]" first is a member
+    (r"^[^]a]+$", ["bc"], ["]", "a"]),
+    (r"^[\.]$", ["\\", "."], ["a"]),                # backslash is a member, no escape
+    (r"^[[=a=]b]$", ["a", "b"], ["c"]),
+    (r"^[[.-.]a]$", ["-", "a"], ["b"]),
+    (r"x[[]y", ["x[y"], ["xy"]),                    # "[" inside is a member
+    (r"^[a&&b]$", ["&"], ["x"]),                    # no set operations in POSIX
+    (r"\[not a set\]", ["[not a set]"], ["n"]),     # escaped brackets stay outside
+    (r"\bword\b", ["a word here"], ["swordfish"]),  # glibc's \b as Python's
+])
+def test_posix_bracket_expressions(source, matching, not_matching):
+    pattern = re.compile(from_posix(source))
+    assert [s for s in matching if not pattern.search(s)] == []
+    assert [s for s in not_matching if pattern.search(s)] == []
+
+
+@pytest.mark.parametrize("source, message", [
+    ("[abc", "not balanced"), ("a[[:alpha:]", "not balanced"),
+    ("[[:nope:]]", "invalid character class"), ("[[.ab.]]", "invalid collation"),
+])
+def test_bad_bracket_expressions(source, message):
+    with pytest.raises(ValueError, match=message):
+        from_posix(source)
