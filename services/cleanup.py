@@ -12,9 +12,14 @@ DESCRIPTION
          in the queue) and message_size_limit;
       2. builds the Received: header (smtpd's, or "by host (mailsys, from
          userid N)" for local submission) and runs Postfix's header rules
-         (mailsys.message.headers): hop count, header_size_limit,
-         message_drop_headers, and Message-Id/Date/From added when the
-         rewrite context is local (or always_add_missing_headers = yes);
+         (mailsys.message.headers): header_checks (each primary header
+         looked up in its tables; mailsys.message.header_checks says what
+         each action does, and the actions are logged as Postfix's cleanup
+         logs them, "QID: reject: header Subject: ... from c[ip]; from=<s>
+         to=<r> proto=ESMTP helo=<h>: 5.7.1 message content rejected"), hop
+         count, header_size_limit, message_drop_headers, and
+         Message-Id/Date/From added when the rewrite context is local (or
+         always_add_missing_headers = yes); body_checks are not applied;
       3. hands envelope and content to a group commit
          (mailsys.runtime.store_io.GroupCommit): requests that arrive while
          one commit is in flight are written together by the next, in one
@@ -27,7 +32,8 @@ DESCRIPTION
          later ones at most one per TRIGGER_SPACING, each covering every
          batch committed meanwhile (one qmgr scan takes them all in).
 
-    The actions of smtpd's access restrictions (CleanupRequest), as
+    The actions of smtpd's access restrictions (CleanupRequest) and of
+    header_checks (after smtpd's: the later FILTER and REDIRECT win), as
     Postfix's cleanup and qmgr carry them out:
 
       hold      the entry is committed to the hold queue instead (a group
@@ -57,17 +63,20 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 import trio
 
 from mailsys.config import Config
+from mailsys.config.tables import open_table
 from mailsys.errors import QueueError, QueueFull
 from mailsys.ipc import names
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import PROTOCOL, CleanupRequest, Queued, Rejected
 from mailsys.message.envelope import Envelope, Notify, Recipient
+from mailsys.message.header_checks import ContentAction, log_text
 from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
 from mailsys.message.qid import is_qid
 from mailsys.message.received import received_local, received_smtp
@@ -98,6 +107,8 @@ class _Entry:
     envelope: Envelope
     content: bytes
     log_lines: tuple[str, ...]
+    hold: bool = False
+    discard: bool = False
 
 
 class Cleanup:
@@ -107,6 +118,7 @@ class Cleanup:
                  trigger_spacing: float = TRIGGER_SPACING) -> None:
         self.cfg = cfg
         self.policy = HeaderPolicy.from_config(cfg)
+        self.header_checks = _first_answer([open_table(spec, cfg) for spec in cfg.header_checks])
         self.size_limit = cfg.message_size_limit
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
         self.holds = store_io.GroupCommit(store, Queue.HOLD)
@@ -132,8 +144,10 @@ class Cleanup:
         entry = self.prepare(req)
         if isinstance(entry, Rejected):
             return entry
+        if entry.discard:
+            return Queued(queue_id=req.queue_id, size=entry.envelope.size)
         qid = req.queue_id
-        commits = self.holds if req.hold else self.commits
+        commits = self.holds if entry.hold else self.commits
         # The content as received is not needed any more: let it go before
         # the wait for the commit (the entry holds the stored form).
         del req
@@ -158,18 +172,22 @@ class Cleanup:
         cleaned = clean_header(
             req.content, policy=self.policy, received=self.received(req, arrival),
             queue_id=req.queue_id, arrival=arrival, sender=req.sender,
-            fullname=req.fullname, prepend=req.prepend,
+            fullname=req.fullname, prepend=req.prepend, check=self.header_checks,
             add_missing=wants_missing_headers(
                 local_client=req.local,
                 always_add_missing_headers=self.cfg.always_add_missing_headers))
         for warning in cleaned.warnings:
             log.warning(warning, queue_id=req.queue_id)
+        actions = _Actions(req)
+        for act in cleaned.actions:
+            actions.take(act, req)
         if cleaned.error is not None:
             e = cleaned.error
             return Rejected(e.code, e.enhanced, e.text)
         content = cleaned.assemble(req.content, crlf=req.crlf)
         envelope = Envelope(
-            queue_id=req.queue_id, sender=req.sender, recipients=_recipients(req),
+            queue_id=req.queue_id, sender=req.sender,
+            recipients=_recipients(req, actions.bcc, actions.redirect),
             arrival_time=arrival, size=len(content),
             client_name=req.client_name, client_addr=req.client_addr,
             client_port=req.client_port, helo=req.helo, protocol=req.protocol,
@@ -177,8 +195,8 @@ class Cleanup:
             rewrite_context="local" if req.local else "remote",
             envid=req.envid, ret=req.ret, body_type=req.body_type, smtputf8=req.smtputf8,
             attrs=(("origin", req.origin),) + ((("uid", str(req.uid)),) if req.uid >= 0 else ())
-            + ((("filter", req.filter),) if req.filter else ()))
-        return _Entry(envelope, content, cleaned.log_lines)
+            + ((("filter", actions.filter),) if actions.filter else ()))
+        return _Entry(envelope, content, cleaned.log_lines, actions.hold, actions.discard)
 
     def received(self, req: CleanupRequest, arrival: float) -> str:
         """The Received: header this request gets (received.py has the layouts)."""
@@ -220,19 +238,67 @@ class Cleanup:
             self.qmgr.close()
 
 
-def _recipients(req: CleanupRequest) -> tuple[Recipient, ...]:
+class _Actions:
+    """smtpd's actions for the message (the request's), and header_checks'
+    after them: the later FILTER and REDIRECT win, BCCs add up."""
+
+    def __init__(self, req: CleanupRequest) -> None:
+        self.hold, self.discard = req.hold, req.discard
+        self.filter, self.redirect, self.bcc = req.filter, req.redirect, list(req.bcc)
+
+    def take(self, act: ContentAction, req: CleanupRequest) -> None:
+        """Log one header_checks action as Postfix's cleanup does; keep its effect."""
+        if act.action == "unknown":
+            log.warning(f"unknown command in header_checks map: {act.text}", queue_id=req.queue_id)
+            return
+        if act.action == "hold" and self.hold:
+            return                          # logged once, as smtpd's
+        origin = f"{req.client_name or 'unknown'}[{req.client_addr}]" if req.origin == "smtpd" \
+            else "local"
+        log.info(log_text(act, origin=origin, sender=req.sender,
+                          recipient=req.recipients[0].address if req.recipients else None,
+                          proto=req.protocol if req.origin == "smtpd" else "",
+                          helo=req.helo if req.origin == "smtpd" else ""),
+                 queue_id=req.queue_id)
+        if act.action == "hold":
+            self.hold = True
+        elif act.action == "discard":
+            self.discard = True
+        elif act.action == "filter":
+            self.filter = act.text
+        elif act.action == "redirect":
+            self.redirect = act.text
+        elif act.action == "bcc":
+            self.bcc.append(act.text)
+
+
+def _first_answer(tables: list) -> Callable[[str], str | None] | None:
+    """header_checks: the answer of the first table that has one; None without tables."""
+    if not tables:
+        return None
+
+    def check(header: str) -> str | None:
+        for table in tables:
+            value = table.lookup(header)
+            if value is not None:
+                return value
+        return None
+    return check
+
+
+def _recipients(req: CleanupRequest, bcc: list[str], redirect: str) -> tuple[Recipient, ...]:
     """The envelope recipients: as given, plus BCC, under REDIRECT."""
     rcpts = [Recipient(r.address, orcpt=r.orcpt, notify=r.notify) for r in req.recipients]
     have = {r.address for r in rcpts}
-    for address in req.bcc:
+    for address in bcc:
         if address not in have:
             have.add(address)
             rcpts.append(Recipient(address, notify=(Notify.NEVER,)))
-    if req.redirect and rcpts:
+    if redirect and rcpts:
         # Postfix qmgr delivers each recipient to the redirect address
         # instead, and the copies fold into one delivery (orig_to= the first).
         first = rcpts[0]
-        rcpts = [Recipient(req.redirect, orig=first.address if first.address != req.redirect else "",
+        rcpts = [Recipient(redirect, orig=first.address if first.address != redirect else "",
                            orcpt=first.orcpt, notify=first.notify)]
     return tuple(rcpts)
 

@@ -46,6 +46,11 @@ DESCRIPTION
       cut point follows Postfix: continuation lines are added while the
       header is below the limit, and a long line counts in pieces of
       line_length_limit (2048) bytes, smtpd's record size.
+    * With ``check`` (header_checks), each header is first looked up as
+      header_checks.py describes: it may be removed, replaced or preceded
+      by another line, the message refused, and the other actions are
+      returned for cleanup (``actions``). After a REJECT or DISCARD no
+      further header is looked up.
     * Headers named in ``message_drop_headers`` (Postfix >= 3.0 default
       ``bcc, content-length, resent-bcc, return-path``) are removed. Delivery
       agents add Return-Path themselves (RFC 5321 4.4).
@@ -84,12 +89,13 @@ SEE ALSO
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
 from .address import phrase_text, quote_822_local
+from .header_checks import KEEP, ContentAction, Verdict, verdict
 from .dates import mail_date, utc_stamp
 from .reply import StatusReply
 
@@ -189,6 +195,7 @@ class CleanedHeader:
     hop_count: int                # Received: headers, ours included
     truncated: int                # headers cut to header_size_limit
     error: StatusReply | None     # the reply when the message must be refused
+    actions: tuple[ContentAction, ...] = ()   # header_checks actions for cleanup, in order
 
     def assemble(self, content: bytes, *, crlf: bool = False) -> bytes:
         """assemble - the whole message in storage form: new header, then the body with CRLF line ends.
@@ -327,9 +334,11 @@ def _from_header(prefix: str, sender: str, fullname: str, charset: str) -> str:
 
 def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_id: str,
                  arrival: float, sender: str, add_missing: bool, fullname: str = "",
-                 tz: tzinfo | None = None, prepend: Sequence[str] = ()) -> CleanedHeader:
+                 tz: tzinfo | None = None, prepend: Sequence[str] = (),
+                 check: Callable[[str], str | None] | None = None) -> CleanedHeader:
     """clean_header - apply cleanup's header rules to ``content``; see the module text.
-    prepend: header lines to put before received (smtpd's PREPEND actions)."""
+    prepend: header lines to put before received (smtpd's PREPEND actions).
+    check: header_checks, the action for one header or None (header_checks.py)."""
     out: list[bytes] = [encode_header(line) for line in prepend]
     out.append(encode_header(received))
     logs: list[str] = []
@@ -344,6 +353,7 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
     truncated = 0
     drop = frozenset(h.lower().encode("ascii") for h in policy.message_drop_headers)
     limit = policy.header_size_limit
+    actions: list[ContentAction] = []
 
     pos = 0
     run_start = 0          # start of a run of headers copied unchanged
@@ -352,6 +362,22 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
     while (m := match(content, pos)) is not None and m.end() > pos:
         start, end = m.start(), m.end()
         pos = end
+        if check is not None:
+            v = _checked(check, content[start:end])
+            if v.action is not None:
+                actions.append(v.action)
+                if v.action.action in ("reject", "discard"):
+                    check = None            # Postfix looks no further at this message
+            if v.error is not None and error is None:
+                error = v.error
+            if v.edit:
+                out.append(content[run_start:start])
+                if v.edit != "ignore":
+                    out.append(encode_header(v.line))
+                if v.edit != "prepend":
+                    run_start = end         # removed or replaced: the header goes no further
+                    continue
+                run_start = start
         name = m.group(1).lower()
         flags = known.get(name, 0)
         seen |= flags
@@ -417,7 +443,15 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
         header = to_crlf(header)
     return CleanedHeader(
         header=header, body_offset=pos, message_id=message_id, log_lines=tuple(logs),
-        warnings=tuple(warnings), hop_count=hops, truncated=truncated, error=error)
+        warnings=tuple(warnings), hop_count=hops, truncated=truncated, error=error,
+        actions=tuple(actions))
+
+
+def _checked(check: Callable[[str], str | None], raw: bytes) -> Verdict:
+    """header_checks on one header: its text as one string, without the final line end."""
+    text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n").replace("\r\n", "\n")
+    value = check(text)
+    return KEEP if value is None else verdict(value, text)
 
 
 def _stored_len(content: bytes, start: int, end: int) -> int:

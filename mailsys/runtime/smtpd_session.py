@@ -603,10 +603,9 @@ class Session:
             log.warning(f"problem talking to server private/cleanup: {e}")
             return replies.QUEUE_WRITE_ERROR
         if isinstance(result, Rejected):
-            reply = Reply(result.code, result.enhanced or None, result.text)
-            self._log_reject("END-OF-MESSAGE", str(reply), sender=mail.address,
-                             recipient=last_rcpt, queue_id=qid)
-            return reply
+            # cleanup logged why (header_checks, hop count); Postfix's smtpd
+            # logs no reject line of its own for it.
+            return Reply(result.code, result.enhanced or None, result.text)
         return replies.bdat_queued(event.size, result.queue_id) if bdat \
             else replies.queued(result.queue_id)
 

@@ -373,3 +373,40 @@ async def test_hold_goes_to_the_hold_queue_and_discard_stores_nothing(make_confi
     assert isinstance(reply, Queued) and reply.queue_id == dropped.queue_id
     assert [e.queue_id for e, _ in store.scan_all()] == [held.queue_id]
     assert [log.get("queue_id") for log in logs] == [held.queue_id]    # its message-id line only
+
+
+@trio_test
+async def test_header_checks(make_config, store, tmp_path):
+    # What Postfix 3.7's cleanup logged for the same table and headers.
+    checks = tmp_path / "header_checks"
+    checks.write_text("/^Subject:.*viagra/ REJECT\n/^Subject:.*warnme/ WARN looks odd\n"
+                      "/^X-Drop:/ IGNORE\n/^Subject:.*holdme/ HOLD\n"
+                      "/^Subject:.*discardme/ DISCARD gone\n/^Subject:.*copy/ BCC arch@example.net\n")
+    cfg = make_config(header_checks=f"regexp:{checks}")
+    results = {}
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with capture_logs() as logs:
+            for subject in ("buy viagra", "warnme please", "holdme now", "discardme x", "copy me"):
+                req = request(content=f"Subject: {subject}\r\nX-Drop: yes\r\n\r\nbody\r\n".encode(),
+                              client_name="unknown", client_addr="127.0.0.1", helo="vm",
+                              sender="a@x.test", rcpts=("b@example.net",))
+                results[subject.split()[0]] = (req.queue_id, await svc.call(req))
+        nursery.cancel_scope.cancel()
+    tail = "from unknown[127.0.0.1]; from=<a@x.test> to=<b@example.net> proto=ESMTP helo=<vm>"
+    lines = [(e.get("queue_id"), e["event"]) for e in logs if e["event"] != "message-id"]
+    qid = {k: v[0] for k, v in results.items()}
+    assert lines == [
+        (qid["buy"], f"reject: header Subject: buy viagra {tail}: 5.7.1 message content rejected"),
+        (qid["warnme"], f"warning: header Subject: warnme please {tail}: looks odd"),
+        (qid["holdme"], f"hold: header Subject: holdme now {tail}"),
+        (qid["discardme"], f"discard: header Subject: discardme x {tail}: gone"),
+        (qid["copy"], f"bcc: header Subject: copy me {tail}: arch@example.net"),
+    ]
+    assert results["buy"][1] == Rejected(550, "5.7.1", "message content rejected")
+    assert all(isinstance(r, Queued) for _, r in list(results.values())[1:])
+    stored = {e.queue_id: (q, [r.address for r in e.recipients]) for e, q in store.scan_all()}
+    assert stored == {qid["warnme"]: (Queue.INCOMING, ["b@example.net"]),
+                      qid["holdme"]: (Queue.HOLD, ["b@example.net"]),
+                      qid["copy"]: (Queue.INCOMING, ["b@example.net", "arch@example.net"])}
+    assert b"X-Drop" not in store.load_content(qid["warnme"])

@@ -110,12 +110,8 @@ async def test_cleanup_refusals_and_the_session_goes_on(make_config, answer, rep
     got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
                                  b"DATA\r\nx\r\n.\r\nNOOP\r\nMAIL FROM:<a@example.org>\r\n", 7, cleanup=cleanup)
     assert got[4:] == [reply, "250 2.0.0 Ok", "250 2.1.0 Ok"]
-    if isinstance(answer, Rejected):
-        qid = cleanup.requests[0].queue_id
-        assert {"event": "reject", "command": "END-OF-MESSAGE", "client": "client.example[192.0.2.7]",
-                "reply": "554 5.4.0 Error: too many hops", "sender": "a@example.org",
-                "recipient": "b@example.test", "proto": "ESMTP", "helo": "c", "sasl_method": "",
-                "sasl_username": "", "queue_id": qid, "log_level": "info"} in logs
+    # cleanup logs why it refused; Postfix 3.7's smtpd logs no reject line for it.
+    assert [e for e in logs if e["event"] == "reject"] == []
 
 
 @pytest.mark.parametrize("mode,content,crlf", [
