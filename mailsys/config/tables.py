@@ -272,14 +272,16 @@ def _parse_pattern(text: str, file: str, line: int, pcre: bool) -> tuple[_Rule, 
         raise ConfigError(f'unmatched delimiter "{delim}": "{text}"', file=file, line=line)
     source = text[1:end]
     i = end + 1
-    flags = re.IGNORECASE
+    # POSIX regcomp() without REG_NEWLINE lets "." match a newline (a folded
+    # header is one string with newlines in it); the m flag is REG_NEWLINE.
+    flags = re.IGNORECASE if pcre else re.IGNORECASE | re.DOTALL
     anchored = False
     while i < len(text) and not text[i].isspace():
         ch = text[i]
         if ch == "i":
             flags ^= re.IGNORECASE
         elif ch == "m":
-            flags ^= re.MULTILINE
+            flags ^= re.MULTILINE if pcre else re.MULTILINE | re.DOTALL
         elif pcre and ch == "s":
             flags ^= re.DOTALL
         elif pcre and ch == "x":

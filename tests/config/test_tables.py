@@ -80,6 +80,11 @@ def test_regexp_is_posix_and_pcre_is_perl_like(tmp_path, cfg):
     t = open_table(f"regexp:{posix}", cfg)
     assert [t.lookup(k) for k in ("123", "\\", "d", "7x")] == \
         ["digits", "backslash or d", "backslash or d", None]
+    folded = tmp_path / "folded"
+    folded.write_text("/^Content-Type:.*name=.*\\.exe/ exe\n/^a.b$/m lines\n")
+    t = open_table(f"regexp:{folded}", cfg)       # "." matches a newline unless m
+    assert t.lookup('Content-Type: x;\n\tname="a.exe"') == "exe"
+    assert (t.lookup("x\naxb"), t.lookup("a\nb")) == ("lines", None)
     perl = tmp_path / "perl"
     perl.write_text("/^\\d+$/   digits\n"
                     "/^a.b$/s   dotall\n"
