@@ -14,8 +14,10 @@ DESCRIPTION
          userid N)" for local submission) and runs Postfix's header rules
          (mailsys.message.headers): header_checks (each primary header
          looked up in its tables; mailsys.message.header_checks says what
-         each action does, and the actions are logged as Postfix's cleanup
-         logs them, "QID: reject: header Subject: ... from c[ip]; from=<s>
+         each action does), mime_header_checks and nested_header_checks
+         (the headers of each MIME part and of each attached message,
+         mailsys.message.mime_checks; both $header_checks by default, as
+         in Postfix); the actions are logged as Postfix's cleanup logs them, "QID: reject: header Subject: ... from c[ip]; from=<s>
          to=<r> proto=ESMTP helo=<h>: 5.7.1 message content rejected"), hop
          count, header_size_limit, message_drop_headers, and
          Message-Id/Date/From added when the rewrite context is local (or
@@ -77,6 +79,7 @@ from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import PROTOCOL, CleanupRequest, Queued, Rejected
 from mailsys.message.envelope import Envelope, Notify, Recipient
 from mailsys.message.header_checks import ContentAction, log_text
+from mailsys.message.mime_checks import check_body
 from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
 from mailsys.message.qid import is_qid
 from mailsys.message.received import received_local, received_smtp
@@ -119,6 +122,11 @@ class Cleanup:
         self.cfg = cfg
         self.policy = HeaderPolicy.from_config(cfg)
         self.header_checks = _first_answer([open_table(spec, cfg) for spec in cfg.header_checks])
+        mime = not cfg.disable_mime_input_processing
+        self.mime_checks = _first_answer([open_table(spec, cfg) for spec in cfg.mime_header_checks]
+                                         if mime else [])
+        self.nested_checks = _first_answer([open_table(spec, cfg)
+                                            for spec in cfg.nested_header_checks] if mime else [])
         self.size_limit = cfg.message_size_limit
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
         self.holds = store_io.GroupCommit(store, Queue.HOLD)
@@ -181,10 +189,20 @@ class Cleanup:
         actions = _Actions(req)
         for act in cleaned.actions:
             actions.take(act, req)
-        if cleaned.error is not None:
-            e = cleaned.error
-            return Rejected(e.code, e.enhanced, e.text)
-        content = cleaned.assemble(req.content, crlf=req.crlf)
+        error = cleaned.error
+        source = req.content
+        if error is None and not actions.discard and (self.mime_checks or self.nested_checks):
+            body = source[cleaned.body_offset:]
+            found = check_body(body, cleaned.content_type, mime=self.mime_checks,
+                               nested=self.nested_checks)
+            for act in found.actions:
+                actions.take(act, req)
+            error = found.error
+            if found.edits:
+                source = source[:cleaned.body_offset] + found.apply(body)
+        if error is not None:
+            return Rejected(error.code, error.enhanced, error.text)
+        content = cleaned.assemble(source, crlf=req.crlf)
         envelope = Envelope(
             queue_id=req.queue_id, sender=req.sender,
             recipients=_recipients(req, actions.bcc, actions.redirect),

@@ -425,6 +425,12 @@ _TABLE: tuple[Param, ...] = (
     P("full_name_encoding_charset", Str, "utf-8",
       "Charset of RFC 2047 encoded full names in generated From headers"),
     P("header_checks", List, "", "Tables of patterns matched against each header (cleanup)"),
+    P("mime_header_checks", List, "$header_checks",
+      "Tables of patterns matched against each MIME part header (cleanup)"),
+    P("nested_header_checks", List, "$header_checks",
+      "Tables of patterns matched against each header of an attached message (cleanup)"),
+    P("disable_mime_input_processing", Bool, "no",
+      "Read the body as plain text: no MIME part or attached message headers are looked at"),
     P("body_checks", List, "", "Tables of patterns matched against each body line (cleanup)"),
     P("body_checks_size_limit", Size, "51200", "Bytes of each body part body_checks looks at", min=0),
 )

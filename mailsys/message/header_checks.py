@@ -44,6 +44,7 @@ from .reply import StatusReply
 DEFAULT_REJECT_TEXT = "message content rejected"
 _CODE = re.compile(r"^([45])\.\d{1,3}\.\d{1,3}(?:\s+|$)")
 _HEADER_LINE = re.compile(r"^[!-9;-~]+:")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +103,10 @@ def log_text(action: ContentAction, *, origin: str, sender: str, recipient: str 
     """The line cleanup logs after "QID: " (Postfix cleanup_act_log), e.g.
     'reject: header Subject: spam from c[ip]; from=<a> to=<b> proto=ESMTP
     helo=<h>: 5.7.1 message content rejected'."""
-    parts = [f"{action.action}: header {action.header[:200]} from {origin}; from=<{sender}>"]
+    # A folded header's newline and tab show as "?", as Postfix's log
+    # output (printable()) shows every control character.
+    header = _CONTROL.sub("?", action.header[:200])
+    parts = [f"{action.action}: header {header} from {origin}; from=<{sender}>"]
     if recipient is not None:
         parts.append(f" to=<{recipient}>")
     if proto:

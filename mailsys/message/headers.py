@@ -196,6 +196,7 @@ class CleanedHeader:
     truncated: int                # headers cut to header_size_limit
     error: StatusReply | None     # the reply when the message must be refused
     actions: tuple[ContentAction, ...] = ()   # header_checks actions for cleanup, in order
+    content_type: str = ""        # the value of the last Content-Type: header, "" if none
 
     def assemble(self, content: bytes, *, crlf: bool = False) -> bytes:
         """assemble - the whole message in storage form: new header, then the body with CRLF line ends.
@@ -354,6 +355,7 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
     drop = frozenset(h.lower().encode("ascii") for h in policy.message_drop_headers)
     limit = policy.header_size_limit
     actions: list[ContentAction] = []
+    content_type = ""
 
     pos = 0
     run_start = 0          # start of a run of headers copied unchanged
@@ -379,6 +381,8 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
                     continue
                 run_start = start
         name = m.group(1).lower()
+        if name == b"content-type":
+            content_type = _text(content[m.end(2) + 1:end])
         flags = known.get(name, 0)
         seen |= flags
         if flags & _RECEIVED:
@@ -444,7 +448,7 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
     return CleanedHeader(
         header=header, body_offset=pos, message_id=message_id, log_lines=tuple(logs),
         warnings=tuple(warnings), hop_count=hops, truncated=truncated, error=error,
-        actions=tuple(actions))
+        actions=tuple(actions), content_type=content_type)
 
 
 def _checked(check: Callable[[str], str | None], raw: bytes) -> Verdict:

@@ -47,6 +47,8 @@ def test_log_text_as_postfix_writes_it():
         "to=<b@example.net> proto=ESMTP helo=<vm>: 5.7.1 message content rejected")
     assert log_text(ContentAction("hold", "X: " + "y" * 300), origin="local", sender="",
                     recipient=None) == "hold: header X: " + "y" * 197 + " from local; from=<>"
+    assert log_text(ContentAction("warning", "Content-Type: a;\n\tname=x"), origin="local",
+                    sender="", recipient=None).startswith("warning: header Content-Type: a;??name=x ")
 
 
 def clean(content: bytes, table: dict[str, str]):

@@ -410,3 +410,29 @@ async def test_header_checks(make_config, store, tmp_path):
                       qid["holdme"]: (Queue.HOLD, ["b@example.net"]),
                       qid["copy"]: (Queue.INCOMING, ["b@example.net", "arch@example.net"])}
     assert b"X-Drop" not in store.load_content(qid["warnme"])
+
+
+@trio_test
+async def test_header_checks_see_attachment_headers_unless_mime_is_off(make_config, store, tmp_path):
+    # The common rule: mime_header_checks defaults to $header_checks.
+    checks = tmp_path / "header_checks"
+    checks.write_text("/^Content-(Type|Disposition):.*name=.*\\.(exe|scr)/ REJECT no executables\n")
+    message = (b"Subject: see attached\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+               b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b\r\n"
+               b"Content-Type: application/octet-stream;\r\n\tname=\"setup.exe\"\r\n\r\nTVqQ\r\n"
+               b"--b--\r\n")
+    replies = []
+    for disabled in ("no", "yes"):
+        cfg = make_config(header_checks=f"regexp:{checks}", disable_mime_input_processing=disabled)
+        async with trio.open_nursery() as nursery:
+            svc = await running(cfg, store, nursery)
+            with capture_logs() as logs:
+                replies.append(await svc.call(request(content=message)))
+            nursery.cancel_scope.cancel()
+        if disabled == "no":
+            assert [e["event"] for e in logs] == [
+                'reject: header Content-Type: application/octet-stream;??name="setup.exe" from '
+                "client.example[192.0.2.7]; from=<alice@example.com> to=<bob@example.org> "
+                "proto=ESMTP helo=<helo.example>: 5.7.1 no executables"]
+    assert replies[0] == Rejected(550, "5.7.1", "no executables")
+    assert isinstance(replies[1], Queued)

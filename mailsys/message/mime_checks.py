@@ -1,0 +1,157 @@
+"""mime_checks - header_checks on the headers inside a message body.
+
+SYNOPSIS
+    found = check_body(body, content_type, mime=check, nested=check)
+    content = content[:body_offset] + found.apply(body)
+
+DESCRIPTION
+    Postfix's cleanup reads the body as MIME and looks the headers of each
+    part up in mime_header_checks, and the headers of an attached message
+    (message/rfc822) in nested_header_checks; both default to
+    $header_checks, which is how the common "block .exe attachments" rule
+    (/^Content-(Type|Disposition):.*name=.*\\.exe/ REJECT) works.
+
+    check_body() follows the multipart boundaries from the Content-Type
+    headers (the primary one given, then each part's), looks each part
+    header up with ``mime`` and each header of an attached message with
+    ``nested``, and returns what header_checks.verdict() made of the
+    answers: the edits to the body (IGNORE, REPLACE, PREPEND), the actions
+    for cleanup and the refusal, if any. After a REJECT or DISCARD nothing
+    more is looked up. A line that starts with "--" and a boundary of an
+    enclosing multipart ends the parts inside it, as in Postfix's
+    mime_state. Malformed MIME is never an error: what cannot be followed
+    is body text. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .header_checks import ContentAction, Verdict, verdict
+from .reply import StatusReply
+
+Check = Callable[[str], "str | None"]
+
+_BOUNDARY = re.compile(r'boundary\s*=\s*(?:"([^"]*)"|([^\s;]+))', re.IGNORECASE)
+_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")      # match() anchors it at pos
+
+
+@dataclass(slots=True)
+class BodyChecks:
+    """What the checks found in a body."""
+
+    edits: list[tuple[int, int, bytes]] = field(default_factory=list)   # start, end, new bytes
+    actions: list[ContentAction] = field(default_factory=list)
+    error: StatusReply | None = None
+    stopped: bool = False                # a REJECT or DISCARD: look no further
+
+    def apply(self, body: bytes) -> bytes:
+        """The body with the edits made."""
+        if not self.edits:
+            return body
+        out, pos = [], 0
+        for start, end, new in self.edits:
+            out.append(body[pos:start])
+            out.append(new)
+            pos = end
+        out.append(body[pos:])
+        return b"".join(out)
+
+
+def media_type(value: str) -> tuple[str, bytes | None]:
+    """A Content-Type value's type/subtype (lower case) and its multipart boundary."""
+    kind = value.split(";", 1)[0].strip().lower()
+    m = _BOUNDARY.search(value) if kind.startswith("multipart/") else None
+    boundary = (m.group(1) if m.group(1) is not None else m.group(2)) if m else None
+    return kind, boundary.encode("utf-8", "surrogateescape") if boundary else None
+
+
+def check_body(body: bytes, content_type: str, *, mime: Check | None,
+               nested: Check | None) -> BodyChecks:
+    """header_checks on the part and attached-message headers of ``body``
+    (the content after the primary header, from its blank line on)."""
+    found = BodyChecks()
+    kind, boundary = media_type(content_type)
+    boundaries: list[bytes] = [boundary] if boundary else []
+    # What the next lines are: "body", or a header block: "mime" or "nested".
+    expect = "nested" if kind == "message/rfc822" else "body"
+    pos, n = 0, len(body)
+    if body.startswith(b"\r\n"):
+        pos = 2
+    elif body.startswith(b"\n"):
+        pos = 1
+    if not boundaries and expect == "body":
+        return found
+    while pos < n and not found.stopped and (mime or nested):
+        if expect == "body":
+            end = body.find(b"\n", pos)
+            end = n if end < 0 else end + 1
+            line = body[pos:end].rstrip(b"\r\n")
+            pos = end
+            if line.startswith(b"--"):
+                for depth in range(len(boundaries) - 1, -1, -1):
+                    b = boundaries[depth]
+                    if line.startswith(b"--" + b):
+                        del boundaries[depth + 1:]
+                        if line[2 + len(b):].startswith(b"--"):
+                            boundaries.pop()            # the closing delimiter
+                        else:
+                            expect = "mime"
+                        break
+            continue
+        check = mime if expect == "mime" else nested
+        part_kind, pos = _header_block(body, pos, check, found)
+        part_type, part_boundary = media_type(part_kind)
+        if part_boundary:
+            boundaries.append(part_boundary)
+        expect = "nested" if part_type == "message/rfc822" else "body"
+        if not boundaries and expect == "body":
+            break
+    return found
+
+
+def _header_block(body: bytes, pos: int, check: Check | None,
+                  found: BodyChecks) -> tuple[str, int]:
+    """Look up the headers of the block at pos; its Content-Type value and
+    the position after its blank line."""
+    content_type = ""
+    n = len(body)
+    while pos < n:
+        end = body.find(b"\n", pos)
+        end = n if end < 0 else end + 1
+        if not body[pos:end].strip(b"\r\n"):
+            return content_type, end                    # the blank line ends the block
+        m = _NAME.match(body, pos)
+        if m is None:
+            return content_type, pos                    # not a header: body text from here
+        while end < n and body[end:end + 1] in (b" ", b"\t"):
+            nxt = body.find(b"\n", end)
+            end = n if nxt < 0 else nxt + 1
+        raw = body[pos:end]
+        text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n").replace("\r\n", "\n")
+        if m.group(1).lower() == b"content-type":
+            content_type = text.split(":", 1)[1]
+        if check is not None and not found.stopped:
+            value = check(text)
+            if value is not None:
+                _take(verdict(value, text), raw, pos, end, found)
+        pos = end
+    return content_type, pos
+
+
+def _take(v: Verdict, raw: bytes, start: int, end: int, found: BodyChecks) -> None:
+    if v.action is not None:
+        found.actions.append(v.action)
+        found.stopped = v.action.action in ("reject", "discard")
+    if v.error is not None:
+        found.error = v.error
+    if v.edit:
+        eol = b"\r\n" if raw.endswith(b"\r\n") else b"\n"
+        line = v.line.encode("utf-8", "surrogateescape") + eol
+        new = b"" if v.edit == "ignore" else line + (raw if v.edit == "prepend" else b"")
+        found.edits.append((start, end, new))
+
+
+__all__ = ["BodyChecks", "check_body", "media_type"]

@@ -1,0 +1,93 @@
+"""mime_checks: header_checks on MIME part headers and attached message headers."""
+
+from __future__ import annotations
+
+import re
+
+from mailsys.message.header_checks import ContentAction
+from mailsys.message.mime_checks import check_body, media_type
+
+BODY = (b"\r\n"
+        b"This is a preamble\r\n"
+        b"Content-Type: text/fake; name=preamble.exe\r\n"       # not a part header
+        b"--outer\r\n"
+        b"Content-Type: text/plain\r\n"
+        b"\r\n"
+        b"hello\r\n"
+        b"--outer\r\n"
+        b"Content-Type: multipart/alternative;\r\n boundary=\"inner\"\r\n"
+        b"\r\n"
+        b"--inner\r\n"
+        b"Content-Type: application/octet-stream;\r\n\tname=\"setup.exe\"\r\n"
+        b"X-Junk: drop me\r\n"
+        b"\r\n"
+        b"TVqQ\r\n"
+        b"--inner--\r\n"
+        b"--outer\r\n"
+        b"Content-Type: message/rfc822\r\n"
+        b"\r\n"
+        b"Subject: forwarded spam\r\n"
+        b"From: x@example.org\r\n"
+        b"\r\n"
+        b"Content-Type: text/fake; name=body.exe\r\n"              # the attached body
+        b"--outer--\r\n"
+        b"Content-Type: text/fake; name=epilogue.exe\r\n")
+
+
+def table(rules):
+    def check(header: str):
+        for pattern, action in rules:
+            if re.search(pattern, header, re.I | re.S):     # as regexp: tables read it
+                return action
+        return None
+    return check
+
+
+def test_part_headers_and_attached_message_headers_are_looked_up():
+    seen_mime, seen_nested = [], []
+
+    def mime(h):
+        seen_mime.append(h)
+        return table([(r"^Content-Type:.*name=.*\.exe", "WARN exe"), (r"^X-Junk:", "IGNORE")])(h)
+
+    def nested(h):
+        seen_nested.append(h)
+        return table([(r"^Subject:.*spam", "HOLD")])(h)
+    found = check_body(BODY, 'multipart/mixed; boundary="outer"', mime=mime, nested=nested)
+    assert seen_mime == ["Content-Type: text/plain",
+                         'Content-Type: multipart/alternative;\n boundary="inner"',
+                         'Content-Type: application/octet-stream;\n\tname="setup.exe"',
+                         "X-Junk: drop me", "Content-Type: message/rfc822"]
+    assert seen_nested == ["Subject: forwarded spam", "From: x@example.org"]
+    assert found.actions == [
+        ContentAction("warning", 'Content-Type: application/octet-stream;\n\tname="setup.exe"', "exe"),
+        ContentAction("hold", "Subject: forwarded spam")]
+    assert found.error is None
+    assert found.apply(BODY) == BODY.replace(b"X-Junk: drop me\r\n", b"")
+
+
+def test_a_reject_stops_the_lookups_and_replace_keeps_line_ends():
+    calls = []
+
+    def mime(h):
+        calls.append(h)
+        return table([(r"^Content-Type: text/plain", "REPLACE Content-Type: text/html"),
+                      (r"name=.*\.exe", "REJECT 5.7.1 no executables")])(h)
+    found = check_body(BODY, "multipart/mixed; boundary=outer", mime=mime, nested=mime)
+    assert found.error is not None and found.error.text == "no executables"
+    assert calls[-1].endswith('name="setup.exe"') and len(calls) == 3
+    assert b"--outer\r\nContent-Type: text/html\r\n\r\nhello" in found.apply(BODY)
+
+
+def test_plain_bodies_and_media_types():
+    assert check_body(b"\r\nContent-Type: x/y; name=a.exe\r\n", "text/plain",
+                      mime=table([(".", "REJECT")]), nested=None).actions == []
+    assert media_type('Multipart/Mixed; boundary="a b"; x=y') == ("multipart/mixed", b"a b")
+    assert media_type("multipart/mixed;boundary=abc") == ("multipart/mixed", b"abc")
+    assert media_type("text/plain; boundary=abc") == ("text/plain", None)
+    # An attached message at the top and one that is itself multipart.
+    top = b"\r\nSubject: inside\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n" \
+          b"Content-Type: text/plain; name=x.exe\r\n\r\nx\r\n--b--\r\n"
+    found = check_body(top, "message/rfc822", mime=table([("exe", "WARN")]),
+                       nested=table([("inside", "INFO")]))
+    assert [a.action for a in found.actions] == ["info", "warning"]
