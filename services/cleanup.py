@@ -21,7 +21,9 @@ DESCRIPTION
          to=<r> proto=ESMTP helo=<h>: 5.7.1 message content rejected"), hop
          count, header_size_limit, message_drop_headers, and
          Message-Id/Date/From added when the rewrite context is local (or
-         always_add_missing_headers = yes); body_checks are not applied;
+         always_add_missing_headers = yes); then body_checks on each line of
+         body text, the first body_checks_size_limit bytes of each part
+         (mailsys.message.mime_checks), logged as "QID: reject: body ...";
       3. hands envelope and content to a group commit
          (mailsys.runtime.store_io.GroupCommit): requests that arrive while
          one commit is in flight are written together by the next, in one
@@ -127,6 +129,8 @@ class Cleanup:
                                          if mime else [])
         self.nested_checks = _first_answer([open_table(spec, cfg)
                                             for spec in cfg.nested_header_checks] if mime else [])
+        self.body_checks = _first_answer([open_table(spec, cfg) for spec in cfg.body_checks])
+        self.mime = mime
         self.size_limit = cfg.message_size_limit
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
         self.holds = store_io.GroupCommit(store, Queue.HOLD)
@@ -191,10 +195,12 @@ class Cleanup:
             actions.take(act, req)
         error = cleaned.error
         source = req.content
-        if error is None and not actions.discard and (self.mime_checks or self.nested_checks):
+        if error is None and not actions.discard and (
+                self.mime_checks or self.nested_checks or self.body_checks):
             body = source[cleaned.body_offset:]
-            found = check_body(body, cleaned.content_type, mime=self.mime_checks,
-                               nested=self.nested_checks)
+            found = check_body(body, cleaned.content_type if self.mime else "",
+                               mime=self.mime_checks, nested=self.nested_checks,
+                               lines=self.body_checks, limit=self.cfg.body_checks_size_limit)
             for act in found.actions:
                 actions.take(act, req)
             error = found.error

@@ -59,6 +59,7 @@ class ContentAction:
     action: str
     header: str
     text: str = ""
+    kind: str = "header"                 # "body" for body_checks: logged as "body <line>"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,8 +75,9 @@ class Verdict:
 KEEP = Verdict()
 
 
-def verdict(value: str, header: str) -> Verdict:
-    """What the table value ``value`` found for ``header`` asks."""
+def verdict(value: str, header: str, kind: str = "header") -> Verdict:
+    """What the table value ``value`` found for ``header`` asks (or for a
+    body line, kind "body": the same actions, on the line)."""
     word, _, rest = value.strip().partition(" ")
     upper, rest = word.upper(), rest.strip()
     if upper in ("", "DUNNO", "OK"):
@@ -89,13 +91,16 @@ def verdict(value: str, header: str) -> Verdict:
         enhanced = code.group(0).strip() if code else "5.7.1"
         text = (rest[code.end():] if code else rest) or DEFAULT_REJECT_TEXT
         status = StatusReply(550 if enhanced[0] == "5" else 450, enhanced, text)
-        return Verdict(action=ContentAction("reject", header, f"{enhanced} {text}"), error=status)
+        return Verdict(action=ContentAction("reject", header, f"{enhanced} {text}", kind),
+                       error=status)
     if upper in ("WARN", "INFO", "HOLD", "DISCARD"):
         name = "warning" if upper == "WARN" else upper.lower()
-        return Verdict(action=ContentAction(name, header, rest))
+        return Verdict(action=ContentAction(name, header, rest, kind))
     if upper in ("FILTER", "REDIRECT", "BCC") and (":" in rest if upper == "FILTER" else "@" in rest):
-        return Verdict(action=ContentAction(upper.lower(), header, rest))
-    return Verdict(action=ContentAction("unknown", header, value.strip()))
+        return Verdict(action=ContentAction(upper.lower(), header, rest, kind))
+    if kind == "body" and upper in ("REPLACE", "PREPEND"):
+        return Verdict(edit=upper.lower(), line=rest)          # any text for a body line
+    return Verdict(action=ContentAction("unknown", header, value.strip(), kind))
 
 
 def log_text(action: ContentAction, *, origin: str, sender: str, recipient: str | None,
@@ -106,7 +111,7 @@ def log_text(action: ContentAction, *, origin: str, sender: str, recipient: str 
     # A folded header's newline and tab show as "?", as Postfix's log
     # output (printable()) shows every control character.
     header = _CONTROL.sub("?", action.header[:200])
-    parts = [f"{action.action}: header {header} from {origin}; from=<{sender}>"]
+    parts = [f"{action.action}: {action.kind} {header} from {origin}; from=<{sender}>"]
     if recipient is not None:
         parts.append(f" to=<{recipient}>")
     if proto:

@@ -1,4 +1,4 @@
-"""mime_checks - header_checks on the headers inside a message body.
+"""mime_checks - header_checks inside a message body, and body_checks.
 
 SYNOPSIS
     found = check_body(body, content_type, mime=check, nested=check)
@@ -16,7 +16,11 @@ DESCRIPTION
     header up with ``mime`` and each header of an attached message with
     ``nested``, and returns what header_checks.verdict() made of the
     answers: the edits to the body (IGNORE, REPLACE, PREPEND), the actions
-    for cleanup and the refusal, if any. After a REJECT or DISCARD nothing
+    for cleanup and the refusal, if any. With ``lines`` (body_checks) it
+    also looks up each line of body text (not part headers, not boundary
+    lines), one line without its end at a time, the first ``limit`` bytes
+    of each part (body_checks_size_limit); IGNORE removes the line,
+    REPLACE and PREPEND take any text there. After a REJECT or DISCARD nothing
     more is looked up. A line that starts with "--" and a boundary of an
     enclosing multipart ends the parts inside it, as in Postfix's
     mime_state. Malformed MIME is never an error: what cannot be followed
@@ -69,7 +73,8 @@ def media_type(value: str) -> tuple[str, bytes | None]:
 
 
 def check_body(body: bytes, content_type: str, *, mime: Check | None,
-               nested: Check | None) -> BodyChecks:
+               nested: Check | None, lines: Check | None = None,
+               limit: int = 51200) -> BodyChecks:
     """header_checks on the part and attached-message headers of ``body``
     (the content after the primary header, from its blank line on)."""
     found = BodyChecks()
@@ -82,24 +87,27 @@ def check_body(body: bytes, content_type: str, *, mime: Check | None,
         pos = 2
     elif body.startswith(b"\n"):
         pos = 1
-    if not boundaries and expect == "body":
+    if not boundaries and expect == "body" and lines is None:
         return found
-    while pos < n and not found.stopped and (mime or nested):
+    segment = 0                         # body_checks bytes seen in this part
+    while pos < n and not found.stopped and (mime or nested or lines):
         if expect == "body":
+            start = pos
             end = body.find(b"\n", pos)
             end = n if end < 0 else end + 1
             line = body[pos:end].rstrip(b"\r\n")
             pos = end
-            if line.startswith(b"--"):
-                for depth in range(len(boundaries) - 1, -1, -1):
-                    b = boundaries[depth]
-                    if line.startswith(b"--" + b):
-                        del boundaries[depth + 1:]
-                        if line[2 + len(b):].startswith(b"--"):
-                            boundaries.pop()            # the closing delimiter
-                        else:
-                            expect = "mime"
-                        break
+            delimiter = _delimiter(line, boundaries) if line.startswith(b"--") else None
+            if delimiter is not None:
+                if delimiter == "part":
+                    expect, segment = "mime", 0
+                continue
+            if lines is not None and segment < limit:
+                segment += end - start
+                text = line.decode("utf-8", "surrogateescape")
+                value = lines(text)
+                if value is not None:
+                    _take(verdict(value, text, "body"), body[start:end], start, end, found)
             continue
         check = mime if expect == "mime" else nested
         part_kind, pos = _header_block(body, pos, check, found)
@@ -107,9 +115,23 @@ def check_body(body: bytes, content_type: str, *, mime: Check | None,
         if part_boundary:
             boundaries.append(part_boundary)
         expect = "nested" if part_type == "message/rfc822" else "body"
-        if not boundaries and expect == "body":
+        if not boundaries and expect == "body" and lines is None:
             break
     return found
+
+
+def _delimiter(line: bytes, boundaries: list[bytes]) -> str | None:
+    """"part" or "close" when line is a delimiter of an enclosing multipart
+    (the parts inside it end; a closing one ends that multipart too), else None."""
+    for depth in range(len(boundaries) - 1, -1, -1):
+        b = boundaries[depth]
+        if line.startswith(b"--" + b):
+            del boundaries[depth + 1:]
+            if line[2 + len(b):].startswith(b"--"):
+                boundaries.pop()
+                return "close"
+            return "part"
+    return None
 
 
 def _header_block(body: bytes, pos: int, check: Check | None,

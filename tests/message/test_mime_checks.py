@@ -91,3 +91,35 @@ def test_plain_bodies_and_media_types():
     found = check_body(top, "message/rfc822", mime=table([("exe", "WARN")]),
                        nested=table([("inside", "INFO")]))
     assert [a.action for a in found.actions] == ["info", "warning"]
+
+
+def test_body_checks_see_body_text_lines_only():
+    seen = []
+
+    def lines(text):
+        seen.append(text)
+        return {"hello": "REPLACE goodbye", "TVqQ": "IGNORE", "x": "PREPEND added text"}.get(text)
+    found = check_body(BODY, "multipart/mixed; boundary=outer", mime=None, nested=None,
+                       lines=lines)
+    # Preamble, part bodies, the attached message's body and the epilogue;
+    # never part headers, attached headers or delimiters.
+    assert seen == ["This is a preamble", "Content-Type: text/fake; name=preamble.exe", "hello",
+                    "TVqQ", "Content-Type: text/fake; name=body.exe",
+                    "Content-Type: text/fake; name=epilogue.exe"]
+    edited = found.apply(BODY)
+    assert b"\r\ngoodbye\r\n--outer" in edited and b"TVqQ" not in edited
+    plain = check_body(b"\nx\nsecond line is long\n", "text/plain", mime=None, nested=None,
+                       lines=lines, limit=3)
+    assert plain.apply(b"\nx\nsecond line is long\n") == b"\nadded text\nx\nsecond line is long\n"
+
+
+def test_body_checks_stop_at_the_size_limit_of_each_part_and_log_as_body():
+    body = (b"\r\n--b\r\nContent-Type: text/plain\r\n\r\n" + b"a" * 10 + b"\r\nspam\r\n"
+            b"--b\r\nContent-Type: text/plain\r\n\r\nspam\r\n--b--\r\n")
+    found = check_body(body, "multipart/mixed; boundary=b", mime=None, nested=None,
+                       lines=table([("^spam$", "REJECT")]), limit=5)
+    assert [(a.action, a.kind, a.header) for a in found.actions] == [("reject", "body", "spam")]
+    assert found.error is not None
+    # The first part's spam line lay past its 5 bytes; the second part's was the first line.
+    assert found.actions[0] == ContentAction("reject", "spam", "5.7.1 message content rejected",
+                                             "body")

@@ -436,3 +436,22 @@ async def test_header_checks_see_attachment_headers_unless_mime_is_off(make_conf
                 "proto=ESMTP helo=<helo.example>: 5.7.1 no executables"]
     assert replies[0] == Rejected(550, "5.7.1", "no executables")
     assert isinstance(replies[1], Queued)
+
+
+@trio_test
+async def test_body_checks(make_config, store, tmp_path):
+    checks = tmp_path / "body_checks"
+    checks.write_text("/^buy now$/ REJECT 5.7.0 no sales\n/secret/ REPLACE [removed]\n")
+    cfg = make_config(body_checks=f"regexp:{checks}")
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with capture_logs() as logs:
+            refused = await svc.call(request(content=b"Subject: s\r\n\r\nhi\r\nbuy now\r\n"))
+            kept = request(content=b"Subject: s\r\n\r\nthe secret is out\r\n")
+            assert isinstance(await svc.call(kept), Queued)
+        nursery.cancel_scope.cancel()
+    assert refused == Rejected(550, "5.7.0", "no sales")
+    assert logs[0]["event"] == ("reject: body buy now from client.example[192.0.2.7]; "
+                                "from=<alice@example.com> to=<bob@example.org> proto=ESMTP "
+                                "helo=<helo.example>: 5.7.0 no sales")
+    assert store.load_content(kept.queue_id).endswith(b"\r\n\r\n[removed]\r\n")
