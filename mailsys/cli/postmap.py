@@ -34,7 +34,7 @@ from mailsys.config.tables import open_table, write_lmdb
 from mailsys.errors import ConfigError, UsageError
 
 USAGE = "usage: postmap [-c config_dir] [-q key] [type:]file ..."
-FILE_TYPES = ("texthash", "regexp", "pcre", "lmdb")
+FILE_TYPES = ("texthash", "regexp", "pcre", "cidr", "lmdb")
 DEFAULT_TYPE = "lmdb"
 
 

@@ -1,4 +1,4 @@
-"""tables - Postfix-style lookup tables: texthash, inline, static, regexp, pcre, lmdb.
+"""tables - Postfix-style lookup tables: texthash, inline, static, regexp, pcre, cidr, lmdb.
 
     table = open_table("texthash:/etc/mailsys/virtual", cfg)
     table.lookup("alice@example.com")  -> "example.com/alice/" or None
@@ -15,6 +15,8 @@ A table spec is ``type:name`` as in Postfix (postconf(5), "lookup tables"):
     regexp:/path            regexp_table(5): ``/pattern/flags result``,
                             ``!/pattern/ result``, if/endif, $1 substitution;
                             POSIX extended expressions (posix_regex)
+    cidr:/path              cidr_table(5): ``network/prefix result`` rules for
+                            client addresses (cidr_table.py)
     pcre:/path              pcre_table(5): the same file syntax, the patterns
                             as Python's re reads them (Perl's syntax, mostly),
                             flags i m s x A E X (U is refused)
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Protocol
 
+from mailsys.config.cidr_table import read_cidr
 from mailsys.config.lines import logical_lines
 from mailsys.config.posix_regex import from_posix
 from mailsys.config.values import BadValue, split_list, strip_braces
@@ -408,6 +411,7 @@ OPENERS: dict[str, Callable[[str, str, object], Table]] = {
     "static": _static,
     "regexp": _regexp,
     "pcre": _pcre,
+    "cidr": lambda spec, name, cfg: read_cidr(spec, table_path(name, cfg)),
     "lmdb": _lmdb,
     "unix": _unix,
 }

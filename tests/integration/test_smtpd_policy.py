@@ -406,3 +406,20 @@ def test_end_of_data_restrictions_see_the_size_and_refuse_before_queueing(mailsy
     assert _queues(inst) == {small: (Queue.INCOMING, ["bob@example.test"])}
     with QueueStore.open(inst.queue_dir) as store:
         assert store.load_content(small).startswith(b"X-Size-Checked: yes\r\nReceived: ")
+
+
+def test_client_access_and_mynetworks_from_cidr_tables(mailsys_instance):
+    inst = mailsys_instance
+    access = inst.config_dir / "client_access.cidr"
+    access.write_text("10.0.0.0/8   REJECT\n127.0.0.1   WARN matched by cidr\n")
+    nets = inst.config_dir / "mynetworks.cidr"
+    nets.write_text("192.0.2.0/24  x\n127.0.0.0/8  x\n")
+    port = h.start(inst, {"mynetworks": f"cidr:{nets}",
+                          "smtpd_relay_restrictions": "permit_mynetworks, reject_unauth_destination",
+                          "smtpd_recipient_restrictions": f"check_client_access cidr:{access}"})
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        assert s.rcpt("x@remote.example")[0] == 250           # relaying: in mynetworks
+    inst.wait_log("NOQUEUE: warn: RCPT from localhost[127.0.0.1]: matched by cidr; "
+                  "from=<a@example.org> to=<x@remote.example> proto=ESMTP helo=<c.example>")
