@@ -24,7 +24,9 @@ DESCRIPTION
         that would come back here bounces "mail for X loops back to myself"
         (5.4.6). Own addresses are (address, port) pairs of the smtpd
         services in master.cf, so a peer on another port of 127.0.0.1 is
-        not a loop;
+        not a loop. A [bracketed] destination is not checked against them
+        (Postfix delivers to relayhost = [127.0.0.1]:2526 on a host whose
+        inet_interfaces is 127.0.0.1);
      4. tries the addresses in turn (at most smtp_mx_address_limit, with at
         most smtp_mx_session_limit sessions that got as far as a greeting):
         a connection failure or a refused greeting logs Postfix's
@@ -67,8 +69,8 @@ from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sen
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
                                        RecipientResult)
-from mailsys.routing import (BadNextHop, MxHost, NextHop, RouteError, drop_self, mx_hosts,
-                             parse_nexthop)
+from mailsys.routing import (BadNextHop, MxAddress, MxHost, NextHop, RouteError, drop_self,
+                             mx_hosts, parse_nexthop)
 from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession,
                                             StaleSession, Target, TlsPolicy, connect,
@@ -330,7 +332,13 @@ class SmtpAgent:
             raise RouteError("5.4.4", f"Host or domain name not found. Name service error for "
                              f"name={hosts[0].host} type=A: Host found but no data record "
                              f"of requested type")
-        kept = drop_self(hop.host, found, self.settings.own, port=hop.port, best_preference=best)
+        # A [bracketed] destination is tried even on an address of ours (a
+        # content filter's re-injection port, a relayhost on another port),
+        # as Postfix 3.7 does; a server there that answers EHLO with our
+        # own name is still a loop (_check_loop).
+        kept = drop_self(hop.host, found, self.settings.own, port=hop.port,
+                         best_preference=best) if hop.mx_lookup else tuple(
+            MxAddress(p, h, a) for p, h, a in found)
         limit = self.settings.mx_address_limit
         kept = kept[:limit] if limit > 0 else kept
         return [Target(a.host, a.address, hop.port, best=a.preference == kept[0].preference)

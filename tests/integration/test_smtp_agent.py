@@ -231,19 +231,18 @@ def test_no_second_server_after_the_content_was_sent():
     assert second.sessions == 0
 
 
-def test_loop_to_ourselves_bounces_but_another_port_is_not_a_loop():
+def test_a_bracketed_destination_on_an_address_of_ours_is_tried():
+    # As Postfix 3.7 delivers to relayhost = [127.0.0.1]:2526 with
+    # inet_interfaces = 127.0.0.1 (a content filter's re-injection port is
+    # the same case): only a server answering EHLO with our own name is a
+    # loop (test_a_server_with_our_own_name_is_a_loop).
     sink = SmtpSink()
 
     async def body(port):
-        looping = agent(settings(own={("127.0.0.1", port)}))
-        loop = await looping.deliver(h.request(f"[127.0.0.1]:{port}"))
-        other = agent(settings(own={("127.0.0.1", port + 1)}))
-        fine = await other.deliver(h.request(f"[127.0.0.1]:{port}"))
-        return loop, fine
-    loop, fine = run_with_sink(sink, body)
-    r = loop.results[0]
-    assert (r.status, r.dsn, r.reason) == ("bounced", "5.4.6", "mail for 127.0.0.1 loops back to myself")
-    assert fine.results[0].status == "sent"
+        ours = agent(settings(own={("127.0.0.1", port)}))
+        return await ours.deliver(h.request(f"[127.0.0.1]:{port}"))
+    status = run_with_sink(sink, body)
+    assert status.results[0].status == "sent"
     assert sink.sessions == 1
 
 
