@@ -425,6 +425,8 @@ _TABLE: tuple[Param, ...] = (
     P("full_name_encoding_charset", Str, "utf-8",
       "Charset of RFC 2047 encoded full names in generated From headers"),
     P("header_checks", List, "", "Tables of patterns matched against each header (cleanup)"),
+    P("content_filter", Str, "",
+      "transport:destination every message received is sent to, after it is queued"),
     P("mime_header_checks", List, "$header_checks",
       "Tables of patterns matched against each MIME part header (cleanup)"),
     P("nested_header_checks", List, "$header_checks",

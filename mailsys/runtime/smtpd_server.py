@@ -104,6 +104,7 @@ class SmtpdServer:
     anvil: AnvilClient
     cleanup: ipc_io.ChannelPool
     policy: PolicyClients                # check_policy_service
+    content_filter: str                  # transport:destination for each message, or ""
     dns: SmtpdDns | None                 # None unless needs_dns: no dnspython loaded
     sasl: SaslServer | None
     tls_context: Any                     # an OpenSSL.SSL.Context, or None
@@ -181,6 +182,7 @@ class SmtpdServer:
             cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
             policy=PolicyClients.from_config(cfg),
+            content_filter=cfg.content_filter,
             dns=SmtpdDns.from_config(cfg) if needs_dns else None,
             sasl=sasl,
             tls_context=tls_context,

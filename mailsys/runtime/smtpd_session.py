@@ -574,7 +574,11 @@ class Session:
             # (smtpd_forbid_bare_newline = no); BDAT content is not looked at.
             crlf=not bdat and (not event.bare_lf
                                or conn.settings.forbid_bare_newline == "normalize"),
-            hold=actions.hold, discard=actions.discard, filter=actions.filter,
+            # content_filter, unless a FILTER action chose (Postfix's smtpd
+            # sends its own content_filter to cleanup: "-o content_filter="
+            # on a re-injection service turns it off there).
+            hold=actions.hold, discard=actions.discard,
+            filter=actions.filter or self.server.content_filter,
             redirect=actions.redirect, bcc=tuple(actions.bcc), prepend=tuple(actions.prepend))
 
         def with_content() -> CleanupRequest:
