@@ -6,6 +6,7 @@ SYNOPSIS
     mailsys postconf [-c dir] -X name ...
     mailsys postconf [-c dir] -# name ...
     mailsys postconf [-c dir] [-h] -M [name[/type] ...]
+    mailsys postconf -m
 
 DESCRIPTION
     Without options, prints every parameter as ``name = value`` with the
@@ -26,6 +27,8 @@ DESCRIPTION
     (``%-10s %-5s %-7s %-7s %-7s %-7s %-7s command``), each service on one
     line, optionally only the services named as name or name/type.
 
+    -m lists the lookup table types this build supports, one per line.
+
     Errors in main.cf or master.cf are reported as one line naming file,
     line and parameter, with exit status 1.
 """
@@ -44,24 +47,27 @@ from mailsys.config.lines import physical_lines
 from mailsys.config.maincf import parse_main_cf, split_name_value
 from mailsys.config.mastercf import split_master_text
 from mailsys.config.params import PARAMS, param
-from mailsys.config.tables import sync_directory
+from mailsys.config.tables import OPENERS, sync_directory
 from mailsys.errors import ConfigError, UsageError
 
 USAGE = ("usage: postconf [-c config_dir] [-dhnx] [name ...] | -e name=value ... | -X|-# name ... "
-         "| -M [name[/type] ...]")
+         "| -M [name[/type] ...] | -m")
 
 
 def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
     try:
-        opts, names = getopt.gnu_getopt(argv, "c:dehnxXM#")
+        opts, names = getopt.gnu_getopt(argv, "c:dehmnxXM#")
     except getopt.GetoptError as e:
         raise UsageError(f"{e}. {USAGE}") from None
     flags = {flag for flag, _ in opts}
     for flag, value in opts:
         if flag == "-c":
             config_dir = Path(value).absolute()
-    if len(flags & {"-e", "-X", "-#", "-M"}) > 1:
+    if len(flags & {"-e", "-X", "-#", "-M", "-m"}) > 1:
         raise UsageError(USAGE)
+    if "-m" in flags:
+        print("\n".join(sorted(OPENERS)))
+        return 0
     if "-e" in flags:
         return edit(config_dir, names)
     if "-X" in flags:

@@ -170,3 +170,9 @@ def test_M_bad_field_count(confdir, run_cli):
 def test_bad_option_is_usage_error(confdir, run_cli):
     r = run_cli(confdir(""), "postconf", "-Z")
     assert r.returncode == 64 and "usage: postconf" in r.stderr
+
+
+def test_m_lists_the_lookup_table_types(confdir, run_cli):
+    r = run_cli(confdir(""), "postconf", "-m")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == "cidr\ninline\nlmdb\npcre\nregexp\nstatic\ntexthash\nunix\n"
