@@ -55,6 +55,9 @@ class PolicyContext:
     sasl_user: str | None = None
     tls: bool = False
     protocol: str = "ESMTP"
+    # The client sent commands ahead of time where SMTP does not allow it
+    # (smtpd logged "improper command pipelining after ...").
+    ill_pipelining: bool = False
 
     @property
     def namaddr(self) -> str:

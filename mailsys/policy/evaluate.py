@@ -47,6 +47,15 @@ def reject_all(rs: Restrictions, run: Run, info: ListInfo):
                       f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: Access denied")
 
 
+def reject_unauth_pipelining(rs: Restrictions, run: Run, info: ListInfo):
+    """Postfix: a client that sent commands ahead of time where not allowed."""
+    if not run.ctx.ill_pipelining:
+        return DUNNO
+    return rs._reject(run, info, 503, "5.5.0",
+                      f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: "
+                      "Improper use of SMTP command pipelining")
+
+
 def defer_all(rs: Restrictions, run: Run, info: ListInfo):
     return rs._reject(run, info, rs._codes["defer_code"], "4.3.2",
                       f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: Try again later")

@@ -41,8 +41,8 @@ DESCRIPTION
     DnsStatus, so this package stays pure (see context and dnschecks);
     check_policy_service asks an injected PolicyAnswers callback and raises
     NeedPolicy for a service not asked yet (see service).
-    reject_unauth_pipelining (smtpd's own job) and permit_tls_clientcerts
-    (no certificate facts here) never decide. Anything else unknown is
+    permit_tls_clientcerts (no certificate facts here) never decides;
+    reject_unauth_pipelining decides on PolicyContext.ill_pipelining. Anything else unknown is
     logged at compile time and answers 451 4.3.5 Server configuration
     error, as Postfix answers an unknown restriction.
 
@@ -124,6 +124,7 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
     "permit": evaluate.permit,
     "reject": evaluate.reject_all,
     "defer": evaluate.defer_all,
+    "reject_unauth_pipelining": evaluate.reject_unauth_pipelining,
     "defer_if_permit": evaluate.defer_if_permit_step,
     "defer_if_reject": evaluate.defer_if_reject_step,
     "permit_mynetworks": evaluate.permit_mynetworks,
@@ -159,10 +160,9 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
 _DNSBL = frozenset({"reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_reverse_client",
                     "reject_rhsbl_helo", "reject_rhsbl_sender", "reject_rhsbl_recipient"})
 
-# Restrictions whose work smtpd does itself (pipelining) or that need facts a
-# PolicyContext does not carry (client certificates): they never decide here.
-_NOT_HERE = frozenset({"reject_unauth_pipelining", "permit_tls_clientcerts",
-                       "permit_tls_all_clientcerts"})
+# Restrictions that need facts a PolicyContext does not carry (client
+# certificates): they never decide here.
+_NOT_HERE = frozenset({"permit_tls_clientcerts", "permit_tls_all_clientcerts"})
 
 
 def _warn_wrapper(step: Step) -> Step:

@@ -327,7 +327,7 @@ class Session:
         conn = self.conn
         return PolicyContext(self.name, self.addr, helo=conn.helo_name,
                              sasl_user=self.auth.user or None, tls=conn.tls_active,
-                             protocol=conn.protocol, **kw)
+                             protocol=conn.protocol, ill_pipelining=self.pipelining_noted, **kw)
 
     def _log_reject(self, command: str, reply: str, *, sender: str | None,
                     recipient: str | None, helo: str | None = None,

@@ -423,3 +423,24 @@ def test_client_access_and_mynetworks_from_cidr_tables(mailsys_instance):
         assert s.rcpt("x@remote.example")[0] == 250           # relaying: in mynetworks
     inst.wait_log("NOQUEUE: warn: RCPT from localhost[127.0.0.1]: matched by cidr; "
                   "from=<a@example.org> to=<x@remote.example> proto=ESMTP helo=<c.example>")
+
+
+def test_reject_unauth_pipelining_refuses_data_sent_with_the_data_command(mailsys_instance):
+    # The classic spam-engine tell, and the classic Postfix rule against it.
+    inst = mailsys_instance
+    port = h.start(inst, {"smtpd_data_restrictions": "reject_unauth_pipelining"})
+    with h.Raw(port) as c:
+        c.reply()
+        for command in (b"EHLO c.example", b"MAIL FROM:<a@example.org>", b"RCPT TO:<bob@example.test>"):
+            c.send(command + b"\r\n")
+            assert c.reply().startswith(b"250")
+        c.send(b"DATA\r\nSubject: now\r\n\r\nbody\r\n.\r\n")
+        assert c.reply() == b"503 5.5.0 <DATA>: Data command rejected: Improper use of SMTP " \
+                            b"command pipelining"
+    inst.wait_log("improper command pipelining after DATA from localhost[127.0.0.1]: Subject: now")
+    inst.wait_log(": reject: DATA from localhost[127.0.0.1]: 503 5.5.0 <DATA>: Data command "
+                  "rejected: Improper use of SMTP command pipelining; from=<a@example.org> "
+                  "to=<bob@example.test> proto=ESMTP helo=<c.example>")
+    # A client that waits for each reply is not refused.
+    with h.session(port) as s:
+        assert s.sendmail("a@example.org", ["bob@example.test"], h.MESSAGE) == {}

@@ -748,9 +748,11 @@ def test_dnsbl_reply_filter_is_skipped_with_warning():
     assert any("reply filters" in w for w in r.warnings)
 
 
-def test_unauth_pipelining_does_not_decide_here():
+def test_unauth_pipelining_refuses_a_client_that_sent_ahead():
     r = make(smtpd_data_restrictions=("reject_unauth_pipelining",))
     assert r.evaluate_data(PolicyContext(**OUTSIDER)).accepted and not r.warnings
+    assert r.evaluate_data(PolicyContext(**OUTSIDER, ill_pipelining=True)).reply == \
+        "503 5.5.0 <DATA>: Data command rejected: Improper use of SMTP command pipelining"
 
 
 def test_data_restrictions_reply_name():
