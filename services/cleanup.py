@@ -14,16 +14,17 @@ DESCRIPTION
          userid N)" for local submission) and runs Postfix's header rules
          (mailsys.message.headers): header_checks (each primary header
          looked up in its tables; mailsys.message.header_checks says what
-         each action does), mime_header_checks and nested_header_checks
-         (the headers of each MIME part and of each attached message,
-         mailsys.message.mime_checks; both $header_checks by default, as
-         in Postfix); the actions are logged as Postfix's cleanup logs them, "QID: reject: header Subject: ... from c[ip]; from=<s>
-         to=<r> proto=ESMTP helo=<h>: 5.7.1 message content rejected"), hop
-         count, header_size_limit, message_drop_headers, and
-         Message-Id/Date/From added when the rewrite context is local (or
-         always_add_missing_headers = yes); then body_checks on each line of
-         body text, the first body_checks_size_limit bytes of each part
-         (mailsys.message.mime_checks), logged as "QID: reject: body ...";
+         each action does), hop count, header_size_limit,
+         message_drop_headers, and Message-Id/Date/From added when the
+         rewrite context is local (or always_add_missing_headers = yes);
+         then mime_header_checks and nested_header_checks (the headers of
+         each MIME part and of each attached message; both $header_checks
+         by default, as in Postfix) and body_checks (each line of body
+         text, the first body_checks_size_limit bytes of each part), all
+         in mailsys.message.mime_checks. Each action is logged as
+         Postfix's cleanup logs it: "QID: reject: header Subject: ... from
+         c[ip]; from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 message content
+         rejected", "QID: warning: body ...";
       3. hands envelope and content to a group commit
          (mailsys.runtime.store_io.GroupCommit): requests that arrive while
          one commit is in flight are written together by the next, in one
@@ -42,8 +43,8 @@ DESCRIPTION
 
       hold      the entry is committed to the hold queue instead (a group
                 commit of its own; qmgr is not poked), logged the same;
-      discard   answered Queued at once, stored nowhere, logged nowhere
-                (smtpd logged "discard: ..."), whatever the content;
+      discard   answered Queued, stored nowhere; smtpd's is answered at
+                once, whatever the content, and logged by smtpd only;
       prepend   the header lines go first, before the Received: header;
       bcc       each address is added as a recipient (once), with NOTIFY
                 NEVER so that no notice about it reaches the sender;
@@ -81,8 +82,8 @@ from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import PROTOCOL, CleanupRequest, Queued, Rejected
 from mailsys.message.envelope import Envelope, Notify, Recipient
 from mailsys.message.header_checks import ContentAction, log_text
-from mailsys.message.mime_checks import check_body
 from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
+from mailsys.message.mime_checks import check_body
 from mailsys.message.qid import is_qid
 from mailsys.message.received import received_local, received_smtp
 from mailsys.queue import Queue, QueueStore

@@ -96,7 +96,8 @@ def verdict(value: str, header: str, kind: str = "header") -> Verdict:
     if upper in ("WARN", "INFO", "HOLD", "DISCARD"):
         name = "warning" if upper == "WARN" else upper.lower()
         return Verdict(action=ContentAction(name, header, rest, kind))
-    if upper in ("FILTER", "REDIRECT", "BCC") and (":" in rest if upper == "FILTER" else "@" in rest):
+    wanted = ":" if upper == "FILTER" else "@"        # transport:destination, an address
+    if upper in ("FILTER", "REDIRECT", "BCC") and wanted in rest:
         return Verdict(action=ContentAction(upper.lower(), header, rest, kind))
     if kind == "body" and upper in ("REPLACE", "PREPEND"):
         return Verdict(edit=upper.lower(), line=rest)          # any text for a body line

@@ -477,6 +477,6 @@ class Restrictions:
 
 __all__ = [
     "ACCEPT", "Decision", "DnsStatus", "DomainClass", "NeedPolicy", "Note", "PolicyAnswers",
-    "PolicyContext", "Resolved", "Resolver", "Restrictions", "dsn_fix", "note_log_text", "reject_log_text", "split_address", "split_dsn",
-    "valid_hostaddr", "valid_hostname",
+    "PolicyContext", "Resolved", "Resolver", "Restrictions", "dsn_fix", "note_log_text",
+    "reject_log_text", "split_address", "split_dsn", "valid_hostaddr", "valid_hostname",
 ]
