@@ -80,9 +80,10 @@ from mailsys.errors import QueueError, QueueFull
 from mailsys.ipc import names
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import PROTOCOL, CleanupRequest, Queued, Rejected
-from mailsys.message.envelope import Envelope, Notify, Recipient
+from mailsys.message.envelope import Envelope, Recipient
 from mailsys.message.header_checks import ContentAction, log_text
 from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
+from mailsys.message.message_actions import MessageActions, first_answer, with_actions
 from mailsys.message.mime_checks import check_body
 from mailsys.message.qid import is_qid
 from mailsys.message.received import received_local, received_smtp
@@ -124,13 +125,13 @@ class Cleanup:
                  trigger_spacing: float = TRIGGER_SPACING) -> None:
         self.cfg = cfg
         self.policy = HeaderPolicy.from_config(cfg)
-        self.header_checks = _first_answer([open_table(spec, cfg) for spec in cfg.header_checks])
+        def checks(param: str) -> Callable[[str], str | None] | None:
+            return first_answer([open_table(spec, cfg) for spec in cfg[param]])
         mime = not cfg.disable_mime_input_processing
-        self.mime_checks = _first_answer([open_table(spec, cfg) for spec in cfg.mime_header_checks]
-                                         if mime else [])
-        self.nested_checks = _first_answer([open_table(spec, cfg)
-                                            for spec in cfg.nested_header_checks] if mime else [])
-        self.body_checks = _first_answer([open_table(spec, cfg) for spec in cfg.body_checks])
+        self.header_checks = checks("header_checks")
+        self.mime_checks = checks("mime_header_checks") if mime else None
+        self.nested_checks = checks("nested_header_checks") if mime else None
+        self.body_checks = checks("body_checks")
         self.mime = mime
         self.size_limit = cfg.message_size_limit
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
@@ -191,9 +192,9 @@ class Cleanup:
                 always_add_missing_headers=self.cfg.always_add_missing_headers))
         for warning in cleaned.warnings:
             log.warning(warning, queue_id=req.queue_id)
-        actions = _Actions(req)
+        actions = MessageActions.of(req)
         for act in cleaned.actions:
-            actions.take(act, req)
+            self._act(act, actions, req)
         error = cleaned.error
         source = req.content
         if error is None and not actions.discard and (
@@ -203,7 +204,7 @@ class Cleanup:
                                mime=self.mime_checks, nested=self.nested_checks,
                                lines=self.body_checks, limit=self.cfg.body_checks_size_limit)
             for act in found.actions:
-                actions.take(act, req)
+                self._act(act, actions, req)
             error = found.error
             if found.edits:
                 source = source[:cleaned.body_offset] + found.apply(body)
@@ -212,7 +213,8 @@ class Cleanup:
         content = cleaned.assemble(source, crlf=req.crlf)
         envelope = Envelope(
             queue_id=req.queue_id, sender=req.sender,
-            recipients=_recipients(req, actions.bcc, actions.redirect),
+            recipients=with_actions((Recipient(r.address, orcpt=r.orcpt, notify=r.notify)
+                                     for r in req.recipients), actions.bcc, actions.redirect),
             arrival_time=arrival, size=len(content),
             client_name=req.client_name, client_addr=req.client_addr,
             client_port=req.client_port, helo=req.helo, protocol=req.protocol,
@@ -222,6 +224,21 @@ class Cleanup:
             attrs=(("origin", req.origin),) + ((("uid", str(req.uid)),) if req.uid >= 0 else ())
             + ((("filter", actions.filter),) if actions.filter else ()))
         return _Entry(envelope, content, cleaned.log_lines, actions.hold, actions.discard)
+
+    @staticmethod
+    def _act(act: ContentAction, actions: MessageActions, req: CleanupRequest) -> None:
+        """Keep a content check's action, logged as Postfix's cleanup logs it."""
+        if act.action == "unknown":
+            log.warning(f"unknown command in header_checks map: {act.text}", queue_id=req.queue_id)
+            return
+        if not actions.take(act.action, act.text):
+            return
+        smtpd = req.origin == "smtpd"
+        log.info(log_text(act, origin=f"{req.client_name or 'unknown'}[{req.client_addr}]"
+                          if smtpd else "local", sender=req.sender,
+                          recipient=req.recipients[0].address if req.recipients else None,
+                          proto=req.protocol if smtpd else "", helo=req.helo if smtpd else ""),
+                 queue_id=req.queue_id)
 
     def received(self, req: CleanupRequest, arrival: float) -> str:
         """The Received: header this request gets (received.py has the layouts)."""
@@ -261,71 +278,6 @@ class Cleanup:
                 await self.qmgr.send(names.QMGR_REQ_SCAN_INCOMING, timeout=TRIGGER_TIMEOUT)
         finally:
             self.qmgr.close()
-
-
-class _Actions:
-    """smtpd's actions for the message (the request's), and header_checks'
-    after them: the later FILTER and REDIRECT win, BCCs add up."""
-
-    def __init__(self, req: CleanupRequest) -> None:
-        self.hold, self.discard = req.hold, req.discard
-        self.filter, self.redirect, self.bcc = req.filter, req.redirect, list(req.bcc)
-
-    def take(self, act: ContentAction, req: CleanupRequest) -> None:
-        """Log one header_checks action as Postfix's cleanup does; keep its effect."""
-        if act.action == "unknown":
-            log.warning(f"unknown command in header_checks map: {act.text}", queue_id=req.queue_id)
-            return
-        if act.action == "hold" and self.hold:
-            return                          # logged once, as smtpd's
-        origin = f"{req.client_name or 'unknown'}[{req.client_addr}]" if req.origin == "smtpd" \
-            else "local"
-        log.info(log_text(act, origin=origin, sender=req.sender,
-                          recipient=req.recipients[0].address if req.recipients else None,
-                          proto=req.protocol if req.origin == "smtpd" else "",
-                          helo=req.helo if req.origin == "smtpd" else ""),
-                 queue_id=req.queue_id)
-        if act.action == "hold":
-            self.hold = True
-        elif act.action == "discard":
-            self.discard = True
-        elif act.action == "filter":
-            self.filter = act.text
-        elif act.action == "redirect":
-            self.redirect = act.text
-        elif act.action == "bcc":
-            self.bcc.append(act.text)
-
-
-def _first_answer(tables: list) -> Callable[[str], str | None] | None:
-    """header_checks: the answer of the first table that has one; None without tables."""
-    if not tables:
-        return None
-
-    def check(header: str) -> str | None:
-        for table in tables:
-            value = table.lookup(header)
-            if value is not None:
-                return value
-        return None
-    return check
-
-
-def _recipients(req: CleanupRequest, bcc: list[str], redirect: str) -> tuple[Recipient, ...]:
-    """The envelope recipients: as given, plus BCC, under REDIRECT."""
-    rcpts = [Recipient(r.address, orcpt=r.orcpt, notify=r.notify) for r in req.recipients]
-    have = {r.address for r in rcpts}
-    for address in bcc:
-        if address not in have:
-            have.add(address)
-            rcpts.append(Recipient(address, notify=(Notify.NEVER,)))
-    if redirect and rcpts:
-        # Postfix qmgr delivers each recipient to the redirect address
-        # instead, and the copies fold into one delivery (orig_to= the first).
-        first = rcpts[0]
-        rcpts = [Recipient(redirect, orig=first.address if first.address != redirect else "",
-                           orcpt=first.orcpt, notify=first.notify)]
-    return tuple(rcpts)
 
 
 def open_queue(ctx: skeleton.ServiceContext) -> Cleanup:

@@ -14,7 +14,7 @@ SEE ALSO
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,39 +66,4 @@ class Note:
     value: str = ""
 
 
-@dataclass(slots=True)
-class MessageActions:
-    """What a transaction's notes ask cleanup to do with its message: Postfix
-    smtpd's saved_flags (HOLD, DISCARD), saved_filter, saved_redirect,
-    saved_bcc and prepend list. One per transaction, filled as its commands
-    are evaluated (so mutable, unlike the rest of this module).
-    """
-    hold: bool = False
-    discard: bool = False
-    filter: str = ""                 # transport:destination; the last FILTER wins
-    redirect: str = ""               # the last REDIRECT wins
-    bcc: list[str] = field(default_factory=list)
-    prepend: list[str] = field(default_factory=list)   # header lines, in order
-
-    def take(self, note: Note) -> bool:
-        """Record the action of a note that has one; whether Postfix logs the
-        note (a HOLD only the first time in a transaction)."""
-        action = note.action
-        if action == "hold":
-            if self.hold:
-                return False
-            self.hold = True
-        elif action == "discard":
-            self.discard = True
-        elif action == "filter":
-            self.filter = note.value
-        elif action == "redirect":
-            self.redirect = note.value
-        elif action == "bcc":
-            self.bcc.append(note.value)
-        elif action == "prepend":
-            self.prepend.append(note.value)
-        return True
-
-
-__all__ = ["ACCEPT", "Decision", "MessageActions", "Note"]
+__all__ = ["ACCEPT", "Decision", "Note"]

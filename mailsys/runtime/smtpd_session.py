@@ -44,7 +44,7 @@ DESCRIPTION
     the whole message, as in Postfix: smtpd logs the note ("NOQUEUE: hold:
     RCPT from ..."; a HOLD once per transaction, the others at every
     command that triggers them, PREPEND never), keeps the action for the
-    transaction (policy.MessageActions) and hands it to cleanup with the
+    transaction (message.message_actions) and hands it to cleanup with the
     message, which carries it out (services/cleanup). After a DISCARD the
     transaction's further recipients are accepted without evaluating the
     restrictions. Client and HELO restrictions evaluated at CONNECT or
@@ -74,9 +74,9 @@ from mailsys.ipc.errors import IpcError, RemoteError
 from mailsys.ipc.messages import ErrorCode
 from mailsys.ipc.proto import anvil as anvil_proto
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
+from mailsys.message.message_actions import MessageActions
 from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
-from mailsys.policy.decision import MessageActions
 from mailsys.policy.restrictions import (Decision, DnsStatus, NeedPolicy, PolicyContext,
                                          note_log_text)
 from mailsys.runtime import ipc_io, smtp_io
@@ -348,7 +348,7 @@ class Session:
             if note.action == "warning":
                 log.warning(note.text)
                 continue
-            if note.action in _MESSAGE_ACTIONS and not actions.take(note):
+            if note.action in _MESSAGE_ACTIONS and not actions.take(note.action, note.value):
                 continue
             if note.action in _NOTES_LOGGED:
                 log.info(note_log_text(note, ctx, command=command,
