@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailsys.config.posix_regex import from_posix
 
@@ -39,3 +41,17 @@ def test_posix_bracket_expressions(source, matching, not_matching):
 def test_bad_bracket_expressions(source, message):
     with pytest.raises(ValueError, match=message):
         from_posix(source)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="[]^-:=.\\\\abc(){}*+?|$", max_size=24))
+def test_any_pattern_translates_or_is_refused_cleanly(source):
+    # The table reader catches ValueError and re.error and names file and line.
+    try:
+        pattern = from_posix(source)
+    except ValueError:
+        return
+    try:
+        re.compile(pattern)
+    except re.error:
+        pass

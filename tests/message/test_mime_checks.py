@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import re
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mailsys.message.header_checks import ContentAction
 from mailsys.message.mime_checks import check_body, media_type
 
@@ -123,3 +126,29 @@ def test_body_checks_stop_at_the_size_limit_of_each_part_and_log_as_body():
     # The first part's spam line lay past its 5 bytes; the second part's was the first line.
     assert found.actions[0] == ContentAction("reject", "spam", "5.7.1 message content rejected",
                                              "body")
+
+
+_LINES = st.sampled_from([b"--b", b"--b--", b"--c", b"--c--", b"Content-Type: multipart/mixed; boundary=c",
+                          b"Content-Type: message/rfc822", b"Subject: x", b" folded", b"", b"text",
+                          b"\tmore", b"X-Bad", b"\xff\xfe"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_LINES, max_size=40), st.sampled_from(["\n", "\r\n"]),
+       st.sampled_from(["multipart/mixed; boundary=b", "message/rfc822", "text/plain", ""]))
+def test_any_body_is_scanned_without_error_and_edits_whole_lines(lines, eol, content_type):
+    # Malformed MIME is body text: the scan never fails, and each edit
+    # replaces whole lines of the body, in order, without overlap.
+    body = eol.encode().join([b"", *lines, b""])
+    every = table([(r"^Subject:", "IGNORE"), (r"^text$", "REPLACE other"), (r".", "DUNNO")])
+    found = check_body(body, content_type, mime=every, nested=every, lines=every, limit=64)
+    assert found.error is None
+    end = 0
+    for start, stop, new in found.edits:
+        assert end <= start < stop <= len(body)
+        assert body[start - 1:start] == b"\n" and body[stop - 1:stop] == b"\n"
+        assert new in (b"", b"other" + eol.encode())
+        end = stop
+    edited = found.apply(body)
+    assert len(edited) == len(body) + sum(len(new) - (stop - start)
+                                          for start, stop, new in found.edits)
