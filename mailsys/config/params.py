@@ -237,6 +237,8 @@ _TABLE: tuple[Param, ...] = (
       min=400, max=599),
     P("access_map_reject_code", Int, "554", "Reply code of an access table REJECT", min=400, max=599),
     P("access_map_defer_code", Int, "450", "Reply code of an access table DEFER", min=400, max=599),
+    P("multi_recipient_bounce_reject_code", Int, "550",
+      "Reply code of reject_multi_recipient_bounce", min=400, max=599),
     P("unknown_address_reject_code", Int, "450",
       "Reply code when a sender or recipient domain has no DNS A or MX record", min=400, max=599),
     P("unknown_hostname_reject_code", Int, "450",

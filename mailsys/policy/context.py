@@ -58,6 +58,9 @@ class PolicyContext:
     # The client sent commands ahead of time where SMTP does not allow it
     # (smtpd logged "improper command pipelining after ...").
     ill_pipelining: bool = False
+    # Recipients accepted so far in the transaction (the one being asked
+    # about at RCPT not counted).
+    rcpt_count: int = 0
 
     @property
     def namaddr(self) -> str:

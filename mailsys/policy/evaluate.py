@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from mailsys.policy.decision import Decision
 from mailsys.policy.hostnames import truncate_dot, valid_hostaddr, valid_hostname
-from mailsys.policy.replies import CLIENT, HELO, RECIPIENT, SENDER, dsn_fix
+from mailsys.policy.replies import CLIENT, DATA, EOD, HELO, RECIPIENT, SENDER, dsn_fix
 from mailsys.policy.resolve import DomainClass, split_address
 from mailsys.policy.state import DUNNO, OK, ListInfo, Run, Verdict
 
@@ -54,6 +54,18 @@ def reject_unauth_pipelining(rs: Restrictions, run: Run, info: ListInfo):
     return rs._reject(run, info, 503, "5.5.0",
                       f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: "
                       "Improper use of SMTP command pipelining")
+
+
+def reject_multi_recipient_bounce(rs: Restrictions, run: Run, info: ListInfo):
+    """Postfix: a null sender with more than one recipient (at RCPT, a second
+    one; at DATA or after the content, more than one in all)."""
+    ctx = run.ctx
+    limit = 1 if info.reply_class in (DATA, EOD) else 0
+    if ctx.sender != "" or ctx.rcpt_count <= limit:
+        return DUNNO
+    return rs._reject(run, info, rs._codes["multi_recipient_bounce_reject_code"], "5.5.3",
+                      f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: "
+                      "Multi-recipient bounce")
 
 
 def defer_all(rs: Restrictions, run: Run, info: ListInfo):

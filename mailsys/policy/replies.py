@@ -51,6 +51,7 @@ CODE_DEFAULTS: dict[str, int] = {
     "unknown_client_reject_code": 450,
     "plaintext_reject_code": 450,
     "maps_rbl_reject_code": 554,
+    "multi_recipient_bounce_reject_code": 550,
 }
 
 

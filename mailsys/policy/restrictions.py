@@ -125,6 +125,7 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
     "reject": evaluate.reject_all,
     "defer": evaluate.defer_all,
     "reject_unauth_pipelining": evaluate.reject_unauth_pipelining,
+    "reject_multi_recipient_bounce": evaluate.reject_multi_recipient_bounce,
     "defer_if_permit": evaluate.defer_if_permit_step,
     "defer_if_reject": evaluate.defer_if_reject_step,
     "permit_mynetworks": evaluate.permit_mynetworks,

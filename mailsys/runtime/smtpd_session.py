@@ -325,6 +325,7 @@ class Session:
 
     def _context(self, **kw) -> PolicyContext:
         conn = self.conn
+        kw.setdefault("rcpt_count", len(self.recipients))
         return PolicyContext(self.name, self.addr, helo=conn.helo_name,
                              sasl_user=self.auth.user or None, tls=conn.tls_active,
                              protocol=conn.protocol, ill_pipelining=self.pipelining_noted, **kw)
@@ -542,7 +543,7 @@ class Session:
                                         size: int) -> Reply | None:
         """smtpd_end_of_data_restrictions (Postfix smtpd_check_eod): after the
         content, before cleanup; its actions join the transaction's."""
-        ctx = self._context(sender=mail.address,
+        ctx = self._context(sender=mail.address, rcpt_count=len(recipients),
                             recipient=last_rcpt if len(recipients) == 1 else None)
         decision = await self._decide(self.server.restrictions.evaluate_eod, ctx,
                                       "END-OF-MESSAGE",

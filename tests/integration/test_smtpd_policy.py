@@ -444,3 +444,18 @@ def test_reject_unauth_pipelining_refuses_data_sent_with_the_data_command(mailsy
     # A client that waits for each reply is not refused.
     with h.session(port) as s:
         assert s.sendmail("a@example.org", ["bob@example.test"], h.MESSAGE) == {}
+
+
+def test_reject_multi_recipient_bounce_at_rcpt(mailsys_instance):
+    inst = mailsys_instance
+    port = h.start(inst, {"smtpd_recipient_restrictions": "reject_multi_recipient_bounce, "
+                          "permit_mynetworks, reject_unauth_destination"})
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        assert s.mail("<>")[0] == 250
+        assert s.rcpt("bob@example.test")[0] == 250
+        assert s.rcpt("carol@example.test") == \
+            (550, b"5.5.3 <carol@example.test>: Recipient address rejected: Multi-recipient bounce")
+        s.rset()
+        assert s.mail("a@example.org")[0] == 250
+        assert [s.rcpt(r)[0] for r in ("bob@example.test", "carol@example.test")] == [250, 250]

@@ -848,3 +848,18 @@ def test_rhsbl_skips_numerical_names():
     rcpt(r, "alice@example.com", resolver=lambda n: asked.append(n) or DnsStatus.EXISTS,
          helo="host.123")
     assert asked == []
+
+
+def test_reject_multi_recipient_bounce():
+    # Postfix: the second recipient of a null-sender transaction at RCPT,
+    # more than one in all at DATA; any sender but <> passes.
+    r = make(smtpd_recipient_restrictions=("reject_multi_recipient_bounce",),
+             smtpd_data_restrictions=("reject_multi_recipient_bounce",))
+    bounce = dict(OUTSIDER, sender="")
+    assert rcpt(r, "alice@example.com", bounce, rcpt_count=0).accepted
+    assert rcpt(r, "bob@example.com", bounce, rcpt_count=1).reply == \
+        "550 5.5.3 <bob@example.com>: Recipient address rejected: Multi-recipient bounce"
+    assert rcpt(r, "bob@example.com", OUTSIDER, rcpt_count=1).accepted
+    assert r.evaluate_data(PolicyContext(**bounce, rcpt_count=1)).accepted
+    assert r.evaluate_data(PolicyContext(**bounce, rcpt_count=2)).reply == \
+        "550 5.5.3 <DATA>: Data command rejected: Multi-recipient bounce"
