@@ -26,6 +26,7 @@ SEE ALSO
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from mailsys.policy.decision import Decision
@@ -90,6 +91,16 @@ def defer_if_reject_step(rs: Restrictions, run: Run, info: ListInfo):
 
 def permit_mynetworks(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:
     return OK if rs.mynetworks.match(run.ctx.client_name, run.ctx.client_addr) else DUNNO
+
+
+def permit_inet_interfaces(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:
+    """Postfix: the client connects from one of this host's own addresses
+    ($inet_interfaces, $proxy_interfaces; "all" counts the loopback ones)."""
+    try:
+        addr = ipaddress.ip_address(run.ctx.client_addr.split("%", 1)[0])
+    except ValueError:
+        return DUNNO
+    return OK if addr in rs.local_addresses else DUNNO
 
 
 def permit_sasl(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:

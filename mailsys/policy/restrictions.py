@@ -126,6 +126,7 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
     "defer": evaluate.defer_all,
     "reject_unauth_pipelining": evaluate.reject_unauth_pipelining,
     "reject_multi_recipient_bounce": evaluate.reject_multi_recipient_bounce,
+    "permit_inet_interfaces": evaluate.permit_inet_interfaces,
     "defer_if_permit": evaluate.defer_if_permit_step,
     "defer_if_reject": evaluate.defer_if_reject_step,
     "permit_mynetworks": evaluate.permit_mynetworks,
@@ -222,10 +223,11 @@ class Restrictions:
         self.virtual_alias_domains = domains("virtual_alias_domains", ())
         self.virtual_mailbox_domains = domains("virtual_mailbox_domains", ())
         self.relay_domains = domains("relay_domains", ())
-        local_addrs = own_addresses(get("inet_interfaces", ("all",)), get("proxy_interfaces", ()))
+        self.local_addresses = own_addresses(get("inet_interfaces", ("all",)),
+                                             get("proxy_interfaces", ()))
         self._addresses = AddressResolver(
             self.mydestination, self.virtual_alias_domains, self.virtual_mailbox_domains,
-            self.relay_domains, local_addrs, myhostname, percent_hack, swap_bangpath,
+            self.relay_domains, self.local_addresses, myhostname, percent_hack, swap_bangpath,
             resolve_dequoted)
 
         def maps(name: str, default: tuple[str, ...]) -> tuple[Table, ...]:

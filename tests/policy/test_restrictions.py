@@ -863,3 +863,13 @@ def test_reject_multi_recipient_bounce():
     assert r.evaluate_data(PolicyContext(**bounce, rcpt_count=1)).accepted
     assert r.evaluate_data(PolicyContext(**bounce, rcpt_count=2)).reply == \
         "550 5.5.3 <DATA>: Data command rejected: Multi-recipient bounce"
+
+
+def test_permit_inet_interfaces():
+    # The client connects from one of our own addresses; "all" counts loopback.
+    r = make(inet_interfaces=("192.0.2.25", "loopback-only"),
+             smtpd_relay_restrictions=("permit_inet_interfaces", "reject_unauth_destination"))
+    for addr, accepted in (("192.0.2.25", True), ("127.0.0.1", True), ("::1", True),
+                           ("192.0.2.26", False)):
+        d = rcpt(r, "x@remote.example", OUTSIDER, client_addr=addr)
+        assert d.accepted is accepted, addr
