@@ -38,7 +38,6 @@ DESCRIPTION
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -186,7 +185,7 @@ class SmtpdServer:
             dns=SmtpdDns.from_config(cfg) if needs_dns else None,
             sasl=sasl,
             tls_context=tls_context,
-            own_addresses=_own_addresses(cfg),
+            own_addresses=restrictions.local_addresses,
             needs_dns=needs_dns,
             greeting=replies.greeting(cfg.smtpd_banner),
             timeout_reply=replies.timeout(cfg.myhostname),
@@ -246,19 +245,6 @@ class SmtpdServer:
     async def aclose(self) -> None:
         await self.anvil.aclose()
         await self.cleanup.aclose()
-
-
-def _own_addresses(cfg: Any) -> frozenset:
-    """The addresses permit_inet_interfaces accepts (see the module description)."""
-    out = set()
-    for item in list(cfg.inet_interfaces) + list(param(cfg, "proxy_interfaces", ())):
-        if item.lower() in ("all", "loopback-only"):
-            out.update(ipaddress.ip_address(a) for a in ("127.0.0.1", "::1"))
-            continue
-        ip = parse_address(item)
-        if ip is not None:
-            out.add(ip)
-    return frozenset(out)
 
 
 def _tls_context(cfg: Any) -> Any:
