@@ -8,8 +8,8 @@ Nothing else in mailsys holds a default for a parameter.
 
 A few defaults cannot be written as text and are computed on first use:
 myhostname (the system's FQDN), mydomain (myhostname minus its first label)
-and mynetworks (loopback plus this host's own addresses, Postfix's
-``mynetworks_style = host``). config_directory defaults to the directory
+and mynetworks (the networks of the inet_interfaces addresses by
+mynetworks_style, mailsys.config.interfaces). config_directory defaults to the directory
 the configuration was read from.
 
 Deliberate differences from Postfix 3.7, each for a reason given at its
@@ -31,8 +31,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from mailsys.config import host
-from mailsys.config.values import Bool, Int, List, Size, Str, Time, ValueType
+from mailsys.config import host, interfaces
+from mailsys.config.values import Bool, Int, List, Size, Str, Time, ValueType, split_list
 
 # A computed default receives a function that returns the expanded value of
 # another parameter (mydomain needs the effective myhostname).
@@ -64,10 +64,11 @@ def _mydomain(value: Callable[[str], str]) -> str:
 
 
 def _mynetworks(value: Callable[[str], str]) -> str:
-    # Postfix's mynetworks_style = host (the default at compatibility level
-    # 2 and up). "subnet" and "class" need interface netmasks, which the
-    # standard library cannot read portably; they get the same answer.
-    return " ".join(("127.0.0.0/8", "[::1]/128") + host.own_networks())
+    # Postfix's mynetworks.c: the networks of the addresses inet_interfaces
+    # names, by mynetworks_style.
+    return " ".join(interfaces.mynetworks(split_list(value("inet_interfaces")),
+                                          split_list(value("inet_protocols")),
+                                          value("mynetworks_style")))
 
 
 P = Param

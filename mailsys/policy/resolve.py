@@ -31,10 +31,8 @@ SEE ALSO
 from __future__ import annotations
 
 import enum
-import ipaddress
 import re
 from dataclasses import dataclass
-from typing import Iterable
 
 from mailsys.policy.netmatch import DomainMatcher, parse_address
 
@@ -194,18 +192,4 @@ class AddressResolver:
         return Resolved(local, domain, cls, routed)
 
 
-def own_addresses(interfaces: Iterable[str], proxies: Iterable[str]) -> frozenset:
-    """Our own IP addresses from inet_interfaces and proxy_interfaces, for
-    recognising [address] literals that name this host."""
-    addrs = set()
-    for item in list(interfaces) + list(proxies):
-        if item.lower() in ("all", "loopback-only"):
-            addrs.update((ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")))
-            continue
-        ip = parse_address(item)
-        if ip is not None:
-            addrs.add(ip)
-    return frozenset(addrs)
-
-
-__all__ = ["AddressResolver", "DomainClass", "Resolved", "dequote", "own_addresses", "split_address"]
+__all__ = ["AddressResolver", "DomainClass", "Resolved", "dequote", "split_address"]

@@ -73,6 +73,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping
 
+from mailsys.config.interfaces import own_addresses
 from mailsys.errors import ConfigError
 from mailsys.policy import dnschecks, evaluate, users
 from mailsys.policy.access import check_access
@@ -84,8 +85,7 @@ from mailsys.policy.netmatch import ClientMatcher, DomainMatcher, Table
 from mailsys.policy.params import PARENT_DEFAULT, Tables, TablesOpener, param_value
 from mailsys.policy.replies import (CLIENT, CODE_DEFAULTS, CONFIG_ERROR_TEXT, DATA, EOD, HELO,
                                     RECIPIENT, SENDER, dsn_fix, split_dsn)
-from mailsys.policy.resolve import (AddressResolver, DomainClass, Resolved, own_addresses,
-                                    split_address)
+from mailsys.policy.resolve import AddressResolver, DomainClass, Resolved, split_address
 from mailsys.policy.service import NeedPolicy, check_policy_service
 from mailsys.policy.state import DUNNO, ListInfo, Run, Step, Verdict
 
@@ -224,7 +224,8 @@ class Restrictions:
         self.virtual_mailbox_domains = domains("virtual_mailbox_domains", ())
         self.relay_domains = domains("relay_domains", ())
         self.local_addresses = own_addresses(get("inet_interfaces", ("all",)),
-                                             get("proxy_interfaces", ()))
+                                             get("proxy_interfaces", ()),
+                                             get("inet_protocols", ("all",)))
         self._addresses = AddressResolver(
             self.mydestination, self.virtual_alias_domains, self.virtual_mailbox_domains,
             self.relay_domains, self.local_addresses, myhostname, percent_hack, swap_bangpath,

@@ -55,7 +55,6 @@ DESCRIPTION
 from __future__ import annotations
 
 import functools
-import ipaddress
 import random
 import socket
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -64,6 +63,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from mailsys.config import parse_master_cf
+from mailsys.config.interfaces import own_interfaces
 from mailsys.config.values import BadValue, parse_time
 from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sent
 from mailsys.errors import ConfigError
@@ -144,20 +144,9 @@ class SmtpSettings:
 def _interface_addresses(cfg, host: str) -> list[str]:
     """The addresses an smtpd service with this host part listens on."""
     words = [host] if host else list(cfg.inet_interfaces)
-    out: list[str] = []
-    for word in words:
-        w = word.strip("[]").lower()
-        if w in ("all", "loopback-only", "localhost"):
-            out += ["127.0.0.1", "::1"]
-            if w == "all":
-                from mailsys.config.host import own_networks
-                out += [n.split("/")[0].strip("[]") for n in own_networks()]
-            continue
-        try:
-            out.append(str(ipaddress.ip_address(w)))
-        except ValueError:
-            continue         # a host name: Postfix resolves it; mailsys binds addresses only
-    return out
+    if any(w.lower() == "localhost" for w in words):
+        words.append("loopback-only")           # both families, whatever the resolver says
+    return [str(i.ip) for i in own_interfaces(words, cfg.inet_protocols)]
 
 
 def own_endpoints(cfg) -> frozenset[tuple[str, int]]:

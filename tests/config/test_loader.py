@@ -25,7 +25,7 @@ def test_defaults_are_typed(confdir):
     assert cfg.relay_domains == ()
     assert cfg.mynetworks_style == "host"
     assert cfg.smtputf8_enable is True
-    assert "127.0.0.0/8" in cfg.mynetworks
+    assert cfg.mynetworks[0] == "127.0.0.1/32"          # mynetworks_style host, inet_interfaces all
     assert cfg.smtpd_client_event_limit_exceptions == cfg.mynetworks
 
 
