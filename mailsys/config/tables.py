@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from mailsys.config.cidr_table import read_cidr
+from mailsys.config.files import sync_directory
 from mailsys.config.lines import logical_lines
 from mailsys.config.posix_regex import from_posix
 from mailsys.config.values import BadValue, split_list, strip_braces
@@ -394,15 +395,6 @@ def write_lmdb(source: Path) -> Path:
     os.replace(tmp, target)
     sync_directory(target.parent)
     return target
-
-
-def sync_directory(path: Path) -> None:
-    """Make a rename in `path` survive a crash (the entry lives in the directory)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 OPENERS: dict[str, Callable[[str, str, object], Table]] = {

@@ -36,10 +36,10 @@ DESCRIPTION
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from mailsys.config.files import replace_file
 from mailsys.sasl.passwords import (CRAM_PREFIX, LEGACY_CRAM_KEY_PREFIX, SCRYPT_PREFIX, BadCredential,
                                     CramMd5Key, ScryptHash, burn_time)
 
@@ -149,26 +149,7 @@ def list_users(text: str) -> list[str]:
 
 def write_users_file(path: Path, text: str) -> None:
     """Replace path with text atomically, mode 0600."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dirfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    replace_file(path, text, mode=0o600)
 
 
 class UserDatabase:
