@@ -6,6 +6,9 @@ SYNOPSIS
     mailsys postconf [-c dir] -X name ...
     mailsys postconf [-c dir] -# name ...
     mailsys postconf [-c dir] [-h] -M [name[/type] ...]
+    mailsys postconf [-c dir] [-h] -F|-P [service[/type[/name]] ...]
+    mailsys postconf [-c dir] -Me|-Fe|-Pe service/type[/name]=value ...
+    mailsys postconf [-c dir] -MX|-M#|-PX service/type[/name] ...
     mailsys postconf -m
 
 DESCRIPTION
@@ -25,7 +28,9 @@ DESCRIPTION
 
     -M prints master.cf with its columns aligned the way Postfix does
     (``%-10s %-5s %-7s %-7s %-7s %-7s %-7s command``), each service on one
-    line, optionally only the services named as name or name/type.
+    line, optionally only the services named as name or name/type. -F and
+    -P print its fields and -o parameters one per line, and -Me, -Fe, -Pe,
+    -MX, -M# and -PX edit it: see mailsys.cli.postconf_master.
 
     -m lists the lookup table types this build supports, one per line.
 
@@ -36,46 +41,65 @@ DESCRIPTION
 from __future__ import annotations
 
 import getopt
-import os
 import sys
-import tempfile
 from pathlib import Path
 
+from mailsys.cli import postconf_master as master
 from mailsys.config import load
 from mailsys.config.loader import Config
 from mailsys.config.lines import physical_lines
+from mailsys.config.files import replace_file
 from mailsys.config.maincf import parse_main_cf, split_name_value
-from mailsys.config.mastercf import split_master_text
 from mailsys.config.params import PARAMS, param
-from mailsys.config.tables import OPENERS, sync_directory
+from mailsys.config.tables import OPENERS
 from mailsys.errors import ConfigError, UsageError
 
 USAGE = ("usage: postconf [-c config_dir] [-dhnx] [name ...] | -e name=value ... | -X|-# name ... "
-         "| -M [name[/type] ...] | -m")
+         "| [-h] -M|-F|-P [service[/type[/name]] ...] | -Me|-Fe|-Pe service/type[/name]=value ... "
+         "| -MX|-M#|-PX service/type[/name] ... | -m")
+
+LISTS = {"-m": lambda: sorted(OPENERS)}     # lists of what this build supports
 
 
 def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
     try:
-        opts, names = getopt.gnu_getopt(argv, "c:dehmnxXM#")
+        opts, names = getopt.gnu_getopt(argv, "c:dehmnxXM#FP")
     except getopt.GetoptError as e:
         raise UsageError(f"{e}. {USAGE}") from None
     flags = {flag for flag, _ in opts}
     for flag, value in opts:
         if flag == "-c":
             config_dir = Path(value).absolute()
-    if len(flags & {"-e", "-X", "-#", "-M", "-m"}) > 1:
+    modes = flags & {"-M", "-F", "-P", *LISTS}
+    edits = flags & {"-e", "-X", "-#"}
+    if len(modes) > 1 or len(edits) > 1:
         raise UsageError(USAGE)
-    if "-m" in flags:
-        print("\n".join(sorted(OPENERS)))
+    mode, edit_flag = next(iter(modes), None), next(iter(edits), None)
+    if mode in LISTS:
+        print("\n".join(LISTS[mode]()))
         return 0
-    if "-e" in flags:
+    if mode == "-M":
+        if edit_flag is None:
+            return master.show_master(config_dir, names)
+        return master.edit_entries(config_dir, names, edit_flag[1])
+    if mode == "-F":
+        if edit_flag is None:
+            return master.show_fields(config_dir, names, "-h" in flags)
+        if edit_flag != "-e":
+            raise UsageError(USAGE)
+        return master.edit_fields(config_dir, names)
+    if mode == "-P":
+        if edit_flag is None:
+            return master.show_parameters(config_dir, names, "-h" in flags)
+        if edit_flag == "-#":
+            raise UsageError(USAGE)
+        return master.edit_parameters(config_dir, names, delete=edit_flag == "-X")
+    if edit_flag == "-e":
         return edit(config_dir, names)
-    if "-X" in flags:
+    if edit_flag == "-X":
         return delete(config_dir, names)
-    if "-#" in flags:
+    if edit_flag == "-#":
         return delete(config_dir, names, comment_out=True)
-    if "-M" in flags:
-        return show_master(config_dir, names)
     return show(config_dir, names, flags)
 
 
@@ -149,7 +173,7 @@ def edit(config_dir: Path, args: list[str]) -> int:
         changes[name] = value
     current = Config(config_dir, parse_main_cf(text, str(path)), (), str(path))
     current.with_overrides({n: v for n, v in changes.items() if param(n) is not None})
-    _write_atomically(path, _rewrite(text, changes, str(path)))
+    replace_file(path, _rewrite(text, changes, str(path)))
     return 0
 
 
@@ -160,7 +184,7 @@ def delete(config_dir: Path, names: list[str], comment_out: bool = False) -> int
     path, text = _read_main(config_dir)
     if text:
         marker = COMMENT_OUT if comment_out else None
-        _write_atomically(path, _rewrite(text, dict.fromkeys(names, marker), str(path)))
+        replace_file(path, _rewrite(text, dict.fromkeys(names, marker), str(path)))
     return 0
 
 
@@ -218,60 +242,4 @@ def _setting_name(line: str) -> str | None:
     return name if eq and name and not any(c.isspace() for c in name) else None
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".main.cf.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
-        except FileNotFoundError:
-            os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-        sync_directory(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-# -- master.cf ------------------------------------------------------------------------
-
-MASTER_WIDTHS = (10, 5, 7, 7, 7, 7, 7)
-
-
-def format_master(fields: tuple[str, ...], command: tuple[str, ...]) -> str:
-    """One master.cf service the way postconf -M prints it."""
-    cols = " ".join(f"{value:<{width}}" for value, width in zip(fields, MASTER_WIDTHS))
-    return f"{cols} {' '.join(command)}"
-
-
-def show_master(config_dir: Path, requests: list[str]) -> int:
-    path = config_dir / "master.cf"
-    try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as e:
-        raise ConfigError(f"open {path}: {e.strerror}") from None
-    warnings: list[str] = []
-    lines = split_master_text(text, str(path), warnings)
-    for w in warnings:
-        warn(w)
-    matched: set[str] = set()
-    out = []
-    for ml in lines:
-        name, type_ = ml.fields[0], ml.fields[1]
-        hits = [r for r in requests if r in (name, f"{name}/{type_}")]
-        if requests and not hits:
-            continue
-        matched.update(hits)
-        out.append(format_master(ml.fields, ml.command))
-    for r in requests:
-        if r not in matched:
-            warn(f'unmatched request: "{r}"')
-    if out:
-        sys.stdout.write("\n".join(out) + "\n")
-    return 0
-
-
-__all__ = ["main", "format_master"]
+__all__ = ["main"]

@@ -108,6 +108,12 @@ def parse_master_cf(path: Path, cfg, warnings: list[str] | None = None) -> tuple
         text = Path(path).read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as e:
         raise ConfigError(f"open {file}: {e.strerror}") from None
+    return parse_master_text(text, file, cfg, warnings)
+
+
+def parse_master_text(text: str, file: str, cfg,
+                      warnings: list[str] | None = None) -> tuple[ServiceSpec, ...]:
+    """parse_master_cf() on master.cf text; `file` names it in errors."""
     physical = physical_lines(text)
     seen: dict[tuple[str, str], int] = {}
     services = []
