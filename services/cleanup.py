@@ -165,6 +165,14 @@ class Cleanup:
         # The content as received is not needed any more: let it go before
         # the wait for the commit (the entry holds the stored form).
         del req
+        # Logged before the commit, as Postfix's cleanup logs while it reads
+        # the header: qmgr may log the message's "from=" as soon as the
+        # commit is done, and mail.log must not show qmgr before cleanup.
+        for line in entry.log_lines:
+            if line.startswith("message-id="):
+                log.info("message-id", queue_id=qid, message_id=line[len("message-id="):])
+            else:
+                log.info(line, queue_id=qid)
         try:
             await commits.create(entry.envelope, entry.content)
         except QueueFull as e:
@@ -173,11 +181,6 @@ class Cleanup:
         except QueueError as e:
             log.warning(f"queue file write error: {e}", queue_id=qid)
             return ErrorReply(ErrorCode.WRITE_ERROR, str(e))
-        for line in entry.log_lines:
-            if line.startswith("message-id="):
-                log.info("message-id", queue_id=qid, message_id=line[len("message-id="):])
-            else:
-                log.info(line, queue_id=qid)
         return Queued(queue_id=qid, size=entry.envelope.size)
 
     def prepare(self, req: CleanupRequest) -> _Entry | Rejected:
