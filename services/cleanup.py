@@ -25,12 +25,20 @@ DESCRIPTION
          Postfix's cleanup logs it: "QID: reject: header Subject: ... from
          c[ip]; from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 message content
          rejected", "QID: warning: body ...";
-      3. hands envelope and content to a group commit
+      3. rewrites the envelope (mailsys.message.address_maps):
+         sender_canonical_maps, recipient_canonical_maps, canonical_maps,
+         masquerade_domains, then virtual_alias_maps expansion, each
+         recipient keeping the address it was received as (orig_to= in
+         the delivery logs), then always_bcc, sender_bcc_maps and
+         recipient_bcc_maps; an expansion past its limits is Postfix's
+         Rejected(451, 4.6.0, "Alias expansion error");
+      4. hands envelope and content to a group commit
          (mailsys.runtime.store_io.GroupCommit): requests that arrive while
          one commit is in flight are written together by the next, in one
          fsynced transaction;
-      4. after the commit, and never before, logs "QID: message-id=<...>"
-         and answers Queued(queue_id, size) (DESIGN.md contract 1); qmgr
+      5. logs "QID: message-id=<...>" (before the commit, as Postfix
+         logs it while reading the header), and after the commit, never
+         before, answers Queued(queue_id, size) (DESIGN.md contract 1); qmgr
          is poked with b"I" on $queue_directory/public/qmgr after a batch,
          best effort: the queue is the truth and qmgr also scans on its timer.
          Triggers are paced: the first after a quiet spell goes at once,
@@ -52,6 +60,10 @@ DESCRIPTION
                 redirect address; its orig_to= is the first recipient;
       filter    kept in the envelope (attribute "filter"), where qmgr
                 sends every recipient to that transport:destination.
+
+    The sender's receive_override_options (CleanupRequest) switch steps
+    off for one message: no_address_mappings step 3, no_header_body_checks
+    the header, MIME and body checks of step 2.
 
     Refusals: Rejected(554, 5.4.0, "Error: too many hops") and
     Rejected(552, 5.3.4, "Error: message file too big"). Failed commits:
@@ -80,6 +92,7 @@ from mailsys.errors import QueueError, QueueFull
 from mailsys.ipc import names
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import PROTOCOL, CleanupRequest, Queued, Rejected
+from mailsys.message.address_maps import ALIAS_ERROR, AddressMaps, AliasError
 from mailsys.message.envelope import Envelope, Recipient
 from mailsys.message.header_checks import ContentAction, log_text
 from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
@@ -87,6 +100,7 @@ from mailsys.message.message_actions import MessageActions, first_answer, with_a
 from mailsys.message.mime_checks import check_body
 from mailsys.message.qid import is_qid
 from mailsys.message.received import received_local, received_smtp
+from mailsys.qmgr.settings import local_domain_check
 from mailsys.queue import Queue, QueueStore
 from mailsys.runtime import ipc_io, skeleton, store_io
 
@@ -133,6 +147,8 @@ class Cleanup:
         self.nested_checks = checks("nested_header_checks") if mime else None
         self.body_checks = checks("body_checks")
         self.mime = mime
+        self.address_maps = AddressMaps.from_config(cfg, lambda spec: open_table(spec, cfg),
+                                                    local_domain_check(cfg))
         self.size_limit = cfg.message_size_limit
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
         self.holds = store_io.GroupCommit(store, Queue.HOLD)
@@ -186,10 +202,13 @@ class Cleanup:
     def prepare(self, req: CleanupRequest) -> _Entry | Rejected:
         """The queue entry for req (pure: no I/O), or the refusal."""
         arrival = req.arrival_time or time.time()
+        overrides = req.receive_override_options
+        checks = "no_header_body_checks" not in overrides
         cleaned = clean_header(
             req.content, policy=self.policy, received=self.received(req, arrival),
             queue_id=req.queue_id, arrival=arrival, sender=req.sender,
-            fullname=req.fullname, prepend=req.prepend, check=self.header_checks,
+            fullname=req.fullname, prepend=req.prepend,
+            check=self.header_checks if checks else None,
             add_missing=wants_missing_headers(
                 local_client=req.local,
                 always_add_missing_headers=self.cfg.always_add_missing_headers))
@@ -200,7 +219,7 @@ class Cleanup:
             self._act(act, actions, req)
         error = cleaned.error
         source = req.content
-        if error is None and not actions.discard and (
+        if error is None and not actions.discard and checks and (
                 self.mime_checks or self.nested_checks or self.body_checks):
             body = source[cleaned.body_offset:]
             found = check_body(body, cleaned.content_type if self.mime else "",
@@ -213,11 +232,21 @@ class Cleanup:
                 source = source[:cleaned.body_offset] + found.apply(body)
         if error is not None:
             return Rejected(error.code, error.enhanced, error.text)
+        sender = req.sender
+        recipients = tuple(Recipient(r.address, orcpt=r.orcpt, notify=r.notify)
+                           for r in req.recipients)
+        if self.address_maps.active and "no_address_mappings" not in overrides:
+            def warn(text: str) -> None:
+                log.warning(text, queue_id=req.queue_id)
+            try:
+                sender, recipients = self.address_maps.envelope(sender, recipients, warn)
+            except AliasError as e:
+                warn(str(e))
+                return Rejected(451, *ALIAS_ERROR)
         content = cleaned.assemble(source, crlf=req.crlf)
         envelope = Envelope(
-            queue_id=req.queue_id, sender=req.sender,
-            recipients=with_actions((Recipient(r.address, orcpt=r.orcpt, notify=r.notify)
-                                     for r in req.recipients), actions.bcc, actions.redirect),
+            queue_id=req.queue_id, sender=sender,
+            recipients=with_actions(recipients, actions.bcc, actions.redirect),
             arrival_time=arrival, size=len(content),
             client_name=req.client_name, client_addr=req.client_addr,
             client_port=req.client_port, helo=req.helo, protocol=req.protocol,

@@ -117,7 +117,8 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         content=content, arrival_time=time.time(), origin="sendmail", local=True,
         protocol="local", uid=os.getuid(), fullname=opts.get("F", ""),
         envid=opts.get("V", ""), ret=opts.get("R", "").upper(),
-        body_type=opts.get("B", "").upper(), filter=cfg.content_filter)
+        body_type=opts.get("B", "").upper(), filter=cfg.content_filter,
+        receive_override_options=tuple(cfg.receive_override_options))
     try:
         reply = submit(cfg, request)
     except IpcUnavailable as e:

@@ -127,7 +127,8 @@ class _Session:
             protocol=conn.received_protocol, uid=os.getuid(),
             envid=(mail.envid or "") if mail else "", ret=(mail.ret or "") if mail else "",
             body_type=(mail.body or "") if mail else "",
-            smtputf8=bool(mail and mail.smtputf8), filter=self.cfg.content_filter)
+            smtputf8=bool(mail and mail.smtputf8), filter=self.cfg.content_filter,
+            receive_override_options=tuple(self.cfg.receive_override_options))
         try:
             reply = sendmail.submit(self.cfg, request)
         except RemoteError as e:

@@ -71,6 +71,9 @@ def _mynetworks(value: Callable[[str], str]) -> str:
                                           value("mynetworks_style")))
 
 
+# The address classes of canonical_classes and masquerade_classes.
+ADDRESS_CLASSES = ("envelope_sender", "envelope_recipient", "header_sender", "header_recipient")
+
 P = Param
 _TABLE: tuple[Param, ...] = (
     # --- identity and routing (postfix-compat.md 2.1) ---
@@ -106,6 +109,34 @@ _TABLE: tuple[Param, ...] = (
     P("virtual_mailbox_domains", List, "$virtual_mailbox_maps", "Domains delivered to virtual mailboxes"),
     P("virtual_alias_maps", List, "", "Lookup tables rewriting recipients to other addresses"),
     P("virtual_alias_domains", List, "$virtual_alias_maps", "Domains whose every address is an alias"),
+    P("virtual_alias_recursion_limit", Int, "1000", "Deepest nesting of a virtual alias expansion",
+      min=1),
+    P("virtual_alias_expansion_limit", Int, "1000",
+      "Most addresses one virtual alias expansion may give", min=1),
+    P("virtual_alias_address_length_limit", Int, "1000",
+      "Longest address a virtual alias expansion may give", min=1),
+    P("canonical_maps", List, "", "Lookup tables rewriting sender and recipient addresses"),
+    P("sender_canonical_maps", List, "", "Lookup tables rewriting sender addresses"),
+    P("recipient_canonical_maps", List, "", "Lookup tables rewriting recipient addresses"),
+    P("canonical_classes", List, "envelope_sender, envelope_recipient, header_sender, header_recipient",
+      "Addresses canonical_maps rewrites", choices=ADDRESS_CLASSES),
+    P("sender_canonical_classes", List, "envelope_sender, header_sender",
+      "Addresses sender_canonical_maps rewrites", choices=ADDRESS_CLASSES),
+    P("recipient_canonical_classes", List, "envelope_recipient, header_recipient",
+      "Addresses recipient_canonical_maps rewrites", choices=ADDRESS_CLASSES),
+    P("masquerade_domains", List, "", "Domains whose subdomains are hidden in addresses"),
+    P("masquerade_classes", List, "envelope_sender, header_sender, header_recipient",
+      "Addresses masquerade_domains rewrites", choices=ADDRESS_CLASSES),
+    P("masquerade_exceptions", List, "", "User names whose addresses are never masqueraded"),
+    P("propagate_unmatched_extensions", List, "canonical, virtual",
+      "Mappings that carry an unmatched address extension into their result",
+      choices=("canonical", "virtual", "alias", "forward", "include", "generic")),
+    P("always_bcc", Str, "", "Address that gets a blind copy of every message"),
+    P("sender_bcc_maps", List, "", "Lookup tables from sender address to a blind copy address"),
+    P("recipient_bcc_maps", List, "", "Lookup tables from recipient address to a blind copy address"),
+    P("receive_override_options", List, "", "Processing switched off for mail received here",
+      choices=("no_unknown_recipient_checks", "no_address_mappings", "no_header_body_checks",
+               "no_milters")),
     P("virtual_minimum_uid", Int, "100", "Lowest uid the virtual delivery agent accepts", min=1),
     P("virtual_uid_maps", List, "", "Lookup tables giving the uid of each virtual mailbox"),
     P("virtual_gid_maps", List, "", "Lookup tables giving the gid of each virtual mailbox"),

@@ -16,6 +16,10 @@ escaping). An empty result means "no phrase".
 
 ``comment_text(text)`` is Postfix's comment_sanitize(3) in spirit: text safe
 inside ``( ... )`` in a Received: header (SASL user names).
+
+``strip_extension(local, delimiter)`` is a local part without its address
+extension: ``user+ext`` -> ``user`` at the first recipient_delimiter
+character, unless that character leads.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import base64
 import re
 
-__all__ = ["quote_822_local", "phrase_text", "comment_text"]
+__all__ = ["quote_822_local", "phrase_text", "comment_text", "strip_extension"]
 
 # lex_822.h LEX_822_SPECIALS: the RFC 822 specials.
 _SPECIALS_822 = '()<>@,;:\\".[]'
@@ -125,3 +129,11 @@ def comment_text(text: str) -> str:
         i += 1
     out.append(")" * depth)
     return "".join(out)
+
+
+def strip_extension(local: str, delimiter: str) -> str:
+    """user+ext -> user at the first recipient_delimiter character (none when it leads)."""
+    for i, c in enumerate(local):
+        if c in delimiter:
+            return local[:i] if i > 0 else local
+    return local

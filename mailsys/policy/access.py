@@ -41,6 +41,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from mailsys.message.address import strip_extension
 from mailsys.policy.decision import Decision, Note
 from mailsys.policy.hostnames import valid_hostaddr
 from mailsys.policy.netmatch import Table, parent_domains, parse_address
@@ -224,12 +225,4 @@ def _access_keys_addr(addr: str) -> list[str]:
     return keys
 
 
-def strip_extension(local: str, delimiter: str) -> str:
-    """user+ext -> user at the first recipient_delimiter character (none when it leads)."""
-    for i, c in enumerate(local):
-        if c in delimiter:
-            return local[:i] if i > 0 else local
-    return local
-
-
-__all__ = ["access_result", "check_access", "strip_extension"]
+__all__ = ["access_result", "check_access"]

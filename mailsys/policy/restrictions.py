@@ -200,6 +200,10 @@ class Restrictions:
         self.delay_reject = bool(get("smtpd_delay_reject", True))
         self.reject_unlisted_recipient = bool(get("smtpd_reject_unlisted_recipient", True))
         self.reject_unlisted_sender = bool(get("smtpd_reject_unlisted_sender", False))
+        # receive_override_options = no_unknown_recipient_checks (a content
+        # filter's re-injection service): no address is "unknown" here.
+        self.unknown_recipient_checks = \
+            "no_unknown_recipient_checks" not in get("receive_override_options", ())
         self.show_table = bool(get("show_user_unknown_table_name", True))
         percent_hack = bool(get("allow_percent_hack", True))
         swap_bangpath = bool(get("swap_bangpath", True))

@@ -15,7 +15,8 @@ DESCRIPTION
     domain are exempt; an empty local_recipient_maps, virtual_mailbox_maps
     or relay_recipient_maps means every user exists. An address that still
     routes onwards, or has no domain and is not local, is left to the relay
-    checks.
+    checks. With receive_override_options = no_unknown_recipient_checks
+    nothing is unlisted.
 
     reject_sender_login_mismatch and its authenticated / unauthenticated
     variants look the sender up in smtpd_sender_login_maps: a logged-in
@@ -39,7 +40,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from mailsys.policy.access import strip_extension
+from mailsys.message.address import strip_extension
 from mailsys.policy.netmatch import Table
 from mailsys.policy.replies import SENDER
 from mailsys.policy.resolve import DomainClass, dequote, split_address
@@ -51,6 +52,8 @@ if TYPE_CHECKING:
 
 def unlisted(rs: Restrictions, run: Run, info: ListInfo, addr: str, reply_class: str | None = None):
     """smtpd_check_rcptmap: refuse an address no table of its class knows."""
+    if not rs.unknown_recipient_checks:
+        return DUNNO
     reply_class = reply_class or info.reply_class
     r = rs.resolve(addr)
     if r.routed or not r.domain and r.cls != DomainClass.LOCAL:

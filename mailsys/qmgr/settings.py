@@ -9,12 +9,13 @@ Postfix does. Times are float seconds. Pure.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from mailsys.config.tables import open_table
-from mailsys.routing import DomainSet, LookupTable, RoutingSettings
+from mailsys.routing import AddressClass, DomainSet, LookupTable, RoutingSettings, resolve
 
-__all__ = ["QmgrSettings", "Limits", "TableDomains", "routing_settings"]
+__all__ = ["QmgrSettings", "Limits", "TableDomains", "local_domain_check", "routing_settings"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,3 +101,11 @@ def routing_settings(cfg: Any) -> RoutingSettings:
     """routing_settings - resolve()'s settings from a Config, tables opened."""
     return RoutingSettings.from_config(cfg, open_table=lambda spec: open_table(spec, cfg),
                                        domains=lambda name: _domains(cfg, name))
+
+
+def local_domain_check(cfg: Any) -> Callable[[str], bool]:
+    """is_local(domain): the domain is this host's (mydestination, or an
+    address literal of ours), as trivial-rewrite's resolve_local() says."""
+    settings = routing_settings(cfg)
+    return lambda domain: resolve(f"postmaster@{domain}", settings).address_class \
+        is AddressClass.LOCAL

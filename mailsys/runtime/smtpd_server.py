@@ -104,6 +104,7 @@ class SmtpdServer:
     cleanup: ipc_io.ChannelPool
     policy: PolicyClients                # check_policy_service
     content_filter: str                  # transport:destination for each message, or ""
+    receive_override_options: tuple[str, ...]   # passed to cleanup with each message
     dns: SmtpdDns | None                 # None unless needs_dns: no dnspython loaded
     sasl: SaslServer | None
     tls_context: Any                     # an OpenSSL.SSL.Context, or None
@@ -182,6 +183,7 @@ class SmtpdServer:
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
             policy=PolicyClients.from_config(cfg),
             content_filter=cfg.content_filter,
+            receive_override_options=tuple(cfg.receive_override_options),
             dns=SmtpdDns.from_config(cfg) if needs_dns else None,
             sasl=sasl,
             tls_context=tls_context,

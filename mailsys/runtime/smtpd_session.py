@@ -580,7 +580,8 @@ class Session:
             # on a re-injection service turns it off there).
             hold=actions.hold, discard=actions.discard,
             filter=actions.filter or self.server.content_filter,
-            redirect=actions.redirect, bcc=tuple(actions.bcc), prepend=tuple(actions.prepend))
+            redirect=actions.redirect, bcc=tuple(actions.bcc), prepend=tuple(actions.prepend),
+            receive_override_options=self.server.receive_override_options)
 
         def with_content() -> CleanupRequest:
             if content is None:

@@ -211,6 +211,13 @@ def test_unlisted_check_off_and_empty_maps_accept_everyone():
     assert rcpt(make(local_recipient_maps=()), "nobody@example.com").accepted
 
 
+def test_no_unknown_recipient_checks_accepts_unknown_users_even_in_a_list():
+    r = make(receive_override_options=("no_unknown_recipient_checks",),
+             smtpd_recipient_restrictions=("reject_unlisted_recipient", "permit_mynetworks"))
+    assert rcpt(r, "nobody@example.com").accepted
+    assert rcpt(r, "dave@virt.example").accepted
+
+
 def test_unlisted_check_lookup_keys_for_a_local_user():
     t = Table()
     rcpt(make(tables={"texthash:/local": t}, recipient_delimiter="+"), "eve+x@example.com")

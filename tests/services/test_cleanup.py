@@ -455,3 +455,20 @@ async def test_body_checks(make_config, store, tmp_path):
                                 "from=<alice@example.com> to=<bob@example.org> proto=ESMTP "
                                 "helo=<helo.example>: 5.7.0 no sales")
     assert store.load_content(kept.queue_id).endswith(b"\r\n\r\n[removed]\r\n")
+
+
+@trio_test
+async def test_no_header_body_checks_skips_the_content_checks(make_config, store, tmp_path):
+    checks = tmp_path / "checks"
+    checks.write_text("/viagra/ REJECT\n")
+    cfg = make_config(header_checks=f"regexp:{checks}", body_checks=f"regexp:{checks}")
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        header = request(content=b"Subject: viagra\r\n\r\nbody\r\n")
+        body = request(content=b"Subject: hi\r\n\r\nviagra\r\n")
+        refused = [await svc.call(header), await svc.call(body)]
+        passed = [await svc.call(request(content=r.content, receive_override_options=(
+            "no_unknown_recipient_checks", "no_header_body_checks"))) for r in (header, body)]
+        nursery.cancel_scope.cancel()
+    assert refused == [Rejected(550, "5.7.1", "message content rejected")] * 2
+    assert all(isinstance(r, Queued) for r in passed)

@@ -73,6 +73,10 @@ class CleanupRequest:
     redirect: str = ""
     bcc: tuple[str, ...] = ()
     prepend: tuple[str, ...] = ()   # header lines
+    # The sender's receive_override_options (Postfix passes them to cleanup
+    # as flags): "no_address_mappings" and "no_header_body_checks" switch
+    # off cleanup's address rewriting and content checks for the message.
+    receive_override_options: tuple[str, ...] = ()
 
 
 @message("cleanup_queued", version=1)

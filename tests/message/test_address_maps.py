@@ -1,0 +1,133 @@
+"""address_maps: cleanup's canonical, masquerade, virtual alias and BCC rewriting, as Postfix's."""
+
+import pytest
+
+from mailsys.message.address_maps import AddressMaps, AliasError, masquerade
+from mailsys.message.envelope import Notify, Recipient
+
+
+class Inline:
+    """A lookup table as Postfix's inline: keys fold to lower case."""
+
+    def __init__(self, entries):
+        self.entries = {k.lower(): v for k, v in entries.items()}
+        self.asked = []
+
+    def lookup(self, key):
+        self.asked.append(key)
+        return self.entries.get(key.lower())
+
+
+def maps(**kw):
+    kw.setdefault("myorigin", "example.com")
+    kw.setdefault("delimiter", "+")
+    kw.setdefault("is_local", lambda d: d == "example.com")
+    return AddressMaps(**kw)
+
+
+def no_warning(text):
+    raise AssertionError(text)
+
+
+def test_lookup_keys_in_mail_addr_find_order():
+    t = Inline({})
+    m = maps(virtual_alias=[t])
+    m.expand("joe+ext@example.com")
+    assert t.asked == ["joe+ext@example.com", "joe@example.com", "joe+ext", "joe", "@example.com"]
+    t.asked.clear()
+    m.expand("joe+ext@remote.example")          # not ours: no bare user keys
+    assert t.asked == ["joe+ext@remote.example", "joe@remote.example", "@remote.example"]
+
+
+@pytest.mark.parametrize("entries, address, expected", [
+    ({"a@example.com": "b@example.net"}, "a@example.com", ["b@example.net"]),
+    # An unmatched extension goes into every result (propagate_unmatched_extensions).
+    ({"a@example.com": "b@example.net, c"}, "a+x@example.com", ["b+x@example.net", "c+x@example.com"]),
+    ({"a+x@example.com": "b@example.net"}, "a+x@example.com", ["b@example.net"]),
+    # @otherdomain keeps the user.
+    ({"@example.com": "@example.net"}, "a+x@example.com", ["a+x@example.net"]),
+    ({"a": "root"}, "a@example.com", ["root@example.com"]),
+    ({"a": "<b@example.org> c@example.org"}, "a@example.com", ["b@example.org", "c@example.org"]),
+])
+def test_virtual_alias_results(entries, address, expected):
+    assert maps(virtual_alias=[Inline(entries)]).expand(address) == expected
+
+
+def test_extension_not_propagated_when_switched_off():
+    m = maps(virtual_alias=[Inline({"a@example.com": "b@example.net"})], propagate=frozenset())
+    assert m.expand("a+x@example.com") == ["b@example.net"]
+
+
+def test_expansion_is_recursive_and_an_address_may_keep_itself():
+    t = Inline({"list@example.com": "ann@example.com, bob@example.com",
+                "bob@example.com": "bob@example.com, bob@backup.example",
+                "ann@example.com": "ann@elsewhere.example"})
+    assert maps(virtual_alias=[t]).expand("list@example.com") == [
+        "ann@elsewhere.example", "bob@example.com", "bob@backup.example"]
+
+
+def test_a_loop_is_an_alias_expansion_error():
+    m = maps(virtual_alias=[Inline({"a@example.com": "b@example.com",
+                                    "b@example.com": "a@example.com"})], recursion_limit=20)
+    with pytest.raises(AliasError, match="unreasonable virtual_alias_maps map nesting for a@example.com"):
+        m.expand("a@example.com")
+
+
+def test_too_many_addresses_is_an_alias_expansion_error():
+    many = ", ".join(f"u{i}@example.net" for i in range(6))
+    m = maps(virtual_alias=[Inline({"a@example.com": many})], expansion_limit=5)
+    with pytest.raises(AliasError, match="map expansion size for a@example.com -- message not accepted"):
+        m.expand("a@example.com")
+
+
+def test_canonical_is_one_to_one_and_repeats_to_a_fixed_point():
+    warnings = []
+    t = Inline({"root@host.example.com": "admin@example.com, other@example.com",
+                "admin@example.com": "Admin@example.com"})
+    m = maps(canonical_sender=[t])
+    assert m.sender("root@host.example.com", warnings.append) == "Admin@example.com"
+    assert warnings == ["multi-valued canonical_maps entry for root@host.example.com"]
+    assert m.sender("", no_warning) == ""
+
+
+def test_sender_canonical_before_canonical_then_masquerading():
+    m = maps(sender_canonical=[Inline({"a@x.example.com": "b@y.example.com"})],
+             canonical_sender=[Inline({"b@y.example.com": "c@mail.example.com"})],
+             masquerade_domains=("example.com",))
+    assert m.sender("a@x.example.com", no_warning) == "c@example.com"
+
+
+@pytest.mark.parametrize("domains, address, expected", [
+    (("example.com",), "u@host.example.com", "u@example.com"),
+    (("example.com",), "u@example.com", "u@example.com"),
+    (("example.com",), "u@badexample.com", "u@badexample.com"),
+    # The first match decides: a longer domain first keeps more.
+    (("sub.example.com", "example.com"), "u@a.sub.example.com", "u@sub.example.com"),
+    (("!sub.example.com", "example.com"), "u@a.sub.example.com", "u@a.sub.example.com"),
+    (("example.com",), "root@host.example.com", "root@host.example.com"),
+])
+def test_masquerade(domains, address, expected):
+    assert masquerade(address, domains, frozenset({"root"})) == expected
+
+
+def test_envelope_keeps_the_original_and_adds_bcc_once():
+    m = maps(virtual_alias=[Inline({"sales@example.com": "ann@example.net, bob@example.net",
+                                    "info@example.com": "ann@example.net"})],
+             always_bcc="archive@example.org",
+             sender_bcc=[Inline({"boss@example.com": "audit@example.org"})],
+             recipient_bcc=[Inline({"@example.com": "archive@example.org"})])
+    sender, rcpts = m.envelope("boss@example.com", [
+        Recipient("sales@example.com", orcpt="rfc822;sales@example.com"),
+        Recipient("info@example.com"), Recipient("carol@example.net")], no_warning)
+    assert sender == "boss@example.com"
+    assert rcpts == (
+        Recipient("ann@example.net", orig="sales@example.com", orcpt="rfc822;sales@example.com"),
+        Recipient("bob@example.net", orig="sales@example.com", orcpt="rfc822;sales@example.com"),
+        Recipient("carol@example.net"),
+        Recipient("archive@example.org", notify=(Notify.NEVER,)),
+        Recipient("audit@example.org", notify=(Notify.NEVER,)))
+
+
+def test_nothing_configured_is_inactive():
+    assert not maps().active
+    assert maps(always_bcc="a@b").active
