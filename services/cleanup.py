@@ -31,7 +31,12 @@ DESCRIPTION
          recipient keeping the address it was received as (orig_to= in
          the delivery logs), then always_bcc, sender_bcc_maps and
          recipient_bcc_maps; an expansion past its limits is Postfix's
-         Rejected(451, 4.6.0, "Alias expansion error");
+         Rejected(451, 4.6.0, "Alias expansion error"). For a local
+         client (or any client, with remote_header_rewrite_domain set)
+         the addresses of From:, To:, Cc:, ... are rewritten during step
+         2 too: qualified with @$myorigin (@$remote_header_rewrite_domain),
+         then the canonical maps and masquerading of the header_sender
+         and header_recipient classes;
       4. hands envelope and content to a group commit
          (mailsys.runtime.store_io.GroupCommit): requests that arrive while
          one commit is in flight are written together by the next, in one
@@ -92,7 +97,8 @@ from mailsys.errors import QueueError, QueueFull
 from mailsys.ipc import names
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import PROTOCOL, CleanupRequest, Queued, Rejected
-from mailsys.message.address_maps import ALIAS_ERROR, AddressMaps, AliasError
+from mailsys.message.address_maps import (ALIAS_ERROR, RECIPIENT_HEADERS, SENDER_HEADERS,
+                                          AddressMaps, AliasError)
 from mailsys.message.envelope import Envelope, Recipient
 from mailsys.message.header_checks import ContentAction, log_text
 from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
@@ -119,6 +125,9 @@ TRIGGER_SPACING = 0.02
 
 # cleanup_strerror.c: CLEANUP_STAT_SIZE as smtpd words it.
 TOO_BIG = Rejected(552, "5.3.4", "Error: message file too big")
+
+# The headers whose addresses cleanup rewrites, as clean_header wants their names.
+ADDRESS_HEADERS = frozenset(n.encode("ascii") for n in SENDER_HEADERS | RECIPIENT_HEADERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +158,7 @@ class Cleanup:
         self.mime = mime
         self.address_maps = AddressMaps.from_config(cfg, lambda spec: open_table(spec, cfg),
                                                     local_domain_check(cfg))
+        self.remote_rewrite_domain = cfg.remote_header_rewrite_domain
         self.size_limit = cfg.message_size_limit
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
         self.holds = store_io.GroupCommit(store, Queue.HOLD)
@@ -204,11 +214,21 @@ class Cleanup:
         arrival = req.arrival_time or time.time()
         overrides = req.receive_override_options
         checks = "no_header_body_checks" not in overrides
+        mappings = "no_address_mappings" not in overrides
+
+        def warn(text: str) -> None:
+            log.warning(text, queue_id=req.queue_id)
+        # Header addresses are rewritten for local clients, or with a
+        # remote_header_rewrite_domain for everyone (Postfix 2.2 and later).
+        domain = self.cfg.myorigin if req.local else self.remote_rewrite_domain
+        rewrite = self.address_maps.header_rewriter(domain, mappings, warn) \
+            if req.local or domain else None
         cleaned = clean_header(
             req.content, policy=self.policy, received=self.received(req, arrival),
             queue_id=req.queue_id, arrival=arrival, sender=req.sender,
             fullname=req.fullname, prepend=req.prepend,
             check=self.header_checks if checks else None,
+            rewrite=rewrite, rewrite_names=ADDRESS_HEADERS,
             add_missing=wants_missing_headers(
                 local_client=req.local,
                 always_add_missing_headers=self.cfg.always_add_missing_headers))
@@ -235,9 +255,7 @@ class Cleanup:
         sender = req.sender
         recipients = tuple(Recipient(r.address, orcpt=r.orcpt, notify=r.notify)
                            for r in req.recipients)
-        if self.address_maps.active and "no_address_mappings" not in overrides:
-            def warn(text: str) -> None:
-                log.warning(text, queue_id=req.queue_id)
+        if self.address_maps.active and mappings:
             try:
                 sender, recipients = self.address_maps.envelope(sender, recipients, warn)
             except AliasError as e:

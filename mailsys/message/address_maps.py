@@ -59,9 +59,19 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from mailsys.message.address import strip_extension
+from mailsys.message.address_list import rewrite_addresses
 from mailsys.message.envelope import Notify, Recipient
 
 ALIAS_ERROR = ("4.6.0", "Alias expansion error")
+
+# header_opts.c: the headers whose addresses are senders (HDR_OPT_SENDER)
+# and recipients (HDR_OPT_RECIP, HDR_OPT_XRECIP) to the rewriting.
+SENDER_HEADERS = frozenset((
+    "disposition-notification-to", "errors-to", "from", "mail-followup-to", "reply-to",
+    "resent-from", "resent-sender", "return-path", "return-receipt-to", "sender"))
+RECIPIENT_HEADERS = frozenset((
+    "apparently-to", "bcc", "cc", "resent-bcc", "resent-cc", "resent-reply-to", "resent-to",
+    "to"))
 CANONICAL_RECURSION = 100           # cleanup_map11.c MAX_RECURSION
 
 
@@ -89,6 +99,12 @@ class AddressMaps:
     masquerade_exceptions: frozenset[str] = frozenset()
     masquerade_sender: bool = True
     masquerade_recipient: bool = False
+    header_sender_canonical: Sequence[Table] = ()      # the header_* classes
+    header_canonical_sender: Sequence[Table] = ()
+    header_recipient_canonical: Sequence[Table] = ()
+    header_canonical_recipient: Sequence[Table] = ()
+    masquerade_header_sender: bool = True
+    masquerade_header_recipient: bool = True
     virtual_alias: Sequence[Table] = ()
     recursion_limit: int = 1000
     expansion_limit: int = 1000
@@ -122,6 +138,17 @@ class AddressMaps:
             masquerade_exceptions=frozenset(u.lower() for u in cfg.masquerade_exceptions),
             masquerade_sender="envelope_sender" in masq_classes,
             masquerade_recipient="envelope_recipient" in masq_classes,
+            header_sender_canonical=tables("sender_canonical_maps", "sender_canonical_classes",
+                                           "header_sender"),
+            header_canonical_sender=tables("canonical_maps", "canonical_classes",
+                                           "header_sender"),
+            header_recipient_canonical=tables("recipient_canonical_maps",
+                                              "recipient_canonical_classes",
+                                              "header_recipient"),
+            header_canonical_recipient=tables("canonical_maps", "canonical_classes",
+                                              "header_recipient"),
+            masquerade_header_sender="header_sender" in masq_classes,
+            masquerade_header_recipient="header_recipient" in masq_classes,
             virtual_alias=tables("virtual_alias_maps"),
             recursion_limit=cfg.virtual_alias_recursion_limit,
             expansion_limit=cfg.virtual_alias_expansion_limit,
@@ -184,6 +211,47 @@ class AddressMaps:
         if self.masquerade_recipient:
             address = masquerade(address, self.masquerade_domains, self.masquerade_exceptions)
         return address
+
+    def header_rewriter(self, domain: str, mappings: bool,
+                        warn: Callable[[str], None]) -> Callable[[str, str], str | None]:
+        """rewrite(name, header) for cleanup's header pass: the header with
+        its addresses rewritten, or None when nothing changed. An address
+        without a domain gets @domain ("" leaves it); with mappings, the
+        canonical maps and masquerading of the header_sender and
+        header_recipient classes apply, as to the envelope."""
+        masq = self.masquerade_domains if mappings else ()
+
+        def sender(address: str) -> str:
+            if domain and "@" not in address:
+                address = f"{address}@{domain}"
+            if mappings:
+                address = self._canonical(address, self.header_sender_canonical,
+                                          "sender_canonical_maps", warn)
+                address = self._canonical(address, self.header_canonical_sender,
+                                          "canonical_maps", warn)
+            if masq and self.masquerade_header_sender:
+                address = masquerade(address, masq, self.masquerade_exceptions)
+            return address
+
+        def recipient(address: str) -> str:
+            if domain and "@" not in address:
+                address = f"{address}@{domain}"
+            if mappings:
+                address = self._canonical(address, self.header_recipient_canonical,
+                                          "recipient_canonical_maps", warn)
+                address = self._canonical(address, self.header_canonical_recipient,
+                                          "canonical_maps", warn)
+            if masq and self.masquerade_header_recipient:
+                address = masquerade(address, masq, self.masquerade_exceptions)
+            return address
+
+        def rewrite(name: str, header: str) -> str | None:
+            one = sender if name in SENDER_HEADERS else recipient
+            colon = header.index(":") + 1
+            value = header[colon:]
+            new = rewrite_addresses(value, one)
+            return None if new == value else header[:colon] + new
+        return rewrite
 
     def expand(self, address: str) -> list[str]:
         """virtual_alias_maps expansion of one address (AliasError past a limit)."""
@@ -350,4 +418,5 @@ def _addresses(value: str) -> list[str]:
     return [a[1:-1] if a.startswith("<") and a.endswith(">") else a for a in out if a != "<>"]
 
 
-__all__ = ["ALIAS_ERROR", "AddressMaps", "AliasError", "masquerade"]
+__all__ = ["ALIAS_ERROR", "AddressMaps", "AliasError", "RECIPIENT_HEADERS", "SENDER_HEADERS",
+           "masquerade"]

@@ -336,10 +336,15 @@ def _from_header(prefix: str, sender: str, fullname: str, charset: str) -> str:
 def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_id: str,
                  arrival: float, sender: str, add_missing: bool, fullname: str = "",
                  tz: tzinfo | None = None, prepend: Sequence[str] = (),
-                 check: Callable[[str], str | None] | None = None) -> CleanedHeader:
+                 check: Callable[[str], str | None] | None = None,
+                 rewrite: Callable[[str, str], str | None] | None = None,
+                 rewrite_names: frozenset[bytes] = frozenset()) -> CleanedHeader:
     """clean_header - apply cleanup's header rules to ``content``; see the module text.
     prepend: header lines to put before received (smtpd's PREPEND actions).
-    check: header_checks, the action for one header or None (header_checks.py)."""
+    check: header_checks, the action for one header or None (header_checks.py).
+    rewrite: for the headers named in rewrite_names (lower case), after
+    header_checks: (name, header text) -> the new text, or None to keep it
+    (address_maps.AddressMaps.header_rewriter)."""
     out: list[bytes] = [encode_header(line) for line in prepend]
     out.append(encode_header(received))
     logs: list[str] = []
@@ -411,6 +416,13 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
                 raw, cut = _truncate(raw, limit)
                 truncated += cut
             out.append(raw)
+        elif rewrite is not None and name in rewrite_names:
+            text = content[start:end].decode("utf-8", "surrogateescape").rstrip("\r\n")
+            new = rewrite(name.decode("ascii"), text.replace("\r\n", "\n"))
+            if new is not None:
+                out.append(content[run_start:start])
+                out.append(encode_header(new))
+                run_start = end
     out.append(content[run_start:pos])
     if pos > 0 and not content[pos - 1:pos] == b"\n":
         out.append(b"\r\n")

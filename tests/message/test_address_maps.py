@@ -131,3 +131,22 @@ def test_envelope_keeps_the_original_and_adds_bcc_once():
 def test_nothing_configured_is_inactive():
     assert not maps().active
     assert maps(always_bcc="a@b").active
+
+
+def test_header_rewriter_qualifies_maps_and_masquerades_by_class():
+    m = maps(header_sender_canonical=[Inline({"root@example.com": "admin@example.com"})],
+             masquerade_domains=("example.com",), masquerade_header_recipient=False)
+    rewrite = m.header_rewriter("example.com", True, no_warning)
+    assert rewrite("from", "From: Root <root>") == "From: Root <admin@example.com>"
+    assert rewrite("reply-to", "Reply-To: x@mail.example.com") == "Reply-To: x@example.com"
+    # Recipients: qualified, not masqueraded (masquerade_classes without header_recipient).
+    assert rewrite("to", "To: bob, carol@mail.example.com (Carol)") == \
+        "To: bob@example.com, carol@mail.example.com (Carol)"
+    assert rewrite("cc", "Cc: undisclosed-recipients:;") is None
+
+
+def test_header_rewriter_without_mappings_only_qualifies():
+    m = maps(header_sender_canonical=[Inline({"root@example.com": "admin@example.com"})])
+    rewrite = m.header_rewriter("example.com", False, no_warning)
+    assert rewrite("from", "From: root") == "From: root@example.com"
+    assert m.header_rewriter("", False, no_warning)("from", "From: root") is None

@@ -472,3 +472,18 @@ async def test_no_header_body_checks_skips_the_content_checks(make_config, store
         nursery.cancel_scope.cancel()
     assert refused == [Rejected(550, "5.7.1", "message content rejected")] * 2
     assert all(isinstance(r, Queued) for r in passed)
+
+
+@trio_test
+async def test_header_addresses_are_rewritten_for_local_clients_only(make_config, store):
+    cfg = make_config(myorigin="example.com",
+                      sender_canonical_maps="inline:{ root@example.com=admin@example.com }")
+    content = b"From: Root <root>\r\nTo: bob, carol@example.net\r\nSubject: hi\r\n\r\nbody\r\n"
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        local = await svc.call(request(content=content, local=True))
+        remote = await svc.call(request(content=content, local=False))
+        nursery.cancel_scope.cancel()
+    assert b"From: Root <admin@example.com>\r\nTo: bob@example.com, carol@example.net\r\n" \
+        in store.load_content(local.queue_id)
+    assert content.split(b"\r\n\r\n")[0] in store.load_content(remote.queue_id)

@@ -1,0 +1,132 @@
+"""address_list - find the addresses in an RFC 5322 address header and rewrite them in place.
+
+SYNOPSIS
+    from mailsys.message.address_list import rewrite_addresses
+
+    rewrite_addresses('Joe <joe@host.example.com>, ann', qualify)
+        # 'Joe <joe@example.com>, ann@example.com'
+
+DESCRIPTION
+    rewrite_addresses(value, rewrite) calls rewrite(address) for each
+    address of a header value (From:, To:, Cc:, ...) and puts its answer
+    where the address stood. Everything else (display names, comments,
+    groups, white space and folding) stays as it was written; an address
+    rewrite() leaves alone leaves the value unchanged, character for
+    character.
+
+    An address is the text inside <angle brackets> (without a source
+    route "@a,@b:"), or an element of the list with no angle brackets that
+    is one word: local@domain, or a bare local part. Quoted strings and
+    (comments, nested) are skipped over as Postfix's tok822 scanner does;
+    "name: a, b;" is a group, whose name is not an address. "<>" and an
+    element with white space outside quotes (a display name without an
+    address) are not addresses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+
+def rewrite_addresses(value: str, rewrite: Callable[[str], str]) -> str:
+    """value with each address replaced by rewrite(address); see DESCRIPTION."""
+    spans = address_spans(value)
+    out = value
+    for start, end in reversed(spans):
+        new = rewrite(value[start:end])
+        if new != value[start:end]:
+            out = out[:start] + new + out[end:]
+    return out
+
+
+def address_spans(value: str) -> list[tuple[int, int]]:
+    """(start, end) of each address in value, in order."""
+    spans: list[tuple[int, int]] = []
+    angle: tuple[int, int] | None = None
+    first = last = -1                       # the element's words, comments left out
+    spaced = False                          # white space between its words
+    i, n = 0, len(value)
+
+    def end_element() -> None:
+        if angle is not None:
+            start, end = angle
+            inner = value[start:end]
+            colon = inner.rfind(":") if inner.startswith("@") else -1
+            start += colon + 1
+            while start < end and value[start].isspace():
+                start += 1
+            while end > start and value[end - 1].isspace():
+                end -= 1
+            if start < end:
+                spans.append((start, end))
+        elif first >= 0 and not spaced:
+            spans.append((first, last))
+
+    while i < n:
+        c = value[i]
+        if c == '"':
+            j = _quoted_end(value, i)
+            first, last, spaced = _word(first, last, spaced, i, j)
+            i = j
+            continue
+        if c == "(":
+            i = _comment_end(value, i)
+            continue
+        if c == "<":
+            j = value.find(">", i + 1)
+            j = n if j < 0 else j
+            angle = (i + 1, j)
+            i = j + 1
+            continue
+        if c in ",;":
+            end_element()
+            angle, first, last, spaced = None, -1, -1, False
+        elif c == ":" and angle is None:
+            angle, first, last, spaced = None, -1, -1, False     # a group's name
+        elif not c.isspace():
+            first, last, spaced = _word(first, last, spaced, i, i + 1)
+        i += 1
+    end_element()
+    return spans
+
+
+def _word(first: int, last: int, spaced: bool, start: int, end: int) -> tuple[int, int, bool]:
+    """Extend the element's word span over value[start:end]."""
+    if first < 0:
+        return start, end, False
+    return first, end, spaced or start > last
+
+
+def _quoted_end(value: str, i: int) -> int:
+    """The index after the quoted string that starts at i."""
+    j = i + 1
+    while j < len(value):
+        if value[j] == "\\":
+            j += 2
+            continue
+        if value[j] == '"':
+            return j + 1
+        j += 1
+    return len(value)
+
+
+def _comment_end(value: str, i: int) -> int:
+    """The index after the (nested) comment that starts at i."""
+    depth = 0
+    j = i
+    while j < len(value):
+        c = value[j]
+        if c == "\\":
+            j += 2
+            continue
+        if c == "(":
+            depth += 1
+        elif c == ")":
+            depth -= 1
+            if depth == 0:
+                return j + 1
+        j += 1
+    return len(value)
+
+
+__all__ = ["address_spans", "rewrite_addresses"]
