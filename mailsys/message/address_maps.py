@@ -221,29 +221,24 @@ class AddressMaps:
         header_recipient classes apply, as to the envelope."""
         masq = self.masquerade_domains if mappings else ()
 
-        def sender(address: str) -> str:
+        def one(address: str, own: Sequence[Table], own_title: str,
+                common: Sequence[Table], masquerading: bool) -> str:
             if domain and "@" not in address:
                 address = f"{address}@{domain}"
             if mappings:
-                address = self._canonical(address, self.header_sender_canonical,
-                                          "sender_canonical_maps", warn)
-                address = self._canonical(address, self.header_canonical_sender,
-                                          "canonical_maps", warn)
-            if masq and self.masquerade_header_sender:
+                address = self._canonical(address, own, own_title, warn)
+                address = self._canonical(address, common, "canonical_maps", warn)
+            if masq and masquerading:
                 address = masquerade(address, masq, self.masquerade_exceptions)
             return address
 
+        def sender(address: str) -> str:
+            return one(address, self.header_sender_canonical, "sender_canonical_maps",
+                       self.header_canonical_sender, self.masquerade_header_sender)
+
         def recipient(address: str) -> str:
-            if domain and "@" not in address:
-                address = f"{address}@{domain}"
-            if mappings:
-                address = self._canonical(address, self.header_recipient_canonical,
-                                          "recipient_canonical_maps", warn)
-                address = self._canonical(address, self.header_canonical_recipient,
-                                          "canonical_maps", warn)
-            if masq and self.masquerade_header_recipient:
-                address = masquerade(address, masq, self.masquerade_exceptions)
-            return address
+            return one(address, self.header_recipient_canonical, "recipient_canonical_maps",
+                       self.header_canonical_recipient, self.masquerade_header_recipient)
 
         def rewrite(name: str, header: str) -> str | None:
             one = sender if name in SENDER_HEADERS else recipient
