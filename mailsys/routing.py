@@ -28,10 +28,15 @@ DESCRIPTION
         RELAY    relay_domains: $relay_transport
         DEFAULT  anything else: $default_transport
 
-    For RELAY and DEFAULT the next hop is, by decreasing precedence, the
-    next hop written in the transport parameter ("smtp:[gw.example]"),
-    $relayhost, then the recipient domain. For VIRTUAL it is the transport
-    parameter's next hop or the recipient domain.
+    For DEFAULT, sender_dependent_default_transport_maps (searched with
+    the envelope sender, then its @domain; the null sender as
+    $empty_address_default_transport_maps_lookup_key) may replace
+    $default_transport. For RELAY and DEFAULT the next hop is, by
+    decreasing precedence, the next hop written in the transport parameter
+    ("smtp:[gw.example]"), sender_dependent_relayhost_maps (searched the
+    same way), $relayhost, then the recipient domain; a DUNNO result in
+    either map is no result. For VIRTUAL it is the transport parameter's
+    next hop or the recipient domain.
 
     mailsys has one mailbox delivery agent, services/local, for both
     mydestination users and virtual mailboxes; Postfix has local(8) and
@@ -93,6 +98,8 @@ import random
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable, Protocol, Sequence
+
+from mailsys.message.address import lookup_keys
 
 __all__ = [
     "SMTP_PORT", "NULL_MX_STATUS", "BadNextHop", "RouteError", "NextHop", "parse_nexthop",
@@ -293,6 +300,10 @@ class RoutingSettings:
     transport_maps: tuple[LookupTable, ...] = ()
     recipient_delimiter: str = ""
     own_addresses: frozenset[str] = frozenset()
+    sender_relayhost_maps: tuple[LookupTable, ...] = ()          # sender_dependent_relayhost_maps
+    sender_transport_maps: tuple[LookupTable, ...] = ()          # ..._default_transport_maps
+    empty_sender_relayhost_key: str = "<>"
+    empty_sender_transport_key: str = "<>"
 
     @classmethod
     def from_config(cls, cfg: Any, *, open_table: Callable[[str], LookupTable],
@@ -315,7 +326,14 @@ class RoutingSettings:
                    relay_transport=cfg.relay_transport, default_transport=cfg.default_transport,
                    transport_maps=tuple(open_table(s) for s in cfg.transport_maps),
                    recipient_delimiter=cfg.recipient_delimiter,
-                   own_addresses=frozenset(_normal_address(a) for a in own_addresses))
+                   own_addresses=frozenset(_normal_address(a) for a in own_addresses),
+                   sender_relayhost_maps=tuple(
+                       open_table(s) for s in cfg.sender_dependent_relayhost_maps),
+                   sender_transport_maps=tuple(
+                       open_table(s) for s in cfg.sender_dependent_default_transport_maps),
+                   empty_sender_relayhost_key=cfg.empty_address_relayhost_maps_lookup_key,
+                   empty_sender_transport_key=(
+                       cfg.empty_address_default_transport_maps_lookup_key))
 
 
 def split_transport(value: str) -> tuple[str, str]:
@@ -389,7 +407,21 @@ def _normal_address(text: str) -> str:
         return text.lower()
 
 
-def _class_route(domain: str, s: RoutingSettings) -> Route:
+def _sender_lookup(tables: Sequence[LookupTable], sender: str | None, empty_key: str,
+                   s: RoutingSettings) -> str | None:
+    """A sender_dependent_*_maps result for sender (None: none, or DUNNO)."""
+    if not tables or sender is None:
+        return None
+    if sender:
+        keys = [k for k, _ in lookup_keys(sender.lower(), s.recipient_delimiter,
+                                          s.mydestination.match)]
+    else:
+        keys = [empty_key]
+    value = first_lookup(tables, keys)
+    return None if value is None or value.strip().upper() == "DUNNO" else value.strip()
+
+
+def _class_route(domain: str, s: RoutingSettings, sender: str | None = None) -> Route:
     """The route of an address class before transport_maps (resolve.c)."""
     literal = domain.startswith("[") and domain.endswith("]")
     if (literal and _normal_address(domain) in s.own_addresses) or s.mydestination.match(domain):
@@ -400,17 +432,26 @@ def _class_route(domain: str, s: RoutingSettings) -> Route:
     if s.virtual_mailbox_domains.match(domain):
         transport, nexthop = split_transport(s.virtual_transport)
         return Route(transport, nexthop or domain, AddressClass.VIRTUAL)
-    cls, param = ((AddressClass.RELAY, s.relay_transport) if s.relay_domains.match(domain)
-                  else (AddressClass.DEFAULT, s.default_transport))
+    if s.relay_domains.match(domain):
+        cls, param = AddressClass.RELAY, s.relay_transport
+    else:
+        cls = AddressClass.DEFAULT
+        param = _sender_lookup(s.sender_transport_maps, sender, s.empty_sender_transport_key,
+                               s) or s.default_transport
     transport, nexthop = split_transport(param)
-    return Route(transport, nexthop or s.relayhost.strip() or domain, cls)
+    if not nexthop:
+        nexthop = (_sender_lookup(s.sender_relayhost_maps, sender, s.empty_sender_relayhost_key, s)
+                   or s.relayhost.strip() or domain)
+    return Route(transport, nexthop, cls)
 
 
-def resolve(address: str, settings: RoutingSettings) -> Route:
+def resolve(address: str, settings: RoutingSettings, sender: str | None = None) -> Route:
     """resolve - the transport and next hop for one (fully qualified) recipient.
 
     An address without a domain is local (cleanup qualifies addresses with
-    $myorigin before they reach the queue).
+    $myorigin before they reach the queue). sender, the envelope sender
+    ("" for the null sender), is looked up in the sender-dependent maps;
+    None skips them.
     """
     _, domain = _split_address(address)
     domain = domain.lower().rstrip(".")
@@ -418,7 +459,7 @@ def resolve(address: str, settings: RoutingSettings) -> Route:
         transport, nexthop = split_transport(settings.local_transport)
         route = Route(transport, nexthop or settings.myhostname, AddressClass.LOCAL)
     else:
-        route = _class_route(domain, settings)
+        route = _class_route(domain, settings, sender)
     value = transport_lookup(address, settings.transport_maps, settings.recipient_delimiter)
     if value is None:
         return route

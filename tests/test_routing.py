@@ -311,3 +311,43 @@ def test_own_endpoints_match_only_their_port():
     assert drop_self("localhost", peer, own, port=2526) == (MxAddress(0, "localhost", "127.0.0.1"),)
     with pytest.raises(RouteError):
         drop_self("localhost", peer, own, port=2525)
+
+
+# -- sender-dependent relayhost and default transport ----------------------------
+
+SENDER_MAPS = replace(
+    BASE, relayhost="[smarthost.example]", recipient_delimiter="+",
+    sender_relayhost_maps=(entries({"ann@corp.example": "[ann-relay.example]:587",
+                                    "@corp.example": "[corp-relay.example]",
+                                    "bob@corp.example": "DUNNO",
+                                    "<>": "[bounce-relay.example]"}),),
+    sender_transport_maps=(entries({"@bulk.example": "bulk:"}),))
+
+
+@pytest.mark.parametrize("sender, rcpt, expected", [
+    ("ann@corp.example", "x@remote.example", Route("smtp", "[ann-relay.example]:587", D)),
+    ("ann+tag@corp.example", "x@remote.example", Route("smtp", "[ann-relay.example]:587", D)),
+    ("carl@corp.example", "x@remote.example", Route("smtp", "[corp-relay.example]", D)),
+    # DUNNO ends the search: the global relayhost.
+    ("bob@corp.example", "x@remote.example", Route("smtp", "[smarthost.example]", D)),
+    ("", "x@remote.example", Route("smtp", "[bounce-relay.example]", D)),
+    ("ann@other.example", "x@remote.example", Route("smtp", "[smarthost.example]", D)),
+    # relay_domains take the sender's relayhost too; local and virtual mail never.
+    ("ann@corp.example", "x@relayed.example", Route("relay", "[ann-relay.example]:587", R)),
+    ("ann@corp.example", "x@virt.example", Route("virtual", "virt.example", V)),
+    # The default transport by sender; its next hop still comes from the relayhost maps.
+    ("news@bulk.example", "x@remote.example", Route("bulk", "[smarthost.example]", D)),
+    (None, "x@remote.example", Route("smtp", "[smarthost.example]", D)),
+])
+def test_sender_dependent_routes(sender, rcpt, expected):
+    assert resolve(rcpt, SENDER_MAPS, sender) == expected
+
+
+def test_sender_dependent_maps_come_from_the_config(tmp_path):
+    (tmp_path / "main.cf").write_text(
+        "sender_dependent_relayhost_maps = inline:{ @corp.example=[corp-relay.example] }\n"
+        "relayhost = [smarthost.example]\nmydestination =\n")
+    settings = RoutingSettings.from_config(load(tmp_path),
+                                           open_table=lambda spec: open_table(spec, load(tmp_path)))
+    assert resolve("x@remote.example", settings, "a@corp.example").nexthop == "[corp-relay.example]"
+    assert resolve("x@remote.example", settings, "a@else.example").nexthop == "[smarthost.example]"

@@ -20,14 +20,20 @@ inside ``( ... )`` in a Received: header (SASL user names).
 ``strip_extension(local, delimiter)`` is a local part without its address
 extension: ``user+ext`` -> ``user`` at the first recipient_delimiter
 character, unless that character leads.
+
+``lookup_keys(address, delimiter, is_local)`` are the table keys Postfix's
+mail_addr_find() tries for an address, in order: user+ext@domain,
+user@domain, then user+ext and user when is_local(domain) (or there is no
+domain), then @domain; each with the extension that key leaves out.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Callable
 
-__all__ = ["quote_822_local", "phrase_text", "comment_text", "strip_extension"]
+__all__ = ["quote_822_local", "phrase_text", "comment_text", "lookup_keys", "strip_extension"]
 
 # lex_822.h LEX_822_SPECIALS: the RFC 822 specials.
 _SPECIALS_822 = '()<>@,;:\\".[]'
@@ -137,3 +143,25 @@ def strip_extension(local: str, delimiter: str) -> str:
         if c in delimiter:
             return local[:i] if i > 0 else local
     return local
+
+
+def lookup_keys(address: str, delimiter: str,
+                is_local: Callable[[str], bool]) -> list[tuple[str, str]]:
+    """mail_addr_find()'s (key, extension left out) pairs for address, in order."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    base = strip_extension(local, delimiter)
+    extension = local[len(base):]
+    keys: list[tuple[str, str]] = []
+    if domain:
+        keys.append((f"{local}@{domain}", ""))
+        if extension:
+            keys.append((f"{base}@{domain}", extension))
+    if not domain or is_local(domain):
+        keys.append((local, ""))
+        if extension:
+            keys.append((base, extension))
+    if domain:
+        keys.append((f"@{domain}", extension))
+    return keys

@@ -58,7 +58,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from mailsys.message.address import strip_extension
+from mailsys.message.address import lookup_keys
 from mailsys.message.address_list import rewrite_addresses
 from mailsys.message.envelope import Notify, Recipient
 
@@ -343,22 +343,7 @@ class AddressMaps:
     def find(self, tables: Sequence[Table], address: str) -> tuple[str, str] | None:
         """mail_addr_find(): (the value, the extension the matching key left
         out, or "") for the first key some table knows."""
-        local, at, domain = address.rpartition("@")
-        if not at:
-            local, domain = address, ""
-        base = strip_extension(local, self.delimiter)
-        extension = local[len(base):]
-        keys: list[tuple[str, str]] = []
-        if domain:
-            keys.append((f"{local}@{domain}", ""))
-            if extension:
-                keys.append((f"{base}@{domain}", extension))
-        if not domain or self.is_local(domain):
-            keys.append((local, ""))
-            if extension:
-                keys.append((base, extension))
-        if domain:
-            keys.append((f"@{domain}", extension))
+        keys = lookup_keys(address, self.delimiter, self.is_local)
         for key, unmatched in keys:
             for table in tables:
                 value = table.lookup(key)

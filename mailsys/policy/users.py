@@ -40,7 +40,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from mailsys.message.address import strip_extension
+from mailsys.message.address import lookup_keys
 from mailsys.policy.netmatch import Table
 from mailsys.policy.replies import SENDER
 from mailsys.policy.resolve import DomainClass, dequote, split_address
@@ -147,17 +147,8 @@ def reject_unauthenticated_sender_login_mismatch(rs: Restrictions, run: Run, inf
 
 def recipient_keys(local: str, domain: str, delimiter: str, is_local: bool) -> list[str]:
     """mail_addr_find() order: user+ext@dom, user@dom, [user+ext, user,] @dom."""
-    locals_ = [local]
-    if delimiter:
-        base = strip_extension(local, delimiter)
-        if base != local:
-            locals_.append(base)
-    keys = [f"{lp}@{domain}" for lp in locals_] if domain else []
-    if is_local or not domain:
-        keys.extend(locals_)
-    if domain:
-        keys.append("@" + domain)
-    return keys
+    address = f"{local}@{domain}" if domain else local
+    return [key for key, _ in lookup_keys(address, delimiter, lambda d: is_local)]
 
 
 def found(maps: tuple[Table, ...], keys: list[str]) -> bool:

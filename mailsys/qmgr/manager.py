@@ -335,7 +335,7 @@ class QueueManager:
         for i in env.pending:
             address = env.recipients[i].address
             try:
-                route = resolve(address, self.routing)
+                route = resolve(address, self.routing, env.sender)
             except Exception as e:
                 # A table that cannot be read: retry later (Postfix trivial-rewrite
                 # failures defer with "address resolver failure").
