@@ -28,6 +28,9 @@ DESCRIPTION
         RELAY    relay_domains: $relay_transport
         DEFAULT  anything else: $default_transport
 
+    An address in relocated_maps (searched as cleanup's maps are) goes to
+    the error transport, "5.1.6 User has moved to NEW", whatever its class.
+
     For DEFAULT, sender_dependent_default_transport_maps (searched with
     the envelope sender, then its @domain; the null sender as
     $empty_address_default_transport_maps_lookup_key) may replace
@@ -300,6 +303,7 @@ class RoutingSettings:
     transport_maps: tuple[LookupTable, ...] = ()
     recipient_delimiter: str = ""
     own_addresses: frozenset[str] = frozenset()
+    relocated_maps: tuple[LookupTable, ...] = ()
     sender_relayhost_maps: tuple[LookupTable, ...] = ()          # sender_dependent_relayhost_maps
     sender_transport_maps: tuple[LookupTable, ...] = ()          # ..._default_transport_maps
     empty_sender_relayhost_key: str = "<>"
@@ -327,6 +331,7 @@ class RoutingSettings:
                    transport_maps=tuple(open_table(s) for s in cfg.transport_maps),
                    recipient_delimiter=cfg.recipient_delimiter,
                    own_addresses=frozenset(_normal_address(a) for a in own_addresses),
+                   relocated_maps=tuple(open_table(s) for s in cfg.relocated_maps),
                    sender_relayhost_maps=tuple(
                        open_table(s) for s in cfg.sender_dependent_relayhost_maps),
                    sender_transport_maps=tuple(
@@ -460,6 +465,14 @@ def resolve(address: str, settings: RoutingSettings, sender: str | None = None) 
         route = Route(transport, nexthop or settings.myhostname, AddressClass.LOCAL)
     else:
         route = _class_route(domain, settings, sender)
+    if settings.relocated_maps:
+        keys = [k for k, _ in lookup_keys(address.lower(), settings.recipient_delimiter,
+                                          lambda d: route.address_class is AddressClass.LOCAL)]
+        moved = first_lookup(settings.relocated_maps, keys)
+        if moved is not None:
+            # trivial-rewrite: mail that got past smtpd bounces to the error transport.
+            return Route("error", f"5.1.6 User has moved to {moved.strip()}",
+                         route.address_class)
     value = transport_lookup(address, settings.transport_maps, settings.recipient_delimiter)
     if value is None:
         return route

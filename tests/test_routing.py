@@ -351,3 +351,12 @@ def test_sender_dependent_maps_come_from_the_config(tmp_path):
                                            open_table=lambda spec: open_table(spec, load(tmp_path)))
     assert resolve("x@remote.example", settings, "a@corp.example").nexthop == "[corp-relay.example]"
     assert resolve("x@remote.example", settings, "a@else.example").nexthop == "[smarthost.example]"
+
+
+def test_relocated_addresses_bounce_with_the_new_address():
+    s = replace(BASE, relocated_maps=(entries({"alice@mx.example.com": "alice@new.example",
+                                              "@gone.example": "gone.example.net"}),))
+    assert resolve("alice@mx.example.com", s) == Route(
+        "error", "5.1.6 User has moved to alice@new.example", L)
+    assert resolve("x@gone.example", s) == Route("error", "5.1.6 User has moved to gone.example.net", D)
+    assert resolve("bob@mx.example.com", s).transport == "local"

@@ -150,6 +150,8 @@ _TABLE: tuple[Param, ...] = (
     P("virtual_gid_maps", List, "", "Lookup tables giving the gid of each virtual mailbox"),
     P("virtual_mailbox_limit", Size, "51200000", "Largest virtual mailbox file (0: no limit)", min=0),
     P("relay_recipient_maps", List, "", "Lookup tables of valid recipients in $relay_domains"),
+    P("relocated_maps", List, "",
+      "Lookup tables of addresses that moved: mail to them bounces with the new address"),
     # Postfix's default is "proxy:unix:passwd.byname $alias_maps"; mailsys reads
     # unix: tables directly.
     P("local_recipient_maps", List, "unix:passwd.byname $alias_maps",

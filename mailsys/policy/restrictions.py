@@ -242,6 +242,7 @@ class Restrictions:
         self._virtual_alias_maps = maps("virtual_alias_maps", ())
         self._virtual_mailbox_maps = maps("virtual_mailbox_maps", ())
         self._relay_rcpt_maps = maps("relay_recipient_maps", ())
+        self._relocated_maps = maps("relocated_maps", ())
         self._sender_login_maps = maps("smtpd_sender_login_maps", ())
 
         # smtpd_restriction_classes: names of parameters that hold a

@@ -211,6 +211,21 @@ def test_unlisted_check_off_and_empty_maps_accept_everyone():
     assert rcpt(make(local_recipient_maps=()), "nobody@example.com").accepted
 
 
+def test_relocated_recipients_are_refused_with_their_new_address():
+    # The replies of Postfix 3.7.11 for the same relocated_maps.
+    r = make(relocated_maps=("texthash:/relocated",),
+             tables={"texthash:/relocated": Table({"alice@example.com": "alice@new.example",
+                                                   "@moved.example": "new.example"})})
+    assert rcpt(r, "alice@example.com", TRUSTED).reply == (
+        "550 5.1.6 <alice@example.com>: Recipient address rejected: "
+        "User has moved to alice@new.example")
+    assert rcpt(r, "bob@moved.example", TRUSTED).reply == (
+        "550 5.1.6 <bob@moved.example>: Recipient address rejected: User has moved to new.example")
+    assert rcpt(make(relocated_maps=("texthash:/relocated",), smtpd_reject_unlisted_recipient=False,
+                     tables={"texthash:/relocated": Table({"alice@example.com": "x"})}),
+                "alice@example.com").accepted
+
+
 def test_no_unknown_recipient_checks_accepts_unknown_users_even_in_a_list():
     r = make(receive_override_options=("no_unknown_recipient_checks",),
              smtpd_recipient_restrictions=("reject_unlisted_recipient", "permit_mynetworks"))
