@@ -1,4 +1,4 @@
-"""local - Maildir delivery for local and virtual recipients (Postfix local(8) and virtual(8)).
+"""local - mailbox delivery for local and virtual recipients (Postfix local(8) and virtual(8)).
 
 SYNOPSIS
     master.cf:  local    unix  -  n  n  -  -  local
@@ -10,17 +10,23 @@ DESCRIPTION
     private/virtual for $virtual_mailbox_domains; this daemon serves both.
     For each request it loads the message from the queue store (read only:
     qmgr owns every state change), writes it into each recipient's Maildir
+    or appends it to the recipient's mbox file under its locks
     (mailsys.delivery.local, in a worker thread because every file is
-    fsynced), logs each recipient as Postfix does:
+    fsynced and a locked mailbox is waited for), logs each recipient as
+    Postfix does:
 
         QID: to=<bob@example.com>, relay=virtual, delay=0.08,
              delays=0.06/0.01/0/0.01, dsn=2.0.0, status=sent (delivered to maildir)
+        QID: to=<bob@mx.example.com>, relay=local, delay=0.02,
+             delays=0.01/0/0/0.01, dsn=2.0.0, status=sent (delivered to mailbox)
 
     and answers one DeliveryStatus. Mailbox locations and limits:
-    virtual_mailbox_base + virtual_mailbox_maps (virtual_mailbox_limit) for
-    virtual recipients; home_mailbox under the user's home, or
-    $mail_spool_directory/user/, for local ones (local_recipient_maps,
-    mailbox_size_limit); see mailsys.delivery.mailbox.
+    virtual_mailbox_base + virtual_mailbox_maps (virtual_mailbox_limit,
+    virtual_mailbox_lock) for virtual recipients; home_mailbox under the
+    user's home, or $mail_spool_directory/user, for local ones
+    (local_recipient_maps, mailbox_size_limit, mailbox_delivery_lock); a
+    path ending in "/" is a Maildir, any other an mbox file; see
+    mailsys.delivery.mailbox.
 
     texthash tables are read at start and again on SIGHUP (the master sends
     it on a reload that keeps this process); lmdb tables are reread when

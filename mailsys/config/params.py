@@ -161,6 +161,18 @@ _TABLE: tuple[Param, ...] = (
     P("mailbox_size_limit", Size, "51200000", "Largest local mailbox file (0: no limit)", min=0),
     P("home_mailbox", Str, "", "Mailbox path relative to home; ending in / means Maildir"),
     P("mail_spool_directory", Str, "/var/mail", "Directory of local UNIX-style mailboxes or Maildirs"),
+    # Postfix's defaults on Linux (sys_defs.h NATIVE_MAILBOX_LOCK): kernel fcntl locks
+    # plus a file.lock beside the mailbox, which MUAs on a shared /var/mail also take.
+    P("mailbox_delivery_lock", List, "fcntl, dotlock",
+      "How the local agent locks a UNIX-style mailbox (flock, fcntl, dotlock)",
+      choices=("flock", "fcntl", "dotlock")),
+    P("virtual_mailbox_lock", List, "fcntl, dotlock",
+      "How the virtual agent locks a UNIX-style mailbox (flock, fcntl, dotlock)",
+      choices=("flock", "fcntl", "dotlock")),
+    P("deliver_lock_attempts", Int, "20", "Attempts to lock a mailbox before deferring", min=1),
+    P("deliver_lock_delay", Time, "1s", "Time between attempts to lock a mailbox", min=1),
+    P("stale_lock_time", Time, "500s", "Age after which a mailbox .lock file is removed as stale",
+      min=1),
     P("recipient_delimiter", Str, "", "Characters separating a user name from an address extension"),
     P("append_dot_mydomain", Bool, "${{$compatibility_level} <level {1} ? {yes} : {no}}",
       "Append .$mydomain to addresses whose domain has no dot"),

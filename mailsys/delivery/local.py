@@ -4,30 +4,44 @@ SYNOPSIS
     results = deliver_request(request, content, settings)    # one RecipientResult each
 
 DESCRIPTION
-    Synchronous and blocking (file system calls with fsync): services/local
-    runs it in a worker thread. For each recipient:
+    Synchronous and blocking (file system calls with fsync, waits for
+    mailbox locks): services/local runs it in a worker thread. For each
+    recipient:
 
-     1. find the Maildir (mailsys.delivery.mailbox);
+     1. find the mailbox, a Maildir or an mbox file
+        (mailsys.delivery.mailbox);
      2. refuse a loop: the message already carries ``Delivered-To:`` with
         this recipient, so it has been here before: bounce 5.4.6 ``mail
         forwarding loop for bob@example.com`` (Postfix's delivered_hdr check);
      3. write the message with ``Return-Path: <sender>``,
         ``X-Original-To: <original recipient>`` and ``Delivered-To:
-        <recipient>`` in front, as Postfix's agents add them
-        (mailsys.delivery.maildir: tmp/, fsync, link into new/, fsync);
-     4. say ``delivered to maildir`` (2.0.0), with relay=local or
-        relay=virtual as the address class says.
+        <recipient>`` in front, as Postfix's agents add them for both
+        formats (addresses quoted as quote_822_local(3) does):
+        into a Maildir (mailsys.delivery.maildir: tmp/, fsync, link into
+        new/, fsync), or appended to an mbox file under its locks after a
+        ``From sender  date`` line, with ``>From `` quoting and a closing
+        empty line (mailsys.delivery.mbox_format, mailsys.delivery.mbox);
+     4. say ``delivered to maildir`` or ``delivered to mailbox`` (2.0.0),
+        with relay=local or relay=virtual as the address class says.
 
     Failures never lose mail: a permanent one (unknown user, loop, message
     over the mailbox size limit) bounces; anything else (permissions, full
-    disk, configuration) defers and qmgr retries.
+    disk, a mailbox locked by a reader, configuration) defers and qmgr
+    retries. An mbox failure reads as Postfix's: ``cannot update mailbox
+    /var/mail/bob for user bob. unable to lock for exclusive access:
+    Resource temporarily unavailable`` from local,
+    ``delivery failed to mailbox /var/vmail/bob: error writing message:
+    File too large`` from virtual.
 """
 
 from __future__ import annotations
 
-from mailsys.delivery.maildir import MaildirError, deliver
-from mailsys.delivery.mailbox import MailboxError, MailboxSettings, find_mailbox
+from mailsys.delivery import maildir, mbox
+from mailsys.delivery.errors import DeliveryError
+from mailsys.delivery.mailbox import Mailbox, MailboxError, MailboxSettings, find_mailbox
+from mailsys.delivery.mbox_format import mbox_entry
 from mailsys.delivery.report import failed, sent
+from mailsys.message.address import quote_822_local
 from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest, RecipientResult
 
 __all__ = ["deliver_request", "deliver_one", "delivered_to", "relay_name"]
@@ -61,8 +75,20 @@ def delivered_to(content: bytes) -> set[str]:
 
 def _header(sender: str, rcpt: DeliverRecipient) -> bytes:
     orig = rcpt.orig or rcpt.address
-    return (f"Return-Path: <{sender}>\nX-Original-To: {orig}\n"
-            f"Delivered-To: {rcpt.address}\n").encode("utf-8")
+    return (f"Return-Path: <{quote_822_local(sender) if sender else ''}>\n"
+            f"X-Original-To: {quote_822_local(orig)}\n"
+            f"Delivered-To: {quote_822_local(rcpt.address)}\n").encode("utf-8")
+
+
+def _append_mbox(box: Mailbox, relay: str, header: bytes, sender: str, content: bytes) -> None:
+    try:
+        mbox.append(box.path, mbox_entry(header, content, sender), policy=box.locks,
+                    limit=box.limit, owner=box.owner)
+    except DeliveryError as e:
+        # Each Postfix agent puts its own words in front of the reason.
+        prefix = (f"delivery failed to mailbox {box.path}: " if relay == "virtual"
+                  else f"cannot update mailbox {box.path} for user {box.user}. ")
+        raise DeliveryError(e.dsn, prefix + e.text) from None
 
 
 def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
@@ -75,11 +101,15 @@ def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
         return failed(rcpt, e.dsn, e.text, relay=relay)
     if rcpt.address.lower() in seen:
         return failed(rcpt, "5.4.6", f"mail forwarding loop for {rcpt.address}", relay=relay)
+    header = _header(req.sender, rcpt)
     try:
-        deliver(box.path, _header(req.sender, rcpt), content, limit=box.limit, hostname=hostname)
-    except MaildirError as e:
+        if box.mbox:
+            _append_mbox(box, relay, header, req.sender, content)
+        else:
+            maildir.deliver(box.path, header, content, limit=box.limit, hostname=hostname)
+    except DeliveryError as e:
         return failed(rcpt, e.dsn, e.text, relay=relay)
-    return sent(rcpt, "delivered to maildir", relay=relay)
+    return sent(rcpt, "delivered to mailbox" if box.mbox else "delivered to maildir", relay=relay)
 
 
 def deliver_request(req: DeliverRequest, content: bytes, settings: MailboxSettings,

@@ -29,10 +29,11 @@ DESCRIPTION
     virtual_mailbox_limit / mailbox_size_limit do for Maildir delivery.
 
 ERRORS
-    MaildirError carries Postfix's status split (mbox_dsn() in
-    src/global/mbox_open.c): a file too large or a quota is permanent
-    (5.2.2), a full disk is 4.3.0, anything else (permissions, a path that
-    is not a directory, I/O errors) 4.2.0: deferred and retried, never lost.
+    MaildirError (a DeliveryError) carries Postfix's status split
+    (mailsys.delivery.errors.mailbox_dsn): a file too large or a quota is
+    permanent (5.2.2), a full disk is 4.3.0, anything else (permissions, a
+    path that is not a directory, I/O errors) 4.2.0: deferred and retried,
+    never lost.
 """
 
 from __future__ import annotations
@@ -44,33 +45,20 @@ import socket
 import time
 from pathlib import Path
 
+from mailsys.delivery.errors import DeliveryError, mailbox_dsn, os_error_text
+
 __all__ = ["MaildirError", "deliver", "unique_name", "to_lf", "SUBDIRS"]
 
 SUBDIRS = ("tmp", "new", "cur")
 _counter = itertools.count(1)
 
 
-class MaildirError(Exception):
-    def __init__(self, dsn: str, text: str) -> None:
-        super().__init__(text)
-        self.dsn = dsn
-        self.text = text
-
-    @property
-    def permanent(self) -> bool:
-        return self.dsn.startswith("5")
-
-
-def _dsn(e: OSError) -> str:
-    if e.errno in (errno.EFBIG, errno.EDQUOT):
-        return "5.2.2"
-    if e.errno == errno.ENOSPC:
-        return "4.3.0"
-    return "4.2.0"
+class MaildirError(DeliveryError):
+    pass
 
 
 def _fail(what: str, e: OSError) -> MaildirError:
-    return MaildirError(_dsn(e), f"{what}: {os.strerror(e.errno) if e.errno else e}")
+    return MaildirError(mailbox_dsn(e.errno), f"{what}: {os_error_text(e)}")
 
 
 def unique_name(now: float | None = None, hostname: str | None = None) -> str:
@@ -156,8 +144,8 @@ def deliver(maildir: Path, header: bytes, content: bytes, *, limit: int = 0,
                 pass
             raise _fail(f"sync maildir {new.parent}", e) from None
     except OSError as e:
-        raise MaildirError(_dsn(e), f"maildir delivery failed: error writing message: "
-                                    f"{os.strerror(e.errno) if e.errno else e}") from None
+        raise MaildirError(mailbox_dsn(e.errno), f"maildir delivery failed: error writing message: "
+                                                 f"{os_error_text(e)}") from None
     finally:
         try:
             os.unlink(tmp)

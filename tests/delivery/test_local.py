@@ -1,9 +1,10 @@
-"""The local agent's work on real directories: Maildir layout, headers, loops, limits, failures."""
+"""The local agent's work on real directories: Maildir layout, mbox files, headers, loops, limits, failures."""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from mailsys.config.tables import DictTable
 from mailsys.delivery import maildir
 from mailsys.delivery.local import deliver_request, delivered_to
 from mailsys.delivery.mailbox import MailboxSettings, find_mailbox, MailboxError
+from mailsys.delivery.mbox_lock import LockPolicy
 from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
 
 sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/unprivileged.py (tests/ is no package)
@@ -135,17 +137,21 @@ def test_uncreatable_maildir_defers(open_dir, vsettings):
     assert not (open_dir / "vmail" / "example.com").exists()
 
 
-def test_configuration_errors_defer(vsettings):
-    (mbox,) = deliver_request(request("mbox@example.com"), CONTENT, vsettings)
-    assert (mbox.status, mbox.dsn) == ("deferred", "4.3.5")
-    assert "is not a Maildir" in mbox.reason
+def test_configuration_errors_defer(tmp_path, vsettings):
     (evil,) = deliver_request(request("evil@example.com"), CONTENT, vsettings)
     assert (evil.status, evil.dsn) == ("deferred", "4.3.5")
+    # An mbox file is never given directories: Postfix's virtual(8) defers, and so does mailsys.
+    (mbox,) = deliver_request(request("mbox@example.com"), CONTENT, vsettings)
+    path = tmp_path / "vmail" / "example.com" / "mbox"
+    assert (mbox.status, mbox.dsn, mbox.reason) == (
+        "deferred", "4.2.0", f"delivery failed to mailbox {path}: unable to create lock file "
+                             f"{path}.lock: No such file or directory")
 
 
 def test_local_users_in_the_spool_directory(tmp_path):
     users = DictTable("texthash:users", {"bob": "ok"})
-    s = MailboxSettings(local_maps=(users,), spool=tmp_path / "spool", recipient_delimiter="+")
+    s = MailboxSettings(local_maps=(users,), spool=tmp_path / "spool", spool_maildir=True,
+                        recipient_delimiter="+")
     ok, unknown = deliver_request(request("Bob+list@mx.example.com", "eve@mx.example.com", cls="local"),
                                   CONTENT, s)
     assert (ok.status, ok.relay) == ("sent", "local")
@@ -226,7 +232,7 @@ def test_both_size_limits_come_from_main_cf(tmp_path):
     (tmp_path / "users").write_text("bob ok\n")
     (tmp_path / "etc" / "main.cf").write_text(
         f"virtual_mailbox_limit = 100\nmailbox_size_limit = 400\n"
-        f"mail_spool_directory = {tmp_path}/spool\nlocal_recipient_maps = texthash:{tmp_path}/users\n")
+        f"mail_spool_directory = {tmp_path}/spool/\nlocal_recipient_maps = texthash:{tmp_path}/users\n")
     s = MailboxSettings.from_config(load(tmp_path / "etc"))
     assert (s.virtual_limit, s.local_limit) == (100, 400)
     (r,) = deliver_request(request("bob@mx.example.com", cls="local"), CONTENT * 4, s)
@@ -234,3 +240,138 @@ def test_both_size_limits_come_from_main_cf(tmp_path):
     assert files(tmp_path / "spool" / "bob" / "new") == []
     (r,) = deliver_request(request("bob@mx.example.com", cls="local"), CONTENT, s)
     assert r.status == "sent"
+
+# --- mbox files: where they are, how they are written ------------------------------------
+
+MBOX_CONTENT = (b"Received: from client.example.org\r\n\tby mx.example.com\r\n"
+                b"From: alice@example.com\r\nSubject: hi\r\n\r\nFrom here on\r\nHello.\r\n")
+FAST = LockPolicy(attempts=2, delay=0.05)
+FROM_LINE = re.compile(rb"^From (\S+)  \w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d \d{4}\n")
+
+
+@pytest.fixture
+def local(tmp_path):
+    return MailboxSettings(spool=tmp_path / "spool", recipient_delimiter="+", local_locks=FAST,
+                           home_of={"bob": str(tmp_path / "home" / "bob")}.get,
+                           owner_of=lambda user: None)
+
+
+def test_where_local_mail_goes(tmp_path, local):
+    spool, home = tmp_path / "spool", tmp_path / "home" / "bob"
+    cases = [
+        (dict(), spool / "bob", True),                                  # Postfix's default
+        (dict(spool_maildir=True), spool / "bob", False),               # mail_spool_directory = /var/mail/
+        (dict(home_mailbox="Mailbox"), home / "Mailbox", True),
+        (dict(home_mailbox="Maildir/"), home / "Maildir", False),
+        (dict(home_mailbox="Maildir/", spool_maildir=True), home / "Maildir", False),
+    ]
+    for change, path, is_mbox in cases:
+        box = find_mailbox("Bob+list@mx.example.com", "local", dataclasses.replace(local, **change))
+        assert (box.path, box.mbox) == (path, is_mbox), change
+        if is_mbox:
+            assert box.user == "bob" and box.locks == FAST
+
+
+def test_the_mbox_owner_is_the_users_passwd_entry(tmp_path):
+    s = MailboxSettings(spool=tmp_path)
+    assert find_mailbox("nobody@mx.example.com", "local", s).owner == (65534, 65534)
+    assert find_mailbox("no-such-user-here@mx.example.com", "local", s).owner is None
+
+
+def test_local_mbox_delivery_appends_in_order_with_postfix_headers(tmp_path, local):
+    (tmp_path / "spool").mkdir()
+    first, = deliver_request(request("bob+list@mx.example.com", cls="local",
+                                     orig="Bob+list@mx.example.com"), MBOX_CONTENT, local)
+    second, = deliver_request(request("bob@mx.example.com", cls="local", sender=""), MBOX_CONTENT, local)
+    for r in (first, second):
+        assert (r.status, r.dsn, r.reason, r.relay) == ("sent", "2.0.0", "delivered to mailbox", "local")
+    data = (tmp_path / "spool" / "bob").read_bytes()
+    starts = [m.start() for m in re.finditer(rb"(?m)^From ", data)]
+    assert len(starts) == 2
+    one, two = data[:starts[1]], data[starts[1]:]
+    assert FROM_LINE.match(one).group(1) == b"alice@example.com"
+    assert FROM_LINE.match(two).group(1) == b"MAILER-DAEMON"
+    assert one[one.index(b"\n") + 1:] == (
+        b"Return-Path: <alice@example.com>\nX-Original-To: Bob+list@mx.example.com\n"
+        b"Delivered-To: bob+list@mx.example.com\nReceived: from client.example.org\n"
+        b"\tby mx.example.com\nFrom: alice@example.com\nSubject: hi\n\n>From here on\nHello.\n\n")
+    assert two[two.index(b"\n") + 1:].startswith(b"Return-Path: <>\nX-Original-To: bob@mx.example.com\n")
+    assert oct((tmp_path / "spool" / "bob").stat().st_mode & 0o777) == "0o600"
+
+
+def test_local_mbox_failures_read_as_postfix_local(tmp_path, local):
+    (tmp_path / "spool").mkdir()
+    (tmp_path / "spool" / "bob.lock").write_bytes(b"")
+    r, = deliver_request(request("bob@mx.example.com", cls="local"), MBOX_CONTENT, local)
+    box = tmp_path / "spool" / "bob"
+    assert (r.status, r.dsn, r.reason) == (
+        "deferred", "4.2.0", f"cannot update mailbox {box} for user bob. "
+                             f"unable to create lock file {box}.lock: File exists")
+    (tmp_path / "spool" / "bob.lock").unlink()
+    full = dataclasses.replace(local, local_limit=100)
+    r, = deliver_request(request("bob@mx.example.com", cls="local"), MBOX_CONTENT, full)
+    assert (r.status, r.dsn, r.reason) == (
+        "bounced", "5.2.2", f"cannot update mailbox {box} for user bob. "
+                            f"error writing message: File too large")
+    assert box.read_bytes() == b""
+
+
+@pytest.fixture
+def virtual(tmp_path):
+    maps = DictTable("texthash:vmaps", {"bob@example.com": "example.com/bob",
+                                        "ann@example.com": "example.com/ann/"})
+    (tmp_path / "vmail" / "example.com").mkdir(parents=True)
+    return MailboxSettings(virtual_base=str(tmp_path / "vmail"), virtual_maps=(maps,),
+                           virtual_locks=FAST, recipient_delimiter="+")
+
+
+def test_virtual_mbox_and_maildir_side_by_side(tmp_path, virtual):
+    bob, ann = deliver_request(request("bob+x@example.com", "ann@example.com", cls="virtual"),
+                               MBOX_CONTENT, virtual)
+    assert (bob.status, bob.reason, bob.relay) == ("sent", "delivered to mailbox", "virtual")
+    assert (ann.status, ann.reason) == ("sent", "delivered to maildir")
+    data = (tmp_path / "vmail" / "example.com" / "bob").read_bytes()
+    assert FROM_LINE.match(data) and data.endswith(b"\nHello.\n\n")
+    assert b"\nDelivered-To: bob+x@example.com\n" in data
+    assert len(os.listdir(tmp_path / "vmail" / "example.com" / "ann" / "new")) == 1
+    over = dataclasses.replace(virtual, virtual_limit=len(data) + 10)
+    r, = deliver_request(request("bob@example.com", cls="virtual"), MBOX_CONTENT, over)
+    path = tmp_path / "vmail" / "example.com" / "bob"
+    assert (r.status, r.dsn, r.reason) == (
+        "bounced", "5.2.2", f"delivery failed to mailbox {path}: error writing message: File too large")
+
+
+def test_virtual_owner_maps(virtual):
+    uids = DictTable("texthash:uids", {"bob@example.com": "5000", "@low.example": "10"})
+    gids = DictTable("static:5000", {"bob@example.com": "5000", "@low.example": "5000"})
+    s = dataclasses.replace(virtual, virtual_uid_maps=(uids,), virtual_gid_maps=(gids,))
+    assert find_mailbox("bob+x@example.com", "virtual", s).owner == (5000, 5000)
+    assert find_mailbox("bob@example.com", "virtual", virtual).owner is None
+    missing = dataclasses.replace(s, virtual_maps=(DictTable("t", {"@low.example": "low/x",
+                                                                   "eve@example.com": "e"}),))
+    for address, text in (("x@low.example", "recipient x@low.example: bad uid 10 in virtual_uid_maps"),
+                          ("eve@example.com", "recipient eve@example.com: not found in virtual_uid_maps")):
+        with pytest.raises(MailboxError) as e:
+            find_mailbox(address, "virtual", missing)
+        assert (e.value.dsn, e.value.text) == ("4.3.5", text)
+
+
+def test_the_lock_parameters_come_from_main_cf(tmp_path):
+    from mailsys.config import load
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "main.cf").write_text(
+        "mailbox_delivery_lock = flock, dotlock\nvirtual_mailbox_lock = fcntl\n"
+        "deliver_lock_attempts = 3\ndeliver_lock_delay = 2s\nstale_lock_time = 60s\n"
+        "mail_spool_directory = /var/mail/\n")
+    s = MailboxSettings.from_config(load(tmp_path / "etc"))
+    assert s.local_locks == LockPolicy(styles=("flock", "dotlock"), attempts=3, delay=2, stale=60)
+    assert s.virtual_locks == LockPolicy(styles=("fcntl",), attempts=3, delay=2, stale=60)
+    assert s.spool_maildir and s.spool == Path("/var/mail")
+    (tmp_path / "etc" / "main.cf").write_text("")
+    d = MailboxSettings.from_config(load(tmp_path / "etc"))
+    assert d.local_locks == d.virtual_locks == LockPolicy(("fcntl", "dotlock"), 20, 1, 500)
+    assert not d.spool_maildir and d.spool == Path("/var/mail")
+    (tmp_path / "etc" / "main.cf").write_text("mailbox_delivery_lock = fcntl, lockf\n")
+    with pytest.raises(Exception) as e:
+        MailboxSettings.from_config(load(tmp_path / "etc"))
+    assert "lockf" in str(e.value)
