@@ -375,3 +375,11 @@ def test_the_lock_parameters_come_from_main_cf(tmp_path):
     with pytest.raises(Exception) as e:
         MailboxSettings.from_config(load(tmp_path / "etc"))
     assert "lockf" in str(e.value)
+
+
+def test_the_shipped_main_cf_keeps_local_maildirs():
+    # README: "swaks --to root@localhost  # delivered to ./var/mail/root/new/"
+    from mailsys.config import load
+    etc = Path(__file__).parents[2] / "etc"
+    box = find_mailbox("root@localhost", "local", MailboxSettings.from_config(load(etc)))
+    assert (box.path, box.mbox) == (etc.absolute().parent / "var" / "mail" / "root", False)
