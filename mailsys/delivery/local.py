@@ -41,8 +41,8 @@ from mailsys.delivery.errors import DeliveryError
 from mailsys.delivery.mailbox import Mailbox, MailboxError, MailboxSettings, find_mailbox
 from mailsys.delivery.mbox_format import mbox_entry
 from mailsys.delivery.report import failed, sent
-from mailsys.message.address import quote_822_local
 from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest, RecipientResult
+from mailsys.message.address import quote_822_local
 
 __all__ = ["deliver_request", "deliver_one", "delivered_to", "relay_name"]
 
