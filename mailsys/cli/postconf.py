@@ -9,7 +9,7 @@ SYNOPSIS
     mailsys postconf [-c dir] [-h] -F|-P [service[/type[/name]] ...]
     mailsys postconf [-c dir] -Me|-Fe|-Pe service/type[/name]=value ...
     mailsys postconf [-c dir] -MX|-M#|-PX service/type[/name] ...
-    mailsys postconf -m
+    mailsys postconf -m | -l
 
 DESCRIPTION
     Without options, prints every parameter as ``name = value`` with the
@@ -32,7 +32,8 @@ DESCRIPTION
     -P print its fields and -o parameters one per line, and -Me, -Fe, -Pe,
     -MX, -M# and -PX edit it: see mailsys.cli.postconf_master.
 
-    -m lists the lookup table types this build supports, one per line.
+    -m lists the lookup table types this build supports, one per line; -l
+    the mailbox locking methods (mailbox_delivery_lock), as Postfix does.
 
     Errors in main.cf or master.cf are reported as one line naming file,
     line and parameter, with exit status 1.
@@ -47,23 +48,25 @@ from pathlib import Path
 from mailsys.cli import postconf_master as master
 from mailsys.config import load
 from mailsys.config.loader import Config
-from mailsys.config.lines import physical_lines
 from mailsys.config.files import replace_file
+from mailsys.config.lines import physical_lines
 from mailsys.config.maincf import parse_main_cf, split_name_value
 from mailsys.config.params import PARAMS, param
 from mailsys.config.tables import OPENERS
+from mailsys.delivery.mbox_lock import LOCK_STYLES
 from mailsys.errors import ConfigError, UsageError
 
 USAGE = ("usage: postconf [-c config_dir] [-dhnx] [name ...] | -e name=value ... | -X|-# name ... "
          "| [-h] -M|-F|-P [service[/type[/name]] ...] | -Me|-Fe|-Pe service/type[/name]=value ... "
-         "| -MX|-M#|-PX service/type[/name] ... | -m")
+         "| -MX|-M#|-PX service/type[/name] ... | -m | -l")
 
-LISTS = {"-m": lambda: sorted(OPENERS)}     # lists of what this build supports
+# Lists of what this build supports: table types, mailbox locking methods.
+LISTS = {"-m": lambda: sorted(OPENERS), "-l": lambda: LOCK_STYLES}
 
 
 def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
     try:
-        opts, names = getopt.gnu_getopt(argv, "c:dehmnxXM#FP")
+        opts, names = getopt.gnu_getopt(argv, "c:dehlmnxXM#FP")
     except getopt.GetoptError as e:
         raise UsageError(f"{e}. {USAGE}") from None
     flags = {flag for flag, _ in opts}

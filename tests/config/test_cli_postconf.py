@@ -177,3 +177,8 @@ def test_m_lists_the_lookup_table_types(confdir, run_cli):
     r = run_cli(confdir(""), "postconf", "-m")
     assert (r.returncode, r.stderr) == (0, "")
     assert r.stdout == "cidr\ninline\nlmdb\npcre\nregexp\nstatic\ntexthash\nunix\n"
+
+
+def test_l_lists_the_mailbox_locking_methods(confdir, run_cli):
+    r = run_cli(confdir(""), "postconf", "-l")
+    assert (r.returncode, r.stderr, r.stdout) == (0, "", "flock\nfcntl\ndotlock\n")
