@@ -8,7 +8,7 @@ DESCRIPTION
     reject_non_fqdn_sender, reject_non_fqdn_recipient,
     reject_invalid_helo_hostname, reject_non_fqdn_helo_hostname,
     reject_plaintext_session, reject_unknown_client_hostname and
-    reject_unknown_reverse_client_hostname. Each is a Step of a compiled
+    reject_unknown_reverse_client_hostname, and sleep. Each is a Step of a compiled
     Restrictions (rs): it answers OK, DUNNO, or a reject built by
     rs._reject with Postfix's reply code parameter and text.
 
@@ -19,6 +19,11 @@ DESCRIPTION
     relay_domains, or whose local part still routes onwards. The two
     client hostname checks go by client_name "unknown": smtpd has already
     done the DNS work.
+
+    "sleep seconds" pauses, then goes on with the next restriction (an
+    anti-pipelining measure: "sleep 1, reject_unauth_pipelining"). The
+    package cannot wait, so the step raises NeedPause (see needs) and the
+    caller waits and evaluates again, the pause then counted as made.
 
 SEE ALSO
     Postfix SMTPD_ACCESS_README, postconf(5), src/smtpd/smtpd_check.c.
@@ -67,6 +72,11 @@ def reject_multi_recipient_bounce(rs: Restrictions, run: Run, info: ListInfo):
     return rs._reject(run, info, rs._codes["multi_recipient_bounce_reject_code"], "5.5.3",
                       f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: "
                       "Multi-recipient bounce")
+
+
+def sleep_step(rs: Restrictions, run: Run, info: ListInfo, seconds: int) -> Verdict:
+    run.pause(seconds)
+    return DUNNO
 
 
 def defer_all(rs: Restrictions, run: Run, info: ListInfo):
@@ -228,4 +238,4 @@ __all__ = ["defer_all", "defer_if_permit_step", "defer_if_reject_step", "defer_u
            "helo_literal", "judge_helo", "permit", "permit_auth_destination", "permit_mynetworks", "permit_sasl",
            "reject_all", "reject_invalid_helo", "reject_non_fqdn_helo", "reject_non_fqdn_recipient",
            "reject_non_fqdn_sender", "reject_plaintext_session", "reject_unauth_destination",
-           "reject_unknown_client_hostname", "reject_unknown_reverse_client_hostname"]
+           "reject_unknown_client_hostname", "reject_unknown_reverse_client_hostname", "sleep_step"]

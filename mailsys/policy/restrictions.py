@@ -40,7 +40,9 @@ DESCRIPTION
     DNS-based restrictions ask an injected resolver callback, domain ->
     DnsStatus, so this package stays pure (see context and dnschecks);
     check_policy_service asks an injected PolicyAnswers callback and raises
-    NeedPolicy for a service not asked yet (see service).
+    NeedPolicy for a service not asked yet (see service); "sleep N" raises
+    NeedPause unless the caller says (paused=) it has made that pause
+    already (see needs).
     permit_tls_clientcerts (no certificate facts here) never decides;
     reject_unauth_pipelining decides on PolicyContext.ill_pipelining. Anything else unknown is
     logged at compile time and answers 451 4.3.5 Server configuration
@@ -61,7 +63,8 @@ DESCRIPTION
         dnschecks   reject_unknown_*_domain / _helo_hostname, DNS lists
         access      check_*_access lookups and access(5) actions
         users       unlisted recipients and senders, sender login maps
-        service     check_policy_service, NeedPolicy
+        service     check_policy_service
+        needs       NeedPolicy, NeedPause: I/O the caller does before evaluating again
 
 SEE ALSO
     Postfix SMTPD_ACCESS_README, access(5), postconf(5),
@@ -70,6 +73,8 @@ SEE ALSO
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import replace
 from typing import Any, Callable, Iterable, Mapping
 
@@ -85,8 +90,9 @@ from mailsys.policy.netmatch import ClientMatcher, DomainMatcher, Table
 from mailsys.policy.params import PARENT_DEFAULT, Tables, TablesOpener, param_value
 from mailsys.policy.replies import (CLIENT, CODE_DEFAULTS, CONFIG_ERROR_TEXT, DATA, EOD, HELO,
                                     RECIPIENT, SENDER, dsn_fix, split_dsn)
+from mailsys.policy.needs import Need, NeedPause, NeedPolicy
 from mailsys.policy.resolve import AddressResolver, DomainClass, Resolved, split_address
-from mailsys.policy.service import NeedPolicy, check_policy_service
+from mailsys.policy.service import check_policy_service
 from mailsys.policy.state import DUNNO, ListInfo, Run, Step, Verdict
 
 
@@ -105,8 +111,11 @@ _TAKES_ARG = frozenset({
     "check_recipient_mx_access", "check_recipient_ns_access", "check_policy_service",
     "reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_sender", "reject_rhsbl_helo",
     "reject_rhsbl_recipient", "reject_rhsbl_reverse_client", "permit_dnswl_client",
-    "permit_rhswl_client", "check_ccert_access", "check_sasl_access",
+    "permit_rhswl_client", "check_ccert_access", "check_sasl_access", "sleep",
 })
+
+# smtpd_check.c's words for "sleep" without a number after it.
+_SLEEP_WITHOUT_NUMBER = "restriction sleep must be followed by number"
 
 _MAX_NESTING = 20          # access-table values that name restrictions may nest; Postfix stops at 100
 
@@ -281,26 +290,26 @@ class Restrictions:
     # -- public evaluation -----------------------------------------------------
 
     def evaluate_client(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                        policy: PolicyAnswers | None = None) -> Decision:
+                        policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
         """smtpd_client_restrictions alone (at connect when smtpd_delay_reject = no)."""
         return self._evaluate(ctx, resolver, ("smtpd_client_restrictions",), unlisted=False,
-                              delegate=False, policy=policy)
+                              delegate=False, policy=policy, paused=paused)
 
     def evaluate_helo(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                      policy: PolicyAnswers | None = None) -> Decision:
+                      policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
         """smtpd_helo_restrictions alone (at HELO/EHLO when smtpd_delay_reject = no)."""
         return self._evaluate(ctx, resolver, ("smtpd_helo_restrictions",), unlisted=False,
-                              delegate=False, policy=policy)
+                              delegate=False, policy=policy, paused=paused)
 
     def evaluate_sender(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                        policy: PolicyAnswers | None = None) -> Decision:
+                        policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
         """smtpd_sender_restrictions (and the unlisted-sender check) at MAIL FROM
         when smtpd_delay_reject = no."""
         return self._evaluate(ctx, resolver, ("smtpd_sender_restrictions",), unlisted=False,
-                              policy=policy)
+                              policy=policy, paused=paused)
 
     def evaluate_rcpt(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                      policy: PolicyAnswers | None = None) -> Decision:
+                      policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
         """The answer to RCPT TO: ctx.recipient (see the module docstring)."""
         if (ctx.recipient or "").lower() == "postmaster":
             return ACCEPT     # RFC 5321 4.5.1: always accepted, even unqualified
@@ -308,19 +317,19 @@ class Restrictions:
         if self.delay_reject:
             params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
                       "smtpd_sender_restrictions") + params
-        return self._evaluate(ctx, resolver, params, unlisted=True, policy=policy)
+        return self._evaluate(ctx, resolver, params, unlisted=True, policy=policy, paused=paused)
 
     def evaluate_data(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                      policy: PolicyAnswers | None = None) -> Decision:
+                      policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
         """smtpd_data_restrictions at DATA."""
         return self._evaluate(ctx, resolver, ("smtpd_data_restrictions",), unlisted=False,
-                              policy=policy)
+                              policy=policy, paused=paused)
 
     def evaluate_eod(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                     policy: PolicyAnswers | None = None) -> Decision:
+                     policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
         """smtpd_end_of_data_restrictions, once the message content is in."""
         return self._evaluate(ctx, resolver, ("smtpd_end_of_data_restrictions",),
-                              unlisted=False, policy=policy)
+                              unlisted=False, policy=policy, paused=paused)
 
     def domains_to_resolve(self, ctx: PolicyContext) -> tuple[str, ...]:
         """Names evaluate_rcpt(ctx) may ask the resolver about, in order.
@@ -329,7 +338,8 @@ class Restrictions:
         policy service DUNNO); an async caller resolves these first and
         passes their results as the resolver.
         """
-        run = Run(ctx, lambda name: DnsStatus.EXISTS, policy=lambda service: "DUNNO")
+        run = Run(ctx, lambda name: DnsStatus.EXISTS, policy=lambda service: "DUNNO",
+                  paused=math.inf)
         params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
                   "smtpd_sender_restrictions", "smtpd_relay_restrictions",
                   "smtpd_recipient_restrictions")
@@ -356,7 +366,8 @@ class Restrictions:
             if lname in _TAKES_ARG:
                 arg = next(it, None)
                 if arg is None:
-                    self.warnings.append(f"restriction {name} in {param} requires a table argument")
+                    self.warnings.append(_SLEEP_WITHOUT_NUMBER if lname == "sleep" else
+                                         f"restriction {name} in {param} requires a table argument")
                     steps.append(self._config_error(f"{name} without argument"))
                     continue
             if lname == "warn_if_reject":
@@ -398,6 +409,12 @@ class Restrictions:
             return lambda run, info: dnschecks.dnsbl(self, run, info, name, zone.lower().rstrip("."))
         if name == "check_policy_service" and arg is not None:
             return lambda run, info: check_policy_service(self, run, info, arg)
+        if name == "sleep" and arg is not None:
+            if not re.fullmatch(r"[0-9]+", arg):
+                self.warnings.append(_SLEEP_WITHOUT_NUMBER)
+                return self._config_error(name)
+            seconds = int(arg)
+            return lambda run, info: evaluate.sleep_step(self, run, info, seconds)
         if name in _NOT_HERE:
             return lambda run, info: DUNNO
         self.warnings.append(f"unknown smtpd restriction: \"{name}\" in {param}")
@@ -426,8 +443,8 @@ class Restrictions:
 
     def _evaluate(self, ctx: PolicyContext, resolver: Resolver | None, params: tuple[str, ...],
                   *, unlisted: bool, delegate: bool = True,
-                  policy: PolicyAnswers | None = None) -> Decision:
-        run = Run(ctx, resolver, delegate, policy)
+                  policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
+        run = Run(ctx, resolver, delegate, policy, paused)
         for param in params:
             result = self._run_list(run, param)
             if isinstance(result, Decision):
@@ -485,7 +502,8 @@ class Restrictions:
 
 
 __all__ = [
-    "ACCEPT", "Decision", "DnsStatus", "DomainClass", "NeedPolicy", "Note", "PolicyAnswers",
+    "ACCEPT", "Decision", "DnsStatus", "DomainClass", "Need", "NeedPause", "NeedPolicy", "Note",
+    "PolicyAnswers",
     "PolicyContext", "Resolved", "Resolver", "Restrictions", "dsn_fix", "note_log_text",
     "reject_log_text", "split_address", "split_dsn", "valid_hostaddr", "valid_hostname",
 ]

@@ -10,11 +10,9 @@ DESCRIPTION
 
     The package does no I/O, so the step asks the evaluation's
     PolicyAnswers callback. When the service has not been asked yet, it
-    raises NeedPolicy: the caller (smtpd) asks the server, then evaluates
-    again from the start with the answer known. Everything before the step
-    comes out the same the second time (the evaluation is a pure function
-    of its context, the DNS answers and the policy answers), and a service
-    is asked at most once per evaluation; a service the evaluation does not
+    raises NeedPolicy (see needs): the caller (smtpd) asks the server, then
+    evaluates again from the start with the answer known. A service is
+    asked at most once per evaluation; a service the evaluation does not
     reach is never asked, as in Postfix.
 
 SEE ALSO
@@ -27,18 +25,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailsys.policy.access import access_result
+from mailsys.policy.needs import NeedPolicy
 from mailsys.policy.state import ListInfo, Run
 
 if TYPE_CHECKING:
     from mailsys.policy.restrictions import Restrictions
-
-
-class NeedPolicy(Exception):
-    """The evaluation needs the answer of this policy service first."""
-
-    def __init__(self, service: str) -> None:
-        super().__init__(service)
-        self.service = service
 
 
 def check_policy_service(rs: Restrictions, run: Run, info: ListInfo, service: str):

@@ -9,7 +9,8 @@ DESCRIPTION
     Run is the mutable state of one evaluation, like the per-request bits
     of Postfix's SMTPD_STATE: the PolicyContext, the injected DNS resolver
     and the names it was asked about, the policy service answers known so
-    far, the Notes collected so far, a pending
+    far, how many "sleep" pauses the caller has already made, the Notes
+    collected so far, a pending
     defer_if_permit or defer_if_reject, whether warn_if_reject is in force,
     and the nesting depth of restriction classes. It lives for one
     evaluate_*() call and is never shared.
@@ -26,6 +27,7 @@ from typing import Callable
 
 from mailsys.policy.context import DnsStatus, PolicyAnswers, PolicyContext, Resolver
 from mailsys.policy.decision import Decision, Note
+from mailsys.policy.needs import NeedPause
 from mailsys.policy.replies import CLIENT, EOD, HELO, RECIPIENT, SENDER
 
 
@@ -50,13 +52,18 @@ class Run:
     """Mutable state of one evaluation (Postfix: the per-request SMTPD_STATE bits)."""
 
     __slots__ = ("ctx", "resolver", "notes", "defer_if_permit", "defer_if_reject",
-                 "warn_if_reject", "depth", "lookups", "delegate", "policy")
+                 "warn_if_reject", "depth", "lookups", "delegate", "policy", "paused", "pauses")
 
     def __init__(self, ctx: PolicyContext, resolver: Resolver | None,
-                 delegate: bool = True, policy: PolicyAnswers | None = None) -> None:
+                 delegate: bool = True, policy: PolicyAnswers | None = None,
+                 paused: float = 0) -> None:
         self.ctx = ctx
         self.resolver = resolver
         self.policy = policy
+        # "sleep" restrictions: how many the caller has already slept, and
+        # how many this evaluation has reached (see pause()).
+        self.paused = paused
+        self.pauses = 0
         # Whether actions carried out for the message by cleanup (HOLD,
         # DISCARD, FILTER, REDIRECT, BCC, PREPEND) may be taken: not by
         # client and HELO restrictions evaluated outside a mail transaction
@@ -81,6 +88,17 @@ class Run:
             return ctx.recipient or ""
         # smtpd_check_data, smtpd_check_eod: the command name stands in.
         return "END-OF-MESSAGE" if reply_class == EOD else "DATA"
+
+    def pause(self, seconds: int) -> None:
+        """A "sleep seconds" restriction: raise NeedPause unless the caller
+        has already made this pause. Pauses are told apart by the order the
+        evaluation reaches them, which is the same every time; a zero pause
+        is nothing to make, so it is not counted."""
+        if seconds <= 0:
+            return
+        self.pauses += 1
+        if self.pauses > self.paused:
+            raise NeedPause(seconds)
 
     def dns(self, name: str) -> DnsStatus:
         self.lookups.append(name)

@@ -33,7 +33,9 @@ DESCRIPTION
         exchange is mailsys.runtime.smtpd_auth);
       - asks the policy servers of check_policy_service when an evaluation
         reaches them (mailsys.runtime.policy_client), with Postfix's
-        request attributes, and evaluates again with the answer;
+        request attributes, and evaluates again with the answer; sleeps
+        for a "sleep N" restriction (this session only), then evaluates
+        again past it;
       - notes "improper command pipelining after EHLO from ..." once, when
         a client sends more after a command that must end its group;
       - at the end logs what Postfix logs: "lost connection after CMD",
@@ -77,8 +79,8 @@ from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, 
 from mailsys.message.message_actions import MessageActions
 from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
-from mailsys.policy.restrictions import (Decision, DnsStatus, NeedPolicy, PolicyContext,
-                                         note_log_text)
+from mailsys.policy.restrictions import (Decision, DnsStatus, NeedPause, NeedPolicy,
+                                         PolicyContext, note_log_text)
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
 from mailsys.runtime.smtpd_server import SmtpdServer
@@ -368,19 +370,25 @@ class Session:
 
     async def _decide(self, evaluate, ctx: PolicyContext, state: str, resolver=None,
                       policy_facts: dict[str, object] | None = None) -> Decision:
-        """evaluate(ctx, resolver), asking each policy service it reaches
-        (check_policy_service; see mailsys.policy.service) and evaluating
-        again with the answer."""
+        """evaluate(ctx, resolver), doing the I/O it asks for (see
+        mailsys.policy.needs) and evaluating again: each policy service it
+        reaches (check_policy_service) is asked, each "sleep N" is slept.
+        Only this session waits: the others go on meanwhile."""
         answers: dict[str, str] = {}
+        paused = 0
         while True:
             try:
-                return evaluate(ctx, resolver, policy=answers.get)
+                return evaluate(ctx, resolver, policy=answers.get, paused=paused)
             except NeedPolicy as need:
                 self._stop_clock()
                 request = self._policy_request(ctx, state)
                 if policy_facts:
                     request.update(policy_facts)
                 answers[need.service] = await self.server.policy.query(need.service, request)
+            except NeedPause as need:
+                self._stop_clock()
+                await trio.sleep(need.seconds)
+                paused += 1
 
     def _policy_request(self, ctx: PolicyContext, state: str) -> dict[str, object]:
         """The attributes of a policy request (Postfix SMTPD_POLICY_README);

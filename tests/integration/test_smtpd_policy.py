@@ -6,6 +6,7 @@ import runpy
 import socketserver
 import sys
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -459,3 +460,36 @@ def test_reject_multi_recipient_bounce_at_rcpt(mailsys_instance):
         s.rset()
         assert s.mail("a@example.org")[0] == 250
         assert [s.rcpt(r)[0] for r in ("bob@example.test", "carol@example.test")] == [250, 250]
+
+
+def test_sleep_delays_the_reply_then_goes_on_without_holding_up_other_sessions(mailsys_instance):
+    """"sleep 1": the RCPT reply comes no sooner than a second later and is the
+    next restriction's; meanwhile another client of the same smtpd process
+    (maxproc 1) is served at once."""
+    inst = mailsys_instance
+    spec = table(inst, "rcpt_access", "bob@example.test REJECT go away\n")
+    port = inst.free_port()
+    inst.write_config(master_cf=[*h.SERVICES, f"127.0.0.1:{port} inet n - n - 1 smtpd"],
+                      main_cf={"mydestination": "example.test", "local_recipient_maps": "",
+                               "smtpd_error_sleep_time": "0",
+                               "smtpd_recipient_restrictions":
+                                   f"sleep 1, check_recipient_access {spec}, permit"})
+    inst.start()
+    inst.wait_until(lambda: h.listening(port))
+    with h.Raw(port) as slow, h.session(port) as other:
+        assert slow.reply().startswith(b"220 ")
+        slow.send(b"EHLO c.example\r\n")
+        assert slow.reply().startswith(b"250 ")
+        slow.send(b"MAIL FROM:<a@example.org>\r\n")
+        assert slow.reply().startswith(b"250 ")
+        started = time.monotonic()
+        slow.send(b"RCPT TO:<bob@example.test>\r\n")
+        time.sleep(0.1)                 # the slow session is in its pause now
+        before = time.monotonic()
+        assert other.noop()[0] == 250
+        assert other.ehlo("d.example")[0] == 250
+        assert time.monotonic() - before < 0.5
+        assert slow.reply() == b"554 5.7.1 <bob@example.test>: Recipient address rejected: go away"
+        assert time.monotonic() - started >= 1.0
+    inst.wait_log(REJECT + "554 5.7.1 <bob@example.test>: Recipient address rejected: go away; "
+                  "from=<a@example.org> to=<bob@example.test> proto=ESMTP helo=<c.example>")
