@@ -34,6 +34,25 @@ class DnsStatus(enum.Enum):
 
 
 Resolver = Callable[[str], DnsStatus]
+
+
+@dataclass(frozen=True, slots=True)
+class HostRecords:
+    """What DNS answered for one ("MX", domain) or ("ADDR", host) lookup.
+
+    With status EXISTS, records holds (preference, host) pairs for MX, or
+    address strings for ADDR (A and AAAA). NOT_FOUND is NXDOMAIN, or with
+    no_data set a name that exists without such records; a null MX
+    (RFC 7505) counts as no MX.
+    """
+    status: DnsStatus
+    records: tuple = ()
+    no_data: bool = False
+
+
+# permit_mx_backup: the answer to ("MX", domain) or ("ADDR", host), or None
+# while it has not been looked up.
+RecordLookups = Callable[[str, str], "HostRecords | None"]
 # check_policy_service: the action a policy service answered (service ->
 # "DEFER_IF_PERMIT Greylisted"), or None while it has not been asked.
 PolicyAnswers = Callable[[str], "str | None"]
@@ -67,4 +86,5 @@ class PolicyContext:
         return f"{self.client_name or 'unknown'}[{self.client_addr}]"
 
 
-__all__ = ["DnsStatus", "PolicyAnswers", "PolicyContext", "Resolver"]
+__all__ = ["DnsStatus", "HostRecords", "PolicyAnswers", "PolicyContext", "RecordLookups",
+           "Resolver"]

@@ -34,9 +34,8 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
-from mailsys.policy.decision import Decision
 from mailsys.policy.hostnames import truncate_dot, valid_hostaddr, valid_hostname
-from mailsys.policy.replies import CLIENT, DATA, EOD, HELO, RECIPIENT, SENDER, dsn_fix
+from mailsys.policy.replies import CLIENT, DATA, EOD, HELO, RECIPIENT, SENDER
 from mailsys.policy.resolve import DomainClass, split_address
 from mailsys.policy.state import DUNNO, OK, ListInfo, Run, Verdict
 
@@ -91,11 +90,9 @@ def defer_if_permit_step(rs: Restrictions, run: Run, info: ListInfo):
 
 
 def defer_if_reject_step(rs: Restrictions, run: Run, info: ListInfo):
-    if run.defer_if_reject is None:
-        run.defer_if_reject = Decision(
-            450, dsn_fix("4.7.0", 450, info.reply_class),
-            f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: defer_if_reject requested",
-            info.param)
+    rs._defer_if_reject(run, info, 450, "4.7.0",
+                        f"<{run.reply_name(info.reply_class)}>: {info.reply_class} rejected: "
+                        "defer_if_reject requested")
     return DUNNO
 
 

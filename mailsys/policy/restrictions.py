@@ -40,7 +40,9 @@ DESCRIPTION
     DNS-based restrictions ask an injected resolver callback, domain ->
     DnsStatus, so this package stays pure (see context and dnschecks);
     check_policy_service asks an injected PolicyAnswers callback and raises
-    NeedPolicy for a service not asked yet (see service); "sleep N" raises
+    NeedPolicy for a service not asked yet (see service); permit_mx_backup
+    asks an injected RecordLookups callback and raises NeedRecords for
+    records not looked up yet (see mxbackup); "sleep N" raises
     NeedPause unless the caller says (paused=) it has made that pause
     already (see needs).
     permit_tls_clientcerts (no certificate facts here) never decides;
@@ -61,10 +63,12 @@ DESCRIPTION
         state       the per-evaluation Run, OK / DUNNO, Step
         evaluate    restrictions on the session's own facts, relay control
         dnschecks   reject_unknown_*_domain / _helo_hostname, DNS lists
+        mxbackup    permit_mx_backup
         access      check_*_access lookups and access(5) actions
         users       unlisted recipients and senders, sender login maps
         service     check_policy_service
-        needs       NeedPolicy, NeedPause: I/O the caller does before evaluating again
+        needs       NeedPolicy, NeedRecords, NeedPause: I/O the caller does
+                    before evaluating again
 
 SEE ALSO
     Postfix SMTPD_ACCESS_README, access(5), postconf(5),
@@ -80,9 +84,10 @@ from typing import Any, Callable, Iterable, Mapping
 
 from mailsys.config.interfaces import own_addresses
 from mailsys.errors import ConfigError
-from mailsys.policy import dnschecks, evaluate, users
+from mailsys.policy import dnschecks, evaluate, mxbackup, users
 from mailsys.policy.access import check_access
-from mailsys.policy.context import DnsStatus, PolicyAnswers, PolicyContext, Resolver
+from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, PolicyContext,
+                                   RecordLookups, Resolver)
 from mailsys.policy.decision import ACCEPT, Decision, Note
 from mailsys.policy.hostnames import valid_hostaddr, valid_hostname
 from mailsys.policy.logtext import note_log_text, reject_log_text
@@ -90,7 +95,7 @@ from mailsys.policy.netmatch import ClientMatcher, DomainMatcher, Table
 from mailsys.policy.params import PARENT_DEFAULT, Tables, TablesOpener, param_value
 from mailsys.policy.replies import (CLIENT, CODE_DEFAULTS, CONFIG_ERROR_TEXT, DATA, EOD, HELO,
                                     RECIPIENT, SENDER, dsn_fix, split_dsn)
-from mailsys.policy.needs import Need, NeedPause, NeedPolicy
+from mailsys.policy.needs import Need, NeedPause, NeedPolicy, NeedRecords
 from mailsys.policy.resolve import AddressResolver, DomainClass, Resolved, split_address
 from mailsys.policy.service import check_policy_service
 from mailsys.policy.state import DUNNO, ListInfo, Run, Step, Verdict
@@ -113,6 +118,9 @@ _TAKES_ARG = frozenset({
     "reject_rhsbl_recipient", "reject_rhsbl_reverse_client", "permit_dnswl_client",
     "permit_rhswl_client", "check_ccert_access", "check_sasl_access", "sleep",
 })
+
+# What the dry run of domains_to_resolve() answers permit_mx_backup.
+_NO_RECORDS = HostRecords(DnsStatus.NOT_FOUND)
 
 # smtpd_check.c's words for "sleep" without a number after it.
 _SLEEP_WITHOUT_NUMBER = "restriction sleep must be followed by number"
@@ -150,6 +158,7 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
     "reject_non_fqdn_helo_hostname": evaluate.reject_non_fqdn_helo,
     "reject_non_fqdn_hostname": evaluate.reject_non_fqdn_helo,
     "reject_unknown_sender_domain": dnschecks.reject_unknown_sender_domain,
+    "permit_mx_backup": mxbackup.permit_mx_backup,
     "reject_unknown_recipient_domain": dnschecks.reject_unknown_recipient_domain,
     "reject_unknown_helo_hostname": dnschecks.reject_unknown_helo,
     "reject_unknown_hostname": dnschecks.reject_unknown_helo,
@@ -236,6 +245,10 @@ class Restrictions:
         self.virtual_alias_domains = domains("virtual_alias_domains", ())
         self.virtual_mailbox_domains = domains("virtual_mailbox_domains", ())
         self.relay_domains = domains("relay_domains", ())
+        # permit_mx_backup: the networks a domain's primary MX hosts must be in.
+        self.mx_backup_networks = ClientMatcher.compile(
+            get("permit_mx_backup_networks", ()), param="permit_mx_backup_networks", opener=tables,
+            parent="permit_mx_backup_networks" in parent_params)
         self.local_addresses = own_addresses(get("inet_interfaces", ("all",)),
                                              get("proxy_interfaces", ()),
                                              get("inet_protocols", ("all",)))
@@ -290,26 +303,30 @@ class Restrictions:
     # -- public evaluation -----------------------------------------------------
 
     def evaluate_client(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                        policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
+                        policy: PolicyAnswers | None = None, paused: int = 0,
+                        records: RecordLookups | None = None) -> Decision:
         """smtpd_client_restrictions alone (at connect when smtpd_delay_reject = no)."""
         return self._evaluate(ctx, resolver, ("smtpd_client_restrictions",), unlisted=False,
-                              delegate=False, policy=policy, paused=paused)
+                              delegate=False, policy=policy, paused=paused, records=records)
 
     def evaluate_helo(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                      policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
+                      policy: PolicyAnswers | None = None, paused: int = 0,
+                      records: RecordLookups | None = None) -> Decision:
         """smtpd_helo_restrictions alone (at HELO/EHLO when smtpd_delay_reject = no)."""
         return self._evaluate(ctx, resolver, ("smtpd_helo_restrictions",), unlisted=False,
-                              delegate=False, policy=policy, paused=paused)
+                              delegate=False, policy=policy, paused=paused, records=records)
 
     def evaluate_sender(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                        policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
+                        policy: PolicyAnswers | None = None, paused: int = 0,
+                        records: RecordLookups | None = None) -> Decision:
         """smtpd_sender_restrictions (and the unlisted-sender check) at MAIL FROM
         when smtpd_delay_reject = no."""
         return self._evaluate(ctx, resolver, ("smtpd_sender_restrictions",), unlisted=False,
-                              policy=policy, paused=paused)
+                              policy=policy, paused=paused, records=records)
 
     def evaluate_rcpt(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                      policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
+                      policy: PolicyAnswers | None = None, paused: int = 0,
+                      records: RecordLookups | None = None) -> Decision:
         """The answer to RCPT TO: ctx.recipient (see the module docstring)."""
         if (ctx.recipient or "").lower() == "postmaster":
             return ACCEPT     # RFC 5321 4.5.1: always accepted, even unqualified
@@ -317,29 +334,33 @@ class Restrictions:
         if self.delay_reject:
             params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
                       "smtpd_sender_restrictions") + params
-        return self._evaluate(ctx, resolver, params, unlisted=True, policy=policy, paused=paused)
+        return self._evaluate(ctx, resolver, params, unlisted=True, policy=policy, paused=paused,
+                              records=records)
 
     def evaluate_data(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                      policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
+                      policy: PolicyAnswers | None = None, paused: int = 0,
+                      records: RecordLookups | None = None) -> Decision:
         """smtpd_data_restrictions at DATA."""
         return self._evaluate(ctx, resolver, ("smtpd_data_restrictions",), unlisted=False,
-                              policy=policy, paused=paused)
+                              policy=policy, paused=paused, records=records)
 
     def evaluate_eod(self, ctx: PolicyContext, resolver: Resolver | None = None,
-                     policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
+                     policy: PolicyAnswers | None = None, paused: int = 0,
+                     records: RecordLookups | None = None) -> Decision:
         """smtpd_end_of_data_restrictions, once the message content is in."""
         return self._evaluate(ctx, resolver, ("smtpd_end_of_data_restrictions",),
-                              unlisted=False, policy=policy, paused=paused)
+                              unlisted=False, policy=policy, paused=paused, records=records)
 
     def domains_to_resolve(self, ctx: PolicyContext) -> tuple[str, ...]:
         """Names evaluate_rcpt(ctx) may ask the resolver about, in order.
 
-        Found by a dry run that answers every lookup "exists" (and every
-        policy service DUNNO); an async caller resolves these first and
-        passes their results as the resolver.
+        Found by a dry run that answers every lookup "exists" (every
+        policy service DUNNO, every MX record lookup "none", every sleep as
+        made); an async caller resolves these first and passes their
+        results as the resolver.
         """
         run = Run(ctx, lambda name: DnsStatus.EXISTS, policy=lambda service: "DUNNO",
-                  paused=math.inf)
+                  paused=math.inf, records=lambda kind, name: _NO_RECORDS)
         params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
                   "smtpd_sender_restrictions", "smtpd_relay_restrictions",
                   "smtpd_recipient_restrictions")
@@ -443,8 +464,9 @@ class Restrictions:
 
     def _evaluate(self, ctx: PolicyContext, resolver: Resolver | None, params: tuple[str, ...],
                   *, unlisted: bool, delegate: bool = True,
-                  policy: PolicyAnswers | None = None, paused: int = 0) -> Decision:
-        run = Run(ctx, resolver, delegate, policy, paused)
+                  policy: PolicyAnswers | None = None, paused: int = 0,
+                  records: RecordLookups | None = None) -> Decision:
+        run = Run(ctx, resolver, delegate, policy, paused, records)
         for param in params:
             result = self._run_list(run, param)
             if isinstance(result, Decision):
@@ -493,6 +515,14 @@ class Restrictions:
             return run.defer_if_reject
         return decision
 
+    def _defer_if_reject(self, run: Run, info: ListInfo, code: int, enhanced: str, text: str,
+                         reply_class: str | None = None) -> None:
+        """Postfix DEFER_IF_REJECT: a later 5xx reject becomes this deferral
+        (the first reason is kept)."""
+        if run.defer_if_reject is None:
+            run.defer_if_reject = Decision(code, dsn_fix(enhanced, code, reply_class or info.reply_class),
+                                           text, info.param)
+
     def _defer_if_permit(self, run: Run, info: ListInfo, code: int, enhanced: str, text: str,
                          reply_class: str | None = None) -> Verdict:
         if run.defer_if_permit is None:
@@ -502,8 +532,8 @@ class Restrictions:
 
 
 __all__ = [
-    "ACCEPT", "Decision", "DnsStatus", "DomainClass", "Need", "NeedPause", "NeedPolicy", "Note",
-    "PolicyAnswers",
+    "ACCEPT", "Decision", "DnsStatus", "DomainClass", "HostRecords", "Need", "NeedPause",
+    "NeedPolicy", "NeedRecords", "Note", "PolicyAnswers", "RecordLookups",
     "PolicyContext", "Resolved", "Resolver", "Restrictions", "dsn_fix", "note_log_text",
     "reject_log_text", "split_address", "split_dsn", "valid_hostaddr", "valid_hostname",
 ]

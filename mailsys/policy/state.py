@@ -9,7 +9,8 @@ DESCRIPTION
     Run is the mutable state of one evaluation, like the per-request bits
     of Postfix's SMTPD_STATE: the PolicyContext, the injected DNS resolver
     and the names it was asked about, the policy service answers known so
-    far, how many "sleep" pauses the caller has already made, the Notes
+    far, the DNS records looked up so far (permit_mx_backup), how many
+    "sleep" pauses the caller has already made, the Notes
     collected so far, a pending
     defer_if_permit or defer_if_reject, whether warn_if_reject is in force,
     and the nesting depth of restriction classes. It lives for one
@@ -25,9 +26,10 @@ import enum
 from dataclasses import dataclass
 from typing import Callable
 
-from mailsys.policy.context import DnsStatus, PolicyAnswers, PolicyContext, Resolver
+from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, PolicyContext,
+                                   RecordLookups, Resolver)
 from mailsys.policy.decision import Decision, Note
-from mailsys.policy.needs import NeedPause
+from mailsys.policy.needs import NeedPause, NeedRecords
 from mailsys.policy.replies import CLIENT, EOD, HELO, RECIPIENT, SENDER
 
 
@@ -52,14 +54,16 @@ class Run:
     """Mutable state of one evaluation (Postfix: the per-request SMTPD_STATE bits)."""
 
     __slots__ = ("ctx", "resolver", "notes", "defer_if_permit", "defer_if_reject",
-                 "warn_if_reject", "depth", "lookups", "delegate", "policy", "paused", "pauses")
+                 "warn_if_reject", "depth", "lookups", "delegate", "policy", "paused", "pauses",
+                 "records")
 
     def __init__(self, ctx: PolicyContext, resolver: Resolver | None,
                  delegate: bool = True, policy: PolicyAnswers | None = None,
-                 paused: float = 0) -> None:
+                 paused: float = 0, records: RecordLookups | None = None) -> None:
         self.ctx = ctx
         self.resolver = resolver
         self.policy = policy
+        self.records = records
         # "sleep" restrictions: how many the caller has already slept, and
         # how many this evaluation has reached (see pause()).
         self.paused = paused
@@ -99,6 +103,17 @@ class Run:
         self.pauses += 1
         if self.pauses > self.paused:
             raise NeedPause(seconds)
+
+    def lookup(self, kind: str, name: str, *more: str) -> HostRecords:
+        """The records of (kind, name); NeedRecords when the caller has not
+        looked them up yet, asking for the names in more too (those the
+        evaluation will want next) so that one round trip serves them all."""
+        found = self.records(kind, name) if self.records is not None else None
+        if found is None:
+            lookups = self.records or (lambda kind, name: None)
+            raise NeedRecords(tuple((kind, n) for n in dict.fromkeys((name, *more))
+                                    if lookups(kind, n) is None))
+        return found
 
     def dns(self, name: str) -> DnsStatus:
         self.lookups.append(name)

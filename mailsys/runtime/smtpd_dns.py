@@ -4,6 +4,7 @@ SYNOPSIS
     dns = SmtpdDns.from_config(cfg)
     status = await dns.domain_status("example.org")    # DnsStatus: MX, A or AAAA exists?
     name = await client_name("192.0.2.7")              # verified PTR name, or "unknown"
+    records = await HostLookups.from_config(cfg).lookup("MX", "example.org")   # HostRecords
 
 DESCRIPTION
     domain_status() answers reject_unknown_sender_domain,
@@ -15,6 +16,17 @@ DESCRIPTION
     on the trio backend, with dns_nameservers (address[:port]) when set,
     else /etc/resolv.conf. Answers are not cached here; the resolver the
     host runs is the cache.
+
+    HostLookups answers permit_mx_backup's record lookups (NeedRecords):
+    ("MX", domain) gives the (preference, host) pairs, ("ADDR", host) the
+    host's A and AAAA addresses (inet_protocols picks the families), each
+    as a HostRecords with the NOT_FOUND / TEMPFAIL split above; a null MX
+    counts as none. It uses the smtp client's resolver
+    (mailsys.runtime.resolver) on the same name servers, which imports
+    dnspython only on the first lookup. Postfix finds whether an MX host
+    has one of our addresses with getaddrinfo() (so /etc/hosts counts);
+    here DNS answers that too, as it does every other permit_mx_backup
+    question.
 
     client_name() is Postfix's peer name lookup (smtpd_peer.c): the PTR
     name of the address is used only when it resolves back to that same
@@ -39,7 +51,9 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from mailsys.policy.restrictions import DnsStatus
+from mailsys.errors import ConfigError
+from mailsys.policy.restrictions import DnsStatus, HostRecords
+from mailsys.runtime.resolver import DnsError, Resolver, parse_nameserver
 
 if TYPE_CHECKING:
     import dns.asyncresolver
@@ -99,7 +113,7 @@ class SmtpdDns:
 
     @classmethod
     def from_config(cls, cfg) -> "SmtpdDns":
-        from mailsys.runtime.resolver import dns_resolver, parse_nameserver
+        from mailsys.runtime.resolver import dns_resolver
         servers = [parse_nameserver(s) for s in cfg.dns_nameservers]
         return cls(dns_resolver(servers, LOOKUP_TIMEOUT))
 
@@ -122,6 +136,36 @@ class SmtpdDns:
                     OSError):
                 tempfail = True
         return DnsStatus.TEMPFAIL if tempfail else DnsStatus.NOT_FOUND
+
+
+@dataclass(frozen=True, slots=True)
+class HostLookups:
+    """permit_mx_backup's MX and address lookups (see the module description)."""
+    resolver: Resolver
+
+    @classmethod
+    def from_config(cls, cfg) -> "HostLookups":
+        protocols = set(cfg.inet_protocols)
+        both = "all" in protocols
+        try:
+            servers = [parse_nameserver(s) for s in cfg.dns_nameservers]
+        except ValueError as e:
+            raise ConfigError(f"dns_nameservers: {e}", param="dns_nameservers") from None
+        return cls(Resolver(servers, lifetime=LOOKUP_TIMEOUT, ipv4=both or "ipv4" in protocols,
+                            ipv6=both or "ipv6" in protocols))
+
+    async def lookup(self, kind: str, name: str) -> HostRecords:
+        try:
+            if kind == "MX":
+                # A null MX's exchange comes back as "".
+                found = tuple((p, host) for p, host in await self.resolver.mx(name) if host)
+            else:
+                found = tuple(await self.resolver.addresses(name))
+        except DnsError as e:
+            return HostRecords(DnsStatus.TEMPFAIL if e.temporary else DnsStatus.NOT_FOUND)
+        if not found:
+            return HostRecords(DnsStatus.NOT_FOUND, no_data=True)
+        return HostRecords(DnsStatus.EXISTS, found)
 
 
 async def client_name(addr: str, *, timeout: float = PEER_NAME_TIMEOUT,

@@ -54,7 +54,7 @@ from mailsys.policy.restrictions import Restrictions
 from mailsys.runtime import ipc_io
 from mailsys.runtime.anvil_client import AnvilClient
 from mailsys.runtime.policy_client import PolicyClients
-from mailsys.runtime.smtpd_dns import SmtpdDns
+from mailsys.runtime.smtpd_dns import HostLookups, SmtpdDns
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Reply, Settings, replies
 
@@ -106,6 +106,7 @@ class SmtpdServer:
     content_filter: str                  # transport:destination for each message, or ""
     receive_override_options: tuple[str, ...]   # passed to cleanup with each message
     dns: SmtpdDns | None                 # None unless needs_dns: no dnspython loaded
+    host_lookups: HostLookups            # permit_mx_backup's; dnspython loaded on first use
     sasl: SaslServer | None
     tls_context: Any                     # an OpenSSL.SSL.Context, or None
     own_addresses: frozenset
@@ -185,6 +186,7 @@ class SmtpdServer:
             content_filter=cfg.content_filter,
             receive_override_options=tuple(cfg.receive_override_options),
             dns=SmtpdDns.from_config(cfg) if needs_dns else None,
+            host_lookups=HostLookups.from_config(cfg),
             sasl=sasl,
             tls_context=tls_context,
             own_addresses=restrictions.local_addresses,

@@ -33,7 +33,8 @@ DESCRIPTION
         exchange is mailsys.runtime.smtpd_auth);
       - asks the policy servers of check_policy_service when an evaluation
         reaches them (mailsys.runtime.policy_client), with Postfix's
-        request attributes, and evaluates again with the answer; sleeps
+        request attributes, and evaluates again with the answer; likewise
+        looks up the MX and address records permit_mx_backup asks for; sleeps
         for a "sleep N" restriction (this session only), then evaluates
         again past it;
       - notes "improper command pipelining after EHLO from ..." once, when
@@ -79,8 +80,8 @@ from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, 
 from mailsys.message.message_actions import MessageActions
 from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
-from mailsys.policy.restrictions import (Decision, DnsStatus, NeedPause, NeedPolicy,
-                                         PolicyContext, note_log_text)
+from mailsys.policy.restrictions import (Decision, DnsStatus, HostRecords, NeedPause, NeedPolicy,
+                                         NeedRecords, PolicyContext, note_log_text)
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
 from mailsys.runtime.smtpd_server import SmtpdServer
@@ -375,10 +376,16 @@ class Session:
         reaches (check_policy_service) is asked, each "sleep N" is slept.
         Only this session waits: the others go on meanwhile."""
         answers: dict[str, str] = {}
+        records: dict[tuple[str, str], HostRecords] = {}
         paused = 0
         while True:
             try:
-                return evaluate(ctx, resolver, policy=answers.get, paused=paused)
+                return evaluate(ctx, resolver, policy=answers.get, paused=paused,
+                                records=lambda kind, name: records.get((kind, name)))
+            except NeedRecords as need:
+                self._stop_clock()
+                for kind, name in need.queries:
+                    records[kind, name] = await self.server.host_lookups.lookup(kind, name)
             except NeedPolicy as need:
                 self._stop_clock()
                 request = self._policy_request(ctx, state)

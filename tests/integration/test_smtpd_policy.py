@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 
 h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("smtpd_helpers.py"))))
 sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/dnsserver.py (tests/ is no package)
-from dnsserver import NXDOMAIN, DnsServer  # noqa: E402
+from dnsserver import NXDOMAIN, SERVFAIL, DnsServer  # noqa: E402
 
 REJECT = "NOQUEUE: reject: RCPT from localhost[127.0.0.1]: "
 
@@ -33,6 +33,18 @@ def table(inst, name: str, text: str) -> str:
     path = inst.config_dir / name
     path.write_text(text)
     return f"texthash:{path}"
+
+
+def rcpt_replies(port: int, recipients) -> dict[str, str]:
+    """One transaction from a@example.org: each recipient's RCPT reply, "250 2.1.5 Ok"-style."""
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        got = {}
+        for rcpt in recipients:
+            code, text = s.rcpt(rcpt)
+            got[rcpt] = f"{code} {text.decode()}"
+    return got
 
 
 def test_client_access_table(mailsys_instance):
@@ -106,17 +118,50 @@ def test_recipient_restrictions_with_access_table_and_dns(mailsys_instance):
             "r@mxonly.example": "250 2.1.5 Ok",
             "bob@example.test": "250 2.1.5 Ok",
         }
-        with h.session(port) as s:
-            s.ehlo("c.example")
-            s.mail("a@example.org")
-            got = {}
-            for rcpt in expect:
-                code, text = s.rcpt(rcpt)
-                got[rcpt] = f"{code} {text.decode()}"
-        assert got == expect
+        assert rcpt_replies(port, expect) == expect
         assert ("nowhere.example", "A") in dns.queries or ("nowhere.example", "MX") in dns.queries
     inst.wait_log(REJECT + expect["r@nowhere.example"] + "; from=<a@example.org> "
                   "to=<r@nowhere.example> proto=ESMTP helo=<c.example>")
+
+
+def test_permit_mx_backup_with_real_dns(mailsys_instance):
+    """permit_mx_backup relays for domains whose backup MX is this host (by
+    name or address) and whose primaries are in permit_mx_backup_networks."""
+    inst = mailsys_instance
+    zone = {"backup.example": {"MX": [(10, "mx1.backup.example"), (20, "mx.example.test")]},
+            "mx1.backup.example": {"A": ["192.0.2.1"]},
+            "byaddr.example": {"MX": [(10, "mx1.backup.example"), (20, "mx2.byaddr.example")]},
+            "mx2.byaddr.example": {"A": ["127.0.0.1"]},
+            "primary.example": {"MX": [(10, "mx.example.test"), (20, "mx1.backup.example")]},
+            "stranger.example": {"MX": [(10, "mx1.backup.example"), (20, "other.example")]},
+            "other.example": {"A": ["203.0.113.9"]},
+            "outside.example": {"MX": [(10, "mx1.outside.example"), (20, "mx.example.test")]},
+            "mx1.outside.example": {"A": ["198.51.100.1"]},
+            "broken.example": SERVFAIL}
+    with DnsServer(zone) as dns:
+        port = h.start(inst, {"dns_nameservers": dns.spec,
+                              "permit_mx_backup_networks": "192.0.2.0/24",
+                              "smtpd_relay_restrictions":
+                                  "permit_mx_backup, reject_unauth_destination"})
+        denied = "554 5.7.1 <r@{0}>: Relay access denied"
+        expect = {
+            "r@backup.example": "250 2.1.5 Ok",
+            "r@byaddr.example": "250 2.1.5 Ok",
+            "r@primary.example": denied.format("primary.example"),
+            "r@stranger.example": denied.format("stranger.example"),
+            "r@outside.example": denied.format("outside.example"),
+            "r@broken.example": "450 4.4.4 <r@broken.example>: Recipient address rejected: "
+                                "Unable to look up mail exchanger information: "
+                                "Host not found, try again",
+            "bob@example.test": "250 2.1.5 Ok",
+        }
+        assert rcpt_replies(port, expect) == expect
+        assert ("backup.example", "MX") in dns.queries
+        assert ("mx2.byaddr.example", "A") in dns.queries
+        assert not any(name.endswith("example.test") for name, _ in dns.queries)   # ours by name
+    # After the first accepted recipient the line carries the queue ID.
+    inst.wait_log(": reject: RCPT from localhost[127.0.0.1]: " + expect["r@broken.example"]
+                  + "; from=<a@example.org> to=<r@broken.example> proto=ESMTP helo=<c.example>")
 
 
 TRICKS = ["user%remote.example@example.test", "remote.example!user@example.test",
