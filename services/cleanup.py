@@ -148,8 +148,18 @@ class Cleanup:
                  trigger_spacing: float = TRIGGER_SPACING) -> None:
         self.cfg = cfg
         self.policy = HeaderPolicy.from_config(cfg)
+        # A table named by several parameters (mime_header_checks and
+        # nested_header_checks default to $header_checks) is opened once, as
+        # Postfix shares a map among its users: its warnings are logged once.
+        opened: dict[str, object] = {}
+
+        def table(spec: str):
+            if spec not in opened:
+                opened[spec] = open_table(spec, cfg)
+            return opened[spec]
+
         def checks(param: str) -> Callable[[str], str | None] | None:
-            return first_answer([open_table(spec, cfg) for spec in cfg[param]])
+            return first_answer([table(spec) for spec in cfg[param]])
         mime = not cfg.disable_mime_input_processing
         self.header_checks = checks("header_checks")
         self.mime_checks = checks("mime_header_checks") if mime else None

@@ -17,7 +17,9 @@ DESCRIPTION
     -q key looks key up in each table in turn (any type: texthash, lmdb,
     inline, static, regexp), prints the first value found and exits 0, or
     exits 1 when no table has it, as postmap does. ``-q -`` reads keys from
-    standard input and prints ``key value`` for each one found.
+    standard input and prints ``key value`` for each one found. A bad line
+    in a table is skipped with a warning on standard error
+    ("postmap: warning: /etc/x, line 2: ..."), as Postfix's postmap does.
 
     Relative file names are taken from the current directory.
 """
@@ -30,7 +32,7 @@ from pathlib import Path
 
 from mailsys.config import load
 from mailsys.config.loader import Config
-from mailsys.config.tables import open_table, write_lmdb
+from mailsys.config.tables import log_warning, open_table, write_lmdb
 from mailsys.errors import ConfigError, UsageError
 
 USAGE = "usage: postmap [-c config_dir] [-q key] [type:]file ..."
@@ -52,12 +54,15 @@ def main(argv: list[str], config_dir: Path, command: str = "postmap") -> int:
     if not specs:
         raise UsageError(USAGE)
     specs = [absolute_spec(s) for s in specs]
+
+    def warn(text: str) -> None:
+        print(f"{command}: warning: {text}", file=sys.stderr)
     if query is None:
         for spec in specs:
-            compile_table(spec)
+            compile_table(spec, warn)
         return 0
     cfg = _config(config_dir)
-    tables = [open_table(spec, cfg) for spec in specs]
+    tables = [open_table(spec, cfg, warn) for spec in specs]
     if query == "-":
         found = False
         for line in sys.stdin:
@@ -84,12 +89,12 @@ def absolute_spec(spec: str) -> str:
     return f"{kind}:{name}"
 
 
-def compile_table(spec: str) -> Path:
+def compile_table(spec: str, warn=log_warning) -> Path:
     kind, _, name = spec.partition(":")
     if kind != "lmdb":
         raise ConfigError(f"cannot create {kind}:{name}: only lmdb tables are compiled "
                           f"({kind} tables are read as they are)")
-    return write_lmdb(Path(name))
+    return write_lmdb(Path(name), warn)
 
 
 def _lookup(tables, key: str) -> str | None:

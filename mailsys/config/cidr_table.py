@@ -17,10 +17,13 @@ DESCRIPTION
     or not, as in Postfix.
 
 ERRORS
-    ConfigError naming the file and line: a pattern that is no address or
-    network, a network with host bits set (Postfix: "non-null host address
-    bits"; the message names the network meant), a rule without a result,
-    an unmatched if or endif.
+    A file that cannot be read is a ConfigError. A bad line is skipped, as
+    Postfix skips it, with its warning to the warn callback ("cidr map
+    /etc/x, line 3: bad address pattern: "nonsense": skipping this rule"):
+    a pattern that is no address or network, a network with host bits set
+    (the warning names the network meant), a rule without a result, an
+    ENDIF without IF or with text after it. An IF without ENDIF encloses
+    the rest of the file, with a warning at its line.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from mailsys.config.lines import logical_lines
 from mailsys.errors import ConfigError
@@ -70,8 +74,8 @@ def _match(rules: tuple[_Rule, ...], addr) -> str | None:
     return None
 
 
-def read_cidr(spec: str, path: Path) -> CidrTable:
-    """Parse the cidr table file at path."""
+def read_cidr(spec: str, path: Path, warn: Callable[[str], None]) -> CidrTable:
+    """Parse the cidr table file at path; bad lines are warned about and skipped."""
     file = str(path)
     try:
         text = path.read_text(encoding="utf-8", errors="surrogateescape")
@@ -80,45 +84,103 @@ def read_cidr(spec: str, path: Path) -> CidrTable:
     stack: list[list[_Rule]] = [[]]
     opened: list[tuple[_Rule, int]] = []
     for ll in logical_lines(text, file):
+        def skip(why: str) -> None:
+            warn(f"cidr map {file}, line {ll.line}: {why}: skipping this rule")
         words = ll.text.split(None, 1)
         keyword = words[0].lower()
         if keyword == "endif":
             if not opened:
-                raise ConfigError("ignoring ENDIF without matching IF", file=file, line=ll.line)
-            cond, _ = opened.pop()
-            body = tuple(stack.pop())
-            stack[-1].append(_Rule(cond.network, cond.negate, None, body))
+                skip("ENDIF without IF")
+            elif len(words) > 1:
+                skip("garbage after ENDIF")
+            else:
+                cond, _ = opened.pop()
+                body = tuple(stack.pop())
+                stack[-1].append(_Rule(cond.network, cond.negate, None, body))
             continue
         if keyword == "if":
-            if len(words) < 2:
-                raise ConfigError("IF without a pattern", file=file, line=ll.line)
-            pattern, rest = (words[1].split(None, 1) + [""])[:2]
-            if rest:
-                raise ConfigError(f'text after IF pattern: "{rest}"', file=file, line=ll.line)
-            opened.append((_parse(pattern, file, ll.line, None), ll.line))
+            # The whole rest of the line is the pattern, as in Postfix.
+            rule = _parse(words[1] if len(words) > 1 else "", None)
+            if isinstance(rule, str):
+                skip(rule)
+                continue
+            opened.append((rule, ll.line))
             stack.append([])
             continue
-        if len(words) < 2:
-            raise ConfigError(f'no result after "{words[0]}"', file=file, line=ll.line)
-        stack[-1].append(_parse(words[0], file, ll.line, words[1].strip()))
-    if opened:
-        raise ConfigError(f"IF has no matching ENDIF (line {opened[-1][1]})", file=file)
+        negate, rest = _negation(ll.text)
+        pattern, result = (rest.split(None, 1) + ["", ""])[:2]
+        rule = _parse(("!" if negate else "") + pattern, result.strip())
+        if isinstance(rule, str):
+            skip(rule)
+        elif not rule.result:
+            skip("no lookup result")
+        else:
+            stack[-1].append(rule)
+    # An IF without ENDIF encloses the rest of the file.
+    while opened:
+        cond, line = opened.pop()
+        warn(f"cidr map {file}, line {line}: IF has no matching ENDIF")
+        body = tuple(stack.pop())
+        stack[-1].append(_Rule(cond.network, cond.negate, None, body))
     return CidrTable(spec, tuple(stack[0]))
 
 
-def _parse(pattern: str, file: str, line: int, result: str | None) -> _Rule:
-    negate = pattern.startswith("!")
-    text = pattern[1:] if negate else pattern
-    address, slash, prefix = text.partition("/")
-    address = address[1:-1] if address.startswith("[") and address.endswith("]") else address
-    try:
-        network = ipaddress.ip_network(f"{address}/{prefix}" if slash else address, strict=False)
-    except ValueError:
-        raise ConfigError(f'bad net/mask pattern: "{pattern}"', file=file, line=line) from None
-    if slash and str(network.network_address) != str(ipaddress.ip_address(address)):
-        raise ConfigError(f'non-null host address bits in "{text}", perhaps you should use '
-                          f'"{network}" instead', file=file, line=line)
+def _negation(text: str) -> tuple[bool, str]:
+    """Leading "!" (each one toggles) and blanks; the rest of text."""
+    negate = False
+    i = 0
+    while i < len(text) and (text[i] == "!" or text[i].isspace()):
+        negate ^= text[i] == "!"
+        i += 1
+    return negate, text[i:]
+
+
+def _parse(pattern: str, result: str | None) -> "_Rule | str":
+    """A rule for ``[!]address[/prefix]`` (brackets allowed around the
+    address), or Postfix's words for what is wrong with it."""
+    negate, text = _negation(pattern.strip())
+    if not text:
+        return "no address pattern"
+    search = text
+    if text.startswith("["):
+        inner, bracket, after = text[1:].partition("]")
+        if not bracket:
+            return f'missing \']\' character after "[{inner}"'
+        if after and not after.startswith("/"):
+            return f'garbage after "[{inner}]"'
+        text, search = inner + after, inner + after
+    address, slash, prefix = search.partition("/")
+    bits = 128 if ":" in address else 32
+    if slash:
+        where = f'in "{address}/{prefix}"'
+        if not (prefix.isascii() and prefix.isdigit()):
+            return f"bad mask value {where}"
+        if int(prefix) > bits:
+            return f"bad mask length {where}"
+        ip = _address(address, bits)
+        if ip is None:
+            return f"bad network value {where}"
+        network = ipaddress.ip_network(f"{ip}/{int(prefix)}", strict=False)
+        if network.network_address != ip:
+            return (f'non-null host address bits {where}, perhaps you should use '
+                    f'"{network.network_address}/{int(prefix)}" instead')
+    else:
+        ip = _address(address, bits)
+        if ip is None:
+            return f'bad address pattern: "{address}"'
+        network = ipaddress.ip_network(ip)
     return _Rule(network, negate, result)
+
+
+def _address(text: str, bits: int):
+    """inet_pton() of the family the pattern's bit count says, or None."""
+    if "%" in text:
+        return None                     # a scope is no part of inet_pton's syntax
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return ip if ip.max_prefixlen == bits else None
 
 
 __all__ = ["CidrTable", "read_cidr"]

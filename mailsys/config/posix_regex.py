@@ -24,7 +24,10 @@ DESCRIPTION
 
 ERRORS
     ValueError for an unterminated bracket expression, an unknown class
-    name, or a multi-character collating element.
+    name, or a multi-character collating element, worded as glibc's
+    regerror() words it ("Unmatched [, [^, [:, [., or [="). A pattern
+    Python's re then refuses raises re.error; posix_error_text() gives
+    either error in regerror()'s words, as Postfix logs them.
 """
 
 from __future__ import annotations
@@ -46,6 +49,44 @@ _CLASSES = {
     "cntrl": "\\x00-\\x1f\\x7f",
     "xdigit": "0-9A-Fa-f",
 }
+
+
+# glibc's regerror() texts.
+_EBRACK = "Unmatched [, [^, [:, [., or [="
+_ECTYPE = "Invalid character class name"
+_ECOLLATE = "Invalid collation character"
+_EPAREN = "Unmatched ( or \\("
+_ERPAREN = "Unmatched ) or \\)"
+_EBRACE = "Unmatched \\{"
+_BADBR = "Invalid content of \\{\\}"
+_BADRPT = "Invalid preceding regular expression"
+_ERANGE = "Invalid range end"
+_ESUBREG = "Invalid back reference"
+_EESCAPE = "Trailing backslash"
+_BADPAT = "Invalid regular expression"
+
+# Python's re error messages for the same mistakes.
+_PYTHON_TEXTS = (
+    ("missing ), unterminated subpattern", _EPAREN),
+    ("unbalanced parenthesis", _ERPAREN),
+    ("unterminated character set", _EBRACK),
+    ("nothing to repeat", _BADRPT),
+    ("multiple repeat", _BADRPT),
+    ("min repeat greater than max repeat", _BADBR),
+    ("bad character range", _ERANGE),
+    ("bad escape (end of pattern)", _EESCAPE),
+    ("invalid group reference", _ESUBREG),
+    ("cannot refer to an open group", _ESUBREG),
+)
+
+
+def posix_error_text(e: Exception) -> str:
+    """What glibc's regerror() says for the mistake behind e (a ValueError
+    from from_posix, or Python's re.error on its result)."""
+    if isinstance(e, re.error):
+        return next((text for python, text in _PYTHON_TEXTS if e.msg.startswith(python)),
+                    _BADPAT)
+    return str(e)
 
 
 def from_posix(source: str) -> str:
@@ -77,7 +118,7 @@ def _bracket(source: str, i: int) -> tuple[str, int]:
     first = True
     while True:
         if i >= n:
-            raise ValueError("brackets ([ ]) not balanced")
+            raise ValueError(_EBRACK)
         ch = source[i]
         if ch == "]" and not first:
             out.append("]")
@@ -87,14 +128,14 @@ def _bracket(source: str, i: int) -> tuple[str, int]:
             kind = source[i + 1]
             end = source.find(kind + "]", i + 2)
             if end < 0:
-                raise ValueError("brackets ([ ]) not balanced")
+                raise ValueError(_EBRACK)
             name = source[i + 2:end]
             if kind == ":":
                 if name not in _CLASSES:
-                    raise ValueError(f"invalid character class [:{name}:]")
+                    raise ValueError(_ECTYPE)
                 out.append(_CLASSES[name])
             elif len(name) != 1:
-                raise ValueError(f"invalid collation character [{kind}{name}{kind}]")
+                raise ValueError(_ECOLLATE)
             else:
                 out.append(re.escape(name))
             i = end + 2
@@ -109,4 +150,4 @@ def _bracket(source: str, i: int) -> tuple[str, int]:
         i += 1
 
 
-__all__ = ["from_posix"]
+__all__ = ["from_posix", "posix_error_text"]

@@ -34,13 +34,14 @@ def test_posix_bracket_expressions(source, matching, not_matching):
     assert [s for s in not_matching if pattern.search(s)] == []
 
 
-@pytest.mark.parametrize("source, message", [
-    ("[abc", "not balanced"), ("a[[:alpha:]", "not balanced"),
-    ("[[:nope:]]", "invalid character class"), ("[[.ab.]]", "invalid collation"),
+@pytest.mark.parametrize("source, message", [         # glibc regerror()'s words
+    ("[abc", "Unmatched [, [^, [:, [., or [="), ("a[[:alpha:]", "Unmatched [, [^, [:, [., or [="),
+    ("[[:nope:]]", "Invalid character class name"), ("[[.ab.]]", "Invalid collation character"),
 ])
 def test_bad_bracket_expressions(source, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ValueError) as e:
         from_posix(source)
+    assert str(e.value) == message
 
 
 @settings(max_examples=500, deadline=None)

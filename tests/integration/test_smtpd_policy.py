@@ -538,3 +538,34 @@ def test_sleep_delays_the_reply_then_goes_on_without_holding_up_other_sessions(m
         assert time.monotonic() - started >= 1.0
     inst.wait_log(REJECT + "554 5.7.1 <bob@example.test>: Recipient address rejected: go away; "
                   "from=<a@example.org> to=<bob@example.test> proto=ESMTP helo=<c.example>")
+
+
+def test_a_bad_table_line_is_skipped_and_warned_about_by_the_service_that_opened_it(
+        mailsys_instance):
+    """As Postfix: smtpd (client access) and cleanup (header_checks) each log
+    the warning for the bad line of the table they read, and the other
+    rules of the table stand."""
+    inst = mailsys_instance
+    access = inst.config_dir / "client.regexp"
+    access.write_text("/^127\\.0\\.0\\.1$/q REJECT bad flag\n/^127\\.0\\.0\\.1$/ DUNNO fine\n"
+                      "/^127\\./ REJECT go away\n")
+    headers = inst.config_dir / "header_checks"
+    headers.write_text("/^Subject:.*(spam/ REJECT unbalanced\n/^Subject: spam/ REJECT no spam\n")
+    port = h.start(inst, {"smtpd_client_restrictions": f"check_client_access regexp:{access}",
+                          "header_checks": f"regexp:{headers}"})
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        assert s.rcpt("bob@example.test") == (250, b"2.1.5 Ok")      # line 2's DUNNO
+        assert s.data(b"Subject: spam\r\n\r\nbuy\r\n") == (550, b"5.7.1 no spam")
+
+    def logged_by(text: str) -> str:
+        line = next(l for l in inst.wait_log(text).splitlines() if text in l)
+        return line.split("]: ")[0].rsplit(" ", 1)[1].split("[")[0]
+    assert logged_by(f'warning: regexp map {access}, line 1: unknown regexp option "q": '
+                     "skipping this rule") == "mailsys/smtpd"
+    assert logged_by(f"warning: regexp map {headers}, line 1: Unmatched ( or \\(") == \
+        "mailsys/cleanup"
+    # header_checks is also mime_header_checks and nested_header_checks by
+    # default: one table, one warning.
+    assert inst.log_text().count(f"regexp map {headers}, line 1") == 1
