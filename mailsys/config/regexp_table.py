@@ -24,7 +24,8 @@ DESCRIPTION
     Flags: i (toggle case-insensitive, on by default), m (regexp: newline
     sensitive; pcre: multi-line), x (regexp: basic regular expression;
     pcre: extended, whitespace ignored); pcre also s (dot matches newline),
-    A (anchored), E and X (accepted, nothing to do for one-line keys).
+    A (anchored), U (ungreedy: every quantifier's greediness inverted, see
+    ungreedy), E and X (accepted, nothing to do for one-line keys).
 
     A bad line does not make the table unusable: as Postfix does, it is
     skipped (or, for a missing result or text after IF, taken as far as it
@@ -50,6 +51,7 @@ from typing import Callable
 
 from mailsys.config.lines import logical_lines
 from mailsys.config.posix_regex import from_posix, posix_error_text
+from mailsys.config.ungreedy import ungreedy
 from mailsys.errors import ConfigError
 
 Warn = Callable[[str], None]
@@ -298,12 +300,11 @@ class _Reader:
                 newline = not newline
             elif ch == "x":
                 extended = not extended
-        if not extended:
-            self.warn("flag x (basic regular expressions) is not supported: skipping this rule")
-            return None
         try:
-            python = from_posix(source)
-            flags = (re.IGNORECASE if icase else 0) | (re.MULTILINE if newline else re.DOTALL)
+            python = from_posix(source, extended=extended, newline=newline, icase=icase)
+            # re.ASCII: the C locale's classes and case folding, as Postfix has them.
+            flags = re.ASCII | (re.IGNORECASE if icase else 0) | \
+                (re.MULTILINE if newline else re.DOTALL)
             return re.compile(python, flags)
         except (ValueError, re.error) as e:
             self.warn(posix_error_text(e))
@@ -311,7 +312,7 @@ class _Reader:
 
     def _compile_pcre(self, source: str, options: str) -> re.Pattern | None:
         flags = re.IGNORECASE
-        anchored = False
+        anchored = lazy = False
         for ch in options:
             if ch == "i":
                 flags ^= re.IGNORECASE
@@ -324,10 +325,15 @@ class _Reader:
             elif ch == "A":
                 anchored = not anchored
             elif ch == "U":
-                self.warn('unknown regexp option "U": skipping this rule')
-                return None
+                lazy = not lazy
             # E and X: "$" only at the very end, strict escapes; keys have no
             # newline and Python already refuses unknown letter escapes.
+        if lazy:
+            try:
+                source = ungreedy(source, verbose=bool(flags & re.VERBOSE))
+            except ValueError as e:
+                self.warn(f"flag U: {e} is not supported: skipping this rule")
+                return None
         try:
             return re.compile(f"\\A(?:{source})" if anchored else source, flags)
         except re.error as e:

@@ -216,3 +216,37 @@ def test_unix(cfg):
 def test_bad_specs(cfg, spec, message):
     with pytest.raises(ConfigError, match=message):
         open_table(spec, cfg)
+
+
+def test_regexp_x_flag_reads_basic_regular_expressions(tmp_path, cfg):
+    # Checked against Postfix 3.7.11 (postmap -q on the same file).
+    src = tmp_path / "re"
+    src.write_text("/^\\(a*\\)\\(b\\{2,\\}\\)$/x [$1][$2]\n"
+                   "/^c+d?$/x literal\n"
+                   "/^e\\+\\(f\\?\\)$/x [$1]\n"
+                   "/^\\(g\\)\\1$/x double\n"
+                   "/^*h$/x star\n"
+                   "/^\\(i\\|j\\)k$/x [$1]\n"
+                   "/^l{2}$/x braces\n")
+    got = []
+    t = open_table(f"regexp:{src}", cfg, got.append)
+    assert got == []
+    assert [t.lookup(k) for k in ("aabbb", "c+d?", "cd", "eef", "gg", "*h", "jk", "l{2}", "ll")] == \
+        ["[aa][bbb]", "literal", None, "[f]", "double", "star", "[j]", "braces", None]
+
+
+def test_pcre_u_flag_inverts_greediness(tmp_path, cfg):
+    # Checked against Postfix 3.7.11 with PCRE2 (postmap -q on the same file).
+    src = tmp_path / "pcre"
+    src.write_text("/^<(.+)>(.*)$/U [$1][$2]\n"
+                   "/^a(b*)(b*?)c$/U [$1][$2]\n"
+                   "/^p([q]*+)(q*)r$/U [$1][$2]\n"
+                   "/^u (v *) (v*) $/Ux [$1][$2]\n"
+                   "/^k(.*)(l.*)$/UU [$1][$2]\n"
+                   "/^z(?x: y*)$/U scoped\n")
+    got = []
+    t = open_table(f"pcre:{src}", cfg, got.append)
+    assert [t.lookup(k) for k in ("<a>b>c", "abbbc", "pqqr", "uvvv", "kalbl")] == \
+        ["[a][b>c]", "[][bbb]", "[qq][]", "[][vvv]", "[alb][l]"]
+    assert got == [f"pcre map {src}, line 6: flag U: verbose mode for part of a pattern is not "
+                   "supported: skipping this rule"]
