@@ -138,6 +138,8 @@ def test_a_temporary_failure_does_not_stop_a_permit():
                             "Temporary failure in name resolution"),
     (HostRecords(NOT_FOUND), "Unable to look up mail exchanger host mx1.remote.example: "
                              "Name or service not known"),
+    (HostRecords(NOT_FOUND, no_data=True), "Unable to look up mail exchanger host "
+                                           "mx1.remote.example: No address associated with hostname"),
 ])
 def test_the_first_lookup_failure_is_the_deferral(primary, reply):
     zone = dict(ZONE)
@@ -152,7 +154,8 @@ def test_a_primary_that_cannot_be_checked_against_the_networks_is_not_permitted(
             ("ADDR", "mx2.remote.example"): HostRecords(NOT_FOUND, no_data=True)}
     d, _ = evaluate(make(permit_mx_backup_networks=("192.0.2.0/24",)), zone)
     assert d.reply == ("450 4.4.4 <bob@remote.example>: Recipient address rejected: Unable to "
-                       "look up mail exchanger host mx2.remote.example: Name or service not known")
+                       "look up mail exchanger host mx2.remote.example: No address associated "
+                       "with hostname")
 
 
 def test_an_earlier_deferral_is_kept():
