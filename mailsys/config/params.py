@@ -152,6 +152,8 @@ _TABLE: tuple[Param, ...] = (
     P("relay_recipient_maps", List, "", "Lookup tables of valid recipients in $relay_domains"),
     P("relocated_maps", List, "",
       "Lookup tables of addresses that moved: mail to them bounces with the new address"),
+    P("permit_mx_backup_networks", List, "",
+      "Networks a domain's primary MX hosts must be in for permit_mx_backup (empty: any)"),
     # Postfix's default is "proxy:unix:passwd.byname $alias_maps"; mailsys reads
     # unix: tables directly.
     P("local_recipient_maps", List, "unix:passwd.byname $alias_maps",

@@ -172,3 +172,15 @@ def test_the_dns_dry_run_looks_up_no_records():
     ctx = PolicyContext(client_name="unknown", client_addr="198.51.100.7",
                         sender="s@example.org", recipient="bob@remote.example")
     assert r.domains_to_resolve(ctx) == ("remote.example",)
+
+
+def test_permit_mx_backup_networks_is_a_known_parameter(tmp_path):
+    from mailsys.config import load
+    (tmp_path / "main.cf").write_text("permit_mx_backup_networks = 192.0.2.0/24, remote.example\n"
+                                      "mydestination = mx.example.test\n")
+    cfg = load(tmp_path)
+    assert cfg.warnings == ()                       # no "unused parameter"
+    r = Restrictions.from_config(cfg, lambda spec, cfg: None)
+    assert r.mx_backup_networks.match("mx1.remote.example", "198.51.100.1")
+    assert r.mx_backup_networks.match("unknown", "192.0.2.7")
+    assert not r.mx_backup_networks.match("other.example", "198.51.100.1")
