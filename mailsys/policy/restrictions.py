@@ -91,11 +91,11 @@ from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, Polic
 from mailsys.policy.decision import ACCEPT, Decision, Note
 from mailsys.policy.hostnames import valid_hostaddr, valid_hostname
 from mailsys.policy.logtext import note_log_text, reject_log_text
+from mailsys.policy.needs import Need, NeedPause, NeedPolicy, NeedRecords
 from mailsys.policy.netmatch import ClientMatcher, DomainMatcher, Table
 from mailsys.policy.params import PARENT_DEFAULT, Tables, TablesOpener, param_value
 from mailsys.policy.replies import (CLIENT, CODE_DEFAULTS, CONFIG_ERROR_TEXT, DATA, EOD, HELO,
                                     RECIPIENT, SENDER, dsn_fix, split_dsn)
-from mailsys.policy.needs import Need, NeedPause, NeedPolicy, NeedRecords
 from mailsys.policy.resolve import AddressResolver, DomainClass, Resolved, split_address
 from mailsys.policy.service import check_policy_service
 from mailsys.policy.state import DUNNO, ListInfo, Run, Step, Verdict
