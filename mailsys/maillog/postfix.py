@@ -1,12 +1,13 @@
 """postfix - render a log event as a Postfix mail.log line.
 
 SYNOPSIS
-    render(event, host) -> str                # one line, no newline
-    render_lines(event, host[, text]) -> list[str]   # that line, plus traceback lines
-    message(event) -> str                     # the part after "tag[pid]: "
+    render(event, host[, utf8]) -> str        # one line, no newline
+    render_lines(event, host[, text, utf8]) -> list[str]   # plus traceback lines
+    message(event[, utf8]) -> str             # the part after "tag[pid]: "
     format_tv(sec, usec) -> str               # Postfix's delay numbers
     format_delay(seconds) -> str
-    escape(text) -> str
+    printable(text[, utf8]) -> str            # non-printable characters as "?"
+    escape(data) -> str                       # C escapes, for text Postfix escapes
 
 DESCRIPTION
     A line is what Postfix's postlogd writes (src/util/msg_logger.c):
@@ -58,19 +59,26 @@ DESCRIPTION
     in mail.json: put what a person must read into the text.
 
 ESCAPING
-    Nothing that came from a client can break or forge a line. Every piece
-    of text (the event text, every field value, the tag, the queue ID) goes
-    through escape(): printable characters, including printable non-ASCII
-    (SMTPUTF8 addresses), are kept; BEL BS TAB LF VT FF CR become ``\\a \\b
-    \\t \\n \\v \\f \\r``; every other non-printable character (C0 and C1
-    controls, DEL, Unicode line and paragraph separators, format characters,
-    non-space blanks) becomes ``\\ooo`` for each of its UTF-8 bytes. Bytes
-    that were not valid UTF-8 already arrive as ``\\ooo`` (see
-    mailsys.maillog.event). This is the escaping Postfix's smtpd applies to
-    client text (``... pipelining after EHLO from c[a]: MAIL FROM:<a>\\r\\n``,
-    ``non-SMTP command from c[a]: \\026\\003\\001``). Backslashes are kept
-    as they are, like Postfix's own log output, so a line is safe but not
-    guaranteed to be reversible; mail.json keeps the exact text.
+    Nothing that came from a client can break or forge a line. As in
+    Postfix, where msg_text() passes every formatted line through
+    printable(line, '?') (src/util/msg_output.c, src/util/printable.c),
+    the whole text after ``tag[pid]: `` (severity, queue ID and text) and
+    the tag go through printable(): printable ASCII is kept, every ASCII
+    control character (C0 and DEL, so CR, LF and TAB too) becomes ``?``.
+    Non-ASCII text depends on smtputf8_enable, which sets Postfix's
+    util_utf8_enable: with yes, valid UTF-8 is kept as it is (also C1
+    controls and U+2028, which are not line breaks to the tools that read
+    mail.log byte by byte); with no, each byte of it becomes ``?``
+    (``é`` shows as ``??``). A byte that is not valid UTF-8 arrives here
+    already as the four characters ``\\ooo`` (see mailsys.maillog.event),
+    where Postfix shows ``?``; mail.json keeps the exact text.
+
+    Where Postfix logs client text escaped rather than masked (smtpd's
+    "improper command pipelining" and "non-SMTP command" lines), the caller
+    runs it through escape() first, Postfix's escape() (src/util/escape.c):
+    backslash doubled, BEL BS TAB LF VT FF CR as ``\\a \\b \\t \\n \\v
+    \\f \\r``, every other byte that is not printable ASCII as ``\\ooo``.
+    Its result is printable ASCII, so printable() leaves it alone.
 
 TRACEBACKS
     Postfix logs one line per line. An event carrying a traceback (logged
@@ -96,23 +104,43 @@ LEVEL_PREFIX = {"warning": "warning: ", "error": "error: ",
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
-_C_ESCAPES = {"\a": "\\a", "\b": "\\b", "\t": "\\t", "\n": "\\n",
-              "\v": "\\v", "\f": "\\f", "\r": "\\r"}
+_C_ESCAPES = {0x07: "\\a", 0x08: "\\b", 0x09: "\\t", 0x0A: "\\n",
+              0x0B: "\\v", 0x0C: "\\f", 0x0D: "\\r", 0x5C: "\\\\"}
+# Postfix escape(): printable ASCII as it is (backslash doubled), the C
+# escapes above, every other byte as three octal digits.
+_ESCAPE_BYTE = tuple(_C_ESCAPES.get(b, chr(b) if 0x20 <= b < 0x7F else "\\%03o" % b)
+                     for b in range(256))
+
+# printable(): ASCII controls (and lone surrogates, which are no UTF-8)
+# always; with utf8 off, everything outside printable ASCII.
+_ASCII_CONTROLS = {c: "?" for c in (*range(0x20), 0x7F)}
+_NOT_PRINTABLE_UTF8 = re.compile("[\x00-\x1f\x7f\ud800-\udfff]+")
+_NOT_PRINTABLE_ASCII = re.compile("[^\x20-\x7e]+")
 
 
-def escape(text: str) -> str:
-    """Text safe for one log line: no control character survives."""
-    if text.isprintable():
-        return text
-    out = []
-    for ch in text:
-        if ch.isprintable():
-            out.append(ch)
-        elif ch in _C_ESCAPES:
-            out.append(_C_ESCAPES[ch])
-        else:
-            out.extend("\\%03o" % b for b in ch.encode("utf-8", "surrogatepass"))
-    return "".join(out)
+def _masked(match: re.Match[str]) -> str:
+    # One "?" per byte, as printable() works on the UTF-8 bytes.
+    return "?" * len(match.group().encode("utf-8", "surrogatepass"))
+
+
+def printable(text: str, utf8: bool = True) -> str:
+    """Postfix printable(text, '?'): text safe for one log line.
+    utf8: smtputf8_enable, whether valid non-ASCII UTF-8 is kept."""
+    if text.isascii():
+        return text if text.isprintable() else text.translate(_ASCII_CONTROLS)
+    pattern = _NOT_PRINTABLE_UTF8 if utf8 else _NOT_PRINTABLE_ASCII
+    return pattern.sub(_masked, text)
+
+
+def escape(data: bytes | str) -> str:
+    """Postfix escape(): C escapes for text that Postfix logs escaped.
+    A str is escaped as its UTF-8 bytes (surrogateescape'd bytes as they were)."""
+    if isinstance(data, str):
+        try:
+            data = data.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:          # a surrogate no decoder smuggled in
+            data = data.encode("utf-8", "surrogatepass")
+    return "".join([_ESCAPE_BYTE[b] for b in data])
 
 
 # --- numbers ---------------------------------------------------------------
@@ -170,7 +198,8 @@ def format_delay(seconds: float) -> str:
 # --- named events ----------------------------------------------------------
 
 def _e(value: Any) -> str:
-    return escape(str(value))
+    # Raw text: message() masks the whole line at once, as msg_text() does.
+    return str(value)
 
 
 def _addr(value: Any) -> str:
@@ -206,7 +235,7 @@ def _status(f: Mapping[str, Any], default_status: str | None = None) -> str:
     status = f.get("status", default_status)
     if status is None:
         raise KeyError("status")
-    parts.append(f"status={_e(status)} ({escape(_one_line(f.get('reason', '')))})")
+    parts.append(f"status={_e(status)} ({_one_line(f.get('reason', ''))})")
     return ", ".join(parts)
 
 
@@ -226,7 +255,7 @@ def _message_id(f: Mapping[str, Any]) -> str:
     mid = str(f.get("message_id") or "").strip()
     if not (mid.startswith("<") and mid.endswith(">")):
         mid = f"<{mid}>"
-    return f"message-id={escape(mid)}"
+    return f"message-id={mid}"
 
 
 def _pickup(f: Mapping[str, Any]) -> str:
@@ -248,7 +277,7 @@ def _disconnect(f: Mapping[str, Any]) -> str:
 
 def _reject(f: Mapping[str, Any]) -> str:
     text = (f"{_e(f.get('action', 'reject'))}: {_e(f['command'])} from {_e(f['client'])}: "
-            f"{escape(_one_line(f['reply']))};")
+            f"{_one_line(f['reply'])};")
     if f.get("sender") is not None:
         text += f" from={_addr(f['sender'])}"
     if f.get("recipient") is not None:
@@ -280,31 +309,32 @@ FORMATS: dict[str, Callable[[Mapping[str, Any]], str]] = {
 
 
 def text(event: LogEvent) -> str:
-    """The event's own text, escaped: a named event through FORMATS."""
+    """The event's own text, not yet masked: a named event through FORMATS."""
     fmt = FORMATS.get(event.event)
     if fmt is None:
-        return escape(event.event)
+        return event.event
     try:
         return fmt(event.fields)
     except (KeyError, TypeError, ValueError, OverflowError):
         # A named event with fields that do not fit: keep every field
         # rather than lose the event or crash the process that logs it.
         pairs = "".join(f" {_e(k)}={_e(v)}" for k, v in event.fields.items())
-        return escape(event.event) + pairs
+        return event.event + pairs
 
 
 def _prefix(event: LogEvent) -> str:
     prefix = LEVEL_PREFIX.get(event.level, "")
     if event.queue_id:
-        prefix += escape(event.queue_id) + ": "
+        prefix += event.queue_id + ": "
     elif event.noqueue:
         prefix += "NOQUEUE: "
     return prefix
 
 
-def message(event: LogEvent) -> str:
-    """Everything after ``tag[pid]: ``: severity, queue ID, text."""
-    return _prefix(event) + text(event)
+def message(event: LogEvent, utf8: bool = True) -> str:
+    """Everything after ``tag[pid]: ``: severity, queue ID and text, through
+    printable(). utf8: smtputf8_enable."""
+    return printable(_prefix(event) + text(event), utf8)
 
 
 def stamp(when: float) -> str:
@@ -330,24 +360,27 @@ _last_stamp: tuple[int, tuple[str, str] | None, str] = (-1, None, "")
 
 def short_host(myhostname: str) -> str:
     """The host column: the first label of myhostname, as Postfix writes it."""
-    return escape(myhostname.split(".", 1)[0] or "localhost")
+    return printable(myhostname.split(".", 1)[0] or "localhost")
 
 
-def _head(event: LogEvent, host: str) -> str:
-    return f"{stamp(event.time)}{host} {escape(event.tag)}[{event.pid}]: "
+def _head(event: LogEvent, host: str, utf8: bool) -> str:
+    return f"{stamp(event.time)}{host} {printable(event.tag, utf8)}[{event.pid}]: "
 
 
-def render(event: LogEvent, host: str) -> str:
-    """The mail.log line for an event (host as from short_host()), no newline."""
-    return _head(event, host) + message(event)
+def render(event: LogEvent, host: str, utf8: bool = True) -> str:
+    """The mail.log line for an event (host as from short_host()), no newline.
+    utf8: smtputf8_enable (see ESCAPING)."""
+    return _head(event, host, utf8) + message(event, utf8)
 
 
-def render_lines(event: LogEvent, host: str, text: str | None = None) -> list[str]:
+def render_lines(event: LogEvent, host: str, text: str | None = None,
+                 utf8: bool = True) -> list[str]:
     """The event's line, then one line per traceback line, same prefix.
-    text: message(event), when the caller has it already."""
-    head = _head(event, host)
-    lines = [head + (message(event) if text is None else text)]
+    text: message(event, utf8), when the caller has it already."""
+    head = _head(event, host, utf8)
+    lines = [head + (message(event, utf8) if text is None else text)]
     if event.exception:
-        prefix = head + _prefix(event)
-        lines.extend(prefix + escape(line) for line in event.exception.split("\n") if line)
+        prefix = head + printable(_prefix(event), utf8)
+        lines.extend(prefix + printable(line, utf8)
+                     for line in event.exception.split("\n") if line)
     return lines

@@ -59,7 +59,7 @@ MAX_DATAGRAM = 64 * 1024
 class LogSink:
     """Renders events and appends them to mail.log and mail.json."""
 
-    __slots__ = ("_log", "_json", "_host", "_fqdn", "_tag", "_pid")
+    __slots__ = ("_log", "_json", "_host", "_fqdn", "_tag", "_pid", "utf8")
 
     def __init__(self, cfg: Any) -> None:
         log_path, json_path = log_paths(cfg)
@@ -69,6 +69,9 @@ class LogSink:
         self._host = postfix.short_host(self._fqdn)
         self._tag = f"{cfg.syslog_name}/postlogd"
         self._pid = os.getpid()
+        # Postfix's util_utf8_enable follows smtputf8_enable: with it off,
+        # mail.log shows non-ASCII text as "?" (mailsys.maillog.postfix).
+        self.utf8 = bool(cfg.smtputf8_enable)
 
     @property
     def logs_to_stderr(self) -> bool:
@@ -88,7 +91,7 @@ class LogSink:
         try:
             return LogEvent.decode(line)
         except ValueError as e:
-            shown = postfix.escape(line[:SHOW_BAD_BYTES].decode("latin-1"))
+            shown = postfix.escape(line[:SHOW_BAD_BYTES])
             return LogEvent(time=time.time(), tag=self._tag, pid=self._pid, level="warning",
                             event=f"malformed log datagram ({len(line)} bytes): {e}: {shown}")
 
@@ -96,12 +99,12 @@ class LogSink:
         """Append both renderings of the events, in order, one write per file."""
         if not events:
             return
-        host, fqdn, want_json = self._host, self._fqdn, self._json is not None
+        host, fqdn, want_json, utf8 = self._host, self._fqdn, self._json is not None, self.utf8
         log_lines: list[str] = []
         json_lines: list[str] = []
         for event in events:
-            text = postfix.message(event)       # shared by both renderings
-            log_lines.extend(postfix.render_lines(event, host, text))
+            text = postfix.message(event, utf8)       # shared by both renderings
+            log_lines.extend(postfix.render_lines(event, host, text, utf8))
             if want_json:
                 json_lines.append(jsonl.render(event, fqdn, text))
         log_lines.append("")                    # every line ends with a newline

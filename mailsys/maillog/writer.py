@@ -181,7 +181,7 @@ class Writer:
                 if self._pending and (self._full_since is not None or not self._in_trio()):
                     self._start_flusher()
             if self._echo_emitted:
-                to_stderr(_lines(event, self._host))
+                to_stderr(_lines(event, self._host, self._fallback.utf8))
         except Exception as e:  # noqa: BLE001 - logging must not raise into the caller
             to_stderr(f"{event.tag}[{event.pid}]: warning: logging failed: {e!r}\n")
 
@@ -223,7 +223,7 @@ class Writer:
 
     def _sent(self, event: LogEvent) -> None:
         if self._echo_sent:
-            to_stderr(_lines(event, self._host))
+            to_stderr(_lines(event, self._host, self._fallback.utf8))
 
     def _sendto(self, data: bytes) -> bool | None:
         """One datagram: True when sent, False when postlogd's queue is full,
@@ -382,8 +382,8 @@ def _end_of_pass(trio: Any) -> type:
     return _pass_hook
 
 
-def _lines(event: LogEvent, host: str) -> str:
-    return "".join(line + "\n" for line in postfix.render_lines(event, host))
+def _lines(event: LogEvent, host: str, utf8: bool) -> str:
+    return "".join(line + "\n" for line in postfix.render_lines(event, host, utf8=utf8))
 
 
 _live: "weakref.WeakSet[Writer]" = weakref.WeakSet()

@@ -77,6 +77,7 @@ from mailsys.ipc.errors import IpcError, RemoteError
 from mailsys.ipc.messages import ErrorCode
 from mailsys.ipc.proto import anvil as anvil_proto
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
+from mailsys.maillog import postfix as postfix_log
 from mailsys.message.message_actions import MessageActions
 from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
@@ -266,7 +267,9 @@ class Session:
         if text == "too many errors":
             self.too_many_errors = True
         elif text.startswith("non-SMTP command: "):
-            log.warning(f"non-SMTP command from {self.namaddr}: {text[len('non-SMTP command: '):]}")
+            # Postfix logs this line escaped (escape()), then cut to 100 characters.
+            command = postfix_log.escape(text[len("non-SMTP command: "):])[:100]
+            log.warning(f"non-SMTP command from {self.namaddr}: {command}")
         elif reply.code == 552 and self.conn.where == "MAIL":
             self._log_reject("MAIL", str(reply), sender=err.sender, recipient=None)
         self.auth.core_ended(reply)
@@ -322,7 +325,7 @@ class Session:
         if unread:
             self.pipelining_noted = True
             log.info(f"improper command pipelining after {self.conn.where} from {self.namaddr}: "
-                     f"{unread.decode('utf-8', 'replace')}")
+                     f"{postfix_log.escape(unread)}")
 
     # --- commands -------------------------------------------------------------------
 

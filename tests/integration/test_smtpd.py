@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import runpy
@@ -78,6 +79,32 @@ def test_pipelined_transaction_in_one_write(mailsys_instance):
     # Postfix's note, client text escaped, as fail2ban's default filter reads it.
     inst.wait_log("improper command pipelining after EHLO from localhost[127.0.0.1]: "
                   "MAIL FROM:<a@example.org>\\r\\nRCPT TO:<b@example.test>\\r\\n")
+
+
+@pytest.mark.parametrize("utf8", ["yes", "no"])
+def test_client_text_is_masked_in_mail_log_as_postfix_does(mailsys_instance, utf8):
+    # Postfix 3.7.11 logged this session's rejected RCPT with
+    #   smtputf8_enable = yes: from=<s\u00e9x@example.org> ... helo=<a?b?c\u00e9e?>
+    #   smtputf8_enable = no:  from=<s??x@example.org> ... helo=<a?b?c??e?>
+    # and mail.json keeps the client's text exactly.
+    inst = mailsys_instance
+    port = start(inst, {"smtputf8_enable": utf8, "smtpd_recipient_restrictions": "reject"})
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        assert f.readline().startswith(b"220 ")
+        for command in ("HELO a\tb\x01c\u00e9e\x7f", "MAIL FROM:<s\u00e9x@example.org>",
+                        "RCPT TO:<b@example.test>", "QUIT"):
+            sock.sendall(command.encode() + b"\r\n")
+            f.readline()
+    shown = ("from=<s\u00e9x@example.org> to=<b@example.test> proto=SMTP helo=<a?b?c\u00e9e?>"
+             if utf8 == "yes" else
+             "from=<s??x@example.org> to=<b@example.test> proto=SMTP helo=<a?b?c??e?>")
+    inst.wait_log("NOQUEUE: reject: RCPT from localhost[127.0.0.1]: ")
+    assert shown in inst.wait_log(shown)
+    records = [json.loads(line) for line in inst.log_path.with_name("mail.json").read_text().splitlines()]
+    [reject] = [r for r in records if r["event"] == "reject"]
+    assert reject["fields"]["helo"] == "a\tb\x01c\u00e9e\x7f"
+    assert reject["fields"]["sender"] == "s\u00e9x@example.org"
 
 
 def test_swaks_session(mailsys_instance):

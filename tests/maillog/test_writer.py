@@ -52,7 +52,7 @@ def test_one_datagram_per_event_reaches_the_sink(cfg, postlog, writer):
     lines, records = files(cfg)
     assert [LINE.match(x).group(3) for x in lines] == [
         "4F2A1C3B7D: from=<a@b>, size=12, nrcpt=1 (queue active)",
-        "warning: 4F2A1C3B7D: odd\\r\\nthing"]
+        "warning: 4F2A1C3B7D: odd??thing"]
     assert [r["text"] for r in records] == [LINE.match(x).group(3) for x in lines]
     assert records[1]["event"] == "odd\r\nthing"
 

@@ -379,8 +379,22 @@ async def test_improper_pipelining_is_noted_once(make_config):
                                     b"NOOP\r\nNOOP\r\n", 5)
     assert [r[:3] for r in got] == ["250"] * 5
     notes = [e["event"] for e in logs if e["event"].startswith("improper")]
+    # The client's bytes escaped as Postfix's escape() writes them.
     assert notes == ["improper command pipelining after EHLO from client.example[192.0.2.7]: "
-                     "MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\nNOOP\r\nNOOP\r\n"]
+                     "MAIL FROM:<a@example.org>\\r\\nRCPT TO:<b@example.test>\\r\\nNOOP\\r\\nNOOP\\r\\n"]
+
+
+@trio_test
+async def test_non_smtp_command_is_logged_escaped_as_postfix_does(make_config):
+    # Postfix 3.7.11, "GET / HTTP/1.0<SOH><c3 a9><TAB>\\z":
+    #   warning: non-SMTP command from unknown[127.0.0.1]: GET / HTTP/1.0\001\303\251\t\\\\z
+    cfg = make_config(**PARAMS)
+    got, logs = await converse(cfg, "GET / HTTP/1.0\x01\u00e9\t\\z\r\n".encode(), 1)
+    assert got == ["221 2.7.0 Error: I can break rules, too. Goodbye."]
+    [note] = [e for e in logs if e["event"].startswith("non-SMTP")]
+    assert note["event"] == ("non-SMTP command from client.example[192.0.2.7]: "
+                             "GET / HTTP/1.0\\001\\303\\251\\t\\\\z")
+    assert note["log_level"] == "warning"
 
 
 @trio_test
