@@ -10,6 +10,12 @@ DESCRIPTION
 
       1. checks the queue ID the client chose (a well-formed ID, not yet
          in the queue) and message_size_limit;
+         a message that postsuper -r requeues (requeued_from: its old
+         queue ID) comes through here again, as Postfix's pickup hands a
+         requeued file to cleanup: it gets a new queue ID, a Received:
+         header "by host (mailsys, from userid N)" above the others, and
+         every header rule below once more; it keeps its arrival time,
+         client and rewrite context;
       2. builds the Received: header (smtpd's, or "by host (mailsys, from
          userid N)" for local submission) and runs Postfix's header rules
          (mailsys.message.headers): header_checks (each primary header
@@ -263,7 +269,7 @@ class Cleanup:
         if error is not None:
             return Rejected(error.code, error.enhanced, error.text)
         sender = req.sender
-        recipients = tuple(Recipient(r.address, orcpt=r.orcpt, notify=r.notify)
+        recipients = tuple(Recipient(r.address, orig=r.orig, orcpt=r.orcpt, notify=r.notify)
                            for r in req.recipients)
         if self.address_maps.active and mappings:
             try:
@@ -303,6 +309,11 @@ class Cleanup:
     def received(self, req: CleanupRequest, arrival: float) -> str:
         """The Received: header this request gets (received.py has the layouts)."""
         host = self.cfg.myhostname
+        if req.requeued_from:
+            # Postfix's pickup adds "by host (Postfix, from userid N)" to a
+            # requeued file, dated when it was requeued, above the others.
+            return received_local(myhostname=host, queue_id=req.queue_id, arrival=time.time(),
+                                  uid=req.uid if req.uid >= 0 else None)
         if req.origin != "smtpd":
             return received_local(myhostname=host, queue_id=req.queue_id, arrival=arrival,
                                   uid=req.uid if req.uid >= 0 else None)

@@ -27,13 +27,16 @@ DESCRIPTION
     error. Operations run in this order: delete, requeue, hold, expire,
     release.
 
+    -r sends the message through cleanup again, as Postfix's pickup does
+    with a requeued file: a new queue ID (pickup's line "NEWID: uid=N
+    from=<sender> orig_id=QID" is logged), a new Received: header, address
+    rewriting and header_checks once more, the recipients not yet done,
+    the arrival time kept; the old entry is removed once the new one is
+    committed (mailsys.cli.postsuper_requeue, which also says what happens
+    when the mail system is down).
+
     Where mailsys differs from Postfix, because its queue is an LMDB store
     and not a directory of files:
-    - -r moves the entry back to the incoming queue under the same queue
-      ID, with the deferred recipients made pending again and the forced
-      expiry and retry schedule cleared; sent and bounced recipients stay
-      done. Postfix copies the message through pickup and cleanup into a
-      new queue file with a new queue ID.
     - -e and -f mark the entry; qmgr returns it when it next takes it up,
       which for a deferred entry is its next retry (as in Postfix; run
       "postqueue -i QID" to make that now).
@@ -56,6 +59,7 @@ EXIT STATUS
 
 from __future__ import annotations
 
+import functools
 import getopt
 import sys
 import time
@@ -66,9 +70,9 @@ from pathlib import Path
 import structlog
 
 from mailsys.admin import access
+from mailsys.cli.postsuper_requeue import NotRequeued, Requeuer
 from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.maillog.setup import configure
-from mailsys.message.envelope import RcptState
 from mailsys.queue import Queue, QueueStore, WrongQueue
 
 PROGRAM = "postsuper"
@@ -101,9 +105,10 @@ SUMMARIES = (("requeued", "Requeued"), ("deleted", "Deleted"),
 # Which counters an option reports.
 REPORTS = {"d": ("deleted",), "h": ("held",), "H": ("released",),
            "r": ("requeued",), "e": ("expired",), "f": ("expired", "released")}
-# qmgr requests after a change: scan incoming (requeue), deferred (release,
-# expiry), or just wake up (it drops held and deleted entries it holds).
-TRIGGERS = {"requeued": b"I", "released": b"D", "expired": b"D",
+# qmgr requests after a change: scan incoming (requeue, though cleanup pokes
+# it too) and deferred (release, expiry, an old entry a requeue kept for the
+# notice it owes), or just wake up (it drops held and deleted entries it holds).
+TRIGGERS = {"requeued": b"DI", "released": b"D", "expired": b"D",
             "held": b"W", "deleted": b"W"}
 
 
@@ -187,10 +192,14 @@ def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
         return 1
     configure(cfg, PROGRAM)
     counts = Counts()
+    requeuer = None
     try:
         with access.open_store(qdir) as store:
             if store is not None and structure:
                 store.reader_check()
+            if store is not None:
+                requeuer = Requeuer(cfg, store)
+            operations = {**OPERATIONS, "r": functools.partial(requeue, requeuer)}
             stdin_ids: list[str] | None = None
             for letter in ORDER:
                 for op, target in ops:
@@ -208,16 +217,19 @@ def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
                         qids, named = everything(store, queues), False
                     else:
                         qids, named = [target], True
-                    OPERATIONS[op](store, qids, queues, counts, named)
+                    operations[op](store, qids, queues, counts, named)
     except QueueError as e:
         say(f"fatal: {e}")
         log.critical(str(e))
         return 1
+    finally:
+        if requeuer is not None:
+            requeuer.close()
     for name, text in SUMMARIES:
         if name in counts.reported:
             report(f"{text}: {plural(getattr(counts, name))}")
-    request = b"".join(sorted({TRIGGERS[n] for n, _ in SUMMARIES
-                               if getattr(counts, n)}))
+    request = bytes(sorted({byte for n, _ in SUMMARIES if getattr(counts, n)
+                            for byte in TRIGGERS[n]}))
     if request:
         access.poke_qmgr(qdir, request)      # a hint; ignored when down
     return 0
@@ -298,15 +310,17 @@ def _release(store: QueueStore, qid: str, counts: Counts) -> None:
     counts.released += 1
 
 
-def requeue(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
-            counts: Counts, named: bool) -> None:
+def requeue(requeuer: Requeuer, store: QueueStore, qids: list[str],
+            queues: tuple[Queue, ...], counts: Counts, named: bool) -> None:
     def fn(qid: str, queue: Queue) -> None:
-        env, _ = store.load(qid)
-        fresh = {i: dict(state=RcptState.PENDING, dsn_status="", reason="",
-                         remote_mta="", diagnostic="")
-                 for i, r in enumerate(env.recipients) if r.state is RcptState.DEFERRED}
-        store.update(qid, src=queue, dst=Queue.INCOMING, rcpt=fresh,
-                     next_attempt=0.0, last_reason="", forced_expire=False)
+        was_down = requeuer.down
+        outcome = requeuer.requeue(qid, queues)
+        if isinstance(outcome, NotRequeued):
+            report(outcome.why, qid, warning=True)
+            return
+        if requeuer.down and not was_down:
+            report("mail system is down: requeued in place, under the same queue ID",
+                   warning=True)
         report("requeued", qid)
         counts.requeued += 1
     _each(store, qids, queues, named, fn)
@@ -325,5 +339,6 @@ def _expire(release_held: bool):
     return op
 
 
-OPERATIONS = {"d": delete, "h": hold, "H": release, "r": requeue,
+# -r is requeue() with the Requeuer main() makes.
+OPERATIONS = {"d": delete, "h": hold, "H": release,
               "e": _expire(False), "f": _expire(True)}

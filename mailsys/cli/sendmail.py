@@ -164,7 +164,7 @@ def log_pickup(cfg: Config, queue_id: str, sender: str) -> None:
 async def _submit(cfg: Config, request: CleanupRequest) -> Queued | Rejected:
     timeout = cfg.ipc_timeout
     deadline = trio.current_time() + timeout
-    async with await ipc_io.connect(_cleanup_path(cfg), protocol="cleanup",
+    async with await ipc_io.connect(cleanup_path(cfg), protocol="cleanup",
                                     timeout=timeout) as chan:
         log_pickup(cfg, request.queue_id, request.sender)
         return await chan.call(request, expect=(Queued, Rejected),
@@ -295,7 +295,7 @@ def _addresses(texts: list[str]) -> list[str]:
     return [addr for _, addr in getaddresses(texts) if addr]
 
 
-def _cleanup_path(cfg: Config) -> Path:
+def cleanup_path(cfg: Config) -> Path:
     queue_dir = cfg.path("queue_directory")
     path = names.private_path(queue_dir, names.CLEANUP)
     public = names.public_path(queue_dir, names.CLEANUP)

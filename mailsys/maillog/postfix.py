@@ -37,8 +37,8 @@ DESCRIPTION
                     client=name[addr][, sasl_method=M][, sasl_username=U][, sasl_sender=S]
       message-id    message_id (as in the header, "" when there was none)
                     message-id=<id>
-      pickup        uid, sender
-                    uid=N from=<s>
+      pickup        uid, sender, [orig_id]
+                    uid=N from=<s>[ orig_id=QID]
       notification  kind ("sender non-delivery", "sender delay", ...), notice_id
                     sender non-delivery notification: QID
       connect       client                  connect from name[addr]
@@ -259,7 +259,10 @@ def _message_id(f: Mapping[str, Any]) -> str:
 
 
 def _pickup(f: Mapping[str, Any]) -> str:
-    return f"uid={int(f['uid'])} from={_addr(f['sender'])}"
+    text = f"uid={int(f['uid'])} from={_addr(f['sender'])}"
+    if f.get("orig_id"):
+        text += f" orig_id={_e(f['orig_id'])}"       # a message postsuper -r requeued
+    return text
 
 
 def _notification(f: Mapping[str, Any]) -> str:

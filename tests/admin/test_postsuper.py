@@ -119,11 +119,15 @@ def test_release_only_takes_held(capsys, setup, queue):
     assert err.endswith("postsuper: Released from hold: 0 messages\n")
 
 
-def test_requeue_resets_deferred_recipients(capsys, setup, queue):
+def test_requeue_while_down_resets_deferred_recipients_in_place(capsys, setup, queue):
+    # No cleanup to take the message: requeued in place, same queue ID
+    # (mailsys.cli.postsuper_requeue; with the mail system up it gets a new one).
     status, _, err = run_tool(capsys, setup, "postsuper", "-r", queue["bounce"],
                               "-r", queue["held"])
     assert status == 0
-    assert err == (f"postsuper: {queue['bounce']}: requeued\n"
+    assert err == ("postsuper: warning: mail system is down: requeued in place, "
+                   "under the same queue ID\n"
+                   f"postsuper: {queue['bounce']}: requeued\n"
                    f"postsuper: {queue['held']}: requeued\n"
                    "postsuper: Requeued: 2 messages\n")
     found = entries(setup.queue_dir)

@@ -5,6 +5,7 @@ SYNOPSIS
     qid = site.send("alice@example.com", "r@ok.test")          # through smtpd
     reply = site.refused("x@foreign.test")                     # RCPT refused
     r = site.tool("postqueue", "-p")                           # mailsys -c DIR ...
+    site.queue_of(qid)                                         # "deferred", ... or None
     r = site.sendmail("-f", "a@example.com", "b@ok.test", data=b"...")
 
 DESCRIPTION
@@ -30,6 +31,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import json
 import smtplib
 import socket
 import subprocess
@@ -90,6 +92,14 @@ class Site:
     def tool(self, *args: str, stdin: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess:
         return subprocess.run([*MAILSYS, "-c", str(self.inst.config_dir), *args], input=stdin,
                               capture_output=True, text=True, timeout=timeout)
+
+    def queue_of(self, qid: str) -> str | None:
+        """The queue postqueue -j says the entry is in; None when it is in none."""
+        for line in self.tool("postqueue", "-j").stdout.splitlines():
+            entry = json.loads(line)
+            if entry["queue_id"] == qid:
+                return entry["queue_name"]
+        return None
 
     def sendmail(self, *args: str, data: bytes) -> subprocess.CompletedProcess:
         return subprocess.run([*MAILSYS, "-c", str(self.inst.config_dir), "sendmail", *args],

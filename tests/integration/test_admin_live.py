@@ -12,6 +12,7 @@ make qmgr deliver at once what it would otherwise retry 300 s later.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -70,11 +71,7 @@ def logged_reason(inst, qid: str) -> str:
 
 
 def queue_of(site, qid: str) -> str | None:
-    for line in site.tool("postqueue", "-j").stdout.splitlines():
-        entry = json.loads(line)
-        if entry["queue_id"] == qid:
-            return entry["queue_name"]
-    return None
+    return site.queue_of(qid)
 
 
 @pytest.fixture
@@ -188,12 +185,26 @@ def test_postsuper_under_a_running_qmgr(states):
     assert r.stderr == (f"postsuper: {q.held}: released from hold\n"
                         "postsuper: Released from hold: 1 message\n")
     assert queue_of(site, q.held) == "deferred"
-    before = inst.log_text().count(f"{q.held}: to=<x3@dead.test>")
+    arrival = {json.loads(l)["queue_id"]: json.loads(l)["arrival_time"]
+               for l in site.tool("postqueue", "-j").stdout.splitlines()}[q.held]
     r = site.tool("postsuper", "-r", q.held)
-    assert r.stderr.endswith("postsuper: Requeued: 1 message\n")
-    inst.wait_until(lambda: inst.log_text().count(f"{q.held}: to=<x3@dead.test>") == before + 1,
-                    timeout=20)
-    inst.wait_until(lambda: queue_of(site, q.held) == "deferred", timeout=10)
+    assert r.stderr == f"postsuper: {q.held}: requeued\npostsuper: Requeued: 1 message\n"
+    # As Postfix's pickup takes in a requeued file: a new queue ID, logged
+    # with the old one; cleanup and qmgr go on under the new ID.
+    inst.wait_log(f" orig_id={q.held}\n")
+    [new] = re.findall(rf"/pickup\[\d+\]: (\w+): uid={os.getuid()} from=<\S*> orig_id={q.held}$",
+                       inst.log_text(), re.M)
+    inst.wait_log(f"{new}: to=<x3@dead.test>", timeout=20)
+    inst.wait_until(lambda: queue_of(site, new) == "deferred", timeout=10)
+    assert queue_of(site, q.held) is None
+    [entry] = [json.loads(l) for l in site.tool("postqueue", "-j").stdout.splitlines()
+               if json.loads(l)["queue_id"] == new]
+    assert entry["arrival_time"] == arrival                   # delay= counts from arrival
+    head = site.tool("postcat", "-h", "-q", new).stdout.splitlines()
+    assert head[1].startswith(f"Received: by mx.example.test (mailsys, from userid {os.getuid()})")
+    assert head[2].startswith(f"\tid {new}; ")
+    assert head[3].startswith("Received: ")                  # the message's own, kept
+    q.held = new
 
     # Hold everything deferred, then release by queue name.
     r = site.tool("postsuper", "-h", "ALL", "deferred")

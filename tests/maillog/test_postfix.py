@@ -235,3 +235,12 @@ def test_format_tv_vectors(vector):
 ])
 def test_format_delay_from_float_seconds(seconds, expected):
     assert format_delay(seconds) == expected
+
+
+def test_pickup_line_of_a_requeued_message():
+    # Postfix 3.7.11 after "postsuper -r 9233A20C751" (host name as in the samples):
+    line = ("Nov 27 16:39:10 mx postfix/pickup[30142]: 7FF5F20C8C4: uid=103 "
+            "from=<new@example.org> orig_id=9233A20C751")
+    e = ev("16:39:10", "pickup", 30142, "pickup", queue_id="7FF5F20C8C4", uid=103,
+           sender="new@example.org", orig_id="9233A20C751")
+    assert postfix.render(e, "mx") == line

@@ -95,8 +95,8 @@ def test_bs_session_when_cleanup_cannot_take_the_message(make_config, queue_dir)
 def test_cleanup_socket_private_or_public(make_config, queue_dir):
     cfg = make_config()
     private, public = queue_dir / "private" / "cleanup", queue_dir / "public" / "cleanup"
-    assert sendmail._cleanup_path(cfg) == private          # neither exists: the usual place
+    assert sendmail.cleanup_path(cfg) == private          # neither exists: the usual place
     public.touch()                                          # master.cf copied from Postfix
-    assert sendmail._cleanup_path(cfg) == public
+    assert sendmail.cleanup_path(cfg) == public
     private.touch()
-    assert sendmail._cleanup_path(cfg) == private
+    assert sendmail.cleanup_path(cfg) == private

@@ -36,6 +36,8 @@ class CleanupRecipient:
     address: str
     orcpt: str = ""              # DSN ORCPT as given ("rfc822;a@b"), or ""
     notify: tuple[str, ...] = () # DSN NOTIFY values, upper case
+    orig: str = ""               # the address before rewriting, when it differs
+                                 # (postsuper -r keeps a queued recipient's)
 
 
 @message("cleanup_request", version=1)
@@ -47,6 +49,10 @@ class CleanupRequest:
     content: bytes               # header + body, CRLF, dot-unstuffed
     arrival_time: float
     origin: str = "smtpd"        # "smtpd", "sendmail", "bounce": who submits
+    # postsuper -r: the queue ID the message had. The entry gets a new ID
+    # and a Received: header of its own; origin, client and arrival_time
+    # are the message's (as Postfix's pickup copies a requeued file).
+    requeued_from: str = ""
     local: bool = False          # add missing headers (local_header_rewrite_clients)
     client_name: str = ""
     client_addr: str = ""
