@@ -56,6 +56,7 @@ from pathlib import Path
 
 from mailsys.admin import access
 from mailsys.admin.showq import iter_listing, render_json
+from mailsys.cli.getopt_errors import complaint
 from mailsys.config import Config
 from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.queue import Queue, QueueStore, WrongQueue
@@ -100,7 +101,9 @@ def parse(argv: list[str], command: str) -> tuple[str, str | None]:
 def main(argv: list[str], config_dir: Path, command: str = "postqueue") -> int:
     try:
         mode, arg = parse(argv, command)
-    except getopt.GetoptError:
+    except getopt.GetoptError as e:
+        if (line := complaint(e)) is not None:
+            print(f"{command}: {line}", file=sys.stderr)
         return fatal(USAGE, EX_USAGE)
     if mode == "s" and not (_HOSTNAME.fullmatch(arg or "") or _LITERAL.fullmatch(arg or "")):
         return fatal(f'Invalid request: "{arg}"', EX_USAGE)

@@ -70,6 +70,7 @@ from pathlib import Path
 import structlog
 
 from mailsys.admin import access
+from mailsys.cli.getopt_errors import complaint
 from mailsys.cli.postsuper_requeue import NotRequeued, Requeuer
 from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.maillog.setup import configure
@@ -77,10 +78,11 @@ from mailsys.queue import Queue, QueueStore, WrongQueue
 
 PROGRAM = "postsuper"
 USAGE = ("usage: postsuper [-c config_dir] [-d queue_id (delete)] "
-         "[-e queue_id (expire)] [-f queue_id (expire and/or release)] "
+         "[-e queue_id (expire)] [-f queue_id (expire and/or un-hold)] "
          "[-h queue_id (hold)] [-H queue_id (un-hold)] "
          "[-p (purge temporary files)] [-r queue_id (requeue)] "
-         "[-s (structure fix)] [-S (redundant structure fix)] "
+         # Postfix 3.7's text, missing space included.
+         "[-s (structure fix)] [-S (redundant structure fix)]"
          "[-v (verbose)] [queue...]")
 
 ALL = "ALL"
@@ -149,8 +151,8 @@ def parse(argv: list[str]) -> tuple[list[tuple[str, str]], bool, list[str]]:
     """(operations in command-line order, structure/purge asked, queues)."""
     try:
         opts, rest = getopt.gnu_getopt(argv, "d:h:H:r:e:f:psSv")
-    except getopt.GetoptError:
-        raise Usage() from None
+    except getopt.GetoptError as e:
+        raise Usage(complaint(e)) from None
     ops = [(o[1], a) for o, a in opts if o[1] in DEFAULT_QUEUES]
     structure = any(o[1] in "psS" for o, _ in opts) or not ops
     return ops, structure, rest
@@ -177,7 +179,9 @@ def queue_names(names: list[str]) -> tuple[Queue, ...] | None:
 def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
     try:
         ops, structure, names = parse(argv)
-    except Usage:
+    except Usage as e:
+        if e.args and e.args[0]:
+            say(e.args[0])
         say(f"fatal: {USAGE}")
         return 1
     try:

@@ -184,9 +184,14 @@ def test_structure_check_is_quiet(capsys, setup, queue):
 
 
 def test_bad_option(capsys, setup, queue):
+    # Postfix 3.7.11's two lines, glibc getopt's first (its usage text lacks a space).
     status, out, err = run_tool(capsys, setup, "postsuper", "-x")
-    assert status == 1 and err.startswith("postsuper: fatal: usage: postsuper ")
-    assert len(err.splitlines()) == 1
+    assert status == 1 and err == (
+        "postsuper: invalid option -- 'x'\n"
+        "postsuper: fatal: usage: postsuper [-c config_dir] [-d queue_id (delete)] "
+        "[-e queue_id (expire)] [-f queue_id (expire and/or un-hold)] [-h queue_id (hold)] "
+        "[-H queue_id (un-hold)] [-p (purge temporary files)] [-r queue_id (requeue)] "
+        "[-s (structure fix)] [-S (redundant structure fix)][-v (verbose)] [queue...]\n")
 
 
 def test_change_pokes_qmgr(capsys, setup, queue):

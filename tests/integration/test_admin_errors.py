@@ -26,14 +26,19 @@ pytestmark = pytest.mark.integration
 
 QID = "4jbJDG3zVyz09x4"           # the shape of a mailsys queue ID, in no queue
 
-# (arguments, standard input, exit status, the one stderr line, or its start with "...")
+# (arguments, standard input, exit status, the stderr lines, each whole or its start with "...")
 BAD_ARGUMENTS = [
-    (("postqueue", "-x"), None, 64, "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | "
+    # glibc getopt's own line first, as for Postfix's tools.
+    (("postqueue", "-x"), None, 64, "postqueue: invalid option -- 'x'\n"
+     "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | "
      "postqueue -j | postqueue -p | postqueue -s site"),
     (("postqueue", "-p", "-j"), None, 64, "postqueue: fatal: usage: ..."),
     (("postqueue", "-s", "not a site"), None, 64, 'postqueue: fatal: Invalid request: "not a site"'),
-    (("mailq", "-x"), None, 64, "postqueue: fatal: usage: ..."),
-    (("postsuper", "-x"), None, 1, "postsuper: fatal: usage: postsuper ..."),
+    (("mailq", "-x"), None, 64, "mailq: invalid option -- 'x'\npostqueue: fatal: usage: ..."),
+    (("postsuper", "-x"), None, 1,
+     "postsuper: invalid option -- 'x'\npostsuper: fatal: usage: postsuper ..."),
+    (("postsuper", "-d"), None, 1,
+     "postsuper: option requires an argument -- 'd'\npostsuper: fatal: usage: postsuper ..."),
     (("postsuper", "-d", "ALL", "bogusqueue"), None, 1,
      "postsuper: fatal: invalid directory name: bogusqueue"),
     (("postcat",), None, 1, "postcat: fatal: usage: postcat ..."),
@@ -71,13 +76,15 @@ def answer(r: subprocess.CompletedProcess, status: int, line: str) -> None:
     assert "Traceback" not in r.stderr, r.stderr
     assert r.returncode == status, r.stderr
     lines = r.stderr.splitlines()
-    assert len(lines) == 1, r.stderr
-    if line.endswith("..."):
-        assert lines[0].startswith(line[:-3].rstrip(".").rstrip()), lines[0]
-    elif line.endswith("(...)"):
-        assert lines[0].startswith(line[:-5]) and lines[0].endswith(")"), lines[0]
-    else:
-        assert lines[0] == line
+    expected = line.split("\n")
+    assert len(lines) == len(expected), r.stderr
+    for got, line in zip(lines, expected):
+        if line.endswith("..."):
+            assert got.startswith(line[:-3].rstrip(".").rstrip()), got
+        elif line.endswith("(...)"):
+            assert got.startswith(line[:-5]) and got.endswith(")"), got
+        else:
+            assert got == line
 
 
 @pytest.fixture
