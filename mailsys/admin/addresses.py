@@ -3,20 +3,23 @@
 Postfix's showq prints each address RFC 5321-quoted (quote_821_local: a
 local part that is not a dot-atom is put in double quotes, with backslash
 before quote and backslash) and with non-printable characters replaced by
-"?" (printable()). The null sender prints as MAILER-DAEMON, Postfix's
-empty_address_recipient. Pure; used by showq.py and qshape.py.
+"?" (printable(): with smtputf8_enable = no every non-ASCII byte too, as
+Postfix 3.7's mailq and postqueue -j show them). The null sender prints as
+MAILER-DAEMON, Postfix's empty_address_recipient. Pure; used by showq.py
+and qshape.py.
 """
 
 from __future__ import annotations
 
 import re
 
+from mailsys.maillog.postfix import printable
+
 NULL_SENDER = "MAILER-DAEMON"
 
 # RFC 5321 4.1.2: Dot-string = Atom *("." Atom), atext per RFC 5322 3.2.3.
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+"
                        r"(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~\x80-\U0010ffff-]+)*")
-_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def quote_local(address: str) -> str:
@@ -29,13 +32,9 @@ def quote_local(address: str) -> str:
     return f"{local}{at}{domain}"
 
 
-def printable(text: str) -> str:
-    """text with control characters replaced by "?"."""
-    return _UNPRINTABLE.sub("?", text)
-
-
-def shown(address: str) -> str:
-    """An envelope address as mailq and postqueue -j show it."""
+def shown(address: str, utf8: bool = True) -> str:
+    """An envelope address as mailq and postqueue -j show it.
+    utf8: smtputf8_enable."""
     if not address:
         return NULL_SENDER
-    return printable(quote_local(address))
+    return printable(quote_local(address), utf8)

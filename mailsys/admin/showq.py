@@ -83,10 +83,11 @@ def reason_line(reason: str) -> str:
     return "%*s(%s)\n" % (max(0, REASON_END - len(reason)), "", reason)
 
 
-def render_entry(env: Envelope, queue: Queue) -> str:
-    """One message's block of lines, without the separating blank line."""
+def render_entry(env: Envelope, queue: Queue, utf8: bool = True) -> str:
+    """One message's block of lines, without the separating blank line.
+    utf8: smtputf8_enable (addresses.shown)."""
     out = [MESSAGE % (status_id(env, queue), env.size, arrival(env.arrival_time),
-                      shown(env.sender))]
+                      shown(env.sender, utf8))]
     previous: str | None = None
     for rcpt, reason in listed(env):
         if rcpt.state is RcptState.DEFERRED:
@@ -94,17 +95,18 @@ def render_entry(env: Envelope, queue: Queue) -> str:
             if text != previous:
                 out.append(reason_line(text))
                 previous = text
-        out.append(RECIPIENT % ("", "", "", shown(rcpt.address)))
+        out.append(RECIPIENT % ("", "", "", shown(rcpt.address, utf8)))
     return "".join(out)
 
 
-def iter_listing(entries: Iterable[tuple[Envelope, Queue]]) -> Iterator[str]:
+def iter_listing(entries: Iterable[tuple[Envelope, Queue]],
+                 utf8: bool = True) -> Iterator[str]:
     """The mailq output for entries, a piece at a time, so a large queue is
     written as it is read."""
     total = count = 0
     for env, queue in entries:
         yield HEADING if not count else "\n"
-        yield render_entry(env, queue)
+        yield render_entry(env, queue, utf8)
         total += env.size
         count += 1
     if not count:
@@ -113,16 +115,16 @@ def iter_listing(entries: Iterable[tuple[Envelope, Queue]]) -> Iterator[str]:
         yield TRAILER % (total // 1024, count, "" if count == 1 else "s")
 
 
-def render_listing(entries: Iterable[tuple[Envelope, Queue]]) -> str:
+def render_listing(entries: Iterable[tuple[Envelope, Queue]], utf8: bool = True) -> str:
     """The whole mailq output for entries."""
-    return "".join(iter_listing(entries))
+    return "".join(iter_listing(entries, utf8))
 
 
-def json_entry(env: Envelope, queue: Queue) -> str:
+def json_entry(env: Envelope, queue: Queue, utf8: bool = True) -> str:
     """One postqueue -j line (without the newline), keys in Postfix's order."""
     recipients = []
     for rcpt, reason in listed(env):
-        item = {"address": shown(rcpt.address)}
+        item = {"address": shown(rcpt.address, utf8)}
         if reason is not None:
             item["delay_reason"] = reason
         recipients.append(item)
@@ -132,7 +134,7 @@ def json_entry(env: Envelope, queue: Queue) -> str:
         "arrival_time": int(env.arrival_time),
         "message_size": env.size,
         "forced_expire": env.forced_expire,
-        "sender": shown(env.sender),
+        "sender": shown(env.sender, utf8),
         "recipients": recipients,
     }
     # json.dumps' default separators are Postfix's ", " and ": "; non-ASCII
@@ -140,7 +142,8 @@ def json_entry(env: Envelope, queue: Queue) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def render_json(entries: Iterable[tuple[Envelope, Queue]]) -> Iterator[str]:
+def render_json(entries: Iterable[tuple[Envelope, Queue]],
+                utf8: bool = True) -> Iterator[str]:
     """postqueue -j: one JSON object per line; nothing for an empty queue."""
     for env, queue in entries:
-        yield json_entry(env, queue) + "\n"
+        yield json_entry(env, queue, utf8) + "\n"

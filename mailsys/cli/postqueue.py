@@ -113,17 +113,18 @@ def main(argv: list[str], config_dir: Path, command: str = "postqueue") -> int:
         return fatal(f"chdir {qdir}: No such file or directory", EX_UNAVAILABLE)
     try:
         if mode in "pj":
-            return show(qdir, mode)
+            return show(qdir, mode, cfg.smtputf8_enable)
         return flush(cfg, qdir, mode, arg)
     except QueueError as e:
         return fatal(str(e), EX_OSERR)
 
 
-def show(qdir: Path, mode: str) -> int:
+def show(qdir: Path, mode: str, utf8: bool = True) -> int:
+    """mailq or postqueue -j; utf8: smtputf8_enable (non-ASCII shown as "?" without it)."""
     with access.open_store(qdir) as store:
         entries = store.scan_all(on_corrupt=_corrupt) if store else iter(())
         try:
-            for piece in (iter_listing if mode == "p" else render_json)(entries):
+            for piece in (iter_listing if mode == "p" else render_json)(entries, utf8):
                 sys.stdout.write(piece)
             sys.stdout.flush()
         except BrokenPipeError:

@@ -84,6 +84,23 @@ def test_one_request_is_singular():
     assert out.endswith("\n-- 2 Kbytes in 1 Request.\n")
 
 
+def test_non_ascii_addresses_follow_smtputf8_enable():
+    # Postfix 3.7.11, sendmail -f 's\u00e9@example.org' 'r\u00fc@defer.example', then mailq
+    # and postqueue -j with smtputf8_enable = yes, and = no:
+    #   ... s\u00e9@example.org / r\u00fc@defer.example   and   ... s??@example.org / r??@defer.example
+    entry = [(Envelope(queue_id="B2EEE20C7CE", sender="s\u00e9@example.org", size=266,
+                       recipients=(rcpt("r\u00fc@defer.example", D, "try again later"),)),
+              Queue.DEFERRED)]
+    shown = {utf8: (render_listing(entry, utf8), json.loads("".join(render_json(entry, utf8))))
+             for utf8 in (True, False)}
+    for utf8, sender, address in ((True, "s\u00e9@example.org", "r\u00fc@defer.example"),
+                                  (False, "s??@example.org", "r??@defer.example")):
+        listing, obj = shown[utf8]
+        assert listing.splitlines()[1].endswith(" " + sender)
+        assert listing.splitlines()[3] == recipient(address).rstrip("\n")
+        assert (obj["sender"], obj["recipients"][0]["address"]) == (sender, address)
+
+
 def expected_listing(ids: dict[str, str]) -> str:
     t0 = 1795738922
     return (HEADING
