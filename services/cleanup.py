@@ -102,7 +102,8 @@ from mailsys.config.tables import open_table
 from mailsys.errors import QueueError, QueueFull
 from mailsys.ipc import names
 from mailsys.ipc.messages import ErrorCode, ErrorReply
-from mailsys.ipc.proto.cleanup import PROTOCOL, CleanupRequest, Queued, Rejected
+from mailsys.ipc.proto.cleanup import (PROTOCOL, CleanupRequest, ForwardedClient, Queued,
+                                       Rejected)
 from mailsys.message.address_maps import (ALIAS_ERROR, RECIPIENT_HEADERS, SENDER_HEADERS,
                                           AddressMaps, AliasError)
 from mailsys.message.envelope import Envelope, Recipient
@@ -278,12 +279,13 @@ class Cleanup:
                 warn(str(e))
                 return Rejected(451, *ALIAS_ERROR)
         content = cleaned.assemble(source, crlf=req.crlf)
+        logged = _logged_client(req)
         envelope = Envelope(
             queue_id=req.queue_id, sender=sender,
             recipients=with_actions(recipients, actions.bcc, actions.redirect),
             arrival_time=arrival, size=len(content),
-            client_name=req.client_name, client_addr=req.client_addr,
-            client_port=req.client_port, helo=req.helo, protocol=req.protocol,
+            client_name=logged.name, client_addr=logged.addr, client_port=logged.port,
+            helo=logged.helo, protocol=logged.protocol, log_ident=logged.ident,
             sasl_user=req.sasl_user, sasl_method=req.sasl_method,
             rewrite_context="local" if req.local else "remote",
             envid=req.envid, ret=req.ret, body_type=req.body_type, smtputf8=req.smtputf8,
@@ -300,8 +302,9 @@ class Cleanup:
         if not actions.take(act.action, act.text):
             return
         smtpd = req.origin == "smtpd"
-        log.info(log_text(act, origin=f"{req.client_name or 'unknown'}[{req.client_addr}]"
-                          if smtpd else "local", sender=req.sender,
+        origin = "local" if not smtpd else req.forwarded.namaddr if req.forwarded is not None \
+            else f"{req.client_name or 'unknown'}[{req.client_addr}]"
+        log.info(log_text(act, origin=origin, sender=req.sender,
                           recipient=req.recipients[0].address if req.recipients else None,
                           proto=req.protocol if smtpd else "", helo=req.helo if smtpd else ""),
                  queue_id=req.queue_id)
@@ -349,6 +352,15 @@ class Cleanup:
                 await self.qmgr.send(names.QMGR_REQ_SCAN_INCOMING, timeout=TRIGGER_TIMEOUT)
         finally:
             self.qmgr.close()
+
+
+def _logged_client(req: CleanupRequest) -> ForwardedClient:
+    """Who the message is logged (and later XFORWARDed) as coming from:
+    what smtpd's XFORWARD said, else the actual client."""
+    if req.forwarded is not None:
+        return req.forwarded
+    return ForwardedClient(req.client_name, req.client_addr, req.client_port, req.helo,
+                           req.protocol)
 
 
 def open_queue(ctx: skeleton.ServiceContext) -> Cleanup:

@@ -69,7 +69,7 @@ def envelope_records(env: Envelope) -> list[str]:
                                           env.size, int(env.smtputf8)),
         f"message_arrival_time: {_asctime(env.arrival_time)}",
         f"create_time: {_asctime(env.arrival_time)}",
-        f"named_attribute: log_ident={env.queue_id}",
+        f"named_attribute: log_ident={env.log_ident or env.queue_id}",
         f"named_attribute: rewrite_context={env.rewrite_context}",
         f"sender: {env.sender}",
     ]

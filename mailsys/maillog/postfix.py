@@ -33,8 +33,10 @@ DESCRIPTION
       expired       sender, [status="expired"]
                     from=<s>, status=expired, returned to sender
       removed       removed
-      client        client, [sasl_method], [sasl_username], [sasl_sender]
+      client        client, [sasl_method], [sasl_username], [sasl_sender], [orig_queue_id],
+                    [orig_client]
                     client=name[addr][, sasl_method=M][, sasl_username=U][, sasl_sender=S]
+                    [, orig_queue_id=Q][, orig_client=name[addr]] (the last two after XFORWARD)
       message-id    message_id (as in the header, "" when there was none)
                     message-id=<id>
       pickup        uid, sender, [orig_id]
@@ -245,7 +247,7 @@ def _expired(f: Mapping[str, Any]) -> str:
 
 def _client(f: Mapping[str, Any]) -> str:
     text = f"client={_e(f['client'])}"
-    for key in ("sasl_method", "sasl_username", "sasl_sender"):
+    for key in ("sasl_method", "sasl_username", "sasl_sender", "orig_queue_id", "orig_client"):
         if f.get(key):
             text += f", {key}={_e(f[key])}"
     return text

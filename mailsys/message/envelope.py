@@ -120,7 +120,10 @@ class Envelope:
     size          content size in bytes as mailq shows it (CRLF line ends)
     client_name, client_addr, client_port, helo, protocol ("ESMTP", "SMTP",
                   "ESMTPSA", "local"), sasl_user, sasl_method:
-                  where the message came from
+                  where the message came from (Postfix's log_client_* attributes:
+                  the original client a content filter named with XFORWARD,
+                  else the one that connected)
+    log_ident     the queue ID on the upstream MTA (XFORWARD IDENT), "" when none
     rewrite_context  "remote" or "local" (Postfix rewrite_context)
     envid         RFC 3461 ENVID ("" = none)
     ret           RFC 3461 RET: "FULL", "HDRS" or "" (not given)
@@ -147,6 +150,7 @@ class Envelope:
     protocol: str = ""
     sasl_user: str = ""
     sasl_method: str = ""
+    log_ident: str = ""
     rewrite_context: str = "remote"
     envid: str = ""
     ret: str = ""

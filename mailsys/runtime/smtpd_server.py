@@ -10,7 +10,8 @@ DESCRIPTION
     once per process (smtpd.c pre_jail_init / post_jail_init). So does this:
     the protocol Settings derived from main.cf and the service's -o
     overrides, the compiled Restrictions, the anvil limits with the clients
-    exempt from them (smtpd_client_event_limit_exceptions), the SASL users
+    exempt from them (smtpd_client_event_limit_exceptions), the clients
+    that may send XCLIENT and XFORWARD, the SASL users
     file, the TLS server context, a DNS resolver, the anvil client and the
     pool of kept-open channels to cleanup. The TLS context and the DNS
     resolver exist only when the configuration asks for them (a TLS level
@@ -100,6 +101,10 @@ class SmtpdServer:
     limits: ClientLimits
     limit_exceptions: ClientMatcher
     bare_newline_exclusions: ClientMatcher
+    # smtpd_authorized_xclient_hosts / _xforward_hosts; None when empty
+    # (the default), so that a session asks nothing.
+    xclient_hosts: ClientMatcher | None
+    xforward_hosts: ClientMatcher | None
     anvil: AnvilClient
     cleanup: ipc_io.ChannelPool
     policy: PolicyClients                # check_policy_service
@@ -179,6 +184,8 @@ class SmtpdServer:
                 cfg.smtpd_forbid_bare_newline_exclusions,
                 param="smtpd_forbid_bare_newline_exclusions",
                 opener=lambda spec: open_table(spec, cfg)),
+            xclient_hosts=_optional_matcher(cfg, "smtpd_authorized_xclient_hosts"),
+            xforward_hosts=_optional_matcher(cfg, "smtpd_authorized_xforward_hosts"),
             anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
             cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
@@ -242,6 +249,14 @@ class SmtpdServer:
         """Whether the client is exempt from the anvil limits."""
         return self.limit_exceptions.match(name, addr)
 
+    def xclient_allowed(self, name: str, addr: str) -> bool:
+        """Whether the client may use XCLIENT (smtpd_authorized_xclient_hosts)."""
+        return self.xclient_hosts is not None and self.xclient_hosts.match(name, addr)
+
+    def xforward_allowed(self, name: str, addr: str) -> bool:
+        """Whether the client may use XFORWARD (smtpd_authorized_xforward_hosts)."""
+        return self.xforward_hosts is not None and self.xforward_hosts.match(name, addr)
+
     def is_local_client(self, addr: str) -> bool:
         ip = parse_address(addr)
         return ip is not None and ip in self.own_addresses
@@ -249,6 +264,16 @@ class SmtpdServer:
     async def aclose(self) -> None:
         await self.anvil.aclose()
         await self.cleanup.aclose()
+
+
+def _optional_matcher(cfg: Any, name: str) -> ClientMatcher | None:
+    items = param(cfg, name, ())
+    if not items:
+        return None
+    # Not in parent_domain_matches_subdomains: "example.com" is that host
+    # only, ".example.com" its subdomains.
+    return ClientMatcher.compile(items, param=name, opener=lambda spec: open_table(spec, cfg),
+                                 parent=False)
 
 
 def _tls_context(cfg: Any) -> Any:

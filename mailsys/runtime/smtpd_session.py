@@ -76,7 +76,8 @@ from mailsys.ipc import names
 from mailsys.ipc.errors import IpcError, RemoteError
 from mailsys.ipc.messages import ErrorCode
 from mailsys.ipc.proto import anvil as anvil_proto
-from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
+from mailsys.ipc.proto.cleanup import (CleanupRecipient, CleanupRequest, ForwardedClient, Queued,
+                                       Rejected)
 from mailsys.maillog import postfix as postfix_log
 from mailsys.message.message_actions import MessageActions
 from mailsys.message.qid import new_qid
@@ -89,7 +90,7 @@ from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime.smtpd_auth import SessionAuth
 from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
                           MailFrom, Noop, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
-                          StartTls, Vrfy, replies)
+                          StartTls, Vrfy, Xclient, Xforward, replies)
 
 log = structlog.get_logger()
 
@@ -118,6 +119,10 @@ _NOTES_LOGGED = frozenset({"reject_warning", "warn", "info", "hold", "discard", 
                            "redirect", "bcc"})
 # The notes whose action is for the message, not the command.
 _MESSAGE_ACTIONS = frozenset({"hold", "discard", "filter", "redirect", "bcc", "prepend"})
+# XFORWARD attributes that describe the client: when one is given, the
+# message is logged under the forwarded client (smtpd.c
+# HAVE_FORWARDED_CLIENT_ATTR); IDENT and SOURCE alone keep the actual one.
+_FORWARDED_CLIENT = ("NAME", "ADDR", "PORT", "PROTO", "HELO")
 
 
 async def serve_client(stream: trio.abc.Stream, server: SmtpdServer) -> None:
@@ -154,12 +159,25 @@ class Session:
     def __init__(self, server: SmtpdServer, name: str, addr: str, port: int) -> None:
         self.server = server
         self.name = name
+        self.reverse_name = name
         self.addr = addr
         self.port = port
+        self.server_addr = ""              # XCLIENT DESTADDR / DESTPORT, for policy requests
+        self.server_port = ""
         # smtpd_client_port_logging: name[addr]:port in every line that names the client.
-        self.namaddr = f"{name}[{addr}]:{port}" if server.port_logging else f"{name}[{addr}]"
-        self.exempt = server.exempt(name, addr)
+        self.namaddr = self._namaddr(name, addr, port)
         self.conn = ServerConnection(server.settings(name, addr), tls_active=False)
+        # Postfix exempts XCLIENT-authorized clients (proxies) from the anvil limits.
+        xclient = server.xclient_hosts is not None and server.xclient_allowed(name, addr)
+        self.exempt = xclient or server.exempt(name, addr)
+        if xclient:
+            self.conn.xclient_allowed = True
+        # Decided once, by the real client: XCLIENT does not change it (smtpd.c).
+        if server.xforward_hosts is not None and server.xforward_allowed(name, addr):
+            self.conn.xforward_allowed = True
+        self.anvil_addr: str | None = None     # the address anvil counts this connection under
+        # XFORWARD attributes for the next message, {NAME: value}; None when none.
+        self.forwarded: dict[str, str] | None = None
         self.auth = SessionAuth(server.sasl, self.namaddr)
         self.tls_text = ""
         self.too_many_errors = False
@@ -182,6 +200,9 @@ class Session:
         self._new_content(None)
         self.in_bdat = False
 
+    def _namaddr(self, name: str, addr: str, port: int | str) -> str:
+        return f"{name}[{addr}]:{port}" if self.server.port_logging else f"{name}[{addr}]"
+
     def _new_content(self, spool: tempfile.SpooledTemporaryFile | None) -> None:
         if self.content is not None:
             self.content.close()
@@ -193,7 +214,6 @@ class Session:
     async def run(self, stream: trio.abc.Stream) -> None:
         server = self.server
         log.info("connect", client=self.namaddr)
-        counted = False
         pump = smtp_io.SmtpPump(stream, self.conn, self, timeout=server.timeout,
                                 error_sleep=server.error_sleep,
                                 timeout_reply=server.timeout_reply)
@@ -208,27 +228,35 @@ class Session:
                 pump.stream = tls
                 self.conn.tls_active = True
             if server.limits.counts_connections and not self.exempt:
-                counts = await server.anvil.connect(server.service, self.addr)
-                counted = True
-                hit = limits.check_connect(counts, server.limits, service=server.service,
-                                           namaddr=self.namaddr, addr=self.addr,
-                                           myhostname=server.cfg.myhostname)
+                hit = await self._anvil_connect()
                 if hit is not None:
-                    log.warning(hit.warning)
-                    await pump.send_greeting(_limit_reply(hit))
+                    await pump.send_greeting(hit)
                     return
             if not server.restrictions.delay_reject:
                 await self._check_client()
             self._ended(await pump.run(server.greeting))
         finally:
-            if counted:         # a shielded scope only when there is something to wait for
+            if self.anvil_addr is not None:   # a shielded scope only when there is something to wait for
                 with trio.CancelScope(shield=True):
-                    await server.anvil.disconnect(server.service, self.addr)
+                    await server.anvil.disconnect(server.service, self.anvil_addr)
             log.info("disconnect", client=self.namaddr, stats=self.conn.command_stats())
             self._new_content(None)
             # The pump refers back to this session (its policy): without this
             # the pair would wait for the cyclic garbage collector.
             self.pump = None
+
+    async def _anvil_connect(self) -> Reply | None:
+        """Count this connection with anvil; the 421 when the client is over a limit."""
+        server = self.server
+        counts = await server.anvil.connect(server.service, self.addr)
+        self.anvil_addr = self.addr
+        hit = limits.check_connect(counts, server.limits, service=server.service,
+                                   namaddr=self.namaddr, addr=self.addr,
+                                   myhostname=server.cfg.myhostname)
+        if hit is None:
+            return None
+        log.warning(hit.warning)
+        return _limit_reply(hit)
 
     def _ended(self, end: smtp_io.End) -> None:
         if end is smtp_io.End.HANGUP and self.too_many_errors:
@@ -294,10 +322,19 @@ class Session:
                 refusal = await self._helo(event)
                 if refusal is None:
                     self._reset()           # as the core does on a 250
+                    self.forwarded = None
                 return refusal
             case Rset():
                 self._reset()
+                self.forwarded = None
                 return None
+            case Xforward():
+                if self.forwarded is None:
+                    self.forwarded = {}
+                self.forwarded.update(event.attributes)
+                return None
+            case Xclient():
+                return await self._xclient(event)
             case StartTls():
                 return await self._starttls()
             case Auth():
@@ -411,14 +448,15 @@ class Session:
             "recipient": ctx.recipient or "",
             "recipient_count": len(self.recipients) if state == "DATA" else 0,
             "client_address": self.addr, "client_name": self.name,
-            "reverse_client_name": self.name,
+            "reverse_client_name": self.reverse_name,
             "instance": f"{os.getpid():x}.{self.transaction:x}",
             "sasl_method": self.auth.method or "", "sasl_username": self.auth.user or "",
             "sasl_sender": "", "size": (mail.size or 0) if mail is not None else 0,
             "ccert_subject": "", "ccert_issuer": "", "ccert_fingerprint": "",
             "ccert_pubkey_fingerprint": "", "encryption_protocol": "", "encryption_cipher": "",
             "encryption_keysize": 0, "etrn_domain": "", "stress": "",
-            "client_port": self.port, "server_address": "", "server_port": "",
+            "client_port": self.port, "server_address": self.server_addr,
+            "server_port": self.server_port,
             "compatibility_level": self.server.cfg.compatibility_level,
             "mail_version": __version__,
         }
@@ -500,7 +538,8 @@ class Session:
         if self.qid is None:
             self.qid = new_qid()
             log.info("client", queue_id=self.qid, client=self.namaddr,
-                     sasl_method=self.auth.method, sasl_username=self.auth.user)
+                     sasl_method=self.auth.method, sasl_username=self.auth.user,
+                     **(self._orig_fields() if self.forwarded else {}))
         orcpt = f"{event.orcpt[0]};{event.orcpt[1]}" if event.orcpt else ""
         self.recipients.append(CleanupRecipient(event.address, orcpt=orcpt,
                                                 notify=tuple(event.notify or ())))
@@ -521,6 +560,32 @@ class Session:
         self._log_reject("DATA", decision.reply, sender=self.mail.address, recipient=self.last_rcpt)
         return _reply(decision)
 
+    def _orig_fields(self) -> dict[str, str]:
+        """orig_queue_id= and orig_client= of the "client=" line after XFORWARD."""
+        fwd = self.forwarded or {}
+        out = {}
+        if fwd.get("IDENT"):
+            out["orig_queue_id"] = fwd["IDENT"]
+        if any(k in fwd for k in _FORWARDED_CLIENT):
+            name, addr = fwd.get("NAME", "unknown"), fwd.get("ADDR", "unknown")
+            port = fwd.get("PORT", "unknown")
+            out["orig_client"] = name if addr == "unknown" else self._namaddr(name, addr, port)
+        return out
+
+    def _forwarded_client(self) -> ForwardedClient | None:
+        """The client the message is logged and forwarded as (see ForwardedClient)."""
+        fwd = self.forwarded
+        if not fwd:
+            return None
+        ident = fwd.get("IDENT", "")
+        if not any(k in fwd for k in _FORWARDED_CLIENT):
+            return ForwardedClient(self.name, self.addr, self.port, self.conn.helo_name or "",
+                                   self.conn.received_protocol, ident)
+        port = fwd.get("PORT", "")
+        return ForwardedClient(fwd.get("NAME", "unknown"), fwd.get("ADDR", "unknown"),
+                               int(port) if port.isdigit() else 0, fwd.get("HELO", ""),
+                               fwd.get("PROTO", ""), ident)
+
     def _data_rejected(self, event: DataRejected) -> None:
         """The core refused the content (too big, bare LF); log as Postfix does."""
         if event.reply == replies.MESSAGE_TOO_BIG:
@@ -530,6 +595,7 @@ class Session:
                              sender=self.mail.address if self.mail else None,
                              recipient=self.last_rcpt)
         self._reset()
+        self.forwarded = None
         return None
 
     async def _end_of_data(self, event: EndOfData) -> Reply:
@@ -537,7 +603,10 @@ class Session:
         mail, qid, bdat, actions = self.mail, self.qid, self.in_bdat, self.actions
         recipients, last_rcpt = tuple(self.recipients), self.last_rcpt
         content, spool_error, self.content = self.content, self.spool_error, None
+        forwarded = self._forwarded_client()
+        source = self.forwarded.get("SOURCE") if self.forwarded else None
         self._reset()
+        self.forwarded = None
         assert mail is not None and qid is not None
         try:
             if spool_error is not None:
@@ -550,7 +619,7 @@ class Session:
                 if refusal is not None:
                     return refusal
             return await self._queue(event, mail, qid, bdat, recipients, last_rcpt, content,
-                                     actions)
+                                     actions, forwarded, source)
         finally:
             if content is not None:
                 content.close()
@@ -577,12 +646,16 @@ class Session:
     async def _queue(self, event: EndOfData, mail: MailFrom, qid: str, bdat: bool,
                      recipients: tuple[CleanupRecipient, ...], last_rcpt: str | None,
                      content: tempfile.SpooledTemporaryFile | None,
-                     actions: MessageActions) -> Reply:
+                     actions: MessageActions, forwarded: ForwardedClient | None = None,
+                     source: str | None = None) -> Reply:
         conn = self.conn
         envelope = dict(
             queue_id=qid, sender=mail.address, recipients=recipients,
             arrival_time=time.time(), origin="smtpd",
-            local=self.server.is_local_client(self.addr),
+            # XFORWARD SOURCE says where the upstream MTA got the message
+            # (Postfix's rewrite context); else this client decides.
+            local=source == "LOCAL" if source else self.server.is_local_client(self.addr),
+            forwarded=forwarded,
             client_name=self.name, client_addr=self.addr, client_port=self.port,
             helo=conn.helo_name or "", protocol=conn.received_protocol,
             tls=self.tls_text,
@@ -632,6 +705,58 @@ class Session:
             return Reply(result.code, result.enhanced or None, result.text)
         return replies.bdat_queued(event.size, result.queue_id) if bdat \
             else replies.queued(result.queue_id)
+
+    # --- XCLIENT ----------------------------------------------------------------------
+
+    async def _xclient(self, event: Xclient) -> Reply:
+        """The session starts over as the client XCLIENT names (smtpd.c
+        xclient_cmd): new name, address and port in every later log line,
+        restriction and Received: header, anvil counting under the new
+        address, the client restrictions again when smtpd_delay_reject = no,
+        and a new greeting as the answer. There is no new "connect from"
+        line; "disconnect from" names the last client, as in Postfix."""
+        server = self.server
+        name, addr, port = self.name, self.addr, self.port
+        for key, value in event.attributes:
+            if key == "NAME":
+                name = value
+                if value != "unknown":
+                    self.reverse_name = value
+            elif key == "REVERSE_NAME":
+                self.reverse_name = value
+            elif key == "ADDR":
+                addr = value
+            elif key == "PORT":
+                port = int(value) if value.isdigit() else 0
+            elif key == "DESTADDR":
+                self.server_addr = value
+            elif key == "DESTPORT":
+                self.server_port = value
+        self.name, self.addr, self.port = name, addr, port
+        self.namaddr = self.auth.namaddr = self._namaddr(name, addr, port)
+        login = event.get("LOGIN")
+        self.auth.method, self.auth.user = ("XCLIENT", login) if login else ("", "")
+        self._reset()
+        self.forwarded = None
+        self.access_denied = None
+        conn = self.conn
+        conn.settings = server.settings(name, addr)
+        allowed = server.xclient_hosts is not None and server.xclient_allowed(name, addr)
+        conn.xclient_allowed = allowed
+        self.exempt = allowed or server.exempt(name, addr)
+        if self.anvil_addr is not None or (server.limits.counts_connections and not self.exempt):
+            self._stop_clock()
+            if self.anvil_addr is not None:
+                await server.anvil.disconnect(server.service, self.anvil_addr)
+                self.anvil_addr = None
+            if server.limits.counts_connections and not self.exempt:
+                hit = await self._anvil_connect()
+                if hit is not None:
+                    return hit
+        if not server.restrictions.delay_reject:
+            self._stop_clock()
+            await self._check_client()
+        return server.greeting
 
     # --- STARTTLS and AUTH -------------------------------------------------------------
 

@@ -34,6 +34,8 @@ from .events import (
     Rset,
     StartTls,
     Vrfy,
+    Xclient,
+    Xforward,
 )
 from .replies import Reply
 from .server import ServerConnection
@@ -72,6 +74,8 @@ __all__ = [
     "StartTls",
     "State",
     "Vrfy",
+    "Xclient",
+    "Xforward",
     "parse_path",
     "replies",
     "routing_tricks",

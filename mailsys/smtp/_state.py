@@ -89,6 +89,11 @@ for _s in ANY_COMMAND_STATE:
     # Postfix accepts 250 to QUIT in the state machine but hangs up anyway.
     TRANSITIONS[(_s, ev.Quit, OK)] = State.CLOSED
     TRANSITIONS[(_s, ev.Auth, OK)] = _s
+# XCLIENT and XFORWARD are refused inside a transaction (server.py), so
+# they only ever leave IDLE; XCLIENT's answer is a new greeting, and a
+# greeting that refuses (554 access denied) keeps the session as at connect.
+TRANSITIONS[(State.IDLE, ev.Xclient, OK)] = State.IDLE
+TRANSITIONS[(State.IDLE, ev.Xforward, OK)] = State.IDLE
 del _s, _cls
 
 

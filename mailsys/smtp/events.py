@@ -165,14 +165,40 @@ class AuthResponse:
 
 
 @dataclass(frozen=True, slots=True)
+class Xclient:
+    """XCLIENT from an authorized proxy (smtpd_authorized_xclient_hosts).
+    ``attributes``: (NAME, value) pairs, validated and normalized by the
+    core (_xclient.py): unavailable names and addresses are "unknown",
+    an unavailable HELO or LOGIN is "". The session restarts: the answer is
+    a new greeting (normally replies.greeting(banner)); the core then
+    forgets HELO (unless HELO was given), AUTH (unless LOGIN was given)
+    and any transaction, as Postfix does."""
+    attributes: tuple[tuple[str, str], ...]
+
+    def get(self, name: str) -> str | None:
+        for key, value in reversed(self.attributes):
+            if key == name:
+                return value
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Xforward:
+    """XFORWARD from an authorized content filter (smtpd_authorized_xforward_hosts):
+    the original client of the next message, as (NAME, value) pairs
+    normalized by the core (_xclient.py). Default answer ``250 2.0.0 Ok``."""
+    attributes: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
 class ConnectionClosed:
     """The client closed its side (receive_data(b"") and nothing left to read)."""
 
 
 Event = (Helo | MailFrom | RcptTo | DataStart | DataChunk | EndOfData | DataRejected | Bdat
          | EndOfChunk | Rset | Noop | Quit | Vrfy | Etrn | Help | StartTls | Auth
-         | AuthResponse | ConnectionClosed)
+         | AuthResponse | Xclient | Xforward | ConnectionClosed)
 
 REPLY_OWED: tuple[type, ...] = (Helo, MailFrom, RcptTo, DataStart, EndOfData, DataRejected,
                                 EndOfChunk, Rset, Noop, Quit, Vrfy, Etrn, Help, StartTls,
-                                Auth, AuthResponse)
+                                Auth, AuthResponse, Xclient, Xforward)

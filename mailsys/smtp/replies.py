@@ -172,11 +172,18 @@ HELP = Reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QU
 ETRN_OK = Reply(250, None, "Queuing started")
 
 
-def ehlo(settings: Settings, *, tls_active: bool) -> Reply:
+# Postfix 3.7's EHLO lines for XCLIENT and XFORWARD [live], attribute order included.
+XCLIENT_KEYWORD = "XCLIENT NAME ADDR PROTO HELO REVERSE_NAME PORT LOGIN DESTADDR DESTPORT"
+XFORWARD_KEYWORD = "XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT"
+
+
+def ehlo(settings: Settings, *, tls_active: bool, xclient: bool = False,
+         xforward: bool = False) -> Reply:
     """The EHLO reply in Postfix's order (postfix-compat.md 2.2):
-    name, PIPELINING, SIZE, VRFY, ETRN, STARTTLS, AUTH, ENHANCEDSTATUSCODES,
-    8BITMIME, DSN, SMTPUTF8, CHUNKING. No enhanced codes (RFC 2034: not on
-    HELO/EHLO replies)."""
+    name, PIPELINING, SIZE, VRFY, ETRN, STARTTLS, AUTH, XCLIENT, XFORWARD,
+    ENHANCEDSTATUSCODES, 8BITMIME, DSN, SMTPUTF8, CHUNKING. XCLIENT and
+    XFORWARD only for a client that may use them. No enhanced codes (RFC
+    2034: not on HELO/EHLO replies)."""
     s = settings
     lines = [s.hostname]
     if s.pipelining:
@@ -197,6 +204,10 @@ def ehlo(settings: Settings, *, tls_active: bool) -> Reply:
         lines.append("AUTH " + " ".join(mechs))
         if s.broken_sasl_auth_clients:
             lines.append("AUTH=" + " ".join(mechs))
+    if xclient:
+        lines.append(XCLIENT_KEYWORD)
+    if xforward:
+        lines.append(XFORWARD_KEYWORD)
     if s.enhancedstatuscodes:
         lines.append("ENHANCEDSTATUSCODES")
     if s.eightbitmime:
@@ -225,6 +236,22 @@ MAIL_AFTER_BDAT = Reply(503, "5.5.1", "Error: MAIL after BDAT")
 RCPT_AFTER_BDAT = Reply(503, "5.5.1", "Error: RCPT after BDAT")
 DATA_AFTER_BDAT = Reply(503, "5.5.1", "Error: DATA after BDAT")
 TXN_IN_PROGRESS = Reply(503, "5.5.1", "Error: MAIL transaction in progress")
+# XCLIENT / XFORWARD (smtpd.c xclient_cmd, xforward_cmd) [live 3.7.11].
+XCLIENT_SYNTAX = Reply(501, "5.5.4", "Syntax: XCLIENT attribute=value...")
+XFORWARD_SYNTAX = Reply(501, "5.5.4", "Syntax: XFORWARD attribute=value...")
+INSUFFICIENT_AUTHORIZATION = Reply(550, "5.7.0", "Error: insufficient authorization")
+XATTR_EXPECTED = Reply(501, "5.5.4", "Error: attribute=value expected")
+XATTR_TOO_LONG = Reply(501, "5.5.4", "Error: attribute value too long")
+
+
+def xattr_bad_syntax(attribute: str, value: str) -> Reply:
+    return Reply(501, "5.5.4", f"Bad {attribute} syntax: {value}")
+
+
+def xattr_bad_name(command: str, attribute: str) -> Reply:
+    return Reply(501, "5.5.4", f"Bad {command} attribute name: {attribute}")
+
+
 MUST_STARTTLS = Reply(530, "5.7.0", "Must issue a STARTTLS command first")
 TLS_ACTIVE = Reply(554, "5.5.1", "Error: TLS already active")
 VRFY_DISABLED = Reply(502, "5.5.1", "VRFY command is disabled")

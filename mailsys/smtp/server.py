@@ -65,7 +65,8 @@ from ._params import ParamError, mail_params, rcpt_params
 from ._state import ABORT as _ABORT
 from ._state import BDAT_ERROR as _BDAT_ERROR
 from ._state import ERROR as _ERROR
-from ._state import GREETING, Outcome, State, outcome_of, transition
+from ._state import GREETING, IN_TRANSACTION, Outcome, State, outcome_of, transition
+from ._xclient import XattrError, parse_xclient, parse_xforward
 from .address import parse_path
 from .errors import LocalProtocolError, RemoteProtocolError
 from .replies import Reply
@@ -91,6 +92,10 @@ class ServerConnection:
         self.state = State.GREETING
         self.tls_active = tls_active          # wrapper mode (smtps) starts with True
         self.authenticated = authenticated
+        # smtpd_authorized_xclient_hosts / _xforward_hosts matched this client:
+        # the caller decides (a table lookup), the core advertises and obeys.
+        self.xclient_allowed = False
+        self.xforward_allowed = False
         self.helo_name: str | None = None
         self.esmtp = False
         self.mail: ev.MailFrom | None = None
@@ -227,7 +232,8 @@ class ServerConnection:
         s = self.settings
         match obj:
             case ev.Helo(extended=True):
-                return R.ehlo(s, tls_active=self.tls_active)
+                return R.ehlo(s, tls_active=self.tls_active, xclient=self.xclient_allowed,
+                              xforward=self.xforward_allowed)
             case ev.Helo():
                 return R.helo(s.hostname)
             case ev.MailFrom():
@@ -252,6 +258,10 @@ class ServerConnection:
                 return R.HELP
             case ev.StartTls():
                 return R.READY_FOR_TLS
+            case ev.Xforward():
+                return R.OK
+            case ev.Xclient():
+                return R.greeting(f"{s.hostname} ESMTP")
         raise LocalProtocolError(f"{type(obj).__name__} has no default reply: policy must answer")
 
     def send(self, reply: Reply) -> bytes:
@@ -318,9 +328,24 @@ class ServerConnection:
                 self._pending.clear()
             case ev.Auth() | ev.AuthResponse() if ok:
                 self.authenticated = True
+            case ev.Xclient():
+                # The session starts over whatever the new greeting says
+                # (smtpd.c xclient_cmd): HELO and AUTH are forgotten unless
+                # the command gave them, and the protocol is SMTP unless
+                # PROTO said ESMTP.
+                self.helo_name = event.get("HELO") or None
+                self.esmtp = event.get("PROTO") == "ESMTP"
+                self.authenticated = bool(event.get("LOGIN"))
+                self._reset_transaction()
 
     def _finish_command(self, success: bool, counted: object) -> None:
         name = self._cmd
+        if type(counted) is ev.Xclient:
+            # Postfix restarts the session with a longjmp from inside the
+            # command: it is counted as received, neither ok nor an error
+            # ("xclient=0/1" in the disconnect line of a successful XCLIENT).
+            self._cmd = None
+            return
         if name is not None:
             if success:
                 self._counts[name][0] += 1
@@ -742,6 +767,35 @@ class ServerConnection:
         return ev.Auth(mechanism, initial)
 
 
+    def _xclient(self, verb: str, arg: str):
+        # Checks in smtpd.c xclient_cmd() order.
+        self._begin("xclient")
+        if self.state in IN_TRANSACTION:
+            raise self._fail(R.TXN_IN_PROGRESS, "XCLIENT in transaction")
+        if not arg:
+            raise self._fail(R.XCLIENT_SYNTAX, "XCLIENT without attributes")
+        if not self.xclient_allowed:
+            raise self._fail(R.INSUFFICIENT_AUTHORIZATION, "XCLIENT not authorized")
+        try:
+            return ev.Xclient(parse_xclient(arg))
+        except XattrError as e:
+            raise self._fail(e.reply, "bad XCLIENT attribute") from None
+
+    def _xforward(self, verb: str, arg: str):
+        # Checks in smtpd.c xforward_cmd() order.
+        self._begin("xforward")
+        if self.state in IN_TRANSACTION:
+            raise self._fail(R.TXN_IN_PROGRESS, "XFORWARD in transaction")
+        if not arg:
+            raise self._fail(R.XFORWARD_SYNTAX, "XFORWARD without attributes")
+        if not self.xforward_allowed:
+            raise self._fail(R.INSUFFICIENT_AUTHORIZATION, "XFORWARD not authorized")
+        try:
+            return ev.Xforward(parse_xforward(arg))
+        except XattrError as e:
+            raise self._fail(e.reply, "bad XFORWARD attribute") from None
+
+
 def _b64(data: bytes) -> bytes | None:
     try:
         text = data.decode("ascii")
@@ -774,4 +828,6 @@ _HANDLERS = {
     "HELP": ServerConnection._help,
     "STARTTLS": ServerConnection._starttls,
     "AUTH": ServerConnection._auth,
+    "XCLIENT": ServerConnection._xclient,
+    "XFORWARD": ServerConnection._xforward,
 }

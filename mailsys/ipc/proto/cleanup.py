@@ -40,6 +40,26 @@ class CleanupRecipient:
                                  # (postsuper -r keeps a queued recipient's)
 
 
+@dataclass(frozen=True, slots=True)
+class ForwardedClient:
+    """The client a message is logged under when smtpd got XFORWARD (Postfix's
+    log_client_name, log_client_address, ... queue file attributes): the
+    forwarded ones when XFORWARD named any client attribute, else the
+    actual client's. ``ident`` is the forwarded IDENT (the queue ID on the
+    upstream MTA), "" when none was given."""
+    name: str = "unknown"
+    addr: str = "unknown"
+    port: int = 0
+    helo: str = ""
+    protocol: str = ""
+    ident: str = ""
+
+    @property
+    def namaddr(self) -> str:
+        """``name[addr]``, or the name alone when the address is unknown (smtpd.c)."""
+        return self.name if self.addr == "unknown" else f"{self.name}[{self.addr}]"
+
+
 @message("cleanup_request", version=1)
 @dataclass(frozen=True, slots=True)
 class CleanupRequest:
@@ -83,6 +103,10 @@ class CleanupRequest:
     # as flags): "no_address_mappings" and "no_header_body_checks" switch
     # off cleanup's address rewriting and content checks for the message.
     receive_override_options: tuple[str, ...] = ()
+    # XFORWARD: who the message is logged as coming from, and what a later
+    # smtp client forwards; None without XFORWARD. client_* above stay the
+    # actual client (the Received: header names it, as Postfix's does).
+    forwarded: ForwardedClient | None = None
 
 
 @message("cleanup_queued", version=1)

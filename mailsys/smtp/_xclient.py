@@ -1,0 +1,193 @@
+"""_xclient - the attribute lists of XCLIENT and XFORWARD (Postfix XCLIENT_README, XFORWARD_README).
+
+Both commands carry ``NAME=value`` pairs from a trusted proxy or content
+filter. This module turns the argument of one command into validated,
+normalized values, or the 501 reply Postfix 3.7 gives; it decides nothing
+about who may send them (server.py) or what they change (the caller).
+
+What Postfix 3.7 does with a value, as observed on a live 3.7.11 and
+followed here, in this order:
+
+- ``name=value`` with a value is required ("501 5.5.4 Error: attribute=value
+  expected"); a value over 255 bytes gets "501 5.5.4 Error: attribute value
+  too long". Attribute names are matched without regard to case.
+- The value is xtext-decoded (RFC 3461 4) when it is valid xtext; a stray
+  ``+`` not followed by two hex digits is kept as it is. Characters that
+  are not printable become ``?``.
+- ``[UNAVAILABLE]`` (and for XCLIENT NAME and REVERSE_NAME also
+  ``[TEMPUNAVAIL]``) means the proxy does not know: names and addresses
+  become ``unknown``, a HELO name, protocol or ident becomes empty.
+- Names must be valid host names, addresses IPv4 or ``IPv6:``-prefixed
+  IPv6 (stored without the prefix, in canonical lower-case form), ports
+  at most five digits, XCLIENT PROTO is SMTP or ESMTP, XFORWARD SOURCE
+  LOCAL or REMOTE; otherwise "501 5.5.4 Bad NAME syntax: value".
+- HELO names, XFORWARD names, protocols and idents have the characters
+  that could forge a header or a log field replaced with ``?`` (Postfix's
+  NEUTER_CHARACTERS).
+- The first bad attribute refuses the whole command and nothing of it is
+  kept (3.7 applies none of the command's earlier attributes either).
+
+The result is a tuple of (ATTRIBUTE, value) in the order given, the
+attribute name in upper case; a later duplicate simply wins, as in Postfix.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from . import replies as R
+from .replies import Reply
+
+XCLIENT_ATTRIBUTES = ("NAME", "ADDR", "PROTO", "HELO", "REVERSE_NAME", "PORT", "LOGIN",
+                      "DESTADDR", "DESTPORT")
+XFORWARD_ATTRIBUTES = ("NAME", "ADDR", "PROTO", "HELO", "SOURCE", "PORT", "IDENT")
+
+UNAVAILABLE = "[UNAVAILABLE]"
+TEMPUNAVAIL = "[TEMPUNAVAIL]"
+UNKNOWN = "unknown"
+# smtpd.c: the longest attribute value accepted.
+VALUE_LIMIT = 255
+# smtpd.c: the longest XFORWARD PROTO value.
+PROTO_LIMIT = 64
+
+_NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
+_XTEXT_RE = re.compile(r"\+([0-9A-Fa-f]{2})")
+_BAD_XTEXT_RE = re.compile(r"\+(?![0-9A-Fa-f]{2})")
+_NONPRINT_RE = re.compile(r"[^\x20-\x7e]")
+# valid_hostname(): labels of letters, digits, "-" and "_", at most 63
+# each and 255 in all, not all digits (a numeric "name" is an address).
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+_HOSTNAME_RE = re.compile(rf"(?=.{{1,255}}\Z){_LABEL}(?:\.{_LABEL})*\.?\Z")
+_NUMERIC_RE = re.compile(r"[0-9.]+\Z")
+
+
+class XattrError(Exception):
+    """A refused XCLIENT/XFORWARD argument; ``reply`` is Postfix's answer."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+def xtext_decode(value: str) -> str:
+    """RFC 3461 xtext, as Postfix's smtpd takes it: decoded when valid, else as given."""
+    if "+" not in value or _BAD_XTEXT_RE.search(value):
+        return value
+    try:
+        return _XTEXT_RE.sub(lambda m: chr(int(m.group(1), 16)), value)
+    except ValueError:
+        return value
+
+
+def valid_hostname(name: str) -> bool:
+    return bool(_HOSTNAME_RE.match(name)) and not _NUMERIC_RE.match(name)
+
+
+def normalize_address(value: str) -> str | None:
+    """An IPv4 address, or ``IPv6:`` and an IPv6 address, in canonical form; None if neither."""
+    if value[:5].lower() == "ipv6:":
+        try:
+            return str(ipaddress.IPv6Address(value[5:]))
+        except ValueError:
+            return None
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        return None
+
+
+def _pairs(arg: str):
+    for word in arg.split():
+        name, eq, value = word.partition("=")
+        if not eq or not value:
+            raise XattrError(R.XATTR_EXPECTED)
+        if len(value.encode("utf-8", "surrogateescape")) > VALUE_LIMIT:
+            raise XattrError(R.XATTR_TOO_LONG)
+        yield name, _NONPRINT_RE.sub("?", xtext_decode(value))
+
+
+def _port(attr: str, value: str) -> str:
+    if value == UNAVAILABLE:
+        return UNKNOWN
+    if not (value.isascii() and value.isdigit()) or len(value) > 5:
+        raise XattrError(R.xattr_bad_syntax(attr, value))
+    return value
+
+
+def _address(attr: str, value: str) -> str:
+    if value == UNAVAILABLE:
+        return UNKNOWN
+    addr = normalize_address(value)
+    if addr is None:
+        raise XattrError(R.xattr_bad_syntax(attr, value))
+    return addr
+
+
+def parse_xclient(arg: str) -> tuple[tuple[str, str], ...]:
+    """The attributes of ``XCLIENT arg``; raises XattrError with the 501 reply."""
+    out = []
+    for name, value in _pairs(arg):
+        attr = name.upper()
+        if attr in ("NAME", "REVERSE_NAME"):
+            if value in (UNAVAILABLE, TEMPUNAVAIL):
+                value = UNKNOWN
+            elif not valid_hostname(value):
+                raise XattrError(R.xattr_bad_syntax(attr, value))
+        elif attr in ("ADDR", "DESTADDR"):
+            value = _address(attr, value)
+        elif attr in ("PORT", "DESTPORT"):
+            value = _port(attr, value)
+        elif attr == "HELO":
+            if value == UNAVAILABLE:
+                value = ""
+            else:
+                value = value.translate(_NEUTER)
+        elif attr == "PROTO":
+            if value.upper() not in ("SMTP", "ESMTP"):
+                raise XattrError(R.xattr_bad_syntax(attr, value))
+            value = value.upper()
+        elif attr == "LOGIN":
+            if value == UNAVAILABLE:
+                value = ""
+        else:
+            raise XattrError(R.xattr_bad_name("XCLIENT", name))
+        out.append((attr, value))
+    return tuple(out)
+
+
+def parse_xforward(arg: str) -> tuple[tuple[str, str], ...]:
+    """The attributes of ``XFORWARD arg``; raises XattrError with the 501 reply."""
+    out = []
+    for name, value in _pairs(arg):
+        attr = name.upper()
+        if attr == "NAME":
+            if value == UNAVAILABLE:
+                value = UNKNOWN
+            else:
+                value = value.translate(_NEUTER)
+                if not valid_hostname(value):
+                    raise XattrError(R.xattr_bad_syntax(attr, value))
+        elif attr == "ADDR":
+            value = _address(attr, value)
+        elif attr == "PORT":
+            value = _port(attr, value)
+        elif attr in ("HELO", "IDENT"):
+            value = "" if value == UNAVAILABLE else value.translate(_NEUTER)
+        elif attr == "PROTO":
+            if value == UNAVAILABLE:
+                value = ""
+            elif len(value) > PROTO_LIMIT:
+                raise XattrError(R.xattr_bad_syntax(attr, value))
+            else:
+                value = value.translate(_NEUTER)
+        elif attr == "SOURCE":
+            if value == UNAVAILABLE:
+                value = "LOCAL"
+            if value.upper() not in ("LOCAL", "REMOTE"):
+                raise XattrError(R.xattr_bad_syntax(attr, value))
+            value = value.upper()
+        else:
+            raise XattrError(R.xattr_bad_name("XFORWARD", name))
+        out.append((attr, value))
+    return tuple(out)
