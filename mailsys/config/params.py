@@ -433,6 +433,8 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_quit_timeout", Time, "300s", "Time limit for the QUIT reply", min=1),
     P("smtp_rset_timeout", Time, "20s", "Time limit for the RSET reply", min=1),
     P("smtp_xforward_timeout", Time, "300s", "Time limit for the XFORWARD reply", min=1),
+    P("smtp_send_xforward_command", Bool, "no",
+      "Send the original client's attributes with XFORWARD when the server offers it"),
     P("smtp_host_lookup", List, "dns", "How the smtp client finds hosts: dns, native or both",
       choices=("dns", "native")),
     P("disable_dns_lookups", Bool, "no", "Deprecated: do not use DNS (see smtp_dns_support_level)"),

@@ -372,7 +372,10 @@ class QueueManager:
                              for i in job.indexes),
             arrival_time=env.arrival_time, size=env.size, queued_at=msg.queued_at,
             envid=env.envid, ret=env.ret, body_type=env.body_type, smtputf8=env.smtputf8,
-            address_class=job.address_class)
+            address_class=job.address_class,
+            client_name=env.client_name, client_addr=env.client_addr,
+            client_port=env.client_port, client_helo=env.helo, client_protocol=env.protocol,
+            log_ident=env.log_ident, rewrite_context=env.rewrite_context)
         dead_reason = ""
         try:
             status = await self.agents.deliver(request, self.settings.ipc_timeout)

@@ -75,7 +75,8 @@ from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession,
                                             StaleSession, Target, TlsPolicy, connect,
                                             trio_close)
-from mailsys.smtp.client import DATA, MAIL_FROM, RCPT_TO, Rcpt, RecipientStatus
+from mailsys.smtp.client import (DATA, MAIL_FROM, RCPT_TO, Rcpt, RecipientStatus, XforwardAttributes,
+                                 said_text)
 from mailsys.smtp.errors import LocalProtocolError
 
 log = structlog.get_logger()
@@ -86,7 +87,8 @@ __all__ = ["SmtpSettings", "SmtpAgent", "own_endpoints", "TIMEOUT_PARAMS"]
 # defaults for the two the parameter table does not carry.
 TIMEOUT_PARAMS = ("smtp_connect_timeout", "smtp_helo_timeout", "smtp_mail_timeout",
                   "smtp_rcpt_timeout", "smtp_data_init_timeout", "smtp_data_xfer_timeout",
-                  "smtp_data_done_timeout", "smtp_quit_timeout", "smtp_starttls_timeout")
+                  "smtp_data_done_timeout", "smtp_quit_timeout", "smtp_starttls_timeout",
+                  "smtp_xforward_timeout")
 EXTRA_TIMEOUTS = {"smtp_rset_timeout": 20.0}
 # Postfix smtp_connection_cache_time_limit default (mail_params.h).
 CACHE_TIME_LIMIT = 2.0
@@ -121,6 +123,7 @@ class SmtpSettings:
     cache_time_limit: float = CACHE_TIME_LIMIT
     bind: Mapping[int, str] = field(default_factory=dict)   # family -> smtp_bind_address[6]
     tls: TlsPolicy = field(default_factory=TlsPolicy)
+    send_xforward: bool = False      # smtp_send_xforward_command
 
     @classmethod
     def from_config(cls, cfg, *, own: Iterable = (), tls: TlsPolicy | None = None) -> SmtpSettings:
@@ -138,7 +141,8 @@ class SmtpSettings:
                                                 CACHE_TIME_LIMIT),
                    bind={f: a for f, a in ((socket.AF_INET, cfg.smtp_bind_address),
                                             (socket.AF_INET6, cfg.smtp_bind_address6)) if a},
-                   tls=tls or TlsPolicy())
+                   tls=tls or TlsPolicy(),
+                   send_xforward=cfg.smtp_send_xforward_command)
 
 
 def _interface_addresses(cfg, host: str) -> list[str]:
@@ -382,11 +386,19 @@ class SmtpAgent:
         target = session.target
         params = dict(body_type=req.body_type or None, smtputf8=req.smtputf8,
                       ret=req.ret or None, envid=req.envid or None)
+        if self.settings.send_xforward:
+            params["xforward"] = XforwardAttributes(
+                req.client_name, req.client_addr, req.client_port, req.client_protocol,
+                req.client_helo, req.log_ident or req.queue_id,
+                "LOCAL" if req.rewrite_context == "local" else "REMOTE")
         try:
             result = await session.send_mail(req.sender, [_rcpt(r) for r in rcpts],
                                              content, **params)
             statuses = dict(enumerate(result.recipients))
             error = None
+            for response, command in result.xforward_refused:
+                # Postfix warns and delivers all the same (smtp_proto.c).
+                log.warning(said_text(target.relay, response, command))
         except LocalProtocolError as e:
             # Something in the request cannot be said in SMTP (a control
             # character in an address, say): nothing was sent; keep the mail.

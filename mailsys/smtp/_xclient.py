@@ -29,12 +29,20 @@ followed here, in this order:
 
 The result is a tuple of (ATTRIBUTE, value) in the order given, the
 attribute name in upper case; a later duplicate simply wins, as in Postfix.
+
+The client side (smtp_send_xforward_command) is xforward_commands(): the
+XFORWARD lines Postfix 3.7's smtp client sends before MAIL, name, address
+and port in the first, protocol, HELO name, ident and source in the
+second, each attribute only when the server offers it and its value is
+known, xtext-encoded; IPv6 addresses get their ``IPv6:`` prefix back.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from . import replies as R
 from .replies import Reply
@@ -68,6 +76,15 @@ class XattrError(Exception):
     def __init__(self, reply: Reply) -> None:
         super().__init__(str(reply))
         self.reply = reply
+
+
+_XTEXT_SAFE = frozenset(range(0x21, 0x7f)) - {ord("+"), ord("=")}
+
+
+def xtext_encode(value: str) -> str:
+    """RFC 3461 4: xtext-encode (``+XX`` for ``+``, ``=``, blanks and controls)."""
+    return "".join(c if ord(c) in _XTEXT_SAFE else
+                   "".join(f"+{b:02X}" for b in c.encode("utf-8")) for c in value)
 
 
 def xtext_decode(value: str) -> str:
@@ -191,3 +208,64 @@ def parse_xforward(arg: str) -> tuple[tuple[str, str], ...]:
             raise XattrError(R.xattr_bad_name("XFORWARD", name))
         out.append((attr, value))
     return tuple(out)
+
+
+# --------------------------------------------------------------- client side
+
+# Postfix's words for the two commands ("... (in reply to X)", smtp_proto.c).
+XFORWARD_NAME_ADDR = "XFORWARD name/address command"
+XFORWARD_PROTO_HELO = "XFORWARD protocol/helo_name command"
+_GROUPS = ((XFORWARD_NAME_ADDR, ("NAME", "ADDR", "PORT")),
+           (XFORWARD_PROTO_HELO, ("PROTO", "HELO", "IDENT", "SOURCE")))
+# RFC 5321 4.5.3.1.4: a command line is at most 512 octets with its CRLF.
+# Postfix's two commands fit with sane values; longer ones are split here.
+COMMAND_LIMIT = 510
+
+
+@dataclass(frozen=True, slots=True)
+class XforwardAttributes:
+    """What the smtp client forwards about a message's original client:
+    the queue entry's client name, address, port, protocol and HELO name,
+    its queue ID upstream (ident) and where it came from (source "LOCAL"
+    or "REMOTE"). An empty value, "unknown" or port 0 is not sent."""
+    name: str = ""
+    addr: str = ""
+    port: int = 0
+    proto: str = ""
+    helo: str = ""
+    ident: str = ""
+    source: str = ""
+
+    def value(self, attribute: str) -> str:
+        if attribute == "PORT":
+            return str(self.port) if self.port > 0 else ""
+        value = getattr(self, attribute.lower())
+        if value.lower() == UNKNOWN:
+            return ""
+        if attribute == "ADDR" and ":" in value and value[:5].lower() != "ipv6:":
+            return "IPv6:" + value
+        return value
+
+
+def xforward_commands(attrs: XforwardAttributes, offered: Iterable[str]
+                      ) -> list[tuple[str, str]]:
+    """The XFORWARD lines (without CRLF) to send before MAIL, each with the
+    name of the command its reply answers; [] when there is nothing the
+    server takes. ``offered``: the attribute names of the server's EHLO
+    XFORWARD line."""
+    offered = {a.upper() for a in offered}
+    out = []
+    for what, names in _GROUPS:
+        line = "XFORWARD"
+        for name in names:
+            value = attrs.value(name) if name in offered else ""
+            if not value:
+                continue
+            item = f" {name}={xtext_encode(value)}"
+            if len(line) + len(item) > COMMAND_LIMIT and line != "XFORWARD":
+                out.append((line, what))
+                line = "XFORWARD"
+            line += item
+        if line != "XFORWARD":
+            out.append((line, what))
+    return out

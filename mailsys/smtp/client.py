@@ -128,6 +128,8 @@ from dataclasses import dataclass
 
 from . import _grammar as g
 from ._client_reply import LINE_LIMIT, ReplyReader, Response
+from ._xclient import (XFORWARD_NAME_ADDR, XforwardAttributes, xforward_commands,
+                       xtext_encode)
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import NEED_DATA
 
@@ -135,7 +137,8 @@ __all__ = [
     "Capabilities", "ClientConnection", "ClientState", "ConnectionLost", "EhloDone",
     "EhloRejected", "Greeting", "HeloRejected", "NEED_DATA", "QuitDone", "Rcpt",
     "ProbeFailed", "RecipientStatus", "Response", "RsetDone", "StartTlsReady", "StartTlsRefused",
-    "TransactionDone", "TransactionResult", "encode_body", "refused_text", "said_text",
+    "TransactionDone", "TransactionResult", "XforwardAttributes", "encode_body", "refused_text",
+    "said_text",
 ]
 
 # Postfix's names for the command a reply answered ("... (in reply to X)").
@@ -270,6 +273,7 @@ class Capabilities:
     chunking: bool = False
     enhancedstatuscodes: bool = False
     auth: tuple[str, ...] = ()
+    xforward: tuple[str, ...] = ()       # the XFORWARD attributes offered (NAME, ADDR, ...)
     keywords: tuple[tuple[str, str], ...] = ()
 
     @classmethod
@@ -311,6 +315,8 @@ class Capabilities:
                     fields["enhancedstatuscodes"] = True
                 case "AUTH":
                     auth += [m.upper() for m in words[1:] if m and m.upper() not in auth]
+                case "XFORWARD":
+                    fields["xforward"] = tuple(w.upper() for w in words[1:])
         return cls(auth=tuple(auth), keywords=tuple(keywords), **fields)  # type: ignore[arg-type]
 
 
@@ -363,6 +369,9 @@ class TransactionResult:
     mail: Response | None = None          # reply to MAIL FROM (None: not sent)
     data: Response | None = None          # reply to DATA
     end_of_data: Response | None = None   # reply to the final "."
+    # XFORWARD commands the server refused, (reply, command): Postfix logs a
+    # warning for each and delivers all the same.
+    xforward_refused: tuple[tuple[Response, str], ...] = ()
 
     @property
     def delivered(self) -> bool:
@@ -474,6 +483,8 @@ class _Cmd(enum.Enum):
     DOT = ("sending end of data -- message may be sent more than once", "smtp_data_done_timeout")
     DISCARD = ("sending end of data", "smtp_data_done_timeout")    # "." after a stray 354
     QUIT = ("sending QUIT", "smtp_quit_timeout")
+    XFORWARD_NAME_ADDR = ("sending XFORWARD name/address", "smtp_xforward_timeout")
+    XFORWARD_PROTO_HELO = ("sending XFORWARD protocol/helo_name", "smtp_xforward_timeout")
 
 
 # The index that marks send_mail(probe=True)'s RSET among the replies owed
@@ -500,20 +511,16 @@ _ALLOWED = {
 # word; an address may hold blanks inside a quoted local part.
 _BAD_ADDRESS_RE = re.compile(r"[\x00\r\n]")
 _BAD_HELO_RE = re.compile(r"[\x00-\x20\x7f<>]")
-_XTEXT_SAFE = frozenset(range(0x21, 0x7f)) - {ord("+"), ord("=")}
 
 
-def _xtext(value: str) -> str:
-    """RFC 3461 4: xtext-encode (``+XX`` for ``+``, ``=``, blanks and controls)."""
-    return "".join(c if ord(c) in _XTEXT_SAFE else
-                   "".join(f"+{b:02X}" for b in c.encode("utf-8")) for c in value)
+_xtext = xtext_encode
 
 
 class _Txn:
     """The transaction in flight: what was asked and what came back so far."""
 
     __slots__ = ("sender", "rcpts", "body", "mail", "data", "dot", "accepted", "settled",
-                 "mail_failed")
+                 "mail_failed", "xforward", "xforward_refused")
 
     def __init__(self, sender: str, rcpts: tuple[Rcpt, ...]) -> None:
         self.sender = sender
@@ -525,6 +532,8 @@ class _Txn:
         self.accepted: list[int] = []                  # RCPTs answered 2xx, in order
         self.settled: dict[int, RecipientStatus] = {}  # final per-recipient answers
         self.mail_failed = False
+        self.xforward: list[str] = []                  # what each XFORWARD sent answers, in order
+        self.xforward_refused: list[tuple[Response, str]] = []
 
     def settle(self, i: int, response: Response, in_reply_to: str) -> None:
         """Recipient i is decided by ``response`` (the first decision stands)."""
@@ -555,7 +564,7 @@ class _Txn:
     def result(self) -> TransactionResult:
         return TransactionResult(self.sender,
                                  tuple(self.settled[i] for i in range(len(self.rcpts))),
-                                 self.mail, self.data, self.dot)
+                                 self.mail, self.data, self.dot, tuple(self.xforward_refused))
 
 
 class ClientConnection:
@@ -759,7 +768,8 @@ class ClientConnection:
     def send_mail(self, sender: str, recipients: Iterable[str | Rcpt], body: bytes, *,
                   size: int | None = None, body_type: str | None = None,
                   smtputf8: bool = False, ret: str | None = None,
-                  envid: str | None = None, probe: bool = False) -> bytes:
+                  envid: str | None = None, probe: bool = False,
+                  xforward: XforwardAttributes | None = None) -> bytes:
         """Start one message; returns the bytes to write now.
 
         sender: the envelope sender, "" for the null sender. recipients:
@@ -770,8 +780,11 @@ class ClientConnection:
         smtputf8: the message needs SMTPUTF8 (sent when offered). ret
         ("FULL"/"HDRS") and envid: DSN parameters, sent when DSN is offered.
         probe: the session comes from a cache; RSET goes first and its
-        failure gives ProbeFailed (see the module description). Nothing is
-        sent when the client decides by itself (SIZE, SMTPUTF8).
+        failure gives ProbeFailed (see the module description). xforward:
+        the original client's attributes, sent with XFORWARD before MAIL
+        when the server offers XFORWARD (smtp_send_xforward_command; a
+        refusal does not stop the delivery). Nothing is sent when the
+        client decides by itself (SIZE, SMTPUTF8).
         """
         self._check("send_mail")
         rcpts = tuple(r if isinstance(r, Rcpt) else Rcpt(r) for r in recipients)
@@ -828,6 +841,12 @@ class ClientConnection:
             commands.append(("RSET", _Cmd.RSET, _PROBE))    # also ends a held transaction
         elif self._in_txn:
             commands.append(("RSET", _Cmd.RSET, 0))
+        if xforward is not None and caps.xforward:
+            for line, what in xforward_commands(xforward, caps.xforward):
+                cmd = _Cmd.XFORWARD_NAME_ADDR if what == XFORWARD_NAME_ADDR \
+                    else _Cmd.XFORWARD_PROTO_HELO
+                commands.append((line, cmd, len(txn.xforward)))
+                txn.xforward.append(what)
         commands.append((mail, _Cmd.MAIL, 0))
         for i, r in enumerate(rcpts):
             rcpt = f"RCPT TO:<{r.address}>"
@@ -928,6 +947,9 @@ class ClientConnection:
                     self._close()
                     self._events.append(ProbeFailed(response))
                     return
+            case _Cmd.XFORWARD_NAME_ADDR | _Cmd.XFORWARD_PROTO_HELO:
+                if klass != 2:
+                    txn.xforward_refused.append((response, txn.xforward[index]))
             case _Cmd.MAIL:
                 txn.mail = response
                 if klass == 2:
@@ -971,6 +993,8 @@ class ClientConnection:
             # deferred with this reply, and no more replies will come.
             in_reply_to = {_Cmd.RSET: RSET, _Cmd.MAIL: MAIL_FROM, _Cmd.RCPT: RCPT_TO,
                            _Cmd.DATA: DATA, _Cmd.DOT: END_OF_DATA}.get(cmd, END_OF_DATA)
+            if cmd in (_Cmd.XFORWARD_NAME_ADDR, _Cmd.XFORWARD_PROTO_HELO):
+                in_reply_to = txn.xforward[index]
             txn.settle_all(response, in_reply_to)
             self._expect.clear()
             self._todo.clear()

@@ -27,6 +27,8 @@ that byte, so the close finds unread data and the kernel resets the
 connection, as when a peer crashes; a client still writing sees its write
 fail.
 ``tls`` is an SSL.Context (pyOpenSSL) that makes it offer STARTTLS.
+``xforward`` ("NAME ADDR ...") makes it offer XFORWARD with those
+attributes; each XFORWARD gets ``xforward_reply``.
 
 Synchronous tests run a sink in a thread of its own:
 
@@ -67,6 +69,8 @@ class SmtpSink:
     close_after_message: bool = False
     drop_body: list[int] = field(default_factory=list)
     tls: object = None
+    xforward: str = ""
+    xforward_reply: str = "250 2.0.0 Ok"
     messages: list[Message] = field(default_factory=list)
     sessions: int = 0
     commands: list[str] = field(default_factory=list)
@@ -122,6 +126,8 @@ class SmtpSink:
                         lines.append(f"SIZE {self.size}")
                     if self.tls is not None and not conn.tls:
                         lines.append("STARTTLS")
+                    if self.xforward:
+                        lines.append("XFORWARD " + self.xforward)
                     lines += ["ENHANCEDSTATUSCODES", "8BITMIME"]
                 await conn.reply("\r\n".join(
                     f"250{'-' if i < len(lines) - 1 else ' '}{t}" for i, t in enumerate(lines)))
@@ -171,6 +177,8 @@ class SmtpSink:
                 await conn.reply(self.rset)
                 if self.rset.startswith("421"):
                     return
+            elif verb == "XFORWARD" and self.xforward:
+                await conn.reply(self.xforward_reply)
             elif verb == "QUIT":
                 await conn.reply("221 2.0.0 Bye")
                 return

@@ -51,6 +51,16 @@ class DeliverRequest:
     body_type: str = ""
     smtputf8: bool = False
     address_class: str = ""      # routing class for the local agent ("local", "virtual")
+    # Where the message came from, for smtp_send_xforward_command: the queue
+    # entry's client (the original one when a content filter forwarded it),
+    # its queue ID upstream ("" = none) and rewrite context ("local"/"remote").
+    client_name: str = ""
+    client_addr: str = ""
+    client_port: int = 0
+    client_helo: str = ""
+    client_protocol: str = ""
+    log_ident: str = ""
+    rewrite_context: str = ""
 
 
 @message("deliver_result", version=1)
