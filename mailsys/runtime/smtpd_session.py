@@ -328,13 +328,6 @@ class Session:
                 self._reset()
                 self.forwarded = None
                 return None
-            case Xforward():
-                if self.forwarded is None:
-                    self.forwarded = {}
-                self.forwarded.update(event.attributes)
-                return None
-            case Xclient():
-                return await self._xclient(event)
             case StartTls():
                 return await self._starttls()
             case Auth():
@@ -348,6 +341,14 @@ class Session:
                 qmgr = names.public_path(self.server.cfg.path("queue_directory"), names.QMGR)
                 await ipc_io.send_trigger(qmgr, names.QMGR_REQ_SCAN_DEFERRED, timeout=TRIGGER_TIMEOUT)
                 return None
+            # Last: a session that uses neither pays nothing for them.
+            case Xforward():
+                if self.forwarded is None:
+                    self.forwarded = {}
+                self.forwarded.update(event.attributes)
+                return None
+            case Xclient():
+                return await self._xclient(event)
         return None
 
     def _stop_clock(self) -> None:
