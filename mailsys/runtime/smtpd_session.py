@@ -37,6 +37,13 @@ DESCRIPTION
         looks up the MX and address records permit_mx_backup asks for; sleeps
         for a "sleep N" restriction (this session only), then evaluates
         again past it;
+      - XCLIENT from a client in smtpd_authorized_xclient_hosts (a proxy):
+        the session starts over as the client it names, with a new
+        greeting; XFORWARD from one in smtpd_authorized_xforward_hosts (a
+        content filter re-injecting mail): the next message is logged
+        ("client=..., orig_queue_id=..., orig_client=...") and queued under
+        the original client it names (Postfix 3.7 behaviour, see _xclient
+        and events in mailsys.smtp);
       - notes "improper command pipelining after EHLO from ..." once, when
         a client sends more after a command that must end its group;
       - at the end logs what Postfix logs: "lost connection after CMD",

@@ -17,7 +17,10 @@ unread bytes wait in the buffer. Message content arrives as DataChunk events.
 What the core decides itself, with Postfix's texts (replies.py): command
 syntax, command order (503s), ESMTP parameter checks, SIZE= and body size
 limits, smtpd_recipient_limit, bare LF handling, BDAT framing, SASL base64
-framing and ``*`` cancel, the CVE-2011-0411 plaintext discard after
+framing and ``*`` cancel, XCLIENT/XFORWARD syntax, order and authorization
+(the caller sets xclient_allowed / xforward_allowed from its tables; an
+XCLIENT is answered with a new greeting, after which the core forgets
+HELO, AUTH and the transaction), the CVE-2011-0411 plaintext discard after
 STARTTLS, non-SMTP command detection, error counting up to
 smtpd_hard_error_limit. What it leaves to the caller (policy): everything
 that needs a table, DNS, anvil, a password or the queue.

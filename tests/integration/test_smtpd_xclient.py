@@ -112,11 +112,10 @@ def test_xclient_helo_proto_login_and_refusals(mailsys_instance):
     assert f"{qid}: client=unknown[2001:db8::1], sasl_method=XCLIENT, sasl_username=bob" in log
     assert "ehlo=1 xclient=0/9 mail=1 rcpt=1 data=1 commands=4/13" in log
     _, _, content = h.queued(inst, qid)
+    # As Postfix's: "with ESMTPA", no "(Authenticated sender: ...)" line by default.
     assert content.startswith(b"Received: from a?b?c? (unknown [IPv6:2001:db8::1])\r\n"
-                              b"\t(Authenticated sender: bob)\r\n"
-                              b"\tby ") or content.startswith(
-        b"Received: from a?b?c? (unknown [IPv6:2001:db8::1])\r\n\tby "), content[:200]
-    assert b" with ESMTPA id " + qid.encode() in content
+                              b"\tby mx.example.test (mailsys) with ESMTPA id " + qid.encode()), \
+        content[:200]
 
 
 def test_unauthorized_client_gets_neither_command(mailsys_instance):
@@ -175,3 +174,27 @@ def test_xforward_names_the_original_client_in_the_log(mailsys_instance):
     assert (envelope.client_name, envelope.client_addr, envelope.client_port, envelope.helo,
             envelope.protocol, envelope.log_ident, envelope.rewrite_context) == \
         ("mx.example.org", "198.51.100.7", 4444, "orig-helo.example", "ESMTP", "ABC123", "remote")
+
+
+def test_anvil_counts_the_client_xclient_names(mailsys_instance):
+    # Postfix 3.7.11 with smtpd_client_connection_count_limit = 1: a second
+    # proxied session for the same client gets the 421 in place of the new
+    # greeting, and smtpd warns "Connection concurrency limit exceeded: 2
+    # from unknown[192.0.2.10] for service ..." (the proxy itself is exempt).
+    inst = mailsys_instance
+    port = h.start(inst, main_cf={"smtpd_authorized_xclient_hosts": "127.0.0.1",
+                                  "smtpd_client_connection_count_limit": "1"})
+    with h.Raw(port) as first, h.Raw(port) as second:
+        first.reply(), second.reply()
+        first.send(b"XCLIENT ADDR=192.0.2.10\r\n")
+        assert first.reply().startswith(b"220 ")
+        second.send(b"XCLIENT ADDR=192.0.2.10\r\n")
+        assert second.reply() == b"421 4.7.0 mx.example.test Error: too many connections from " \
+                                 b"192.0.2.10"
+        assert second.line() == b""                 # closed after the 421
+        first.send(b"QUIT\r\n")
+        assert first.reply() == b"221 2.0.0 Bye"
+    log = inst.wait_log("xclient=0/1 quit=1")
+    # (XCLIENT named no NAME: the proxy's name stays, here localhost, as in Postfix.)
+    assert "warning: Connection concurrency limit exceeded: 2 from localhost[192.0.2.10] " \
+           "for service" in log, log
