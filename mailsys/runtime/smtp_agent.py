@@ -188,6 +188,15 @@ def _destination(transport: str, nexthop: str) -> tuple[NextHop, str]:
     return hop, f"{transport}:{hop}"
 
 
+def _smtpd_protocol(protocol: str) -> str:
+    """What Postfix forwards as PROTO: its smtpd's SMTP or ESMTP. The entry
+    keeps the word of the Received: header (RFC 3848: ESMTPSA, UTF8SMTPS...),
+    which Postfix 3.7 does not forward (PROTO=ESMTP after AUTH, seen live)."""
+    if protocol.startswith(("ESMTP", "UTF8SMTP")):
+        return "ESMTP"
+    return protocol
+
+
 def _rcpt(r: DeliverRecipient) -> Rcpt:
     orcpt = r.orcpt.partition(";")[2] if ";" in r.orcpt else r.orcpt
     return Rcpt(r.address, notify=tuple(r.notify) or None, orcpt=orcpt or None)
@@ -388,7 +397,8 @@ class SmtpAgent:
                       ret=req.ret or None, envid=req.envid or None)
         if self.settings.send_xforward:
             params["xforward"] = XforwardAttributes(
-                req.client_name, req.client_addr, req.client_port, req.client_protocol,
+                req.client_name, req.client_addr, req.client_port,
+                _smtpd_protocol(req.client_protocol),
                 req.client_helo, req.log_ident or req.queue_id,
                 "LOCAL" if req.rewrite_context == "local" else "REMOTE")
         try:
