@@ -302,11 +302,17 @@ class Cleanup:
         if not actions.take(act.action, act.text):
             return
         smtpd = req.origin == "smtpd"
-        origin = "local" if not smtpd else req.forwarded.namaddr if req.forwarded is not None \
+        # After XFORWARD Postfix's cleanup names the original client, its
+        # protocol and HELO name (its log_client_* attributes).
+        fwd = req.forwarded
+        origin = "local" if not smtpd else fwd.namaddr if fwd is not None \
             else f"{req.client_name or 'unknown'}[{req.client_addr}]"
         log.info(log_text(act, origin=origin, sender=req.sender,
                           recipient=req.recipients[0].address if req.recipients else None,
-                          proto=req.protocol if smtpd else "", helo=req.helo if smtpd else ""),
+                          proto=("" if not smtpd else fwd.protocol if fwd is not None
+                                 else req.protocol),
+                          helo=("" if not smtpd else fwd.helo if fwd is not None
+                                else req.helo)),
                  queue_id=req.queue_id)
 
     def received(self, req: CleanupRequest, arrival: float) -> str:

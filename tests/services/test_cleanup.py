@@ -12,7 +12,8 @@ import trio.testing
 from structlog.testing import capture_logs
 
 from mailsys.ipc.errors import RemoteError
-from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
+from mailsys.ipc.proto.cleanup import (CleanupRecipient, CleanupRequest, ForwardedClient, Queued,
+                                       Rejected)
 from mailsys.message.envelope import Notify
 from mailsys.message.qid import new_qid
 from mailsys.queue import Queue, QueueStore
@@ -410,6 +411,37 @@ async def test_header_checks(make_config, store, tmp_path):
                       qid["holdme"]: (Queue.HOLD, ["b@example.net"]),
                       qid["copy"]: (Queue.INCOMING, ["b@example.net", "arch@example.net"])}
     assert b"X-Drop" not in store.load_content(qid["warnme"])
+
+
+@trio_test
+async def test_forwarded_client_is_logged_and_stored_but_not_in_received(make_config, store,
+                                                                        tmp_path):
+    # Postfix 3.7.11 after "XFORWARD NAME=mx.example.org ADDR=198.51.100.7
+    # HELO=orig.example PROTO=SMTP" from 127.0.0.1: "QID: hold: header
+    # Subject: holdme from mx.example.org[198.51.100.7]; from=<a@b.example>
+    # to=<r@example.net> proto=SMTP helo=<orig.example>", and the Received:
+    # header names the actual client.
+    checks = tmp_path / "header_checks"
+    checks.write_text("/^Subject:.*holdme/ HOLD\n")
+    cfg = make_config(header_checks=f"regexp:{checks}")
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        req = request(content=b"Subject: holdme\r\n\r\nhi\r\n", client_name="localhost",
+                      client_addr="127.0.0.1", helo="filter", sender="a@b.example",
+                      rcpts=("r@example.net",),
+                      forwarded=ForwardedClient("mx.example.org", "198.51.100.7", 0,
+                                                "orig.example", "SMTP", "ABC123"))
+        with capture_logs() as logs:
+            assert isinstance(await svc.call(req), Queued)
+        nursery.cancel_scope.cancel()
+    assert [e["event"] for e in logs if e["event"] != "message-id"] == [
+        "hold: header Subject: holdme from mx.example.org[198.51.100.7]; from=<a@b.example> "
+        "to=<r@example.net> proto=SMTP helo=<orig.example>"]
+    env, queue = store.load(req.queue_id)
+    assert (env.client_name, env.client_addr, env.helo, env.protocol, env.log_ident) == \
+        ("mx.example.org", "198.51.100.7", "orig.example", "SMTP", "ABC123")
+    assert store.load_content(req.queue_id).startswith(
+        b"Received: from filter (localhost [127.0.0.1])\r\n")
 
 
 @trio_test
