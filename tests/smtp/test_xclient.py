@@ -9,6 +9,8 @@ sent to a server offering XFORWARD.
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from _smtp_testlib import HOST, connect, run
 
 from mailsys.smtp import Xclient, Xforward, replies
@@ -240,3 +242,36 @@ def test_default_replies():
     conn.receive_data(b"XFORWARD IDENT=1\r\n")
     conn.next_event()
     assert conn.default_reply() == replies.OK
+
+
+# ------------------------------------------------------------------ any input
+
+_WORDS = st.sampled_from(["NAME", "ADDR", "PORT", "HELO", "PROTO", "LOGIN", "IDENT", "SOURCE",
+                          "REVERSE_NAME", "DESTADDR", "DESTPORT", "FOO", "name", ""])
+_VALUES = st.one_of(st.text(max_size=20), st.sampled_from(
+    ["[UNAVAILABLE]", "[TEMPUNAVAIL]", "IPv6:::1", "192.0.2.1", "a+2", "+41+", "esmtp", "remote"]))
+_ARGS = st.lists(st.tuples(_WORDS, st.sampled_from(["=", ""]), _VALUES), max_size=6).map(
+    lambda items: " ".join(f"{k}{eq}{v}" for k, eq, v in items))
+
+
+@given(_ARGS)
+@settings(max_examples=300)
+def test_any_argument_is_parsed_or_refused_with_a_501(arg):
+    for parse in (parse_xclient, parse_xforward):
+        try:
+            attrs = parse(arg)
+        except XattrError as e:
+            assert e.reply.code == 501
+            continue
+        for name, value in attrs:
+            assert name.isupper() and value.isprintable()
+
+
+@given(st.lists(_ARGS, max_size=4), st.integers(min_value=0, max_value=9))
+@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+def test_any_xclient_session_only_yields_replies(args, step):
+    data = b"EHLO p\r\n" + b"".join(
+        f"{verb} {arg}\r\nMAIL FROM:<a@b>\r\nRSET\r\n".encode("utf-8", "surrogateescape")
+        for verb, arg in zip(["XCLIENT", "XFORWARD"] * 4, args))
+    res = run(data, conn=authorized(), step=step or None)
+    assert res.out.endswith(b"\r\n") and all(line[:3].isdigit() for line in res.replies)
