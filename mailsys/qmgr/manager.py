@@ -90,6 +90,18 @@ STOP_GRACE = 5.0
 SCAN_BATCH = 256
 
 
+def _client_of(env: Envelope) -> dict[str, object]:
+    """The DeliverRequest fields a delivery agent forwards with XFORWARD.
+    Only mail that came in over SMTP has a client and an ident (smtpd's
+    queue ID, or the one XFORWARD gave); Postfix forwards nothing but
+    SOURCE=LOCAL for mail from sendmail (pickup) or bounce, as seen live."""
+    if env.attr("origin") != "smtpd":
+        return {}
+    return dict(client_name=env.client_name, client_addr=env.client_addr,
+                client_port=env.client_port, client_helo=env.helo,
+                client_protocol=env.protocol, log_ident=env.log_ident or env.queue_id)
+
+
 @dataclass(slots=True)
 class _Active:
     """A cached active entry: its envelope when opened and its jobs out."""
@@ -372,10 +384,8 @@ class QueueManager:
                              for i in job.indexes),
             arrival_time=env.arrival_time, size=env.size, queued_at=msg.queued_at,
             envid=env.envid, ret=env.ret, body_type=env.body_type, smtputf8=env.smtputf8,
-            address_class=job.address_class,
-            client_name=env.client_name, client_addr=env.client_addr,
-            client_port=env.client_port, client_helo=env.helo, client_protocol=env.protocol,
-            log_ident=env.log_ident, rewrite_context=env.rewrite_context)
+            address_class=job.address_class, rewrite_context=env.rewrite_context,
+            **_client_of(env))
         dead_reason = ""
         try:
             status = await self.agents.deliver(request, self.settings.ipc_timeout)

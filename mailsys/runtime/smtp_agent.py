@@ -399,7 +399,7 @@ class SmtpAgent:
             params["xforward"] = XforwardAttributes(
                 req.client_name, req.client_addr, req.client_port,
                 _smtpd_protocol(req.client_protocol),
-                req.client_helo, req.log_ident or req.queue_id,
+                req.client_helo, req.log_ident,
                 "LOCAL" if req.rewrite_context == "local" else "REMOTE")
         try:
             result = await session.send_mail(req.sender, [_rcpt(r) for r in rcpts],

@@ -70,7 +70,7 @@ def test_smtp_agent_forwards_the_client_and_warns_when_xforward_is_refused(mails
             status = await call(inst, "smtp", request(
                 qid, f"[127.0.0.1]:{port}", "bob@remote.test", client_name="mx.example.org",
                 client_addr="2001:db8::7", client_port=2525, client_helo="helo.example",
-                client_protocol="ESMTPSA", rewrite_context="remote"))
+                client_protocol="ESMTPSA", log_ident=qid, rewrite_context="remote"))
             n.cancel_scope.cancel()
         return port, status
     port, status = trio.run(main)

@@ -57,6 +57,33 @@ def test_delivered_and_removed(store, make_manager):
     assert [e["queue_id"] for e in events(logs, "removed")] == [qid]
 
 
+def test_requests_carry_the_client_of_smtp_mail_only(store, make_manager):
+    # What smtp_send_xforward_command forwards: Postfix sends the client and
+    # IDENT (upstream's, else the entry's own ID) of mail that came in over
+    # SMTP, and only SOURCE=LOCAL for local submissions (seen live, 3.7.11).
+    agents = FakeAgents()
+    mgr = make_manager(agents)
+    smtp = envelope("bob@one.example", client_name="mx.example.org", client_addr="192.0.2.7",
+                    client_port=2525, helo="helo.example", protocol="ESMTPS",
+                    rewrite_context="remote", attrs=(("origin", "smtpd"),))
+    forwarded = smtp.replace(log_ident="UPSTREAM1")
+    local = envelope("bob@two.example", protocol="local", rewrite_context="local",
+                     attrs=(("origin", "sendmail"),))
+    qids = [store.create(env, CONTENT) for env in (smtp, forwarded, local)]
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store))
+
+    run(body)
+    got = {r.queue_id: (r.client_name, r.client_addr, r.client_port, r.client_helo,
+                        r.client_protocol, r.log_ident, r.rewrite_context)
+           for r in agents.requests}
+    client = ("mx.example.org", "192.0.2.7", 2525, "helo.example", "ESMTPS")
+    assert got == {qids[0]: (*client, qids[0], "remote"), qids[1]: (*client, "UPSTREAM1", "remote"),
+                   qids[2]: ("", "", 0, "", "", "", "local")}
+
+
 @pytest.mark.parametrize("spec, expect", [
     ("relay:[127.0.0.1]:10025", {("relay", "[127.0.0.1]:10025")}),
     ("relay:", {("relay", "one.example"), ("relay", "two.example")}),

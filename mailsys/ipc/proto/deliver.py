@@ -53,7 +53,9 @@ class DeliverRequest:
     address_class: str = ""      # routing class for the local agent ("local", "virtual")
     # Where the message came from, for smtp_send_xforward_command: the queue
     # entry's client (the original one when a content filter forwarded it),
-    # its queue ID upstream ("" = none) and rewrite context ("local"/"remote").
+    # the queue ID to forward as IDENT (upstream's, else this entry's; ""
+    # for mail that did not come in over SMTP) and the rewrite context
+    # ("local"/"remote").
     client_name: str = ""
     client_addr: str = ""
     client_port: int = 0
