@@ -383,12 +383,13 @@ class Session:
 
     def _log_reject(self, command: str, reply: str, *, sender: str | None,
                     recipient: str | None, helo: str | None = None,
-                    queue_id: str | None = None) -> None:
+                    queue_id: str | None = None, proto: str | None = None) -> None:
         queue_id = queue_id or self.qid
         where = {"queue_id": queue_id} if queue_id else {"noqueue": True}
         log.info("reject", command=command, client=self.namaddr, reply=reply, sender=sender,
-                 recipient=recipient, proto=self.conn.protocol,
-                 helo=helo if helo is not None else self.conn.helo_name,
+                 recipient=recipient, proto=proto or self.conn.protocol,
+                 # "" for none: the session has forgotten its HELO (XCLIENT)
+                 helo=(helo or None) if helo is not None else self.conn.helo_name,
                  sasl_method=self.auth.method, sasl_username=self.auth.user, **where)
 
     def _log_notes(self, decision: Decision, ctx: PolicyContext, command: str,
@@ -469,13 +470,17 @@ class Session:
             "mail_version": __version__,
         }
 
-    async def _check_client(self) -> None:
+    async def _check_client(self, command: str = "CONNECT", helo: str | None = None,
+                            proto: str | None = None) -> None:
+        """The client restrictions at connect (smtpd_delay_reject = no), or
+        after XCLIENT (command, helo and proto: the session after it)."""
         ctx = self._context()
         decision = await self._decide(self.server.restrictions.evaluate_client, ctx, "CONNECT",
                                       await self._resolver(ctx))
-        self._log_notes(decision, ctx, "CONNECT")     # no message actions here (see above)
+        self._log_notes(decision, ctx, command)     # no message actions here (see above)
         if not decision.accepted:
-            self._log_reject("CONNECT", decision.reply, sender=None, recipient=None)
+            self._log_reject(command, decision.reply, sender=None, recipient=None, helo=helo,
+                             proto=proto)
             self.access_denied = _reply(decision)
 
     async def _helo(self, event: Helo) -> Reply | None:
@@ -762,8 +767,13 @@ class Session:
                 if hit is not None:
                     return hit
         if not server.restrictions.delay_reject:
+            # Postfix's new greeting is then the refusal itself, logged as
+            # "NOQUEUE: reject: XCLIENT from ...; proto=SMTP" (3.7.11 live).
             self._stop_clock()
-            await self._check_client()
+            await self._check_client("XCLIENT", helo=event.get("HELO") or "",
+                                     proto=event.get("PROTO") or "SMTP")
+            if self.access_denied is not None:
+                return self.access_denied
         return server.greeting
 
     # --- STARTTLS and AUTH -------------------------------------------------------------

@@ -198,3 +198,25 @@ def test_anvil_counts_the_client_xclient_names(mailsys_instance):
     # (XCLIENT named no NAME: the proxy's name stays, here localhost, as in Postfix.)
     assert "warning: Connection concurrency limit exceeded: 2 from localhost[192.0.2.10] " \
            "for service" in log, log
+
+
+def test_client_restrictions_judge_the_new_client_at_xclient(mailsys_instance, tmp_path):
+    # Postfix 3.7.11 with smtpd_delay_reject = no: the new greeting is the
+    # refusal, logged as a reject of XCLIENT with the forgotten HELO left out.
+    inst = mailsys_instance
+    table = tmp_path / "clients"
+    table.write_text("192.0.2.0/24 REJECT\n")
+    port = h.start(inst, main_cf={"smtpd_authorized_xclient_hosts": "127.0.0.1",
+                                  "smtpd_delay_reject": "no",
+                                  "smtpd_client_restrictions": f"check_client_access cidr:{table}"})
+    with h.Raw(port) as raw:
+        assert raw.reply().startswith(b"220 ")
+        ehlo_lines(raw)
+        raw.send(b"XCLIENT NAME=[UNAVAILABLE] ADDR=192.0.2.10\r\n")
+        assert raw.reply() == b"554 5.7.1 <unknown[192.0.2.10]>: Client host rejected: Access denied"
+        raw.send(b"MAIL FROM:<a@example.org>\r\nQUIT\r\n")
+        assert raw.reply().startswith(b"554 5.7.1 <unknown[192.0.2.10]>")
+        assert raw.reply() == b"221 2.0.0 Bye"
+    log = inst.wait_log("disconnect from unknown[192.0.2.10]")
+    assert ("NOQUEUE: reject: XCLIENT from unknown[192.0.2.10]: 554 5.7.1 <unknown[192.0.2.10]>: "
+            "Client host rejected: Access denied; proto=SMTP\n") in log, log
