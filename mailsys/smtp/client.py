@@ -35,7 +35,9 @@ DESCRIPTION
     next_event(); a method called in the wrong state raises
     LocalProtocolError (a bug in the caller).
 
-    A transaction: send_mail() sends ``MAIL FROM`` (SIZE=, BODY=, SMTPUTF8,
+    A transaction: send_mail() sends XFORWARD when asked to and offered
+    (_xclient.py: Postfix's two commands, their refusal only noted in the
+    result), ``MAIL FROM`` (SIZE=, BODY=, SMTPUTF8,
     RET=, ENVID= when offered), one ``RCPT TO`` per recipient (NOTIFY=,
     ORCPT= when DSN is offered) and DATA. With PIPELINING the whole group
     goes at once, DATA last (RFC 2920 3.1), and the replies are matched
@@ -511,8 +513,6 @@ _ALLOWED = {
 # word; an address may hold blanks inside a quoted local part.
 _BAD_ADDRESS_RE = re.compile(r"[\x00\r\n]")
 _BAD_HELO_RE = re.compile(r"[\x00-\x20\x7f<>]")
-
-
 _xtext = xtext_encode
 
 
