@@ -176,6 +176,7 @@ class Cleanup:
         self.address_maps = AddressMaps.from_config(cfg, lambda spec: open_table(spec, cfg),
                                                     local_domain_check(cfg))
         self.remote_rewrite_domain = cfg.remote_header_rewrite_domain
+        self.myorigin = cfg.myorigin
         self.size_limit = cfg.message_size_limit
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
         self.holds = store_io.GroupCommit(store, Queue.HOLD)
@@ -237,7 +238,7 @@ class Cleanup:
             log.warning(text, queue_id=req.queue_id)
         # Header addresses are rewritten for local clients, or with a
         # remote_header_rewrite_domain for everyone (Postfix 2.2 and later).
-        domain = self.cfg.myorigin if req.local else self.remote_rewrite_domain
+        domain = self.myorigin if req.local else self.remote_rewrite_domain
         rewrite = self.address_maps.header_rewriter(domain, mappings, warn) \
             if req.local or domain else None
         cleaned = clean_header(

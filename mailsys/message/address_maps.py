@@ -74,6 +74,9 @@ RECIPIENT_HEADERS = frozenset((
     "to"))
 CANONICAL_RECURSION = 100           # cleanup_map11.c MAX_RECURSION
 
+# Characters that may make a header value more than one address.
+_LIST_SYNTAX = frozenset(',;:"(')
+
 
 class Table(Protocol):
     def lookup(self, key: str) -> str | None: ...
@@ -240,10 +243,19 @@ class AddressMaps:
             return one(address, self.header_recipient_canonical, "recipient_canonical_maps",
                        self.header_canonical_recipient, self.masquerade_header_recipient)
 
+        # Without maps to apply only unqualified addresses change, and a
+        # value that is one qualified address (the usual From: and To:)
+        # has none: it is not even parsed.
+        qualify_only = not (mappings and (
+            self.header_sender_canonical or self.header_canonical_sender
+            or self.header_recipient_canonical or self.header_canonical_recipient or masq))
+
         def rewrite(name: str, header: str) -> str | None:
-            one = sender if name in SENDER_HEADERS else recipient
             colon = header.index(":") + 1
             value = header[colon:]
+            if qualify_only and "@" in value and not _LIST_SYNTAX.intersection(value):
+                return None
+            one = sender if name in SENDER_HEADERS else recipient
             new = rewrite_addresses(value, one)
             return None if new == value else header[:colon] + new
         return rewrite

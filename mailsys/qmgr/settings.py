@@ -8,8 +8,8 @@ Postfix does. Times are float seconds. Pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mailsys.config.tables import open_table
