@@ -45,6 +45,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "postcat": ("mailsys.cli.postcat", "postcat"),
     "sendmail": ("mailsys.cli.sendmail", "sendmail"),
     "log": ("mailsys.cli.log", "log"),
+    "postlog": ("mailsys.cli.postlog", "postlog"),
     "qshape": ("mailsys.cli.qshape", "qshape"),
     "saslpasswd": ("mailsys.cli.saslpasswd", "saslpasswd"),
 }
