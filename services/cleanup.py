@@ -329,7 +329,8 @@ class Cleanup:
                                   uid=req.uid if req.uid >= 0 else None)
         text = received_smtp(
             helo=req.helo, client_name=req.client_name or "unknown",
-            client_addr=req.client_addr, myhostname=host, protocol=req.protocol,
+            client_addr=req.client_addr, myhostname=req.received_by or host,
+            protocol=req.protocol,
             queue_id=req.queue_id, recipients=[r.address for r in req.recipients],
             arrival=arrival,
             sasl_username=req.sasl_user if self.cfg.smtpd_sasl_authenticated_header else "")

@@ -685,7 +685,8 @@ class Session:
             hold=actions.hold, discard=actions.discard,
             filter=actions.filter or self.server.content_filter,
             redirect=actions.redirect, bcc=tuple(actions.bcc), prepend=tuple(actions.prepend),
-            receive_override_options=self.server.receive_override_options)
+            receive_override_options=self.server.receive_override_options,
+            received_by=conn.settings.hostname)
 
         def with_content() -> CleanupRequest:
             if content is None:

@@ -50,6 +50,11 @@ def test_mail_goes_through_the_filter_once_and_then_to_its_destination(mailsys_i
     log = inst.wait_log(f"relay=127.0.0.1[127.0.0.1]:{sink_port},", timeout=20)
     [delivered] = [line for line in log.splitlines() if f":{sink_port}," in line]
     assert "to=<b@remote.example>" in delivered and f"{first}:" not in delivered
+    # The re-injection smtpd's Received: header names it by its own -o myhostname,
+    # as Postfix's smtpd writes that header itself.
+    top = sink.messages[0].data.split(b"\r\n", 2)[:2]
+    assert top[0].startswith(b"Received: from ") and top[1].startswith(
+        b"\tby filter.example.test (mailsys) with ESMTP id "), top
 
 
 def test_reinjected_mail_is_logged_under_the_original_client(mailsys_instance):

@@ -103,6 +103,9 @@ class CleanupRequest:
     # as flags): "no_address_mappings" and "no_header_body_checks" switch
     # off cleanup's address rewriting and content checks for the message.
     receive_override_options: tuple[str, ...] = ()
+    # The "by" host of smtpd's Received: header: that smtpd's $myhostname,
+    # which master.cf -o may set apart from cleanup's ("" = cleanup's).
+    received_by: str = ""
     # XFORWARD: who the message is logged as coming from, and what a later
     # smtp client forwards; None without XFORWARD. client_* above stay the
     # actual client (the Received: header names it, as Postfix's does).
