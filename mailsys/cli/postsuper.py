@@ -74,6 +74,7 @@ from mailsys.cli.getopt_errors import complaint
 from mailsys.cli.postsuper_requeue import NotRequeued, Requeuer
 from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.maillog.setup import configure
+from mailsys.message.qid import is_qid
 from mailsys.queue import Queue, QueueStore, WrongQueue
 
 PROGRAM = "postsuper"
@@ -248,6 +249,9 @@ def everything(store: QueueStore, queues: Iterable[Queue]) -> list[str]:
 
 
 def not_found(qid: str, queues: Iterable[Queue]) -> None:
+    if not is_qid(qid):
+        report(f"invalid mail queue id: {qid}", warning=True)     # Postfix's text
+        return
     report(f"not found in queue {' '.join(q.value for q in queues)}", qid, warning=True)
 
 

@@ -74,6 +74,13 @@ def test_unknown_id_is_reported_not_fatal(capsys, setup, queue):
                    "postsuper: Deleted: 1 message\n")
 
 
+def test_a_malformed_id_is_an_invalid_queue_id(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-h", "bad/id")
+    assert status == 0
+    assert err == ("postsuper: warning: invalid mail queue id: bad/id\n"
+                   "postsuper: Placed on hold: 0 messages\n")
+
+
 def test_queue_restriction_protects_other_queues(capsys, setup, queue):
     status, _, err = run_tool(capsys, setup, "postsuper", "-d", queue["held"], "deferred")
     assert status == 0 and err.endswith("postsuper: Deleted: 0 messages\n")
