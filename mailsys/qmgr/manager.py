@@ -440,7 +440,8 @@ class QueueManager:
         return True
 
     async def _error_transport(self, job: Job, msg: _Active) -> None:
-        """The error and retry transports: answered here, logged as error(8) does."""
+        """The error, retry and discard transports: answered here, logged as error(8) and
+        discard(8) do."""
         changes = results.error_transport(job.indexes, job.transport, job.nexthop, self.clock())
         self._log_results(job.qid, msg, changes)
         self.scheduler.finished(job, self.clock())

@@ -90,16 +90,22 @@ def deferred(indexes: Iterable[int], dsn: str, reason: str, now: float) -> Chang
     return {i: _deferral(dsn, reason, now) for i in indexes}
 
 
-# Postfix's error(8) agent serves both: "error" bounces, "retry" defers.
-ERROR_TRANSPORTS = {"error": "5.0.0", "retry": "4.0.0"}
+# Postfix's error(8) agent serves "error" (bounces) and "retry" (defers);
+# its discard(8) agent "discard" (reports the mail sent and drops it).
+ERROR_TRANSPORTS = {"error": "5.0.0", "retry": "4.0.0", "discard": "2.0.0"}
 
 
 def error_transport(indexes: Iterable[int], transport: str, nexthop: str,
                     now: float) -> Changes:
-    """error_transport - what error(8) answers: the next hop is the reason,
-    optionally led by a status ("5.1.1 mailbox unavailable"); "error"
-    bounces, "retry" defers. mailsys has no error agent process: qmgr
-    answers for it."""
+    """error_transport - what error(8) and discard(8) answer: the next hop
+    is the reason, for error and retry optionally led by a status ("5.1.1
+    mailbox unavailable"); "error" bounces, "retry" defers, "discard" says
+    sent (the recipient domain when the transport named no next hop, as
+    Postfix's "status=sent (example.com)"). mailsys has no error or discard
+    agent process: qmgr answers for them."""
+    if transport == "discard":
+        return {i: dict(state=RcptState.SENT, dsn_status="2.0.0", reason=nexthop,
+                        remote_mta="", diagnostic="", last_attempt=now) for i in indexes}
     dsn, reason = error_status(nexthop, ERROR_TRANSPORTS[transport])
     state = RcptState.BOUNCED if dsn.startswith("5") else RcptState.DEFERRED
     return {i: dict(state=state, dsn_status=dsn, reason=reason, remote_mta="",

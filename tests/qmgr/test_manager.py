@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import pytest
 import structlog
 import trio
-from qmgr_fixtures import FakeAgents, all_as, envelope, sent, wait_for
+from qmgr_fixtures import ROUTING, FakeAgents, all_as, envelope, sent, wait_for
 
+from mailsys.config.tables import DictTable
 from mailsys.ipc.errors import IpcUnavailable
 from mailsys.message.envelope import Notify, RcptState, Recipient
 import mailsys.qmgr.manager as manager
-from mailsys.qmgr.manager import SUSPENDED, TRANSPORT_UNAVAILABLE
-from mailsys.qmgr.settings import Limits
+from mailsys.qmgr.manager import SUSPENDED, TRANSPORT_UNAVAILABLE, QueueManager
+from mailsys.qmgr.settings import Limits, QmgrSettings
 from mailsys.queue import Admit, Queue, Remove
 
 CONTENT = b"Subject: hi\r\n\r\nhello\r\n"
@@ -513,6 +515,32 @@ def test_error_transport_bounces_without_an_agent(store, make_manager):
     assert (status["to"], status["relay"], status["dsn"], status["status"], status["reason"]) == \
         ("nobody@alias.example", "none", "5.1.1", "bounced", "User unknown in virtual alias table")
     assert [(n.queue_id, n.indexes) for n in agents.notices] == [(qid, (0,))]
+
+
+def test_discard_transport_reports_sent_without_an_agent(store):
+    # transport_maps "discard:" as Postfix 3.7.11's discard(8) logs it:
+    # "to=<spam@x.example>, relay=none, ..., dsn=2.0.0, status=sent (x.example)".
+    table = DictTable("inline:t", {"spam@x.example": "discard:",
+                                   "trap.example": "discard:gone to the trap"})
+    agents = FakeAgents()
+    mgr = QueueManager(store, QmgrSettings(queue_run_delay=3600),
+                       dataclasses.replace(ROUTING, transport_maps=(table,)),
+                       lambda transport: Limits(), agents)
+    qid = store.create(envelope("spam@x.example", "u@trap.example", "bob@remote.example"),
+                       CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(qid))
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert [[x.address for x in r.recipients] for r in agents.requests] == [["bob@remote.example"]]
+    found = {e["to"]: (e["relay"], e["dsn"], e["status"], e["reason"])
+             for e in events(logs, "status") if e["queue_id"] == qid}
+    assert found == {"spam@x.example": ("none", "2.0.0", "sent", "x.example"),
+                     "u@trap.example": ("none", "2.0.0", "sent", "gone to the trap")}
+    assert agents.notices == []
 
 
 def test_delay_warning_once_while_deferred(store, make_manager):
