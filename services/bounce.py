@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import structlog
 
 from mailsys.config import Config
-from mailsys.errors import NoSuchEntry, QueueError
+from mailsys.errors import ConfigError, NoSuchEntry, QueueError
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto import bounce as proto
 from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest, PostmasterCopy
@@ -87,8 +87,18 @@ def _qualified(address: str, cfg: Config) -> str:
     return address if "@" in address else f"{address}@{cfg.myorigin}"
 
 
+def notice_settings(cfg: Config) -> NoticeSettings:
+    """The notices' settings, bounce_template_file read now: its warnings are
+    logged, and an unreadable file leaves the built-in templates."""
+    try:
+        return NoticeSettings.from_config(cfg, warn=log.warning)
+    except ConfigError as e:
+        log.warning(f"{e} -- using the built-in templates")
+        return NoticeSettings.from_config(cfg.with_overrides({"bounce_template_file": ""}))
+
+
 def compose(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
-            cfg: Config, now: float) -> Notice | None:
+            cfg: Config, now: float, settings: NoticeSettings | None = None) -> Notice | None:
     """compose - the notice for the given recipients, or None when none is due."""
     if not env.sender or env.sender.lower() == double_bounce_address(cfg).lower():
         return None
@@ -96,7 +106,7 @@ def compose(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
              if 0 <= i < len(env.recipients) and wants_notice(env.recipients[i], kind)]
     if not rcpts:
         return None
-    body = build_notice(kind, env, content, rcpts, NoticeSettings.from_config(cfg), now=now)
+    body = build_notice(kind, env, content, rcpts, settings or notice_settings(cfg), now=now)
     return _queued(body, env.sender, cfg, now)
 
 
@@ -109,7 +119,8 @@ LOG_COPY = {Kind.FAILURE: "postmaster non-delivery", Kind.DELAY: "postmaster del
 
 
 def postmaster_copy(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
-                    cfg: Config, now: float) -> Notice | None:
+                    cfg: Config, now: float,
+                    settings: NoticeSettings | None = None) -> Notice | None:
     """postmaster_copy - the copy notify_classes asks for, or None."""
     if env.sender.lower() == double_bounce_address(cfg).lower():
         return None
@@ -121,7 +132,7 @@ def postmaster_copy(kind: Kind, env: Envelope, content: bytes, indexes: tuple[in
     if not rcpts:
         return None
     to = _qualified(cfg[which[1]], cfg)
-    body = build_notice(kind, env, content, rcpts, NoticeSettings.from_config(cfg), now=now,
+    body = build_notice(kind, env, content, rcpts, settings or notice_settings(cfg), now=now,
                         postmaster=to, full=not env.sender)
     return _queued(body, to, cfg, now)
 
@@ -160,8 +171,9 @@ class Bounce:
             log.warning(f"{req.queue_id}: cannot read queue entry: {e}")
             return ErrorReply(ErrorCode.UNAVAILABLE, str(e))
         now = time.time()
-        notice = compose(kind, env, content, req.indexes, self.cfg, now)
-        copy = postmaster_copy(kind, env, content, req.indexes, self.cfg, now)
+        settings = notice_settings(self.cfg)
+        notice = compose(kind, env, content, req.indexes, self.cfg, now, settings)
+        copy = postmaster_copy(kind, env, content, req.indexes, self.cfg, now, settings)
         copies: tuple[PostmasterCopy, ...] = ()
         if copy is not None:
             _log_notice(req.queue_id, LOG_COPY[kind], copy)

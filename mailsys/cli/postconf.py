@@ -9,6 +9,7 @@ SYNOPSIS
     mailsys postconf [-c dir] [-h] -F|-P [service[/type[/name]] ...]
     mailsys postconf [-c dir] -Me|-Fe|-Pe service/type[/name]=value ...
     mailsys postconf [-c dir] -MX|-M#|-PX service/type[/name] ...
+    mailsys postconf [-c dir] -b | -t [template_file]
     mailsys postconf -m | -l
 
 DESCRIPTION
@@ -31,6 +32,10 @@ DESCRIPTION
     line, optionally only the services named as name or name/type. -F and
     -P print its fields and -o parameters one per line, and -Me, -Fe, -Pe,
     -MX, -M# and -PX edit it: see mailsys.cli.postconf_master.
+
+    -t prints the notice templates in bounce(5) form (template_file's, else
+    $bounce_template_file's, over the built-in ones), -b their text with
+    $name expanded, as Postfix's postconf does.
 
     -m lists the lookup table types this build supports, one per line; -l
     the mailbox locking methods (mailbox_delivery_lock), as Postfix does.
@@ -55,10 +60,14 @@ from mailsys.config.params import PARAMS, param
 from mailsys.config.tables import OPENERS
 from mailsys.delivery.mbox_lock import LOCK_STYLES
 from mailsys.errors import ConfigError, UsageError
+from mailsys.message.bounce_templates import DEFAULTS as DEFAULT_TEMPLATES
+from mailsys.message.bounce_templates import (TemplateError, config_lookup, format_expanded,
+                                              format_templates, parse_templates)
+from mailsys.message.dsn import param_type
 
 USAGE = ("usage: postconf [-c config_dir] [-dhnx] [name ...] | -e name=value ... | -X|-# name ... "
          "| [-h] -M|-F|-P [service[/type[/name]] ...] | -Me|-Fe|-Pe service/type[/name]=value ... "
-         "| -MX|-M#|-PX service/type[/name] ... | -m | -l")
+         "| -MX|-M#|-PX service/type[/name] ... | -b|-t [template_file] | -m | -l")
 
 # Lists of what this build supports: table types, mailbox locking methods.
 LISTS = {"-m": lambda: sorted(OPENERS), "-l": lambda: LOCK_STYLES}
@@ -66,14 +75,14 @@ LISTS = {"-m": lambda: sorted(OPENERS), "-l": lambda: LOCK_STYLES}
 
 def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
     try:
-        opts, names = getopt.gnu_getopt(argv, "c:dehlmnxXM#FP")
+        opts, names = getopt.gnu_getopt(argv, "bc:dehlmnxXM#FPt")
     except getopt.GetoptError as e:
         raise UsageError(f"{e}. {USAGE}") from None
     flags = {flag for flag, _ in opts}
     for flag, value in opts:
         if flag == "-c":
             config_dir = Path(value).absolute()
-    modes = flags & {"-M", "-F", "-P", *LISTS}
+    modes = flags & {"-M", "-F", "-P", "-t", "-b", *LISTS}
     edits = flags & {"-e", "-X", "-#"}
     if len(modes) > 1 or len(edits) > 1:
         raise UsageError(USAGE)
@@ -81,6 +90,8 @@ def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
     if mode in LISTS:
         print("\n".join(LISTS[mode]()))
         return 0
+    if mode in ("-t", "-b"):
+        return show_templates(config_dir, names, expanded=mode == "-b")
     if mode == "-M":
         if edit_flag is None:
             return master.show_master(config_dir, names)
@@ -104,6 +115,35 @@ def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
     if edit_flag == "-#":
         return delete(config_dir, names, comment_out=True)
     return show(config_dir, names, flags)
+
+
+def show_templates(config_dir: Path, names: list[str], expanded: bool) -> int:
+    """postconf -t|-b [template_file]"""
+    if len(names) > 1:
+        raise UsageError(USAGE)
+    cfg = load(config_dir)
+    if names:
+        path = Path(names[0])
+    elif cfg.bounce_template_file:
+        path = cfg.path("bounce_template_file")
+    else:
+        path = None
+    templates = DEFAULT_TEMPLATES
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as e:
+            raise ConfigError(f"open {path}: {e.strerror}") from None
+        templates = parse_templates(text, str(path), warn)
+    if not expanded:
+        sys.stdout.write(format_templates(templates))
+        return 0
+    try:
+        sys.stdout.write(format_expanded(templates, config_lookup(cfg, param_type),
+                                         str(path) if path is not None else ""))
+    except TemplateError as e:
+        raise ConfigError(str(e)) from None
+    return 0
 
 
 def warn(message: str) -> None:

@@ -467,6 +467,8 @@ _TABLE: tuple[Param, ...] = (
     P("delay_notice_recipient", Str, "postmaster", "Recipient of postmaster copies of delay notices"),
     P("error_notice_recipient", Str, "postmaster", "Recipient of resource and software error notices"),
     P("bounce_size_limit", Size, "50000", "Largest original message returned whole in a bounce", min=1),
+    P("bounce_template_file", Str, "",
+      "File of bounce(5) templates for the text of notices (empty: the built-in ones)"),
     P("delay_warning_time", Time, "0h", "Age at which the sender is told of a delay (0: never)",
       min=0, unit="h"),
     P("enable_threaded_bounces", Bool, "no", "Add In-Reply-To and References to bounces"),

@@ -18,12 +18,15 @@ DESCRIPTION
     bounce_templates.c as Postfix 3.7 words them), checked against live
     Postfix 3.7.11 notices (postfix-compat.md section 5):
 
-        Date, From: Mail Delivery System <MAILER-DAEMON@$myorigin>, Subject,
+        Date, From: (the template's, qualified with @$myorigin: built in
+        "Mail Delivery System <MAILER-DAEMON@$myorigin>"), Subject,
         To, Auto-Submitted, MIME-Version, Content-Type: multipart/report;
         report-type=delivery-status with the boundary
         "<queue ID>.<unix time>/<myhostname>"
 
-        part 1  text/plain "Notification": the bounce(5) template text, then
+        part 1  text/plain "Notification": the bounce(5) template text
+                (mailsys.message.bounce_templates: the built-in templates, or
+                $bounce_template_file's, in the template's charset), then
                 per recipient "<rcpt>: reason" (or "<rcpt> (expanded from
                 <orig>): reason"), wrapped at 79 columns with a 4-space
                 continuation indent (Postfix line_wrap())
@@ -62,24 +65,32 @@ DESCRIPTION
     Postfix's NOTIFY filter. Cleanup adds Message-Id and Received to the
     notice as to any message; this module adds neither.
 
-    Pure: no I/O, imports only the standard library and mailsys.message.
+    Pure (no trio, sockets or queue): NoticeSettings.from_config() reads
+    $bounce_template_file, and nothing else here does I/O.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import tzinfo
 from enum import Enum
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from mailsys.config.params import param
+from mailsys.errors import ConfigError
 from mailsys.message.address import quote_822_local
+from mailsys.message.address_list import rewrite_addresses
+from mailsys.message.bounce_templates import (DEFAULTS, Template, TemplateError, config_lookup,
+                                              expand_text, parse_templates)
 from mailsys.message.dates import mail_date
 from mailsys.message.envelope import Envelope, Notify, Recipient
 from mailsys.message.headers import header_end, to_crlf
 
-__all__ = ["Kind", "NoticeSettings", "build_notice", "wants_notice", "line_wrap",
-           "MAILER_DAEMON"]
+__all__ = ["Kind", "NoticeSettings", "TemplateError", "build_notice", "wants_notice",
+           "line_wrap", "MAILER_DAEMON"]
 
 MAILER_DAEMON = "MAILER-DAEMON"
 
@@ -95,60 +106,6 @@ class Kind(str, Enum):
     DELAY = "delay"
     SUCCESS = "success"
 
-
-@dataclass(frozen=True, slots=True)
-class _Template:
-    subject: str
-    postmaster_subject: str
-    body: tuple[str, ...]
-
-
-# bounce_templates.c, with Postfix 3.7's wording of the postmaster line
-# ("postmaster." rather than HEAD's "<postmaster>"), as the live samples show.
-_SIGNATURE = "                   The mail system"
-_HELP = ("For further assistance, please send mail to postmaster.",
-         "",
-         "If you do so, please include this problem report. You can",
-         "delete your own text from the attached returned message.",
-         "")
-_TEMPLATES = {
-    Kind.FAILURE: _Template(
-        "Undelivered Mail Returned to Sender",
-        "Postmaster Copy: Undelivered Mail",
-        ("This is the mail system at host $myhostname.",
-         "",
-         "I'm sorry to have to inform you that your message could not",
-         "be delivered to one or more recipients. It's attached below.",
-         "",
-         *_HELP,
-         _SIGNATURE)),
-    Kind.DELAY: _Template(
-        "Delayed Mail (still being retried)",
-        "Postmaster Warning: Delayed Mail",
-        ("This is the mail system at host $myhostname.",
-         "",
-         "####################################################################",
-         "# THIS IS A WARNING ONLY.  YOU DO NOT NEED TO RESEND YOUR MESSAGE. #",
-         "####################################################################",
-         "",
-         "Your message could not be delivered for more than $delay_warning_time_hours hour(s).",
-         "It will be retried until it is $maximal_queue_lifetime_days day(s) old.",
-         "",
-         *_HELP,
-         _SIGNATURE)),
-    Kind.SUCCESS: _Template(
-        "Successful Mail Delivery Report",
-        # Postfix has no postmaster copy of success reports.
-        "Successful Mail Delivery Report",
-        ("This is the mail system at host $myhostname.",
-         "",
-         "Your message was successfully delivered to the destination(s)",
-         "listed below. If the message was delivered to mailbox you will",
-         "receive no further notifications. Otherwise you may still receive",
-         "notifications of mail delivery errors from other systems.",
-         "",
-         _SIGNATURE)),
-}
 
 # bounce_notify_util.c: the diagnostic type is an RFC 822 atom made from
 # mail_name by turning specials and white space into "-".
@@ -174,14 +131,56 @@ class NoticeSettings:
     delay_warning_time: float = 0.0
     maximal_queue_lifetime: float = 5 * 86400.0
     tz: tzinfo | None = None
+    # bounce_template_file's templates over the built-in ones, the file's
+    # name for messages, and the $name lookup of their text (main.cf's
+    # values; None: only the names the built-in texts use, from the fields).
+    templates: Mapping[str, Template] = field(default_factory=lambda: DEFAULTS)
+    template_file: str = ""
+    lookup: Callable[[str], str | None] | None = field(default=None, compare=False)
 
     @classmethod
-    def from_config(cls, cfg: Any, tz: tzinfo | None = None) -> NoticeSettings:
-        """The settings from a mailsys.config.Config."""
-        return cls(myhostname=cfg.myhostname, myorigin=cfg.myorigin,
-                   mail_name=cfg.mail_name, bounce_size_limit=cfg.bounce_size_limit,
-                   delay_warning_time=cfg.delay_warning_time,
-                   maximal_queue_lifetime=cfg.maximal_queue_lifetime, tz=tz)
+    def from_config(cls, cfg: Any, tz: tzinfo | None = None,
+                    warn: Callable[[str], None] = lambda text: None) -> NoticeSettings:
+        """The settings from a mailsys.config.Config; warn gets the template
+        file's warnings, among them a template that names an unknown $name
+        (replaced by the built-in one). An unreadable file is a ConfigError."""
+        file = cfg.bounce_template_file
+        templates = DEFAULTS
+        if file:
+            path = Path(cfg.path("bounce_template_file"))
+            try:
+                text = path.read_text(encoding="utf-8", errors="surrogateescape")
+            except OSError as e:
+                raise ConfigError(f"open {path}: {e.strerror}") from None
+            templates = parse_templates(text, str(path), warn)
+        settings = cls(myhostname=cfg.myhostname, myorigin=cfg.myorigin,
+                       mail_name=cfg.mail_name, bounce_size_limit=cfg.bounce_size_limit,
+                       delay_warning_time=cfg.delay_warning_time,
+                       maximal_queue_lifetime=cfg.maximal_queue_lifetime, tz=tz,
+                       templates=templates, template_file=str(file),
+                       lookup=config_lookup(cfg, param_type))
+        # A $name main.cf does not know stops Postfix's bounce daemon; here
+        # the built-in template stands in, so that notices still go out.
+        for kind in Kind:
+            try:
+                settings.text(kind)
+            except TemplateError as e:
+                warn(f"{e} -- using the built-in {kind.value} template")
+                settings = replace(settings, templates={**settings.templates,
+                                                        kind.value: DEFAULTS[kind.value]})
+        return settings
+
+    def text(self, kind: Kind) -> tuple[str, ...]:
+        """The template text of kind, expanded (TemplateError: an unknown $name)."""
+        return expand_text(self.templates[kind.value], self.lookup or self._own_value,
+                           self.template_file)
+
+    def _own_value(self, name: str) -> str | None:
+        return {"myhostname": self.myhostname, "myorigin": self.myorigin,
+                "mail_name": self.mail_name,
+                "delay_warning_time_hours": str(int(self.delay_warning_time) // 3600),
+                "maximal_queue_lifetime_days": str(int(self.maximal_queue_lifetime) // 86400),
+                }.get(name)
 
 
 def wants_notice(rcpt: Recipient, kind: Kind) -> bool:
@@ -241,10 +240,6 @@ def _mime_encoding(env: Envelope, content: bytes) -> str | None:
     return None
 
 
-def _expand(line: str, values: dict[str, str]) -> str:
-    return re.sub(r"\$(\w+)", lambda m: values[m.group(1)], line)
-
-
 def _action(kind: Kind, rcpt: Recipient) -> str:
     if kind is Kind.FAILURE:
         return "failed"
@@ -285,7 +280,7 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
                  bounce_size_limit), as Postfix's double bounce (2bounce)
                  does: the last chance of the mail to be read.
     """
-    template = _TEMPLATES[kind]
+    template = settings.templates[kind.value]
     copy = postmaster is not None
     sender = quote_822_local(env.sender) if env.sender else MAILER_DAEMON
     smtputf8 = env.smtputf8
@@ -300,7 +295,8 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
 
     # Message header (bounce_header).
     add(f"Date: {mail_date(now, tz)}")
-    add(f"From: Mail Delivery System <{MAILER_DAEMON}@{settings.myorigin}>")
+    add("From: " + rewrite_addresses(
+        template.sender, lambda a: a if "@" in a else f"{a}@{settings.myorigin}"))
     add(f"Subject: {template.postmaster_subject if copy else template.subject}")
     add(f"To: {quote_822_local(postmaster if copy else env.sender)}")
     add(f"Auto-Submitted: {'auto-generated' if copy else 'auto-replied'}")
@@ -316,17 +312,14 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
     add("")
     add(f"--{boundary}")
     add("Content-Description: Notification")
-    add(f"Content-Type: text/plain; charset={'utf-8' if eight_bit else 'us-ascii'}")
-    if eight_bit:
+    text = settings.text(kind) if not copy else ()
+    own_charset = template.charset.lower() != "us-ascii"
+    charset = template.charset if own_charset else "utf-8" if eight_bit else "us-ascii"
+    add(f"Content-Type: text/plain; charset={charset}")
+    if eight_bit or not all(line.isascii() for line in text):
         add("Content-Transfer-Encoding: 8bit")
     add("")
-    if not copy:
-        values = {
-            "myhostname": settings.myhostname,
-            "delay_warning_time_hours": str(int(settings.delay_warning_time) // 3600),
-            "maximal_queue_lifetime_days": str(int(settings.maximal_queue_lifetime) // 86400),
-        }
-        out.extend(_expand(line, values) for line in template.body)
+    out.extend(text)
     for rcpt in recipients:
         add("")
         reason = _printable(rcpt.reason)
@@ -410,3 +403,9 @@ def _recipient_fields(kind: Kind, rcpt: Recipient, smtputf8: bool, mail_name: st
         yield from line_wrap(f"Diagnostic-Code: X-{mail_name}; {_printable(rcpt.reason)}")
     if kind is Kind.DELAY:
         yield f"Will-Retry-Until: {mail_date(arrival + settings.maximal_queue_lifetime, settings.tz)}"
+
+
+def param_type(name: str) -> str | None:
+    """The type name of a main.cf parameter ("Time", "Int", ...), or None."""
+    p = param(name)
+    return None if p is None else p.type.name
