@@ -40,18 +40,21 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from mailsys.config.tables import open_table
+from mailsys.config.values import split_list
 from mailsys.errors import ConfigError
 from mailsys.ipc import names
 from mailsys.ipc.proto.cleanup import PROTOCOL as CLEANUP_PROTOCOL
 from mailsys.policy.anvil import ClientLimits
 from mailsys.policy.netmatch import ClientMatcher, parse_address
 from mailsys.policy.restrictions import Restrictions
+from mailsys.routing import first_lookup
 from mailsys.runtime import ipc_io
 from mailsys.runtime.anvil_client import AnvilClient
 from mailsys.runtime.policy_client import PolicyClients
@@ -77,11 +80,30 @@ _DNS_RESTRICTIONS = ("reject_unknown_sender_domain", "reject_unknown_recipient_d
 _LISTS = ("smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
           "smtpd_relay_restrictions", "smtpd_recipient_restrictions")
 
-# smtpd_discard_ehlo_keywords word -> Settings field.
-_EHLO_KEYWORDS = {"pipelining": "pipelining", "size": "size", "vrfy": "vrfy", "etrn": "etrn",
-                  "enhancedstatuscodes": "enhancedstatuscodes", "8bitmime": "eightbitmime",
-                  "dsn": "dsn", "smtputf8": "smtputf8", "chunking": "chunking",
-                  "starttls": "starttls"}
+# Postfix's EHLO keywords (ehlo_mask.c), in the order its "discarding EHLO
+# keywords: ..." line names them, each with the Settings field that stops
+# advertising it. Nothing here offers VERP; XCLIENT and XFORWARD are named
+# in the line but stay advertised to the clients allowed to use them.
+_EHLO_KEYWORDS = {"8bitmime": "eightbitmime", "auth": "auth_mechanisms", "etrn": "etrn",
+                  "pipelining": "pipelining", "size": "size", "verp": None, "vrfy": "vrfy",
+                  "xclient": None, "xforward": None, "starttls": "starttls",
+                  "enhancedstatuscodes": "enhancedstatuscodes", "dsn": "dsn",
+                  "smtputf8": "smtputf8", "chunking": "chunking"}
+SILENT_DISCARD = "silent-discard"
+
+
+def discarded(settings: Settings, words: Iterable[str]) -> tuple[Settings, str]:
+    """settings without the EHLO keywords words names (smtpd_discard_ehlo_keywords
+    or a smtpd_discard_ehlo_keyword_address_maps result), and the text of
+    Postfix's "discarding EHLO keywords: ..." line ("" with silent-discard)."""
+    asked = {w.lower() for w in words}
+    names = [k for k in _EHLO_KEYWORDS if k in asked]
+    off = {_EHLO_KEYWORDS[k]: () if k == "auth" else False for k in names if _EHLO_KEYWORDS[k]}
+    if off:
+        settings = dataclasses.replace(settings, **off)
+    if not names or SILENT_DISCARD in asked:
+        return settings, ""
+    return settings, "discarding EHLO keywords: " + " ".join(k.upper() for k in names)
 
 
 def param(cfg: Any, name: str, default: Any) -> Any:
@@ -101,6 +123,14 @@ class SmtpdServer:
     limits: ClientLimits
     limit_exceptions: ClientMatcher
     bare_newline_exclusions: ClientMatcher
+    # smtpd_discard_ehlo_keywords: base_settings without them, and the line
+    # logged at each EHLO; full_settings before them, for a client that
+    # smtpd_discard_ehlo_keyword_address_maps gives keywords of its own.
+    full_settings: Settings
+    discard_line: str
+    discard_maps: tuple[Any, ...]
+    # smtpd_sasl_exceptions_networks: clients AUTH is not advertised to.
+    sasl_exceptions: ClientMatcher | None
     # smtpd_authorized_xclient_hosts / _xforward_hosts; None when empty
     # (the default), so that a session asks nothing.
     xclient_hosts: ClientMatcher | None
@@ -165,10 +195,8 @@ class SmtpdServer:
             broken_sasl_auth_clients=cfg.broken_sasl_auth_clients,
             smtputf8=cfg.smtputf8_enable,
         )
-        discard = {w.lower() for w in cfg.smtpd_discard_ehlo_keywords}
-        off = {field: False for word, field in _EHLO_KEYWORDS.items() if word in discard}
-        if off:
-            settings = dataclasses.replace(settings, **off)
+        full_settings = settings
+        settings, discard_line = discarded(settings, cfg.smtpd_discard_ehlo_keywords)
         restrictions = Restrictions.from_config(cfg, open_table)
         for warning in restrictions.warnings:
             log.warning(warning)
@@ -184,6 +212,10 @@ class SmtpdServer:
                 cfg.smtpd_forbid_bare_newline_exclusions,
                 param="smtpd_forbid_bare_newline_exclusions",
                 opener=lambda spec: open_table(spec, cfg)),
+            full_settings=full_settings, discard_line=discard_line,
+            discard_maps=tuple(open_table(spec, cfg)
+                               for spec in cfg.smtpd_discard_ehlo_keyword_address_maps),
+            sasl_exceptions=_optional_matcher(cfg, "smtpd_sasl_exceptions_networks"),
             xclient_hosts=_optional_matcher(cfg, "smtpd_authorized_xclient_hosts"),
             xforward_hosts=_optional_matcher(cfg, "smtpd_authorized_xforward_hosts"),
             anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
@@ -231,7 +263,24 @@ class SmtpdServer:
                 excused = self._bare_newline_excused = (
                     s, dataclasses.replace(s, forbid_bare_newline="no"))
             s = excused[1]
+        if self.discard_maps:
+            words = first_lookup(self.discard_maps, [addr])
+            if words is not None:
+                full = dataclasses.replace(self.full_settings, auth_mechanisms=s.auth_mechanisms,
+                                           forbid_bare_newline=s.forbid_bare_newline)
+                s, _ = discarded(full, split_list(words))
+        if self.sasl_exceptions is not None and s.auth_mechanisms \
+                and self.sasl_exceptions.match(name, addr):
+            s = dataclasses.replace(s, advertise_auth=False)
         return s
+
+    def ehlo_discard_line(self, addr: str) -> str:
+        """The "discarding EHLO keywords: ..." line for an EHLO from addr ("" for none)."""
+        if self.discard_maps:
+            words = first_lookup(self.discard_maps, [addr])
+            if words is not None:
+                return discarded(self.full_settings, split_list(words))[1]
+        return self.discard_line
 
     def queue_space_short(self, size: int) -> bool:
         """Whether the queue file system lacks room for a message of size

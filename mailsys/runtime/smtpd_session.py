@@ -484,6 +484,10 @@ class Session:
             self.access_denied = _reply(decision)
 
     async def _helo(self, event: Helo) -> Reply | None:
+        if event.extended:
+            line = self.server.ehlo_discard_line(self.addr)
+            if line:
+                log.info(line)
         r = self.server.restrictions
         if r.delay_reject:
             return None

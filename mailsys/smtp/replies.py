@@ -199,7 +199,7 @@ def ehlo(settings: Settings, *, tls_active: bool, xclient: bool = False,
         lines.append("STARTTLS")
     # smtpd.c ehlo_cmd() lists AUTH whenever SASL is active, also after a
     # successful AUTH (a second AUTH then gets 503 "already authenticated").
-    mechs = s.auth_offered(tls_active=tls_active)
+    mechs = s.auth_offered(tls_active=tls_active) if s.advertise_auth else ()
     if mechs:
         lines.append("AUTH " + " ".join(mechs))
         if s.broken_sasl_auth_clients:

@@ -66,6 +66,9 @@ class Settings:
     tls_required: bool = False        # smtpd_tls_security_level = encrypt
     auth_mechanisms: tuple[str, ...] = ()   # smtpd_sasl_auth_enable: e.g. ("PLAIN", "LOGIN")
     tls_auth_only: bool = False       # smtpd_tls_auth_only
+    # smtpd_sasl_exceptions_networks: AUTH is not in the EHLO reply for this
+    # client (for clients that try AUTH whenever offered); the command works.
+    advertise_auth: bool = True
     broken_sasl_auth_clients: bool = False
     enhancedstatuscodes: bool = True
     eightbitmime: bool = True
