@@ -336,6 +336,8 @@ _TABLE: tuple[Param, ...] = (
     P("smtpd_discard_ehlo_keyword_address_maps", List, "",
       "Lookup tables from client address to the EHLO keywords not to offer it"),
     P("smtpd_sasl_exceptions_networks", List, "", "Clients AUTH is not offered to in the EHLO reply"),
+    P("smtpd_reject_footer", Str, "",
+      "Text after every 4xx and 5xx smtpd reply (\\n: a new line, \\c: the same line)"),
     P("smtpd_client_port_logging", Bool, "no", "Log name[addr]:port instead of name[addr]"),
     P("smtpd_peername_lookup", Bool, "yes", "Look up the client's hostname"),
     P("disable_vrfy_command", Bool, "no", "Refuse VRFY"),

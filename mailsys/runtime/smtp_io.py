@@ -19,6 +19,9 @@ DESCRIPTION
     out the client gets "421 4.4.2 <host> Error: timeout exceeded" and the
     session ends with End.TIMEOUT (Postfix smtpd.c).
 
+    With a footer (smtpd_reject_footer), every 4xx and 5xx reply goes out
+    as footer(reply) makes it.
+
     Replies to pipelined commands are collected and written in one piece
     when the connection has to wait for the client again, before a delay
     (smtpd_error_sleep_time) and when the session ends: Postfix's
@@ -42,6 +45,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from typing import Protocol
 
 import trio
@@ -82,13 +86,16 @@ class SmtpPump:
     """One session's I/O loop; see the module description."""
 
     def __init__(self, stream: trio.abc.Stream, conn: ServerConnection, policy: Policy, *,
-                 timeout: float, error_sleep: float = 1.0, timeout_reply: Reply | None = None) -> None:
+                 timeout: float, error_sleep: float = 1.0, timeout_reply: Reply | None = None,
+                 footer: Callable[[Reply], Reply] | None = None) -> None:
         self.stream = stream
         self.conn = conn
         self.policy = policy
         self.timeout = timeout
         self.error_sleep = error_sleep
         self.timeout_reply = timeout_reply
+        # smtpd_reject_footer: applied to every 4xx and 5xx reply written.
+        self.footer = footer
         self._slack = timeout / 100
         self._out = bytearray()
         # run()'s session-wide cancel scope; its deadline is armed at the
@@ -105,7 +112,7 @@ class SmtpPump:
 
     async def send_greeting(self, reply: Reply) -> bool:
         """Write the 220 (or a 421 refusal); False when the client is already gone."""
-        self._out += self.conn.send(reply)
+        self._out += self.conn.send(self._footed(reply))
         try:
             await self._flush()
         except (_Lost, trio.TooSlowError):
@@ -128,7 +135,7 @@ class SmtpPump:
         try:
             with scope:
                 if greeting is not None:
-                    self._out += self.conn.send(greeting)
+                    self._out += self.conn.send(self._footed(greeting))
                     await self._flush()
                 return await self._loop()
         except _Lost:
@@ -139,7 +146,7 @@ class SmtpPump:
         if reading and self.timeout_reply is not None:
             with trio.move_on_after(FAREWELL_TIMEOUT):
                 try:
-                    await self.stream.send_all(self.timeout_reply.render())
+                    await self.stream.send_all(self._footed(self.timeout_reply).render())
                 except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
                     pass
         return End.TIMEOUT
@@ -179,7 +186,8 @@ class SmtpPump:
                 await self._flush()
                 self._disarm()
                 await trio.sleep(self.error_sleep)
-            self._out += conn.send(reply)
+            self._out += conn.send(reply if self.footer is None or reply.code < 400
+                                   else self.footer(reply))
             if conn.closed:
                 await self._flush()
                 return End.QUIT if reply.code == 221 else End.HANGUP
@@ -191,6 +199,9 @@ class SmtpPump:
                     return End.TLS_FAILED
                 self.stream = tls
                 conn.start_tls_done()
+
+    def _footed(self, reply: Reply) -> Reply:
+        return reply if self.footer is None or reply.code < 400 else self.footer(reply)
 
     def stop_clock(self) -> None:
         """The policy is about to wait on another server (the queue, anvil,

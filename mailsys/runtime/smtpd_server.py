@@ -139,6 +139,7 @@ class SmtpdServer:
     cleanup: ipc_io.ChannelPool
     policy: PolicyClients                # check_policy_service
     content_filter: str                  # transport:destination for each message, or ""
+    reject_footer: str                   # smtpd_reject_footer, as written ("" = none)
     receive_override_options: tuple[str, ...]   # passed to cleanup with each message
     dns: SmtpdDns | None                 # None unless needs_dns: no dnspython loaded
     host_lookups: HostLookups            # permit_mx_backup's; dnspython loaded on first use
@@ -223,6 +224,9 @@ class SmtpdServer:
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
             policy=PolicyClients.from_config(cfg),
             content_filter=cfg.content_filter,
+            # Its $names are this session's (client_address, ...), so the
+            # text is taken as written and expanded for each reply.
+            reject_footer=cfg.raw("smtpd_reject_footer"),
             receive_override_options=tuple(cfg.receive_override_options),
             dns=SmtpdDns.from_config(cfg) if needs_dns else None,
             host_lookups=HostLookups.from_config(cfg),

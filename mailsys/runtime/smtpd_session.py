@@ -223,7 +223,8 @@ class Session:
         log.info("connect", client=self.namaddr)
         pump = smtp_io.SmtpPump(stream, self.conn, self, timeout=server.timeout,
                                 error_sleep=server.error_sleep,
-                                timeout_reply=server.timeout_reply)
+                                timeout_reply=server.timeout_reply,
+                                footer=self._footer if server.reject_footer else None)
         self.pump = pump
         try:
             if server.wrappermode:
@@ -482,6 +483,23 @@ class Session:
             self._log_reject(command, decision.reply, sender=None, recipient=None, helo=helo,
                              proto=proto)
             self.access_denied = _reply(decision)
+
+    def _footer(self, reply: Reply) -> Reply:
+        """smtpd_reject_footer after a 4xx or 5xx reply, its macros this session's."""
+        conn = self.conn
+        cfg = self.server.cfg
+        values = {"client_address": self.addr, "client_name": self.name,
+                  "client_port": str(self.port), "helo_name": conn.helo_name or "",
+                  "server_name": conn.settings.hostname, "localtime": time.ctime()[4:19]}
+
+        def lookup(name: str) -> str | None:
+            if name in values:
+                return values[name]
+            try:
+                return cfg.expand(cfg.raw(name))         # a main.cf parameter
+            except KeyError:
+                return None
+        return replies.with_footer(reply, self.server.reject_footer, lookup)
 
     async def _helo(self, event: Helo) -> Reply | None:
         if event.extended:

@@ -15,6 +15,8 @@ them.
 from __future__ import annotations
 
 import base64
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -320,3 +322,22 @@ BAD_BASE64_CONTINUED = Reply(501, "5.5.2", "Invalid base64 data in continued res
 
 QUEUE_WRITE_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
 INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
+
+_FOOTER_MACRO = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def with_footer(reply: Reply, footer: str, lookup: Callable[[str], str | None]) -> Reply:
+    """reply with smtpd_reject_footer's text after it, as Postfix's
+    smtp_reply_footer() adds it: "\\n" (backslash, n, as written in main.cf)
+    starts another line with the reply's codes, a leading "\\c" continues the
+    last line instead; $name and ${name} take lookup(name) (None: empty)."""
+    text = _FOOTER_MACRO.sub(lambda m: lookup(m.group(1) or m.group(2)) or "", footer)
+    lines = list(reply.lines)
+    if text.startswith("\\c"):
+        first, more, text = text[2:].partition("\\n")
+        lines[-1] += first
+        if not more:
+            return Reply(reply.code, reply.enhanced, tuple(lines))
+    lines += text.split("\\n")
+    return Reply(reply.code, reply.enhanced, tuple(line.replace("\r", "").replace("\n", " ")
+                                                   for line in lines))
