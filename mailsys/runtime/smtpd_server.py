@@ -140,6 +140,8 @@ class SmtpdServer:
     policy: PolicyClients                # check_policy_service
     content_filter: str                  # transport:destination for each message, or ""
     reject_footer: str                   # smtpd_reject_footer, as written ("" = none)
+    upstream_proxy: str                  # smtpd_upstream_proxy_protocol: "" or "haproxy"
+    upstream_proxy_timeout: float
     receive_override_options: tuple[str, ...]   # passed to cleanup with each message
     dns: SmtpdDns | None                 # None unless needs_dns: no dnspython loaded
     host_lookups: HostLookups            # permit_mx_backup's; dnspython loaded on first use
@@ -227,6 +229,8 @@ class SmtpdServer:
             # Its $names are this session's (client_address, ...), so the
             # text is taken as written and expanded for each reply.
             reject_footer=cfg.raw("smtpd_reject_footer"),
+            upstream_proxy=cfg.smtpd_upstream_proxy_protocol,
+            upstream_proxy_timeout=cfg.smtpd_upstream_proxy_timeout,
             receive_override_options=tuple(cfg.receive_override_options),
             dns=SmtpdDns.from_config(cfg) if needs_dns else None,
             host_lookups=HostLookups.from_config(cfg),

@@ -72,6 +72,7 @@ import dataclasses
 import errno
 import itertools
 import os
+import socket
 import tempfile
 import time
 
@@ -98,10 +99,14 @@ from mailsys.runtime.smtpd_auth import SessionAuth
 from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
                           MailFrom, Noop, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
                           StartTls, Vrfy, Xclient, Xforward, replies)
+from mailsys.smtp.haproxy import V1_MAX, HaproxyError, Proxied, parse_proxy
 
 log = structlog.get_logger()
 
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
+# While a PROXY header is not whole, the socket is peeked at again this often.
+PROXY_POLL = 0.01
+
 # Cleanup commits in groups with fsync; under load a commit can take a while,
 # but a client gets its answer well before its own timeout (RFC 5321 4.5.3.2.6:
 # 10 minutes for the reply to the end of data).
@@ -135,9 +140,53 @@ _FORWARDED_CLIENT = ("NAME", "ADDR", "PORT", "PROTO", "HELO")
 async def serve_client(stream: trio.abc.Stream, server: SmtpdServer) -> None:
     """The whole life of one client connection."""
     addr, port = _peer(stream)
+    refusal = None
+    if server.upstream_proxy:
+        try:
+            found = await read_proxy_header(stream, server.upstream_proxy_timeout)
+            if not found.local:
+                addr, port = found.client_addr, found.client_port
+        except HaproxyError as e:
+            log.warning(f"haproxy read: {e}")
+            refusal = Reply(421, "4.3.0", f"{server.cfg.myhostname} Server local error")
     name = await client_name(addr) if server.peername_lookup else "unknown"
     session = Session(server, name, addr, port)
+    session.greeting_refusal = refusal
     await session.run(stream)
+
+
+async def read_proxy_header(stream: trio.abc.Stream, timeout: float) -> Proxied:
+    """The PROXY header at the start of the connection, taken off the socket
+    (HaproxyError, its text "REASON: HEADER" as Postfix logs it). The bytes
+    are peeked until the header is whole, so that nothing after it is read
+    away from the SMTP session."""
+    sock = stream.socket
+    data = b""
+    with trio.move_on_after(timeout):
+        while True:
+            await trio.lowlevel.wait_readable(sock)
+            try:
+                data = sock.recv(V1_MAX + 536, socket.MSG_PEEK)
+            except BlockingIOError:
+                continue
+            except OSError as e:
+                raise HaproxyError(f"{e.strerror}: ") from None
+            try:
+                found = parse_proxy(data, more_to_come=bool(data))
+            except HaproxyError as e:
+                raise HaproxyError(f"{e}: {_header_text(data)}") from None
+            if found is not None:
+                sock.recv(found.length)           # peeked: there already
+                return found
+            await trio.sleep(PROXY_POLL)         # still readable: wait for the rest
+    if not data:
+        raise HaproxyError("timeout error: ")
+    raise HaproxyError(f"missing protocol header terminator: {_header_text(data)}")
+
+
+def _header_text(data: bytes) -> str:
+    end = data.find(b"\n")
+    return postfix_log.escape(data if end < 0 else data[:end + 1])
 
 
 def _peer(stream: trio.abc.Stream) -> tuple[str, int]:
@@ -169,6 +218,7 @@ class Session:
         self.reverse_name = name
         self.addr = addr
         self.port = port
+        self.greeting_refusal: Reply | None = None    # said instead of the greeting
         self.server_addr = ""              # XCLIENT DESTADDR / DESTPORT, for policy requests
         self.server_port = ""
         # smtpd_client_port_logging: name[addr]:port in every line that names the client.
@@ -235,6 +285,9 @@ class Session:
                     return
                 pump.stream = tls
                 self.conn.tls_active = True
+            if self.greeting_refusal is not None:         # a bad PROXY header
+                await pump.send_greeting(self.greeting_refusal)
+                return
             if server.limits.counts_connections and not self.exempt:
                 hit = await self._anvil_connect()
                 if hit is not None:
@@ -785,6 +838,9 @@ class Session:
             if self.anvil_addr is not None:
                 await server.anvil.disconnect(server.service, self.anvil_addr)
                 self.anvil_addr = None
+            if self.greeting_refusal is not None:         # a bad PROXY header
+                await pump.send_greeting(self.greeting_refusal)
+                return
             if server.limits.counts_connections and not self.exempt:
                 hit = await self._anvil_connect()
                 if hit is not None:
