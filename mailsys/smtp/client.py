@@ -64,6 +64,15 @@ DESCRIPTION
     or whose write fails then knows the same (the session was stale, the
     message can go to a fresh connection).
 
+    LMTP (RFC 2033; Postfix's lmtp(8) is its smtp(8) in this mode):
+    ClientConnection(lmtp=True) sends LHLO where it would send EHLO, has
+    no HELO to fall back to (a refused LHLO is HeloRejected: "refused to
+    talk to me"), and after the final dot reads one reply per recipient
+    the server accepted, in RCPT order: each recipient is sent, deferred
+    or bounced by its own reply, "(in reply to end of DATA command)". A
+    connection lost between those replies leaves the recipients already
+    answered settled and the others undecided, as with SMTP.
+
     Before MAIL, send_mail() may decide on its own (no bytes sent, the
     TransactionDone event is ready at once): a message larger than the
     server's SIZE is bounced with 5.3.4, and SMTPUTF8 mail with non-ASCII
@@ -476,6 +485,7 @@ class ClientState(enum.Enum):
 class _Cmd(enum.Enum):
     GREETING = ("receiving the initial server greeting", "smtp_helo_timeout")
     EHLO = ("performing the EHLO handshake", "smtp_helo_timeout")
+    LHLO = ("performing the LHLO handshake", "smtp_helo_timeout")
     HELO = ("performing the HELO handshake", "smtp_helo_timeout")
     STARTTLS = ("receiving the STARTTLS response", "smtp_starttls_timeout")
     RSET = ("sending RSET", "smtp_rset_timeout")
@@ -576,11 +586,13 @@ class ClientConnection:
     reply line kept (line_length_limit). body_line_limit: break longer body
     lines (smtp_line_length_limit, Postfix default 998; 0 = send them as
     they are). tls_active: the connection is already encrypted (smtps
-    wrapper mode); starttls() is then refused."""
+    wrapper mode); starttls() is then refused. lmtp: speak LMTP (RFC
+    2033) instead: LHLO, and one reply per accepted recipient after the
+    final dot."""
 
     def __init__(self, helo_name: str, *, pipelining: bool = True,
                  line_limit: int = LINE_LIMIT, body_line_limit: int = 0,
-                 tls_active: bool = False) -> None:
+                 tls_active: bool = False, lmtp: bool = False) -> None:
         if not helo_name or _BAD_HELO_RE.search(helo_name):
             raise LocalProtocolError(f"bad HELO name {helo_name!r}")
         if line_limit < 64:
@@ -591,6 +603,7 @@ class ClientConnection:
         self.helo_name = helo_name
         self.use_pipelining = pipelining
         self.tls_active = tls_active
+        self.lmtp = lmtp
         self.state = ClientState.GREETING
         self.capabilities = Capabilities()
         self._line_limit = line_limit
@@ -719,13 +732,19 @@ class ClientConnection:
         self._expect.append((cmd, index))
 
     def ehlo(self) -> bytes:
+        """EHLO, or LHLO in LMTP mode (RFC 2033 4.1)."""
         self._check("ehlo")
         self.state = ClientState.EHLO
-        self._send(f"EHLO {self.helo_name}", _Cmd.EHLO)
+        if self.lmtp:
+            self._send(f"LHLO {self.helo_name}", _Cmd.LHLO)
+        else:
+            self._send(f"EHLO {self.helo_name}", _Cmd.EHLO)
         return self.data_to_send()
 
     def helo(self) -> bytes:
         self._check("helo")
+        if self.lmtp:
+            raise LocalProtocolError("LMTP has no HELO (RFC 2033 4.1)")
         self.state = ClientState.EHLO
         self._send(f"HELO {self.helo_name}", _Cmd.HELO)
         return self.data_to_send()
@@ -896,9 +915,12 @@ class ClientConnection:
                 else:
                     self.state = ClientState.HELLO
                     self._events.append(EhloRejected(response))
-            case _Cmd.HELO:
+            case _Cmd.HELO | _Cmd.LHLO:
+                # A refused LHLO ends the session as a refused HELO does:
+                # LMTP has nothing to fall back to (Postfix smtp_helo()).
                 if ok:
-                    self._hello_done(response, Capabilities())
+                    self._hello_done(response, Capabilities.from_ehlo(response)
+                                     if cmd is _Cmd.LHLO else Capabilities())
                 else:
                     self._events.append(HeloRejected(response))
                     self.state = ClientState.REFUSED
@@ -971,7 +993,12 @@ class ClientConnection:
                     if txn.accepted and not txn.mail_failed:
                         self._out.append(txn.body)
                         self._body_pending = True
-                        self._expect.append((_Cmd.DOT, 0))
+                        if self.lmtp:
+                            # RFC 2033 4.2: one reply per accepted RCPT,
+                            # in the order the RCPTs were accepted.
+                            self._expect.extend((_Cmd.DOT, i) for i in txn.accepted)
+                        else:
+                            self._expect.append((_Cmd.DOT, 0))
                     else:
                         # RFC 2920 3.1 says a server must refuse this DATA; one
                         # that does not gets an empty message with no recipients.
@@ -984,8 +1011,11 @@ class ClientConnection:
             case _Cmd.DOT:
                 txn.dot = response
                 self._in_txn = False
-                for i in txn.accepted:
-                    txn.settle(i, response, END_OF_DATA)
+                if self.lmtp:
+                    txn.settle(index, response, END_OF_DATA)
+                else:
+                    for i in txn.accepted:
+                        txn.settle(i, response, END_OF_DATA)
             case _Cmd.DISCARD:
                 self._in_txn = False
         if response.closes:

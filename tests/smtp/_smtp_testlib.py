@@ -107,6 +107,20 @@ class Result:
         return [e for e in self.events if isinstance(e, cls)]
 
 
+def client_feed(cc, data: bytes, step: int | None = None) -> list:
+    """Feed server bytes to a ClientConnection (whole or in steps) and
+    collect every event, up to the end of the connection."""
+    from mailsys.smtp.client import NEED_DATA, ConnectionLost, ProbeFailed
+    events = []
+    for piece in pieces(data, step) if data else [b""]:
+        cc.receive_data(piece)
+        while (event := cc.next_event()) is not NEED_DATA:
+            events.append(event)
+            if isinstance(event, (ConnectionLost, ProbeFailed)):
+                return events
+    return events
+
+
 def drain(conn: ServerConnection, res: Result, policy: Policy | None = None) -> None:
     while True:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from _smtp_testlib import QID, Result, connect, drain, pieces
+from _smtp_testlib import QID, Result, client_feed, connect, drain, pieces
 
 from mailsys.smtp import EndOfData, LocalProtocolError, RcptTo, RemoteProtocolError, Reply
 from mailsys.smtp.client import (
@@ -31,16 +31,7 @@ EHLO_PLAIN = b"250-mx.example.com\r\n250-SIZE 1000\r\n250 8BITMIME\r\n"
 BODY = b"Subject: test\r\n\r\nhello\r\n"
 
 
-def feed(cc: ClientConnection, data: bytes, step: int | None = None) -> list:
-    """Feed server bytes (whole or in steps) and collect every event."""
-    events = []
-    for piece in pieces(data, step) if data else [b""]:
-        cc.receive_data(piece)
-        while (event := cc.next_event()) is not NEED_DATA:
-            events.append(event)
-            if isinstance(event, (ConnectionLost, ProbeFailed)):
-                return events
-    return events
+feed = client_feed
 
 
 def session(ehlo: bytes = EHLO_FULL, **kw) -> ClientConnection:
