@@ -73,6 +73,10 @@ DESCRIPTION
         [192.0.2.1]:2526     an address; IPv6 as [2001:db8::1] or
                              [ipv6:2001:db8::1], with :port after the bracket
 
+    LMTP next hops (lmtp(8)) add ``unix:/path/name``, ``unix:private/name``
+    and ``inet:host[:port]``, and never look up MX records; their default
+    port is 24: parse_lmtp_nexthop().
+
     A port may be a number or a service name from /etc/services. relayhost
     and transport next hops may list several destinations, tried in order
     (Postfix 3.5): parse_nexthops("[a.example]:587, [b.example]:587").
@@ -105,13 +109,15 @@ from typing import Any, Callable, Collection, Iterable, Protocol, Sequence
 from mailsys.message.address import lookup_keys
 
 __all__ = [
-    "SMTP_PORT", "NULL_MX_STATUS", "BadNextHop", "RouteError", "NextHop", "parse_nexthop",
+    "SMTP_PORT", "LMTP_PORT", "NULL_MX_STATUS", "BadNextHop", "RouteError", "NextHop",
+    "parse_nexthop", "parse_lmtp_nexthop", "service_port",
     "parse_nexthops", "AddressClass", "Route", "DomainList", "DomainSet", "LookupTable",
     "RoutingSettings", "resolve", "transport_lookup", "first_lookup", "split_transport", "error_status",
     "MxHost", "MxAddress", "mx_hosts", "drop_self",
 ]
 
 SMTP_PORT = 25
+LMTP_PORT = 24          # RFC 2033 and Postfix's lmtp_tcp_port
 NULL_MX_STATUS = "5.1.10"
 ALIAS_REASON = "5.1.1 User unknown in virtual alias table"
 UNDELIVERABLE = "Address is undeliverable"
@@ -139,14 +145,18 @@ class RouteError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class NextHop:
-    """One delivery destination: a domain to look up MX records for, or a host."""
+    """One delivery destination: a domain to look up MX records for, or a
+    host; for LMTP also a UNIX-domain socket (``socket_path``, port 0)."""
 
     host: str
     port: int = SMTP_PORT
     mx_lookup: bool = True
+    socket_path: str = ""
 
     def __str__(self) -> str:
         """The destination written back in next-hop syntax."""
+        if self.socket_path:
+            return f"unix:{self.socket_path}"
         text = self.host if self.mx_lookup else f"[{self.host}]"
         return text if self.port == SMTP_PORT else f"{text}:{self.port}"
 
@@ -200,6 +210,32 @@ def parse_nexthop(text: str, default_port: int = SMTP_PORT) -> NextHop:
     if not _HOSTNAME.fullmatch(host):
         raise BadNextHop(f'bad host name "{host}" in next hop "{spec}"')
     return NextHop(host.rstrip(".").lower(), _port(port_text, default_port, spec))
+
+
+def parse_lmtp_nexthop(text: str, default_port: int = LMTP_PORT) -> NextHop:
+    """parse_lmtp_nexthop - an LMTP destination (lmtp(8), smtp_connect.c).
+
+    ``unix:/path`` or ``unix:private/name`` is a UNIX-domain socket (a
+    relative path is taken from $queue_directory by the caller, as
+    Postfix's lmtp runs there); ``inet:host:port``, ``host:port``,
+    ``[host]:port`` and ``host`` a TCP server, default_port
+    ($lmtp_tcp_port, 24) when none is named. LMTP never looks up MX
+    records: a host is always its own addresses."""
+    spec = text.strip()
+    if spec[:5].lower() == "unix:":
+        path = spec[5:]
+        if not path:
+            raise BadNextHop(f'empty socket path in next hop "{spec}"')
+        return NextHop("", 0, mx_lookup=False, socket_path=path)
+    if spec[:5].lower() == "inet:":
+        spec = spec[5:]
+    hop = parse_nexthop(spec, default_port)
+    return NextHop(hop.host, hop.port, mx_lookup=False)
+
+
+def service_port(text: str, spec: str = "") -> int:
+    """A port number or /etc/services name (smtp_tcp_port, lmtp_tcp_port)."""
+    return _port(text.strip(), 0, spec or text) if text.strip() else 0
 
 
 def parse_nexthops(text: str, default_port: int = SMTP_PORT) -> tuple[NextHop, ...]:

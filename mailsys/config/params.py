@@ -510,6 +510,42 @@ _TABLE: tuple[Param, ...] = (
 )
 del P
 
+# The LMTP client (Postfix lmtp(8)) is the smtp client under another name,
+# and reads lmtp_* parameters where smtp(8) reads smtp_* (Postfix binds the
+# same variables to both sets of names: lmtp_params.c, VAR_LMTP_SMTP()).
+# Each smtp client parameter above therefore has an lmtp twin, with the
+# same type and bounds; these are the twins whose name or Postfix 3.7
+# default differs from the mechanical smtp_ -> lmtp_ rename.
+LMTP_NAMES = {"smtp_helo_timeout": "lmtp_lhlo_timeout", "smtp_helo_name": "lmtp_lhlo_name"}
+_LMTP_DEFAULTS = {
+    # lmtp_connect_timeout = 0s: no limit of its own (Postfix waits for the
+    # kernel's connect timeout; a UNIX-domain connect does not wait).
+    "lmtp_connect_timeout": "0s",
+    "lmtp_tls_key_file": "$lmtp_tls_cert_file",
+    "lmtp_destination_concurrency_limit": "$default_destination_concurrency_limit",
+    "lmtp_destination_recipient_limit": "$default_destination_recipient_limit",
+}
+
+
+def lmtp_name(smtp_name: str) -> str:
+    """The lmtp parameter that stands for smtp_name in lmtp(8)."""
+    return LMTP_NAMES.get(smtp_name) or "lmtp_" + smtp_name.removeprefix("smtp_")
+
+
+def _lmtp_twin(p: Param) -> Param:
+    name = lmtp_name(p.name)
+    doc = p.doc.replace("smtp client", "LMTP client").replace("smtp transport", "lmtp transport")
+    doc = doc.replace(" EHLO", " LHLO").replace("smtp TLS", "LMTP TLS")
+    return Param(name, p.type, _LMTP_DEFAULTS.get(name, p.default), f"{doc} (lmtp)",
+                 min=p.min, max=p.max, unit=p.unit, choices=p.choices)
+
+
+_TABLE += tuple(_lmtp_twin(p) for p in _TABLE if p.name.startswith("smtp_")) + (
+    # The port of an LMTP next hop that names none (Postfix: the IANA lmtp
+    # port, 24; the SMTP client's is 25, from its own next-hop rules).
+    Param("lmtp_tcp_port", Str, "24", "TCP port of LMTP next hops that name no port (lmtp)"),
+)
+
 PARAMS: dict[str, Param] = {p.name: p for p in _TABLE}
 
 # Queue-manager parameters that exist once per transport (Postfix:

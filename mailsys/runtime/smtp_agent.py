@@ -46,6 +46,21 @@ DESCRIPTION
         (smtp_connection_cache_time_limit, default 2 s), or says QUIT;
      7. logs each recipient's status line and answers qmgr.
 
+    LMTP (SmtpSettings.lmtp, the lmtp program: mailsys.config.client_program
+    hands the agent the lmtp_* values under the smtp_* names, as Postfix's
+    lmtp(8) is its smtp(8) under another name). The next hop is
+    routing.parse_lmtp_nexthop()'s: ``unix:private/dovecot-lmtp`` (a
+    relative path under $queue_directory) or ``unix:/path`` is one socket,
+    named after $myhostname in the log (relay=mail.example.com[private/
+    dovecot-lmtp], "connect to mail.example.com[private/x]: No such file or
+    directory" without a log line of its own); ``inet:host:port``,
+    ``host:port``, ``[host]:port`` and ``host`` are the host's addresses on
+    $lmtp_tcp_port (24) by default, never MX records, and no loop check
+    (Postfix checks for loops on port 25 only). The session says LHLO, and
+    after the final dot each recipient gets its own reply. Opportunistic
+    TLS (may) over a socket is turned off with Postfix's warning;
+    encrypt and up are honoured.
+
     A request has no deadline of its own: every wait inside it already has
     its smtp_*_timeout. smtp_dns_support_level = disabled skips MX lookups;
     smtp_host_lookup picks DNS or the system's resolver for host addresses;
@@ -69,8 +84,9 @@ from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sen
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
                                        RecipientResult)
-from mailsys.routing import (BadNextHop, MxAddress, MxHost, NextHop, RouteError, drop_self,
-                             mx_hosts, parse_nexthop)
+from mailsys.routing import (LMTP_PORT, BadNextHop, MxAddress, MxHost, NextHop, RouteError,
+                             drop_self, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
+                             service_port)
 from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession,
                                             StaleSession, Target, TlsPolicy, connect,
@@ -124,14 +140,21 @@ class SmtpSettings:
     bind: Mapping[int, str] = field(default_factory=dict)   # family -> smtp_bind_address[6]
     tls: TlsPolicy = field(default_factory=TlsPolicy)
     send_xforward: bool = False      # smtp_send_xforward_command
+    lmtp: bool = False               # speak LMTP: the lmtp program (module description)
+    default_port: int = LMTP_PORT    # LMTP only: $lmtp_tcp_port
+    socket_dir: str = ""             # LMTP only: where relative unix: paths start ($queue_directory)
 
     @classmethod
-    def from_config(cls, cfg, *, own: Iterable = (), tls: TlsPolicy | None = None) -> SmtpSettings:
+    def from_config(cls, cfg, *, own: Iterable = (), tls: TlsPolicy | None = None,
+                    program: str = "smtp") -> SmtpSettings:
+        """Settings of the smtp or the lmtp program; for lmtp, cfg is the
+        client_program.client_config() view (smtp_* names, lmtp values)."""
         timeouts = {name: float(cfg[name]) for name in TIMEOUT_PARAMS}
         for name, default in EXTRA_TIMEOUTS.items():
             timeouts[name] = _time_param(cfg, name, default)
+        lmtp = _lmtp_settings(cfg) if program == "lmtp" else {}
         return cls(helo_name=cfg.smtp_helo_name, timeouts=timeouts, myhostname=cfg.myhostname,
-                   own=frozenset(own),
+                   own=frozenset() if lmtp else frozenset(own),
                    mx_lookups=not dns_disabled(cfg),
                    mx_address_limit=cfg.smtp_mx_address_limit,
                    mx_session_limit=cfg.smtp_mx_session_limit,
@@ -142,7 +165,16 @@ class SmtpSettings:
                    bind={f: a for f, a in ((socket.AF_INET, cfg.smtp_bind_address),
                                             (socket.AF_INET6, cfg.smtp_bind_address6)) if a},
                    tls=tls or TlsPolicy(),
-                   send_xforward=cfg.smtp_send_xforward_command)
+                   send_xforward=cfg.smtp_send_xforward_command,
+                   **lmtp)
+
+
+def _lmtp_settings(cfg) -> dict:
+    try:
+        port = service_port(cfg.lmtp_tcp_port) or LMTP_PORT
+    except BadNextHop as e:
+        raise ConfigError(str(e), param="lmtp_tcp_port") from None
+    return dict(lmtp=True, default_port=port, socket_dir=str(cfg.path("queue_directory")))
 
 
 def _interface_addresses(cfg, host: str) -> list[str]:
@@ -180,11 +212,12 @@ class _Budget:
 
 
 @functools.lru_cache(maxsize=1024)
-def _destination(transport: str, nexthop: str) -> tuple[NextHop, str]:
-    """The parsed next hop and the connection cache's key for it. qmgr sends
-    the same few (transport, next hop) pairs over and over; a bad one raises
+def _destination(transport: str, nexthop: str, lmtp_port: int = 0) -> tuple[NextHop, str]:
+    """The parsed next hop and the connection cache's key for it (an LMTP
+    next hop when lmtp_port, its default port, is given). qmgr sends the
+    same few (transport, next hop) pairs over and over; a bad one raises
     BadNextHop every time (exceptions are not cached)."""
-    hop = parse_nexthop(nexthop)
+    hop = parse_lmtp_nexthop(nexthop, lmtp_port) if lmtp_port else parse_nexthop(nexthop)
     return hop, f"{transport}:{hop}"
 
 
@@ -235,7 +268,8 @@ class SmtpAgent:
                 done[r.index] = (failed(r, dsn, reason, **kw), 0)
 
         try:
-            hop, key = _destination(req.transport, req.nexthop)
+            hop, key = _destination(req.transport, req.nexthop,
+                                    self.settings.default_port if self.settings.lmtp else 0)
         except BadNextHop as e:
             finish(req.recipients, "4.3.5", f"mail transport unavailable: {e}")
             return done, True
@@ -308,6 +342,11 @@ class SmtpAgent:
 
     async def targets(self, hop: NextHop) -> list[Target]:
         """The addresses to try for hop, best first; RouteError when there are none."""
+        if hop.socket_path:
+            path = hop.socket_path
+            if not path.startswith("/"):
+                path = f"{self.settings.socket_dir.rstrip('/')}/{path}"
+            return [Target(self.settings.myhostname, hop.socket_path, 0, path=path)]
         best: int | None = None
         if hop.mx_lookup and self.settings.mx_lookups:
             try:
@@ -359,12 +398,16 @@ class SmtpAgent:
             last = target
             tried.add(target)
             tls = s.tls
+            if target.path and tls.level == "may":
+                log.warning("smtp_connect_local: opportunistic TLS encryption is not "
+                            "appropriate for unix-domain destinations.")
+                tls = TlsPolicy()
             for attempt in (1, 2):
                 try:
                     session = await connect(target, s.timeouts, helo_name=s.helo_name, tls=tls,
                                             body_line_limit=s.body_line_limit,
-                                            myhostname=s.myhostname, nexthop=nexthop,
-                                            bind=s.bind)
+                                            myhostname="" if s.lmtp else s.myhostname,
+                                            nexthop=nexthop, bind=s.bind, lmtp=s.lmtp)
                     budget.spend()
                     return session, None, target
                 except SessionError as e:
@@ -379,7 +422,11 @@ class SmtpAgent:
             assert error is not None
             if error.final:
                 break
-            log.info(error.text)
+            if not target.path:
+                # Postfix logs a failed TCP connection on its own line
+                # ("the reason already includes the IP address and TCP
+                # port"); a UNIX-domain one only in the status lines.
+                log.info(error.text)
             if error.connected:
                 budget.spend()
                 if not s.skip_5xx_greeting and error.dsn.startswith("5"):

@@ -93,12 +93,17 @@ QUIT_GRACE = 5.0
 
 @dataclass(frozen=True, slots=True)
 class Target:
-    """One address of one MX host."""
+    """One address of one MX host, or an LMTP server's UNIX-domain socket.
+
+    A socket target has port 0, ``address`` the path as the next hop wrote
+    it and ``path`` the one to connect to; Postfix names it after
+    $myhostname: ``mail.example.com[private/dovecot-lmtp]``, no port."""
 
     host: str
     address: str
     port: int = 25
     best: bool = True          # one of the best MX hosts (a loop there bounces, else defers)
+    path: str = ""             # UNIX-domain socket to connect to (port 0)
 
     @property
     def peer(self) -> str:
@@ -107,8 +112,8 @@ class Target:
 
     @property
     def relay(self) -> str:
-        """The relay= field: ``mx.example.org[192.0.2.1]:25``."""
-        return f"{self.peer}:{self.port}"
+        """The relay= field: ``mx.example.org[192.0.2.1]:25`` (no port for a socket)."""
+        return f"{self.peer}:{self.port}" if self.port else self.peer
 
 
 class SessionError(Exception):
@@ -411,21 +416,30 @@ def _strerror(e: OSError) -> str:
 
 async def open_stream(target: Target, timeout: float, bind: Mapping[int, str] | None = None
                       ) -> FastStream:
-    """TCP connect within smtp_connect_timeout; SessionError says why not.
+    """TCP connect within smtp_connect_timeout (0: no limit of its own), or
+    a UNIX-domain connect for a socket target; SessionError says why not.
 
     bind maps an address family to the local address to send from
     (smtp_bind_address, smtp_bind_address6)."""
-    family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
+    if target.path:
+        family = socket.AF_UNIX
+    else:
+        family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
     sock = trio.socket.socket(family, socket.SOCK_STREAM)
     try:
         source = (bind or {}).get(family)
-        if source:
+        if target.path:
+            if len(os.fsencode(target.path)) >= 108:      # sizeof(sun_path) on Linux
+                # Postfix smtp_connect_unix(): "unix-domain name too long".
+                log.warning(f"unix-domain name too long: {target.path}")
+                raise SessionError("4.3.5", "Server configuration error")
+        elif source:
             try:
                 await sock.bind((source, 0))
             except OSError as e:
                 raise SessionError("4.4.1", f"bind {source} port 0: {_strerror(e)}") from None
         with trio.fail_after(timeout) if timeout > 0 else trio.CancelScope():
-            await sock.connect((target.address, target.port))
+            await sock.connect(target.path or (target.address, target.port))
     except trio.TooSlowError:
         sock.close()
         raise SessionError("4.4.1", f"connect to {target.relay}: Connection timed out") from None
@@ -441,10 +455,12 @@ async def open_stream(target: Target, timeout: float, bind: Mapping[int, str] | 
 async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: str,
                   tls: TlsPolicy = TlsPolicy(), pipelining: bool = True,
                   body_line_limit: int = 0, myhostname: str = "",
-                  nexthop: str = "", bind: Mapping[int, str] | None = None) -> SmtpSession:
-    """A session past EHLO (and STARTTLS) with one host, or SessionError."""
+                  nexthop: str = "", bind: Mapping[int, str] | None = None,
+                  lmtp: bool = False) -> SmtpSession:
+    """A session past EHLO (LHLO with lmtp) and STARTTLS with one host, or SessionError."""
     stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
-    cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit)
+    cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit,
+                          lmtp=lmtp)
     session = SmtpSession(stream, cc, target, timeouts)
     try:
         await session.hello(tls, myhostname, nexthop)

@@ -11,7 +11,7 @@ import pytest
 from _smtp_testlib import client_feed
 
 from mailsys.smtp import LocalProtocolError
-from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost,
+from mailsys.smtp.client import (ClientConnection, ClientState, ConnectionLost,
                                  EhloDone, Greeting, HeloRejected, TransactionDone)
 
 PEER = "mail.example.com[private/dovecot-lmtp]"
