@@ -11,7 +11,8 @@ from mailsys.config import load
 from mailsys.config.tables import DictTable, open_table
 from mailsys.routing import (
     AddressClass, BadNextHop, DomainSet, MxAddress, MxHost, NextHop, Route, RouteError,
-    RoutingSettings, drop_self, error_status, mx_hosts, parse_nexthop, parse_nexthops, resolve,
+    RoutingSettings, drop_self, error_status, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
+    parse_nexthops, resolve,
     transport_lookup,
 )
 
@@ -73,6 +74,36 @@ def test_default_port_and_round_trip():
                  "[mail.example.com]:587"]:
         assert str(parse_nexthop(text)) == text
         assert parse_nexthop(str(parse_nexthop(text))) == parse_nexthop(text)
+
+
+# lmtp(8) / smtp_connect.c: unix: and inet: prefixes, no MX lookups, port 24.
+@pytest.mark.parametrize("text, hop", [
+    ("unix:private/dovecot-lmtp", NextHop("", 0, False, "private/dovecot-lmtp")),
+    ("unix:/var/run/cyrus/socket/lmtp", NextHop("", 0, False, "/var/run/cyrus/socket/lmtp")),
+    ("inet:127.0.0.1:2424", NextHop("127.0.0.1", 2424, False)),
+    ("inet:mail.example.com", NextHop("mail.example.com", 24, False)),
+    ("mail.example.com:25", NextHop("mail.example.com", 25, False)),
+    ("[192.0.2.1]:24", NextHop("192.0.2.1", 24, False)),
+    ("[2001:db8::1]", NextHop("2001:db8::1", 24, False)),
+    ("Mail.Example.com", NextHop("mail.example.com", 24, False)),
+])
+def test_parse_lmtp_nexthop(text, hop):
+    assert parse_lmtp_nexthop(text) == hop
+
+
+@pytest.mark.parametrize("text", ["unix:", "inet:", "inet:[x", "host:99999"])
+def test_bad_lmtp_nexthops(text):
+    with pytest.raises(BadNextHop):
+        parse_lmtp_nexthop(text)
+
+
+def test_lmtp_nexthops_give_distinct_cache_keys():
+    hops = ["unix:private/a", "unix:/private/a", "inet:a.example", "a.example:25", "[a.example]:26"]
+    assert len({str(parse_lmtp_nexthop(h)) for h in hops}) == len(hops)
+
+
+def test_lmtp_default_port_is_given_by_the_caller():
+    assert parse_lmtp_nexthop("inet:lmtp.example", default_port=2003).port == 2003
 
 
 def test_nexthop_lists():

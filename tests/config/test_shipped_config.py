@@ -25,7 +25,8 @@ def test_shipped_configuration_loads_without_warnings():
     services = parse_master_cf(ETC / "master.cf", cfg, warnings)
     assert cfg.warnings == () and warnings == []
     names = {s.command for s in services}
-    assert {"postlogd", "smtpd", "cleanup", "qmgr", "smtp", "local", "bounce", "anvil"} <= names
+    assert {"postlogd", "smtpd", "cleanup", "qmgr", "smtp", "lmtp", "local", "bounce",
+            "anvil"} <= names
     for spec in services:
         for name, _ in spec.overrides:
             assert param(name) is not None, (spec.name, name)

@@ -29,6 +29,9 @@ fail.
 ``tls`` is an SSL.Context (pyOpenSSL) that makes it offer STARTTLS.
 ``xforward`` ("NAME ADDR ...") makes it offer XFORWARD with those
 attributes; each XFORWARD gets ``xforward_reply``.
+``lmtp=True`` makes it an LMTP server (RFC 2033): LHLO instead of EHLO,
+and after the final dot one reply per accepted recipient, ``rcpt_dot``
+per address (default ``250 2.0.0 <addr> Saved``).
 
 Synchronous tests run a sink in a thread of its own:
 
@@ -71,6 +74,8 @@ class SmtpSink:
     tls: object = None
     xforward: str = ""
     xforward_reply: str = "250 2.0.0 Ok"
+    lmtp: bool = False
+    rcpt_dot: dict[str, str] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
     sessions: int = 0
     commands: list[str] = field(default_factory=list)
@@ -113,13 +118,13 @@ class SmtpSink:
             line = await conn.line()
             self.commands.append(line)
             verb = line.split(" ", 1)[0].upper()
-            if verb in ("EHLO", "HELO"):
+            if verb in ("EHLO", "HELO") or verb == "LHLO" and self.lmtp:
                 await self._point("EHLO")
                 if verb == "EHLO" and self.ehlo_refused:
                     await conn.reply("502 5.5.2 Error: command not recognized")
                     continue
                 lines = ["sink.test"]
-                if verb == "EHLO":
+                if verb in ("EHLO", "LHLO"):
                     if self.pipelining:
                         lines.append("PIPELINING")
                     if self.size is not None:
@@ -166,7 +171,11 @@ class SmtpSink:
                     raise
                 await self._point("DOT")
                 self.messages.append(Message(sender or "", rcpts, body))
-                await conn.reply(self.dot or f"250 2.0.0 Ok: queued as Q{len(self.messages)}")
+                if self.lmtp:
+                    await conn.reply("\r\n".join(self.rcpt_dot.get(r, f"250 2.0.0 <{r}> Saved")
+                                                 for r in rcpts))
+                else:
+                    await conn.reply(self.dot or f"250 2.0.0 Ok: queued as Q{len(self.messages)}")
                 sender, rcpts = None, []
                 if self.close_after_message:
                     return

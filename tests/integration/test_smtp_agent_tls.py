@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import runpy
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -11,6 +12,7 @@ import trio
 import trustme
 
 from mailsys.config import load
+from mailsys.config.client_program import client_config
 from mailsys.runtime.resolver import Resolver
 from mailsys.runtime.smtp_agent import TIMEOUT_PARAMS, SmtpAgent, SmtpSettings
 from mailsys.runtime.smtp_tls import tls_policy
@@ -57,7 +59,12 @@ def run(tmp_path, pki, dns, sink, level, ca="ca.pem", nexthop=f"[{MX}]", **clien
     t = {name: 5.0 for name in TIMEOUT_PARAMS}
     settings = SmtpSettings(helo_name="client.test", timeouts=t, tls=tls_policy(cfg),
                             cache_time_limit=0)
+    _, results, lines = deliver(settings, dns, sink, nexthop + ":{port}")
+    return results[0], lines
 
+
+def deliver(settings, dns, sink, nexthop, *rcpts, transport="smtp"):
+    """One request to the sink (nexthop has a {port}): (port, results, log lines)."""
     async def load_content(qid):
         return h.CONTENT
     agent = SmtpAgent(settings, Resolver([("127.0.0.1", dns.port)], lifetime=1.0), load_content)
@@ -65,12 +72,13 @@ def run(tmp_path, pki, dns, sink, level, ca="ca.pem", nexthop=f"[{MX}]", **clien
     async def main():
         async with trio.open_nursery() as n:
             port = await n.start(sink.serve)
-            status = await agent.deliver(h.request(f"{nexthop}:{port}"))
+            status = await agent.deliver(h.request(nexthop.format(port=port), *rcpts,
+                                                   transport=transport))
             n.cancel_scope.cancel()
-        return status
+        return port, status
     with h.capture_logs() as logs:
-        status = trio.run(main)
-    return status.results[0], h.lines(logs)
+        port, status = trio.run(main)
+    return port, status.results, h.lines(logs)
 
 
 def test_may_uses_starttls_when_offered(tmp_path, pki, dns):
@@ -152,3 +160,40 @@ def test_secure_with_a_bracketed_next_hop_matches_that_host(tmp_path, pki, dns):
     sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
     r, _ = run(tmp_path, pki, dns, sink, "secure", ca="other.pem")
     assert (r.status, r.dsn) == ("deferred", "4.7.5") and sink.messages == []
+
+
+# -- LMTP: the same client as the lmtp program, lmtp_tls_* parameters ------------------
+
+def run_lmtp(tmp_path, dns, sink, *rcpts, **params):
+    cfg = client_config(config(tmp_path, **params), "lmtp")
+    settings = replace(SmtpSettings.from_config(cfg, tls=tls_policy(cfg), program="lmtp"),
+                       cache_time_limit=0)
+    return deliver(settings, dns, sink, f"inet:{MX}:{{port}}", *rcpts, transport="lmtp")
+
+
+def test_lmtp_starttls_per_lmtp_tls_security_level(tmp_path, pki, dns):
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki), lmtp=True,
+                               rcpt_dot={"b@example.org": "452 4.2.2 <b@example.org> Over quota"})
+    # smtp_tls_* say nothing: the lmtp program reads lmtp_tls_*.
+    port, (a, b), lines = run_lmtp(tmp_path, dns, sink, "a@example.org", "b@example.org",
+                                   lmtp_tls_security_level="verify",
+                                   lmtp_tls_CAfile=pki / "ca.pem", lmtp_tls_loglevel="1",
+                                   smtp_tls_security_level="none")
+    assert sink.tls_sessions == 1
+    assert [c.split()[0] for c in sink.commands[:3]] == ["LHLO", "STARTTLS", "LHLO"]
+    assert (a.status, a.reason, a.relay) == ("sent", "250 2.0.0 <a@example.org> Saved",
+                                             f"{MX}[127.0.0.1]:{port}")
+    assert (b.status, b.dsn, b.reason) == (
+        "deferred", "4.2.2", f"host {MX}[127.0.0.1] said: 452 4.2.2 <b@example.org> Over quota "
+        "(in reply to end of DATA command)")
+    assert any(l.startswith(f"Verified TLS connection established to {MX}[127.0.0.1]:{port}")
+               for l in lines), lines
+
+
+def test_lmtp_encrypt_without_starttls_defers(tmp_path, pki, dns):
+    sink = h.smtpsink.SmtpSink(lmtp=True)
+    port, (a,), _ = run_lmtp(tmp_path, dns, sink, "a@example.org",
+                             lmtp_tls_security_level="encrypt")
+    assert (a.status, a.dsn, a.reason) == (
+        "deferred", "4.7.4", f"TLS is required, but was not offered by host {MX}[127.0.0.1]")
+    assert sink.messages == []
