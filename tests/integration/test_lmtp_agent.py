@@ -169,3 +169,18 @@ def test_refused_tcp_connection_is_logged_then_deferred(mailsys_instance):
                          "Connection refused)"), text
     assert re.search(rf"mailsys/lmtp\[\d+\]: connect to 127\.0\.0\.1\[127\.0\.0\.1\]:{dead}: "
                      r"Connection refused\n", inst.log_text())
+
+
+def test_opportunistic_tls_is_off_for_a_socket_with_postfix_warning(mailsys_instance):
+    inst = mailsys_instance
+    path = str(inst.queue_dir / "private" / "lmtp-test")
+    with ls.LmtpServer(path=path) as server:
+        port = start(inst, "lmtp.test lmtp:unix:private/lmtp-test\n",
+                     lmtp_tls_security_level="may")
+        send(port, "ok@lmtp.test")
+        text = line(inst, "ok@lmtp.test")
+        assert len(server.messages) == 1
+    assert "status=sent (250 2.0.0 <ok@lmtp.test> Saved)" in text
+    assert re.search(r"mailsys/lmtp\[\d+\]: warning: smtp_connect_local: opportunistic TLS "
+                     r"encryption is not appropriate for unix-domain destinations\.\n",
+                     inst.log_text()), inst.log_text()
