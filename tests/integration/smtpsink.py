@@ -31,7 +31,7 @@ fail.
 attributes; each XFORWARD gets ``xforward_reply``.
 ``lmtp=True`` makes it an LMTP server (RFC 2033): LHLO instead of EHLO,
 and after the final dot one reply per accepted recipient, ``rcpt_dot``
-per address (default ``250 2.0.0 <addr> Saved``).
+per address (default ``250 2.0.0 <addr> Saved``; ``DROP`` hangs up there).
 
 Synchronous tests run a sink in a thread of its own:
 
@@ -172,8 +172,11 @@ class SmtpSink:
                 await self._point("DOT")
                 self.messages.append(Message(sender or "", rcpts, body))
                 if self.lmtp:
-                    await conn.reply("\r\n".join(self.rcpt_dot.get(r, f"250 2.0.0 <{r}> Saved")
-                                                 for r in rcpts))
+                    for r in rcpts:
+                        reply = self.rcpt_dot.get(r, f"250 2.0.0 <{r}> Saved")
+                        if reply == "DROP":
+                            raise _Closed
+                        await conn.reply(reply)
                 else:
                     await conn.reply(self.dot or f"250 2.0.0 Ok: queued as Q{len(self.messages)}")
                 sender, rcpts = None, []

@@ -521,3 +521,43 @@ def test_a_bad_next_hop_defers_every_time_and_a_good_one_still_goes():
         assert r.reason.startswith("mail transport unavailable: missing \"]\"")
     assert good1.results[0].status == good2.results[0].status == "sent"
     assert sink.sessions == 1                 # the same cache key both times
+
+
+# -- the same agent as the lmtp program ----------------------------------------------------
+
+def lmtp_deliver(sink: SmtpSink, *rcpts: str):
+    s = dataclasses.replace(settings(), lmtp=True, myhostname="mx.example.test")
+
+    async def body(port):
+        return await agent(s).deliver(h.request(f"inet:127.0.0.1:{port}", *rcpts,
+                                                transport="lmtp"))
+    with h.capture_logs() as logs:
+        status = run_with_sink(sink, body)
+    return status, logs
+
+
+def test_lmtp_each_recipient_by_its_own_reply_after_the_dot():
+    sink = SmtpSink(lmtp=True, rcpt={"c@example.org": "550 5.1.1 <c@example.org> unknown"},
+                    rcpt_dot={"b@example.org": "452 4.2.2 <b@example.org> Mailbox is full"})
+    status, logs = lmtp_deliver(sink, "a@example.org", "b@example.org", "c@example.org")
+    a, b, c = status.results
+    assert sink.commands[0] == "LHLO mx.example.test"
+    assert (a.status, a.reason) == ("sent", "250 2.0.0 <a@example.org> Saved")
+    assert (b.status, b.dsn, b.reason) == (
+        "deferred", "4.2.2", "host 127.0.0.1[127.0.0.1] said: 452 4.2.2 <b@example.org> Mailbox "
+        "is full (in reply to end of DATA command)")
+    assert (c.status, c.dsn) == ("bounced", "5.1.1")
+    assert not status.dead_destination
+    assert all(LINE.match(line) for line in h.lines(logs, "status")), logs
+
+
+def test_lmtp_lost_connection_between_the_replies_keeps_the_answered_ones():
+    sink = SmtpSink(lmtp=True, rcpt_dot={"b@example.org": "DROP"})
+    status, _ = lmtp_deliver(sink, "a@example.org", "b@example.org", "c@example.org")
+    a, b, c = status.results
+    assert (a.status, a.reason) == ("sent", "250 2.0.0 <a@example.org> Saved")
+    for r in (b, c):
+        assert (r.status, r.dsn, r.reason) == (
+            "deferred", "4.4.2", "lost connection with 127.0.0.1[127.0.0.1] while sending end "
+            "of data -- message may be sent more than once")
+    assert sink.sessions == 1                # nobody else gets it in this attempt
