@@ -39,6 +39,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "flush": ("mailsys.cli.postfix", "postfix"),
     "postconf": ("mailsys.cli.postconf", "postconf"),
     "postmap": ("mailsys.cli.postmap", "postmap"),
+    "postalias": ("mailsys.cli.postalias", "postalias"),
+    "newaliases": ("mailsys.cli.postalias", "newaliases"),
     "postqueue": ("mailsys.cli.postqueue", "postqueue"),
     "mailq": ("mailsys.cli.postqueue", "postqueue"),
     "postsuper": ("mailsys.cli.postsuper", "postsuper"),

@@ -11,8 +11,9 @@ DESCRIPTION
     the form ``lmdb:file`` tables are read from. The new table is written
     beside the old one and renamed over it, so a daemon reading the table
     sees either the old or the new one, never a half-written file. The type
-    defaults to lmdb; other types are read as they are and need no
-    compiling.
+    defaults to lmdb; hash and btree (the types a main.cf from Postfix
+    names) write the same file.lmdb, which is what hash:file reads; other
+    types are read as they are and need no compiling.
 
     -q key looks key up in each table in turn (any type: texthash, lmdb,
     inline, static, regexp), prints the first value found and exits 0, or
@@ -32,11 +33,11 @@ from pathlib import Path
 
 from mailsys.config import load
 from mailsys.config.loader import Config
-from mailsys.config.tables import log_warning, open_table, write_lmdb
+from mailsys.config.tables import COMPILED_TYPES, log_warning, open_table, write_lmdb
 from mailsys.errors import ConfigError, UsageError
 
 USAGE = "usage: postmap [-c config_dir] [-q key] [type:]file ..."
-FILE_TYPES = ("texthash", "regexp", "pcre", "cidr", "lmdb")
+FILE_TYPES = ("texthash", "regexp", "pcre", "cidr") + COMPILED_TYPES
 DEFAULT_TYPE = "lmdb"
 
 
@@ -91,7 +92,7 @@ def absolute_spec(spec: str) -> str:
 
 def compile_table(spec: str, warn=log_warning) -> Path:
     kind, _, name = spec.partition(":")
-    if kind != "lmdb":
+    if kind not in COMPILED_TYPES:
         raise ConfigError(f"cannot create {kind}:{name}: only lmdb tables are compiled "
                           f"({kind} tables are read as they are)")
     return write_lmdb(Path(name), warn)

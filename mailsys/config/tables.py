@@ -9,7 +9,15 @@ A table spec is ``type:name`` as in Postfix (postconf(5), "lookup tables"):
                             continuation lines as in main.cf); first of a
                             duplicated key wins
     lmdb:/path              /path.lmdb, compiled from a texthash-syntax
-                            source by ``mailsys postmap lmdb:/path``
+                            source by ``mailsys postmap lmdb:/path``, or
+                            from an aliases(5) source by ``mailsys
+                            postalias lmdb:/path`` (or newaliases)
+    hash:/path, btree:/path the same /path.lmdb: Berkeley DB tables do not
+                            exist in mailsys, and a main.cf moved from
+                            Postfix says ``alias_maps = hash:/etc/aliases``;
+                            postmap, postalias and newaliases given
+                            hash:/path write /path.lmdb, and a table never
+                            built is an error that says how to build it
     inline:{ k=v, { k2 = v with spaces } }
     static:value            every key gives value (``static:{ a b }`` too)
     regexp:/path            regexp_table(5): ``/pattern/flags result``,
@@ -252,10 +260,30 @@ def _lmdb(spec: str, name: str, cfg, warn: Warn) -> Table:
     return table
 
 
-def write_lmdb(source: Path, warn: Warn = log_warning) -> Path:
-    """Compile the texthash-syntax `source` into source.lmdb, replacing it atomically."""
+def _hash(spec: str, name: str, cfg, warn: Warn = log_warning) -> Table:
+    """hash:/path and btree:/path read the lmdb table built from /path."""
+    path = table_path(name, cfg)
+    table = LmdbTable(spec, lmdb_file(path))
+    if not table.path.exists():
+        raise ConfigError(f"open database {table.path}: No such file or directory ({spec} is "
+                          f"read from {table.path}: build it with \"mailsys postmap {spec}\", "
+                          f"or \"mailsys postalias {spec}\" for an aliases file)")
+    table._current()
+    return table
+
+
+# Table types that name a file compiled into FILE.lmdb.
+COMPILED_TYPES = ("lmdb", "hash", "btree")
+
+
+def write_lmdb(source: Path, warn: Warn = log_warning,
+               entries: dict[str, str] | None = None) -> Path:
+    """Compile `source` into source.lmdb, replacing it atomically: its texthash
+    entries (bad lines skipped with warn), or the `entries` given (postalias
+    parses the aliases syntax)."""
     import lmdb  # only postmap writes tables
-    entries = read_text_table(source, warn, compiling=True)
+    if entries is None:
+        entries = read_text_table(source, warn, compiling=True)
     target = lmdb_file(source)
     tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     size = 1 << 20
@@ -285,5 +313,7 @@ OPENERS: dict[str, Callable[[str, str, object, Warn], Table]] = {
     "pcre": _pcre,
     "cidr": lambda spec, name, cfg, warn: read_cidr(spec, table_path(name, cfg), warn),
     "lmdb": _lmdb,
+    "hash": _hash,
+    "btree": _hash,
     "unix": _unix,
 }

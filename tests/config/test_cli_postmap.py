@@ -38,8 +38,14 @@ def test_query_other_types_and_stdin(confdir, tmp_path, run_cli):
 
 def test_errors(confdir, tmp_path, run_cli):
     d = confdir("")
-    r = run_cli(d, "postmap", "-q", "x", "hash:/etc/aliases")
-    assert (r.returncode, r.stderr) == (1, "postmap: fatal: unsupported dictionary type: hash (in hash:/etc/aliases)\n")
+    r = run_cli(d, "postmap", "-q", "x", f"hash:{tmp_path}/never")
+    assert (r.returncode, r.stderr) == (1, (
+        f"postmap: fatal: open database {tmp_path}/never.lmdb: No such file or directory "
+        f"(hash:{tmp_path}/never is read from {tmp_path}/never.lmdb: build it with "
+        f"\"mailsys postmap hash:{tmp_path}/never\", or \"mailsys postalias "
+        f"hash:{tmp_path}/never\" for an aliases file)\n"))
+    r = run_cli(d, "postmap", "-q", "x", "nosuch:/etc/aliases")
+    assert (r.returncode, r.stderr) == (1, "postmap: fatal: unsupported dictionary type: nosuch (in nosuch:/etc/aliases)\n")
     r = run_cli(d, "postmap", f"lmdb:{tmp_path}/missing")
     assert r.returncode == 1 and "No such file or directory" in r.stderr and "Traceback" not in r.stderr
     # As Postfix 3.7's postmap: a bad line and a duplicate are warned about

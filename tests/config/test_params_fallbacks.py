@@ -25,6 +25,7 @@ DIFFERENT_ON_PURPOSE = {
     "myhostname", "mydomain", "mynetworks",          # computed
     "compatibility_level",                           # 3.6, not 0
     "local_recipient_maps", "alias_maps",            # table types mailsys lacks
+    "alias_database",                                # empty like alias_maps: nothing under /etc
     "mail_name", "mail_owner", "syslog_name",        # "mailsys"
     "config_directory", "daemon_directory", "queue_directory", "data_directory", "maillog_file",
     "dns_nameservers", "smtpd_sasl_users_file",      # mailsys only

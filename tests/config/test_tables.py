@@ -209,7 +209,8 @@ def test_unix(cfg):
 
 
 @pytest.mark.parametrize("spec,message", [
-    ("hash:/etc/aliases", "unsupported dictionary type: hash"),
+    ("nis:mail.aliases", "unsupported dictionary type: nis"),
+    ("hash:/nonexistent/aliases", "open database /nonexistent/aliases.lmdb: No such file"),
     ("nocolon", 'expecting "type:name" form'),
     ("texthash:", 'expecting "type:name" form'),
 ])

@@ -1,0 +1,57 @@
+"""mailsys postalias / newaliases: aliases(5) source to lmdb, read back by hash: and lmdb:."""
+
+from mailsys.config import load
+from mailsys.config.tables import open_table
+
+
+def test_postalias_compiles_and_hash_reads_it(confdir, tmp_path, run_cli):
+    d = confdir("")
+    src = tmp_path / "aliases"
+    src.write_text('# aliases\npostmaster: root\nRoot: alice,\n  bob@example.net\n"quoted name": carol\n')
+    r = run_cli(d, "postalias", f"hash:{src}")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert (tmp_path / "aliases.lmdb").exists()
+    for kind in ("hash", "lmdb"):
+        r = run_cli(d, "postalias", "-q", "ROOT", f"{kind}:{src}")
+        assert (r.returncode, r.stdout) == (0, "alice, bob@example.net\n")
+    r = run_cli(d, "postalias", "-q", "quoted name", f"hash:{src}")
+    assert r.stdout == "carol\n"
+    r = run_cli(d, "postalias", "-q", "nobody-here", f"hash:{src}")
+    assert (r.returncode, r.stdout) == (1, "")
+
+
+def test_postalias_warnings_and_errors(confdir, tmp_path, run_cli):
+    d = confdir("")
+    src = tmp_path / "bad"
+    src.write_text("a: b\nlonely\na: c\n")
+    r = run_cli(d, "postalias", f"lmdb:{src}")
+    assert r.returncode == 0
+    assert r.stderr == (f"postalias: warning: {src}, line 2: need name:value pair\n"
+                        f'postalias: warning: {src}.lmdb: duplicate entry: "a"\n')
+    assert run_cli(d, "postalias", "-q", "a", f"lmdb:{src}").stdout == "b\n"
+    r = run_cli(d, "postalias", f"lmdb:{tmp_path}/missing")
+    assert (r.returncode, r.stderr) == (1, f"postalias: fatal: open {tmp_path}/missing: "
+                                           "No such file or directory\n")
+    r = run_cli(d, "postalias", f"texthash:{src}")
+    assert r.returncode == 1 and r.stderr.startswith("postalias: fatal: cannot create texthash:")
+    assert run_cli(d, "postalias").returncode == 64
+
+
+def test_newaliases_compiles_alias_database(confdir, tmp_path, run_cli):
+    src = tmp_path / "aliases"
+    src.write_text("root: alice\n")
+    other = tmp_path / "more"
+    other.write_text("list: :include:/etc/list\n")
+    # relative names are taken from the parent of the configuration directory
+    d = confdir(f"alias_database = hash:{src}, lmdb:more\nalias_maps = $alias_database\n")
+    r = run_cli(d, "newaliases")
+    assert (r.returncode, r.stderr) == (0, "")
+    cfg = load(d)
+    tables = [open_table(spec, cfg) for spec in cfg.alias_maps]
+    assert tables[0].lookup("root") == "alice"
+    assert tables[1].lookup("LIST") == ":include:/etc/list"
+
+
+def test_newaliases_with_nothing_to_do(confdir, run_cli):
+    r = run_cli(confdir(""), "newaliases")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
