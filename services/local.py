@@ -20,7 +20,28 @@ DESCRIPTION
         QID: to=<bob@mx.example.com>, relay=local, delay=0.02,
              delays=0.01/0/0/0.01, dsn=2.0.0, status=sent (delivered to mailbox)
 
-    and answers one DeliveryStatus. Mailbox locations and limits:
+    and answers one DeliveryStatus.
+
+    Local recipients go through $alias_maps first (mailsys.delivery.aliases
+    has Postfix's rules). An address the expansion forwards goes out as a
+    new message: this daemon submits it to cleanup (mailsys.runtime.
+    cleanup_client) with the sender of the alias (the original sender, or
+    owner-NAME@$myorigin), ``Delivered-To: <recipient>`` in front of the
+    original content, and cleanup's ``Received: by host (mailsys)``; one
+    message per recipient, Delivered-To address and sender, as Postfix's
+    forward.c groups them. Only once cleanup has answered Queued (the new
+    entry is committed) is the recipient logged and reported
+
+        QID: to=<list@example.com>, relay=local, delay=0.02,
+             delays=0.01/0/0/0.01, dsn=2.0.0, status=sent (forwarded as NEWQID)
+
+    so a crash in between forwards twice rather than never (DESIGN.md
+    contract 2). A recipient any of whose pieces was deferred forwards
+    nothing this time (Postfix cancels its forward too): the retry does it
+    all again. cleanup unreachable defers the recipient (4.3.0); a copy
+    cleanup refuses bounces or defers as cleanup's reply code says.
+
+    Mailbox locations and limits:
     virtual_mailbox_base + virtual_mailbox_maps (virtual_mailbox_limit,
     virtual_mailbox_lock) for virtual recipients; home_mailbox under the
     user's home, or $mail_spool_directory/user, for local ones
@@ -39,23 +60,56 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import dataclasses
 import sys
+import time
 
+import structlog
 import trio
 
-from mailsys.delivery.local import deliver_request
+from mailsys.config import Config
+from mailsys.delivery.aliases import AliasSettings, Forward
+from mailsys.delivery.local import RecipientPlan, combine, plan_request
 from mailsys.delivery.mailbox import MailboxSettings
-from mailsys.delivery.report import Stopwatch, deferred, log_status
-from mailsys.ipc.proto.deliver import PROTOCOL, DeliverRequest, DeliveryStatus
+from mailsys.delivery.report import Stopwatch, bounced, deferred, log_status, sent
+from mailsys.ipc.errors import IpcError
+from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Rejected
+from mailsys.ipc.proto.deliver import PROTOCOL, DeliverRequest, DeliveryStatus, RecipientResult
+from mailsys.message.qid import new_qid
+from mailsys.qmgr.settings import routing_settings
 from mailsys.queue.store import QueueStore
-from mailsys.runtime import ipc_io, skeleton
+from mailsys.routing import AddressClass, resolve
+from mailsys.runtime import cleanup_client, ipc_io, skeleton
 from mailsys.runtime.handoff import parse_argv
+
+log = structlog.get_logger()
+
+
+def _warn(text: str) -> None:
+    log.warning(text)
+
+
+def alias_settings(cfg: Config) -> AliasSettings:
+    return AliasSettings.from_config(cfg, lambda address: False, _warn)
 
 
 class _State:
     def __init__(self, ctx: skeleton.ServiceContext) -> None:
+        self.cfg = ctx.config
         self.store = QueueStore.open(ctx.config.path("queue_directory"))
         self.settings = MailboxSettings.from_config(ctx.config)
+        self.aliases = alias_settings(ctx.config)
+        self.routes = routing_settings(ctx.config)
+
+    def aliases_for(self, transport: str) -> AliasSettings:
+        """An expanded address is delivered here again when it resolves to this
+        very service (Postfix's resolve.c compares the transport names)."""
+        routes = self.routes
+
+        def is_here(address: str) -> bool:
+            route = resolve(address, routes)
+            return route.address_class is AddressClass.LOCAL and route.transport == transport
+        return dataclasses.replace(self.aliases, is_here=is_here)
 
 
 async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
@@ -65,11 +119,58 @@ async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
         content = await trio.to_thread.run_sync(state.store.load_content, req.queue_id)
     except Exception as e:             # gone or unreadable: qmgr decides what next
         results = [deferred(r, "4.3.0", f"error reading message: {e}") for r in req.recipients]
-    else:
-        results = await trio.to_thread.run_sync(deliver_request, req, content, state.settings)
-    for rcpt, result in zip(req.recipients, results):
-        log_status(req, rcpt, result, watch)
+        for rcpt, result in zip(req.recipients, results):
+            log_status(req, rcpt, result, watch)
+        return DeliveryStatus(req.queue_id, tuple(results))
+    aliases = state.aliases_for(req.transport)
+    plans = await trio.to_thread.run_sync(plan_request, req, content, state.settings, aliases)
+    results = []
+    for plan in plans:
+        extra = await forward(req, plan, content, state.cfg)
+        for who, result in plan.parts + extra:
+            log_status(req, who, result, watch)
+        results.append(combine(plan, extra))
     return DeliveryStatus(req.queue_id, tuple(results))
+
+
+async def forward(req: DeliverRequest, plan: RecipientPlan, content: bytes, cfg: Config
+                  ) -> tuple:
+    """Submit the recipient's forwarded copies; the lines that report them."""
+    if not plan.forwards or plan.deferred:
+        return ()
+    groups: dict[tuple[str, str], list[Forward]] = {}
+    for f in plan.forwards:
+        groups.setdefault((f.target.delivered.lower(), f.target.sender), []).append(f)
+    rcpt = plan.rcpt
+    lines = []
+    for (delivered, sender), members in groups.items():
+        result = await _submit_copy(req, rcpt, delivered, sender, members, content, cfg)
+        lines.append((rcpt, result))
+    return tuple(lines)
+
+
+async def _submit_copy(req: DeliverRequest, rcpt, delivered: str, sender: str,
+                       members: list[Forward], content: bytes, cfg: Config) -> RecipientResult:
+    eol = b"\r\n" if b"\r\n" in content[:content.find(b"\n") + 1 or len(content)] else b"\n"
+    reset = any(f.target.envid_reset for f in members)
+    request = CleanupRequest(
+        queue_id=new_qid(), sender=sender,
+        recipients=tuple(CleanupRecipient(f.target.address, orcpt=f.target.orcpt,
+                                          notify=f.target.notify, orig=f.target.orig)
+                         for f in members),
+        content=b"Delivered-To: " + delivered.encode("utf-8", "surrogateescape") + eol + content,
+        arrival_time=time.time(), origin="local", protocol="local",
+        envid="" if reset else req.envid, ret="" if reset else req.ret,
+        body_type=req.body_type, smtputf8=req.smtputf8)
+    try:
+        reply = await cleanup_client.submit(cfg, request)
+    except IpcError as e:
+        log.warning(f"cannot forward message: {e}", queue_id=req.queue_id)
+        return deferred(rcpt, "4.3.0", f"cannot forward message: {e}", relay="local")
+    if isinstance(reply, Rejected):
+        status = bounced if reply.code >= 500 else deferred
+        return status(rcpt, reply.enhanced, reply.text, relay="local")
+    return sent(rcpt, f"forwarded as {reply.queue_id}", relay="local")
 
 
 async def handle(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:
@@ -80,7 +181,10 @@ async def handle(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:
 
 def reopen_tables(ctx: skeleton.ServiceContext) -> None:
     """SIGHUP (a reload that keeps this process): read the mailbox tables again."""
+    ctx.state.cfg = ctx.config
     ctx.state.settings = MailboxSettings.from_config(ctx.config)
+    ctx.state.aliases = alias_settings(ctx.config)
+    ctx.state.routes = routing_settings(ctx.config)
 
 
 def close_store(ctx: skeleton.ServiceContext) -> None:

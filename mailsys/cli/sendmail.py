@@ -66,13 +66,12 @@ import trio
 
 from mailsys.config import Config, load
 from mailsys.errors import UsageError
-from mailsys.ipc import names
 from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
 from mailsys.maillog.setup import configure
 from mailsys.message.headers import header_end
 from mailsys.message.qid import new_qid
-from mailsys.runtime import ipc_io
+from mailsys.runtime import cleanup_client
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_IOERR, EX_TEMPFAIL = 0, 64, 65, 69, 74, 75
 
@@ -162,13 +161,8 @@ def log_pickup(cfg: Config, queue_id: str, sender: str) -> None:
 
 
 async def _submit(cfg: Config, request: CleanupRequest) -> Queued | Rejected:
-    timeout = cfg.ipc_timeout
-    deadline = trio.current_time() + timeout
-    async with await ipc_io.connect(cleanup_path(cfg), protocol="cleanup",
-                                    timeout=timeout) as chan:
-        log_pickup(cfg, request.queue_id, request.sender)
-        return await chan.call(request, expect=(Queued, Rejected),
-                               timeout=max(0.0, deadline - trio.current_time()))
+    return await cleanup_client.submit(
+        cfg, request, on_connect=lambda: log_pickup(cfg, request.queue_id, request.sender))
 
 
 def _fail(text: str, status: int) -> int:
@@ -293,11 +287,3 @@ def _extract_recipients(content: bytes) -> tuple[list[str], bytes]:
 def _addresses(texts: list[str]) -> list[str]:
     """The addresses in header values or arguments ("Bob <b@x>, c@y")."""
     return [addr for _, addr in getaddresses(texts) if addr]
-
-
-def cleanup_path(cfg: Config) -> Path:
-    queue_dir = cfg.path("queue_directory")
-    path = names.private_path(queue_dir, names.CLEANUP)
-    public = names.public_path(queue_dir, names.CLEANUP)
-    # A master.cf copied from Postfix says "cleanup unix n": then it is public.
-    return public if not path.exists() and public.exists() else path

@@ -1,6 +1,7 @@
 """local - the local delivery agent's work for one request (Postfix local(8), virtual(8)).
 
 SYNOPSIS
+    plans = plan_request(request, content, settings, aliases)  # one RecipientPlan each
     results = deliver_request(request, content, settings)    # one RecipientResult each
 
 DESCRIPTION
@@ -24,6 +25,19 @@ DESCRIPTION
      4. say ``delivered to maildir`` or ``delivered to mailbox`` (2.0.0),
         with relay=local or relay=virtual as the address class says.
 
+    A local recipient (relay=local) is first expanded through $alias_maps
+    (mailsys.delivery.aliases): each resulting mailbox is written as above
+    under the address it was reached as (``to=<alice@host>,
+    orig_to=<root@host>``), duplicates once; a ``|command`` or ``/file``
+    destination is run or appended to (mailsys.delivery.command,
+    mailsys.delivery.file); addresses to forward are returned in the plan,
+    for services/local to submit to cleanup, and a failure of one piece is
+    logged as that piece's line. plan_request gives, per recipient, every
+    line to log and the forwards; combine() folds the pieces into the one
+    result qmgr gets: deferred when any piece deferred (the whole
+    recipient is tried again, as Postfix does), else bounced when any
+    bounced, else sent.
+
     Failures never lose mail: a permanent one (unknown user, loop, message
     over the mailbox size limit) bounces; anything else (permissions, full
     disk, a mailbox locked by a reader, configuration) defers and qmgr
@@ -36,15 +50,22 @@ DESCRIPTION
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from mailsys.delivery import maildir, mbox
+from mailsys.delivery.aliases import (AliasSettings, Command, Failure, File, Forward, Seen, Target,
+                                      expand)
+from mailsys.delivery.aliases import Mailbox as ToMailbox
 from mailsys.delivery.errors import DeliveryError
 from mailsys.delivery.mailbox import Mailbox, MailboxError, MailboxSettings, find_mailbox
 from mailsys.delivery.mbox_format import mbox_entry
-from mailsys.delivery.report import failed, sent
-from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest, RecipientResult
+from mailsys.delivery.report import deferred, failed, sent
+from mailsys.ipc.proto.deliver import (BOUNCED, DEFERRED, DeliverRecipient, DeliverRequest,
+                                       RecipientResult)
 from mailsys.message.address import quote_822_local
 
-__all__ = ["deliver_request", "deliver_one", "delivered_to", "relay_name"]
+__all__ = ["deliver_request", "deliver_one", "delivered_to", "relay_name", "plan_request",
+           "RecipientPlan", "combine"]
 
 # Postfix reads at most this much header when it looks for Delivered-To
 # (it stops at the end of the header; a bound keeps a headerless message cheap).
@@ -92,13 +113,18 @@ def _append_mbox(box: Mailbox, relay: str, header: bytes, sender: str, content: 
 
 
 def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
-                settings: MailboxSettings, seen: set[str], hostname: str | None = None
-                ) -> RecipientResult:
+                settings: MailboxSettings, seen: set[str], hostname: str | None = None,
+                boxes: set[str] | None = None) -> RecipientResult | None:
+    """Write one mailbox; None when `boxes` shows it was written for this request already."""
     relay = relay_name(req)
     try:
         box = find_mailbox(rcpt.address, relay, settings)
     except MailboxError as e:
         return failed(rcpt, e.dsn, e.text, relay=relay)
+    if boxes is not None:
+        if str(box.path) in boxes:
+            return None
+        boxes.add(str(box.path))
     if rcpt.address.lower() in seen:
         return failed(rcpt, "5.4.6", f"mail forwarding loop for {rcpt.address}", relay=relay)
     header = _header(req.sender, rcpt)
@@ -112,7 +138,73 @@ def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
     return sent(rcpt, "delivered to mailbox" if box.mbox else "delivered to maildir", relay=relay)
 
 
+@dataclass(frozen=True, slots=True)
+class RecipientPlan:
+    """One recipient's outcome so far: the lines to log, and what to forward."""
+    rcpt: DeliverRecipient
+    parts: tuple[tuple[DeliverRecipient, RecipientResult], ...]
+    forwards: tuple[Forward, ...] = ()
+
+    @property
+    def deferred(self) -> bool:
+        return any(r.status == DEFERRED for _, r in self.parts)
+
+
+def combine(plan: RecipientPlan, extra: tuple = ()) -> RecipientResult:
+    """The one result qmgr gets for the recipient (extra: the forwarding lines)."""
+    results = [r for _, r in plan.parts + tuple(extra)]
+    for status in (DEFERRED, BOUNCED):
+        for r in results:
+            if r.status == status:
+                return r
+    if results:
+        return results[0]
+    # Every piece was a duplicate of one already delivered for this request.
+    return sent(plan.rcpt, "delivered", relay="local")
+
+
+def _as_logged(rcpt: DeliverRecipient, t: Target) -> DeliverRecipient:
+    return DeliverRecipient(rcpt.index, t.address, orig=t.orig, orcpt=t.orcpt, notify=t.notify)
+
+
+def plan_local(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
+               settings: MailboxSettings, aliases: AliasSettings, loops: set[str], seen: Seen,
+               boxes: set[str], hostname: str | None = None) -> RecipientPlan:
+    """Expand and deliver one local recipient; forwards are left to the caller."""
+    top = Target(rcpt.address, rcpt.orig or rcpt.address, req.sender, orcpt=rcpt.orcpt,
+                 notify=rcpt.notify)
+    parts: list[tuple[DeliverRecipient, RecipientResult]] = []
+    forwards: list[Forward] = []
+    for step in expand(top, aliases, seen, frozenset(loops)):
+        who = _as_logged(rcpt, step.target)
+        if isinstance(step, Forward):
+            forwards.append(step)
+        elif isinstance(step, Failure):
+            parts.append((who, failed(who, step.dsn, step.text, relay="local")))
+        elif isinstance(step, ToMailbox):
+            result = deliver_one(req, who, content, settings, set(), hostname, boxes)
+            if result is not None:
+                parts.append((who, result))
+        elif isinstance(step, (Command, File)):
+            parts.append((who, deferred(who, "4.3.0", "mail to command or file is not "
+                                        "available yet", relay="local")))
+    return RecipientPlan(rcpt, tuple(parts), tuple(forwards))
+
+
+def plan_request(req: DeliverRequest, content: bytes, settings: MailboxSettings,
+                 aliases: AliasSettings | None = None, hostname: str | None = None
+                 ) -> list[RecipientPlan]:
+    """Deliver what can be delivered here; one plan per recipient of the request."""
+    loops = delivered_to(content)
+    if aliases is None or relay_name(req) != "local":
+        return [RecipientPlan(r, ((r, deliver_one(req, r, content, settings, loops, hostname)),))
+                for r in req.recipients]
+    seen, boxes = Seen(aliases.dup_limit), set()
+    return [plan_local(req, r, content, settings, aliases, loops, seen, boxes, hostname)
+            for r in req.recipients]
+
+
 def deliver_request(req: DeliverRequest, content: bytes, settings: MailboxSettings,
                     hostname: str | None = None) -> list[RecipientResult]:
-    seen = delivered_to(content)
-    return [deliver_one(req, r, content, settings, seen, hostname) for r in req.recipients]
+    """Mailbox delivery without aliases, one result per recipient."""
+    return [combine(plan) for plan in plan_request(req, content, settings, None, hostname)]

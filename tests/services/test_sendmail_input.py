@@ -8,6 +8,7 @@ import os
 import pytest
 
 from mailsys.cli import sendmail
+from mailsys.runtime import cleanup_client
 from mailsys.errors import UsageError
 
 
@@ -95,8 +96,8 @@ def test_bs_session_when_cleanup_cannot_take_the_message(make_config, queue_dir)
 def test_cleanup_socket_private_or_public(make_config, queue_dir):
     cfg = make_config()
     private, public = queue_dir / "private" / "cleanup", queue_dir / "public" / "cleanup"
-    assert sendmail.cleanup_path(cfg) == private          # neither exists: the usual place
+    assert cleanup_client.cleanup_path(cfg) == private          # neither exists: the usual place
     public.touch()                                          # master.cf copied from Postfix
-    assert sendmail.cleanup_path(cfg) == public
+    assert cleanup_client.cleanup_path(cfg) == public
     private.touch()
-    assert sendmail.cleanup_path(cfg) == private
+    assert cleanup_client.cleanup_path(cfg) == private

@@ -37,7 +37,8 @@ class CleanupRecipient:
     orcpt: str = ""              # DSN ORCPT as given ("rfc822;a@b"), or ""
     notify: tuple[str, ...] = () # DSN NOTIFY values, upper case
     orig: str = ""               # the address before rewriting, when it differs
-                                 # (postsuper -r keeps a queued recipient's)
+                                 # (postsuper -r keeps a queued recipient's; local's forwarded
+                                 # copy names the alias it came from)
 
 
 @dataclass(frozen=True, slots=True)

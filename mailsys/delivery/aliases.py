@@ -1,0 +1,455 @@
+"""aliases - alias expansion for one local recipient, as Postfix's local(8) does it.
+
+SYNOPSIS
+    settings = AliasSettings.from_config(cfg, is_here)
+    steps = expand(Target(address, orig, sender, ...), settings, seen=Seen(limit),
+                   loops=delivered_to_addresses)
+    # [Mailbox(target), Forward(target), Command(target, "prog -x", privs),
+    #  File(target, "/var/log/x", privs), Failure(target, "5.4.6", "alias database loop for x")]
+
+DESCRIPTION
+    Before a local recipient's mailbox is written, local(8) looks the local
+    part up in $alias_maps (lower case; first with its address extension,
+    then without it, as recipient_delimiter splits it) and delivers to what
+    the alias lists instead. This module decides where each piece goes; it
+    writes nothing (mailsys.delivery.local carries the steps out, and
+    services/local submits the forwarded copies to cleanup). The rules are
+    those of Postfix's local/recipient.c, alias.c, include.c, token.c and
+    resolve.c:
+
+      * an element that is an address (a bare name gets @$myorigin) is
+        delivered here again, recursively, when this agent would deliver it
+        (is_here: it resolves to this transport) and neither an owner-
+        alias nor an :include: file is involved; otherwise it is forwarded:
+        a new message through cleanup with the sender, one per top-level
+        recipient, Delivered-To address and sender;
+      * ``|command`` and ``/file`` run as the alias table's owner, or as
+        $default_privs when root owns the table (or for a table without a
+        file), or as an :include: file's owner when a root-owned alias
+        includes a file owned by someone else; allowed only where
+        allow_mail_to_commands / allow_mail_to_files name the expansion
+        type (alias, include; forward is for .forward files), else 5.7.1
+        "mail to command is restricted" / "mail to file is restricted";
+      * ``:include:/path`` reads the file (absolute path, a regular file,
+        not world writable, else 5.3.5 "mail system configuration error"
+        with a warning that says why); its elements are expanded with type
+        include and always forwarded when they are addresses;
+      * owner-NAME: with owner_request_special, an alias NAME whose
+        companion owner-NAME exists gets the envelope sender
+        owner-NAME@$myorigin (its value with expand_owner_alias), and its
+        expansion loses the original recipient, ORCPT and ENVID (a mailing
+        list starts fresh, RFC 3461); NOTIFY loses SUCCESS in every
+        expansion;
+      * an alias that lists its own name delivers that name to its mailbox
+        instead of expanding it again; deeper than 100 levels is
+        "alias database loop for NAME" (5.4.6, with a warning); an address
+        already named in the message's Delivered-To headers is "mail
+        forwarding loop for ADDR" (5.4.6);
+      * duplicates are dropped: the same address at the same depth, the
+        same :include: file, command, file or forwarded address, at most
+        duplicate_filter_limit of them remembered per delivery request;
+      * an address extension that only matched without it is appended to
+        the expansion's addresses when propagate_unmatched_extensions
+        names alias (include: also to those of :include: files);
+      * an alias whose value names nothing is "alias database unavailable"
+        (4.3.0, with Postfix's warning), as is a table that cannot be read.
+
+    Every step carries the recipient as the log line names it: to= the
+    address being delivered at that point, orig_to= the original
+    recipient (Postfix's SENT_ATTR/BOUNCE_ATTR of that moment).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from mailsys.config.aliases import split_alias_value
+
+__all__ = ["AliasSettings", "Privs", "Target", "Mailbox", "Forward", "Command", "File", "Failure",
+           "Seen", "expand", "split_local", "MAX_LEVEL"]
+
+# Postfix's local(8) gives up on alias nesting deeper than this (alias.c).
+MAX_LEVEL = 100
+CONFIG_ERROR = "mail system configuration error"
+
+
+@dataclass(frozen=True, slots=True)
+class Privs:
+    """Whose rights a command or file delivery gets."""
+    uid: int
+    gid: int
+    name: str
+    home: str = ""
+    shell: str = ""
+
+    @classmethod
+    def of(cls, entry: pwd.struct_passwd) -> Privs:
+        return cls(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir, entry.pw_shell)
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One recipient at one point of the expansion (Postfix's DELIVER_ATTR)."""
+    address: str
+    orig: str                       # the original recipient ("" after an owner- reset)
+    sender: str
+    delivered: str = ""             # the Delivered-To: address of a forwarded copy
+    owner: str = ""                 # set: addresses are forwarded, not delivered here
+    exp_type: str = ""              # "", "alias", "include"
+    exp_from: str = ""              # the alias this target came from
+    level: int = 0
+    privs: Privs | None = None      # None: root-owned source, $default_privs at delivery
+    unmatched: str = ""             # extension to splice into expanded addresses
+    delimiter: str = ""             # the delimiter that cut it off
+    orcpt: str = ""
+    notify: tuple[str, ...] = ()
+    envid_reset: bool = False       # owner- alias: the copy drops ENVID and RET
+
+
+@dataclass(frozen=True, slots=True)
+class Mailbox:
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
+class Forward:
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    target: Target
+    command: str
+    privs: Privs | None
+
+
+@dataclass(frozen=True, slots=True)
+class File:
+    target: Target
+    path: str
+    privs: Privs | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    target: Target
+    dsn: str
+    text: str
+
+
+Step = Mailbox | Forward | Command | File | Failure
+
+
+@dataclass(slots=True)
+class Seen:
+    """The duplicate filter of one delivery request (Postfix been_here)."""
+    limit: int = 1000
+    keys: set = field(default_factory=set)
+
+    def __call__(self, *key: object) -> bool:
+        """True when key was seen before; remembers it (while under the limit)."""
+        if key in self.keys:
+            return True
+        if self.limit <= 0 or len(self.keys) < self.limit:
+            self.keys.add(key)
+        return False
+
+
+def _default_owner_of(table: object) -> int:
+    """uid of the file behind a table; 0 (root: default rights) when it has none."""
+    path = getattr(table, "path", None)
+    if path is None:
+        return 0
+    try:
+        return os.stat(path).st_uid
+    except OSError:
+        return 0
+
+
+@dataclass(frozen=True, slots=True)
+class AliasSettings:
+    maps: tuple = ()
+    myorigin: str = "localhost"
+    delimiter: str = ""
+    owner_request_special: bool = True
+    expand_owner_alias: bool = False
+    propagate: frozenset = frozenset()          # propagate_unmatched_extensions
+    commands: frozenset = frozenset({"alias", "forward"})
+    files: frozenset = frozenset({"alias", "forward"})
+    dup_limit: int = 1000
+    is_here: Callable[[str], bool] = lambda address: False
+    owner_of: Callable[[object], int] = _default_owner_of
+    user_of: Callable[[int], Privs | None] = lambda uid: _privs_of_uid(uid)
+    warn: Callable[[str], None] = lambda text: None
+
+    @classmethod
+    def from_config(cls, cfg, is_here: Callable[[str], bool], warn: Callable[[str], None],
+                    open_table: Callable[[str], object] | None = None) -> AliasSettings:
+        if open_table is None:
+            from mailsys.config.tables import open_table as _open
+            open_table = lambda spec: _open(spec, cfg)     # noqa: E731
+        return cls(maps=tuple(open_table(s) for s in cfg.alias_maps), myorigin=cfg.myorigin,
+                   delimiter=cfg.recipient_delimiter,
+                   owner_request_special=cfg.owner_request_special,
+                   expand_owner_alias=cfg.expand_owner_alias,
+                   propagate=frozenset(cfg.propagate_unmatched_extensions),
+                   commands=frozenset(cfg.allow_mail_to_commands),
+                   files=frozenset(cfg.allow_mail_to_files),
+                   dup_limit=cfg.duplicate_filter_limit, is_here=is_here, warn=warn)
+
+
+def _privs_of_uid(uid: int) -> Privs | None:
+    try:
+        return Privs.of(pwd.getpwuid(uid))
+    except KeyError:
+        return None
+
+
+def split_local(address: str, delimiters: str, owner_request_special: bool = True
+                ) -> tuple[str, str, str, str, str]:
+    """(local, user, extension, delimiter, domain) of an address, lower-cased.
+
+    owner-NAME and NAME-request keep their "-" when it is a delimiter
+    (Postfix split_addr() with owner_request_special)."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        local, domain = address, ""
+    local = local.lower()
+    user, ext, delim = local, "", ""
+    if delimiters:
+        cuts = sorted((i, c) for i, c in ((local.find(c), c) for c in delimiters) if i > 0)
+        if cuts:
+            i, c = cuts[0]
+            special = owner_request_special and c == "-" and (
+                local.startswith("owner-") or local.endswith("-request"))
+            if not special and "/" not in local[i + 1:]:
+                user, ext, delim = local[:i], local[i + 1:], c
+    return local, user, ext, delim, domain.lower()
+
+
+@dataclass(slots=True)
+class _Expansion:
+    settings: AliasSettings
+    seen: Seen
+    loops: frozenset
+    steps: list = field(default_factory=list)
+
+    def fail(self, target: Target, dsn: str, text: str) -> None:
+        self.steps.append(Failure(target, dsn, text))
+
+    # -- recipient.c ---------------------------------------------------------------
+
+    def recipient(self, t: Target) -> None:
+        t = replace(t, level=t.level + 1)
+        if self.seen("recipient", t.level, t.address.lower()):
+            return
+        if t.address.lower() in self.loops:
+            self.fail(t, "5.4.6", f"mail forwarding loop for {t.address}")
+            return
+        if not t.delivered:
+            t = replace(t, delivered=t.address)
+        local, user, ext, delim, _ = split_local(t.address, self.settings.delimiter,
+                                                 self.settings.owner_request_special)
+        if not user:
+            self.fail(t, "5.1.3", f'null username in "{t.address}"')
+            return
+        if self.alias(t, local, ""):
+            return
+        if ext:
+            unmatched = ext if "alias" in self.settings.propagate else ""
+            if self.alias(replace(t, unmatched=unmatched, delimiter=delim), user, ext):
+                return
+        if t.owner and t.owner.lower() != user:
+            self.forward(t)
+        elif t.exp_type == "include":
+            self.forward(t)
+        else:
+            self.steps.append(Mailbox(t))
+
+    # -- alias.c -------------------------------------------------------------------
+
+    def alias(self, t: Target, name: str, ext: str) -> bool:
+        t = replace(t, level=t.level + 1)
+        if t.exp_from and t.exp_from.lower() == name:
+            return False                    # an alias that lists itself: its mailbox
+        if t.level > MAX_LEVEL:
+            self.settings.warn(f"alias database loop for {name}")
+            self.fail(t, "5.4.6", f"alias database loop for {name}")
+            return True
+        try:
+            found = self._lookup(name)
+        except Exception as e:              # the table broke: try again later
+            self.settings.warn(f"alias database unavailable: {e}")
+            self.fail(t, "4.3.0", "alias database unavailable")
+            return True
+        if found is None:
+            return False
+        table, value = found
+        uid = self.settings.owner_of(table)
+        privs = None
+        if uid != 0:
+            privs = self.settings.user_of(uid)
+            if privs is None:
+                self.settings.warn(f"cannot find alias database owner for {table.spec}")
+                self.fail(t, "4.3.0", "cannot find alias database owner")
+                return True
+        owner = ""
+        if self.settings.owner_request_special:
+            owner_name = f"owner-{name}"
+            try:
+                owner_found = self._lookup(owner_name)
+            except Exception:
+                owner_found = None
+            if owner_found is not None:
+                owner = owner_found[1].strip() if self.settings.expand_owner_alias else owner_name
+                owner = self._qualify(owner)
+        notify = tuple(n for n in t.notify if n != "SUCCESS") or (
+            ("NEVER",) if t.notify else ())
+        t = replace(t, exp_type="alias", exp_from=name, privs=privs, owner=owner, notify=notify)
+        if owner:
+            t = replace(t, sender=owner, orig="", orcpt="", envid_reset=True)
+        count = self.tokens(t, value)
+        if count < 1:
+            self.settings.warn(f"no recipient in alias lookup result for {name}")
+            self.fail(t, "4.3.0", "alias database unavailable")
+        return True
+
+    def _lookup(self, name: str) -> tuple[object, str] | None:
+        for table in self.settings.maps:
+            value = table.lookup(name)
+            if value is not None:
+                return table, value
+        return None
+
+    def _qualify(self, address: str) -> str:
+        return address if "@" in address else f"{address}@{self.settings.myorigin}"
+
+    # -- token.c -------------------------------------------------------------------
+
+    def tokens(self, t: Target, text: str) -> int:
+        count = 0
+        for element in split_alias_value(text):
+            count += 1
+            self.token(t, element)
+        return count
+
+    def token(self, t: Target, element: str) -> None:
+        if element.startswith("|"):
+            self.command(t, element[1:].strip())
+        elif element.startswith("/"):
+            self.file(t, element)
+        elif element.lower().startswith(":include:"):
+            self.include(t, element[len(":include:"):].strip())
+        else:
+            self.address(t, element)
+
+    def command(self, t: Target, command: str) -> None:
+        if t.exp_type not in self.settings.commands:
+            self.fail(t, "5.7.1", "mail to command is restricted")
+            return
+        if self.seen("command", t.privs.uid if t.privs else 0, command):
+            return
+        self.steps.append(Command(t, command, t.privs))
+
+    def file(self, t: Target, path: str) -> None:
+        if t.exp_type not in self.settings.files:
+            self.fail(t, "5.7.1", "mail to file is restricted")
+            return
+        if self.seen("file", path):
+            return
+        self.steps.append(File(t, path, t.privs))
+
+    # -- include.c -----------------------------------------------------------------
+
+    def include(self, t: Target, path: str) -> None:
+        t = replace(t, level=t.level + 1)
+        if self.seen("include", t.privs.uid if t.privs else 0, path):
+            return
+        if not path.startswith("/"):
+            return self._include_error(t, f":include:{path} uses a relative path")
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            return self._include_error(t, f"unable to lookup :include: file {path}: {e.strerror}")
+        if not stat.S_ISREG(st.st_mode):
+            return self._include_error(t, f":include: file {path} is not a regular file")
+        if st.st_mode & stat.S_IWOTH:
+            return self._include_error(t, f":include: file {path} is world writable")
+        privs = t.privs
+        if privs is None and st.st_uid != 0:
+            privs = self.settings.user_of(st.st_uid)
+            if privs is None:
+                self.settings.warn(f"cannot find username for uid {st.st_uid}")
+                self.settings.warn(f"{path}: cannot find :include: file owner username")
+                self.fail(t, "4.3.5", CONFIG_ERROR)
+                return
+        t = replace(t, exp_type="include", privs=privs, owner=t.owner or t.address,
+                    unmatched=t.unmatched if "include" in self.settings.propagate else "")
+        try:
+            text = _read_as(path, privs)
+        except OSError as e:
+            return self._include_error(t, f"cannot open include file {path}: {e.strerror}")
+        for line in text.splitlines():
+            stripped = line.strip()
+            if stripped and not stripped.startswith("#"):
+                self.tokens(t, stripped)
+
+    def _include_error(self, t: Target, warning: str) -> None:
+        self.settings.warn(warning)
+        self.fail(t, "5.3.5", CONFIG_ERROR)
+
+    # -- resolve.c -----------------------------------------------------------------
+
+    def address(self, t: Target, element: str) -> None:
+        address = self._qualify(element)
+        if t.unmatched:
+            local, at, domain = address.rpartition("@")
+            address = f"{local}{t.delimiter}{t.unmatched}@{domain}"
+        # resolve.c counts a level too: it decides where a loop is reported.
+        t = replace(t, address=address, level=t.level + 1)
+        if self.settings.is_here(address):
+            self.recipient(t)
+        else:
+            self.forward(t)
+
+    def forward(self, t: Target) -> None:
+        if self.seen("forward", t.delivered.lower(), t.sender.lower(), t.address.lower()):
+            return
+        self.steps.append(Forward(t))
+
+
+def _read_as(path: str, privs: Privs | None) -> str:
+    """The file's text, when privs may read it (Postfix opens it with their
+    rights). A thread may not change the process's rights, so the file's
+    permission bits are checked against privs instead (the directories on
+    the way are not)."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as f:
+        if privs is not None and os.geteuid() == 0 and not _may_read(os.fstat(f.fileno()), privs):
+            raise PermissionError(13, os.strerror(13))
+        return f.read()
+
+
+def _may_read(st: os.stat_result, privs: Privs) -> bool:
+    if st.st_uid == privs.uid:
+        return bool(st.st_mode & stat.S_IRUSR)
+    groups = {privs.gid}
+    try:
+        import grp
+        groups.update(g.gr_gid for g in grp.getgrall() if privs.name in g.gr_mem)
+    except (ImportError, OSError):
+        pass
+    if st.st_gid in groups:
+        return bool(st.st_mode & stat.S_IRGRP)
+    return bool(st.st_mode & stat.S_IROTH)
+
+
+def expand(target: Target, settings: AliasSettings, seen: Seen,
+           loops: frozenset = frozenset()) -> list[Step]:
+    """The steps that deliver one top-level local recipient."""
+    run = _Expansion(settings, seen, loops)
+    run.recipient(target)
+    return run.steps

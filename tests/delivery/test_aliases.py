@@ -1,0 +1,217 @@
+"""Alias expansion rules (local(8)): each case's steps, checked against what
+Postfix 3.7 logged for the same aliases on a private instance."""
+
+from __future__ import annotations
+
+import os
+import pwd
+
+import pytest
+
+from mailsys.config.tables import DictTable
+from mailsys.delivery.aliases import (AliasSettings, Command, Failure, File, Forward, Mailbox,
+                                      Privs, Seen, Target, expand, split_local)
+
+HOST = "pfx.test"
+NOBODY = Privs(65534, 65534, "nobody")
+
+
+def settings(entries: dict[str, str], **kw) -> AliasSettings:
+    warnings = kw.pop("warnings", [])
+    return AliasSettings(maps=(DictTable("texthash:aliases", entries),), myorigin=HOST,
+                         is_here=lambda a: a.lower().endswith("@" + HOST),
+                         owner_of=lambda table: 0, warn=warnings.append, **kw)
+
+
+def run(entries, address=f"x@{HOST}", loops=(), sender="s@example.org", **kw):
+    return expand(Target(address, address, sender), settings(entries, **kw), Seen(1000),
+                  frozenset(loops))
+
+
+def view(steps):
+    """Each step as (kind, to, orig_to, detail)."""
+    out = []
+    for s in steps:
+        t = s.target
+        detail = {Mailbox: lambda: "", Forward: lambda: t.sender,
+                  Command: lambda: s.command, File: lambda: s.path,
+                  Failure: lambda: f"{s.dsn} {s.text}"}[type(s)]()
+        out.append((type(s).__name__, t.address, t.orig, detail))
+    return out
+
+
+def test_no_alias_is_the_mailbox():
+    assert view(run({})) == [("Mailbox", f"x@{HOST}", f"x@{HOST}", "")]
+
+
+def test_alias_to_local_user_recurses_and_keeps_orig():
+    # Postfix: to=<cloudsdk@pfx.test>, orig_to=<root@pfx.test>, ... (delivered to mailbox)
+    steps = run({"postmaster": "root", "root": "alice"}, f"postmaster@{HOST}")
+    assert view(steps) == [("Mailbox", f"alice@{HOST}", f"postmaster@{HOST}", "")]
+    assert steps[0].target.delivered == f"postmaster@{HOST}"
+
+
+def test_remote_address_is_forwarded_with_the_original_sender():
+    steps = run({"remote": "far@example.net, alice"}, f"remote@{HOST}")
+    assert view(steps) == [("Forward", "far@example.net", f"remote@{HOST}", "s@example.org"),
+                           ("Mailbox", f"alice@{HOST}", f"remote@{HOST}", "")]
+
+
+def test_extension_is_tried_with_and_without_and_not_propagated_by_default():
+    entries = {"remote": "far@example.net"}
+    steps = run(entries, f"Remote+Ext@{HOST}", delimiter="+")
+    assert view(steps) == [("Forward", "far@example.net", f"Remote+Ext@{HOST}", "s@example.org")]
+    steps = run(entries, f"remote+ext@{HOST}", delimiter="+", propagate=frozenset({"alias"}))
+    assert view(steps)[0][1] == "far+ext@example.net"
+    # the full local part wins when the table has it
+    steps = run({**entries, "remote+ext": "other@example.net"}, f"remote+ext@{HOST}",
+                delimiter="+")
+    assert view(steps)[0][1] == "other@example.net"
+
+
+def test_owner_request_special_keeps_dash_names_whole():
+    assert split_local("owner-list@h", "-")[1] == "owner-list"
+    assert split_local("list-request@h", "-")[1] == "list-request"
+    assert split_local("list-x@h", "-")[1:3] == ("list", "x")
+    assert split_local("owner-list@h", "-", owner_request_special=False)[1] == "owner"
+
+
+def test_alias_listing_itself_goes_to_its_mailbox():
+    # Postfix: self: self, far3@example.net -> mailbox of self, and a forward.
+    steps = run({"self": "self, far3@example.net"}, f"self@{HOST}")
+    assert view(steps) == [("Mailbox", f"self@{HOST}", f"self@{HOST}", ""),
+                           ("Forward", "far3@example.net", f"self@{HOST}", "s@example.org")]
+
+
+def test_alias_loop_bounces_at_depth_100_with_a_warning():
+    warnings = []
+    steps = run({"loop1": "loop2", "loop2": "loop1"}, f"loop1@{HOST}", warnings=warnings)
+    # Postfix: to=<loop2@pfx.test>, orig_to=<loop1@pfx.test>, dsn=5.4.6,
+    # status=bounced (alias database loop for loop2), and the same warning.
+    assert view(steps) == [("Failure", f"loop2@{HOST}", f"loop1@{HOST}",
+                            "5.4.6 alias database loop for loop2")]
+    assert warnings == ["alias database loop for loop2"]
+
+
+def test_duplicates_are_delivered_once():
+    steps = run({"dup": "alice, alice, root", "root": "alice"}, f"dup@{HOST}")
+    mailboxes = [s for s in steps if isinstance(s, Mailbox)]
+    # the second alice at the same depth is dropped here; root's alice one level
+    # deeper is dropped by the mailbox writer (one mailbox once per request)
+    assert [s.target.address for s in mailboxes] == [f"alice@{HOST}", f"alice@{HOST}"]
+    assert [s.target.level for s in mailboxes] == [4, 7]
+
+
+def test_delivered_to_loop():
+    steps = run({"a": "b"}, f"a@{HOST}", loops={f"b@{HOST}"})
+    assert view(steps) == [("Failure", f"b@{HOST}", f"a@{HOST}",
+                            f"5.4.6 mail forwarding loop for b@{HOST}")]
+
+
+def test_owner_alias_sets_sender_resets_orig_and_forwards_everything():
+    entries = {"olist": "alice, far5@example.net", "owner-olist": "root"}
+    steps = run(entries, f"olist@{HOST}")
+    # Postfix: from=<owner-olist@pfx.test>, the local member forwarded too,
+    # and no orig_to= in the copy's delivery lines.
+    assert view(steps) == [("Forward", f"alice@{HOST}", "", f"owner-olist@{HOST}"),
+                           ("Forward", "far5@example.net", "", f"owner-olist@{HOST}")]
+    assert steps[0].target.envid_reset
+    steps = run(entries, f"olist@{HOST}", expand_owner_alias=True)
+    assert steps[0].target.sender == f"root@{HOST}"
+    steps = run(entries, f"olist@{HOST}", owner_request_special=False)
+    assert view(steps)[0][0] == "Mailbox"
+
+
+def test_notify_success_is_dropped_in_an_expansion():
+    s = settings({"a": "far@example.net"})
+    [step] = expand(Target(f"a@{HOST}", f"a@{HOST}", "s@x", notify=("SUCCESS", "FAILURE")),
+                    s, Seen())
+    assert step.target.notify == ("FAILURE",)
+    [step] = expand(Target(f"a@{HOST}", f"a@{HOST}", "s@x", notify=("SUCCESS",)), s, Seen())
+    assert step.target.notify == ("NEVER",)
+
+
+def test_include_forwards_addresses_and_restricts_commands_and_files(tmp_path):
+    inc = tmp_path / "list"
+    inc.write_text("# members\nalice\nfar4@example.net\n|/bin/echo hi\n/tmp/inc.file\n")
+    os.chmod(inc, 0o644)
+    steps = run({"list": f":include:{inc}"}, f"list@{HOST}")
+    # Postfix: alice forwarded (not delivered here), "|/bin/echo" restricted
+    # (5.7.1), "hi" an address, the file restricted.
+    assert view(steps) == [
+        ("Forward", f"alice@{HOST}", f"list@{HOST}", "s@example.org"),
+        ("Forward", "far4@example.net", f"list@{HOST}", "s@example.org"),
+        ("Failure", f"list@{HOST}", f"list@{HOST}", "5.7.1 mail to command is restricted"),
+        ("Forward", f"hi@{HOST}", f"list@{HOST}", "s@example.org"),
+        ("Failure", f"list@{HOST}", f"list@{HOST}", "5.7.1 mail to file is restricted")]
+    steps = run({"list": f":include:{inc}"}, f"list@{HOST}",
+                commands=frozenset({"alias", "include"}), files=frozenset({"include"}))
+    assert [type(s).__name__ for s in steps] == ["Forward", "Forward", "Command", "Forward", "File"]
+
+
+@pytest.mark.parametrize("mode, setup, warning", [
+    (0o644, "relative", ":include:relative/list uses a relative path"),
+    (0o646, "file", ":include: file {p} is world writable"),
+    (0o644, "missing", "unable to lookup :include: file {p}: No such file or directory"),
+    (0o755, "dir", ":include: file {p} is not a regular file"),
+])
+def test_bad_include_files(tmp_path, mode, setup, warning):
+    p = tmp_path / "list"
+    if setup == "dir":
+        p.mkdir()
+    elif setup != "missing":
+        p.write_text("alice\n")
+    if p.exists():
+        os.chmod(p, mode)
+    path = "relative/list" if setup == "relative" else str(p)
+    warnings = []
+    steps = run({"list": f":include:{path}"}, f"list@{HOST}", warnings=warnings)
+    assert view(steps) == [("Failure", f"list@{HOST}", f"list@{HOST}",
+                            "5.3.5 mail system configuration error")]
+    assert warnings == [warning.format(p=p)]
+
+
+def test_commands_and_files_run_with_default_or_owner_privs(tmp_path):
+    entries = {"pipe": '"|/usr/bin/prog -x"', "file": "/var/log/x"}
+    steps = run(entries, f"pipe@{HOST}")
+    assert view(steps) == [("Command", f"pipe@{HOST}", f"pipe@{HOST}", "/usr/bin/prog -x")]
+    assert steps[0].privs is None                       # root's table: default_privs
+    owned = settings(entries)
+    owned = AliasSettings(**{**{f: getattr(owned, f) for f in owned.__slots__},
+                             "owner_of": lambda t: 65534, "user_of": lambda uid: NOBODY})
+    [step] = expand(Target(f"file@{HOST}", f"file@{HOST}", "s@x"), owned, Seen())
+    assert (type(step), step.path, step.privs) == (File, "/var/log/x", NOBODY)
+
+
+def test_include_owned_by_a_user_gives_that_users_rights(tmp_path):
+    inc = tmp_path / "pipes"
+    inc.write_text('"|/bin/true"\n')
+    os.chmod(inc, 0o644)
+    if os.geteuid() == 0:
+        os.chown(inc, 65534, 65534)
+    who = pwd.getpwuid(os.stat(inc).st_uid)
+    [step] = run({"inc": f":include:{inc}"}, f"inc@{HOST}",
+                 commands=frozenset({"alias", "include"}))
+    assert isinstance(step, Command)
+    assert step.privs == Privs.of(who)
+
+
+def test_empty_alias_and_broken_table_defer():
+    warnings = []
+    assert view(run({"empty": ","}, f"empty@{HOST}", warnings=warnings)) == [
+        ("Failure", f"empty@{HOST}", f"empty@{HOST}", "4.3.0 alias database unavailable")]
+    assert warnings == ["no recipient in alias lookup result for empty"]
+
+    class Broken:
+        spec = "lmdb:/gone"
+
+        def lookup(self, key):
+            raise OSError("gone")
+    s = AliasSettings(maps=(Broken(),), warn=warnings.append)
+    [step] = expand(Target(f"a@{HOST}", f"a@{HOST}", "s@x"), s, Seen())
+    assert (step.dsn, step.text) == ("4.3.0", "alias database unavailable")
+
+
+def test_duplicate_filter_limit_stops_remembering():
+    seen = Seen(limit=1)
+    assert (seen("a"), seen("b"), seen("a"), seen("b")) == (False, False, True, False)
