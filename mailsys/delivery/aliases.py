@@ -185,6 +185,13 @@ class AliasSettings:
     owner_of: Callable[[object], int] = _default_owner_of
     user_of: Callable[[int], Privs | None] = lambda uid: _privs_of_uid(uid)
     warn: Callable[[str], None] = lambda text: None
+    # How |command and /file destinations are run (mailsys.delivery.local).
+    default_privs: str = "nobody"
+    time_limit: float = 1000.0
+    shell: str = ""
+    export: tuple[str, ...] = ("TZ", "MAIL_CONFIG", "LANG")
+    expansion_filter: str = ""
+    config_dir: str = ""
 
     @classmethod
     def from_config(cls, cfg, is_here: Callable[[str], bool], warn: Callable[[str], None],
@@ -199,7 +206,11 @@ class AliasSettings:
                    propagate=frozenset(cfg.propagate_unmatched_extensions),
                    commands=frozenset(cfg.allow_mail_to_commands),
                    files=frozenset(cfg.allow_mail_to_files),
-                   dup_limit=cfg.duplicate_filter_limit, is_here=is_here, warn=warn)
+                   dup_limit=cfg.duplicate_filter_limit, is_here=is_here, warn=warn,
+                   default_privs=cfg.default_privs, time_limit=float(cfg.command_time_limit),
+                   shell=cfg.local_command_shell, export=tuple(cfg.export_environment),
+                   expansion_filter=cfg.command_expansion_filter,
+                   config_dir=str(cfg.config_dir))
 
 
 def _privs_of_uid(uid: int) -> Privs | None:

@@ -50,15 +50,20 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import pwd
 from dataclasses import dataclass
 
 from mailsys.delivery import maildir, mbox
-from mailsys.delivery.aliases import (AliasSettings, Command, Failure, File, Forward, Seen, Target,
-                                      expand)
+from mailsys.delivery.aliases import (AliasSettings, Command, Failure, File, Forward, Privs, Seen,
+                                      Target, expand, split_local)
 from mailsys.delivery.aliases import Mailbox as ToMailbox
+from mailsys.delivery.command import (DEFAULT_EXPANSION_FILTER, CommandSpec, command_env,
+                                      run_command)
 from mailsys.delivery.errors import DeliveryError
+from mailsys.delivery.file import deliver_file
 from mailsys.delivery.mailbox import Mailbox, MailboxError, MailboxSettings, find_mailbox
-from mailsys.delivery.mbox_format import mbox_entry
+from mailsys.delivery.maildir import to_lf
+from mailsys.delivery.mbox_format import envelope_line, mbox_entry
 from mailsys.delivery.report import deferred, failed, sent
 from mailsys.ipc.proto.deliver import (BOUNCED, DEFERRED, DeliverRecipient, DeliverRequest,
                                        RecipientResult)
@@ -186,9 +191,64 @@ def plan_local(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
             if result is not None:
                 parts.append((who, result))
         elif isinstance(step, (Command, File)):
-            parts.append((who, deferred(who, "4.3.0", "mail to command or file is not "
-                                        "available yet", relay="local")))
+            parts.append((who, _run(step, who, content, settings, aliases)))
     return RecipientPlan(rcpt, tuple(parts), tuple(forwards))
+
+
+def _copy_header(t: Target) -> bytes:
+    """What local(8)'s mail_copy() puts in front for a command or a file."""
+    lines = [f"Return-Path: <{quote_822_local(t.sender) if t.sender else ''}>"]
+    if t.orig:
+        lines.append(f"X-Original-To: {quote_822_local(t.orig)}")
+    lines.append(f"Delivered-To: {quote_822_local(t.delivered or t.address)}")
+    return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def _privs(step: Command | File, aliases: AliasSettings) -> Privs | None:
+    """The rights to run with: the step's, or $default_privs' (None if unknown)."""
+    if step.privs is not None:
+        return step.privs
+    try:
+        entry = pwd.getpwnam(aliases.default_privs)
+    except KeyError:
+        return None
+    return Privs(entry.pw_uid, entry.pw_gid, entry.pw_name)
+
+
+def _run(step: Command | File, who: DeliverRecipient, content: bytes,
+         settings: MailboxSettings, aliases: AliasSettings) -> RecipientResult:
+    """Run a |command or append to a /file of an alias; its status line."""
+    t = step.target
+    privs = _privs(step, aliases)
+    if privs is None:
+        aliases.warn(f"unknown default_privs user: {aliases.default_privs}")
+        return deferred(who, "4.3.5", "mail system configuration error", relay="local")
+    header = _copy_header(t)
+    try:
+        if isinstance(step, Command):
+            local, user, ext, _, domain = split_local(t.address, aliases.delimiter,
+                                                      aliases.owner_request_special)
+            values = {"LOGNAME": user, "USER": user, "SENDER": t.sender,
+                      "RECIPIENT": t.address, "LOCAL": local, "DOMAIN": domain,
+                      "EXTENSION": ext, "ORIGINAL_RECIPIENT": t.orig}
+            if step.privs is not None:          # not for $default_privs (Postfix)
+                values = {"HOME": privs.home, **values, "SHELL": privs.shell}
+            spec = CommandSpec(step.command, privs.uid, privs.gid,
+                               env=command_env(values, aliases.export, aliases.config_dir,
+                                               aliases.expansion_filter
+                                               or DEFAULT_EXPANSION_FILTER),
+                               shell=aliases.shell, time_limit=aliases.time_limit)
+            message = envelope_line(t.sender) + header + to_lf(content)
+            dsn, text = run_command(spec, message)
+        else:
+            entry = mbox_entry(header, content, t.sender)
+            text = deliver_file(step.path, entry, header, content, privs=(privs.uid, privs.gid),
+                                policy=settings.local_locks, limit=settings.local_limit,
+                                warn=aliases.warn)
+            dsn = "2.0.0"
+    except DeliveryError as e:
+        return failed(who, e.dsn, e.text, relay="local")
+    return sent(who, text, dsn=dsn, relay="local")
 
 
 def plan_request(req: DeliverRequest, content: bytes, settings: MailboxSettings,

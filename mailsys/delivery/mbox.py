@@ -49,6 +49,7 @@ ERRORS
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -153,10 +154,12 @@ def _write_all(fd: int, data: bytes, before: int) -> None:
 
 
 def append(path: Path, data: bytes, *, policy: LockPolicy = LockPolicy(), limit: int = 0,
-           owner: tuple[int, int] | None = None) -> int:
-    """Append data to the mbox file at path (see DESCRIPTION); the offset it starts at."""
+           owner: tuple[int, int] | None = None, take_turns: bool = True) -> int:
+    """Append data to the mbox file at path (see DESCRIPTION); the offset it starts at.
+    take_turns=False: the caller already holds this process's turn for path
+    (a forked child writing for its parent, mailsys.delivery.file)."""
     path = Path(path)
-    with in_process(path, policy):
+    with in_process(path, policy) if take_turns else contextlib.nullcontext():
         lock_file = None
         if "dotlock" in policy.styles and _may_be_regular(path):
             lock_file = dotlock(path, policy)

@@ -4,9 +4,13 @@ through cleanup and out to a sink relayhost."""
 
 from __future__ import annotations
 
+import os
+import pwd
 import re
 import runpy
+import shutil
 import smtplib
+import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -25,16 +29,33 @@ STATUS = r"delay=[\d.]+, delays=[\d.]+/[\d.]+/0/[\d.]+, dsn=2\.0\.0, status=sent
 
 
 @pytest.fixture
-def site(mailsys_instance, tmp_path):
+def out_dir():
+    """Where commands and files of aliases write: the default_privs user
+    (nobody) may not enter pytest's directories."""
+    d = Path(tempfile.mkdtemp(prefix="msal", dir="/tmp"))
+    os.chmod(d, 0o1777)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def site(mailsys_instance, tmp_path, out_dir):
     inst = mailsys_instance
     spool = tmp_path / "spool"
     spool.mkdir()
     members = tmp_path / "members"
     members.write_text("# list members\nfar4@example.net\nalice\n")
+    commands = tmp_path / "commands"
+    commands.write_text(f'"|/bin/sh -c \'cat > {out_dir}/inc.out\'"\n{out_dir}/inc.file\n')
     aliases = tmp_path / "aliases"
     aliases.write_text(f"# aliases(5)\npostmaster: root\nroot: alice\n"
                        f"remote: far@example.net,\n  alice\n"
-                       f"list: :include:{members}\nowner-list: alice\n")
+                       f"list: :include:{members}\nowner-list: alice\n"
+                       f"pipe: \"|/bin/sh -c 'id -u > {out_dir}/pipe.out; env >> "
+                       f"{out_dir}/pipe.out; cat >> {out_dir}/pipe.out'\"\n"
+                       f"tempfail: \"|/bin/sh -c 'echo try later; exit 75'\"\n"
+                       f"file: {out_dir}/file.out\n"
+                       f"incpipe: :include:{commands}\n")
     sink = sinks.SmtpSink()
     with sinks.SinkThread(sink) as sink_port:
         port = inst.free_port()
@@ -114,3 +135,56 @@ def test_include_list_with_owner_forwards_every_member_from_the_owner(site):
     assert b"Delivered-To: list@example.test\r\n" in message.data
     box = (site.spool / "alice").read_bytes()
     assert b"Return-Path: <owner-list@example.test>\n" in box
+
+
+def test_command_gets_the_message_as_default_privs(site, out_dir):
+    qid = send(site, "pipe@example.test")
+    log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+    command = (f"/bin/sh -c 'id -u > {out_dir}/pipe.out; env >> {out_dir}/pipe.out; "
+               f"cat >> {out_dir}/pipe.out'")
+    assert re.search(rf"mailsys/local\[\d+\]: {qid}: to=<pipe@example\.test>, relay=local, "
+                     rf"{STATUS} \(delivered to command: {re.escape(command)}\)", log), log
+    lines = (out_dir / "pipe.out").read_text().splitlines()
+    if os.geteuid() == 0:
+        assert lines[0] == str(pwd.getpwnam("nobody").pw_uid)
+    env = dict(line.split("=", 1) for line in lines[1:] if re.match(r"^[A-Z_]+=", line))
+    for name, value in {"USER": "pipe", "LOGNAME": "pipe", "LOCAL": "pipe",
+                        "DOMAIN": "example.test", "RECIPIENT": "pipe@example.test",
+                        "ORIGINAL_RECIPIENT": "pipe@example.test",
+                        "SENDER": "sender@example.org", "PATH": "/usr/bin:/bin"}.items():
+        assert env.get(name) == value, (name, env)
+    assert "HOME" not in env and "SHELL" not in env      # not for default_privs (Postfix)
+    start = next(i for i, line in enumerate(lines) if line.startswith("From sender@example.org  "))
+    assert lines[start + 1:start + 4] == ["Return-Path: <sender@example.org>",
+                                          "X-Original-To: pipe@example.test",
+                                          "Delivered-To: pipe@example.test"]
+    assert "Subject: to pipe@example.test" in lines and lines[-1] == "hello"
+
+
+def test_command_exit_75_defers_and_file_destination_appends(site, out_dir):
+    qid = send(site, "tempfail@example.test")
+    log = site.inst.wait_log(f"{qid}: to=<tempfail@example.test>", timeout=20)
+    assert re.search(rf"{qid}: to=<tempfail@example\.test>, relay=local, delay=[\d.]+, "
+                     rf"delays=[\d.]+/[\d.]+/0/[\d.]+, dsn=4\.3\.0, status=deferred "
+                     rf"\(temporary failure\. Command output: try later \)", log), log
+    qid = send(site, "file@example.test")
+    log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+    assert re.search(rf"{qid}: to=<file@example\.test>, relay=local, {STATUS} "
+                     rf"\(delivered to file: {re.escape(str(out_dir))}/file\.out\)", log), log
+    data = (out_dir / "file.out").read_bytes()
+    assert data.startswith(b"From sender@example.org  ")
+    assert b"\nX-Original-To: file@example.test\nDelivered-To: file@example.test\n" in data
+    assert data.endswith(b"\nhello\n\n")
+    if os.geteuid() == 0:
+        assert (out_dir / "file.out").stat().st_uid == pwd.getpwnam("nobody").pw_uid
+
+
+def test_include_file_may_not_name_commands_or_files(site, out_dir):
+    qid = send(site, "incpipe@example.test")
+    log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+    for what in ("command", "file"):
+        assert re.search(rf"{qid}: to=<incpipe@example\.test>, relay=local, delay=[\d.]+, "
+                         rf"delays=[\d.]+/[\d.]+/0/[\d.]+, dsn=5\.7\.1, status=bounced "
+                         rf"\(mail to {what} is restricted\)", log), log
+    assert f"{qid}: sender non-delivery notification:" in log
+    assert not (out_dir / "inc.out").exists() and not (out_dir / "inc.file").exists()
