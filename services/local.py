@@ -69,16 +69,18 @@ import trio
 
 from mailsys.config import Config
 from mailsys.delivery.aliases import AliasSettings, Forward
-from mailsys.delivery.local import RecipientPlan, combine, plan_request
+from mailsys.delivery.local import RecipientPlan, combine, mailbox_known, plan_request
 from mailsys.delivery.mailbox import MailboxSettings
 from mailsys.delivery.report import Stopwatch, bounced, deferred, log_status, sent
+from mailsys.ipc import names
 from mailsys.ipc.errors import IpcError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Rejected
-from mailsys.ipc.proto.deliver import PROTOCOL, DeliverRequest, DeliveryStatus, RecipientResult
+from mailsys.ipc.proto.deliver import (DEFERRED, PROTOCOL, DeliverRecipient, DeliverRequest,
+                                       DeliveryStatus, RecipientResult)
 from mailsys.message.qid import new_qid
 from mailsys.qmgr.settings import routing_settings
 from mailsys.queue.store import QueueStore
-from mailsys.routing import AddressClass, resolve
+from mailsys.routing import AddressClass, resolve, split_transport
 from mailsys.runtime import cleanup_client, ipc_io, skeleton
 from mailsys.runtime.handoff import parse_argv
 
@@ -109,7 +111,10 @@ class _State:
         def is_here(address: str) -> bool:
             route = resolve(address, routes)
             return route.address_class is AddressClass.LOCAL and route.transport == transport
-        return dataclasses.replace(self.aliases, is_here=is_here)
+        a, settings = self.aliases, self.settings
+        strict = bool(a.fallback_transport or a.fallback_transport_maps or a.luser_relay)
+        return dataclasses.replace(
+            a, is_here=is_here, knows=lambda address: mailbox_known(address, settings, strict))
 
 
 async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
@@ -126,17 +131,47 @@ async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
     plans = await trio.to_thread.run_sync(plan_request, req, content, state.settings, aliases)
     results = []
     for plan in plans:
-        extra = await forward(req, plan, content, state.cfg)
-        for who, result in plan.parts + extra:
+        handed, unanswered = await hand_over(req, plan, state.cfg)
+        cancel = any(r.status == DEFERRED for _, r in handed + unanswered)
+        extra = await forward(req, plan, content, state.cfg, cancel=cancel)
+        for who, result in plan.parts + unanswered + extra:
             log_status(req, who, result, watch)
-        results.append(combine(plan, extra))
+        results.append(combine(plan, handed + unanswered + extra))
     return DeliveryStatus(req.queue_id, tuple(results))
 
 
-async def forward(req: DeliverRequest, plan: RecipientPlan, content: bytes, cfg: Config
-                  ) -> tuple:
-    """Submit the recipient's forwarded copies; the lines that report them."""
-    if not plan.forwards or plan.deferred:
+async def hand_over(req: DeliverRequest, plan: RecipientPlan, cfg: Config
+                    ) -> tuple[tuple, tuple]:
+    """Pass the recipient to mailbox_transport / fallback_transport, as
+    Postfix's deliver_pass() does: that agent delivers and logs; its results,
+    and the lines for agents that did not answer (logged here)."""
+    handed, unanswered = [], []
+    for p in plan.passes:
+        name, nexthop = split_transport(p.transport)
+        t = p.target
+        who = DeliverRecipient(plan.rcpt.index, t.address, orig=t.orig, orcpt=t.orcpt,
+                               notify=t.notify)
+        request = dataclasses.replace(req, transport=name, nexthop=nexthop or req.nexthop,
+                                      sender=t.sender, recipients=(who,), address_class="")
+        path = names.private_path(cfg.path("queue_directory"), name)
+        try:
+            status = await ipc_io.call(path, request, protocol=PROTOCOL, expect=DeliveryStatus,
+                                       timeout=cfg.ipc_timeout)
+            [result] = [r for r in status.results if r.index == who.index][:1]
+        except (IpcError, ValueError) as e:
+            log.warning(f"{name} transport: {e}", queue_id=req.queue_id)
+            unanswered.append((who, deferred(who, "4.3.0", "mail transport unavailable",
+                                             relay="local")))
+            continue
+        handed.append((who, result))
+    return tuple(handed), tuple(unanswered)
+
+
+async def forward(req: DeliverRequest, plan: RecipientPlan, content: bytes, cfg: Config,
+                  cancel: bool = False) -> tuple:
+    """Submit the recipient's forwarded copies; the lines that report them.
+    Nothing is forwarded when a piece of the recipient was deferred."""
+    if not plan.forwards or plan.deferred or cancel:
         return ()
     groups: dict[tuple[str, str], list[Forward]] = {}
     for f in plan.forwards:

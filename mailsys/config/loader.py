@@ -166,7 +166,7 @@ class Config:
         where = {"file": entry.file if entry else None, "line": entry.line if entry else None,
                  "param": p.name}
         try:
-            expanded = self._expander.expand(text, warnings, (p.name,))
+            expanded = text if p.raw else self._expander.expand(text, warnings, (p.name,))
         except ConfigError as e:
             raise ConfigError(e.message, **where) from None
         try:

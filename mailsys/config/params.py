@@ -51,6 +51,8 @@ class Param:
     unit: str = "s"                 # Time only: the unit of a bare number
     compute: Compute | None = None  # default computed at run time
     choices: tuple[str, ...] = ()   # Str / List: the only words allowed
+    raw: bool = False               # never $name-expanded (Postfix's raw parameters:
+                                    # the program that reads it expands its own names)
 
 
 def _myhostname(value: Callable[[str], str]) -> str:
@@ -180,6 +182,19 @@ _TABLE: tuple[Param, ...] = (
     P("export_environment", List, "TZ MAIL_CONFIG LANG",
       "Environment variables passed to delivery commands"),
     P("local_command_shell", Str, "", "Shell for |command destinations (empty: /bin/sh)"),
+    # mailbox_command and luser_relay are raw, as in Postfix: $EXTENSION in
+    # the one is the shell's, $user in the other local(8)'s.
+    P("mailbox_transport", Str, "", "Transport that local mailbox delivery is handed to"),
+    P("mailbox_transport_maps", List, "",
+      "Lookup tables: user name to the transport of its mailbox delivery"),
+    P("mailbox_command", Str, "", "Command that local mailbox delivery runs as the user",
+      raw=True),
+    P("mailbox_command_maps", List, "", "Lookup tables: user name to its mailbox command"),
+    P("fallback_transport", Str, "", "Transport for local recipients without a mailbox"),
+    P("fallback_transport_maps", List, "",
+      "Lookup tables: user name to the transport for a recipient without a mailbox"),
+    P("luser_relay", Str, "", "Address that mail for unknown local recipients goes to",
+      raw=True),
     P("command_expansion_filter", Str,
       "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
       "Characters allowed in the environment values of delivery commands"),

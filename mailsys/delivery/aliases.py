@@ -63,14 +63,15 @@ from __future__ import annotations
 
 import os
 import pwd
+import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mailsys.config.aliases import split_alias_value
 
-__all__ = ["AliasSettings", "Privs", "Target", "Mailbox", "Forward", "Command", "File", "Failure",
-           "Seen", "expand", "split_local", "MAX_LEVEL"]
+__all__ = ["AliasSettings", "Privs", "Target", "Mailbox", "Forward", "Command", "File", "Pass",
+           "Failure", "Seen", "expand", "split_local", "local_expand", "MAX_LEVEL"]
 
 # Postfix's local(8) gives up on alias nesting deeper than this (alias.c).
 MAX_LEVEL = 100
@@ -135,13 +136,20 @@ class File:
 
 
 @dataclass(frozen=True, slots=True)
+class Pass:
+    """Hand the recipient to another transport (mailbox_transport, fallback_transport)."""
+    target: Target
+    transport: str
+
+
+@dataclass(frozen=True, slots=True)
 class Failure:
     target: Target
     dsn: str
     text: str
 
 
-Step = Mailbox | Forward | Command | File | Failure
+Step = Mailbox | Forward | Command | File | Pass | Failure
 
 
 @dataclass(slots=True)
@@ -185,6 +193,16 @@ class AliasSettings:
     owner_of: Callable[[object], int] = _default_owner_of
     user_of: Callable[[int], Privs | None] = lambda uid: _privs_of_uid(uid)
     warn: Callable[[str], None] = lambda text: None
+    # Mailbox delivery of a user (mailbox.c) and of an unknown one (unknown.c).
+    mailbox_transport: str = ""
+    mailbox_transport_maps: tuple = ()
+    mailbox_command: str = ""
+    mailbox_command_maps: tuple = ()
+    fallback_transport: str = ""
+    fallback_transport_maps: tuple = ()
+    luser_relay: str = ""
+    knows: Callable[[str], bool] = lambda address: True     # has a mailbox here
+    passwd: Callable[[str], Privs | None] = lambda user: _privs_of_name(user)
     # How |command and /file destinations are run (mailsys.delivery.local).
     default_privs: str = "nobody"
     time_limit: float = 1000.0
@@ -210,7 +228,22 @@ class AliasSettings:
                    default_privs=cfg.default_privs, time_limit=float(cfg.command_time_limit),
                    shell=cfg.local_command_shell, export=tuple(cfg.export_environment),
                    expansion_filter=cfg.command_expansion_filter,
-                   config_dir=str(cfg.config_dir))
+                   config_dir=str(cfg.config_dir),
+                   mailbox_transport=cfg.mailbox_transport,
+                   mailbox_transport_maps=tuple(open_table(s) for s in cfg.mailbox_transport_maps),
+                   mailbox_command=cfg.mailbox_command,
+                   mailbox_command_maps=tuple(open_table(s) for s in cfg.mailbox_command_maps),
+                   fallback_transport=cfg.fallback_transport,
+                   fallback_transport_maps=tuple(open_table(s)
+                                                 for s in cfg.fallback_transport_maps),
+                   luser_relay=cfg.luser_relay)
+
+
+def _privs_of_name(user: str) -> Privs | None:
+    try:
+        return Privs.of(pwd.getpwnam(user))
+    except (KeyError, UnicodeError):
+        return None
 
 
 def _privs_of_uid(uid: int) -> Privs | None:
@@ -279,7 +312,65 @@ class _Expansion:
         elif t.exp_type == "include":
             self.forward(t)
         else:
+            self.mailbox(t, local, user)
+
+    # -- mailbox.c, unknown.c ------------------------------------------------------
+
+    def mailbox(self, t: Target, local: str, user: str) -> None:
+        s = self.settings
+        if self.seen("mailbox", local):
+            return
+        transport = self._map_or(s.mailbox_transport_maps, user, s.mailbox_transport, t)
+        if transport is None:
+            return
+        if transport:
+            self.steps.append(Pass(t, transport))
+            return
+        command = self._map_or(s.mailbox_command_maps, user, s.mailbox_command, t)
+        if command is None:
+            return
+        if command:
+            privs = s.passwd(user)
+            if privs is None:
+                self.unknown(t, user)
+            else:
+                self.steps.append(Command(t, command, privs))
+            return
+        if s.knows(t.address):
             self.steps.append(Mailbox(t))
+        else:
+            self.unknown(t, user)
+
+    def unknown(self, t: Target, user: str) -> None:
+        s = self.settings
+        transport = self._map_or(s.fallback_transport_maps, user, s.fallback_transport, t)
+        if transport is None:
+            return
+        if transport:
+            self.steps.append(Pass(t, transport))
+        elif s.luser_relay:
+            local, _, ext, delim, domain = split_local(t.address, s.delimiter,
+                                                      s.owner_request_special)
+            relay = local_expand(s.luser_relay, {
+                "user": user, "local": local, "extension": ext, "domain": domain,
+                "recipient": t.address, "recipient_delimiter": delim or s.delimiter})
+            self.address(replace(t, unmatched=""), relay.strip())
+        else:
+            self.fail(t, "5.1.1", f'unknown user: "{user}"')
+
+    def _map_or(self, tables: tuple, user: str, default: str, t: Target) -> str | None:
+        """The tables' value for user, else default; None when a table broke
+        (the recipient is deferred)."""
+        try:
+            for table in tables:
+                value = table.lookup(user)
+                if value is not None:
+                    return value.strip()
+        except Exception as e:
+            self.settings.warn(f"table lookup error for {user}: {e}")
+            self.fail(t, "4.3.0", "table lookup error")
+            return None
+        return default
 
     # -- alias.c -------------------------------------------------------------------
 
@@ -456,6 +547,27 @@ def _may_read(st: os.stat_result, privs: Privs) -> bool:
     if st.st_gid in groups:
         return bool(st.st_mode & stat.S_IRGRP)
     return bool(st.st_mode & stat.S_IROTH)
+
+
+_MACRO = re.compile(r"\$(?:\{(\w+)(?:([?:])([^}]*))?\}|\((\w+)(?:([?:])([^)]*))?\)|(\w+))")
+
+
+def local_expand(template: str, values: dict[str, str]) -> str:
+    """$name, ${name}, ${name?text} (text when name is not empty) and
+    ${name:text} (text when it is) with local(8)'s names (local_expand(3)):
+    user, local, extension, domain, recipient, recipient_delimiter, home,
+    shell; an unknown name is empty."""
+    def one(m: re.Match) -> str:
+        name = m.group(1) or m.group(4) or m.group(7)
+        op = m.group(2) or m.group(5)
+        text = m.group(3) if m.group(2) else m.group(6)
+        value = values.get(name, "")
+        if op == "?":
+            return local_expand(text, values) if value else ""
+        if op == ":":
+            return "" if value else local_expand(text, values)
+        return value
+    return _MACRO.sub(one, template.replace("$$", "\0")).replace("\0", "$")
 
 
 def expand(target: Target, settings: AliasSettings, seen: Seen,

@@ -26,12 +26,16 @@ DESCRIPTION
         with relay=local or relay=virtual as the address class says.
 
     A local recipient (relay=local) is first expanded through $alias_maps
-    (mailsys.delivery.aliases): each resulting mailbox is written as above
+    (mailsys.delivery.aliases, which also applies mailbox_transport(_maps),
+    mailbox_command(_maps), fallback_transport(_maps) and luser_relay in
+    Postfix's order): each resulting mailbox is written as above
     under the address it was reached as (``to=<alice@host>,
     orig_to=<root@host>``), duplicates once; a ``|command`` or ``/file``
-    destination is run or appended to (mailsys.delivery.command,
-    mailsys.delivery.file); addresses to forward are returned in the plan,
-    for services/local to submit to cleanup, and a failure of one piece is
+    destination, or a mailbox_command, is run or appended to
+    (mailsys.delivery.command, mailsys.delivery.file); addresses to
+    forward and recipients to hand to another transport are returned in
+    the plan, for services/local to submit to cleanup or to pass to that
+    transport's agent, and a failure of one piece is
     logged as that piece's line. plan_request gives, per recipient, every
     line to log and the forwards; combine() folds the pieces into the one
     result qmgr gets: deferred when any piece deferred (the whole
@@ -54,14 +58,15 @@ import pwd
 from dataclasses import dataclass
 
 from mailsys.delivery import maildir, mbox
-from mailsys.delivery.aliases import (AliasSettings, Command, Failure, File, Forward, Privs, Seen,
-                                      Target, expand, split_local)
+from mailsys.delivery.aliases import (AliasSettings, Command, Failure, File, Forward, Pass, Privs,
+                                      Seen, Target, expand, split_local)
 from mailsys.delivery.aliases import Mailbox as ToMailbox
 from mailsys.delivery.command import (DEFAULT_EXPANSION_FILTER, CommandSpec, command_env,
                                       run_command)
 from mailsys.delivery.errors import DeliveryError
 from mailsys.delivery.file import deliver_file
-from mailsys.delivery.mailbox import Mailbox, MailboxError, MailboxSettings, find_mailbox
+from mailsys.delivery.mailbox import (Mailbox, MailboxError, MailboxSettings, find_mailbox,
+                                      split_address)
 from mailsys.delivery.maildir import to_lf
 from mailsys.delivery.mbox_format import envelope_line, mbox_entry
 from mailsys.delivery.report import deferred, failed, sent
@@ -145,10 +150,12 @@ def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
 
 @dataclass(frozen=True, slots=True)
 class RecipientPlan:
-    """One recipient's outcome so far: the lines to log, and what to forward."""
+    """One recipient's outcome so far: the lines to log, what to forward, and
+    what to hand to another transport."""
     rcpt: DeliverRecipient
     parts: tuple[tuple[DeliverRecipient, RecipientResult], ...]
     forwards: tuple[Forward, ...] = ()
+    passes: tuple[Pass, ...] = ()
 
     @property
     def deferred(self) -> bool:
@@ -180,10 +187,13 @@ def plan_local(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
                  notify=rcpt.notify)
     parts: list[tuple[DeliverRecipient, RecipientResult]] = []
     forwards: list[Forward] = []
+    passes: list[Pass] = []
     for step in expand(top, aliases, seen, frozenset(loops)):
         who = _as_logged(rcpt, step.target)
         if isinstance(step, Forward):
             forwards.append(step)
+        elif isinstance(step, Pass):
+            passes.append(step)
         elif isinstance(step, Failure):
             parts.append((who, failed(who, step.dsn, step.text, relay="local")))
         elif isinstance(step, ToMailbox):
@@ -192,7 +202,7 @@ def plan_local(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
                 parts.append((who, result))
         elif isinstance(step, (Command, File)):
             parts.append((who, _run(step, who, content, settings, aliases)))
-    return RecipientPlan(rcpt, tuple(parts), tuple(forwards))
+    return RecipientPlan(rcpt, tuple(parts), tuple(forwards), tuple(passes))
 
 
 def _copy_header(t: Target) -> bytes:
@@ -205,14 +215,37 @@ def _copy_header(t: Target) -> bytes:
 
 
 def _privs(step: Command | File, aliases: AliasSettings) -> Privs | None:
-    """The rights to run with: the step's, or $default_privs' (None if unknown)."""
-    if step.privs is not None:
+    """The rights to run with: the step's, or $default_privs' (None if unknown).
+    Nothing runs as root: root's own mailbox_command gets default_privs' ids."""
+    if step.privs is not None and step.privs.uid != 0 and step.privs.gid != 0:
         return step.privs
     try:
         entry = pwd.getpwnam(aliases.default_privs)
     except KeyError:
         return None
+    if step.privs is not None:
+        return Privs(entry.pw_uid, entry.pw_gid, step.privs.name, step.privs.home,
+                     step.privs.shell)
     return Privs(entry.pw_uid, entry.pw_gid, entry.pw_name)
+
+
+def mailbox_known(address: str, settings: MailboxSettings, passwd_only: bool = False) -> bool:
+    """Whether the local recipient has a mailbox here (find_mailbox says no
+    "unknown user"). mailsys writes a spool mailbox for a name without a
+    password entry where Postfix needs one; passwd_only asks Postfix's
+    question, for when fallback_transport or luser_relay should take such
+    mail."""
+    try:
+        find_mailbox(address, "local", settings)
+    except MailboxError as e:
+        return e.dsn != "5.1.1"
+    if passwd_only:
+        _, user, _ = split_address(address, settings.recipient_delimiter)
+        try:
+            pwd.getpwnam(user)
+        except KeyError:
+            return False
+    return True
 
 
 def _run(step: Command | File, who: DeliverRecipient, content: bytes,

@@ -95,11 +95,10 @@ def test_alias_loop_bounces_at_depth_100_with_a_warning():
 
 def test_duplicates_are_delivered_once():
     steps = run({"dup": "alice, alice, root", "root": "alice"}, f"dup@{HOST}")
-    mailboxes = [s for s in steps if isinstance(s, Mailbox)]
-    # the second alice at the same depth is dropped here; root's alice one level
-    # deeper is dropped by the mailbox writer (one mailbox once per request)
-    assert [s.target.address for s in mailboxes] == [f"alice@{HOST}", f"alice@{HOST}"]
-    assert [s.target.level for s in mailboxes] == [4, 7]
+    # Postfix logged one line: to=<cloudsdk@pfx.test>, orig_to=<dup@pfx.test>.
+    # The second alice at the same depth is the same recipient; root's alice,
+    # one level deeper, the same mailbox.
+    assert view(steps) == [("Mailbox", f"alice@{HOST}", f"dup@{HOST}", "")]
 
 
 def test_delivered_to_loop():
@@ -215,3 +214,61 @@ def test_empty_alias_and_broken_table_defer():
 def test_duplicate_filter_limit_stops_remembering():
     seen = Seen(limit=1)
     assert (seen("a"), seen("b"), seen("a"), seen("b")) == (False, False, True, False)
+
+
+# -- mailbox_transport, mailbox_command, fallback_transport, luser_relay ------------
+
+ALICE = Privs(1000, 1000, "alice", "/home/alice", "/bin/bash")
+
+
+def users(name):
+    return ALICE if name == "alice" else None
+
+
+def test_mailbox_transport_and_its_maps_take_the_mailbox_delivery():
+    steps = run({"root": "alice"}, f"root@{HOST}", mailbox_transport="lmtp:unix:private/dovecot")
+    assert [(type(s).__name__, s.target.address, s.transport) for s in steps] == [
+        ("Pass", f"alice@{HOST}", "lmtp:unix:private/dovecot")]
+    maps = (DictTable("texthash:t", {"bob": "relay:[mx.example]"}),)
+    steps = run({}, f"bob+x@{HOST}", delimiter="+", mailbox_transport="lmtp:x",
+                mailbox_transport_maps=maps)
+    assert steps[0].transport == "relay:[mx.example]"
+
+
+def test_mailbox_command_runs_as_the_user_and_unknown_users_are_unknown():
+    # Postfix: to=<cloudsdk+ext@pfx.test>, ... (delivered to command: CMD), run as the user
+    steps = run({}, f"alice+ext@{HOST}", delimiter="+", mailbox_command="procmail -a $EXTENSION",
+                passwd=users)
+    assert [(type(s).__name__, s.target.address, s.command, s.privs) for s in steps] == [
+        ("Command", f"alice+ext@{HOST}", "procmail -a $EXTENSION", ALICE)]
+    maps = (DictTable("texthash:c", {"alice": "/usr/bin/special"}),)
+    steps = run({}, f"alice@{HOST}", mailbox_command="procmail", mailbox_command_maps=maps,
+                passwd=users)
+    assert steps[0].command == "/usr/bin/special"
+    steps = run({}, f"ghost@{HOST}", mailbox_command="procmail", passwd=users)
+    assert view(steps) == [("Failure", f"ghost@{HOST}", f"ghost@{HOST}",
+                            '5.1.1 unknown user: "ghost"')]
+
+
+def test_unknown_user_goes_to_fallback_transport_or_luser_relay():
+    unknown = dict(knows=lambda address: not address.startswith("ghost"))
+    steps = run({}, f"ghost@{HOST}", fallback_transport="relay:[old.example]", **unknown)
+    assert [(type(s).__name__, s.transport) for s in steps] == [("Pass", "relay:[old.example]")]
+    # Postfix with luser_relay = $user+lost@relay.example: ghost@pfx.test is
+    # "forwarded as X", whose recipient is ghost+lost@relay.example, orig_to=<ghost@pfx.test>
+    steps = run({}, f"ghost@{HOST}", luser_relay="$user+lost@relay.example", **unknown)
+    assert view(steps) == [("Forward", "ghost+lost@relay.example", f"ghost@{HOST}",
+                            "s@example.org")]
+    # a relay address that is local is delivered here
+    steps = run({}, f"ghost@{HOST}", luser_relay="postmaster", **unknown)
+    assert view(steps) == [("Mailbox", f"postmaster@{HOST}", f"ghost@{HOST}", "")]
+    assert view(run({}, f"ghost@{HOST}", **unknown)) == [
+        ("Failure", f"ghost@{HOST}", f"ghost@{HOST}", '5.1.1 unknown user: "ghost"')]
+
+
+def test_local_expand():
+    from mailsys.delivery.aliases import local_expand
+    values = {"user": "bob", "extension": "x", "domain": "h"}
+    assert local_expand("$user@relay", values) == "bob@relay"
+    assert local_expand("${user}${extension?+$extension}@$domain", values) == "bob+x@h"
+    assert local_expand("a${extension:none}b$$", {}) == "anoneb$"

@@ -39,7 +39,8 @@ def out_dir():
 
 
 @pytest.fixture
-def site(mailsys_instance, tmp_path, out_dir):
+def make_site(mailsys_instance, tmp_path, out_dir):
+    """make_site(**main_cf): the master started with these aliases and main.cf additions."""
     inst = mailsys_instance
     spool = tmp_path / "spool"
     spool.mkdir()
@@ -57,19 +58,33 @@ def site(mailsys_instance, tmp_path, out_dir):
                        f"file: {out_dir}/file.out\n"
                        f"incpipe: :include:{commands}\n")
     sink = sinks.SmtpSink()
-    with sinks.SinkThread(sink) as sink_port:
+    sink_thread = sinks.SinkThread(sink)
+    sink_port = sink_thread.__enter__()
+
+    def make(**main):
         port = inst.free_port()
         inst.write_config(
             master_cf=[*MASTER, f"127.0.0.1:{port} inet n - n - - smtpd"],
             main_cf={"relayhost": f"[127.0.0.1]:{sink_port}", "mydestination": "example.test",
                      "myorigin": "example.test", "mynetworks": "127.0.0.0/8",
                      "mail_spool_directory": str(spool), "local_recipient_maps": "",
-                     "alias_database": f"hash:{aliases}", "alias_maps": "$alias_database"})
+                     "alias_database": f"hash:{aliases}", "alias_maps": "$alias_database",
+                     **{k: v.replace("SINK", str(sink_port)) for k, v in main.items()}})
         r = inst.cli("newaliases")
         assert (r.returncode, r.stderr) == (0, "")
         inst.start()
         inst.wait_until(lambda: h.listening(port))
-        yield SimpleNamespace(inst=inst, port=port, spool=spool, sink=sink)
+        return SimpleNamespace(inst=inst, port=port, spool=spool, sink=sink)
+    try:
+        yield make
+    finally:
+        inst.stop()
+        sink_thread.__exit__(None, None, None)
+
+
+@pytest.fixture
+def site(make_site):
+    return make_site()
 
 
 def send(site, rcpt: str, sender: str = "sender@example.org") -> str:
@@ -188,3 +203,58 @@ def test_include_file_may_not_name_commands_or_files(site, out_dir):
                          rf"\(mail to {what} is restricted\)", log), log
     assert f"{qid}: sender non-delivery notification:" in log
     assert not (out_dir / "inc.out").exists() and not (out_dir / "inc.file").exists()
+
+
+def test_mailbox_command_runs_as_the_user_and_root_as_default_privs(make_site, out_dir):
+    out = f"{out_dir}/mc.$USER"
+    command = f"/bin/sh -c 'id -u > {out}; env >> {out}; cat >> {out}'"
+    # main.cf expands $name in a table's spec: $$ keeps the shell's $USER
+    spec = command.replace("$", "$$")
+    site = make_site(mailbox_command_maps=f"inline:{{ {{nobody={spec}}}, {{root={spec}}} }}",
+                     alias_maps="", recipient_delimiter="+")
+    nobody = pwd.getpwnam("nobody")
+    for user in ("nobody", "root"):
+        qid = send(site, f"{user}+ext@example.test")
+        log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+        assert re.search(rf"{qid}: to=<{user}\+ext@example\.test>, relay=local, {STATUS} "
+                         rf"\(delivered to command: {re.escape(command)}\)", log), log
+        lines = (out_dir / f"mc.{user}").read_text().splitlines()
+        if os.geteuid() == 0:
+            assert lines[0] == str(nobody.pw_uid)      # root's command too: never as root
+        env = dict(line.split("=", 1) for line in lines[1:] if re.match(r"^[A-Z_]+=", line))
+        home = pwd.getpwnam(user).pw_dir
+        assert (env["USER"], env["EXTENSION"], env["LOCAL"], env["HOME"]) == (
+            user, "ext", f"{user}+ext", home)
+    # a user the maps do not name still gets her mailbox
+    qid = send(site, "alice@example.test")
+    site.inst.wait_log(f"{qid}: removed", timeout=20)
+    assert (site.spool / "alice").exists()
+
+
+def test_luser_relay_takes_mail_for_users_without_a_password_entry(make_site):
+    site = make_site(luser_relay="$user+lost@relay.example", recipient_delimiter="+")
+    qid = send(site, "ghost@example.test")
+    log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+    found = re.search(rf"{qid}: to=<ghost@example\.test>, relay=local, {STATUS} "
+                      rf"\(forwarded as (\w+)\)", log)
+    assert found, log
+    log = site.inst.wait_log(f"{found.group(1)}: removed", timeout=20)
+    assert re.search(rf"{found.group(1)}: to=<ghost\+lost@relay\.example>, "
+                     rf"orig_to=<ghost@example\.test>, relay=127", log), log
+    assert [m.rcpts for m in site.sink.messages] == [["ghost+lost@relay.example"]]
+    assert not (site.spool / "ghost").exists()
+
+
+def test_mailbox_transport_hands_the_delivery_to_another_agent(make_site):
+    site = make_site(mailbox_transport_maps="inline:{ alice=relay:[127.0.0.1]:SINK }")
+    qid = send(site, "postmaster@example.test")
+    log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+    # the other agent delivers and logs; local logs nothing for it (Postfix deliver_pass)
+    # (the relay service is the smtp program, which logs as smtp)
+    assert re.search(rf"mailsys/smtp\[\d+\]: {qid}: to=<alice@example\.test>, "
+                     rf"orig_to=<postmaster@example\.test>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:\d+, "
+                     rf".*status=sent \(250 ", log), log
+    assert not re.search(rf"local\[\d+\]: {qid}: to=<alice", log), log
+    assert [(m.sender, m.rcpts) for m in site.sink.messages] == [
+        ("sender@example.org", ["alice@example.test"])]
+    assert not (site.spool / "alice").exists()
