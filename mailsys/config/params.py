@@ -195,6 +195,8 @@ _TABLE: tuple[Param, ...] = (
       "Lookup tables: user name to the transport for a recipient without a mailbox"),
     P("luser_relay", Str, "", "Address that mail for unknown local recipients goes to",
       raw=True),
+    P("forward_path", List, "$home/.forward${recipient_delimiter}${extension}, $home/.forward",
+      "Where local delivery looks for a user's .forward file", raw=True),
     P("command_expansion_filter", Str,
       "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
       "Characters allowed in the environment values of delivery commands"),

@@ -54,6 +54,19 @@ DESCRIPTION
       * an alias whose value names nothing is "alias database unavailable"
         (4.3.0, with Postfix's warning), as is a table that cannot be read.
 
+    A local user (a password entry) that no alias took gets the first
+    .forward file on $forward_path (local_expand names: $user, $home,
+    $shell, $recipient, $local, $domain, $extension, $recipient_delimiter;
+    an entry naming an empty one is skipped): a regular file owned by the
+    user or root, not world writable, else skipped with a warning. Its
+    elements expand with type forward and the user's rights; an address
+    of the user herself, or ``\\user``, goes to her mailbox; other local
+    addresses are forwarded (Postfix sets the owner attribute). Then the
+    mailbox (mailbox.c): mailbox_transport(_maps) hands it to another
+    transport, mailbox_command(_maps) runs as the user (needs a password
+    entry), else the mailbox itself; a user without one goes to
+    fallback_transport(_maps), luser_relay, or bounces 5.1.1 unknown user.
+
     Every step carries the recipient as the log line names it: to= the
     address being delivered at that point, orig_to= the original
     recipient (Postfix's SENT_ATTR/BOUNCE_ATTR of that moment).
@@ -71,7 +84,8 @@ from dataclasses import dataclass, field, replace
 from mailsys.config.aliases import split_alias_value
 
 __all__ = ["AliasSettings", "Privs", "Target", "Mailbox", "Forward", "Command", "File", "Pass",
-           "Failure", "Seen", "expand", "split_local", "local_expand", "MAX_LEVEL"]
+           "Failure", "Seen", "expand", "split_local", "local_expand", "local_expand_checked",
+           "MAX_LEVEL"]
 
 # Postfix's local(8) gives up on alias nesting deeper than this (alias.c).
 MAX_LEVEL = 100
@@ -201,6 +215,7 @@ class AliasSettings:
     fallback_transport: str = ""
     fallback_transport_maps: tuple = ()
     luser_relay: str = ""
+    forward_path: tuple[str, ...] = ()
     knows: Callable[[str], bool] = lambda address: True     # has a mailbox here
     passwd: Callable[[str], Privs | None] = lambda user: _privs_of_name(user)
     # How |command and /file destinations are run (mailsys.delivery.local).
@@ -236,7 +251,7 @@ class AliasSettings:
                    fallback_transport=cfg.fallback_transport,
                    fallback_transport_maps=tuple(open_table(s)
                                                  for s in cfg.fallback_transport_maps),
-                   luser_relay=cfg.luser_relay)
+                   luser_relay=cfg.luser_relay, forward_path=tuple(cfg.forward_path))
 
 
 def _privs_of_name(user: str) -> Privs | None:
@@ -296,8 +311,12 @@ class _Expansion:
             return
         if not t.delivered:
             t = replace(t, delivered=t.address)
-        local, user, ext, delim, _ = split_local(t.address, self.settings.delimiter,
-                                                 self.settings.owner_request_special)
+        local, user, ext, delim, domain = split_local(t.address, self.settings.delimiter,
+                                                      self.settings.owner_request_special)
+        if local.startswith("\\"):          # \user: straight to the mailbox
+            t = replace(t, address=t.address[1:])
+            self.mailbox(t, local[1:], user[1:])
+            return
         if not user:
             self.fail(t, "5.1.3", f'null username in "{t.address}"')
             return
@@ -311,8 +330,60 @@ class _Expansion:
             self.forward(t)
         elif t.exp_type == "include":
             self.forward(t)
-        else:
+        elif not self.dotforward(t, local, user, ext, delim, domain):
             self.mailbox(t, local, user)
+
+    # -- dotforward.c --------------------------------------------------------------
+
+    def dotforward(self, t: Target, local: str, user: str, ext: str, delim: str,
+                   domain: str) -> bool:
+        """Expand the user's first .forward file on $forward_path; False when none."""
+        s = self.settings
+        if not s.forward_path:
+            return False
+        if t.exp_type == "forward" and t.exp_from.lower() == user:
+            return False                    # listed in her own .forward: the mailbox
+        privs = s.passwd(user)
+        if privs is None:
+            return False
+        values = {"user": user, "home": privs.home, "shell": privs.shell,
+                  "recipient": t.address, "local": local, "domain": domain,
+                  "extension": ext, "recipient_delimiter": delim if ext else ""}
+        for item in s.forward_path:
+            path, complete = local_expand_checked(item, values)
+            if not complete or not path.startswith("/"):
+                continue                    # an entry that names an unset value is skipped
+            if self.seen("forward file", path):
+                return True
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                s.warn(f"cannot access {path}: {e.strerror}")
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                s.warn(f"file {path} is not a regular file")
+                continue
+            if st.st_uid not in (0, privs.uid):
+                s.warn(f"file {path} has bad owner uid {st.st_uid}")
+                continue
+            if st.st_mode & stat.S_IWOTH:
+                s.warn(f"file {path} is world writable")
+                continue
+            try:
+                text = _read_as(path, privs)
+            except OSError as e:
+                s.warn(f"cannot open {path}: {e.strerror}")
+                continue
+            f = replace(t, exp_type="forward", exp_from=user, privs=privs, owner=user,
+                        unmatched=ext if "forward" in s.propagate else "", delimiter=delim)
+            for line in text.splitlines():
+                stripped = line.strip()
+                if stripped and not stripped.startswith("#"):
+                    self.tokens(f, stripped)
+            return True
+        return False
 
     # -- mailbox.c, unknown.c ------------------------------------------------------
 
@@ -550,6 +621,21 @@ def _may_read(st: os.stat_result, privs: Privs) -> bool:
 
 
 _MACRO = re.compile(r"\$(?:\{(\w+)(?:([?:])([^}]*))?\}|\((\w+)(?:([?:])([^)]*))?\)|(\w+))")
+
+
+def local_expand_checked(template: str, values: dict[str, str]) -> tuple[str, bool]:
+    """local_expand(), and whether every name used unconditionally was set
+    (forward_path skips an entry that names an empty $extension)."""
+    complete = True
+
+    def one(m: re.Match) -> str:
+        nonlocal complete
+        name = m.group(1) or m.group(4) or m.group(7)
+        if not (m.group(2) or m.group(5)) and not values.get(name):
+            complete = False
+        return m.group(0)
+    _MACRO.sub(one, template)
+    return local_expand(template, values), complete
 
 
 def local_expand(template: str, values: dict[str, str]) -> str:

@@ -272,3 +272,62 @@ def test_local_expand():
     assert local_expand("$user@relay", values) == "bob@relay"
     assert local_expand("${user}${extension?+$extension}@$domain", values) == "bob+x@h"
     assert local_expand("a${extension:none}b$$", {}) == "anoneb$"
+
+
+# -- .forward (forward_path) ------------------------------------------------------------
+
+def forward_settings(home, **kw):
+    bob = Privs(65534, 65534, "bob", str(home), "/bin/sh")
+    return {"forward_path": ("$home/.forward${recipient_delimiter}${extension}",
+                             "$home/.forward"),
+            "passwd": lambda user: bob if user == "bob" else None, **kw}
+
+
+def test_dotforward_like_postfix(tmp_path):
+    # Postfix 3.7 with "\cloudsdk, far6@example.net", a |command and "cloudsdk" again:
+    # the mailbox once, the command as the user, one forward with orig_to=<cloudsdk@...>.
+    (tmp_path / ".forward").write_text('\\bob, far6@example.net\n"|/usr/bin/vacation bob"\nbob\n')
+    steps = run({}, f"bob@{HOST}", **forward_settings(tmp_path))
+    assert view(steps) == [("Mailbox", f"bob@{HOST}", f"bob@{HOST}", ""),
+                           ("Forward", "far6@example.net", f"bob@{HOST}", "s@example.org"),
+                           ("Command", f"bob@{HOST}", f"bob@{HOST}", "/usr/bin/vacation bob")]
+    assert steps[2].privs.name == "bob"
+
+
+def test_dotforward_with_extension_and_fallbacks(tmp_path):
+    (tmp_path / ".forward").write_text("plain@example.net\n")
+    (tmp_path / ".forward+list").write_text("list@example.net\n")
+    s = forward_settings(tmp_path, delimiter="+")
+    assert view(run({}, f"bob+list@{HOST}", **s))[0][1] == "list@example.net"
+    assert view(run({}, f"bob+other@{HOST}", **s))[0][1] == "plain@example.net"
+    assert view(run({}, f"bob@{HOST}", **s))[0][1] == "plain@example.net"
+    # an alias comes first; a user without a password entry has no .forward
+    assert view(run({"bob": "carol"}, f"bob@{HOST}", **s))[0][:2] == ("Mailbox", f"carol@{HOST}")
+    assert view(run({}, f"carol@{HOST}", **s)) == [("Mailbox", f"carol@{HOST}", f"carol@{HOST}", "")]
+
+
+@pytest.mark.parametrize("mode, owner, warning", [
+    (0o646, None, "file {p} is world writable"),
+    (0o644, 1234, "file {p} has bad owner uid 1234"),
+])
+def test_unsafe_dotforward_is_ignored_with_a_warning(tmp_path, mode, owner, warning):
+    p = tmp_path / ".forward"
+    p.write_text("far@example.net\n")
+    os.chmod(p, mode)
+    if owner is not None:
+        if os.geteuid() != 0:
+            pytest.skip("needs root to give the file away")
+        os.chown(p, owner, owner)
+    warnings = []
+    steps = run({}, f"bob@{HOST}", warnings=warnings,
+                **forward_settings(tmp_path, forward_path=("$home/.forward",)))
+    assert view(steps) == [("Mailbox", f"bob@{HOST}", f"bob@{HOST}", "")]
+    assert warnings == [warning.format(p=p)]
+
+
+def test_commands_in_dotforward_follow_allow_mail_to_commands(tmp_path):
+    (tmp_path / ".forward").write_text('"|/bin/true"\n/tmp/bob.copy\n')
+    steps = run({}, f"bob@{HOST}", commands=frozenset({"alias"}), files=frozenset({"alias"}),
+                **forward_settings(tmp_path))
+    assert [s.text for s in steps] == ["mail to command is restricted",
+                                       "mail to file is restricted"]

@@ -258,3 +258,28 @@ def test_mailbox_transport_hands_the_delivery_to_another_agent(make_site):
     assert [(m.sender, m.rcpts) for m in site.sink.messages] == [
         ("sender@example.org", ["alice@example.test"])]
     assert not (site.spool / "alice").exists()
+
+
+def test_dotforward_on_forward_path(make_site, out_dir):
+    forward = out_dir / "nobody.forward"
+    forward.write_text(f'\\nobody, far6@example.net\n"|/bin/sh -c \'id -u > {out_dir}/fwd.out\'"\n'
+                       f"nobody\n")
+    os.chmod(forward, 0o644)
+    site = make_site(forward_path=f"{out_dir}/$user.forward${{recipient_delimiter}}${{extension}}, "
+                                  f"{out_dir}/$user.forward")
+    qid = send(site, "nobody@example.test")
+    log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+    lines = [line for line in log.splitlines() if f"local[" in line and f"{qid}: to=" in line]
+    # as Postfix 3.7 logged the same .forward: mailbox once, the command, the forward
+    assert [re.sub(r".*status=", "", line) for line in lines[:2]] == [
+        "sent (delivered to mailbox)",
+        f"sent (delivered to command: /bin/sh -c 'id -u > {out_dir}/fwd.out')"]
+    assert all(f"{qid}: to=<nobody@example.test>, relay=local," in line for line in lines), lines
+    found = re.search(r"status=sent \(forwarded as (\w+)\)", lines[2])
+    assert found and len(lines) == 3, lines
+    log = site.inst.wait_log(f"{found.group(1)}: removed", timeout=20)
+    assert re.search(rf"{found.group(1)}: to=<far6@example\.net>, orig_to=<nobody@example\.test>, "
+                     rf"relay=127", log), log
+    assert (site.spool / "nobody").read_bytes().count(b"\nSubject: to nobody@example.test\n") == 1
+    if os.geteuid() == 0:
+        assert (out_dir / "fwd.out").read_text().strip() == str(pwd.getpwnam("nobody").pw_uid)
