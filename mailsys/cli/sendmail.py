@@ -24,7 +24,7 @@ DESCRIPTION
                  (full, hdrs) and ENVID.
     -B type      7BIT or 8BITMIME.
     -C dir       another configuration directory.
-    Other Sendmail options (-o*, -v, -m, -n, -x, -U, -G, -I, -L, -O, -X,
+    Other Sendmail options (-o*, -v, -m, -n, -x, -U, -G, -L, -O, -X,
     -h, -p, -c, -e) are accepted and ignored, as Postfix's sendmail does.
     Addresses without a domain get @$myorigin (append_at_myorigin).
 
@@ -36,8 +36,10 @@ DESCRIPTION
     flushes the mail for one site (postqueue -s site); -qINTERVAL (a
     Sendmail daemon's queue run interval) is accepted and ignored.
 
-    Not supported (exit 64 with one line): -bi and -I (no alias database
-    to build: alias_maps are read as they are), -bv.
+    -bi (and -I) builds the alias tables of $alias_database, as newaliases
+    does (mailsys.cli.postalias).
+
+    Not supported (exit 64 with one line): -bv.
 
     The queue ID line is logged as Postfix's pickup logs it, under the tag
     "<syslog_name>/pickup" so that pflogsumm counts the message as
@@ -91,6 +93,9 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         from mailsys.cli import postqueue
         return postqueue.main(opts["queue"], opts.get("C", config_dir),
                               "mailq" if opts["queue"] == ["-p"] else "postqueue")
+    if opts.get("b") == "i":
+        from mailsys.cli.postalias import newaliases
+        return newaliases([], opts.get("C", config_dir))
     cfg = load(opts.get("C", config_dir))
     if opts.get("b") == "s":
         from mailsys.cli.sendmail_bs import smtp_session
@@ -184,7 +189,10 @@ def _parse(argv: list[str]) -> dict:
         if key == "b" and value == "p":
             opts["queue"] = ["-p"]
             continue
-        if key == "b" and value not in ("m", "d", "D", "s"):
+        if key == "I":
+            opts["b"] = "i"
+            continue
+        if key == "b" and value not in ("m", "d", "D", "s", "i"):
             raise UsageError(f"-b{value} is not supported by mailsys sendmail")
         if key == "b":
             opts["b"] = value

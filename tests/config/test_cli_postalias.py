@@ -55,3 +55,13 @@ def test_newaliases_compiles_alias_database(confdir, tmp_path, run_cli):
 def test_newaliases_with_nothing_to_do(confdir, run_cli):
     r = run_cli(confdir(""), "newaliases")
     assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+
+
+def test_sendmail_bi_and_I_are_newaliases(confdir, tmp_path, run_cli):
+    src = tmp_path / "aliases"
+    d = confdir(f"alias_database = hash:{src}\nalias_maps = $alias_database\n")
+    for flag in ("-bi", "-I"):
+        src.write_text(f"root: {flag}\n")
+        r = run_cli(d, "sendmail", flag)
+        assert (r.returncode, r.stderr) == (0, "")
+        assert run_cli(d, "postalias", "-q", "root", f"hash:{src}").stdout == f"{flag}\n"
