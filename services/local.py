@@ -194,7 +194,9 @@ async def _submit_copy(req: DeliverRequest, rcpt, delivered: str, sender: str,
                                           notify=f.target.notify, orig=f.target.orig)
                          for f in members),
         content=b"Delivered-To: " + delivered.encode("utf-8", "surrogateescape") + eol + content,
-        arrival_time=time.time(), origin="local", protocol="local",
+        arrival_time=time.time(), origin="local", protocol=req.client_protocol or "local",
+        client_name=req.client_name, client_addr=req.client_addr, helo=req.client_helo,
+        sasl_method=req.sasl_method, sasl_user=req.sasl_user,
         envid="" if reset else req.envid, ret="" if reset else req.ret,
         body_type=req.body_type, smtputf8=req.smtputf8)
     try:

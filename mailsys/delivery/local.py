@@ -201,7 +201,7 @@ def plan_local(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
             if result is not None:
                 parts.append((who, result))
         elif isinstance(step, (Command, File)):
-            parts.append((who, _run(step, who, content, settings, aliases)))
+            parts.append((who, _run(req, step, who, content, settings, aliases)))
     return RecipientPlan(rcpt, tuple(parts), tuple(forwards), tuple(passes))
 
 
@@ -248,7 +248,7 @@ def mailbox_known(address: str, settings: MailboxSettings, passwd_only: bool = F
     return True
 
 
-def _run(step: Command | File, who: DeliverRecipient, content: bytes,
+def _run(req: DeliverRequest, step: Command | File, who: DeliverRecipient, content: bytes,
          settings: MailboxSettings, aliases: AliasSettings) -> RecipientResult:
     """Run a |command or append to a /file of an alias; its status line."""
     t = step.target
@@ -263,7 +263,10 @@ def _run(step: Command | File, who: DeliverRecipient, content: bytes,
                                                       aliases.owner_request_special)
             values = {"LOGNAME": user, "USER": user, "SENDER": t.sender,
                       "RECIPIENT": t.address, "LOCAL": local, "DOMAIN": domain,
-                      "EXTENSION": ext, "ORIGINAL_RECIPIENT": t.orig}
+                      "EXTENSION": ext, "ORIGINAL_RECIPIENT": t.orig,
+                      "CLIENT_HOSTNAME": req.client_name, "CLIENT_ADDRESS": req.client_addr,
+                      "CLIENT_HELO": req.client_helo, "CLIENT_PROTOCOL": req.client_protocol,
+                      "SASL_METHOD": req.sasl_method, "SASL_USERNAME": req.sasl_user}
             if step.privs is not None:          # not for $default_privs (Postfix)
                 values = {"HOME": privs.home, **values, "SHELL": privs.shell}
             spec = CommandSpec(step.command, privs.uid, privs.gid,

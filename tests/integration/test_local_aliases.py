@@ -166,7 +166,9 @@ def test_command_gets_the_message_as_default_privs(site, out_dir):
     for name, value in {"USER": "pipe", "LOGNAME": "pipe", "LOCAL": "pipe",
                         "DOMAIN": "example.test", "RECIPIENT": "pipe@example.test",
                         "ORIGINAL_RECIPIENT": "pipe@example.test",
-                        "SENDER": "sender@example.org", "PATH": "/usr/bin:/bin"}.items():
+                        "SENDER": "sender@example.org", "PATH": "/usr/bin:/bin",
+                        "CLIENT_ADDRESS": "127.0.0.1", "CLIENT_HELO": "c.example",
+                        "CLIENT_PROTOCOL": "ESMTP"}.items():
         assert env.get(name) == value, (name, env)
     assert "HOME" not in env and "SHELL" not in env      # not for default_privs (Postfix)
     start = next(i for i, line in enumerate(lines) if line.startswith("From sender@example.org  "))

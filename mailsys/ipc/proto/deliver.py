@@ -55,7 +55,9 @@ class DeliverRequest:
     # entry's client (the original one when a content filter forwarded it),
     # the queue ID to forward as IDENT (upstream's, else this entry's; ""
     # for mail that did not come in over SMTP) and the rewrite context
-    # ("local"/"remote").
+    # ("local"/"remote"). The local agent exports the client, HELO,
+    # protocol and SASL login to commands and passes them on with a
+    # forwarded copy, as Postfix's delivery request carries them.
     client_name: str = ""
     client_addr: str = ""
     client_port: int = 0
@@ -63,6 +65,8 @@ class DeliverRequest:
     client_protocol: str = ""
     log_ident: str = ""
     rewrite_context: str = ""
+    sasl_method: str = ""
+    sasl_user: str = ""
 
 
 @message("deliver_result", version=1)
