@@ -171,6 +171,11 @@ def run(program: str, handler: Callable[..., Awaitable[None]], *, mode: str = "s
     status = 0
     try:
         trio.run(daemon.main, pre_init, post_init, loop, on_reload)
+    except ConfigError as e:
+        # A table the configuration names is missing or bad: one line, as
+        # Postfix's "fatal: open database ...", not a traceback.
+        log.critical(str(e))
+        status = 1
     except Exception:
         log.critical(f"{program}: unexpected error", exc_info=True)
         status = 1

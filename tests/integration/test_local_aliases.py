@@ -285,3 +285,21 @@ def test_dotforward_on_forward_path(make_site, out_dir):
     assert (site.spool / "nobody").read_bytes().count(b"\nSubject: to nobody@example.test\n") == 1
     if os.geteuid() == 0:
         assert (out_dir / "fwd.out").read_text().strip() == str(pwd.getpwnam("nobody").pw_uid)
+
+
+def test_a_table_never_built_is_one_fatal_line(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config(master_cf=[*MASTER, f"127.0.0.1:{port} inet n - n - - smtpd"],
+                      main_cf={"mydestination": "example.test",
+                               "alias_maps": f"hash:{tmp_path}/aliases"})
+    inst.start()
+    with pytest.raises(smtplib.SMTPServerDisconnected):
+        with smtplib.SMTP("127.0.0.1", port, timeout=5) as s:
+            s.ehlo("c.example")
+    # as Postfix: "fatal: open database /etc/aliases.db: No such file or directory"
+    log = inst.wait_log(f"fatal: open database {tmp_path}/aliases.lmdb: No such file or directory "
+                        f"(hash:{tmp_path}/aliases is read from {tmp_path}/aliases.lmdb: "
+                        f'build it with "mailsys postmap hash:{tmp_path}/aliases", or '
+                        f'"mailsys postalias hash:{tmp_path}/aliases" for an aliases file)')
+    assert "Traceback" not in log and "unexpected error" not in log
