@@ -303,3 +303,16 @@ def test_a_table_never_built_is_one_fatal_line(mailsys_instance, tmp_path):
                         f'build it with "mailsys postmap hash:{tmp_path}/aliases", or '
                         f'"mailsys postalias hash:{tmp_path}/aliases" for an aliases file)')
     assert "Traceback" not in log and "unexpected error" not in log
+
+
+def test_newaliases_takes_effect_without_a_reload(site, tmp_path):
+    aliases = tmp_path / "aliases"
+    aliases.write_text(aliases.read_text().replace("remote: far@example.net,\n  alice\n",
+                                                   "remote: bob\n"))
+    r = site.inst.cli("newaliases")
+    assert (r.returncode, r.stderr) == (0, "")
+    qid = send(site, "remote@example.test")
+    log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+    assert re.search(rf"{qid}: to=<bob@example\.test>, orig_to=<remote@example\.test>, "
+                     rf"relay=local, {STATUS} \(delivered to mailbox\)", log), log
+    assert site.sink.messages == [] and not (site.spool / "alice").exists()
