@@ -113,8 +113,8 @@ class Target:
     orig: str                       # the original recipient ("" after an owner- reset)
     sender: str
     delivered: str = ""             # the Delivered-To: address of a forwarded copy
-    owner: str = ""                 # set: addresses are forwarded, not delivered here
-    exp_type: str = ""              # "", "alias", "include"
+    owner: str = ""                 # owner-, :include: or .forward: addresses are forwarded
+    exp_type: str = ""              # "", "alias", "include", "forward"
     exp_from: str = ""              # the alias this target came from
     level: int = 0
     privs: Privs | None = None      # None: root-owned source, $default_privs at delivery
