@@ -65,7 +65,6 @@ from dataclasses import dataclass
 
 import trio
 
-from mailsys.cli.sendmail import cleanup_path
 from mailsys.config import Config
 from mailsys.errors import NoSuchEntry
 from mailsys.ipc.errors import IpcError, IpcUnavailable
@@ -76,6 +75,7 @@ from mailsys.message.envelope import Envelope, Notify, RcptState, Recipient
 from mailsys.message.qid import new_qid
 from mailsys.queue import Queue, QueueStore
 from mailsys.runtime import ipc_io
+from mailsys.runtime.cleanup_client import cleanup_path
 
 # Where an entry may be when its old copy is removed: qmgr may have moved
 # it meanwhile (deferred -> active, active -> deferred).
