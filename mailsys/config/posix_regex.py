@@ -210,7 +210,7 @@ class _Translator:
                 self.i += 1
                 pieces.append(_Piece("."))
             elif ch == "[":
-                text, self.i = _bracket(s, self.i + 1, self.newline)
+                text, self.i = _bracket(s, self.i + 1, self.newline, self.icase)
                 pieces.append(_Piece(text))
             elif ch == "\\":
                 pieces.append(self.escape())
@@ -334,7 +334,8 @@ class _Translator:
                 num = int(ch) if num == -1 else min(_DUP_MAX + 1, num * 10 + int(ch))
 
 
-def _bracket(source: str, i: int, newline: bool = False) -> tuple[str, int]:
+def _bracket(source: str, i: int, newline: bool = False,
+             icase: bool = False) -> tuple[str, int]:
     """The bracket expression starting at source[i] (after "["): its Python
     set, and the index after its closing "]". With newline (REG_NEWLINE) a
     non-matching list does not match a newline. Ranges are checked as glibc
@@ -358,6 +359,11 @@ def _bracket(source: str, i: int, newline: bool = False) -> tuple[str, int]:
             return "".join(out), i
         if i + 1 < n and source[i] == "-" and source[i + 1] != "]":
             end_kind, end, i = _element(source, i + 1, False)
+            if icase and kind == "char" and end_kind == "char":
+                # REG_ICASE: glibc folds both ends to upper case first (as
+                # it folds the subject), so [a-A] is A-A, [A-_] is A-_ and
+                # [Z-a] is backwards.
+                value, end = value.upper(), end.upper()
             if kind != "char" or end_kind != "char" or ord(end) < ord(value):
                 raise ValueError(_ERANGE)
             if i + 1 < n and source[i] == "-" and source[i + 1] != "]":
