@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PURE = ["mailsys.config", "mailsys.smtp", "mailsys.message", "mailsys.policy",
+PURE = ["mailsys.config", "mailsys.smtp", "mailsys.message", "mailsys.policy", "mailsys.milter",
         "mailsys.sasl", "mailsys.ipc", "mailsys.routing",
         "mailsys.maillog.event", "mailsys.maillog.postfix", "mailsys.maillog.jsonl"]
 BANNED = ["trio", "socket", "ssl", "OpenSSL", "lmdb"]

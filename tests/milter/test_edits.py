@@ -1,0 +1,56 @@
+"""Milter changes applied to a message: the header indexes as Postfix's
+cleanup_milter.c counts them, untouched headers byte for byte."""
+
+from mailsys.milter import protocol as p
+from mailsys.milter.edits import MilterMessage, apply, envelope_changes, strip_brackets
+
+CONTENT = (b"Received: from a\r\n\tby b; Fri, 27 Nov 2026\r\n"
+           b"Subject: one\r\nX-Tag: 1\r\nx-tag: 2\r\n\r\nbody line\r\n")
+
+
+def test_parse_and_round_trip():
+    msg = MilterMessage.parse(CONTENT)
+    assert [h.name for h in msg.headers] == ["Received", "Subject", "X-Tag", "x-tag"]
+    assert msg.milter_headers()[0] == ("Received", "from a\n\tby b; Fri, 27 Nov 2026")
+    assert msg.milter_headers(leading_space=True)[1] == ("Subject", " one")
+    assert msg.body == b"body line\r\n"
+    assert msg.content() == CONTENT
+
+
+def test_header_changes():
+    msg = apply(MilterMessage.parse(CONTENT), [
+        p.AddHeader("X-Added", "a\n\tfolded"),
+        p.InsertHeader(0, "X-Top", "t"),
+        p.ChangeHeader(2, "X-TAG", "two"),
+        p.ChangeHeader(1, "Subject", ""),
+        p.ChangeHeader(1, "X-Missing", "m"),
+        p.ChangeHeader(3, "X-Tag", ""),          # no third one: nothing
+    ])
+    assert msg.content() == (b"X-Top: t\r\nReceived: from a\r\n\tby b; Fri, 27 Nov 2026\r\n"
+                             b"X-Tag: 1\r\nx-tag: two\r\nX-Added: a\r\n\tfolded\r\n"
+                             b"X-Missing: m\r\n\r\nbody line\r\n")
+
+
+def test_insert_beyond_the_end_appends():
+    msg = apply(MilterMessage.parse(CONTENT), [p.InsertHeader(99, "X-Last", "l")])
+    assert msg.headers[-1].name == "X-Last"
+
+
+def test_body_replacement_joins_pieces_with_crlf():
+    msg = apply(MilterMessage.parse(CONTENT), [p.ReplaceBody(b"new\nbo"), p.ReplaceBody(b"dy\n")])
+    assert msg.body == b"new\r\nbody\r\n"
+
+
+def test_marked_header_left_out():
+    msg = MilterMessage.parse(CONTENT)
+    from dataclasses import replace
+    msg = replace(msg, headers=(replace(msg.headers[0], mark="ours"),) + msg.headers[1:])
+    assert msg.content(without_mark="ours").startswith(b"Subject: one\r\n")
+
+
+def test_envelope_changes_accumulate():
+    env = envelope_changes([p.AddRecipient("<c@x>"), p.DeleteRecipient("<b@x>")])
+    env = envelope_changes([p.ChangeSender("<s@x>"), p.Quarantine("why")], env)
+    assert env.added == (p.AddRecipient("<c@x>"),) and env.deleted == ("<b@x>",)
+    assert env.sender == p.ChangeSender("<s@x>") and env.quarantine == "why"
+    assert strip_brackets(" <c@x> ") == "c@x" and strip_brackets("c@x") == "c@x"
