@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from mailsys import __version__
 from mailsys.config import host, interfaces
 from mailsys.config.values import Bool, Int, List, Size, Str, Time, ValueType, split_list
 
@@ -232,6 +233,8 @@ _TABLE: tuple[Param, ...] = (
       "Name servers as address[:port] for DNS lookups (mailsys); empty means /etc/resolv.conf"),
     # --- names and paths ---
     P("mail_name", Str, "mailsys", "Mail system name shown in the greeting and Received headers"),
+    P("mail_version", Str, "", "The mail system's version (read-only; milters see it in {v})",
+      compute=lambda value: __version__),
     P("mail_owner", Str, "mailsys", "Account that owns the queue and runs unprivileged daemons"),
     P("config_directory", Str, "", "Directory holding main.cf and master.cf (default: the one read)"),
     P("daemon_directory", Str, "services",
@@ -547,6 +550,34 @@ _TABLE: tuple[Param, ...] = (
       "Read the body as plain text: no MIME part or attached message headers are looked at"),
     P("body_checks", List, "", "Tables of patterns matched against each body line (cleanup)"),
     P("body_checks_size_limit", Size, "51200", "Bytes of each body part body_checks looks at", min=0),
+    # --- milters (Postfix MILTER_README; postconf(5) milter_*) ---
+    P("smtpd_milters", List, "", "Milter applications for mail received with SMTP"),
+    P("non_smtpd_milters", List, "", "Milter applications for mail not received with SMTP"),
+    P("milter_protocol", Int, "6", "The Sendmail milter protocol version offered", min=2, max=6),
+    P("milter_default_action", Str, "tempfail",
+      "What to do when a milter fails: accept, reject, tempfail or quarantine",
+      choices=("accept", "reject", "tempfail", "quarantine")),
+    P("milter_connect_timeout", Time, "30s", "Time limit to connect to a milter and negotiate",
+      min=1),
+    P("milter_command_timeout", Time, "30s", "Time limit for a milter's reply to a command",
+      min=1),
+    P("milter_content_timeout", Time, "300s",
+      "Time limit to send message content to a milter and read its end-of-message reply", min=1),
+    P("milter_connect_macros", Str, "j {daemon_name} {daemon_addr} v _",
+      "Macros sent to milters with the client connection"),
+    P("milter_helo_macros", Str, "{tls_version} {cipher} {cipher_bits} {cert_subject} {cert_issuer}",
+      "Macros sent to milters with HELO/EHLO"),
+    P("milter_mail_macros", Str,
+      "i {auth_type} {auth_authen} {auth_author} {mail_addr} {mail_host} {mail_mailer}",
+      "Macros sent to milters with MAIL FROM"),
+    P("milter_rcpt_macros", Str, "i {rcpt_addr} {rcpt_host} {rcpt_mailer}",
+      "Macros sent to milters with RCPT TO"),
+    P("milter_data_macros", Str, "i", "Macros sent to milters with DATA"),
+    P("milter_end_of_header_macros", Str, "i", "Macros sent to milters at the end of the headers"),
+    P("milter_end_of_data_macros", Str, "i", "Macros sent to milters at the end of the message"),
+    P("milter_unknown_command_macros", Str, "", "Macros sent to milters with an unknown command"),
+    P("milter_macro_daemon_name", Str, "$myhostname", "The {daemon_name} macro value"),
+    P("milter_macro_v", Str, "$mail_name $mail_version", "The {v} macro value"),
 )
 del P
 

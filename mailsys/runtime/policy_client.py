@@ -42,6 +42,7 @@ GUARANTEES
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,8 +179,8 @@ class PolicyClients:
                 reply = await _read_reply(conn, stale=kept)
             except (OSError, trio.BrokenResourceError, trio.ClosedResourceError) as e:
                 if kept and not conn.buffer:
-                    raise _Stale(_why(e)) from None     # reset by a server that had closed it
-                raise _Failed(_why(e)) from None
+                    raise _Stale(os_error_text(e)) from None     # reset by a server that had closed it
+                raise _Failed(os_error_text(e)) from None
             conn.requests += 1
             conn.used = time.monotonic()
             action = _action(reply)
@@ -212,8 +213,8 @@ class PolicyClients:
             else:
                 raise _Failed(f"unsupported endpoint \"{s.endpoint}\" (use inet: or unix:)")
         except (OSError, ValueError) as e:
-            log.warning(f"connect to {s.name}: {_why(e)}")
-            raise _Failed(_why(e)) from None
+            log.warning(f"connect to {s.name}: {os_error_text(e)}")
+            raise _Failed(os_error_text(e)) from None
         now = time.monotonic()
         return _Connection(stream, opened=now, used=now)
 
@@ -265,14 +266,22 @@ def _one_line(value: object) -> str:
     return str(value).replace("\r", " ").replace("\n", " ")
 
 
-def _why(e: BaseException) -> str:
+def os_error_text(e: BaseException) -> str:
     """The system's words for a failure ("Connection refused"), as Postfix's %m."""
     cause: BaseException | None = e
     while cause is not None:
+        if isinstance(cause, OSError) and cause.errno:
+            # The system's text for the number: trio words its own
+            # strerror ("Error connecting to ...: Connection refused").
+            return os.strerror(cause.errno)
         if isinstance(cause, OSError) and cause.strerror:
             return cause.strerror
+        if isinstance(cause, BaseExceptionGroup) and cause.exceptions:
+            # trio's open_tcp_stream: "all attempts to connect ... failed",
+            # each attempt's own error inside.
+            return os_error_text(cause.exceptions[0])
         cause = cause.__cause__ or cause.__context__
     return str(e) or type(e).__name__
 
 
-__all__ = ["PolicyClients", "ServiceSettings"]
+__all__ = ["PolicyClients", "ServiceSettings", "os_error_text"]

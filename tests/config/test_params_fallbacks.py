@@ -27,6 +27,7 @@ DIFFERENT_ON_PURPOSE = {
     "local_recipient_maps", "alias_maps",            # table types mailsys lacks
     "alias_database",                                # empty like alias_maps: nothing under /etc
     "mail_name", "mail_owner", "syslog_name",        # "mailsys"
+    "mail_version",                                  # mailsys's own version
     "config_directory", "daemon_directory", "queue_directory", "data_directory", "maillog_file",
     "dns_nameservers", "smtpd_sasl_users_file",      # mailsys only
     "full_name_encoding_charset",                    # Postfix 3.8

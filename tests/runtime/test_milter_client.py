@@ -1,0 +1,164 @@
+"""MilterSession against a real milter on loopback (tests/integration/milter_peer.py,
+written from the protocol description without mailsys.milter), one that is down
+and one that never answers."""
+
+from __future__ import annotations
+
+import functools
+import runpy
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import trio
+from structlog.testing import capture_logs
+
+from mailsys.milter import protocol as p
+from mailsys.milter.edits import MilterMessage
+from mailsys.runtime.milter import (DEFAULT_REJECT_REPLY, REJECT_REPLY, TEMPFAIL_REPLY,
+                                    MilterSession, MilterSettings, MilterSpec, _parse)
+from mailsys.milter.conversation import macro_lists
+from mailsys.smtp import Reply
+
+pytestmark = pytest.mark.timeout(30)
+
+MilterPeer = runpy.run_path(str(Path(__file__).parents[1] / "integration" / "milter_peer.py"))["MilterPeer"]
+
+MACROS = macro_lists({"milter_connect_macros": "j {daemon_name} v _",
+                      "milter_mail_macros": "i {mail_addr}", "milter_rcpt_macros": "i {rcpt_addr}",
+                      "milter_data_macros": "i", "milter_end_of_data_macros": "i"})
+
+
+def trio_test(fn):
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return trio.run(functools.partial(fn, *args, **kwargs))
+    return wrapper
+
+
+def settings(*endpoints: str, default_action="tempfail", timeout=5.0) -> MilterSettings:
+    base = MilterSpec("", timeout, timeout, timeout, default_action, 6)
+    return MilterSettings(tuple(_parse(e, base, "smtpd_milters") for e in endpoints), MACROS,
+                          "mx.example")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CONNECT_MACROS = {"j": "mx.example", "daemon_name": "mx.example", "v": "mailsys 0.1.0",
+                  "_": "unknown [127.0.0.1]"}
+
+
+def test_per_milter_settings_override_main_cf():
+    s = settings("inet:127.0.0.1:1, default_action=accept, command_timeout=7s, protocol=4")
+    spec = s.milters[0]
+    assert (spec.endpoint, spec.default_action, spec.command_timeout, spec.protocol) == \
+        ("inet:127.0.0.1:1", "accept", 7.0, 4)
+    with capture_logs() as logs:
+        spec = settings("inet:127.0.0.1:1, default_action=bounce").milters[0]
+    assert spec.default_action == "tempfail"
+    assert "bad default_action" in logs[0]["event"]
+
+
+@pytest.mark.parametrize("action,expected", [
+    ("tempfail", TEMPFAIL_REPLY), ("reject", DEFAULT_REJECT_REPLY), ("accept", None),
+    ("quarantine", "hold")])
+@trio_test
+async def test_milter_down_answers_its_default_action(action, expected):
+    port = free_port()
+    session = MilterSession(settings(f"inet:127.0.0.1:{port}", default_action=action), Path("/"))
+    with capture_logs() as logs:
+        verdict = await session.connect("unknown", "127.0.0.1", 4000, CONNECT_MACROS)
+        later = await session.rcpt(("<b@example.org>",), {})
+    await session.aclose()
+    assert logs[0]["event"] == f"connect to Milter service inet:127.0.0.1:{port}: Connection refused"
+    assert logs[0]["log_level"] == "warning"
+    for v in (verdict, later):
+        if expected is None:
+            assert v is None
+        elif expected == "hold":
+            assert v.kind == "hold"
+        else:
+            assert v.kind == "reply" and v.reply == expected
+
+
+@trio_test
+async def test_conversation_with_a_real_milter():
+    peer = MilterPeer(rcpt={"bad@example.org": "r", "busy@example.org": "y452 4.3.1 Slow down",
+                            "odd@example.org": "y550 no enhanced code"},
+                      eom_add=[("X-Milter", "seen")],
+                      eom_swap_rcpt=("b@example.org", "c@example.org"))
+    with peer.running() as port:
+        session = MilterSession(settings(f"inet:127.0.0.1:{port}"), Path("/"))
+        assert await session.connect("unknown", "127.0.0.1", 4000, CONNECT_MACROS) is None
+        assert await session.helo("client.example", {}) is None
+        assert await session.mail(("<a@example.org>", "SIZE=10"), {"mail_addr": "a@example.org"}) is None
+        v = await session.rcpt(("<bad@example.org>",), {"rcpt_addr": "bad@example.org"})
+        assert v.reply == REJECT_REPLY == Reply(550, "5.7.1", "Command rejected")
+        v = await session.rcpt(("<busy@example.org>",), {})
+        assert v.reply == Reply(452, "4.3.1", "Slow down")
+        v = await session.rcpt(("<odd@example.org>",), {})
+        assert v.reply == Reply(550, None, "no enhanced code")
+        assert await session.rcpt(("<b@example.org>",), {"i": "QID1", "rcpt_addr": "b@example.org"}) is None
+        assert await session.data({"i": "QID1"}) is None
+        msg = MilterMessage.parse(b"Subject: hi\r\nFrom: a@example.org\r\n\r\nline\r\n")
+        outcome = await session.message(msg, {"i": "QID1"})
+        await session.abort()
+        await session.aclose()
+    assert outcome.verdict is None and outcome.changed
+    assert outcome.message.content() == (b"Subject: hi\r\nFrom: a@example.org\r\n"
+                                         b"X-Milter: seen\r\n\r\nline\r\n")
+    assert outcome.envelope.deleted == ("<b@example.org>",)
+    assert [a.address for a in outcome.envelope.added] == ["<c@example.org>"]
+    codes = [c for c, _ in peer.seen]
+    assert codes[:3] == [b"O", b"D", b"C"]
+    assert peer.seen[2][1] == b"[127.0.0.1]\x004\x0f\xa0127.0.0.1\x00"
+    assert peer.macros(b"C") == {"j": "mx.example", "{daemon_name}": "mx.example",
+                                 "v": "mailsys 0.1.0", "_": "unknown [127.0.0.1]"}
+    assert peer.macros(b"R") == {"i": "QID1", "{rcpt_addr}": "b@example.org"}
+    assert (b"M", b"<a@example.org>\x00SIZE=10\x00") in peer.seen
+    assert peer.headers() == [("Subject", "hi"), ("From", "a@example.org")]
+    assert (b"B", b"line\r\n") in peer.seen
+    assert codes[-2:] == [b"A", b"Q"]
+
+
+@trio_test
+async def test_end_of_message_reject_keeps_no_changes_and_later_milters_are_not_asked():
+    first = MilterPeer(eom="y554 5.7.1 Spam", eom_add=[("X-A", "1")])
+    second = MilterPeer()
+    with first.running() as p1, second.running() as p2:
+        session = MilterSession(settings(f"inet:127.0.0.1:{p1}", f"inet:127.0.0.1:{p2}"), Path("/"))
+        await session.connect("host.example", "127.0.0.1", 1, {})
+        await session.mail(("<a@x>",), {})
+        outcome = await session.message(MilterMessage.parse(b"A: b\r\n\r\n"), {})
+        await session.aclose()
+    assert outcome.verdict.reply == Reply(554, "5.7.1", "Spam")
+    assert not outcome.changed
+    assert b"E" not in [c for c, _ in second.seen] and b"M" in [c for c, _ in second.seen]
+
+
+@trio_test
+async def test_silent_milter_times_out_to_default_action():
+    async def silent(stream):
+        await stream.receive_some(100)      # the OPTNEG
+        await stream.send_all(p.encode(p.ReplyCode.OPTNEG,
+                                       b"\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00\x00"))
+        await trio.sleep(10)
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, silent, 0, host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        session = MilterSession(settings(f"inet:127.0.0.1:{port}", timeout=0.3), Path("/"))
+        with capture_logs() as logs:
+            verdict = await session.connect("h", "127.0.0.1", 1, {})
+            again = await session.mail(("<a@x>",), {})
+        await session.aclose()
+        nursery.cancel_scope.cancel()
+    assert verdict.reply == TEMPFAIL_REPLY and again.reply == TEMPFAIL_REPLY
+    assert [e["event"] for e in logs] == [
+        f"milter inet:127.0.0.1:{port}: can't read SMFIC_CONNECT reply packet header: "
+        "Connection timed out"]
