@@ -57,6 +57,7 @@ from mailsys.policy.restrictions import Restrictions
 from mailsys.routing import first_lookup
 from mailsys.runtime import ipc_io
 from mailsys.runtime.anvil_client import AnvilClient
+from mailsys.runtime.milter import MilterSettings
 from mailsys.runtime.policy_client import PolicyClients
 from mailsys.runtime.smtpd_dns import HostLookups, SmtpdDns
 from mailsys.sasl.server import SaslServer
@@ -165,6 +166,9 @@ class SmtpdServer:
     # (base_settings, its variant for bare-newline exclusions): built once,
     # not for every session of a client in $mynetworks.
     _bare_newline_excused: tuple[Settings, Settings] | None = None
+    # smtpd_milters; None when there are none (or receive_override_options
+    # has no_milters), so that a session without milters pays nothing.
+    milters: MilterSettings | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, service: str) -> "SmtpdServer":
@@ -252,6 +256,7 @@ class SmtpdServer:
             require_client_cert=bool(cfg.smtpd_tls_req_ccert) and level == "encrypt",
             queue_dir=queue_dir,
             queue_minfree=cfg.queue_minfree,
+            milters=_milter_settings(cfg),
         )
 
     def settings(self, name: str = "unknown", addr: str = "") -> Settings:
@@ -331,6 +336,12 @@ def _optional_matcher(cfg: Any, name: str) -> ClientMatcher | None:
     # only, ".example.com" its subdomains.
     return ClientMatcher.compile(items, param=name, opener=lambda spec: open_table(spec, cfg),
                                  parent=False)
+
+
+def _milter_settings(cfg: Any) -> MilterSettings | None:
+    if not cfg.smtpd_milters or "no_milters" in cfg.receive_override_options:
+        return None
+    return MilterSettings.from_config(cfg, "smtpd_milters")
 
 
 def _tls_context(cfg: Any) -> Any:

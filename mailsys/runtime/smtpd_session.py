@@ -94,6 +94,7 @@ from mailsys.policy.restrictions import (Decision, DnsStatus, HostRecords, NeedP
                                          NeedRecords, PolicyContext, note_log_text)
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
+from mailsys.runtime.smtpd_milters import SmtpdMilters
 from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime.smtpd_auth import SessionAuth
 from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
@@ -201,6 +202,22 @@ def _peer(stream: trio.abc.Stream) -> tuple[str, int]:
     return "127.0.0.1", 0       # a Unix-domain client is this host
 
 
+def _read_all(content: tempfile.SpooledTemporaryFile | None) -> bytes:
+    if content is None:
+        return b""
+    content.seek(0)
+    return content.read()
+
+
+def _local_addr(stream: trio.abc.Stream) -> str:
+    """This end's address ({daemon_addr}), "" when it cannot be had."""
+    try:
+        name = stream.socket.getsockname()
+    except (AttributeError, OSError):
+        return ""
+    return name[0] if isinstance(name, tuple) else ""
+
+
 def _reply(decision: Decision) -> Reply:
     return Reply(decision.code, decision.enhanced or None, decision.text)
 
@@ -245,6 +262,7 @@ class Session:
         self.pipelining_noted = False
         self.tls_refused = False        # closed after the handshake on purpose: no "lost connection"
         self.content: tempfile.SpooledTemporaryFile | None = None
+        self.milters: SmtpdMilters | None = None      # smtpd_milters, when there are any
         self._reset()
 
     def _reset(self) -> None:
@@ -295,8 +313,20 @@ class Session:
                     return
             if not server.restrictions.delay_reject:
                 await self._check_client()
-            self._ended(await pump.run(server.greeting))
+            greeting = server.greeting
+            if server.milters is not None:
+                self.milters = SmtpdMilters(self, server.milters, server.cfg,
+                                            _local_addr(pump.stream))
+                refusal = await self.milters.connect()
+                if refusal is not None and refusal.closes:
+                    await pump.send_greeting(refusal)
+                    return
+                greeting = refusal or greeting
+            self._ended(await pump.run(greeting))
         finally:
+            if self.milters is not None:
+                with trio.CancelScope(shield=True):
+                    await self.milters.aclose()
             if self.anvil_addr is not None:   # a shielded scope only when there is something to wait for
                 with trio.CancelScope(shield=True):
                     await server.anvil.disconnect(server.service, self.anvil_addr)
@@ -378,14 +408,22 @@ class Session:
             case EndOfData():
                 return await self._end_of_data(event)
             case DataRejected():
+                if self.milters is not None:
+                    await self.milters.end_transaction()
                 return self._data_rejected(event)
             case Helo():
                 refusal = await self._helo(event)
+                if self.milters is not None:
+                    await self.milters.end_transaction()
+                    if refusal is None:
+                        refusal = await self.milters.helo(event)
                 if refusal is None:
                     self._reset()           # as the core does on a 250
                     self.forwarded = None
                 return refusal
             case Rset():
+                if self.milters is not None:
+                    await self.milters.end_transaction()
                 self._reset()
                 self.forwarded = None
                 return None
@@ -437,9 +475,12 @@ class Session:
 
     def _log_reject(self, command: str, reply: str, *, sender: str | None,
                     recipient: str | None, helo: str | None = None,
-                    queue_id: str | None = None, proto: str | None = None) -> None:
+                    queue_id: str | None = None, proto: str | None = None,
+                    action: str | None = None) -> None:
         queue_id = queue_id or self.qid
         where = {"queue_id": queue_id} if queue_id else {"noqueue": True}
+        if action is not None:                  # "milter-reject", "milter-hold", ...
+            where["action"] = action
         log.info("reject", command=command, client=self.namaddr, reply=reply, sender=sender,
                  recipient=recipient, proto=proto or self.conn.protocol,
                  # "" for none: the session has forgotten its HELO (XCLIENT)
@@ -595,6 +636,8 @@ class Session:
             self._log_reject("MAIL", str(replies.INSUFFICIENT_STORAGE), sender=event.address,
                              recipient=None)
             return replies.INSUFFICIENT_STORAGE
+        if self.milters is not None:
+            await self.milters.end_transaction()
         self._reset()                           # the transaction's state starts here
         if not server.restrictions.delay_reject:
             ctx = self._context(sender=event.address)
@@ -603,6 +646,10 @@ class Session:
             if not decision.accepted:
                 self._log_reject("MAIL", decision.reply, sender=event.address, recipient=None)
                 return _reply(decision)
+        if self.milters is not None:
+            refusal = await self.milters.mail(event)
+            if refusal is not None:
+                return refusal
         self.mail = event
         return None
 
@@ -623,6 +670,10 @@ class Session:
                 self._log_reject("RCPT", decision.reply, sender=self.mail.address,
                                  recipient=event.address)
                 return _reply(decision)
+        if self.milters is not None and not self.actions.discard:
+            refusal = await self.milters.rcpt(event)
+            if refusal is not None:
+                return refusal
         if self.qid is None:
             self.qid = new_qid()
             log.info("client", queue_id=self.qid, client=self.namaddr,
@@ -638,13 +689,13 @@ class Session:
         self._new_content(None)
         r = self.server.restrictions
         if not r.lists.get("smtpd_data_restrictions"):
-            return None
+            return await self.milters.data() if self.milters is not None else None
         assert self.mail is not None
         ctx = self._context(sender=self.mail.address, recipient=self.last_rcpt)
         decision = await self._decide(r.evaluate_data, ctx, "DATA")
         self._log_notes(decision, ctx, "DATA")
         if decision.accepted:
-            return None
+            return await self.milters.data() if self.milters is not None else None
         self._log_reject("DATA", decision.reply, sender=self.mail.address, recipient=self.last_rcpt)
         return _reply(decision)
 
@@ -706,11 +757,30 @@ class Session:
                                                                actions, event.size)
                 if refusal is not None:
                     return refusal
+            if self.milters is not None:
+                self._stop_clock()
+                done = await self.milters.end_of_message(qid, mail.address, recipients,
+                                                         last_rcpt, _read_all(content))
+                if done.refusal is not None:
+                    return done.refusal
+                if done.content is not None:
+                    if content is not None:
+                        content.close()
+                    content = tempfile.SpooledTemporaryFile(SPOOL_OVER, dir=self.server.queue_dir)
+                    content.write(done.content)
+                if done.sender != mail.address:
+                    mail = dataclasses.replace(mail, address=done.sender)
+                recipients = done.recipients
+                for action, wanted in (("hold", done.hold), ("discard", done.discard)):
+                    if wanted:
+                        actions.take(action, "")
             return await self._queue(event, mail, qid, bdat, recipients, last_rcpt, content,
                                      actions, forwarded, source)
         finally:
             if content is not None:
                 content.close()
+            if self.milters is not None:
+                await self.milters.end_transaction()
 
     async def _end_of_data_restrictions(self, mail: MailFrom, qid: str,
                                         recipients: tuple[CleanupRecipient, ...],

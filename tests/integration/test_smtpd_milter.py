@@ -1,0 +1,153 @@
+"""smtpd_milters through a real master: a milter written in the test
+(milter_peer.py) that refuses, answers its own reply, edits the message and
+its envelope, one that is down, and OpenDKIM signing."""
+
+from __future__ import annotations
+
+import runpy
+import smtplib
+import socket
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+here = Path(__file__).parent
+sinks = SimpleNamespace(**runpy.run_path(str(here / "smtpsink.py")))
+h = SimpleNamespace(**runpy.run_path(str(here / "smtpd_helpers.py")))
+MilterPeer = runpy.run_path(str(here / "milter_peer.py"))["MilterPeer"]
+
+MASTER_CF = ["cleanup unix - - n - 0 cleanup", "qmgr unix n - n 300 1 qmgr",
+             "bounce unix - - n - 0 bounce", "smtp unix - - n - - smtp"]
+
+
+def start(inst, sink_port: int, **main_cf: str) -> int:
+    port = inst.free_port()
+    inst.write_config(master_cf=MASTER_CF + [f"127.0.0.1:{port} inet n - n - - smtpd"],
+                      main_cf={"relayhost": f"[127.0.0.1]:{sink_port}", "mydestination": "",
+                               "mynetworks": "127.0.0.0/8", **main_cf})
+    inst.start()
+    inst.wait_until(lambda: h.listening(port))
+    return port
+
+
+def test_milter_refuses_replies_and_edits_the_message(mailsys_instance):
+    inst = mailsys_instance
+    peer = MilterPeer(rcpt={"reject@example.com": "r", "custom@example.com": "y553 5.7.1 Go away"},
+                      eom_add=[("X-Milter", "seen")],
+                      eom_swap_rcpt=("change@example.com", "changed@example.com"))
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            s.mail("a@example.org")
+            assert s.rcpt("reject@example.com") == (550, b"5.7.1 Command rejected")
+            assert s.rcpt("custom@example.com") == (553, b"5.7.1 Go away")
+            assert s.rcpt("change@example.com")[0] == 250
+            assert s.rcpt("b@example.com")[0] == 250
+            qid = h.qid_of(s.data(b"Subject: milter\r\nFrom: a@example.org\r\n\r\nhello\r\n")[1])
+        inst.wait_until(lambda: len(sink.messages) == 1, timeout=20)
+    [msg] = sink.messages
+    assert sorted(msg.rcpts) == ["b@example.com", "changed@example.com"]
+    head = msg.data.split(b"\r\n\r\n", 1)[0]
+    assert b"\r\nX-Milter: seen" in head and head.startswith(b"Received: ")
+    assert msg.data.endswith(b"hello\r\n")
+    log = inst.log_text()
+    assert ("NOQUEUE: milter-reject: RCPT from localhost[127.0.0.1]: 550 5.7.1 Command rejected; "
+            "from=<a@example.org> to=<reject@example.com> proto=ESMTP helo=<client.example>\n") in log
+    assert "553 5.7.1 Go away; from=<a@example.org> to=<custom@example.com>" in log
+    # The milter saw the message under its queue ID, the headers as sent.
+    assert peer.macros(b"E") == {"i": qid}
+    assert peer.headers()[:2] == [("Subject", "milter"), ("From", "a@example.org")]
+
+
+def test_end_of_message_reject_and_quarantine(mailsys_instance):
+    inst = mailsys_instance
+    peer = MilterPeer(eom="y554 5.7.1 Spam not welcome")
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            s.mail("a@example.org")
+            s.rcpt("b@example.com")
+            assert s.data(b"Subject: spam\r\n\r\nbuy\r\n") == (554, b"5.7.1 Spam not welcome"), \
+                inst.log_text()
+            peer.eom, peer.eom_quarantine = "c", "looks odd"
+            s.mail("a@example.org")
+            s.rcpt("b@example.com")
+            held = h.qid_of(s.data(b"Subject: odd\r\n\r\nhmm\r\n")[1])
+        line = inst.wait_log("milter-hold: END-OF-MESSAGE", timeout=10)
+    log = inst.log_text()
+    assert "milter-reject: END-OF-MESSAGE from " in log
+    assert ": 5.7.1 Spam not welcome; from=<a@example.org> to=<b@example.com> proto=ESMTP " \
+           "helo=<client.example>" in log
+    assert f"{held}: milter-hold: END-OF-MESSAGE from " in line
+    assert "milter triggers HOLD action; from=<a@example.org> to=<b@example.com>" in line
+    mailq = inst.cli("postqueue", "-p").stdout
+    assert f"{held}!" in mailq
+    assert sink.messages == []
+
+
+def dialog(port: int, *commands: str) -> list[str]:
+    """The greeting and the last line of each reply, over a plain socket."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        replies = sock.makefile("rb")
+
+        def reply() -> str:
+            while True:
+                line = replies.readline().decode().rstrip("\r\n")
+                if line[3:4] != "-":
+                    return line
+        out = [reply()]
+        for command in commands:
+            sock.sendall(command.encode() + b"\r\n")
+            out.append(reply())
+    return out
+
+
+@pytest.mark.parametrize("action,greeting,mail", [
+    ("tempfail", "220", "451 4.7.1 Service unavailable - try again later"),
+    ("reject", "554 mx.example.test ESMTP not accepting connections", "550 5.5.0 Service unavailable"),
+    ("accept", "220", "250 2.1.0 Ok")])
+def test_milter_down_follows_milter_default_action(mailsys_instance, action, greeting, mail):
+    # Postfix 3.7.11 with a milter down, seen live: the reject action
+    # makes the greeting a 554 but the session goes on; EHLO is answered
+    # (and the refusal logged); MAIL gets the default action's reply.
+    inst = mailsys_instance
+    down = inst.free_port()
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{down}",
+                     milter_default_action=action, myhostname="mx.example.test")
+        replies = dialog(port, "EHLO client.example", "MAIL FROM:<a@example.org>", "QUIT")
+        log = inst.wait_log("quit=1", timeout=10)
+    assert replies[0].startswith(greeting)
+    assert replies[1].startswith("250 ") and replies[2] == mail
+    assert f"warning: connect to Milter service inet:127.0.0.1:{down}: Connection refused" in log
+    if action == "accept":
+        assert "milter-reject" not in log
+    else:
+        text = mail
+        assert "NOQUEUE: milter-reject: CONNECT from " in log
+        assert f": {text}; proto=SMTP\n" in log                            # CONNECT
+        assert f": {text}; proto=SMTP helo=<client.example>" in log        # EHLO, logged only
+        assert f": {text}; from=<a@example.org> proto=ESMTP helo=<client.example>" in log
+
+
+def test_per_milter_default_action_overrides(mailsys_instance):
+    inst = mailsys_instance
+    down = inst.free_port()
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port:
+        port = start(inst, sink_port, milter_default_action="tempfail",
+                     smtpd_milters=f"{{ inet:127.0.0.1:{down}, default_action=accept }}")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            assert s.mail("a@example.org")[0] == 250
+            assert s.rcpt("b@example.com")[0] == 250
+            s.data(b"Subject: through\r\n\r\nok\r\n")
+        inst.wait_until(lambda: len(sink.messages) == 1, timeout=20)
