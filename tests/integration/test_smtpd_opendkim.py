@@ -1,0 +1,92 @@
+"""OpenDKIM as an smtpd milter through a real master: the message that
+reaches the relay carries OpenDKIM's DKIM-Signature, and the signature
+verifies against the key OpenDKIM signed with (dkim_check.py: RFC 6376
+canonicalization and RSA-SHA256, the public key from the test, not DNS)."""
+
+from __future__ import annotations
+
+import runpy
+import smtplib
+import subprocess
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+
+pytestmark = pytest.mark.integration
+
+here = Path(__file__).parent
+sinks = SimpleNamespace(**runpy.run_path(str(here / "smtpsink.py")))
+h = SimpleNamespace(**runpy.run_path(str(here / "smtpd_helpers.py")))
+dkim = SimpleNamespace(**runpy.run_path(str(here / "dkim_check.py")))
+
+MESSAGE = (b"From: Alice <alice@dkim.example>\r\nTo: bob@remote.example\r\n"
+           b"Subject: signed by OpenDKIM\r\nDate: Fri, 27 Nov 2026 17:00:00 +0000\r\n"
+           b"Message-ID: <dkim-test-1@dkim.example>\r\n\r\n"
+           b"Hello,  this body   has odd spacing \r\nand two lines.\r\n\r\n\r\n")
+
+
+@pytest.fixture
+def opendkim(tmp_path, mailsys_instance):
+    """OpenDKIM signing for dkim.example on a loopback port: (port, public key PEM)."""
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    subprocess.run(["opendkim-genkey", "-D", str(keys), "-d", "dkim.example", "-s", "test",
+                    "-b", "1024"], check=True, capture_output=True)
+    private = keys / "test.private"
+    public = serialization.load_pem_private_key(private.read_bytes(), None).public_key() \
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    port = mailsys_instance.free_port()
+    conf = tmp_path / "opendkim.conf"
+    conf.write_text(f"Syslog no\nSocket inet:{port}@127.0.0.1\nDomain dkim.example\n"
+                    f"Selector test\nKeyFile {private}\nMode s\nCanonicalization relaxed/simple\n"
+                    f"RequireSafeKeys false\nPidFile {tmp_path / 'opendkim.pid'}\n")
+    proc = subprocess.Popen(["opendkim", "-f", "-x", str(conf)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 10
+        while not h.listening(port):
+            assert proc.poll() is None, proc.stdout.read().decode()
+            assert time.monotonic() < deadline, "opendkim did not listen"
+            time.sleep(0.05)
+        yield port, public
+    finally:
+        # OpenDKIM lingers for seconds on SIGTERM; nothing of it is kept.
+        proc.kill()
+        proc.wait(10)
+        proc.stdout.close()
+
+
+def test_opendkim_signs_and_the_signature_verifies(mailsys_instance, opendkim):
+    inst = mailsys_instance
+    milter_port, public = opendkim
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port:
+        port = inst.free_port()
+        inst.write_config(
+            master_cf=["cleanup unix - - n - 0 cleanup", "qmgr unix n - n 300 1 qmgr",
+                       "bounce unix - - n - 0 bounce", "smtp unix - - n - - smtp",
+                       f"127.0.0.1:{port} inet n - n - - smtpd"],
+            main_cf={"relayhost": f"[127.0.0.1]:{sink_port}", "mydestination": "",
+                     "mynetworks": "127.0.0.0/8",
+                     "smtpd_milters": f"inet:127.0.0.1:{milter_port}",
+                     "milter_default_action": "tempfail"})
+        inst.start()
+        inst.wait_until(lambda: h.listening(port))
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            s.mail("alice@dkim.example")
+            s.rcpt("bob@remote.example")
+            code, _ = s.data(MESSAGE)
+            assert code == 250, inst.log_text()
+        inst.wait_until(lambda: len(sink.messages) == 1, timeout=20)
+    data = sink.messages[0].data
+    assert b"\r\nDKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=dkim.example;" in data, data
+    tags = dkim.verify(data, public)
+    assert tags["d"] == "dkim.example" and tags["s"] == "test"
+    assert "from" in tags["h"].lower().split(":")
+    # One changed byte in the body no longer verifies: the check can fail.
+    with pytest.raises(AssertionError):
+        dkim.verify(data.replace(b"two lines", b"two  lines!"), public)
