@@ -42,15 +42,18 @@ class Header:
     name: str
     value: str                  # after "name:", folded lines joined by "\n"
     raw: bytes | None = None    # the original bytes (with CRLF), None for a new header
-    mark: str = ""              # a caller's tag (the Received: header the MTA adds)
+    added: bool = False         # added by a milter (not changed from one received)
+
+    def text(self) -> str:
+        """The header as one str, folded lines joined by "\\n"."""
+        value = self.value.replace("\r\n", "\n").replace("\r", "\n")
+        sep = ":" if value[:1] in (" ", "\t") else ": "
+        return self.name + sep + value
 
     def encode(self) -> bytes:
         if self.raw is not None:
             return self.raw
-        value = self.value.replace("\r\n", "\n").replace("\r", "\n")
-        sep = ":" if value[:1] in (" ", "\t") else ": "
-        return (self.name + sep + value).replace("\n", "\r\n").encode("utf-8",
-                                                                     "surrogateescape") + b"\r\n"
+        return self.text().replace("\n", "\r\n").encode("utf-8", "surrogateescape") + b"\r\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +96,24 @@ class MilterMessage:
             out.append((h.name, value))
         return out
 
-    def content(self, *, without_mark: str = "") -> bytes:
-        """Header and body as bytes; headers tagged without_mark left out."""
-        head = b"".join(h.encode() for h in self.headers if not (without_mark and h.mark == without_mark))
+    def content(self) -> bytes:
+        """Header and body as bytes."""
+        head = b"".join(h.encode() for h in self.headers)
         return head + b"\r\n" + self.body if self.body or self.headers else self.body
+
+    def split_top(self) -> tuple[tuple[str, ...], "MilterMessage"]:
+        """The headers milters put above every received one, as text, and
+        the rest. Postfix does not show milters its own Received: header,
+        which sits just above the first header received: a header inserted
+        at index 0 lands above it (seen live with Postfix 3.7.11), where
+        cleanup puts smtpd's PREPEND headers too."""
+        n = 0
+        while n < len(self.headers) and self.headers[n].added:
+            n += 1
+        if n == 0 or n == len(self.headers):       # no received header to be above
+            return (), self
+        top = tuple(h.text() for h in self.headers[:n])
+        return top, MilterMessage(self.headers[n:], self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +135,9 @@ def apply(msg: MilterMessage, mods: tuple[object, ...] | list[object]) -> Milter
     for mod in mods:
         match mod:
             case p.AddHeader(name, value):
-                headers.append(Header(name, value))
+                headers.append(Header(name, value, added=True))
             case p.InsertHeader(index, name, value):
-                headers.insert(min(index, len(headers)), Header(name, value))
+                headers.insert(min(index, len(headers)), Header(name, value, added=True))
             case p.ChangeHeader(index, name, value):
                 wanted = max(index, 1)
                 seen = 0
@@ -129,13 +146,13 @@ def apply(msg: MilterMessage, mods: tuple[object, ...] | list[object]) -> Milter
                         seen += 1
                         if seen == wanted:
                             if value:
-                                headers[i] = Header(h.name, value, mark=h.mark)
+                                headers[i] = Header(h.name, value, added=h.added)
                             else:
                                 del headers[i]
                             break
                 else:
                     if value:
-                        headers.append(Header(name, value))
+                        headers.append(Header(name, value, added=True))
             case p.ReplaceBody(chunk):
                 if body_pieces is None:
                     body_pieces = []

@@ -76,6 +76,7 @@ class MessageResult:
     sender: str
     recipients: tuple[CleanupRecipient, ...]
     content: bytes | None            # None: unchanged
+    prepend: tuple[str, ...] = ()    # header lines to go above the Received: header
     hold: bool = False
     discard: bool = False
 
@@ -194,8 +195,9 @@ class SmtpdMilters:
             self._log("END-OF-MESSAGE", Verdict("hold"), sender=sender, recipient=shown,
                       queue_id=qid)
         added = tuple(CleanupRecipient(strip_brackets(a.address)) for a in env.added)
+        top, rest = outcome.message.split_top()
         return MessageResult(None, new_sender, kept + added,
-                             outcome.message.content() if outcome.changed else None,
+                             rest.content() if outcome.changed else None, prepend=top,
                              hold=hold, discard=verdict is not None and verdict.kind == "discard")
 
     async def end_transaction(self) -> None:

@@ -774,6 +774,8 @@ class Session:
                 for action, wanted in (("hold", done.hold), ("discard", done.discard)):
                     if wanted:
                         actions.take(action, "")
+                for line in done.prepend:
+                    actions.take("prepend", line)
             return await self._queue(event, mail, qid, bdat, recipients, last_rcpt, content,
                                      actions, forwarded, source)
         finally:

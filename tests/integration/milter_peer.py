@@ -13,8 +13,10 @@ every reply), answers each step "continue" unless scripted:
     connect, helo, mail  reply letter ("r", "t", "a", "d") or "y<code text>"
                          for every such step
     rcpt                 {address: reply} per recipient
+    data                 reply to DATA
     eom                  reply at end of message ("c" default); before it
                          the scripted modifications: eom_add (headers),
+                         eom_insert / eom_change ((index, name, value) each),
                          eom_swap_rcpt (delete one recipient, add another),
                          eom_quarantine (a reason), eom_body (new body)
 
@@ -49,6 +51,9 @@ class MilterPeer:
     eom_swap_rcpt: tuple | None = None
     eom_quarantine: str = ""
     eom_body: bytes = b""
+    eom_insert: list = field(default_factory=list)     # (index, name, value)
+    eom_change: list = field(default_factory=list)     # (index, name, value); "" deletes
+    data: str = "c"
     seen: list = field(default_factory=list)
     connections: int = 0
 
@@ -71,6 +76,10 @@ class MilterPeer:
             return self._verdict(self.rcpt.get(addr, "c"))
         if code == b"E":
             out = b"".join(_packet(b"h", _z(n, v)) for n, v in self.eom_add)
+            out += b"".join(_packet(b"i", struct.pack(">I", i) + _z(n, v))
+                            for i, n, v in self.eom_insert)
+            out += b"".join(_packet(b"m", struct.pack(">I", i) + _z(n, v))
+                            for i, n, v in self.eom_change)
             if self.eom_swap_rcpt:
                 old, new = self.eom_swap_rcpt
                 out += _packet(b"-", _z(f"<{old}>")) + _packet(b"+", _z(f"<{new}>"))
@@ -79,6 +88,8 @@ class MilterPeer:
             if self.eom_body:
                 out += _packet(b"b", self.eom_body)
             return out + self._verdict(self.eom)
+        if code == b"T":
+            return self._verdict(self.data)
         if code in (b"D", b"A", b"Q", b"K"):
             return b""
         return _packet(b"c")

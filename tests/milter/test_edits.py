@@ -41,11 +41,16 @@ def test_body_replacement_joins_pieces_with_crlf():
     assert msg.body == b"new\r\nbody\r\n"
 
 
-def test_marked_header_left_out():
-    msg = MilterMessage.parse(CONTENT)
-    from dataclasses import replace
-    msg = replace(msg, headers=(replace(msg.headers[0], mark="ours"),) + msg.headers[1:])
-    assert msg.content(without_mark="ours").startswith(b"Subject: one\r\n")
+def test_headers_inserted_on_top_are_split_off():
+    msg = apply(MilterMessage.parse(b"Subject: s\r\n\r\nb\r\n"),
+                [p.InsertHeader(0, "X-Top", "a\n\tb"), p.InsertHeader(1, "X-Two", "2"),
+                 p.AddHeader("X-End", "e")])
+    top, rest = msg.split_top()
+    assert top == ("X-Top: a\n\tb", "X-Two: 2")
+    assert rest.content() == b"Subject: s\r\nX-End: e\r\n\r\nb\r\n"
+    # Nothing above the received headers: nothing split off.
+    msg = apply(MilterMessage.parse(b"Subject: s\r\n\r\n"), [p.InsertHeader(1, "X-A", "1")])
+    assert msg.split_top() == ((), msg)
 
 
 def test_envelope_changes_accumulate():
