@@ -162,8 +162,9 @@ class SmtpdMilters:
         s = self.session
         self.session._stop_clock()
         verdict = await self.milters.data(self.macros())
+        # Postfix names the first recipient here (seen live), not the last.
         return self._command("DATA", verdict, sender=s.mail.address if s.mail else None,
-                             recipient=s.last_rcpt)
+                             recipient=s.recipients[0].address if s.recipients else None)
 
     def _command(self, command: str, verdict: Verdict | None, *, sender: str | None,
                  recipient: str | None) -> Reply | None:

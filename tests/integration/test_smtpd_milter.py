@@ -157,3 +157,45 @@ def test_per_milter_default_action_overrides(mailsys_instance):
             assert s.rcpt("b@example.com")[0] == 250
             s.data(b"Subject: through\r\n\r\nok\r\n")
         inst.wait_until(lambda: len(sink.messages) == 1, timeout=20)
+
+
+def test_refusals_at_connect_helo_and_data_and_discard(mailsys_instance):
+    # Each as Postfix 3.7.11 answers and logs it (seen live): a milter that
+    # rejects the connection gets a 554 greeting and its reply at MAIL; one
+    # that rejects HELO has its reply given at MAIL; DATA refused names the
+    # first recipient; a discard at RCPT accepts and drops the message.
+    inst = mailsys_instance
+    peer = MilterPeer(connect="r")
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}",
+                     myhostname="mx.example.test")
+        rcpts = ("RCPT TO:<b@example.com>", "RCPT TO:<c@example.com>")
+        assert dialog(port, "EHLO client.example", "MAIL FROM:<a@example.org>", "QUIT") == [
+            "554 mx.example.test ESMTP not accepting connections", "250 CHUNKING",
+            "550 5.7.1 Command rejected", "221 2.0.0 Bye"]
+        peer.connect, peer.helo = "c", "y554 5.7.1 bad helo"
+        assert dialog(port, "EHLO client.example", "MAIL FROM:<a@example.org>", "QUIT")[2] == \
+            "554 5.7.1 bad helo"
+        peer.helo, peer.data = "c", "r"
+        assert dialog(port, "EHLO client.example", "MAIL FROM:<a@example.org>", *rcpts, "DATA",
+                      "QUIT")[5] == "550 5.7.1 Command rejected"
+        peer.data, peer.rcpt = "c", {"b@example.com": "d"}
+        replies = dialog(port, "EHLO client.example", "MAIL FROM:<a@example.org>", *rcpts, "DATA",
+                         "Subject: x\r\n\r\nbody\r\n.", "QUIT")
+        assert replies[3:6] == ["250 2.1.5 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>"]
+        assert replies[6].startswith("250 2.0.0 Ok: queued as ")
+        log = inst.wait_log("data=1 quit=1", timeout=10)
+    assert h.all_entries(inst) == [] and sink.messages == []      # discarded, not queued
+    for line in (
+            "NOQUEUE: milter-reject: CONNECT from localhost[127.0.0.1]: 550 5.7.1 Command rejected; "
+            "proto=SMTP\n",
+            "NOQUEUE: milter-reject: EHLO from localhost[127.0.0.1]: 550 5.7.1 Command rejected; "
+            "proto=SMTP helo=<client.example>\n",
+            "NOQUEUE: milter-reject: MAIL from localhost[127.0.0.1]: 554 5.7.1 bad helo; "
+            "from=<a@example.org> proto=ESMTP helo=<client.example>\n",
+            ": milter-reject: DATA from localhost[127.0.0.1]: 550 5.7.1 Command rejected; "
+            "from=<a@example.org> to=<b@example.com> proto=ESMTP helo=<client.example>\n",
+            "NOQUEUE: milter-discard: RCPT from localhost[127.0.0.1]: milter triggers DISCARD "
+            "action; from=<a@example.org> to=<b@example.com> proto=ESMTP helo=<client.example>\n"):
+        assert line in log, line
