@@ -196,6 +196,8 @@ class Cleanup:
         if req.discard:
             # Postfix reports success for a discarded message whatever else
             # was wrong with it.
+            if req.milter_action == "discard":
+                _log_milter(req, "milter-discard", "milter triggers DISCARD action")
             return Queued(queue_id=req.queue_id, size=len(req.content))
         if self.size_limit and len(req.content) > self.size_limit:
             return TOO_BIG
@@ -206,6 +208,9 @@ class Cleanup:
             return Queued(queue_id=req.queue_id, size=entry.envelope.size)
         qid = req.queue_id
         commits = self.holds if entry.hold else self.commits
+        refused, hold_note = req.milter_reject, req.milter_action == "hold"
+        if refused or hold_note:
+            milter_req = req
         # The content as received is not needed any more: let it go before
         # the wait for the commit (the entry holds the stored form).
         del req
@@ -217,6 +222,13 @@ class Cleanup:
                 log.info("message-id", queue_id=qid, message_id=line[len("message-id="):])
             else:
                 log.info(line, queue_id=qid)
+        # The milters' verdict follows, as Postfix's cleanup runs them after the header.
+        if refused:
+            code, enhanced, text = _split_reply(refused)
+            _log_milter(milter_req, "milter-reject", f"{enhanced} {text}" if enhanced else text)
+            return Rejected(code, enhanced, text)
+        if hold_note:
+            _log_milter(milter_req, "milter-hold", "milter triggers HOLD action")
         try:
             await commits.create(entry.envelope, entry.content)
         except QueueFull as e:
@@ -390,6 +402,27 @@ async def background(ctx: skeleton.ServiceContext) -> None:
         nursery.start_soon(ctx.state.commits.run)
         nursery.start_soon(ctx.state.holds.run)
         nursery.start_soon(ctx.state.trigger_qmgr)
+
+
+def _log_milter(req: CleanupRequest, action: str, text: str) -> None:
+    """A milter's end-of-message verdict, as Postfix's cleanup logs it:
+    "QID: milter-reject: END-OF-MESSAGE from name[addr]: 5.7.1 text;
+    from=<s> to=<r> proto=ESMTP helo=<h>" (seen live, 3.7.11)."""
+    who = _logged_client(req)
+    log.info("reject", action=action, command="END-OF-MESSAGE",
+             client=f"{who.name or 'unknown'}[{who.addr}]", reply=text, sender=req.sender,
+             recipient=req.recipients[0].address if req.recipients else None,
+             proto=who.protocol, helo=who.helo, queue_id=req.queue_id)
+
+
+def _split_reply(reply: str) -> tuple[int, str, str]:
+    """"554 5.7.1 text" -> (554, "5.7.1", "text"); no enhanced code -> ""."""
+    code, _, rest = reply.partition(" ")
+    enhanced, _, text = rest.partition(" ")
+    parts = enhanced.split(".")
+    if len(parts) == 3 and all(p.isdigit() for p in parts):
+        return int(code), enhanced, text
+    return int(code), "", rest
 
 
 def main() -> None:

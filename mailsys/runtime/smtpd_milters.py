@@ -26,12 +26,12 @@ DESCRIPTION
 
     Each refusal is logged "NOQUEUE: milter-reject: RCPT from name[addr]:
     550 5.7.1 Command rejected; from=<s> to=<r> proto=ESMTP helo=<h>"
-    (with the queue ID once there is one; at end of message the code is
-    left out, as Postfix's cleanup logs it: "QID: milter-reject:
-    END-OF-MESSAGE from ...: 5.7.1 Command rejected; ..."). A quarantine
-    holds the message ("milter-hold: ... milter triggers HOLD action"), a
-    discard drops it ("milter-discard: ... milter triggers DISCARD
-    action").
+    (with the queue ID once there is one). A quarantine holds the message
+    ("milter-hold: ... milter triggers HOLD action"), a discard drops it
+    ("milter-discard: ... milter triggers DISCARD action"). The verdict at
+    end of message goes to cleanup with the message, which logs it as
+    Postfix's cleanup does ("QID: milter-reject: END-OF-MESSAGE from ...:
+    5.7.1 Command rejected; ...") and refuses, holds or drops the message.
 
     At end of message the headers and body as received go to the milters
     (without the Received: header cleanup adds, which Postfix 3.7 does not
@@ -71,7 +71,8 @@ def _args(address: str, params: tuple[tuple[str, str | None], ...]) -> tuple[str
 
 @dataclass(slots=True)
 class MessageResult:
-    """What end of message leaves: a refusal, or the message to queue."""
+    """What end of message leaves: a refusal (for cleanup to log and
+    refuse), or the message to queue."""
     refusal: Reply | None
     sender: str
     recipients: tuple[CleanupRecipient, ...]
@@ -104,19 +105,14 @@ class SmtpdMilters:
         return values
 
     def _log(self, command: str, verdict: Verdict, *, sender: str | None = None,
-             recipient: str | None = None, helo: str | None = None,
-             queue_id: str | None = None) -> None:
-        s = self.session
+             recipient: str | None = None, helo: str | None = None) -> None:
         if verdict.kind == "reply":
             assert verdict.reply is not None
-            text = str(verdict.reply)
-            if command == "END-OF-MESSAGE":     # cleanup's form: no code
-                text = text.split(" ", 1)[1]
-            action = "milter-reject"
+            text, action = str(verdict.reply), "milter-reject"
         else:
             text, action = _TRIGGERS[verdict.kind], f"milter-{verdict.kind}"
-        s._log_reject(command, text, sender=sender, recipient=recipient, helo=helo,
-                      queue_id=queue_id, action=action)
+        self.session._log_reject(command, text, sender=sender, recipient=recipient, helo=helo,
+                                 action=action)
 
     async def connect(self) -> Reply | None:
         """The greeting to send instead of the usual one, or None."""
@@ -177,24 +173,19 @@ class SmtpdMilters:
         return None
 
     async def end_of_message(self, qid: str, sender: str, recipients: tuple[CleanupRecipient, ...],
-                             last_rcpt: str | None, content: bytes) -> MessageResult:
+                             content: bytes) -> MessageResult:
+        """The milters' verdict and changes; cleanup logs the verdict
+        (CleanupRequest milter_reject, milter_action), as Postfix's does."""
         msg = MilterMessage.parse(content)
         outcome = await self.milters.message(msg, self.macros(i=qid, mail_addr=sender))
         env = outcome.envelope
         new_sender = strip_brackets(env.sender.address) if env.sender is not None else sender
         deleted = {strip_brackets(a).lower() for a in env.deleted}
         kept = tuple(r for r in recipients if r.address.lower() not in deleted)
-        shown = kept[0].address if kept else last_rcpt
         verdict = outcome.verdict
-        hold = env.quarantine is not None
-        if verdict is not None:
-            self._log("END-OF-MESSAGE", verdict, sender=sender, recipient=shown, queue_id=qid)
-            if verdict.kind == "reply":
-                return MessageResult(verdict.reply, sender, recipients, None)
-            hold = hold or verdict.kind == "hold"
-        elif hold:
-            self._log("END-OF-MESSAGE", Verdict("hold"), sender=sender, recipient=shown,
-                      queue_id=qid)
+        if verdict is not None and verdict.kind == "reply":
+            return MessageResult(verdict.reply, sender, recipients, None)
+        hold = env.quarantine is not None or (verdict is not None and verdict.kind == "hold")
         added = tuple(CleanupRecipient(strip_brackets(a.address)) for a in env.added)
         top, rest = outcome.message.split_top()
         return MessageResult(None, new_sender, kept + added,

@@ -757,12 +757,15 @@ class Session:
                                                                actions, event.size)
                 if refusal is not None:
                     return refusal
+            milter: dict[str, str] = {}
             if self.milters is not None:
                 self._stop_clock()
                 done = await self.milters.end_of_message(qid, mail.address, recipients,
-                                                         last_rcpt, _read_all(content))
+                                                         _read_all(content))
                 if done.refusal is not None:
-                    return done.refusal
+                    milter["milter_reject"] = str(done.refusal)
+                elif done.discard or done.hold:
+                    milter["milter_action"] = "discard" if done.discard else "hold"
                 if done.content is not None:
                     if content is not None:
                         content.close()
@@ -777,7 +780,7 @@ class Session:
                 for line in done.prepend:
                     actions.take("prepend", line)
             return await self._queue(event, mail, qid, bdat, recipients, last_rcpt, content,
-                                     actions, forwarded, source)
+                                     actions, forwarded, source, milter)
         finally:
             if content is not None:
                 content.close()
@@ -807,7 +810,7 @@ class Session:
                      recipients: tuple[CleanupRecipient, ...], last_rcpt: str | None,
                      content: tempfile.SpooledTemporaryFile | None,
                      actions: MessageActions, forwarded: ForwardedClient | None = None,
-                     source: str | None = None) -> Reply:
+                     source: str | None = None, milter: dict[str, str] | None = None) -> Reply:
         conn = self.conn
         envelope = dict(
             queue_id=qid, sender=mail.address, recipients=recipients,
@@ -833,7 +836,8 @@ class Session:
             filter=actions.filter or self.server.content_filter,
             redirect=actions.redirect, bcc=tuple(actions.bcc), prepend=tuple(actions.prepend),
             receive_override_options=self.server.receive_override_options,
-            received_by=conn.settings.hostname)
+            received_by=conn.settings.hostname,
+            **(milter or {}))
 
         def with_content() -> CleanupRequest:
             if content is None:

@@ -111,6 +111,13 @@ class CleanupRequest:
     # smtp client forwards; None without XFORWARD. client_* above stay the
     # actual client (the Received: header names it, as Postfix's does).
     forwarded: ForwardedClient | None = None
+    # smtpd_milters at end of message (Postfix's cleanup runs them and logs
+    # their verdict; mailsys's smtpd runs them and cleanup logs it):
+    # milter_reject is the reply of a milter that refused the message
+    # ("554 5.7.1 text"; logged, answered Rejected, nothing queued);
+    # milter_action "hold" or "discard" is logged as the milter's action.
+    milter_reject: str = ""
+    milter_action: str = ""
 
 
 @message("cleanup_queued", version=1)
