@@ -82,6 +82,15 @@ DESCRIPTION
     write_error (451 4.3.0) otherwise. A failed request leaves nothing in
     the queue (create_many is all or nothing).
 
+    Milters: mail submitted with sendmail goes through non_smtpd_milters
+    first (mailsys.runtime.cleanup_milters). For mail from smtpd, which runs
+    smtpd_milters itself, cleanup logs their end-of-message verdict
+    (milter_reject, milter_action) as Postfix's cleanup logs it:
+    "QID: milter-reject: END-OF-MESSAGE from name[addr]: 5.7.1 text;
+    from=<s> to=<r> proto=ESMTP helo=<h>" after the message-id= line, then
+    answers Rejected and queues nothing; milter-hold and milter-discard
+    lines likewise.
+
     Many cleanup processes may run (maxproc 0, as Postfix's); each opens the
     queue store once, after the master started it (post_init), never
     before fork.
@@ -116,6 +125,7 @@ from mailsys.message.received import received_local, received_smtp
 from mailsys.qmgr.settings import local_domain_check
 from mailsys.queue import Queue, QueueStore
 from mailsys.runtime import ipc_io, skeleton, store_io
+from mailsys.runtime.cleanup_milters import CLIENT as NON_SMTPD_CLIENT, NonSmtpdMilters
 
 log = structlog.get_logger()
 
@@ -180,6 +190,7 @@ class Cleanup:
         self.size_limit = cfg.message_size_limit
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
         self.holds = store_io.GroupCommit(store, Queue.HOLD)
+        self.milters = NonSmtpdMilters.from_config(cfg)      # non_smtpd_milters
         self.qmgr = ipc_io.TriggerLine(names.public_path(cfg.path("queue_directory"), names.QMGR))
         self._poke = trio.Event()
         self._spacing = trigger_spacing
@@ -193,6 +204,12 @@ class Cleanup:
             return ErrorReply(ErrorCode.PROTOCOL, f"bad queue ID {req.queue_id!r}")
         if not req.recipients:
             return ErrorReply(ErrorCode.PROTOCOL, f"{req.queue_id}: no recipients")
+        if self.milters is not None and req.origin == "sendmail" \
+                and "no_milters" not in req.receive_override_options:
+            filtered = await self.milters.filter(req)
+            if not isinstance(filtered, CleanupRequest):
+                return filtered
+            req = filtered
         if req.discard:
             # Postfix reports success for a discarded message whatever else
             # was wrong with it.
@@ -408,11 +425,15 @@ def _log_milter(req: CleanupRequest, action: str, text: str) -> None:
     """A milter's end-of-message verdict, as Postfix's cleanup logs it:
     "QID: milter-reject: END-OF-MESSAGE from name[addr]: 5.7.1 text;
     from=<s> to=<r> proto=ESMTP helo=<h>" (seen live, 3.7.11)."""
+    recipient = req.recipients[0].address if req.recipients else None
+    if req.origin != "smtpd":           # non_smtpd_milters: no protocol, no HELO
+        log.info("reject", action=action, command="END-OF-MESSAGE", client=NON_SMTPD_CLIENT,
+                 reply=text, sender=req.sender, recipient=recipient, queue_id=req.queue_id)
+        return
     who = _logged_client(req)
     log.info("reject", action=action, command="END-OF-MESSAGE",
              client=f"{who.name or 'unknown'}[{who.addr}]", reply=text, sender=req.sender,
-             recipient=req.recipients[0].address if req.recipients else None,
-             proto=who.protocol, helo=who.helo, queue_id=req.queue_id)
+             recipient=recipient, proto=who.protocol, helo=who.helo, queue_id=req.queue_id)
 
 
 def _split_reply(reply: str) -> tuple[int, str, str]:

@@ -62,7 +62,9 @@ import trio
 from mailsys.config.values import BadValue, parse_int, parse_time, split_list
 from mailsys.milter import protocol as p
 from mailsys.milter.conversation import Conversation, EndOfMessage, Stage, macro_lists
-from mailsys.milter.edits import EnvelopeChanges, MilterMessage, apply, envelope_changes
+from mailsys.ipc.proto.cleanup import CleanupRecipient
+from mailsys.milter.edits import (EnvelopeChanges, MilterMessage, apply, envelope_changes,
+                                  strip_brackets)
 from mailsys.runtime.policy_client import os_error_text
 from mailsys.smtp import Reply
 
@@ -465,5 +467,40 @@ class MilterSession:
             await m.aclose()
 
 
-__all__ = ["MilterSpec", "MilterSettings", "MilterSession", "Verdict", "MessageOutcome",
+@dataclass(slots=True)
+class MessageResult:
+    """What end of message leaves: a refusal (for cleanup to log and
+    refuse), or the message to queue with its changes."""
+    refusal: Reply | None
+    sender: str
+    recipients: tuple[CleanupRecipient, ...]
+    content: bytes | None            # None: unchanged
+    prepend: tuple[str, ...] = ()    # header lines to go above the Received: header
+    hold: bool = False
+    discard: bool = False
+
+
+async def end_of_message(session: MilterSession, sender: str,
+                         recipients: tuple[CleanupRecipient, ...], content: bytes,
+                         macros: Mapping[str, str | None]) -> MessageResult:
+    """Content (CRLF header and body) through the milters; the verdict and
+    the message and envelope their changes make."""
+    outcome = await session.message(MilterMessage.parse(content), macros)
+    env = outcome.envelope
+    verdict = outcome.verdict
+    if verdict is not None and verdict.kind == "reply":
+        return MessageResult(verdict.reply, sender, recipients, None)
+    new_sender = strip_brackets(env.sender.address) if env.sender is not None else sender
+    deleted = {strip_brackets(a).lower() for a in env.deleted}
+    kept = tuple(r for r in recipients if r.address.lower() not in deleted)
+    added = tuple(CleanupRecipient(strip_brackets(a.address)) for a in env.added)
+    top, rest = outcome.message.split_top()
+    return MessageResult(None, new_sender, kept + added,
+                         rest.content() if outcome.changed else None, prepend=top,
+                         hold=env.quarantine is not None or (verdict is not None
+                                                             and verdict.kind == "hold"),
+                         discard=verdict is not None and verdict.kind == "discard")
+
+
+__all__ = ["MessageResult", "end_of_message", "MilterSpec", "MilterSettings", "MilterSession", "Verdict", "MessageOutcome",
            "REJECT_REPLY", "TEMPFAIL_REPLY", "DEFAULT_REJECT_REPLY"]

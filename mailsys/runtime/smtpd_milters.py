@@ -47,14 +47,13 @@ BUGS
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from mailsys.ipc.proto.cleanup import CleanupRecipient
-from mailsys.milter.edits import MilterMessage, strip_brackets
-from mailsys.runtime.milter import MilterSession, MilterSettings, Verdict
+from mailsys.runtime.milter import (MessageResult, MilterSession, MilterSettings, Verdict,
+                                    end_of_message)
 from mailsys.smtp import Helo, MailFrom, RcptTo, Reply
 
 if TYPE_CHECKING:
@@ -67,19 +66,6 @@ _TRIGGERS = {"hold": "milter triggers HOLD action", "discard": "milter triggers 
 
 def _args(address: str, params: tuple[tuple[str, str | None], ...]) -> tuple[str, ...]:
     return (f"<{address}>",) + tuple(k if v is None else f"{k}={v}" for k, v in params)
-
-
-@dataclass(slots=True)
-class MessageResult:
-    """What end of message leaves: a refusal (for cleanup to log and
-    refuse), or the message to queue."""
-    refusal: Reply | None
-    sender: str
-    recipients: tuple[CleanupRecipient, ...]
-    content: bytes | None            # None: unchanged
-    prepend: tuple[str, ...] = ()    # header lines to go above the Received: header
-    hold: bool = False
-    discard: bool = False
 
 
 class SmtpdMilters:
@@ -176,21 +162,8 @@ class SmtpdMilters:
                              content: bytes) -> MessageResult:
         """The milters' verdict and changes; cleanup logs the verdict
         (CleanupRequest milter_reject, milter_action), as Postfix's does."""
-        msg = MilterMessage.parse(content)
-        outcome = await self.milters.message(msg, self.macros(i=qid, mail_addr=sender))
-        env = outcome.envelope
-        new_sender = strip_brackets(env.sender.address) if env.sender is not None else sender
-        deleted = {strip_brackets(a).lower() for a in env.deleted}
-        kept = tuple(r for r in recipients if r.address.lower() not in deleted)
-        verdict = outcome.verdict
-        if verdict is not None and verdict.kind == "reply":
-            return MessageResult(verdict.reply, sender, recipients, None)
-        hold = env.quarantine is not None or (verdict is not None and verdict.kind == "hold")
-        added = tuple(CleanupRecipient(strip_brackets(a.address)) for a in env.added)
-        top, rest = outcome.message.split_top()
-        return MessageResult(None, new_sender, kept + added,
-                             rest.content() if outcome.changed else None, prepend=top,
-                             hold=hold, discard=verdict is not None and verdict.kind == "discard")
+        return await end_of_message(self.milters, sender, recipients, content,
+                                    self.macros(i=qid, mail_addr=sender))
 
     async def end_transaction(self) -> None:
         await self.milters.abort()
@@ -199,4 +172,4 @@ class SmtpdMilters:
         await self.milters.aclose()
 
 
-__all__ = ["SmtpdMilters", "MessageResult"]
+__all__ = ["SmtpdMilters"]
