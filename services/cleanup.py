@@ -273,7 +273,7 @@ class Cleanup:
         cleaned = clean_header(
             req.content, policy=self.policy, received=self.received(req, arrival),
             queue_id=req.queue_id, arrival=arrival, sender=req.sender,
-            fullname=req.fullname, prepend=req.prepend,
+            fullname=req.fullname, prepend=req.prepend, append=req.append,
             check=self.header_checks if checks else None,
             rewrite=rewrite, rewrite_names=ADDRESS_HEADERS,
             add_missing=wants_missing_headers(

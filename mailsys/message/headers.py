@@ -336,11 +336,14 @@ def _from_header(prefix: str, sender: str, fullname: str, charset: str) -> str:
 def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_id: str,
                  arrival: float, sender: str, add_missing: bool, fullname: str = "",
                  tz: tzinfo | None = None, prepend: Sequence[str] = (),
+                 append: Sequence[str] = (),
                  check: Callable[[str], str | None] | None = None,
                  rewrite: Callable[[str, str], str | None] | None = None,
                  rewrite_names: frozenset[bytes] = frozenset()) -> CleanedHeader:
     """clean_header - apply cleanup's header rules to ``content``; see the module text.
     prepend: header lines to put before received (smtpd's PREPEND actions).
+    append: header lines to put after the header, after the missing ones
+    added (the headers milters add).
     check: header_checks, the action for one header or None (header_checks.py).
     rewrite: for the headers named in rewrite_names (lower case), after
     header_checks: (name, header text) -> the new text, or None to keep it
@@ -451,6 +454,7 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
         if not seen & _VISIBLE_RCPT and policy.undisclosed_recipients_header:
             out.append(encode_header(policy.undisclosed_recipients_header))
 
+    out.extend(encode_header(line) for line in append)
     if pos == 0 and content[:1] in (b" ", b"\t"):
         # The first content line would continue our last header (smtpd.c kludge).
         out.append(b"\r\n")

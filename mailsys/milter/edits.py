@@ -101,19 +101,27 @@ class MilterMessage:
         head = b"".join(h.encode() for h in self.headers)
         return head + b"\r\n" + self.body if self.body or self.headers else self.body
 
-    def split_top(self) -> tuple[tuple[str, ...], "MilterMessage"]:
-        """The headers milters put above every received one, as text, and
-        the rest. Postfix does not show milters its own Received: header,
-        which sits just above the first header received: a header inserted
-        at index 0 lands above it (seen live with Postfix 3.7.11), where
-        cleanup puts smtpd's PREPEND headers too."""
+    def split_added(self) -> tuple[tuple[str, ...], "MilterMessage", tuple[str, ...]]:
+        """(top, rest, bottom): the headers milters put above every received
+        one and below every received one, as text, and the rest.
+
+        Postfix does not show milters its own Received: header, which sits
+        just above the first header received: a header inserted at index 0
+        lands above it (seen live with Postfix 3.7.11), where cleanup puts
+        smtpd's PREPEND headers too. Postfix's cleanup adds a missing
+        Message-Id:, Date: and From: before the milters run, so a header a
+        milter appends comes after those."""
+        headers = self.headers
         n = 0
-        while n < len(self.headers) and self.headers[n].added:
+        while n < len(headers) and headers[n].added:
             n += 1
-        if n == 0 or n == len(self.headers):       # no received header to be above
-            return (), self
-        top = tuple(h.text() for h in self.headers[:n])
-        return top, MilterMessage(self.headers[n:], self.body)
+        if n == len(headers):                  # no received header to place them by
+            return (), self, ()
+        m = len(headers)
+        while headers[m - 1].added:
+            m -= 1
+        return (tuple(h.text() for h in headers[:n]), MilterMessage(headers[n:m], self.body),
+                tuple(h.text() for h in headers[m:]))
 
 
 @dataclass(frozen=True, slots=True)

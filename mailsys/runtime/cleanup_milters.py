@@ -80,6 +80,7 @@ class NonSmtpdMilters:
         changes: dict[str, Any] = {"crlf": True, "content": done.content or content,
                                    "sender": done.sender, "recipients": done.recipients,
                                    "prepend": req.prepend + done.prepend,
+                                   "append": req.append + done.append,
                                    "hold": req.hold or hold or done.hold,
                                    "discard": req.discard or discard or done.discard}
         if done.refusal is not None:

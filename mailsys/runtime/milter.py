@@ -476,6 +476,7 @@ class MessageResult:
     recipients: tuple[CleanupRecipient, ...]
     content: bytes | None            # None: unchanged
     prepend: tuple[str, ...] = ()    # header lines to go above the Received: header
+    append: tuple[str, ...] = ()     # header lines to go after cleanup's own
     hold: bool = False
     discard: bool = False
 
@@ -494,9 +495,9 @@ async def end_of_message(session: MilterSession, sender: str,
     deleted = {strip_brackets(a).lower() for a in env.deleted}
     kept = tuple(r for r in recipients if r.address.lower() not in deleted)
     added = tuple(CleanupRecipient(strip_brackets(a.address)) for a in env.added)
-    top, rest = outcome.message.split_top()
+    top, rest, bottom = outcome.message.split_added()
     return MessageResult(None, new_sender, kept + added,
-                         rest.content() if outcome.changed else None, prepend=top,
+                         rest.content() if outcome.changed else None, prepend=top, append=bottom,
                          hold=env.quarantine is not None or (verdict is not None
                                                              and verdict.kind == "hold"),
                          discard=verdict is not None and verdict.kind == "discard")

@@ -757,11 +757,13 @@ class Session:
                                                                actions, event.size)
                 if refusal is not None:
                     return refusal
-            milter: dict[str, str] = {}
+            milter: dict[str, object] = {}
             if self.milters is not None:
                 self._stop_clock()
                 done = await self.milters.end_of_message(qid, mail.address, recipients,
                                                          _read_all(content))
+                if done.append:
+                    milter["append"] = done.append
                 if done.refusal is not None:
                     milter["milter_reject"] = str(done.refusal)
                 elif done.discard or done.hold:
@@ -810,7 +812,7 @@ class Session:
                      recipients: tuple[CleanupRecipient, ...], last_rcpt: str | None,
                      content: tempfile.SpooledTemporaryFile | None,
                      actions: MessageActions, forwarded: ForwardedClient | None = None,
-                     source: str | None = None, milter: dict[str, str] | None = None) -> Reply:
+                     source: str | None = None, milter: dict[str, object] | None = None) -> Reply:
         conn = self.conn
         envelope = dict(
             queue_id=qid, sender=mail.address, recipients=recipients,

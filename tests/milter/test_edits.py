@@ -45,12 +45,12 @@ def test_headers_inserted_on_top_are_split_off():
     msg = apply(MilterMessage.parse(b"Subject: s\r\n\r\nb\r\n"),
                 [p.InsertHeader(0, "X-Top", "a\n\tb"), p.InsertHeader(1, "X-Two", "2"),
                  p.AddHeader("X-End", "e")])
-    top, rest = msg.split_top()
-    assert top == ("X-Top: a\n\tb", "X-Two: 2")
-    assert rest.content() == b"Subject: s\r\nX-End: e\r\n\r\nb\r\n"
-    # Nothing above the received headers: nothing split off.
-    msg = apply(MilterMessage.parse(b"Subject: s\r\n\r\n"), [p.InsertHeader(1, "X-A", "1")])
-    assert msg.split_top() == ((), msg)
+    top, rest, bottom = msg.split_added()
+    assert top == ("X-Top: a\n\tb", "X-Two: 2") and bottom == ("X-End: e",)
+    assert rest.content() == b"Subject: s\r\n\r\nb\r\n"
+    # Only added headers: none to place them by, nothing split off.
+    msg = apply(MilterMessage.parse(b"\r\nbody"), [p.AddHeader("X-A", "1")])
+    assert msg.split_added() == ((), msg, ())
 
 
 def test_envelope_changes_accumulate():

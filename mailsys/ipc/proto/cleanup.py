@@ -118,6 +118,9 @@ class CleanupRequest:
     # milter_action "hold" or "discard" is logged as the milter's action.
     milter_reject: str = ""
     milter_action: str = ""
+    # Header lines milters appended: they follow the header cleanup adds
+    # (Message-Id:, Date:, From:), as in Postfix, whose milters run after.
+    append: tuple[str, ...] = ()
 
 
 @message("cleanup_queued", version=1)
