@@ -187,22 +187,25 @@ class Conversation:
         is to come (progress, modifications before the end-of-message verdict)."""
         stage = self._stage
         if stage is None:
-            raise MilterProtocolError(f"unexpected reply {packet.code!r}")
+            raise MilterProtocolError(f"unexpected reply {packet.code!r}",
+                                      response=p.reply_name(packet.code))
         reply = p.parse_reply(packet)
+        response = p.reply_name(packet.code)
         if isinstance(reply, p.Progress):
             return None
         if isinstance(reply, (p.AddHeader, p.InsertHeader, p.ChangeHeader, p.AddRecipient,
                               p.DeleteRecipient, p.ChangeSender, p.ReplaceBody, p.Quarantine)):
             if stage is not Stage.EOM:
-                raise MilterProtocolError(f"modification {type(reply).__name__} before end of message")
-            self._check_allowed(reply)
+                raise MilterProtocolError(f"modification {type(reply).__name__} before end of message",
+                                          response=response)
+            self._check_allowed(reply, response)
             self._mods.append(reply)
             return None
         if isinstance(reply, p.Negotiated):
-            raise MilterProtocolError("option negotiation reply out of turn")
+            raise MilterProtocolError("option negotiation reply out of turn", response=response)
         if isinstance(reply, p.Skip) and (stage is not Stage.BODY
                                           or not self.agreed.protocol & Proto.SKIP):
-            raise MilterProtocolError("SMFIR_SKIP outside the body")
+            raise MilterProtocolError("SMFIR_SKIP outside the body", response=response)
         self._stage = None
         self._note(stage, reply)
         if stage is Stage.EOM:
@@ -210,15 +213,17 @@ class Conversation:
             return EndOfMessage(reply, mods)
         return reply
 
-    def _check_allowed(self, mod: object) -> None:
+    def _check_allowed(self, mod: object, response: str) -> None:
         agreed = self.agreed
         assert agreed is not None
         if isinstance(mod, p.AddRecipient):
             need = Action.ADDRCPT_PAR if mod.args else Action.ADDRCPT | Action.ADDRCPT_PAR
             if not agreed.actions & need:
-                raise MilterProtocolError("recipient added without the ADDRCPT action")
+                raise MilterProtocolError("recipient added without the ADDRCPT action",
+                                          response=response)
         elif not agreed.actions & _NEEDS[type(mod)]:
-            raise MilterProtocolError(f"{type(mod).__name__} without its negotiated action")
+            raise MilterProtocolError(f"{type(mod).__name__} without its negotiated action",
+                                      response=response)
 
     def _note(self, stage: Stage, reply: object) -> None:
         if isinstance(reply, p.Accept):

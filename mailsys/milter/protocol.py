@@ -33,7 +33,21 @@ from dataclasses import dataclass
 
 
 class MilterProtocolError(Exception):
-    """The milter sent something the protocol does not allow."""
+    """The milter sent something the protocol does not allow. response
+    names the reply that was out of place, as Postfix's warning names it
+    ("SMFIR_ADDHEADER", "(unknown filter reply)"), when that is the fault."""
+
+    def __init__(self, text: str, response: str = "") -> None:
+        super().__init__(text)
+        self.response = response
+
+
+def reply_name(code: bytes) -> str:
+    """SMFIR_ADDHEADER for b"h"; "(unknown filter reply)" for no reply code."""
+    try:
+        return "SMFIR_" + ReplyCode(code).name
+    except ValueError:
+        return "(unknown filter reply)"
 
 
 # Postfix milter8.c refuses replies longer than this (it reads at most one
@@ -408,7 +422,7 @@ def parse_reply(packet: Packet) -> object:
             return Quarantine(_strings(payload, 1, "quarantine")[0])
         case ReplyCode.OPTNEG.value:
             return parse_optneg(payload)
-    raise MilterProtocolError(f"unknown reply code {code!r}")
+    raise MilterProtocolError(f"unknown reply code {code!r}", response=reply_name(code))
 
 
 def parse_optneg(payload: bytes) -> Negotiated:
@@ -439,7 +453,7 @@ def parse_optneg(payload: bytes) -> Negotiated:
 __all__ = [
     "MilterProtocolError", "MAX_PACKET", "CHUNK_SIZE", "PROTOCOL_VERSION", "Command", "ReplyCode",
     "Action", "ALL_ACTIONS", "Proto", "ALL_PROTOCOL", "MacroStage", "Packet", "encode",
-    "cstrings", "split_cstrings", "PacketDecoder", "optneg", "macros", "connect", "header",
+    "cstrings", "split_cstrings", "reply_name", "PacketDecoder", "optneg", "macros", "connect", "header",
     "body_chunks", "Negotiated", "Continue", "Accept", "Reject", "Tempfail", "Discard", "Skip",
     "Progress", "Shutdown", "CustomReply", "AddHeader", "InsertHeader", "ChangeHeader",
     "AddRecipient", "DeleteRecipient", "ChangeSender", "ReplaceBody", "Quarantine", "Verdict",

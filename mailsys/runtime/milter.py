@@ -244,8 +244,9 @@ class _Milter:
                 raise _Failed(f"milter {self.name}: can't read {command} reply packet header: "
                               f"{os_error_text(e)}") from None
             if not data:
+                # Postfix 3.7.11's words for a milter that hung up (seen live).
                 raise _Failed(f"milter {self.name}: can't read {command} reply packet header: "
-                              "Success")
+                              "Application error")
             self.decoder.feed(data)
         return packet
 
@@ -275,8 +276,11 @@ class _Milter:
             raise _Failed(f"milter {self.name}: can't read {command} reply packet header: "
                           "Connection timed out") from None
         except p.MilterProtocolError as e:
-            raise _Failed(f"milter {self.name}: unexpected filter response after "
-                          f"event {command}: {e}") from None
+            if e.response:          # as Postfix words it (seen live)
+                raise _Failed(f"milter {self.name}: unexpected filter response {e.response} "
+                              f"after event {command}") from None
+            raise _Failed(f"milter {self.name}: malformed reply after event {command}: "
+                          f"{e}") from None
 
     async def send_only(self, data: bytes | None) -> None:
         """ABORT or QUIT: no reply; a failure here changes nothing."""

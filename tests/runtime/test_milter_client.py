@@ -162,3 +162,45 @@ async def test_silent_milter_times_out_to_default_action():
     assert [e["event"] for e in logs] == [
         f"milter inet:127.0.0.1:{port}: can't read SMFIC_CONNECT reply packet header: "
         "Connection timed out"]
+
+
+@pytest.mark.parametrize("behaviour,warning", [
+    ("close", "can't read SMFIC_MAIL reply packet header: Application error"),
+    ("garbage", "unexpected filter response (unknown filter reply) after event SMFIC_MAIL"),
+    ("header", "unexpected filter response SMFIR_ADDHEADER after event SMFIC_MAIL")])
+@trio_test
+async def test_broken_milter_is_logged_as_postfix_logs_it(behaviour, warning):
+    # Postfix 3.7.11's warnings for these, seen live (the third by analogy).
+    async def broken(stream):
+        data = b""
+        while True:
+            chunk = await stream.receive_some(1000)
+            if not chunk:
+                return
+            data += chunk
+            if data[4:5] == b"O":
+                await stream.send_all(p.encode(p.ReplyCode.OPTNEG,
+                                               b"\x00\x00\x00\x06\x00\x00\x01\xff\x00\x00\x00\x00"))
+            elif b"M<a@x>" in data:
+                if behaviour == "close":
+                    await stream.aclose()
+                    return
+                await stream.send_all(p.encode(b"Z") if behaviour == "garbage"
+                                      else p.encode(b"h", b"X\x00y\x00"))
+                await trio.sleep(5)
+            elif data[4:5] == b"C":
+                await stream.send_all(p.encode(b"c"))
+            data = b""
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(functools.partial(trio.serve_tcp, broken, 0,
+                                                          host="127.0.0.1"))
+        port = listeners[0].socket.getsockname()[1]
+        session = MilterSession(settings(f"inet:127.0.0.1:{port}"), Path("/"))
+        with capture_logs() as logs:
+            assert await session.connect("h", "127.0.0.1", 1, {}) is None
+            verdict = await session.mail(("<a@x>",), {})
+        await session.aclose()
+        nursery.cancel_scope.cancel()
+    assert verdict.reply == TEMPFAIL_REPLY
+    assert [e["event"] for e in logs] == [f"milter inet:127.0.0.1:{port}: {warning}"]
