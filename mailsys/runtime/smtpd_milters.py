@@ -11,8 +11,8 @@ DESCRIPTION
     Postfix's smtpd.c calls into milter8 at each command; this does the
     same for a mailsys.runtime.smtpd_session.Session, with the macros
     Postfix gives ({j}, {daemon_name}, {daemon_addr}, {v}, {_}, {i},
-    {auth_type}, {auth_authen}, {mail_addr}, {rcpt_addr}, {client_addr},
-    {client_name}, {client_port}, ... each sent only when a milter_*_macros
+    {auth_type}, {auth_authen}, {auth_author}, {mail_addr}, {rcpt_addr},
+    {client_addr}, {client_name}, {client_port}, ... each sent only when a milter_*_macros
     list names it and it has a value) and answers and logs as Postfix 3.7
     does (seen live):
 
@@ -36,13 +36,21 @@ DESCRIPTION
     At end of message the headers and body as received go to the milters
     (without the Received: header cleanup adds, which Postfix 3.7 does not
     send either, seen live); their header and body changes give the new
-    content, their sender and recipient changes the new envelope.
+    content, their sender and recipient changes the new envelope. Headers
+    a milter puts above all received ones go above the Received: header,
+    those it appends after the ones cleanup adds, as in Postfix
+    (mailsys.milter.edits split_added).
+
+    Without smtpd_milters no SmtpdMilters exists: the session only tests
+    for None.
 
 BUGS
     XXX {mail_host}, {mail_mailer}, {rcpt_host}, {rcpt_mailer} (the
-    address resolution) and the TLS macros of HELO are not given. The
-    END-OF-MESSAGE lines are logged by smtpd, where Postfix's cleanup logs
-    them (mailsys applies milter changes before the hand-off to cleanup).
+    address resolution) and the TLS macros of HELO are not given; unknown
+    commands are not passed on (SMFIC_UNKNOWN); after XCLIENT the milters
+    keep the connection they were told about. Milters see the message
+    before cleanup adds a missing Message-Id:, Date: or From: (Postfix's
+    cleanup adds them first), so a signing milter does not cover those.
 """
 
 from __future__ import annotations
@@ -129,7 +137,8 @@ class SmtpdMilters:
     async def mail(self, event: MailFrom) -> Reply | None:
         self.session._stop_clock()
         verdict = await self.milters.mail(_args(event.address, event.params),
-                                          self.macros(mail_addr=event.address))
+                                          self.macros(mail_addr=event.address,
+                                                      auth_author=event.auth))
         return self._command("MAIL", verdict, sender=event.address, recipient=None)
 
     async def rcpt(self, event: RcptTo) -> Reply | None:
