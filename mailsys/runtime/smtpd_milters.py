@@ -12,7 +12,8 @@ DESCRIPTION
     same for a mailsys.runtime.smtpd_session.Session, with the macros
     Postfix gives ({j}, {daemon_name}, {daemon_addr}, {v}, {_}, {i},
     {auth_type}, {auth_authen}, {auth_author}, {mail_addr}, {rcpt_addr},
-    {client_addr}, {client_name}, {client_port}, ... each sent only when a milter_*_macros
+    {client_addr}, {client_name}, {client_port}, {tls_version}, {cipher},
+    {cipher_bits}, ... each sent only when a milter_*_macros
     list names it and it has a value) and answers and logs as Postfix 3.7
     does (seen live):
 
@@ -46,7 +47,7 @@ DESCRIPTION
 
 BUGS
     XXX {mail_host}, {mail_mailer}, {rcpt_host}, {rcpt_mailer} (the
-    address resolution) and the TLS macros of HELO are not given; unknown
+    address resolution) and {cert_subject}, {cert_issuer} are not given; unknown
     commands are not passed on (SMFIC_UNKNOWN); after XCLIENT the milters
     keep the connection they were told about. Milters see the message
     before cleanup adds a missing Message-Id:, Date: or From: (Postfix's
@@ -95,6 +96,10 @@ class SmtpdMilters:
             "i": s.qid, "auth_type": s.auth.method or None, "auth_authen": s.auth.user or None,
             "mail_addr": s.mail.address if s.mail is not None else None,
         })
+        tls = s.tls_info
+        if tls is not None:
+            values.update({"tls_version": tls.protocol, "cipher": tls.cipher,
+                           "cipher_bits": str(tls.usebits)})
         values.update(extra)
         return values
 

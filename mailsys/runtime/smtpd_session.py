@@ -254,6 +254,7 @@ class Session:
         self.forwarded: dict[str, str] | None = None
         self.auth = SessionAuth(server.sasl, self.namaddr)
         self.tls_text = ""
+        self.tls_info = None            # TlsInfo once TLS is on (milters' TLS macros)
         self.too_many_errors = False
         # smtpd_delay_reject = no: the client restrictions' verdict at connect,
         # given to every HELO, EHLO, MAIL and RCPT (Postfix state->access_denied).
@@ -958,6 +959,7 @@ class Session:
                                         exempt=self.exempt)
         self.tls_refused = result.refused
         self.tls_text = result.received
+        self.tls_info = result.info
         return result.stream
 
     async def _auth(self, event: Auth) -> Reply:

@@ -28,7 +28,7 @@ import structlog
 import trio
 
 from mailsys.ipc.proto import anvil as anvil_proto
-from mailsys.message.received import tls_lines as received_tls_lines
+from mailsys.message.received import TlsInfo, tls_lines as received_tls_lines
 from mailsys.policy import anvil as limits
 from mailsys.runtime.tls_stream import TlsStream
 from mailsys.smtp import Reply
@@ -48,6 +48,7 @@ class Handshake:
     stream: TlsStream | None
     received: str = ""
     refused: bool = False
+    info: TlsInfo | None = None       # protocol and cipher (milters' TLS macros)
 
 
 async def server_handshake(stream: trio.abc.Stream, server: "SmtpdServer", *, namaddr: str,
@@ -75,8 +76,11 @@ async def server_handshake(stream: trio.abc.Stream, server: "SmtpdServer", *, na
         return await _refuse(tls, Reply(421, "4.7.1", f"{server.cfg.myhostname} Error: "
                                         "No client certificate presented"))
     # cleanup puts these lines after the first line of its Received: header.
-    received = "\n".join(received_tls_lines(describe(engine))) if server.tls_received_header else ""
-    return Handshake(tls, received)
+    # Described only when something will read it: the Received: header or
+    # the milters' TLS macros.
+    info = describe(engine) if server.tls_received_header or server.milters is not None else None
+    received = "\n".join(received_tls_lines(info)) if server.tls_received_header else ""
+    return Handshake(tls, received, info=info)
 
 
 async def _refuse(tls: TlsStream, reply: Reply) -> Handshake:

@@ -8,10 +8,12 @@ import re
 import runpy
 import smtplib
 import socket
+import ssl
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import trustme
 
 pytestmark = pytest.mark.integration
 
@@ -204,3 +206,26 @@ def test_refusals_at_connect_helo_and_data_and_discard(mailsys_instance):
             "NOQUEUE: milter-discard: RCPT from localhost[127.0.0.1]: milter triggers DISCARD "
             "action; from=<a@example.org> to=<b@example.com> proto=ESMTP helo=<client.example>\n"):
         assert line in log, line
+
+
+def test_tls_macros_after_starttls(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    ca = trustme.CA()
+    pem = tmp_path / "cert.pem"
+    ca.issue_cert("mx.example.test").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    peer = MilterPeer()
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}",
+                     smtpd_tls_security_level="may", smtpd_tls_cert_file=str(pem))
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        ctx.check_hostname = False
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            assert peer.macros(b"H") == {}
+            s.starttls(context=ctx)
+            s.ehlo("client.example")
+            version, cipher = s.sock.version(), s.sock.cipher()
+    assert peer.macros(b"H") == {"{tls_version}": version, "{cipher}": cipher[0],
+                                 "{cipher_bits}": str(cipher[2])}
