@@ -207,13 +207,13 @@ class _Milter:
                 else:
                     raise _Failed(f"unsupported milter endpoint \"{self.spec.endpoint}\"")
         except trio.TooSlowError:
-            self._fail(f"connect to Milter service {self.name}: Connection timed out")
+            self.fail(f"connect to Milter service {self.name}: Connection timed out")
             return
         except (OSError, ValueError) as e:
-            self._fail(f"connect to Milter service {self.name}: {os_error_text(e)}")
+            self.fail(f"connect to Milter service {self.name}: {os_error_text(e)}")
             return
         except _Failed as e:
-            self._fail(str(e))
+            self.fail(str(e))
             return
         try:
             with trio.fail_after(self.spec.connect_timeout):
@@ -221,14 +221,14 @@ class _Milter:
                 packet = await self._packet("SMFIC_OPTNEG")
             self.conv.negotiated(packet)
         except trio.TooSlowError:
-            self._fail(f"milter {self.name}: can't read SMFIC_OPTNEG reply packet header: "
+            self.fail(f"milter {self.name}: can't read SMFIC_OPTNEG reply packet header: "
                        "Connection timed out")
         except _Failed as e:
-            self._fail(str(e))
+            self.fail(str(e))
         except p.MilterProtocolError as e:
-            self._fail(f"milter {self.name}: {e}")
+            self.fail(f"milter {self.name}: {e}")
 
-    def _fail(self, text: str) -> None:
+    def fail(self, text: str) -> None:
         log.warning(text)
         self.failed = True
         if self.stream is not None:
@@ -318,10 +318,7 @@ def _verdict(milter: _Milter, reply: object, stage: Stage, hostname: str) -> Ver
         case p.Tempfail():
             return Verdict("reply", TEMPFAIL_REPLY, milter.name)
         case p.CustomReply(code, text):
-            enhanced, _, rest = text.partition(" ")
-            if _is_enhanced(enhanced, code):
-                return Verdict("reply", Reply(code, enhanced, rest), milter.name)
-            return Verdict("reply", Reply(code, None, text), milter.name)
+            return Verdict("reply", _custom_reply(code, text), milter.name)
         case p.Discard():
             return Verdict("discard", None, milter.name)
         case p.Shutdown():
@@ -333,6 +330,23 @@ def _verdict(milter: _Milter, reply: object, stage: Stage, hostname: str) -> Ver
 def _is_enhanced(word: str, code: int) -> bool:
     parts = word.split(".")
     return len(parts) == 3 and all(x.isdigit() for x in parts) and parts[0] == str(code)[0]
+
+
+def _custom_reply(code: int, text: str) -> Reply:
+    """SMFIR_REPLYCODE's text after the code: "5.7.1 text", or several
+    lines ("5.7.1 one\r\n550-5.7.1 two\r\n550 5.7.1 three", as
+    smfi_setmlreply sends them), as a Reply."""
+    # A stray CR or LF inside a line would break the reply on the wire.
+    lines = [line.replace("\r", " ").replace("\n", " ") for line in text.split("\r\n")]
+    first, _, rest = lines[0].partition(" ")
+    enhanced = first if _is_enhanced(first, code) else None
+    out = [rest if enhanced else lines[0]]
+    for line in lines[1:]:
+        body = line[4:] if line[:3] == str(code) and line[3:4] in (" ", "-") else line
+        if enhanced and body.startswith(enhanced + " "):
+            body = body[len(enhanced) + 1:]
+        out.append(body)
+    return Reply(code, enhanced, tuple(out) if len(out) > 1 else out[0])
 
 
 class MilterSession:
@@ -347,12 +361,12 @@ class MilterSession:
         for m in self._milters:
             await m.open()
 
-    async def _stage(self, stage: Stage, payload: bytes, macros: Mapping[str, str] | None,
-                     content: bool = False) -> Verdict | None:
-        if stage in (Stage.MAIL,):
+    async def _stage(self, stage: Stage, payload: bytes,
+                     macros: Mapping[str, str] | None) -> Verdict | None:
+        if stage is Stage.MAIL:
             self._in_message = True
         for m in self._milters:
-            verdict = await self._ask(m, stage, payload, macros, content)
+            verdict = await self._ask(m, stage, payload, macros)
             if verdict is not None:
                 if stage in (Stage.CONNECT, Stage.HELO) and verdict.kind == "reply" \
                         and not m.failed:
@@ -361,17 +375,16 @@ class MilterSession:
         return None
 
     async def _ask(self, m: _Milter, stage: Stage, payload: bytes,
-                   macros: Mapping[str, str] | None, content: bool) -> Verdict | None:
+                   macros: Mapping[str, str] | None) -> Verdict | None:
         if m.failed:
             return m.default_verdict()
         if m.rejected is not None:
             return m.rejected
-        timeout = m.spec.content_timeout if content else m.spec.command_timeout
         try:
-            reply = await m.exchange(stage, payload, macros, timeout)
+            reply = await m.exchange(stage, payload, macros, m.spec.command_timeout)
             return _verdict(m, reply, stage, self.settings.myhostname)
         except _Failed as e:
-            m._fail(str(e))
+            m.fail(str(e))
             return m.default_verdict()
 
     async def connect(self, name: str, addr: str, port: int,
@@ -437,7 +450,7 @@ class MilterSession:
                     return verdict, ()
             end = await m.exchange(Stage.EOM, b"", macros, timeout)
         except _Failed as e:
-            m._fail(str(e))
+            m.fail(str(e))
             return m.default_verdict(), ()
         if end is None:                       # accepted earlier: nothing asked
             return None, ()
@@ -445,7 +458,7 @@ class MilterSession:
         try:
             verdict = _verdict(m, end.verdict, Stage.EOM, self.settings.myhostname)
         except _Failed as e:
-            m._fail(str(e))
+            m.fail(str(e))
             return m.default_verdict(), ()
         if verdict is not None and verdict.kind == "reply":
             return verdict, ()              # a refused message keeps no changes

@@ -204,3 +204,12 @@ async def test_broken_milter_is_logged_as_postfix_logs_it(behaviour, warning):
         nursery.cancel_scope.cancel()
     assert verdict.reply == TEMPFAIL_REPLY
     assert [e["event"] for e in logs] == [f"milter inet:127.0.0.1:{port}: {warning}"]
+
+
+def test_custom_replies_one_line_several_lines_and_stray_line_ends():
+    from mailsys.runtime.milter import _custom_reply
+    assert _custom_reply(550, "5.7.1 Go away") == Reply(550, "5.7.1", "Go away")
+    assert _custom_reply(451, "try later") == Reply(451, None, "try later")
+    multi = _custom_reply(550, "5.7.1 one\r\n550-5.7.1 two\r\n550 5.7.1 three")
+    assert multi.render() == b"550-5.7.1 one\r\n550-5.7.1 two\r\n550 5.7.1 three\r\n"
+    assert _custom_reply(554, "5.7.1 bad\nline").render() == b"554 5.7.1 bad line\r\n"
