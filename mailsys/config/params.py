@@ -553,6 +553,8 @@ _TABLE: tuple[Param, ...] = (
     # --- milters (Postfix MILTER_README; postconf(5) milter_*) ---
     P("smtpd_milters", List, "", "Milter applications for mail received with SMTP"),
     P("non_smtpd_milters", List, "", "Milter applications for mail not received with SMTP"),
+    P("smtpd_milter_maps", List, "",
+      "Tables from client IP address to the milters for it (DISABLE: none), over smtpd_milters"),
     P("milter_protocol", Int, "6", "The Sendmail milter protocol version offered", min=2, max=6),
     P("milter_default_action", Str, "tempfail",
       "What to do when a milter fails: accept, reject, tempfail or quarantine",

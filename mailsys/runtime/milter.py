@@ -108,11 +108,14 @@ class MilterSettings:
     myhostname: str
 
     @classmethod
-    def from_config(cls, cfg: Any, param: str = "smtpd_milters") -> "MilterSettings":
+    def from_config(cls, cfg: Any, param: str = "smtpd_milters",
+                    items: tuple[str, ...] | None = None) -> "MilterSettings":
+        """The milters param names (or items, a value of that form)."""
         base = MilterSpec("", cfg.milter_connect_timeout, cfg.milter_command_timeout,
                           cfg.milter_content_timeout, cfg.milter_default_action,
                           cfg.milter_protocol)
-        specs = tuple(_parse(item, base, param) for item in cfg[param])
+        specs = tuple(_parse(item, base, param) for item in (cfg[param] if items is None
+                                                              else items))
         lists = macro_lists({name: cfg[name] for name in (
             "milter_connect_macros", "milter_helo_macros", "milter_mail_macros",
             "milter_rcpt_macros", "milter_data_macros", "milter_end_of_header_macros",

@@ -169,6 +169,9 @@ class SmtpdServer:
     # smtpd_milters; None when there are none (or receive_override_options
     # has no_milters), so that a session without milters pays nothing.
     milters: MilterSettings | None = None
+    # smtpd_milter_maps (Postfix 3.2): per client address, over smtpd_milters.
+    milter_maps: tuple[Any, ...] = ()
+    _milters_by_result: dict[str, MilterSettings | None] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_config(cls, cfg: Any, service: str) -> "SmtpdServer":
@@ -257,6 +260,7 @@ class SmtpdServer:
             queue_dir=queue_dir,
             queue_minfree=cfg.queue_minfree,
             milters=_milter_settings(cfg),
+            milter_maps=tuple(open_table(spec, cfg) for spec in param(cfg, "smtpd_milter_maps", ())),
         )
 
     def settings(self, name: str = "unknown", addr: str = "") -> Settings:
@@ -318,6 +322,22 @@ class SmtpdServer:
     def xforward_allowed(self, name: str, addr: str) -> bool:
         """Whether the client may use XFORWARD (smtpd_authorized_xforward_hosts)."""
         return self.xforward_hosts is not None and self.xforward_hosts.match(name, addr)
+
+    def milters_for(self, addr: str) -> MilterSettings | None:
+        """The milters for a client: the first smtpd_milter_maps answer for
+        its address (DISABLE: none), else smtpd_milters."""
+        for table in self.milter_maps:
+            found = table.lookup(addr)
+            if found is None:
+                continue
+            found = found.strip()
+            if found not in self._milters_by_result:
+                self._milters_by_result[found] = None if found.upper() == "DISABLE" or \
+                    "no_milters" in self.cfg.receive_override_options else \
+                    MilterSettings.from_config(self.cfg, "smtpd_milter_maps",
+                                               items=split_list(found))
+            return self._milters_by_result[found]
+        return self.milters
 
     def is_local_client(self, addr: str) -> bool:
         ip = parse_address(addr)

@@ -315,9 +315,9 @@ class Session:
             if not server.restrictions.delay_reject:
                 await self._check_client()
             greeting = server.greeting
-            if server.milters is not None:
-                self.milters = SmtpdMilters(self, server.milters, server.cfg,
-                                            _local_addr(pump.stream))
+            milters = server.milters_for(self.addr) if server.milter_maps else server.milters
+            if milters is not None and milters.milters:
+                self.milters = SmtpdMilters(self, milters, server.cfg, _local_addr(pump.stream))
                 refusal = await self.milters.connect()
                 if refusal is not None and refusal.closes:
                     await pump.send_greeting(refusal)

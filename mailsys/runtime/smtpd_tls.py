@@ -78,7 +78,8 @@ async def server_handshake(stream: trio.abc.Stream, server: "SmtpdServer", *, na
     # cleanup puts these lines after the first line of its Received: header.
     # Described only when something will read it: the Received: header or
     # the milters' TLS macros.
-    info = describe(engine) if server.tls_received_header or server.milters is not None else None
+    info = describe(engine) if server.tls_received_header or server.milters is not None \
+        or server.milter_maps else None
     received = "\n".join(received_tls_lines(info)) if server.tls_received_header else ""
     return Handshake(tls, received, info=info)
 

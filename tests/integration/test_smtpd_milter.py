@@ -229,3 +229,31 @@ def test_tls_macros_after_starttls(mailsys_instance, tmp_path):
             version, cipher = s.sock.version(), s.sock.cipher()
     assert peer.macros(b"H") == {"{tls_version}": version, "{cipher}": cipher[0],
                                  "{cipher_bits}": str(cipher[2])}
+
+
+def test_smtpd_milter_maps_choose_the_milters_per_client(mailsys_instance):
+    # Postfix 3.2's smtpd_milter_maps: the client address looked up, the
+    # answer used instead of smtpd_milters; DISABLE means none.
+    inst = mailsys_instance
+    down = inst.free_port()
+    peer = MilterPeer(rcpt={"reject@example.com": "r"})
+    table = inst.root / "milters.cidr"
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        table.write_text(f"127.0.0.1/32 inet:127.0.0.1:{milter_port}\n")
+        port = start(inst, sink_port, smtpd_milter_maps=f"cidr:{table}",
+                     smtpd_milters=f"inet:127.0.0.1:{down}")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            assert s.mail("a@example.org")[0] == 250
+            assert s.rcpt("reject@example.com") == (550, b"5.7.1 Command rejected")
+        inst.stop()
+        table.write_text("127.0.0.1/32 DISABLE\n")
+        inst.start()
+        inst.wait_until(lambda: h.listening(port))
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            assert s.mail("a@example.org")[0] == 250
+            assert s.rcpt("reject@example.com")[0] == 250
+    assert f"inet:127.0.0.1:{down}" not in inst.log_text()
+    assert peer.connections == 2         # the probe's and the first session's
