@@ -429,7 +429,10 @@ class MilterSession:
     async def _message_one(self, m: _Milter, msg: MilterMessage,
                            macros: Mapping[str, str]) -> tuple[Verdict | None, tuple]:
         if m.failed:
-            return m.default_verdict(), ()
+            # Its default action answered every command before: Postfix does
+            # not give the message to a milter that failed already, nor log
+            # its action again at end of message (seen live: quarantine).
+            return None, ()
         if m.rejected is not None:
             return m.rejected, ()
         agreed = m.conv.agreed

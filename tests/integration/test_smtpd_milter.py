@@ -257,3 +257,32 @@ def test_smtpd_milter_maps_choose_the_milters_per_client(mailsys_instance):
             assert s.rcpt("reject@example.com")[0] == 250
     assert f"inet:127.0.0.1:{down}" not in inst.log_text()
     assert peer.connections == 2         # the probe's and the first session's
+
+
+def test_milter_down_with_quarantine_holds_the_message(mailsys_instance):
+    # Postfix 3.7.11, seen live: "milter-hold: ... milter triggers HOLD
+    # action" at each command from CONNECT to DATA, none at end of message,
+    # and the message in the hold queue.
+    inst = mailsys_instance
+    down = inst.free_port()
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{down}",
+                     milter_default_action="quarantine")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            s.mail("a@example.org")
+            s.rcpt("b@example.com")
+            qid = h.qid_of(s.data(b"Subject: held\r\n\r\nwait\r\n")[1])
+        log = inst.wait_log(f"{qid}: message-id=")
+        mailq = inst.cli("postqueue", "-p").stdout
+    for command, tail in (("CONNECT", "proto=SMTP"), ("EHLO", "proto=SMTP helo=<client.example>"),
+                          ("MAIL", "from=<a@example.org> proto=ESMTP helo=<client.example>"),
+                          ("RCPT", "from=<a@example.org> to=<b@example.com> proto=ESMTP "
+                                   "helo=<client.example>")):
+        assert (f"NOQUEUE: milter-hold: {command} from localhost[127.0.0.1]: milter triggers "
+                f"HOLD action; {tail}\n") in log, command
+    assert (f"{qid}: milter-hold: DATA from localhost[127.0.0.1]: milter triggers HOLD action; "
+            "from=<a@example.org> to=<b@example.com> proto=ESMTP helo=<client.example>\n") in log
+    assert "END-OF-MESSAGE" not in log
+    assert f"{qid}!" in mailq and sink.messages == []
