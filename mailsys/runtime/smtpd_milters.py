@@ -42,14 +42,16 @@ DESCRIPTION
     those it appends after the ones cleanup adds, as in Postfix
     (mailsys.milter.edits split_added).
 
+    After XCLIENT the conversations end (SMFIC_QUIT) and new ones start
+    about the client XCLIENT names, as Postfix does (seen live).
+
     Without smtpd_milters no SmtpdMilters exists: the session only tests
     for None.
 
 BUGS
     XXX {mail_host}, {mail_mailer}, {rcpt_host}, {rcpt_mailer} (the
     address resolution) and {cert_subject}, {cert_issuer} are not given; unknown
-    commands are not passed on (SMFIC_UNKNOWN); after XCLIENT the milters
-    keep the connection they were told about. Milters see the message
+    commands are not passed on (SMFIC_UNKNOWN). Milters see the message
     before cleanup adds a missing Message-Id:, Date: or From: (Postfix's
     cleanup adds them first), so a signing milter does not cover those.
 """

@@ -264,6 +264,7 @@ class Session:
         self.tls_refused = False        # closed after the handshake on purpose: no "lost connection"
         self.content: tempfile.SpooledTemporaryFile | None = None
         self.milters: SmtpdMilters | None = None      # smtpd_milters, when there are any
+        self.local_addr = ""                # this end's address ({daemon_addr})
         self._reset()
 
     def _reset(self) -> None:
@@ -315,15 +316,12 @@ class Session:
             if not server.restrictions.delay_reject:
                 await self._check_client()
             greeting = server.greeting
-            milters = server.milters_for(self.addr) if server.milter_maps else server.milters
-            if milters is not None and milters.milters:
-                self.milters = SmtpdMilters(self, milters, server.cfg, _local_addr(pump.stream))
-                refusal = await self.milters.connect()
-                if refusal is not None and refusal.closes:
-                    await pump.send_greeting(refusal)
-                    return
-                greeting = refusal or greeting
-            self._ended(await pump.run(greeting))
+            self.local_addr = _local_addr(pump.stream)
+            refusal = await self._start_milters()
+            if refusal is not None and refusal.closes:
+                await pump.send_greeting(refusal)
+                return
+            self._ended(await pump.run(refusal or greeting))
         finally:
             if self.milters is not None:
                 with trio.CancelScope(shield=True):
@@ -336,6 +334,16 @@ class Session:
             # The pump refers back to this session (its policy): without this
             # the pair would wait for the cyclic garbage collector.
             self.pump = None
+
+    async def _start_milters(self) -> Reply | None:
+        """Connect this client's milters, if any; the greeting they ask for
+        instead of the usual one (see smtpd_milters)."""
+        server = self.server
+        milters = server.milters_for(self.addr) if server.milter_maps else server.milters
+        if milters is None or not milters.milters:
+            return None
+        self.milters = SmtpdMilters(self, milters, server.cfg, self.local_addr)
+        return await self.milters.connect()
 
     async def _anvil_connect(self) -> Reply | None:
         """Count this connection with anvil; the 421 when the client is over a limit."""
@@ -932,6 +940,16 @@ class Session:
                                      proto=event.get("PROTO") or "SMTP")
             if self.access_denied is not None:
                 return self.access_denied
+        if self.milters is not None or server.milter_maps:
+            # Postfix ends the milters' conversation and starts one about
+            # the client XCLIENT names (seen live, 3.7.11).
+            self._stop_clock()
+            if self.milters is not None:
+                milters, self.milters = self.milters, None
+                await milters.aclose()
+            refusal = await self._start_milters()
+            if refusal is not None:
+                return refusal
         return server.greeting
 
     # --- STARTTLS and AUTH -------------------------------------------------------------

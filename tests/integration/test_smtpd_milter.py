@@ -286,3 +286,31 @@ def test_milter_down_with_quarantine_holds_the_message(mailsys_instance):
             "from=<a@example.org> to=<b@example.com> proto=ESMTP helo=<client.example>\n") in log
     assert "END-OF-MESSAGE" not in log
     assert f"{qid}!" in mailq and sink.messages == []
+
+
+def test_xclient_starts_a_new_milter_conversation_about_the_new_client(mailsys_instance):
+    # Postfix 3.7.11, seen live: QUIT to the milter, a new connection and
+    # SMFIC_CONNECT naming the client XCLIENT gave.
+    inst = mailsys_instance
+    peer = MilterPeer()
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}",
+                     smtpd_authorized_xclient_hosts="127.0.0.1")
+        # The readiness probe's own milter conversation is over first.
+        inst.wait_until(lambda: (b"Q", b"") in peer.seen)
+        replies = dialog(port, "EHLO client.example",
+                         "XCLIENT NAME=mail.example.net ADDR=192.0.2.7 PORT=1234",
+                         "EHLO client2.example", "MAIL FROM:<a@example.org>", "QUIT")
+    assert replies[2].startswith("220 ") and replies[4] == "250 2.1.0 Ok"
+    codes = [code for code, _ in peer.seen]
+    last = len(codes) - 1 - codes[::-1].index(b"C")
+    assert peer.seen[last][1] == b"mail.example.net\x004\x04\xd2192.0.2.7\x00"
+    # The session's first conversation (about localhost[127.0.0.1], after
+    # the EHLO) ended with QUIT, a new one was negotiated.
+    previous = last - 1 - codes[:last][::-1].index(b"C")
+    assert peer.seen[previous][1].startswith(b"localhost\x004")
+    assert (b"H", b"client.example\x00") in peer.seen[previous:last]
+    assert codes[previous:last][-3:] == [b"Q", b"O", b"D"]
+    assert peer.macros(b"C")["_"] == "mail.example.net [192.0.2.7]"
+    assert (b"H", b"client2.example\x00") in peer.seen
