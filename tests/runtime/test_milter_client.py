@@ -213,3 +213,37 @@ def test_custom_replies_one_line_several_lines_and_stray_line_ends():
     multi = _custom_reply(550, "5.7.1 one\r\n550-5.7.1 two\r\n550 5.7.1 three")
     assert multi.render() == b"550-5.7.1 one\r\n550-5.7.1 two\r\n550 5.7.1 three\r\n"
     assert _custom_reply(554, "5.7.1 bad\nline").render() == b"554 5.7.1 bad line\r\n"
+
+
+@trio_test
+async def test_unix_socket_milter_relative_to_the_queue_directory(tmp_path):
+    # "unix:private/milter" names a socket under queue_directory, as Postfix's do.
+    seen = []
+
+    async def answer(stream):
+        decoder = p.PacketDecoder()
+        while data := await stream.receive_some(1000):
+            decoder.feed(data)
+            while (packet := decoder.next_packet()) is not None:
+                seen.append(packet.code)
+                if packet.code == b"O":
+                    await stream.send_all(p.encode(p.ReplyCode.OPTNEG, b"\0\0\0\x06" + b"\0" * 8))
+                elif packet.code == b"M":
+                    await stream.send_all(p.encode(b"y", b"550 5.7.1 unix says no\0"))
+                elif packet.code not in (b"D", b"Q"):
+                    await stream.send_all(p.encode(b"c"))
+
+    (tmp_path / "private").mkdir()
+    path = str(tmp_path / "private" / "milter")
+    sock = trio.socket.socket(trio.socket.AF_UNIX)
+    await sock.bind(path)
+    sock.listen()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.serve_listeners, answer, [trio.SocketListener(sock)])
+        session = MilterSession(settings("unix:private/milter"), tmp_path)
+        assert await session.connect("h", "127.0.0.1", 1, {}) is None
+        verdict = await session.mail(("<a@x>",), {})
+        await session.aclose()
+        nursery.cancel_scope.cancel()
+    assert verdict.reply == Reply(550, "5.7.1", "unix says no")
+    assert seen[:3] == [b"O", b"C", b"M"]
