@@ -49,7 +49,7 @@ DESCRIPTION
     for None.
 
 BUGS
-    XXX {mail_host}, {mail_mailer}, {rcpt_host}, {rcpt_mailer} (the
+    Not given: {mail_host}, {mail_mailer}, {rcpt_host}, {rcpt_mailer} (the
     address resolution) and {cert_subject}, {cert_issuer} are not given; unknown
     commands are not passed on (SMFIC_UNKNOWN). Milters see the message
     before cleanup adds a missing Message-Id:, Date: or From: (Postfix's
