@@ -113,6 +113,7 @@ from mailsys.ipc import names
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import (PROTOCOL, CleanupRequest, ForwardedClient, Queued,
                                        Rejected)
+from mailsys.maillog.setup import send_pending
 from mailsys.message.address_maps import (ALIAS_ERROR, RECIPIENT_HEADERS, SENDER_HEADERS,
                                           AddressMaps, AliasError)
 from mailsys.message.envelope import Envelope, Recipient
@@ -386,6 +387,7 @@ class Cleanup:
                 await trio.sleep_until(sent + self._spacing)
                 self._poke = trio.Event()
                 sent = trio.current_time()
+                send_pending()      # the message-id lines go before qmgr's from=
                 await self.qmgr.send(names.QMGR_REQ_SCAN_INCOMING, timeout=TRIGGER_TIMEOUT)
         finally:
             self.qmgr.close()

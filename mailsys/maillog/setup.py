@@ -34,6 +34,12 @@ DESCRIPTION
     at exit is delivered then. mail.log gets the Postfix line (a traceback
     adds one line per traceback line, same prefix), mail.json the JSON line.
 
+    send_pending() hands what is held to postlogd now (never sleeping):
+    a process calls it before it tells another process to go on with a
+    message, so that its own lines about the message come first in
+    mail.log (smtpd before it passes a message to cleanup, cleanup before
+    it wakes qmgr), as Postfix's processes log before they hand over.
+
     Events below info are dropped cheaply (make_filtering_bound_logger).
     Loggers are cached on first use in production; under pytest they are
     not, so that later configure() calls and capture_logs() take effect
@@ -66,6 +72,12 @@ class _HandOff:
     def __call__(self, logger: Any, method: str, event_dict: MutableMapping[str, Any]) -> Any:
         self.writer.emit(LogEvent.from_event_dict(event_dict, tag=self.tag, pid=self.pid))
         raise structlog.DropEvent
+
+
+def send_pending() -> None:
+    """Send this process's held log events now (without sleeping)."""
+    if _writer is not None:
+        _writer.end_of_pass()
 
 
 def configure(cfg: Any, program: str, *, tag: str | None = None, console: bool = False) -> None:

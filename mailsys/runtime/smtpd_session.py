@@ -87,6 +87,7 @@ from mailsys.ipc.proto import anvil as anvil_proto
 from mailsys.ipc.proto.cleanup import (CleanupRecipient, CleanupRequest, ForwardedClient, Queued,
                                        Rejected)
 from mailsys.maillog import postfix as postfix_log
+from mailsys.maillog.setup import send_pending
 from mailsys.message.message_actions import MessageActions
 from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
@@ -863,6 +864,7 @@ class Session:
             except OSError:
                 pass            # it waits in memory then
         self._stop_clock()
+        send_pending()          # "QID: client=..." goes before cleanup's lines
         try:
             result = await cleanup.call_made(
                 with_content, expect=(Queued, Rejected),
