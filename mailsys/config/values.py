@@ -23,8 +23,9 @@ adds file, line and parameter name. Pure: no I/O.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 
 class BadValue(ValueError):
@@ -112,6 +113,27 @@ def split_list(text: str, separators: str = LIST_SEPARATORS) -> tuple[str, ...]:
             raise BadValue(f'missing "}}" in "{text.strip()}"')
         out.append(strip_braces(text[start:i]))
     return tuple(out)
+
+
+def endpoint_attributes(item: str, parsers: Mapping[str, Callable[[str], Any]],
+                        warn: Callable[[str], None]) -> dict[str, Any]:
+    """A "{ endpoint, name=value, ... }" list element (Postfix 3.0's form for
+    check_policy_service and milters): {"endpoint": ..., name: parsed value};
+    an attribute parsers does not know, or a bad value, is left out with
+    warn('unknown attribute "x=1"' or the BadValue text)."""
+    parts = split_list(item, ", \t\n")
+    found: dict[str, Any] = {"endpoint": parts[0] if parts else ""}
+    for part in parts[1:]:
+        name, eq, value = part.partition("=")
+        name, value = name.strip(), value.strip()
+        parse = parsers.get(name)
+        try:
+            if not eq or parse is None:
+                raise BadValue(f'unknown attribute "{part}"')
+            found[name] = parse(value)
+        except BadValue as e:
+            warn(str(e))
+    return found
 
 
 def strip_braces(element: str) -> str:

@@ -59,7 +59,7 @@ from typing import Any, Mapping
 import structlog
 import trio
 
-from mailsys.config.values import BadValue, parse_int, parse_time, split_list
+from mailsys.config.values import BadValue, endpoint_attributes, parse_int, parse_time
 from mailsys.milter import protocol as p
 from mailsys.milter.conversation import Conversation, EndOfMessage, Stage, macro_lists
 from mailsys.ipc.proto.cleanup import CleanupRecipient
@@ -96,8 +96,15 @@ class MilterSpec:
     protocol: int
 
 
+def _default_action(value: str) -> str:
+    if value.lower() not in _DEFAULT_ACTIONS:
+        raise BadValue(f'bad default_action "{value}"')
+    return value.lower()
+
+
 _OVERRIDES = {"connect_timeout": parse_time, "command_timeout": parse_time,
-              "content_timeout": parse_time, "default_action": str, "protocol": parse_int}
+              "content_timeout": parse_time, "protocol": parse_int,
+              "default_action": _default_action}
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,20 +131,8 @@ class MilterSettings:
 
 
 def _parse(item: str, base: MilterSpec, param: str) -> MilterSpec:
-    parts = split_list(item, ", \t\n")
-    changes: dict[str, Any] = {"endpoint": parts[0] if parts else ""}
-    for part in parts[1:]:
-        name, eq, value = part.partition("=")
-        name, value = name.strip(), value.strip()
-        parse = _OVERRIDES.get(name)
-        try:
-            if not eq or parse is None:
-                raise BadValue(f'unknown attribute "{part}"')
-            if name == "default_action" and value.lower() not in _DEFAULT_ACTIONS:
-                raise BadValue(f'bad default_action "{value}"')
-            changes[name] = parse(value).lower() if name == "default_action" else parse(value)
-        except BadValue as e:
-            log.warning(f"{param} {item}: {e}; ignored")
+    changes = endpoint_attributes(item, _OVERRIDES,
+                                  lambda text: log.warning(f"{param} {item}: {text}; ignored"))
     return dataclasses.replace(base, **changes)
 
 

@@ -51,7 +51,7 @@ from typing import Any, Mapping
 import structlog
 import trio
 
-from mailsys.config.values import BadValue, parse_int, parse_time, split_list
+from mailsys.config.values import endpoint_attributes, parse_int, parse_time
 
 log = structlog.get_logger()
 
@@ -127,18 +127,9 @@ class PolicyClients:
         return found
 
     def _parse(self, service: str) -> ServiceSettings:
-        parts = split_list(service, ", \t\n")
-        changes: dict[str, Any] = {"endpoint": parts[0] if parts else ""}
-        for part in parts[1:]:
-            name, eq, value = part.partition("=")
-            name, value = name.strip(), value.strip()
-            parse = _PARSERS.get(name)
-            try:
-                if not eq or parse is None:
-                    raise BadValue(f'unknown attribute "{part}"')
-                changes[name] = parse(value)
-            except BadValue as e:
-                log.warning(f"check_policy_service {service}: {e}; ignored")
+        changes = endpoint_attributes(
+            service, _PARSERS,
+            lambda text: log.warning(f"check_policy_service {service}: {text}; ignored"))
         return dataclasses.replace(self._defaults, **changes)
 
     async def query(self, service: str, attrs: Mapping[str, str]) -> str:
