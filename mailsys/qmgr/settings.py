@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mailsys.config.interfaces import own_addresses
 from mailsys.config.tables import open_table
 from mailsys.routing import AddressClass, DomainSet, LookupTable, RoutingSettings, resolve
 
@@ -98,9 +99,13 @@ def _domains(cfg: Any, name: str) -> TableDomains:
 
 
 def routing_settings(cfg: Any) -> RoutingSettings:
-    """routing_settings - resolve()'s settings from a Config, tables opened."""
+    """routing_settings - resolve()'s settings from a Config, tables opened.
+    This host's addresses (inet_interfaces, proxy_interfaces) make
+    user@[address] local, as smtpd already takes it."""
+    own = own_addresses(cfg.inet_interfaces, cfg.proxy_interfaces, cfg.inet_protocols)
     return RoutingSettings.from_config(cfg, open_table=lambda spec: open_table(spec, cfg),
-                                       domains=lambda name: _domains(cfg, name))
+                                       domains=lambda name: _domains(cfg, name),
+                                       own_addresses=[str(a) for a in own])
 
 
 def local_domain_check(cfg: Any) -> Callable[[str], bool]:

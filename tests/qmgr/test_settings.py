@@ -43,3 +43,14 @@ def test_routing_with_a_table_in_a_domain_list(tmp_path):
     assert resolve("a@other.example", routing).address_class is AddressClass.VIRTUAL
     assert resolve("a@mx.example.test", routing).address_class is AddressClass.LOCAL
     assert resolve("a@remote.example", routing).transport == "smtp"
+
+
+def test_an_address_literal_of_this_host_is_local(tmp_path):
+    # smtpd takes postmaster@[127.0.0.1] as local; qmgr must too, or the mail
+    # would go out by smtp to this host's own smtpd and come back.
+    cfg = config(tmp_path, myhostname="mx.example.test", inet_interfaces="loopback-only",
+                 proxy_interfaces="198.51.100.7")
+    routing = routing_settings(cfg)
+    for address in ("postmaster@[127.0.0.1]", "postmaster@[IPv6:::1]", "a@[198.51.100.7]"):
+        assert resolve(address, routing).address_class is AddressClass.LOCAL, address
+    assert resolve("a@[192.0.2.99]", routing).transport == "smtp"
