@@ -107,7 +107,11 @@ def normalize_level(name: str) -> str:
 
 
 def clean_text(value: Any) -> str:
-    """Valid Unicode for any text: undecodable bytes become ``\\ooo``."""
+    """Valid Unicode for any text: each byte that is not UTF-8 becomes ``?``.
+
+    As Postfix's printable() masks each byte of invalid UTF-8 in a log
+    line, so that mail.log shows ``to=<??@x>`` for a client's ``\\xff\\xfe@x``
+    whatever smtputf8_enable says; mail.json gets the same text."""
     if type(value) is str and value.isascii():
         return value                  # the common case: nothing to check
     if isinstance(value, (bytes, bytearray, memoryview)):
@@ -119,16 +123,16 @@ def clean_text(value: Any) -> str:
         return value
     except UnicodeEncodeError:
         pass
-    out = []
-    for ch in value:
-        code = ord(ch)
-        if 0xDC80 <= code <= 0xDCFF:          # a byte smuggled by surrogateescape
-            out.append("\\%03o" % (code - 0xDC00))
-        elif 0xD800 <= code <= 0xDFFF:        # any other lone surrogate
-            out.extend("\\%03o" % b for b in ch.encode("utf-8", "surrogatepass"))
-        else:
-            out.append(ch)
-    return "".join(out)
+    return _SURROGATES.sub(_masked_bytes, value)
+
+
+# A byte smuggled by surrogateescape (U+DC80..U+DCFF) is one byte; any other
+# lone surrogate stands for the three bytes of its CESU encoding.
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def _masked_bytes(match: re.Match[str]) -> str:
+    return "?" if "\udc80" <= match.group() <= "\udcff" else "???"
 
 
 def clean_value(value: Any) -> Any:

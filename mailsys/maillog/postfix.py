@@ -72,8 +72,8 @@ ESCAPING
     controls and U+2028, which are not line breaks to the tools that read
     mail.log byte by byte); with no, each byte of it becomes ``?``
     (``é`` shows as ``??``). A byte that is not valid UTF-8 arrives here
-    already as the four characters ``\\ooo`` (see mailsys.maillog.event),
-    where Postfix shows ``?``; mail.json keeps the exact text.
+    already as ``?`` (mailsys.maillog.event.clean_text), as Postfix shows
+    it in either mode.
 
     Where Postfix logs client text escaped rather than masked (smtpd's
     "improper command pipelining" and "non-SMTP command" lines), the caller

@@ -54,13 +54,14 @@ def test_binary_junk_from_a_client_is_escaped_and_cut_as_postfix_does():
     assert postfix.render(e, "mx") == line
 
 
-def test_bytes_fields_are_decoded_and_bad_bytes_become_octal():
+def test_bytes_fields_are_decoded_and_bad_bytes_become_question_marks():
     e = LogEvent.from_event_dict({"event": "reject", "level": "info", "command": "RCPT",
                                   "client": "c[1.2.3.4]", "reply": "550 5.1.1 no",
                                   "recipient": b"\xff\xfe@x\r\n"},
                                  tag="mailsys/smtpd", pid=1, now=0.0)
-    assert e.fields["recipient"] == "\\377\\376@x\r\n"          # JSON keeps CR LF, escaped by JSON
-    assert "to=<\\377\\376@x??>" in postfix.message(e)           # mail.log masks them
+    assert e.fields["recipient"] == "??@x\r\n"                   # JSON keeps CR LF, escaped by JSON
+    # Postfix 3.7.11: "RCPT TO:<\xff\xfe@x>" with smtputf8_enable = no logs to=<??@x>
+    assert "to=<??@x??>" in postfix.message(e)                   # mail.log masks CR LF too
 
 
 def test_forged_line_stays_inside_its_own_line():
@@ -116,8 +117,8 @@ def test_escape_is_postfix_escape():
 def test_lone_surrogates_from_a_datagram_are_cleaned():
     datagram = b'{"v":1,"time":0,"tag":"t/x","pid":1,"level":"info","event":"a\\ud800b","fields":{"k":"\\udcff"}}'
     e = LogEvent.decode(datagram)
-    assert e.event == "a\\355\\240\\200b"
-    assert e.fields == {"k": "\\377"}
+    assert e.event == "a???b"                                     # its three CESU bytes
+    assert e.fields == {"k": "?"}
     jsonl.render(e, "mx").encode("utf-8")                         # must not raise
 
 
