@@ -100,11 +100,14 @@ from mailsys.runtime import proctitle
 from mailsys.runtime.fast_stream import FastStream
 from mailsys.runtime.handoff import invocation
 
-# What every service imports, and dnspython, which the smtp agent (MX
-# lookups) and smtpd (restrictions) load on first use. Not pyOpenSSL: it is
-# the largest, and only a configuration with TLS loads it.
+# What every service imports, dnspython, which the smtp agent (MX
+# lookups) and smtpd (restrictions) load on first use, and psutil, which
+# every process that reads the interface table (mailsys.config.interfaces)
+# imports on first use. Not pyOpenSSL: it is the largest, and only a
+# configuration with TLS loads it.
 PRELOAD = ("trio", "structlog", "mailsys.config", "mailsys.runtime.skeleton",
-           "dns.asyncresolver", "dns.asyncbackend", "dns.resolver", "dns.nameserver")
+           "dns.asyncresolver", "dns.asyncbackend", "dns.resolver", "dns.nameserver",
+           "psutil")
 # Python 3.11 specialises a function's code in place on its 8th call, and
 # every child that makes those calls itself writes its own copy of the
 # page the code is on: the fork server makes them first.
