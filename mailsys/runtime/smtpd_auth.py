@@ -1,8 +1,8 @@
 """smtpd_auth - one session's SMTP AUTH, through mailsys.sasl.server.
 
 SYNOPSIS
-    auth = SessionAuth(sasl_server, namaddr)
-    reply = await auth.begin(event)          # Auth event: 334 challenge, 235 or 535
+    auth = SessionAuth(sasl_server, namaddr)   # a SaslServer or a DovecotSasl
+    reply = await auth.begin(event, local=.., remote=.., secured=..)  # 334, 235 or 535
     reply = await auth.step(event.data)      # AuthResponse event
     auth.core_ended(reply)                   # the core ended the exchange ("*", bad base64)
     auth.method, auth.user                   # after a 235: "PLAIN", "alice"
@@ -13,7 +13,10 @@ DESCRIPTION
     mailsys.sasl.server's: the challenges, the password check against
     smtpd_sasl_users_file and Postfix's replies and log texts. A password
     check is an scrypt computation, so it runs in a worker thread and the
-    other sessions of the process go on meanwhile.
+    other sessions of the process go on meanwhile. With smtpd_sasl_type =
+    dovecot the exchange is Dovecot's auth server's instead
+    (mailsys.runtime.dovecot_auth), told this end's and the client's
+    addresses and whether the session is under TLS.
 
     Failures are logged at warning level in the form fail2ban's
     postfix-sasl filter reads: "client[addr]: SASL LOGIN authentication
@@ -27,6 +30,7 @@ import base64
 import structlog
 import trio
 
+from mailsys.runtime.dovecot_auth import DovecotExchange, DovecotSasl
 from mailsys.sasl import server as sasl
 from mailsys.smtp import Auth, Reply, replies
 
@@ -36,30 +40,45 @@ log = structlog.get_logger()
 class SessionAuth:
     """The AUTH state of one session; see the module description."""
 
-    def __init__(self, server: sasl.SaslServer | None, namaddr: str) -> None:
+    def __init__(self, server: sasl.SaslServer | DovecotSasl | None, namaddr: str) -> None:
         self.server = server
         self.namaddr = namaddr
-        self.exchange: sasl.Exchange | None = None
+        self.exchange: sasl.Exchange | DovecotExchange | None = None
         self.method = ""
         self.user = ""
 
-    async def begin(self, event: Auth) -> Reply:
+    async def begin(self, event: Auth, *, local: str = "", remote: str = "",
+                    secured: bool = False) -> Reply:
         if self.server is None:
             return replies.AUTH_NOT_ENABLED
+        initial = sasl_text(event.initial_response)
+        if isinstance(self.server, DovecotSasl):
+            self.exchange = self.server.begin(event.mechanism, local=local, remote=remote,
+                                              secured=secured)
+            return self._result(await self.exchange.start(initial))
         self.exchange = self.server.begin(event.mechanism)
-        result = await trio.to_thread.run_sync(self.exchange.start, sasl_text(event.initial_response))
+        result = await trio.to_thread.run_sync(self.exchange.start, initial)
         return self._result(result)
 
     async def step(self, data: bytes) -> Reply:
         if self.exchange is None:
             return replies.auth_failed()
+        if isinstance(self.exchange, DovecotExchange):
+            return self._result(await self.exchange.respond(sasl_text(data)))
         result = await trio.to_thread.run_sync(self.exchange.respond, sasl_text(data))
         return self._result(result)
+
+    async def aclose(self) -> None:
+        """End an exchange the session left in the middle (a Dovecot connection)."""
+        if isinstance(self.exchange, DovecotExchange):
+            await self.exchange.aclose()
 
     def core_ended(self, reply: Reply) -> None:
         """The core refused an AUTH line itself ("*", bad base64, too long): log as Postfix."""
         if self.exchange is None or reply.code not in (500, 501, 535):
             return
+        if isinstance(self.exchange, DovecotExchange):
+            self.exchange.abandon()
         mech, self.exchange = self.exchange.mechanism, None
         if reply == replies.AUTH_ABORTED:
             log.warning(f"{self.namaddr}: SASL {mech} authentication aborted")

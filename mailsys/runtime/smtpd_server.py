@@ -57,6 +57,7 @@ from mailsys.policy.restrictions import Restrictions
 from mailsys.routing import first_lookup
 from mailsys.runtime import ipc_io
 from mailsys.runtime.anvil_client import AnvilClient
+from mailsys.runtime.dovecot_auth import DovecotSasl
 from mailsys.runtime.milter import MilterSettings
 from mailsys.runtime.policy_client import PolicyClients
 from mailsys.runtime.smtpd_dns import HostLookups, SmtpdDns
@@ -146,7 +147,7 @@ class SmtpdServer:
     receive_override_options: tuple[str, ...]   # passed to cleanup with each message
     dns: SmtpdDns | None                 # None unless needs_dns: no dnspython loaded
     host_lookups: HostLookups            # permit_mx_backup's; dnspython loaded on first use
-    sasl: SaslServer | None
+    sasl: SaslServer | DovecotSasl | None
     tls_context: Any                     # an OpenSSL.SSL.Context, or None
     own_addresses: frozenset
     needs_dns: bool
@@ -179,7 +180,7 @@ class SmtpdServer:
         level = (cfg.smtpd_tls_security_level or "none").lower()
         wrapper = bool(cfg.smtpd_tls_wrappermode)
         tls_context = _tls_context(cfg) if level in ("may", "encrypt") or wrapper else None
-        sasl = SaslServer.from_config(cfg) if cfg.smtpd_sasl_auth_enable else None
+        sasl = _sasl_server(cfg) if cfg.smtpd_sasl_auth_enable else None
         forbid = str(cfg.smtpd_forbid_bare_newline).lower()
         settings = Settings(
             hostname=cfg.myhostname,
@@ -271,8 +272,9 @@ class SmtpdServer:
         s = self.base_settings
         if self.sasl is not None:
             mechs = self.sasl.mechanisms()
-            if mechs != s.auth_mechanisms:
-                s = dataclasses.replace(s, auth_mechanisms=mechs)
+            tls_mechs = self.sasl.tls_mechanisms() if isinstance(self.sasl, DovecotSasl) else None
+            if mechs != s.auth_mechanisms or tls_mechs != s.tls_auth_mechanisms:
+                s = dataclasses.replace(s, auth_mechanisms=mechs, tls_auth_mechanisms=tls_mechs)
                 self.base_settings = s
         if s.forbid_bare_newline != "no" and self.bare_newline_exclusions.match(name, addr):
             excused = self._bare_newline_excused
@@ -290,6 +292,16 @@ class SmtpdServer:
                 and self.sasl_exceptions.match(name, addr):
             s = dataclasses.replace(s, advertise_auth=False)
         return s
+
+    @property
+    def sasl_dynamic(self) -> bool:
+        """Whether the SASL mechanisms come from an auth server (Dovecot)."""
+        return isinstance(self.sasl, DovecotSasl)
+
+    def sasl_stale(self) -> bool:
+        """Whether a new session should ask the Dovecot auth server for its
+        mechanisms first (none known yet, or it was down a while ago)."""
+        return isinstance(self.sasl, DovecotSasl) and self.sasl.stale()
 
     def ehlo_discard_line(self, addr: str) -> str:
         """The "discarding EHLO keywords: ..." line for an EHLO from addr ("" for none)."""
@@ -346,6 +358,20 @@ class SmtpdServer:
     async def aclose(self) -> None:
         await self.anvil.aclose()
         await self.cleanup.aclose()
+
+
+def _sasl_server(cfg: Any) -> SaslServer | DovecotSasl:
+    """smtpd_sasl_type: "dovecot" relays to Dovecot's auth server; mailsys's
+    own users file (smtpd_sasl_users_file) stands where Postfix has Cyrus."""
+    kind = str(cfg.smtpd_sasl_type).lower()
+    if kind == "dovecot":
+        try:
+            return DovecotSasl.from_config(cfg)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+    if kind != "cyrus":
+        raise ConfigError(f"unsupported SASL server implementation: {cfg.smtpd_sasl_type}")
+    return SaslServer.from_config(cfg)
 
 
 def _optional_matcher(cfg: Any, name: str) -> ClientMatcher | None:

@@ -316,6 +316,11 @@ class Session:
                     return
             if not server.restrictions.delay_reject:
                 await self._check_client()
+            if server.sasl_dynamic:                       # smtpd_sasl_type = dovecot
+                if server.sasl_stale():
+                    await server.sasl.refresh()
+                # the mechanisms may have come while this session waited
+                self.conn.settings = server.settings(self.name, self.addr)
             greeting = server.greeting
             self.local_addr = _local_addr(pump.stream)
             refusal = await self._start_milters()
@@ -327,6 +332,7 @@ class Session:
             if self.milters is not None:
                 with trio.CancelScope(shield=True):
                     await self.milters.aclose()
+            await self.auth.aclose()
             if self.anvil_addr is not None:   # a shielded scope only when there is something to wait for
                 with trio.CancelScope(shield=True):
                     await server.anvil.disconnect(server.service, self.anvil_addr)
@@ -987,7 +993,8 @@ class Session:
             refusal = await self._rate(anvil_proto.AUTH, limits.check_auth)
             if refusal is not None:
                 return refusal
-        return await self.auth.begin(event)
+        return await self.auth.begin(event, local=self.local_addr, remote=self.addr,
+                                     secured=self.conn.tls_active)
 
 
 __all__ = ["Session", "serve_client", "TLS_UNAVAILABLE"]

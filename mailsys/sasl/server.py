@@ -103,14 +103,15 @@ Result = Challenge | Success | Failure
 def auth_failed_log_text(namaddr: str, mechanism: str, reason: str, username: str | None = None) -> str:
     """'unknown[1.2.3.4]: SASL LOGIN authentication failed: UGFzc3dvcmQ6, sasl_username=info'.
 
-    Logged at warning level, which renders it after "warning: ". The
-    sasl_username part appears when the client got as far as naming a user
-    (Postfix 3.7 smtpd_sasl_glue.c).
+    Logged at warning level, which renders it after "warning: ". As
+    Postfix 3.7's smtpd_sasl_glue.c has it, the sasl_username part is
+    always there: "(unavailable)" when the client named no user, and the
+    reason "(reason unavailable)" when there is none (checked with
+    Postfix 3.7.11 over Dovecot: "SASL CRAM-MD5 authentication failed:
+    (reason unavailable), sasl_username=(unavailable)").
     """
-    text = f"{namaddr}: SASL {mechanism} authentication failed: {reason}"
-    if username:
-        text += f", sasl_username={username}"
-    return text
+    return (f"{namaddr}: SASL {mechanism} authentication failed: "
+            f"{reason or '(reason unavailable)'}, sasl_username={username or '(unavailable)'}")
 
 
 def sasl_log_fields(mechanism: str, username: str) -> str:

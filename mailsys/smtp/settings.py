@@ -65,6 +65,8 @@ class Settings:
     starttls: bool = False            # a certificate is configured and TLS may be used
     tls_required: bool = False        # smtpd_tls_security_level = encrypt
     auth_mechanisms: tuple[str, ...] = ()   # smtpd_sasl_auth_enable: e.g. ("PLAIN", "LOGIN")
+    # Under TLS, when they differ (smtpd_sasl_tls_security_options); None: the same.
+    tls_auth_mechanisms: tuple[str, ...] | None = None
     tls_auth_only: bool = False       # smtpd_tls_auth_only
     # smtpd_sasl_exceptions_networks: AUTH is not in the EHLO reply for this
     # client (for clients that try AUTH whenever offered); the command works.
@@ -88,6 +90,9 @@ class Settings:
             raise LocalProtocolError("line_length_limit below 64 cannot hold an SMTP command")
         object.__setattr__(self, "auth_mechanisms",
                            tuple(m.upper() for m in self.auth_mechanisms))
+        if self.tls_auth_mechanisms is not None:
+            object.__setattr__(self, "tls_auth_mechanisms",
+                               tuple(m.upper() for m in self.tls_auth_mechanisms))
         object.__setattr__(self, "forbid_commands",
                            tuple(c.upper() for c in self.forbid_commands))
 
@@ -95,4 +100,6 @@ class Settings:
         """The SASL mechanisms usable right now (none before TLS with tls_auth_only)."""
         if self.tls_auth_only and not tls_active:
             return ()
+        if tls_active and self.tls_auth_mechanisms is not None:
+            return self.tls_auth_mechanisms
         return self.auth_mechanisms

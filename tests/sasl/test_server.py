@@ -255,7 +255,7 @@ def test_legacy_cram_key_lines_still_work(tmp_path, hashes):
 
 def test_auth_failed_log_text_without_username():
     assert auth_failed_log_text("h[192.0.2.1]", "PLAIN", "authentication failure") == \
-        "h[192.0.2.1]: SASL PLAIN authentication failed: authentication failure"
+        "h[192.0.2.1]: SASL PLAIN authentication failed: authentication failure, sasl_username=(unavailable)"
 
 
 @pytest.fixture(scope="module")
