@@ -25,7 +25,9 @@ DESCRIPTION
               or whose lock nobody holds, is stale: not running.
     check     reads main.cf and master.cf as start would and prints their
               warnings (unused parameters, the chroot column); a bad value
-              names file, line and parameter. Exit 0 or 1.
+              names file, line and parameter, and so does a pipe(8) entry
+              with bad attributes (no user=, user=root, an unknown flag or
+              macro). Exit 0 or 1.
     flush     sends the flush request (b"F") to the master.cf service named
               qmgr, like `postqueue -f`; exit 69 when the mail system is down
               or has no qmgr.
@@ -50,6 +52,7 @@ from pathlib import Path
 import structlog
 
 from mailsys.config import load, parse_master_cf
+from mailsys.delivery.pipe_attr import check_service
 from mailsys.errors import ConfigError, UsageError
 from mailsys.maillog.setup import configure
 from mailsys.runtime import listeners
@@ -84,6 +87,10 @@ def checked(config_dir: Path, *, quiet: bool = False):
     specs = parse_master_cf(config_dir / "master.cf", cfg, warnings)
     for spec in specs:
         resolve_command(spec.command, file=spec.file, line=spec.line)
+        if spec.command == "pipe":
+            # pipe(8) reads its attributes only when it delivers; refuse
+            # an entry it could never use now, with its line.
+            check_service(spec, cfg.mail_owner)
         try:
             eps = listeners.endpoints(spec, cfg)
         except listeners.ListenError as e:

@@ -173,13 +173,21 @@ def _service(ml: MasterLine, cfg, file: str, physical: list[str],
 
 
 def _command(ml: MasterLine, file: str, line: int):
-    """command, args (braces removed), -o overrides."""
+    """command, args (braces removed), -o overrides.
+
+    As Postfix's daemons read their command line (getopt with "+"), the
+    options end at the first word that is not one: an -o after it belongs
+    to the arguments (``argv=/usr/sbin/sendmail -oi -f ${sender}``)."""
     command, rest = ml.command[0], list(ml.command[1:])
     args: list[str] = []
     overrides: list[tuple[str, str]] = []
+    positional = False
     while rest:
         tok = rest.pop(0)
-        if tok == "-o" or (tok.startswith("-o") and len(tok) > 2 and not tok.startswith("-o{")):
+        if positional or not tok.startswith("-"):
+            positional = True
+            args.append(_strip_group(tok))
+        elif tok == "-o" or (tok.startswith("-o") and len(tok) > 2 and not tok.startswith("-o{")):
             value = tok[2:] if tok != "-o" else (rest.pop(0) if rest else "")
             if not value:
                 raise ConfigError('missing "name=value" after -o', file=file, line=line)

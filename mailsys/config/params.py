@@ -173,7 +173,9 @@ _TABLE: tuple[Param, ...] = (
       "Where local delivery may append to /file destinations (alias, forward, include)",
       choices=("alias", "forward", "include")),
     P("default_privs", Str, "nobody", "User whose rights alias commands and files get"),
-    P("command_time_limit", Time, "1000s", "Longest run of a local delivery command", min=1),
+    P("command_time_limit", Time, "1000s",
+      "Longest run of a delivery command (local, and pipe's <transport>_time_limit default)",
+      min=1),
     P("owner_request_special", Bool, "yes",
       "owner-name and name-request addresses get special treatment"),
     P("expand_owner_alias", Bool, "no",
@@ -630,7 +632,11 @@ TRANSPORT_SUFFIXES = (
     "destination_rate_delay",
     "destination_concurrency_failed_cohort_limit",
     "initial_destination_concurrency",
+    "time_limit",                   # pipe(8): <transport>_time_limit ($command_time_limit)
 )
+# The parameter a per-transport one defaults to, where not default_<suffix>.
+_TRANSPORT_BASE = {"initial_destination_concurrency": "initial_destination_concurrency",
+                   "time_limit": "command_time_limit"}
 _TRANSPORT_RE = re.compile(r"([a-z0-9][a-z0-9-]*)_(" + "|".join(TRANSPORT_SUFFIXES) + r")")
 
 
@@ -643,6 +649,6 @@ def param(name: str) -> Param | None:
     if not m or m.group(1) == "default":
         return None
     suffix = m.group(2)
-    base = PARAMS["default_" + suffix if suffix.startswith("destination") else suffix]
+    base = PARAMS[_TRANSPORT_BASE.get(suffix, "default_" + suffix)]
     return Param(name, base.type, f"${base.name}", f"{base.doc} (transport {m.group(1)})",
                  min=base.min, max=base.max, unit=base.unit)

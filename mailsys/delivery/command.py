@@ -41,6 +41,10 @@ DESCRIPTION
 
     and ``. Command output: OUTPUT`` follows when there was any. A command
     that cannot be started defers (Postfix's child exits with EX_TEMPFAIL).
+
+    The pieces are the pipe(8) agent's too (mailsys.delivery.pipe): spawn()
+    runs an argument vector and says how it ended (an Outcome), failure()
+    turns an Outcome that is not success into Postfix's status and text.
 """
 
 from __future__ import annotations
@@ -54,8 +58,8 @@ from dataclasses import dataclass
 
 from mailsys.delivery.errors import DeliveryError
 
-__all__ = ["CommandSpec", "run_command", "verdict", "command_env", "SYS_EXITS",
-           "DEFAULT_EXPANSION_FILTER"]
+__all__ = ["CommandSpec", "Outcome", "run_command", "spawn", "verdict", "failure",
+           "command_env", "SYS_EXITS", "DSN_TEXT", "DEFAULT_EXPANSION_FILTER"]
 
 # src/global/sys_exits.c.
 SYS_EXITS = {
@@ -82,7 +86,18 @@ DEFAULT_EXPANSION_FILTER = ("1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyz"
                             "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
 # exec_command(3): with any of these the shell runs the command.
 _SHELL_META = set("!\"#$%&'()*;<>?[\\]`{|}~=\n\r")
-_DSN_TEXT = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\s+(.*)$", re.S)
+DSN_TEXT = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\s+(.*)$", re.S)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a command ended: its exit status (-N: killed by signal N), its
+    output as a status text may quote it, and whether the time limit did it."""
+
+    returncode: int
+    output: str = ""
+    timed_out: bool = False
+    child_error: str = ""      # the "fatal:" line of a child that could not run the command
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,49 +144,61 @@ def _printable(raw: bytes) -> str:
     return "".join(c if c.isprintable() else "_" for c in text)
 
 
-def verdict(command: str, returncode: int, output: str, timed_out: bool = False
-            ) -> tuple[str, str]:
-    """(dsn, text) for how the command ended (pipe_command(3))."""
+def failure(command: str, outcome: Outcome) -> tuple[str, str]:
+    """(dsn, text) for a command that did not exit 0 (pipe_command(3))."""
+    output = outcome.output
     tail = f". Command output: {output}" if output else ""
-    if timed_out:
+    if outcome.timed_out:
         return "5.3.0", f'Command time limit exceeded: "{command}"{tail}'
-    if returncode < 0:
-        return "4.3.0", f'Command died with signal {-returncode}: "{command}"{tail}'
-    if returncode == 0:
-        return "2.0.0", f"delivered to command: {command}"
-    m = _DSN_TEXT.match(output)
+    if outcome.returncode < 0:
+        return "4.3.0", f'Command died with signal {-outcome.returncode}: "{command}"{tail}'
+    m = DSN_TEXT.match(output)
     if m:
         return f"{m.group(1)}.{m.group(2)}.{m.group(3)}", m.group(4)
-    if returncode in SYS_EXITS:
-        dsn, text = SYS_EXITS[returncode]
+    if outcome.returncode in SYS_EXITS:
+        dsn, text = SYS_EXITS[outcome.returncode]
         return dsn, f"{text}{tail}"
-    return "5.3.0", f'Command died with status {returncode}: "{command}"{tail}'
+    return "5.3.0", f'Command died with status {outcome.returncode}: "{command}"{tail}'
 
 
-def run_command(spec: CommandSpec, message: bytes, program: str = "local") -> tuple[str, str]:
-    """Run the command with the message on its input: (dsn, text) when it
-    was delivered; DeliveryError otherwise."""
-    if os.geteuid() == 0 and (spec.uid in (None, 0) or spec.gid in (None, 0)):
-        raise DeliveryError("4.3.5", "mail system configuration error")
-    argv = _argv(spec)
-    if not argv:
-        raise DeliveryError("5.3.0", f'Command died with status 0: "{spec.command}"')
+def verdict(command: str, returncode: int, output: str, timed_out: bool = False
+            ) -> tuple[str, str]:
+    """(dsn, text) for how the command ended, as local(8) reports it."""
+    if returncode == 0 and not timed_out:
+        return "2.0.0", f"delivered to command: {command}"
+    return failure(command, Outcome(returncode, output, timed_out))
+
+
+def spawn(argv: list[str], message: bytes, *, uid: int | None = None, gid: int | None = None,
+          env: tuple[tuple[str, str], ...] = (), cwd: str | None = None,
+          time_limit: float = 1000.0, program: str = "local") -> Outcome:
+    """Run argv (searched in the environment's PATH) with the message on its
+    input, as uid/gid when we are root, in a session of its own; how it
+    ended. A command that cannot be started ends as Postfix's child does
+    when its exec fails: exit status 75 with a "fatal:" line as output."""
     as_user = {}
-    if os.geteuid() == 0:
-        as_user = dict(user=spec.uid, group=spec.gid, extra_groups=[])
+    if os.geteuid() == 0 and uid is not None and gid is not None:
+        # set_ugid(3): the group list is the one group.
+        as_user = dict(user=uid, group=gid, extra_groups=[gid])
     with tempfile.TemporaryFile() as out:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=out, stderr=out,
-                                    env=dict(spec.env), cwd=spec.cwd, start_new_session=True,
+                                    env=dict(env), cwd=cwd, start_new_session=True,
                                     close_fds=True, **as_user)
         except OSError as e:
-            # Postfix's child reports the failed exec and exits with EX_TEMPFAIL.
-            text = f"{program}: fatal: pipe_command: execvp {argv[0]}: {os.strerror(e.errno or 0)}"
-            dsn, why = verdict(spec.command, EX_TEMPFAIL, text)
-            raise DeliveryError(dsn, why) from None
+            why = os.strerror(e.errno or 0)
+            if cwd is not None and e.filename == cwd:
+                # Postfix's child fails here before its messages go to the
+                # command output: the line is only logged.
+                text = f'cannot change directory to "{cwd}" for uid={uid} gid={gid}: {why}'
+                return Outcome(EX_TEMPFAIL, "", child_error=text)
+            text = f"pipe_command: execvp {argv[0]}: {why}"
+            # The child's message ends in a newline, which becomes a blank.
+            output = _printable(f"{program}: fatal: {text}\n".encode())
+            return Outcome(EX_TEMPFAIL, output, child_error=text)
         timed_out = False
         try:
-            proc.communicate(message, timeout=spec.time_limit)
+            proc.communicate(message, timeout=time_limit)
         except subprocess.TimeoutExpired:
             timed_out = True
             _kill_group(proc.pid)
@@ -182,7 +209,20 @@ def run_command(spec: CommandSpec, message: bytes, program: str = "local") -> tu
             raise
         out.seek(0)
         output = _printable(out.read(OUTPUT_LIMIT))
-    dsn, text = verdict(spec.command, proc.returncode, output, timed_out)
+    return Outcome(proc.returncode, output, timed_out)
+
+
+def run_command(spec: CommandSpec, message: bytes, program: str = "local") -> tuple[str, str]:
+    """Run the command with the message on its input: (dsn, text) when it
+    was delivered; DeliveryError otherwise."""
+    if os.geteuid() == 0 and (spec.uid in (None, 0) or spec.gid in (None, 0)):
+        raise DeliveryError("4.3.5", "mail system configuration error")
+    argv = _argv(spec)
+    if not argv:
+        raise DeliveryError("5.3.0", f'Command died with status 0: "{spec.command}"')
+    outcome = spawn(argv, message, uid=spec.uid, gid=spec.gid, env=spec.env, cwd=spec.cwd,
+                    time_limit=spec.time_limit, program=program)
+    dsn, text = verdict(spec.command, outcome.returncode, outcome.output, outcome.timed_out)
     if dsn.startswith("2"):
         return dsn, text
     raise DeliveryError(dsn, text)

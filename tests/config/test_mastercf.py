@@ -57,9 +57,20 @@ def test_chroot_y_warns(confdir):
 
 
 def test_grouped_args(confdir):
-    _, (s,) = services(confdir, "x unix - n n - - pipe flags=R { user=a b } argv=/bin/cat -o a=b\n")
+    _, (s,) = services(confdir, "x unix - n n - - pipe -o a=b flags=R { user=a b } argv=/bin/cat\n")
     assert s.args == ("flags=R", "user=a b", "argv=/bin/cat")
     assert s.overrides == (("a", "b"),)
+
+
+def test_options_end_at_the_first_argument(confdir):
+    # Postfix's daemons read their options with getopt("+..."): an -o after
+    # the first argument is the command's (the classic spamc entry).
+    _, (s,) = services(confdir, "spamassassin unix - n n - - pipe -o x=1 user=spamd "
+                                "argv=/usr/bin/spamc -f -e /usr/sbin/sendmail -oi -f ${sender} "
+                                "-o y=2\n")
+    assert s.overrides == (("x", "1"),)
+    assert s.args == ("user=spamd", "argv=/usr/bin/spamc", "-f", "-e", "/usr/sbin/sendmail",
+                      "-oi", "-f", "${sender}", "-o", "y=2")
 
 
 @pytest.mark.parametrize("name,host,port", [
