@@ -72,6 +72,7 @@ from mailsys.delivery.pipe_copy import copy_message
 from mailsys.delivery.pipe_macros import MacroError, Recipient, expand_argv, request_values
 from mailsys.delivery.report import bounced, deferred, failed, sent
 from mailsys.ipc.proto.deliver import DeliverRequest, RecipientResult
+from mailsys.message.address import unquote_822_local
 
 __all__ = ["PipeSettings", "PipeDelivery", "Note", "deliver_request", "pipe_verdict",
            "diagnostic"]
@@ -165,15 +166,20 @@ def deliver_request(req: DeliverRequest, content: bytes, settings: PipeSettings)
         return every(bounced, "5.2.3", "message too large")
     if "D" in attr.flags and rcpts[0].address.lower() in delivered_to(content):
         return every(bounced, "5.4.6", f"mail forwarding loop for {rcpts[0].address}")
+    # The queue keeps addresses as the client wrote them ('"a b"@example.com');
+    # Postfix's macros and headers start from the internal form (a b@example.com).
+    sender = unquote_822_local(req.sender)
+    first = rcpts[0]
     values = request_values(
-        sender=req.sender, null_sender=attr.null_sender, nexthop=req.nexthop, size=req.size,
+        sender=sender, null_sender=attr.null_sender, nexthop=req.nexthop, size=req.size,
         queue_id=req.queue_id, client_address=req.client_addr, client_hostname=req.client_name,
         client_port=str(req.client_port) if req.client_port else "",
         client_protocol=req.client_protocol, client_helo=req.client_helo,
         sasl_method=req.sasl_method, sasl_username=req.sasl_user, flags=attr.flags)
     try:
         argv = expand_argv(attr.argv, values,
-                           [Recipient(r.address, r.orig or r.address) for r in rcpts],
+                           [Recipient(unquote_822_local(r.address),
+                                      unquote_822_local(r.orig or r.address)) for r in rcpts],
                            attr.flags, settings.delimiters, settings.double_bounce)
     except MacroError as e:
         notes.append(Note("warning", f"file {os.path.join(settings.config_directory, 'master.cf')}"
@@ -181,10 +187,9 @@ def deliver_request(req: DeliverRequest, content: bytes, settings: PipeSettings)
         return every(deferred, *CONFIG_ERROR)
     if not argv:                        # "${user}" alone, and no user: nothing to run
         return every(deferred, *CONFIG_ERROR)
-    first = rcpts[0]
-    message = copy_message(content, flags=attr.flags, sender=req.sender or attr.null_sender,
-                           orig_rcpt=first.orig or first.address, delivered=first.address,
-                           eol=attr.eol)
+    message = copy_message(content, flags=attr.flags, sender=sender or attr.null_sender,
+                           orig_rcpt=unquote_822_local(first.orig or first.address),
+                           delivered=unquote_822_local(first.address), eol=attr.eol)
     outcome = spawn(argv, message, uid=attr.uid, gid=attr.gid, env=settings.env,
                     cwd=attr.directory or settings.queue_directory,
                     time_limit=settings.time_limit, program="pipe")

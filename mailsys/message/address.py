@@ -6,6 +6,9 @@ of an address for a header (``for <...>`` in ``Received:``, an added
 string, ``"john doe"@example.com``; 8-bit characters are left alone, as
 Postfix does by default (QUOTE_FLAG_8BITCLEAN).
 
+``unquote_822_local(addr)`` is its inverse, Postfix's unquote_822_local(3):
+the internal form, with the quotes of the local part dropped.
+
 ``phrase_text(name)`` formats a full name (``sendmail -F``) for
 ``From: phrase <addr>``, as Postfix's make_ascii_header_text(3) and
 rfc2047_encode(3) do: control characters and runs of white space become one
@@ -33,7 +36,7 @@ import base64
 import re
 from collections.abc import Callable
 
-__all__ = ["quote_822_local", "phrase_text", "comment_text", "lookup_keys", "strip_extension"]
+__all__ = ["quote_822_local", "unquote_822_local", "phrase_text", "comment_text", "lookup_keys", "strip_extension"]
 
 # lex_822.h LEX_822_SPECIALS: the RFC 822 specials.
 _SPECIALS_822 = '()<>@,;:\\".[]'
@@ -52,6 +55,30 @@ def quote_822_local(addr: str) -> str:
         return addr
     escaped = local.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"{domain}'
+
+
+def unquote_822_local(addr: str) -> str:
+    """unquote_822_local - ``a b@example.com`` for ``"a b"@example.com``: the
+    internal form of an address (quotes dropped, backslash escapes undone in
+    the local part), which quote_822_local() turns back."""
+    if '"' not in addr and "\\" not in addr:
+        return addr
+    out: list[str] = []
+    quoted, i, at = False, 0, -1
+    while i < len(addr):
+        c = addr[i]
+        if c == "\\" and i + 1 < len(addr) and at < 0:
+            out.append(addr[i + 1])
+            i += 2
+            continue
+        if c == '"' and at < 0:
+            quoted = not quoted
+        else:
+            if c == "@" and not quoted:
+                at = len(out)          # the last one outside quotes splits
+            out.append(c)
+        i += 1
+    return "".join(out)
 
 
 _CNTRL_SPACE = re.compile(r"[\x00-\x20\x7f]+")

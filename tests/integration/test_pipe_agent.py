@@ -135,8 +135,8 @@ def test_dovecot_style_entry_gets_one_recipient_per_run(make_site, out_dir):
                            "Received: from c.example")
     assert "\r" not in bob["input"]
     assert body == "hello\nFrom the start\n.dot\n"          # no quoting without > or .
-    log = site.inst.wait_log("to=<carol@pipe.example>")
     for rcpt in ("Bob+Box@Pipe.Example", "carol@pipe.example"):
+        log = site.inst.wait_log(f"to=<{rcpt}>")
         assert re.search(status_line(qid, rcpt, "dovecot", "2.0.0", "sent",
                                      "delivered via dovecot service"), log), log
 
