@@ -9,6 +9,7 @@ import pwd
 import re
 import runpy
 import shutil
+import signal
 import smtplib
 import tempfile
 from pathlib import Path
@@ -201,3 +202,22 @@ def test_bad_entries_are_refused_with_master_cf_and_line(mailsys_instance):
             r = inst.cli(command)
             assert r.returncode == 1, (command, r.stderr)
             assert f"{inst.config_dir}/master.cf, line 2: service x: {why}" in r.stderr, r.stderr
+
+
+def test_an_entry_that_reaches_the_daemon_unchecked_is_one_fatal_line(make_site, out_dir):
+    # `mailsys reload` checks master.cf first; a bare SIGHUP to the master
+    # does not, so the daemon itself must refuse, as Postfix's pipe does.
+    site = make_site(["mda unix - n n - - pipe user=nobody argv=SCRIPT RUNS 0 -"],
+                     transports="pipe.example mda:\n")
+    inst = site.inst
+    master_cf = inst.config_dir / "master.cf"
+    master_cf.write_text(master_cf.read_text().replace("pipe user=nobody argv=", "pipe argv="))
+    os.kill(inst.master_pid(), signal.SIGHUP)
+    inst.wait_log("reload")
+    qid = send(site, "u@pipe.example")
+    log = inst.wait_log("fatal: missing user= command-line attribute", timeout=20)
+    assert re.search(r"mailsys/pipe\[\d+\]: fatal: missing user= command-line attribute", log), log
+    inst.wait_log("bad command startup -- throttling")
+    assert "Traceback" not in log and "unexpected error" not in log
+    assert not os.listdir(out_dir / "runs")
+    assert qid in inst.cli("mailq").stdout              # nothing lost: still queued
