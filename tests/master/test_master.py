@@ -295,7 +295,7 @@ def test_more_processes_when_all_are_busy(mailsys_instance):
 def test_extra_idle_process_is_retired_after_max_idle(mailsys_instance):
     inst = mailsys_instance
     port = inst.free_port()
-    inst.write_config([echo_line(port, maxproc="2", args="concurrency=1 -o max_idle=1s")])
+    inst.write_config([echo_line(port, maxproc="2", args="-o max_idle=1s concurrency=1")])
     inst.start()
     name = f"127.0.0.1:{port}"
     with inst.connect(port) as first:
