@@ -111,16 +111,22 @@ def _items(args: tuple[str, ...]) -> list[str]:
 
 
 def _options(command: tuple[str, ...]) -> list[tuple[int, str, str]]:
-    """The -o settings of a command: (index of the value token, name, value)."""
+    """The -o settings of a command: (index of the value token, name, value).
+    They end at the first argument that is not an option, as the daemon's
+    getopt() reads them: a pipe(8) argv= may hold -o words of its own."""
     found = []
-    for i, tok in enumerate(command[1:-1], start=1):
-        if tok == "-o":
+    i = 1
+    while i < len(command) - 1 and command[i].startswith("-"):
+        if command[i] == "-o":
             text = command[i + 1]
             if text.startswith("{") and text.endswith("}"):
                 text = text[1:-1].strip()
             name, eq, value = text.partition("=")
             if eq:
                 found.append((i + 1, name.strip(), value.strip()))
+            i += 2
+        else:
+            i += 1
     return found
 
 

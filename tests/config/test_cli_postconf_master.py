@@ -141,3 +141,20 @@ def test_edits_and_listings_are_postfixs(tmp_path, confdir, run_cli):
     assert (ours / "master.cf").read_text() == (theirs / "master.cf").read_text()
     for listing in ("-M", "-F", "-P", "-Fh"):
         assert run_cli(ours, "postconf", listing).stdout == postfix(listing).stdout, listing
+
+
+def test_P_reads_options_only_before_the_first_argument(confdir, run_cli):
+    # An -o inside a pipe(8) argv= is the command's (Postfix passes it on).
+    d = confdir("", "spamd unix - n n - - pipe user=nobody argv=/usr/bin/spamc -e "
+                    "/usr/sbin/sendmail -oi -o x=y\n")
+    r = run_cli(d, "postconf", "-P")
+    assert (r.returncode, r.stdout) == (0, "")
+    r = run_cli(d, "postconf", "-Pe", "spamd/unix/syslog_name=spam")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert (d / "master.cf").read_text() == (
+        "spamd      unix  -       n       n       -       -       pipe\n"
+        "    -o syslog_name=spam\n"
+        "    user=nobody argv=/usr/bin/spamc -e /usr/sbin/sendmail -oi\n"
+        "    -o x=y\n")
+    r = run_cli(d, "postconf", "-P")
+    assert r.stdout == "spamd/unix/syslog_name = spam\n"
