@@ -90,7 +90,7 @@ def checked(config_dir: Path, *, quiet: bool = False):
         if spec.command == "pipe":
             # pipe(8) reads its attributes only when it delivers; refuse
             # an entry it could never use now, with its line.
-            check_service(spec, cfg.mail_owner)
+            check_service(spec, cfg.mail_owner, warnings)
         try:
             eps = listeners.endpoints(spec, cfg)
         except listeners.ListenError as e:

@@ -36,7 +36,8 @@ DESCRIPTION
     command-line attribute", "get_service_attr: unknown username: x").
     check_service() also parses every ${name} of argv (mailsys.delivery.
     pipe_macros), so `mailsys check` and `mailsys start` refuse an entry
-    the agent could never use, naming master.cf and the line.
+    the agent could never use, naming master.cf and the line; a user= this
+    host has no account for is only a warning there (see check_service).
 
     Pure apart from the password and group database look-ups.
 """
@@ -51,7 +52,7 @@ from dataclasses import dataclass
 from mailsys.delivery.pipe_macros import MacroError, parse_template
 from mailsys.errors import ConfigError
 
-__all__ = ["PipeAttr", "PipeAttrError", "FLAGS", "parse_attributes", "check_service",
+__all__ = ["PipeAttr", "PipeAttrError", "UnknownAccount", "FLAGS", "parse_attributes", "check_service",
            "unescape"]
 
 FLAGS = "BDFORXhqu.>"
@@ -60,6 +61,10 @@ MAILER_DAEMON = "MAILER-DAEMON"           # Postfix MAIL_ADDR_MAIL_DAEMON
 
 class PipeAttrError(Exception):
     """A pipe(8) entry the agent cannot run with (Postfix: msg_fatal)."""
+
+
+class UnknownAccount(PipeAttrError):
+    """user= names a user or group this host does not have (yet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,18 +101,20 @@ def _value(word: str, name: str) -> str | None:
     return word[len(prefix):] if word[:len(prefix)].lower() == prefix else None
 
 
-def _ids(value: str) -> tuple[str, int, int]:
+def _ids(value: str, accounts: bool) -> tuple[str, int, int]:
     user, colon, group = value.partition(":")
+    if not accounts:
+        return user, -1, -1
     try:
         entry = pwd.getpwnam(user)
     except KeyError:
-        raise PipeAttrError(f"get_service_attr: unknown username: {user}") from None
+        raise UnknownAccount(f"get_service_attr: unknown username: {user}") from None
     gid = entry.pw_gid
     if colon and group:
         try:
             gid = grp.getgrnam(group).gr_gid
         except KeyError:
-            raise PipeAttrError(f"get_service_attr: unknown group: {group}") from None
+            raise UnknownAccount(f"get_service_attr: unknown group: {group}") from None
     return user, entry.pw_uid, gid
 
 
@@ -119,8 +126,11 @@ def _owner_ids(mail_owner: str) -> tuple[int, int] | None:
     return entry.pw_uid, entry.pw_gid
 
 
-def parse_attributes(args: tuple[str, ...] | list[str], mail_owner: str = "") -> PipeAttr:
-    """The attributes of one pipe(8) entry (see DESCRIPTION); PipeAttrError if unusable."""
+def parse_attributes(args: tuple[str, ...] | list[str], mail_owner: str = "",
+                     accounts: bool = True) -> PipeAttr:
+    """The attributes of one pipe(8) entry (see DESCRIPTION); PipeAttrError if
+    unusable. accounts=False checks the syntax only: user= is not looked up
+    (uid and gid are -1)."""
     flags: set[str] = set()
     ids: tuple[str, int, int] | None = None
     command: tuple[str, ...] | None = None
@@ -132,7 +142,7 @@ def parse_attributes(args: tuple[str, ...] | list[str], mail_owner: str = "") ->
                     raise PipeAttrError(f"unknown flag: {c} (ignored)")
                 flags.add(c)
         elif (v := _value(word, "user")) is not None:
-            ids = _ids(v)
+            ids = _ids(v, accounts)
         elif (v := _value(word, "directory")) is not None:
             directory = v
         elif _value(word, "chroot") is not None:
@@ -155,7 +165,7 @@ def parse_attributes(args: tuple[str, ...] | list[str], mail_owner: str = "") ->
     if command is None:
         raise PipeAttrError("missing argv= command-line attribute")
     user, uid, gid = ids
-    owner = _owner_ids(mail_owner) if mail_owner else None
+    owner = _owner_ids(mail_owner) if mail_owner and accounts else None
     if uid == 0:
         raise PipeAttrError("user= command-line attribute specifies root privileges")
     if owner is not None and uid == owner[0]:
@@ -169,11 +179,22 @@ def parse_attributes(args: tuple[str, ...] | list[str], mail_owner: str = "") ->
                     directory=directory, eol=eol, null_sender=null_sender, size_limit=size)
 
 
-def check_service(spec, mail_owner: str = "") -> PipeAttr:
+def check_service(spec, mail_owner: str = "", warnings: list[str] | None = None) -> PipeAttr:
     """The attributes of a master.cf ServiceSpec whose command is pipe, with
-    every macro of its argv parsed; ConfigError naming the file and line."""
+    every macro of its argv parsed; ConfigError naming the file and line.
+
+    A user= account this host does not have is a warning, not an error:
+    Postfix starts with such an entry (Debian's master.cf has several, for
+    maildrop, uucp, mailman ...) and refuses only when mail is to go
+    through it, and so does the pipe daemon."""
+    where = f"{spec.file}, line {spec.line}: service {spec.name}"
     try:
-        attr = parse_attributes(spec.args, mail_owner)
+        try:
+            attr = parse_attributes(spec.args, mail_owner)
+        except UnknownAccount as e:
+            if warnings is not None:
+                warnings.append(f"{where}: {e}")
+            attr = parse_attributes(spec.args, mail_owner, accounts=False)
         for arg in attr.argv:
             parse_template(arg)
     except (PipeAttrError, MacroError) as e:

@@ -87,3 +87,23 @@ def test_check_names_master_cf_and_the_line(tmp_path: Path):
         check_service(macro)
     assert str(e.value) == (f"{tmp_path}/master.cf, line 5: service macro: "
                             'unknown macro name: "recipent"')
+
+
+def test_check_only_warns_about_an_account_this_host_lacks(tmp_path: Path):
+    # Debian's master.cf has maildrop (user=vmail), uucp, mailman ... entries:
+    # Postfix starts with them and refuses only when mail goes that way.
+    (tmp_path / "main.cf").write_text(f"queue_directory = {tmp_path}/q\n")
+    (tmp_path / "master.cf").write_text(
+        "maildrop unix - n n - - pipe\n"
+        "  flags=DRXhu user=no-such-vmail argv=/usr/bin/maildrop -d ${recipient}\n"
+        "typo unix - n n - - pipe user=no-such-vmail flags=Rz argv=/bin/cat\n")
+    cfg = load(tmp_path)
+    maildrop, typo = parse_master_cf(tmp_path / "master.cf", cfg)
+    warnings: list[str] = []
+    attr = check_service(maildrop, warnings=warnings)
+    assert (attr.user, attr.uid, attr.argv) == ("no-such-vmail", -1,
+                                                ("/usr/bin/maildrop", "-d", "${recipient}"))
+    assert warnings == [f"{tmp_path}/master.cf, line 1: service maildrop: "
+                        "get_service_attr: unknown username: no-such-vmail"]
+    with pytest.raises(ConfigError, match=r"line 3: service typo: unknown flag: z"):
+        check_service(typo, warnings=[])

@@ -221,3 +221,14 @@ def test_an_entry_that_reaches_the_daemon_unchecked_is_one_fatal_line(make_site,
     assert "Traceback" not in log and "unexpected error" not in log
     assert not os.listdir(out_dir / "runs")
     assert qid in inst.cli("mailq").stdout              # nothing lost: still queued
+
+
+def test_an_unknown_user_is_a_warning_until_mail_goes_that_way(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config(master_cf=["maildrop unix - n n - - pipe",
+                                 "  flags=DRXhu user=no-such-vmail argv=/usr/bin/maildrop "
+                                 "-d ${recipient}"])
+    r = inst.cli("check")
+    assert (r.returncode, r.stderr) == (
+        0, f"mailsys: warning: {inst.config_dir}/master.cf, line 2: service maildrop: "
+           "get_service_attr: unknown username: no-such-vmail\n")
