@@ -26,11 +26,18 @@ DESCRIPTION
     <service>_destination_concurrency_limit bounds them per destination.
 
     The attributes are read once, when the process starts. An entry the
-    agent cannot use (no user=, an unknown flag, user=root, ...) is
-    refused by `mailsys check`, `start` and `reload` with master.cf and
-    its line; should one reach the daemon anyway it logs Postfix's
-    "fatal: missing user= command-line attribute" and exits, and the
-    master's throttling and qmgr's retries keep the mail queued.
+    agent cannot use (no user=, an unknown flag or macro, user=root, ...)
+    is refused by `mailsys check`, `start` and `reload` with master.cf and
+    its line; a user= this host has no account for is only a warning
+    there, as Postfix starts with one. Should such an entry reach the
+    daemon it logs Postfix's "fatal: missing user= command-line
+    attribute" (or "fatal: get_service_attr: unknown username: vmail")
+    and exits; the master throttles the service and the mail stays
+    queued.
+
+    Not done: the X flag is accepted, but a success notice (NOTIFY=SUCCESS)
+    says "delivered" with or without it (Postfix says "relayed" without
+    it); chroot= is ignored, as mailsys never chroots.
 
     Parameters: $<service>_time_limit (default $command_time_limit),
     export_environment, recipient_delimiter, queue_directory, mail_owner.
