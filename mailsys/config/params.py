@@ -174,8 +174,8 @@ _TABLE: tuple[Param, ...] = (
       choices=("alias", "forward", "include")),
     P("default_privs", Str, "nobody", "User whose rights alias commands and files get"),
     P("command_time_limit", Time, "1000s",
-      "Longest run of a delivery command (local, and pipe's <transport>_time_limit default)",
-      min=1),
+      "Longest run of a delivery command (local, and pipe's <transport>_time_limit default),"
+      " and of a spawn service's command", min=1),
     P("owner_request_special", Bool, "yes",
       "owner-name and name-request addresses get special treatment"),
     P("expand_owner_alias", Bool, "no",
@@ -640,11 +640,31 @@ _TRANSPORT_BASE = {"initial_destination_concurrency": "initial_destination_concu
 _TRANSPORT_RE = re.compile(r"([a-z0-9][a-z0-9-]*)_(" + "|".join(TRANSPORT_SUFFIXES) + r")")
 
 
+# spawn(8)'s command time limit exists once per master.cf service
+# ("policyd-spf_time_limit"), defaulting to $command_time_limit. Postfix's
+# postconf registers the name only for services that run spawn (or pipe);
+# mailsys knows it for any service name, as it knows the queue manager's
+# per-transport names above, so such a name is never an "unused parameter".
+SERVICE_TIME_LIMIT_SUFFIX = "_time_limit"
+_SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def service_time_limit_name(service: str) -> str:
+    """The parameter that limits the commands of a spawn(8) service."""
+    return service + SERVICE_TIME_LIMIT_SUFFIX
+
+
 def param(name: str) -> Param | None:
     """The Param called `name`, including per-transport ones, or None."""
     found = PARAMS.get(name)
     if found is not None:
         return found
+    service = name.removesuffix(SERVICE_TIME_LIMIT_SUFFIX)
+    if service != name and _SERVICE_NAME_RE.fullmatch(service):
+        base = PARAMS["command_time_limit"]
+        return Param(name, base.type, "$command_time_limit",
+                     f"Longest run of a command of the spawn service {service}",
+                     min=base.min, max=base.max, unit=base.unit)
     m = _TRANSPORT_RE.fullmatch(name)
     if not m or m.group(1) == "default":
         return None
