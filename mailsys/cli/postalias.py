@@ -1,8 +1,10 @@
-"""postalias - compile and query alias tables (Postfix postalias(1), newaliases(1)).
+"""postalias - compile, update and query alias tables (Postfix postalias(1), newaliases(1)).
 
 SYNOPSIS
-    mailsys postalias [-c dir] [type:]file ...
-    mailsys postalias [-c dir] -q key type:name ...
+    mailsys postalias [-finNoprvw] [-c dir] [type:]file ...
+    mailsys postalias [-fnN] [-c dir] -q key|- type:name ...
+    mailsys postalias [-fnN] [-c dir] -d key|- type:name ...
+    mailsys postalias [-c dir] -s type:name
     mailsys newaliases [-c dir]
 
 DESCRIPTION
@@ -12,12 +14,18 @@ DESCRIPTION
     and btree, what a main.cf moved from Postfix names, write the same
     file.lmdb, which is what ``alias_maps = hash:file`` reads. A line
     without ``name:`` or a duplicated name is skipped with a warning on
-    standard error, as Postfix's postalias does. Postfix also stores an
-    entry ``@`` (sendmail's sign that the table is complete); no reader of
-    mailsys needs it, so it is not written.
+    standard error, as Postfix's postalias does. As Postfix's (on Linux),
+    every build and update ends with three entries of its own: ``@: @``,
+    sendmail's sign that the table is complete, and NIS's
+    ``YP_LAST_MODIFIED`` (the time) and ``YP_MASTER_NAME`` ($myhostname).
+    With -i the entries come from standard input and are added to the
+    table.
 
-    -q key looks key up as postmap -q does (exit 1 when no table has it;
-    ``-q -`` reads keys from standard input).
+    -q key looks key up as postmap -q does (exit 1 when no table has it);
+    ``-q -`` reads keys from standard input and prints ``key:<TAB>value``
+    for each one found, and so does -s for every entry of a table. -d key
+    deletes key. The options, exit statuses and messages are Postfix's:
+    mailsys.cli.table_tool.
 
     newaliases compiles every table in $alias_database (Postfix's
     newaliases, the same as ``sendmail -bi``); relative file names are
@@ -28,33 +36,42 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import dataclasses
 import getopt
-import sys
+import time
 from pathlib import Path
 
-from mailsys.cli.postmap import _config, absolute_spec
-from mailsys.cli.postmap import main as postmap_main
-from mailsys.config.aliases import read_aliases
-from mailsys.config.tables import COMPILED_TYPES, lmdb_file, table_path, write_lmdb
-from mailsys.errors import ConfigError, UsageError
+from mailsys.cli.table_tool import Invocation, Tool, config_of
+from mailsys.config.aliases import alias_records
+from mailsys.config.loader import Config
+from mailsys.config.table_build import REPLACE, BuildOptions, add
+from mailsys.config.tables import table_path
+from mailsys.errors import UsageError
 
-USAGE = "usage: postalias [-c config_dir] [-q key] [type:]file ..."
+def signature(raw: dict[bytes, bytes], opts: BuildOptions, cfg: Config) -> None:
+    """What Postfix's postalias adds to every table it builds or updates:
+    sendmail's "@: @" (the table is complete), and NIS's time stamp and
+    master name, whose keys keep their case and never end in a null."""
+    replace = dataclasses.replace(opts, duplicates=REPLACE)
+    add(raw, "@", "@", replace, table="", warn=_never)
+    exact = dataclasses.replace(replace, fold=False, nulls=False)
+    add(raw, "YP_LAST_MODIFIED", "%010d" % int(time.time()), exact, table="", warn=_never)
+    add(raw, "YP_MASTER_NAME", str(cfg.myhostname), exact, table="", warn=_never)
+
+
+def _never(text: str) -> None:
+    raise AssertionError(text)          # a replacing add() never warns
+
+
+TOOL = Tool("postalias", "Nc:d:finopq:rsuvw",
+            "[-Nfinoprsuvw] [-c config_dir] [-d key] [-q key] [map_type:]file...",
+            source=alias_records, entry_format="{key}:\t{value}", finish=signature)
 
 
 def main(argv: list[str], config_dir: Path, command: str = "postalias") -> int:
     if command == "newaliases":
         return newaliases(argv, config_dir)
-    try:
-        opts, specs = getopt.gnu_getopt(argv, "c:q:")
-    except getopt.GetoptError as e:
-        raise UsageError(f"{e}. {USAGE}") from None
-    if any(flag == "-q" for flag, _ in opts):
-        return postmap_main(argv, config_dir, command)
-    if not specs:
-        raise UsageError(USAGE)
-    for spec in specs:
-        compile_aliases(absolute_spec(spec), "postalias")
-    return 0
+    return TOOL.main(argv, config_dir)
 
 
 def newaliases(argv: list[str], config_dir: Path) -> int:
@@ -66,20 +83,9 @@ def newaliases(argv: list[str], config_dir: Path) -> int:
         raise UsageError("usage: newaliases [-c config_dir]")
     for _, value in opts:
         config_dir = Path(value).absolute()
-    cfg = _config(config_dir)
+    cfg = config_of(config_dir)
+    tool = dataclasses.replace(TOOL, program="newaliases")
     for spec in cfg.alias_database:
         kind, _, name = spec.partition(":")
-        compile_aliases(f"{kind}:{table_path(name, cfg)}", "newaliases")
+        tool.build(f"{kind}:{table_path(name, cfg)}", Invocation("build", None, ()), cfg)
     return 0
-
-
-def compile_aliases(spec: str, program: str) -> Path:
-    kind, _, name = spec.partition(":")
-    if kind not in COMPILED_TYPES:
-        raise ConfigError(f"cannot create {kind}:{name}: only lmdb (hash, btree) alias tables "
-                          f"are compiled")
-    source = Path(name)
-    entries, warnings = read_aliases(source, str(lmdb_file(source)))
-    for warning in warnings:
-        print(f"{program}: warning: {warning}", file=sys.stderr)
-    return write_lmdb(source, entries=entries)

@@ -33,12 +33,13 @@ DESCRIPTION
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from mailsys.config.lines import logical_lines
 from mailsys.errors import ConfigError
 
-__all__ = ["parse_aliases", "read_aliases", "split_alias_value", "split_name"]
+__all__ = ["alias_records", "parse_aliases", "read_aliases", "split_alias_value", "split_name"]
 
 
 def split_name(text: str) -> tuple[str, str] | None:
@@ -75,17 +76,28 @@ def _quoted(text: str, start: int) -> tuple[str, int]:
     return "".join(out), -1
 
 
+def alias_records(text: str, file: str, warn: Callable[[str], None]
+                  ) -> Iterator[tuple[str, str]]:
+    """(name, value) of each entry of aliases(5) source text, in order; a line
+    without ``name:`` is skipped with postalias's warning."""
+    warnings: list[str] = []
+    lines = logical_lines(text, file, warnings)
+    for warning in warnings:
+        warn(warning)
+    for ll in lines:
+        pair = split_name(ll.text)
+        if pair is None:
+            warn(f"{file}, line {ll.line}: need name:value pair")
+            continue
+        yield pair
+
+
 def parse_aliases(text: str, file: str, table: str = "") -> tuple[dict[str, str], list[str]]:
     """The entries of an aliases(5) source text, and the warnings postalias
     gives (a duplicate is reported against the table being built, `table`)."""
     warnings: list[str] = []
     entries: dict[str, str] = {}
-    for ll in logical_lines(text, file, warnings):
-        pair = split_name(ll.text)
-        if pair is None:
-            warnings.append(f"{file}, line {ll.line}: need name:value pair")
-            continue
-        name, value = pair
+    for name, value in alias_records(text, file, warnings.append):
         key = name.lower()
         if key in entries:
             warnings.append(f'{table or file}: duplicate entry: "{key}"')

@@ -51,10 +51,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
+from mailsys.config import table_build
 from mailsys.config.cidr_table import read_cidr
-from mailsys.config.files import sync_directory
 from mailsys.config.lines import logical_lines
 from mailsys.config.regexp_table import Warn, read_regexp
 from mailsys.config.values import BadValue, split_list, strip_braces
@@ -110,6 +110,24 @@ class DictTable:
         return self.entries.get(key.lower())
 
 
+def _text_lines(text: str, file: str, warn: Warn, compiling: bool
+                ) -> Iterator[tuple[str, str, int]]:
+    for ll in logical_lines(text, file):
+        parts = ll.text.split(None, 1)
+        if len(parts) < 2:
+            warn(f"{file}, line {ll.line}: expected format: key whitespace value"
+                 + ("" if compiling else " -- ignoring this line"))
+            continue
+        yield parts[0], parts[1].strip(), ll.line
+
+
+def text_records(text: str, file: str, warn: Warn = log_warning) -> Iterator[tuple[str, str]]:
+    """(key, value) of each line of postmap source text, in order; a line
+    without a value is skipped with postmap's warning."""
+    for key, value, _ in _text_lines(text, file, warn, True):
+        yield key, value
+
+
 def read_text_table(path: Path, warn: Warn = log_warning, *, compiling: bool = False
                     ) -> dict[str, str]:
     """Entries of a texthash-syntax file (also postmap's source format).
@@ -124,18 +142,13 @@ def read_text_table(path: Path, warn: Warn = log_warning, *, compiling: bool = F
     except OSError as e:
         raise ConfigError(f"open {file}: {e.strerror}") from None
     entries: dict[str, str] = {}
-    for ll in logical_lines(text, file):
-        parts = ll.text.split(None, 1)
-        if len(parts) < 2:
-            warn(f"{file}, line {ll.line}: expected format: key whitespace value"
-                 + ("" if compiling else " -- ignoring this line"))
-            continue
-        key = parts[0].lower()
+    for key, value, line in _text_lines(text, file, warn, compiling):
+        key = key.lower()
         if key in entries:
             warn(f'{file}{LMDB_SUFFIX}: duplicate entry: "{key}"' if compiling else
-                 f'{file}, line {ll.line}: duplicate entry: "{key}"')
+                 f'{file}, line {line}: duplicate entry: "{key}"')
             continue
-        entries[key] = parts[1].strip()
+        entries[key] = value
     return entries
 
 
@@ -219,12 +232,13 @@ class LmdbTable:
     path: Path
     _env: object = field(default=None, repr=False)
     _ident: tuple = field(default=(), repr=False)
+    fold: bool = True                # False: postmap -f queries with the key as given
 
     def lookup(self, key: str) -> str | None:
         env = self._current()
         with env.begin() as txn:
-            value = txn.get(key.lower().encode("utf-8", "surrogateescape"))
-        return None if value is None else bytes(value).decode("utf-8", "surrogateescape")
+            # A table built with postmap -N holds its keys with a terminating null.
+            return table_build.get(txn.get, table_build.encode(key.lower() if self.fold else key))
 
     def _current(self):
         try:
@@ -280,29 +294,16 @@ def write_lmdb(source: Path, warn: Warn = log_warning,
                entries: dict[str, str] | None = None) -> Path:
     """Compile `source` into source.lmdb, replacing it atomically: its texthash
     entries (bad lines skipped with warn), or the `entries` given (postalias
-    parses the aliases syntax)."""
-    import lmdb  # only postmap writes tables
+    parses the aliases syntax). postmap's options: mailsys.cli.table_tool."""
+    from mailsys.config import table_files
     if entries is None:
         entries = read_text_table(source, warn, compiling=True)
-    target = lmdb_file(source)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.tmp")
-    size = 1 << 20
-    for key, value in entries.items():
-        size += 2 * (len(key) + len(value)) + 64
-    env = lmdb.open(str(tmp), subdir=False, map_size=size * 2, lock=False, max_dbs=0)
+    raw = {table_build.encode(k): table_build.encode(v) for k, v in entries.items()}
     try:
-        with env.begin(write=True) as txn:
-            for key, value in entries.items():
-                txn.put(key.encode("utf-8", "surrogateescape"), value.encode("utf-8", "surrogateescape"))
-        env.sync(True)
-    except BaseException:
-        env.close()
-        tmp.unlink(missing_ok=True)
-        raise
-    env.close()
-    os.replace(tmp, target)
-    sync_directory(target.parent)
-    return target
+        like = table_files.FileMode.of_source(source.stat())
+    except OSError:
+        like = table_files.FileMode()
+    return table_files.write_raw(lmdb_file(source), raw, like)
 
 
 OPENERS: dict[str, Callable[[str, str, object, Warn], Table]] = {

@@ -1,0 +1,294 @@
+"""table_tool - what postmap(1) and postalias(1) share: their options and what they do.
+
+SYNOPSIS
+    tool = Tool("postmap", "c:d:fimnNopq:rsuvw", source=text_source, ...)
+    return tool.main(argv, config_dir)
+
+DESCRIPTION
+    postmap and postalias take the same options and differ only in the
+    source syntax they compile and in how they print an entry. Each
+    invocation does one of four things (Postfix: "specify only one of -s
+    -q or -d", fatal):
+
+      build (no -q, -d, -s)   compile each [type:]file into file.lmdb
+                              (hash: and btree: name the same file, see
+                              mailsys.config.tables); with -i, read entries
+                              from standard input instead and add them to
+                              the existing table (created when missing),
+                              without truncating it
+      -q key                  print the value of the first table that has
+                              key; exit 1 when none has it. -q - reads keys
+                              from standard input, prints an entry for each
+                              one found, exits 1 when none was found
+      -d key                  delete key from every table; exit 0 when at
+                              least one had it. -d - reads keys from
+                              standard input
+      -s                      print every entry of the first table, in the
+                              table's order (compiled tables, texthash and
+                              inline tables)
+
+    Options that shape a build, an update or a lookup
+    (mailsys.config.table_build): -f do not fold keys to lower case; -N
+    store keys and values with a terminating null, -n without (the
+    default); -r replace a duplicate key silently, -w keep the first
+    silently (default: keep the first, with a warning). -p gives a new
+    table mode 0644 instead of its source's read permissions, -o leaves a
+    table root builds owned by root instead of by its source's owner
+    (mailsys.config.table_files). -v is accepted (Postfix's verbose
+    logging; mailsys says nothing more).
+
+    Fatal errors print "PROGRAM: fatal: ..." and exit 1, as Postfix's
+    msg_fatal(); so do usage errors, after glibc getopt()'s own complaint
+    for a bad option.
+"""
+
+from __future__ import annotations
+
+import getopt
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mailsys.cli.getopt_errors import complaint
+from mailsys.config import load, table_build, table_files
+from mailsys.config.loader import Config
+from mailsys.config.table_build import BuildOptions
+from mailsys.config.tables import COMPILED_TYPES, DictTable, LmdbTable, lmdb_file, open_table
+from mailsys.errors import ConfigError, MailsysError
+
+__all__ = ["Tool", "Invocation", "Fatal", "DEFAULT_TYPE", "FILE_TYPES", "absolute_spec",
+           "config_of"]
+
+DEFAULT_TYPE = "lmdb"
+FILE_TYPES = ("texthash", "regexp", "pcre", "cidr") + COMPILED_TYPES
+
+Warn = Callable[[str], None]
+# A source parser: (text, file name for messages, warn) -> (key, value) records.
+Source = Callable[[str, str, Warn], Iterable[tuple[str, str]]]
+
+
+class Fatal(MailsysError):
+    """A fatal error: "PROGRAM: fatal: TEXT", exit status 1."""
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One command line, parsed."""
+
+    mode: str                           # "build", "query", "delete" or "sequence"
+    key: str | None
+    specs: tuple[str, ...]
+    opts: BuildOptions = BuildOptions()
+    incremental: bool = False
+    save_perm: bool = True
+    as_owner: bool = True
+    config_dir: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    program: str
+    optstring: str                      # getopt letters, Postfix's for this program
+    usage: str                          # after "usage: "
+    source: Source                      # the source syntax builds read
+    entry_format: str = "{key}\t{value}"   # one line of -q - and -s output
+    # What every build and update adds last (postalias: its signature entries).
+    finish: Callable[[dict[bytes, bytes], BuildOptions, Config], None] | None = None
+
+    # --- the command line -----------------------------------------------------
+
+    def parse(self, argv: list[str]) -> Invocation:
+        # POSIX getopt, as Postfix's GETOPT(): options stop at the first file.
+        try:
+            opts, specs = getopt.getopt(argv, self.optstring)
+        except getopt.GetoptError as e:
+            line = complaint(e)
+            if line is not None:
+                print(f"{self.program}: {line}", file=sys.stderr)
+            raise Fatal(self.usage_line) from None
+        mode, key = "build", None
+        fold, duplicates, nulls = True, table_build.WARN, False
+        flags = {"incremental": False, "save_perm": True, "as_owner": True}
+        config_dir = None
+        for flag, value in opts:
+            if flag in ("-q", "-d"):
+                if mode != "build":
+                    raise Fatal("specify only one of -s -q or -d")
+                mode, key = ("query" if flag == "-q" else "delete"), value
+            elif flag == "-s":
+                if mode in ("query", "delete"):
+                    raise Fatal("specify only one of -s or -q or -d")     # sic, Postfix's words
+                mode = "sequence"
+            elif flag == "-c":
+                config_dir = Path(value).absolute()
+            elif flag == "-f":
+                fold = False
+            elif flag in ("-N", "-n"):
+                nulls = flag == "-N"
+            elif flag == "-r":
+                duplicates = table_build.REPLACE
+            elif flag == "-w":
+                duplicates = table_build.IGNORE
+            elif flag == "-i":
+                flags["incremental"] = True
+            elif flag == "-p":
+                flags["save_perm"] = False
+            elif flag == "-o":
+                flags["as_owner"] = False
+        if not specs and mode != "sequence":
+            raise Fatal(self.usage_line)
+        return Invocation(mode, key, tuple(_with_type(s) for s in specs),
+                          BuildOptions(fold, duplicates, nulls), config_dir=config_dir, **flags)
+
+    @property
+    def usage_line(self) -> str:
+        return f"usage: {self.program} {self.usage}"
+
+    def main(self, argv: list[str], config_dir: Path) -> int:
+        try:
+            inv = self.parse(argv)
+            return self.run(inv, inv.config_dir or config_dir)
+        except (Fatal, ConfigError) as e:
+            print(f"{self.program}: fatal: {e}", file=sys.stderr)
+            return 1
+
+    # --- what it does ------------------------------------------------------------
+
+    def warn(self, text: str) -> None:
+        print(f"{self.program}: warning: {text}", file=sys.stderr)
+
+    def run(self, inv: Invocation, config_dir: Path) -> int:
+        cfg = config_of(config_dir)
+        if inv.mode == "build":
+            for spec in inv.specs:
+                self.build(spec, inv, cfg)
+            return 0
+        if inv.mode == "delete":
+            keys = list(_stdin_keys()) if inv.key == "-" else [inv.key]
+            return 0 if self.delete(inv.specs, keys, inv.opts) else 1
+        if inv.mode == "sequence":
+            if not inv.specs:
+                return 1                  # Postfix: nothing to list, no message
+            for key, value in self.sequence(inv.specs[0], cfg):
+                print(self.entry_format.format(key=key, value=value))
+            return 0
+        return self.query(inv, cfg)
+
+    def _compiled(self, spec: str) -> tuple[Path, str]:
+        """The source file of a compiled table, and the table's name in warnings."""
+        kind, _, name = spec.partition(":")
+        if kind not in COMPILED_TYPES:
+            raise Fatal(f"cannot create {kind}:{name}: only lmdb (hash, btree) tables are "
+                        f"compiled ({kind} tables are read as they are)")
+        # Postfix names an lmdb table "lmdb:NAME" in its warnings (a hash one
+        # "NAME.db"); mailsys writes NAME.lmdb for all three.
+        return Path(name), (spec if kind == "lmdb" else str(lmdb_file(Path(name))))
+
+    def build(self, spec: str, inv: Invocation, cfg: Config) -> Path:
+        source, table = self._compiled(spec)
+        target = lmdb_file(source)
+        if inv.incremental:
+            text = sys.stdin.buffer.read().decode("utf-8", "surrogateescape")
+            records = self.source(text, "stdin", self.warn)     # warns as it goes, as Postfix
+            if not target.exists():
+                table_files.write_raw(target, {}, table_files.FileMode.of_source(
+                    _stat_stdin(), save_perm=inv.save_perm, as_owner=inv.as_owner))
+            with table_files.updating(target) as raw:
+                self._add_all(raw, records, inv.opts, table, cfg)
+            return target
+        try:
+            st = source.stat()
+            text = source.read_bytes().decode("utf-8", "surrogateescape")
+        except OSError as e:
+            raise Fatal(f"open {source}: {e.strerror}") from None
+        raw: dict[bytes, bytes] = {}
+        self._add_all(raw, self.source(text, str(source), self.warn), inv.opts, table, cfg)
+        like = table_files.FileMode.of_source(st, save_perm=inv.save_perm,
+                                              as_owner=inv.as_owner)
+        return table_files.write_raw(target, raw, like)
+
+    def _add_all(self, raw: dict[bytes, bytes], records: Iterable[tuple[str, str]],
+                 opts: BuildOptions, table: str, cfg: Config) -> None:
+        for key, value in records:
+            table_build.add(raw, key, value, opts, table=table, warn=self.warn)
+        if self.finish is not None:
+            self.finish(raw, opts, cfg)
+
+    def delete(self, specs: Iterable[str], keys: list[str], opts: BuildOptions) -> bool:
+        found = False
+        for spec in specs:
+            source, _ = self._compiled(spec)
+            with table_files.updating(lmdb_file(source)) as raw:
+                for key in keys:
+                    found |= table_build.delete(raw, key, opts)
+        return found
+
+    def sequence(self, spec: str, cfg: Config) -> Iterator[tuple[str, str]]:
+        kind, _, name = spec.partition(":")
+        if kind in COMPILED_TYPES:
+            return table_build.entries(table_files.read_raw(lmdb_file(Path(name))))
+        table = open_table(absolute_spec(spec), cfg, self.warn)
+        if isinstance(table, DictTable):
+            return iter(table.entries.items())
+        raise Fatal(f"table {spec}: sequence operation is not supported")
+
+    def query(self, inv: Invocation, cfg: Config) -> int:
+        tables = []
+        for spec in inv.specs:
+            table = open_table(absolute_spec(spec), cfg, self.warn)
+            if isinstance(table, LmdbTable):
+                table.fold = inv.opts.fold
+            tables.append(table)
+        if inv.key == "-":
+            found = False
+            for key in _stdin_keys():
+                value = _lookup(tables, key)
+                if value is not None:
+                    print(self.entry_format.format(key=key, value=value))
+                    found = True
+            return 0 if found else 1
+        value = _lookup(tables, inv.key)
+        if value is None:
+            return 1
+        print(value)
+        return 0
+
+
+def _stdin_keys() -> Iterator[str]:
+    for line in sys.stdin:
+        yield line.rstrip("\n")
+
+
+def _stat_stdin() -> os.stat_result:
+    return os.fstat(sys.stdin.fileno())
+
+
+def _lookup(tables, key: str) -> str | None:
+    for table in tables:
+        value = table.lookup(key)
+        if value is not None:
+            return value
+    return None
+
+
+def _with_type(spec: str) -> str:
+    """``[type:]file`` with the default type: what messages name."""
+    return spec if ":" in spec else f"{DEFAULT_TYPE}:{spec}"
+
+
+def absolute_spec(spec: str) -> str:
+    """``type:file`` with an absolute file name: what open_table() is given
+    (it takes relative names from the configuration's parent directory)."""
+    kind, _, name = _with_type(spec).partition(":")
+    if kind in FILE_TYPES and name:
+        name = str(Path(name).absolute())
+    return f"{kind}:{name}"
+
+
+def config_of(config_dir: Path) -> Config:
+    """The configuration when there is one; postmap works without it too."""
+    if (config_dir / "main.cf").exists():
+        return load(config_dir)
+    return Config(config_dir, {})
