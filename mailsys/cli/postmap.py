@@ -1,8 +1,9 @@
 """postmap - compile, update and query lookup tables (Postfix postmap(1)).
 
 SYNOPSIS
-    mailsys postmap [-finNoprvw] [-c dir] [type:]file ...
-    mailsys postmap [-fnN] [-c dir] -q key|- type:name ...
+    mailsys postmap [-fFinNoprvw] [-c dir] [type:]file ...
+    mailsys postmap [-fFnN] [-c dir] -q key|- type:name ...
+    mailsys postmap [-bh] [-c dir] -q - type:name ...
     mailsys postmap [-fnN] [-c dir] -d key|- type:name ...
     mailsys postmap [-c dir] -s type:name
 
@@ -26,11 +27,15 @@ DESCRIPTION
     warning on standard error ("postmap: warning: /etc/x, line 2: ..."), as
     Postfix's postmap does.
 
+    -F stores, instead of a value, the base64 of the files it names
+    (contents joined by a newline) and decodes values for -q and -s. With
+    ``-q -``, -h looks up each header of a message read from standard input
+    (a folded header is one key with its newlines) and -b each body line.
+
     The options, exit statuses and messages are Postfix's: mailsys.cli.
-    table_tool. Not available: -b, -h and -m (message header and body
-    queries) and -F (base64 file contents) are refused as unknown options;
-    -u and -U are accepted and change nothing (mailsys does not check
-    tables for UTF-8).
+    table_tool. Not available: -m with -b or -h (MIME parsing: attachment
+    headers as keys) is refused; -u and -U are accepted and change nothing
+    (mailsys does not check tables for UTF-8).
 
     Relative file names are taken from the current directory.
 """
@@ -42,8 +47,8 @@ from pathlib import Path
 from mailsys.cli.table_tool import Tool
 from mailsys.config.tables import text_records
 
-TOOL = Tool("postmap", "c:d:finNopq:rsuUvw",
-            "[-finNoprsuUvw] [-c config_dir] [-d key] [-q key] [map_type:]file...",
+TOOL = Tool("postmap", "bc:d:fFhimnNopq:rsuUvw",
+            "[-bfFhimnNoprsuUvw] [-c config_dir] [-d key] [-q key] [map_type:]file...",
             source=text_records)
 
 

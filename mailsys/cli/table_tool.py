@@ -35,7 +35,15 @@ DESCRIPTION
     table mode 0644 instead of its source's read permissions, -o leaves a
     table root builds owned by root instead of by its source's owner
     (mailsys.config.table_files). -v is accepted (Postfix's verbose
-    logging; mailsys says nothing more).
+    logging; mailsys says nothing more), and so are -u and -U (mailsys does
+    not check tables for UTF-8).
+
+    postmap only: -F stores the base64 of the files a value names (their
+    contents joined by a newline) and decodes values for -q and -s; with
+    "-q -", -h makes lookup keys of the headers of a message on standard
+    input and -b of its body lines (message_keys()). -m alone is ignored
+    with Postfix's warning; with -b or -h (MIME parsing, attachment headers
+    as keys) it is refused.
 
     Fatal errors print "PROGRAM: fatal: ..." and exit 1, as Postfix's
     msg_fatal(); so do usage errors, after glibc getopt()'s own complaint
@@ -44,8 +52,11 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import base64
+import binascii
 import getopt
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -65,8 +76,15 @@ DEFAULT_TYPE = "lmdb"
 FILE_TYPES = ("texthash", "regexp", "pcre", "cidr") + COMPILED_TYPES
 
 Warn = Callable[[str], None]
-# A source parser: (text, file name for messages, warn) -> (key, value) records.
-Source = Callable[[str, str, Warn], Iterable[tuple[str, str]]]
+# A source parser: (text, file name for messages, warn) -> (key, value, line) records.
+Source = Callable[[str, str, Warn], Iterable[tuple[str, str, int]]]
+# The start of a header line (Postfix mime_state: a name of printable
+# characters other than ":", optional blanks, a colon).
+_HEADER = re.compile(r"[!-9;-~]+[ \t]*:")
+FILE_SEPARATORS = ", \t\r\n"          # between the file names of a -F value
+# Options that set one Invocation field: option -> (field, value it sets).
+SWITCHES = {"-i": ("incremental", True), "-p": ("save_perm", False), "-o": ("as_owner", False),
+            "-F": ("files", True), "-h": ("headers", True), "-b": ("body", True)}
 
 
 class Fatal(MailsysError):
@@ -85,6 +103,9 @@ class Invocation:
     save_perm: bool = True
     as_owner: bool = True
     config_dir: Path | None = None
+    files: bool = False                 # -F: values are base64 file contents
+    headers: bool = False               # -h: -q - looks up a message's headers
+    body: bool = False                  # -b: ... and its body lines
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +131,8 @@ class Tool:
             raise Fatal(self.usage_line) from None
         mode, key = "build", None
         fold, duplicates, nulls = True, table_build.WARN, False
-        flags = {"incremental": False, "save_perm": True, "as_owner": True}
-        config_dir = None
+        flags = {name: not setting for name, setting in SWITCHES.values()}
+        config_dir, mime = None, False
         for flag, value in opts:
             if flag in ("-q", "-d"):
                 if mode != "build":
@@ -131,12 +152,20 @@ class Tool:
                 duplicates = table_build.REPLACE
             elif flag == "-w":
                 duplicates = table_build.IGNORE
-            elif flag == "-i":
-                flags["incremental"] = True
-            elif flag == "-p":
-                flags["save_perm"] = False
-            elif flag == "-o":
-                flags["as_owner"] = False
+            elif flag in SWITCHES:
+                name, setting = SWITCHES[flag]
+                flags[name] = setting
+            elif flag == "-m":
+                mime = True
+        message = flags["headers"] or flags["body"]
+        if (message or mime) and not (mode == "query" and key == "-"):
+            raise Fatal('specify -b -h or -m only with "-q -"')
+        if mime and not message:
+            self.warn("ignoring -m option without -b or -h")
+        elif mime:
+            # Postfix's MIME engine would also make keys of attachment
+            # headers; mailsys has no such reader for postmap.
+            raise Fatal("-m (MIME parsing with -b or -h) is not supported by mailsys postmap")
         if not specs and mode != "sequence":
             raise Fatal(self.usage_line)
         return Invocation(mode, key, tuple(_with_type(s) for s in specs),
@@ -172,6 +201,10 @@ class Tool:
             if not inv.specs:
                 return 1                  # Postfix: nothing to list, no message
             for key, value in self.sequence(inv.specs[0], cfg):
+                if inv.files:
+                    value = self._decoded(inv.specs[0], key, value)
+                    if value is None:
+                        continue
                 print(self.entry_format.format(key=key, value=value))
             return 0
         return self.query(inv, cfg)
@@ -196,7 +229,7 @@ class Tool:
                 table_files.write_raw(target, {}, table_files.FileMode.of_source(
                     _stat_stdin(), save_perm=inv.save_perm, as_owner=inv.as_owner))
             with table_files.updating(target) as raw:
-                self._add_all(raw, records, inv.opts, table, cfg)
+                self._add_all(raw, self._values(records, inv, "stdin"), inv.opts, table, cfg)
             return target
         try:
             st = source.stat()
@@ -204,10 +237,24 @@ class Tool:
         except OSError as e:
             raise Fatal(f"open {source}: {e.strerror}") from None
         raw: dict[bytes, bytes] = {}
-        self._add_all(raw, self.source(text, str(source), self.warn), inv.opts, table, cfg)
+        records = self.source(text, str(source), self.warn)
+        self._add_all(raw, self._values(records, inv, str(source)), inv.opts, table, cfg)
         like = table_files.FileMode.of_source(st, save_perm=inv.save_perm,
                                               as_owner=inv.as_owner)
         return table_files.write_raw(target, raw, like)
+
+    def _values(self, records: Iterable[tuple[str, str, int]], inv: Invocation,
+                file: str) -> Iterator[tuple[str, str]]:
+        """(key, value) to store: with -F, the base64 of the files a value names."""
+        for key, value, line in records:
+            if not inv.files:
+                yield key, value
+                continue
+            try:
+                yield key, _files_base64(value)
+            except OSError as e:
+                self.warn(f"{file}, line {line}: open {e.filename}: {e.strerror}: "
+                          "skipping this entry")
 
     def _add_all(self, raw: dict[bytes, bytes], records: Iterable[tuple[str, str]],
                  opts: BuildOptions, table: str, cfg: Config) -> None:
@@ -241,19 +288,77 @@ class Tool:
             if isinstance(table, LmdbTable):
                 table.fold = inv.opts.fold
             tables.append(table)
-        if inv.key == "-":
-            found = False
-            for key in _stdin_keys():
-                value = _lookup(tables, key)
+
+        def lookup(key: str) -> str | None:
+            for spec, table in zip(inv.specs, tables):
+                value = table.lookup(key)
                 if value is not None:
-                    print(self.entry_format.format(key=key, value=value))
-                    found = True
-            return 0 if found else 1
-        value = _lookup(tables, inv.key)
-        if value is None:
-            return 1
-        print(value)
-        return 0
+                    return self._decoded(spec, key, value) if inv.files else value
+            return None
+
+        if inv.key != "-":
+            value = lookup(inv.key)
+            if value is None:
+                return 1
+            print(value)
+            return 0
+        keys = _stdin_keys()
+        if inv.headers or inv.body:
+            keys = message_keys(keys, headers=inv.headers, body=inv.body)
+        found = False
+        for key in keys:
+            value = lookup(key)
+            if value is not None:
+                print(self.entry_format.format(key=key, value=value))
+                found = True
+        return 0 if found else 1
+
+    def _decoded(self, spec: str, key: str, value: str) -> str | None:
+        """A -F value as the file contents it holds; None (warned) when it is no base64."""
+        try:
+            return table_build.decode(base64.b64decode(value, validate=True))
+        except (binascii.Error, ValueError):
+            self.warn(f"table {spec}: key {key}: malformed BASE64 value: {value}")
+            return None
+
+
+def message_keys(lines: Iterable[str], *, headers: bool, body: bool) -> Iterator[str]:
+    """The lookup keys of postmap -h / -b: each header of the message (a
+    header with continuation lines is one key, lines joined by newlines)
+    up to the first line that is no header, then each body line; the empty
+    line that ends the headers is neither."""
+    pending: str | None = None
+    in_headers = True
+    for line in lines:
+        if in_headers:
+            if pending is not None and line[:1] in (" ", "\t"):
+                pending += "\n" + line
+                continue
+            if pending is not None and headers:
+                yield pending
+            pending = None
+            if _HEADER.match(line):
+                pending = line
+                continue
+            in_headers = False
+            if not body:
+                return
+            if line == "":
+                continue
+        if body:
+            yield line
+    if pending is not None and headers:
+        yield pending
+
+
+def _files_base64(value: str) -> str:
+    """postmap -F: the named files' contents, a newline between two, in base64."""
+    names = [n for n in re.split(f"[{re.escape(FILE_SEPARATORS)}]+", value) if n]
+    parts = []
+    for name in names:
+        with open(name, "rb") as f:
+            parts.append(f.read())
+    return base64.b64encode(b"\n".join(parts)).decode("ascii")
 
 
 def _stdin_keys() -> Iterator[str]:
@@ -263,14 +368,6 @@ def _stdin_keys() -> Iterator[str]:
 
 def _stat_stdin() -> os.stat_result:
     return os.fstat(sys.stdin.fileno())
-
-
-def _lookup(tables, key: str) -> str | None:
-    for table in tables:
-        value = table.lookup(key)
-        if value is not None:
-            return value
-    return None
 
 
 def _with_type(spec: str) -> str:

@@ -77,9 +77,9 @@ def _quoted(text: str, start: int) -> tuple[str, int]:
 
 
 def alias_records(text: str, file: str, warn: Callable[[str], None]
-                  ) -> Iterator[tuple[str, str]]:
-    """(name, value) of each entry of aliases(5) source text, in order; a line
-    without ``name:`` is skipped with postalias's warning."""
+                  ) -> Iterator[tuple[str, str, int]]:
+    """(name, value, line number) of each entry of aliases(5) source text, in
+    order; a line without ``name:`` is skipped with postalias's warning."""
     warnings: list[str] = []
     lines = logical_lines(text, file, warnings)
     for warning in warnings:
@@ -89,7 +89,7 @@ def alias_records(text: str, file: str, warn: Callable[[str], None]
         if pair is None:
             warn(f"{file}, line {ll.line}: need name:value pair")
             continue
-        yield pair
+        yield pair[0], pair[1], ll.line
 
 
 def parse_aliases(text: str, file: str, table: str = "") -> tuple[dict[str, str], list[str]]:
@@ -97,7 +97,7 @@ def parse_aliases(text: str, file: str, table: str = "") -> tuple[dict[str, str]
     gives (a duplicate is reported against the table being built, `table`)."""
     warnings: list[str] = []
     entries: dict[str, str] = {}
-    for name, value in alias_records(text, file, warnings.append):
+    for name, value, _ in alias_records(text, file, warnings.append):
         key = name.lower()
         if key in entries:
             warnings.append(f'{table or file}: duplicate entry: "{key}"')

@@ -121,11 +121,11 @@ def _text_lines(text: str, file: str, warn: Warn, compiling: bool
         yield parts[0], parts[1].strip(), ll.line
 
 
-def text_records(text: str, file: str, warn: Warn = log_warning) -> Iterator[tuple[str, str]]:
-    """(key, value) of each line of postmap source text, in order; a line
-    without a value is skipped with postmap's warning."""
-    for key, value, _ in _text_lines(text, file, warn, True):
-        yield key, value
+def text_records(text: str, file: str, warn: Warn = log_warning
+                 ) -> Iterator[tuple[str, str, int]]:
+    """(key, value, line number) of each line of postmap source text, in
+    order; a line without a value is skipped with postmap's warning."""
+    return _text_lines(text, file, warn, True)
 
 
 def read_text_table(path: Path, warn: Warn = log_warning, *, compiling: bool = False

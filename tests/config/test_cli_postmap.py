@@ -63,5 +63,5 @@ def test_errors(confdir, tmp_path, run_cli):
         f'postmap: warning: regexp map {tmp_path}/bad.re, line 1: unknown regexp option "q": '
         "skipping this rule\n"))
     r = run_cli(d, "postmap")
-    assert (r.returncode, r.stderr) == (1, "postmap: fatal: usage: postmap [-finNoprsuUvw] "
+    assert (r.returncode, r.stderr) == (1, "postmap: fatal: usage: postmap [-bfFhimnNoprsuUvw] "
                                            "[-c config_dir] [-d key] [-q key] [map_type:]file...\n")

@@ -146,7 +146,7 @@ def test_root_gives_a_table_to_its_sources_owner_unless_o(d, tmp_path, run_cli):
     (["-s", "-q", "a"], "postmap: fatal: specify only one of -s -q or -d\n"),
     (["-q", "a", "-s"], "postmap: fatal: specify only one of -s or -q or -d\n"),
     (["-d", "a", "-q", "a"], "postmap: fatal: specify only one of -s -q or -d\n"),
-    (["-x"], "postmap: invalid option -- 'x'\npostmap: fatal: usage: postmap [-finNoprsuUvw] "
+    (["-x"], "postmap: invalid option -- 'x'\npostmap: fatal: usage: postmap [-bfFhimnNoprsuUvw] "
              "[-c config_dir] [-d key] [-q key] [map_type:]file...\n"),
 ])
 def test_command_line_errors(d, tmp_path, run_cli, args, stderr):
@@ -158,3 +158,53 @@ def test_options_end_at_the_first_table(d, tmp_path, run_cli):
     (tmp_path / "m").write_text("a 1\n")
     r = run_cli(d, "postmap", f"lmdb:{tmp_path}/m", "-q", "a")
     assert (r.returncode, r.stdout, r.stderr) == (1, "", "postmap: fatal: open -q: No such file or directory\n")
+
+
+MESSAGE = "From: a@example.org\nSubject: hello\n world\n\nbody line one\n\nfoo\nfrom: x\n"
+
+
+@pytest.mark.parametrize("flags, stdout", [
+    (["-h"], "From: a@example.org\tseen\nSubject: hello\n world\tseen\n"),
+    (["-b"], "body line one\tseen\nfoo\tseen\nfrom: x\tseen\n"),
+    (["-h", "-b"], "From: a@example.org\tseen\nSubject: hello\n world\tseen\n"
+                   "body line one\tseen\nfoo\tseen\nfrom: x\tseen\n"),
+])
+def test_h_and_b_look_up_a_messages_headers_and_body_lines(d, tmp_path, run_cli, flags, stdout):
+    (tmp_path / "any.re").write_text("/./ seen\n")
+    r = run_cli(d, "postmap", *flags, "-q", "-", f"regexp:{tmp_path}/any.re", input=MESSAGE)
+    assert (r.returncode, r.stdout, r.stderr) == (0, stdout, "")
+
+
+def test_a_message_without_headers_is_all_body(d, tmp_path, run_cli):
+    (tmp_path / "any.re").write_text("/./ seen\n")
+    text = "garbage\nSubject: x\n\nbody\n"
+    r = run_cli(d, "postmap", "-h", "-q", "-", f"regexp:{tmp_path}/any.re", input=text)
+    assert (r.returncode, r.stdout) == (1, "")
+    r = run_cli(d, "postmap", "-b", "-q", "-", f"regexp:{tmp_path}/any.re", input=text)
+    assert (r.returncode, r.stdout) == (0, "garbage\tseen\nSubject: x\tseen\nbody\tseen\n")
+
+
+def test_m_and_message_modes_need_q_dash(d, tmp_path, run_cli):
+    (tmp_path / "any.re").write_text("/./ seen\n")
+    r = run_cli(d, "postmap", "-h", "-q", "x", f"regexp:{tmp_path}/any.re")
+    assert (r.returncode, r.stderr) == (1, 'postmap: fatal: specify -b -h or -m only with "-q -"\n')
+    r = run_cli(d, "postmap", "-m", "-q", "-", f"regexp:{tmp_path}/any.re",
+                input="Subject: hello\n world\n")
+    assert (r.returncode, r.stdout, r.stderr) == (
+        0, "Subject: hello\tseen\n world\tseen\n",
+        "postmap: warning: ignoring -m option without -b or -h\n")
+
+
+def test_F_stores_file_contents_in_base64(d, tmp_path, run_cli):
+    (tmp_path / "f1").write_text("one\n")
+    (tmp_path / "f2").write_text("two")
+    src = tmp_path / "fmap"
+    src.write_text(f"key1 {tmp_path}/f1, {tmp_path}/f2\nkey2 /nonexist\n")
+    r = run_cli(d, "postmap", "-F", f"lmdb:{src}")
+    assert (r.returncode, r.stderr) == (0, f"postmap: warning: {src}, line 2: open /nonexist: "
+                                           "No such file or directory: skipping this entry\n")
+    assert run_cli(d, "postmap", "-q", "key1", f"lmdb:{src}").stdout == "b25lCgp0d28=\n"
+    assert run_cli(d, "postmap", "-F", "-q", "key1", f"lmdb:{src}").stdout == "one\n\ntwo\n"
+    assert run_cli(d, "postmap", "-F", "-s", f"lmdb:{src}").stdout == "key1\tone\n\ntwo\n"
+    r = run_cli(d, "postmap", "-F", "-q", "-", f"lmdb:{src}", input="key1\nkey2\n")
+    assert (r.returncode, r.stdout) == (0, "key1\tone\n\ntwo\n")
