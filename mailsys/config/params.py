@@ -632,17 +632,16 @@ TRANSPORT_SUFFIXES = (
     "destination_rate_delay",
     "destination_concurrency_failed_cohort_limit",
     "initial_destination_concurrency",
-    "time_limit",                   # pipe(8): <transport>_time_limit ($command_time_limit)
 )
 # The parameter a per-transport one defaults to, where not default_<suffix>.
-_TRANSPORT_BASE = {"initial_destination_concurrency": "initial_destination_concurrency",
-                   "time_limit": "command_time_limit"}
+_TRANSPORT_BASE = {"initial_destination_concurrency": "initial_destination_concurrency"}
 _TRANSPORT_RE = re.compile(r"([a-z0-9][a-z0-9-]*)_(" + "|".join(TRANSPORT_SUFFIXES) + r")")
 
 
-# spawn(8)'s command time limit exists once per master.cf service
-# ("policyd-spf_time_limit"), defaulting to $command_time_limit. Postfix's
-# postconf registers the name only for services that run spawn (or pipe);
+# spawn(8)'s and pipe(8)'s command time limit exists once per master.cf
+# service ("policyd-spf_time_limit", "dovecot_time_limit"), defaulting to
+# $command_time_limit. Postfix's postconf registers the name only for
+# services that run spawn or pipe;
 # mailsys knows it for any service name, as it knows the queue manager's
 # per-transport names above, so such a name is never an "unused parameter".
 SERVICE_TIME_LIMIT_SUFFIX = "_time_limit"
@@ -650,7 +649,7 @@ _SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def service_time_limit_name(service: str) -> str:
-    """The parameter that limits the commands of a spawn(8) service."""
+    """The parameter that limits the commands of a spawn(8) or pipe(8) service."""
     return service + SERVICE_TIME_LIMIT_SUFFIX
 
 
@@ -663,7 +662,7 @@ def param(name: str) -> Param | None:
     if service != name and _SERVICE_NAME_RE.fullmatch(service):
         base = PARAMS["command_time_limit"]
         return Param(name, base.type, "$command_time_limit",
-                     f"Longest run of a command of the spawn service {service}",
+                     f"Longest run of a command of the service {service}",
                      min=base.min, max=base.max, unit=base.unit)
     m = _TRANSPORT_RE.fullmatch(name)
     if not m or m.group(1) == "default":

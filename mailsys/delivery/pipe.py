@@ -64,6 +64,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from mailsys.config.params import service_time_limit_name
 from mailsys.config.values import parse_time
 from mailsys.delivery.command import DSN_TEXT, SYS_EXITS, Outcome, command_env, failure, spawn
 from mailsys.delivery.local import delivered_to
@@ -95,7 +96,7 @@ class PipeSettings:
     @classmethod
     def from_config(cls, cfg, service: str, attr: PipeAttr) -> PipeSettings:
         try:
-            limit = cfg[f"{service}_time_limit"]
+            limit = cfg[service_time_limit_name(service)]
         except KeyError:                 # a service name no parameter can be made of
             limit = cfg.command_time_limit
         if isinstance(limit, str):       # such a name set in main.cf all the same
