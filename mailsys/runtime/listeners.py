@@ -15,6 +15,9 @@ DESCRIPTION
                   column y) or public/NAME (n), mode 0666 inside the
                   directory that guards it.
       unix-dgram  a datagram socket at the same places (postlogd's postlog).
+      pass        a stream socket like unix; each connection to it carries
+                  one client connection passed by postscreen
+                  (mailsys.runtime.fd_pass).
 
     A bind failure raises ListenError with Postfix's wording,
     "bind 127.0.0.1 port 2525: Address already in use".
@@ -136,8 +139,11 @@ def endpoints(spec, cfg) -> tuple[Endpoint, ...]:
         return tuple(out)
     if spec.type in ("unix", "unix-dgram"):
         return (Endpoint(spec.type, path=str(socket_path(cfg, spec.name, spec.private))),)
-    # Postfix's "pass" services receive connections from another daemon
-    # (postscreen); mailsys has no such daemon yet.
+    if spec.type == "pass":
+        # A stream socket like a unix service's; what arrives on it are
+        # client connections another daemon (postscreen) hands over
+        # (mailsys.runtime.fd_pass).
+        return (Endpoint("unix", path=str(socket_path(cfg, spec.name, spec.private))),)
     raise ListenError(f"service {spec.name}: type {spec.type} is not supported by mailsys")
 
 

@@ -26,7 +26,9 @@ DESCRIPTION
         mailsys runs unprivileged and does not chroot, so there is no
         privilege drop between the two (Postfix drops privileges there);
      4. wraps the inherited listeners and serves them in trio:
-          serve    one handler task per accepted stream connection. A
+          serve    one handler task per accepted stream connection (for a
+                   master.cf "pass" service, per client connection passed
+                   over an accepted one: mailsys.runtime.fd_pass). A
                    per-process CapacityLimiter (concurrency) bounds the
                    clients in hand; a process at the limit stops calling
                    accept(), so new clients go to its siblings or wait in the
@@ -89,7 +91,7 @@ import trio
 from mailsys.config import Config, load
 from mailsys.errors import ConfigError
 from mailsys.maillog.setup import configure
-from mailsys.runtime import listeners
+from mailsys.runtime import fd_pass, listeners
 from mailsys.runtime.fast_stream import FastListener, FastStream
 from mailsys.runtime.handoff import ChildArgs, parse_argv
 from mailsys.runtime.ipc_io import TRIGGER_IDLE, TRIGGER_LIFETIME, TRIGGER_LIMIT
@@ -120,6 +122,9 @@ GC_THRESHOLDS = (700, 10, 1)
 DATAGRAM_MAX = 256 * 1024      # a log event bigger than this is the sender's bug
 DRAIN_BATCH = 256              # datagrams handled per wake-up before other tasks run
 CLOSE_GRACE = 1.0
+# A pass service (master.cf type "pass") waits this long for the client
+# descriptor on a connection to its socket; postscreen sends it at once.
+PASS_TIMEOUT = 10.0
 # The master needs IDLE only to retire a process after $max_idle (100 s by
 # default): telling it a moment late costs nothing, telling it between
 # every two clients costs the master a wake-up each time.
@@ -311,6 +316,13 @@ class _Daemon:
 
     async def _serve_one(self, stream: FastStream, slot: object) -> None:
         try:
+            if self.ctx.type == "pass":
+                # The connection carries a client's; that is what is served.
+                try:
+                    stream = await fd_pass.receive_connection(stream, PASS_TIMEOUT)
+                except fd_pass.PassError as e:
+                    log.warning(f"{self.ctx.service}: {e}")
+                    return
             await self.handler(stream, self.ctx)
         except Exception:
             log.error(f"{self.ctx.service}: unexpected error in client handler", exc_info=True)

@@ -120,7 +120,7 @@ def test_check_prints_warnings_and_passes(mailsys_instance):
 
 @pytest.mark.parametrize("line, words", [
     ("nothere unix - - n - 1 no_such_daemon", "unknown command: no_such_daemon"),
-    (f"relay pass - - n - - {TRIGGER}", "type pass is not supported"),
+    (f"relay fifo - - n - - {TRIGGER}", 'invalid type field "fifo"'),
 ])
 def test_check_bad_service_names_master_cf_line(mailsys_instance, line, words):
     inst = mailsys_instance
