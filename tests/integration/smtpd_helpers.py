@@ -80,6 +80,19 @@ def session(port) -> smtplib.SMTP:
     return smtplib.SMTP("127.0.0.1", port, timeout=10)
 
 
+def send_message(port) -> tuple[str, int]:
+    """One message to bob@example.test with smtplib: its queue ID and the client's port."""
+    with session(port) as s:
+        client_port = s.sock.getsockname()[1]
+        code, _ = s.ehlo("client.example.org")
+        assert code == 250
+        s.mail("alice@example.org")
+        s.rcpt("bob@example.test")
+        code, reply = s.data(MESSAGE)
+        assert code == 250
+    return qid_of(reply), client_port
+
+
 class Raw:
     """A byte-level client: send() bytes, line() / reply() read the answers."""
 

@@ -1,0 +1,129 @@
+"""postscreen_dnsbl - postscreen_dnsbl_sites: sites, filters, weights and the score.
+
+SYNOPSIS
+    sites = parse_sites(cfg.postscreen_dnsbl_sites)
+    for domain in query_domains(sites): name = query_name("192.0.2.7", domain)
+    score, first = score_answers(sites, {domain: ["127.0.0.2", ...]})
+
+DESCRIPTION
+    Postfix's psc_dnsbl.c and the site syntax of postconf(5):
+
+        domain[=filter][*weight]
+
+    domain   the list's DNS zone; the client 192.0.2.7 is looked up as
+             7.2.0.192.domain (an IPv6 address as its reversed nibbles).
+    filter   which A records count: four dot-separated octet patterns,
+             each a number, or "[...]" holding numbers and ranges a..b
+             separated by ";" ("127.0.0.[2..11]", "127.0.[0..255].[1;3]").
+             Without a filter every A record counts.
+    weight   added to the score when the site lists the client (default 1);
+             a negative weight ("list.dnswl.org*-5") lowers it, for allow
+             lists.
+
+    The same domain may appear several times with different filters and
+    weights (zen.spamhaus.org=127.0.0.[10;11]*8 zen.spamhaus.org*3): it is
+    queried once and each entry whose filter matches one of the answers adds
+    its weight once. The score decides against postscreen_dnsbl_threshold
+    (fail at or above) and postscreen_dnsbl_allowlist_threshold (at or below
+    a negative value: skip the other tests). The site named in replies is
+    the first one, in configuration order, with a positive weight that
+    listed the client; postscreen_dnsbl_reply_map may show another name for
+    it.
+
+    Pure: the lookups themselves are the caller's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from mailsys.errors import ConfigError
+
+# Four octet patterns; a "[...]" one may hold ".." ranges, so not a plain split.
+_FILTER = re.compile(r"\.".join([r"(\[[^\]]*\]|\d+)"] * 4))
+_SITE = re.compile(r"(?P<domain>[^=*]+)(?:=(?P<filter>[^*]+))?(?:\*(?P<weight>-?\d+))?\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    domain: str
+    filter: tuple[frozenset[int] | None, ...] | None    # per octet; None = any
+    weight: int = 1
+    text: str = ""
+
+    def matches(self, address: str) -> bool:
+        """Whether an A record (a dotted quad) passes this site's filter."""
+        if self.filter is None:
+            return True
+        octets = address.split(".")
+        if len(octets) != 4 or not all(o.isdigit() for o in octets):
+            return False
+        return all(allowed is None or int(o) in allowed for o, allowed in zip(octets, self.filter))
+
+
+def _octet(pattern: str, site: str) -> frozenset[int]:
+    if pattern.isdigit():
+        return frozenset([int(pattern)])
+    if not (pattern.startswith("[") and pattern.endswith("]")):
+        raise ConfigError(f"bad postscreen_dnsbl_sites filter in {site!r}: {pattern}",
+                          param="postscreen_dnsbl_sites")
+    values: set[int] = set()
+    for part in pattern[1:-1].split(";"):
+        lo, dots, hi = part.partition("..")
+        try:
+            first, last = int(lo), int(hi if dots else lo)
+        except ValueError:
+            raise ConfigError(f"bad postscreen_dnsbl_sites filter in {site!r}: {pattern}",
+                              param="postscreen_dnsbl_sites") from None
+        values.update(range(first, last + 1))
+    return frozenset(values)
+
+
+def parse_site(text: str) -> Site:
+    m = _SITE.match(text.strip())
+    if m is None:
+        raise ConfigError(f"bad postscreen_dnsbl_sites entry: {text}", param="postscreen_dnsbl_sites")
+    pattern = m["filter"]
+    filt = None
+    if pattern:
+        octets = _FILTER.fullmatch(pattern)
+        if octets is None:
+            raise ConfigError(f"bad postscreen_dnsbl_sites filter in {text!r}: {pattern}",
+                              param="postscreen_dnsbl_sites")
+        filt = tuple(_octet(p, text) for p in octets.groups())
+    weight = int(m["weight"]) if m["weight"] is not None else 1
+    return Site(m["domain"].lower().rstrip("."), filt, weight, text)
+
+
+def parse_sites(items: Iterable[str]) -> tuple[Site, ...]:
+    return tuple(parse_site(item) for item in items)
+
+
+def query_domains(sites: Iterable[Site]) -> tuple[str, ...]:
+    """Each DNS zone once, in configuration order."""
+    return tuple(dict.fromkeys(site.domain for site in sites))
+
+
+def query_name(addr: str, domain: str) -> str:
+    """The name looked up for client addr in one zone."""
+    ip = ipaddress.ip_address(addr)
+    reverse = ip.reverse_pointer.rsplit(".", 2)[0]      # without in-addr.arpa / ip6.arpa
+    return f"{reverse}.{domain}"
+
+
+def score_answers(sites: Iterable[Site], answers: Mapping[str, Iterable[str]]
+                  ) -> tuple[int, str]:
+    """The combined weight of the sites that list the client, and the
+    domain to name in a reply ("" when no positive site listed it).
+    answers maps each zone to the A records found (absent: not listed)."""
+    score, first = 0, ""
+    for site in sites:
+        records = answers.get(site.domain) or ()
+        if any(site.matches(r) for r in records):
+            score += site.weight
+            if site.weight > 0 and not first:
+                first = site.domain
+    return score, first

@@ -1,0 +1,145 @@
+"""postscreen_server - what the postscreen process builds once and all its sessions share.
+
+SYNOPSIS
+    server = PostscreenServer.from_config(cfg)        # services/postscreen post_init
+    server.close()                                    # on_exit
+
+DESCRIPTION
+    The parameters of postscreen(8), read once per process (the service's
+    master.cf -o overrides included): the compiled postscreen_access_list,
+    the DNSBL sites and reply map, the actions and times of each test, the
+    temporary allow list (mailsys.runtime.postscreen_cache), the path of the
+    pass service clients are handed to ($queue_directory/private/
+    $smtpd_service_name), and the counters the connection limits need:
+
+      per_client   connections each client address has open in postscreen
+                   (postscreen_client_connection_count_limit);
+      screening    clients in the tests, not yet handed over or refused
+                   (postscreen_pre_queue_limit);
+      handing      hand-offs smtpd has not yet taken
+                   (postscreen_post_queue_limit).
+
+    postscreen runs as one process (master.cf maxproc 1, as Postfix
+    requires), so these counters are the whole truth.
+
+    The DNS resolver (dnspython on trio, mailsys.runtime.resolver) is made
+    only when postscreen_dnsbl_sites names a site.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mailsys.config.tables import open_table
+from mailsys.errors import ConfigError
+from mailsys.policy.netmatch import ClientMatcher
+from mailsys.policy.postscreen_access import AccessList
+from mailsys.policy.postscreen_dnsbl import Site, parse_sites
+from mailsys.runtime.listeners import socket_path
+from mailsys.runtime.postscreen_cache import PostscreenCache
+from mailsys.runtime.resolver import dns_resolver, parse_nameserver
+
+# Seconds a hand-off to smtpd may take before the client is told that all
+# server ports are busy (Postfix PSC_SEND_SOCK_CONNECT_TIMEOUT plus its
+# notify wait; both are a few seconds).
+PASS_TIMEOUT = 10.0
+
+
+@dataclass(slots=True)
+class PostscreenServer:
+    cfg: Any
+    hostname: str
+    greet_banner: str
+    smtpd_banner: str
+    greet_wait: float
+    greet_action: str
+    greet_ttl: float
+    denylist_action: str
+    respectful: bool
+    access: AccessList
+    sites: tuple[Site, ...]
+    dnsbl_threshold: int
+    allowlist_threshold: int
+    dnsbl_action: str
+    dnsbl_timeout: float
+    dnsbl_min_ttl: float
+    dnsbl_max_ttl: float
+    reply_maps: tuple[Any, ...]
+    cache: PostscreenCache
+    smtpd_path: Path
+    connection_limit: int
+    pre_queue_limit: int
+    post_queue_limit: int
+    command_time_limit: float
+    command_count_limit: int
+    size_limit: int
+    nameservers: tuple[tuple[str, int], ...]
+    per_client: Counter = field(default_factory=Counter)
+    screening: int = 0
+    handing: int = 0
+    _resolver: Any = None
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "PostscreenServer":
+        def opener(spec: str):
+            return open_table(spec, cfg)
+        mynetworks = ClientMatcher.compile(cfg.mynetworks, opener=opener)
+        try:
+            servers = tuple(parse_nameserver(s) for s in cfg.dns_nameservers)
+        except ValueError as e:
+            raise ConfigError(f"dns_nameservers: {e}", param="dns_nameservers") from None
+        return cls(
+            cfg=cfg,
+            hostname=cfg.myhostname,
+            greet_banner=cfg.postscreen_greet_banner,
+            smtpd_banner=cfg.smtpd_banner,
+            greet_wait=cfg.postscreen_greet_wait,
+            greet_action=cfg.postscreen_greet_action.lower(),
+            greet_ttl=cfg.postscreen_greet_ttl,
+            denylist_action=cfg.postscreen_denylist_action.lower(),
+            respectful=cfg.respectful_logging,
+            access=AccessList.compile(cfg.postscreen_access_list, mynetworks, opener),
+            sites=parse_sites(cfg.postscreen_dnsbl_sites),
+            dnsbl_threshold=cfg.postscreen_dnsbl_threshold,
+            allowlist_threshold=cfg.postscreen_dnsbl_allowlist_threshold,
+            dnsbl_action=cfg.postscreen_dnsbl_action.lower(),
+            dnsbl_timeout=cfg.postscreen_dnsbl_timeout,
+            dnsbl_min_ttl=cfg.postscreen_dnsbl_min_ttl,
+            dnsbl_max_ttl=max(cfg.postscreen_dnsbl_min_ttl, cfg.postscreen_dnsbl_max_ttl),
+            reply_maps=tuple(opener(spec) for spec in cfg.postscreen_dnsbl_reply_map),
+            cache=PostscreenCache.open(cfg.postscreen_cache_map, cfg),
+            smtpd_path=socket_path(cfg, cfg.smtpd_service_name, True),
+            connection_limit=cfg.postscreen_client_connection_count_limit,
+            pre_queue_limit=cfg.postscreen_pre_queue_limit,
+            post_queue_limit=cfg.postscreen_post_queue_limit,
+            command_time_limit=cfg.postscreen_command_time_limit,
+            command_count_limit=cfg.postscreen_command_count_limit,
+            size_limit=cfg.message_size_limit,
+            nameservers=servers,
+        )
+
+    def resolver(self):
+        """dnspython's resolver for the DNSBL lookups, made on first use."""
+        if self._resolver is None:
+            self._resolver = dns_resolver(self.nameservers, self.dnsbl_timeout)
+        return self._resolver
+
+    def reply_name(self, domain: str) -> str:
+        """The DNSBL name shown to a client: postscreen_dnsbl_reply_map's, else the domain."""
+        for table in self.reply_maps:
+            found = table.lookup(domain)
+            if found is not None:
+                return found.strip()
+        return domain
+
+    def list_word(self, allow: bool) -> str:
+        """ALLOWLISTED / DENYLISTED, or the pre-3.6 words (respectful_logging = no)."""
+        if self.respectful:
+            return "ALLOWLISTED" if allow else "DENYLISTED"
+        return "WHITELISTED" if allow else "BLACKLISTED"
+
+    def close(self) -> None:
+        self.cache.close()

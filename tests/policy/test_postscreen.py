@@ -1,0 +1,100 @@
+"""postscreen's pure parts: the access list, DNSBL sites and scores, the enforce dialogue."""
+
+from __future__ import annotations
+
+import pytest
+
+from mailsys.errors import ConfigError
+from mailsys.policy.netmatch import ClientMatcher
+from mailsys.policy.postscreen_access import DUNNO, PERMIT, REJECT, AccessList
+from mailsys.policy.postscreen_dnsbl import parse_site, parse_sites, query_domains, query_name, \
+    score_answers
+from mailsys.policy.postscreen_smtp import Dialogue
+
+
+class Table:
+    def __init__(self, entries: dict[str, str]) -> None:
+        self.entries = entries
+
+    def lookup(self, key: str):
+        return self.entries.get(key)
+
+
+def test_access_list_first_deciding_element_wins():
+    tables = {"cidr:a": Table({"192.0.2.1": "permit", "192.0.2.2": "REJECT",
+                               "192.0.2.3": "dunno", "192.0.2.4": "bogus"}),
+              "cidr:b": Table({"192.0.2.3": "reject", "192.0.2.4": "reject"})}
+    acl = AccessList.compile(["permit_mynetworks", "cidr:a", "cidr:b"],
+                             ClientMatcher.compile(["198.51.100.0/24"]), tables.__getitem__)
+    warnings: list[str] = []
+    assert acl.verdict("198.51.100.9") == PERMIT
+    assert acl.verdict("192.0.2.1") == PERMIT
+    assert acl.verdict("192.0.2.2") == REJECT
+    assert acl.verdict("192.0.2.3") == REJECT          # dunno in a table: on to the next
+    assert acl.verdict("192.0.2.4", warnings) == REJECT
+    assert warnings == ["cidr:a: unknown action for 192.0.2.4: bogus"]
+    assert acl.verdict("203.0.113.1") == DUNNO
+
+
+def test_access_list_rejects_unknown_words():
+    with pytest.raises(ConfigError):
+        AccessList.compile(["permit_sasl_authenticated"], ClientMatcher.compile([]), lambda s: None)
+
+
+def test_site_syntax_filter_and_weight():
+    site = parse_site("zen.example=127.0.[0;1].[2..4;9]*-2")
+    assert (site.domain, site.weight) == ("zen.example", -2)
+    assert site.matches("127.0.1.3") and site.matches("127.0.0.9")
+    assert not site.matches("127.0.1.5") and not site.matches("127.0.2.2")
+    assert parse_site("bl.example").filter is None and parse_site("bl.example").weight == 1
+    assert parse_site("bl.example=127.0.0.2").matches("127.0.0.2")
+    assert not parse_site("bl.example=127.0.0.2").matches("127.0.0.3")
+    for bad in ("bl.example=127.0.0", "bl.example=127.0.0.x", "bl.example=127.0.0.[a..b]"):
+        with pytest.raises(ConfigError):
+            parse_site(bad)
+
+
+def test_scores_add_weights_once_per_entry():
+    sites = parse_sites(["zen.example=127.0.0.[10;11]*8", "zen.example*3", "b.example*2",
+                         "wl.example=127.0.[0..255].[1..3]*-5"])
+    assert query_domains(sites) == ("zen.example", "b.example", "wl.example")
+    assert score_answers(sites, {"zen.example": ["127.0.0.10", "127.0.0.11"]}) == (11, "zen.example")
+    assert score_answers(sites, {"zen.example": ["127.0.0.2"], "b.example": ["127.0.0.2"]}) \
+        == (5, "zen.example")
+    assert score_answers(sites, {"wl.example": ["127.0.10.2"]}) == (-5, "")
+    assert score_answers(sites, {}) == (0, "")
+
+
+def test_query_names():
+    assert query_name("192.0.2.7", "zen.example") == "7.2.0.192.zen.example"
+    assert query_name("2001:db8::1", "bl.example").startswith("1.0.0.0.")
+    assert query_name("2001:db8::1", "bl.example").endswith(".8.b.d.0.1.0.0.2.bl.example")
+
+
+def test_dialogue_refuses_every_recipient_and_ends_at_data():
+    d = Dialogue("mx.example", reject="550 5.7.1 Service unavailable; client [192.0.2.7] "
+                 "blocked using zen.example", namaddr="[192.0.2.7]:4711", size_limit=1000)
+    assert d.command(b"RCPT TO:<a@b>").reply == b"503 5.5.1 Error: need MAIL command\r\n"
+    assert d.command(b"EHLO client.example").reply.startswith(b"250-mx.example\r\n250-SIZE 1000\r\n")
+    assert d.command(b"mail from:<s@x.example> SIZE=10").reply == b"250 2.1.0 Ok\r\n"
+    assert d.command(b"MAIL FROM:<s@x.example>").reply == b"503 5.5.1 Error: nested MAIL command\r\n"
+    step = d.command(b"RCPT TO:<r@y.example> NOTIFY=NEVER")
+    assert step.reply.startswith(b"550 5.7.1 Service unavailable;") and not step.close
+    assert step.log == ("NOQUEUE: reject: RCPT from [192.0.2.7]:4711: 550 5.7.1 Service "
+                        "unavailable; client [192.0.2.7] blocked using zen.example; "
+                        "from=<s@x.example>, to=<r@y.example>, proto=ESMTP, "
+                        "helo=<client.example>")
+    assert d.command(b"ETRN x").reply == b"458 Unable to queue messages\r\n"
+    assert d.command(b"STARTTLS").reply == b"502 5.5.1 Error: command not implemented\r\n"
+    assert d.command(b"").reply == b"502 5.5.2 Error: command not recognized\r\n"
+    step = d.command(b"DATA")
+    assert (step.reply, step.close) == (b"554 5.5.1 Error: no valid recipients\r\n", True)
+    assert step.log == "DATA without valid RCPT from [192.0.2.7]:4711"
+
+
+def test_dialogue_command_limit():
+    d = Dialogue("mx.example", reject="550 5.3.2 Service currently unavailable", namaddr="[a]:1",
+                 command_limit=2)
+    assert not d.command(b"NOOP").close and not d.command(b"RSET").close
+    step = d.command(b"NOOP")
+    assert step.close and step.reply == b"421 4.7.0 mx.example Error: too many commands\r\n"
