@@ -466,7 +466,7 @@ _TABLE: tuple[Param, ...] = (
     P("postscreen_client_connection_count_limit", Int, "$smtpd_client_connection_count_limit",
       "Simultaneous connections per client in postscreen (0: none)", min=0),
     P("postscreen_pre_queue_limit", Int, "$default_process_limit",
-      "Clients being screened at once before more get 421", min=1),
+      "Clients being screened at once before more get 421", min=10),   # Postfix's minimum
     P("postscreen_post_queue_limit", Int, "$default_process_limit",
       "Clients waiting to be taken by smtpd before more get 421", min=1),
     P("postscreen_command_time_limit", Time, "${stress?{10}:{300}}s",

@@ -33,6 +33,10 @@ DIFFERENT_ON_PURPOSE = {
     "full_name_encoding_charset",                    # Postfix 3.8
     "smtpd_client_connection_limit_exceptions",      # old name; postconf -d omits it
     "smtpd_forbid_bare_newline",                     # Postfix 3.9's default (normalize)
+    # Old names postconf -d omits, and 1h where Postfix writes
+    # ${postscreen_dnsbl_ttl?{$postscreen_dnsbl_ttl}:{1}}h over an obsolete name.
+    "postscreen_blacklist_action", "postscreen_dnsbl_whitelist_threshold",
+    "postscreen_dnsbl_max_ttl",
     # Not yet reconciled: Postfix 3.7 says "$virtual_maps" (an obsolete
     # parameter mailsys does not declare) and adds a regexp table to the
     # forbidden commands.

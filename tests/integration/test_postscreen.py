@@ -6,6 +6,7 @@ import re
 import runpy
 import socket
 import sys
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -213,4 +214,54 @@ def test_connection_count_limit(mailsys_instance, tmp_path):
             assert read_until(second, b"\r\n") == b"421 4.7.0 Error: too many connections\r\n"
     log = inst.wait_log("too many connections")
     assert re.search(r"NOQUEUE: reject: CONNECT from \[127\.0\.0\.9\]:\d+: too many connections",
+                     log)
+
+
+def test_dnsbl_allowlist_skips_the_wait(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    zone = {"4.0.0.127.wl.example": {"A": ["127.0.10.2"]}}
+    with DnsServer(zone) as dns:
+        port = start(inst, tmp_path, dns_nameservers=dns.spec, postscreen_greet_wait="8s",
+                     postscreen_dnsbl_sites="wl.example=127.0.[0..255].[1..3]*-5",
+                     postscreen_dnsbl_allowlist_threshold="-1")
+        with connect_from("127.0.0.4", port) as sock:
+            began = time.monotonic()
+            read_until(sock, b"220 mx.example.test ESMTP mailsys\r\n")
+            # Handed over on the DNS answer, long before the 8 s wait ends.
+            assert time.monotonic() - began < 4
+            converse(sock, [b"QUIT"])
+    log = inst.wait_log("[127.0.0.4] quit=1 commands=1")
+    assert re.search(r"PASS NEW \[127\.0\.0\.4\]:\d+\n", log)
+    assert "DNSBL rank" not in log
+
+
+def test_no_smtpd_to_hand_over_to(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config(master_cf=[f"127.0.0.1:{port} inet n - n - 1 postscreen"],
+                      main_cf={"mynetworks": "127.0.0.1/32", "data_directory": str(tmp_path)})
+    inst.start()
+    inst.wait_until(lambda: h.listening(port))
+    with connect_from("127.0.0.1", port) as sock:
+        assert read_until(sock, b"\r\n") == b"421 4.3.2 All server ports are busy\r\n"
+    log = inst.wait_log("DISCONNECT [127.0.0.1]")
+    assert re.search(r"postscreen\[\d+\]: warning: cannot connect to service \S+/private/smtpd: ",
+                     log)
+    assert "ALLOWLISTED [127.0.0.1]" in log
+
+
+def test_pre_queue_limit(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    port = start(inst, tmp_path, postscreen_pre_queue_limit="10", postscreen_greet_wait="8s")
+    held = [connect_from(f"127.0.1.{i}", port) for i in range(1, 11)]
+    try:
+        for sock in held:
+            assert read_until(sock, b"\r\n").startswith(b"220-")
+        with connect_from("127.0.1.11", port) as sock:
+            assert read_until(sock, b"\r\n") == b"421 4.3.2 All screening ports are busy\r\n"
+    finally:
+        for sock in held:
+            sock.close()
+    log = inst.wait_log("all screening ports busy")
+    assert re.search(r"NOQUEUE: reject: CONNECT from \[127\.0\.1\.11\]:\d+: all screening ports busy",
                      log)
