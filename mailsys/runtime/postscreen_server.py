@@ -77,6 +77,7 @@ class PostscreenServer:
     command_count_limit: int
     size_limit: int
     nameservers: tuple[tuple[str, int], ...]
+    decimals: int                        # delay_logging_resolution_limit, for "after T"
     per_client: Counter = field(default_factory=Counter)
     screening: int = 0
     handing: int = 0
@@ -119,6 +120,7 @@ class PostscreenServer:
             command_count_limit=cfg.postscreen_command_count_limit,
             size_limit=cfg.message_size_limit,
             nameservers=servers,
+            decimals=min(6, max(0, cfg.delay_logging_resolution_limit)),
         )
 
     def resolver(self):

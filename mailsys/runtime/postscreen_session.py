@@ -85,9 +85,12 @@ DENYLIST_REPLY = "5.3.2 Service currently unavailable"
 PREGREET_REPLY = "5.5.1 Protocol error"
 
 
-def _elapsed(start: float) -> str:
+def _elapsed(start: float, decimals: int) -> str:
+    """Seconds since start as Postfix's psc_format_delta_time() writes them:
+    two significant digits, at most delay_logging_resolution_limit decimals
+    (a live Postfix 3.7 logged "after 0.6" and "after 1")."""
     delta = max(0.0, time.monotonic() - start)
-    return format_tv(int(delta), int((delta % 1) * 1_000_000), 2, 1)
+    return format_tv(int(delta), int((delta % 1) * 1_000_000), 2, decimals)
 
 
 def _peer(sock: socket.socket, name: str) -> tuple[str, int]:
@@ -128,8 +131,8 @@ class _Screen:
         return False
 
     def hangup(self, when: str) -> None:
-        log.info(f"HANGUP after {_elapsed(self.start)} from {self.namaddr}"
-                 f" in tests {when} SMTP handshake")
+        after = _elapsed(self.start, self.server.decimals)
+        log.info(f"HANGUP after {after} from {self.namaddr} in tests {when} SMTP handshake")
 
     async def refuse_connect(self, why: str, reply: str) -> None:
         log.info(f"NOQUEUE: reject: CONNECT from {self.namaddr}: {why}")
@@ -234,8 +237,8 @@ class _Screen:
                     self.hangup("before")
                     return True
                 self.pregreeted = True
-                log.info(f"PREGREET {len(data)} after {_elapsed(self.start)} from "
-                         f"{self.namaddr}: {escape(data)}")
+                after = _elapsed(self.start, server.decimals)
+                log.info(f"PREGREET {len(data)} after {after} from {self.namaddr}: {escape(data)}")
                 if server.greet_action == "drop":
                     await self.send(f"521 {PREGREET_REPLY}\r\n")
                     return True
