@@ -24,6 +24,8 @@ DESCRIPTION
       HeloRejected(response)        HELO refused, or 421 to EHLO: give up on this host
       StartTlsReady(response)       220 to STARTTLS: do the handshake, then tls_started()
       StartTlsRefused(response)
+      AuthDone(response)            the server's last word on auth(): ``.ok`` (235) or not
+      AuthAborted(reason)           the mechanism could not answer a 334 challenge
       TransactionDone(result)       one message: per-recipient sent / deferred / bounced
       RsetDone(response), QuitDone(response)
       ConnectionLost(stage)         the server closed while a reply was awaited
@@ -120,8 +122,20 @@ EXAMPLE
     on in Postfix's words ("sending end of data -- message may be sent
     more than once").
 
+    AUTH (RFC 4954): auth(mechanism) sends ``AUTH NAME [initial
+    response]`` with a client_auth.ClientMechanism and answers each 334
+    with the mechanism's next line, until a reply that is not 334 gives
+    AuthDone. A challenge the mechanism cannot answer gives AuthAborted and
+    closes the session (the server still waits for a line; Postfix gives
+    up on the session too), as do more than 100 rounds (Postfix's limit).
+    After a 235, ``authenticated`` is true and, when the connection was
+    made with dummy_mail_auth (smtp_send_dummy_mail_auth), every MAIL FROM
+    carries ``AUTH=<>`` (RFC 4954 5: the client does not vouch for the
+    sender). Which mechanism, and whether to authenticate at all, is the
+    caller's decision (client_auth.choose_mechanism).
+
 WHAT IT DOES NOT DO
-    AUTH, BDAT/CHUNKING (Postfix's client does not send BDAT either), and
+    BDAT/CHUNKING (Postfix's client does not send BDAT either), and
     the 8BITMIME to 7bit downgrade (an 8bit body goes as is).
 
 SEE ALSO
@@ -139,13 +153,15 @@ from dataclasses import dataclass
 
 from . import _grammar as g
 from ._client_reply import LINE_LIMIT, ReplyReader, Response
+from .client_auth import AuthError, ClientMechanism
 from ._xclient import (XFORWARD_NAME_ADDR, XforwardAttributes, xforward_commands,
                        xtext_encode)
 from .errors import LocalProtocolError, RemoteProtocolError
 from .events import NEED_DATA
 
 __all__ = [
-    "Capabilities", "ClientConnection", "ClientState", "ConnectionLost", "EhloDone",
+    "AuthAborted", "AuthDone", "Capabilities", "ClientConnection", "ClientState",
+    "ConnectionLost", "EhloDone",
     "EhloRejected", "Greeting", "HeloRejected", "NEED_DATA", "QuitDone", "Rcpt",
     "ProbeFailed", "RecipientStatus", "Response", "RsetDone", "StartTlsReady", "StartTlsRefused",
     "TransactionDone", "TransactionResult", "XforwardAttributes", "encode_body", "refused_text",
@@ -430,6 +446,22 @@ class StartTlsRefused:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthDone:
+    """The reply that ended an AUTH exchange: 235 (``ok``) or a refusal."""
+    response: Response
+
+    @property
+    def ok(self) -> bool:
+        return self.response.code // 100 == 2
+
+
+@dataclass(frozen=True, slots=True)
+class AuthAborted:
+    """The client gave up the AUTH exchange (``reason``); the session is CLOSED."""
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class TransactionDone:
     result: TransactionResult
 
@@ -459,7 +491,7 @@ class ProbeFailed:
 
 
 ClientEvent = (Greeting | EhloDone | EhloRejected | HeloRejected | StartTlsReady
-               | StartTlsRefused | TransactionDone | RsetDone | QuitDone | ConnectionLost
+               | StartTlsRefused | AuthDone | AuthAborted | TransactionDone | RsetDone | QuitDone | ConnectionLost
                | ProbeFailed)
 
 
@@ -473,6 +505,7 @@ class ClientState(enum.Enum):
     READY = "READY"              # session up, no command in flight
     STARTTLS = "STARTTLS"        # STARTTLS sent, reply awaited
     TLS_HANDSHAKE = "TLS_HANDSHAKE"  # 220 received: caller does TLS, then tls_started()
+    AUTH = "AUTH"                # AUTH exchange under way
     TRANSACTION = "TRANSACTION"  # MAIL/RCPT/DATA/body replies awaited
     RSET = "RSET"                # a bare RSET awaits its reply
     QUIT = "QUIT"                # QUIT sent
@@ -488,6 +521,10 @@ class _Cmd(enum.Enum):
     LHLO = ("performing the LHLO handshake", "smtp_helo_timeout")
     HELO = ("performing the HELO handshake", "smtp_helo_timeout")
     STARTTLS = ("receiving the STARTTLS response", "smtp_starttls_timeout")
+    # Postfix authenticates inside smtp_helo(), under its "performing the
+    # EHLO handshake" and smtp_helo_timeout (_stage() maps this one to it;
+    # an Enum value of its own keeps the member distinct).
+    AUTH = ("sending AUTH", "smtp_helo_timeout")
     RSET = ("sending RSET", "smtp_rset_timeout")
     MAIL = ("sending MAIL FROM", "smtp_mail_timeout")
     RCPT = ("sending RCPT TO", "smtp_rcpt_timeout")
@@ -498,6 +535,9 @@ class _Cmd(enum.Enum):
     XFORWARD_NAME_ADDR = ("sending XFORWARD name/address", "smtp_xforward_timeout")
     XFORWARD_PROTO_HELO = ("sending XFORWARD protocol/helo_name", "smtp_xforward_timeout")
 
+
+# Postfix smtp_sasl_authenticate(): "authentication protocol loop" past this.
+AUTH_MAX_STEPS = 100
 
 # The index that marks send_mail(probe=True)'s RSET among the replies owed
 # (for RCPT the index is the recipient's; RSET has no other use for it).
@@ -513,6 +553,7 @@ _ALLOWED = {
     "ehlo": (ClientState.HELLO,),
     "helo": (ClientState.HELLO,),
     "starttls": (ClientState.READY,),
+    "auth": (ClientState.READY,),
     "send_mail": (ClientState.READY,),
     "rset": (ClientState.READY,),
     "quit": (ClientState.HELLO, ClientState.READY, ClientState.REFUSED),
@@ -588,11 +629,13 @@ class ClientConnection:
     they are). tls_active: the connection is already encrypted (smtps
     wrapper mode); starttls() is then refused. lmtp: speak LMTP (RFC
     2033) instead: LHLO, and one reply per accepted recipient after the
-    final dot."""
+    final dot. dummy_mail_auth: add ``AUTH=<>`` to MAIL FROM once
+    authenticated (smtp_send_dummy_mail_auth)."""
 
     def __init__(self, helo_name: str, *, pipelining: bool = True,
                  line_limit: int = LINE_LIMIT, body_line_limit: int = 0,
-                 tls_active: bool = False, lmtp: bool = False) -> None:
+                 tls_active: bool = False, lmtp: bool = False,
+                 dummy_mail_auth: bool = False) -> None:
         if not helo_name or _BAD_HELO_RE.search(helo_name):
             raise LocalProtocolError(f"bad HELO name {helo_name!r}")
         if line_limit < 64:
@@ -604,6 +647,9 @@ class ClientConnection:
         self.use_pipelining = pipelining
         self.tls_active = tls_active
         self.lmtp = lmtp
+        self.dummy_mail_auth = dummy_mail_auth
+        self.authenticated = False
+        self._mechanism: ClientMechanism | None = None
         self.state = ClientState.GREETING
         self.capabilities = Capabilities()
         self._line_limit = line_limit
@@ -695,7 +741,8 @@ class ClientConnection:
         if self.state is ClientState.TLS_HANDSHAKE:
             return _TLS_STAGE
         if self._expect:
-            return self._expect[0][0].value
+            cmd = self._expect[0][0]
+            return (_Cmd.EHLO if cmd is _Cmd.AUTH else cmd).value
         if self._todo:
             return self._todo[0][1].value
         return _IDLE_STAGE
@@ -771,6 +818,18 @@ class ClientConnection:
         # must never be read as a reply inside TLS (CVE-2011-0411, client side).
         self._reader = ReplyReader(self._line_limit)
         self.state = ClientState.HELLO
+
+    def auth(self, mechanism: ClientMechanism) -> bytes:
+        """AUTH with ``mechanism`` (and its initial response, when it has one)."""
+        self._check("auth")
+        if not self.capabilities.auth:
+            raise LocalProtocolError("the server did not offer AUTH")
+        self.state = ClientState.AUTH
+        self._mechanism = mechanism
+        first = mechanism.initial()
+        self._send(f"AUTH {mechanism.name} {first}" if first is not None
+                   else f"AUTH {mechanism.name}", _Cmd.AUTH)
+        return self.data_to_send()
 
     def rset(self) -> bytes:
         self._check("rset")
@@ -855,6 +914,8 @@ class ClientConnection:
                 mail += f" RET={ret.upper()}"
         if smtputf8 and caps.smtputf8:
             mail += " SMTPUTF8"
+        if self.dummy_mail_auth and self.authenticated:
+            mail += " AUTH=<>"
         commands: list[tuple[str, _Cmd, int]] = []
         if probe:
             commands.append(("RSET", _Cmd.RSET, _PROBE))    # also ends a held transaction
@@ -933,6 +994,8 @@ class ClientConnection:
                     self.state = ClientState.READY
                     self._events.append(StartTlsRefused(response))
                     self._closing(response)
+            case _Cmd.AUTH:
+                self._auth_reply(response, index)
             case _Cmd.QUIT:
                 self._events.append(QuitDone(response))
                 self._close()
@@ -944,6 +1007,33 @@ class ClientConnection:
                 self._closing(response)
             case _:
                 self._transaction_reply(cmd, index, response)
+
+    def _auth_reply(self, response: Response, step: int) -> None:
+        mechanism = self._mechanism
+        assert mechanism is not None
+        if response.code == 334 and not response.closes:
+            if step >= AUTH_MAX_STEPS:
+                self._auth_abort("authentication protocol loop")
+                return
+            challenge = response.lines[-1][4:] if response.lines else ""
+            try:
+                answer = mechanism.respond(challenge)
+            except AuthError as e:
+                self._auth_abort(str(e))
+                return
+            self._send(answer, _Cmd.AUTH, step + 1)
+            return
+        self._mechanism = None
+        self.state = ClientState.READY
+        if response.code // 100 == 2:
+            self.authenticated = True
+        self._events.append(AuthDone(response))
+        self._closing(response)
+
+    def _auth_abort(self, reason: str) -> None:
+        self._mechanism = None
+        self._events.append(AuthAborted(reason))
+        self._close()
 
     def _hello_done(self, response: Response, caps: Capabilities) -> None:
         self.capabilities = caps
