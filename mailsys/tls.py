@@ -194,15 +194,19 @@ def server_context(cfg) -> SSL.Context | None:
     return ctx
 
 
-def client_context(cfg, level: str) -> SSL.Context:
-    """client_context - the smtp client's TLS context for one smtp_tls_security_level."""
+def client_context(cfg, level: str, exclude: Iterable[str] = ()) -> SSL.Context:
+    """client_context - the smtp client's TLS context for one smtp_tls_security_level.
+
+    exclude: cipher names or types never to use (a smtp_tls_policy_maps
+    "exclude=" attribute)."""
     if level not in CLIENT_LEVELS:
         raise ConfigError(f"unsupported TLS security level: {level!r}", param="smtp_tls_security_level")
     which = "smtp_tls_mandatory_" if level in _MANDATORY_LEVELS else "smtp_tls_"
     # Anonymous suites would hide the certificate that says Trusted or
     # Verified, and no server needs them: the client never offers them.
     ctx = _base_context(SSL.TLS_CLIENT_METHOD, cfg, protocols_param=which + "protocols",
-                        grade_param=which + "ciphers", extra=":!aNULL")
+                        grade_param=which + "ciphers",
+                        extra=":!aNULL" + "".join(f":!{x}" for x in exclude if x))
     cafile, capath = _optional(cfg, "smtp_tls_CAfile"), _optional(cfg, "smtp_tls_CApath")
     if cafile or capath:
         ca = _readable(cfg.path("smtp_tls_CAfile"), "smtp_tls_CAfile") if cafile else None

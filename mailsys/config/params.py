@@ -558,6 +558,16 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_sasl_auth_enable", Bool, "no", "Authenticate to the next hop with SASL"),
     P("smtp_sasl_password_maps", List, "", "Tables of user:password per next hop"),
     P("smtp_sasl_security_options", List, "noplaintext, noanonymous", "SASL mechanism restrictions of the client"),
+    P("smtp_sasl_tls_security_options", List, "$smtp_sasl_security_options",
+      "SASL mechanism restrictions of the client inside TLS"),
+    P("smtp_sasl_tls_verified_security_options", List, "$smtp_sasl_tls_security_options",
+      "SASL mechanism restrictions of the client inside TLS with a verified server certificate"),
+    P("smtp_sasl_mechanism_filter", List, "",
+      "Names, !names, /files or tables the server's SASL mechanisms must match (empty: all)"),
+    P("smtp_sasl_auth_soft_bounce", Bool, "yes", "Defer, not bounce, when the server refuses the login"),
+    P("smtp_sender_dependent_authentication", Bool, "no",
+      "Look up SASL logins by sender first (and cache no connections)"),
+    P("smtp_send_dummy_mail_auth", Bool, "no", "Send AUTH=<> with MAIL FROM after a SASL login"),
     # --- bounces and notices (2.6) ---
     P("notify_classes", List, "resource, software", "Problem classes reported to the postmaster",
       choices=("bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software")),
@@ -641,6 +651,8 @@ _LMTP_DEFAULTS = {
     # kernel's connect timeout; a UNIX-domain connect does not wait).
     "lmtp_connect_timeout": "0s",
     "lmtp_tls_key_file": "$lmtp_tls_cert_file",
+    "lmtp_sasl_tls_security_options": "$lmtp_sasl_security_options",
+    "lmtp_sasl_tls_verified_security_options": "$lmtp_sasl_tls_security_options",
     "lmtp_destination_concurrency_limit": "$default_destination_concurrency_limit",
     "lmtp_destination_recipient_limit": "$default_destination_recipient_limit",
 }

@@ -61,6 +61,19 @@ DESCRIPTION
     TLS (may) over a socket is turned off with Postfix's warning;
     encrypt and up are honoured.
 
+    TLS per destination: smtp_tls_policy_maps (SmtpSettings.tls_for,
+    mailsys.runtime.smtp_tls.tls_policies) gives the next hop its own
+    level and attributes; an unusable entry defers the request with 4.7.5
+    "client TLS configuration problem", relay=none, no server tried.
+
+    SASL (SmtpSettings.sasl, mailsys.runtime.smtp_sasl): after EHLO and
+    STARTTLS each new session logs in when smtp_sasl_password_maps has
+    credentials for the sender (smtp_sender_dependent_authentication), the
+    server's host name or the next hop; a failed login is a session
+    failure like a refused greeting (the next MX host, else the
+    recipients get "SASL authentication failed; ..."). With sender-
+    dependent logins no session goes into the connection cache.
+
     A request has no deadline of its own: every wait inside it already has
     its smtp_*_timeout. smtp_dns_support_level = disabled skips MX lookups;
     smtp_host_lookup picks DNS or the system's resolver for host addresses;
@@ -91,6 +104,7 @@ from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession,
                                             StaleSession, Target, TlsPolicy, connect,
                                             trio_close)
+from mailsys.runtime.smtp_sasl import SaslSettings
 from mailsys.smtp.client import (DATA, MAIL_FROM, RCPT_TO, Rcpt, RecipientStatus, XforwardAttributes,
                                  said_text)
 from mailsys.smtp.errors import LocalProtocolError
@@ -139,6 +153,10 @@ class SmtpSettings:
     cache_time_limit: float = CACHE_TIME_LIMIT
     bind: Mapping[int, str] = field(default_factory=dict)   # family -> smtp_bind_address[6]
     tls: TlsPolicy = field(default_factory=TlsPolicy)
+    # smtp_tls_policy_maps: next hop -> its TlsPolicy (None: ``tls`` for all);
+    # a SessionError it raises (an unusable entry) defers the request.
+    tls_for: Callable[[str], TlsPolicy] | None = None
+    sasl: SaslSettings | None = None # smtp_sasl_auth_enable (None: no SASL)
     send_xforward: bool = False      # smtp_send_xforward_command
     lmtp: bool = False               # speak LMTP: the lmtp program (module description)
     default_port: int = LMTP_PORT    # LMTP only: $lmtp_tcp_port
@@ -146,7 +164,8 @@ class SmtpSettings:
 
     @classmethod
     def from_config(cls, cfg, *, own: Iterable = (), tls: TlsPolicy | None = None,
-                    program: str = "smtp") -> SmtpSettings:
+                    program: str = "smtp", tls_for: Callable[[str], TlsPolicy] | None = None,
+                    sasl: SaslSettings | None = None) -> SmtpSettings:
         """Settings of the smtp or the lmtp program; for lmtp, cfg is the
         client_program.client_config() view (smtp_* names, lmtp values)."""
         timeouts = {name: float(cfg[name]) for name in TIMEOUT_PARAMS}
@@ -164,7 +183,7 @@ class SmtpSettings:
                                                 CACHE_TIME_LIMIT),
                    bind={f: a for f, a in ((socket.AF_INET, cfg.smtp_bind_address),
                                             (socket.AF_INET6, cfg.smtp_bind_address6)) if a},
-                   tls=tls or TlsPolicy(),
+                   tls=tls or TlsPolicy(), tls_for=tls_for, sasl=sasl,
                    send_xforward=cfg.smtp_send_xforward_command,
                    **lmtp)
 
@@ -296,7 +315,8 @@ class SmtpAgent:
                         finish(pending, e.status, e.reason)
                         return done, not e.permanent
                 session, error, last = await self._open(
-                    [t for t in targets if t not in tried], budget, tried, req.nexthop)
+                    [t for t in targets if t not in tried], budget, tried, req.nexthop,
+                    req.sender)
                 if session is None:
                     if answered or error is None or last is None:
                         break          # recipients kept for a next server keep its answer
@@ -332,7 +352,9 @@ class SmtpAgent:
                 done[rcpt.index] = (result, session.uses)     # stands if no server is left
                 if again and more and budget.left:
                     retry.append(rcpt)
-            if not self.cache.put(key, session):
+            # Sender-dependent logins must not carry another sender's mail.
+            sasl = self.settings.sasl
+            if sasl is not None and sasl.sender_dependent or not self.cache.put(key, session):
                 await session.close()
             session = None
             pending = retry
@@ -386,18 +408,27 @@ class SmtpAgent:
                 for a in kept]
 
     async def _open(self, targets: list[Target], budget: _Budget, tried: set[Target],
-                    nexthop: str) -> tuple[SmtpSession | None, SessionError | None, Target | None]:
+                    nexthop: str, sender: str = ""
+                    ) -> tuple[SmtpSession | None, SessionError | None, Target | None]:
         """The first target that gives a session, within the session budget;
         every target tried goes into ``tried``."""
         s = self.settings
         error: SessionError | None = None
         last: Target | None = None
+        policy = s.tls
+        if s.tls_for is not None:
+            try:
+                policy = s.tls_for(nexthop)
+            except SessionError as e:
+                # An unusable smtp_tls_policy_maps entry: nothing is tried.
+                return None, e, targets[0] if targets else None
+        sasl = s.sasl.request(sender, nexthop) if s.sasl is not None else None
         for target in targets:
             if not budget.left:
                 break
             last = target
             tried.add(target)
-            tls = s.tls
+            tls = policy
             if target.path and tls.level == "may":
                 log.warning("smtp_connect_local: opportunistic TLS encryption is not "
                             "appropriate for unix-domain destinations.")
@@ -407,7 +438,8 @@ class SmtpAgent:
                     session = await connect(target, s.timeouts, helo_name=s.helo_name, tls=tls,
                                             body_line_limit=s.body_line_limit,
                                             myhostname="" if s.lmtp else s.myhostname,
-                                            nexthop=nexthop, bind=s.bind, lmtp=s.lmtp)
+                                            nexthop=nexthop, bind=s.bind, lmtp=s.lmtp,
+                                            sasl=sasl)
                     budget.spend()
                     return session, None, target
                 except SessionError as e:

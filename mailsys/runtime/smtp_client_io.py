@@ -38,6 +38,14 @@ DESCRIPTION
     refused STARTTLS or a failed handshake 4.7.5 ("Server certificate not
     verified" when the certificate was the trouble).
 
+    Level fingerprint (a smtp_tls_policy_maps entry): encrypt, and the
+    server certificate's or its public key's SHA-256 digest must be one of
+    TlsPolicy.fingerprints, else 4.7.5 "Server certificate not verified".
+
+    SASL: connect(sasl=...) takes a mailsys.runtime.smtp_sasl.SaslRequest
+    and logs in after the last EHLO (inside TLS when STARTTLS was used);
+    its failures are SessionErrors like the others.
+
     Loops: connect(myhostname=...) ends the session when the server's EHLO
     reply gives our own name (SessionError(final=True), 5.4.6 or 4.4.6).
 
@@ -157,10 +165,14 @@ class TlsPolicy:
     wrap: Callable[[trio.abc.Stream, object], trio.abc.Stream] | None = None
     log: bool = False            # smtp_tls_loglevel >= 1: log each established session
     note_offer: bool = False     # smtp_tls_note_starttls_offer: log servers that offer it
+    # Level fingerprint: hex digests (any case, colons or not) of which the
+    # server certificate's or its public key's must be one.
+    fingerprints: tuple[str, ...] = ()
+    digest: str = "sha256"       # smtp_tls_fingerprint_digest
 
     @property
     def required(self) -> bool:
-        return self.level in ("encrypt", "verify", "secure")
+        return self.level in ("encrypt", "fingerprint", "verify", "secure")
 
     @property
     def wanted(self) -> bool:
@@ -254,6 +266,14 @@ class SmtpSession:
                 raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out "
                                    f"while {stage}", connected=True, settled=cc.settled)
 
+    def send(self, data: bytes) -> None:
+        """Queue bytes a ClientConnection command returned; next_event() writes them."""
+        self._pending += data
+
+    def lost(self, event: ConnectionLost) -> SessionError:
+        """The SessionError for a connection the server closed."""
+        return self._lost(event)
+
     def _lost(self, event: ConnectionLost) -> SessionError:
         self.broken = True
         return SessionError("4.4.2", f"lost connection with {self.target.peer} while {event.stage}",
@@ -261,8 +281,10 @@ class SmtpSession:
 
     # -- session setup ----------------------------------------------------------------
 
-    async def hello(self, tls: TlsPolicy, myhostname: str = "", nexthop: str = "") -> None:
-        """Greeting, EHLO (HELO after a refusal), then STARTTLS as the policy says.
+    async def hello(self, tls: TlsPolicy, myhostname: str = "", nexthop: str = "",
+                    sasl=None) -> None:
+        """Greeting, EHLO (HELO after a refusal), STARTTLS as the policy says,
+        then SASL authentication when ``sasl`` (smtp_sasl.SaslRequest) says so.
 
         A server that names itself myhostname in its EHLO reply is this
         host (behind a NAT or a proxy): "mail for NEXTHOP loops back to
@@ -276,6 +298,11 @@ class SmtpSession:
                                connected=True)
         await self._ehlo()
         self._check_loop(myhostname, nexthop)
+        await self._starttls(tls, nexthop)
+        if sasl is not None:
+            await sasl.login(self)
+
+    async def _starttls(self, tls: TlsPolicy, nexthop: str) -> None:
         if self.cc.tls_active or not tls.wanted and not tls.required:
             if tls.note_offer and self.cc.capabilities.starttls and not self.cc.tls_active:
                 log.info(f"Host offered STARTTLS: [{self.target.host}]")
@@ -323,6 +350,10 @@ class SmtpSession:
                 text = f"Cannot start TLS: handshake failure with {self.target.peer}: {e}"
             raise SessionError("4.7.5", text, connected=True,
                                tls_failed=True) from None
+        if tls.fingerprints and not _fingerprint_matches(engine, tls.fingerprints, tls.digest):
+            # Postfix smtp_start_tls(): the level demands a match, so no mail.
+            self.broken = True
+            raise SessionError("4.7.5", "Server certificate not verified", connected=True)
         self.stream = stream
         self.tls = engine
         self.cc.tls_started()
@@ -401,6 +432,21 @@ class SmtpSession:
             trio_close(self.stream)
 
 
+def _fingerprint_matches(engine, wanted: Sequence[str], digest: str) -> bool:
+    """Whether the peer certificate, or its public key (DER SubjectPublicKeyInfo),
+    has one of the wanted digests (Postfix tls_fprint.c: both are checked)."""
+    import hashlib
+
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    cert = engine.peer_certificate
+    if cert is None:
+        return False
+    want = {w.replace(":", "").lower() for w in wanted}
+    der = cert.public_bytes(Encoding.DER)
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return any(hashlib.new(digest, blob).hexdigest() in want for blob in (der, spki))
+
+
 def trio_close(stream: trio.abc.Stream) -> None:
     """Close a stream's socket at once, without the niceties that timed out."""
     sock = getattr(getattr(stream, "transport_stream", stream), "socket", None)
@@ -456,14 +502,15 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
                   tls: TlsPolicy = TlsPolicy(), pipelining: bool = True,
                   body_line_limit: int = 0, myhostname: str = "",
                   nexthop: str = "", bind: Mapping[int, str] | None = None,
-                  lmtp: bool = False) -> SmtpSession:
-    """A session past EHLO (LHLO with lmtp) and STARTTLS with one host, or SessionError."""
+                  lmtp: bool = False, sasl=None) -> SmtpSession:
+    """A session past EHLO (LHLO with lmtp), STARTTLS and AUTH with one host,
+    or SessionError. sasl: a smtp_sasl.SaslRequest (None: no SASL)."""
     stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
     cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit,
-                          lmtp=lmtp)
+                          lmtp=lmtp, dummy_mail_auth=sasl is not None and sasl.dummy_mail_auth)
     session = SmtpSession(stream, cc, target, timeouts)
     try:
-        await session.hello(tls, myhostname, nexthop)
+        await session.hello(tls, myhostname, nexthop, sasl)
     except BaseException:
         await session.close()
         raise

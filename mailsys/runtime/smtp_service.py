@@ -12,7 +12,9 @@ DESCRIPTION
     The work is mailsys.runtime.smtp_agent's: next hop parsing, MX lookup
     through dnspython ($dns_nameservers or resolv.conf) for SMTP, loop
     detection, connection to each server in turn, EHLO or LHLO, STARTTLS
-    per $smtp_tls_security_level, PIPELINING, per-stage timeouts, and a
+    per $smtp_tls_security_level and $smtp_tls_policy_maps (smtp_tls),
+    SASL logins per $smtp_sasl_password_maps (smtp_sasl), PIPELINING,
+    per-stage timeouts, and a
     per-next-hop connection cache shared by every qmgr connection this
     process serves.
 
@@ -40,7 +42,8 @@ from mailsys.runtime.batch_io import Batched
 from mailsys.runtime.resolver import Resolver
 from mailsys.runtime.smtp_agent import SmtpAgent, SmtpSettings, own_endpoints
 from mailsys.runtime.smtp_client_io import ConnectionCache
-from mailsys.runtime.smtp_tls import tls_policy
+from mailsys.runtime.smtp_sasl import SaslSettings
+from mailsys.runtime.smtp_tls import tls_policies, tls_policy
 
 __all__ = ["AgentState", "INLINE_LOAD_MAX", "run"]
 
@@ -60,7 +63,10 @@ class AgentState:
         cfg = client_config(ctx.config, program)
         self.store = QueueStore.open(cfg.path("queue_directory"))
         own = own_endpoints(cfg) if program == "smtp" else ()
-        settings = SmtpSettings.from_config(cfg, own=own, tls=tls_policy(cfg), program=program)
+        tls = tls_policy(cfg)
+        settings = SmtpSettings.from_config(cfg, own=own, tls=tls, program=program,
+                                            tls_for=tls_policies(cfg, program, tls),
+                                            sasl=SaslSettings.from_config(cfg, program))
         # The deliveries in flight read their content together: one worker
         # thread hop and one read transaction for all that wait.
         self.loads = Batched(self.store.load_contents)

@@ -28,6 +28,21 @@ DESCRIPTION
                      the host the certificate is checked against
       dane           no DNSSEC here: may, as Postfix does for insecure TLSA
 
+    Per destination (tls_policies(), smtp_tls_policy_maps; the entry
+    syntax and lookup keys are mailsys.config.tls_policy's): a next hop
+    with an entry gets that level instead of smtp_tls_security_level, and
+    its ciphers= (grade), protocols=, exclude= and match= in place of the
+    main.cf settings. Contexts are built once per distinct (level, ciphers,
+    protocols, exclude). Level fingerprint is encrypt plus a check, after
+    the handshake, of the certificate's or its public key's SHA-256 digest
+    (Postfix 3.7's smtp_tls_fingerprint_digest; the parameter is not read)
+    against match=; no match is 4.7.5
+    "Server certificate not verified". dane-only cannot be had without
+    DNSSEC: Postfix's warning "<next hop>: dane-only configured with
+    dnssec lookups disabled", and the mail waits. A bad entry logs
+    Postfix's warning and defers with 4.7.5 "client TLS configuration
+    problem".
+
     With TLS off, smtp_tls_note_starttls_offer = yes logs Postfix's "Host
     offered STARTTLS: [mx.example.com]" for servers that offer it.
     smtp_tls_loglevel 1 or more logs Postfix's "Untrusted TLS connection
@@ -39,19 +54,28 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
+from collections.abc import Callable
+
+import structlog
+
+from mailsys.config.tables import open_table
+from mailsys.config.tls_policy import BadPolicy, SitePolicy, find_policy
 from mailsys.routing import BadNextHop, parse_nexthop
-from mailsys.runtime.smtp_client_io import TlsPolicy
+from mailsys.runtime.smtp_client_io import SessionError, TlsPolicy
 
 if TYPE_CHECKING:
     from mailsys.tls import TlsEngine
 
-__all__ = ["tls_policy", "LEVELS", "nexthop_domain"]
+__all__ = ["tls_policy", "tls_policies", "LEVELS", "nexthop_domain"]
+
+log = structlog.get_logger()
 
 LEVELS = ("none", "may", "encrypt", "verify", "secure")
 
 
-def tls_policy(cfg) -> TlsPolicy:
-    level = (cfg.smtp_tls_security_level or "none").lower()
+def tls_policy(cfg, site: SitePolicy | None = None) -> TlsPolicy:
+    """The policy of smtp_tls_security_level, or of a policy table entry."""
+    level = site.level if site is not None else (cfg.smtp_tls_security_level or "none").lower()
     if level == "dane":
         level = "may"
     if level == "none":
@@ -60,16 +84,95 @@ def tls_policy(cfg) -> TlsPolicy:
     # that may use TLS.
     from mailsys.runtime.tls_stream import TlsStream
     from mailsys.tls import TlsEngine, client_context
-    ctx = client_context(cfg, level)      # ConfigError for an unknown level or a bad file
+    exclude: tuple[str, ...] = ()
+    match: tuple[str, ...] = ()
+    if site is not None:
+        overrides = {}
+        if site.ciphers:
+            overrides.update(smtp_tls_ciphers=site.ciphers, smtp_tls_mandatory_ciphers=site.ciphers)
+        if site.protocols is not None:
+            overrides.update(smtp_tls_protocols=site.protocols,
+                             smtp_tls_mandatory_protocols=site.protocols)
+        if overrides:
+            cfg = cfg.with_overrides(overrides)
+        exclude = tuple((site.exclude or "").replace(",", " ").replace(":", " ").split())
+        match = site.match
+    # Fingerprint checks no chain: encrypt, then the digest (smtp_client_io).
+    # Only an entry gives the digests: a global fingerprint level (whose
+    # smtp_tls_fingerprint_cert_match is not read) stays a ConfigError of
+    # client_context, never a silent encrypt.
+    ctx = client_context(cfg, "encrypt" if level == "fingerprint" and match else level, exclude)
 
     def engine(host: str, nexthop: str = "") -> TlsEngine:
         names: tuple[str, ...] = ()
         domain = nexthop_domain(nexthop) or host
-        if level == "secure" and not _is_address(domain):
+        if level in ("verify", "secure") and match:
+            names = _match_names(match, host, domain)
+        elif level == "secure" and not _is_address(domain):
             names = (domain, "." + domain)
         return TlsEngine(ctx, server_side=False, server_hostname=host, match_names=names)
 
-    return TlsPolicy(level, engine=engine, wrap=TlsStream, log=cfg.smtp_tls_loglevel >= 1)
+    return TlsPolicy(level, engine=engine, wrap=TlsStream, log=cfg.smtp_tls_loglevel >= 1,
+                     fingerprints=match if level == "fingerprint" else ())
+
+
+def tls_policies(cfg, program: str = "smtp", default: TlsPolicy | None = None
+                 ) -> Callable[[str], TlsPolicy] | None:
+    """next hop -> TlsPolicy per smtp_tls_policy_maps (None when it is empty).
+
+    default: the policy of next hops without an entry (tls_policy(cfg),
+    built here when not given). The returned function raises SessionError
+    (4.7.5, not connected) for a next hop whose entry is unusable, after
+    logging Postfix's warning."""
+    specs = tuple(cfg.smtp_tls_policy_maps)
+    if not specs:
+        return None
+    tables = tuple(open_table(spec, cfg) for spec in specs)
+    title = "lmtp_tls_policy_maps" if program == "lmtp" else "smtp_tls_policy_maps"
+    if default is None:
+        default = tls_policy(cfg)
+    built: dict[SitePolicy, TlsPolicy] = {}
+
+    def lookup(nexthop: str) -> TlsPolicy:
+        try:
+            site = find_policy(tables, nexthop, title)
+        except BadPolicy as e:
+            log.warning(str(e))
+            raise SessionError("4.7.5", "client TLS configuration problem") from None
+        if site is None:
+            return default
+        for text in site.warnings:
+            log.warning(text)
+        if site.level == "dane-only":
+            # No DNSSEC here: Postfix dane_incompat(NONDANE_CONFIG).
+            log.warning(f"{nexthop}: dane-only configured with dnssec lookups disabled")
+            raise SessionError("4.7.5", "client TLS configuration problem")
+        policy = built.get(site)
+        if policy is None:
+            policy = built[site] = tls_policy(cfg, site)
+        return policy
+
+    return lookup
+
+
+def _match_names(match: tuple[str, ...], host: str, domain: str) -> tuple[str, ...]:
+    """match= words as names: hostname, nexthop and dot-nexthop stand for
+    the MX host, the next-hop domain and any name below it (postconf(5)
+    smtp_tls_verify_cert_match)."""
+    names = []
+    for word in match:
+        w = word.lower()
+        if w == "hostname":
+            names.append(host)
+        elif w == "nexthop":
+            names.append(domain)
+        elif w == "dot-nexthop":
+            names.append("." + domain)
+        else:
+            names.append(word)
+    return tuple(names)
+
+
 
 
 def nexthop_domain(nexthop: str) -> str:
