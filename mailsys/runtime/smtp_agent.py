@@ -421,6 +421,9 @@ class SmtpAgent:
                 policy = s.tls_for(nexthop)
             except SessionError as e:
                 # An unusable smtp_tls_policy_maps entry: nothing is tried.
+                # Postfix warns for each address it skips.
+                for target in targets:
+                    log.warning(f"TLS policy lookup for {nexthop}/{target.host}: {e.text}")
                 return None, e, targets[0] if targets else None
         sasl = s.sasl.request(sender, nexthop) if s.sasl is not None else None
         for target in targets:
@@ -454,15 +457,20 @@ class SmtpAgent:
             assert error is not None
             if error.final:
                 break
-            if not target.path:
-                # Postfix logs a failed TCP connection on its own line
-                # ("the reason already includes the IP address and TCP
-                # port"); a UNIX-domain one only in the status lines.
-                log.info(error.text)
             if error.connected:
                 budget.spend()
-                if not s.skip_5xx_greeting and error.dsn.startswith("5"):
-                    break
+            # Postfix logs a failed TCP connection on its own line ("the
+            # reason already includes the IP address and TCP port"), a
+            # UNIX-domain one only in the status lines. A server that
+            # answered and failed the session (a refused greeting, a failed
+            # SASL login) gets a line only when another server is tried
+            # after it (smtp_trouble.c, SMTP_MISC_FLAG_FINAL_SERVER); at
+            # the last one the status lines say it.
+            final_server = target is targets[-1] or not budget.left
+            if not target.path and not (error.connected and final_server):
+                log.info(error.text)
+            if error.connected and not s.skip_5xx_greeting and error.dsn.startswith("5"):
+                break
         return None, error, last
 
     # -- the message -----------------------------------------------------------------
