@@ -321,8 +321,10 @@ class SmtpAgent:
                     if answered or error is None or last is None:
                         break          # recipients kept for a next server keep its answer
                     # relay=none unless a server answered (a refused greeting).
+                    extra = {} if error.remote is None else dict(
+                        remote_mta=error.remote[0], diagnostic=f"smtp; {error.remote[1]}")
                     finish(pending, error.dsn, error.text,
-                           relay=last.relay if error.connected else "none")
+                           relay=last.relay if error.connected else "none", **extra)
                     return done, not answered
             if watch.setup_done is None:
                 watch.connected()

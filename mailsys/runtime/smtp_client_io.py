@@ -130,11 +130,12 @@ class SessionError(Exception):
     connected: the failure came from a server that answered (relay= then
     names it). final: no other host may be tried either (a loop). settled: recipients already decided.
     tls_failed: the STARTTLS handshake failed (opportunistic TLS retries
-    in plaintext)."""
+    in plaintext). remote: (Remote-MTA host, server reply) when the
+    failure is a server's answer that a bounce should quote."""
 
     def __init__(self, dsn: str, text: str, *, connected: bool = False, final: bool = False,
                  settled: tuple[RecipientStatus, ...] = (),
-                 tls_failed: bool = False) -> None:
+                 tls_failed: bool = False, remote: tuple[str, str] | None = None) -> None:
         super().__init__(text)
         self.dsn = dsn
         self.text = text
@@ -142,6 +143,7 @@ class SessionError(Exception):
         self.final = final
         self.settled = settled
         self.tls_failed = tls_failed
+        self.remote = remote
 
 
 class StaleSession(SessionError):

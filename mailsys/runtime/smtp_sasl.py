@@ -248,8 +248,11 @@ class SaslRequest:
         dsn = event.response.dsn
         if self.settings.soft_bounce and dsn.startswith("5"):
             dsn = "4" + dsn[1:]
+        # Postfix records the reply for the bounce: Remote-MTA and
+        # Diagnostic-Code "smtp; 535 ...".
         raise SessionError(dsn, f"SASL authentication failed; server {target.peer} said: "
-                           f"{event.response.text}", connected=True)
+                           f"{event.response.text}", connected=True,
+                           remote=(target.host, event.response.text))
 
 
 def _file_words(path) -> list[str]:

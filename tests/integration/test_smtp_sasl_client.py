@@ -301,4 +301,7 @@ def test_sender_dependent_login_comes_first(tmp_path, relay):
     assert ok.results[0].status == "sent"
     r = bad.results[0]
     assert (r.status, r.dsn) == ("deferred", "4.7.8")
+    # What a bounce or delay notice quotes, as Postfix's dsb_update() records it.
+    assert (r.remote_mta, r.diagnostic) == (
+        "127.0.0.1", "smtp; 535 5.7.8 Authentication credentials invalid")
     assert handler.attempts == [("PLAIN", USER.encode()), ("PLAIN", b"nobody")]
