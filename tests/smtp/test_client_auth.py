@@ -182,3 +182,31 @@ def test_unknown_mechanism_and_bad_challenge():
         client_mechanism("GSSAPI", "u", "p")
     with pytest.raises(AuthError):
         client_mechanism("CRAM-MD5", "u", "p").respond("%%%")
+
+
+# ------------------------------------------------------------------ against mailsys's own server
+
+@pytest.fixture(scope="module")
+def sasl_server(tmp_path_factory):
+    from mailsys.sasl.passwords import cram_key, hash_password
+    from mailsys.sasl.server import SaslServer
+    from mailsys.sasl.users import UserDatabase, set_user, write_users_file
+    path = tmp_path_factory.mktemp("sasl") / "sasl_users"
+    write_users_file(path, set_user("", "carol", [hash_password("carolpw"), cram_key("carolpw")]))
+    return SaslServer(UserDatabase(path), "mx.example.com")
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN", "CRAM-MD5"])
+@pytest.mark.parametrize("password, ok", [("carolpw", True), ("wrong", False)])
+def test_each_mechanism_against_the_smtpd_side(sasl_server, mechanism, password, ok):
+    from mailsys.sasl.server import Challenge
+    cc = session()
+    words = cc.auth(client_mechanism(mechanism, "carol", password)).decode().split()
+    assert words[:2] == ["AUTH", mechanism]
+    exchange = sasl_server.begin(mechanism)
+    result = exchange.start(words[2] if len(words) > 2 else None)
+    while isinstance(result, Challenge):
+        assert feed(cc, (result.reply + "\r\n").encode()) == []
+        result = exchange.respond(cc.data_to_send().decode().removesuffix("\r\n"))
+    [done] = feed(cc, (result.reply + "\r\n").encode())
+    assert isinstance(done, AuthDone) and done.ok is ok and cc.authenticated is ok
