@@ -250,11 +250,12 @@ def deliver_in_process(tmp_path, program: str, nexthop: str, sender: str, **main
     from mailsys.runtime.resolver import Resolver
     from mailsys.runtime.smtp_agent import SmtpAgent, SmtpSettings
     from mailsys.runtime.smtp_sasl import SaslSettings
+    from mailsys.runtime.smtp_tls import tls_policy
     etc = tmp_path / "etc"
     etc.mkdir(exist_ok=True)
     (etc / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in main_cf.items()))
     cfg = client_config(load(etc), program)
-    settings = replace(SmtpSettings.from_config(cfg, program=program,
+    settings = replace(SmtpSettings.from_config(cfg, program=program, tls=tls_policy(cfg),
                                                 sasl=SaslSettings.from_config(cfg, program)),
                        cache_time_limit=0)
 
@@ -305,3 +306,39 @@ def test_sender_dependent_login_comes_first(tmp_path, relay):
     assert (r.remote_mta, r.diagnostic) == (
         "127.0.0.1", "smtp; 535 5.7.8 Authentication credentials invalid")
     assert handler.attempts == [("PLAIN", USER.encode()), ("PLAIN", b"nobody")]
+
+
+@pytest.fixture(scope="module")
+def verifiable_relay_tls(tmp_path_factory):
+    """A server context whose certificate is for 127.0.0.1, and its CA file."""
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return ctx, path
+
+
+@pytest.mark.parametrize("level, sent", [("verify", True), ("encrypt", False)])
+def test_plaintext_passwords_only_to_a_verified_server(tmp_path, relay, verifiable_relay_tls,
+                                                       level, sent):
+    # SASL_README's advice: noplaintext inside TLS unless the server
+    # certificate is verified (smtp_sasl_tls_verified_security_options).
+    ctx, ca = verifiable_relay_tls
+    handler, port = relay(tls_context=ctx, auth_require_tls=True)
+    (tmp_path / "passwd").write_text(f"[127.0.0.1]:{port} {USER}:{SECRET}\n")
+    status = deliver_in_process(
+        tmp_path, "smtp", f"[127.0.0.1]:{port}", "a@example.org",
+        smtp_tls_security_level=level, smtp_tls_CAfile=ca, smtp_sasl_auth_enable="yes",
+        smtp_sasl_password_maps=f"texthash:{tmp_path}/passwd",
+        smtp_sasl_security_options="noplaintext, noanonymous",
+        smtp_sasl_tls_security_options="noplaintext, noanonymous",
+        smtp_sasl_tls_verified_security_options="noanonymous")
+    r = status.results[0]
+    if sent:
+        assert r.status == "sent" and handler.attempts == [("PLAIN", USER.encode())]
+    else:
+        assert (r.status, r.dsn, r.reason) == (
+            "deferred", "4.7.0", "SASL authentication failed; cannot authenticate to server "
+            "127.0.0.1[127.0.0.1]: no mechanism available")
+        assert handler.attempts == []
