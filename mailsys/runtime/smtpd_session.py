@@ -98,6 +98,7 @@ from mailsys.runtime.smtpd_dns import client_name
 from mailsys.runtime.smtpd_milters import SmtpdMilters
 from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime.smtpd_auth import SessionAuth
+from mailsys.sasl import server as sasl_server
 from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
                           MailFrom, Noop, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
                           StartTls, Vrfy, Xclient, Xforward, replies)
@@ -407,6 +408,11 @@ class Session:
             log.warning(f"non-SMTP command from {self.namaddr}: {command}")
         elif reply.code == 552 and self.conn.where == "MAIL":
             self._log_reject("MAIL", str(reply), sender=err.sender, recipient=None)
+        elif text.startswith("invalid mechanism "):
+            # Postfix hands any name to its SASL library and logs the refusal
+            # as a failed login (checked with 3.7.11: "AUTH FOO").
+            log.warning(sasl_server.auth_failed_log_text(
+                self.namaddr, text[len("invalid mechanism "):], "Invalid authentication mechanism"))
         self.auth.core_ended(reply)
 
     async def answer(self, event: object) -> Reply | None:

@@ -761,7 +761,7 @@ class ServerConnection:
             raise self._fail(R.AUTH_SYNTAX, "AUTH syntax")
         mechanism = words[0].upper()
         if mechanism not in offered:
-            raise self._fail(R.INVALID_MECHANISM, "invalid mechanism")
+            raise self._fail(R.INVALID_MECHANISM, f"invalid mechanism {mechanism}")
         initial: bytes | None = None
         if len(words) == 2:
             initial = b"" if words[1] == "=" else _b64(words[1].encode("ascii", "replace"))
