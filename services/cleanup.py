@@ -214,7 +214,8 @@ class Cleanup:
         if req.discard:
             # Postfix reports success for a discarded message whatever else
             # was wrong with it.
-            if req.milter_action == "discard":
+            _log_milter_checks(req)
+            if req.milter_action == "discard" and not _checked(req, "discard"):
                 _log_milter(req, "milter-discard", "milter triggers DISCARD action")
             return Queued(queue_id=req.queue_id, size=len(req.content))
         if self.size_limit and len(req.content) > self.size_limit:
@@ -227,7 +228,8 @@ class Cleanup:
         qid = req.queue_id
         commits = self.holds if entry.hold else self.commits
         refused, hold_note = req.milter_reject, req.milter_action == "hold"
-        if refused or hold_note:
+        checks = bool(req.milter_checks)
+        if refused or hold_note or checks:
             milter_req = req
         # The content as received is not needed any more: let it go before
         # the wait for the commit (the entry holds the stored form).
@@ -241,9 +243,13 @@ class Cleanup:
             else:
                 log.info(line, queue_id=qid)
         # The milters' verdict follows, as Postfix's cleanup runs them after the header.
+        if refused or hold_note or checks:
+            _log_milter_checks(milter_req)
         if refused:
             code, enhanced, text = _split_reply(refused)
-            _log_milter(milter_req, "milter-reject", f"{enhanced} {text}" if enhanced else text)
+            if not _checked(milter_req, "reject"):
+                _log_milter(milter_req, "milter-reject",
+                            f"{enhanced} {text}" if enhanced else text)
             return Rejected(code, enhanced, text)
         if hold_note:
             _log_milter(milter_req, "milter-hold", "milter triggers HOLD action")
@@ -436,6 +442,36 @@ def _log_milter(req: CleanupRequest, action: str, text: str) -> None:
     log.info("reject", action=action, command="END-OF-MESSAGE",
              client=f"{who.name or 'unknown'}[{who.addr}]", reply=text, sender=req.sender,
              recipient=recipient, proto=who.protocol, helo=who.helo, queue_id=req.queue_id)
+
+
+def _checked(req: CleanupRequest, action: str) -> bool:
+    """Whether milter_header_checks took this action (which its own line logs)."""
+    return any(found[0] == action for found in req.milter_checks)
+
+
+def _log_milter_checks(req: CleanupRequest) -> None:
+    """What milter_header_checks found, as Postfix's cleanup logs it:
+    "QID: milter-header-reject: header X-Spam: yes from name[addr];
+    from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 message content rejected"
+    (the header cut to 60 characters)."""
+    if not req.milter_checks:
+        return
+    recipient = req.recipients[0].address if req.recipients else None
+    if req.origin == "smtpd":
+        who = _logged_client(req)
+        origin, proto, helo = f"{who.name or 'unknown'}[{who.addr}]", who.protocol, who.helo
+    else:
+        origin, proto, helo = NON_SMTPD_CLIENT, "", ""
+    for action, header, text in req.milter_checks:
+        if action == "prepend":
+            log.warning("the milter_header/body_checks prepend action is not implemented")
+        elif action == "unknown":
+            log.warning(f"unknown command in milter_header_checks map: {text}",
+                        queue_id=req.queue_id)
+        else:
+            found = ContentAction(f"milter-header-{action}", header[:60], text)
+            log.info(log_text(found, origin=origin, sender=req.sender, recipient=recipient,
+                              proto=proto, helo=helo), queue_id=req.queue_id)
 
 
 def _split_reply(reply: str) -> tuple[int, str, str]:

@@ -636,6 +636,10 @@ _TABLE: tuple[Param, ...] = (
     P("milter_unknown_command_macros", Str, "", "Macros sent to milters with an unknown command"),
     P("milter_macro_daemon_name", Str, "$myhostname", "The {daemon_name} macro value"),
     P("milter_macro_v", Str, "$mail_name $mail_version", "The {v} macro value"),
+    P("milter_macro_defaults", Str, "",
+      "name=value pairs: the values of macros that have none where they are asked for"),
+    P("milter_header_checks", List, "",
+      "Tables of patterns matched against each header a milter adds (cleanup)"),
 )
 del P
 

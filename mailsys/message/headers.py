@@ -100,7 +100,7 @@ from .dates import mail_date, utc_stamp
 from .reply import StatusReply
 
 __all__ = [
-    "HeaderPolicy", "CleanedHeader", "clean_header", "wants_missing_headers",
+    "HeaderPolicy", "CleanedHeader", "clean_header", "missing_headers", "wants_missing_headers",
     "header_end", "encode_header", "to_crlf", "has_bare_lf", "TOO_MANY_HOPS",
     "HEADER_SIZE_LIMIT", "HOPCOUNT_LIMIT", "MESSAGE_DROP_HEADERS",
 ]
@@ -431,28 +431,17 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
         out.append(b"\r\n")
 
     resent = "Resent-" if seen & _RESENT else ""
-    if add_missing:
-        has_id = seen & (_RESENT_MSGID if resent else _MSGID)
-        if not has_id:
-            if _LONG_QID.search(queue_id):
-                new_id = f"{queue_id}@{policy.myhostname}"
-            else:
-                new_id = f"{utc_stamp(arrival)}.{queue_id}@{policy.myhostname}"
-            out.append(f"{resent}Message-Id: <{new_id}>\r\n".encode("utf-8", "surrogateescape"))
-            logs.append(f"{resent.lower()}message-id=<{new_id}>")
-            seen |= _RESENT_MSGID if resent else _MSGID
-            if not resent and not message_id:
+    added, new_id = _missing(seen, policy=policy, queue_id=queue_id, arrival=arrival,
+                             sender=sender, fullname=fullname, tz=tz) if add_missing else ((), "")
+    if new_id:
+        logs.append(f"{resent.lower()}message-id=<{new_id}>")
+        if not resent:
+            seen |= _MSGID
+            if not message_id:
                 message_id = f"<{new_id}>"
     if not seen & _MSGID:
         logs.append("message-id=<>")
-    if add_missing:
-        if not seen & (_RESENT_DATE if resent else _DATE):
-            out.append(encode_header(f"{resent}Date: {mail_date(arrival, tz)}"))
-        if not seen & (_RESENT_FROM if resent else _FROM):
-            text = _from_header(resent, sender, fullname, policy.full_name_encoding_charset)
-            out.append(encode_header(text))
-        if not seen & _VISIBLE_RCPT and policy.undisclosed_recipients_header:
-            out.append(encode_header(policy.undisclosed_recipients_header))
+    out.extend(encode_header(text) for text in added)
 
     out.extend(encode_header(line) for line in append)
     if pos == 0 and content[:1] in (b" ", b"\t"):
@@ -465,6 +454,47 @@ def clean_header(content: bytes, *, policy: HeaderPolicy, received: str, queue_i
         header=header, body_offset=pos, message_id=message_id, log_lines=tuple(logs),
         warnings=tuple(warnings), hop_count=hops, truncated=truncated, error=error,
         actions=tuple(actions), content_type=content_type)
+
+
+def _missing(seen: int, *, policy: HeaderPolicy, queue_id: str, arrival: float, sender: str,
+             fullname: str, tz: tzinfo | None) -> tuple[tuple[str, ...], str]:
+    """The headers to add when those in seen (the _KNOWN flags) are there,
+    as texts, and the Message-Id added ("" for none)."""
+    resent = "Resent-" if seen & _RESENT else ""
+    added: list[str] = []
+    new_id = ""
+    if not seen & (_RESENT_MSGID if resent else _MSGID):
+        if _LONG_QID.search(queue_id):
+            new_id = f"{queue_id}@{policy.myhostname}"
+        else:
+            new_id = f"{utc_stamp(arrival)}.{queue_id}@{policy.myhostname}"
+        added.append(f"{resent}Message-Id: <{new_id}>")
+    if not seen & (_RESENT_DATE if resent else _DATE):
+        added.append(f"{resent}Date: {mail_date(arrival, tz)}")
+    if not seen & (_RESENT_FROM if resent else _FROM):
+        added.append(_from_header(resent, sender, fullname, policy.full_name_encoding_charset))
+    if not seen & _VISIBLE_RCPT and policy.undisclosed_recipients_header:
+        added.append(policy.undisclosed_recipients_header)
+    return tuple(added), new_id
+
+
+def missing_headers(content: bytes, *, policy: HeaderPolicy, queue_id: str, arrival: float,
+                    sender: str, fullname: str = "", tz: tzinfo | None = None) -> tuple[str, ...]:
+    """missing_headers - the headers clean_header(add_missing=True) would add
+    to content, as texts ("\\n"-folded), in its order.
+
+    Postfix's milters read the message from the queue file, where cleanup
+    has already added these; mailsys runs the milters before cleanup, so
+    they are shown these first (and, once in the content, cleanup finds
+    them there and adds nothing)."""
+    seen = 0
+    pos = 0
+    match = _HEADER.match
+    while (m := match(content, pos)) is not None and m.end() > pos:
+        seen |= _KNOWN.get(m.group(1).lower(), 0)
+        pos = m.end()
+    return _missing(seen, policy=policy, queue_id=queue_id, arrival=arrival, sender=sender,
+                    fullname=fullname, tz=tz)[0]
 
 
 def _checked(check: Callable[[str], str | None], raw: bytes) -> Verdict:

@@ -34,6 +34,7 @@ import enum
 from dataclasses import dataclass
 from typing import Mapping
 
+from mailsys.config.values import split_list
 from mailsys.milter import protocol as p
 from mailsys.milter.protocol import Action, Command, MacroStage, MilterProtocolError, Proto
 
@@ -71,10 +72,14 @@ _STAGES = {
                            "milter_rcpt_macros"),
     Stage.DATA: _StageInfo(Command.DATA, Proto.NODATA, Proto.NR_DATA, MacroStage.DATA,
                            "milter_data_macros"),
-    Stage.HEADER: _StageInfo(Command.HEADER, Proto.NOHDRS, Proto.NR_HDR, None, ""),
+    # Postfix sends the end-of-header macros before each header too, and
+    # the end-of-data ones before each body piece (seen live, 3.7.11).
+    Stage.HEADER: _StageInfo(Command.HEADER, Proto.NOHDRS, Proto.NR_HDR, MacroStage.EOH,
+                             "milter_end_of_header_macros"),
     Stage.EOH: _StageInfo(Command.EOH, Proto.NOEOH, Proto.NR_EOH, MacroStage.EOH,
                           "milter_end_of_header_macros"),
-    Stage.BODY: _StageInfo(Command.BODY, Proto.NOBODY, Proto.NR_BODY, None, ""),
+    Stage.BODY: _StageInfo(Command.BODY, Proto.NOBODY, Proto.NR_BODY, MacroStage.EOM,
+                           "milter_end_of_data_macros"),
     Stage.EOM: _StageInfo(Command.BODYEOB, Proto(0), Proto(0), MacroStage.EOM,
                           "milter_end_of_data_macros"),
     Stage.UNKNOWN: _StageInfo(Command.UNKNOWN, Proto.NOUNKNOWN, Proto.NR_UNKN, None,
@@ -114,9 +119,11 @@ class Conversation:
 
     def __init__(self, name: str, macro_lists: Mapping[MacroStage, tuple[str, ...]],
                  version: int = p.PROTOCOL_VERSION,
-                 actions: Action = p.ALL_ACTIONS, protocol: Proto = p.ALL_PROTOCOL) -> None:
+                 actions: Action = p.ALL_ACTIONS, protocol: Proto = p.ALL_PROTOCOL,
+                 macro_defaults: Mapping[str, str] | None = None) -> None:
         self.name = name
         self._macro_lists = dict(macro_lists)
+        self._defaults = macro_defaults or {}
         self._offer = (version, actions, protocol)
         self.agreed: p.Negotiated | None = None
         self._stage: Stage | None = None
@@ -155,6 +162,11 @@ class Conversation:
             return False
         if stage is Stage.BODY and self.skip_body:
             return False
+        # Protocol 2 has no SMFIC_UNKNOWN, and only 4 has SMFIC_DATA: an
+        # older milter is not sent them (Postfix milter8.c).
+        if stage is Stage.UNKNOWN and agreed.version < 3 \
+                or stage is Stage.DATA and agreed.version < 4:
+            return False
         return not agreed.protocol & _STAGES[stage].skip_flag
 
     def macro_names(self, stage: Stage) -> tuple[str, ...]:
@@ -170,8 +182,8 @@ class Conversation:
         data = b""
         names = self.macro_names(stage)
         if names and macro_values is not None:
-            pairs = tuple((n, macro_values[_bare(n)]) for n in names
-                          if macro_values.get(_bare(n)) is not None)
+            pairs = tuple((n, v) for n in names
+                          if (v := self._value(n, macro_values)) is not None)
             if pairs:
                 data = p.macros(info.command, pairs)
         data += p.encode(info.command, payload)
@@ -181,6 +193,13 @@ class Conversation:
         if stage is Stage.EOM:
             self._mods = []
         return Step(data, expects)
+
+    def _value(self, name: str, values: Mapping[str, str | None]) -> str | None:
+        """A macro's value, else its milter_macro_defaults value (Postfix 3.1),
+        else None: not sent."""
+        bare = _bare(name)
+        value = values.get(bare)
+        return value if value is not None else self._defaults.get(bare)
 
     def receive(self, packet: p.Packet) -> object | None:
         """The reply to the step awaiting one: its verdict, None while more
@@ -258,10 +277,27 @@ def _bare(name: str) -> str:
     return name[1:-1] if name.startswith("{") and name.endswith("}") else name
 
 
+def macro_defaults(value: str) -> dict[str, str]:
+    """milter_macro_defaults: "name=value" or "{name=value}" pairs separated
+    by commas or white space (a value with commas or white space goes in
+    braces, which drop the white space around "=" and inside them), by bare
+    macro name. Raises ValueError (BadValue) for a pair without "=" or
+    unbalanced braces."""
+    out: dict[str, str] = {}
+    for item in split_list(value):      # Postfix's mystrtokq() + extpar(), braces kept together
+        name, eq, val = item.partition("=")
+        name = name.strip()
+        if not eq or not name:
+            raise ValueError(f'missing "=" in "{item}"')
+        out[_bare(name)] = val.strip()
+    return out
+
+
 def macro_lists(values: Mapping[str, str]) -> dict[MacroStage, tuple[str, ...]]:
     """The macro names per stage from the milter_*_macros parameter values."""
     return {stage: tuple(values.get(param, "").replace(",", " ").split())
             for stage, param in MACRO_PARAMS.items()}
 
 
-__all__ = ["Stage", "Step", "EndOfMessage", "Conversation", "MACRO_PARAMS", "macro_lists"]
+__all__ = ["Stage", "Step", "EndOfMessage", "Conversation", "MACRO_PARAMS", "macro_lists",
+           "macro_defaults"]

@@ -11,8 +11,11 @@ DESCRIPTION
     milters get what Postfix 3.7.11 gives them (seen live): a connection
     from "localhost" 127.0.0.1 port 0 ({_} "localhost [127.0.0.1]"),
     HELO "localhost", MAIL and RCPT with the bare addresses (no angle
-    brackets), DATA, the header, the body with CRLF line ends, and end of
-    message, each with its macros ({i} the queue ID throughout).
+    brackets, the local part quoted as needed), DATA, the header, with the
+    Message-Id:, Date: and From: that cleanup adds when they are missing
+    after the others (Postfix's milters read them from the queue file),
+    the body with CRLF line ends, and end of message, each with its macros
+    ({i} the queue ID throughout).
 
     A milter that refuses before end of message cannot refuse a local
     submission: as Postfix does, the refusal is logged ("QID: milter-reject:
@@ -29,12 +32,14 @@ DESCRIPTION
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 import structlog
 
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import CleanupRequest
+from mailsys.message.address import quote_822_local
 from mailsys.runtime.milter import MilterSession, MilterSettings, Verdict, end_of_message
 
 log = structlog.get_logger()
@@ -48,8 +53,9 @@ class NonSmtpdMilters:
         self._queue_dir = cfg.path("queue_directory")
         self._static = {"j": cfg.myhostname, "daemon_name": cfg.milter_macro_daemon_name,
                         "v": cfg.milter_macro_v, "daemon_addr": "127.0.0.1",
-                        "_": "localhost [127.0.0.1]", "client_addr": "127.0.0.1",
-                        "client_name": "localhost", "client_port": "0"}
+                        "daemon_port": "0", "_": "localhost [127.0.0.1]",
+                        "client_addr": "127.0.0.1", "client_name": "localhost",
+                        "client_ptr": "localhost", "client_port": "0"}
 
     @classmethod
     def from_config(cls, cfg: Any) -> "NonSmtpdMilters | None":
@@ -59,12 +65,18 @@ class NonSmtpdMilters:
 
     async def filter(self, req: CleanupRequest) -> CleanupRequest | ErrorReply:
         session = MilterSession(self.settings, self._queue_dir)
-        macros: dict[str, str | None] = dict(self._static, i=req.queue_id, mail_addr=req.sender)
+        # {mail_addr} from MAIL on, {rcpt_addr} from the first RCPT on: the
+        # last recipient told (seen live, 3.7.11).
+        macros: dict[str, str | None] = dict(self._static, i=req.queue_id)
         hold = discard = False
         try:
             steps = [("CONNECT", None), ("HELO", None), ("MAIL", None)]
             steps += [("RCPT", r.address) for r in req.recipients] + [("DATA", None)]
             for command, rcpt in steps:
+                if command == "MAIL":
+                    macros["mail_addr"] = quote_822_local(req.sender)   # quote_821_local()
+                elif command == "RCPT":
+                    macros["rcpt_addr"] = quote_822_local(rcpt or "")
                 verdict = await self._step(session, command, req, rcpt, macros)
                 if verdict is None:
                     continue
@@ -74,7 +86,11 @@ class NonSmtpdMilters:
                 hold, discard = hold or verdict.kind == "hold", discard or verdict.kind == "discard"
             content = req.content if req.crlf else \
                 req.content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-            done = await end_of_message(session, req.sender, req.recipients, content, macros)
+            missing = self.settings.missing_headers(
+                content, local=req.local, queue_id=req.queue_id,
+                arrival=req.arrival_time or time.time(), sender=req.sender, fullname=req.fullname)
+            done = await end_of_message(session, req.sender, req.recipients, content, macros,
+                                        missing)
         finally:
             await session.aclose()
         changes: dict[str, Any] = {"crlf": True, "content": done.content or content,
@@ -87,6 +103,14 @@ class NonSmtpdMilters:
             changes["milter_reject"] = str(done.refusal)
         elif done.discard or done.hold:
             changes["milter_action"] = "discard" if done.discard else "hold"
+        # milter_header_checks: cleanup logs what it found, and does it.
+        if done.checks:
+            changes["milter_checks"] = tuple((a.action, a.header, a.text) for a in done.checks)
+        for a in done.checks:
+            if a.action in ("hold", "discard"):
+                changes[a.action] = True
+            elif a.action in ("filter", "redirect"):
+                changes[a.action] = a.text
         return dataclasses.replace(req, **changes)
 
     @staticmethod
@@ -97,9 +121,9 @@ class NonSmtpdMilters:
         if command == "HELO":
             return await session.helo("localhost", macros)
         if command == "MAIL":
-            return await session.mail((req.sender,), macros)
+            return await session.mail((macros["mail_addr"] or "",), macros)
         if command == "RCPT":
-            return await session.rcpt((rcpt or "",), dict(macros, rcpt_addr=rcpt))
+            return await session.rcpt((macros["rcpt_addr"] or "",), macros)
         return await session.data(macros)
 
     def _log(self, req: CleanupRequest, command: str, verdict: Verdict,

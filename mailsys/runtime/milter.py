@@ -5,7 +5,7 @@ SYNOPSIS
     session = MilterSession(milters, queue_dir)                  # per SMTP session
     verdict = await session.connect(hostname, addr, port, macros)
     verdict = await session.helo(name, macros) / mail(args, macros) / rcpt(args, macros)
-    verdict = await session.data(macros)
+    verdict = await session.data(macros) / unknown(command_line, macros)
     outcome = await session.message(MilterMessage.parse(content), macros)
     await session.abort(); await session.aclose()
 
@@ -43,6 +43,12 @@ DESCRIPTION
     milter that rejected the connection (at CONNECT or HELO) answers every
     later stage with that reply, as Postfix's do.
 
+    Macros go before each command as the stage's milter_*_macros list (or
+    the milter's SMFIR_SETSYMLIST) names them; a macro the caller has no
+    value for takes its milter_macro_defaults value (Postfix 3.1), if any.
+    An unknown SMTP command goes as SMFIC_UNKNOWN (unknown()), to milters
+    of protocol 3 and later.
+
     At end of message the header (one SMFIC_HEADER each), end of header,
     body (SMFIC_BODY pieces of 64 KB) and end of message go to each milter
     in turn, the next milter seeing the previous one's changes; the
@@ -54,15 +60,21 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import structlog
 import trio
 
+from mailsys.config.tables import open_table
 from mailsys.config.values import BadValue, endpoint_attributes, parse_int, parse_time
 from mailsys.milter import protocol as p
-from mailsys.milter.conversation import Conversation, EndOfMessage, Stage, macro_lists
+from mailsys.milter.conversation import (Conversation, EndOfMessage, Stage, macro_defaults,
+                                         macro_lists)
 from mailsys.ipc.proto.cleanup import CleanupRecipient
+from mailsys.message.header_checks import ContentAction
+from mailsys.message.message_actions import first_answer
+from mailsys.message.headers import (HeaderPolicy, encode_header, missing_headers,
+                                     wants_missing_headers)
 from mailsys.milter.edits import (EnvelopeChanges, MilterMessage, apply, envelope_changes,
                                   strip_brackets)
 from mailsys.runtime.policy_client import os_error_text
@@ -113,6 +125,12 @@ class MilterSettings:
     milters: tuple[MilterSpec, ...]
     macro_lists: Mapping[p.MacroStage, tuple[str, ...]]
     myhostname: str
+    macro_defaults: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # What cleanup adds to a message that lacks Message-Id:, Date:, From:.
+    header_policy: HeaderPolicy | None = None
+    always_add_missing_headers: bool = False
+    # milter_header_checks: the table answer for a header a milter adds.
+    header_checks: Callable[[str], str | None] | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, param: str = "smtpd_milters",
@@ -127,7 +145,25 @@ class MilterSettings:
             "milter_connect_macros", "milter_helo_macros", "milter_mail_macros",
             "milter_rcpt_macros", "milter_data_macros", "milter_end_of_header_macros",
             "milter_end_of_data_macros", "milter_unknown_command_macros")})
-        return cls(specs, lists, cfg.myhostname)
+        try:
+            defaults = macro_defaults(cfg.milter_macro_defaults)
+        except ValueError as e:
+            raise BadValue(f"milter_macro_defaults: {e}") from None
+        checks = first_answer([open_table(spec, cfg) for spec in cfg.milter_header_checks])
+        return cls(specs, lists, cfg.myhostname, defaults, HeaderPolicy.from_config(cfg),
+                   bool(cfg.always_add_missing_headers), checks)
+
+    def missing_headers(self, content: bytes, *, local: bool, queue_id: str, arrival: float,
+                        sender: str, fullname: str = "") -> tuple[str, ...]:
+        """The headers cleanup will add to content (mailsys.message.headers
+        missing_headers), for the milters to see first as Postfix's do;
+        () when cleanup adds none to mail from this client (local: its
+        rewrite context is local)."""
+        if self.header_policy is None or not wants_missing_headers(
+                local_client=local, always_add_missing_headers=self.always_add_missing_headers):
+            return ()
+        return missing_headers(content, policy=self.header_policy, queue_id=queue_id,
+                               arrival=arrival, sender=sender, fullname=fullname)
 
 
 def _parse(item: str, base: MilterSpec, param: str) -> MilterSpec:
@@ -151,11 +187,13 @@ class Verdict:
 
 @dataclass(frozen=True, slots=True)
 class MessageOutcome:
-    """The end of message: a verdict (or None), the changed message, the envelope changes."""
+    """The end of message: a verdict (or None), the changed message, the
+    envelope changes, and what milter_header_checks found."""
     verdict: Verdict | None
     message: MilterMessage
     changed: bool
     envelope: EnvelopeChanges
+    checks: tuple[ContentAction, ...] = ()
 
 
 class _Failed(Exception):
@@ -167,7 +205,8 @@ class _Milter:
 
     def __init__(self, spec: MilterSpec, settings: MilterSettings, queue_dir: Path) -> None:
         self.spec = spec
-        self.conv = Conversation(spec.endpoint, settings.macro_lists, version=spec.protocol)
+        self.conv = Conversation(spec.endpoint, settings.macro_lists, version=spec.protocol,
+                                 macro_defaults=settings.macro_defaults)
         self.stream: trio.abc.Stream | None = None
         self.decoder = p.PacketDecoder()
         self.failed = False
@@ -325,6 +364,13 @@ def _verdict(milter: _Milter, reply: object, stage: Stage, hostname: str) -> Ver
     raise _Failed(f"milter {milter.name}: unexpected filter response {reply!r}")
 
 
+def _check_reply(text: str) -> Reply:
+    """A milter_header_checks REJECT ("5.7.1 message content rejected") as
+    the reply cleanup gives: 550, or 450 for a 4.x.x code."""
+    enhanced, _, rest = text.partition(" ")
+    return Reply(450 if enhanced.startswith("4") else 550, enhanced, rest)
+
+
 def _is_enhanced(word: str, code: int) -> bool:
     parts = word.split(".")
     return len(parts) == 3 and all(x.isdigit() for x in parts) and parts[0] == str(code)[0]
@@ -406,20 +452,31 @@ class MilterSession:
     async def data(self, macros: Mapping[str, str]) -> Verdict | None:
         return await self._stage(Stage.DATA, b"", macros)
 
+    async def unknown(self, command: str, macros: Mapping[str, str]) -> Verdict | None:
+        """SMFIC_UNKNOWN: a command smtpd does not know, the whole line."""
+        return await self._stage(Stage.UNKNOWN, p.cstrings(command), macros)
+
     async def message(self, msg: MilterMessage, macros: Mapping[str, str]) -> MessageOutcome:
         """Headers, body and end of message to each milter in turn."""
         env = EnvelopeChanges()
         changed = False
+        hits: list[ContentAction] = []
         for m in self._milters:
             verdict, mods = await self._message_one(m, msg, macros)
             if mods:
-                new = apply(msg, mods)
+                new = apply(msg, mods, self.settings.header_checks, hits)
                 changed = changed or new != msg
                 msg = new
                 env = envelope_changes(mods, env)
+            # A REJECT or DISCARD of milter_header_checks is the milter's
+            # verdict, and the later milters are not asked (Postfix).
+            stop = next((a for a in hits if a.action in ("reject", "discard")), None)
+            if stop is not None:
+                verdict = Verdict("discard", None, m.name) if stop.action == "discard" \
+                    else Verdict("reply", _check_reply(stop.text), m.name)
             if verdict is not None:
-                return MessageOutcome(verdict, msg, changed, env)
-        return MessageOutcome(None, msg, changed, env)
+                return MessageOutcome(verdict, msg, changed, env, tuple(hits))
+        return MessageOutcome(None, msg, changed, env, tuple(hits))
 
     async def _message_one(self, m: _Milter, msg: MilterMessage,
                            macros: Mapping[str, str]) -> tuple[Verdict | None, tuple]:
@@ -497,28 +554,41 @@ class MessageResult:
     append: tuple[str, ...] = ()     # header lines to go after cleanup's own
     hold: bool = False
     discard: bool = False
+    # What milter_header_checks found, for cleanup to log and carry out
+    # (CleanupRequest milter_checks); its REJECT or DISCARD is the refusal
+    # or discard above, which cleanup then logs no more.
+    checks: tuple[ContentAction, ...] = ()
 
 
 async def end_of_message(session: MilterSession, sender: str,
                          recipients: tuple[CleanupRecipient, ...], content: bytes,
-                         macros: Mapping[str, str | None]) -> MessageResult:
+                         macros: Mapping[str, str | None],
+                         missing: tuple[str, ...] = ()) -> MessageResult:
     """Content (CRLF header and body) through the milters; the verdict and
-    the message and envelope their changes make."""
-    outcome = await session.message(MilterMessage.parse(content), macros)
+    the message and envelope their changes make. missing: the headers
+    cleanup will add (MilterSettings.missing_headers), which go after the
+    others before the milters see the header, as in Postfix's queue file."""
+    msg = MilterMessage.parse(content)
+    if missing:
+        extra = MilterMessage.parse(b"".join(encode_header(t) for t in missing) + b"\r\n")
+        msg = MilterMessage(msg.headers + extra.headers, msg.body)
+    outcome = await session.message(msg, macros)
     env = outcome.envelope
     verdict = outcome.verdict
     if verdict is not None and verdict.kind == "reply":
-        return MessageResult(verdict.reply, sender, recipients, None)
+        return MessageResult(verdict.reply, sender, recipients, None, checks=outcome.checks)
     new_sender = strip_brackets(env.sender.address) if env.sender is not None else sender
     deleted = {strip_brackets(a).lower() for a in env.deleted}
     kept = tuple(r for r in recipients if r.address.lower() not in deleted)
     added = tuple(CleanupRecipient(strip_brackets(a.address)) for a in env.added)
     top, rest, bottom = outcome.message.split_added()
     return MessageResult(None, new_sender, kept + added,
-                         rest.content() if outcome.changed else None, prepend=top, append=bottom,
+                         rest.content() if outcome.changed or missing else None,
+                         prepend=top, append=bottom,
                          hold=env.quarantine is not None or (verdict is not None
                                                              and verdict.kind == "hold"),
-                         discard=verdict is not None and verdict.kind == "discard")
+                         discard=verdict is not None and verdict.kind == "discard",
+                         checks=outcome.checks)
 
 
 __all__ = ["MessageResult", "end_of_message", "MilterSpec", "MilterSettings", "MilterSession", "Verdict", "MessageOutcome",

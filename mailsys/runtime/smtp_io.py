@@ -34,7 +34,10 @@ DESCRIPTION
     the client pipelined after STARTTLS in plaintext is dropped by the core.
 
 POLICY INTERFACE
-    async answer(event) -> Reply | None   None: the core's default reply
+    async answer(event) -> Reply | None   None: the core's default reply; also
+                                          asked about an unknown command (the
+                                          RemoteProtocolError, .unknown set):
+                                          None keeps the core's refusal
     chunk(data: bytes)                    message content, in order
     bdat(event: Bdat)                     a BDAT chunk begins (its content follows)
     refused(err: RemoteProtocolError)     the core refused a command itself
@@ -159,6 +162,10 @@ class SmtpPump:
             except RemoteProtocolError as err:
                 self.policy.refused(err)
                 event, reply = err, err.reply
+                if err.unknown is not None:
+                    # An unknown command: the policy may answer it (smtpd's milters).
+                    self._arm(self._deadline, False)
+                    reply = await self.policy.answer(err) or reply
             else:
                 if event is NEED_DATA:
                     await self._flush()

@@ -10,12 +10,25 @@ SYNOPSIS
 DESCRIPTION
     Postfix's smtpd.c calls into milter8 at each command; this does the
     same for a mailsys.runtime.smtpd_session.Session, with the macros
-    Postfix gives ({j}, {daemon_name}, {daemon_addr}, {v}, {_}, {i},
-    {auth_type}, {auth_authen}, {auth_author}, {mail_addr}, {rcpt_addr},
-    {client_addr}, {client_name}, {client_port}, {tls_version}, {cipher},
-    {cipher_bits}, ... each sent only when a milter_*_macros
-    list names it and it has a value) and answers and logs as Postfix 3.7
-    does (seen live):
+    Postfix's smtpd_milter_eval() gives, each sent only when a
+    milter_*_macros list (or the milter's own SMFIR_SETSYMLIST) names it
+    and it has a value, else milter_macro_defaults has one:
+
+      j, v, {daemon_name}, {daemon_addr}, {daemon_port}   this server
+      _ ("ptr [addr]", "(may be forged)" after it when the name the
+      address has is not its verified name), {client_addr}, {client_name},
+      {client_port}, {client_ptr}, {client_resolve}, {client_connections}
+      {tls_version}, {cipher}, {cipher_bits} once TLS is on; {cert_subject},
+      {cert_issuer} (the CNs) for a client certificate that is trusted
+      i (the queue ID, once there is one), {auth_type}, {auth_authen},
+      {auth_author} (MAIL FROM AUTH=)
+      {mail_addr}, {mail_host}, {mail_mailer} from MAIL FROM on; {rcpt_addr},
+      {rcpt_host}, {rcpt_mailer} from RCPT TO on: the address (with @$myhostname
+      when it has no domain, the local part quoted as needed), its next hop
+      and its transport as trivial-rewrite resolves it (worked out only
+      when asked for; mailsys.runtime.smtpd_server route)
+
+    and it answers and logs as Postfix 3.7 (seen live):
 
       CONNECT  a 421 is the greeting and ends the session; a 5XX makes the
                greeting "554 <myhostname> ESMTP not accepting connections"
@@ -23,6 +36,9 @@ DESCRIPTION
                later stage); a 4XX changes nothing visible yet;
       HELO     logged, but only a 421 answers the client;
       MAIL, RCPT, DATA  the milter's reply is the command's reply;
+      UNKNOWN  a command smtpd does not know goes to the milters
+               (SMFIC_UNKNOWN, the whole line, milter_unknown_command_macros);
+               their refusal is the reply instead of smtpd's own;
       END-OF-MESSAGE    the reply refuses the message, which is not queued.
 
     Each refusal is logged "NOQUEUE: milter-reject: RCPT from name[addr]:
@@ -36,7 +52,10 @@ DESCRIPTION
 
     At end of message the headers and body as received go to the milters
     (without the Received: header cleanup adds, which Postfix 3.7 does not
-    send either, seen live); their header and body changes give the new
+    send either, seen live), followed by the Message-Id:, Date: and From:
+    cleanup will add when they are missing (for a client in the local
+    rewrite context, or with always_add_missing_headers), as Postfix's
+    milters find them in the queue file; their header and body changes give the new
     content, their sender and recipient changes the new envelope. Headers
     a milter puts above all received ones go above the Received: header,
     those it appends after the ones cleanup adds, as in Postfix
@@ -49,11 +68,9 @@ DESCRIPTION
     for None.
 
 BUGS
-    Not given: {mail_host}, {mail_mailer}, {rcpt_host}, {rcpt_mailer} (the
-    address resolution) and {cert_subject}, {cert_issuer} are not given; unknown
-    commands are not passed on (SMFIC_UNKNOWN). Milters see the message
-    before cleanup adds a missing Message-Id:, Date: or From: (Postfix's
-    cleanup adds them first), so a signing milter does not cover those.
+    The milters see the header before cleanup's header_checks and address
+    rewriting, where Postfix's see it after. {client_resolve} is OK or
+    FAIL: mailsys does not tell a forged name from a failed lookup.
 """
 
 from __future__ import annotations
@@ -63,6 +80,8 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from mailsys.ipc.proto.cleanup import CleanupRecipient
+from mailsys.message.address import quote_822_local
+from mailsys.milter.macros import MacroValues, Value
 from mailsys.runtime.milter import (MessageResult, MilterSession, MilterSettings, Verdict,
                                     end_of_message)
 from mailsys.smtp import Helo, MailFrom, RcptTo, Reply
@@ -75,6 +94,18 @@ log = structlog.get_logger()
 _TRIGGERS = {"hold": "milter triggers HOLD action", "discard": "milter triggers DISCARD action"}
 
 
+# The macros Postfix's cleanup has no value for at end of message, where
+# smtpd's have one (cleanup_milter_eval(); seen live, 3.7.11).
+_NOT_IN_CLEANUP = ("mail_addr", "mail_host", "mail_mailer", "rcpt_addr", "rcpt_host",
+                   "rcpt_mailer", "client_resolve", "client_connections", "tls_version",
+                   "cipher", "cipher_bits", "cert_subject", "cert_issuer")
+
+
+def _qualified(address: str, hostname: str) -> str:
+    """An address without a domain as the resolver gives it back: @$myhostname."""
+    return address if "@" in address else f"{address}@{hostname}"
+
+
 def _args(address: str, params: tuple[tuple[str, str | None], ...]) -> tuple[str, ...]:
     return (f"<{address}>",) + tuple(k if v is None else f"{k}={v}" for k, v in params)
 
@@ -83,27 +114,70 @@ class SmtpdMilters:
     """The milters of one smtpd session (see the module description)."""
 
     def __init__(self, session: "Session", settings: MilterSettings, cfg: Any,
-                 server_addr: str = "") -> None:
+                 server_addr: str = "", server_port: str = "") -> None:
         self.session = session
         self.milters = MilterSession(settings, session.server.queue_dir)
-        self._static = {"j": cfg.myhostname, "daemon_name": cfg.milter_macro_daemon_name,
-                        "v": cfg.milter_macro_v, "daemon_addr": server_addr or None}
+        self._static: dict[str, Value] = {
+            "j": cfg.myhostname, "daemon_name": cfg.milter_macro_daemon_name,
+            "v": cfg.milter_macro_v, "daemon_addr": server_addr or None,
+            "daemon_port": server_port or None}
+        self._hostname = cfg.myhostname
+        self._resolve = session.server.route
+        # The transaction's MAIL FROM and last RCPT TO addresses, for {mail_*}, {rcpt_*}.
+        self._mail: str | None = None
+        self._rcpt: str | None = None
+        self._author: str | None = None      # MAIL FROM AUTH=, for {auth_author}
 
-    def macros(self, **extra: str | None) -> dict[str, str | None]:
+    def macros(self, **extra: Value) -> MacroValues:
+        """The macro values at this point of the session, as Postfix's
+        smtpd_milter_eval() gives them; extra adds or replaces some."""
         s = self.session
-        values: dict[str, str | None] = dict(self._static)
+        values: dict[str, Value] = dict(self._static)
+        name, ptr = s.name, s.reverse_name
+        # "(may be forged)": the name the address has does not map back to it.
+        forged = "" if name.lower() == ptr.lower() else " (may be forged)"
         values.update({
-            "_": f"{s.name} [{s.addr}]", "client_addr": s.addr, "client_name": s.name,
-            "client_port": str(s.port), "client_ptr": s.reverse_name,
+            "_": f"{ptr} [{s.addr}]{forged}", "client_addr": s.addr, "client_name": name,
+            "client_port": str(s.port), "client_ptr": ptr,
+            "client_resolve": "OK" if name != "unknown" else "FORGED" if ptr != "unknown"
+            else "FAIL",
+            "client_connections": str(s.connection_count),
             "i": s.qid, "auth_type": s.auth.method or None, "auth_authen": s.auth.user or None,
-            "mail_addr": s.mail.address if s.mail is not None else None,
+            "auth_author": self._author or None,
         })
         tls = s.tls_info
         if tls is not None:
             values.update({"tls_version": tls.protocol, "cipher": tls.cipher,
                            "cipher_bits": str(tls.usebits)})
+            if tls.peer_verified:      # Postfix: only a certificate it trusts
+                values.update({"cert_subject": tls.peer_cn or None,
+                               "cert_issuer": tls.issuer_cn or None})
+        # {rcpt_*}: the recipient at hand during RCPT, else the first one
+        # accepted (Postfix's state->recipient, seen live).
+        rcpt = self._rcpt if self._rcpt is not None \
+            else s.recipients[0].address if s.recipients else None
+        if self._mail is not None:
+            values.update(self._address_macros("mail", self._mail, rcpt))
+        if rcpt is not None:
+            values.update(self._address_macros("rcpt", rcpt, self._mail))
         values.update(extra)
-        return values
+        return MacroValues(values)
+
+    def _address_macros(self, kind: str, address: str, other: str | None) -> dict[str, Value]:
+        """{kind_addr}, {kind_host}, {kind_mailer}: the address as the
+        resolver leaves it, its next hop and its transport (Postfix asks
+        trivial-rewrite; the sender-dependent maps are searched with other,
+        as smtpd_milter.c does), worked out only if a milter asks."""
+        route: list = []
+
+        def resolved():
+            if not route:
+                route.append(self._resolve(address, other))
+            return route[0]
+        return {f"{kind}_addr": (lambda: quote_822_local(_qualified(address, self._hostname)))
+                if address else "",
+                f"{kind}_host": lambda: resolved().nexthop,
+                f"{kind}_mailer": lambda: resolved().transport}
 
     def _log(self, command: str, verdict: Verdict, *, sender: str | None = None,
              recipient: str | None = None, helo: str | None = None) -> None:
@@ -143,15 +217,17 @@ class SmtpdMilters:
 
     async def mail(self, event: MailFrom) -> Reply | None:
         self.session._stop_clock()
-        verdict = await self.milters.mail(_args(event.address, event.params),
-                                          self.macros(mail_addr=event.address,
-                                                      auth_author=event.auth))
+        self._mail, self._rcpt, self._author = event.address, None, event.auth
+        verdict = await self.milters.mail(_args(event.address, event.params), self.macros())
         return self._command("MAIL", verdict, sender=event.address, recipient=None)
 
     async def rcpt(self, event: RcptTo) -> Reply | None:
         self.session._stop_clock()
-        verdict = await self.milters.rcpt(_args(event.address, event.params),
-                                          self.macros(rcpt_addr=event.address))
+        self._rcpt = event.address
+        try:
+            verdict = await self.milters.rcpt(_args(event.address, event.params), self.macros())
+        finally:
+            self._rcpt = None
         s = self.session
         return self._command("RCPT", verdict, sender=s.mail.address if s.mail else None,
                              recipient=event.address)
@@ -164,6 +240,19 @@ class SmtpdMilters:
         return self._command("DATA", verdict, sender=s.mail.address if s.mail else None,
                              recipient=s.recipients[0].address if s.recipients else None)
 
+    async def unknown(self, line: str) -> Reply | None:
+        """An unknown command, told to the milters (SMFIC_UNKNOWN, the
+        command word alone, as Postfix 3.7.11 sends it): their refusal
+        instead of smtpd's own, as Postfix answers and logs it."""
+        self.session._stop_clock()
+        verdict = await self.milters.unknown(line.split(None, 1)[0], self.macros())
+        if verdict is None or verdict.kind != "reply":
+            return None
+        s = self.session
+        self._log("UNKNOWN", verdict, sender=self._mail,
+                  recipient=s.recipients[0].address if s.recipients else None)
+        return verdict.reply
+
     def _command(self, command: str, verdict: Verdict | None, *, sender: str | None,
                  recipient: str | None) -> Reply | None:
         if verdict is None:
@@ -175,13 +264,20 @@ class SmtpdMilters:
         return None
 
     async def end_of_message(self, qid: str, sender: str, recipients: tuple[CleanupRecipient, ...],
-                             content: bytes) -> MessageResult:
+                             content: bytes, *, local: bool = False,
+                             arrival: float = 0.0) -> MessageResult:
         """The milters' verdict and changes; cleanup logs the verdict
-        (CleanupRequest milter_reject, milter_action), as Postfix's does."""
-        return await end_of_message(self.milters, sender, recipients, content,
-                                    self.macros(i=qid, mail_addr=sender))
+        (CleanupRequest milter_reject, milter_action), as Postfix's does.
+        local, arrival: the message's rewrite context and arrival time,
+        which decide the headers cleanup adds (the milters see them)."""
+        missing = self.milters.settings.missing_headers(content, local=local, queue_id=qid,
+                                                        arrival=arrival, sender=sender)
+        # Postfix's cleanup runs this pass and knows fewer macros than smtpd.
+        macros = self.macros(i=qid, **dict.fromkeys(_NOT_IN_CLEANUP))
+        return await end_of_message(self.milters, sender, recipients, content, macros, missing)
 
     async def end_transaction(self) -> None:
+        self._mail = self._rcpt = self._author = None
         await self.milters.abort()
 
     async def aclose(self) -> None:

@@ -54,7 +54,8 @@ from mailsys.ipc.proto.cleanup import PROTOCOL as CLEANUP_PROTOCOL
 from mailsys.policy.anvil import ClientLimits
 from mailsys.policy.netmatch import ClientMatcher, parse_address
 from mailsys.policy.restrictions import Restrictions
-from mailsys.routing import first_lookup
+from mailsys.qmgr.settings import routing_settings
+from mailsys.routing import Route, RoutingSettings, first_lookup, resolve
 from mailsys.runtime import ipc_io
 from mailsys.runtime.anvil_client import AnvilClient
 from mailsys.runtime.dovecot_auth import DovecotSasl
@@ -173,6 +174,9 @@ class SmtpdServer:
     # smtpd_milter_maps (Postfix 3.2): per client address, over smtpd_milters.
     milter_maps: tuple[Any, ...] = ()
     _milters_by_result: dict[str, MilterSettings | None] = dataclasses.field(default_factory=dict)
+    # The resolver's settings for the milters' {mail_host}, {rcpt_mailer}, ...;
+    # built the first time a milter asks for one.
+    _routing: RoutingSettings | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, service: str) -> "SmtpdServer":
@@ -350,6 +354,13 @@ class SmtpdServer:
                                                items=split_list(found))
             return self._milters_by_result[found]
         return self.milters
+
+    def route(self, address: str, sender: str | None = None) -> Route:
+        """Where address goes (transport, next hop), as trivial-rewrite
+        would tell smtpd; sender for the sender-dependent maps."""
+        if self._routing is None:
+            self._routing = routing_settings(self.cfg)
+        return resolve(address, self._routing, sender)
 
     def is_local_client(self, addr: str) -> bool:
         ip = parse_address(addr)

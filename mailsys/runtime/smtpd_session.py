@@ -211,13 +211,14 @@ def _read_all(content: tempfile.SpooledTemporaryFile | None) -> bytes:
     return content.read()
 
 
-def _local_addr(stream: trio.abc.Stream) -> str:
-    """This end's address ({daemon_addr}), "" when it cannot be had."""
+def _local_end(stream: trio.abc.Stream) -> tuple[str, str]:
+    """This end's address and port ({daemon_addr}, {daemon_port}), "" when
+    they cannot be had."""
     try:
         name = stream.socket.getsockname()
     except (AttributeError, OSError):
-        return ""
-    return name[0] if isinstance(name, tuple) else ""
+        return "", ""
+    return (name[0], str(name[1])) if isinstance(name, tuple) else ("", "")
 
 
 def _reply(decision: Decision) -> Reply:
@@ -267,6 +268,8 @@ class Session:
         self.content: tempfile.SpooledTemporaryFile | None = None
         self.milters: SmtpdMilters | None = None      # smtpd_milters, when there are any
         self.local_addr = ""                # this end's address ({daemon_addr})
+        self.local_port = ""                # and port ({daemon_port})
+        self.connection_count = 0           # anvil's count ({client_connections}); 0 unasked
         self._reset()
 
     def _reset(self) -> None:
@@ -323,7 +326,7 @@ class Session:
                 # the mechanisms may have come while this session waited
                 self.conn.settings = server.settings(self.name, self.addr)
             greeting = server.greeting
-            self.local_addr = _local_addr(pump.stream)
+            self.local_addr, self.local_port = _local_end(pump.stream)
             refusal = await self._start_milters()
             if refusal is not None and refusal.closes:
                 await pump.send_greeting(refusal)
@@ -350,7 +353,7 @@ class Session:
         milters = server.milters_for(self.addr) if server.milter_maps else server.milters
         if milters is None or not milters.milters:
             return None
-        self.milters = SmtpdMilters(self, milters, server.cfg, self.local_addr)
+        self.milters = SmtpdMilters(self, milters, server.cfg, self.local_addr, self.local_port)
         return await self.milters.connect()
 
     async def _anvil_connect(self) -> Reply | None:
@@ -358,6 +361,7 @@ class Session:
         server = self.server
         counts = await server.anvil.connect(server.service, self.addr)
         self.anvil_addr = self.addr
+        self.connection_count = counts.count
         hit = limits.check_connect(counts, server.limits, service=server.service,
                                    namaddr=self.namaddr, addr=self.addr,
                                    myhostname=server.cfg.myhostname)
@@ -470,6 +474,8 @@ class Session:
                 return None
             case Xclient():
                 return await self._xclient(event)
+            case RemoteProtocolError(unknown=str(command)) if self.milters is not None:
+                return await self.milters.unknown(command)
         return None
 
     def _stop_clock(self) -> None:
@@ -780,16 +786,23 @@ class Session:
                 if refusal is not None:
                     return refusal
             milter: dict[str, object] = {}
+            arrival = time.time()
             if self.milters is not None:
                 self._stop_clock()
-                done = await self.milters.end_of_message(qid, mail.address, recipients,
-                                                         _read_all(content))
+                done = await self.milters.end_of_message(
+                    qid, mail.address, recipients, _read_all(content),
+                    local=self._local_context(source), arrival=arrival)
                 if done.append:
                     milter["append"] = done.append
                 if done.refusal is not None:
                     milter["milter_reject"] = str(done.refusal)
                 elif done.discard or done.hold:
                     milter["milter_action"] = "discard" if done.discard else "hold"
+                if done.checks:
+                    milter["milter_checks"] = tuple((a.action, a.header, a.text)
+                                                    for a in done.checks)
+                    for a in done.checks:
+                        actions.take(a.action, a.text)
                 if done.content is not None:
                     if content is not None:
                         content.close()
@@ -804,12 +817,17 @@ class Session:
                 for line in done.prepend:
                     actions.take("prepend", line)
             return await self._queue(event, mail, qid, bdat, recipients, last_rcpt, content,
-                                     actions, forwarded, source, milter)
+                                     actions, forwarded, source, milter, arrival)
         finally:
             if content is not None:
                 content.close()
             if self.milters is not None:
                 await self.milters.end_transaction()
+
+    def _local_context(self, source: str | None) -> bool:
+        """Whether cleanup rewrites this message's headers in the local
+        context (and adds missing ones): XFORWARD SOURCE says, else the client."""
+        return source == "LOCAL" if source else self.server.is_local_client(self.addr)
 
     async def _end_of_data_restrictions(self, mail: MailFrom, qid: str,
                                         recipients: tuple[CleanupRecipient, ...],
@@ -834,14 +852,15 @@ class Session:
                      recipients: tuple[CleanupRecipient, ...], last_rcpt: str | None,
                      content: tempfile.SpooledTemporaryFile | None,
                      actions: MessageActions, forwarded: ForwardedClient | None = None,
-                     source: str | None = None, milter: dict[str, object] | None = None) -> Reply:
+                     source: str | None = None, milter: dict[str, object] | None = None,
+                     arrival: float | None = None) -> Reply:
         conn = self.conn
         envelope = dict(
             queue_id=qid, sender=mail.address, recipients=recipients,
-            arrival_time=time.time(), origin="smtpd",
+            arrival_time=arrival or time.time(), origin="smtpd",
             # XFORWARD SOURCE says where the upstream MTA got the message
             # (Postfix's rewrite context); else this client decides.
-            local=source == "LOCAL" if source else self.server.is_local_client(self.addr),
+            local=self._local_context(source),
             forwarded=forwarded,
             client_name=self.name, client_addr=self.addr, client_port=self.port,
             helo=conn.helo_name or "", protocol=conn.received_protocol,

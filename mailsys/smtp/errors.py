@@ -38,11 +38,15 @@ class RemoteProtocolError(ProtocolError):
     within smtpd_recipient_overshoot_limit). ``sender`` is the MAIL FROM
     address of a refused MAIL command that parsed (SIZE over the limit),
     for the ``from=<...>`` of smtpd's reject log line; None otherwise.
+    ``unknown`` is the line of a command the server does not know, which
+    the policy may still answer (smtpd tells its milters: SMFIC_UNKNOWN);
+    None for every other refusal.
     """
 
     def __init__(self, message: str, *, reply: Reply, counts_as_error: bool = True,
-                 sender: str | None = None) -> None:
+                 sender: str | None = None, unknown: str | None = None) -> None:
         super().__init__(message)
         self.reply = reply
         self.counts_as_error = counts_as_error
         self.sender = sender
+        self.unknown = unknown

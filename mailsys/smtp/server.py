@@ -494,7 +494,9 @@ class ServerConnection:
             if g.HEADER_LIKE_RE.match(verb) or verb in s.forbid_commands:
                 raise self._fail(R.BREAK_RULES, f"non-SMTP command: {text[:100]}",
                                  counts_as_error=False)
-            raise self._fail(R.NOT_RECOGNIZED, "command not recognized")
+            err = self._fail(R.NOT_RECOGNIZED, "command not recognized")
+            err.unknown = text
+            raise err
         self.where = verb
         if s.tls_required and not self.tls_active and verb not in _PRE_TLS:
             self._begin(verb.lower())

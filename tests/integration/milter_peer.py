@@ -14,6 +14,7 @@ every reply), answers each step "continue" unless scripted:
                          for every such step
     rcpt                 {address: reply} per recipient
     data                 reply to DATA
+    unknown              reply to an unknown SMTP command (SMFIC_UNKNOWN)
     eom                  reply at end of message ("c" default); before it
                          the scripted modifications: eom_add (headers),
                          eom_insert / eom_change ((index, name, value) each),
@@ -54,6 +55,7 @@ class MilterPeer:
     eom_insert: list = field(default_factory=list)     # (index, name, value)
     eom_change: list = field(default_factory=list)     # (index, name, value); "" deletes
     data: str = "c"
+    unknown: str = "c"
     seen: list = field(default_factory=list)
     connections: int = 0
 
@@ -90,6 +92,8 @@ class MilterPeer:
             return out + self._verdict(self.eom)
         if code == b"T":
             return self._verdict(self.data)
+        if code == b"U":
+            return self._verdict(self.unknown)
         if code in (b"D", b"A", b"Q", b"K"):
             return b""
         return _packet(b"c")
@@ -146,7 +150,7 @@ class MilterPeer:
             thread.join(5)
 
     def macros(self, before: bytes) -> dict[str, str]:
-        """The macros sent with the last command `before` (C, H, M, R, T, N, E)."""
+        """The macros sent with the last command `before` (C, H, M, R, T, N, E, U)."""
         for code, payload in reversed(self.seen):
             if code == b"D" and payload[:1] == before:
                 items = payload[1:].split(b"\0")[:-1]

@@ -59,9 +59,8 @@ def opendkim(tmp_path, mailsys_instance):
         proc.stdout.close()
 
 
-def test_opendkim_signs_and_the_signature_verifies(mailsys_instance, opendkim):
-    inst = mailsys_instance
-    milter_port, public = opendkim
+def relayed(inst, milter_port: int, message: bytes) -> bytes:
+    """message sent through smtpd with OpenDKIM as its milter, as the relay got it."""
     sink = sinks.SmtpSink()
     with sinks.SinkThread(sink) as sink_port:
         port = inst.free_port()
@@ -79,10 +78,15 @@ def test_opendkim_signs_and_the_signature_verifies(mailsys_instance, opendkim):
             s.ehlo("client.example")
             s.mail("alice@dkim.example")
             s.rcpt("bob@remote.example")
-            code, _ = s.data(MESSAGE)
+            code, _ = s.data(message)
             assert code == 250, inst.log_text()
         inst.wait_until(lambda: len(sink.messages) == 1, timeout=20)
-    data = sink.messages[0].data
+    return sink.messages[0].data
+
+
+def test_opendkim_signs_and_the_signature_verifies(mailsys_instance, opendkim):
+    milter_port, public = opendkim
+    data = relayed(mailsys_instance, milter_port, MESSAGE)
     # OpenDKIM inserts its header at index 0: above the Received: header,
     # as with Postfix, which does not show milters its own.
     assert data.startswith(b"DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/simple; d=dkim.example;")
@@ -93,3 +97,17 @@ def test_opendkim_signs_and_the_signature_verifies(mailsys_instance, opendkim):
     # One changed byte in the body no longer verifies: the check can fail.
     with pytest.raises(AssertionError):
         dkim.verify(data.replace(b"two lines", b"two  lines!"), public)
+
+
+def test_opendkim_signs_the_headers_cleanup_adds(mailsys_instance, opendkim):
+    # A message from a local client without From: or Date: gets them from
+    # cleanup; as in Postfix, OpenDKIM sees them first, so it signs (From:
+    # names the domain it signs for) and covers them.
+    milter_port, public = opendkim
+    data = relayed(mailsys_instance, milter_port,
+                   b"To: bob@remote.example\r\nSubject: bare\r\n\r\nhello\r\n")
+    head = data.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    for name in (b"\r\nFrom: alice@dkim.example\r\n", b"\r\nDate: ", b"\r\nMessage-Id: <"):
+        assert head.count(name) == 1, head
+    tags = dkim.verify(data, public)
+    assert {"from", "date"} <= set(tags["h"].lower().split(":"))

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from mailsys.message.headers import (
     HEADER_SIZE_LIMIT, TOO_MANY_HOPS, HeaderPolicy, clean_header, encode_header, header_end,
-    has_bare_lf, to_crlf, wants_missing_headers,
+    has_bare_lf, missing_headers, to_crlf, wants_missing_headers,
 )
 from mailsys.message.received import received_smtp
 
@@ -78,6 +78,25 @@ def test_local_message_without_ids_gets_message_id_date_and_from_after_its_heade
         + b"\r\nbody\r\n")
     assert r.message_id == "<20261127002214.AFD7C20E273@mx.example.com>"
     assert r.log_lines == ("message-id=<20261127002214.AFD7C20E273@mx.example.com>",)
+
+
+@pytest.mark.parametrize("content", [BARE, FULL, b"From: a@example.org\r\nResent-From: b@x\r\n\r\n",
+                                     b"no header at all\r\n", b"Date: x\r\nTo: y\r\n\r\n"])
+def test_missing_headers_are_those_clean_header_adds_and_then_none(content):
+    # What milters are shown first (missing_headers) is what cleanup would
+    # add; with them in the content cleanup adds nothing more.
+    missing = missing_headers(content, policy=POLICY, queue_id=QID, arrival=ARRIVAL,
+                              sender="alice@example.com", tz=UTC)
+    r = clean(content, add_missing=True)
+    added = b"".join(encode_header(t) for t in missing)
+    assert r.header.endswith(added) and (added == b"") is (content == FULL)
+    head = b"".join(content.partition(b"\r\n\r\n")[:1]) + b"\r\n" \
+        if b"\r\n\r\n" in content else b""
+    if head:
+        again = head + added + b"\r\nbody\r\n"
+        assert missing_headers(again, policy=POLICY, queue_id=QID, arrival=ARRIVAL,
+                               sender="alice@example.com", tz=UTC) == ()
+        assert clean(again, add_missing=True).header == OUR_RECEIVED + head + added
 
 
 def test_local_complete_message_is_left_alone():

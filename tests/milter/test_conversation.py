@@ -6,7 +6,9 @@ import struct
 import pytest
 
 from mailsys.milter import protocol as p
-from mailsys.milter.conversation import Conversation, EndOfMessage, Stage, macro_lists
+from mailsys.milter.conversation import (Conversation, EndOfMessage, Stage, macro_defaults,
+                                         macro_lists)
+from mailsys.milter.macros import MacroValues
 
 POSTFIX_MACROS = {
     "milter_connect_macros": "j {daemon_name} {daemon_addr} v _",
@@ -132,3 +134,53 @@ def test_abort_and_quit_bytes():
     conv = negotiated()
     assert conv.abort() == b"\x00\x00\x00\x01A"
     assert conv.quit() == b"\x00\x00\x00\x01Q"
+
+
+def test_macro_defaults_fill_macros_without_a_value():
+    # milter_macro_defaults (Postfix 3.1): a listed macro with no value of
+    # its own takes its default; one with a value keeps it.
+    lists = dict(POSTFIX_MACROS, milter_connect_macros="j {foo} bar {daemon_addr}")
+    conv = Conversation("inet:127.0.0.1:8891", macro_lists(lists),
+                        macro_defaults=macro_defaults("foo=1, {bar = two words} j=other"))
+    conv.negotiated(pkt(b"O", struct.pack(">III", 6, 0x1FF, 0)))
+    step = conv.step(Stage.CONNECT, b"x", {"j": "mx.example", "daemon_addr": None})
+    assert step.data.startswith(pkt_bytes(
+        b"D", b"Cj\x00mx.example\x00{foo}\x001\x00bar\x00two words\x00"))
+
+
+def test_macro_defaults_syntax():
+    assert macro_defaults("") == {}
+    assert macro_defaults("a=1,b=2 {c = x, y} { d=}") == {"a": "1", "b": "2", "c": "x, y", "d": ""}
+    for bad in ("novalue", "{a=1", "=1"):
+        with pytest.raises(ValueError):
+            macro_defaults(bad)
+
+
+def test_unknown_command_goes_to_milters_of_protocol_3_and_later():
+    conv = negotiated()
+    step = conv.step(Stage.UNKNOWN, b"FOO bar\x00", {})
+    assert step.data == pkt_bytes(b"U", b"FOO bar\x00") and step.expects_reply
+    assert conv.receive(pkt(b"r")) == p.Reject()
+    assert negotiated(protocol=p.Proto.NOUNKNOWN).step(Stage.UNKNOWN, b"FOO\x00") is None
+    for version, data in ((2, False), (3, False), (4, True)):
+        old = Conversation("inet:127.0.0.1:8891", macro_lists(POSTFIX_MACROS))
+        old.negotiated(pkt(b"O", struct.pack(">III", version, 0x1FF, 0)))
+        assert (old.step(Stage.UNKNOWN, b"FOO\x00") is not None) is (version >= 3)
+        assert (old.step(Stage.DATA, b"") is not None) is data
+
+
+def test_macro_values_are_worked_out_once_and_only_when_asked():
+    calls = []
+
+    def host():
+        calls.append(1)
+        return "example.com"
+    values = MacroValues({"i": "Q1", "mail_host": host, "mail_mailer": lambda: None})
+    conv = negotiated(lists=struct.pack(">I", 2) + b"i\x00")
+    conv.step(Stage.MAIL, b"<a@example.com>\x00", values)
+    assert calls == []
+    conv = negotiated()
+    step = conv.step(Stage.MAIL, b"<a@example.com>\x00", values)
+    assert step.data.startswith(pkt_bytes(b"D", b"Mi\x00Q1\x00{mail_host}\x00example.com\x00"))
+    assert values["mail_host"] == "example.com" and calls == [1]
+    assert values.updated({"i": "Q2"})["i"] == "Q2" and values["i"] == "Q1"

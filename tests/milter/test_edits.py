@@ -59,3 +59,33 @@ def test_envelope_changes_accumulate():
     assert env.added == (p.AddRecipient("<c@x>"),) and env.deleted == ("<b@x>",)
     assert env.sender == p.ChangeSender("<s@x>") and env.quarantine == "why"
     assert strip_brackets(" <c@x> ") == "c@x" and strip_brackets("c@x") == "c@x"
+
+
+def test_milter_header_checks_on_added_inserted_and_changed_headers():
+    # Postfix's cleanup_milter.c looks each header a milter adds, inserts
+    # or changes up in milter_header_checks; deletions are not looked up.
+    table = {"X-Spam: yes": "IGNORE", "X-Tag: old": "REPLACE X-Tag: new",
+             "Subject: bad": "IGNORE", "X-Hold: 1": "HOLD held here",
+             "X-Note: a": "PREPEND X-Pre: 1"}
+    msg = MilterMessage.parse(CONTENT)
+    hits = []
+    new = apply(msg, [p.AddHeader("X-Spam", "yes"), p.AddHeader("X-Tag", "old"),
+                      p.InsertHeader(0, "X-Hold", "1"), p.ChangeHeader(1, "Subject", "bad"),
+                      p.AddHeader("X-Note", "a"), p.ChangeHeader(1, "X-Kept", "")],
+                table.get, hits)
+    texts = [h.text() for h in new.headers]
+    assert "X-Spam: yes" not in texts and "X-Tag: new" in texts and "X-Hold: 1" == texts[0]
+    assert "Subject: one" in texts       # a refused change keeps the header as it was
+    assert "X-Note: a" in texts          # PREPEND is not done (nor in Postfix)
+    assert [(a.action, a.header, a.text) for a in hits] == [
+        ("replace", "X-Tag: old", "X-Tag: new"), ("hold", "X-Hold: 1", "held here"),
+        ("prepend", "X-Note: a", "")]
+
+
+def test_milter_header_checks_stop_after_a_reject():
+    hits = []
+    apply(MilterMessage.parse(CONTENT),
+          [p.AddHeader("X-A", "1"), p.AddHeader("X-B", "2")],
+          lambda text: "REJECT no thanks" if text.startswith("X-") else None, hits)
+    assert [(a.action, a.header, a.text) for a in hits] == [
+        ("reject", "X-A: 1", "5.7.1 no thanks")]

@@ -121,6 +121,11 @@ class CleanupRequest:
     # Header lines milters appended: they follow the header cleanup adds
     # (Message-Id:, Date:, From:), as in Postfix, whose milters run after.
     append: tuple[str, ...] = ()
+    # What milter_header_checks found in the headers milters added, as
+    # (action, header, text), for cleanup to log ("QID: milter-header-
+    # reject: header ..."); smtpd carried out their actions already, and a
+    # REJECT or DISCARD among them is logged by these lines alone.
+    milter_checks: tuple[tuple[str, str, str], ...] = ()
 
 
 @message("cleanup_queued", version=1)
