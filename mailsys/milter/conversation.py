@@ -52,12 +52,16 @@ class Stage(enum.Enum):
     UNKNOWN = "unknown"
 
 
+# The key of the unknown command's macro list among the SMFIM_* stages.
+UNKNOWN_MACROS = "unknown"
+
+
 @dataclass(frozen=True, slots=True)
 class _StageInfo:
     command: Command
     skip_flag: Proto              # SMFIP_NO*: do not send
     no_reply_flag: Proto          # SMFIP_NR_*: send, expect no reply
-    macros: MacroStage | None     # the macro list sent before it
+    macros: MacroStage | str | None   # the macro list sent before it
     param: str                    # Postfix's milter_*_macros parameter
 
 
@@ -82,7 +86,8 @@ _STAGES = {
                            "milter_end_of_data_macros"),
     Stage.EOM: _StageInfo(Command.BODYEOB, Proto(0), Proto(0), MacroStage.EOM,
                           "milter_end_of_data_macros"),
-    Stage.UNKNOWN: _StageInfo(Command.UNKNOWN, Proto.NOUNKNOWN, Proto.NR_UNKN, None,
+    # No SMFIR_SETSYMLIST stage names it: only the parameter sets its list.
+    Stage.UNKNOWN: _StageInfo(Command.UNKNOWN, Proto.NOUNKNOWN, Proto.NR_UNKN, UNKNOWN_MACROS,
                               "milter_unknown_command_macros"),
 }
 
@@ -117,7 +122,7 @@ class EndOfMessage:
 class Conversation:
     """One milter's side of one SMTP session (see the module description)."""
 
-    def __init__(self, name: str, macro_lists: Mapping[MacroStage, tuple[str, ...]],
+    def __init__(self, name: str, macro_lists: Mapping[MacroStage | str, tuple[str, ...]],
                  version: int = p.PROTOCOL_VERSION,
                  actions: Action = p.ALL_ACTIONS, protocol: Proto = p.ALL_PROTOCOL,
                  macro_defaults: Mapping[str, str] | None = None) -> None:
@@ -293,7 +298,7 @@ def macro_defaults(value: str) -> dict[str, str]:
     return out
 
 
-def macro_lists(values: Mapping[str, str]) -> dict[MacroStage, tuple[str, ...]]:
+def macro_lists(values: Mapping[str, str]) -> dict[MacroStage | str, tuple[str, ...]]:
     """The macro names per stage from the milter_*_macros parameter values."""
     return {stage: tuple(values.get(param, "").replace(",", " ").split())
             for stage, param in MACRO_PARAMS.items()}

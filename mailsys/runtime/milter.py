@@ -123,7 +123,7 @@ _OVERRIDES = {"connect_timeout": parse_time, "command_timeout": parse_time,
 class MilterSettings:
     """The milters of one list, with the macro lists: built once per process."""
     milters: tuple[MilterSpec, ...]
-    macro_lists: Mapping[p.MacroStage, tuple[str, ...]]
+    macro_lists: Mapping[p.MacroStage | str, tuple[str, ...]]
     myhostname: str
     macro_defaults: Mapping[str, str] = dataclasses.field(default_factory=dict)
     # What cleanup adds to a message that lacks Message-Id:, Date:, From:.

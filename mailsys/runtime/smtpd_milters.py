@@ -101,9 +101,16 @@ _NOT_IN_CLEANUP = ("mail_addr", "mail_host", "mail_mailer", "rcpt_addr", "rcpt_h
                    "cipher", "cipher_bits", "cert_subject", "cert_issuer")
 
 
-def _qualified(address: str, hostname: str) -> str:
-    """An address without a domain as the resolver gives it back: @$myhostname."""
-    return address if "@" in address else f"{address}@{hostname}"
+def _external(address: str, hostname: str) -> str:
+    """An address as Postfix gives {mail_addr} and {rcpt_addr}: with
+    @$myhostname when it has no domain (as the resolver gives it back),
+    the local part quoted when it needs it (quote_821_local()); smtpd
+    keeps a quoted local part as the client sent it."""
+    if "@" not in address:
+        address = f"{address}@{hostname}"
+    if address.startswith('"'):
+        return address
+    return quote_822_local(address)
 
 
 def _args(address: str, params: tuple[tuple[str, str | None], ...]) -> tuple[str, ...]:
@@ -172,10 +179,12 @@ class SmtpdMilters:
 
         def resolved():
             if not route:
-                route.append(self._resolve(address, other))
+                # As trivial-rewrite resolves it: an address without a
+                # domain is at $myhostname, and goes where that goes.
+                qualified = address if "@" in address else f"{address}@{self._hostname}"
+                route.append(self._resolve(qualified, other))
             return route[0]
-        return {f"{kind}_addr": (lambda: quote_822_local(_qualified(address, self._hostname)))
-                if address else "",
+        return {f"{kind}_addr": (lambda: _external(address, self._hostname)) if address else "",
                 f"{kind}_host": lambda: resolved().nexthop,
                 f"{kind}_mailer": lambda: resolved().transport}
 

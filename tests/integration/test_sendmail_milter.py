@@ -61,3 +61,52 @@ def test_sendmail_mail_goes_through_non_smtpd_milters(mailsys_instance):
            "from=<me@example.org> to=<bad@example.com>\n" in log
     assert "warning: " in log and ": milter configuration error: can't reject recipient in " \
            "non-smtpd(8) submission\n" in log
+
+
+def test_what_non_smtpd_milters_are_told(mailsys_instance):
+    # Postfix 3.7.11 with the same macro lists and the same submission
+    # (seen live): the macros at each stage, {rcpt_addr} the last recipient
+    # from DATA on, and the Message-Id:, Date: and From: cleanup adds,
+    # after the headers submitted, before the milter sees the header.
+    inst = mailsys_instance
+    peer = MilterPeer(eom_add=[("X-NS", "1")])
+    lists = {
+        "milter_connect_macros": "j {daemon_name} {daemon_addr} {daemon_port} v _ {client_addr} "
+                                 "{client_name} {client_port} {client_ptr} {client_connections} "
+                                 "{client_resolve} {mail_addr} i",
+        "milter_helo_macros": "i {mail_addr} {client_name}",
+        "milter_mail_macros": "i {auth_type} {mail_addr} {mail_host} {mail_mailer} {rcpt_addr}",
+        "milter_rcpt_macros": "i {rcpt_addr} {rcpt_host} {rcpt_mailer} {mail_addr} {mail_host}",
+        "milter_data_macros": "i {rcpt_addr} {mail_addr}",
+        "milter_end_of_header_macros": "i {mail_addr} {rcpt_addr} {daemon_port} {client_port}",
+        "milter_end_of_data_macros": "i {mail_addr} {rcpt_addr}"}
+    with peer.running() as milter_port:
+        inst.write_config(master_cf=SERVICES,
+                          main_cf={"non_smtpd_milters": f"inet:127.0.0.1:{milter_port}",
+                                   "myhostname": "mx.example.test", **lists})
+        inst.start()
+        ok = sendmail(inst, "-f", "me@example.org", "-F", "Me Myself", "b@example.com",
+                      "c@example.com", data=b"Subject: local\n\nbody\n")
+        assert ok.returncode == 0, ok.stderr
+        inst.stop()
+    with QueueStore.open(inst.queue_dir) as store:
+        [(env, content)] = [(e, store.load_content(e.queue_id))
+                            for e, _ in store.scan_all([Queue.INCOMING])]
+    qid = env.queue_id
+    assert peer.macros(b"C") == {
+        "j": "mx.example.test", "{daemon_name}": "mx.example.test",
+        "{daemon_addr}": "127.0.0.1", "{daemon_port}": "0", "v": peer.macros(b"C")["v"],
+        "_": "localhost [127.0.0.1]", "{client_addr}": "127.0.0.1",
+        "{client_name}": "localhost", "{client_port}": "0", "{client_ptr}": "localhost",
+        "i": qid}
+    assert peer.macros(b"H") == {"i": qid, "{client_name}": "localhost"}
+    assert peer.macros(b"M") == {"i": qid, "{mail_addr}": "me@example.org"}
+    addresses = {"{rcpt_addr}": "c@example.com", "{mail_addr}": "me@example.org"}
+    assert peer.macros(b"R") == peer.macros(b"T") == peer.macros(b"E") == {"i": qid, **addresses}
+    assert peer.macros(b"N") == {"i": qid, **addresses, "{daemon_port}": "0",
+                                 "{client_port}": "0"}
+    assert [n for n, _ in peer.headers()] == ["Subject", "Message-Id", "Date", "From"]
+    assert ("From", "Me Myself <me@example.org>") in peer.headers()
+    head = content.split(b"\r\n\r\n", 1)[0] + b"\r\n"
+    assert head.count(b"\r\nMessage-Id: <") == head.count(b"\r\nDate: ") == 1
+    assert head.endswith(b"\r\nFrom: Me Myself <me@example.org>\r\nX-NS: 1\r\n")

@@ -184,3 +184,12 @@ def test_macro_values_are_worked_out_once_and_only_when_asked():
     assert step.data.startswith(pkt_bytes(b"D", b"Mi\x00Q1\x00{mail_host}\x00example.com\x00"))
     assert values["mail_host"] == "example.com" and calls == [1]
     assert values.updated({"i": "Q2"})["i"] == "Q2" and values["i"] == "Q1"
+
+
+def test_unknown_command_macros_come_from_their_parameter():
+    lists = dict(POSTFIX_MACROS, milter_unknown_command_macros="{client_addr} i")
+    conv = Conversation("inet:127.0.0.1:8891", macro_lists(lists))
+    conv.negotiated(pkt(b"O", struct.pack(">III", 6, 0x1FF, 0)))
+    step = conv.step(Stage.UNKNOWN, b"FOO\x00", {"client_addr": "192.0.2.1", "i": None})
+    assert step.data == pkt_bytes(b"D", b"U{client_addr}\x00192.0.2.1\x00") \
+        + pkt_bytes(b"U", b"FOO\x00")
