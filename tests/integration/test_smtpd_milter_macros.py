@@ -10,10 +10,14 @@ from __future__ import annotations
 import re
 import runpy
 import smtplib
+import ssl
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import trustme
+from cryptography import x509
+from cryptography.x509.oid import NameOID
 
 from mailsys.queue import Queue, QueueStore
 
@@ -178,3 +182,34 @@ def test_milter_header_checks(mailsys_instance):
     assert re.search(r"mailsys/cleanup\[\d+\]: \w+: milter-header-reject: header X-Spam: yes "
                      + re.escape(tail + "5.7.1 spam here\n"), log)
     assert "milter-reject" not in log and "milter-hold" not in log
+
+
+def test_certificate_macros_for_a_trusted_client_certificate(mailsys_instance, tmp_path):
+    # Postfix gives {cert_subject} and {cert_issuer} (the CNs; the issuer's
+    # organisation when it has no CN) only for a certificate it trusts.
+    inst = mailsys_instance
+    ca = trustme.CA()
+    pem, cafile = tmp_path / "cert.pem", tmp_path / "ca.pem"
+    ca.issue_cert("mx.example.test").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    ca.cert_pem.write_to_path(str(cafile))
+    client = ca.issue_cert("client.example", common_name="client.example")
+    issuer = x509.load_pem_x509_certificate(ca.cert_pem.bytes()).subject \
+        .get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
+    peer = MilterPeer()
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}",
+                     smtpd_tls_security_level="may", smtpd_tls_cert_file=str(pem),
+                     smtpd_tls_ask_ccert="yes", smtpd_tls_CAfile=str(cafile))
+        ctx = ssl.create_default_context()
+        ca.configure_trust(ctx)
+        client.configure_cert(ctx)
+        ctx.check_hostname = False
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            s.starttls(context=ctx)
+            s.ehlo("client.example")
+            version, cipher = s.sock.version(), s.sock.cipher()
+    assert peer.macros(b"H") == {"{tls_version}": version, "{cipher}": cipher[0],
+                                 "{cipher_bits}": str(cipher[2]),
+                                 "{cert_subject}": "client.example", "{cert_issuer}": issuer}
