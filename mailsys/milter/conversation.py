@@ -13,7 +13,8 @@ SYNOPSIS
 DESCRIPTION
     What Postfix's milter8.c decides for each event, as data: which command
     goes to the milter at each SMTP stage, with which macros first
-    (SMFIC_MACRO), whether a reply is to be awaited (the SMFIP_NR_* flags the
+    (SMFIC_MACRO, sent even when empty, as Postfix does; a macro without
+    a value takes its milter_macro_defaults value), whether a reply is to be awaited (the SMFIP_NR_* flags the
     milter negotiated), which stages the milter does not want at all (the
     SMFIP_NO* flags), whether it already accepted the connection or the
     message (SMFIR_ACCEPT: nothing more is sent to it until the next
@@ -185,12 +186,12 @@ class Conversation:
             return None
         info = _STAGES[stage]
         data = b""
-        names = self.macro_names(stage)
-        if names and macro_values is not None:
-            pairs = tuple((n, v) for n in names
+        if info.macros is not None and macro_values is not None:
+            pairs = tuple((n, v) for n in self.macro_names(stage)
                           if (v := self._value(n, macro_values)) is not None)
-            if pairs:
-                data = p.macros(info.command, pairs)
+            # Sent even when empty, as Postfix does (seen live, 3.7.11): it
+            # clears what the milter kept from the last command of the stage.
+            data = p.macros(info.command, pairs)
         data += p.encode(info.command, payload)
         assert self.agreed is not None
         expects = not self.agreed.protocol & info.no_reply_flag

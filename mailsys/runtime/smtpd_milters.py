@@ -28,6 +28,13 @@ DESCRIPTION
       and its transport as trivial-rewrite resolves it (worked out only
       when asked for; mailsys.runtime.smtpd_server route)
 
+    {rcpt_*} name the recipient at hand during RCPT, the first one accepted
+    after it. At end of message the macros are those Postfix's cleanup
+    knows (no {mail_*}, {rcpt_*}, {client_resolve}, {client_connections}
+    nor TLS ones): the end-of-header list goes before each header and the
+    end of header, the end-of-data list before each body piece and the end
+    of message. Every command of a stage gets its SMFIC_MACRO, empty or not.
+
     and it answers and logs as Postfix 3.7 (seen live):
 
       CONNECT  a 421 is the greeting and ends the session; a 5XX makes the
@@ -37,8 +44,9 @@ DESCRIPTION
       HELO     logged, but only a 421 answers the client;
       MAIL, RCPT, DATA  the milter's reply is the command's reply;
       UNKNOWN  a command smtpd does not know goes to the milters
-               (SMFIC_UNKNOWN, the whole line, milter_unknown_command_macros);
-               their refusal is the reply instead of smtpd's own;
+               (SMFIC_UNKNOWN with the command word, as Postfix sends it;
+               milter_unknown_command_macros); their refusal is the reply
+               instead of smtpd's "500 5.5.2 Error: command not recognized";
       END-OF-MESSAGE    the reply refuses the message, which is not queued.
 
     Each refusal is logged "NOQUEUE: milter-reject: RCPT from name[addr]:
