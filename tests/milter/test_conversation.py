@@ -150,6 +150,7 @@ def test_macro_defaults_fill_macros_without_a_value():
 
 def test_macro_defaults_syntax():
     assert macro_defaults("") == {}
+    assert macro_defaults("{foo}=1 {bar}=2 baz=3") == {"foo": "1", "bar": "2", "baz": "3"}
     assert macro_defaults("a=1,b=2 {c = x, y} { d=}") == {"a": "1", "b": "2", "c": "x, y", "d": ""}
     for bad in ("novalue", "{a=1", "=1"):
         with pytest.raises(ValueError):
