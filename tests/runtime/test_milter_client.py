@@ -178,6 +178,8 @@ async def test_broken_milter_is_logged_as_postfix_logs_it(behaviour, warning):
             if not chunk:
                 return
             data += chunk
+            while data[4:5] == b"D":        # the macros before a command
+                data = data[4 + int.from_bytes(data[:4], "big"):]
             if data[4:5] == b"O":
                 await stream.send_all(p.encode(p.ReplyCode.OPTNEG,
                                                b"\x00\x00\x00\x06\x00\x00\x01\xff\x00\x00\x00\x00"))
@@ -246,4 +248,4 @@ async def test_unix_socket_milter_relative_to_the_queue_directory(tmp_path):
         await session.aclose()
         nursery.cancel_scope.cancel()
     assert verdict.reply == Reply(550, "5.7.1", "unix says no")
-    assert seen[:3] == [b"O", b"C", b"M"]
+    assert [code for code in seen if code != b"D"][:3] == [b"O", b"C", b"M"]
