@@ -366,8 +366,8 @@ def _bracket(source: str, i: int, newline: bool = False,
                 value, end = value.upper(), end.upper()
             if kind != "char" or end_kind != "char" or ord(end) < ord(value):
                 raise ValueError(_ERANGE)
-            if i + 1 < n and source[i] == "-" and source[i + 1] != "]":
-                raise ValueError(_ERANGE)       # "[a-z-9]"
+            if i < n and source[i] == "-" and (i + 1 == n or source[i + 1] != "]"):
+                raise ValueError(_ERANGE)       # "[a-z-9]", and "[a-z-" at the end
             out.append(f"{re.escape(value)}-{re.escape(end)}")
         else:
             out.append(value if kind == "class" else re.escape(value))
