@@ -36,10 +36,9 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import grp
-import pwd
 from dataclasses import dataclass
 
+from mailsys.config.accounts import UnknownGroup, UnknownUser, account_ids, owner_ids
 from mailsys.errors import ConfigError
 
 __all__ = ["SpawnAttributes", "parse_spawn_attributes"]
@@ -55,14 +54,6 @@ class SpawnAttributes:
     argv: tuple[str, ...]
 
 
-def _owner_ids(owner: str) -> tuple[int, int] | None:
-    try:
-        entry = pwd.getpwnam(owner)
-    except KeyError:
-        return None
-    return entry.pw_uid, entry.pw_gid
-
-
 def parse_spawn_attributes(args: tuple[str, ...] | list[str], *,
                            owner: str = "") -> SpawnAttributes:
     """parse_spawn_attributes - user= and argv= from the master.cf words; ConfigError if bad."""
@@ -74,15 +65,11 @@ def parse_spawn_attributes(args: tuple[str, ...] | list[str], *,
         if lowered == "user=":
             user, _, group = word[5:].partition(":")
             try:
-                entry = pwd.getpwnam(user)
-            except KeyError:
+                uid, gid = account_ids(user, group)
+            except UnknownUser:
                 raise ConfigError(f"unknown user name: {user}") from None
-            uid, gid = entry.pw_uid, entry.pw_gid
-            if group:
-                try:
-                    gid = grp.getgrnam(group).gr_gid
-                except KeyError:
-                    raise ConfigError(f"unknown group name: {group}") from None
+            except UnknownGroup:
+                raise ConfigError(f"unknown group name: {group}") from None
         elif lowered == "argv=":
             argv = (word[5:], *args[i + 1:])
             break
@@ -92,13 +79,13 @@ def parse_spawn_attributes(args: tuple[str, ...] | list[str], *,
         raise ConfigError("missing user= attribute")
     if argv is None:
         raise ConfigError("missing argv= attribute")
-    owner_ids = _owner_ids(owner) if owner else None
+    owner_id = owner_ids(owner) if owner else None
     if uid == 0:
         raise ConfigError("request to deliver as root")
-    if owner_ids is not None and uid == owner_ids[0]:
+    if owner_id is not None and uid == owner_id[0]:
         raise ConfigError("request to deliver as mail system owner")
     if gid == 0:
         raise ConfigError(f"request to use privileged group id {gid}")
-    if owner_ids is not None and gid == owner_ids[1]:
+    if owner_id is not None and gid == owner_id[1]:
         raise ConfigError(f"request to use mail system owner group id {gid}")
     return SpawnAttributes(user=user, uid=uid, gid=gid, argv=argv)

@@ -44,11 +44,10 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import grp
-import pwd
 import re
 from dataclasses import dataclass
 
+from mailsys.config.accounts import UnknownGroup, UnknownUser, account_ids, owner_ids
 from mailsys.delivery.pipe_macros import MacroError, parse_template
 from mailsys.errors import ConfigError
 
@@ -102,28 +101,16 @@ def _value(word: str, name: str) -> str | None:
 
 
 def _ids(value: str, accounts: bool) -> tuple[str, int, int]:
-    user, colon, group = value.partition(":")
+    user, _, group = value.partition(":")
     if not accounts:
         return user, -1, -1
     try:
-        entry = pwd.getpwnam(user)
-    except KeyError:
+        uid, gid = account_ids(user, group)
+    except UnknownUser:
         raise UnknownAccount(f"get_service_attr: unknown username: {user}") from None
-    gid = entry.pw_gid
-    if colon and group:
-        try:
-            gid = grp.getgrnam(group).gr_gid
-        except KeyError:
-            raise UnknownAccount(f"get_service_attr: unknown group: {group}") from None
-    return user, entry.pw_uid, gid
-
-
-def _owner_ids(mail_owner: str) -> tuple[int, int] | None:
-    try:
-        entry = pwd.getpwnam(mail_owner)
-    except KeyError:
-        return None                       # no such account here: nothing to refuse
-    return entry.pw_uid, entry.pw_gid
+    except UnknownGroup:
+        raise UnknownAccount(f"get_service_attr: unknown group: {group}") from None
+    return user, uid, gid
 
 
 def parse_attributes(args: tuple[str, ...] | list[str], mail_owner: str = "",
@@ -165,7 +152,7 @@ def parse_attributes(args: tuple[str, ...] | list[str], mail_owner: str = "",
     if command is None:
         raise PipeAttrError("missing argv= command-line attribute")
     user, uid, gid = ids
-    owner = _owner_ids(mail_owner) if mail_owner and accounts else None
+    owner = owner_ids(mail_owner) if mail_owner and accounts else None
     if uid == 0:
         raise PipeAttrError("user= command-line attribute specifies root privileges")
     if owner is not None and uid == owner[0]:
