@@ -27,7 +27,9 @@ DESCRIPTION
     reports BUSY, i.e. holds as many clients as its per-process concurrency
     allows (mailsys.runtime.status). Like every parameter a daemon reads,
     max_idle and service_throttle_time may be set per service with -o in
-    master.cf.
+    master.cf. At the limit, a service that remote clients reach enters
+    stress mode and the master warns, as Postfix's does
+    (mailsys.runtime.stress).
 
     Deaths. A child that exits abnormally is logged in Postfix's words
     ("process PATH pid N exit status N" / "killed by signal N"). If it died
@@ -90,6 +92,7 @@ from mailsys.errors import ConfigError
 from mailsys.runtime import listeners, procs
 from mailsys.runtime.handoff import ChildArgs, Command, resolve_command
 from mailsys.runtime.status import State, StatusDecoder
+from mailsys.runtime.stress import Stress, local_only
 from mailsys.runtime.zygote_client import Zygote
 
 log = structlog.get_logger()
@@ -128,7 +131,7 @@ class Service:
     backoff: float = BACKOFF_INITIAL
     not_before: float = 0.0          # no new process before this time (back-off, throttle)
     stopping: bool = False
-    limit_warned: bool = False
+    stress: Stress = field(default_factory=lambda: Stress(eligible=False, warns=False))
     demanded: bool = False           # on demand: a client waits and no process serves it yet
     changed: trio.Event = field(default_factory=trio.Event)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
@@ -138,10 +141,13 @@ class Service:
         return (self.spec.name, self.spec.type)
 
     @property
-    def transport(self) -> str:
-        """Postfix's name for the endpoint: "private/cleanup", "public/qmgr", "127.0.0.1:25"."""
+    def endpoint(self) -> str:
+        """Postfix's internal name for the service: "private/cleanup",
+        "public/qmgr"; "[127.0.0.1]:2525" or "25" for inet."""
         if self.spec.type == "inet":
-            return self.spec.name
+            if self.spec.host and self.endpoints:
+                return f"[{self.endpoints[0].host}]:{self.spec.port}"
+            return str(self.spec.port)
         return f"{'private' if self.spec.private else 'public'}/{self.spec.name}"
 
     @property
@@ -184,8 +190,10 @@ def prepare(cfg, spec) -> Service:
     command = resolve_command(spec.command, file=spec.file, line=spec.line)
     eps = listeners.endpoints(spec, cfg)
     max_idle, throttle_time = timings(cfg, spec)
+    local = local_only(spec.type, (ep.host for ep in eps if ep.kind == "inet"))
     return Service(spec=spec, command=command, endpoints=eps, sockets=bind_all(eps),
-                   max_idle=max_idle, throttle_time=throttle_time)
+                   max_idle=max_idle, throttle_time=throttle_time,
+                   stress=Stress.for_service(spec.maxproc, local))
 
 
 def bind_all(eps) -> list[socket.socket]:
@@ -301,14 +309,13 @@ class Supervisor:
                     await self._spawn(svc)
             elif all(c.state == State.BUSY for c in active):
                 if limit == 0 or len(active) < limit:
+                    if svc.stress.restart_before_last(now, len(active), limit):
+                        for child in active:
+                            child.retire()   # they finish their clients; new ones start stressed
                     await self._spawn(svc)
-                elif not svc.limit_warned:
-                    svc.limit_warned = True
-                    log.warning(f'service "{svc.spec.name}" ({svc.transport}) has reached its'
-                                f' process limit "{limit}": new clients may experience'
-                                ' noticeable delays')
-            else:
-                svc.limit_warned = False
+                else:
+                    for line in svc.stress.warning(now, svc.spec.name, svc.endpoint, limit):
+                        log.warning(line)
         keep = 0 if svc.on_demand else 1
         for child in sorted(active, key=lambda c: c.started, reverse=True):
             if len(svc.active) <= keep:
@@ -321,7 +328,8 @@ class Supervisor:
     async def _spawn(self, svc: Service) -> None:
         spec = svc.spec
         args = ChildArgs(config_dir=self.config_dir, service=spec.name, type=spec.type,
-                         overrides=tuple(spec.overrides), gen=svc.gen, maxproc=spec.maxproc,
+                         overrides=svc.stress.overrides(trio.current_time())
+                         + tuple(spec.overrides), gen=svc.gen, maxproc=spec.maxproc,
                          alive_fd=self._alive_r,
                          listen_fds=tuple(s.fileno() for s in svc.sockets),
                          args=tuple(spec.args))

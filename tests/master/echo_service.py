@@ -4,8 +4,9 @@ master.cf runs it by absolute path:
 
     127.0.0.1:PORT inet n - n - 2 /abs/path/tests/master/echo_service.py [ARGS]
 
-It echoes every byte back. Data starting with b"boom" makes the handler
-raise (the skeleton must log it and close only that connection). ARGS:
+It echoes every byte back, except b"stress?", answered with the
+process's $stress ("yes" in stress mode, "-" otherwise). Data starting
+with b"boom" makes the handler raise (the skeleton must log it and close only that connection). ARGS:
 "crash" exits 3 before the service is ready (a bad command start-up);
 "concurrency=N" sets the per-process client limit. The exit hook logs
 "SERVICE: done".
@@ -24,6 +25,8 @@ async def echo(stream, ctx):
     async for data in stream:
         if data.startswith(b"boom"):
             raise RuntimeError("boom requested by the client")
+        if data == b"stress?":
+            data = (ctx.config.stress or "-").encode()
         await stream.send_all(data)
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from mailsys.runtime import supervisor
+
 pytestmark = pytest.mark.integration
 
 ECHO = Path(__file__).with_name("echo_service.py")
@@ -19,6 +21,12 @@ TRIGGER = Path(__file__).with_name("trigger_service.py")
 
 def echo_line(port, maxproc="-", args=""):
     return f"127.0.0.1:{port} inet n - n - {maxproc} {ECHO} {args}".rstrip()
+
+
+def stress_of(conn):
+    """The $stress of the echo process serving conn."""
+    conn.sendall(b"stress?")
+    return conn.recv(100)
 
 
 def refused(port):
@@ -286,10 +294,40 @@ def test_more_processes_when_all_are_busy(mailsys_instance):
     inst.wait_until(lambda: len(inst.children(name)) == 2)
     with inst.connect(port) as second:
         assert inst.echo(second, b"2") == b"2"         # served while the first is held
-        inst.wait_log(f'warning: service "{name}" ({name}) has reached its process limit "2":'
-                      ' new clients may experience noticeable delays')
+        # Both busy at the limit. A loopback-only service is local (Postfix's
+        # MASTER_FLAG_LOCAL_ONLY): no stress mode, and no warning.
+        assert stress_of(second) == b"-"
+        time.sleep(2 * supervisor.TICK)
         assert len(inst.children(name)) == 2
+        assert "process limit" not in inst.log_text()
     first.close()
+
+
+def test_public_service_at_its_limit_enters_stress_mode_and_warns(mailsys_instance):
+    inst = mailsys_instance
+    port = inst.free_port()
+    inst.write_config([f"0.0.0.0:{port} inet n - n - 2 {ECHO} concurrency=1"])
+    inst.start()
+    name = f"0.0.0.0:{port}"
+    first = inst.connect(port)
+    assert stress_of(first) == b"-"        # one process of two: no stress yet
+    # Starting the process that reaches the limit puts the service in stress
+    # mode: the running process is restarted (it keeps its client) and the
+    # new ones get -o stress=yes.
+    second = inst.connect(port)
+    assert stress_of(second) == b"yes"
+    third = inst.connect(port)
+    assert stress_of(third) == b"yes"
+    assert inst.echo(first, b"still") == b"still"      # the restarted one finishes its client
+    inst.wait_log(f'warning: service "{name}" ([0.0.0.0]:{port}) has reached its process limit'
+                  ' "2": new clients may experience noticeable delays')
+    log_text = inst.log_text()
+    assert ("warning: to avoid this condition, increase the process count in master.cf"
+            " or reduce the service time per client") in log_text
+    assert ("warning: see http://www.postfix.org/STRESS_README.html for examples of"
+            " stress-adapting configuration settings") in log_text
+    for conn in (first, second, third):
+        conn.close()
 
 
 def test_extra_idle_process_is_retired_after_max_idle(mailsys_instance):
