@@ -77,6 +77,7 @@ BUGS
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -84,7 +85,8 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
-from cryptography.hazmat.primitives.serialization import load_pem_private_key
+from cryptography.hazmat.primitives.serialization import (Encoding, PublicFormat,
+                                                          load_pem_private_key)
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from OpenSSL._util import ffi as _ffi, lib as _lib
@@ -619,13 +621,26 @@ def _cipher_bits(conn: SSL.Connection) -> tuple[int, int]:
 # -- describing a session -------------------------------------------------------------
 
 
-def describe(engine: TlsEngine) -> TlsInfo:
-    """describe - the session's facts as the Received: header and the log want them."""
+def fingerprints(cert: x509.Certificate, digest: str) -> tuple[str, str]:
+    """fingerprints - the digests of a certificate (DER) and of its public
+    key (DER SubjectPublicKeyInfo), as Postfix's tls_fprint.c writes them:
+    upper-case hex bytes joined by ":"."""
+    der = cert.public_bytes(Encoding.DER)
+    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    return tuple(":".join(f"{b:02X}" for b in hashlib.new(digest, blob).digest())
+                 for blob in (der, spki))
+
+
+def describe(engine: TlsEngine, *, digest: str = "") -> TlsInfo:
+    """describe - the session's facts as the Received: header and the log
+    want them; with a digest, the peer certificate's fingerprints too."""
     if not engine.handshake_done:
         raise TlsError("TLS handshake not done", kind="handshake")
     conn = engine.connection
     usebits, algbits = _cipher_bits(conn)
     peer = engine.peer_certificate
+    cert_print, pkey_print = fingerprints(peer, digest) if peer is not None and digest \
+        else ("", "")
     return TlsInfo(
         protocol=conn.get_protocol_version_name(),
         cipher=conn.get_cipher_name() or "",
@@ -636,6 +651,8 @@ def describe(engine: TlsEngine) -> TlsInfo:
         issuer_cn=_issuer_cn(peer.issuer) if peer is not None else "",
         peer_verified=engine.peer_trusted,
         ask_ccert=engine.asked_for_certificate,
+        cert_fingerprint=cert_print,
+        pkey_fingerprint=pkey_print,
     )
 
 

@@ -70,6 +70,10 @@ class TlsInfo:
     issuer_cn: str = ""
     peer_verified: bool = False
     ask_ccert: bool = False  # smtpd_tls_ask_ccert: a certificate was asked for
+    # The peer certificate's fingerprint and its public key's (Postfix's
+    # "AB:CD:..." form), "" when there is none or they were not asked for.
+    cert_fingerprint: str = ""
+    pkey_fingerprint: str = ""
 
 
 def protocol_name(*, esmtp: bool = True, tls: bool = False, auth: bool = False,

@@ -14,6 +14,11 @@ DESCRIPTION
       resolution, so an entry for one of our domains never matches
       user%remote@ours, and an OK for a recipient that still routes onwards
       counts as DUNNO.
+    - ccert: the client certificate's fingerprint, then its public key's
+      (even from a CA not trusted); the reply names the certificate's CN,
+      "<cn>: Client certificate rejected: ...". Nothing without one.
+    - sasl: the SASL login name as it is, only for an authenticated
+      client ("<name>: SASL login name rejected: ...").
 
     Parent domains are looked up as "example.com" when
     parent_domain_matches_subdomains names smtpd_access_maps, else as
@@ -33,7 +38,8 @@ DESCRIPTION
 
 SEE ALSO
     Postfix access(5), src/smtpd/smtpd_check.c (check_table_result,
-    check_namadr_access, check_mail_access), src/global/mail_addr_find.c.
+    check_namadr_access, check_mail_access, check_ccert_access,
+    check_sasl_access), src/global/mail_addr_find.c.
 """
 
 from __future__ import annotations
@@ -45,8 +51,8 @@ from mailsys.message.address import strip_extension
 from mailsys.policy.decision import Decision, Note
 from mailsys.policy.hostnames import valid_hostaddr
 from mailsys.policy.netmatch import Table, parent_domains, parse_address
-from mailsys.policy.replies import (CLIENT, CONFIG_ERROR_TEXT, HELO, RECIPIENT, SENDER, dsn_fix,
-                                    split_dsn)
+from mailsys.policy.replies import (CCERT, CLIENT, CONFIG_ERROR_TEXT, HELO, RECIPIENT, SASL_USER,
+                                    SENDER, dsn_fix, split_dsn)
 from mailsys.policy.resolve import split_address
 from mailsys.policy.state import DUNNO, OK, ListInfo, Run
 
@@ -76,6 +82,10 @@ def check_access(rs: Restrictions, run: Run, info: ListInfo, kind: str, table: T
             return DUNNO
         keys = _access_keys_domain(ctx.helo.lower(), rs._access_parent)
         reply_class = HELO
+    elif kind == "ccert":
+        keys, reply_class = list(ctx.ccert_fingerprints), CCERT
+    elif kind == "sasl":
+        keys, reply_class = ([ctx.sasl_user] if ctx.sasl_user else []), SASL_USER
     else:
         addr = ctx.sender if kind == "sender" else ctx.recipient
         if addr is None:
@@ -93,8 +103,10 @@ def check_access(rs: Restrictions, run: Run, info: ListInfo, kind: str, table: T
     for key in keys:
         value = table.lookup(key)
         if value is not None:
-            # The first key found decides, even DUNNO (access(5)).
             result = access_result(rs, run, info, value.strip(), reply_class, spec)
+            if kind == "ccert" and result is DUNNO:
+                continue        # smtpd_check.c: the public key's print is tried next
+            # The first key found decides, even DUNNO (access(5)).
             # Source-routed recipients are too suspicious for an OK.
             return DUNNO if result is OK and suspicious else result
     return DUNNO

@@ -80,6 +80,12 @@ class PolicyContext:
     # Recipients accepted so far in the transaction (the one being asked
     # about at RCPT not counted).
     rcpt_count: int = 0
+    # The client certificate, when TLS is on and the client sent one: its
+    # subject CN, whether its chain is trusted, and its fingerprint and
+    # public-key fingerprint ($smtpd_tls_fingerprint_digest, "AB:CD:...").
+    ccert_cn: str = ""
+    ccert_trusted: bool = False
+    ccert_fingerprints: tuple[str, ...] = ()
 
     @property
     def namaddr(self) -> str:

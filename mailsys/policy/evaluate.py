@@ -114,6 +114,20 @@ def permit_sasl(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:
     return OK if run.ctx.sasl_user else DUNNO
 
 
+def permit_tls_clientcerts(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:
+    """The client certificate's fingerprint or its public key's is in
+    $relay_clientcerts (the CA need not be trusted: smtpd_check.c)."""
+    for fingerprint in run.ctx.ccert_fingerprints:
+        if any(table.lookup(fingerprint) is not None for table in rs._relay_clientcerts):
+            return OK
+    return DUNNO
+
+
+def permit_tls_all_clientcerts(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:
+    """Any client certificate whose chain a trusted CA signed."""
+    return OK if run.ctx.ccert_trusted else DUNNO
+
+
 def auth_destination(rs: Restrictions, run: Run) -> bool:
     """permit_auth_destination: the recipient is ours to accept."""
     rcpt = run.ctx.recipient

@@ -28,6 +28,8 @@ SENDER = "Sender address"
 RECIPIENT = "Recipient address"
 DATA = "Data command"
 EOD = "End-of-data"
+CCERT = "Client certificate"
+SASL_USER = "SASL login name"
 
 CONFIG_ERROR_TEXT = "Server configuration error"
 

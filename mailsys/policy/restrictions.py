@@ -45,7 +45,6 @@ DESCRIPTION
     records not looked up yet (see mxbackup); "sleep N" raises
     NeedPause unless the caller says (paused=) it has made that pause
     already (see needs).
-    permit_tls_clientcerts (no certificate facts here) never decides;
     reject_unauth_pipelining decides on PolicyContext.ill_pipelining. Anything else unknown is
     logged at compile time and answers 451 4.3.5 Server configuration
     error, as Postfix answers an unknown restriction.
@@ -148,6 +147,8 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
     "defer_if_reject": evaluate.defer_if_reject_step,
     "permit_mynetworks": evaluate.permit_mynetworks,
     "permit_sasl_authenticated": evaluate.permit_sasl,
+    "permit_tls_clientcerts": evaluate.permit_tls_clientcerts,
+    "permit_tls_all_clientcerts": evaluate.permit_tls_all_clientcerts,
     "permit_auth_destination": evaluate.permit_auth_destination,
     "reject_unauth_destination": evaluate.reject_unauth_destination,
     "defer_unauth_destination": evaluate.defer_unauth_destination,
@@ -179,11 +180,6 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
 
 _DNSBL = frozenset({"reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_reverse_client",
                     "reject_rhsbl_helo", "reject_rhsbl_sender", "reject_rhsbl_recipient"})
-
-# Restrictions that need facts a PolicyContext does not carry (client
-# certificates): they never decide here.
-_NOT_HERE = frozenset({"permit_tls_clientcerts", "permit_tls_all_clientcerts"})
-
 
 def _warn_wrapper(step: Step) -> Step:
     """warn_if_reject: the next restriction's reject only logs reject_warning."""
@@ -266,6 +262,7 @@ class Restrictions:
         self._relay_rcpt_maps = maps("relay_recipient_maps", ())
         self._relocated_maps = maps("relocated_maps", ())
         self._sender_login_maps = maps("smtpd_sender_login_maps", ())
+        self._relay_clientcerts = maps("relay_clientcerts", ())
 
         # smtpd_restriction_classes: names of parameters that hold a
         # restriction list, usable by name in any list or access table.
@@ -415,7 +412,7 @@ class Restrictions:
             return lambda run, info: self._run_class(run, info, name)
         if name.startswith("check_") and name.endswith("_access") and arg is not None:
             kind = name[len("check_"):-len("_access")]
-            if kind in ("client", "helo", "sender", "recipient"):
+            if kind in ("client", "helo", "sender", "recipient", "ccert", "sasl"):
                 table = self._tables(arg)
                 return lambda run, info: check_access(self, run, info, kind, table, arg)
         if name in _DNSBL and arg is not None:
@@ -436,8 +433,6 @@ class Restrictions:
                 return self._config_error(name)
             seconds = int(arg)
             return lambda run, info: evaluate.sleep_step(self, run, info, seconds)
-        if name in _NOT_HERE:
-            return lambda run, info: DUNNO
         self.warnings.append(f"unknown smtpd restriction: \"{name}\" in {param}")
         return self._config_error(name)
 

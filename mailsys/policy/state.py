@@ -30,7 +30,7 @@ from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, Polic
                                    RecordLookups, Resolver)
 from mailsys.policy.decision import Decision, Note
 from mailsys.policy.needs import NeedPause, NeedRecords
-from mailsys.policy.replies import CLIENT, EOD, HELO, RECIPIENT, SENDER
+from mailsys.policy.replies import CCERT, CLIENT, EOD, HELO, RECIPIENT, SASL_USER, SENDER
 
 
 class Verdict(enum.Enum):
@@ -90,6 +90,11 @@ class Run:
             return ctx.sender or ""
         if reply_class == RECIPIENT:
             return ctx.recipient or ""
+        if reply_class == CCERT:
+            return ctx.ccert_cn
+        if reply_class == SASL_USER:
+            # Postfix printable(): what is not printable ASCII becomes "_".
+            return "".join(c if " " <= c <= "~" else "_" for c in ctx.sasl_user or "")
         # smtpd_check_data, smtpd_check_eod: the command name stands in.
         return "END-OF-MESSAGE" if reply_class == EOD else "DATA"
 

@@ -437,16 +437,12 @@ class SmtpSession:
 def _fingerprint_matches(engine, wanted: Sequence[str], digest: str) -> bool:
     """Whether the peer certificate, or its public key (DER SubjectPublicKeyInfo),
     has one of the wanted digests (Postfix tls_fprint.c: both are checked)."""
-    import hashlib
-
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+    from mailsys.tls import fingerprints
     cert = engine.peer_certificate
     if cert is None:
         return False
     want = {w.replace(":", "").lower() for w in wanted}
-    der = cert.public_bytes(Encoding.DER)
-    spki = cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return any(hashlib.new(digest, blob).hexdigest() in want for blob in (der, spki))
+    return any(p.replace(":", "").lower() in want for p in fingerprints(cert, digest))
 
 
 def trio_close(stream: trio.abc.Stream) -> None:

@@ -101,7 +101,7 @@ from mailsys.runtime.smtpd_auth import SessionAuth
 from mailsys.sasl import server as sasl_server
 from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
                           MailFrom, Noop, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
-                          StartTls, Vrfy, Xclient, Xforward, replies)
+                          StartTls, Vrfy, Xclient, Xforward, replies, xtext_encode)
 from mailsys.smtp.haproxy import V1_MAX, HaproxyError, Proxied, parse_proxy
 
 log = structlog.get_logger()
@@ -497,6 +497,10 @@ class Session:
     def _context(self, **kw) -> PolicyContext:
         conn = self.conn
         kw.setdefault("rcpt_count", len(self.recipients))
+        tls = self.tls_info
+        if tls is not None and tls.cert_fingerprint:
+            kw.update(ccert_cn=tls.peer_cn, ccert_trusted=tls.peer_verified,
+                      ccert_fingerprints=(tls.cert_fingerprint, tls.pkey_fingerprint))
         return PolicyContext(self.name, self.addr, helo=conn.helo_name,
                              sasl_user=self.auth.user or None, tls=conn.tls_active,
                              protocol=conn.protocol, ill_pipelining=self.pipelining_noted, **kw)
@@ -572,7 +576,7 @@ class Session:
     def _policy_request(self, ctx: PolicyContext, state: str) -> dict[str, object]:
         """The attributes of a policy request (Postfix SMTPD_POLICY_README);
         what this smtpd does not know is sent empty."""
-        mail = self.mail
+        mail, tls = self.mail, self.tls_info
         return {
             "request": "smtpd_access_policy", "protocol_state": state,
             "protocol_name": ctx.protocol or self.conn.protocol, "helo_name": ctx.helo or "",
@@ -584,9 +588,16 @@ class Session:
             "instance": f"{os.getpid():x}.{self.transaction:x}",
             "sasl_method": self.auth.method or "", "sasl_username": self.auth.user or "",
             "sasl_sender": "", "size": (mail.size or 0) if mail is not None else 0,
-            "ccert_subject": "", "ccert_issuer": "", "ccert_fingerprint": "",
-            "ccert_pubkey_fingerprint": "", "encryption_protocol": "", "encryption_cipher": "",
-            "encryption_keysize": 0, "etrn_domain": "", "stress": "",
+            # Subject and issuer only from a trusted certificate, the
+            # fingerprints from any (smtpd_check.c).
+            "ccert_subject": xtext_encode(tls.peer_cn) if tls and tls.peer_verified else "",
+            "ccert_issuer": xtext_encode(tls.issuer_cn) if tls and tls.peer_verified else "",
+            "ccert_fingerprint": tls.cert_fingerprint if tls else "",
+            "ccert_pubkey_fingerprint": tls.pkey_fingerprint if tls else "",
+            "encryption_protocol": tls.protocol if tls else "",
+            "encryption_cipher": tls.cipher if tls else "",
+            "encryption_keysize": tls.usebits if tls else 0,
+            "etrn_domain": "", "stress": self.server.cfg.stress,
             "client_port": self.port, "server_address": self.server_addr,
             "server_port": self.server_port,
             "compatibility_level": self.server.cfg.compatibility_level,

@@ -75,11 +75,9 @@ async def server_handshake(stream: trio.abc.Stream, server: "SmtpdServer", *, na
         log.info(f"abort: TLS from {namaddr}: No client certificate presented", noqueue=True)
         return await _refuse(tls, Reply(421, "4.7.1", f"{server.cfg.myhostname} Error: "
                                         "No client certificate presented"))
-    # cleanup puts these lines after the first line of its Received: header.
-    # Described only when something will read it: the Received: header or
-    # the milters' TLS macros.
-    info = describe(engine) if server.tls_received_header or server.milters is not None \
-        or server.milter_maps else None
+    # cleanup puts these lines after the first line of its Received: header;
+    # the restrictions, the policy service and the milters read the rest.
+    info = describe(engine, digest=server.cfg.smtpd_tls_fingerprint_digest)
     received = "\n".join(received_tls_lines(info)) if server.tls_received_header else ""
     return Handshake(tls, received, info=info)
 

@@ -39,6 +39,7 @@ from .events import (
 )
 from .replies import Reply
 from .server import ServerConnection
+from ._xclient import xtext_encode
 from .settings import Settings
 
 __all__ = [
@@ -80,4 +81,5 @@ __all__ = [
     "replies",
     "routing_tricks",
     "split_address",
+    "xtext_encode",
 ]

@@ -4,13 +4,16 @@ Loaded by path from the test modules (the tests directories are not
 packages): start() writes main.cf/master.cf with smtpd on a free port
 beside cleanup and anvil, starts the master and waits until the port
 accepts; queued() stops the master and reads one queue entry; raw() talks
-to the port byte for byte.
+to the port byte for byte; PolicyServer is a check_policy_service server
+on loopback that keeps the requests.
 """
 
 from __future__ import annotations
 
 import smtplib
 import socket
+import socketserver
+import threading
 from pathlib import Path
 
 from mailsys.queue import QueueStore
@@ -122,3 +125,39 @@ class Raw:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class PolicyServer(socketserver.ThreadingTCPServer):
+    """A policy server on loopback answering action=answer(attrs); keeps the requests."""
+
+    daemon_threads = allow_reuse_address = True
+
+    def __init__(self, answer) -> None:
+        self.answer = answer
+        self.requests: list[dict[str, str]] = []
+        super().__init__(("127.0.0.1", 0), PolicyHandler)
+
+    @property
+    def service(self) -> str:
+        return f"inet:127.0.0.1:{self.server_address[1]}"
+
+    def __enter__(self) -> "PolicyServer":
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+        self.server_close()
+
+
+class PolicyHandler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        attrs: dict[str, str] = {}
+        for raw in self.rfile:
+            line = raw.decode().rstrip("\n")
+            if line:
+                attrs.update([line.split("=", 1)])
+                continue
+            self.server.requests.append(attrs)
+            self.wfile.write(f"action={self.server.answer(attrs)}\n\n".encode())
+            attrs = {}

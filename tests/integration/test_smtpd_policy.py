@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import runpy
-import socketserver
 import sys
-import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -341,42 +339,6 @@ def test_prepend_redirect_bcc_and_filter_actions(mailsys_instance):
         assert store.load(qids["fil"])[0].attr("filter") == "smtp:[127.0.0.1]:10025"
 
 
-class _PolicyServer(socketserver.ThreadingTCPServer):
-    """A policy server on loopback answering action=answer(attrs); keeps the requests."""
-
-    daemon_threads = allow_reuse_address = True
-
-    def __init__(self, answer) -> None:
-        self.answer = answer
-        self.requests: list[dict[str, str]] = []
-        super().__init__(("127.0.0.1", 0), _PolicyHandler)
-
-    @property
-    def service(self) -> str:
-        return f"inet:127.0.0.1:{self.server_address[1]}"
-
-    def __enter__(self) -> "_PolicyServer":
-        threading.Thread(target=self.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.shutdown()
-        self.server_close()
-
-
-class _PolicyHandler(socketserver.StreamRequestHandler):
-    def handle(self) -> None:
-        attrs: dict[str, str] = {}
-        for raw in self.rfile:
-            line = raw.decode().rstrip("\n")
-            if line:
-                attrs.update([line.split("=", 1)])
-                continue
-            self.server.requests.append(attrs)
-            self.wfile.write(f"action={self.server.answer(attrs)}\n\n".encode())
-            attrs = {}
-
-
 def _greylist():
     """Like postgrey: a (client, sender, recipient) triplet is deferred the
     first time and passed, with a header, after that."""
@@ -395,7 +357,7 @@ def _greylist():
 
 def test_check_policy_service_greylists_through_a_policy_server(mailsys_instance):
     inst = mailsys_instance
-    with _PolicyServer(_greylist()) as policy:
+    with h.PolicyServer(_greylist()) as policy:
         port = h.start(inst, {
             "smtpd_recipient_restrictions": f"check_policy_service {policy.service}, "
                                             "permit_mynetworks, reject_unauth_destination",
@@ -449,7 +411,7 @@ def test_end_of_data_restrictions_see_the_size_and_refuse_before_queueing(mailsy
         if int(attrs["size"]) > 200:
             return "552 5.3.4 Message too big for you"
         return "PREPEND X-Size-Checked: yes"
-    with _PolicyServer(answer) as policy:
+    with h.PolicyServer(answer) as policy:
         port = h.start(inst, {"smtpd_end_of_data_restrictions":
                               f"check_policy_service {policy.service}"})
         with h.session(port) as s:

@@ -895,3 +895,79 @@ def test_permit_inet_interfaces():
                            ("192.0.2.26", False)):
         d = rcpt(r, "x@remote.example", OUTSIDER, client_addr=addr)
         assert d.accepted is accepted, addr
+
+
+# -- client certificates and SASL login names (smtpd_check.c) ------------------
+
+CERT = "AA:BB:CC"
+PKEY = "11:22:33"
+CERT_OUTSIDER = dict(client_name="unknown", client_addr="198.51.100.7", helo="c.example",
+                     sender="a@remote.example", tls=True)
+WITH_CERT = dict(CERT_OUTSIDER, ccert_cn="client.example", ccert_fingerprints=(CERT, PKEY))
+
+
+def with_relay_list(relay_list, tables=None, **over):
+    return make(tables, smtpd_relay_restrictions=relay_list, **over)
+
+
+def relay(r, **who):
+    return r.evaluate_rcpt(PolicyContext(recipient="x@remote.example", **who))
+
+
+RELAY_BY_CERT = ("permit_tls_clientcerts", "reject_unauth_destination")
+
+
+@pytest.mark.parametrize("listed", [CERT, PKEY])
+def test_permit_tls_clientcerts_by_certificate_or_public_key_fingerprint(listed):
+    certs = Table({listed: "client.example"})
+    r = with_relay_list(RELAY_BY_CERT, {"hash:/certs": certs}, relay_clientcerts=("hash:/certs",))
+    assert relay(r, **WITH_CERT).accepted
+    assert certs.keys[0] == CERT
+
+
+def test_permit_tls_clientcerts_needs_a_listed_certificate():
+    r = with_relay_list(RELAY_BY_CERT, {"hash:/certs": Table({"FF:FF": "other"})},
+             relay_clientcerts=("hash:/certs",))
+    assert relay(r, **WITH_CERT).reply == "554 5.7.1 <x@remote.example>: Relay access denied"
+    assert relay(r, **CERT_OUTSIDER).reply == "554 5.7.1 <x@remote.example>: Relay access denied"
+
+
+def test_permit_tls_all_clientcerts_needs_a_trusted_chain():
+    r = with_relay_list(("permit_tls_all_clientcerts", "reject_unauth_destination"))
+    assert relay(r, **WITH_CERT, ccert_trusted=True).accepted
+    assert not relay(r, **WITH_CERT).accepted
+
+
+def test_check_ccert_access_rejects_with_the_certificate_cn():
+    table = Table({PKEY: "REJECT no such client"})
+    r = with_relay_list(("check_ccert_access", "hash:/ccert", "permit"), {"hash:/ccert": table})
+    d = relay(r, **WITH_CERT)
+    assert d.reply == "554 5.7.1 <client.example>: Client certificate rejected: no such client"
+    assert table.keys == [CERT, PKEY]
+
+
+def test_check_ccert_access_dunno_for_the_certificate_tries_the_public_key():
+    table = Table({CERT: "DUNNO", PKEY: "OK"})
+    r = with_relay_list(("check_ccert_access", "hash:/ccert", "reject_unauth_destination"),
+             {"hash:/ccert": table})
+    assert relay(r, **WITH_CERT).accepted
+    assert table.keys == [CERT, PKEY]
+
+
+def test_check_ccert_access_without_a_certificate_looks_nothing_up():
+    table = Table({CERT: "OK"})
+    r = with_relay_list(("check_ccert_access", "hash:/ccert", "reject_unauth_destination"),
+             {"hash:/ccert": table})
+    assert not relay(r, **CERT_OUTSIDER).accepted
+    assert table.keys == []
+
+
+def test_check_sasl_access_looks_up_the_login_name():
+    table = Table({"bob@example.com": "REJECT account suspended"})
+    r = with_relay_list(("check_sasl_access", "hash:/sasl", "permit"), {"hash:/sasl": table})
+    d = relay(r, **CERT_OUTSIDER, sasl_user="bob@example.com")
+    assert d.reply == "554 5.7.1 <bob@example.com>: SASL login name rejected: account suspended"
+    assert relay(r, **CERT_OUTSIDER, sasl_user="carol").accepted
+    assert table.keys == ["bob@example.com", "carol"]
+    assert relay(r, **CERT_OUTSIDER).accepted                 # not authenticated: nothing looked up
+    assert len(table.keys) == 2
