@@ -91,11 +91,13 @@ from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from OpenSSL._util import ffi as _ffi, lib as _lib
 
+from mailsys.config.tls_level import server_level
 from mailsys.errors import ConfigError
 from mailsys.message.received import TlsInfo
 
 __all__ = ["TlsError", "TlsEngine", "server_context", "client_context", "describe",
-           "peer_status", "summary", "established_text", "CLIENT_LEVELS"]
+           "fingerprints", "peer_status", "summary", "established_text", "ssl_options",
+           "unknown_ssl_option", "CLIENT_LEVELS"]
 
 # One BIO read or plaintext read at a time; 64 KiB is four full TLS records.
 CHUNK = 65536
@@ -165,16 +167,30 @@ class _Policy:
 def server_context(cfg) -> SSL.Context | None:
     """server_context - smtpd's TLS context, or None when no certificate is configured."""
     chain_files = tuple(cfg.smtpd_tls_chain_files)
-    if not chain_files and not cfg.smtpd_tls_cert_file:
+    if not chain_files and not cfg.smtpd_tls_cert_file and not cfg.smtpd_tls_eccert_file:
         return None
-    which = "smtpd_tls_mandatory_" if cfg.smtpd_tls_security_level == "encrypt" else "smtpd_tls_"
+    mandatory = server_level(cfg) == "encrypt"
+    which = "smtpd_tls_mandatory_" if mandatory else "smtpd_tls_"
     ctx = _base_context(SSL.TLS_SERVER_METHOD, cfg, protocols_param=which + "protocols",
-                        grade_param=which + "ciphers")
+                        grade_param=which + "ciphers",
+                        extra=_excluded(cfg, "smtpd_tls_", mandatory))
     if chain_files:
         for name in chain_files:
             _load_chain_file(ctx, _resolve(cfg, name), "smtpd_tls_chain_files")
     else:
-        _load_cert_and_key(ctx, cfg, "smtpd_tls_cert_file", "smtpd_tls_key_file")
+        # An RSA and an ECDSA certificate may sit side by side; OpenSSL
+        # offers the one the client's signature algorithms ask for.
+        if cfg.smtpd_tls_cert_file:
+            _load_cert_and_key(ctx, cfg, "smtpd_tls_cert_file", "smtpd_tls_key_file")
+        if cfg.smtpd_tls_eccert_file:
+            _load_cert_and_key(ctx, cfg, "smtpd_tls_eccert_file", "smtpd_tls_eckey_file")
+    if cfg.smtpd_tls_dh1024_param_file:
+        dh = _readable(cfg.path("smtpd_tls_dh1024_param_file"), "smtpd_tls_dh1024_param_file")
+        _ssl_call(lambda: ctx.load_tmp_dh(str(dh).encode()), "smtpd_tls_dh1024_param_file",
+                  f"no usable DH parameters in {dh}")
+    if cfg.tls_preempt_cipherlist:
+        ctx.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
+    ctx.set_verify_depth(int(cfg.smtpd_tls_ccert_verifydepth) + 1)
     ctx.set_session_id(_SESSION_ID_CONTEXT)
     ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     timeout = int(cfg.smtpd_tls_session_cache_timeout)
@@ -203,12 +219,14 @@ def client_context(cfg, level: str, exclude: Iterable[str] = ()) -> SSL.Context:
     "exclude=" attribute)."""
     if level not in CLIENT_LEVELS:
         raise ConfigError(f"unsupported TLS security level: {level!r}", param="smtp_tls_security_level")
-    which = "smtp_tls_mandatory_" if level in _MANDATORY_LEVELS else "smtp_tls_"
+    mandatory = level in _MANDATORY_LEVELS
+    which = "smtp_tls_mandatory_" if mandatory else "smtp_tls_"
     # Anonymous suites would hide the certificate that says Trusted or
     # Verified, and no server needs them: the client never offers them.
     ctx = _base_context(SSL.TLS_CLIENT_METHOD, cfg, protocols_param=which + "protocols",
                         grade_param=which + "ciphers",
-                        extra=":!aNULL" + "".join(f":!{x}" for x in exclude if x))
+                        extra=":!aNULL" + _excluded(cfg, "smtp_tls_", mandatory)
+                        + "".join(f":!{x}" for x in exclude if x))
     cafile, capath = _optional(cfg, "smtp_tls_CAfile"), _optional(cfg, "smtp_tls_CApath")
     if cafile or capath:
         ca = _readable(cfg.path("smtp_tls_CAfile"), "smtp_tls_CAfile") if cafile else None
@@ -222,8 +240,17 @@ def client_context(cfg, level: str, exclude: Iterable[str] = ()) -> SSL.Context:
     # Always VERIFY_PEER: the callback records the outcome, and only fails the
     # handshake when the level demands it (see _verify_callback).
     ctx.set_verify(SSL.VERIFY_PEER, _verify_callback)
+    ctx.set_verify_depth(int(cfg.smtp_tls_scert_verifydepth) + 1)
     ctx.set_app_data(_Policy(server_side=False, enforce=level in _VERIFYING_LEVELS))
     return ctx
+
+
+def _excluded(cfg, prefix: str, mandatory: bool) -> str:
+    """The cipher-list suffix of $prefix{,mandatory_}exclude_ciphers: ":!X" each."""
+    names = list(cfg[prefix + "exclude_ciphers"])
+    if mandatory:
+        names += cfg[prefix + "mandatory_exclude_ciphers"]
+    return "".join(f":!{x}" for x in names)
 
 
 def _base_context(method: int, cfg, *, protocols_param: str, grade_param: str,
@@ -238,10 +265,37 @@ def _base_context(method: int, cfg, *, protocols_param: str, grade_param: str,
     _ssl_call(lambda: ctx.set_cipher_list((CIPHER_GRADES[grade] + extra).encode()), grade_param,
               f"no usable ciphers in grade {grade}")
     # Compression invites CRIME; renegotiation is a CPU lever for abusers.
-    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION)
+    ctx.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | ssl_options(cfg)[0])
     # Idle connections keep no record buffers: smtpd holds many of them.
     ctx.set_mode(SSL.MODE_RELEASE_BUFFERS)
     return ctx
+
+
+def ssl_options(cfg) -> tuple[int, tuple[str, ...]]:
+    """ssl_options - the OpenSSL option mask of tls_ssl_options (SSL_OP_*
+    names without the prefix, NO_TICKET, PRIORITIZE_CHACHA, ..., or
+    0x-numbers), and the words OpenSSL does not know, which are left out:
+    the caller logs Postfix's warning for each (unknown_ssl_option)."""
+    mask, unknown = 0, []
+    for word in cfg.tls_ssl_options:
+        for token in word.replace(",", " ").split():
+            if token.lower().startswith("0x"):
+                try:
+                    mask |= int(token, 16)
+                    continue
+                except ValueError:
+                    pass
+            value = getattr(_lib, "SSL_OP_" + token.upper(), None)
+            if isinstance(value, int):
+                mask |= value
+            else:
+                unknown.append(token)
+    return mask, tuple(unknown)
+
+
+def unknown_ssl_option(cfg, token: str) -> str:
+    """Postfix's warning (name_mask.c) for a tls_ssl_options word left out."""
+    return f'unknown tls_ssl_options value "{token}" in "{" ".join(cfg.tls_ssl_options)}"'
 
 
 def parse_protocols(words: Iterable[str], param: str = "") -> tuple[int, int]:

@@ -38,8 +38,8 @@ DESCRIPTION
     refused STARTTLS or a failed handshake 4.7.5 ("Server certificate not
     verified" when the certificate was the trouble).
 
-    Level fingerprint (a smtp_tls_policy_maps entry): encrypt, and the
-    server certificate's or its public key's SHA-256 digest must be one of
+    Level fingerprint (main.cf or a smtp_tls_policy_maps entry): encrypt, and the
+    server certificate's or its public key's digest must be one of
     TlsPolicy.fingerprints, else 4.7.5 "Server certificate not verified".
 
     SASL: connect(sasl=...) takes a mailsys.runtime.smtp_sasl.SaslRequest

@@ -34,9 +34,9 @@ DESCRIPTION
     its ciphers= (grade), protocols=, exclude= and match= in place of the
     main.cf settings. Contexts are built once per distinct (level, ciphers,
     protocols, exclude). Level fingerprint is encrypt plus a check, after
-    the handshake, of the certificate's or its public key's SHA-256 digest
-    (Postfix 3.7's smtp_tls_fingerprint_digest; the parameter is not read)
-    against match=; no match is 4.7.5
+    the handshake, of the certificate's or its public key's
+    $smtp_tls_fingerprint_digest digest against match= (or, for the
+    main.cf level, $smtp_tls_fingerprint_cert_match); no match is 4.7.5
     "Server certificate not verified". dane-only cannot be had without
     DNSSEC: Postfix's warning "<next hop>: dane-only configured with
     dnssec lookups disabled", and the mail waits. A bad entry logs
@@ -59,6 +59,7 @@ from collections.abc import Callable
 import structlog
 
 from mailsys.config.tables import open_table
+from mailsys.config.tls_level import client_level
 from mailsys.config.tls_policy import BadPolicy, SitePolicy, find_policy
 from mailsys.routing import BadNextHop, parse_nexthop
 from mailsys.runtime.smtp_client_io import SessionError, TlsPolicy
@@ -75,7 +76,7 @@ LEVELS = ("none", "may", "encrypt", "verify", "secure")
 
 def tls_policy(cfg, site: SitePolicy | None = None) -> TlsPolicy:
     """The policy of smtp_tls_security_level, or of a policy table entry."""
-    level = site.level if site is not None else (cfg.smtp_tls_security_level or "none").lower()
+    level = site.level if site is not None else client_level(cfg)
     if level == "dane":
         level = "may"
     if level == "none":
@@ -83,7 +84,7 @@ def tls_policy(cfg, site: SitePolicy | None = None) -> TlsPolicy:
     # pyOpenSSL and cryptography (~4 MB per process) load only for a level
     # that may use TLS.
     from mailsys.runtime.tls_stream import TlsStream
-    from mailsys.tls import TlsEngine, client_context
+    from mailsys.tls import TlsEngine, client_context, ssl_options, unknown_ssl_option
     exclude: tuple[str, ...] = ()
     match: tuple[str, ...] = ()
     if site is not None:
@@ -97,11 +98,15 @@ def tls_policy(cfg, site: SitePolicy | None = None) -> TlsPolicy:
             cfg = cfg.with_overrides(overrides)
         exclude = tuple((site.exclude or "").replace(",", " ").replace(":", " ").split())
         match = site.match
+    elif level == "fingerprint":
+        match = tuple(w for word in cfg.smtp_tls_fingerprint_cert_match
+                      for w in word.replace("|", " ").replace(",", " ").split())
     # Fingerprint checks no chain: encrypt, then the digest (smtp_client_io).
-    # Only an entry gives the digests: a global fingerprint level (whose
-    # smtp_tls_fingerprint_cert_match is not read) stays a ConfigError of
+    # Without digests to match the level stays a ConfigError of
     # client_context, never a silent encrypt.
     ctx = client_context(cfg, "encrypt" if level == "fingerprint" and match else level, exclude)
+    for token in ssl_options(cfg)[1]:
+        log.warning(unknown_ssl_option(cfg, token))
 
     def engine(host: str, nexthop: str = "") -> TlsEngine:
         names: tuple[str, ...] = ()
@@ -113,7 +118,8 @@ def tls_policy(cfg, site: SitePolicy | None = None) -> TlsPolicy:
         return TlsEngine(ctx, server_side=False, server_hostname=host, match_names=names)
 
     return TlsPolicy(level, engine=engine, wrap=TlsStream, log=cfg.smtp_tls_loglevel >= 1,
-                     fingerprints=match if level == "fingerprint" else ())
+                     fingerprints=match if level == "fingerprint" else (),
+                     digest=str(cfg.smtp_tls_fingerprint_digest))
 
 
 def tls_policies(cfg, program: str = "smtp", default: TlsPolicy | None = None

@@ -19,7 +19,9 @@ DESCRIPTION
     does the process load pyOpenSSL or dnspython: each costs several MB
     of memory in every smtpd process.
 
-    TLS: STARTTLS is offered at smtpd_tls_security_level may or encrypt.
+    TLS: STARTTLS is offered at smtpd_tls_security_level may or encrypt
+    (or what the obsolete smtpd_use_tls and smtpd_enforce_tls say when it is
+    empty: mailsys.config.tls_level).
     When no certificate is configured, or it cannot be loaded, the process
     logs a warning; with "may" STARTTLS is then not offered, with
     "encrypt" it is (mail still needs it) and answers "454 4.7.0 TLS not
@@ -47,6 +49,7 @@ from typing import Any
 import structlog
 
 from mailsys.config.tables import open_table
+from mailsys.config.tls_level import server_level
 from mailsys.config.values import split_list
 from mailsys.errors import ConfigError
 from mailsys.ipc import names
@@ -181,7 +184,7 @@ class SmtpdServer:
     @classmethod
     def from_config(cls, cfg: Any, service: str) -> "SmtpdServer":
         queue_dir = cfg.path("queue_directory")
-        level = (cfg.smtpd_tls_security_level or "none").lower()
+        level = server_level(cfg)
         wrapper = bool(cfg.smtpd_tls_wrappermode)
         tls_context = _tls_context(cfg) if level in ("may", "encrypt") or wrapper else None
         sasl = _sasl_server(cfg) if cfg.smtpd_sasl_auth_enable else None
@@ -405,12 +408,14 @@ def _tls_context(cfg: Any) -> Any:
     """The TLS server context, or None (warned) when there is none to be had."""
     # pyOpenSSL and cryptography (~4 MB per process) load only here, for a
     # server that offers TLS.
-    from mailsys.tls import server_context
+    from mailsys.tls import server_context, ssl_options, unknown_ssl_option
     try:
         ctx = server_context(cfg)
     except ConfigError as e:
         log.warning(f"TLS library problem: {e}")
         return None
+    for token in ssl_options(cfg)[1]:
+        log.warning(unknown_ssl_option(cfg, token))
     if ctx is None:
         # Postfix tls_server.c, word for word.
         log.warning("No server certs available. TLS won't be enabled")

@@ -64,6 +64,7 @@ lmtp_data_xfer_timeout = 180s
 lmtp_destination_concurrency_limit = $default_destination_concurrency_limit
 lmtp_destination_recipient_limit = $default_destination_recipient_limit
 lmtp_dns_support_level =
+lmtp_enforce_tls = no
 lmtp_host_lookup = dns
 lmtp_lhlo_name = $myhostname
 lmtp_lhlo_timeout = 300s
@@ -75,9 +76,9 @@ lmtp_quit_timeout = 300s
 lmtp_rcpt_timeout = 300s
 lmtp_rset_timeout = 20s
 lmtp_sasl_auth_enable = no
-lmtp_sasl_password_maps =
 lmtp_sasl_auth_soft_bounce = yes
 lmtp_sasl_mechanism_filter =
+lmtp_sasl_password_maps =
 lmtp_sasl_security_options = noplaintext, noanonymous
 lmtp_sasl_tls_security_options = $lmtp_sasl_security_options
 lmtp_sasl_tls_verified_security_options = $lmtp_sasl_tls_security_options
@@ -91,16 +92,23 @@ lmtp_tls_CAfile =
 lmtp_tls_CApath =
 lmtp_tls_cert_file =
 lmtp_tls_ciphers = medium
+lmtp_tls_enforce_peername = yes
+lmtp_tls_exclude_ciphers =
+lmtp_tls_fingerprint_cert_match =
+lmtp_tls_fingerprint_digest = ${{$compatibility_level} <level {3.6} ? {md5} : {sha256}}
 lmtp_tls_key_file = $lmtp_tls_cert_file
 lmtp_tls_loglevel = 0
 lmtp_tls_mandatory_ciphers = medium
+lmtp_tls_mandatory_exclude_ciphers =
 lmtp_tls_mandatory_protocols = >=TLSv1
 lmtp_tls_note_starttls_offer = no
 lmtp_tls_policy_maps =
 lmtp_tls_protocols = >=TLSv1
+lmtp_tls_scert_verifydepth = 9
 lmtp_tls_security_level =
 lmtp_tls_session_cache_database =
 lmtp_tls_wrappermode = no
+lmtp_use_tls = no
 lmtp_xforward_timeout = 300s
 """
 

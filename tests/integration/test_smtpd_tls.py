@@ -274,3 +274,22 @@ def test_plaintext_pipelined_after_starttls_is_discarded(mailsys_instance, ca):
             tf.close()
     assert got == b"250 2.1.0 Ok\r\n"
     inst.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 starttls=1 mail=1 noop=1 quit=1 commands=5")
+
+
+@pytest.mark.parametrize("obsolete, offered, required", [
+    ({"smtpd_use_tls": "yes"}, True, False),
+    ({"smtpd_enforce_tls": "yes"}, True, True),
+    ({}, False, False),
+])
+def test_obsolete_use_and_enforce_tls_when_the_level_is_empty(mailsys_instance, ca, obsolete,
+                                                               offered, required):
+    # Postfix 3.7 still reads them while smtpd_tls_security_level is empty
+    # (its default): many main.cf files say only "smtpd_use_tls = yes".
+    inst = mailsys_instance
+    port = start(inst, ca, main_cf={"smtpd_tls_security_level": "", **obsolete})
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert s.has_extn("starttls") is offered
+        code, text = s.mail("a@example.org")
+        assert (code, text) == ((530, b"5.7.0 Must issue a STARTTLS command first") if required
+                                else (250, b"2.1.0 Ok"))

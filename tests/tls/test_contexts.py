@@ -220,3 +220,83 @@ def test_two_chain_files_rsa_and_ecdsa(make_cfg, pki, ca, tmp_path):
     client, server = handshake(cfg, "secure")
     assert describe(client).peer_verified
     assert "server-signature" in describe(server).details
+
+
+# RFC 7919 ffdhe2048, as `openssl genpkey -genparam -algorithm DH -pkeyopt
+# group:ffdhe2048` writes it (a published group, not a secret).
+FFDHE2048 = """-----BEGIN DH PARAMETERS-----
+MIIBCAKCAQEA//////////+t+FRYortKmq/cViAnPTzx2LnFg84tNpWp4TZBFGQz
++8yTnc4kmz75fS/jY2MMddj2gbICrsRhetPfHtXV/WVhJDP1H18GbtCFY2VVPe0a
+87VXE15/V8k1mE8McODmi3fipona8+/och3xWKE2rec1MKzKT0g6eXq8CrGCsyT7
+YdEIqUuyyOP7uWrat2DX9GgdT0Kj3jlN9K5W7edjcrsZCwenyO4KbXCeAvzhzffi
+7MA0BM0oNC9hkXL+nOmFg/+OTxIy7vKBg8P+OxtMb61zO7X8vC7CIAXFjvGDfRaD
+ssbzSibBsu/6iGtCOGEoXJf//////////wIBAg==
+-----END DH PARAMETERS-----
+"""
+
+
+def _ciphers(ctx) -> list[str]:
+    return SSL.Connection(ctx).get_cipher_list()
+
+
+def test_exclude_ciphers_at_every_level_and_mandatory_ones_at_encrypt(make_cfg, pki):
+    base = dict(smtpd_tls_cert_file=pki["server"], smtpd_tls_protocols="<=TLSv1.2",
+                smtpd_tls_mandatory_protocols="<=TLSv1.2", smtpd_tls_exclude_ciphers="CHACHA20",
+                smtpd_tls_mandatory_exclude_ciphers="AESGCM")
+    # (TLS 1.3 suites, "TLS_...", are not chosen by cipher lists.)
+    may = [c for c in _ciphers(server_context(make_cfg(**base))) if not c.startswith("TLS_")]
+    assert not any("CHACHA20" in c for c in may) and any("AES256-GCM" in c for c in may)
+    encrypt = [c for c in _ciphers(server_context(make_cfg(**base, smtpd_tls_security_level="encrypt")))
+               if not c.startswith("TLS_")]
+    assert encrypt and not any("CHACHA20" in c or "AES256-GCM" in c for c in encrypt)
+    client = [c for c in _ciphers(client_context(make_cfg(smtp_tls_exclude_ciphers="AES256"), "may"))
+              if not c.startswith("TLS_")]
+    assert client and not any("AES256" in c for c in client)
+
+
+def test_preempt_cipherlist_and_ssl_options(make_cfg, pki):
+    from OpenSSL._util import lib
+    from mailsys.tls import ssl_options
+
+    def options(**params):
+        ctx = server_context(make_cfg(smtpd_tls_cert_file=pki["server"], **params))
+        return lib.SSL_CTX_get_options(ctx._context)
+    assert not options() & lib.SSL_OP_CIPHER_SERVER_PREFERENCE
+    assert options(tls_preempt_cipherlist="yes") & lib.SSL_OP_CIPHER_SERVER_PREFERENCE
+    assert not options() & lib.SSL_OP_NO_TICKET
+    assert options(tls_ssl_options="NO_TICKET") & lib.SSL_OP_NO_TICKET
+    cfg = make_cfg(tls_ssl_options="no_ticket, 0x4000 NO_SUCH_THING")
+    assert ssl_options(cfg) == (lib.SSL_OP_NO_TICKET | 0x4000, ("NO_SUCH_THING",))
+
+
+def test_ecdsa_certificate_beside_the_rsa_one(make_cfg, pki, ca, tmp_path):
+    from trustme import KeyType
+    rsa = ca.issue_cert("mx.example.test", key_type=KeyType.RSA)
+    rsa.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "rsa.pem"))
+    ecdsa = ca.issue_cert("mx.example.test", key_type=KeyType.ECDSA)
+    ecdsa.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "ec.pem"))
+    cfg = make_cfg(smtpd_tls_cert_file=tmp_path / "rsa.pem", smtpd_tls_eccert_file=tmp_path / "ec.pem",
+                   smtp_tls_CAfile=pki["ca"])
+    client, server = handshake(cfg, "secure")
+    assert describe(client).peer_verified
+    assert "ECDSA" in describe(server).details or "ecdsa" in describe(server).details
+    only_ec = make_cfg(smtpd_tls_eccert_file=tmp_path / "ec.pem", smtp_tls_CAfile=pki["ca"])
+    assert describe(handshake(only_ec, "secure")[0]).peer_verified
+
+
+def test_dh_parameter_file(make_cfg, pki, ca, tmp_path):
+    from trustme import KeyType
+    ca.issue_cert("mx.example.test", key_type=KeyType.RSA).private_key_and_cert_chain_pem \
+        .write_to_path(str(tmp_path / "rsa.pem"))            # DHE-RSA needs an RSA certificate
+    dh = tmp_path / "dh2048.pem"
+    dh.write_text(FFDHE2048)
+    cfg = make_cfg(smtpd_tls_cert_file=tmp_path / "rsa.pem", smtpd_tls_dh1024_param_file=dh,
+                   smtpd_tls_protocols="<=TLSv1.2", smtp_tls_ciphers="high",
+                   smtpd_tls_exclude_ciphers="ECDHE, kRSA")
+    info = describe(handshake(cfg)[1])
+    assert info.cipher.startswith("DHE-")
+    (tmp_path / "bad.pem").write_text("not DH\n")
+    with pytest.raises(ConfigError) as e:
+        server_context(make_cfg(smtpd_tls_cert_file=pki["server"],
+                                smtpd_tls_dh1024_param_file=tmp_path / "bad.pem"))
+    assert e.value.param == "smtpd_tls_dh1024_param_file"
