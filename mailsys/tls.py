@@ -56,8 +56,10 @@ DESCRIPTION
                      when the engine is given match_names, one of those:
                      "example.com" exactly, ".example.com" any name below
                      it, as Postfix's smtp_tls_secure_cert_match = nexthop,
-                     dot-nexthop), or the handshake fails with
-                     TlsError(kind="verify"). dane has no
+                     dot-nexthop). As in Postfix, a failure does not stop
+                     the handshake: the peer is then Untrusted, and
+                     verify_failure() gives Postfix's log line saying why,
+                     for the caller that refuses to go on. dane has no
                      DNSSEC to stand on and falls back to may, as Postfix
                      does for insecure TLSA lookups.
 
@@ -97,7 +99,7 @@ from mailsys.message.received import TlsInfo
 
 __all__ = ["TlsError", "TlsEngine", "server_context", "client_context", "describe",
            "fingerprints", "peer_status", "summary", "established_text", "ssl_options",
-           "unknown_ssl_option", "CLIENT_LEVELS"]
+           "unknown_ssl_option", "verify_failure", "DANE_NO_MATCH", "CLIENT_LEVELS"]
 
 # One BIO read or plaintext read at a time; 64 KiB is four full TLS records.
 CHUNK = 65536
@@ -394,11 +396,60 @@ def _load_chain_file(ctx: SSL.Context, path: Path, param: str) -> None:
 
 
 def _verify_callback(conn: SSL.Connection, cert, errnum: int, depth: int, ok: int) -> bool:
-    """Record each verification failure; fail the handshake only when the level demands it."""
-    engine = conn.get_app_data()
+    """Record each verification failure and let the handshake go on: as in
+    Postfix, the level decides afterwards (verify_failure)."""
     if not ok:
-        engine._verify_errors.append((depth, errnum))
-    return bool(ok) or not engine._policy.enforce
+        issuer = ""
+        if errnum in _UNTRUSTED_ISSUER:
+            buf = _ffi.new("char[]", 256)
+            _lib.X509_NAME_oneline(_lib.X509_get_issuer_name(cert._x509), buf, 256)
+            issuer = _ffi.string(buf).decode("latin-1")
+        conn.get_app_data()._verify_errors.append((depth, errnum, issuer))
+    return True
+
+
+# X509_V_ERR_* codes that Postfix's tls_log_verify_error() words specially.
+_UNTRUSTED_ISSUER = (_lib.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
+                     _lib.X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN)
+_NOT_YET_VALID = (_lib.X509_V_ERR_CERT_NOT_YET_VALID, _lib.X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD)
+_EXPIRED = (_lib.X509_V_ERR_CERT_HAS_EXPIRED, _lib.X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD)
+# X509_V_ERR_DANE_NO_MATCH: Postfix checks fingerprints as DANE-EE records,
+# so a fingerprint that matches none fails with this code.
+DANE_NO_MATCH = 65
+
+
+def verify_failure(engine: TlsEngine, namaddr: str) -> str | None:
+    """verify_failure - Postfix's log line for the reason the peer's
+    certificate did not verify, or None when it did (tls_verify.c
+    tls_log_verify_error: the failure nearest the leaf, the first of equals).
+
+    namaddr: "mx.example.com[192.0.2.1]:25"."""
+    if not engine._verify_errors:
+        return None
+    depth, err, issuer = min(engine._verify_errors, key=lambda e: e[0])
+    purpose = "CA" if depth > 0 else "client" if engine.server_side else "server"
+    failed = f"certificate verification failed for {namaddr}"
+    if err == _lib.X509_V_ERR_CERT_UNTRUSTED:
+        return f"{failed}: not trusted by local or TLSA policy"
+    if err == _lib.X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+        return f"{failed}: self-signed certificate"
+    if err in _UNTRUSTED_ISSUER:
+        return f"{failed}: untrusted issuer {_printable(issuer or '<unknown>')}"
+    if err in _NOT_YET_VALID:
+        return f"{purpose} {failed}: certificate not yet valid"
+    if err in _EXPIRED:
+        return f"{purpose} {failed}: certificate has expired"
+    if err == _lib.X509_V_ERR_INVALID_PURPOSE:
+        return f"{failed}: not designated for use as a {purpose} certificate"
+    if err == _lib.X509_V_ERR_CERT_CHAIN_TOO_LONG:
+        return f"{failed}: certificate chain longer than limit({depth - 1})"
+    text = "no matching DANE TLSA records" if err == DANE_NO_MATCH else _verify_error_string(err)
+    return f"{purpose} {failed}: num={err}:{text}"
+
+
+def _printable(text: str) -> str:
+    """Postfix printable(): what is not printable ASCII becomes "?"."""
+    return "".join(c if " " <= c <= "~" else "?" for c in text)
 
 
 # -- the engine -----------------------------------------------------------------
@@ -422,7 +473,9 @@ class TlsEngine:
         if policy.server_side != server_side:
             raise ValueError("server_side does not match the context")
         self._policy = policy
-        self._verify_errors: list[tuple[int, int]] = []
+        # (depth, X509_V_ERR_*, issuer of the failing certificate for the
+        # "untrusted issuer" codes) of every verification failure.
+        self._verify_errors: list[tuple[int, int, str]] = []
         self.server_side = server_side
         self.server_hostname = server_hostname
         self.handshake_done = False
@@ -460,14 +513,10 @@ class TlsEngine:
             return self._drain(), False
         except SSL.Error as e:
             raise self._error(e, "handshake") from None
-        if self._match:
+        if self._match and not names_match(certificate_names(self.peer_certificate), self._match):
             # The chain was verified in the handshake; the names are
             # checked here, since OpenSSL takes one name through pyOpenSSL.
-            names = certificate_names(self.peer_certificate)
-            if not names_match(names, self._match):
-                raise TlsError(f"certificate names {', '.join(names) or '(none)'} match none of "
-                               f"{', '.join(self._match)}", kind="verify",
-                               outgoing=self._drain())
+            self._verify_errors.append((0, _lib.X509_V_ERR_HOSTNAME_MISMATCH, ""))
         self.handshake_done = True
         return self._drain(), True
 
@@ -564,15 +613,9 @@ class TlsEngine:
         return b"".join(out)
 
     def _error(self, e: SSL.Error, kind: str) -> TlsError:
-        reason = _openssl_reason(e)
-        if self._verify_errors and self._policy.enforce:
-            depth, errnum = self._verify_errors[-1]
-            what = "Server certificate not verified"
-            reason = f"{what}: {_verify_error_string(errnum)} (depth {depth})"
-            kind = "verify"
-        elif isinstance(e, SSL.SysCallError):
+        if isinstance(e, SSL.SysCallError):
             kind = "eof"
-        return TlsError(reason, kind=kind, outgoing=self._drain())
+        return TlsError(_openssl_reason(e), kind=kind, outgoing=self._drain())
 
 
 def _openssl_reason(e: Exception) -> str:

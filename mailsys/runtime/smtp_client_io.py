@@ -346,22 +346,31 @@ class SmtpSession:
             self.broken = True
             # may: the caller reconnects in plaintext; encrypt and up: the
             # next MX host is tried (Postfix smtp_tls_fallback_level).
-            if getattr(e, "kind", "") == "verify":
-                text = f"Server certificate not verified: {self.target.peer}: {e}"
-            else:
-                text = f"Cannot start TLS: handshake failure with {self.target.peer}: {e}"
-            raise SessionError("4.7.5", text, connected=True,
+            raise SessionError("4.7.5", f"Cannot start TLS: handshake failure with "
+                               f"{self.target.peer}: {e}", connected=True,
                                tls_failed=True) from None
-        if tls.fingerprints and not _fingerprint_matches(engine, tls.fingerprints, tls.digest):
-            # Postfix smtp_start_tls(): the level demands a match, so no mail.
+        from mailsys.tls import DANE_NO_MATCH, established_text, verify_failure
+        # The level decides only now, as in Postfix: first the reason the
+        # certificate failed, then (smtp_tls_loglevel >= 1) the session.
+        failure = None
+        if tls.fingerprints:
+            if not _fingerprint_matches(engine, tls.fingerprints, tls.digest):
+                failure = (f"server certificate verification failed for {self.target.relay}: "
+                           f"num={DANE_NO_MATCH}:no matching DANE TLSA records")
+        elif tls.level in ("verify", "secure"):
+            failure = verify_failure(engine, self.target.relay)
+        if failure is not None:
+            log.info(failure)
+        if tls.log:
+            log.info(established_text(engine, self.target.relay))
+        if failure is not None:
+            # Postfix smtp_start_tls(): the level demands a verified peer,
+            # so no mail goes over this session.
             self.broken = True
             raise SessionError("4.7.5", "Server certificate not verified", connected=True)
         self.stream = stream
         self.tls = engine
         self.cc.tls_started()
-        if tls.log:
-            from mailsys.tls import established_text
-            log.info(established_text(engine, self.target.relay))
 
     async def _ehlo(self) -> None:
         self._pending += self.cc.ehlo()

@@ -194,17 +194,16 @@ def test_peer_hangs_up_during_handshake(tls_cfg):
 
 
 def test_verification_failure_over_a_stream(tls_cfg):
+    # The handshake completes (the level decides afterwards, as in Postfix);
+    # the client's engine says why the certificate failed.
+    from mailsys.tls import verify_failure
+
     async def main():
         client, server = streams(tls_cfg, "secure", "wrong.example.test")
         async with trio.open_nursery() as nursery:
-            async def server_side():
-                with pytest.raises(TlsError) as e:
-                    await server.handshake(5)
-                assert "alert" in e.value.reason              # the client told it why
-            nursery.start_soon(server_side)
-            with pytest.raises(TlsError) as e:
-                await client.handshake(5)
-            assert e.value.kind == "verify" and "hostname mismatch" in e.value.reason
+            nursery.start_soon(server.handshake, 5)
+            await client.handshake(5)
+        assert verify_failure(client.engine, "x").endswith(": num=62:hostname mismatch")
         await client.aclose()
         await server.aclose()
     run(main)
