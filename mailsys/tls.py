@@ -81,7 +81,8 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Iterable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,10 +97,12 @@ from OpenSSL._util import ffi as _ffi, lib as _lib
 from mailsys.config.tls_level import server_level
 from mailsys.errors import ConfigError
 from mailsys.message.received import TlsInfo
+from mailsys.policy.hostnames import valid_hostname
 
 __all__ = ["TlsError", "TlsEngine", "server_context", "client_context", "describe",
            "fingerprints", "peer_status", "summary", "established_text", "ssl_options",
-           "unknown_ssl_option", "verify_failure", "DANE_NO_MATCH", "CLIENT_LEVELS"]
+           "unknown_ssl_option", "verify_failure", "sni_note_text", "DANE_NO_MATCH",
+           "CLIENT_LEVELS"]
 
 # One BIO read or plaintext read at a time; 64 KiB is four full TLS records.
 CHUNK = 65536
@@ -166,8 +169,15 @@ class _Policy:
 # -- contexts -------------------------------------------------------------------
 
 
-def server_context(cfg) -> SSL.Context | None:
-    """server_context - smtpd's TLS context, or None when no certificate is configured."""
+SniLookup = Callable[[str], "bytes | None"]
+
+
+def server_context(cfg, sni: SniLookup | None = None) -> SSL.Context | None:
+    """server_context - smtpd's TLS context, or None when no certificate is configured.
+
+    sni: $tls_server_sni_maps as a function from a lookup key (the SNI
+    name, then ".parent.domain" forms) to PEM keys and certificate chains,
+    or None; see _SniSelector."""
     chain_files = tuple(cfg.smtpd_tls_chain_files)
     if not chain_files and not cfg.smtpd_tls_cert_file and not cfg.smtpd_tls_eccert_file:
         return None
@@ -193,6 +203,8 @@ def server_context(cfg) -> SSL.Context | None:
     if cfg.tls_preempt_cipherlist:
         ctx.set_options(SSL.OP_CIPHER_SERVER_PREFERENCE)
     ctx.set_verify_depth(int(cfg.smtpd_tls_ccert_verifydepth) + 1)
+    if sni is not None:
+        ctx.set_tlsext_servername_callback(_SniSelector(sni))
     ctx.set_session_id(_SESSION_ID_CONTEXT)
     ctx.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     timeout = int(cfg.smtpd_tls_session_cache_timeout)
@@ -376,23 +388,101 @@ def _load_cert_and_key(ctx: SSL.Context, cfg, cert_param: str, key_param: str) -
 
 
 def _load_chain_file(ctx: SSL.Context, path: Path, param: str) -> None:
-    """One smtpd_tls_chain_files entry: a private key, then its certificate chain.
+    """One smtpd_tls_chain_files entry: a private key, then its certificate chain."""
+    _load_chains(ctx, _readable(path, param).read_bytes(), str(path), param)
+
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)
+
+
+def _load_chains(ctx: SSL.Context, data: bytes, where: str, param: str) -> None:
+    """PEM data of one or more chains, each a private key followed by its
+    certificate chain, leaf first (smtpd_tls_chain_files, tls_server_sni_maps).
 
     XXX OpenSSL keeps one certificate per key type but one list of extra
-    chain certificates per context, so the intermediates of every file
+    chain certificates per context, so the intermediates of every chain
     are sent with every leaf. Harmless for peers, but a few bytes more.
     """
-    data = _readable(path, param).read_bytes()
-    try:
-        key = load_pem_private_key(data, password=None)
-        certs = x509.load_pem_x509_certificates(data)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"no private key and certificate in {path}: {e}", param=param) from None
-    _ssl_call(lambda: ctx.use_privatekey(key), param, f"unusable private key in {path}")
-    _ssl_call(lambda: ctx.use_certificate(certs[0]), param, f"unusable certificate in {path}")
-    _ssl_call(ctx.check_privatekey, param, f"private key in {path} does not match its certificate")
-    for cert in certs[1:]:
-        _ssl_call(lambda c=cert: ctx.add_extra_chain_cert(c), param, f"unusable chain certificate in {path}")
+    chains: list[tuple[bytes, list[bytes]]] = []
+    for block in _PEM_BLOCK.finditer(data):
+        if block.group(1).endswith(b"PRIVATE KEY"):
+            chains.append((block.group(0), []))
+        elif block.group(1) == b"CERTIFICATE" and chains:
+            chains[-1][1].append(block.group(0))
+    if not chains or not all(certs for _, certs in chains):
+        raise ConfigError(f"no private key and certificate in {where}", param=param)
+    for key_pem, cert_pems in chains:
+        try:
+            key = load_pem_private_key(key_pem, password=None)
+            certs = [x509.load_pem_x509_certificate(c) for c in cert_pems]
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"no private key and certificate in {where}: {e}", param=param) from None
+        _ssl_call(lambda: ctx.use_privatekey(key), param, f"unusable private key in {where}")
+        _ssl_call(lambda: ctx.use_certificate(certs[0]), param, f"unusable certificate in {where}")
+        _ssl_call(ctx.check_privatekey, param,
+                  f"private key in {where} does not match its certificate")
+        for cert in certs[1:]:
+            _ssl_call(lambda c=cert: ctx.add_extra_chain_cert(c), param,
+                      f"unusable chain certificate in {where}")
+
+
+class _SniSelector:
+    """The servername callback of a context with tls_server_sni_maps
+    (Postfix tls_server.c server_sni_callback): the client's SNI name, if a
+    valid hostname, is looked up as is, then as ".parent" domains; a match
+    switches the session to a context holding that entry's chains (built
+    once per entry). What happened is left on the engine (sni, sni_note)
+    for the server to log with the client's name."""
+
+    def __init__(self, lookup: SniLookup) -> None:
+        self._lookup = lookup
+        self._contexts: dict[bytes, SSL.Context] = {}
+
+    def __call__(self, conn: SSL.Connection) -> None:
+        engine = conn.get_app_data()
+        raw = conn.get_servername()
+        if not raw:
+            return
+        name = raw.decode("ascii", "replace")
+        if not valid_hostname(name):
+            engine.sni_note = ("invalid", name)
+            return
+        key, pem = name.lower(), None
+        while pem is None:
+            pem = self._lookup(key)
+            dot = key.find(".", 1)
+            if pem is not None or dot < 0:
+                break
+            key = key[dot:]
+        if pem is None:
+            engine.sni_note = ("unmatched", name)
+            return
+        ctx = self._contexts.get(pem)
+        if ctx is None:
+            ctx = SSL.Context(SSL.TLS_SERVER_METHOD)
+            try:
+                _load_chains(ctx, pem, f"the tls_server_sni_maps entry for {key}",
+                             "tls_server_sni_maps")
+            except ConfigError as e:
+                engine.sni_note = ("bad", f"{name}: {e}")
+                return
+            ctx.set_session_id(_SESSION_ID_CONTEXT)
+            self._contexts[pem] = ctx
+        conn.set_context(ctx)
+        engine.sni = name
+
+
+def sni_note_text(engine: TlsEngine, namaddr: str) -> tuple[str, str] | None:
+    """sni_note_text - (log level, line) for what the SNI lookup of a
+    server session found amiss, as Postfix's smtpd logs it; None if nothing."""
+    if engine.sni_note is None:
+        return None
+    kind, name = engine.sni_note
+    if kind == "invalid":
+        return "warning", f"TLS SNI from {namaddr} is invalid: {name}"
+    if kind == "unmatched":
+        return "info", f"TLS SNI {name} from {namaddr} not matched, using default chain"
+    return "warning", f"TLS SNI {name}"
 
 
 def _verify_callback(conn: SSL.Connection, cert, errnum: int, depth: int, ok: int) -> bool:
@@ -463,7 +553,8 @@ class TlsEngine:
     """
 
     __slots__ = ("_conn", "_policy", "_verify_errors", "server_side", "server_hostname",
-                 "handshake_done", "peer_closed", "close_sent", "_match", "__weakref__")
+                 "handshake_done", "peer_closed", "close_sent", "_match", "sni", "sni_note",
+                 "__weakref__")
 
     def __init__(self, ctx: SSL.Context, *, server_side: bool, server_hostname: str | None = None,
                  session: SSL.Session | None = None, match_names: tuple[str, ...] = ()) -> None:
@@ -479,6 +570,8 @@ class TlsEngine:
         self.server_side = server_side
         self.server_hostname = server_hostname
         self.handshake_done = False
+        self.sni: str | None = None                    # server: the SNI name an entry matched
+        self.sni_note: tuple[str, str] | None = None   # server: what the SNI lookup found amiss
         self.peer_closed = False     # the peer sent close_notify
         self.close_sent = False
         self._match = match_names if policy.enforce else ()
@@ -771,12 +864,15 @@ def summary(info: TlsInfo) -> str:
 def established_text(engine: TlsEngine, peer: str) -> str:
     """established_text - Postfix's log line after a handshake.
 
-    smtpd: "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 ...";
+    smtpd: "Anonymous TLS connection established from localhost[127.0.0.1]: TLSv1.3 ...",
+           with " to <SNI name>" after the client when a tls_server_sni_maps entry matched;
     smtp:  "Untrusted TLS connection established to mx.example.com[192.0.2.1]:25: TLSv1.3 ...".
     """
     how = "reused" if engine.session_reused else "established"
     direction = "from" if engine.server_side else "to"
-    return f"{peer_status(engine)} TLS connection {how} {direction} {peer}: {summary(describe(engine))}"
+    sni = f" to {engine.sni}" if engine.sni else ""
+    return (f"{peer_status(engine)} TLS connection {how} {direction} {peer}{sni}: "
+            f"{summary(describe(engine))}")
 
 
 def _name_cn(name: x509.Name) -> str:

@@ -64,6 +64,7 @@ from pathlib import Path
 
 from mailsys.cli.getopt_errors import complaint
 from mailsys.config import load, table_build, table_files
+from mailsys.config.file_values import read_files
 from mailsys.config.loader import Config
 from mailsys.config.table_build import BuildOptions
 from mailsys.config.tables import COMPILED_TYPES, DictTable, LmdbTable, lmdb_file, open_table
@@ -81,7 +82,6 @@ Source = Callable[[str, str, Warn], Iterable[tuple[str, str, int]]]
 # The start of a header line (Postfix mime_state: a name of printable
 # characters other than ":", optional blanks, a colon).
 _HEADER = re.compile(r"[!-9;-~]+[ \t]*:")
-FILE_SEPARATORS = ", \t\r\n"          # between the file names of a -F value
 # Options that set one Invocation field: option -> (field, value it sets).
 SWITCHES = {"-i": ("incremental", True), "-p": ("save_perm", False), "-o": ("as_owner", False),
             "-F": ("files", True), "-h": ("headers", True), "-b": ("body", True)}
@@ -353,12 +353,7 @@ def message_keys(lines: Iterable[str], *, headers: bool, body: bool) -> Iterator
 
 def _files_base64(value: str) -> str:
     """postmap -F: the named files' contents, a newline between two, in base64."""
-    names = [n for n in re.split(f"[{re.escape(FILE_SEPARATORS)}]+", value) if n]
-    parts = []
-    for name in names:
-        with open(name, "rb") as f:
-            parts.append(f.read())
-    return base64.b64encode(b"\n".join(parts)).decode("ascii")
+    return base64.b64encode(read_files(value)).decode("ascii")
 
 
 def _stdin_keys() -> Iterator[str]:

@@ -407,6 +407,8 @@ _TABLE: tuple[Param, ...] = (
     P("smtpd_tls_dh1024_param_file", Str, "", "PEM DH parameters for non-export EDH ciphers"),
     P("smtpd_tls_ccert_verifydepth", Int, "9", "Verification depth of client certificates", min=1),
     P("tls_preempt_cipherlist", Bool, "no", "The server's cipher order wins over the client's"),
+    P("tls_server_sni_maps", List, "",
+      "Tables from a client's TLS SNI name to the keys and certificate chains to use"),
     P("tls_ssl_options", List, "", "OpenSSL SSL_OP_* option names (or a hex mask) to set"),
     P("smtpd_tls_security_level", Str, "", "smtpd TLS: empty or none, may (offer), encrypt (require)",
       choices=("", "none", "may", "encrypt")),

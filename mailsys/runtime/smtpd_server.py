@@ -408,9 +408,10 @@ def _tls_context(cfg: Any) -> Any:
     """The TLS server context, or None (warned) when there is none to be had."""
     # pyOpenSSL and cryptography (~4 MB per process) load only here, for a
     # server that offers TLS.
+    from mailsys.runtime.sni_maps import SniMaps
     from mailsys.tls import server_context, ssl_options, unknown_ssl_option
     try:
-        ctx = server_context(cfg)
+        ctx = server_context(cfg, sni=SniMaps.from_config(cfg))
     except ConfigError as e:
         log.warning(f"TLS library problem: {e}")
         return None

@@ -32,7 +32,7 @@ from mailsys.message.received import TlsInfo, tls_lines as received_tls_lines
 from mailsys.policy import anvil as limits
 from mailsys.runtime.tls_stream import TlsStream
 from mailsys.smtp import Reply
-from mailsys.tls import TlsEngine, TlsError, describe, established_text
+from mailsys.tls import TlsEngine, TlsError, describe, established_text, sni_note_text
 
 if TYPE_CHECKING:
     from mailsys.runtime.smtpd_server import SmtpdServer
@@ -57,6 +57,7 @@ async def server_handshake(stream: trio.abc.Stream, server: "SmtpdServer", *, na
     try:
         await tls.handshake(server.starttls_timeout)
     except TlsError as e:
+        _log_sni_note(tls.engine, namaddr)
         log.info(f"SSL_accept error from {namaddr}: {e}")
         with trio.move_on_after(FAREWELL_TIMEOUT, shield=True):
             await tls.aclose()
@@ -69,6 +70,7 @@ async def server_handshake(stream: trio.abc.Stream, server: "SmtpdServer", *, na
         if hit is not None:
             log.warning(hit.warning)
             return await _refuse(tls, Reply(hit.reply.code, hit.reply.enhanced, hit.reply.text))
+    _log_sni_note(engine, namaddr)
     if server.tls_loglevel >= 1:
         log.info(established_text(engine, namaddr))
     if server.require_client_cert and engine.peer_certificate is None:
@@ -80,6 +82,15 @@ async def server_handshake(stream: trio.abc.Stream, server: "SmtpdServer", *, na
     info = describe(engine, digest=server.cfg.smtpd_tls_fingerprint_digest)
     received = "\n".join(received_tls_lines(info)) if server.tls_received_header else ""
     return Handshake(tls, received, info=info)
+
+
+def _log_sni_note(engine: TlsEngine, namaddr: str) -> None:
+    """What the tls_server_sni_maps lookup found amiss, as Postfix logs it
+    (during the handshake: before its outcome)."""
+    note = sni_note_text(engine, namaddr)
+    if note is not None:
+        level, text = note
+        (log.warning if level == "warning" else log.info)(text)
 
 
 async def _refuse(tls: TlsStream, reply: Reply) -> Handshake:

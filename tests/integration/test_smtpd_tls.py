@@ -293,3 +293,36 @@ def test_obsolete_use_and_enforce_tls_when_the_level_is_empty(mailsys_instance, 
         code, text = s.mail("a@example.org")
         assert (code, text) == ((530, b"5.7.0 Must issue a STARTTLS command first") if required
                                 else (250, b"2.1.0 Ok"))
+
+
+@pytest.mark.parametrize("table", ["texthash", "hash"])
+def test_tls_server_sni_maps_choose_the_certificate(mailsys_instance, ca, table):
+    inst = mailsys_instance
+    chain = inst.root / "sni.pem"
+    ca.issue_cert("sni.example").private_key_and_cert_chain_pem.write_to_path(str(chain))
+    source = inst.root / "sni"
+    source.write_text(f"sni.example {chain}\n.sni.example {chain}\n")
+    if table == "hash":
+        r = inst.cli("postmap", "-F", f"hash:{source}")     # the base64 of the files
+        assert r.returncode == 0, r.stderr
+    port = start(inst, ca, main_cf={"tls_server_sni_maps": f"{table}:{source}"})
+
+    assert served_names_over_starttls(port, ca, "mx.sni.example") == ["sni.example"]
+    assert served_names_over_starttls(port, ca, "other.test") == ["mx.example.test"]
+    inst.wait_log("Anonymous TLS connection established from localhost[127.0.0.1] to "
+                  "mx.sni.example: TLSv1.3 with cipher ")
+    inst.wait_log("TLS SNI other.test from localhost[127.0.0.1] not matched, using default chain")
+
+
+def served_names_over_starttls(port, ca, sni) -> list[str]:
+    """The DNS names of the certificate smtpd shows a client sending sni."""
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        code, _ = s.docmd("STARTTLS")
+        assert code == 220
+        tls = client_context(ca).wrap_socket(s.sock, server_hostname=sni)
+        names = [v for _, v in tls.getpeercert()["subjectAltName"]]
+        tls.sendall(b"QUIT\r\n")
+        tls.recv(100)
+        tls.close()
+    return names
