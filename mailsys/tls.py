@@ -557,7 +557,8 @@ class TlsEngine:
                  "__weakref__")
 
     def __init__(self, ctx: SSL.Context, *, server_side: bool, server_hostname: str | None = None,
-                 session: SSL.Session | None = None, match_names: tuple[str, ...] = ()) -> None:
+                 session: SSL.Session | None = None, match_names: tuple[str, ...] = (),
+                 sni: str | None = None) -> None:
         policy = ctx.get_app_data()
         if not isinstance(policy, _Policy):
             raise TypeError("TlsEngine needs a context from server_context() or client_context()")
@@ -585,8 +586,10 @@ class TlsEngine:
             # Offered for resumption; the caller keys its cache by next hop
             # and security level, since a resumed session is not re-verified.
             self._conn.set_session(session)
-        if server_hostname and not _is_ip(server_hostname):
-            self._conn.set_tlsext_host_name(server_hostname.encode("idna"))
+        if sni:
+            # Postfix sends no SNI unless smtp_tls_servername (or a policy
+            # entry's servername=) asks for it, even an address literal.
+            self._conn.set_tlsext_host_name(sni.encode("idna"))
         if policy.enforce and not self._match:
             if not server_hostname:
                 raise ValueError("verify and secure levels need the server hostname to match")

@@ -527,6 +527,8 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_tls_mandatory_exclude_ciphers", List, "",
       "Ciphers or cipher types the smtp client also excludes with mandatory TLS"),
     P("smtp_tls_scert_verifydepth", Int, "9", "Verification depth of server certificates", min=1),
+    P("smtp_tls_servername", Str, "",
+      "TLS SNI name to send: empty (none), hostname, nexthop, or a DNS name"),
     P("smtp_tls_fingerprint_digest", Str,
       "${{$compatibility_level} <level {3.6} ? {md5} : {sha256}}",
       "Digest of the fingerprints the fingerprint security level matches",

@@ -21,8 +21,9 @@ DESCRIPTION
     exclusions), match= (verify and secure: names to match, colon-separated,
     with hostname, nexthop and dot-nexthop standing for the MX host, the
     next-hop domain and any name below it; fingerprint: "|"-separated
-    certificate or public-key digests), and the accepted but unused
-    connection_reuse= and servername=. tafile= is refused (not supported:
+    certificate or public-key digests), servername= (the TLS SNI name:
+    hostname, nexthop or a DNS name), and the accepted but unused
+    connection_reuse=. tafile= is refused (not supported:
     an entry that names trust anchors is never used with others). Attributes after level none are
     ignored with Postfix's warning.
 
@@ -42,14 +43,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["BadPolicy", "SitePolicy", "LEVELS", "find_policy", "lookup_keys", "parse_policy"]
+from mailsys.policy.hostnames import valid_hostname
+
+__all__ = ["BadPolicy", "SitePolicy", "LEVELS", "find_policy", "lookup_keys", "parse_policy",
+           "valid_servername"]
 
 LEVELS = ("none", "may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure")
 _MATCH_LEVELS = ("fingerprint", "verify", "secure")
 # Attributes Postfix accepts that change nothing here: mailsys does not hand
-# TLS connections between processes (connection_reuse), and SNI is always
-# the MX host name (servername).
-_IGNORED = ("connection_reuse", "servername")
+# TLS connections between processes (connection_reuse).
+_IGNORED = ("connection_reuse",)
 # valid_hostname(): letters, digits, hyphens and dots, no brackets or port.
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?")
 _SEPARATORS = re.compile(r"[\t\n\r ,]+")
@@ -71,6 +74,7 @@ class SitePolicy:
     exclude: str | None = None
     match: tuple[str, ...] = ()          # verify/secure names, or fingerprint digests
     warnings: tuple[str, ...] = ()       # ignored attributes (level none)
+    servername: str | None = None        # TLS SNI: hostname, nexthop or a name; None: main.cf's
 
 
 def lookup_keys(nexthop: str) -> list[str]:
@@ -130,7 +134,9 @@ def parse_policy(value: str, where: str, nexthop: str = "") -> SitePolicy:
                 raise BadPolicy(f'{where}: attribute "{name}" invalid at security level "{level}"')
             match += [m for m in val.split("|" if level == "fingerprint" else ":") if m]
             continue
-        if key in ("ciphers", "protocols", "exclude") or key in _IGNORED:
+        if key == "servername" and not valid_servername(val):
+            raise BadPolicy(f'{where}: "{name}={val}" specifies an invalid hostname')
+        if key in ("ciphers", "protocols", "exclude", "servername") or key in _IGNORED:
             if key == "ciphers" and not val:
                 raise BadPolicy(f'{where}: attribute "{name}" has empty value')
             if key in single:
@@ -146,4 +152,11 @@ def parse_policy(value: str, where: str, nexthop: str = "") -> SitePolicy:
         raise BadPolicy(f"nexthop domain {nexthop}: configured at fingerprint security level, "
                         "but with no fingerprints to match.")
     return SitePolicy(level, ciphers=single.get("ciphers"), protocols=single.get("protocols"),
-                      exclude=single.get("exclude"), match=tuple(match))
+                      exclude=single.get("exclude"), match=tuple(match),
+                      servername=single.get("servername"))
+
+
+def valid_servername(value: str) -> bool:
+    """An SNI setting Postfix accepts: hostname, nexthop, or a DNS name
+    (A-labels); empty: no SNI."""
+    return not value or value.lower() in ("hostname", "nexthop") or valid_hostname(value)

@@ -418,15 +418,18 @@ class SmtpAgent:
         error: SessionError | None = None
         last: Target | None = None
         policy = s.tls
-        if s.tls_for is not None:
-            try:
+        try:
+            if s.tls_for is not None:
                 policy = s.tls_for(nexthop)
-            except SessionError as e:
-                # An unusable smtp_tls_policy_maps entry: nothing is tried.
-                # Postfix warns for each address it skips.
-                for target in targets:
-                    log.warning(f"TLS policy lookup for {nexthop}/{target.host}: {e.text}")
-                return None, e, targets[0] if targets else None
+            if policy.problem:
+                log.warning(policy.problem)
+                raise SessionError("4.7.5", "client TLS configuration problem")
+        except SessionError as e:
+            # An unusable smtp_tls_policy_maps entry or TLS setting: nothing
+            # is tried. Postfix warns for each address it skips.
+            for target in targets:
+                log.warning(f"TLS policy lookup for {nexthop}/{target.host}: {e.text}")
+            return None, e, targets[0] if targets else None
         sasl = s.sasl.request(sender, nexthop) if s.sasl is not None else None
         for target in targets:
             if not budget.left:

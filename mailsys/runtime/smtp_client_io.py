@@ -171,6 +171,9 @@ class TlsPolicy:
     # server certificate's or its public key's must be one.
     fingerprints: tuple[str, ...] = ()
     digest: str = "sha256"       # smtp_tls_fingerprint_digest
+    # A setting that makes TLS unusable (Postfix's warning): the delivery
+    # defers with "client TLS configuration problem" before any connection.
+    problem: str = ""
 
     @property
     def required(self) -> bool:

@@ -63,7 +63,7 @@ class AgentState:
         cfg = client_config(ctx.config, program)
         self.store = QueueStore.open(cfg.path("queue_directory"))
         own = own_endpoints(cfg) if program == "smtp" else ()
-        tls = tls_policy(cfg)
+        tls = tls_policy(cfg, program=program)
         settings = SmtpSettings.from_config(cfg, own=own, tls=tls, program=program,
                                             tls_for=tls_policies(cfg, program, tls),
                                             sasl=SaslSettings.from_config(cfg, program))

@@ -60,7 +60,7 @@ import structlog
 
 from mailsys.config.tables import open_table
 from mailsys.config.tls_level import client_level
-from mailsys.config.tls_policy import BadPolicy, SitePolicy, find_policy
+from mailsys.config.tls_policy import BadPolicy, SitePolicy, find_policy, valid_servername
 from mailsys.routing import BadNextHop, parse_nexthop
 from mailsys.runtime.smtp_client_io import SessionError, TlsPolicy
 
@@ -74,7 +74,7 @@ log = structlog.get_logger()
 LEVELS = ("none", "may", "encrypt", "verify", "secure")
 
 
-def tls_policy(cfg, site: SitePolicy | None = None) -> TlsPolicy:
+def tls_policy(cfg, site: SitePolicy | None = None, program: str = "smtp") -> TlsPolicy:
     """The policy of smtp_tls_security_level, or of a policy table entry."""
     level = site.level if site is not None else client_level(cfg)
     if level == "dane":
@@ -101,6 +101,11 @@ def tls_policy(cfg, site: SitePolicy | None = None) -> TlsPolicy:
     elif level == "fingerprint":
         match = tuple(w for word in cfg.smtp_tls_fingerprint_cert_match
                       for w in word.replace("|", " ").replace(",", " ").split())
+    servername = site.servername if site is not None and site.servername is not None \
+        else str(cfg.smtp_tls_servername)
+    if not valid_servername(servername):
+        return TlsPolicy(level, problem=f'"{program}_tls_servername = {servername}" '
+                                        "specifies an invalid hostname")
     # Fingerprint checks no chain: encrypt, then the digest (smtp_client_io).
     # Without digests to match the level stays a ConfigError of
     # client_context, never a silent encrypt.
@@ -115,7 +120,9 @@ def tls_policy(cfg, site: SitePolicy | None = None) -> TlsPolicy:
             names = _match_names(match, host, domain)
         elif level == "secure" and not _is_address(domain):
             names = (domain, "." + domain)
-        return TlsEngine(ctx, server_side=False, server_hostname=host, match_names=names)
+        sni = {"hostname": host, "nexthop": domain}.get(servername.lower(), servername)
+        return TlsEngine(ctx, server_side=False, server_hostname=host, match_names=names,
+                         sni=sni or None)
 
     return TlsPolicy(level, engine=engine, wrap=TlsStream, log=cfg.smtp_tls_loglevel >= 1,
                      fingerprints=match if level == "fingerprint" else (),
@@ -136,7 +143,7 @@ def tls_policies(cfg, program: str = "smtp", default: TlsPolicy | None = None
     tables = tuple(open_table(spec, cfg) for spec in specs)
     title = "lmtp_tls_policy_maps" if program == "lmtp" else "smtp_tls_policy_maps"
     if default is None:
-        default = tls_policy(cfg)
+        default = tls_policy(cfg, program=program)
     built: dict[SitePolicy, TlsPolicy] = {}
 
     def lookup(nexthop: str) -> TlsPolicy:
@@ -155,7 +162,7 @@ def tls_policies(cfg, program: str = "smtp", default: TlsPolicy | None = None
             raise SessionError("4.7.5", "client TLS configuration problem")
         policy = built.get(site)
         if policy is None:
-            policy = built[site] = tls_policy(cfg, site)
+            policy = built[site] = tls_policy(cfg, site, program)
         return policy
 
     return lookup

@@ -106,6 +106,7 @@ lmtp_tls_policy_maps =
 lmtp_tls_protocols = >=TLSv1
 lmtp_tls_scert_verifydepth = 9
 lmtp_tls_security_level =
+lmtp_tls_servername =
 lmtp_tls_session_cache_database =
 lmtp_tls_wrappermode = no
 lmtp_use_tls = no

@@ -77,3 +77,14 @@ def test_bad_entries_say_why_as_postfix(value, warning):
     with pytest.raises(BadPolicy) as e:
         find_policy([table(**{"example.com": value})], "example.com", TITLE)
     assert str(e.value) == warning
+
+
+@pytest.mark.parametrize("value", ["hostname", "NextHop", "smtp.example.net"])
+def test_servername_attribute(value):
+    assert parse_policy(f"may servername={value}", "w").servername == value
+
+
+def test_an_invalid_servername_is_postfix_s_warning():
+    with pytest.raises(BadPolicy) as e:
+        parse_policy("encrypt servername=bad_name!", "w")
+    assert str(e.value) == 'w: "servername=bad_name!" specifies an invalid hostname'

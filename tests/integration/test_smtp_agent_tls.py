@@ -202,3 +202,31 @@ def test_lmtp_encrypt_without_starttls_defers(tmp_path, pki, dns):
     assert (a.status, a.dsn, a.reason) == (
         "deferred", "4.7.4", f"TLS is required, but was not offered by host {MX}[127.0.0.1]")
     assert sink.messages == []
+
+
+@pytest.mark.parametrize("servername, nexthop, sent", [
+    ("", "tls.test", []),                          # Postfix: no SNI unless asked for
+    ("hostname", "tls.test", [MX]),
+    ("nexthop", "tls.test", ["tls.test"]),
+    ("nexthop", f"[{MX}]", [MX]),
+    ("sni.example.net", "tls.test", ["sni.example.net"]),
+])
+def test_smtp_tls_servername_chooses_the_sni_name(tmp_path, pki, dns, servername, nexthop, sent):
+    names = []
+    ctx = server_context(config(tmp_path, smtpd_tls_cert_file=pki / "server.pem"),
+                         sni=lambda key: names.append(key))     # records, matches nothing
+    sink = h.smtpsink.SmtpSink(tls=ctx)
+    r, _ = run(tmp_path, pki, dns, sink, "may", nexthop=nexthop, smtp_tls_servername=servername)
+    assert r.status == "sent" and sink.tls_sessions == 1
+    assert names[:1] == sent
+
+
+def test_an_invalid_smtp_tls_servername_defers_before_connecting(tmp_path, pki, dns):
+    # As Postfix 3.7 logs it (seen live).
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
+    r, lines = run(tmp_path, pki, dns, sink, "may", smtp_tls_servername="bad_name!")
+    assert (r.status, r.dsn, r.reason) == ("deferred", "4.7.5", "client TLS configuration problem")
+    assert sink.sessions == 0
+    assert '"smtp_tls_servername = bad_name!" specifies an invalid hostname' in lines
+    assert any(t.startswith(f"TLS policy lookup for [{MX}]:") and
+               t.endswith(f"/{MX}: client TLS configuration problem") for t in lines), lines
