@@ -78,6 +78,7 @@ class Policy(Protocol):
     def chunk(self, data: bytes) -> None: ...
     def bdat(self, event: Bdat) -> None: ...
     def refused(self, err: RemoteProtocolError) -> None: ...
+    def replaced(self, received: str, run: str) -> None: ...     # smtpd_command_filter
     async def start_tls(self, stream: trio.abc.Stream) -> trio.abc.Stream | None: ...
 
 
@@ -154,12 +155,19 @@ class SmtpPump:
                     pass
         return End.TIMEOUT
 
+    def _replaced(self) -> None:
+        received, run = self.conn.replaced
+        self.conn.replaced = None
+        self.policy.replaced(received, run)
+
     async def _loop(self) -> End:
         conn = self.conn
         while True:
             try:
                 event = conn.next_event()
             except RemoteProtocolError as err:
+                if conn.replaced is not None:
+                    self._replaced()
                 self.policy.refused(err)
                 event, reply = err, err.reply
                 if err.unknown is not None:
@@ -167,6 +175,8 @@ class SmtpPump:
                     self._arm(self._deadline, False)
                     reply = await self.policy.answer(err) or reply
             else:
+                if conn.replaced is not None:
+                    self._replaced()
                 if event is NEED_DATA:
                     await self._flush()
                     conn.receive_data(await self._receive())

@@ -70,10 +70,11 @@ from dataclasses import dataclass
 
 import structlog
 
-from mailsys.config.tables import Table, open_table, table_path
+from mailsys.config.tables import Table, open_table
 from mailsys.errors import ConfigError
+from mailsys.runtime.sasl_filter import MechanismFilter
 from mailsys.smtp.client import AuthAborted, AuthDone, ConnectionLost
-from mailsys.smtp.client_auth import choose_mechanism, client_mechanism, filter_mechanisms
+from mailsys.smtp.client_auth import choose_mechanism, client_mechanism
 
 __all__ = ["SaslSettings", "SaslRequest"]
 
@@ -85,8 +86,7 @@ class SaslSettings:
     """The smtp_sasl_* (or lmtp_sasl_*) parameters, tables open."""
 
     password_maps: tuple[Table, ...]
-    mechanism_filter: tuple[str, ...] = ()
-    filter_tables: tuple[Table, ...] = ()
+    mechanism_filter: MechanismFilter = MechanismFilter()
     security_options: tuple[str, ...] = ("noplaintext", "noanonymous")
     tls_security_options: tuple[str, ...] = ("noplaintext", "noanonymous")
     tls_verified_security_options: tuple[str, ...] = ("noplaintext", "noanonymous")
@@ -109,21 +109,9 @@ class SaslSettings:
             name = "lmtp_sasl_password_maps" if program == "lmtp" else "smtp_sasl_password_maps"
             raise ConfigError(f"specify a password table via the `{name}' configuration parameter",
                               param=name)
-        words: list[str] = []
-        tables: list[Table] = []
-        for word in cfg.smtp_sasl_mechanism_filter:
-            bare = word.lstrip("!")
-            if bare.startswith("/"):
-                # A "/file/name" pattern stands for the words in that file.
-                neg = "!" if word.startswith("!") else ""
-                words += [neg + w for w in _file_words(table_path(bare, cfg))]
-            elif ":" in bare:
-                tables.append(opener(bare))
-                words.append(word)
-            else:
-                words.append(word)
         return cls(password_maps=tuple(opener(spec) for spec in maps),
-                   mechanism_filter=tuple(words), filter_tables=tuple(tables),
+                   mechanism_filter=MechanismFilter.from_config(
+                       cfg, "smtp_sasl_mechanism_filter", opener),
                    security_options=tuple(cfg.smtp_sasl_security_options),
                    tls_security_options=tuple(cfg.smtp_sasl_tls_security_options),
                    tls_verified_security_options=tuple(cfg.smtp_sasl_tls_verified_security_options),
@@ -153,12 +141,7 @@ class SaslSettings:
 
     def mechanisms(self, offered: Sequence[str]) -> list[str]:
         """The offered mechanisms that smtp_sasl_mechanism_filter keeps."""
-        tables = {t.spec: t for t in self.filter_tables}
-
-        def in_table(spec: str, mech: str) -> bool:
-            table = tables.get(spec)
-            return table is not None and table.lookup(mech) is not None
-        return filter_mechanisms(offered, self.mechanism_filter, in_table)
+        return self.mechanism_filter(offered)
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,12 +236,3 @@ class SaslRequest:
         raise SessionError(dsn, f"SASL authentication failed; server {target.peer} said: "
                            f"{event.response.text}", connected=True,
                            remote=(target.host, event.response.text))
-
-
-def _file_words(path) -> list[str]:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise ConfigError(f"open {path}: {e.strerror}", param="smtp_sasl_mechanism_filter") from None
-    return [w for line in text.splitlines() if not line.lstrip().startswith("#")
-            for w in line.replace(",", " ").split()]

@@ -64,6 +64,7 @@ from mailsys.runtime.anvil_client import AnvilClient
 from mailsys.runtime.dovecot_auth import DovecotSasl
 from mailsys.runtime.milter import MilterSettings
 from mailsys.runtime.policy_client import PolicyClients
+from mailsys.runtime.sasl_filter import MechanismFilter
 from mailsys.runtime.smtpd_dns import HostLookups, SmtpdDns
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Reply, Settings, replies
@@ -152,6 +153,7 @@ class SmtpdServer:
     dns: SmtpdDns | None                 # None unless needs_dns: no dnspython loaded
     host_lookups: HostLookups            # permit_mx_backup's; dnspython loaded on first use
     sasl: SaslServer | DovecotSasl | None
+    sasl_filter: MechanismFilter         # smtpd_sasl_mechanism_filter
     tls_context: Any                     # an OpenSSL.SSL.Context, or None
     own_addresses: frozenset
     needs_dns: bool
@@ -188,6 +190,7 @@ class SmtpdServer:
         wrapper = bool(cfg.smtpd_tls_wrappermode)
         tls_context = _tls_context(cfg) if level in ("may", "encrypt") or wrapper else None
         sasl = _sasl_server(cfg) if cfg.smtpd_sasl_auth_enable else None
+        sasl_filter = MechanismFilter.from_config(cfg, "smtpd_sasl_mechanism_filter")
         forbid = str(cfg.smtpd_forbid_bare_newline).lower()
         settings = Settings(
             hostname=cfg.myhostname,
@@ -204,11 +207,14 @@ class SmtpdServer:
                                  "reject": "reject"}.get(forbid, "no"),
             bare_newline_reject_code=cfg.smtpd_forbid_bare_newline_reject_code,
             forbid_commands=tuple(cfg.smtpd_forbidden_commands),
+            noop_commands=tuple(cfg.smtpd_noop_commands),
+            command_filter=open_table(cfg.smtpd_command_filter, cfg).lookup
+            if cfg.smtpd_command_filter else None,
             vrfy=not cfg.disable_vrfy_command,
             etrn=True,
             starttls=not wrapper and (level == "encrypt" or (level == "may" and tls_context is not None)),
             tls_required=level == "encrypt" and not wrapper,
-            auth_mechanisms=sasl.mechanisms() if sasl else (),
+            auth_mechanisms=tuple(sasl_filter(sasl.mechanisms())) if sasl else (),
             tls_auth_only=cfg.smtpd_tls_auth_only,
             broken_sasl_auth_clients=cfg.broken_sasl_auth_clients,
             smtputf8=cfg.smtputf8_enable,
@@ -234,6 +240,7 @@ class SmtpdServer:
             discard_maps=tuple(open_table(spec, cfg)
                                for spec in cfg.smtpd_discard_ehlo_keyword_address_maps),
             sasl_exceptions=_optional_matcher(cfg, "smtpd_sasl_exceptions_networks"),
+            sasl_filter=sasl_filter,
             xclient_hosts=_optional_matcher(cfg, "smtpd_authorized_xclient_hosts"),
             xforward_hosts=_optional_matcher(cfg, "smtpd_authorized_xforward_hosts"),
             anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
@@ -278,8 +285,9 @@ class SmtpdServer:
         $mynetworks) keeps the old bare LF behaviour, as in Postfix."""
         s = self.base_settings
         if self.sasl is not None:
-            mechs = self.sasl.mechanisms()
-            tls_mechs = self.sasl.tls_mechanisms() if isinstance(self.sasl, DovecotSasl) else None
+            mechs = tuple(self.sasl_filter(self.sasl.mechanisms()))
+            tls_mechs = tuple(self.sasl_filter(self.sasl.tls_mechanisms())) \
+                if isinstance(self.sasl, DovecotSasl) else None
             if mechs != s.auth_mechanisms or tls_mechs != s.tls_auth_mechanisms:
                 s = dataclasses.replace(s, auth_mechanisms=mechs, tls_auth_mechanisms=tls_mechs)
                 self.base_settings = s

@@ -401,6 +401,10 @@ class Session:
             self.in_bdat = True
             self._new_content(None)
 
+    def replaced(self, received: str, run: str) -> None:
+        # smtpd.c, seen live with Postfix 3.7.11.
+        log.info(f'{self.namaddr}: replacing command "{received[:100]}" with "{run[:100]}"')
+
     def refused(self, err: RemoteProtocolError) -> None:
         reply = err.reply
         text = str(err)

@@ -81,6 +81,8 @@ STAT_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail",
 # SMTPD_CMD_FLAG_LIMIT: commands that can be repeated without cost to the
 # client, counted against smtpd_junk_command_limit.
 _JUNK = frozenset({"helo", "ehlo", "rset", "noop", "vrfy", "etrn"})
+# What _cmd holds for a verb of smtpd_noop_commands.
+_CONFIGURED_NOOP = "smtpd_noop_commands"
 # SMTPD_CMD_FLAG_PRE_TLS: allowed before STARTTLS when TLS is required.
 _PRE_TLS = frozenset({"HELO", "EHLO", "STARTTLS", "NOOP", "QUIT"})
 
@@ -105,6 +107,8 @@ class ServerConnection:
         self.rcpt_count = 0                   # recipients accepted in this transaction
         self.error_count = 0
         self.junk_count = 0
+        # The last command smtpd_command_filter replaced: (as received, as run).
+        self.replaced: tuple[str, str] | None = None
         self.where = "CONNECT"                # Postfix state->where, for "... after X from ..."
         self._buf = bytearray()
         self._eof = False
@@ -343,6 +347,13 @@ class ServerConnection:
 
     def _finish_command(self, success: bool, counted: object) -> None:
         name = self._cmd
+        if name == _CONFIGURED_NOOP:
+            # Not counted, but junk all the same (smtpd.c: junk_cmds++).
+            if self.junk_count > self.settings.junk_command_limit:
+                self.error_count += 1
+            self.junk_count += 1
+            self._cmd = None
+            return
         if type(counted) is ev.Xclient:
             # Postfix restarts the session with a longjmp from inside the
             # command: it is counted as received, neither ok nor an error
@@ -480,6 +491,12 @@ class ServerConnection:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
             raise self._fail(R.BAD_UTF8, "bad UTF-8 syntax") from None
+        if s.command_filter is not None:
+            given = text.lstrip(" \t")
+            replacement = s.command_filter(given)
+            if replacement is not None:
+                self.replaced = (text, replacement)
+                text = replacement
         # The verb, then everything after the first run of blanks (smtpd_token()
         # also splits on blanks); str.split keeps this linear in the line length.
         words = text.split(None, 1)
@@ -487,6 +504,9 @@ class ServerConnection:
             raise self._fail(R.BAD_SYNTAX, "bad syntax")
         verb = words[0].upper()
         arg = words[1].strip() if len(words) == 2 else ""
+        if verb in s.noop_commands:
+            self._cmd = _CONFIGURED_NOOP
+            return ev.Noop()
         handler = _HANDLERS.get(verb)
         if handler is None:
             self._begin("unknown")

@@ -11,6 +11,7 @@ is not here: the core hands those decisions to the caller as events.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,6 +55,12 @@ class Settings:
     bare_newline_reject_code: int = 550
     # smtpd_forbid_cmds (CONNECT GET POST): answered with 221 2.7.0 and a hangup.
     forbid_commands: tuple[str, ...] = ("CONNECT", "GET", "POST")
+    # smtpd_noop_commands: verbs answered "250 Ok" before anything else
+    # looks at them, not in the disconnect statistics.
+    noop_commands: tuple[str, ...] = ()
+    # smtpd_command_filter: each command line (leading blanks off) -> the
+    # line to run instead, or None; the connection records what it replaced.
+    command_filter: Callable[[str], str | None] | None = None
     # ESMTP extensions to advertise (Postfix's smtpd_discard_ehlo_keywords in
     # reverse). Like smtpd.c, SIZE= and BODY= are accepted even when not
     # advertised; DSN off makes RET/ENVID/NOTIFY/ORCPT "501 5.7.1 DSN support
@@ -95,6 +102,7 @@ class Settings:
                                tuple(m.upper() for m in self.tls_auth_mechanisms))
         object.__setattr__(self, "forbid_commands",
                            tuple(c.upper() for c in self.forbid_commands))
+        object.__setattr__(self, "noop_commands", tuple(c.upper() for c in self.noop_commands))
 
     def auth_offered(self, *, tls_active: bool) -> tuple[str, ...]:
         """The SASL mechanisms usable right now (none before TLS with tls_auth_only)."""

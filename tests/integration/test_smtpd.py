@@ -360,3 +360,26 @@ def test_receive_log_lines_are_postfix_lines(mailsys_instance):
     received = [l for l in lines if pflogsumm.search(l.split(" ", 4)[4]).group(1) == "smtpd"
                 and re.search(r"\[\d+\]: \w+: client=(.+?)(,|$)", l)]
     assert len(received) == 1
+
+
+def test_command_filter_and_noop_commands(mailsys_instance):
+    # Compared with Postfix 3.7.11: the same table and commands give the
+    # same replies, log lines and disconnect statistics (XYZZY uncounted).
+    inst = mailsys_instance
+    table = inst.config_dir / "command_filter"
+    table.write_text("/^HELO\\s*$/ HELO domain.invalid\n/^FOO(.*)/ NOOP$1\n")
+    port = h.start(inst, {"smtpd_command_filter": f"regexp:{table}",
+                          "smtpd_noop_commands": "XYZZY"})
+    with h.Raw(port) as c:
+        assert c.reply().startswith(b"220 ")
+        replies = []
+        for command in (b"HELO", b"XYZZY blah", b"FOO bar", b"MAIL FROM:<a@example.org>",
+                        b"RCPT TO:<b@example.test>", b"QUIT"):
+            c.send(command + b"\r\n")
+            replies.append(c.reply())
+    assert replies == [b"250 mx.example.test", b"250 2.0.0 Ok", b"250 2.0.0 Ok", b"250 2.1.0 Ok",
+                       b"250 2.1.5 Ok", b"221 2.0.0 Bye"]
+    inst.wait_log('localhost[127.0.0.1]: replacing command "HELO" with "HELO domain.invalid"')
+    inst.wait_log('localhost[127.0.0.1]: replacing command "FOO bar" with "NOOP bar"')
+    inst.wait_log("disconnect from localhost[127.0.0.1] helo=1 mail=1 rcpt=1 noop=1 quit=1 "
+                  "commands=5")

@@ -326,3 +326,19 @@ def served_names_over_starttls(port, ca, sni) -> list[str]:
         tls.recv(100)
         tls.close()
     return names
+
+
+@pytest.mark.parametrize("mech_filter, offered", [
+    ("login", ["LOGIN"]),
+    ("!plain, static:rest", ["LOGIN"]),
+    ("!login plain", ["PLAIN"]),
+])
+def test_smtpd_sasl_mechanism_filter(mailsys_instance, ca, mech_filter, offered):
+    inst = mailsys_instance
+    port = start(inst, ca, main_cf={"smtpd_sasl_auth_enable": "yes",
+                                    "smtpd_sasl_mechanism_filter": mech_filter})
+    add_user(inst, "bob", "pw")
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.starttls(context=client_context(ca))
+        s.ehlo("c.example")
+        assert s.esmtp_features["auth"].split() == offered

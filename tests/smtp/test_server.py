@@ -438,6 +438,22 @@ def test_junk_command_limit():
     assert res.conn.error_count == 3
 
 
+def test_noop_commands_are_answered_uncounted_but_are_junk():
+    res = run(b"XYZZY anything\r\nxyzzy\r\nXYZZY\r\nNOOP\r\n", noop_commands=("xyzzy",),
+              junk_command_limit=1, tls_required=True, starttls=True)
+    assert res.replies == ["250 2.0.0 Ok"] * 4          # before STARTTLS too
+    assert res.conn.command_stats() == "noop=1 commands=1"
+    assert res.conn.error_count == 2                     # junk_cmds++ > 1: the 3rd and 4th
+
+
+def test_command_filter_replaces_the_line_before_it_is_read():
+    table = {"HELO": "HELO domain.invalid", "BOGUS x": "NOOP x"}
+    res = run(b" \tHELO\r\nBOGUS x\r\nQUIT\r\n", command_filter=table.get)
+    assert res.replies[0] == "250 mx.example.com" and res.codes[1:] == [250, 221]
+    assert res.conn.helo_name == "domain.invalid"
+    assert res.conn.command_stats() == "helo=1 noop=1 quit=1 commands=3"
+
+
 def test_tls_required_refuses_mail_before_starttls():
     res = run(EHLO + MAIL + b"NOOP\r\n", tls_required=True, starttls=True)
     assert res.replies[-2:] == ["530 5.7.0 Must issue a STARTTLS command first", "250 2.0.0 Ok"]
