@@ -592,6 +592,8 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_skip_5xx_greeting", Bool, "yes", "Try the next MX after a 5xx greeting"),
     P("smtp_line_length_limit", Int, "998", "Longest line sent before it is folded (0: none)", min=0),
     P("smtp_mx_address_limit", Int, "5", "Addresses tried per delivery", min=0),
+    P("smtp_fallback_relay", List, "$fallback_relay",
+      "Relay hosts for SMTP destinations that cannot be found or reached"),
     P("smtp_mx_session_limit", Int, "2", "SMTP sessions tried per delivery", min=0),
     P("smtp_starttls_timeout", Time, "300s", "Time limit for the TLS handshake after STARTTLS", min=1),
     P("smtp_tls_wrappermode", Bool, "no", "Start TLS at connect (port 465) instead of STARTTLS"),
@@ -699,6 +701,7 @@ _LMTP_DEFAULTS = {
     "lmtp_sasl_tls_verified_security_options": "$lmtp_sasl_tls_security_options",
     "lmtp_destination_concurrency_limit": "$default_destination_concurrency_limit",
     "lmtp_destination_recipient_limit": "$default_destination_recipient_limit",
+    "lmtp_fallback_relay": "",
 }
 
 

@@ -26,7 +26,9 @@ DESCRIPTION
         services in master.cf, so a peer on another port of 127.0.0.1 is
         not a loop. A [bracketed] destination is not checked against them
         (Postfix delivers to relayhost = [127.0.0.1]:2526 on a host whose
-        inet_interfaces is 127.0.0.1);
+        inet_interfaces is 127.0.0.1). The smtp_fallback_relay next hops
+        come after these addresses, or instead of them for a destination
+        that cannot be found, never for one of which this host is an MX;
      4. tries the addresses in turn (at most smtp_mx_address_limit, with at
         most smtp_mx_session_limit sessions that got as far as a greeting):
         a connection failure or a refused greeting logs Postfix's
@@ -82,6 +84,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import random
 import socket
@@ -148,6 +151,9 @@ class SmtpSettings:
     mx_lookups: bool = True          # False: smtp_dns_support_level = disabled
     mx_address_limit: int = 5
     mx_session_limit: int = 2
+    # smtp_fallback_relay: next hops tried after those of a destination
+    # that cannot be found or reached (not for one we are an MX host of).
+    fallback_relay: tuple[str, ...] = ()
     skip_5xx_greeting: bool = True
     body_line_limit: int = 998
     cache_time_limit: float = CACHE_TIME_LIMIT
@@ -177,6 +183,7 @@ class SmtpSettings:
                    mx_lookups=not dns_disabled(cfg),
                    mx_address_limit=cfg.smtp_mx_address_limit,
                    mx_session_limit=cfg.smtp_mx_session_limit,
+                   fallback_relay=() if lmtp else tuple(cfg.smtp_fallback_relay),
                    skip_5xx_greeting=cfg.smtp_skip_5xx_greeting,
                    body_line_limit=cfg.smtp_line_length_limit,
                    cache_time_limit=_time_param(cfg, "smtp_connection_cache_time_limit",
@@ -228,6 +235,11 @@ class _Budget:
 
     def spend(self) -> None:
         self.used += 1
+
+
+class _SelfMx(RouteError):
+    """We are the best MX host of the destination (a loop), or no better one
+    is found: never a case for the fallback relays."""
 
 
 @functools.lru_cache(maxsize=1024)
@@ -365,12 +377,42 @@ class SmtpAgent:
     # -- where to connect --------------------------------------------------------
 
     async def targets(self, hop: NextHop) -> list[Target]:
-        """The addresses to try for hop, best first; RouteError when there are none."""
+        """The addresses to try for hop, best first, then those of the
+        fallback relays; RouteError when there are none."""
         if hop.socket_path:
             path = hop.socket_path
             if not path.startswith("/"):
                 path = f"{self.settings.socket_dir.rstrip('/')}/{path}"
             return [Target(self.settings.myhostname, hop.socket_path, 0, path=path)]
+        fallback = self.settings.fallback_relay
+        try:
+            found, i_am_mx = await self._hop_targets(hop)
+        except _SelfMx:
+            raise
+        except RouteError as e:
+            # Postfix: "relay hosts for SMTP destinations that can't be found".
+            extra = await self._fallback_targets() if fallback else []
+            if not extra:
+                raise e from None
+            return extra
+        if fallback and not i_am_mx:
+            # To prevent loops, never for a destination we are an MX host of.
+            found += [t for t in await self._fallback_targets() if t not in found]
+        return found
+
+    async def _fallback_targets(self) -> list[Target]:
+        """The addresses of the smtp_fallback_relay next hops, in order (none best)."""
+        out: list[Target] = []
+        for relay in self.settings.fallback_relay:
+            try:
+                found, _ = await self._hop_targets(parse_nexthop(relay))
+            except (BadNextHop, RouteError):
+                continue
+            out += [dataclasses.replace(t, best=False) for t in found]
+        return out
+
+    async def _hop_targets(self, hop: NextHop) -> tuple[list[Target], bool]:
+        """The addresses of one next hop, and whether we are one of its MX hosts."""
         best: int | None = None
         if hop.mx_lookup and self.settings.mx_lookups:
             try:
@@ -401,13 +443,17 @@ class SmtpAgent:
         # content filter's re-injection port, a relayhost on another port),
         # as Postfix 3.7 does; a server there that answers EHLO with our
         # own name is still a loop (_check_loop).
-        kept = drop_self(hop.host, found, self.settings.own, port=hop.port,
-                         best_preference=best) if hop.mx_lookup else tuple(
-            MxAddress(p, h, a) for p, h, a in found)
+        try:
+            kept = drop_self(hop.host, found, self.settings.own, port=hop.port,
+                             best_preference=best) if hop.mx_lookup else tuple(
+                MxAddress(p, h, a) for p, h, a in found)
+        except RouteError as e:
+            raise _SelfMx(e.status, e.reason) from None
+        i_am_mx = len(kept) < len(found)
         limit = self.settings.mx_address_limit
         kept = kept[:limit] if limit > 0 else kept
         return [Target(a.host, a.address, hop.port, best=a.preference == kept[0].preference)
-                for a in kept]
+                for a in kept], i_am_mx
 
     async def _open(self, targets: list[Target], budget: _Budget, tried: set[Target],
                     nexthop: str, sender: str = ""

@@ -65,6 +65,7 @@ lmtp_destination_concurrency_limit = $default_destination_concurrency_limit
 lmtp_destination_recipient_limit = $default_destination_recipient_limit
 lmtp_dns_support_level =
 lmtp_enforce_tls = no
+lmtp_fallback_relay =
 lmtp_host_lookup = dns
 lmtp_lhlo_name = $myhostname
 lmtp_lhlo_timeout = 300s

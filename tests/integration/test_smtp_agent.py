@@ -561,3 +561,38 @@ def test_lmtp_lost_connection_between_the_replies_keeps_the_answered_ones():
             "deferred", "4.4.2", "lost connection with 127.0.0.1[127.0.0.1] while sending end "
             "of data -- message may be sent more than once")
     assert sink.sessions == 1                # nobody else gets it in this attempt
+
+
+def fallback_delivery(zone, nexthop, own=()):
+    """Deliver to nexthop (with the sink's {port}) with smtp_fallback_relay = [127.0.0.1]:port."""
+    sink = SmtpSink()
+    with DnsServer(zone) as dns:
+        async def body(port):
+            s = dataclasses.replace(settings(own=own), fallback_relay=(f"[127.0.0.1]:{port}",))
+            return await agent(s, dns).deliver(h.request(nexthop.format(port=port)))
+        with h.capture_logs() as logs:
+            status = run_with_sink(sink, body)
+    return status.results[0], sink, h.lines(logs)
+
+
+def test_fallback_relay_for_a_destination_that_cannot_be_found():
+    r, sink, _ = fallback_delivery({"gone.example": h.dnsserver.NXDOMAIN}, "gone.example:{port}")
+    assert (r.status, len(sink.messages)) == ("sent", 1)
+    assert r.relay.startswith("127.0.0.1[127.0.0.1]:")
+
+
+def test_fallback_relay_for_a_destination_that_cannot_be_reached():
+    zone = {"example.org": {"MX": [(10, "mx1.example.org")]},
+            "mx1.example.org": {"A": ["127.0.0.2"]}}            # refused
+    r, sink, lines = fallback_delivery(zone, "example.org:{port}")
+    assert (r.status, len(sink.messages)) == ("sent", 1)
+    assert any(t.startswith("connect to mx1.example.org[127.0.0.2]:") for t in lines)
+
+
+def test_no_fallback_relay_for_a_destination_we_are_mx_for():
+    # Postfix 2.2+: "will not use the fallback relays for destinations that
+    # it is MX host for" (a loop between the MX hosts and the fallback).
+    zone = {"example.org": {"MX": [(10, "mx1.example.org"), (20, "me.example.org")]},
+            "mx1.example.org": {"A": ["127.0.0.2"]}, "me.example.org": {"A": ["127.0.0.3"]}}
+    r, sink, _ = fallback_delivery(zone, "example.org:{port}", own=("127.0.0.3",))
+    assert (r.status, r.dsn, sink.messages) == ("deferred", "4.4.1", [])
