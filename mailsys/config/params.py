@@ -592,6 +592,12 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_skip_5xx_greeting", Bool, "yes", "Try the next MX after a 5xx greeting"),
     P("smtp_line_length_limit", Int, "998", "Longest line sent before it is folded (0: none)", min=0),
     P("smtp_mx_address_limit", Int, "5", "Addresses tried per delivery", min=0),
+    P("smtp_discard_ehlo_keywords", List, "",
+      "EHLO keywords the smtp client ignores in a server's reply (silent-discard: unlogged)"),
+    P("smtp_discard_ehlo_keyword_address_maps", List, "",
+      "Tables of EHLO keywords to ignore, by remote server address"),
+    P("smtp_never_send_ehlo", Bool, "no", "Start every session with HELO"),
+    P("fallback_relay", List, "", "Old name of smtp_fallback_relay (its default)"),
     P("smtp_fallback_relay", List, "$fallback_relay",
       "Relay hosts for SMTP destinations that cannot be found or reached"),
     P("smtp_mx_session_limit", Int, "2", "SMTP sessions tried per delivery", min=0),
@@ -691,7 +697,11 @@ del P
 # Each smtp client parameter above therefore has an lmtp twin, with the
 # same type and bounds; these are the twins whose name or Postfix 3.7
 # default differs from the mechanical smtp_ -> lmtp_ rename.
-LMTP_NAMES = {"smtp_helo_timeout": "lmtp_lhlo_timeout", "smtp_helo_name": "lmtp_lhlo_name"}
+LMTP_NAMES = {"smtp_helo_timeout": "lmtp_lhlo_timeout", "smtp_helo_name": "lmtp_lhlo_name",
+              "smtp_discard_ehlo_keywords": "lmtp_discard_lhlo_keywords",
+              "smtp_discard_ehlo_keyword_address_maps": "lmtp_discard_lhlo_keyword_address_maps"}
+# smtp client parameters lmtp(8) has no twin of (LMTP always starts with LHLO).
+_SMTP_ONLY = frozenset({"smtp_never_send_ehlo"})
 _LMTP_DEFAULTS = {
     # lmtp_connect_timeout = 0s: no limit of its own (Postfix waits for the
     # kernel's connect timeout; a UNIX-domain connect does not wait).
@@ -718,7 +728,8 @@ def _lmtp_twin(p: Param) -> Param:
                  min=p.min, max=p.max, unit=p.unit, choices=p.choices)
 
 
-_TABLE += tuple(_lmtp_twin(p) for p in _TABLE if p.name.startswith("smtp_")) + (
+_TABLE += tuple(_lmtp_twin(p) for p in _TABLE
+                if p.name.startswith("smtp_") and p.name not in _SMTP_ONLY) + (
     # The port of an LMTP next hop that names none (Postfix: the IANA lmtp
     # port, 24; the SMTP client's is 25, from its own next-hop rules).
     Param("lmtp_tcp_port", Str, "24", "TCP port of LMTP next hops that name no port (lmtp)"),

@@ -95,13 +95,14 @@ import structlog
 
 from mailsys.config import parse_master_cf
 from mailsys.config.interfaces import own_interfaces
-from mailsys.config.values import BadValue, parse_time
+from mailsys.config.tables import Table, open_table
+from mailsys.config.values import BadValue, parse_time, split_list
 from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sent
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
                                        RecipientResult)
 from mailsys.routing import (LMTP_PORT, BadNextHop, MxAddress, MxHost, NextHop, RouteError,
-                             drop_self, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
+                             drop_self, first_lookup, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
                              service_port)
 from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession,
@@ -154,6 +155,11 @@ class SmtpSettings:
     # smtp_fallback_relay: next hops tried after those of a destination
     # that cannot be found or reached (not for one we are an MX host of).
     fallback_relay: tuple[str, ...] = ()
+    # smtp_discard_ehlo_keywords, and smtp_discard_ehlo_keyword_address_maps
+    # by server address (a match replaces the list).
+    discard_ehlo: tuple[str, ...] = ()
+    discard_maps: tuple[Table, ...] = ()
+    send_ehlo: bool = True           # not smtp_never_send_ehlo
     skip_5xx_greeting: bool = True
     body_line_limit: int = 998
     cache_time_limit: float = CACHE_TIME_LIMIT
@@ -184,6 +190,10 @@ class SmtpSettings:
                    mx_address_limit=cfg.smtp_mx_address_limit,
                    mx_session_limit=cfg.smtp_mx_session_limit,
                    fallback_relay=() if lmtp else tuple(cfg.smtp_fallback_relay),
+                   discard_ehlo=tuple(cfg.smtp_discard_ehlo_keywords),
+                   discard_maps=tuple(open_table(spec, cfg)
+                                      for spec in cfg.smtp_discard_ehlo_keyword_address_maps),
+                   send_ehlo=not cfg.smtp_never_send_ehlo,
                    skip_5xx_greeting=cfg.smtp_skip_5xx_greeting,
                    body_line_limit=cfg.smtp_line_length_limit,
                    cache_time_limit=_time_param(cfg, "smtp_connection_cache_time_limit",
@@ -400,6 +410,15 @@ class SmtpAgent:
             found += [t for t in await self._fallback_targets() if t not in found]
         return found
 
+    def _discard(self, target: Target) -> tuple[str, ...]:
+        """The EHLO keywords to ignore from this server."""
+        s = self.settings
+        if s.discard_maps and not target.path:
+            found = first_lookup(s.discard_maps, [target.address])
+            if found is not None:
+                return tuple(split_list(found))
+        return s.discard_ehlo
+
     async def _fallback_targets(self) -> list[Target]:
         """The addresses of the smtp_fallback_relay next hops, in order (none best)."""
         out: list[Target] = []
@@ -493,7 +512,8 @@ class SmtpAgent:
                                             body_line_limit=s.body_line_limit,
                                             myhostname="" if s.lmtp else s.myhostname,
                                             nexthop=nexthop, bind=s.bind, lmtp=s.lmtp,
-                                            sasl=sasl)
+                                            sasl=sasl, discard=self._discard(target),
+                                            send_ehlo=s.send_ehlo)
                     budget.spend()
                     return session, None, target
                 except SessionError as e:

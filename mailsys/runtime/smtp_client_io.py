@@ -73,6 +73,7 @@ import structlog
 import trio
 
 from mailsys.runtime.fast_stream import FastStream
+from mailsys.smtp.ehlo_mask import discard_names, discard_text
 from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
                                  EhloRejected, Greeting, HeloRejected, ProbeFailed, QuitDone, Rcpt,
                                  RecipientStatus, StartTlsReady, StartTlsRefused,
@@ -199,6 +200,8 @@ class SmtpSession:
         self.probe = False             # from the cache: the next send_mail() checks it with RSET
         self._pending = b""            # bytes a command method returned, not yet written
         self.ehlo_name = ""            # the name the server gave in its EHLO/HELO reply
+        self.send_ehlo = True          # not smtp_never_send_ehlo
+        self.discard_note = ""         # "discarding EHLO keywords: ..." for the first EHLO
 
     # -- the driver loop (ClientConnection's docstring) ----------------------------
 
@@ -376,8 +379,14 @@ class SmtpSession:
         self.cc.tls_started()
 
     async def _ehlo(self) -> None:
-        self._pending += self.cc.ehlo()
-        event = await self.next_event()
+        if self.discard_note:
+            log.info(self.discard_note)     # Postfix smtp_helo(): once, before STARTTLS
+            self.discard_note = ""
+        if self.send_ehlo or self.cc.lmtp:
+            self._pending += self.cc.ehlo()
+            event = await self.next_event()
+        else:
+            event = EhloRejected(None)      # smtp_never_send_ehlo: HELO at once
         if isinstance(event, EhloRejected):
             self._pending += self.cc.helo()
             event = await self.next_event()
@@ -512,13 +521,19 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
                   tls: TlsPolicy = TlsPolicy(), pipelining: bool = True,
                   body_line_limit: int = 0, myhostname: str = "",
                   nexthop: str = "", bind: Mapping[int, str] | None = None,
-                  lmtp: bool = False, sasl=None) -> SmtpSession:
+                  lmtp: bool = False, sasl=None, discard: Sequence[str] = (),
+                  send_ehlo: bool = True) -> SmtpSession:
     """A session past EHLO (LHLO with lmtp), STARTTLS and AUTH with one host,
-    or SessionError. sasl: a smtp_sasl.SaslRequest (None: no SASL)."""
+    or SessionError. sasl: a smtp_sasl.SaslRequest (None: no SASL).
+    discard: the smtp_discard_ehlo_keywords words for this server;
+    send_ehlo=False: smtp_never_send_ehlo."""
     stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
     cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit,
-                          lmtp=lmtp, dummy_mail_auth=sasl is not None and sasl.dummy_mail_auth)
+                          lmtp=lmtp, dummy_mail_auth=sasl is not None and sasl.dummy_mail_auth,
+                          discard=discard_names(discard))
     session = SmtpSession(stream, cc, target, timeouts)
+    session.send_ehlo = send_ehlo
+    session.discard_note = discard_text(discard)
     try:
         await session.hello(tls, myhostname, nexthop, sasl)
     except BaseException:

@@ -68,6 +68,7 @@ from mailsys.runtime.sasl_filter import MechanismFilter
 from mailsys.runtime.smtpd_dns import HostLookups, SmtpdDns
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Reply, Settings, replies
+from mailsys.smtp.ehlo_mask import discard_names, discard_text
 
 log = structlog.get_logger()
 
@@ -87,30 +88,27 @@ _DNS_RESTRICTIONS = ("reject_unknown_sender_domain", "reject_unknown_recipient_d
 _LISTS = ("smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
           "smtpd_relay_restrictions", "smtpd_recipient_restrictions")
 
-# Postfix's EHLO keywords (ehlo_mask.c), in the order its "discarding EHLO
-# keywords: ..." line names them, each with the Settings field that stops
-# advertising it. Nothing here offers VERP; XCLIENT and XFORWARD are named
-# in the line but stay advertised to the clients allowed to use them.
+# Postfix's EHLO keywords (mailsys.smtp.ehlo_mask), each with the Settings
+# field that stops advertising it. Nothing here offers VERP; XCLIENT and
+# XFORWARD are named in the line but stay advertised to the clients allowed
+# to use them.
 _EHLO_KEYWORDS = {"8bitmime": "eightbitmime", "auth": "auth_mechanisms", "etrn": "etrn",
                   "pipelining": "pipelining", "size": "size", "verp": None, "vrfy": "vrfy",
                   "xclient": None, "xforward": None, "starttls": "starttls",
                   "enhancedstatuscodes": "enhancedstatuscodes", "dsn": "dsn",
                   "smtputf8": "smtputf8", "chunking": "chunking"}
-SILENT_DISCARD = "silent-discard"
 
 
 def discarded(settings: Settings, words: Iterable[str]) -> tuple[Settings, str]:
     """settings without the EHLO keywords words names (smtpd_discard_ehlo_keywords
     or a smtpd_discard_ehlo_keyword_address_maps result), and the text of
     Postfix's "discarding EHLO keywords: ..." line ("" with silent-discard)."""
-    asked = {w.lower() for w in words}
-    names = [k for k in _EHLO_KEYWORDS if k in asked]
-    off = {_EHLO_KEYWORDS[k]: () if k == "auth" else False for k in names if _EHLO_KEYWORDS[k]}
+    words = list(words)
+    off = {_EHLO_KEYWORDS[k]: () if k == "auth" else False
+           for k in discard_names(words) if _EHLO_KEYWORDS[k]}
     if off:
         settings = dataclasses.replace(settings, **off)
-    if not names or SILENT_DISCARD in asked:
-        return settings, ""
-    return settings, "discarding EHLO keywords: " + " ".join(k.upper() for k in names)
+    return settings, discard_text(words)
 
 
 def param(cfg: Any, name: str, default: Any) -> Any:

@@ -148,6 +148,7 @@ from __future__ import annotations
 import enum
 import re
 from collections import deque
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -345,6 +346,28 @@ class Capabilities:
                 case "XFORWARD":
                     fields["xforward"] = tuple(w.upper() for w in words[1:])
         return cls(auth=tuple(auth), keywords=tuple(keywords), **fields)  # type: ignore[arg-type]
+
+    def without(self, names: Iterable[str]) -> Capabilities:
+        """These capabilities less the EHLO keywords named (lower case), as
+        smtp_discard_ehlo_keywords makes the client ignore them."""
+        gone = {n.upper() for n in names}
+        off: dict[str, object] = {field: False for keyword, field in _FLAGS.items()
+                                  if keyword in gone}
+        if "SIZE" in gone:
+            off["size"] = None
+        if "AUTH" in gone:
+            off["auth"] = ()
+        if "XFORWARD" in gone:
+            off["xforward"] = ()
+        keywords = tuple((k, v) for k, v in self.keywords
+                         if k not in gone and not (k.startswith("AUTH=") and "AUTH" in gone))
+        return dataclasses.replace(self, keywords=keywords, **off)
+
+
+# EHLO keywords that are one Capabilities flag each.
+_FLAGS = {"PIPELINING": "pipelining", "STARTTLS": "starttls", "8BITMIME": "eightbitmime",
+          "SMTPUTF8": "smtputf8", "DSN": "dsn", "CHUNKING": "chunking",
+          "ENHANCEDSTATUSCODES": "enhancedstatuscodes"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -630,12 +653,13 @@ class ClientConnection:
     wrapper mode); starttls() is then refused. lmtp: speak LMTP (RFC
     2033) instead: LHLO, and one reply per accepted recipient after the
     final dot. dummy_mail_auth: add ``AUTH=<>`` to MAIL FROM once
-    authenticated (smtp_send_dummy_mail_auth)."""
+    authenticated (smtp_send_dummy_mail_auth). discard: EHLO keywords to
+    ignore in the server's reply (smtp_discard_ehlo_keywords), lower case."""
 
     def __init__(self, helo_name: str, *, pipelining: bool = True,
                  line_limit: int = LINE_LIMIT, body_line_limit: int = 0,
                  tls_active: bool = False, lmtp: bool = False,
-                 dummy_mail_auth: bool = False) -> None:
+                 dummy_mail_auth: bool = False, discard: Iterable[str] = ()) -> None:
         if not helo_name or _BAD_HELO_RE.search(helo_name):
             raise LocalProtocolError(f"bad HELO name {helo_name!r}")
         if line_limit < 64:
@@ -648,6 +672,7 @@ class ClientConnection:
         self.tls_active = tls_active
         self.lmtp = lmtp
         self.dummy_mail_auth = dummy_mail_auth
+        self.discard = frozenset(w.lower() for w in discard)
         self.authenticated = False
         self._mechanism: ClientMechanism | None = None
         self.state = ClientState.GREETING
@@ -1036,6 +1061,8 @@ class ClientConnection:
         self._close()
 
     def _hello_done(self, response: Response, caps: Capabilities) -> None:
+        if self.discard:
+            caps = caps.without(self.discard)
         self.capabilities = caps
         self.state = ClientState.READY
         self._events.append(EhloDone(response, caps))

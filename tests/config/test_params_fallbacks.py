@@ -32,6 +32,7 @@ DIFFERENT_ON_PURPOSE = {
     "dns_nameservers", "smtpd_sasl_users_file",      # mailsys only
     "full_name_encoding_charset",                    # Postfix 3.8
     "smtpd_client_connection_limit_exceptions",      # old name; postconf -d omits it
+    "fallback_relay",                                # old name; postconf -d omits it
     "smtpd_forbid_bare_newline",                     # Postfix 3.9's default (normalize)
     # Old names postconf -d omits, and 1h where Postfix writes
     # ${postscreen_dnsbl_ttl?{$postscreen_dnsbl_ttl}:{1}}h over an obsolete name.

@@ -596,3 +596,32 @@ def test_no_fallback_relay_for_a_destination_we_are_mx_for():
             "mx1.example.org": {"A": ["127.0.0.2"]}, "me.example.org": {"A": ["127.0.0.3"]}}
     r, sink, _ = fallback_delivery(zone, "example.org:{port}", own=("127.0.0.3",))
     assert (r.status, r.dsn, sink.messages) == ("deferred", "4.4.1", [])
+
+
+class _Table(dict):
+    def lookup(self, key):
+        return self.get(key)
+
+
+@pytest.mark.parametrize("discard, maps, line", [
+    ((), (), None),
+    (("Size", "dsn"), (), "discarding EHLO keywords: SIZE DSN"),      # Postfix's order
+    (("pipelining",), (_Table({"127.0.0.1": "silent-discard, size"}),), None),
+])
+def test_smtp_discard_ehlo_keywords(discard, maps, line):
+    sink = SmtpSink(size=1000000)
+    s = dataclasses.replace(settings(), discard_ehlo=discard, discard_maps=maps)
+    status, logs = deliver(sink, "bob@example.org", s=s)
+    assert status.results[0].status == "sent"
+    mail = next(c for c in sink.commands if c.startswith("MAIL FROM:"))
+    assert ("SIZE=" in mail) is (not discard and not maps)
+    logged = [t for t in h.lines(logs) if t.startswith("discarding EHLO keywords")]
+    assert logged == ([line] if line else [])
+
+
+def test_smtp_never_send_ehlo():
+    sink = SmtpSink()
+    s = dataclasses.replace(settings(), send_ehlo=False)
+    status, _ = deliver(sink, "bob@example.org", s=s)
+    assert status.results[0].status == "sent"
+    assert sink.commands[0] == "HELO mx.example.test"
