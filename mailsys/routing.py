@@ -540,12 +540,14 @@ def _host(name: str) -> str:
     return name.rstrip(".").lower()
 
 
-def mx_hosts(domain: str, answers: Iterable[tuple[int, str]], rng: random.Random) -> tuple[MxHost, ...]:
+def mx_hosts(domain: str, answers: Iterable[tuple[int, str]],
+             rng: random.Random | None) -> tuple[MxHost, ...]:
     """mx_hosts - the hosts to try for domain, best first, from its MX answers.
 
     answers are (preference, exchange) pairs as DNS gave them, in any order,
     names with or without the trailing dot; none at all (NODATA) means the
-    implicit MX. Raises RouteError for a null MX.
+    implicit MX. Raises RouteError for a null MX. Without rng
+    (smtp_randomize_addresses = no) equal preferences keep the DNS order.
     """
     records = [(int(pref), _host(name)) for pref, name in answers]
     if not records:
@@ -556,7 +558,8 @@ def mx_hosts(domain: str, answers: Iterable[tuple[int, str]], rng: random.Random
     # no host to connect to, so it is skipped.
     records = [r for r in records if r[1]]
     # dns_rr_shuffle() then a stable sort by preference, as smtp_addr.c.
-    rng.shuffle(records)
+    if rng is not None:
+        rng.shuffle(records)
     records.sort(key=lambda r: r[0])
     return tuple(MxHost(pref, host) for pref, host in records)
 

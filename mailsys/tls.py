@@ -187,8 +187,7 @@ def server_context(cfg, sni: SniLookup | None = None) -> SSL.Context | None:
                         grade_param=which + "ciphers",
                         extra=_excluded(cfg, "smtpd_tls_", mandatory))
     if chain_files:
-        for name in chain_files:
-            _load_chain_file(ctx, _resolve(cfg, name), "smtpd_tls_chain_files")
+        _load_chain_files(ctx, cfg, chain_files, "smtpd_tls_chain_files")
     else:
         # An RSA and an ECDSA certificate may sit side by side; OpenSSL
         # offers the one the client's signature algorithms ask for.
@@ -249,7 +248,9 @@ def client_context(cfg, level: str, exclude: Iterable[str] = ()) -> SSL.Context:
                   "smtp_tls_CAfile" if cafile else "smtp_tls_CApath", "cannot load CA certificates")
     else:
         ctx.set_default_verify_paths()
-    if cfg.smtp_tls_cert_file:
+    if cfg.smtp_tls_chain_files:
+        _load_chain_files(ctx, cfg, tuple(cfg.smtp_tls_chain_files), "smtp_tls_chain_files")
+    elif cfg.smtp_tls_cert_file:
         _load_cert_and_key(ctx, cfg, "smtp_tls_cert_file", "smtp_tls_key_file")
     # Always VERIFY_PEER: the callback records the outcome, and only fails the
     # handshake when the level demands it (see _verify_callback).
@@ -387,9 +388,13 @@ def _load_cert_and_key(ctx: SSL.Context, cfg, cert_param: str, key_param: str) -
     _ssl_call(ctx.check_privatekey, key_param, f"private key in {key} does not match certificate {cert}")
 
 
-def _load_chain_file(ctx: SSL.Context, path: Path, param: str) -> None:
-    """One smtpd_tls_chain_files entry: a private key, then its certificate chain."""
-    _load_chains(ctx, _readable(path, param).read_bytes(), str(path), param)
+def _load_chain_files(ctx: SSL.Context, cfg, names: tuple[str, ...], param: str) -> None:
+    """smtpd_tls_chain_files / smtp_tls_chain_files: the files are read as
+    one concatenation (postconf(5)), so a key may sit in the file before
+    its certificate's."""
+    paths = [_resolve(cfg, name) for name in names]
+    data = b"\n".join(_readable(path, param).read_bytes() for path in paths)
+    _load_chains(ctx, data, ", ".join(str(p) for p in paths), param)
 
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----", re.DOTALL)

@@ -391,3 +391,10 @@ def test_relocated_addresses_bounce_with_the_new_address():
         "error", "5.1.6 User has moved to alice@new.example", L)
     assert resolve("x@gone.example", s) == Route("error", "5.1.6 User has moved to gone.example.net", D)
     assert resolve("bob@mx.example.com", s).transport == "local"
+
+
+def test_without_randomizing_equal_preferences_keep_the_dns_order():
+    # smtp_randomize_addresses = no
+    answers = [(20, "c.example.org."), (10, "b.example.org."), (10, "a.example.org.")]
+    assert [h.host for h in mx_hosts("example.org", answers, None)] == [
+        "b.example.org", "a.example.org", "c.example.org"]

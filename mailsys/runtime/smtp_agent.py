@@ -160,6 +160,7 @@ class SmtpSettings:
     discard_ehlo: tuple[str, ...] = ()
     discard_maps: tuple[Table, ...] = ()
     send_ehlo: bool = True           # not smtp_never_send_ehlo
+    randomize_addresses: bool = True # smtp_randomize_addresses: shuffle equal MX preferences
     skip_5xx_greeting: bool = True
     body_line_limit: int = 998
     cache_time_limit: float = CACHE_TIME_LIMIT
@@ -194,6 +195,7 @@ class SmtpSettings:
                    discard_maps=tuple(open_table(spec, cfg)
                                       for spec in cfg.smtp_discard_ehlo_keyword_address_maps),
                    send_ehlo=not cfg.smtp_never_send_ehlo,
+                   randomize_addresses=cfg.smtp_randomize_addresses,
                    skip_5xx_greeting=cfg.smtp_skip_5xx_greeting,
                    body_line_limit=cfg.smtp_line_length_limit,
                    cache_time_limit=_time_param(cfg, "smtp_connection_cache_time_limit",
@@ -439,7 +441,8 @@ class SmtpAgent:
             except DnsError as e:
                 raise RouteError("4.4.3" if e.temporary else "5.1.2",
                                  f"Host or domain name not found. {e}") from None
-            hosts = mx_hosts(hop.host, answers, self.rng)
+            hosts = mx_hosts(hop.host, answers,
+                             self.rng if self.settings.randomize_addresses else None)
             if answers:
                 best = hosts[0].preference
         else:

@@ -145,6 +145,7 @@ class SmtpdServer:
     policy: PolicyClients                # check_policy_service
     content_filter: str                  # transport:destination for each message, or ""
     reject_footer: str                   # smtpd_reject_footer, as written ("" = none)
+    reject_footer_maps: tuple[Any, ...]  # smtpd_reject_footer_maps: reply text -> footer
     upstream_proxy: str                  # smtpd_upstream_proxy_protocol: "" or "haproxy"
     upstream_proxy_timeout: float
     receive_override_options: tuple[str, ...]   # passed to cleanup with each message
@@ -249,6 +250,7 @@ class SmtpdServer:
             # Its $names are this session's (client_address, ...), so the
             # text is taken as written and expanded for each reply.
             reject_footer=cfg.raw("smtpd_reject_footer"),
+            reject_footer_maps=tuple(open_table(spec, cfg) for spec in cfg.smtpd_reject_footer_maps),
             upstream_proxy=cfg.smtpd_upstream_proxy_protocol,
             upstream_proxy_timeout=cfg.smtpd_upstream_proxy_timeout,
             receive_override_options=tuple(cfg.receive_override_options),

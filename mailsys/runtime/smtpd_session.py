@@ -93,6 +93,7 @@ from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
 from mailsys.policy.restrictions import (Decision, DnsStatus, HostRecords, NeedPause, NeedPolicy,
                                          NeedRecords, PolicyContext, note_log_text)
+from mailsys.routing import first_lookup
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
 from mailsys.runtime.smtpd_milters import SmtpdMilters
@@ -299,7 +300,8 @@ class Session:
         pump = smtp_io.SmtpPump(stream, self.conn, self, timeout=server.timeout,
                                 error_sleep=server.error_sleep,
                                 timeout_reply=server.timeout_reply,
-                                footer=self._footer if server.reject_footer else None)
+                                footer=self._footer if server.reject_footer
+                                or server.reject_footer_maps else None)
         self.pump = pump
         try:
             if server.wrappermode:
@@ -622,9 +624,17 @@ class Session:
             self.access_denied = _reply(decision)
 
     def _footer(self, reply: Reply) -> Reply:
-        """smtpd_reject_footer after a 4xx or 5xx reply, its macros this session's."""
+        """smtpd_reject_footer after a 4xx or 5xx reply, its macros this
+        session's; smtpd_reject_footer_maps, by the complete reply, first."""
         conn = self.conn
         cfg = self.server.cfg
+        footer = self.server.reject_footer
+        if self.server.reject_footer_maps:
+            key = " ".join([str(reply.code), *([reply.enhanced] if reply.enhanced else []),
+                            reply.lines[0]])
+            footer = first_lookup(self.server.reject_footer_maps, [key]) or footer
+        if not footer:
+            return reply
         values = {"client_address": self.addr, "client_name": self.name,
                   "client_port": str(self.port), "helo_name": conn.helo_name or "",
                   "server_name": conn.settings.hostname, "localtime": time.ctime()[4:19]}
@@ -636,7 +646,7 @@ class Session:
                 return cfg.expand(cfg.raw(name))         # a main.cf parameter
             except KeyError:
                 return None
-        return replies.with_footer(reply, self.server.reject_footer, lookup)
+        return replies.with_footer(reply, footer, lookup)
 
     async def _helo(self, event: Helo) -> Reply | None:
         if event.extended:

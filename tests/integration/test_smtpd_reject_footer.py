@@ -69,3 +69,26 @@ def test_a_leading_backslash_c_continues_the_last_line(mailsys_instance):
 
 def inst_hostname(inst) -> str:
     return inst.cli("postconf", "-h", "myhostname").stdout.strip()
+
+
+def test_footer_maps_by_the_complete_reply(mailsys_instance):
+    # Seen live with Postfix 3.7.11: the key is the reply as sent, code and
+    # enhanced code included; without a match the smtpd_reject_footer.
+    inst = mailsys_instance
+    table = inst.config_dir / "footers"
+    table.write_text("/^554 5\\.7\\.1 <x@remote\\.example>: Relay access denied$/ Map footer one.\n"
+                     "/^554 <y@/ Without the enhanced code.\n")
+    port = h.start(inst, {"smtpd_recipient_restrictions": "reject_unauth_destination",
+                          "smtpd_reject_footer_maps": f"regexp:{table}",
+                          "smtpd_reject_footer": "Global footer."})
+    with h.Raw(port) as c:
+        assert c.line().startswith(b"220 ")
+        c.send(b"EHLO client.example\r\nMAIL FROM:<a@b.example>\r\n")
+        assert whole_reply(c).endswith(b"250 CHUNKING\r\n")
+        assert whole_reply(c) == b"250 2.1.0 Ok\r\n"
+        c.send(b"RCPT TO:<x@remote.example>\r\n")
+        assert whole_reply(c) == (b"554-5.7.1 <x@remote.example>: Relay access denied\r\n"
+                                  b"554 5.7.1 Map footer one.\r\n")
+        c.send(b"RCPT TO:<y@remote.example>\r\n")
+        assert whole_reply(c) == (b"554-5.7.1 <y@remote.example>: Relay access denied\r\n"
+                                  b"554 5.7.1 Global footer.\r\n")

@@ -107,6 +107,23 @@ def test_chain_files(make_cfg, pki):
     assert describe(client).peer_cn == "mx.example.test"
 
 
+def test_chain_files_are_read_as_one_concatenation(make_cfg, pki):
+    # postconf(5): the key may be in the file listed just before its certificate's.
+    cfg = make_cfg(smtpd_tls_chain_files=f"{pki['server_key']}, {pki['server_cert']}",
+                   smtp_tls_CAfile=pki["ca"])
+    client, _ = handshake(cfg, "secure")
+    assert describe(client).peer_cn == "mx.example.test"
+
+
+def test_client_chain_files_give_the_client_certificate(make_cfg, pki):
+    cfg = make_cfg(smtpd_tls_cert_file=pki["server"], smtpd_tls_ask_ccert="yes",
+                   smtpd_tls_CAfile=pki["ca"], smtp_tls_CAfile=pki["ca"],
+                   smtp_tls_chain_files=pki["client"])
+    _, server = handshake(cfg, "secure")
+    info = describe(server)
+    assert info.peer_cn == "client.example.test" and info.peer_verified
+
+
 def test_chain_file_without_a_key(make_cfg, pki):
     cfg = make_cfg(smtpd_tls_chain_files=pki["server_cert"])
     with pytest.raises(ConfigError) as e:
