@@ -27,7 +27,9 @@ character, unless that character leads.
 ``lookup_keys(address, delimiter, is_local)`` are the table keys Postfix's
 mail_addr_find() tries for an address, in order: user+ext@domain,
 user@domain, then user+ext and user when is_local(domain) (or there is no
-domain), then @domain; each with the extension that key leaves out.
+domain), then @domain; each with the extension that key leaves out (none
+for @domain: mail_addr_find() reports an unmatched extension only for a
+key with the user in it, so "@domain @other" keeps user+ext whole).
 """
 
 from __future__ import annotations
@@ -190,5 +192,5 @@ def lookup_keys(address: str, delimiter: str,
         if extension:
             keys.append((base, extension))
     if domain:
-        keys.append((f"@{domain}", extension))
+        keys.append((f"@{domain}", ""))
     return keys

@@ -5,6 +5,8 @@ SYNOPSIS
 
     rewrite_addresses('Joe <joe@host.example.com>, ann', qualify)
         # 'Joe <joe@example.com>, ann@example.com'
+    fold_address_list("To", list_elements(' a@x ,Joe<j@y>'))
+        # 'To: a@x, Joe <j@y>'
 
 DESCRIPTION
     rewrite_addresses(value, rewrite) calls rewrite(address) for each
@@ -21,6 +23,16 @@ DESCRIPTION
     "name: a, b;" is a group, whose name is not an address. "<>" and an
     element with white space outside quotes (a display name without an
     address) are not addresses.
+
+    list_elements(value) and fold_address_list(name, elements) write a
+    list the way Postfix's smtp client writes a header whose addresses
+    smtp_generic_maps changed (tok822_externalize() with one element a
+    line, then joined while a line stays under 70 characters, each
+    continuation line starting with a tab; smtp_proto.c
+    smtp_header_rewrite()): the elements are the parts between the
+    commas, white space outside quoted strings and comments runs together
+    into one space, and a space goes before "<" and "(" that follow a word
+    (Postfix 3.7.11 sends "Joe<joe@x>" as "Joe <joe@x>").
 """
 
 from __future__ import annotations
@@ -37,6 +49,72 @@ def rewrite_addresses(value: str, rewrite: Callable[[str], str]) -> str:
         if new != value[start:end]:
             out = out[:start] + new + out[end:]
     return out
+
+
+# smtp_proto.c smtp_header_rewrite(): lines are joined while shorter than this.
+_FOLD_WIDTH = 70
+
+
+def list_elements(value: str) -> list[str]:
+    """The elements of an address list, white space made tok822's; see DESCRIPTION."""
+    elements: list[str] = []
+    out: list[str] = []
+    space = False
+    i, n = 0, len(value)
+
+    def put(text: str, spaced: bool) -> None:
+        if out and (space or spaced):
+            out.append(" ")
+        out.append(text)
+
+    while i < n:
+        c = value[i]
+        if c.isspace():
+            space = True
+            i += 1
+            continue
+        if c == ",":
+            if out:
+                elements.append("".join(out))
+            out, space = [], False
+            i += 1
+            continue
+        if c == '"':
+            j = _quoted_end(value, i)
+        elif c == "(":
+            j = _comment_end(value, i)
+        elif c == "<":
+            j = value.find(">", i + 1)
+            j = n if j < 0 else j + 1
+        else:
+            j = i + 1
+        put(value[i:j], c in "<(")
+        space = False
+        i = j
+    if out:
+        elements.append("".join(out))
+    return elements
+
+
+def fold_address_list(name: str, elements: list[str]) -> str:
+    """name: the elements, comma separated, folded as Postfix's smtp client
+    folds a rewritten address header ("\n\t" between lines)."""
+    text = f"{name}: " + (elements[0] if elements else "")
+    width = len(text)
+    last = len(elements) - 1
+    for n, element in enumerate(elements[1:], 1):
+        text += ","
+        width += 1
+        # A line ends with its comma, which counts: Postfix measures each
+        # externalized line (element and comma) from the current line's start.
+        comma = 1 if n < last else 0
+        if width + 1 + len(element) + comma < _FOLD_WIDTH:
+            text += " " + element
+            width += 1 + len(element)
+        else:
+            text += "\n\t" + element
+            width = len(element)
+    return text
 
 
 def address_spans(value: str) -> list[tuple[int, int]]:

@@ -330,6 +330,22 @@ class AddressMaps:
              "message not accepted, try again later")
         return address
 
+    def map11(self, tables: Sequence[Table], address: str, kind: str, title: str,
+              warn: Callable[[str], None]) -> str | None:
+        """One lookup, no recursion (Postfix smtp_map11_external(), the
+        smtp client's generic mapping): the first address the tables give,
+        or None; a list warns "multi-valued <title> result for <address>".
+        ``kind`` names the propagate_unmatched_extensions class ("generic").
+        AliasError for a result that is no address."""
+        if not tables:
+            return None
+        results = self._map(tables, address, kind, title)
+        if results is None:
+            return None
+        if len(results) > 1:
+            warn(f"multi-valued {title} result for {address}")
+        return results[0]
+
     def _map(self, tables: Sequence[Table], address: str, kind: str,
              title: str) -> list[str] | None:
         """mail_addr_map(): the addresses address maps to, or None."""

@@ -17,9 +17,10 @@ DESCRIPTION
     ``nested``, and returns what header_checks.verdict() made of the
     answers: the edits to the body (IGNORE, REPLACE, PREPEND), the actions
     for cleanup and the refusal, if any. With ``lines`` (body_checks) it
-    also looks up each line of body text (not part headers, not boundary
-    lines), one line without its end at a time, the first ``limit`` bytes
-    of each part (body_checks_size_limit); IGNORE removes the line,
+    also looks up each line of body text (boundary lines included, part
+    headers and empty lines not), one line without its end at a time, the
+    first ``limit`` bytes of each part (body_checks_size_limit); IGNORE
+    removes the line,
     REPLACE and PREPEND take any text there. After a REJECT or DISCARD nothing
     more is looked up. A line that starts with "--" and a boundary of an
     enclosing multipart ends the parts inside it, as in Postfix's
@@ -98,16 +99,17 @@ def check_body(body: bytes, content_type: str, *, mime: Check | None,
             line = body[pos:end].rstrip(b"\r\n")
             pos = end
             delimiter = _delimiter(line, boundaries) if line.startswith(b"--") else None
-            if delimiter is not None:
-                if delimiter == "part":
-                    expect, segment = "mime", 0
-                continue
-            if lines is not None and segment < limit:
+            # An empty line is never looked up (Postfix's maps_find() skips
+            # an empty key); a delimiter line is, as body text of the part
+            # it ends (seen live: "warning: body --BB" from cleanup and smtp).
+            if lines is not None and line and segment < limit:
                 segment += end - start
                 text = line.decode("utf-8", "surrogateescape")
                 value = lines(text)
                 if value is not None:
                     _take(verdict(value, text, "body"), body[start:end], start, end, found)
+            if delimiter == "part":
+                expect, segment = "mime", 0
             continue
         check = mime if expect == "mime" else nested
         part_kind, pos = _header_block(body, pos, check, found)
