@@ -86,7 +86,12 @@ from .header_checks import verdict
 from .message_actions import first_answer
 from .mime_checks import Check, check_body
 
-__all__ = ["MIME_HEADERS", "Note", "OutputError", "OutputRewrite"]
+__all__ = ["MIME_HEADERS", "Note", "OutputError", "OutputRewrite", "PARAMETERS"]
+
+# The parameters that turn output rewriting on (smtp_* names; lmtp reads
+# its lmtp_* twins under these names, config.client_program).
+PARAMETERS = ("smtp_generic_maps", "smtp_header_checks", "smtp_mime_header_checks",
+              "smtp_nested_header_checks", "smtp_body_checks")
 
 # header_opts.c: the headers with HDR_OPT_MIME, which header_body_checks.c
 # looks up in the MIME header checks even in the primary header.
@@ -134,9 +139,7 @@ class OutputRewrite:
                     ) -> OutputRewrite | None:
         """The settings of a client Config (smtp_* names; for lmtp the
         client_program view), or None when no table is configured."""
-        names = ("smtp_generic_maps", "smtp_header_checks", "smtp_mime_header_checks",
-                 "smtp_nested_header_checks", "smtp_body_checks")
-        if not any(cfg[name] for name in names):
+        if not any(cfg[name] for name in PARAMETERS):
             return None
         opened: dict[str, Table] = {}
 

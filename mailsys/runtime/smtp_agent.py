@@ -68,6 +68,18 @@ DESCRIPTION
     level and attributes; an unusable entry defers the request with 4.7.5
     "client TLS configuration problem", relay=none, no server tried.
 
+    Output rewriting (SmtpSettings.output, mailsys.message.smtp_output):
+    with smtp_generic_maps or any smtp_*_checks table (lmtp_* for lmtp),
+    each transaction sends the rewritten sender, recipients and content
+    and logs what the checks did, as Postfix's smtp_proto.c does per
+    session. A recipient the generic map changed carries its address
+    before the rewriting as ORCPT (unless it has an ORCPT of its own), and
+    SIZE= stays the size of the queued content, as Postfix announces the
+    queue file's. A generic map result that is no address defers the
+    recipients with "unknown mail transport error" (4.3.0): Postfix's
+    smtp client stops with a fatal error there. Without any of those
+    tables output is None and the send path does not look at the content.
+
     SASL (SmtpSettings.sasl, mailsys.runtime.smtp_sasl): after EHLO and
     STARTTLS each new session logs in when smtp_sasl_password_maps has
     credentials for the sender (smtp_sender_dependent_authentication), the
@@ -101,6 +113,8 @@ from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sen
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
                                        RecipientResult)
+from mailsys.message.smtp_output import PARAMETERS as OUTPUT_PARAMETERS
+from mailsys.message.smtp_output import OutputError, OutputRewrite
 from mailsys.routing import (LMTP_PORT, BadNextHop, MxAddress, MxHost, NextHop, RouteError,
                              drop_self, first_lookup, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
                              service_port)
@@ -172,6 +186,8 @@ class SmtpSettings:
     sasl: SaslSettings | None = None # smtp_sasl_auth_enable (None: no SASL)
     send_xforward: bool = False      # smtp_send_xforward_command
     lmtp: bool = False               # speak LMTP: the lmtp program (module description)
+    # smtp_generic_maps and smtp_*_checks (None: none configured, nothing to do)
+    output: OutputRewrite | None = None
     default_port: int = LMTP_PORT    # LMTP only: $lmtp_tcp_port
     socket_dir: str = ""             # LMTP only: where relative unix: paths start ($queue_directory)
 
@@ -204,7 +220,19 @@ class SmtpSettings:
                                             (socket.AF_INET6, cfg.smtp_bind_address6)) if a},
                    tls=tls or TlsPolicy(), tls_for=tls_for, sasl=sasl,
                    send_xforward=cfg.smtp_send_xforward_command,
-                   **lmtp)
+                   output=_output_rewrite(cfg, program), **lmtp)
+
+
+def _output_rewrite(cfg, program: str) -> OutputRewrite | None:
+    """The generic maps and checks of the program, tables opened; None without any."""
+    if not any(cfg[name] for name in OUTPUT_PARAMETERS):
+        return None
+    # Imported here: the routing tables behind "is this domain ours" are
+    # opened only when a generic map may ask.
+    from mailsys.config.tables import open_table
+    from mailsys.qmgr.settings import local_domain_check
+    return OutputRewrite.from_config(cfg, lambda spec: open_table(spec, cfg),
+                                     local_domain_check(cfg), program)
 
 
 def _lmtp_settings(cfg) -> dict:
@@ -271,6 +299,34 @@ def _smtpd_protocol(protocol: str) -> str:
     if protocol.startswith(("ESMTP", "UTF8SMTP")):
         return "ESMTP"
     return protocol
+
+
+def _rewrite(output: OutputRewrite, req: DeliverRequest, rcpts: list[DeliverRecipient],
+             content: bytes) -> tuple[str, list[Rcpt], bytes, int]:
+    """The sender, recipients and content output rewriting sends, and the
+    SIZE= of the content as queued; logs what the checks did."""
+    def warn(text: str) -> None:
+        log.warning(text)
+    sender = output.address(req.sender, warn)
+    sent = []
+    for r in rcpts:
+        rcpt = _rcpt(r)
+        address = output.address(rcpt.address, warn)
+        if address != rcpt.address:
+            # The receiver learns the address before the rewriting, as
+            # Postfix sends its original recipient as ORCPT.
+            rcpt = Rcpt(address, notify=rcpt.notify, orcpt=rcpt.orcpt or r.orig or r.address)
+        sent.append(rcpt)
+    size = len(content) + content.count(b"\n") - content.count(b"\r\n")
+    if content and not content.endswith(b"\n"):
+        size += 2                      # the CRLF the client adds at the end
+    content, notes = output.content(content)
+    for note in notes:
+        if note.queue_id:
+            log.info(note.text, queue_id=req.queue_id)
+        else:
+            log.warning(note.text)
+    return sender, sent, content, size
 
 
 def _rcpt(r: DeliverRecipient) -> Rcpt:
@@ -562,9 +618,17 @@ class SmtpAgent:
                 _smtpd_protocol(req.client_protocol),
                 req.client_helo, req.log_ident,
                 "LOCAL" if req.rewrite_context == "local" else "REMOTE")
+        sender, sent = req.sender, [_rcpt(r) for r in rcpts]
+        if self.settings.output is not None:
+            try:
+                sender, sent, content, params["size"] = _rewrite(
+                    self.settings.output, req, rcpts, content)
+            except OutputError as e:
+                log.warning(str(e))
+                return [(deferred(r, "4.3.0", "unknown mail transport error"), False)
+                        for r in rcpts]
         try:
-            result = await session.send_mail(req.sender, [_rcpt(r) for r in rcpts],
-                                             content, **params)
+            result = await session.send_mail(sender, sent, content, **params)
             statuses = dict(enumerate(result.recipients))
             error = None
             for response, command in result.xforward_refused:
@@ -580,7 +644,7 @@ class SmtpAgent:
         except SessionError as e:
             statuses = {}
             for st in e.settled:
-                for i, r in enumerate(rcpts):
+                for i, r in enumerate(sent):
                     if r.address == st.address and i not in statuses:
                         statuses[i] = st
                         break

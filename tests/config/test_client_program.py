@@ -116,6 +116,11 @@ lmtp_tls_session_cache_database =
 lmtp_tls_wrappermode = no
 lmtp_use_tls = no
 lmtp_xforward_timeout = 300s
+lmtp_body_checks =
+lmtp_generic_maps =
+lmtp_header_checks =
+lmtp_mime_header_checks =
+lmtp_nested_header_checks =
 """
 
 

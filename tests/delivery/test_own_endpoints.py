@@ -54,3 +54,22 @@ def test_parameters_the_table_does_not_carry(tmp_path):
     cfg = config(tmp_path, [], smtp_connection_cache_time_limit="5s", smtp_rset_timeout="1m")
     s = SmtpSettings.from_config(cfg)
     assert s.cache_time_limit == 5.0 and s.timeouts["smtp_rset_timeout"] == 60.0
+
+
+def test_no_output_rewriting_without_tables(tmp_path):
+    # The send path tests settings.output for None and does nothing else.
+    cfg = config(tmp_path, [], lmtp_generic_maps="inline:{ {a@x.example = b@x.example} }")
+    assert SmtpSettings.from_config(cfg).output is None
+
+
+def test_output_rewriting_per_program(tmp_path):
+    from mailsys.config.client_program import client_config
+    cfg = config(tmp_path, [], mydestination="x.example",
+                 smtp_generic_maps="inline:{ {a@x.example = b@x.example} }",
+                 lmtp_body_checks="inline:{ {secret = REJECT} }")
+    smtp = SmtpSettings.from_config(cfg).output
+    assert smtp.address("a@x.example", print) == "b@x.example" and smtp.body_checks is None
+    lmtp = SmtpSettings.from_config(client_config(cfg, "lmtp"), program="lmtp").output
+    assert lmtp.address("a@x.example", print) == "a@x.example"
+    content, notes = lmtp.content(b"Subject: x\n\nsecret\n")
+    assert [n.text for n in notes] == ["unsupported command in lmtp_body_checks map: REJECT"]

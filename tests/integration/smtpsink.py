@@ -74,6 +74,7 @@ class SmtpSink:
     tls: object = None
     xforward: str = ""
     xforward_reply: str = "250 2.0.0 Ok"
+    dsn: bool = False                  # offer DSN (RCPT gets NOTIFY=/ORCPT=)
     lmtp: bool = False
     rcpt_dot: dict[str, str] = field(default_factory=dict)
     messages: list[Message] = field(default_factory=list)
@@ -133,6 +134,8 @@ class SmtpSink:
                         lines.append("STARTTLS")
                     if self.xforward:
                         lines.append("XFORWARD " + self.xforward)
+                    if self.dsn:
+                        lines.append("DSN")
                     lines += ["ENHANCEDSTATUSCODES", "8BITMIME"]
                 await conn.reply("\r\n".join(
                     f"250{'-' if i < len(lines) - 1 else ' '}{t}" for i, t in enumerate(lines)))
