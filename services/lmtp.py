@@ -16,8 +16,8 @@ DESCRIPTION
     ($lmtp_lhlo_name), PIPELINING when offered, STARTTLS per
     $lmtp_tls_security_level, and after the message one reply per
     accepted recipient, each deciding that recipient. It reads the lmtp_*
-    parameters (lmtp_lhlo_timeout, lmtp_data_done_timeout, ...) where smtp
-    reads smtp_*, whatever the master.cf service is called, and logs
+    parameters (lmtp_lhlo_timeout, lmtp_data_done_timeout,
+    lmtp_generic_maps, lmtp_header_checks, ...) where smtp reads smtp_*, whatever the master.cf service is called, and logs
     Postfix's status lines with tag $syslog_name/lmtp:
 
       QID: to=<u@example.com>, relay=mail.example.com[private/dovecot-lmtp],

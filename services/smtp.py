@@ -10,7 +10,11 @@ DESCRIPTION
     to the request's next hop over SMTP and answers with a result for
     every recipient: MX lookup, loop detection, EHLO, STARTTLS per
     $smtp_tls_security_level, PIPELINING, per-stage timeouts and a
-    connection cache (mailsys.runtime.smtp_service, shared with lmtp).
+    connection cache (mailsys.runtime.smtp_service, shared with lmtp),
+    and on the way out $smtp_generic_maps and the restricted
+    $smtp_header_checks, $smtp_mime_header_checks,
+    $smtp_nested_header_checks and $smtp_body_checks
+    (mailsys.message.smtp_output).
     Each recipient's result is logged as Postfix's status line, tag
     $syslog_name/smtp.
 """

@@ -150,3 +150,15 @@ def test_header_rewriter_without_mappings_only_qualifies():
     rewrite = m.header_rewriter("example.com", False, no_warning)
     assert rewrite("from", "From: root") == "From: root@example.com"
     assert m.header_rewriter("", False, no_warning)("from", "From: root") is None
+
+
+def test_an_at_domain_match_leaves_no_extension_to_propagate():
+    # mail_addr_find() sets the unmatched extension only for a key with the
+    # user in it: "@domain" keeps user+ext whole, and a catch-all result
+    # gets no extension (Postfix 3.7.11 smtp_generic_maps: dave+x@old.example
+    # went out as dave+x@new.example with propagation off for generic).
+    m = maps(virtual_alias=[Inline({"@example.net": "catchall@example.org"})])
+    assert m.expand("info+foo@example.net") == ["catchall@example.org"]
+    kept = maps(canonical_sender=[Inline({"@old.example": "@new.example"})],
+                propagate=frozenset())
+    assert kept.sender("dave+x@old.example", no_warning) == "dave+x@new.example"
