@@ -621,6 +621,11 @@ class SmtpAgent:
         sender, sent = req.sender, [_rcpt(r) for r in rcpts]
         if self.settings.output is not None:
             try:
+                # Postfix decides whether SMTPUTF8 is needed on the queued
+                # addresses, not the rewritten ones (seen live: a generic map
+                # to ASCII still bounced 5.6.7 at a server without SMTPUTF8).
+                params["utf8_addresses"] = not all(
+                    a.isascii() for a in (req.sender, *(r.address for r in rcpts)))
                 sender, sent, content, params["size"] = _rewrite(
                     self.settings.output, req, rcpts, content)
             except OutputError as e:

@@ -872,7 +872,8 @@ class ClientConnection:
                   size: int | None = None, body_type: str | None = None,
                   smtputf8: bool = False, ret: str | None = None,
                   envid: str | None = None, probe: bool = False,
-                  xforward: XforwardAttributes | None = None) -> bytes:
+                  xforward: XforwardAttributes | None = None,
+                  utf8_addresses: bool | None = None) -> bytes:
         """Start one message; returns the bytes to write now.
 
         sender: the envelope sender, "" for the null sender. recipients:
@@ -886,8 +887,11 @@ class ClientConnection:
         failure gives ProbeFailed (see the module description). xforward:
         the original client's attributes, sent with XFORWARD before MAIL
         when the server offers XFORWARD (smtp_send_xforward_command; a
-        refusal does not stop the delivery). Nothing is sent when the
-        client decides by itself (SIZE, SMTPUTF8).
+        refusal does not stop the delivery). utf8_addresses: whether the
+        message's addresses need SMTPUTF8, when the caller knows better than
+        the addresses given (they were rewritten after the queue: Postfix
+        decides on the queued ones). Nothing is sent when the client decides
+        by itself (SIZE, SMTPUTF8).
         """
         self._check("send_mail")
         rcpts = tuple(r if isinstance(r, Rcpt) else Rcpt(r) for r in recipients)
@@ -920,8 +924,9 @@ class ClientConnection:
                                " of server {peer}")
             self._finish()
             return self.data_to_send()
-        if smtputf8 and not caps.smtputf8 and not all(
-                a.isascii() for a in (sender, *(r.address for r in rcpts))):
+        if utf8_addresses is None:
+            utf8_addresses = not all(a.isascii() for a in (sender, *(r.address for r in rcpts)))
+        if smtputf8 and not caps.smtputf8 and utf8_addresses:
             txn.settle_locally("5.6.7", "SMTPUTF8 is required, but was not offered by host {peer}")
             self._finish()
             return self.data_to_send()

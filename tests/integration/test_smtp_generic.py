@@ -105,6 +105,40 @@ def test_the_agent_sends_rewritten_envelope_with_orcpt_and_the_queued_size():
         "4F2A1C3B7D: to=<eve@other.example>"]
 
 
+def test_smtputf8_is_decided_on_the_queued_addresses():
+    # Postfix 3.7.11, smtputf8_enable = yes, generic "jörg@bench.localdomain
+    # joerg@example.com", a relayhost without SMTPUTF8: "to=<x@old.example>,
+    # ... dsn=5.6.7, status=bounced (SMTPUTF8 is required, but was not
+    # offered by host 127.0.0.1[127.0.0.1])", the rewriting notwithstanding.
+    maps = AddressMaps(myorigin="bench.localdomain", delimiter="+",
+                       is_local=lambda d: d == "bench.localdomain")
+    output = OutputRewrite(maps=maps, generic=(Inline("jörg@bench.localdomain joerg@example.com"),))
+    t = {name: 5.0 for name in TIMEOUT_PARAMS}
+    t["smtp_rset_timeout"] = 5.0
+    s = SmtpSettings(helo_name="mx.example.test", timeouts=t, cache_time_limit=0.0,
+                     output=output)
+    sink = h.smtpsink.SmtpSink()
+
+    async def load(qid: str) -> bytes:
+        return MESSAGE
+
+    async def main():
+        async with trio.open_nursery() as n:
+            port = await n.start(sink.serve)
+            agent = SmtpAgent(s, Resolver([("127.0.0.1", 9)], lifetime=1.0), load,
+                              ConnectionCache(0.0))
+            status = await agent.deliver(h.request(
+                f"[127.0.0.1]:{port}", "x@old.example", sender="jörg@bench.localdomain",
+                smtputf8=True))
+            n.cancel_scope.cancel()
+        return status
+    status = trio.run(main)
+    (result,) = status.results
+    assert (result.status, result.dsn) == ("bounced", "5.6.7")
+    assert result.reason.startswith("SMTPUTF8 is required, but was not offered by host")
+    assert sink.messages == []
+
+
 class Recorder:
     """An aiosmtpd handler keeping each envelope."""
 
