@@ -64,15 +64,14 @@ class Inline:
         return self.entries.get(key.lower())
 
 
-def test_the_agent_sends_rewritten_envelope_with_orcpt_and_the_queued_size():
+def deliver_with(generic: str, sink, *rcpts: str, **kw):
+    """An in-process agent with this generic table delivers MESSAGE to the sink."""
     maps = AddressMaps(myorigin="bench.localdomain", delimiter="+",
                        is_local=lambda d: d == "bench.localdomain")
-    output = OutputRewrite(maps=maps, generic=(Inline(GENERIC),))
     t = {name: 5.0 for name in TIMEOUT_PARAMS}
     t["smtp_rset_timeout"] = 5.0
     s = SmtpSettings(helo_name="mx.example.test", timeouts=t, cache_time_limit=0.0,
-                     output=output)
-    sink = h.smtpsink.SmtpSink(dsn=True, size=10_000_000)
+                     output=OutputRewrite(maps=maps, generic=(Inline(generic),)))
 
     async def load(qid: str) -> bytes:
         return MESSAGE
@@ -82,13 +81,17 @@ def test_the_agent_sends_rewritten_envelope_with_orcpt_and_the_queued_size():
             port = await n.start(sink.serve)
             agent = SmtpAgent(s, Resolver([("127.0.0.1", 9)], lifetime=1.0), load,
                               ConnectionCache(0.0))
-            status = await agent.deliver(h.request(
-                f"[127.0.0.1]:{port}", "bob+ext@bench.localdomain", "dave+x@old.example",
-                "eve@other.example", sender="alice@bench.localdomain"))
+            status = await agent.deliver(h.request(f"[127.0.0.1]:{port}", *rcpts, **kw))
             n.cancel_scope.cancel()
         return status
+    return trio.run(main)
+
+
+def test_the_agent_sends_rewritten_envelope_with_orcpt_and_the_queued_size():
+    sink = h.smtpsink.SmtpSink(dsn=True, size=10_000_000)
     with h.capture_logs() as logs:
-        status = trio.run(main)
+        status = deliver_with(GENERIC, sink, "bob+ext@bench.localdomain", "dave+x@old.example",
+                              "eve@other.example", sender="alice@bench.localdomain")
     assert [r.status for r in status.results] == ["sent", "sent", "sent"]
     mail = [c for c in sink.commands if c.startswith(("MAIL", "RCPT"))]
     # SIZE= is the queued content's (CRLF counted), as Postfix announces the queue file's.
@@ -110,29 +113,9 @@ def test_smtputf8_is_decided_on_the_queued_addresses():
     # joerg@example.com", a relayhost without SMTPUTF8: "to=<x@old.example>,
     # ... dsn=5.6.7, status=bounced (SMTPUTF8 is required, but was not
     # offered by host 127.0.0.1[127.0.0.1])", the rewriting notwithstanding.
-    maps = AddressMaps(myorigin="bench.localdomain", delimiter="+",
-                       is_local=lambda d: d == "bench.localdomain")
-    output = OutputRewrite(maps=maps, generic=(Inline("jörg@bench.localdomain joerg@example.com"),))
-    t = {name: 5.0 for name in TIMEOUT_PARAMS}
-    t["smtp_rset_timeout"] = 5.0
-    s = SmtpSettings(helo_name="mx.example.test", timeouts=t, cache_time_limit=0.0,
-                     output=output)
     sink = h.smtpsink.SmtpSink()
-
-    async def load(qid: str) -> bytes:
-        return MESSAGE
-
-    async def main():
-        async with trio.open_nursery() as n:
-            port = await n.start(sink.serve)
-            agent = SmtpAgent(s, Resolver([("127.0.0.1", 9)], lifetime=1.0), load,
-                              ConnectionCache(0.0))
-            status = await agent.deliver(h.request(
-                f"[127.0.0.1]:{port}", "x@old.example", sender="jörg@bench.localdomain",
-                smtputf8=True))
-            n.cancel_scope.cancel()
-        return status
-    status = trio.run(main)
+    status = deliver_with("jörg@bench.localdomain joerg@example.com", sink, "x@old.example",
+                          sender="jörg@bench.localdomain", smtputf8=True)
     (result,) = status.results
     assert (result.status, result.dsn) == ("bounced", "5.6.7")
     assert result.reason.startswith("SMTPUTF8 is required, but was not offered by host")
