@@ -30,7 +30,8 @@ DESCRIPTION
     line, then joined while a line stays under 70 characters, each
     continuation line starting with a tab; smtp_proto.c
     smtp_header_rewrite()): the elements are the parts between the
-    commas, white space outside quoted strings and comments runs together
+    commas, empty ones kept (Postfix sends "To: a@x," as "To: a@x, "),
+    white space outside quoted strings and comments runs together
     into one space, and a space goes before "<" and "(" that follow a word
     (Postfix 3.7.11 sends "Joe<joe@x>" as "Joe <joe@x>").
 """
@@ -74,8 +75,7 @@ def list_elements(value: str) -> list[str]:
             i += 1
             continue
         if c == ",":
-            if out:
-                elements.append("".join(out))
+            elements.append("".join(out))
             out, space = [], False
             i += 1
             continue
@@ -91,8 +91,7 @@ def list_elements(value: str) -> list[str]:
         put(value[i:j], c in "<(")
         space = False
         i = j
-    if out:
-        elements.append("".join(out))
+    elements.append("".join(out))
     return elements
 
 

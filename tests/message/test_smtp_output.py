@@ -306,3 +306,27 @@ def test_lmtp_names_its_own_tables(tmp_path):
     assert content == b"X-A: 1\n\nbody\n"
     assert notes == [Note("warning", "unsupported command in lmtp_header_checks map: DISCARD",
                           False)]
+
+
+def test_long_lists_fold_and_empty_elements_stay_as_postfix_writes_them():
+    message = (b"reply-to: x@old.example\n"
+               b"TO: aaaaaaaaaa@old.example, bbbbbbbbbbbbbbb@old.example, "
+               b"ccccccccccccccccc@old.example, dddddddddddd@old.example, "
+               b'"Some Long Display Name" <eeeeeeeeeeeeeeee@old.example>, f@old.example\n'
+               b'Cc: "x" <a@old.example>,,b@old.example\n'
+               b"Bcc: a@old.example,\n"
+               b"Resent-To: ,b@old.example\n"
+               b"Resent-Cc: c@old.example , \n"
+               b"\nhi\n")
+    content, _ = rewriter(GENERIC).content(message)
+    # Postfix 3.7.11 (Bcc: was removed by its cleanup, so "To: a@old.example," stands for it).
+    assert content == (b"reply-to: x@new.example\n"
+                       b"TO: aaaaaaaaaa@new.example, bbbbbbbbbbbbbbb@new.example,\n"
+                       b"\tccccccccccccccccc@new.example, dddddddddddd@new.example,\n"
+                       b'\t"Some Long Display Name" <eeeeeeeeeeeeeeee@new.example>,\n'
+                       b"\tf@new.example\n"
+                       b'Cc: "x" <a@new.example>, , b@new.example\n'
+                       b"Bcc: a@new.example, \n"
+                       b"Resent-To: , b@new.example\n"
+                       b"Resent-Cc: c@new.example, \n"
+                       b"\nhi\n")
