@@ -121,6 +121,7 @@ from mailsys.message.header_checks import ContentAction, log_text
 from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
 from mailsys.message.message_actions import MessageActions, first_answer, with_actions
 from mailsys.message.mime_checks import check_body
+from mailsys.message.smtp_output import MIME_HEADERS
 from mailsys.message.qid import is_qid
 from mailsys.message.received import received_local, received_smtp
 from mailsys.qmgr.settings import local_domain_check
@@ -184,6 +185,7 @@ class Cleanup:
         self.nested_checks = checks("nested_header_checks") if mime else None
         self.body_checks = checks("body_checks")
         self.mime = mime
+        self.primary_checks = self._primary_checks()
         self.address_maps = AddressMaps.from_config(cfg, lambda spec: open_table(spec, cfg),
                                                     local_domain_check(cfg))
         self.remote_rewrite_domain = cfg.remote_header_rewrite_domain
@@ -195,6 +197,21 @@ class Cleanup:
         self.qmgr = ipc_io.TriggerLine(names.public_path(cfg.path("queue_directory"), names.QMGR))
         self._poke = trio.Event()
         self._spacing = trigger_spacing
+
+    def _primary_checks(self) -> Callable[[str], str | None] | None:
+        """The check of the message's own headers: header_checks, except that
+        its MIME headers (Content-*, MIME-Version) go to mime_header_checks
+        while MIME processing is on, as Postfix's cleanup sends them (seen
+        live with Postfix 3.7.11; both default to the same tables)."""
+        plain, mime = self.header_checks, self.mime_checks
+        if not self.mime or (plain is None and mime is None):
+            return plain
+
+        def check(text: str) -> str | None:
+            name = text.split(":", 1)[0].strip().lower()
+            table = mime if name in MIME_HEADERS else plain
+            return table(text) if table is not None else None
+        return check
 
     # -- one request ---------------------------------------------------------
 
@@ -281,7 +298,7 @@ class Cleanup:
             req.content, policy=self.policy, received=self.received(req, arrival),
             queue_id=req.queue_id, arrival=arrival, sender=req.sender,
             fullname=req.fullname, prepend=req.prepend, append=req.append,
-            check=self.header_checks if checks else None,
+            check=self.primary_checks if checks else None,
             rewrite=rewrite, rewrite_names=ADDRESS_HEADERS,
             add_missing=wants_missing_headers(
                 local_client=req.local,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import socket
 import time
 
@@ -468,6 +469,31 @@ async def test_header_checks_see_attachment_headers_unless_mime_is_off(make_conf
                 "proto=ESMTP helo=<helo.example>: 5.7.1 no executables"]
     assert replies[0] == Rejected(550, "5.7.1", "no executables")
     assert isinstance(replies[1], Queued)
+
+
+@pytest.mark.parametrize("mime_checks, logged", [
+    ("$header_checks", [("Subject: hi", "header"), ("Content-Type: text/plain", "header")]),
+    ("mime", [("Subject: hi", "header"), ("Content-Type: text/plain", "mime")]),
+    ("", [("Subject: hi", "header")]),           # no mime_header_checks: not checked at all
+])
+@trio_test
+async def test_the_message_s_mime_headers_go_to_mime_header_checks(make_config, store, tmp_path,
+                                                                   mime_checks, logged):
+    # Postfix's cleanup checks a primary Content-* or MIME-Version header
+    # with mime_header_checks, not header_checks (seen live, 3.7.11).
+    (tmp_path / "header").write_text("/^(Subject|Content-Type):/ WARN header\n")
+    (tmp_path / "mime").write_text("/^Content-Type:/ WARN mime\n")
+    cfg = make_config(header_checks=f"regexp:{tmp_path / 'header'}",
+                      mime_header_checks=mime_checks.replace("mime", f"regexp:{tmp_path / 'mime'}"))
+    message = b"Subject: hi\r\nContent-Type: text/plain\r\n\r\nbody\r\n"
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with capture_logs() as logs:
+            assert isinstance(await svc.call(request(content=message)), Queued)
+        nursery.cancel_scope.cancel()
+    warned = [re.fullmatch(r"warning: header (.*) from .*: (\w+)", e["event"]).groups()
+              for e in logs if e["event"].startswith("warning: ")]
+    assert warned == logged
 
 
 @trio_test
