@@ -92,7 +92,7 @@ def _warn(text: str) -> None:
 
 
 def alias_settings(cfg: Config) -> AliasSettings:
-    return AliasSettings.from_config(cfg, lambda address: False, _warn)
+    return AliasSettings.from_config(cfg, lambda address: False, _warn, fatal=log.critical)
 
 
 class _State:

@@ -207,6 +207,7 @@ class AliasSettings:
     owner_of: Callable[[object], int] = _default_owner_of
     user_of: Callable[[int], Privs | None] = lambda uid: _privs_of_uid(uid)
     warn: Callable[[str], None] = lambda text: None
+    fatal: Callable[[str], None] = lambda text: None     # a command child's "fatal:" line
     # Mailbox delivery of a user (mailbox.c) and of an unknown one (unknown.c).
     mailbox_transport: str = ""
     mailbox_transport_maps: tuple = ()
@@ -225,10 +226,17 @@ class AliasSettings:
     export: tuple[str, ...] = ("TZ", "MAIL_CONFIG", "LANG")
     expansion_filter: str = ""
     config_dir: str = ""
+    # The working directory of commands: command_execution_directory (its
+    # $names expanded, then execution_directory_expansion_filter), else the
+    # queue directory, as local(8) says.
+    exec_directory: str = ""
+    exec_filter: str = ""
+    queue_directory: str = ""
 
     @classmethod
     def from_config(cls, cfg, is_here: Callable[[str], bool], warn: Callable[[str], None],
-                    open_table: Callable[[str], object] | None = None) -> AliasSettings:
+                    open_table: Callable[[str], object] | None = None,
+                    fatal: Callable[[str], None] = lambda text: None) -> AliasSettings:
         if open_table is None:
             from mailsys.config.tables import open_table as _open
             open_table = lambda spec: _open(spec, cfg)     # noqa: E731
@@ -240,10 +248,14 @@ class AliasSettings:
                    commands=frozenset(cfg.allow_mail_to_commands),
                    files=frozenset(cfg.allow_mail_to_files),
                    dup_limit=cfg.duplicate_filter_limit, is_here=is_here, warn=warn,
+                   fatal=fatal,
                    default_privs=cfg.default_privs, time_limit=float(cfg.command_time_limit),
                    shell=cfg.local_command_shell, export=tuple(cfg.export_environment),
                    expansion_filter=cfg.command_expansion_filter,
                    config_dir=str(cfg.config_dir),
+                   exec_directory=cfg.raw("command_execution_directory"),
+                   exec_filter=cfg.execution_directory_expansion_filter,
+                   queue_directory=str(cfg.path("queue_directory")),
                    mailbox_transport=cfg.mailbox_transport,
                    mailbox_transport_maps=tuple(open_table(s) for s in cfg.mailbox_transport_maps),
                    mailbox_command=cfg.mailbox_command,

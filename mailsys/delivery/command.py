@@ -124,11 +124,17 @@ def command_env(values: dict[str, str], export: tuple[str, ...], config_dir: str
         elif name == "MAIL_CONFIG":
             env[name] = config_dir
     env["PATH"] = DEFAULT_PATH
-    ok = set(allowed)
     for name, value in values.items():
         if value:
-            env[name] = "".join(c if c in ok else "_" for c in value)
+            env[name] = filtered(value, allowed)
     return tuple(env.items())
+
+
+def filtered(value: str, allowed: str) -> str:
+    """value with every character outside allowed turned into "_"
+    ($command_expansion_filter, $execution_directory_expansion_filter)."""
+    ok = set(allowed)
+    return "".join(c if c in ok else "_" for c in value)
 
 
 def _argv(spec: CommandSpec) -> list[str]:
@@ -225,7 +231,7 @@ def run_command(spec: CommandSpec, message: bytes, program: str = "local") -> tu
     dsn, text = verdict(spec.command, outcome.returncode, outcome.output, outcome.timed_out)
     if dsn.startswith("2"):
         return dsn, text
-    raise DeliveryError(dsn, text)
+    raise DeliveryError(dsn, text, fatal=outcome.child_error)
 
 
 def _kill_group(pid: int) -> None:

@@ -28,10 +28,13 @@ __all__ = ["DeliveryError", "mailbox_dsn", "os_error_text"]
 
 
 class DeliveryError(Exception):
-    def __init__(self, dsn: str, text: str) -> None:
+    def __init__(self, dsn: str, text: str, fatal: str = "") -> None:
         super().__init__(text)
         self.dsn = dsn
         self.text = text
+        # The "fatal:" line a command's child process logged before it ran
+        # the command (it could not change directory or exec).
+        self.fatal = fatal
 
     @property
     def permanent(self) -> bool:

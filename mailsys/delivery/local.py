@@ -59,10 +59,10 @@ from dataclasses import dataclass
 
 from mailsys.delivery import maildir, mbox
 from mailsys.delivery.aliases import (AliasSettings, Command, Failure, File, Forward, Pass, Privs,
-                                      Seen, Target, expand, split_local)
+                                      Seen, Target, expand, local_expand, split_local)
 from mailsys.delivery.aliases import Mailbox as ToMailbox
 from mailsys.delivery.command import (DEFAULT_EXPANSION_FILTER, CommandSpec, command_env,
-                                      run_command)
+                                      filtered, run_command)
 from mailsys.delivery.errors import DeliveryError
 from mailsys.delivery.file import deliver_file
 from mailsys.delivery.mailbox import (Mailbox, MailboxError, MailboxSettings, find_mailbox,
@@ -269,11 +269,18 @@ def _run(req: DeliverRequest, step: Command | File, who: DeliverRecipient, conte
                       "SASL_METHOD": req.sasl_method, "SASL_USERNAME": req.sasl_user}
             if step.privs is not None:          # not for $default_privs (Postfix)
                 values = {"HOME": privs.home, **values, "SHELL": privs.shell}
+            cwd = aliases.queue_directory or None
+            if aliases.exec_directory:
+                cwd = filtered(local_expand(aliases.exec_directory, {
+                    "user": user, "home": privs.home, "shell": privs.shell,
+                    "recipient": t.address, "local": local, "domain": domain,
+                    "extension": ext, "recipient_delimiter": aliases.delimiter if ext else ""}),
+                    aliases.exec_filter or DEFAULT_EXPANSION_FILTER)
             spec = CommandSpec(step.command, privs.uid, privs.gid,
                                env=command_env(values, aliases.export, aliases.config_dir,
                                                aliases.expansion_filter
                                                or DEFAULT_EXPANSION_FILTER),
-                               shell=aliases.shell, time_limit=aliases.time_limit)
+                               shell=aliases.shell, time_limit=aliases.time_limit, cwd=cwd)
             message = envelope_line(t.sender) + header + to_lf(content)
             dsn, text = run_command(spec, message)
         else:
@@ -283,6 +290,8 @@ def _run(req: DeliverRequest, step: Command | File, who: DeliverRecipient, conte
                                 warn=aliases.warn)
             dsn = "2.0.0"
     except DeliveryError as e:
+        if e.fatal:
+            aliases.fatal(e.fatal)
         return failed(who, e.dsn, e.text, relay="local")
     return sent(who, text, dsn=dsn, relay="local")
 

@@ -56,6 +56,7 @@ def make_site(mailsys_instance, tmp_path, out_dir):
                        f"{out_dir}/pipe.out; cat >> {out_dir}/pipe.out'\"\n"
                        f"tempfail: \"|/bin/sh -c 'echo try later; exit 75'\"\n"
                        f"file: {out_dir}/file.out\n"
+                       f"where: \"|/bin/sh -c 'pwd > {out_dir}/where.out'\"\n"
                        f"incpipe: :include:{commands}\n")
     sink = sinks.SmtpSink()
     sink_thread = sinks.SinkThread(sink)
@@ -316,3 +317,23 @@ def test_newaliases_takes_effect_without_a_reload(site, tmp_path):
     assert re.search(rf"{qid}: to=<bob@example\.test>, orig_to=<remote@example\.test>, "
                      rf"relay=local, {STATUS} \(delivered to mailbox\)", log), log
     assert site.sink.messages == [] and not (site.spool / "alice").exists()
+
+
+@pytest.mark.parametrize("setting", ["", "OUT/$local", "OUT/missing"])
+def test_command_execution_directory(make_site, out_dir, setting):
+    # local(8): "The current working directory is the mail queue directory",
+    # unless command_execution_directory ($names expanded) says otherwise;
+    # failing to enter it defers the mail.
+    (out_dir / "where").mkdir()
+    site = make_site(**({"command_execution_directory": setting.replace("OUT", str(out_dir))}
+                        if setting else {}))
+    qid = send(site, "where@example.test")
+    if setting.endswith("missing"):
+        log = site.inst.wait_log(f"{qid}: to=<where@example.test>", timeout=20)
+        assert re.search(rf'mailsys/local\[\d+\]: fatal: cannot change directory to '
+                         rf'"{out_dir}/missing" for uid=\d+ gid=\d+: No such file or directory', log)
+        assert "status=deferred" in log and not (out_dir / "where.out").exists()
+        return
+    site.inst.wait_log(f"{qid}: removed", timeout=20)
+    expected = out_dir / "where" if setting else site.inst.queue_dir
+    assert (out_dir / "where.out").read_text().strip() == str(Path(expected).resolve())
