@@ -229,7 +229,6 @@ def _output_rewrite(cfg, program: str) -> OutputRewrite | None:
         return None
     # Imported here: the routing tables behind "is this domain ours" are
     # opened only when a generic map may ask.
-    from mailsys.config.tables import open_table
     from mailsys.qmgr.settings import local_domain_check
     return OutputRewrite.from_config(cfg, lambda spec: open_table(spec, cfg),
                                      local_domain_check(cfg), program)
