@@ -380,6 +380,8 @@ _TABLE: tuple[Param, ...] = (
     P("smtpd_forbid_unauth_pipelining", Bool, "no", "Disconnect clients that pipeline before EHLO says so"),
     P("smtpd_sasl_mechanism_filter", List, "!external, static:rest",
       "The SASL mechanisms smtpd may announce: names, /files, type:tables, !exclusions"),
+    P("smtpd_log_access_permit_actions", List, "",
+      "Permit actions of the access restrictions to log (names, /files, type:tables, !exclusions)"),
     P("smtpd_noop_commands", List, "", "Commands answered 250 Ok without checks or a change of state"),
     P("smtpd_command_filter", Str, "",
       "A table that replaces SMTP commands (as received, leading blanks off) before they run"),

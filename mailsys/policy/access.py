@@ -51,6 +51,7 @@ from mailsys.message.address import strip_extension
 from mailsys.policy.decision import Decision, Note
 from mailsys.policy.hostnames import valid_hostaddr
 from mailsys.policy.netmatch import Table, parent_domains, parse_address
+from mailsys.policy.permit_log import permit_text
 from mailsys.policy.replies import (CCERT, CLIENT, CONFIG_ERROR_TEXT, HELO, RECIPIENT, SASL_USER,
                                     SENDER, dsn_fix, split_dsn)
 from mailsys.policy.resolve import split_address
@@ -172,6 +173,8 @@ def access_result(rs: Restrictions, run: Run, info: ListInfo, value: str, reply_
     if len(word) == 3 and word.isdigit() and word[0] in "45" and rest:
         return rs._reject(run, info, *refused(int(word), f"{word[0]}.7.1"), reply_class)
     if upper in ("OK", "RELAY") or not value:
+        if rs._permit_log is not None and rs._permit_log.wants(word or "OK"):
+            run.notes.append(Note("permit", permit_text(word or "OK", reply_class, name, spec)))
         return OK
     if ":" in value:
         # Postfix: tables inside access maps are a configuration error;

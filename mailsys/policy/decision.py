@@ -53,7 +53,8 @@ ACCEPT = Decision()
 class Note:
     """Something the restrictions ask smtpd to log or do besides the reply.
 
-    action: "reject_warning" (warn_if_reject), "warn", "info", "hold",
+    action: "reject_warning" (warn_if_reject), "permit"
+    (smtpd_log_access_permit_actions), "warn", "info", "hold",
     "discard", "filter", "redirect", "bcc", "prepend", or "warning" (a
     problem to log as a warning, the whole line in text). text is what
     Postfix logs after "<action>: RCPT from name[addr]: " (note_log_text

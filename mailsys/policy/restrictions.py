@@ -93,11 +93,12 @@ from mailsys.policy.logtext import note_log_text, reject_log_text
 from mailsys.policy.needs import Need, NeedPause, NeedPolicy, NeedRecords
 from mailsys.policy.netmatch import ClientMatcher, DomainMatcher, Table
 from mailsys.policy.params import PARENT_DEFAULT, Tables, TablesOpener, param_value
+from mailsys.policy.permit_log import PermitLog, action_class, permit_text
 from mailsys.policy.replies import (CLIENT, CODE_DEFAULTS, CONFIG_ERROR_TEXT, DATA, EOD, HELO,
                                     RECIPIENT, SENDER, dsn_fix, split_dsn)
 from mailsys.policy.resolve import AddressResolver, DomainClass, Resolved, split_address
 from mailsys.policy.service import check_policy_service
-from mailsys.policy.state import DUNNO, ListInfo, Run, Step, Verdict
+from mailsys.policy.state import DUNNO, OK, ListInfo, Run, Step, Verdict
 
 
 # smtpd_check.c: without smtpd_relay_restrictions the recipient list must
@@ -181,6 +182,18 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
 _DNSBL = frozenset({"reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_reverse_client",
                     "reject_rhsbl_helo", "reject_rhsbl_sender", "reject_rhsbl_recipient"})
 
+def _permit_logged(step: Step, action: str) -> Step:
+    """smtpd_log_access_permit_actions: a permit by this step is noted for the log."""
+    def logged(run: Run, info: ListInfo):
+        result = step(run, info)
+        if result is OK:
+            reply_class = action_class(action, info.reply_class)
+            run.notes.append(Note("permit", permit_text(action, reply_class,
+                                                        run.reply_name(reply_class))))
+        return result
+    return logged
+
+
 def _warn_wrapper(step: Step) -> Step:
     """warn_if_reject: the next restriction's reject only logs reject_warning."""
     def wrapped(run: Run, info: ListInfo):
@@ -262,6 +275,7 @@ class Restrictions:
         self._relay_rcpt_maps = maps("relay_recipient_maps", ())
         self._relocated_maps = maps("relocated_maps", ())
         self._sender_login_maps = maps("smtpd_sender_login_maps", ())
+        self._permit_log = PermitLog.compile(get("smtpd_log_access_permit_actions", ()), tables)
         self._relay_clientcerts = maps("relay_clientcerts", ())
 
         # smtpd_restriction_classes: names of parameters that hold a
@@ -392,6 +406,9 @@ class Restrictions:
                 warn_next = True
                 continue
             step = self._step(lname, arg, param)
+            if self._permit_log is not None and (lname == "permit" or lname.startswith("permit_")) \
+                    and self._permit_log.wants(name):
+                step = _permit_logged(step, name)
             if warn_next:
                 steps.append(_warn_wrapper(step))
                 warn_next = False

@@ -132,7 +132,7 @@ _LAST_IN_GROUP = (Helo, DataStart, Noop, Vrfy)
 _TRANSACTIONS = itertools.count(1)
 
 _NOTES_LOGGED = frozenset({"reject_warning", "warn", "info", "hold", "discard", "filter",
-                           "redirect", "bcc"})
+                           "redirect", "bcc", "permit"})
 # The notes whose action is for the message, not the command.
 _MESSAGE_ACTIONS = frozenset({"hold", "discard", "filter", "redirect", "bcc", "prepend"})
 # XFORWARD attributes that describe the client: when one is given, the
@@ -744,12 +744,15 @@ class Session:
         if not r.lists.get("smtpd_data_restrictions"):
             return await self.milters.data() if self.milters is not None else None
         assert self.mail is not None
-        ctx = self._context(sender=self.mail.address, recipient=self.last_rcpt)
+        # smtpd_check_data: with more than one recipient none is named
+        # ("logging only one of them would be misleading").
+        ctx = self._context(sender=self.mail.address,
+                            recipient=self.last_rcpt if len(self.recipients) == 1 else None)
         decision = await self._decide(r.evaluate_data, ctx, "DATA")
         self._log_notes(decision, ctx, "DATA")
         if decision.accepted:
             return await self.milters.data() if self.milters is not None else None
-        self._log_reject("DATA", decision.reply, sender=self.mail.address, recipient=self.last_rcpt)
+        self._log_reject("DATA", decision.reply, sender=self.mail.address, recipient=ctx.recipient)
         return _reply(decision)
 
     def _orig_fields(self) -> dict[str, str]:
@@ -870,7 +873,7 @@ class Session:
         if decision.accepted:
             return None
         self._log_reject("END-OF-MESSAGE", decision.reply, sender=mail.address,
-                         recipient=last_rcpt, queue_id=qid)
+                         recipient=ctx.recipient, queue_id=qid)
         return _reply(decision)
 
     async def _queue(self, event: EndOfData, mail: MailFrom, qid: str, bdat: bool,

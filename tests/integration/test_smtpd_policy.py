@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import runpy
 import sys
 import time
@@ -550,3 +551,40 @@ def test_a_bad_table_line_is_skipped_and_warned_about_by_the_service_that_opened
     # header_checks is also mime_header_checks and nested_header_checks by
     # default: one table, one warning.
     assert inst.log_text().count(f"regexp map {headers}, line 1") == 1
+
+
+def test_log_access_permit_actions(mailsys_instance):
+    # The lines Postfix 3.7.11 logged for the same restrictions and session
+    # (smtpd_log_access_permit_actions = static:all), queue IDs and name aside.
+    inst = mailsys_instance
+    client_ok = table(inst, "client_ok", "127.0.0.1 OK\n")
+    rcpt_ok = table(inst, "rcpt_ok", "b@example.net OK\nc@example.net PERMIT\n")
+    port = h.start(inst, {
+        "smtpd_log_access_permit_actions": "static:all",
+        "smtpd_client_restrictions": f"check_client_access {client_ok}",
+        "smtpd_helo_restrictions": "permit",
+        "smtpd_sender_restrictions": "permit_mynetworks",
+        "smtpd_relay_restrictions": "permit_auth_destination, reject",
+        "smtpd_recipient_restrictions": f"check_recipient_access {rcpt_ok}, permit",
+        "smtpd_data_restrictions": "permit",
+        "relay_domains": "example.net", "mynetworks": "127.0.0.0/8"})
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        for rcpt in ("b@example.net", "c@example.net"):
+            assert s.rcpt(rcpt)[0] == 250
+        code, _ = s.data(h.MESSAGE)
+        assert code == 250
+    log = inst.wait_log("permit: DATA from")
+    tail = "from=<a@example.org> to=<{}> proto=ESMTP helo=<c.example>"
+    client = "action=OK for Client host=localhost[127.0.0.1] from " + client_ok + "; "
+    for rcpt, last in (("b@example.net", f"action=OK for Recipient address=b@example.net "
+                                         f"from {rcpt_ok}; "),
+                       ("c@example.net", "action=PERMIT for Recipient address=c@example.net ; ")):
+        for text in (client, "action=permit for Helo command=c.example ; ",
+                     "action=permit_mynetworks for Client host=localhost[127.0.0.1] ; ",
+                     f"action=permit_auth_destination for Recipient address={rcpt} ; ", last):
+            assert re.search(r": permit: RCPT from localhost\[127\.0\.0\.1\]: "
+                             + re.escape(text + tail.format(rcpt)), log), (text, log)
+    assert re.search(r": permit: DATA from localhost\[127\.0\.0\.1\]: action=permit for Data "
+                     r"command=DATA ; from=<a@example\.org> proto=ESMTP helo=<c\.example>", log)
