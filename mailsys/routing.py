@@ -348,8 +348,12 @@ class RoutingSettings:
     @classmethod
     def from_config(cls, cfg: Any, *, open_table: Callable[[str], LookupTable],
                     domains: Callable[[str], DomainList] | None = None,
-                    own_addresses: Iterable[str] = ()) -> RoutingSettings:
+                    own_addresses: Iterable[str] = (), probe: bool = False) -> RoutingSettings:
         """Settings from a mailsys.config.Config.
+
+        probe: the settings of address verification probes, whose
+        transports, relayhost and transport tables are the address_verify_*
+        parameters (Postfix's trivial-rewrite resolves a probe with them).
 
         open_table opens one transport_maps entry (``lambda s:
         tables.open_table(s, cfg)``); domains builds the match list of a
@@ -358,20 +362,27 @@ class RoutingSettings:
         has it).
         """
         make = domains or (lambda name: DomainSet.of(cfg[name], parent=name == "relay_domains"))
+
+        def get(name: str) -> Any:
+            # Address verification probes have their own copies of the
+            # transport settings (address_verify_relayhost, ...).
+            return cfg[f"address_verify_{name}"] if probe else cfg[name]
         return cls(myhostname=cfg.myhostname, mydestination=make("mydestination"),
                    virtual_alias_domains=make("virtual_alias_domains"),
                    virtual_mailbox_domains=make("virtual_mailbox_domains"),
-                   relay_domains=make("relay_domains"), relayhost=cfg.relayhost,
-                   local_transport=cfg.local_transport, virtual_transport=cfg.virtual_transport,
-                   relay_transport=cfg.relay_transport, default_transport=cfg.default_transport,
-                   transport_maps=tuple(open_table(s) for s in cfg.transport_maps),
+                   relay_domains=make("relay_domains"), relayhost=get("relayhost"),
+                   local_transport=get("local_transport"),
+                   virtual_transport=get("virtual_transport"),
+                   relay_transport=get("relay_transport"),
+                   default_transport=get("default_transport"),
+                   transport_maps=tuple(open_table(s) for s in get("transport_maps")),
                    recipient_delimiter=cfg.recipient_delimiter,
                    own_addresses=frozenset(_normal_address(a) for a in own_addresses),
                    relocated_maps=tuple(open_table(s) for s in cfg.relocated_maps),
                    sender_relayhost_maps=tuple(
-                       open_table(s) for s in cfg.sender_dependent_relayhost_maps),
+                       open_table(s) for s in get("sender_dependent_relayhost_maps")),
                    sender_transport_maps=tuple(
-                       open_table(s) for s in cfg.sender_dependent_default_transport_maps),
+                       open_table(s) for s in get("sender_dependent_default_transport_maps")),
                    empty_sender_relayhost_key=cfg.empty_address_relayhost_maps_lookup_key,
                    empty_sender_transport_key=(
                        cfg.empty_address_default_transport_maps_lookup_key))

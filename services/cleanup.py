@@ -113,6 +113,7 @@ from mailsys.ipc import names
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import (PROTOCOL, CleanupRequest, ForwardedClient, Queued,
                                        Rejected)
+from mailsys.ipc.proto.verify import TRACE_FLAGS
 from mailsys.maillog.setup import send_pending
 from mailsys.message.address_maps import (ALIAS_ERROR, RECIPIENT_HEADERS, SENDER_HEADERS,
                                           AddressMaps, AliasError)
@@ -344,7 +345,8 @@ class Cleanup:
             rewrite_context="local" if req.local else "remote",
             envid=req.envid, ret=req.ret, body_type=req.body_type, smtputf8=req.smtputf8,
             attrs=(("origin", req.origin),) + ((("uid", str(req.uid)),) if req.uid >= 0 else ())
-            + ((("filter", actions.filter),) if actions.filter else ()))
+            + ((("filter", actions.filter),) if actions.filter else ())
+            + (((TRACE_FLAGS, req.trace_flags),) if req.trace_flags else ()))
         return _Entry(envelope, content, cleaned.log_lines, actions.hold, actions.discard)
 
     @staticmethod

@@ -68,8 +68,8 @@ import structlog
 import trio
 
 from mailsys.config import Config
-from mailsys.delivery.aliases import AliasSettings, Forward
-from mailsys.delivery.local import RecipientPlan, combine, mailbox_known, plan_request
+from mailsys.delivery.aliases import AliasSettings, Forward, split_local
+from mailsys.delivery.local import RecipientPlan, combine, mailbox_known, plan_request, relay_name
 from mailsys.delivery.mailbox import MailboxSettings
 from mailsys.delivery.report import Stopwatch, bounced, deferred, log_status, sent
 from mailsys.ipc import names
@@ -80,7 +80,7 @@ from mailsys.ipc.proto.deliver import (DEFERRED, PROTOCOL, DeliverRecipient, Del
 from mailsys.message.qid import new_qid
 from mailsys.qmgr.settings import routing_settings
 from mailsys.queue.store import QueueStore
-from mailsys.routing import AddressClass, resolve, split_transport
+from mailsys.routing import AddressClass, first_lookup, resolve, split_transport
 from mailsys.runtime import cleanup_client, ipc_io, skeleton
 from mailsys.runtime.handoff import parse_argv
 
@@ -117,9 +117,28 @@ class _State:
             a, is_here=is_here, knows=lambda address: mailbox_known(address, settings, strict))
 
 
+def probe(req: DeliverRequest, rcpt: DeliverRecipient, state: _State) -> RecipientResult:
+    """An address verification probe's verdict, nothing delivered: an alias
+    or a user with a mailbox is deliverable, anyone else is unknown
+    (Postfix local(8) in trace-only mode). An alias is not expanded
+    further: what it expands to is not checked."""
+    local, user, *_ = split_local(rcpt.address, state.settings.recipient_delimiter)
+    relay = relay_name(req)
+    if req.address_class != "virtual" and first_lookup(state.aliases.maps, (local, user)):
+        return sent(rcpt, "aliased", relay=relay)
+    if mailbox_known(rcpt.address, state.settings):
+        return sent(rcpt, "delivers to mailbox", relay=relay)
+    return bounced(rcpt, "5.1.1", f'unknown user: "{user}"', relay=relay)
+
+
 async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
     watch = Stopwatch.start(req)
     watch.connected()                  # no connection to set up: delays c is 0
+    if req.probe:
+        results = [await trio.to_thread.run_sync(probe, req, r, state) for r in req.recipients]
+        for rcpt, result in zip(req.recipients, results):
+            log_status(req, rcpt, result, watch)
+        return DeliveryStatus(req.queue_id, tuple(results))
     try:
         content = await trio.to_thread.run_sync(state.store.load_content, req.queue_id)
     except Exception as e:             # gone or unreadable: qmgr decides what next

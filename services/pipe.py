@@ -51,7 +51,7 @@ import trio
 
 from mailsys.delivery.pipe import PipeSettings, deliver_request
 from mailsys.delivery.pipe_attr import PipeAttrError, parse_attributes
-from mailsys.delivery.report import Stopwatch, deferred, log_status
+from mailsys.delivery.report import Stopwatch, deferred, log_status, sent
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import PROTOCOL, DeliverRequest, DeliveryStatus
 from mailsys.queue.store import QueueStore
@@ -82,6 +82,13 @@ async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
     watch = Stopwatch.start(req)
     watch.connected()                  # no connection to set up: delays c is 0
     relay = state.settings.service
+    if req.probe:
+        # Address verification: the command is never run (Postfix pipe(8)
+        # in trace-only mode says where the mail would go).
+        results = [sent(r, "delivers to command", relay=relay) for r in req.recipients]
+        for rcpt, result in zip(req.recipients, results):
+            log_status(req, rcpt, result, watch)
+        return DeliveryStatus(req.queue_id, tuple(results))
     try:
         content = await trio.to_thread.run_sync(state.store.load_content, req.queue_id)
     except Exception as e:             # gone or unreadable: qmgr decides what next

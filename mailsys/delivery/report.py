@@ -104,8 +104,11 @@ def log_status(req: DeliverRequest, rcpt: DeliverRecipient, result: RecipientRes
                watch: Stopwatch, *, conn_use: int = 0, now: float | None = None) -> None:
     """Log one recipient's result as Postfix's delivery status line."""
     delay, parts = watch.delays(now)
+    # A probe's result is logged as Postfix's verify_append() logs it.
+    status = ("deliverable" if result.status == SENT else "undeliverable") if req.probe \
+        else result.status
     fields = dict(to=rcpt.address, relay=result.relay, delay=delay, delays=parts,
-                  dsn=result.dsn, status=result.status, reason=result.reason)
+                  dsn=result.dsn, status=status, reason=result.reason)
     if rcpt.orig and rcpt.orig != rcpt.address:
         fields["orig_to"] = rcpt.orig
     if conn_use >= 2:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 __all__ = [
     "ANVIL", "BOUNCE", "CLEANUP", "DEFER", "LOCAL", "POSTLOG", "QMGR", "RELAY", "SMTP",
-    "SMTPD", "TRACE", "PRIVATE_DIR", "PUBLIC_DIR", "private_path", "public_path",
+    "SMTPD", "TRACE", "VERIFY", "PRIVATE_DIR", "PUBLIC_DIR", "private_path", "public_path",
     "TRIGGER_REQ_WAKEUP", "QMGR_REQ_SCAN_DEFERRED", "QMGR_REQ_SCAN_INCOMING",
     "QMGR_REQ_FLUSH_DEAD", "QMGR_REQ_SCAN_ALL",
 ]
@@ -40,6 +40,7 @@ QMGR = "qmgr"
 RELAY = "relay"        # the smtp client, for relay_domains
 SMTP = "smtp"
 SMTPD = "smtpd"
+VERIFY = "verify"      # address verification (reject_unverified_*)
 
 PRIVATE_DIR = "private"
 PUBLIC_DIR = "public"

@@ -56,6 +56,10 @@ RecordLookups = Callable[[str, str], "HostRecords | None"]
 # check_policy_service: the action a policy service answered (service ->
 # "DEFER_IF_PERMIT Greylisted"), or None while it has not been asked.
 PolicyAnswers = Callable[[str], "str | None"]
+# reject_unverified_*: the verify service's answer for an address, as
+# (status, text) with a status of mailsys.ipc.proto.verify (None: the
+# service could not be asked), or None while it has not been asked.
+VerifyAnswers = Callable[[str], "tuple[int | None, str] | None"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,4 +97,4 @@ class PolicyContext:
 
 
 __all__ = ["DnsStatus", "HostRecords", "PolicyAnswers", "PolicyContext", "RecordLookups",
-           "Resolver"]
+           "Resolver", "VerifyAnswers"]

@@ -16,6 +16,8 @@ DESCRIPTION
       NeedRecords(queries)    look up ("MX", domain) or ("ADDR", host)
                               queries; supply HostRecords for each
       NeedPause(seconds)      wait; then supply one more pause done
+      NeedVerify(address)     ask the verify service (reject_unverified_*);
+                              supply (status, text), or None when it failed
 
 SEE ALSO
     service (check_policy_service), mxbackup (permit_mx_backup), evaluate
@@ -54,4 +56,12 @@ class NeedPause(Need):
         self.seconds = seconds
 
 
-__all__ = ["Need", "NeedPause", "NeedPolicy", "NeedRecords"]
+class NeedVerify(Need):
+    """The evaluation needs what the verify service knows of this address."""
+
+    def __init__(self, address: str) -> None:
+        super().__init__(address)
+        self.address = address
+
+
+__all__ = ["Need", "NeedPause", "NeedPolicy", "NeedRecords", "NeedVerify"]

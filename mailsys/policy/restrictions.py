@@ -65,8 +65,9 @@ DESCRIPTION
         mxbackup    permit_mx_backup
         access      check_*_access lookups and access(5) actions
         users       unlisted recipients and senders, sender login maps
+        verify      reject_unverified_recipient, reject_unverified_sender
         service     check_policy_service
-        needs       NeedPolicy, NeedRecords, NeedPause: I/O the caller does
+        needs       NeedPolicy, NeedRecords, NeedPause, NeedVerify: I/O the caller does
                     before evaluating again
 
 SEE ALSO
@@ -83,14 +84,15 @@ from typing import Any, Callable, Iterable, Mapping
 
 from mailsys.config.interfaces import own_addresses
 from mailsys.errors import ConfigError
-from mailsys.policy import dnschecks, evaluate, mxbackup, users
+from mailsys.ipc.proto.verify import OK as VERIFY_OK
+from mailsys.policy import dnschecks, evaluate, mxbackup, users, verify
 from mailsys.policy.access import check_access
 from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, PolicyContext,
-                                   RecordLookups, Resolver)
+                                   RecordLookups, Resolver, VerifyAnswers)
 from mailsys.policy.decision import ACCEPT, Decision, Note
 from mailsys.policy.hostnames import valid_hostaddr, valid_hostname
 from mailsys.policy.logtext import note_log_text, reject_log_text
-from mailsys.policy.needs import Need, NeedPause, NeedPolicy, NeedRecords
+from mailsys.policy.needs import Need, NeedPause, NeedPolicy, NeedRecords, NeedVerify
 from mailsys.policy.netmatch import ClientMatcher, DomainMatcher, Table
 from mailsys.policy.params import PARENT_DEFAULT, Tables, TablesOpener, param_value
 from mailsys.policy.permit_log import PermitLog, action_class, permit_text
@@ -119,8 +121,10 @@ _TAKES_ARG = frozenset({
     "permit_rhswl_client", "check_ccert_access", "check_sasl_access", "sleep",
 })
 
-# What the dry run of domains_to_resolve() answers permit_mx_backup.
+# What the dry run of domains_to_resolve() answers permit_mx_backup and
+# reject_unverified_*.
 _NO_RECORDS = HostRecords(DnsStatus.NOT_FOUND)
+_DELIVERABLE = (VERIFY_OK, "")
 
 # smtpd_check.c's words for "sleep" without a number after it.
 _SLEEP_WITHOUT_NUMBER = "restriction sleep must be followed by number"
@@ -165,7 +169,8 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
     "reject_unknown_helo_hostname": dnschecks.reject_unknown_helo,
     "reject_unknown_hostname": dnschecks.reject_unknown_helo,
     "reject_unlisted_recipient": users.reject_unlisted_recipient,
-    "reject_unverified_recipient": users.reject_unlisted_recipient,
+    "reject_unverified_recipient": verify.reject_unverified_recipient,
+    "reject_unverified_sender": verify.reject_unverified_sender,
     "reject_unlisted_sender": users.reject_unlisted_sender,
     "reject_plaintext_session": evaluate.reject_plaintext_session,
     "reject_unknown_client_hostname": evaluate.reject_unknown_client_hostname,
@@ -232,6 +237,8 @@ class Restrictions:
         self.unknown_recipient_checks = \
             "no_unknown_recipient_checks" not in get("receive_override_options", ())
         self.show_table = bool(get("show_user_unknown_table_name", True))
+        self.unverified = {RECIPIENT: verify.UnverifiedSettings.read(get, "recipient"),
+                           SENDER: verify.UnverifiedSettings.read(get, "sender")}
         percent_hack = bool(get("allow_percent_hack", True))
         swap_bangpath = bool(get("swap_bangpath", True))
         resolve_dequoted = bool(get("resolve_dequoted_address", True))
@@ -315,29 +322,35 @@ class Restrictions:
 
     def evaluate_client(self, ctx: PolicyContext, resolver: Resolver | None = None,
                         policy: PolicyAnswers | None = None, paused: int = 0,
-                        records: RecordLookups | None = None) -> Decision:
+                        records: RecordLookups | None = None,
+                      verify: VerifyAnswers | None = None) -> Decision:
         """smtpd_client_restrictions alone (at connect when smtpd_delay_reject = no)."""
         return self._evaluate(ctx, resolver, ("smtpd_client_restrictions",), unlisted=False,
-                              delegate=False, policy=policy, paused=paused, records=records)
+                              delegate=False, policy=policy, paused=paused, records=records,
+                              verify=verify)
 
     def evaluate_helo(self, ctx: PolicyContext, resolver: Resolver | None = None,
                       policy: PolicyAnswers | None = None, paused: int = 0,
-                      records: RecordLookups | None = None) -> Decision:
+                      records: RecordLookups | None = None,
+                      verify: VerifyAnswers | None = None) -> Decision:
         """smtpd_helo_restrictions alone (at HELO/EHLO when smtpd_delay_reject = no)."""
         return self._evaluate(ctx, resolver, ("smtpd_helo_restrictions",), unlisted=False,
-                              delegate=False, policy=policy, paused=paused, records=records)
+                              delegate=False, policy=policy, paused=paused, records=records,
+                              verify=verify)
 
     def evaluate_sender(self, ctx: PolicyContext, resolver: Resolver | None = None,
                         policy: PolicyAnswers | None = None, paused: int = 0,
-                        records: RecordLookups | None = None) -> Decision:
+                        records: RecordLookups | None = None,
+                      verify: VerifyAnswers | None = None) -> Decision:
         """smtpd_sender_restrictions (and the unlisted-sender check) at MAIL FROM
         when smtpd_delay_reject = no."""
         return self._evaluate(ctx, resolver, ("smtpd_sender_restrictions",), unlisted=False,
-                              policy=policy, paused=paused, records=records)
+                              policy=policy, paused=paused, records=records, verify=verify)
 
     def evaluate_rcpt(self, ctx: PolicyContext, resolver: Resolver | None = None,
                       policy: PolicyAnswers | None = None, paused: int = 0,
-                      records: RecordLookups | None = None) -> Decision:
+                      records: RecordLookups | None = None,
+                      verify: VerifyAnswers | None = None) -> Decision:
         """The answer to RCPT TO: ctx.recipient (see the module docstring)."""
         if (ctx.recipient or "").lower() == "postmaster":
             return ACCEPT     # RFC 5321 4.5.1: always accepted, even unqualified
@@ -346,21 +359,24 @@ class Restrictions:
             params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
                       "smtpd_sender_restrictions") + params
         return self._evaluate(ctx, resolver, params, unlisted=True, policy=policy, paused=paused,
-                              records=records)
+                              records=records, verify=verify)
 
     def evaluate_data(self, ctx: PolicyContext, resolver: Resolver | None = None,
                       policy: PolicyAnswers | None = None, paused: int = 0,
-                      records: RecordLookups | None = None) -> Decision:
+                      records: RecordLookups | None = None,
+                      verify: VerifyAnswers | None = None) -> Decision:
         """smtpd_data_restrictions at DATA."""
         return self._evaluate(ctx, resolver, ("smtpd_data_restrictions",), unlisted=False,
-                              policy=policy, paused=paused, records=records)
+                              policy=policy, paused=paused, records=records, verify=verify)
 
     def evaluate_eod(self, ctx: PolicyContext, resolver: Resolver | None = None,
                      policy: PolicyAnswers | None = None, paused: int = 0,
-                     records: RecordLookups | None = None) -> Decision:
+                     records: RecordLookups | None = None,
+                     verify: VerifyAnswers | None = None) -> Decision:
         """smtpd_end_of_data_restrictions, once the message content is in."""
         return self._evaluate(ctx, resolver, ("smtpd_end_of_data_restrictions",),
-                              unlisted=False, policy=policy, paused=paused, records=records)
+                              unlisted=False, policy=policy, paused=paused, records=records,
+                              verify=verify)
 
     def domains_to_resolve(self, ctx: PolicyContext) -> tuple[str, ...]:
         """Names evaluate_rcpt(ctx) may ask the resolver about, in order.
@@ -371,7 +387,8 @@ class Restrictions:
         results as the resolver.
         """
         run = Run(ctx, lambda name: DnsStatus.EXISTS, policy=lambda service: "DUNNO",
-                  paused=math.inf, records=lambda kind, name: _NO_RECORDS)
+                  paused=math.inf, records=lambda kind, name: _NO_RECORDS,
+                  verify=lambda address: _DELIVERABLE)
         params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
                   "smtpd_sender_restrictions", "smtpd_relay_restrictions",
                   "smtpd_recipient_restrictions")
@@ -477,8 +494,9 @@ class Restrictions:
     def _evaluate(self, ctx: PolicyContext, resolver: Resolver | None, params: tuple[str, ...],
                   *, unlisted: bool, delegate: bool = True,
                   policy: PolicyAnswers | None = None, paused: int = 0,
-                  records: RecordLookups | None = None) -> Decision:
-        run = Run(ctx, resolver, delegate, policy, paused, records)
+                  records: RecordLookups | None = None,
+                  verify: VerifyAnswers | None = None) -> Decision:
+        run = Run(ctx, resolver, delegate, policy, paused, records, verify)
         for param in params:
             result = self._run_list(run, param)
             if isinstance(result, Decision):
@@ -545,7 +563,7 @@ class Restrictions:
 
 __all__ = [
     "ACCEPT", "Decision", "DnsStatus", "DomainClass", "HostRecords", "Need", "NeedPause",
-    "NeedPolicy", "NeedRecords", "Note", "PolicyAnswers", "RecordLookups",
+    "NeedPolicy", "NeedRecords", "NeedVerify", "Note", "PolicyAnswers", "RecordLookups",
     "PolicyContext", "Resolved", "Resolver", "Restrictions", "dsn_fix", "note_log_text",
     "reject_log_text", "split_address", "split_dsn", "valid_hostaddr", "valid_hostname",
 ]

@@ -9,7 +9,8 @@ DESCRIPTION
     Run is the mutable state of one evaluation, like the per-request bits
     of Postfix's SMTPD_STATE: the PolicyContext, the injected DNS resolver
     and the names it was asked about, the policy service answers known so
-    far, the DNS records looked up so far (permit_mx_backup), how many
+    far, the DNS records looked up so far (permit_mx_backup), the verify
+    service's answers so far (reject_unverified_*), how many
     "sleep" pauses the caller has already made, the Notes
     collected so far, a pending
     defer_if_permit or defer_if_reject, whether warn_if_reject is in force,
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, PolicyContext,
-                                   RecordLookups, Resolver)
+                                   RecordLookups, Resolver, VerifyAnswers)
 from mailsys.policy.decision import Decision, Note
 from mailsys.policy.needs import NeedPause, NeedRecords
 from mailsys.policy.replies import CCERT, CLIENT, EOD, HELO, RECIPIENT, SASL_USER, SENDER
@@ -55,12 +56,14 @@ class Run:
 
     __slots__ = ("ctx", "resolver", "notes", "defer_if_permit", "defer_if_reject",
                  "warn_if_reject", "depth", "lookups", "delegate", "policy", "paused", "pauses",
-                 "records")
+                 "records", "verify")
 
     def __init__(self, ctx: PolicyContext, resolver: Resolver | None,
                  delegate: bool = True, policy: PolicyAnswers | None = None,
-                 paused: float = 0, records: RecordLookups | None = None) -> None:
+                 paused: float = 0, records: RecordLookups | None = None,
+                 verify: VerifyAnswers | None = None) -> None:
         self.ctx = ctx
+        self.verify = verify
         self.resolver = resolver
         self.policy = policy
         self.records = records

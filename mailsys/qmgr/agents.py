@@ -1,7 +1,9 @@
 """agents - how qmgr reaches the delivery agents and the bounce service.
 
 Agents is what the scheduler needs: deliver(DeliverRequest) -> DeliveryStatus
-on the transport's agent, notice(NoticeRequest) -> NoticeReady from bounce.
+on the transport's agent, notice(NoticeRequest) -> NoticeReady from bounce,
+verify(VerifyUpdate) to tell the verify service a probe's result
+(``private/verify``, one connection per update).
 IpcAgents does it over the service sockets the master binds:
 ``private/<transport>`` (protocol "deliver", one kept-open channel pool per
 transport) and ``private/bounce`` (protocol "bounce", one connection per
@@ -17,7 +19,10 @@ from mailsys.ipc import names
 from mailsys.ipc.proto import bounce as bounce_proto
 from mailsys.ipc.proto import deliver as deliver_proto
 from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
+from mailsys.ipc.messages import Ok
+from mailsys.ipc.proto import verify as verify_proto
 from mailsys.ipc.proto.deliver import DeliverRequest, DeliveryStatus
+from mailsys.ipc.proto.verify import VerifyUpdate
 from mailsys.runtime import ipc_io
 
 __all__ = ["Agents", "IpcAgents"]
@@ -36,6 +41,8 @@ class Agents(Protocol):
     async def deliver(self, request: DeliverRequest, timeout: float) -> DeliveryStatus: ...
 
     async def notice(self, request: NoticeRequest, timeout: float) -> NoticeReady: ...
+
+    async def verify(self, update: VerifyUpdate, timeout: float) -> None: ...
 
     async def aclose(self) -> None: ...
 
@@ -60,6 +67,11 @@ class IpcAgents:
         path = names.private_path(self._queue_dir, names.BOUNCE)
         return await ipc_io.call(path, request, protocol=bounce_proto.PROTOCOL,
                                  expect=NoticeReady, timeout=timeout)
+
+    async def verify(self, update: VerifyUpdate, timeout: float) -> None:
+        path = names.private_path(self._queue_dir, names.VERIFY)
+        await ipc_io.call(path, update, protocol=verify_proto.PROTOCOL, expect=Ok,
+                          timeout=timeout)
 
     async def aclose(self) -> None:
         for pool in self._pools.values():

@@ -61,6 +61,7 @@ from mailsys.ipc import names
 from mailsys.ipc.errors import IpcError
 from mailsys.ipc.proto import bounce as bounce_proto
 from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
+from mailsys.ipc.proto import verify as verify_proto
 from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
 from mailsys.message.envelope import Envelope, RcptState, Recipient
 from mailsys.qmgr import results
@@ -103,6 +104,15 @@ def _client_of(env: Envelope) -> dict[str, object]:
                 sasl_method=env.sasl_method, sasl_user=env.sasl_user)
 
 
+def _is_probe(env: Envelope) -> bool:
+    """An address verification probe (cleanup's trace_flags attribute)."""
+    return env.attr(verify_proto.TRACE_FLAGS) == verify_proto.MTA_VRFY
+
+
+_VERIFY_STATUS = {RcptState.SENT: verify_proto.OK, RcptState.DEFERRED: verify_proto.DEFER,
+                  RcptState.BOUNCED: verify_proto.BOUNCE}
+
+
 @dataclass(slots=True)
 class _Active:
     """A cached active entry: its envelope when opened and its jobs out."""
@@ -125,11 +135,14 @@ class QueueManager:
 
     def __init__(self, store: QueueStore, settings: QmgrSettings, routing: RoutingSettings,
                  limits_for: Callable[[str], Limits], agents: Agents, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 probe_routing: RoutingSettings | None = None) -> None:
         self.store = store
         self.writes = StoreWrites(store)
         self.settings = settings
         self.routing = routing
+        # Address verification probes go by the address_verify_* settings.
+        self.probe_routing = probe_routing or routing
         self.agents = agents
         self.clock = clock
         self._limits: dict[str, Limits] = {}
@@ -345,10 +358,11 @@ class QueueManager:
         # recipient goes to transport:destination, or to its own next hop
         # through that transport when the destination is empty.
         transport, _, nexthop = (env.attr("filter") or "").partition(":")
+        routing = self.probe_routing if _is_probe(env) else self.routing
         for i in env.pending:
             address = env.recipients[i].address
             try:
-                route = resolve(address, self.routing, env.sender)
+                route = resolve(address, routing, env.sender)
             except Exception as e:
                 # A table that cannot be read: retry later (Postfix trivial-rewrite
                 # failures defer with "address resolver failure").
@@ -386,7 +400,7 @@ class QueueManager:
             arrival_time=env.arrival_time, size=env.size, queued_at=msg.queued_at,
             envid=env.envid, ret=env.ret, body_type=env.body_type, smtputf8=env.smtputf8,
             address_class=job.address_class, rewrite_context=env.rewrite_context,
-            **_client_of(env))
+            probe=_is_probe(env), **_client_of(env))
         dead_reason = ""
         try:
             status = await self.agents.deliver(request, self.settings.ipc_timeout)
@@ -405,6 +419,8 @@ class QueueManager:
             if status.dead_destination:
                 dead_reason = next((c["reason"] for c in changes.values()
                                     if c["state"] is RcptState.DEFERRED), "") or "unknown error"
+        if request.probe:
+            changes = await self._probe_done(msg, changes)
         back = self.scheduler.finished(job, self.clock(), ok=not dead_reason,
                                        dead_reason=dead_reason)
         # The slot is free now: the loop starts the next job of this
@@ -445,6 +461,8 @@ class QueueManager:
         discard(8) do."""
         changes = results.error_transport(job.indexes, job.transport, job.nexthop, self.clock())
         self._log_results(job.qid, msg, changes)
+        if _is_probe(msg.env):
+            changes = await self._probe_done(msg, changes)
         self.scheduler.finished(job, self.clock())
         await self._record(job.qid, changes)
         await self._job_done(job.qid)
@@ -457,6 +475,8 @@ class QueueManager:
                                        TRANSPORT_UNAVAILABLE else "4.4.1",
                                        SUSPENDED + reason, self.clock())
             self._log_results(job.qid, msg, changes)
+            if _is_probe(msg.env):
+                changes = await self._probe_done(msg, changes)
             await self._record(job.qid, changes)
         await self._job_done(job.qid)
 
@@ -465,12 +485,31 @@ class QueueManager:
         now = self.clock()
         env = msg.env
         before = max(0.0, msg.queued_at - env.arrival_time)
+        probe = _is_probe(env)
         for i, c in changes.items():
             r = env.recipients[i]
+            status = c["state"].value if not probe else verify_proto.status_name(
+                _VERIFY_STATUS[c["state"]])
             log.info("status", queue_id=qid, to=r.address, orig_to=r.orig or r.address,
                      relay="none", delay=max(0.0, now - env.arrival_time),
                      delays=[before, max(0.0, now - msg.queued_at), 0, 0],
-                     dsn=c["dsn_status"], status=c["state"].value, reason=c["reason"])
+                     dsn=c["dsn_status"], status=status, reason=c["reason"])
+
+    async def _probe_done(self, msg: _Active, changes: results.Changes) -> results.Changes:
+        """A probe's results go to verify, under the address as asked and
+        as rewritten (Postfix verify_append()); the probe then leaves the
+        queue quietly. When verify cannot be told, the result is lost and
+        verify probes again once its probe is overdue (PROBE_TTL)."""
+        for i, c in changes.items():
+            r = msg.env.recipients[i]
+            for address in dict.fromkeys((r.orig or r.address, r.address)):
+                update = verify_proto.VerifyUpdate(address, _VERIFY_STATUS[c["state"]],
+                                                   c["reason"])
+                try:
+                    await self.agents.verify(update, self.settings.ipc_timeout)
+                except IpcError as e:
+                    log.warning(f"{msg.env.queue_id}: verify service: {e}")
+        return results.probe_final(changes)
 
     async def _record(self, qid: str, changes: results.Changes) -> None:
         msg = self.active.get(qid)

@@ -49,7 +49,7 @@ from mailsys.qmgr.settings import QmgrSettings
 from mailsys.routing import error_status
 
 __all__ = ["recorded", "deferred", "settle", "error_transport", "ERROR_TRANSPORTS", "Settlement", "apply", "ADMIN_EXPIRED",
-           "NO_STATUS", "EXPIRED_DSN", "leaves_quietly"]
+           "NO_STATUS", "EXPIRED_DSN", "leaves_quietly", "probe_final"]
 
 Changes = dict[int, dict[str, Any]]
 
@@ -110,6 +110,15 @@ def error_transport(indexes: Iterable[int], transport: str, nexthop: str,
     state = RcptState.BOUNCED if dsn.startswith("5") else RcptState.DEFERRED
     return {i: dict(state=state, dsn_status=dsn, reason=reason, remote_mta="",
                     diagnostic="", last_attempt=now) for i in indexes}
+
+
+def probe_final(changes: Mapping[int, Mapping[str, Any]]) -> Changes:
+    """probe_final - an address verification probe's results, made final and
+    quiet: its recipients are never delivered, deferred or bounced, so
+    whatever the agent found (reported to verify) ends them with nothing
+    owed to anyone (Postfix: "probe messages are always discarded")."""
+    return {i: dict(c, state=RcptState.SENT if c.get("state") is RcptState.SENT
+                    else RcptState.BOUNCED, notified=True) for i, c in changes.items()}
 
 
 def apply(env: Envelope, changes: Mapping[int, Mapping[str, Any]]) -> Envelope:

@@ -98,14 +98,15 @@ def _domains(cfg: Any, name: str) -> TableDomains:
                         tuple(open_table(spec, cfg) for spec in specs))
 
 
-def routing_settings(cfg: Any) -> RoutingSettings:
+def routing_settings(cfg: Any, *, probe: bool = False) -> RoutingSettings:
     """routing_settings - resolve()'s settings from a Config, tables opened.
     This host's addresses (inet_interfaces, proxy_interfaces) make
-    user@[address] local, as smtpd already takes it."""
+    user@[address] local, as smtpd already takes it. probe: those of
+    address verification probes (the address_verify_* transports)."""
     own = own_addresses(cfg.inet_interfaces, cfg.proxy_interfaces, cfg.inet_protocols)
     return RoutingSettings.from_config(cfg, open_table=lambda spec: open_table(spec, cfg),
                                        domains=lambda name: _domains(cfg, name),
-                                       own_addresses=[str(a) for a in own])
+                                       own_addresses=[str(a) for a in own], probe=probe)
 
 
 def local_domain_check(cfg: Any) -> Callable[[str], bool]:

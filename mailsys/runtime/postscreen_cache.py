@@ -38,17 +38,9 @@ BUGS
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
-import trio
-
-from mailsys.errors import ConfigError
-
-# The cache file holds one small record per client ever passed.
-MAP_SIZE = 1 << 30
-_FILE_TYPES = ("btree", "hash", "lmdb")
+from mailsys.runtime.map_file import MapFile
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,55 +65,24 @@ class CacheEntry:
 
 
 class PostscreenCache:
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self.entries: dict[str, CacheEntry] = {}
-        self._env = None
+    """The allow list over a MapFile (mailsys.runtime.map_file)."""
+
+    def __init__(self, table: MapFile) -> None:
+        self.table = table
+        self.path = table.path
+        self.entries: dict[str, CacheEntry] = {
+            addr: CacheEntry.decode(value.encode()) for addr, value in table.entries.items()}
 
     @classmethod
     def open(cls, spec: str, cfg=None) -> "PostscreenCache":
-        spec = spec.strip()
-        kind, colon, name = spec.partition(":")
-        if not spec or kind == "memory" or kind == "internal":
-            return cls(None)
-        if not colon or kind not in _FILE_TYPES or not name:
-            raise ConfigError(f"postscreen_cache_map: unsupported map {spec!r} "
-                              "(btree:, hash: or lmdb: PATH, or memory)",
-                              param="postscreen_cache_map")
-        path = Path(name)
-        if not path.is_absolute() and cfg is not None:
-            path = cfg.config_dir.parent / path
-        cache = cls(path)
-        cache._load()
-        return cache
-
-    def _load(self) -> None:
-        import lmdb
-        assert self.path is not None
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._env = lmdb.open(os.fspath(self.path), subdir=False, map_size=MAP_SIZE,
-                                  max_dbs=0)
-        except (OSError, lmdb.Error) as e:
-            raise ConfigError(f"postscreen_cache_map: open {self.path}: {e}",
-                              param="postscreen_cache_map") from None
-        with self._env.begin() as txn:
-            for key, value in txn.cursor():
-                self.entries[bytes(key).decode("ascii", "replace")] = CacheEntry.decode(bytes(value))
+        return cls(MapFile.open(spec or "memory", cfg, param="postscreen_cache_map"))
 
     def get(self, addr: str) -> CacheEntry | None:
         return self.entries.get(addr)
 
     async def put(self, addr: str, entry: CacheEntry) -> None:
         self.entries[addr] = entry
-        if self._env is not None:
-            await trio.to_thread.run_sync(self._write, addr.encode(), entry.encode())
-
-    def _write(self, key: bytes, value: bytes) -> None:
-        with self._env.begin(write=True) as txn:
-            txn.put(key, value)
+        await self.table.put(addr, entry.encode().decode())
 
     def close(self) -> None:
-        if self._env is not None:
-            self._env.close()
-            self._env = None
+        self.table.close()

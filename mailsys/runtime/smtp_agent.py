@@ -611,6 +611,8 @@ class SmtpAgent:
         target = session.target
         params = dict(body_type=req.body_type or None, smtputf8=req.smtputf8,
                       ret=req.ret or None, envid=req.envid or None)
+        if req.probe:
+            params["rcpt_only"] = True     # address verification: RCPT TO, then RSET
         if self.settings.send_xforward:
             params["xforward"] = XforwardAttributes(
                 req.client_name, req.client_addr, req.client_port,

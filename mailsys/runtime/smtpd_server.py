@@ -65,6 +65,7 @@ from mailsys.runtime.dovecot_auth import DovecotSasl
 from mailsys.runtime.milter import MilterSettings
 from mailsys.runtime.policy_client import PolicyClients
 from mailsys.runtime.sasl_filter import MechanismFilter
+from mailsys.runtime.verify_client import VerifyClient
 from mailsys.runtime.smtpd_dns import HostLookups, SmtpdDns
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Reply, Settings, replies
@@ -143,6 +144,7 @@ class SmtpdServer:
     anvil: AnvilClient
     cleanup: ipc_io.ChannelPool
     policy: PolicyClients                # check_policy_service
+    verify: VerifyClient                 # reject_unverified_recipient, _sender
     content_filter: str                  # transport:destination for each message, or ""
     reject_footer: str                   # smtpd_reject_footer, as written ("" = none)
     reject_footer_maps: tuple[Any, ...]  # smtpd_reject_footer_maps: reply text -> footer
@@ -246,6 +248,7 @@ class SmtpdServer:
             cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
             policy=PolicyClients.from_config(cfg),
+            verify=VerifyClient.from_config(cfg),
             content_filter=cfg.content_filter,
             # Its $names are this session's (client_address, ...), so the
             # text is taken as written and expanded for each reply.

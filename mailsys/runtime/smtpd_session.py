@@ -92,7 +92,7 @@ from mailsys.message.message_actions import MessageActions
 from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
 from mailsys.policy.restrictions import (Decision, DnsStatus, HostRecords, NeedPause, NeedPolicy,
-                                         NeedRecords, PolicyContext, note_log_text)
+                                         NeedRecords, NeedVerify, PolicyContext, note_log_text)
 from mailsys.routing import first_lookup
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
@@ -555,15 +555,18 @@ class Session:
                       policy_facts: dict[str, object] | None = None) -> Decision:
         """evaluate(ctx, resolver), doing the I/O it asks for (see
         mailsys.policy.needs) and evaluating again: each policy service it
-        reaches (check_policy_service) is asked, each "sleep N" is slept.
+        reaches (check_policy_service) is asked, each "sleep N" is slept,
+        each address reject_unverified_* reaches is asked of verify.
         Only this session waits: the others go on meanwhile."""
         answers: dict[str, str] = {}
         records: dict[tuple[str, str], HostRecords] = {}
+        verified: dict[str, tuple[int | None, str]] = {}
         paused = 0
         while True:
             try:
                 return evaluate(ctx, resolver, policy=answers.get, paused=paused,
-                                records=lambda kind, name: records.get((kind, name)))
+                                records=lambda kind, name: records.get((kind, name)),
+                                verify=verified.get)
             except NeedRecords as need:
                 self._stop_clock()
                 for kind, name in need.queries:
@@ -578,6 +581,9 @@ class Session:
                 self._stop_clock()
                 await trio.sleep(need.seconds)
                 paused += 1
+            except NeedVerify as need:
+                self._stop_clock()
+                verified[need.address] = await self.server.verify.query(need.address)
 
     def _policy_request(self, ctx: PolicyContext, state: str) -> dict[str, object]:
         """The attributes of a policy request (Postfix SMTPD_POLICY_README);

@@ -594,11 +594,12 @@ class _Txn:
     """The transaction in flight: what was asked and what came back so far."""
 
     __slots__ = ("sender", "rcpts", "body", "mail", "data", "dot", "accepted", "settled",
-                 "mail_failed", "xforward", "xforward_refused")
+                 "mail_failed", "xforward", "xforward_refused", "rcpt_only")
 
-    def __init__(self, sender: str, rcpts: tuple[Rcpt, ...]) -> None:
+    def __init__(self, sender: str, rcpts: tuple[Rcpt, ...], rcpt_only: bool = False) -> None:
         self.sender = sender
         self.rcpts = rcpts
+        self.rcpt_only = rcpt_only                     # a verification probe: no DATA
         self.body = b""                                # encoded, sent after 354
         self.mail: Response | None = None
         self.data: Response | None = None
@@ -614,7 +615,8 @@ class _Txn:
         if i in self.settled:
             return
         klass = response.code // 100
-        if klass == 2 and in_reply_to == END_OF_DATA:
+        if klass == 2 and (in_reply_to == END_OF_DATA
+                           or self.rcpt_only and in_reply_to == RCPT_TO):
             status, dsn = "sent", response.dsn
         elif klass in (4, 5):
             status, dsn = ("deferred" if klass == 4 else "bounced"), response.dsn
@@ -873,7 +875,7 @@ class ClientConnection:
                   smtputf8: bool = False, ret: str | None = None,
                   envid: str | None = None, probe: bool = False,
                   xforward: XforwardAttributes | None = None,
-                  utf8_addresses: bool | None = None) -> bytes:
+                  utf8_addresses: bool | None = None, rcpt_only: bool = False) -> bytes:
         """Start one message; returns the bytes to write now.
 
         sender: the envelope sender, "" for the null sender. recipients:
@@ -890,8 +892,11 @@ class ClientConnection:
         refusal does not stop the delivery). utf8_addresses: whether the
         message's addresses need SMTPUTF8, when the caller knows better than
         the addresses given (they were rewritten after the queue: Postfix
-        decides on the queued ones). Nothing is sent when the client decides
-        by itself (SIZE, SMTPUTF8).
+        decides on the queued ones). rcpt_only: an address verification
+        probe (Postfix smtp_address_verify_target = rcpt): RSET takes the
+        place of DATA, and a recipient the server accepts counts as sent
+        with that reply. Nothing is sent when the client decides by itself
+        (SIZE, SMTPUTF8).
         """
         self._check("send_mail")
         rcpts = tuple(r if isinstance(r, Rcpt) else Rcpt(r) for r in recipients)
@@ -910,7 +915,7 @@ class ClientConnection:
             if r.notify is not None and not g.NOTIFY_RE.match(",".join(r.notify)):
                 raise LocalProtocolError(f"bad NOTIFY {r.notify!r}")
         caps = self.capabilities
-        txn = _Txn(sender, rcpts)
+        txn = _Txn(sender, rcpts, rcpt_only)
         self._txn = txn
         self.state = ClientState.TRANSACTION
         # One normalizing pass gives both the SIZE= value and the body.
@@ -966,7 +971,7 @@ class ClientConnection:
                 if r.orcpt:
                     rcpt += f" ORCPT=rfc822;{_xtext(r.orcpt)}"
             commands.append((rcpt, _Cmd.RCPT, i))
-        commands.append(("DATA", _Cmd.DATA, 0))
+        commands.append(("RSET", _Cmd.RSET, 0) if rcpt_only else ("DATA", _Cmd.DATA, 0))
         if caps.pipelining and self.use_pipelining:
             for line, cmd, i in commands:
                 self._send(line, cmd, i)
@@ -1107,6 +1112,8 @@ class ClientConnection:
                     pass                   # a pipelined 503: MAIL's reply already decided
                 elif klass == 2:
                     txn.accepted.append(index)
+                    if txn.rcpt_only:
+                        txn.settle(index, response, RCPT_TO)
                 else:
                     txn.settle(index, response, RCPT_TO)
             case _Cmd.DATA:

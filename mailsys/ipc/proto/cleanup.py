@@ -126,6 +126,11 @@ class CleanupRequest:
     # reject: header ..."); smtpd carried out their actions already, and a
     # REJECT or DISCARD among them is logged by these lines alone.
     milter_checks: tuple[tuple[str, str, str], ...] = ()
+    # An address verification probe (Postfix's DEL_REQ_FLAG_MTA_VRFY
+    # trace flag): kept as the entry's "trace_flags" attribute, which makes
+    # qmgr deliver it in trace-only mode and report to verify, never to
+    # the sender. "" for ordinary mail.
+    trace_flags: str = ""
 
 
 @message("cleanup_queued", version=1)

@@ -67,6 +67,12 @@ class DeliverRequest:
     rewrite_context: str = ""
     sasl_method: str = ""
     sasl_user: str = ""
+    # An address verification probe (Postfix DEL_REQ_FLAG_MTA_VRFY): find
+    # out what would become of each recipient without delivering (smtp:
+    # RCPT TO, then RSET; local: the user, alias or mailbox), and log
+    # status=deliverable or status=undeliverable instead of sent, deferred
+    # or bounced. qmgr reports the results to verify and drops the probe.
+    probe: bool = False
 
 
 @message("deliver_result", version=1)
