@@ -70,8 +70,8 @@ import trio
 from mailsys.config import Config
 from mailsys.delivery.aliases import AliasSettings, Forward, split_local
 from mailsys.delivery.local import RecipientPlan, combine, mailbox_known, plan_request, relay_name
-from mailsys.delivery.mailbox import MailboxSettings
-from mailsys.delivery.report import Stopwatch, bounced, deferred, log_status, sent
+from mailsys.delivery.mailbox import MailboxError, MailboxSettings, find_mailbox
+from mailsys.delivery.report import Stopwatch, bounced, deferred, failed, log_status, sent
 from mailsys.ipc import names
 from mailsys.ipc.errors import IpcError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Rejected
@@ -118,17 +118,24 @@ class _State:
 
 
 def probe(req: DeliverRequest, rcpt: DeliverRecipient, state: _State) -> RecipientResult:
-    """An address verification probe's verdict, nothing delivered: an alias
-    or a user with a mailbox is deliverable, anyone else is unknown
-    (Postfix local(8) in trace-only mode). An alias is not expanded
-    further: what it expands to is not checked."""
+    """An address verification probe's verdict, nothing delivered, in the
+    words of Postfix local(8) in trace-only mode: an alias is "aliased to
+    <value>" (what it expands to is not checked further), an address with
+    a mailbox "delivers to mailbox", anyone else what delivery would say
+    (5.1.1 'unknown user: "x"'). XXX a name without a password entry has a
+    spool mailbox in mailsys (see mailsys.delivery.local), so it is
+    deliverable here where Postfix says unknown user."""
     local, user, *_ = split_local(rcpt.address, state.settings.recipient_delimiter)
     relay = relay_name(req)
-    if req.address_class != "virtual" and first_lookup(state.aliases.maps, (local, user)):
-        return sent(rcpt, "aliased", relay=relay)
-    if mailbox_known(rcpt.address, state.settings):
-        return sent(rcpt, "delivers to mailbox", relay=relay)
-    return bounced(rcpt, "5.1.1", f'unknown user: "{user}"', relay=relay)
+    alias = first_lookup(state.aliases.maps, (local, user)) \
+        if req.address_class != "virtual" else None
+    if alias is not None:
+        return sent(rcpt, f"aliased to {alias.strip()}", relay=relay)
+    try:
+        find_mailbox(rcpt.address, req.address_class or "local", state.settings)
+    except MailboxError as e:
+        return failed(rcpt, e.dsn, e.text, relay=relay)
+    return sent(rcpt, "delivers to mailbox", relay=relay)
 
 
 async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:

@@ -148,3 +148,32 @@ def test_verify_down_is_an_address_verification_problem(site, mailsys_instance):
               "problem")]
     log = mailsys_instance.wait_log("warning: verify service failure")
     assert "NOQUEUE: reject: RCPT from" in log
+
+
+def test_local_probes_deliver_nothing(site, tmp_path):
+    # Live Postfix 3.7.11's local(8) answers probes with "status=deliverable
+    # (aliased to root)", "(delivers to mailbox)" and "status=undeliverable
+    # (unknown user: "nosuch")", and writes nothing.
+    (tmp_path / "aliases").write_text("alias1 root\n")        # texthash: postmap format
+    (tmp_path / "users").write_text("carol x\n")
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    port = sh.start(site.inst, {
+        "smtpd_recipient_restrictions": "reject_unverified_recipient",
+        "smtpd_reject_unlisted_recipient": "no", "unverified_recipient_reject_code": "550",
+        "data_directory": str(tmp_path / "data"), "address_verify_poll_count": "3",
+        "address_verify_poll_delay": "1s", "alias_maps": f"texthash:{tmp_path}/aliases",
+        "local_recipient_maps": f"texthash:{tmp_path}/users", "mail_spool_directory": str(spool)},
+        services=[*SERVICES, "local unix - n n - - local"])
+    assert rcpt_replies(port, "alias1@example.test", "carol@example.test",
+                        "nosuch@example.test") == [
+        (250, "2.1.5 Ok"), (250, "2.1.5 Ok"),
+        (550, '5.1.1 <nosuch@example.test>: Recipient address rejected: undeliverable address: '
+              'unknown user: "nosuch"')]
+    log = site.inst.log_text()
+    for to, status in (("alias1", r"dsn=2\.0\.0, status=deliverable \(aliased to root\)"),
+                       ("carol", r"dsn=2\.0\.0, status=deliverable \(delivers to mailbox\)"),
+                       ("nosuch", r'dsn=5\.1\.1, status=undeliverable \(unknown user: "nosuch"\)')):
+        assert re.search(rf"mailsys/local\[\d+\]: \w+: to=<{to}@example\.test>, relay=local, "
+                         rf"delay=[\d.]+, delays=[\d./]+, {status}", log), log
+    assert list(spool.iterdir()) == []

@@ -40,6 +40,7 @@ class FakeAgents:
         self.answer = answer
         self.requests: list[DeliverRequest] = []
         self.notices: list[NoticeRequest] = []
+        self.verified: list = []      # VerifyUpdates, as the verify service gets them
         self.delay = 0.0
         self.bounce_down = False
         self.copy_to = ""             # a postmaster copy of each notice goes here
@@ -71,6 +72,9 @@ class FakeAgents:
         return NoticeReady(new_qid(), "", "alice@example.com",
                            f"Subject: notice for {req.queue_id}\r\n\r\n{req.kind}\r\n".encode(),
                            copies=copies)
+
+    async def verify(self, update, timeout: float) -> None:
+        self.verified.append(update)
 
     async def aclose(self) -> None:
         pass

@@ -676,3 +676,51 @@ def test_an_unreadable_entry_is_quarantined_and_the_others_delivered(store, make
     warned = [e["event"] for e in logs if e["log_level"] == "warning"]
     assert len(warned) == 1 and warned[0].startswith(
         f"{bad}: unreadable queue entry, moved to the corrupt queue: ")
+
+
+@pytest.mark.parametrize("status, dsn, verified", [
+    ("sent", "2.1.5", 0), ("bounced", "5.1.1", 2), ("deferred", "4.2.0", 1)])
+def test_a_probe_reports_to_verify_and_leaves_without_a_notice(store, make_manager, status,
+                                                               dsn, verified):
+    agents = FakeAgents(all_as(status, dsn, f"host said: {dsn} answer"))
+    mgr = make_manager(agents)
+    env = envelope("bob@remote.example", sender="double-bounce@example.test",
+                   attrs=(("trace_flags", "mta_vrfy"),))
+    qid = store.create(dataclasses.replace(
+        env, recipients=(Recipient("bob@remote.example", orig="Bob@Remote.example"),)), b"")
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store))
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    [req] = agents.requests
+    assert req.probe and req.queue_id == qid
+    # Under the address as asked and as rewritten (Postfix verify_append).
+    assert [(u.address, u.status, u.text) for u in agents.verified] == [
+        ("Bob@Remote.example", verified, f"host said: {dsn} answer"),
+        ("bob@remote.example", verified, f"host said: {dsn} answer")]
+    assert agents.notices == []
+    assert [e["queue_id"] for e in events(logs, "removed")] == [qid]
+
+
+def test_an_unreachable_agent_makes_a_probe_undeliverable(store, make_manager):
+    agents = FakeAgents()
+
+    async def down(req, timeout):
+        raise IpcUnavailable("private/smtp: cannot connect: Connection refused")
+    agents.deliver = down
+    mgr = make_manager(agents)
+    qid = store.create(envelope("bob@remote.example", attrs=(("trace_flags", "mta_vrfy"),)), b"")
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store))
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    [status] = events(logs, "status")
+    assert (status["queue_id"], status["status"], status["reason"]) == (
+        qid, "undeliverable", TRANSPORT_UNAVAILABLE)
+    assert [(u.status, u.text) for u in agents.verified] == [(1, TRANSPORT_UNAVAILABLE)]

@@ -294,6 +294,40 @@ def test_pipelined_transaction_with_mixed_recipients(step):
     assert result.delivered and not cc.in_transaction and cc.state is ClientState.READY
 
 
+@pytest.mark.parametrize("step", [None, 1, 7])
+def test_address_verification_probe_asks_rcpt_then_rset_without_data(step):
+    # Postfix smtp(8) with a verification probe (smtp_address_verify_target
+    # = rcpt): MAIL, RCPT, RSET; a 250 to RCPT is the "deliverable" answer.
+    cc = session()
+    out = cc.send_mail("double-bounce@mx.example", RCPTS, b"", rcpt_only=True)
+    assert out == (b"MAIL FROM:<double-bounce@mx.example> SIZE=0\r\n"
+                   b"RCPT TO:<bob@example.com>\r\nRCPT TO:<carol@example.com>\r\n"
+                   b"RCPT TO:<dave@example.com>\r\nRSET\r\n")
+    replies = TXN_REPLIES.replace(b"354 End data with <CR><LF>.<CR><LF>", b"250 2.0.0 Ok")
+    [done] = feed(cc, replies, step)
+    assert statuses(done.result) == [("bob@example.com", "sent", "2.1.5"),
+                                     ("carol@example.com", "deferred", "4.2.1"),
+                                     ("dave@example.com", "bounced", "5.1.1")]
+    assert done.result.recipients[0].text(PEER) == "250 2.1.5 Ok"
+    assert cc.data_to_send() == b""                   # no DATA, no body
+    # The RSET ended the transaction: the next message starts with MAIL.
+    assert not cc.in_transaction and cc.state is ClientState.READY
+    assert cc.send_mail("a@b", ["c@d"], b"").startswith(b"MAIL FROM:<a@b>")
+
+
+def test_probe_without_pipelining_sends_rset_after_a_refused_rcpt():
+    cc = session(EHLO_PLAIN)
+    assert cc.send_mail("", ["bad@example.com"], b"", rcpt_only=True) == \
+        b"MAIL FROM:<> SIZE=0\r\n"
+    feed(cc, b"250 2.1.0 Ok\r\n")
+    assert cc.data_to_send() == b"RCPT TO:<bad@example.com>\r\n"
+    assert feed(cc, b"550 5.1.1 unknown\r\n") == []
+    assert cc.data_to_send() == b"RSET\r\n"
+    [done] = feed(cc, b"250 2.0.0 Ok\r\n")
+    assert statuses(done.result) == [("bad@example.com", "bounced", "5.1.1")]
+    assert not cc.in_transaction
+
+
 def test_transaction_without_pipelining_sends_one_command_at_a_time():
     cc = session(EHLO_PLAIN)
     assert cc.send_mail("alice@example.org", RCPTS, BODY) == \
