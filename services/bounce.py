@@ -65,7 +65,7 @@ log = structlog.get_logger()
 # The words of the notification log line (Postfix bounce_notify_service.c,
 # bounce_notify_verp.c, bounce_trace_service.c).
 LOG_KIND = {Kind.FAILURE: "sender non-delivery", Kind.DELAY: "sender delay",
-            Kind.SUCCESS: "sender delivery status"}
+            Kind.SUCCESS: "sender delivery status", Kind.VERIFY: "sender delivery status"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,7 +86,7 @@ from mailsys.message.address_list import rewrite_addresses
 from mailsys.message.bounce_templates import (DEFAULTS, Template, TemplateError, config_lookup,
                                               expand_text, parse_templates)
 from mailsys.message.dates import mail_date
-from mailsys.message.envelope import Envelope, Notify, Recipient
+from mailsys.message.envelope import Envelope, Notify, RcptState, Recipient
 from mailsys.message.headers import header_end, to_crlf
 
 __all__ = ["Kind", "NoticeSettings", "TemplateError", "build_notice", "wants_notice",
@@ -105,6 +105,7 @@ class Kind(str, Enum):
     FAILURE = "failure"
     DELAY = "delay"
     SUCCESS = "success"
+    VERIFY = "verify"        # sendmail -bv's report on every recipient
 
 
 # bounce_notify_util.c: the diagnostic type is an RFC 822 atom made from
@@ -189,6 +190,8 @@ def wants_notice(rcpt: Recipient, kind: Kind) -> bool:
     Without NOTIFY every failure and delay is reported (Postfix's "compat"
     rule), and success only when asked for; NOTIFY=NEVER asks for nothing.
     """
+    if kind is Kind.VERIFY:
+        return True                   # the sender asked for it (sendmail -bv)
     wanted = {Kind.FAILURE: Notify.FAILURE, Kind.DELAY: Notify.DELAY,
               Kind.SUCCESS: Notify.SUCCESS}[kind]
     if not rcpt.notify:
@@ -245,6 +248,9 @@ def _action(kind: Kind, rcpt: Recipient) -> str:
         return "failed"
     if kind is Kind.DELAY:
         return "delayed"
+    if kind is Kind.VERIFY:
+        # Postfix's words for a trace-only delivery (verify_append()).
+        return "deliverable" if rcpt.state is RcptState.SENT else "undeliverable"
     # RFC 3464 2.3.3: "relayed" when the next system (a remote MTA) takes the
     # message on without promising a success notice; "delivered" when it
     # reached the mailbox here.
@@ -264,7 +270,8 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
                  full: bool = False) -> bytes:
     """build_notice - the notice message, CRLF line ends, to send with the null sender.
 
-    kind         failure (bounce), delay (warning) or success (NOTIFY=SUCCESS)
+    kind         failure (bounce), delay (warning), success (NOTIFY=SUCCESS)
+                 or verify (sendmail -bv: every recipient, deliverable or not)
     env          the original entry's envelope: sender, queue_id,
                  arrival_time, envid, ret, body_type, smtputf8
     content      the original message as stored (header and body)
@@ -351,14 +358,14 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
     # Postfix's defaults when RET is not given: the whole message in a
     # bounce, headers in a success report (bounce_trace_service.c); a delay
     # warning and a postmaster copy always carry headers only.
-    ret = env.ret.upper() or ("HDRS" if kind is Kind.SUCCESS else "FULL")
+    ret = env.ret.upper() or ("HDRS" if kind in (Kind.SUCCESS, Kind.VERIFY) else "FULL")
     if copy and full:
         ret = "FULL"
     headers_only = ((copy and not full) or kind is Kind.DELAY or ret == "HDRS"
                     or not 0 < len(content) <= settings.bounce_size_limit)
     add("")
     add(f"--{boundary}")
-    undelivered = "" if kind is Kind.SUCCESS else "Undelivered "
+    undelivered = "" if kind in (Kind.SUCCESS, Kind.VERIFY) else "Undelivered "
     add(f"Content-Description: {undelivered}Message{' Headers' if headers_only else ''}")
     if smtputf8:
         add(f"Content-Type: message/{'global-headers' if headers_only else 'global'}")

@@ -105,8 +105,14 @@ def _client_of(env: Envelope) -> dict[str, object]:
 
 
 def _is_probe(env: Envelope) -> bool:
-    """An address verification probe (cleanup's trace_flags attribute)."""
-    return env.attr(verify_proto.TRACE_FLAGS) == verify_proto.MTA_VRFY
+    """A trace-only delivery (cleanup's trace_flags attribute): an address
+    verification probe, or sendmail -bv."""
+    return env.attr(verify_proto.TRACE_FLAGS) in (verify_proto.MTA_VRFY, verify_proto.USR_VRFY)
+
+
+def _is_user_probe(env: Envelope) -> bool:
+    """sendmail -bv: the results go to the sender in a report, not to verify."""
+    return env.attr(verify_proto.TRACE_FLAGS) == verify_proto.USR_VRFY
 
 
 _VERIFY_STATUS = {RcptState.SENT: verify_proto.OK, RcptState.DEFERRED: verify_proto.DEFER,
@@ -420,7 +426,9 @@ class QueueManager:
                 dead_reason = next((c["reason"] for c in changes.values()
                                     if c["state"] is RcptState.DEFERRED), "") or "unknown error"
         if request.probe:
-            changes = await self._probe_done(msg, changes)
+            relays = {} if dead_reason == TRANSPORT_UNAVAILABLE else {
+                r.index: r.relay for r in status.results}
+            changes = await self._probe_done(msg, changes, relays)
         back = self.scheduler.finished(job, self.clock(), ok=not dead_reason,
                                        dead_reason=dead_reason)
         # The slot is free now: the loop starts the next job of this
@@ -443,7 +451,8 @@ class QueueManager:
         first. False, having done nothing, in every other case, or when the
         removal fails (the usual way then records, settles and sorts out an
         entry that is gone or moved)."""
-        if not msg.single or msg.gone or msg.outstanding != 1 or not changes:
+        if not msg.single or msg.gone or msg.outstanding != 1 or not changes \
+                or _is_user_probe(msg.env):
             return False
         if not results.leaves_quietly(msg.env, changes):
             return False
@@ -495,11 +504,19 @@ class QueueManager:
                      delays=[before, max(0.0, now - msg.queued_at), 0, 0],
                      dsn=c["dsn_status"], status=status, reason=c["reason"])
 
-    async def _probe_done(self, msg: _Active, changes: results.Changes) -> results.Changes:
+    async def _probe_done(self, msg: _Active, changes: results.Changes,
+                          relays: dict[int, str] | None = None) -> results.Changes:
         """A probe's results go to verify, under the address as asked and
         as rewritten (Postfix verify_append()); the probe then leaves the
         queue quietly. When verify cannot be told, the result is lost and
-        verify probes again once its probe is overdue (PROBE_TTL)."""
+        verify probes again once its probe is overdue (PROBE_TTL).
+        sendmail -bv's results instead wait for the sender's report, each
+        saying where it went: "delivery via RELAY: reason"."""
+        if _is_user_probe(msg.env):
+            relays = relays or {}
+            changes = {i: dict(c, reason=f"delivery via {relays.get(i, 'none')}: {c['reason']}")
+                       for i, c in changes.items()}
+            return results.probe_final(changes, quiet=False)
         for i, c in changes.items():
             r = msg.env.recipients[i]
             for address in dict.fromkeys((r.orig or r.address, r.address)):
@@ -586,7 +603,8 @@ class QueueManager:
             notices: list[tuple[Envelope, bytes]] = []
             marks: results.Changes = {}
             for kind, indexes in ((bounce_proto.FAILURE, end.failure_notice),
-                                  (bounce_proto.SUCCESS, end.success_notice)):
+                                  (bounce_proto.SUCCESS, end.success_notice),
+                                  (bounce_proto.VERIFY, end.verify_notice)):
                 if not indexes:
                     continue
                 ready = await self._notice(qid, kind, indexes)

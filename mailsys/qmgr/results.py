@@ -29,6 +29,8 @@ DESCRIPTION
       * the delivered recipients that asked for NOTIFY=SUCCESS and were not
         yet reported make up the success notice (Postfix's trace service);
       * a delay notice is owed once, after delay_warning_time;
+      * sendmail -bv's entries (trace_flags usr_vrfy) get one report on
+        every recipient instead, whatever became of each;
       * done: every recipient is final, so the entry can leave the queue
         (with its notice, in one transaction).
 
@@ -43,6 +45,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from mailsys.ipc.proto.deliver import BOUNCED, DEFERRED, SENT, RecipientResult
+from mailsys.ipc.proto.verify import TRACE_FLAGS, USR_VRFY
 from mailsys.message.envelope import Envelope, Notify, RcptState
 from mailsys.qmgr.backoff import delay_warning_due, expired
 from mailsys.qmgr.settings import QmgrSettings
@@ -112,13 +115,15 @@ def error_transport(indexes: Iterable[int], transport: str, nexthop: str,
                     diagnostic="", last_attempt=now) for i in indexes}
 
 
-def probe_final(changes: Mapping[int, Mapping[str, Any]]) -> Changes:
-    """probe_final - an address verification probe's results, made final and
-    quiet: its recipients are never delivered, deferred or bounced, so
-    whatever the agent found (reported to verify) ends them with nothing
-    owed to anyone (Postfix: "probe messages are always discarded")."""
+def probe_final(changes: Mapping[int, Mapping[str, Any]], *, quiet: bool = True) -> Changes:
+    """probe_final - a trace-only delivery's results, made final: its
+    recipients are never delivered, deferred or bounced, so whatever the
+    agent found ends them. quiet: nothing is owed to anyone (an address
+    verification probe, reported to verify: Postfix "probe messages are
+    always discarded"); else they wait for the sender's report (sendmail
+    -bv, see settle)."""
     return {i: dict(c, state=RcptState.SENT if c.get("state") is RcptState.SENT
-                    else RcptState.BOUNCED, notified=True) for i, c in changes.items()}
+                    else RcptState.BOUNCED, notified=quiet) for i, c in changes.items()}
 
 
 def apply(env: Envelope, changes: Mapping[int, Mapping[str, Any]]) -> Envelope:
@@ -155,6 +160,7 @@ class Settlement:
     success_notice: tuple[int, ...]   # sent with NOTIFY=SUCCESS, not yet reported
     delay_notice: tuple[int, ...]     # deferred, owed a delay warning
     done: bool                        # every recipient final: remove the entry
+    verify_notice: tuple[int, ...] = ()   # sendmail -bv: every recipient, in one report
 
 
 def settle(env: Envelope, now: float, s: QmgrSettings) -> Settlement:
@@ -174,6 +180,10 @@ def settle(env: Envelope, now: float, s: QmgrSettings) -> Settlement:
     success = tuple(i for i, r in enumerate(after.recipients)
                     if r.state is RcptState.SENT and Notify.SUCCESS in r.notify
                     and not r.notified)
+    if env.attr(TRACE_FLAGS) == USR_VRFY:
+        # sendmail -bv: one report on every recipient, nothing else.
+        report = tuple(i for i, r in enumerate(after.recipients) if r.final and not r.notified)
+        return Settlement(expire, expired_as, (), (), (), after.done, report)
     delay: tuple[int, ...] = ()
     if not after.done and delay_warning_due(after, now, s):
         delay = tuple(i for i in after.pending

@@ -47,7 +47,7 @@ BAD_ARGUMENTS = [
     (("qshape", "-b", "many"), None, 1, "qshape: fatal: usage: qshape ..."),
     (("qshape", "-b", "99999999999"), None, 1, "qshape: fatal: bucket count at most 64, ..."),
     (("qshape", "bogusqueue"), None, 1, "qshape: fatal: invalid queue name: bogusqueue"),
-    (("sendmail", "-bv"), "", 64, "sendmail: fatal: -bv is not supported by mailsys sendmail"),
+    (("sendmail", "-bx"), "", 64, "sendmail: fatal: -bx is not supported by mailsys sendmail"),
     (("postalias",), None, 1, "postalias: fatal: usage: postalias ..."),
     (("newaliases", "extra"), None, 64, "newaliases: fatal: usage: newaliases [-c config_dir]"),
     (("sendmail",), "Subject: x\n\n", 65, "sendmail: fatal: Recipient addresses must be specified ..."),

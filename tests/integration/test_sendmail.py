@@ -99,8 +99,8 @@ def test_sendmail_errors(mailsys_instance):
     assert none.returncode == 65 and b"Recipient addresses must be specified" in none.stderr
     none_t = sendmail(inst, "-t", data=b"Subject: x\n\nno rcpt\n")
     assert none_t.returncode == 65 and b"No recipient addresses found" in none_t.stderr
-    bad = sendmail(inst, "-bv", "bob@example.org")
-    assert bad.returncode == 64 and b"-bv is not supported" in bad.stderr
+    bad = sendmail(inst, "-bx", "bob@example.org")
+    assert bad.returncode == 64 and b"-bx is not supported" in bad.stderr
 
 
 def test_sendmail_bs_queues_through_smtp_on_stdio(mailsys_instance):

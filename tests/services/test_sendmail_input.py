@@ -49,8 +49,9 @@ def test_parse_options():
     assert opts["rcpt"] == ["rcpt@x"]
     assert sendmail._notify(opts["N"]) == ("SUCCESS", "DELAY")
     assert sendmail._parse(["-bs"])["b"] == "s"
+    assert sendmail._parse(["-bv"])["b"] == "v"
     with pytest.raises(UsageError):
-        sendmail._parse(["-bv"])
+        sendmail._parse(["-bx"])
     with pytest.raises(UsageError):
         sendmail._parse(["-R", "most"])
     with pytest.raises(UsageError):

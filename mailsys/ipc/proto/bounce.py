@@ -28,6 +28,7 @@ from mailsys.ipc.codec import message
 PROTOCOL = "bounce"
 
 FAILURE, DELAY, SUCCESS = "failure", "delay", "success"
+VERIFY = "verify"        # sendmail -bv: the report on every recipient
 
 
 @message("bounce_notice_request", version=1)

@@ -29,6 +29,9 @@ STATUSES = (OK, DEFER, BOUNCE, TODO)
 # (Postfix's trace_flags named attribute with DEL_REQ_FLAG_MTA_VRFY).
 TRACE_FLAGS = "trace_flags"
 MTA_VRFY = "mta_vrfy"
+# sendmail -bv (DEL_REQ_FLAG_USR_VRFY): the same trace-only delivery, the
+# results mailed to the sender in a "Mail Delivery Status Report".
+USR_VRFY = "usr_vrfy"
 
 
 def status_name(status: int) -> str:
