@@ -42,7 +42,8 @@ def start(ctx: skeleton.ServiceContext) -> QueueManager:
     store = QueueStore.open(queue_dir, metasync=False)
     return QueueManager(store, QmgrSettings.from_config(cfg), routing_settings(cfg),
                         lambda transport: Limits.from_config(cfg, transport),
-                        IpcAgents(queue_dir), probe_routing=routing_settings(cfg, probe=True))
+                        IpcAgents(queue_dir, cfg.address_verify_service_name),
+                        probe_routing=routing_settings(cfg, probe=True))
 
 
 async def trigger(requests: frozenset[bytes], ctx: skeleton.ServiceContext) -> None:

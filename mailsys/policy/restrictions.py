@@ -42,7 +42,10 @@ DESCRIPTION
     check_policy_service asks an injected PolicyAnswers callback and raises
     NeedPolicy for a service not asked yet (see service); permit_mx_backup
     asks an injected RecordLookups callback and raises NeedRecords for
-    records not looked up yet (see mxbackup); "sleep N" raises
+    records not looked up yet (see mxbackup); reject_unverified_recipient
+    and reject_unverified_sender ask an injected VerifyAnswers callback and
+    raise NeedVerify for an address verify was not asked about yet (see
+    verify); "sleep N" raises
     NeedPause unless the caller says (paused=) it has made that pause
     already (see needs).
     reject_unauth_pipelining decides on PolicyContext.ill_pipelining. Anything else unknown is

@@ -3,7 +3,7 @@
 Agents is what the scheduler needs: deliver(DeliverRequest) -> DeliveryStatus
 on the transport's agent, notice(NoticeRequest) -> NoticeReady from bounce,
 verify(VerifyUpdate) to tell the verify service a probe's result
-(``private/verify``, one connection per update).
+(``private/$address_verify_service_name``, one connection per update).
 IpcAgents does it over the service sockets the master binds:
 ``private/<transport>`` (protocol "deliver", one kept-open channel pool per
 transport) and ``private/bounce`` (protocol "bounce", one connection per
@@ -50,8 +50,9 @@ class Agents(Protocol):
 class IpcAgents:
     """Agents over the service sockets: private/<transport>, private/bounce."""
 
-    def __init__(self, queue_dir: Path) -> None:
+    def __init__(self, queue_dir: Path, verify_service: str = names.VERIFY) -> None:
         self._queue_dir = Path(queue_dir)
+        self._verify = verify_service            # address_verify_service_name
         self._pools: dict[str, ipc_io.ChannelPool] = {}
 
     async def deliver(self, request: DeliverRequest, timeout: float) -> DeliveryStatus:
@@ -69,7 +70,7 @@ class IpcAgents:
                                  expect=NoticeReady, timeout=timeout)
 
     async def verify(self, update: VerifyUpdate, timeout: float) -> None:
-        path = names.private_path(self._queue_dir, names.VERIFY)
+        path = names.private_path(self._queue_dir, self._verify)
         await ipc_io.call(path, update, protocol=verify_proto.PROTOCOL, expect=Ok,
                           timeout=timeout)
 

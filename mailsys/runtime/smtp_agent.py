@@ -44,6 +44,11 @@ DESCRIPTION
         the next MX host, as Postfix does for every server but the last
         (smtp_trouble.c); once the content may have reached a server,
         nobody else gets it in this attempt;
+        An address verification probe (DeliverRequest.probe: verify(8)'s,
+        or sendmail -bv) goes as far as RCPT TO and then says RSET, never
+        DATA (Postfix smtp_address_verify_target = rcpt): a recipient the
+        server accepts is "deliverable" with that reply, as
+        mailsys.delivery.report logs it;
      6. keeps the connection for the next request to this next hop
         (smtp_connection_cache_time_limit, default 2 s), or says QUIT;
      7. logs each recipient's status line and answers qmgr.

@@ -112,6 +112,13 @@ def test_unknown_yet_then_verified(site):
     assert "status=bounced" not in log and "sender non-delivery notification" not in log
     assert re.search(r"mailsys/verify\[\d+\]: cache btree:\S+/verify_cache full cleanup: "
                      r"retained=0 dropped=0 entries", log), log
+    # The cache is a file: after a restart the answers stand, and no probe goes out.
+    site.inst.stop()
+    site.inst.start()
+    site.inst.wait_until(lambda: sh.listening(port))
+    assert rcpt_replies(port, "good@remote.test")[0] == (250, "2.1.5 Ok")
+    log = site.inst.wait_log("retained=2 dropped=0 entries")
+    assert log.count("message-id=") == 2
 
 
 def test_reject_code_550_and_reason(site):
