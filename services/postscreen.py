@@ -27,15 +27,24 @@ DESCRIPTION
     postscreen does its DNS lookups itself (services/dnsblog and
     services/tlsproxy only tell whoever connects that they serve nothing).
 
+    With postscreen_pipelining_enable, postscreen_non_smtp_command_enable
+    or postscreen_bare_newline_enable, a new client also gets the "deep
+    protocol tests" after the 220 greeting: postscreen's own SMTP engine
+    (mailsys.policy.postscreen_smtp) talks to it up to RCPT, which it
+    answers "450 4.3.2 Service currently unavailable", so that a client
+    that passes comes back and is allowed then, from the cache.
+
+    The process's loop cleans the cache every
+    postscreen_cache_cleanup_interval (mailsys.runtime.postscreen_server).
+
 BUGS
-    The after-220 deep protocol tests (postscreen_pipelining_enable,
-    postscreen_non_smtp_command_enable, postscreen_bare_newline_enable) are
-    not implemented; their parameters are not read.
     STARTTLS inside postscreen's own dialogue is not offered (Postfix gets
-    it from tlsproxy); a client that passes gets STARTTLS from smtpd as
-    usual. postscreen_upstream_proxy_protocol, postscreen_allowlist_interfaces,
-    postscreen_command_filter, postscreen_reject_footer and the cache's
-    retention and cleanup are not implemented either.
+    it from tlsproxy): STARTTLS gets "502 5.5.1 Error: command not
+    implemented", and postscreen_tls_security_level = encrypt refuses mail
+    commands there (530 5.7.0), so such a client cannot pass the deep
+    tests. A client that passes gets STARTTLS from smtpd as usual.
+    postscreen_upstream_proxy_protocol, postscreen_reject_footer and
+    postscreen_discard_ehlo_keyword_address_maps are not implemented.
 """
 
 from __future__ import annotations
@@ -65,9 +74,13 @@ async def handle(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:
     await screen(stream, ctx.state)
 
 
+async def maintain(ctx: skeleton.ServiceContext) -> None:
+    await ctx.state.cache_maintenance()
+
+
 def main() -> None:
-    skeleton.run("postscreen", handle, post_init=setup, on_exit=close, solitary=True,
-                 concurrency=CLIENTS)
+    skeleton.run("postscreen", handle, post_init=setup, loop=maintain, on_exit=close,
+                 solitary=True, concurrency=CLIENTS)
 
 
 if __name__ == "__main__":

@@ -2,87 +2,82 @@
 
 SYNOPSIS
     cache = PostscreenCache.open(cfg.postscreen_cache_map, cfg)    # post_init
-    entry = cache.get("192.0.2.7")                    # CacheEntry or None
-    await cache.put("192.0.2.7", CacheEntry(pregreet=t1, dnsbl=t2))
-    cache.close()                                     # on_exit
+    text = cache.get("192.0.2.7")                 # "PREGREET;DNSBL;PIPEL;NSMTP;BARLF" or None
+    await cache.put("192.0.2.7", text)
+    retained, dropped = await cache.cleanup(keep)  # keep(text) -> bool
+    cache.close()                                  # on_exit
 
 DESCRIPTION
-    Postfix's postscreen_cache_map. A client that passed the pregreet test
-    and the DNSBL test is remembered, each test until its own expiry time
-    (postscreen_greet_ttl; postscreen_dnsbl_min_ttl..max_ttl from the DNS
-    answers), and its next connection goes straight to smtpd ("PASS OLD").
+    Postfix's postscreen_cache_map. A client's record holds one expiry
+    time per test in Postfix's own text layout (mailsys.policy.
+    postscreen_tests); a client whose tests are all current goes straight
+    to smtpd ("PASS OLD").
 
-    Where it lives, by the map's type:
+    Where it lives, by the map's type (btree:, hash: or lmdb: PATH, an
+    LMDB file that survives a restart; or memory), and how it is read and
+    written, is mailsys.runtime.map_file's, shared with verify's cache.
 
-      btree:PATH, hash:PATH, lmdb:PATH
-                  an LMDB file at PATH (with "-lock" beside it), so that the
-                  list survives a restart as Postfix's does. Postfix's
-                  btree/hash files are not read: the file is mailsys's own.
-      memory, internal:NAME
-                  this process only; a restart forgets it.
-
-    Every entry is held in memory as well (postscreen is a single process,
-    maxproc 1, as in Postfix); the file is read once when the process
-    starts and written as entries change, each write in a worker thread in
-    one short transaction (STYLE.md (d): LMDB calls never run on the trio
-    thread, never span an await).
-
-    A value is Postfix's text layout, "PREGREET;DNSBL" as seconds since
-    the epoch (0: not passed).
-
-BUGS
-    postscreen_cache_retention_time and postscreen_cache_cleanup_interval
-    are not implemented: expired entries stay in the file and are simply
-    not honoured.
+    cleanup() is Postfix's dict_cache cleanup: it removes the records keep()
+    refuses, in one transaction, stores the time it finished under
+    "_LAST_CACHE_CLEANUP_COMPLETED_" (as Postfix does, so a restart does not
+    clean again before postscreen_cache_cleanup_interval has passed; see
+    next_cleanup()), and returns what it kept and dropped, which the caller
+    logs as Postfix does: "cache btree:PATH full cleanup: retained=N
+    dropped=N entries".
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 
 from mailsys.runtime.map_file import MapFile
 
+__all__ = ["PostscreenCache", "LAST_CLEANUP"]
 
-@dataclass(frozen=True, slots=True)
-class CacheEntry:
-    pregreet: float = 0.0          # the pregreet test pass expires at this time
-    dnsbl: float = 0.0             # the DNSBL test pass expires at this time
-
-    def encode(self) -> bytes:
-        return f"{int(self.pregreet)};{int(self.dnsbl)}".encode()
-
-    @classmethod
-    def decode(cls, data: bytes) -> "CacheEntry":
-        fields = data.decode("ascii", "replace").split(";")
-        try:
-            return cls(float(fields[0]), float(fields[1]) if len(fields) > 1 else 0.0)
-        except ValueError:
-            return cls()
-
-    def passed(self, now: float, *, dnsbl: bool) -> bool:
-        """Whether every enabled test is passed and not expired."""
-        return self.pregreet > now and (not dnsbl or self.dnsbl > now)
+# Postfix dict_cache's bookkeeping key (DC_LAST_CACHE_CLEANUP_COMPLETED).
+LAST_CLEANUP = "_LAST_CACHE_CLEANUP_COMPLETED_"
 
 
 class PostscreenCache:
-    """The allow list over a MapFile (mailsys.runtime.map_file)."""
+    """The allow list over a MapFile; see the module description."""
 
     def __init__(self, table: MapFile) -> None:
         self.table = table
         self.path = table.path
-        self.entries: dict[str, CacheEntry] = {
-            addr: CacheEntry.decode(value.encode()) for addr, value in table.entries.items()}
+        self.spec = table.spec
+        try:
+            self.last_cleanup = float(table.entries.get(LAST_CLEANUP, 0))
+        except ValueError:
+            self.last_cleanup = 0.0
 
     @classmethod
-    def open(cls, spec: str, cfg=None) -> "PostscreenCache":
+    def open(cls, spec: str, cfg=None) -> PostscreenCache:
         return cls(MapFile.open(spec or "memory", cfg, param="postscreen_cache_map"))
 
-    def get(self, addr: str) -> CacheEntry | None:
-        return self.entries.get(addr)
+    @property
+    def entries(self) -> dict[str, str]:
+        """Every client's record (the bookkeeping key left out)."""
+        return {addr: text for addr, text in self.table.entries.items() if addr != LAST_CLEANUP}
 
-    async def put(self, addr: str, entry: CacheEntry) -> None:
-        self.entries[addr] = entry
-        await self.table.put(addr, entry.encode().decode())
+    def get(self, addr: str) -> str | None:
+        return None if addr == LAST_CLEANUP else self.table.entries.get(addr)
+
+    async def put(self, addr: str, text: str) -> None:
+        await self.table.put(addr, text)
+
+    def next_cleanup(self, interval: float, now: float) -> float:
+        """Seconds until the next cleanup is due (0: now)."""
+        return max(0.0, self.last_cleanup + interval - now)
+
+    async def cleanup(self, keep: Callable[[str], bool]) -> tuple[int, int]:
+        """Drop the records keep() refuses; (retained, dropped)."""
+        records = self.entries
+        drop = [addr for addr, text in records.items() if not keep(text)]
+        await self.table.drop(drop)
+        self.last_cleanup = time.time()
+        await self.table.put(LAST_CLEANUP, str(int(self.last_cleanup)))
+        return len(records) - len(drop), len(drop)
 
     def close(self) -> None:
         self.table.close()

@@ -24,20 +24,38 @@ DESCRIPTION
 
     The DNS resolver (dnspython on trio, mailsys.runtime.resolver) is made
     only when postscreen_dnsbl_sites names a site.
+
+    Which tests are on (Postfix's rule): pregreet when
+    postscreen_greet_banner is not empty, DNSBL when postscreen_dnsbl_sites
+    names a site, each deep test by its postscreen_*_enable. The settings
+    of postscreen's own SMTP engine (mailsys.policy.postscreen_smtp) are
+    made once here too.
+
+    cache_maintenance() is the process's background task: the cache
+    cleanup every postscreen_cache_cleanup_interval (Postfix dict_cache),
+    dropping records whose tests all expired more than
+    postscreen_cache_retention_time ago.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import structlog
+import trio
 
 from mailsys.config.tables import open_table
 from mailsys.errors import ConfigError
 from mailsys.policy.netmatch import ClientMatcher
 from mailsys.policy.postscreen_access import AccessList
 from mailsys.policy.postscreen_dnsbl import Site, parse_sites
+from mailsys.policy.postscreen_smtp import BARE_NEWLINE, NON_SMTP, PIPELINING, CommandList, \
+    EngineSettings
+from mailsys.policy.postscreen_tests import DNSBL, PREGREET, retained
 from mailsys.runtime.listeners import socket_path
 from mailsys.runtime.postscreen_cache import PostscreenCache
 from mailsys.runtime.resolver import dns_resolver, parse_nameserver
@@ -46,6 +64,8 @@ from mailsys.runtime.resolver import dns_resolver, parse_nameserver
 # server ports are busy (Postfix PSC_SEND_SOCK_CONNECT_TIMEOUT plus its
 # notify wait; both are a few seconds).
 PASS_TIMEOUT = 10.0
+
+log = structlog.get_logger()
 
 
 @dataclass(slots=True)
@@ -78,6 +98,13 @@ class PostscreenServer:
     size_limit: int
     nameservers: tuple[tuple[str, int], ...]
     decimals: int                        # delay_logging_resolution_limit, for "after T"
+    enabled: frozenset[str]              # the tests that are on
+    ttls: dict[str, float]               # test -> how long a pass lasts
+    min_ttl: float                       # the shortest of them: an "ignore"d deep test
+    engine: EngineSettings
+    interfaces: ClientMatcher            # postscreen_allowlist_interfaces
+    cleanup_interval: float
+    retention: float
     per_client: Counter = field(default_factory=Counter)
     screening: int = 0
     handing: int = 0
@@ -88,6 +115,34 @@ class PostscreenServer:
         def opener(spec: str):
             return open_table(spec, cfg)
         mynetworks = ClientMatcher.compile(cfg.mynetworks, opener=opener)
+        sites = parse_sites(cfg.postscreen_dnsbl_sites)
+        enabled = {name for name, on in (
+            (PREGREET, bool(cfg.postscreen_greet_banner)), (DNSBL, bool(sites)),
+            (PIPELINING, cfg.postscreen_pipelining_enable),
+            (NON_SMTP, cfg.postscreen_non_smtp_command_enable),
+            (BARE_NEWLINE, cfg.postscreen_bare_newline_enable)) if on}
+        min_dnsbl = cfg.postscreen_dnsbl_min_ttl
+        ttls = {PREGREET: cfg.postscreen_greet_ttl, DNSBL: min_dnsbl,
+                PIPELINING: cfg.postscreen_pipelining_ttl,
+                NON_SMTP: cfg.postscreen_non_smtp_command_ttl,
+                BARE_NEWLINE: cfg.postscreen_bare_newline_ttl}
+        tls_level = cfg.postscreen_tls_security_level.lower()
+        engine = EngineSettings(
+            hostname=cfg.myhostname, banner=cfg.smtpd_banner, size_limit=cfg.message_size_limit,
+            actions=((PIPELINING, cfg.postscreen_pipelining_action.lower()),
+                     (NON_SMTP, cfg.postscreen_non_smtp_command_action.lower()),
+                     (BARE_NEWLINE, cfg.postscreen_bare_newline_action.lower())),
+            forbidden=CommandList.compile(cfg.postscreen_forbidden_commands, opener),
+            command_filter=(opener(cfg.postscreen_command_filter)
+                            if cfg.postscreen_command_filter.strip() else None),
+            command_count_limit=cfg.postscreen_command_count_limit,
+            line_limit=cfg.line_length_limit, helo_required=cfg.postscreen_helo_required,
+            disable_vrfy=cfg.postscreen_disable_vrfy_command,
+            discard_ehlo=frozenset(w.upper() for w in cfg.postscreen_discard_ehlo_keywords),
+            smtputf8=cfg.smtputf8_enable, soft_bounce=cfg.soft_bounce,
+            # STARTTLS is not offered (no tlsproxy here); "encrypt" still
+            # refuses mail commands before it, as Postfix would.
+            starttls=False, require_tls=tls_level == "encrypt")
         try:
             servers = tuple(parse_nameserver(s) for s in cfg.dns_nameservers)
         except ValueError as e:
@@ -103,7 +158,7 @@ class PostscreenServer:
             denylist_action=cfg.postscreen_denylist_action.lower(),
             respectful=cfg.respectful_logging,
             access=AccessList.compile(cfg.postscreen_access_list, mynetworks, opener),
-            sites=parse_sites(cfg.postscreen_dnsbl_sites),
+            sites=sites,
             dnsbl_threshold=cfg.postscreen_dnsbl_threshold,
             allowlist_threshold=cfg.postscreen_dnsbl_allowlist_threshold,
             dnsbl_action=cfg.postscreen_dnsbl_action.lower(),
@@ -121,6 +176,15 @@ class PostscreenServer:
             size_limit=cfg.message_size_limit,
             nameservers=servers,
             decimals=min(6, max(0, cfg.delay_logging_resolution_limit)),
+            enabled=frozenset(enabled),
+            ttls=ttls,
+            min_ttl=min(ttls.values()),
+            engine=engine,
+            interfaces=ClientMatcher.compile(cfg.postscreen_allowlist_interfaces,
+                                             param="postscreen_allowlist_interfaces",
+                                             opener=opener),
+            cleanup_interval=cfg.postscreen_cache_cleanup_interval,
+            retention=cfg.postscreen_cache_retention_time,
         )
 
     def resolver(self):
@@ -145,3 +209,16 @@ class PostscreenServer:
 
     def close(self) -> None:
         self.cache.close()
+
+    async def cache_maintenance(self) -> None:
+        """Clean the cache now if the last cleanup is older than the interval,
+        then every interval (Postfix logs the same line each time)."""
+        if self.cleanup_interval <= 0:
+            return
+        while True:
+            await trio.sleep(self.cache.next_cleanup(self.cleanup_interval, time.time()))
+            when = time.time() - self.retention
+            kept, dropped = await self.cache.cleanup(
+                lambda text: retained(text, self.enabled, when))
+            log.info(f"cache {self.cache.spec} full cleanup: retained={kept} "
+                     f"dropped={dropped} entries")

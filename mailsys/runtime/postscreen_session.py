@@ -68,17 +68,17 @@ import trio
 from mailsys.maillog.postfix import escape, format_tv
 from mailsys.policy.postscreen_access import PERMIT, REJECT
 from mailsys.policy.postscreen_dnsbl import query_domains, query_name, score_answers
-from mailsys.policy.postscreen_smtp import Dialogue
+from mailsys.policy.postscreen_smtp import DEFER_REPLY, TEXT_LIMIT, Engine
+from mailsys.policy.postscreen_tests import DEEP, DNSBL, EARLY, PREGREET, ClientTests
 from mailsys.runtime import fd_pass
-from mailsys.runtime.postscreen_cache import CacheEntry
 from mailsys.runtime.postscreen_server import PASS_TIMEOUT, PostscreenServer
 
 log = structlog.get_logger()
 
-# Bytes of a pregreet looked at (and logged, escaped) at most.
-PREGREET_PEEK = 100
-# Longest command line the dummy dialogue reads before it gives up.
-LINE_LIMIT = 2048
+# Bytes of a pregreet looked at (Postfix PSC_READ_BUF_SIZE - 1); the log
+# shows the first 100 characters of their escaped text.
+PREGREET_PEEK = 1023
+RECEIVE_SIZE = 4096       # one read of the dialogue (Postfix's VSTREAM buffer)
 CLOSE_SEND = 2.0          # time to get a last reply out before hanging up
 
 DENYLIST_REPLY = "5.3.2 Service currently unavailable"
@@ -111,20 +111,26 @@ class _Screen:
         self.server = server
         self.sock = stream.socket
         self.addr, self.port = _peer(self.sock, "peer")
+        self.laddr, self.lport = _peer(self.sock, "local")
         self.namaddr = f"[{self.addr}]:{self.port}"
-        self.start = time.monotonic()
-        self.failed: list[str] = []             # enforce replies, first one is used
+        self.start = time.monotonic()           # of the current test phase (Postfix BEGIN_TESTS)
+        self.tests: ClientTests | None = None
+        self.noforward = False                  # the session ends in postscreen
+        self.rcpt_reply = DEFER_REPLY           # the last "enforce" reply wins, as in Postfix
         self.pregreeted = False
         self.answers: dict[str, list[str]] = {}     # DNSBL zone -> A records
         self.ttls: list[float] = []
         self.dnsbl_done = trio.Event()
+        self.dnsbl_scored = False
+        self.pregreet_done = False
         self.wait_scope: trio.CancelScope | None = None
         self.handed = False                     # smtpd has the client
 
-    async def send(self, text: str) -> bool:
+    async def send(self, text: str | bytes) -> bool:
+        data = text if isinstance(text, bytes) else text.encode("utf-8", "replace")
         with trio.move_on_after(CLOSE_SEND):
             try:
-                await self.stream.send_all(text.encode("utf-8", "replace"))
+                await self.stream.send_all(data)
                 return True
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
@@ -138,6 +144,25 @@ class _Screen:
         log.info(f"NOQUEUE: reject: CONNECT from {self.namaddr}: {why}")
         await self.send(reply + "\r\n")
 
+    def enforce(self, test: str, reply: str) -> None:
+        """A test failed with "enforce": the dialogue refuses every recipient."""
+        assert self.tests is not None
+        self.tests.fail_test(test)
+        self.rcpt_reply = reply
+        self.noforward = True
+
+    async def act(self, test: str, action: str, reply: str) -> bool:
+        """A test failed: its action with reply ("5.x.y text"); True when
+        that ended the session (drop: 521 and hang up)."""
+        assert self.tests is not None
+        if action == "drop":
+            self.tests.fail_test(test)
+            await self.send(f"521 {reply}\r\n")
+            return True
+        if action == "enforce":
+            self.enforce(test, f"550 {reply}")
+        return False        # ignore: not failed, not passed; tested again next time
+
     # --- the tests --------------------------------------------------------------
 
     async def run(self) -> None:
@@ -147,85 +172,122 @@ class _Screen:
             log.info(f"{server.list_word(True)} {self.namaddr}")
             await self.hand_over()
             return
-        denylisted = verdict == REJECT
-        if denylisted:
+        denied = verdict == REJECT
+        if denied:
             log.info(f"{server.list_word(False)} {self.namaddr}")
             if server.denylist_action == "drop":
                 await self.send(f"521 {DENYLIST_REPLY}\r\n")
                 return
-            if server.denylist_action == "enforce":
-                self.failed.append(f"550 {DENYLIST_REPLY}")
         now = time.time()
-        cached = server.cache.get(self.addr)
-        if not self.failed and cached is not None and cached.passed(now, dnsbl=bool(server.sites)):
+        failed = denied and server.denylist_action == "enforce"
+        # A client already failed does not look in the cache (Postfix).
+        cached = None if failed else server.cache.get(self.addr)
+        self.tests = tests = ClientTests.start(cached, server.enabled, now)
+        if failed:
+            self.enforce("denylist", f"550 {DENYLIST_REPLY}")
+        if cached is not None and not tests.todo and not failed:
             log.info(f"PASS OLD {self.namaddr}")
             await self.hand_over()
             return
+        if not server.interfaces.match("unknown", self.laddr):
+            # A backup MX address: tests, but never the allow list (Postfix
+            # postscreen_allowlist_interfaces).
+            tests.fail_test("veto")
+            self.noforward = True
+            log.info(f"{'ALLOWLIST' if server.respectful else 'WHITELIST'} VETO {self.namaddr}")
         server.screening += 1
         try:
-            passed = await self.tests(cached or CacheEntry())
+            if tests.todo & set(EARLY):
+                if not await self.early_tests():
+                    return
+            if self.noforward or tests.failed or tests.deep_todo:
+                await self.deep_tests()
+            else:
+                await self.conclude()
         finally:
             server.screening -= 1
-        if passed is None:
-            return
-        if self.failed:
-            await self.dialogue()
-            return
-        if passed:
-            log.info(f"PASS NEW {self.namaddr}")
-        await self.hand_over()
 
-    async def tests(self, cached: CacheEntry) -> bool | None:
-        """Run the pregreet and DNSBL tests; True when every test passed
-        (the passes are cached), False when one failed with "ignore" or
-        "enforce" (self.failed has the enforce replies), None when the
-        session already ended (drop, hangup)."""
-        server = self.server
+    async def conclude(self) -> None:
+        """Postfix psc_conclude: log the blessing, remember the passes, and
+        hand the client over unless the session ends here."""
+        tests = self.tests
+        assert tests is not None
+        if tests.passed_all():
+            log.info(f"PASS {'NEW' if tests.new else 'OLD'} {self.namaddr}")
+        if tests.updated():
+            await self.server.cache.put(self.addr, tests.record())
+        if not self.noforward:
+            await self.hand_over()
+
+    async def early_tests(self) -> bool:
+        """The pregreet and DNSBL tests (Postfix postscreen_early.c); False
+        when the session already ended (drop, hangup)."""
+        server, tests = self.server, self.tests
+        assert tests is not None
+        self.start = time.monotonic()
+        pregreet = PREGREET in tests.todo
         async with trio.open_nursery() as nursery:
-            if server.sites:
+            if DNSBL in tests.todo:
                 nursery.start_soon(self.lookups)
             else:
                 self.dnsbl_done.set()
-            if server.greet_banner and not await self.send(f"220-{server.greet_banner}\r\n"):
+            if pregreet and not await self.send(f"220-{server.greet_banner}\r\n"):
                 nursery.cancel_scope.cancel()
-                return None
-            ended = await self.watch()
+                self.hangup("before")
+                return False
+            ended = await self.watch(pregreet)
             nursery.cancel_scope.cancel()
         if ended:
-            return None
-        clean = not self.pregreeted
-        score, listed_by = score_answers(server.sites, self.answers)
-        if server.sites and score >= server.dnsbl_threshold:
-            clean = False
-            log.info(f"DNSBL rank {score} for {self.namaddr}")
-            reply = (f"5.7.1 Service unavailable; client [{self.addr}] blocked using "
-                     f"{server.reply_name(listed_by)}")
-            if server.dnsbl_action == "drop":
-                await self.send(f"521 {reply}\r\n")
-                return None
-            if server.dnsbl_action == "enforce":
-                self.failed.append(f"550 {reply}")
+            return False
         now = time.time()
-        entry = CacheEntry(
-            pregreet=now + server.greet_ttl if not self.pregreeted else cached.pregreet,
-            dnsbl=now + self.dnsbl_ttl() if server.sites and score < server.dnsbl_threshold
-            else cached.dnsbl)
-        if entry != cached:
-            await server.cache.put(self.addr, entry)
-        return clean
+        if pregreet and not self.pregreeted and PREGREET not in tests.passed:
+            tests.pass_test(PREGREET, now + server.greet_ttl)
+        if DNSBL in tests.todo:
+            score, listed_by = self.score()
+            if score < server.dnsbl_threshold:
+                tests.pass_test(DNSBL, now + self.dnsbl_ttl())
+            else:
+                log.info(f"DNSBL rank {score} for {self.namaddr}")
+                reply = (f"5.7.1 Service unavailable; client [{self.addr}] blocked using "
+                         f"{server.reply_name(listed_by)}")
+                if await self.act(DNSBL, server.dnsbl_action, reply):
+                    return False
+        return True
+
+    def score(self) -> tuple[int, str]:
+        """The DNSBL score (answers still missing count as not listed); a
+        score at or below a negative allow-list threshold passes the other
+        tests too (Postfix psc_allowlist_non_dnsbl), once."""
+        server, tests = self.server, self.tests
+        assert tests is not None
+        score, listed_by = score_answers(server.sites, self.answers)
+        if not self.dnsbl_scored:
+            self.dnsbl_scored = True
+            threshold = server.allowlist_threshold
+            if threshold < 0 and score <= threshold and score < server.dnsbl_threshold:
+                tests.allow_all(time.time() + self.dnsbl_ttl())
+        return score, listed_by
 
     def dnsbl_ttl(self) -> float:
         server = self.server
         ttl = min(self.ttls) if self.ttls else server.dnsbl_max_ttl
         return min(server.dnsbl_max_ttl, max(server.dnsbl_min_ttl, ttl))
 
-    async def watch(self) -> bool:
-        """Watch for a pregreet until postscreen_greet_wait ends (or a DNSBL
-        allow-list score ends it early); True when the session ended."""
-        server = self.server
+    def early_done(self) -> bool:
+        """Every early test to do has its result: the wait can end."""
+        tests = self.tests
+        assert tests is not None
+        return ((PREGREET not in tests.todo or self.pregreet_done or PREGREET in tests.passed)
+                and (DNSBL not in tests.todo or self.dnsbl_done.is_set()))
+
+    async def watch(self, pregreet: bool) -> bool:
+        """Watch for a pregreet until postscreen_greet_wait ends, or until
+        every early test has its result; True when the session ended."""
+        server, tests = self.server, self.tests
+        assert tests is not None
         with trio.CancelScope(deadline=trio.current_time() + server.greet_wait) as scope:
             self.wait_scope = scope
-            while not self.pregreeted:
+            while pregreet and not self.pregreet_done and PREGREET not in tests.passed:
                 await trio.lowlevel.wait_readable(self.sock)
                 try:
                     data = self.sock.recv(PREGREET_PEEK, socket.MSG_PEEK)
@@ -236,28 +298,27 @@ class _Screen:
                 if not data:
                     self.hangup("before")
                     return True
-                self.pregreeted = True
+                self.pregreeted = self.pregreet_done = True
                 after = _elapsed(self.start, server.decimals)
-                log.info(f"PREGREET {len(data)} after {after} from {self.namaddr}: {escape(data)}")
-                if server.greet_action == "drop":
-                    await self.send(f"521 {PREGREET_REPLY}\r\n")
+                log.info(f"PREGREET {len(data)} after {after} from {self.namaddr}: "
+                         f"{escape(data)[:TEXT_LIMIT]}")
+                if await self.act(PREGREET, server.greet_action, PREGREET_REPLY):
                     return True
-                if server.greet_action == "enforce":
-                    self.failed.append(f"550 {PREGREET_REPLY}")
-            # A pregreet ends the watching, not the wait for DNSBL answers.
-            await trio.sleep_forever()
+            # The pregreet test has its result; the DNSBL answers may not.
+            if not self.early_done():
+                await self.dnsbl_done.wait()
+                if not self.early_done():
+                    await trio.sleep_forever()
         return False
 
     async def lookups(self) -> None:
         async with trio.open_nursery() as nursery:
             for domain in query_domains(self.server.sites):
                 nursery.start_soon(self.lookup, domain)
+        self.score()
         self.dnsbl_done.set()
-        score, _ = score_answers(self.server.sites, self.answers)
-        threshold = self.server.allowlist_threshold
-        if threshold < 0 and score <= threshold and not self.pregreeted \
-                and self.wait_scope is not None:
-            self.wait_scope.cancel()            # allow-listed by DNS: no need to wait
+        if self.early_done() and self.wait_scope is not None:
+            self.wait_scope.cancel()            # nothing left to wait for
 
     async def lookup(self, domain: str) -> None:
         import dns.asyncbackend
@@ -278,39 +339,57 @@ class _Screen:
         except (dns.exception.DNSException, OSError) as e:
             log.warning(f"dnsbl lookup {name}: {e}")
 
-    # --- after the tests ----------------------------------------------------------
+    # --- postscreen's own SMTP engine ---------------------------------------------
 
-    async def dialogue(self) -> None:
-        server = self.server
-        talk = Dialogue(server.hostname, reject=self.failed[0], namaddr=self.namaddr,
-                        size_limit=server.size_limit, command_limit=server.command_count_limit)
-        if not self.pregreeted and not await self.send(f"220 {server.smtpd_banner}\r\n"):
+    async def deep_tests(self) -> None:
+        """The tests after the 220 greeting (Postfix postscreen_smtpd.c): the
+        client never reaches smtpd in this session; one that passes is
+        allowed on its next connection."""
+        server, tests = self.server, self.tests
+        assert tests is not None
+        self.noforward = True
+        self.start = time.monotonic()
+        # A client that failed a test before gets every deep test, for the
+        # log's sake (Postfix does the same).
+        todo = set(DEEP) if tests.failed else tests.deep_todo
+        engine = Engine(server.engine, self.namaddr, todo=todo, rcpt_reply=self.rcpt_reply)
+        # A pregreeting client is not sent the greeting: its early commands
+        # are read as the dialogue's first (Postfix 3.7).
+        if PREGREET not in tests.failed and not await self.send(engine.greeting()):
+            self.hangup("after")
+            await self.conclude()
             return
-        buffer = b""
         while True:
-            end = buffer.find(b"\n")
-            if end < 0:
-                if len(buffer) > LINE_LIMIT:
-                    return
+            deadline = trio.current_time() + server.command_time_limit
+            while (step := engine.next_step()) is None:
                 data = b""
-                with trio.move_on_after(server.command_time_limit) as scope:
+                with trio.move_on_at(deadline) as scope:
                     try:
-                        data = await self.stream.receive_some(4096)
+                        data = await self.stream.receive_some(RECEIVE_SIZE)
                     except (trio.BrokenResourceError, trio.ClosedResourceError):
                         pass
                 if scope.cancelled_caught:
-                    await self.send(f"421 4.4.2 {server.hostname} Error: timeout exceeded\r\n")
-                    return
-                if not data:
-                    self.hangup("after")
-                    return
-                buffer += data
-                continue
-            line, buffer = buffer[:end].rstrip(b"\r"), buffer[end + 1:]
-            step = talk.command(line)
-            if step.log:
-                log.info(step.log)
-            if not await self.send(step.reply.decode()) or step.close:
+                    step = engine.time_limit()
+                    break
+                engine.receive_data(data)
+            now = time.time()
+            for test, kind in step.passed:
+                tests.pass_test(test, now + (server.ttls[test] if kind == "ttl"
+                                             else server.min_ttl))
+            for test in step.failed:
+                tests.fail_test(test)
+            for line in step.log:
+                log.info(line)
+            if step.hangup:
+                self.hangup("after")
+                await self.conclude()
+                return
+            if not await self.send(step.reply):
+                self.hangup("after")
+                await self.conclude()
+                return
+            if step.close:
+                await self.conclude()
                 return
 
     async def hand_over(self) -> None:
@@ -329,8 +408,7 @@ class _Screen:
 async def screen(stream, server: PostscreenServer) -> None:
     """The whole life of one connection to postscreen."""
     s = _Screen(stream, server)
-    laddr, lport = _peer(s.sock, "local")
-    log.info(f"CONNECT from {s.namaddr} to [{laddr}]:{lport}")
+    log.info(f"CONNECT from {s.namaddr} to [{s.laddr}]:{s.lport}")
     server.per_client[s.addr] += 1
     try:
         limit = server.connection_limit

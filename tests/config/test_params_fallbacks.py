@@ -37,7 +37,7 @@ DIFFERENT_ON_PURPOSE = {
     # Old names postconf -d omits, and 1h where Postfix writes
     # ${postscreen_dnsbl_ttl?{$postscreen_dnsbl_ttl}:{1}}h over an obsolete name.
     "postscreen_blacklist_action", "postscreen_dnsbl_whitelist_threshold",
-    "postscreen_dnsbl_max_ttl",
+    "postscreen_whitelist_interfaces", "postscreen_dnsbl_max_ttl",
     # Not yet reconciled: Postfix 3.7 says "$virtual_maps" (an obsolete
     # parameter mailsys does not declare) and adds a regexp table to the
     # forbidden commands.

@@ -1,4 +1,5 @@
-"""postscreen's pure parts: the access list, DNSBL sites and scores, the enforce dialogue."""
+"""postscreen's pure parts: the access list, DNSBL sites and scores (the SMTP engine and
+the test state are in test_postscreen_engine.py)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ from mailsys.policy.netmatch import ClientMatcher
 from mailsys.policy.postscreen_access import DUNNO, PERMIT, REJECT, AccessList
 from mailsys.policy.postscreen_dnsbl import parse_site, parse_sites, query_domains, query_name, \
     score_answers
-from mailsys.policy.postscreen_smtp import Dialogue
 
 
 class Table:
@@ -69,32 +69,3 @@ def test_query_names():
     assert query_name("192.0.2.7", "zen.example") == "7.2.0.192.zen.example"
     assert query_name("2001:db8::1", "bl.example").startswith("1.0.0.0.")
     assert query_name("2001:db8::1", "bl.example").endswith(".8.b.d.0.1.0.0.2.bl.example")
-
-
-def test_dialogue_refuses_every_recipient_and_ends_at_data():
-    d = Dialogue("mx.example", reject="550 5.7.1 Service unavailable; client [192.0.2.7] "
-                 "blocked using zen.example", namaddr="[192.0.2.7]:4711", size_limit=1000)
-    assert d.command(b"RCPT TO:<a@b>").reply == b"503 5.5.1 Error: need MAIL command\r\n"
-    assert d.command(b"EHLO client.example").reply.startswith(b"250-mx.example\r\n250-SIZE 1000\r\n")
-    assert d.command(b"mail from:<s@x.example> SIZE=10").reply == b"250 2.1.0 Ok\r\n"
-    assert d.command(b"MAIL FROM:<s@x.example>").reply == b"503 5.5.1 Error: nested MAIL command\r\n"
-    step = d.command(b"RCPT TO:<r@y.example> NOTIFY=NEVER")
-    assert step.reply.startswith(b"550 5.7.1 Service unavailable;") and not step.close
-    assert step.log == ("NOQUEUE: reject: RCPT from [192.0.2.7]:4711: 550 5.7.1 Service "
-                        "unavailable; client [192.0.2.7] blocked using zen.example; "
-                        "from=<s@x.example>, to=<r@y.example>, proto=ESMTP, "
-                        "helo=<client.example>")
-    assert d.command(b"ETRN x").reply == b"458 Unable to queue messages\r\n"
-    assert d.command(b"STARTTLS").reply == b"502 5.5.1 Error: command not implemented\r\n"
-    assert d.command(b"").reply == b"502 5.5.2 Error: command not recognized\r\n"
-    step = d.command(b"DATA")
-    assert (step.reply, step.close) == (b"554 5.5.1 Error: no valid recipients\r\n", True)
-    assert step.log == "DATA without valid RCPT from [192.0.2.7]:4711"
-
-
-def test_dialogue_command_limit():
-    d = Dialogue("mx.example", reject="550 5.3.2 Service currently unavailable", namaddr="[a]:1",
-                 command_limit=2)
-    assert not d.command(b"NOOP").close and not d.command(b"RSET").close
-    step = d.command(b"NOOP")
-    assert step.close and step.reply == b"421 4.7.0 mx.example Error: too many commands\r\n"
