@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import re
 import runpy
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import lmdb
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+from dnsserver import DnsServer  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -253,3 +257,26 @@ def test_cache_cleanup(mailsys_instance, tmp_path):
     records = cache_records(tmp_path)
     assert "127.0.0.18" not in records
     assert abs(int(records["_LAST_CACHE_CLEANUP_COMPLETED_"]) - time.time()) < 30
+
+
+def test_dnsbl_allow_list_passes_the_deep_tests(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    zone = {"4.0.0.127.wl.example": {"A": ["127.0.10.2"]}}
+    with DnsServer(zone, ttl=300) as dns:
+        port = start(inst, tmp_path, dns_nameservers=dns.spec, postscreen_greet_wait="8s",
+                     postscreen_dnsbl_sites="wl.example=127.0.[0..255].[1..3]*-5",
+                     postscreen_dnsbl_allowlist_threshold="-1", **DEEP)
+        with connect_from("127.0.0.4", port) as sock:
+            client_port = sock.getsockname()[1]
+            began = time.monotonic()
+            # Allowed by DNS: no wait, no dialogue of postscreen's own, smtpd at once.
+            assert read_until(sock, GREETING) \
+                == b"220-mx.example.test ESMTP mailsys\r\n" + GREETING
+            assert time.monotonic() - began < 4
+            converse(sock, [b"QUIT"])
+        log = inst.wait_log("[127.0.0.4] quit=1 commands=1")
+    assert f"PASS NEW [127.0.0.4]:{client_port}\n" in log
+    assert "NOQUEUE" not in log
+    # Every test, the disabled ones too, lasts as long as the DNS answer (300 s).
+    stamps = [int(v) for v in cache_records(tmp_path)["127.0.0.4"].split(";")]
+    assert len(set(stamps)) == 1 and abs(stamps[0] - (time.time() + 300)) < 30
