@@ -24,8 +24,9 @@ DESCRIPTION
     postscreen_smtp.
 
     Postfix's dnsblog and tlsproxy entries are accepted: mailsys's
-    postscreen does its DNS lookups itself (services/dnsblog and
-    services/tlsproxy only tell whoever connects that they serve nothing).
+    postscreen does its DNS lookups and TLS handshakes itself
+    (services/dnsblog and services/tlsproxy only tell whoever connects that
+    they serve nothing).
 
     With postscreen_pipelining_enable, postscreen_non_smtp_command_enable
     or postscreen_bare_newline_enable, a new client also gets the "deep
@@ -37,14 +38,15 @@ DESCRIPTION
     The process's loop cleans the cache every
     postscreen_cache_cleanup_interval (mailsys.runtime.postscreen_server).
 
+    STARTTLS in that dialogue (postscreen_tls_security_level may or
+    encrypt) is done by this process with smtpd's certificates, where
+    Postfix hands the connection to tlsproxy; the tlsproxy entry of
+    master.cf is accepted and unused.
+
 BUGS
-    STARTTLS inside postscreen's own dialogue is not offered (Postfix gets
-    it from tlsproxy): STARTTLS gets "502 5.5.1 Error: command not
-    implemented", and postscreen_tls_security_level = encrypt refuses mail
-    commands there (530 5.7.0), so such a client cannot pass the deep
-    tests. A client that passes gets STARTTLS from smtpd as usual.
-    postscreen_upstream_proxy_protocol, postscreen_reject_footer and
-    postscreen_discard_ehlo_keyword_address_maps are not implemented.
+    postscreen_upstream_proxy_protocol, postscreen_reject_footer,
+    postscreen_discard_ehlo_keyword_address_maps and the obsolete
+    postscreen_use_tls / postscreen_enforce_tls are not implemented.
 """
 
 from __future__ import annotations

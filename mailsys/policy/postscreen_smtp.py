@@ -66,17 +66,26 @@ DESCRIPTION
     Error: command not recognized"; QUIT "221 2.0.0 Bye". The EHLO reply
     offers no PIPELINING and no AUTH.
 
+    STARTTLS (settings.starttls: the caller has a certificate) is answered
+    "220 2.0.0 Ready to start TLS" with Step.starttls set; the caller does
+    the handshake and calls tls_started(), which forgets HELO and MAIL as
+    RFC 3207 requires, and input that came with the STARTTLS command is
+    discarded (it was sent in clear). With require_tls (postscreen_tls_
+    security_level = encrypt) every command but HELO, EHLO, STARTTLS, NOOP
+    and QUIT gets "530 5.7.0 Must issue a STARTTLS command first" until
+    then.
+
     Pure: bytes in, Steps out; tables come in as lookup callables.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailsys.maillog.postfix import escape
-from mailsys.smtp._grammar import HEADER_LIKE_RE
 
 PIPELINING, NON_SMTP, BARE_NEWLINE = "pipelining", "non_smtp", "bare_newline"
 DROP, ENFORCE, IGNORE = "drop", "enforce", "ignore"
@@ -98,6 +107,8 @@ _COMMANDS = {
 CONNECT = "CONNECT"                 # "where" before the first command
 UNIMPLEMENTED = "UNIMPLEMENTED"     # "where" after an unknown command
 TEXT_LIMIT = 100                    # bytes of client text a log line shows
+# Postfix is_header(): a header name (printable, no space or colon), then ":".
+HEADER_LIKE_RE = re.compile(r"[\x21-\x39\x3b-\x7e]+:")
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,10 @@ DESCRIPTION
     postscreen_greet_banner is not empty, DNSBL when postscreen_dnsbl_sites
     names a site, each deep test by its postscreen_*_enable. The settings
     of postscreen's own SMTP engine (mailsys.policy.postscreen_smtp) are
-    made once here too.
+    made once here too, with the TLS context for STARTTLS in that engine
+    when postscreen_tls_security_level is may or encrypt (the context
+    smtpd makes from the smtpd_tls_* parameters: Postfix's tlsproxy uses
+    those too).
 
     cache_maintenance() is the process's background task: the cache
     cleanup every postscreen_cache_cleanup_interval (Postfix dict_cache),
@@ -59,6 +62,7 @@ from mailsys.policy.postscreen_tests import DNSBL, PREGREET, retained
 from mailsys.runtime.listeners import socket_path
 from mailsys.runtime.postscreen_cache import PostscreenCache
 from mailsys.runtime.resolver import dns_resolver, parse_nameserver
+from mailsys.runtime.tls_context import server_tls_context
 
 # Seconds a hand-off to smtpd may take before the client is told that all
 # server ports are busy (Postfix PSC_SEND_SOCK_CONNECT_TIMEOUT plus its
@@ -105,6 +109,8 @@ class PostscreenServer:
     interfaces: ClientMatcher            # postscreen_allowlist_interfaces
     cleanup_interval: float
     retention: float
+    tls_context: Any                     # an OpenSSL.SSL.Context for STARTTLS, or None
+    starttls_timeout: float
     per_client: Counter = field(default_factory=Counter)
     screening: int = 0
     handing: int = 0
@@ -127,6 +133,9 @@ class PostscreenServer:
                 NON_SMTP: cfg.postscreen_non_smtp_command_ttl,
                 BARE_NEWLINE: cfg.postscreen_bare_newline_ttl}
         tls_level = cfg.postscreen_tls_security_level.lower()
+        # Postfix asks tlsproxy, which uses smtpd's certificates; this
+        # process does the handshake itself with the same context smtpd makes.
+        tls_context = server_tls_context(cfg) if tls_level in ("may", "encrypt") else None
         engine = EngineSettings(
             hostname=cfg.myhostname, banner=cfg.smtpd_banner, size_limit=cfg.message_size_limit,
             actions=((PIPELINING, cfg.postscreen_pipelining_action.lower()),
@@ -140,9 +149,7 @@ class PostscreenServer:
             disable_vrfy=cfg.postscreen_disable_vrfy_command,
             discard_ehlo=frozenset(w.upper() for w in cfg.postscreen_discard_ehlo_keywords),
             smtputf8=cfg.smtputf8_enable, soft_bounce=cfg.soft_bounce,
-            # STARTTLS is not offered (no tlsproxy here); "encrypt" still
-            # refuses mail commands before it, as Postfix would.
-            starttls=False, require_tls=tls_level == "encrypt")
+            starttls=tls_context is not None, require_tls=tls_level == "encrypt")
         try:
             servers = tuple(parse_nameserver(s) for s in cfg.dns_nameservers)
         except ValueError as e:
@@ -185,6 +192,8 @@ class PostscreenServer:
                                              opener=opener),
             cleanup_interval=cfg.postscreen_cache_cleanup_interval,
             retention=cfg.postscreen_cache_retention_time,
+            tls_context=tls_context,
+            starttls_timeout=cfg.smtpd_starttls_timeout,
         )
 
     def resolver(self):

@@ -4,8 +4,8 @@ SYNOPSIS
     await screen(stream, server)            # services/postscreen's handler
 
 DESCRIPTION
-    Postfix's postscreen.c, psc_early.c and psc_dnsbl.c for one connection,
-    with Postfix 3.7's log lines:
+    Postfix's postscreen.c, postscreen_early.c, postscreen_dnsbl.c and
+    postscreen_misc.c for one connection, with Postfix 3.7's log lines:
 
       CONNECT from [addr]:port to [laddr]:lport
     1. Limits, before anything else: more than
@@ -22,34 +22,58 @@ DESCRIPTION
        postscreen_denylist_action: drop answers "521 5.3.2 Service
        currently unavailable" and hangs up, enforce lets the tests run and
        refuses mail later, ignore carries on as if nothing was found.
-    3. A client whose cached passes are all current goes to smtpd: "PASS
-       OLD [addr]:port".
-    4. The tests. The DNSBL lookups start; postscreen sends the "220-" line
-       of postscreen_greet_banner (if not empty) and watches the
-       connection for postscreen_greet_wait. Data before that ends is a
-       pregreet: "PREGREET N after T from [addr]:port: TEXT" (N bytes, TEXT
-       escaped), then postscreen_greet_action (drop: "521 5.5.1 Protocol
-       error"). The bytes are only peeked at, so a client let through with
-       "ignore" loses nothing. A client that hangs up: "HANGUP after T from
-       [addr]:port in tests before SMTP handshake". At the end of the wait
-       the DNSBL answers in hand are scored (answers still missing count as
-       not listed); at or over postscreen_dnsbl_threshold: "DNSBL rank N for
-       [addr]:port" and postscreen_dnsbl_action (drop: "521 5.7.1 Service
-       unavailable; client [addr] blocked using SITE"). A score at or below
-       a negative postscreen_dnsbl_allowlist_threshold ends the wait at
-       once and passes the client.
-    5. A client that failed a test with enforce gets postscreen's own SMTP
-       dialogue (mailsys.policy.postscreen_smtp): every RCPT is refused
-       with the first failed test's reply (550 5.3.2, 550 5.5.1 Protocol
-       error, 550 5.7.1 ... blocked using SITE) and logged. A client that
-       pregreeted has its early bytes read as its first commands, and is
-       not sent the "220 " line (as Postfix 3.7 does).
-    6. A client that passed every test: "PASS NEW [addr]:port", its passes
-       cached (pregreet for postscreen_greet_ttl; DNSBL for the answers' TTL
-       kept between postscreen_dnsbl_min_ttl and _max_ttl, max_ttl when not
-       listed at all), and handed to smtpd, whose "220 " greeting completes
-       postscreen's "220-" line into one multi-line greeting. A test that
-       failed with "ignore" is not cached and repeats next time.
+    3. The cache (mailsys.runtime.postscreen_cache, records as in
+       mailsys.policy.postscreen_tests): a client with a record and no test
+       to do goes to smtpd, "PASS OLD [addr]:port". A test is on when its
+       parameter says so (pregreet: a postscreen_greet_banner; DNSBL:
+       postscreen_dnsbl_sites; the deep tests: postscreen_*_enable), and to
+       do when the client never passed it or its pass expired.
+    4. postscreen_allowlist_interfaces: a client that connected to a local
+       address not on that list is tested but can never earn the allow
+       list ("ALLOWLIST VETO [addr]:port"): it always ends in postscreen's
+       own dialogue, and is never cached.
+    5. The tests before the greeting, when pregreet or DNSBL is to do. The
+       DNSBL lookups start; postscreen sends the "220-" line of
+       postscreen_greet_banner and watches the connection for
+       postscreen_greet_wait. Data before that ends is a pregreet:
+       "PREGREET N after T from [addr]:port: TEXT" (N bytes, TEXT escaped),
+       then postscreen_greet_action (drop: "521 5.5.1 Protocol error"). The
+       bytes are only peeked at, so a client let through with "ignore"
+       loses nothing. A client that hangs up: "HANGUP after T from
+       [addr]:port in tests before SMTP handshake". The wait ends early
+       once every early test to do has its result (a pregreet with no DNSBL
+       answers to wait for, the DNSBL answers with no pregreet test to do).
+       Then the DNSBL answers in hand are scored (answers still missing
+       count as not listed); at or over postscreen_dnsbl_threshold: "DNSBL
+       rank N for [addr]:port" and postscreen_dnsbl_action (drop: "521
+       5.7.1 Service unavailable; client [addr] blocked using SITE"). A
+       score at or below a negative postscreen_dnsbl_allowlist_threshold
+       ends the wait at once and passes every other test still to do, each
+       test's stamp lasting at least as long as the DNSBL pass.
+    6. The tests after the greeting (postscreen's own SMTP engine,
+       mailsys.policy.postscreen_smtp), for a client with a deep test to
+       do, or one that failed a test with "enforce" (it gets every deep
+       test, for the log's sake, as in Postfix). postscreen sends "220
+       $smtpd_banner" itself (at once when no early test was to do), except
+       to a client that pregreeted with "enforce", whose early bytes are
+       read as its first commands. Every RCPT is refused with "450 4.3.2
+       Service currently unavailable", or with the reply of the last test
+       that failed with enforce (550 5.3.2, 550 5.5.1 Protocol error, 550
+       5.7.1 ... blocked using SITE), and logged; the session ends in
+       postscreen. A client that got to RCPT without a violation passed the
+       deep tests: it is cached, and its next connection goes to smtpd.
+       Each command line must arrive within postscreen_command_time_limit.
+    7. The conclusion (Postfix psc_conclude): a client that passed every
+       test to do, and failed none, is logged "PASS NEW [addr]:port" ("PASS
+       OLD" when its record was written before a test was turned on); its
+       passes are cached (pregreet for postscreen_greet_ttl; DNSBL for the
+       answers' TTL kept between postscreen_dnsbl_min_ttl and _max_ttl,
+       max_ttl when not listed at all; each deep test for its _ttl, or the
+       shortest TTL of all when it failed with "ignore"); unless the session
+       ends in postscreen it is handed to smtpd, whose "220 " greeting
+       completes postscreen's "220-" line into one multi-line greeting. A
+       test that failed with "ignore" is not passed and repeats next time;
+       a client that failed any other way is not cached at all.
 
     Every session that ends in postscreen logs "DISCONNECT [addr]:port".
     A hand-off that fails (smtpd not running, not taking clients within
@@ -391,6 +415,25 @@ class _Screen:
             if step.close:
                 await self.conclude()
                 return
+            if step.starttls and not await self.start_tls(engine):
+                await self.conclude()
+                return
+
+    async def start_tls(self, engine: Engine) -> bool:
+        """The TLS handshake after "220 2.0.0 Ready to start TLS"; False when
+        it failed and the session is over (Postfix's tlsproxy logs
+        "SSL_accept error from ..." the same way)."""
+        from mailsys.runtime.tls_stream import TlsStream
+        from mailsys.tls import TlsEngine, TlsError
+        tls = TlsStream(self.stream, TlsEngine(self.server.tls_context, server_side=True))
+        try:
+            await tls.handshake(self.server.starttls_timeout)
+        except TlsError as e:
+            log.info(f"SSL_accept error from {self.namaddr}: {e}")
+            return False
+        self.stream = tls
+        engine.tls_started()
+        return True
 
     async def hand_over(self) -> None:
         server = self.server

@@ -67,6 +67,7 @@ from mailsys.runtime.policy_client import PolicyClients
 from mailsys.runtime.sasl_filter import MechanismFilter
 from mailsys.runtime.verify_client import VerifyClient
 from mailsys.runtime.smtpd_dns import HostLookups, SmtpdDns
+from mailsys.runtime.tls_context import server_tls_context
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Reply, Settings, replies
 from mailsys.smtp.ehlo_mask import discard_names, discard_text
@@ -189,7 +190,7 @@ class SmtpdServer:
         queue_dir = cfg.path("queue_directory")
         level = server_level(cfg)
         wrapper = bool(cfg.smtpd_tls_wrappermode)
-        tls_context = _tls_context(cfg) if level in ("may", "encrypt") or wrapper else None
+        tls_context = server_tls_context(cfg) if level in ("may", "encrypt") or wrapper else None
         sasl = _sasl_server(cfg) if cfg.smtpd_sasl_auth_enable else None
         sasl_filter = MechanismFilter.from_config(cfg, "smtpd_sasl_mechanism_filter")
         forbid = str(cfg.smtpd_forbid_bare_newline).lower()
@@ -413,22 +414,3 @@ def _milter_settings(cfg: Any) -> MilterSettings | None:
     if not cfg.smtpd_milters or "no_milters" in cfg.receive_override_options:
         return None
     return MilterSettings.from_config(cfg, "smtpd_milters")
-
-
-def _tls_context(cfg: Any) -> Any:
-    """The TLS server context, or None (warned) when there is none to be had."""
-    # pyOpenSSL and cryptography (~4 MB per process) load only here, for a
-    # server that offers TLS.
-    from mailsys.runtime.sni_maps import SniMaps
-    from mailsys.tls import server_context, ssl_options, unknown_ssl_option
-    try:
-        ctx = server_context(cfg, sni=SniMaps.from_config(cfg))
-    except ConfigError as e:
-        log.warning(f"TLS library problem: {e}")
-        return None
-    for token in ssl_options(cfg)[1]:
-        log.warning(unknown_ssl_option(cfg, token))
-    if ctx is None:
-        # Postfix tls_server.c, word for word.
-        log.warning("No server certs available. TLS won't be enabled")
-    return ctx

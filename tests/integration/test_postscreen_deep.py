@@ -280,3 +280,38 @@ def test_dnsbl_allow_list_passes_the_deep_tests(mailsys_instance, tmp_path):
     # Every test, the disabled ones too, lasts as long as the DNS answer (300 s).
     stamps = [int(v) for v in cache_records(tmp_path)["127.0.0.4"].split(";")]
     assert len(set(stamps)) == 1 and abs(stamps[0] - (time.time() + 300)) < 30
+
+
+def test_starttls_in_postscreens_dialogue(mailsys_instance, tmp_path):
+    import smtplib
+    import ssl
+
+    import trustme
+
+    inst = mailsys_instance
+    ca = trustme.CA()
+    pem = tmp_path / "cert.pem"
+    ca.issue_cert("mx.example.test").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    port = start(inst, tmp_path, smtpd_tls_security_level="may", smtpd_tls_cert_file=str(pem),
+                 postscreen_greet_wait="1s", **DEEP)
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    client = smtplib.SMTP(timeout=10, source_address=("127.0.0.19", 0))
+    try:
+        assert client.connect("127.0.0.1", port)[0] == 220
+        client._host = "mx.example.test"        # the name STARTTLS checks the certificate for
+        assert "starttls" in client.ehlo("tls.example")[1].decode().lower()
+        client.starttls(context=context)
+        code, text = client.ehlo("tls.example")
+        assert code == 250 and b"STARTTLS" not in text
+        client.mail("a@tls.example")
+        code, text = client.rcpt("bob@example.test")
+        assert (code, text) == (450, b"4.3.2 Service currently unavailable")
+        client.quit()
+    finally:
+        client.close()
+    log = inst.wait_log("DISCONNECT [127.0.0.19]")
+    assert re.search(r"NOQUEUE: reject: RCPT from \[127\.0\.0\.19\]:\d+: 450 4\.3\.2 Service "
+                     r"currently unavailable; from=<a@tls\.example>, to=<bob@example\.test>, "
+                     r"proto=ESMTP, helo=<tls\.example>", log)
+    assert re.search(r"PASS NEW \[127\.0\.0\.19\]", log)

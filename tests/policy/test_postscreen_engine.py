@@ -287,3 +287,20 @@ def test_cleanup_keeps_only_current_records():
     assert not retained("87400;1;0;0;0", enabled, 80000)        # deep tests never passed
     assert retained("87400;1;0;0;0", frozenset({PREGREET}), 80000)
     assert not retained("87400;1", frozenset({PREGREET}), 90000)
+
+
+def test_starttls_offered_and_session_reset():
+    engine = Engine(settings(starttls=True), NAMADDR)
+    ehlo = run(engine, b"EHLO x\r\n")[0].reply
+    assert b"250-STARTTLS\r\n" in ehlo
+    assert run(engine, b"STARTTLS now\r\n")[0].reply == b"501 5.5.4 Syntax: STARTTLS\r\n"
+    step = run(engine, b"STARTTLS\r\n")[0]
+    assert (step.reply, step.starttls) == (b"220 2.0.0 Ready to start TLS\r\n", True)
+    engine.tls_started()
+    assert engine.helo is None
+    assert b"STARTTLS" not in run(engine, b"EHLO x\r\n")[0].reply
+    assert run(engine, b"STARTTLS\r\n")[0].reply == b"554 5.5.1 Error: TLS already active\r\n"
+    engine = Engine(settings(starttls=True, require_tls=True), NAMADDR)
+    run(engine, b"STARTTLS\r\n")
+    engine.tls_started()
+    assert run(engine, b"MAIL FROM:<a@b>\r\n")[0].reply == b"250 2.1.0 Ok\r\n"
