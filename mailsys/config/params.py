@@ -592,7 +592,7 @@ _TABLE: tuple[Param, ...] = (
     P("postscreen_helo_required", Bool, "$smtpd_helo_required",
       "Require HELO or EHLO before MAIL and ETRN in postscreen's own SMTP dialogue"),
     P("postscreen_disable_vrfy_command", Bool, "$disable_vrfy_command",
-      "Refuse VRFY in postscreen's own SMTP dialogue (and leave it out of the EHLO reply)"),
+      "Refuse VRFY in postscreen's own SMTP dialogue (its EHLO reply follows disable_vrfy_command)"),
     P("postscreen_discard_ehlo_keywords", List, "$smtpd_discard_ehlo_keywords",
       "EHLO keywords postscreen's own SMTP dialogue does not announce"),
     P("postscreen_command_filter", Str, "",

@@ -151,7 +151,10 @@ class EngineSettings:
     command_count_limit: int = 20
     line_limit: int = 2048               # line_length_limit
     helo_required: bool = False
-    disable_vrfy: bool = False
+    disable_vrfy: bool = False           # postscreen_disable_vrfy_command: the VRFY reply
+    # The EHLO reply's VRFY follows smtpd's disable_vrfy_command, not
+    # postscreen's (Postfix 3.7 postscreen_smtpd.c; seen live).
+    ehlo_vrfy: bool = True
     discard_ehlo: frozenset[str] = frozenset()   # upper-case keywords
     smtputf8: bool = True                # smtputf8_enable: offered, and bad UTF-8 is non-SMTP
     soft_bounce: bool = False
@@ -163,7 +166,7 @@ class EngineSettings:
 
     def ehlo_reply(self, tls_active: bool) -> bytes:
         words = ["SIZE " + str(self.size_limit) if self.size_limit else "SIZE"]
-        if not self.disable_vrfy:
+        if self.ehlo_vrfy:
             words.append("VRFY")
         words.append("ETRN")
         if self.starttls and not tls_active:

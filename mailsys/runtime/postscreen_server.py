@@ -147,6 +147,7 @@ class PostscreenServer:
             command_count_limit=cfg.postscreen_command_count_limit,
             line_limit=cfg.line_length_limit, helo_required=cfg.postscreen_helo_required,
             disable_vrfy=cfg.postscreen_disable_vrfy_command,
+            ehlo_vrfy=not cfg.disable_vrfy_command,
             discard_ehlo=frozenset(w.upper() for w in cfg.postscreen_discard_ehlo_keywords),
             smtputf8=cfg.smtputf8_enable, soft_bounce=cfg.soft_bounce,
             starttls=tls_context is not None, require_tls=tls_level == "encrypt")
