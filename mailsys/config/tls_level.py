@@ -19,15 +19,17 @@ from __future__ import annotations
 __all__ = ["server_level", "client_level"]
 
 
-def server_level(cfg) -> str:
-    """server_level - smtpd_tls_security_level, or, when it is empty, what
-    the obsolete smtpd_enforce_tls (encrypt) and smtpd_use_tls (may) say."""
-    level = str(cfg.smtpd_tls_security_level).lower()
+def server_level(cfg, program: str = "smtpd") -> str:
+    """server_level - $program_tls_security_level, or, when it is empty,
+    what the obsolete $program_enforce_tls (encrypt) and $program_use_tls
+    (may) say; program is smtpd or postscreen (whose three default to
+    smtpd's)."""
+    level = str(cfg[f"{program}_tls_security_level"]).lower()
     if level:
         return level
-    if cfg.smtpd_enforce_tls:
+    if cfg[f"{program}_enforce_tls"]:
         return "encrypt"
-    return "may" if cfg.smtpd_use_tls else "none"
+    return "may" if cfg[f"{program}_use_tls"] else "none"
 
 
 def client_level(cfg) -> str:

@@ -30,7 +30,9 @@ DESCRIPTION
     names a site, each deep test by its postscreen_*_enable. The settings
     of postscreen's own SMTP engine (mailsys.policy.postscreen_smtp) are
     made once here too, with the TLS context for STARTTLS in that engine
-    when postscreen_tls_security_level is may or encrypt (the context
+    when postscreen_tls_security_level is may or encrypt (when it is empty,
+    what postscreen_use_tls and postscreen_enforce_tls say, which default
+    to smtpd's, as in Postfix: mailsys.config.tls_level) (the context
     smtpd makes from the smtpd_tls_* parameters: Postfix's tlsproxy uses
     those too).
 
@@ -52,6 +54,7 @@ import structlog
 import trio
 
 from mailsys.config.tables import open_table
+from mailsys.config.tls_level import server_level
 from mailsys.errors import ConfigError
 from mailsys.policy.netmatch import ClientMatcher
 from mailsys.policy.postscreen_access import AccessList
@@ -132,7 +135,7 @@ class PostscreenServer:
                 PIPELINING: cfg.postscreen_pipelining_ttl,
                 NON_SMTP: cfg.postscreen_non_smtp_command_ttl,
                 BARE_NEWLINE: cfg.postscreen_bare_newline_ttl}
-        tls_level = cfg.postscreen_tls_security_level.lower()
+        tls_level = server_level(cfg, "postscreen")
         # Postfix asks tlsproxy, which uses smtpd's certificates; this
         # process does the handshake itself with the same context smtpd makes.
         tls_context = server_tls_context(cfg) if tls_level in ("may", "encrypt") else None

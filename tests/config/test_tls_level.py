@@ -34,3 +34,15 @@ def test_server_level(tmp_path, params, level):
 ])
 def test_client_level(tmp_path, params, level):
     assert client_level(cfg(tmp_path, **params)) == level
+
+
+@pytest.mark.parametrize("params, level", [
+    ({}, "none"),
+    ({"smtpd_use_tls": "yes"}, "may"),                     # postscreen_use_tls = $smtpd_use_tls
+    ({"smtpd_enforce_tls": "yes"}, "encrypt"),
+    ({"smtpd_tls_security_level": "may"}, "may"),           # ... = $smtpd_tls_security_level
+    ({"smtpd_use_tls": "yes", "postscreen_use_tls": "no"}, "none"),
+    ({"postscreen_tls_security_level": "encrypt"}, "encrypt"),
+])
+def test_postscreen_level_follows_smtpd_s_by_default(tmp_path, params, level):
+    assert server_level(cfg(tmp_path, **params), "postscreen") == level
