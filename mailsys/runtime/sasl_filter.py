@@ -15,7 +15,7 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailsys.config.tables import Table, open_table, table_path
 from mailsys.errors import ConfigError
@@ -23,11 +23,18 @@ from mailsys.smtp.client_auth import filter_mechanisms
 
 __all__ = ["MechanismFilter"]
 
+# Distinct offers remembered per filter (a bound, should a server vary them).
+_ANSWERS_KEPT = 64
+
 
 @dataclass(frozen=True, slots=True)
 class MechanismFilter:
     words: tuple[str, ...] = ()
     tables: tuple[Table, ...] = ()
+    # The answers so far, by the mechanisms offered: smtpd asks at every
+    # session, and the offers are one or two lists for a process's life.
+    _answers: dict[tuple[str, ...], tuple[str, ...]] = field(
+        default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_config(cls, cfg, param: str,
@@ -51,12 +58,18 @@ class MechanismFilter:
 
     def __call__(self, offered: Sequence[str]) -> list[str]:
         """The offered mechanisms the filter keeps, in their order."""
-        tables = {t.spec: t for t in self.tables}
+        key = tuple(offered)
+        kept = self._answers.get(key)
+        if kept is None:
+            tables = {t.spec: t for t in self.tables}
 
-        def in_table(spec: str, mech: str) -> bool:
-            table = tables.get(spec)
-            return table is not None and table.lookup(mech) is not None
-        return filter_mechanisms(offered, self.words, in_table)
+            def in_table(spec: str, mech: str) -> bool:
+                table = tables.get(spec)
+                return table is not None and table.lookup(mech) is not None
+            kept = tuple(filter_mechanisms(offered, self.words, in_table))
+            if len(self._answers) < _ANSWERS_KEPT:
+                self._answers[key] = kept
+        return list(kept)
 
 
 def _file_words(path, param: str) -> list[str]:
