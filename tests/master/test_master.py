@@ -309,25 +309,23 @@ def test_public_service_at_its_limit_enters_stress_mode_and_warns(mailsys_instan
     inst.write_config([f"0.0.0.0:{port} inet n - n - 2 {ECHO} concurrency=1"])
     inst.start()
     name = f"0.0.0.0:{port}"
-    first = inst.connect(port)
-    assert stress_of(first) == b"-"        # one process of two: no stress yet
-    # Starting the process that reaches the limit puts the service in stress
-    # mode: the running process is restarted (it keeps its client) and the
-    # new ones get -o stress=yes.
-    second = inst.connect(port)
-    assert stress_of(second) == b"yes"
-    third = inst.connect(port)
-    assert stress_of(third) == b"yes"
-    assert inst.echo(first, b"still") == b"still"      # the restarted one finishes its client
-    inst.wait_log(f'warning: service "{name}" ([0.0.0.0]:{port}) has reached its process limit'
-                  ' "2": new clients may experience noticeable delays')
-    log_text = inst.log_text()
-    assert ("warning: to avoid this condition, increase the process count in master.cf"
-            " or reduce the service time per client") in log_text
-    assert ("warning: see http://www.postfix.org/STRESS_README.html for examples of"
-            " stress-adapting configuration settings") in log_text
-    for conn in (first, second, third):
-        conn.close()
+    with inst.connect(port) as first:
+        assert stress_of(first) == b"-"        # one process of two: no stress yet
+        # Starting the process that reaches the limit puts the service in
+        # stress mode: the running process is restarted (it keeps its
+        # client) and the new ones get -o stress=yes.
+        with inst.connect(port) as second, inst.connect(port) as third:
+            assert stress_of(second) == b"yes"
+            assert stress_of(third) == b"yes"
+            assert inst.echo(first, b"still") == b"still"   # the restarted one finishes its client
+            # The three lines are logged together; each is waited for, as
+            # mail.log may get them in separate writes.
+            inst.wait_log(f'warning: service "{name}" ([0.0.0.0]:{port}) has reached its '
+                          'process limit "2": new clients may experience noticeable delays')
+            inst.wait_log("warning: to avoid this condition, increase the process count in "
+                          "master.cf or reduce the service time per client")
+            inst.wait_log("warning: see http://www.postfix.org/STRESS_README.html for examples "
+                          "of stress-adapting configuration settings")
 
 
 def test_extra_idle_process_is_retired_after_max_idle(mailsys_instance):
