@@ -43,10 +43,14 @@ DESCRIPTION
     Postfix hands the connection to tlsproxy; the tlsproxy entry of
     master.cf is accepted and unused.
 
+    Behind a load balancer (postscreen_upstream_proxy_protocol = haproxy)
+    the client is the one its PROXY header names, for the tests, the
+    cache and the log, and smtpd is told so with the hand-over
+    (mailsys.runtime.fd_pass).
+
 BUGS
-    postscreen_upstream_proxy_protocol, postscreen_reject_footer,
-    postscreen_discard_ehlo_keyword_address_maps and the obsolete
-    postscreen_use_tls / postscreen_enforce_tls are not implemented.
+    postscreen has no stress mode of its own beyond the ${stress} defaults
+    of its parameters.
 """
 
 from __future__ import annotations

@@ -249,6 +249,7 @@ class Engine:
     namaddr: str
     todo: set[str] = field(default_factory=set)      # deep tests still to do
     rcpt_reply: str = DEFER_REPLY
+    ehlo_note: str = ""          # logged at each EHLO (discard_ehlo_keyword_address_maps)
     tls_active: bool = False
     where: str = CONNECT
     helo: str | None = None
@@ -431,7 +432,8 @@ class Engine:
         if not name:
             return finish("501 Syntax: EHLO hostname")
         self.helo, self.sender, self.protocol = name[0], None, "ESMTP"
-        return finish(self.settings.ehlo_reply(self.tls_active))
+        return finish(self.settings.ehlo_reply(self.tls_active),
+                      log=(self.ehlo_note,) if self.ehlo_note else ())
 
     def _starttls(self, rest, finish):
         if rest.split():

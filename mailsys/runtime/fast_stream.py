@@ -162,13 +162,15 @@ class _Paced:
 class FastStream(_Paced, trio.abc.HalfCloseableStream):
     """A connected stream socket as a trio stream; see the module docstring."""
 
-    __slots__ = ("socket", "peer", "_sending", "_eof_sent")
+    __slots__ = ("socket", "peer", "local", "_sending", "_eof_sent")
 
-    def __init__(self, sock: socket.socket, *, peer: object = None,
+    def __init__(self, sock: socket.socket, *, peer: object = None, local: object = None,
                  options_set: bool = False) -> None:
         """Own sock, a connected stream socket (a plain one is detached into a
         new object). peer: the address accept() gave, if any (.peer, without
-        a getpeername()); options_set: the TCP options are there already."""
+        a getpeername()); local: this end's address when it is not the
+        socket's own (.local; a client a proxy before postscreen connected);
+        options_set: the TCP options are there already."""
         if sock.type != socket.SOCK_STREAM:
             raise ValueError("FastStream requires a SOCK_STREAM socket")
         if type(sock) is not _Socket:
@@ -178,6 +180,7 @@ class FastStream(_Paced, trio.abc.HalfCloseableStream):
             _set_tcp_options(sock)
         self.socket = sock
         self.peer = peer
+        self.local = local
         self._credit = YIELD_EVERY
         self._sending = False
         self._eof_sent = False

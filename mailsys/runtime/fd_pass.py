@@ -14,6 +14,12 @@ DESCRIPTION
     closes the channel, and serves the client as if it had accepted it
     itself: the peer address is the passed socket's getpeername().
 
+    When a proxy before postscreen named the client (postscreen_upstream_
+    proxy_protocol), the socket's own addresses are the proxy's: the
+    message then carries the endpoints the proxy named instead of the one
+    byte, as Postfix's postscreen passes them to smtpd as attributes, and
+    the receiver's stream has them as .peer and .local.
+
     The sender waits for the receiver to close the channel (Postfix's
     postscreen waits the same way, psc_send_socket_close_event) before it
     closes its own copy of the client socket, so that the hand-off is known
@@ -37,8 +43,12 @@ import trio
 
 from mailsys.runtime.fast_stream import FastStream, open_unix
 
-# One byte of ordinary data carries the ancillary descriptor.
+# One byte of ordinary data carries the ancillary descriptor; or, with
+# the client's endpoints, ENDPOINTS_MARK and "addr port laddr lport".
 PASS_BYTE = b"P"
+ENDPOINTS_MARK = b"E"
+# Ordinary data read with the descriptor: room for two IPv6 endpoints.
+MESSAGE_MAX = 256
 # At most this many descriptors are taken off one message (one is expected;
 # the rest are closed).
 MAX_FDS = 4
@@ -48,11 +58,21 @@ class PassError(Exception):
     """A hand-off that did not complete (the text says why, for the log)."""
 
 
+Endpoint = tuple[str, int]
+
+
 async def send_connection(path: str | os.PathLike, client: socket.socket,
-                          timeout: float) -> None:
+                          timeout: float, endpoints: tuple[Endpoint, Endpoint] | None = None,
+                          ) -> None:
     """Pass client's descriptor to the pass service at path; PassError if
-    that does not complete within timeout. The caller still owns client
-    and closes it afterwards (the receiver has its own copy then)."""
+    that does not complete within timeout. endpoints: the client's and this
+    end's (address, port) when they are not the socket's own. The caller
+    still owns client and closes it afterwards (the receiver has its own
+    copy then)."""
+    message = PASS_BYTE
+    if endpoints is not None:
+        (addr, port), (laddr, lport) = endpoints
+        message = ENDPOINTS_MARK + f"{addr} {port} {laddr} {lport}".encode("ascii")
     with trio.move_on_after(timeout) as scope:
         try:
             channel = await open_unix(path)
@@ -62,7 +82,7 @@ async def send_connection(path: str | os.PathLike, client: socket.socket,
             sock = channel.socket
             while True:
                 try:
-                    socket.send_fds(sock, [PASS_BYTE], [client.fileno()])
+                    socket.send_fds(sock, [message], [client.fileno()])
                     break
                 except BlockingIOError:
                     await trio.lowlevel.wait_writable(sock)
@@ -90,7 +110,7 @@ async def receive_connection(channel: FastStream, timeout: float) -> FastStream:
         with trio.move_on_after(timeout):
             while True:
                 try:
-                    data, fds, _flags, _addr = socket.recv_fds(sock, 16, MAX_FDS)
+                    data, fds, _flags, _addr = socket.recv_fds(sock, MESSAGE_MAX, MAX_FDS)
                     break
                 except BlockingIOError:
                     await trio.lowlevel.wait_readable(sock)
@@ -109,8 +129,23 @@ async def receive_connection(channel: FastStream, timeout: float) -> FastStream:
         for fd in fds:
             os.close(fd)
         channel.close()
+    endpoints = _endpoints(data)
+    if endpoints is not None:
+        return FastStream(client, peer=endpoints[0], local=endpoints[1])
     try:
         peer = client.getpeername()
     except OSError:
         peer = None
     return FastStream(client, peer=peer)
+
+
+def _endpoints(data: bytes) -> tuple[Endpoint, Endpoint] | None:
+    """The endpoints a message names; None for the plain byte (or a
+    malformed message: the socket's own addresses are the truth then)."""
+    if not data.startswith(ENDPOINTS_MARK):
+        return None
+    try:
+        addr, port, laddr, lport = data[1:].decode("ascii").split()
+        return (addr, int(port)), (laddr, int(lport))
+    except ValueError:
+        return None

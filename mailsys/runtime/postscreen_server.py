@@ -54,6 +54,7 @@ import structlog
 import trio
 
 from mailsys.config.tables import open_table
+from mailsys.config.values import split_list
 from mailsys.config.tls_level import server_level
 from mailsys.errors import ConfigError
 from mailsys.policy.netmatch import ClientMatcher
@@ -65,7 +66,9 @@ from mailsys.policy.postscreen_tests import DNSBL, PREGREET, retained
 from mailsys.runtime.listeners import socket_path
 from mailsys.runtime.postscreen_cache import PostscreenCache
 from mailsys.runtime.resolver import dns_resolver, parse_nameserver
+from mailsys.routing import first_lookup
 from mailsys.runtime.tls_context import server_tls_context
+from mailsys.smtp.replies import Reply, with_footer
 
 # Seconds a hand-off to smtpd may take before the client is told that all
 # server ports are busy (Postfix PSC_SEND_SOCK_CONNECT_TIMEOUT plus its
@@ -114,6 +117,11 @@ class PostscreenServer:
     retention: float
     tls_context: Any                     # an OpenSSL.SSL.Context for STARTTLS, or None
     starttls_timeout: float
+    upstream_proxy: str                  # postscreen_upstream_proxy_protocol: "" or "haproxy"
+    upstream_proxy_timeout: float
+    reject_footer: str                   # postscreen_reject_footer, as written ("" = none)
+    reject_footer_maps: tuple[Any, ...]  # reply text -> footer
+    discard_maps: tuple[Any, ...]        # postscreen_discard_ehlo_keyword_address_maps
     per_client: Counter = field(default_factory=Counter)
     screening: int = 0
     handing: int = 0
@@ -198,7 +206,43 @@ class PostscreenServer:
             retention=cfg.postscreen_cache_retention_time,
             tls_context=tls_context,
             starttls_timeout=cfg.smtpd_starttls_timeout,
+            upstream_proxy=cfg.postscreen_upstream_proxy_protocol,
+            upstream_proxy_timeout=cfg.postscreen_upstream_proxy_timeout,
+            reject_footer=_raw_footer(cfg),
+            reject_footer_maps=tuple(opener(spec) for spec in cfg.postscreen_reject_footer_maps),
+            discard_maps=tuple(opener(spec)
+                               for spec in cfg.postscreen_discard_ehlo_keyword_address_maps),
         )
+
+    def footer_for(self, reply: Reply, addr: str, port: int) -> Reply:
+        """reply with postscreen_reject_footer (postscreen_reject_footer_maps,
+        by the complete reply, first) after it when it is a 4xx or 5xx one.
+        Its $names are those Postfix's postscreen knows: client_address,
+        client_port, server_name; any other is empty, with Postfix's
+        warning (seen live: main.cf parameters are not among them)."""
+        footer = self.reject_footer
+        if self.reject_footer_maps:
+            key = " ".join([str(reply.code), *([reply.enhanced] if reply.enhanced else []),
+                            reply.lines[0]])
+            footer = first_lookup(self.reject_footer_maps, [key]) or footer
+        if not footer or reply.code < 400:
+            return reply
+        values = {"client_address": addr, "client_port": str(port), "server_name": self.hostname}
+
+        def lookup(name: str) -> str | None:
+            if name not in values:
+                log.warning(f'unknown macro name "{name}" in expansion request')
+            return values.get(name)
+        return with_footer(reply, footer, lookup)
+
+    def discarded_keywords(self, addr: str) -> tuple[str, ...] | None:
+        """The EHLO keywords postscreen_discard_ehlo_keyword_address_maps
+        gives addr (words as written, silent-discard included), None when it
+        has no entry (postscreen_discard_ehlo_keywords then)."""
+        if not self.discard_maps:
+            return None
+        words = first_lookup(self.discard_maps, [addr])
+        return None if words is None else split_list(words)
 
     def resolver(self):
         """dnspython's resolver for the DNSBL lookups, made on first use."""
@@ -235,3 +279,13 @@ class PostscreenServer:
                 lambda text: retained(text, self.enabled, when))
             log.info(f"cache {self.cache.spec} full cleanup: retained={kept} "
                      f"dropped={dropped} entries")
+
+
+def _raw_footer(cfg: Any) -> str:
+    """postscreen_reject_footer as written: its $names are the session's,
+    expanded for each reply. Postfix's default, $smtpd_reject_footer,
+    stands for that parameter's text as written (seen live)."""
+    text = cfg.raw("postscreen_reject_footer")
+    if text.strip() in ("$smtpd_reject_footer", "${smtpd_reject_footer}"):
+        return cfg.raw("smtpd_reject_footer")
+    return text

@@ -7,6 +7,13 @@ DESCRIPTION
     Postfix's postscreen.c, postscreen_early.c, postscreen_dnsbl.c and
     postscreen_misc.c for one connection, with Postfix 3.7's log lines:
 
+    0. postscreen_upstream_proxy_protocol = haproxy: the PROXY header
+       comes first, and the client and the local end are those it names
+       (a version 2 LOCAL header keeps the connection's own). A header that
+       is bad, unfinished in the first bytes, or missing after
+       postscreen_upstream_proxy_timeout is logged "warning: haproxy read:
+       REASON" and answered "421 4.3.2 No system resources", and that is
+       all (no CONNECT line; Postfix 3.7, seen live).
       CONNECT from [addr]:port to [laddr]:lport
     1. Limits, before anything else: more than
        postscreen_client_connection_count_limit connections from this
@@ -75,6 +82,16 @@ DESCRIPTION
        test that failed with "ignore" is not passed and repeats next time;
        a client that failed any other way is not cached at all.
 
+    Every 4xx and 5xx reply after the CONNECT line gets
+    postscreen_reject_footer (or postscreen_reject_footer_maps' footer for
+    it), whose $client_address, $client_port and $server_name are
+    expanded; any other $name is empty, with Postfix's 'unknown macro
+    name "NAME" in expansion request' warning. A client that
+    postscreen_discard_ehlo_keyword_address_maps names gets its keywords
+    left out of the EHLO reply instead of postscreen_discard_ehlo_keywords,
+    and each EHLO logs "[addr]port: discarding EHLO keywords: ..." (sic)
+    unless they include silent-discard.
+
     Every session that ends in postscreen logs "DISCONNECT [addr]:port".
     A hand-off that fails (smtpd not running, not taking clients within
     PASS_TIMEOUT) is logged and answered "421 4.3.2 All server ports are
@@ -83,19 +100,26 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import socket
 import time
 
 import structlog
 import trio
 
+from mailsys.smtp.errors import LocalProtocolError
 from mailsys.maillog.postfix import escape, format_tv
 from mailsys.policy.postscreen_access import PERMIT, REJECT
 from mailsys.policy.postscreen_dnsbl import query_domains, query_name, score_answers
 from mailsys.policy.postscreen_smtp import DEFER_REPLY, TEXT_LIMIT, Engine
 from mailsys.policy.postscreen_tests import DEEP, DNSBL, EARLY, PREGREET, ClientTests
 from mailsys.runtime import fd_pass
+from mailsys.runtime.proxy_header import HaproxyTimeout, read_proxy_header
 from mailsys.runtime.postscreen_server import PASS_TIMEOUT, PostscreenServer
+from mailsys.smtp.ehlo_mask import discard_names, discard_text
+from mailsys.smtp.haproxy import HaproxyError, Proxied
+from mailsys.smtp.replies import Reply
 
 log = structlog.get_logger()
 
@@ -104,6 +128,8 @@ log = structlog.get_logger()
 PREGREET_PEEK = 1023
 RECEIVE_SIZE = 4096       # one read of the dialogue (Postfix's VSTREAM buffer)
 CLOSE_SEND = 2.0          # time to get a last reply out before hanging up
+
+_ENHANCED_RE = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 
 DENYLIST_REPLY = "5.3.2 Service currently unavailable"
 PREGREET_REPLY = "5.5.1 Protocol error"
@@ -130,12 +156,19 @@ def _peer(sock: socket.socket, name: str) -> tuple[str, int]:
 class _Screen:
     """One connection's state; see the module description."""
 
-    def __init__(self, stream, server: PostscreenServer) -> None:
+    def __init__(self, stream, server: PostscreenServer,
+                 proxied: Proxied | None = None) -> None:
         self.stream = stream
         self.server = server
         self.sock = stream.socket
-        self.addr, self.port = _peer(self.sock, "peer")
-        self.laddr, self.lport = _peer(self.sock, "local")
+        # The client a proxy before postscreen names is the client.
+        self.proxied = proxied
+        if proxied is None:
+            self.addr, self.port = _peer(self.sock, "peer")
+            self.laddr, self.lport = _peer(self.sock, "local")
+        else:
+            self.addr, self.port = proxied.client_addr, proxied.client_port
+            self.laddr, self.lport = proxied.server_addr, proxied.server_port
         self.namaddr = f"[{self.addr}]:{self.port}"
         self.start = time.monotonic()           # of the current test phase (Postfix BEGIN_TESTS)
         self.tests: ClientTests | None = None
@@ -152,6 +185,9 @@ class _Screen:
 
     async def send(self, text: str | bytes) -> bool:
         data = text if isinstance(text, bytes) else text.encode("utf-8", "replace")
+        if data[:1] in (b"4", b"5") and (self.server.reject_footer
+                                         or self.server.reject_footer_maps):
+            data = self.with_footer(data)
         with trio.move_on_after(CLOSE_SEND):
             try:
                 await self.stream.send_all(data)
@@ -159,6 +195,19 @@ class _Screen:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
         return False
+
+    def with_footer(self, data: bytes) -> bytes:
+        """A one-line "CODE [x.y.z] text" reply with postscreen_reject_footer."""
+        line = data.decode("utf-8", "replace").rstrip("\r\n")
+        code, _, text = line.partition(" ")
+        enhanced, _, rest = text.partition(" ")
+        if not _ENHANCED_RE.fullmatch(enhanced):
+            enhanced, rest = "", text
+        try:
+            reply = Reply(int(code), enhanced or None, rest)
+        except (ValueError, LocalProtocolError):
+            return data
+        return self.server.footer_for(reply, self.addr, self.port).render()
 
     def hangup(self, when: str) -> None:
         after = _elapsed(self.start, self.server.decimals)
@@ -376,7 +425,17 @@ class _Screen:
         # A client that failed a test before gets every deep test, for the
         # log's sake (Postfix does the same).
         todo = set(DEEP) if tests.failed else tests.deep_todo
-        engine = Engine(server.engine, self.namaddr, todo=todo, rcpt_reply=self.rcpt_reply)
+        settings, ehlo_note = server.engine, ""
+        words = server.discarded_keywords(self.addr)
+        if words is not None:
+            # The map's keywords instead of postscreen_discard_ehlo_keywords,
+            # logged at each EHLO unless silent ("[addr]port", as Postfix 3.7).
+            settings = dataclasses.replace(
+                settings, discard_ehlo=frozenset(k.upper() for k in discard_names(words)))
+            text = discard_text(words)
+            ehlo_note = f"[{self.addr}]{self.port}: {text}" if text else ""
+        engine = Engine(settings, self.namaddr, todo=todo, rcpt_reply=self.rcpt_reply,
+                        ehlo_note=ehlo_note)
         # A pregreeting client is not sent the greeting: its early commands
         # are read as the dialogue's first (Postfix 3.7).
         if PREGREET not in tests.failed and not await self.send(engine.greeting()):
@@ -439,7 +498,10 @@ class _Screen:
         server = self.server
         server.handing += 1
         try:
-            await fd_pass.send_connection(server.smtpd_path, self.sock, PASS_TIMEOUT)
+            endpoints = None
+            if self.proxied is not None:
+                endpoints = ((self.addr, self.port), (self.laddr, self.lport))
+            await fd_pass.send_connection(server.smtpd_path, self.sock, PASS_TIMEOUT, endpoints)
             self.handed = True
         except fd_pass.PassError as e:
             log.warning(str(e))
@@ -450,7 +512,14 @@ class _Screen:
 
 async def screen(stream, server: PostscreenServer) -> None:
     """The whole life of one connection to postscreen."""
-    s = _Screen(stream, server)
+    proxied = None
+    if server.upstream_proxy:
+        proxied = await _proxy_header(stream, server)
+        if proxied is None:
+            return
+        if proxied.local:           # the proxy's own health check
+            proxied = None
+    s = _Screen(stream, server, proxied)
     log.info(f"CONNECT from {s.namaddr} to [{s.laddr}]:{s.lport}")
     server.per_client[s.addr] += 1
     try:
@@ -470,3 +539,21 @@ async def screen(stream, server: PostscreenServer) -> None:
             del server.per_client[s.addr]
         if not s.handed:
             log.info(f"DISCONNECT {s.namaddr}")
+
+
+async def _proxy_header(stream, server: PostscreenServer) -> Proxied | None:
+    """postscreen_upstream_proxy_protocol: the PROXY header, or None when
+    there is none to be had; the client is then told, as Postfix's
+    postscreen tells it (seen live: no CONNECT line, no footer)."""
+    try:
+        return await read_proxy_header(stream, server.upstream_proxy_timeout, patient=False)
+    except HaproxyTimeout:
+        log.warning("haproxy read: time limit exceeded")
+    except HaproxyError as e:
+        log.warning(f"haproxy read: {e}")
+    with trio.move_on_after(CLOSE_SEND):
+        try:
+            await stream.send_all(b"421 4.3.2 No system resources\r\n")
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    return None

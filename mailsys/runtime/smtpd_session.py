@@ -72,7 +72,6 @@ import dataclasses
 import errno
 import itertools
 import os
-import socket
 import tempfile
 import time
 
@@ -103,13 +102,12 @@ from mailsys.sasl import server as sasl_server
 from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, EndOfData, Etrn, Helo,
                           MailFrom, Noop, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
                           StartTls, Vrfy, Xclient, Xforward, replies, xtext_encode)
-from mailsys.smtp.haproxy import V1_MAX, HaproxyError, Proxied, parse_proxy
+from mailsys.runtime.proxy_header import read_proxy_header
+from mailsys.smtp.haproxy import HaproxyError
 
 log = structlog.get_logger()
 
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
-# While a PROXY header is not whole, the socket is peeked at again this often.
-PROXY_POLL = 0.01
 
 # Cleanup commits in groups with fsync; under load a commit can take a while,
 # but a client gets its answer well before its own timeout (RFC 5321 4.5.3.2.6:
@@ -159,40 +157,6 @@ async def serve_client(stream: trio.abc.Stream, server: SmtpdServer) -> None:
     await session.run(stream)
 
 
-async def read_proxy_header(stream: trio.abc.Stream, timeout: float) -> Proxied:
-    """The PROXY header at the start of the connection, taken off the socket
-    (HaproxyError, its text "REASON: HEADER" as Postfix logs it). The bytes
-    are peeked until the header is whole, so that nothing after it is read
-    away from the SMTP session."""
-    sock = stream.socket
-    data = b""
-    with trio.move_on_after(timeout):
-        while True:
-            await trio.lowlevel.wait_readable(sock)
-            try:
-                data = sock.recv(V1_MAX + 536, socket.MSG_PEEK)
-            except BlockingIOError:
-                continue
-            except OSError as e:
-                raise HaproxyError(f"{e.strerror}: ") from None
-            try:
-                found = parse_proxy(data, more_to_come=bool(data))
-            except HaproxyError as e:
-                raise HaproxyError(f"{e}: {_header_text(data)}") from None
-            if found is not None:
-                sock.recv(found.length)           # peeked: there already
-                return found
-            await trio.sleep(PROXY_POLL)         # still readable: wait for the rest
-    if not data:
-        raise HaproxyError("timeout error: ")
-    raise HaproxyError(f"missing protocol header terminator: {_header_text(data)}")
-
-
-def _header_text(data: bytes) -> str:
-    end = data.find(b"\n")
-    return postfix_log.escape(data if end < 0 else data[:end + 1])
-
-
 def _peer(stream: trio.abc.Stream) -> tuple[str, int]:
     peer = getattr(stream, "peer", None)       # a FastStream's, from accept()
     try:
@@ -216,7 +180,7 @@ def _local_end(stream: trio.abc.Stream) -> tuple[str, str]:
     """This end's address and port ({daemon_addr}, {daemon_port}), "" when
     they cannot be had."""
     try:
-        name = stream.socket.getsockname()
+        name = getattr(stream, "local", None) or stream.socket.getsockname()
     except (AttributeError, OSError):
         return "", ""
     return (name[0], str(name[1])) if isinstance(name, tuple) else ("", "")

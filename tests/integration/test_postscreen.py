@@ -67,15 +67,16 @@ def read_until(sock: socket.socket, end: bytes) -> bytes:
 
 
 def converse(sock: socket.socket, commands: list[bytes]) -> list[bytes]:
+    """Each command's whole reply, a multi-line one arriving at once included."""
     replies = []
     for command in commands:
         sock.sendall(command + b"\r\n")
         reply = b""
-        while True:
-            line = read_until(sock, b"\r\n")
-            reply += line
-            if not line or line[3:4] != b"-":
+        while not re.search(rb"(^|\n)\d{3} [^\n]*\r\n$", reply):
+            chunk = sock.recv(4096)
+            if not chunk:
                 break
+            reply += chunk
         replies.append(reply)
     return replies
 
