@@ -156,7 +156,8 @@ class _Translator:
         self.ere = extended
         self.newline = newline
         self.icase = icase
-        self.closed_groups = 0
+        self.opened_groups = 0                  # groups are numbered as they open
+        self.closed_groups: set[int] = set()
         self.last_token: str | None = None      # of number()
 
     def translate(self) -> str:
@@ -194,11 +195,13 @@ class _Translator:
             ch = s[self.i]
             if self.at("(" if self.ere else "\\("):
                 self.i += 1 if self.ere else 2
+                self.opened_groups += 1
+                number = self.opened_groups
                 inner = self.alternation(depth + 1)
                 if not self.at_close(depth + 1):
                     raise ValueError(_EPAREN)
                 self.i += 1 if self.ere else 2
-                self.closed_groups += 1
+                self.closed_groups.add(number)
                 pieces.append(_Piece(f"({inner})"))
             elif ch == "^" and (self.ere or not pieces):
                 self.i += 1
@@ -234,7 +237,9 @@ class _Translator:
         ch = s[self.i + 1]
         self.i += 2
         if ch in "123456789":
-            if int(ch) > self.closed_groups:
+            # Only to a group already closed: in BRE \(\(\)\1 the one
+            # closed is the second (glibc REG_ESUBREG).
+            if int(ch) not in self.closed_groups:
                 raise ValueError(_ESUBREG)
             return _Piece(f"(?:\\{ch})")
         if ch in _ESCAPES:

@@ -179,6 +179,7 @@ NEWLINE_SUBJECTS = SUBJECTS + ["a\nb", "\n", "\nb", "a\n"]
 @example("[A-_]", False, False, True)
 @example("[_-a]", True, False, True)
 @example("[a-a-", False, False, False)      # a "-" after a range, then the end: ERANGE
+@example("\\(\\(\\)\\1", False, False, False)   # \1 names the group still open: ESUBREG
 def test_the_translation_matches_what_glibc_matches(source, extended, newline, icase):
     flags = ((GLIBC.EXTENDED if extended else 0) | (GLIBC.NEWLINE if newline else 0)
              | (GLIBC.ICASE if icase else 0))
