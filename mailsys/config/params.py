@@ -401,6 +401,17 @@ _TABLE: tuple[Param, ...] = (
       choices=("", "haproxy")),
     P("smtpd_upstream_proxy_timeout", Time, "5s", "Time limit for the proxy protocol header",
       min=1),
+    # The before-queue content filter (Postfix SMTPD_PROXY_README); the
+    # names and defaults are 3.7's postconf -d (there is no smtpd_proxy_client).
+    P("smtpd_proxy_filter", Str, "",
+      "Before-queue content filter: host:port, inet:host:port or unix:/path (empty: none)"),
+    P("smtpd_proxy_ehlo", Str, "$myhostname", "Name smtpd sends in EHLO to the before-queue filter"),
+    P("smtpd_proxy_timeout", Time, "100s",
+      "Time limit for connecting to the before-queue filter and for each exchange with it",
+      min=1),
+    P("smtpd_proxy_options", List, "",
+      "Before-queue filter options: speed_adjust (receive the whole message before connecting)",
+      choices=("speed_adjust",)),
     P("smtpd_reject_footer_maps", List, "",
       "Tables from a complete 4xx/5xx reply to the footer to add (before smtpd_reject_footer)"),
     P("smtpd_reject_footer", Str, "",

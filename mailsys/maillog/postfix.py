@@ -281,8 +281,20 @@ def _disconnect(f: Mapping[str, Any]) -> str:
 
 
 def _reject(f: Mapping[str, Any]) -> str:
-    text = (f"{_e(f.get('action', 'reject'))}: {_e(f['command'])} from {_e(f['client'])}: "
-            f"{_one_line(f['reply'])};")
+    return (f"{_e(f.get('action', 'reject'))}: {_e(f['command'])} from {_e(f['client'])}: "
+            f"{_one_line(f['reply'])};" + _whatsup(f))
+
+
+def _proxy(f: Mapping[str, Any]) -> str:
+    # smtpd.c data_cmd: the before-queue filter's answer to the end of the
+    # message, "proxy-accept: END-OF-MESSAGE: 250 ...; from=<a> to=<b> ...".
+    return (f"proxy-{_e(f['result'])}: {_e(f['command'])}: {_one_line(f['reply'])};"
+            + _whatsup(f))
+
+
+def _whatsup(f: Mapping[str, Any]) -> str:
+    """smtpd_whatsup(): " from=<s> to=<r> proto=P helo=<h>", each when known."""
+    text = ""
     if f.get("sender") is not None:
         text += f" from={_addr(f['sender'])}"
     if f.get("recipient") is not None:
@@ -310,6 +322,7 @@ FORMATS: dict[str, Callable[[Mapping[str, Any]], str]] = {
     "connect": _connect,
     "disconnect": _disconnect,
     "reject": _reject,
+    "proxy": _proxy,
 }
 
 

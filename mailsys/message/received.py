@@ -25,6 +25,9 @@ IPv6 client address is written ``[IPv6:2001:db8::1]`` (RFC 5321 address
 literal) as Postfix does. Where Postfix writes ``(Postfix)`` (its
 ``mail_name``) mailsys writes ``(mailsys)``; every other byte is Postfix's.
 
+With no queue ID (smtpd with a before-queue filter, smtpd_proxy_filter) the
+``by`` line ends after the protocol: ``\tby <myhostname> (mailsys) with ESMTP``.
+
 Local submission (pickup) and mail mailsys makes itself (bounces) get::
 
     Received: by <myhostname> (mailsys, from userid 1000)
@@ -120,11 +123,13 @@ def received_smtp(*, helo: str, client_name: str, client_addr: str, myhostname: 
     if sasl_username:
         lines.append(f"\t(Authenticated sender: {comment_text(sasl_username)})")
     date = mail_date(arrival, tz)
+    # No queue ID: the message goes to a before-queue filter (smtpd_proxy_filter).
+    by = f"\tby {myhostname} ({mail_name}) with {protocol}" + (f" id {queue_id}" if queue_id else "")
     if len(recipients) == 1:
-        lines.append(f"\tby {myhostname} ({mail_name}) with {protocol} id {queue_id}")
+        lines.append(by)
         lines.append(f"\tfor <{quote_822_local(recipients[0])}>; {date}")
     else:
-        lines.append(f"\tby {myhostname} ({mail_name}) with {protocol} id {queue_id};")
+        lines.append(by + ";")
         lines.append(f"\t{date}")
     return "\n".join(lines)
 

@@ -38,7 +38,10 @@ POLICY INTERFACE
                                           asked about an unknown command (the
                                           RemoteProtocolError, .unknown set):
                                           None keeps the core's refusal
-    chunk(data: bytes)                    message content, in order
+    chunk(data: bytes)                    message content, in order; may return an
+                                          awaitable (content streamed to a
+                                          before-queue filter), awaited before
+                                          the next read
     bdat(event: Bdat)                     a BDAT chunk begins (its content follows)
     refused(err: RemoteProtocolError)     the core refused a command itself
     async start_tls(stream) -> Stream | None
@@ -48,7 +51,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import trio
@@ -75,7 +78,7 @@ class End(enum.Enum):
 
 class Policy(Protocol):
     async def answer(self, event: object) -> Reply | None: ...
-    def chunk(self, data: bytes) -> None: ...
+    def chunk(self, data: bytes) -> Awaitable[None] | None: ...
     def bdat(self, event: Bdat) -> None: ...
     def refused(self, err: RemoteProtocolError) -> None: ...
     def replaced(self, received: str, run: str) -> None: ...     # smtpd_command_filter
@@ -182,7 +185,9 @@ class SmtpPump:
                     conn.receive_data(await self._receive())
                     continue
                 if isinstance(event, DataChunk):
-                    self.policy.chunk(event.data)
+                    pending = self.policy.chunk(event.data)
+                    if pending is not None:      # content for a before-queue filter
+                        await pending
                     continue
                 if isinstance(event, ConnectionClosed):
                     return End.LOST

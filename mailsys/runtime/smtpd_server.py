@@ -35,7 +35,10 @@ DESCRIPTION
 
     Queue space: as Postfix's smtpd_check_size, MAIL is refused with "452
     4.3.1 Insufficient system storage" while the queue file system is short
-    of room (queue_space_short); cleanup refuses at commit time too.
+    of room (queue_space_short); cleanup refuses at commit time too. Not
+    with a before-queue filter (smtpd_proxy_filter), whose mail is not
+    queued here, unless smtpd_proxy_options has speed_adjust (the message
+    is spooled here first), as in Postfix.
 """
 
 from __future__ import annotations
@@ -67,6 +70,7 @@ from mailsys.runtime.policy_client import PolicyClients
 from mailsys.runtime.sasl_filter import MechanismFilter
 from mailsys.runtime.verify_client import VerifyClient
 from mailsys.runtime.smtpd_dns import HostLookups, SmtpdDns
+from mailsys.runtime.smtpd_proxy import ProxyFilter
 from mailsys.runtime.tls_context import server_tls_context
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Reply, Settings, replies
@@ -147,6 +151,9 @@ class SmtpdServer:
     policy: PolicyClients                # check_policy_service
     verify: VerifyClient                 # reject_unverified_recipient, _sender
     content_filter: str                  # transport:destination for each message, or ""
+    # smtpd_proxy_filter: the before-queue filter that takes each message
+    # instead of cleanup; None (the default) costs a session nothing.
+    proxy: ProxyFilter | None
     reject_footer: str                   # smtpd_reject_footer, as written ("" = none)
     reject_footer_maps: tuple[Any, ...]  # smtpd_reject_footer_maps: reply text -> footer
     upstream_proxy: str                  # smtpd_upstream_proxy_protocol: "" or "haproxy"
@@ -251,6 +258,7 @@ class SmtpdServer:
             policy=PolicyClients.from_config(cfg),
             verify=VerifyClient.from_config(cfg),
             content_filter=cfg.content_filter,
+            proxy=ProxyFilter.from_config(cfg),
             # Its $names are this session's (client_address, ...), so the
             # text is taken as written and expanded for each reply.
             reject_footer=cfg.raw("smtpd_reject_footer"),

@@ -64,6 +64,20 @@ DESCRIPTION
     When cleanup cannot take a message (down, refusing, too slow) the client
     gets "451 4.3.0 Error: queue file write error", or "452 4.3.1
     Insufficient system storage" for a full queue, and the session goes on.
+
+    With a before-queue content filter (smtpd_proxy_filter, Postfix's
+    SMTPD_PROXY_README) cleanup is not involved and there is no queue ID:
+    smtpd's own checks run as always, then the first accepted recipient
+    opens the filter transaction (mailsys.runtime.smtpd_proxy) and logs
+    "NOQUEUE: client=name[addr]"; each RCPT and DATA is the filter's to
+    refuse (its reply is the client's); the content is streamed to it
+    behind this smtpd's Received: header (spooled here first with
+    smtpd_proxy_options = speed_adjust); the filter's answer to the end
+    of the message is the client's, logged "proxy-accept: END-OF-MESSAGE:
+    250 ...; from=<s> to=<r> proto=ESMTP helo=<h>" or "proxy-reject: ...".
+    smtpd_milters see the commands but not the content there, as in
+    Postfix (whose cleanup gives milters the content). Without a filter
+    none of this costs anything: one None test per recipient and reset.
 """
 
 from __future__ import annotations
@@ -88,6 +102,7 @@ from mailsys.ipc.proto.cleanup import (CleanupRecipient, CleanupRequest, Forward
 from mailsys.maillog import postfix as postfix_log
 from mailsys.maillog.setup import send_pending
 from mailsys.message.message_actions import MessageActions
+from mailsys.message.received import received_smtp
 from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
 from mailsys.policy.restrictions import (Decision, DnsStatus, HostRecords, NeedPause, NeedPolicy,
@@ -96,6 +111,7 @@ from mailsys.routing import first_lookup
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
 from mailsys.runtime.smtpd_milters import SmtpdMilters
+from mailsys.runtime.smtpd_proxy import PROXY_ERROR, FilterTransaction
 from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime.smtpd_auth import SessionAuth
 from mailsys.sasl import server as sasl_server
@@ -186,6 +202,13 @@ def _local_end(stream: trio.abc.Stream) -> tuple[str, str]:
     return (name[0], str(name[1])) if isinstance(name, tuple) else ("", "")
 
 
+def _command(verb: str, path: str, params) -> str:
+    """MAIL FROM / RCPT TO as the client gave it (name upper-cased), for the filter."""
+    words = [f"{verb}:{path}"]
+    words.extend(name if value is None else f"{name}={value}" for name, value in params)
+    return " ".join(words)
+
+
 def _reply(decision: Decision) -> Reply:
     return Reply(decision.code, decision.enhanced or None, decision.text)
 
@@ -235,6 +258,8 @@ class Session:
         self.local_addr = ""                # this end's address ({daemon_addr})
         self.local_port = ""                # and port ({daemon_port})
         self.connection_count = 0           # anvil's count ({client_connections}); 0 unasked
+        # smtpd_proxy_filter: this transaction's connection to the filter.
+        self.proxy: FilterTransaction | None = None
         self._reset()
 
     def _reset(self) -> None:
@@ -246,6 +271,9 @@ class Session:
         self.transaction = next(_TRANSACTIONS)  # policy requests' "instance" (with the pid)
         self._new_content(None)
         self.in_bdat = False
+        if self.proxy is not None:               # the transaction ends: QUIT to the filter
+            self.proxy.close()
+            self.proxy = None
 
     def _namaddr(self, name: str, addr: str, port: int | str) -> str:
         return f"{name}[{addr}]:{port}" if self.server.port_logging else f"{name}[{addr}]"
@@ -308,6 +336,9 @@ class Session:
                     await server.anvil.disconnect(server.service, self.anvil_addr)
             log.info("disconnect", client=self.namaddr, stats=self.conn.command_stats())
             self._new_content(None)
+            if self.proxy is not None:
+                self.proxy.close()
+                self.proxy = None
             # The pump refers back to this session (its policy): without this
             # the pair would wait for the cyclic garbage collector.
             self.pump = None
@@ -349,7 +380,9 @@ class Session:
 
     # --- smtp_io.Policy -----------------------------------------------------------
 
-    def chunk(self, data: bytes) -> None:
+    def chunk(self, data: bytes):
+        if self.proxy is not None and not self.proxy.proxy.speed_adjust:
+            return self._proxy_content(data)     # the pump awaits it
         content = self.content
         if content is None:
             content = self.content = tempfile.SpooledTemporaryFile(SPOOL_OVER,
@@ -655,7 +688,8 @@ class Session:
             refusal = await self._rate(anvil_proto.MESSAGE, limits.check_message)
             if refusal is not None:
                 return refusal
-        if server.queue_space_short(event.size or 0):
+        if (server.proxy is None or server.proxy.speed_adjust) \
+                and server.queue_space_short(event.size or 0):
             self._log_reject("MAIL", str(replies.INSUFFICIENT_STORAGE), sender=event.address,
                              recipient=None)
             return replies.INSUFFICIENT_STORAGE
@@ -697,6 +731,8 @@ class Session:
             refusal = await self.milters.rcpt(event)
             if refusal is not None:
                 return refusal
+        if server.proxy is not None:
+            return await self._proxy_rcpt(event)
         if self.qid is None:
             self.qid = new_qid()
             log.info("client", queue_id=self.qid, client=self.namaddr,
@@ -709,6 +745,12 @@ class Session:
         return None
 
     async def _data_start(self) -> Reply | None:
+        refusal = await self._data_checks()
+        if refusal is None and self.proxy is not None:
+            return await self._proxy_data()
+        return refusal
+
+    async def _data_checks(self) -> Reply | None:
         self._new_content(None)
         r = self.server.restrictions
         if not r.lists.get("smtpd_data_restrictions"):
@@ -754,16 +796,24 @@ class Session:
     def _data_rejected(self, event: DataRejected) -> None:
         """The core refused the content (too big, bare LF); log as Postfix does."""
         if event.reply == replies.MESSAGE_TOO_BIG:
-            log.warning("queue file size limit exceeded", queue_id=self.qid)
+            # "NOQUEUE: ..." with a before-queue filter (no queue ID; 3.7.11 live)
+            log.warning("queue file size limit exceeded",
+                        **({"queue_id": self.qid} if self.qid else {"noqueue": True}))
         else:
             self._log_reject("END-OF-MESSAGE", event.reason,
                              sender=self.mail.address if self.mail else None,
                              recipient=self.last_rcpt)
+        if self.proxy is not None:
+            # The filter's last reply, whatever it was (Postfix 3.7.11 live:
+            # "proxy-reject: END-OF-MESSAGE: 354 go ahead; ...").
+            self._log_proxy(False, self.proxy.last_text)
         self._reset()
         self.forwarded = None
         return None
 
     async def _end_of_data(self, event: EndOfData) -> Reply:
+        if self.server.proxy is not None:
+            return await self._proxy_end_of_data(event)
         # The transaction ends here whatever the outcome: take its state once.
         mail, qid, bdat, actions = self.mail, self.qid, self.in_bdat, self.actions
         recipients, last_rcpt = tuple(self.recipients), self.last_rcpt
@@ -912,6 +962,143 @@ class Session:
             return Reply(result.code, result.enhanced or None, result.text)
         return replies.bdat_queued(event.size, result.queue_id) if bdat \
             else replies.queued(result.queue_id)
+
+    # --- the before-queue content filter (smtpd_proxy_filter) ------------------------
+
+    async def _proxy_rcpt(self, event: RcptTo) -> Reply | None:
+        """RCPT with a before-queue filter (smtpd.c rcpt_cmd): the first
+        accepted recipient opens the filter transaction (and logs "NOQUEUE:
+        client=..."); each is then the filter's to refuse. No queue ID."""
+        assert self.mail is not None and self.server.proxy is not None
+        self._stop_clock()
+        proxy = self.proxy
+        if proxy is None:
+            mail = self.mail
+            proxy = self.server.proxy.transaction(_command("MAIL FROM", mail.raw, mail.params),
+                                                  self._xforward_attrs())
+            refusal = await proxy.open()
+            if refusal is not None:
+                return refusal
+            self.proxy = proxy
+            log.info("client", noqueue=True, client=self.namaddr,
+                     sasl_method=self.auth.method, sasl_username=self.auth.user,
+                     **(self._orig_fields() if self.forwarded else {}))
+        refusal = await proxy.rcpt(_command("RCPT TO", event.raw, event.params))
+        if refusal is not None:
+            return refusal
+        orcpt = f"{event.orcpt[0]};{event.orcpt[1]}" if event.orcpt else ""
+        self.recipients.append(CleanupRecipient(event.address, orcpt=orcpt,
+                                                notify=tuple(event.notify or ())))
+        self.last_rcpt = event.address
+        return None
+
+    def _xforward_attrs(self) -> dict[str, str | None]:
+        """What XFORWARD tells the filter (smtpd_proxy.c): this client, or the
+        one this client named in its own XFORWARD; None: unavailable."""
+        fwd = self.forwarded or {}
+        conn = self.conn
+        name = fwd.get("NAME", self.name)
+        addr = fwd.get("ADDR", self.addr)
+        if ":" in addr and not addr[:5].lower() == "ipv6:":
+            addr = "IPv6:" + addr                 # state->rfc_addr
+        port = fwd.get("PORT", str(self.port))
+        return {"NAME": None if name == "unknown" else name,
+                "ADDR": None if addr == "unknown" else addr,
+                "PORT": None if port in ("0", "unknown") else port,
+                "HELO": fwd.get("HELO", conn.helo_name or "") or None,
+                "IDENT": fwd.get("IDENT") or None,
+                "PROTO": fwd.get("PROTO", conn.protocol) or None,
+                "SOURCE": "LOCAL" if self._local_context(fwd.get("SOURCE")) else "REMOTE"}
+
+    def _proxy_header(self) -> bytes:
+        """What goes before the content: PREPEND lines, then this smtpd's
+        Received: header without a queue ID (left out when the client
+        itself used XFORWARD: an intermediate proxy, smtpd.c data_cmd)."""
+        lines = list(self.actions.prepend)
+        if not self.forwarded:
+            conn, server = self.conn, self.server
+            lines.append(received_smtp(
+                helo=conn.helo_name or "", client_name=self.name, client_addr=self.addr,
+                myhostname=conn.settings.hostname, protocol=conn.received_protocol,
+                queue_id="", recipients=[r.address for r in self.recipients],
+                arrival=time.time(),
+                tls=self.tls_info if server.tls_received_header else None,
+                sasl_username=self.auth.user or "" if server.cfg.smtpd_sasl_authenticated_header
+                else ""))
+        text = "".join(line.replace("\n", "\r\n") + "\r\n" for line in lines)
+        return text.encode("utf-8", "surrogateescape")
+
+    async def _proxy_data(self) -> Reply | None:
+        assert self.proxy is not None
+        self._stop_clock()
+        return await self.proxy.data(self._proxy_header())
+
+    async def _proxy_content(self, data: bytes) -> None:
+        proxy = self.proxy
+        assert proxy is not None
+        self._stop_clock()                        # the filter's own timeout applies
+        if not proxy.data_started:                # BDAT: DATA goes with the first chunk
+            await proxy.data(self._proxy_header())
+        await proxy.content(data)
+
+    async def _proxy_end_of_data(self, event: EndOfData) -> Reply:
+        """The end of the message with a before-queue filter: the
+        end-of-data restrictions, then "." and the filter's answer is the
+        client's, logged "proxy-accept: END-OF-MESSAGE: ..." or
+        "proxy-reject: ..." (smtpd.c data_cmd; live 3.7.11)."""
+        proxy, mail, actions = self.proxy, self.mail, self.actions
+        recipients, last_rcpt = tuple(self.recipients), self.last_rcpt
+        content, spool_error, self.content = self.content, self.spool_error, None
+        self.proxy = None                         # closed below, not by _reset()
+        self._reset()
+        self.forwarded = None
+        self._stop_clock()
+        try:
+            if proxy is None or mail is None or not recipients:
+                return PROXY_ERROR                # a transaction the filter never saw
+            if self.server.restrictions.lists["smtpd_end_of_data_restrictions"]:
+                refusal = await self._end_of_data_restrictions(mail, "", recipients, last_rcpt,
+                                                               actions, event.size)
+                if refusal is not None:
+                    return refusal
+            if spool_error is not None:
+                log.warning(f"proxy speed-adjust log I/O error: {spool_error.strerror}")
+                accepted, reply = False, PROXY_ERROR
+            else:
+                if not proxy.data_started:        # BDAT 0 LAST: no chunk started it
+                    await proxy.data(self._proxy_header_for(actions, recipients))
+                accepted, reply = await proxy.finish(content)
+            self._log_proxy(accepted, proxy.last_text or str(reply), mail.address,
+                            recipients[0].address)
+            return reply
+        finally:
+            if proxy is not None:
+                proxy.close()
+            if content is not None:
+                content.close()
+            if self.milters is not None:
+                await self.milters.end_transaction()
+
+    def _proxy_header_for(self, actions: MessageActions,
+                          recipients: tuple[CleanupRecipient, ...]) -> bytes:
+        """_proxy_header() for a transaction the session has already let go of."""
+        saved = self.actions, self.recipients
+        self.actions, self.recipients = actions, list(recipients)
+        try:
+            return self._proxy_header()
+        finally:
+            self.actions, self.recipients = saved
+
+    def _log_proxy(self, accepted: bool, text: str, sender: str | None = None,
+                   recipient: str | None = None) -> None:
+        if sender is None and self.mail is not None:
+            sender = self.mail.address
+        if recipient is None and self.recipients:
+            recipient = self.recipients[0].address
+        log.info("proxy", result="accept" if accepted else "reject", command="END-OF-MESSAGE",
+                 reply=text, sender=sender, recipient=recipient, proto=self.conn.protocol,
+                 helo=self.conn.helo_name, sasl_method=self.auth.method,
+                 sasl_username=self.auth.user)
 
     # --- XCLIENT ----------------------------------------------------------------------
 
