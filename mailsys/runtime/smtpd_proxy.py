@@ -288,6 +288,7 @@ class FilterTransaction:
         if self.proxy.speed_adjust:
             self._header = header
             return None
+        self.failed = None                    # a client may try DATA again
         try:
             await self.conn.command("DATA", WANT_MORE)
         except _Trouble as t:

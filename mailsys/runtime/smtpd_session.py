@@ -77,7 +77,8 @@ DESCRIPTION
     250 ...; from=<s> to=<r> proto=ESMTP helo=<h>" or "proxy-reject: ...".
     smtpd_milters see the commands but not the content there, as in
     Postfix (whose cleanup gives milters the content). Without a filter
-    none of this costs anything: one None test per recipient and reset.
+    none of this costs anything: a None test per recipient, content piece
+    and reset.
 """
 
 from __future__ import annotations
