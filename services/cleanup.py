@@ -83,13 +83,18 @@ DESCRIPTION
     the queue (create_many is all or nothing).
 
     Milters: mail submitted with sendmail goes through non_smtpd_milters
-    first (mailsys.runtime.cleanup_milters). For mail from smtpd, which runs
-    smtpd_milters itself, cleanup logs their end-of-message verdict
-    (milter_reject, milter_action) as Postfix's cleanup logs it:
-    "QID: milter-reject: END-OF-MESSAGE from name[addr]: 5.7.1 text;
-    from=<s> to=<r> proto=ESMTP helo=<h>" after the message-id= line, then
-    answers Rejected and queues nothing; milter-hold and milter-discard
-    lines likewise.
+    first (mailsys.runtime.cleanup_milters). For mail from smtpd, whose
+    smtpd_milters saw the envelope there, the request brings their
+    connections (descriptors sent with it, ipc_io pass_fds) and cleanup
+    goes on with the header, body and end of message of the message as it
+    built it in steps 1-3 (mailsys.runtime.cleanup_inspect), then applies
+    their changes: new content, a new sender and added recipients
+    rewritten as in step 3, deleted recipients, hold, discard,
+    milter_header_checks' actions. It logs their verdict as Postfix's
+    cleanup logs it: "QID: milter-reject: END-OF-MESSAGE from
+    name[addr]: 5.7.1 text; from=<s> to=<r> proto=ESMTP helo=<h>" after
+    the message-id= line, then answers Rejected and queues nothing;
+    milter-hold and milter-discard lines likewise.
 
     Many cleanup processes may run (maxproc 0, as Postfix's); each opens the
     queue store once, after the master started it (post_init), never
@@ -98,10 +103,13 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 import trio
@@ -128,6 +136,7 @@ from mailsys.message.received import received_local, received_smtp
 from mailsys.qmgr.settings import local_domain_check
 from mailsys.queue import Queue, QueueStore
 from mailsys.runtime import ipc_io, skeleton, store_io
+from mailsys.runtime.cleanup_inspect import Inspected, MilterInspector
 from mailsys.runtime.cleanup_milters import CLIENT as NON_SMTPD_CLIENT, NonSmtpdMilters
 
 log = structlog.get_logger()
@@ -195,6 +204,7 @@ class Cleanup:
         self.commits = store_io.GroupCommit(store, on_commit=self._committed)
         self.holds = store_io.GroupCommit(store, Queue.HOLD)
         self.milters = NonSmtpdMilters.from_config(cfg)      # non_smtpd_milters
+        self.inspector = MilterInspector.from_config(cfg)    # smtpd_milters, continued
         self.qmgr = ipc_io.TriggerLine(names.public_path(cfg.path("queue_directory"), names.QMGR))
         self._poke = trio.Event()
         self._spacing = trigger_spacing
@@ -216,7 +226,16 @@ class Cleanup:
 
     # -- one request ---------------------------------------------------------
 
-    async def handle(self, req: object) -> object:
+    async def handle(self, req: object, fds: list[int] | None = None) -> object:
+        """One request; fds: the descriptors that came with it (smtpd's
+        milter connections), closed here unless the milters took them."""
+        try:
+            return await self._handle(req, fds if fds is not None else [])
+        finally:
+            for fd in fds or ():
+                os.close(fd)
+
+    async def _handle(self, req: object, fds: list[int]) -> object:
         if not isinstance(req, CleanupRequest):
             return ErrorReply(ErrorCode.PROTOCOL, f"unexpected request {type(req).__name__}")
         if not is_qid(req.queue_id):
@@ -244,11 +263,18 @@ class Cleanup:
         if entry.discard:
             return Queued(queue_id=req.queue_id, size=entry.envelope.size)
         qid = req.queue_id
-        commits = self.holds if entry.hold else self.commits
+        # smtpd's milters go on here with the message as stored (Postfix:
+        # unless a DISCARD action decided already).
+        inspect = bool(req.milters) and len(fds) == len(req.milters) \
+            and "no_milters" not in req.receive_override_options
+        if req.milters and len(fds) != len(req.milters):
+            log.warning(f"{len(req.milters)} milters but {len(fds)} connections; "
+                        "milters skipped", queue_id=qid)
         refused, hold_note = req.milter_reject, req.milter_action == "hold"
         checks = bool(req.milter_checks)
-        if refused or hold_note or checks:
-            milter_req = req
+        if refused or hold_note or checks or inspect:
+            # What the milter lines need, without the content.
+            milter_req = dataclasses.replace(req, content=b"")
         # The content as received is not needed any more: let it go before
         # the wait for the commit (the entry holds the stored form).
         del req
@@ -260,6 +286,14 @@ class Cleanup:
                 log.info("message-id", queue_id=qid, message_id=line[len("message-id="):])
             else:
                 log.info(line, queue_id=qid)
+        failed: tuple[int, ...] = ()
+        if inspect:
+            found = await self.inspector.inspect(milter_req, fds, entry.content,
+                                                 received_at=len(milter_req.prepend))
+            failed = found.failed
+            entry, milter_req = self._milter_changes(entry, milter_req, found)
+            refused, hold_note = milter_req.milter_reject, milter_req.milter_action == "hold"
+            checks = bool(milter_req.milter_checks)
         # The milters' verdict follows, as Postfix's cleanup runs them after the header.
         if refused or hold_note or checks:
             _log_milter_checks(milter_req)
@@ -268,9 +302,16 @@ class Cleanup:
             if not _checked(milter_req, "reject"):
                 _log_milter(milter_req, "milter-reject",
                             f"{enhanced} {text}" if enhanced else text)
-            return Rejected(code, enhanced, text)
+            return Rejected(code, enhanced, text, milters_failed=failed)
+        if inspect and milter_req.milter_action == "discard":
+            if not _checked(milter_req, "discard"):
+                _log_milter(milter_req, "milter-discard", "milter triggers DISCARD action")
+            return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
+        if inspect and entry.discard:           # milter_header_checks DISCARD
+            return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
         if hold_note:
             _log_milter(milter_req, "milter-hold", "milter triggers HOLD action")
+        commits = self.holds if entry.hold else self.commits
         try:
             await commits.create(entry.envelope, entry.content)
         except QueueFull as e:
@@ -279,7 +320,61 @@ class Cleanup:
         except QueueError as e:
             log.warning(f"queue file write error: {e}", queue_id=qid)
             return ErrorReply(ErrorCode.WRITE_ERROR, str(e))
-        return Queued(queue_id=qid, size=entry.envelope.size)
+        return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
+
+    def _milter_changes(self, entry: _Entry, req: CleanupRequest,
+                        found: Inspected) -> tuple[_Entry, CleanupRequest]:
+        """The entry with the milters' changes (Postfix's cleanup_milter.c
+        edits the queue file so): the new content; a new sender and added
+        recipients rewritten as the envelope's were (canonical maps,
+        masquerading, virtual aliases); a deleted recipient matched by the
+        address it was received as; hold, discard and milter_header_checks'
+        actions. req comes back with the verdict, for the log lines."""
+        notes: dict[str, Any] = {}
+        if found.checks:
+            notes["milter_checks"] = tuple((a.action, a.header, a.text) for a in found.checks)
+        if found.refusal is not None:
+            notes["milter_reject"] = str(found.refusal)
+            return entry, dataclasses.replace(req, **notes)
+        if found.discard or found.hold:
+            notes["milter_action"] = "discard" if found.discard else "hold"
+        req = dataclasses.replace(req, **notes)
+        env = entry.envelope
+        mappings = self.address_maps.active \
+            and "no_address_mappings" not in req.receive_override_options
+
+        def warn(text: str) -> None:
+            log.warning(text, queue_id=req.queue_id)
+        sender = env.sender
+        if found.sender is not None:
+            sender = self.address_maps.sender(found.sender, warn) if mappings else found.sender
+        recipients = tuple(r for r in env.recipients
+                           if (r.orig or r.address).lower() not in found.deleted)
+        if found.added:
+            added = tuple(Recipient(a) for a in found.added)
+            if mappings:
+                try:
+                    _, added = self.address_maps.envelope(sender, added, warn)
+                except AliasError as e:
+                    warn(str(e))
+                    added = ()
+            have = {r.address.lower() for r in recipients}
+            recipients += tuple(r for r in added if r.address.lower() not in have)
+        actions = MessageActions()
+        for a in found.checks:
+            if a.action in ("hold", "discard", "filter", "redirect"):
+                actions.take(a.action, a.text)
+        attrs = env.attrs
+        if actions.filter:
+            attrs = tuple(kv for kv in attrs if kv[0] != "filter") + (("filter", actions.filter),)
+        if actions.redirect:
+            recipients = with_actions(recipients, (), actions.redirect)
+        content = found.content if found.content is not None else entry.content
+        envelope = dataclasses.replace(env, sender=sender, recipients=recipients,
+                                       size=len(content), attrs=attrs)
+        return _Entry(envelope, content, entry.log_lines,
+                      entry.hold or found.hold or actions.hold,
+                      entry.discard or actions.discard), req
 
     def prepare(self, req: CleanupRequest) -> _Entry | Rejected:
         """The queue entry for req (pure: no I/O), or the refusal."""
@@ -438,7 +533,8 @@ def open_queue(ctx: skeleton.ServiceContext) -> Cleanup:
 
 
 async def serve_client(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:
-    await ipc_io.serve(stream, ctx.state.handle, protocol=PROTOCOL)
+    # Descriptors come with a request only from smtpd with smtpd_milters.
+    await ipc_io.serve(stream, ctx.state.handle, protocol=PROTOCOL, pass_fds=True)
 
 
 async def background(ctx: skeleton.ServiceContext) -> None:

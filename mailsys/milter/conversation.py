@@ -138,6 +138,17 @@ class Conversation:
         self.skip_body = False
         self._mods: list[object] = []
 
+    @property
+    def macro_lists(self) -> dict[MacroStage | str, tuple[str, ...]]:
+        """The macro names per stage, the milter's own SETSYMLIST ones included."""
+        return dict(self._macro_lists)
+
+    def resume(self, agreed: p.Negotiated, accepted_message: bool = False) -> None:
+        """Take up a conversation negotiated elsewhere (smtpd's, in cleanup):
+        the macro lists given at construction are the negotiated ones."""
+        self.agreed = agreed
+        self.accepted_message = accepted_message
+
     # --- negotiation ---------------------------------------------------------------
 
     def negotiate(self) -> bytes:

@@ -11,6 +11,8 @@ SYNOPSIS
     data = await stream.receive_some(65536)    # b"" at end of stream
     await stream.send_all(b"250 2.0.0 Ok\\r\\n")
     await stream.send_all_parts([header, content])   # one sendmsg(), nothing joined
+    await stream.send_all_parts(parts, fds=[fd, ...])  # Unix: descriptors ride along
+    data = await stream.receive_some_fds(65536, fds)   # Unix: descriptors into fds
     await stream.send_eof()
     await stream.aclose()                      # or stream.close(), synchronous
     stream.peer                                # the client's address, from accept()
@@ -35,6 +37,11 @@ DESCRIPTION
     waiting on it wakes with trio.ClosedResourceError, as with trio's own
     sockets; closing it directly (ipc_io and the smtp client do, to close
     under cancellation) is therefore safe.
+
+    On a Unix socket, send_all_parts() can carry descriptors (SCM_RIGHTS)
+    with the first bytes it writes, and receive_some_fds() appends those
+    that arrive to a list the caller owns (close-on-exec set): the
+    smtpd->cleanup channel hands milter connections over this way.
 
 GUARANTEES
     Kept from trio.SocketStream, which the callers and their tests rely on:
@@ -64,6 +71,7 @@ GUARANTEES
 
 from __future__ import annotations
 
+import array
 import errno
 import os
 import socket
@@ -91,6 +99,11 @@ _NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", None)
 
 # sendmsg() takes at most this many buffers at once (POSIX IOV_MAX).
 _IOV_MAX = os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16
+
+# At most this many descriptors are taken off one read (receive_some_fds);
+# the kernel closes any beyond.
+MAX_FDS = 64
+_FDS_SPACE = socket.CMSG_SPACE(MAX_FDS * array.array("i").itemsize)
 
 # EBADF: the socket was closed under us; ENOTSOCK: the same, elsewhere.
 _CLOSED_ERRNOS = frozenset({errno.EBADF, errno.ENOTSOCK})
@@ -145,6 +158,15 @@ def _stream_error(exc: OSError) -> Exception:
     return trio.BrokenResourceError(f"socket connection broken: {exc}")
 
 
+def _recv_fds(sock: socket.socket, max_bytes: int, fds: list[int]) -> bytes:
+    """recv(), the descriptors that came with the bytes appended to fds."""
+    data, anc, _flags, _addr = sock.recvmsg(max_bytes, _FDS_SPACE, socket.MSG_CMSG_CLOEXEC)
+    for level, kind, raw in anc:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.extend(array.array("i", raw[:len(raw) - len(raw) % 4]))
+    return data
+
+
 class _Paced:
     """The checkpoint at the start of every operation (see GUARANTEES)."""
 
@@ -196,11 +218,20 @@ class FastStream(_Paced, trio.abc.HalfCloseableStream):
             max_bytes = DEFAULT_RECEIVE_SIZE
         elif max_bytes < 1:
             raise ValueError("max_bytes must be >= 1")
+        return await self._receive(max_bytes, None)
+
+    async def receive_some_fds(self, max_bytes: int, fds: list[int]) -> bytes:
+        """receive_some() on a Unix socket, the descriptors that come with
+        the bytes appended to fds (at most MAX_FDS a read; the caller owns
+        and closes them)."""
+        return await self._receive(max_bytes, fds)
+
+    async def _receive(self, max_bytes: int, fds: list[int] | None) -> bytes:
         await self._enter()
         sock = self.socket
         while True:
             try:
-                return sock.recv(max_bytes)
+                return sock.recv(max_bytes) if fds is None else _recv_fds(sock, max_bytes, fds)
             except BlockingIOError:
                 pass
             except OSError as e:
@@ -231,11 +262,14 @@ class FastStream(_Paced, trio.abc.HalfCloseableStream):
         finally:
             self._sending = False
 
-    async def send_all_parts(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+    async def send_all_parts(self, parts: Sequence[bytes | bytearray | memoryview],
+                             fds: Sequence[int] = ()) -> None:
         """send_all(b"".join(parts)) without the join: the parts go as one
         sendmsg() (gather I/O), and what the kernel did not take is sent as
         room comes, uncopied. For a frame whose large content would
-        otherwise be copied once more only to be written."""
+        otherwise be copied once more only to be written. fds (a Unix
+        socket): descriptors sent with the first bytes; the caller keeps
+        its own."""
         self._begin_send()
         try:
             await self._enter()
@@ -245,10 +279,18 @@ class FastStream(_Paced, trio.abc.HalfCloseableStream):
                     if self.socket.fileno() == -1:
                         raise trio.ClosedResourceError("socket was already closed")
                     return
-                try:
-                    sent = self.socket.sendmsg(views[:_IOV_MAX])
-                except BlockingIOError:
-                    sent = 0
+                anc = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] \
+                    if fds else []
+                while True:
+                    try:
+                        sent = self.socket.sendmsg(views[:_IOV_MAX], anc)
+                        break
+                    except BlockingIOError:
+                        if not anc:
+                            sent = 0
+                            break
+                    # The descriptors must go with a byte that is sent.
+                    await wait_writable(self.socket)
                 await self._send_rest(views, sent)
             except OSError as e:
                 raise _stream_error(e) from (None if e.errno in _CLOSED_ERRNOS else e)

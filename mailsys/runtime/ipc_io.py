@@ -10,9 +10,11 @@ SYNOPSIS
     pool = ChannelPool(path, "cleanup", size=8)
     queued = await pool.call(request, expect=Queued, timeout=10)
     queued = await pool.call_made(lambda: request, expect=Queued, timeout=10)
+    queued = await pool.call_made(make, expect=Queued, timeout=10, fds=[fd])   # SCM_RIGHTS
     async with pool.channel() as chan: ...
 
     await serve(stream, handler, protocol="cleanup")       # server side, one connection
+    await serve(stream, handler, protocol="cleanup", pass_fds=True)   # handler(msg, fds)
     chan = await open_channel(stream, protocol="cleanup", timeout=5)   # client on a given stream
 
     await send_trigger(path, names.QMGR_REQ_SCAN_INCOMING, timeout=1)
@@ -50,6 +52,14 @@ DESCRIPTION
     skeleton logs the traceback and closes this one connection while the
     others carry on.
 
+    Descriptors: a call may send open descriptors with its request
+    (fds=, SCM_RIGHTS on the Unix socket, with the request's first bytes;
+    the caller keeps its own copies), as Postfix's smtpd hands its milter
+    connections to cleanup. A server that takes them (serve(pass_fds=True))
+    calls handler(msg, fds) with those that came with that request; the
+    handler owns them. Descriptors sent to a server that does not take
+    them are closed by the kernel, unseen.
+
     Triggers (Postfix mail_trigger.c) are raw bytes, no Hello, no reply;
     send_trigger() reports failure as False and never raises for an absent
     or refusing service: a trigger is a hint, the queue is the truth.
@@ -74,7 +84,7 @@ from __future__ import annotations
 import os
 import socket
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -118,18 +128,24 @@ Handler = Callable[[Any], Awaitable[Any]]
 class _FrameStream:
     """A trio stream with a FrameDecoder: whole frames in, whole messages out."""
 
-    __slots__ = ("stream", "_max_frame", "_decoder", "_frames")
+    __slots__ = ("stream", "_max_frame", "_decoder", "_frames", "fds")
 
-    def __init__(self, stream: trio.abc.Stream, max_frame: int) -> None:
+    def __init__(self, stream: trio.abc.Stream, max_frame: int, *,
+                 pass_fds: bool = False) -> None:
         self.stream = stream
         self._max_frame = max_frame
         self._decoder = FrameDecoder(max_frame)
         self._frames: deque[Frame] = deque()
+        # Descriptors received and not yet handed on (pass_fds only).
+        self.fds: list[int] | None = [] if pass_fds else None
 
     async def receive_frame(self) -> Frame | None:
         """Return the next frame, or None at EOF. Raises ProtocolError."""
         while not self._frames:
-            data = await self.stream.receive_some(RECV_SIZE)
+            if self.fds is not None:
+                data = await self.stream.receive_some_fds(RECV_SIZE, self.fds)
+            else:
+                data = await self.stream.receive_some(RECV_SIZE)
             if not data:
                 return None
             self._frames.extend(self._decoder.feed(data))
@@ -145,8 +161,10 @@ class _FrameStream:
     async def send(self, msg: object) -> None:
         await self.send_parts(self.encode(msg))
 
-    async def send_parts(self, parts: list) -> None:
-        if len(parts) == 1:
+    async def send_parts(self, parts: list, fds: Sequence[int] = ()) -> None:
+        if fds:
+            await self.stream.send_all_parts(parts, fds)
+        elif len(parts) == 1:
             await self.stream.send_all(parts[0])
         elif sum(map(len, parts)) <= JOIN_LIMIT:
             await self.stream.send_all(b"".join(parts))
@@ -178,7 +196,8 @@ class Channel:
         """Send msg, return the reply; see the module docstring for errors."""
         return await self._call_at(msg, expect, trio.current_time() + timeout)
 
-    async def _call_at(self, msg: object, expect: type | tuple[type, ...], deadline: float) -> Any:
+    async def _call_at(self, msg: object, expect: type | tuple[type, ...], deadline: float,
+                       fds: Sequence[int] = ()) -> Any:
         parts = self._io.encode(msg)   # a bad request fails here, leaving the channel intact
         kind = type(msg).__name__
         del msg                         # _exchange lets go of the parts once they are sent
@@ -197,7 +216,7 @@ class Channel:
                     raise IpcUnavailable(f"{self.name}: channel closed")
                 done = False
                 try:
-                    reply = await self._exchange(parts)
+                    reply = await self._exchange(parts, fds)
                     done = True
                 finally:
                     if not done:
@@ -216,9 +235,9 @@ class Channel:
                                 f" to {kind}")
         return reply
 
-    async def _exchange(self, parts: list) -> Any:
+    async def _exchange(self, parts: list, fds: Sequence[int] = ()) -> Any:
         try:
-            await self._io.send_parts(parts)
+            await self._io.send_parts(parts, fds)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
             raise IpcUnavailable(f"{self.name}: connection lost: {e}") from None
         # Sent: a big request (a message's content) need not stay in this
@@ -400,17 +419,18 @@ class ChannelPool:
         return await self.call_made(lambda: msg, expect=expect, timeout=timeout)
 
     async def call_made(self, make: Callable[[], object], *, expect: type | tuple[type, ...],
-                        timeout: float) -> Any:
+                        timeout: float, fds: Sequence[int] = ()) -> Any:
         """call() with the request built by make() once a channel is free.
 
         A caller with a large request (smtpd's message content, spooled to
         a file) need not hold it in memory while it waits for a channel.
-        make() runs again for the retry."""
+        make() runs again for the retry. fds go with the request (see the
+        module description)."""
         deadline = trio.current_time() + timeout
         chan = await self._take(deadline)
         reused = chan.calls > 0
         try:
-            return await chan._call_at(make(), expect, deadline)
+            return await chan._call_at(make(), expect, deadline, fds)
         except IpcUnavailable:
             if not reused:
                 raise
@@ -418,7 +438,7 @@ class ChannelPool:
             self._give(chan)
         chan = await self._take(deadline, fresh=True)
         try:
-            return await chan._call_at(make(), expect, deadline)
+            return await chan._call_at(make(), expect, deadline, fds)
         finally:
             self._give(chan)
 
@@ -432,15 +452,17 @@ class ChannelPool:
 
 
 async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | None = None,
-                max_frame: int = MAX_FRAME, idle_timeout: float | None = None) -> None:
+                max_frame: int = MAX_FRAME, idle_timeout: float | None = None,
+                pass_fds: bool = False) -> None:
     """Serve one client connection until EOF; see the module docstring.
 
     protocol defaults to the file name of the Unix socket the stream was
     accepted on. idle_timeout, if given, closes a connection that sends
-    nothing for that long.
+    nothing for that long. pass_fds: the stream is a FastStream on a Unix
+    socket and the handler is called as handler(msg, fds).
     """
     protocol = protocol or _local_name(stream)
-    io = _FrameStream(stream, max_frame)
+    io = _FrameStream(stream, max_frame, pass_fds=pass_fds)
     try:
         await io.send(Hello(protocol))
         while True:
@@ -452,9 +474,13 @@ async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | No
                     frame = await _next_request(io)
             if frame is None:
                 return          # EOF, idle too long, or the framing was lost
+            fds: list[int] = []
+            if io.fds:
+                fds, io.fds = io.fds, []
             try:
                 request = decode(frame)
             except ProtocolError as e:
+                _close_fds(fds)
                 # A sound frame with a bad message: the stream is still in step.
                 await io.send(ErrorReply(ErrorCode.PROTOCOL, str(e)))
                 continue
@@ -464,7 +490,10 @@ async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | No
             frame = None
             kind = type(request).__name__
             try:
-                pending, request = handler(request), None
+                if pass_fds:
+                    pending, request = handler(request, fds), None
+                else:
+                    pending, request = handler(request), None
                 reply = await pending
                 if reply is None:
                     raise TypeError(f"handler returned None for {kind}")
@@ -476,7 +505,18 @@ async def serve(stream: trio.abc.Stream, handler: Handler, *, protocol: str | No
     except (trio.BrokenResourceError, trio.ClosedResourceError):
         return          # the client went away; nothing to answer
     finally:
+        if io.fds:
+            _close_fds(io.fds)
         await trio.aclose_forcefully(stream)
+
+
+def _close_fds(fds: list[int]) -> None:
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    fds.clear()
 
 
 async def _next_request(io: _FrameStream) -> Frame | None:

@@ -58,6 +58,7 @@ DESCRIPTION
 from __future__ import annotations
 
 import dataclasses
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -70,7 +71,7 @@ from mailsys.config.values import BadValue, endpoint_attributes, parse_int, pars
 from mailsys.milter import protocol as p
 from mailsys.milter.conversation import (Conversation, EndOfMessage, Stage, macro_defaults,
                                          macro_lists)
-from mailsys.ipc.proto.cleanup import CleanupRecipient
+from mailsys.ipc.proto.cleanup import CleanupMilter, CleanupRecipient
 from mailsys.message.header_checks import ContentAction
 from mailsys.message.message_actions import first_answer
 from mailsys.message.headers import (HeaderPolicy, encode_header, missing_headers,
@@ -336,6 +337,39 @@ class _Milter:
         self.stream = None
         self._to_close = None
 
+    def handoff(self) -> tuple[CleanupMilter, int] | None:
+        """This milter's state and connection descriptor for cleanup to
+        continue the conversation (Postfix milter8_send()); None when
+        nothing more goes to it in this message (failed, refused, or it
+        accepted the connection)."""
+        conv, stream = self.conv, self.stream
+        if self.failed or self.rejected is not None or stream is None or conv.agreed is None \
+                or conv.accepted_connection:
+            return None
+        agreed = conv.agreed
+        lists = tuple((str(int(k)) if isinstance(k, p.MacroStage) else k, v)
+                      for k, v in conv.macro_lists.items())
+        state = CleanupMilter(self.name, self.spec.command_timeout, self.spec.content_timeout,
+                              self.spec.default_action, agreed.version, int(agreed.actions),
+                              int(agreed.protocol), lists, conv.accepted_message)
+        return state, stream.socket.fileno()
+
+    @classmethod
+    def adopt(cls, state: CleanupMilter, fd: int, settings: "MilterSettings",
+              macro_defaults: Mapping[str, str]) -> "_Milter":
+        """The milter smtpd handed over (handoff()), on the descriptor fd,
+        which it now owns (Postfix milter8_receive())."""
+        spec = MilterSpec(state.endpoint, state.command_timeout, state.command_timeout,
+                          state.content_timeout, state.default_action, state.version)
+        lists = {(p.MacroStage(int(k)) if k.isdigit() else k): tuple(v)
+                 for k, v in state.macro_lists}
+        m = cls(spec, dataclasses.replace(settings, macro_lists=lists,
+                                          macro_defaults=dict(macro_defaults)), Path("/"))
+        m.conv.resume(p.Negotiated(state.version, p.Action(state.actions),
+                                   p.Proto(state.protocol)), state.accepted_message)
+        m.stream = trio.SocketStream(trio.socket.from_stdlib_socket(socket.socket(fileno=fd)))
+        return m
+
 
 async def _close_quietly(stream: trio.abc.Stream) -> None:
     with trio.move_on_after(1, shield=True):
@@ -400,6 +434,51 @@ class MilterSession:
         self.settings = settings
         self._milters = [_Milter(spec, settings, Path(queue_dir)) for spec in settings.milters]
         self._in_message = False
+
+    @classmethod
+    def adopted(cls, settings: MilterSettings, states: tuple[CleanupMilter, ...],
+                fds: list[int], macro_defaults: Mapping[str, str]) -> "MilterSession":
+        """The milters smtpd handed over with a message (handoff()), for
+        message() and then release(); settings give milter_header_checks."""
+        session = cls(dataclasses.replace(settings, milters=()), Path("/"))
+        session._milters = [_Milter.adopt(state, fd, settings, macro_defaults)
+                            for state, fd in zip(states, fds)]
+        return session
+
+    def handoff(self) -> tuple[tuple[CleanupMilter, ...], list[int], list[int]]:
+        """The milters that take part in the rest of this message, for
+        cleanup: their states, their descriptors (still ours too), and
+        their places in this session (failed() takes them back)."""
+        states: list[CleanupMilter] = []
+        fds: list[int] = []
+        where: list[int] = []
+        for i, m in enumerate(self._milters):
+            found = m.handoff()
+            if found is not None:
+                states.append(found[0])
+                fds.append(found[1])
+                where.append(i)
+        return tuple(states), fds, where
+
+    @property
+    def failed_indexes(self) -> tuple[int, ...]:
+        return tuple(i for i, m in enumerate(self._milters) if m.failed)
+
+    async def failed_elsewhere(self, indexes: tuple[int, ...], where: list[int]) -> None:
+        """Cleanup gave up these milters (handoff() places): their
+        conversation is out of step, so this session gives them up too,
+        quietly (cleanup logged why)."""
+        for i in indexes:
+            if 0 <= i < len(where):
+                m = self._milters[where[i]]
+                m.failed = True
+                await m.aclose()
+
+    async def release(self) -> None:
+        """Let go of adopted connections without a word (smtpd still holds
+        them and goes on with the session)."""
+        for m in self._milters:
+            await m.aclose()
 
     async def open(self) -> None:
         for m in self._milters:

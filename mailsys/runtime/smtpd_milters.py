@@ -4,7 +4,8 @@ SYNOPSIS
     milters = SmtpdMilters(session)                # only when smtpd_milters is set
     greeting = await milters.connect()             # None, or the greeting to send instead
     reply = await milters.helo(event) / mail(event) / rcpt(event) / data()
-    result = await milters.end_of_message(qid, mail, recipients, content)
+    handoff = milters.handoff(qid)                 # to cleanup, with the message
+    await milters.handed_back(handoff, queued.milters_failed)
     await milters.end_transaction(); await milters.aclose()
 
 DESCRIPTION
@@ -31,9 +32,10 @@ DESCRIPTION
     {rcpt_*} name the recipient at hand during RCPT, the first one accepted
     after it. At end of message the macros are those Postfix's cleanup
     knows (no {mail_*}, {rcpt_*}, {client_resolve}, {client_connections}
-    nor TLS ones): the end-of-header list goes before each header and the
-    end of header, the end-of-data list before each body piece and the end
-    of message. Every command of a stage gets its SMFIC_MACRO, empty or not.
+    nor TLS ones), worked out here and sent to cleanup with the message:
+    the end-of-header list goes before each header and the end of header,
+    the end-of-data list before each body piece and the end of message.
+    Every command of a stage gets its SMFIC_MACRO, empty or not.
 
     and it answers and logs as Postfix 3.7 (seen live):
 
@@ -47,27 +49,29 @@ DESCRIPTION
                (SMFIC_UNKNOWN with the command word, as Postfix sends it;
                milter_unknown_command_macros); their refusal is the reply
                instead of smtpd's "500 5.5.2 Error: command not recognized";
-      END-OF-MESSAGE    the reply refuses the message, which is not queued.
+      END-OF-MESSAGE    (in cleanup) the reply refuses the message, which
+               is not queued.
 
     Each refusal is logged "NOQUEUE: milter-reject: RCPT from name[addr]:
     550 5.7.1 Command rejected; from=<s> to=<r> proto=ESMTP helo=<h>"
     (with the queue ID once there is one). A quarantine holds the message
     ("milter-hold: ... milter triggers HOLD action"), a discard drops it
-    ("milter-discard: ... milter triggers DISCARD action"). The verdict at
-    end of message goes to cleanup with the message, which logs it as
-    Postfix's cleanup does ("QID: milter-reject: END-OF-MESSAGE from ...:
-    5.7.1 Command rejected; ...") and refuses, holds or drops the message.
+    ("milter-discard: ... milter triggers DISCARD action").
 
-    At end of message the headers and body as received go to the milters
-    (without the Received: header cleanup adds, which Postfix 3.7 does not
-    send either, seen live), followed by the Message-Id:, Date: and From:
-    cleanup will add when they are missing (for a client in the local
-    rewrite context, or with always_add_missing_headers), as Postfix's
-    milters find them in the queue file; their header and body changes give the new
-    content, their sender and recipient changes the new envelope. Headers
-    a milter puts above all received ones go above the Received: header,
-    those it appends after the ones cleanup adds, as in Postfix
-    (mailsys.milter.edits split_added).
+    At end of DATA the conversations move to cleanup, as Postfix's smtpd
+    hands them over (milter8_send()): handoff() gives each milter's
+    negotiated state and its connection's descriptor, which go with the
+    CleanupRequest (SCM_RIGHTS), and the macro values of cleanup's stage.
+    cleanup (mailsys.runtime.cleanup_inspect) writes the message first
+    (header_checks, address rewriting, the headers it adds), then gives
+    the milters that header and body and end of message, applies their
+    changes, logs their verdict as Postfix's cleanup does ("QID:
+    milter-reject: END-OF-MESSAGE from ...: 5.7.1 Command rejected;
+    ...") and answers. This session keeps its own copy of each
+    connection for the next transaction (SMFIC_ABORT, the next MAIL);
+    a milter cleanup gave up (timed out, hung up) is given up here too
+    (handed_back()). A message a DISCARD action drops already goes to no
+    milter.
 
     After XCLIENT the conversations end (SMFIC_QUIT) and new ones start
     about the client XCLIENT names, as Postfix does (seen live).
@@ -76,22 +80,20 @@ DESCRIPTION
     for None.
 
 BUGS
-    The milters see the header before cleanup's header_checks and address
-    rewriting, where Postfix's see it after. {client_resolve} is OK or
+    {client_resolve} is OK or
     FAIL: mailsys does not tell a forged name from a failed lookup.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from mailsys.ipc.proto.cleanup import CleanupRecipient
 from mailsys.message.address import quote_822_local
 from mailsys.milter.macros import MacroValues, Value
-from mailsys.runtime.milter import (MessageResult, MilterSession, MilterSettings, Verdict,
-                                    end_of_message)
+from mailsys.runtime.milter import MilterSession, MilterSettings, Verdict
 from mailsys.smtp import Helo, MailFrom, RcptTo, Reply
 
 if TYPE_CHECKING:
@@ -123,6 +125,15 @@ def _external(address: str, hostname: str) -> str:
 
 def _args(address: str, params: tuple[tuple[str, str | None], ...]) -> tuple[str, ...]:
     return (f"<{address}>",) + tuple(k if v is None else f"{k}={v}" for k, v in params)
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """The milters' part of a CleanupRequest: its fields, the descriptors
+    to send with it, and where each milter is in the session."""
+    fields: dict[str, Any]
+    fds: list[int]
+    where: list[int]
 
 
 class SmtpdMilters:
@@ -280,18 +291,29 @@ class SmtpdMilters:
         self.session.actions.take(verdict.kind, "")
         return None
 
-    async def end_of_message(self, qid: str, sender: str, recipients: tuple[CleanupRecipient, ...],
-                             content: bytes, *, local: bool = False,
-                             arrival: float = 0.0) -> MessageResult:
-        """The milters' verdict and changes; cleanup logs the verdict
-        (CleanupRequest milter_reject, milter_action), as Postfix's does.
-        local, arrival: the message's rewrite context and arrival time,
-        which decide the headers cleanup adds (the milters see them)."""
-        missing = self.milters.settings.missing_headers(content, local=local, queue_id=qid,
-                                                        arrival=arrival, sender=sender)
-        # Postfix's cleanup runs this pass and knows fewer macros than smtpd.
+    def handoff(self, qid: str) -> "Handoff":
+        """What goes to cleanup with the message, for it to run the
+        header, body and end-of-message events (Postfix's milter8_send()):
+        each milter's state and connection, and the macro values of
+        cleanup's stage."""
+        states, fds, where = self.milters.handoff()
+        if not states:
+            return Handoff({}, [], [])
+        # Postfix's cleanup knows fewer macros than smtpd (cleanup_milter_eval()).
         macros = self.macros(i=qid, **dict.fromkeys(_NOT_IN_CLEANUP))
-        return await end_of_message(self.milters, sender, recipients, content, macros, missing)
+        values = tuple((k, v) for k in macros if (v := macros[k]) is not None)
+        fields = {"milters": states, "milter_macros": values,
+                  "milter_macro_defaults": tuple(self.milters.settings.macro_defaults.items())}
+        return Handoff(fields, fds, where)
+
+    async def handed_back(self, handoff: "Handoff", failed: tuple[int, ...] | None) -> None:
+        """Cleanup's answer came (failed: the milters it gave up), or none
+        did (None: where it left each conversation is unknown)."""
+        if not handoff.fds:
+            return
+        if failed is None:
+            failed = tuple(range(len(handoff.fds)))
+        await self.milters.failed_elsewhere(failed, handoff.where)
 
     async def end_transaction(self) -> None:
         self._mail = self._rcpt = self._author = None
@@ -301,4 +323,4 @@ class SmtpdMilters:
         await self.milters.aclose()
 
 
-__all__ = ["SmtpdMilters"]
+__all__ = ["Handoff", "SmtpdMilters"]

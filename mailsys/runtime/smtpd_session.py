@@ -111,7 +111,7 @@ from mailsys.policy.restrictions import (Decision, DnsStatus, HostRecords, NeedP
 from mailsys.routing import first_lookup
 from mailsys.runtime import ipc_io, smtp_io
 from mailsys.runtime.smtpd_dns import client_name
-from mailsys.runtime.smtpd_milters import SmtpdMilters
+from mailsys.runtime.smtpd_milters import Handoff, SmtpdMilters
 from mailsys.runtime.smtpd_proxy import PROXY_ERROR, FilterTransaction
 from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime.smtpd_auth import SessionAuth
@@ -184,13 +184,6 @@ def _peer(stream: trio.abc.Stream) -> tuple[str, int]:
     if isinstance(peer, tuple):
         return peer[0].split("%")[0], peer[1]
     return "127.0.0.1", 0       # a Unix-domain client is this host
-
-
-def _read_all(content: tempfile.SpooledTemporaryFile | None) -> bytes:
-    if content is None:
-        return b""
-    content.seek(0)
-    return content.read()
 
 
 def _local_end(stream: trio.abc.Stream) -> tuple[str, str]:
@@ -834,39 +827,13 @@ class Session:
                                                                actions, event.size)
                 if refusal is not None:
                     return refusal
-            milter: dict[str, object] = {}
-            arrival = time.time()
-            if self.milters is not None:
-                self._stop_clock()
-                done = await self.milters.end_of_message(
-                    qid, mail.address, recipients, _read_all(content),
-                    local=self._local_context(source), arrival=arrival)
-                if done.append:
-                    milter["append"] = done.append
-                if done.refusal is not None:
-                    milter["milter_reject"] = str(done.refusal)
-                elif done.discard or done.hold:
-                    milter["milter_action"] = "discard" if done.discard else "hold"
-                if done.checks:
-                    milter["milter_checks"] = tuple((a.action, a.header, a.text)
-                                                    for a in done.checks)
-                    for a in done.checks:
-                        actions.take(a.action, a.text)
-                if done.content is not None:
-                    if content is not None:
-                        content.close()
-                    content = tempfile.SpooledTemporaryFile(SPOOL_OVER, dir=self.server.queue_dir)
-                    content.write(done.content)
-                if done.sender != mail.address:
-                    mail = dataclasses.replace(mail, address=done.sender)
-                recipients = done.recipients
-                for action, wanted in (("hold", done.hold), ("discard", done.discard)):
-                    if wanted:
-                        actions.take(action, "")
-                for line in done.prepend:
-                    actions.take("prepend", line)
+            handoff = None
+            if self.milters is not None and not actions.discard:
+                # The header, body and end of message go to the milters
+                # from cleanup, on the message as it stores it (Postfix).
+                handoff = self.milters.handoff(qid)
             return await self._queue(event, mail, qid, bdat, recipients, last_rcpt, content,
-                                     actions, forwarded, source, milter, arrival)
+                                     actions, forwarded, source, handoff)
         finally:
             if content is not None:
                 content.close()
@@ -901,12 +868,11 @@ class Session:
                      recipients: tuple[CleanupRecipient, ...], last_rcpt: str | None,
                      content: tempfile.SpooledTemporaryFile | None,
                      actions: MessageActions, forwarded: ForwardedClient | None = None,
-                     source: str | None = None, milter: dict[str, object] | None = None,
-                     arrival: float | None = None) -> Reply:
+                     source: str | None = None, handoff: Handoff | None = None) -> Reply:
         conn = self.conn
         envelope = dict(
             queue_id=qid, sender=mail.address, recipients=recipients,
-            arrival_time=arrival or time.time(), origin="smtpd",
+            arrival_time=time.time(), origin="smtpd",
             # XFORWARD SOURCE says where the upstream MTA got the message
             # (Postfix's rewrite context); else this client decides.
             local=self._local_context(source),
@@ -929,7 +895,7 @@ class Session:
             redirect=actions.redirect, bcc=tuple(actions.bcc), prepend=tuple(actions.prepend),
             receive_override_options=self.server.receive_override_options,
             received_by=conn.settings.hostname,
-            **(milter or {}))
+            **(handoff.fields if handoff is not None else {}))
 
         def with_content() -> CleanupRequest:
             if content is None:
@@ -945,10 +911,12 @@ class Session:
                 pass            # it waits in memory then
         self._stop_clock()
         send_pending()          # "QID: client=..." goes before cleanup's lines
+        fds = handoff.fds if handoff is not None else []
+        result: Queued | Rejected | None = None
         try:
             result = await cleanup.call_made(
                 with_content, expect=(Queued, Rejected),
-                timeout=max(CLEANUP_TIMEOUT, self.server.timeout))
+                timeout=max(CLEANUP_TIMEOUT, self.server.timeout), fds=fds)
         except RemoteError as e:
             log.warning(f"{qid}: queue file write error: {e.text}")
             if e.code == ErrorCode.QUEUE_FULL:
@@ -957,6 +925,11 @@ class Session:
         except (IpcError, OSError) as e:
             log.warning(f"problem talking to server private/cleanup: {e}")
             return replies.QUEUE_WRITE_ERROR
+        finally:
+            if fds and self.milters is not None:
+                assert handoff is not None
+                await self.milters.handed_back(
+                    handoff, result.milters_failed if result is not None else None)
         if isinstance(result, Rejected):
             # cleanup logged why (header_checks, hop count); Postfix's smtpd
             # logs no reject line of its own for it.

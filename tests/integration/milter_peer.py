@@ -19,7 +19,9 @@ every reply), answers each step "continue" unless scripted:
                          the scripted modifications: eom_add (headers),
                          eom_insert / eom_change ((index, name, value) each),
                          eom_swap_rcpt (delete one recipient, add another),
-                         eom_quarantine (a reason), eom_body (new body)
+                         eom_quarantine (a reason), eom_body (new body);
+                         "close" hangs up instead, "sleep<seconds>" waits
+                         that long before answering
 
 Run as a script for a live Postfix: python milter_peer.py PORT [JSON settings].
 """
@@ -30,6 +32,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from dataclasses import dataclass, field
 
 
@@ -77,6 +80,9 @@ class MilterPeer:
             addr = payload.split(b"\0")[0].decode().strip("<>")
             return self._verdict(self.rcpt.get(addr, "c"))
         if code == b"E":
+            if self.eom.startswith("sleep"):
+                time.sleep(float(self.eom[5:]))
+                return _packet(b"c")
             out = b"".join(_packet(b"h", _z(n, v)) for n, v in self.eom_add)
             out += b"".join(_packet(b"i", struct.pack(">I", i) + _z(n, v))
                             for i, n, v in self.eom_insert)
@@ -117,7 +123,7 @@ class MilterPeer:
                     code, payload = buf[4:5], buf[5:4 + length]
                     buf = buf[4 + length:]
                     self.seen.append((code, payload))
-                    if code == b"Q":
+                    if code == b"Q" or code == b"E" and self.eom == "close":
                         return
                     out = self._answer(code, payload)
                     if out:

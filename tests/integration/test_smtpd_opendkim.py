@@ -40,7 +40,8 @@ def opendkim(tmp_path, mailsys_instance):
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     port = mailsys_instance.free_port()
     conf = tmp_path / "opendkim.conf"
-    conf.write_text(f"Syslog no\nSocket inet:{port}@127.0.0.1\nDomain dkim.example\n"
+    conf.write_text(f"Syslog no\nSocket inet:{port}@127.0.0.1\n"
+                    "Domain dkim.example,mail.dkim.example\n"
                     f"Selector test\nKeyFile {private}\nMode s\nCanonicalization relaxed/simple\n"
                     f"RequireSafeKeys false\nPidFile {tmp_path / 'opendkim.pid'}\n")
     proc = subprocess.Popen(["opendkim", "-f", "-x", str(conf)], stdout=subprocess.PIPE,
@@ -59,7 +60,8 @@ def opendkim(tmp_path, mailsys_instance):
         proc.stdout.close()
 
 
-def relayed(inst, milter_port: int, message: bytes) -> bytes:
+def relayed(inst, milter_port: int, message: bytes, sender: str = "alice@dkim.example",
+            **main_cf: str) -> bytes:
     """message sent through smtpd with OpenDKIM as its milter, as the relay got it."""
     sink = sinks.SmtpSink()
     with sinks.SinkThread(sink) as sink_port:
@@ -71,12 +73,12 @@ def relayed(inst, milter_port: int, message: bytes) -> bytes:
             main_cf={"relayhost": f"[127.0.0.1]:{sink_port}", "mydestination": "",
                      "mynetworks": "127.0.0.0/8",
                      "smtpd_milters": f"inet:127.0.0.1:{milter_port}",
-                     "milter_default_action": "tempfail"})
+                     "milter_default_action": "tempfail", **main_cf})
         inst.start()
         inst.wait_until(lambda: h.listening(port))
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
             s.ehlo("client.example")
-            s.mail("alice@dkim.example")
+            s.mail(sender)
             s.rcpt("bob@remote.example")
             code, _ = s.data(message)
             assert code == 250, inst.log_text()
@@ -111,3 +113,32 @@ def test_opendkim_signs_the_headers_cleanup_adds(mailsys_instance, opendkim):
         assert head.count(name) == 1, head
     tags = dkim.verify(data, public)
     assert {"from", "date"} <= set(tags["h"].lower().split(":"))
+
+
+def test_opendkim_signs_the_from_header_as_masquerading_rewrote_it(mailsys_instance, opendkim):
+    # cleanup rewrites From: (masquerade_domains, header_sender) before
+    # the milters see the header, as Postfix's cleanup runs them after it
+    # wrote the message: the signature covers the From: delivered. Were
+    # OpenDKIM shown the From: as received, it would sign for
+    # mail.dkim.example, and the rewritten From: would break that.
+    milter_port, public = opendkim
+    data = relayed(mailsys_instance, milter_port,
+                   MESSAGE.replace(b"alice@dkim.example>", b"alice@mail.dkim.example>"),
+                   sender="alice@mail.dkim.example", masquerade_domains="dkim.example")
+    assert b"\r\nFrom: Alice <alice@dkim.example>\r\n" in data
+    tags = dkim.verify(data, public)
+    assert tags["d"] == "dkim.example" and "from" in tags["h"].lower().split(":")
+
+
+def test_opendkim_signs_the_from_header_as_canonical_maps_rewrote_it(mailsys_instance, opendkim,
+                                                                    tmp_path):
+    milter_port, public = opendkim
+    table = tmp_path / "sender_canonical"
+    table.write_text("/^alice@internal\\.test$/ alice@mail.dkim.example\n")
+    data = relayed(mailsys_instance, milter_port,
+                   MESSAGE.replace(b"alice@dkim.example>", b"alice@internal.test>"),
+                   sender="alice@internal.test", sender_canonical_maps=f"regexp:{table}",
+                   canonical_classes="envelope_sender, header_sender")
+    assert b"\r\nFrom: Alice <alice@mail.dkim.example>\r\n" in data
+    tags = dkim.verify(data, public)
+    assert tags["d"] == "mail.dkim.example"

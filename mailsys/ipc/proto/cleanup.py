@@ -42,6 +42,24 @@ class CleanupRecipient:
 
 
 @dataclass(frozen=True, slots=True)
+class CleanupMilter:
+    """One smtpd milter whose conversation cleanup continues (Postfix's
+    milter8_send() attributes): its connection comes with the request as
+    a descriptor (SCM_RIGHTS), one per CleanupMilter, in order; this is
+    what was configured and negotiated, and where the conversation is."""
+    endpoint: str                # "inet:127.0.0.1:8891", as configured
+    command_timeout: float
+    content_timeout: float
+    default_action: str          # milter_default_action: accept, reject, tempfail, quarantine
+    version: int                 # negotiated protocol version
+    actions: int                 # negotiated SMFIF_* actions
+    protocol: int                # negotiated SMFIP_* flags
+    # The macro names per stage (SMFIM_* index, or "unknown"), after SETSYMLIST.
+    macro_lists: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    accepted_message: bool = False   # SMFIR_ACCEPT during the envelope: nothing more
+
+
+@dataclass(frozen=True, slots=True)
 class ForwardedClient:
     """The client a message is logged under when smtpd got XFORWARD (Postfix's
     log_client_name, log_client_address, ... queue file attributes): the
@@ -126,6 +144,15 @@ class CleanupRequest:
     # reject: header ..."); smtpd carried out their actions already, and a
     # REJECT or DISCARD among them is logged by these lines alone.
     milter_checks: tuple[tuple[str, str, str], ...] = ()
+    # smtpd_milters whose conversation cleanup continues with the header,
+    # body and end of message of the message as cleanup stored it, as
+    # Postfix's cleanup does: their connections come with the request
+    # (one descriptor each, in order); milter_macros are the values
+    # cleanup has for their macros (Postfix's cleanup_milter_eval()), and
+    # milter_macro_defaults smtpd's. Absent without smtpd_milters.
+    milters: tuple[CleanupMilter, ...] = ()
+    milter_macros: tuple[tuple[str, str], ...] = ()
+    milter_macro_defaults: tuple[tuple[str, str], ...] = ()
     # An address verification probe (Postfix's DEL_REQ_FLAG_MTA_VRFY
     # trace flag): kept as the entry's "trace_flags" attribute, which makes
     # qmgr deliver it in trace-only mode and report to verify, never to
@@ -138,6 +165,9 @@ class CleanupRequest:
 class Queued:
     queue_id: str
     size: int                    # bytes stored: what mailq shows
+    # The CleanupRequest milters that failed here (their index): smtpd
+    # gives them up too, as their conversation is out of step.
+    milters_failed: tuple[int, ...] = ()
 
 
 @message("cleanup_rejected", version=1)
@@ -146,3 +176,4 @@ class Rejected:
     code: int                    # 554
     enhanced: str                # "5.4.0"
     text: str                    # "Error: too many hops"
+    milters_failed: tuple[int, ...] = ()     # as Queued's
