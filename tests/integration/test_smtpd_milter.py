@@ -314,3 +314,72 @@ def test_xclient_starts_a_new_milter_conversation_about_the_new_client(mailsys_i
     assert codes[previous:last][-3:] == [b"Q", b"O", b"D"]
     assert peer.macros(b"C")["_"] == "mail.example.net [192.0.2.7]"
     assert (b"H", b"client2.example\x00") in peer.seen
+
+
+def test_milters_see_the_header_as_cleanup_wrote_it(mailsys_instance):
+    # Postfix's cleanup runs the header, body and end-of-message events
+    # after it wrote the message: the milter sees header_checks' PREPEND
+    # and REPLACE, From: as masquerading rewrote it, the Message-Id: and
+    # Date: cleanup added, and not cleanup's own Received: header.
+    inst = mailsys_instance
+    table = inst.root / "header_checks"
+    table.write_text("/^Subject:/ PREPEND X-Checked: yes\n/^X-Old:/ REPLACE X-New: replaced\n")
+    peer = MilterPeer(eom_add=[("X-Milter", "seen")])
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}",
+                     header_checks=f"regexp:{table}", masquerade_domains="example.org")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            s.mail("a@mail.example.org")
+            s.rcpt("b@example.com")
+            code, _ = s.data(b"Subject: s\r\nX-Old: o\r\nFrom: A <a@mail.example.org>\r\n\r\nbody\r\n")
+            assert code == 250, inst.log_text()
+        inst.wait_until(lambda: len(sink.messages) == 1, timeout=20)
+    seen = peer.headers()
+    assert [name for name, _ in seen] == ["X-Checked", "Subject", "X-New", "From", "Message-Id",
+                                          "Date"], seen
+    assert seen[0][1] == "yes" and seen[2][1] == "replaced" and seen[3][1] == "A <a@example.org>"
+    [msg] = sink.messages
+    head = msg.data.split(b"\r\n\r\n", 1)[0]
+    assert head.startswith(b"Received: from client.example")
+    assert re.search(rb"\r\nX-Checked: yes\r\nSubject: s\r\nX-New: replaced\r\n"
+                     rb"From: A <a@example.org>\r\nMessage-Id: <[^>]+>\r\nDate: [^\r]+\r\n"
+                     rb"X-Milter: seen$", head), head
+    # The message reaches the milter once: smtpd sends it nothing of it.
+    assert [code for code, _ in peer.seen].count(b"E") == 1
+
+
+@pytest.mark.parametrize("eom,action,reply", [
+    ("sleep3", "tempfail", (451, b"4.7.1 Service unavailable - try again later")),
+    ("close", "accept", None)])
+def test_milter_failing_in_cleanup_gets_its_default_action(mailsys_instance, eom, action, reply):
+    # A milter that times out or hangs up at end of message, now talking to
+    # cleanup: logged, and answered with milter_default_action as before.
+    # smtpd gives it up too: the next message does not wait for it.
+    inst = mailsys_instance
+    peer = MilterPeer(eom=eom)
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}",
+                     milter_default_action=action, milter_content_timeout="1s")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            s.mail("a@example.org")
+            s.rcpt("b@example.com")
+            got = s.data(b"Subject: one\r\n\r\nbody\r\n")
+            if reply is None:
+                assert got[0] == 250, inst.log_text()
+            else:
+                assert got == reply, inst.log_text()
+            s.rset()
+            peer.eom = "c"
+            assert s.mail("a@example.org")[0] == (250 if reply is None else 451)
+        log = inst.wait_log("disconnect from", timeout=10)
+    why = "Connection timed out" if eom.startswith("sleep") else "Application error"
+    assert re.search(rf"mailsys/cleanup\[\d+\]: warning: milter inet:127\.0\.0\.1:{milter_port}: "
+                     rf"can't read SMFIC_BODYEOB reply packet header: {why}\n", log), log
+    if reply is not None:
+        assert re.search(r"mailsys/cleanup\[\d+\]: \w+: milter-reject: END-OF-MESSAGE from "
+                         r"localhost\[127\.0\.0\.1\]: 4\.7\.1 Service unavailable - try again "
+                         r"later; from=<a@example\.org> to=<b@example\.com>", log), log
