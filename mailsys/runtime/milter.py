@@ -9,6 +9,10 @@ SYNOPSIS
     outcome = await session.message(MilterMessage.parse(content), macros)
     await session.abort(); await session.aclose()
 
+    states, fds, where = session.handoff()                       # smtpd, end of DATA
+    session = MilterSession.adopted(settings, states, fds, defaults)   # cleanup
+    outcome = await session.message(msg, macros); await session.release()
+
 DESCRIPTION
     Postfix's milter8.c for mailsys, on trio: each milter of the list
     (smtpd_milters, non_smtpd_milters) is asked in order at each stage over
@@ -48,6 +52,15 @@ DESCRIPTION
     value for takes its milter_macro_defaults value (Postfix 3.1), if any.
     An unknown SMTP command goes as SMFIC_UNKNOWN (unknown()), to milters
     of protocol 3 and later.
+
+    Postfix's smtpd hands its conversations to cleanup for the header,
+    body and end of message (milter8_send(), milter8_receive()): handoff()
+    gives each milter's negotiated state (CleanupMilter) and connection
+    descriptor, adopted() takes them up in cleanup, and release() lets
+    them go there without a word, since smtpd keeps its own copies. A
+    milter cleanup gave up (failed_elsewhere()) is found gone at the next
+    command smtpd would send it, and logged then, as Postfix's smtpd does
+    ("can't read SMFIC_MAIL reply packet header: Broken pipe", seen live).
 
     At end of message the header (one SMFIC_HEADER each), end of header,
     body (SMFIC_BODY pieces of 64 KB) and end of message go to each milter
@@ -211,6 +224,9 @@ class _Milter:
         self.stream: trio.abc.Stream | None = None
         self.decoder = p.PacketDecoder()
         self.failed = False
+        # Failed while cleanup had the conversation: found out (and logged)
+        # here at the next command, as Postfix's smtpd finds it.
+        self.broken = False
         self.rejected: Verdict | None = None     # rejected the connection: this, ever after
         self._to_close: trio.abc.Stream | None = None
         self._queue_dir = queue_dir
@@ -466,12 +482,13 @@ class MilterSession:
 
     async def failed_elsewhere(self, indexes: tuple[int, ...], where: list[int]) -> None:
         """Cleanup gave up these milters (handoff() places): their
-        conversation is out of step, so this session gives them up too,
-        quietly (cleanup logged why)."""
+        conversation is out of step, so this session closes them and gives
+        them up at the next command that would go to them, as Postfix's
+        smtpd finds them then (cleanup shut the connection down)."""
         for i in indexes:
             if 0 <= i < len(where):
                 m = self._milters[where[i]]
-                m.failed = True
+                m.broken = True
                 await m.aclose()
 
     async def release(self) -> None:
@@ -503,6 +520,12 @@ class MilterSession:
             return m.default_verdict()
         if m.rejected is not None:
             return m.rejected
+        if m.broken:
+            # Postfix 3.7.11's words (seen live): cleanup shut the
+            # connection down, and smtpd's next read fails.
+            m.fail(f"milter {m.name}: can't read {_COMMAND_NAMES[stage]} reply packet header: "
+                   "Broken pipe")
+            return m.default_verdict()
         try:
             reply = await m.exchange(stage, payload, macros, m.spec.command_timeout)
             return _verdict(m, reply, stage, self.settings.myhostname)

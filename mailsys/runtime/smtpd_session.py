@@ -738,6 +738,13 @@ class Session:
         self.last_rcpt = event.address
         return None
 
+    async def _milters_data(self) -> Reply | None:
+        """DATA to the milters, unless a DISCARD action dropped the message
+        already (Postfix then tells them nothing more of it, seen live)."""
+        if self.milters is None or self.actions.discard:
+            return None
+        return await self.milters.data()
+
     async def _data_start(self) -> Reply | None:
         refusal = await self._data_checks()
         if refusal is None and self.proxy is not None:
@@ -748,7 +755,7 @@ class Session:
         self._new_content(None)
         r = self.server.restrictions
         if not r.lists.get("smtpd_data_restrictions"):
-            return await self.milters.data() if self.milters is not None else None
+            return await self._milters_data()
         assert self.mail is not None
         # smtpd_check_data: with more than one recipient none is named
         # ("logging only one of them would be misleading").
@@ -757,7 +764,7 @@ class Session:
         decision = await self._decide(r.evaluate_data, ctx, "DATA")
         self._log_notes(decision, ctx, "DATA")
         if decision.accepted:
-            return await self.milters.data() if self.milters is not None else None
+            return await self._milters_data()
         self._log_reject("DATA", decision.reply, sender=self.mail.address, recipient=ctx.recipient)
         return _reply(decision)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import socket
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -441,3 +442,48 @@ async def test_handler_returning_nothing_is_a_bug(tmp_path):
             await ipc_io.call(tmp_path / "svc", Echo("x"), protocol="test", expect=Echoed, timeout=5)
         await bugs_logged(server)
     assert [type(b) for b in server.bugs] == [TypeError]
+
+
+@trio_test
+async def test_descriptors_go_with_a_request_to_a_server_that_takes_them(tmp_path):
+    # As smtpd hands its milter connections to cleanup: the descriptors
+    # ride with the request (SCM_RIGHTS), the handler gets its own copies
+    # with that request only, and the sender keeps its own.
+    from mailsys.runtime.fast_stream import FastListener
+    path = tmp_path / "fds"
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(path))
+    listening.listen(8)
+    listener = FastListener(listening)
+    got: list[list[bytes]] = []
+
+    async def handler(msg: Echo, fds: list[int]):
+        texts = []
+        for fd in fds:
+            with open(fd, "rb", closefd=True) as f:
+                texts.append(f.read())
+        fds.clear()
+        got.append(texts)
+        return Echoed(msg.text, b"", len(texts))
+
+    pipes = [os.pipe() for _ in range(2)]
+    for i, (r, w) in enumerate(pipes):
+        os.write(w, f"pipe {i}".encode())
+        os.close(w)
+    async with trio.open_nursery() as nursery:
+        async def serve_one():
+            stream = await listener.accept()
+            await ipc_io.serve(stream, handler, protocol="test", pass_fds=True)
+        nursery.start_soon(serve_one)
+        pool = ipc_io.ChannelPool(path, "test", size=1)
+        reply = await pool.call_made(lambda: Echo("with", b"x" * 300_000), expect=Echoed,
+                                     timeout=5, fds=[r for r, _ in pipes])
+        assert reply.connection == 2
+        reply = await pool.call(Echo("without"), expect=Echoed, timeout=5)
+        assert reply.connection == 0
+        await pool.aclose()
+    await listener.aclose()
+    assert got == [[b"pipe 0", b"pipe 1"], []]
+    for r, _ in pipes:
+        os.fstat(r)                 # still open here
+        os.close(r)
