@@ -350,16 +350,22 @@ class Cleanup:
             sender = self.address_maps.sender(found.sender, warn) if mappings else found.sender
         recipients = tuple(r for r in env.recipients
                            if (r.orig or r.address).lower() not in found.deleted)
-        if found.added:
-            added = tuple(Recipient(a) for a in found.added)
+        have = {r.address.lower() for r in recipients}
+        for address in found.added:
+            # Postfix's cleanup_addr_bcc_dsn(): the one-to-one rewriting,
+            # then virtual alias expansion.
+            finals = [address]
             if mappings:
                 try:
-                    _, added = self.address_maps.envelope(sender, added, warn)
+                    finals = self.address_maps.expand(
+                        self.address_maps.canonical_recipient_of(address, warn))
                 except AliasError as e:
                     warn(str(e))
-                    added = ()
-            have = {r.address.lower() for r in recipients}
-            recipients += tuple(r for r in added if r.address.lower() not in have)
+                    continue
+            for final in finals:
+                if final.lower() not in have:
+                    have.add(final.lower())
+                    recipients += (Recipient(final, orig=address if final != address else ""),)
         actions = MessageActions()
         for a in found.checks:
             if a.action in ("hold", "discard", "filter", "redirect"):

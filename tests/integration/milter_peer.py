@@ -19,7 +19,8 @@ every reply), answers each step "continue" unless scripted:
                          the scripted modifications: eom_add (headers),
                          eom_insert / eom_change ((index, name, value) each),
                          eom_swap_rcpt (delete one recipient, add another),
-                         eom_quarantine (a reason), eom_body (new body);
+                         eom_quarantine (a reason), eom_body (new body),
+                         eom_from (a new envelope sender);
                          "close" hangs up instead, "sleep<seconds>" waits
                          that long before answering
 
@@ -55,9 +56,11 @@ class MilterPeer:
     eom_swap_rcpt: tuple | None = None
     eom_quarantine: str = ""
     eom_body: bytes = b""
+    eom_from: str = ""
     eom_insert: list = field(default_factory=list)     # (index, name, value)
     eom_change: list = field(default_factory=list)     # (index, name, value); "" deletes
     data: str = "c"
+    protocol: int = 0                 # SMFIP_* flags asked for in negotiation
     unknown: str = "c"
     seen: list = field(default_factory=list)
     connections: int = 0
@@ -69,7 +72,7 @@ class MilterPeer:
 
     def _answer(self, code: bytes, payload: bytes) -> bytes:
         if code == b"O":
-            return _packet(b"O", struct.pack(">III", 6, 0x1FF, 0))
+            return _packet(b"O", struct.pack(">III", 6, 0x1FF, self.protocol))
         if code == b"C":
             return self._verdict(self.connect)
         if code == b"H":
@@ -91,6 +94,8 @@ class MilterPeer:
             if self.eom_swap_rcpt:
                 old, new = self.eom_swap_rcpt
                 out += _packet(b"-", _z(f"<{old}>")) + _packet(b"+", _z(f"<{new}>"))
+            if self.eom_from:
+                out += _packet(b"e", _z(f"<{self.eom_from}>"))
             if self.eom_quarantine:
                 out += _packet(b"q", _z(self.eom_quarantine))
             if self.eom_body:

@@ -391,3 +391,34 @@ def test_milter_failing_in_cleanup_gets_its_default_action(mailsys_instance, eom
         assert re.search(r"mailsys/cleanup\[\d+\]: \w+: milter-reject: END-OF-MESSAGE from "
                          r"localhost\[127\.0\.0\.1\]: 4\.7\.1 Service unavailable - try again "
                          r"later; from=<a@example\.org> to=<b@example\.com>", log), log
+
+
+def test_milter_recipient_changes_meet_address_rewriting(mailsys_instance):
+    # Postfix's cleanup_milter.c: a recipient a milter deletes is matched
+    # by the address it was received as (virtual aliasing came after the
+    # milter saw it); one it adds is rewritten and expanded as received
+    # ones are (cleanup_addr_bcc_dsn()), a new sender as the envelope's.
+    inst = mailsys_instance
+    table = inst.root / "virtual"
+    table.write_text("/^change@example\\.com$/ other@example.com\n"
+                     "/^changed@example\\.com$/ final@example.com\n")
+    canonical = inst.root / "sender_canonical"
+    canonical.write_text("/^new@inside\\.test$/ new@example.org\n")
+    peer = MilterPeer(eom_swap_rcpt=("change@example.com", "changed@example.com"),
+                      eom_from="new@inside.test")
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}",
+                     virtual_alias_maps=f"regexp:{table}",
+                     sender_canonical_maps=f"regexp:{canonical}")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            s.mail("a@example.org")
+            s.rcpt("change@example.com")
+            s.rcpt("b@example.com")
+            assert s.data(b"Subject: r\r\n\r\nbody\r\n")[0] == 250, inst.log_text()
+        inst.wait_until(lambda: len(sink.messages) == 1, timeout=20)
+    [msg] = sink.messages
+    assert sorted(msg.rcpts) == ["b@example.com", "final@example.com"]
+    assert msg.sender == "new@example.org"
+    assert "orig_to=<changed@example.com>" in inst.wait_log("final@example.com", timeout=10)
