@@ -551,6 +551,20 @@ class MilterSession:
     async def rcpt(self, args: tuple[str, ...], macros: Mapping[str, str]) -> Verdict | None:
         return await self._stage(Stage.RCPT, p.cstrings(*args), macros)
 
+    async def rejected_rcpt(self, args: tuple[str, ...], macros: Mapping[str, str]) -> None:
+        """A recipient smtpd refused, to the milters that asked to see
+        those (SMFIP_RCPT_REJ), as Postfix's milter_rcpt_event() with
+        MILTER_FLAG_WANT_RCPT_REJ: their answers change nothing, but the
+        first that answers other than "continue" ends the round."""
+        payload = p.cstrings(*args)
+        for m in self._milters:
+            agreed = m.conv.agreed
+            if m.failed or m.rejected is not None or agreed is None \
+                    or not agreed.protocol & p.Proto.RCPT_REJ:
+                continue
+            if await self._ask(m, Stage.RCPT, payload, macros) is not None:
+                return
+
     async def data(self, macros: Mapping[str, str]) -> Verdict | None:
         return await self._stage(Stage.DATA, b"", macros)
 

@@ -720,6 +720,8 @@ class Session:
             if not decision.accepted:
                 self._log_reject("RCPT", decision.reply, sender=self.mail.address,
                                  recipient=event.address)
+                if self.milters is not None:
+                    await self.milters.rejected_rcpt(event, _reply(decision))
                 return _reply(decision)
         if self.milters is not None and not self.actions.discard:
             refusal = await self.milters.rcpt(event)

@@ -213,3 +213,38 @@ def test_certificate_macros_for_a_trusted_client_certificate(mailsys_instance, t
     assert peer.macros(b"H") == {"{tls_version}": version, "{cipher}": cipher[0],
                                  "{cipher_bits}": str(cipher[2]),
                                  "{cert_subject}": "client.example", "{cert_issuer}": issuer}
+
+
+def test_rejected_recipients_go_to_milters_that_ask_for_them(mailsys_instance):
+    # SMFIP_RCPT_REJ, as Postfix 3.7.11 sends it (seen live): a recipient
+    # the restrictions refuse goes to a milter that negotiated the flag,
+    # with {rcpt_mailer} "error", {rcpt_host} the enhanced status code and
+    # {rcpt_addr} the text after the address; its answer changes nothing.
+    # A milter without the flag hears only the accepted recipient.
+    inst = mailsys_instance
+    table = inst.root / "access"
+    table.write_text("/^bad@/ REJECT no such user\n")
+    wants = MilterPeer(protocol=0x800, rcpt={"bad@example.com": "r"})
+    plain = MilterPeer()
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, wants.running() as p1, plain.running() as p2:
+        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{p1}, inet:127.0.0.1:{p2}",
+                     smtpd_recipient_restrictions=f"check_recipient_access regexp:{table}, "
+                                                  "permit_mynetworks, reject")
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+            s.ehlo("client.example")
+            s.mail("a@example.org")
+            assert s.rcpt("bad@example.com") == (
+                554, b"5.7.1 <bad@example.com>: Recipient address rejected: no such user")
+            assert s.rcpt("b@example.com")[0] == 250
+            assert s.data(b"Subject: s\r\n\r\nbody\r\n")[0] == 250
+        log = inst.wait_log("disconnect from", timeout=10)
+    rcpts = [payload for code, payload in wants.seen if code == b"R"]
+    assert rcpts == [b"<bad@example.com>\0", b"<b@example.com>\0"]
+    first = [payload for code, payload in wants.seen if code == b"D" and payload[:1] == b"R"][0]
+    items = first[1:].split(b"\0")[:-1]
+    assert dict(zip(items[::2], items[1::2])) == {
+        b"{rcpt_addr}": b"Recipient address rejected: no such user", b"{rcpt_host}": b"5.7.1",
+        b"{rcpt_mailer}": b"error"}
+    assert [payload for code, payload in plain.seen if code == b"R"] == [b"<b@example.com>\0"]
+    assert "milter-reject" not in log
