@@ -136,8 +136,8 @@ from mailsys.message.received import received_local, received_smtp
 from mailsys.qmgr.settings import local_domain_check
 from mailsys.queue import Queue, QueueStore
 from mailsys.runtime import ipc_io, skeleton, store_io
-from mailsys.runtime.cleanup_inspect import Inspected, MilterInspector
-from mailsys.runtime.cleanup_milters import CLIENT as NON_SMTPD_CLIENT, NonSmtpdMilters
+from mailsys.runtime.cleanup_inspect import Inspected, MilterInspector, run as run_milters
+from mailsys.runtime.cleanup_milters import CLIENT as NON_SMTPD_CLIENT, NonSmtpdMilters, Started
 
 log = structlog.get_logger()
 
@@ -242,12 +242,23 @@ class Cleanup:
             return ErrorReply(ErrorCode.PROTOCOL, f"bad queue ID {req.queue_id!r}")
         if not req.recipients:
             return ErrorReply(ErrorCode.PROTOCOL, f"{req.queue_id}: no recipients")
+        own: Started | None = None
         if self.milters is not None and req.origin == "sendmail" \
                 and "no_milters" not in req.receive_override_options:
-            filtered = await self.milters.filter(req)
-            if not isinstance(filtered, CleanupRequest):
-                return filtered
-            req = filtered
+            started = await self.milters.envelope(req)
+            if not isinstance(started, Started):
+                return started
+            own, req = started, started.request
+        try:
+            return await self._message(req, fds, own)
+        finally:
+            if own is not None:
+                await own.session.aclose()
+
+    async def _message(self, req: CleanupRequest, fds: list[int],
+                       own: Started | None) -> object:
+        """req (its envelope told to the non_smtpd_milters of own, if any)
+        processed and committed."""
         if req.discard:
             # Postfix reports success for a discarded message whatever else
             # was wrong with it.
@@ -265,7 +276,7 @@ class Cleanup:
         qid = req.queue_id
         # smtpd's milters go on here with the message as stored (Postfix:
         # unless a DISCARD action decided already).
-        inspect = bool(req.milters) and len(fds) == len(req.milters) \
+        inspect = own is not None or bool(req.milters) and len(fds) == len(req.milters) \
             and "no_milters" not in req.receive_override_options
         if req.milters and len(fds) != len(req.milters):
             log.warning(f"{len(req.milters)} milters but {len(fds)} connections; "
@@ -288,8 +299,10 @@ class Cleanup:
                 log.info(line, queue_id=qid)
         failed: tuple[int, ...] = ()
         if inspect:
-            found = await self.inspector.inspect(milter_req, fds, entry.content,
-                                                 received_at=len(milter_req.prepend))
+            where = len(milter_req.prepend)
+            found = await self.inspector.inspect(milter_req, fds, entry.content, where) \
+                if own is None else await run_milters(own.session, own.macros, entry.content,
+                                                      where)
             failed = found.failed
             entry, milter_req = self._milter_changes(entry, milter_req, found)
             refused, hold_note = milter_req.milter_reject, milter_req.milter_action == "hold"

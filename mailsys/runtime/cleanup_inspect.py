@@ -3,6 +3,7 @@
 SYNOPSIS
     inspector = MilterInspector.from_config(cfg)           # once per cleanup process
     found = await inspector.inspect(req, fds, content, received_at=len(req.prepend))
+    found = await run(session, macros, content, received_at)     # non_smtpd_milters
 
 DESCRIPTION
     Postfix's smtpd runs the connect, HELO, MAIL, RCPT and DATA events of
@@ -35,11 +36,17 @@ DESCRIPTION
     milter that fails here (times out, hangs up, breaks the protocol) is
     logged and answered with its default_action as at any other stage,
     and reported in Inspected.failed so that smtpd gives it up too.
+
+    run() is the same step for a session of cleanup's own, the
+    non_smtpd_milters of mail submitted with sendmail
+    (mailsys.runtime.cleanup_milters), as Postfix's cleanup runs those on
+    the message it wrote too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -78,40 +85,49 @@ class MilterInspector:
 
     async def inspect(self, req: CleanupRequest, fds: list[int], content: bytes,
                       received_at: int) -> Inspected:
-        """The milters of req (whose descriptors fds this now owns) on
-        content, the message as stored, whose header received_at is
-        cleanup's own Received: header."""
+        """smtpd's milters (req.milters, whose descriptors fds this now
+        owns) on content, the message as stored, whose header received_at
+        is cleanup's own Received: header."""
         taken = fds[:]
         fds.clear()
         session = MilterSession.adopted(self.settings, req.milters, taken,
                                         dict(req.milter_macro_defaults))
         try:
-            msg = MilterMessage.parse(content)
-            headers = list(msg.headers)
-            received = headers.pop(received_at) if received_at < len(headers) else None
-            outcome = await session.message(MilterMessage(tuple(headers), msg.body),
-                                            dict(req.milter_macros))
+            return await run(session, dict(req.milter_macros), content, received_at)
         finally:
-            failed = session.failed_indexes
             await session.release()
-        verdict, env = outcome.verdict, outcome.envelope
-        if verdict is not None and verdict.kind == "reply":
-            return Inspected(verdict.reply, None, None, (), frozenset(), False, False,
-                             outcome.checks, failed)
-        new = None
-        if outcome.changed:
-            out = list(outcome.message.headers)
-            if received is not None:
-                out.insert(_received_place(out, received_at), received)
-            new = MilterMessage(tuple(out), outcome.message.body).content()
-        return Inspected(
-            None, new,
-            strip_brackets(env.sender.address) if env.sender is not None else None,
-            tuple(strip_brackets(a.address) for a in env.added),
-            frozenset(strip_brackets(a).lower() for a in env.deleted),
-            env.quarantine is not None or (verdict is not None and verdict.kind == "hold"),
-            verdict is not None and verdict.kind == "discard",
-            outcome.checks, failed)
+
+
+async def run(session: MilterSession, macros: Mapping[str, str | None], content: bytes,
+              received_at: int) -> Inspected:
+    """The header, body and end of message of content (the message as
+    stored, whose header received_at is cleanup's own Received: header)
+    to session's milters: what they made of it."""
+    msg = MilterMessage.parse(content)
+    headers = list(msg.headers)
+    received = headers.pop(received_at) if received_at < len(headers) else None
+    try:
+        outcome = await session.message(MilterMessage(tuple(headers), msg.body), macros)
+    finally:
+        failed = session.failed_indexes
+    verdict, env = outcome.verdict, outcome.envelope
+    if verdict is not None and verdict.kind == "reply":
+        return Inspected(verdict.reply, None, None, (), frozenset(), False, False,
+                         outcome.checks, failed)
+    new = None
+    if outcome.changed:
+        out = list(outcome.message.headers)
+        if received is not None:
+            out.insert(_received_place(out, received_at), received)
+        new = MilterMessage(tuple(out), outcome.message.body).content()
+    return Inspected(
+        None, new,
+        strip_brackets(env.sender.address) if env.sender is not None else None,
+        tuple(strip_brackets(a.address) for a in env.added),
+        frozenset(strip_brackets(a).lower() for a in env.deleted),
+        env.quarantine is not None or (verdict is not None and verdict.kind == "hold"),
+        verdict is not None and verdict.kind == "discard",
+        outcome.checks, failed)
 
 
 def _received_place(headers: list[Header], above: int) -> int:
@@ -130,4 +146,4 @@ def _received_place(headers: list[Header], above: int) -> int:
     return last
 
 
-__all__ = ["Inspected", "MilterInspector"]
+__all__ = ["Inspected", "MilterInspector", "run"]

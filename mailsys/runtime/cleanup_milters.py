@@ -2,19 +2,22 @@
 
 SYNOPSIS
     milters = NonSmtpdMilters.from_config(cfg)       # None without non_smtpd_milters
-    req = await milters.filter(req)                  # CleanupRequest, or the refusal
+    started = await milters.envelope(req)            # Started, or the refusal
+    found = await cleanup_inspect.run(started.session, started.macros, content, 0)
+    await started.session.aclose()
 
 DESCRIPTION
     Postfix's cleanup runs non_smtpd_milters for mail that did not come
     through smtpd (sendmail, pickup). mailsys's cleanup does the same for
-    requests of origin "sendmail", before it processes the message: the
-    milters get what Postfix 3.7.11 gives them (seen live): a connection
-    from "localhost" 127.0.0.1 port 0 ({_} "localhost [127.0.0.1]"),
-    HELO "localhost", MAIL and RCPT with the bare addresses (no angle
-    brackets, the local part quoted as needed), DATA, the header, with the
-    Message-Id:, Date: and From: that cleanup adds when they are missing
-    after the others (Postfix's milters read them from the queue file),
-    the body with CRLF line ends, and end of message, each with its macros
+    requests of origin "sendmail": the milters get what Postfix 3.7.11
+    gives them (seen live): a connection from "localhost" 127.0.0.1 port
+    0 ({_} "localhost [127.0.0.1]"), HELO "localhost", MAIL and RCPT with
+    the bare addresses (no angle brackets, the local part quoted as
+    needed) and DATA before cleanup processes the message (envelope());
+    then, once cleanup wrote it (header_checks, address rewriting, the
+    Message-Id:, Date: and From: it adds after the others), its header
+    without cleanup's Received:, the body with CRLF line ends, and end of
+    message (mailsys.runtime.cleanup_inspect run()), each with its macros
     ({i} the queue ID throughout).
 
     A milter that refuses before end of message cannot refuse a local
@@ -26,13 +29,13 @@ DESCRIPTION
     later"; sendmail then exits with EX_TEMPFAIL, where Postfix's pickup
     would try again). A refusal at end of message refuses the message
     (logged by cleanup as for smtpd); hold, discard and the changes apply
-    as for mail received with SMTP (mailsys.runtime.milter.end_of_message).
+    as for mail received with SMTP (services/cleanup).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -40,11 +43,19 @@ import structlog
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import CleanupRequest
 from mailsys.message.address import quote_822_local
-from mailsys.runtime.milter import MilterSession, MilterSettings, Verdict, end_of_message
+from mailsys.runtime.milter import MilterSession, MilterSettings, Verdict
 
 log = structlog.get_logger()
 
 CLIENT = "localhost[127.0.0.1]"
+
+
+@dataclass(frozen=True, slots=True)
+class Started:
+    """The envelope told: the open session, its macros, the request."""
+    session: MilterSession
+    macros: dict[str, str | None]
+    request: CleanupRequest
 
 
 class NonSmtpdMilters:
@@ -63,7 +74,10 @@ class NonSmtpdMilters:
             return None
         return cls(MilterSettings.from_config(cfg, "non_smtpd_milters"), cfg)
 
-    async def filter(self, req: CleanupRequest) -> CleanupRequest | ErrorReply:
+    async def envelope(self, req: CleanupRequest) -> Started | ErrorReply:
+        """CONNECT, HELO, MAIL, RCPT and DATA for req: the session (for
+        cleanup_inspect.run() on the message once cleanup wrote it, then
+        aclose()) and req with their hold or discard; or the refusal."""
         session = MilterSession(self.settings, self._queue_dir)
         # {mail_addr} from MAIL on, {rcpt_addr} from the first RCPT on: the
         # last recipient told (seen live, 3.7.11).
@@ -81,37 +95,15 @@ class NonSmtpdMilters:
                 if verdict is None:
                     continue
                 if verdict.kind == "reply":
+                    await session.aclose()
                     return self._refuse(req, command, verdict, rcpt)
                 self._log(req, command, verdict, rcpt)
                 hold, discard = hold or verdict.kind == "hold", discard or verdict.kind == "discard"
-            content = req.content if req.crlf else \
-                req.content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-            missing = self.settings.missing_headers(
-                content, local=req.local, queue_id=req.queue_id,
-                arrival=req.arrival_time or time.time(), sender=req.sender, fullname=req.fullname)
-            done = await end_of_message(session, req.sender, req.recipients, content, macros,
-                                        missing)
-        finally:
+        except BaseException:
             await session.aclose()
-        changes: dict[str, Any] = {"crlf": True, "content": done.content or content,
-                                   "sender": done.sender, "recipients": done.recipients,
-                                   "prepend": req.prepend + done.prepend,
-                                   "append": req.append + done.append,
-                                   "hold": req.hold or hold or done.hold,
-                                   "discard": req.discard or discard or done.discard}
-        if done.refusal is not None:
-            changes["milter_reject"] = str(done.refusal)
-        elif done.discard or done.hold:
-            changes["milter_action"] = "discard" if done.discard else "hold"
-        # milter_header_checks: cleanup logs what it found, and does it.
-        if done.checks:
-            changes["milter_checks"] = tuple((a.action, a.header, a.text) for a in done.checks)
-        for a in done.checks:
-            if a.action in ("hold", "discard"):
-                changes[a.action] = True
-            elif a.action in ("filter", "redirect"):
-                changes[a.action] = a.text
-        return dataclasses.replace(req, **changes)
+            raise
+        return Started(session, macros, dataclasses.replace(req, hold=req.hold or hold,
+                                                            discard=req.discard or discard))
 
     @staticmethod
     async def _step(session: MilterSession, command: str, req: CleanupRequest,

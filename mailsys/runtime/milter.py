@@ -84,13 +84,10 @@ from mailsys.config.values import BadValue, endpoint_attributes, parse_int, pars
 from mailsys.milter import protocol as p
 from mailsys.milter.conversation import (Conversation, EndOfMessage, Stage, macro_defaults,
                                          macro_lists)
-from mailsys.ipc.proto.cleanup import CleanupMilter, CleanupRecipient
+from mailsys.ipc.proto.cleanup import CleanupMilter
 from mailsys.message.header_checks import ContentAction
 from mailsys.message.message_actions import first_answer
-from mailsys.message.headers import (HeaderPolicy, encode_header, missing_headers,
-                                     wants_missing_headers)
-from mailsys.milter.edits import (EnvelopeChanges, MilterMessage, apply, envelope_changes,
-                                  strip_brackets)
+from mailsys.milter.edits import EnvelopeChanges, MilterMessage, apply, envelope_changes
 from mailsys.runtime.policy_client import os_error_text
 from mailsys.smtp import Reply
 
@@ -140,9 +137,6 @@ class MilterSettings:
     macro_lists: Mapping[p.MacroStage | str, tuple[str, ...]]
     myhostname: str
     macro_defaults: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    # What cleanup adds to a message that lacks Message-Id:, Date:, From:.
-    header_policy: HeaderPolicy | None = None
-    always_add_missing_headers: bool = False
     # milter_header_checks: the table answer for a header a milter adds.
     header_checks: Callable[[str], str | None] | None = None
 
@@ -164,20 +158,7 @@ class MilterSettings:
         except ValueError as e:
             raise BadValue(f"milter_macro_defaults: {e}") from None
         checks = first_answer([open_table(spec, cfg) for spec in cfg.milter_header_checks])
-        return cls(specs, lists, cfg.myhostname, defaults, HeaderPolicy.from_config(cfg),
-                   bool(cfg.always_add_missing_headers), checks)
-
-    def missing_headers(self, content: bytes, *, local: bool, queue_id: str, arrival: float,
-                        sender: str, fullname: str = "") -> tuple[str, ...]:
-        """The headers cleanup will add to content (mailsys.message.headers
-        missing_headers), for the milters to see first as Postfix's do;
-        () when cleanup adds none to mail from this client (local: its
-        rewrite context is local)."""
-        if self.header_policy is None or not wants_missing_headers(
-                local_client=local, always_add_missing_headers=self.always_add_missing_headers):
-            return ()
-        return missing_headers(content, policy=self.header_policy, queue_id=queue_id,
-                               arrival=arrival, sender=sender, fullname=fullname)
+        return cls(specs, lists, cfg.myhostname, defaults, checks)
 
 
 def _parse(item: str, base: MilterSpec, param: str) -> MilterSpec:
@@ -658,54 +639,5 @@ class MilterSession:
             await m.aclose()
 
 
-@dataclass(slots=True)
-class MessageResult:
-    """What end of message leaves: a refusal (for cleanup to log and
-    refuse), or the message to queue with its changes."""
-    refusal: Reply | None
-    sender: str
-    recipients: tuple[CleanupRecipient, ...]
-    content: bytes | None            # None: unchanged
-    prepend: tuple[str, ...] = ()    # header lines to go above the Received: header
-    append: tuple[str, ...] = ()     # header lines to go after cleanup's own
-    hold: bool = False
-    discard: bool = False
-    # What milter_header_checks found, for cleanup to log and carry out
-    # (CleanupRequest milter_checks); its REJECT or DISCARD is the refusal
-    # or discard above, which cleanup then logs no more.
-    checks: tuple[ContentAction, ...] = ()
-
-
-async def end_of_message(session: MilterSession, sender: str,
-                         recipients: tuple[CleanupRecipient, ...], content: bytes,
-                         macros: Mapping[str, str | None],
-                         missing: tuple[str, ...] = ()) -> MessageResult:
-    """Content (CRLF header and body) through the milters; the verdict and
-    the message and envelope their changes make. missing: the headers
-    cleanup will add (MilterSettings.missing_headers), which go after the
-    others before the milters see the header, as in Postfix's queue file."""
-    msg = MilterMessage.parse(content)
-    if missing:
-        extra = MilterMessage.parse(b"".join(encode_header(t) for t in missing) + b"\r\n")
-        msg = MilterMessage(msg.headers + extra.headers, msg.body)
-    outcome = await session.message(msg, macros)
-    env = outcome.envelope
-    verdict = outcome.verdict
-    if verdict is not None and verdict.kind == "reply":
-        return MessageResult(verdict.reply, sender, recipients, None, checks=outcome.checks)
-    new_sender = strip_brackets(env.sender.address) if env.sender is not None else sender
-    deleted = {strip_brackets(a).lower() for a in env.deleted}
-    kept = tuple(r for r in recipients if r.address.lower() not in deleted)
-    added = tuple(CleanupRecipient(strip_brackets(a.address)) for a in env.added)
-    top, rest, bottom = outcome.message.split_added()
-    return MessageResult(None, new_sender, kept + added,
-                         rest.content() if outcome.changed or missing else None,
-                         prepend=top, append=bottom,
-                         hold=env.quarantine is not None or (verdict is not None
-                                                             and verdict.kind == "hold"),
-                         discard=verdict is not None and verdict.kind == "discard",
-                         checks=outcome.checks)
-
-
-__all__ = ["MessageResult", "end_of_message", "MilterSpec", "MilterSettings", "MilterSession", "Verdict", "MessageOutcome",
+__all__ = ["MilterSpec", "MilterSettings", "MilterSession", "Verdict", "MessageOutcome",
            "REJECT_REPLY", "TEMPFAIL_REPLY", "DEFAULT_REJECT_REPLY"]

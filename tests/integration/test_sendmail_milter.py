@@ -110,3 +110,35 @@ def test_what_non_smtpd_milters_are_told(mailsys_instance):
     head = content.split(b"\r\n\r\n", 1)[0] + b"\r\n"
     assert head.count(b"\r\nMessage-Id: <") == head.count(b"\r\nDate: ") == 1
     assert head.endswith(b"\r\nFrom: Me Myself <me@example.org>\r\nX-NS: 1\r\n")
+
+
+def test_non_smtpd_milters_see_the_header_as_cleanup_wrote_it(mailsys_instance):
+    # As a live Postfix 3.7.11 with the same settings and submission: the
+    # milter sees header_checks' PREPEND and REPLACE and From: masqueraded,
+    # then the Message-Id: and Date: cleanup adds; not cleanup's Received:,
+    # above which a header inserted at index 0 lands.
+    inst = mailsys_instance
+    table = inst.root / "header_checks"
+    table.write_text("/^Subject:/ PREPEND X-Checked: yes\n/^X-Old:/ REPLACE X-New: replaced\n")
+    peer = MilterPeer(eom_insert=[(0, "X-Top", "zero")])
+    with peer.running() as milter_port:
+        inst.write_config(master_cf=SERVICES,
+                          main_cf={"non_smtpd_milters": f"inet:127.0.0.1:{milter_port}",
+                                   "myhostname": "mx.example.test",
+                                   "header_checks": f"regexp:{table}",
+                                   "masquerade_domains": "example.org"})
+        inst.start()
+        ok = sendmail(inst, "-f", "me@mail.example.org", "b@example.com",
+                      data=b"Subject: local\nFrom: Me <me@mail.example.org>\nX-Old: o\n\nbody\n")
+        assert ok.returncode == 0, ok.stderr
+        inst.stop()
+    assert [n for n, _ in peer.headers()] == ["X-Checked", "Subject", "From", "X-New",
+                                              "Message-Id", "Date"]
+    assert ("From", "Me <me@example.org>") in peer.headers()
+    with QueueStore.open(inst.queue_dir) as store:
+        [(env, content)] = [(e, store.load_content(e.queue_id))
+                            for e, _ in store.scan_all([Queue.INCOMING])]
+    assert env.sender == "me@example.org"
+    assert content.startswith(b"X-Top: zero\r\nReceived: by mx.example.test (mailsys, from userid ")
+    assert b"\r\nX-Checked: yes\r\nSubject: local\r\nFrom: Me <me@example.org>\r\n" \
+           b"X-New: replaced\r\nMessage-Id: <" in content
