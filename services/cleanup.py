@@ -262,9 +262,6 @@ class Cleanup:
         if req.discard:
             # Postfix reports success for a discarded message whatever else
             # was wrong with it.
-            _log_milter_checks(req)
-            if req.milter_action == "discard" and not _checked(req, "discard"):
-                _log_milter(req, "milter-discard", "milter triggers DISCARD action")
             return Queued(queue_id=req.queue_id, size=len(req.content))
         if self.size_limit and len(req.content) > self.size_limit:
             return TOO_BIG
@@ -281,11 +278,8 @@ class Cleanup:
         if req.milters and len(fds) != len(req.milters):
             log.warning(f"{len(req.milters)} milters but {len(fds)} connections; "
                         "milters skipped", queue_id=qid)
-        refused, hold_note = req.milter_reject, req.milter_action == "hold"
-        checks = bool(req.milter_checks)
-        if refused or hold_note or checks or inspect:
-            # What the milter lines need, without the content.
-            milter_req = dataclasses.replace(req, content=b"")
+        # What the milter lines need, without the content.
+        milter_req = dataclasses.replace(req, content=b"") if inspect else None
         # The content as received is not needed any more: let it go before
         # the wait for the commit (the entry holds the stored form).
         del req
@@ -298,32 +292,16 @@ class Cleanup:
             else:
                 log.info(line, queue_id=qid)
         failed: tuple[int, ...] = ()
-        if inspect:
+        if milter_req is not None:
             where = len(milter_req.prepend)
             found = await self.inspector.inspect(milter_req, fds, entry.content, where) \
                 if own is None else await run_milters(own.session, own.macros, entry.content,
                                                       where)
             failed = found.failed
             entry, milter_req = self._milter_changes(entry, milter_req, found)
-            refused, hold_note = milter_req.milter_reject, milter_req.milter_action == "hold"
-            checks = bool(milter_req.milter_checks)
-        # The milters' verdict follows, as Postfix's cleanup runs them after the header.
-        if refused or hold_note or checks:
-            _log_milter_checks(milter_req)
-        if refused:
-            code, enhanced, text = _split_reply(refused)
-            if not _checked(milter_req, "reject"):
-                _log_milter(milter_req, "milter-reject",
-                            f"{enhanced} {text}" if enhanced else text)
-            return Rejected(code, enhanced, text, milters_failed=failed)
-        if inspect and milter_req.milter_action == "discard":
-            if not _checked(milter_req, "discard"):
-                _log_milter(milter_req, "milter-discard", "milter triggers DISCARD action")
-            return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
-        if inspect and entry.discard:           # milter_header_checks DISCARD
-            return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
-        if hold_note:
-            _log_milter(milter_req, "milter-hold", "milter triggers HOLD action")
+            answer = _milter_verdict(entry, milter_req, failed)
+            if answer is not None:
+                return answer
         commits = self.holds if entry.hold else self.commits
         try:
             await commits.create(entry.envelope, entry.content)
@@ -412,7 +390,7 @@ class Cleanup:
         cleaned = clean_header(
             req.content, policy=self.policy, received=self.received(req, arrival),
             queue_id=req.queue_id, arrival=arrival, sender=req.sender,
-            fullname=req.fullname, prepend=req.prepend, append=req.append,
+            fullname=req.fullname, prepend=req.prepend,
             check=self.primary_checks if checks else None,
             rewrite=rewrite, rewrite_names=ADDRESS_HEADERS,
             add_missing=wants_missing_headers(
@@ -576,6 +554,28 @@ def _log_milter(req: CleanupRequest, action: str, text: str) -> None:
     log.info("reject", action=action, command="END-OF-MESSAGE",
              client=f"{who.name or 'unknown'}[{who.addr}]", reply=text, sender=req.sender,
              recipient=recipient, proto=who.protocol, helo=who.helo, queue_id=req.queue_id)
+
+
+def _milter_verdict(entry: _Entry, req: CleanupRequest,
+                    failed: tuple[int, ...]) -> Rejected | Queued | None:
+    """Log the milters' verdict, as Postfix's cleanup does after the
+    header; the answer when nothing is to be committed (refused, dropped)."""
+    _log_milter_checks(req)
+    qid = req.queue_id
+    if req.milter_reject:
+        code, enhanced, text = _split_reply(req.milter_reject)
+        if not _checked(req, "reject"):
+            _log_milter(req, "milter-reject", f"{enhanced} {text}" if enhanced else text)
+        return Rejected(code, enhanced, text, milters_failed=failed)
+    if req.milter_action == "discard":
+        if not _checked(req, "discard"):
+            _log_milter(req, "milter-discard", "milter triggers DISCARD action")
+        return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
+    if entry.discard:                           # milter_header_checks DISCARD
+        return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
+    if req.milter_action == "hold":
+        _log_milter(req, "milter-hold", "milter triggers HOLD action")
+    return None
 
 
 def _checked(req: CleanupRequest, action: str) -> bool:

@@ -129,20 +129,16 @@ class CleanupRequest:
     # smtp client forwards; None without XFORWARD. client_* above stay the
     # actual client (the Received: header names it, as Postfix's does).
     forwarded: ForwardedClient | None = None
-    # smtpd_milters at end of message (Postfix's cleanup runs them and logs
-    # their verdict; mailsys's smtpd runs them and cleanup logs it):
-    # milter_reject is the reply of a milter that refused the message
-    # ("554 5.7.1 text"; logged, answered Rejected, nothing queued);
-    # milter_action "hold" or "discard" is logged as the milter's action.
+    # The milters' verdict at end of message, noted by cleanup itself for
+    # its log lines (a sender leaves them empty): milter_reject is the
+    # reply of a milter that refused the message ("554 5.7.1 text"; logged,
+    # answered Rejected, nothing queued); milter_action "hold" or
+    # "discard" is logged as the milter's action; milter_checks what
+    # milter_header_checks found in the headers milters added, as
+    # (action, header, text), logged "QID: milter-header-reject: header
+    # ..." (a REJECT or DISCARD among them is logged by these lines alone).
     milter_reject: str = ""
     milter_action: str = ""
-    # Header lines milters appended: they follow the header cleanup adds
-    # (Message-Id:, Date:, From:), as in Postfix, whose milters run after.
-    append: tuple[str, ...] = ()
-    # What milter_header_checks found in the headers milters added, as
-    # (action, header, text), for cleanup to log ("QID: milter-header-
-    # reject: header ..."); smtpd carried out their actions already, and a
-    # REJECT or DISCARD among them is logged by these lines alone.
     milter_checks: tuple[tuple[str, str, str], ...] = ()
     # smtpd_milters whose conversation cleanup continues with the header,
     # body and end of message of the message as cleanup stored it, as
