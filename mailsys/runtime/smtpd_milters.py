@@ -139,6 +139,14 @@ class Handoff:
     fds: list[int]
     where: list[int]
 
+    @property
+    def extra_time(self) -> float:
+        """How much longer smtpd waits for cleanup with these milters: one
+        milter_content_timeout each (the bound of each of cleanup's waits
+        for it), so that one milter that times out there is answered with
+        its default action rather than smtpd's own time-out."""
+        return sum(m.content_timeout for m in self.fields.get("milters", ()))
+
 
 class SmtpdMilters:
     """The milters of one smtpd session (see the module description)."""

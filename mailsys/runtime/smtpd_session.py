@@ -925,7 +925,8 @@ class Session:
         try:
             result = await cleanup.call_made(
                 with_content, expect=(Queued, Rejected),
-                timeout=max(CLEANUP_TIMEOUT, self.server.timeout), fds=fds)
+                timeout=max(CLEANUP_TIMEOUT, self.server.timeout)
+                + (handoff.extra_time if handoff is not None else 0.0), fds=fds)
         except RemoteError as e:
             log.warning(f"{qid}: queue file write error: {e.text}")
             if e.code == ErrorCode.QUEUE_FULL:
