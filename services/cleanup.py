@@ -82,12 +82,13 @@ DESCRIPTION
     write_error (451 4.3.0) otherwise. A failed request leaves nothing in
     the queue (create_many is all or nothing).
 
-    Milters: mail submitted with sendmail goes through non_smtpd_milters
-    first (mailsys.runtime.cleanup_milters). For mail from smtpd, whose
-    smtpd_milters saw the envelope there, the request brings their
-    connections (descriptors sent with it, ipc_io pass_fds) and cleanup
-    goes on with the header, body and end of message of the message as it
-    built it in steps 1-3 (mailsys.runtime.cleanup_inspect), then applies
+    Milters: the envelope of mail submitted with sendmail goes to the
+    non_smtpd_milters first (mailsys.runtime.cleanup_milters). For mail
+    from smtpd, whose smtpd_milters saw the envelope there, the request
+    brings their connections (descriptors sent with it, ipc_io pass_fds).
+    Either way cleanup goes on with the header, body and end of message
+    of the message as it built it in steps 1-3, before step 4
+    (mailsys.runtime.cleanup_inspect), then applies
     their changes: new content, a new sender and added recipients
     rewritten as in step 3, deleted recipients, hold, discard,
     milter_header_checks' actions. It logs their verdict as Postfix's
