@@ -5,6 +5,7 @@ and one that never answers."""
 from __future__ import annotations
 
 import functools
+import os
 import runpy
 import socket
 from pathlib import Path
@@ -14,6 +15,8 @@ import pytest
 import trio
 from structlog.testing import capture_logs
 
+from mailsys.ipc.codec import decode, encode
+from mailsys.ipc.proto.cleanup import CleanupRequest
 from mailsys.milter import protocol as p
 from mailsys.milter.edits import MilterMessage
 from mailsys.runtime.milter import (DEFAULT_REJECT_REPLY, REJECT_REPLY, TEMPFAIL_REPLY,
@@ -249,3 +252,36 @@ async def test_unix_socket_milter_relative_to_the_queue_directory(tmp_path):
         nursery.cancel_scope.cancel()
     assert verdict.reply == Reply(550, "5.7.1", "unix says no")
     assert [code for code in seen if code != b"D"][:3] == [b"O", b"C", b"M"]
+
+
+@trio_test
+async def test_a_conversation_handed_over_goes_on_where_it_was():
+    # smtpd's half (connect .. DATA) then cleanup's (header .. end of
+    # message) on a duplicate of the same connection, the state crossing
+    # as a CleanupRequest would carry it: the milter sees one conversation,
+    # with the macro list it asked for (SETSYMLIST is not in the peer, so
+    # the configured one) and SMFIP flags as negotiated.
+    peer = MilterPeer(eom_add=[("X-Milter", "seen")], protocol=0x800)
+    with peer.running() as port:
+        smtpd = MilterSession(settings(f"inet:127.0.0.1:{port}"), Path("/"))
+        assert await smtpd.connect("unknown", "127.0.0.1", 4000, CONNECT_MACROS) is None
+        assert await smtpd.mail(("<a@example.org>",), {"i": "Q1"}) is None
+        assert await smtpd.rcpt(("<b@example.org>",), {"i": "Q1"}) is None
+        assert await smtpd.data({"i": "Q1"}) is None
+        states, fds, where = smtpd.handoff()
+        assert len(states) == len(fds) == 1 and where == [0]
+        request = decode(encode(CleanupRequest("Q1", "a@example.org", (), b"", 0.0,
+                                               milters=states)))
+        cleanup = MilterSession.adopted(settings(), request.milters, [os.dup(fds[0])], {})
+        outcome = await cleanup.message(MilterMessage.parse(b"Subject: hi\r\n\r\nline\r\n"),
+                                        {"i": "Q1"})
+        await cleanup.release()
+        await smtpd.abort()
+        await smtpd.aclose()
+    assert request.milters[0].protocol & p.Proto.RCPT_REJ
+    assert outcome.verdict is None and outcome.message.content().endswith(
+        b"X-Milter: seen\r\n\r\nline\r\n")
+    codes = [c for c, _ in peer.seen]
+    assert codes == [b"O", b"D", b"C", b"D", b"M", b"D", b"R", b"D", b"T", b"D", b"L", b"D",
+                     b"N", b"D", b"B", b"D", b"E", b"A", b"Q"]
+    assert peer.connections == 1 and peer.macros(b"E") == {"i": "Q1"}
