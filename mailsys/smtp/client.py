@@ -802,7 +802,7 @@ class ClientConnection:
             raise LocalProtocolError(f"can't {method}() in state {self.state.value}")
 
     def _send(self, line: str, cmd: _Cmd, index: int = 0) -> None:
-        self._out.append(line.encode("utf-8") + b"\r\n")
+        self._out.append(line.encode("utf-8", "surrogateescape") + b"\r\n")
         self._expect.append((cmd, index))
 
     def ehlo(self) -> bytes:
@@ -976,7 +976,7 @@ class ClientConnection:
             for line, cmd, i in commands:
                 self._send(line, cmd, i)
         else:
-            self._todo.extend((line.encode("utf-8") + b"\r\n", cmd, i) for line, cmd, i in commands)
+            self._todo.extend((line.encode("utf-8", "surrogateescape") + b"\r\n", cmd, i) for line, cmd, i in commands)
             self._next_command()
         return self.data_to_send()
 

@@ -487,8 +487,11 @@ class ServerConnection:
             return ev.NEED_DATA
         if line is False:
             raise self._fail(R.command_too_long(s.hostname), "command too long")
+        # smtpd.c smtpd_proto(): only with smtputf8_enable is a command that
+        # is not valid UTF-8 refused; without it 8-bit bytes pass as they
+        # came (carried as surrogate escapes, which the queue keeps).
         try:
-            text = line.decode("utf-8")
+            text = line.decode("utf-8") if s.smtputf8 else line.decode("utf-8", "surrogateescape")
         except UnicodeDecodeError:
             raise self._fail(R.BAD_UTF8, "bad UTF-8 syntax") from None
         if s.command_filter is not None:

@@ -11,6 +11,7 @@ import signal
 import smtplib
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -383,3 +384,55 @@ def test_command_filter_and_noop_commands(mailsys_instance):
     inst.wait_log('localhost[127.0.0.1]: replacing command "FOO bar" with "NOOP bar"')
     inst.wait_log("disconnect from localhost[127.0.0.1] helo=1 mail=1 rcpt=1 noop=1 quit=1 "
                   "commands=5")
+
+
+def _byte_peer(lines: list[bytes]) -> int:
+    """A one-session SMTP peer on loopback that keeps every line as bytes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        listener.close()
+        with conn, conn.makefile("rb") as f:
+            conn.sendall(b"220 peer ESMTP\r\n")
+            in_data = False
+            while line := f.readline():
+                lines.append(line)
+                if in_data:
+                    in_data = line != b".\r\n"
+                    if not in_data:
+                        conn.sendall(b"250 2.0.0 Ok: queued as PEER\r\n")
+                    continue
+                verb = line[:4].upper()
+                in_data = verb == b"DATA"
+                conn.sendall({b"EHLO": b"250-peer\r\n250 8BITMIME\r\n", b"DATA": b"354 go\r\n",
+                              b"QUIT": b"221 bye\r\n"}.get(verb, b"250 ok\r\n"))
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener.getsockname()[1]
+
+
+def test_eight_bit_envelope_without_smtputf8_is_relayed_byte_for_byte(mailsys_instance):
+    # Postfix 3.7.11 with smtputf8_enable = no took HELO \xfc, MAIL
+    # FROM:<\xfc@x.example>, RCPT TO:<\xfc@y.example> and relayed them:
+    #   qmgr: 86B2F224053: from=<?@x.example>, size=299, nrcpt=1 (queue active)
+    #   smtp: 86B2F224053: to=<?@y.example>, relay=127.0.0.1[127.0.0.1]:3302, ... status=sent
+    inst = mailsys_instance
+    seen: list[bytes] = []
+    peer = _byte_peer(seen)
+    port = start(inst, {"smtputf8_enable": "no", "relayhost": f"[127.0.0.1]:{peer}"},
+                 services=[*SERVICES, "qmgr unix n - n 300 1 qmgr", "bounce unix - - n - 0 bounce",
+                           "smtp unix - - n - - smtp"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, sock.makefile("rb") as f:
+        assert f.readline().startswith(b"220 ")
+        for command, reply in ((b"HELO \xfc", b"250 "), (b"MAIL FROM:<\xfc@x.example>", b"250 2.1.0"),
+                               (b"RCPT TO:<\xfc@y.example>", b"250 2.1.5"), (b"DATA", b"354 "),
+                               (b"Subject: x\r\n\r\nhi\r\n.", b"250 2.0.0 Ok: queued as"),
+                               (b"QUIT", b"221 ")):
+            sock.sendall(command + b"\r\n")
+            assert f.readline().startswith(reply), command
+    inst.wait_log("from=<?@x.example>, size=")
+    inst.wait_log("to=<?@y.example>, relay=127.0.0.1[127.0.0.1]")
+    assert "status=sent (250 2.0.0 Ok: queued as PEER)" in inst.wait_log("status=sent")
+    assert b"MAIL FROM:<\xfc@x.example>\r\n" in seen and b"RCPT TO:<\xfc@y.example>\r\n" in seen
+    assert b"Received: from \xfc (localhost [127.0.0.1])\r\n" in seen

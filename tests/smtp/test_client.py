@@ -536,6 +536,15 @@ def test_message_larger_than_server_size_is_bounced_locally():
     assert cc.state is ClientState.READY and not cc.in_transaction
 
 
+def test_eight_bit_addresses_go_out_as_received():
+    # An address smtpd took as 8-bit bytes (smtputf8_enable = no) is sent
+    # byte for byte, as Postfix's smtp client does.
+    cc = session()
+    sender, rcpt = (b.decode("utf-8", "surrogateescape") for b in (b"\xfc@x.example", b"\xe9@y.example"))
+    out = cc.send_mail(sender, [rcpt], b"x")
+    assert out == b"MAIL FROM:<\xfc@x.example> SIZE=3\r\nRCPT TO:<\xe9@y.example>\r\nDATA\r\n"
+
+
 def test_smtputf8_required_but_not_offered():
     cc = session(EHLO_PLAIN)
     assert cc.send_mail("jörg@example.org", ["b@example.com"], b"x", smtputf8=True) == b""

@@ -231,6 +231,24 @@ def test_strict_smtputf8():
     assert res.replies[-1] == "553 5.6.7 Must declare SMTPUTF8 to send unicode address"
 
 
+def test_eight_bit_commands_pass_without_smtputf8():
+    # Postfix 3.7.11 with smtputf8_enable = no answered "250 bench.localdomain",
+    # "250 2.1.0 Ok", "250 2.1.5 Ok" to HELO \xfc, MAIL FROM:<\xfc@x.example>,
+    # RCPT TO:<\xfc@y.example>, and "555 5.5.4 Unsupported option: SMTPUTF8"
+    # to MAIL FROM:<a@x.example> SMTPUTF8; with smtputf8_enable = yes each
+    # 8-bit line got "500 5.5.2 Error: bad UTF-8 syntax".
+    session = (b"HELO \xfc\r\nMAIL FROM:<\xfc@x.example>\r\nRCPT TO:<\xfc@y.example>\r\n"
+               b"RSET\r\nMAIL FROM:<a@x.example> SMTPUTF8\r\n")
+    res = run(session, smtputf8=False)
+    assert res.replies == [f"250 {HOST}", "250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.0.0 Ok",
+                           "555 5.5.4 Unsupported option: SMTPUTF8"]
+    # The bytes travel as surrogate escapes and come back out unchanged.
+    assert res.of(MailFrom)[0].address.encode("utf-8", "surrogateescape") == b"\xfc@x.example"
+    assert res.of(RcptTo)[0].address.encode("utf-8", "surrogateescape") == b"\xfc@y.example"
+    res = run(session, smtputf8=True)
+    assert res.replies == ["500 5.5.2 Error: bad UTF-8 syntax"] * 3 + ["250 2.0.0 Ok", "250 2.1.0 Ok"]
+
+
 @pytest.mark.parametrize("line,reply", [
     (b"RCPT TO:<b@c.example>", "250 2.1.5 Ok"),
     (b"RCPT TO: <b@c.example>", "250 2.1.5 Ok"),
