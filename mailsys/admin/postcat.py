@@ -71,8 +71,12 @@ def envelope_records(env: Envelope) -> list[str]:
         f"create_time: {_asctime(env.arrival_time)}",
         f"named_attribute: log_ident={env.log_ident or env.queue_id}",
         f"named_attribute: rewrite_context={env.rewrite_context}",
-        f"sender: {env.sender}",
     ]
+    # Postfix 3.7.11's postcat: "named_attribute: sasl_sender=<s+2Bq@y.example>"
+    # between rewrite_context and sender.
+    if env.sasl_sender:
+        out.append(f"named_attribute: sasl_sender={env.sasl_sender}")
+    out.append(f"sender: {env.sender}")
     attrs: list[tuple[str, str]] = []
     if env.client_name or env.client_addr:
         attrs += [("log_client_name", env.client_name),

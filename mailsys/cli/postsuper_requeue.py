@@ -114,6 +114,7 @@ def request_for(env: Envelope, content: bytes, new_id: str, uid: int) -> Cleanup
         local=env.rewrite_context == "local", client_name=env.client_name,
         client_addr=env.client_addr, client_port=env.client_port, helo=env.helo,
         protocol=env.protocol or "ESMTP", sasl_method=env.sasl_method, sasl_user=env.sasl_user,
+        sasl_sender=env.sasl_sender,
         envid=env.envid, ret=env.ret, body_type=env.body_type, smtputf8=env.smtputf8,
         uid=uid,
         # A content_filter decided at arrival still applies: dropping it

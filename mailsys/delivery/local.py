@@ -266,7 +266,8 @@ def _run(req: DeliverRequest, step: Command | File, who: DeliverRecipient, conte
                       "EXTENSION": ext, "ORIGINAL_RECIPIENT": t.orig,
                       "CLIENT_HOSTNAME": req.client_name, "CLIENT_ADDRESS": req.client_addr,
                       "CLIENT_HELO": req.client_helo, "CLIENT_PROTOCOL": req.client_protocol,
-                      "SASL_METHOD": req.sasl_method, "SASL_USERNAME": req.sasl_user}
+                      "SASL_METHOD": req.sasl_method, "SASL_USERNAME": req.sasl_user,
+                      "SASL_SENDER": req.sasl_sender}
             if step.privs is not None:          # not for $default_privs (Postfix)
                 values = {"HOME": privs.home, **values, "SHELL": privs.shell}
             cwd = aliases.queue_directory or None

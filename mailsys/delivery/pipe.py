@@ -176,7 +176,8 @@ def deliver_request(req: DeliverRequest, content: bytes, settings: PipeSettings)
         queue_id=req.queue_id, client_address=req.client_addr, client_hostname=req.client_name,
         client_port=str(req.client_port) if req.client_port else "",
         client_protocol=req.client_protocol, client_helo=req.client_helo,
-        sasl_method=req.sasl_method, sasl_username=req.sasl_user, flags=attr.flags)
+        sasl_method=req.sasl_method, sasl_username=req.sasl_user, sasl_sender=req.sasl_sender,
+        flags=attr.flags)
     try:
         argv = expand_argv(attr.argv, values,
                            [Recipient(unquote_822_local(r.address),

@@ -119,7 +119,9 @@ class Envelope:
     arrival_time  when cleanup accepted the message
     size          content size in bytes as mailq shows it (CRLF line ends)
     client_name, client_addr, client_port, helo, protocol ("ESMTP", "SMTP",
-                  "ESMTPSA", "local"), sasl_user, sasl_method:
+                  "ESMTPSA", "local"), sasl_user, sasl_method, sasl_sender (the
+                  MAIL FROM AUTH= value as the client sent it, Postfix's
+                  sasl_sender named attribute):
                   where the message came from (Postfix's log_client_* attributes:
                   the original client a content filter named with XFORWARD,
                   else the one that connected)
@@ -150,6 +152,7 @@ class Envelope:
     protocol: str = ""
     sasl_user: str = ""
     sasl_method: str = ""
+    sasl_sender: str = ""
     log_ident: str = ""
     rewrite_context: str = "remote"
     envid: str = ""

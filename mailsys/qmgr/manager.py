@@ -101,7 +101,7 @@ def _client_of(env: Envelope) -> dict[str, object]:
     return dict(client_name=env.client_name, client_addr=env.client_addr,
                 client_port=env.client_port, client_helo=env.helo,
                 client_protocol=env.protocol, log_ident=env.log_ident or env.queue_id,
-                sasl_method=env.sasl_method, sasl_user=env.sasl_user)
+                sasl_method=env.sasl_method, sasl_user=env.sasl_user, sasl_sender=env.sasl_sender)
 
 
 def _is_probe(env: Envelope) -> bool:

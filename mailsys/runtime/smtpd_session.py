@@ -590,7 +590,8 @@ class Session:
             "reverse_client_name": self.reverse_name,
             "instance": f"{os.getpid():x}.{self.transaction:x}",
             "sasl_method": self.auth.method or "", "sasl_username": self.auth.user or "",
-            "sasl_sender": "", "size": (mail.size or 0) if mail is not None else 0,
+            "sasl_sender": (mail.auth or "") if mail is not None else "",
+            "size": (mail.size or 0) if mail is not None else 0,
             # Subject and issuer only from a trusted certificate, the
             # fingerprints from any (smtpd_check.c).
             "ccert_subject": xtext_encode(tls.peer_cn) if tls and tls.peer_verified else "",
@@ -733,6 +734,7 @@ class Session:
             self.qid = new_qid()
             log.info("client", queue_id=self.qid, client=self.namaddr,
                      sasl_method=self.auth.method, sasl_username=self.auth.user,
+                     sasl_sender=self.mail.auth,
                      **(self._orig_fields() if self.forwarded else {}))
         orcpt = f"{event.orcpt[0]};{event.orcpt[1]}" if event.orcpt else ""
         self.recipients.append(CleanupRecipient(event.address, orcpt=orcpt,
@@ -889,7 +891,7 @@ class Session:
             client_name=self.name, client_addr=self.addr, client_port=self.port,
             helo=conn.helo_name or "", protocol=conn.received_protocol,
             tls=self.tls_text,
-            sasl_method=self.auth.method, sasl_user=self.auth.user,
+            sasl_method=self.auth.method, sasl_user=self.auth.user, sasl_sender=mail.auth or "",
             envid=mail.envid or "", ret=mail.ret or "", body_type=mail.body or "",
             smtputf8=mail.smtputf8,
             # DATA content is CRLF-only unless a bare LF passed through

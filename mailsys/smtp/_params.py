@@ -8,6 +8,8 @@ only known when its extension is enabled in Settings (as Postfix answers
 
 from __future__ import annotations
 
+from mailsys.maillog.postfix import printable
+
 from . import _grammar as g
 from . import replies as R
 from .replies import Reply
@@ -60,8 +62,11 @@ def mail_params(words: list[str], s: Settings, *, auth_active: bool
                 raise ParamError(R.AUTH_DISABLED)
             if "auth" in fields:
                 raise ParamError(R.MULTIPLE_AUTH_PARAM)
-            # Postfix keeps the value as sent (made printable); decode valid xtext.
-            fields["auth"] = g.xtext_decode(value) if g.XTEXT_RE.match(value) else value
+            # smtpd_sasl_mail_opt(): the value as sent, made printable and
+            # not xtext-decoded ("sasl_sender=<s+2Bq@y.example>" in Postfix
+            # 3.7's log); AUTH=<> records nothing, so "AUTH=<> AUTH=x" passes.
+            if value != "<>":
+                fields["auth"] = printable(value, s.smtputf8)
         elif key in ("RET", "ENVID"):
             if not s.dsn:
                 raise ParamError(R.DSN_DISABLED)

@@ -55,7 +55,7 @@ class MailFrom:
     smtputf8: bool = False
     ret: str | None = None           # FULL, HDRS
     envid: str | None = None         # xtext-decoded
-    auth: str | None = None          # AUTH=<mailbox> xtext-decoded, "<>" kept as is
+    auth: str | None = None          # AUTH= as sent (printable), None for absent or AUTH=<>
 
 
 @dataclass(frozen=True, slots=True)

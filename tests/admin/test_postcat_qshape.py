@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from mailsys.admin.postcat import envelope_records
 from mailsys.admin.qshape import Shape, bucket, domain_of, render, tally
 from mailsys.message.envelope import Envelope, Notify
 from mailsys.queue import Queue, QueueStore
@@ -74,6 +75,22 @@ def test_postcat_all_sections(capsys, setup, one):
     # The message_size line has Postfix's shape (compare postfix-compat.md 3.5).
     size_line = out.splitlines()[1]
     assert size_line.startswith("message_size:" + " " * (16 - len(str(n))) + str(n) + " ")
+
+
+def test_postcat_shows_the_sasl_sender_before_the_sender():
+    # Postfix 3.7.11 postcat of a message sent with MAIL FROM:<h@x.example>
+    # AUTH=<s+2Bq@y.example>:
+    #   named_attribute: rewrite_context=local
+    #   named_attribute: sasl_sender=<s+2Bq@y.example>
+    #   sender: h@x.example
+    env = Envelope(queue_id="4jbDmW4NhRzJDXR", sender="h@x.example", arrival_time=1795738943,
+                   rewrite_context="local", sasl_sender="<s+2Bq@y.example>",
+                   recipients=(rcpt("u@pipex.test", D, ""),))
+    lines = envelope_records(env)
+    at = lines.index("named_attribute: rewrite_context=local")
+    assert lines[at + 1:at + 3] == ["named_attribute: sasl_sender=<s+2Bq@y.example>",
+                                    "sender: h@x.example"]
+    assert not any("sasl_sender" in line for line in envelope_records(env.replace(sasl_sender="")))
 
 
 def test_postcat_header_and_body_options(capsys, setup, one):

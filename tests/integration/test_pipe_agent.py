@@ -232,3 +232,24 @@ def test_an_unknown_user_is_a_warning_until_mail_goes_that_way(mailsys_instance)
     assert (r.returncode, r.stderr) == (
         0, f"mailsys: warning: {inst.config_dir}/master.cf, line 2: service maildrop: "
            "get_service_attr: unknown username: no-such-vmail\n")
+
+
+def test_sasl_sender_macro_is_the_mail_from_auth_parameter(make_site, out_dir, tmp_path):
+    # Postfix 3.7.11, smtpd_sasl_auth_enable = yes, MAIL FROM:<a@x.example>
+    # AUTH=<s+2Bq@y.example> (no AUTH command): smtpd logged
+    #   9E4D4224987: client=unknown[127.0.0.1], sasl_sender=<s+2Bq@y.example>
+    # and a pipe entry's ${sasl_sender} argument was "<s+2Bq@y.example>".
+    (tmp_path / "sasl_users").write_text("")
+    site = make_site(
+        ["auth unix - n n - - pipe",
+         "  user=nobody argv=SCRIPT RUNS 0 - ${sasl_sender} ${sasl_method}"],
+        transports="pipe.example auth:\n", smtpd_sasl_auth_enable="yes",
+        smtpd_sasl_users_file=str(tmp_path / "sasl_users"))
+    with smtplib.SMTP("127.0.0.1", site.port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert s.docmd("MAIL FROM:<a@example.org> AUTH=<s+2Bq@y.example>")[0] == 250
+        assert s.docmd("RCPT TO:<u@pipe.example>")[0] == 250
+        qid = h.qid_of(s.data(b"Subject: auth\r\n\r\nhi\r\n")[1])
+    [run] = runs(out_dir, 1, site.inst)
+    assert run["argv"] == ["<s+2Bq@y.example>", ""]
+    site.inst.wait_log(f"{qid}: client=localhost[127.0.0.1], sasl_sender=<s+2Bq@y.example>\n")

@@ -25,7 +25,7 @@ envelopes = st.builds(
     recipients=st.lists(recipients, max_size=4).map(tuple),
     arrival_time=times, size=st.integers(min_value=0, max_value=2**63),
     client_name=text, client_addr=text, client_port=st.integers(0, 65535),
-    helo=text, protocol=text, sasl_user=text, sasl_method=text,
+    helo=text, protocol=text, sasl_user=text, sasl_method=text, sasl_sender=text,
     rewrite_context=st.sampled_from(["remote", "local"]), envid=text,
     ret=st.sampled_from(["", "FULL", "HDRS"]),
     body_type=st.sampled_from(["", "7BIT", "8BITMIME"]), smtputf8=st.booleans(),
@@ -57,7 +57,7 @@ def test_golden_full_record():
                   diagnostic="smtp; 451 try later", last_attempt=2.5, notified=True),),
         arrival_time=1.5, size=337, client_name="c.example", client_addr="192.0.2.1",
         client_port=25, helo="c.example", protocol="ESMTP", sasl_user="u",
-        sasl_method="PLAIN", rewrite_context="local", envid="E1", ret="HDRS",
+        sasl_method="PLAIN", sasl_sender="<s@example.com>", rewrite_context="local", envid="E1", ret="HDRS",
         body_type="8BITMIME", smtputf8=True, attempts=3, next_attempt=9.0,
         last_reason="later", forced_expire=True, delay_warned=True, attrs=(("k", "v"),))
     doc = json.loads(records.encode(env, Queue.DEFERRED)[2:])
@@ -65,7 +65,7 @@ def test_golden_full_record():
         "sender": "", "arrival_time": 1.5, "size": 337, "client_name": "c.example",
         "client_addr": "192.0.2.1", "client_port": 25, "helo": "c.example",
         "protocol": "ESMTP", "sasl_user": "u", "sasl_method": "PLAIN",
-        "rewrite_context": "local", "envid": "E1", "ret": "HDRS",
+        "sasl_sender": "<s@example.com>", "rewrite_context": "local", "envid": "E1", "ret": "HDRS",
         "body_type": "8BITMIME", "smtputf8": True, "attempts": 3,
         "next_attempt": 9.0, "last_reason": "later", "forced_expire": True,
         "delay_warned": True, "attrs": [["k", "v"]],
@@ -82,6 +82,7 @@ def test_unknown_fields_are_ignored_and_missing_ones_default():
     env, queue = records.decode("4jbDmW4NhRzJDXR", value)
     assert queue is Queue.DEFERRED
     assert env == Envelope("4jbDmW4NhRzJDXR", "s", (Recipient("r"),))
+    assert env.sasl_sender == ""                  # a record from before sasl_sender
 
 
 @pytest.mark.parametrize("value", [

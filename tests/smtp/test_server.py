@@ -220,8 +220,11 @@ def test_helo_required():
 
 
 def test_auth_param():
-    res = run(b"MAIL FROM:<a@b> AUTH=u+40d\r\n", auth_mechanisms=("PLAIN",))
-    assert res.of(MailFrom)[0].auth == "u@d"
+    # Postfix 3.7.11 logged "client=unknown[127.0.0.1], sasl_sender=<s+2Bq@y.example>"
+    # for AUTH=<s+2Bq@y.example>: the value as sent, not xtext-decoded.
+    res = run(b"MAIL FROM:<a@b> AUTH=<s+2Bq@y.example>\r\nRSET\r\n"
+              b"MAIL FROM:<a@b> AUTH=<>\r\n", auth_mechanisms=("PLAIN",))
+    assert [m.auth for m in res.of(MailFrom)] == ["<s+2Bq@y.example>", None]
 
 
 def test_strict_smtputf8():

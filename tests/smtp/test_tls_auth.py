@@ -180,7 +180,11 @@ def test_mail_auth_param_while_sasl_unusable():
     res = run(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<>\r\n", auth_mechanisms=("PLAIN",),
               tls_auth_only=True)
     assert res.replies[-1] == "503 5.5.4 Error: authentication disabled"
+    # Postfix 3.7.11: "MAIL FROM:<a@b.example> AUTH=<> AUTH=x" -> "250 2.1.0 Ok"
+    # (AUTH=<> records nothing), "AUTH=x AUTH=<>" -> "503 5.5.4 Error: multiple AUTH= options".
     res = run(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=<> AUTH=x\r\n", auth_mechanisms=("PLAIN",))
+    assert res.replies[-1] == "250 2.1.0 Ok"
+    res = run(b"EHLO c\r\nMAIL FROM:<a@b> AUTH=x AUTH=<>\r\n", auth_mechanisms=("PLAIN",))
     assert res.replies[-1] == "503 5.5.4 Error: multiple AUTH= options"
 
 

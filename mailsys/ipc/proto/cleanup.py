@@ -101,6 +101,7 @@ class CleanupRequest:
     tls: str = ""                # TLS description for Received, "" without TLS
     sasl_method: str = ""
     sasl_user: str = ""
+    sasl_sender: str = ""        # MAIL FROM AUTH= as sent ("" for none or AUTH=<>)
     envid: str = ""
     ret: str = ""                # "FULL", "HDRS" or ""
     body_type: str = ""          # "7BIT", "8BITMIME", "BINARYMIME" or ""

@@ -67,6 +67,7 @@ class DeliverRequest:
     rewrite_context: str = ""
     sasl_method: str = ""
     sasl_user: str = ""
+    sasl_sender: str = ""        # pipe ${sasl_sender}, local SASL_SENDER
     # An address verification probe (Postfix DEL_REQ_FLAG_MTA_VRFY): find
     # out what would become of each recipient without delivering (smtp:
     # RCPT TO, then RSET; local: the user, alias or mailbox), and log
