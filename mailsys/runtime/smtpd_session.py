@@ -734,7 +734,7 @@ class Session:
             self.qid = new_qid()
             log.info("client", queue_id=self.qid, client=self.namaddr,
                      sasl_method=self.auth.method, sasl_username=self.auth.user,
-                     sasl_sender=self.mail.auth,
+                     sasl_sender=self.mail.auth or "",
                      **(self._orig_fields() if self.forwarded else {}))
         orcpt = f"{event.orcpt[0]};{event.orcpt[1]}" if event.orcpt else ""
         self.recipients.append(CleanupRecipient(event.address, orcpt=orcpt,

@@ -57,7 +57,8 @@ async def test_transaction_reaches_cleanup_whole(make_config, step):
     assert (req.helo, req.protocol, req.local) == ("client.example", "ESMTP", False)
     client_lines = [e for e in logs if e["event"] == "client"]
     assert client_lines == [{"event": "client", "queue_id": req.queue_id, "client": "client.example[192.0.2.7]",
-                             "sasl_method": "", "sasl_username": "", "log_level": "info"}]
+                             "sasl_method": "", "sasl_username": "", "sasl_sender": "",
+                             "log_level": "info"}]
     assert {"event": "disconnect", "client": "client.example[192.0.2.7]",
             "stats": "ehlo=1 mail=1 rcpt=2 data=1 quit=1 commands=6", "log_level": "info"} in logs
 
