@@ -29,7 +29,9 @@ DESCRIPTION
         (checked against one):
 
         exit 0                  sent, 2.0.0 "delivered via dovecot service",
-                                then " (OUTPUT)" when it wrote something
+                                then " (OUTPUT)" when it wrote something;
+                                DSN action "relayed", or "delivered"
+                                with flag X (final delivery)
         output "4.x.x text"     deferred with that status and text;
         or "5.x.x text"         bounced (only when the exit status is not 0;
                                 a "2.x.x" there bounces as 5.0.0)
@@ -203,7 +205,9 @@ def deliver_request(req: DeliverRequest, content: bytes, settings: PipeSettings)
         notes.append(Note("warning", "pipe_command_read: read time limit exceeded"))
     dsn, text = pipe_verdict(service, argv[0], outcome)
     if outcome.returncode == 0 and not outcome.timed_out:
-        return every(sent, text, dsn=dsn)
+        # pipe.c: flag X (final delivery) makes the DSN action "delivered";
+        # without it the command passes the mail on: "relayed".
+        return every(sent, text, dsn=dsn, action="delivered" if "X" in attr.flags else "relayed")
     if dsn.startswith("2"):
         # "2.0.0 ok" from a command that failed: Postfix's bounce_append()
         # takes no success code for a bounce and puts 5.0.0 in its place.

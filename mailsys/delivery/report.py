@@ -75,14 +75,16 @@ class Stopwatch:
 
 
 def _result(rcpt: DeliverRecipient, status: str, dsn: str, reason: str, relay: str,
-            remote_mta: str, diagnostic: str) -> RecipientResult:
+            remote_mta: str, diagnostic: str, action: str = "") -> RecipientResult:
     return RecipientResult(index=rcpt.index, status=status, dsn=dsn, reason=reason,
-                           relay=relay, remote_mta=remote_mta, diagnostic=diagnostic)
+                           relay=relay, remote_mta=remote_mta, diagnostic=diagnostic,
+                           action=action)
 
 
 def sent(rcpt: DeliverRecipient, reason: str, *, dsn: str = "2.0.0", relay: str = "none",
-         remote_mta: str = "", diagnostic: str = "") -> RecipientResult:
-    return _result(rcpt, SENT, dsn, reason, relay, remote_mta, diagnostic)
+         remote_mta: str = "", diagnostic: str = "", action: str = "") -> RecipientResult:
+    """action: the DSN Action for a success notice, "" for the default."""
+    return _result(rcpt, SENT, dsn, reason, relay, remote_mta, diagnostic, action)
 
 
 def deferred(rcpt: DeliverRecipient, dsn: str, reason: str, *, relay: str = "none",

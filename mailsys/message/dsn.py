@@ -253,8 +253,9 @@ def _action(kind: Kind, rcpt: Recipient) -> str:
         return "deliverable" if rcpt.state is RcptState.SENT else "undeliverable"
     # RFC 3464 2.3.3: "relayed" when the next system (a remote MTA) takes the
     # message on without promising a success notice; "delivered" when it
-    # reached the mailbox here.
-    return "relayed" if rcpt.remote_mta else "delivered"
+    # reached the mailbox here. An agent that knows better says so (pipe(8)
+    # is "relayed" unless its flag X says final delivery).
+    return rcpt.action or ("relayed" if rcpt.remote_mta else "delivered")
 
 
 def _typed(value: str, default_type: str) -> tuple[str, str]:

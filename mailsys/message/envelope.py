@@ -79,6 +79,9 @@ class Recipient:
     diagnostic   the remote reply as given ("smtp; 550 5.1.1 ..."), if any
     last_attempt when the last delivery attempt ended
     notified     a DSN for this recipient's final state has been queued
+    action       the DSN Action the agent gave a delivery ("delivered",
+                 "relayed"); "" lets the notice decide ("relayed" when a
+                 remote MTA took it)
     """
 
     address: str
@@ -92,6 +95,7 @@ class Recipient:
     diagnostic: str = ""
     last_attempt: float = 0.0
     notified: bool = False
+    action: str = ""
 
     def __post_init__(self) -> None:
         # Accept the plain strings a decoder or caller naturally has.

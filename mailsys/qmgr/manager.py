@@ -421,7 +421,8 @@ class QueueManager:
                                        self.clock())
             self._log_results(job.qid, msg, changes)
         else:
-            changes = results.recorded(job.indexes, status.results, self.clock())
+            changes = results.recorded(job.indexes, status.results, self.clock(),
+                                       trace=not request.probe)
             if status.dead_destination:
                 dead_reason = next((c["reason"] for c in changes.values()
                                     if c["state"] is RcptState.DEFERRED), "") or "unknown error"

@@ -66,8 +66,13 @@ EXPIRED_DSN = "4.4.7"
 _STATES = {SENT: RcptState.SENT, DEFERRED: RcptState.DEFERRED, BOUNCED: RcptState.BOUNCED}
 
 
-def recorded(indexes: Iterable[int], results: Sequence[RecipientResult], now: float) -> Changes:
-    """recorded - the store changes for a job's DeliveryStatus results."""
+def recorded(indexes: Iterable[int], results: Sequence[RecipientResult], now: float,
+             *, trace: bool = True) -> Changes:
+    """recorded - the store changes for a job's DeliveryStatus results.
+
+    A delivery keeps its text as Postfix's trace_append() gives it to a
+    success notice: "delivery via RELAY: TEXT" when an agent named its
+    relay (trace: false for a probe, whose report words it itself)."""
     wanted = set(indexes)
     by_index = {r.index: r for r in results if r.index in wanted}
     changes: Changes = {}
@@ -76,9 +81,12 @@ def recorded(indexes: Iterable[int], results: Sequence[RecipientResult], now: fl
         if r is None or r.status not in _STATES:
             changes[index] = _deferral("4.3.0", NO_STATUS, now)
             continue
-        changes[index] = dict(state=_STATES[r.status], dsn_status=r.dsn, reason=r.reason,
+        reason = r.reason
+        if trace and r.status == SENT and r.relay != "none":
+            reason = f"delivery via {r.relay}: {reason}"
+        changes[index] = dict(state=_STATES[r.status], dsn_status=r.dsn, reason=reason,
                               remote_mta=r.remote_mta, diagnostic=r.diagnostic,
-                              last_attempt=now)
+                              action=r.action, last_attempt=now)
     return changes
 
 

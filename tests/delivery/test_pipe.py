@@ -80,6 +80,16 @@ def test_command_gets_argv_input_and_rights(recorder, shared_dir):
                      b"Delivered-To: Bob+Box@Example.COM\nSubject: hi\n\nFrom here\n.dot\n")
 
 
+@pytest.mark.parametrize("flags,action", [("flags=X", "delivered"), ("flags=q", "relayed")])
+def test_flag_x_makes_the_success_final_delivery(recorder, shared_dir, flags, action):
+    # Postfix 3.7.11: the same log text with and without X ("status=sent
+    # (delivered via pipex service)"), and in the NOTIFY=SUCCESS report
+    # "Action: delivered" for the X entry, "Action: relayed" for the other.
+    s = settings(flags, f"argv={recorder}", str(shared_dir / "out"))
+    [r] = deliver_request(request("a@example.com"), CONTENT, s).results
+    assert (r.status, r.reason, r.action) == ("sent", "delivered via filter service", action)
+
+
 def test_one_command_for_all_recipients(recorder, shared_dir):
     out = shared_dir / "out"
     s = settings(f"argv={recorder}", str(out), "${recipient}", env=(("SAY", "queued as 9\n"),))

@@ -253,3 +253,31 @@ def test_sasl_sender_macro_is_the_mail_from_auth_parameter(make_site, out_dir, t
     [run] = runs(out_dir, 1, site.inst)
     assert run["argv"] == ["<s+2Bq@y.example>", ""]
     site.inst.wait_log(f"{qid}: client=localhost[127.0.0.1], sasl_sender=<s+2Bq@y.example>\n")
+
+
+def test_flag_x_success_notice_says_delivered_and_the_others_relayed(make_site, out_dir):
+    # Postfix 3.7.11, the same two entries, NOTIFY=SUCCESS for both:
+    #   pipe: ...: to=<u@pipex.test>, relay=pipex, ..., dsn=2.0.0, status=sent (delivered via pipex service)
+    #   notice: <v@pipeq.test>: delivery via pipeq: delivered via pipeq service
+    #           Final-Recipient: rfc822; v@pipeq.test ... Action: relayed
+    #           Final-Recipient: rfc822; u@pipex.test ... Action: delivered
+    site = make_site(["pipex unix - n n - - pipe", "  flags=X user=nobody argv=SCRIPT RUNS 0 -",
+                      "pipeq unix - n n - - pipe", "  flags=q user=nobody argv=SCRIPT RUNS 0 -"],
+                     transports="pipex.test pipex:\npipeq.test pipeq:\n")
+    with smtplib.SMTP("127.0.0.1", site.port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert s.docmd("MAIL FROM:<a@x.example>")[0] == 250
+        for rcpt in ("v@pipeq.test", "u@pipex.test"):
+            assert s.docmd(f"RCPT TO:<{rcpt}> NOTIFY=SUCCESS")[0] == 250
+        qid = h.qid_of(s.data(b"Subject: x\r\n\r\nhi\r\n")[1])
+    log = site.inst.wait_log("sender delivery status notification", timeout=20)
+    for rcpt, relay in (("u@pipex.test", "pipex"), ("v@pipeq.test", "pipeq")):
+        assert re.search(status_line(qid, rcpt, relay, "2.0.0", "sent",
+                                     f"delivered via {relay} service"), log), log
+    site.inst.wait_until(lambda: site.sink.messages, timeout=20)
+    notice = site.sink.messages[0].data.decode()
+    for rcpt, relay, action in (("v@pipeq.test", "pipeq", "relayed"),
+                                ("u@pipex.test", "pipex", "delivered")):
+        assert f"\r\n<{rcpt}>: delivery via {relay}: delivered via {relay} service\r\n" in notice
+        assert re.search(rf"\r\nFinal-Recipient: rfc822; {re.escape(rcpt)}\r\n"
+                         rf"(Original-Recipient: .*\r\n)?Action: {action}\r\n", notice), notice

@@ -305,6 +305,23 @@ def test_delay_text_uses_hours_and_days():
     assert b"\r\nWill-Retry-Until: Mon, 30 Nov 2026 00:23:06 +0000 (UTC)\r\n" in notice
 
 
+def test_success_report_action_as_the_agent_gave_it():
+    # Postfix 3.7.11, pipe entries with and without flag X, NOTIFY=SUCCESS:
+    #   <v@pipeq.test>: delivery via pipeq: delivered via pipeq service
+    #   Final-Recipient: rfc822; v@pipeq.test ... Action: relayed
+    #   Final-Recipient: rfc822; u@pipex.test ... Action: delivered
+    env, content = force_expired_case()
+    rcpts = [Recipient("v@pipeq.test", state=RcptState.SENT, dsn_status="2.0.0", action="relayed",
+                       reason="delivery via pipeq: delivered via pipeq service"),
+             Recipient("u@pipex.test", state=RcptState.SENT, dsn_status="2.0.0", action="delivered",
+                       reason="delivery via pipex: delivered via pipex service")]
+    notice = build_notice(Kind.SUCCESS, env, content, rcpts, SETTINGS, now=5).decode()
+    assert "\r\n<v@pipeq.test>: delivery via pipeq: delivered via pipeq service\r\n" in notice
+    assert ("Final-Recipient: rfc822; v@pipeq.test\r\nAction: relayed\r\nStatus: 2.0.0\r\n"
+            "Diagnostic-Code: X-mailsys; delivery via pipeq: delivered via pipeq service\r\n") in notice  # mail_name
+    assert "Final-Recipient: rfc822; u@pipex.test\r\nAction: delivered\r\n" in notice
+
+
 def test_success_report():
     env, content = force_expired_case()
     rcpts = [Recipient("carol@remote.example", state=RcptState.SENT, dsn_status="2.0.0",

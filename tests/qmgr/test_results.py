@@ -34,6 +34,21 @@ def test_recorded_maps_each_status():
     assert all(c["last_attempt"] == T0 for c in ch.values())
 
 
+def test_recorded_keeps_the_success_text_of_a_success_notice():
+    # Postfix's trace_append(): "delivery via RELAY: TEXT", as its notice
+    # read "<u@pipex.test>: delivery via pipex: delivered via pipex service".
+    res = (RecipientResult(0, "sent", "2.0.0", "delivered via pipex service", relay="pipex",
+                           action="delivered"),
+           RecipientResult(1, "sent", "2.0.0", "example.com"),            # relay=none
+           RecipientResult(2, "bounced", "5.1.1", "no such user", relay="pipex"))
+    ch = recorded((0, 1, 2), res, T0)
+    assert ch[0]["reason"] == "delivery via pipex: delivered via pipex service"
+    assert ch[0]["action"] == "delivered"
+    assert (ch[1]["reason"], ch[2]["reason"]) == ("example.com", "no such user")
+    # A probe's report words its text itself (sendmail -bv).
+    assert recorded((0,), res, T0, trace=False)[0]["reason"] == "delivered via pipex service"
+
+
 def test_recorded_defers_recipients_without_a_result_and_ignores_strangers():
     res = (RecipientResult(0, "sent", "2.0.0", "ok"), RecipientResult(7, "sent", "2.0.0", "ok"),
            RecipientResult(1, "exploded", "2.0.0", "?"))

@@ -18,7 +18,8 @@ recipients = st.builds(
     Recipient, address=text, orig=text, orcpt=text,
     notify=st.lists(st.sampled_from(Notify), max_size=3).map(tuple),
     state=st.sampled_from(RcptState), dsn_status=text, reason=text,
-    remote_mta=text, diagnostic=text, last_attempt=times, notified=st.booleans())
+    remote_mta=text, diagnostic=text, last_attempt=times, notified=st.booleans(),
+    action=st.sampled_from(["", "delivered", "relayed"]))
 
 envelopes = st.builds(
     Envelope, queue_id=st.just("4jbDmW4NhRzJDXR"), sender=text,
@@ -54,7 +55,8 @@ def test_golden_full_record():
         Recipient("b@example.org", orig="B@example.org", orcpt="rfc822;B@example.org",
                   notify=(Notify.FAILURE, Notify.DELAY), state=RcptState.DEFERRED,
                   dsn_status="4.4.1", reason="connect refused", remote_mta="mx.example.org",
-                  diagnostic="smtp; 451 try later", last_attempt=2.5, notified=True),),
+                  diagnostic="smtp; 451 try later", last_attempt=2.5, notified=True,
+                  action="relayed"),),
         arrival_time=1.5, size=337, client_name="c.example", client_addr="192.0.2.1",
         client_port=25, helo="c.example", protocol="ESMTP", sasl_user="u",
         sasl_method="PLAIN", sasl_sender="<s@example.com>", rewrite_context="local", envid="E1", ret="HDRS",
@@ -74,7 +76,7 @@ def test_golden_full_record():
             "orcpt": "rfc822;B@example.org", "notify": ["FAILURE", "DELAY"],
             "state": "deferred", "dsn_status": "4.4.1", "reason": "connect refused",
             "remote_mta": "mx.example.org", "diagnostic": "smtp; 451 try later",
-            "last_attempt": 2.5, "notified": True}]}
+            "last_attempt": 2.5, "notified": True, "action": "relayed"}]}
 
 
 def test_unknown_fields_are_ignored_and_missing_ones_default():

@@ -86,6 +86,8 @@ class RecipientResult:
     relay: str = "none"          # relay= field: "host[addr]:port", "local", "none"
     remote_mta: str = ""         # DSN Remote-MTA (the remote host name), if one answered
     diagnostic: str = ""         # DSN Diagnostic-Code ("smtp; 550 5.1.1 ..."), if any
+    action: str = ""             # DSN Action of a success ("delivered", "relayed"); ""
+                                 # lets the notice decide by remote_mta
 
 
 @message("deliver_status", version=1)
