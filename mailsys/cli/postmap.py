@@ -30,12 +30,13 @@ DESCRIPTION
     -F stores, instead of a value, the base64 of the files it names
     (contents joined by a newline) and decodes values for -q and -s. With
     ``-q -``, -h looks up each header of a message read from standard input
-    (a folded header is one key with its newlines) and -b each body line.
+    (a folded header is one key with its newlines), -b each body line, and
+    -m parses MIME for them: attachment and attached-message headers become
+    header keys and no body keys (mailsys.cli.postmap_keys).
 
     The options, exit statuses and messages are Postfix's: mailsys.cli.
-    table_tool. Not available: -m with -b or -h (MIME parsing: attachment
-    headers as keys) is refused; -u and -U are accepted and change nothing
-    (mailsys does not check tables for UTF-8).
+    table_tool. -u and -U are accepted and change nothing (mailsys does not
+    check tables for UTF-8).
 
     Relative file names are taken from the current directory.
 """

@@ -41,9 +41,8 @@ DESCRIPTION
     postmap only: -F stores the base64 of the files a value names (their
     contents joined by a newline) and decodes values for -q and -s; with
     "-q -", -h makes lookup keys of the headers of a message on standard
-    input and -b of its body lines (message_keys()). -m alone is ignored
-    with Postfix's warning; with -b or -h (MIME parsing, attachment headers
-    as keys) it is refused.
+    input, -b of its body lines, and -m adds MIME parsing to them
+    (mailsys.cli.postmap_keys); -m alone is ignored with Postfix's warning.
 
     Fatal errors print "PROGRAM: fatal: ..." and exit 1, as Postfix's
     msg_fatal(); so do usage errors, after glibc getopt()'s own complaint
@@ -56,13 +55,13 @@ import base64
 import binascii
 import getopt
 import os
-import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from mailsys.cli.getopt_errors import complaint
+from mailsys.cli.postmap_keys import message_keys
 from mailsys.config import load, table_build, table_files
 from mailsys.config.file_values import read_files
 from mailsys.config.loader import Config
@@ -79,9 +78,6 @@ FILE_TYPES = ("texthash", "regexp", "pcre", "cidr") + COMPILED_TYPES
 Warn = Callable[[str], None]
 # A source parser: (text, file name for messages, warn) -> (key, value, line) records.
 Source = Callable[[str, str, Warn], Iterable[tuple[str, str, int]]]
-# The start of a header line (Postfix mime_state: a name of printable
-# characters other than ":", optional blanks, a colon).
-_HEADER = re.compile(r"[!-9;-~]+[ \t]*:")
 # Options that set one Invocation field: option -> (field, value it sets).
 SWITCHES = {"-i": ("incremental", True), "-p": ("save_perm", False), "-o": ("as_owner", False),
             "-F": ("files", True), "-h": ("headers", True), "-b": ("body", True)}
@@ -106,6 +102,7 @@ class Invocation:
     files: bool = False                 # -F: values are base64 file contents
     headers: bool = False               # -h: -q - looks up a message's headers
     body: bool = False                  # -b: ... and its body lines
+    mime: bool = False                  # -m with -h or -b: MIME parsing
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,14 +159,11 @@ class Tool:
             raise Fatal('specify -b -h or -m only with "-q -"')
         if mime and not message:
             self.warn("ignoring -m option without -b or -h")
-        elif mime:
-            # Postfix's MIME engine would also make keys of attachment
-            # headers; mailsys has no such reader for postmap.
-            raise Fatal("-m (MIME parsing with -b or -h) is not supported by mailsys postmap")
         if not specs and mode != "sequence":
             raise Fatal(self.usage_line)
         return Invocation(mode, key, tuple(_with_type(s) for s in specs),
-                          BuildOptions(fold, duplicates, nulls), config_dir=config_dir, **flags)
+                          BuildOptions(fold, duplicates, nulls), config_dir=config_dir,
+                          mime=mime and message, **flags)
 
     @property
     def usage_line(self) -> str:
@@ -304,7 +298,7 @@ class Tool:
             return 0
         keys = _stdin_keys()
         if inv.headers or inv.body:
-            keys = message_keys(keys, headers=inv.headers, body=inv.body)
+            keys = message_keys(keys, headers=inv.headers, body=inv.body, mime=inv.mime)
         found = False
         for key in keys:
             value = lookup(key)
@@ -320,35 +314,6 @@ class Tool:
         except (binascii.Error, ValueError):
             self.warn(f"table {spec}: key {key}: malformed BASE64 value: {value}")
             return None
-
-
-def message_keys(lines: Iterable[str], *, headers: bool, body: bool) -> Iterator[str]:
-    """The lookup keys of postmap -h / -b: each header of the message (a
-    header with continuation lines is one key, lines joined by newlines)
-    up to the first line that is no header, then each body line; the empty
-    line that ends the headers is neither."""
-    pending: str | None = None
-    in_headers = True
-    for line in lines:
-        if in_headers:
-            if pending is not None and line[:1] in (" ", "\t"):
-                pending += "\n" + line
-                continue
-            if pending is not None and headers:
-                yield pending
-            pending = None
-            if _HEADER.match(line):
-                pending = line
-                continue
-            in_headers = False
-            if not body:
-                return
-            if line == "":
-                continue
-        if body:
-            yield line
-    if pending is not None and headers:
-        yield pending
 
 
 def _files_base64(value: str) -> str:

@@ -31,7 +31,7 @@ DESCRIPTION
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from .header_checks import ContentAction, Verdict, verdict
@@ -79,47 +79,90 @@ def check_body(body: bytes, content_type: str, *, mime: Check | None,
     """header_checks on the part and attached-message headers of ``body``
     (the content after the primary header, from its blank line on)."""
     found = BodyChecks()
+    if not (mime or nested or lines):
+        return found
+    segment = 0                         # body_checks bytes seen in this part
+    for kind, start, end, text in walk(body, content_type, body_lines=lines is not None):
+        if found.stopped:
+            break
+        if kind in ("body", "boundary"):
+            # An empty line is never looked up (Postfix's maps_find() skips
+            # an empty key); a delimiter line is, as body text of the part
+            # it ends (seen live: "warning: body --BB" from cleanup and smtp).
+            if lines is not None and text and segment < limit:
+                segment += end - start
+                value = lines(text)
+                if value is not None:
+                    _take(verdict(value, text, "body"), body[start:end], start, end, found)
+            if kind == "boundary":
+                segment = 0
+            continue
+        check = mime if kind == "mime" else nested
+        if check is not None:
+            value = check(text)
+            if value is not None:
+                _take(verdict(value, text), body[start:end], start, end, found)
+    return found
+
+
+def walk(body: bytes, content_type: str, *, body_lines: bool = True
+         ) -> Iterator[tuple[str, int, int, str]]:
+    """The pieces of ``body`` in order, as Postfix's mime_state sees them:
+    (kind, start, end, text) with kind "mime" (a header of a part), "nested"
+    (a header of an attached message/rfc822), "boundary" (a delimiter line
+    that starts a part) or "body" (any other line, empty ones and the blank
+    line after a header block included). A header's text keeps the newlines
+    of its continuation lines; a line's has no line end. body_lines false:
+    stop once only body text without boundaries can follow."""
     kind, boundary = media_type(content_type)
     boundaries: list[bytes] = [boundary] if boundary else []
     # What the next lines are: "body", or a header block: "mime" or "nested".
     expect = "nested" if kind == "message/rfc822" else "body"
     pos, n = 0, len(body)
-    if body.startswith(b"\r\n"):
-        pos = 2
-    elif body.startswith(b"\n"):
-        pos = 1
-    if not boundaries and expect == "body" and lines is None:
-        return found
-    segment = 0                         # body_checks bytes seen in this part
-    while pos < n and not found.stopped and (mime or nested or lines):
+    # The blank line that ends the primary header.
+    if body.startswith((b"\r\n", b"\n")):
+        pos = body.index(b"\n") + 1
+        yield "body", 0, pos, ""
+    while pos < n:
         if expect == "body":
+            if not boundaries and not body_lines:
+                return
             start = pos
             end = body.find(b"\n", pos)
             end = n if end < 0 else end + 1
             line = body[pos:end].rstrip(b"\r\n")
             pos = end
             delimiter = _delimiter(line, boundaries) if line.startswith(b"--") else None
-            # An empty line is never looked up (Postfix's maps_find() skips
-            # an empty key); a delimiter line is, as body text of the part
-            # it ends (seen live: "warning: body --BB" from cleanup and smtp).
-            if lines is not None and line and segment < limit:
-                segment += end - start
-                text = line.decode("utf-8", "surrogateescape")
-                value = lines(text)
-                if value is not None:
-                    _take(verdict(value, text, "body"), body[start:end], start, end, found)
+            yield ("boundary" if delimiter == "part" else "body", start, end,
+                   line.decode("utf-8", "surrogateescape"))
             if delimiter == "part":
-                expect, segment = "mime", 0
+                expect = "mime"
             continue
-        check = mime if expect == "mime" else nested
-        part_kind, pos = _header_block(body, pos, check, found)
-        part_type, part_boundary = media_type(part_kind)
+        block_kind = expect
+        content_type = ""
+        while pos < n:
+            end = body.find(b"\n", pos)
+            end = n if end < 0 else end + 1
+            if not body[pos:end].strip(b"\r\n"):
+                yield "body", pos, end, ""          # the blank line that ends the block
+                pos = end
+                break
+            m = _NAME.match(body, pos)
+            if m is None:
+                break                               # not a header: body text from here
+            while end < n and body[end:end + 1] in (b" ", b"\t"):
+                nxt = body.find(b"\n", end)
+                end = n if nxt < 0 else nxt + 1
+            text = body[pos:end].decode("utf-8", "surrogateescape").rstrip("\r\n")
+            text = text.replace("\r\n", "\n")
+            if m.group(1).lower() == b"content-type":
+                content_type = text.split(":", 1)[1]
+            yield block_kind, pos, end, text
+            pos = end
+        part_type, part_boundary = media_type(content_type)
         if part_boundary:
             boundaries.append(part_boundary)
         expect = "nested" if part_type == "message/rfc822" else "body"
-        if not boundaries and expect == "body" and lines is None:
-            break
-    return found
 
 
 def _delimiter(line: bytes, boundaries: list[bytes]) -> str | None:
@@ -136,35 +179,6 @@ def _delimiter(line: bytes, boundaries: list[bytes]) -> str | None:
     return None
 
 
-def _header_block(body: bytes, pos: int, check: Check | None,
-                  found: BodyChecks) -> tuple[str, int]:
-    """Look up the headers of the block at pos; its Content-Type value and
-    the position after its blank line."""
-    content_type = ""
-    n = len(body)
-    while pos < n:
-        end = body.find(b"\n", pos)
-        end = n if end < 0 else end + 1
-        if not body[pos:end].strip(b"\r\n"):
-            return content_type, end                    # the blank line ends the block
-        m = _NAME.match(body, pos)
-        if m is None:
-            return content_type, pos                    # not a header: body text from here
-        while end < n and body[end:end + 1] in (b" ", b"\t"):
-            nxt = body.find(b"\n", end)
-            end = n if nxt < 0 else nxt + 1
-        raw = body[pos:end]
-        text = raw.decode("utf-8", "surrogateescape").rstrip("\r\n").replace("\r\n", "\n")
-        if m.group(1).lower() == b"content-type":
-            content_type = text.split(":", 1)[1]
-        if check is not None and not found.stopped:
-            value = check(text)
-            if value is not None:
-                _take(verdict(value, text), raw, pos, end, found)
-        pos = end
-    return content_type, pos
-
-
 def _take(v: Verdict, raw: bytes, start: int, end: int, found: BodyChecks) -> None:
     if v.action is not None:
         found.actions.append(v.action)
@@ -178,4 +192,4 @@ def _take(v: Verdict, raw: bytes, start: int, end: int, found: BodyChecks) -> No
         found.edits.append((start, end, new))
 
 
-__all__ = ["BodyChecks", "check_body", "media_type"]
+__all__ = ["BodyChecks", "check_body", "media_type", "walk"]

@@ -195,6 +195,59 @@ def test_m_and_message_modes_need_q_dash(d, tmp_path, run_cli):
         "postmap: warning: ignoring -m option without -b or -h\n")
 
 
+MIME_MESSAGE = """\
+From: a@example.com
+Subject: multi
+ line
+Content-Type: multipart/mixed; boundary="BB"
+
+preamble
+--BB
+Content-Type: text/plain
+X-Part: one
+
+part one text
+--BB
+Content-Type: message/rfc822
+
+From: inner@example.com
+Content-Type: multipart/alternative; boundary=CC
+
+--CC
+Content-Type: text/html
+
+<p>inner</p>
+--CC--
+--BB--
+epilogue
+"""
+
+
+# What Postfix 3.7.11's postmap printed for this message and "/^/ X"
+# (every key, the empty ones too).
+@pytest.mark.parametrize("flags, keys", [
+    (["-h", "-m"], ["From: a@example.com", "Subject: multi\n line",
+                    'Content-Type: multipart/mixed; boundary="BB"', "Content-Type: text/plain",
+                    "X-Part: one", "Content-Type: message/rfc822", "From: inner@example.com",
+                    "Content-Type: multipart/alternative; boundary=CC",
+                    "Content-Type: text/html"]),
+    (["-b", "-m"], ["", "preamble", "--BB", "", "part one text", "--BB", "", "", "--CC", "",
+                    "<p>inner</p>", "--CC--", "--BB--", "epilogue"]),
+    (["-b"], ["", "preamble", "--BB", "Content-Type: text/plain", "X-Part: one", "",
+              "part one text", "--BB", "Content-Type: message/rfc822", "",
+              "From: inner@example.com", "Content-Type: multipart/alternative; boundary=CC",
+              "", "--CC", "Content-Type: text/html", "", "<p>inner</p>", "--CC--", "--BB--",
+              "epilogue"]),
+])
+def test_m_parses_mime_for_h_and_b(d, tmp_path, run_cli, flags, keys):
+    (tmp_path / "all.re").write_text("/^/ X\n")
+    r = run_cli(d, "postmap", *flags, "-q", "-", f"regexp:{tmp_path}/all.re", input=MIME_MESSAGE)
+    assert (r.returncode, r.stdout, r.stderr) == (0, "".join(f"{k}\tX\n" for k in keys), "")
+    both = run_cli(d, "postmap", "-h", "-b", "-m", "-q", "-", f"regexp:{tmp_path}/all.re",
+                   input=MIME_MESSAGE)
+    assert both.stdout.count("\tX\n") == 23                 # every header and line, once
+
+
 def test_F_stores_file_contents_in_base64(d, tmp_path, run_cli):
     (tmp_path / "f1").write_text("one\n")
     (tmp_path / "f2").write_text("two")
