@@ -6,6 +6,7 @@ SYNOPSIS
     await table.put("key", "value")     # written through, in a worker thread
     await table.delete("key")
     await table.drop(["a", "b"])        # a cleanup pass, one transaction
+    await table.fetch("key")            # the file's value now (a table processes share)
     table.close()                       # on_exit
 
 DESCRIPTION
@@ -26,6 +27,10 @@ DESCRIPTION
     process starts, and written as entries change, each write in a worker
     thread in one short transaction (STYLE.md (d): LMDB calls never run on
     the trio thread, never span an await). Keys and values are text.
+
+    A table several processes write (smtp_sasl_auth_cache_name, one per
+    smtp process, as LMDB allows) is read with fetch(): each key from the
+    file when it is asked for, so another process's writes are seen.
 """
 
 from __future__ import annotations
@@ -83,6 +88,21 @@ class MapFile:
             for key, value in txn.cursor():
                 self.entries[bytes(key).decode("utf-8", "replace")] = \
                     bytes(value).decode("utf-8", "replace")
+
+    async def fetch(self, key: str) -> str | None:
+        """key's value as the file has it now (entries when in memory only)."""
+        if self._env is not None:
+            value = await trio.to_thread.run_sync(self._read, key)
+            if value is None:
+                self.entries.pop(key, None)
+            else:
+                self.entries[key] = value
+        return self.entries.get(key)
+
+    def _read(self, key: str) -> str | None:
+        with self._env.begin() as txn:
+            value = txn.get(key.encode())
+        return None if value is None else bytes(value).decode("utf-8", "replace")
 
     async def put(self, key: str, value: str) -> None:
         self.entries[key] = value

@@ -409,7 +409,7 @@ class SmtpAgent:
                         remote_mta=error.remote[0], diagnostic=f"smtp; {error.remote[1]}")
                     finish(pending, error.dsn, error.text,
                            relay=last.relay if error.connected else "none", **extra)
-                    return done, not answered
+                    return done, not answered and error.suspends
             if watch.setup_done is None:
                 watch.connected()
             try:

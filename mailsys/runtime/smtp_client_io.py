@@ -132,11 +132,16 @@ class SessionError(Exception):
     names it). final: no other host may be tried either (a loop). settled: recipients already decided.
     tls_failed: the STARTTLS handshake failed (opportunistic TLS retries
     in plaintext). remote: (Remote-MTA host, server reply) when the
-    failure is a server's answer that a bounce should quote."""
+    failure is a server's answer that a bounce should quote. suspends:
+    when it is the last server's, the destination counts as dead for
+    qmgr (false for a failed SASL login: Postfix 3.7 tried the next
+    message for that server 3 s later, no "delivery temporarily
+    suspended")."""
 
     def __init__(self, dsn: str, text: str, *, connected: bool = False, final: bool = False,
                  settled: tuple[RecipientStatus, ...] = (),
-                 tls_failed: bool = False, remote: tuple[str, str] | None = None) -> None:
+                 tls_failed: bool = False, remote: tuple[str, str] | None = None,
+                 suspends: bool = True) -> None:
         super().__init__(text)
         self.dsn = dsn
         self.text = text
@@ -145,6 +150,7 @@ class SessionError(Exception):
         self.settled = settled
         self.tls_failed = tls_failed
         self.remote = remote
+        self.suspends = suspends
 
 
 class StaleSession(SessionError):

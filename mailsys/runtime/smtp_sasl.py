@@ -51,10 +51,13 @@ DESCRIPTION
     used (Postfix: mail of another sender must not ride on this login).
     smtp_send_dummy_mail_auth adds AUTH=<> to MAIL FROM after a login.
 
+    With smtp_sasl_auth_cache_name, a 535 answer is remembered for the
+    server, user and password, and later deliveries fail without AUTH
+    (mailsys.runtime.smtp_sasl_cache: "SASL [CACHED] authentication
+    failed; server HOST said: ...").
+
 BUGS
-    No smtp_sasl_auth_cache_name (Postfix's cache of 535 answers to skip
-    servers that refused a login): every delivery tries again. Only the
-    three mechanisms above; no Cyrus or Dovecot library behind them
+    Only the three mechanisms above; no Cyrus or Dovecot library behind them
     (smtp_sasl_type and smtp_sasl_path are not read). A table lookup that
     fails (an unreadable lmdb file) is an error of the delivery, not
     Postfix's "lookup error" deferral with its warning. The sender is
@@ -73,6 +76,7 @@ import structlog
 from mailsys.config.tables import Table, open_table
 from mailsys.errors import ConfigError
 from mailsys.runtime.sasl_filter import MechanismFilter
+from mailsys.runtime.smtp_sasl_cache import SaslAuthCache
 from mailsys.smtp.client import AuthAborted, AuthDone, ConnectionLost
 from mailsys.smtp.client_auth import choose_mechanism, client_mechanism
 
@@ -93,6 +97,7 @@ class SaslSettings:
     soft_bounce: bool = True
     sender_dependent: bool = False
     dummy_mail_auth: bool = False
+    auth_cache: SaslAuthCache | None = None      # smtp_sasl_auth_cache_name
 
     @classmethod
     def from_config(cls, cfg, program: str = "smtp",
@@ -118,7 +123,8 @@ class SaslSettings:
                    soft_bounce=bool(cfg.smtp_sasl_auth_soft_bounce),
                    sender_dependent=program == "smtp"
                    and bool(cfg.smtp_sender_dependent_authentication),
-                   dummy_mail_auth=bool(cfg.smtp_send_dummy_mail_auth))
+                   dummy_mail_auth=bool(cfg.smtp_send_dummy_mail_auth),
+                   auth_cache=SaslAuthCache.from_config(cfg, program))
 
     def request(self, sender: str, dest: str) -> SaslRequest:
         """The login of one delivery (the sender's and the next hop's).
@@ -172,6 +178,10 @@ class SaslRequest:
                 return user, password
         return None
 
+    def _soft(self, dsn: str) -> str:
+        """smtp_sasl_auth_soft_bounce: a 5xx refusal defers."""
+        return "4" + dsn[1:] if self.settings.soft_bounce and dsn.startswith("5") else dsn
+
     async def login(self, session) -> None:
         """Authenticate an SmtpSession past EHLO, when the server and the table say so.
 
@@ -196,7 +206,17 @@ class SaslRequest:
         if not mechanisms:
             raise SessionError("4.7.0", f"SASL authentication failed: server {target.peer} "
                                "offered no compatible authentication mechanisms for this type "
-                               "of connection security", connected=True)
+                               "of connection security", connected=True, suspends=False)
+        cache = self.settings.auth_cache
+        if cache is not None:
+            # smtp_sasl_authenticate(): no AUTH after a recent 535 for this
+            # server, user and password.
+            refused = await cache.find(target.host, *found)
+            if refused is not None:
+                raise SessionError(self._soft(refused.dsn),
+                                   f"SASL [CACHED] authentication failed; server {target.host} "
+                                   f"said: {refused.text}", connected=True, suspends=False,
+                                   remote=(target.host, refused.text))
         tls = session.tls
         if tls is None:
             options = self.settings.security_options
@@ -209,7 +229,8 @@ class SaslRequest:
             # The Cyrus library's words, then smtp_sasl_glue.c's.
             log.warning("SASL authentication failure: No worthy mechs found")
             raise SessionError("4.7.0", f"SASL authentication failed; cannot authenticate to "
-                               f"server {target.peer}: no mechanism available", connected=True)
+                               f"server {target.peer}: no mechanism available",
+                               connected=True, suspends=False)
         session.send(cc.auth(client_mechanism(name, *found)))
         event = await session.next_event()
         if isinstance(event, ConnectionLost):
@@ -222,17 +243,18 @@ class SaslRequest:
             else:
                 text = (f"SASL authentication failed; cannot authenticate to server "
                         f"{target.peer}: {event.reason}")
-            raise SessionError(dsn, text, connected=True)
+            raise SessionError(dsn, text, connected=True, suspends=False)
         assert isinstance(event, AuthDone), event
         if event.ok:
             return
         # The session ends here (Postfix: "Session reuse is disabled"),
         # with a QUIT: the server is still in a sane state.
         dsn = event.response.dsn
-        if self.settings.soft_bounce and dsn.startswith("5"):
-            dsn = "4" + dsn[1:]
+        if cache is not None and event.response.code == 535:
+            await cache.store(target.host, *found, dsn, event.response.text)
+        dsn = self._soft(dsn)
         # Postfix records the reply for the bounce: Remote-MTA and
         # Diagnostic-Code "smtp; 535 ...".
         raise SessionError(dsn, f"SASL authentication failed; server {target.peer} said: "
-                           f"{event.response.text}", connected=True,
+                           f"{event.response.text}", connected=True, suspends=False,
                            remote=(target.host, event.response.text))

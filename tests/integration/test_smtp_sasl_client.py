@@ -181,6 +181,28 @@ def test_a_refused_login_defers_with_the_servers_reply(relay, mailsys_instance):
     assert log.count("SASL authentication failed") == 1, log
 
 
+def test_a_refused_login_is_not_tried_again_with_the_auth_cache(relay, mailsys_instance):
+    # Postfix 3.7.11, smtp_sasl_auth_cache_name = proxy:btree:..., the same
+    # refusing peer, two messages: the peer saw one AUTH; the second said
+    # "dsn=4.7.8, status=deferred (SASL [CACHED] authentication failed;
+    # server 127.0.0.1 said: 535 5.7.8 Authentication credentials invalid)".
+    inst = mailsys_instance
+    handler, relay_port = relay(Relay(secret="another"), auth_require_tls=False)
+    first = run_mailsys(inst, relay_port, smtp_tls_security_level="none",
+                        smtp_sasl_auth_cache_name=f"proxy:lmdb:{inst.root}/sasl_auth_cache")
+    inst.wait_log(f"{first}: to=<bob@remote.example>", timeout=20)
+    smtpd = next(line for line in (inst.config_dir / "master.cf").read_text().splitlines()
+                 if line.endswith(" smtpd"))
+    with smtplib.SMTP("127.0.0.1", int(smtpd.split()[0].rpartition(":")[2]), timeout=10) as s:
+        s.sendmail("sender@example.test", ["bob@remote.example"], b"Subject: again\r\n\r\nhi\r\n")
+    log = inst.wait_log("SASL [CACHED]", timeout=20)
+    assert re.search(rf"to=<bob@remote\.example>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:"
+                     rf"{relay_port}, .*dsn=4\.7\.8, status=deferred \(SASL \[CACHED\] "
+                     rf"authentication failed; server 127\.0\.0\.1 said: 535 5\.7\.8 "
+                     rf"Authentication credentials invalid\)", log), log
+    assert len(handler.attempts) == 1 and handler.messages == []
+
+
 def test_hard_bounce_when_soft_bounce_is_off(relay, mailsys_instance):
     handler, relay_port = relay(Relay(secret="another"), auth_require_tls=True)
     qid = run_mailsys(mailsys_instance, relay_port, smtp_sasl_auth_soft_bounce="no")
