@@ -179,6 +179,23 @@ def test_command_gets_the_message_as_default_privs(site, out_dir):
     assert "Subject: to pipe@example.test" in lines and lines[-1] == "hello"
 
 
+def test_command_gets_the_sasl_sender_of_mail_from(make_site, out_dir, tmp_path):
+    # Postfix 3.7.11, MAIL FROM:<a@x.example> AUTH=<s+2Bq@y.example> to an
+    # alias "|/bin/sh -c 'env > ...'": SASL_SENDER=_s+2Bq@y.example_ (the
+    # AUTH= value as sent, through command_expansion_filter like every
+    # exported value).
+    (tmp_path / "sasl_users").write_text("")
+    site = make_site(smtpd_sasl_auth_enable="yes", smtpd_sasl_users_file=str(tmp_path / "sasl_users"))
+    with smtplib.SMTP("127.0.0.1", site.port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert s.docmd("MAIL FROM:<sender@example.org> AUTH=<s+2Bq@y.example>")[0] == 250
+        assert s.docmd("RCPT TO:<pipe@example.test>")[0] == 250
+        qid = h.qid_of(s.data(b"Subject: auth\r\n\r\nhello\r\n")[1])
+    site.inst.wait_log(f"{qid}: removed", timeout=20)
+    lines = (out_dir / "pipe.out").read_text().splitlines()
+    assert "SASL_SENDER=_s+2Bq@y.example_" in lines, lines
+
+
 def test_command_exit_75_defers_and_file_destination_appends(site, out_dir):
     qid = send(site, "tempfail@example.test")
     log = site.inst.wait_log(f"{qid}: to=<tempfail@example.test>", timeout=20)
