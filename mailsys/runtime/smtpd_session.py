@@ -968,6 +968,7 @@ class Session:
             self.proxy = proxy
             log.info("client", noqueue=True, client=self.namaddr,
                      sasl_method=self.auth.method, sasl_username=self.auth.user,
+                     sasl_sender=mail.auth or "",
                      **(self._orig_fields() if self.forwarded else {}))
         refusal = await proxy.rcpt(_command("RCPT TO", event.raw, event.params))
         if refusal is not None:
