@@ -111,7 +111,7 @@ class _Session:
                 address = sendmail.qualify(event.address, self.cfg)
             except UsageError:
                 return Reply(501, "5.1.3", "Bad recipient address syntax")
-            orcpt = f"{event.orcpt[0]};{event.orcpt[1]}" if event.orcpt else ""
+            orcpt = event.dsn_orcpt
             self.recipients.append(CleanupRecipient(address, orcpt=orcpt,
                                                     notify=tuple(event.notify or ())))
         elif isinstance(event, EndOfData):

@@ -736,7 +736,7 @@ class Session:
                      sasl_method=self.auth.method, sasl_username=self.auth.user,
                      sasl_sender=self.mail.auth or "",
                      **(self._orig_fields() if self.forwarded else {}))
-        orcpt = f"{event.orcpt[0]};{event.orcpt[1]}" if event.orcpt else ""
+        orcpt = event.dsn_orcpt
         self.recipients.append(CleanupRecipient(event.address, orcpt=orcpt,
                                                 notify=tuple(event.notify or ())))
         self.last_rcpt = event.address
@@ -973,7 +973,7 @@ class Session:
         refusal = await proxy.rcpt(_command("RCPT TO", event.raw, event.params))
         if refusal is not None:
             return refusal
-        orcpt = f"{event.orcpt[0]};{event.orcpt[1]}" if event.orcpt else ""
+        orcpt = event.dsn_orcpt
         self.recipients.append(CleanupRecipient(event.address, orcpt=orcpt,
                                                 notify=tuple(event.notify or ())))
         self.last_rcpt = event.address

@@ -965,11 +965,11 @@ class ClientConnection:
         commands.append((mail, _Cmd.MAIL, 0))
         for i, r in enumerate(rcpts):
             rcpt = f"RCPT TO:<{r.address}>"
-            if caps.dsn:
-                if r.notify:
-                    rcpt += " NOTIFY=" + ",".join(n.upper() for n in r.notify)
+            if caps.dsn:                # in Postfix's order: ORCPT, then NOTIFY
                 if r.orcpt:
                     rcpt += f" ORCPT=rfc822;{_xtext(r.orcpt)}"
+                if r.notify:
+                    rcpt += " NOTIFY=" + ",".join(n.upper() for n in r.notify)
             commands.append((rcpt, _Cmd.RCPT, i))
         commands.append(("RSET", _Cmd.RSET, 0) if rcpt_only else ("DATA", _Cmd.DATA, 0))
         if caps.pipelining and self.use_pipelining:

@@ -67,6 +67,16 @@ class RcptTo:
     notify: tuple[str, ...] | None = None
     orcpt: tuple[str, str] | None = None
 
+    @property
+    def dsn_orcpt(self) -> str:
+        """The original recipient kept for DSN, "type;address": ORCPT as
+        given, else "rfc822;" and the address as received, which Postfix's
+        smtpd keeps for every recipient (postcat shows "dsn_orig_rcpt=
+        rfc822;User@Example.NET" for RCPT TO:<User@Example.NET>)."""
+        if self.orcpt is not None:
+            return f"{self.orcpt[0]};{self.orcpt[1]}"
+        return f"rfc822;{self.address}"
+
 
 @dataclass(frozen=True, slots=True)
 class DataStart:

@@ -436,3 +436,25 @@ def test_eight_bit_envelope_without_smtputf8_is_relayed_byte_for_byte(mailsys_in
     assert "status=sent (250 2.0.0 Ok: queued as PEER)" in inst.wait_log("status=sent")
     assert b"MAIL FROM:<\xfc@x.example>\r\n" in seen and b"RCPT TO:<\xfc@y.example>\r\n" in seen
     assert b"Received: from \xfc (localhost [127.0.0.1])\r\n" in seen
+
+
+def test_every_recipient_keeps_its_original_address_for_dsn(mailsys_instance):
+    # Postfix 3.7.11's postcat for the same three RCPTs: "dsn_orig_rcpt=
+    # rfc822;User@Example.NET", "...=rfc822;v@example.net", and the ORCPT
+    # given, xtext-decoded, "...=rfc822;orig+w@example.net"; its smtp client
+    # then sends each as "ORCPT=rfc822;..." to a server offering DSN.
+    inst = mailsys_instance
+    port = h.start(inst, {"mynetworks": "127.0.0.0/8"})
+    with h.session(port) as s:
+        s.ehlo("client.example.org")
+        s.mail("a@example.org")
+        s.rcpt("User@Example.NET")
+        s.rcpt("v@example.net", ["NOTIFY=SUCCESS"])
+        s.rcpt("w@example.net", ["ORCPT=rfc822;orig+2Bw@example.net"])
+        code, reply = s.data(h.MESSAGE)
+        assert code == 250
+    envelope, _, _ = h.queued(inst, h.qid_of(reply))
+    assert [(r.address, r.orcpt) for r in envelope.recipients] == [
+        ("User@Example.NET", "rfc822;User@Example.NET"),
+        ("v@example.net", "rfc822;v@example.net"),
+        ("w@example.net", "rfc822;orig+w@example.net")]

@@ -513,7 +513,7 @@ def test_esmtp_parameters_when_offered():
                        envid="QID+1=2")
     assert out.decode() == (
         "MAIL FROM:<jörg@example.org> SIZE=999 BODY=8BITMIME ENVID=QID+2B1+3D2 RET=HDRS SMTPUTF8\r\n"
-        "RCPT TO:<bob@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;Bob+2Bx+3Dy@example.com\r\n"
+        "RCPT TO:<bob@example.com> ORCPT=rfc822;Bob+2Bx+3Dy@example.com NOTIFY=SUCCESS,FAILURE\r\n"
         "RCPT TO:<carol@example.com>\r\nDATA\r\n")
 
 
