@@ -372,6 +372,13 @@ _TABLE: tuple[Param, ...] = (
       "Reply code of reject_plaintext_session", min=400, max=599),
     P("maps_rbl_reject_code", Int, "554",
       "Reply code of reject_rbl_client and the other DNS blocklist restrictions", min=400, max=599),
+    P("default_rbl_reply", Str,
+      "$rbl_code Service unavailable; $rbl_class [$rbl_what] blocked using "
+      "$rbl_domain${rbl_reason?; $rbl_reason}",
+      "The reply template of reject_rbl_client and reject_rhsbl_* ($rbl_code, $rbl_class, "
+      "$rbl_what, $rbl_domain, $rbl_reason)", raw=True),
+    P("rbl_reply_maps", List, "",
+      "Tables from a DNS list zone (as written, =filter included) to its reply template"),
     P("smtpd_reject_unlisted_recipient", Bool, "yes", "Reject recipients no table knows"),
     P("smtpd_reject_unlisted_sender", Bool, "no", "Reject sender addresses no table knows"),
     P("smtpd_forbid_bare_newline", Str, "normalize",

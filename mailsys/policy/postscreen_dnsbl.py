@@ -12,10 +12,9 @@ DESCRIPTION
 
     domain   the list's DNS zone; the client 192.0.2.7 is looked up as
              7.2.0.192.domain (an IPv6 address as its reversed nibbles).
-    filter   which A records count: four dot-separated octet patterns,
-             each a number, or "[...]" holding numbers and ranges a..b
-             separated by ";" ("127.0.0.[2..11]", "127.0.[0..255].[1;3]").
-             Without a filter every A record counts.
+    filter   which A records count (mailsys.policy.dnsxl_filter:
+             "127.0.0.[2..11]", "127.0.[0..255].[1;3]"). Without a filter
+             every A record counts.
     weight   added to the score when the site lists the client (default 1);
              a negative weight ("list.dnswl.org*-5") lowers it, for allow
              lists.
@@ -41,45 +40,21 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from mailsys.errors import ConfigError
+from mailsys.policy.dnsxl_filter import ReplyFilter
 
-# Four octet patterns; a "[...]" one may hold ".." ranges, so not a plain split.
-_FILTER = re.compile(r"\.".join([r"(\[[^\]]*\]|\d+)"] * 4))
 _SITE = re.compile(r"(?P<domain>[^=*]+)(?:=(?P<filter>[^*]+))?(?:\*(?P<weight>-?\d+))?\Z")
 
 
 @dataclass(frozen=True, slots=True)
 class Site:
     domain: str
-    filter: tuple[frozenset[int] | None, ...] | None    # per octet; None = any
+    filter: ReplyFilter | None           # None: every A record counts
     weight: int = 1
     text: str = ""
 
     def matches(self, address: str) -> bool:
         """Whether an A record (a dotted quad) passes this site's filter."""
-        if self.filter is None:
-            return True
-        octets = address.split(".")
-        if len(octets) != 4 or not all(o.isdigit() for o in octets):
-            return False
-        return all(allowed is None or int(o) in allowed for o, allowed in zip(octets, self.filter))
-
-
-def _octet(pattern: str, site: str) -> frozenset[int]:
-    if pattern.isdigit():
-        return frozenset([int(pattern)])
-    if not (pattern.startswith("[") and pattern.endswith("]")):
-        raise ConfigError(f"bad postscreen_dnsbl_sites filter in {site!r}: {pattern}",
-                          param="postscreen_dnsbl_sites")
-    values: set[int] = set()
-    for part in pattern[1:-1].split(";"):
-        lo, dots, hi = part.partition("..")
-        try:
-            first, last = int(lo), int(hi if dots else lo)
-        except ValueError:
-            raise ConfigError(f"bad postscreen_dnsbl_sites filter in {site!r}: {pattern}",
-                              param="postscreen_dnsbl_sites") from None
-        values.update(range(first, last + 1))
-    return frozenset(values)
+        return self.filter is None or self.filter.matches(address)
 
 
 def parse_site(text: str) -> Site:
@@ -89,11 +64,11 @@ def parse_site(text: str) -> Site:
     pattern = m["filter"]
     filt = None
     if pattern:
-        octets = _FILTER.fullmatch(pattern)
-        if octets is None:
+        try:
+            filt = ReplyFilter.parse(pattern)
+        except ValueError:
             raise ConfigError(f"bad postscreen_dnsbl_sites filter in {text!r}: {pattern}",
-                              param="postscreen_dnsbl_sites")
-        filt = tuple(_octet(p, text) for p in octets.groups())
+                              param="postscreen_dnsbl_sites") from None
     weight = int(m["weight"]) if m["weight"] is not None else 1
     return Site(m["domain"].lower().rstrip("."), filt, weight, text)
 

@@ -88,7 +88,7 @@ from typing import Any, Callable, Iterable, Mapping
 from mailsys.config.interfaces import own_addresses
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.verify import OK as VERIFY_OK
-from mailsys.policy import dnschecks, evaluate, mxbackup, users, verify
+from mailsys.policy import dnschecks, dnsxl, evaluate, mxbackup, users, verify
 from mailsys.policy.access import check_access
 from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, PolicyContext,
                                    RecordLookups, Resolver, VerifyAnswers)
@@ -189,6 +189,15 @@ _SIMPLE: dict[str, Callable[..., Any]] = {
 
 _DNSBL = frozenset({"reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_reverse_client",
                     "reject_rhsbl_helo", "reject_rhsbl_sender", "reject_rhsbl_recipient"})
+_DNSWL = frozenset({"permit_dnswl_client", "permit_rhswl_client"})
+
+def _raw(cfg: Any, name: str, default: str) -> str:
+    """A parameter's text as written (its $names not expanded), or default."""
+    try:
+        return cfg.raw(name)
+    except (AttributeError, KeyError):
+        return default
+
 
 def _permit_logged(step: Step, action: str) -> Step:
     """smtpd_log_access_permit_actions: a permit by this step is noted for the log."""
@@ -287,6 +296,11 @@ class Restrictions:
         self._sender_login_maps = maps("smtpd_sender_login_maps", ())
         self._permit_log = PermitLog.compile(get("smtpd_log_access_permit_actions", ()), tables)
         self._relay_clientcerts = maps("relay_clientcerts", ())
+        # The DNSxL reject reply: templates whose $rbl_* names are expanded
+        # for each reply, so taken as written.
+        self.default_rbl_reply = str(over.get("default_rbl_reply") or _raw(
+            cfg, "default_rbl_reply", dnsxl.DEFAULT_RBL_REPLY))
+        self._rbl_reply_maps = maps("rbl_reply_maps", ())
 
         # smtpd_restriction_classes: names of parameters that hold a
         # restriction list, usable by name in any list or access table.
@@ -399,6 +413,15 @@ class Restrictions:
             self._run_list(run, param)
         return tuple(dict.fromkeys(run.lookups))
 
+    def rbl_template(self, zone: str) -> str:
+        """The reply template for a DNSxL zone as written ("zone=filter"):
+        rbl_reply_maps', else default_rbl_reply."""
+        for table in self._rbl_reply_maps:
+            found = table.lookup(zone)
+            if found is not None:
+                return found
+        return self.default_rbl_reply
+
     def resolve(self, addr: str) -> Resolved:
         """Where addr goes, after Postfix's trivial-rewrite address tricks (see resolve)."""
         return self._addresses.resolve(addr)
@@ -452,16 +475,15 @@ class Restrictions:
             if kind in ("client", "helo", "sender", "recipient", "ccert", "sasl"):
                 table = self._tables(arg)
                 return lambda run, info: check_access(self, run, info, kind, table, arg)
-        if name in _DNSBL and arg is not None:
-            zone, _, want = arg.partition("=")
-            if want:
-                # The resolver reports only whether a name exists, so a reply
-                # filter cannot be honoured; ignoring it could reject clients
-                # the admin meant to accept (list error codes), so skip.
-                self.warnings.append(f"{name} {arg}: reply filters are not supported; "
-                                     "restriction ignored")
-                return lambda run, info: DUNNO
-            return lambda run, info: dnschecks.dnsbl(self, run, info, name, zone.lower().rstrip("."))
+        if (name in _DNSBL or name in _DNSWL) and arg is not None:
+            try:
+                zone = dnsxl.Zone.parse(arg)
+            except ValueError as e:
+                # Postfix's smtpd stops: "fatal: RBL reply error: ..."
+                self.warnings.append(f"RBL reply error: {e}")
+                return self._config_error(name)
+            check = dnsxl.dnsbl if name in _DNSBL else dnsxl.dnswl
+            return lambda run, info: check(self, run, info, name, zone)
         if name == "check_policy_service" and arg is not None:
             return lambda run, info: check_policy_service(self, run, info, arg)
         if name == "sleep" and arg is not None:

@@ -186,6 +186,16 @@ class Resolver:
         return [(int(r.preference), r.exchange.to_text(omit_final_dot=True).rstrip("."))
                 for r in records]
 
+    async def ipv4(self, name: str) -> list[str]:
+        """The A records of name, whatever inet_protocols says (a DNS list's
+        answer is a code, not an address to connect to); [] when none."""
+        return [r.address for r in await self._query(name, "A")]
+
+    async def txt(self, name: str) -> list[str]:
+        """The TXT records of name, each one's strings joined; [] when none."""
+        return [b"".join(r.strings).decode("utf-8", "replace")
+                for r in await self._query(name, "TXT")]
+
     async def addresses(self, host: str) -> list[str]:
         """The host's addresses (IPv4 first, as asked by inet_protocols).
 

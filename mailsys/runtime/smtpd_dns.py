@@ -19,7 +19,10 @@ DESCRIPTION
 
     HostLookups answers permit_mx_backup's record lookups (NeedRecords):
     ("MX", domain) gives the (preference, host) pairs, ("ADDR", host) the
-    host's A and AAAA addresses (inet_protocols picks the families), each
+    host's A and AAAA addresses (inet_protocols picks the families), and
+    the DNS lists' ("DNSXL", name) its A records, ("TXT", name) its TXT
+    strings (a temporary failure of a DNSXL lookup logs Postfix's "NAME:
+    RBL lookup error: ..." warning), each
     as a HostRecords with the NOT_FOUND / TEMPFAIL split above; a null MX
     counts as none. It uses the smtp client's resolver
     (mailsys.runtime.resolver) on the same name servers, which imports
@@ -49,6 +52,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import structlog
 import trio
 
 from mailsys.errors import ConfigError
@@ -57,6 +61,8 @@ from mailsys.runtime.resolver import DnsError, Resolver, parse_nameserver
 
 if TYPE_CHECKING:
     import dns.asyncresolver
+
+log = structlog.get_logger()
 
 # dnspython (~3 MB per process) is imported by from_config(), which smtpd
 # calls only when a restriction needs DNS; client_name() uses the system
@@ -159,9 +165,18 @@ class HostLookups:
             if kind == "MX":
                 # A null MX's exchange comes back as "".
                 found = tuple((p, host) for p, host in await self.resolver.mx(name) if host)
+            elif kind == "DNSXL":
+                found = tuple(await self.resolver.ipv4(name))
+            elif kind == "TXT":
+                found = tuple(await self.resolver.txt(name))
             else:
                 found = tuple(await self.resolver.addresses(name))
         except DnsError as e:
+            if kind == "DNSXL" and e.temporary:
+                # Postfix's smtpd_check.c rbl_pagein() and dns_lookup() words.
+                log.warning(f"{name}: RBL lookup error: Host or domain name not found. "
+                            f"Name service error for name={name} type=A: Host not found, "
+                            "try again")
             return HostRecords(DnsStatus.TEMPFAIL if e.temporary else DnsStatus.NOT_FOUND)
         if not found:
             return HostRecords(DnsStatus.NOT_FOUND, no_data=True)

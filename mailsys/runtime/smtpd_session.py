@@ -252,6 +252,7 @@ class Session:
         self.local_addr = ""                # this end's address ({daemon_addr})
         self.local_port = ""                # and port ({daemon_port})
         self.connection_count = 0           # anvil's count ({client_connections}); 0 unasked
+        self.dns_records: dict[tuple[str, str], HostRecords] = {}   # see _decide
         # smtpd_proxy_filter: this transaction's connection to the filter.
         self.proxy: FilterTransaction | None = None
         self._reset()
@@ -550,7 +551,9 @@ class Session:
         each address reject_unverified_* reaches is asked of verify.
         Only this session waits: the others go on meanwhile."""
         answers: dict[str, str] = {}
-        records: dict[tuple[str, str], HostRecords] = {}
+        # DNS records (permit_mx_backup, the DNS lists) stay known for the
+        # session: with smtpd_delay_reject each RCPT asks again.
+        records = self.dns_records
         verified: dict[str, tuple[int | None, str]] = {}
         paused = 0
         while True:

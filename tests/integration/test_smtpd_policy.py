@@ -588,3 +588,64 @@ def test_log_access_permit_actions(mailsys_instance):
                              + re.escape(text + tail.format(rcpt)), log), (text, log)
     assert re.search(r": permit: DATA from localhost\[127\.0\.0\.1\]: action=permit for Data "
                      r"command=DATA ; from=<a@example\.org> proto=ESMTP helo=<c\.example>", log)
+
+
+def test_dns_lists_with_reply_filters_txt_reasons_and_allow_lists(mailsys_instance):
+    # The client is 127.0.0.1: its name in a list is 1.0.0.127.ZONE.
+    inst = mailsys_instance
+    zone = {
+        # Spamhaus-style: an error answer (127.255.255.254) that the filter keeps out.
+        "1.0.0.127.zen.test": {"A": ["127.255.255.254"]},
+        "1.0.0.127.block.test": {"A": ["127.0.0.2"], "TXT": ['"https://block.test/q?127.0.0.1"']},
+        "1.0.0.127.broken.test": SERVFAIL,
+        "spammer.example.dbl.test": {"A": ["127.0.1.2"]},
+    }
+    with DnsServer(zone) as dns:
+        port = h.start(inst, {
+            "dns_nameservers": dns.spec, "mynetworks": "192.0.2.0/24",
+            "smtpd_recipient_restrictions": (
+                "reject_rbl_client broken.test, reject_rbl_client zen.test=127.0.0.[2..11], "
+                "reject_rhsbl_sender dbl.test, reject_rbl_client block.test"),
+        })
+        with h.session(port) as s:
+            s.ehlo("c.example")
+            s.mail("a@spammer.example")
+            assert s.rcpt("bob@example.test") == (554, (
+                b"5.7.1 Service unavailable; Sender address [a@spammer.example] blocked using "
+                b"dbl.test"))
+        with h.session(port) as s:
+            s.ehlo("c.example")
+            s.mail("a@example.org")
+            code, text = s.rcpt("bob@example.test")
+    assert (code, text) == (554, b"5.7.1 Service unavailable; Client host [127.0.0.1] blocked "
+                                 b"using block.test; https://block.test/q?127.0.0.1")
+    log = inst.wait_log("blocked using block.test")
+    assert (REJECT + "554 5.7.1 Service unavailable; Client host [127.0.0.1] blocked using "
+            "block.test; https://block.test/q?127.0.0.1; from=<a@example.org> "
+            "to=<bob@example.test> proto=ESMTP helo=<c.example>") in log
+    # Postfix's warning for the list that failed, which rejects nobody.
+    assert ("warning: 1.0.0.127.broken.test: RBL lookup error: Host or domain name not found. "
+            "Name service error for name=1.0.0.127.broken.test type=A: Host not found, "
+            "try again") in log
+
+
+def test_an_allow_list_and_a_reply_template_of_ones_own(mailsys_instance):
+    inst = mailsys_instance
+    spec = table(inst, "rbl_replies", "soft.test $rbl_code 4.7.9 Try later: $rbl_reason\n")
+    zone = {"1.0.0.127.soft.test": {"A": ["127.0.0.2"], "TXT": ['"listed"']},
+            "1.0.0.127.wl.test": {"A": ["127.0.10.2"]}}
+    with DnsServer(zone) as dns:
+        restrictions = "reject_unauth_destination, reject_rbl_client soft.test"
+        port = h.start(inst, {"dns_nameservers": dns.spec, "mynetworks": "192.0.2.0/24",
+                              "rbl_reply_maps": spec, "maps_rbl_reject_code": "450",
+                              "smtpd_recipient_restrictions": restrictions})
+        assert rcpt_replies(port, ["bob@example.test"]) == {
+            "bob@example.test": "450 4.7.9 Try later: listed"}
+        inst.stop()
+        port = h.start(inst, {"dns_nameservers": dns.spec, "mynetworks": "192.0.2.0/24",
+                              "smtpd_recipient_restrictions":
+                              "permit_dnswl_client wl.test=127.0.[0..255].[1..3], " + restrictions})
+        # Allowed past the list, never past relay control.
+        assert rcpt_replies(port, ["bob@example.test", "x@remote.example"]) == {
+            "bob@example.test": "250 2.1.5 Ok",
+            "x@remote.example": "454 4.7.1 <x@remote.example>: Relay access denied"}

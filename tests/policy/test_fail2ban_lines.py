@@ -5,7 +5,8 @@ import re
 
 import pytest
 
-from mailsys.policy.restrictions import DnsStatus, PolicyContext, Restrictions, reject_log_text
+from mailsys.policy.restrictions import DnsStatus, HostRecords, PolicyContext, Restrictions, \
+    reject_log_text
 
 PREFIX = re.compile(r"^\w+: (?:milter-)?reject: (?P<content>.+)$")
 NORMAL = re.compile(
@@ -30,6 +31,11 @@ def restrictions(**over):
 
 def listed(name):
     return DnsStatus.NOT_FOUND if "nowhere" in name else DnsStatus.EXISTS
+
+
+def on_every_list(kind, name):
+    return HostRecords(DnsStatus.EXISTS, ("127.0.0.2",)) if kind == "DNSXL" \
+        else HostRecords(DnsStatus.NOT_FOUND)
 
 
 CASES = [
@@ -57,7 +63,7 @@ def test_fail2ban_sees_what_postfix_would_be_banned_for(over, recipient, ctx_ove
                   sender="s@h.example", recipient=recipient)
     fields.update(ctx_over)
     ctx = PolicyContext(**fields)
-    d = restrictions(**over).evaluate_rcpt(ctx, listed)
+    d = restrictions(**over).evaluate_rcpt(ctx, listed, records=on_every_list)
     assert not d.accepted
     line = reject_log_text(d, ctx, queue_id="NOQUEUE")
     content = PREFIX.match(line).group("content")

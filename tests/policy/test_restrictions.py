@@ -5,8 +5,9 @@ import pytest
 
 from mailsys.config import load
 from mailsys.errors import ConfigError
-from mailsys.policy.restrictions import (DnsStatus, DomainClass, Note, PolicyContext, Restrictions,
-                                         dsn_fix, note_log_text, reject_log_text)
+from mailsys.policy.restrictions import (DnsStatus, DomainClass, HostRecords, NeedRecords, Note,
+                                         PolicyContext, Restrictions, dsn_fix, note_log_text,
+                                         reject_log_text)
 
 
 class Table:
@@ -736,38 +737,130 @@ def test_reject_plaintext_session():
     assert rcpt(r, "alice@example.com", tls=True).accepted
 
 
+def lists(a: dict, txt: dict | None = None, asked: list | None = None):
+    """A records callback for the DNS lists: A and TXT records by name
+    (a DnsStatus for a failure); a name not in a is not listed."""
+    txt = txt or {}
+
+    def records(kind, name):
+        if kind not in ("DNSXL", "TXT"):
+            return None
+        if asked is not None and kind == "DNSXL":
+            asked.append(name)
+        found = (a if kind == "DNSXL" else txt).get(name, DnsStatus.NOT_FOUND)
+        if isinstance(found, DnsStatus):
+            return HostRecords(found)
+        return HostRecords(DnsStatus.EXISTS, tuple(found))
+    return records
+
+
+def listed_rcpt(r, recipient, records, who=OUTSIDER, **extra):
+    return r.evaluate_rcpt(PolicyContext(recipient=recipient, **dict(who, **extra)),
+                           records=records)
+
+
 def test_reject_rbl_client_queries_reversed_address():
     asked = []
-
-    def res(name):
-        asked.append(name)
-        return DnsStatus.EXISTS if name == "7.100.51.198.zen.example" else DnsStatus.NOT_FOUND
-
+    records = lists({"7.100.51.198.zen.example": ["127.0.0.2"]}, asked=asked)
     r = make(smtpd_client_restrictions=("permit_mynetworks", "reject_rbl_client", "zen.example"))
-    assert rcpt(r, "alice@example.com", resolver=res).reply == \
+    assert listed_rcpt(r, "alice@example.com", records).reply == \
         "554 5.7.1 Service unavailable; Client host [198.51.100.7] blocked using zen.example"
-    assert rcpt(r, "alice@example.com", TRUSTED, res).accepted
-    assert rcpt(r, "alice@example.com", resolver=res, client_addr="203.0.113.1").accepted
+    assert listed_rcpt(r, "alice@example.com", records, TRUSTED).accepted
+    assert listed_rcpt(r, "alice@example.com", records, client_addr="203.0.113.1").accepted
     assert asked == ["7.100.51.198.zen.example", "1.113.0.203.zen.example"]
     v6 = []
-    rcpt(r, "alice@example.com", resolver=lambda n: v6.append(n) or DnsStatus.NOT_FOUND,
-         client_addr="2001:db8::1")
+    listed_rcpt(r, "alice@example.com", lists({}, asked=v6), client_addr="2001:db8::1")
     assert v6 == ["1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.example"]
 
 
-def test_reject_rhsbl_sender_and_tempfail_is_ignored():
+def test_the_lookup_is_asked_of_the_caller_first():
+    r = make(smtpd_client_restrictions=("reject_rbl_client", "zen.example"))
+    with pytest.raises(NeedRecords) as need:
+        rcpt(r, "alice@example.com")
+    assert need.value.queries == (("DNSXL", "7.100.51.198.zen.example"),)
+
+
+def test_reject_rhsbl_sender_names_the_whole_address_and_tempfail_is_ignored():
     r = make(smtpd_sender_restrictions=("reject_rhsbl_sender", "dbl.example"))
-    listed = dns({"spammer.example.dbl.example": DnsStatus.EXISTS})
-    assert rcpt(r, "alice@example.com", resolver=listed).reply == \
-        "554 5.7.1 Service unavailable; Sender address [spammer.example] blocked using dbl.example"
-    assert rcpt(r, "alice@example.com",
-                resolver=lambda n: DnsStatus.TEMPFAIL).accepted
+    records = lists({"spammer.example.dbl.example": ["127.0.1.2"]})
+    assert listed_rcpt(r, "alice@example.com", records).reply == (
+        "554 5.7.1 Service unavailable; Sender address [spam@spammer.example] blocked "
+        "using dbl.example")
+    tempfail = lists({"spammer.example.dbl.example": DnsStatus.TEMPFAIL})
+    assert listed_rcpt(r, "alice@example.com", tempfail).accepted
 
 
-def test_dnsbl_reply_filter_is_skipped_with_warning():
-    r = make(smtpd_client_restrictions=("reject_rbl_client", "zen.example=127.0.0.2"))
-    assert rcpt(r, "alice@example.com", resolver=lambda n: DnsStatus.EXISTS).accepted
-    assert any("reply filters" in w for w in r.warnings)
+def test_the_reply_filter_decides_which_answers_list():
+    # Spamhaus answers 127.255.255.x for errors: "=127.0.0.[2..11]" keeps them out.
+    r = make(smtpd_client_restrictions=("reject_rbl_client", "zen.example=127.0.0.[2..11]"))
+    query = "7.100.51.198.zen.example"
+    assert listed_rcpt(r, "alice@example.com", lists({query: ["127.255.255.254"]})).accepted
+    assert not listed_rcpt(r, "alice@example.com",
+                           lists({query: ["127.255.255.254", "127.0.0.4"]})).accepted
+    assert not r.warnings
+
+
+def test_a_bad_reply_filter_is_a_configuration_error():
+    r = make(smtpd_client_restrictions=("reject_rbl_client", "zen.example=127.0.0.[2..x]"))
+    assert listed_rcpt(r, "alice@example.com", lists({})).reply == \
+        "451 4.3.5 Server configuration error"
+    assert r.warnings == ["RBL reply error: bad address pattern: 127.0.0.[2..x]"]
+
+
+def test_the_txt_records_are_the_reason():
+    r = make(smtpd_client_restrictions=("reject_rbl_client", "zen.example"))
+    query = "7.100.51.198.zen.example"
+    records = lists({query: ["127.0.0.2"]},
+                    {query: ["https://zen.example/q/198.51.100.7", "listed $today"]})
+    assert listed_rcpt(r, "alice@example.com", records).reply == (
+        "554 5.7.1 Service unavailable; Client host [198.51.100.7] blocked using "
+        "zen.example; https://zen.example/q/198.51.100.7 / listed $today")
+
+
+def test_rbl_reply_maps_and_default_rbl_reply():
+    tables = {"texthash:/rbl": Table({
+        "zen.example=127.0.0.2": "$rbl_code 5.7.9 Go away $client_address ($rbl_what)",
+        "bad.example": "$rbl_code is not a code",
+        "worse.example": "Listed by $rbl_domain"})}
+    r = make(tables, rbl_reply_maps=("texthash:/rbl",),
+             default_rbl_reply="$rbl_code Blocked by $rbl_domain: $rbl_reason",
+             smtpd_client_restrictions=("reject_rbl_client", "zen.example=127.0.0.2",
+                                        "reject_rbl_client", "bad.example",
+                                        "reject_rbl_client", "worse.example",
+                                        "reject_rbl_client", "other.example"))
+    q = "7.100.51.198."
+    d = listed_rcpt(r, "alice@example.com", lists({q + "zen.example": ["127.0.0.2"]}))
+    assert d.reply == "554 5.7.9 Go away 198.51.100.7 (198.51.100.7)"
+    d = listed_rcpt(r, "alice@example.com", lists({q + "other.example": ["127.0.0.2"]},
+                                                   {q + "other.example": ["why"]}))
+    assert d.reply == "554 5.7.1 Blocked by other.example: why"
+    # A template that makes no reply: Postfix's warning and its generic reply.
+    d = listed_rcpt(r, "alice@example.com", lists({q + "worse.example": ["127.0.0.2"]}))
+    assert d.reply == "450 4.7.1 Service unavailable"
+    assert [n.text for n in d.notes] == [
+        "rbl response code configuration error: Listed by worse.example"]
+
+
+def test_permit_dnswl_client_permits_but_never_opens_a_relay():
+    r = make(smtpd_recipient_restrictions=("permit_dnswl_client", "list.dnswl.example",
+                                           "reject_unauth_destination",
+                                           "reject_rbl_client", "zen.example"))
+    q = "7.100.51.198."
+    both = lists({q + "list.dnswl.example": ["127.0.10.1"], q + "zen.example": ["127.0.0.2"]})
+    assert listed_rcpt(r, "alice@example.com", both).accepted
+    assert listed_rcpt(r, "x@remote.example", both).reply.endswith(
+        "<x@remote.example>: Relay access denied")
+    blocked = lists({q + "zen.example": ["127.0.0.2"]})
+    assert listed_rcpt(r, "alice@example.com", blocked).reply.startswith("554 5.7.1 Service")
+
+
+def test_permit_dnswl_client_tempfail_defers_a_later_reject():
+    r = make(smtpd_recipient_restrictions=("permit_dnswl_client", "list.dnswl.example",
+                                           "reject_rbl_client", "zen.example"))
+    q = "7.100.51.198."
+    records = lists({q + "list.dnswl.example": DnsStatus.TEMPFAIL, q + "zen.example": ["127.0.0.2"]})
+    assert listed_rcpt(r, "alice@example.com", records).reply == \
+        "450 4.7.1 <198.51.100.7>: Client host rejected: Service unavailable"
 
 
 def test_unauth_pipelining_refuses_a_client_that_sent_ahead():
@@ -867,8 +960,7 @@ def test_restriction_classes():
 def test_rhsbl_skips_numerical_names():
     asked = []
     r = make(smtpd_helo_restrictions=("reject_rhsbl_helo", "dbl.example"))
-    rcpt(r, "alice@example.com", resolver=lambda n: asked.append(n) or DnsStatus.EXISTS,
-         helo="host.123")
+    listed_rcpt(r, "alice@example.com", lists({}, asked=asked), helo="host.123")
     assert asked == []
 
 
