@@ -381,7 +381,8 @@ def test_milter_failing_in_cleanup_gets_its_default_action(mailsys_instance, eom
             s.rset()
             peer.eom = "c"
             assert s.mail("a@example.org")[0] == (250 if reply is None else 451)
-        log = inst.wait_log("disconnect from", timeout=10)
+        # The listening probe logged a "disconnect from" first: wait for this one.
+        log = inst.wait_log("can't read SMFIC_MAIL reply packet header", timeout=10)
     why = "Connection timed out" if eom.startswith("sleep") else "Application error"
     assert re.search(rf"mailsys/cleanup\[\d+\]: warning: milter inet:127\.0\.0\.1:{milter_port}: "
                      rf"can't read SMFIC_BODYEOB reply packet header: {why}\n", log), log
