@@ -27,7 +27,9 @@ DESCRIPTION
     -s site makes due every deferred entry with an undelivered recipient at
     the domain site ("[192.0.2.1]" for an address literal) and pokes qmgr.
     Postfix serves -s only for $fast_flush_domains through its flush
-    service and per-site logs; mailsys has neither and flushes any site.
+    service and per-site logs; mailsys's postqueue reads the deferred
+    queue (mailsys.admin.flush, which its flush service uses for ETRN)
+    and flushes any site.
     Both also ask qmgr to forget dead destinations ("F"), or the entries
     would only be deferred again with "delivery temporarily suspended":
     Postfix's flush service does the same for -s (UNTHROTTLE_BEFORE) and
@@ -48,18 +50,16 @@ EXIT STATUS
 from __future__ import annotations
 
 import getopt
-import re
 import sys
-import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from mailsys.admin import access
+from mailsys.admin.flush import make_due, site_entries, valid_site
 from mailsys.admin.showq import iter_listing, render_json
 from mailsys.cli.getopt_errors import complaint
 from mailsys.config import Config
-from mailsys.errors import NoSuchEntry, QueueError
-from mailsys.queue import Queue, QueueStore, WrongQueue
+from mailsys.errors import QueueError
+from mailsys.queue import Queue
 
 PROGRAM = "postqueue"
 USAGE = ("usage: postqueue -f | postqueue -i queueid | postqueue -j | "
@@ -75,11 +75,6 @@ DOWN = "Cannot flush mail queue - mail system is down"
 # Postfix's QMGR_REQ_FLUSH_DEAD, SCAN_ALL, SCAN_DEFERRED, SCAN_INCOMING.
 FLUSH_ALL_TRIGGER = b"FADI"
 FLUSH_SOME_TRIGGER = b"FAD"
-
-# RFC 1035 host name labels, or an RFC 5321 address literal.
-_HOSTNAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                       r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?")
-_LITERAL = re.compile(r"\[(?:[0-9.]+|IPv6:[0-9A-Fa-f:.]+)\]")
 
 
 def fatal(text: str, status: int) -> int:
@@ -105,7 +100,7 @@ def main(argv: list[str], config_dir: Path, command: str = "postqueue") -> int:
         if (line := complaint(e)) is not None:
             print(f"{command}: {line}", file=sys.stderr)
         return fatal(USAGE, EX_USAGE)
-    if mode == "s" and not (_HOSTNAME.fullmatch(arg or "") or _LITERAL.fullmatch(arg or "")):
+    if mode == "s" and not valid_site(arg or ""):
         return fatal(f'Invalid request: "{arg}"', EX_USAGE)
     cfg = access.config(config_dir)
     qdir = access.queue_dir(cfg)
@@ -151,33 +146,8 @@ def flush(cfg: Config, qdir: Path, mode: str, arg: str | None) -> int:
                     print(f"{PROGRAM}: warning: {arg}: not in the deferred queue",
                           file=sys.stderr)
             else:
-                make_due(store, site_entries(store, arg or ""))
+                make_due(store, site_entries(store, arg or "", _corrupt))
     trigger = FLUSH_ALL_TRIGGER if mode == "f" else FLUSH_SOME_TRIGGER
     if not access.poke_qmgr(qdir, trigger):
         return fatal(DOWN, EX_UNAVAILABLE)
     return EX_OK
-
-
-def make_due(store: QueueStore, qids: Iterable[str]) -> int:
-    """Set next_attempt to now on the given deferred entries; how many.
-    Entries that left the deferred queue meanwhile are qmgr's already."""
-    now = time.time()
-    done = 0
-    for qid in list(qids):
-        try:
-            store.update(qid, src=Queue.DEFERRED, next_attempt=now)
-            done += 1
-        except (NoSuchEntry, WrongQueue):
-            continue
-    return done
-
-
-def site_entries(store: QueueStore, site: str) -> list[str]:
-    """Deferred entries with an undelivered recipient at site."""
-    want = site.lower().rstrip(".")
-    out = []
-    for env, _ in store.scan_all((Queue.DEFERRED,), on_corrupt=_corrupt):
-        if any(r.address.rpartition("@")[2].lower().rstrip(".") == want
-               for r in env.recipients if not r.final):
-            out.append(env.queue_id)
-    return out

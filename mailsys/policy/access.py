@@ -52,8 +52,8 @@ from mailsys.policy.decision import Decision, Note
 from mailsys.policy.hostnames import valid_hostaddr
 from mailsys.policy.netmatch import Table, parent_domains, parse_address
 from mailsys.policy.permit_log import permit_text
-from mailsys.policy.replies import (CCERT, CLIENT, CONFIG_ERROR_TEXT, HELO, RECIPIENT, SASL_USER,
-                                    SENDER, dsn_fix, split_dsn)
+from mailsys.policy.replies import (CCERT, CLIENT, CONFIG_ERROR_TEXT, ETRN, HELO, RECIPIENT,
+                                    SASL_USER, SENDER, dsn_fix, split_dsn)
 from mailsys.policy.resolve import split_address
 from mailsys.policy.state import DUNNO, OK, ListInfo, Run
 
@@ -83,6 +83,12 @@ def check_access(rs: Restrictions, run: Run, info: ListInfo, kind: str, table: T
             return DUNNO
         keys = _access_keys_domain(ctx.helo.lower(), rs._access_parent)
         reply_class = HELO
+    elif kind == "etrn":
+        # check_etrn_access: the ETRN domain and its parent domains.
+        if not ctx.etrn_domain:
+            return DUNNO
+        keys = _access_keys_domain(ctx.etrn_domain.lower(), rs._access_parent)
+        reply_class = ETRN
     elif kind == "ccert":
         keys, reply_class = list(ctx.ccert_fingerprints), CCERT
     elif kind == "sasl":

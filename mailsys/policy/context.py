@@ -90,6 +90,8 @@ class PolicyContext:
     ccert_cn: str = ""
     ccert_trusted: bool = False
     ccert_fingerprints: tuple[str, ...] = ()
+    # ETRN's domain, while smtpd_etrn_restrictions decide it.
+    etrn_domain: str | None = None
 
     @property
     def namaddr(self) -> str:

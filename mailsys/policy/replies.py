@@ -28,6 +28,7 @@ SENDER = "Sender address"
 RECIPIENT = "Recipient address"
 DATA = "Data command"
 EOD = "End-of-data"
+ETRN = "Etrn command"
 CCERT = "Client certificate"
 SASL_USER = "SASL login name"
 
@@ -90,5 +91,5 @@ def split_dsn(text: str, default: str) -> tuple[str, str]:
     return default, text
 
 
-__all__ = ["CLIENT", "CODE_DEFAULTS", "CONFIG_ERROR_TEXT", "DATA", "EOD", "HELO", "RECIPIENT", "SENDER",
+__all__ = ["CLIENT", "CODE_DEFAULTS", "CONFIG_ERROR_TEXT", "DATA", "EOD", "ETRN", "HELO", "RECIPIENT", "SENDER",
            "dsn_fix", "split_dsn"]

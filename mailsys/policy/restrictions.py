@@ -99,7 +99,7 @@ from mailsys.policy.needs import Need, NeedPause, NeedPolicy, NeedRecords, NeedV
 from mailsys.policy.netmatch import ClientMatcher, DomainMatcher, Table
 from mailsys.policy.params import PARENT_DEFAULT, Tables, TablesOpener, param_value
 from mailsys.policy.permit_log import PermitLog, action_class, permit_text
-from mailsys.policy.replies import (CLIENT, CODE_DEFAULTS, CONFIG_ERROR_TEXT, DATA, EOD, HELO,
+from mailsys.policy.replies import (CLIENT, CODE_DEFAULTS, CONFIG_ERROR_TEXT, DATA, EOD, ETRN, HELO,
                                     RECIPIENT, SENDER, dsn_fix, split_dsn)
 from mailsys.policy.resolve import AddressResolver, DomainClass, Resolved, split_address
 from mailsys.policy.service import check_policy_service
@@ -121,7 +121,8 @@ _TAKES_ARG = frozenset({
     "check_recipient_mx_access", "check_recipient_ns_access", "check_policy_service",
     "reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_sender", "reject_rhsbl_helo",
     "reject_rhsbl_recipient", "reject_rhsbl_reverse_client", "permit_dnswl_client",
-    "permit_rhswl_client", "check_ccert_access", "check_sasl_access", "sleep",
+    "permit_rhswl_client", "check_ccert_access", "check_sasl_access", "check_etrn_access",
+    "sleep",
 })
 
 # What the dry run of domains_to_resolve() answers permit_mx_backup and
@@ -142,6 +143,7 @@ _LIST_CLASS = {
     "smtpd_recipient_restrictions": RECIPIENT,
     "smtpd_data_restrictions": DATA,
     "smtpd_end_of_data_restrictions": EOD,
+    "smtpd_etrn_restrictions": ETRN,
 }
 
 _SIMPLE: dict[str, Callable[..., Any]] = {
@@ -316,7 +318,8 @@ class Restrictions:
                                ("smtpd_relay_restrictions", default_relay),
                                ("smtpd_recipient_restrictions", ()),
                                ("smtpd_data_restrictions", ()),
-                               ("smtpd_end_of_data_restrictions", ())):
+                               ("smtpd_end_of_data_restrictions", ()),
+                               ("smtpd_etrn_restrictions", ())):
             names = tuple(get(param, default))
             self._names[param] = names
             self.lists[param] = self._compile_list(names, param)
@@ -395,6 +398,18 @@ class Restrictions:
                               unlisted=False, policy=policy, paused=paused, records=records,
                               verify=verify)
 
+    def evaluate_etrn(self, ctx: PolicyContext, resolver: Resolver | None = None,
+                      policy: PolicyAnswers | None = None, paused: int = 0,
+                      records: RecordLookups | None = None,
+                      verify: VerifyAnswers | None = None) -> Decision:
+        """smtpd_etrn_restrictions for "ETRN ctx.etrn_domain" (replies name
+        the domain: "<example.com>: Etrn command rejected: Access denied")."""
+        params: tuple[str, ...] = ("smtpd_etrn_restrictions",)
+        if self.delay_reject:           # the client and HELO ones were put off until now
+            params = ("smtpd_client_restrictions", "smtpd_helo_restrictions") + params
+        return self._evaluate(ctx, resolver, params, unlisted=False, delegate=False,
+                              policy=policy, paused=paused, records=records, verify=verify)
+
     def domains_to_resolve(self, ctx: PolicyContext) -> tuple[str, ...]:
         """Names evaluate_rcpt(ctx) may ask the resolver about, in order.
 
@@ -472,7 +487,7 @@ class Restrictions:
             return lambda run, info: self._run_class(run, info, name)
         if name.startswith("check_") and name.endswith("_access") and arg is not None:
             kind = name[len("check_"):-len("_access")]
-            if kind in ("client", "helo", "sender", "recipient", "ccert", "sasl"):
+            if kind in ("client", "helo", "sender", "recipient", "ccert", "sasl", "etrn"):
                 table = self._tables(arg)
                 return lambda run, info: check_access(self, run, info, kind, table, arg)
         if (name in _DNSBL or name in _DNSWL) and arg is not None:

@@ -31,7 +31,7 @@ from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, Polic
                                    RecordLookups, Resolver, VerifyAnswers)
 from mailsys.policy.decision import Decision, Note
 from mailsys.policy.needs import NeedPause, NeedRecords
-from mailsys.policy.replies import CCERT, CLIENT, EOD, HELO, RECIPIENT, SASL_USER, SENDER
+from mailsys.policy.replies import CCERT, CLIENT, EOD, ETRN, HELO, RECIPIENT, SASL_USER, SENDER
 
 
 class Verdict(enum.Enum):
@@ -98,6 +98,8 @@ class Run:
         if reply_class == SASL_USER:
             # Postfix printable(): what is not printable ASCII becomes "_".
             return "".join(c if " " <= c <= "~" else "_" for c in ctx.sasl_user or "")
+        if reply_class == ETRN:
+            return ctx.etrn_domain or ""
         # smtpd_check_data, smtpd_check_eod: the command name stands in.
         return "END-OF-MESSAGE" if reply_class == EOD else "DATA"
 

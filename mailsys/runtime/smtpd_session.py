@@ -98,6 +98,7 @@ from mailsys.ipc import names
 from mailsys.ipc.errors import IpcError, RemoteError
 from mailsys.ipc.messages import ErrorCode
 from mailsys.ipc.proto import anvil as anvil_proto
+from mailsys.ipc.proto import flush as flush_proto
 from mailsys.ipc.proto.cleanup import (CleanupRecipient, CleanupRequest, ForwardedClient, Queued,
                                        Rejected)
 from mailsys.maillog import postfix as postfix_log
@@ -130,7 +131,8 @@ TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
 # but a client gets its answer well before its own timeout (RFC 5321 4.5.3.2.6:
 # 10 minutes for the reply to the end of data).
 CLEANUP_TIMEOUT = 60.0
-TRIGGER_TIMEOUT = 1.0
+# The flush service scans the deferred queue for the site before it answers.
+FLUSH_TIMEOUT = 30.0
 # Message content goes to an unnamed file in the queue directory (as
 # Postfix's smtpd writes all of it to its queue file) when it grows beyond
 # SPOOL_OVER while it arrives, or when it is over SPOOL_WAITING and every
@@ -461,9 +463,7 @@ class Session:
                 return await self.auth.step(event.data)
             case Etrn():
                 self._stop_clock()
-                qmgr = names.public_path(self.server.cfg.path("queue_directory"), names.QMGR)
-                await ipc_io.send_trigger(qmgr, names.QMGR_REQ_SCAN_DEFERRED, timeout=TRIGGER_TIMEOUT)
-                return None
+                return await self._etrn(event)
             # Last: a session that uses neither pays nothing for them.
             case Xforward():
                 if self.forwarded is None:
@@ -604,7 +604,7 @@ class Session:
             "encryption_protocol": tls.protocol if tls else "",
             "encryption_cipher": tls.cipher if tls else "",
             "encryption_keysize": tls.usebits if tls else 0,
-            "etrn_domain": "", "stress": self.server.cfg.stress,
+            "etrn_domain": ctx.etrn_domain or "", "stress": self.server.cfg.stress,
             "client_port": self.port, "server_address": self.server_addr,
             "server_port": self.server_port,
             "compatibility_level": self.server.cfg.compatibility_level,
@@ -669,6 +669,39 @@ class Session:
         self._log_reject("EHLO" if event.extended else "HELO", decision.reply, sender=None,
                          recipient=None, helo=event.name)
         return _reply(decision)
+
+    async def _etrn(self, event: Etrn) -> Reply:
+        """ETRN (smtpd.c etrn_cmd): smtpd_etrn_restrictions, then the fast
+        flush service (services/flush) makes the site's deferred mail due."""
+        domain = event.domain
+        r = self.server.restrictions
+        if r.lists.get("smtpd_etrn_restrictions") or r.delay_reject:
+            ctx = self._context(etrn_domain=domain)
+            decision = await self._decide(r.evaluate_etrn, ctx, "ETRN")
+            self._log_notes(decision, ctx, "ETRN")
+            if not decision.accepted:
+                self._log_reject("ETRN", decision.reply, sender=None, recipient=None)
+                return _reply(decision)
+        cfg = self.server.cfg
+        # public/flush: Postfix's master.cf entry is not private ("n").
+        path = names.public_path(cfg.path("queue_directory"), cfg.flush_service_name)
+        try:
+            answer = await ipc_io.call(path, flush_proto.FlushSite(domain),
+                                       protocol=flush_proto.PROTOCOL,
+                                       expect=flush_proto.FlushStatus, timeout=FLUSH_TIMEOUT)
+            status = answer.status
+        except IpcError:
+            status = flush_proto.FAIL
+        if status == flush_proto.OK:
+            return replies.ETRN_OK
+        if status == flush_proto.DENY:
+            log.warning(f"reject: ETRN {domain[:100]}... from {self.namaddr}")
+            return Reply(459, None, f"<{domain}>: service unavailable")
+        if status == flush_proto.BAD:
+            log.warning(f"bad ETRN {domain[:100]}... request from {self.namaddr}")
+        else:
+            log.warning("unable to talk to fast flush service")
+        return Reply(458, None, "Unable to queue messages")
 
     async def _rate(self, kind: str, check) -> Reply | None:
         """Count an anvil event when its limit is on; the refusal when over it."""

@@ -42,7 +42,8 @@ from pathlib import Path
 MAILSYS = [sys.executable, "-m", "mailsys.cli.main"]
 SERVICES = ["anvil unix - - n - 1 anvil", "cleanup unix - - n - 0 cleanup",
             "qmgr unix n - n 300 1 qmgr", "bounce unix - - n - 0 bounce",
-            "smtp unix - - n - - smtp", "virtual unix - n n - - local"]
+            "smtp unix - - n - - smtp", "virtual unix - n n - - local",
+            "flush unix n - n - 0 flush"]
 RELAYED = ("ok.test", "bad.test", "slow.test", "dead.test", "a.test", "b.test", "c.test",
            "stall.test")
 

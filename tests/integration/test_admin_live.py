@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import smtplib
 import subprocess
 import time
 from pathlib import Path
@@ -251,6 +252,30 @@ def test_flush_requests_make_qmgr_retry_now(mailsys_instance, tmp_path):
         inst.wait_log(f"{qids['c.test']}: removed", timeout=20)
     assert sorted(m.rcpts[0] for m in sink.messages) == ["u@a.test", "u@b.test", "u@c.test"]
     assert site.tool("mailq").stdout == "Mail queue is empty\n"
+
+
+def test_etrn_flushes_one_of_fast_flush_domains(mailsys_instance, tmp_path):
+    # Postfix 3.7.11 (relay_domains = example.com, the default
+    # fast_flush_domains = $relay_domains): "ETRN example.com" 250 Queuing
+    # started; "ETRN other.com" 459 <other.com>: service unavailable, and
+    # "warning: reject: ETRN other.com... from unknown[127.0.0.1]".
+    inst = mailsys_instance
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sinks.SmtpSink()) as unused:
+        site = live.build(inst, tmp_path, unused)
+    qids = {d: site.send("alice@example.com", f"u@{d}") for d in ("a.test", "b.test")}
+    for qid in qids.values():
+        inst.wait_until(lambda qid=qid: queue_of(site, qid) == "deferred", timeout=20)
+    with sinks.SinkThread(sink, port=site.later_port):
+        with smtplib.SMTP("127.0.0.1", site.smtpd_port, timeout=30) as s:
+            s.ehlo("client.example")
+            assert s.docmd("ETRN", "b.test") == (250, b"Queuing started")
+            assert s.docmd("ETRN", "@other.test") == (459, b"<other.test>: service unavailable")
+        inst.wait_log(f"{qids['b.test']}: removed", timeout=20)
+    assert queue_of(site, qids["a.test"]) == "deferred"
+    assert [m.rcpts[0] for m in sink.messages] == ["u@b.test"]
+    assert re.search(r"smtpd\[\d+\]: warning: reject: ETRN other\.test\.\.\. from "
+                     r"localhost\[127\.0\.0\.1\]\n", inst.log_text())
 
 
 def test_sendmail_mail_is_delivered(mailsys_instance, tmp_path):

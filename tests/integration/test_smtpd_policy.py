@@ -649,3 +649,22 @@ def test_an_allow_list_and_a_reply_template_of_ones_own(mailsys_instance):
         assert rcpt_replies(port, ["bob@example.test", "x@remote.example"]) == {
             "bob@example.test": "250 2.1.5 Ok",
             "x@remote.example": "454 4.7.1 <x@remote.example>: Relay access denied"}
+
+
+def test_etrn_restrictions_and_a_missing_flush_service(mailsys_instance):
+    # Postfix 3.7.11 with smtpd_etrn_restrictions = reject: "554 5.7.1
+    # <example.com>: Etrn command rejected: Access denied", logged "NOQUEUE:
+    # reject: ETRN from unknown[127.0.0.1]: 554 5.7.1 <example.com>: Etrn
+    # command rejected: Access denied; proto=ESMTP helo=<x>".
+    inst = mailsys_instance
+    spec = table(inst, "etrn_access", "allowed.example OK\n")
+    port = h.start(inst, {"smtpd_etrn_restrictions": f"check_etrn_access {spec}, reject"})
+    with h.session(port) as s:
+        s.ehlo("x")
+        assert s.docmd("ETRN", "example.com") == (
+            554, b"5.7.1 <example.com>: Etrn command rejected: Access denied")
+        # Allowed, but no flush service runs here.
+        assert s.docmd("ETRN", "allowed.example") == (458, b"Unable to queue messages")
+    log = inst.wait_log("unable to talk to fast flush service")
+    assert ("NOQUEUE: reject: ETRN from localhost[127.0.0.1]: 554 5.7.1 <example.com>: Etrn "
+            "command rejected: Access denied; proto=ESMTP helo=<x>") in log

@@ -1063,3 +1063,20 @@ def test_check_sasl_access_looks_up_the_login_name():
     assert table.keys == ["bob@example.com", "carol"]
     assert relay(r, **CERT_OUTSIDER).accepted                 # not authenticated: nothing looked up
     assert len(table.keys) == 2
+
+
+def test_etrn_restrictions_name_the_domain_and_see_the_client_ones_first():
+    tables = {"texthash:/etrn": Table({"example.com": "OK", "bad.example": "REJECT no flush"})}
+    r = make(tables, smtpd_etrn_restrictions=("check_etrn_access", "texthash:/etrn", "reject"))
+    r2 = make({**tables, "texthash:/clients": Table({"198.51.100.7": "REJECT"})},
+              smtpd_etrn_restrictions=("check_etrn_access", "texthash:/etrn"),
+              smtpd_client_restrictions=("check_client_access", "texthash:/clients"))
+    etrn = dict(OUTSIDER, sender=None)
+    assert r.evaluate_etrn(PolicyContext(**etrn, etrn_domain="sub.example.com")).accepted
+    assert r.evaluate_etrn(PolicyContext(**etrn, etrn_domain="bad.example")).reply == \
+        "554 5.7.1 <bad.example>: Etrn command rejected: no flush"
+    assert r.evaluate_etrn(PolicyContext(**etrn, etrn_domain="other.example")).reply == \
+        "554 5.7.1 <other.example>: Etrn command rejected: Access denied"
+    # smtpd_delay_reject: the client restrictions come first.
+    assert r2.evaluate_etrn(PolicyContext(**etrn, etrn_domain="example.com")).reply == \
+        "554 5.7.1 <unknown[198.51.100.7]>: Client host rejected: Access denied"
