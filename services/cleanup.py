@@ -435,6 +435,7 @@ class Cleanup:
             client_name=logged.name, client_addr=logged.addr, client_port=logged.port,
             helo=logged.helo, protocol=logged.protocol, log_ident=logged.ident,
             sasl_user=req.sasl_user, sasl_method=req.sasl_method, sasl_sender=req.sasl_sender,
+            verp_delimiters=req.verp_delimiters if sender else "",
             rewrite_context="local" if req.local else "remote",
             envid=req.envid, ret=req.ret, body_type=req.body_type, smtputf8=req.smtputf8,
             attrs=(("origin", req.origin),) + ((("uid", str(req.uid)),) if req.uid >= 0 else ())

@@ -102,6 +102,8 @@ def envelope_records(env: Envelope) -> list[str]:
         attrs.append(("sasl_username", env.sasl_user))
     attrs += list(env.attrs)
     out += [f"named_attribute: {k}={v}" for k, v in attrs]
+    if env.verp_delimiters:
+        out.append(f"verp_delimiters: {env.verp_delimiters}")
     if env.envid:
         out.append(f"dsn_envid: {env.envid}")
     if env.ret in RET_CODES:

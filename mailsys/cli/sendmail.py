@@ -22,6 +22,9 @@ DESCRIPTION
                  (without them it does, as in Sendmail).
     -N, -R, -V   DSN NOTIFY (never, or success,delay,failure), RET
                  (full, hdrs) and ENVID.
+    -XV, -XVxy   VERP: each recipient gets the mail from its own sender,
+                 owner+user=domain@origin, with $default_verp_delimiters or
+                 the two given (mailsys.message.verp).
     -B type      7BIT or 8BITMIME.
     -C dir       another configuration directory.
     Other Sendmail options (-o*, -v, -m, -n, -x, -U, -G, -L, -O, -X,
@@ -109,6 +112,16 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         return smtp_session(cfg, sys.stdin.buffer, sys.stdout.buffer)
     verify = opts.get("b") == "v"
     sender = _sender(opts, cfg)
+    verp = opts.get("XV")
+    if verp is not None:
+        # Postfix sendmail's words (seen live), exit status 75 for both.
+        verp = verp or cfg.default_verp_delimiters
+        if len(verp) != 2 or any(c not in cfg.verp_delimiter_filter for c in verp):
+            return _fail(f"-V requires two characters from {cfg.verp_delimiter_filter}",
+                         EX_TEMPFAIL)
+        if not sender:
+            return _fail(f"({os.getuid()}): -V option requires non-null sender address",
+                         EX_TEMPFAIL)
     recipients = [qualify(a, cfg) for a in _addresses(opts["rcpt"])]
     if verify:
         # Postfix reads no message for -bv: it makes up a header that names
@@ -134,7 +147,7 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         recipients=tuple(CleanupRecipient(r, notify=notify) for r in recipients),
         content=content, arrival_time=time.time(), origin="sendmail", local=True,
         protocol="local", uid=os.getuid(), fullname=opts.get("F", ""),
-        envid=opts.get("V", ""), ret=opts.get("R", "").upper(),
+        envid=opts.get("V", ""), ret=opts.get("R", "").upper(), verp_delimiters=verp or "",
         body_type=opts.get("B", "").upper(), filter=cfg.content_filter,
         receive_override_options=tuple(cfg.receive_override_options),
         trace_flags=USR_VRFY if verify else "")
@@ -224,6 +237,8 @@ def _parse(argv: list[str]) -> dict:
             opts["C"] = Path(value).absolute()
         elif key in "FfNRVBt":
             opts[key] = value if key != "t" else True
+        elif key == "X" and value.startswith("V"):
+            opts["XV"] = value[1:]          # VERP, with its own delimiters or the default
     for key, allowed in (("R", ("full", "hdrs")), ("B", ("7bit", "8bitmime"))):
         if key in opts and opts[key].lower() not in allowed:
             raise UsageError(f"bad -{key} option value: {opts[key]!r}")

@@ -129,6 +129,8 @@ class Envelope:
                   where the message came from (Postfix's log_client_* attributes:
                   the original client a content filter named with XFORWARD,
                   else the one that connected)
+    verp_delimiters  XVERP's (or sendmail -V's) two delimiters: each recipient
+                  gets its own delivery from sender+rcpt=domain@... ("" = none)
     log_ident     the queue ID on the upstream MTA (XFORWARD IDENT), "" when none
     rewrite_context  "remote" or "local" (Postfix rewrite_context)
     envid         RFC 3461 ENVID ("" = none)
@@ -157,6 +159,7 @@ class Envelope:
     sasl_user: str = ""
     sasl_method: str = ""
     sasl_sender: str = ""
+    verp_delimiters: str = ""
     log_ident: str = ""
     rewrite_context: str = "remote"
     envid: str = ""

@@ -64,6 +64,7 @@ from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
 from mailsys.ipc.proto import verify as verify_proto
 from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
 from mailsys.message.envelope import Envelope, RcptState, Recipient
+from mailsys.message.verp import verp_sender
 from mailsys.qmgr import results
 from mailsys.qmgr.agents import Agents
 from mailsys.qmgr.backoff import next_attempt
@@ -378,7 +379,8 @@ class QueueManager:
                 route = Route(transport, nexthop or route.nexthop, route.address_class)
             routed.append((i, route))
         return plan(qid, routed, self.limits,
-                    {i: env.recipients[i].address for i, _ in routed})
+                    {i: env.recipients[i].address for i, _ in routed},
+                    one_each=bool(env.verp_delimiters))
 
     def _start(self, fn, *args) -> None:
         assert self._nursery is not None
@@ -396,9 +398,13 @@ class QueueManager:
             await self._error_transport(job, msg)
             return
         env = msg.env
+        sender = env.sender
+        if env.verp_delimiters and len(job.indexes) == 1:
+            sender = verp_sender(sender, env.recipients[job.indexes[0]].address,
+                                 env.verp_delimiters)
         request = DeliverRequest(
             queue_id=job.qid, transport=job.transport, nexthop=job.nexthop,
-            sender=env.sender,
+            sender=sender,
             recipients=tuple(DeliverRecipient(i, env.recipients[i].address,
                                               env.recipients[i].orig, env.recipients[i].orcpt,
                                               tuple(n.value for n in env.recipients[i].notify))

@@ -77,20 +77,23 @@ class Job:
 
 def plan(qid: str, routed: Iterable[tuple[int, Route]],
          limits_for: Callable[[str], Limits],
-         addresses: Mapping[int, str] | None = None) -> list[Job]:
+         addresses: Mapping[int, str] | None = None, *, one_each: bool = False) -> list[Job]:
     """plan - a message's recipients as jobs: grouped by destination, in the
     order the destinations first appear, each group cut into pieces of at
     most the transport's recipient limit (0: no limit). With a limit of 1
-    and the recipients' addresses given, each job's queue is its recipient."""
+    and the recipients' addresses given, each job's queue is its recipient.
+    one_each (VERP: each recipient has a sender of its own): one recipient
+    per job whatever the limit, in the destination's queue."""
     groups: dict[tuple[str, str, str], list[int]] = {}
     for index, route in routed:
         key = (route.transport, route.nexthop, route.address_class.value)
         groups.setdefault(key, []).append(index)
     jobs = []
     for (transport, nexthop, klass), indexes in groups.items():
-        size = limits_for(transport).recipients or len(indexes)
+        limit = limits_for(transport).recipients
+        size = 1 if one_each else limit or len(indexes)
         for i in range(0, len(indexes), size):
-            queue = addresses[indexes[i]].lower() if size == 1 and addresses else ""
+            queue = addresses[indexes[i]].lower() if limit == 1 and addresses else ""
             jobs.append(Job(qid, transport, nexthop, tuple(indexes[i:i + size]), klass, queue))
     return jobs
 

@@ -95,11 +95,11 @@ _LISTS = ("smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_
           "smtpd_relay_restrictions", "smtpd_recipient_restrictions")
 
 # Postfix's EHLO keywords (mailsys.smtp.ehlo_mask), each with the Settings
-# field that stops advertising it. Nothing here offers VERP; XCLIENT and
+# field that stops advertising it. XCLIENT and
 # XFORWARD are named in the line but stay advertised to the clients allowed
 # to use them.
 _EHLO_KEYWORDS = {"8bitmime": "eightbitmime", "auth": "auth_mechanisms", "etrn": "etrn",
-                  "pipelining": "pipelining", "size": "size", "verp": None, "vrfy": "vrfy",
+                  "pipelining": "pipelining", "size": "size", "verp": "verp", "vrfy": "vrfy",
                   "xclient": None, "xforward": None, "starttls": "starttls",
                   "enhancedstatuscodes": "enhancedstatuscodes", "dsn": "dsn",
                   "smtputf8": "smtputf8", "chunking": "chunking"}
@@ -142,6 +142,8 @@ class SmtpdServer:
     discard_maps: tuple[Any, ...]
     # smtpd_sasl_exceptions_networks: clients AUTH is not advertised to.
     sasl_exceptions: ClientMatcher | None
+    # smtpd_authorized_verp_clients: the clients XVERP is offered to.
+    verp_clients: ClientMatcher | None
     # smtpd_authorized_xclient_hosts / _xforward_hosts; None when empty
     # (the default), so that a session asks nothing.
     xclient_hosts: ClientMatcher | None
@@ -227,6 +229,8 @@ class SmtpdServer:
             tls_auth_only=cfg.smtpd_tls_auth_only,
             broken_sasl_auth_clients=cfg.broken_sasl_auth_clients,
             smtputf8=cfg.smtputf8_enable,
+            verp_delimiters=cfg.default_verp_delimiters,
+            verp_filter=cfg.verp_delimiter_filter,
         )
         full_settings = settings
         settings, discard_line = discarded(settings, cfg.smtpd_discard_ehlo_keywords)
@@ -249,6 +253,7 @@ class SmtpdServer:
             discard_maps=tuple(open_table(spec, cfg)
                                for spec in cfg.smtpd_discard_ehlo_keyword_address_maps),
             sasl_exceptions=_optional_matcher(cfg, "smtpd_sasl_exceptions_networks"),
+            verp_clients=_optional_matcher(cfg, "smtpd_authorized_verp_clients"),
             sasl_filter=sasl_filter,
             xclient_hosts=_optional_matcher(cfg, "smtpd_authorized_xclient_hosts"),
             xforward_hosts=_optional_matcher(cfg, "smtpd_authorized_xforward_hosts"),
@@ -309,12 +314,15 @@ class SmtpdServer:
                 excused = self._bare_newline_excused = (
                     s, dataclasses.replace(s, forbid_bare_newline="no"))
             s = excused[1]
-        if self.discard_maps:
-            words = first_lookup(self.discard_maps, [addr])
-            if words is not None:
-                full = dataclasses.replace(self.full_settings, auth_mechanisms=s.auth_mechanisms,
-                                           forbid_bare_newline=s.forbid_bare_newline)
-                s, _ = discarded(full, split_list(words))
+        # XVERP for smtpd_authorized_verp_clients, unless discarded below.
+        verp = self.verp_clients is not None and self.verp_clients.match(name, addr)
+        words = first_lookup(self.discard_maps, [addr]) if self.discard_maps else None
+        if words is not None:
+            full = dataclasses.replace(self.full_settings, auth_mechanisms=s.auth_mechanisms,
+                                       forbid_bare_newline=s.forbid_bare_newline, verp=verp)
+            s, _ = discarded(full, split_list(words))
+        elif verp and "verp" not in discard_names(self.cfg.smtpd_discard_ehlo_keywords):
+            s = dataclasses.replace(s, verp=True)
         if self.sasl_exceptions is not None and s.auth_mechanisms \
                 and self.sasl_exceptions.match(name, addr):
             s = dataclasses.replace(s, advertise_auth=False)

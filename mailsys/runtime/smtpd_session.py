@@ -931,6 +931,7 @@ class Session:
             helo=conn.helo_name or "", protocol=conn.received_protocol,
             tls=self.tls_text,
             sasl_method=self.auth.method, sasl_user=self.auth.user, sasl_sender=mail.auth or "",
+            verp_delimiters=mail.verp or "",
             envid=mail.envid or "", ret=mail.ret or "", body_type=mail.body or "",
             smtputf8=mail.smtputf8,
             # DATA content is CRLF-only unless a bare LF passed through

@@ -47,6 +47,11 @@ def mail_params(words: list[str], s: Settings, *, auth_active: bool
     for token, key, value in _each(words, params):
         if key == "SMTPUTF8" and value is None and s.smtputf8:
             fields["smtputf8"] = True
+        elif key == "XVERP" and s.verp:
+            delimiters = s.verp_delimiters if value is None else value
+            if len(delimiters) != 2 or any(c not in s.verp_filter for c in delimiters):
+                raise ParamError(R.xverp_delimiters(s.verp_filter))
+            fields["verp"] = delimiters
         elif value is None:
             raise ParamError(R.unsupported_option(token))
         elif key == "BODY" and value.upper() in _BODY_TYPES[s.chunking]:

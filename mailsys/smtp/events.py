@@ -56,6 +56,7 @@ class MailFrom:
     ret: str | None = None           # FULL, HDRS
     envid: str | None = None         # xtext-decoded
     auth: str | None = None          # AUTH= as sent (printable), None for absent or AUTH=<>
+    verp: str | None = None          # XVERP's two delimiters (default_verp_delimiters for XVERP)
 
 
 @dataclass(frozen=True, slots=True)

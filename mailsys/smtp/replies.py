@@ -182,7 +182,7 @@ XFORWARD_KEYWORD = "XFORWARD NAME ADDR PROTO HELO SOURCE PORT IDENT"
 def ehlo(settings: Settings, *, tls_active: bool, xclient: bool = False,
          xforward: bool = False) -> Reply:
     """The EHLO reply in Postfix's order (postfix-compat.md 2.2):
-    name, PIPELINING, SIZE, VRFY, ETRN, STARTTLS, AUTH, XCLIENT, XFORWARD,
+    name, PIPELINING, SIZE, VRFY, ETRN, STARTTLS, AUTH, XVERP, XCLIENT, XFORWARD,
     ENHANCEDSTATUSCODES, 8BITMIME, DSN, SMTPUTF8, CHUNKING. XCLIENT and
     XFORWARD only for a client that may use them. No enhanced codes (RFC
     2034: not on HELO/EHLO replies)."""
@@ -206,6 +206,8 @@ def ehlo(settings: Settings, *, tls_active: bool, xclient: bool = False,
         lines.append("AUTH " + " ".join(mechs))
         if s.broken_sasl_auth_clients:
             lines.append("AUTH=" + " ".join(mechs))
+    if s.verp:
+        lines.append("XVERP")
     if xclient:
         lines.append(XCLIENT_KEYWORD)
     if xforward:
@@ -273,6 +275,14 @@ VRFY_SYNTAX = Reply(501, "5.5.4", "Syntax: VRFY address")
 STARTTLS_SYNTAX = Reply(501, "5.5.4", "Syntax: STARTTLS")
 AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism")
 # ETRN replies carry no enhanced status code in smtpd.c etrn_cmd().
+# smtpd.c mail_cmd(): XVERP from a client smtpd_authorized_verp_clients names.
+XVERP_NULL_SENDER = Reply(503, "5.5.4", "Error: XVERP requires non-null sender")
+
+
+def xverp_delimiters(filter_chars: str) -> Reply:
+    return Reply(501, "5.5.4", f"Error: XVERP needs two characters from {filter_chars}")
+
+
 ETRN_SYNTAX = Reply(500, None, "Syntax: ETRN domain")
 ETRN_BAD_DOMAIN = Reply(501, None, "Error: invalid parameter syntax")
 ETRN_SEND_HELO_FIRST = Reply(503, None, "Error: send HELO/EHLO first")

@@ -641,6 +641,8 @@ class ServerConnection:
             raise err
         if s.strict_smtputf8 and not path.address.isascii() and not fields.get("smtputf8"):
             raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
+        if fields.get("verp") and not path.address:
+            raise self._fail(R.XVERP_NULL_SENDER, "XVERP with the null sender")
         return ev.MailFrom(path.address, m.group("path"), params, **fields)  # type: ignore[arg-type]
 
     def _rcpt(self, verb: str, arg: str):

@@ -88,6 +88,12 @@ class Settings:
     # SMTPUTF8 gets 553 5.6.7.
     strict_smtputf8: bool = False
     chunking: bool = True
+    # smtpd_authorized_verp_clients: XVERP is offered to (and taken from)
+    # this client; XVERP alone means verp_delimiters, XVERP=xy two of
+    # verp_filter's characters (default_verp_delimiters, verp_delimiter_filter).
+    verp: bool = False
+    verp_delimiters: str = "+="
+    verp_filter: str = "-=+"
 
     def __post_init__(self) -> None:
         if self.forbid_bare_newline not in ("normalize", "reject", "no"):

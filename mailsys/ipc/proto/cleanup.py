@@ -102,6 +102,7 @@ class CleanupRequest:
     sasl_method: str = ""
     sasl_user: str = ""
     sasl_sender: str = ""        # MAIL FROM AUTH= as sent ("" for none or AUTH=<>)
+    verp_delimiters: str = ""    # XVERP / sendmail -V: two characters, or "" for no VERP
     envid: str = ""
     ret: str = ""                # "FULL", "HDRS" or ""
     body_type: str = ""          # "7BIT", "8BITMIME", "BINARYMIME" or ""
