@@ -42,6 +42,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -57,6 +58,7 @@ from mailsys.message.envelope import Envelope
 from mailsys.message.headers import HeaderPolicy, clean_header
 from mailsys.message.qid import new_qid
 from mailsys.message.received import received_local
+from mailsys.message.verp import verp_sender
 from mailsys.queue import QueueStore
 from mailsys.runtime import ipc_io, skeleton, store_io
 
@@ -172,6 +174,13 @@ class Bounce:
             return ErrorReply(ErrorCode.UNAVAILABLE, str(e))
         now = time.time()
         settings = notice_settings(self.cfg)
+        if kind is Kind.FAILURE and env.verp_delimiters and len(req.indexes) == 1 \
+                and not self.cfg.disable_verp_bounces:
+            # A VERP message's bounce goes to the sender its recipient had
+            # (Postfix bounce_notify_verp; qmgr asks once per recipient).
+            rcpt = env.recipients[req.indexes[0]].address
+            env = dataclasses.replace(env, sender=verp_sender(env.sender, rcpt,
+                                                              env.verp_delimiters))
         notice = compose(kind, env, content, req.indexes, self.cfg, now, settings)
         copy = postmaster_copy(kind, env, content, req.indexes, self.cfg, now, settings)
         copies: tuple[PostmasterCopy, ...] = ()

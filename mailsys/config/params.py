@@ -333,6 +333,8 @@ _TABLE: tuple[Param, ...] = (
     P("default_verp_delimiters", Str, "+=",
       "The two VERP delimiters of XVERP and sendmail -V without their own"),
     P("verp_delimiter_filter", Str, "-=+", "The characters allowed as VERP delimiters"),
+    P("disable_verp_bounces", Bool, "no",
+      "One bounce to the plain sender for a VERP message, not one per recipient to its own"),
     P("fast_flush_domains", List, "$relay_domains",
       "Domains whose deferred mail ETRN may flush (the flush service's)"),
     P("flush_service_name", Str, "flush", "The master.cf name of the fast flush service"),

@@ -614,12 +614,17 @@ class QueueManager:
                                   (bounce_proto.VERIFY, end.verify_notice)):
                 if not indexes:
                     continue
-                ready = await self._notice(qid, kind, indexes)
-                if ready is None:
-                    # bounce is down: keep the entry as it is, try again later.
-                    await self._defer(qid, env, now, {})
-                    return
-                notices.extend(self._notice_entry(ready, now))
+                # VERP: a bounce per recipient, to its own sender (bounce
+                # picks it), unless disable_verp_bounces.
+                pieces = [(i,) for i in indexes] if kind == bounce_proto.FAILURE \
+                    and env.verp_delimiters and not self.settings.verp_bounces_off else [indexes]
+                for piece in pieces:
+                    ready = await self._notice(qid, kind, piece)
+                    if ready is None:
+                        # bounce is down: keep the entry as it is, try again later.
+                        await self._defer(qid, env, now, {})
+                        return
+                    notices.extend(self._notice_entry(ready, now))
                 marks.update({i: dict(notified=True) for i in indexes})
             if end.done:
                 await self.writes.apply(Remove(qid, src=Queue.ACTIVE, notices=tuple(notices)))

@@ -59,6 +59,7 @@ class QmgrSettings:
     active_limit: int = 20000        # qmgr_message_active_limit
     recipient_limit: int = 20000     # qmgr_message_recipient_limit
     ipc_timeout: float = 3600.0
+    verp_bounces_off: bool = False   # disable_verp_bounces
 
     @classmethod
     def from_config(cls, cfg: Any) -> QmgrSettings:
@@ -70,7 +71,8 @@ class QmgrSettings:
                    delay_warning_time=float(cfg.delay_warning_time),
                    active_limit=int(cfg.qmgr_message_active_limit),
                    recipient_limit=int(cfg.qmgr_message_recipient_limit),
-                   ipc_timeout=float(cfg.ipc_timeout))
+                   ipc_timeout=float(cfg.ipc_timeout),
+                   verp_bounces_off=bool(cfg.disable_verp_bounces))
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,6 +11,8 @@ $mynetworks, a capturing SMTP peer as the relay):
     three recipients: three deliveries, "MAIL FROM:<owner-list+u1=example.net@lists.example>",
     each with its own; qmgr logs from=<owner-list@lists.example>
     postcat: "verp_delimiters: -=" before the recipients
+    two recipients refused: two "sender non-delivery notification" lines, the
+    bounces to owner-list+bad1=example.net@lists.example and +bad2=...
     sendmail -XVab: "sendmail: fatal: -V requires two characters from -=+" (75);
     sendmail -f '<>' -XV: "sendmail: fatal: (0): -V option requires non-null sender address"
 """
@@ -95,3 +97,33 @@ def test_sendmail_xv_and_postcat(mailsys_instance, tmp_path):
     lines = postcat.splitlines()
     assert "verp_delimiters: -=" in lines
     assert lines.index("verp_delimiters: -=") < lines.index("recipient: u@dead.test")
+
+
+@pytest.mark.parametrize("off", [False, True])
+def test_a_verp_message_bounces_to_each_recipients_own_sender(mailsys_instance, tmp_path, off):
+    # Postfix 3.7.11: two recipients refused with 550, two "sender
+    # non-delivery notification" lines and two bounces, "RCPT
+    # TO:<owner-list+bad1=example.net@lists.example>" and the same for
+    # bad2; disable_verp_bounces = yes makes it one, to the plain sender.
+    inst = mailsys_instance
+    no = "550 5.1.1 no such user"
+    sink = sinks.SmtpSink(rcpt={"bad1@bad.test": no, "bad2@bad.test": no})
+    with sinks.SinkThread(sink) as port:
+        site = live.build(inst, tmp_path, port,
+                          main_cf={"smtpd_authorized_verp_clients": "127.0.0.0/8",
+                                   "disable_verp_bounces": "yes" if off else "no"})
+        with smtplib.SMTP("127.0.0.1", site.smtpd_port, timeout=10) as s:
+            s.ehlo("client.example")
+            assert s.docmd("MAIL FROM:<owner-list@ok.test> XVERP")[0] == 250
+            for rcpt in ("bad1@bad.test", "bad2@bad.test", "good@ok.test"):
+                assert s.rcpt(rcpt)[0] == 250
+            code, text = s.data(b"Subject: v\r\n\r\nhi\r\n")
+        qid = text.decode().rsplit(" ", 1)[1]
+        inst.wait_log(f"{qid}: removed", timeout=20)
+        bounces = 1 if off else 2
+        inst.wait_until(lambda: sum(1 for m in sink.messages if m.sender == "") == bounces,
+                        timeout=20)
+    to = sorted(m.rcpts[0] for m in sink.messages if m.sender == "")
+    assert to == (["owner-list@ok.test"] if off else
+                  ["owner-list+bad1=bad.test@ok.test", "owner-list+bad2=bad.test@ok.test"])
+    assert inst.log_text().count(f"{qid}: sender non-delivery notification: ") == bounces
