@@ -124,6 +124,7 @@ from mailsys.ipc.proto.cleanup import (PROTOCOL, CleanupRequest, ForwardedClient
                                        Rejected)
 from mailsys.ipc.proto.verify import TRACE_FLAGS
 from mailsys.maillog.setup import send_pending
+from mailsys.message.char_filter import DISALLOWED, CharFilter
 from mailsys.message.address_maps import (ALIAS_ERROR, RECIPIENT_HEADERS, SENDER_HEADERS,
                                           AddressMaps, AliasError)
 from mailsys.message.envelope import Envelope, Recipient
@@ -196,6 +197,7 @@ class Cleanup:
         self.nested_checks = checks("nested_header_checks") if mime else None
         self.body_checks = checks("body_checks")
         self.mime = mime
+        self.chars = CharFilter.from_config(cfg)
         self.primary_checks = self._primary_checks()
         self.address_maps = AddressMaps.from_config(cfg, lambda spec: open_table(spec, cfg),
                                                     local_domain_check(cfg))
@@ -383,13 +385,22 @@ class Cleanup:
 
         def warn(text: str) -> None:
             log.warning(text, queue_id=req.queue_id)
+        content = req.content
+        if checks:
+            # Postfix's cleanup looks at each line it receives, before any
+            # header or body rule (cleanup_message_headerbody()).
+            record = self.chars.rejected(content)
+            if record is not None:
+                self._act(CharFilter.action(record), MessageActions.of(req), req)
+                return Rejected(DISALLOWED.code, DISALLOWED.enhanced, DISALLOWED.text)
+            content = self.chars.strip(content)
         # Header addresses are rewritten for local clients, or with a
         # remote_header_rewrite_domain for everyone (Postfix 2.2 and later).
         domain = self.myorigin if req.local else self.remote_rewrite_domain
         rewrite = self.address_maps.header_rewriter(domain, mappings, warn) \
             if req.local or domain else None
         cleaned = clean_header(
-            req.content, policy=self.policy, received=self.received(req, arrival),
+            content, policy=self.policy, received=self.received(req, arrival),
             queue_id=req.queue_id, arrival=arrival, sender=req.sender,
             fullname=req.fullname, prepend=req.prepend,
             check=self.primary_checks if checks else None,
@@ -403,7 +414,7 @@ class Cleanup:
         for act in cleaned.actions:
             self._act(act, actions, req)
         error = cleaned.error
-        source = req.content
+        source = content
         if error is None and not actions.discard and checks and (
                 self.mime_checks or self.nested_checks or self.body_checks):
             body = source[cleaned.body_offset:]

@@ -831,6 +831,11 @@ _TABLE: tuple[Param, ...] = (
       "Read the body as plain text: no MIME part or attached message headers are looked at"),
     P("body_checks", List, "", "Tables of patterns matched against each body line (cleanup)"),
     P("body_checks_size_limit", Size, "51200", "Bytes of each body part body_checks looks at", min=0),
+    # Written with C escapes (\0, \t, \177): mailsys.message.char_filter.
+    P("message_reject_characters", Str, "",
+      "Characters that make cleanup refuse a message holding one (C escapes allowed)"),
+    P("message_strip_characters", Str, "",
+      "Characters cleanup removes from message content (C escapes allowed)"),
     # --- milters (Postfix MILTER_README; postconf(5) milter_*) ---
     P("smtpd_milters", List, "", "Milter applications for mail received with SMTP"),
     P("non_smtpd_milters", List, "", "Milter applications for mail not received with SMTP"),

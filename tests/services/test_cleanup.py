@@ -545,3 +545,40 @@ async def test_header_addresses_are_rewritten_for_local_clients_only(make_config
     assert b"From: Root <admin@example.com>\r\nTo: bob@example.com, carol@example.net\r\n" \
         in store.load_content(local.queue_id)
     assert content.split(b"\r\n\r\n")[0] in store.load_content(remote.queue_id)
+
+
+@trio_test
+async def test_message_reject_characters_refuse_the_message(make_config, store):
+    # Seen live with Postfix 3.7.11 (message_reject_characters = \001):
+    # "550 5.7.1 disallowed character" and the cleanup line below.
+    cfg = make_config(message_reject_characters=r"\001")
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with capture_logs() as logs:
+            refused = await svc.call(request(content=b"Subject: hello\x01there\r\n\r\nbody\r\n"))
+        skipped = await svc.call(request(content=b"Subject: x\r\n\r\nbody \x01\r\n",
+                                         receive_override_options=("no_header_body_checks",)))
+        nursery.cancel_scope.cancel()
+    assert refused == Rejected(550, "5.7.1", "disallowed character")
+    assert logs[0]["event"] == ("reject: content Subject: hello?there from "
+                                "client.example[192.0.2.7]; from=<alice@example.com> "
+                                "to=<bob@example.org> proto=ESMTP helo=<helo.example>: "
+                                "5.7.1 disallowed character")
+    assert isinstance(skipped, Queued)
+
+
+@trio_test
+async def test_message_strip_characters_are_removed_before_header_checks(
+        make_config, store, tmp_path):
+    checks = tmp_path / "header_checks"
+    checks.write_text("/^Subject: bad$/ REJECT\n")
+    cfg = make_config(message_strip_characters=r"\177", header_checks=f"regexp:{checks}")
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        kept = request(content=b"Subject: fi\x7fne\r\n\r\nbo\x7fdy\r\n")
+        assert isinstance(await svc.call(kept), Queued)
+        refused = await svc.call(request(content=b"Subject: b\x7fad\r\n\r\nbody\r\n"))
+        nursery.cancel_scope.cancel()
+    stored = store.load_content(kept.queue_id)
+    assert b"Subject: fine\r\n" in stored and stored.endswith(b"\r\n\r\nbody\r\n")
+    assert refused == Rejected(550, "5.7.1", "message content rejected")
