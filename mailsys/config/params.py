@@ -817,6 +817,9 @@ _TABLE: tuple[Param, ...] = (
       "Headers removed from every message before it is queued"),
     P("undisclosed_recipients_header", Str, "",
       "Header added when a message has no To or Cc header (empty: none)"),
+    P("header_from_format", Str, "standard",
+      "Form of the From: header cleanup adds with a full name: standard or obsolete",
+      choices=("standard", "obsolete")),
     # Postfix 3.8 added this; 3.7 has no such parameter. The 3.8 default.
     P("full_name_encoding_charset", Str, "utf-8",
       "Charset of RFC 2047 encoded full names in generated From headers"),

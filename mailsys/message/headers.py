@@ -61,7 +61,10 @@ DESCRIPTION
       (UTC; ``<QID@myhostname>`` for long queue IDs, which carry their own
       time), ``Date:`` (arrival time, mail_date format), ``From:`` (the
       envelope sender, ``MAILER-DAEMON`` for <>, with the sendmail -F full
-      name as ``From: Full Name <addr>``), and ``undisclosed_recipients_header``
+      name as ``From: Full Name <addr>``, or with header_from_format =
+      obsolete as ``From: addr (Full Name)``, the name as given: Postfix
+      3.7.11 wrote "From: joe@example.com (A (paren) \back "q")" and
+      "From: joe@example.com (a(b)" for those -F names), and ``undisclosed_recipients_header``
       when there is no To:/Cc: and that parameter is set (empty by default
       since Postfix 2.8, so no ``To: undisclosed-recipients:;`` by default).
       With any Resent- header present the Resent- variants are checked and
@@ -160,6 +163,7 @@ class HeaderPolicy:
     message_drop_headers: tuple[str, ...] = MESSAGE_DROP_HEADERS
     undisclosed_recipients_header: str = ""
     full_name_encoding_charset: str = "utf-8"
+    header_from_format: str = "standard"
 
     @classmethod
     def from_config(cls, cfg: Any) -> HeaderPolicy:
@@ -180,6 +184,7 @@ class HeaderPolicy:
             message_drop_headers=tuple(drop),
             undisclosed_recipients_header=str(get("undisclosed_recipients_header", "")),
             full_name_encoding_charset=str(get("full_name_encoding_charset", "utf-8")),
+            header_from_format=str(get("header_from_format", "standard")),
         )
 
 
@@ -315,9 +320,16 @@ def _truncate(raw: bytes, limit: int) -> tuple[bytes, bool]:
     return b"\r\n".join(kept) + b"\r\n", cut
 
 
-def _from_header(prefix: str, sender: str, fullname: str, charset: str) -> str:
-    """The added From: header, folded as cleanup_fold_header does (join while under 70 columns)."""
+def _from_header(prefix: str, sender: str, fullname: str, charset: str,
+                 form: str = "standard") -> str:
+    """The added From: header, folded as cleanup_fold_header does (join while
+    under 70 columns); form "obsolete" (header_from_format): the full name
+    in a comment after the address, as given, unfolded (as Postfix 3.7.11
+    writes it)."""
     addr = quote_822_local(sender or "MAILER-DAEMON")
+    if form == "obsolete":
+        return f"{prefix}From: {addr} ({fullname})" if sender and fullname \
+            else f"{prefix}From: {addr}"
     phrase = phrase_text(fullname, charset) if sender and fullname else ""
     if not phrase:
         return f"{prefix}From: {addr}"
@@ -472,7 +484,8 @@ def _missing(seen: int, *, policy: HeaderPolicy, queue_id: str, arrival: float, 
     if not seen & (_RESENT_DATE if resent else _DATE):
         added.append(f"{resent}Date: {mail_date(arrival, tz)}")
     if not seen & (_RESENT_FROM if resent else _FROM):
-        added.append(_from_header(resent, sender, fullname, policy.full_name_encoding_charset))
+        added.append(_from_header(resent, sender, fullname, policy.full_name_encoding_charset,
+                                  policy.header_from_format))
     if not seen & _VISIBLE_RCPT and policy.undisclosed_recipients_header:
         added.append(policy.undisclosed_recipients_header)
     return tuple(added), new_id

@@ -118,6 +118,28 @@ def test_null_sender_gets_mailer_daemon_and_full_name_is_a_phrase():
     assert b'\r\nFrom: "Example, Alice" <alice@example.com>\r\n' in r.header
 
 
+def test_header_from_format_obsolete_puts_the_full_name_in_a_comment():
+    # Postfix 3.7.11, sendmail -F with header_from_format = obsolete wrote
+    # these From: headers, the name as given, unfolded.
+    obsolete = HeaderPolicy(HOST, header_from_format="obsolete")
+    for name in ("Joe Q. Public", 'A (paren) \\back "q"', "a(b",
+                 "Very Long Full Name That Goes On And On Beyond Seventy Columns Of Text"):
+        r = clean(BARE, add_missing=True, fullname=name, policy=obsolete)
+        assert f"\r\nFrom: alice@example.com ({name})\r\n".encode() in r.header
+    assert b"\r\nFrom: alice@example.com\r\n" in clean(BARE, add_missing=True,
+                                                         policy=obsolete).header
+    assert b"\r\nFrom: MAILER-DAEMON\r\n" in clean(BARE, add_missing=True, sender="",
+                                                     fullname="x", policy=obsolete).header
+
+
+def test_header_from_format_is_read_from_the_config(tmp_path):
+    from mailsys.config import load
+    (tmp_path / "main.cf").write_text("myhostname = mx.example.com\n")
+    assert HeaderPolicy.from_config(load(tmp_path)).header_from_format == "standard"
+    (tmp_path / "main.cf").write_text("myhostname = mx.example.com\nheader_from_format = obsolete\n")
+    assert HeaderPolicy.from_config(load(tmp_path)).header_from_format == "obsolete"
+
+
 def test_added_from_folds_a_long_full_name_as_postfix():
     name = "Alice " + "Verylongsurname" * 4
     r = clean(BARE, add_missing=True, fullname=name)
