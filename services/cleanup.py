@@ -132,6 +132,7 @@ from mailsys.message.header_checks import ContentAction, log_text
 from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
 from mailsys.message.message_actions import MessageActions, first_answer, with_actions
 from mailsys.message.mime_checks import check_body
+from mailsys.message.mime_state import MimePolicy
 from mailsys.message.smtp_output import MIME_HEADERS
 from mailsys.message.qid import is_qid
 from mailsys.message.received import received_local, received_smtp
@@ -198,6 +199,8 @@ class Cleanup:
         self.body_checks = checks("body_checks")
         self.mime = mime
         self.chars = CharFilter.from_config(cfg)
+        self.mime_policy = MimePolicy.from_config(cfg, header_checks=bool(
+            cfg.header_checks or cfg.mime_header_checks or cfg.nested_header_checks))
         self.primary_checks = self._primary_checks()
         self.address_maps = AddressMaps.from_config(cfg, lambda spec: open_table(spec, cfg),
                                                     local_domain_check(cfg))
@@ -420,12 +423,28 @@ class Cleanup:
             body = source[cleaned.body_offset:]
             found = check_body(body, cleaned.content_type if self.mime else "",
                                mime=self.mime_checks, nested=self.nested_checks,
-                               lines=self.body_checks, limit=self.cfg.body_checks_size_limit)
+                               lines=self.body_checks, limit=self.cfg.body_checks_size_limit,
+                               boundary_limit=self.mime_policy.boundary_limit)
             for act in found.actions:
                 self._act(act, actions, req)
             error = found.error
             if found.edits:
                 source = source[:cleaned.body_offset] + found.apply(body)
+        body_type = req.body_type
+        if error is None and not actions.discard:
+            # Postfix's MIME state machine (strict_* and its limits), in one
+            # pass after the header and body rules (mailsys.message.mime_state).
+            # A Content-Transfer-Encoding: 8bit wins over BODY=7BIT too
+            # (Postfix 3.7.11 relayed such a message with BODY=8BITMIME).
+            scan = self.mime_policy.scan(content, want_8bit=body_type.upper() not in (
+                "8BITMIME", "BINARYMIME"))
+            if scan.error is not None:
+                log.info(scan.error.log(origin=_origin(req), sender=req.sender,
+                                        recipient=req.recipients[0].address),
+                         queue_id=req.queue_id)
+                error = scan.error.reply
+            elif scan.declares_8bit:
+                body_type = "8BITMIME"
         if error is not None:
             return Rejected(error.code, error.enhanced, error.text)
         sender = req.sender
@@ -448,7 +467,7 @@ class Cleanup:
             sasl_user=req.sasl_user, sasl_method=req.sasl_method, sasl_sender=req.sasl_sender,
             verp_delimiters=req.verp_delimiters if sender else "",
             rewrite_context="local" if req.local else "remote",
-            envid=req.envid, ret=req.ret, body_type=req.body_type, smtputf8=req.smtputf8,
+            envid=req.envid, ret=req.ret, body_type=body_type, smtputf8=req.smtputf8,
             attrs=(("origin", req.origin),) + ((("uid", str(req.uid)),) if req.uid >= 0 else ())
             + ((("filter", actions.filter),) if actions.filter else ())
             + (((TRACE_FLAGS, req.trace_flags),) if req.trace_flags else ()))
@@ -463,12 +482,8 @@ class Cleanup:
         if not actions.take(act.action, act.text):
             return
         smtpd = req.origin == "smtpd"
-        # After XFORWARD Postfix's cleanup names the original client, its
-        # protocol and HELO name (its log_client_* attributes).
         fwd = req.forwarded
-        origin = "local" if not smtpd else fwd.namaddr if fwd is not None \
-            else f"{req.client_name or 'unknown'}[{req.client_addr}]"
-        log.info(log_text(act, origin=origin, sender=req.sender,
+        log.info(log_text(act, origin=_origin(req), sender=req.sender,
                           recipient=req.recipients[0].address if req.recipients else None,
                           proto=("" if not smtpd else fwd.protocol if fwd is not None
                                  else req.protocol),
@@ -521,6 +536,16 @@ class Cleanup:
                 await self.qmgr.send(names.QMGR_REQ_SCAN_INCOMING, timeout=TRIGGER_TIMEOUT)
         finally:
             self.qmgr.close()
+
+
+def _origin(req: CleanupRequest) -> str:
+    """Who cleanup's content lines name as the client: "local" for mail
+    not from smtpd; after XFORWARD the original client (Postfix's
+    log_client_* attributes)."""
+    if req.origin != "smtpd":
+        return "local"
+    fwd = req.forwarded
+    return fwd.namaddr if fwd is not None else f"{req.client_name or 'unknown'}[{req.client_addr}]"
 
 
 def _logged_client(req: CleanupRequest) -> ForwardedClient:

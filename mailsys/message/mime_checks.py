@@ -75,9 +75,11 @@ def media_type(value: str) -> tuple[str, bytes | None]:
 
 def check_body(body: bytes, content_type: str, *, mime: Check | None,
                nested: Check | None, lines: Check | None = None,
-               limit: int = 51200) -> BodyChecks:
+               limit: int = 51200, boundary_limit: int = 2048) -> BodyChecks:
     """header_checks on the part and attached-message headers of ``body``
-    (the content after the primary header, from its blank line on)."""
+    (the content after the primary header, from its blank line on).
+    boundary_limit: mime_boundary_length_limit, the characters of a
+    boundary string compared (Postfix's mime_state keeps no more)."""
     found = BodyChecks()
     if not (mime or nested or lines):
         return found
@@ -115,7 +117,7 @@ def walk(body: bytes, content_type: str, *, body_lines: bool = True
     of its continuation lines; a line's has no line end. body_lines false:
     stop once only body text without boundaries can follow."""
     kind, boundary = media_type(content_type)
-    boundaries: list[bytes] = [boundary] if boundary else []
+    boundaries: list[bytes] = [boundary[:boundary_limit]] if boundary else []
     # What the next lines are: "body", or a header block: "mime" or "nested".
     expect = "nested" if kind == "message/rfc822" else "body"
     pos, n = 0, len(body)
@@ -161,7 +163,7 @@ def walk(body: bytes, content_type: str, *, body_lines: bool = True
             pos = end
         part_type, part_boundary = media_type(content_type)
         if part_boundary:
-            boundaries.append(part_boundary)
+            boundaries.append(part_boundary[:boundary_limit])
         expect = "nested" if part_type == "message/rfc822" else "body"
 
 

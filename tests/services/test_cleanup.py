@@ -582,3 +582,36 @@ async def test_message_strip_characters_are_removed_before_header_checks(
     stored = store.load_content(kept.queue_id)
     assert b"Subject: fine\r\n" in stored and stored.endswith(b"\r\n\r\nbody\r\n")
     assert refused == Rejected(550, "5.7.1", "message content rejected")
+
+
+@trio_test
+async def test_strict_8bitmime_refuses_8bit_headers(make_config, store):
+    # Postfix 3.7.11 with strict_8bitmime = yes: "550 5.6.0 improper use of
+    # 8-bit data in message header", logged without proto= and helo=.
+    cfg = make_config(strict_8bitmime="yes")
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with capture_logs() as logs:
+            refused = await svc.call(request(content=b"Subject: caf\xc3\xa9\r\n\r\nbody\r\n"))
+        nursery.cancel_scope.cancel()
+    assert refused == Rejected(550, "5.6.0", "improper use of 8-bit data in message header")
+    assert logs[0]["event"] == (
+        "reject: mime-error improper use of 8-bit data in message header: Subject: caf?? "
+        "from client.example[192.0.2.7]; from=<alice@example.com> to=<bob@example.org>")
+
+
+@trio_test
+async def test_content_transfer_encoding_8bit_makes_the_message_8bitmime(make_config, store):
+    cfg = make_config()
+    content = b"Subject: x\r\nContent-Transfer-Encoding: 8bit\r\n\r\nbody\r\n"
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        detected = request(content=content)
+        # Postfix 3.7.11 relayed this one with BODY=8BITMIME as well.
+        declared = request(content=content, body_type="7BIT")
+        plain = request(body_type="7BIT")
+        for r in (detected, declared, plain):
+            assert isinstance(await svc.call(r), Queued)
+        nursery.cancel_scope.cancel()
+    assert [store.load(r.queue_id)[0].body_type for r in (detected, declared, plain)] \
+        == ["8BITMIME", "8BITMIME", "7BIT"]
