@@ -214,12 +214,15 @@ async def _submit_copy(req: DeliverRequest, rcpt, delivered: str, sender: str,
                        members: list[Forward], content: bytes, cfg: Config) -> RecipientResult:
     eol = b"\r\n" if b"\r\n" in content[:content.find(b"\n") + 1 or len(content)] else b"\n"
     reset = any(f.target.envid_reset for f in members)
+    # prepend_delivered_header without "forward": the copy goes as it came.
+    prepend = b"Delivered-To: " + delivered.encode("utf-8", "surrogateescape") + eol \
+        if "forward" in cfg.prepend_delivered_header else b""
     request = CleanupRequest(
         queue_id=new_qid(), sender=sender,
         recipients=tuple(CleanupRecipient(f.target.address, orcpt=f.target.orcpt,
                                           notify=f.target.notify, orig=f.target.orig)
                          for f in members),
-        content=b"Delivered-To: " + delivered.encode("utf-8", "surrogateescape") + eol + content,
+        content=prepend + content,
         arrival_time=time.time(), origin="local", protocol=req.client_protocol or "local",
         client_name=req.client_name, client_addr=req.client_addr, helo=req.client_helo,
         sasl_method=req.sasl_method, sasl_user=req.sasl_user,

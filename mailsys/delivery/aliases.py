@@ -217,6 +217,10 @@ class AliasSettings:
     fallback_transport_maps: tuple = ()
     luser_relay: str = ""
     forward_path: tuple[str, ...] = ()
+    # frozen_delivered_to: the Delivered-To address stays the one the
+    # delivery started with; "no" makes it follow each alias, .forward and
+    # mailbox step (Postfix's alias.c, dotforward.c, mailbox.c).
+    frozen_delivered: bool = True
     knows: Callable[[str], bool] = lambda address: True     # has a mailbox here
     passwd: Callable[[str], Privs | None] = lambda user: _privs_of_name(user)
     # How |command and /file destinations are run (mailsys.delivery.local).
@@ -263,7 +267,8 @@ class AliasSettings:
                    fallback_transport=cfg.fallback_transport,
                    fallback_transport_maps=tuple(open_table(s)
                                                  for s in cfg.fallback_transport_maps),
-                   luser_relay=cfg.luser_relay, forward_path=tuple(cfg.forward_path))
+                   luser_relay=cfg.luser_relay, forward_path=tuple(cfg.forward_path),
+                   frozen_delivered=cfg.frozen_delivered_to)
 
 
 def _privs_of_name(user: str) -> Privs | None:
@@ -321,7 +326,7 @@ class _Expansion:
         if t.address.lower() in self.loops:
             self.fail(t, "5.4.6", f"mail forwarding loop for {t.address}")
             return
-        if not t.delivered:
+        if not t.delivered or not self.settings.frozen_delivered:
             t = replace(t, delivered=t.address)
         local, user, ext, delim, domain = split_local(t.address, self.settings.delimiter,
                                                       self.settings.owner_request_special)

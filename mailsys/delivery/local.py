@@ -104,11 +104,15 @@ def delivered_to(content: bytes) -> set[str]:
     return found
 
 
-def _header(sender: str, rcpt: DeliverRecipient) -> bytes:
+def _header(sender: str, rcpt: DeliverRecipient, delivered: str | None) -> bytes:
+    """What goes in front of a mailbox copy; delivered: the Delivered-To
+    address, None for none (prepend_delivered_header without "file")."""
     orig = rcpt.orig or rcpt.address
-    return (f"Return-Path: <{quote_822_local(sender) if sender else ''}>\n"
-            f"X-Original-To: {quote_822_local(orig)}\n"
-            f"Delivered-To: {quote_822_local(rcpt.address)}\n").encode("utf-8")
+    lines = [f"Return-Path: <{quote_822_local(sender) if sender else ''}>",
+             f"X-Original-To: {quote_822_local(orig)}"]
+    if delivered is not None:
+        lines.append(f"Delivered-To: {quote_822_local(delivered)}")
+    return ("\n".join(lines) + "\n").encode("utf-8")
 
 
 def _append_mbox(box: Mailbox, relay: str, header: bytes, sender: str, content: bytes) -> None:
@@ -124,8 +128,11 @@ def _append_mbox(box: Mailbox, relay: str, header: bytes, sender: str, content: 
 
 def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
                 settings: MailboxSettings, seen: set[str], hostname: str | None = None,
-                boxes: set[str] | None = None) -> RecipientResult | None:
-    """Write one mailbox; None when `boxes` shows it was written for this request already."""
+                boxes: set[str] | None = None, delivered: str = "") -> RecipientResult | None:
+    """Write one mailbox; None when `boxes` shows it was written for this request already.
+    delivered: the Delivered-To address of a local delivery (the recipient
+    the delivery started with, under frozen_delivered_to); default the
+    recipient's own."""
     relay = relay_name(req)
     try:
         box = find_mailbox(rcpt.address, relay, settings)
@@ -137,7 +144,10 @@ def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
         boxes.add(str(box.path))
     if rcpt.address.lower() in seen:
         return failed(rcpt, "5.4.6", f"mail forwarding loop for {rcpt.address}", relay=relay)
-    header = _header(req.sender, rcpt)
+    # local(8) adds Delivered-To where prepend_delivered_header says
+    # "file" (its mailbox context too); virtual(8) always does.
+    wanted = relay == "virtual" or "file" in settings.delivered_header
+    header = _header(req.sender, rcpt, (delivered or rcpt.address) if wanted else None)
     try:
         if box.mbox:
             _append_mbox(box, relay, header, req.sender, content)
@@ -197,7 +207,8 @@ def plan_local(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
         elif isinstance(step, Failure):
             parts.append((who, failed(who, step.dsn, step.text, relay="local")))
         elif isinstance(step, ToMailbox):
-            result = deliver_one(req, who, content, settings, set(), hostname, boxes)
+            result = deliver_one(req, who, content, settings, set(), hostname, boxes,
+                                 delivered=step.target.delivered)
             if result is not None:
                 parts.append((who, result))
         elif isinstance(step, (Command, File)):
@@ -205,12 +216,14 @@ def plan_local(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
     return RecipientPlan(rcpt, tuple(parts), tuple(forwards), tuple(passes))
 
 
-def _copy_header(t: Target) -> bytes:
-    """What local(8)'s mail_copy() puts in front for a command or a file."""
+def _copy_header(t: Target, delivered: bool = True) -> bytes:
+    """What local(8)'s mail_copy() puts in front for a command or a file;
+    delivered: whether prepend_delivered_header names that context."""
     lines = [f"Return-Path: <{quote_822_local(t.sender) if t.sender else ''}>"]
     if t.orig:
         lines.append(f"X-Original-To: {quote_822_local(t.orig)}")
-    lines.append(f"Delivered-To: {quote_822_local(t.delivered or t.address)}")
+    if delivered:
+        lines.append(f"Delivered-To: {quote_822_local(t.delivered or t.address)}")
     return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
@@ -256,7 +269,8 @@ def _run(req: DeliverRequest, step: Command | File, who: DeliverRecipient, conte
     if privs is None:
         aliases.warn(f"unknown default_privs user: {aliases.default_privs}")
         return deferred(who, "4.3.5", "mail system configuration error", relay="local")
-    header = _copy_header(t)
+    header = _copy_header(t, ("command" if isinstance(step, Command) else "file")
+                          in settings.delivered_header)
     try:
         if isinstance(step, Command):
             local, user, ext, _, domain = split_local(t.address, aliases.delimiter,

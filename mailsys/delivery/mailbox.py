@@ -98,6 +98,9 @@ class MailboxSettings:
     local_limit: int = 0
     local_locks: LockPolicy = LockPolicy()
     recipient_delimiter: str = ""
+    # prepend_delivered_header: the local(8) contexts that get Delivered-To
+    # ("file" covers mailboxes too, as in Postfix; virtual(8) always adds it).
+    delivered_header: frozenset = frozenset({"command", "file", "forward"})
     home_of: Callable[[str], str | None] = lambda user: _passwd_home(user)
     owner_of: Callable[[str], tuple[int, int] | None] = lambda user: _passwd_owner(user)
 
@@ -123,7 +126,8 @@ class MailboxSettings:
                    spool_maildir=str(cfg.mail_spool_directory).endswith("/"),
                    local_limit=cfg.mailbox_size_limit,
                    local_locks=LockPolicy.from_config(cfg, "mailbox_delivery_lock"),
-                   recipient_delimiter=cfg.recipient_delimiter)
+                   recipient_delimiter=cfg.recipient_delimiter,
+                   delivered_header=frozenset(cfg.prepend_delivered_header))
 
 
 def _passwd_home(user: str) -> str | None:

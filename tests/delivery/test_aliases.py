@@ -51,6 +51,15 @@ def test_alias_to_local_user_recurses_and_keeps_orig():
     assert steps[0].target.delivered == f"postmaster@{HOST}"
 
 
+def test_frozen_delivered_to_no_follows_each_step():
+    steps = run({"postmaster": "root", "root": "alice, far@example.net"}, f"postmaster@{HOST}",
+                frozen_delivered=False)
+    assert [(type(s).__name__, s.target.delivered) for s in steps] == [
+        ("Mailbox", f"alice@{HOST}"), ("Forward", f"root@{HOST}")]
+    steps = run({"postmaster": "root", "root": "alice, far@example.net"}, f"postmaster@{HOST}")
+    assert {s.target.delivered for s in steps} == {f"postmaster@{HOST}"}
+
+
 def test_remote_address_is_forwarded_with_the_original_sender():
     steps = run({"remote": "far@example.net, alice"}, f"remote@{HOST}")
     assert view(steps) == [("Forward", "far@example.net", f"remote@{HOST}", "s@example.org"),

@@ -383,3 +383,23 @@ def test_the_shipped_main_cf_keeps_local_maildirs():
     etc = Path(__file__).parents[2] / "etc"
     box = find_mailbox("root@localhost", "local", MailboxSettings.from_config(load(etc)))
     assert (box.path, box.mbox) == (etc.absolute().parent / "var" / "mail" / "root", False)
+
+
+def test_prepend_delivered_header_file_covers_mailboxes(tmp_path, local):
+    # Postfix 3.7.11, prepend_delivered_header = command: the mailbox copy
+    # had X-Original-To and no Delivered-To.
+    (tmp_path / "spool").mkdir()
+    quiet = dataclasses.replace(local, delivered_header=frozenset({"command", "forward"}))
+    r, = deliver_request(request("bob@mx.example.com", cls="local"), MBOX_CONTENT, quiet)
+    assert r.status == "sent"
+    data = (tmp_path / "spool" / "bob").read_bytes()
+    assert b"\nX-Original-To: bob@mx.example.com\nReceived:" in data
+    assert b"Delivered-To" not in data
+
+
+def test_virtual_always_prepends_delivered_to(tmp_path, virtual):
+    quiet = dataclasses.replace(virtual, delivered_header=frozenset())
+    r, = deliver_request(request("ann@example.com", cls="virtual"), MBOX_CONTENT, quiet)
+    box = tmp_path / "vmail" / "example.com" / "ann" / "new"
+    [name] = os.listdir(box)
+    assert b"\nDelivered-To: ann@example.com\n" in (box / name).read_bytes()

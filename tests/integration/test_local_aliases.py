@@ -103,9 +103,27 @@ def test_alias_to_a_local_user_is_delivered_to_her_mailbox(site):
                      rf"orig_to=<postmaster@example\.test>, relay=local, {STATUS} "
                      rf"\(delivered to mailbox\)", log), log
     box = (site.spool / "alice").read_bytes()
-    assert b"X-Original-To: postmaster@example.test\nDelivered-To: alice@example.test\n" in box
+    # frozen_delivered_to = yes: the address the delivery started with
+    # (Postfix 3.7.11, root: nobody, wrote "X-Original-To: root@bench.localdomain"
+    # and "Delivered-To: root@bench.localdomain" into nobody's mailbox).
+    assert b"X-Original-To: postmaster@example.test\nDelivered-To: postmaster@example.test\n" \
+        in box
     assert b"Subject: to postmaster@example.test\n" in box
     assert not (site.spool / "root").exists() and not (site.spool / "postmaster").exists()
+
+
+def test_delivered_to_follows_frozen_delivered_to_and_prepend_delivered_header(make_site):
+    # Postfix 3.7.11: frozen_delivered_to = no gave "Delivered-To:
+    # nobody@bench.localdomain" for root: nobody; prepend_delivered_header
+    # without "forward" leaves the forwarded copy without one.
+    site = make_site(frozen_delivered_to="no", prepend_delivered_header="file")
+    qid = send(site, "remote@example.test")
+    site.inst.wait_log(f"{qid}: removed", timeout=20)
+    box = (site.spool / "alice").read_bytes()
+    assert b"X-Original-To: remote@example.test\nDelivered-To: alice@example.test\n" in box
+    site.inst.wait_until(lambda: site.sink.messages)
+    [message] = site.sink.messages
+    assert b"Delivered-To:" not in message.data.split(b"\r\n\r\n")[0]
 
 
 def test_alias_to_a_remote_address_is_forwarded_through_cleanup(site):
