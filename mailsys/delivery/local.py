@@ -104,12 +104,15 @@ def delivered_to(content: bytes) -> set[str]:
     return found
 
 
-def _header(sender: str, rcpt: DeliverRecipient, delivered: str | None) -> bytes:
+def _header(sender: str, rcpt: DeliverRecipient, delivered: str | None,
+            original: bool = True) -> bytes:
     """What goes in front of a mailbox copy; delivered: the Delivered-To
-    address, None for none (prepend_delivered_header without "file")."""
+    address, None for none (prepend_delivered_header without "file");
+    original: whether X-Original-To goes in (enable_original_recipient)."""
     orig = rcpt.orig or rcpt.address
-    lines = [f"Return-Path: <{quote_822_local(sender) if sender else ''}>",
-             f"X-Original-To: {quote_822_local(orig)}"]
+    lines = [f"Return-Path: <{quote_822_local(sender) if sender else ''}>"]
+    if original:
+        lines.append(f"X-Original-To: {quote_822_local(orig)}")
     if delivered is not None:
         lines.append(f"Delivered-To: {quote_822_local(delivered)}")
     return ("\n".join(lines) + "\n").encode("utf-8")
@@ -147,7 +150,8 @@ def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
     # local(8) adds Delivered-To where prepend_delivered_header says
     # "file" (its mailbox context too); virtual(8) always does.
     wanted = relay == "virtual" or "file" in settings.delivered_header
-    header = _header(req.sender, rcpt, (delivered or rcpt.address) if wanted else None)
+    header = _header(req.sender, rcpt, (delivered or rcpt.address) if wanted else None,
+                     settings.original_recipient)
     try:
         if box.mbox:
             _append_mbox(box, relay, header, req.sender, content)
@@ -216,11 +220,12 @@ def plan_local(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
     return RecipientPlan(rcpt, tuple(parts), tuple(forwards), tuple(passes))
 
 
-def _copy_header(t: Target, delivered: bool = True) -> bytes:
+def _copy_header(t: Target, delivered: bool = True, original: bool = True) -> bytes:
     """What local(8)'s mail_copy() puts in front for a command or a file;
-    delivered: whether prepend_delivered_header names that context."""
+    delivered: whether prepend_delivered_header names that context;
+    original: enable_original_recipient."""
     lines = [f"Return-Path: <{quote_822_local(t.sender) if t.sender else ''}>"]
-    if t.orig:
+    if t.orig and original:
         lines.append(f"X-Original-To: {quote_822_local(t.orig)}")
     if delivered:
         lines.append(f"Delivered-To: {quote_822_local(t.delivered or t.address)}")
@@ -270,7 +275,7 @@ def _run(req: DeliverRequest, step: Command | File, who: DeliverRecipient, conte
         aliases.warn(f"unknown default_privs user: {aliases.default_privs}")
         return deferred(who, "4.3.5", "mail system configuration error", relay="local")
     header = _copy_header(t, ("command" if isinstance(step, Command) else "file")
-                          in settings.delivered_header)
+                          in settings.delivered_header, settings.original_recipient)
     try:
         if isinstance(step, Command):
             local, user, ext, _, domain = split_local(t.address, aliases.delimiter,

@@ -101,6 +101,8 @@ class MailboxSettings:
     # prepend_delivered_header: the local(8) contexts that get Delivered-To
     # ("file" covers mailboxes too, as in Postfix; virtual(8) always adds it).
     delivered_header: frozenset = frozenset({"command", "file", "forward"})
+    # enable_original_recipient: X-Original-To: in front of each copy.
+    original_recipient: bool = True
     home_of: Callable[[str], str | None] = lambda user: _passwd_home(user)
     owner_of: Callable[[str], tuple[int, int] | None] = lambda user: _passwd_owner(user)
 
@@ -127,7 +129,8 @@ class MailboxSettings:
                    local_limit=cfg.mailbox_size_limit,
                    local_locks=LockPolicy.from_config(cfg, "mailbox_delivery_lock"),
                    recipient_delimiter=cfg.recipient_delimiter,
-                   delivered_header=frozenset(cfg.prepend_delivered_header))
+                   delivered_header=frozenset(cfg.prepend_delivered_header),
+                   original_recipient=cfg.enable_original_recipient)
 
 
 def _passwd_home(user: str) -> str | None:

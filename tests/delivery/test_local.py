@@ -403,3 +403,17 @@ def test_virtual_always_prepends_delivered_to(tmp_path, virtual):
     box = tmp_path / "vmail" / "example.com" / "ann" / "new"
     [name] = os.listdir(box)
     assert b"\nDelivered-To: ann@example.com\n" in (box / name).read_bytes()
+
+
+def test_enable_original_recipient_no_drops_x_original_to(tmp_path, local):
+    # Postfix 3.7.11, enable_original_recipient = no, root: nobody: nobody's
+    # mbox had "Delivered-To: root@bench.localdomain" and no X-Original-To
+    # (local still logged orig_to=<root@bench.localdomain>).
+    (tmp_path / "spool").mkdir()
+    off = dataclasses.replace(local, original_recipient=False)
+    r, = deliver_request(request("bob@mx.example.com", cls="local", orig="root@mx.example.com"),
+                         MBOX_CONTENT, off)
+    assert r.status == "sent"
+    data = (tmp_path / "spool" / "bob").read_bytes()
+    assert b"\nReturn-Path: <alice@example.com>\nDelivered-To: bob@mx.example.com\n" in data
+    assert b"X-Original-To" not in data
