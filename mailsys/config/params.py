@@ -203,6 +203,8 @@ _TABLE: tuple[Param, ...] = (
     P("prepend_delivered_header", List, "command, file, forward",
       "Where local(8) adds Delivered-To: command, file (mailboxes too), forward",
       choices=("command", "file", "forward")),
+    P("require_home_directory", Bool, "no",
+      "Defer local(8) delivery to a user whose home directory cannot be accessed"),
     P("enable_original_recipient", Bool, "yes",
       "Write the original recipient into X-Original-To: at local delivery"),
     P("frozen_delivered_to", Bool, "yes",

@@ -340,3 +340,20 @@ def test_commands_in_dotforward_follow_allow_mail_to_commands(tmp_path):
                 **forward_settings(tmp_path))
     assert [s.text for s in steps] == ["mail to command is restricted",
                                        "mail to file is restricted"]
+
+
+def test_require_home_directory_defers_a_user_without_one(tmp_path):
+    home = tmp_path / "bob"
+    passwd = {"bob": Privs(1000, 1000, "bob", str(home))}.get
+    entries = {"root": "bob"}
+    assert view(run(entries, f"root@{HOST}", passwd=passwd)) == [
+        ("Mailbox", f"bob@{HOST}", f"root@{HOST}", "")]
+    assert view(run(entries, f"root@{HOST}", passwd=passwd, require_home=True)) == [
+        ("Failure", f"bob@{HOST}", f"root@{HOST}",
+         f"4.3.0 cannot access home directory {home}: No such file or directory")]
+    home.mkdir()
+    assert view(run(entries, f"root@{HOST}", passwd=passwd, require_home=True)) == [
+        ("Mailbox", f"bob@{HOST}", f"root@{HOST}", "")]
+    # a name without a password entry is not looked at here
+    assert view(run({}, f"carol@{HOST}", passwd=passwd, require_home=True)) == [
+        ("Mailbox", f"carol@{HOST}", f"carol@{HOST}", "")]
