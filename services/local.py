@@ -49,6 +49,10 @@ DESCRIPTION
     path ending in "/" is a Maildir, any other an mbox file; see
     mailsys.delivery.mailbox.
 
+    Each status this agent gives passes through local_delivery_status_filter
+    (virtual_delivery_status_filter for relay=virtual) before it is logged
+    and reported (mailsys.delivery.status_filter).
+
     texthash tables are read at start and again on SIGHUP (the master sends
     it on a reload that keeps this process); lmdb tables are reread when
     postmap replaces them.
@@ -68,10 +72,12 @@ import structlog
 import trio
 
 from mailsys.config import Config
+from mailsys.config.tables import open_table
 from mailsys.delivery.aliases import AliasSettings, Forward, split_local
 from mailsys.delivery.local import RecipientPlan, combine, mailbox_known, plan_request, relay_name
 from mailsys.delivery.mailbox import MailboxError, MailboxSettings, find_mailbox
 from mailsys.delivery.report import Stopwatch, bounced, deferred, failed, log_status, sent
+from mailsys.delivery.status_filter import StatusFilter
 from mailsys.ipc import names
 from mailsys.ipc.errors import IpcError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Rejected
@@ -91,6 +97,14 @@ def _warn(text: str) -> None:
     log.warning(text)
 
 
+def status_filters(cfg: Config) -> dict[str, StatusFilter]:
+    """local_ and virtual_delivery_status_filter, by relay name: the
+    statuses this agent gives (not those of an agent it passed mail to)."""
+    return {relay: StatusFilter.from_config(cfg, f"{relay}_delivery_status_filter",
+                                            lambda spec: open_table(spec, cfg), _warn)
+            for relay in ("local", "virtual")}
+
+
 def alias_settings(cfg: Config) -> AliasSettings:
     return AliasSettings.from_config(cfg, lambda address: False, _warn, fatal=log.critical)
 
@@ -102,6 +116,7 @@ class _State:
         self.settings = MailboxSettings.from_config(ctx.config)
         self.aliases = alias_settings(ctx.config)
         self.routes = routing_settings(ctx.config)
+        self.filters = status_filters(ctx.config)
 
     def aliases_for(self, transport: str) -> AliasSettings:
         """An expanded address is delivered here again when it resolves to this
@@ -141,15 +156,18 @@ def probe(req: DeliverRequest, rcpt: DeliverRecipient, state: _State) -> Recipie
 async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
     watch = Stopwatch.start(req)
     watch.connected()                  # no connection to set up: delays c is 0
+    rewrite = state.filters[relay_name(req)]
     if req.probe:
-        results = [await trio.to_thread.run_sync(probe, req, r, state) for r in req.recipients]
+        results = [rewrite(await trio.to_thread.run_sync(probe, req, r, state))
+                   for r in req.recipients]
         for rcpt, result in zip(req.recipients, results):
             log_status(req, rcpt, result, watch)
         return DeliveryStatus(req.queue_id, tuple(results))
     try:
         content = await trio.to_thread.run_sync(state.store.load_content, req.queue_id)
     except Exception as e:             # gone or unreadable: qmgr decides what next
-        results = [deferred(r, "4.3.0", f"error reading message: {e}") for r in req.recipients]
+        results = [rewrite(deferred(r, "4.3.0", f"error reading message: {e}"))
+                   for r in req.recipients]
         for rcpt, result in zip(req.recipients, results):
             log_status(req, rcpt, result, watch)
         return DeliveryStatus(req.queue_id, tuple(results))
@@ -157,9 +175,12 @@ async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
     plans = await trio.to_thread.run_sync(plan_request, req, content, state.settings, aliases)
     results = []
     for plan in plans:
+        plan = dataclasses.replace(plan, parts=tuple((w, rewrite(r)) for w, r in plan.parts))
         handed, unanswered = await hand_over(req, plan, state.cfg)
+        unanswered = tuple((w, rewrite(r)) for w, r in unanswered)
         cancel = any(r.status == DEFERRED for _, r in handed + unanswered)
-        extra = await forward(req, plan, content, state.cfg, cancel=cancel)
+        extra = tuple((w, rewrite(r)) for w, r in
+                      await forward(req, plan, content, state.cfg, cancel=cancel))
         for who, result in plan.parts + unanswered + extra:
             log_status(req, who, result, watch)
         results.append(combine(plan, handed + unanswered + extra))
@@ -251,6 +272,7 @@ def reopen_tables(ctx: skeleton.ServiceContext) -> None:
     ctx.state.settings = MailboxSettings.from_config(ctx.config)
     ctx.state.aliases = alias_settings(ctx.config)
     ctx.state.routes = routing_settings(ctx.config)
+    ctx.state.filters = status_filters(ctx.config)
 
 
 def close_store(ctx: skeleton.ServiceContext) -> None:

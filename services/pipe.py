@@ -21,7 +21,9 @@ DESCRIPTION
         QID: to=<bob@example.com>, relay=dovecot, delay=0.05,
              delays=0.01/0.01/0/0.03, dsn=2.0.0, status=sent (delivered via dovecot service)
 
-    and answers one DeliveryStatus. The command runs in a worker thread,
+    and answers one DeliveryStatus; each status first passes through
+    pipe_delivery_status_filter (mailsys.delivery.status_filter). The
+    command runs in a worker thread,
     so one process carries many deliveries at once; qmgr's
     <service>_destination_concurrency_limit bounds them per destination.
 
@@ -49,9 +51,11 @@ from __future__ import annotations
 import structlog
 import trio
 
+from mailsys.config.tables import open_table
 from mailsys.delivery.pipe import PipeSettings, deliver_request
 from mailsys.delivery.pipe_attr import PipeAttrError, parse_attributes
 from mailsys.delivery.report import Stopwatch, deferred, log_status, sent
+from mailsys.delivery.status_filter import StatusFilter
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import PROTOCOL, DeliverRequest, DeliveryStatus
 from mailsys.queue.store import QueueStore
@@ -64,6 +68,9 @@ class _State:
     def __init__(self, ctx: skeleton.ServiceContext) -> None:
         self.settings = settings_of(ctx)
         self.store = QueueStore.open(ctx.config.path("queue_directory"))
+        cfg = ctx.config
+        self.rewrite = StatusFilter.from_config(cfg, "pipe_delivery_status_filter",
+                                                lambda spec: open_table(spec, cfg), log.warning)
 
 
 def settings_of(ctx: skeleton.ServiceContext) -> PipeSettings:
@@ -85,7 +92,8 @@ async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
     if req.probe:
         # Address verification: the command is never run (Postfix pipe(8)
         # in trace-only mode says where the mail would go).
-        results = [sent(r, "delivers to command", relay=relay) for r in req.recipients]
+        results = [state.rewrite(sent(r, "delivers to command", relay=relay))
+                   for r in req.recipients]
         for rcpt, result in zip(req.recipients, results):
             log_status(req, rcpt, result, watch)
         return DeliveryStatus(req.queue_id, tuple(results))
@@ -98,6 +106,7 @@ async def deliver(req: DeliverRequest, state: _State) -> DeliveryStatus:
     else:
         done = await trio.to_thread.run_sync(deliver_request, req, content, state.settings)
         results, notes = done.results, done.notes
+    results = [state.rewrite(r) for r in results]
     for note in notes:
         if not note.after:
             _note(note)

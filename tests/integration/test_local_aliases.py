@@ -372,3 +372,17 @@ def test_command_execution_directory(make_site, out_dir, setting):
     site.inst.wait_log(f"{qid}: removed", timeout=20)
     expected = out_dir / "where" if setting else site.inst.queue_dir
     assert (out_dir / "where.out").read_text().strip() == str(Path(expected).resolve())
+
+
+def test_local_delivery_status_filter_rewrites_the_logged_status(make_site, tmp_path):
+    # Postfix 3.7.11 with the same regexp table logged "dsn=2.0.0,
+    # status=sent (stored in the mailbox)" and, for an unknown user,
+    # "dsn=4.3.0, status=deferred (no such user: "nosuchuser")".
+    table = tmp_path / "dsnf"
+    table.write_text("/^2\\.0\\.0 delivered to mailbox$/ 2.0.0 stored in the mailbox\n")
+    site = make_site(local_delivery_status_filter=f"regexp:{table}")
+    qid = send(site, "postmaster@example.test")
+    log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+    assert re.search(rf"mailsys/local\[\d+\]: {qid}: to=<alice@example\.test>, "
+                     rf"orig_to=<postmaster@example\.test>, relay=local, {STATUS} "
+                     rf"\(stored in the mailbox\)", log), log
