@@ -312,6 +312,16 @@ _TABLE: tuple[Param, ...] = (
     P("anvil_rate_time_unit", Time, "60s", "Window of the anvil rate limits", min=1),
     P("anvil_status_update_time", Time, "600s", "Interval of anvil statistics log lines", min=1),
     P("smtpd_timeout", Time, "${stress?{10}:{300}}s", "Time limit to read a command or send a reply", min=1),
+    # Postfix 3.7; smtpd_per_record_deadline is its name in Postfix 3.6.
+    P("smtpd_per_record_deadline", Str, "",
+      "Older name of smtpd_per_request_deadline"),
+    P("smtpd_per_request_deadline", Bool,
+      "${smtpd_per_record_deadline?{$smtpd_per_record_deadline}:{${stress?{yes}:{no}}}}",
+      "Make smtpd_timeout a deadline for a whole command line, reply or message content "
+      "instead of a limit per read or write"),
+    P("smtpd_min_data_rate", Int, "500",
+      "Bytes per second of DATA/BDAT content that earn more time under smtpd_per_request_deadline",
+      min=1),
     P("smtpd_starttls_timeout", Time, "${stress?{10}:{300}}s", "Time limit for the TLS handshake after STARTTLS",
       min=1),
     P("smtpd_policy_service_timeout", Time, "100s", "Time limit for a policy service request", min=1),

@@ -171,6 +171,8 @@ class SmtpdServer:
     greeting: Reply                     # 220 $smtpd_banner
     timeout_reply: Reply                # 421 4.4.2 $myhostname Error: timeout exceeded
     timeout: float
+    per_request_deadline: bool           # smtpd_per_request_deadline
+    min_data_rate: int                   # smtpd_min_data_rate
     starttls_timeout: float
     error_sleep: float
     peername_lookup: bool
@@ -280,6 +282,8 @@ class SmtpdServer:
             greeting=replies.greeting(cfg.smtpd_banner),
             timeout_reply=replies.timeout(cfg.myhostname),
             timeout=cfg.smtpd_timeout,
+            per_request_deadline=cfg.smtpd_per_request_deadline,
+            min_data_rate=cfg.smtpd_min_data_rate,
             starttls_timeout=cfg.smtpd_starttls_timeout,
             error_sleep=cfg.smtpd_error_sleep_time,
             peername_lookup=cfg.smtpd_peername_lookup,

@@ -289,6 +289,8 @@ class Session:
         pump = smtp_io.SmtpPump(stream, self.conn, self, timeout=server.timeout,
                                 error_sleep=server.error_sleep,
                                 timeout_reply=server.timeout_reply,
+                                per_request=server.per_request_deadline,
+                                min_data_rate=server.min_data_rate,
                                 footer=self._footer if server.reject_footer
                                 or server.reject_footer_maps else None)
         self.pump = pump

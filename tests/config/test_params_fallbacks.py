@@ -34,6 +34,7 @@ DIFFERENT_ON_PURPOSE = {
     "smtpd_client_connection_limit_exceptions",      # old name; postconf -d omits it
     "fallback_relay",                                # old name; postconf -d omits it
     "authorized_verp_clients",                       # old name; postconf -d omits it
+    "smtpd_per_record_deadline",                     # old name; postconf -d omits it
     "smtpd_forbid_bare_newline",                     # Postfix 3.9's default (normalize)
     # Old names postconf -d omits, and 1h where Postfix writes
     # ${postscreen_dnsbl_ttl?{$postscreen_dnsbl_ttl}:{1}}h over an obsolete name.

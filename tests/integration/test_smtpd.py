@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -240,6 +241,31 @@ def test_smtpd_timeout(mailsys_instance):
         assert 0.5 < time.monotonic() - t0 < 5
         assert f.readline() == b""
     inst.wait_log("timeout after EHLO from localhost[127.0.0.1]")
+
+
+def test_smtpd_per_request_deadline_cuts_off_a_trickled_command_line(mailsys_instance):
+    # Postfix 3.7, smtpd_timeout = 3s: a byte every half second got
+    # "421 4.4.2 ... Error: timeout exceeded" after 3.5 s and
+    # "timeout after CONNECT from unknown[127.0.0.1]".
+    inst = mailsys_instance
+    port = start(inst, {"smtpd_timeout": "2s", "smtpd_per_request_deadline": "yes"})
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        f = sock.makefile("rb")
+        f.readline()
+        t0 = time.monotonic()
+        sock.setblocking(False)
+        try:
+            for byte in b"EHLO " + b"x" * 20:
+                sock.send(bytes([byte]))
+                time.sleep(0.4)
+                with contextlib.suppress(BlockingIOError):
+                    if sock.recv(1, socket.MSG_PEEK):
+                        break
+        finally:
+            sock.settimeout(10)
+        assert f.readline() == b"421 4.4.2 mx.example.test Error: timeout exceeded\r\n"
+        assert 1.5 < time.monotonic() - t0 < 4
+    inst.wait_log("timeout after CONNECT from localhost[127.0.0.1]")
 
 
 def test_connection_count_limit(mailsys_instance):
