@@ -350,8 +350,12 @@ _TABLE: tuple[Param, ...] = (
     P("smtpd_relay_restrictions", List,
       "${{$compatibility_level} <level {1} ? {} : "
       "{permit_mynetworks, permit_sasl_authenticated, defer_unauth_destination}}",
-      "Relay control, applied before smtpd_recipient_restrictions"),
+      "Relay control, applied with smtpd_recipient_restrictions at RCPT TO"),
     P("smtpd_recipient_restrictions", List, "", "Restrictions on RCPT TO"),
+    # Postfix 3.6: before 3.6 the relay list ran second, against its own docs.
+    P("smtpd_relay_before_recipient_restrictions", Bool,
+      "${{$compatibility_level} <level {3.6} ? {no} : {yes}}",
+      "Evaluate smtpd_relay_restrictions before smtpd_recipient_restrictions (no: after)"),
     P("smtpd_data_restrictions", List, "", "Restrictions applied at DATA"),
     P("smtpd_end_of_data_restrictions", List, "", "Restrictions applied after the message content"),
     P("smtpd_etrn_restrictions", List, "", "Restrictions on the ETRN command"),

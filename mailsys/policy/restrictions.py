@@ -12,7 +12,9 @@ DESCRIPTION
 
     - With smtpd_delay_reject = yes (the default) the client, HELO and sender
       lists are evaluated at RCPT time, in that order, then the relay list,
-      then the recipient list. Within a list the first restriction that
+      then the recipient list (the recipient list first with
+      smtpd_relay_before_recipient_restrictions = no, Postfix's order
+      before 3.6). Within a list the first restriction that
       permits or rejects decides that list; "permit" only ends its own list,
       a reject anywhere rejects the recipient.
     - After the lists, with smtpd_reject_unlisted_recipient = yes, a
@@ -244,6 +246,11 @@ class Restrictions:
         self._codes = {name: int(get(name, d)) for name, d in CODE_DEFAULTS.items()}
         self.soft_bounce = bool(get("soft_bounce", False))
         self.delay_reject = bool(get("smtpd_delay_reject", True))
+        # The RCPT lists in the order they run.
+        self._rcpt_lists: tuple[str, ...] = (
+            ("smtpd_relay_restrictions", "smtpd_recipient_restrictions")
+            if get("smtpd_relay_before_recipient_restrictions", True)
+            else ("smtpd_recipient_restrictions", "smtpd_relay_restrictions"))
         self.reject_unlisted_recipient = bool(get("smtpd_reject_unlisted_recipient", True))
         self.reject_unlisted_sender = bool(get("smtpd_reject_unlisted_sender", False))
         # receive_override_options = no_unknown_recipient_checks (a content
@@ -374,7 +381,7 @@ class Restrictions:
         """The answer to RCPT TO: ctx.recipient (see the module docstring)."""
         if (ctx.recipient or "").lower() == "postmaster":
             return ACCEPT     # RFC 5321 4.5.1: always accepted, even unqualified
-        params: tuple[str, ...] = ("smtpd_relay_restrictions", "smtpd_recipient_restrictions")
+        params = self._rcpt_lists
         if self.delay_reject:
             params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
                       "smtpd_sender_restrictions") + params
@@ -422,8 +429,7 @@ class Restrictions:
                   paused=math.inf, records=lambda kind, name: _NO_RECORDS,
                   verify=lambda address: _DELIVERABLE)
         params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
-                  "smtpd_sender_restrictions", "smtpd_relay_restrictions",
-                  "smtpd_recipient_restrictions")
+                  "smtpd_sender_restrictions") + self._rcpt_lists
         for param in params:
             self._run_list(run, param)
         return tuple(dict.fromkeys(run.lookups))

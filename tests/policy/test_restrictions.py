@@ -86,6 +86,27 @@ def test_reject_unauth_destination_replies_554():
     assert rcpt(r, "x@remote.example", TRUSTED).accepted
 
 
+@pytest.mark.parametrize("before, reply", [
+    # Postfix 3.7, smtpd_relay_restrictions = reject_unauth_destination and
+    # smtpd_recipient_restrictions = check_recipient_access inline:{
+    # {c@d.example = REJECT blocked here} }:
+    (True, "554 5.7.1 <c@d.example>: Relay access denied"),
+    (False, "554 5.7.1 <c@d.example>: Recipient address rejected: blocked here")])
+def test_smtpd_relay_before_recipient_restrictions_orders_the_two_lists(before, reply):
+    tables = {"texthash:/r": Table({"c@d.example": "REJECT blocked here"})}
+    r = make(tables, smtpd_relay_restrictions=("reject_unauth_destination",),
+             smtpd_recipient_restrictions=("check_recipient_access", "texthash:/r"),
+             smtpd_relay_before_recipient_restrictions=before)
+    assert rcpt(r, "c@d.example").reply == reply
+
+
+def test_relay_before_recipient_restrictions_follows_compatibility_level(tmp_path):
+    (tmp_path / "main.cf").write_text("compatibility_level = 3.5\n")
+    assert load(tmp_path).smtpd_relay_before_recipient_restrictions is False
+    (tmp_path / "main.cf").write_text("compatibility_level = 3.6\n")
+    assert load(tmp_path).smtpd_relay_before_recipient_restrictions is True
+
+
 def test_relay_domains_reject_code_is_honoured():
     r = make(smtpd_relay_restrictions=("reject_unauth_destination",), relay_domains_reject_code=550)
     assert rcpt(r, "x@remote.example").reply == "550 5.7.1 <x@remote.example>: Relay access denied"
