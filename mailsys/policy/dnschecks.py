@@ -4,9 +4,12 @@ DESCRIPTION
     reject_unknown_sender_domain, reject_unknown_recipient_domain and
     reject_unknown_helo_hostname refuse a name that has no MX, A or AAAA
     record (450 by default, unknown_address_reject_code and
-    unknown_hostname_reject_code); a temporary DNS failure becomes
-    defer_if_permit, as unknown_address_tempfail_action = defer_if_permit
-    does in Postfix. Local and virtual domains and address literals are
+    unknown_hostname_reject_code); a temporary DNS failure is a 450 by
+    unknown_address_tempfail_action (the domains) or
+    unknown_helo_hostname_tempfail_action (the HELO name), both
+    $reject_tempfail_action by default: defer_if_permit holds the 450 until
+    the evaluation ends in a permit (a later reject wins), defer answers it
+    at once. Local and virtual domains and address literals are
     not looked up.
 
     The DNS list restrictions are in mailsys.policy.dnsxl.
@@ -47,8 +50,9 @@ def unknown_domain(rs: Restrictions, run: Run, info: ListInfo, addr: str | None,
     enhanced = "4.1.8" if reply_class == SENDER else "4.1.2"
     text = f"<{addr}>: {reply_class} rejected: Domain not found"
     if status is DnsStatus.TEMPFAIL:
-        # unknown_address_tempfail_action = defer_if_permit
-        return rs._defer_if_permit(run, info, 450, enhanced, text, reply_class)
+        # Postfix's code is 450 here whatever unknown_address_reject_code says.
+        return rs._tempfail(run, info, rs.unknown_address_tempfail, 450, enhanced, text,
+                            reply_class)
     return rs._reject(run, info, rs._codes["unknown_address_reject_code"], enhanced, text,
                       reply_class)
 
@@ -68,7 +72,7 @@ def reject_unknown_helo(rs: Restrictions, run: Run, info: ListInfo):
             return DUNNO
         text = f"<{helo}>: Helo command rejected: Host not found"
         if status is DnsStatus.TEMPFAIL:
-            return rs._defer_if_permit(run, info, 450, "4.7.1", text, HELO)
+            return rs._tempfail(run, info, rs.unknown_helo_tempfail, 450, "4.7.1", text, HELO)
         return rs._reject(run, info, rs._codes["unknown_hostname_reject_code"], "4.7.1", text, HELO)
     return judge_helo(rs, run, info, judge)
 

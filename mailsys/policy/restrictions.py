@@ -258,6 +258,10 @@ class Restrictions:
         self.unknown_recipient_checks = \
             "no_unknown_recipient_checks" not in get("receive_override_options", ())
         self.show_table = bool(get("show_user_unknown_table_name", True))
+        # What the DNS restrictions do with a temporary lookup failure.
+        tempfail = str(get("reject_tempfail_action", "defer_if_permit"))
+        self.unknown_address_tempfail = str(get("unknown_address_tempfail_action", tempfail))
+        self.unknown_helo_tempfail = str(get("unknown_helo_hostname_tempfail_action", tempfail))
         self.unverified = {RECIPIENT: verify.UnverifiedSettings.read(get, "recipient"),
                            SENDER: verify.UnverifiedSettings.read(get, "sender")}
         percent_hack = bool(get("allow_percent_hack", True))
@@ -598,6 +602,15 @@ class Restrictions:
         if run.defer_if_reject is None:
             run.defer_if_reject = Decision(code, dsn_fix(enhanced, code, reply_class or info.reply_class),
                                            text, info.param)
+
+    def _tempfail(self, run: Run, info: ListInfo, action: str, code: int, enhanced: str,
+                  text: str, reply_class: str | None = None) -> "Decision | Verdict":
+        """A lookup failed temporarily: Postfix's DEFER_IF_PERMIT2, by the
+        *_tempfail_action in force (defer: reject now; defer_if_permit:
+        only if nothing rejects later)."""
+        if action == "defer":
+            return self._reject(run, info, code, enhanced, text, reply_class)
+        return self._defer_if_permit(run, info, code, enhanced, text, reply_class)
 
     def _defer_if_permit(self, run: Run, info: ListInfo, code: int, enhanced: str, text: str,
                          reply_class: str | None = None) -> Verdict:

@@ -78,9 +78,7 @@ class UnverifiedSettings:
 
 def _tempfail(rs: Restrictions, run: Run, info: ListInfo, s: UnverifiedSettings, code: int,
               dsn: str, text: str, reply_class: str):
-    if s.tempfail_action == "defer":
-        return rs._reject(run, info, code, dsn, text, reply_class)
-    return rs._defer_if_permit(run, info, code, dsn, text, reply_class)
+    return rs._tempfail(run, info, s.tempfail_action, code, dsn, text, reply_class)
 
 
 def unverified(rs: Restrictions, run: Run, info: ListInfo, addr: str, reply_class: str,

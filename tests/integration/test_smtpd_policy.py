@@ -123,6 +123,32 @@ def test_recipient_restrictions_with_access_table_and_dns(mailsys_instance):
                   "to=<r@nowhere.example> proto=ESMTP helo=<c.example>")
 
 
+def test_unknown_address_tempfail_action_with_a_servfail(mailsys_instance):
+    """A SERVFAIL for the recipient domain: with reject_tempfail_action =
+    defer (so unknown_address_tempfail_action = defer) the 450 comes at
+    once, before the access table's reject; Postfix 3.7 answered
+    "450 4.1.8 <a@broken.example>: Sender address rejected: Domain not
+    found" for the same setting and a sender domain, and with the default
+    (defer_if_permit) the later reject."""
+    inst = mailsys_instance
+    spec = table(inst, "rcpt_access", "r@broken.example REJECT blocked here\n")
+    zone = {"broken.example": SERVFAIL}
+    with DnsServer(zone) as dns:
+        port = h.start(inst, {"dns_nameservers": dns.spec, "reject_tempfail_action": "defer",
+                              "unknown_address_reject_code": "550",
+                              "smtpd_recipient_restrictions":
+                                  f"reject_unknown_recipient_domain, check_recipient_access {spec}"})
+        expect = {
+            "r@broken.example": "450 4.1.2 <r@broken.example>: Recipient address rejected: "
+                                "Domain not found",
+            "bob@example.test": "250 2.1.5 Ok",
+        }
+        assert rcpt_replies(port, expect) == expect
+        assert ("broken.example", "MX") in dns.queries or ("broken.example", "A") in dns.queries
+    inst.wait_log(": reject: RCPT from localhost[127.0.0.1]: " + expect["r@broken.example"]
+                  + "; from=<a@example.org> to=<r@broken.example> proto=ESMTP helo=<c.example>")
+
+
 def test_permit_mx_backup_with_real_dns(mailsys_instance):
     """permit_mx_backup relays for domains whose backup MX is this host (by
     name or address) and whose primaries are in permit_mx_backup_networks.

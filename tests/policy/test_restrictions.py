@@ -393,6 +393,57 @@ def test_dns_tempfail_defers_only_what_would_be_permitted():
     assert rcpt(r, "x@remote.example", resolver=res).reply.startswith("454 4.7.1 <x@remote.example>")
 
 
+# Postfix 3.7 (its resolver pointed at a server answering SERVFAIL for
+# broken.example), client in mynetworks, smtpd_recipient_restrictions =
+# check_recipient_access inline:{ {c@d.example = REJECT blocked here} },
+# unknown_address_reject_code = 550:
+#   default:         "554 5.7.1 <c@d.example>: Recipient address rejected: blocked here"
+#   defer:           "450 4.1.8 <a@broken.example>: Sender address rejected: Domain not found"
+#   HELO defer:      "450 4.7.1 <broken.example>: Helo command rejected: Host not found"
+# and reject_tempfail_action = defer alone did what the defer lines did.
+BLOCKED = "554 5.7.1 <c@d.example>: Recipient address rejected: blocked here"
+SENDER_TEMPFAIL = "450 4.1.8 <a@broken.example>: Sender address rejected: Domain not found"
+HELO_TEMPFAIL = "450 4.7.1 <broken.example>: Helo command rejected: Host not found"
+
+
+@pytest.mark.parametrize("restriction, who, over, reply", [
+    ("reject_unknown_sender_domain", {"sender": "a@broken.example"}, {}, BLOCKED),
+    ("reject_unknown_sender_domain", {"sender": "a@broken.example"},
+     {"unknown_address_tempfail_action": "defer"}, SENDER_TEMPFAIL),
+    ("reject_unknown_sender_domain", {"sender": "a@broken.example"},
+     {"reject_tempfail_action": "defer"}, SENDER_TEMPFAIL),
+    ("reject_unknown_sender_domain", {"sender": "a@broken.example"},
+     {"unknown_helo_hostname_tempfail_action": "defer"}, BLOCKED),
+    ("reject_unknown_helo_hostname", {"helo": "broken.example"}, {}, BLOCKED),
+    ("reject_unknown_helo_hostname", {"helo": "broken.example"},
+     {"unknown_helo_hostname_tempfail_action": "defer"}, HELO_TEMPFAIL),
+    ("reject_unknown_helo_hostname", {"helo": "broken.example"},
+     {"reject_tempfail_action": "defer"}, HELO_TEMPFAIL),
+    ("reject_unknown_helo_hostname", {"helo": "broken.example"},
+     {"unknown_address_tempfail_action": "defer"}, BLOCKED),
+])
+def test_unknown_tempfail_actions(restriction, who, over, reply):
+    lists = {"reject_unknown_sender_domain": "smtpd_sender_restrictions",
+             "reject_unknown_helo_hostname": "smtpd_helo_restrictions"}
+    r = make({"texthash:/r": Table({"c@d.example": "REJECT blocked here"})},
+             **{lists[restriction]: (restriction,)},
+             smtpd_recipient_restrictions=("check_recipient_access", "texthash:/r"),
+             unknown_address_reject_code=550, **over)
+    res = dns({"broken.example": DnsStatus.TEMPFAIL})
+    assert rcpt(r, "c@d.example", dict(TRUSTED, **who), res).reply == reply
+
+
+def test_unknown_tempfail_actions_default_to_reject_tempfail_action(tmp_path):
+    (tmp_path / "main.cf").write_text("reject_tempfail_action = defer\n")
+    cfg = load(tmp_path)
+    assert cfg.unknown_address_tempfail_action == "defer"
+    assert cfg.unknown_helo_hostname_tempfail_action == "defer"
+    assert cfg.unverified_recipient_tempfail_action == "defer"
+    (tmp_path / "main.cf").write_text("unknown_address_tempfail_action = bogus\n")
+    with pytest.raises(ConfigError):
+        load(tmp_path)
+
+
 def test_domains_to_resolve_lists_what_an_evaluation_asks():
     r = make(smtpd_sender_restrictions=("reject_unknown_sender_domain",),
              smtpd_helo_restrictions=("reject_unknown_helo_hostname",),
