@@ -344,6 +344,8 @@ _TABLE: tuple[Param, ...] = (
       "HELO/EHLO/NOOP/VRFY/ETRN/RSET commands before they count as errors", min=1),
     P("smtpd_helo_required", Bool, "no", "Require HELO or EHLO before MAIL"),
     P("smtpd_delay_reject", Bool, "yes", "Report client, HELO and sender rejections at RCPT"),
+    P("smtpd_delay_open_until_valid_rcpt", Bool, "yes",
+      "Allocate the queue ID (and log \"QID: client=...\") at the first accepted RCPT, not at MAIL"),
     P("smtpd_client_restrictions", List, "", "Restrictions on the client address"),
     P("smtpd_helo_restrictions", List, "", "Restrictions on the HELO/EHLO name"),
     P("smtpd_sender_restrictions", List, "", "Restrictions on the MAIL FROM address"),

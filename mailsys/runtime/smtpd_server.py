@@ -171,6 +171,7 @@ class SmtpdServer:
     greeting: Reply                     # 220 $smtpd_banner
     timeout_reply: Reply                # 421 4.4.2 $myhostname Error: timeout exceeded
     timeout: float
+    delay_open: bool                     # smtpd_delay_open_until_valid_rcpt
     per_request_deadline: bool           # smtpd_per_request_deadline
     min_data_rate: int                   # smtpd_min_data_rate
     starttls_timeout: float
@@ -282,6 +283,7 @@ class SmtpdServer:
             greeting=replies.greeting(cfg.smtpd_banner),
             timeout_reply=replies.timeout(cfg.myhostname),
             timeout=cfg.smtpd_timeout,
+            delay_open=cfg.smtpd_delay_open_until_valid_rcpt,
             per_request_deadline=cfg.smtpd_per_request_deadline,
             min_data_rate=cfg.smtpd_min_data_rate,
             starttls_timeout=cfg.smtpd_starttls_timeout,

@@ -21,7 +21,9 @@ DESCRIPTION
         = no; MAIL with the anvil message rate; RCPT with the anvil
         recipient rate and the restriction lists (reject lines logged as
         "NOQUEUE: reject: RCPT from ..."), allocating the queue ID and
-        logging "QID: client=name[addr]" at the first accepted recipient;
+        logging "QID: client=name[addr]" at the first accepted recipient
+        (at each accepted MAIL with smtpd_delay_open_until_valid_rcpt = no,
+        so that rejected recipients log "QID: reject: RCPT ...");
         the actions of the restrictions that concern the message kept for
         the transaction as Postfix keeps them (below);
         the message content to cleanup in one request at the end of DATA
@@ -744,7 +746,17 @@ class Session:
             if refusal is not None:
                 return refusal
         self.mail = event
+        if not server.delay_open and server.proxy is None:
+            self._open_queue_file()
         return None
+
+    def _open_queue_file(self) -> None:
+        """The transaction's queue ID and its "QID: client=..." line."""
+        self.qid = new_qid()
+        log.info("client", queue_id=self.qid, client=self.namaddr,
+                 sasl_method=self.auth.method, sasl_username=self.auth.user,
+                 sasl_sender=(self.mail.auth or "") if self.mail is not None else "",
+                 **(self._orig_fields() if self.forwarded else {}))
 
     async def _rcpt(self, event: RcptTo) -> Reply | None:
         server = self.server
@@ -772,11 +784,7 @@ class Session:
         if server.proxy is not None:
             return await self._proxy_rcpt(event)
         if self.qid is None:
-            self.qid = new_qid()
-            log.info("client", queue_id=self.qid, client=self.namaddr,
-                     sasl_method=self.auth.method, sasl_username=self.auth.user,
-                     sasl_sender=self.mail.auth or "",
-                     **(self._orig_fields() if self.forwarded else {}))
+            self._open_queue_file()
         orcpt = event.dsn_orcpt
         self.recipients.append(CleanupRecipient(event.address, orcpt=orcpt,
                                                 notify=tuple(event.notify or ())))

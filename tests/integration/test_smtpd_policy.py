@@ -696,3 +696,35 @@ def test_etrn_restrictions_and_a_missing_flush_service(mailsys_instance):
     log = inst.wait_log("unable to talk to fast flush service")
     assert ("NOQUEUE: reject: ETRN from localhost[127.0.0.1]: 554 5.7.1 <example.com>: Etrn "
             "command rejected: Access denied; proto=ESMTP helo=<x>") in log
+
+
+@pytest.mark.parametrize("delay_open", ["yes", "no"])
+def test_smtpd_delay_open_until_valid_rcpt(mailsys_instance, delay_open):
+    """Postfix 3.7 with no: each accepted MAIL logs "QID: client=unknown[127.0.0.1]"
+    with a new queue ID, a refused recipient "QID: reject: RCPT from ..." under it;
+    with yes (the default) the ID comes at the first accepted RCPT."""
+    inst = mailsys_instance
+    spec = table(inst, "rcpt_access", "c@example.test REJECT blocked here\n")
+    port = h.start(inst, {"smtpd_delay_open_until_valid_rcpt": delay_open,
+                          "smtpd_recipient_restrictions": f"check_recipient_access {spec}"})
+    with h.session(port) as s:
+        s.ehlo("c.example")
+        assert s.mail("a@example.org")[0] == 250
+        assert s.rcpt("c@example.test")[0] == 554
+        assert s.rset()[0] == 250
+        assert s.mail("a@example.org")[0] == 250
+        assert s.rcpt("bob@example.test")[0] == 250
+        code, text = s.data(h.MESSAGE)
+        assert code == 250
+    qid = text.decode().rsplit(" ", 1)[1]
+    inst.wait_log(f"{qid}: client=localhost[127.0.0.1]")
+    inst.wait_log("disconnect from localhost[127.0.0.1]")
+    log = inst.log_text()
+    clients = re.findall(r"smtpd\[\d+\]: (\w+): client=localhost\[127\.0\.0\.1\]", log)
+    reject = re.search(r"smtpd\[\d+\]: (\w+): reject: RCPT from localhost\[127\.0\.0\.1\]: "
+                       r"554 5\.7\.1 <c@example\.test>: Recipient address rejected: blocked here", log)
+    assert reject is not None
+    if delay_open == "no":
+        assert len(clients) == 2 and clients[1] == qid and reject.group(1) == clients[0] != qid
+    else:
+        assert clients == [qid] and reject.group(1) == "NOQUEUE"
