@@ -522,6 +522,10 @@ _TABLE: tuple[Param, ...] = (
     P("smtpd_tls_session_cache_database", Str, "", "Server TLS session cache"),
     P("smtpd_tls_session_cache_timeout", Time, "3600s", "Lifetime of cached TLS sessions", min=0),
     P("smtpd_sasl_auth_enable", Bool, "no", "Offer SMTP AUTH"),
+    # Postfix 3.7 refuses less: "fatal: invalid smtpd_sasl_response_limit
+    # parameter value 100 < 12288" (RFC 4954's line length).
+    P("smtpd_sasl_response_limit", Int, "12288", "Longest AUTH response line accepted, in bytes",
+      min=12288),
     P("smtpd_sasl_type", Str, "cyrus", "SASL implementation"),
     P("smtpd_sasl_path", Str, "smtpd", "SASL configuration name or socket path"),
     P("smtpd_sasl_service", Str, "smtp", "SASL service name"),

@@ -414,6 +414,8 @@ class Session:
             # Postfix logs this line escaped (escape()), then cut to 100 characters.
             command = postfix_log.escape(text[len("non-SMTP command: "):])[:100]
             log.warning(f"non-SMTP command from {self.namaddr}: {command}")
+        elif text.startswith("request longer than "):
+            log.warning(f"{self.namaddr}: {text}")     # an AUTH response over the limit
         elif reply.code == 552 and self.conn.where == "MAIL":
             self._log_reject("MAIL", str(reply), sender=err.sender, recipient=None)
         elif text.startswith("invalid mechanism "):

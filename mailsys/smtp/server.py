@@ -83,6 +83,9 @@ STAT_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail",
 _JUNK = frozenset({"helo", "ehlo", "rset", "noop", "vrfy", "etrn"})
 # What _cmd holds for a verb of smtpd_noop_commands.
 _CONFIGURED_NOOP = "smtpd_noop_commands"
+
+# How much of a line refused as too long is kept for the log (Postfix: %.30s).
+_SKIPPED_HEAD = 30
 # SMTPD_CMD_FLAG_PRE_TLS: allowed before STARTTLS when TLS is required.
 _PRE_TLS = frozenset({"HELO", "EHLO", "STARTTLS", "NOOP", "QUIT"})
 
@@ -120,6 +123,7 @@ class ServerConnection:
         self._body: DataReader | None = None
         self._data_bytes = 0
         self._skip_line = False
+        self._skipped = b""          # the start of the last line refused as too long
         self._skip_bytes = 0
         self._skip_error: RemoteProtocolError | None = None
         self._bdat_remaining = 0
@@ -439,6 +443,8 @@ class ServerConnection:
         nl = buf.find(b"\n")
         if nl < 0:
             if len(buf) > limit + 1:
+                if not self._skip_line:
+                    self._skipped = bytes(buf[:_SKIPPED_HEAD])
                 self._skip_line = True
                 buf.clear()
             return None
@@ -455,6 +461,7 @@ class ServerConnection:
             raise self._fail(R.bare_lf(s.hostname, s.bare_newline_reject_code), "bare <LF> received",
                              what=_ABORT if self.state is State.AUTH else _ERROR)
         if len(line) > limit:
+            self._skipped = line[:_SKIPPED_HEAD]
             return False
         return line
 
@@ -589,7 +596,12 @@ class ServerConnection:
                 return ev.ConnectionClosed()
             return ev.NEED_DATA
         if line is False:
-            raise self._fail(R.SASL_RESPONSE_TOO_LONG, "SASL response too long", what=_ABORT)
+            # Postfix 3.7 logs "warning: unknown[127.0.0.1]: request longer
+            # than 12288: AGFsaWNlAHNlY3JldA==AAAAAAAAAA..." (live).
+            head = self._skipped.decode("ascii", "replace")
+            raise self._fail(R.SASL_RESPONSE_TOO_LONG,
+                             f"request longer than {self.settings.sasl_response_limit}: {head}...",
+                             what=_ABORT)
         if line.strip() == b"*":
             raise self._fail(R.AUTH_ABORTED, "authentication aborted", what=_ABORT)
         data = _b64(line.strip())

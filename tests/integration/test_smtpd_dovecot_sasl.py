@@ -118,6 +118,21 @@ def test_auth_through_dovecot_and_relay(mailsys_instance, dovecot):
     assert "warning" not in qid_line
 
 
+def test_a_too_long_response_is_refused_and_logged_as_postfix_does(mailsys_instance, dovecot):
+    # Postfix 3.7 in front of Dovecot: "500 5.5.6 SASL response limit exceeded",
+    # "warning: unknown[127.0.0.1]: request longer than 12288: AGFsaWNlAHNlY3JldA==AAAAAAAAAA..."
+    inst = mailsys_instance
+    port = start(inst, dovecot)
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+        s.ehlo("client.example")
+        assert s.docmd("AUTH", "PLAIN")[0] == 334
+        s.send(b64(b"\0alice\0secret").encode() + b"A" * 13000 + b"\r\n")
+        assert s.getreply() == (500, b"5.5.6 SASL response limit exceeded")
+        assert s.noop()[0] == 250
+    inst.wait_log("warning: localhost[127.0.0.1]: request longer than 12288: "
+                  "AGFsaWNlAHNlY3JldA==AAAAAAAAAA...")
+
+
 def test_failures_are_replied_and_logged_as_postfix_does(mailsys_instance, dovecot):
     # Dovecot delays the answers to a client address that failed before
     # (its auth penalty), so each failure comes from an address of its own.

@@ -207,3 +207,20 @@ def test_auth_needs_policy_answer():
     conn.next_event()
     with pytest.raises(LocalProtocolError):
         conn.default_reply()
+
+
+@pytest.mark.parametrize("step", [None, 1000])
+def test_a_too_long_auth_response_is_refused_naming_its_start_for_the_log(step):
+    # Postfix 3.7: "500 5.5.6 SASL response limit exceeded" and the warning
+    # "unknown[127.0.0.1]: request longer than 12288: AGFsaWNlAHNlY3JldA==AAAAAAAAAA..."
+    conn = run(b"EHLO c\r\nAUTH LOGIN\r\n", policy=sasl_policy(USERS), **AUTH).conn
+    line = b"AGFsaWNlAHNlY3JldA==" + b"A" * 13000 + b"\r\n"
+    errors = []
+    for piece in ([line] if step is None else [line[i:i + step] for i in range(0, len(line), step)]):
+        conn.receive_data(piece)
+        try:
+            assert conn.next_event() is NEED_DATA
+        except RemoteProtocolError as err:
+            errors.append(err)
+    assert [str(e.reply) for e in errors] == ["500 5.5.6 SASL response limit exceeded"]
+    assert str(errors[0]) == "request longer than 12288: AGFsaWNlAHNlY3JldA==AAAAAAAAAA..."
