@@ -524,6 +524,8 @@ _TABLE: tuple[Param, ...] = (
     P("smtpd_sasl_auth_enable", Bool, "no", "Offer SMTP AUTH"),
     # Postfix 3.7 refuses less: "fatal: invalid smtpd_sasl_response_limit
     # parameter value 100 < 12288" (RFC 4954's line length).
+    P("smtpd_sasl_local_domain", Str, "",
+      "SASL realm: appended as @realm to login names without one (not with Dovecot)"),
     P("smtpd_sasl_response_limit", Int, "12288", "Longest AUTH response line accepted, in bytes",
       min=12288),
     P("smtpd_sasl_type", Str, "cyrus", "SASL implementation"),

@@ -25,6 +25,15 @@ DESCRIPTION
     give "authentication failure", undecodable data "Invalid base64 data in
     continued response" (counted as a failure: garbage is no excuse).
 
+    With a realm (smtpd_sasl_local_domain), a login name without "@" is
+    name@realm, as Cyrus SASL makes it from Postfix's user_realm: the
+    users file is asked about that name, and a success names it (the
+    sasl_username of the log, permit_sasl_authenticated's
+    smtpd_sender_login_maps and check_sasl_access keys). A failure logs
+    the name as the client sent it. (Over Dovecot Postfix 3.7 ignores the
+    realm: with smtpd_sasl_local_domain = example.net "alice" logged in as
+    alice, seen live.)
+
     PLAIN accepts an authorization identity only when it equals the
     authentication identity (no proxy logins). CRAM-MD5 is offered and
     accepted only for users whose entry holds a CRAM-MD5 key (Dovecot's
@@ -138,14 +147,21 @@ def _encode(data: bytes) -> str:
 class SaslServer:
     """The mechanisms of one users file, for one smtpd process."""
 
-    def __init__(self, users: UserDatabase, hostname: str) -> None:
+    def __init__(self, users: UserDatabase, hostname: str, realm: str = "") -> None:
         self.users = users
         self.hostname = hostname
+        self.realm = realm
 
     @classmethod
     def from_config(cls, cfg) -> "SaslServer":
-        """The users of smtpd_sasl_users_file; CRAM-MD5 challenges name $myhostname."""
-        return cls(UserDatabase(cfg.path("smtpd_sasl_users_file")), cfg["myhostname"])
+        """The users of smtpd_sasl_users_file; CRAM-MD5 challenges name
+        $myhostname; $smtpd_sasl_local_domain is the realm."""
+        return cls(UserDatabase(cfg.path("smtpd_sasl_users_file")), cfg["myhostname"],
+                   str(cfg["smtpd_sasl_local_domain"]))
+
+    def canonical(self, name: str) -> str:
+        """The login name as the users file knows it: name@realm without an "@"."""
+        return f"{name}@{self.realm}" if self.realm and "@" not in name else name
 
     def mechanisms(self) -> tuple[str, ...]:
         return self.users.mechanisms()
@@ -233,10 +249,12 @@ class Exchange:
         if not authcid:
             return self._fail()
         self._username = authcid
-        ok = self._server.users.check_password(authcid, password)
-        if not ok or (authzid and authzid != authcid):
+        canonical = self._server.canonical
+        name = canonical(authcid)
+        ok = self._server.users.check_password(name, password)
+        if not ok or (authzid and canonical(authzid) != name):
             return self._fail()
-        return self._done(Success(self.mechanism, authcid))
+        return self._done(Success(self.mechanism, name))
 
     def _login_user(self, data: bytes) -> Result:
         try:
@@ -251,8 +269,8 @@ class Exchange:
             password = data.decode("utf-8")
         except UnicodeDecodeError:
             return self._fail(LOGIN_PASSWORD)
-        name = self._username or ""
-        if name and self._server.users.check_password(name, password):
+        name = self._server.canonical(self._username or "")
+        if self._username and self._server.users.check_password(name, password):
             return self._done(Success(self.mechanism, name))
         return self._fail(LOGIN_PASSWORD)
 
@@ -265,6 +283,7 @@ class Exchange:
         if not sep or not name:
             return self._fail()
         self._username = name
+        name = self._server.canonical(name)
         user = self._server.users.get(name)
         if user is None or user.cram is None:
             return self._fail()

@@ -298,3 +298,39 @@ def test_from_config(tmp_path, hashes):
     ch = server.begin("CRAM-MD5").start(None)
     assert base64.b64decode(ch.data).decode().endswith("@mx.example.com>")
     assert server.begin("PLAIN").start(b64("\0carol\0carolpw")) == Success("PLAIN", "carol")
+
+
+# smtpd_sasl_local_domain: the realm Cyrus appends to a name without "@".
+
+@pytest.fixture
+def realm_server(tmp_path, hashes):
+    path = tmp_path / "realm_users"
+    text = set_user("", "bob@example.net", [hashes["bob"]])
+    text = set_user(text, "carol@example.net", [hashes["carol"], cram_key("carolpw")])
+    write_users_file(path, text)
+    return SaslServer(UserDatabase(path), "mx.example.com", realm="example.net")
+
+
+def test_realm_completes_a_plain_or_login_name(realm_server):
+    assert realm_server.begin("PLAIN").start(b64("\0bob\0bobpw")) == \
+        Success("PLAIN", "bob@example.net")
+    assert realm_server.begin("PLAIN").start(b64("bob\0bob@example.net\0bobpw")) == \
+        Success("PLAIN", "bob@example.net")
+    ex = realm_server.begin("LOGIN")
+    ex.start(None)
+    ex.respond(b64("bob"))
+    assert ex.respond(b64("bobpw")) == Success("LOGIN", "bob@example.net")
+
+
+def test_realm_completes_a_cram_md5_name(realm_server):
+    ex = realm_server.begin("CRAM-MD5")
+    challenge = ex.start(None)
+    assert ex.respond(cram_response(challenge.data, "carol", "carolpw")) == \
+        Success("CRAM-MD5", "carol@example.net")
+
+
+def test_without_the_realm_the_short_name_is_unknown(tmp_path, hashes):
+    path = tmp_path / "realm_users"
+    write_users_file(path, set_user("", "bob@example.net", [hashes["bob"]]))
+    result = SaslServer(UserDatabase(path), "mx").begin("PLAIN").start(b64("\0bob\0bobpw"))
+    assert isinstance(result, Failure) and result.username == "bob"
