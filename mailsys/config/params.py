@@ -472,6 +472,12 @@ _TABLE: tuple[Param, ...] = (
       choices=("speed_adjust",)),
     P("smtpd_reject_footer_maps", List, "",
       "Tables from a complete 4xx/5xx reply to the footer to add (before smtpd_reject_footer)"),
+    # Postfix: not subject to $parameter expansion; C escapes (\t, \40, \\).
+    P("smtpd_expansion_filter", Str,
+      "\\t\\40!\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\\\]^_`"
+      "abcdefghijklmnopqrstuvwxyz{|}~",
+      "Characters kept in $name values expanded into smtpd_reject_footer; others become _",
+      raw=True),
     P("smtpd_reject_footer", Str, "",
       "Text after every 4xx and 5xx smtpd reply (\\n: a new line, \\c: the same line)"),
     P("smtpd_client_port_logging", Bool, "no", "Log name[addr]:port instead of name[addr]"),

@@ -54,6 +54,7 @@ import structlog
 from mailsys.config.tables import open_table
 from mailsys.config.tls_level import server_level
 from mailsys.config.values import split_list
+from mailsys.delivery.pipe_attr import unescape
 from mailsys.errors import ConfigError
 from mailsys.ipc import names
 from mailsys.ipc.proto.cleanup import PROTOCOL as CLEANUP_PROTOCOL
@@ -158,6 +159,7 @@ class SmtpdServer:
     proxy: ProxyFilter | None
     reject_footer: str                   # smtpd_reject_footer, as written ("" = none)
     reject_footer_maps: tuple[Any, ...]  # smtpd_reject_footer_maps: reply text -> footer
+    expansion_filter: frozenset[str]     # smtpd_expansion_filter, unescaped
     upstream_proxy: str                  # smtpd_upstream_proxy_protocol: "" or "haproxy"
     upstream_proxy_timeout: float
     receive_override_options: tuple[str, ...]   # passed to cleanup with each message
@@ -271,6 +273,8 @@ class SmtpdServer:
             # text is taken as written and expanded for each reply.
             reject_footer=cfg.raw("smtpd_reject_footer"),
             reject_footer_maps=tuple(open_table(spec, cfg) for spec in cfg.smtpd_reject_footer_maps),
+            expansion_filter=frozenset(
+                unescape(cfg.raw("smtpd_expansion_filter")).decode("latin-1")),
             upstream_proxy=cfg.smtpd_upstream_proxy_protocol,
             upstream_proxy_timeout=cfg.smtpd_upstream_proxy_timeout,
             receive_override_options=tuple(cfg.receive_override_options),

@@ -652,10 +652,15 @@ class Session:
                   "sender_domain": domain, "recipient": "", "recipient_name": "",
                   "recipient_domain": ""}
 
+        allowed = self.server.expansion_filter
+
         def lookup(name: str) -> str | None:
             if name not in values:
                 log.warning(f'unknown macro name "{name}" in expansion request')
-            return values.get(name)
+                return None
+            # smtpd_expansion_filter: Postfix 3.7 with "0123456789" answered
+            # "500 5.5.2 Client: 127_0_0_1 helo _________" (live).
+            return "".join(c if c in allowed else "_" for c in values[name])
         return replies.with_footer(reply, footer, lookup)
 
     async def _helo(self, event: Helo) -> Reply | None:

@@ -93,3 +93,20 @@ def test_footer_maps_by_the_complete_reply(mailsys_instance):
         c.send(b"RCPT TO:<y@remote.example>\r\n")
         assert whole_reply(c) == (b"554-5.7.1 <y@remote.example>: Relay access denied\r\n"
                                   b"554 5.7.1 Global footer.\r\n")
+
+
+def test_smtpd_expansion_filter_turns_other_characters_of_values_into_underscores(mailsys_instance):
+    # Postfix 3.7 with the same footer and smtpd_expansion_filter = 0123456789,
+    # after "HELO x.example" and "FOO":
+    #   500-5.5.2 Error: command not recognized
+    #   500 5.5.2 Client: 127_0_0_1 helo _________
+    inst = mailsys_instance
+    port = h.start(inst, {"smtpd_reject_footer": "Client: $client_address helo $helo_name",
+                          "smtpd_expansion_filter": "0123456789"})
+    with h.Raw(port) as c:
+        assert c.line().startswith(b"220 ")
+        c.send(b"HELO x.example\r\n")
+        assert whole_reply(c).startswith(b"250 ")
+        c.send(b"FOO\r\n")
+        assert whole_reply(c) == (b"500-5.5.2 Error: command not recognized\r\n"
+                                  b"500 5.5.2 Client: 127_0_0_1 helo _________\r\n")
