@@ -52,7 +52,8 @@ async def test_transaction_reaches_cleanup_whole(make_config, step):
     assert (req.sender, req.envid, req.ret, req.body_type) == ("alice@example.org", "e1", "HDRS", "8BITMIME")
     assert [(r.address, r.orcpt, r.notify) for r in req.recipients] == [
         ("bob@example.test", "rfc822;bob@example.test", ("SUCCESS", "FAILURE")),
-        ("carol@example.test", "", ())]
+        # No ORCPT given: the address as received, as Postfix's smtpd keeps it.
+        ("carol@example.test", "rfc822;carol@example.test", ())]
     assert (req.client_name, req.client_addr, req.client_port) == ("client.example", "192.0.2.7", 4711)
     assert (req.helo, req.protocol, req.local) == ("client.example", "ESMTP", False)
     client_lines = [e for e in logs if e["event"] == "client"]
