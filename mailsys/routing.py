@@ -113,7 +113,7 @@ __all__ = [
     "parse_nexthop", "parse_lmtp_nexthop", "service_port",
     "parse_nexthops", "AddressClass", "Route", "DomainList", "DomainSet", "LookupTable",
     "RoutingSettings", "resolve", "transport_lookup", "first_lookup", "split_transport", "error_status",
-    "MxHost", "MxAddress", "mx_hosts", "drop_self",
+    "MxHost", "MxAddress", "mx_hosts", "drop_self", "balance_inet_protocols",
 ]
 
 SMTP_PORT = 25
@@ -607,3 +607,34 @@ def drop_self(domain: str, addresses: Iterable[tuple[int, str, str]],
     if best_preference is not None and best_preference != best_found:
         raise RouteError("4.4.4", f"unable to find primary relay for {domain}")
     raise RouteError("5.4.6", f"mail for {domain} loops back to myself")
+
+
+def balance_inet_protocols(addresses: Sequence[MxAddress], limit: int) -> list[MxAddress]:
+    """smtp_balance_inet_protocols: when IPv4 and IPv6 addresses together
+    exceed smtp_mx_address_limit, keep some of each family, so that a
+    destination whose best MX hosts are mostly IPv6 stays reachable over
+    IPv4 (Postfix smtp_addr.c smtp_balance_inet_proto()). A family with at
+    most half the limit keeps all its addresses and the other fills the
+    rest; otherwise each gets half, the odd one going to the family of the
+    first address. The order is kept; what is left is within the limit."""
+    v6 = sum(1 for a in addresses if ":" in a.address)
+    v4 = len(addresses) - v6
+    if not (v4 and v6 and v4 + v6 > limit):
+        return list(addresses)
+    if v6 <= limit // 2:
+        v6_keep, v4_keep = v6, limit - v6
+    elif v4 <= limit // 2:
+        v4_keep, v6_keep = v4, limit - v4
+    else:
+        v4_keep = (limit + (":" not in addresses[0].address)) // 2
+        v6_keep = limit - v4_keep
+    out = []
+    for a in addresses:
+        if ":" in a.address:
+            if v6_keep > 0:
+                out.append(a)
+                v6_keep -= 1
+        elif v4_keep > 0:
+            out.append(a)
+            v4_keep -= 1
+    return out

@@ -19,7 +19,8 @@ DESCRIPTION
     A name that is present but lacks the asked type answers NOERROR with
     no records (NODATA); an absent name answers NXDOMAIN. MX records are
     (preference, exchange) with "." for a null MX; A and AAAA records are
-    address strings. ``queries`` lists (name, type) as they arrived.
+    address strings; "CNAME" is one target name, answered with the
+    target's records of the asked type behind it. ``queries`` lists (name, type) as they arrived.
     The zone may be changed while the server runs (``dns.zone[name] = ...``).
 """
 
@@ -30,6 +31,7 @@ import threading
 
 import dns.flags
 import dns.message
+import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
@@ -97,10 +99,18 @@ class DnsServer:
         elif entry == SERVFAIL:
             response.set_rcode(dns.rcode.SERVFAIL)
         else:
+            owner = question.name
+            target = entry.get("CNAME")
+            if target and rdtype != "CNAME":
+                response.answer.append(dns.rrset.from_text_list(
+                    owner, self.ttl, dns.rdataclass.IN, "CNAME", [target.rstrip(".") + "."]))
+                owner = dns.name.from_text(target)
+                entry = self.zone.get(target.lower().rstrip("."), {})
+                entry = entry if isinstance(entry, dict) else {}
             records = entry.get(rdtype, [])
             if records:
                 texts = ([f"{pref} {host.rstrip('.')}." if host != "." else f"{pref} ."
                           for pref, host in records] if rdtype == "MX" else list(records))
                 response.answer.append(dns.rrset.from_text_list(
-                    question.name, self.ttl, dns.rdataclass.IN, rdtype, texts))
+                    owner, self.ttl, dns.rdataclass.IN, rdtype, texts))
         return response.to_wire()

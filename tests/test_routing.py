@@ -398,3 +398,25 @@ def test_without_randomizing_equal_preferences_keep_the_dns_order():
     answers = [(20, "c.example.org."), (10, "b.example.org."), (10, "a.example.org.")]
     assert [h.host for h in mx_hosts("example.org", answers, None)] == [
         "b.example.org", "a.example.org", "c.example.org"]
+
+
+def _addrs(spec: str) -> list:
+    """"4 6 6" -> MxAddress entries of those families, in that order."""
+    from mailsys.routing import MxAddress
+    return [MxAddress(10, "mx", f"192.0.2.{i}" if f == "4" else f"2001:db8::{i}")
+            for i, f in enumerate(spec.split())]
+
+
+@pytest.mark.parametrize("spec, limit, kept", [
+    ("6 6 6 6 6 4", 5, "6 6 6 6 4"),          # region R3: the few IPv4 stay
+    ("4 4 4 4 4 6", 5, "4 4 4 4 6"),          # region R1: the few IPv6 stay
+    ("6 6 6 6 4 4 4 4", 5, "6 6 6 4 4"),      # R2: halves, the odd one to the first's family
+    ("4 4 4 4 6 6 6 6", 5, "4 4 4 6 6"),
+    ("6 6 4", 5, "6 6 4"),                    # within the limit: unchanged
+    ("6 6 6 6 6 6", 2, "6 6 6 6 6 6"),        # one family: unchanged (truncated later)
+])
+def test_balance_inet_protocols(spec, limit, kept):
+    from mailsys.routing import balance_inet_protocols
+    out = balance_inet_protocols(_addrs(spec), limit)
+    assert " ".join("6" if ":" in a.address else "4" for a in out) == kept
+    assert [a.address for a in out] == [a.address for a in _addrs(spec) if a in out]

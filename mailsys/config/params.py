@@ -845,6 +845,21 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_sender_dependent_authentication", Bool, "no",
       "Look up SASL logins by sender first (and cache no connections)"),
     P("smtp_send_dummy_mail_auth", Bool, "no", "Send AUTH=<> with MAIL FROM after a SASL login"),
+    P("smtp_skip_quit_response", Bool, "yes",
+      "Close the connection after QUIT without waiting for the server's reply"),
+    P("smtp_always_send_ehlo", Bool, "yes",
+      "Send EHLO even when the greeting does not say ESMTP (no: HELO then)"),
+    P("smtp_quote_rfc821_envelope", Bool, "yes",
+      "Quote local parts in MAIL FROM and RCPT TO as RFC 5321 requires"),
+    P("smtp_defer_if_no_mx_address_found", Bool, "no",
+      "Defer, not bounce, when no MX host of a destination has an address"),
+    P("smtp_cname_overrides_servername", Bool, "no",
+      "A CNAME's target replaces the server name (logs, TLS checks)"),
+    P("smtp_address_verify_target", Str, "rcpt",
+      "Where an address verification probe stops: rcpt or data", choices=("rcpt", "data")),
+    P("smtp_balance_inet_protocols", Bool, "yes",
+      "Keep both IPv4 and IPv6 addresses within smtp_mx_address_limit"),
+    P("smtp_tcp_port", Str, "smtp", "TCP port of next hops that name no port"),
     # --- bounces and notices (2.6) ---
     P("notify_classes", List, "resource, software", "Problem classes reported to the postmaster",
       choices=("bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software")),
@@ -951,7 +966,7 @@ LMTP_NAMES = {"smtp_helo_timeout": "lmtp_lhlo_timeout", "smtp_helo_name": "lmtp_
               "smtp_discard_ehlo_keywords": "lmtp_discard_lhlo_keywords",
               "smtp_discard_ehlo_keyword_address_maps": "lmtp_discard_lhlo_keyword_address_maps"}
 # smtp client parameters lmtp(8) has no twin of (LMTP always starts with LHLO).
-_SMTP_ONLY = frozenset({"smtp_never_send_ehlo"})
+_SMTP_ONLY = frozenset({"smtp_never_send_ehlo", "smtp_always_send_ehlo"})
 _LMTP_DEFAULTS = {
     # lmtp_connect_timeout = 0s: no limit of its own (Postfix waits for the
     # kernel's connect timeout; a UNIX-domain connect does not wait).
@@ -962,6 +977,9 @@ _LMTP_DEFAULTS = {
     "lmtp_destination_concurrency_limit": "$default_destination_concurrency_limit",
     "lmtp_destination_recipient_limit": "$default_destination_recipient_limit",
     "lmtp_fallback_relay": "",
+    "lmtp_skip_quit_response": "no",
+    # The IANA lmtp port (the smtp client's is the smtp service, 25).
+    "lmtp_tcp_port": "24",
 }
 
 
@@ -979,11 +997,7 @@ def _lmtp_twin(p: Param) -> Param:
 
 
 _TABLE += tuple(_lmtp_twin(p) for p in _TABLE
-                if p.name.startswith("smtp_") and p.name not in _SMTP_ONLY) + (
-    # The port of an LMTP next hop that names none (Postfix: the IANA lmtp
-    # port, 24; the SMTP client's is 25, from its own next-hop rules).
-    Param("lmtp_tcp_port", Str, "24", "TCP port of LMTP next hops that name no port (lmtp)"),
-)
+                if p.name.startswith("smtp_") and p.name not in _SMTP_ONLY)
 
 PARAMS: dict[str, Param] = {p.name: p for p in _TABLE}
 

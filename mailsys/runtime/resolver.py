@@ -164,6 +164,10 @@ class Resolver:
         return self._res
 
     async def _query(self, name: str, rdtype: str) -> list:
+        return (await self._answer(name, rdtype))[0]
+
+    async def _answer(self, name: str, rdtype: str) -> tuple[list, str]:
+        """The records of an answer, and the name they belong to (after CNAMEs)."""
         import dns.exception
         import dns.resolver
         res = self._dns()
@@ -175,7 +179,7 @@ class Resolver:
         except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.NoAnswer,
                 dns.resolver.YXDOMAIN, dns.exception.DNSException, OSError):
             raise DnsError(RETRY, name, rdtype) from None
-        return list(answer.rrset or ())
+        return list(answer.rrset or ()), answer.canonical_name.to_text(omit_final_dot=True)
 
     async def mx(self, domain: str) -> list[tuple[int, str]]:
         """(preference, exchange) pairs; [] when the domain has no MX records.
@@ -201,26 +205,38 @@ class Resolver:
 
         Raises DnsError when no family gave an address and one failed: the
         first NOTFOUND or RETRY (RETRY wins, the answer may come later)."""
+        return (await self.named_addresses(host))[1]
+
+    async def named_addresses(self, host: str) -> tuple[str, list[str]]:
+        """addresses(), and the name DNS gave them under: the end of the
+        CNAME chain from host (host itself without one, or when the
+        addresses came from an address literal or the native lookup).
+        smtp_cname_overrides_servername names the server after it."""
         try:
-            return [str(ipaddress.ip_address(host))]
+            return host, [str(ipaddress.ip_address(host))]
         except ValueError:
             pass
         found: list[str] = []
+        name = ""
         errors: list[DnsError] = []
         if self._dns_hosts:
             for rdtype in self._types:
                 try:
-                    found += [r.address for r in await self._query(host, rdtype)]
+                    records, owner = await self._answer(host, rdtype)
                 except DnsError as e:
                     errors.append(e)
+                    continue
+                if records and not name:
+                    name = owner
+                found += [r.address for r in records]
         if not found and self._native_hosts:
             try:
-                return await self._native(host)
+                return host, await self._native(host)
             except DnsError as e:
                 errors.append(e)
         if not found and errors:
             raise next((e for e in errors if e.temporary), errors[0])
-        return found
+        return name or host, found
 
     async def _native(self, host: str) -> list[str]:
         """smtp_host_lookup = native: the system's getaddrinfo() (/etc/hosts, nsswitch)."""

@@ -93,6 +93,21 @@ DESCRIPTION
     recipients get "SASL authentication failed; ..."). With sender-
     dependent logins no session goes into the connection cache.
 
+    Session and envelope details, each as Postfix 3.7 does it (compared
+    live): smtp_skip_quit_response (yes; lmtp_: no) hangs up right after
+    QUIT; smtp_always_send_ehlo = no says HELO to a greeting that does not
+    name ESMTP after the server's name; smtp_quote_rfc821_envelope quotes
+    a local part that is no dot-atom (no: sends it bare); next hops without
+    a port get $smtp_tcp_port (the "smtp" service, 25) or $lmtp_tcp_port;
+    smtp_address_verify_target = data takes a probe as far as the 354 to
+    DATA and hangs up there ("deliverable (354 ...)", 2.0.0);
+    smtp_defer_if_no_mx_address_found defers (4.4.4) where no MX host has
+    an address, with Postfix's warning "no MX host for X has a valid
+    address record"; smtp_balance_inet_protocols keeps addresses of both
+    families within smtp_mx_address_limit (routing.balance_inet_protocols);
+    smtp_cname_overrides_servername names a server after the end of its
+    CNAME chain.
+
     A request has no deadline of its own: every wait inside it already has
     its smtp_*_timeout. smtp_dns_support_level = disabled skips MX lookups;
     smtp_host_lookup picks DNS or the system's resolver for host addresses;
@@ -118,9 +133,10 @@ from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sen
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
                                        RecipientResult)
+from mailsys.message.address import quote_822_local, unquote_822_local
 from mailsys.message.smtp_output import PARAMETERS as OUTPUT_PARAMETERS
 from mailsys.message.smtp_output import OutputError, OutputRewrite
-from mailsys.routing import (LMTP_PORT, BadNextHop, MxAddress, MxHost, NextHop, RouteError,
+from mailsys.routing import (LMTP_PORT, SMTP_PORT, BadNextHop, balance_inet_protocols, MxAddress, MxHost, NextHop, RouteError,
                              drop_self, first_lookup, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
                              service_port)
 from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
@@ -193,7 +209,16 @@ class SmtpSettings:
     lmtp: bool = False               # speak LMTP: the lmtp program (module description)
     # smtp_generic_maps and smtp_*_checks (None: none configured, nothing to do)
     output: OutputRewrite | None = None
-    default_port: int = LMTP_PORT    # LMTP only: $lmtp_tcp_port
+    skip_quit_response: bool = True # smtp_skip_quit_response (lmtp_: no)
+    always_send_ehlo: bool = True    # smtp_always_send_ehlo (no: EHLO only after "ESMTP")
+    quote_envelope: bool = True      # smtp_quote_rfc821_envelope
+    defer_no_mx_address: bool = False    # smtp_defer_if_no_mx_address_found
+    cname_overrides: bool = False    # smtp_cname_overrides_servername
+    verify_target: str = "rcpt"      # smtp_address_verify_target: rcpt or data
+    balance_protocols: bool = True   # smtp_balance_inet_protocols
+    # $smtp_tcp_port / $lmtp_tcp_port: the port of a next hop that names
+    # none (0: the protocol's own, 25 or 24).
+    default_port: int = 0
     socket_dir: str = ""             # LMTP only: where relative unix: paths start ($queue_directory)
 
     @classmethod
@@ -206,6 +231,10 @@ class SmtpSettings:
         for name, default in EXTRA_TIMEOUTS.items():
             timeouts[name] = _time_param(cfg, name, default)
         lmtp = _lmtp_settings(cfg) if program == "lmtp" else {}
+        try:
+            port = service_port(cfg.smtp_tcp_port)
+        except BadNextHop as e:
+            raise ConfigError(str(e), param=f"{program}_tcp_port") from None
         return cls(helo_name=cfg.smtp_helo_name, timeouts=timeouts, myhostname=cfg.myhostname,
                    own=frozenset() if lmtp else frozenset(own),
                    mx_lookups=not dns_disabled(cfg),
@@ -225,7 +254,15 @@ class SmtpSettings:
                                             (socket.AF_INET6, cfg.smtp_bind_address6)) if a},
                    tls=tls or TlsPolicy(), tls_for=tls_for, sasl=sasl,
                    send_xforward=cfg.smtp_send_xforward_command,
-                   output=_output_rewrite(cfg, program), **lmtp)
+                   output=_output_rewrite(cfg, program),
+                   skip_quit_response=cfg.smtp_skip_quit_response,
+                   always_send_ehlo=bool(lmtp) or cfg.smtp_always_send_ehlo,
+                   quote_envelope=cfg.smtp_quote_rfc821_envelope,
+                   defer_no_mx_address=cfg.smtp_defer_if_no_mx_address_found,
+                   cname_overrides=cfg.smtp_cname_overrides_servername,
+                   verify_target=cfg.smtp_address_verify_target,
+                   balance_protocols=cfg.smtp_balance_inet_protocols,
+                   default_port=port, **lmtp)
 
 
 def _output_rewrite(cfg, program: str) -> OutputRewrite | None:
@@ -240,11 +277,7 @@ def _output_rewrite(cfg, program: str) -> OutputRewrite | None:
 
 
 def _lmtp_settings(cfg) -> dict:
-    try:
-        port = service_port(cfg.lmtp_tcp_port) or LMTP_PORT
-    except BadNextHop as e:
-        raise ConfigError(str(e), param="lmtp_tcp_port") from None
-    return dict(lmtp=True, default_port=port, socket_dir=str(cfg.path("queue_directory")))
+    return dict(lmtp=True, socket_dir=str(cfg.path("queue_directory")))
 
 
 def _interface_addresses(cfg, host: str) -> list[str]:
@@ -287,12 +320,13 @@ class _SelfMx(RouteError):
 
 
 @functools.lru_cache(maxsize=1024)
-def _destination(transport: str, nexthop: str, lmtp_port: int = 0) -> tuple[NextHop, str]:
+def _destination(transport: str, nexthop: str, port: int, lmtp: bool = False
+                 ) -> tuple[NextHop, str]:
     """The parsed next hop and the connection cache's key for it (an LMTP
-    next hop when lmtp_port, its default port, is given). qmgr sends the
-    same few (transport, next hop) pairs over and over; a bad one raises
-    BadNextHop every time (exceptions are not cached)."""
-    hop = parse_lmtp_nexthop(nexthop, lmtp_port) if lmtp_port else parse_nexthop(nexthop)
+    next hop when lmtp); port is the one of a next hop that names none.
+    qmgr sends the same few (transport, next hop) pairs over and over; a
+    bad one raises BadNextHop every time (exceptions are not cached)."""
+    hop = parse_lmtp_nexthop(nexthop, port) if lmtp else parse_nexthop(nexthop, port)
     return hop, f"{transport}:{hop}"
 
 
@@ -333,6 +367,20 @@ def _rewrite(output: OutputRewrite, req: DeliverRequest, rcpts: list[DeliverReci
     return sender, sent, content, size
 
 
+def _envelope(sender: str, rcpts: list[Rcpt], quote: bool) -> tuple[str, list[Rcpt]]:
+    """The addresses as MAIL FROM and RCPT TO write them: a local part that
+    is no dot-atom quoted (smtp_quote_rfc821_envelope = yes, Postfix's
+    quote_821_local), or every quote taken away (no: seen live, Postfix
+    3.7 then sends ``MAIL FROM:<john doe@example.com>``). The queue may
+    hold either form (smtpd keeps the client's quotes, sendmail the bare
+    words), so each is first brought to the unquoted one."""
+    def form(address: str) -> str:
+        bare = unquote_822_local(address)
+        return quote_822_local(bare) if quote else bare
+    return form(sender), [r if form(r.address) == r.address
+                          else dataclasses.replace(r, address=form(r.address)) for r in rcpts]
+
+
 def _rcpt(r: DeliverRecipient) -> Rcpt:
     orcpt = r.orcpt.partition(";")[2] if ";" in r.orcpt else r.orcpt
     return Rcpt(r.address, notify=tuple(r.notify) or None, orcpt=orcpt or None)
@@ -349,6 +397,8 @@ class SmtpAgent:
         self.load_content = load_content
         self.cache = cache if cache is not None else ConnectionCache(settings.cache_time_limit)
         self.rng = rng or random.Random()
+        # $smtp_tcp_port (Postfix: "smtp", the services entry) or $lmtp_tcp_port.
+        self.port = settings.default_port or (LMTP_PORT if settings.lmtp else SMTP_PORT)
 
     async def deliver(self, req: DeliverRequest) -> DeliveryStatus:
         watch = Stopwatch.start(req)
@@ -371,8 +421,7 @@ class SmtpAgent:
                 done[r.index] = (failed(r, dsn, reason, **kw), 0)
 
         try:
-            hop, key = _destination(req.transport, req.nexthop,
-                                    self.settings.default_port if self.settings.lmtp else 0)
+            hop, key = _destination(req.transport, req.nexthop, self.port, self.settings.lmtp)
         except BadNextHop as e:
             finish(req.recipients, "4.3.5", f"mail transport unavailable: {e}")
             return done, True
@@ -486,7 +535,7 @@ class SmtpAgent:
         out: list[Target] = []
         for relay in self.settings.fallback_relay:
             try:
-                found, _ = await self._hop_targets(parse_nexthop(relay))
+                found, _ = await self._hop_targets(parse_nexthop(relay, self.port))
             except (BadNextHop, RouteError):
                 continue
             out += [dataclasses.replace(t, best=False) for t in found]
@@ -511,14 +560,26 @@ class SmtpAgent:
         error: DnsError | None = None
         for h in hosts:
             try:
-                found += [(h.preference, h.host, a) for a in await self.resolver.addresses(h.host)]
+                if self.settings.cname_overrides:
+                    # smtp_cname_overrides_servername: the server is named
+                    # after the end of its CNAME chain (logs, TLS names,
+                    # SASL lookups), Postfix's SMTP_HNAME() rname.
+                    name, addrs = await self.resolver.named_addresses(h.host)
+                else:
+                    name, addrs = h.host, await self.resolver.addresses(h.host)
+                found += [(h.preference, name, a) for a in addrs]
             except DnsError as e:
                 error = e if error is None or e.temporary else error
         if not found:
+            status = "4.4.3" if error is not None and error.temporary else "5.4.4"
+            if best is not None:
+                # MX hosts, none with an address (Postfix smtp_domain_addr()).
+                log.warning(f"no MX host for {hop.host} has a valid address record")
+                if self.settings.defer_no_mx_address:
+                    status = "4" + status[1:]      # the same text, deferred
             if error is not None:
-                raise RouteError("4.4.3" if error.temporary else "5.4.4",
-                                 f"Host or domain name not found. {error}")
-            raise RouteError("5.4.4", f"Host or domain name not found. Name service error for "
+                raise RouteError(status, f"Host or domain name not found. {error}")
+            raise RouteError(status, f"Host or domain name not found. Name service error for "
                              f"name={hosts[0].host} type=A: Host found but no data record "
                              f"of requested type")
         # A [bracketed] destination is tried even on an address of ours (a
@@ -533,6 +594,8 @@ class SmtpAgent:
             raise _SelfMx(e.status, e.reason) from None
         i_am_mx = len(kept) < len(found)
         limit = self.settings.mx_address_limit
+        if limit > 0 and self.settings.balance_protocols:
+            kept = balance_inet_protocols(kept, limit)
         kept = kept[:limit] if limit > 0 else kept
         return [Target(a.host, a.address, hop.port, best=a.preference == kept[0].preference)
                 for a in kept], i_am_mx
@@ -576,7 +639,9 @@ class SmtpAgent:
                                             myhostname="" if s.lmtp else s.myhostname,
                                             nexthop=nexthop, bind=s.bind, lmtp=s.lmtp,
                                             sasl=sasl, discard=self._discard(target),
-                                            send_ehlo=s.send_ehlo)
+                                            send_ehlo=s.send_ehlo,
+                                            always_ehlo=s.always_send_ehlo,
+                                            skip_quit=s.skip_quit_response)
                     budget.spend()
                     return session, None, target
                 except SessionError as e:
@@ -617,7 +682,10 @@ class SmtpAgent:
         params = dict(body_type=req.body_type or None, smtputf8=req.smtputf8,
                       ret=req.ret or None, envid=req.envid or None)
         if req.probe:
-            params["rcpt_only"] = True     # address verification: RCPT TO, then RSET
+            # Address verification: RCPT TO, then RSET; or (target data)
+            # DATA, then hang up at the 354.
+            params["rcpt_only"] = True
+            params["data_only"] = self.settings.verify_target == "data"
         if self.settings.send_xforward:
             params["xforward"] = XforwardAttributes(
                 req.client_name, req.client_addr, req.client_port,
@@ -638,6 +706,7 @@ class SmtpAgent:
                 log.warning(str(e))
                 return [(deferred(r, "4.3.0", "unknown mail transport error"), False)
                         for r in rcpts]
+        sender, sent = _envelope(sender, sent, self.settings.quote_envelope)
         try:
             result = await session.send_mail(sender, sent, content, **params)
             statuses = dict(enumerate(result.recipients))

@@ -77,7 +77,7 @@ from mailsys.smtp.ehlo_mask import discard_names, discard_text
 from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
                                  EhloRejected, Greeting, HeloRejected, ProbeFailed, QuitDone, Rcpt,
                                  RecipientStatus, StartTlsReady, StartTlsRefused,
-                                 TransactionDone, TransactionResult, refused_text)
+                                 TransactionDone, TransactionResult, refused_text, says_esmtp)
 from mailsys.smtp.errors import RemoteProtocolError
 
 __all__ = ["Target", "SessionError", "StaleSession", "SmtpSession", "TlsPolicy", "connect", "open_stream",
@@ -207,6 +207,8 @@ class SmtpSession:
         self._pending = b""            # bytes a command method returned, not yet written
         self.ehlo_name = ""            # the name the server gave in its EHLO/HELO reply
         self.send_ehlo = True          # not smtp_never_send_ehlo
+        self.always_ehlo = True        # smtp_always_send_ehlo (no: only after "ESMTP")
+        self.skip_quit = True          # smtp_skip_quit_response: hang up after QUIT
         self.discard_note = ""         # "discarding EHLO keywords: ..." for the first EHLO
 
     # -- the driver loop (ClientConnection's docstring) ----------------------------
@@ -310,6 +312,8 @@ class SmtpSession:
         if not event.ok:
             raise SessionError(event.response.dsn, refused_text(self.target.peer, event.response),
                                connected=True)
+        if not self.always_ehlo and not says_esmtp(event.response):
+            self.send_ehlo = False      # Postfix smtp_helo(): HELO unless the banner says ESMTP
         await self._ehlo()
         self._check_loop(myhostname, nexthop)
         await self._starttls(tls, nexthop)
@@ -449,9 +453,17 @@ class SmtpSession:
                 if not self.broken and not self.cc.closed:
                     if self.cc.state in (ClientState.HELLO, ClientState.READY, ClientState.REFUSED):
                         self._pending += self.cc.quit()
-                        event = await self.next_event()
-                        assert isinstance(event, (QuitDone, ConnectionLost))
-            except (SessionError, AssertionError):
+                        if self.skip_quit:
+                            # smtp_skip_quit_response: nothing waits for the
+                            # 221 (seen live: Postfix 3.7 hangs up right
+                            # after QUIT).
+                            out, self._pending = self._pending, b""
+                            await self.stream.send_all(out)
+                        else:
+                            event = await self.next_event()
+                            assert isinstance(event, (QuitDone, ConnectionLost))
+            except (SessionError, AssertionError, trio.BrokenResourceError,
+                    trio.ClosedResourceError, OSError):
                 pass
             try:
                 await self.stream.aclose()
@@ -528,17 +540,22 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
                   body_line_limit: int = 0, myhostname: str = "",
                   nexthop: str = "", bind: Mapping[int, str] | None = None,
                   lmtp: bool = False, sasl=None, discard: Sequence[str] = (),
-                  send_ehlo: bool = True) -> SmtpSession:
+                  send_ehlo: bool = True, always_ehlo: bool = True,
+                  skip_quit: bool = True) -> SmtpSession:
     """A session past EHLO (LHLO with lmtp), STARTTLS and AUTH with one host,
     or SessionError. sasl: a smtp_sasl.SaslRequest (None: no SASL).
     discard: the smtp_discard_ehlo_keywords words for this server;
-    send_ehlo=False: smtp_never_send_ehlo."""
+    send_ehlo=False: smtp_never_send_ehlo; always_ehlo=False:
+    smtp_always_send_ehlo = no (EHLO only when the greeting says ESMTP);
+    skip_quit: smtp_skip_quit_response (close() does not wait for the 221)."""
     stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
     cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit,
                           lmtp=lmtp, dummy_mail_auth=sasl is not None and sasl.dummy_mail_auth,
                           discard=discard_names(discard))
     session = SmtpSession(stream, cc, target, timeouts)
     session.send_ehlo = send_ehlo
+    session.always_ehlo = always_ehlo or lmtp
+    session.skip_quit = skip_quit
     session.discard_note = discard_text(discard)
     try:
         await session.hello(tls, myhostname, nexthop, sasl)

@@ -188,6 +188,15 @@ def said_text(peer: str, response: Response, in_reply_to: str) -> str:
     return f"host {peer} said: {response.text} (in reply to {in_reply_to})"
 
 
+def says_esmtp(greeting: Response) -> bool:
+    """Whether a greeting names ESMTP after the server's name, Postfix's test
+    (smtp_proto.c smtp_helo()) for EHLO with smtp_always_send_ehlo = no:
+    any word of the reply but the code and the first one after it."""
+    text = "\n".join(greeting.lines)
+    rest = re.sub(r"^[- \t\n]*[^- \t\n]*[- \t\n]?", "", text, count=1)
+    return any(w.upper() == "ESMTP" for w in rest.split()[1:])
+
+
 def refused_text(peer: str, response: Response) -> str:
     """``host X[a] refused to talk to me: 554 ...`` (a refused greeting or HELO)."""
     return f"host {peer} refused to talk to me: {response.text}"
@@ -594,12 +603,14 @@ class _Txn:
     """The transaction in flight: what was asked and what came back so far."""
 
     __slots__ = ("sender", "rcpts", "body", "mail", "data", "dot", "accepted", "settled",
-                 "mail_failed", "xforward", "xforward_refused", "rcpt_only")
+                 "mail_failed", "xforward", "xforward_refused", "rcpt_only", "data_only")
 
-    def __init__(self, sender: str, rcpts: tuple[Rcpt, ...], rcpt_only: bool = False) -> None:
+    def __init__(self, sender: str, rcpts: tuple[Rcpt, ...], rcpt_only: bool = False,
+                 data_only: bool = False) -> None:
         self.sender = sender
         self.rcpts = rcpts
         self.rcpt_only = rcpt_only                     # a verification probe: no DATA
+        self.data_only = data_only                     # a verification probe: no content
         self.body = b""                                # encoded, sent after 354
         self.mail: Response | None = None
         self.data: Response | None = None
@@ -618,6 +629,8 @@ class _Txn:
         if klass == 2 and (in_reply_to == END_OF_DATA
                            or self.rcpt_only and in_reply_to == RCPT_TO):
             status, dsn = "sent", response.dsn
+        elif klass == 3 and self.data_only and in_reply_to == DATA:
+            status, dsn = "sent", "2.0.0"          # Postfix: "deliverable (354 ...)", 2.0.0
         elif klass in (4, 5):
             status, dsn = ("deferred" if klass == 4 else "bounced"), response.dsn
         else:
@@ -875,7 +888,8 @@ class ClientConnection:
                   smtputf8: bool = False, ret: str | None = None,
                   envid: str | None = None, probe: bool = False,
                   xforward: XforwardAttributes | None = None,
-                  utf8_addresses: bool | None = None, rcpt_only: bool = False) -> bytes:
+                  utf8_addresses: bool | None = None, rcpt_only: bool = False,
+                  data_only: bool = False) -> bytes:
         """Start one message; returns the bytes to write now.
 
         sender: the envelope sender, "" for the null sender. recipients:
@@ -895,8 +909,12 @@ class ClientConnection:
         decides on the queued ones). rcpt_only: an address verification
         probe (Postfix smtp_address_verify_target = rcpt): RSET takes the
         place of DATA, and a recipient the server accepts counts as sent
-        with that reply. Nothing is sent when the client decides by itself
-        (SIZE, SMTPUTF8).
+        with that reply. data_only: a probe that stops at DATA instead
+        (smtp_address_verify_target = data): a 354 makes every accepted
+        recipient sent with that reply (2.0.0), and the connection is
+        CLOSED without an end of data, so the server keeps nothing (the
+        caller hangs up without QUIT, as Postfix 3.7 does, seen live).
+        Nothing is sent when the client decides by itself (SIZE, SMTPUTF8).
         """
         self._check("send_mail")
         rcpts = tuple(r if isinstance(r, Rcpt) else Rcpt(r) for r in recipients)
@@ -915,7 +933,7 @@ class ClientConnection:
             if r.notify is not None and not g.NOTIFY_RE.match(",".join(r.notify)):
                 raise LocalProtocolError(f"bad NOTIFY {r.notify!r}")
         caps = self.capabilities
-        txn = _Txn(sender, rcpts, rcpt_only)
+        txn = _Txn(sender, rcpts, rcpt_only and not data_only, data_only)
         self._txn = txn
         self.state = ClientState.TRANSACTION
         # One normalizing pass gives both the SIZE= value and the body.
@@ -971,7 +989,7 @@ class ClientConnection:
                 if r.notify:
                     rcpt += " NOTIFY=" + ",".join(n.upper() for n in r.notify)
             commands.append((rcpt, _Cmd.RCPT, i))
-        commands.append(("RSET", _Cmd.RSET, 0) if rcpt_only else ("DATA", _Cmd.DATA, 0))
+        commands.append(("RSET", _Cmd.RSET, 0) if txn.rcpt_only else ("DATA", _Cmd.DATA, 0))
         if caps.pipelining and self.use_pipelining:
             for line, cmd, i in commands:
                 self._send(line, cmd, i)
@@ -1118,6 +1136,12 @@ class ClientConnection:
                     txn.settle(index, response, RCPT_TO)
             case _Cmd.DATA:
                 txn.data = response
+                if klass == 3 and txn.data_only and txn.accepted and not txn.mail_failed:
+                    for i in txn.accepted:
+                        txn.settle(i, response, DATA)
+                    self._finish()
+                    self._close()          # the server waits for content that never comes
+                    return
                 if klass == 3:
                     if txn.accepted and not txn.mail_failed:
                         self._out.append(txn.body)

@@ -123,6 +123,12 @@ lmtp_generic_maps =
 lmtp_header_checks =
 lmtp_mime_header_checks =
 lmtp_nested_header_checks =
+lmtp_skip_quit_response = no
+lmtp_quote_rfc821_envelope = yes
+lmtp_defer_if_no_mx_address_found = no
+lmtp_cname_overrides_servername = no
+lmtp_address_verify_target = rcpt
+lmtp_balance_inet_protocols = yes
 """
 
 
@@ -130,7 +136,7 @@ def test_every_twin_has_postfix_name_and_default():
     postfix = dict(line.partition(" =")[::2] for line in POSTFIX_DEFAULTS.splitlines())
     postfix = {k: v.strip() for k, v in postfix.items()}
     lmtp = {name for name in PARAMS if name.startswith("lmtp_")}
-    assert set(twins().values()) | {"lmtp_tcp_port"} == set(postfix) - {
+    assert set(twins().values()) == set(postfix) - {
         "lmtp_destination_concurrency_limit", "lmtp_destination_recipient_limit"}
     assert lmtp == set(postfix)
     for name in lmtp:

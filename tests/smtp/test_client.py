@@ -917,3 +917,21 @@ def test_interop_any_bytes_arrive_normalized(content):
     if normalized and not normalized.endswith(b"\r\n"):
         normalized += b"\r\n"
     assert loop.res.body == normalized
+
+
+@pytest.mark.parametrize("lines, esmtp", [
+    (("220 mx.example ESMTP Postfix",), True),
+    (("220 mx.example esmtp",), True),
+    (("220 mx.example Microsoft SMTP service",), False),
+    (("220 ESMTP mx.example",), False),            # the server's name's place
+    (("220-mx.example", "220 ESMTP ready"), True),
+    (("220 mx.example ESMTPS",), False),           # a word, not a part of one
+])
+def test_says_esmtp_is_postfix_greeting_test(lines, esmtp):
+    from mailsys.smtp.client import says_esmtp
+    from mailsys.smtp._client_reply import Response
+    reader = ReplyReader(1000)
+    reader.feed("".join(f"{x}\r\n" for x in lines).encode())
+    response = reader.next_reply()
+    assert isinstance(response, Response)
+    assert says_esmtp(response) is esmtp
