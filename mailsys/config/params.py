@@ -734,6 +734,8 @@ _TABLE: tuple[Param, ...] = (
     P("queue_minfree", Size, "0", "Free bytes the queue file system must keep (0: no check)", min=0),
     P("delay_logging_resolution_limit", Int, "2", "Decimal places of delay= and delays= in the log",
       min=0, max=6),
+    P("default_delivery_status_filter", List, "",
+      "Tables that replace the status code and text of delivery results (every agent's default)"),
     # --- smtp client (2.4) ---
     P("smtp_use_tls", Bool, "no", "Obsolete: TLS level may when smtp_tls_security_level is empty"),
     P("smtp_enforce_tls", Bool, "no",
@@ -860,6 +862,12 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_balance_inet_protocols", Bool, "yes",
       "Keep both IPv4 and IPv6 addresses within smtp_mx_address_limit"),
     P("smtp_tcp_port", Str, "smtp", "TCP port of next hops that name no port"),
+    P("smtp_reply_filter", Str, "",
+      "Table that rewrites each line of a server's reply before it is read (regexp:, pcre:)"),
+    P("smtp_dns_reply_filter", List, "",
+      "Tables matched against each DNS record (name ttl IN type [pref] value); IGNORE drops it"),
+    P("smtp_delivery_status_filter", List, "$default_delivery_status_filter",
+      "Tables that replace the status code and text of each recipient's final result"),
     # --- bounces and notices (2.6) ---
     P("notify_classes", List, "resource, software", "Problem classes reported to the postmaster",
       choices=("bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software")),

@@ -30,6 +30,13 @@ DESCRIPTION
     addresses are found: dns (the default), native (the system's
     getaddrinfo: /etc/hosts, nsswitch), or both (native when DNS finds
     nothing). MX lookups always use DNS.
+
+    smtp_dns_reply_filter (Postfix dns_rr_filter.c): each record of a DNS
+    answer is asked of the tables as ``name. ttl IN type [preference]
+    value``; IGNORE drops it ("ignoring DNS RR: ..."), any other action
+    fails the lookup ("Invalid DNS reply filter syntax", try again), and
+    an answer with every record dropped is DnsError kind POLICY ("DNS
+    reply filter drops all results", 4.7.0 for the delivery).
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ import ipaddress
 import socket
 from collections.abc import Sequence
 
+import structlog
 import trio
 
 # dnspython (~3 MB per process) is imported on the first DNS lookup, not
@@ -46,10 +54,14 @@ import trio
 
 from mailsys.errors import ConfigError
 
-__all__ = ["DnsError", "NOTFOUND", "RETRY", "Resolver", "parse_nameserver", "dns_disabled"]
+__all__ = ["DnsError", "NOTFOUND", "RETRY", "POLICY", "Resolver", "parse_nameserver",
+           "dns_disabled"]
 
 NOTFOUND = "notfound"
 RETRY = "retry"
+POLICY = "policy"       # smtp_dns_reply_filter dropped every record of an answer
+
+log = structlog.get_logger()
 
 # Seconds one lookup may take over all its retries. Postfix leaves this to
 # the system resolver (RES_TIMEOUT 5 s times RES_DFLRETRY 2 attempts).
@@ -57,18 +69,30 @@ DEFAULT_LIFETIME = 10.0
 
 
 class DnsError(Exception):
-    """A failed lookup: kind is NOTFOUND or RETRY; text is Postfix's wording."""
+    """A failed lookup: kind is NOTFOUND, RETRY or POLICY; text is Postfix's
+    wording. ``detail`` is a reply filter's trouble (dns_lookup.c: "Error
+    looking up name=X type=Y: ...", with no "Host or domain name not found."
+    in front: ``reason``)."""
 
-    def __init__(self, kind: str, name: str, rdtype: str) -> None:
+    def __init__(self, kind: str, name: str, rdtype: str, detail: str = "") -> None:
         self.kind = kind
         self.name = name
         self.rdtype = rdtype
+        self.detail = detail
+        if detail:
+            super().__init__(f"Error looking up name={name} type={rdtype}: {detail}")
+            return
         text = "Host not found" if kind == NOTFOUND else "Host not found, try again"
         super().__init__(f"Name service error for name={name} type={rdtype}: {text}")
 
     @property
     def temporary(self) -> bool:
-        return self.kind == RETRY
+        return self.kind != NOTFOUND
+
+    @property
+    def reason(self) -> str:
+        """The delivery status text Postfix gives this failure."""
+        return str(self) if self.detail else f"Host or domain name not found. {self}"
 
 
 def dns_disabled(cfg) -> bool:
@@ -133,7 +157,8 @@ class Resolver:
 
     def __init__(self, nameservers: Sequence[tuple[str, int]] = (), *,
                  lifetime: float = DEFAULT_LIFETIME, ipv4: bool = True, ipv6: bool = True,
-                 host_lookup: Sequence[str] = ("dns",)) -> None:
+                 host_lookup: Sequence[str] = ("dns",), rr_filter: Sequence = (),
+                 rr_filter_name: str = "smtp_dns_reply_filter") -> None:
         self._nameservers = tuple(nameservers)
         self._lifetime = lifetime
         self._res = None        # dnspython's resolver, made on the first lookup
@@ -141,9 +166,14 @@ class Resolver:
         self._types = (["A"] if ipv4 else []) + (["AAAA"] if ipv6 else [])
         self._dns_hosts = "dns" in host_lookup or not host_lookup
         self._native_hosts = "native" in host_lookup
+        # smtp_dns_reply_filter: tables asked with each record as text.
+        self._rr_filter = tuple(rr_filter)
+        self._rr_filter_name = rr_filter_name
 
     @classmethod
-    def from_config(cls, cfg, *, lifetime: float = DEFAULT_LIFETIME) -> Resolver:
+    def from_config(cls, cfg, *, lifetime: float = DEFAULT_LIFETIME,
+                    program: str = "smtp") -> Resolver:
+        """The resolver of the smtp or lmtp program (cfg: its client_config view)."""
         try:
             servers = [parse_nameserver(s) for s in cfg["dns_nameservers"]]
         except ValueError as e:
@@ -151,8 +181,11 @@ class Resolver:
         protocols = set(cfg["inet_protocols"])
         both = "all" in protocols
         lookup = ("native",) if dns_disabled(cfg) else tuple(cfg["smtp_host_lookup"])
+        from mailsys.config.tables import open_table
         return cls(servers, lifetime=lifetime, ipv4=both or "ipv4" in protocols,
-                   ipv6=both or "ipv6" in protocols, host_lookup=lookup)
+                   ipv6=both or "ipv6" in protocols, host_lookup=lookup,
+                   rr_filter=[open_table(spec, cfg) for spec in cfg["smtp_dns_reply_filter"]],
+                   rr_filter_name=f"{program}_dns_reply_filter")
 
     def _dns(self):
         """dnspython's async resolver on the trio backend, made (and dnspython
@@ -179,7 +212,36 @@ class Resolver:
         except (dns.resolver.NoNameservers, dns.exception.Timeout, dns.resolver.NoAnswer,
                 dns.resolver.YXDOMAIN, dns.exception.DNSException, OSError):
             raise DnsError(RETRY, name, rdtype) from None
-        return list(answer.rrset or ()), answer.canonical_name.to_text(omit_final_dot=True)
+        records = list(answer.rrset or ())
+        if records and self._rr_filter:
+            records = self._filtered(answer.rrset, records, name, rdtype)
+        return records, answer.canonical_name.to_text(omit_final_dot=True)
+
+    def _filtered(self, rrset, records: list, name: str, rdtype: str) -> list:
+        """smtp_dns_reply_filter (Postfix dns_rr_filter.c): each record as
+        ``name. ttl IN type [preference] value`` asked of the tables; IGNORE
+        drops it (logged), another action fails the lookup, and an answer
+        left empty is a policy failure (the delivery defers, 4.7.0)."""
+        kept = []
+        owner = rrset.name.to_text()
+        for r in records:
+            text = f"{owner} {rrset.ttl} IN {rdtype} {r.to_text()}"
+            action = None
+            for table in self._rr_filter:
+                action = table.lookup(text)
+                if action is not None:
+                    break
+            words = (action or "").split()
+            if action is None:
+                kept.append(r)
+            elif words and words[0].upper() == "IGNORE":
+                log.info(f"ignoring DNS RR: {text}")
+            else:
+                log.warning(f'{self._rr_filter_name}: unknown DNS filter action: "{action}"')
+                raise DnsError(RETRY, name, rdtype, "Invalid DNS reply filter syntax")
+        if not kept:
+            raise DnsError(POLICY, name, rdtype, "DNS reply filter drops all results")
+        return kept
 
     async def mx(self, domain: str) -> list[tuple[int, str]]:
         """(preference, exchange) pairs; [] when the domain has no MX records.

@@ -108,6 +108,13 @@ DESCRIPTION
     smtp_cname_overrides_servername names a server after the end of its
     CNAME chain.
 
+    Filters: smtp_reply_filter rewrites each line of a server's reply
+    before it is read (smtp.ClientConnection reply_filter); a
+    smtp_dns_reply_filter drops DNS records (Resolver); and
+    smtp_delivery_status_filter (default $default_delivery_status_filter,
+    mailsys.delivery.delivery_status_filter) rewrites each recipient's
+    final status and text once, just before its status line.
+
     A request has no deadline of its own: every wait inside it already has
     its smtp_*_timeout. smtp_dns_support_level = disabled skips MX lookups;
     smtp_host_lookup picks DNS or the system's resolver for host addresses;
@@ -129,6 +136,7 @@ from mailsys.config import parse_master_cf
 from mailsys.config.interfaces import own_interfaces
 from mailsys.config.tables import Table, open_table
 from mailsys.config.values import BadValue, parse_time, split_list
+from mailsys.delivery.delivery_status_filter import DeliveryStatusFilter
 from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sent
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
@@ -139,7 +147,7 @@ from mailsys.message.smtp_output import OutputError, OutputRewrite
 from mailsys.routing import (LMTP_PORT, SMTP_PORT, BadNextHop, balance_inet_protocols, MxAddress, MxHost, NextHop, RouteError,
                              drop_self, first_lookup, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
                              service_port)
-from mailsys.runtime.resolver import DnsError, Resolver, dns_disabled
+from mailsys.runtime.resolver import POLICY, DnsError, Resolver, dns_disabled
 from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession,
                                             StaleSession, Target, TlsPolicy, connect,
                                             trio_close)
@@ -216,6 +224,9 @@ class SmtpSettings:
     cname_overrides: bool = False    # smtp_cname_overrides_servername
     verify_target: str = "rcpt"      # smtp_address_verify_target: rcpt or data
     balance_protocols: bool = True   # smtp_balance_inet_protocols
+    reply_filter: Table | None = None    # smtp_reply_filter
+    # smtp_delivery_status_filter (default $default_delivery_status_filter)
+    status_filter: DeliveryStatusFilter | None = None
     # $smtp_tcp_port / $lmtp_tcp_port: the port of a next hop that names
     # none (0: the protocol's own, 25 or 24).
     default_port: int = 0
@@ -262,6 +273,11 @@ class SmtpSettings:
                    cname_overrides=cfg.smtp_cname_overrides_servername,
                    verify_target=cfg.smtp_address_verify_target,
                    balance_protocols=cfg.smtp_balance_inet_protocols,
+                   reply_filter=open_table(cfg.smtp_reply_filter, cfg)
+                   if cfg.smtp_reply_filter else None,
+                   status_filter=DeliveryStatusFilter.from_config(
+                       cfg, "smtp_delivery_status_filter", lambda spec: open_table(spec, cfg),
+                       f"{program}_delivery_status_filter"),
                    default_port=port, **lmtp)
 
 
@@ -328,6 +344,14 @@ def _destination(transport: str, nexthop: str, port: int, lmtp: bool = False
     bad one raises BadNextHop every time (exceptions are not cached)."""
     hop = parse_lmtp_nexthop(nexthop, port) if lmtp else parse_nexthop(nexthop, port)
     return hop, f"{transport}:{hop}"
+
+
+def _dns_status(e: DnsError, soft: str, hard: str) -> str:
+    """The status of a failed lookup: Postfix's 4.7.0 when the reply filter
+    dropped every record (DNS_POLICY), else soft or hard."""
+    if e.kind == POLICY:
+        return "4.7.0"
+    return soft if e.temporary else hard
 
 
 def _smtpd_protocol(protocol: str) -> str:
@@ -404,8 +428,13 @@ class SmtpAgent:
         watch = Stopwatch.start(req)
         done, dead = await self._deliver(req, watch)
         ordered = []
+        status_filter = self.settings.status_filter
         for rcpt in req.recipients:
             result, conn_use = done[rcpt.index]
+            if status_filter is not None:
+                # Once per recipient, on its final result (Postfix: when
+                # no other server is left to try).
+                result = status_filter.apply(result, log.warning)
             log_status(req, rcpt, result, watch, conn_use=conn_use)
             ordered.append(result)
         return DeliveryStatus(req.queue_id, tuple(ordered), dead_destination=dead)
@@ -548,8 +577,7 @@ class SmtpAgent:
             try:
                 answers = await self.resolver.mx(hop.host)
             except DnsError as e:
-                raise RouteError("4.4.3" if e.temporary else "5.1.2",
-                                 f"Host or domain name not found. {e}") from None
+                raise RouteError(_dns_status(e, "4.4.3", "5.1.2"), e.reason) from None
             hosts = mx_hosts(hop.host, answers,
                              self.rng if self.settings.randomize_addresses else None)
             if answers:
@@ -578,7 +606,7 @@ class SmtpAgent:
                 if self.settings.defer_no_mx_address:
                     status = "4" + status[1:]      # the same text, deferred
             if error is not None:
-                raise RouteError(status, f"Host or domain name not found. {error}")
+                raise RouteError(_dns_status(error, status, status), error.reason)
             raise RouteError(status, f"Host or domain name not found. Name service error for "
                              f"name={hosts[0].host} type=A: Host found but no data record "
                              f"of requested type")
@@ -641,7 +669,9 @@ class SmtpAgent:
                                             sasl=sasl, discard=self._discard(target),
                                             send_ehlo=s.send_ehlo,
                                             always_ehlo=s.always_send_ehlo,
-                                            skip_quit=s.skip_quit_response)
+                                            skip_quit=s.skip_quit_response,
+                                            reply_filter=s.reply_filter.lookup
+                                            if s.reply_filter is not None else None)
                     budget.spend()
                     return session, None, target
                 except SessionError as e:

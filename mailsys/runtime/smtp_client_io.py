@@ -541,17 +541,19 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
                   nexthop: str = "", bind: Mapping[int, str] | None = None,
                   lmtp: bool = False, sasl=None, discard: Sequence[str] = (),
                   send_ehlo: bool = True, always_ehlo: bool = True,
-                  skip_quit: bool = True) -> SmtpSession:
+                  skip_quit: bool = True,
+                  reply_filter: Callable[[str], str | None] | None = None) -> SmtpSession:
     """A session past EHLO (LHLO with lmtp), STARTTLS and AUTH with one host,
     or SessionError. sasl: a smtp_sasl.SaslRequest (None: no SASL).
     discard: the smtp_discard_ehlo_keywords words for this server;
     send_ehlo=False: smtp_never_send_ehlo; always_ehlo=False:
     smtp_always_send_ehlo = no (EHLO only when the greeting says ESMTP);
-    skip_quit: smtp_skip_quit_response (close() does not wait for the 221)."""
+    skip_quit: smtp_skip_quit_response (close() does not wait for the 221);
+    reply_filter: smtp_reply_filter's lookup, applied to each reply line."""
     stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
     cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit,
                           lmtp=lmtp, dummy_mail_auth=sasl is not None and sasl.dummy_mail_auth,
-                          discard=discard_names(discard))
+                          discard=discard_names(discard), reply_filter=reply_filter)
     session = SmtpSession(stream, cc, target, timeouts)
     session.send_ehlo = send_ehlo
     session.always_ehlo = always_ehlo or lmtp

@@ -70,7 +70,7 @@ class AgentState:
         # The deliveries in flight read their content together: one worker
         # thread hop and one read transaction for all that wait.
         self.loads = Batched(self.store.load_contents)
-        self.agent = SmtpAgent(settings, Resolver.from_config(cfg), self.load,
+        self.agent = SmtpAgent(settings, Resolver.from_config(cfg, program=program), self.load,
                                ConnectionCache(settings.cache_time_limit))
 
     async def load(self, queue_id: str) -> bytes:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import RemoteProtocolError
@@ -133,11 +134,17 @@ def _lone_reply(line: bytes) -> Response | None:
 
 
 class ReplyReader:
-    """Bytes in, Responses out. next_reply() returns None until a reply is complete."""
+    """Bytes in, Responses out. next_reply() returns None until a reply is complete.
 
-    __slots__ = ("_buf", "_limit", "_lines", "_size", "_skipping")
+    line_filter (smtp_reply_filter) sees each line as the server sent it,
+    without CR LF, and may return a line to read in its place (None: keep
+    it); the replacement is what is parsed, logged and reported."""
 
-    def __init__(self, line_limit: int = LINE_LIMIT) -> None:
+    __slots__ = ("_buf", "_limit", "_lines", "_size", "_skipping", "_filter")
+
+    def __init__(self, line_limit: int = LINE_LIMIT,
+                 line_filter: Callable[[str], str | None] | None = None) -> None:
+        self._filter = line_filter
         self._buf = bytearray()
         self._limit = line_limit
         self._lines: list[str] = []      # lines of the reply being read
@@ -156,6 +163,10 @@ class ReplyReader:
             line = self._take_line()
             if line is None:
                 return None
+            if self._filter is not None:
+                new = self._filter(line.decode("utf-8", "replace"))
+                if new is not None:
+                    line = new.encode("utf-8")[:self._limit]
             if not self._lines:
                 response = _lone_reply(line)
                 if response is not None:

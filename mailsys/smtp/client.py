@@ -149,7 +149,7 @@ import enum
 import re
 from collections import deque
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from . import _grammar as g
@@ -669,12 +669,15 @@ class ClientConnection:
     2033) instead: LHLO, and one reply per accepted recipient after the
     final dot. dummy_mail_auth: add ``AUTH=<>`` to MAIL FROM once
     authenticated (smtp_send_dummy_mail_auth). discard: EHLO keywords to
-    ignore in the server's reply (smtp_discard_ehlo_keywords), lower case."""
+    ignore in the server's reply (smtp_discard_ehlo_keywords), lower case.
+    reply_filter: smtp_reply_filter, a function given each reply line as
+    received that returns the line to read instead (None: keep it)."""
 
     def __init__(self, helo_name: str, *, pipelining: bool = True,
                  line_limit: int = LINE_LIMIT, body_line_limit: int = 0,
                  tls_active: bool = False, lmtp: bool = False,
-                 dummy_mail_auth: bool = False, discard: Iterable[str] = ()) -> None:
+                 dummy_mail_auth: bool = False, discard: Iterable[str] = (),
+                 reply_filter: Callable[[str], str | None] | None = None) -> None:
         if not helo_name or _BAD_HELO_RE.search(helo_name):
             raise LocalProtocolError(f"bad HELO name {helo_name!r}")
         if line_limit < 64:
@@ -693,7 +696,8 @@ class ClientConnection:
         self.state = ClientState.GREETING
         self.capabilities = Capabilities()
         self._line_limit = line_limit
-        self._reader = ReplyReader(line_limit)
+        self._reply_filter = reply_filter
+        self._reader = ReplyReader(line_limit, reply_filter)
         self._eof = False
         self._lost: ConnectionLost | ProbeFailed | None = None
         self._out: list[bytes] = []
@@ -856,7 +860,7 @@ class ClientConnection:
         self._in_txn = False
         # Plaintext the server (or a man in the middle) sent after its 220
         # must never be read as a reply inside TLS (CVE-2011-0411, client side).
-        self._reader = ReplyReader(self._line_limit)
+        self._reader = ReplyReader(self._line_limit, self._reply_filter)
         self.state = ClientState.HELLO
 
     def auth(self, mechanism: ClientMechanism) -> bytes:

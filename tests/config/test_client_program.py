@@ -129,6 +129,9 @@ lmtp_defer_if_no_mx_address_found = no
 lmtp_cname_overrides_servername = no
 lmtp_address_verify_target = rcpt
 lmtp_balance_inet_protocols = yes
+lmtp_reply_filter =
+lmtp_dns_reply_filter =
+lmtp_delivery_status_filter = $default_delivery_status_filter
 """
 
 
