@@ -868,6 +868,15 @@ _TABLE: tuple[Param, ...] = (
       "Tables matched against each DNS record (name ttl IN type [pref] value); IGNORE drops it"),
     P("smtp_delivery_status_filter", List, "$default_delivery_status_filter",
       "Tables that replace the status code and text of each recipient's final result"),
+    # Postfix 2.9-3.6's name, still read as the default of the 3.7 one.
+    P("smtp_per_record_deadline", Str, "",
+      "Old form of smtp_per_request_deadline (its default when set)"),
+    P("smtp_per_request_deadline", Bool,
+      "${smtp_per_record_deadline?{$smtp_per_record_deadline}:{no}}",
+      "smtp_*_timeout limits a whole request and its response, not each read or write"),
+    P("smtp_min_data_rate", Int, "500",
+      "Bytes per second of message content that extend the DATA deadline (with"
+      " smtp_per_request_deadline)", min=1),
     # --- bounces and notices (2.6) ---
     P("notify_classes", List, "resource, software", "Problem classes reported to the postmaster",
       choices=("bounce", "2bounce", "data", "delay", "policy", "protocol", "resource", "software")),
@@ -988,6 +997,7 @@ _LMTP_DEFAULTS = {
     "lmtp_skip_quit_response": "no",
     # The IANA lmtp port (the smtp client's is the smtp service, 25).
     "lmtp_tcp_port": "24",
+    "lmtp_per_request_deadline": "${lmtp_per_record_deadline?{$lmtp_per_record_deadline}:{no}}",
 }
 
 

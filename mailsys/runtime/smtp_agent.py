@@ -115,6 +115,11 @@ DESCRIPTION
     mailsys.delivery.delivery_status_filter) rewrites each recipient's
     final status and text once, just before its status line.
 
+    smtp_per_request_deadline (default: the older smtp_per_record_deadline,
+    else no) makes each smtp_*_timeout one deadline for a request and its
+    response, with content earning N/smtp_min_data_rate seconds a write
+    (SmtpSession.next_event).
+
     A request has no deadline of its own: every wait inside it already has
     its smtp_*_timeout. smtp_dns_support_level = disabled skips MX lookups;
     smtp_host_lookup picks DNS or the system's resolver for host addresses;
@@ -225,6 +230,8 @@ class SmtpSettings:
     verify_target: str = "rcpt"      # smtp_address_verify_target: rcpt or data
     balance_protocols: bool = True   # smtp_balance_inet_protocols
     reply_filter: Table | None = None    # smtp_reply_filter
+    per_request_deadline: bool = False   # smtp_per_request_deadline
+    min_data_rate: int = 500             # smtp_min_data_rate (bytes/s)
     # smtp_delivery_status_filter (default $default_delivery_status_filter)
     status_filter: DeliveryStatusFilter | None = None
     # $smtp_tcp_port / $lmtp_tcp_port: the port of a next hop that names
@@ -273,6 +280,8 @@ class SmtpSettings:
                    cname_overrides=cfg.smtp_cname_overrides_servername,
                    verify_target=cfg.smtp_address_verify_target,
                    balance_protocols=cfg.smtp_balance_inet_protocols,
+                   per_request_deadline=cfg.smtp_per_request_deadline,
+                   min_data_rate=cfg.smtp_min_data_rate,
                    reply_filter=open_table(cfg.smtp_reply_filter, cfg)
                    if cfg.smtp_reply_filter else None,
                    status_filter=DeliveryStatusFilter.from_config(
@@ -671,7 +680,9 @@ class SmtpAgent:
                                             always_ehlo=s.always_send_ehlo,
                                             skip_quit=s.skip_quit_response,
                                             reply_filter=s.reply_filter.lookup
-                                            if s.reply_filter is not None else None)
+                                            if s.reply_filter is not None else None,
+                                            per_request_deadline=s.per_request_deadline,
+                                            min_data_rate=s.min_data_rate)
                     budget.spend()
                     return session, None, target
                 except SessionError as e:

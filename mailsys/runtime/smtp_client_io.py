@@ -210,6 +210,13 @@ class SmtpSession:
         self.always_ehlo = True        # smtp_always_send_ehlo (no: only after "ESMTP")
         self.skip_quit = True          # smtp_skip_quit_response: hang up after QUIT
         self.discard_note = ""         # "discarding EHLO keywords: ..." for the first EHLO
+        # smtp_per_request_deadline: one deadline for a request and its
+        # response (0: a deadline per read and per write); the content
+        # earns more time at min_data_rate bytes a second.
+        self.per_request = False
+        self.min_data_rate = 500.0
+        self._deadline_for: tuple = ()
+        self._deadline = 0.0
 
     # -- the driver loop (ClientConnection's docstring) ----------------------------
 
@@ -224,7 +231,14 @@ class SmtpSession:
 
         Each write and each read gets its own deadline, as Postfix's
         smtp_*_timeout bounds each read and write (a large message on a slow
-        link is not cut off as a whole). They are kept on one cancel scope
+        link is not cut off as a whole). With smtp_per_request_deadline
+        (per_request) the deadline is instead one for a request and its
+        response: it starts when the stage or the number of replies owed
+        changes and holds over every read and write until then, so a
+        server that trickles a reply a byte at a time cannot stretch it;
+        each write of message content adds N/smtp_min_data_rate seconds,
+        never to more than smtp_data_xfer_timeout ahead (Postfix 3.7
+        smtp_stream_setup(), vstream deadlines). They are kept on one cancel scope
         whose deadline moves before every operation: a scope of its own for
         each cost three times as much. A deadline that passed just as an
         operation completed leaves that scope cancelled for good; the
@@ -254,7 +268,7 @@ class SmtpSession:
                     if pos < len(out):
                         end = pos + WRITE_SIZE
                         chunk = out if pos == 0 and end >= len(out) else memoryview(out)[pos:end]
-                        scope.deadline = trio.current_time() + self._timeout(limit)
+                        scope.deadline = self._deadline_at(stage, limit)
                         try:
                             await self.stream.send_all(chunk)
                         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -262,12 +276,15 @@ class SmtpSession:
                             raise SessionError("4.4.2", f"lost connection with {self.target.peer}"
                                                f" while {stage}", connected=True,
                                                settled=cc.settled) from None
+                        if self.per_request and limit == "smtp_data_xfer_timeout":
+                            self._deadline = min(self._deadline + len(chunk) / self.min_data_rate,
+                                                 trio.current_time() + self._timeout(limit))
                         pos = end
                         continue
                     if event is not NEED_DATA:
                         return event
                     stage, limit = cc.stage_info
-                    scope.deadline = trio.current_time() + self._timeout(limit)
+                    scope.deadline = self._deadline_at(stage, limit)
                     try:
                         data = await self.stream.receive_some(RECV_SIZE)
                     except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -281,6 +298,17 @@ class SmtpSession:
                 self.broken = True
                 raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out "
                                    f"while {stage}", connected=True, settled=cc.settled)
+
+    def _deadline_at(self, stage: str, limit: str) -> float:
+        """When the read or write about to start must be done by."""
+        now = trio.current_time()
+        if not self.per_request:
+            return now + self._timeout(limit)
+        key = (stage, limit, self.cc.replies_owed)
+        if key != self._deadline_for:
+            self._deadline_for = key
+            self._deadline = now + self._timeout(limit)
+        return self._deadline
 
     def send(self, data: bytes) -> None:
         """Queue bytes a ClientConnection command returned; next_event() writes them."""
@@ -542,14 +570,18 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
                   lmtp: bool = False, sasl=None, discard: Sequence[str] = (),
                   send_ehlo: bool = True, always_ehlo: bool = True,
                   skip_quit: bool = True,
-                  reply_filter: Callable[[str], str | None] | None = None) -> SmtpSession:
+                  reply_filter: Callable[[str], str | None] | None = None,
+                  per_request_deadline: bool = False,
+                  min_data_rate: float = 500.0) -> SmtpSession:
     """A session past EHLO (LHLO with lmtp), STARTTLS and AUTH with one host,
     or SessionError. sasl: a smtp_sasl.SaslRequest (None: no SASL).
     discard: the smtp_discard_ehlo_keywords words for this server;
     send_ehlo=False: smtp_never_send_ehlo; always_ehlo=False:
     smtp_always_send_ehlo = no (EHLO only when the greeting says ESMTP);
     skip_quit: smtp_skip_quit_response (close() does not wait for the 221);
-    reply_filter: smtp_reply_filter's lookup, applied to each reply line."""
+    reply_filter: smtp_reply_filter's lookup, applied to each reply line;
+    per_request_deadline, min_data_rate: smtp_per_request_deadline and
+    smtp_min_data_rate (SmtpSession.next_event)."""
     stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
     cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit,
                           lmtp=lmtp, dummy_mail_auth=sasl is not None and sasl.dummy_mail_auth,
@@ -558,6 +590,8 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
     session.send_ehlo = send_ehlo
     session.always_ehlo = always_ehlo or lmtp
     session.skip_quit = skip_quit
+    session.per_request = per_request_deadline
+    session.min_data_rate = float(min_data_rate)
     session.discard_note = discard_text(discard)
     try:
         await session.hello(tls, myhostname, nexthop, sasl)

@@ -796,6 +796,13 @@ class ClientConnection:
         return self.state is ClientState.CLOSED
 
     @property
+    def replies_owed(self) -> int:
+        """Replies to commands already sent that have not come yet; a driver
+        that keeps one deadline per request and its response
+        (smtp_per_request_deadline) starts a new one when this changes."""
+        return len(self._expect)
+
+    @property
     def in_transaction(self) -> bool:
         """The server may hold a MAIL transaction: the next send_mail() starts with RSET."""
         return self._in_txn

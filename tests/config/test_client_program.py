@@ -132,6 +132,9 @@ lmtp_balance_inet_protocols = yes
 lmtp_reply_filter =
 lmtp_dns_reply_filter =
 lmtp_delivery_status_filter = $default_delivery_status_filter
+lmtp_per_record_deadline =
+lmtp_per_request_deadline = ${lmtp_per_record_deadline?{$lmtp_per_record_deadline}:{no}}
+lmtp_min_data_rate = 500
 """
 
 

@@ -35,6 +35,7 @@ DIFFERENT_ON_PURPOSE = {
     "fallback_relay",                                # old name; postconf -d omits it
     "authorized_verp_clients",                       # old name; postconf -d omits it
     "smtpd_per_record_deadline",                     # old name; postconf -d omits it
+    "smtp_per_record_deadline", "lmtp_per_record_deadline",  # old names; postconf -d omits them
     "smtpd_forbid_bare_newline",                     # Postfix 3.9's default (normalize)
     # Old names postconf -d omits, and 1h where Postfix writes
     # ${postscreen_dnsbl_ttl?{$postscreen_dnsbl_ttl}:{1}}h over an obsolete name.

@@ -306,3 +306,16 @@ def test_smtp_cname_overrides_servername(dns, overrides, host):
     found = trio.run(_agent(dns, cname_overrides=overrides).targets, NextHop("cname.test", 25))
     assert [(t.host, t.address) for t in found] == [(host, "127.0.0.1")]
     assert found[0].relay == f"{host}[127.0.0.1]:25"
+
+
+@pytest.mark.parametrize("program, main_cf, per_request, rate", [
+    ("smtp", "", False, 500),
+    ("smtp", "smtp_per_record_deadline = yes\n", True, 500),      # the 2.9-3.6 name
+    ("smtp", "smtp_per_record_deadline = yes\nsmtp_per_request_deadline = no\n", False, 500),
+    ("smtp", "smtp_per_request_deadline = yes\nsmtp_min_data_rate = 2000\n", True, 2000),
+    ("lmtp", "smtp_per_request_deadline = yes\n", False, 500),
+    ("lmtp", "lmtp_per_record_deadline = yes\nlmtp_min_data_rate = 9\n", True, 9),
+])
+def test_per_request_deadline_settings(tmp_path, program, main_cf, per_request, rate):
+    s = SmtpSettings.from_config(_cfg(tmp_path, main_cf, program), program=program)
+    assert (s.per_request_deadline, s.min_data_rate) == (per_request, rate)

@@ -144,3 +144,108 @@ def test_the_cache_closes_each_session_at_its_own_time():
             assert len(cache) == 0 and await cache.take("smtp:b") is None
             n.cancel_scope.cancel()
     run(main)
+
+
+# -- smtp_per_request_deadline and smtp_min_data_rate --------------------------------
+
+class SlowLink(trio.abc.Stream):
+    """Writes take len(data) / rate seconds, as over a slow link."""
+
+    def __init__(self, inner: trio.abc.Stream, rate: float) -> None:
+        self.inner, self.rate = inner, rate
+
+    async def receive_some(self, max_bytes=None):
+        return await self.inner.receive_some(max_bytes)
+
+    async def send_all(self, data):
+        await trio.sleep(len(data) / self.rate)
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self):
+        await self.inner.wait_send_all_might_not_block()
+
+    async def aclose(self):
+        await self.inner.aclose()
+
+
+async def trickling_server(stream, seen, pause: float):
+    """A greeting one byte every `pause` seconds, then a quick session."""
+    buf = bytearray()
+    for byte in b"220 mx.test ESMTP\r\n":
+        await stream.send_all(bytes([byte]))
+        await trio.sleep(pause)
+    seen += await lines(stream, 1, buf)
+    await stream.send_all(EHLO)
+    seen += await lines(stream, 3, buf)
+    await stream.send_all(b"".join(GROUP_REPLIES))
+    while not buf.endswith(b"\r\n.\r\n"):
+        buf += await stream.receive_some(1 << 20)
+    await stream.send_all(b"250 2.0.0 Ok: queued as X\r\n")
+    await trio.sleep_forever()
+
+
+async def deadline_exchange(server_script, *, per_request: bool, rate: float = 500.0,
+                            link: float = 0.0, content: bytes = b"hi\r\n"):
+    client, server = trio.testing.memory_stream_pair()
+    session = SmtpSession(SlowLink(client, link) if link else client,
+                          ClientConnection("client.test"), Target("mx.test", "192.0.2.1"),
+                          TIMEOUTS)
+    session.per_request, session.min_data_rate = per_request, rate
+    seen: list = []
+    out: dict = {}
+    async with trio.open_nursery() as n:
+        n.start_soon(server_script, server, seen)
+        try:
+            await session.hello(TlsPolicy())
+            out["result"] = await session.send_mail("a@b.test", [Rcpt("c@d.test")], content)
+        except SessionError as e:
+            out["result"] = e
+        n.cancel_scope.cancel()
+    return out["result"]
+
+
+@pytest.mark.parametrize("per_request", [False, True])
+def test_per_request_deadline_stops_a_trickled_reply(per_request):
+    # 19 bytes, one every T/4: each read is quick, the reply takes 4.75 T.
+    result = run(lambda: deadline_exchange(lambda s, seen: trickling_server(s, seen, T / 4),
+                                           per_request=per_request))
+    if per_request:
+        assert isinstance(result, SessionError) and result.text == (
+            "conversation with mx.test[192.0.2.1] timed out while receiving the initial "
+            "server greeting")
+    else:
+        assert [r.status for r in result.recipients] == ["sent"]
+
+
+def test_per_request_deadline_is_per_request():
+    # The same slow server, well within the limit for each of its replies.
+    result = run(lambda: deadline_exchange(lambda s, seen: slow_server(s, seen, 0.8 * T),
+                                           per_request=True))
+    assert [r.status for r in result.recipients] == ["sent"]
+
+
+# 2 MB of content over a link of 40 KB/s: about 50 s, five times T.
+BIG = b"x" * 998 + b"\r\n"
+CONTENT = BIG * 2000
+
+
+@pytest.mark.parametrize("rate, sent", [
+    (500, True),              # each 256 KB write earns far more than T back (capped at T)
+    (200_000, False),         # 1.3 s a write: the deadline runs out
+])
+def test_min_data_rate_extends_the_content_deadline(rate, sent):
+    result = run(lambda: deadline_exchange(lambda s, seen: trickling_server(s, seen, 0),
+                                           per_request=True, rate=rate, link=40_000.0,
+                                           content=CONTENT))
+    if sent:
+        assert [r.status for r in result.recipients] == ["sent"]
+    else:
+        assert isinstance(result, SessionError) and result.text == (
+            "conversation with mx.test[192.0.2.1] timed out while sending message body")
+
+
+def test_without_per_request_deadline_each_content_write_has_its_own():
+    result = run(lambda: deadline_exchange(lambda s, seen: trickling_server(s, seen, 0),
+                                           per_request=False, rate=200_000, link=40_000.0,
+                                           content=CONTENT))
+    assert [r.status for r in result.recipients] == ["sent"]
