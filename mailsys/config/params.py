@@ -874,6 +874,13 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_per_request_deadline", Bool,
       "${smtp_per_record_deadline?{$smtp_per_record_deadline}:{no}}",
       "smtp_*_timeout limits a whole request and its response, not each read or write"),
+    P("smtp_tls_block_early_mail_reply", Bool, "no",
+      "Defer when a TLS server sent replies before MAIL FROM was sent (CVE-2009-3555)"),
+    P("smtp_tls_connection_reuse", Bool, "no", "Keep TLS-encrypted connections for reuse"),
+    P("smtp_connection_reuse_count_limit", Int, "0",
+      "Times a cached connection may be reused (0: no limit)", min=0),
+    P("smtp_connection_cache_destinations", List, "",
+      "Destinations whose connections are always cached (names, /file/name, type:table)"),
     P("smtp_min_data_rate", Int, "500",
       "Bytes per second of message content that extend the DATA deadline (with"
       " smtp_per_request_deadline)", min=1),

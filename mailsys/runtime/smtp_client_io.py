@@ -214,6 +214,8 @@ class SmtpSession:
         # response (0: a deadline per read and per write); the content
         # earns more time at min_data_rate bytes a second.
         self.per_request = False
+        self.block_early_reply = ""    # "smtp_tls_block_early_mail_reply" when on
+        self.started = trio.current_time()
         self.min_data_rate = 500.0
         self._deadline_for: tuple = ()
         self._deadline = 0.0
@@ -444,6 +446,13 @@ class SmtpSession:
                         **params: object) -> TransactionResult:
         """One message; raises SessionError (with .settled) when the session
         fails, StaleSession when a cached one failed its RSET check."""
+        if self.block_early_reply and self.tls is not None and self.cc.unread:
+            # CVE-2009-3555: replies to commands we did not send, waiting
+            # inside TLS before our MAIL FROM (Postfix smtp_proto.c: the
+            # recipients defer, 4.7.0, and a warning names the policy).
+            log.warning(f"server {self.target.peer} violates {self.block_early_reply} policy")
+            self.broken = True
+            raise SessionError("4.7.0", "unexpected server message", connected=True)
         self.uses += 1
         probe, self.probe = self.probe, False
         self._pending += self.cc.send_mail(sender, recipients, content, probe=probe,
@@ -572,7 +581,8 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
                   skip_quit: bool = True,
                   reply_filter: Callable[[str], str | None] | None = None,
                   per_request_deadline: bool = False,
-                  min_data_rate: float = 500.0) -> SmtpSession:
+                  min_data_rate: float = 500.0,
+                  block_early_reply: str = "") -> SmtpSession:
     """A session past EHLO (LHLO with lmtp), STARTTLS and AUTH with one host,
     or SessionError. sasl: a smtp_sasl.SaslRequest (None: no SASL).
     discard: the smtp_discard_ehlo_keywords words for this server;
@@ -581,7 +591,9 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
     skip_quit: smtp_skip_quit_response (close() does not wait for the 221);
     reply_filter: smtp_reply_filter's lookup, applied to each reply line;
     per_request_deadline, min_data_rate: smtp_per_request_deadline and
-    smtp_min_data_rate (SmtpSession.next_event)."""
+    smtp_min_data_rate (SmtpSession.next_event); block_early_reply: the
+    name of smtp_tls_block_early_mail_reply (or lmtp_'s) when it is on
+    (SmtpSession.send_mail)."""
     stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
     cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit,
                           lmtp=lmtp, dummy_mail_auth=sasl is not None and sasl.dummy_mail_auth,
@@ -592,6 +604,7 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
     session.skip_quit = skip_quit
     session.per_request = per_request_deadline
     session.min_data_rate = float(min_data_rate)
+    session.block_early_reply = block_early_reply
     session.discard_note = discard_text(discard)
     try:
         await session.hello(tls, myhostname, nexthop, sasl)
@@ -616,13 +629,18 @@ class ConnectionCache:
     _changed: trio.Event = field(default_factory=trio.Event)
     _wake: float = float("inf")        # when run() wakes next by itself
 
-    def put(self, key: str, session: SmtpSession) -> bool:
-        """Keep a session that is ready for the next message; False when refused."""
+    def put(self, key: str, session: SmtpSession, until: float | None = None) -> bool:
+        """Keep a session that is ready for the next message, no longer than
+        until (trio time: smtp_connection_reuse_time_limit); False when refused."""
         if self.time_limit <= 0 or not session.reusable:
             return False
         if len(self._idle.get(key, ())) >= MAX_IDLE_PER_KEY:
             return False
         expires = trio.current_time() + self.time_limit
+        if until is not None:
+            if until <= trio.current_time():
+                return False
+            expires = min(expires, until)
         self._idle.setdefault(key, []).append(_Idle(session, expires))
         if expires < self._wake:
             # Only a session that expires before run()'s wake-up is news to

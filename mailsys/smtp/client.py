@@ -796,6 +796,13 @@ class ClientConnection:
         return self.state is ClientState.CLOSED
 
     @property
+    def unread(self) -> int:
+        """Bytes the server sent that no reply owed has taken yet (after
+        STARTTLS and EHLO: what a server answered to commands we never
+        sent, smtp_tls_block_early_mail_reply)."""
+        return self._reader.buffered
+
+    @property
     def replies_owed(self) -> int:
         """Replies to commands already sent that have not come yet; a driver
         that keeps one deadline per request and its response

@@ -135,6 +135,10 @@ lmtp_delivery_status_filter = $default_delivery_status_filter
 lmtp_per_record_deadline =
 lmtp_per_request_deadline = ${lmtp_per_record_deadline?{$lmtp_per_record_deadline}:{no}}
 lmtp_min_data_rate = 500
+lmtp_tls_block_early_mail_reply = no
+lmtp_tls_connection_reuse = no
+lmtp_connection_reuse_count_limit = 0
+lmtp_connection_cache_destinations =
 """
 
 

@@ -29,6 +29,8 @@ fail.
 ``tls`` is an SSL.Context (pyOpenSSL) that makes it offer STARTTLS.
 ``xforward`` ("NAME ADDR ...") makes it offer XFORWARD with those
 attributes; each XFORWARD gets ``xforward_reply``.
+``tls_ehlo_extra`` is sent right after the EHLO reply inside TLS: replies
+to commands the client never sent (CVE-2009-3555's injected ones).
 ``lmtp=True`` makes it an LMTP server (RFC 2033): LHLO instead of EHLO,
 and after the final dot one reply per accepted recipient, ``rcpt_dot``
 per address (default ``250 2.0.0 <addr> Saved``; ``DROP`` hangs up there).
@@ -74,6 +76,7 @@ class SmtpSink:
     tls: object = None
     xforward: str = ""
     xforward_reply: str = "250 2.0.0 Ok"
+    tls_ehlo_extra: str = ""
     dsn: bool = False                  # offer DSN (RCPT gets NOTIFY=/ORCPT=)
     lmtp: bool = False
     rcpt_dot: dict[str, str] = field(default_factory=dict)
@@ -138,7 +141,8 @@ class SmtpSink:
                         lines.append("DSN")
                     lines += ["ENHANCEDSTATUSCODES", "8BITMIME"]
                 await conn.reply("\r\n".join(
-                    f"250{'-' if i < len(lines) - 1 else ' '}{t}" for i, t in enumerate(lines)))
+                    f"250{'-' if i < len(lines) - 1 else ' '}{t}" for i, t in enumerate(lines))
+                    + (f"\r\n{self.tls_ehlo_extra}" if conn.tls and self.tls_ehlo_extra else ""))
             elif verb == "STARTTLS":
                 await conn.reply("220 2.0.0 Ready to start TLS")
                 await conn.start_tls(self.tls)
