@@ -74,6 +74,9 @@ def _mynetworks(value: Callable[[str], str]) -> str:
                                           value("mynetworks_style")))
 
 
+# smtp_pix_workarounds, in the order Postfix logs them.
+PIX_WORKAROUNDS = ("disable_esmtp", "delay_dotcrlf")
+
 # The address classes of canonical_classes and masquerade_classes.
 ADDRESS_CLASSES = ("envelope_sender", "envelope_recipient", "header_sender", "header_recipient")
 
@@ -881,6 +884,15 @@ _TABLE: tuple[Param, ...] = (
       "Times a cached connection may be reused (0: no limit)", min=0),
     P("smtp_connection_cache_destinations", List, "",
       "Destinations whose connections are always cached (names, /file/name, type:table)"),
+    P("smtp_pix_workarounds", List, "disable_esmtp,delay_dotcrlf",
+      "CISCO PIX workarounds for a server whose greeting is all asterisks",
+      choices=PIX_WORKAROUNDS),
+    P("smtp_pix_workaround_maps", List, "",
+      "Tables from server address to its PIX workarounds, over smtp_pix_workarounds"),
+    P("smtp_pix_workaround_delay_time", Time, "10s",
+      "Pause before the final dot with the delay_dotcrlf workaround", min=1),
+    P("smtp_pix_workaround_threshold_time", Time, "500s",
+      "Queue age from which delay_dotcrlf applies", min=0),
     P("smtp_min_data_rate", Int, "500",
       "Bytes per second of message content that extend the DATA deadline (with"
       " smtp_per_request_deadline)", min=1),

@@ -143,6 +143,7 @@ import dataclasses
 import functools
 import random
 import socket
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,7 +167,9 @@ from mailsys.routing import (LMTP_PORT, SMTP_PORT, BadNextHop, balance_inet_prot
                              drop_self, first_lookup, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
                              service_port)
 from mailsys.runtime.resolver import POLICY, DnsError, Resolver, dns_disabled
-from mailsys.runtime.smtp_client_io import (ConnectionCache, SessionError, SmtpSession,
+from mailsys.config.params import PIX_WORKAROUNDS
+from mailsys.runtime.smtp_client_io import (ConnectionCache, PixWorkarounds, SessionError,
+                                            SmtpSession,
                                             StaleSession, Target, TlsPolicy, connect,
                                             trio_close)
 from mailsys.runtime.smtp_sasl import SaslSettings
@@ -253,6 +256,12 @@ class SmtpSettings:
     cache_on_demand: bool = True
     cache_destinations: CommandList | None = None
     block_early_reply: str = ""      # "smtp_tls_block_early_mail_reply" when on
+    # smtp_pix_workarounds, smtp_pix_workaround_maps (by server address),
+    # smtp_pix_workaround_delay_time and _threshold_time.
+    pix_words: tuple[str, ...] = ("disable_esmtp", "delay_dotcrlf")
+    pix_maps: tuple[Table, ...] = ()
+    pix_delay: float = 10.0
+    pix_threshold: float = 500.0
     per_request_deadline: bool = False   # smtp_per_request_deadline
     min_data_rate: int = 500             # smtp_min_data_rate (bytes/s)
     # smtp_delivery_status_filter (default $default_delivery_status_filter)
@@ -310,6 +319,10 @@ class SmtpSettings:
                    cache_destinations=_string_list(cfg, "smtp_connection_cache_destinations"),
                    block_early_reply=f"{program}_tls_block_early_mail_reply"
                    if cfg.smtp_tls_block_early_mail_reply else "",
+                   pix_words=tuple(w.lower() for w in cfg.smtp_pix_workarounds),
+                   pix_maps=tuple(open_table(spec, cfg) for spec in cfg.smtp_pix_workaround_maps),
+                   pix_delay=float(cfg.smtp_pix_workaround_delay_time),
+                   pix_threshold=float(cfg.smtp_pix_workaround_threshold_time),
                    per_request_deadline=cfg.smtp_per_request_deadline,
                    min_data_rate=cfg.smtp_min_data_rate,
                    reply_filter=open_table(cfg.smtp_reply_filter, cfg)
@@ -537,7 +550,7 @@ class SmtpAgent:
                         return done, not e.permanent
                 session, error, last = await self._open(
                     [t for t in targets if t not in tried], budget, tried, req.nexthop,
-                    req.sender)
+                    req.sender, req)
                 if session is None:
                     if answered or error is None or last is None:
                         break          # recipients kept for a next server keep its answer
@@ -627,6 +640,20 @@ class SmtpAgent:
             found += [t for t in await self._fallback_targets() if t not in found]
         return found
 
+    def _pix(self, target: Target, req: DeliverRequest | None) -> PixWorkarounds:
+        """The PIX workarounds a server gets if its greeting looks like a PIX's."""
+        s = self.settings
+        words = s.pix_words
+        if s.pix_maps and not target.path:
+            found = first_lookup(s.pix_maps, [target.address])
+            if found is not None:
+                words = tuple(w.lower() for w in split_list(found))
+        age = time.time() - req.arrival_time if req is not None else 0.0
+        if age < s.pix_threshold:
+            words = tuple(w for w in words if w != "delay_dotcrlf")
+        return PixWorkarounds(tuple(w for w in PIX_WORKAROUNDS if w in words), s.pix_delay,
+                              req.queue_id if req is not None else "")
+
     def _discard(self, target: Target) -> tuple[str, ...]:
         """The EHLO keywords to ignore from this server."""
         s = self.settings
@@ -706,7 +733,7 @@ class SmtpAgent:
                 for a in kept], i_am_mx
 
     async def _open(self, targets: list[Target], budget: _Budget, tried: set[Target],
-                    nexthop: str, sender: str = ""
+                    nexthop: str, sender: str = "", req: DeliverRequest | None = None
                     ) -> tuple[SmtpSession | None, SessionError | None, Target | None]:
         """The first target that gives a session, within the session budget;
         every target tried goes into ``tried``."""
@@ -751,7 +778,8 @@ class SmtpAgent:
                                             if s.reply_filter is not None else None,
                                             per_request_deadline=s.per_request_deadline,
                                             min_data_rate=s.min_data_rate,
-                                            block_early_reply=s.block_early_reply)
+                                            block_early_reply=s.block_early_reply,
+                                            pix=self._pix(target, req))
                     budget.spend()
                     return session, None, target
                 except SessionError as e:

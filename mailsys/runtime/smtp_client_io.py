@@ -80,7 +80,8 @@ from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, Conne
                                  TransactionDone, TransactionResult, refused_text, says_esmtp)
 from mailsys.smtp.errors import RemoteProtocolError
 
-__all__ = ["Target", "SessionError", "StaleSession", "SmtpSession", "TlsPolicy", "connect", "open_stream",
+__all__ = ["Target", "SessionError", "StaleSession", "SmtpSession", "TlsPolicy", "PixWorkarounds",
+           "connect", "open_stream",
            "trio_close", "ConnectionCache", "RECV_SIZE"]
 
 log = structlog.get_logger()
@@ -161,6 +162,22 @@ class StaleSession(SessionError):
 
 
 @dataclass(frozen=True, slots=True)
+class PixWorkarounds:
+    """smtp_pix_workarounds for one delivery: what a server whose greeting
+    is nothing but "220" and asterisks (a CISCO PIX "smtp fixup") gets.
+
+    words: of disable_esmtp (HELO, not EHLO) and delay_dotcrlf (a pause
+    of ``delay`` seconds before the final ".", only for mail queued at
+    least smtp_pix_workaround_threshold_time: the caller leaves it out
+    otherwise). queue_id: for Postfix's log line
+    "QID: enabling PIX workarounds: WORDS for HOST[ADDR]:PORT"."""
+
+    words: tuple[str, ...] = ()
+    delay: float = 10.0
+    queue_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class TlsPolicy:
     """What smtp_tls_security_level asks for one connection.
 
@@ -215,6 +232,8 @@ class SmtpSession:
         # earns more time at min_data_rate bytes a second.
         self.per_request = False
         self.block_early_reply = ""    # "smtp_tls_block_early_mail_reply" when on
+        self.pix: PixWorkarounds | None = None
+        self.pix_delay = 0.0           # delay_dotcrlf turned on by the greeting
         self.started = trio.current_time()
         self.min_data_rate = 500.0
         self._deadline_for: tuple = ()
@@ -268,6 +287,9 @@ class SmtpSession:
                         if more:
                             out, pos = (out[pos:] + more if pos < len(out) else more), 0
                     if pos < len(out):
+                        if self.pix_delay and limit == "smtp_data_xfer_timeout" and out.endswith(b"\r\n.\r\n"):
+                            out = await self._pix_split(out, pos, stage, limit, scope)
+                            pos = 0
                         end = pos + WRITE_SIZE
                         chunk = out if pos == 0 and end >= len(out) else memoryview(out)[pos:end]
                         scope.deadline = self._deadline_at(stage, limit)
@@ -300,6 +322,25 @@ class SmtpSession:
                 self.broken = True
                 raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out "
                                    f"while {stage}", connected=True, settled=cc.settled)
+
+    async def _pix_split(self, out: bytes, pos: int, stage: str, limit: str,
+                         scope: trio.CancelScope) -> bytes:
+        """delay_dotcrlf: write the content up to the final ".", pause, and
+        leave the "." to the caller (Postfix smtp_proto.c: flush, sleep)."""
+        body = memoryview(out)[pos:len(out) - 3]
+        for start in range(0, len(body), WRITE_SIZE):
+            scope.deadline = self._deadline_at(stage, limit)
+            try:
+                await self.stream.send_all(body[start:start + WRITE_SIZE])
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                self.broken = True
+                raise SessionError("4.4.2", f"lost connection with {self.target.peer}"
+                                   f" while {stage}", connected=True,
+                                   settled=self.cc.settled) from None
+        self.pix_delay, delay = 0.0, self.pix_delay      # once per message
+        scope.deadline = float("inf")
+        await trio.sleep(delay)
+        return b".\r\n"
 
     def _deadline_at(self, stage: str, limit: str) -> float:
         """When the read or write about to start must be done by."""
@@ -344,6 +385,13 @@ class SmtpSession:
                                connected=True)
         if not self.always_ehlo and not says_esmtp(event.response):
             self.send_ehlo = False      # Postfix smtp_helo(): HELO unless the banner says ESMTP
+        if self.pix is not None and _pix_greeting(event.response):
+            log.info(f"enabling PIX workarounds: {' '.join(self.pix.words)} for "
+                     f"{self.target.relay}", queue_id=self.pix.queue_id)
+            if "disable_esmtp" in self.pix.words and not self.cc.lmtp:
+                self.send_ehlo = False
+            if "delay_dotcrlf" in self.pix.words:
+                self.pix_delay = self.pix.delay
         await self._ehlo()
         self._check_loop(myhostname, nexthop)
         await self._starttls(tls, nexthop)
@@ -510,6 +558,12 @@ class SmtpSession:
             trio_close(self.stream)
 
 
+def _pix_greeting(response) -> bool:
+    """A greeting of "2", "0", "*" and blanks only: Postfix's sign of a CISCO
+    PIX that hides the real banner (smtp_proto.c: strspn "20 *\\t\\n")."""
+    return all(c in "20 *\t\n" for c in "\n".join(response.lines))
+
+
 def _fingerprint_matches(engine, wanted: Sequence[str], digest: str) -> bool:
     """Whether the peer certificate, or its public key (DER SubjectPublicKeyInfo),
     has one of the wanted digests (Postfix tls_fprint.c: both are checked)."""
@@ -582,7 +636,8 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
                   reply_filter: Callable[[str], str | None] | None = None,
                   per_request_deadline: bool = False,
                   min_data_rate: float = 500.0,
-                  block_early_reply: str = "") -> SmtpSession:
+                  block_early_reply: str = "",
+                  pix: PixWorkarounds | None = None) -> SmtpSession:
     """A session past EHLO (LHLO with lmtp), STARTTLS and AUTH with one host,
     or SessionError. sasl: a smtp_sasl.SaslRequest (None: no SASL).
     discard: the smtp_discard_ehlo_keywords words for this server;
@@ -593,7 +648,7 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
     per_request_deadline, min_data_rate: smtp_per_request_deadline and
     smtp_min_data_rate (SmtpSession.next_event); block_early_reply: the
     name of smtp_tls_block_early_mail_reply (or lmtp_'s) when it is on
-    (SmtpSession.send_mail)."""
+    (SmtpSession.send_mail); pix: smtp_pix_workarounds for this delivery."""
     stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
     cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit,
                           lmtp=lmtp, dummy_mail_auth=sasl is not None and sasl.dummy_mail_auth,
@@ -605,6 +660,7 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
     session.per_request = per_request_deadline
     session.min_data_rate = float(min_data_rate)
     session.block_early_reply = block_early_reply
+    session.pix = pix
     session.discard_note = discard_text(discard)
     try:
         await session.hello(tls, myhostname, nexthop, sasl)

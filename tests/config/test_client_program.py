@@ -139,6 +139,10 @@ lmtp_tls_block_early_mail_reply = no
 lmtp_tls_connection_reuse = no
 lmtp_connection_reuse_count_limit = 0
 lmtp_connection_cache_destinations =
+lmtp_pix_workarounds = disable_esmtp,delay_dotcrlf
+lmtp_pix_workaround_maps =
+lmtp_pix_workaround_delay_time = 10s
+lmtp_pix_workaround_threshold_time = 500s
 """
 
 

@@ -14,6 +14,7 @@ it hangs up at the 354 and logs ``status=deliverable (354 go)``."""
 from __future__ import annotations
 
 import dataclasses
+import time
 import runpy
 from pathlib import Path
 from types import SimpleNamespace
@@ -319,3 +320,63 @@ def test_smtp_cname_overrides_servername(dns, overrides, host):
 def test_per_request_deadline_settings(tmp_path, program, main_cf, per_request, rate):
     s = SmtpSettings.from_config(_cfg(tmp_path, main_cf, program), program=program)
     assert (s.per_request_deadline, s.min_data_rate) == (per_request, rate)
+
+
+# -- smtp_pix_workarounds -----------------------------------------------------------
+# Seen live (Postfix 3.7.11, a recording server greeting "220 ****...****"):
+#   default settings:  "QID: enabling PIX workarounds: disable_esmtp for
+#                       127.0.0.1[127.0.0.1]:3602", then HELO
+#   threshold 0, delay 3s: "... disable_esmtp delay_dotcrlf for ...", HELO, and
+#                       the 250 to the final dot 3 s after the 354
+#   smtp_pix_workarounds = delay_dotcrlf (a young message):
+#                       "... enabling PIX workarounds:  for ...", then EHLO
+
+PIX = "220 ****************************"
+
+
+def pix_delivery(tmp_path, main_cf: str, greeting: str = PIX, **req):
+    sink = SmtpSink(greeting=greeting)
+    s = SmtpSettings.from_config(_cfg(tmp_path, main_cf))
+    t0 = time.monotonic()
+    status, logs = deliver_to(sink_server(sink), s, "bob@example.org", **req)
+    return status.results[0], sink, h.lines(logs), time.monotonic() - t0
+
+
+def test_pix_greeting_gets_helo_and_a_log_line(tmp_path):
+    r, sink, lines, _ = pix_delivery(tmp_path, "")
+    assert r.status == "sent" and sink.commands[0].startswith("HELO ")
+    (note,) = [x for x in lines if "PIX" in x]
+    assert note.startswith("4F2A1C3B7D: enabling PIX workarounds: disable_esmtp for "
+                           "127.0.0.1[127.0.0.1]:")
+
+
+def test_no_pix_workarounds_for_an_ordinary_greeting(tmp_path):
+    r, sink, lines, _ = pix_delivery(tmp_path, "", greeting="220 sink.test ESMTP")
+    assert sink.commands[0].startswith("EHLO ") and not [x for x in lines if "PIX" in x]
+
+
+def test_pix_delay_dotcrlf_only_for_old_mail(tmp_path):
+    main_cf = "smtp_pix_workarounds = delay_dotcrlf\n"
+    r, sink, lines, took = pix_delivery(tmp_path, main_cf)
+    assert sink.commands[0].startswith("EHLO ")
+    (note,) = [x for x in lines if "PIX" in x]
+    assert "enabling PIX workarounds:  for 127.0.0.1[127.0.0.1]:" in note
+    assert took < 1.0
+
+
+def test_pix_delay_dotcrlf(tmp_path):
+    main_cf = ("smtp_pix_workaround_threshold_time = 0\nsmtp_pix_workaround_delay_time = 1s\n")
+    r, sink, lines, took = pix_delivery(tmp_path, main_cf)
+    assert r.status == "sent" and sink.messages[0].data == h.CONTENT
+    (note,) = [x for x in lines if "PIX" in x]
+    assert "enabling PIX workarounds: disable_esmtp delay_dotcrlf for" in note
+    assert took >= 1.0
+
+
+def test_pix_workaround_maps_by_server_address(tmp_path):
+    main_cf = "smtp_pix_workaround_maps = inline:{127.0.0.1=delay_dotcrlf}\n" \
+              "smtp_pix_workaround_threshold_time = 0\nsmtp_pix_workaround_delay_time = 1s\n"
+    r, sink, lines, took = pix_delivery(tmp_path, main_cf)
+    assert sink.commands[0].startswith("EHLO ")
+    assert any("enabling PIX workarounds: delay_dotcrlf for" in x for x in lines)
+    assert took >= 1.0
