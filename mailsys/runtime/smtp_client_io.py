@@ -292,17 +292,7 @@ class SmtpSession:
                             pos = 0
                         end = pos + WRITE_SIZE
                         chunk = out if pos == 0 and end >= len(out) else memoryview(out)[pos:end]
-                        scope.deadline = self._deadline_at(stage, limit)
-                        try:
-                            await self.stream.send_all(chunk)
-                        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                            self.broken = True
-                            raise SessionError("4.4.2", f"lost connection with {self.target.peer}"
-                                               f" while {stage}", connected=True,
-                                               settled=cc.settled) from None
-                        if self.per_request and limit == "smtp_data_xfer_timeout":
-                            self._deadline = min(self._deadline + len(chunk) / self.min_data_rate,
-                                                 trio.current_time() + self._timeout(limit))
+                        await self._write(chunk, stage, limit, scope)
                         pos = end
                         continue
                     if event is not NEED_DATA:
@@ -329,18 +319,24 @@ class SmtpSession:
         leave the "." to the caller (Postfix smtp_proto.c: flush, sleep)."""
         body = memoryview(out)[pos:len(out) - 3]
         for start in range(0, len(body), WRITE_SIZE):
-            scope.deadline = self._deadline_at(stage, limit)
-            try:
-                await self.stream.send_all(body[start:start + WRITE_SIZE])
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                self.broken = True
-                raise SessionError("4.4.2", f"lost connection with {self.target.peer}"
-                                   f" while {stage}", connected=True,
-                                   settled=self.cc.settled) from None
-        self.pix_delay, delay = 0.0, self.pix_delay      # once per message
-        scope.deadline = float("inf")
-        await trio.sleep(delay)
+            await self._write(body[start:start + WRITE_SIZE], stage, limit, scope)
+        scope.deadline = float("inf")        # the pause is ours, not the server's
+        await trio.sleep(self.pix_delay)
         return b".\r\n"
+
+    async def _write(self, chunk, stage: str, limit: str, scope: trio.CancelScope) -> None:
+        """One write under its deadline; content earns smtp_min_data_rate time."""
+        scope.deadline = self._deadline_at(stage, limit)
+        try:
+            await self.stream.send_all(chunk)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            self.broken = True
+            raise SessionError("4.4.2", f"lost connection with {self.target.peer}"
+                               f" while {stage}", connected=True,
+                               settled=self.cc.settled) from None
+        if self.per_request and limit == "smtp_data_xfer_timeout":
+            self._deadline = min(self._deadline + len(chunk) / self.min_data_rate,
+                                 trio.current_time() + self._timeout(limit))
 
     def _deadline_at(self, stage: str, limit: str) -> float:
         """When the read or write about to start must be done by."""

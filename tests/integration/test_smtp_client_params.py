@@ -380,3 +380,27 @@ def test_pix_workaround_maps_by_server_address(tmp_path):
     assert sink.commands[0].startswith("EHLO ")
     assert any("enabling PIX workarounds: delay_dotcrlf for" in x for x in lines)
     assert took >= 1.0
+
+
+def test_pix_delay_dotcrlf_for_every_message_of_a_session(tmp_path):
+    # The workarounds belong to the session, as Postfix keeps them with its
+    # features: a cached session delays the next message's dot too.
+    main_cf = ("smtp_pix_workaround_threshold_time = 0\nsmtp_pix_workaround_delay_time = 1s\n")
+    sink = SmtpSink(greeting=PIX)
+    s = SmtpSettings.from_config(_cfg(tmp_path, main_cf))
+    took = []
+
+    async def main():
+        async with trio.open_nursery() as n:
+            port = await n.start(sink.serve)
+            agent = SmtpAgent(s, Resolver([("127.0.0.1", 9)]), _load, ConnectionCache(5.0))
+            n.start_soon(agent.cache.run)
+            for qid in ("4F2A1C3B70", "4F2A1C3B71"):
+                t0 = trio.current_time()
+                await agent.deliver(h.request(f"[127.0.0.1]:{port}", "bob@example.org", qid=qid))
+                took.append(trio.current_time() - t0)
+            n.cancel_scope.cancel()
+    with h.capture_logs():
+        trio.run(main)
+    assert sink.sessions == 1 and len(sink.messages) == 2
+    assert min(took) >= 1.0
