@@ -737,8 +737,6 @@ _TABLE: tuple[Param, ...] = (
     P("queue_minfree", Size, "0", "Free bytes the queue file system must keep (0: no check)", min=0),
     P("delay_logging_resolution_limit", Int, "2", "Decimal places of delay= and delays= in the log",
       min=0, max=6),
-    P("default_delivery_status_filter", List, "",
-      "Tables that replace the status code and text of delivery results (every agent's default)"),
     # --- smtp client (2.4) ---
     P("smtp_use_tls", Bool, "no", "Obsolete: TLS level may when smtp_tls_security_level is empty"),
     P("smtp_enforce_tls", Bool, "no",

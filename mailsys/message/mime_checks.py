@@ -84,7 +84,8 @@ def check_body(body: bytes, content_type: str, *, mime: Check | None,
     if not (mime or nested or lines):
         return found
     segment = 0                         # body_checks bytes seen in this part
-    for kind, start, end, text in walk(body, content_type, body_lines=lines is not None):
+    for kind, start, end, text in walk(body, content_type, body_lines=lines is not None,
+                                       boundary_limit=boundary_limit):
         if found.stopped:
             break
         if kind in ("body", "boundary"):
@@ -107,15 +108,16 @@ def check_body(body: bytes, content_type: str, *, mime: Check | None,
     return found
 
 
-def walk(body: bytes, content_type: str, *, body_lines: bool = True
-         ) -> Iterator[tuple[str, int, int, str]]:
+def walk(body: bytes, content_type: str, *, body_lines: bool = True,
+         boundary_limit: int = 2048) -> Iterator[tuple[str, int, int, str]]:
     """The pieces of ``body`` in order, as Postfix's mime_state sees them:
     (kind, start, end, text) with kind "mime" (a header of a part), "nested"
     (a header of an attached message/rfc822), "boundary" (a delimiter line
     that starts a part) or "body" (any other line, empty ones and the blank
     line after a header block included). A header's text keeps the newlines
     of its continuation lines; a line's has no line end. body_lines false:
-    stop once only body text without boundaries can follow."""
+    stop once only body text without boundaries can follow. boundary_limit:
+    mime_boundary_length_limit (see check_body)."""
     kind, boundary = media_type(content_type)
     boundaries: list[bytes] = [boundary[:boundary_limit]] if boundary else []
     # What the next lines are: "body", or a header block: "mime" or "nested".

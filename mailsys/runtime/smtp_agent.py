@@ -112,7 +112,7 @@ DESCRIPTION
     before it is read (smtp.ClientConnection reply_filter); a
     smtp_dns_reply_filter drops DNS records (Resolver); and
     smtp_delivery_status_filter (default $default_delivery_status_filter,
-    mailsys.delivery.delivery_status_filter) rewrites each recipient's
+    mailsys.delivery.status_filter) rewrites each recipient's
     final status and text once, just before its status line.
 
     smtp_per_request_deadline (default: the older smtp_per_record_deadline,
@@ -154,12 +154,13 @@ from mailsys.config import parse_master_cf
 from mailsys.config.interfaces import own_interfaces
 from mailsys.config.tables import Table, open_table
 from mailsys.config.values import BadValue, parse_time, split_list
-from mailsys.delivery.delivery_status_filter import DeliveryStatusFilter
+from mailsys.delivery.status_filter import StatusFilter
 from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sent
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
                                        RecipientResult)
 from mailsys.message.address import quote_822_local, unquote_822_local
+from mailsys.message.message_actions import first_answer
 from mailsys.policy.postscreen_smtp import CommandList
 from mailsys.message.smtp_output import PARAMETERS as OUTPUT_PARAMETERS
 from mailsys.message.smtp_output import OutputError, OutputRewrite
@@ -265,7 +266,7 @@ class SmtpSettings:
     per_request_deadline: bool = False   # smtp_per_request_deadline
     min_data_rate: int = 500             # smtp_min_data_rate (bytes/s)
     # smtp_delivery_status_filter (default $default_delivery_status_filter)
-    status_filter: DeliveryStatusFilter | None = None
+    status_filter: StatusFilter | None = None
     # $smtp_tcp_port / $lmtp_tcp_port: the port of a next hop that names
     # none (0: the protocol's own, 25 or 24).
     default_port: int = 0
@@ -327,9 +328,11 @@ class SmtpSettings:
                    min_data_rate=cfg.smtp_min_data_rate,
                    reply_filter=open_table(cfg.smtp_reply_filter, cfg)
                    if cfg.smtp_reply_filter else None,
-                   status_filter=DeliveryStatusFilter.from_config(
-                       cfg, "smtp_delivery_status_filter", lambda spec: open_table(spec, cfg),
-                       f"{program}_delivery_status_filter"),
+                   status_filter=StatusFilter(
+                       f"{program}_delivery_status_filter",
+                       first_answer([open_table(spec, cfg)
+                                     for spec in cfg.smtp_delivery_status_filter]),
+                       log.warning) if cfg.smtp_delivery_status_filter else None,
                    default_port=port, **lmtp)
 
 
@@ -506,7 +509,7 @@ class SmtpAgent:
             if status_filter is not None:
                 # Once per recipient, on its final result (Postfix: when
                 # no other server is left to try).
-                result = status_filter.apply(result, log.warning)
+                result = status_filter(result)
             log_status(req, rcpt, result, watch, conn_use=conn_use)
             ordered.append(result)
         return DeliveryStatus(req.queue_id, tuple(ordered), dead_destination=dead)

@@ -1,11 +1,12 @@
-"""DeliveryStatusFilter: Postfix dsn_filter(3) rules on a RecipientResult."""
+"""StatusFilter: Postfix dsn_filter(3) rules on a RecipientResult, from a table's answers."""
 
 from __future__ import annotations
 
 import pytest
 
-from mailsys.delivery.delivery_status_filter import DeliveryStatusFilter
+from mailsys.delivery.status_filter import StatusFilter
 from mailsys.ipc.proto.deliver import RecipientResult
+from mailsys.message.message_actions import first_answer
 
 
 class Table:
@@ -40,8 +41,8 @@ def result(status, dsn, reason="text"):
 def test_apply(before, answer, after):
     table = Table(answer)
     warnings = []
-    f = DeliveryStatusFilter("smtp_delivery_status_filter", (table,))
-    out = f.apply(result(*before), warnings.append)
+    f = StatusFilter("smtp_delivery_status_filter", first_answer([table]), warnings.append)
+    out = f(result(*before))
     assert (out.status, out.dsn, out.reason) == after
     assert table.keys == [f"{before[1]} text"]
     assert (out.relay, out.remote_mta, out.diagnostic) == ("mx[192.0.2.1]:25", "mx", "smtp; 550 x")
@@ -51,6 +52,6 @@ def test_apply(before, answer, after):
 
 def test_first_table_that_answers_wins():
     first, second = Table(None), Table("2.1.0 second")
-    out = DeliveryStatusFilter("x", (first, second, Table("2.2.0 third"))).apply(
-        result("sent", "2.0.0"), print)
+    out = StatusFilter("x", first_answer([first, second, Table("2.2.0 third")]), print)(
+        result("sent", "2.0.0"))
     assert (out.dsn, out.reason) == ("2.1.0", "second")
