@@ -143,8 +143,11 @@ class SmtpdServer:
     discard_maps: tuple[Any, ...]
     # smtpd_sasl_exceptions_networks: clients AUTH is not advertised to.
     sasl_exceptions: ClientMatcher | None
-    # smtpd_authorized_verp_clients: the clients XVERP is offered to.
+    # smtpd_authorized_verp_clients: the clients XVERP is offered to, unless
+    # smtpd_discard_ehlo_keywords names it (a discard map's entry decides
+    # for the clients it names).
     verp_clients: ClientMatcher | None
+    verp_discarded: bool
     # smtpd_authorized_xclient_hosts / _xforward_hosts; None when empty
     # (the default), so that a session asks nothing.
     xclient_hosts: ClientMatcher | None
@@ -259,6 +262,7 @@ class SmtpdServer:
                                for spec in cfg.smtpd_discard_ehlo_keyword_address_maps),
             sasl_exceptions=_optional_matcher(cfg, "smtpd_sasl_exceptions_networks"),
             verp_clients=_optional_matcher(cfg, "smtpd_authorized_verp_clients"),
+            verp_discarded="verp" in discard_names(cfg.smtpd_discard_ehlo_keywords),
             sasl_filter=sasl_filter,
             xclient_hosts=_optional_matcher(cfg, "smtpd_authorized_xclient_hosts"),
             xforward_hosts=_optional_matcher(cfg, "smtpd_authorized_xforward_hosts"),
@@ -331,7 +335,7 @@ class SmtpdServer:
             full = dataclasses.replace(self.full_settings, auth_mechanisms=s.auth_mechanisms,
                                        forbid_bare_newline=s.forbid_bare_newline, verp=verp)
             s, _ = discarded(full, split_list(words))
-        elif verp and "verp" not in discard_names(self.cfg.smtpd_discard_ehlo_keywords):
+        elif verp and not self.verp_discarded:
             s = dataclasses.replace(s, verp=True)
         if self.sasl_exceptions is not None and s.auth_mechanisms \
                 and self.sasl_exceptions.match(name, addr):
