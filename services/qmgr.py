@@ -24,12 +24,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import structlog
+
 from mailsys.qmgr import lock
 from mailsys.qmgr.agents import IpcAgents
 from mailsys.qmgr.manager import QueueManager
 from mailsys.qmgr.settings import Limits, QmgrSettings, routing_settings
 from mailsys.queue import QueueStore
 from mailsys.runtime import skeleton
+
+log = structlog.get_logger()
 
 
 def start(ctx: skeleton.ServiceContext) -> QueueManager:
@@ -41,7 +45,7 @@ def start(ctx: skeleton.ServiceContext) -> QueueManager:
     # two keeps the shared writer lock free for cleanup's durable commits.
     store = QueueStore.open(queue_dir, metasync=False)
     return QueueManager(store, QmgrSettings.from_config(cfg), routing_settings(cfg),
-                        lambda transport: Limits.from_config(cfg, transport),
+                        lambda transport: Limits.from_config(cfg, transport, log),
                         IpcAgents(queue_dir, cfg.address_verify_service_name),
                         probe_routing=routing_settings(cfg, probe=True))
 

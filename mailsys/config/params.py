@@ -724,6 +724,14 @@ _TABLE: tuple[Param, ...] = (
     P("default_destination_concurrency_failed_cohort_limit", Int, "1",
       "Failed cohorts before a destination is throttled", min=0),
     P("initial_destination_concurrency", Int, "5", "Concurrency a destination starts at", min=1),
+    P("default_destination_concurrency_positive_feedback", Str, "1",
+      "Window growth per delivery that did not fail the destination (\"1/concurrency\", \"1/8\", 0)"),
+    P("default_destination_concurrency_negative_feedback", Str, "1",
+      "Window shrinkage per delivery that failed the destination (\"1/concurrency\", \"1/8\", 0)"),
+    P("destination_concurrency_feedback_debug", Bool, "no",
+      "Log each destination concurrency window change and the feedback behind it"),
+    P("default_transport_rate_delay", Time, "0s",
+      "Pause between deliveries by one transport, any destination (0: none)", min=0),
     P("smtp_destination_concurrency_limit", Int, "$default_destination_concurrency_limit",
       "Parallel deliveries per destination for the smtp transport", min=0),
     P("smtp_destination_recipient_limit", Int, "$default_destination_recipient_limit",
@@ -1045,6 +1053,9 @@ TRANSPORT_SUFFIXES = (
     "destination_rate_delay",
     "destination_concurrency_failed_cohort_limit",
     "initial_destination_concurrency",
+    "destination_concurrency_positive_feedback",
+    "destination_concurrency_negative_feedback",
+    "transport_rate_delay",
 )
 # The parameter a per-transport one defaults to, where not default_<suffix>.
 _TRANSPORT_BASE = {"initial_destination_concurrency": "initial_destination_concurrency"}

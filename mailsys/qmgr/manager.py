@@ -154,7 +154,8 @@ class QueueManager:
         self.clock = clock
         self._limits: dict[str, Limits] = {}
         self._limits_for = limits_for
-        self.scheduler = Scheduler(self.limits, dead_time=settings.minimal_backoff_time)
+        self.scheduler = Scheduler(self.limits, dead_time=settings.minimal_backoff_time,
+                                   debug=log.info if settings.feedback_debug else None)
         self.active: dict[str, _Active] = {}
         self._wake = trio.Event()
         self._scan_incoming = True

@@ -1,7 +1,7 @@
 """schedule - per-destination queues, concurrency, rate delay and fairness.
 
 SYNOPSIS
-    sched = Scheduler(limits_for=lambda transport: Limits(...))
+    sched = Scheduler(limits_for=lambda transport: Limits(...), debug=log_info)
     jobs = plan(qid, [(index, route), ...], limits_for, addresses)   # grouped and cut
     suspended = sched.add(jobs, now)          # jobs for a dead destination come back
     while (job := sched.take(now)) is not None: start(job)
@@ -23,23 +23,42 @@ DESCRIPTION
     or slow deliveries cannot starve the others; each gets its turn while it
     has room. A destination has room while its jobs in flight are below its
     concurrency window, which starts at
-    ``<transport>_initial_destination_concurrency`` and grows by one with
-    every job that ends well, up to ``<transport>_destination_concurrency_limit``
-    (Postfix's slow start with a positive feedback of 1; 0 means no limit).
+    ``<transport>_initial_destination_concurrency`` and moves by feedback,
+    as Postfix's qmgr_queue_unthrottle() and qmgr_queue_throttle() move it
+    (SCHEDULER_README, "Destination concurrency scheduling"):
+
+      * A job that ends without failing the destination adds the positive
+        feedback (``<transport>_destination_concurrency_positive_feedback``,
+        "1", "1/8", "1/concurrency" = 1/window) to a success count, while
+        the window is below the concurrency limit (0: none) and below the
+        jobs in flight plus the initial concurrency; each whole success
+        grows the window by one (and clears the failure count).
+      * A job that fails the destination as a whole (connection refused,
+        DNS failure: DeliveryStatus.dead_destination, or an agent that
+        cannot be reached) takes the negative feedback off a failure count;
+        each whole failure shrinks the window by one, never below 1. It
+        also adds 1/window to the destination's failed pseudo-cohorts: at
+        ``<transport>_destination_concurrency_failed_cohort_limit`` of them
+        (0: never) the destination is dead for ``minimal_backoff_time`` (or
+        until forget_dead(), the "F" flush request, or a job in flight that
+        ends well): its waiting jobs and any added meanwhile are handed
+        back at once, so qmgr defers their recipients with "delivery
+        temporarily suspended: <reason>" without trying. A job that ends
+        well clears the failed cohorts.
+
+    Both counts overshoot by half a feedback (Postfix's rounding). With
+    debug set (destination_concurrency_feedback_debug), each change is
+    told as Postfix logs it: "qmgr_queue_unthrottle: feedback 1", then
+    "qmgr_queue_unthrottle: queue NAME: limit 20 window 6 success 0
+    failure 0 fail_cohorts 0".
 
     ``<transport>_destination_rate_delay`` > 0 allows one delivery at a time
     and makes the destination wait that long after each one ends (Postfix
     throttles the queue for the delay after each delivery).
-
-    A job that ends with the destination as a whole failing (connection
-    refused, DNS failure: DeliveryStatus.dead_destination, or an agent that
-    cannot be reached) counts as a failed cohort; at
-    ``<transport>_destination_concurrency_failed_cohort_limit`` of them in a
-    row the destination is dead for ``minimal_backoff_time`` (or until
-    forget_dead(), the "F" flush request): its waiting jobs and any added
-    meanwhile are handed back at once, so qmgr defers their recipients with
-    "delivery temporarily suspended: <reason>" without trying. A job that
-    ends well resets the count.
+    ``<transport>_transport_rate_delay`` > 0 does the same for all the
+    transport's destinations together: one delivery at a time by that
+    transport, and that long between the end of one and the next. A
+    transport without it has no state here and costs nothing.
 
     Nothing here does I/O or reads a clock; every time comes in as an
     argument.
@@ -99,13 +118,28 @@ def plan(qid: str, routed: Iterable[tuple[int, Route]],
 
 
 @dataclass(slots=True)
+class _Transport:
+    """A transport with a transport rate delay: one delivery at a time."""
+
+    delay: float
+    busy: int = 0
+    not_before: float = 0.0
+
+    def ready(self, now: float) -> bool:
+        return self.busy == 0 and now >= self.not_before
+
+
+@dataclass(slots=True)
 class _Destination:
     limits: Limits
     waiting: deque[Job] = field(default_factory=deque)
     busy: int = 0
     window: int = 1
     not_before: float = 0.0          # rate delay: no start before this
-    failed_cohorts: int = 0
+    xport: _Transport | None = None  # the transport's rate delay, if it has one
+    success: float = 0.0             # positive feedback not yet a window step
+    failure: float = 0.0             # negative feedback not yet a window step
+    failed_cohorts: float = 0.0
     dead_until: float = 0.0
     dead_reason: str = ""
 
@@ -120,10 +154,13 @@ class _Destination:
 class Scheduler:
     """The destinations and the jobs waiting in them; see the module text."""
 
-    def __init__(self, limits_for: Callable[[str], Limits], *, dead_time: float = 300.0) -> None:
+    def __init__(self, limits_for: Callable[[str], Limits], *, dead_time: float = 300.0,
+                 debug: Callable[[str], None] | None = None) -> None:
         self._limits_for = limits_for
         self._dead_time = dead_time
+        self._debug = debug
         self._dests: dict[Key, _Destination] = {}
+        self._xports: dict[str, _Transport] = {}
         # Round robin: destinations in service order; the one served last
         # goes to the end.
         self._ring: deque[Key] = deque()
@@ -134,7 +171,12 @@ class Scheduler:
         dest = self._dests.get(key)
         if dest is None:
             limits = self._limits_for(key[0])
-            dest = _Destination(limits, window=max(1, limits.initial))
+            xport = None
+            if limits.transport_rate_delay > 0:
+                xport = self._xports.get(key[0])
+                if xport is None:
+                    xport = self._xports[key[0]] = _Transport(limits.transport_rate_delay)
+            dest = _Destination(limits, window=max(1, limits.initial), xport=xport)
             self._dests[key] = dest
             self._ring.append(key)
         return dest
@@ -182,8 +224,11 @@ class Scheduler:
             self._ring.rotate(-1)
             dest = self._dests[key]
             if dest.waiting and dest.room() and now >= dest.not_before \
+                    and (dest.xport is None or dest.xport.ready(now)) \
                     and self.dead(key, now) is None:
                 dest.busy += 1
+                if dest.xport is not None:
+                    dest.xport.busy += 1
                 return dest.waiting.popleft()
         self._collect(now)
         return None
@@ -195,32 +240,97 @@ class Scheduler:
         dest = self._dests.get(job.key)
         if dest is None:
             return []
-        dest.busy = max(0, dest.busy - 1)
+        # Postfix adjusts the window while the job still counts as busy.
+        busy = dest.busy
+        dest.busy = max(0, busy - 1)
         if dest.limits.rate_delay > 0:
             dest.not_before = now + dest.limits.rate_delay
+        if dest.xport is not None:
+            dest.xport.busy = max(0, dest.xport.busy - 1)
+            dest.xport.not_before = now + dest.xport.delay
         if ok:
-            dest.failed_cohorts = 0
-            limit = dest.limits.concurrency
-            if limit <= 0 or dest.window < limit:
-                dest.window += 1
+            self._positive(job.key, dest, busy)
             return []
         if not dead_reason:
             return []
-        dest.failed_cohorts += 1
-        # Postfix's negative feedback: the window shrinks while failures go on.
-        dest.window = max(1, dest.window - 1)
-        if dest.failed_cohorts < max(1, dest.limits.failed_cohorts):
+        return self._negative(job.key, dest, now, dead_reason)
+
+    def _positive(self, key: Key, dest: _Destination, busy: int) -> None:
+        """Postfix qmgr_queue_unthrottle(): a job ended without failing the
+        destination."""
+        limits = dest.limits
+        dest.failed_cohorts = 0
+        if dest.dead_reason:
+            # Back from the almost grave, best concurrency is anyone's guess.
+            dest.dead_reason, dest.dead_until = "", 0.0
+            dest.window = busy if busy > 0 else max(1, limits.initial)
+            dest.success = dest.failure = 0.0
+        elif (limits.concurrency <= 0 or limits.concurrency > dest.window) \
+                and dest.window < busy + limits.initial:
+            feedback = limits.positive.at(dest.window)
+            if self._debug is not None:
+                self._debug(f"qmgr_queue_unthrottle: feedback {feedback:g}")
+            dest.success += feedback
+            while dest.success + feedback / 2 >= 1:
+                dest.window += 1
+                dest.success -= 1
+                dest.failure = 0.0
+            if 0 < limits.concurrency < dest.window:
+                dest.window = limits.concurrency
+        if self._debug is not None:
+            self._log_window("qmgr_queue_unthrottle", key, dest)
+
+    def _negative(self, key: Key, dest: _Destination, now: float,
+                  dead_reason: str) -> list[Job]:
+        """Postfix qmgr_queue_throttle(): a job failed the destination; its
+        waiting jobs when that kills it."""
+        limits = dest.limits
+        if self.dead(key, now) is not None:
             return []
-        dest.dead_reason, dest.dead_until = dead_reason, now + self._dead_time
-        dest.window = max(1, dest.limits.initial)
-        back, dest.waiting = list(dest.waiting), deque()
-        return back
+        dest.failed_cohorts += 1 / dest.window
+        if 0 < limits.failed_cohorts <= dest.failed_cohorts:
+            dest.dead_reason, dest.dead_until = dead_reason, now + self._dead_time
+            dest.window = max(1, limits.initial)
+            dest.success = dest.failure = 0.0
+            if self._debug is not None:
+                self._log_window("qmgr_queue_throttle", key, dest)
+            back, dest.waiting = list(dest.waiting), deque()
+            return back
+        feedback = limits.negative.at(dest.window)
+        if self._debug is not None:
+            self._debug(f"qmgr_queue_throttle: feedback {feedback:g}")
+        dest.failure -= feedback
+        while dest.failure - feedback / 2 < 0:
+            dest.window -= 1
+            dest.success = 0.0
+            dest.failure += 1
+        dest.window = max(1, dest.window)
+        if self._debug is not None:
+            self._log_window("qmgr_queue_throttle", key, dest)
+        return []
+
+    def _log_window(self, where: str, key: Key, dest: _Destination) -> None:
+        assert self._debug is not None
+        # Postfix's window is 0 while the destination is dead.
+        window = 0 if dest.dead_reason else dest.window
+        self._debug(f"{where}: queue {key[1]}: limit {dest.limits.concurrency} "
+                    f"window {window} success {dest.success:g} failure {dest.failure:g} "
+                    f"fail_cohorts {dest.failed_cohorts:g}")
 
     def wakeup(self) -> float | None:
         """wakeup - the earliest time a waiting job is held back only by a
         rate delay; None if no such."""
-        times = [d.not_before for d in self._dests.values()
-                 if d.waiting and d.room() and d.not_before > 0]
+        times = []
+        for d in self._dests.values():
+            if not (d.waiting and d.room()):
+                continue
+            when = d.not_before
+            if d.xport is not None:
+                if d.xport.busy:
+                    continue             # its end wakes the loop
+                when = max(when, d.xport.not_before)
+            if when > 0:
+                times.append(when)
         return min(times) if times else None
 
     # -- looking ------------------------------------------------------------

@@ -3,7 +3,15 @@
 QmgrSettings holds the global values; Limits holds the per-transport ones,
 read as ``<transport>_destination_concurrency_limit`` and friends, which
 mailsys.config defaults to the ``default_destination_...`` parameters as
-Postfix does. Times are float seconds. Pure.
+Postfix does. Times are float seconds.
+
+Feedback is a destination concurrency feedback value as Postfix's
+qmgr_feedback.c reads it: a number ("1", "0.5", "0"), a fraction ("1/8"),
+or a number per concurrency window ("1/concurrency"), between 0 and 1. A
+value that is none of these is taken as 1, with Postfix's warning
+("ignoring malformed or unreasonable feedback"), told to the logger that
+Limits.from_config() is given, with the debug line of
+destination_concurrency_feedback_debug. Pure.
 """
 
 from __future__ import annotations
@@ -16,7 +24,62 @@ from mailsys.config.interfaces import own_addresses
 from mailsys.config.tables import open_table
 from mailsys.routing import AddressClass, DomainSet, LookupTable, RoutingSettings, resolve
 
-__all__ = ["QmgrSettings", "Limits", "TableDomains", "local_domain_check", "routing_settings"]
+__all__ = ["QmgrSettings", "Limits", "Feedback", "TableDomains", "local_domain_check",
+           "routing_settings"]
+
+_PER_WINDOW = "concurrency"          # "1/concurrency" (qmgr_feedback_map)
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A concurrency feedback value: base, or base / window when per_window."""
+
+    base: float = 1.0
+    per_window: bool = False
+
+    def at(self, window: int) -> float:
+        """at - the feedback for one delivery at this window."""
+        return self.base / window if self.per_window else self.base
+
+    @classmethod
+    def parse(cls, text: str) -> Feedback:
+        """parse - "1", "1/8", "1/concurrency"; ValueError for anything
+        else, or a value outside [0, 1]."""
+        num, slash, denom = (part.strip() for part in text.partition("/"))
+        base = float(num)
+        per_window = bool(slash) and denom == _PER_WINDOW
+        if slash and not per_window:
+            divisor = float(denom)
+            if not 0 <= base <= 2**31 - 1 or not 1 / (2**31 - 1) <= divisor <= 2**31 - 1:
+                raise ValueError(text)
+            base /= divisor
+        if not 0 <= base <= 1:
+            raise ValueError(text)
+        return cls(base, per_window)
+
+
+def _feedback(cfg: Any, transport: str, suffix: str, default_name: str, log: Any) -> Feedback:
+    """A transport's feedback parameter as Postfix's qmgr_feedback_init()
+    reads it, with its warning and its debug line."""
+    name = f"{transport}_{suffix}"
+    default = str(cfg[default_name])
+    try:
+        value = str(cfg[name])
+    except (KeyError, AttributeError):
+        value = default
+    # Postfix names the default parameter when the value is its value.
+    shown = name if value != default else default_name
+    try:
+        feedback = Feedback.parse(value)
+    except ValueError:
+        if log is not None:
+            log.warning(f"{shown}: ignoring malformed or unreasonable feedback: {value}")
+        feedback = Feedback()
+    if log is not None and cfg.destination_concurrency_feedback_debug:
+        initial = int(cfg.initial_destination_concurrency)
+        log.info(f"{transport}: {shown} feedback type {int(feedback.per_window)} "
+                 f"value at {initial}: {feedback.at(initial):g}")
+    return feedback
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,22 +91,35 @@ class Limits:
     rate_delay: float = 0.0          # <transport>_destination_rate_delay
     initial: int = 5                 # <transport>_initial_destination_concurrency
     failed_cohorts: int = 1          # <transport>_destination_concurrency_failed_cohort_limit
+    positive: Feedback = Feedback()  # <transport>_destination_concurrency_positive_feedback
+    negative: Feedback = Feedback()  # <transport>_destination_concurrency_negative_feedback
+    transport_rate_delay: float = 0.0    # <transport>_transport_rate_delay
 
     @classmethod
-    def from_config(cls, cfg: Any, transport: str) -> Limits:
+    def from_config(cls, cfg: Any, transport: str, log: Any = None) -> Limits:
+        """from_config - the transport's limits; log (warning(), info()):
+        where a bad feedback value and the feedback debug lines go."""
+        def name(suffix: str) -> str:
+            return suffix if suffix.startswith("initial") else f"default_{suffix}"
+
         def get(suffix: str) -> Any:
             try:
                 return cfg[f"{transport}_{suffix}"]
             except (KeyError, AttributeError):
                 # A transport name the config cannot make parameters for
                 # (odd characters): the defaults apply, as in Postfix.
-                name = suffix if suffix.startswith("initial") else f"default_{suffix}"
-                return cfg[name]
+                return cfg[name(suffix)]
+
+        def feedback(suffix: str) -> Feedback:
+            return _feedback(cfg, transport, suffix, name(suffix), log)
         return cls(concurrency=int(get("destination_concurrency_limit")),
                    recipients=int(get("destination_recipient_limit")),
                    rate_delay=float(get("destination_rate_delay")),
                    initial=int(get("initial_destination_concurrency")),
-                   failed_cohorts=int(get("destination_concurrency_failed_cohort_limit")))
+                   failed_cohorts=int(get("destination_concurrency_failed_cohort_limit")),
+                   positive=feedback("destination_concurrency_positive_feedback"),
+                   negative=feedback("destination_concurrency_negative_feedback"),
+                   transport_rate_delay=float(get("transport_rate_delay")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +136,7 @@ class QmgrSettings:
     recipient_limit: int = 20000     # qmgr_message_recipient_limit
     ipc_timeout: float = 3600.0
     verp_bounces_off: bool = False   # disable_verp_bounces
+    feedback_debug: bool = False     # destination_concurrency_feedback_debug
 
     @classmethod
     def from_config(cls, cfg: Any) -> QmgrSettings:
@@ -72,7 +149,8 @@ class QmgrSettings:
                    active_limit=int(cfg.qmgr_message_active_limit),
                    recipient_limit=int(cfg.qmgr_message_recipient_limit),
                    ipc_timeout=float(cfg.ipc_timeout),
-                   verp_bounces_off=bool(cfg.disable_verp_bounces))
+                   verp_bounces_off=bool(cfg.disable_verp_bounces),
+                   feedback_debug=bool(cfg.destination_concurrency_feedback_debug))
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import structlog.testing
+
 from mailsys.config import load
-from mailsys.qmgr.settings import Limits, QmgrSettings, routing_settings
+from mailsys.qmgr.settings import Feedback, Limits, QmgrSettings, routing_settings
 from mailsys.routing import AddressClass, resolve
 
 
@@ -54,3 +56,38 @@ def test_an_address_literal_of_this_host_is_local(tmp_path):
     for address in ("postmaster@[127.0.0.1]", "postmaster@[IPv6:::1]", "a@[198.51.100.7]"):
         assert resolve(address, routing).address_class is AddressClass.LOCAL, address
     assert resolve("a@[192.0.2.99]", routing).transport == "smtp"
+
+
+def test_scheduler_parameters_default_as_postfix(tmp_path):
+    cfg = config(tmp_path, myhostname="mx.example.test")
+    s = QmgrSettings.from_config(cfg)
+    assert not s.feedback_debug
+    smtp = Limits.from_config(cfg, "smtp")
+    assert (smtp.positive, smtp.negative) == (Feedback(1.0), Feedback(1.0))
+    assert smtp.transport_rate_delay == 0
+
+
+def test_scheduler_parameters_per_transport(tmp_path):
+    cfg = config(tmp_path, myhostname="mx.example.test",
+                 default_destination_concurrency_negative_feedback="1/8",
+                 slow_destination_concurrency_positive_feedback="1/concurrency",
+                 default_transport_rate_delay="2s", slow_transport_rate_delay="1m")
+    slow, smtp = Limits.from_config(cfg, "slow"), Limits.from_config(cfg, "smtp")
+    assert (slow.positive, slow.negative) == (Feedback(1.0, True), Feedback(0.125))
+    assert (smtp.positive, smtp.negative) == (Feedback(1.0), Feedback(0.125))
+    assert (slow.transport_rate_delay, smtp.transport_rate_delay) == (60, 2)
+
+
+def test_bad_feedback_warns_as_postfix_and_counts_as_one(tmp_path):
+    cfg = config(tmp_path, myhostname="mx.example.test", destination_concurrency_feedback_debug="yes",
+                 relay_destination_concurrency_positive_feedback="bogus")
+    with structlog.testing.capture_logs() as logs:
+        relay = Limits.from_config(cfg, "relay", structlog.get_logger())
+    assert relay.positive == Feedback(1.0)
+    said = [e["event"] for e in logs]
+    # as Postfix 3.7 logs them (destination_concurrency_feedback_debug = yes)
+    assert said == [
+        "relay_destination_concurrency_positive_feedback: "
+        "ignoring malformed or unreasonable feedback: bogus",
+        "relay: relay_destination_concurrency_positive_feedback feedback type 0 value at 5: 1",
+        "relay: default_destination_concurrency_negative_feedback feedback type 0 value at 5: 1"]

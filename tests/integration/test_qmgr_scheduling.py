@@ -1,0 +1,134 @@
+"""qmgr's scheduler parameters through a real master:
+<transport>_transport_rate_delay, destination concurrency feedback with its
+debug lines. What Postfix 3.7 logged for the
+same settings is quoted at each test."""
+
+from __future__ import annotations
+
+import runpy
+import smtplib
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+here = Path(__file__).parent
+sinks = SimpleNamespace(**runpy.run_path(str(here / "smtpsink.py")))
+h = SimpleNamespace(**runpy.run_path(str(here / "smtpd_helpers.py")))
+
+SERVICES = ["cleanup unix - - n - 0 cleanup", "qmgr unix n - n 300 1 qmgr",
+            "bounce unix - - n - 0 bounce", "smtp unix - - n - - smtp",
+            "relay unix - - n - - smtp", "flush unix n - n - 0 flush"]
+
+
+def start(inst, **main) -> int:
+    """A relay to the sinks that main names; its smtpd port."""
+    port = inst.free_port()
+    inst.write_config(master_cf=[*SERVICES, f"127.0.0.1:{port} inet n - n - - smtpd"],
+                      main_cf={"mydestination": "", "mynetworks": "127.0.0.0/8",
+                               "smtp_connect_timeout": "5s", **main})
+    inst.start()
+    inst.wait_until(lambda: h.listening(port))
+    return port
+
+
+def send(port: int, *rcpts: str) -> str:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        s.mail("s@example.org")
+        for r in rcpts:
+            s.rcpt(r)
+        return h.qid_of(s.data(b"Subject: scheduled\r\n\r\nhello\r\n")[1])
+
+
+# -- transport rate delay ----------------------------------------------------------------
+
+def arrivals(sink, n: int, timeout: float = 30) -> list[float]:
+    """When each of the first n messages reached the sink (monotonic)."""
+    times: list[float] = []
+    end = time.monotonic() + timeout
+    while len(times) < n and time.monotonic() < end:
+        while len(times) < min(n, len(sink.messages)):
+            times.append(time.monotonic())
+        time.sleep(0.02)
+    assert len(times) == n, f"{len(sink.messages)} of {n} arrived"
+    return times
+
+
+def two_destinations(inst, tmp_path, sink, **main) -> list[float]:
+    """Three messages to two destinations (next hops) of the smtp
+    transport, both on the sink; when they arrived, from the first send."""
+    with sinks.SinkThread(sink) as sink_port:
+        (tmp_path / "transport").write_text(f"a.example smtp:[127.0.0.1]:{sink_port}\n"
+                                            f"b.example smtp:[localhost]:{sink_port}\n")
+        port = start(inst, transport_maps=f"texthash:{tmp_path}/transport",
+                     relay_domains="a.example b.example", smtp_host_lookup="native",
+                     smtp_dns_support_level="disabled", **main)
+        start_at = time.monotonic()
+        for rcpt in ("x@a.example", "y@b.example", "z@a.example"):
+            send(port, rcpt)
+        return [t - start_at for t in arrivals(sink, 3)]
+
+
+def test_transport_rate_delay_spaces_deliveries_to_any_destination(mailsys_instance, tmp_path):
+    # Postfix 3.1+: "If non-zero, all deliveries over the same message
+    # delivery transport will happen one at a time", that long apart.
+    sink = sinks.SmtpSink()
+    times = two_destinations(mailsys_instance, tmp_path, sink, smtp_transport_rate_delay="2s")
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert all(gap > 1.5 for gap in gaps), gaps
+    assert {m.rcpts[0].split("@")[1] for m in sink.messages} == {"a.example", "b.example"}
+
+
+def test_another_transports_rate_delay_does_not_hold_smtp(mailsys_instance, tmp_path):
+    times = two_destinations(mailsys_instance, tmp_path, sinks.SmtpSink(),
+                             relay_transport_rate_delay="5s")
+    assert times[-1] < 5
+
+
+# -- concurrency feedback ------------------------------------------------------------------
+
+def test_feedback_debug_logs_the_window_as_postfix(mailsys_instance):
+    # Postfix 3.7, destination_concurrency_feedback_debug = yes,
+    # smtp_destination_concurrency_negative_feedback = 1/8:
+    #   qmgr: smtp: default_destination_concurrency_positive_feedback feedback type 0 value at 5: 1
+    #   qmgr: smtp: smtp_destination_concurrency_negative_feedback feedback type 0 value at 5: 0.125
+    #   qmgr: qmgr_queue_unthrottle: feedback 1
+    #   qmgr: qmgr_queue_unthrottle: queue [127.0.0.1]:3102: limit 20 window 6 success 0
+    #         failure 0 fail_cohorts 0
+    inst = mailsys_instance
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port:
+        port = start(inst, relayhost=f"[127.0.0.1]:{sink_port}",
+                     destination_concurrency_feedback_debug="yes",
+                     smtp_destination_concurrency_negative_feedback="1/8")
+        qid = send(port, "bob@remote.example")
+        log = inst.wait_log(f"{qid}: removed", timeout=20)
+    assert ("smtp: default_destination_concurrency_positive_feedback feedback type 0 "
+            "value at 5: 1") in log
+    assert "smtp: smtp_destination_concurrency_negative_feedback feedback type 0 " \
+           "value at 5: 0.125" in log
+    assert "qmgr_queue_unthrottle: feedback 1\n" in log
+    assert (f"qmgr_queue_unthrottle: queue [127.0.0.1]:{sink_port}: limit 20 window 6 "
+            "success 0 failure 0 fail_cohorts 0") in log
+
+
+def test_a_dead_destination_dies_after_its_failed_pseudo_cohorts(mailsys_instance):
+    # Postfix: each failure adds 1/window to the failed cohorts and the
+    # negative feedback shrinks the window; at the cohort limit (1) the
+    # destination is dead and the rest is "delivery temporarily suspended".
+    inst = mailsys_instance
+    dead_port = inst.free_port()
+    port = start(inst, relayhost=f"[127.0.0.1]:{dead_port}",
+                 destination_concurrency_feedback_debug="yes",
+                 smtp_initial_destination_concurrency="1", initial_destination_concurrency="1")
+    qids = [send(port, f"r{i}@remote.example") for i in range(3)]
+    for qid in qids:
+        inst.wait_log(f"{qid}: to=<", timeout=30)
+    log = inst.log_text()
+    assert (f"qmgr_queue_throttle: queue [127.0.0.1]:{dead_port}: limit 20 window 0 "
+            "success 0 failure 0 fail_cohorts 1") in log
+    assert "delivery temporarily suspended: connect to 127.0.0.1[127.0.0.1]" in log
