@@ -732,6 +732,8 @@ _TABLE: tuple[Param, ...] = (
       "Log each destination concurrency window change and the feedback behind it"),
     P("default_transport_rate_delay", Time, "0s",
       "Pause between deliveries by one transport, any destination (0: none)", min=0),
+    P("defer_transports", List, "",
+      "Transports whose mail is deferred until the queue is flushed (postqueue -f, -s, -i)"),
     P("smtp_destination_concurrency_limit", Int, "$default_destination_concurrency_limit",
       "Parallel deliveries per destination for the smtp transport", min=0),
     P("smtp_destination_recipient_limit", Int, "$default_destination_recipient_limit",

@@ -83,6 +83,8 @@ TRANSPORT_UNAVAILABLE = "mail transport unavailable"     # Postfix qmgr_deliver.
 SUSPENDED = "delivery temporarily suspended: "           # Postfix qmgr_queue.c
 UNAVAILABLE_DSN = "4.3.0"
 RESOLVER_FAILURE = "4.3.0 address resolver failure"
+# defer_transports: the retry transport's next hop (Postfix qmgr_message.c).
+DEFERRED_TRANSPORT = "4.3.2 deferred transport"
 # A bounce notice is built from one stored message: bounded work.
 NOTICE_TIMEOUT = 60.0
 # Seconds the deliveries in flight get to end when qmgr stops; below the
@@ -161,6 +163,11 @@ class QueueManager:
         self._scan_incoming = True
         self._scan_deferred = True
         self._flush_dead = False
+        # The next scan of each queue delivers over defer_transports (an
+        # "F" request, as postqueue -f, -i, -s and sendmail -q send):
+        # Postfix's QMGR_FLUSH_DFXP.
+        self._flush_incoming = False
+        self._flush_deferred = False
         self._full = False                 # a scan stopped at the active limit
         self._recipients = 0               # undelivered recipients of active entries
         self._next_tick = 0.0              # the next queue_run_delay scan
@@ -187,7 +194,8 @@ class QueueManager:
         I and W scan incoming (W is the master's wakeup: it also catches a
         lost trigger). D and A scan the deferred queue now: mailsys's
         postqueue and postsuper make the entries due in the store before
-        they poke, so A needs nothing beyond D. F revives dead destinations.
+        they poke, so A needs nothing beyond D. F revives dead destinations,
+        and the entries the next scans take in go over defer_transports.
         """
         for req in requests:
             if req in (names.QMGR_REQ_SCAN_INCOMING, names.TRIGGER_REQ_WAKEUP):
@@ -196,6 +204,7 @@ class QueueManager:
                 self._scan_deferred = True
             elif req == names.QMGR_REQ_FLUSH_DEAD:
                 self._flush_dead = True
+                self._flush_incoming = self._flush_deferred = True
         self._wake.set()
 
     # -- the loop -------------------------------------------------------------
@@ -274,10 +283,12 @@ class QueueManager:
                 log.warning(f"queue check: {e}")
         if self._scan_incoming:
             self._scan_incoming = False
-            await self._take_in(Queue.INCOMING)
+            flush, self._flush_incoming = self._flush_incoming, False
+            await self._take_in(Queue.INCOMING, flush)
         if self._scan_deferred:
             self._scan_deferred = False
-            await self._take_in(Queue.DEFERRED)
+            flush, self._flush_deferred = self._flush_deferred, False
+            await self._take_in(Queue.DEFERRED, flush)
             self._due_stale = True
         self._dispatch()
 
@@ -314,8 +325,9 @@ class QueueManager:
 
     # -- taking entries in -----------------------------------------------------
 
-    async def _take_in(self, queue: Queue) -> None:
-        """Move entries from incoming, or due deferred ones, into active."""
+    async def _take_in(self, queue: Queue, flush: bool = False) -> None:
+        """Move entries from incoming, or due deferred ones, into active;
+        flush: their mail goes over defer_transports too."""
         while True:
             room = self._room()
             if room <= 0:
@@ -332,7 +344,7 @@ class QueueManager:
             for qid, error in got.corrupt:
                 log.warning(f"{qid}: unreadable queue entry, moved to the corrupt queue: {error}")
             for env in got.moved:
-                self._open(env.queue_id, env, now)
+                self._open(env.queue_id, env, now, flush)
             if got.stopped:
                 self._full = True        # the recipient budget is spent
                 return
@@ -345,12 +357,12 @@ class QueueManager:
             return 0
         return self.settings.active_limit - len(self.active)
 
-    def _open(self, qid: str, env: Envelope, now: float) -> None:
+    def _open(self, qid: str, env: Envelope, now: float, flush: bool = False) -> None:
         log.info("opened", queue_id=qid, sender=env.sender, size=env.size,
                  nrcpt=len(env.recipients), queue="active")
         msg = self.active[qid] = _Active(env, now, nrcpt=len(env.pending))
         self._recipients += msg.nrcpt
-        jobs = [] if env.forced_expire else self._plan(qid, env)
+        jobs = [] if env.forced_expire else self._plan(qid, env, flush)
         msg.outstanding = len(jobs)
         msg.single = len(jobs) == 1
         if not jobs:
@@ -360,8 +372,11 @@ class QueueManager:
             reason = self.scheduler.dead(job.key, now) or TRANSPORT_UNAVAILABLE
             self._start(self._suspend, job, reason)
 
-    def _plan(self, qid: str, env: Envelope) -> list[Job]:
+    def _plan(self, qid: str, env: Envelope, flush: bool = False) -> list[Job]:
         routed: list[tuple[int, Route]] = []
+        # defer_transports: their mail goes to the retry transport, unless
+        # the queue is being flushed (Postfix: "deferred transport").
+        defer = self.settings.defer_transports if not flush else ()
         # smtpd's FILTER action (Postfix content_filter records): every
         # recipient goes to transport:destination, or to its own next hop
         # through that transport when the destination is empty.
@@ -378,6 +393,8 @@ class QueueManager:
                 route = Route("retry", RESOLVER_FAILURE, AddressClass.DEFAULT)
             if transport and route.nexthop != RESOLVER_FAILURE:
                 route = Route(transport, nexthop or route.nexthop, route.address_class)
+            if defer and route.transport in defer:
+                route = Route("retry", DEFERRED_TRANSPORT, route.address_class)
             routed.append((i, route))
         return plan(qid, routed, self.limits,
                     {i: env.recipients[i].address for i, _ in routed},

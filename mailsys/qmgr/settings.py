@@ -136,6 +136,7 @@ class QmgrSettings:
     recipient_limit: int = 20000     # qmgr_message_recipient_limit
     ipc_timeout: float = 3600.0
     verp_bounces_off: bool = False   # disable_verp_bounces
+    defer_transports: frozenset[str] = frozenset()
     feedback_debug: bool = False     # destination_concurrency_feedback_debug
 
     @classmethod
@@ -150,6 +151,7 @@ class QmgrSettings:
                    recipient_limit=int(cfg.qmgr_message_recipient_limit),
                    ipc_timeout=float(cfg.ipc_timeout),
                    verp_bounces_off=bool(cfg.disable_verp_bounces),
+                   defer_transports=frozenset(cfg.defer_transports),
                    feedback_debug=bool(cfg.destination_concurrency_feedback_debug))
 
 

@@ -1,6 +1,6 @@
-"""qmgr's scheduler parameters through a real master:
-<transport>_transport_rate_delay, destination concurrency feedback with its
-debug lines. What Postfix 3.7 logged for the
+"""qmgr's scheduler parameters through a real master: defer_transports and
+the flushes that deliver it, <transport>_transport_rate_delay, destination
+concurrency feedback with its debug lines. What Postfix 3.7 logged for the
 same settings is quoted at each test."""
 
 from __future__ import annotations
@@ -42,6 +42,53 @@ def send(port: int, *rcpts: str) -> str:
         for r in rcpts:
             s.rcpt(r)
         return h.qid_of(s.data(b"Subject: scheduled\r\n\r\nhello\r\n")[1])
+
+
+# -- defer_transports ------------------------------------------------------------------
+
+@pytest.mark.parametrize("flush", [("postqueue", "-f"), ("sendmail", "-q"), ("postqueue", "-i"),
+                                   ("postqueue", "-s", "remote.example")])
+def test_defer_transports_holds_mail_until_a_flush(mailsys_instance, flush):
+    # Postfix 3.7, defer_transports = smtp (here relay, where relay_domains mail goes):
+    #   postfix/error[..]: B77AF20C01C: to=<a@example.com>, relay=none, delay=0.02,
+    #     delays=0.01/0.01/0/0.01, dsn=4.3.2, status=deferred (deferred transport)
+    # mailq shows "(deferred transport)"; postqueue -f, or -i QID, delivers it.
+    inst = mailsys_instance
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port:
+        port = start(inst, relayhost=f"[127.0.0.1]:{sink_port}", defer_transports="relay",
+                     fast_flush_domains="remote.example", relay_domains="remote.example")
+        qid = send(port, "bob@remote.example")
+        inst.wait_log(f"{qid}: to=<bob@remote.example>, relay=none, delay=", timeout=20)
+        log = inst.log_text()
+        assert "dsn=4.3.2, status=deferred (deferred transport)" in log
+        assert "(deferred transport)" in inst.cli("mailq").stdout
+        time.sleep(1)
+        assert sink.messages == []                   # nothing went out
+        # a new message is deferred too: the flush is for the queue as it was
+        later = send(port, "carol@remote.example")
+        inst.wait_log(f"{later}: to=<carol@remote.example>, relay=none", timeout=20)
+        args = [*flush, qid] if flush[1] == "-i" else list(flush)
+        r = inst.cli(*args)
+        assert r.returncode == 0, r.stderr
+        inst.wait_log(f"{qid}: removed", timeout=20)
+    delivered = [r for m in sink.messages for r in m.rcpts]
+    assert "bob@remote.example" in delivered
+    if flush[1] == "-i":
+        assert delivered == ["bob@remote.example"]      # that one entry only
+    assert f"{qid}: to=<bob@remote.example>, relay=127.0.0.1[127.0.0.1]:{sink_port}" in \
+        inst.log_text()
+
+
+def test_defer_transports_leaves_other_transports_alone(mailsys_instance):
+    inst = mailsys_instance
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port:
+        port = start(inst, relayhost=f"[127.0.0.1]:{sink_port}", defer_transports="relay",
+                     relay_domains="")
+        qid = send(port, "bob@remote.example")
+        inst.wait_log(f"{qid}: removed", timeout=20)
+    assert "deferred transport" not in inst.log_text()
 
 
 # -- transport rate delay ----------------------------------------------------------------

@@ -724,3 +724,28 @@ def test_an_unreachable_agent_makes_a_probe_undeliverable(store, make_manager):
     assert (status["queue_id"], status["status"], status["reason"]) == (
         qid, "undeliverable", TRANSPORT_UNAVAILABLE)
     assert [(u.status, u.text) for u in agents.verified] == [(1, TRANSPORT_UNAVAILABLE)]
+
+
+def test_defer_transports_defers_until_a_flush_request(store, make_manager):
+    agents = FakeAgents()
+    mgr = make_manager(agents, defer_transports=frozenset({"smtp"}))
+    qid = store.create(envelope("bob@remote.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: store.counts()[Queue.DEFERRED] == 1 and not mgr.active)
+        assert agents.requests == []
+        r = store.load(qid)[0].recipients[0]
+        assert (r.reason, r.dsn_status) == ("deferred transport", "4.3.2")
+        # a deferred scan without "F" (a queue run) defers it again
+        store.update(qid, src=Queue.DEFERRED, next_attempt=0)
+        mgr.request([b"D"])
+        await wait_for(lambda: store.load(qid)[0].attempts == 2 and not mgr.active)
+        assert agents.requests == []
+        # postqueue -f: due now, then "F" with the scan requests
+        store.update(qid, src=Queue.DEFERRED, next_attempt=0)
+        mgr.request([b"F", b"A", b"D", b"I"])
+        await wait_for(empty(store))
+
+    run(body)
+    assert [req.queue_id for req in agents.requests] == [qid]

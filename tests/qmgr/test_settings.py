@@ -61,17 +61,18 @@ def test_an_address_literal_of_this_host_is_local(tmp_path):
 def test_scheduler_parameters_default_as_postfix(tmp_path):
     cfg = config(tmp_path, myhostname="mx.example.test")
     s = QmgrSettings.from_config(cfg)
-    assert not s.feedback_debug
+    assert s.defer_transports == frozenset() and not s.feedback_debug
     smtp = Limits.from_config(cfg, "smtp")
     assert (smtp.positive, smtp.negative) == (Feedback(1.0), Feedback(1.0))
     assert smtp.transport_rate_delay == 0
 
 
 def test_scheduler_parameters_per_transport(tmp_path):
-    cfg = config(tmp_path, myhostname="mx.example.test",
+    cfg = config(tmp_path, myhostname="mx.example.test", defer_transports="smtp, relay",
                  default_destination_concurrency_negative_feedback="1/8",
                  slow_destination_concurrency_positive_feedback="1/concurrency",
                  default_transport_rate_delay="2s", slow_transport_rate_delay="1m")
+    assert QmgrSettings.from_config(cfg).defer_transports == {"smtp", "relay"}
     slow, smtp = Limits.from_config(cfg, "slow"), Limits.from_config(cfg, "smtp")
     assert (slow.positive, slow.negative) == (Feedback(1.0, True), Feedback(0.125))
     assert (smtp.positive, smtp.negative) == (Feedback(1.0), Feedback(0.125))
