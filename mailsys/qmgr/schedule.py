@@ -176,7 +176,7 @@ class Scheduler:
                 xport = self._xports.get(key[0])
                 if xport is None:
                     xport = self._xports[key[0]] = _Transport(limits.transport_rate_delay)
-            dest = _Destination(limits, window=max(1, limits.initial), xport=xport)
+            dest = _Destination(limits, window=limits.initial_window, xport=xport)
             self._dests[key] = dest
             self._ring.append(key)
         return dest
@@ -263,10 +263,10 @@ class Scheduler:
         if dest.dead_reason:
             # Back from the almost grave, best concurrency is anyone's guess.
             dest.dead_reason, dest.dead_until = "", 0.0
-            dest.window = busy if busy > 0 else max(1, limits.initial)
+            dest.window = busy if busy > 0 else limits.initial_window
             dest.success = dest.failure = 0.0
         elif (limits.concurrency <= 0 or limits.concurrency > dest.window) \
-                and dest.window < busy + limits.initial:
+                and dest.window < busy + limits.initial_window:
             feedback = limits.positive.at(dest.window)
             if self._debug is not None:
                 self._debug(f"qmgr_queue_unthrottle: feedback {feedback:g}")
@@ -290,7 +290,7 @@ class Scheduler:
         dest.failed_cohorts += 1 / dest.window
         if 0 < limits.failed_cohorts <= dest.failed_cohorts:
             dest.dead_reason, dest.dead_until = dead_reason, now + self._dead_time
-            dest.window = max(1, limits.initial)
+            dest.window = limits.initial_window
             dest.success = dest.failure = 0.0
             if self._debug is not None:
                 self._log_window("qmgr_queue_throttle", key, dest)

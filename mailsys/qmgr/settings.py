@@ -95,6 +95,13 @@ class Limits:
     negative: Feedback = Feedback()  # <transport>_destination_concurrency_negative_feedback
     transport_rate_delay: float = 0.0    # <transport>_transport_rate_delay
 
+    @property
+    def initial_window(self) -> int:
+        """The window a destination starts at: the initial concurrency, but
+        not above the concurrency limit (Postfix qmgr_transport_create())."""
+        initial = max(1, self.initial)
+        return min(initial, self.concurrency) if self.concurrency > 0 else initial
+
     @classmethod
     def from_config(cls, cfg: Any, transport: str, log: Any = None) -> Limits:
         """from_config - the transport's limits; log (warning(), info()):

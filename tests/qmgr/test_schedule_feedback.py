@@ -170,3 +170,15 @@ def test_transport_rate_delay_holds_only_its_transport():
     s.add(jobs("a", 3, "slow") + jobs("b", 3, "slow") + jobs("c", 3, "smtp"), 0)
     got = drain(s)
     assert sorted(j.transport for j in got) == ["slow", "smtp", "smtp", "smtp"]
+
+
+def test_the_window_starts_at_most_at_the_concurrency_limit():
+    # local: limit 2, initial 5: Postfix starts the window at 2, so one
+    # failure is half a failed cohort, not a fifth.
+    s = sched(concurrency=2, initial=5)
+    s.add(jobs("a", 4), 0)
+    assert s.window(A) == 2
+    first, second = drain(s)
+    assert s.finished(first, 1, ok=False, dead_reason="refused") == []
+    assert s.dead(A, 1) is None
+    assert len(s.finished(second, 1, ok=False, dead_reason="refused")) == 2    # 1/2 + 1/1
