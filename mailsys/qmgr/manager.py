@@ -65,7 +65,7 @@ from mailsys.ipc.proto import verify as verify_proto
 from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
 from mailsys.message.envelope import Envelope, RcptState, Recipient
 from mailsys.message.verp import verp_sender
-from mailsys.qmgr import results
+from mailsys.qmgr import clog, results
 from mailsys.qmgr.agents import Agents
 from mailsys.qmgr.backoff import next_attempt
 from mailsys.qmgr.schedule import Job, Scheduler, plan
@@ -156,8 +156,11 @@ class QueueManager:
         self.clock = clock
         self._limits: dict[str, Limits] = {}
         self._limits_for = limits_for
-        self.scheduler = Scheduler(self.limits, dead_time=settings.minimal_backoff_time,
-                                   debug=log.info if settings.feedback_debug else None)
+        self.scheduler = Scheduler(
+            self.limits, dead_time=settings.minimal_backoff_time,
+            debug=log.info if settings.feedback_debug else None,
+            clog_length=settings.active_limit // 5 if settings.clog_warn_time > 0 else 0,
+            clog_warn_time=settings.clog_warn_time)
         self.active: dict[str, _Active] = {}
         self._wake = trio.Event()
         self._scan_incoming = True
@@ -371,6 +374,12 @@ class QueueManager:
         for job in self.scheduler.add(jobs, now):
             reason = self.scheduler.dead(job.key, now) or TRANSPORT_UNAVAILABLE
             self._start(self._suspend, job, reason)
+        if self.scheduler.clogged:
+            for seen in self.scheduler.clogged:
+                for line in clog.warnings(seen, messages=len(self.active),
+                                          active_limit=self.settings.active_limit):
+                    log.warning(line)
+            self.scheduler.clogged.clear()
 
     def _plan(self, qid: str, env: Envelope, flush: bool = False) -> list[Job]:
         routed: list[tuple[int, Route]] = []

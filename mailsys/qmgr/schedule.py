@@ -60,6 +60,11 @@ DESCRIPTION
     transport, and that long between the end of one and the next. A
     transport without it has no state here and costs nothing.
 
+    With clog_length set (qmgr_message_active_limit / 5, when
+    qmgr_clog_warn_time is not 0), add() notes in ``clogged`` a
+    destination whose jobs waiting and in flight pass it, at most once per
+    clog_warn_time (mailsys.qmgr.clog words the warning).
+
     Nothing here does I/O or reads a clock; every time comes in as an
     argument.
 """
@@ -70,6 +75,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from mailsys.qmgr.clog import Clogged
 from mailsys.qmgr.settings import Limits
 from mailsys.routing import Route
 
@@ -142,6 +148,7 @@ class _Destination:
     failed_cohorts: float = 0.0
     dead_until: float = 0.0
     dead_reason: str = ""
+    clog_next: float = 0.0           # no clog warning before this
 
     def room(self) -> bool:
         if self.limits.rate_delay > 0:
@@ -155,10 +162,14 @@ class Scheduler:
     """The destinations and the jobs waiting in them; see the module text."""
 
     def __init__(self, limits_for: Callable[[str], Limits], *, dead_time: float = 300.0,
-                 debug: Callable[[str], None] | None = None) -> None:
+                 debug: Callable[[str], None] | None = None,
+                 clog_length: int = 0, clog_warn_time: float = 0.0) -> None:
         self._limits_for = limits_for
         self._dead_time = dead_time
         self._debug = debug
+        self._clog_length = clog_length
+        self._clog_warn_time = clog_warn_time
+        self.clogged: list[Clogged] = []
         self._dests: dict[Key, _Destination] = {}
         self._xports: dict[str, _Transport] = {}
         # Round robin: destinations in service order; the one served last
@@ -197,9 +208,19 @@ class Scheduler:
         for job in jobs:
             if self.dead(job.key, now) is not None:
                 back.append(job)
-            else:
-                self._dest(job.key).waiting.append(job)
+                continue
+            dest = self._dest(job.key)
+            dest.waiting.append(job)
+            if self._clog_length and len(dest.waiting) + dest.busy > self._clog_length \
+                    and now >= dest.clog_next:
+                dest.clog_next = now + self._clog_warn_time
+                self._clog(job, dest)
         return back
+
+    def _clog(self, job: Job, dest: _Destination) -> None:
+        shared = any(k[0] == job.transport and k != job.key for k in self._dests)
+        self.clogged.append(Clogged(job.transport, job.nexthop, len(dest.waiting) + dest.busy,
+                                    dest.busy, dest.window, dest.limits.concurrency, shared))
 
     def drop(self, qid: str) -> int:
         """drop - forget the waiting jobs of a message (it vanished); how many."""

@@ -145,6 +145,7 @@ class QmgrSettings:
     verp_bounces_off: bool = False   # disable_verp_bounces
     defer_transports: frozenset[str] = frozenset()
     feedback_debug: bool = False     # destination_concurrency_feedback_debug
+    clog_warn_time: float = 300.0    # qmgr_clog_warn_time
 
     @classmethod
     def from_config(cls, cfg: Any) -> QmgrSettings:
@@ -159,7 +160,8 @@ class QmgrSettings:
                    ipc_timeout=float(cfg.ipc_timeout),
                    verp_bounces_off=bool(cfg.disable_verp_bounces),
                    defer_transports=frozenset(cfg.defer_transports),
-                   feedback_debug=bool(cfg.destination_concurrency_feedback_debug))
+                   feedback_debug=bool(cfg.destination_concurrency_feedback_debug),
+                   clog_warn_time=float(cfg.qmgr_clog_warn_time))
 
 
 @dataclass(frozen=True, slots=True)

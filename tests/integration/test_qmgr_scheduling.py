@@ -179,3 +179,32 @@ def test_a_dead_destination_dies_after_its_failed_pseudo_cohorts(mailsys_instanc
     assert (f"qmgr_queue_throttle: queue [127.0.0.1]:{dead_port}: limit 20 window 0 "
             "success 0 failure 0 fail_cohorts 1") in log
     assert "delivery temporarily suspended: connect to 127.0.0.1[127.0.0.1]" in log
+
+
+# -- qmgr_clog_warn_time ------------------------------------------------------------------
+
+def test_a_destination_filling_the_active_queue_is_warned_about(mailsys_instance):
+    # Postfix 3.7, qmgr_message_active_limit = 10,
+    # smtp_destination_concurrency_limit = 1, five messages to a slow sink:
+    #   qmgr: warning: mail for [127.0.0.1]:3103 is using up 3 of 3 active queue entries
+    #   qmgr: warning: you may need to increase the main.cf smtp_destination_concurrency_limit from 1
+    #   qmgr: warning: please avoid flushing the whole queue when you have
+    #   qmgr: warning: lots of deferred mail, that is bad for performance
+    #   qmgr: warning: to turn off these warnings specify: qmgr_clog_warn_time = 0
+    inst = mailsys_instance
+    sink = sinks.SmtpSink(stall="DOT")
+    with sinks.SinkThread(sink) as sink_port:
+        port = start(inst, relayhost=f"[127.0.0.1]:{sink_port}", qmgr_message_active_limit="10",
+                     smtp_destination_concurrency_limit="1", smtp_data_done_timeout="30s")
+        for i in range(5):
+            send(port, f"r{i}@remote.example")
+        log = inst.wait_log("to turn off these warnings specify: qmgr_clog_warn_time = 0",
+                            timeout=30)
+    warned = [line.split("warning: ", 1)[1] for line in log.splitlines()
+              if "mailsys/qmgr[" in line and "warning: " in line]
+    assert warned[0].startswith(f"mail for [127.0.0.1]:{sink_port} is using up 3 of ")
+    assert warned[1:] == [
+        "you may need to increase the main.cf smtp_destination_concurrency_limit from 1",
+        "please avoid flushing the whole queue when you have",
+        "lots of deferred mail, that is bad for performance",
+        "to turn off these warnings specify: qmgr_clog_warn_time = 0"]

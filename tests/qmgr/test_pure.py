@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 PURE = ["mailsys.qmgr.settings", "mailsys.qmgr.backoff", "mailsys.qmgr.schedule",
-        "mailsys.qmgr.results"]
+        "mailsys.qmgr.results", "mailsys.qmgr.clog"]
 BANNED = ["trio", "socket", "ssl", "OpenSSL", "lmdb"]
 
 
