@@ -55,10 +55,12 @@ DESCRIPTION
     ``<transport>_destination_rate_delay`` > 0 allows one delivery at a time
     and makes the destination wait that long after each one ends (Postfix
     throttles the queue for the delay after each delivery).
-    ``<transport>_transport_rate_delay`` > 0 does the same for all the
-    transport's destinations together: one delivery at a time by that
-    transport, and that long between the end of one and the next. A
-    transport without it has no state here and costs nothing.
+    ``<transport>_transport_rate_delay`` > 0 is for all the transport's
+    destinations together: one delivery at a time by that transport, and
+    each starts that long after the transport was free for it (after the
+    previous delivery ended, or, when idle, after take() first saw the job:
+    Postfix 3.7 delays even the first delivery, "delays=0.04/3/0/2" with
+    3s). A transport without it has no state here and costs nothing.
 
     With clog_length set (qmgr_message_active_limit / 5, when
     qmgr_clog_warn_time is not 0), add() notes in ``clogged`` a
@@ -125,14 +127,21 @@ def plan(qid: str, routed: Iterable[tuple[int, Route]],
 
 @dataclass(slots=True)
 class _Transport:
-    """A transport with a transport rate delay: one delivery at a time."""
+    """A transport with a transport rate delay: one delivery at a time,
+    each one the delay after the transport was first found free for it."""
 
     delay: float
     busy: int = 0
-    not_before: float = 0.0
+    not_before: float | None = None  # armed: the next delivery's start
 
     def ready(self, now: float) -> bool:
-        return self.busy == 0 and now >= self.not_before
+        """Whether a job may start now; the first call that finds the
+        transport free arms the delay instead."""
+        if self.busy:
+            return False
+        if self.not_before is None:
+            self.not_before = now + self.delay
+        return now >= self.not_before
 
 
 @dataclass(slots=True)
@@ -245,11 +254,12 @@ class Scheduler:
             self._ring.rotate(-1)
             dest = self._dests[key]
             if dest.waiting and dest.room() and now >= dest.not_before \
-                    and (dest.xport is None or dest.xport.ready(now)) \
-                    and self.dead(key, now) is None:
+                    and self.dead(key, now) is None \
+                    and (dest.xport is None or dest.xport.ready(now)):
                 dest.busy += 1
                 if dest.xport is not None:
                     dest.xport.busy += 1
+                    dest.xport.not_before = None
                 return dest.waiting.popleft()
         self._collect(now)
         return None
@@ -268,7 +278,6 @@ class Scheduler:
             dest.not_before = now + dest.limits.rate_delay
         if dest.xport is not None:
             dest.xport.busy = max(0, dest.xport.busy - 1)
-            dest.xport.not_before = now + dest.xport.delay
         if ok:
             self._positive(job.key, dest, busy)
             return []
@@ -347,8 +356,8 @@ class Scheduler:
                 continue
             when = d.not_before
             if d.xport is not None:
-                if d.xport.busy:
-                    continue             # its end wakes the loop
+                if d.xport.busy or d.xport.not_before is None:
+                    continue             # its end, or the next take(), arms it
                 when = max(when, d.xport.not_before)
             if when > 0:
                 times.append(when)

@@ -155,20 +155,24 @@ def test_feedback_debug_lines_are_postfix_lines():
 def test_transport_rate_delay_one_delivery_at_a_time_for_all_destinations():
     s = sched(concurrency=20, initial=5, transport_rate_delay=10)
     s.add(jobs("a", 2) + jobs("b", 2), 0)
-    first = drain(s, 0)
+    assert s.take(0) is None                     # even the first waits the delay
+    assert s.wakeup() == 10
+    first = drain(s, 10)
     assert len(first) == 1                       # one for the whole transport
     assert s.wakeup() is None                    # its end wakes the loop
-    s.finished(first[0], 5)
-    assert s.take(14.9) is None
-    assert s.wakeup() == 15
-    second = s.take(15)
+    assert s.take(30) is None
+    s.finished(first[0], 35)
+    assert s.take(35) is None                    # the delay from the end
+    assert s.take(44.9) is None
+    assert s.wakeup() == 45
+    second = s.take(45)
     assert second is not None and second.nexthop != first[0].nexthop    # still round robin
 
 
 def test_transport_rate_delay_holds_only_its_transport():
     s = Scheduler(lambda t: Limits(transport_rate_delay=60 if t == "slow" else 0))
     s.add(jobs("a", 3, "slow") + jobs("b", 3, "slow") + jobs("c", 3, "smtp"), 0)
-    got = drain(s)
+    got = drain(s, 0) + drain(s, 60)
     assert sorted(j.transport for j in got) == ["slow", "smtp", "smtp", "smtp"]
 
 
