@@ -18,6 +18,12 @@ DESCRIPTION
     trigger, a job's end, the next deferred entry's due time, a rate delay,
     or the next queue_run_delay tick.
 
+    A recipient whose transport is in defer_transports goes to the retry
+    transport ("deferred transport"), unless its entry came in with the
+    scan after an "F" request (postqueue -f, -i, -s, sendmail -q). The
+    Scheduler's note of a destination that fills the active queue is
+    logged as Postfix's qmgr_clog_warn_time warning (clog.py).
+
     A job task sends a DeliverRequest to the transport's agent and records
     each recipient's result in the store at once. Results, removals and
     deferrals go through one group commit (writes.py): the jobs that end
