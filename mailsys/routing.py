@@ -107,6 +107,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable, Protocol, Sequence
 
 from mailsys.message.address import lookup_keys
+from mailsys.smtp.address import min_user
 
 __all__ = [
     "SMTP_PORT", "LMTP_PORT", "NULL_MX_STATUS", "BadNextHop", "RouteError", "NextHop",
@@ -121,6 +122,8 @@ LMTP_PORT = 24          # RFC 2033 and Postfix's lmtp_tcp_port
 NULL_MX_STATUS = "5.1.10"
 ALIAS_REASON = "5.1.1 User unknown in virtual alias table"
 UNDELIVERABLE = "Address is undeliverable"
+# qmgr_message.c: a recipient the resolver flags as bad syntax goes to the error transport.
+BAD_SYNTAX = "5.1.3 bad address syntax"
 
 
 class BadNextHop(ValueError):
@@ -344,6 +347,7 @@ class RoutingSettings:
     sender_transport_maps: tuple[LookupTable, ...] = ()          # ..._default_transport_maps
     empty_sender_relayhost_key: str = "<>"
     empty_sender_transport_key: str = "<>"
+    allow_min_user: bool = False
 
     @classmethod
     def from_config(cls, cfg: Any, *, open_table: Callable[[str], LookupTable],
@@ -385,7 +389,8 @@ class RoutingSettings:
                        open_table(s) for s in get("sender_dependent_default_transport_maps")),
                    empty_sender_relayhost_key=cfg.empty_address_relayhost_maps_lookup_key,
                    empty_sender_transport_key=(
-                       cfg.empty_address_default_transport_maps_lookup_key))
+                       cfg.empty_address_default_transport_maps_lookup_key),
+                   allow_min_user=cfg.allow_min_user)
 
 
 def split_transport(value: str) -> tuple[str, str]:
@@ -504,7 +509,12 @@ def resolve(address: str, settings: RoutingSettings, sender: str | None = None) 
     $myorigin before they reach the queue). sender, the envelope sender
     ("" for the null sender), is looked up in the sender-dependent maps;
     None skips them.
+
+    With allow_min_user = no an address that begins with "-" is bad syntax
+    whatever its domain (resolve.c: no command may take it for an option).
     """
+    if not settings.allow_min_user and min_user(address):
+        return Route("error", BAD_SYNTAX, AddressClass.DEFAULT)
     _, domain = _split_address(address)
     domain = domain.lower().rstrip(".")
     if not domain:

@@ -384,6 +384,17 @@ def test_sender_dependent_maps_come_from_the_config(tmp_path):
     assert resolve("x@remote.example", settings, "a@else.example").nexthop == "[smarthost.example]"
 
 
+def test_a_recipient_that_begins_with_a_minus_is_bad_syntax_unless_allow_min_user():
+    # Postfix 3.7.11: "to=<-bar@example.net>, relay=none, ... dsn=5.1.3,
+    # status=bounced (bad address syntax)" from the error agent.
+    bad = Route("error", "5.1.3 bad address syntax", D)
+    assert resolve("-bar@example.net", BASE) == bad
+    assert resolve('"-bar baz"@mx.example.com', BASE) == bad
+    assert resolve("bar-@example.net", BASE) == Route("smtp", "example.net", D)
+    assert resolve("-bar@example.net", replace(BASE, allow_min_user=True)) == \
+        Route("smtp", "example.net", D)
+
+
 def test_relocated_addresses_bounce_with_the_new_address():
     s = replace(BASE, relocated_maps=(entries({"alice@mx.example.com": "alice@new.example",
                                               "@gone.example": "gone.example.net"}),))

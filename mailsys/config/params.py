@@ -252,6 +252,8 @@ _TABLE: tuple[Param, ...] = (
     P("swap_bangpath", Bool, "yes", "Rewrite site!user to user@site"),
     P("resolve_dequoted_address", Bool, "yes",
       "Resolve a quoted address after removing the quotes (\"user@domain\"@here goes to domain)"),
+    P("allow_min_user", Bool, "no",
+      "Allow a sender or recipient address that begins with \"-\" (else it is bad syntax)"),
     # Postfix writes this default with bare commas; the text is kept as postconf -d prints it.
     P("parent_domain_matches_subdomains", List,
       "debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,"

@@ -237,6 +237,7 @@ class SmtpdServer:
             tls_auth_only=cfg.smtpd_tls_auth_only,
             broken_sasl_auth_clients=cfg.broken_sasl_auth_clients,
             smtputf8=cfg.smtputf8_enable,
+            allow_min_user=cfg.allow_min_user,
             verp_delimiters=cfg.default_verp_delimiters,
             verp_filter=cfg.verp_delimiter_filter,
         )

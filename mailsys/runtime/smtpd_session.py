@@ -124,6 +124,7 @@ from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, End
                           StartTls, Vrfy, Xclient, Xforward, replies, xtext_encode)
 from mailsys.runtime.proxy_header import read_proxy_header
 from mailsys.smtp.haproxy import HaproxyError
+from mailsys.smtp.server import ILLEGAL_ADDRESS
 
 log = structlog.get_logger()
 
@@ -414,6 +415,10 @@ class Session:
             # Postfix logs this line escaped (escape()), then cut to 100 characters.
             command = postfix_log.escape(text[len("non-SMTP command: "):])[:100]
             log.warning(f"non-SMTP command from {self.namaddr}: {command}")
+        elif text.startswith(ILLEGAL_ADDRESS):
+            # smtpd.c extract_addr(), seen live with Postfix 3.7.11.
+            log.warning(f"Illegal address syntax from {self.namaddr} in {self.conn.where} command: "
+                        f"{text[len(ILLEGAL_ADDRESS):]}")
         elif text.startswith("request longer than "):
             log.warning(f"{self.namaddr}: {text}")     # an AUTH response over the limit
         elif reply.code == 552 and self.conn.where == "MAIL":

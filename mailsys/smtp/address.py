@@ -7,6 +7,10 @@ same), needless quotes removed (``"joe"@d`` is ``joe@d``), ``<>`` kept as the
 null address "". Bare addresses without brackets are accepted, as Postfix
 does unless strict_rfc821_envelopes = yes.
 
+min_user() is allow_min_user's test: the address begins with "-" once its
+quotes are gone (Postfix's resolver refuses such an address, so that no
+command ever takes it for an option).
+
 split_address() / routing_tricks() are for relay control on the policy side:
 an address whose local part still holds ``%``, ``!`` or ``@`` (inside
 quotes), or that came with a source route, must never be taken as local just
@@ -42,6 +46,11 @@ def parse_path(text: str, *, allow_null: bool = True) -> Path | None:
     adl = m.group("adl")
     route = tuple(adl[:-1].split(",")) if adl else ()
     return Path(_canonical(m.group("local"), m.group("domain")), route, bracketed)
+
+
+def min_user(address: str) -> bool:
+    """The address begins with "-" when unquoted (``-joe@d``, ``"-joe"@d``)."""
+    return address.lstrip('"\\').startswith("-")
 
 
 def _canonical(local: str, domain: str | None) -> str:

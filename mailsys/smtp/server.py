@@ -70,7 +70,7 @@ from ._state import BDAT_ERROR as _BDAT_ERROR
 from ._state import ERROR as _ERROR
 from ._state import GREETING, IN_TRANSACTION, Outcome, State, outcome_of, transition
 from ._xclient import XattrError, parse_xclient, parse_xforward
-from .address import parse_path
+from .address import min_user, parse_path
 from .errors import LocalProtocolError, RemoteProtocolError
 from .replies import Reply
 from .settings import Settings
@@ -80,6 +80,10 @@ STAT_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail",
               "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "help", "unknown")
 # SMTPD_CMD_FLAG_LIMIT: commands that can be repeated without cost to the
 # client, counted against smtpd_junk_command_limit.
+# The message of a refused MAIL/RCPT address; the I/O shell logs Postfix's
+# "Illegal address syntax from CLIENT in MAIL command: <path>" from it.
+ILLEGAL_ADDRESS = "illegal address syntax: "
+
 _JUNK = frozenset({"helo", "ehlo", "rset", "noop", "vrfy", "etrn"})
 # What _cmd holds for a verb of smtpd_noop_commands.
 _CONFIGURED_NOOP = "smtpd_noop_commands"
@@ -639,8 +643,8 @@ class ServerConnection:
         if m is None:
             raise self._fail(R.MAIL_SYNTAX, "MAIL syntax")
         path = parse_path(m.group("path"))
-        if path is None:
-            raise self._fail(R.BAD_SENDER, "bad sender address syntax")
+        if path is None or (not s.allow_min_user and min_user(path.address)):
+            raise self._fail(R.BAD_SENDER, f"{ILLEGAL_ADDRESS}{m.group('path')}")
         try:
             params, fields = mail_params(m.group("params").split(), s,
                                          auth_active=bool(s.auth_offered(tls_active=self.tls_active)))
@@ -668,8 +672,8 @@ class ServerConnection:
         if m is None:
             raise self._fail(R.RCPT_SYNTAX, "RCPT syntax")
         path = parse_path(m.group("path"), allow_null=False)
-        if path is None:
-            raise self._fail(R.BAD_RECIPIENT, "bad recipient address syntax")
+        if path is None or (not s.allow_min_user and min_user(path.address)):
+            raise self._fail(R.BAD_RECIPIENT, f"{ILLEGAL_ADDRESS}{m.group('path')}")
         try:
             params, notify, orcpt = rcpt_params(m.group("params").split(), s)
         except ParamError as e:

@@ -87,6 +87,9 @@ class Settings:
     # localparts" (smtpd.c); only when strict, a non-ASCII address without
     # SMTPUTF8 gets 553 5.6.7.
     strict_smtputf8: bool = False
+    # allow_min_user (no): a MAIL or RCPT address that begins with "-" is bad
+    # syntax (Postfix's trivial-rewrite flags it; smtpd answers 501).
+    allow_min_user: bool = False
     chunking: bool = True
     # smtpd_authorized_verp_clients: XVERP is offered to (and taken from)
     # this client; XVERP alone means verp_delimiters, XVERP=xy two of

@@ -188,6 +188,26 @@ def test_size_refusal_names_the_sender():
     assert [(err.reply.code, err.sender) for err in errors] == [(552, "a@b.example"), (501, None)]
 
 
+def test_addresses_that_begin_with_a_minus_are_bad_syntax_unless_allow_min_user():
+    """Postfix 3.7.11 with allow_min_user = no answered these as below and logged
+    "warning: Illegal address syntax from unknown[127.0.0.1] in RCPT command: <"-u"@x>"."""
+    session = (b'MAIL FROM:<-a@x.example>\r\nMAIL FROM:<a@x.example>\r\nRCPT TO:<-u@y.example>\r\n'
+               b'RCPT TO:<"-u"@y.example>\r\nRCPT TO:<-u>\r\nRCPT TO:<u-@y.example>\r\n')
+    res = run(session)
+    assert res.replies == ["501 5.1.7 Bad sender address syntax", "250 2.1.0 Ok"] \
+        + ["501 5.1.3 Bad recipient address syntax"] * 3 + ["250 2.1.5 Ok"]
+    res = run(session, allow_min_user=True)
+    assert res.replies == ["250 2.1.0 Ok", "503 5.5.1 Error: nested MAIL command"] + ["250 2.1.5 Ok"] * 4
+
+
+def test_a_refused_address_carries_the_path_for_the_log_line():
+    conn, _ = connect()
+    conn.receive_data(b"MAIL FROM: <-a@x.example>\r\n")
+    with pytest.raises(RemoteProtocolError) as e:
+        conn.next_event()
+    assert str(e.value) == "illegal address syntax: <-a@x.example>"
+
+
 def test_mail_from_fields():
     res = run(b"MAIL FROM:<@a.example,@b.example:\"j\"@c.example> BODY=8bitmime SIZE=5"
               b" RET=full ENVID=QQ+2B1 SMTPUTF8\r\n")

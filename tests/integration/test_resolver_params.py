@@ -1,0 +1,60 @@
+"""The resolver's address checks through a real master: allow_min_user in
+smtpd's replies and log lines and in qmgr's bounces, as Postfix 3.7.11 showed
+them for the same settings."""
+
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+HERE = Path(__file__).parent
+h = SimpleNamespace(**runpy.run_path(str(HERE / "smtpd_helpers.py")))
+qh = SimpleNamespace(**runpy.run_path(str(HERE / "qmgr_helpers.py")))
+
+CONTENT = b"From: a@example.org\r\nSubject: minus\r\n\r\nHello.\r\n"
+QMGR = ["qmgr unix n - n 300 1 qmgr", "bounce unix - - n - 0 bounce",
+        "cleanup unix - - n - 0 cleanup"]
+
+
+def test_smtpd_refuses_an_address_that_begins_with_a_minus(mailsys_instance):
+    inst = mailsys_instance
+    port = h.start(inst)
+    with h.session(port) as s:
+        s.ehlo("client.example")
+        assert s.mail("-a@example.org") == (501, b"5.1.7 Bad sender address syntax")
+        assert s.mail("a@example.org")[0] == 250
+        assert s.rcpt('"-bob"@example.test') == (501, b"5.1.3 Bad recipient address syntax")
+        assert s.rcpt("bob@example.test")[0] == 250
+    # Postfix 3.7.11: "warning: Illegal address syntax from unknown[127.0.0.1]
+    # in MAIL command: <-foo@example.com>".
+    log = inst.wait_log("mail=1/2 rcpt=1/2")
+    assert "warning: Illegal address syntax from localhost[127.0.0.1] in MAIL command: " \
+           "<-a@example.org>" in log
+    assert "warning: Illegal address syntax from localhost[127.0.0.1] in RCPT command: " \
+           '<"-bob"@example.test>' in log
+
+
+def test_allow_min_user_lets_smtpd_take_it(mailsys_instance):
+    inst = mailsys_instance
+    port = h.start(inst, {"allow_min_user": "yes"})
+    with h.session(port) as s:
+        s.ehlo("client.example")
+        assert s.mail("-a@example.org")[0] == 250
+        assert s.rcpt("-bob@example.test")[0] == 250
+
+
+def test_qmgr_bounces_a_recipient_that_begins_with_a_minus(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config(master_cf=QMGR, main_cf={"mydestination": "", "relayhost": "[127.0.0.1]:9"})
+    inst.start()
+    qid = qh.inject(inst, CONTENT, "-bar@example.net", sender="")
+    log = inst.wait_log(f"{qid}: removed", timeout=20)
+    # Postfix 3.7.11: "postfix/error[14410]: 6EF3720C0C1: to=<-bar@example.net>,
+    # relay=none, delay=0.01, delays=0/0.01/0/0.01, dsn=5.1.3, status=bounced (bad address syntax)".
+    line = next(x for x in log.splitlines() if f"{qid}: to=<-bar@example.net>" in x)
+    assert "relay=none," in line and line.endswith("dsn=5.1.3, status=bounced (bad address syntax)")
