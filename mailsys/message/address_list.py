@@ -41,8 +41,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def rewrite_addresses(value: str, rewrite: Callable[[str], str]) -> str:
-    """value with each address replaced by rewrite(address); see DESCRIPTION."""
+def rewrite_addresses(value: str, rewrite: Callable[[str], str], token_limit: int = 0) -> str:
+    """value with each address replaced by rewrite(address); see DESCRIPTION.
+
+    token_limit (header_address_token_limit; 0: none): only the first so
+    many tokens of value are parsed, and a value that rewrite() changes
+    loses everything after them, as Postfix's cleanup loses it when it
+    writes back a header it parsed with tok822_parse_limit(). A value that
+    no rewrite changes stays whole.
+    """
+    if token_limit and len(value) > token_limit:
+        cut = token_cut(value, token_limit)
+        if cut < len(value):
+            head = rewrite_addresses(value[:cut], rewrite)
+            return value if head == value[:cut] else head
     spans = address_spans(value)
     out = value
     for start, end in reversed(spans):
@@ -167,6 +179,40 @@ def address_spans(value: str) -> list[tuple[int, int]]:
     return spans
 
 
+# tok822_parse.c: each of these characters is a token of its own.
+_OPERATORS = frozenset('|"(),.:;<>@[]')
+
+
+def token_cut(value: str, limit: int) -> int:
+    """The index after value's first ``limit`` tokens (len(value) when it has
+    no more), tokens counted as Postfix's tok822_scan_limit() counts them:
+    white space separates, a comment, quoted string or [domain literal] is
+    one token, each operator character one, and a run of other characters
+    (an atom, backslash escapes included) one."""
+    i, n, count = 0, len(value), 0
+    while i < n:
+        c = value[i]
+        if c in " \t\r\n":
+            i += 1
+            continue
+        if c == "(":
+            i = _comment_end(value, i)
+        elif c == '"':
+            i = _quoted_end(value, i)
+        elif c == "[":
+            i = _quoted_end(value, i, "]")
+        elif c in _OPERATORS:
+            i += 1
+        else:
+            while i < n and value[i] not in _OPERATORS and value[i] not in " \t\r\n":
+                i += 2 if value[i] == "\\" else 1
+            i = min(i, n)
+        count += 1
+        if count >= limit:
+            return i
+    return n
+
+
 def _word(first: int, last: int, spaced: bool, start: int, end: int) -> tuple[int, int, bool]:
     """Extend the element's word span over value[start:end]."""
     if first < 0:
@@ -174,14 +220,14 @@ def _word(first: int, last: int, spaced: bool, start: int, end: int) -> tuple[in
     return first, end, spaced or start > last
 
 
-def _quoted_end(value: str, i: int) -> int:
-    """The index after the quoted string that starts at i."""
+def _quoted_end(value: str, i: int, close: str = '"') -> int:
+    """The index after the quoted string (or, close "]", the domain literal) at i."""
     j = i + 1
     while j < len(value):
         if value[j] == "\\":
             j += 2
             continue
-        if value[j] == '"':
+        if value[j] == close:
             return j + 1
         j += 1
     return len(value)
@@ -206,4 +252,4 @@ def _comment_end(value: str, i: int) -> int:
     return len(value)
 
 
-__all__ = ["address_spans", "rewrite_addresses"]
+__all__ = ["address_spans", "rewrite_addresses", "token_cut"]

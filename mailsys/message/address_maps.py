@@ -115,6 +115,9 @@ class AddressMaps:
     always_bcc: str = ""
     sender_bcc: Sequence[Table] = ()
     recipient_bcc: Sequence[Table] = ()
+    # header_address_token_limit: cleanup parses so many tokens of an address
+    # header, and a header it rewrites keeps no more (0: no limit).
+    token_limit: int = 10240
 
     @classmethod
     def from_config(cls, cfg, open_table: Callable[[str], Table],
@@ -157,7 +160,8 @@ class AddressMaps:
             expansion_limit=cfg.virtual_alias_expansion_limit,
             length_limit=cfg.virtual_alias_address_length_limit,
             always_bcc=cfg.always_bcc.strip(), sender_bcc=tables("sender_bcc_maps"),
-            recipient_bcc=tables("recipient_bcc_maps"))
+            recipient_bcc=tables("recipient_bcc_maps"),
+            token_limit=cfg.header_address_token_limit)
 
     @property
     def active(self) -> bool:
@@ -256,7 +260,7 @@ class AddressMaps:
             if qualify_only and "@" in value and not _LIST_SYNTAX.intersection(value):
                 return None
             one = sender if name in SENDER_HEADERS else recipient
-            new = rewrite_addresses(value, one)
+            new = rewrite_addresses(value, one, self.token_limit)
             return None if new == value else header[:colon] + new
         return rewrite
 

@@ -91,3 +91,20 @@ def test_an_alias_loop_is_refused_with_451_and_a_warning(mailsys_instance):
     assert (code, text) == (451, b"4.6.0 Alias expansion error")
     log = inst.wait_log("unreasonable virtual_alias_maps map nesting for a@alias.example")
     assert "-- message not accepted, try again later" in log
+
+
+def test_a_rewritten_header_keeps_header_address_token_limit_tokens(mailsys_instance):
+    # Postfix 3.7.11 with header_address_token_limit = 5 queued
+    # "To: a, b@x.example, c, d@y.example" as "To: a@bench.localdomain, b@x",
+    # and left "Cc: one@x.example (c1), two@x.example" (nothing to rewrite) whole.
+    inst = mailsys_instance
+    port = h.start(inst, {"header_address_token_limit": "5", "myorigin": "bench.localdomain"})
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as s:
+        s.ehlo("c.example")
+        s.mail("a@example.org")
+        s.rcpt("bob@example.test")
+        qid = h.qid_of(s.data(b"To: a, b@x.example, c, d@y.example\r\n"
+                              b"Cc: one@x.example (c1), two@x.example\r\n\r\nhello\r\n")[1])
+    _, _, content = h.queued(inst, qid)
+    assert b"\r\nTo: a@bench.localdomain, b@x\r\n" in content
+    assert b"\r\nCc: one@x.example (c1), two@x.example\r\n" in content

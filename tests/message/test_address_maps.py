@@ -152,6 +152,18 @@ def test_header_rewriter_without_mappings_only_qualifies():
     assert m.header_rewriter("", False, no_warning)("from", "From: root") is None
 
 
+def test_header_rewriter_keeps_header_address_token_limit_tokens_of_a_header_it_changes():
+    # Postfix 3.7.11, header_address_token_limit = 5, a local submission:
+    # "To: a, b@x.example, c, d@y.example" was queued as
+    # "To: a@bench.localdomain, b@x"; "Cc: one@x.example (c1), two@x.example",
+    # which needs no rewriting, stayed whole.
+    rewrite = maps(token_limit=5).header_rewriter("bench.localdomain", False, no_warning)
+    assert rewrite("to", "To: a, b@x.example, c, d@y.example") == "To: a@bench.localdomain, b@x"
+    assert rewrite("cc", "Cc: one@x.example (c1), two@x.example") is None
+    assert maps().header_rewriter("h.example", False, no_warning)(
+        "to", "To: a, b@x.example, c") == "To: a@h.example, b@x.example, c@h.example"
+
+
 def test_an_at_domain_match_leaves_no_extension_to_propagate():
     # mail_addr_find() sets the unmatched extension only for a key with the
     # user in it: "@domain" keeps user+ext whole, and a catch-all result
