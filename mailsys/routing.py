@@ -107,7 +107,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable, Protocol, Sequence
 
 from mailsys.message.address import lookup_keys
-from mailsys.smtp.address import min_user
+from mailsys.smtp.address import min_user, numeric_literal, numeric_name
 
 __all__ = [
     "SMTP_PORT", "LMTP_PORT", "NULL_MX_STATUS", "BadNextHop", "RouteError", "NextHop",
@@ -348,6 +348,8 @@ class RoutingSettings:
     empty_sender_relayhost_key: str = "<>"
     empty_sender_transport_key: str = "<>"
     allow_min_user: bool = False
+    resolve_null_domain: bool = False
+    resolve_numeric_domain: bool = False
 
     @classmethod
     def from_config(cls, cfg: Any, *, open_table: Callable[[str], LookupTable],
@@ -390,7 +392,9 @@ class RoutingSettings:
                    empty_sender_relayhost_key=cfg.empty_address_relayhost_maps_lookup_key,
                    empty_sender_transport_key=(
                        cfg.empty_address_default_transport_maps_lookup_key),
-                   allow_min_user=cfg.allow_min_user)
+                   allow_min_user=cfg.allow_min_user,
+                   resolve_null_domain=cfg.resolve_null_domain,
+                   resolve_numeric_domain=cfg.resolve_numeric_domain)
 
 
 def split_transport(value: str) -> tuple[str, str]:
@@ -510,17 +514,28 @@ def resolve(address: str, settings: RoutingSettings, sender: str | None = None) 
     ("" for the null sender), is looked up in the sender-dependent maps;
     None skips them.
 
-    With allow_min_user = no an address that begins with "-" is bad syntax
-    whatever its domain (resolve.c: no command may take it for an option).
+    What resolve.c flags as bad syntax goes to the error transport: with
+    allow_min_user = no an address that begins with "-" (no command may take
+    it for an option), with resolve_null_domain = no the null domain
+    (user@; yes makes it local), and a domain of digits and dots, unless
+    resolve_numeric_domain = yes and it is an IPv4 address, which then
+    stands for its address literal (user@192.0.2.1 as user@[192.0.2.1]).
     """
     if not settings.allow_min_user and min_user(address):
         return Route("error", BAD_SYNTAX, AddressClass.DEFAULT)
     _, domain = _split_address(address)
     domain = domain.lower().rstrip(".")
     if not domain:
+        if address.endswith("@") and not settings.resolve_null_domain:
+            return Route("error", BAD_SYNTAX, AddressClass.DEFAULT)
         transport, nexthop = split_transport(settings.local_transport)
         route = Route(transport, nexthop or settings.myhostname, AddressClass.LOCAL)
     else:
+        if numeric_name(domain):
+            literal = settings.resolve_numeric_domain and numeric_literal(domain)
+            if not literal:
+                return Route("error", BAD_SYNTAX, AddressClass.DEFAULT)
+            domain = literal
         route = _class_route(domain, settings, sender)
     if settings.relocated_maps:
         keys = [k for k, _ in lookup_keys(address.lower(), settings.recipient_delimiter,

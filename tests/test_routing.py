@@ -395,6 +395,24 @@ def test_a_recipient_that_begins_with_a_minus_is_bad_syntax_unless_allow_min_use
         Route("smtp", "example.net", D)
 
 
+def test_null_and_numeric_domains_are_bad_syntax_unless_resolved():
+    # Postfix 3.7.11 with both parameters at "no" refused RCPT TO:<u@> and
+    # <u@1.2.3.4> as bad syntax; with "yes" it delivered them as
+    # to=<u@bench.localdomain>, orig_to=<u@> and to=<u@[1.2.3.4]>, orig_to=<u@1.2.3.4>.
+    bad = Route("error", "5.1.3 bad address syntax", D)
+    assert resolve("u@", BASE) == bad
+    assert resolve("u@1.2.3.4", BASE) == bad
+    assert resolve("u@192.0.2.25", BASE) == bad
+    assert resolve("u@example.123", BASE) == Route("smtp", "example.123", D)
+    assert resolve("u", BASE) == Route("local", "mx.example.com", L)
+    null = replace(BASE, resolve_null_domain=True)
+    assert resolve("u@", null) == Route("local", "mx.example.com", L)
+    numeric = replace(BASE, resolve_numeric_domain=True)
+    assert resolve("u@1.2.3.4", numeric) == Route("smtp", "[1.2.3.4]", D)
+    assert resolve("u@192.0.2.25", numeric) == Route("local", "mx.example.com", L)
+    assert resolve("u@1.2.3", numeric) == bad                  # digits, but no address
+
+
 def test_relocated_addresses_bounce_with_the_new_address():
     s = replace(BASE, relocated_maps=(entries({"alice@mx.example.com": "alice@new.example",
                                               "@gone.example": "gone.example.net"}),))

@@ -254,6 +254,10 @@ _TABLE: tuple[Param, ...] = (
       "Resolve a quoted address after removing the quotes (\"user@domain\"@here goes to domain)"),
     P("allow_min_user", Bool, "no",
       "Allow a sender or recipient address that begins with \"-\" (else it is bad syntax)"),
+    P("resolve_null_domain", Bool, "no",
+      "Resolve user@ as user@$myhostname (else the null domain is bad syntax)"),
+    P("resolve_numeric_domain", Bool, "no",
+      "Resolve user@192.0.2.1 as user@[192.0.2.1] (else a numeric domain is bad syntax)"),
     # Postfix writes this default with bare commas; the text is kept as postconf -d prints it.
     P("parent_domain_matches_subdomains", List,
       "debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,"

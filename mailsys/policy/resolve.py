@@ -11,7 +11,8 @@ DESCRIPTION
     or relay_domains. A local domain is stripped and what remains is
     resolved again, so user%host@local, host!user@local, user@host@local and
     quoted "user@host"@local all end at host (allow_percent_hack,
-    swap_bangpath and resolve_dequoted_address switch the three tricks). A
+    swap_bangpath and resolve_dequoted_address switch the three tricks;
+    with resolve_numeric_domain user@192.0.2.1 is user@[192.0.2.1]). A
     localpart that still holds a routing operator for a non-local domain is
     marked routed, which the relay checks treat as not authorized: no
     address form reaches a remote domain without being treated as relaying.
@@ -35,6 +36,7 @@ import re
 from dataclasses import dataclass
 
 from mailsys.policy.netmatch import DomainMatcher, parse_address
+from mailsys.smtp.address import numeric_literal
 
 _MAX_RESOLVE_STEPS = 50    # each step strips a domain or an operator; bounds hostile input
 
@@ -117,6 +119,7 @@ class AddressResolver:
     percent_hack: bool
     swap_bangpath: bool
     resolve_dequoted: bool
+    numeric_domain: bool = False  # resolve_numeric_domain: user@192.0.2.1 is user@[192.0.2.1]
 
     def resolve(self, addr: str) -> Resolved:
         """Where addr goes, after Postfix's trivial-rewrite address tricks."""
@@ -134,6 +137,8 @@ class AddressResolver:
                 if not domain:
                     addr = local      # a trailing @ is dropped (resolve.c)
                     continue
+                if self.numeric_domain and domain[-1].isdigit():
+                    domain = numeric_literal(domain) or domain
                 if not self.is_local_domain(domain):
                     return self.classify(local, domain)
                 # A local domain is stripped; what is left may route further.

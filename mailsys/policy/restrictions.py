@@ -296,7 +296,7 @@ class Restrictions:
         self._addresses = AddressResolver(
             self.mydestination, self.virtual_alias_domains, self.virtual_mailbox_domains,
             self.relay_domains, self.local_addresses, myhostname, percent_hack, swap_bangpath,
-            resolve_dequoted)
+            resolve_dequoted, bool(get("resolve_numeric_domain", False)))
 
         def maps(name: str, default: tuple[str, ...]) -> tuple[Table, ...]:
             return tuple(tables(spec) for spec in get(name, default))

@@ -238,6 +238,8 @@ class SmtpdServer:
             broken_sasl_auth_clients=cfg.broken_sasl_auth_clients,
             smtputf8=cfg.smtputf8_enable,
             allow_min_user=cfg.allow_min_user,
+            resolve_null_domain=cfg.resolve_null_domain,
+            resolve_numeric_domain=cfg.resolve_numeric_domain,
             verp_delimiters=cfg.default_verp_delimiters,
             verp_filter=cfg.verp_delimiter_filter,
         )

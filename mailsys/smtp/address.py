@@ -9,7 +9,11 @@ does unless strict_rfc821_envelopes = yes.
 
 min_user() is allow_min_user's test: the address begins with "-" once its
 quotes are gone (Postfix's resolver refuses such an address, so that no
-command ever takes it for an option).
+command ever takes it for an option). numeric_domain() finds a domain of
+digits and dots, which Postfix's resolver takes for no hostname
+(valid_hostname(): "numeric hostname"): bad syntax, or with
+resolve_numeric_domain = yes, when it is an IPv4 address, that address in
+brackets (numeric_literal()).
 
 split_address() / routing_tricks() are for relay control on the policy side:
 an address whose local part still holds ``%``, ``!`` or ``@`` (inside
@@ -19,6 +23,7 @@ because its domain is (Postfix's "allow_untrusted_routing = no" rule).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from . import _grammar as g
@@ -48,9 +53,42 @@ def parse_path(text: str, *, allow_null: bool = True) -> Path | None:
     return Path(_canonical(m.group("local"), m.group("domain")), route, bracketed)
 
 
+def parse_null_domain_path(text: str) -> Path | None:
+    """``<user@>`` as the address "user@" (resolve_null_domain = yes: the
+    resolver takes the null domain for $myhostname); None for anything else."""
+    inner = text[1:-1] if text.startswith("<") and text.endswith(">") else text
+    if not inner.endswith("@"):
+        return None
+    path = parse_path(f"<{inner[:-1]}>", allow_null=False)
+    if path is None or "@" in path.address:
+        return None
+    return Path(path.address + "@", path.route, text.startswith("<"))
+
+
 def min_user(address: str) -> bool:
     """The address begins with "-" when unquoted (``-joe@d``, ``"-joe"@d``)."""
     return address.lstrip('"\\').startswith("-")
+
+
+_NUMERIC_DOMAIN = re.compile(r"[0-9.]+\Z")
+_IPV4 = re.compile(r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+                   r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
+
+
+def numeric_name(domain: str) -> bool:
+    """The domain is digits and dots only (``192.0.2.1``, ``123``)."""
+    return domain[-1:].isdigit() and _NUMERIC_DOMAIN.match(domain) is not None
+
+
+def numeric_domain(address: str) -> bool:
+    """The address's domain is digits and dots only (``u@192.0.2.1``)."""
+    return address[-1:].isdigit() and "@" in address and numeric_name(address.rpartition("@")[2])
+
+
+def numeric_literal(domain: str) -> str | None:
+    """``[192.0.2.1]`` for the domain 192.0.2.1 (resolve_numeric_domain); None
+    when the digits are no IPv4 address (Postfix valid_hostaddr())."""
+    return f"[{domain}]" if _IPV4.match(domain) else None
 
 
 def _canonical(local: str, domain: str | None) -> str:

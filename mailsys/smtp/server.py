@@ -70,7 +70,8 @@ from ._state import BDAT_ERROR as _BDAT_ERROR
 from ._state import ERROR as _ERROR
 from ._state import GREETING, IN_TRANSACTION, Outcome, State, outcome_of, transition
 from ._xclient import XattrError, parse_xclient, parse_xforward
-from .address import min_user, parse_path
+from .address import (min_user, numeric_domain, numeric_literal, parse_null_domain_path,
+                      parse_path)
 from .errors import LocalProtocolError, RemoteProtocolError
 from .replies import Reply
 from .settings import Settings
@@ -643,7 +644,9 @@ class ServerConnection:
         if m is None:
             raise self._fail(R.MAIL_SYNTAX, "MAIL syntax")
         path = parse_path(m.group("path"))
-        if path is None or (not s.allow_min_user and min_user(path.address)):
+        if path is None and s.resolve_null_domain:
+            path = parse_null_domain_path(m.group("path"))
+        if path is None or _unresolvable(path.address, s):
             raise self._fail(R.BAD_SENDER, f"{ILLEGAL_ADDRESS}{m.group('path')}")
         try:
             params, fields = mail_params(m.group("params").split(), s,
@@ -672,7 +675,9 @@ class ServerConnection:
         if m is None:
             raise self._fail(R.RCPT_SYNTAX, "RCPT syntax")
         path = parse_path(m.group("path"), allow_null=False)
-        if path is None or (not s.allow_min_user and min_user(path.address)):
+        if path is None and s.resolve_null_domain:
+            path = parse_null_domain_path(m.group("path"))
+        if path is None or _unresolvable(path.address, s):
             raise self._fail(R.BAD_RECIPIENT, f"{ILLEGAL_ADDRESS}{m.group('path')}")
         try:
             params, notify, orcpt = rcpt_params(m.group("params").split(), s)
@@ -840,6 +845,17 @@ class ServerConnection:
             return ev.Xforward(parse_xforward(arg))
         except XattrError as e:
             raise self._fail(e.reply, "bad XFORWARD attribute") from None
+
+
+def _unresolvable(address: str, s: Settings) -> bool:
+    """An address Postfix's resolver flags as bad syntax (resolve.c): one that
+    begins with "-" (allow_min_user = no), one whose domain is digits and
+    dots unless it is an IPv4 address and resolve_numeric_domain = yes."""
+    if not s.allow_min_user and min_user(address):
+        return True
+    if numeric_domain(address):
+        return not (s.resolve_numeric_domain and numeric_literal(address.rpartition("@")[2]))
+    return False
 
 
 def _b64(data: bytes) -> bytes | None:

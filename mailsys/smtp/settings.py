@@ -90,6 +90,11 @@ class Settings:
     # allow_min_user (no): a MAIL or RCPT address that begins with "-" is bad
     # syntax (Postfix's trivial-rewrite flags it; smtpd answers 501).
     allow_min_user: bool = False
+    # resolve_null_domain (no): <user@> is bad syntax; yes takes it as user@$myhostname.
+    resolve_null_domain: bool = False
+    # resolve_numeric_domain (no): a domain of digits and dots is bad syntax;
+    # yes takes an IPv4 address there as the address literal [a.b.c.d].
+    resolve_numeric_domain: bool = False
     chunking: bool = True
     # smtpd_authorized_verp_clients: XVERP is offered to (and taken from)
     # this client; XVERP alone means verp_delimiters, XVERP=xy two of

@@ -1,6 +1,7 @@
-"""The resolver's address checks through a real master: allow_min_user in
-smtpd's replies and log lines and in qmgr's bounces, as Postfix 3.7.11 showed
-them for the same settings."""
+"""The resolver's address checks through a real master: allow_min_user,
+resolve_null_domain and resolve_numeric_domain in smtpd's replies and log
+lines and in qmgr's routes, as Postfix 3.7.11 showed them for the same
+settings."""
 
 from __future__ import annotations
 
@@ -58,3 +59,47 @@ def test_qmgr_bounces_a_recipient_that_begins_with_a_minus(mailsys_instance):
     # relay=none, delay=0.01, delays=0/0.01/0/0.01, dsn=5.1.3, status=bounced (bad address syntax)".
     line = next(x for x in log.splitlines() if f"{qid}: to=<-bar@example.net>" in x)
     assert "relay=none," in line and line.endswith("dsn=5.1.3, status=bounced (bad address syntax)")
+
+
+def test_smtpd_refuses_null_and_numeric_domains_by_default(mailsys_instance):
+    inst = mailsys_instance
+    port = h.start(inst)
+    with h.session(port) as s:
+        s.ehlo("client.example")
+        assert s.mail("a@1.2.3.4") == (501, b"5.1.7 Bad sender address syntax")
+        assert s.mail("a@example.org")[0] == 250
+        assert s.rcpt("u@") == (501, b"5.1.3 Bad recipient address syntax")
+        assert s.rcpt("u@127.0.0.1") == (501, b"5.1.3 Bad recipient address syntax")
+        assert s.rcpt("u@[127.0.0.1]")[0] == 250
+    # Postfix 3.7.11: "warning: Illegal address syntax from unknown[127.0.0.1]
+    # in RCPT command: <u@1.2.3.4>".
+    log = inst.wait_log("mail=1/2 rcpt=1/3")
+    assert "Illegal address syntax from localhost[127.0.0.1] in RCPT command: <u@>" in log
+    assert "Illegal address syntax from localhost[127.0.0.1] in MAIL command: <a@1.2.3.4>" in log
+
+
+def test_resolved_null_and_numeric_domains_are_delivered(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    inst.write_config(master_cf=QMGR, main_cf={
+        "mydestination": "", "relayhost": "[127.0.0.1]:9", "default_transport": "error:5.0.0 parked",
+        "local_transport": "error:5.0.0 local", "resolve_null_domain": "yes",
+        "resolve_numeric_domain": "yes"})
+    inst.start()
+    qid = qh.inject(inst, CONTENT, "u@", "u@1.2.3.4", "u@1.2.3", sender="")
+    log = inst.wait_log(f"{qid}: removed", timeout=20)
+    lines = {x.split(" to=<", 1)[1].split(">", 1)[0]: x for x in log.splitlines()
+             if f"{qid}: to=<" in x}
+    assert lines["u@"].endswith("status=bounced (local)")
+    assert lines["u@1.2.3.4"].endswith("status=bounced (parked)")
+    assert lines["u@1.2.3"].endswith("dsn=5.1.3, status=bounced (bad address syntax)")
+
+
+def test_qmgr_bounces_null_and_numeric_domains_by_default(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config(master_cf=QMGR, main_cf={"mydestination": "", "relayhost": "[127.0.0.1]:9"})
+    inst.start()
+    qid = qh.inject(inst, CONTENT, "u@", "u@1.2.3.4", sender="")
+    log = inst.wait_log(f"{qid}: removed", timeout=20)
+    for rcpt in ("u@", "u@1.2.3.4"):
+        line = next(x for x in log.splitlines() if f"{qid}: to=<{rcpt}>" in x)
+        assert line.endswith("dsn=5.1.3, status=bounced (bad address syntax)")

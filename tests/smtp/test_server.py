@@ -200,6 +200,21 @@ def test_addresses_that_begin_with_a_minus_are_bad_syntax_unless_allow_min_user(
     assert res.replies == ["250 2.1.0 Ok", "503 5.5.1 Error: nested MAIL command"] + ["250 2.1.5 Ok"] * 4
 
 
+def test_null_and_numeric_domains_follow_resolve_null_domain_and_resolve_numeric_domain():
+    # Postfix 3.7.11: both "no": 501 5.1.3 for <u@>, <u@1.2.3.4>, <u@123>;
+    # both "yes": 250 for the first two, still 501 for <u@123>.
+    session = (b"RCPT TO:<u@>\r\nRCPT TO:<u@1.2.3.4>\r\nRCPT TO:<u@123>\r\n"
+               b"RCPT TO:<u@[1.2.3.4]>\r\nRCPT TO:<u@example.123>\r\n")
+    bad = "501 5.1.3 Bad recipient address syntax"
+    res = run(MAIL + session)
+    assert res.replies == ["250 2.1.0 Ok", bad, bad, bad, "250 2.1.5 Ok", "250 2.1.5 Ok"]
+    res = run(MAIL + session, resolve_null_domain=True, resolve_numeric_domain=True)
+    assert res.replies == ["250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.1.5 Ok", bad,
+                           "250 2.1.5 Ok", "250 2.1.5 Ok"]
+    assert [r.address for r in res.of(RcptTo)][:2] == ["u@", "u@1.2.3.4"]
+    assert run(b"MAIL FROM:<a@1.2.3.4>\r\n").replies == ["501 5.1.7 Bad sender address syntax"]
+
+
 def test_a_refused_address_carries_the_path_for_the_log_line():
     conn, _ = connect()
     conn.receive_data(b"MAIL FROM: <-a@x.example>\r\n")
