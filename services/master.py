@@ -33,6 +33,11 @@ DESCRIPTION
     pid file removed. When the master is killed outright, every child sees
     end-of-file on its alive pipe and exits on its own.
 
+    Before it forks anything the master strips its environment to
+    $import_environment (mailsys.runtime.environment), so that every
+    daemon, and every command they run, sees the same variables however
+    mailsys was started.
+
     Children are forked from a fork server the master forks before anything
     else (mailsys.runtime.zygote: one copy of the imported modules, shared
     by the master and every child), or exec'd where it cannot be used;
@@ -74,6 +79,7 @@ from mailsys.config import load, parse_master_cf  # noqa: E402
 from mailsys.errors import ConfigError  # noqa: E402
 from mailsys.maillog.setup import configure  # noqa: E402
 from mailsys.runtime import listeners  # noqa: E402
+from mailsys.runtime.environment import import_environment  # noqa: E402
 from mailsys.runtime.pidfile import PidFile, pid_path  # noqa: E402
 from mailsys.runtime.skeleton import GRACEFUL_TIMEOUT  # noqa: E402
 from mailsys.runtime.supervisor import Supervisor, prepare_all  # noqa: E402
@@ -129,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     if ns.argv_room:
         proctitle.set_argv(sys.orig_argv[:-2])
     config_dir = ns.config_dir.absolute()
+    _import_environment(config_dir)
     # First of all, while this is one thread with nothing open: the fork
     # server is forked from here and shares every module imported so far.
     # (In the fork server and its children this call does not return.)
@@ -138,6 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if zygote is not None:
             zygote.close()
+
+
+def _import_environment(config_dir: Path) -> None:
+    """Strip the environment to $import_environment before anything is
+    forked (Postfix's master does it at start-up only); a main.cf that does
+    not load is left for _main() to report."""
+    try:
+        import_environment(load(config_dir))
+    except (ConfigError, OSError):
+        pass
 
 
 def _main(ns: argparse.Namespace, config_dir: Path, zygote: Zygote | None) -> int:

@@ -185,6 +185,10 @@ _TABLE: tuple[Param, ...] = (
       "An owner-name alias's value, not owner-name itself, becomes the sender"),
     P("duplicate_filter_limit", Int, "1000",
       "Most addresses local delivery remembers to drop duplicates", min=0),
+    P("import_environment", List,
+      "MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ XAUTHORITY DISPLAY LANG=C POSTLOG_SERVICE"
+      " POSTLOG_HOSTNAME",
+      "Environment variables the master keeps for every daemon (NAME=VALUE sets one)"),
     P("export_environment", List, "TZ MAIL_CONFIG LANG",
       "Environment variables passed to delivery commands"),
     P("local_command_shell", Str, "", "Shell for |command destinations (empty: /bin/sh)"),
