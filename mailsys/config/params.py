@@ -189,6 +189,8 @@ _TABLE: tuple[Param, ...] = (
       "MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ XAUTHORITY DISPLAY LANG=C POSTLOG_SERVICE"
       " POSTLOG_HOSTNAME",
       "Environment variables the master keeps for every daemon (NAME=VALUE sets one)"),
+    P("biff", Bool, "yes",
+      "Local mailbox (mbox) deliveries notify comsat with user@offset over UDP"),
     P("export_environment", List, "TZ MAIL_CONFIG LANG",
       "Environment variables passed to delivery commands"),
     P("local_command_shell", Str, "", "Shell for |command destinations (empty: /bin/sh)"),

@@ -57,7 +57,7 @@ from __future__ import annotations
 import pwd
 from dataclasses import dataclass
 
-from mailsys.delivery import maildir, mbox
+from mailsys.delivery import biff, maildir, mbox
 from mailsys.delivery.aliases import (AliasSettings, Command, Failure, File, Forward, Pass, Privs,
                                       Seen, Target, expand, local_expand, split_local)
 from mailsys.delivery.aliases import Mailbox as ToMailbox
@@ -118,10 +118,11 @@ def _header(sender: str, rcpt: DeliverRecipient, delivered: str | None,
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def _append_mbox(box: Mailbox, relay: str, header: bytes, sender: str, content: bytes) -> None:
+def _append_mbox(box: Mailbox, relay: str, header: bytes, sender: str, content: bytes) -> int:
+    """Append to the mbox file; the offset the message starts at."""
     try:
-        mbox.append(box.path, mbox_entry(header, content, sender), policy=box.locks,
-                    limit=box.limit, owner=box.owner)
+        return mbox.append(box.path, mbox_entry(header, content, sender), policy=box.locks,
+                           limit=box.limit, owner=box.owner)
     except DeliveryError as e:
         # Each Postfix agent puts its own words in front of the reason.
         prefix = (f"delivery failed to mailbox {box.path}: " if relay == "virtual"
@@ -154,7 +155,9 @@ def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
                      settings.original_recipient)
     try:
         if box.mbox:
-            _append_mbox(box, relay, header, req.sender, content)
+            offset = _append_mbox(box, relay, header, req.sender, content)
+            if settings.biff and relay != "virtual":
+                biff.notify(box.user, offset)
         else:
             maildir.deliver(box.path, header, content, limit=box.limit, hostname=hostname)
     except DeliveryError as e:

@@ -103,6 +103,7 @@ class MailboxSettings:
     delivered_header: frozenset = frozenset({"command", "file", "forward"})
     # enable_original_recipient: X-Original-To: in front of each copy.
     original_recipient: bool = True
+    biff: bool = True                       # local mbox deliveries notify comsat
     home_of: Callable[[str], str | None] = lambda user: _passwd_home(user)
     owner_of: Callable[[str], tuple[int, int] | None] = lambda user: _passwd_owner(user)
 
@@ -130,7 +131,8 @@ class MailboxSettings:
                    local_locks=LockPolicy.from_config(cfg, "mailbox_delivery_lock"),
                    recipient_delimiter=cfg.recipient_delimiter,
                    delivered_header=frozenset(cfg.prepend_delivered_header),
-                   original_recipient=cfg.enable_original_recipient)
+                   original_recipient=cfg.enable_original_recipient,
+                   biff=cfg.biff)
 
 
 def _passwd_home(user: str) -> str | None:

@@ -272,6 +272,36 @@ def test_where_local_mail_goes(tmp_path, local):
             assert box.user == "bob" and box.locks == FAST
 
 
+@pytest.fixture
+def comsat(monkeypatch):
+    """A UDP socket standing in for comsat: biff.notify() sends to it."""
+    import socket
+    from mailsys.delivery import biff
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(5)
+    monkeypatch.setattr(biff, "_address", sock.getsockname())
+    yield sock
+    sock.close()
+
+
+def test_a_local_mbox_delivery_tells_comsat_user_at_offset(tmp_path, local, comsat):
+    # Postfix 3.7.11 delivering to nobody's 1600-byte mailbox sent
+    # b"nobody@1600\x00" to 127.0.0.1:512 (biff = yes, the default).
+    (tmp_path / "spool").mkdir()
+    for _ in range(2):
+        deliver_request(request("bob+x@mx.example.com", cls="local"), MBOX_CONTENT, local)
+    size = (tmp_path / "spool" / "bob").stat().st_size
+    assert [comsat.recv(100) for _ in range(2)] == [b"bob@0\0", f"bob@{size // 2}".encode() + b"\0"]
+    comsat.settimeout(0.2)
+    deliver_request(request("bob@mx.example.com", cls="local"), MBOX_CONTENT,
+                    dataclasses.replace(local, biff=False))
+    deliver_request(request("bob@mx.example.com", cls="local"), MBOX_CONTENT,
+                    dataclasses.replace(local, spool_maildir=True))
+    with pytest.raises(OSError):                    # biff = no, and a Maildir: no datagram
+        comsat.recv(100)
+
+
 def test_the_mbox_owner_is_the_users_passwd_entry(tmp_path):
     s = MailboxSettings(spool=tmp_path)
     assert find_mailbox("nobody@mx.example.com", "local", s).owner == (65534, 65534)
