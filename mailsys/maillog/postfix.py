@@ -99,6 +99,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from mailsys.maillog.event import LogEvent
+from mailsys.message.address import unquote_822_local
 
 LEVEL_PREFIX = {"warning": "warning: ", "error": "error: ",
                 "fatal": "fatal: ", "panic": "panic: "}
@@ -204,8 +205,21 @@ def _e(value: Any) -> str:
     return str(value)
 
 
+# info_log_address_format = internal: addresses in from=<>, to=<> and
+# orig_to=<> unquoted, as before Postfix 3.5 (from=<a b@example.com>);
+# external (the default) leaves them as queued (from=<"a b"@example.com>).
+_internal_form = False
+
+
+def set_address_form(form: str) -> None:
+    """info_log_address_format for this process's lines; once, at start-up."""
+    global _internal_form
+    _internal_form = form == "internal"
+
+
 def _addr(value: Any) -> str:
-    return f"<{_e(value if value is not None else '')}>"
+    text = _e(value if value is not None else "")
+    return f"<{unquote_822_local(text) if _internal_form else text}>"
 
 
 def _one_line(text: Any) -> str:

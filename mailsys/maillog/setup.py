@@ -55,6 +55,7 @@ from typing import Any, MutableMapping
 
 import structlog
 
+from mailsys.maillog import postfix
 from mailsys.maillog.event import LogEvent
 from mailsys.maillog.writer import Writer
 
@@ -83,6 +84,7 @@ def send_pending() -> None:
 def configure(cfg: Any, program: str, *, tag: str | None = None, console: bool = False) -> None:
     """Route this process's structlog events to postlogd (or the files)."""
     global _writer
+    postfix.set_address_form(str(cfg.info_log_address_format))
     writer = Writer.from_config(cfg, console=console)
     structlog.configure(
         processors=[

@@ -169,6 +169,25 @@ def test_delivery_field_order_and_optional_fields():
         "to=<a@x>, orig_to=<b@x>, relay=r, conn_use=3, delay=1, delays=1/0/0/0, dsn=2.0.0, status=sent (ok)")
 
 
+def test_info_log_address_format_internal_logs_addresses_unquoted():
+    # Postfix 3.7.11, info_log_address_format = internal, MAIL FROM:<"a b"@example.com>:
+    # "qmgr[25457]: 9C89420C200: from=<a b@example.com>, size=287, nrcpt=2 (queue active)"
+    # and "smtp[25632]: 9C89420C200: to=<c d@example.net>, relay=...".
+    opened = LogEvent(0.0, "t/qmgr", 1, "info", "opened",
+                      fields=dict(sender='"a b"@example.com', size=287, nrcpt=2))
+    status = LogEvent(0.0, "t/smtp", 1, "info", "status", fields=dict(
+        to='"c d"@example.net', orig_to='"c d"@Example.net', relay="r", delay=1,
+        delays=(1, 0, 0, 0), dsn="2.0.0", status="sent", reason="ok"))
+    assert postfix.text(opened).startswith('from=<"a b"@example.com>, ')
+    try:
+        postfix.set_address_form("internal")
+        assert postfix.text(opened) == "from=<a b@example.com>, size=287, nrcpt=2 (queue active)"
+        assert postfix.text(status).startswith("to=<c d@example.net>, orig_to=<c d@Example.net>, ")
+    finally:
+        postfix.set_address_form("external")
+    assert postfix.text(status).startswith('to=<"c d"@example.net>, ')
+
+
 def test_multiline_remote_reply_is_joined_with_spaces():
     e = LogEvent(0.0, "t/smtp", 1, "info", "status", queue_id="Q", fields=dict(
         to="a@x", relay="mx[1.2.3.4]:25", delay=1, delays=(0, 0, 0, 1), dsn="4.2.1",
