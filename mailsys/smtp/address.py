@@ -13,7 +13,8 @@ command ever takes it for an option). numeric_domain() finds a domain of
 digits and dots, which Postfix's resolver takes for no hostname
 (valid_hostname(): "numeric hostname"): bad syntax, or with
 resolve_numeric_domain = yes, when it is an IPv4 address, that address in
-brackets (numeric_literal()).
+brackets (numeric_literal()). parse_null_domain_path() takes ``<user@>``,
+which only resolve_null_domain = yes lets through.
 
 split_address() / routing_tricks() are for relay control on the policy side:
 an address whose local part still holds ``%``, ``!`` or ``@`` (inside

@@ -79,12 +79,11 @@ from .settings import Settings
 # smtpd.c smtpd_cmd_table order, which is the order of the disconnect statistics.
 STAT_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
               "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "help", "unknown")
-# SMTPD_CMD_FLAG_LIMIT: commands that can be repeated without cost to the
-# client, counted against smtpd_junk_command_limit.
 # The message of a refused MAIL/RCPT address; the I/O shell logs Postfix's
 # "Illegal address syntax from CLIENT in MAIL command: <path>" from it.
 ILLEGAL_ADDRESS = "illegal address syntax: "
-
+# SMTPD_CMD_FLAG_LIMIT: commands that can be repeated without cost to the
+# client, counted against smtpd_junk_command_limit.
 _JUNK = frozenset({"helo", "ehlo", "rset", "noop", "vrfy", "etrn"})
 # What _cmd holds for a verb of smtpd_noop_commands.
 _CONFIGURED_NOOP = "smtpd_noop_commands"
