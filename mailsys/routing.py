@@ -112,7 +112,8 @@ from mailsys.smtp.address import min_user, numeric_literal, numeric_name
 __all__ = [
     "SMTP_PORT", "LMTP_PORT", "NULL_MX_STATUS", "BadNextHop", "RouteError", "NextHop",
     "parse_nexthop", "parse_lmtp_nexthop", "service_port",
-    "parse_nexthops", "AddressClass", "Route", "DomainList", "DomainSet", "LookupTable",
+    "parse_nexthops", "AddressClass", "Route", "BAD_SYNTAX", "DomainList", "DomainSet",
+    "LookupTable",
     "RoutingSettings", "resolve", "transport_lookup", "first_lookup", "split_transport", "error_status",
     "MxHost", "MxAddress", "mx_hosts", "drop_self", "balance_inet_protocols",
 ]
@@ -122,8 +123,6 @@ LMTP_PORT = 24          # RFC 2033 and Postfix's lmtp_tcp_port
 NULL_MX_STATUS = "5.1.10"
 ALIAS_REASON = "5.1.1 User unknown in virtual alias table"
 UNDELIVERABLE = "Address is undeliverable"
-# qmgr_message.c: a recipient the resolver flags as bad syntax goes to the error transport.
-BAD_SYNTAX = "5.1.3 bad address syntax"
 
 
 class BadNextHop(ValueError):
@@ -265,6 +264,11 @@ class Route:
     transport: str
     nexthop: str
     address_class: AddressClass
+
+
+# qmgr_message.c: a recipient the resolver flags as bad syntax goes to the
+# error transport; local(8) bounces an alias or .forward address that does.
+BAD_SYNTAX = Route("error", "5.1.3 bad address syntax", AddressClass.DEFAULT)
 
 
 class DomainList(Protocol):
@@ -522,19 +526,19 @@ def resolve(address: str, settings: RoutingSettings, sender: str | None = None) 
     stands for its address literal (user@192.0.2.1 as user@[192.0.2.1]).
     """
     if not settings.allow_min_user and min_user(address):
-        return Route("error", BAD_SYNTAX, AddressClass.DEFAULT)
+        return BAD_SYNTAX
     _, domain = _split_address(address)
     domain = domain.lower().rstrip(".")
     if not domain:
         if address.endswith("@") and not settings.resolve_null_domain:
-            return Route("error", BAD_SYNTAX, AddressClass.DEFAULT)
+            return BAD_SYNTAX
         transport, nexthop = split_transport(settings.local_transport)
         route = Route(transport, nexthop or settings.myhostname, AddressClass.LOCAL)
     else:
         if numeric_name(domain):
             literal = settings.resolve_numeric_domain and numeric_literal(domain)
             if not literal:
-                return Route("error", BAD_SYNTAX, AddressClass.DEFAULT)
+                return BAD_SYNTAX
             domain = literal
         route = _class_route(domain, settings, sender)
     if settings.relocated_maps:

@@ -86,7 +86,7 @@ from mailsys.ipc.proto.deliver import (DEFERRED, PROTOCOL, DeliverRecipient, Del
 from mailsys.message.qid import new_qid
 from mailsys.qmgr.settings import routing_settings
 from mailsys.queue.store import QueueStore
-from mailsys.routing import AddressClass, first_lookup, resolve, split_transport
+from mailsys.routing import BAD_SYNTAX, AddressClass, first_lookup, resolve, split_transport
 from mailsys.runtime import cleanup_client, ipc_io, skeleton
 from mailsys.runtime.handoff import parse_argv
 
@@ -129,7 +129,8 @@ class _State:
         a, settings = self.aliases, self.settings
         strict = bool(a.fallback_transport or a.fallback_transport_maps or a.luser_relay)
         return dataclasses.replace(
-            a, is_here=is_here, knows=lambda address: mailbox_known(address, settings, strict))
+            a, is_here=is_here, bad_syntax=lambda address: resolve(address, routes) == BAD_SYNTAX,
+            knows=lambda address: mailbox_known(address, settings, strict))
 
 
 def probe(req: DeliverRequest, rcpt: DeliverRecipient, state: _State) -> RecipientResult:

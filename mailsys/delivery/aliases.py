@@ -204,6 +204,9 @@ class AliasSettings:
     files: frozenset = frozenset({"alias", "forward"})
     dup_limit: int = 1000
     is_here: Callable[[str], bool] = lambda address: False
+    # The resolver calls the address bad syntax (allow_min_user,
+    # resolve_null_domain, resolve_numeric_domain): the recipient bounces.
+    bad_syntax: Callable[[str], bool] = lambda address: False
     owner_of: Callable[[object], int] = _default_owner_of
     user_of: Callable[[int], Privs | None] = lambda uid: _privs_of_uid(uid)
     warn: Callable[[str], None] = lambda text: None
@@ -621,6 +624,12 @@ class _Expansion:
         if t.unmatched:
             local, at, domain = address.rpartition("@")
             address = f"{local}{t.delimiter}{t.unmatched}@{domain}"
+        if self.settings.bad_syntax(address):
+            # Postfix 3.7.11, alias "minus: -bar@example.net": "to=<minus@localhost>,
+            # relay=local, ... dsn=5.1.3, status=bounced (bad recipient address
+            # syntax: -bar@example.net)".
+            self.fail(t, "5.1.3", f"bad recipient address syntax: {address}")
+            return
         # resolve.c counts a level too: it decides where a loop is reported.
         t = replace(t, address=address, level=t.level + 1)
         if self.settings.is_here(address):

@@ -51,6 +51,18 @@ def test_alias_to_local_user_recurses_and_keeps_orig():
     assert steps[0].target.delivered == f"postmaster@{HOST}"
 
 
+def test_an_address_the_resolver_calls_bad_syntax_bounces_the_recipient():
+    # Postfix 3.7.11, alias "minus: -bar@example.net": "to=<minus@localhost>,
+    # relay=local, ... dsn=5.1.3, status=bounced (bad recipient address syntax:
+    # -bar@example.net)": the recipient being expanded bounces, not the new one.
+    steps = run({"minus": "-bar@example.net, alice"}, f"minus@{HOST}",
+                bad_syntax=lambda a: a.startswith("-"))
+    assert view(steps) == [
+        ("Failure", f"minus@{HOST}", f"minus@{HOST}",
+         "5.1.3 bad recipient address syntax: -bar@example.net"),
+        ("Mailbox", f"alice@{HOST}", f"minus@{HOST}", "")]
+
+
 def test_frozen_delivered_to_no_follows_each_step():
     steps = run({"postmaster": "root", "root": "alice, far@example.net"}, f"postmaster@{HOST}",
                 frozen_delivered=False)

@@ -103,3 +103,20 @@ def test_qmgr_bounces_null_and_numeric_domains_by_default(mailsys_instance):
     for rcpt in ("u@", "u@1.2.3.4"):
         line = next(x for x in log.splitlines() if f"{qid}: to=<{rcpt}>" in x)
         assert line.endswith("dsn=5.1.3, status=bounced (bad address syntax)")
+
+
+def test_local_bounces_an_alias_that_expands_to_bad_syntax(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    inst.write_config(master_cf=[*QMGR, "local unix - n n - - local"], main_cf={
+        "mydestination": "example.test", "local_recipient_maps": "",
+        "mail_spool_directory": str(tmp_path), "relayhost": "[127.0.0.1]:9",
+        "alias_maps": "inline:{ {minus=-bar@example.net} }"})
+    inst.start()
+    qid = qh.inject(inst, CONTENT, "minus@example.test", sender="")
+    log = inst.wait_log(f"{qid}: removed", timeout=20)
+    # Postfix 3.7.11: "local[30922]: 5A2C420C6F2: to=<minus@localhost>, relay=local,
+    # delay=0.03, delays=0.02/0.01/0/0.01, dsn=5.1.3, status=bounced (bad recipient
+    # address syntax: -bar@example.net)".
+    line = next(x for x in log.splitlines() if f"{qid}: to=<minus@example.test>" in x)
+    assert "relay=local," in line and line.endswith(
+        "dsn=5.1.3, status=bounced (bad recipient address syntax: -bar@example.net)")
