@@ -758,6 +758,12 @@ class ServerConnection:
             raise self._fail(R.VRFY_DISABLED, "VRFY disabled")
         if not arg:
             raise self._fail(R.VRFY_SYNTAX, "VRFY without argument")
+        # smtpd.c vrfy_cmd() parses the argument as RCPT does: what the
+        # resolver calls bad syntax gets the same 501 (live, Postfix 3.7.11:
+        # "VRFY <-foo@example.net>", "VRFY <u@1.2.3.4>").
+        path = parse_path(arg, allow_null=False)
+        if path is not None and _unresolvable(path.address, self.settings):
+            raise self._fail(R.BAD_RECIPIENT, f"{ILLEGAL_ADDRESS}{arg}")
         return ev.Vrfy(arg)
 
     def _etrn(self, verb: str, arg: str):

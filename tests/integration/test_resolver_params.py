@@ -31,9 +31,11 @@ def test_smtpd_refuses_an_address_that_begins_with_a_minus(mailsys_instance):
         assert s.mail("a@example.org")[0] == 250
         assert s.rcpt('"-bob"@example.test') == (501, b"5.1.3 Bad recipient address syntax")
         assert s.rcpt("bob@example.test")[0] == 250
+        assert s.verify("-foo") == (501, b"5.1.3 Bad recipient address syntax")
     # Postfix 3.7.11: "warning: Illegal address syntax from unknown[127.0.0.1]
-    # in MAIL command: <-foo@example.com>".
-    log = inst.wait_log("mail=1/2 rcpt=1/2")
+    # in MAIL command: <-foo@example.com>", "... in VRFY command: -foo".
+    log = inst.wait_log("mail=1/2 rcpt=1/2 vrfy=0/1")
+    assert "Illegal address syntax from localhost[127.0.0.1] in VRFY command: -foo" in log
     assert "warning: Illegal address syntax from localhost[127.0.0.1] in MAIL command: " \
            "<-a@example.org>" in log
     assert "warning: Illegal address syntax from localhost[127.0.0.1] in RCPT command: " \

@@ -215,6 +215,17 @@ def test_null_and_numeric_domains_follow_resolve_null_domain_and_resolve_numeric
     assert run(b"MAIL FROM:<a@1.2.3.4>\r\n").replies == ["501 5.1.7 Bad sender address syntax"]
 
 
+def test_vrfy_refuses_what_the_resolver_calls_bad_syntax():
+    # Postfix 3.7.11: "VRFY <-foo@example.net>", "VRFY -foo" and "VRFY <u@1.2.3.4>"
+    # got "501 5.1.3 Bad recipient address syntax", "VRFY <u@example.net>"
+    # "252 2.0.0 <u@example.net>"; the log said "warning: Illegal address
+    # syntax from unknown[127.0.0.1] in VRFY command: -foo".
+    res = run(b"VRFY <-foo@example.net>\r\nVRFY -foo\r\nVRFY <u@1.2.3.4>\r\n"
+              b"VRFY <u@example.net>\r\n")
+    assert res.replies == ["501 5.1.3 Bad recipient address syntax"] * 3 + [
+        "252 2.0.0 <u@example.net>"]
+
+
 def test_a_refused_address_carries_the_path_for_the_log_line():
     conn, _ = connect()
     conn.receive_data(b"MAIL FROM: <-a@x.example>\r\n")
