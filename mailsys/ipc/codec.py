@@ -18,7 +18,10 @@ DESCRIPTION
 
         {"n": "cleanup_request", "v": 1, "f": {"sender": "a@b", "content": 0}, "b": [102400]}
 
-    "f" holds the fields by name. A bytes field holds an index into "b",
+    "f" holds the fields by name; a field whose value is its dataclass
+    default (a plain default, not a default_factory) is left out, and the
+    receiver's dataclass fills it in, so a default is part of the protocol.
+    A bytes field holds an index into "b",
     the list of blob lengths; the blobs themselves follow the header raw, in
     the frame payload. So message content of any size crosses without
     escaping, and the JSON stays small.
@@ -226,8 +229,8 @@ class _NoFastPath:
 
 def _dataclass_converters(cls: type, label: str) -> tuple[Encoder, Decoder]:
     hints = typing.get_type_hints(cls)
-    plan: list[tuple[str, type, Encoder]] = []
-    dplan: list[tuple[str, type, Decoder]] = []
+    plan: list[tuple[str, type, Encoder, Any]] = []
+    dplan: dict[str, tuple[type, Decoder]] = {}
     required: set[str] = set()
     for f in dataclasses.fields(cls):
         if not f.init:
@@ -238,8 +241,12 @@ def _dataclass_converters(cls: type, label: str) -> tuple[Encoder, Decoder]:
         # ways: that is what its converter would do, minus the call. A float
         # is looked at on the way out (a non-finite one, see _scalar).
         fast = tp if tp in _SCALAR_OK else _NoFastPath
-        plan.append((f.name, _NoFastPath if tp is float else fast, enc))
-        dplan.append((f.name, fast, dec))
+        # A field holding its plain default stays off the wire: the
+        # receiver's dataclass fills it in (a default is part of the
+        # protocol: changing one is a version change).
+        default = f.default if f.default is not dataclasses.MISSING else _MISSING
+        plan.append((f.name, _NoFastPath if tp is float else fast, enc, default))
+        dplan[f.name] = (fast, dec)
         if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             required.add(f.name)
 
@@ -247,23 +254,25 @@ def _dataclass_converters(cls: type, label: str) -> tuple[Encoder, Decoder]:
         if type(value) is not cls:
             raise TypeError(f"{label}: expected {cls.__qualname__}, got {type(value).__qualname__}")
         out = {}
-        for n, fast, e in plan:
+        for n, fast, e, default in plan:
             v = getattr(value, n)
+            if v is default or type(v) is type(default) and v == default:
+                continue
             out[n] = v if type(v) is fast else e(v, blobs)
         return out
 
     def dec(raw: Any, blobs: _Blobs) -> Any:
         if not isinstance(raw, dict):
             raise ProtocolError(f"{label}: expected an object")
-        # Unknown keys in raw are ignored on purpose: protocols grow.
+        if not required <= raw.keys():
+            missing = sorted(required.difference(raw))
+            raise ProtocolError(f"{label}: missing field(s) {', '.join(missing)}")
         kwargs = {}
-        for n, fast, d in dplan:
-            v = raw.get(n, _MISSING)
-            if v is _MISSING:
-                if n in required:
-                    missing = sorted(required.difference(raw))
-                    raise ProtocolError(f"{label}: missing field(s) {', '.join(missing)}")
-                continue
+        for n, v in raw.items():
+            known = dplan.get(n)
+            if known is None:
+                continue                # unknown keys are ignored on purpose: protocols grow
+            fast, d = known
             kwargs[n] = v if type(v) is fast else d(v, blobs)
         try:
             return cls(**kwargs)

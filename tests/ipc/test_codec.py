@@ -144,6 +144,18 @@ def test_missing_field_with_default_takes_the_default():
     assert decode(encode_frame(header(n="test_codec_grown", v=1, f={"required": "r"}))) == Grown("r")
 
 
+def test_fields_at_their_plain_default_stay_off_the_wire():
+    # a default_factory field always travels
+    assert fields_of(Grown("x"))["f"] == {"required": "x", "also_later": []}
+    assert fields_of(Grown("x", added_later=8))["f"] == {
+        "required": "x", "added_later": 8, "also_later": []}
+    assert decode(encode(Grown("x"))) == Grown("x")
+    head = fields_of(sample(first=None, notes=()))["f"]
+    assert "first" not in head and "notes" not in head and head["nothing"] is None
+    head = fields_of(sample(notes=(("a", "b"),)))["f"]
+    assert head["notes"] == [["a", "b"]]
+
+
 def test_unknown_message_name_is_rejected():
     with pytest.raises(ProtocolError, match="unknown message 'no_such_message'"):
         decode(encode_frame(header(n="no_such_message", v=1, f={})))
