@@ -12,7 +12,8 @@ DESCRIPTION
     ms per message for each service command, summed over its processes
     (with its system time apart).
     With --profile S, py-spy records every smtpd, cleanup, qmgr, smtp and
-    postlogd process for S seconds of the first repeat (raw collapsed
+    postlogd process for S seconds of the first repeat, at SPY_RATE samples
+    a second (environment; 200 by default) (raw collapsed
     stacks in var/bench/accept-*.txt). Needs root, like run.py. With
     --gil it keeps only the samples of the thread holding the GIL: the
     CPU spent in Python (py-spy cannot always tell a thread waiting in
@@ -46,7 +47,7 @@ def spy(master: int, seconds: float, tag: str, gil: bool = False) -> list[subpro
     out.mkdir(parents=True, exist_ok=True)
     py_spy = str(Path(sys.executable).parent / "py-spy")
     return [subprocess.Popen([py_spy, "record", "-p", str(pid), "-d", str(int(seconds)),
-                              "-r", "200", "-f", "raw", *(["--gil"] if gil else []), "-o",
+                              "-r", os.environ.get("SPY_RATE", "200"), "-f", "raw", *(["--gil"] if gil else []), "-o",
                               str(out / f"accept-{tag}-{command}-{pid}.txt")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             for command in PROFILED for pid in pids_of(master, command)]
