@@ -24,14 +24,15 @@ DESCRIPTION
     either completes or fails as a whole, and nobody loses track of it.
 
     GroupCommit is cleanup's durable write path (DESIGN.md contract 1).
-    Callers of create() put their entry on a queue and wait; one committer
-    task, run(), starts a commit in a worker thread as soon as something is
-    waiting, and that thread takes whatever has gathered only once it holds
+    Callers of create() put their entry on a queue and wait; a commit runs
+    in a worker thread, which takes whatever has gathered only once it holds
     LMDB's writer lock (store.create_late()), writing it all in one
-    transaction, one fsync. There is no timer: the first request after an
-    idle spell is committed at once, and batches grow by themselves under
-    concurrency, because requests arriving during one fsync - or while the
-    lock is held by qmgr or another process - ride on the next commit.
+    transaction, one fsync. One commit runs at a time. There is no timer:
+    the first request after an idle spell starts its commit itself, at
+    once; requests arriving during a commit (its fsync, or while the lock
+    is held by qmgr or another process) wait, and the committer task,
+    run(), starts the next commit for all of them when it ends, so batches
+    grow by themselves under concurrency.
     create() returns only after its batch is committed, so the caller's
     reply comes after the fsync.
 
@@ -134,23 +135,32 @@ class GroupCommit:
         # front by the commit's worker thread only: deque does both safely.
         self._waiting: deque[_Pending] = deque()
         self._wake = trio.Event()
+        self._committing = False                # one commit at a time, from run() or create()
         self.batches = 0                        # commits made (for tests and statistics)
 
     async def create(self, envelope: Envelope, content: bytes) -> str:
         """create - store one entry; its queue ID once durably committed."""
         pending = _Pending(envelope, content)
         self._waiting.append(pending)         # unbounded: callers are bounded by the skeleton
-        self._wake.set()
+        if self._committing:
+            self._wake.set()                  # it rides on the next commit
+        else:
+            # Nothing is being committed: start the commit from here rather
+            # than after the committer task's turn in the scheduler. Shielded,
+            # as a commit that has begun is never abandoned, and others may
+            # ride on it.
+            with trio.CancelScope(shield=True):
+                await self._commit()
         await pending.done.wait()
         if pending.error is not None:
             raise pending.error
         return pending.qid
 
     async def run(self, *, task_status=trio.TASK_STATUS_IGNORED) -> None:
-        """run - the committer task: commit what has gathered, forever."""
+        """run - the committer task: commit what gathered during a commit, forever."""
         task_status.started()
         while True:
-            while not self._waiting:
+            while not self._waiting or self._committing:
                 await self._wake.wait()
                 self._wake = trio.Event()
             await self._commit()
@@ -168,6 +178,15 @@ class GroupCommit:
         return batch
 
     async def _commit(self) -> None:
+        self._committing = True
+        try:
+            await self._commit_one()
+        finally:
+            self._committing = False
+            if self._waiting:
+                self._wake.set()            # what came meanwhile: the committer's turn
+
+    async def _commit_one(self) -> None:
         taken: list[_Pending] = []
         try:
             outcomes = await run(_commit_batch, self._store, self._queue, self._take, taken)

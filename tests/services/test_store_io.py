@@ -22,8 +22,19 @@ def entry(size=100, qid=None):
 
 
 async def create_all(commits, entries, committed_hook=None):
-    """Queue every create() before the committer starts, so they form one batch."""
+    """Every create() queued while another writer holds LMDB's lock, so that
+    they form one batch: the first starts the commit, whose worker thread
+    takes the batch once the lock is free."""
     results = [None] * len(entries)
+    store = commits._store
+    locked, release = threading.Event(), threading.Event()
+
+    def hold(txn):
+        locked.set()
+        release.wait(5)
+    holder = threading.Thread(target=store._write, args=(hold, 0))
+    holder.start()
+    locked.wait(5)
 
     async def one(i, env, content):
         try:
@@ -31,14 +42,15 @@ async def create_all(commits, entries, committed_hook=None):
         except QueueError as e:
             results[i] = e
     async with trio.open_nursery() as nursery:
+        nursery.start_soon(commits.run)
         for i, (env, content) in enumerate(entries):
             nursery.start_soon(one, i, env, content)
         await trio.testing.wait_all_tasks_blocked()
-        async with trio.open_nursery() as committer:
-            committer.start_soon(commits.run)
-            while any(r is None for r in results):
-                await trio.sleep(0.01)
-            committer.cancel_scope.cancel()
+        release.set()
+        while any(r is None for r in results):
+            await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    holder.join()
     return results
 
 
@@ -89,6 +101,16 @@ def test_on_commit_hears_each_batch(queue_dir):
         entries = [entry() for _ in range(4)]
         results = trio.run(create_all, commits, entries)
     assert len(seen) == 1 and sorted(seen[0]) == sorted(results)
+
+
+def test_a_request_after_an_idle_spell_commits_without_the_committer_task(queue_dir):
+    with QueueStore.open(queue_dir) as store:
+        commits = GroupCommit(store)
+
+        async def main():
+            return [await commits.create(*entry()) for _ in range(2)]     # no run() task
+        qids = trio.run(main)
+        assert commits.batches == 2 and all(store.exists(q) for q in qids)
 
 
 def test_a_batch_gathers_while_another_writer_holds_the_lock(queue_dir):
