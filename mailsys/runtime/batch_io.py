@@ -7,11 +7,11 @@ SYNOPSIS
 
 DESCRIPTION
     A store call from trio costs a hand-off to a worker thread and back
-    (store_io.run), and a write one fsync; under load the hand-offs alone
+    (a store_io.Worker of its own, one call at a time), and a write one fsync; under load the hand-offs alone
     were a fifth of an agent's CPU. Batched gathers the calls that come in
     while one batch is in its thread: the first caller that finds no batch
     running takes everything waiting (at most max_batch at a time) and runs
-    fn on the lot in one store_io.run(), again until nothing waits. There
+    fn on the lot in one call, again until nothing waits. There
     is no timer and no task of its own: a lone call runs at once, and
     batches grow by themselves under concurrency.
 
@@ -70,6 +70,7 @@ class Batched(Generic[I]):
         self._max_batch = max_batch
         self._waiting: list[_Pending[I]] = []
         self._running = False
+        self._worker = store_io.Worker(f"batched-{getattr(fn, '__name__', 'call')}")
         self.batches = 0                 # store calls made (for tests)
 
     async def call(self, item: I, *, linger: float = 0.0) -> Any:
@@ -101,7 +102,7 @@ class Batched(Generic[I]):
 
     async def _run(self, batch: list[_Pending[I]]) -> None:
         try:
-            outcomes = await store_io.run(self._fn, [p.item for p in batch])
+            outcomes = await self._worker.run(self._fn, [p.item for p in batch])
         except QueueError as e:
             outcomes = [e] * len(batch)
         except BaseException as e:

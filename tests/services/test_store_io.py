@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import trio
 import trio.testing
 
@@ -76,6 +77,7 @@ def test_other_failures_are_retried_one_by_one(queue_dir, monkeypatch):
         real_create = store.create
 
         def create_late(take, queue=Queue.INCOMING):
+            store._write(lambda txn: None, 0)   # waits for the writer lock, as the real one
             list(take())            # the batch was taken, then its write failed
             raise QueueError("simulated write failure")
 
@@ -166,26 +168,32 @@ def test_create_late_takes_once_when_the_map_grows(queue_dir):
         assert store.counts()[Queue.INCOMING] == 6
 
 
-def test_run_gives_the_value_or_the_exception_from_a_worker_thread():
+@pytest.fixture(params=["run", "worker"])
+def call(request):
+    """store_io.run, or the run() of a Worker: the same promises."""
+    return store_io.run if request.param == "run" else store_io.Worker("test").run
+
+
+def test_run_gives_the_value_or_the_exception_from_a_worker_thread(call):
     async def main():
         seen = []
 
-        def fn(a, *, b):
+        def fn(a, b):
             seen.append(threading.current_thread())
             return a + b
 
         def boom():
             raise QueueError("no")
-        assert await store_io.run(fn, 1, b=2) == 3
+        assert await call(fn, 1, 2) == 3
         assert seen[0] is not threading.current_thread()
         try:
-            await store_io.run(boom)
+            await call(boom)
         except QueueError as e:
             return str(e)
     assert trio.run(main) == "no"
 
 
-def test_run_is_never_abandoned_and_cancellation_comes_after():
+def test_run_is_never_abandoned_and_cancellation_comes_after(call):
     started, release = threading.Event(), threading.Event()
     finished = []
 
@@ -204,7 +212,7 @@ def test_run_is_never_abandoned_and_cancellation_comes_after():
                     await trio.sleep(0.1)
                     release.set()
                 nursery.start_soon(cancel_when_started)
-                got.append(await store_io.run(slow))
+                got.append(await call(slow))
                 await trio.lowlevel.checkpoint()
                 raise AssertionError("not cancelled")
         return scope.cancelled_caught
@@ -216,15 +224,34 @@ def test_run_is_never_abandoned_and_cancellation_comes_after():
     assert finished == [True] and got == ["done"]
 
 
-def test_run_does_not_start_for_a_caller_already_cancelled():
+def test_run_does_not_start_for_a_caller_already_cancelled(call):
     ran = []
 
     async def main():
         with trio.CancelScope() as scope:
             scope.cancel()
-            await store_io.run(ran.append, 1)
+            await call(ran.append, 1)
     trio.run(main)
     assert ran == []
+
+
+def test_a_worker_thread_ends_when_idle_and_a_later_call_starts_another(monkeypatch):
+    monkeypatch.setattr(store_io.Worker, "IDLE_TIMEOUT", 0.05)
+    worker = store_io.Worker("test")
+
+    async def main():
+        first = await worker.run(threading.current_thread)
+        await trio.sleep(0.3)
+        assert not first.is_alive()
+        second = await worker.run(threading.current_thread)
+        assert second is not first and second.name == "test"
+        # one call at a time
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(worker.run, threading.Event().wait, 0.2)
+            await trio.sleep(0.05)
+            with pytest.raises(RuntimeError, match="one call at a time"):
+                await worker.run(int)
+    trio.run(main)
 
 
 def test_run_keeps_within_the_thread_limiter():
