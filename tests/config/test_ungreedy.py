@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, reject, settings
 from hypothesis import strategies as st
 
 from mailsys.config.ungreedy import ungreedy
@@ -51,7 +51,15 @@ SUBJECTS = ["", "a", "ab", "aab", "abab", "b*a+", "a?{", "x{a}aa", "\\d", "]]*",
 def outcome(pattern: re.Pattern):
     found = []
     for subject in SUBJECTS:
-        m = pattern.search(subject)
+        try:
+            m = pattern.search(subject)
+        except SystemError:
+            # CPython's own bug, not the rewrite's: a possessive repeat of an
+            # alternation holding a capturing group, "(?:(x)|a)*+", makes re
+            # raise "The span of capturing group is wrong" (python/cpython
+            # gh-101955, fixed in 3.12 and 3.13, not in 3.11). Such a
+            # pattern cannot be checked against re here.
+            reject()
         found.append(None if m is None else (m.span(), m.groups()))
     return found
 
