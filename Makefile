@@ -17,14 +17,19 @@ $(STAMP): setup.cfg pyproject.toml
 run: venv
 	$(BIN)/mailsys -c etc start-fg
 
+# The tests choose their own ports and directories, so pytest-xdist runs
+# them on every CPU; worksteal lets an idle worker take over another's
+# remaining tests, as the integration tests' lengths differ a lot.
+PYTEST := $(BIN)/pytest -q -n auto --dist worksteal
+
 test: venv
-	$(BIN)/pytest -q
+	$(PYTEST)
 
 test-unit: venv
-	$(BIN)/pytest -q -m "not integration"
+	$(PYTEST) -m "not integration"
 
 test-integration: venv
-	$(BIN)/pytest -q -m integration
+	$(PYTEST) -m integration
 
 # Both need root: a private Postfix runs beside mailsys (scripts/bench/README.md).
 bench: venv
