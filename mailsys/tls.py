@@ -52,11 +52,10 @@ DESCRIPTION
                      Untrusted in the log (Postfix: encrypt does not verify).
                      verify, secure: the chain must verify against
                      smtp_tls_CAfile / smtp_tls_CApath (else the system store)
-                     and the certificate must match server_hostname (or,
-                     when the engine is given match_names, one of those:
-                     "example.com" exactly, ".example.com" any name below
-                     it, as Postfix's smtp_tls_secure_cert_match = nexthop,
-                     dot-nexthop). As in Postfix, a failure does not stop
+                     and the certificate must carry server_hostname (or,
+                     when the engine is given match_names, one of those,
+                     and the first IP address among them: the rules are
+                     mailsys.tls_match's). As in Postfix, a failure does not stop
                      the handshake: the peer is then Untrusted, and
                      verify_failure() gives Postfix's log line saying why,
                      for the caller that refuses to go on. dane has no
@@ -80,7 +79,6 @@ BUGS
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -98,6 +96,7 @@ from mailsys.config.tls_level import server_level
 from mailsys.errors import ConfigError
 from mailsys.message.received import TlsInfo
 from mailsys.policy.hostnames import valid_hostname
+from mailsys.tls_match import NameCheck
 
 __all__ = ["TlsError", "TlsEngine", "server_context", "client_context", "describe",
            "fingerprints", "peer_status", "summary", "established_text", "ssl_options",
@@ -508,6 +507,12 @@ _UNTRUSTED_ISSUER = (_lib.X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY,
                      _lib.X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN)
 _NOT_YET_VALID = (_lib.X509_V_ERR_CERT_NOT_YET_VALID, _lib.X509_V_ERR_ERROR_IN_CERT_NOT_BEFORE_FIELD)
 _EXPIRED = (_lib.X509_V_ERR_CERT_HAS_EXPIRED, _lib.X509_V_ERR_ERROR_IN_CERT_NOT_AFTER_FIELD)
+# The name checks' failures, and the later checks (internal_verify) whose
+# failures OpenSSL reports after them.
+_NAME_ERRORS = {"hostname": _lib.X509_V_ERR_HOSTNAME_MISMATCH, "ip": _lib.X509_V_ERR_IP_ADDRESS_MISMATCH}
+_LATER_CHECKS = frozenset((_lib.X509_V_ERR_UNABLE_TO_DECRYPT_CERT_SIGNATURE,
+                           _lib.X509_V_ERR_UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY,
+                           _lib.X509_V_ERR_CERT_SIGNATURE_FAILURE) + _NOT_YET_VALID + _EXPIRED)
 # X509_V_ERR_DANE_NO_MATCH: Postfix checks fingerprints as DANE-EE records,
 # so a fingerprint that matches none fails with this code.
 DANE_NO_MATCH = 65
@@ -558,7 +563,7 @@ class TlsEngine:
     """
 
     __slots__ = ("_conn", "_policy", "_verify_errors", "server_side", "server_hostname",
-                 "handshake_done", "peer_closed", "close_sent", "_match", "sni", "sni_note",
+                 "handshake_done", "peer_closed", "close_sent", "_names", "sni", "sni_note",
                  "__weakref__")
 
     def __init__(self, ctx: SSL.Context, *, server_side: bool, server_hostname: str | None = None,
@@ -580,7 +585,13 @@ class TlsEngine:
         self.sni_note: tuple[str, str] | None = None   # server: what the SNI lookup found amiss
         self.peer_closed = False     # the peer sent close_notify
         self.close_sent = False
-        self._match = match_names if policy.enforce else ()
+        # verify, secure: the names the certificate must carry (tls_match);
+        # server_hostname alone when none are given.
+        self._names: NameCheck | None = None
+        if policy.enforce and not server_side:
+            if not match_names and not server_hostname:
+                raise ValueError("verify and secure levels need the server hostname to match")
+            self._names = NameCheck.of(match_names or (server_hostname.strip("[]"),))
         self._conn = SSL.Connection(ctx, None)
         self._conn.set_app_data(self)
         if server_side:
@@ -595,10 +606,6 @@ class TlsEngine:
             # Postfix sends no SNI unless smtp_tls_servername (or a policy
             # entry's servername=) asks for it, even an address literal.
             self._conn.set_tlsext_host_name(sni.encode("idna"))
-        if policy.enforce and not self._match:
-            if not server_hostname:
-                raise ValueError("verify and secure levels need the server hostname to match")
-            _expect_peer_name(self._conn, server_hostname)
 
     # The four operations.
 
@@ -614,10 +621,8 @@ class TlsEngine:
             return self._drain(), False
         except SSL.Error as e:
             raise self._error(e, "handshake") from None
-        if self._match and not names_match(certificate_names(self.peer_certificate), self._match):
-            # The chain was verified in the handshake; the names are
-            # checked here, since OpenSSL takes one name through pyOpenSSL.
-            self._verify_errors.append((0, _lib.X509_V_ERR_HOSTNAME_MISMATCH, ""))
+        if self._names is not None:
+            self._check_names()
         self.handshake_done = True
         return self._drain(), True
 
@@ -702,7 +707,22 @@ class TlsEngine:
         """The pyOpenSSL Connection, for facts this class does not offer."""
         return self._conn
 
+    @property
+    def refused_names(self) -> tuple[str, ...]:
+        """Match names left out: IP addresses after the first (Postfix warns of each)."""
+        return self._names.refused if self._names is not None else ()
+
     # Internals.
+
+    def _check_names(self) -> None:
+        """The certificate's names, checked where OpenSSL's check_id()
+        would: after the chain was built, before its signatures and dates
+        (internal_verify), so verify_failure() names the same failure as
+        Postfix. OpenSSL takes one name through pyOpenSSL; these are many."""
+        failed = [(0, _NAME_ERRORS[kind], "") for kind in self._names.failures(self.peer_certificate)]
+        errors = self._verify_errors
+        at = next((i for i, e in enumerate(errors) if e[1] in _LATER_CHECKS), len(errors))
+        errors[at:at] = failed
 
     def _drain(self) -> bytes:
         out = []
@@ -736,68 +756,9 @@ def _openssl_reason(e: Exception) -> str:
     return text or type(e).__name__
 
 
-def certificate_names(cert: x509.Certificate | None) -> list[str]:
-    """The DNS names a certificate is for: its subjectAltName dNSNames,
-    else its subject CNs (as Postfix's tls_verify.c reads them)."""
-    if cert is None:
-        return []
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        names = san.get_values_for_type(x509.DNSName)
-    except x509.ExtensionNotFound:
-        names = []
-    if not names:
-        names = [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    return [n.lower().rstrip(".") for n in names]
-
-
-def names_match(names: Iterable[str], patterns: Iterable[str]) -> bool:
-    """Postfix tls_verify.c match_servername(): a pattern "example.com"
-    matches that name or a "*.com"-style wildcard for its first label; a
-    pattern ".example.com" matches any name strictly below example.com."""
-    names = [n.lower().rstrip(".") for n in names]
-    for pattern in patterns:
-        p = pattern.lower().rstrip(".")
-        for n in names:
-            if p.startswith("."):
-                if len(n) > len(p) and n.endswith(p):
-                    return True
-            elif n == p or (n.startswith("*.") and "." in p and p.split(".", 1)[1] == n[2:]):
-                return True
-    return False
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name.strip("[]"))
-    except ValueError:
-        return False
-    return True
-
-
 # -- native: what pyOpenSSL does not expose ---------------------------------------
 # These go through the cffi binding pyOpenSSL itself uses (OpenSSL._util),
 # the same calls CPython's ssl module makes for check_hostname.
-
-
-def _expect_peer_name(conn: SSL.Connection, name: str) -> None:
-    """Make OpenSSL match the peer certificate to `name` during verification.
-
-    SSL_set1_host without the helper: X509_VERIFY_PARAM_set1_host (or
-    _set1_ip for an address literal) on the connection's parameters, with
-    partial wildcards ("mx*.example.com") refused as RFC 6125 asks.
-    """
-    param = _lib.SSL_get0_param(conn._ssl)
-    bare = name.strip("[]")
-    if _is_ip(bare):
-        packed = ipaddress.ip_address(bare).packed
-        ok = _lib.X509_VERIFY_PARAM_set1_ip(param, packed, len(packed))
-    else:
-        _lib.X509_VERIFY_PARAM_set_hostflags(param, _lib.X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS)
-        host = name.rstrip(".").encode("idna")
-        ok = _lib.X509_VERIFY_PARAM_set1_host(param, host, len(host))
-    if ok != 1:
-        raise TlsError(f"cannot match certificates to {name!r}", kind="verify")
 
 
 def _verify_error_string(errnum: int) -> str:

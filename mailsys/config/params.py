@@ -786,6 +786,16 @@ _TABLE: tuple[Param, ...] = (
       choices=("md5", "sha1", "sha224", "sha256", "sha384", "sha512")),
     P("smtp_tls_fingerprint_cert_match", List, "",
       "Server certificate or public-key fingerprints the fingerprint level accepts"),
+    P("smtp_tls_verify_cert_match", List, "hostname",
+      "Names the server certificate must carry at level verify: hostname, nexthop, "
+      "dot-nexthop, a name or a .domain (separated by commas, blanks or colons)"),
+    P("smtp_tls_secure_cert_match", List, "nexthop, dot-nexthop",
+      "Names the server certificate must carry at level secure (as smtp_tls_verify_cert_match)"),
+    # Postfix 3.7 leaves name checks to OpenSSL and no longer reads this
+    # (seen live: "*.example.com" never covers "a.b.example.com", at yes
+    # or no); mailsys.tls_match does the same.
+    P("tls_wildcard_matches_multiple_labels", Bool, "yes",
+      "Unused, as in Postfix 3.7's client: \"*\" in a certificate name stands for one label"),
     P("smtp_tls_security_level", Str, "", "smtp TLS: none, may, encrypt, dane, verify, secure",
       choices=("", "none", "may", "encrypt", "dane", "dane-only", "fingerprint", "verify", "secure")),
     P("smtp_tls_policy_maps", List, "", "Per-destination TLS policy tables"),
@@ -1037,6 +1047,7 @@ _LMTP_DEFAULTS = {
     # kernel's connect timeout; a UNIX-domain connect does not wait).
     "lmtp_connect_timeout": "0s",
     "lmtp_tls_key_file": "$lmtp_tls_cert_file",
+    "lmtp_tls_secure_cert_match": "nexthop",
     "lmtp_sasl_tls_security_options": "$lmtp_sasl_security_options",
     "lmtp_sasl_tls_verified_security_options": "$lmtp_sasl_tls_security_options",
     "lmtp_destination_concurrency_limit": "$default_destination_concurrency_limit",

@@ -430,6 +430,9 @@ class SmtpSession:
         assert tls.engine is not None and tls.wrap is not None
         try:
             engine = tls.engine(self.target.host, nexthop)
+            for name in engine.refused_names:
+                # Postfix: OpenSSL takes one address to match (SSL_add1_host).
+                log.warning(f'{self.target.relay}: error loading match name: "{name}"')
             stream = tls.wrap(self.stream, engine)
             await stream.handshake(self._timeout("smtp_starttls_timeout"))   # type: ignore[attr-defined]
         except Exception as e:

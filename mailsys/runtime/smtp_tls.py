@@ -19,21 +19,27 @@ DESCRIPTION
       encrypt        STARTTLS required, certificate not checked; a server
                      without it is a 4.7.4 deferral, a failed handshake 4.7.5
       verify/secure  as encrypt, and the certificate must verify against
-                     smtp_tls_CAfile (else the system store); verify
-                     matches it to the MX host name (Postfix
-                     smtp_tls_verify_cert_match = hostname), secure to the
-                     next-hop domain or a name below it (Postfix
-                     smtp_tls_secure_cert_match = nexthop, dot-nexthop), so
-                     an MX record from an unsigned DNS answer cannot name
-                     the host the certificate is checked against
+                     smtp_tls_CAfile (else the system store) and carry the
+                     names of smtp_tls_verify_cert_match (default hostname:
+                     the MX host's name) or smtp_tls_secure_cert_match
+                     (default nexthop, dot-nexthop: the next-hop domain or
+                     a name below it, so an MX record from an unsigned DNS
+                     answer cannot name the host the certificate is checked
+                     against); the strategies and matching rules are
+                     mailsys.tls_match's. A mismatch logs Postfix's
+                     "server certificate verification failed for
+                     mx.example.com[192.0.2.1]:25: num=62:hostname mismatch"
+                     (num=64:IP address mismatch for an address) and
+                     defers with 4.7.5 "Server certificate not verified"
       dane           no DNSSEC here: may, as Postfix does for insecure TLSA
 
     Per destination (tls_policies(), smtp_tls_policy_maps; the entry
     syntax and lookup keys are mailsys.config.tls_policy's): a next hop
     with an entry gets that level instead of smtp_tls_security_level, and
-    its ciphers= (grade), protocols=, exclude= and match= in place of the
-    main.cf settings. Contexts are built once per distinct (level, ciphers,
-    protocols, exclude). Level fingerprint is encrypt plus a check, after
+    its ciphers= (grade), protocols=, exclude= and match= (colon-separated
+    strategies, for verify and secure) in place of the main.cf settings.
+    Contexts are built once per distinct (level, ciphers, protocols,
+    exclude). Level fingerprint is encrypt plus a check, after
     the handshake, of the certificate's or its public key's
     $smtp_tls_fingerprint_digest digest against match= (or, for the
     main.cf level, $smtp_tls_fingerprint_cert_match); no match is 4.7.5
@@ -51,7 +57,6 @@ DESCRIPTION
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING
 
 from collections.abc import Callable
@@ -63,6 +68,7 @@ from mailsys.config.tls_level import client_level
 from mailsys.config.tls_policy import BadPolicy, SitePolicy, find_policy, valid_servername
 from mailsys.routing import BadNextHop, parse_nexthop
 from mailsys.runtime.smtp_client_io import SessionError, TlsPolicy
+from mailsys.tls_match import match_names
 
 if TYPE_CHECKING:
     from mailsys.tls import TlsEngine
@@ -101,6 +107,10 @@ def tls_policy(cfg, site: SitePolicy | None = None, program: str = "smtp") -> Tl
     elif level == "fingerprint":
         match = tuple(w for word in cfg.smtp_tls_fingerprint_cert_match
                       for w in word.replace("|", " ").replace(",", " ").split())
+    if level in ("verify", "secure") and not match:
+        # main.cf's strategies, separated by commas, blanks or colons.
+        words = cfg.smtp_tls_verify_cert_match if level == "verify" else cfg.smtp_tls_secure_cert_match
+        match = tuple(w for word in words for w in word.split(":") if w)
     servername = site.servername if site is not None and site.servername is not None \
         else str(cfg.smtp_tls_servername)
     if not valid_servername(servername):
@@ -116,10 +126,8 @@ def tls_policy(cfg, site: SitePolicy | None = None, program: str = "smtp") -> Tl
     def engine(host: str, nexthop: str = "") -> TlsEngine:
         names: tuple[str, ...] = ()
         domain = nexthop_domain(nexthop) or host
-        if level in ("verify", "secure") and match:
-            names = _match_names(match, host, domain)
-        elif level == "secure" and not _is_address(domain):
-            names = (domain, "." + domain)
+        if level in ("verify", "secure"):
+            names = match_names(match, host, domain)
         sni = {"hostname": host, "nexthop": domain}.get(servername.lower(), servername)
         return TlsEngine(ctx, server_side=False, server_hostname=host, match_names=names,
                          sni=sni or None)
@@ -168,26 +176,6 @@ def tls_policies(cfg, program: str = "smtp", default: TlsPolicy | None = None
     return lookup
 
 
-def _match_names(match: tuple[str, ...], host: str, domain: str) -> tuple[str, ...]:
-    """match= words as names: hostname, nexthop and dot-nexthop stand for
-    the MX host, the next-hop domain and any name below it (postconf(5)
-    smtp_tls_verify_cert_match)."""
-    names = []
-    for word in match:
-        w = word.lower()
-        if w == "hostname":
-            names.append(host)
-        elif w == "nexthop":
-            names.append(domain)
-        elif w == "dot-nexthop":
-            names.append("." + domain)
-        else:
-            names.append(word)
-    return tuple(names)
-
-
-
-
 def nexthop_domain(nexthop: str) -> str:
     """The domain or host of a next hop ("example.com:2526" -> "example.com")."""
     try:
@@ -195,11 +183,3 @@ def nexthop_domain(nexthop: str) -> str:
     except BadNextHop:
         return ""
 
-
-def _is_address(name: str) -> bool:
-    """An address literal: secure then matches the certificate to it as verify does."""
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True

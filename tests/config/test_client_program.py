@@ -112,9 +112,11 @@ lmtp_tls_note_starttls_offer = no
 lmtp_tls_policy_maps =
 lmtp_tls_protocols = >=TLSv1
 lmtp_tls_scert_verifydepth = 9
+lmtp_tls_secure_cert_match = nexthop
 lmtp_tls_security_level =
 lmtp_tls_servername =
 lmtp_tls_session_cache_database =
+lmtp_tls_verify_cert_match = hostname
 lmtp_tls_wrappermode = no
 lmtp_use_tls = no
 lmtp_xforward_timeout = 300s

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from trustme import KeyType
 
-from mailsys.tls import (TlsEngine, certificate_names, client_context, established_text,
-                         server_context, sni_note_text)
+from mailsys.tls import TlsEngine, client_context, established_text, server_context, sni_note_text
+from mailsys.tls_match import certificate_names
 from tls_helpers import pump
 
 
