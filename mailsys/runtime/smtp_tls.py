@@ -66,6 +66,7 @@ import structlog
 from mailsys.config.tables import open_table
 from mailsys.config.tls_level import client_level
 from mailsys.config.tls_policy import BadPolicy, SitePolicy, find_policy, valid_servername
+from mailsys.errors import ConfigError
 from mailsys.routing import BadNextHop, parse_nexthop
 from mailsys.runtime.smtp_client_io import SessionError, TlsPolicy
 from mailsys.tls_match import match_names
@@ -82,6 +83,12 @@ LEVELS = ("none", "may", "encrypt", "verify", "secure")
 
 def tls_policy(cfg, site: SitePolicy | None = None, program: str = "smtp") -> TlsPolicy:
     """The policy of smtp_tls_security_level, or of a policy table entry."""
+    if site is None:
+        for name in ("smtp_tls_verify_cert_match", "smtp_tls_secure_cert_match"):
+            if not cfg[name]:
+                # Postfix: the smtp program's start-up fails, whatever the level.
+                own = name.replace("smtp_", f"{program}_", 1)
+                raise ConfigError(f"bad string length 0 < 1: {own} = ")
     level = site.level if site is not None else client_level(cfg)
     if level == "dane":
         level = "may"
@@ -109,7 +116,7 @@ def tls_policy(cfg, site: SitePolicy | None = None, program: str = "smtp") -> Tl
                       for w in word.replace("|", " ").replace(",", " ").split())
     if level in ("verify", "secure") and not match:
         # main.cf's strategies, separated by commas, blanks or colons.
-        words = cfg.smtp_tls_verify_cert_match if level == "verify" else cfg.smtp_tls_secure_cert_match
+        words = cfg[f"smtp_tls_{level}_cert_match"]
         match = tuple(w for word in words for w in word.split(":") if w)
     servername = site.servername if site is not None and site.servername is not None \
         else str(cfg.smtp_tls_servername)

@@ -171,3 +171,19 @@ def test_lmtp_secure_defaults_to_nexthop_alone(mailsys_instance, dns, pki, tmp_p
                           (f"inet:{MX}:{dotted}", "b@tls.test"))
     assert [r.status for r in results] == ["deferred", "sent"]
     mismatch(inst.wait_log("to=<b@tls.test>"), f"{MX}[127.0.0.1]:{below}", "a@tls.test")
+
+
+def test_an_empty_strategy_list_stops_the_program(mailsys_instance, dns, pki):
+    # Postfix 3.7.11: "postfix/smtp[825]: fatal: bad string length 0 < 1:
+    # smtp_tls_verify_cert_match = ", at any security level.
+    inst = mailsys_instance
+    start(inst, dns, pki, smtp_tls_verify_cert_match="")
+
+    async def main():
+        with trio.move_on_after(5):
+            await h.call(inst, "smtp", h.request_for(h.queue_message(inst, "a@tls.test"),
+                                                     "tls.test", "a@tls.test"))
+    trio.run(main)
+    log = inst.wait_log("bad string length")
+    assert re.search(r"mailsys/smtp\[\d+\]: fatal: bad string length 0 < 1: "
+                     r"smtp_tls_verify_cert_match = \n", log), log
