@@ -307,6 +307,10 @@ _TABLE: tuple[Param, ...] = (
     P("ipc_timeout", Time, "3600s", "Time limit for one exchange with another mailsys service", min=1),
     P("ipc_idle", Time, "5s", "Time a client keeps an idle connection to a service open", min=1),
     P("master_service_disable", List, "", "master.cf services not to start, as name/type"),
+    P("debug_peer_list", List, "",
+      "Clients (smtpd) and servers (smtp) whose sessions are logged command by command"),
+    P("debug_peer_level", Int, "2",
+      "Verbose level added for a debug_peer_list peer (any level logs the SMTP chat)", min=1),
     # --- smtpd (2.2) ---
     P("smtpd_banner", Str, "$myhostname ESMTP $mail_name", "Text after 220 in the SMTP greeting"),
     P("smtpd_recipient_limit", Int, "1000", "Recipients accepted per message", min=1),

@@ -167,6 +167,7 @@ from mailsys.message.smtp_output import OutputError, OutputRewrite
 from mailsys.routing import (LMTP_PORT, SMTP_PORT, BadNextHop, balance_inet_protocols, MxAddress, MxHost, NextHop, RouteError,
                              drop_self, first_lookup, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
                              service_port)
+from mailsys.runtime.peer_debug import DebugPeers
 from mailsys.runtime.resolver import POLICY, DnsError, Resolver, dns_disabled
 from mailsys.config.params import PIX_WORKAROUNDS
 from mailsys.runtime.smtp_client_io import (ConnectionCache, PixWorkarounds, SessionError,
@@ -177,6 +178,7 @@ from mailsys.runtime.smtp_sasl import SaslSettings
 from mailsys.smtp.client import (DATA, MAIL_FROM, RCPT_TO, Rcpt, RecipientStatus, XforwardAttributes,
                                  said_text)
 from mailsys.smtp.errors import LocalProtocolError
+from mailsys.smtp.trace import Trace
 
 log = structlog.get_logger()
 
@@ -271,6 +273,8 @@ class SmtpSettings:
     # none (0: the protocol's own, 25 or 24).
     default_port: int = 0
     socket_dir: str = ""             # LMTP only: where relative unix: paths start ($queue_directory)
+    # debug_peer_list: the servers whose chat is logged (None: nobody).
+    debug_peers: DebugPeers | None = None
 
     @classmethod
     def from_config(cls, cfg, *, own: Iterable = (), tls: TlsPolicy | None = None,
@@ -333,7 +337,7 @@ class SmtpSettings:
                        first_answer([open_table(spec, cfg)
                                      for spec in cfg.smtp_delivery_status_filter]),
                        log.warning) if cfg.smtp_delivery_status_filter else None,
-                   default_port=port, **lmtp)
+                   default_port=port, debug_peers=DebugPeers.from_config(cfg), **lmtp)
 
 
 def _output_rewrite(cfg, program: str) -> OutputRewrite | None:
@@ -643,6 +647,20 @@ class SmtpAgent:
             found += [t for t in await self._fallback_targets() if t not in found]
         return found
 
+    def _trace(self, target: Target, nexthop: str) -> Trace | None:
+        """debug_peer_list: the chat logger when the next hop (as qmgr gave it,
+        by name) or this server (name, address) is listed (Postfix smtp.c
+        checks request->nexthop with address "noaddr", smtp_session.c the
+        server)."""
+        peers = self.settings.debug_peers
+        if peers is None:
+            return None
+        if not (peers.match(nexthop, None)
+                or peers.match(target.host, target.address)):
+            return None
+        relay = target.relay
+        return peers.chat(lambda: relay)
+
     def _pix(self, target: Target, req: DeliverRequest | None) -> PixWorkarounds:
         """The PIX workarounds a server gets if its greeting looks like a PIX's."""
         s = self.settings
@@ -782,7 +800,8 @@ class SmtpAgent:
                                             per_request_deadline=s.per_request_deadline,
                                             min_data_rate=s.min_data_rate,
                                             block_early_reply=s.block_early_reply,
-                                            pix=self._pix(target, req))
+                                            pix=self._pix(target, req),
+                                            trace=self._trace(target, nexthop))
                     budget.spend()
                     return session, None, target
                 except SessionError as e:

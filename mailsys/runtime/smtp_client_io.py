@@ -79,6 +79,7 @@ from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, Conne
                                  RecipientStatus, StartTlsReady, StartTlsRefused,
                                  TransactionDone, TransactionResult, refused_text, says_esmtp)
 from mailsys.smtp.errors import RemoteProtocolError
+from mailsys.smtp.trace import Trace, TracedClientConnection
 
 __all__ = ["Target", "SessionError", "StaleSession", "SmtpSession", "TlsPolicy", "PixWorkarounds",
            "connect", "open_stream",
@@ -636,7 +637,8 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
                   per_request_deadline: bool = False,
                   min_data_rate: float = 500.0,
                   block_early_reply: str = "",
-                  pix: PixWorkarounds | None = None) -> SmtpSession:
+                  pix: PixWorkarounds | None = None,
+                  trace: Trace | None = None) -> SmtpSession:
     """A session past EHLO (LHLO with lmtp), STARTTLS and AUTH with one host,
     or SessionError. sasl: a smtp_sasl.SaslRequest (None: no SASL).
     discard: the smtp_discard_ehlo_keywords words for this server;
@@ -647,11 +649,14 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
     per_request_deadline, min_data_rate: smtp_per_request_deadline and
     smtp_min_data_rate (SmtpSession.next_event); block_early_reply: the
     name of smtp_tls_block_early_mail_reply (or lmtp_'s) when it is on
-    (SmtpSession.send_mail); pix: smtp_pix_workarounds for this delivery."""
+    (SmtpSession.send_mail); pix: smtp_pix_workarounds for this delivery;
+    trace: called with each command and reply line (debug_peer_list)."""
     stream = await open_stream(target, float(timeouts.get("smtp_connect_timeout", 30.0)), bind)
-    cc = ClientConnection(helo_name, pipelining=pipelining, body_line_limit=body_line_limit,
-                          lmtp=lmtp, dummy_mail_auth=sasl is not None and sasl.dummy_mail_auth,
-                          discard=discard_names(discard), reply_filter=reply_filter)
+    options = dict(pipelining=pipelining, body_line_limit=body_line_limit,
+                   lmtp=lmtp, dummy_mail_auth=sasl is not None and sasl.dummy_mail_auth,
+                   discard=discard_names(discard), reply_filter=reply_filter)
+    cc = ClientConnection(helo_name, **options) if trace is None \
+        else TracedClientConnection(helo_name, trace=trace, **options)
     session = SmtpSession(stream, cc, target, timeouts)
     session.send_ehlo = send_ehlo
     session.always_ehlo = always_ehlo or lmtp

@@ -67,6 +67,7 @@ from mailsys.runtime import ipc_io
 from mailsys.runtime.anvil_client import AnvilClient
 from mailsys.runtime.dovecot_auth import DovecotSasl
 from mailsys.runtime.milter import MilterSettings
+from mailsys.runtime.peer_debug import DebugPeers
 from mailsys.runtime.policy_client import PolicyClients
 from mailsys.runtime.sasl_filter import MechanismFilter
 from mailsys.runtime.verify_client import VerifyClient
@@ -152,6 +153,9 @@ class SmtpdServer:
     # (the default), so that a session asks nothing.
     xclient_hosts: ClientMatcher | None
     xforward_hosts: ClientMatcher | None
+    # debug_peer_list: the clients whose chat is logged; None (the default,
+    # an empty list) costs a session nothing.
+    debug_peers: DebugPeers | None
     anvil: AnvilClient
     cleanup: ipc_io.ChannelPool
     policy: PolicyClients                # check_policy_service
@@ -269,6 +273,7 @@ class SmtpdServer:
             sasl_filter=sasl_filter,
             xclient_hosts=_optional_matcher(cfg, "smtpd_authorized_xclient_hosts"),
             xforward_hosts=_optional_matcher(cfg, "smtpd_authorized_xforward_hosts"),
+            debug_peers=DebugPeers.from_config(cfg),
             anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
             cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),

@@ -125,6 +125,7 @@ from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, End
 from mailsys.runtime.proxy_header import read_proxy_header
 from mailsys.smtp.haproxy import HaproxyError
 from mailsys.smtp.server import ILLEGAL_ADDRESS
+from mailsys.smtp.trace import TracedServerConnection
 
 log = structlog.get_logger()
 
@@ -230,7 +231,13 @@ class Session:
         self.server_port = ""
         # smtpd_client_port_logging: name[addr]:port in every line that names the client.
         self.namaddr = self._namaddr(name, addr, port)
-        self.conn = ServerConnection(server.settings(name, addr), tls_active=False)
+        peers = server.debug_peers
+        if peers is not None and peers.match(name, addr):
+            # debug_peer_list: decided once, by the real client (smtpd.c).
+            self.conn = TracedServerConnection(server.settings(name, addr), tls_active=False,
+                                               trace=peers.chat(lambda: self.namaddr))
+        else:
+            self.conn = ServerConnection(server.settings(name, addr), tls_active=False)
         # Postfix exempts XCLIENT-authorized clients (proxies) from the anvil limits.
         xclient = server.xclient_hosts is not None and server.xclient_allowed(name, addr)
         self.exempt = xclient or server.exempt(name, addr)

@@ -116,9 +116,14 @@ def protocol_error(detail: str) -> RemoteProtocolError:
         reply=Reply(421, "4.5.0", f"Protocol error: non-SMTP response: {detail[:100]}"))
 
 
+def printable_line(line: bytes) -> str:
+    """A reply line as Postfix shows it: controls as "?" (printable())."""
+    return _UNPRINTABLE_RE.sub("?", line.decode("utf-8", "replace"))
+
+
 def _reply_line(line: bytes) -> tuple[str, int, bool]:
     """One reply line made printable: (text, code, last line of its reply)."""
-    text = _UNPRINTABLE_RE.sub("?", line.decode("utf-8", "replace"))
+    text = printable_line(line)
     m = _LINE_RE.match(text)
     if m is None:
         raise protocol_error(text)

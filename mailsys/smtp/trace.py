@@ -1,0 +1,109 @@
+"""trace - SMTP sessions that report every command and reply line.
+
+SYNOPSIS
+    conn = TracedServerConnection(settings, trace=chat)      # smtpd side
+    cc = TracedClientConnection(helo_name, trace=chat, ...)  # smtp side
+    chat(direction, text)   # direction "<" (received) or ">" (sent)
+
+DESCRIPTION
+    Postfix's debug_peer_list raises the verbose level of an smtpd or smtp
+    process for the peers it lists, and at any verbose level its chat code
+    logs each line that crosses the connection (smtpd_chat.c, smtp_chat.c).
+    These subclasses of the sans-IO connections do the same through a
+    callback, so that a session with an unlisted peer uses the plain
+    classes and pays nothing for the feature: the choice is made once,
+    when the session starts.
+
+    Server side (smtpd): every line read as a command or as an AUTH
+    response is reported as "<" before the command filter sees it; every
+    line of every reply written as ">". Message content is not reported.
+
+    Client side (smtp): every command line as ">", with the message content
+    shown as the single line "." that ends it, as Postfix logs it; every
+    reply line as "<" exactly as the server sent it (made printable, cut at
+    100 characters like Postfix's "%.100s"), before smtp_reply_filter.
+
+    Pure: no I/O; the callback decides where the lines go.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from mailsys.smtp._client_reply import ReplyReader, printable_line
+from mailsys.smtp.client import ClientConnection
+from mailsys.smtp.replies import Reply
+from mailsys.smtp.server import ServerConnection
+
+Trace = Callable[[str, str], None]
+
+# smtp_chat.c logs a server reply line with "%.100s".
+CLIENT_REPLY_LOG_LIMIT = 100
+
+
+def _lines(data: bytes) -> list[str]:
+    return data.decode("utf-8", "surrogateescape").split("\r\n")[:-1]
+
+
+class TracedServerConnection(ServerConnection):
+    """A ServerConnection that reports each command line and reply line."""
+
+    def __init__(self, *args, trace: Trace, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._trace = trace
+
+    def _take_line(self, limit: int) -> bytes | None | bool:
+        line = super()._take_line(limit)
+        if line:
+            self._trace("<", line.decode("utf-8", "surrogateescape"))
+        return line
+
+    def send(self, reply: Reply) -> bytes:
+        data = super().send(reply)
+        for line in _lines(data):
+            self._trace(">", line)
+        return data
+
+
+class _TracedReader(ReplyReader):
+    __slots__ = ("_trace",)
+
+    def __init__(self, trace: Trace, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._trace = trace
+
+    def _take_line(self) -> bytes | None:
+        line = super()._take_line()
+        if line is not None:
+            self._trace("<", printable_line(line)[:CLIENT_REPLY_LOG_LIMIT])
+        return line
+
+
+class TracedClientConnection(ClientConnection):
+    """A ClientConnection that reports each command line and reply line."""
+
+    def __init__(self, *args, trace: Trace, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._trace = trace
+        self._traced_reader()
+
+    def _traced_reader(self) -> None:
+        self._reader = _TracedReader(self._trace, self._line_limit, self._reply_filter)
+
+    def tls_started(self) -> None:
+        super().tls_started()
+        self._traced_reader()
+
+    def data_to_send(self) -> bytes:
+        txn = self._txn
+        body = txn.body if txn is not None else None
+        for item in self._out:
+            if item is body:
+                self._trace(">", ".")
+            else:
+                for line in _lines(item):
+                    self._trace(">", line)
+        return super().data_to_send()
+
+
+__all__ = ["Trace", "TracedClientConnection", "TracedServerConnection"]
