@@ -16,6 +16,9 @@ DESCRIPTION
       SERVFAIL   rcode SERVFAIL for every type
       TIMEOUT    no answer at all (the client times out)
 
+    A record type may also map to SERVFAIL: that type alone fails
+    ({"MX": SERVFAIL, "A": ["192.0.2.1"]}).
+
     A name that is present but lacks the asked type answers NOERROR with
     no records (NODATA); an absent name answers NXDOMAIN. MX records are
     (preference, exchange) with "." for a null MX; A and AAAA records are
@@ -108,7 +111,9 @@ class DnsServer:
                 entry = self.zone.get(target.lower().rstrip("."), {})
                 entry = entry if isinstance(entry, dict) else {}
             records = entry.get(rdtype, [])
-            if records:
+            if records == SERVFAIL:
+                response.set_rcode(dns.rcode.SERVFAIL)
+            elif records:
                 texts = ([f"{pref} {host.rstrip('.')}." if host != "." else f"{pref} ."
                           for pref, host in records] if rdtype == "MX" else list(records))
                 response.answer.append(dns.rrset.from_text_list(

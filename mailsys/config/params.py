@@ -870,6 +870,11 @@ _TABLE: tuple[Param, ...] = (
       "Tables of EHLO keywords to ignore, by remote server address"),
     P("smtp_never_send_ehlo", Bool, "no", "Start every session with HELO"),
     P("smtp_randomize_addresses", Bool, "yes", "Shuffle the order of equal-preference MX hosts"),
+    P("ignore_mx_lookup_error", Bool, "no",
+      "When an MX lookup fails, look up the destination's addresses instead of deferring"),
+    P("best_mx_transport", Str, "",
+      "Transport (or transport:nexthop) for mail whose best MX host is this host, instead of "
+      "bouncing it as a loop"),
     P("fallback_relay", List, "", "Old name of smtp_fallback_relay (its default)"),
     P("smtp_fallback_relay", List, "$fallback_relay",
       "Relay hosts for SMTP destinations that cannot be found or reached"),

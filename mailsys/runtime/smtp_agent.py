@@ -20,7 +20,9 @@ DESCRIPTION
         null MX bounced (5.1.10); NXDOMAIN bounces (5.1.2), SERVFAIL or a
         timeout defers (4.4.3), as "Host or domain name not found. Name
         service error for name=X type=MX: Host not found[, try again]";
-        then drops this host and every worse MX (routing.drop_self): mail
+        with ignore_mx_lookup_error = yes a failed MX lookup is forgotten
+        and the domain's own addresses are tried, as for no MX (Postfix
+        smtp_addr.c); then drops this host and every worse MX (routing.drop_self): mail
         that would come back here bounces "mail for X loops back to myself"
         (5.4.6). Own addresses are (address, port) pairs of the smtpd
         services in master.cf, so a peer on another port of 127.0.0.1 is
@@ -34,7 +36,10 @@ DESCRIPTION
         a connection failure or a refused greeting logs Postfix's
         ``connect to host[addr]:port: Connection refused`` and moves on; a
         server that answers EHLO with our own myhostname is a loop too
-        (5.4.6 at a best MX host, 4.4.6 at a backup);
+        (5.4.6 at a best MX host, 4.4.6 at a backup). When every recipient
+        ends with such a loop and best_mx_transport names a transport, the
+        whole request goes to it instead (mailsys.runtime.best_mx), unless
+        the next hop is the relayhost;
      5. sends the message from the queue store (read only: qmgr owns every
         state change), per-recipient replies becoming sent / deferred /
         bounced with Postfix's texts, relay=host[addr]:port, Remote-MTA and
@@ -167,6 +172,7 @@ from mailsys.message.smtp_output import OutputError, OutputRewrite
 from mailsys.routing import (LMTP_PORT, SMTP_PORT, BadNextHop, balance_inet_protocols, MxAddress, MxHost, NextHop, RouteError,
                              drop_self, first_lookup, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
                              service_port)
+from mailsys.runtime.best_mx import BestMxPass
 from mailsys.runtime.peer_debug import DebugPeers
 from mailsys.runtime.resolver import POLICY, DnsError, Resolver, dns_disabled
 from mailsys.config.params import PIX_WORKAROUNDS
@@ -245,6 +251,9 @@ class SmtpSettings:
     always_send_ehlo: bool = True    # smtp_always_send_ehlo (no: EHLO only after "ESMTP")
     quote_envelope: bool = True      # smtp_quote_rfc821_envelope
     defer_no_mx_address: bool = False    # smtp_defer_if_no_mx_address_found
+    ignore_mx_lookup_error: bool = False  # ignore_mx_lookup_error
+    # best_mx_transport: where mail goes that loops back here (None: it bounces).
+    best_mx: BestMxPass | None = None
     cname_overrides: bool = False    # smtp_cname_overrides_servername
     verify_target: str = "rcpt"      # smtp_address_verify_target: rcpt or data
     balance_protocols: bool = True   # smtp_balance_inet_protocols
@@ -314,6 +323,8 @@ class SmtpSettings:
                    always_send_ehlo=bool(lmtp) or cfg.smtp_always_send_ehlo,
                    quote_envelope=cfg.smtp_quote_rfc821_envelope,
                    defer_no_mx_address=cfg.smtp_defer_if_no_mx_address_found,
+                   ignore_mx_lookup_error=cfg.ignore_mx_lookup_error,
+                   best_mx=None if lmtp else BestMxPass.from_config(cfg),
                    cname_overrides=cfg.smtp_cname_overrides_servername,
                    verify_target=cfg.smtp_address_verify_target,
                    balance_protocols=cfg.smtp_balance_inet_protocols,
@@ -506,6 +517,14 @@ class SmtpAgent:
     async def deliver(self, req: DeliverRequest) -> DeliveryStatus:
         watch = Stopwatch.start(req)
         done, dead = await self._deliver(req, watch)
+        best_mx = self.settings.best_mx
+        if best_mx is not None and best_mx.applies(req, (r for r, _ in done.values())):
+            # We are the best MX host: the transport delivers and logs (smtp_connect.c).
+            status = await best_mx.hand_over(req)
+            if status is not None:
+                return status
+            done = {r.index: (deferred(r, "4.3.0", "mail transport unavailable"), 0)
+                    for r in req.recipients}
         ordered = []
         status_filter = self.settings.status_filter
         for rcpt in req.recipients:
@@ -702,7 +721,11 @@ class SmtpAgent:
             try:
                 answers = await self.resolver.mx(hop.host)
             except DnsError as e:
-                raise RouteError(_dns_status(e, "4.4.3", "5.1.2"), e.reason) from None
+                if not self.settings.ignore_mx_lookup_error:
+                    raise RouteError(_dns_status(e, "4.4.3", "5.1.2"), e.reason) from None
+                # smtp_addr.c: the failed MX lookup is forgotten and the
+                # destination's own addresses tried, as for the implicit MX.
+                answers = []
             hosts = mx_hosts(hop.host, answers,
                              self.rng if self.settings.randomize_addresses else None)
             if answers:

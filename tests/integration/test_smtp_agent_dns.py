@@ -39,6 +39,8 @@ ZONE = {
     "me.loop.test": {"A": ["127.0.0.1"]}, "other.loop.test": {"A": ["192.0.2.30"]},
     "backup.test": {"MX": [(10, "primary.backup.test"), (20, "me.loop.test")]},
     "primary.backup.test": {"A": ["192.0.2.40"]},
+    "mxfail.test": {"MX": SERVFAIL, "A": ["192.0.2.50"]},
+    "mxfail-me.test": {"MX": SERVFAIL, "A": ["127.0.0.1"]},
 }
 
 
@@ -48,9 +50,10 @@ def dns():
         yield server
 
 
-def make_agent(dns, own=(), seed=None) -> SmtpAgent:
+def make_agent(dns, own=(), seed=None, **kw) -> SmtpAgent:
     t = {name: 5.0 for name in TIMEOUT_PARAMS}
-    s = SmtpSettings(helo_name="mx.example.test", timeouts=t, own=frozenset(own), mx_address_limit=0)
+    s = SmtpSettings(helo_name="mx.example.test", timeouts=t, own=frozenset(own), mx_address_limit=0,
+                     **kw)
 
     async def load(qid):
         return h.CONTENT
@@ -165,3 +168,21 @@ def test_without_mx_lookups_the_domain_is_the_host(dns):
     dns.queries.clear()
     assert targets(a, "nomx.test") == [("nomx.test", "192.0.2.20")]
     assert ("nomx.test", "MX") not in dns.queries
+
+
+def test_failed_mx_lookup_defers_unless_ignore_mx_lookup_error(dns):
+    # Postfix smtp_addr.c smtp_domain_addr(): a failed MX lookup sets 4.4.3
+    # and, with ignore_mx_lookup_error, smtp_host_addr() looks up the name's
+    # own addresses as for no MX at all.
+    e = route_error(make_agent(dns), "mxfail.test")
+    assert (e.status, e.reason) == ("4.4.3", "Host or domain name not found. Name service error "
+                                    "for name=mxfail.test type=MX: Host not found, try again")
+    ignoring = make_agent(dns, ignore_mx_lookup_error=True)
+    assert targets(ignoring, "mxfail.test") == [("mxfail.test", "192.0.2.50")]
+    # Only the MX lookup's failure is ignored: an address lookup that fails still counts.
+    e = route_error(ignoring, "broken.test")
+    assert e.status == "4.4.3" and "name=broken.test type=A" in e.reason
+    # The name's own address being ours is a loop, as smtp_host_addr() says.
+    e = route_error(make_agent(dns, {("127.0.0.1", 25)}, ignore_mx_lookup_error=True),
+                    "mxfail-me.test")
+    assert (e.status, e.reason) == ("5.4.6", "mail for mxfail-me.test loops back to myself")
