@@ -113,7 +113,7 @@ class _State:
     def __init__(self, ctx: skeleton.ServiceContext) -> None:
         self.cfg = ctx.config
         self.store = QueueStore.open(ctx.config.path("queue_directory"))
-        self.settings = MailboxSettings.from_config(ctx.config)
+        self.settings = MailboxSettings.from_config(ctx.config, warn=_warn)
         self.aliases = alias_settings(ctx.config)
         self.routes = routing_settings(ctx.config)
         self.filters = status_filters(ctx.config)
@@ -270,7 +270,7 @@ async def handle(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:
 def reopen_tables(ctx: skeleton.ServiceContext) -> None:
     """SIGHUP (a reload that keeps this process): read the mailbox tables again."""
     ctx.state.cfg = ctx.config
-    ctx.state.settings = MailboxSettings.from_config(ctx.config)
+    ctx.state.settings = MailboxSettings.from_config(ctx.config, warn=_warn)
     ctx.state.aliases = alias_settings(ctx.config)
     ctx.state.routes = routing_settings(ctx.config)
     ctx.state.filters = status_filters(ctx.config)

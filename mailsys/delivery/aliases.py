@@ -56,8 +56,10 @@ DESCRIPTION
 
     A local user (a password entry) that no alias took gets the first
     .forward file on $forward_path (local_expand names: $user, $home,
-    $shell, $recipient, $local, $domain, $extension, $recipient_delimiter;
-    an entry naming an empty one is skipped): a regular file owned by the
+    $shell, $recipient, $local, $domain, $extension, $recipient_delimiter,
+    each value with every character outside $forward_expansion_filter
+    turned into "_" first, as Postfix's local_expand() does; an entry
+    naming an empty one is skipped): a regular file owned by the
     user or root, not world writable, else skipped with a warning. Its
     elements expand with type forward and the user's rights; an address
     of the user herself, or ``\\user``, goes to her mailbox; other local
@@ -82,6 +84,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from mailsys.config.aliases import split_alias_value
+from mailsys.delivery.command import DEFAULT_EXPANSION_FILTER, filtered
 
 __all__ = ["AliasSettings", "Privs", "Target", "Mailbox", "Forward", "Command", "File", "Pass",
            "Failure", "Seen", "expand", "split_local", "local_expand", "local_expand_checked",
@@ -220,6 +223,7 @@ class AliasSettings:
     fallback_transport_maps: tuple = ()
     luser_relay: str = ""
     forward_path: tuple[str, ...] = ()
+    forward_filter: str = DEFAULT_EXPANSION_FILTER    # forward_expansion_filter
     # frozen_delivered_to: the Delivered-To address stays the one the
     # delivery started with; "no" makes it follow each alias, .forward and
     # mailbox step (Postfix's alias.c, dotforward.c, mailbox.c).
@@ -272,6 +276,7 @@ class AliasSettings:
                    fallback_transport_maps=tuple(open_table(s)
                                                  for s in cfg.fallback_transport_maps),
                    luser_relay=cfg.luser_relay, forward_path=tuple(cfg.forward_path),
+                   forward_filter=cfg.forward_expansion_filter,
                    frozen_delivered=cfg.frozen_delivered_to,
                    require_home=cfg.require_home_directory)
 
@@ -391,6 +396,8 @@ class _Expansion:
         values = {"user": user, "home": privs.home, "shell": privs.shell,
                   "recipient": t.address, "local": local, "domain": domain,
                   "extension": ext, "recipient_delimiter": delim if ext else ""}
+        # dotforward.c: local_expand(..., var_fwd_exp_filt) masks each value.
+        values = {k: filtered(v, s.forward_filter) for k, v in values.items()}
         for item in s.forward_path:
             path, complete = local_expand_checked(item, values)
             if not complete or not path.startswith("/"):

@@ -22,6 +22,10 @@ DESCRIPTION
         new/, fsync), or appended to an mbox file under its locks after a
         ``From sender  date`` line, with ``>From `` quoting and a closing
         empty line (mailsys.delivery.mbox_format, mailsys.delivery.mbox);
+        with strict_mailbox_ownership (the default) an mbox file that its
+        recipient does not own defers with 4.2.0 ``destination FILE is not
+        owned by recipient`` and Postfix's warning (mailbox_owners() says
+        whose it may be);
      4. say ``delivered to maildir`` or ``delivered to mailbox`` (2.0.0),
         with relay=local or relay=virtual as the address class says.
 
@@ -54,6 +58,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import os
 import pwd
 from dataclasses import dataclass
 
@@ -118,12 +123,28 @@ def _header(sender: str, rcpt: DeliverRecipient, delivered: str | None,
     return ("\n".join(lines) + "\n").encode("utf-8")
 
 
-def _append_mbox(box: Mailbox, relay: str, header: bytes, sender: str, content: bytes) -> int:
+def mailbox_owners(box: Mailbox) -> frozenset[int]:
+    """The uids an mbox file may belong to under strict_mailbox_ownership:
+    the recipient's (when known), as in Postfix. Unprivileged, mailsys
+    writes every mailbox as itself, so its own uid counts as the
+    recipient's too; as root a file without a known owner is root's."""
+    euid = os.geteuid()
+    if euid == 0:
+        return frozenset({box.owner[0] if box.owner is not None else 0})
+    return frozenset({euid} if box.owner is None else {euid, box.owner[0]})
+
+
+def _append_mbox(box: Mailbox, relay: str, header: bytes, sender: str, content: bytes,
+                 settings: MailboxSettings) -> int:
     """Append to the mbox file; the offset the message starts at."""
     try:
         return mbox.append(box.path, mbox_entry(header, content, sender), policy=box.locks,
-                           limit=box.limit, owner=box.owner)
+                           limit=box.limit, owner=box.owner,
+                           owners=mailbox_owners(box) if settings.strict_owner else None)
     except DeliveryError as e:
+        if isinstance(e, mbox.NotOwned):
+            settings.warn('specify "strict_mailbox_ownership = no" to ignore mailbox '
+                          'ownership mismatch')
         # Each Postfix agent puts its own words in front of the reason.
         prefix = (f"delivery failed to mailbox {box.path}: " if relay == "virtual"
                   else f"cannot update mailbox {box.path} for user {box.user}. ")
@@ -155,7 +176,7 @@ def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
                      settings.original_recipient)
     try:
         if box.mbox:
-            offset = _append_mbox(box, relay, header, req.sender, content)
+            offset = _append_mbox(box, relay, header, req.sender, content, settings)
             if settings.biff and relay != "virtual":
                 biff.notify(box.user, offset)
         else:

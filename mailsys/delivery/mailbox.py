@@ -104,11 +104,16 @@ class MailboxSettings:
     # enable_original_recipient: X-Original-To: in front of each copy.
     original_recipient: bool = True
     biff: bool = True                       # local mbox deliveries notify comsat
+    # strict_mailbox_ownership: an mbox file must belong to the recipient;
+    # warn says how to turn that off when it does not.
+    strict_owner: bool = True
+    warn: Callable[[str], None] = lambda text: None
     home_of: Callable[[str], str | None] = lambda user: _passwd_home(user)
     owner_of: Callable[[str], tuple[int, int] | None] = lambda user: _passwd_owner(user)
 
     @classmethod
-    def from_config(cls, cfg, open_table: Callable[[str], object] | None = None) -> MailboxSettings:
+    def from_config(cls, cfg, open_table: Callable[[str], object] | None = None,
+                    warn: Callable[[str], None] = lambda text: None) -> MailboxSettings:
         if open_table is None:
             from mailsys.config.tables import open_table as _open
             open_table = lambda spec: _open(spec, cfg)     # noqa: E731
@@ -132,7 +137,7 @@ class MailboxSettings:
                    recipient_delimiter=cfg.recipient_delimiter,
                    delivered_header=frozenset(cfg.prepend_delivered_header),
                    original_recipient=cfg.enable_original_recipient,
-                   biff=cfg.biff)
+                   biff=cfg.biff, strict_owner=cfg.strict_mailbox_ownership, warn=warn)
 
 
 def _passwd_home(user: str) -> str | None:

@@ -18,8 +18,11 @@ DESCRIPTION
         root may write, as /dev/null links are); a missing file is created
         with O_CREAT|O_EXCL, mode 0600, and when this process runs as root
         given to owner (uid, gid); O_NONBLOCK so a FIFO cannot hang us;
-     3. refuse what is not a regular file, and a file whose link count
-        changed while we waited for the lock (a reader replaced it);
+     3. refuse what is not a regular file, a file whose owner is none of
+        ``owners`` when that is given (strict_mailbox_ownership: 4.2.0
+        ``destination FILE is not owned by recipient``, NotOwned), and a
+        file whose link count changed while we waited for the lock (a
+        reader replaced it);
      4. limit (bytes, 0 = none) caps the size of the whole file, as
         mailbox_size_limit / virtual_mailbox_limit do for Postfix (which
         sets it as the process's file size limit): a message that would
@@ -58,9 +61,13 @@ from pathlib import Path
 from mailsys.delivery.errors import DeliveryError, mailbox_dsn, os_error_text
 from mailsys.delivery.mbox_lock import LockPolicy, dotlock, in_process, kernel_lock
 
-__all__ = ["append"]
+__all__ = ["NotOwned", "append"]
 
 _OPEN = os.O_WRONLY | os.O_APPEND | os.O_NONBLOCK | os.O_CLOEXEC
+
+
+class NotOwned(DeliveryError):
+    """The mailbox belongs to someone else (strict_mailbox_ownership)."""
 
 
 def _fail(err: int | None, text: str) -> DeliveryError:
@@ -154,10 +161,12 @@ def _write_all(fd: int, data: bytes, before: int) -> None:
 
 
 def append(path: Path, data: bytes, *, policy: LockPolicy = LockPolicy(), limit: int = 0,
-           owner: tuple[int, int] | None = None, take_turns: bool = True) -> int:
+           owner: tuple[int, int] | None = None, take_turns: bool = True,
+           owners: frozenset[int] | None = None) -> int:
     """Append data to the mbox file at path (see DESCRIPTION); the offset it starts at.
     take_turns=False: the caller already holds this process's turn for path
-    (a forked child writing for its parent, mailsys.delivery.file)."""
+    (a forked child writing for its parent, mailsys.delivery.file).
+    owners: the uids the file may belong to (None: any)."""
     path = Path(path)
     with in_process(path, policy) if take_turns else contextlib.nullcontext():
         lock_file = None
@@ -169,6 +178,8 @@ def append(path: Path, data: bytes, *, policy: LockPolicy = LockPolicy(), limit:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     raise _fail(None, f"destination {path} is not a regular file")
+                if owners is not None and st.st_uid not in owners:
+                    raise NotOwned("4.2.0", f"destination {path} is not owned by recipient")
                 for style in ("flock", "fcntl"):
                     if style in policy.styles:
                         kernel_lock(fd, style, policy)

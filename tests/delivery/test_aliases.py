@@ -327,6 +327,19 @@ def test_dotforward_with_extension_and_fallbacks(tmp_path):
     assert view(run({}, f"carol@{HOST}", **s)) == [("Mailbox", f"carol@{HOST}", f"carol@{HOST}", "")]
 
 
+def test_dotforward_values_pass_forward_expansion_filter(tmp_path):
+    # Postfix 3.7, forward_path = /tmp/f/${extension}.forward, mail to
+    # nobody+x#y@bench.localdomain: x_y.forward is read, not x#y.forward
+    # (forwarded to the address in x_y.forward); with "#" added to
+    # forward_expansion_filter the other file is read.
+    (tmp_path / "x_y.forward").write_text("masked@example.net\n")
+    (tmp_path / "x#y.forward").write_text("raw@example.net\n")
+    s = forward_settings(tmp_path, delimiter="+", forward_path=("$home/${extension}.forward",))
+    assert view(run({}, f"bob+x#y@{HOST}", **s))[0][1] == "masked@example.net"
+    s["forward_filter"] = "#xy/_-.abcdefghijklmnopqrstuvwxyz0123456789"
+    assert view(run({}, f"bob+x#y@{HOST}", **s))[0][1] == "raw@example.net"
+
+
 @pytest.mark.parametrize("mode, owner, warning", [
     (0o646, None, "file {p} is world writable"),
     (0o644, 1234, "file {p} has bad owner uid 1234"),

@@ -346,6 +346,47 @@ def test_local_mbox_failures_read_as_postfix_local(tmp_path, local):
     assert box.read_bytes() == b""
 
 
+def test_strict_mailbox_ownership_defers_a_mailbox_of_someone_else(tmp_path, local):
+    # Postfix 3.7, /tmp/spool/nobody owned by root (mode 666), mail to nobody:
+    #   warning: specify "strict_mailbox_ownership = no" to ignore mailbox ownership mismatch
+    #   ... dsn=4.2.0, status=deferred (cannot update mailbox /tmp/spool/nobody for user
+    #   nobody. destination /tmp/spool/nobody is not owned by recipient)
+    # and with strict_mailbox_ownership = no: status=sent (delivered to mailbox).
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give the mailbox away")
+    (tmp_path / "spool").mkdir()
+    box = tmp_path / "spool" / "bob"
+    box.write_bytes(b"")
+    os.chown(box, 65534, 65534)             # bob's own uid is 4242
+    warnings: list[str] = []
+    s = dataclasses.replace(local, owner_of=lambda user: (4242, 4242), warn=warnings.append)
+    r, = deliver_request(request("bob@mx.example.com", cls="local"), MBOX_CONTENT, s)
+    assert (r.status, r.dsn, r.reason) == (
+        "deferred", "4.2.0", f"cannot update mailbox {box} for user bob. "
+                             f"destination {box} is not owned by recipient")
+    assert warnings == ['specify "strict_mailbox_ownership = no" to ignore mailbox '
+                        'ownership mismatch']
+    assert box.read_bytes() == b""
+    os.chown(box, 4242, 4242)               # the recipient's own file is fine
+    r, = deliver_request(request("bob@mx.example.com", cls="local"), MBOX_CONTENT, s)
+    assert r.status == "sent"
+    os.chown(box, 65534, 65534)
+    r, = deliver_request(request("bob@mx.example.com", cls="local"), MBOX_CONTENT,
+                         dataclasses.replace(s, strict_owner=False))
+    assert (r.status, r.reason) == ("sent", "delivered to mailbox")
+
+
+def test_mailbox_owners():
+    from mailsys.delivery.local import mailbox_owners
+    from mailsys.delivery.mailbox import Mailbox
+    euid = os.geteuid()
+    known, unknown = Mailbox(Path("/x"), owner=(4242, 4242)), Mailbox(Path("/x"))
+    if euid == 0:
+        assert (mailbox_owners(known), mailbox_owners(unknown)) == ({4242}, {0})
+    else:           # unprivileged, every mailbox is written as mailsys itself
+        assert (mailbox_owners(known), mailbox_owners(unknown)) == ({euid, 4242}, {euid})
+
+
 @pytest.fixture
 def virtual(tmp_path):
     maps = DictTable("texthash:vmaps", {"bob@example.com": "example.com/bob",
@@ -447,3 +488,19 @@ def test_enable_original_recipient_no_drops_x_original_to(tmp_path, local):
     data = (tmp_path / "spool" / "bob").read_bytes()
     assert b"\nReturn-Path: <alice@example.com>\nDelivered-To: bob@mx.example.com\n" in data
     assert b"X-Original-To" not in data
+
+
+def test_ownership_and_forward_filter_come_from_main_cf(tmp_path):
+    from mailsys.config import load
+    from mailsys.delivery.aliases import AliasSettings
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "main.cf").write_text("alias_maps =\n")
+    cfg = load(tmp_path / "etc")
+    assert MailboxSettings.from_config(cfg).strict_owner is True
+    assert AliasSettings.from_config(cfg, lambda a: False, print).forward_filter == (
+        "1234567890!@%-_=+:,./abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+    (tmp_path / "etc" / "main.cf").write_text(
+        "alias_maps =\nstrict_mailbox_ownership = no\nforward_expansion_filter = abc\n")
+    cfg = load(tmp_path / "etc")
+    assert MailboxSettings.from_config(cfg).strict_owner is False
+    assert AliasSettings.from_config(cfg, lambda a: False, print).forward_filter == "abc"
