@@ -114,7 +114,7 @@ __all__ = [
     "parse_nexthop", "parse_lmtp_nexthop", "service_port",
     "parse_nexthops", "AddressClass", "Route", "BAD_SYNTAX", "DomainList", "DomainSet",
     "LookupTable",
-    "RoutingSettings", "resolve", "transport_lookup", "first_lookup", "split_transport", "error_status",
+    "RoutingSettings", "resolve", "resolved_address", "transport_lookup", "first_lookup", "split_transport", "error_status",
     "MxHost", "MxAddress", "mx_hosts", "drop_self", "balance_inet_protocols",
 ]
 
@@ -539,7 +539,10 @@ def resolve(address: str, settings: RoutingSettings, sender: str | None = None) 
             literal = settings.resolve_numeric_domain and numeric_literal(domain)
             if not literal:
                 return BAD_SYNTAX
+            # The literal is the address from here on: relocated_maps and
+            # transport_maps see user@[192.0.2.1], as resolve.c rewrites it.
             domain = literal
+            address = f"{_split_address(address)[0]}@{literal}"
         route = _class_route(domain, settings, sender)
     if settings.relocated_maps:
         keys = [k for k, _ in lookup_keys(address.lower(), settings.recipient_delimiter,
@@ -559,6 +562,30 @@ def resolve(address: str, settings: RoutingSettings, sender: str | None = None) 
     if not nexthop:
         nexthop = UNDELIVERABLE if transport == "error" else domain or settings.myhostname
     return Route(transport, nexthop, route.address_class)
+
+
+def resolved_address(address: str, settings: RoutingSettings) -> str:
+    """resolved_address - the recipient as resolve() delivers it.
+
+    Postfix's resolver answers with the address as well as the route, and
+    qmgr delivers to that one (qmgr_message.c: "The result address may
+    differ from the one specified by the sender"). resolve.c gives every
+    address the user@domain form: one without a domain (user, or user@
+    with resolve_null_domain = yes) gets @$myhostname, and with
+    resolve_numeric_domain = yes user@192.0.2.1 is user@[192.0.2.1].
+    Postfix 3.7 then logs to=<u@[1.2.3.4]>, orig_to=<u@1.2.3.4>. An
+    address resolve() finds bad comes back unchanged, as any other.
+    """
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return f"{address}@{settings.myhostname}" if address else address
+    if not domain:
+        return f"{address}{settings.myhostname}" if settings.resolve_null_domain else address
+    if settings.resolve_numeric_domain and domain[-1:].isdigit() and numeric_name(domain):
+        literal = numeric_literal(domain)
+        if literal:
+            return f"{local}@{literal}"
+    return address
 
 
 # -- MX hosts and loop detection -----------------------------------------------

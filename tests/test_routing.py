@@ -12,7 +12,7 @@ from mailsys.config.tables import DictTable, open_table
 from mailsys.routing import (
     AddressClass, BadNextHop, DomainSet, MxAddress, MxHost, NextHop, Route, RouteError,
     RoutingSettings, drop_self, error_status, mx_hosts, parse_lmtp_nexthop, parse_nexthop,
-    parse_nexthops, resolve,
+    parse_nexthops, resolve, resolved_address,
     transport_lookup,
 )
 
@@ -411,6 +411,32 @@ def test_null_and_numeric_domains_are_bad_syntax_unless_resolved():
     assert resolve("u@1.2.3.4", numeric) == Route("smtp", "[1.2.3.4]", D)
     assert resolve("u@192.0.2.25", numeric) == Route("local", "mx.example.com", L)
     assert resolve("u@1.2.3", numeric) == bad                  # digits, but no address
+
+
+def test_resolved_address_is_what_the_resolver_delivers_to():
+    # Postfix 3.7.11, resolve_numeric_domain = yes: "smtp[24529]: 8E663224935:
+    # to=<u@[1.2.3.4]>, orig_to=<u@1.2.3.4>, relay=127.0.0.1[127.0.0.1]:3202, ...
+    # status=sent" and the relayhost got "RCPT TO:<u@[1.2.3.4]>".
+    numeric = replace(BASE, resolve_numeric_domain=True)
+    assert resolved_address("u@1.2.3.4", numeric) == "u@[1.2.3.4]"
+    assert resolved_address("u@1.2.3.4", BASE) == "u@1.2.3.4"         # bad syntax: unchanged
+    assert resolved_address("u@1.2.3", numeric) == "u@1.2.3"           # no IPv4 address
+    assert resolved_address("u@example.123", numeric) == "u@example.123"
+    assert resolved_address("u@[1.2.3.4]", numeric) == "u@[1.2.3.4]"
+    # resolve.c gives every address the user@domain form.
+    assert resolved_address("u", BASE) == "u@mx.example.com"
+    assert resolved_address("u@", BASE) == "u@"                          # bad syntax
+    assert resolved_address("u@", replace(BASE, resolve_null_domain=True)) == "u@mx.example.com"
+    assert resolved_address("", BASE) == ""
+    assert resolved_address("bob@example.net", numeric) == "bob@example.net"
+
+
+def test_a_numeric_domain_is_looked_up_as_its_literal():
+    # Postfix 3.7.11, transport_maps = inline:{ {[1.2.3.4]=error:5.1.1 gone} }:
+    # "550 5.1.1 <w@1.2.3.4>: Recipient address rejected: gone".
+    s = replace(BASE, resolve_numeric_domain=True,
+                transport_maps=(entries({"[1.2.3.4]": "error:5.1.1 gone"}),))
+    assert resolve("w@1.2.3.4", s) == Route("error", "5.1.1 gone", D)
 
 
 def test_relocated_addresses_bounce_with_the_new_address():

@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import structlog
 import trio
@@ -78,7 +78,7 @@ from mailsys.qmgr.schedule import Job, Scheduler, plan
 from mailsys.qmgr.settings import Limits, QmgrSettings
 from mailsys.qmgr.writes import StoreWrites
 from mailsys.queue import Admit, Queue, QueueStore, Remove, Update, WrongQueue
-from mailsys.routing import AddressClass, Route, RoutingSettings, resolve
+from mailsys.routing import AddressClass, Route, RoutingSettings, resolve, resolved_address
 from mailsys.runtime import store_io
 
 __all__ = ["QueueManager", "TRANSPORT_UNAVAILABLE", "SUSPENDED", "STOP_GRACE"]
@@ -143,6 +143,16 @@ class _Active:
     # results may come back in another order than they were committed.
     fresh: bool = False
     single: bool = False
+    # Recipients the resolver rewrote (user@192.0.2.1 -> user@[192.0.2.1]),
+    # by index: delivered and logged so, the queued address as orig_to.
+    # Like Postfix's qmgr, only in memory: the entry keeps the address queued.
+    resolved: dict[int, str] = field(default_factory=dict)
+
+    def recipient(self, index: int) -> tuple[str, str]:
+        """(address, orig) of recipient index as it is delivered."""
+        r = self.env.recipients[index]
+        address = self.resolved.get(index)
+        return (r.address, r.orig) if address is None else (address, r.orig or r.address)
 
 
 class QueueManager:
@@ -371,7 +381,7 @@ class QueueManager:
                  nrcpt=len(env.recipients), queue="active")
         msg = self.active[qid] = _Active(env, now, nrcpt=len(env.pending))
         self._recipients += msg.nrcpt
-        jobs = [] if env.forced_expire else self._plan(qid, env, flush)
+        jobs = [] if env.forced_expire else self._plan(qid, msg, flush)
         msg.outstanding = len(jobs)
         msg.single = len(jobs) == 1
         if not jobs:
@@ -387,7 +397,8 @@ class QueueManager:
                     log.warning(line)
             self.scheduler.clogged.clear()
 
-    def _plan(self, qid: str, env: Envelope, flush: bool = False) -> list[Job]:
+    def _plan(self, qid: str, msg: _Active, flush: bool = False) -> list[Job]:
+        env = msg.env
         routed: list[tuple[int, Route]] = []
         # defer_transports: their mail goes to the retry transport, unless
         # the queue is being flushed (Postfix: "deferred transport").
@@ -401,6 +412,9 @@ class QueueManager:
             address = env.recipients[i].address
             try:
                 route = resolve(address, routing, env.sender)
+                rewritten = resolved_address(address, routing)
+                if rewritten != address:
+                    msg.resolved[i] = rewritten
             except Exception as e:
                 # A table that cannot be read: retry later (Postfix trivial-rewrite
                 # failures defer with "address resolver failure").
@@ -412,7 +426,7 @@ class QueueManager:
                 route = Route("retry", DEFERRED_TRANSPORT, route.address_class)
             routed.append((i, route))
         return plan(qid, routed, self.limits,
-                    {i: env.recipients[i].address for i, _ in routed},
+                    {i: msg.recipient(i)[0] for i, _ in routed},
                     one_each=bool(env.verp_delimiters))
 
     def _start(self, fn, *args) -> None:
@@ -433,13 +447,12 @@ class QueueManager:
         env = msg.env
         sender = env.sender
         if env.verp_delimiters and len(job.indexes) == 1:
-            sender = verp_sender(sender, env.recipients[job.indexes[0]].address,
+            sender = verp_sender(sender, msg.recipient(job.indexes[0])[0],
                                  env.verp_delimiters)
         request = DeliverRequest(
             queue_id=job.qid, transport=job.transport, nexthop=job.nexthop,
             sender=sender,
-            recipients=tuple(DeliverRecipient(i, env.recipients[i].address,
-                                              env.recipients[i].orig, env.recipients[i].orcpt,
+            recipients=tuple(DeliverRecipient(i, *msg.recipient(i), env.recipients[i].orcpt,
                                               tuple(n.value for n in env.recipients[i].notify))
                              for i in job.indexes),
             arrival_time=env.arrival_time, size=env.size, queued_at=msg.queued_at,
@@ -536,10 +549,10 @@ class QueueManager:
         before = max(0.0, msg.queued_at - env.arrival_time)
         probe = _is_probe(env)
         for i, c in changes.items():
-            r = env.recipients[i]
+            address, orig = msg.recipient(i)
             status = c["state"].value if not probe else verify_proto.status_name(
                 _VERIFY_STATUS[c["state"]])
-            log.info("status", queue_id=qid, to=r.address, orig_to=r.orig or r.address,
+            log.info("status", queue_id=qid, to=address, orig_to=orig or address,
                      relay="none", delay=max(0.0, now - env.arrival_time),
                      delays=[before, max(0.0, now - msg.queued_at), 0, 0],
                      dsn=c["dsn_status"], status=status, reason=c["reason"])
@@ -558,8 +571,8 @@ class QueueManager:
                        for i, c in changes.items()}
             return results.probe_final(changes, quiet=False)
         for i, c in changes.items():
-            r = msg.env.recipients[i]
-            for address in dict.fromkeys((r.orig or r.address, r.address)):
+            rcpt, orig = msg.recipient(i)
+            for address in dict.fromkeys((orig or rcpt, rcpt)):
                 update = verify_proto.VerifyUpdate(address, _VERIFY_STATUS[c["state"]],
                                                    c["reason"])
                 try:

@@ -5,7 +5,9 @@ settings."""
 
 from __future__ import annotations
 
+import re
 import runpy
+import smtplib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,6 +18,7 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).parent
 h = SimpleNamespace(**runpy.run_path(str(HERE / "smtpd_helpers.py")))
 qh = SimpleNamespace(**runpy.run_path(str(HERE / "qmgr_helpers.py")))
+sinks = SimpleNamespace(**runpy.run_path(str(HERE / "smtpsink.py")))
 
 CONTENT = b"From: a@example.org\r\nSubject: minus\r\n\r\nHello.\r\n"
 QMGR = ["qmgr unix n - n 300 1 qmgr", "bounce unix - - n - 0 bounce",
@@ -91,9 +94,41 @@ def test_resolved_null_and_numeric_domains_are_delivered(mailsys_instance, tmp_p
     log = inst.wait_log(f"{qid}: removed", timeout=20)
     lines = {x.split(" to=<", 1)[1].split(">", 1)[0]: x for x in log.splitlines()
              if f"{qid}: to=<" in x}
-    assert lines["u@"].endswith("status=bounced (local)")
-    assert lines["u@1.2.3.4"].endswith("status=bounced (parked)")
+    # Delivered as the resolver rewrote them, the queued address as orig_to
+    # (Postfix 3.7.11: to=<u@bench.localdomain>, orig_to=<u@>).
+    assert "orig_to=<u@>, relay=none" in lines["u@mx.example.test"]
+    assert lines["u@mx.example.test"].endswith("status=bounced (local)")
+    assert "orig_to=<u@1.2.3.4>, relay=none" in lines["u@[1.2.3.4]"]
+    assert lines["u@[1.2.3.4]"].endswith("status=bounced (parked)")
     assert lines["u@1.2.3"].endswith("dsn=5.1.3, status=bounced (bad address syntax)")
+
+
+def test_a_numeric_domain_is_sent_and_logged_as_its_literal(mailsys_instance):
+    # Postfix 3.7.11 with resolve_numeric_domain = yes, MAIL FROM:<s@5.6.7.8>
+    # RCPT TO:<u@1.2.3.4> through a relayhost:
+    #   qmgr: BE59A224944: from=<s@5.6.7.8>, size=403, nrcpt=1 (queue active)
+    #   smtp: 8E663224935: to=<u@[1.2.3.4]>, orig_to=<u@1.2.3.4>,
+    #         relay=127.0.0.1[127.0.0.1]:3202, ..., dsn=2.0.0, status=sent (250 2.0.0 Ok)
+    # and the relayhost got MAIL FROM:<s@5.6.7.8>, RCPT TO:<u@[1.2.3.4]>.
+    inst = mailsys_instance
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port:
+        port = h.start(inst, {"resolve_numeric_domain": "yes", "mydestination": "",
+                              "relayhost": f"[127.0.0.1]:{sink_port}"},
+                       services=[*h.SERVICES, *QMGR[:2], "smtp unix - - n - - smtp"])
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+            c.ehlo("c.example")
+            assert c.mail("s@5.6.7.8")[0] == 250 and c.rcpt("u@1.2.3.4")[0] == 250
+            qid = h.qid_of(c.data(CONTENT)[1])
+        inst.wait_until(lambda: sink.messages, timeout=20)
+        log = inst.wait_log(f"{qid}: removed", timeout=20)
+    [message] = sink.messages
+    assert (message.sender, message.rcpts) == ("s@5.6.7.8", ["u@[1.2.3.4]"])
+    assert re.search(rf"\]: {qid}: from=<s@5\.6\.7\.8>, size=\d+, nrcpt=1 \(queue active\)",
+                     log), log
+    assert re.search(rf"mailsys/smtp\[\d+\]: {qid}: to=<u@\[1\.2\.3\.4\]>, "
+                     rf"orig_to=<u@1\.2\.3\.4>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:{sink_port}, "
+                     r".*dsn=2\.0\.0, status=sent", log), log
 
 
 def test_qmgr_bounces_null_and_numeric_domains_by_default(mailsys_instance):
