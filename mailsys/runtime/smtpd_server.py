@@ -241,6 +241,7 @@ class SmtpdServer:
             tls_auth_only=cfg.smtpd_tls_auth_only,
             broken_sasl_auth_clients=cfg.broken_sasl_auth_clients,
             smtputf8=cfg.smtputf8_enable,
+            strict_smtputf8=cfg.strict_smtputf8,
             allow_min_user=cfg.allow_min_user,
             resolve_null_domain=cfg.resolve_null_domain,
             resolve_numeric_domain=cfg.resolve_numeric_domain,

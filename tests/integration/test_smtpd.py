@@ -109,6 +109,38 @@ def test_client_text_is_masked_in_mail_log_as_postfix_does(mailsys_instance, utf
     assert reject["fields"]["sender"] == "s\u00e9x@example.org"
 
 
+@pytest.mark.parametrize("strict", ["yes", "no"])
+def test_strict_smtputf8_refuses_a_unicode_address_without_smtputf8(mailsys_instance, strict):
+    # Postfix 3.7.11 with strict_smtputf8 = yes (smtputf8_enable yes or no):
+    #   MAIL FROM:<\u00fc@x.example>             553 5.6.7 Must declare SMTPUTF8 to send unicode address
+    #   RCPT TO:<\u00fc@x.example>               553 5.6.7 Must declare SMTPUTF8 to send unicode address
+    #   VRFY \u00fc@x.example                    553 5.6.7 Must declare SMTPUTF8 to send unicode address
+    #   MAIL FROM:<\u00fc@x.example> SMTPUTF8    250 2.1.0 Ok, then that RCPT: 250 2.1.5 Ok
+    # and logged no reject line: "disconnect from ... mail=2/3 rcpt=1/2 rset=1 quit=1".
+    inst = mailsys_instance
+    port = start(inst, {"strict_smtputf8": strict})
+    refused = (b"553 5.6.7 Must declare SMTPUTF8 to send unicode address\r\n"
+               if strict == "yes" else None)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock, sock.makefile("rb") as f:
+        assert f.readline().startswith(b"220 ")
+        sock.sendall(b"EHLO c.example\r\n")
+        while f.readline()[3:4] == b"-":
+            pass
+        for command, reply in (("MAIL FROM:<\u00fc@x.example>", refused or b"250 2.1.0"),
+                               ("RSET", b"250 "), ("MAIL FROM:<a@x.example>", b"250 2.1.0"),
+                               ("RCPT TO:<\u00fc@example.test>", refused or b"250 2.1.5"),
+                               ("RSET", b"250 "),
+                               ("VRFY \u00fc@x.example", refused or b"252 2.0.0"),
+                               ("MAIL FROM:<\u00fc@x.example> SMTPUTF8", b"250 2.1.0"),
+                               ("RCPT TO:<\u00fc@example.test>", b"250 2.1.5"), ("QUIT", b"221 ")):
+            sock.sendall(command.encode() + b"\r\n")
+            assert f.readline().startswith(reply), command
+    counts = ("mail=2/3 rcpt=1/2 rset=2 vrfy=0/1" if strict == "yes"
+              else "mail=3 rcpt=2 rset=2 vrfy=1")
+    log = inst.wait_log(f"ehlo=1 {counts} quit=1")
+    assert "reject:" not in log
+
+
 def test_swaks_session(mailsys_instance):
     swaks = shutil.which("swaks")
     if swaks is None:

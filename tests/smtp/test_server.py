@@ -280,6 +280,18 @@ def test_strict_smtputf8():
     assert res.replies[-1] == "553 5.6.7 Must declare SMTPUTF8 to send unicode address"
 
 
+@pytest.mark.parametrize("strict", [True, False])
+def test_vrfy_takes_smtputf8_and_strict_smtputf8(strict):
+    # Postfix 3.7.11, smtputf8_enable = yes: "VRFY \u00fc@x.example" got 553 5.6.7
+    # with strict_smtputf8 = yes (252 with no); "VRFY <\u00fc@x.example> SMTPUTF8"
+    # got "252 2.0.0 <\u00fc@x.example>" either way.
+    res = run("VRFY ü@x.example\r\nVRFY <ü@x.example> SMTPUTF8\r\n"
+              "VRFY <a@x.example> smtputf8\r\n".encode(), strict_smtputf8=strict)
+    assert res.replies == [
+        "553 5.6.7 Must declare SMTPUTF8 to send unicode address" if strict
+        else "252 2.0.0 ü@x.example", "252 2.0.0 <ü@x.example>", "252 2.0.0 <a@x.example>"]
+
+
 def test_eight_bit_commands_pass_without_smtputf8():
     # Postfix 3.7.11 with smtputf8_enable = no answered "250 bench.localdomain",
     # "250 2.1.0 Ok", "250 2.1.5 Ok" to HELO \xfc, MAIL FROM:<\xfc@x.example>,
