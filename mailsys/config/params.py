@@ -292,6 +292,8 @@ _TABLE: tuple[Param, ...] = (
     P("syslog_name", Str, "${multi_instance_name?{$multi_instance_name}:{mailsys}}",
       "Prefix of the log tag, as in mailsys/smtpd[pid]"),
     P("syslog_facility", Str, "mail", "Syslog facility of log records"),
+    P("helpful_warnings", Bool, "yes",
+      "Log warnings that point at a likely configuration problem (qmgr's clog warning)"),
     P("maillog_file", Str, "/var/log/mailsys/mail.log", "File postlogd writes mail.log lines to"),
     P("info_log_address_format", Str, "external",
       "Address form in mail.log from=<>/to=<>: external (quoted) or internal (unquoted)",

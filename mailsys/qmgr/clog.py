@@ -9,8 +9,8 @@ DESCRIPTION
     qmgr_clog_warn_time for a destination, when a new job finds the
     destination holding more than a fifth of qmgr_message_active_limit
     (jobs waiting and in flight), and guesses why. The Scheduler notes
-    such a destination (Clogged); warnings() words it as Postfix 3.7
-    does:
+    such a destination (Clogged), unless helpful_warnings = no or
+    qmgr_clog_warn_time = 0; warnings() words it as Postfix 3.7 does:
 
         warning: mail for [127.0.0.1]:3103 is using up 3 of 3 active queue entries
         warning: you may need to increase the main.cf smtp_destination_concurrency_limit from 1

@@ -175,7 +175,9 @@ class QueueManager:
         self.scheduler = Scheduler(
             self.limits, dead_time=settings.minimal_backoff_time,
             debug=log.info if settings.feedback_debug else None,
-            clog_length=settings.active_limit // 5 if settings.clog_warn_time > 0 else 0,
+            # qmgr_queue.c: "if (var_helpful_warnings && var_qmgr_clog_warn_time > 0)".
+            clog_length=settings.active_limit // 5
+            if settings.helpful_warnings and settings.clog_warn_time > 0 else 0,
             clog_warn_time=settings.clog_warn_time)
         self.active: dict[str, _Active] = {}
         self._wake = trio.Event()

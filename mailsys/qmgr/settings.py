@@ -146,6 +146,7 @@ class QmgrSettings:
     defer_transports: frozenset[str] = frozenset()
     feedback_debug: bool = False     # destination_concurrency_feedback_debug
     clog_warn_time: float = 300.0    # qmgr_clog_warn_time
+    helpful_warnings: bool = True
 
     @classmethod
     def from_config(cls, cfg: Any) -> QmgrSettings:
@@ -161,7 +162,8 @@ class QmgrSettings:
                    verp_bounces_off=bool(cfg.disable_verp_bounces),
                    defer_transports=frozenset(cfg.defer_transports),
                    feedback_debug=bool(cfg.destination_concurrency_feedback_debug),
-                   clog_warn_time=float(cfg.qmgr_clog_warn_time))
+                   clog_warn_time=float(cfg.qmgr_clog_warn_time),
+                   helpful_warnings=bool(cfg.helpful_warnings))
 
 
 @dataclass(frozen=True, slots=True)
