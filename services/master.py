@@ -135,29 +135,29 @@ def main(argv: list[str] | None = None) -> int:
     if ns.argv_room:
         proctitle.set_argv(sys.orig_argv[:-2])
     config_dir = ns.config_dir.absolute()
-    _import_environment(config_dir)
+    # main.cf and master.cf are read once at start: the environment is
+    # stripped to $import_environment before anything is forked (Postfix's
+    # master does it at start-up only), and the same Config runs the master.
+    # A configuration that does not load is reported by _main(), once.
+    try:
+        loaded = read_config(config_dir)
+    except (ConfigError, OSError) as e:
+        loaded = e
+    else:
+        import_environment(loaded[0])
     # First of all, while this is one thread with nothing open: the fork
     # server is forked from here and shares every module imported so far.
     # (In the fork server and its children this call does not return.)
-    zygote = Zygote.start(config_dir)
+    zygote = None if isinstance(loaded, Exception) else Zygote.start(config_dir)
     try:
-        return _main(ns, config_dir, zygote)
+        return _main(ns, config_dir, zygote, loaded)
     finally:
         if zygote is not None:
             zygote.close()
 
 
-def _import_environment(config_dir: Path) -> None:
-    """Strip the environment to $import_environment before anything is
-    forked (Postfix's master does it at start-up only); a main.cf that does
-    not load is left for _main() to report."""
-    try:
-        import_environment(load(config_dir))
-    except (ConfigError, OSError):
-        pass
-
-
-def _main(ns: argparse.Namespace, config_dir: Path, zygote: Zygote | None) -> int:
+def _main(ns: argparse.Namespace, config_dir: Path, zygote: Zygote | None,
+          loaded: tuple | Exception) -> int:
     ready = ReadyPipe(ns.ready_fd)
 
     def fatal(reason: str) -> int:
@@ -167,7 +167,9 @@ def _main(ns: argparse.Namespace, config_dir: Path, zygote: Zygote | None) -> in
         return 1
 
     try:
-        cfg, specs, main_text = read_config(config_dir)
+        if isinstance(loaded, Exception):
+            raise loaded
+        cfg, specs, main_text = loaded
         listeners.make_dirs(cfg)
     except ConfigError as e:
         return fatal(str(e))

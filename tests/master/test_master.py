@@ -492,3 +492,51 @@ def test_bad_configuration_is_not_loaded_by_reload(mailsys_instance):
     inst.wait_log("warning: reload failed, keeping the running configuration:")
     with inst.connect(port) as s:
         assert inst.echo(s, b"ok") == b"ok"
+
+
+# The master run in a wrapper that counts its main.cf loads and says so at exit.
+COUNTED_MASTER = """
+import sys
+import services.master as master
+real, loads = master.load, []
+master.load = lambda *a, **k: loads.append(1) or real(*a, **k)
+status = master.main(sys.argv[1:])
+print(f"main.cf loads: {len(loads)}", file=sys.stderr)
+sys.exit(status)
+"""
+
+
+def counted_master(inst) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", COUNTED_MASTER, "-c", str(inst.config_dir),
+                             "--foreground"], stderr=subprocess.PIPE, text=True)
+
+
+def test_the_master_reads_main_cf_once_at_start(mailsys_instance):
+    # Once for $import_environment and itself: the environment it strips
+    # and the configuration it runs come from one reading of the file.
+    inst = mailsys_instance
+    master = counted_master(inst)
+    try:
+        inst.wait_until(lambda: inst.children("postlog"), timeout=20)
+        inst.wait_log("daemon started -- version")
+        master.send_signal(signal.SIGTERM)
+        _, err = master.communicate(timeout=30)
+    finally:
+        if master.poll() is None:
+            master.kill()
+            master.communicate()
+    assert master.returncode == 0, err
+    assert "main.cf loads: 1\n" in err
+
+
+def test_a_bad_main_cf_is_reported_once_with_file_and_line(mailsys_instance):
+    inst = mailsys_instance
+    main_cf = inst.config_dir / "main.cf"
+    lines = main_cf.read_text().splitlines()
+    main_cf.write_text("\n".join([*lines, "message_size_limit = lots"]) + "\n")
+    master = counted_master(inst)
+    _, err = master.communicate(timeout=30)
+    assert master.returncode == 1
+    assert err.count(f"mailsys: fatal: {main_cf}, line {len(lines) + 1}: ") == 1, err
+    assert "message_size_limit" in err and "main.cf loads: 1\n" in err
+    assert not inst.children()
