@@ -30,7 +30,10 @@ DESCRIPTION
         normalized, lines joined up to 70 columns); a header in which none
         was found goes out as it came, byte for byte. Attached messages
         and MIME part headers are left alone, and the body is not even
-        parsed as MIME for generic maps alone.
+        parsed as MIME for generic maps alone. The whole header is parsed:
+        header_address_token_limit, which cuts a header cleanup rewrites,
+        does not apply here (smtp_proto.c parses with tok822_parse();
+        Postfix 3.7.11 rewrote an address past the limit).
 
     smtp_header_checks, smtp_mime_header_checks, smtp_nested_header_checks,
     smtp_body_checks (header_checks(5))

@@ -330,3 +330,20 @@ def test_long_lists_fold_and_empty_elements_stay_as_postfix_writes_them():
                        b"Resent-To: , b@new.example\n"
                        b"Resent-Cc: c@new.example, \n"
                        b"\nhi\n")
+
+
+def test_generic_maps_parse_a_whole_header_whatever_header_address_token_limit():
+    # Postfix 3.7.11, header_address_token_limit = 12, smtp_generic_maps
+    # mapping z@old.example to z@new.example: the smtp client rewrote the
+    # last address of "To: b@x.example, ..., h@x.example, z@old.example"
+    # (smtp_header_rewrite() parses with tok822_parse(), no limit), while
+    # the same limit made cleanup cut a header it rewrote with
+    # recipient_canonical_maps to "To: y@new.example, b@x.example, ".
+    to = ", ".join(f"{c}@x.example" for c in "bcdefgh") + ", z@old.example"
+    content, _ = rewriter(GENERIC).content(f"To: {to}\n\nhi\n".encode())
+    assert content == (b"To: b@x.example, c@x.example, d@x.example, e@x.example, f@x.example,\n"
+                       b"\tg@x.example, h@x.example, z@new.example\n\nhi\n")
+    # Beyond the default limit of 10240 tokens as well (6 tokens an address).
+    many = ", ".join(f"u{i}@x.example" for i in range(2000)) + ", z@old.example"
+    content, _ = rewriter(GENERIC).content(f"To: {many}\n\nhi\n".encode())
+    assert content.count(b"@x.example") == 2000 and content.endswith(b", z@new.example\n\nhi\n")
