@@ -587,6 +587,8 @@ class QueueManager:
         msg = self.active.get(qid)
         if msg is None or msg.gone or not changes:
             return
+        if msg.resolved:
+            changes = self._resolved_finals(msg, changes)
         try:
             msg.env = await self.writes.apply(Update(qid, src=Queue.ACTIVE, rcpt=changes))
             msg.fresh = msg.single
@@ -596,6 +598,20 @@ class QueueManager:
             # The results are lost; the entry stays active and is put back
             # in incoming by the next sweep (delivered again: at least once).
             log.warning(f"{qid}: cannot record delivery status: {e}")
+
+    @staticmethod
+    def _resolved_finals(msg: _Active, changes: results.Changes) -> results.Changes:
+        """changes, a final result of a recipient the resolver rewrote also
+        recording the address it went to and the one queued: the notices
+        name them as Postfix's do ("Final-Recipient: rfc822; u@[192.0.2.1]",
+        "<u@[192.0.2.1]> (expanded from <u@192.0.2.1>)"). A deferred one
+        keeps its queued address, which mailq shows."""
+        out = dict(changes)
+        for i, c in changes.items():
+            if i in msg.resolved and c["state"].final:
+                address, orig = msg.recipient(i)
+                out[i] = dict(c, address=address, orig=orig)
+        return out
 
     def _gone(self, qid: str) -> None:
         """The entry was deleted or moved by someone else: forget it quietly."""

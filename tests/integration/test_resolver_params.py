@@ -157,3 +157,26 @@ def test_local_bounces_an_alias_that_expands_to_bad_syntax(mailsys_instance, tmp
     line = next(x for x in log.splitlines() if f"{qid}: to=<minus@example.test>" in x)
     assert "relay=local," in line and line.endswith(
         "dsn=5.1.3, status=bounced (bad recipient address syntax: -bar@example.net)")
+
+
+def test_a_bounced_numeric_domain_is_named_as_its_literal_in_the_notice(mailsys_instance):
+    # Postfix 3.7.11, resolve_numeric_domain = yes, the next hop refusing
+    # RCPT TO:<u@[1.2.3.4]>: the sender's notice said
+    #   <u@[1.2.3.4]> (expanded from <u@1.2.3.4>): host 127.0.0.1[127.0.0.1] said: 500
+    #   Final-Recipient: rfc822; u@[1.2.3.4]
+    #   Original-Recipient: rfc822;u@1.2.3.4
+    inst = mailsys_instance
+    sink = sinks.SmtpSink(rcpt={"u@[1.2.3.4]": "550 5.1.1 <u@[1.2.3.4]>: User unknown"})
+    with sinks.SinkThread(sink) as sink_port:
+        port = h.start(inst, {"resolve_numeric_domain": "yes", "mydestination": "",
+                              "relayhost": f"[127.0.0.1]:{sink_port}"},
+                       services=[*h.SERVICES, *QMGR[:2], "smtp unix - - n - - smtp"])
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+            c.sendmail("s@example.org", ["u@1.2.3.4"], CONTENT)
+        inst.wait_until(lambda: sink.messages, timeout=20)
+    [notice] = sink.messages
+    assert notice.sender == "" and notice.rcpts == ["s@example.org"]
+    text = notice.data.decode()
+    assert "<u@[1.2.3.4]> (expanded from <u@1.2.3.4>): host 127.0.0.1[127.0.0.1] said:" in text
+    assert "Final-Recipient: rfc822; u@[1.2.3.4]\r\nOriginal-Recipient: rfc822;u@1.2.3.4\r\n" \
+        in text
