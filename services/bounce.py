@@ -78,6 +78,7 @@ class Notice:
     recipient: str
     content: bytes
     log_lines: tuple[str, ...]
+    orig: str = ""          # the recipient as configured, when qualified here
 
 
 def double_bounce_address(cfg: Config) -> str:
@@ -136,7 +137,10 @@ def postmaster_copy(kind: Kind, env: Envelope, content: bytes, indexes: tuple[in
     to = _qualified(cfg[which[1]], cfg)
     body = build_notice(kind, env, content, rcpts, settings or notice_settings(cfg), now=now,
                         postmaster=to, full=not env.sender)
-    return _queued(body, to, cfg, now)
+    # Postfix's cleanup keeps "postmaster" as the original recipient of
+    # postmaster@$myorigin: "to=<postmaster@host>, orig_to=<postmaster>".
+    return dataclasses.replace(_queued(body, to, cfg, now),
+                               orig=cfg[which[1]] if to != cfg[which[1]] else "")
 
 
 def _queued(body: bytes, recipient: str, cfg: Config, now: float) -> Notice:
@@ -187,7 +191,7 @@ class Bounce:
         if copy is not None:
             _log_notice(req.queue_id, LOG_COPY[kind], copy)
             copies = (PostmasterCopy(copy.queue_id, double_bounce_address(self.cfg),
-                                     copy.recipient, copy.content),)
+                                     copy.recipient, copy.content, copy.orig),)
         if notice is None:
             if env.sender.lower() == double_bounce_address(self.cfg).lower():
                 log.warning("undeliverable postmaster notification discarded",

@@ -66,7 +66,7 @@ from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.ipc import names
 from mailsys.ipc.errors import IpcError
 from mailsys.ipc.proto import bounce as bounce_proto
-from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
+from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest, PostmasterCopy
 from mailsys.ipc.proto import verify as verify_proto
 from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
 from mailsys.message.envelope import Envelope, RcptState, Recipient
@@ -740,8 +740,9 @@ class QueueManager:
         out = []
         for n in (ready, *ready.copies):
             if n.notice_id:
+                orig = n.orig if isinstance(n, PostmasterCopy) else ""
                 env = Envelope(queue_id=n.notice_id, sender=n.sender,
-                               recipients=(Recipient(n.recipient),), arrival_time=now,
+                               recipients=(Recipient(n.recipient, orig=orig),), arrival_time=now,
                                size=len(n.content), protocol="local", rewrite_context="local")
                 out.append((env, n.content))
         return out

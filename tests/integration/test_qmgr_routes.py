@@ -200,6 +200,28 @@ def test_a_maildir_loop_is_bounced_to_the_sender_and_copied_to_postmaster(mailsy
     assert "Subject: Postmaster Copy: Undelivered Mail\n" in report(copy)
 
 
+def test_a_postmaster_copy_names_the_configured_recipient_as_orig_to(mailsys_instance,
+                                                                      tmp_path):
+    # Postfix 3.7.11, notify_classes = bounce, resource, software, the copy
+    # to the default bounce_notice_recipient: "smtp[19566]: A414A224191:
+    # to=<postmaster@bench.localdomain>, orig_to=<postmaster>, relay=...";
+    # cleanup qualifies it with @$myorigin and keeps what was configured.
+    inst = mailsys_instance
+    with h.dnsserver.DnsServer({}) as dns:
+        start(inst, tmp_path, dns, {"notify_classes": "bounce", "myorigin": "example.com",
+                                    "bounce_notice_recipient": "pm"})
+        qid = inject(inst, "bob@example.com",
+                     content=b"Delivered-To: Bob@example.com\r\n" + CONTENT)
+        log = inst.wait_log(f"{qid}: removed", timeout=20)
+        line = next(x for x in log.splitlines()
+                    if f"{qid}: postmaster non-delivery notification: " in x)
+        copy = line.rsplit(" ", 1)[1]
+        log = inst.wait_log(f"{copy}: removed", timeout=20)
+    assert re.search(rf"{copy}: to=<pm@example\.com>, orig_to=<pm>, relay=virtual, "
+                     r".*status=sent", log), log
+    assert len(maildir(tmp_path, "pm")) == 1
+
+
 class TimedSink(h.smtpsink.SmtpSink):
     """A sink that notes when each message's end of data arrived."""
 

@@ -45,6 +45,7 @@ class PostmasterCopy:
     sender: str                  # $double_bounce_sender@$myorigin: a copy never bounces
     recipient: str               # bounce_notice_recipient, 2bounce_... or delay_...
     content: bytes
+    orig: str = ""               # that parameter's value when @$myorigin was added to it
 
 
 @message("bounce_notice_ready", version=1)
