@@ -272,6 +272,7 @@ DATA_SYNTAX = Reply(501, "5.5.4", "Syntax: DATA")
 RSET_SYNTAX = Reply(501, "5.5.4", "Syntax: RSET")
 NOOP_SYNTAX = Reply(501, "5.5.4", "Syntax: NOOP")
 VRFY_SYNTAX = Reply(501, "5.5.4", "Syntax: VRFY address")
+VRFY_SYNTAX_SMTPUTF8 = Reply(501, "5.5.4", "Syntax: VRFY address [SMTPUTF8]")   # smtputf8_enable
 STARTTLS_SYNTAX = Reply(501, "5.5.4", "Syntax: STARTTLS")
 AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism")
 # ETRN replies carry no enhanced status code in smtpd.c etrn_cmd().

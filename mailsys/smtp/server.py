@@ -756,16 +756,18 @@ class ServerConnection:
         self._begin("vrfy")
         if not self.settings.vrfy:
             raise self._fail(R.VRFY_DISABLED, "VRFY disabled")
-        if not arg:
-            raise self._fail(R.VRFY_SYNTAX, "VRFY without argument")
         # RFC 6531 3.7.4.2: VRFY may end in SMTPUTF8. Postfix 3.7.11 with
         # smtputf8_enable = yes answered "VRFY <\u00fc@x.example> SMTPUTF8" with
-        # "252 2.0.0 <\u00fc@x.example>", and with strict_smtputf8 = yes
+        # "252 2.0.0 <\u00fc@x.example>", "VRFY" and "VRFY SMTPUTF8" with "501
+        # 5.5.4 Syntax: VRFY address [SMTPUTF8]", and with strict_smtputf8 = yes
         # "VRFY \u00fc@x.example" with 553 5.6.7, as MAIL and RCPT.
-        head, _, last = arg.rpartition(" ")
-        smtputf8 = bool(head) and self.settings.smtputf8 and last.upper() == "SMTPUTF8"
+        words = arg.split()
+        smtputf8 = self.settings.smtputf8 and bool(words) and words[-1].upper() == "SMTPUTF8"
         if smtputf8:
-            arg = head.rstrip()
+            arg = arg.rstrip()[:-len("SMTPUTF8")].rstrip()
+        if not arg:
+            raise self._fail(R.VRFY_SYNTAX_SMTPUTF8 if self.settings.smtputf8 else R.VRFY_SYNTAX,
+                             "VRFY without argument")
         if self.settings.strict_smtputf8 and not smtputf8 and not arg.isascii():
             raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
         # smtpd.c vrfy_cmd() parses the argument as RCPT does: what the

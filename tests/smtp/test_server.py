@@ -292,6 +292,18 @@ def test_vrfy_takes_smtputf8_and_strict_smtputf8(strict):
         else "252 2.0.0 ü@x.example", "252 2.0.0 <ü@x.example>", "252 2.0.0 <a@x.example>"]
 
 
+def test_vrfy_syntax_names_smtputf8_when_it_is_enabled():
+    # Postfix 3.7.11: with smtputf8_enable = yes "VRFY" and "VRFY SMTPUTF8" got
+    # "501 5.5.4 Syntax: VRFY address [SMTPUTF8]" and "VRFY a@x.example<TAB>SMTPUTF8"
+    # "252 2.0.0 a@x.example"; with no, "VRFY" got "501 5.5.4 Syntax: VRFY
+    # address" and "VRFY SMTPUTF8" "252 2.0.0 SMTPUTF8".
+    res = run(b"VRFY\r\nVRFY SMTPUTF8\r\nVRFY a@x.example\tSMTPUTF8\r\n")
+    assert res.replies == ["501 5.5.4 Syntax: VRFY address [SMTPUTF8]"] * 2 + [
+        "252 2.0.0 a@x.example"]
+    res = run(b"VRFY\r\nVRFY SMTPUTF8\r\n", smtputf8=False)
+    assert res.replies == ["501 5.5.4 Syntax: VRFY address", "252 2.0.0 SMTPUTF8"]
+
+
 def test_eight_bit_commands_pass_without_smtputf8():
     # Postfix 3.7.11 with smtputf8_enable = no answered "250 bench.localdomain",
     # "250 2.1.0 Ok", "250 2.1.5 Ok" to HELO \xfc, MAIL FROM:<\xfc@x.example>,
@@ -416,7 +428,7 @@ def test_simple_commands(line, event, reply):
 
 @pytest.mark.parametrize("line,reply", [
     (b"RSET x", "501 5.5.4 Syntax: RSET"),
-    (b"VRFY", "501 5.5.4 Syntax: VRFY address"),
+    (b"VRFY", "501 5.5.4 Syntax: VRFY address [SMTPUTF8]"),      # smtputf8_enable = yes
     (b"XYZZY", "500 5.5.2 Error: command not recognized"),
     (b"", "500 5.5.2 Error: bad syntax"),
     (b"   ", "500 5.5.2 Error: bad syntax"),
