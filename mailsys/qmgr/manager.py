@@ -668,8 +668,10 @@ class QueueManager:
         end = results.settle(env, now, self.settings)
         try:
             if end.expire:
-                env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE,
-                                         rcpt=end.expire)
+                expire = end.expire
+                if msg is not None and msg.resolved:
+                    expire = self._resolved_finals(msg, expire)
+                env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE, rcpt=expire)
                 log.info("expired", queue_id=qid, sender=env.sender, status=end.expired_as)
             notices: list[tuple[Envelope, bytes]] = []
             marks: results.Changes = {}

@@ -159,17 +159,23 @@ def test_local_bounces_an_alias_that_expands_to_bad_syntax(mailsys_instance, tmp
         "dsn=5.1.3, status=bounced (bad recipient address syntax: -bar@example.net)")
 
 
-def test_a_bounced_numeric_domain_is_named_as_its_literal_in_the_notice(mailsys_instance):
+@pytest.mark.parametrize("refused", ["550 5.1.1", "450 4.2.1"])
+def test_a_bounced_numeric_domain_is_named_as_its_literal_in_the_notice(mailsys_instance,
+                                                                          refused):
     # Postfix 3.7.11, resolve_numeric_domain = yes, the next hop refusing
     # RCPT TO:<u@[1.2.3.4]>: the sender's notice said
     #   <u@[1.2.3.4]> (expanded from <u@1.2.3.4>): host 127.0.0.1[127.0.0.1] said: 500
     #   Final-Recipient: rfc822; u@[1.2.3.4]
     #   Original-Recipient: rfc822;u@1.2.3.4
+    # A temporary refusal with no queue lifetime left returns the mail the
+    # same way (Postfix's notice then comes from its defer log, which holds
+    # the address as delivered).
     inst = mailsys_instance
-    sink = sinks.SmtpSink(rcpt={"u@[1.2.3.4]": "550 5.1.1 <u@[1.2.3.4]>: User unknown"})
+    sink = sinks.SmtpSink(rcpt={"u@[1.2.3.4]": f"{refused} <u@[1.2.3.4]>: User unknown"})
     with sinks.SinkThread(sink) as sink_port:
         port = h.start(inst, {"resolve_numeric_domain": "yes", "mydestination": "",
-                              "relayhost": f"[127.0.0.1]:{sink_port}"},
+                              "relayhost": f"[127.0.0.1]:{sink_port}",
+                              "maximal_queue_lifetime": "0", "bounce_queue_lifetime": "0"},
                        services=[*h.SERVICES, *QMGR[:2], "smtp unix - - n - - smtp"])
         with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
             c.sendmail("s@example.org", ["u@1.2.3.4"], CONTENT)
