@@ -176,6 +176,9 @@ class Bounce:
         except QueueError as e:
             log.warning(f"{req.queue_id}: cannot read queue entry: {e}")
             return ErrorReply(ErrorCode.UNAVAILABLE, str(e))
+        for index, address, orig in req.delivered:
+            if 0 <= index < len(env.recipients):
+                env = env.with_recipient(index, address=address, orig=orig)
         now = time.time()
         settings = notice_settings(self.cfg)
         if kind is Kind.FAILURE and env.verp_delimiters and len(req.indexes) == 1 \

@@ -729,9 +729,18 @@ class QueueManager:
             self._due = due
 
     async def _notice(self, qid: str, kind: str, indexes: tuple[int, ...]) -> NoticeReady | None:
-        """Ask bounce for a notice; None when bounce cannot be reached."""
+        """Ask bounce for a notice; None when bounce cannot be reached.
+
+        A deferred recipient the resolver rewrote keeps its queued address
+        in the store; the notice names it as delivered, as Postfix's delay
+        notice does (from its defer log): "<u@[192.0.2.1]> (expanded from
+        <u@192.0.2.1>)"."""
+        msg = self.active.get(qid)
+        delivered = tuple((i, *msg.recipient(i)) for i in indexes
+                          if i in msg.resolved) if msg is not None and msg.resolved else ()
         try:
-            return await self.agents.notice(NoticeRequest(qid, kind, indexes), NOTICE_TIMEOUT)
+            return await self.agents.notice(NoticeRequest(qid, kind, indexes, delivered),
+                                            NOTICE_TIMEOUT)
         except IpcError as e:
             log.warning(f"{qid}: bounce service: {e}; the notice is retried later")
             return None

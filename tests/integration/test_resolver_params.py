@@ -159,6 +159,23 @@ def test_local_bounces_an_alias_that_expands_to_bad_syntax(mailsys_instance, tmp
         "dsn=5.1.3, status=bounced (bad recipient address syntax: -bar@example.net)")
 
 
+def notice_for_a_numeric_domain(inst, reply: str, **main_cf: str):
+    """Mail from s@example.org to u@1.2.3.4 (resolve_numeric_domain = yes)
+    through a next hop that answers RCPT TO:<u@[1.2.3.4]> with reply; the
+    first notice the sink gets back."""
+    sink = sinks.SmtpSink(rcpt={"u@[1.2.3.4]": f"{reply} <u@[1.2.3.4]>: refused"})
+    with sinks.SinkThread(sink) as sink_port:
+        port = h.start(inst, {"resolve_numeric_domain": "yes", "mydestination": "",
+                              "relayhost": f"[127.0.0.1]:{sink_port}", **main_cf},
+                       services=[*h.SERVICES, *QMGR[:2], "smtp unix - - n - - smtp"])
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
+            c.sendmail("s@example.org", ["u@1.2.3.4"], CONTENT)
+        inst.wait_until(lambda: sink.messages, timeout=30)
+    notice = sink.messages[0]
+    assert notice.sender == "" and notice.rcpts == ["s@example.org"]
+    return notice.data.decode()
+
+
 @pytest.mark.parametrize("refused", ["550 5.1.1", "450 4.2.1"])
 def test_a_bounced_numeric_domain_is_named_as_its_literal_in_the_notice(mailsys_instance,
                                                                           refused):
@@ -170,19 +187,25 @@ def test_a_bounced_numeric_domain_is_named_as_its_literal_in_the_notice(mailsys_
     # A temporary refusal with no queue lifetime left returns the mail the
     # same way (Postfix's notice then comes from its defer log, which holds
     # the address as delivered).
-    inst = mailsys_instance
-    sink = sinks.SmtpSink(rcpt={"u@[1.2.3.4]": f"{refused} <u@[1.2.3.4]>: User unknown"})
-    with sinks.SinkThread(sink) as sink_port:
-        port = h.start(inst, {"resolve_numeric_domain": "yes", "mydestination": "",
-                              "relayhost": f"[127.0.0.1]:{sink_port}",
-                              "maximal_queue_lifetime": "0", "bounce_queue_lifetime": "0"},
-                       services=[*h.SERVICES, *QMGR[:2], "smtp unix - - n - - smtp"])
-        with smtplib.SMTP("127.0.0.1", port, timeout=10) as c:
-            c.sendmail("s@example.org", ["u@1.2.3.4"], CONTENT)
-        inst.wait_until(lambda: sink.messages, timeout=20)
-    [notice] = sink.messages
-    assert notice.sender == "" and notice.rcpts == ["s@example.org"]
-    text = notice.data.decode()
+    text = notice_for_a_numeric_domain(mailsys_instance, refused, maximal_queue_lifetime="0",
+                                       bounce_queue_lifetime="0")
     assert "<u@[1.2.3.4]> (expanded from <u@1.2.3.4>): host 127.0.0.1[127.0.0.1] said:" in text
     assert "Final-Recipient: rfc822; u@[1.2.3.4]\r\nOriginal-Recipient: rfc822;u@1.2.3.4\r\n" \
-        in text
+        "Action: failed\r\n" in text
+
+
+def test_a_delay_warning_names_a_numeric_domain_as_its_literal(mailsys_instance):
+    # Postfix 3.7.11, resolve_numeric_domain = yes, delay_warning_time = 1s,
+    # the next hop answering RCPT with 450:
+    #   Subject: Delayed Mail (still being retried)
+    #   <u@[1.2.3.4]> (expanded from <u@1.2.3.4>): host 127.0.0.1[127.0.0.1] said: 450
+    #   Final-Recipient: rfc822; u@[1.2.3.4]
+    #   Original-Recipient: rfc822;u@1.2.3.4
+    #   Action: delayed
+    text = notice_for_a_numeric_domain(
+        mailsys_instance, "450 4.2.1", delay_warning_time="1s", minimal_backoff_time="1s",
+        maximal_backoff_time="2s", queue_run_delay="1s")
+    assert "Subject: Delayed Mail (still being retried)\r\n" in text
+    assert "<u@[1.2.3.4]> (expanded from <u@1.2.3.4>): host 127.0.0.1[127.0.0.1] said:" in text
+    assert "Final-Recipient: rfc822; u@[1.2.3.4]\r\nOriginal-Recipient: rfc822;u@1.2.3.4\r\n" \
+        "Action: delayed\r\n" in text

@@ -37,6 +37,9 @@ class NoticeRequest:
     queue_id: str
     kind: str                    # FAILURE, DELAY or SUCCESS
     indexes: tuple[int, ...]     # the recipients to report
+    # (index, address, orig) of a reported recipient qmgr delivers to
+    # another address than the queued one (the resolver rewrote it)
+    delivered: tuple[tuple[int, str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
