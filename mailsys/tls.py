@@ -862,33 +862,62 @@ def _name_attribute(name: x509.Name, oid: x509.ObjectIdentifier) -> str:
 
 
 def _details(engine: TlsEngine) -> str:
-    """ "key-exchange X25519 server-signature RSA-PSS (2048 bits)", as far as known."""
+    """ "key-exchange X25519 server-signature RSA-PSS (2048 bits) server-digest
+    SHA256", as Postfix 3.7 (with OpenSSL 3) logs it: TLSv1.3 only
+    (tls_misc.c tls_get_signature_params()); a client certificate adds
+    "client-signature ... client-digest ..." on the server side."""
     conn = engine.connection
+    if conn.get_protocol_version_name() != "TLSv1.3":
+        return ""
     parts = []
     group = conn.get_group_name()
     if group:
-        parts.append(f"key-exchange {group}")
-    server_cert = (conn.get_certificate(as_cryptography=True) if engine.server_side
-                   else engine.peer_certificate)
-    if server_cert is not None and conn.get_protocol_version_name() == "TLSv1.3":
-        signature = _signature_of(server_cert.public_key())
-        if signature:
-            parts.append(f"server-signature {signature}")
+        parts.append(f"key-exchange {_key_exchange(group)}")
+    own = conn.get_certificate(as_cryptography=True)
+    server_cert, client_cert = ((own, engine.peer_certificate) if engine.server_side
+                                else (engine.peer_certificate, None))
+    for side, cert in (("server", server_cert), ("client", client_cert)):
+        if cert is not None:
+            name, digest = _signature_of(cert.public_key())
+            if name:
+                parts.append(f"{side}-signature {name}")
+                if digest:
+                    parts.append(f"{side}-digest {digest}")
     return " ".join(parts)
 
 
-# Postfix names curves the NIST way (EC_curve_nid2nist).
-_NIST_CURVES = {"secp256r1": "P-256", "secp384r1": "P-384", "secp521r1": "P-521"}
+# OpenSSL's TLS group names -> what Postfix logs: the key type's short name
+# (OBJ_nid2sn), or ECDHE / DHE with the curve's OpenSSL 3 group name or the
+# size. A group not listed (a hybrid one) is logged as OpenSSL names it.
+_KEY_EXCHANGES = {"x25519": "X25519", "x448": "X448",
+                  "secp256r1": "ECDHE (prime256v1)", "secp384r1": "ECDHE (secp384r1)",
+                  "secp521r1": "ECDHE (secp521r1)"}
+# cryptography's curve names -> OpenSSL 3's EVP_PKEY_get_group_name(), and the
+# digest TLSv1.3 ties to each curve (RFC 8446 4.2.3: ecdsa_secp256r1_sha256 ...).
+_EC_GROUPS = {"secp256r1": ("prime256v1", "SHA256"), "secp384r1": ("secp384r1", "SHA384"),
+              "secp521r1": ("secp521r1", "SHA512")}
 
 
-def _signature_of(key) -> str:
-    # TLSv1.3 fixes the scheme by key type: RSA keys sign with RSA-PSS (RFC 8446 4.2.3).
+def _key_exchange(group: str) -> str:
+    if group.startswith("ffdhe") and group[5:].isdigit():
+        return f"DHE ({group[5:]} bits)"
+    return _KEY_EXCHANGES.get(group, group)
+
+
+def _signature_of(key) -> tuple[str, str]:
+    """The signature algorithm of a TLSv1.3 certificate key and its digest,
+    as Postfix names them. pyOpenSSL does not expose the negotiated scheme
+    (SSL_get_peer_signature_nid): an ECDSA key's curve fixes its digest; an
+    RSA key signs with RSA-PSS (RFC 8446 4.2.3) and SHA256, the first
+    RSA-PSS scheme OpenSSL offers and the one it agrees on with its peers;
+    Ed25519 and Ed448 have no separate digest."""
     if isinstance(key, rsa.RSAPublicKey):
-        return f"RSA-PSS ({key.key_size} bits)"
+        return f"RSA-PSS ({key.key_size} bits)", "SHA256"
     if isinstance(key, ec.EllipticCurvePublicKey):
-        return f"ECDSA ({_NIST_CURVES.get(key.curve.name, key.curve.name)})"
+        group, digest = _EC_GROUPS.get(key.curve.name, (key.curve.name, ""))
+        return f"ECDSA ({group})", digest
     if isinstance(key, ed25519.Ed25519PublicKey):
-        return "ED25519"
+        return "ED25519", ""
     if isinstance(key, ed448.Ed448PublicKey):
-        return "ED448"
-    return ""
+        return "ED448", ""
+    return "", ""

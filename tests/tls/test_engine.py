@@ -186,7 +186,8 @@ def test_describe_tls13(tls_cfg):
         assert info.cipher.startswith("TLS_")
         assert info.usebits in (128, 256) and info.algbits == info.usebits
         assert info.details.startswith("key-exchange ")
-        assert "server-signature ECDSA (P-256)" in info.details
+        assert "server-signature ECDSA (prime256v1) server-digest SHA256" in info.details
+        assert "client-signature" not in info.details
     assert describe(client).cipher == describe(server).cipher
     assert describe(client).peer_cn == "mx.example.test"
     assert describe(client).issuer_cn.startswith("trustme")   # the CA has no CN: its O
@@ -203,7 +204,7 @@ def test_describe_tls12_rsa(make_cfg, pki, ca, tmp_path):
     info = describe(server)
     assert info.protocol == "TLSv1.2"
     assert re.fullmatch(r"ECDHE-RSA-AES(128|256)-GCM-SHA(256|384)|ECDHE-RSA-CHACHA20-POLY1305", info.cipher)
-    assert "server-signature" not in info.details      # not derivable for TLSv1.2
+    assert info.details == ""       # Postfix logs the details for TLSv1.3 only
 
 
 def test_rsa_signature_under_tls13(make_cfg, pki, ca, tmp_path):
@@ -212,7 +213,7 @@ def test_rsa_signature_under_tls13(make_cfg, pki, ca, tmp_path):
     leaf.private_key_and_cert_chain_pem.write_to_path(str(tmp_path / "rsa.pem"))
     cfg = make_cfg(smtpd_tls_cert_file=tmp_path / "rsa.pem", smtp_tls_CAfile=pki["ca"])
     _, server = pair(cfg)
-    assert "server-signature RSA-PSS (2048 bits)" in describe(server).details
+    assert "server-signature RSA-PSS (2048 bits) server-digest SHA256" in describe(server).details
 
 
 def test_log_lines_have_postfix_shape(tls_cfg):
@@ -220,7 +221,7 @@ def test_log_lines_have_postfix_shape(tls_cfg):
     assert re.fullmatch(
         r"Anonymous TLS connection established from localhost\[127\.0\.0\.1\]: "
         r"TLSv1\.3 with cipher TLS_\w+ \((128|256)/\1 bits\) "
-        r"key-exchange \S+ server-signature ECDSA \(P-256\)",
+        r"key-exchange \S+ server-signature ECDSA \(prime256v1\) server-digest SHA256",
         established_text(server, "localhost[127.0.0.1]"))
     assert established_text(client, "mx.example.test[192.0.2.1]:25").startswith(
         "Trusted TLS connection established to mx.example.test[192.0.2.1]:25: TLSv1.3 with cipher ")
@@ -252,6 +253,19 @@ def test_client_certificate_when_asked(make_cfg, pki):
     assert peer_status(server) == "Trusted"
     assert established_text(server, "c[192.0.2.7]").startswith(
         "Trusted TLS connection established from c[192.0.2.7]: ")
+    # Postfix: "... server-digest SHA256 client-signature ECDSA (prime256v1) client-digest SHA256"
+    assert info.details.endswith(
+        "server-signature ECDSA (prime256v1) server-digest SHA256"
+        " client-signature ECDSA (prime256v1) client-digest SHA256")
+
+
+@pytest.mark.parametrize("group, logged", [
+    ("x25519", "X25519"), ("x448", "X448"), ("secp256r1", "ECDHE (prime256v1)"),
+    ("secp384r1", "ECDHE (secp384r1)"), ("secp521r1", "ECDHE (secp521r1)"),
+    ("ffdhe2048", "DHE (2048 bits)"), ("X25519MLKEM768", "X25519MLKEM768")])
+def test_key_exchange_is_named_as_postfix_logs_it(group, logged):
+    from mailsys.tls import _key_exchange
+    assert _key_exchange(group) == logged
 
 
 def test_client_certificate_from_an_unknown_ca_is_recorded_not_refused(make_cfg, pki):
