@@ -39,7 +39,16 @@ DESCRIPTION
         (5.4.6 at a best MX host, 4.4.6 at a backup). When every recipient
         ends with such a loop and best_mx_transport names a transport, the
         whole request goes to it instead (mailsys.runtime.best_mx), unless
-        the next hop is the relayhost;
+        the next hop is the relayhost. Recipients that no server took
+        keep the last failure seen (a later next hop's lookup failure
+        outranks an earlier connection failure); when that status is hard
+        and the last next hop was a smtp_fallback_relay one, or the next
+        hop's first destination is the whole of $relayhost, it becomes
+        4.3.5 with its text, after "warning: smtp_fallback_relay
+        configuration problem" or "warning: relayhost configuration
+        problem", once per request (Postfix smtp_connect.c; not for
+        LMTP). A 5xx greeting is 4.x.x with smtp_skip_5xx_greeting
+        (Postfix 3.7: "554 5.7.1 ..." deferred as 4.7.1);
      5. sends the message from the queue store (read only: qmgr owns every
         state change), per-recipient replies becoming sent / deferred /
         bounced with Postfix's texts, relay=host[addr]:port, Remote-MTA and
@@ -228,6 +237,7 @@ class SmtpSettings:
     # smtp_fallback_relay: next hops tried after those of a destination
     # that cannot be found or reached (not for one we are an MX host of).
     fallback_relay: tuple[str, ...] = ()
+    relayhost: str = ""              # $relayhost: a hard failure of it defers (4.3.5)
     # smtp_discard_ehlo_keywords, and smtp_discard_ehlo_keyword_address_maps
     # by server address (a match replaces the list).
     discard_ehlo: tuple[str, ...] = ()
@@ -305,6 +315,7 @@ class SmtpSettings:
                    mx_address_limit=cfg.smtp_mx_address_limit,
                    mx_session_limit=cfg.smtp_mx_session_limit,
                    fallback_relay=() if lmtp else tuple(cfg.smtp_fallback_relay),
+                   relayhost="" if lmtp else str(cfg.relayhost).strip(),
                    discard_ehlo=tuple(cfg.smtp_discard_ehlo_keywords),
                    discard_maps=tuple(open_table(spec, cfg)
                                       for spec in cfg.smtp_discard_ehlo_keyword_address_maps),
@@ -423,6 +434,26 @@ class _Budget:
 class _SelfMx(RouteError):
     """We are the best MX host of the destination (a loop), or no better one
     is found: never a case for the fallback relays."""
+
+
+class _NoRoute(RouteError):
+    """No server to try for a request; fallback: the failure is that of
+    the last smtp_fallback_relay next hop."""
+
+    def __init__(self, status: str, reason: str, fallback: bool = False) -> None:
+        super().__init__(status, reason)
+        self.fallback = fallback
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    """The servers of a request. fallback: smtp_fallback_relay next hops
+    come last; failed: the lookup failure of the last next hop, which is
+    what the recipients get when no server took them (Postfix keeps the
+    last failure it saw)."""
+    targets: list[Target]
+    failed: RouteError | None = None
+    fallback: bool = False
 
 
 @functools.lru_cache(maxsize=1024)
@@ -560,26 +591,34 @@ class SmtpAgent:
 
         pending = list(req.recipients)
         session = await self.cache.take(key)
+        route: _Route | None = None
         targets: list[Target] | None = None
         tried: set[Target] = set()
         budget = _Budget(self.settings.mx_session_limit)
         answered = False
         while pending:
             if session is None:
-                if targets is None:
+                if route is None:
                     try:
-                        targets = await self.targets(hop)
-                    except RouteError as e:
+                        route = await self._route(hop)
+                    except _NoRoute as e:
                         if answered:
                             break      # a server's own answer beats a DNS failure
-                        finish(pending, e.status, e.reason)
-                        return done, not e.permanent
+                        status = self._left_over(req, e.status, e.fallback)
+                        finish(pending, status, e.reason)
+                        return done, not status.startswith("5")
+                    targets = route.targets
                 session, error, last = await self._open(
                     [t for t in targets if t not in tried], budget, tried, req.nexthop,
                     req.sender, req)
                 if session is None:
                     if answered or error is None or last is None:
                         break          # recipients kept for a next server keep its answer
+                    if route.failed is not None and error.dsn.startswith("4"):
+                        # Kept for the next hop, which could not be found.
+                        status = self._left_over(req, route.failed.status, route.fallback)
+                        finish(pending, status, route.failed.reason, relay="none")
+                        return done, not status.startswith("5")
                     # relay=none unless a server answered (a refused greeting).
                     extra = {} if error.remote is None else dict(
                         remote_mta=error.remote[0], diagnostic=f"smtp; {error.remote[1]}")
@@ -624,6 +663,26 @@ class SmtpAgent:
             pending = retry
         return done, False
 
+    def _left_over(self, req: DeliverRequest, status: str, fallback: bool) -> str:
+        """The status of recipients no server of the destination took,
+        after Postfix smtp_connect.c: a hard one (not 4.x.x) that a
+        fallback relay or the relayhost left is a configuration problem,
+        deferred as 4.3.5 with its text, and warned about once per request;
+        LMTP has neither. (A loop with best_mx_transport is deliver()'s.)"""
+        s = self.settings
+        if status.startswith("4") or s.lmtp:
+            return status
+        if fallback:
+            log.warning("smtp_fallback_relay configuration problem")
+            return "4.3.5"
+        # strcmp(sites->argv[0], var_relayhost): the first destination of
+        # the next hop is the whole of $relayhost.
+        sites = split_list(req.nexthop)
+        if s.relayhost and sites and sites[0] == s.relayhost:
+            log.warning("relayhost configuration problem")
+            return "4.3.5"
+        return status
+
     def _keep(self, session: SmtpSession, hop: NextHop) -> bool:
         """Whether a session that is still good goes back to the cache."""
         s = self.settings
@@ -645,26 +704,36 @@ class SmtpAgent:
     async def targets(self, hop: NextHop) -> list[Target]:
         """The addresses to try for hop, best first, then those of the
         fallback relays; RouteError when there are none."""
+        return (await self._route(hop)).targets
+
+    async def _route(self, hop: NextHop) -> _Route:
+        """targets(), and how the last next hop failed; _NoRoute when there
+        are no addresses."""
         if hop.socket_path:
             path = hop.socket_path
             if not path.startswith("/"):
                 path = f"{self.settings.socket_dir.rstrip('/')}/{path}"
-            return [Target(self.settings.myhostname, hop.socket_path, 0, path=path)]
+            return _Route([Target(self.settings.myhostname, hop.socket_path, 0, path=path)])
         fallback = self.settings.fallback_relay
+        failed: RouteError | None = None
         try:
             found, i_am_mx = await self._hop_targets(hop)
-        except _SelfMx:
-            raise
+        except _SelfMx as e:
+            raise _NoRoute(e.status, e.reason) from None
         except RouteError as e:
             # Postfix: "relay hosts for SMTP destinations that can't be found".
-            extra = await self._fallback_targets() if fallback else []
-            if not extra:
-                raise e from None
-            return extra
-        if fallback and not i_am_mx:
+            if not fallback:
+                raise _NoRoute(e.status, e.reason) from None
+            found, i_am_mx, failed = [], False, e
+        if not fallback or i_am_mx:
             # To prevent loops, never for a destination we are an MX host of.
-            found += [t for t in await self._fallback_targets() if t not in found]
-        return found
+            return _Route(found)
+        extra, failed = await self._fallback_targets()
+        found += [t for t in extra if t not in found]
+        if not found:
+            assert failed is not None
+            raise _NoRoute(failed.status, failed.reason, fallback=True)
+        return _Route(found, failed, fallback=True)
 
     def _trace(self, target: Target, nexthop: str) -> Trace | None:
         """debug_peer_list: the chat logger when the next hop (as qmgr gave it,
@@ -703,16 +772,26 @@ class SmtpAgent:
                 return tuple(split_list(found))
         return s.discard_ehlo
 
-    async def _fallback_targets(self) -> list[Target]:
-        """The addresses of the smtp_fallback_relay next hops, in order (none best)."""
+    async def _fallback_targets(self) -> tuple[list[Target], RouteError | None]:
+        """The addresses of the smtp_fallback_relay next hops, in order (none
+        best), and the lookup failure of the last one tried (None when it
+        has addresses). One that loops back here ends the list, as Postfix
+        tries no next hop after a loop."""
         out: list[Target] = []
+        failed: RouteError | None = None
         for relay in self.settings.fallback_relay:
             try:
                 found, _ = await self._hop_targets(parse_nexthop(relay, self.port))
-            except (BadNextHop, RouteError):
+            except BadNextHop:
                 continue
+            except _SelfMx as e:
+                return out, e
+            except RouteError as e:
+                failed = e
+                continue
+            failed = None
             out += [dataclasses.replace(t, best=False) for t in found]
-        return out
+        return out, failed
 
     async def _hop_targets(self, hop: NextHop) -> tuple[list[Target], bool]:
         """The addresses of one next hop, and whether we are one of its MX hosts."""
@@ -818,6 +897,7 @@ class SmtpAgent:
                                             send_ehlo=s.send_ehlo,
                                             always_ehlo=s.always_send_ehlo,
                                             skip_quit=s.skip_quit_response,
+                                            skip_5xx_greeting=s.skip_5xx_greeting,
                                             reply_filter=s.reply_filter.lookup
                                             if s.reply_filter is not None else None,
                                             per_request_deadline=s.per_request_deadline,

@@ -227,6 +227,7 @@ class SmtpSession:
         self.send_ehlo = True          # not smtp_never_send_ehlo
         self.always_ehlo = True        # smtp_always_send_ehlo (no: only after "ESMTP")
         self.skip_quit = True          # smtp_skip_quit_response: hang up after QUIT
+        self.skip_5xx_greeting = True  # smtp_skip_5xx_greeting: a 5xx banner is soft
         self.discard_note = ""         # "discarding EHLO keywords: ..." for the first EHLO
         # smtp_per_request_deadline: one deadline for a request and its
         # response (0: a deadline per read and per write); the content
@@ -378,7 +379,13 @@ class SmtpSession:
             raise self._lost(event)
         assert isinstance(event, Greeting)
         if not event.ok:
-            raise SessionError(event.response.dsn, refused_text(self.target.peer, event.response),
+            dsn = event.response.dsn
+            if self.skip_5xx_greeting and dsn.startswith("5"):
+                # smtp_skip_5xx_greeting: Postfix smtp_helo() makes the
+                # status soft (554 5.7.1 is deferred as 4.7.1), so the next
+                # server is tried and the last one's recipients are deferred.
+                dsn = "4" + dsn[1:]
+            raise SessionError(dsn, refused_text(self.target.peer, event.response),
                                connected=True)
         if not self.always_ehlo and not says_esmtp(event.response):
             self.send_ehlo = False      # Postfix smtp_helo(): HELO unless the banner says ESMTP
@@ -632,7 +639,7 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
                   nexthop: str = "", bind: Mapping[int, str] | None = None,
                   lmtp: bool = False, sasl=None, discard: Sequence[str] = (),
                   send_ehlo: bool = True, always_ehlo: bool = True,
-                  skip_quit: bool = True,
+                  skip_quit: bool = True, skip_5xx_greeting: bool = True,
                   reply_filter: Callable[[str], str | None] | None = None,
                   per_request_deadline: bool = False,
                   min_data_rate: float = 500.0,
@@ -645,6 +652,7 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
     send_ehlo=False: smtp_never_send_ehlo; always_ehlo=False:
     smtp_always_send_ehlo = no (EHLO only when the greeting says ESMTP);
     skip_quit: smtp_skip_quit_response (close() does not wait for the 221);
+    skip_5xx_greeting: smtp_skip_5xx_greeting (a 5xx greeting fails softly);
     reply_filter: smtp_reply_filter's lookup, applied to each reply line;
     per_request_deadline, min_data_rate: smtp_per_request_deadline and
     smtp_min_data_rate (SmtpSession.next_event); block_early_reply: the
@@ -661,6 +669,7 @@ async def connect(target: Target, timeouts: Mapping[str, float], *, helo_name: s
     session.send_ehlo = send_ehlo
     session.always_ehlo = always_ehlo or lmtp
     session.skip_quit = skip_quit
+    session.skip_5xx_greeting = skip_5xx_greeting
     session.per_request = per_request_deadline
     session.min_data_rate = float(min_data_rate)
     session.block_early_reply = block_early_reply
