@@ -57,8 +57,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import re
 from collections import deque
+
+from mailsys.policy.hostnames import truncate_dot, valid_hostname
 
 from . import _grammar as g
 from . import events as ev
@@ -69,6 +72,7 @@ from ._state import ABORT as _ABORT
 from ._state import BDAT_ERROR as _BDAT_ERROR
 from ._state import ERROR as _ERROR
 from ._state import GREETING, IN_TRANSACTION, Outcome, State, outcome_of, transition
+from ._extract_addr import extract_address, smtpd_words
 from ._xclient import XattrError, parse_xclient, parse_xforward
 from .address import (min_user, numeric_domain, numeric_literal, parse_null_domain_path,
                       parse_path)
@@ -761,21 +765,24 @@ class ServerConnection:
         # "252 2.0.0 <\u00fc@x.example>", "VRFY" and "VRFY SMTPUTF8" with "501
         # 5.5.4 Syntax: VRFY address [SMTPUTF8]", and with strict_smtputf8 = yes
         # "VRFY \u00fc@x.example" with 553 5.6.7, as MAIL and RCPT.
-        words = arg.split()
+        words = smtpd_words(arg)
         smtputf8 = self.settings.smtputf8 and bool(words) and words[-1].upper() == "SMTPUTF8"
         if smtputf8:
-            arg = arg.rstrip()[:-len("SMTPUTF8")].rstrip()
-        if not arg:
+            words.pop()
+        if not words:
             raise self._fail(R.VRFY_SYNTAX_SMTPUTF8 if self.settings.smtputf8 else R.VRFY_SYNTAX,
                              "VRFY without argument")
+        # smtpd.c vrfy_cmd(): the words joined by one space (collapse_args)
+        # hold exactly one address (extract_addr(), sloppy) that the
+        # resolver takes, else 501 (live, Postfix 3.7.11: "VRFY John Smith",
+        # "VRFY <a@x> <b@x>", "VRFY <>", "VRFY <-foo@example.net>", "VRFY
+        # <u@1.2.3.4>"); the 252 repeats the joined text.
+        arg = " ".join(words)
+        address = extract_address(arg)
+        if address is None or _bad_vrfy_address(address, self.settings, smtputf8):
+            raise self._fail(R.BAD_RECIPIENT, f"{ILLEGAL_ADDRESS}{arg}")
         if self.settings.strict_smtputf8 and not smtputf8 and not arg.isascii():
             raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
-        # smtpd.c vrfy_cmd() parses the argument as RCPT does: what the
-        # resolver calls bad syntax gets the same 501 (live, Postfix 3.7.11:
-        # "VRFY <-foo@example.net>", "VRFY <u@1.2.3.4>").
-        path = parse_path(arg, allow_null=False)
-        if path is not None and _unresolvable(path.address, self.settings):
-            raise self._fail(R.BAD_RECIPIENT, f"{ILLEGAL_ADDRESS}{arg}")
         return ev.Vrfy(arg)
 
     def _etrn(self, verb: str, arg: str):
@@ -873,6 +880,55 @@ def _unresolvable(address: str, s: Settings) -> bool:
     if numeric_domain(address):
         return not (s.resolve_numeric_domain and numeric_literal(address.rpartition("@")[2]))
     return False
+
+
+def _bad_vrfy_address(address: str, s: Settings, smtputf8: bool) -> bool:
+    """An extracted VRFY address that smtpd_check_addr() refuses: none at
+    all, or one the resolver flags (resolve.c: the domain after the last
+    "@" must be a host name, one trailing dot allowed, or a valid
+    [address] literal; "user@" only with resolve_null_domain). A domain
+    that is not ASCII needs the SMTPUTF8 keyword (Postfix 3.7.11: "VRFY
+    a@\u00fc.example" 501, with SMTPUTF8 252; "a@\u00fc-.example" 501)."""
+    if not address or _unresolvable(address, s):
+        return True
+    if "@" not in address:
+        return False
+    domain = address.rpartition("@")[2]
+    if not domain:
+        return not s.resolve_null_domain
+    if domain.startswith("["):
+        return not _mailhost_literal(domain)
+    if numeric_domain(address):
+        return False                        # _unresolvable() has decided
+    domain = truncate_dot(domain)
+    if not domain.isascii():
+        return not (smtputf8 and _utf8_hostname(domain))
+    return not valid_hostname(domain)
+
+
+def _utf8_hostname(domain: str) -> bool:
+    """Postfix valid_utf8_hostname(): a valid host name once in A-labels."""
+    if any(label.startswith("-") or label.endswith("-") for label in domain.split(".")):
+        return False
+    try:
+        return valid_hostname(domain.encode("idna").decode("ascii"))
+    except UnicodeError:
+        return False
+
+
+def _mailhost_literal(text: str) -> bool:
+    """Postfix valid_mailhost_literal(): [IPv4] or [IPv6:address]."""
+    if not text.endswith("]"):
+        return False
+    inner = text[1:-1]
+    try:
+        if inner[:5].lower() == "ipv6:":
+            ipaddress.IPv6Address(inner[5:])
+        else:
+            ipaddress.IPv4Address(inner)
+    except ValueError:
+        return False
+    return True
 
 
 def _b64(data: bytes) -> bytes | None:
