@@ -42,7 +42,9 @@ DESCRIPTION
     - OpenSSL reports a failed name check ("num=62:hostname mismatch")
       before a failed address check ("num=64:IP address mismatch").
 
-    Pure: certificates are cryptography x509.Certificate objects.
+    Pure: certificates are cryptography x509.Certificate objects. The
+    cryptography package is imported only when a certificate is looked at,
+    so that an smtp client without TLS never loads it.
 """
 
 from __future__ import annotations
@@ -51,9 +53,10 @@ import ipaddress
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = ["NameCheck", "match_names", "host_matches", "names_match", "certificate_names",
            "certificate_addresses"]
@@ -157,6 +160,8 @@ def _wildcard_suffix(pattern: str) -> str | None:
 def certificate_names(cert: x509.Certificate | None) -> list[str]:
     """The DNS names a certificate is for: its subjectAltName dNSNames,
     else its subject CNs (as OpenSSL's X509_check_host reads them)."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
     if cert is None:
         return []
     try:
@@ -171,6 +176,7 @@ def certificate_names(cert: x509.Certificate | None) -> list[str]:
 
 def certificate_addresses(cert: x509.Certificate | None) -> list[Address]:
     """The subjectAltName iPAddresses (X509_check_ip reads nothing else)."""
+    from cryptography import x509
     if cert is None:
         return []
     try:
