@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("mailsys.cli.postfix", "postfix"),
     "check": ("mailsys.cli.postfix", "postfix"),
     "flush": ("mailsys.cli.postfix", "postfix"),
+    "logrotate": ("mailsys.cli.logrotate", "postfix"),
     "postconf": ("mailsys.cli.postconf", "postconf"),
     "postmap": ("mailsys.cli.postmap", "postmap"),
     "postalias": ("mailsys.cli.postalias", "postalias"),

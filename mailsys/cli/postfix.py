@@ -2,6 +2,7 @@
 
 SYNOPSIS
     mailsys [-c DIR] start | start-fg | stop | abort | reload | status | check | flush
+    mailsys [-c DIR] logrotate                       (mailsys.cli.logrotate)
 
 DESCRIPTION
     start     checks the configuration (as `check`), then starts the master
@@ -68,7 +69,8 @@ STOP_WAIT = 20.0           # the master's stop grace (12 s) plus a margin
 STOP_PATIENCE = 5.0        # postfix-script: "waiting for ... to terminate" after this
 EX_UNAVAILABLE = 69
 QUEUE_SERVICE = "qmgr"
-USAGE = ("Usage: mailsys start (or start-fg, stop, reload, abort, flush, check, status)")
+USAGE = ("Usage: mailsys start (or start-fg, stop, reload, abort, flush, check, status,"
+         " logrotate)")
 
 
 def say(text: str) -> None:
