@@ -77,6 +77,7 @@ import trio  # noqa: E402
 from mailsys import __version__  # noqa: E402
 from mailsys.config import load, parse_master_cf  # noqa: E402
 from mailsys.errors import ConfigError  # noqa: E402
+from mailsys.maillog.files import check_prefixes  # noqa: E402
 from mailsys.maillog.setup import configure  # noqa: E402
 from mailsys.runtime import listeners  # noqa: E402
 from mailsys.runtime.environment import import_environment  # noqa: E402
@@ -122,6 +123,7 @@ class ReadyPipe:
 
 def read_config(config_dir: Path):
     cfg = load(config_dir)
+    check_prefixes(cfg)
     return cfg, parse_master_cf(config_dir / "master.cf", cfg), (config_dir / "main.cf").read_bytes()
 
 

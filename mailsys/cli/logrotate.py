@@ -44,7 +44,8 @@ from pathlib import Path
 import structlog
 
 from mailsys.config import load
-from mailsys.maillog.files import log_paths
+from mailsys.errors import ConfigError
+from mailsys.maillog.files import check_prefixes, log_paths
 from mailsys.maillog.setup import configure
 from mailsys.runtime.pidfile import pid_path, running
 
@@ -114,6 +115,11 @@ def rotate(cfg) -> None:
 
 def main(argv: list[str], config_dir: Path, command: str = "logrotate") -> int:
     cfg = load(config_dir)
+    try:
+        check_prefixes(cfg)                 # postfix(1) refuses it for every command
+    except ConfigError as e:
+        print(f"mailsys: fatal: {e}", file=sys.stderr)
+        return 1
     if argv:
         return _fatal(cfg, "usage mailsys logrotate (no arguments)")
     for name in NONEMPTY:

@@ -55,6 +55,7 @@ import structlog
 from mailsys.config import load, parse_master_cf
 from mailsys.delivery.pipe_attr import check_service
 from mailsys.errors import ConfigError, UsageError
+from mailsys.maillog.files import check_prefixes
 from mailsys.maillog.setup import configure
 from mailsys.runtime import listeners
 from mailsys.runtime.handoff import resolve_command
@@ -281,6 +282,7 @@ def main(argv: list[str], config_dir: Path, command: str) -> int:
     if argv:
         raise UsageError(f"unexpected argument: {argv[0]!r}. {USAGE}")
     try:
+        check_prefixes(load(config_dir))      # postfix(1) refuses it for every command
         return COMMANDS[command](config_dir)
     except ConfigError as e:
         return fatal(str(e))

@@ -58,7 +58,8 @@ from mailsys.admin.flush import make_due, site_entries, valid_site
 from mailsys.admin.showq import iter_listing, render_json
 from mailsys.cli.getopt_errors import complaint
 from mailsys.config import Config
-from mailsys.errors import QueueError
+from mailsys.errors import ConfigError, QueueError
+from mailsys.maillog.files import check_prefixes
 from mailsys.queue import Queue
 
 PROGRAM = "postqueue"
@@ -103,6 +104,10 @@ def main(argv: list[str], config_dir: Path, command: str = "postqueue") -> int:
     if mode == "s" and not valid_site(arg or ""):
         return fatal(f'Invalid request: "{arg}"', EX_USAGE)
     cfg = access.config(config_dir)
+    try:
+        check_prefixes(cfg)
+    except ConfigError as e:
+        return fatal(str(e), EX_UNAVAILABLE)
     qdir = access.queue_dir(cfg)
     if not qdir.is_dir():
         return fatal(f"chdir {qdir}: No such file or directory", EX_UNAVAILABLE)

@@ -76,10 +76,11 @@ import structlog
 import trio
 
 from mailsys.config import Config, load
-from mailsys.errors import UsageError
+from mailsys.errors import ConfigError, UsageError
 from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
 from mailsys.ipc.proto.verify import USR_VRFY
+from mailsys.maillog.files import check_prefixes
 from mailsys.maillog.setup import configure
 from mailsys.message.headers import header_end
 from mailsys.message.qid import new_qid
@@ -107,6 +108,10 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         from mailsys.cli.postalias import newaliases
         return newaliases([], opts.get("C", config_dir))
     cfg = load(opts.get("C", config_dir))
+    try:
+        check_prefixes(cfg)         # as Postfix's sendmail, before it reads a byte
+    except ConfigError as e:
+        return _fail(str(e), EX_TEMPFAIL)
     if opts.get("b") == "s":
         from mailsys.cli.sendmail_bs import smtp_session
         return smtp_session(cfg, sys.stdin.buffer, sys.stdout.buffer)

@@ -295,6 +295,8 @@ _TABLE: tuple[Param, ...] = (
     P("helpful_warnings", Bool, "yes",
       "Log warnings that point at a likely configuration problem (qmgr's clog warning)"),
     P("maillog_file", Str, "/var/log/mailsys/mail.log", "File postlogd writes mail.log lines to"),
+    P("maillog_file_prefixes", List, "/var, /dev/stdout",
+      "Allowed beginnings of maillog_file; programs that log refuse any other file"),
     P("maillog_file_rotate_suffix", Str, "%Y%m%d-%H%M%S",
       "strftime format of the suffix `mailsys logrotate` gives the old maillog_file"),
     P("maillog_file_compressor", Str, "gzip",

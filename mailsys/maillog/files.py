@@ -2,6 +2,7 @@
 
 SYNOPSIS
     log_path, json_path = log_paths(cfg)
+    check_prefixes(cfg)                      # raises ConfigError
     f = AppendFile(log_path); f.write(b"line\\n"); f.maybe_reopen(); f.reopen(); f.close()
 
 DESCRIPTION
@@ -10,6 +11,18 @@ DESCRIPTION
     lies beside it, in the same directory. An empty maillog_file means "no
     file": the writer then falls back to standard error. A maillog_file
     under /dev (Postfix allows /dev/stdout) gets no mail.json.
+
+    check_prefixes() is Postfix's maillog_client_init() check, made by
+    every program that logs (configure(), the postfix commands): a
+    maillog_file that does not start with one of $maillog_file_prefixes
+    (default /var, /dev/stdout) is refused with ConfigError
+    "maillog_file value 'V' does not match any prefix in
+    maillog_file_prefixes", so that one mistake cannot make a privileged
+    process append to any file. As in Postfix the match is on the text
+    (/var also admits /variable); mailsys compares the path it will
+    write, so a relative maillog_file and a relative prefix are both
+    first taken from the directory that holds the configuration
+    directory, like every mailsys path.
 
     AppendFile is the one way lines reach these files, used by postlogd's
     LogSink and by a process's own fallback writer alike. It opens with
@@ -34,6 +47,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mailsys.errors import ConfigError
+
 JSON_NAME = "mail.json"
 REOPEN_INTERVAL = 1.0            # seconds between rotation checks
 
@@ -46,6 +61,22 @@ def log_paths(cfg: Any) -> tuple[Path | None, Path | None]:
     if log.parent == Path("/dev"):
         return log, None
     return log, log.parent / JSON_NAME
+
+
+def check_prefixes(cfg: Any) -> None:
+    """Refuse a maillog_file outside $maillog_file_prefixes (ConfigError)."""
+    value = str(cfg["maillog_file"]).strip()
+    if not value:
+        return
+    path = str(cfg.path("maillog_file"))
+    base = cfg.config_dir.absolute().parent
+    for prefix in cfg["maillog_file_prefixes"]:
+        # Path() drops a trailing slash; keep it, it narrows the match.
+        text = str(base / prefix) + ("/" if prefix.endswith("/") and prefix != "/" else "")
+        if path.startswith(text):
+            return
+    raise ConfigError(f"maillog_file value '{value}' does not match any prefix "
+                      "in maillog_file_prefixes")
 
 
 class AppendFile:

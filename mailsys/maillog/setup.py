@@ -13,7 +13,10 @@ SYNOPSIS
 
 DESCRIPTION
     configure() is called exactly once per process, by the service skeleton
-    (and by command-line tools that log), before the first event. The tag
+    (and by command-line tools that log), before the first event. It
+    raises ConfigError for a maillog_file outside $maillog_file_prefixes
+    (mailsys.maillog.files.check_prefixes), as every Postfix program
+    that logs refuses one. The tag
     defaults to "<syslog_name>/<program>"; the pid in every line is
     os.getpid() at the time of the call.
 
@@ -57,6 +60,7 @@ import structlog
 
 from mailsys.maillog import postfix
 from mailsys.maillog.event import LogEvent
+from mailsys.maillog.files import check_prefixes
 from mailsys.maillog.writer import Writer
 
 _writer: Writer | None = None
@@ -84,6 +88,7 @@ def send_pending() -> None:
 def configure(cfg: Any, program: str, *, tag: str | None = None, console: bool = False) -> None:
     """Route this process's structlog events to postlogd (or the files)."""
     global _writer
+    check_prefixes(cfg)
     postfix.set_address_form(str(cfg.info_log_address_format))
     writer = Writer.from_config(cfg, console=console)
     structlog.configure(

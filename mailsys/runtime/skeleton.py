@@ -163,11 +163,11 @@ def run(program: str, handler: Callable[..., Awaitable[None]], *, mode: str = "s
     args = parse_argv(sys.argv[1:] if argv is None else argv)
     try:
         cfg = load(args.config_dir, dict(args.overrides))
+        configure(cfg, program)
     except ConfigError as e:
         # No logging yet: the master logs our exit status, stderr says why.
         print(f"{program}: fatal: {e}", file=sys.stderr)
         sys.exit(1)
-    configure(cfg, program)
     if solitary and args.maxproc != 1:
         log.critical(f"service {args.service} requires a process limit of 1")
         sys.exit(1)

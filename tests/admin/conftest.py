@@ -40,7 +40,8 @@ def setup(tmp_path) -> Setup:
     queue_dir = tmp_path / "queue"
     queue_dir.mkdir()
     (config_dir / "main.cf").write_text(f"queue_directory = {queue_dir}\n"
-                                        f"maillog_file = {tmp_path}/log/mail.log\n")
+                                        f"maillog_file = {tmp_path}/log/mail.log\n"
+                                        f"maillog_file_prefixes = {tmp_path}\n")
     return Setup(config_dir, queue_dir)
 
 

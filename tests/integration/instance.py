@@ -129,6 +129,7 @@ class Instance:
         """etc/main.cf (paths set; main_cf adds or overrides) and etc/master.cf (postlog + lines)."""
         self.config_dir.mkdir(parents=True, exist_ok=True)
         params = {"queue_directory": str(self.queue_dir), "maillog_file": str(self.log_path),
+                  "maillog_file_prefixes": str(self.root),
                   "myhostname": "mx.example.test", "inet_interfaces": "loopback-only",
                   "compatibility_level": "3.6"}
         params.update(main_cf or {})

@@ -18,6 +18,7 @@ def write_config(root: Path, **params: str) -> Path:
     etc = root / "etc"
     etc.mkdir(parents=True, exist_ok=True)
     settings = {"queue_directory": "./var/queue", "maillog_file": "./var/log/mail.log",
+                "maillog_file_prefixes": "./var",
                 "myhostname": "mx.example.com", **params}
     (etc / "main.cf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
     return etc

@@ -15,7 +15,8 @@ def setup(tmp_path):
     etc.mkdir()
     (tmp_path / "q").mkdir()
     (etc / "main.cf").write_text(f"queue_directory = {tmp_path}/q\n"
-                                 f"maillog_file = {tmp_path}/mail.log\nmyhostname = mx.example\n")
+                                 f"maillog_file = {tmp_path}/mail.log\nmaillog_file_prefixes = {tmp_path}\n"
+                                 "myhostname = mx.example\n")
     return etc, tmp_path / "mail.log"
 
 

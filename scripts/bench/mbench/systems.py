@@ -206,6 +206,7 @@ MAIN_CF = """\
 compatibility_level = 3.6
 queue_directory = {queue}
 maillog_file = {log}
+maillog_file_prefixes = {log}
 myhostname = bench.localdomain
 mydomain = localdomain
 myorigin = $myhostname
