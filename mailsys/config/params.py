@@ -930,6 +930,8 @@ _TABLE: tuple[Param, ...] = (
       "Table that rewrites each line of a server's reply before it is read (regexp:, pcre:)"),
     P("smtp_dns_reply_filter", List, "",
       "Tables matched against each DNS record (name ttl IN type [pref] value); IGNORE drops it"),
+    P("smtpd_dns_reply_filter", List, "",
+      "smtp_dns_reply_filter for smtpd's lookups (reject_unknown_*, permit_mx_backup, DNS lists)"),
     P("smtp_delivery_status_filter", List, "$default_delivery_status_filter",
       "Tables that replace the status code and text of each recipient's final result"),
     # Postfix 2.9-3.6's name, still read as the default of the 3.7 one.

@@ -31,7 +31,8 @@ DESCRIPTION
     getaddrinfo: /etc/hosts, nsswitch), or both (native when DNS finds
     nothing). MX lookups always use DNS.
 
-    smtp_dns_reply_filter (Postfix dns_rr_filter.c): each record of a DNS
+    smtp_dns_reply_filter (Postfix dns_rr_filter.c; smtpd's lookups use
+    smtpd_dns_reply_filter the same way, mailsys.runtime.smtpd_dns): each record of a DNS
     answer is asked of the tables as ``name. ttl IN type [preference]
     value``; IGNORE drops it ("ignoring DNS RR: ..."), any other action
     fails the lookup ("Invalid DNS reply filter syntax", try again), and
@@ -55,7 +56,7 @@ import trio
 from mailsys.errors import ConfigError
 
 __all__ = ["DnsError", "NOTFOUND", "RETRY", "POLICY", "Resolver", "parse_nameserver",
-           "dns_disabled"]
+           "dns_disabled", "reply_filter"]
 
 NOTFOUND = "notfound"
 RETRY = "retry"
@@ -152,6 +153,12 @@ def dns_resolver(nameservers: Sequence[tuple[str, int]], lifetime: float):
     return res
 
 
+def reply_filter(cfg, name: str) -> list:
+    """The tables of smtp_dns_reply_filter or smtpd_dns_reply_filter (name)."""
+    from mailsys.config.tables import open_table
+    return [open_table(spec, cfg) for spec in cfg[name]]
+
+
 class Resolver:
     """MX and address lookups against the configured name servers."""
 
@@ -181,10 +188,9 @@ class Resolver:
         protocols = set(cfg["inet_protocols"])
         both = "all" in protocols
         lookup = ("native",) if dns_disabled(cfg) else tuple(cfg["smtp_host_lookup"])
-        from mailsys.config.tables import open_table
         return cls(servers, lifetime=lifetime, ipv4=both or "ipv4" in protocols,
                    ipv6=both or "ipv6" in protocols, host_lookup=lookup,
-                   rr_filter=[open_table(spec, cfg) for spec in cfg["smtp_dns_reply_filter"]],
+                   rr_filter=reply_filter(cfg, "smtp_dns_reply_filter"),
                    rr_filter_name=f"{program}_dns_reply_filter")
 
     def _dns(self):
@@ -196,7 +202,8 @@ class Resolver:
             self._backend = dns.asyncbackend.get_backend("trio")
         return self._res
 
-    async def _query(self, name: str, rdtype: str) -> list:
+    async def records(self, name: str, rdtype: str) -> list:
+        """The records of one answer, through the reply filter; raises DnsError."""
         return (await self._answer(name, rdtype))[0]
 
     async def _answer(self, name: str, rdtype: str) -> tuple[list, str]:
@@ -248,19 +255,19 @@ class Resolver:
 
         The exchange of a null MX (RFC 7505) comes back as "" (routing.mx_hosts
         turns a lone one into the 5.1.10 bounce)."""
-        records = await self._query(domain, "MX")
+        records = await self.records(domain, "MX")
         return [(int(r.preference), r.exchange.to_text(omit_final_dot=True).rstrip("."))
                 for r in records]
 
     async def ipv4(self, name: str) -> list[str]:
         """The A records of name, whatever inet_protocols says (a DNS list's
         answer is a code, not an address to connect to); [] when none."""
-        return [r.address for r in await self._query(name, "A")]
+        return [r.address for r in await self.records(name, "A")]
 
     async def txt(self, name: str) -> list[str]:
         """The TXT records of name, each one's strings joined; [] when none."""
         return [b"".join(r.strings).decode("utf-8", "replace")
-                for r in await self._query(name, "TXT")]
+                for r in await self.records(name, "TXT")]
 
     async def addresses(self, host: str) -> list[str]:
         """The host's addresses (IPv4 first, as asked by inet_protocols).

@@ -31,6 +31,21 @@ DESCRIPTION
     here DNS answers that too, as it does every other permit_mx_backup
     question.
 
+    smtpd_dns_reply_filter (empty by default) is the smtpd side of
+    smtp_dns_reply_filter (mailsys.runtime.resolver, Postfix
+    dns_rr_filter.c): every record these lookups get is asked of its
+    tables as "name. ttl IN type [preference] value"; IGNORE drops it
+    ("ignoring DNS RR: ..."), another action logs
+    "smtpd_dns_reply_filter: unknown DNS filter action" and fails the
+    lookup as a temporary error. A name whose records were all dropped is
+    not unknown: domain_status() logs Postfix's "NAME: MX or address
+    lookup error: DNS reply filter drops all results" and answers EXISTS,
+    so reject_unknown_* do not refuse it; a DNS list whose answer was
+    all dropped logs "NAME: RBL lookup error: Error looking up name=NAME
+    type=A: DNS reply filter drops all results" and does not list the
+    client. The peer name lookup below uses the system resolver, as
+    Postfix's does, and no filter.
+
     client_name() is Postfix's peer name lookup (smtpd_peer.c): the PTR
     name of the address is used only when it resolves back to that same
     address (forward-confirmed), otherwise the client is "unknown". Both
@@ -50,19 +65,18 @@ from __future__ import annotations
 import ipaddress
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
 from mailsys.errors import ConfigError
 from mailsys.policy.restrictions import DnsStatus, HostRecords
-from mailsys.runtime.resolver import DnsError, Resolver, parse_nameserver
-
-if TYPE_CHECKING:
-    import dns.asyncresolver
+from mailsys.runtime.resolver import (NOTFOUND, POLICY, DnsError, Resolver, parse_nameserver,
+                                      reply_filter)
 
 log = structlog.get_logger()
+
+FILTER = "smtpd_dns_reply_filter"
 
 # dnspython (~3 MB per process) is imported by from_config(), which smtpd
 # calls only when a restriction needs DNS; client_name() uses the system
@@ -112,36 +126,45 @@ class PeerNames:
 _peer_names = PeerNames()
 
 
+def _servers(cfg) -> list[tuple[str, int]]:
+    try:
+        return [parse_nameserver(s) for s in cfg.dns_nameservers]
+    except ValueError as e:
+        raise ConfigError(f"dns_nameservers: {e}", param="dns_nameservers") from None
+
+
 @dataclass(frozen=True, slots=True)
 class SmtpdDns:
-    resolver: dns.asyncresolver.Resolver
+    resolver: Resolver
     timeout: float = LOOKUP_TIMEOUT
 
     @classmethod
     def from_config(cls, cfg) -> "SmtpdDns":
-        from mailsys.runtime.resolver import dns_resolver
-        servers = [parse_nameserver(s) for s in cfg.dns_nameservers]
-        return cls(dns_resolver(servers, LOOKUP_TIMEOUT))
+        return cls(Resolver(_servers(cfg), lifetime=LOOKUP_TIMEOUT,
+                            rr_filter=reply_filter(cfg, FILTER), rr_filter_name=FILTER))
 
     async def domain_status(self, name: str) -> DnsStatus:
         """EXISTS when name has an MX, A or AAAA record; see the module description."""
-        import dns.asyncbackend
-        import dns.exception
-        import dns.resolver
-        backend = dns.asyncbackend.get_backend("trio")
-        tempfail = False
+        outcome, dropped = DnsStatus.NOT_FOUND, False
         for rdtype in _ADDRESS_TYPES:
             try:
-                await self.resolver.resolve(name, rdtype, backend=backend, search=False)
-                return DnsStatus.EXISTS
-            except dns.resolver.NXDOMAIN:
-                return DnsStatus.NOT_FOUND
-            except dns.resolver.NoAnswer:
-                continue
-            except (dns.exception.Timeout, dns.resolver.NoNameservers, dns.exception.DNSException,
-                    OSError):
-                tempfail = True
-        return DnsStatus.TEMPFAIL if tempfail else DnsStatus.NOT_FOUND
+                if await self.resolver.records(name, rdtype):
+                    return DnsStatus.EXISTS
+            except DnsError as e:
+                if e.kind == NOTFOUND:
+                    return DnsStatus.NOT_FOUND      # NXDOMAIN: no type will exist
+                if e.kind != POLICY:
+                    outcome = DnsStatus.TEMPFAIL
+                    continue
+                dropped = True
+                if rdtype == "MX":
+                    break                           # dns_lookup_l: STOP_MX_POLICY
+        if dropped:
+            # smtpd_check.c reject_unknown_mailhost(): a policy result
+            # outranks a failure and is not refused.
+            log.warning(f"{name}: MX or address lookup error: DNS reply filter drops all results")
+            return DnsStatus.EXISTS
+        return outcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,12 +176,9 @@ class HostLookups:
     def from_config(cls, cfg) -> "HostLookups":
         protocols = set(cfg.inet_protocols)
         both = "all" in protocols
-        try:
-            servers = [parse_nameserver(s) for s in cfg.dns_nameservers]
-        except ValueError as e:
-            raise ConfigError(f"dns_nameservers: {e}", param="dns_nameservers") from None
-        return cls(Resolver(servers, lifetime=LOOKUP_TIMEOUT, ipv4=both or "ipv4" in protocols,
-                            ipv6=both or "ipv6" in protocols))
+        return cls(Resolver(_servers(cfg), lifetime=LOOKUP_TIMEOUT,
+                            ipv4=both or "ipv4" in protocols, ipv6=both or "ipv6" in protocols,
+                            rr_filter=reply_filter(cfg, FILTER), rr_filter_name=FILTER))
 
     async def lookup(self, kind: str, name: str) -> HostRecords:
         try:
@@ -174,9 +194,7 @@ class HostLookups:
         except DnsError as e:
             if kind == "DNSXL" and e.temporary:
                 # Postfix's smtpd_check.c rbl_pagein() and dns_lookup() words.
-                log.warning(f"{name}: RBL lookup error: Host or domain name not found. "
-                            f"Name service error for name={name} type=A: Host not found, "
-                            "try again")
+                log.warning(f"{name}: RBL lookup error: {e.reason}")
             return HostRecords(DnsStatus.TEMPFAIL if e.temporary else DnsStatus.NOT_FOUND)
         if not found:
             return HostRecords(DnsStatus.NOT_FOUND, no_data=True)
