@@ -31,6 +31,15 @@ DESCRIPTION
     -h, -p, -c, -e) are accepted and ignored, as Postfix's sendmail does.
     Addresses without a domain get @$myorigin (append_at_myorigin).
 
+    Line ends (sendmail_fix_line_endings, as Postfix's sendmail): always
+    (the default) removes every CR before each LF, so CRLF and LF input
+    are the same message; strict does so only when the first input line
+    (a leading "From " line included) ends in CRLF; never keeps each CR
+    as data, so the line "x<CR>" is stored as x<CR> with its own CRLF
+    after it. Without -i a line "." ends the message after that: with
+    the CRs kept, ".<CR>" is not such a line. Any other value is
+    "fatal: invalid sendmail_fix_line_endings value: V", exit 75.
+
     -bs          speak SMTP on standard input and output instead
                  (mailsys.cli.sendmail_bs); each message is queued as above.
 
@@ -88,6 +97,11 @@ from mailsys.runtime import cleanup_client
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_IOERR, EX_TEMPFAIL = 0, 64, 65, 69, 74, 75
 
+FIX_EOL = ("always", "strict", "never")      # sendmail_fix_line_endings
+_DOT_LINE = re.compile(rb"(?:\A|\n)\.(?:\n|\Z)")
+_DOT_LINE_CR = re.compile(rb"(?:\A|\n)\.\r*(?:\n|\Z)")
+_CRS_LF = re.compile(rb"\r+\n")
+
 # Postfix sendmail.c's option string.
 OPTIONS = "B:C:F:GIL:N:O:R:UV:X:b:ce:f:h:imno:p:r:q:tvx"
 
@@ -134,8 +148,11 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         content = (f"From: {sender}\r\nSubject: probe\r\n"
                    f"To: {', '.join(recipients)}\r\n").encode("utf-8", "surrogateescape")
     else:
+        fix_eol = cfg.sendmail_fix_line_endings
+        if fix_eol not in FIX_EOL:
+            return _fail(f"invalid sendmail_fix_line_endings value: {fix_eol}", EX_TEMPFAIL)
         try:
-            content = _read_message(sys.stdin.buffer, ignore_dots="i" in opts)
+            content = _read_message(sys.stdin.buffer, ignore_dots="i" in opts, fix_eol=fix_eol)
         except OSError as e:
             return _fail(f"cannot read the message: {e.strerror or e}", EX_IOERR)
     if "t" in opts and not verify:
@@ -295,17 +312,28 @@ def qualify(addr: str, cfg: Config) -> str:
     return addr
 
 
-def _read_message(stream, *, ignore_dots: bool) -> bytes:
+def _read_message(stream, *, ignore_dots: bool, fix_eol: str = "always") -> bytes:
     """The message on stdin; without -i a line "." ends it. A leading mbox
-    "From " line is dropped, as Postfix's sendmail does."""
+    "From " line is dropped, as Postfix's sendmail does. Line ends as
+    sendmail_fix_line_endings (fix_eol) says: see the module description."""
     data = stream.read()
+    if fix_eol == "strict":
+        line, newline, _ = data.partition(b"\n")
+        strip_cr = bool(newline) and line.endswith(b"\r")
+    else:
+        strip_cr = fix_eol == "always"
     if data.startswith(b"From "):
         data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
     if not ignore_dots:
-        m = re.search(rb"(?:\A|\n)\.\r?(?:\n|\Z)", data)
+        m = (_DOT_LINE_CR if strip_cr else _DOT_LINE).search(data)
         if m is not None:
             data = data[:m.start() + (1 if m.group().startswith(b"\n") else 0)]
-    return data
+    if b"\r\n" not in data:
+        return data
+    if strip_cr:
+        return _CRS_LF.sub(b"\n", data)
+    # Storage is CRLF (mailsys.message.headers): a CR that is data goes before it.
+    return data.replace(b"\r\n", b"\r\r\n")
 
 
 def _extract_recipients(content: bytes) -> tuple[list[str], bytes]:

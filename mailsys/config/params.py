@@ -928,6 +928,8 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_tcp_port", Str, "smtp", "TCP port of next hops that name no port"),
     P("smtp_reply_filter", Str, "",
       "Table that rewrites each line of a server's reply before it is read (regexp:, pcre:)"),
+    P("sendmail_fix_line_endings", Str, "always",
+      "CR before LF in sendmail input: always removed, strict (if the first line has one), never"),
     P("smtp_dns_reply_filter", List, "",
       "Tables matched against each DNS record (name ttl IN type [pref] value); IGNORE drops it"),
     P("smtpd_dns_reply_filter", List, "",

@@ -88,6 +88,24 @@ def test_sendmail_defaults_dot_and_t(mailsys_instance):
     assert b"hidden" not in c2 and b"Bcc" not in c2
 
 
+def test_sendmail_fix_line_endings_never_keeps_cr_as_data(mailsys_instance):
+    inst = mailsys_instance
+    inst.write_config(master_cf=SERVICES,
+                      main_cf={"myorigin": "example.com", "sendmail_fix_line_endings": "never"})
+    inst.start()
+    r = sendmail(inst, "bob", data=b"Subject: cr\r\n\r\nbody\r\n.\r\nafter\r\n")
+    assert r.returncode == 0, r.stderr
+    inst.wait_log("message-id=")
+    inst.write_config(master_cf=SERVICES, main_cf={"sendmail_fix_line_endings": "sometimes"})
+    bad = sendmail(inst, "bob")
+    assert (bad.returncode, bad.stderr) == (
+        75, b"sendmail: fatal: invalid sendmail_fix_line_endings value: sometimes\n")
+    inst.stop()
+    [(_, content)] = queued(inst).values()
+    # Each CR stays before its line's CRLF, and ".<CR>" did not end the message.
+    assert content.endswith(b"\r\n\r\r\nbody\r\r\n.\r\r\nafter\r\r\n")
+
+
 def test_sendmail_errors(mailsys_instance):
     inst = mailsys_instance
     inst.write_config(master_cf=SERVICES)

@@ -14,7 +14,7 @@ from mailsys.errors import UsageError
 
 @pytest.mark.parametrize("data, ignore, expected", [
     (b"a\n.\nb\n", False, b"a\n"),
-    (b"a\r\n.\r\nb\r\n", False, b"a\r\n"),
+    (b"a\r\n.\r\nb\r\n", False, b"a\n"),
     (b".\nb\n", False, b""),
     (b"a\n.", False, b"a\n"),
     (b"a\n..\nb\n", False, b"a\n..\nb\n"),
@@ -24,6 +24,24 @@ from mailsys.errors import UsageError
 ])
 def test_read_message(data, ignore, expected):
     assert sendmail._read_message(io.BytesIO(data), ignore_dots=ignore) == expected
+
+
+# sendmail_fix_line_endings, as Postfix 3.7.11's sendmail stored these inputs
+# (postcat of the queue file): always removes every CR before LF and ".<CR>"
+# ends the message; never keeps each CR as data (".<CR>" ends nothing);
+# strict follows the first input line, a "From " line included.
+@pytest.mark.parametrize("fix_eol, data, expected", [
+    ("always", b"S: a\r\n\r\nbody\r\nx\r\r\n.\r\nafter\n", b"S: a\n\nbody\nx\n"),
+    ("never", b"S: a\r\n\r\nbody\r\nx\r\r\n.\r\nafter\n",
+     b"S: a\r\r\n\r\r\nbody\r\r\nx\r\r\r\n.\r\r\nafter\n"),
+    ("never", b"S: b\n\nbody\r\n.\n", b"S: b\n\nbody\r\r\n"),
+    ("strict", b"X: 1\nS: a\r\n\r\nbody\r\n", b"X: 1\nS: a\r\r\n\r\r\nbody\r\r\n"),
+    ("strict", b"From me\r\nS: c\n\nbody\r\n", b"S: c\n\nbody\n"),
+    ("strict", b"S: b\n\nbody\r\n.\n", b"S: b\n\nbody\r\r\n"),
+    ("always", b"no line end\r", b"no line end\r"),
+])
+def test_fix_line_endings(fix_eol, data, expected):
+    assert sendmail._read_message(io.BytesIO(data), ignore_dots=False, fix_eol=fix_eol) == expected
 
 
 def test_extract_recipients_and_drop_bcc():
