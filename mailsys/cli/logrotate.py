@@ -34,6 +34,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -77,7 +78,7 @@ def _rename(path: Path, suffix: str) -> Path:
         os.rename(path, target)
     except OSError as e:
         raise RotateError(f"mv: cannot stat '{path}': {e.strerror}"
-                          if e.errno == 2 else f"mv: cannot move '{path}' to '{target}': {e.strerror}")
+                          if e.errno == errno.ENOENT else f"mv: cannot move '{path}' to '{target}': {e.strerror}")
     return target
 
 
@@ -114,8 +115,8 @@ def rotate(cfg) -> None:
 
 
 def main(argv: list[str], config_dir: Path, command: str = "logrotate") -> int:
-    cfg = load(config_dir)
     try:
+        cfg = load(config_dir)
         check_prefixes(cfg)                 # postfix(1) refuses it for every command
     except ConfigError as e:
         print(f"mailsys: fatal: {e}", file=sys.stderr)
