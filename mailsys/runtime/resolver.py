@@ -202,6 +202,12 @@ class Resolver:
             self._backend = dns.asyncbackend.get_backend("trio")
         return self._res
 
+    def loaded(self) -> Resolver:
+        """This resolver with dnspython imported and set up now, not at the
+        first lookup (smtpd, when a restriction of its needs DNS)."""
+        self._dns()
+        return self
+
     async def records(self, name: str, rdtype: str) -> list:
         """The records of one answer, through the reply filter; raises DnsError."""
         return (await self._answer(name, rdtype))[0]

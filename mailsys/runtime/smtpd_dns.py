@@ -140,8 +140,10 @@ class SmtpdDns:
 
     @classmethod
     def from_config(cls, cfg) -> "SmtpdDns":
+        # Made at start-up (smtpd calls this only when a restriction needs
+        # DNS), so that the first client does not wait for the import.
         return cls(Resolver(_servers(cfg), lifetime=LOOKUP_TIMEOUT,
-                            rr_filter=reply_filter(cfg, FILTER), rr_filter_name=FILTER))
+                            rr_filter=reply_filter(cfg, FILTER), rr_filter_name=FILTER).loaded())
 
     async def domain_status(self, name: str) -> DnsStatus:
         """EXISTS when name has an MX, A or AAAA record; see the module description."""
