@@ -309,6 +309,8 @@ _TABLE: tuple[Param, ...] = (
     P("authorized_mailq_users", List, "static:anyone", "Users allowed to view the queue"),
     P("authorized_flush_users", List, "static:anyone", "Users allowed to flush the queue"),
     P("authorized_submit_users", List, "static:anyone", "Users allowed to submit mail with sendmail"),
+    P("sendmail_fix_line_endings", Str, "always",
+      "CR before LF in sendmail input: always removed, strict (if the first line has one), never"),
     # --- processes (2.5) ---
     P("default_process_limit", Int, "100", "maxproc of a master.cf service whose column says -", min=1),
     P("max_idle", Time, "100s", "Time an idle daemon waits for a client before it exits", min=1),
@@ -928,8 +930,6 @@ _TABLE: tuple[Param, ...] = (
     P("smtp_tcp_port", Str, "smtp", "TCP port of next hops that name no port"),
     P("smtp_reply_filter", Str, "",
       "Table that rewrites each line of a server's reply before it is read (regexp:, pcre:)"),
-    P("sendmail_fix_line_endings", Str, "always",
-      "CR before LF in sendmail input: always removed, strict (if the first line has one), never"),
     P("smtp_dns_reply_filter", List, "",
       "Tables matched against each DNS record (name ttl IN type [pref] value); IGNORE drops it"),
     P("smtpd_dns_reply_filter", List, "",
