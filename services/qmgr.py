@@ -44,7 +44,7 @@ def start(ctx: skeleton.ServiceContext) -> QueueManager:
     # never a loss (DESIGN.md contract 2). One flush per commit instead of
     # two keeps the shared writer lock free for cleanup's durable commits.
     store = QueueStore.open(queue_dir, metasync=False)
-    return QueueManager(store, QmgrSettings.from_config(cfg), routing_settings(cfg),
+    return QueueManager(store, QmgrSettings.from_config(cfg, log), routing_settings(cfg),
                         lambda transport: Limits.from_config(cfg, transport, log),
                         IpcAgents(queue_dir, cfg.address_verify_service_name),
                         probe_routing=routing_settings(cfg, probe=True))

@@ -783,6 +783,14 @@ _TABLE: tuple[Param, ...] = (
     P("local_destination_recipient_limit", Int, "1", "Recipients per local delivery request", min=0),
     P("qmgr_message_active_limit", Int, "20000", "Messages in the active queue", min=1),
     P("qmgr_message_recipient_limit", Int, "20000", "Recipients held in memory by qmgr", min=1),
+    P("qmgr_message_recipient_minimum", Int, "10",
+      "Recipients every active message may hold in memory, whatever the other limits", min=1),
+    P("default_recipient_limit", Int, "20000",
+      "Recipients in memory per transport, shared by its messages read in batches", min=0),
+    P("default_recipient_refill_limit", Int, "100",
+      "Recipients a message read in batches reads in at once, when that many fit", min=1),
+    P("default_recipient_refill_delay", Time, "5s",
+      "Wait before a message read in batches reads in fewer than the refill limit", min=1),
     P("transport_retry_time", Time, "60s", "Wait before a failed transport is tried again", min=1),
     P("queue_minfree", Size, "0", "Free bytes the queue file system must keep (0: no check)", min=0),
     P("delay_logging_resolution_limit", Int, "2", "Decimal places of delay= and delays= in the log",
@@ -1116,6 +1124,9 @@ TRANSPORT_SUFFIXES = (
     "destination_concurrency_positive_feedback",
     "destination_concurrency_negative_feedback",
     "transport_rate_delay",
+    "recipient_limit",
+    "recipient_refill_limit",
+    "recipient_refill_delay",
 )
 # The parameter a per-transport one defaults to, where not default_<suffix>.
 _TRANSPORT_BASE = {"initial_destination_concurrency": "initial_destination_concurrency"}

@@ -14,9 +14,14 @@ DESCRIPTION
     qmgr_message_recipient_limit; one entry is always let in, however many
     recipients it has), resolves each pending
     recipient to a destination, hands the jobs to the Scheduler, and starts
-    one task per job the scheduler lets go. Then it sleeps until a
+    one task per job the scheduler lets go. An entry with more pending
+    recipients than its first batch may hold (what is left of
+    qmgr_message_recipient_limit, at least qmgr_message_recipient_minimum)
+    is resolved in batches, as the transports' in-memory recipient pools
+    (<transport>_recipient_limit) and refill limits allow (incore.py); it
+    is settled only when its last batch is delivered. Then it sleeps until a
     trigger, a job's end, the next deferred entry's due time, a rate delay,
-    or the next queue_run_delay tick.
+    a refill delay, or the next queue_run_delay tick.
 
     A recipient whose transport is in defer_transports goes to the retry
     transport ("deferred transport"), unless its entry came in with the
@@ -74,6 +79,7 @@ from mailsys.message.verp import verp_sender
 from mailsys.qmgr import clog, results
 from mailsys.qmgr.agents import Agents
 from mailsys.qmgr.backoff import next_attempt
+from mailsys.qmgr.incore import Pools, Reading
 from mailsys.qmgr.schedule import Job, Scheduler, plan
 from mailsys.qmgr.settings import Limits, QmgrSettings
 from mailsys.qmgr.writes import StoreWrites
@@ -143,6 +149,10 @@ class _Active:
     # results may come back in another order than they were committed.
     fresh: bool = False
     single: bool = False
+    # Set while its recipients are read in batches (incore.py); None for
+    # the usual message, read whole when it is opened.
+    reading: Reading | None = None
+    flush: bool = False            # opened by a flush: over defer_transports too
     # Recipients the resolver rewrote (user@192.0.2.1 -> user@[192.0.2.1]),
     # by index: delivered and logged so, the queued address as orig_to.
     # Like Postfix's qmgr, only in memory: the entry keeps the address queued.
@@ -180,6 +190,7 @@ class QueueManager:
             if settings.helpful_warnings and settings.clog_warn_time > 0 else 0,
             clog_warn_time=settings.clog_warn_time)
         self.active: dict[str, _Active] = {}
+        self.pools = Pools(self.limits, minimum=settings.recipient_minimum)
         self._wake = trio.Event()
         self._scan_incoming = True
         self._scan_deferred = True
@@ -311,6 +322,8 @@ class QueueManager:
             flush, self._flush_deferred = self._flush_deferred, False
             await self._take_in(Queue.DEFERRED, flush)
             self._due_stale = True
+        if self.pools.reading:
+            self._refill(self.clock())
         self._dispatch()
 
     async def _sleep(self) -> None:
@@ -328,6 +341,10 @@ class QueueManager:
         later = self.scheduler.wakeup()
         if later is not None:
             timers.append(later)
+        for reading in self.pools.reading.values():
+            at = reading.refill_at(self.limits(reading.transport))
+            if at is not None:
+                timers.append(at)
         deadline = min(timers)
         delay = deadline - self.clock()
         if delay > 0:
@@ -381,14 +398,56 @@ class QueueManager:
     def _open(self, qid: str, env: Envelope, now: float, flush: bool = False) -> None:
         log.info("opened", queue_id=qid, sender=env.sender, size=env.size,
                  nrcpt=len(env.recipients), queue="active")
-        msg = self.active[qid] = _Active(env, now, nrcpt=len(env.pending))
+        msg = self.active[qid] = _Active(env, now, nrcpt=len(env.pending), flush=flush)
         self._recipients += msg.nrcpt
-        jobs = [] if env.forced_expire else self._plan(qid, msg, flush)
+        if env.forced_expire:
+            jobs = []
+        else:
+            # The first batch may fill what is left of qmgr_message_recipient_limit
+            # (the entry's own recipients were counted in when it was let in).
+            first = max(self.settings.recipient_minimum,
+                        self.settings.recipient_limit - self._recipients + msg.nrcpt)
+            if msg.nrcpt <= first:
+                jobs = self._plan(qid, msg, env.pending, flush)
+            else:
+                msg.reading = self.pools.open(qid, list(env.pending), first=first, now=now)
+                jobs = self._read(qid, msg, now)
         msg.outstanding = len(jobs)
-        msg.single = len(jobs) == 1
+        msg.single = len(jobs) == 1 and msg.reading is None
         if not jobs:
             self._start(self._settle, qid)
             return
+        self._add(jobs, now)
+
+    def _read(self, qid: str, msg: _Active, now: float) -> list[Job]:
+        """The next batch of a message read in batches, as jobs."""
+        reading = msg.reading
+        assert reading is not None
+        routed: list[tuple[int, Route]] = []
+        while reading.wants():
+            index = reading.next()
+            route = self._route(qid, msg, index, msg.flush)
+            self.pools.read(reading, route.transport)
+            routed.append((index, route))
+        self.pools.read_done(reading, now)
+        return self._jobs(qid, msg, routed)
+
+    def _refill(self, now: float) -> None:
+        """Read the next batch of each message read in batches whose turn
+        it is (incore.py)."""
+        for qid, reading in list(self.pools.reading.items()):
+            msg = self.active.get(qid)
+            if msg is None or msg.gone or msg.reading is None:
+                continue
+            if not reading.refill_due(now, self.limits(reading.transport)):
+                continue
+            jobs = self._read(qid, msg, now)
+            msg.outstanding += len(jobs)
+            self._add(jobs, now)
+
+    def _add(self, jobs: list[Job], now: float) -> None:
+        """Hand jobs to the scheduler; those of a dead destination are
+        deferred at once."""
         for job in self.scheduler.add(jobs, now):
             reason = self.scheduler.dead(job.key, now) or TRANSPORT_UNAVAILABLE
             self._start(self._suspend, job, reason)
@@ -399,37 +458,42 @@ class QueueManager:
                     log.warning(line)
             self.scheduler.clogged.clear()
 
-    def _plan(self, qid: str, msg: _Active, flush: bool = False) -> list[Job]:
+    def _plan(self, qid: str, msg: _Active, indexes: Iterable[int],
+              flush: bool = False) -> list[Job]:
+        return self._jobs(qid, msg, [(i, self._route(qid, msg, i, flush)) for i in indexes])
+
+    def _route(self, qid: str, msg: _Active, i: int, flush: bool = False) -> Route:
+        """Where one recipient goes; an address the resolver rewrote is
+        kept in msg.resolved."""
         env = msg.env
-        routed: list[tuple[int, Route]] = []
-        # defer_transports: their mail goes to the retry transport, unless
-        # the queue is being flushed (Postfix: "deferred transport").
-        defer = self.settings.defer_transports if not flush else ()
         # smtpd's FILTER action (Postfix content_filter records): every
         # recipient goes to transport:destination, or to its own next hop
         # through that transport when the destination is empty.
         transport, _, nexthop = (env.attr("filter") or "").partition(":")
         routing = self.probe_routing if _is_probe(env) else self.routing
-        for i in env.pending:
-            address = env.recipients[i].address
-            try:
-                route = resolve(address, routing, env.sender)
-                rewritten = resolved_address(address, routing)
-                if rewritten != address:
-                    msg.resolved[i] = rewritten
-            except Exception as e:
-                # A table that cannot be read: retry later (Postfix trivial-rewrite
-                # failures defer with "address resolver failure").
-                log.warning(f"{qid}: cannot resolve <{address}>: {e}")
-                route = Route("retry", RESOLVER_FAILURE, AddressClass.DEFAULT)
-            if transport and route.nexthop != RESOLVER_FAILURE:
-                route = Route(transport, nexthop or route.nexthop, route.address_class)
-            if defer and route.transport in defer:
-                route = Route("retry", DEFERRED_TRANSPORT, route.address_class)
-            routed.append((i, route))
+        address = env.recipients[i].address
+        try:
+            route = resolve(address, routing, env.sender)
+            rewritten = resolved_address(address, routing)
+            if rewritten != address:
+                msg.resolved[i] = rewritten
+        except Exception as e:
+            # A table that cannot be read: retry later (Postfix trivial-rewrite
+            # failures defer with "address resolver failure").
+            log.warning(f"{qid}: cannot resolve <{address}>: {e}")
+            route = Route("retry", RESOLVER_FAILURE, AddressClass.DEFAULT)
+        if transport and route.nexthop != RESOLVER_FAILURE:
+            route = Route(transport, nexthop or route.nexthop, route.address_class)
+        # defer_transports: their mail goes to the retry transport, unless
+        # the queue is being flushed (Postfix: "deferred transport").
+        if not flush and route.transport in self.settings.defer_transports:
+            route = Route("retry", DEFERRED_TRANSPORT, route.address_class)
+        return route
+
+    def _jobs(self, qid: str, msg: _Active, routed: list[tuple[int, Route]]) -> list[Job]:
         return plan(qid, routed, self.limits,
                     {i: msg.recipient(i)[0] for i, _ in routed},
-                    one_each=bool(env.verp_delimiters))
+                    one_each=bool(msg.env.verp_delimiters))
 
     def _start(self, fn, *args) -> None:
         assert self._nursery is not None
@@ -441,7 +505,7 @@ class QueueManager:
         msg = self.active.get(job.qid)
         if msg is None or msg.gone:
             self.scheduler.finished(job, self.clock())
-            await self._job_done(job.qid)
+            await self._job_done(job)
             return
         if job.transport in results.ERROR_TRANSPORTS:
             await self._error_transport(job, msg)
@@ -494,7 +558,7 @@ class QueueManager:
             self._wake.set()
         if not await self._remove_at_once(job.qid, msg, changes):
             await self._record(job.qid, changes)
-            await self._job_done(job.qid)
+            await self._job_done(job)
         for other in back:
             self._start(self._suspend, other, dead_reason)
         self._wake.set()
@@ -529,7 +593,7 @@ class QueueManager:
             changes = await self._probe_done(msg, changes)
         self.scheduler.finished(job, self.clock())
         await self._record(job.qid, changes)
-        await self._job_done(job.qid)
+        await self._job_done(job)
 
     async def _suspend(self, job: Job, reason: str) -> None:
         """Defer a job's recipients untried: their destination is dead."""
@@ -542,7 +606,7 @@ class QueueManager:
             if _is_probe(msg.env):
                 changes = await self._probe_done(msg, changes)
             await self._record(job.qid, changes)
-        await self._job_done(job.qid)
+        await self._job_done(job)
 
     def _log_results(self, qid: str, msg: _Active, changes: results.Changes) -> None:
         """Log results no agent logged, in the agents' format (relay=none)."""
@@ -622,11 +686,22 @@ class QueueManager:
             if msg.outstanding <= 0:
                 self._leave(qid)
 
-    async def _job_done(self, qid: str) -> None:
+    async def _job_done(self, job: Job) -> None:
+        qid = job.qid
         msg = self.active.get(qid)
         if msg is None:
             return
         msg.outstanding -= 1
+        if msg.reading is not None and not msg.gone:
+            # Its recipients leave memory; read the next batch when due.
+            self.pools.done(msg.reading, job.transport, len(job.indexes))
+            now = self.clock()
+            if msg.reading.refill_due(now, self.limits(msg.reading.transport)):
+                jobs = self._read(qid, msg, now)
+                msg.outstanding += len(jobs)
+                self._add(jobs, now)
+            if self.pools.reading:
+                self._wake.set()         # slots may have gone to another message
         if msg.outstanding > 0:
             return
         if msg.gone:
@@ -648,6 +723,8 @@ class QueueManager:
         msg = self.active.pop(qid, None)
         if msg is not None:
             self._recipients -= msg.nrcpt
+            if msg.reading is not None:
+                self.pools.close(msg.reading)
         if self._full:
             self._full = False
             self._scan_incoming = self._scan_deferred = True

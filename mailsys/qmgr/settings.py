@@ -94,6 +94,9 @@ class Limits:
     positive: Feedback = Feedback()  # <transport>_destination_concurrency_positive_feedback
     negative: Feedback = Feedback()  # <transport>_destination_concurrency_negative_feedback
     transport_rate_delay: float = 0.0    # <transport>_transport_rate_delay
+    in_memory: int = 20000           # <transport>_recipient_limit (in-core pool)
+    refill_limit: int = 100          # <transport>_recipient_refill_limit
+    refill_delay: float = 5.0        # <transport>_recipient_refill_delay
 
     @property
     def initial_window(self) -> int:
@@ -126,7 +129,10 @@ class Limits:
                    failed_cohorts=int(get("destination_concurrency_failed_cohort_limit")),
                    positive=feedback("destination_concurrency_positive_feedback"),
                    negative=feedback("destination_concurrency_negative_feedback"),
-                   transport_rate_delay=float(get("transport_rate_delay")))
+                   transport_rate_delay=float(get("transport_rate_delay")),
+                   in_memory=int(get("recipient_limit")),
+                   refill_limit=int(get("recipient_refill_limit")),
+                   refill_delay=float(get("recipient_refill_delay")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +147,7 @@ class QmgrSettings:
     delay_warning_time: float = 0.0
     active_limit: int = 20000        # qmgr_message_active_limit
     recipient_limit: int = 20000     # qmgr_message_recipient_limit
+    recipient_minimum: int = 10      # qmgr_message_recipient_minimum
     ipc_timeout: float = 3600.0
     verp_bounces_off: bool = False   # disable_verp_bounces
     defer_transports: frozenset[str] = frozenset()
@@ -149,15 +156,26 @@ class QmgrSettings:
     helpful_warnings: bool = True
 
     @classmethod
-    def from_config(cls, cfg: Any) -> QmgrSettings:
+    def from_config(cls, cfg: Any, log: Any = None) -> QmgrSettings:
+        """from_config - the global values. qmgr_message_recipient_limit
+        is raised to qmgr_message_active_limit when below it, with Postfix's
+        warning told to log (qmgr.c qmgr_post_init())."""
+        active_limit = int(cfg.qmgr_message_active_limit)
+        recipient_limit = int(cfg.qmgr_message_recipient_limit)
+        if recipient_limit < active_limit:
+            if log is not None:
+                log.warning("qmgr_message_recipient_limit is smaller than "
+                            "qmgr_message_active_limit - adjusting qmgr_message_recipient_limit")
+            recipient_limit = active_limit
         return cls(queue_run_delay=float(cfg.queue_run_delay),
                    minimal_backoff_time=float(cfg.minimal_backoff_time),
                    maximal_backoff_time=float(cfg.maximal_backoff_time),
                    maximal_queue_lifetime=float(cfg.maximal_queue_lifetime),
                    bounce_queue_lifetime=float(cfg.bounce_queue_lifetime),
                    delay_warning_time=float(cfg.delay_warning_time),
-                   active_limit=int(cfg.qmgr_message_active_limit),
-                   recipient_limit=int(cfg.qmgr_message_recipient_limit),
+                   active_limit=active_limit,
+                   recipient_limit=recipient_limit,
+                   recipient_minimum=int(cfg.qmgr_message_recipient_minimum),
                    ipc_timeout=float(cfg.ipc_timeout),
                    verp_bounces_off=bool(cfg.disable_verp_bounces),
                    defer_transports=frozenset(cfg.defer_transports),

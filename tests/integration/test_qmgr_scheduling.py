@@ -1,6 +1,6 @@
 """qmgr's scheduler parameters through a real master: defer_transports and
 the flushes that deliver it, <transport>_transport_rate_delay, destination
-concurrency feedback with its debug lines. What Postfix 3.7 logged for the
+concurrency feedback with its debug lines, the in-memory recipient limits. What Postfix 3.7 logged for the
 same settings is quoted at each test."""
 
 from __future__ import annotations
@@ -220,3 +220,27 @@ def test_a_destination_filling_the_active_queue_is_warned_about(mailsys_instance
         "please avoid flushing the whole queue when you have",
         "lots of deferred mail, that is bad for performance",
         "to turn off these warnings specify: qmgr_clog_warn_time = 0"]
+
+
+# -- in-memory recipient limits ------------------------------------------------------------
+
+def test_a_big_message_is_read_in_batches_as_postfix_reads_it(mailsys_instance):
+    # Postfix 3.7, qmgr_message_active_limit = qmgr_message_recipient_limit = 10,
+    # smtp_recipient_limit = 20, smtp_destination_recipient_limit = 50, one
+    # message to 200 recipients: qmgr -v logged "recipient limit 10" (the
+    # first batch), then "recipient limit 30" seven times (the minimum 10
+    # and smtp's 20 slots, read each time the batch before was delivered),
+    # and smtp-sink saw transactions of 10, 30 x 6 and 10 recipients.
+    # Without the limits both deliver it in four transactions of 50.
+    inst = mailsys_instance
+    sink = sinks.SmtpSink()
+    rcpts = [f"r{i}@remote.example" for i in range(200)]
+    with sinks.SinkThread(sink) as sink_port:
+        port = start(inst, relayhost=f"[127.0.0.1]:{sink_port}",
+                     qmgr_message_active_limit="10", qmgr_message_recipient_limit="10",
+                     smtp_recipient_limit="20", smtp_destination_recipient_limit="50")
+        qid = send(port, *rcpts)
+        inst.wait_log(f"{qid}: removed", timeout=60)
+    assert sorted(len(m.rcpts) for m in sink.messages) == [10, 10, 30, 30, 30, 30, 30, 30]
+    assert sorted(r for m in sink.messages for r in m.rcpts) == sorted(rcpts)
+    assert "adjusting qmgr_message_recipient_limit" not in inst.log_text()

@@ -12,6 +12,7 @@ from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest, PostmasterCopy
 from mailsys.ipc.proto.deliver import DeliverRequest, DeliveryStatus, RecipientResult
 from mailsys.message.envelope import Envelope, Recipient
 from mailsys.message.qid import new_qid
+from mailsys.queue import Queue
 from mailsys.routing import DomainSet, RoutingSettings
 
 ROUTING = RoutingSettings(myhostname="mx.example.test",
@@ -89,3 +90,16 @@ async def wait_for(predicate, timeout: float = 5.0) -> None:
     with trio.fail_after(timeout):
         while not await trio.to_thread.run_sync(predicate):
             await trio.sleep(0.01)
+
+
+def run(test):
+    """Run an async test body with a manager in a nursery, then stop it."""
+    async def main():
+        async with trio.open_nursery() as nursery:
+            await test(nursery)
+            nursery.cancel_scope.cancel()
+    trio.run(main)
+
+
+def empty(store, *queues):
+    return lambda: all(store.counts()[q] == 0 for q in queues or tuple(Queue))

@@ -8,7 +8,7 @@ import time
 import pytest
 import structlog
 import trio
-from qmgr_fixtures import ROUTING, FakeAgents, all_as, envelope, sent, wait_for
+from qmgr_fixtures import ROUTING, FakeAgents, all_as, empty, envelope, run, sent, wait_for
 
 from mailsys.config.tables import DictTable
 from mailsys.ipc.errors import IpcUnavailable
@@ -19,19 +19,6 @@ from mailsys.qmgr.settings import Limits, QmgrSettings
 from mailsys.queue import Admit, Queue, Remove
 
 CONTENT = b"Subject: hi\r\n\r\nhello\r\n"
-
-
-def run(test):
-    """Run an async test body with a manager in a nursery, then stop it."""
-    async def main():
-        async with trio.open_nursery() as nursery:
-            await test(nursery)
-            nursery.cancel_scope.cancel()
-    trio.run(main)
-
-
-def empty(store, *queues):
-    return lambda: all(store.counts()[q] == 0 for q in queues or tuple(Queue))
 
 
 def events(logs, name):

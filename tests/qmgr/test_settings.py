@@ -92,3 +92,36 @@ def test_bad_feedback_warns_as_postfix_and_counts_as_one(tmp_path):
         "ignoring malformed or unreasonable feedback: bogus",
         "relay: relay_destination_concurrency_positive_feedback feedback type 0 value at 5: 1",
         "relay: default_destination_concurrency_negative_feedback feedback type 0 value at 5: 1"]
+
+
+def test_in_memory_recipient_limits_are_postfix_defaults_per_transport(tmp_path):
+    # postconf -d (3.7): default_recipient_limit = 20000,
+    # default_recipient_refill_limit = 100, default_recipient_refill_delay = 5s,
+    # qmgr_message_recipient_minimum = 10; smtp_recipient_limit =
+    # $default_recipient_limit and so on for any transport.
+    cfg = config(tmp_path, myhostname="mx.example.test", default_recipient_limit="500",
+                 slow_recipient_limit="7", slow_recipient_refill_limit="3",
+                 slow_recipient_refill_delay="1m")
+    s = QmgrSettings.from_config(cfg)
+    assert s.recipient_minimum == 10
+    smtp = Limits.from_config(cfg, "smtp")
+    assert (smtp.in_memory, smtp.refill_limit, smtp.refill_delay) == (500, 100, 5.0)
+    slow = Limits.from_config(cfg, "slow")
+    assert (slow.in_memory, slow.refill_limit, slow.refill_delay) == (7, 3, 60.0)
+    assert Limits() == Limits.from_config(config(tmp_path, myhostname="mx.example.test"), "smtp")
+
+
+def test_a_recipient_limit_below_the_active_limit_is_raised_with_postfix_warning(tmp_path):
+    # Postfix 3.7, qmgr_message_recipient_limit = 10 (active limit 20000):
+    #   postfix/qmgr[32720]: warning: qmgr_message_recipient_limit is smaller
+    #   than qmgr_message_active_limit - adjusting qmgr_message_recipient_limit
+    cfg = config(tmp_path, myhostname="mx.example.test", qmgr_message_recipient_limit="10")
+    with structlog.testing.capture_logs() as logs:
+        s = QmgrSettings.from_config(cfg, structlog.get_logger())
+    assert s.recipient_limit == 20000
+    assert [e["event"] for e in logs] == [
+        "qmgr_message_recipient_limit is smaller than qmgr_message_active_limit"
+        " - adjusting qmgr_message_recipient_limit"]
+    cfg = config(tmp_path, myhostname="mx.example.test", qmgr_message_recipient_limit="10",
+                 qmgr_message_active_limit="10")
+    assert QmgrSettings.from_config(cfg).recipient_limit == 10
