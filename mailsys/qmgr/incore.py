@@ -31,9 +31,12 @@ DESCRIPTION
 
     A message whose recipients fit in its first batch never touches the
     pools: qmgr keeps no state for it here, and one-recipient mail costs
-    nothing. The transports whose limits the refill follows are those of
-    the message's first recipient read (Postfix decides per job; a message
-    mostly goes by one transport).
+    nothing. A message still unread that preempts another's job (preempt.py)
+    gets half of what is left of the transport's pool and of its extra pool
+    of ``<transport>_extra_recipient_limit`` slots, so that it does not go
+    on in batches of the minimum. The refill limits that apply are those of
+    the transport of the message's first recipient read (Postfix decides
+    per job; a message mostly goes by one transport).
 
     Pure: no I/O, no clock; times come in as arguments.
 """
@@ -156,9 +159,9 @@ class Pools:
         msg.first = msg.batch = 0
         msg.refill_time = now
         if msg.fully_read:
-            for transport in msg.count_by:
+            for transport in msg.held:
                 self._unread.get(transport, {}).pop(msg.qid, None)
-            for transport in msg.count_by:
+            for transport in msg.held:
                 self._move(msg, transport)
 
     def done(self, msg: Reading, transport: str, n: int) -> None:
@@ -166,18 +169,18 @@ class Pools:
         msg.count -= n
         msg.count_by[transport] = max(0, msg.count_by.get(transport, 0) - n)
         if msg.fully_read:
-            for t in msg.count_by:
+            for t in msg.held:
                 self._move(msg, t)
 
     def close(self, msg: Reading) -> None:
         """The message left the active queue: every slot it held goes back."""
         self.reading.pop(msg.qid, None)
-        for transport in msg.count_by:
+        for transport in msg.held:
             self._unread.get(transport, {}).pop(msg.qid, None)
         msg.pos = len(msg.unread)
         msg.count = 0
-        for transport in msg.count_by:
-            msg.count_by[transport] = 0
+        msg.count_by.clear()
+        for transport in msg.held:
             self._move(msg, transport, everything=True)
 
     def _move(self, msg: Reading, transport: str, *, everything: bool = False) -> None:
@@ -196,6 +199,26 @@ class Pools:
             nxt = next(iter(waiting.values()))
             nxt.held[transport] = nxt.held.get(transport, 0) + self._unused[transport]
             self._unused[transport] = 0
+
+    def preempting(self, qid: str, transport: str, extra: int) -> bool:
+        """A message still unread preempted a job of the transport: it gets
+        half of what is left of the pool and of the transport's extra pool
+        of <transport>_extra_recipient_limit (Postfix qmgr_job_preempt());
+        the pool may go below 0 by that much. Whether it got any."""
+        msg = self.reading.get(qid)
+        if msg is None or msg.fully_read:
+            return False
+        slots = (extra + self.unused(transport) + 1) // 2
+        if slots <= 0:
+            return False
+        msg.held[transport] = msg.held.get(transport, 0) + slots
+        self._unused[transport] -= slots
+        return True
+
+    def unread(self, qid: str) -> int:
+        """How many recipients of the message are still to be read."""
+        msg = self.reading.get(qid)
+        return 0 if msg is None else len(msg.unread) - msg.pos
 
     def held_in_memory(self, transport: str) -> int:
         """Recipients of the transport that messages read in batches hold."""

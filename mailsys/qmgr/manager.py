@@ -188,7 +188,7 @@ class QueueManager:
             # qmgr_queue.c: "if (var_helpful_warnings && var_qmgr_clog_warn_time > 0)".
             clog_length=settings.active_limit // 5
             if settings.helpful_warnings and settings.clog_warn_time > 0 else 0,
-            clog_warn_time=settings.clog_warn_time)
+            clog_warn_time=settings.clog_warn_time, unread=self._unread)
         self.active: dict[str, _Active] = {}
         self.pools = Pools(self.limits, minimum=settings.recipient_minimum)
         self._wake = trio.Event()
@@ -211,6 +211,9 @@ class QueueManager:
         self._due_stale = True
         self._nursery: trio.Nursery | None = None      # the jobs' nursery
         self._stopping = trio.Event()
+
+    def _unread(self, qid: str) -> int:
+        return self.pools.unread(qid)
 
     def limits(self, transport: str) -> Limits:
         found = self._limits.get(transport)
@@ -360,6 +363,12 @@ class QueueManager:
         assert self._nursery is not None
         while (job := self.scheduler.take(self.clock())) is not None:
             self._nursery.start_soon(self._deliver, job)
+        if self.scheduler.preempted:
+            # A message still unread that preempted: extra recipient slots.
+            for transport, qid in self.scheduler.preempted:
+                if self.pools.preempting(qid, transport, self.limits(transport).extra):
+                    self._wake.set()
+            self.scheduler.preempted.clear()
 
     # -- taking entries in -----------------------------------------------------
 

@@ -62,6 +62,14 @@ DESCRIPTION
     Postfix 3.7 delays even the first delivery, "delays=0.04/3/0/2" with
     3s). A transport without it has no state here and costs nothing.
 
+    A destination serves its waiting jobs message by message, in the order
+    the messages came, except that on a transport whose
+    ``<transport>_delivery_slot_cost`` is 2 or more a message with few
+    jobs may preempt a big one (preempt.py: Postfix's nqmgr job
+    preemption, with its delivery slots, loan and discount); each job that
+    preempted is noted in ``preempted`` for the caller, which gives a
+    message still being read in batches extra recipient slots.
+
     With clog_length set (qmgr_message_active_limit / 5, when
     qmgr_clog_warn_time is not 0), add() notes in ``clogged`` a
     destination whose jobs waiting and in flight pass it, at most once per
@@ -78,6 +86,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from mailsys.qmgr.clog import Clogged
+from mailsys.qmgr.preempt import Preemption
 from mailsys.qmgr.settings import Limits
 from mailsys.routing import Route
 
@@ -147,7 +156,11 @@ class _Transport:
 @dataclass(slots=True)
 class _Destination:
     limits: Limits
-    waiting: deque[Job] = field(default_factory=deque)
+    # The jobs waiting, by message, messages in the order they are served
+    # (the order they came, unless one preempted another: preempt.py).
+    waiting: dict[str, deque[Job]] = field(default_factory=dict)
+    n: int = 0                       # jobs waiting
+    pre: Preemption | None = None    # the transport's, when its slot cost is 2 or more
     busy: int = 0
     window: int = 1
     not_before: float = 0.0          # rate delay: no start before this
@@ -172,8 +185,14 @@ class Scheduler:
 
     def __init__(self, limits_for: Callable[[str], Limits], *, dead_time: float = 300.0,
                  debug: Callable[[str], None] | None = None,
-                 clog_length: int = 0, clog_warn_time: float = 0.0) -> None:
+                 clog_length: int = 0, clog_warn_time: float = 0.0,
+                 unread: Callable[[str], int] | None = None) -> None:
         self._limits_for = limits_for
+        self._unread = unread
+        self._preempt: dict[str, Preemption] = {}
+        # (transport, queue ID) of each job that preempted another, for
+        # the caller to give its message extra recipient slots.
+        self.preempted: list[tuple[str, str]] = []
         self._dead_time = dead_time
         self._debug = debug
         self._clog_length = clog_length
@@ -196,7 +215,14 @@ class Scheduler:
                 xport = self._xports.get(key[0])
                 if xport is None:
                     xport = self._xports[key[0]] = _Transport(limits.transport_rate_delay)
-            dest = _Destination(limits, window=limits.initial_window, xport=xport)
+            pre = None
+            if limits.slot_cost >= 2:
+                pre = self._preempt.get(key[0])
+                if pre is None:
+                    pre = self._preempt[key[0]] = Preemption(
+                        limits, self._unread,
+                        lambda qid, t=key[0]: self.preempted.append((t, qid)))
+            dest = _Destination(limits, window=limits.initial_window, xport=xport, pre=pre)
             self._dests[key] = dest
             self._ring.append(key)
         return dest
@@ -219,8 +245,15 @@ class Scheduler:
                 back.append(job)
                 continue
             dest = self._dest(job.key)
-            dest.waiting.append(job)
-            if self._clog_length and len(dest.waiting) + dest.busy > self._clog_length \
+            group = dest.waiting.get(job.qid)
+            if group is None:
+                dest.waiting[job.qid] = deque((job,))
+            else:
+                group.append(job)
+            dest.n += 1
+            if dest.pre is not None:
+                dest.pre.added(job.qid, now)
+            if self._clog_length and dest.n + dest.busy > self._clog_length \
                     and now >= dest.clog_next:
                 dest.clog_next = now + self._clog_warn_time
                 self._clog(job, dest)
@@ -228,16 +261,19 @@ class Scheduler:
 
     def _clog(self, job: Job, dest: _Destination) -> None:
         shared = any(k[0] == job.transport and k != job.key for k in self._dests)
-        self.clogged.append(Clogged(job.transport, job.nexthop, len(dest.waiting) + dest.busy,
+        self.clogged.append(Clogged(job.transport, job.nexthop, dest.n + dest.busy,
                                     dest.busy, dest.window, dest.limits.concurrency, shared))
 
     def drop(self, qid: str) -> int:
         """drop - forget the waiting jobs of a message (it vanished); how many."""
         n = 0
         for dest in self._dests.values():
-            keep = deque(j for j in dest.waiting if j.qid != qid)
-            n += len(dest.waiting) - len(keep)
-            dest.waiting = keep
+            group = dest.waiting.pop(qid, None)
+            if group is not None:
+                n += len(group)
+                dest.n -= len(group)
+        for pre in self._preempt.values():
+            pre.dropped(qid)
         return n
 
     def forget_dead(self) -> None:
@@ -253,16 +289,31 @@ class Scheduler:
             key = self._ring[0]
             self._ring.rotate(-1)
             dest = self._dests[key]
-            if dest.waiting and dest.room() and now >= dest.not_before \
+            if dest.n and dest.room() and now >= dest.not_before \
                     and self.dead(key, now) is None \
                     and (dest.xport is None or dest.xport.ready(now)):
                 dest.busy += 1
                 if dest.xport is not None:
                     dest.xport.busy += 1
                     dest.xport.not_before = None
-                return dest.waiting.popleft()
+                return self._next(dest, now)
         self._collect(now)
         return None
+
+    @staticmethod
+    def _next(dest: _Destination, now: float) -> Job:
+        """The destination's next job: its first message's, unless another
+        preempts that one."""
+        waiting = dest.waiting
+        qid = next(iter(waiting)) if dest.pre is None else dest.pre.choose(waiting, now)
+        group = waiting[qid]
+        job = group.popleft()
+        if not group:
+            del waiting[qid]
+        dest.n -= 1
+        if dest.pre is not None:
+            dest.pre.selected(qid)
+        return job
 
     def finished(self, job: Job, now: float, *, ok: bool = True,
                  dead_reason: str = "") -> list[Job]:
@@ -324,7 +375,11 @@ class Scheduler:
             dest.success = dest.failure = 0.0
             if self._debug is not None:
                 self._log_window("qmgr_queue_throttle", key, dest)
-            back, dest.waiting = list(dest.waiting), deque()
+            back = [j for group in dest.waiting.values() for j in group]
+            dest.waiting, dest.n = {}, 0
+            if dest.pre is not None:
+                for j in back:
+                    dest.pre.removed(j.qid, 1)
             return back
         feedback = limits.negative.at(dest.window)
         if self._debug is not None:
@@ -352,7 +407,7 @@ class Scheduler:
         rate delay; None if no such."""
         times = []
         for d in self._dests.values():
-            if not (d.waiting and d.room()):
+            if not (d.n and d.room()):
                 continue
             when = d.not_before
             if d.xport is not None:
@@ -369,8 +424,8 @@ class Scheduler:
         """waiting - jobs waiting (for one destination, or in all)."""
         if key is not None:
             dest = self._dests.get(key)
-            return len(dest.waiting) if dest else 0
-        return sum(len(d.waiting) for d in self._dests.values())
+            return dest.n if dest else 0
+        return sum(d.n for d in self._dests.values())
 
     def busy(self, key: Key) -> int:
         """busy - jobs of a destination in flight."""
@@ -385,7 +440,7 @@ class Scheduler:
         """Forget idle, alive destinations so the ring does not grow forever
         (a window restarts from the initial concurrency, as in Postfix)."""
         idle = [k for k, d in self._dests.items()
-                if not d.waiting and not d.busy and not d.dead_reason and d.not_before <= now]
+                if not d.n and not d.busy and not d.dead_reason and d.not_before <= now]
         if len(idle) > 64:
             for key in idle:
                 del self._dests[key]

@@ -97,6 +97,11 @@ class Limits:
     in_memory: int = 20000           # <transport>_recipient_limit (in-core pool)
     refill_limit: int = 100          # <transport>_recipient_refill_limit
     refill_delay: float = 5.0        # <transport>_recipient_refill_delay
+    extra: int = 1000                # <transport>_extra_recipient_limit
+    slot_cost: int = 5               # <transport>_delivery_slot_cost
+    slot_loan: int = 3               # <transport>_delivery_slot_loan
+    slot_discount: int = 50          # <transport>_delivery_slot_discount
+    min_slots: int = 3               # <transport>_minimum_delivery_slots
 
     @property
     def initial_window(self) -> int:
@@ -132,7 +137,12 @@ class Limits:
                    transport_rate_delay=float(get("transport_rate_delay")),
                    in_memory=int(get("recipient_limit")),
                    refill_limit=int(get("recipient_refill_limit")),
-                   refill_delay=float(get("recipient_refill_delay")))
+                   refill_delay=float(get("recipient_refill_delay")),
+                   extra=int(get("extra_recipient_limit")),
+                   slot_cost=int(get("delivery_slot_cost")),
+                   slot_loan=int(get("delivery_slot_loan")),
+                   slot_discount=int(get("delivery_slot_discount")),
+                   min_slots=int(get("minimum_delivery_slots")))
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,3 +125,20 @@ def test_a_recipient_limit_below_the_active_limit_is_raised_with_postfix_warning
     cfg = config(tmp_path, myhostname="mx.example.test", qmgr_message_recipient_limit="10",
                  qmgr_message_active_limit="10")
     assert QmgrSettings.from_config(cfg).recipient_limit == 10
+
+
+def test_preemption_parameters_are_postfix_defaults_per_transport(tmp_path):
+    # postconf -d (3.7): default_delivery_slot_cost = 5, _loan = 3,
+    # _discount = 50, default_minimum_delivery_slots = 3,
+    # default_extra_recipient_limit = 1000; smtp_delivery_slot_cost =
+    # $default_delivery_slot_cost and so on.
+    cfg = config(tmp_path, myhostname="mx.example.test", default_delivery_slot_cost="2",
+                 bulk_delivery_slot_cost="0", bulk_delivery_slot_loan="1",
+                 bulk_delivery_slot_discount="100", bulk_minimum_delivery_slots="9",
+                 bulk_extra_recipient_limit="7")
+    smtp = Limits.from_config(cfg, "smtp")
+    assert (smtp.slot_cost, smtp.slot_loan, smtp.slot_discount, smtp.min_slots, smtp.extra) == \
+        (2, 3, 50, 3, 1000)
+    bulk = Limits.from_config(cfg, "bulk")
+    assert (bulk.slot_cost, bulk.slot_loan, bulk.slot_discount, bulk.min_slots, bulk.extra) == \
+        (0, 1, 100, 9, 7)
