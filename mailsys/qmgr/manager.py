@@ -433,9 +433,10 @@ class QueueManager:
         reading = msg.reading
         assert reading is not None
         routed: list[tuple[int, Route]] = []
+        route_of = self._router(qid, msg, msg.flush)
         while reading.wants():
             index = reading.next()
-            route = self._route(qid, msg, index, msg.flush)
+            route = route_of(index)
             self.pools.read(reading, route.transport)
             routed.append((index, route))
         self.pools.read_done(reading, now)
@@ -469,35 +470,40 @@ class QueueManager:
 
     def _plan(self, qid: str, msg: _Active, indexes: Iterable[int],
               flush: bool = False) -> list[Job]:
-        return self._jobs(qid, msg, [(i, self._route(qid, msg, i, flush)) for i in indexes])
+        route_of = self._router(qid, msg, flush)
+        return self._jobs(qid, msg, [(i, route_of(i)) for i in indexes])
 
-    def _route(self, qid: str, msg: _Active, i: int, flush: bool = False) -> Route:
-        """Where one recipient goes; an address the resolver rewrote is
-        kept in msg.resolved."""
+    def _router(self, qid: str, msg: _Active, flush: bool = False) -> Callable[[int], Route]:
+        """Where each recipient of an entry goes, by its index; an address
+        the resolver rewrote is kept in msg.resolved."""
         env = msg.env
+        # defer_transports: their mail goes to the retry transport, unless
+        # the queue is being flushed (Postfix: "deferred transport").
+        defer = self.settings.defer_transports if not flush else ()
         # smtpd's FILTER action (Postfix content_filter records): every
         # recipient goes to transport:destination, or to its own next hop
         # through that transport when the destination is empty.
         transport, _, nexthop = (env.attr("filter") or "").partition(":")
         routing = self.probe_routing if _is_probe(env) else self.routing
-        address = env.recipients[i].address
-        try:
-            route = resolve(address, routing, env.sender)
-            rewritten = resolved_address(address, routing)
-            if rewritten != address:
-                msg.resolved[i] = rewritten
-        except Exception as e:
-            # A table that cannot be read: retry later (Postfix trivial-rewrite
-            # failures defer with "address resolver failure").
-            log.warning(f"{qid}: cannot resolve <{address}>: {e}")
-            route = Route("retry", RESOLVER_FAILURE, AddressClass.DEFAULT)
-        if transport and route.nexthop != RESOLVER_FAILURE:
-            route = Route(transport, nexthop or route.nexthop, route.address_class)
-        # defer_transports: their mail goes to the retry transport, unless
-        # the queue is being flushed (Postfix: "deferred transport").
-        if not flush and route.transport in self.settings.defer_transports:
-            route = Route("retry", DEFERRED_TRANSPORT, route.address_class)
-        return route
+
+        def route_of(i: int) -> Route:
+            address = env.recipients[i].address
+            try:
+                route = resolve(address, routing, env.sender)
+                rewritten = resolved_address(address, routing)
+                if rewritten != address:
+                    msg.resolved[i] = rewritten
+            except Exception as e:
+                # A table that cannot be read: retry later (Postfix trivial-rewrite
+                # failures defer with "address resolver failure").
+                log.warning(f"{qid}: cannot resolve <{address}>: {e}")
+                route = Route("retry", RESOLVER_FAILURE, AddressClass.DEFAULT)
+            if transport and route.nexthop != RESOLVER_FAILURE:
+                route = Route(transport, nexthop or route.nexthop, route.address_class)
+            if defer and route.transport in defer:
+                route = Route("retry", DEFERRED_TRANSPORT, route.address_class)
+            return route
+        return route_of
 
     def _jobs(self, qid: str, msg: _Active, routed: list[tuple[int, Route]]) -> list[Job]:
         return plan(qid, routed, self.limits,

@@ -147,3 +147,31 @@ def test_every_recipient_is_read_exactly_once(in_memory):
         p.done(msg, "smtp", msg.count)
         now += 10
     assert seen == list(range(97))
+
+
+def test_a_preempting_unread_message_gets_half_the_pool_and_the_extra_pool():
+    # Postfix qmgr_job_preempt(): (rcpt_per_stack + rcpt_unused + 1) / 2,
+    # and the pool may go below 0 by that much.
+    p = pools(in_memory=20, minimum=10)
+    big = p.open("Q1", list(range(500)), first=10)
+    read_batch(p, big)                                # holds the pool's 20
+    small = p.open("Q2", list(range(100)), first=10)
+    read_batch(p, small)
+    assert p.unread("Q2") == 90
+    assert p.preempting("Q2", "smtp", extra=1000)
+    assert small.held == {"smtp": 500} and p.unused("smtp") == -500
+    assert p.preempting("Q2", "smtp", extra=1000)     # half of what is left
+    assert small.held == {"smtp": 750} and p.unused("smtp") == -750
+    p.close(small)
+    assert p.unused("smtp") == 0
+    p.close(big)
+    assert p.unused("smtp") == 20
+
+
+def test_a_fully_read_or_unknown_message_gets_no_extra_slots():
+    p = pools(in_memory=20, minimum=10)
+    assert not p.preempting("Q9", "smtp", extra=1000)
+    msg = p.open("Q1", list(range(15)), first=20)
+    read_batch(p, msg)
+    assert msg.fully_read and not p.preempting("Q1", "smtp", extra=1000)
+    assert p.unread("Q1") == 0
