@@ -188,7 +188,7 @@ class QueueManager:
             # qmgr_queue.c: "if (var_helpful_warnings && var_qmgr_clog_warn_time > 0)".
             clog_length=settings.active_limit // 5
             if settings.helpful_warnings and settings.clog_warn_time > 0 else 0,
-            clog_warn_time=settings.clog_warn_time, unread=self._unread)
+            clog_warn_time=settings.clog_warn_time, unread=self._unread, queued=self._queued)
         self.active: dict[str, _Active] = {}
         self.pools = Pools(self.limits, minimum=settings.recipient_minimum)
         self._wake = trio.Event()
@@ -214,6 +214,10 @@ class QueueManager:
 
     def _unread(self, qid: str) -> int:
         return self.pools.unread(qid)
+
+    def _queued(self, qid: str) -> float | None:
+        msg = self.active.get(qid)
+        return None if msg is None else msg.queued_at
 
     def limits(self, transport: str) -> Limits:
         found = self._limits.get(transport)

@@ -1,9 +1,9 @@
 """preempt - job preemption: mail with few recipients slips past a big one.
 
 SYNOPSIS
-    pre = Preemption(limits, unread=lambda qid: 0)    # a transport's, slot cost >= 2
+    pre = Preemption(limits, unread=lambda qid: 0, queued=lambda qid: when)
     pre.added(qid, now, n)          # n delivery requests of the message queued
-    qid = pre.choose(waiting, now)  # which message a destination with room serves
+    qid = pre.choose(first, counts, now)   # which message a destination serves
     pre.selected(qid)               # one of its requests started
     pre.removed(qid, n)             # n requests left unstarted (dead destination)
     pre.dropped(qid)                # the message is gone
@@ -40,18 +40,22 @@ DESCRIPTION
     MAX_ENTRIES does, so that a big message not yet read is not taken for
     a small one.
 
+    A message with one request on the transport (most mail) gets no job
+    here unless it preempts: it cannot be preempted (it is started as
+    soon as it is first in line), and as a candidate its one request and
+    its time in the active queue (queued(qid)) are all that counts. Such
+    mail costs the scheduler a count per destination, nothing more.
+
     Pure: no I/O, no clock; times come in as arguments.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from mailsys.qmgr.schedule import Job
     from mailsys.qmgr.settings import Limits
 
 __all__ = ["Preemption"]
@@ -82,25 +86,33 @@ class Preemption:
     """The jobs of one transport and their delivery slots."""
 
     def __init__(self, limits: Limits, unread: Callable[[str], int] | None = None,
+                 queued: Callable[[str], float | None] | None = None,
                  on_preempt: Callable[[str], None] | None = None) -> None:
         self.cost = limits.slot_cost
         self.loan = limits.slot_loan
         self.factor = 100 - limits.slot_discount
         self.min_slots = limits.min_slots
         self._unread = unread
+        self._queued = queued
         self._on_preempt = on_preempt
         self.jobs: dict[str, _Job] = {}
 
     def _max_entries(self, job: _Job) -> int:
-        unread = self._unread(job.qid) if self._unread is not None else 0
-        return job.entries + unread
+        return job.entries + self._unread_of(job.qid)
+
+    def _unread_of(self, qid: str) -> int:
+        return self._unread(qid) if self._unread is not None else 0
+
+    def _queued_at(self, qid: str, now: float) -> float:
+        when = self._queued(qid) if self._queued is not None else None
+        return now if when is None else when
 
     # -- bookkeeping --------------------------------------------------------
 
     def added(self, qid: str, now: float, n: int = 1) -> None:
         job = self.jobs.get(qid)
         if job is None:
-            job = self.jobs[qid] = _Job(qid, now)
+            job = self.jobs[qid] = _Job(qid, self._queued_at(qid, now))
         job.entries += n
 
     def selected(self, qid: str) -> None:
@@ -156,53 +168,54 @@ class Preemption:
 
     # -- choosing -----------------------------------------------------------
 
-    def choose(self, waiting: dict[str, deque[Job]], now: float) -> str:
-        """choose - the message whose request the destination starts next:
-        its first one in order, unless a later one preempts it. waiting
-        (message: requests, in the destination's job order) is reordered
-        when one does."""
-        first = next(iter(waiting))
-        current = self.jobs.get(first)
-        if current is None or current.slots_available <= 0 \
+    def choose(self, first: str, counts: dict[str, int], now: float) -> str:
+        """choose - the message whose request a destination starts next:
+        first (its first in line, which has a job here), unless a later
+        one preempts it. counts: the requests waiting at the destination
+        per message, in the order they came."""
+        current = self.jobs[first]
+        if current.slots_available <= 0 \
                 or self._max_entries(current) < self.min_slots * self.cost:
             return first
-        best, needed = self._candidate(current, waiting, now)
+        best, needed = self._candidate(current, counts, now)
         if best is None:
             return first
         if _cdiv(current.slots_available, self.cost) + self.loan < needed * self.factor / 100:
             return first
-        if best.level > 0:
-            self._pop(best)
-        best.parent = current
-        current.children.append(best)
-        best.level = current.level + 1
+        job = self.jobs.get(best)
+        if job is None:
+            job = self.jobs[best] = _Job(best, self._queued_at(best, now), entries=counts[best])
+        elif job.level > 0:
+            self._pop(job)
+        job.parent = current
+        current.children.append(job)
+        job.level = current.level + 1
         current.slots_available -= needed * self.cost
-        best.slots_used = -needed
-        requests = waiting.pop(best.qid)
-        items = list(waiting.items())
-        waiting.clear()
-        waiting[best.qid] = requests
-        waiting.update(items)
+        job.slots_used = -needed
         if self._on_preempt is not None:
-            self._on_preempt(best.qid)
-        return best.qid
+            self._on_preempt(best)
+        return best
 
-    def _candidate(self, current: _Job, waiting: dict[str, deque[Job]],
-                   now: float) -> tuple[_Job | None, int]:
-        """qmgr_job_candidate(): the best job to preempt current, and how
-        many requests it still needs."""
+    def _candidate(self, current: _Job, counts: dict[str, int],
+                   now: float) -> tuple[str | None, int]:
+        """qmgr_job_candidate(): the best message to preempt current, and
+        how many requests it still needs."""
         max_slots = (current.entries - current.selected + current.slots_available) // self.cost
-        best, best_needed, best_score = None, 0, 0.0
         if max_slots <= 0:
             return None, 0
-        for qid in waiting:
+        best, best_needed, best_score = None, 0, 0.0
+        for qid, waiting in counts.items():
             job = self.jobs.get(qid)
-            if job is None or job is current or job.children:
+            if job is None:
+                total = waiting + self._unread_of(qid)
+                needed, queued = total, self._queued_at(qid, now)
+            elif job is current or job.children:
                 continue
-            total = self._max_entries(job)
-            needed = total - job.selected
+            else:
+                total = self._max_entries(job)
+                needed, queued = total - job.selected, job.queued
             if 0 < needed <= max_slots:
-                score = (now - job.queued + 1) / total
+                score = (now - queued + 1) / total
                 if score > best_score:
-                    best, best_needed, best_score = job, needed, score
+                    best, best_needed, best_score = qid, needed, score
         return best, best_needed

@@ -62,8 +62,8 @@ DESCRIPTION
     Postfix 3.7 delays even the first delivery, "delays=0.04/3/0/2" with
     3s). A transport without it has no state here and costs nothing.
 
-    A destination serves its waiting jobs message by message, in the order
-    the messages came, except that on a transport whose
+    A destination serves its waiting jobs first come, first served, except
+    that on a transport whose
     ``<transport>_delivery_slot_cost`` is 2 or more a message with few
     jobs may preempt a big one (preempt.py: Postfix's nqmgr job
     preemption, with its delivery slots, loan and discount); each job that
@@ -156,11 +156,11 @@ class _Transport:
 @dataclass(slots=True)
 class _Destination:
     limits: Limits
-    # The jobs waiting, by message, messages in the order they are served
-    # (the order they came, unless one preempted another: preempt.py).
-    waiting: dict[str, deque[Job]] = field(default_factory=dict)
-    n: int = 0                       # jobs waiting
+    # The jobs waiting, first come first served unless one preempted another.
+    waiting: deque[Job] = field(default_factory=deque)
     pre: Preemption | None = None    # the transport's, when its slot cost is 2 or more
+    # With pre: the jobs waiting per message, messages in the order they came.
+    counts: dict[str, int] = field(default_factory=dict)
     busy: int = 0
     window: int = 1
     not_before: float = 0.0          # rate delay: no start before this
@@ -186,9 +186,11 @@ class Scheduler:
     def __init__(self, limits_for: Callable[[str], Limits], *, dead_time: float = 300.0,
                  debug: Callable[[str], None] | None = None,
                  clog_length: int = 0, clog_warn_time: float = 0.0,
-                 unread: Callable[[str], int] | None = None) -> None:
+                 unread: Callable[[str], int] | None = None,
+                 queued: Callable[[str], float | None] | None = None) -> None:
         self._limits_for = limits_for
         self._unread = unread
+        self._queued = queued
         self._preempt: dict[str, Preemption] = {}
         # (transport, queue ID) of each job that preempted another, for
         # the caller to give its message extra recipient slots.
@@ -220,7 +222,7 @@ class Scheduler:
                 pre = self._preempt.get(key[0])
                 if pre is None:
                     pre = self._preempt[key[0]] = Preemption(
-                        limits, self._unread,
+                        limits, self._unread, self._queued,
                         lambda qid, t=key[0]: self.preempted.append((t, qid)))
             dest = _Destination(limits, window=limits.initial_window, xport=xport, pre=pre)
             self._dests[key] = dest
@@ -245,15 +247,15 @@ class Scheduler:
                 back.append(job)
                 continue
             dest = self._dest(job.key)
-            group = dest.waiting.get(job.qid)
-            if group is None:
-                dest.waiting[job.qid] = deque((job,))
-            else:
-                group.append(job)
-            dest.n += 1
+            dest.waiting.append(job)
             if dest.pre is not None:
-                dest.pre.added(job.qid, now)
-            if self._clog_length and dest.n + dest.busy > self._clog_length \
+                qid = job.qid
+                dest.counts[qid] = dest.counts.get(qid, 0) + 1
+                # A message's only job on the transport needs no job of its
+                # own (preempt.py): one-recipient mail costs a count.
+                if len(jobs) > 1 or qid in dest.pre.jobs:
+                    dest.pre.added(qid, now)
+            if self._clog_length and len(dest.waiting) + dest.busy > self._clog_length \
                     and now >= dest.clog_next:
                 dest.clog_next = now + self._clog_warn_time
                 self._clog(job, dest)
@@ -261,17 +263,18 @@ class Scheduler:
 
     def _clog(self, job: Job, dest: _Destination) -> None:
         shared = any(k[0] == job.transport and k != job.key for k in self._dests)
-        self.clogged.append(Clogged(job.transport, job.nexthop, dest.n + dest.busy,
+        self.clogged.append(Clogged(job.transport, job.nexthop, len(dest.waiting) + dest.busy,
                                     dest.busy, dest.window, dest.limits.concurrency, shared))
 
     def drop(self, qid: str) -> int:
         """drop - forget the waiting jobs of a message (it vanished); how many."""
         n = 0
         for dest in self._dests.values():
-            group = dest.waiting.pop(qid, None)
-            if group is not None:
-                n += len(group)
-                dest.n -= len(group)
+            if dest.pre is not None and dest.counts.pop(qid, None) is None:
+                continue
+            keep = deque(j for j in dest.waiting if j.qid != qid)
+            n += len(dest.waiting) - len(keep)
+            dest.waiting = keep
         for pre in self._preempt.values():
             pre.dropped(qid)
         return n
@@ -289,7 +292,7 @@ class Scheduler:
             key = self._ring[0]
             self._ring.rotate(-1)
             dest = self._dests[key]
-            if dest.n and dest.room() and now >= dest.not_before \
+            if dest.waiting and dest.room() and now >= dest.not_before \
                     and self.dead(key, now) is None \
                     and (dest.xport is None or dest.xport.ready(now)):
                 dest.busy += 1
@@ -302,17 +305,35 @@ class Scheduler:
 
     @staticmethod
     def _next(dest: _Destination, now: float) -> Job:
-        """The destination's next job: its first message's, unless another
-        preempts that one."""
+        """The destination's next job: the first waiting, unless another
+        message preempts that one's."""
+        pre = dest.pre
+        if pre is None:
+            return dest.waiting.popleft()
         waiting = dest.waiting
-        qid = next(iter(waiting)) if dest.pre is None else dest.pre.choose(waiting, now)
-        group = waiting[qid]
-        job = group.popleft()
-        if not group:
-            del waiting[qid]
-        dest.n -= 1
-        if dest.pre is not None:
-            dest.pre.selected(qid)
+        qid = waiting[0].qid
+        if qid in pre.jobs:
+            chosen = pre.choose(qid, dest.counts, now)
+            if chosen != qid:
+                # The preempting message's jobs go to the front, in order;
+                # they are the latest, so they are looked for from the end.
+                n = dest.counts[chosen]
+                found: list[Job] = []
+                for i in range(len(waiting) - 1, -1, -1):
+                    if waiting[i].qid == chosen:
+                        found.append(waiting[i])
+                        del waiting[i]
+                        if len(found) == n:
+                            break
+                waiting.extendleft(found)
+                qid = chosen
+        job = waiting.popleft()
+        left = dest.counts[qid] - 1
+        if left:
+            dest.counts[qid] = left
+        else:
+            del dest.counts[qid]
+        pre.selected(qid)
         return job
 
     def finished(self, job: Job, now: float, *, ok: bool = True,
@@ -375,11 +396,11 @@ class Scheduler:
             dest.success = dest.failure = 0.0
             if self._debug is not None:
                 self._log_window("qmgr_queue_throttle", key, dest)
-            back = [j for group in dest.waiting.values() for j in group]
-            dest.waiting, dest.n = {}, 0
+            back, dest.waiting = list(dest.waiting), deque()
             if dest.pre is not None:
-                for j in back:
-                    dest.pre.removed(j.qid, 1)
+                for qid, n in dest.counts.items():
+                    dest.pre.removed(qid, n)
+                dest.counts = {}
             return back
         feedback = limits.negative.at(dest.window)
         if self._debug is not None:
@@ -407,7 +428,7 @@ class Scheduler:
         rate delay; None if no such."""
         times = []
         for d in self._dests.values():
-            if not (d.n and d.room()):
+            if not (d.waiting and d.room()):
                 continue
             when = d.not_before
             if d.xport is not None:
@@ -424,8 +445,8 @@ class Scheduler:
         """waiting - jobs waiting (for one destination, or in all)."""
         if key is not None:
             dest = self._dests.get(key)
-            return dest.n if dest else 0
-        return sum(d.n for d in self._dests.values())
+            return len(dest.waiting) if dest else 0
+        return sum(len(d.waiting) for d in self._dests.values())
 
     def busy(self, key: Key) -> int:
         """busy - jobs of a destination in flight."""
@@ -440,7 +461,7 @@ class Scheduler:
         """Forget idle, alive destinations so the ring does not grow forever
         (a window restarts from the initial concurrency, as in Postfix)."""
         idle = [k for k, d in self._dests.items()
-                if not d.n and not d.busy and not d.dead_reason and d.not_before <= now]
+                if not d.waiting and not d.busy and not d.dead_reason and d.not_before <= now]
         if len(idle) > 64:
             for key in idle:
                 del self._dests[key]

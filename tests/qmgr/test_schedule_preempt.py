@@ -94,11 +94,17 @@ def test_the_candidate_must_fit_in_the_slots_the_current_job_can_still_earn():
 
 
 def test_the_oldest_per_request_candidate_wins():
-    s = Scheduler(lambda t: ONE)
+    # The time a message came into the active queue (queued) decides.
+    s = Scheduler(lambda t: ONE, queued={"B": 0.0, "X": 0.0, "Y": 10.0}.get)
     s.add(jobs("B", 100), 0.0)
     s.add(jobs("Y", 1), 10.0)          # queued later
-    s.add(jobs("X", 1), 0.0)           # queued first, added later
-    assert serve(s, 2, now=20.0)[:2] == "BX"
+    s.add(jobs("X", 1), 10.0)          # queued first, its request added later
+    assert serve(s, 2, now=20.0) == "BX"
+    s = Scheduler(lambda t: ONE, queued={"B": 0.0, "M": 0.0, "S": 19.0}.get)
+    s.add(jobs("B", 100), 0.0)
+    s.add(jobs("S", 1), 19.0)
+    s.add(jobs("M", 2), 0.0)           # (20 + 1) s / 2 requests beats (1 + 1) s / 1
+    assert serve(s, 3, now=20.0) == "BMM"
 
 
 def test_unread_recipients_count_as_requests():
@@ -145,14 +151,12 @@ def test_a_dead_destination_hands_back_every_waiting_job():
 
 def test_a_preempting_job_pays_its_parent_what_it_was_expected_to_use():
     pre = Preemption(Limits())
-    waiting = {"B": [None] * 100}
     pre.added("B", 0.0, 100)
     for _ in range(40):
         pre.selected("B")
     pre.added("M", 0.0, 20)
-    waiting["M"] = [None] * 20
-    assert pre.choose(waiting, 0.0) == "M"
-    assert list(waiting) == ["M", "B"]
+    assert pre.choose("B", {"B": 60, "M": 20}, 0.0) == "M"
+    assert pre.jobs["M"].parent is pre.jobs["B"]
     assert pre.jobs["B"].slots_available == 40 - 20 * 5
     for _ in range(20):
         pre.selected("M")
