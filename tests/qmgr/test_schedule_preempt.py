@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from mailsys.qmgr.preempt import Preemption
 from mailsys.qmgr.schedule import Job, Scheduler
 from mailsys.qmgr.settings import Limits
@@ -163,3 +166,53 @@ def test_a_preempting_job_pays_its_parent_what_it_was_expected_to_use():
     # M used all 20 it was paid for: B's slots stay as paid.
     assert pre.jobs["B"].slots_available == 40 - 20 * 5
     assert "M" not in pre.jobs
+
+
+# -- invariants under arbitrary interleavings ----------------------------------------
+
+MSG_OPS = st.lists(st.one_of(
+    st.tuples(st.just("add"), st.sampled_from(["a", "b"]), st.integers(1, 40)),
+    st.tuples(st.just("take"), st.just(""), st.just(0)),
+    st.tuples(st.just("finish"), st.sampled_from(["ok", "ok", "dead"]), st.integers(0, 9)),
+    st.tuples(st.just("drop"), st.just(""), st.integers(0, 9)),
+), max_size=80)
+
+
+@settings(max_examples=200, deadline=None)
+@given(MSG_OPS)
+def test_preemption_hands_every_job_out_or_back_once(script):
+    lim = Limits(concurrency=2, initial=1, failed_cohorts=2, min_slots=1, slot_cost=2)
+    s = Scheduler(lambda t: lim, dead_time=3)
+    now, n = 0.0, 0
+    added: set[tuple[str, int]] = set()
+    gone: set[str] = set()
+    running: list[Job] = []
+    seen: list[tuple[str, int]] = []
+    for op, arg, k in script:
+        now += 1
+        if op == "add":
+            qid = f"Q{n}"
+            n += 1
+            new = [Job(qid, "smtp", arg, (i,)) for i in range(k)]
+            added |= {(qid, i) for i in range(k)}
+            seen += [(j.qid, j.indexes[0]) for j in s.add(new, now)]
+        elif op == "take":
+            while (job := s.take(now)) is not None:
+                running.append(job)
+                seen.append((job.qid, job.indexes[0]))
+        elif op == "finish" and running:
+            job = running.pop(k % len(running))
+            back = s.finished(job, now, ok=arg == "ok", dead_reason="down" if arg == "dead" else "")
+            seen += [(j.qid, j.indexes[0]) for j in back]
+        elif op == "drop" and n:
+            qid = f"Q{k % n}"
+            s.drop(qid)
+            gone.add(qid)
+        for dest in ("a", "b"):
+            assert s.busy(("smtp", dest)) <= lim.concurrency
+    assert len(seen) == len(set(seen)) and set(seen) <= added
+    left = {j for j in added - set(seen) if j[0] not in gone}
+    assert s.waiting() == len(left)
+    pre = s._preempt.get("smtp")
+    if pre is not None:
+        assert set(pre.jobs) <= {q for q, _ in left}
