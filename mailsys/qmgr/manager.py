@@ -140,7 +140,10 @@ class _Active:
 
     env: Envelope
     queued_at: float
-    nrcpt: int = 0                 # its undelivered recipients when opened
+    # Its recipients in memory, as counted against qmgr_message_recipient_limit:
+    # its undelivered ones when opened, or, read in batches, those read in
+    # and not yet delivered (Postfix's in-core recipient count).
+    nrcpt: int = 0
     outstanding: int = 0
     gone: bool = False
     # env is the store's record as the entry's only job's results were
@@ -201,7 +204,7 @@ class QueueManager:
         self._flush_incoming = False
         self._flush_deferred = False
         self._full = False                 # a scan stopped at the active limit
-        self._recipients = 0               # undelivered recipients of active entries
+        self._recipients = 0               # recipients of active entries in memory
         self._next_tick = 0.0              # the next queue_run_delay scan
         # The earliest due time in the deferred queue, read again after each
         # deferred scan (which every trigger and tick brings) rather than at
@@ -425,6 +428,7 @@ class QueueManager:
             else:
                 msg.reading = self.pools.open(qid, list(env.pending), first=first, now=now)
                 jobs = self._read(qid, msg, now)
+                self._recount(msg)
         msg.outstanding = len(jobs)
         msg.single = len(jobs) == 1 and msg.reading is None
         if not jobs:
@@ -457,7 +461,21 @@ class QueueManager:
                 continue
             jobs = self._read(qid, msg, now)
             msg.outstanding += len(jobs)
+            self._recount(msg)
             self._add(jobs, now)
+
+    def _recount(self, msg: _Active) -> None:
+        """A message read in batches counts what it holds in memory against
+        qmgr_message_recipient_limit, so that other entries come in as its
+        batches are delivered (Postfix's qmgr_recipient_count)."""
+        assert msg.reading is not None
+        held = msg.reading.count
+        self._recipients += held - msg.nrcpt
+        msg.nrcpt = held
+        if self._full and self._recipients < self.settings.recipient_limit:
+            self._full = False
+            self._scan_incoming = self._scan_deferred = True
+            self._wake.set()
 
     def _add(self, jobs: list[Job], now: float) -> None:
         """Hand jobs to the scheduler; those of a dead destination are
@@ -719,6 +737,7 @@ class QueueManager:
                 jobs = self._read(qid, msg, now)
                 msg.outstanding += len(jobs)
                 self._add(jobs, now)
+            self._recount(msg)
             if self.pools.reading:
                 self._wake.set()         # slots may have gone to another message
         if msg.outstanding > 0:

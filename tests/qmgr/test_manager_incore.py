@@ -134,3 +134,26 @@ def test_what_is_in_memory_is_the_minimum_plus_the_pool_while_deliveries_wait(
 
     run(body)
     assert sum(len(r.recipients) for r in agents.requests) == 50
+
+
+def test_other_entries_come_in_as_a_big_ones_batches_are_delivered(store, make_manager):
+    # Postfix counts the recipients in memory against
+    # qmgr_message_recipient_limit: once the big message's first batch (the
+    # whole limit) is delivered and it holds only the minimum plus its pool,
+    # new mail enters the active queue beside it.
+    agents = FakeAgents()
+    agents.delay = 0.01
+    mgr = make_manager(agents, limits=Limits(recipients=5, in_memory=5, refill_limit=1),
+                       recipient_limit=20, recipient_minimum=10)
+    big = store.create(envelope(*(f"u{i}@remote.example" for i in range(200))), CONTENT)
+    small = store.create(envelope("bob@other.example"), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(empty(store), timeout=20)
+
+    run(body)
+    order = [r.queue_id for r in agents.requests]
+    assert order.count(big) == 40 and order.count(small) == 1
+    assert order.index(small) < len(order) - 1 - order[::-1].index(big)
+    assert order.index(small) >= 4                   # not before the first batch (20)
