@@ -730,16 +730,15 @@ class QueueManager:
             return
         msg.outstanding -= 1
         if msg.reading is not None and not msg.gone:
-            # Its recipients leave memory; read the next batch when due.
+            # Its recipients leave memory. The loop reads its next batch
+            # when due, after it has let in the entries that now fit
+            # (Postfix feeds the active queue before it selects the next
+            # delivery, which is when it reads more recipients).
             self.pools.done(msg.reading, job.transport, len(job.indexes))
-            now = self.clock()
-            if msg.reading.refill_due(now, self.limits(msg.reading.transport)):
-                jobs = self._read(qid, msg, now)
-                msg.outstanding += len(jobs)
-                self._add(jobs, now)
             self._recount(msg)
-            if self.pools.reading:
-                self._wake.set()         # slots may have gone to another message
+            self._wake.set()
+            if msg.outstanding <= 0 and not msg.reading.fully_read:
+                return
         if msg.outstanding > 0:
             return
         if msg.gone:

@@ -244,3 +244,23 @@ def test_a_big_message_is_read_in_batches_as_postfix_reads_it(mailsys_instance):
     assert sorted(len(m.rcpts) for m in sink.messages) == [10, 10, 30, 30, 30, 30, 30, 30]
     assert sorted(r for m in sink.messages for r in m.rcpts) == sorted(rcpts)
     assert "adjusting qmgr_message_recipient_limit" not in inst.log_text()
+
+
+def test_new_mail_comes_in_beside_a_big_message_read_in_batches(mailsys_instance):
+    # Postfix 3.7, the same limits, one message to 200 recipients then one
+    # to 1: both were "(queue active)" within the second, and smtp
+    # delivered the small one 41st, after the big one's first two batches
+    # (10 and 30), not after all 200.
+    inst = mailsys_instance
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port:
+        port = start(inst, relayhost=f"[127.0.0.1]:{sink_port}",
+                     qmgr_message_active_limit="10", qmgr_message_recipient_limit="10",
+                     smtp_recipient_limit="20", smtp_destination_recipient_limit="50")
+        big = send(port, *(f"r{i}@remote.example" for i in range(200)))
+        small = send(port, "small@other.example")
+        inst.wait_log(f"{big}: removed", timeout=60)
+        inst.wait_log(f"{small}: removed", timeout=20)
+    rcpts = [r for m in sink.messages for r in m.rcpts]
+    assert len(rcpts) == 201
+    assert 10 <= rcpts.index("small@other.example") <= 41
