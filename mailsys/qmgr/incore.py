@@ -2,11 +2,13 @@
 
 SYNOPSIS
     pools = Pools(limits_for, minimum=10)
-    msg = pools.open(qid, pending, first=room)   # a message too big to read at once
-    while msg.wants(): i = msg.next(); ...; msg.read(transport)   # one recipient in
-    pools.read_done(msg)                         # after each batch
+    msg = pools.open(qid, pending, first=room, now=now)   # too big to read at once
+    while msg.wants(): i = msg.next(); ...; pools.read(msg, transport)   # one in
+    pools.read_done(msg, now)                    # after each batch
     pools.done(msg, transport, n)                # n of its recipients left memory
-    msg.refill_due(now, limits)                  # time to read the next batch?
+    msg.refill_due(now, limits); msg.refill_at(limits)   # the next batch: now? when?
+    pools.preempting(qid, transport, extra)      # it preempted: extra slots
+    pools.unread(qid)                            # recipients still to be read
     pools.close(msg)                             # the message leaves the active queue
 
 DESCRIPTION
@@ -219,7 +221,3 @@ class Pools:
         """How many recipients of the message are still to be read."""
         msg = self.reading.get(qid)
         return 0 if msg is None else len(msg.unread) - msg.pos
-
-    def held_in_memory(self, transport: str) -> int:
-        """Recipients of the transport that messages read in batches hold."""
-        return sum(m.count_by.get(transport, 0) for m in self.reading.values())

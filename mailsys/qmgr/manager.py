@@ -10,7 +10,7 @@ DESCRIPTION
     qmgr_scan.c, qmgr_deliver.c). One task, run(), loops: it takes entries
     from the incoming queue, and deferred entries that are due, into the
     active queue (up to qmgr_message_active_limit entries, and while the
-    active entries' undelivered recipients stay below
+    active entries' recipients in memory stay below
     qmgr_message_recipient_limit; one entry is always let in, however many
     recipients it has), resolves each pending
     recipient to a destination, hands the jobs to the Scheduler, and starts
