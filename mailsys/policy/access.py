@@ -75,19 +75,19 @@ def check_access(rs: Restrictions, run: Run, info: ListInfo, kind: str, table: T
     if kind == "client":
         # check_namadr_access: the name (also "unknown") and its parents,
         # then the address and its parent networks.
-        keys = _access_keys_domain((ctx.client_name or "unknown").lower(), rs._access_parent)
-        keys.extend(_access_keys_addr(ctx.client_addr))
+        keys = access_keys_domain((ctx.client_name or "unknown").lower(), rs._access_parent)
+        keys.extend(access_keys_addr(ctx.client_addr))
         reply_class = CLIENT
     elif kind == "helo":
         if ctx.helo is None:
             return DUNNO
-        keys = _access_keys_domain(ctx.helo.lower(), rs._access_parent)
+        keys = access_keys_domain(ctx.helo.lower(), rs._access_parent)
         reply_class = HELO
     elif kind == "etrn":
         # check_etrn_access: the ETRN domain and its parent domains.
         if not ctx.etrn_domain:
             return DUNNO
-        keys = _access_keys_domain(ctx.etrn_domain.lower(), rs._access_parent)
+        keys = access_keys_domain(ctx.etrn_domain.lower(), rs._access_parent)
         reply_class = ETRN
     elif kind == "ccert":
         keys, reply_class = list(ctx.ccert_fingerprints), CCERT
@@ -210,7 +210,7 @@ def _access_keys_address(addr: str, parent: bool, delimiter: str) -> list[str]:
         if base != local:
             keys.append(f"{base}@{domain}" if domain else base)
     if domain:
-        keys.extend(_access_keys_domain(domain, parent))
+        keys.extend(access_keys_domain(domain, parent))
     if local:
         keys.append(local + "@")
         if delimiter:
@@ -220,7 +220,7 @@ def _access_keys_address(addr: str, parent: bool, delimiter: str) -> list[str]:
     return keys
 
 
-def _access_keys_domain(domain: str, parent: bool) -> list[str]:
+def access_keys_domain(domain: str, parent: bool) -> list[str]:
     """check_domain_access: the name, then each parent domain, top-level too;
     "example.com" with parent-domain matching, else ".example.com"."""
     keys = [domain]
@@ -230,7 +230,7 @@ def _access_keys_domain(domain: str, parent: bool) -> list[str]:
     return keys
 
 
-def _access_keys_addr(addr: str) -> list[str]:
+def access_keys_addr(addr: str) -> list[str]:
     """check_addr_access: the address, then cut at the last '.' (IPv4) or
     ':' (IPv6) again and again: 1.2.3.4 1.2.3 1.2 1 / 2001:db8::5 2001:db8: ..."""
     ip = parse_address(addr)
@@ -246,4 +246,4 @@ def _access_keys_addr(addr: str) -> list[str]:
     return keys
 
 
-__all__ = ["access_result", "check_access"]
+__all__ = ["access_keys_addr", "access_keys_domain", "access_result", "check_access"]

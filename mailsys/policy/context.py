@@ -38,16 +38,20 @@ Resolver = Callable[[str], DnsStatus]
 
 @dataclass(frozen=True, slots=True)
 class HostRecords:
-    """What DNS answered for one ("MX", domain) or ("ADDR", host) lookup.
+    """What DNS answered for one ("MX", domain), ("NS", domain) or ("ADDR",
+    host) lookup.
 
-    With status EXISTS, records holds (preference, host) pairs for MX, or
-    address strings for ADDR (A and AAAA). NOT_FOUND is NXDOMAIN, or with
+    With status EXISTS, records holds (preference, host) pairs for MX, name
+    server names for NS, or address strings for ADDR (A and AAAA). NOT_FOUND is NXDOMAIN, or with
     no_data set a name that exists without such records; a null MX
-    (RFC 7505) counts as no MX.
+    (RFC 7505) counts as no MX, with null_mx set. filtered marks a
+    TEMPFAIL whose records smtpd_dns_reply_filter all dropped.
     """
     status: DnsStatus
     records: tuple = ()
     no_data: bool = False
+    null_mx: bool = False
+    filtered: bool = False
 
 
 # permit_mx_backup: the answer to ("MX", domain) or ("ADDR", host), or None

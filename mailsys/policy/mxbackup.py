@@ -55,9 +55,9 @@ if TYPE_CHECKING:
 
 # Postfix's dns_strerror() and the C library's gai_strerror() texts.
 _DNS_TRY_AGAIN = "Host not found, try again"
-_GAI_AGAIN = "Temporary failure in name resolution"
-_GAI_NONAME = "Name or service not known"
-_GAI_NODATA = "No address associated with hostname"
+GAI_AGAIN = "Temporary failure in name resolution"
+GAI_NONAME = "Name or service not known"
+GAI_NODATA = "No address associated with hostname"
 
 
 def permit_mx_backup(rs: Restrictions, run: Run, info: ListInfo) -> Verdict:
@@ -97,8 +97,8 @@ def _i_am_mx(rs: Restrictions, run: Run, info: ListInfo, hosts: list[str]) -> bo
     for host in hosts:
         found = run.lookup("ADDR", host, *hosts)
         if found.status is not DnsStatus.EXISTS:
-            why = (_GAI_AGAIN if found.status is DnsStatus.TEMPFAIL else
-                   _GAI_NODATA if found.no_data else _GAI_NONAME)
+            why = (GAI_AGAIN if found.status is DnsStatus.TEMPFAIL else
+                   GAI_NODATA if found.no_data else GAI_NONAME)
             _defer(rs, run, info, f"Unable to look up mail exchanger host {host}: {why}")
             continue
         if any(_own(rs, addr) for addr in found.records):
@@ -144,4 +144,4 @@ def _defer(rs: Restrictions, run: Run, info: ListInfo, why: str) -> None:
                         f"<{run.ctx.recipient}>: {RECIPIENT} rejected: {why}", RECIPIENT)
 
 
-__all__ = ["permit_mx_backup"]
+__all__ = ["GAI_AGAIN", "GAI_NODATA", "GAI_NONAME", "permit_mx_backup"]

@@ -69,6 +69,7 @@ DESCRIPTION
         dnschecks   reject_unknown_*_domain / _helo_hostname, DNS lists
         mxbackup    permit_mx_backup
         access      check_*_access lookups and access(5) actions
+        server_access  check_*_{mx,ns,a}_access: access by a domain's servers
         users       unlisted recipients and senders, sender login maps
         verify      reject_unverified_recipient, reject_unverified_sender
         service     check_policy_service
@@ -90,7 +91,7 @@ from typing import Any, Callable, Iterable, Mapping
 from mailsys.config.interfaces import own_addresses
 from mailsys.errors import ConfigError
 from mailsys.ipc.proto.verify import OK as VERIFY_OK
-from mailsys.policy import dnschecks, dnsxl, evaluate, mxbackup, users, verify
+from mailsys.policy import dnschecks, dnsxl, evaluate, mxbackup, server_access, users, verify
 from mailsys.policy.access import check_access
 from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, PolicyContext,
                                    RecordLookups, Resolver, VerifyAnswers)
@@ -500,6 +501,11 @@ class Restrictions:
             if kind in ("client", "helo", "sender", "recipient", "ccert", "sasl", "etrn"):
                 table = self._tables(arg)
                 return lambda run, info: check_access(self, run, info, kind, table, arg)
+            who, _, rtype = kind.rpartition("_")
+            if who in server_access.CLASSES and rtype in server_access.TYPES:
+                table = self._tables(arg)
+                return lambda run, info: server_access.check_server_access(
+                    self, run, info, name, who, rtype, table, arg)
         if (name in _DNSBL or name in _DNSWL) and arg is not None:
             try:
                 zone = dnsxl.Zone.parse(arg)

@@ -17,8 +17,9 @@ DESCRIPTION
     else /etc/resolv.conf. Answers are not cached here; the resolver the
     host runs is the cache.
 
-    HostLookups answers permit_mx_backup's record lookups (NeedRecords):
-    ("MX", domain) gives the (preference, host) pairs, ("ADDR", host) the
+    HostLookups answers permit_mx_backup's and check_*_{mx,ns,a}_access's
+    record lookups (NeedRecords): ("MX", domain) gives the (preference,
+    host) pairs, ("NS", domain) the name server names, ("ADDR", host) the
     host's A and AAAA addresses (inet_protocols picks the families), and
     the DNS lists' ("DNSXL", name) its A records, ("TXT", name) its TXT
     strings (a temporary failure of a DNSXL lookup logs Postfix's "NAME:
@@ -186,7 +187,13 @@ class HostLookups:
         try:
             if kind == "MX":
                 # A null MX's exchange comes back as "".
-                found = tuple((p, host) for p, host in await self.resolver.mx(name) if host)
+                mx = await self.resolver.mx(name)
+                found = tuple((p, host) for p, host in mx if host)
+                if mx and not found:
+                    return HostRecords(DnsStatus.NOT_FOUND, no_data=True, null_mx=True)
+            elif kind == "NS":
+                found = tuple(r.target.to_text(omit_final_dot=True)
+                              for r in await self.resolver.records(name, "NS"))
             elif kind == "DNSXL":
                 found = tuple(await self.resolver.ipv4(name))
             elif kind == "TXT":
@@ -197,7 +204,8 @@ class HostLookups:
             if kind == "DNSXL" and e.temporary:
                 # Postfix's smtpd_check.c rbl_pagein() and dns_lookup() words.
                 log.warning(f"{name}: RBL lookup error: {e.reason}")
-            return HostRecords(DnsStatus.TEMPFAIL if e.temporary else DnsStatus.NOT_FOUND)
+            return HostRecords(DnsStatus.TEMPFAIL if e.temporary else DnsStatus.NOT_FOUND,
+                               filtered=e.kind == POLICY)
         if not found:
             return HostRecords(DnsStatus.NOT_FOUND, no_data=True)
         return HostRecords(DnsStatus.EXISTS, found)
