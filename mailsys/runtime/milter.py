@@ -549,6 +549,17 @@ class MilterSession:
     async def data(self, macros: Mapping[str, str]) -> Verdict | None:
         return await self._stage(Stage.DATA, b"", macros)
 
+    def other_event(self) -> Reply | None:
+        """Postfix's milter_other_event(): the reply of the first milter
+        that answers every command by now, having failed (its default
+        action) or refused the connection at CONNECT or HELO; nothing is
+        sent. Only a 4xx or 5xx reply counts (not a quarantine)."""
+        for m in self._milters:
+            verdict = m.default_verdict() if m.failed else m.rejected
+            if verdict is not None:
+                return verdict.reply if verdict.kind == "reply" else None
+        return None
+
     async def unknown(self, command: str, macros: Mapping[str, str]) -> Verdict | None:
         """SMFIC_UNKNOWN: a command smtpd does not know, the whole line."""
         return await self._stage(Stage.UNKNOWN, p.cstrings(command), macros)

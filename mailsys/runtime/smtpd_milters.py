@@ -307,6 +307,11 @@ class SmtpdMilters:
                   recipient=s.recipients[0].address if s.recipients else None)
         return verdict.reply
 
+    def other_event(self) -> Reply | None:
+        """The refusal the milters stand by for a command they are not told
+        of (VRFY), as Postfix's milter_other_event(): nothing is sent."""
+        return self.milters.other_event()
+
     def _command(self, command: str, verdict: Verdict | None, *, sender: str | None,
                  recipient: str | None) -> Reply | None:
         if verdict is None:

@@ -24,6 +24,10 @@ DESCRIPTION
         logging "QID: client=name[addr]" at the first accepted recipient
         (at each accepted MAIL with smtpd_delay_open_until_valid_rcpt = no,
         so that rejected recipients log "QID: reject: RCPT ...");
+        VRFY as Postfix 3.7's vrfy_cmd(): the anvil recipient rate, the
+        refusal a failed milter stands by, the address syntax, then the
+        same recipient checks as RCPT ("NOQUEUE: reject: VRFY from ...",
+        from=<> only inside a transaction), the core's 252 when they pass;
         the actions of the restrictions that concern the message kept for
         the transaction as Postfix keeps them (below);
         the message content to cleanup in one request at the end of DATA
@@ -482,6 +486,8 @@ class Session:
             case Etrn():
                 self._stop_clock()
                 return await self._etrn(event)
+            case Vrfy():
+                return await self._vrfy(event)
             # Last: a session that uses neither pays nothing for them.
             case Xforward():
                 if self.forwarded is None:
@@ -785,14 +791,8 @@ class Session:
                 return refusal
         assert self.mail is not None
         if not self.actions.discard:            # Postfix looks no further after a DISCARD
-            ctx = self._context(sender=self.mail.address, recipient=event.address)
-            decision = await self._decide(server.restrictions.evaluate_rcpt, ctx, "RCPT",
-                                          await self._resolver(ctx))
-            # Actions are kept whatever this recipient's fate, as Postfix keeps them.
-            self._log_notes(decision, ctx, "RCPT")
+            decision = await self._check_rcpt("RCPT", event.address)
             if not decision.accepted:
-                self._log_reject("RCPT", decision.reply, sender=self.mail.address,
-                                 recipient=event.address)
                 if self.milters is not None:
                     await self.milters.rejected_rcpt(event, _reply(decision))
                 return _reply(decision)
@@ -809,6 +809,42 @@ class Session:
                                                 notify=tuple(event.notify or ())))
         self.last_rcpt = event.address
         return None
+
+    async def _check_rcpt(self, command: str, recipient: str) -> Decision:
+        """Postfix's smtpd_check_rcpt() for RCPT or VRFY: the recipient
+        restrictions (and the ones smtpd_delay_reject put off), their notes
+        and a refusal logged as "reject: RCPT from ..." or "reject: VRFY
+        from ...", from=<> only inside a transaction."""
+        sender = self.mail.address if self.mail is not None else None
+        ctx = self._context(sender=sender, recipient=recipient)
+        decision = await self._decide(self.server.restrictions.evaluate_rcpt, ctx, command,
+                                      await self._resolver(ctx))
+        # Actions are kept whatever this recipient's fate, as Postfix keeps them.
+        self._log_notes(decision, ctx, command)
+        if not decision.accepted:
+            self._log_reject(command, decision.reply, sender=sender, recipient=recipient)
+        return decision
+
+    async def _vrfy(self, event: Vrfy) -> Reply | None:
+        """VRFY in Postfix 3.7's vrfy_cmd() order: the anvil recipient rate
+        (a client over it gets 450 whatever it asked), a refusal the milters
+        stand by, the address syntax, then the recipient checks of RCPT;
+        None (the core's 252) when they accept."""
+        if self.server.limits.recipient_rate:
+            refusal = await self._rate(anvil_proto.RECIPIENT, limits.check_recipient)
+            if refusal is not None:
+                return refusal
+        if self.milters is not None:
+            refusal = self.milters.other_event()
+            if refusal is not None:
+                return refusal
+        if event.address is None:
+            # smtpd.c extract_addr(), seen live with Postfix 3.7.11.
+            log.warning(f"Illegal address syntax from {self.namaddr} in VRFY command: "
+                        f"{event.argument}")
+            return replies.BAD_RECIPIENT
+        decision = await self._check_rcpt("VRFY", event.address)
+        return None if decision.accepted else _reply(decision)
 
     async def _milters_data(self) -> Reply | None:
         """DATA to the milters, unless a DISCARD action dropped the message

@@ -141,7 +141,15 @@ class Quit:
 
 @dataclass(frozen=True, slots=True)
 class Vrfy:
+    """VRFY. ``argument`` is what the 252 repeats (the words joined by one
+    space); ``address`` the one address in it in internal form (Postfix
+    extract_addr()), the recipient the restrictions look at, or None when
+    it holds none the resolver takes. That refusal, "501 5.1.3 Bad
+    recipient address syntax", is the policy's to give (the default
+    reply): Postfix 3.7's vrfy_cmd() counts the recipient rate and asks the
+    milters first (a client over its rate gets 450 whatever it sent)."""
     argument: str
+    address: str | None = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,10 @@ XCLIENT is answered with a new greeting, after which the core forgets
 HELO, AUTH and the transaction), the CVE-2011-0411 plaintext discard after
 STARTTLS, non-SMTP command detection, error counting up to
 smtpd_hard_error_limit. What it leaves to the caller (policy): everything
-that needs a table, DNS, anvil, a password or the queue.
+that needs a table, DNS, anvil, a password or the queue; and the 501 for a
+VRFY argument without one good address, which Postfix gives only after
+the recipient rate and the milters (ev.Vrfy: address None, the default
+reply).
 
 Per-command statistics for the ``disconnect from`` log line are kept the way
 smtpd.c smtpd_format_cmd_stats() does; see command_stats().
@@ -269,6 +272,8 @@ class ServerConnection:
                 return R.OK
             case ev.Quit():
                 return R.BYE
+            case ev.Vrfy(address=None):
+                return R.BAD_RECIPIENT
             case ev.Vrfy(argument=arg):
                 return R.vrfy(arg)
             case ev.Etrn():
@@ -777,13 +782,14 @@ class ServerConnection:
         # resolver takes, else 501 (live, Postfix 3.7.11: "VRFY John Smith",
         # "VRFY <a@x> <b@x>", "VRFY <>", "VRFY <-foo@example.net>", "VRFY
         # <u@1.2.3.4>"); the 252 repeats the joined text.
+        # The refusal of a bad address waits for the policy (see ev.Vrfy).
         arg = " ".join(words)
         address = extract_address(arg)
         if address is None or _bad_vrfy_address(address, self.settings, smtputf8):
-            raise self._fail(R.BAD_RECIPIENT, f"{ILLEGAL_ADDRESS}{arg}")
+            return ev.Vrfy(arg, None)
         if self.settings.strict_smtputf8 and not smtputf8 and not arg.isascii():
             raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
-        return ev.Vrfy(arg)
+        return ev.Vrfy(arg, address)
 
     def _etrn(self, verb: str, arg: str):
         self._begin("etrn")

@@ -89,6 +89,23 @@ async def test_milter_down_answers_its_default_action(action, expected):
             assert v.kind == "reply" and v.reply == expected
 
 
+@pytest.mark.parametrize("action,expected", [
+    ("tempfail", TEMPFAIL_REPLY), ("reject", DEFAULT_REJECT_REPLY), ("accept", None),
+    ("quarantine", None)])
+@trio_test
+async def test_a_command_milters_are_not_told_of_gets_the_refusal_they_stand_by(action, expected):
+    # Postfix's milter_other_event() (VRFY): 3.7.11 answered "VRFY
+    # root@localhost" with "451 4.7.1 Service unavailable - try again later"
+    # when its milter was down with the tempfail default action.
+    session = MilterSession(settings(f"inet:127.0.0.1:{free_port()}", default_action=action),
+                            Path("/"))
+    assert session.other_event() is None               # nothing failed yet
+    with capture_logs():
+        await session.connect("unknown", "127.0.0.1", 4000, CONNECT_MACROS)
+    assert session.other_event() == expected
+    await session.aclose()
+
+
 @trio_test
 async def test_conversation_with_a_real_milter():
     peer = MilterPeer(rcpt={"bad@example.org": "r", "busy@example.org": "y452 4.3.1 Slow down",

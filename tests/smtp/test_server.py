@@ -416,7 +416,7 @@ def test_several_transactions():
     (b"RSET", Rset(), "250 2.0.0 Ok"),
     (b"NOOP", Noop(), "250 2.0.0 Ok"),
     (b"NOOP with text", Noop(), "250 2.0.0 Ok"),
-    (b"VRFY bob", Vrfy("bob"), "252 2.0.0 bob"),
+    (b"VRFY bob", Vrfy("bob", "bob"), "252 2.0.0 bob"),
     (b"HELP", Help(""), str(replies.HELP)),
     (b"QUIT", Quit(), "221 2.0.0 Bye"),
 ])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 from _smtp_testlib import connect, run
 
-from mailsys.smtp import RemoteProtocolError
+from mailsys.smtp import Reply, Vrfy
 from mailsys.smtp._extract_addr import extract_address, smtpd_words
 
 pytestmark = pytest.mark.timeout(30)
@@ -139,14 +139,43 @@ def test_the_reply_does_not_depend_on_how_the_bytes_arrive(step):
     assert res.replies == [BAD, "252 2.0.0 John Smith <js@x.example>"]
 
 
-def test_the_refusal_carries_the_joined_words_for_the_log_line():
+def test_a_bad_address_is_the_policys_to_refuse_with_the_joined_words_for_the_log_line():
     # Postfix: "warning: Illegal address syntax from unknown[127.0.0.1] in
-    # VRFY command: a@x.example tab" for "VRFY a@x.example<TAB>tab".
+    # VRFY command: a@x.example tab" for "VRFY a@x.example<TAB>tab", and
+    # only after the recipient rate: a client over it got "450 4.7.1 Error:
+    # too many recipients from 192.0.2.7" for "VRFY John Smith" (3.7.11).
     conn, _ = connect()
     conn.receive_data(b"VRFY a@x.example\ttab\r\n")
-    with pytest.raises(RemoteProtocolError) as e:
-        conn.next_event()
-    assert str(e.value) == "illegal address syntax: a@x.example tab"
+    event = conn.next_event()
+    assert event == Vrfy("a@x.example tab", None)
+    assert str(conn.default_reply()) == BAD
+    conn.send(Reply(450, "4.7.1", "Error: too many recipients from 192.0.2.7"))
+    assert conn.error_count == 1
+    assert conn.command_stats() == "vrfy=0/1 commands=0/1"
+
+
+@pytest.mark.parametrize("command, address", [
+    ("VRFY <nosuch@localhost>", "nosuch@localhost"),
+    ("VRFY John Smith <js@x.example>", "js@x.example"),
+    ('VRFY "John Smith"@x.example', "John Smith@x.example"),
+    ("VRFY john", "john"),
+])
+def test_the_event_names_the_address_the_restrictions_look_at(command, address):
+    conn, _ = connect()
+    conn.receive_data(f"{command}\r\n".encode())
+    assert conn.next_event() == Vrfy(command[5:], address)
+
+
+def test_a_refusal_of_the_policy_is_the_reply_and_an_error():
+    # Postfix 3.7.11: "550 5.1.1 <nosuch@localhost>: Recipient address
+    # rejected: User unknown in local recipient table", vrfy=0/1.
+    refusal = Reply(550, "5.1.1", "<nosuch@localhost>: Recipient address rejected: "
+                                  "User unknown in local recipient table")
+    res = run(b"VRFY nosuch@localhost\r\nVRFY root@localhost\r\n",
+              policy=lambda conn, e: refusal if e == Vrfy("nosuch@localhost", "nosuch@localhost")
+              else None)
+    assert res.replies == [str(refusal), "252 2.0.0 root@localhost"]
+    assert res.conn.command_stats() == "vrfy=1/2 commands=1/2"
 
 
 @pytest.mark.parametrize("text, words", [
