@@ -7,6 +7,10 @@ DESCRIPTION
 
     - client: the name ("unknown" too) and its parent domains, then the
       address and its parent networks (1.2.3.4, 1.2.3, 1.2, 1).
+    - reverse_client_hostname: the same with the client's PTR name even
+      when it does not resolve back to the client ("<name>: Unverified
+      Client host rejected: ..."); an OK is refused as for
+      check_*_mx_access (see server_access).
     - helo: the name and its parent domains.
     - sender, recipient: user+ext@domain, user@domain, the domain and its
       parents, user+ext@, user@; the null sender as
@@ -53,7 +57,7 @@ from mailsys.policy.hostnames import valid_hostaddr
 from mailsys.policy.netmatch import Table, parent_domains, parse_address
 from mailsys.policy.permit_log import permit_text
 from mailsys.policy.replies import (CCERT, CLIENT, CONFIG_ERROR_TEXT, ETRN, HELO, RECIPIENT,
-                                    SASL_USER, SENDER, dsn_fix, split_dsn)
+                                    REVERSE_CLIENT, SASL_USER, SENDER, dsn_fix, split_dsn)
 from mailsys.policy.resolve import split_address
 from mailsys.policy.state import DUNNO, OK, ListInfo, Run
 
@@ -72,12 +76,13 @@ def check_access(rs: Restrictions, run: Run, info: ListInfo, kind: str, table: T
     """check_<kind>_access: the first of kind's lookup keys found in table decides."""
     ctx = run.ctx
     suspicious = False
-    if kind == "client":
+    if kind in ("client", "reverse_client_hostname"):
         # check_namadr_access: the name (also "unknown") and its parents,
         # then the address and its parent networks.
-        keys = access_keys_domain((ctx.client_name or "unknown").lower(), rs._access_parent)
+        name = ctx.client_name or "unknown" if kind == "client" else ctx.reverse_name
+        keys = access_keys_domain(name.lower(), rs._access_parent)
         keys.extend(access_keys_addr(ctx.client_addr))
-        reply_class = CLIENT
+        reply_class = CLIENT if kind == "client" else REVERSE_CLIENT
     elif kind == "helo":
         if ctx.helo is None:
             return DUNNO

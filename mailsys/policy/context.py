@@ -70,7 +70,9 @@ VerifyAnswers = Callable[[str], "tuple[int | None, str] | None"]
 class PolicyContext:
     """What the restrictions see of one SMTP session at one command.
 
-    client_name is "unknown" when the client has no verified name. helo,
+    client_name is "unknown" when the client has no verified name;
+    reverse_client_name is its PTR name even when that does not resolve
+    back to it ("" : the same as client_name). helo,
     sender and recipient are None until the client sent them; a null sender
     is "". Addresses are given without angle brackets.
     """
@@ -96,10 +98,16 @@ class PolicyContext:
     ccert_fingerprints: tuple[str, ...] = ()
     # ETRN's domain, while smtpd_etrn_restrictions decide it.
     etrn_domain: str | None = None
+    reverse_client_name: str = ""
 
     @property
     def namaddr(self) -> str:
         return f"{self.client_name or 'unknown'}[{self.client_addr}]"
+
+    @property
+    def reverse_name(self) -> str:
+        """The unverified client name (Postfix state->reverse_name)."""
+        return self.reverse_client_name or self.client_name or "unknown"
 
 
 __all__ = ["DnsStatus", "HostRecords", "PolicyAnswers", "PolicyContext", "RecordLookups",

@@ -23,6 +23,7 @@ import re
 
 # Reply names (Postfix SMTPD_NAME_*): the second part of "<x>: %s rejected: ...".
 CLIENT = "Client host"
+REVERSE_CLIENT = "Unverified Client host"
 HELO = "Helo command"
 SENDER = "Sender address"
 RECIPIENT = "Recipient address"
@@ -91,5 +92,5 @@ def split_dsn(text: str, default: str) -> tuple[str, str]:
     return default, text
 
 
-__all__ = ["CLIENT", "CODE_DEFAULTS", "CONFIG_ERROR_TEXT", "DATA", "EOD", "ETRN", "HELO", "RECIPIENT", "SENDER",
-           "dsn_fix", "split_dsn"]
+__all__ = ["CLIENT", "CODE_DEFAULTS", "CONFIG_ERROR_TEXT", "DATA", "EOD", "ETRN", "HELO", "RECIPIENT",
+           "REVERSE_CLIENT", "SENDER", "dsn_fix", "split_dsn"]

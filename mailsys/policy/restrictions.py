@@ -117,7 +117,9 @@ _RELAY_GUARDS = ("reject_unauth_destination", "defer_unauth_destination", "rejec
 # Restrictions that take the next list element as their argument.
 _TAKES_ARG = frozenset({
     "check_client_access", "check_reverse_client_hostname_access", "check_client_a_access",
-    "check_client_mx_access", "check_client_ns_access", "check_helo_access",
+    "check_client_mx_access", "check_client_ns_access", "check_reverse_client_hostname_a_access",
+    "check_reverse_client_hostname_mx_access", "check_reverse_client_hostname_ns_access",
+    "check_helo_access",
     "check_helo_a_access", "check_helo_mx_access", "check_helo_ns_access",
     "check_sender_access", "check_sender_a_access", "check_sender_mx_access",
     "check_sender_ns_access", "check_recipient_access", "check_recipient_a_access",
@@ -501,6 +503,11 @@ class Restrictions:
             if kind in ("client", "helo", "sender", "recipient", "ccert", "sasl", "etrn"):
                 table = self._tables(arg)
                 return lambda run, info: check_access(self, run, info, kind, table, arg)
+            if kind == "reverse_client_hostname":
+                table = self._tables(arg)
+                return lambda run, info: server_access.forbid_allowlist(
+                    self, run, info, name, run.ctx.reverse_name,
+                    check_access(self, run, info, kind, table, arg))
             who, _, rtype = kind.rpartition("_")
             if who in server_access.CLASSES and rtype in server_access.TYPES:
                 table = self._tables(arg)

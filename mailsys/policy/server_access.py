@@ -1,12 +1,15 @@
 """server_access - check_*_{mx,ns,a}_access: access by a domain's servers.
 
 DESCRIPTION
-    check_{client,helo,sender,recipient}_{mx,ns,a}_access look up the
-    servers of a domain in an access table, as Postfix's smtpd_check.c
-    check_server_access() does. The domain is the client's verified name
-    (nothing for "unknown"), the HELO name, or the part after the last "@"
-    of the sender or recipient as the client sent it (nothing for the null
-    sender). Its servers are:
+    check_{client,helo,sender,recipient}_{mx,ns,a}_access and
+    check_reverse_client_hostname_{mx,ns,a}_access look up the servers of a
+    domain in an access table, as Postfix's smtpd_check.c
+    check_server_access() does. The domain is the client's verified name,
+    or its PTR name even when that does not resolve back to it
+    (reverse_client_hostname; "<name>: Unverified Client host rejected:
+    ..."), neither when it is "unknown"; the HELO name; or the part after
+    the last "@" of the sender or recipient as the client sent it (nothing
+    for the null sender). Its servers are:
 
       mx    the MX hosts; a domain without MX records (or that does not
             exist) is its own MX host, a null MX (RFC 7505) has none;
@@ -20,7 +23,8 @@ DESCRIPTION
     address literal ([192.0.2.1], [IPv6:...]) is its own MX and A server and
     has no NS server.
 
-    An OK from such a table is refused: Postfix logs "restriction NAME
+    An OK from such a table (or from check_reverse_client_hostname_access,
+    forbid_allowlist()) is refused: Postfix logs "restriction NAME
     returns OK for TARGET", "this is not allowed for security reasons",
     "use DUNNO instead of OK if you want to make an exception", and answers
     451 4.3.5 Server configuration error. A failed DNS lookup decides
@@ -52,14 +56,16 @@ from mailsys.policy.context import DnsStatus
 from mailsys.policy.decision import Note
 from mailsys.policy.mxbackup import GAI_AGAIN, GAI_NODATA, GAI_NONAME
 from mailsys.policy.netmatch import Table, parent_domains
-from mailsys.policy.replies import CLIENT, CONFIG_ERROR_TEXT, HELO, RECIPIENT, SENDER
+from mailsys.policy.replies import (CLIENT, CONFIG_ERROR_TEXT, HELO, RECIPIENT, REVERSE_CLIENT,
+                                    SENDER)
 from mailsys.policy.state import DUNNO, OK, ListInfo, Run
 
 if TYPE_CHECKING:
     from mailsys.policy.restrictions import Restrictions
 
 # check_<who>_<type>_access: the reply class of each who.
-CLASSES = {"client": CLIENT, "helo": HELO, "sender": SENDER, "recipient": RECIPIENT}
+CLASSES = {"client": CLIENT, "reverse_client_hostname": REVERSE_CLIENT, "helo": HELO, "sender": SENDER,
+           "recipient": RECIPIENT}
 TYPES = ("mx", "ns", "a")
 
 # Postfix dns_strerror(): what a failed lookup's warning says.
@@ -75,20 +81,25 @@ def check_server_access(rs: Restrictions, run: Run, info: ListInfo, name: str, w
     if not target:
         return DUNNO
     result = _servers_access(rs, run, info, target, CLASSES[who], rtype, table, spec)
-    if result is OK:
-        # smtpd_check.c forbid_allowlist().
-        for text in (f"restriction {name} returns OK for {target}",
-                     "this is not allowed for security reasons",
-                     "use DUNNO instead of OK if you want to make an exception"):
-            run.notes.append(Note("warning", text))
-        return rs._reject(run, info, 451, "4.3.5", CONFIG_ERROR_TEXT)
-    return result
+    return forbid_allowlist(rs, run, info, name, target, result)
+
+
+def forbid_allowlist(rs: Restrictions, run: Run, info: ListInfo, name: str, target: str, result):
+    """smtpd_check.c forbid_allowlist(): restriction name may not answer OK."""
+    if result is not OK:
+        return result
+    for text in (f"restriction {name} returns OK for {target}",
+                 "this is not allowed for security reasons",
+                 "use DUNNO instead of OK if you want to make an exception"):
+        run.notes.append(Note("warning", text))
+    return rs._reject(run, info, 451, "4.3.5", CONFIG_ERROR_TEXT)
 
 
 def _target(run: Run, who: str) -> str:
     ctx = run.ctx
-    if who == "client":
-        return "" if ctx.client_name.lower() == "unknown" else ctx.client_name
+    if who in ("client", "reverse_client_hostname"):
+        name = ctx.client_name if who == "client" else ctx.reverse_name
+        return "" if name.lower() == "unknown" else name
     if who == "helo":
         return ctx.helo or ""
     return (ctx.sender if who == "sender" else ctx.recipient) or ""
@@ -201,4 +212,4 @@ def _ascii(domain: str) -> str:
         return domain
 
 
-__all__ = ["CLASSES", "TYPES", "check_server_access"]
+__all__ = ["CLASSES", "TYPES", "check_server_access", "forbid_allowlist"]

@@ -31,7 +31,8 @@ from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, Polic
                                    RecordLookups, Resolver, VerifyAnswers)
 from mailsys.policy.decision import Decision, Note
 from mailsys.policy.needs import NeedPause, NeedRecords
-from mailsys.policy.replies import CCERT, CLIENT, EOD, ETRN, HELO, RECIPIENT, SASL_USER, SENDER
+from mailsys.policy.replies import (CCERT, CLIENT, EOD, ETRN, HELO, RECIPIENT, REVERSE_CLIENT,
+                                    SASL_USER, SENDER)
 
 
 class Verdict(enum.Enum):
@@ -87,6 +88,8 @@ class Run:
         ctx = self.ctx
         if reply_class == CLIENT:
             return ctx.namaddr
+        if reply_class == REVERSE_CLIENT:
+            return ctx.reverse_name
         if reply_class == HELO:
             return ctx.helo or ""
         if reply_class == SENDER:

@@ -524,7 +524,7 @@ class Session:
             kw.update(ccert_cn=tls.peer_cn, ccert_trusted=tls.peer_verified,
                       ccert_fingerprints=(tls.cert_fingerprint, tls.pkey_fingerprint))
         return PolicyContext(self.name, self.addr, helo=conn.helo_name,
-                             sasl_user=self.auth.user or None, tls=conn.tls_active,
+                             reverse_client_name=self.reverse_name, sasl_user=self.auth.user or None, tls=conn.tls_active,
                              protocol=conn.protocol, ill_pipelining=self.pipelining_noted, **kw)
 
     def _log_reject(self, command: str, reply: str, *, sender: str | None,
