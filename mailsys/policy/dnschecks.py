@@ -14,9 +14,14 @@ DESCRIPTION
 
     The DNS list restrictions are in mailsys.policy.dnsxl.
 
-    None of them resolves anything: each asks run.dns(), the injected
-    resolver callback (see context), which also records the names for
-    Restrictions.domains_to_resolve(). These functions are steps of a
+    reject_unknown_helo_hostname asks ("HOSTNAME", name) of run.lookup()
+    (NeedRecords): Postfix looks a HELO name up as A, AAAA, then MX, and a
+    null MX does not make it unknown (smtpd_check.c
+    reject_unknown_hostname(); mailsys.runtime.smtpd_dns answers).
+
+    None of them resolves anything: the domains are asked of run.dns(), the
+    injected resolver callback (see context), which also records the names
+    for Restrictions.domains_to_resolve(). These functions are steps of a
     compiled Restrictions (rs); only mailsys.policy.restrictions calls them.
 
 SEE ALSO
@@ -67,7 +72,7 @@ def reject_unknown_recipient_domain(rs: Restrictions, run: Run, info: ListInfo):
 
 def reject_unknown_helo(rs: Restrictions, run: Run, info: ListInfo):
     def judge(helo: str, name: str):
-        status = run.dns(name.lower())
+        status = run.lookup("HOSTNAME", name.lower()).status
         if status is DnsStatus.EXISTS:
             return DUNNO
         text = f"<{helo}>: Helo command rejected: Host not found"

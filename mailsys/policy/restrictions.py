@@ -133,6 +133,7 @@ _TAKES_ARG = frozenset({
 # What the dry run of domains_to_resolve() answers permit_mx_backup and
 # reject_unverified_*.
 _NO_RECORDS = HostRecords(DnsStatus.NOT_FOUND)
+_FOUND = HostRecords(DnsStatus.EXISTS)      # ... and reject_unknown_helo_hostname
 _DELIVERABLE = (VERIFY_OK, "")
 
 # smtpd_check.c's words for "sleep" without a number after it.
@@ -433,7 +434,8 @@ class Restrictions:
         results as the resolver.
         """
         run = Run(ctx, lambda name: DnsStatus.EXISTS, policy=lambda service: "DUNNO",
-                  paused=math.inf, records=lambda kind, name: _NO_RECORDS,
+                  paused=math.inf,
+                  records=lambda kind, name: _FOUND if kind == "HOSTNAME" else _NO_RECORDS,
                   verify=lambda address: _DELIVERABLE)
         params = ("smtpd_client_restrictions", "smtpd_helo_restrictions",
                   "smtpd_sender_restrictions") + self._rcpt_lists

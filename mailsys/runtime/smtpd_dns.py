@@ -7,12 +7,12 @@ SYNOPSIS
     records = await HostLookups.from_config(cfg).lookup("MX", "example.org")   # HostRecords
 
 DESCRIPTION
-    domain_status() answers reject_unknown_sender_domain,
-    reject_unknown_recipient_domain and reject_unknown_helo_hostname the way
-    Postfix's smtpd_check.c does: the name exists for mail when it has an MX
-    record or an address record (A or AAAA). NXDOMAIN or no such records is
-    NOT_FOUND; a server failure or timeout is TEMPFAIL (the restriction then
-    defers with 450 instead of rejecting). dnspython's async resolver runs
+    domain_status() answers reject_unknown_sender_domain and
+    reject_unknown_recipient_domain the way Postfix's smtpd_check.c does:
+    the name exists for mail when it has an MX record or an address record
+    (A or AAAA). NXDOMAIN or no such records is NOT_FOUND; a server failure
+    or timeout is TEMPFAIL (the restriction then defers with 450 instead of
+    rejecting). dnspython's async resolver runs
     on the trio backend, with dns_nameservers (address[:port]) when set,
     else /etc/resolv.conf. Answers are not cached here; the resolver the
     host runs is the cache.
@@ -20,7 +20,14 @@ DESCRIPTION
     HostLookups answers permit_mx_backup's and check_*_{mx,ns,a}_access's
     record lookups (NeedRecords): ("MX", domain) gives the (preference,
     host) pairs, ("NS", domain) the name server names, ("ADDR", host) the
-    host's A and AAAA addresses (inet_protocols picks the families), and
+    host's A and AAAA addresses (inet_protocols picks the families),
+    ("HOSTNAME", name) whether the HELO name exists for
+    reject_unknown_helo_hostname (smtpd_check.c reject_unknown_hostname:
+    A, AAAA, then MX, the first found deciding; otherwise the best answer
+    of the three in Postfix's order OK, reply filter, temporary failure,
+    null MX, not found; a null MX is as good as an address for an MTA's
+    name, and an answer the filter emptied logs "NAME: address or MX lookup
+    error: DNS reply filter drops all results" and counts as found), and
     the DNS lists' ("DNSXL", name) its A records, ("TXT", name) its TXT
     strings (a temporary failure of a DNSXL lookup logs Postfix's "NAME:
     RBL lookup error: ..." warning), each
@@ -72,8 +79,8 @@ import trio
 
 from mailsys.errors import ConfigError
 from mailsys.policy.restrictions import DnsStatus, HostRecords
-from mailsys.runtime.resolver import (NOTFOUND, POLICY, DnsError, Resolver, parse_nameserver,
-                                      reply_filter)
+from mailsys.runtime.resolver import (NOTFOUND, POLICY, RETRY, DnsError, Resolver,
+                                      parse_nameserver, reply_filter)
 
 log = structlog.get_logger()
 
@@ -91,6 +98,9 @@ LOOKUP_TIMEOUT = 10.0
 PEER_NAME_TIMEOUT = 5.0
 
 _ADDRESS_TYPES = ("MX", "A", "AAAA")
+
+# Postfix dns.h: which of several answers for one name counts, best first.
+_PRECEDENCE = (POLICY, RETRY, "nullmx", NOTFOUND)
 
 # How long a forward-confirmed peer name is used without asking again, and
 # for how many client addresses at most.
@@ -184,6 +194,8 @@ class HostLookups:
                             rr_filter=reply_filter(cfg, FILTER), rr_filter_name=FILTER))
 
     async def lookup(self, kind: str, name: str) -> HostRecords:
+        if kind == "HOSTNAME":
+            return await self._hostname(name)
         try:
             if kind == "MX":
                 # A null MX's exchange comes back as "".
@@ -209,6 +221,32 @@ class HostLookups:
         if not found:
             return HostRecords(DnsStatus.NOT_FOUND, no_data=True)
         return HostRecords(DnsStatus.EXISTS, found)
+
+    async def _hostname(self, name: str) -> HostRecords:
+        """("HOSTNAME", name); see the module description."""
+        best = len(_PRECEDENCE) - 1
+        for rdtype in ("A", "AAAA", "MX"):
+            try:
+                if rdtype == "MX":
+                    found = await self.resolver.mx(name)
+                    if found and not any(host for _, host in found):
+                        best = min(best, _PRECEDENCE.index("nullmx"))
+                        continue
+                else:
+                    found = await self.resolver.records(name, rdtype)
+            except DnsError as e:
+                kind = e.kind if e.kind in (NOTFOUND, POLICY) else RETRY
+                best = min(best, _PRECEDENCE.index(kind))
+                continue
+            if found:
+                return HostRecords(DnsStatus.EXISTS)
+        outcome = _PRECEDENCE[best]
+        if outcome == POLICY:
+            log.warning(f"{name}: address or MX lookup error: DNS reply filter drops all results")
+            return HostRecords(DnsStatus.EXISTS, filtered=True)
+        if outcome == "nullmx":
+            return HostRecords(DnsStatus.EXISTS, null_mx=True)
+        return HostRecords(DnsStatus.TEMPFAIL if outcome == RETRY else DnsStatus.NOT_FOUND)
 
 
 async def client_name(addr: str, *, timeout: float = PEER_NAME_TIMEOUT,

@@ -91,7 +91,7 @@ CLEANUP_CHANNELS = 48
 # Restriction names that make evaluate_rcpt ask DNS; without any of them the
 # dry run that collects names to resolve is skipped on every RCPT.
 _DNS_RESTRICTIONS = ("reject_unknown_sender_domain", "reject_unknown_recipient_domain",
-                     "reject_unknown_helo_hostname", "reject_rbl_client", "reject_rhsbl_",
+                     "reject_rbl_client", "reject_rhsbl_",
                      "permit_dnswl_client", "permit_rhswl_client")
 _LISTS = ("smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_restrictions",
           "smtpd_relay_restrictions", "smtpd_recipient_restrictions")

@@ -430,7 +430,9 @@ def test_unknown_tempfail_actions(restriction, who, over, reply):
              smtpd_recipient_restrictions=("check_recipient_access", "texthash:/r"),
              unknown_address_reject_code=550, **over)
     res = dns({"broken.example": DnsStatus.TEMPFAIL})
-    assert rcpt(r, "c@d.example", dict(TRUSTED, **who), res).reply == reply
+    tempfail = HostRecords(DnsStatus.TEMPFAIL)
+    ctx = PolicyContext(recipient="c@d.example", **dict(TRUSTED, **who))
+    assert r.evaluate_rcpt(ctx, res, records=lambda kind, name: tempfail).reply == reply
 
 
 def test_unknown_tempfail_actions_default_to_reject_tempfail_action(tmp_path):
@@ -449,7 +451,8 @@ def test_domains_to_resolve_lists_what_an_evaluation_asks():
              smtpd_helo_restrictions=("reject_unknown_helo_hostname",),
              smtpd_recipient_restrictions=("reject_unknown_recipient_domain",))
     ctx = PolicyContext(recipient="x@far.example", **TRUSTED)
-    assert r.domains_to_resolve(ctx) == ("client.example.org", "far.example")
+    # The HELO name is asked as ("HOSTNAME", name) records (tests/services/test_smtpd_dns.py).
+    assert r.domains_to_resolve(ctx) == ("far.example",)
 
 
 def test_missing_resolver_counts_as_tempfail():
