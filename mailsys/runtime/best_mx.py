@@ -8,13 +8,21 @@ SYNOPSIS
 DESCRIPTION
     When this host is the best MX host of a destination that is not one of
     its own domains, the smtp client finds nowhere to send the mail: Postfix
-    reports "mail for X loops back to myself" (5.4.6; 4.4.6 for a server
-    that greets with our own name but is not a best MX). With
+    reports "mail for X loops back to myself" (5.4.6). With
     best_mx_transport set, Postfix's smtp_connect.c passes the whole
     request instead to that transport ("transport" or "transport:nexthop",
     a master.cf service; the nexthop defaults to the request's own) with
     deliver_pass_all(); that agent delivers and logs the recipients. Not
     for the relayhost: a relayhost that loops is a configuration problem.
+
+    Only that loop, found in the MX list before any server was talked to,
+    is passed on (smtp_connect.c: recipients left over and a hard
+    SMTP_HAS_LOOP_DSN). A server that answers EHLO with our own hostname
+    is a loop found in the session (smtp_proto.c): at a best MX host its
+    5.4.6 bounces the recipients at once, elsewhere its 4.4.6 defers them,
+    and best_mx_transport is not used. Here the difference shows in the
+    results: the MX-list loop has no relay (relay=none), the other names
+    the server.
 
     hand_over() does the same over the delivery protocol to the service's
     private socket, and returns that agent's DeliveryStatus. When the
@@ -68,10 +76,11 @@ class BestMxPass:
                    float(cfg.ipc_timeout))
 
     def applies(self, req: DeliverRequest, results: Iterable[RecipientResult]) -> bool:
-        """Whether every recipient failed with the loop status, for a next
-        hop that is not the relayhost."""
+        """Whether every recipient failed with the hard loop status before
+        any server was talked to, for a next hop that is not the relayhost."""
         results = list(results)
-        if not results or any(r.status == SENT or r.dsn[1:] != LOOP_DETAIL for r in results):
+        if not results or any(r.status == SENT or r.dsn[:1] != "5" or r.dsn[1:] != LOOP_DETAIL
+                              or r.relay != "none" for r in results):
             return False
         first = req.nexthop.split(",")[0].strip()
         return not self.relayhost or first != self.relayhost.split(",")[0].strip()

@@ -39,11 +39,21 @@ def test_transport_and_nexthop(tmp_path):
 def test_applies_only_when_every_recipient_loops(tmp_path):
     b = best(tmp_path, "best_mx_transport = local\nrelayhost = [relay.example]:587\n")
     assert b.applies(Req("hosted.test"), [LOOP])
-    assert b.applies(Req("hosted.test"), [deferred(R, "4.4.6", "mail for hosted.test loops back "
-                                                   "to myself")])
     assert not b.applies(Req("hosted.test"), [])
     assert not b.applies(Req("hosted.test"), [LOOP, deferred(R, "4.4.1", "refused")])
     assert not b.applies(Req("hosted.test"), [sent(R, "250 ok", dsn="2.4.6")])
     assert not b.applies(Req("hosted.test"), [bounced(R, "5.1.1", "no such user")])
     # The relayhost looping is a configuration problem, not a hosted domain.
     assert not b.applies(Req("[relay.example]:587"), [LOOP])
+
+
+def test_a_server_greeting_with_our_name_is_not_passed_on(tmp_path):
+    """smtp_connect.c passes only a hard loop found before any server was
+    talked to; a server answering EHLO with our hostname (smtp_proto.c)
+    bounces (5.4.6 at a best MX host) or defers (4.4.6) at once."""
+    b = best(tmp_path, "best_mx_transport = local\n")
+    text = "mail for hosted.test loops back to myself"
+    relay = "mx.hosted.test[192.0.2.1]:25"
+    assert not b.applies(Req("hosted.test"), [bounced(R, "5.4.6", text, relay=relay)])
+    assert not b.applies(Req("hosted.test"), [deferred(R, "4.4.6", text, relay=relay)])
+    assert not b.applies(Req("hosted.test"), [deferred(R, "4.4.6", text)])
