@@ -16,7 +16,9 @@ DESCRIPTION
         count or rate limit with "421 4.7.0 <host> Error: too many
         connections from <addr>" instead of the banner;
       - with smtpd_delay_reject = no, evaluates the client restrictions at
-        connect; a refusal then answers every HELO, EHLO, MAIL and RCPT;
+        connect; a refusal ("NOQUEUE: reject: CONNECT from ...") is then the
+        greeting, and every command but QUIT gets "503 5.7.0 Error: access
+        denied for name[addr]" from the core, as in Postfix 3.7;
       - answers each event: HELO/EHLO restrictions when smtpd_delay_reject
         = no; MAIL with the anvil message rate; RCPT with the anvil
         recipient rate and the restriction lists (reject lines logged as
@@ -257,8 +259,9 @@ class Session:
         self.tls_text = ""
         self.tls_info = None            # TlsInfo once TLS is on (milters' TLS macros)
         self.too_many_errors = False
-        # smtpd_delay_reject = no: the client restrictions' verdict at connect,
-        # given to every HELO, EHLO, MAIL and RCPT (Postfix state->access_denied).
+        # smtpd_delay_reject = no: the client restrictions' refusal at connect,
+        # the greeting (Postfix state->access_denied); the core then answers
+        # every command but QUIT with its 503 (conn.access_denied).
         self.access_denied: Reply | None = None
         self.pump: smtp_io.SmtpPump | None = None
         self.pipelining_noted = False
@@ -338,7 +341,7 @@ class Session:
             if refusal is not None and refusal.closes:
                 await pump.send_greeting(refusal)
                 return
-            self._ended(await pump.run(refusal or greeting))
+            self._ended(await pump.run(refusal or self.access_denied or greeting))
         finally:
             if self.milters is not None:
                 with trio.CancelScope(shield=True):
@@ -444,8 +447,6 @@ class Session:
     async def answer(self, event: object) -> Reply | None:
         if isinstance(event, _LAST_IN_GROUP) and not self.pipelining_noted:
             self._note_pipelining()
-        if self.access_denied is not None and isinstance(event, (Helo, MailFrom, RcptTo)):
-            return self.access_denied
         match event:
             case MailFrom():
                 return await self._mail(event)
@@ -647,6 +648,11 @@ class Session:
             self._log_reject(command, decision.reply, sender=None, recipient=None, helo=helo,
                              proto=proto)
             self.access_denied = _reply(decision)
+            # smtpd_check_reject() counts the refusal as an error (Postfix
+            # 3.7.11 with smtpd_hard_error_limit = 3: the greeting, HELO,
+            # NOOP, then "421 4.7.0 ... Error: too many errors").
+            self.conn.error_count += 1
+            self.conn.access_denied = replies.access_denied(self.namaddr)
 
     def _footer(self, reply: Reply) -> Reply:
         """smtpd_reject_footer after a 4xx or 5xx reply, its macros this
@@ -1226,6 +1232,7 @@ class Session:
         self.forwarded = None
         self.access_denied = None
         conn = self.conn
+        conn.access_denied = None
         conn.settings = server.settings(name, addr)
         allowed = server.xclient_hosts is not None and server.xclient_allowed(name, addr)
         conn.xclient_allowed = allowed

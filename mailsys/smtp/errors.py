@@ -40,13 +40,17 @@ class RemoteProtocolError(ProtocolError):
     for the ``from=<...>`` of smtpd's reject log line; None otherwise.
     ``unknown`` is the line of a command the server does not know, which
     the policy may still answer (smtpd tells its milters: SMFIC_UNKNOWN);
-    None for every other refusal.
+    None for every other refusal. ``denied`` marks the 503 to a client the
+    client restrictions refused at connect (smtpd_delay_reject = no), which
+    smtpd.c does not count as a junk command.
     """
 
     def __init__(self, message: str, *, reply: Reply, counts_as_error: bool = True,
-                 sender: str | None = None, unknown: str | None = None) -> None:
+                 sender: str | None = None, unknown: str | None = None,
+                 denied: bool = False) -> None:
         super().__init__(message)
         self.reply = reply
         self.counts_as_error = counts_as_error
         self.sender = sender
         self.unknown = unknown
+        self.denied = denied

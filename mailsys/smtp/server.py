@@ -124,6 +124,9 @@ class ServerConnection:
         # The last command smtpd_command_filter replaced: (as received, as run).
         self.replaced: tuple[str, str] | None = None
         self.where = "CONNECT"                # Postfix state->where, for "... after X from ..."
+        # The caller's 503 for every command but QUIT once the client
+        # restrictions refused the client at connect (Postfix state->access_denied).
+        self.access_denied: Reply | None = None
         self._buf = bytearray()
         self._eof = False
         self._pending: deque[ev.Event] = deque()
@@ -382,7 +385,7 @@ class ServerConnection:
                 self._counts[name][0] += 1
             elif not (isinstance(counted, RemoteProtocolError) and not counted.counts_as_error):
                 self.error_count += 1
-            if name in _JUNK:
+            if name in _JUNK and not (isinstance(counted, RemoteProtocolError) and counted.denied):
                 # smtpd.c: "if (flags & LIMIT && state->junk_cmds++ > limit) error_count++"
                 if self.junk_count > self.settings.junk_command_limit:
                     self.error_count += 1
@@ -537,14 +540,27 @@ class ServerConnection:
             if g.HEADER_LIKE_RE.match(verb) or verb in s.forbid_commands:
                 raise self._fail(R.BREAK_RULES, f"non-SMTP command: {text[:100]}",
                                  counts_as_error=False)
+            if self.access_denied is not None:
+                raise self._denied()
             err = self._fail(R.NOT_RECOGNIZED, "command not recognized")
             err.unknown = text
             raise err
+        if self.access_denied is not None and verb != "QUIT":
+            self._begin(verb.lower())
+            raise self._denied()
         self.where = verb
         if s.tls_required and not self.tls_active and verb not in _PRE_TLS:
             self._begin(verb.lower())
             raise self._fail(R.MUST_STARTTLS, "TLS required")
         return handler(self, verb, arg)
+
+    def _denied(self) -> RemoteProtocolError:
+        """smtpd.c: after the connect refusal every command but QUIT gets
+        the 503, counted as an error and not as junk; the unknown keep
+        their place (where) as UNKNOWN, the others leave it alone."""
+        err = self._fail(self.access_denied, "access denied")
+        err.denied = True
+        return err
 
     def _begin(self, name: str) -> None:
         self._cmd = name

@@ -50,10 +50,11 @@ def test_the_header_names_the_client(mailsys_instance):
     with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
         s.sendall(header)
         f = s.makefile("rb")
-        assert f.readline().startswith(b"220 ")
-        s.sendall(b"HELO client.example\r\n")
+        # smtpd_delay_reject = no: the refusal is the greeting, as in Postfix.
         assert f.readline() == (b"554 5.7.1 <unknown[198.51.100.66]>: Client host rejected: "
                                 b"Access denied\r\n")
+        s.sendall(b"HELO client.example\r\n")
+        assert f.readline() == b"503 5.7.0 Error: access denied for unknown[198.51.100.66]\r\n"
 
 
 def test_a_bad_header_gets_421_server_local_error(mailsys_instance):

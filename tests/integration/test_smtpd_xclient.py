@@ -214,9 +214,14 @@ def test_client_restrictions_judge_the_new_client_at_xclient(mailsys_instance, t
         ehlo_lines(raw)
         raw.send(b"XCLIENT NAME=[UNAVAILABLE] ADDR=192.0.2.10\r\n")
         assert raw.reply() == b"554 5.7.1 <unknown[192.0.2.10]>: Client host rejected: Access denied"
-        raw.send(b"MAIL FROM:<a@example.org>\r\nQUIT\r\n")
-        assert raw.reply().startswith(b"554 5.7.1 <unknown[192.0.2.10]>")
+        # Then, as after a refusal at connect: 503 to all but QUIT, a second
+        # XCLIENT included ("... ehlo=1 xclient=0/2 mail=0/1 quit=1 commands=2/5").
+        raw.send(b"MAIL FROM:<a@example.org>\r\nXCLIENT ADDR=127.0.0.1\r\nQUIT\r\n")
+        assert raw.reply() == b"503 5.7.0 Error: access denied for unknown[192.0.2.10]"
+        assert raw.reply() == b"503 5.7.0 Error: access denied for unknown[192.0.2.10]"
         assert raw.reply() == b"221 2.0.0 Bye"
     log = inst.wait_log("disconnect from unknown[192.0.2.10]")
+    assert "disconnect from unknown[192.0.2.10] ehlo=1 xclient=0/2 mail=0/1 quit=1 commands=2/5" \
+        in log, log
     assert ("NOQUEUE: reject: XCLIENT from unknown[192.0.2.10]: 554 5.7.1 <unknown[192.0.2.10]>: "
             "Client host rejected: Access denied; proto=SMTP\n") in log, log

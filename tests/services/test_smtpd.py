@@ -366,12 +366,23 @@ async def test_client_port_logging(make_config):
 
 @trio_test
 async def test_client_restrictions_at_connect_without_delay_reject(make_config):
+    # Postfix 3.7.11: the refusal is the greeting, logged "NOQUEUE: reject:
+    # CONNECT from ...; proto=SMTP"; then 503 to all but QUIT.
     cfg = make_config(**PARAMS, smtpd_delay_reject="no", smtpd_client_restrictions="reject")
-    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nNOOP\r\n", 3)
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            server = SmtpdServer.from_config(cfg, "smtp")
+            client = start_session(nursery, Session(server, "client.example", "192.0.2.7", 4711))
+            await client.send(b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nNOOP\r\nQUIT\r\n")
+            got = await client.replies(5)
+            await client.done.wait()
     refusal = "554 5.7.1 <client.example[192.0.2.7]>: Client host rejected: Access denied"
-    assert got == [refusal, refusal, "250 2.0.0 Ok"]
+    denied = "503 5.7.0 Error: access denied for client.example[192.0.2.7]"
+    assert got == [refusal, denied, denied, denied, "221 2.0.0 Bye"]
     [reject] = [e for e in logs if e["event"] == "reject"]
     assert (reject["command"], reject["reply"], reject["noqueue"]) == ("CONNECT", refusal, True)
+    [end] = [e for e in logs if e["event"] == "disconnect"]
+    assert end["stats"] == "ehlo=0/1 mail=0/1 noop=0/1 quit=1 commands=1/4"
 
 
 @trio_test
