@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:
+    from mailsys.policy.decision import Decision
 
 
 class DnsStatus(enum.Enum):
@@ -99,6 +102,11 @@ class PolicyContext:
     # ETRN's domain, while smtpd_etrn_restrictions decide it.
     etrn_domain: str | None = None
     reverse_client_name: str = ""
+    # The defer_if_permit an earlier stage held (smtpd_delay_reject = no:
+    # the client, HELO or sender restrictions); the evaluation starts with
+    # it, as Postfix's smtpd_check_rcpt() starts with defer_if_permit_client
+    # | _helo | _sender raised.
+    deferred: Decision | None = None
 
     @property
     def namaddr(self) -> str:

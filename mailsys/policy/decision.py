@@ -31,6 +31,9 @@ class Decision:
     text: str = ""
     restriction_list: str = ""
     notes: tuple["Note", ...] = ()
+    # An accepted stage's defer_if_permit, held for RCPT (smtpd_delay_reject
+    # = no: Postfix reports it only when the recipient is not refused).
+    held: "Decision | None" = None
 
     @property
     def accepted(self) -> bool:

@@ -30,7 +30,11 @@ DESCRIPTION
       remote domain without being treated as relaying.
     - warn_if_reject turns the next restriction's reject into a
       reject_warning Note; defer_if_permit and defer_if_reject hold a
-      deferral until the evaluation ends in a permit or a reject.
+      deferral until the evaluation ends in a permit or a reject. With
+      smtpd_delay_reject = no the client, HELO and sender stages refuse
+      only on a reject: a defer_if_permit they end with is handed back as
+      Decision.held, and evaluate_rcpt starts with it (ctx.deferred), as
+      Postfix's defer_if_permit_client, _helo and _sender.
 
     Replies are built as Postfix builds them (smtpd_check.c): the DSN class
     is forced to the reply class (a 5xx reply never carries 4.x.x, and
@@ -359,10 +363,11 @@ class Restrictions:
                         policy: PolicyAnswers | None = None, paused: int = 0,
                         records: RecordLookups | None = None,
                       verify: VerifyAnswers | None = None) -> Decision:
-        """smtpd_client_restrictions alone (at connect when smtpd_delay_reject = no)."""
+        """smtpd_client_restrictions alone (at connect when smtpd_delay_reject = no);
+        a defer_if_permit is held for RCPT (Decision.held), as are the two below."""
         return self._evaluate(ctx, resolver, ("smtpd_client_restrictions",), unlisted=False,
                               delegate=False, policy=policy, paused=paused, records=records,
-                              verify=verify)
+                              verify=verify, hold=True)
 
     def evaluate_helo(self, ctx: PolicyContext, resolver: Resolver | None = None,
                       policy: PolicyAnswers | None = None, paused: int = 0,
@@ -371,7 +376,7 @@ class Restrictions:
         """smtpd_helo_restrictions alone (at HELO/EHLO when smtpd_delay_reject = no)."""
         return self._evaluate(ctx, resolver, ("smtpd_helo_restrictions",), unlisted=False,
                               delegate=False, policy=policy, paused=paused, records=records,
-                              verify=verify)
+                              verify=verify, hold=True)
 
     def evaluate_sender(self, ctx: PolicyContext, resolver: Resolver | None = None,
                         policy: PolicyAnswers | None = None, paused: int = 0,
@@ -380,7 +385,8 @@ class Restrictions:
         """smtpd_sender_restrictions (and the unlisted-sender check) at MAIL FROM
         when smtpd_delay_reject = no."""
         return self._evaluate(ctx, resolver, ("smtpd_sender_restrictions",), unlisted=False,
-                              policy=policy, paused=paused, records=records, verify=verify)
+                              policy=policy, paused=paused, records=records, verify=verify,
+                              hold=True)
 
     def evaluate_rcpt(self, ctx: PolicyContext, resolver: Resolver | None = None,
                       policy: PolicyAnswers | None = None, paused: int = 0,
@@ -560,7 +566,7 @@ class Restrictions:
                   *, unlisted: bool, delegate: bool = True,
                   policy: PolicyAnswers | None = None, paused: int = 0,
                   records: RecordLookups | None = None,
-                  verify: VerifyAnswers | None = None) -> Decision:
+                  verify: VerifyAnswers | None = None, hold: bool = False) -> Decision:
         run = Run(ctx, resolver, delegate, policy, paused, records, verify)
         for param in params:
             result = self._run_list(run, param)
@@ -573,6 +579,8 @@ class Restrictions:
                 if isinstance(result, Decision):
                     return self._with_notes(result, run)
         if run.defer_if_permit is not None:
+            if hold:        # smtpd_check_client/helo/mail() refuse only on a reject
+                return self._with_notes(replace(ACCEPT, held=run.defer_if_permit), run)
             return self._with_notes(run.defer_if_permit, run)
         if unlisted and self.reject_unlisted_recipient and ctx.recipient is not None:
             result = users.unlisted(self, run, ListInfo("smtpd_reject_unlisted_recipient", RECIPIENT),

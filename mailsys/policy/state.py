@@ -78,7 +78,7 @@ class Run:
         # (smtpd_delay_reject = no; Postfix not_in_client_helo()).
         self.delegate = delegate
         self.notes: list[Note] = []
-        self.defer_if_permit: Decision | None = None
+        self.defer_if_permit: Decision | None = ctx.deferred
         self.defer_if_reject: Decision | None = None
         self.warn_if_reject = False
         self.depth = 0

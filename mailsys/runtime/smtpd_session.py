@@ -263,6 +263,12 @@ class Session:
         # the greeting (Postfix state->access_denied); the core then answers
         # every command but QUIT with its 503 (conn.access_denied).
         self.access_denied: Reply | None = None
+        # The defer_if_permit the client, HELO and sender restrictions held
+        # (smtpd_delay_reject = no), given at RCPT unless the recipient is
+        # refused (Postfix defer_if_permit_client, _helo, _sender).
+        self.held_client: Decision | None = None
+        self.held_helo: Decision | None = None
+        self.held_sender: Decision | None = None
         self.pump: smtp_io.SmtpPump | None = None
         self.pipelining_noted = False
         self.tls_refused = False        # closed after the handshake on purpose: no "lost connection"
@@ -644,6 +650,7 @@ class Session:
         decision = await self._decide(self.server.restrictions.evaluate_client, ctx, "CONNECT",
                                       await self._resolver(ctx))
         self._log_notes(decision, ctx, command)     # no message actions here (see above)
+        self.held_client = decision.held
         if not decision.accepted:
             self._log_reject(command, decision.reply, sender=None, recipient=None, helo=helo,
                              proto=proto)
@@ -696,8 +703,10 @@ class Session:
         if r.delay_reject:
             return None
         ctx = dataclasses.replace(self._context(), helo=event.name,
-                                  protocol="ESMTP" if event.extended else "SMTP")
+                                  protocol="ESMTP" if event.extended else "SMTP",
+                                  deferred=self.held_client)
         decision = await self._decide(r.evaluate_helo, ctx, "EHLO" if event.extended else "HELO")
+        self.held_helo = decision.held
         self._log_notes(decision, ctx, "EHLO" if event.extended else "HELO")
         if decision.accepted:
             return None
@@ -766,8 +775,9 @@ class Session:
             await self.milters.end_transaction()
         self._reset()                           # the transaction's state starts here
         if not server.restrictions.delay_reject:
-            ctx = self._context(sender=event.address)
+            ctx = self._context(sender=event.address, deferred=self.held_helo or self.held_client)
             decision = await self._decide(server.restrictions.evaluate_sender, ctx, "MAIL")
+            self.held_sender = decision.held
             self._log_notes(decision, ctx, "MAIL")
             if not decision.accepted:
                 self._log_reject("MAIL", decision.reply, sender=event.address, recipient=None)
@@ -822,7 +832,8 @@ class Session:
         and a refusal logged as "reject: RCPT from ..." or "reject: VRFY
         from ...", from=<> only inside a transaction."""
         sender = self.mail.address if self.mail is not None else None
-        ctx = self._context(sender=sender, recipient=recipient)
+        ctx = self._context(sender=sender, recipient=recipient,
+                            deferred=self.held_sender or self.held_helo or self.held_client)
         decision = await self._decide(self.server.restrictions.evaluate_rcpt, ctx, command,
                                       await self._resolver(ctx))
         # Actions are kept whatever this recipient's fate, as Postfix keeps them.
@@ -1231,6 +1242,7 @@ class Session:
         self._reset()
         self.forwarded = None
         self.access_denied = None
+        self.held_client = self.held_helo = self.held_sender = None
         conn = self.conn
         conn.access_denied = None
         conn.settings = server.settings(name, addr)

@@ -90,6 +90,51 @@ def test_a_permitted_client_gets_220(mailsys_instance, tmp_path):
     assert "reject:" not in log, log
 
 
+# Postfix 3.7.11 with smtpd_delay_reject = no and these lists: a
+# DEFER_IF_PERMIT of the client, HELO or sender restrictions lets the
+# client in (220, HELO and MAIL accepted) and is the answer at RCPT unless
+# the recipient is refused; the earliest stage's text wins.
+HELD = {"smtpd_helo_restrictions": "check_helo_access inline:{ deferhelo=DEFER_IF_PERMIT }",
+        "smtpd_sender_restrictions": "check_sender_access inline:{ d@example.org=DEFER_IF_PERMIT }",
+        "smtpd_recipient_restrictions": "check_recipient_access inline:{ bad@example.test=REJECT }"}
+CLIENT_HELD = b"450 4.7.1 <unknown[127.0.0.3]>: Client host rejected: Service unavailable"
+
+
+@pytest.mark.parametrize("source, helo, sender, rcpts, answers", [
+    ("127.0.0.3", b"x", b"a@example.org", [b"bad@example.test", b"bob@example.test"],
+     [b"554 5.7.1 <bad@example.test>: Recipient address rejected: Access denied", CLIENT_HELD]),
+    ("127.0.0.1", b"deferhelo", b"a@example.org", [b"bob@example.test"],
+     [b"450 4.7.1 <deferhelo>: Helo command rejected: Service unavailable"]),
+    ("127.0.0.1", b"x", b"d@example.org", [b"bob@example.test"],
+     [b"450 4.7.1 <d@example.org>: Sender address rejected: Service unavailable"]),
+    ("127.0.0.3", b"deferhelo", b"d@example.org", [b"bob@example.test"], [CLIENT_HELD]),
+])
+def test_defer_if_permit_is_held_until_rcpt(mailsys_instance, tmp_path, source, helo, sender,
+                                            rcpts, answers):
+    inst = mailsys_instance
+    port = start(inst, tmp_path, **HELD)
+    got = chat(port, source, b"HELO " + helo, b"MAIL FROM:<" + sender + b">",
+               *[b"RCPT TO:<" + r + b">" for r in rcpts], b"QUIT")
+    assert got[0].startswith(b"220 ") and got[1].startswith(b"250 "), got
+    assert got[2:] == [b"250 2.1.0 Ok", *answers, b"221 2.0.0 Bye"], got
+    log = inst.wait_log(f"disconnect from unknown[{source}]")
+    for rcpt, answer in zip(rcpts, answers):
+        assert (f"NOQUEUE: reject: RCPT from unknown[{source}]: {answer.decode()}; "
+                f"from=<{sender.decode()}> to=<{rcpt.decode()}> proto=SMTP "
+                f"helo=<{helo.decode()}>\n") in log, log
+    assert "reject: CONNECT" not in log and "reject: HELO" not in log, log
+
+
+def test_a_held_sender_deferral_ends_with_its_transaction(mailsys_instance, tmp_path):
+    # Postfix 3.7.11: after RSET a new MAIL FROM decides again (250 2.1.5 Ok).
+    inst = mailsys_instance
+    port = start(inst, tmp_path, **HELD)
+    got = chat(port, "127.0.0.1", b"HELO x", b"MAIL FROM:<d@example.org>", b"RCPT TO:<bob@example.test>",
+               b"RSET", b"MAIL FROM:<a@example.org>", b"RCPT TO:<bob@example.test>", b"QUIT")
+    assert got[3] == b"450 4.7.1 <d@example.org>: Sender address rejected: Service unavailable"
+    assert got[4:] == [b"250 2.0.0 Ok", b"250 2.1.0 Ok", b"250 2.1.5 Ok", b"221 2.0.0 Bye"], got
+
+
 def test_the_503s_count_toward_the_hard_error_limit(mailsys_instance, tmp_path):
     # Postfix 3.7.11, smtpd_hard_error_limit = 3: the refusal counts as one.
     inst = mailsys_instance

@@ -690,6 +690,40 @@ def test_delay_reject_no_leaves_client_helo_sender_to_their_stages():
     assert "Sender address rejected" in r.evaluate_sender(ctx).reply
 
 
+def test_delay_reject_no_holds_a_defer_if_permit_for_rcpt():
+    # Postfix 3.7.11, smtpd_delay_reject = no: DEFER_IF_PERMIT at the client,
+    # HELO or sender stage lets that stage pass; RCPT answers it unless the
+    # recipient is refused, the earliest stage's text first.
+    r = make(smtpd_delay_reject=False,
+             smtpd_client_restrictions=("check_client_access", "texthash:/c"),
+             smtpd_helo_restrictions=("check_helo_access", "texthash:/h"),
+             smtpd_recipient_restrictions=("check_recipient_access", "texthash:/r"),
+             tables={"texthash:/c": Table({"198.51.100.7": "DEFER_IF_PERMIT"}),
+                     "texthash:/h": Table({"spammer.example": "DEFER_IF_PERMIT"}),
+                     "texthash:/r": Table({"bad@example.com": "REJECT"})})
+    ctx = PolicyContext(**OUTSIDER)
+    client = r.evaluate_client(ctx)
+    assert client.accepted
+    assert client.held.reply == ("450 4.7.1 <unknown[198.51.100.7]>: Client host rejected: "
+                                 "Service unavailable")
+    helo = r.evaluate_helo(PolicyContext(**OUTSIDER, deferred=client.held))
+    assert helo.accepted and helo.held is client.held
+    assert r.evaluate_helo(ctx).held.reply == ("450 4.7.1 <spammer.example>: Helo command "
+                                               "rejected: Service unavailable")
+    assert rcpt(r, "alice@example.com", deferred=client.held) == client.held
+    assert rcpt(r, "bad@example.com", deferred=client.held).reply == (
+        "554 5.7.1 <bad@example.com>: Recipient address rejected: Access denied")
+    assert rcpt(r, "alice@example.com").accepted
+
+
+def test_delay_reject_yes_defers_at_rcpt_without_holding():
+    r = make(smtpd_client_restrictions=("check_client_access", "texthash:/c"),
+             tables={"texthash:/c": Table({"198.51.100.7": "DEFER_IF_PERMIT"})})
+    d = rcpt(r, "alice@example.com")
+    assert d.reply.startswith("450 4.7.1 <unknown[198.51.100.7]>: Client host rejected")
+    assert d.held is None
+
+
 @pytest.mark.parametrize("action", ["HOLD", "DISCARD", "FILTER smtp:[127.0.0.1]:10025",
                                     "REDIRECT abuse@example.com", "BCC archive@example.com",
                                     "PREPEND X-Flag: yes"])
