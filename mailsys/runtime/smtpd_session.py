@@ -264,8 +264,10 @@ class Session:
         # every command but QUIT with its 503 (conn.access_denied).
         self.access_denied: Reply | None = None
         # The defer_if_permit the client, HELO and sender restrictions held
-        # (smtpd_delay_reject = no), given at RCPT unless the recipient is
-        # refused (Postfix defer_if_permit_client, _helo, _sender).
+        # (smtpd_delay_reject = no), each stage's including the earlier
+        # ones'; the answer at RCPT, VRFY (the sender's) and ETRN (the
+        # HELO's) unless refused otherwise (Postfix defer_if_permit_client,
+        # _helo, _sender).
         self.held_client: Decision | None = None
         self.held_helo: Decision | None = None
         self.held_sender: Decision | None = None
@@ -719,8 +721,9 @@ class Session:
         flush service (services/flush) makes the site's deferred mail due."""
         domain = event.domain
         r = self.server.restrictions
-        if r.lists.get("smtpd_etrn_restrictions") or r.delay_reject:
-            ctx = self._context(etrn_domain=domain)
+        held = self.held_helo or self.held_client       # smtpd_delay_reject = no
+        if r.lists.get("smtpd_etrn_restrictions") or r.delay_reject or held is not None:
+            ctx = self._context(etrn_domain=domain, deferred=held)
             decision = await self._decide(r.evaluate_etrn, ctx, "ETRN")
             self._log_notes(decision, ctx, "ETRN")
             if not decision.accepted:
@@ -832,8 +835,10 @@ class Session:
         and a refusal logged as "reject: RCPT from ..." or "reject: VRFY
         from ...", from=<> only inside a transaction."""
         sender = self.mail.address if self.mail is not None else None
-        ctx = self._context(sender=sender, recipient=recipient,
-                            deferred=self.held_sender or self.held_helo or self.held_client)
+        # The sender stage's deferral holds the client's and HELO's; it
+        # outlives RSET (Postfix 3.7.11: HELO, MAIL, RSET, VRFY got the
+        # client's 450; a VRFY before any MAIL FROM got 252).
+        ctx = self._context(sender=sender, recipient=recipient, deferred=self.held_sender)
         decision = await self._decide(self.server.restrictions.evaluate_rcpt, ctx, command,
                                       await self._resolver(ctx))
         # Actions are kept whatever this recipient's fate, as Postfix keeps them.

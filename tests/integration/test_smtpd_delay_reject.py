@@ -86,7 +86,7 @@ def test_a_permitted_client_gets_220(mailsys_instance, tmp_path):
     port = start(inst, tmp_path)
     got = chat(port, "127.0.0.1", b"HELO x", b"QUIT")
     assert got[0].startswith(b"220 ") and got[1].startswith(b"250 "), got
-    log = inst.wait_log("disconnect from unknown[127.0.0.1]")
+    log = inst.wait_log("disconnect from unknown[127.0.0.1] helo=")
     assert "reject:" not in log, log
 
 
@@ -117,7 +117,7 @@ def test_defer_if_permit_is_held_until_rcpt(mailsys_instance, tmp_path, source, 
                *[b"RCPT TO:<" + r + b">" for r in rcpts], b"QUIT")
     assert got[0].startswith(b"220 ") and got[1].startswith(b"250 "), got
     assert got[2:] == [b"250 2.1.0 Ok", *answers, b"221 2.0.0 Bye"], got
-    log = inst.wait_log(f"disconnect from unknown[{source}]")
+    log = inst.wait_log(f"disconnect from unknown[{source}] helo=")
     for rcpt, answer in zip(rcpts, answers):
         assert (f"NOQUEUE: reject: RCPT from unknown[{source}]: {answer.decode()}; "
                 f"from=<{sender.decode()}> to=<{rcpt.decode()}> proto=SMTP "
@@ -133,6 +133,27 @@ def test_a_held_sender_deferral_ends_with_its_transaction(mailsys_instance, tmp_
                b"RSET", b"MAIL FROM:<a@example.org>", b"RCPT TO:<bob@example.test>", b"QUIT")
     assert got[3] == b"450 4.7.1 <d@example.org>: Sender address rejected: Service unavailable"
     assert got[4:] == [b"250 2.0.0 Ok", b"250 2.1.0 Ok", b"250 2.1.5 Ok", b"221 2.0.0 Bye"], got
+
+
+def test_vrfy_and_etrn_answer_a_held_deferral_as_postfix_does(mailsys_instance, tmp_path):
+    # Postfix 3.7.11: VRFY takes the sender stage's deferral (none before any
+    # MAIL FROM: 252; after MAIL and RSET the client's 450), ETRN the HELO
+    # stage's, the client's included.
+    inst = mailsys_instance
+    port = start(inst, tmp_path, **HELD, disable_vrfy_command="no")
+    got = chat(port, "127.0.0.3", b"HELO x", b"VRFY bob@example.test", b"ETRN example.test",
+               b"MAIL FROM:<a@example.org>", b"RSET", b"VRFY bob@example.test", b"QUIT")
+    assert got[2][:4] == b"252 ", got
+    assert got[3] == got[6] == CLIENT_HELD, got
+    got = chat(port, "127.0.0.1", b"HELO deferhelo", b"ETRN example.test", b"QUIT")
+    assert got[2] == b"450 4.7.1 <deferhelo>: Helo command rejected: Service unavailable", got
+    log = inst.wait_log("disconnect from unknown[127.0.0.1] helo=")
+    assert (f"NOQUEUE: reject: VRFY from unknown[127.0.0.3]: {CLIENT_HELD.decode()}; "
+            "to=<bob@example.test> proto=SMTP helo=<x>\n") in log, log
+    assert (f"NOQUEUE: reject: ETRN from unknown[127.0.0.3]: {CLIENT_HELD.decode()}; "
+            "proto=SMTP helo=<x>\n") in log, log
+    assert ("NOQUEUE: reject: ETRN from unknown[127.0.0.1]: 450 4.7.1 <deferhelo>: Helo command "
+            "rejected: Service unavailable; proto=SMTP helo=<deferhelo>\n") in log, log
 
 
 def test_the_503s_count_toward_the_hard_error_limit(mailsys_instance, tmp_path):
