@@ -38,7 +38,7 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from mailsys.message.header_checks import ContentAction, verdict
 from mailsys.milter import protocol as p

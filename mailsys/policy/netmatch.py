@@ -173,7 +173,7 @@ def _compile(items: Iterable[str], param: str, opener: TableOpener | None) -> tu
         negate = item.startswith("!")
         body = item[1:].strip() if negate else item
         if not body:
-            raise ConfigError(f'empty pattern after "!"', param=param)
+            raise ConfigError('empty pattern after "!"', param=param)
         net = _network(body, param)
         if net is not None:
             # Runs of plain networks collapse into one rule: one loop, no

@@ -39,7 +39,6 @@ BUGS
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import structlog
 import trio

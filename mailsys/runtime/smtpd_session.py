@@ -329,7 +329,8 @@ class Session:
                 pump.stream = tls
                 self.conn.tls_active = True
             if self.greeting_refusal is not None:         # a bad PROXY header
-                await pump.send_greeting(self.greeting_refusal)
+                assert self.pump is not None
+                await self.pump.send_greeting(self.greeting_refusal)
                 return
             if server.limits.counts_connections and not self.exempt:
                 hit = await self._anvil_connect()
@@ -1260,7 +1261,8 @@ class Session:
                 await server.anvil.disconnect(server.service, self.anvil_addr)
                 self.anvil_addr = None
             if self.greeting_refusal is not None:         # a bad PROXY header
-                await pump.send_greeting(self.greeting_refusal)
+                assert self.pump is not None
+                await self.pump.send_greeting(self.greeting_refusal)
                 return
             if server.limits.counts_connections and not self.exempt:
                 hit = await self._anvil_connect()
