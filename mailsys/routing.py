@@ -93,8 +93,9 @@ DESCRIPTION
     unreachable (4.4.4).
 
     Failures are RouteError(status, reason), with Postfix's status codes and
-    wording; null MX uses RFC 7505's 5.1.10 (Postfix's smtp client writes
-    5.1.0 for the same text).
+    wording; a null MX is 5.1.0, as Postfix's smtp_addr.c writes it (not
+    RFC 7505's 5.1.10, which Postfix's smtpd uses when it refuses such a
+    recipient).
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ __all__ = [
 
 SMTP_PORT = 25
 LMTP_PORT = 24          # RFC 2033 and Postfix's lmtp_tcp_port
-NULL_MX_STATUS = "5.1.10"
+NULL_MX_STATUS = "5.1.0"
 ALIAS_REASON = "5.1.1 User unknown in virtual alias table"
 UNDELIVERABLE = "Address is undeliverable"
 

@@ -292,7 +292,7 @@ def test_implicit_mx():
 def test_null_mx(answers):
     with pytest.raises(RouteError) as e:
         mx_hosts("example.com", answers, random.Random(1))
-    assert (e.value.status, e.value.reason) == ("5.1.10", "Domain example.com does not accept mail (nullMX)")
+    assert (e.value.status, e.value.reason) == ("5.1.0", "Domain example.com does not accept mail (nullMX)")
     assert e.value.permanent
 
 

@@ -260,7 +260,7 @@ class Resolver:
         """(preference, exchange) pairs; [] when the domain has no MX records.
 
         The exchange of a null MX (RFC 7505) comes back as "" (routing.mx_hosts
-        turns a lone one into the 5.1.10 bounce)."""
+        turns a lone one into the 5.1.0 bounce)."""
         records = await self.records(domain, "MX")
         return [(int(r.preference), r.exchange.to_text(omit_final_dot=True).rstrip("."))
                 for r in records]

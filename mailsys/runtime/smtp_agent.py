@@ -17,7 +17,7 @@ DESCRIPTION
         a log line and the message goes over a fresh connection;
      3. otherwise resolves the hosts to try: MX records by preference, equal
         preferences shuffled, the domain itself when it has no MX, RFC 7505
-        null MX bounced (5.1.10); NXDOMAIN bounces (5.1.2), SERVFAIL or a
+        null MX bounced (5.1.0); NXDOMAIN bounces (5.1.2), SERVFAIL or a
         timeout defers (4.4.3), as "Host or domain name not found. Name
         service error for name=X type=MX: Host not found[, try again]";
         with ignore_mx_lookup_error = yes a failed MX lookup is forgotten

@@ -99,7 +99,7 @@ def test_bracketed_next_hop_skips_the_mx_lookup(dns):
 
 def test_null_mx_bounces(dns):
     e = route_error(make_agent(dns), "nullmx.test")
-    assert (e.status, e.reason) == ("5.1.10", "Domain nullmx.test does not accept mail (nullMX)")
+    assert (e.status, e.reason) == ("5.1.0", "Domain nullmx.test does not accept mail (nullMX)")
 
 
 def test_nxdomain_bounces_with_postfix_text(dns):
