@@ -30,10 +30,14 @@ if TYPE_CHECKING:
 
 
 class DnsStatus(enum.Enum):
-    """What a resolver callback reports for one name (MX, A or AAAA)."""
+    """What a resolver callback reports for one name (MX, A or AAAA).
+
+    NULL_MX is a domain whose MX is RFC 7505's null MX ("MX 0 ."): it
+    exists, and says it takes no mail."""
     EXISTS = "exists"
     NOT_FOUND = "not-found"
     TEMPFAIL = "tempfail"
+    NULL_MX = "null-mx"
 
 
 Resolver = Callable[[str], DnsStatus]

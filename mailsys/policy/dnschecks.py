@@ -12,6 +12,12 @@ DESCRIPTION
     at once. Local and virtual domains and address literals are
     not looked up.
 
+    A domain whose MX is a null MX (RFC 7505, "MX 0 .") is refused whatever
+    unknown_address_reject_code says: 550 5.7.27 for a sender, 556 5.1.10
+    for a recipient, "Domain NAME does not accept mail (nullMX)"
+    (smtpd_check.c reject_unknown_mailhost(): the MX lookup comes first and
+    a null MX stops it, so its A or AAAA records do not count).
+
     The DNS list restrictions are in mailsys.policy.dnsxl.
 
     reject_unknown_helo_hostname asks ("HOSTNAME", name) of run.lookup()
@@ -52,6 +58,12 @@ def unknown_domain(rs: Restrictions, run: Run, info: ListInfo, addr: str | None,
     status = run.dns(r.domain)
     if status is DnsStatus.EXISTS:
         return DUNNO
+    if status is DnsStatus.NULL_MX:
+        # Postfix's fixed codes; _reject's DSN fix makes the class 5.
+        code, enhanced = (550, "4.7.27") if reply_class == SENDER else (556, "4.1.10")
+        return rs._reject(run, info, code, enhanced,
+                          f"<{addr}>: {reply_class} rejected: Domain {r.domain} "
+                          "does not accept mail (nullMX)", reply_class)
     enhanced = "4.1.8" if reply_class == SENDER else "4.1.2"
     text = f"<{addr}>: {reply_class} rejected: Domain not found"
     if status is DnsStatus.TEMPFAIL:

@@ -12,7 +12,10 @@ DESCRIPTION
     the name exists for mail when it has an MX record or an address record
     (A or AAAA). NXDOMAIN or no such records is NOT_FOUND; a server failure
     or timeout is TEMPFAIL (the restriction then defers with 450 instead of
-    rejecting). dnspython's async resolver runs
+    rejecting). An MX answer that is RFC 7505's null MX (every exchange
+    ".") is NULL_MX, and ends the lookup there as Postfix's
+    DNS_REQ_FLAG_STOP_NULLMX does: the domain's addresses are not asked.
+    dnspython's async resolver runs
     on the trio backend, with dns_nameservers (address[:port]) when set,
     else /etc/resolv.conf. Answers are not cached here; the resolver the
     host runs is the cache.
@@ -161,7 +164,14 @@ class SmtpdDns:
         outcome, dropped = DnsStatus.NOT_FOUND, False
         for rdtype in _ADDRESS_TYPES:
             try:
-                if await self.resolver.records(name, rdtype):
+                if rdtype == "MX":
+                    # A null MX's exchange comes back as "".
+                    mx = await self.resolver.mx(name)
+                    if mx and not any(host for _, host in mx):
+                        return DnsStatus.NULL_MX
+                    if mx:
+                        return DnsStatus.EXISTS
+                elif await self.resolver.records(name, rdtype):
                     return DnsStatus.EXISTS
             except DnsError as e:
                 if e.kind == NOTFOUND:

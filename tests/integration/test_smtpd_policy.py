@@ -34,11 +34,11 @@ def table(inst, name: str, text: str) -> str:
     return f"texthash:{path}"
 
 
-def rcpt_replies(port: int, recipients) -> dict[str, str]:
-    """One transaction from a@example.org: each recipient's RCPT reply, "250 2.1.5 Ok"-style."""
+def rcpt_replies(port: int, recipients, sender: str = "a@example.org") -> dict[str, str]:
+    """One transaction from sender: each recipient's RCPT reply, "250 2.1.5 Ok"-style."""
     with h.session(port) as s:
         s.ehlo("c.example")
-        s.mail("a@example.org")
+        s.mail(sender)
         got = {}
         for rcpt in recipients:
             code, text = s.rcpt(rcpt)
@@ -121,6 +121,38 @@ def test_recipient_restrictions_with_access_table_and_dns(mailsys_instance):
         assert ("nowhere.example", "A") in dns.queries or ("nowhere.example", "MX") in dns.queries
     inst.wait_log(REJECT + expect["r@nowhere.example"] + "; from=<a@example.org> "
                   "to=<r@nowhere.example> proto=ESMTP helo=<c.example>")
+
+
+def test_reject_unknown_domain_refuses_a_null_mx(mailsys_instance):
+    """A domain whose MX is RFC 7505's null MX is refused with Postfix's
+    fixed codes, whatever unknown_address_reject_code says, though it has an
+    A record. Postfix 3.7 (own network namespace, tests/dnsserver.py on
+    127.0.0.1:53, unknown_address_reject_code = 554) answered and logged:
+      NOQUEUE: reject: RCPT from unknown[127.0.0.1]: 550 5.7.27 <a@nullmx.test>:
+      Sender address rejected: Domain nullmx.test does not accept mail (nullMX);
+      from=<a@nullmx.test> to=<b@good.test> proto=ESMTP helo=<vm>
+      ... 556 5.1.10 <b@nullmx.test>: Recipient address rejected: Domain
+      nullmx.test does not accept mail (nullMX); from=<a@good.test> ..."""
+    inst = mailsys_instance
+    zone = {"nullmx.test": {"MX": [(0, ".")], "A": ["192.0.2.1"]},
+            "good.test": {"MX": [(10, "mx.good.test")]}}
+    with DnsServer(zone) as dns:
+        port = h.start(inst, {"dns_nameservers": dns.spec, "unknown_address_reject_code": "554",
+                              "smtpd_sender_restrictions": "reject_unknown_sender_domain",
+                              "smtpd_recipient_restrictions": "reject_unknown_recipient_domain"})
+        rcpt = {"b@nullmx.test": "556 5.1.10 <b@nullmx.test>: Recipient address rejected: "
+                                 "Domain nullmx.test does not accept mail (nullMX)",
+                "b@good.test": "250 2.1.5 Ok"}
+        assert rcpt_replies(port, rcpt, sender="a@good.test") == rcpt
+        sender = {"b@good.test": "550 5.7.27 <a@nullmx.test>: Sender address rejected: "
+                                 "Domain nullmx.test does not accept mail (nullMX)"}
+        assert rcpt_replies(port, sender, sender="a@nullmx.test") == sender
+        # The null MX ends the lookup: its A record is not asked for.
+        assert ("nullmx.test", "MX") in dns.queries and ("nullmx.test", "A") not in dns.queries
+    inst.wait_log(REJECT + rcpt["b@nullmx.test"] + "; from=<a@good.test> "
+                  "to=<b@nullmx.test> proto=ESMTP helo=<c.example>")
+    inst.wait_log(REJECT + sender["b@good.test"] + "; from=<a@nullmx.test> "
+                  "to=<b@good.test> proto=ESMTP helo=<c.example>")
 
 
 def test_unknown_address_tempfail_action_with_a_servfail(mailsys_instance):

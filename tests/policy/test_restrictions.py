@@ -370,6 +370,27 @@ def test_reject_unknown_sender_domain():
         "550 5.1.8 <spam@spammer.example>: Sender address rejected: Domain not found"
 
 
+def test_reject_unknown_domain_refuses_a_null_mx():
+    # Postfix 3.7 smtpd_check.c reject_unknown_mailhost(): fixed codes, not
+    # unknown_address_reject_code; the DSN class follows the code.
+    res = dns({"nullmx.example": DnsStatus.NULL_MX})
+    r = make(smtpd_sender_restrictions=("reject_unknown_sender_domain",),
+             smtpd_recipient_restrictions=("reject_unknown_recipient_domain",),
+             unknown_address_reject_code=554)
+    assert rcpt(r, "alice@example.com", TRUSTED, res, sender="a@nullmx.example").reply == \
+        "550 5.7.27 <a@nullmx.example>: Sender address rejected: " \
+        "Domain nullmx.example does not accept mail (nullMX)"
+    assert rcpt(r, "b@nullmx.example", TRUSTED, res).reply == \
+        "556 5.1.10 <b@nullmx.example>: Recipient address rejected: " \
+        "Domain nullmx.example does not accept mail (nullMX)"
+    assert rcpt(r, "b@somewhere.example", TRUSTED, res).accepted
+    soft = make(smtpd_recipient_restrictions=("reject_unknown_recipient_domain",),
+                soft_bounce=True)
+    assert rcpt(soft, "b@nullmx.example", TRUSTED, res).reply == \
+        "456 4.1.10 <b@nullmx.example>: Recipient address rejected: " \
+        "Domain nullmx.example does not accept mail (nullMX)"
+
+
 def test_unknown_domain_checks_skip_our_domains_and_null_sender():
     asked = []
 

@@ -23,6 +23,7 @@ from _smtpd_testlib import PARAMS, open_session, trio_test  # noqa: E402
 ZONE = {
     "exists.example.": ("A", "192.0.2.1"),
     "mxonly.example.": ("MX", "10 mx.exists.example."),
+    "nullmx.example.": ("MX", "0 ."),
     "missing.example.": "NXDOMAIN",
     "broken.example.": "SERVFAIL",
 }
@@ -52,6 +53,7 @@ async def dns_server(task_status=trio.TASK_STATUS_IGNORED) -> None:
 @pytest.mark.parametrize("name,status", [
     ("exists.example", DnsStatus.EXISTS),
     ("mxonly.example", DnsStatus.EXISTS),
+    ("nullmx.example", DnsStatus.NULL_MX),
     ("missing.example", DnsStatus.NOT_FOUND),
     ("broken.example", DnsStatus.TEMPFAIL),
 ])
