@@ -84,7 +84,8 @@ DESCRIPTION
     MX hosts come sorted by preference, equal preferences in random order
     (RFC 5321 5.1) from an injected random.Random. No MX records means the
     domain is its own MX at preference 0 (the implicit MX). A single MX
-    record for "." is RFC 7505's null MX: the domain takes no mail.
+    record for "." is RFC 7505's null MX: the domain takes no mail (as in
+    Postfix, a "." beside real exchangers makes the whole answer one).
 
     Loop detection as in smtp_addr.c: when one of the MX addresses is this
     host, every address at that preference or a worse one is dropped;
@@ -620,11 +621,10 @@ def mx_hosts(domain: str, answers: Iterable[tuple[int, str]],
     records = [(int(pref), _host(name)) for pref, name in answers]
     if not records:
         return (MxHost(0, _host(domain)),)
-    if len(records) == 1 and records[0][1] == "":
+    if any(not name for _, name in records):
+        # Postfix dns_get_answer(): one "." in the answer makes it all a null
+        # MX, real exchangers beside it or not.
         raise RouteError(NULL_MX_STATUS, f"Domain {domain} does not accept mail (nullMX)")
-    # A "." among real exchangers is a broken zone, not a null MX: there is
-    # no host to connect to, so it is skipped.
-    records = [r for r in records if r[1]]
     # dns_rr_shuffle() then a stable sort by preference, as smtp_addr.c.
     if rng is not None:
         rng.shuffle(records)

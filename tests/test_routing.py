@@ -288,17 +288,13 @@ def test_implicit_mx():
     assert mx_hosts("Example.ORG.", [], random.Random(1)) == (MxHost(0, "example.org"),)
 
 
-@pytest.mark.parametrize("answers", [[(0, ".")], [(0, "")], [(10, ".")]])
+@pytest.mark.parametrize("answers", [[(0, ".")], [(0, "")], [(10, ".")],
+                                     [(0, "."), (10, "mx.example.com.")]])
 def test_null_mx(answers):
     with pytest.raises(RouteError) as e:
         mx_hosts("example.com", answers, random.Random(1))
     assert (e.value.status, e.value.reason) == ("5.1.0", "Domain example.com does not accept mail (nullMX)")
     assert e.value.permanent
-
-
-def test_root_among_real_exchangers_is_skipped():
-    hosts = mx_hosts("example.com", [(0, "."), (10, "mx.example.com.")], random.Random(1))
-    assert hosts == (MxHost(10, "mx.example.com"),)
 
 
 # -- loop detection ----------------------------------------------------------------------

@@ -12,8 +12,9 @@ DESCRIPTION
     the name exists for mail when it has an MX record or an address record
     (A or AAAA). NXDOMAIN or no such records is NOT_FOUND; a server failure
     or timeout is TEMPFAIL (the restriction then defers with 450 instead of
-    rejecting). An MX answer that is RFC 7505's null MX (every exchange
-    ".") is NULL_MX, and ends the lookup there as Postfix's
+    rejecting). An MX answer that is RFC 7505's null MX (an exchange
+    ".", other records beside it or not, as Postfix's dns_get_answer()
+    sees it) is NULL_MX, and ends the lookup there as Postfix's
     DNS_REQ_FLAG_STOP_NULLMX does: the domain's addresses are not asked.
     dnspython's async resolver runs
     on the trio backend, with dns_nameservers (address[:port]) when set,
@@ -167,7 +168,7 @@ class SmtpdDns:
                 if rdtype == "MX":
                     # A null MX's exchange comes back as "".
                     mx = await self.resolver.mx(name)
-                    if mx and not any(host for _, host in mx):
+                    if any(not host for _, host in mx):
                         return DnsStatus.NULL_MX
                     if mx:
                         return DnsStatus.EXISTS
@@ -211,7 +212,7 @@ class HostLookups:
                 # A null MX's exchange comes back as "".
                 mx = await self.resolver.mx(name)
                 found = tuple((p, host) for p, host in mx if host)
-                if mx and not found:
+                if len(found) < len(mx):
                     return HostRecords(DnsStatus.NOT_FOUND, no_data=True, null_mx=True)
             elif kind == "NS":
                 found = tuple(r.target.to_text(omit_final_dot=True)

@@ -30,6 +30,7 @@ ZONE = {
     "z.equal.test": {"A": ["192.0.2.12"]},
     "nomx.test": {"A": ["192.0.2.20"]},
     "nullmx.test": {"MX": [(0, ".")]},
+    "mixed.test": {"MX": [(0, "."), (10, "mx.good.test")]},
     "gone.test": NXDOMAIN,
     "broken.test": SERVFAIL,
     "slow.test": TIMEOUT,
@@ -100,6 +101,10 @@ def test_bracketed_next_hop_skips_the_mx_lookup(dns):
 def test_null_mx_bounces(dns):
     e = route_error(make_agent(dns), "nullmx.test")
     assert (e.status, e.reason) == ("5.1.0", "Domain nullmx.test does not accept mail (nullMX)")
+    # Postfix 3.7: "dsn=5.1.0, status=bounced (Domain mixed.test does not
+    # accept mail (nullMX))" for a "." beside a real exchanger too.
+    e = route_error(make_agent(dns), "mixed.test")
+    assert (e.status, e.reason) == ("5.1.0", "Domain mixed.test does not accept mail (nullMX)")
 
 
 def test_nxdomain_bounces_with_postfix_text(dns):
