@@ -2,7 +2,7 @@
 
 SYNOPSIS
     sched = Scheduler(limits_for=lambda transport: Limits(...), debug=log_info)
-    jobs = plan(qid, [(index, route), ...], limits_for, addresses)   # grouped and cut
+    jobs = plan(qid, [(index, route), ...], limits_for, addresses)   # sorted, grouped, cut
     suspended = sched.add(jobs, now)          # jobs for a dead destination come back
     while (job := sched.take(now)) is not None: start(job)
     suspended = sched.finished(job, now, ok=True | False, dead_reason="...")
@@ -16,6 +16,9 @@ DESCRIPTION
     recipient resolved to it waits in that destination's FIFO queue, in
     jobs (one DeliverRequest each) of at most
     ``<transport>_destination_recipient_limit`` recipients of one message.
+    plan() sorts a message's recipients first, as Postfix's qmgr does with
+    each batch it reads (by transport, queue, domain, address): the jobs,
+    and the recipients within a job, go in that order.
 
     take() hands out the next job that may start. Destinations are served
     round robin: after a destination gives a job, the next take() looks at
@@ -82,7 +85,7 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from mailsys.qmgr.clog import Clogged
@@ -90,7 +93,7 @@ from mailsys.qmgr.preempt import Preemption
 from mailsys.qmgr.settings import Limits
 from mailsys.routing import Route
 
-__all__ = ["Job", "Scheduler", "plan"]
+__all__ = ["Job", "Scheduler", "address_order", "plan", "sorted_recipients"]
 
 Key = tuple[str, str]          # (transport, nexthop)
 
@@ -111,15 +114,17 @@ class Job:
         return (self.transport, self.queue or self.nexthop)
 
 
-def plan(qid: str, routed: Iterable[tuple[int, Route]],
+def plan(qid: str, routed: Sequence[tuple[int, Route]],
          limits_for: Callable[[str], Limits],
          addresses: Mapping[int, str] | None = None, *, one_each: bool = False) -> list[Job]:
-    """plan - a message's recipients as jobs: grouped by destination, in the
-    order the destinations first appear, each group cut into pieces of at
-    most the transport's recipient limit (0: no limit). With a limit of 1
-    and the recipients' addresses given, each job's queue is its recipient.
-    one_each (VERP: each recipient has a sender of its own): one recipient
-    per job whatever the limit, in the destination's queue."""
+    """plan - a message's recipients (a batch of them) as jobs: in Postfix's
+    order (sorted()), grouped by destination, each group cut into pieces
+    of at most the transport's recipient limit (0: no limit). With a limit
+    of 1 and the recipients' addresses given, each job's queue is its
+    recipient. one_each (VERP: each recipient has a sender of its own): one
+    recipient per job whatever the limit, in the destination's queue."""
+    if len(routed) > 1:
+        routed = sorted_recipients(routed, limits_for, addresses)
     groups: dict[tuple[str, str, str], list[int]] = {}
     for index, route in routed:
         key = (route.transport, route.nexthop, route.address_class.value)
@@ -132,6 +137,41 @@ def plan(qid: str, routed: Iterable[tuple[int, Route]],
             queue = addresses[indexes[i]].lower() if limit == 1 and addresses else ""
             jobs.append(Job(qid, transport, nexthop, tuple(indexes[i:i + size]), klass, queue))
     return jobs
+
+
+def sorted_recipients(routed: Iterable[tuple[int, Route]], limits_for: Callable[[str], Limits],
+                      addresses: Mapping[int, str] | None = None) -> list[tuple[int, Route]]:
+    """sorted_recipients - routed recipients in the order Postfix's queue
+    manager assigns them to deliveries (qmgr_message_sort_compare(), on
+    each batch it reads): by transport, then queue name (the lower-cased
+    next hop, or the recipient's own queue with a recipient limit of 1),
+    then recipient domain without case (an address without "@" last),
+    then address (byte order, case counts). So a message's jobs, the RCPT
+    commands of one delivery and its to= lines come in that order, not in
+    the order the recipients were received. Without addresses, by
+    destination only, in the order given within one."""
+    by_transport: dict[str, bool] = {}
+
+    def key(item: tuple[int, Route]) -> tuple[str, str, tuple[bool, str, str]]:
+        index, route = item
+        address = addresses.get(index, "") if addresses else ""
+        one = by_transport.get(route.transport)
+        if one is None:
+            one = by_transport[route.transport] = limits_for(route.transport).recipients == 1
+        queue = address.lower() if one and address else route.nexthop.lower()
+        return (route.transport, queue, address_order(address))
+
+    return sorted(routed, key=key)
+
+
+def address_order(address: str) -> tuple[bool, str, str]:
+    """address_order - the last steps of Postfix's recipient order: the
+    domain without case (strcasecmp; an address without "@" last), then
+    the address byte by byte (strcmp)."""
+    at = address.rfind("@")
+    if at < 0:
+        return (True, "", address)
+    return (False, address[at + 1:].lower(), address)
 
 
 @dataclass(slots=True)

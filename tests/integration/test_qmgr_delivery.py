@@ -77,6 +77,26 @@ def test_remote_mail_goes_by_mx_to_the_peer(site):
     assert msg.data == CONTENT
 
 
+def to_lines(log: str, qid: str) -> list[str]:
+    return [line.split("to=<", 1)[1].split(">", 1)[0] for line in log.splitlines()
+            if f"{qid}: to=<" in line]
+
+
+def test_recipients_go_in_postfix_qmgr_order_not_as_received(site):
+    # Postfix 3.7 sends RCPT and logs to= sorted by domain, then address
+    # (strcmp: digits, then upper case, then lower case), whatever the
+    # order the recipients came in.
+    rcpts = ["zed@remote.test", "5rcpt@remote.test", "Alice@remote.test", "rcpt@remote.test",
+             "2rcpt@remote.test"]
+    qid = inject(site.inst, *rcpts)
+    log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+    want = ["2rcpt@remote.test", "5rcpt@remote.test", "Alice@remote.test", "rcpt@remote.test",
+            "zed@remote.test"]
+    [msg] = site.sink.messages
+    assert msg.rcpts == want
+    assert to_lines(log, qid) == want
+
+
 def test_a_5xx_reply_returns_a_notice_to_the_senders_maildir(site):
     qid = inject(site.inst, "bad@remote.test")
     log = site.inst.wait_log(f"{qid}: removed", timeout=20)

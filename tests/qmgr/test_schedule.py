@@ -29,14 +29,71 @@ def drain(s: Scheduler, now: float = 0.0) -> list[Job]:
 
 # -- grouping -------------------------------------------------------------------
 
-def test_plan_groups_by_destination_in_first_seen_order():
-    routed = [(0, smtp("a.example")), (1, smtp("b.example")), (2, smtp("a.example")),
+def test_plan_groups_by_destination_sorted_by_transport_then_queue():
+    routed = [(0, smtp("b.example")), (1, smtp("a.example")), (2, smtp("b.example")),
               (3, Route("local", "mx.example", AddressClass.LOCAL))]
     got = plan("Q1", routed, limits())
     assert [(j.transport, j.nexthop, j.indexes) for j in got] == [
-        ("smtp", "a.example", (0, 2)), ("smtp", "b.example", (1,)),
-        ("local", "mx.example", (3,))]
-    assert got[2].address_class == "local"
+        ("local", "mx.example", (3,)), ("smtp", "a.example", (1,)),
+        ("smtp", "b.example", (0, 2))]
+    assert got[0].address_class == "local"
+
+
+def test_plan_sorts_recipients_as_postfix_qmgr():
+    # Postfix 3.7, one relayhost delivery of a message received as
+    # zed@b.example, 5rcpt, Alice, rcpt, bob@a.example, 2rcpt, x@EXAMPLE.net:
+    # RCPT and to= order bob@a.example, zed@b.example, 2rcpt@example.net,
+    # 5rcpt@, Alice@, rcpt@, x@EXAMPLE.net (domain without case, then
+    # address byte by byte).
+    addresses = ["zed@b.example", "5rcpt@example.net", "Alice@example.net",
+                 "rcpt@example.net", "bob@a.example", "2rcpt@example.net", "x@EXAMPLE.net"]
+    routed = [(i, smtp("[127.0.0.1]:3102")) for i in range(len(addresses))]
+    got = plan("Q1", routed, limits(), dict(enumerate(addresses)))
+    assert len(got) == 1
+    assert [addresses[i] for i in got[0].indexes] == [
+        "bob@a.example", "zed@b.example", "2rcpt@example.net", "5rcpt@example.net",
+        "Alice@example.net", "rcpt@example.net", "x@EXAMPLE.net"]
+
+
+def test_plan_sorts_before_it_cuts_and_keeps_indexes():
+    addresses = {0: "5rcpt@example.net", 1: "4rcpt@example.net", 2: "3rcpt@example.net",
+                 3: "2rcpt@example.net", 4: "rcpt@example.net"}
+    routed = [(i, smtp("example.net")) for i in addresses]
+    got = plan("Q1", routed, limits(smtp=Limits(recipients=2)), addresses)
+    assert [j.indexes for j in got] == [(3, 2), (1, 0), (4,)]
+
+
+def test_plan_queue_name_sorts_before_domain_and_no_domain_comes_last():
+    addresses = {0: "a@z.example", 1: "b@a.example", 2: "nohost", 3: "c@m.example"}
+    routed = [(0, smtp("alpha.example")), (1, smtp("beta.example")),
+              (2, smtp("alpha.example")), (3, smtp("alpha.example"))]
+    got = plan("Q1", routed, limits(), addresses)
+    assert [(j.nexthop, j.indexes) for j in got] == [
+        ("alpha.example", (3, 0, 2)), ("beta.example", (1,))]
+
+
+def test_plan_with_a_recipient_limit_of_one_sorts_by_recipient_queue():
+    addresses = {0: "carol@mx", 1: "Bob@mx", 2: "alice@mx"}
+    routed = [(i, Route("local", "mx", AddressClass.LOCAL)) for i in addresses]
+    got = plan("Q1", routed, limits(local=Limits(recipients=1)), addresses)
+    assert [j.indexes for j in got] == [(2,), (1,), (0,)]
+
+
+def test_plan_of_one_recipient_is_not_sorted():
+    class Untouchable(dict):
+        def get(self, *args):
+            raise AssertionError("a lone recipient needs no sort key")
+    routed = [(7, smtp("a.example"))]
+    assert [j.indexes for j in plan("Q", routed, limits(), Untouchable({7: "x@a.example"}))] \
+        == [(7,)]
+    two = [(7, smtp("a.example")), (8, smtp("a.example"))]
+    try:
+        plan("Q", two, limits(), Untouchable({7: "x@a.example", 8: "y@a.example"}))
+    except AssertionError:
+        pass
+    else:
+        raise AssertionError("two recipients are sorted")
+
 
 
 def test_plan_cuts_at_the_transport_recipient_limit():
