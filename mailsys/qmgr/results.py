@@ -34,6 +34,12 @@ DESCRIPTION
       * done: every recipient is final, so the entry can leave the queue
         (with its notice, in one transaction).
 
+    A notice names its recipients in the order Postfix's bounce service
+    reads them from its logs, which the delivery agents append to as they
+    report: by the time of the result (last_attempt), and within one
+    delivery in the order qmgr handed them out (domain without case, then
+    address: schedule.address_order()), not in the order received.
+
     The changes are plain dicts of Recipient fields, which is what
     QueueStore.update(rcpt=...) takes. Pure.
 """
@@ -48,6 +54,7 @@ from mailsys.ipc.proto.deliver import BOUNCED, DEFERRED, SENT, RecipientResult
 from mailsys.ipc.proto.verify import TRACE_FLAGS, USR_VRFY
 from mailsys.message.envelope import Envelope, Notify, RcptState
 from mailsys.qmgr.backoff import delay_warning_due, expired
+from mailsys.qmgr.schedule import address_order
 from mailsys.qmgr.settings import QmgrSettings
 from mailsys.routing import error_status
 
@@ -171,6 +178,15 @@ class Settlement:
     verify_notice: tuple[int, ...] = ()   # sendmail -bv: every recipient, in one report
 
 
+def _logged(env: Envelope, indexes: list[int]) -> tuple[int, ...]:
+    """Recipients in the order their results reached Postfix's bounce and
+    defer logs (see the module text); one or none as they are."""
+    if len(indexes) > 1:
+        rcpts = env.recipients
+        indexes.sort(key=lambda i: (rcpts[i].last_attempt, address_order(rcpts[i].address)))
+    return tuple(indexes)
+
+
 def settle(env: Envelope, now: float, s: QmgrSettings) -> Settlement:
     """settle - see the module description."""
     expire: Changes = {}
@@ -183,17 +199,18 @@ def settle(env: Envelope, now: float, s: QmgrSettings) -> Settlement:
             dsn = r.dsn_status if r.dsn_status[:1] in ("4", "5") else EXPIRED_DSN
             expire[i] = dict(state=RcptState.BOUNCED, reason=reason, dsn_status=dsn)
     after = apply(env, expire)
-    failure = tuple(i for i, r in enumerate(after.recipients)
-                    if r.state is RcptState.BOUNCED and not r.notified)
-    success = tuple(i for i, r in enumerate(after.recipients)
-                    if r.state is RcptState.SENT and Notify.SUCCESS in r.notify
-                    and not r.notified)
+    failure = _logged(after, [i for i, r in enumerate(after.recipients)
+                              if r.state is RcptState.BOUNCED and not r.notified])
+    success = _logged(after, [i for i, r in enumerate(after.recipients)
+                              if r.state is RcptState.SENT and Notify.SUCCESS in r.notify
+                              and not r.notified])
     if env.attr(TRACE_FLAGS) == USR_VRFY:
         # sendmail -bv: one report on every recipient, nothing else.
-        report = tuple(i for i, r in enumerate(after.recipients) if r.final and not r.notified)
+        report = _logged(after, [i for i, r in enumerate(after.recipients)
+                                 if r.final and not r.notified])
         return Settlement(expire, expired_as, (), (), (), after.done, report)
     delay: tuple[int, ...] = ()
     if not after.done and delay_warning_due(after, now, s):
-        delay = tuple(i for i in after.pending
-                      if after.recipients[i].state is RcptState.DEFERRED)
+        delay = _logged(after, [i for i in after.pending
+                                if after.recipients[i].state is RcptState.DEFERRED])
     return Settlement(expire, expired_as, failure, success, delay, after.done)

@@ -97,6 +97,25 @@ def test_recipients_go_in_postfix_qmgr_order_not_as_received(site):
     assert to_lines(log, qid) == want
 
 
+def test_a_notice_names_refused_recipients_in_postfix_order(site):
+    # Postfix 3.7's notice for recipients a sink refused in one delivery
+    # named them as it sent them (bounce log order), not as received.
+    refused = ["zed@remote.test", "5rcpt@remote.test", "Alice@remote.test", "rcpt@remote.test"]
+    for r in refused:
+        site.sink.rcpt[r] = f"550 5.1.1 <{r}>: User unknown"
+    qid = inject(site.inst, *refused)
+    log = site.inst.wait_log(f"{qid}: removed", timeout=20)
+    notice_id = next(x for x in log.splitlines()
+                     if f"{qid}: sender non-delivery notification:" in x).rsplit(" ", 1)[1]
+    site.inst.wait_log(f"{notice_id}: removed", timeout=20)
+    [data] = maildir(site, "alice")
+    finals = [x.split("; ", 1)[1] for x in data.decode().splitlines()
+              if x.startswith("Final-Recipient:")]
+    want = ["5rcpt@remote.test", "Alice@remote.test", "rcpt@remote.test", "zed@remote.test"]
+    assert finals == want
+    assert to_lines(log, qid) == want
+
+
 def test_a_5xx_reply_returns_a_notice_to_the_senders_maildir(site):
     qid = inject(site.inst, "bad@remote.test")
     log = site.inst.wait_log(f"{qid}: removed", timeout=20)

@@ -139,3 +139,26 @@ def test_leaves_quietly_is_what_settle_says(rcpts, changes, forced, age):
     end = settle(apply(e, changes), T0 + age, S)
     quiet = end.done and not (end.expire or end.failure_notice or end.success_notice)
     assert leaves_quietly(e, changes) is quiet
+
+
+def test_a_notice_names_its_recipients_in_postfix_log_order():
+    # Postfix 3.7: a message received for zed@b.example, 5rcpt@example.net,
+    # Alice@example.net, rcpt@example.net, bob@a.example, all refused in one
+    # delivery, got a notice naming bob@a.example, zed@b.example,
+    # 5rcpt@example.net, Alice@example.net, rcpt@example.net (the bounce
+    # log's order). A recipient refused at an earlier attempt comes first.
+    def bounced(address: str, when: float) -> Recipient:
+        return Recipient(address, state=RcptState.BOUNCED, dsn_status="5.3.0",
+                         reason="refused", last_attempt=when)
+    e = Envelope("", "s@example.org", (
+        bounced("zed@b.example", T0 + 5), bounced("5rcpt@example.net", T0 + 5),
+        bounced("Alice@example.net", T0 + 5), bounced("rcpt@example.net", T0 + 5),
+        bounced("bob@a.example", T0 + 5), bounced("last@a.example", T0 + 1),
+        Recipient("later@a.example", state=RcptState.DEFERRED, dsn_status="4.4.1",
+                  reason="later", last_attempt=T0 + 5)), arrival_time=T0)
+    end = settle(e, T0 + 6, S)
+    assert [e.recipients[i].address for i in end.failure_notice] == [
+        "last@a.example", "bob@a.example", "zed@b.example", "5rcpt@example.net",
+        "Alice@example.net", "rcpt@example.net"]
+    one = settle(env(RcptState.SENT, RcptState.BOUNCED), T0, S)
+    assert one.failure_notice == (1,)
