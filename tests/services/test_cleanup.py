@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 import socket
+import sys
 import time
 
 import pytest
@@ -164,6 +165,36 @@ async def test_reply_waits_for_the_commit(make_config, store, monkeypatch):
         assert elapsed >= 0.2 and store.exists(req.queue_id)
         nursery.cancel_scope.cancel()
     assert isinstance(reply, Queued)
+
+
+@trio_test
+async def test_the_content_as_received_is_let_go_before_the_commit(make_config, store,
+                                                                    monkeypatch):
+    # Under load many messages wait for the group commit at once: each
+    # must hold only the stored form of its content, not also the copy
+    # smtpd sent. Counted with references (bytes takes no weak one): at
+    # the commit, only this test's own may be left.
+    cfg = make_config()
+    content = MESSAGE + b"x" * 70 + b"\r\n"
+    refs_at_commit = []
+    real = store.create_late
+
+    def counting(take, queue=Queue.INCOMING):
+        refs_at_commit.append(sys.getrefcount(content))
+        return real(take, queue)
+    monkeypatch.setattr(store, "create_late", counting)
+    ours = sys.getrefcount(content)
+    req = request(content=content)
+    qid = req.queue_id
+    assert sys.getrefcount(content) == ours + 1
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        pending = svc.cleanup.handle(req)
+        del req
+        reply = await pending
+        nursery.cancel_scope.cancel()
+    assert isinstance(reply, Queued) and store.exists(qid)
+    assert refs_at_commit == [ours]
 
 
 @trio_test
