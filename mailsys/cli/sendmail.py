@@ -31,6 +31,11 @@ DESCRIPTION
     -h, -p, -c, -e) are accepted and ignored, as Postfix's sendmail does.
     Addresses without a domain get @$myorigin (append_at_myorigin).
 
+    Lines at the very start of the input that read "From " after any
+    number of ">" (mbox and UUCP envelope lines) are dropped, as Postfix's
+    sendmail drops them; the first other line ends that, and a last line
+    with no line end or one of line_length_limit characters is kept.
+
     Line ends (sendmail_fix_line_endings, as Postfix's sendmail): always
     (the default) removes every CR before each LF, so CRLF and LF input
     are the same message; strict does so only when the first input line
@@ -101,6 +106,7 @@ FIX_EOL = ("always", "strict", "never")      # sendmail_fix_line_endings
 _DOT_LINE = re.compile(rb"(?:\A|\n)\.(?:\n|\Z)")
 _DOT_LINE_CR = re.compile(rb"(?:\A|\n)\.\r*(?:\n|\Z)")
 _CRS_LF = re.compile(rb"\r+\n")
+_FROM_LINE = re.compile(rb">*From [^\n]*\n")
 
 # Postfix sendmail.c's option string.
 OPTIONS = "B:C:F:GIL:N:O:R:UV:X:b:ce:f:h:imno:p:r:q:tvx"
@@ -152,7 +158,8 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         if fix_eol not in FIX_EOL:
             return _fail(f"invalid sendmail_fix_line_endings value: {fix_eol}", EX_TEMPFAIL)
         try:
-            content = _read_message(sys.stdin.buffer, ignore_dots="i" in opts, fix_eol=fix_eol)
+            content = _read_message(sys.stdin.buffer, ignore_dots="i" in opts, fix_eol=fix_eol,
+                                    line_limit=cfg.line_length_limit)
         except OSError as e:
             return _fail(f"cannot read the message: {e.strerror or e}", EX_IOERR)
     if "t" in opts and not verify:
@@ -312,18 +319,19 @@ def qualify(addr: str, cfg: Config) -> str:
     return addr
 
 
-def _read_message(stream, *, ignore_dots: bool, fix_eol: str = "always") -> bytes:
-    """The message on stdin; without -i a line "." ends it. A leading mbox
-    "From " line is dropped, as Postfix's sendmail does. Line ends as
-    sendmail_fix_line_endings (fix_eol) says: see the module description."""
+def _read_message(stream, *, ignore_dots: bool, fix_eol: str = "always",
+                  line_limit: int = 2048) -> bytes:
+    """The message on stdin; without -i a line "." ends it. Leading mbox
+    "From " lines are dropped, as Postfix's sendmail does (_skip_from).
+    Line ends as sendmail_fix_line_endings (fix_eol) says: see the module
+    description."""
     data = stream.read()
     if fix_eol == "strict":
         line, newline, _ = data.partition(b"\n")
         strip_cr = bool(newline) and line.endswith(b"\r")
     else:
         strip_cr = fix_eol == "always"
-    if data.startswith(b"From "):
-        data = data[data.find(b"\n") + 1:] if b"\n" in data else b""
+    data = _skip_from(data, line_limit)
     if not ignore_dots:
         m = (_DOT_LINE_CR if strip_cr else _DOT_LINE).search(data)
         if m is not None:
@@ -334,6 +342,17 @@ def _read_message(stream, *, ignore_dots: bool, fix_eol: str = "always") -> byte
         return _CRS_LF.sub(b"\n", data)
     # Storage is CRLF (mailsys.message.headers): a CR that is data goes before it.
     return data.replace(b"\r\n", b"\r\r\n")
+
+
+def _skip_from(data: bytes, line_limit: int) -> bytes:
+    """data without the lines at its very start that read "From " after
+    any number of ">" (mbox and UUCP envelope lines), as Postfix's sendmail
+    skips them: only whole lines, ended by LF and shorter than
+    line_length_limit; the first other line ends the skipping."""
+    pos = 0
+    while (m := _FROM_LINE.match(data, pos)) is not None and m.end() - pos <= line_limit:
+        pos = m.end()
+    return data[pos:]
 
 
 def _extract_recipients(content: bytes) -> tuple[list[str], bytes]:

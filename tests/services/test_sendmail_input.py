@@ -26,6 +26,32 @@ def test_read_message(data, ignore, expected):
     assert sendmail._read_message(io.BytesIO(data), ignore_dots=ignore) == expected
 
 
+# Leading mbox "From " lines, as Postfix 3.7.11's sendmail stored these inputs
+# (postcat of the queue file): every line at the very start that reads
+# "From " after any number of ">" is dropped; the first other line ends
+# the skipping, so a "From " line further down stays; so does a last line
+# with no line end, or one as long as line_length_limit.
+@pytest.mark.parametrize("data, expected", [
+    (b"From a@b Mon\n>From c@d\n>>From x\nFrom again\nSubject: t\n\nFrom body\n",
+     b"Subject: t\n\nFrom body\n"),
+    (b"From a\r\n>From b\r\nSubject: crlf\r\n\r\nx\r\n", b"Subject: crlf\n\nx\n"),
+    (b"  From a\nSubject: t2\n\nx\n", b"  From a\nSubject: t2\n\nx\n"),
+    (b"Subject: t\nFrom inner\n\nx\n", b"Subject: t\nFrom inner\n\nx\n"),
+    (b"From a\nFrom noeol", b"From noeol"),
+    (b"from a\n>From\tb\nS: c\n", b"from a\n>From\tb\nS: c\n"),
+    (b"From a\n.\nb\n", b""),
+])
+def test_leading_from_lines(data, expected):
+    assert sendmail._read_message(io.BytesIO(data), ignore_dots=False) == expected
+
+
+def test_leading_from_line_as_long_as_the_line_limit_stays():
+    short, long = b"From " + b"x" * 5, b"From " + b"x" * 6
+    data = short + b"\n" + long + b"\nS: c\n"
+    assert sendmail._read_message(io.BytesIO(data), ignore_dots=True,
+                                  line_limit=11) == long + b"\nS: c\n"
+
+
 # sendmail_fix_line_endings, as Postfix 3.7.11's sendmail stored these inputs
 # (postcat of the queue file): always removes every CR before LF and ".<CR>"
 # ends the message; never keeps each CR as data (".<CR>" ends nothing);
