@@ -52,7 +52,9 @@ POLICY INTERFACE
     async answer(event) -> Reply | None   None: the core's default reply; also
                                           asked about an unknown command (the
                                           RemoteProtocolError, .unknown set):
-                                          None keeps the core's refusal
+                                          None keeps the core's refusal;
+                                          and, first, about a refusal marked
+                                          .policy_first (a Reply overrules it)
     chunk(data: bytes)                    message content, in order; may return an
                                           awaitable (content streamed to a
                                           before-queue filter), awaited before
@@ -195,12 +197,20 @@ class SmtpPump:
             except RemoteProtocolError as err:
                 if conn.replaced is not None:
                     self._replaced()
-                self.policy.refused(err)
-                event, reply = err, err.reply
-                if err.unknown is not None:
-                    # An unknown command: the policy may answer it (smtpd's milters).
+                event, reply = err, None
+                if err.policy_first:
+                    # The policy's check comes first (smtpd: the recipient rate).
                     self._arm(self._deadline, False)
-                    reply = await self.policy.answer(err) or reply
+                    reply = await self.policy.answer(err)
+                    if reply is not None:
+                        conn.overrule()
+                if reply is None:
+                    self.policy.refused(err)
+                    reply = err.reply
+                    if err.unknown is not None:
+                        # An unknown command: the policy may answer it (smtpd's milters).
+                        self._arm(self._deadline, False)
+                        reply = await self.policy.answer(err) or reply
             else:
                 if conn.replaced is not None:
                     self._replaced()

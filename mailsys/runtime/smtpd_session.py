@@ -506,6 +506,9 @@ class Session:
                 return None
             case Xclient():
                 return await self._xclient(event)
+            case RemoteProtocolError(policy_first=True):
+                # An RCPT the core refuses still counts toward the recipient rate first.
+                return await self._recipient_rate()
             case RemoteProtocolError(unknown=str(command)) if self.milters is not None:
                 return await self.milters.unknown(command)
         return None
@@ -803,12 +806,18 @@ class Session:
                  sasl_sender=(self.mail.auth or "") if self.mail is not None else "",
                  **(self._orig_fields() if self.forwarded else {}))
 
+    async def _recipient_rate(self) -> Reply | None:
+        """RCPT and VRFY count toward the client's recipient rate when
+        smtpd_client_recipient_rate_limit is on; the refusal when over it."""
+        if not self.server.limits.recipient_rate:
+            return None
+        return await self._rate(anvil_proto.RECIPIENT, limits.check_recipient)
+
     async def _rcpt(self, event: RcptTo) -> Reply | None:
         server = self.server
-        if server.limits.recipient_rate:
-            refusal = await self._rate(anvil_proto.RECIPIENT, limits.check_recipient)
-            if refusal is not None:
-                return refusal
+        refusal = await self._recipient_rate()
+        if refusal is not None:
+            return refusal
         assert self.mail is not None
         if not self.actions.discard:            # Postfix looks no further after a DISCARD
             decision = await self._check_rcpt("RCPT", event.address)
@@ -853,10 +862,9 @@ class Session:
         (a client over it gets 450 whatever it asked), a refusal the milters
         stand by, the address syntax, then the recipient checks of RCPT;
         None (the core's 252) when they accept."""
-        if self.server.limits.recipient_rate:
-            refusal = await self._rate(anvil_proto.RECIPIENT, limits.check_recipient)
-            if refusal is not None:
-                return refusal
+        refusal = await self._recipient_rate()
+        if refusal is not None:
+            return refusal
         if self.milters is not None:
             refusal = self.milters.other_event()
             if refusal is not None:

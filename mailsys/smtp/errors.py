@@ -42,7 +42,10 @@ class RemoteProtocolError(ProtocolError):
     the policy may still answer (smtpd tells its milters: SMFIC_UNKNOWN);
     None for every other refusal. ``denied`` marks the 503 to a client the
     client restrictions refused at connect (smtpd_delay_reject = no), which
-    smtpd.c does not count as a junk command.
+    smtpd.c does not count as a junk command. ``policy_first`` marks a
+    refusal the policy may overrule with its own, checked before it (RCPT:
+    the client's recipient rate, counted before the address is looked at);
+    the core then counts the command as a failure (ServerConnection.overrule).
     """
 
     def __init__(self, message: str, *, reply: Reply, counts_as_error: bool = True,
@@ -54,3 +57,4 @@ class RemoteProtocolError(ProtocolError):
         self.sender = sender
         self.unknown = unknown
         self.denied = denied
+        self.policy_first = False

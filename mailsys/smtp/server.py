@@ -481,6 +481,19 @@ class ServerConnection:
             return False
         return line
 
+    def overrule(self) -> None:
+        """The policy refused the owed command before the core's own refusal
+        (a RemoteProtocolError.policy_first) applied: a failed command and an
+        error, and an RCPT beyond smtpd_recipient_limit is not counted
+        against the overshoot limit, as smtpd.c never got that far."""
+        if self._owed is None or not isinstance(self._owed[1], RemoteProtocolError):
+            raise LocalProtocolError("overrule() without a refusal owed")
+        what, err, ok = self._owed
+        if ok:                      # only the RCPT overshoot is a refusal that counts as ok
+            self._overshoot -= 1
+        err.counts_as_error = True
+        self._owed = (what, err, False)
+
     def _fail(self, reply: Reply, message: str, *, what: object = _ERROR,
               counts_as_error: bool = True, ok: bool = False) -> RemoteProtocolError:
         """A RemoteProtocolError; ``ok`` makes the refusal count as a successful
@@ -698,6 +711,15 @@ class ServerConnection:
         m = g.RCPT_ARG_RE.match(arg)
         if m is None:
             raise self._fail(R.RCPT_SYNTAX, "RCPT syntax")
+        try:
+            return self._rcpt_address(m)
+        except RemoteProtocolError as err:
+            # smtpd.c rcpt_cmd(): the recipient rate comes before what follows.
+            err.policy_first = s.recipient_rate_first
+            raise
+
+    def _rcpt_address(self, m: re.Match):
+        s = self.settings
         path = parse_path(m.group("path"), allow_null=False)
         if path is None and s.resolve_null_domain:
             path = parse_null_domain_path(m.group("path"))

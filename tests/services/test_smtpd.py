@@ -421,3 +421,27 @@ async def test_waiting_client_is_not_noted(make_config):
                 await client.reply()
             nursery.cancel_scope.cancel()
     assert not [e for e in logs if e["event"].startswith("improper")]
+
+
+@trio_test
+async def test_recipient_rate_counted_before_the_address_syntax(make_config):
+    # Postfix 3.7.11, smtpd_client_recipient_rate_limit = 2: rcpt_cmd() asks
+    # anvil right after "RCPT TO:" parses, so a malformed address counts and,
+    # over the rate, gets the 450 (no "Illegal address syntax" warning); so
+    # does a bad parameter. "RCPT foo" (501 5.5.4) is not counted.
+    cfg = make_config(**{**PARAMS, "smtpd_client_recipient_rate_limit": "2",
+                         "smtpd_client_event_limit_exceptions": ""})
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\nRCPT TO:<b b@example.test>\r\n"
+                                    b"RCPT TO:<c@example.test>\r\nRCPT TO:<d@example.test>\r\n"
+                                    b"RCPT TO:<e e@example.test>\r\nRCPT foo\r\n"
+                                    b"RCPT TO:<f@example.test> BOGUS=1\r\nQUIT\r\n", 9, anvil=True)
+    over = "450 4.7.1 Error: too many recipients from 192.0.2.7"
+    assert got[2:] == ["501 5.1.3 Bad recipient address syntax", "250 2.1.5 Ok", over, over,
+                       "501 5.5.4 Syntax: RCPT TO:<address>", over, "221 2.0.0 Bye"]
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning"]
+    assert warnings[:4] == [
+        "Illegal address syntax from client.example[192.0.2.7] in RCPT command: <b b@example.test>",
+        *(f"Recipient address rate limit exceeded: {n} from client.example[192.0.2.7] for service smtp"
+          for n in (3, 4, 5))]
+    assert [e["stats"] for e in logs if e["event"] == "disconnect"] == [
+        "ehlo=1 mail=1 rcpt=1/6 quit=1 commands=4/9"]

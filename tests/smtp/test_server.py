@@ -374,6 +374,35 @@ def test_recipient_limit_and_overshoot():
     assert res.conn.command_stats() == "mail=1 rcpt=3/5 commands=4/6"
 
 
+@pytest.mark.parametrize("rate_first", [False, True])
+def test_recipient_rate_may_overrule_the_core_refusal(rate_first):
+    # smtpd.c rcpt_cmd() counts the recipient rate before it looks at the
+    # address and the recipient limit: a 450 there is an error and uses up
+    # no overshoot.
+    conn, _ = connect(recipient_limit=1, recipient_overshoot_limit=1,
+                      recipient_rate_first=rate_first)
+    run(MAIL + RCPT, conn=conn)
+    conn.receive_data(b"RCPT TO:<c@example.com>\r\nRCPT TO:<d d@example.com>\r\n")
+    with pytest.raises(RemoteProtocolError) as info:
+        conn.next_event()
+    assert info.value.policy_first is rate_first
+    assert info.value.reply == replies.TOO_MANY_RECIPIENTS
+    if not rate_first:
+        return
+    conn.overrule()
+    conn.send(Reply(450, "4.7.1", "Error: too many recipients from 192.0.2.1"))
+    with pytest.raises(RemoteProtocolError) as info:
+        conn.next_event()
+    assert info.value.policy_first and info.value.reply.code == 501
+    conn.send(info.value.reply)
+    res = run(b"RCPT TO:<e@example.com>\r\n", conn=conn)
+    assert res.replies == ["452 4.5.3 Error: too many recipients"]
+    assert conn.error_count == 2
+    assert conn.command_stats() == "mail=1 rcpt=2/4 commands=3/5"
+    with pytest.raises(LocalProtocolError):
+        conn.overrule()
+
+
 def test_policy_rejected_recipient_stats():
     def policy(conn, event):
         if isinstance(event, RcptTo) and event.address.startswith("bad"):
