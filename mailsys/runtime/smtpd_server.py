@@ -222,7 +222,11 @@ class SmtpdServer:
             sasl_response_limit=int(param(cfg, "smtpd_sasl_response_limit", 12288)),
             recipient_limit=cfg.smtpd_recipient_limit,
             recipient_overshoot_limit=cfg.smtpd_recipient_overshoot_limit,
-            recipient_rate_first=cfg.smtpd_client_recipient_rate_limit > 0,
+            policy_first=frozenset(
+                name for name, on in (("rcpt", cfg.smtpd_client_recipient_rate_limit > 0),
+                                      ("etrn", bool(cfg.smtpd_milters
+                                                    or param(cfg, "smtpd_milter_maps", ()))))
+                if on),
             hard_error_limit=cfg.smtpd_hard_error_limit,
             soft_error_limit=cfg.smtpd_soft_error_limit,
             junk_command_limit=cfg.smtpd_junk_command_limit,

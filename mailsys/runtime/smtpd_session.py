@@ -507,7 +507,10 @@ class Session:
             case Xclient():
                 return await self._xclient(event)
             case RemoteProtocolError(policy_first=True):
-                # An RCPT the core refuses still counts toward the recipient rate first.
+                # Checks smtpd.c makes before the core's refusal: an RCPT still
+                # counts toward the recipient rate; ETRN hears the milters.
+                if self.conn.where == "ETRN":
+                    return self._milters_refusal()
                 return await self._recipient_rate()
             case RemoteProtocolError(unknown=str(command)) if self.milters is not None:
                 return await self.milters.unknown(command)
@@ -721,8 +724,12 @@ class Session:
         return _reply(decision)
 
     async def _etrn(self, event: Etrn) -> Reply:
-        """ETRN (smtpd.c etrn_cmd): smtpd_etrn_restrictions, then the fast
-        flush service (services/flush) makes the site's deferred mail due."""
+        """ETRN (smtpd.c etrn_cmd): the milters' standing refusal (asked
+        before the core's own checks too), smtpd_etrn_restrictions, then the
+        fast flush service (services/flush) makes the site's deferred mail due."""
+        refusal = self._milters_refusal()
+        if refusal is not None:
+            return refusal
         domain = event.domain
         r = self.server.restrictions
         held = self.held_helo or self.held_client       # smtpd_delay_reject = no
@@ -806,6 +813,11 @@ class Session:
                  sasl_sender=(self.mail.auth or "") if self.mail is not None else "",
                  **(self._orig_fields() if self.forwarded else {}))
 
+    def _milters_refusal(self) -> Reply | None:
+        """The refusal the milters stand by for a command they are not told
+        of (VRFY, ETRN: Postfix's milter_other_event()); None without one."""
+        return self.milters.other_event() if self.milters is not None else None
+
     async def _recipient_rate(self) -> Reply | None:
         """RCPT and VRFY count toward the client's recipient rate when
         smtpd_client_recipient_rate_limit is on; the refusal when over it."""
@@ -862,13 +874,9 @@ class Session:
         (a client over it gets 450 whatever it asked), a refusal the milters
         stand by, the address syntax, then the recipient checks of RCPT;
         None (the core's 252) when they accept."""
-        refusal = await self._recipient_rate()
+        refusal = await self._recipient_rate() or self._milters_refusal()
         if refusal is not None:
             return refusal
-        if self.milters is not None:
-            refusal = self.milters.other_event()
-            if refusal is not None:
-                return refusal
         if event.address is None:
             # smtpd.c extract_addr(), seen live with Postfix 3.7.11.
             log.warning(f"Illegal address syntax from {self.namaddr} in VRFY command: "

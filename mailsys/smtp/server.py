@@ -481,6 +481,16 @@ class ServerConnection:
             return False
         return line
 
+    def _policy_first(self, name: str, check, arg):
+        """check(arg): the rest of a command's checks, whose refusal the
+        policy may overrule when settings.policy_first names the command
+        (smtpd.c asks anvil or the milters before them)."""
+        try:
+            return check(arg)
+        except RemoteProtocolError as err:
+            err.policy_first = name in self.settings.policy_first
+            raise
+
     def overrule(self) -> None:
         """The policy refused the owed command before the core's own refusal
         (a RemoteProtocolError.policy_first) applied: a failed command and an
@@ -711,12 +721,7 @@ class ServerConnection:
         m = g.RCPT_ARG_RE.match(arg)
         if m is None:
             raise self._fail(R.RCPT_SYNTAX, "RCPT syntax")
-        try:
-            return self._rcpt_address(m)
-        except RemoteProtocolError as err:
-            # smtpd.c rcpt_cmd(): the recipient rate comes before what follows.
-            err.policy_first = s.recipient_rate_first
-            raise
+        return self._policy_first("rcpt", self._rcpt_address, m)
 
     def _rcpt_address(self, m: re.Match):
         s = self.settings
@@ -835,6 +840,9 @@ class ServerConnection:
             raise self._fail(R.NOT_IMPLEMENTED, "ETRN disabled")
         if self.settings.helo_required and self.helo_name is None:
             raise self._fail(R.ETRN_SEND_HELO_FIRST, "ETRN before HELO")
+        return self._policy_first("etrn", self._etrn_domain, arg)
+
+    def _etrn_domain(self, arg: str):
         if self.state is not State.IDLE:
             raise self._fail(R.ETRN_TXN_IN_PROGRESS, "ETRN in transaction")
         if not arg or len(arg.split()) != 1:

@@ -40,10 +40,12 @@ class Settings:
     # smtpd_recipient_limit / smtpd_recipient_overshoot_limit (1000 / 1000; 0 = off).
     recipient_limit: int = 1000
     recipient_overshoot_limit: int = 1000
-    # smtpd_client_recipient_rate_limit is on: the policy counts each RCPT
-    # whose "TO:" parses before the core refuses its address or parameters
-    # (RemoteProtocolError.policy_first), as smtpd.c rcpt_cmd() asks anvil.
-    recipient_rate_first: bool = False
+    # Commands ("rcpt", "etrn") whose refusals past their first checks the
+    # policy may overrule with its own, checked before them
+    # (RemoteProtocolError.policy_first): RCPT when smtpd_client_recipient_
+    # rate_limit is on (smtpd.c rcpt_cmd() asks anvil once "TO:" parses),
+    # ETRN when smtpd_milters are (etrn_cmd(): their standing refusal).
+    policy_first: frozenset[str] = frozenset()
     # smtpd_hard_error_limit (20), smtpd_soft_error_limit (10), smtpd_junk_command_limit (100).
     # 0 turns the hard and soft limits off here (Postfix has no "off" value).
     hard_error_limit: int = 20

@@ -151,6 +151,39 @@ def test_milter_down_follows_milter_default_action(mailsys_instance, action, gre
         assert f": {text}; from=<a@example.org> proto=ESMTP helo=<client.example>" in log
 
 
+def test_etrn_gets_the_refusal_a_failed_milter_stands_by(mailsys_instance):
+    # Postfix 3.7.11, smtpd_milters on a port nobody listens on (tempfail):
+    # etrn_cmd() asks milter_other_event() before the transaction and
+    # syntax checks, so "ETRN example.com", a bare "ETRN" and "ETRN bad!dom"
+    # all got "451 4.7.1 Service unavailable - try again later", with no
+    # line logged for them ("etrn=0/3" in the disconnect line).
+    inst = mailsys_instance
+    down = inst.free_port()
+    port = h.start(inst, {"smtpd_milters": f"inet:127.0.0.1:{down}"})
+    tempfail = (451, b"4.7.1 Service unavailable - try again later")
+    with h.session(port) as s:
+        s.ehlo("x")
+        assert s.docmd("ETRN", "example.com") == tempfail
+        assert s.docmd("ETRN") == tempfail
+        assert s.docmd("ETRN", "bad!dom") == tempfail
+    log = inst.wait_log("etrn=0/3", timeout=10)
+    assert "ETRN" not in log.replace("etrn=0/3", ""), log
+
+
+def test_etrn_gets_the_refusal_of_a_milter_that_refused_helo(mailsys_instance):
+    # Postfix 3.7.11 with a milter answering EHLO "reject": EHLO got its
+    # 250 (the refusal logged, "milter-reject: EHLO from ..."), then
+    # "ETRN example.com" and a bare "ETRN" got "550 5.7.1 Command rejected".
+    inst = mailsys_instance
+    with MilterPeer(helo="r").running() as milter_port:
+        port = h.start(inst, {"smtpd_milters": f"inet:127.0.0.1:{milter_port}"})
+        with h.session(port) as s:
+            assert s.ehlo("x")[0] == 250
+            assert s.docmd("ETRN", "example.com") == (550, b"5.7.1 Command rejected")
+            assert s.docmd("ETRN") == (550, b"5.7.1 Command rejected")
+        inst.wait_log("etrn=0/2", timeout=10)
+
+
 def test_per_milter_default_action_overrides(mailsys_instance):
     inst = mailsys_instance
     down = inst.free_port()

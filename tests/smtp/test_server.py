@@ -380,7 +380,7 @@ def test_recipient_rate_may_overrule_the_core_refusal(rate_first):
     # address and the recipient limit: a 450 there is an error and uses up
     # no overshoot.
     conn, _ = connect(recipient_limit=1, recipient_overshoot_limit=1,
-                      recipient_rate_first=rate_first)
+                      policy_first=frozenset({"rcpt"} if rate_first else ()))
     run(MAIL + RCPT, conn=conn)
     conn.receive_data(b"RCPT TO:<c@example.com>\r\nRCPT TO:<d d@example.com>\r\n")
     with pytest.raises(RemoteProtocolError) as info:
