@@ -35,11 +35,12 @@ DESCRIPTION
         most smtp_mx_session_limit sessions that got as far as a greeting):
         a connection failure or a refused greeting logs Postfix's
         ``connect to host[addr]:port: Connection refused`` and moves on; a
-        server that answers EHLO with our own myhostname is a loop too
-        (5.4.6 at a best MX host, 4.4.6 at a backup). When every recipient
-        ends with such a loop and best_mx_transport names a transport, the
-        whole request goes to it instead (mailsys.runtime.best_mx), unless
-        the next hop is the relayhost. Recipients that no server took
+        server on port 25 that answers EHLO with our own myhostname is a
+        loop too (5.4.6 at a best MX host, 4.4.6 at a backup; a greeting
+        naming it only gets a warning; smtp_client_io.SmtpSession.hello).
+        When every recipient ends with such a loop and best_mx_transport
+        names a transport, the whole request goes to it instead
+        (mailsys.runtime.best_mx), unless the next hop is the relayhost. Recipients that no server took
         keep the last failure seen (a later next hop's lookup failure
         outranks an earlier connection failure); when that status is hard
         and the last next hop was a smtp_fallback_relay one, or the next

@@ -77,7 +77,8 @@ from mailsys.smtp.ehlo_mask import discard_names, discard_text
 from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
                                  EhloRejected, Greeting, HeloRejected, ProbeFailed, QuitDone, Rcpt,
                                  RecipientStatus, StartTlsReady, StartTlsRefused,
-                                 TransactionDone, TransactionResult, refused_text, says_esmtp)
+                                 TransactionDone, TransactionResult, greeting_name, refused_text,
+                                 says_esmtp)
 from mailsys.smtp.errors import RemoteProtocolError
 from mailsys.smtp.trace import Trace, TracedClientConnection
 
@@ -100,6 +101,11 @@ MAX_IDLE_PER_KEY = 100
 # the agent up long; Postfix gives it smtp_quit_timeout, but nothing waits
 # for its answer to decide anything.
 QUIT_GRACE = 5.0
+
+# Postfix checks a server's greeting and EHLO reply for its own name only
+# when mail goes to this port (IPPORT_SMTP, not $smtp_tcp_port), never for
+# LMTP: smtp_connect.c sets SMTP_MISC_FLAG_LOOP_DETECT for port 25 alone.
+LOOP_DETECT_PORT = 25
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,7 +229,7 @@ class SmtpSession:
         self.broken = False
         self.probe = False             # from the cache: the next send_mail() checks it with RSET
         self._pending = b""            # bytes a command method returned, not yet written
-        self.ehlo_name = ""            # the name the server gave in its EHLO/HELO reply
+        self.ehlo_name = ""            # the name the server gave in its EHLO reply ("" after HELO)
         self.send_ehlo = True          # not smtp_never_send_ehlo
         self.always_ehlo = True        # smtp_always_send_ehlo (no: only after "ESMTP")
         self.skip_quit = True          # smtp_skip_quit_response: hang up after QUIT
@@ -371,9 +377,13 @@ class SmtpSession:
         """Greeting, EHLO (HELO after a refusal), STARTTLS as the policy says,
         then SASL authentication when ``sasl`` (smtp_sasl.SaslRequest) says so.
 
-        A server that names itself myhostname in its EHLO reply is this
-        host (behind a NAT or a proxy): "mail for NEXTHOP loops back to
-        myself", 5.4.6 at a best MX host, 4.4.6 at a backup (smtp_proto.c)."""
+        On port 25 (LOOP_DETECT_PORT; myhostname is "" for LMTP), a
+        greeting that names myhostname first gets Postfix's warning "host
+        X[a]:25 greeted me with my own hostname NAME" and the session goes
+        on; a server that names itself myhostname in its EHLO reply (not
+        in a HELO reply) is this host (behind a NAT or a proxy): "mail
+        for NEXTHOP loops back to myself", 5.4.6 at a best MX host, 4.4.6
+        at a backup (smtp_proto.c). On other ports neither is checked."""
         event = await self.next_event()
         if isinstance(event, ConnectionLost):
             raise self._lost(event)
@@ -387,6 +397,10 @@ class SmtpSession:
                 dsn = "4" + dsn[1:]
             raise SessionError(dsn, refused_text(self.target.peer, event.response),
                                connected=True)
+        if self.target.port != LOOP_DETECT_PORT:
+            myhostname = ""
+        if myhostname and greeting_name(event.response).lower() == myhostname.lower():
+            log.warning(f"host {self.target.relay} greeted me with my own hostname {myhostname}")
         if not self.always_ehlo and not says_esmtp(event.response):
             self.send_ehlo = False      # Postfix smtp_helo(): HELO unless the banner says ESMTP
         if self.pix is not None and _pix_greeting(event.response):
@@ -482,7 +496,8 @@ class SmtpSession:
             event = await self.next_event()
         else:
             event = EhloRejected(None)      # smtp_never_send_ehlo: HELO at once
-        if isinstance(event, EhloRejected):
+        said_helo = isinstance(event, EhloRejected)
+        if said_helo:
             self._pending += self.cc.helo()
             event = await self.next_event()
         if isinstance(event, ConnectionLost):
@@ -493,7 +508,8 @@ class SmtpSession:
                                connected=True)
         assert isinstance(event, EhloDone)
         words = event.response.lines[0][4:].split() if event.response.lines else []
-        self.ehlo_name = words[0] if words else ""
+        # Postfix reads the server's name from an EHLO reply only.
+        self.ehlo_name = words[0] if words and not said_helo else ""
 
     # -- mail ---------------------------------------------------------------------
 

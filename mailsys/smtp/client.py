@@ -188,13 +188,24 @@ def said_text(peer: str, response: Response, in_reply_to: str) -> str:
     return f"host {peer} said: {response.text} (in reply to {in_reply_to})"
 
 
+def _greeting_words(greeting: Response) -> list[str]:
+    """The words of a greeting after its code, as smtp_proto.c splits them."""
+    text = "\n".join(greeting.lines)
+    return re.sub(r"^[- \t\n]*[^- \t\n]*[- \t\n]?", "", text, count=1).split()
+
+
 def says_esmtp(greeting: Response) -> bool:
     """Whether a greeting names ESMTP after the server's name, Postfix's test
     (smtp_proto.c smtp_helo()) for EHLO with smtp_always_send_ehlo = no:
     any word of the reply but the code and the first one after it."""
-    text = "\n".join(greeting.lines)
-    rest = re.sub(r"^[- \t\n]*[^- \t\n]*[- \t\n]?", "", text, count=1)
-    return any(w.upper() == "ESMTP" for w in rest.split()[1:])
+    return any(w.upper() == "ESMTP" for w in _greeting_words(greeting)[1:])
+
+
+def greeting_name(greeting: Response) -> str:
+    """The name a greeting gives first after its code ("" if none): the
+    word smtp_proto.c compares with $myhostname."""
+    words = _greeting_words(greeting)
+    return words[0] if words else ""
 
 
 def refused_text(peer: str, response: Response) -> str:

@@ -15,6 +15,7 @@ import trio
 from mailsys.routing import NextHop
 from mailsys.runtime.resolver import Resolver
 from mailsys.runtime.smtp_agent import TIMEOUT_PARAMS, SmtpAgent, SmtpSettings
+from mailsys.runtime import smtp_client_io
 from mailsys.runtime.smtp_client_io import ConnectionCache
 
 # The tests directories are not packages: the shared helpers are loaded by path.
@@ -468,16 +469,50 @@ def test_a_refusing_host_is_not_asked_twice_and_the_answer_stands():
                                                    "connect to mx3.example.org"]
 
 
-def test_a_server_with_our_own_name_is_a_loop():
+def deliver_as_port_25(sink: SmtpSink, s: SmtpSettings, monkeypatch):
+    """deliver(), with the sink's free port standing in for port 25, the
+    only one where Postfix looks for its own name in the server's replies."""
+    async def body(port):
+        monkeypatch.setattr(smtp_client_io, "LOOP_DETECT_PORT", port)
+        status = await agent(s).deliver(h.request(f"[127.0.0.1]:{port}", "bob@example.org"))
+        return status, port
+    with h.capture_logs() as logs:
+        status, port = run_with_sink(sink, body)
+    return status, h.lines(logs), f"host 127.0.0.1[127.0.0.1]:{port}"
+
+
+def test_a_server_with_our_own_name_is_a_loop(monkeypatch):
     sink = SmtpSink()
     s = dataclasses.replace(settings(), myhostname="SINK.test")
-    status, logs = deliver(sink, "bob@example.org", s=s)
+    status, lines, host = deliver_as_port_25(sink, s, monkeypatch)
     r = status.results[0]
     assert (r.status, r.dsn) == ("bounced", "5.4.6")
-    assert any(re.fullmatch(r"host 127\.0\.0\.1\[127\.0\.0\.1\]:\d+ replied to HELO/EHLO with my "
-                            r"own hostname SINK\.test", t) for t in h.lines(logs)), h.lines(logs)
-    assert re.fullmatch(r"mail for \[127\.0\.0\.1\]:\d+ loops back to myself", r.reason)
+    assert [t for t in lines if t.startswith("host ")] == [
+        f"{host} greeted me with my own hostname SINK.test",
+        f"{host} replied to HELO/EHLO with my own hostname SINK.test"], lines
+    assert r.reason == f"mail for [{host.split('[')[1]} loops back to myself"
     assert sink.messages == [] and sink.commands[-1] == "QUIT"
+
+
+def test_our_own_name_in_greeting_and_helo_reply_only_warns(monkeypatch):
+    # Postfix reads the server's name from an EHLO reply only: after HELO
+    # the greeting's warning is all, and the mail goes.
+    sink = SmtpSink(ehlo_refused=True)
+    s = dataclasses.replace(settings(), myhostname="sink.TEST")
+    status, lines, host = deliver_as_port_25(sink, s, monkeypatch)
+    assert status.results[0].status == "sent"
+    assert [t for t in lines if t.startswith("host ")] == [
+        f"{host} greeted me with my own hostname sink.TEST"], lines
+    assert len(sink.messages) == 1
+
+
+def test_our_own_name_on_a_port_other_than_25_is_no_loop():
+    sink = SmtpSink()
+    s = dataclasses.replace(settings(), myhostname="sink.test")
+    status, logs = deliver(sink, "bob@example.org", s=s)
+    assert status.results[0].status == "sent"
+    assert not [t for t in h.lines(logs) if "my own hostname" in t]
+    assert len(sink.messages) == 1
 
 
 def test_smtp_bind_address():
