@@ -383,7 +383,8 @@ class SmtpSession:
         on; a server that names itself myhostname in its EHLO reply (not
         in a HELO reply) is this host (behind a NAT or a proxy): "mail
         for NEXTHOP loops back to myself", 5.4.6 at a best MX host, 4.4.6
-        at a backup (smtp_proto.c). On other ports neither is checked."""
+        at a backup (smtp_proto.c), also when it does so only inside TLS.
+        On other ports neither is checked."""
         event = await self.next_event()
         if isinstance(event, ConnectionLost):
             raise self._lost(event)
@@ -413,6 +414,7 @@ class SmtpSession:
         await self._ehlo()
         self._check_loop(myhostname, nexthop)
         await self._starttls(tls, nexthop)
+        self._check_loop(myhostname, nexthop)   # smtp_helo() again, on the EHLO reply inside TLS
         if sasl is not None:
             await sasl.login(self)
 

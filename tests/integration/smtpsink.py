@@ -77,6 +77,7 @@ class SmtpSink:
     xforward: str = ""
     xforward_reply: str = "250 2.0.0 Ok"
     tls_ehlo_extra: str = ""
+    tls_name: str = ""                 # the name in EHLO replies inside TLS ("": sink.test)
     dsn: bool = False                  # offer DSN (RCPT gets NOTIFY=/ORCPT=)
     lmtp: bool = False
     rcpt_dot: dict[str, str] = field(default_factory=dict)
@@ -127,7 +128,7 @@ class SmtpSink:
                 if verb == "EHLO" and self.ehlo_refused:
                     await conn.reply("502 5.5.2 Error: command not recognized")
                     continue
-                lines = ["sink.test"]
+                lines = [conn.tls and self.tls_name or "sink.test"]
                 if verb in ("EHLO", "LHLO"):
                     if self.pipelining:
                         lines.append("PIPELINING")

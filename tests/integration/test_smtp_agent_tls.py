@@ -13,6 +13,7 @@ import trustme
 
 from mailsys.config import load
 from mailsys.config.client_program import client_config
+from mailsys.runtime import smtp_client_io
 from mailsys.runtime.resolver import Resolver
 from mailsys.runtime.smtp_agent import TIMEOUT_PARAMS, SmtpAgent, SmtpSettings
 from mailsys.runtime.smtp_tls import tls_policy
@@ -22,6 +23,7 @@ from mailsys.tls import server_context
 h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("agent_helpers.py"))))
 
 MX = "mx.tls.test"
+OWN_PORT = 3403         # a fixed port standing in for 25 (smtp_client_io.LOOP_DETECT_PORT)
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +65,18 @@ def run(tmp_path, pki, dns, sink, level, ca="ca.pem", nexthop=f"[{MX}]", **clien
     return results[0], lines
 
 
-def deliver(settings, dns, sink, nexthop, *rcpts, transport="smtp"):
-    """One request to the sink (nexthop has a {port}): (port, results, log lines)."""
+def deliver(settings, dns, sink, nexthop, *rcpts, transport="smtp", port=0):
+    """One request to the sink (nexthop has a {port}; port 0: a free one):
+    (port, results, log lines)."""
     async def load_content(qid):
         return h.CONTENT
     agent = SmtpAgent(settings, Resolver([("127.0.0.1", dns.port)], lifetime=1.0), load_content)
 
+    port_wanted = port
+
     async def main():
         async with trio.open_nursery() as n:
-            port = await n.start(sink.serve)
+            port = await n.start(sink.serve, "127.0.0.1", port_wanted)
             status = await agent.deliver(h.request(nexthop.format(port=port), *rcpts,
                                                    transport=transport))
             n.cancel_scope.cancel()
@@ -88,6 +93,22 @@ def test_may_uses_starttls_when_offered(tmp_path, pki, dns):
     assert sink.messages[0].data == h.CONTENT
     assert [c.split()[0] for c in sink.commands[:3]] == ["EHLO", "STARTTLS", "EHLO"]
     assert any(t.startswith(f"Trusted TLS connection established to {MX}[127.0.0.1]:") for t in lines), lines
+
+
+def test_our_own_name_in_the_ehlo_reply_inside_tls_is_a_loop(tmp_path, pki, dns, monkeypatch):
+    # Postfix's smtp_helo() reads the EHLO reply after STARTTLS as the first.
+    monkeypatch.setattr(smtp_client_io, "LOOP_DETECT_PORT", OWN_PORT)
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki), tls_name="client.test")
+    cfg = config(tmp_path, smtp_tls_security_level="may", smtp_tls_CAfile=pki / "ca.pem")
+    t = {name: 5.0 for name in TIMEOUT_PARAMS}
+    settings = SmtpSettings(helo_name="client.test", myhostname="client.test", timeouts=t,
+                            tls=tls_policy(cfg), cache_time_limit=0)
+    _, results, lines = deliver(settings, dns, sink, f"[{MX}]:{OWN_PORT}", port=OWN_PORT)
+    assert (results[0].status, results[0].dsn) == ("bounced", "5.4.6")
+    assert results[0].reason == f"mail for [{MX}]:{OWN_PORT} loops back to myself"
+    assert f"host {MX}[127.0.0.1]:{OWN_PORT} replied to HELO/EHLO with my own hostname " \
+           "client.test" in lines, lines
+    assert sink.tls_sessions == 1 and sink.messages == []
 
 
 def test_may_without_starttls_sends_in_plaintext(tmp_path, pki, dns):
