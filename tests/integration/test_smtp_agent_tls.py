@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import runpy
+import socket
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -23,7 +24,6 @@ from mailsys.tls import server_context
 h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("agent_helpers.py"))))
 
 MX = "mx.tls.test"
-OWN_PORT = 3403         # a fixed port standing in for 25 (smtp_client_io.LOOP_DETECT_PORT)
 
 
 @pytest.fixture(scope="module")
@@ -97,16 +97,20 @@ def test_may_uses_starttls_when_offered(tmp_path, pki, dns):
 
 def test_our_own_name_in_the_ehlo_reply_inside_tls_is_a_loop(tmp_path, pki, dns, monkeypatch):
     # Postfix's smtp_helo() reads the EHLO reply after STARTTLS as the first.
-    monkeypatch.setattr(smtp_client_io, "LOOP_DETECT_PORT", OWN_PORT)
+    # A free port stands in for 25 (smtp_client_io.LOOP_DETECT_PORT).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        own_port = s.getsockname()[1]
+    monkeypatch.setattr(smtp_client_io, "LOOP_DETECT_PORT", own_port)
     sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki), tls_name="client.test")
     cfg = config(tmp_path, smtp_tls_security_level="may", smtp_tls_CAfile=pki / "ca.pem")
     t = {name: 5.0 for name in TIMEOUT_PARAMS}
     settings = SmtpSettings(helo_name="client.test", myhostname="client.test", timeouts=t,
                             tls=tls_policy(cfg), cache_time_limit=0)
-    _, results, lines = deliver(settings, dns, sink, f"[{MX}]:{OWN_PORT}", port=OWN_PORT)
+    _, results, lines = deliver(settings, dns, sink, f"[{MX}]:{own_port}", port=own_port)
     assert (results[0].status, results[0].dsn) == ("bounced", "5.4.6")
-    assert results[0].reason == f"mail for [{MX}]:{OWN_PORT} loops back to myself"
-    assert f"host {MX}[127.0.0.1]:{OWN_PORT} replied to HELO/EHLO with my own hostname " \
+    assert results[0].reason == f"mail for [{MX}]:{own_port} loops back to myself"
+    assert f"host {MX}[127.0.0.1]:{own_port} replied to HELO/EHLO with my own hostname " \
            "client.test" in lines, lines
     assert sink.tls_sessions == 1 and sink.messages == []
 
