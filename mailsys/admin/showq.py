@@ -22,10 +22,10 @@ DESCRIPTION
     The status characters follow the ID: "*" in the active queue, "!" in
     the hold queue, then "#" when an administrator forced expiry. Only
     recipients without a final state are listed: first those with a
-    deferral on record (Postfix's defer log), each run of equal reasons
-    under one reason line, then those not tried yet (Postfix's remaining
-    queue-file recipients). A deferred recipient without reason text shows
-    "(reason unavailable)".
+    deferral on record (Postfix's defer log), under the address the
+    deferral went to, each run of equal reasons under one reason line, then
+    those not tried yet (Postfix's remaining queue-file recipients), which
+    a "(reason unavailable)" line precedes when a reason came before them.
 
     The arrival time is asctime() in local time, as Postfix's. Entries come
     in the order they are given (QueueStore.scan_all: active, incoming,
@@ -43,7 +43,7 @@ from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING
 
 from mailsys.admin.addresses import shown
-from mailsys.message.envelope import Envelope, RcptState, Recipient
+from mailsys.message.envelope import Envelope, RcptState
 
 if TYPE_CHECKING:      # importing mailsys.queue would load lmdb
     from mailsys.queue.schema import Queue
@@ -70,12 +70,21 @@ def status_id(env: Envelope, queue: Queue) -> str:
     return env.queue_id + mark + ("#" if env.forced_expire else "")
 
 
-def listed(env: Envelope) -> list[tuple[Recipient, str | None]]:
-    """The recipients mailq lists, in its order, each with its delay reason
-    (None for one not tried yet)."""
-    deferred = [(r, r.reason or None) for r in env.recipients
+def listed(env: Envelope) -> list[tuple[str, str]]:
+    """The recipients mailq lists, in its order, as (address, delay reason),
+    the reason "" for one not tried yet. Postfix's showq lists its defer
+    log first, under the address each deferral went to, then the queue
+    file's undelivered recipients whose address the defer log did not
+    name: a recipient the resolver rewrote (u@192.0.2.1 deferred as
+    u@[192.0.2.1]) is listed twice, deferred as rewritten and untried as
+    queued."""
+    deferred = [(r.deferred_as or r.address, r.reason) for r in env.recipients
                 if r.state is RcptState.DEFERRED]
-    untried = [(r, None) for r in env.recipients if r.state is RcptState.PENDING]
+    named = {address for address, _ in deferred}
+    untried = [(r.address, "") for r in env.recipients
+               if (r.state is RcptState.PENDING
+                   or (r.state is RcptState.DEFERRED and r.deferred_as))
+               and r.address not in named]
     return deferred + untried
 
 
@@ -85,17 +94,17 @@ def reason_line(reason: str) -> str:
 
 def render_entry(env: Envelope, queue: Queue, utf8: bool = True) -> str:
     """One message's block of lines, without the separating blank line.
-    utf8: smtputf8_enable (addresses.shown)."""
+    utf8: smtputf8_enable (addresses.shown). As showq_compat.c, a reason
+    line comes whenever the reason changes from the previous recipient's,
+    "(reason unavailable)" when it changes to none."""
     out = [MESSAGE % (status_id(env, queue), env.size, arrival(env.arrival_time),
                       shown(env.sender, utf8))]
-    previous: str | None = None
-    for rcpt, reason in listed(env):
-        if rcpt.state is RcptState.DEFERRED:
-            text = reason or UNAVAILABLE
-            if text != previous:
-                out.append(reason_line(text))
-                previous = text
-        out.append(RECIPIENT % ("", "", "", shown(rcpt.address, utf8)))
+    previous = ""
+    for address, reason in listed(env):
+        if reason != previous:
+            out.append(reason_line(reason or UNAVAILABLE))
+            previous = reason
+        out.append(RECIPIENT % ("", "", "", shown(address, utf8)))
     return "".join(out)
 
 
@@ -123,9 +132,9 @@ def render_listing(entries: Iterable[tuple[Envelope, Queue]], utf8: bool = True)
 def json_entry(env: Envelope, queue: Queue, utf8: bool = True) -> str:
     """One postqueue -j line (without the newline), keys in Postfix's order."""
     recipients = []
-    for rcpt, reason in listed(env):
-        item = {"address": shown(rcpt.address, utf8)}
-        if reason is not None:
+    for address, reason in listed(env):
+        item = {"address": shown(address, utf8)}
+        if reason:
             item["delay_reason"] = reason
         recipients.append(item)
     obj = {

@@ -185,7 +185,7 @@ class Requeuer:
         """The mail system is down: back to incoming under the same queue ID."""
         env, _ = self.store.load(qid)
         fresh = {i: dict(state=RcptState.PENDING, dsn_status="", reason="",
-                         remote_mta="", diagnostic="")
+                         remote_mta="", diagnostic="", deferred_as="")
                  for i, r in enumerate(env.recipients) if r.state is RcptState.DEFERRED}
         self.store.update(qid, src=queue, dst=Queue.INCOMING, rcpt=fresh,
                           next_attempt=0.0, last_reason="", forced_expire=False)

@@ -82,6 +82,9 @@ class Recipient:
     action       the DSN Action the agent gave a delivery ("delivered",
                  "relayed"); "" lets the notice decide ("relayed" when a
                  remote MTA took it)
+    deferred_as  the address the last deferral went to when the resolver
+                 rewrote the queued one (u@[192.0.2.1] for u@192.0.2.1),
+                 else ""; mailq lists it as Postfix's defer log does
     """
 
     address: str
@@ -96,6 +99,7 @@ class Recipient:
     last_attempt: float = 0.0
     notified: bool = False
     action: str = ""
+    deferred_as: str = ""
 
     def __post_init__(self) -> None:
         # Accept the plain strings a decoder or caller naturally has.

@@ -689,7 +689,7 @@ class QueueManager:
         if msg is None or msg.gone or not changes:
             return
         if msg.resolved:
-            changes = self._resolved_finals(msg, changes)
+            changes = self._resolved_results(msg, changes)
         try:
             msg.env = await self.writes.apply(Update(qid, src=Queue.ACTIVE, rcpt=changes))
             msg.fresh = msg.single
@@ -701,17 +701,23 @@ class QueueManager:
             log.warning(f"{qid}: cannot record delivery status: {e}")
 
     @staticmethod
-    def _resolved_finals(msg: _Active, changes: results.Changes) -> results.Changes:
+    def _resolved_results(msg: _Active, changes: results.Changes) -> results.Changes:
         """changes, a final result of a recipient the resolver rewrote also
         recording the address it went to and the one queued: the notices
         name them as Postfix's do ("Final-Recipient: rfc822; u@[192.0.2.1]",
         "<u@[192.0.2.1]> (expanded from <u@192.0.2.1>)"). A deferred one
-        keeps its queued address, which mailq shows."""
+        keeps its queued address and records the one it was deferred as
+        (deferred_as), which mailq lists as Postfix's does from its defer
+        log, beside the queued one."""
         out = dict(changes)
         for i, c in changes.items():
-            if i in msg.resolved and c["state"].final:
-                address, orig = msg.recipient(i)
+            if i not in msg.resolved:
+                continue
+            address, orig = msg.recipient(i)
+            if c["state"].final:
                 out[i] = dict(c, address=address, orig=orig)
+            elif c["state"] is RcptState.DEFERRED:
+                out[i] = dict(c, deferred_as=address)
         return out
 
     def _gone(self, qid: str) -> None:
@@ -784,7 +790,7 @@ class QueueManager:
             if end.expire:
                 expire = end.expire
                 if msg is not None and msg.resolved:
-                    expire = self._resolved_finals(msg, expire)
+                    expire = self._resolved_results(msg, expire)
                 env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE, rcpt=expire)
                 log.info("expired", queue_id=qid, sender=env.sender, status=end.expired_as)
             notices: list[tuple[Envelope, bytes]] = []

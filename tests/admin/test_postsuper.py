@@ -9,7 +9,7 @@ import time
 import pytest
 
 from mailsys.message.envelope import RcptState
-from mailsys.queue import Queue
+from mailsys.queue import Queue, QueueStore
 
 from admin_fixtures import entries, run_process, run_tool
 
@@ -129,6 +129,10 @@ def test_release_only_takes_held(capsys, setup, queue):
 def test_requeue_while_down_resets_deferred_recipients_in_place(capsys, setup, queue):
     # No cleanup to take the message: requeued in place, same queue ID
     # (mailsys.cli.postsuper_requeue; with the mail system up it gets a new one).
+    # What a deferral recorded goes, the address it went to as well (Postfix
+    # removes the defer log).
+    with QueueStore.open(setup.queue_dir) as store:
+        store.update(queue["bounce"], rcpt={1: dict(deferred_as="a@[192.0.2.1]")})
     status, _, err = run_tool(capsys, setup, "postsuper", "-r", queue["bounce"],
                               "-r", queue["held"])
     assert status == 0
@@ -142,7 +146,7 @@ def test_requeue_while_down_resets_deferred_recipients_in_place(capsys, setup, q
     assert q is Queue.INCOMING
     # The bounced recipient stays done; the deferred ones are pending again.
     assert [r.state for r in env.recipients] == [RcptState.BOUNCED] + [RcptState.PENDING] * 5
-    assert all(r.reason == "" for r in env.recipients[1:])
+    assert all(r.reason == "" and r.deferred_as == "" for r in env.recipients[1:])
     env, q = found[queue["held"]]
     assert q is Queue.INCOMING and not env.forced_expire
 

@@ -101,12 +101,58 @@ def test_non_ascii_addresses_follow_smtputf8_enable():
         assert (obj["sender"], obj["recipients"][0]["address"]) == (sender, address)
 
 
+# Postfix 3.7.11, recipient_canonical_maps old@ -> new@, resolve_numeric_domain
+# = yes, relayhost a closed port; RCPT TO old@remote.example, u@1.2.3.4,
+# plain@remote.example. Logged: "to=<u@[1.2.3.4]>, orig_to=<u@1.2.3.4>, ...
+# status=deferred", "to=<new@remote.example>, orig_to=<old@remote.example>, ...".
+# postqueue -p (short IDs):
+#   A6D9F20E18E     437 Sat Nov 28 11:16:02  alice@example.com
+#                       (connect to 127.0.0.1[127.0.0.1]:3502: Connection refused)
+#                                            u@[1.2.3.4]
+#                                            new@remote.example
+#                                            plain@remote.example
+#                                                             (reason unavailable)
+#                                            u@1.2.3.4
+REFUSED_3502 = "connect to 127.0.0.1[127.0.0.1]:3502: Connection refused"
+# Its recipients in the order its defer log had them (Postfix's delivery
+# order), so that the listing is Postfix's line for line.
+REWRITTEN = [(Envelope(
+    queue_id="A6D9F20E18E", sender="alice@example.com", arrival_time=1795864562, size=437,
+    recipients=(rcpt("u@1.2.3.4", D, REFUSED_3502, deferred_as="u@[1.2.3.4]"),
+                rcpt("new@remote.example", D, REFUSED_3502, orig="old@remote.example"),
+                rcpt("plain@remote.example", D, REFUSED_3502))), Queue.DEFERRED)]
+
+
+def test_rewritten_recipients_listed_as_postfix_does(utc):
+    # The deferrals come first under the addresses deferred; the queued
+    # u@1.2.3.4, which no deferral named, follows as untried.
+    assert render_listing(REWRITTEN) == (
+        HEADING + message("A6D9F20E18E", 437, 1795864562, "alice@example.com")
+        + reason(REFUSED_3502) + recipient("u@[1.2.3.4]")
+        + recipient("new@remote.example") + recipient("plain@remote.example")
+        + reason("reason unavailable") + recipient("u@1.2.3.4")
+        + "\n-- 0 Kbytes in 1 Request.\n")
+
+
+def test_rewritten_recipients_json_as_postfix_does():
+    # Postfix's postqueue -j for that queue file, verbatim.
+    assert "".join(render_json(REWRITTEN)) == (
+        '{"queue_name": "deferred", "queue_id": "A6D9F20E18E", "arrival_time": 1795864562,'
+        ' "message_size": 437, "forced_expire": false, "sender": "alice@example.com",'
+        ' "recipients": [{"address": "u@[1.2.3.4]", "delay_reason": "connect to'
+        ' 127.0.0.1[127.0.0.1]:3502: Connection refused"}, {"address": "new@remote.example",'
+        ' "delay_reason": "connect to 127.0.0.1[127.0.0.1]:3502: Connection refused"},'
+        ' {"address": "plain@remote.example", "delay_reason": "connect to'
+        ' 127.0.0.1[127.0.0.1]:3502: Connection refused"}, {"address": "u@1.2.3.4"}]}\n')
+
+
 def expected_listing(ids: dict[str, str]) -> str:
     t0 = 1795738922
     return (HEADING
             + message(ids["active"] + "*", 4533, t0 + 21, "alice@example.com")
             + reason(REFUSED) + recipient("frank@other.example")
-            + recipient("erin@remote.example") + recipient("new@other.example")
+            + recipient("erin@remote.example")
+            + reason("reason unavailable") + recipient("new@other.example")
             + "\n"
             + message(ids["incoming"], 1000, t0 + 30, "carol@example.com")
             + recipient('"john doe"@example.net') + recipient('"x?y"@example.net')

@@ -5,9 +5,12 @@ settings."""
 
 from __future__ import annotations
 
+import json
 import re
 import runpy
 import smtplib
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -209,3 +212,39 @@ def test_a_delay_warning_names_a_numeric_domain_as_its_literal(mailsys_instance)
     assert "<u@[1.2.3.4]> (expanded from <u@1.2.3.4>): host 127.0.0.1[127.0.0.1] said:" in text
     assert "Final-Recipient: rfc822; u@[1.2.3.4]\r\nOriginal-Recipient: rfc822;u@1.2.3.4\r\n" \
         "Action: delayed\r\n" in text
+
+
+def test_mailq_lists_a_deferred_numeric_domain_as_postfix_does(mailsys_instance):
+    # Postfix 3.7.11, resolve_numeric_domain = yes, relayhost a closed port,
+    # RCPT TO:<u@1.2.3.4>: logged "to=<u@[1.2.3.4]>, orig_to=<u@1.2.3.4>, ...
+    # status=deferred"; mailq listed its defer log's address under the reason
+    # and then the queued address, which that log did not name:
+    #                     (connect to 127.0.0.1[127.0.0.1]:3502: Connection refused)
+    #                                          u@[1.2.3.4]
+    #                                                           (reason unavailable)
+    #                                          u@1.2.3.4
+    # and postqueue -j: "recipients": [{"address": "u@[1.2.3.4]", "delay_reason":
+    # "connect to ...: Connection refused"}, {"address": "u@1.2.3.4"}]
+    inst = mailsys_instance
+    inst.write_config(master_cf=[*QMGR, "smtp unix - - n - - smtp"], main_cf={
+        "resolve_numeric_domain": "yes", "mydestination": "",
+        "relayhost": "[127.0.0.1]:9"})
+    inst.start()
+
+    def tool(*args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "mailsys.cli.main", "-c",
+                               str(inst.config_dir), *args],
+                              capture_output=True, text=True, timeout=30).stdout
+
+    def entry() -> dict:
+        return json.loads(tool("postqueue", "-j") or "{}")
+
+    qid = qh.inject(inst, CONTENT, "u@1.2.3.4")
+    inst.wait_log(f"{qid}: to=<u@[1.2.3.4]>, orig_to=<u@1.2.3.4>", timeout=20)
+    inst.wait_until(lambda: entry().get("queue_name") == "deferred", timeout=20)
+    why = "connect to 127.0.0.1[127.0.0.1]:9: Connection refused"
+    assert entry()["recipients"] == [{"address": "u@[1.2.3.4]", "delay_reason": why},
+                                     {"address": "u@1.2.3.4"}]
+    lines = tool("mailq").splitlines()
+    assert lines[2:6] == ["%*s(%s)" % (76 - len(why), "", why), " " * 47 + "u@[1.2.3.4]",
+                          "%*s(reason unavailable)" % (76 - 18, ""), " " * 47 + "u@1.2.3.4"]
