@@ -256,6 +256,18 @@ def test_format_delay_from_float_seconds(seconds, expected):
     assert format_delay(seconds) == expected
 
 
+def test_format_delay_shortcut_agrees_with_format_tv():
+    # format_delay() works format_tv(sec, usec, 2, 2) out without its loops:
+    # both sides of every rounding boundary up to 11 s, a spread of the rest
+    # up to 2 s, then a spread to 11 days.
+    edges = range(5_000, 11_000_000, 5_000)
+    totals = [*(e + d for e in edges for d in (-1, 0, 1)), *range(0, 2_100_000, 37),
+              *range(0, 10**12, 9_999_991)]
+    wrong = [t for t in totals
+             if format_delay(t / 1e6) != format_tv(*divmod(round(t / 1e6 * 1e6), 1_000_000))]
+    assert wrong == []
+
+
 def test_pickup_line_of_a_requeued_message():
     # Postfix 3.7.11 after "postsuper -r 9233A20C751" (host name as in the samples):
     line = ("Nov 27 16:39:10 mx postfix/pickup[30142]: 7FF5F20C8C4: uid=103 "
