@@ -72,12 +72,12 @@ def render(event: LogEvent, host: str, text: str | None = None) -> str:
         "ts": timestamp(event.time),
         "host": host,
         "tag": event.tag,
-        "service": event.program,
+        "service": _programs.get(event.tag) or _program(event),
         "pid": event.pid,
         "level": event.level,
         "queue_id": event.queue_id,
         "event": event.event,
-        "fields": dict(event.fields),
+        "fields": fields if type(fields := event.fields) is dict else dict(fields),
         "text": postfix.message(event) if text is None else text,
     }
     if event.noqueue:
@@ -92,6 +92,16 @@ def render(event: LogEvent, host: str, text: str | None = None) -> str:
         return line
     return line.translate(_LINE_BREAKS)
 
+
+def _program(event: LogEvent) -> str:
+    # A handful of tags, one per program: split each once.
+    if len(_programs) >= 1024:
+        _programs.clear()
+    program = _programs[event.tag] = event.program
+    return program
+
+
+_programs: dict[str, str] = {}
 
 # The reference encoding (mailsys.fastjson), built once: json.dumps() with
 # arguments builds a new encoder per call.

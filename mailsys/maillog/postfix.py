@@ -422,7 +422,17 @@ def short_host(myhostname: str) -> str:
 
 
 def _head(event: LogEvent, host: str, utf8: bool) -> str:
-    return f"{stamp(event.time)}{host} {printable(event.tag, utf8)}[{event.pid}]: "
+    key = (host, event.tag, event.pid, utf8)
+    ident = _idents.get(key)
+    if ident is None:
+        # "host tag[pid]: " is the same for every line of a process.
+        if len(_idents) >= 1024:
+            _idents.clear()
+        ident = _idents[key] = f"{host} {printable(event.tag, utf8)}[{event.pid}]: "
+    return stamp(event.time) + ident
+
+
+_idents: dict[tuple[str, str, int, bool], str] = {}
 
 
 def render(event: LogEvent, host: str, utf8: bool = True) -> str:
