@@ -36,7 +36,13 @@ DESCRIPTION
       hand-off            builds a LogEvent and gives it to the Writer
 
     and returns an empty string to structlog's ReturnLogger (cheaper than
-    raising DropEvent).
+    raising DropEvent). The bound logger class is structlog's filtering
+    one with _proxy_to_logger() (the hook structlog leaves to custom
+    wrappers) made one step shorter while the chain is exactly that
+    hand-off and the logger a ReturnLogger: the hand-off gets the event
+    dict without the copy of an empty context, and its result is returned
+    without the call to ReturnLogger, which would return it as it is. Any
+    other chain (capture_logs() in tests) takes structlog's own path.
 
     The Writer (mailsys.maillog.writer) sends it to postlogd without ever
     sleeping in the caller: routine events are held for a millisecond so
@@ -105,6 +111,29 @@ format_exc_info = structlog.processors.format_exc_info
 _bound_vars: dict | None = getattr(structlog.contextvars, "_CONTEXT_VARS", None)
 
 
+class _BoundLogger(structlog.make_filtering_bound_logger(logging.INFO)):  # type: ignore[misc]
+    """Events below info are dropped; the rest go to the hand-off directly."""
+
+    def _proxy_to_logger(self, method_name: str, event: str | None = None,
+                         **event_kw: Any) -> Any:
+        procs = self._processors
+        if len(procs) != 1 or type(procs[0]) is not _HandOff or \
+                type(self._logger) is not structlog.ReturnLogger:
+            return super()._proxy_to_logger(method_name, event, **event_kw)
+        # As _process_event(): a copy of the context, the keywords, the event.
+        if self._context:
+            event_dict = self._context.copy()
+            event_dict.update(event_kw)
+        else:
+            event_dict = event_kw         # a new dict of this call's own
+        if event is not None:
+            event_dict["event"] = event
+        try:
+            return procs[0](self._logger, method_name, event_dict)
+        except structlog.DropEvent:
+            return None
+
+
 def send_pending() -> None:
     """Send this process's held log events now (without sleeping)."""
     if _writer is not None:
@@ -119,7 +148,7 @@ def configure(cfg: Any, program: str, *, tag: str | None = None, console: bool =
     writer = Writer.from_config(cfg, console=console)
     structlog.configure(
         processors=[_HandOff(writer, tag or f"{cfg.syslog_name}/{program}", os.getpid())],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        wrapper_class=_BoundLogger,
         # Gets the hand-off's empty string and returns it.
         logger_factory=structlog.ReturnLoggerFactory(),
         cache_logger_on_first_use="pytest" not in sys.modules,

@@ -39,21 +39,28 @@ def _through_chain(logger, method, event_dict):
 
 
 def _log_both(monkeypatch, call):
-    """call(log) once through each processor list; (chain events, hand-off events)."""
+    """call(log) through the old chain, the hand-off, and the hand-off with
+    configure()'s shortened bound logger; (chain events, hand-off events)
+    after checking that the last two agree, return values included."""
     monkeypatch.setattr(setup, "_now", lambda: NOW)
     monkeypatch.setattr("time.time", lambda: NOW)           # TimeStamper's clock
-    results = []
-    for final in ("chain", "handoff"):
+    results, returned = [], []
+    plain = structlog.make_filtering_bound_logger(logging.INFO)
+    for final, wrapper in (("chain", plain), ("handoff", plain),
+                           ("handoff", setup._BoundLogger)):
         writer = _Writer()
         proc = setup._HandOff(writer, TAG, PID) if final == "handoff" else \
             (lambda lg, m, d, w=writer: w.emit(_through_chain(lg, m, d)) or "")
-        structlog.configure(processors=[proc],
-                            wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        structlog.configure(processors=[proc], wrapper_class=wrapper,
                             logger_factory=structlog.ReturnLoggerFactory(),
                             cache_logger_on_first_use=False)
-        call(structlog.get_logger())
-        results.append(writer.events)
-    return results
+        log = structlog.get_logger()
+        returned.append(log.info("r"))
+        call(log)
+        results.append(writer.events[1:])
+    assert results[1] == results[2]
+    assert returned == ["", "", ""]
+    return results[:2]
 
 
 def _calls(log) -> None:
@@ -103,3 +110,26 @@ def test_handoff_merges_bound_contextvars(monkeypatch):
 def _reset():
     yield
     structlog.reset_defaults()
+
+
+def test_capture_logs_bypasses_the_shortened_path(make_config):
+    setup.configure(make_config(), "smtpd")
+    log = structlog.get_logger().bind(peer="p")
+    with structlog.testing.capture_logs() as logs:
+        log.info("connect", client="c[192.0.2.4]")
+        log.debug("hidden")
+        log.warning("w")
+    assert logs == [{"peer": "p", "client": "c[192.0.2.4]", "event": "connect", "log_level": "info"},
+                    {"peer": "p", "event": "w", "log_level": "warning"}]
+
+
+def test_bound_context_reaches_the_handoff(monkeypatch):
+    writer = _Writer()
+    monkeypatch.setattr(setup, "_now", lambda: NOW)
+    structlog.configure(processors=[setup._HandOff(writer, TAG, PID)],
+                        wrapper_class=setup._BoundLogger,
+                        logger_factory=structlog.ReturnLoggerFactory(),
+                        cache_logger_on_first_use=False)
+    structlog.get_logger().bind(queue_id="Q2", peer="p").info("x", n=1, peer="q")
+    [event] = writer.events
+    assert (event.queue_id, dict(event.fields)) == ("Q2", {"peer": "q", "n": 1})
