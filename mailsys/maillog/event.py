@@ -195,10 +195,16 @@ class LogEvent:
         if type(stamp) is not float and (not isinstance(stamp, (int, float))
                                          or isinstance(stamp, bool)):
             stamp = _clock.time()
-        return _build(float(stamp), clean_text(tag), int(pid),
-                      normalize_level(get("level", "info")), clean_text(get("event", "")),
-                      clean_text(qid) if qid else None, bool(get("noqueue", False)),
-                      fields, clean_text(exception) if exception else None)
+        name = get("event", "")
+        level = get("level", "info")
+        return _build(float(stamp), tag if type(tag) is str and tag.isascii() else clean_text(tag),
+                      pid if type(pid) is int else int(pid),
+                      type(level) is str and _LEVELS.get(level) or normalize_level(level),
+                      name if type(name) is str and name.isascii() else clean_text(name),
+                      (qid if type(qid) is str and qid.isascii() else clean_text(qid)) if qid
+                      else None,
+                      bool(get("noqueue", False)), fields,
+                      clean_text(exception) if exception else None)
 
     def encode(self) -> bytes:
         """The datagram: one UTF-8 JSON object."""
@@ -243,13 +249,16 @@ class LogEvent:
         # value a JSON value (non-finite numbers became text above), so
         # there is nothing for clean_text / clean_value to change.
         if b"\\u" in datagram and _SURROGATE_ESCAPE.search(datagram):
-            text, value = clean_text, clean_value
-        else:
-            text = value = _same
-        return _build(float(stamp), text(tag), pid, normalize_level(level), text(name),
-                      text(qid) if qid and type(qid) is str else None,
-                      get("noqueue") is True, value(fields),
-                      text(exception) if exception and type(exception) is str else None)
+            tag, name, fields = clean_text(tag), clean_text(name), clean_value(fields)
+            if qid and type(qid) is str:
+                qid = clean_text(qid)
+            if exception and type(exception) is str:
+                exception = clean_text(exception)
+        return _build(stamp if type(stamp) is float else float(stamp), tag, pid,
+                      _LEVELS.get(level) or normalize_level(level), name,
+                      qid if qid and type(qid) is str else None,
+                      get("noqueue") is True, fields,
+                      exception if exception and type(exception) is str else None)
 
 
 # The generated __init__ of a frozen dataclass sets each field through
@@ -274,10 +283,6 @@ def _build(time: float, tag: str, pid: int, level: str, event: str, queue_id: st
     s_fields(ev, fields)
     s_exc(ev, exception)
     return ev
-
-
-def _same(value: Any) -> Any:
-    return value
 
 
 def _need(wire: dict, key: str, kind: type | tuple[type, ...]) -> None:
