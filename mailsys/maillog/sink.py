@@ -2,7 +2,8 @@
 
 SYNOPSIS
     sink = LogSink(cfg)
-    sink.write(sock.recv(MAX_DATAGRAM))     # postlogd: one datagram, one or more events
+    sink.write(sock.recv(MAX_DATAGRAM))     # one datagram, one or more events
+    sink.hold(datagram); sink.flush()       # postlogd: the datagrams of a wake-up at once
     sink.append(event, ...)  # a process's own fallback, see writer.py
     sink.reopen()            # after log rotation (SIGHUP), or let write() notice
     sink.close()
@@ -30,6 +31,14 @@ DESCRIPTION
     dropped; logging must never take a mail server down. With an empty
     maillog_file the Postfix lines go to standard error and there is no
     mail.json.
+
+    hold() keeps a datagram for the next flush(), which writes all the
+    held datagrams as write() writes one, with one write per file for all
+    of them. postlogd holds what it receives and flushes when its scheduler
+    is about to wait for more (the end of the trio scheduler pass, after
+    the datagrams of one wake-up), before a reopen, and at exit: a busy
+    postlogd makes two writes per wake-up, not per datagram, and the
+    files get the same bytes in the same order.
 
     Rotation: write() checks at most once a second whether the paths still
     name the open files and reopens them if not (logrotate's rename-and-
@@ -59,7 +68,7 @@ MAX_DATAGRAM = 64 * 1024
 class LogSink:
     """Renders events and appends them to mail.log and mail.json."""
 
-    __slots__ = ("_log", "_json", "_host", "_fqdn", "_tag", "_pid", "utf8")
+    __slots__ = ("_log", "_json", "_host", "_fqdn", "_tag", "_pid", "utf8", "_held")
 
     def __init__(self, cfg: Any) -> None:
         log_path, json_path = log_paths(cfg)
@@ -72,6 +81,7 @@ class LogSink:
         # Postfix's util_utf8_enable follows smtputf8_enable: with it off,
         # mail.log shows non-ASCII text as "?" (mailsys.maillog.postfix).
         self.utf8 = bool(cfg.smtputf8_enable)
+        self._held: list[bytes] = []
 
     @property
     def logs_to_stderr(self) -> bool:
@@ -81,11 +91,34 @@ class LogSink:
     def write(self, datagram: bytes) -> None:
         """Decode the events of one datagram (one per line) and append them
         all with one write per file; a bad line becomes a warning."""
+        if self._held:
+            self.flush()                        # what came first goes first
+        self.append(*self._events(datagram))
+
+    def hold(self, datagram: bytes) -> None:
+        """write() the datagram at the next flush()."""
+        self._held.append(datagram)
+
+    def flush(self) -> None:
+        """write() the held datagrams, in order, with one write per file."""
+        held = self._held
+        if len(held) == 1:
+            self._held = []
+            self.write(held[0])
+        elif held:
+            self._held = []
+            events: list[LogEvent] = []
+            for datagram in held:
+                events.extend(self._events(datagram))
+            self.append(*events)
+
+    end_of_pass = flush                         # for writer.end_of_pass_hook()
+
+    def _events(self, datagram: bytes) -> list[LogEvent]:
         lines = datagram.split(b"\n")
         if len(lines) == 1:
-            self.append(self._decode(datagram))
-        else:
-            self.append(*(self._decode(line) for line in lines if line))
+            return [self._decode(datagram)]     # even an empty one: its warning
+        return [self._decode(line) for line in lines if line]
 
     def _decode(self, line: bytes) -> LogEvent:
         try:
@@ -131,6 +164,7 @@ class LogSink:
                 target.reopen()
 
     def close(self) -> None:
+        self.flush()
         for target in (self._log, self._json):
             if target is not None:
                 target.close()

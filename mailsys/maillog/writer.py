@@ -297,7 +297,7 @@ class Writer:
         except RuntimeError:
             return False            # a worker thread, or no run
         if root is not self._trio_root:
-            trio.lowlevel.add_instrument(_end_of_pass(trio)(self))
+            trio.lowlevel.add_instrument(end_of_pass_hook(trio)(self))
             self._trio_root = root
         return True
 
@@ -361,21 +361,22 @@ class Writer:
 _pass_hook: type | None = None
 
 
-def _end_of_pass(trio: Any) -> type:
-    """The trio Instrument class that calls Writer.end_of_pass() each time the
-    scheduler is about to wait for I/O (built on first use: trio is imported
-    only by the processes that run it)."""
+def end_of_pass_hook(trio: Any) -> type:
+    """The trio Instrument class that calls target.end_of_pass() (a Writer's,
+    or postlogd's LogSink's) each time the scheduler is about to wait for
+    I/O (built on first use: trio is imported only by the processes that
+    run it)."""
     global _pass_hook
     if _pass_hook is None:
         class EndOfPass(trio.abc.Instrument):
-            __slots__ = ("writer",)
+            __slots__ = ("target",)
 
-            def __init__(self, writer: Writer) -> None:
-                self.writer = writer
+            def __init__(self, target: Any) -> None:
+                self.target = target
 
             def before_io_wait(self, timeout: float) -> None:
                 try:
-                    self.writer.end_of_pass()
+                    self.target.end_of_pass()
                 except Exception as e:  # noqa: BLE001 - trio would drop the hook
                     to_stderr(f"warning: logging failed: {e!r}\n")
         _pass_hook = EndOfPass
