@@ -40,9 +40,10 @@ DESCRIPTION
         naming it only gets a warning; smtp_client_io.SmtpSession.hello).
         When every recipient ends with such a loop and best_mx_transport
         names a transport, the whole request goes to it instead
-        (mailsys.runtime.best_mx), unless the next hop is the relayhost. Recipients that no server took
-        keep the last failure seen (a later next hop's lookup failure
-        outranks an earlier connection failure); when that status is hard
+        (mailsys.runtime.best_mx), unless the next hop is the relayhost.
+        Recipients that no server took keep the last failure seen (a
+        later next hop's lookup failure outranks an earlier connection
+        failure); when that status is hard
         and the last next hop was a smtp_fallback_relay one, or the next
         hop's first destination is the whole of $relayhost, it becomes
         4.3.5 with its text, after "warning: smtp_fallback_relay
