@@ -398,12 +398,12 @@ class SmtpSession:
                 dsn = "4" + dsn[1:]
             raise SessionError(dsn, refused_text(self.target.peer, event.response),
                                connected=True)
+        if not self.always_ehlo and not says_esmtp(event.response, myhostname):
+            self.send_ehlo = False      # Postfix smtp_helo(): HELO unless the banner says ESMTP
         if self.target.port != LOOP_DETECT_PORT:
             myhostname = ""
         if myhostname and greeting_name(event.response).lower() == myhostname.lower():
             log.warning(f"host {self.target.relay} greeted me with my own hostname {myhostname}")
-        if not self.always_ehlo and not says_esmtp(event.response):
-            self.send_ehlo = False      # Postfix smtp_helo(): HELO unless the banner says ESMTP
         if self.pix is not None and _pix_greeting(event.response):
             log.info(f"enabling PIX workarounds: {' '.join(self.pix.words)} for "
                      f"{self.target.relay}", queue_id=self.pix.queue_id)

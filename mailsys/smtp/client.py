@@ -194,11 +194,15 @@ def _greeting_words(greeting: Response) -> list[str]:
     return re.sub(r"^[- \t\n]*[^- \t\n]*[- \t\n]?", "", text, count=1).split()
 
 
-def says_esmtp(greeting: Response) -> bool:
-    """Whether a greeting names ESMTP after the server's name, Postfix's test
-    (smtp_proto.c smtp_helo()) for EHLO with smtp_always_send_ehlo = no:
-    any word of the reply but the code and the first one after it."""
-    return any(w.upper() == "ESMTP" for w in _greeting_words(greeting)[1:])
+def says_esmtp(greeting: Response, myhostname: str = "") -> bool:
+    """Whether a greeting names ESMTP, Postfix's test (smtp_proto.c
+    smtp_helo()) for EHLO with smtp_always_send_ehlo = no: any word of the
+    reply after the code, the first one too ("220 ESMTP ready"), unless
+    that first one is our own myhostname."""
+    words = _greeting_words(greeting)
+    if words and myhostname and words[0].lower() == myhostname.lower():
+        words = words[1:]
+    return any(w.upper() == "ESMTP" for w in words)
 
 
 def greeting_name(greeting: Response) -> str:

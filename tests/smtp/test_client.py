@@ -923,7 +923,9 @@ def test_interop_any_bytes_arrive_normalized(content):
     (("220 mx.example ESMTP Postfix",), True),
     (("220 mx.example esmtp",), True),
     (("220 mx.example Microsoft SMTP service",), False),
-    (("220 ESMTP mx.example",), False),            # the server's name's place
+    (("220 ESMTP mx.example",), True),             # the first word counts too
+    (("220 ESMTP",), True),
+    (("220 esmtp.example Ready",), False),
     (("220-mx.example", "220 ESMTP ready"), True),
     (("220 mx.example ESMTPS",), False),           # a word, not a part of one
 ])
@@ -935,3 +937,16 @@ def test_says_esmtp_is_postfix_greeting_test(lines, esmtp):
     response = reader.next_reply()
     assert isinstance(response, Response)
     assert says_esmtp(response) is esmtp
+
+
+def test_says_esmtp_skips_a_first_word_that_is_our_own_name():
+    # smtp_proto.c: the first word is the loop check's when it is
+    # $myhostname, and only then not the ESMTP test's.
+    from mailsys.smtp.client import says_esmtp
+    from mailsys.smtp._client_reply import Response
+    reader = ReplyReader(1000)
+    reader.feed(b"220 ESMTP\r\n")
+    response = reader.next_reply()
+    assert isinstance(response, Response)
+    assert says_esmtp(response, "esmtp") is False
+    assert says_esmtp(response, "mx.example") is True
