@@ -47,8 +47,7 @@ def test_script_parse_recovers_entries(entries):
         fields = block.split()
         assert fields[0].rstrip("*!#") == env.queue_id
         assert int(fields[1]) == env.size
-        listed = fields[7:]
-        assert sorted(listed) == sorted(r.address for r in env.recipients if not r.final)
+        assert_lists_the_undelivered(fields[7:], env)
 
 
 @settings(max_examples=40, deadline=None)
@@ -67,7 +66,17 @@ def test_json_lines_parse(entries):
     for line, (env, queue) in zip(lines, entries):
         obj = json.loads(line)
         assert obj["queue_id"] == env.queue_id and obj["queue_name"] == queue.value
-        assert len(obj["recipients"]) == sum(not r.final for r in env.recipients)
+        assert_lists_the_undelivered([r["address"] for r in obj["recipients"]], env)
+
+
+def assert_lists_the_undelivered(listed: list[str], env: Envelope) -> None:
+    # Every recipient without a final state is there, and nothing else; an
+    # address that is both deferred and not tried yet (recipients may repeat)
+    # is listed once for both, as Postfix's showq passes over a queue-file
+    # recipient its defer log named.
+    undelivered = [r.address for r in env.recipients if not r.final]
+    assert set(listed) == set(undelivered)
+    assert len(listed) <= len(undelivered)
 
 
 def test_renderers_load_no_io_modules():
