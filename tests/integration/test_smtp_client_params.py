@@ -129,7 +129,7 @@ def test_smtp_skip_quit_response(skip):
     (True, "220 sink.test hello", "EHLO mx.example.test"),
     (False, "220 sink.test hello", "HELO mx.example.test"),
     (False, "220 sink.test ESMTP Postfix", "EHLO mx.example.test"),
-    (False, "220 ESMTP sink.test", "HELO mx.example.test"),    # the name's place does not count
+    (False, "220 ESMTP sink.test", "EHLO mx.example.test"),    # the first word counts too
     (False, "220-sink.test\r\n220 esmtp ready", "EHLO mx.example.test"),
 ])
 def test_smtp_always_send_ehlo(always, greeting, first):
