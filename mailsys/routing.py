@@ -105,9 +105,9 @@ import enum
 import ipaddress
 import random
 import re
-from dataclasses import dataclass
 from typing import Any, Callable, Collection, Iterable, Protocol, Sequence
 
+from mailsys.frozen import frozen
 from mailsys.message.address import lookup_keys
 from mailsys.smtp.address import min_user, numeric_literal, numeric_name
 
@@ -147,7 +147,7 @@ class RouteError(Exception):
 
 # -- next-hop syntax ---------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NextHop:
     """One delivery destination: a domain to look up MX records for, or a
     host; for LMTP also a UNIX-domain socket (``socket_path``, port 0)."""
@@ -259,7 +259,7 @@ class AddressClass(enum.Enum):
     DEFAULT = "default"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Route:
     """Where one recipient goes: qmgr's grouping key and the agent's destination."""
 
@@ -285,7 +285,7 @@ class LookupTable(Protocol):
     def lookup(self, key: str) -> str | None: ...
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DomainSet:
     """A domain match list of names only (mydestination, relay_domains, ...).
 
@@ -327,7 +327,7 @@ class DomainSet:
         return False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RoutingSettings:
     """The main.cf values resolve() reads, already expanded.
 
@@ -592,13 +592,13 @@ def resolved_address(address: str, settings: RoutingSettings) -> str:
 
 # -- MX hosts and loop detection -----------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MxHost:
     preference: int
     host: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MxAddress:
     preference: int
     host: str

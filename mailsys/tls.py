@@ -81,7 +81,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -94,6 +93,7 @@ from OpenSSL._util import ffi as _ffi, lib as _lib
 
 from mailsys.config.tls_level import server_level
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.message.received import TlsInfo
 from mailsys.policy.hostnames import valid_hostname
 from mailsys.tls_match import NameCheck
@@ -156,7 +156,7 @@ class TlsError(Exception):
         self.outgoing = outgoing
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Policy:
     """What a context asks of its connections; kept as the context's app data."""
 

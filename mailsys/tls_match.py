@@ -52,8 +52,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from mailsys.frozen import frozen
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -87,7 +88,7 @@ def match_names(strategies: Iterable[str], host: str, nexthop: str) -> tuple[str
     return tuple(names)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NameCheck:
     """The names (any one of them) and the address (if any) a certificate must carry."""
     hosts: tuple[str, ...] = ()

@@ -44,12 +44,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 
 import structlog
 
 from mailsys.config import Config
 from mailsys.errors import ConfigError, NoSuchEntry, QueueError
+from mailsys.frozen import frozen
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto import bounce as proto
 from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest, PostmasterCopy
@@ -70,7 +70,7 @@ LOG_KIND = {Kind.FAILURE: "sender non-delivery", Kind.DELAY: "sender delay",
             Kind.SUCCESS: "sender delivery status", Kind.VERIFY: "sender delivery status"}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Notice:
     """A notice ready for the queue, and what cleanup would have logged."""
 
@@ -154,7 +154,7 @@ def _queued(body: bytes, recipient: str, cfg: Config, now: float) -> Notice:
     return Notice(qid, recipient, cleaned.assemble(body), cleaned.log_lines)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Bounce:
     """The service's state: its config and the queue store it reads."""
 

@@ -109,7 +109,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -118,6 +117,7 @@ import trio
 from mailsys.config import Config
 from mailsys.config.tables import open_table
 from mailsys.errors import QueueError, QueueFull
+from mailsys.frozen import frozen
 from mailsys.ipc import names
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import (PROTOCOL, CleanupRequest, ForwardedClient, Queued,
@@ -176,7 +176,7 @@ class _Box:
         return item
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Entry:
     """A request turned into what the queue stores, plus what to log after."""
 

@@ -37,9 +37,9 @@ DESCRIPTION
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailsys.frozen import frozen
 from mailsys.message.envelope import Envelope, Notify
 
 if TYPE_CHECKING:      # importing mailsys.queue would load lmdb
@@ -51,7 +51,7 @@ NOTIFY_BITS = {Notify.NEVER: 1, Notify.SUCCESS: 2, Notify.FAILURE: 4, Notify.DEL
 RET_CODES = {"FULL": 1, "HDRS": 2}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Sections:
     envelope: bool = True
     header: bool = True

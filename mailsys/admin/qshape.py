@@ -38,9 +38,9 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from mailsys.frozen import frozen
 from mailsys.message.envelope import Envelope
 
 if TYPE_CHECKING:      # importing mailsys.queue would load lmdb
@@ -51,7 +51,7 @@ NULL_SENDER = "MAILER-DAEMON"
 MIN_DOMAIN_WIDTH = 18
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Shape:
     buckets: int = 10          # -b
     tick: int = 5              # -t, minutes

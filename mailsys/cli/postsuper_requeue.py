@@ -61,12 +61,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 
 import trio
 
 from mailsys.config import Config
 from mailsys.errors import NoSuchEntry
+from mailsys.frozen import frozen
 from mailsys.ipc.errors import IpcError, IpcUnavailable
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
 from mailsys.maillog.event import LogEvent
@@ -82,12 +82,12 @@ from mailsys.runtime.cleanup_client import cleanup_path
 LIVE_QUEUES = (Queue.HOLD, Queue.INCOMING, Queue.ACTIVE, Queue.DEFERRED)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Requeued:
     new_id: str | None            # None: requeued in place (mail system down)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NotRequeued:
     why: str                      # the warning postsuper prints
 

@@ -57,7 +57,6 @@ import getopt
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailsys.cli.getopt_errors import complaint
@@ -68,6 +67,7 @@ from mailsys.config.loader import Config
 from mailsys.config.table_build import BuildOptions
 from mailsys.config.tables import COMPILED_TYPES, DictTable, LmdbTable, lmdb_file, open_table
 from mailsys.errors import ConfigError, MailsysError
+from mailsys.frozen import frozen
 
 __all__ = ["Tool", "Invocation", "Fatal", "DEFAULT_TYPE", "FILE_TYPES", "absolute_spec",
            "config_of"]
@@ -87,7 +87,7 @@ class Fatal(MailsysError):
     """A fatal error: "PROGRAM: fatal: TEXT", exit status 1."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Invocation:
     """One command line, parsed."""
 
@@ -105,7 +105,7 @@ class Invocation:
     mime: bool = False                  # -m with -h or -b: MIME parsing
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Tool:
     program: str
     optstring: str                      # getopt letters, Postfix's for this program

@@ -29,17 +29,17 @@ ERRORS
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from mailsys.config.lines import logical_lines
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Rule:
     network: Network
     negate: bool
@@ -47,7 +47,7 @@ class _Rule:
     body: tuple = ()                    # the rules inside an if
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CidrTable:
     """cidr_table(5): the first rule matching the address gives the result."""
     spec: str

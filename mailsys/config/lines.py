@@ -10,10 +10,11 @@ line with nothing before it is skipped with Postfix's warning. Pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LogicalLine:
     text: str        # the pieces joined with one space, outer whitespace removed
     line: int        # number of the first physical line

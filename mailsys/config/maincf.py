@@ -26,14 +26,14 @@ ConfigError. Pure: no I/O.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Callable
 
 from mailsys.config.lines import logical_lines
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Entry:
     """One `name = value` setting and where it was written."""
     name: str

@@ -25,20 +25,20 @@ column is accepted with a warning rather than honoured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailsys.config.host import tcp_port
 from mailsys.config.lines import LogicalLine, logical_lines, physical_lines
 from mailsys.config.values import BadValue, split_list
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 
 TYPES = ("inet", "unix", "unix-dgram", "pass")
 FIELD_NAMES = ("service", "type", "private", "unprivileged", "chroot", "wakeup",
                "process_limit", "command")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServiceSpec:
     """One master.cf service."""
     name: str            # as written in column 1 ("127.0.0.1:2525", "smtp", "cleanup")
@@ -58,7 +58,7 @@ class ServiceSpec:
     line: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MasterLine:
     """One master.cf logical line split into fields, before interpretation."""
     fields: tuple[str, ...]    # the 7 columns before the command, as written

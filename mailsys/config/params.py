@@ -28,19 +28,19 @@ needed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Callable
 
 from mailsys import __version__
 from mailsys.config import host, interfaces
 from mailsys.config.values import Bool, Int, List, Size, Str, Time, ValueType, split_list
+from mailsys.frozen import frozen
 
 # A computed default receives a function that returns the expanded value of
 # another parameter (mydomain needs the effective myhostname).
 Compute = Callable[[Callable[[str], str]], str]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Param:
     """One main.cf parameter."""
     name: str

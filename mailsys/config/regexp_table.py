@@ -53,11 +53,12 @@ from mailsys.config.lines import logical_lines
 from mailsys.config.posix_regex import from_posix, posix_error_text
 from mailsys.config.ungreedy import ungreedy
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 
 Warn = Callable[[str], None]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Rule:
     pattern: re.Pattern
     negate: bool
@@ -70,7 +71,7 @@ class _Rule:
     line: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RegexpTable:
     """regexp_table(5) / pcre_table(5): the first matching rule gives the result."""
     spec: str

@@ -36,15 +36,15 @@ DESCRIPTION
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 from mailsys.config.accounts import UnknownGroup, UnknownUser, account_ids, owner_ids
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 
 __all__ = ["SpawnAttributes", "parse_spawn_attributes"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SpawnAttributes:
     """Who runs what, for every connection to one spawn service."""
 

@@ -34,7 +34,8 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 __all__ = ["BuildOptions", "WARN", "IGNORE", "REPLACE", "add", "delete", "get", "entries",
            "encode", "decode"]
@@ -43,7 +44,7 @@ WARN, IGNORE, REPLACE = "warn", "ignore", "replace"
 NUL = b"\0"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BuildOptions:
     fold: bool = True
     duplicates: str = WARN

@@ -34,18 +34,18 @@ import fcntl
 import os
 import stat
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailsys.config.files import sync_directory
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 
 __all__ = ["FileMode", "read_raw", "write_raw", "updating"]
 
 DEFAULT_MODE = 0o644
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FileMode:
     """The mode and owner a table file gets; uid/gid None leave the writer's."""
 

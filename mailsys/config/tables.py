@@ -59,6 +59,7 @@ from mailsys.config.lines import logical_lines
 from mailsys.config.regexp_table import Warn, read_regexp
 from mailsys.config.values import BadValue, split_list, strip_braces
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 
 LMDB_SUFFIX = ".lmdb"
 
@@ -100,7 +101,7 @@ def table_path(name: str, cfg) -> Path:
 
 # -- key -> value tables -----------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DictTable:
     """A table held in memory: texthash and inline."""
     spec: str
@@ -172,7 +173,7 @@ def _inline(spec: str, name: str, cfg, warn: Warn) -> Table:
     return DictTable(spec, entries)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StaticTable:
     spec: str
     value: str
@@ -187,7 +188,7 @@ def _static(spec: str, name: str, cfg, warn: Warn) -> Table:
 
 # -- unix -------------------------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UnixTable:
     """unix:passwd.byname and unix:group.byname, read through the C library."""
     spec: str

@@ -40,9 +40,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Protocol
 
+from mailsys.frozen import frozen
 from mailsys.policy.hostnames import valid_hostname
 
 __all__ = ["BadPolicy", "SitePolicy", "LEVELS", "find_policy", "lookup_keys", "parse_policy",
@@ -66,7 +66,7 @@ class BadPolicy(Exception):
     """An unusable entry; str() is Postfix's warning text."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SitePolicy:
     level: str
     ciphers: str | None = None

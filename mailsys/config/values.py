@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Callable
+
+from mailsys.frozen import frozen
 
 
 class BadValue(ValueError):
@@ -160,7 +161,7 @@ def parse_list(text: str, unit: str = "s") -> tuple[str, ...]:
     return split_list(text)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ValueType:
     """One value type: its name for documentation and its parser."""
     name: str

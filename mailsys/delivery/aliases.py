@@ -85,6 +85,7 @@ from dataclasses import dataclass, field, replace
 
 from mailsys.config.aliases import split_alias_value
 from mailsys.delivery.command import DEFAULT_EXPANSION_FILTER, filtered
+from mailsys.frozen import frozen
 
 __all__ = ["AliasSettings", "Privs", "Target", "Mailbox", "Forward", "Command", "File", "Pass",
            "Failure", "Seen", "expand", "split_local", "local_expand", "local_expand_checked",
@@ -95,7 +96,7 @@ MAX_LEVEL = 100
 CONFIG_ERROR = "mail system configuration error"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Privs:
     """Whose rights a command or file delivery gets."""
     uid: int
@@ -109,7 +110,7 @@ class Privs:
         return cls(entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir, entry.pw_shell)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Target:
     """One recipient at one point of the expansion (Postfix's DELIVER_ATTR)."""
     address: str
@@ -128,38 +129,38 @@ class Target:
     envid_reset: bool = False       # owner- alias: the copy drops ENVID and RET
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Mailbox:
     target: Target
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Forward:
     target: Target
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Command:
     target: Target
     command: str
     privs: Privs | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class File:
     target: Target
     path: str
     privs: Privs | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Pass:
     """Hand the recipient to another transport (mailbox_transport, fallback_transport)."""
     target: Target
     transport: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Failure:
     target: Target
     dsn: str
@@ -195,7 +196,7 @@ def _default_owner_of(table: object) -> int:
         return 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AliasSettings:
     maps: tuple = ()
     myorigin: str = "localhost"

@@ -54,9 +54,9 @@ import re
 import signal
 import subprocess
 import tempfile
-from dataclasses import dataclass
 
 from mailsys.delivery.errors import DeliveryError
+from mailsys.frozen import frozen
 
 __all__ = ["CommandSpec", "Outcome", "run_command", "spawn", "verdict", "failure",
            "command_env", "SYS_EXITS", "DSN_TEXT", "DEFAULT_EXPANSION_FILTER"]
@@ -89,7 +89,7 @@ _SHELL_META = set("!\"#$%&'()*;<>?[\\]`{|}~=\n\r")
 DSN_TEXT = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\s+(.*)$", re.S)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Outcome:
     """How a command ended: its exit status (-N: killed by signal N), its
     output as a status text may quote it, and whether the time limit did it."""
@@ -100,7 +100,7 @@ class Outcome:
     child_error: str = ""      # the "fatal:" line of a child that could not run the command
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CommandSpec:
     command: str
     uid: int | None = None                 # None: run as ourselves (not root)

@@ -60,7 +60,6 @@ from __future__ import annotations
 
 import os
 import pwd
-from dataclasses import dataclass
 
 from mailsys.delivery import biff, maildir, mbox
 from mailsys.delivery.aliases import (AliasSettings, Command, Failure, File, Forward, Pass, Privs,
@@ -75,6 +74,7 @@ from mailsys.delivery.mailbox import (Mailbox, MailboxError, MailboxSettings, fi
 from mailsys.delivery.maildir import to_lf
 from mailsys.delivery.mbox_format import envelope_line, mbox_entry
 from mailsys.delivery.report import deferred, failed, sent
+from mailsys.frozen import frozen
 from mailsys.ipc.proto.deliver import (BOUNCED, DEFERRED, DeliverRecipient, DeliverRequest,
                                        RecipientResult)
 from mailsys.message.address import quote_822_local
@@ -186,7 +186,7 @@ def deliver_one(req: DeliverRequest, rcpt: DeliverRecipient, content: bytes,
     return sent(rcpt, "delivered to mailbox" if box.mbox else "delivered to maildir", relay=relay)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RecipientPlan:
     """One recipient's outcome so far: the lines to log, what to forward, and
     what to hand to another transport."""

@@ -56,10 +56,10 @@ from __future__ import annotations
 
 import pwd
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailsys.delivery.mbox_lock import LockPolicy
+from mailsys.frozen import frozen
 from mailsys.routing import first_lookup
 
 __all__ = ["Mailbox", "MailboxError", "MailboxSettings", "find_mailbox", "split_address"]
@@ -72,7 +72,7 @@ class MailboxError(Exception):
         self.text = text
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Mailbox:
     path: Path
     limit: int = 0
@@ -82,7 +82,7 @@ class Mailbox:
     locks: LockPolicy = LockPolicy()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MailboxSettings:
     virtual_base: str = ""
     virtual_maps: tuple = ()

@@ -52,10 +52,10 @@ import threading
 import time
 import weakref
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailsys.delivery.errors import DeliveryError, mailbox_dsn, os_error_text
+from mailsys.frozen import frozen
 
 __all__ = ["LOCK_STYLES", "LockPolicy", "dotlock", "dotlock_path", "kernel_lock", "in_process"]
 
@@ -66,7 +66,7 @@ LOCK_STYLES = ("flock", "fcntl", "dotlock")
 _BUSY = (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LockPolicy:
     """Which locks to take and how long to try (Postfix's defaults)."""
     styles: tuple[str, ...] = ("fcntl", "dotlock")

@@ -64,7 +64,6 @@ DESCRIPTION
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from mailsys.config.params import service_time_limit_name
 from mailsys.config.values import parse_time
@@ -74,6 +73,7 @@ from mailsys.delivery.pipe_attr import PipeAttr
 from mailsys.delivery.pipe_copy import copy_message
 from mailsys.delivery.pipe_macros import MacroError, Recipient, expand_argv, request_values
 from mailsys.delivery.report import bounced, deferred, failed, sent
+from mailsys.frozen import frozen
 from mailsys.ipc.proto.deliver import DeliverRequest, RecipientResult
 from mailsys.message.address import unquote_822_local
 
@@ -84,7 +84,7 @@ CONFIG_ERROR = ("4.3.5", "mail system configuration error")
 EX_SOFTWARE = 70
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PipeSettings:
     service: str                   # master.cf column 1: relay=, the log texts, <service>_time_limit
     attr: PipeAttr
@@ -134,7 +134,7 @@ def diagnostic(outcome: Outcome) -> str:
     return f"x-unix; {SYS_EXITS[code][1] if code in SYS_EXITS else f'unknown mail system error {code}'}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Note:
     """A line for the log beside the status lines, where Postfix puts it."""
 
@@ -143,7 +143,7 @@ class Note:
     after: bool = False            # after the status lines rather than before
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PipeDelivery:
     results: tuple[RecipientResult, ...]
     notes: tuple[Note, ...] = ()

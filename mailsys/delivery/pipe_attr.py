@@ -45,11 +45,11 @@ DESCRIPTION
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from mailsys.config.accounts import UnknownGroup, UnknownUser, account_ids, owner_ids
 from mailsys.delivery.pipe_macros import MacroError, parse_template
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 
 __all__ = ["PipeAttr", "PipeAttrError", "UnknownAccount", "FLAGS", "parse_attributes", "check_service",
            "unescape"]
@@ -66,7 +66,7 @@ class UnknownAccount(PipeAttrError):
     """user= names a user or group this host does not have (yet)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PipeAttr:
     argv: tuple[str, ...]
     user: str

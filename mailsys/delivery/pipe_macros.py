@@ -41,8 +41,8 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.message.address import quote_822_local
 
 __all__ = ["Macro", "MacroError", "MACROS", "PER_RECIPIENT", "parse_template", "expand_argv",
@@ -60,12 +60,12 @@ class MacroError(Exception):
     """An argv= word the agent cannot expand."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Macro:
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Recipient:
     """What a per-recipient macro reads: the address and the original one."""
 

@@ -33,6 +33,7 @@ import dataclasses
 import re
 from collections.abc import Callable
 
+from mailsys.frozen import frozen
 from mailsys.ipc.proto.deliver import BOUNCED, DEFERRED, SENT, RecipientResult
 from mailsys.message.message_actions import first_answer
 
@@ -42,7 +43,7 @@ __all__ = ["StatusFilter"]
 _DSN = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?=\s|$)")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@frozen
 class StatusFilter:
     """One agent's filter: the tables' first answer, and where warnings go."""
 

@@ -39,8 +39,8 @@ GUARANTEES
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.ipc.errors import ProtocolError
 
 __all__ = ["Frame", "FrameDecoder", "encode_frame", "frame_parts", "MAX_FRAME", "PREFIX_SIZE"]
@@ -57,7 +57,7 @@ MAX_FRAME = 64 * 1024 * 1024
 _U32_MAX = 0xFFFFFFFF
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Frame:
     """One decoded frame: the header bytes and a read-only view of the payload."""
 

@@ -29,8 +29,8 @@ WHERE SERVICE MESSAGES GO
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.ipc.codec import message
 
 __all__ = ["Hello", "Ok", "ErrorReply", "ErrorCode"]
@@ -47,7 +47,7 @@ class ErrorCode(enum.StrEnum):
 
 
 @message("hello", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class Hello:
     """The server's protocol announcement."""
 
@@ -55,13 +55,13 @@ class Hello:
 
 
 @message("ok", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class Ok:
     """Success, with nothing to report."""
 
 
 @message("error", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class ErrorReply:
     """A request failed; see ErrorCode."""
 

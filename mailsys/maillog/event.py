@@ -38,11 +38,12 @@ import json
 import math
 import re
 import time as _clock
-from dataclasses import dataclass, field
+from dataclasses import field
 from dataclasses import fields as _fields_of
 from typing import Any, Mapping
 
 from mailsys import fastjson
+from mailsys.frozen import frozen
 
 WIRE_VERSION = 1
 
@@ -153,7 +154,7 @@ def clean_value(value: Any) -> Any:
     return clean_text(value)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LogEvent:
     """One event: who logged it, when, how severe, about which message."""
 

@@ -55,9 +55,9 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
+from mailsys.frozen import frozen
 from mailsys.message.address import lookup_keys
 from mailsys.message.address_list import rewrite_addresses
 from mailsys.message.envelope import Notify, Recipient
@@ -86,7 +86,7 @@ class AliasError(Exception):
     """A virtual alias expansion went past a limit; str() is Postfix's warning."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AddressMaps:
     """The rewriting settings of one cleanup; see the module description."""
 

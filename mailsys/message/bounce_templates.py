@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
+
+from mailsys.frozen import frozen
 
 NAMES = ("failure", "delay", "success", "verify")
 
@@ -60,7 +62,7 @@ class TemplateError(Exception):
     """A template refers to a name main.cf does not know."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Template:
     name: str                       # failure, delay, success, verify
     charset: str

@@ -30,8 +30,9 @@ DESCRIPTION
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from mailsys.frozen import frozen
 
 from .header_checks import ContentAction
 from .reply import StatusReply
@@ -78,7 +79,7 @@ def _class(chars: bytes) -> re.Pattern[bytes]:
     return re.compile(b"[" + b"".join(re.escape(bytes([c])) for c in chars) + b"]")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CharFilter:
     """The two character sets, as bytes (empty: off)."""
 

@@ -73,7 +73,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from datetime import tzinfo
 from enum import Enum
 from pathlib import Path
@@ -81,6 +81,7 @@ from typing import Any, Iterable, Sequence
 
 from mailsys.config.params import param
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.message.address import quote_822_local
 from mailsys.message.address_list import rewrite_addresses
 from mailsys.message.bounce_templates import (DEFAULTS, Template, TemplateError, config_lookup,
@@ -117,7 +118,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BLANK = re.compile(r"[ \t]")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class NoticeSettings:
     """The main.cf values a notice depends on (times in seconds).
 

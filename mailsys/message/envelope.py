@@ -35,9 +35,10 @@ DESCRIPTION
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
+
+from mailsys.frozen import frozen
 
 
 class RcptState(str, Enum):
@@ -62,7 +63,7 @@ class Notify(str, Enum):
     DELAY = "DELAY"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Recipient:
     """One envelope recipient and its delivery state.
 
@@ -117,7 +118,7 @@ class Recipient:
         return dataclasses.replace(self, **changes)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Envelope:
     """One message's envelope and scheduling state.
 

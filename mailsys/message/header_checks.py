@@ -37,7 +37,8 @@ SEE ALSO
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 from .reply import StatusReply
 
@@ -47,7 +48,7 @@ _HEADER_LINE = re.compile(r"^[!-9;-~]+:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ContentAction:
     """An action for cleanup to log or carry out.
 
@@ -62,7 +63,7 @@ class ContentAction:
     kind: str = "header"                 # "body" for body_checks: logged as "body <line>"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Verdict:
     """What to do with one header, and what to tell cleanup."""
 

@@ -93,9 +93,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
+
+from mailsys.frozen import frozen
 
 from .address import phrase_text, quote_822_local
 from .header_checks import KEEP, ContentAction, Verdict, verdict
@@ -153,7 +154,7 @@ _CTRL = re.compile(r"[\x00-\x1f\x7f]")
 _LONG_QID = re.compile(r"[^0-9A-F]")  # short IDs are upper-case hex; long ones are not
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HeaderPolicy:
     """The main.cf parameters cleanup's header handling reads."""
 
@@ -188,7 +189,7 @@ class HeaderPolicy:
         )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CleanedHeader:
     """What clean_header decided. The stored message is ``header + content[body_offset:]`` (CRLF)."""
 

@@ -53,8 +53,9 @@ DESCRIPTION
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
+
+from mailsys.frozen import frozen
 
 from .headers import header_end
 from .reply import StatusReply
@@ -87,7 +88,7 @@ _TOKEN = re.compile(r'\s*(?:\(([^()]*)\)\s*)*(?:"((?:[^"\\]|\\.)*)"|([^\s()<>@,;
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\uffff]")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MimeError:
     """The first error the scan found: its text and the header or line it was in."""
 
@@ -106,7 +107,7 @@ class MimeError:
         return f"reject: mime-error {self.text}: {where} from {origin}; from=<{sender}>{to}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MimeScan:
     """What the scan found."""
 
@@ -117,7 +118,7 @@ class MimeScan:
 NOTHING = MimeScan()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MimePolicy:
     """The parameters cleanup's MIME state machine reads."""
 

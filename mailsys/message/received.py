@@ -43,8 +43,9 @@ with "\\n" (the form Postfix's record stream and postfix-compat.md show);
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import tzinfo
+
+from mailsys.frozen import frozen
 
 from .address import comment_text, quote_822_local
 from .dates import mail_date
@@ -55,7 +56,7 @@ __all__ = ["TlsInfo", "protocol_name", "received_smtp", "received_local", "MAIL_
 MAIL_NAME = "mailsys"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TlsInfo:
     """What the Received: header says about a TLS session (tls_received_header).
 

@@ -14,10 +14,11 @@ mailsys.policy) need not import the SMTP protocol package.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StatusReply:
     """One SMTP status: ``StatusReply(554, "5.4.0", "Error: too many hops")``."""
 

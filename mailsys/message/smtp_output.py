@@ -81,7 +81,8 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 from .address_list import fold_address_list, list_elements, rewrite_addresses
 from .address_maps import RECIPIENT_HEADERS, SENDER_HEADERS, AddressMaps, AliasError, Table
@@ -113,7 +114,7 @@ class OutputError(Exception):
     client stops with "map lookup problem"); str() is the warning."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Note:
     """One log line: ``text`` at ``level`` ("info" or "warning"), after
     "QID: " when ``queue_id`` (the check's actions), without it otherwise
@@ -124,7 +125,7 @@ class Note:
     queue_id: bool = True
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class OutputRewrite:
     """The smtp client's output rewriting; see the module description."""
 

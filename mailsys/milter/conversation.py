@@ -32,10 +32,10 @@ DESCRIPTION
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Mapping
 
 from mailsys.config.values import split_list
+from mailsys.frozen import frozen
 from mailsys.milter import protocol as p
 from mailsys.milter.protocol import Action, Command, MacroStage, MilterProtocolError, Proto
 
@@ -57,7 +57,7 @@ class Stage(enum.Enum):
 UNKNOWN_MACROS = "unknown"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _StageInfo:
     command: Command
     skip_flag: Proto              # SMFIP_NO*: do not send
@@ -107,13 +107,13 @@ _MESSAGE_STAGES = frozenset({Stage.MAIL, Stage.RCPT, Stage.DATA, Stage.HEADER, S
                              Stage.BODY, Stage.EOM})
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Step:
     data: bytes                  # the packets to send (macros first)
     expects_reply: bool
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EndOfMessage:
     """The final verdict at end of message, with the modifications before it."""
     verdict: object

@@ -38,13 +38,14 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
+from mailsys.frozen import frozen
 from mailsys.message.header_checks import ContentAction, verdict
 from mailsys.milter import protocol as p
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Header:
     name: str
     value: str                  # after "name:", folded lines joined by "\n"
@@ -63,7 +64,7 @@ class Header:
         return self.text().replace("\n", "\r\n").encode("utf-8", "surrogateescape") + b"\r\n"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MilterMessage:
     headers: tuple[Header, ...]
     body: bytes
@@ -131,7 +132,7 @@ class MilterMessage:
                 tuple(h.text() for h in headers[m:]))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EnvelopeChanges:
     sender: p.ChangeSender | None = None
     added: tuple[p.AddRecipient, ...] = ()

@@ -29,7 +29,8 @@ from __future__ import annotations
 
 import enum
 import struct
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 
 class MilterProtocolError(Exception):
@@ -162,7 +163,7 @@ class MacroStage(enum.IntEnum):
     EOH = 6
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Packet:
     code: bytes          # one byte
     payload: bytes
@@ -244,7 +245,7 @@ def body_chunks(body: bytes) -> list[bytes]:
 
 # --- the milter's replies ---------------------------------------------------------------
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Negotiated:
     """The milter's answer to OPTNEG: what it will do and which steps it skips."""
     version: int
@@ -255,48 +256,48 @@ class Negotiated:
     symlists: tuple[tuple[MacroStage, tuple[str, ...]], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Continue:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Accept:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reject:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Tempfail:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Discard:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Skip:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Progress:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Shutdown:
     """SMFIR_SHUTDOWN / SMFIR_CONN_FAIL: the milter gives up on this connection."""
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CustomReply:
     """SMFIR_REPLYCODE: "550 5.7.1 text" (lines joined by CRLF when multi-line)."""
     code: int
@@ -307,49 +308,49 @@ class CustomReply:
         return self.code >= 500
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AddHeader:
     name: str
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class InsertHeader:
     index: int           # 0: before every header
     name: str
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChangeHeader:
     index: int           # 1: the first header of that name; value "" deletes it
     name: str
     value: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AddRecipient:
     address: str         # as the milter gave it, usually <a@b>
     args: str = ""       # ESMTP arguments (SMFIR_ADDRCPT_PAR)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeleteRecipient:
     address: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChangeSender:
     address: str
     args: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReplaceBody:
     chunk: bytes         # one piece; several pieces make the new body
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Quarantine:
     reason: str
 

@@ -82,10 +82,10 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Any
 
+from mailsys.frozen import frozen
 from mailsys.message.dates import short_time
 from mailsys.message.reply import StatusReply
 
@@ -100,7 +100,7 @@ __all__ = [
 DEFAULT_MAX_CLIENTS = 100_000
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConnectCounts:
     """anvil's answer to a connect: concurrent connections and connection rate, this one included."""
 
@@ -108,7 +108,7 @@ class ConnectCounts:
     rate: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClientCounts:
     """Everything anvil knows about one client (Postfix's "lookup" request)."""
 
@@ -332,7 +332,7 @@ class Anvil:
         return lines
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ClientLimits:
     """The smtpd_client_*_limit parameters (0 = off), with Postfix's defaults."""
 
@@ -367,7 +367,7 @@ class ClientLimits:
         return self.connection_count > 0 or self.connection_rate > 0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LimitExceeded:
     """A tripped limit: what smtpd logs (after ``warning: ``) and what it answers."""
 

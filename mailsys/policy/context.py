@@ -22,8 +22,9 @@ SEE ALSO
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
+
+from mailsys.frozen import frozen
 
 if TYPE_CHECKING:
     from mailsys.policy.decision import Decision
@@ -43,7 +44,7 @@ class DnsStatus(enum.Enum):
 Resolver = Callable[[str], DnsStatus]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HostRecords:
     """What DNS answered for one ("MX", domain), ("NS", domain) or ("ADDR",
     host) lookup.
@@ -73,7 +74,7 @@ PolicyAnswers = Callable[[str], "str | None"]
 VerifyAnswers = Callable[[str], "tuple[int | None, str] | None"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PolicyContext:
     """What the restrictions see of one SMTP session at one command.
 

@@ -14,10 +14,11 @@ SEE ALSO
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Decision:
     """The outcome of evaluating restrictions.
 
@@ -52,7 +53,7 @@ class Decision:
 ACCEPT = Decision()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Note:
     """Something the restrictions ask smtpd to log or do besides the reply.
 

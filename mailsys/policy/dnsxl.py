@@ -48,11 +48,11 @@ SEE ALSO
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from mailsys.config.maincf import Expander
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.policy.context import DnsStatus
 from mailsys.policy.decision import Note
 from mailsys.policy.dnsxl_filter import ReplyFilter
@@ -74,7 +74,7 @@ DEFAULT_RBL_REPLY = ("$rbl_code Service unavailable; $rbl_class [$rbl_what] bloc
 TXT_LIMIT = 500
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Zone:
     """A restriction's argument: "zone[=filter]"."""
     text: str                            # as written: the rbl_reply_maps key

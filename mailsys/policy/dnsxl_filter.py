@@ -19,7 +19,8 @@ DESCRIPTION
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 __all__ = ["ReplyFilter"]
 
@@ -27,7 +28,7 @@ __all__ = ["ReplyFilter"]
 _FILTER = re.compile(r"\.".join([r"(\[[^\]]*\]|\d+)"] * 4))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ReplyFilter:
     octets: tuple[frozenset[int], ...]         # the values each octet may take
     text: str

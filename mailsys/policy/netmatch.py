@@ -41,11 +41,11 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -131,7 +131,7 @@ def _network(text: str, param: str) -> IPNetwork | None:
                           f'"{loose}" instead', param=param) from None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Rule:
     negate: bool
     networks: tuple[IPNetwork, ...] = ()    # any of these

@@ -27,9 +27,9 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
+from mailsys.frozen import frozen
 from mailsys.policy.replies import CLIENT, RECIPIENT
 
 __all__ = ["PermitLog", "permit_text", "action_class"]
@@ -42,7 +42,7 @@ _CLIENT_PERMITS = frozenset({"permit_mynetworks", "permit_sasl_authenticated",
 _RECIPIENT_PERMITS = frozenset({"permit_auth_destination", "permit_mx_backup"})
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PermitLog:
     patterns: tuple[str, ...] = ()
     tables: tuple[tuple[str, object], ...] = ()     # (spec, table) of the type:table patterns

@@ -26,10 +26,10 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.policy.netmatch import ClientMatcher
 
 PERMIT = "permit"
@@ -38,14 +38,14 @@ DUNNO = "dunno"
 _VERDICTS = (PERMIT, REJECT, DUNNO)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Rule:
     word: str = ""               # permit_mynetworks / permit / reject / dunno
     table: Any = None            # a table with lookup(key) -> str | None
     spec: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AccessList:
     rules: tuple[_Rule, ...]
     mynetworks: ClientMatcher

@@ -37,15 +37,15 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.policy.dnsxl_filter import ReplyFilter
 
 _SITE = re.compile(r"(?P<domain>[^=*]+)(?:=(?P<filter>[^*]+))?(?:\*(?P<weight>-?\d+))?\Z")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Site:
     domain: str
     filter: ReplyFilter | None           # None: every A record counts

@@ -85,6 +85,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from mailsys.frozen import frozen
 from mailsys.maillog.postfix import escape
 
 PIPELINING, NON_SMTP, BARE_NEWLINE = "pipelining", "non_smtp", "bare_newline"
@@ -111,7 +112,7 @@ TEXT_LIMIT = 100                    # bytes of client text a log line shows
 HEADER_LIKE_RE = re.compile(r"[\x21-\x39\x3b-\x7e]+:")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CommandList:
     """postscreen_forbidden_commands: words (case does not matter, "!word"
     excludes) and type:table lookups of the command word; the first
@@ -138,7 +139,7 @@ class CommandList:
         return False
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EngineSettings:
     hostname: str                        # myhostname
     banner: str                          # smtpd_banner, after "220 "
@@ -181,7 +182,7 @@ class EngineSettings:
                        for i, line in enumerate(lines)).encode()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Step:
     reply: bytes = b""
     close: bool = False                  # the reply ends the session

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.policy.netmatch import DomainMatcher, parse_address
 from mailsys.smtp.address import numeric_literal
 
@@ -92,7 +92,7 @@ class DomainClass(enum.Enum):
         return self in (DomainClass.LOCAL, DomainClass.ALIAS, DomainClass.VIRTUAL)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Resolved:
     """Where an address goes: local part, domain, class, and whether the
     local part still carries a routing operator (RESOLVE_FLAG_ROUTED)."""
@@ -106,7 +106,7 @@ class Resolved:
         return f"{self.local}@{self.domain}" if self.domain else self.local
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AddressResolver:
     """The resolver's view of main.cf: which domains are ours, and which
     address tricks (percent hack, bang paths, quoted addresses) apply."""

@@ -24,9 +24,9 @@ SEE ALSO
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Callable
 
+from mailsys.frozen import frozen
 from mailsys.policy.context import (DnsStatus, HostRecords, PolicyAnswers, PolicyContext,
                                    RecordLookups, Resolver, VerifyAnswers)
 from mailsys.policy.decision import Decision, Note
@@ -45,7 +45,7 @@ OK = Verdict.OK
 DUNNO = Verdict.DUNNO
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ListInfo:
     """The list a restriction runs in: its parameter and its reply class."""
     param: str

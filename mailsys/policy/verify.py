@@ -39,9 +39,9 @@ SEE ALSO
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from mailsys.frozen import frozen
 from mailsys.ipc.proto.verify import BOUNCE, DEFER, TODO
 from mailsys.policy.needs import NeedVerify
 from mailsys.policy.replies import RECIPIENT, SENDER
@@ -60,7 +60,7 @@ _RECIPIENT_DSN = "4.1.1"
 _TEXT_LIMIT = 250
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class UnverifiedSettings:
     """One address kind's unverified_<kind>_* parameters."""
     reject_code: int = 450

@@ -38,9 +38,9 @@ SEE ALSO
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from mailsys.frozen import frozen
 from mailsys.ipc.proto.verify import OK, STATUSES, TODO
 
 __all__ = ["IN_PROGRESS", "PROBE_TTL", "QueryOutcome", "VerifyEntry", "VerifyTimes", "probe_sender",
@@ -52,7 +52,7 @@ PROBE_TTL = 1000
 IN_PROGRESS = "Address verification in progress"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VerifyEntry:
     """One address's cache entry (times in seconds since the epoch, 0: never)."""
     status: int
@@ -79,7 +79,7 @@ class VerifyEntry:
         return cls(status, float(probed), float(updated), parts[3])
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class VerifyTimes:
     """The address_verify_* times, in seconds."""
     positive_expire: float = 31 * 86400
@@ -97,7 +97,7 @@ class VerifyTimes:
                    bool(cfg.address_verify_negative_cache))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class QueryOutcome:
     status: int
     text: str

@@ -23,12 +23,13 @@ DESCRIPTION
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 __all__ = ["Clogged", "warnings"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Clogged:
     """A destination as it was when it took up too much of the active queue."""
 

@@ -47,9 +47,9 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from mailsys.frozen import frozen
 from mailsys.ipc.proto.deliver import BOUNCED, DEFERRED, SENT, RecipientResult
 from mailsys.ipc.proto.verify import TRACE_FLAGS, USR_VRFY
 from mailsys.message.envelope import Envelope, Notify, RcptState
@@ -165,7 +165,7 @@ def leaves_quietly(env: Envelope, changes: Mapping[int, Mapping[str, Any]]) -> b
     return True
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Settlement:
     """What to do with a message none of whose recipients is out."""
 

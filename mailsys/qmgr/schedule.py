@@ -88,6 +88,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mailsys.frozen import frozen
 from mailsys.qmgr.clog import Clogged
 from mailsys.qmgr.preempt import Preemption
 from mailsys.qmgr.settings import Limits
@@ -98,7 +99,7 @@ __all__ = ["Job", "Scheduler", "address_order", "plan", "sorted_recipients"]
 Key = tuple[str, str]          # (transport, nexthop)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Job:
     """One delivery request: recipients of one message for one destination."""
 

@@ -17,11 +17,11 @@ destination_concurrency_feedback_debug. Pure.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from mailsys.config.interfaces import own_addresses
 from mailsys.config.tables import open_table
+from mailsys.frozen import frozen
 from mailsys.routing import AddressClass, DomainSet, LookupTable, RoutingSettings, resolve
 
 __all__ = ["QmgrSettings", "Limits", "Feedback", "TableDomains", "local_domain_check",
@@ -30,7 +30,7 @@ __all__ = ["QmgrSettings", "Limits", "Feedback", "TableDomains", "local_domain_c
 _PER_WINDOW = "concurrency"          # "1/concurrency" (qmgr_feedback_map)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Feedback:
     """A concurrency feedback value: base, or base / window when per_window."""
 
@@ -82,7 +82,7 @@ def _feedback(cfg: Any, transport: str, suffix: str, default_name: str, log: Any
     return feedback
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Limits:
     """One transport's scheduling limits (0 means unlimited for the first two)."""
 
@@ -145,7 +145,7 @@ class Limits:
                    min_slots=int(get("minimum_delivery_slots")))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class QmgrSettings:
     """The global queue manager parameters."""
 
@@ -194,7 +194,7 @@ class QmgrSettings:
                    helpful_warnings=bool(cfg.helpful_warnings))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TableDomains:
     """A domain list that may name lookup tables (virtual_mailbox_domains
     defaults to $virtual_mailbox_maps): a domain matches a listed name, as

@@ -107,13 +107,14 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import lmdb
 
 from mailsys.errors import NoSuchEntry, QueueError, QueueFull
+from mailsys.frozen import frozen
 from mailsys.message.envelope import Envelope
 from mailsys.message.qid import is_qid, new_qid
 from mailsys.queue import records, schema
@@ -189,7 +190,7 @@ class _Gate:
                 self._cond.notify_all()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Update:
     """One update() for apply_many(): the same arguments."""
 
@@ -204,7 +205,7 @@ class Update:
         return 4096
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Remove:
     """One remove() for apply_many(): the same arguments."""
 
@@ -217,7 +218,7 @@ class Remove:
         return sum(len(c) + 1024 for _, c in self.notices) + 4096
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Move:
     """One move_many() for apply_many(): the same arguments."""
 
@@ -230,7 +231,7 @@ class Move:
         return 4096 * max(1, len(self.qids))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Admit:
     """For apply_many(): qmgr's feed of the active queue, read and moved in
     one transaction. Takes up to limit entries of src into dst: incoming
@@ -253,7 +254,7 @@ class Admit:
         return 4096 * max(1, self.limit)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Admitted:
     """What an Admit did: the envelopes moved (in order), the (queue ID,
     error) of each entry quarantined, whether it stopped at the budget, and

@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 
+from mailsys.frozen import frozen
 from mailsys.ipc import names
 from mailsys.ipc.errors import IpcError
 from mailsys.ipc.proto.deliver import (PROTOCOL, SENT, DeliverRequest, DeliveryStatus,
@@ -57,7 +57,7 @@ log = structlog.get_logger()
 LOOP_DETAIL = ".4.6"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class BestMxPass:
     transport: str          # the master.cf service
     nexthop: str            # "" keeps the request's

@@ -45,12 +45,12 @@ DESCRIPTION
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 
+from mailsys.frozen import frozen
 from mailsys.ipc.proto.cleanup import CleanupRequest
 from mailsys.message.header_checks import ContentAction
 from mailsys.milter.edits import Header, MilterMessage, strip_brackets
@@ -60,7 +60,7 @@ from mailsys.smtp import Reply
 log = structlog.get_logger()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Inspected:
     """What the milters made of a message (see the module description)."""
     refusal: Reply | None             # a milter refused the message

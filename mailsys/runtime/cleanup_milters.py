@@ -35,11 +35,11 @@ DESCRIPTION
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
+from mailsys.frozen import frozen
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto.cleanup import CleanupRequest
 from mailsys.message.address import quote_822_local
@@ -50,7 +50,7 @@ log = structlog.get_logger()
 CLIENT = "localhost[127.0.0.1]"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Started:
     """The envelope told: the open session, its macros, the request."""
     session: MilterSession

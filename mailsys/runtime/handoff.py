@@ -53,15 +53,15 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 
 _MODULE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ChildArgs:
     """Everything the master tells one child process."""
 
@@ -87,7 +87,7 @@ class ChildArgs:
         return tuple(fds)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Command:
     """How to run a master.cf command: the argv prefix and the path for log lines."""
 

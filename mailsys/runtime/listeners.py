@@ -38,10 +38,10 @@ import ipaddress
 import os
 import socket
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailsys.errors import MailsysError
+from mailsys.frozen import frozen
 from mailsys.runtime.fast_stream import FastListener
 
 # Linux backlog cap (net.core.somaxconn) clips this; a big backlog lets the
@@ -56,7 +56,7 @@ class ListenError(MailsysError):
     """A listener could not be opened (port in use, bad address, path too long)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Endpoint:
     kind: str                    # "inet" | "unix" | "unix-dgram"
     host: str = ""               # inet: a numeric address

@@ -72,7 +72,6 @@ from __future__ import annotations
 
 import dataclasses
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -81,6 +80,7 @@ import trio
 
 from mailsys.config.tables import open_table
 from mailsys.config.values import BadValue, endpoint_attributes, parse_int, parse_time
+from mailsys.frozen import frozen
 from mailsys.milter import protocol as p
 from mailsys.milter.conversation import (Conversation, EndOfMessage, Stage, macro_defaults,
                                          macro_lists)
@@ -108,7 +108,7 @@ _COMMAND_NAMES = {Stage.CONNECT: "SMFIC_CONNECT", Stage.HELO: "SMFIC_HELO",
                   Stage.UNKNOWN: "SMFIC_UNKNOWN"}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MilterSpec:
     """One milter as configured."""
     endpoint: str                       # "inet:127.0.0.1:8891", as written
@@ -130,7 +130,7 @@ _OVERRIDES = {"connect_timeout": parse_time, "command_timeout": parse_time,
               "default_action": _default_action}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MilterSettings:
     """The milters of one list, with the macro lists: built once per process."""
     milters: tuple[MilterSpec, ...]
@@ -167,7 +167,7 @@ def _parse(item: str, base: MilterSpec, param: str) -> MilterSpec:
     return dataclasses.replace(base, **changes)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Verdict:
     """What the milters decided at one stage (None from a stage: go on)."""
     kind: str                     # "reply", "hold", "discard"
@@ -180,7 +180,7 @@ class Verdict:
         return self.reply is not None and self.reply.code == 421
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MessageOutcome:
     """The end of message: a verdict (or None), the changed message, the
     envelope changes, and what milter_header_checks found."""

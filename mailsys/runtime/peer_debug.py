@@ -35,12 +35,12 @@ SEE ALSO
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import structlog
 
 from mailsys.config.tables import open_table
+from mailsys.frozen import frozen
 from mailsys.policy.netmatch import ClientMatcher
 from mailsys.policy.params import PARENT_DEFAULT, param_value
 from mailsys.smtp.trace import Trace
@@ -48,7 +48,7 @@ from mailsys.smtp.trace import Trace
 log = structlog.get_logger()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DebugPeers:
     """The compiled debug_peer_list and its level."""
 

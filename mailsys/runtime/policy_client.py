@@ -52,13 +52,14 @@ import structlog
 import trio
 
 from mailsys.config.values import endpoint_attributes, parse_int, parse_time
+from mailsys.frozen import frozen
 
 log = structlog.get_logger()
 
 MAX_REPLY = 64 * 1024           # a reply longer than this is a broken server
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServiceSettings:
     """How to talk to one policy service."""
 

@@ -15,10 +15,11 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from mailsys.config.tables import Table, open_table, table_path
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.smtp.client_auth import filter_mechanisms
 
 __all__ = ["MechanismFilter"]
@@ -27,7 +28,7 @@ __all__ = ["MechanismFilter"]
 _ANSWERS_KEPT = 64
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MechanismFilter:
     words: tuple[str, ...] = ()
     tables: tuple[Table, ...] = ()

@@ -82,7 +82,6 @@ import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import structlog
@@ -90,6 +89,7 @@ import trio
 
 from mailsys.config import Config, load
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.maillog.setup import configure
 from mailsys.runtime import fd_pass, listeners
 from mailsys.runtime.fast_stream import FastListener, FastStream
@@ -133,7 +133,7 @@ IDLE_REPORT_DELAY = 0.5
 MODES = ("serve", "trigger", "dgram")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ServiceContext:
     """What a daemon's hooks and handler know about the process they run in."""
 

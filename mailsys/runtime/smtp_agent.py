@@ -161,7 +161,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 import structlog
@@ -173,6 +173,7 @@ from mailsys.config.values import BadValue, parse_time, split_list
 from mailsys.delivery.status_filter import StatusFilter
 from mailsys.delivery.report import Stopwatch, deferred, failed, log_status, sent
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.ipc.proto.deliver import (DeliverRecipient, DeliverRequest, DeliveryStatus,
                                        RecipientResult)
 from mailsys.message.address import quote_822_local, unquote_822_local
@@ -227,7 +228,7 @@ def _time_param(cfg, name: str, default: float) -> float:
         raise ConfigError(f"{e}", param=name) from None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SmtpSettings:
     helo_name: str
     timeouts: Mapping[str, float]
@@ -447,7 +448,7 @@ class _NoRoute(RouteError):
         self.fallback = fallback
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Route:
     """The servers of a request. fallback: smtp_fallback_relay next hops
     come last; failed: the lookup failure of the last next hop, which is

@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 import structlog
 import trio
 
+from mailsys.frozen import frozen
 from mailsys.runtime.fast_stream import FastStream
 from mailsys.smtp.ehlo_mask import discard_names, discard_text
 from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
@@ -108,7 +109,7 @@ QUIT_GRACE = 5.0
 LOOP_DETECT_PORT = 25
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Target:
     """One address of one MX host, or an LMTP server's UNIX-domain socket.
 
@@ -168,7 +169,7 @@ class StaleSession(SessionError):
     recipients, which is safe too."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PixWorkarounds:
     """smtp_pix_workarounds for one delivery: what a server whose greeting
     is nothing but "220" and asterisks (a CISCO PIX "smtp fixup") gets.
@@ -184,7 +185,7 @@ class PixWorkarounds:
     queue_id: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TlsPolicy:
     """What smtp_tls_security_level asks for one connection.
 

@@ -69,12 +69,12 @@ BUGS
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import structlog
 
 from mailsys.config.tables import Table, open_table
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.runtime.sasl_filter import MechanismFilter
 from mailsys.runtime.smtp_sasl_cache import SaslAuthCache
 from mailsys.smtp.client import AuthAborted, AuthDone, ConnectionLost
@@ -85,7 +85,7 @@ __all__ = ["SaslSettings", "SaslRequest"]
 log = structlog.get_logger()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SaslSettings:
     """The smtp_sasl_* (or lmtp_sasl_*) parameters, tables open."""
 
@@ -150,7 +150,7 @@ class SaslSettings:
         return self.mechanism_filter(offered)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SaslRequest:
     """One delivery's login: settings, the envelope sender and the next hop as written."""
 

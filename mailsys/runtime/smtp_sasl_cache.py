@@ -40,11 +40,11 @@ import hashlib
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import structlog
 
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.runtime.map_file import MapFile
 
 __all__ = ["CachedRefusal", "SaslAuthCache"]
@@ -57,7 +57,7 @@ _ENTRY = re.compile(r"(\d+);([^;]+);([^;]+);([^\n]+)")
 _DSN = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CachedRefusal:
     dsn: str          # as the server gave it ("5.7.8")
     text: str         # the whole reply ("535 5.7.8 Authentication credentials invalid")

@@ -76,12 +76,12 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from dataclasses import dataclass
 
 import structlog
 import trio
 
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.policy.restrictions import DnsStatus, HostRecords
 from mailsys.runtime.resolver import (NOTFOUND, POLICY, RETRY, DnsError, Resolver,
                                       parse_nameserver, reply_filter)
@@ -148,7 +148,7 @@ def _servers(cfg) -> list[tuple[str, int]]:
         raise ConfigError(f"dns_nameservers: {e}", param="dns_nameservers") from None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SmtpdDns:
     resolver: Resolver
     timeout: float = LOOKUP_TIMEOUT
@@ -191,7 +191,7 @@ class SmtpdDns:
         return outcome
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HostLookups:
     """permit_mx_backup's MX and address lookups (see the module description)."""
     resolver: Resolver

@@ -90,11 +90,11 @@ BUGS
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from mailsys.frozen import frozen
 from mailsys.message.address import quote_822_local
 from mailsys.milter.macros import MacroValues, Value
 from mailsys.runtime.milter import MilterSession, MilterSettings, Verdict
@@ -131,7 +131,7 @@ def _args(address: str, params: tuple[tuple[str, str | None], ...]) -> tuple[str
     return (f"<{address}>",) + tuple(k if v is None else f"{k}={v}" for k, v in params)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Handoff:
     """The milters' part of a CleanupRequest: its fields, the descriptors
     to send with it, and where each milter is in the session."""

@@ -54,13 +54,13 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import structlog
 import trio
 
 from mailsys.errors import ConfigError
+from mailsys.frozen import frozen
 from mailsys.smtp import RemoteProtocolError, Reply, replies
 from mailsys.smtp._client_reply import ReplyReader, Response
 from mailsys.smtp.proxy_filter import (DotStuffer, Endpoint, parse_endpoint, rejected_warning,
@@ -79,7 +79,7 @@ REPLAY_PIECE = 65536
 WANT_OK, WANT_MORE, WANT_ANY = "2", "3", ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProxyFilter:
     """smtpd_proxy_* as one smtpd process reads them once."""
     service: str            # smtpd_proxy_filter as written: the log lines name it so

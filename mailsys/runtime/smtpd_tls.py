@@ -21,12 +21,12 @@ DESCRIPTION
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 import trio
 
+from mailsys.frozen import frozen
 from mailsys.ipc.proto import anvil as anvil_proto
 from mailsys.message.received import TlsInfo, tls_lines as received_tls_lines
 from mailsys.policy import anvil as limits
@@ -43,7 +43,7 @@ log = structlog.get_logger()
 FAREWELL_TIMEOUT = 1.0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Handshake:
     stream: TlsStream | None
     received: str = ""

@@ -45,12 +45,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
-from dataclasses import dataclass
 
 import structlog
 import trio
 
 from mailsys.config.spawn_attributes import SpawnAttributes
+from mailsys.frozen import frozen
 
 __all__ = ["SpawnJob", "exit_warning", "EXEC_FAILED"]
 
@@ -76,7 +76,7 @@ def _kill_group(pid: int) -> None:
         pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SpawnJob:
     """One spawn service's command and how to run it."""
 

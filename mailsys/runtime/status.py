@@ -27,7 +27,8 @@ import enum
 import errno
 import os
 import struct
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 RECORD = struct.Struct("=iiB")
 
@@ -39,7 +40,7 @@ class State(enum.IntEnum):
     READY = 3
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Status:
     pid: int
     gen: int

@@ -88,7 +88,6 @@ import socket
 import sys
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import CodeType
@@ -96,6 +95,7 @@ from types import CodeType
 import trio
 
 from mailsys.config import load
+from mailsys.frozen import frozen
 from mailsys.runtime import proctitle
 from mailsys.runtime.fast_stream import FastStream
 from mailsys.runtime.handoff import invocation
@@ -132,7 +132,7 @@ def decode(data: bytes) -> dict:
     return obj
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Request:
     argv: tuple[str, ...]
     targets: tuple[int, ...]      # the child's descriptor numbers, in the order of fds
@@ -152,7 +152,7 @@ class Request:
         return cls(tuple(argv), tuple(targets), tuple(fds))
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Job:
     """What a forked child runs: one service, as `python -P -m services.NAME` would."""
 

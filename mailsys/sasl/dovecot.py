@@ -42,8 +42,8 @@ SEE ALSO
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.sasl.server import Challenge, Failure, Result, Success
 
 MAJOR, MINOR = 1, 2
@@ -65,7 +65,7 @@ class ProtocolError(Exception):
     """The auth server said something this client cannot go on from."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Mechanism:
     name: str
     properties: frozenset[str]

@@ -46,8 +46,8 @@ import hashlib
 import hmac
 import secrets
 import struct
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.sasl import md5state
 
 SCRYPT_N = 16384     # 2**14: ~16 MiB, tens of milliseconds (the RFC 7914 interactive choice)
@@ -83,7 +83,7 @@ def _unb64(text: str) -> bytes:
         raise BadCredential(f"bad base64: {text!r}") from None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ScryptHash:
     n: int
     r: int
@@ -133,7 +133,7 @@ def hash_password(password: str) -> str:
     return ScryptHash(SCRYPT_N, SCRYPT_R, SCRYPT_P, salt, digest).encode()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CramMd5Key:
     """A user's CRAM-MD5 secret as Dovecot stores it: the two HMAC-MD5 states."""
     inner: md5state.State

@@ -54,8 +54,8 @@ import binascii
 import hmac
 import secrets
 import time
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.sasl.users import MECH_CRAM_MD5, MECH_PLAIN, UserDatabase
 
 LOGIN_USERNAME = "VXNlcm5hbWU6"    # base64 "Username:"
@@ -67,7 +67,7 @@ BAD_MECHANISM = "Invalid authentication mechanism"
 MAX_RESPONSE = 12288
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Challenge:
     """Send "334 <data>" and wait for the client's next line."""
     data: str
@@ -77,7 +77,7 @@ class Challenge:
         return f"334 {self.data}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Success:
     mechanism: str
     username: str
@@ -85,7 +85,7 @@ class Success:
     reply = "235 2.7.0 Authentication successful"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Failure:
     """The exchange failed (aborted: the client sent "*")."""
     mechanism: str

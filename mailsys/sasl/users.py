@@ -36,10 +36,10 @@ DESCRIPTION
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from mailsys.config.files import replace_file
+from mailsys.frozen import frozen
 from mailsys.sasl.passwords import (CRAM_PREFIX, LEGACY_CRAM_KEY_PREFIX, SCRYPT_PREFIX, BadCredential,
                                     CramMd5Key, ScryptHash, burn_time)
 
@@ -53,7 +53,7 @@ def valid_username(name: str) -> bool:
         and not name.startswith("#")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class User:
     name: str
     scrypt: ScryptHash | None = None

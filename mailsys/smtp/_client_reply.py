@@ -34,7 +34,8 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 from .errors import RemoteProtocolError
 from .replies import Reply
@@ -55,7 +56,7 @@ _UNPRINTABLE_RE = re.compile(r"[\x00-\x1f\x7f]")
 LONE_REPLY_CACHE = 256
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Response:
     """One server reply as received.
 

@@ -42,7 +42,8 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 from . import replies as R
 from .replies import Reply
@@ -222,7 +223,7 @@ _GROUPS = ((XFORWARD_NAME_ADDR, ("NAME", "ADDR", "PORT")),
 COMMAND_LIMIT = 510
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class XforwardAttributes:
     """What the smtp client forwards about a message's original client:
     the queue entry's client name, address, port, protocol and HELO name,

@@ -25,12 +25,13 @@ because its domain is (Postfix's "allow_untrusted_routing = no" rule).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 from . import _grammar as g
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Path:
     address: str            # "" for <>
     route: tuple[str, ...]  # the dropped source route, e.g. ("@a", "@b")
@@ -110,7 +111,7 @@ def _unquote(s: str) -> str:
     return "".join(out)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AddressParts:
     local: str              # unquoted local part
     domain: str             # lower-cased, trailing dot removed; "" when absent

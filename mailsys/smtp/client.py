@@ -150,7 +150,8 @@ import re
 from collections import deque
 import dataclasses
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 from . import _grammar as g
 from ._client_reply import LINE_LIMIT, ReplyReader, Response
@@ -308,7 +309,7 @@ def _break_long_lines(content: bytes, limit: int) -> bytes:
 
 # ------------------------------------------------------------------ data
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Capabilities:
     """What an EHLO reply offered (all False / None after HELO).
 
@@ -394,7 +395,7 @@ _FLAGS = {"PIPELINING": "pipelining", "STARTTLS": "starttls", "8BITMIME": "eight
           "ENHANCEDSTATUSCODES": "enhancedstatuscodes"}
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rcpt:
     """A recipient with its DSN parameters (RFC 3461), sent only when the
     server offers DSN. ``notify``: e.g. ("SUCCESS", "FAILURE") or ("NEVER",);
@@ -405,7 +406,7 @@ class Rcpt:
     orcpt: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RecipientStatus:
     """The final word on one recipient for this attempt.
 
@@ -434,7 +435,7 @@ class RecipientStatus:
         return said
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TransactionResult:
     """One message's outcome, recipients in the order they were given."""
 
@@ -455,7 +456,7 @@ class TransactionResult:
 
 # ------------------------------------------------------------------ events
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Greeting:
     response: Response
 
@@ -464,35 +465,35 @@ class Greeting:
         return self.response.code // 100 == 2
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EhloDone:
     response: Response
     capabilities: Capabilities
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EhloRejected:
     """EHLO got a non-2xx other than 421; Postfix then tries HELO."""
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class HeloRejected:
     """HELO refused, or 421 to EHLO: "host X refused to talk to me: ..."."""
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StartTlsReady:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StartTlsRefused:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuthDone:
     """The reply that ended an AUTH exchange: 235 (``ok``) or a refusal."""
     response: Response
@@ -502,34 +503,34 @@ class AuthDone:
         return self.response.code // 100 == 2
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuthAborted:
     """The client gave up the AUTH exchange (``reason``); the session is CLOSED."""
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class TransactionDone:
     result: TransactionResult
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RsetDone:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class QuitDone:
     response: Response
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConnectionLost:
     """The server closed while ``stage`` (Postfix's words) was going on."""
     stage: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProbeFailed:
     """send_mail(probe=True): the RSET in front was refused (``response``)
     or the server closed before answering it (None). No recipient was

@@ -14,7 +14,8 @@ EndOfData (LAST).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 from .replies import Reply
 
@@ -35,14 +36,14 @@ PAUSED = _Sentinel("PAUSED")         # a reply is owed (or TLS is being set up)
 Params = tuple[tuple[str, "str | None"], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Helo:
     """HELO or EHLO. ``name`` is the argument as given (restrictions judge it)."""
     name: str
     extended: bool
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class MailFrom:
     """MAIL FROM. ``address`` is "" for the null sender ``<>``; source routes
     are already stripped. ``params`` keeps every parameter as sent (name
@@ -59,7 +60,7 @@ class MailFrom:
     verp: str | None = None          # XVERP's two delimiters (default_verp_delimiters for XVERP)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RcptTo:
     """RCPT TO. ``notify`` is None when not given; ``orcpt`` is (type, address)."""
     address: str
@@ -79,19 +80,19 @@ class RcptTo:
         return f"rfc822;{self.address}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DataStart:
     """DATA with at least one accepted recipient; the default answer is 354."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DataChunk:
     """Message content: dot-unstuffed, CRLF line ends (bare LF made CRLF when
     smtpd_forbid_bare_newline = normalize). Never carries a reply."""
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EndOfData:
     """The message is complete (``.`` line, or the BDAT LAST chunk). ``size``
     is the number of content bytes delivered in DataChunks. The policy
@@ -100,7 +101,7 @@ class EndOfData:
     bare_lf: bool = False            # a bare LF was seen (Postfix 3.9 logs notes=bare_lf)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DataRejected:
     """The core refused the content after reading it to the end; ``reply`` is
     the default answer and any DataChunks of this message must be discarded.
@@ -110,36 +111,36 @@ class DataRejected:
     size: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Bdat:
     """A BDAT chunk of ``size`` bytes starts; its bytes follow as DataChunks."""
     size: int
     last: bool
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class EndOfChunk:
     """A BDAT chunk that is not LAST was read; default ``250 2.0.0 Ok: N bytes``."""
     size: int
     total: int
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rset:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Noop:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Quit:
     pass
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Vrfy:
     """VRFY. ``argument`` is what the 252 repeats (the words joined by one
     space); ``address`` the one address in it in internal form (Postfix
@@ -152,23 +153,23 @@ class Vrfy:
     address: str | None = ""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Etrn:
     domain: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Help:
     argument: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StartTls:
     """STARTTLS; after the 220 is sent, call conn.start_tls_done() once the
     handshake is over (pipelined plaintext has already been thrown away)."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Auth:
     """AUTH. ``initial_response`` is the decoded RFC 4954 initial response
     (b"" for ``=``), None when absent. Answer with replies.auth_challenge(),
@@ -177,13 +178,13 @@ class Auth:
     initial_response: bytes | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AuthResponse:
     """The client's (base64-decoded) answer to the last 334 challenge."""
     data: bytes
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Xclient:
     """XCLIENT from an authorized proxy (smtpd_authorized_xclient_hosts).
     ``attributes``: (NAME, value) pairs, validated and normalized by the
@@ -201,7 +202,7 @@ class Xclient:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Xforward:
     """XFORWARD from an authorized content filter (smtpd_authorized_xforward_hosts):
     the original client of the next message, as (NAME, value) pairs
@@ -209,7 +210,7 @@ class Xforward:
     attributes: tuple[tuple[str, str], ...]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ConnectionClosed:
     """The client closed its side (receive_data(b"") and nothing left to read)."""
 

@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import ipaddress
 import struct
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
 V1_MAX = 108                  # the longest version 1 line, terminator included
@@ -40,7 +41,7 @@ class HaproxyError(Exception):
     """A PROXY header that is not one; str() is Postfix's reason."""
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Proxied:
     client_addr: str
     client_port: int

@@ -42,7 +42,8 @@ DESCRIPTION
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+
+from mailsys.frozen import frozen
 
 from ._client_reply import Response
 from ._xclient import xtext_encode
@@ -62,7 +63,7 @@ XFORWARD_PAYLOAD = 512 - len("250 XFORWARD\r\n")
 HOLD_LIMIT = 2048
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Endpoint:
     """Where the filter listens: kind "inet" (host, port) or "unix" (path)."""
     kind: str

@@ -17,8 +17,10 @@ from __future__ import annotations
 import base64
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
+
+from mailsys.frozen import frozen
 
 from .errors import LocalProtocolError
 
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
     from .settings import Settings
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reply:
     """One SMTP reply. ``text`` is a str (one line) or a tuple of lines."""
 

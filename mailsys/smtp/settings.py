@@ -12,15 +12,16 @@ is not here: the core hands those decisions to the caller as events.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Literal
+
+from mailsys.frozen import frozen
 
 from .errors import LocalProtocolError
 
 BareNewline = Literal["normalize", "reject", "no"]
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Settings:
     # $myhostname: in the EHLO/HELO reply and in 421/500/550 texts.
     hostname: str = "localhost"

@@ -12,8 +12,8 @@ and logs a warning.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.ipc.codec import message
 
 PROTOCOL = "anvil"
@@ -23,21 +23,21 @@ MESSAGE, RECIPIENT, NEWTLS, NEWTLS_STATUS, AUTH = "message", "recipient", "newtl
 
 
 @message("anvil_connect", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class AnvilConnect:
     service: str
     addr: str
 
 
 @message("anvil_disconnect", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class AnvilDisconnect:
     service: str
     addr: str
 
 
 @message("anvil_event", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class AnvilEvent:
     service: str
     addr: str
@@ -45,7 +45,7 @@ class AnvilEvent:
 
 
 @message("anvil_counts", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class AnvilCounts:
     count: int = 0               # concurrent connections (AnvilConnect)
     rate: int = 0                # the rate of the event asked about

@@ -21,8 +21,8 @@ sender's notice. The field has a default, so either side may be older.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.ipc.codec import message
 
 PROTOCOL = "bounce"
@@ -32,7 +32,7 @@ VERIFY = "verify"        # sendmail -bv: the report on every recipient
 
 
 @message("bounce_notice_request", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class NoticeRequest:
     queue_id: str
     kind: str                    # FAILURE, DELAY or SUCCESS
@@ -42,7 +42,7 @@ class NoticeRequest:
     delivered: tuple[tuple[int, str, str], ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class PostmasterCopy:
     notice_id: str               # the copy's own queue ID
     sender: str                  # $double_bounce_sender@$myorigin: a copy never bounces
@@ -52,7 +52,7 @@ class PostmasterCopy:
 
 
 @message("bounce_notice_ready", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class NoticeReady:
     notice_id: str               # "" when no notice is due (null sender, NOTIFY=NEVER)
     sender: str                  # always "" (the null sender) when a notice is built

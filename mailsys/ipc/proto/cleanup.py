@@ -23,15 +23,15 @@ content exists); cleanup refuses an ID that is already in the queue.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.ipc.codec import message
 
 PROTOCOL = "cleanup"
 
 
 @message("cleanup_recipient", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class CleanupRecipient:
     address: str
     orcpt: str = ""              # DSN ORCPT as given ("rfc822;a@b"), or ""
@@ -41,7 +41,7 @@ class CleanupRecipient:
                                  # copy names the alias it came from)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class CleanupMilter:
     """One smtpd milter whose conversation cleanup continues (Postfix's
     milter8_send() attributes): its connection comes with the request as
@@ -59,7 +59,7 @@ class CleanupMilter:
     accepted_message: bool = False   # SMFIR_ACCEPT during the envelope: nothing more
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ForwardedClient:
     """The client a message is logged under when smtpd got XFORWARD (Postfix's
     log_client_name, log_client_address, ... queue file attributes): the
@@ -80,7 +80,7 @@ class ForwardedClient:
 
 
 @message("cleanup_request", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class CleanupRequest:
     queue_id: str
     sender: str                  # "" for the null sender
@@ -159,7 +159,7 @@ class CleanupRequest:
 
 
 @message("cleanup_queued", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class Queued:
     queue_id: str
     size: int                    # bytes stored: what mailq shows
@@ -169,7 +169,7 @@ class Queued:
 
 
 @message("cleanup_rejected", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rejected:
     code: int                    # 554
     enhanced: str                # "5.4.0"

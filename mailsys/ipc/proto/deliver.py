@@ -16,8 +16,8 @@ store; qmgr retries them (a crash may deliver twice, never zero times).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.ipc.codec import message
 
 PROTOCOL = "deliver"
@@ -26,7 +26,7 @@ SENT, DEFERRED, BOUNCED = "sent", "deferred", "bounced"
 
 
 @message("deliver_recipient", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeliverRecipient:
     index: int                   # the recipient's index in the queue entry
     address: str
@@ -36,7 +36,7 @@ class DeliverRecipient:
 
 
 @message("deliver_request", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeliverRequest:
     queue_id: str
     transport: str               # master.cf service name of the agent ("smtp", "relay", "local")
@@ -77,7 +77,7 @@ class DeliverRequest:
 
 
 @message("deliver_result", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class RecipientResult:
     index: int
     status: str                  # SENT, DEFERRED or BOUNCED
@@ -91,7 +91,7 @@ class RecipientResult:
 
 
 @message("deliver_status", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class DeliveryStatus:
     queue_id: str
     results: tuple[RecipientResult, ...]

@@ -8,8 +8,8 @@ values are Postfix's FLUSH_STAT_* (src/global/flush_clnt.h).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.ipc.codec import message
 
 PROTOCOL = "flush"
@@ -19,12 +19,12 @@ OK, FAIL, BAD, DENY = 0, -1, 3, 4
 
 
 @message("flush_site", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class FlushSite:
     site: str
 
 
 @message("flush_status", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class FlushStatus:
     status: int

@@ -15,8 +15,8 @@ writes it: OK (deliverable), DEFER (undeliverable for now), BOUNCE
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
+from mailsys.frozen import frozen
 from mailsys.ipc.codec import message
 
 PROTOCOL = "verify"
@@ -40,13 +40,13 @@ def status_name(status: int) -> str:
 
 
 @message("verify_query", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class VerifyQuery:
     address: str
 
 
 @message("verify_answer", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class VerifyAnswer:
     status: int                  # OK, DEFER, BOUNCE or TODO
     text: str                    # the probe's answer ("host x said: 550 ..."), or
@@ -54,7 +54,7 @@ class VerifyAnswer:
 
 
 @message("verify_update", version=1)
-@dataclass(frozen=True, slots=True)
+@frozen
 class VerifyUpdate:
     address: str
     status: int                  # OK, DEFER or BOUNCE
