@@ -33,6 +33,7 @@ DESCRIPTION
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import types
 from typing import Any, TypeVar
 
@@ -56,8 +57,11 @@ def frozen(cls: type[T]) -> type[T]:
 def _fast_init(cls: type) -> Any:
     """The __init__ for cls, or None where the dataclass's must stay."""
     fields = dataclasses.fields(cls)
-    if any(f.kw_only for f in fields) or any(
-            isinstance(v, dataclasses.InitVar) for v in getattr(cls, "__annotations__", {}).values()):
+    # The dataclass's own __init__ says what it takes: an InitVar is a
+    # parameter but not a field, a keyword-only field another kind of one.
+    takes = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if [p.name for p in takes] != [f.name for f in fields if f.init] or any(
+            p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in takes):
         return None
     scope: dict[str, Any] = {"_FACTORY": _FACTORY}
     params: list[str] = []

@@ -102,6 +102,18 @@ def test_a_subclass_sets_its_base_fields_too():
     assert isinstance(child, Base) and Child.__init__ is not Base.__init__
 
 
+def test_an_init_var_keeps_the_dataclass_init():
+    @frozen
+    class Scaled:
+        value: int
+        factor: "dataclasses.InitVar[int]" = 1     # as under postponed annotations
+
+        def __post_init__(self, factor):
+            object.__setattr__(self, "value", self.value * factor)
+
+    assert Scaled(2, 3).value == 6 and Scaled(2).value == 2
+
+
 def test_its_own_init_and_keyword_only_fields_keep_what_they_had():
     @frozen
     class Own:
