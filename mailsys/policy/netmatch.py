@@ -234,7 +234,16 @@ class ClientMatcher(_Matcher):
     (True, False)
     """
 
-    __slots__ = ()
+    # A session asks about its client several times (the anvil exemption,
+    # smtpd_forbid_bare_newline_exclusions, permit_mynetworks, ...): a list
+    # without tables keeps its last answer, as nothing can change it. (A
+    # table may be rebuilt while mailsys runs.)
+    __slots__ = ("_fixed", "_last")
+
+    def __init__(self, rules: tuple[_Rule, ...], parent: bool) -> None:
+        super().__init__(rules, parent)
+        self._fixed = all(rule.table is None for rule in rules)
+        self._last: tuple[str, object, bool] | None = None
 
     @classmethod
     def compile(cls, items: Iterable[str], *, param: str = "mynetworks",
@@ -248,6 +257,15 @@ class ClientMatcher(_Matcher):
 
     def match(self, name: str, addr: str | IPAddress | None) -> bool:
         """Whether client name[addr] is in the list."""
+        last = self._last
+        if last is not None and last[0] == name and last[1] == addr:
+            return last[2]
+        hit = self._match(name, addr)
+        if self._fixed:
+            self._last = (name, addr, hit)
+        return hit
+
+    def _match(self, name: str, addr: str | IPAddress | None) -> bool:
         ip = addr if isinstance(addr, (ipaddress.IPv4Address, ipaddress.IPv6Address)) \
             else parse_address(addr or "")
         name = (name or "").lower().rstrip(".")

@@ -101,6 +101,26 @@ def test_table_looked_up_by_name_parents_and_address():
     assert "mx.example.org" in t.keys and "example.org" in t.keys and "203.0.113.1" in t.keys
 
 
+def test_repeated_questions_get_the_same_answers():
+    spec = ["127.0.0.0/8", "!192.0.2.1", "192.0.2.0/24", ".example.com"]
+    m = ClientMatcher.compile(spec)
+    asked = [("unknown", "127.0.0.1"), ("unknown", "127.0.0.1"), ("unknown", "192.0.2.1"),
+             ("unknown", "192.0.2.1"), ("unknown", "192.0.2.7"), ("mx.example.com", "203.0.113.1"),
+             ("mx.example.com", "203.0.113.1"), ("mx.example.org", "203.0.113.1"),
+             ("unknown", parse_address("192.0.2.7")), ("unknown", None)]
+    fresh = [ClientMatcher.compile(spec).match(n, a) for n, a in asked]
+    assert [m.match(n, a) for n, a in asked] == fresh == [
+        True, True, False, False, True, True, True, False, True, False]
+
+
+def test_a_table_is_asked_every_time():
+    t = Table({"192.0.2.9": "OK"})
+    m = ClientMatcher.compile(["texthash:/x"], opener=lambda spec: t)
+    assert m.match("unknown", "192.0.2.9")
+    t.entries.pop("192.0.2.9")          # rebuilt without it
+    assert not m.match("unknown", "192.0.2.9")
+
+
 def test_table_without_opener_is_config_error():
     with pytest.raises(ConfigError):
         ClientMatcher.compile(["texthash:/x"])
