@@ -39,7 +39,6 @@ import math
 import re
 import time as _clock
 from dataclasses import field
-from dataclasses import fields as _fields_of
 from typing import Any, Mapping
 
 from mailsys import fastjson
@@ -198,14 +197,15 @@ class LogEvent:
             stamp = _clock.time()
         name = get("event", "")
         level = get("level", "info")
-        return _build(float(stamp), tag if type(tag) is str and tag.isascii() else clean_text(tag),
-                      pid if type(pid) is int else int(pid),
-                      type(level) is str and _LEVELS.get(level) or normalize_level(level),
-                      name if type(name) is str and name.isascii() else clean_text(name),
-                      (qid if type(qid) is str and qid.isascii() else clean_text(qid)) if qid
-                      else None,
-                      bool(get("noqueue", False)), fields,
-                      clean_text(exception) if exception else None)
+        return LogEvent(float(stamp),
+                        tag if type(tag) is str and tag.isascii() else clean_text(tag),
+                        pid if type(pid) is int else int(pid),
+                        type(level) is str and _LEVELS.get(level) or normalize_level(level),
+                        name if type(name) is str and name.isascii() else clean_text(name),
+                        (qid if type(qid) is str and qid.isascii() else clean_text(qid)) if qid
+                        else None,
+                        bool(get("noqueue", False)), fields,
+                        clean_text(exception) if exception else None)
 
     def encode(self) -> bytes:
         """The datagram: one UTF-8 JSON object."""
@@ -255,35 +255,11 @@ class LogEvent:
                 qid = clean_text(qid)
             if exception and type(exception) is str:
                 exception = clean_text(exception)
-        return _build(stamp if type(stamp) is float else float(stamp), tag, pid,
-                      _LEVELS.get(level) or normalize_level(level), name,
-                      qid if qid and type(qid) is str else None,
-                      get("noqueue") is True, fields,
-                      exception if exception and type(exception) is str else None)
-
-
-# The generated __init__ of a frozen dataclass sets each field through
-# object.__setattr__, a third of the cost of decoding an event; the two
-# hot paths above set the slots directly. Same fields, same order.
-_new = object.__new__
-_SETTERS = tuple(LogEvent.__dict__[f.name].__set__ for f in _fields_of(LogEvent))
-
-
-def _build(time: float, tag: str, pid: int, level: str, event: str, queue_id: str | None,
-           noqueue: bool, fields: Mapping[str, Any], exception: str | None) -> LogEvent:
-    """LogEvent(time, tag, ...), without the frozen __init__'s cost."""
-    ev = _new(LogEvent)
-    s_time, s_tag, s_pid, s_level, s_event, s_qid, s_noqueue, s_fields, s_exc = _SETTERS
-    s_time(ev, time)
-    s_tag(ev, tag)
-    s_pid(ev, pid)
-    s_level(ev, level)
-    s_event(ev, event)
-    s_qid(ev, queue_id)
-    s_noqueue(ev, noqueue)
-    s_fields(ev, fields)
-    s_exc(ev, exception)
-    return ev
+        return LogEvent(stamp if type(stamp) is float else float(stamp), tag, pid,
+                        _LEVELS.get(level) or normalize_level(level), name,
+                        qid if qid and type(qid) is str else None,
+                        get("noqueue") is True, fields,
+                        exception if exception and type(exception) is str else None)
 
 
 def _need(wire: dict, key: str, kind: type | tuple[type, ...]) -> None:
