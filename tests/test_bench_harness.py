@@ -8,6 +8,7 @@ No timing is tested here: the benchmark is not a test.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import struct
 import sys
 from pathlib import Path
@@ -259,3 +260,51 @@ def test_master_cf_listeners_moved_and_missing_services_added(mb):
 def test_master_cf_without_any_smtpd_is_unavailable(mb):
     with pytest.raises(mb.systems.SystemUnavailable):
         mb.systems.bench_master_cf("postlog unix-dgram y - n - 1 postlogd\n", 40025, [], {"postlogd"})
+
+
+# ---- run.py: the order of the matrix ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def bench_run(mb):
+    """scripts/bench/run.py as a module (it puts its directory on sys.path)."""
+    saved = list(sys.path)
+    try:
+        spec = importlib.util.spec_from_file_location("bench_run", BENCH / "run.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = saved
+    return module
+
+
+class _Turns:
+    """A stand-in system run that notes when it is asked for a cell."""
+
+    def __init__(self, name: str, order: list) -> None:
+        self.name, self.order = name, order
+
+    def run_cell(self, cell):
+        self.order.append((cell.sessions, self.name))
+        return []
+
+
+def test_systems_take_turns_cell_by_cell(mb, bench_run):
+    order: list = []
+    cells = [mb.report.Cell(1024, s, 1) for s in (1, 10, 50)]
+    bench_run.run_matrix([_Turns("postfix", order), _Turns("mailsys", order)], cells)
+    assert order == [(1, "postfix"), (1, "mailsys"), (10, "mailsys"), (10, "postfix"),
+                     (50, "postfix"), (50, "mailsys")]
+
+
+def test_a_system_that_cannot_run_is_na_in_every_cell(mb, bench_run, tmp_path):
+    args = type("Args", (), {"out": tmp_path, "quick": True})()
+    run = bench_run.SystemRun.__new__(bench_run.SystemRun)
+    run.name, run.args, run.workdir, run.system = "mailsys", args, tmp_path, None
+    run.notes = ("etc/master.cf: a note",)
+    run._give_up(mb.systems.SystemUnavailable("mailsys start: no such file"))
+    cells = [mb.report.Cell(1024, s, 1) for s in (1, 10)]
+    results = [r for cell in cells for r in run.run_cell(cell)]
+    assert [(r.cell, r.messages) for r in results] == [(cells[0], 0), (cells[1], 0)]
+    assert all(v is None for r in results for v in r.metrics.values())
+    assert results[0].notes == ("etc/master.cf: a note", "n/a: mailsys start: no such file")
+    assert results[1].notes == ("n/a: mailsys start: no such file",)

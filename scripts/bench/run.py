@@ -11,8 +11,8 @@ DESCRIPTION
     Postfix's smtp-sink on loopback; both systems relay every message to
     it (relayhost). The matrix: message size 1 KB and 100 KB × 1, 10, 50
     and 200 parallel sessions × 1 and 5 recipients, each cell sized to last
-    about --seconds (10) end to end, repeated --repeats (3) times; Postfix
-    runs the whole matrix first, then mailsys, each with its own sink.
+    about --seconds (10) end to end, repeated --repeats (3) times; the
+    systems take turns cell by cell (run_matrix()), each with its own sink.
     --sizes, --sessions and --rcpts pick a part of the matrix.
     --quick runs one small cell (1 KB × 10 sessions × 1 recipient, 300
     messages, once) per system, in well under a minute.
@@ -149,55 +149,101 @@ def cell_repeats(system, sink: tools.Sink, cell: report.Cell, args, rate: dict[i
     return out
 
 
-def run_system(system_cls, args, cells: list[report.Cell], workdir: Path) -> tuple[list[report.Result], str]:
-    """run_system - every cell against one system, each cell on a freshly started one.
+class SystemRun:
+    """One system across the matrix: its sink, and what it learned from one
+    cell for the next (whether it delivers, the rate to size a cell on).
 
-    A fresh start per cell keeps one cell's process pool (Postfix keeps an
-    idle smtpd for max_idle = 100 s) out of the next cell's memory figure;
-    repeats of a cell share the start. The first warm-up decides whether
-    the system delivers; later ones only start its processes again."""
-    sink_port, smtp_port, *spare = tools.free_ports(6)
-    results: list[report.Result] = []
-    notes: tuple[str, ...] = ()
-    sink = system = None
-    name = system_cls.name
-    try:
-        sink = tools.Sink(sink_port, workdir / f"{name}-sink.log")
-        if system_cls is systems.Mailsys:
-            system = systems.Mailsys(smtp_port, sink_port, spare)
-            notes = tuple(system.notes)
-        else:
-            system = systems.Postfix(smtp_port, sink_port)
-        delivers: str | None = None
-        rate: dict[int, float] = dict(FIRST_GUESS)
-        for cell in cells:
-            say(f"{name}: starting (smtpd 127.0.0.1:{smtp_port}, sink 127.0.0.1:{sink_port})")
-            system.start()
-            if delivers is None:
-                delivers = warm_up(system, sink, args.quick)
-                if delivers:
-                    say(f"{name}: no end-to-end figures: {delivers}")
+    Each cell starts on a freshly started system (so no process pool of
+    the cell before, such as Postfix's idle smtpd processes that wait
+    max_idle = 100 s, weighs on its memory figure) and ends with it
+    stopped, so that the other system runs its turn alone; the repeats of
+    a cell share the start. The first warm-up decides whether the system
+    delivers; later ones only start its processes again. A system that
+    cannot be run gets n/a for the rest of the matrix."""
+
+    def __init__(self, system_cls, args, workdir: Path) -> None:
+        self.name = system_cls.name
+        self.args, self.workdir = args, workdir
+        self.delivers: str | None = None
+        self.rate: dict[int, float] = dict(FIRST_GUESS)
+        self.unavailable = ""
+        self.notes: tuple[str, ...] = ()
+        self.system = None
+        sink_port, smtp_port, *spare = tools.free_ports(6)
+        self.sink = tools.Sink(sink_port, workdir / f"{self.name}-sink.log")
+        try:
+            if system_cls is systems.Mailsys:
+                self.system = systems.Mailsys(smtp_port, sink_port, spare)
+                self.notes = tuple(self.system.notes)
             else:
-                warm_up(system, sink, args.quick, wait=not delivers)
-            if delivers:
-                system.purge()
-            results += cell_repeats(system, sink, cell, args, rate, delivers, workdir)
-            system.stop()
-    except systems.SystemUnavailable as e:
-        say(f"{name}: n/a: {e}")
-        done = {r.cell for r in results}
-        results += [report.Result(name, c, 1, 0, dict.fromkeys(report.METRICS), (f"n/a: {e}",))
-                    for c in cells if c not in done]
-    finally:
-        if system is not None:
-            system.remove(keep_log=args.out / f"{name}-mail.log")
-        if sink is not None:
-            sink.stop()
-    if notes and results:
-        r = results[0]
-        results[0] = report.Result(r.system, r.cell, r.repeat, r.messages, r.metrics,
-                                   notes + r.notes, r.extra)
-    return results, system.describe() if system is not None else name
+                self.system = systems.Postfix(smtp_port, sink_port)
+        except systems.SystemUnavailable as e:
+            self._give_up(e)
+
+    def run_cell(self, cell: report.Cell) -> list[report.Result]:
+        """run_cell - the repeats of one cell, on a freshly started system."""
+        if not self.unavailable:
+            system, args = self.system, self.args
+            try:
+                say(f"{self.name}: starting (smtpd 127.0.0.1:{system.smtp_port}, "
+                    f"sink 127.0.0.1:{self.sink.port})")
+                system.start()
+                if self.delivers is None:
+                    self.delivers = warm_up(system, self.sink, args.quick)
+                    if self.delivers:
+                        say(f"{self.name}: no end-to-end figures: {self.delivers}")
+                else:
+                    warm_up(system, self.sink, args.quick, wait=not self.delivers)
+                if self.delivers:
+                    system.purge()
+                results = cell_repeats(system, self.sink, cell, args, self.rate, self.delivers,
+                                       self.workdir)
+                system.stop()
+                return self._noted(results)
+            except systems.SystemUnavailable as e:
+                self._give_up(e)
+                system.stop()
+        return self._noted([report.Result(self.name, cell, 1, 0, dict.fromkeys(report.METRICS),
+                                          (self.unavailable,))])
+
+    def _give_up(self, e: systems.SystemUnavailable) -> None:
+        say(f"{self.name}: n/a: {e}")
+        self.unavailable = f"n/a: {e}"
+
+    def _noted(self, results: list[report.Result]) -> list[report.Result]:
+        """The notes of the system's set-up go with its first result."""
+        if self.notes and results:
+            r = results[0]
+            results[0] = report.Result(r.system, r.cell, r.repeat, r.messages, r.metrics,
+                                       self.notes + r.notes, r.extra)
+            self.notes = ()
+        return results
+
+    def describe(self) -> str:
+        return self.system.describe() if self.system is not None else self.name
+
+    def close(self) -> None:
+        """Stop and remove the system (its mail log kept), stop the sink."""
+        try:
+            if self.system is not None:
+                self.system.remove(keep_log=self.args.out / f"{self.name}-mail.log")
+        finally:
+            self.sink.stop()
+
+
+def run_matrix(runs: list[SystemRun], cells: list[report.Cell]) -> list[report.Result]:
+    """run_matrix - every cell on every system, cell by cell.
+
+    The systems take turns within each cell, in turn first (Postfix first
+    in the first cell, mailsys in the second, ...): both measure a cell
+    within a minute of each other, and a drift of the machine's speed over
+    the run (this one has slow and fast spells minutes long) weighs on
+    both alike instead of on one half of the matrix."""
+    results: list[report.Result] = []
+    for i, cell in enumerate(cells):
+        for run in (runs if i % 2 == 0 else runs[::-1]):
+            results += run.run_cell(cell)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -219,13 +265,17 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     cells = matrix(args)
     chosen = [s for s in (systems.Postfix, systems.Mailsys) if s.name in args.systems.split(",")]
-    results: list[report.Result] = []
-    described = {}
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="bench") as tmp:
-        for system_cls in chosen:
-            rs, described[system_cls.name] = run_system(system_cls, args, cells, Path(tmp))
-            results += rs
+        runs: list[SystemRun] = []
+        try:
+            for system_cls in chosen:
+                runs.append(SystemRun(system_cls, args, Path(tmp)))
+            results = run_matrix(runs, cells)
+        finally:
+            for run in runs:
+                run.close()
+        described = {run.name: run.describe() for run in runs}
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(started))
     meta = {"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
             "seconds": round(time.time() - started, 1), "quick": args.quick, "repeats": args.repeats,
