@@ -105,7 +105,7 @@ from .reply import StatusReply
 
 __all__ = [
     "HeaderPolicy", "CleanedHeader", "clean_header", "missing_headers", "wants_missing_headers",
-    "header_end", "encode_header", "to_crlf", "has_bare_lf", "TOO_MANY_HOPS",
+    "header_end", "encode_header", "to_crlf", "has_bare_lf", "bare_lf_or_dot", "TOO_MANY_HOPS",
     "HEADER_SIZE_LIMIT", "HOPCOUNT_LIMIT", "MESSAGE_DROP_HEADERS",
 ]
 
@@ -244,6 +244,14 @@ def has_bare_lf(data: bytes) -> bool:
         # it: each LF follows its CR directly.
         return False
     return data.count(b"\n") != data.count(b"\r\n")
+
+
+# bare_lf_or_dot(data): the first LF in data that is bare or followed by a
+# dot, or None. A match of two bytes is "\n." after a CR (a bare LF matches
+# the first alternative). One search tells a body that needs no more than
+# its final "." (no match, or only the terminator) from one that needs a
+# closer look (the DATA reader, the smtp client's encoder).
+bare_lf_or_dot = re.compile(rb"\n(?<!\r\n)|\n\.").search
 
 
 def encode_header(text: str) -> bytes:

@@ -15,34 +15,31 @@ Bare LF (an LF without CR before it), by smtpd_forbid_bare_newline:
 
 Speed: the reader works on whole buffers with C loops (a regex search,
 bytes.translate / replace / count); there is no per-line Python code. A
-first search looks for an LF that is bare or starts a line with a dot:
-in the usual buffer it finds the terminator, or nothing, and that one
-pass says there is neither a bare LF nor a line to unstuff before it
-(64 KiB: 47 us, against 117 for the passes below). Otherwise the slow
-way: one search for a dot at a line start finds both the terminator and
-whether any line needs unstuffing, and the bare LF check looks at the
-line ends alone (bytes.translate keeps CR and LF) plus one search for a
-bare CR, instead of counting LF and CRLF over the whole buffer. A short tail (at
-most 4 bytes) that could begin a terminator or a CRLF is kept back until
-more data arrives. The body is read to the end even after the size limit
-is passed (Postfix reads and discards, then answers 552), but nothing more
-is handed out.
+first search looks for an LF that is bare or starts a line with a dot
+(mailsys.message.headers.bare_lf_or_dot): in the usual buffer it finds
+the terminator, or nothing, and that one pass says there is neither a
+bare LF nor a line to unstuff before it (64 KiB: 47 us, against 117 for
+the passes below). Otherwise the slow way: one search for a dot at a line
+start finds both the terminator and whether any line needs unstuffing,
+and the bare LF check looks at the line ends alone (bytes.translate keeps
+CR and LF) plus one search for a bare CR, instead of counting LF and CRLF
+over the whole buffer. A short tail (at most 4 bytes) that could begin a
+terminator or a CRLF is kept back until more data arrives. The body is
+read to the end even after the size limit is passed (Postfix reads and
+discards, then answers 552), but nothing more is handed out.
 """
 
 from __future__ import annotations
 
 import re
 
-from mailsys.message.headers import has_bare_lf
+from mailsys.message.headers import bare_lf_or_dot, has_bare_lf
 
 _TERMINATOR = b"\r\n.\r\n"
 # Where a dot may start a line: after CRLF, or after any LF when a bare LF
 # is a line end (normalize). The terminator is found among the same hits.
 _DOT_AFTER_CRLF = re.compile(rb"\r\n\.").search
 _DOT_AFTER_LF = re.compile(rb"\n\.").search
-# The first LF that is bare or followed by a dot (a match of two bytes is
-# "\n." after a CR: a bare LF matches the first alternative).
-_FIRST_LOOK = re.compile(rb"\n(?<!\r\n)|\n\.").search
 
 
 class DataReader:
@@ -65,7 +62,7 @@ class DataReader:
 
     def feed(self, data: bytes | bytearray) -> tuple[bytes, bool, bytes]:
         w = self._tail + data
-        m = _FIRST_LOOK(w)
+        m = bare_lf_or_dot(w)
         if m is None:
             end, dots, bare = -1, False, False
         elif m.end() - m.start() == 2 and w.startswith(_TERMINATOR, m.start() - 1):

@@ -152,6 +152,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 
 from mailsys.frozen import frozen
+from mailsys.message.headers import bare_lf_or_dot
 
 from . import _grammar as g
 from ._client_reply import LINE_LIMIT, ReplyReader, Response
@@ -221,11 +222,6 @@ def refused_text(peer: str, response: Response) -> str:
 # ------------------------------------------------------------------ body
 
 _CRLF_DOT = b"\r\n."
-# A bare LF, or a line that starts with a dot (after the first): the only
-# things that make a body need more than its final ".". One search finds
-# either, where counting LFs and CRLFs and looking for CRLF "." took three
-# passes over every message (a third of the smtp agent's CPU at 100 KB).
-_BARE_LF_OR_DOT_RE = re.compile(rb"\n(?<!\r\n)|\n\.")
 
 
 def encode_body(content: bytes, line_limit: int = 0) -> bytes:
@@ -248,7 +244,11 @@ def _normalize(content: bytes) -> tuple[bytes, bool]:
     dot (False: surely none does)."""
     if not content:
         return content, False
-    dots = _BARE_LF_OR_DOT_RE.search(content) is not None
+    # A bare LF, or a line that starts with a dot (after the first): the
+    # only things that make a body need more than its final ".". One search
+    # finds either, where counting LFs and CRLFs and looking for CRLF "."
+    # took three passes (a third of the smtp agent's CPU at 100 KB).
+    dots = bare_lf_or_dot(content) is not None
     if dots and content.count(b"\n") != content.count(b"\r\n"):
         content = content.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     if not content.endswith(b"\r\n"):
