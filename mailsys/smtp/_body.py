@@ -62,15 +62,7 @@ class DataReader:
 
     def feed(self, data: bytes | bytearray) -> tuple[bytes, bool, bytes]:
         w = self._tail + data
-        m = bare_lf_or_dot(w)
-        if m is None:
-            end, dots, bare = -1, False, False
-        elif m.end() - m.start() == 2 and w.startswith(_TERMINATOR, m.start() - 1):
-            # Neither a bare LF nor a line to unstuff comes before the end.
-            end, dots, bare = m.start() - 1, False, False
-        else:
-            end, dots = self._scan(w)
-            bare = True
+        end, dots, bare = self._scan(w)
         if end >= 0:
             region, leftover, done = w[:end + 2], w[end + 5:], True
             self._tail = b""
@@ -91,10 +83,16 @@ class DataReader:
         self.received += len(data) - len(leftover)
         return self._clean(region, dots, bare), done, leftover
 
-    def _scan(self, w: bytes) -> tuple[int, bool]:
-        """Where the terminator starts in w (-1: not there yet), and whether
-        a line may start with a dot before it (True may be spare: replace
-        then finds nothing; it is never missing)."""
+    def _scan(self, w: bytes) -> tuple[int, bool, bool]:
+        """Where the terminator starts in w (-1: not there yet), whether a
+        line may start with a dot before it, and whether a bare LF may come
+        before it (True may be spare: replace or has_bare_lf then finds
+        nothing; it is never missing)."""
+        m = bare_lf_or_dot(w)
+        if m is None:
+            return -1, False, False
+        if m.end() - m.start() == 2 and w.startswith(_TERMINATOR, m.start() - 1):
+            return m.start() - 1, False, False      # nothing to look at before the end
         if self._normalize:
             m = _DOT_AFTER_LF(w)
             start = -1 if m is None else m.start() - 1   # the hit starts at the LF of a CRLF
@@ -102,12 +100,12 @@ class DataReader:
             m = _DOT_AFTER_CRLF(w)
             start = -1 if m is None else m.start()
         if m is None:
-            return -1, False
+            return -1, False, True
         if start >= 0 and w.startswith(_TERMINATOR, start):
-            return start, False
+            return start, False, True
         # A line starts with a dot. No terminator starts before this hit
         # (its own hit would have come first): a plain search finds it.
-        return w.find(_TERMINATOR, start + 1), True
+        return w.find(_TERMINATOR, start + 1), True, True
 
     def _clean(self, region: bytes, dots: bool, bare: bool) -> bytes:
         """bare: whether region may hold a bare LF (False: surely not)."""
