@@ -278,33 +278,86 @@ def bench_run(mb):
 
 
 class _Turns:
-    """A stand-in system run that notes when it is asked for a cell."""
+    """A stand-in system run that notes what it is asked to do."""
 
     def __init__(self, name: str, order: list) -> None:
         self.name, self.order = name, order
 
-    def run_cell(self, cell):
-        self.order.append((cell.sessions, self.name))
+    def begin_cell(self, cell):
+        self.order.append((cell.sessions, self.name, "begin"))
+
+    def repeat(self):
+        self.order.append(self.name)
+
+    def end_cell(self):
+        self.order.append((self.name, "end"))
         return []
 
 
-def test_systems_take_turns_cell_by_cell(mb, bench_run):
+def test_systems_take_turns_repeat_by_repeat(mb, bench_run):
     order: list = []
-    cells = [mb.report.Cell(1024, s, 1) for s in (1, 10, 50)]
-    bench_run.run_matrix([_Turns("postfix", order), _Turns("mailsys", order)], cells)
-    assert order == [(1, "postfix"), (1, "mailsys"), (10, "mailsys"), (10, "postfix"),
-                     (50, "postfix"), (50, "mailsys")]
+    cells = [mb.report.Cell(1024, s, 1) for s in (1, 10)]
+    bench_run.run_matrix([_Turns("postfix", order), _Turns("mailsys", order)], cells, 3)
+    assert order == [
+        (1, "postfix", "begin"), (1, "mailsys", "begin"),
+        "postfix", "mailsys", "mailsys", "postfix", "postfix", "mailsys",
+        ("postfix", "end"), ("mailsys", "end"),
+        (10, "mailsys", "begin"), (10, "postfix", "begin"),
+        "mailsys", "postfix", "postfix", "mailsys", "mailsys", "postfix",
+        ("mailsys", "end"), ("postfix", "end")]
 
 
-def test_a_system_that_cannot_run_is_na_in_every_cell(mb, bench_run, tmp_path):
+def unavailable_run(mb, bench_run, tmp_path):
     args = type("Args", (), {"out": tmp_path, "quick": True})()
     run = bench_run.SystemRun.__new__(bench_run.SystemRun)
     run.name, run.args, run.workdir, run.system = "mailsys", args, tmp_path, None
+    run._cell, run._results = None, []
     run.notes = ("etc/master.cf: a note",)
     run._give_up(mb.systems.SystemUnavailable("mailsys start: no such file"))
+    return run
+
+
+def test_a_system_that_cannot_run_is_na_in_every_cell(mb, bench_run, tmp_path):
+    run = unavailable_run(mb, bench_run, tmp_path)
     cells = [mb.report.Cell(1024, s, 1) for s in (1, 10)]
-    results = [r for cell in cells for r in run.run_cell(cell)]
+    results = bench_run.run_matrix([run], cells, 2)
     assert [(r.cell, r.messages) for r in results] == [(cells[0], 0), (cells[1], 0)]
     assert all(v is None for r in results for v in r.metrics.values())
     assert results[0].notes == ("etc/master.cf: a note", "n/a: mailsys start: no such file")
     assert results[1].notes == ("n/a: mailsys start: no such file",)
+
+
+class _Stopped:
+    """A stand-in system that fails its second repeat."""
+
+    name = "mailsys"
+
+    def __init__(self) -> None:
+        self.stops = 0
+
+    def stop(self):
+        self.stops += 1
+
+
+def test_a_system_that_fails_in_a_cell_is_na_from_there_on(mb, bench_run, tmp_path):
+    run = unavailable_run(mb, bench_run, tmp_path)
+    run.unavailable, run.notes, run.system = "", (), _Stopped()
+    cell = mb.report.Cell(1024, 1, 1)
+    measured = []
+
+    def measure(c):
+        if measured:
+            raise mb.systems.SystemUnavailable("the master is gone")
+        measured.append(c)
+        return mb.report.Result("mailsys", c, 1, 100, dict.fromkeys(mb.report.METRICS), ())
+    run._measure = measure
+    run._cell, run._results = cell, []
+    run.repeat()
+    run.repeat()
+    run.repeat()
+    results = run.end_cell()
+    assert measured == [cell]
+    assert [(r.messages, r.notes) for r in results] == [(0, ("n/a: the master is gone",))]
+    assert run.system.stops == 1
+    run.begin_cell(mb.report.Cell(1024, 10, 1))
+    assert run.end_cell()[0].notes == ("n/a: the master is gone",)

@@ -12,7 +12,8 @@ DESCRIPTION
     it (relayhost). The matrix: message size 1 KB and 100 KB × 1, 10, 50
     and 200 parallel sessions × 1 and 5 recipients, each cell sized to last
     about --seconds (10) end to end, repeated --repeats (3) times; the
-    systems take turns cell by cell (run_matrix()), each with its own sink.
+    systems take turns repeat by repeat (run_matrix()), each with its own
+    sink.
     --sizes, --sessions and --rcpts pick a part of the matrix.
     --quick runs one small cell (1 KB × 10 sessions × 1 recipient, 300
     messages, once) per system, in well under a minute.
@@ -113,53 +114,19 @@ def warm_up(system, sink: tools.Sink, quick: bool, *, wait: bool = True) -> str:
     return "" if end is not None else f"warm-up: {why}"
 
 
-def cell_repeats(system, sink: tools.Sink, cell: report.Cell, args, rate: dict[int, float],
-                 delivers: str, workdir: Path) -> list[report.Result]:
-    """cell_repeats - the repeats of one cell; rate (size -> msgs/s) is updated.
-
-    A first repeat that lasts less than half the target length was sized
-    on a poor guess: it is run again, once, sized on what it measured, and
-    only the second run counts."""
-    out: list[report.Result] = []
-    first_rate: float | None = None
-    resized = False
-    while len(out) < args.repeats:
-        est = first_rate or rate.get(cell.size, 200.0)
-        messages = 300 if args.quick else max(MIN_MESSAGES, 2 * cell.sessions,
-                                              min(20000, round(est * args.seconds)))
-        expected = messages / est
-        say(f"{system.name}: {cell.label}, repeat {len(out) + 1}: {messages} messages")
-        r = cellrun.run(system, sink, cell, repeat=len(out) + 1, messages=messages,
-                        source_timeout=max(60.0, 4 * expected),
-                        drain_timeout=max(15.0 if args.quick else 30.0, 3 * expected),
-                        delivers=delivers, workdir=workdir)
-        if delivers or r.metrics["e2e_rate"] is None:
-            system.purge()        # what could not be delivered must not weigh on the next cell
-        measured = r.metrics["e2e_rate"] or r.metrics["accept_rate"]
-        seconds = r.extra.get("e2e_seconds") or r.extra.get("accept_seconds") or 0
-        if measured:
-            rate[cell.size] = measured
-            if not out and not resized and not args.quick and seconds < args.seconds / 2:
-                resized = True
-                first_rate = measured
-                say(f"{system.name}: that took only {seconds:.1f} s; not counted, sized again")
-                continue
-            first_rate = first_rate or measured
-        out.append(r)
-    return out
-
-
 class SystemRun:
     """One system across the matrix: its sink, and what it learned from one
     cell for the next (whether it delivers, the rate to size a cell on).
 
-    Each cell starts on a freshly started system (so no process pool of
-    the cell before, such as Postfix's idle smtpd processes that wait
-    max_idle = 100 s, weighs on its memory figure) and ends with it
-    stopped, so that the other system runs its turn alone; the repeats of
-    a cell share the start. The first warm-up decides whether the system
-    delivers; later ones only start its processes again. A system that
-    cannot be run gets n/a for the rest of the matrix."""
+    A cell is begun (begin_cell: the system started afresh and warmed
+    up), measured a repeat at a time (repeat), and ended (end_cell: the
+    system stopped, its results returned). Each cell starts on a freshly
+    started system, so that no process pool of the cell before (such as
+    Postfix's idle smtpd processes that wait max_idle = 100 s) weighs on
+    its memory figure; the repeats of a cell share the start. The first
+    warm-up decides whether the system delivers; later ones only start
+    its processes again. A system that cannot be run gets n/a for the
+    rest of the matrix."""
 
     def __init__(self, system_cls, args, workdir: Path) -> None:
         self.name = system_cls.name
@@ -169,6 +136,10 @@ class SystemRun:
         self.unavailable = ""
         self.notes: tuple[str, ...] = ()
         self.system = None
+        self._cell: report.Cell | None = None
+        self._results: list[report.Result] = []
+        self._first_rate: float | None = None     # what the cell's first repeat reached
+        self._resized = False
         sink_port, smtp_port, *spare = tools.free_ports(6)
         self.sink = tools.Sink(sink_port, workdir / f"{self.name}-sink.log")
         try:
@@ -180,31 +151,78 @@ class SystemRun:
         except systems.SystemUnavailable as e:
             self._give_up(e)
 
-    def run_cell(self, cell: report.Cell) -> list[report.Result]:
-        """run_cell - the repeats of one cell, on a freshly started system."""
-        if not self.unavailable:
-            system, args = self.system, self.args
-            try:
-                say(f"{self.name}: starting (smtpd 127.0.0.1:{system.smtp_port}, "
-                    f"sink 127.0.0.1:{self.sink.port})")
-                system.start()
-                if self.delivers is None:
-                    self.delivers = warm_up(system, self.sink, args.quick)
-                    if self.delivers:
-                        say(f"{self.name}: no end-to-end figures: {self.delivers}")
-                else:
-                    warm_up(system, self.sink, args.quick, wait=not self.delivers)
+    def begin_cell(self, cell: report.Cell) -> None:
+        """begin_cell - the system started afresh and warmed up for cell."""
+        self._cell, self._results, self._first_rate, self._resized = cell, [], None, False
+        if self.unavailable:
+            return
+        system, args = self.system, self.args
+        try:
+            say(f"{self.name}: starting (smtpd 127.0.0.1:{system.smtp_port}, "
+                f"sink 127.0.0.1:{self.sink.port})")
+            system.start()
+            if self.delivers is None:
+                self.delivers = warm_up(system, self.sink, args.quick)
                 if self.delivers:
-                    system.purge()
-                results = cell_repeats(system, self.sink, cell, args, self.rate, self.delivers,
-                                       self.workdir)
-                system.stop()
-                return self._noted(results)
-            except systems.SystemUnavailable as e:
-                self._give_up(e)
-                system.stop()
-        return self._noted([report.Result(self.name, cell, 1, 0, dict.fromkeys(report.METRICS),
-                                          (self.unavailable,))])
+                    say(f"{self.name}: no end-to-end figures: {self.delivers}")
+            else:
+                warm_up(system, self.sink, args.quick, wait=not self.delivers)
+            if self.delivers:
+                system.purge()
+        except systems.SystemUnavailable as e:
+            self._give_up(e)
+            system.stop()
+
+    def repeat(self) -> None:
+        """repeat - one more repeat of the cell begun (nothing once n/a)."""
+        if self.unavailable or self._cell is None:
+            return
+        try:
+            self._results.append(self._measure(self._cell))
+        except systems.SystemUnavailable as e:
+            self._give_up(e)
+            self.system.stop()
+
+    def end_cell(self) -> list[report.Result]:
+        """end_cell - the system stopped; the cell's results (n/a if it could not run)."""
+        cell, results = self._cell, self._results
+        self._cell, self._results = None, []
+        if self.unavailable:
+            results = [report.Result(self.name, cell, 1, 0, dict.fromkeys(report.METRICS),
+                                     (self.unavailable,))]
+        else:
+            self.system.stop()
+        return self._noted(results)
+
+    def _measure(self, cell: report.Cell) -> report.Result:
+        """One counted repeat. A first repeat that lasts less than half the
+        target length was sized on a poor guess: it is run again, once,
+        sized on what it measured, and only the second run counts."""
+        args, system = self.args, self.system
+        while True:
+            est = self._first_rate or self.rate.get(cell.size, 200.0)
+            messages = 300 if args.quick else max(MIN_MESSAGES, 2 * cell.sessions,
+                                                  min(20000, round(est * args.seconds)))
+            expected = messages / est
+            say(f"{self.name}: {cell.label}, repeat {len(self._results) + 1}: {messages} messages")
+            r = cellrun.run(system, self.sink, cell, repeat=len(self._results) + 1,
+                            messages=messages, source_timeout=max(60.0, 4 * expected),
+                            drain_timeout=max(15.0 if args.quick else 30.0, 3 * expected),
+                            delivers=self.delivers, workdir=self.workdir)
+            if self.delivers or r.metrics["e2e_rate"] is None:
+                system.purge()    # what could not be delivered must not weigh on the next run
+            measured = r.metrics["e2e_rate"] or r.metrics["accept_rate"]
+            seconds = r.extra.get("e2e_seconds") or r.extra.get("accept_seconds") or 0
+            if measured:
+                self.rate[cell.size] = measured
+                if not self._results and not self._resized and not args.quick \
+                        and seconds < args.seconds / 2:
+                    self._resized = True
+                    self._first_rate = measured
+                    say(f"{self.name}: that took only {seconds:.1f} s; not counted, sized again")
+                    continue
+                self._first_rate = self._first_rate or measured
+            return r
 
     def _give_up(self, e: systems.SystemUnavailable) -> None:
         say(f"{self.name}: n/a: {e}")
@@ -231,18 +249,27 @@ class SystemRun:
             self.sink.stop()
 
 
-def run_matrix(runs: list[SystemRun], cells: list[report.Cell]) -> list[report.Result]:
-    """run_matrix - every cell on every system, cell by cell.
+def run_matrix(runs: list[SystemRun], cells: list[report.Cell],
+               repeats: int) -> list[report.Result]:
+    """run_matrix - every cell on every system, the systems taking turns repeat by repeat.
 
-    The systems take turns within each cell, in turn first (Postfix first
-    in the first cell, mailsys in the second, ...): both measure a cell
-    within a minute of each other, and a drift of the machine's speed over
-    the run (this one has slow and fast spells minutes long) weighs on
-    both alike instead of on one half of the matrix."""
+    Both systems are started for a cell and take turns within it, one
+    repeat each, in the order A B B A A B ... (A being Postfix in the first
+    cell, mailsys in the second, ...): the two figures of a ratio are
+    measured within a minute of each other, and a drift of the machine's
+    speed (this one has slow and fast spells minutes long) weighs on both
+    alike. Only the one taking its turn has work; the other waits idle,
+    and each one's CPU and memory are counted over its own processes."""
     results: list[report.Result] = []
     for i, cell in enumerate(cells):
-        for run in (runs if i % 2 == 0 else runs[::-1]):
-            results += run.run_cell(cell)
+        order = runs if i % 2 == 0 else runs[::-1]
+        for run in order:
+            run.begin_cell(cell)
+        for k in range(repeats):
+            for run in (order if k % 2 == 0 else order[::-1]):
+                run.repeat()
+        for run in order:
+            results += run.end_cell()
     return results
 
 
@@ -271,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for system_cls in chosen:
                 runs.append(SystemRun(system_cls, args, Path(tmp)))
-            results = run_matrix(runs, cells)
+            results = run_matrix(runs, cells, args.repeats)
         finally:
             for run in runs:
                 run.close()
