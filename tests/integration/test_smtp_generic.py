@@ -21,6 +21,7 @@ import re
 import runpy
 import smtplib
 import socket
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -32,6 +33,9 @@ from mailsys.message.smtp_output import OutputRewrite
 from mailsys.runtime.resolver import Resolver
 from mailsys.runtime.smtp_agent import TIMEOUT_PARAMS, SmtpAgent, SmtpSettings
 from mailsys.runtime.smtp_client_io import ConnectionCache
+
+sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/memtable.py (tests/ is no package)
+from memtable import Table  # noqa: E402
 
 here = Path(__file__).parent
 h = SimpleNamespace(**runpy.run_path(str(here / "agent_helpers.py")))
@@ -57,22 +61,15 @@ MESSAGE = (b"From: Alice <alice@bench.localdomain>\r\n"
 STAMP = r"delay=[\d.]+, delays=[\d.]+/[\d.]+/[\d.]+/[\d.]+(?:, conn_use=\d+)?"
 
 
-class Inline:
-    def __init__(self, text: str) -> None:
-        self.entries = dict(line.lower().split() for line in text.splitlines())
-
-    def lookup(self, key: str) -> str | None:
-        return self.entries.get(key.lower())
-
-
 def deliver_with(generic: str, sink, *rcpts: str, **kw):
     """An in-process agent with this generic table delivers MESSAGE to the sink."""
     maps = AddressMaps(myorigin="bench.localdomain", delimiter="+",
                        is_local=lambda d: d == "bench.localdomain")
     t = {name: 5.0 for name in TIMEOUT_PARAMS}
     t["smtp_rset_timeout"] = 5.0
+    table = Table(dict(line.split() for line in generic.splitlines()), fold=True)
     s = SmtpSettings(helo_name="mx.example.test", timeouts=t, cache_time_limit=0.0,
-                     output=OutputRewrite(maps=maps, generic=(Inline(generic),)))
+                     output=OutputRewrite(maps=maps, generic=(table,)))
 
     async def load(qid: str) -> bytes:
         return MESSAGE

@@ -2,11 +2,16 @@
 reads them: the lines Postfix gets banned for must match, the others not."""
 
 import re
+import sys
+from pathlib import Path
 
 import pytest
 
 from mailsys.policy.restrictions import DnsStatus, HostRecords, PolicyContext, Restrictions, \
     reject_log_text
+
+sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/memtable.py (tests/ is no package)
+from memtable import Table  # noqa: E402
 
 PREFIX = re.compile(r"^\w+: (?:milter-)?reject: (?P<content>.+)$")
 NORMAL = re.compile(
@@ -15,11 +20,6 @@ NORMAL = re.compile(
     r"(?:Service unavailable|(?:Client host|Command|Data command) rejected|Relay access denied|"
     r"(?:Host|Domain) not found|need fully-qualified hostname|match|"
     r"[Uu](?:ser unknown|ndeliverable address))\b")
-
-
-class Table(dict):
-    def lookup(self, key):
-        return self.get(key)
 
 
 def restrictions(**over):

@@ -1,19 +1,15 @@
 """Match lists: addresses v4/v6, brackets, negation, names, files, tables."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from mailsys.errors import ConfigError
 from mailsys.policy.netmatch import ClientMatcher, DomainMatcher, parse_address
 
-
-class Table:
-    def __init__(self, entries):
-        self.entries = entries
-        self.keys = []
-
-    def lookup(self, key):
-        self.keys.append(key)
-        return self.entries.get(key)
+sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/memtable.py (tests/ is no package)
+from memtable import Table  # noqa: E402
 
 
 @pytest.mark.parametrize("addr, expected", [

@@ -1,12 +1,13 @@
 """smtpd_log_access_permit_actions: which permit actions a list names."""
 
+import sys
+from pathlib import Path
+
 from mailsys.policy.permit_log import PermitLog, action_class, permit_text
 from mailsys.policy.replies import CLIENT, HELO, RECIPIENT
 
-
-class Table(dict):
-    def lookup(self, key):
-        return self.get(key)
+sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/memtable.py (tests/ is no package)
+from memtable import Table  # noqa: E402
 
 
 def test_names_exclusions_tables_and_files_first_match_decides(tmp_path):

@@ -3,6 +3,9 @@ the test state are in test_postscreen_engine.py)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from mailsys.errors import ConfigError
@@ -11,13 +14,8 @@ from mailsys.policy.postscreen_access import DUNNO, PERMIT, REJECT, AccessList
 from mailsys.policy.postscreen_dnsbl import parse_site, parse_sites, query_domains, query_name, \
     score_answers
 
-
-class Table:
-    def __init__(self, entries: dict[str, str]) -> None:
-        self.entries = entries
-
-    def lookup(self, key: str):
-        return self.entries.get(key)
+sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/memtable.py (tests/ is no package)
+from memtable import Table  # noqa: E402
 
 
 def test_access_list_first_deciding_element_wins():

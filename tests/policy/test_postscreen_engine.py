@@ -6,6 +6,9 @@ drop, bare newline ignore or enforce)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from mailsys.policy.postscreen_smtp import BARE_NEWLINE, DROP, ENFORCE, IGNORE, NON_SMTP, \
@@ -13,17 +16,12 @@ from mailsys.policy.postscreen_smtp import BARE_NEWLINE, DROP, ENFORCE, IGNORE, 
 from mailsys.policy.postscreen_tests import DEEP, DNSBL, PREGREET, TESTS, ClientTests, \
     parse_record, retained
 
+sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/memtable.py (tests/ is no package)
+from memtable import Table  # noqa: E402
+
 NAMADDR = "[192.0.2.7]:4711"
 EHLO_REPLY = (b"250-mx.example\r\n250-SIZE 10240000\r\n250-VRFY\r\n250-ETRN\r\n"
               b"250-ENHANCEDSTATUSCODES\r\n250-8BITMIME\r\n250-DSN\r\n250 CHUNKING\r\n")
-
-
-class Table:
-    def __init__(self, entries):
-        self.entries = entries
-
-    def lookup(self, key):
-        return self.entries.get(key)
 
 
 def settings(**kw) -> EngineSettings:

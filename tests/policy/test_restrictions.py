@@ -1,6 +1,9 @@
 """smtpd restrictions: each restriction, reply texts byte for byte, relay
 control against address tricks, access tables, unlisted recipients."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from mailsys.config import load
@@ -9,17 +12,8 @@ from mailsys.policy.restrictions import (DnsStatus, DomainClass, HostRecords, Ne
                                          PolicyContext, Restrictions, dsn_fix, note_log_text,
                                          reject_log_text)
 
-
-class Table:
-    """An in-memory lookup table that records the keys asked for."""
-
-    def __init__(self, entries=None):
-        self.entries = dict(entries or {})
-        self.keys = []
-
-    def lookup(self, key):
-        self.keys.append(key)
-        return self.entries.get(key)
+sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/memtable.py (tests/ is no package)
+from memtable import Table  # noqa: E402
 
 
 BASE = {

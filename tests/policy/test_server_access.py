@@ -7,27 +7,21 @@ DNS data (a private instance whose resolv.conf pointed at tests/dnsserver.py).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from mailsys.policy.restrictions import (DnsStatus, HostRecords, NeedRecords, PolicyContext,
                                          Restrictions)
 
+sys.path.insert(0, str(Path(__file__).parents[1]))      # tests/memtable.py (tests/ is no package)
+from memtable import Table  # noqa: E402
+
 EXISTS, NOT_FOUND, TEMPFAIL = DnsStatus.EXISTS, DnsStatus.NOT_FOUND, DnsStatus.TEMPFAIL
 ACCEPTED = ""
 DENIED = "554 5.7.1 <{0}>: Sender address rejected: Access denied"
 CONFIG_ERROR = "451 4.3.5 Server configuration error"
-
-
-class Table:
-    """An in-memory lookup table that records the keys asked for."""
-
-    def __init__(self, entries=None):
-        self.entries = dict(entries or {})
-        self.keys = []
-
-    def lookup(self, key):
-        self.keys.append(key)
-        return self.entries.get(key)
 
 
 ACCESS = {"mx.bad.example": "REJECT", "192.0.2.20": "REJECT", "192.0.2.30": "REJECT",
