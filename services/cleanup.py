@@ -682,7 +682,8 @@ def _split_reply(reply: str) -> tuple[int, str, str]:
 
 
 def main() -> None:
-    skeleton.run("cleanup", serve_client, post_init=open_queue, loop=background)
+    skeleton.run("cleanup", serve_client, post_init=open_queue, loop=background,
+                 nice=skeleton.MANY_CLIENTS_NICE)
 
 
 if __name__ == "__main__":

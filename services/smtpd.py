@@ -52,7 +52,8 @@ async def handle(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:
 
 
 def main() -> None:
-    skeleton.run("smtpd", handle, post_init=setup, concurrency=CLIENTS_PER_PROCESS)
+    skeleton.run("smtpd", handle, post_init=setup, concurrency=CLIENTS_PER_PROCESS,
+                 nice=skeleton.MANY_CLIENTS_NICE)
 
 
 if __name__ == "__main__":
