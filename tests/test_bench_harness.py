@@ -328,7 +328,7 @@ def test_a_system_that_cannot_run_is_na_in_every_cell(mb, bench_run, tmp_path):
 
 
 class _Stopped:
-    """A stand-in system that fails its second repeat."""
+    """A stand-in system that counts how often it is stopped."""
 
     name = "mailsys"
 
