@@ -14,10 +14,13 @@ DESCRIPTION
     every module of the services package but the master), runs what every
     child runs first a few times (warm_up: loading the configuration, a
     trio run over a socketpair), so that the code is specialised and the
-    caches filled once, gives the C heap's free pages back (malloc_trim),
-    freezes it all for the garbage collector (gc.freeze: a collection in a
-    child then never writes to the objects it shares), and on request
-    forks a child that shares them copy-on-write.
+    caches filled once, fills the free blocks the imports left in the
+    small-object pools (mailsys.runtime.heap_holes: a child's own small
+    objects then go to pages of its own), gives the C heap's free pages
+    back (malloc_trim), freezes it all for the garbage collector
+    (gc.freeze: a collection in a child then never writes to the objects
+    it shares), and on request forks a child that shares them
+    copy-on-write.
 
     It is a plain, single-threaded process: it runs trio only in that
     warm-up, which leaves no descriptor, thread or handler. The master
@@ -96,7 +99,7 @@ import trio
 
 from mailsys.config import load
 from mailsys.frozen import frozen
-from mailsys.runtime import proctitle
+from mailsys.runtime import heap_holes, proctitle
 from mailsys.runtime.fast_stream import FastStream
 from mailsys.runtime.handoff import invocation
 
@@ -371,7 +374,8 @@ _prepared = False
 
 
 def prepare(config_dir: str | None) -> None:
-    """Preload, warm up, give back the free heap and freeze; once per process.
+    """Preload, warm up, fill the pools' holes, give back the free heap and
+    freeze; once per process.
 
     The master calls it itself before it forks this server (so that what it
     imports is shared by the master too); run() does it otherwise.
@@ -384,6 +388,7 @@ def prepare(config_dir: str | None) -> None:
     gc.disable()
     preload()
     warm_up(config_dir)
+    heap_holes.fill()
     release_free_heap()
     gc.freeze()
     gc.enable()
