@@ -11,15 +11,15 @@ DESCRIPTION
     the configuration code and its own modules: about 18 MB of private
     memory each when every one is a fresh interpreter. The master therefore
     starts this process first. It imports those modules once (PRELOAD and
-    every module of the services package but the master), runs what every
-    child runs first a few times (warm_up: loading the configuration, a
-    trio run over a socketpair), so that the code is specialised and the
-    caches filled once, fills the free blocks the imports left in the
-    small-object pools (mailsys.runtime.heap_holes: a child's own small
-    objects then go to pages of its own), gives the C heap's free pages
-    back (malloc_trim), freezes it all for the garbage collector
-    (gc.freeze: a collection in a child then never writes to the objects
-    it shares), and on request forks a child that shares them
+    the modules of CORE_SERVICES; another service's when it is first
+    forked), runs what every child runs first a few times (warm_up: loading
+    the configuration, a trio run over a socketpair), so that the code is
+    specialised and the caches filled once, fills the free blocks the
+    imports left in the small-object pools (mailsys.runtime.heap_holes: a
+    child's own small objects then go to pages of its own), gives the C
+    heap's free pages back (malloc_trim), freezes it all for the garbage
+    collector (gc.freeze: a collection in a child then never writes to the
+    objects it shares), and on request forks a child that shares them
     copy-on-write.
 
     It is a plain, single-threaded process: it runs trio only in that
@@ -83,14 +83,13 @@ import gc
 import importlib
 import json
 import os
-import pkgutil
 import random
 import runpy
 import signal
 import socket
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec
 from pathlib import Path
 from types import CodeType
@@ -111,13 +110,22 @@ from mailsys.runtime.handoff import invocation
 PRELOAD = ("trio", "structlog", "mailsys.config", "mailsys.runtime.skeleton",
            "dns.asyncresolver", "dns.asyncbackend", "dns.resolver", "dns.nameserver",
            "psutil")
+# The services nearly every mail system runs, imported with PRELOAD: a
+# relaying mailsys runs all of them at its first message. Any other
+# (local, bounce, verify, lmtp, postscreen...) is imported here when it is
+# first forked: a service that never runs costs no memory (the others
+# together were 3.3 MB of the fork server's RSS, and 1.4-1.9 MB of a
+# relaying mailsys's summed Pss_Anon), and the first start of one takes
+# its import time (local: 0.4 s) longer.
+CORE_SERVICES = ("smtpd", "cleanup", "qmgr", "smtp", "postlogd")
 # Python 3.11 specialises a function's code in place on its 8th call, and
 # every child that makes those calls itself writes its own copy of the
 # page the code is on: the fork server makes them first.
 WARM_RUNS = 10
-# The code of each service module as preload() read it, for the child that
-# runs it as __main__: the module's own code objects are shared as well.
+# The code of each service module as load_service() read it, for the child
+# that runs it as __main__: the module's own code objects are shared as well.
 MAIN_CODE: dict[str, tuple[ModuleSpec, CodeType]] = {}
+_TRIED: set[str] = set()       # the service modules load_service() imported or tried
 MAX_MESSAGE = 1 << 20          # one request: an argv with its -o pairs
 MAX_FDS = 64                   # listeners, status, alive, stdout, stderr
 
@@ -189,19 +197,25 @@ class Job:
 # --- the server ------------------------------------------------------------------
 
 def preload() -> None:
-    """Import what every service imports, and every service module."""
+    """Import what every service imports, and the modules of CORE_SERVICES."""
     for name in PRELOAD:
         importlib.import_module(name)
-    import services
-    for info in pkgutil.iter_modules(services.__path__):
-        if info.name == "master":
-            continue
-        name = f"services.{info.name}"
-        try:
-            spec = importlib.import_module(name).__spec__
-            MAIN_CODE[name] = (spec, spec.loader.get_code(name))
-        except Exception:       # noqa: BLE001 - the child that runs it reports the same error
-            pass
+    for name in CORE_SERVICES:
+        load_service(f"services.{name}")
+
+
+def load_service(name: str) -> None:
+    """Import the service module name and keep its code for the child that
+    runs it; tried once. A module that fails to import is left to that
+    child, which reports the same error."""
+    if name in _TRIED:
+        return
+    _TRIED.add(name)
+    try:
+        spec = importlib.import_module(name).__spec__
+        MAIN_CODE[name] = (spec, spec.loader.get_code(name))
+    except Exception:       # noqa: BLE001 - the child that runs it reports the same error
+        pass
 
 
 def warm_up(config_dir: str | None) -> None:
@@ -267,6 +281,9 @@ def serve(ctl: socket.socket, dispositions: dict) -> Job | None:
             except OSError:
                 return None
             continue
+        kind, target, _args = invocation(request.argv)
+        if kind == "module" and target not in _TRIED:
+            settle(lambda: load_service(target))
         result = fork(request, ctl, dispositions)
         if isinstance(result, Job):
             return result                         # the child: leave the loop, run it
@@ -373,6 +390,24 @@ def title(config_dir: str) -> list[str]:
 _prepared = False
 
 
+def settle(work: Callable[[], object]) -> None:
+    """Run work (imports, the warm-up) the way that keeps the most shared.
+
+    No collection meanwhile: it would leave holes that the children's
+    allocations fill, dirtying shared pages. Then the holes there are
+    anyway are filled, the C heap's free pages given back, and everything
+    frozen for the garbage collector.
+    """
+    gc.disable()
+    try:
+        work()
+        heap_holes.fill()
+        release_free_heap()
+        gc.freeze()
+    finally:
+        gc.enable()
+
+
 def prepare(config_dir: str | None) -> None:
     """Preload, warm up, fill the pools' holes, give back the free heap and
     freeze; once per process.
@@ -383,15 +418,11 @@ def prepare(config_dir: str | None) -> None:
     global _prepared
     if _prepared:
         return
-    # No collection while importing (it would leave holes that the
-    # children's allocations fill, dirtying shared pages), then freeze.
-    gc.disable()
-    preload()
-    warm_up(config_dir)
-    heap_holes.fill()
-    release_free_heap()
-    gc.freeze()
-    gc.enable()
+
+    def load_and_warm_up() -> None:
+        preload()
+        warm_up(config_dir)
+    settle(load_and_warm_up)
     _prepared = True
 
 

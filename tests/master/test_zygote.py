@@ -123,6 +123,34 @@ zygote.Job(tuple(handoff.build_argv(handoff.resolve_command("postlogd"), args)))
                    "argv0": out["file"], "main": True, "preloaded": False}
 
 
+def test_only_the_core_services_are_preloaded_the_others_on_first_fork():
+    """preload() imports CORE_SERVICES; serve() imports any other service before
+    forking it the first time, once, and leaves one that fails to import to the child."""
+    code = """
+import sys
+from mailsys.runtime import zygote
+zygote.preload()
+assert all(f"services.{n}" in zygote.MAIN_CODE for n in zygote.CORE_SERVICES)
+assert "services.verify" not in sys.modules and "services.verify" not in zygote.MAIN_CODE
+forks = []
+zygote.fork = lambda request, ctl, dispositions: forks.append(request.argv[3]) or 4242
+class Ctl:
+    requests = [zygote.encode({"argv": [sys.executable, "-P", "-m", name, "-c", "/x",
+                                        "-n", "n", "-t", "unix"], "fds": []})
+                for name in ("services.verify", "services.verify", "services.nonesuch")]
+    def send(self, data):
+        pass
+ctl = Ctl()
+zygote.socket.recv_fds = lambda sock, size, nfds: (
+    ctl.requests.pop(0) if ctl.requests else b"", [], 0, None)
+assert zygote.serve(ctl, {}) is None
+assert forks == ["services.verify", "services.verify", "services.nonesuch"], forks
+assert "services.verify" in zygote.MAIN_CODE and "services.nonesuch" not in zygote.MAIN_CODE
+assert zygote._TRIED >= {"services.verify", "services.nonesuch"}
+"""
+    subprocess.run([sys.executable, "-P", "-c", code], check=True, timeout=60)
+
+
 def test_forked_child_looks_exec_d(probed):
     inst, port = probed
     master = inst.master_pid()
