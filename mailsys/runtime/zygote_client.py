@@ -62,7 +62,9 @@ from mailsys.runtime.zygote import MAX_MESSAGE, decode, encode
 log = structlog.get_logger()
 
 PR_SET_CHILD_SUBREAPER = 36
-REPLY_TIMEOUT = 10.0           # imports (first reply) or one double fork, on a loaded machine
+# The imports (the first reply, and a service's first fork unless it is one of
+# zygote.CORE_SERVICES) or one double fork, on a loaded machine.
+REPLY_TIMEOUT = 10.0
 RESTART_BACKOFF = 1.0
 RESTART_BACKOFF_MAX = 300.0
 CLOSE_WAIT = 5.0
