@@ -48,7 +48,10 @@ DESCRIPTION
     intermediate exits at once, so the child is reparented to the master,
     which is a child subreaper (prctl PR_SET_CHILD_SUBREAPER): the master,
     not this process, reaps and supervises it. The reply comes after the
-    intermediate is reaped, so by then the child is already the master's.
+    intermediate is reaped, so by then the child is already the master's;
+    and the child itself waits for the intermediate to be gone before it
+    runs anything (wait_reparented), so that the service never sees
+    another parent (os.getppid()) than the master.
 
     The child then looks as if exec'd from that argv: exactly the
     descriptors of "fds" at those numbers and standard input on /dev/null,
@@ -88,6 +91,7 @@ import runpy
 import signal
 import socket
 import sys
+import time
 import traceback
 from collections.abc import Callable, Sequence
 from importlib.machinery import ModuleSpec
@@ -308,9 +312,13 @@ def fork(request: Request, ctl: socket.socket, dispositions: dict) -> int | str 
         # child is reparented to the master (a subreaper).
         try:
             os.close(r)
+            middle_pid = os.getpid()
+            gate, held = os.pipe()              # held: open here until this process exits
             pid = os.fork()
             if pid == 0:
                 os.close(w)
+                os.close(held)
+                wait_reparented(gate, middle_pid)
                 return become(request, ctl, dispositions)
             os.write(w, str(pid).encode())
         except BaseException:               # noqa: BLE001 - in either forked process
@@ -326,6 +334,20 @@ def fork(request: Request, ctl: socket.socket, dispositions: dict) -> int | str 
     if not data:
         return f"fork: intermediate process exit status {os.waitstatus_to_exitcode(status)}"
     return int(data)
+
+
+def wait_reparented(gate: int, middle_pid: int) -> None:
+    """In the child: return once the intermediate has exited and this
+    process is the master's, before anything of the service runs.
+
+    End-of-file on gate comes when the intermediate's end closes at its
+    exit; the kernel reparents its children a moment after it closes its
+    descriptors, hence the short wait for getppid() to change.
+    """
+    os.read(gate, 1)
+    os.close(gate)
+    while os.getppid() == middle_pid:
+        time.sleep(0.0001)
 
 
 def become(request: Request, ctl: socket.socket, dispositions: dict) -> Job:

@@ -151,6 +151,35 @@ assert zygote._TRIED >= {"services.verify", "services.nonesuch"}
     subprocess.run([sys.executable, "-P", "-c", code], check=True, timeout=60)
 
 
+def test_child_waits_until_the_intermediate_is_gone():
+    """wait_reparented() returns only once the child is the subreaper's: with an
+    intermediate that lingers 0.3 s, the child reports the subreaper as its parent."""
+    code = """
+import ctypes, os, time
+from mailsys.runtime import zygote
+ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)     # PR_SET_CHILD_SUBREAPER
+r, w = os.pipe()
+start = time.monotonic()
+middle = os.fork()
+if middle == 0:
+    gate, held = os.pipe()
+    if os.fork() == 0:
+        os.close(held)
+        zygote.wait_reparented(gate, os.getppid())
+        os.write(w, str(os.getppid()).encode())
+        os._exit(0)
+    time.sleep(0.3)
+    os._exit(0)
+os.close(w)
+os.waitpid(middle, 0)
+ppid = int(os.read(r, 100))
+assert ppid == os.getpid(), (ppid, os.getpid())
+assert time.monotonic() - start >= 0.3
+os.wait()
+"""
+    subprocess.run([sys.executable, "-P", "-c", code], check=True, timeout=30)
+
+
 def test_forked_child_looks_exec_d(probed):
     inst, port = probed
     master = inst.master_pid()
