@@ -152,6 +152,7 @@ class Request:
     argv: tuple[str, ...]
     targets: tuple[int, ...]      # the child's descriptor numbers, in the order of fds
     fds: tuple[int, ...]          # the received descriptors, in this process
+    module: str | None            # "services.NAME" when argv runs a module, else None
 
     @classmethod
     def parse(cls, data: bytes, fds: Sequence[int]) -> "Request":
@@ -163,8 +164,8 @@ class Request:
             raise ValueError("fds: not a list of descriptor numbers")
         if len(set(targets)) != len(targets) or len(targets) != len(fds):
             raise ValueError(f"fds: {len(targets)} numbers for {len(fds)} descriptors")
-        invocation(argv)                              # ValueError for anything but a service
-        return cls(tuple(argv), tuple(targets), tuple(fds))
+        kind, target, _args = invocation(argv)        # ValueError for anything but a service
+        return cls(tuple(argv), tuple(targets), tuple(fds), target if kind == "module" else None)
 
 
 @frozen
@@ -285,9 +286,9 @@ def serve(ctl: socket.socket, dispositions: dict) -> Job | None:
             except OSError:
                 return None
             continue
-        kind, target, _args = invocation(request.argv)
-        if kind == "module" and target not in _TRIED:
-            settle(lambda: load_service(target))
+        module = request.module
+        if module is not None and module not in _TRIED:
+            settle(lambda: load_service(module))
         result = fork(request, ctl, dispositions)
         if isinstance(result, Job):
             return result                         # the child: leave the loop, run it
