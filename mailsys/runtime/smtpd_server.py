@@ -65,6 +65,7 @@ from mailsys.qmgr.settings import routing_settings
 from mailsys.routing import Route, RoutingSettings, first_lookup, resolve
 from mailsys.runtime import ipc_io
 from mailsys.runtime.anvil_client import AnvilClient
+from mailsys.runtime.byte_budget import ByteBudget
 from mailsys.runtime.dovecot_auth import DovecotSasl
 from mailsys.runtime.milter import MilterSettings
 from mailsys.runtime.peer_debug import DebugPeers
@@ -87,6 +88,12 @@ log = structlog.get_logger()
 # clients each) stay within the 100 clients of one cleanup process, whose
 # commits would otherwise split between two processes.
 CLEANUP_CHANNELS = 48
+# The large content (over smtpd_session.SPOOL_WAITING) this process hands
+# to cleanup at once, in bytes (mailsys.runtime.byte_budget): each is a
+# copy here while it goes and in cleanup until committed. Six messages of
+# the default message_size_limit; small ones never wait for it, and what
+# waits stays in its spool file meanwhile.
+CONTENT_IN_FLIGHT = 64 << 20
 
 # Restriction names that make evaluate_rcpt ask DNS; without any of them the
 # dry run that collects names to resolve is skipped on every RCPT.
@@ -158,6 +165,7 @@ class SmtpdServer:
     debug_peers: DebugPeers | None
     anvil: AnvilClient
     cleanup: ipc_io.ChannelPool
+    content_budget: ByteBudget           # large content in flight to cleanup
     policy: PolicyClients                # check_policy_service
     verify: VerifyClient                 # reject_unverified_recipient, _sender
     content_filter: str                  # transport:destination for each message, or ""
@@ -283,6 +291,7 @@ class SmtpdServer:
             anvil=AnvilClient(names.private_path(queue_dir, names.ANVIL)),
             cleanup=ipc_io.ChannelPool(names.private_path(queue_dir, names.CLEANUP),
                                        CLEANUP_PROTOCOL, size=CLEANUP_CHANNELS),
+            content_budget=ByteBudget(CONTENT_IN_FLIGHT),
             policy=PolicyClients.from_config(cfg),
             verify=VerifyClient.from_config(cfg),
             content_filter=cfg.content_filter,

@@ -35,10 +35,11 @@ DESCRIPTION
         the message content to cleanup in one request at the end of DATA
         or BDAT LAST (held meanwhile in memory, or in an unnamed file in
         the queue directory when it is large or must wait for a busy
-        cleanup), "250 2.0.0 Ok: queued as QID" only when cleanup
-        answered Queued (durably committed); STARTTLS (the handshake is
-        mailsys.runtime.smtpd_tls); AUTH with the anvil AUTH rate (the
-        exchange is mailsys.runtime.smtpd_auth);
+        cleanup or for the process's budget of large content in flight,
+        smtpd_server.CONTENT_IN_FLIGHT), "250 2.0.0 Ok: queued as QID"
+        only when cleanup answered Queued (durably committed); STARTTLS
+        (the handshake is mailsys.runtime.smtpd_tls); AUTH with the anvil
+        AUTH rate (the exchange is mailsys.runtime.smtpd_auth);
       - asks the policy servers of check_policy_service when an evaluation
         reaches them (mailsys.runtime.policy_client), with Postfix's
         request attributes, and evaluates again with the answer; likewise
@@ -91,6 +92,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import itertools
@@ -146,10 +148,12 @@ FLUSH_TIMEOUT = 30.0
 # Message content goes to an unnamed file in the queue directory (as
 # Postfix's smtpd writes all of it to its queue file) when it grows beyond
 # SPOOL_OVER while it arrives, or when it is over SPOOL_WAITING and every
-# cleanup channel is busy. Sessions sending huge messages, or waiting for
-# cleanup under load, then hold page cache rather than process memory; the
-# content is read back once a channel is free. Below that, a file would cost
-# more CPU (creating and dropping it) than the memory is worth.
+# cleanup channel is busy or the process's budget of such content in flight
+# (smtpd_server.CONTENT_IN_FLIGHT) is spent. Sessions sending huge messages,
+# or waiting for cleanup under load, then hold page cache rather than
+# process memory; the content is read back once it can go. Below that, a
+# file would cost more CPU (creating and dropping it) than the memory is
+# worth.
 SPOOL_OVER = 1024 * 1024
 SPOOL_WAITING = 16 * 1024
 
@@ -1059,7 +1063,12 @@ class Session:
             return CleanupRequest(content=content.read(), **envelope)
 
         cleanup = self.server.cleanup
-        if content is not None and cleanup.busy and content.tell() > SPOOL_WAITING:
+        size = content.tell() if content is not None else 0
+        # Large content goes within the process's budget (CONTENT_IN_FLIGHT),
+        # and waits for it, or for a channel, in its spool file.
+        budget = self.server.content_budget
+        large = size > SPOOL_WAITING
+        if large and (cleanup.busy or not budget.free_now(size)):
             try:
                 content.rollover()
             except OSError:
@@ -1069,10 +1078,11 @@ class Session:
         fds = handoff.fds if handoff is not None else []
         result: Queued | Rejected | None = None
         try:
-            result = await cleanup.call_made(
-                with_content, expect=(Queued, Rejected),
-                timeout=max(CLEANUP_TIMEOUT, self.server.timeout)
-                + (handoff.extra_time if handoff is not None else 0.0), fds=fds)
+            async with budget.hold(size) if large else contextlib.nullcontext():
+                result = await cleanup.call_made(
+                    with_content, expect=(Queued, Rejected),
+                    timeout=max(CLEANUP_TIMEOUT, self.server.timeout)
+                    + (handoff.extra_time if handoff is not None else 0.0), fds=fds)
         except RemoteError as e:
             log.warning(f"{qid}: queue file write error: {e.text}")
             if e.code == ErrorCode.QUEUE_FULL:

@@ -244,16 +244,25 @@ async def test_big_content_is_spooled_as_it_arrives(make_config, queue_dir, monk
     assert first.content == body and second.content == body[:2000] + b"end"
 
 
+# Content on either side of SPOOL_WAITING, which the tests set to 1000.
+SMALL, BIG = b"x" * 900 + b"\r\n", b"y" * 3000 + b"\r\n"
+
+
+async def _session_in_transaction(nursery, make_config, monkeypatch, cleanup):
+    """A session past EHLO, MAIL and RCPT, with SPOOL_WAITING at 1000 bytes."""
+    monkeypatch.setattr(smtpd_session, "SPOOL_WAITING", 1000)
+    client, session = await open_session(nursery, make_config(**PARAMS), cleanup=cleanup)
+    await client.send(ENVELOPE)
+    await client.replies(3)
+    return client, session
+
+
 @trio_test
 async def test_content_waiting_for_a_busy_cleanup_is_spooled(make_config, queue_dir, monkeypatch):
-    monkeypatch.setattr(smtpd_session, "SPOOL_WAITING", 1000)
-    cfg = make_config(**PARAMS)
     cleanup = FakeCleanup()
-    small, big = b"x" * 900 + b"\r\n", b"y" * 3000 + b"\r\n"
+    small, big = SMALL, BIG
     async with trio.open_nursery() as nursery:
-        client, session = await open_session(nursery, cfg, cleanup=cleanup)
-        await client.send(ENVELOPE)
-        await client.replies(3)
+        client, session = await _session_in_transaction(nursery, make_config, monkeypatch, cleanup)
         pool = session.server.cleanup
         for content, spooled in [(small, []), (big, [1])]:
             async with pool.channel():              # what all 48 busy channels look like
@@ -269,6 +278,33 @@ async def test_content_waiting_for_a_busy_cleanup_is_spooled(make_config, queue_
             assert got[0] == "354 End data with <CR><LF>.<CR><LF>" and got[1].startswith("250 2.0.0 Ok: queued")
             await client.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n")
             await client.replies(2)
+        nursery.cancel_scope.cancel()
+    assert [r.content for r in cleanup.requests] == [small, big]
+
+
+@trio_test
+async def test_large_content_waits_for_the_budget_in_its_spool_file(make_config, queue_dir,
+                                                                    monkeypatch):
+    cleanup = FakeCleanup()
+    small, big = SMALL, BIG
+    async with trio.open_nursery() as nursery:
+        client, session = await _session_in_transaction(nursery, make_config, monkeypatch, cleanup)
+        budget = session.server.content_budget
+        async with budget.hold(budget.total):           # other large content in flight
+            # Small content does not count against the budget.
+            await client.send(b"DATA\r\n" + small + b".\r\n")
+            got = await client.replies(2)
+            assert got[1].startswith("250 2.0.0 Ok: queued")
+            await client.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n"
+                              b"DATA\r\n")
+            assert [r[:3] for r in await client.replies(3)] == ["250", "250", "354"]
+            await client.send(big + b".\r\n")
+            await trio.sleep(0.05)
+            # Large content waits, in a file, and cleanup has none of it yet.
+            assert len(_spool_files(queue_dir)) == 1
+            assert [r.content for r in cleanup.requests] == [small]
+        assert (await client.reply()).startswith("250 2.0.0 Ok: queued")
+        assert _spool_files(queue_dir) == [] and budget.used == 0
         nursery.cancel_scope.cancel()
     assert [r.content for r in cleanup.requests] == [small, big]
 
