@@ -66,6 +66,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -75,7 +76,8 @@ import trio
 from mailsys.frozen import frozen
 from mailsys.runtime.fast_stream import FastStream
 from mailsys.smtp.ehlo_mask import discard_names, discard_text
-from mailsys.smtp.client import (NEED_DATA, ClientConnection, ClientState, ConnectionLost, EhloDone,
+from mailsys.smtp.client import (DOT_CRLF, NEED_DATA, ClientConnection, ClientState,
+                                 ConnectionLost, EhloDone,
                                  EhloRejected, Greeting, HeloRejected, ProbeFailed, QuitDone, Rcpt,
                                  RecipientStatus, StartTlsReady, StartTlsRefused,
                                  TransactionDone, TransactionResult, greeting_name, refused_text,
@@ -276,7 +278,9 @@ class SmtpSession:
         completed in time still counts."""
         cc = self.cc
         event: object = None      # cc's answer, returned once the output is written
-        out, pos = b"", 0         # the output being written, and how much of it went
+        out: deque[bytes] = deque()   # the output to write, in pieces (_output)
+        pos = 0                   # how much of out[0] went
+        pause: bytes | None = None    # delay_dotcrlf: the piece to pause before
         stage = ""                # what the operation in progress is part of
         while True:
             with trio.CancelScope() as scope:
@@ -290,19 +294,24 @@ class SmtpSession:
                                                f"failed: protocol error: {e}", connected=True,
                                                settled=cc.settled) from None
                         stage, limit = cc.stage_info
-                        more = cc.data_to_send()
-                        if self._pending:
-                            more, self._pending = self._pending + more, b""
-                        if more:
-                            out, pos = (out[pos:] + more if pos < len(out) else more), 0
-                    if pos < len(out):
-                        if self.pix_delay and limit == "smtp_data_xfer_timeout" and out.endswith(b"\r\n.\r\n"):
-                            out = await self._pix_split(out, pos, stage, limit, scope)
-                            pos = 0
+                        pause = self._output(out, limit) or pause
+                    if out:
+                        piece = out[0]
+                        if piece is pause and pos == 0:
+                            # delay_dotcrlf: the content went, the "." waits
+                            # (Postfix smtp_proto.c: flush, sleep).
+                            pause = None
+                            scope.deadline = float("inf")     # the pause is ours
+                            await trio.sleep(self.pix_delay)
                         end = pos + WRITE_SIZE
-                        chunk = out if pos == 0 and end >= len(out) else memoryview(out)[pos:end]
+                        chunk = piece if pos == 0 and end >= len(piece) \
+                            else memoryview(piece)[pos:end]
                         await self._write(chunk, stage, limit, scope)
-                        pos = end
+                        if end < len(piece):
+                            pos = end
+                        else:
+                            out.popleft()
+                            pos = 0
                         continue
                     if event is not NEED_DATA:
                         return event
@@ -322,16 +331,28 @@ class SmtpSession:
                 raise SessionError("4.4.2", f"conversation with {self.target.peer} timed out "
                                    f"while {stage}", connected=True, settled=cc.settled)
 
-    async def _pix_split(self, out: bytes, pos: int, stage: str, limit: str,
-                         scope: trio.CancelScope) -> bytes:
-        """delay_dotcrlf: write the content up to the final ".", pause, and
-        leave the "." to the caller (Postfix smtp_proto.c: flush, sleep)."""
-        body = memoryview(out)[pos:len(out) - 3]
-        for start in range(0, len(body), WRITE_SIZE):
-            await self._write(body[start:start + WRITE_SIZE], stage, limit, scope)
-        scope.deadline = float("inf")        # the pause is ours, not the server's
-        await trio.sleep(self.pix_delay)
-        return b".\r\n"
+    def _output(self, out: deque[bytes], limit: str) -> bytes | None:
+        """Queue on out what the commands and cc have for the server: in
+        one write when it is small (pipelined commands, a small message),
+        else piece by piece, so that a large message's content is written
+        from the bytes the caller gave, never copied. Returns the DOT_CRLF
+        piece to pause before when delay_dotcrlf applies to a message's end."""
+        parts = self.cc.data_parts()
+        if self._pending:
+            parts.insert(0, self._pending)
+            self._pending = b""
+        if not parts:
+            return None
+        end = None
+        if self.pix_delay and limit == "smtp_data_xfer_timeout" and len(parts) > 1 \
+                and parts[-1] is DOT_CRLF:
+            end = parts.pop()
+        if len(parts) > 1 and sum(map(len, parts)) <= WRITE_SIZE:
+            parts = [b"".join(parts)]
+        out.extend(parts)
+        if end is not None:
+            out.append(end)
+        return end
 
     async def _write(self, chunk, stage: str, limit: str, scope: trio.CancelScope) -> None:
         """One write under its deadline; content earns smtp_min_data_rate time."""

@@ -164,7 +164,7 @@ from .events import NEED_DATA
 
 __all__ = [
     "AuthAborted", "AuthDone", "Capabilities", "ClientConnection", "ClientState",
-    "ConnectionLost", "EhloDone",
+    "ConnectionLost", "DOT_CRLF", "EhloDone",
     "EhloRejected", "Greeting", "HeloRejected", "NEED_DATA", "QuitDone", "Rcpt",
     "ProbeFailed", "RecipientStatus", "Response", "RsetDone", "StartTlsReady", "StartTlsRefused",
     "TransactionDone", "TransactionResult", "XforwardAttributes", "encode_body", "refused_text",
@@ -222,6 +222,9 @@ def refused_text(peer: str, response: Response) -> str:
 # ------------------------------------------------------------------ body
 
 _CRLF_DOT = b"\r\n."
+# The end of data, as the last piece of every body (_stuff): a driver that
+# pauses before it (delay_dotcrlf) knows it by identity.
+DOT_CRLF = b".\r\n"
 
 
 def encode_body(content: bytes, line_limit: int = 0) -> bytes:
@@ -235,7 +238,7 @@ def encode_body(content: bytes, line_limit: int = 0) -> bytes:
     the way Postfix's smtp_text_out() does. Only C-level bytes operations
     unless a line is too long: a 100 KB body costs one regex search, about
     a hundred rfind() calls and a copy."""
-    return _stuff(*_normalize(content), line_limit)
+    return b"".join(_stuff(*_normalize(content), line_limit))
 
 
 def _normalize(content: bytes) -> tuple[bytes, bool]:
@@ -256,18 +259,20 @@ def _normalize(content: bytes) -> tuple[bytes, bool]:
     return content, dots
 
 
-def _stuff(content: bytes, dots: bool, line_limit: int) -> bytes:
+def _stuff(content: bytes, dots: bool, line_limit: int) -> tuple[bytes, ...]:
     """Normalized content broken at line_limit, dot-stuffed and terminated
-    (dots: as _normalize() said; breaking lines never starts one with a dot)."""
+    (dots: as _normalize() said; breaking lines never starts one with a dot),
+    as the pieces to send in order, DOT_CRLF last: content that needs
+    no change goes as it is, not copied once more to add the end to it."""
     if not content:
-        return b".\r\n"
+        return (DOT_CRLF,)
     if line_limit:
         content = _break_long_lines(content, line_limit)
     if dots and _CRLF_DOT in content:
         content = content.replace(_CRLF_DOT, b"\r\n..")
     if content[:1] == b".":
-        return b"." + content + b".\r\n"
-    return content + b".\r\n"
+        return (b".", content, DOT_CRLF)
+    return (content, DOT_CRLF)
 
 
 def _has_long_line(content: bytes, limit: int) -> bool:
@@ -627,7 +632,7 @@ class _Txn:
         self.rcpts = rcpts
         self.rcpt_only = rcpt_only                     # a verification probe: no DATA
         self.data_only = data_only                     # a verification probe: no content
-        self.body = b""                                # encoded, sent after 354
+        self.body: tuple[bytes, ...] = ()              # encoded (_stuff), sent after 354
         self.mail: Response | None = None
         self.data: Response | None = None
         self.dot: Response | None = None
@@ -773,10 +778,15 @@ class ClientConnection:
 
     def data_to_send(self) -> bytes:
         """Everything queued for the server, in order; b"" when nothing is."""
-        if not self._out:
+        out = self.data_parts()
+        if not out:
             return b""
-        out = b"".join(self._out) if len(self._out) > 1 else self._out[0]
-        self._out.clear()
+        return b"".join(out) if len(out) > 1 else out[0]
+
+    def data_parts(self) -> list[bytes]:
+        """data_to_send() as the pieces it joins, in order: a message's
+        content comes as it was given (DOT_CRLF apart), not copied."""
+        out, self._out = self._out, []
         self._body_pending = False
         return out
 
@@ -1178,7 +1188,7 @@ class ClientConnection:
                     return
                 if klass == 3:
                     if txn.accepted and not txn.mail_failed:
-                        self._out.append(txn.body)
+                        self._out.extend(txn.body)
                         self._body_pending = True
                         if self.lmtp:
                             # RFC 2033 4.2: one reply per accepted RCPT,
@@ -1189,7 +1199,7 @@ class ClientConnection:
                     else:
                         # RFC 2920 3.1 says a server must refuse this DATA; one
                         # that does not gets an empty message with no recipients.
-                        self._out.append(b".\r\n")
+                        self._out.append(DOT_CRLF)
                         self._expect.append((_Cmd.DISCARD, 0))
                 elif txn.accepted and not txn.mail_failed:
                     for i in txn.accepted:

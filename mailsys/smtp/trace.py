@@ -94,16 +94,17 @@ class TracedClientConnection(ClientConnection):
         super().tls_started()
         self._traced_reader()
 
-    def data_to_send(self) -> bytes:
+    def data_parts(self) -> list[bytes]:
         txn = self._txn
-        body = txn.body if txn is not None else None
+        body = txn.body if txn is not None else ()
         for item in self._out:
-            if item is body:
-                self._trace(">", ".")
+            if any(item is part for part in body):
+                if item is body[-1]:
+                    self._trace(">", ".")
             else:
                 for line in _lines(item):
                     self._trace(">", line)
-        return super().data_to_send()
+        return super().data_parts()
 
 
 __all__ = ["Trace", "TracedClientConnection", "TracedServerConnection"]

@@ -249,3 +249,62 @@ def test_without_per_request_deadline_each_content_write_has_its_own():
                                            per_request=False, rate=200_000, link=40_000.0,
                                            content=CONTENT))
     assert [r.status for r in result.recipients] == ["sent"]
+
+
+class RecordingStream(LateStream):
+    """Keeps every buffer the session writes, as it was handed over."""
+
+    def __init__(self, inner: trio.abc.Stream) -> None:
+        super().__init__(inner, 0.0)
+        self.writes: list = []
+
+    async def receive_some(self, max_bytes=None):
+        return await self.inner.receive_some(max_bytes)
+
+    async def send_all(self, data):
+        self.writes.append(data)
+        await self.inner.send_all(data)
+
+
+async def body_server(stream, seen):
+    """A quick session that keeps the content it got (dot-stuffed, with its end)."""
+    buf = bytearray()
+    await stream.send_all(b"220 mx.test ESMTP\r\n")
+    await lines(stream, 1, buf)
+    await stream.send_all(EHLO)
+    await lines(stream, 3, buf)
+    await stream.send_all(b"".join(GROUP_REPLIES))
+    while not buf.endswith(b"\r\n.\r\n"):
+        buf += await stream.receive_some(1 << 20)
+    seen.append(bytes(buf))
+    await stream.send_all(b"250 2.0.0 Ok: queued as X\r\n")
+    await trio.sleep_forever()
+
+
+@pytest.mark.parametrize("content, wire", [
+    (BIG * 600, BIG * 600 + b".\r\n"),
+    # A leading dot is stuffed in a piece of its own, the content still not copied.
+    (b"." + BIG * 600, b".." + BIG * 600 + b".\r\n"),
+])
+def test_large_content_is_written_from_the_bytes_given(content, wire):
+    seen: list = []
+
+    async def main():
+        client, server = trio.testing.memory_stream_pair()
+        stream = RecordingStream(client)
+        session = SmtpSession(stream, ClientConnection("client.test"),
+                              Target("mx.test", "192.0.2.1"), TIMEOUTS)
+        async with trio.open_nursery() as n:
+            n.start_soon(body_server, server, seen)
+            await session.hello(TlsPolicy())
+            result = await session.send_mail("a@b.test", [Rcpt("c@d.test")], content)
+            n.cancel_scope.cancel()
+        return result, stream
+    result, stream = run(main)
+    assert [r.status for r in result.recipients] == ["sent"]
+    assert seen == [wire]
+    # 600 KB in writes of at most WRITE_SIZE, each a view of the caller's
+    # bytes, then the end of data; no copy of the content was made.
+    views = [w for w in stream.writes if isinstance(w, memoryview)]
+    assert len(views) == 3 and all(w.obj is content for w in views)
+    assert sum(map(len, views)) == len(content) and stream.writes[-1] == b".\r\n"
