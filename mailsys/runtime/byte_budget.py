@@ -4,6 +4,8 @@ SYNOPSIS
     budget = ByteBudget(64 << 20)
     async with budget.hold(len(content)):
         ...                             # at most 64 MB held this way at once
+    async with budget.hold(len(content), deadline=trio.current_time() + 60):
+        ...                             # trio.TooSlowError: not granted by then
 
 DESCRIPTION
     A semaphore counted in bytes, for a process that hands whole messages
@@ -19,11 +21,13 @@ DESCRIPTION
     over for ever by smaller ones. A grant without a wait is no checkpoint
     (see _acquire). A request larger than the whole budget
     counts as the whole budget: it goes alone, once everything before it is
-    done. A task cancelled while it waits takes nothing and holds up nobody.
+    done. A task cancelled while it waits, or still waiting at its
+    deadline (trio.TooSlowError), takes nothing and holds up nobody.
 """
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -48,16 +52,17 @@ class ByteBudget:
         return not self._waiting and self.used + min(size, self.total) <= self.total
 
     @asynccontextmanager
-    async def hold(self, size: int) -> AsyncIterator[None]:
-        """Hold size bytes of the budget for the duration of the block."""
+    async def hold(self, size: int, *, deadline: float = math.inf) -> AsyncIterator[None]:
+        """Hold size bytes of the budget for the duration of the block;
+        trio.TooSlowError when they are not granted by deadline (trio time)."""
         size = min(max(size, 0), self.total)
-        await self._acquire(size)
+        await self._acquire(size, deadline)
         try:
             yield
         finally:
             self._release(size)
 
-    async def _acquire(self, size: int) -> None:
+    async def _acquire(self, size: int, deadline: float) -> None:
         if self.free_now(size):
             # No checkpoint: what the caller checked just before (smtpd: is
             # a cleanup channel free, or must the content go to its file?)
@@ -68,7 +73,8 @@ class ByteBudget:
         turn = (size, trio.Event())
         self._waiting.append(turn)
         try:
-            await turn[1].wait()
+            with trio.fail_at(deadline):
+                await turn[1].wait()
         except BaseException:
             if turn[1].is_set():
                 self._release(size)       # granted as the cancellation came

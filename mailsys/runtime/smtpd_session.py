@@ -1065,7 +1065,8 @@ class Session:
         cleanup = self.server.cleanup
         size = content.tell() if content is not None else 0
         # Large content goes within the process's budget (CONTENT_IN_FLIGHT),
-        # and waits for it, or for a channel, in its spool file.
+        # and waits for it, or for a channel, in its spool file; the wait
+        # counts within the time cleanup has to answer.
         budget = self.server.content_budget
         large = size > SPOOL_WAITING
         if large and (cleanup.busy or not budget.free_now(size)):
@@ -1076,13 +1077,20 @@ class Session:
         self._stop_clock()
         send_pending()          # "QID: client=..." goes before cleanup's lines
         fds = handoff.fds if handoff is not None else []
+        timeout = max(CLEANUP_TIMEOUT, self.server.timeout) \
+            + (handoff.extra_time if handoff is not None else 0.0)
+        deadline = trio.current_time() + timeout
         result: Queued | Rejected | None = None
         try:
-            async with budget.hold(size) if large else contextlib.nullcontext():
+            async with budget.hold(size, deadline=deadline) if large \
+                    else contextlib.nullcontext():
                 result = await cleanup.call_made(
                     with_content, expect=(Queued, Rejected),
-                    timeout=max(CLEANUP_TIMEOUT, self.server.timeout)
-                    + (handoff.extra_time if handoff is not None else 0.0), fds=fds)
+                    timeout=deadline - trio.current_time(), fds=fds)
+        except trio.TooSlowError:
+            log.warning("problem talking to server private/cleanup: "
+                        f"no room for the content within {timeout:g}s")
+            return replies.QUEUE_WRITE_ERROR
         except RemoteError as e:
             log.warning(f"{qid}: queue file write error: {e.text}")
             if e.code == ErrorCode.QUEUE_FULL:

@@ -85,3 +85,34 @@ def test_a_cancelled_waiter_holds_up_nobody():
                 assert got == [("behind", 90)]
         assert budget.used == 0
     trio.run(main)
+
+
+def test_a_waiter_past_its_deadline_takes_nothing():
+    async def main():
+        budget = ByteBudget(100)
+        got, late = [], []
+
+        async def until(deadline):
+            try:
+                async with budget.hold(60, deadline=deadline):
+                    got.append("late")
+            except trio.TooSlowError:
+                late.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            async with budget.hold(50):
+                start = trio.current_time()
+                nursery.start_soon(until, start + 5)
+                await trio.testing.wait_all_tasks_blocked()
+                nursery.start_soon(take, budget, got, "behind", 40)
+                await trio.testing.wait_all_tasks_blocked()
+                assert got == []
+                await trio.sleep(6)
+                # Refused at its deadline; the one behind it goes.
+                assert late == [start + 5]
+                assert got == [("behind", 90)]
+            # A deadline that has passed does not matter when there is room.
+            async with budget.hold(100, deadline=start):
+                assert budget.used == 100
+        assert got == [("behind", 90)] and budget.used == 0
+    trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))

@@ -310,6 +310,33 @@ async def test_large_content_waits_for_the_budget_in_its_spool_file(make_config,
 
 
 @trio_test
+async def test_the_wait_for_the_budget_counts_within_the_time_for_cleanup(make_config, queue_dir,
+                                                                          monkeypatch):
+    monkeypatch.setattr(smtpd_session, "CLEANUP_TIMEOUT", 0.2)
+    cleanup = FakeCleanup()
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client, session = await _session_in_transaction(nursery, make_config, monkeypatch,
+                                                            cleanup)
+            session.server.timeout = 0.3
+            budget = session.server.content_budget
+            async with budget.hold(budget.total):       # held past the time limit
+                await client.send(b"DATA\r\n" + BIG + b".\r\n")
+                start = trio.current_time()
+                with trio.fail_after(2):
+                    got = await client.replies(2)
+                waited = trio.current_time() - start
+                assert budget.used == budget.total and _spool_files(queue_dir) == []
+            nursery.cancel_scope.cancel()
+    assert got == ["354 End data with <CR><LF>.<CR><LF>",
+                   "451 4.3.0 Error: queue file write error"]
+    assert 0.3 <= waited < 1.0
+    assert cleanup.requests == []
+    assert "problem talking to server private/cleanup: no room for the content within 0.3s" \
+        in [e["event"] for e in logs]
+
+
+@trio_test
 async def test_a_spool_file_that_cannot_be_written_answers_451(make_config, queue_dir, monkeypatch):
     monkeypatch.setattr(smtpd_session, "SPOOL_OVER", 100)
     cfg = make_config(**PARAMS)
