@@ -197,7 +197,7 @@ class Channel:
         return await self._call_at(msg, expect, trio.current_time() + timeout)
 
     async def _call_at(self, msg: object, expect: type | tuple[type, ...], deadline: float,
-                       fds: Sequence[int] = ()) -> Any:
+                       fds: Sequence[int] = (), sent: Callable[[], None] | None = None) -> Any:
         parts = self._io.encode(msg)   # a bad request fails here, leaving the channel intact
         kind = type(msg).__name__
         del msg                         # _exchange lets go of the parts once they are sent
@@ -216,7 +216,7 @@ class Channel:
                     raise IpcUnavailable(f"{self.name}: channel closed")
                 done = False
                 try:
-                    reply = await self._exchange(parts, fds)
+                    reply = await self._exchange(parts, fds, sent)
                     done = True
                 finally:
                     if not done:
@@ -235,7 +235,8 @@ class Channel:
                                 f" to {kind}")
         return reply
 
-    async def _exchange(self, parts: list, fds: Sequence[int] = ()) -> Any:
+    async def _exchange(self, parts: list, fds: Sequence[int] = (),
+                        sent: Callable[[], None] | None = None) -> Any:
         try:
             await self._io.send_parts(parts, fds)
         except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
@@ -243,6 +244,8 @@ class Channel:
         # Sent: a big request (a message's content) need not stay in this
         # process's memory while the service works on it.
         parts.clear()
+        if sent is not None:
+            sent()
         return await self._receive()
 
     async def _receive(self) -> Any:
@@ -419,26 +422,38 @@ class ChannelPool:
         return await self.call_made(lambda: msg, expect=expect, timeout=timeout)
 
     async def call_made(self, make: Callable[[], object], *, expect: type | tuple[type, ...],
-                        timeout: float, fds: Sequence[int] = ()) -> Any:
+                        timeout: float, fds: Sequence[int] = (),
+                        sent: Callable[[], None] | None = None) -> Any:
         """call() with the request built by make() once a channel is free.
 
         A caller with a large request (smtpd's message content, spooled to
         a file) need not hold it in memory while it waits for a channel.
         make() runs again for the retry. fds go with the request (see the
-        module description)."""
+        module description). sent, if given, is called once the request
+        is written whole, before the reply: the caller may let go of what
+        make() needs then, and there is no retry after that point (the
+        service had the request; the reply's failure stands)."""
         deadline = trio.current_time() + timeout
         chan = await self._take(deadline)
         reused = chan.calls > 0
+        whole = False
+
+        def handed_over() -> None:
+            nonlocal whole
+            whole = True
+            assert sent is not None
+            sent()
         try:
-            return await chan._call_at(make(), expect, deadline, fds)
+            return await chan._call_at(make(), expect, deadline, fds,
+                                       handed_over if sent is not None else None)
         except IpcUnavailable:
-            if not reused:
+            if not reused or whole:
                 raise
         finally:
             self._give(chan)
         chan = await self._take(deadline, fresh=True)
         try:
-            return await chan._call_at(make(), expect, deadline, fds)
+            return await chan._call_at(make(), expect, deadline, fds, sent)
         finally:
             self._give(chan)
 

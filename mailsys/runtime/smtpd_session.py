@@ -1062,6 +1062,12 @@ class Session:
             content.seek(0)
             return CleanupRequest(content=content.read(), **envelope)
 
+        def handed_over() -> None:
+            # cleanup has the whole message: the copy here (in memory up
+            # to SPOOL_OVER) need not wait for the commit with it.
+            assert content is not None
+            content.close()
+
         cleanup = self.server.cleanup
         size = content.tell() if content is not None else 0
         # Large content goes within the process's budget (CONTENT_IN_FLIGHT),
@@ -1086,7 +1092,8 @@ class Session:
                     else contextlib.nullcontext():
                 result = await cleanup.call_made(
                     with_content, expect=(Queued, Rejected),
-                    timeout=deadline - trio.current_time(), fds=fds)
+                    timeout=deadline - trio.current_time(), fds=fds,
+                    sent=handed_over if content is not None else None)
         except trio.TooSlowError:
             log.warning("problem talking to server private/cleanup: "
                         f"no room for the content within {timeout:g}s")

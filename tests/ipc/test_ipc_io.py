@@ -26,7 +26,8 @@ class Echo:
     text: str
     data: bytes = b""
     delay: float = 0.0
-    fail: str = ""          # "error": ErrorReply; "bug": raise; "other": reply Ok
+    fail: str = ""          # "error": ErrorReply; "bug": raise; "other": reply Ok;
+                            # "vanish": hang up without a reply
 
 
 @message("test_io_echoed")
@@ -75,6 +76,9 @@ class Server:
 
         async def handler(msg):
             self._current = number
+            if msg.fail == "vanish":
+                await stream.aclose()
+                return Ok()
             return await self.handle(msg)
 
         try:
@@ -240,6 +244,42 @@ async def test_pool_retries_once_when_a_reused_channel_was_closed(tmp_path):
         await trio.sleep(0.2)       # the server drops the idle connection
         assert (await pool.call(Echo("b"), expect=Echoed, timeout=5)).connection == 2
         assert server.connections == 2
+        await pool.aclose()
+
+
+@trio_test
+async def test_pool_retries_a_dead_channel_found_before_the_request_went(tmp_path):
+    async with serving(tmp_path / "svc", idle_timeout=0.05):
+        pool = ipc_io.ChannelPool(tmp_path / "svc", "test", size=1)
+        await pool.call(Echo("a"), expect=Echoed, timeout=5)
+        await trio.sleep(0.2)       # the server drops the idle connection
+        sent = []
+        reply = await pool.call_made(lambda: Echo("b"), expect=Echoed, timeout=5,
+                                     sent=lambda: sent.append(1))
+        assert reply.connection == 2 and sent == [1]
+        await pool.aclose()
+
+
+@trio_test
+async def test_a_request_sent_whole_is_not_made_again(tmp_path):
+    async with serving(tmp_path / "svc") as server:
+        pool = ipc_io.ChannelPool(tmp_path / "svc", "test", size=1)
+        await pool.call(Echo("a"), expect=Echoed, timeout=5)      # the channel is reused next
+        made, sent = [], []
+
+        def make():
+            made.append(1)
+            return Echo("gone", fail="vanish")
+        with pytest.raises(IpcUnavailable, match="connection closed"):
+            await pool.call_made(make, expect=Echoed, timeout=5,
+                                 sent=lambda: sent.append(len(made)))
+        # The caller was told it could let go, so no second try.
+        assert made == [1] and sent == [1] and server.connections == 1
+        # Without sent, the same failure on a reused channel is tried again.
+        await pool.call(Echo("c"), expect=Echoed, timeout=5)
+        with pytest.raises(IpcUnavailable):
+            await pool.call_made(make, expect=Echoed, timeout=5)
+        assert made == [1, 1, 1] and server.connections == 3
         await pool.aclose()
 
 

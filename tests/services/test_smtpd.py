@@ -310,6 +310,40 @@ async def test_large_content_waits_for_the_budget_in_its_spool_file(make_config,
 
 
 @trio_test
+async def test_the_content_is_let_go_once_cleanup_has_it_whole(make_config, queue_dir,
+                                                               monkeypatch):
+    class SlowCleanup(FakeCleanup):
+        async def handle(self, req):
+            self.requests.append(req)
+            await answer.wait()
+            return self.answer(req)
+    answer = trio.Event()
+    cleanup = SlowCleanup()
+    async with trio.open_nursery() as nursery:
+        client, session = await _session_in_transaction(nursery, make_config, monkeypatch, cleanup)
+        pool = session.server.cleanup
+        async with pool.channel():                  # every channel busy: into a file
+            for _ in range(pool.size - 1):
+                await pool._slots.acquire()
+            await client.send(b"DATA\r\n" + BIG + b".\r\n")
+            await trio.sleep(0.05)
+            assert len(_spool_files(queue_dir)) == 1
+            for _ in range(pool.size - 1):
+                pool._slots.release()
+        with trio.fail_after(2):
+            while not cleanup.requests:
+                await trio.sleep(0.01)
+        await trio.sleep(0.05)
+        # cleanup has not answered, and smtpd's copy is gone already.
+        assert _spool_files(queue_dir) == []
+        answer.set()
+        got = await client.replies(2)
+        nursery.cancel_scope.cancel()
+    assert got[1].startswith("250 2.0.0 Ok: queued")
+    assert [r.content for r in cleanup.requests] == [BIG]
+
+
+@trio_test
 async def test_the_wait_for_the_budget_counts_within_the_time_for_cleanup(make_config, queue_dir,
                                                                           monkeypatch):
     monkeypatch.setattr(smtpd_session, "CLEANUP_TIMEOUT", 0.2)
