@@ -12,7 +12,11 @@ STAMP  := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+# setup.py compiles the modules its COMPILED lists in place: a change to
+# one builds them again.
+COMPILED_SOURCES := $(shell sed -n 's|^\(mailsys/[a-z_/]*\.py\)$$|\1|p' setup.py)
+
+$(STAMP): setup.cfg pyproject.toml setup.py $(COMPILED_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'
@@ -43,4 +47,5 @@ bench-quick: venv
 	$(BIN)/python scripts/bench/run.py --quick
 
 clean:
-	rm -rf $(VENV) var build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) var build *.egg-info .pytest_cache .hypothesis .mypy_cache
+	find mailsys -name '*.so' -delete

@@ -28,6 +28,9 @@ DESCRIPTION
     class that defines its own __init__ keeps that.
 
     Subclasses of a frozen class are decorated again, as with dataclass.
+    It is declared a dataclass transform (typing.dataclass_transform), so
+    that mypy, and mypyc compiling the modules setup.py names, read a
+    decorated class as the frozen dataclass it is.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import types
-from typing import Any, TypeVar
+from typing import Any, TypeVar, dataclass_transform
 
 __all__ = ["frozen"]
 
@@ -44,6 +47,7 @@ T = TypeVar("T")
 _FACTORY = object()     # "no argument": call the field's default_factory
 
 
+@dataclass_transform(frozen_default=True)
 def frozen(cls: type[T]) -> type[T]:
     """frozen - dataclass(frozen=True, slots=True), built quicker."""
     own_init = "__init__" in cls.__dict__      # the dataclass keeps it, and so does this

@@ -157,7 +157,7 @@ class ReplyReader:
         self._size = 0                   # characters kept of it so far
         self._skipping = False           # inside the cut-off rest of a long line
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         self._buf += data
 
     @property

@@ -150,6 +150,7 @@ import re
 from collections import deque
 import dataclasses
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from mailsys.frozen import frozen
 from mailsys.message.headers import bare_lf_or_dot
@@ -381,7 +382,7 @@ class Capabilities:
         """These capabilities less the EHLO keywords named (lower case), as
         smtp_discard_ehlo_keywords makes the client ignore them."""
         gone = {n.upper() for n in names}
-        off: dict[str, object] = {field: False for keyword, field in _FLAGS.items()
+        off: dict[str, Any] = {field: False for keyword, field in _FLAGS.items()
                                   if keyword in gone}
         if "SIZE" in gone:
             off["size"] = None
@@ -732,7 +733,7 @@ class ClientConnection:
 
     # ------------------------------------------------------------------ input
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Add bytes from the server; b"" means it closed the connection."""
         if self._eof:
             if data:

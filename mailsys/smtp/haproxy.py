@@ -108,6 +108,8 @@ def _version2(data: bytes, more_to_come: bool) -> Proxied | None:
     if version_command & 0x0F != 1:
         raise HaproxyError("unsupported command")
     body = data[16:16 + length]
+    client: ipaddress.IPv4Address | ipaddress.IPv6Address
+    server: ipaddress.IPv4Address | ipaddress.IPv6Address
     if family == 0x11 and length >= 12:          # TCP over IPv4
         client, server = ipaddress.IPv4Address(body[0:4]), ipaddress.IPv4Address(body[4:8])
         ports = struct.unpack("!HH", body[8:12])

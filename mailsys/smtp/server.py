@@ -63,6 +63,7 @@ import binascii
 import ipaddress
 import re
 from collections import deque
+from typing import Literal
 
 from mailsys.policy.hostnames import truncate_dot, valid_hostname
 
@@ -147,7 +148,7 @@ class ServerConnection:
 
     # ------------------------------------------------------------------ input
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Add bytes from the client; b"" means end of file."""
         if self.state is State.CLOSED:
             return
@@ -453,7 +454,7 @@ class ServerConnection:
 
     # ---------------------------------------------------------------- readers
 
-    def _take_line(self, limit: int) -> bytes | None | bool:
+    def _take_line(self, limit: int) -> bytes | None | Literal[False]:
         """One line without its LF (and CR); None: need more; False: too long (skipped)."""
         buf = self._buf
         nl = buf.find(b"\n")
@@ -496,9 +497,9 @@ class ServerConnection:
         (a RemoteProtocolError.policy_first) applied: a failed command and an
         error, and an RCPT beyond smtpd_recipient_limit is not counted
         against the overshoot limit, as smtpd.c never got that far."""
-        if self._owed is None or not isinstance(self._owed[1], RemoteProtocolError):
+        what, err, ok = self._owed if self._owed is not None else (None, None, False)
+        if not isinstance(err, RemoteProtocolError):
             raise LocalProtocolError("overrule() without a refusal owed")
-        what, err, ok = self._owed
         if ok:                      # only the RCPT overshoot is a refusal that counts as ok
             self._overshoot -= 1
         err.counts_as_error = True
@@ -513,7 +514,7 @@ class ServerConnection:
         err._ok = ok  # type: ignore[attr-defined]
         return err
 
-    def _read_command(self):
+    def _read_command(self) -> ev.Event | ev._Sentinel:
         s = self.settings
         if self._skip_error is not None:
             n = min(self._skip_bytes, len(self._buf))
@@ -581,6 +582,7 @@ class ServerConnection:
         """smtpd.c: after the connect refusal every command but QUIT gets
         the 503, counted as an error and not as junk; the unknown keep
         their place (where) as UNKNOWN, the others leave it alone."""
+        assert self.access_denied is not None
         err = self._fail(self.access_denied, "access denied")
         err.denied = True
         return err
@@ -589,7 +591,7 @@ class ServerConnection:
         self._cmd = name
         self._counts.setdefault(name, [0, 0])[1] += 1
 
-    def _read_data(self):
+    def _read_data(self) -> ev.Event | ev._Sentinel:
         reader = self._body
         assert reader is not None
         if not self._buf:
@@ -619,7 +621,7 @@ class ServerConnection:
             return ev.DataChunk(content)
         return final
 
-    def _read_bdat(self):
+    def _read_bdat(self) -> ev.Event | ev._Sentinel:
         if self._bdat_remaining:
             if not self._buf:
                 return ev.ConnectionClosed() if self._eof else ev.NEED_DATA
@@ -640,7 +642,7 @@ class ServerConnection:
             return ev.EndOfData(self._bdat_total)
         return ev.EndOfChunk(self._bdat_size, self._bdat_total)
 
-    def _read_auth(self):
+    def _read_auth(self) -> ev.Event | ev._Sentinel:
         line = self._take_line(self.settings.sasl_response_limit)
         if line is None:
             if self._eof:

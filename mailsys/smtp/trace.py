@@ -28,12 +28,14 @@ DESCRIPTION
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable, Iterable
+from typing import Literal
 
-from mailsys.smtp._client_reply import ReplyReader, printable_line
+from mailsys.smtp._client_reply import LINE_LIMIT, ReplyReader, printable_line
 from mailsys.smtp.client import ClientConnection
 from mailsys.smtp.replies import Reply
 from mailsys.smtp.server import ServerConnection
+from mailsys.smtp.settings import Settings
 
 Trace = Callable[[str, str], None]
 
@@ -48,11 +50,12 @@ def _lines(data: bytes) -> list[str]:
 class TracedServerConnection(ServerConnection):
     """A ServerConnection that reports each command line and reply line."""
 
-    def __init__(self, *args, trace: Trace, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, settings: Settings | None = None, *, trace: Trace,
+                 tls_active: bool = False, authenticated: bool = False) -> None:
+        super().__init__(settings, tls_active=tls_active, authenticated=authenticated)
         self._trace = trace
 
-    def _take_line(self, limit: int) -> bytes | None | bool:
+    def _take_line(self, limit: int) -> bytes | None | Literal[False]:
         line = super()._take_line(limit)
         if line:
             self._trace("<", line.decode("utf-8", "surrogateescape"))
@@ -68,8 +71,9 @@ class TracedServerConnection(ServerConnection):
 class _TracedReader(ReplyReader):
     __slots__ = ("_trace",)
 
-    def __init__(self, trace: Trace, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, trace: Trace, line_limit: int,
+                 line_filter: Callable[[str], str | None] | None) -> None:
+        super().__init__(line_limit, line_filter)
         self._trace = trace
 
     def _take_line(self) -> bytes | None:
@@ -82,8 +86,17 @@ class _TracedReader(ReplyReader):
 class TracedClientConnection(ClientConnection):
     """A ClientConnection that reports each command line and reply line."""
 
-    def __init__(self, *args, trace: Trace, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    # ClientConnection's parameters, spelled out: compiled (setup.py),
+    # super().__init__(*args, **kwargs) does not pass them on.
+    def __init__(self, helo_name: str, *, trace: Trace, pipelining: bool = True,
+                 line_limit: int = LINE_LIMIT, body_line_limit: int = 0,
+                 tls_active: bool = False, lmtp: bool = False,
+                 dummy_mail_auth: bool = False, discard: Iterable[str] = (),
+                 reply_filter: Callable[[str], str | None] | None = None) -> None:
+        super().__init__(helo_name, pipelining=pipelining, line_limit=line_limit,
+                         body_line_limit=body_line_limit, tls_active=tls_active, lmtp=lmtp,
+                         dummy_mail_auth=dummy_mail_auth, discard=discard,
+                         reply_filter=reply_filter)
         self._trace = trace
         self._traced_reader()
 

@@ -76,7 +76,7 @@ def test_the_503s_are_not_junk_commands():
 
 def test_smtpd_noop_commands_stay_noops():
     # Postfix checks smtpd_noop_commands before the command table.
-    conn, _ = refused(noop_commands=frozenset({"XYZZY"}))
+    conn, _ = refused(noop_commands=("XYZZY",))
     res = run(b"XYZZY\r\n", conn=conn)
     assert res.replies == ["250 2.0.0 Ok"]
 
