@@ -8,7 +8,8 @@ where they cannot be compiled:
 
   - MAILSYS_PURE_PYTHON=1 in the environment asks for no compilation;
   - without a C compiler or the Python headers (Debian's python3-dev)
-    nothing is compiled, and pip's output says so.
+    nothing is compiled; the build says why on its standard error, which
+    pip shows with -v.
 
 A compiled module is a file beside its source
 (mailsys/smtp/server.cpython-311-x86_64-linux-gnu.so) that Python imports
