@@ -26,7 +26,7 @@ def stale_compiled(package: Path = PACKAGE) -> list[str]:
     stale = []
     for module in compiled:
         source = module.with_name(module.name[:-len(suffix)] + ".py")
-        built = min(module.stat().st_mtime, shared if shared is not None else module.stat().st_mtime)
+        built = module.stat().st_mtime if shared is None else min(module.stat().st_mtime, shared)
         if source.exists() and source.stat().st_mtime > built:
             stale.append(str(source.relative_to(package.parent)))
     return sorted(stale)
