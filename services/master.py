@@ -83,11 +83,12 @@ from mailsys.runtime import listeners  # noqa: E402
 from mailsys.runtime.environment import import_environment  # noqa: E402
 from mailsys.runtime.pidfile import PidFile, pid_path  # noqa: E402
 from mailsys.runtime.skeleton import GRACEFUL_TIMEOUT  # noqa: E402
-from mailsys.runtime.supervisor import Supervisor, prepare_all  # noqa: E402
+from mailsys.runtime.supervisor import Supervisor, prepare_all, send_trigger  # noqa: E402
 from mailsys.runtime.zygote_client import Zygote  # noqa: E402
 
 log = structlog.get_logger()
 
+PICKUP_TRIGGER_TIMEOUT = 5.0            # a trigger pickup does not take is dropped
 READY_WAIT = 10.0                      # start-up waits at most this long for first READYs
 STOP_GRACE = GRACEFUL_TIMEOUT + 2.0    # children's grace plus their exit and reap
 
@@ -217,6 +218,7 @@ async def _supervise(cfg, services, config_dir: Path, main_text: bytes, ready: R
             sup.start(services)
             await sup.wait_started(READY_WAIT)
             ready.ok()
+            nursery.start_soon(_wake_pickup, cfg, services)
             async for signum in signals:
                 if signum == signal.SIGHUP:
                     try:
@@ -232,6 +234,25 @@ async def _supervise(cfg, services, config_dir: Path, main_text: bytes, ready: R
                     await sup.stop(STOP_GRACE)
                     nursery.cancel_scope.cancel()
                     break
+
+
+async def _wake_pickup(cfg, services) -> None:
+    """Mail that sendmail left in the maildrop while the system was down:
+    the pickup service queues it now (Postfix's pickup scans at its first
+    wakeup)."""
+    from mailsys.queue import maildrop
+
+    if not await trio.to_thread.run_sync(maildrop.pending, cfg.path("queue_directory")):
+        return
+    pickup = [svc for svc in services if svc.spec.command == "pickup" and svc.endpoints]
+    if not pickup:
+        log.warning("the maildrop holds mail and master.cf has no pickup service to queue it")
+        return
+    with trio.move_on_after(PICKUP_TRIGGER_TIMEOUT):
+        try:
+            await send_trigger(pickup[0].endpoints[0], b"W")
+        except OSError as e:
+            log.warning(f"cannot wake the pickup service: {e}")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ SYNOPSIS
     with access.open_store(qdir) as store: ...     # None-safe: see below
     access.master_running(config_dir)              # pid file + kill(pid, 0)
     access.poke_qmgr(qdir, b"D")                   # True when qmgr took it
+    access.poke_pickup(qdir)                       # the maildrop has mail
 
 DESCRIPTION
     The admin tools read and change the queue through mailsys.queue, the
@@ -40,6 +41,7 @@ from mailsys.queue import QueueStore
 from mailsys.queue.schema import ENV_SUBDIR
 
 QMGR_SERVICE = "qmgr"
+PICKUP_SERVICE = "pickup"
 PUBLIC_DIR = "public"
 MASTER_PID_FILE = "master.pid"
 # A local trigger is one connect and one write; anything slower is a qmgr
@@ -105,10 +107,20 @@ def qmgr_path(qdir: Path) -> Path:
 def poke_qmgr(qdir: Path, request: bytes) -> bool:
     """Send the trigger bytes to qmgr's stream socket and close it (qmgr
     reads a trigger to end of file); whether they were delivered."""
+    return _poke(qmgr_path(qdir), request)
+
+
+def poke_pickup(qdir: Path) -> bool:
+    """Tell the pickup service the maildrop has mail (services/pickup.py);
+    whether the trigger was delivered."""
+    return _poke(qdir / PUBLIC_DIR / PICKUP_SERVICE, b"W")
+
+
+def _poke(path: Path, request: bytes) -> bool:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(TRIGGER_TIMEOUT)
     try:
-        sock.connect(str(qmgr_path(qdir)))
+        sock.connect(str(path))
         sock.sendall(request)
         return True
     except OSError:

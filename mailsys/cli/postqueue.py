@@ -19,7 +19,8 @@ DESCRIPTION
     scan all ignoring retry times, scan deferred, scan incoming;
     src/global/mail_flush.c). The due times are changed through the queue
     store too, so the flush happens at qmgr's next scan even if the
-    trigger is lost.
+    trigger is lost. When sendmail has left mail in the maildrop, the
+    pickup service is woken too, as Postfix's flush wakes pickup.
     -i queue_id does the same for one deferred entry; an ID that is not in
     the deferred queue is not an error (exit status 0, as in Postfix,
     where the entry may just have been delivered), but mailsys says so in
@@ -60,7 +61,7 @@ from mailsys.cli.getopt_errors import complaint
 from mailsys.config import Config
 from mailsys.errors import ConfigError, QueueError
 from mailsys.maillog.files import check_prefixes
-from mailsys.queue import Queue
+from mailsys.queue import Queue, maildrop
 
 PROGRAM = "postqueue"
 USAGE = ("usage: postqueue -f | postqueue -i queueid | postqueue -j | "
@@ -155,4 +156,6 @@ def flush(cfg: Config, qdir: Path, mode: str, arg: str | None) -> int:
     trigger = FLUSH_ALL_TRIGGER if mode == "f" else FLUSH_SOME_TRIGGER
     if not access.poke_qmgr(qdir, trigger):
         return fatal(DOWN, EX_UNAVAILABLE)
+    if mode == "f" and maildrop.pending(qdir):
+        access.poke_pickup(qdir)    # and the maildrop, as Postfix's flush does
     return EX_OK

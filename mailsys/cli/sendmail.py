@@ -64,15 +64,23 @@ DESCRIPTION
                  read. Prints "Mail Delivery Status Report will be mailed
                  to <sender>.", as Postfix's sendmail does.
 
+    When cleanup cannot be reached (the mail system is stopped), the
+    message goes into $queue_directory/maildrop instead, durably, and the
+    command succeeds as Postfix's does through postdrop: the pickup service
+    queues it once the mail system runs (mailsys.queue.maildrop,
+    services/pickup.py). Only when the maildrop cannot be written either
+    (no queue directory) does it fail, with exit status 69.
+
     The queue ID line is logged as Postfix's pickup logs it, under the tag
     "<syslog_name>/pickup" so that pflogsumm counts the message as
     received: ``QID: uid=1000 from=<alice@example.com>``.
 
 EXIT STATUS (sysexits.h)
     0 queued; 64 EX_USAGE bad command line; 65 EX_DATAERR no recipients
-    or a message cleanup refused; 69 EX_UNAVAILABLE the mail system is not
-    running; 74 EX_IOERR standard input unreadable; 75 EX_TEMPFAIL the
-    queue could not take the message now (full, write error, timeout).
+    or a message cleanup refused; 69 EX_UNAVAILABLE neither cleanup nor
+    the maildrop could take the message; 74 EX_IOERR standard input
+    unreadable; 75 EX_TEMPFAIL the queue could not take the message now
+    (full, write error, timeout).
 """
 
 from __future__ import annotations
@@ -91,6 +99,7 @@ import trio
 
 from mailsys.config import Config, load
 from mailsys.errors import ConfigError, UsageError
+from mailsys.admin import access
 from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
 from mailsys.ipc.proto.verify import USR_VRFY
@@ -98,6 +107,7 @@ from mailsys.maillog.files import check_prefixes
 from mailsys.maillog.setup import configure
 from mailsys.message.headers import header_end
 from mailsys.message.qid import new_qid
+from mailsys.queue import maildrop
 from mailsys.runtime import cleanup_client
 
 EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_IOERR, EX_TEMPFAIL = 0, 64, 65, 69, 74, 75
@@ -180,10 +190,22 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         body_type=opts.get("B", "").upper(), filter=cfg.content_filter,
         receive_override_options=tuple(cfg.receive_override_options),
         trace_flags=USR_VRFY if verify else "")
+    answered: list[bool] = []
     try:
-        reply = submit(cfg, request)
+        reply = submit(cfg, request, answered)
     except IpcUnavailable as e:
-        return _fail(f"mail system is not running ({e})", EX_UNAVAILABLE)
+        if answered:
+            # Lost after cleanup answered: it may hold the message already.
+            return _fail(f"mail system is not running ({e})", EX_UNAVAILABLE)
+        # No cleanup to talk to. As with Postfix's postdrop, the message
+        # waits in the maildrop for the pickup service; sendmail succeeds.
+        try:
+            maildrop.drop(cfg.path("queue_directory"), request)
+        except OSError as why:
+            return _fail(f"mail system is not running ({e}); cannot write to the maildrop: "
+                         f"{why.strerror or why}", EX_UNAVAILABLE)
+        access.poke_pickup(cfg.path("queue_directory"))
+        reply = None
     except IpcTimeout as e:
         return _fail(f"queue file write error: {e}", EX_TEMPFAIL)
     except RemoteError as e:
@@ -201,15 +223,17 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     return EX_OK
 
 
-def submit(cfg: Config, request: CleanupRequest) -> Queued | Rejected:
+def submit(cfg: Config, request: CleanupRequest,
+           answered: list[bool] | None = None) -> Queued | Rejected:
     """Hand one message to cleanup; Queued once it is durably queued.
-    Raises mailsys.ipc.errors.IpcError subclasses (see ipc_io).
+    Raises mailsys.ipc.errors.IpcError subclasses (see ipc_io). answered,
+    if given, gets True once cleanup has answered the connection.
 
     The pickup line is logged once cleanup has answered the connection and
     before the message is sent, as Postfix's pickup logs it when it opens
     its cleanup stream: it must come before qmgr's "from=" line, or
     pflogsumm does not count the message as received."""
-    return trio.run(_submit, cfg, request)
+    return trio.run(_submit, cfg, request, [] if answered is None else answered)
 
 
 _configured = False
@@ -224,9 +248,12 @@ def log_pickup(cfg: Config, queue_id: str, sender: str) -> None:
     structlog.get_logger().info("pickup", queue_id=queue_id, uid=os.getuid(), sender=sender)
 
 
-async def _submit(cfg: Config, request: CleanupRequest) -> Queued | Rejected:
-    return await cleanup_client.submit(
-        cfg, request, on_connect=lambda: log_pickup(cfg, request.queue_id, request.sender))
+async def _submit(cfg: Config, request: CleanupRequest, answered: list[bool]
+                  ) -> Queued | Rejected:
+    def connected() -> None:
+        answered.append(True)
+        log_pickup(cfg, request.queue_id, request.sender)
+    return await cleanup_client.submit(cfg, request, on_connect=connected)
 
 
 def _fail(text: str, status: int) -> int:

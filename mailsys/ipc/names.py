@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 
 __all__ = [
-    "ANVIL", "BOUNCE", "CLEANUP", "DEFER", "LOCAL", "POSTLOG", "QMGR", "RELAY", "SMTP",
+    "ANVIL", "BOUNCE", "CLEANUP", "DEFER", "LOCAL", "PICKUP", "POSTLOG", "QMGR", "RELAY", "SMTP",
     "SMTPD", "TRACE", "VERIFY", "PRIVATE_DIR", "PUBLIC_DIR", "private_path", "public_path",
     "TRIGGER_REQ_WAKEUP", "QMGR_REQ_SCAN_DEFERRED", "QMGR_REQ_SCAN_INCOMING",
     "QMGR_REQ_FLUSH_DEAD", "QMGR_REQ_SCAN_ALL",
@@ -35,6 +35,7 @@ DEFER = "defer"        # delay records (a bounce process, as in Postfix)
 TRACE = "trace"        # delivery records for DSN SUCCESS and sendmail -v (a bounce process)
 CLEANUP = "cleanup"
 LOCAL = "local"
+PICKUP = "pickup"      # the maildrop (public, as in Postfix)
 POSTLOG = "postlog"
 QMGR = "qmgr"
 RELAY = "relay"        # the smtp client, for relay_domains

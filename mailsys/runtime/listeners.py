@@ -212,12 +212,14 @@ def close(sock: socket.socket, ep: Endpoint) -> None:
 
 
 def make_dirs(cfg) -> None:
-    """make_dirs - queue_directory and its private/ public/ pid/ subdirectories."""
+    """make_dirs - queue_directory and its private/ public/ pid/ maildrop/ subdirectories."""
     queue = cfg.path("queue_directory")
     queue.mkdir(parents=True, exist_ok=True)
     # private/: only the mail system's own user; public/: local users may
-    # connect (Postfix uses 0710 with group postdrop; we have no such group).
-    for name, mode in (("private", 0o700), ("public", 0o711), ("pid", 0o755)):
+    # connect (Postfix uses 0710 with group postdrop; we have no such group);
+    # maildrop/: local users may leave files, not list them (mailsys.queue.maildrop).
+    for name, mode in (("private", 0o700), ("public", 0o711), ("pid", 0o755),
+                       ("maildrop", 0o1733)):
         d = queue / name
         d.mkdir(exist_ok=True)
         os.chmod(d, mode)

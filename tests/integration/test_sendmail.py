@@ -8,14 +8,19 @@ import pwd
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
-from mailsys.queue import Queue, QueueStore
+from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest
+from mailsys.message.qid import new_qid
+from mailsys.queue import Queue, QueueStore, maildrop
 
 pytestmark = pytest.mark.integration
 
 SERVICES = ["cleanup unix - - n - 0 cleanup", "anvil unix - - n - 1 anvil"]
+PICKUP = "pickup unix n - n - 1 pickup"
+QMGR = "qmgr unix n - n 300 1 qmgr"
 MESSAGE = b"Subject: hello\nTo: bob@example.org\n\nfirst line\n.\nafter the dot\n"
 
 
@@ -106,13 +111,63 @@ def test_sendmail_fix_line_endings_never_keeps_cr_as_data(mailsys_instance):
     assert content.endswith(b"\r\n\r\r\nbody\r\r\n.\r\r\nafter\r\r\n")
 
 
-def test_sendmail_errors(mailsys_instance):
+def test_sendmail_while_down_leaves_the_message_for_pickup(mailsys_instance):
+    """As Postfix's postdrop: sendmail succeeds with the mail system stopped,
+    and the message is queued by pickup when the master starts."""
     inst = mailsys_instance
-    inst.write_config(master_cf=SERVICES)
+    inst.write_config(master_cf=[*SERVICES, PICKUP], main_cf={"myorigin": "example.com"})
+    r = sendmail(inst, "-i", "-f", "alice@example.com", "bob@example.org")
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"", b"")
+    dropped = os.listdir(inst.queue_dir / "maildrop")
+    assert len(dropped) == 1 and not dropped[0].startswith(".")
+    assert not queued(inst)
+    inst.start()
+    log = inst.wait_log("from=<alice@example.com>")
+    qid = re.search(rf"mailsys/pickup\[\d+\]: (\w+): uid={os.getuid()} from=<alice@example.com>",
+                    log)
+    assert qid and qid.group(1) == dropped[0], log
+    inst.wait_log(f"{qid.group(1)}: message-id=")
+    inst.wait_until(lambda: not os.listdir(inst.queue_dir / "maildrop"))
+    inst.stop()
+    env, content = queued(inst)[qid.group(1)]
+    assert env.sender == "alice@example.com"
+    assert [r.address for r in env.recipients] == ["bob@example.org"]
+    assert content.startswith(b"Received: by mx.example.test (mailsys, from userid %d)\r\n"
+                              % os.getuid())
+    assert content.endswith(b"\r\n\r\nfirst line\r\n.\r\nafter the dot\r\n")
+
+
+def test_postqueue_f_has_pickup_queue_the_maildrop(mailsys_instance):
+    """A file in the maildrop while the system runs (as sendmail leaves one
+    when cleanup cannot be reached) is queued on postqueue -f."""
+    inst = mailsys_instance
+    inst.write_config(master_cf=[*SERVICES, PICKUP, QMGR])
+    inst.start()
+    request = CleanupRequest(queue_id=new_qid(), sender="carol@example.com",
+                             recipients=(CleanupRecipient("dave@example.org"),),
+                             content=b"Subject: dropped\r\n\r\nbody\r\n", arrival_time=time.time(),
+                             origin="sendmail", local=True, protocol="local", uid=os.getuid())
+    maildrop.drop(inst.queue_dir, request)
+    (inst.queue_dir / "maildrop" / "junk").write_bytes(b"not a request")
+    flushed = inst.cli("postqueue", "-f")
+    assert flushed.returncode == 0, flushed.stderr
+    inst.wait_log(f"{request.queue_id}: uid={os.getuid()} from=<carol@example.com>")
+    inst.wait_log("junk: not a cleanup request")
+    inst.wait_until(lambda: not os.listdir(inst.queue_dir / "maildrop"))
+    assert (inst.queue_dir / "corrupt" / "junk").read_bytes() == b"not a request"
+    inst.wait_log(f"{request.queue_id}: message-id=")
+
+
+def test_sendmail_errors(mailsys_instance, tmp_path):
+    inst = mailsys_instance
+    # Neither cleanup nor a maildrop: no queue directory at all.
+    inst.write_config(master_cf=SERVICES, main_cf={"queue_directory": str(tmp_path / "none")})
     down = sendmail(inst, "bob@example.org")
     assert down.returncode == 69
     lines = down.stderr.decode().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sendmail: fatal: mail system is not running")
+    assert "cannot write to the maildrop" in lines[0]
+    inst.write_config(master_cf=SERVICES)
     none = sendmail(inst)
     assert none.returncode == 65 and b"Recipient addresses must be specified" in none.stderr
     none_t = sendmail(inst, "-t", data=b"Subject: x\n\nno rcpt\n")

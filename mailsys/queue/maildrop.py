@@ -1,0 +1,141 @@
+"""maildrop - what sendmail leaves while the mail system is down (Postfix's maildrop queue).
+
+SYNOPSIS
+    from mailsys.queue import maildrop
+    maildrop.drop(queue_dir, request)           # a CleanupRequest; durable on return
+    for path in maildrop.waiting(queue_dir):    # oldest first
+        request = maildrop.read(path)           # CorruptDrop if unreadable
+        ...                                     # handed to cleanup: then
+        path.unlink()
+    maildrop.set_aside(queue_dir, path)         # to $queue_directory/corrupt/
+
+DESCRIPTION
+    Postfix's sendmail hands every message to postdrop, which writes it
+    into $queue_directory/maildrop whether or not the mail system runs,
+    and the pickup service later gives each file to cleanup. mailsys's
+    sendmail talks to cleanup itself; it uses this directory only when it
+    cannot reach cleanup, so that a message submitted while the mail
+    system is stopped (cron's, a script's) is queued at the next start
+    instead of lost, as with Postfix. The pickup service
+    (services/pickup.py) hands the files to cleanup when the master
+    starts, on `postqueue -f`, and when sendmail has just left one.
+
+    A file holds the CleanupRequest sendmail would have sent, as one frame
+    of the IPC codec (mailsys.ipc.codec), and is named after the request's
+    queue ID. drop() writes it under a name with a leading dot, fsyncs
+    it, renames it into place and fsyncs the directory: a file without the
+    dot is always whole, and once drop() returns it survives a crash.
+    waiting() lists only such files, oldest first.
+
+    The directory is made mode 1733, as /tmp without read access: any
+    local user may leave a file, nobody but the mail system's user lists
+    or removes another's (Postfix's is 1730, group postdrop, for its
+    set-group-ID postdrop; mailsys has no such group).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from mailsys.errors import MailsysError
+from mailsys.ipc import codec
+from mailsys.ipc.proto.cleanup import CleanupRequest
+
+__all__ = ["MAILDROP", "CorruptDrop", "directory", "drop", "pending", "read", "set_aside", "waiting"]
+
+MAILDROP = "maildrop"
+CORRUPT = "corrupt"
+MODE = 0o1733
+
+
+class CorruptDrop(MailsysError):
+    """A maildrop file that does not hold a cleanup request."""
+
+
+def directory(queue_dir: Path) -> Path:
+    """directory - $queue_directory/maildrop, made (mode 1733) if missing."""
+    path = Path(queue_dir) / MAILDROP
+    try:
+        path.mkdir()
+    except FileExistsError:
+        return path
+    os.chmod(path, MODE)
+    return path
+
+
+def drop(queue_dir: Path, request: CleanupRequest) -> Path:
+    """drop - write request into the maildrop; durable once this returns.
+
+    Raises OSError when the queue directory is missing or the file cannot
+    be written (nothing is left behind then)."""
+    if not Path(queue_dir).is_dir():
+        raise FileNotFoundError(f"no queue directory {queue_dir}")
+    folder = directory(queue_dir)
+    data = codec.encode(request)
+    final = folder / request.queue_id
+    temp = folder / f".{request.queue_id}.{os.getpid()}"
+    try:
+        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600),
+                  "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(temp, final)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+    return final
+
+
+def waiting(queue_dir: Path) -> list[Path]:
+    """waiting - the whole files in the maildrop, oldest first."""
+    try:
+        entries = list(os.scandir(Path(queue_dir) / MAILDROP))
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in entries:
+        if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
+            continue
+        try:
+            found.append((entry.stat(follow_symlinks=False).st_mtime, entry.name))
+        except FileNotFoundError:
+            continue                    # picked up meanwhile
+    return [Path(queue_dir) / MAILDROP / name for _, name in sorted(found)]
+
+
+def read(path: Path) -> CleanupRequest:
+    """read - the request in one maildrop file; CorruptDrop if it holds none."""
+    data = path.read_bytes()
+    try:
+        request = codec.decode(data)
+    except Exception as e:          # the codec's own errors, and a torn frame
+        raise CorruptDrop(f"{path.name}: not a cleanup request: {e}") from None
+    if not isinstance(request, CleanupRequest):
+        raise CorruptDrop(f"{path.name}: not a cleanup request: {type(request).__name__}")
+    return request
+
+
+def set_aside(queue_dir: Path, path: Path) -> Path:
+    """set_aside - move a maildrop file pickup cannot queue to corrupt/."""
+    folder = Path(queue_dir) / CORRUPT
+    folder.mkdir(mode=0o700, exist_ok=True)
+    target = folder / path.name
+    shutil.move(path, target)
+    return target
+
+
+def pending(queue_dir: Path) -> bool:
+    """pending - whether any whole file waits in the maildrop."""
+    return bool(waiting(queue_dir))
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
