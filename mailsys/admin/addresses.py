@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 
 from mailsys.maillog.postfix import printable
+from mailsys.message.address import QUOTED_STRING
 
 NULL_SENDER = "MAILER-DAEMON"
 
@@ -27,7 +28,8 @@ def quote_local(address: str) -> str:
     local, at, domain = address.rpartition("@")
     if not at:
         local, domain = address, ""
-    if local and not _DOT_ATOM.fullmatch(local):
+    # The queue holds the external form: a local part quoted already stays.
+    if local and not _DOT_ATOM.fullmatch(local) and not QUOTED_STRING.fullmatch(local):
         local = '"' + local.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return f"{local}{at}{domain}"
 

@@ -47,13 +47,18 @@ _SPECIALS_822 = '()<>@,;:\\".[]'
 # space or a control character, or when its dots do not separate atoms
 # (quote_822_local.c is_822_dot_string).
 _NEEDS_QUOTE = re.compile(r'[()<>@,;:\\"\[\] \x00-\x1f\x7f]|^\.|\.\.|\.$|^$')
+# A local part that is one whole quoted-string (RFC 5321 4.1.2).
+QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
 def quote_822_local(addr: str) -> str:
-    """quote_822_local - ``"a b"@example.com`` for ``a b@example.com``; other addresses unchanged."""
+    """quote_822_local - ``"a b"@example.com`` for ``a b@example.com``; other
+    addresses unchanged, among them one quoted already: the queue holds
+    addresses as smtpd received them, ``"a b"@example.com`` (external form),
+    and quoting that again gave ``"\\"a b\\""@example.com``."""
     at = addr.rfind("@")
     local, domain = (addr[:at], addr[at:]) if at >= 0 else (addr, "")
-    if not addr or not _NEEDS_QUOTE.search(local):
+    if not addr or not _NEEDS_QUOTE.search(local) or QUOTED_STRING.fullmatch(local):
         return addr
     escaped = local.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"{domain}'

@@ -304,3 +304,56 @@ def test_sendmail_mail_is_delivered(mailsys_instance, tmp_path):
     assert sorted((m.sender, m.rcpts[0]) for m in sink.messages) == [
         ("", "r2@ok.test"), ("alice@example.com", "r1@ok.test")]
     assert site.tool("mailq").stdout == "Mail queue is empty\n"
+
+
+def test_quoted_local_parts_are_shown_quoted_once(mailsys_instance, tmp_path):
+    """An address whose local part needs quotes comes out of every tool and
+    header as Postfix 3.7.11 prints it, quoted once: mailq
+    ``"john doe"@example.com``, postqueue -j ``"\\"john doe\\"@example.com"``,
+    the From: cleanup adds ``From: "john doe"@example.com``, the virtual
+    agent's ``Return-Path: <"john doe"@example.com>``. A plain address and
+    the null sender are shown as before."""
+    inst = mailsys_instance
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as port:
+        site = live.build(inst, tmp_path, port)
+
+        def send(sender: str, *rcpts: str) -> str:
+            with smtplib.SMTP("127.0.0.1", site.smtpd_port, timeout=10) as s:
+                s.ehlo("client.example.org")
+                assert s.docmd(f"MAIL FROM:<{sender}>")[0] == 250
+                for rcpt in rcpts:
+                    assert s.docmd(f"RCPT TO:<{rcpt}>")[0] == 250, rcpt
+                code, text = s.data(b"Subject: no From header\r\n\r\nbody\r\n")
+                assert code == 250, text
+            return text.decode().rsplit("queued as ", 1)[1].strip()
+
+        quoted = send('"john doe"@example.com', '"odd,name"@dead.test', "bob@example.com")
+        plain = send("alice@example.com", "x1@dead.test")
+        null = send("", "x2@dead.test")
+        for qid in (quoted, plain, null):
+            inst.wait_until(lambda qid=qid: queue_of(site, qid) == "deferred", timeout=20)
+        [mail] = list((site.vmail / "example.com" / "bob" / "new").iterdir())
+
+    lines = site.tool("mailq").stdout.splitlines()
+    # The sender or recipient starts in column 48 (showq_compat.c formats).
+    shown = [line[47:] for line in lines[1:] if line and not line.lstrip().startswith("(")
+             and not line.startswith("--")]
+    assert sorted(shown) == sorted(['"john doe"@example.com', '"odd,name"@dead.test',
+                                    "alice@example.com", "x1@dead.test",
+                                    "MAILER-DAEMON", "x2@dead.test"])
+    jobs = {json.loads(line)["queue_id"]: json.loads(line)
+            for line in site.tool("postqueue", "-j").stdout.splitlines()}
+    assert '"sender": "\\"john doe\\"@example.com"' in json.dumps(jobs[quoted])
+    assert jobs[quoted]["recipients"][0]["address"] == '"odd,name"@dead.test'
+    assert (jobs[plain]["sender"], jobs[null]["sender"]) == ("alice@example.com", "MAILER-DAEMON")
+
+    header = site.tool("postcat", "-q", quoted).stdout
+    assert '\nFrom: "john doe"@example.com\n' in header
+    assert "\nFrom: alice@example.com\n" in site.tool("postcat", "-q", plain).stdout
+    assert "\nFrom: MAILER-DAEMON\n" in site.tool("postcat", "-q", null).stdout
+    data = mail.read_bytes()
+    assert data.startswith(b'Return-Path: <"john doe"@example.com>\n')
+    assert b'\nFrom: "john doe"@example.com\n' in data
+    # The log keeps the external form it always had (info_log_address_format).
+    assert f'{quoted}: from=<"john doe"@example.com>' in inst.log_text()

@@ -18,6 +18,11 @@ from mailsys.message.address import comment_text, phrase_text, quote_822_local
     ("postmaster", "postmaster"),
     ("jörg@example.com", "jörg@example.com"),      # 8-bit is left alone
     ("", ""),
+    # The external form the queue holds is quoted already: left as it is.
+    ('"john doe"@example.com', '"john doe"@example.com'),
+    ('"odd,name"@example.com', '"odd,name"@example.com'),
+    ('"say\\"hi\\""@example.com', '"say\\"hi\\""@example.com'),
+    ('"a"b@example.com', '"\\"a\\"b"@example.com'),  # not one quoted-string
 ])
 def test_quote_822_local(addr, expected):
     assert quote_822_local(addr) == expected
