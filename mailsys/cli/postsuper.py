@@ -19,9 +19,12 @@ DESCRIPTION
         -e  force expiry                    hold incoming active deferred
         -f  force expiry, release if held   hold incoming active deferred
 
-    Each entry changed is reported on standard error and in the mail log
-    ("postsuper: QID: removed", "placed on hold", "released from hold", "requeued",
-    "expired"), then one summary line per requested operation, printed
+    Each entry named by queue ID (an argument or a line of standard input)
+    that is changed is reported on standard error and in the mail log
+    ("postsuper: QID: removed", "placed on hold", "released from hold",
+    "requeued", "expired"); entries changed through ALL are only counted,
+    as Postfix's mass operations in postsuper.c super() count and do not
+    log. Then comes one summary line per requested operation, printed
     even when the count is 0 ("postsuper: Deleted: 0 messages"). A queue
     ID found in none of the queues is reported as a warning and is not an
     error. Operations run in this order: delete, requeue, hold, expire,
@@ -255,11 +258,17 @@ def not_found(qid: str, queues: Iterable[Queue]) -> None:
     report(f"not found in queue {' '.join(q.value for q in queues)}", qid, warning=True)
 
 
+def changed(text: str, qid: str, named: bool) -> None:
+    """Report one entry changed when it was named by queue ID; ALL only counts."""
+    if named:
+        report(text, qid)
+
+
 def delete(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
            counts: Counts, named: bool) -> None:
     removed = store.remove_many(qids, src=queues)
     for qid in removed:
-        report("removed", qid)
+        changed("removed", qid, named)
     counts.deleted += len(removed)
     if named:
         for qid in sorted(set(qids) - set(removed), key=qids.index):
@@ -271,7 +280,7 @@ def hold(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
     sources = tuple(q for q in queues if q is not Queue.HOLD)
     moved = store.move_many(qids, sources, Queue.HOLD) if sources else []
     for qid in moved:
-        report("placed on hold", qid)
+        changed("placed on hold", qid, named)
     counts.held += len(moved)
     if named:
         for qid in sorted(set(qids) - set(moved), key=qids.index):
@@ -308,13 +317,13 @@ def release(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
     def fn(qid: str, queue: Queue) -> None:
         if queue is not Queue.HOLD:
             raise NoSuchEntry(qid)
-        _release(store, qid, counts)
+        _release(store, qid, counts, named)
     _each(store, qids, queues, named, fn)
 
 
-def _release(store: QueueStore, qid: str, counts: Counts) -> None:
+def _release(store: QueueStore, qid: str, counts: Counts, named: bool) -> None:
     store.update(qid, src=Queue.HOLD, dst=Queue.DEFERRED, next_attempt=time.time())
-    report("released from hold", qid)
+    changed("released from hold", qid, named)
     counts.released += 1
 
 
@@ -329,7 +338,7 @@ def requeue(requeuer: Requeuer, store: QueueStore, qids: list[str],
         if requeuer.down and not was_down:
             report("mail system is down: requeued in place, under the same queue ID",
                    warning=True)
-        report("requeued", qid)
+        changed("requeued", qid, named)
         counts.requeued += 1
     _each(store, qids, queues, named, fn)
 
@@ -339,10 +348,10 @@ def _expire(release_held: bool):
            counts: Counts, named: bool) -> None:
         def fn(qid: str, queue: Queue) -> None:
             store.update(qid, src=queue, forced_expire=True)
-            report("expired", qid)
+            changed("expired", qid, named)
             counts.expired += 1
             if release_held and queue is Queue.HOLD:
-                _release(store, qid, counts)
+                _release(store, qid, counts, named)
         _each(store, qids, queues, named, fn)
     return op
 

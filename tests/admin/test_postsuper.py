@@ -42,9 +42,11 @@ def test_results_go_to_the_mail_log(capsys, setup, queue):
 def test_delete_all_in_one_queue(capsys, setup, queue):
     status, _, err = run_tool(capsys, setup, "postsuper", "-d", "ALL", "deferred")
     assert status == 0
-    assert err.splitlines()[-1] == "postsuper: Deleted: 2 messages"
-    assert sorted(err.splitlines()[:-1]) == sorted(
-        f"postsuper: {queue[n]}: removed" for n in ("bounce", "long"))
+    # ALL is a mass operation: Postfix counts, printing and logging only the sum.
+    assert err == "postsuper: Deleted: 2 messages\n"
+    log = (setup.config_dir.parent / "log" / "mail.log").read_text().splitlines()
+    assert [line.split("]: ", 1)[1] for line in log if "/postsuper[" in line] == [
+        "Deleted: 2 messages"]
     assert queues(setup, queue) == {"active": Queue.ACTIVE, "incoming": Queue.INCOMING,
                                     "bounce": None, "long": None, "held": Queue.HOLD}
 
@@ -107,14 +109,21 @@ def test_ids_from_stdin(capsys, setup, queue, monkeypatch):
     assert q["active"] is q["incoming"] is Queue.HOLD
 
 
+def test_expire_all_prints_only_the_sum(capsys, setup, queue):
+    status, _, err = run_tool(capsys, setup, "postsuper", "-e", "ALL", "hold")
+    assert (status, err) == (0, "postsuper: Force-expired: 1 message\n")
+    status, _, err = run_tool(capsys, setup, "postsuper", "-e", queue["long"])
+    assert (status, err) == (0, f"postsuper: {queue['long']}: expired\n"
+                                "postsuper: Force-expired: 1 message\n")
+
+
 def test_hold_all_and_release_all(capsys, setup, queue):
     status, _, err = run_tool(capsys, setup, "postsuper", "-h", "ALL")
-    assert status == 0 and err.endswith("postsuper: Placed on hold: 4 messages\n")
+    assert (status, err) == (0, "postsuper: Placed on hold: 4 messages\n")
     assert set(queues(setup, queue).values()) == {Queue.HOLD}
     before = time.time()
     status, _, err = run_tool(capsys, setup, "postsuper", "-H", "ALL")
-    assert status == 0 and err.endswith("postsuper: Released from hold: 5 messages\n")
-    assert err.count("released from hold\n") == 5
+    assert (status, err) == (0, "postsuper: Released from hold: 5 messages\n")
     found = entries(setup.queue_dir)
     assert {q for _, q in found.values()} == {Queue.DEFERRED}
     assert all(before <= env.next_attempt <= time.time() for env, _ in found.values())

@@ -183,8 +183,7 @@ def test_postsuper_under_a_running_qmgr(states):
 
     # Release, then requeue: qmgr takes it in again and defers it again.
     r = site.tool("postsuper", "-H", "ALL")
-    assert r.stderr == (f"postsuper: {q.held}: released from hold\n"
-                        "postsuper: Released from hold: 1 message\n")
+    assert r.stderr == "postsuper: Released from hold: 1 message\n"       # ALL: the sum only
     assert queue_of(site, q.held) == "deferred"
     arrival = {json.loads(l)["queue_id"]: json.loads(l)["arrival_time"]
                for l in site.tool("postqueue", "-j").stdout.splitlines()}[q.held]
@@ -209,7 +208,7 @@ def test_postsuper_under_a_running_qmgr(states):
 
     # Hold everything deferred, then release by queue name.
     r = site.tool("postsuper", "-h", "ALL", "deferred")
-    assert r.stderr.endswith("postsuper: Placed on hold: 3 messages\n")
+    assert r.stderr == "postsuper: Placed on hold: 3 messages\n"
     assert site.tool("mailq").stdout.count("!") == 3
     assert site.tool("postsuper", "-H", "ALL", "hold").stderr.endswith(
         "Released from hold: 3 messages\n")
@@ -223,7 +222,7 @@ def test_postsuper_under_a_running_qmgr(states):
     assert r.returncode == 0 and r.stderr == (f"postsuper: {q.dead}: removed\n"
                                               "postsuper: Deleted: 1 message\n")
     r = site.tool("postsuper", "-d", "ALL", "deferred")
-    assert r.stderr.endswith("postsuper: Deleted: 2 messages\n")
+    assert r.stderr == "postsuper: Deleted: 2 messages\n"
     assert site.tool("mailq").stdout == "Mail queue is empty\n"
     assert site.tool("postqueue", "-j").stdout == ""
     # qmgr is still at work: new mail is delivered.
