@@ -97,9 +97,9 @@ from pathlib import Path
 import structlog
 import trio
 
+from mailsys.admin import access
 from mailsys.config import Config, load
 from mailsys.errors import ConfigError, UsageError
-from mailsys.admin import access
 from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
 from mailsys.ipc.proto.verify import USR_VRFY

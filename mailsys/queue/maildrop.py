@@ -27,10 +27,12 @@ DESCRIPTION
     dot is always whole, and once drop() returns it survives a crash.
     waiting() lists only such files, oldest first.
 
-    The directory is made mode 1733, as /tmp without read access: any
-    local user may leave a file, nobody but the mail system's user lists
-    or removes another's (Postfix's is 1730, group postdrop, for its
-    set-group-ID postdrop; mailsys has no such group).
+    The directory is mode 0700, as private/ with the cleanup socket: only
+    the mail system's own user writes there, so pickup may trust what a
+    file says (its uid, its flags). Postfix's is 1730, group postdrop,
+    written through its set-group-ID postdrop, which records the real uid;
+    mailsys has no such program, and a directory other users could write
+    would let them hand cleanup requests it trusts.
 """
 
 from __future__ import annotations
@@ -47,7 +49,7 @@ __all__ = ["MAILDROP", "CorruptDrop", "directory", "drop", "pending", "read", "s
 
 MAILDROP = "maildrop"
 CORRUPT = "corrupt"
-MODE = 0o1733
+MODE = 0o700
 
 
 class CorruptDrop(MailsysError):
@@ -55,7 +57,7 @@ class CorruptDrop(MailsysError):
 
 
 def directory(queue_dir: Path) -> Path:
-    """directory - $queue_directory/maildrop, made (mode 1733) if missing."""
+    """directory - $queue_directory/maildrop, made (mode 0700) if missing."""
     path = Path(queue_dir) / MAILDROP
     try:
         path.mkdir()

@@ -217,9 +217,10 @@ def make_dirs(cfg) -> None:
     queue.mkdir(parents=True, exist_ok=True)
     # private/: only the mail system's own user; public/: local users may
     # connect (Postfix uses 0710 with group postdrop; we have no such group);
-    # maildrop/: local users may leave files, not list them (mailsys.queue.maildrop).
+    # maildrop/: sendmail's messages while cleanup is unreachable, written as
+    # the mail system's own user, as private/ (mailsys.queue.maildrop).
     for name, mode in (("private", 0o700), ("public", 0o711), ("pid", 0o755),
-                       ("maildrop", 0o1733)):
+                       ("maildrop", 0o700)):
         d = queue / name
         d.mkdir(exist_ok=True)
         os.chmod(d, mode)
