@@ -486,7 +486,7 @@ _TABLE: tuple[Param, ...] = (
     P("smtpd_noop_commands", List, "", "Commands answered 250 Ok without checks or a change of state"),
     P("smtpd_command_filter", Str, "",
       "A table that replaces SMTP commands (as received, leading blanks off) before they run"),
-    P("smtpd_forbidden_commands", List, "CONNECT, GET, POST",
+    P("smtpd_forbidden_commands", List, "CONNECT GET POST regexp:{{/^[^A-Z]/ Bogus}}",
       "Commands that end the session as non-SMTP (as do header-like lines)"),
     P("smtpd_authorized_xclient_hosts", List, "", "Clients allowed to use XCLIENT"),
     P("smtpd_authorized_xforward_hosts", List, "", "Clients allowed to use XFORWARD"),

@@ -98,13 +98,19 @@ def _match(rules: tuple, key: str) -> str | None:
     return None
 
 
-def read_regexp(spec: str, path: Path, warn: Warn, *, pcre: bool) -> RegexpTable:
-    """Parse the regexp (or pcre) table file at path; see the module description."""
-    file = str(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape")
-    except OSError as e:
-        raise ConfigError(f"open {file}: {e.strerror}") from None
+def read_regexp(spec: str, path: Path | None, warn: Warn, *, pcre: bool,
+                rules: tuple[str, ...] = ()) -> RegexpTable:
+    """Parse the regexp (or pcre) table file at path; see the module
+    description. Without a path, the rules are the table's lines (an
+    inline table, Postfix 3.7's ``regexp:{ {/a/ b}, {/c/ d} }``)."""
+    if path is None:
+        file, text = spec, "\n".join(rules)
+    else:
+        file = str(path)
+        try:
+            text = path.read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError as e:
+            raise ConfigError(f"open {file}: {e.strerror}") from None
     reader = _Reader(f"{'pcre' if pcre else 'regexp'} map {file}", pcre, warn)
     stack: list[list[_Rule]] = [[]]
     opened: list[_Rule] = []

@@ -217,11 +217,26 @@ def _unix(spec: str, name: str, cfg, warn: Warn) -> Table:
 # -- regexp and pcre: regexp_table.py ---------------------------------------------
 
 def _regexp(spec: str, name: str, cfg, warn: Warn) -> Table:
-    return read_regexp(spec, table_path(name, cfg), warn, pcre=False)
+    return _patterns(spec, name, cfg, warn, pcre=False)
 
 
 def _pcre(spec: str, name: str, cfg, warn: Warn) -> Table:
-    return read_regexp(spec, table_path(name, cfg), warn, pcre=True)
+    return _patterns(spec, name, cfg, warn, pcre=True)
+
+
+def _patterns(spec: str, name: str, cfg, warn: Warn, *, pcre: bool) -> Table:
+    """A regexp or pcre file, or (Postfix 3.7) the rules inline, each in
+    braces: ``regexp:{ {/^[^A-Z]/ Bogus}, {/x/ y} }``."""
+    if not name.startswith("{"):
+        return read_regexp(spec, table_path(name, cfg), warn, pcre=pcre)
+    if not name.endswith("}"):
+        raise ConfigError(f'bad inline table syntax: "{spec}": expected '
+                          f'{spec.partition(":")[0]}:{{ {{rule}}, ... }}')
+    try:
+        rules = split_list(name[1:-1])
+    except BadValue as e:
+        raise ConfigError(f"{e} in {spec}") from None
+    return read_regexp(spec, None, warn, pcre=pcre, rules=rules)
 
 
 # -- lmdb -------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ from mailsys.ipc import names
 from mailsys.ipc.proto.cleanup import PROTOCOL as CLEANUP_PROTOCOL
 from mailsys.policy.anvil import ClientLimits
 from mailsys.policy.netmatch import ClientMatcher, parse_address
+from mailsys.policy.postscreen_smtp import CommandList
 from mailsys.policy.restrictions import Restrictions
 from mailsys.qmgr.settings import routing_settings
 from mailsys.routing import Route, RoutingSettings, first_lookup, resolve
@@ -242,7 +243,8 @@ class SmtpdServer:
             forbid_bare_newline={"yes": "normalize", "normalize": "normalize",
                                  "reject": "reject"}.get(forbid, "no"),
             bare_newline_reject_code=cfg.smtpd_forbid_bare_newline_reject_code,
-            forbid_commands=tuple(cfg.smtpd_forbidden_commands),
+            forbid_match=CommandList.compile(cfg.smtpd_forbidden_commands,
+                                             lambda spec: open_table(spec, cfg)).match,
             noop_commands=tuple(cfg.smtpd_noop_commands),
             command_filter=open_table(cfg.smtpd_command_filter, cfg).lookup
             if cfg.smtpd_command_filter else None,

@@ -561,7 +561,9 @@ class ServerConnection:
         if handler is None:
             self._begin("unknown")
             self.where = "UNKNOWN"
-            if g.HEADER_LIKE_RE.match(verb) or verb in s.forbid_commands:
+            forbidden = verb in s.forbid_commands if s.forbid_match is None \
+                else s.forbid_match(words[0])
+            if g.HEADER_LIKE_RE.match(verb) or forbidden:
                 raise self._fail(R.BREAK_RULES, f"non-SMTP command: {text[:100]}",
                                  counts_as_error=False)
             if self.access_denied is not None:

@@ -62,6 +62,10 @@ class Settings:
     bare_newline_reject_code: int = 550
     # smtpd_forbid_cmds (CONNECT GET POST): answered with 221 2.7.0 and a hangup.
     forbid_commands: tuple[str, ...] = ("CONNECT", "GET", "POST")
+    # ... or, when given, whether the command word as sent is one (the whole
+    # string list: words, !words and tables, as smtpd_forbidden_commands'
+    # default regexp:{{/^[^A-Z]/ Bogus}}); forbid_commands is then unused.
+    forbid_match: Callable[[str], bool] | None = None
     # smtpd_noop_commands: verbs answered "250 Ok" before anything else
     # looks at them, not in the disconnect statistics.
     noop_commands: tuple[str, ...] = ()

@@ -52,6 +52,20 @@ def test_inline(cfg):
         open_table("inline:a=1", cfg)
 
 
+def test_inline_regexp_and_pcre(cfg):
+    """Postfix 3.7: the rules of a regexp or pcre table inline, each in braces
+    (smtpd_forbidden_commands' default regexp:{{/^[^A-Z]/ Bogus}})."""
+    t = open_table("regexp:{{/^[^A-Z]/ Bogus}}", cfg)
+    assert [t.lookup(k) for k in (".", "1234", "-x", "foo", "FOO")] == [
+        "Bogus", "Bogus", "Bogus", None, None]
+    t = open_table("pcre:{ {/^a(.)/ first $1}, {!/^a/ other} }", cfg)
+    assert (t.lookup("abc"), t.lookup("xyz")) == ("first b", "other")
+    with pytest.raises(ConfigError, match='missing "}"'):
+        open_table("regexp:{ {/a/ b}", cfg)
+    with pytest.raises(ConfigError, match="bad inline table syntax"):
+        open_table("regexp:{ {/a/ b} x", cfg)
+
+
 def test_static(cfg):
     assert open_table("static:relay:[mx.example]:25", cfg).lookup("anything") == "relay:[mx.example]:25"
     assert open_table("static:{ two words }", cfg).lookup("x") == "two words"

@@ -518,6 +518,23 @@ async def test_non_smtp_command_is_logged_escaped_as_postfix_does(make_config):
     assert note["log_level"] == "warning"
 
 
+@pytest.mark.parametrize("line", [".", "1234", "-x", "connect example.org:443"])
+@trio_test
+async def test_default_forbidden_commands_catch_non_smtp_lines(make_config, line):
+    """Postfix 3.7's default smtpd_forbidden_commands ends in
+    regexp:{{/^[^A-Z]/ Bogus}}: a command word that does not start with a
+    letter (the "." of a body sent after DATA was refused) ends the
+    session as non-SMTP, as CONNECT does in any case; an unknown word
+    that starts with one is only not recognized."""
+    cfg = make_config(**PARAMS)
+    got, logs = await converse(cfg, f"EHLO c\r\n{line}\r\nNOOP\r\n".encode(), 2)
+    assert got[1:] == ["221 2.7.0 Error: I can break rules, too. Goodbye."]
+    assert [e["event"] for e in logs if e["event"].startswith("non-SMTP")] == [
+        f"non-SMTP command from client.example[192.0.2.7]: {line}"]
+    got, _ = await converse(cfg, b"EHLO c\r\nhello world\r\nNOOP\r\n", 3)
+    assert got[1:] == ["500 5.5.2 Error: command not recognized", "250 2.0.0 Ok"]
+
+
 @trio_test
 async def test_waiting_client_is_not_noted(make_config):
     cfg = make_config(**PARAMS)
