@@ -515,8 +515,10 @@ def _class_route(domain: str, s: RoutingSettings, sender: str | None = None) -> 
 def resolve(address: str, settings: RoutingSettings, sender: str | None = None) -> Route:
     """resolve - the transport and next hop for one (fully qualified) recipient.
 
-    An address without a domain is local (cleanup qualifies addresses with
-    $myorigin before they reach the queue). sender, the envelope sender
+    An address without a domain (smtpd's "RCPT TO:<user>"; cleanup
+    qualifies queued ones with $myorigin) resolves as user@$myhostname, as
+    resolve.c re-resolves it: local when $myhostname is in $mydestination,
+    relayed like any other address when it is not. sender, the envelope sender
     ("" for the null sender), is looked up in the sender-dependent maps;
     None skips them.
 
@@ -534,8 +536,11 @@ def resolve(address: str, settings: RoutingSettings, sender: str | None = None) 
     if not domain:
         if address.endswith("@") and not settings.resolve_null_domain:
             return BAD_SYNTAX
-        transport, nexthop = split_transport(settings.local_transport)
-        route = Route(transport, nexthop or settings.myhostname, AddressClass.LOCAL)
+        # resolve.c: "Re-resolve with @$myhostname for backwards
+        # compatibility": local only when $myhostname is (mydestination).
+        domain = settings.myhostname.lower().rstrip(".")
+        address = f"{address.removesuffix('@')}@{domain}"
+        route = _class_route(domain, settings, sender)
     else:
         if numeric_name(domain):
             literal = settings.resolve_numeric_domain and numeric_literal(domain)

@@ -401,6 +401,8 @@ def test_null_and_numeric_domains_are_bad_syntax_unless_resolved():
     assert resolve("u@192.0.2.25", BASE) == bad
     assert resolve("u@example.123", BASE) == Route("smtp", "example.123", D)
     assert resolve("u", BASE) == Route("local", "mx.example.com", L)
+    # ... as u@$myhostname (resolve.c): relayed when $myhostname is not local.
+    assert resolve("u", replace(BASE, myhostname="out.example")) == Route("smtp", "out.example", D)
     null = replace(BASE, resolve_null_domain=True)
     assert resolve("u@", null) == Route("local", "mx.example.com", L)
     numeric = replace(BASE, resolve_numeric_domain=True)

@@ -162,8 +162,11 @@ class AddressResolver:
                         inner = f"{inner[:pct]}@{inner[pct + 1:]}"
                     addr = inner
                     continue
-            # An address without a domain is local (trivial-rewrite resolves
-            # it at $myhostname).
+            if not saved_domain and self.myhostname:
+                # resolve.c: "Re-resolve with @$myhostname for backwards
+                # compatibility": local only when $myhostname is.
+                addr = f"{addr}@{self.myhostname}"
+                continue
             return Resolved(addr, saved_domain or self.myhostname, DomainClass.LOCAL, False)
         # Too many rewriting steps: refuse to treat it as ours.
         return Resolved(addr, "", DomainClass.DEFAULT, True)

@@ -29,3 +29,15 @@ def test_a_numeric_domain_is_its_address_literal_with_resolve_numeric_domain():
 def test_the_null_domain_resolves_at_myhostname():
     assert resolver(False).resolve("u@") == resolver(False).resolve("u")
     assert resolver(False).resolve("u@").cls is DomainClass.LOCAL
+
+
+def test_no_domain_is_local_only_when_myhostname_is():
+    # resolve.c re-resolves "u" as u@$myhostname: with $myhostname outside
+    # $mydestination (Postfix 3.7.11, mydestination empty) RCPT TO:<x> was
+    # relayed, "554 5.7.1 <x>: Relay access denied" from outside mynetworks.
+    none = DomainMatcher.compile([])
+    elsewhere = AddressResolver(DomainMatcher.compile(["example.org"]), none, none, none,
+                                frozenset(), "mx.example", True, True, True, False)
+    got = elsewhere.resolve("u")
+    assert (got.cls, got.domain) == (DomainClass.DEFAULT, "mx.example")
+    assert resolver(False).resolve("u").cls is DomainClass.LOCAL

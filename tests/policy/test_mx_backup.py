@@ -14,7 +14,8 @@ RELAY_DENIED = "554 5.7.1 <bob@remote.example>: Relay access denied"
 
 
 def make(**over):
-    settings = {"mydestination": (ME, "example.test"), "relay_domains": ("relayed.example",),
+    settings = {"myhostname": ME, "mydestination": (ME, "example.test"),
+                "relay_domains": ("relayed.example",),
                 "inet_interfaces": ("127.0.0.1",), "local_recipient_maps": (),
                 "mynetworks": ("192.168.0.0/16",),
                 "smtpd_relay_restrictions": ("permit_mx_backup", "reject_unauth_destination"),

@@ -167,6 +167,23 @@ async def test_helo_restrictions_without_delay_reject(make_config):
     assert (reject["command"], reject["helo"], reject["noqueue"]) == ("HELO", "localhost", True)
 
 
+@pytest.mark.parametrize("mydestination, reply", [
+    ("example.test", "454 4.7.1 <x>: Relay access denied"),
+    ("$myhostname", "250 2.1.5 Ok"),
+])
+@trio_test
+async def test_recipient_without_domain_is_local_only_when_myhostname_is(make_config,
+                                                                          mydestination, reply):
+    """resolve.c re-resolves "user" as user@$myhostname: with $myhostname
+    not in $mydestination it is relayed like any other address (Postfix
+    3.7.11: "554 5.7.1 <x>: Relay access denied" from outside
+    $mynetworks, where mailsys took it for a local user)."""
+    cfg = make_config(**{**PARAMS, "mydestination": mydestination})
+    got, _ = await converse(cfg, b"EHLO c.example\r\nMAIL FROM:<s@c.example>\r\n"
+                                 b"RCPT TO:<x>\r\n", 3)
+    assert got[2] == reply
+
+
 @trio_test
 async def test_relay_denied_is_logged_as_postfix_does(make_config):
     cfg = make_config(**PARAMS)
