@@ -704,6 +704,8 @@ class ServerConnection:
                                          auth_active=bool(s.auth_offered(tls_active=self.tls_active)))
         except ParamError as e:
             raise self._fail(e.reply, "bad MAIL parameter") from None
+        if path.address and _bad_address(path.address, s, bool(fields.get("smtputf8"))):
+            raise self._fail(R.BAD_SENDER, f"{ILLEGAL_ADDRESS}{m.group('path')}")
         size = fields.get("size")
         if s.message_size_limit and isinstance(size, int) and size > s.message_size_limit:
             err = self._fail(R.SIZE_EXCEEDS_LIMIT, "SIZE exceeds limit")
@@ -732,7 +734,8 @@ class ServerConnection:
         path = parse_path(m.group("path"), allow_null=False)
         if path is None and s.resolve_null_domain:
             path = parse_null_domain_path(m.group("path"))
-        if path is None or _unresolvable(path.address, s):
+        if path is None or _unresolvable(path.address, s) or _bad_address(
+                path.address, s, self.mail is not None and self.mail.smtputf8):
             raise self._fail(R.BAD_RECIPIENT, f"{ILLEGAL_ADDRESS}{m.group('path')}")
         try:
             params, notify, orcpt = rcpt_params(m.group("params").split(), s)
@@ -832,7 +835,7 @@ class ServerConnection:
         # The refusal of a bad address waits for the policy (see ev.Vrfy).
         arg = " ".join(words)
         address = extract_address(arg)
-        if address is None or _bad_vrfy_address(address, self.settings, smtputf8):
+        if address is None or _bad_address(address, self.settings, smtputf8):
             return ev.Vrfy(arg, None)
         if self.settings.strict_smtputf8 and not smtputf8 and not arg.isascii():
             raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
@@ -938,9 +941,9 @@ def _unresolvable(address: str, s: Settings) -> bool:
     return False
 
 
-def _bad_vrfy_address(address: str, s: Settings, smtputf8: bool) -> bool:
-    """An extracted VRFY address that smtpd_check_addr() refuses: none at
-    all, or one the resolver flags (resolve.c: the domain after the last
+def _bad_address(address: str, s: Settings, smtputf8: bool) -> bool:
+    """An extracted MAIL, RCPT or VRFY address that smtpd_check_addr()
+    refuses ("Illegal address syntax"): none at all, or one the resolver flags (resolve.c: the domain after the last
     "@" must be a host name, one trailing dot allowed, or a valid
     [address] literal; "user@" only with resolve_null_domain). A domain
     that is not ASCII needs the SMTPUTF8 keyword (Postfix 3.7.11: "VRFY

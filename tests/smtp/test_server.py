@@ -215,6 +215,25 @@ def test_null_and_numeric_domains_follow_resolve_null_domain_and_resolve_numeric
     assert run(b"MAIL FROM:<a@1.2.3.4>\r\n").replies == ["501 5.1.7 Bad sender address syntax"]
 
 
+def test_mail_and_rcpt_domains_are_host_names_or_address_literals():
+    """smtpd_check_addr() as for VRFY: Postfix 3.7.11 answered these 501
+    (and logged "Illegal address syntax ... in MAIL command"), where the
+    same addresses with a 63-character label, a good literal or SMTPUTF8
+    for a UTF-8 domain got 250."""
+    bad_mail, bad_rcpt = "501 5.1.7 Bad sender address syntax", "501 5.1.3 Bad recipient address syntax"
+    for domain in ("[300.0.0.1]", "[1.2.3]", "[IPv6:zz]", "[foo]", "y" * 64 + ".net",
+                   ".".join(["y"] * 130) + ".net", "x" * 300 + ".com", "é.net"):
+        line = f"MAIL FROM:<a@{domain}>\r\n".encode()
+        assert run(line).replies == [bad_mail], domain
+        assert run(MAIL + f"RCPT TO:<u@{domain}>\r\n".encode()).replies == [
+            "250 2.1.0 Ok", bad_rcpt], domain
+    for domain in ("[192.0.2.1]", "[IPv6:2001:db8::1]", "y" * 63 + ".net", "b.example."):
+        assert run(f"MAIL FROM:<a@{domain}>\r\n".encode()).replies == ["250 2.1.0 Ok"], domain
+    assert run("MAIL FROM:<a@é.net> SMTPUTF8\r\nRCPT TO:<u@é.net>\r\n".encode()).replies == [
+        "250 2.1.0 Ok", "250 2.1.5 Ok"]
+    assert run(b"MAIL FROM:<>\r\n").replies == ["250 2.1.0 Ok"]
+
+
 def test_vrfy_refuses_what_the_resolver_calls_bad_syntax():
     # Postfix 3.7.11: "VRFY <-foo@example.net>", "VRFY -foo" and "VRFY <u@1.2.3.4>"
     # got "501 5.1.3 Bad recipient address syntax", "VRFY <u@example.net>"
