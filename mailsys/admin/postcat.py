@@ -30,8 +30,19 @@ DESCRIPTION
 
     Sections are chosen as with postcat -e (envelope, and the records
     extracted from headers), -h (header) and -b (body); with none chosen,
-    all three. The content is split into header and body at the first empty
-    line. Pure: envelope and content in, bytes out.
+    all three. The section lines belong to the envelope: Postfix prints
+    every one of them, "MESSAGE CONTENTS" included, only under -e
+    (src/postcat/postcat.c prints each marker "if (flags &
+    PC_FLAG_PRINT_ENV)"), so -e alone still shows MESSAGE CONTENTS right
+    before HEADER EXTRACTED, and -h, -b or -hb print the bare text:
+    "postcat -bq QID > file" saves the body as it is.
+
+    The content is split into header and body at the first empty line.
+    That line starts the body, as in postcat's state machine, where the
+    first line that is neither a header nor a continuation switches to
+    the body state and is printed only with -b: -h ends with the last
+    header line and -b starts with the empty line. Pure: envelope and
+    content in, bytes out.
 """
 
 from __future__ import annotations
@@ -119,14 +130,15 @@ def envelope_records(env: Envelope) -> list[str]:
 
 
 def split_content(content: bytes) -> tuple[bytes, bytes]:
-    """(header lines, body lines) at the first empty line; the empty line
-    itself goes with neither."""
-    for sep in (b"\r\n\r\n", b"\n\n"):
-        head, found, body = content.partition(sep)
-        if found:
-            return head + sep[: len(sep) // 2], body
+    """(header lines, body lines) at the first empty line, which is the
+    body's first line (postcat -b prints it, -h does not)."""
     if content.startswith((b"\r\n", b"\n")):
-        return b"", content.split(b"\n", 1)[1]
+        return b"", content
+    for sep in (b"\r\n\r\n", b"\n\n"):
+        at = content.find(sep)
+        if at >= 0:
+            at += len(sep) // 2
+            return content[:at], content[at:]
     return content, b""
 
 
@@ -148,14 +160,13 @@ def render(env: Envelope, queue: Queue, content: bytes, sections: Sections) -> b
         line(f"*** ENVELOPE RECORDS {where} ***")
         for record in envelope_records(env):
             line(record)
-    if sections.header or sections.body:
         line(f"*** MESSAGE CONTENTS {where} ***")
-        if sections.header and sections.body:
-            out.append(_lines(content))
-        else:
-            head, body = split_content(content)
-            out.append(_lines(head if sections.header else body))
+    if sections.header and sections.body:
+        out.append(_lines(content))
+    elif sections.header or sections.body:
+        head, body = split_content(content)
+        out.append(_lines(head if sections.header else body))
     if sections.envelope:
         line(f"*** HEADER EXTRACTED {where} ***")
-    line(f"*** MESSAGE FILE END {where} ***")
+        line(f"*** MESSAGE FILE END {where} ***")
     return b"".join(out)

@@ -6,7 +6,9 @@ SYNOPSIS
 DESCRIPTION
     Prints each named queue entry, looked up in every queue, with the
     sections chosen by -e (envelope), -h (header) and -b (body), all three
-    when none is given (mailsys.admin.postcat has the layout). Postfix's
+    when none is given (mailsys.admin.postcat has the layout). As in
+    Postfix, the "*** ... ***" section lines come only with -e: -h and -b
+    print the bare header and body text. Postfix's
     postcat without -q reads queue files by path; mailsys has no queue
     files, so the names are always queue IDs and -q may be left out.
     -d, -o, -r, -s and -v (record types, offsets, file order, start offset,

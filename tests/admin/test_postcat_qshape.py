@@ -94,18 +94,51 @@ def test_postcat_shows_the_sasl_sender_before_the_sender():
 
 
 def test_postcat_header_and_body_options(capsys, setup, one):
+    # Postfix's postcat prints its "*** ... ***" section lines only with -e
+    # (src/postcat/postcat.c: each PRINT_MARKER is under PC_FLAG_PRINT_ENV),
+    # and the empty line after the header is the first line of the body
+    # state, so -h stops before it and -b starts with it.
     where = f"deferred/{one}"
-    head, _, body = CONTENT.decode().replace("\r\n", "\n").partition("\n\n")
+    text = CONTENT.decode().replace("\r\n", "\n")
+    head, _, body = text.partition("\n\n")
     _, out, _ = run_tool(capsys, setup, "postcat", "-h", "-q", one)
-    assert out == (f"*** MESSAGE CONTENTS {where} ***\n{head}\n"
-                   f"*** MESSAGE FILE END {where} ***\n")
+    assert out == head + "\n"
     _, out, _ = run_tool(capsys, setup, "postcat", "-bq", one)
-    assert out == (f"*** MESSAGE CONTENTS {where} ***\n{body}"
-                   f"*** MESSAGE FILE END {where} ***\n")
+    assert out == "\n" + body
+    for hb in (("-hb",), ("-b", "-h")):
+        _, out, _ = run_tool(capsys, setup, "postcat", *hb, "-q", one)
+        assert out == text == head + "\n" + "\n" + body
+    # -e alone: the envelope, then every section line with nothing between
+    # MESSAGE CONTENTS and HEADER EXTRACTED.
     _, out, _ = run_tool(capsys, setup, "postcat", "-e", "-q", one)
-    assert "MESSAGE CONTENTS" not in out and "Subject:" not in out
+    assert "Subject:" not in out
     assert out.startswith(f"*** ENVELOPE RECORDS {where} ***\n")
-    assert out.endswith(f"*** HEADER EXTRACTED {where} ***\n*** MESSAGE FILE END {where} ***\n")
+    assert out.endswith(f"\nrecipient: gina@remote.example\n"
+                        f"original_recipient: sent@remote.example\n"
+                        f"done_recipient: sent@remote.example\n"
+                        f"*** MESSAGE CONTENTS {where} ***\n"
+                        f"*** HEADER EXTRACTED {where} ***\n"
+                        f"*** MESSAGE FILE END {where} ***\n")
+    # -e with -h or -b: the text chosen, inside the envelope's section lines.
+    _, out, _ = run_tool(capsys, setup, "postcat", "-eb", "-q", one)
+    assert out.endswith(f"*** MESSAGE CONTENTS {where} ***\n\n{body}"
+                        f"*** HEADER EXTRACTED {where} ***\n"
+                        f"*** MESSAGE FILE END {where} ***\n")
+    _, out, _ = run_tool(capsys, setup, "postcat", "-eh", "-q", one)
+    assert out.endswith(f"*** MESSAGE CONTENTS {where} ***\n{head}\n"
+                        f"*** HEADER EXTRACTED {where} ***\n"
+                        f"*** MESSAGE FILE END {where} ***\n")
+
+
+def test_postcat_body_of_a_message_without_header(capsys, setup):
+    # The first line is empty: it is all body (postcat's first non-header
+    # line switches to the body state), and -h prints nothing.
+    env = Envelope(queue_id="", sender="a@example.com", arrival_time=1795738943,
+                   recipients=(rcpt("b@example.com", D, "x"),))
+    with QueueStore.open(setup.queue_dir) as store:
+        qid = store.create(env, b"\r\nonly body\r\n", Queue.DEFERRED)
+    assert run_tool(capsys, setup, "postcat", "-h", "-q", qid)[1] == ""
+    assert run_tool(capsys, setup, "postcat", "-b", "-q", qid)[1] == "\nonly body\n"
 
 
 def test_postcat_missing_id(capsys, setup, one):

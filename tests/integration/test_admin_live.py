@@ -144,14 +144,21 @@ def test_mailq_postqueue_postcat_qshape_show_every_state(states):
         "ENVELOPE RECORDS", "MESSAGE CONTENTS", "HEADER EXTRACTED", "MESSAGE FILE END")]
     assert "\nsender: carol@example.com\n" in r.stdout
     assert "\nrecipient: x3@dead.test\n" in r.stdout
+    # -h and -b print the bare text, no section lines (postcat.c prints
+    # them only with -e); -b starts with the empty line after the header.
     header = site.tool("postcat", "-h", "-q", q.incoming).stdout
-    assert header.startswith(f"*** MESSAGE CONTENTS incoming/{q.incoming} ***\nReceived: ")
+    assert header.startswith("Received: ") and "***" not in header
     assert "From: Frank <frank@example.com>\n" in header and "\nbody" not in header
+    assert not header.endswith("\n\n")
     body = site.tool("postcat", "-b", "-q", q.incoming).stdout
-    assert body.splitlines()[1:3] == [".", "body"]            # -i: the dot is data
+    assert body == "\n.\nbody\n"                            # -i: the dot is data
+    both = site.tool("postcat", "-hb", "-q", q.incoming).stdout
+    assert both == header + body
     envelope = site.tool("postcat", "-e", "-q", q.active).stdout
     assert envelope.startswith(f"*** ENVELOPE RECORDS active/{q.active} ***\nmessage_size: ")
-    assert "MESSAGE CONTENTS" not in envelope
+    assert envelope.endswith(f"\n*** MESSAGE CONTENTS active/{q.active} ***\n"
+                             f"*** HEADER EXTRACTED active/{q.active} ***\n"
+                             f"*** MESSAGE FILE END active/{q.active} ***\n")
 
     shape = site.tool("qshape").stdout.splitlines()
     assert re.fullmatch(r" *T +5 +10 .*", shape[0])
@@ -201,9 +208,9 @@ def test_postsuper_under_a_running_qmgr(states):
                if json.loads(l)["queue_id"] == new]
     assert entry["arrival_time"] == arrival                   # delay= counts from arrival
     head = site.tool("postcat", "-h", "-q", new).stdout.splitlines()
-    assert head[1].startswith(f"Received: by mx.example.test (mailsys, from userid {os.getuid()})")
-    assert head[2].startswith(f"\tid {new}; ")
-    assert head[3].startswith("Received: ")                  # the message's own, kept
+    assert head[0].startswith(f"Received: by mx.example.test (mailsys, from userid {os.getuid()})")
+    assert head[1].startswith(f"\tid {new}; ")
+    assert head[2].startswith("Received: ")                  # the message's own, kept
     q.held = new
 
     # Hold everything deferred, then release by queue name.
