@@ -18,7 +18,8 @@ DESCRIPTION
 
     Postfix keeps a log per site of the mail deferred for it; mailsys
     reads the deferred queue instead (mailsys.admin.flush, the same code
-    as postqueue -s), in a worker thread.
+    as postqueue -s, which also takes its BAD/DENY/OK decision from
+    there), in a worker thread.
 """
 
 from __future__ import annotations
@@ -28,12 +29,10 @@ from pathlib import Path
 import structlog
 import trio
 
-from mailsys.admin.flush import make_due, site_entries, valid_site
-from mailsys.config.tables import open_table
+from mailsys.admin.flush import fast_flush_matcher, make_due, site_entries, site_status
 from mailsys.ipc import names
 from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto import flush as proto
-from mailsys.policy.netmatch import DomainMatcher
 from mailsys.queue import QueueStore
 from mailsys.runtime import ipc_io, skeleton, store_io
 from mailsys.runtime.ipc_io import serve
@@ -49,20 +48,16 @@ class Flusher:
     """fast_flush_domains and the queue; one per process."""
 
     def __init__(self, cfg) -> None:
-        parents = {x.lower() for x in cfg.parent_domain_matches_subdomains}
-        self.domains = DomainMatcher.compile(
-            cfg.fast_flush_domains, param="fast_flush_domains",
-            opener=lambda spec: open_table(spec, cfg), parent="fast_flush_domains" in parents)
+        self.domains = fast_flush_matcher(cfg)
         self.queue_dir = Path(cfg.path("queue_directory"))
 
     async def handle(self, msg: object) -> object:
         if not isinstance(msg, proto.FlushSite):
             return ErrorReply(ErrorCode.PROTOCOL, f"unexpected request {type(msg).__name__}")
         site = msg.site
-        if not valid_site(site):
-            return proto.FlushStatus(proto.BAD)
-        if not self.domains.match(site.lower().rstrip(".")):
-            return proto.FlushStatus(proto.DENY)
+        status = site_status(site, self.domains)
+        if status != proto.OK:
+            return proto.FlushStatus(status)
         await store_io.run(self.flush, site)
         await ipc_io.send_trigger(names.public_path(self.queue_dir, names.QMGR), FLUSH_TRIGGER,
                                   timeout=TRIGGER_TIMEOUT)

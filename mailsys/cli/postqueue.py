@@ -27,10 +27,16 @@ DESCRIPTION
     one warning line where Postfix is silent.
     -s site makes due every deferred entry with an undelivered recipient at
     the domain site ("[192.0.2.1]" for an address literal) and pokes qmgr.
-    Postfix serves -s only for $fast_flush_domains through its flush
-    service and per-site logs; mailsys's postqueue reads the deferred
-    queue (mailsys.admin.flush, which its flush service uses for ETRN)
-    and flushes any site.
+    Postfix serves -s through its flush service and per-site logs;
+    mailsys's postqueue reads the deferred queue (mailsys.admin.flush,
+    which its flush service uses for ETRN) and takes the flush service's
+    decision from there too: a site that is no domain name or address
+    literal stops postqueue with 'Cannot flush mail queue - invalid
+    destination: "site"' (Postfix's postqueue checks that itself, before
+    asking the service), and one that $fast_flush_domains (default
+    $relay_domains) does not match with 'Flush service is not configured
+    for destination "site"' (the service's DENY), both with exit status
+    69, as Postfix's postqueue exits.
     Both also ask qmgr to forget dead destinations ("F"), or the entries
     would only be deferred again with "delivery temporarily suspended":
     Postfix's flush service does the same for -s (UNTHROTTLE_BEFORE) and
@@ -44,8 +50,9 @@ DESCRIPTION
     exits 69, as Postfix does.
 
 EXIT STATUS
-    0 done; 64 usage error; 69 mail system down (flush only); 71 queue
-    store error; 74 output error (Postfix's sysexits, postfix-compat.md 3.8).
+    0 done; 64 usage error; 69 mail system down, or a site that cannot be
+    flushed (flush only); 71 queue store error; 74 output error (Postfix's
+    sysexits, postfix-compat.md 3.8).
 """
 
 from __future__ import annotations
@@ -55,11 +62,12 @@ import sys
 from pathlib import Path
 
 from mailsys.admin import access
-from mailsys.admin.flush import make_due, site_entries, valid_site
+from mailsys.admin.flush import fast_flush_matcher, make_due, site_entries, site_status, valid_site
 from mailsys.admin.showq import iter_listing, render_json
 from mailsys.cli.getopt_errors import complaint
 from mailsys.config import Config
 from mailsys.errors import ConfigError, QueueError
+from mailsys.ipc.proto import flush as flush_proto
 from mailsys.maillog.files import check_prefixes
 from mailsys.queue import Queue, maildrop
 
@@ -103,7 +111,11 @@ def main(argv: list[str], config_dir: Path, command: str = "postqueue") -> int:
             print(f"{command}: {line}", file=sys.stderr)
         return fatal(USAGE, EX_USAGE)
     if mode == "s" and not valid_site(arg or ""):
-        return fatal(f'Invalid request: "{arg}"', EX_USAGE)
+        # Postfix's postqueue.c passes EX_USAGE here, but the msg_cleanup()
+        # handler it installs, unavailable(), exits with EX_UNAVAILABLE
+        # before msg_fatal_status() gets to _exit(): the status is 69.
+        return fatal(f'Cannot flush mail queue - invalid destination: "{_shown(arg or "")}"',
+                     EX_UNAVAILABLE)
     cfg = access.config(config_dir)
     try:
         check_prefixes(cfg)
@@ -140,9 +152,17 @@ def _corrupt(qid: str, error: Exception) -> None:
     print(f"{PROGRAM}: warning: {qid}: unreadable queue entry: {error}", file=sys.stderr)
 
 
+def _shown(site: str) -> str:
+    """site as Postfix's postqueue quotes it: "%.100s%s", "..." when cut."""
+    return site[:100] + ("..." if len(site) > 100 else "")
+
+
 def flush(cfg: Config, qdir: Path, mode: str, arg: str | None) -> int:
     if not access.master_running(cfg):
         return fatal(DOWN, EX_UNAVAILABLE)
+    if mode == "s" and site_status(arg or "", fast_flush_matcher(cfg)) == flush_proto.DENY:
+        return fatal(f'Flush service is not configured for destination "{arg}"',
+                     EX_UNAVAILABLE)
     with access.open_store(qdir) as store:
         if store is not None:
             if mode == "f":

@@ -84,6 +84,7 @@ def test_sendmail_q_flushes_like_postqueue_f(capsys, setup, later, master, args)
 
 
 def test_sendmail_qr_flushes_one_site_and_an_interval_is_ignored(capsys, setup, later, master):
+    flush_domains(setup, "fast_flush_domains = remote.example")
     assert run_tool(capsys, setup, "sendmail", "-q30m") == (0, "", "")
     assert due_soon(setup) == set()
     status, _, err = run_tool(capsys, setup, "sendmail", "-qRremote.example")
@@ -107,16 +108,47 @@ def test_flush_unknown_id_is_not_an_error(capsys, setup, later, master):
     assert due_soon(setup) == set()
 
 
-def test_flush_site(capsys, setup, later, master):
+def flush_domains(setup, setting: str) -> None:
+    with (setup.config_dir / "main.cf").open("a") as f:
+        f.write(setting + "\n")
+
+
+@pytest.mark.parametrize("setting", ["fast_flush_domains = remote.example",
+                                     "relay_domains = other.example, remote.example"])
+def test_flush_site(capsys, setup, later, master, setting):
+    # fast_flush_domains defaults to $relay_domains.
+    flush_domains(setup, setting)
     status, _, err = run_tool(capsys, setup, "postqueue", "-s", "Remote.Example")
     assert (status, err) == (0, "")
     assert received(master) == b"FAD"
     assert due_soon(setup) == {later["bounce"]}
 
 
+def test_flush_site_not_in_fast_flush_domains(capsys, setup, later, master):
+    # Postfix 3.7.11 with fast_flush_domains empty (relay_domains empty):
+    #   postqueue: fatal: Flush service is not configured for destination "example.com"
+    # exit status 69: the flush service answers DENY, and nothing is flushed.
+    flush_domains(setup, "fast_flush_domains = far.example")
+    status, out, err = run_tool(capsys, setup, "postqueue", "-s", "remote.example")
+    assert (status, out, err) == (69, "", "postqueue: fatal: Flush service is not configured "
+                                          'for destination "remote.example"\n')
+    assert due_soon(setup) == set()
+    with pytest.raises(socket.timeout):
+        master.accept()                       # qmgr is not poked
+
+
 def test_flush_bad_site(capsys, setup, later, master):
+    # Postfix 3.7.11: postqueue: fatal: Cannot flush mail queue - invalid
+    # destination: "x y", exit status 69 (postqueue.c's "%.100s%s").
+    flush_domains(setup, "fast_flush_domains = remote.example")
     status, _, err = run_tool(capsys, setup, "postqueue", "-s", "no such site")
-    assert (status, err) == (64, 'postqueue: fatal: Invalid request: "no such site"\n')
+    assert (status, err) == (
+        69, 'postqueue: fatal: Cannot flush mail queue - invalid destination: "no such site"\n')
+    long = "x y" + "z" * 120
+    status, _, err = run_tool(capsys, setup, "postqueue", "-s", long)
+    assert (status, err) == (69, "postqueue: fatal: Cannot flush mail queue - invalid destination: "
+                                 f'"{long[:100]}..."\n')
+    assert due_soon(setup) == set()
 
 
 @pytest.mark.parametrize("args", [("-f",), ("-i", "4jbJDG3zVyz09x4"), ("-s", "remote.example")])

@@ -34,7 +34,8 @@ BAD_ARGUMENTS = [
      "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | "
      "postqueue -j | postqueue -p | postqueue -s site"),
     (("postqueue", "-p", "-j"), None, 64, "postqueue: fatal: usage: ..."),
-    (("postqueue", "-s", "not a site"), None, 64, 'postqueue: fatal: Invalid request: "not a site"'),
+    (("postqueue", "-s", "not a site"), None, 69,
+     'postqueue: fatal: Cannot flush mail queue - invalid destination: "not a site"'),
     (("mailq", "-x"), None, 64, "mailq: invalid option -- 'x'\npostqueue: fatal: usage: ..."),
     (("postsuper", "-x"), None, 1,
      "postsuper: invalid option -- 'x'\npostsuper: fatal: usage: postsuper ..."),

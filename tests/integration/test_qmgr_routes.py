@@ -297,7 +297,7 @@ def test_flush_one_site_then_one_queue_id(mailsys_instance, tmp_path):
     with h.dnsserver.DnsServer(zone) as dns, h.SinkThread(sink) as port:
         start(inst, tmp_path, dns, {**transport(tmp_path, a_test=port, b_test=port),
                                     "minimal_backoff_time": "300s", "maximal_backoff_time": "300s",
-                                    "queue_run_delay": "300s"})
+                                    "queue_run_delay": "300s", "fast_flush_domains": "a.test"})
         qa, qb = inject(inst, "a@a.test"), inject(inst, "b@b.test")
         for q in (qa, qb):
             inst.wait_log(f"{q}: to=<", timeout=20)
