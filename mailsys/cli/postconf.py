@@ -1,12 +1,13 @@
 """postconf - show and edit the mailsys configuration (Postfix postconf(1)).
 
 SYNOPSIS
-    mailsys postconf [-c dir] [-dhnx] [name ...]
+    mailsys postconf [-c dir] [-dfhnx] [name ...]
     mailsys postconf [-c dir] -e name=value ...
     mailsys postconf [-c dir] -X name ...
     mailsys postconf [-c dir] -# name ...
-    mailsys postconf [-c dir] [-h] -M [name[/type] ...]
-    mailsys postconf [-c dir] [-h] -F|-P [service[/type[/name]] ...]
+    mailsys postconf [-c dir] [-f] -M [name[/type] ...]
+    mailsys postconf [-c dir] [-h] -F [service[/type[/name]] ...]
+    mailsys postconf [-c dir] [-fh] -P [service[/type[/name]] ...]
     mailsys postconf [-c dir] -Me|-Fe|-Pe service/type[/name]=value ...
     mailsys postconf [-c dir] -MX|-M#|-PX service/type[/name] ...
     mailsys postconf [-c dir] -b | -t [template_file]
@@ -20,6 +21,15 @@ DESCRIPTION
     unknown name gets ``postconf: warning: NAME: unknown parameter`` and the
     exit status stays 0, as with Postfix.
 
+    Each line is printed as Postfix's pcf_print_line() prints it: the words
+    one space apart, whatever whitespace separated them. -f folds a line
+    that would reach 80 columns at word boundaries, each continuation
+    indented by four spaces, which main.cf reads back as the same value
+    (postconf(1): "Fold long lines when printing main.cf or master.cf
+    configuration file entries"). -Mf puts each ``-o name=value`` of a
+    service on a line of its own, and -Pf folds like the parameters; -F
+    takes no -f here and prints its lines unfolded.
+
     -e edits main.cf in place: an existing setting (with its continuation
     lines) is replaced where it stands, other lines and comments are kept,
     new names are appended. Every new value is checked against the parameter
@@ -29,7 +39,8 @@ DESCRIPTION
 
     -M prints master.cf with its columns aligned the way Postfix does
     (``%-10s %-5s %-7s %-7s %-7s %-7s %-7s command``), each service on one
-    line, optionally only the services named as name or name/type. -F and
+    line (folded with -f), optionally only the services named as name or
+    name/type. -F and
     -P print its fields and -o parameters one per line, and -Me, -Fe, -Pe,
     -MX, -M# and -PX edit it: see mailsys.cli.postconf_master.
 
@@ -65,8 +76,8 @@ from mailsys.message.bounce_templates import (TemplateError, config_lookup, form
                                               format_templates, parse_templates)
 from mailsys.message.dsn import param_type
 
-USAGE = ("usage: postconf [-c config_dir] [-dhnx] [name ...] | -e name=value ... | -X|-# name ... "
-         "| [-h] -M|-F|-P [service[/type[/name]] ...] | -Me|-Fe|-Pe service/type[/name]=value ... "
+USAGE = ("usage: postconf [-c config_dir] [-dfhnx] [name ...] | -e name=value ... | -X|-# name ... "
+         "| [-fh] -M|-F|-P [service[/type[/name]] ...] | -Me|-Fe|-Pe service/type[/name]=value ... "
          "| -MX|-M#|-PX service/type[/name] ... | -b|-t [template_file] | -m | -l")
 
 # Lists of what this build supports: table types, mailbox locking methods.
@@ -75,10 +86,11 @@ LISTS = {"-m": lambda: sorted(OPENERS), "-l": lambda: LOCK_STYLES}
 
 def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
     try:
-        opts, names = getopt.gnu_getopt(argv, "bc:dehlmnxXM#FPt")
+        opts, names = getopt.gnu_getopt(argv, "bc:defhlmnxXM#FPt")
     except getopt.GetoptError as e:
         raise UsageError(f"{e}. {USAGE}") from None
     flags = {flag for flag, _ in opts}
+    fold = "-f" in flags
     for flag, value in opts:
         if flag == "-c":
             config_dir = Path(value).absolute()
@@ -94,7 +106,7 @@ def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
         return show_templates(config_dir, names, expanded=mode == "-b")
     if mode == "-M":
         if edit_flag is None:
-            return master.show_master(config_dir, names)
+            return master.show_master(config_dir, names, fold)
         return master.edit_entries(config_dir, names, edit_flag[1])
     if mode == "-F":
         if edit_flag is None:
@@ -104,7 +116,7 @@ def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
         return master.edit_fields(config_dir, names)
     if mode == "-P":
         if edit_flag is None:
-            return master.show_parameters(config_dir, names, "-h" in flags)
+            return master.show_parameters(config_dir, names, "-h" in flags, fold)
         if edit_flag == "-#":
             raise UsageError(USAGE)
         return master.edit_parameters(config_dir, names, delete=edit_flag == "-X")
@@ -157,7 +169,7 @@ def format_line(name: str, value: str, values_only: bool) -> str:
 
 
 def show(config_dir: Path, names: list[str], flags: set[str]) -> int:
-    """postconf [-d|-n] [-h] [-x] [name ...]"""
+    """postconf [-d|-n] [-f] [-h] [-x] [name ...]"""
     if "-d" in flags:
         cfg = Config(config_dir, {}, (), str(config_dir / "main.cf"))
     else:
@@ -187,7 +199,7 @@ def show(config_dir: Path, names: list[str], flags: set[str]) -> int:
             value = cfg.expand(value, undefined)
             for w in dict.fromkeys(undefined):
                 warn(w)
-        out.append(format_line(name, value, "-h" in flags))
+        out.append(master.print_line(format_line(name, value, "-h" in flags), "-f" in flags))
     if out:
         sys.stdout.write("\n".join(out) + "\n")
     return 0

@@ -3,7 +3,7 @@
 SYNOPSIS
     mailsys postconf [-h] -F [service[/type[/field]] ...]
     mailsys postconf -Fe service/type/field=value ...
-    mailsys postconf [-h] -P [service[/type[/parameter]] ...]
+    mailsys postconf [-fh] -P [service[/type[/parameter]] ...]
     mailsys postconf -Pe service/type/parameter=value ...
     mailsys postconf -PX service/type/parameter ...
     mailsys postconf -Me service/type=entry ...
@@ -32,9 +32,10 @@ DESCRIPTION
     is not there gets ``postconf: warning: unmatched service_name/type``,
     except -Me, which adds it, and -MX and -M#, which are quiet about it.
 
-    An edited entry is written back the way Postfix writes it: the fields
-    in postconf -M's columns, each ``-o name=value`` on a line of its own
-    indented by four spaces, other arguments folded at 80 columns. Other
+    An edited entry is written back the way Postfix writes it, as postconf
+    -Mf prints it: the fields in postconf -M's columns, each ``-o
+    name=value`` before the first non-option argument on a line of its own
+    indented by four spaces, other arguments folded before 80 columns. Other
     lines, comments included, stay as they are. The new master.cf is
     checked as the master would read it (with main.cf's parameters) before
     it replaces the old one, atomically, so a bad field or -o value never
@@ -43,6 +44,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +56,11 @@ from mailsys.config.mastercf import FIELD_NAMES, MasterLine, parse_master_text, 
 from mailsys.errors import ConfigError, UsageError
 
 MASTER_WIDTHS = (10, 5, 7, 7, 7, 7, 7)
-LINE_LIMIT = 80            # Postfix folds a rewritten entry's arguments here
+# Postfix's postconf.h: PCF_LINE_LIMIT "try to fold longer lines",
+# PCF_INDENT_TEXT for the continuation lines.
+LINE_LIMIT = 80
 INDENT = "    "
+_WORDS = re.compile(r"[^ \t\r\n]+")    # between PCF_SEPARATORS " \t\r\n"
 
 
 def warn(message: str) -> None:
@@ -75,39 +80,79 @@ def _columns(fields: tuple[str, ...], command: str) -> str:
     return line
 
 
-def format_master(fields: tuple[str, ...], command: tuple[str, ...]) -> str:
-    """One master.cf service on one line, the way postconf -M prints it."""
-    return _columns(fields, " ".join(command))
+def _width(text: str) -> int:
+    """Columns as Postfix counts them: bytes (strlen)."""
+    return len(text.encode("utf-8", "surrogateescape"))
+
+
+def _gap(line_len: int, fits: bool, fold: bool) -> tuple[str, int]:
+    """What goes before the next word, and the line length after it: one
+    space, or with fold, when the word does not fit, a new indented line.
+    (Postfix's two callers differ in how they decide that a word fits.)"""
+    if fits or not fold:
+        return " ", line_len + 1
+    return "\n" + INDENT, len(INDENT)
+
+
+def print_line(text: str, fold: bool = False) -> str:
+    """text with its words one space apart; with fold, broken into lines
+    of under LINE_LIMIT columns where the next word would reach it, each
+    continuation indented by INDENT (Postfix's pcf_print_line(), used by
+    postconf for main.cf parameters and -P). Postfix normalizes the
+    whitespace also without -f. A word longer than a line stays whole."""
+    out: list[str] = []
+    line_len = 0
+    for word in _WORDS.findall(text):
+        if line_len > 0:
+            gap, line_len = _gap(line_len, line_len + _width(word) < LINE_LIMIT, fold)
+            out.append(gap)
+        out.append(word)
+        line_len += _width(word)
+    return "".join(out)
+
+
+def format_master(fields: tuple[str, ...], command: tuple[str, ...], fold: bool = False) -> str:
+    """One master.cf service the way postconf -M prints it (Postfix's
+    pcf_print_master_entry()): the fields in their columns, then the
+    arguments one space apart. With fold (-Mf, and every entry postconf
+    writes back), each "-o value" pair gets a line of its own, indented,
+    and other arguments move to a new indented line when they would reach
+    LINE_LIMIT columns. Only the options before the first non-option
+    argument pair up with a value, as the daemon's getopt() reads them: a
+    pipe(8) argv= may hold "-o" words of its own."""
+    out = [_columns(fields, command[0])]
+    line_len = _width(out[0])
+    in_options = True
+    i = 1
+    while i < len(command):
+        arg = command[i]
+        arg_len = _width(arg)
+        value = None
+        if in_options:
+            if not arg.startswith("-") or arg == "--":
+                in_options = False
+            # Postfix's strchr("o", arg[1]) also matches the NUL of a lone "-".
+            elif arg[1:2] in ("o", "") and i + 1 < len(command):
+                value = command[i + 1]
+                line_len = LINE_LIMIT          # a line of its own
+                arg_len += _width(value) + 1
+        if line_len > len(INDENT):
+            gap, line_len = _gap(line_len, line_len + 1 + arg_len < LINE_LIMIT, fold)
+            out.append(gap)
+        out.append(arg)
+        line_len += _width(arg)
+        if value is not None:
+            out.append(" " + value)
+            line_len = LINE_LIMIT              # and nothing after it
+            i += 1
+        i += 1
+    return "".join(out)
 
 
 def format_entry(fields: tuple[str, ...], command: tuple[str, ...]) -> list[str]:
-    """A service as postconf's edits write it: -o pairs on lines of their
-    own, the other arguments folded at LINE_LIMIT columns."""
-    lines = [_columns(fields, command[0])]
-    after_option = False
-    for item in _items(command[1:]):
-        if item.startswith("-o "):
-            lines.append(INDENT + item)
-            after_option = True
-        elif after_option or len(lines[-1]) + 1 + len(item) > LINE_LIMIT:
-            lines.append(INDENT + item)
-            after_option = False
-        else:
-            lines[-1] += " " + item
-    return lines
-
-
-def _items(args: tuple[str, ...]) -> list[str]:
-    """Arguments with each "-o" joined to its value."""
-    out: list[str] = []
-    rest = list(args)
-    while rest:
-        tok = rest.pop(0)
-        if tok == "-o" and rest:
-            out.append(f"-o {rest.pop(0)}")
-        else:
-            out.append(tok)
-    return out
+    """A service as postconf's edits write it: the lines of postconf -Mf
+    (Postfix's edit code prints the entry with PCF_FOLD_LINE)."""
+    return format_master(fields, command, fold=True).split("\n")
 
 
 def _options(command: tuple[str, ...]) -> list[tuple[int, str, str]]:
@@ -165,8 +210,8 @@ def _same(pattern: str, value: str) -> bool:
 
 # -- showing ------------------------------------------------------------------------
 
-def show_master(config_dir: Path, requests: list[str]) -> int:
-    """postconf -M [service[/type] ...]"""
+def show_master(config_dir: Path, requests: list[str], fold: bool = False) -> int:
+    """postconf [-f] -M [service[/type] ...]"""
     master = _read(config_dir)
     wanted = [(r, _parts(r, 2)) for r in requests]
     matched: set[str] = set()
@@ -176,27 +221,30 @@ def show_master(config_dir: Path, requests: list[str]) -> int:
         if requests and not hits:
             continue
         matched.update(hits)
-        out.append(format_master(ml.fields, ml.command))
+        out.append(format_master(ml.fields, ml.command, fold))
     return _finish(out, requests, matched)
 
 
 def show_fields(config_dir: Path, requests: list[str], values_only: bool) -> int:
     """postconf -F [service[/type[/field]] ...]"""
-    return _show(config_dir, requests, values_only, _fields)
+    return _show(config_dir, requests, values_only, _fields, lambda line: line)
 
 
-def show_parameters(config_dir: Path, requests: list[str], values_only: bool) -> int:
-    """postconf -P [service[/type[/parameter]] ...]"""
-    # Postfix lists a service's parameters by name, not in master.cf's order.
+def show_parameters(config_dir: Path, requests: list[str], values_only: bool,
+                    fold: bool = False) -> int:
+    """postconf [-f] -P [service[/type[/parameter]] ...]"""
+    # Postfix lists a service's parameters by name, not in master.cf's order,
+    # and prints each with pcf_print_line(), as main.cf parameters.
     return _show(config_dir, requests, values_only,
-                 lambda ml: sorted((name, value) for _, name, value in _options(ml.command)))
+                 lambda ml: sorted((name, value) for _, name, value in _options(ml.command)),
+                 lambda line: print_line(line, fold))
 
 
 def _fields(ml: MasterLine) -> list[tuple[str, str]]:
     return list(zip(FIELD_NAMES, ml.fields + (" ".join(ml.command),)))
 
 
-def _show(config_dir: Path, requests: list[str], values_only: bool, pairs) -> int:
+def _show(config_dir: Path, requests: list[str], values_only: bool, pairs, printed) -> int:
     master = _read(config_dir)
     wanted = [(r, _parts(r, 3)) for r in requests] or [("", ["*", "*", "*"])]
     matched: set[str] = set()
@@ -209,7 +257,8 @@ def _show(config_dir: Path, requests: list[str], values_only: bool, pairs) -> in
             for name, value in pairs(ml):
                 if _same(f, name):
                     matched.add(request)
-                    out.append(value if values_only else f"{service}/{type_}/{name} = {value}")
+                    out.append(printed(value if values_only
+                                       else f"{service}/{type_}/{name} = {value}"))
     return _finish(out, requests, matched)
 
 
@@ -391,4 +440,4 @@ def _exact(where: str, parts: int, arg: str, message: str | None = None) -> list
 
 
 __all__ = ["edit_entries", "edit_fields", "edit_parameters", "format_entry", "format_master",
-           "show_fields", "show_master", "show_parameters"]
+           "print_line", "show_fields", "show_master", "show_parameters"]

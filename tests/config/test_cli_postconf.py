@@ -183,3 +183,81 @@ def test_m_lists_the_lookup_table_types(confdir, run_cli):
 def test_l_lists_the_mailbox_locking_methods(confdir, run_cli):
     r = run_cli(confdir(""), "postconf", "-l")
     assert (r.returncode, r.stderr, r.stdout) == (0, "", "flock\nfcntl\ndotlock\n")
+
+
+# -- -f: folding, and whitespace as Postfix's pcf_print_line() prints it ----------------
+
+RESTRICTIONS = ("smtpd_recipient_restrictions = permit_mynetworks, permit_sasl_authenticated,"
+                " reject_unauth_destination, check_policy_service unix:private/policy\n")
+
+
+def test_f_folds_main_cf_lines_at_word_boundaries(confdir, run_cli):
+    # Postfix's postconf_print.c: a word goes on the line while the line
+    # stays under 80 columns before its separating space, else on a new
+    # line indented by four spaces.
+    d = confdir(RESTRICTIONS)
+    folded = ("smtpd_recipient_restrictions = permit_mynetworks, permit_sasl_authenticated,\n"
+              "    reject_unauth_destination, check_policy_service unix:private/policy\n")
+    for args in (["-nf"], ["-f", "smtpd_recipient_restrictions"], ["-n", "-f"]):
+        r = run_cli(d, "postconf", *args)
+        assert (r.returncode, r.stdout) == (0, folded), args
+    assert run_cli(d, "postconf", "-n").stdout == RESTRICTIONS
+    r = run_cli(d, "postconf", "-hf", "smtpd_recipient_restrictions")
+    assert r.stdout == ("permit_mynetworks, permit_sasl_authenticated, reject_unauth_destination,\n"
+                        "    check_policy_service unix:private/policy\n")
+    # What -f prints is main.cf syntax for the same value.
+    again = confdir(folded)
+    assert run_cli(again, "postconf", "-n").stdout == RESTRICTIONS
+
+
+def test_f_fills_a_line_up_to_80_columns():
+    from mailsys.cli.postconf_master import print_line
+    assert print_line("a" * 70 + " " + "b" * 9, fold=True) == "a" * 70 + " " + "b" * 9
+    assert print_line("a" * 70 + " " + "b" * 10, fold=True) == "a" * 70 + "\n    " + "b" * 10
+    assert print_line("x" * 90 + " y", fold=True) == "x" * 90 + "\n    y"   # never cut a word
+    assert print_line("a  b\tc", fold=False) == "a b c"
+
+
+def test_whitespace_between_words_prints_as_one_space(confdir, run_cli):
+    # pcf_print_line() normalizes the whitespace with or without -f.
+    d = confdir("smtpd_banner = $myhostname\tESMTP   $mail_name\n")
+    assert run_cli(d, "postconf", "-h", "smtpd_banner").stdout == "$myhostname ESMTP $mail_name\n"
+    assert run_cli(d, "postconf", "-n").stdout == "smtpd_banner = $myhostname ESMTP $mail_name\n"
+
+
+SUBMISSION = ("submission inet n - n - - smtpd -v -o syslog_name=postfix/submission"
+              " -o smtpd_tls_security_level=encrypt\n"
+              "  -o { smtpd_client_restrictions = permit_sasl_authenticated,"
+              " reject_unknown_client_hostname, reject }\n"
+              "pipe unix - n n - 2 pipe flags=Fqhu user=uucp"
+              " argv=uux -r -n -z -a$sender - $nexthop!rmail ($recipient)\n")
+
+
+def test_Mf_puts_each_option_with_a_value_on_a_line_of_its_own(confdir, run_cli):
+    # Postfix's pcf_print_master_entry() with PCF_FOLD_LINE: a generic
+    # option stays on the first line, "-o value" lines are forced, other
+    # arguments fold before 80 columns.
+    d = confdir("", SUBMISSION)
+    r = run_cli(d, "postconf", "-Mf")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == (
+        "submission inet  n       -       n       -       -       smtpd -v\n"
+        "    -o syslog_name=postfix/submission\n"
+        "    -o smtpd_tls_security_level=encrypt\n"
+        "    -o { smtpd_client_restrictions = permit_sasl_authenticated,"
+        " reject_unknown_client_hostname, reject }\n"
+        "pipe       unix  -       n       n       -       2       pipe flags=Fqhu\n"
+        "    user=uucp argv=uux -r -n -z -a$sender - $nexthop!rmail ($recipient)\n")
+    assert run_cli(d, "postconf", "-fM", "pipe").stdout.count("\n") == 2
+    assert run_cli(d, "postconf", "-M", "pipe").stdout.count("\n") == 1
+
+
+def test_Pf_folds_like_main_cf_parameters(confdir, run_cli):
+    d = confdir("", SUBMISSION)
+    r = run_cli(d, "postconf", "-Pf", "submission/inet/smtpd_client_restrictions")
+    assert (r.returncode, r.stdout) == (0, (
+        "submission/inet/smtpd_client_restrictions = permit_sasl_authenticated,\n"
+        "    reject_unknown_client_hostname, reject\n"))
+    r = run_cli(d, "postconf", "-P", "submission/inet/smtpd_client_restrictions")
+    assert r.stdout == ("submission/inet/smtpd_client_restrictions = permit_sasl_authenticated,"
+                        " reject_unknown_client_hostname, reject\n")
