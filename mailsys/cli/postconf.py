@@ -16,7 +16,12 @@ SYNOPSIS
 DESCRIPTION
     Without options, prints every parameter as ``name = value`` with the
     value as written (unexpanded), sorted. -n prints only what main.cf sets,
-    warning about names nothing uses; -d prints the built-in defaults; -h
+    warning about names nothing uses and leaving them out, as Postfix does:
+    a name that no parameter table knows is a parameter only when a value
+    in main.cf or an -o value in master.cf refers to it with $name, or
+    smtpd_restriction_classes lists it (Config.unused_names); asked for
+    by name, an unused one is an unknown parameter. -d prints the built-in
+    defaults; -h
     prints values without ``name = ``; -x expands $name references. An
     unknown name gets ``postconf: warning: NAME: unknown parameter`` and the
     exit status stays 0, as with Postfix.
@@ -172,23 +177,29 @@ def show(config_dir: Path, names: list[str], flags: set[str]) -> int:
     """postconf [-d|-n] [-f] [-h] [-x] [name ...]"""
     if "-d" in flags:
         cfg = Config(config_dir, {}, (), str(config_dir / "main.cf"))
+        used: list[str] = []
     else:
-        cfg = load(config_dir)
+        referenced = master.referenced_names(config_dir)
+        cfg = load(config_dir, referenced=referenced)
+        # What main.cf sets that no table knows but something refers to:
+        # Postfix's user-defined parameters. The rest are "unused
+        # parameter"s, which postconf does not know (postconf_user.c).
+        unused = set(cfg.unused_names(referenced))
+        used = [n for n in cfg.set_names() if param(n) is not None or n not in unused]
     if "-n" in flags:
         for w in cfg.warnings:
             warn(w)
     if names:
         wanted = []
         for name in names:
-            known = param(name) is not None or (cfg.is_set(name) and "-d" not in flags)
-            if known:
+            if param(name) is not None or name in used:
                 wanted.append(name)
             else:
                 warn(f"{name}: unknown parameter")
     elif "-n" in flags:
-        wanted = list(cfg.set_names())
+        wanted = used
     else:
-        wanted = sorted(set(PARAMS) | {n for n in cfg.set_names() if param(n) is not None})
+        wanted = sorted(set(PARAMS) | set(used))
     out = []
     for name in wanted:
         if "-n" in flags and not cfg.is_set(name):

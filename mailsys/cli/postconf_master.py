@@ -52,6 +52,7 @@ from pathlib import Path
 from mailsys.config import load
 from mailsys.config.files import replace_file
 from mailsys.config.lines import physical_lines
+from mailsys.config.maincf import references
 from mailsys.config.mastercf import FIELD_NAMES, MasterLine, parse_master_text, split_master_text
 from mailsys.errors import ConfigError, UsageError
 
@@ -206,6 +207,19 @@ def _parts(request: str, most: int) -> list[str]:
 
 def _same(pattern: str, value: str) -> bool:
     return pattern == "*" or pattern == value
+
+
+def referenced_names(config_dir: Path) -> set[str]:
+    """The names that master.cf's -o values refer to with $name: they make
+    a main.cf name=value used (Postfix's postconf_user.c scans each
+    service's -o settings as it scans main.cf). No master.cf, no names."""
+    if not (config_dir / "master.cf").exists():
+        return set()
+    names: set[str] = set()
+    for ml in _read(config_dir).entries:
+        for _, _, value in _options(ml.command):
+            names |= references(value)
+    return names
 
 
 # -- showing ------------------------------------------------------------------------

@@ -12,7 +12,11 @@ program at start-up with ``FILE, line N: parameter NAME: bad size value
 "lots"`` (ConfigError) instead of failing later in a daemon. Names that no
 table entry knows and no other value refers to become warnings ("unused
 parameter: foo=bar"), as with Postfix; so do references to names nothing
-defines ("undefined parameter: nope").
+defines ("undefined parameter: nope"). unused_names() is that decision,
+which postconf also uses to leave such names out of -n: as Postfix's
+postconf_user.c, a name is used when a main.cf value refers to it with
+$name (any value, a user-defined one too), when smtpd_restriction_classes
+lists it, or when the caller says another file (master.cf) refers to it.
 
 A Config never changes after load(); with_overrides() makes a new one. Typed
 values are computed on first access and cached. Talks to nothing but the
@@ -21,6 +25,8 @@ file system (main.cf) and, for computed defaults, the host name.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Mapping
 
@@ -29,11 +35,15 @@ from mailsys.config.params import PARAMS, Param, param
 from mailsys.config.values import BadValue
 from mailsys.errors import ConfigError
 
+# Its names are used parameters (Postfix's VAR_REST_CLASSES).
+RESTRICTION_CLASSES = "smtpd_restriction_classes"
 COMMENT_HINT = ' (note: "#" starts a comment only at the beginning of a line)'
 
 
-def load(config_dir: Path, overrides: Mapping[str, str] | None = None) -> "Config":
-    """The configuration in config_dir/main.cf with `overrides` on top."""
+def load(config_dir: Path, overrides: Mapping[str, str] | None = None,
+         referenced: Iterable[str] = ()) -> "Config":
+    """The configuration in config_dir/main.cf with `overrides` on top;
+    `referenced`: names other files refer to, never "unused" (unused_names)."""
     config_dir = Path(config_dir)
     path = config_dir / "main.cf"
     try:
@@ -45,7 +55,7 @@ def load(config_dir: Path, overrides: Mapping[str, str] | None = None) -> "Confi
     warnings: list[str] = []
     entries = parse_main_cf(text, str(path), warnings)
     cfg = Config(config_dir, entries, (), str(path))
-    cfg = cfg._validated(list(entries), warnings)
+    cfg = cfg._validated(list(entries), warnings, referenced)
     return cfg.with_overrides(overrides) if overrides else cfg
 
 
@@ -148,6 +158,20 @@ class Config:
         """Where `name` is set, or None."""
         return self._entries.get(name)
 
+    def unused_names(self, referenced: Iterable[str] = ()) -> tuple[str, ...]:
+        """Names set here that are "unused parameter"s, sorted: no table
+        entry knows them, no value set here refers to them with $name,
+        smtpd_restriction_classes does not list them, nor are they among
+        `referenced`, the names other files (master.cf -o values) refer
+        to. Postfix's postconf_user.c validates a user-defined name=value
+        in the same three ways."""
+        used = set(referenced)
+        for entry in self._entries.values():
+            used |= references(entry.value)
+        if self.is_set(RESTRICTION_CLASSES):
+            used |= set(re.findall(r"[^, \t\r\n]+", self._expanded(RESTRICTION_CLASSES)))
+        return tuple(n for n in self.set_names() if param(n) is None and n not in used)
+
     # -- internals --------------------------------------------------------------
 
     def _lookup(self, name: str) -> str | None:
@@ -177,16 +201,15 @@ class Config:
             raise ConfigError(f"{e}{hint}", **where) from None
         return value
 
-    def _validated(self, names: list[str], warnings: list[str]) -> "Config":
+    def _validated(self, names: list[str], warnings: list[str],
+                   referenced: Iterable[str] = ()) -> "Config":
         """Check `names` (just set); return a copy carrying all warnings."""
-        used: set[str] = set()
-        for entry in self._entries.values():
-            used |= references(entry.value)
+        unused = set(self.unused_names(referenced))
         for name in names:
             entry = self._entries[name]
             p = param(name)
             if p is None:
-                if name not in used:
+                if name in unused:
                     warnings.append(f"{entry.file or 'override'}: unused parameter: {name}={entry.value}")
                 continue
             self._cache[name] = self._typed(p, entry.value, entry, warnings)

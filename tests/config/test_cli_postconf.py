@@ -18,8 +18,8 @@ def test_n_prints_only_set_parameters_and_warns_unused(compat_main, confdir, run
     d = confdir(compat_main)
     r = run_cli(d, "postconf", "-n")
     assert r.returncode == 0
-    assert r.stdout == ("foo = $$x ${myhostname?{set}:{unset}} ${nope:dflt}\n"
-                        "mydestination = $myhostname, localhost.${mydomain} localhost\n"
+    # foo is unused: Postfix warns about it and leaves it out.
+    assert r.stdout == ("mydestination = $myhostname, localhost.${mydomain} localhost\n"
                         "mydomain = example.com\n"
                         "myhostname = mx.example.com\n"
                         "myorigin = $mydomain\n")
@@ -133,10 +133,12 @@ def test_X_deletes(compat_main, confdir, run_cli):
 
 
 def test_hash_comments_out(confdir, run_cli):
-    d = confdir("relayhost = [127.0.0.1]:2\nmydestination = a,\n  b\nx = 1\n")
+    # (myorigin: a parameter postconf -n prints; an unused "x = 1" it leaves out.)
+    d = confdir("relayhost = [127.0.0.1]:2\nmydestination = a,\n  b\nmyorigin = x.example\n")
     assert run_cli(d, "postconf", "-#", "relayhost", "mydestination").returncode == 0
-    assert (d / "main.cf").read_text() == "#relayhost = [127.0.0.1]:2\n#mydestination = a,\n#  b\nx = 1\n"
-    assert run_cli(d, "postconf", "-n").stdout == "x = 1\n"
+    assert (d / "main.cf").read_text() == ("#relayhost = [127.0.0.1]:2\n#mydestination = a,\n#  b\n"
+                                           "myorigin = x.example\n")
+    assert run_cli(d, "postconf", "-n").stdout == "myorigin = x.example\n"
 
 
 def test_M_prints_normalized_master_cf(confdir, run_cli):
@@ -261,3 +263,54 @@ def test_Pf_folds_like_main_cf_parameters(confdir, run_cli):
     r = run_cli(d, "postconf", "-P", "submission/inet/smtpd_client_restrictions")
     assert r.stdout == ("submission/inet/smtpd_client_restrictions = permit_sasl_authenticated,"
                         " reject_unknown_client_hostname, reject\n")
+
+
+# -- which parameters -n and "postconf name" know ------------------------------------------
+
+def test_unused_parameters_are_unknown_to_postconf(confdir, run_cli):
+    # Postfix 3.7.11 with "foo = x" in main.cf:
+    #   postconf -n        leaves foo out; postconf: warning: .../main.cf: unused parameter: foo=x
+    #   postconf foo       postconf: warning: foo: unknown parameter (exit 0)
+    d = confdir("foo = x\nmyhostname = mx.example.com\n")
+    r = run_cli(d, "postconf", "-n")
+    assert (r.returncode, r.stdout) == (0, "myhostname = mx.example.com\n")
+    assert r.stderr == f"postconf: warning: {d}/main.cf: unused parameter: foo=x\n"
+    r = run_cli(d, "postconf", "foo", "myhostname")
+    assert (r.returncode, r.stdout) == (0, "myhostname = mx.example.com\n")
+    assert r.stderr == "postconf: warning: foo: unknown parameter\n"
+    assert "foo = x" not in run_cli(d, "postconf").stdout
+
+
+def test_referenced_user_parameters_are_known(confdir, run_cli):
+    # postconf_user.c: $name in a main.cf value (an unused one's too) or in a
+    # master.cf -o value, or a smtpd_restriction_classes name, makes a
+    # name=value a user-defined parameter; the per-transport names of the
+    # parameter table are parameters of their own.
+    main = ("smtpd_restriction_classes = strict\n"
+            "strict = reject_unknown_sender_domain\n"
+            "mua_client_restrictions = permit_sasl_authenticated, reject\n"
+            "relay_destination_concurrency_limit = 5\n"
+            "tld = org\n"
+            "mydomain = example.$tld\n"
+            "lonely = 1\n")
+    master = ("smtp inet n - n - - smtpd\n"
+              "relay unix - - n - - smtp\n"
+              "submission inet n - n - - smtpd -o smtpd_client_restrictions=$mua_client_restrictions\n")
+    d = confdir(main, master)
+    r = run_cli(d, "postconf", "-n")
+    assert r.stdout == ("mua_client_restrictions = permit_sasl_authenticated, reject\n"
+                        "mydomain = example.$tld\n"
+                        "relay_destination_concurrency_limit = 5\n"
+                        "smtpd_restriction_classes = strict\n"
+                        "strict = reject_unknown_sender_domain\n"
+                        "tld = org\n")
+    assert r.stderr == f"postconf: warning: {d}/main.cf: unused parameter: lonely=1\n"
+    r = run_cli(d, "postconf", "strict", "mua_client_restrictions", "tld")
+    assert (r.stdout, r.stderr) == ("strict = reject_unknown_sender_domain\n"
+                                    "mua_client_restrictions = permit_sasl_authenticated, reject\n"
+                                    "tld = org\n", "")
+    assert "\ntld = org\n" in run_cli(d, "postconf").stdout
+    # Without master.cf's reference the restriction list is unused again.
+    r = run_cli(confdir(main, "smtp inet n - n - - smtpd\n"), "postconf", "-n")
+    assert "mua_client_restrictions" not in r.stdout
+    assert "unused parameter: mua_client_restrictions=" in r.stderr
