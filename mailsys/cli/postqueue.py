@@ -50,9 +50,10 @@ DESCRIPTION
     exits 69, as Postfix does.
 
 EXIT STATUS
-    0 done; 64 usage error; 69 mail system down, or a site that cannot be
-    flushed (flush only); 71 queue store error; 74 output error (Postfix's
-    sysexits, postfix-compat.md 3.8).
+    0 done; 69 a usage error (64 as mailq), mail system down, or a site
+    that cannot be flushed (flush only); 71 queue store error; 74 output
+    error (Postfix's sysexits, postfix-compat.md 3.8; its usage errors
+    exit 69 as said above).
 """
 
 from __future__ import annotations
@@ -109,11 +110,13 @@ def main(argv: list[str], config_dir: Path, command: str = "postqueue") -> int:
     except getopt.GetoptError as e:
         if (line := complaint(e)) is not None:
             print(f"{command}: {line}", file=sys.stderr)
-        return fatal(USAGE, EX_USAGE)
+        # Postfix's postqueue.c passes EX_USAGE to its usage and site
+        # errors, but the msg_cleanup() handler it installs, unavailable(),
+        # exits with EX_UNAVAILABLE before msg_fatal_status() gets to
+        # _exit(): the status is 69 (seen live with 3.7.11). mailq is
+        # Postfix's sendmail, whose errors are another matter.
+        return fatal(USAGE, EX_UNAVAILABLE if command == "postqueue" else EX_USAGE)
     if mode == "s" and not valid_site(arg or ""):
-        # Postfix's postqueue.c passes EX_USAGE here, but the msg_cleanup()
-        # handler it installs, unavailable(), exits with EX_UNAVAILABLE
-        # before msg_fatal_status() gets to _exit(): the status is 69.
         return fatal(f'Cannot flush mail queue - invalid destination: "{_shown(arg or "")}"',
                      EX_UNAVAILABLE)
     cfg = access.config(config_dir)

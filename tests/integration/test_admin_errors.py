@@ -30,10 +30,10 @@ QID = "4jbJDG3zVyz09x4"           # the shape of a mailsys queue ID, in no queue
 # (arguments, standard input, exit status, the stderr lines, each whole or its start with "...")
 BAD_ARGUMENTS = [
     # glibc getopt's own line first, as for Postfix's tools.
-    (("postqueue", "-x"), None, 64, "postqueue: invalid option -- 'x'\n"
+    (("postqueue", "-x"), None, 69, "postqueue: invalid option -- 'x'\n"
      "postqueue: fatal: usage: postqueue -f | postqueue -i queueid | "
      "postqueue -j | postqueue -p | postqueue -s site"),
-    (("postqueue", "-p", "-j"), None, 64, "postqueue: fatal: usage: ..."),
+    (("postqueue", "-p", "-j"), None, 69, "postqueue: fatal: usage: ..."),
     (("postqueue", "-s", "not a site"), None, 69,
      'postqueue: fatal: Cannot flush mail queue - invalid destination: "not a site"'),
     (("mailq", "-x"), None, 64, "mailq: invalid option -- 'x'\npostqueue: fatal: usage: ..."),
