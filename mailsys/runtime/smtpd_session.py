@@ -132,7 +132,7 @@ from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, End
                           StartTls, Vrfy, Xclient, Xforward, replies, xtext_encode)
 from mailsys.runtime.proxy_header import read_proxy_header
 from mailsys.smtp.haproxy import HaproxyError
-from mailsys.smtp.server import ILLEGAL_ADDRESS
+from mailsys.smtp.server import ILLEGAL_ADDRESS, NULL_BDAT
 from mailsys.smtp.trace import TracedServerConnection
 
 log = structlog.get_logger()
@@ -446,6 +446,9 @@ class Session:
             # smtpd.c extract_addr(), seen live with Postfix 3.7.11.
             log.warning(f"Illegal address syntax from {self.namaddr} in {self.conn.where} command: "
                         f"{text[len(ILLEGAL_ADDRESS):]}")
+        elif text == NULL_BDAT:
+            # smtpd.c bdat_cmd(): "BDAT 0" without LAST.
+            log.warning(f"{self.qid or 'NOQUEUE'}: null BDAT request from {self.namaddr}")
         elif text.startswith("request longer than "):
             log.warning(f"{self.namaddr}: {text}")     # an AUTH response over the limit
         elif reply.code == 552 and self.conn.where == "MAIL":

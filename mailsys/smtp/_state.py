@@ -30,6 +30,10 @@ class State(enum.Enum):
     DATA = "DATA"                  # reading a DATA body
     BDAT = "BDAT"                  # reading the bytes of a BDAT chunk
     CHUNKING = "CHUNKING"          # between BDAT chunks of one message
+    # A BDAT chunk was refused: later chunks are read and discarded until
+    # BDAT LAST, RSET or HELO/EHLO (smtpd.c SMTPD_BDAT_STAT_ERROR). The
+    # transaction, if there was one, stays open: MAIL is "nested".
+    BDAT_FAILED = "BDAT_FAILED"
     AUTH = "AUTH"                  # a 334 challenge was sent; reading the response
     TLS_HANDSHAKE = "TLS_HANDSHAKE"  # 220 to STARTTLS sent; waiting for start_tls_done()
     CLOSED = "CLOSED"              # 221/421/521 sent, or the caller closed
@@ -46,8 +50,9 @@ GREETING = "greeting"     # the banner, the first reply of a session
 # Refusals the core makes itself (RemoteProtocolError) are keyed by these:
 ERROR = "error"           # a plain refusal: the state stays
 ABORT = "abort"           # ends a SASL exchange
-BDAT_ERROR = "bdat-error"  # ends a BDAT transaction (chunk over the size limit)
-ANY_COMMAND_STATE = (State.IDLE, State.MAIL, State.RCPT, State.CHUNKING)
+BDAT_ERROR = "bdat-error"  # a refused BDAT LAST: ends the transaction (smtpd.c skip_bdat)
+BDAT_SKIP = "bdat-skip"    # a refused BDAT that is not LAST: later chunks are discarded
+ANY_COMMAND_STATE = (State.IDLE, State.MAIL, State.RCPT, State.CHUNKING, State.BDAT_FAILED)
 IN_TRANSACTION = (State.MAIL, State.RCPT, State.CHUNKING)
 
 OK, MORE, FAIL, NONE = Outcome.OK, Outcome.MORE, Outcome.FAIL, Outcome.NONE
@@ -67,7 +72,9 @@ TRANSITIONS: dict[tuple[State, object, Outcome], State] = {
     (State.RCPT, ev.Bdat, NONE): State.BDAT,
     (State.CHUNKING, ev.Bdat, NONE): State.BDAT,
     (State.BDAT, ev.EndOfChunk, OK): State.CHUNKING,
-    (State.BDAT, ev.EndOfChunk, FAIL): State.IDLE,
+    # smtpd.c bdat_cmd(): a refused chunk that is not the last ends the
+    # transaction, and the chunks the client pipelined after it are discarded.
+    (State.BDAT, ev.EndOfChunk, FAIL): State.BDAT_FAILED,
     (State.BDAT, ev.EndOfData, OK): State.IDLE,
     (State.BDAT, ev.EndOfData, FAIL): State.IDLE,
     (State.IDLE, ev.Auth, MORE): State.AUTH,
@@ -75,9 +82,12 @@ TRANSITIONS: dict[tuple[State, object, Outcome], State] = {
     (State.AUTH, ev.AuthResponse, OK): State.IDLE,
     (State.AUTH, ev.AuthResponse, FAIL): State.IDLE,
     (State.AUTH, ABORT, FAIL): State.IDLE,
-    (State.RCPT, BDAT_ERROR, FAIL): State.IDLE,
-    (State.CHUNKING, BDAT_ERROR, FAIL): State.IDLE,
 }
+for _s in ANY_COMMAND_STATE:
+    # smtpd.c skip_bdat(): a refused BDAT LAST resets the transaction
+    # (mail_reset), any other refused BDAT leaves the BDAT error state.
+    TRANSITIONS[(_s, BDAT_ERROR, FAIL)] = State.IDLE
+    TRANSITIONS[(_s, BDAT_SKIP, FAIL)] = State.BDAT_FAILED
 
 for _s in ANY_COMMAND_STATE:
     # HELO/EHLO and RSET end any transaction (smtpd.c helo_cmd, rset_cmd).
@@ -90,10 +100,13 @@ for _s in ANY_COMMAND_STATE:
     TRANSITIONS[(_s, ev.Quit, OK)] = State.CLOSED
     TRANSITIONS[(_s, ev.Auth, OK)] = _s
 # XCLIENT and XFORWARD are refused inside a transaction (server.py), so
-# they only ever leave IDLE; XCLIENT's answer is a new greeting, and a
+# they only ever leave IDLE, or BDAT_FAILED without a transaction; XCLIENT's
+# answer is a new greeting that starts the session over (mail_reset), and a
 # greeting that refuses (554 access denied) keeps the session as at connect.
 TRANSITIONS[(State.IDLE, ev.Xclient, OK)] = State.IDLE
 TRANSITIONS[(State.IDLE, ev.Xforward, OK)] = State.IDLE
+TRANSITIONS[(State.BDAT_FAILED, ev.Xclient, OK)] = State.IDLE
+TRANSITIONS[(State.BDAT_FAILED, ev.Xforward, OK)] = State.BDAT_FAILED
 del _s, _cls
 
 

@@ -152,11 +152,15 @@ def bdat_queued(size: int, queue_id: str) -> Reply:
 
 
 def bdat_chunk_ok(size: int) -> Reply:
-    """Reply to a BDAT chunk that is not the LAST one.
-
-    XXX "Ok: <chunk size> bytes" follows the shape of the LAST reply; the
-    exact smtpd.c bdat_cmd() text for intermediate chunks is not verified."""
+    """Reply to a BDAT chunk that is not the LAST one: the chunk's size
+    (smtpd.c bdat_cmd(): "250 2.0.0 Ok: %ld bytes")."""
     return Reply(250, "2.0.0", f"Ok: {size} bytes")
+
+
+def bdat_discarded(size: int) -> Reply:
+    """Reply to a BDAT chunk read and thrown away because an earlier BDAT of
+    the same message failed (smtpd.c bdat_cmd(), SMTPD_BDAT_STAT_ERROR)."""
+    return Reply(551, "5.0.0", f"Discarded {size} bytes after earlier error")
 
 
 def vrfy(argument: str) -> Reply:

@@ -74,6 +74,7 @@ from ._body import DataReader
 from ._params import ParamError, mail_params, rcpt_params
 from ._state import ABORT as _ABORT
 from ._state import BDAT_ERROR as _BDAT_ERROR
+from ._state import BDAT_SKIP as _BDAT_SKIP
 from ._state import ERROR as _ERROR
 from ._state import GREETING, IN_TRANSACTION, Outcome, State, outcome_of, transition
 from ._extract_addr import extract_address, smtpd_words
@@ -90,6 +91,9 @@ STAT_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail",
 # The message of a refused MAIL/RCPT address; the I/O shell logs Postfix's
 # "Illegal address syntax from CLIENT in MAIL command: <path>" from it.
 ILLEGAL_ADDRESS = "illegal address syntax: "
+# The message of a refused "BDAT 0": the I/O shell logs Postfix's
+# "QID: null BDAT request from CLIENT" warning from it.
+NULL_BDAT = "null BDAT request"
 # SMTPD_CMD_FLAG_LIMIT: commands that can be repeated without cost to the
 # client, counted against smtpd_junk_command_limit.
 _JUNK = frozenset({"helo", "ehlo", "rset", "noop", "vrfy", "etrn"})
@@ -665,6 +669,12 @@ class ServerConnection:
             raise self._fail(R.BAD_BASE64_CONTINUED, "bad base64", what=_ABORT)
         return ev.AuthResponse(data)
 
+    def _in_transaction(self) -> bool:
+        """A MAIL command was accepted and the transaction is open
+        (smtpd.c SMTPD_IN_MAIL_TRANSACTION); a failed BDAT keeps it."""
+        return self.state in IN_TRANSACTION or (self.state is State.BDAT_FAILED
+                                                and self.mail is not None)
+
     def _reset_transaction(self) -> None:
         self.mail = None
         self.rcpt_count = 0
@@ -687,10 +697,13 @@ class ServerConnection:
         self._begin("mail")
         if s.helo_required and self.helo_name is None:
             raise self._fail(R.SEND_HELO_FIRST, "MAIL before HELO")
-        if self.state is State.CHUNKING:
-            raise self._fail(R.MAIL_AFTER_BDAT, "MAIL after BDAT")
-        if self.state in (State.MAIL, State.RCPT):
+        # smtpd.c mail_cmd(): an open transaction comes first, so MAIL
+        # after an accepted BDAT chunk is "nested"; "MAIL after BDAT" is
+        # for a failed BDAT outside a transaction.
+        if self._in_transaction():
             raise self._fail(R.NESTED_MAIL, "nested MAIL")
+        if self.state is State.BDAT_FAILED:
+            raise self._fail(R.MAIL_AFTER_BDAT, "MAIL after BDAT")
         m = g.MAIL_ARG_RE.match(arg)
         if m is None:
             raise self._fail(R.MAIL_SYNTAX, "MAIL syntax")
@@ -720,10 +733,11 @@ class ServerConnection:
     def _rcpt(self, verb: str, arg: str):
         s = self.settings
         self._begin("rcpt")
-        if self.state is State.CHUNKING:
-            raise self._fail(R.RCPT_AFTER_BDAT, "RCPT after BDAT")
-        if self.state not in (State.MAIL, State.RCPT):
+        # smtpd.c rcpt_cmd(): the transaction first, then BDAT.
+        if not self._in_transaction():
             raise self._fail(R.NEED_MAIL, "RCPT without MAIL")
+        if self.state in (State.CHUNKING, State.BDAT_FAILED):
+            raise self._fail(R.RCPT_AFTER_BDAT, "RCPT after BDAT")
         m = g.RCPT_ARG_RE.match(arg)
         if m is None:
             raise self._fail(R.RCPT_SYNTAX, "RCPT syntax")
@@ -755,7 +769,7 @@ class ServerConnection:
     def _data(self, verb: str, arg: str):
         # smtpd.c data_cmd(): the recipient checks come before the syntax check.
         self._begin("data")
-        if self.state is State.CHUNKING:
+        if self.state in (State.CHUNKING, State.BDAT_FAILED):
             raise self._fail(R.DATA_AFTER_BDAT, "DATA after BDAT")
         if self.state is State.IDLE:
             raise self._fail(R.NEED_RCPT, "DATA without MAIL")
@@ -776,20 +790,29 @@ class ServerConnection:
             # The chunk cannot be skipped without its size: hang up (521).
             raise self._fail(R.BDAT_SYNTAX, "BDAT syntax")
         size, last = int(m.group("size")), m.group("last") is not None
-        problem: tuple[Reply, object] | None = None
-        if self.state is State.IDLE:
-            problem = (R.NEED_MAIL, _ERROR)
+        # The checks in smtpd.c bdat_cmd() order. The empty chunk comes
+        # first, whatever the state; the checks for MAIL and RCPT only
+        # for the first chunk of a message.
+        problem: Reply | None = None
+        why = ""
+        if size == 0 and not last:
+            problem, why = R.NULL_BDAT, NULL_BDAT
+        elif self.state is State.BDAT_FAILED:
+            problem, why = R.bdat_discarded(size), "BDAT after earlier error"
+        elif self.state is State.IDLE:
+            problem, why = R.NEED_RCPT, "BDAT without MAIL"
         elif self.state is State.MAIL:
-            problem = (R.NO_VALID_RCPTS, _ERROR)
-        elif size == 0 and not last:
-            problem = (R.NULL_BDAT, _ERROR)
+            problem, why = R.NO_VALID_RCPTS, "BDAT without accepted recipients"
         elif s.message_size_limit and self._bdat_total + size > s.message_size_limit:
-            problem = (R.CHUNK_TOO_BIG, _BDAT_ERROR)
+            problem, why = R.CHUNK_TOO_BIG, "BDAT chunk over the size limit"
         if problem is not None:
             # Read the chunk and throw it away, then refuse (RFC 3030 2: the
-            # server must consume the chunk before replying).
+            # server must consume the chunk before replying). smtpd.c
+            # skip_bdat(): a refused LAST chunk ends the transaction; any
+            # other leaves the BDAT error state, where the chunks the client
+            # pipelined after it are discarded too.
             self._skip_bytes = size
-            self._skip_error = self._fail(problem[0], "BDAT refused", what=problem[1])
+            self._skip_error = self._fail(problem, why, what=_BDAT_ERROR if last else _BDAT_SKIP)
             return self._read_command()
         self._bdat_remaining = self._bdat_size = size
         self._bdat_last = last
@@ -850,7 +873,7 @@ class ServerConnection:
         return self._policy_first("etrn", self._etrn_domain, arg)
 
     def _etrn_domain(self, arg: str):
-        if self.state is not State.IDLE:
+        if self._in_transaction():
             raise self._fail(R.ETRN_TXN_IN_PROGRESS, "ETRN in transaction")
         if not arg or len(arg.split()) != 1:
             raise self._fail(R.ETRN_SYNTAX, "ETRN without domain")
@@ -883,6 +906,9 @@ class ServerConnection:
         offered = self.settings.auth_offered(tls_active=self.tls_active)
         if not offered:
             raise self._fail(R.AUTH_NOT_ENABLED, "AUTH not enabled")
+        # XXX Postfix also takes AUTH after a failed BDAT outside a
+        # transaction (BDAT_FAILED without MAIL) and stays in its BDAT error
+        # state; an AUTH exchange here ends in IDLE, so it is refused.
         if self.state is not State.IDLE:
             raise self._fail(R.TXN_IN_PROGRESS, "AUTH in transaction")
         if self.authenticated:
@@ -904,7 +930,7 @@ class ServerConnection:
     def _xclient(self, verb: str, arg: str):
         # Checks in smtpd.c xclient_cmd() order.
         self._begin("xclient")
-        if self.state in IN_TRANSACTION:
+        if self._in_transaction():
             raise self._fail(R.TXN_IN_PROGRESS, "XCLIENT in transaction")
         if not arg:
             raise self._fail(R.XCLIENT_SYNTAX, "XCLIENT without attributes")
@@ -918,7 +944,7 @@ class ServerConnection:
     def _xforward(self, verb: str, arg: str):
         # Checks in smtpd.c xforward_cmd() order.
         self._begin("xforward")
-        if self.state in IN_TRANSACTION:
+        if self._in_transaction():
             raise self._fail(R.TXN_IN_PROGRESS, "XFORWARD in transaction")
         if not arg:
             raise self._fail(R.XFORWARD_SYNTAX, "XFORWARD without attributes")

@@ -83,6 +83,26 @@ def test_pipelined_transaction_in_one_write(mailsys_instance):
                   "MAIL FROM:<a@example.org>\\r\\nRCPT TO:<b@example.test>\\r\\n")
 
 
+def test_failed_bdat_queues_nothing(mailsys_instance):
+    # Postfix 3.7.11 with the same bytes: after a refused BDAT the chunks up
+    # to BDAT LAST are discarded and nothing is queued.
+    inst = mailsys_instance
+    port = start(inst)
+    with h.Raw(port) as c:
+        c.reply()
+        c.send(b"EHLO c.example\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<x@example.test>\r\n"
+               b"BDAT 0\r\nBDAT 0 LAST\r\nQUIT\r\n")
+        replies = [c.reply() for _ in range(6)]
+    assert replies[3:] == [b"551 5.7.1 Null BDAT request",
+                           b"551 5.0.0 Discarded 0 bytes after earlier error", b"221 2.0.0 Bye"]
+    log = inst.wait_log("disconnect from localhost[127.0.0.1] ehlo=1 mail=1 rcpt=1 bdat=0/2 quit=1 "
+                        "commands=4/6")
+    [line] = [l for l in log.splitlines() if "null BDAT request" in l]
+    assert re.search(r"\]: warning: [0-9A-Za-z]{10,}: null BDAT request from localhost\[127\.0\.0\.1\]$",
+                     line), line
+    assert h.all_entries(inst) == []
+
+
 @pytest.mark.parametrize("utf8", ["yes", "no"])
 def test_client_text_is_masked_in_mail_log_as_postfix_does(mailsys_instance, utf8):
     # Postfix 3.7.11 logged this session's rejected RCPT with

@@ -45,7 +45,8 @@ def test_bdat_single_last_chunk():
 
 @pytest.mark.parametrize("step", STEPS)
 @pytest.mark.parametrize("before,reply", [
-    (b"", "503 5.5.1 Error: need MAIL command"),
+    # smtpd.c bdat_cmd(): the same words as DATA without a transaction.
+    (b"", "503 5.5.1 Error: need RCPT command"),
     (b"MAIL FROM:<a@b>\r\n", "554 5.5.1 Error: no valid recipients"),
 ])
 def test_bdat_out_of_order_is_skipped_then_refused(before, reply, step):
@@ -69,9 +70,82 @@ def test_chunk_over_size_limit():
 
 
 def test_data_mail_rcpt_after_bdat():
+    # smtpd.c mail_cmd() looks at the open transaction before BDAT: MAIL is nested.
     res = run(START + b"BDAT 1\r\nxDATA\r\nMAIL FROM:<a@b>\r\nRCPT TO:<c@d>\r\nRSET\r\n")
-    assert res.replies[-4:] == ["503 5.5.1 Error: DATA after BDAT", "503 5.5.1 Error: MAIL after BDAT",
+    assert res.replies[-4:] == ["503 5.5.1 Error: DATA after BDAT", "503 5.5.1 Error: nested MAIL command",
                                 "503 5.5.1 Error: RCPT after BDAT", "250 2.0.0 Ok"]
+
+
+# After a refused BDAT, Postfix (smtpd.c SMTPD_BDAT_STAT_ERROR) reads and
+# discards every further chunk of the message until BDAT LAST or RSET; the
+# replies below are Postfix 3.7.11's to the same bytes.
+
+@pytest.mark.parametrize("step", STEPS)
+def test_failed_bdat_spoils_the_transaction(step):
+    res = run(START + b"BDAT 0\r\nBDAT 3\r\nabcBDAT 0 LAST\r\nNOOP\r\n", step=step,
+              policy=bdat_policy)
+    assert res.replies[-4:] == ["551 5.7.1 Null BDAT request",
+                                "551 5.0.0 Discarded 3 bytes after earlier error",
+                                "551 5.0.0 Discarded 0 bytes after earlier error", "250 2.0.0 Ok"]
+    assert not res.of(Bdat) and not res.of(EndOfData) and res.body == b""
+    assert res.conn.state.value == "IDLE" and res.conn.mail is None
+    assert res.conn.command_stats() == "ehlo=1 mail=1 rcpt=1 bdat=0/3 noop=1 commands=4/7"
+
+
+def test_null_bdat_then_last_queues_nothing():
+    res = run(START + b"BDAT 0\r\nBDAT 0 LAST\r\n", policy=bdat_policy)
+    assert res.replies[-2:] == ["551 5.7.1 Null BDAT request",
+                                "551 5.0.0 Discarded 0 bytes after earlier error"]
+    assert not res.of(EndOfData)
+
+
+def test_bdat_without_mail_spoils_later_chunks():
+    res = run(b"EHLO c\r\nBDAT 3\r\nabcBDAT 0 LAST\r\nMAIL FROM:<a@b.c>\r\n")
+    assert res.replies[-3:] == ["503 5.5.1 Error: need RCPT command",
+                                "551 5.0.0 Discarded 0 bytes after earlier error", "250 2.1.0 Ok"]
+
+
+def test_mail_and_data_after_failed_bdat_until_rset():
+    res = run(b"EHLO c\r\nBDAT 0\r\nMAIL FROM:<a@b.c>\r\nDATA\r\nRCPT TO:<x@example.net>\r\n"
+              b"RSET\r\nMAIL FROM:<a@b.c>\r\n")
+    assert res.replies[-6:] == ["551 5.7.1 Null BDAT request", "503 5.5.1 Error: MAIL after BDAT",
+                                "503 5.5.1 Error: DATA after BDAT", "503 5.5.1 Error: need MAIL command",
+                                "250 2.0.0 Ok", "250 2.1.0 Ok"]
+
+
+def test_failed_bdat_keeps_the_transaction_open():
+    res = run(START + b"BDAT 0\r\nMAIL FROM:<c@d.e>\r\nRCPT TO:<x@example.net>\r\nDATA\r\n"
+              b"ETRN example.net\r\n", etrn=True)
+    assert res.replies[-5:] == ["551 5.7.1 Null BDAT request", "503 5.5.1 Error: nested MAIL command",
+                                "503 5.5.1 Error: RCPT after BDAT", "503 5.5.1 Error: DATA after BDAT",
+                                "503 Error: MAIL transaction in progress"]
+
+
+def test_ehlo_ends_the_bdat_error_state():
+    res = run(b"EHLO c\r\nBDAT 0\r\nEHLO c\r\nMAIL FROM:<a@b.c>\r\n")
+    assert res.replies[-1] == "250 2.1.0 Ok"
+
+
+def test_refused_chunk_discards_the_rest_of_the_message():
+    # smtpd.c bdat_cmd(): a chunk that the queue refused (state->err) ends
+    # the transaction and the chunks pipelined after it are discarded.
+    def policy(conn, event):
+        if isinstance(event, EndOfChunk):
+            return replies.Reply(451, "4.3.0", "Error: queue file write error")
+        return bdat_policy(conn, event)
+
+    res = run(START + b"BDAT 2\r\nabBDAT 2 LAST\r\ncdMAIL FROM:<a@b.c>\r\n", policy=policy)
+    assert res.replies[-3:] == ["451 4.3.0 Error: queue file write error",
+                                "551 5.0.0 Discarded 2 bytes after earlier error", "250 2.1.0 Ok"]
+    assert not res.of(EndOfData)
+
+
+def test_non_final_chunk_over_the_limit_discards_the_rest():
+    res = run(START + b"BDAT 60\r\n" + b"x" * 60 + b"BDAT 50\r\n" + b"y" * 50
+              + b"BDAT 1 LAST\r\nzNOOP\r\n", message_size_limit=100, policy=bdat_policy)
+    assert res.replies[-4:] == ["250 2.0.0 Ok: 60 bytes", "552 5.3.4 Chunk exceeds message size limit",
+                                "551 5.0.0 Discarded 1 bytes after earlier error", "250 2.0.0 Ok"]
+    assert not res.of(EndOfData)
 
 
 def test_bdat_syntax_error_hangs_up():
