@@ -95,8 +95,10 @@ class DataChunk:
 @frozen
 class EndOfData:
     """The message is complete (``.`` line, or the BDAT LAST chunk). ``size``
-    is the number of content bytes delivered in DataChunks. The policy
-    answers, normally with replies.queued(qid) / replies.bdat_queued(size, qid)."""
+    is the number of content bytes delivered in DataChunks; after BDAT it is
+    counted as Postfix does for its reply, each line with a CRLF (a bare LF
+    or a missing last line end counts as one). The policy answers, normally
+    with replies.queued(qid) / replies.bdat_queued(size, qid)."""
     size: int
     bare_lf: bool = False            # a bare LF was seen (Postfix 3.9 logs notes=bare_lf)
 

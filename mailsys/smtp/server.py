@@ -149,6 +149,10 @@ class ServerConnection:
         self._bdat_size = 0
         self._bdat_last = False
         self._bdat_total = 0
+        # What Postfix counts beyond the chunks' bytes (see _bdat_end).
+        self._bdat_bare_lf = 0
+        self._bdat_after_cr = False
+        self._bdat_at_eol = True
 
     # ------------------------------------------------------------------ input
 
@@ -636,6 +640,11 @@ class ServerConnection:
             del self._buf[:n]
             self._bdat_remaining -= n
             self._bdat_total += n
+            # An LF without CR before it, the CR perhaps ending the last piece.
+            self._bdat_bare_lf += chunk.count(b"\n") - chunk.count(b"\r\n") \
+                - (1 if self._bdat_after_cr and chunk[:1] == b"\n" else 0)
+            self._bdat_after_cr = chunk[-1:] == b"\r"
+            self._bdat_at_eol = chunk[-1:] == b"\n"
             if self._bdat_remaining:
                 return ev.DataChunk(chunk)
             self._pending.append(self._bdat_end())
@@ -645,7 +654,17 @@ class ServerConnection:
     def _bdat_end(self) -> ev.Event:
         self.where = "END-OF-MESSAGE" if self._bdat_last else "BDAT"
         if self._bdat_last:
-            return ev.EndOfData(self._bdat_total)
+            # The size Postfix reports ("250 2.0.0 Ok: N bytes queued as"),
+            # smtpd.c bdat_cmd()'s act_size: each line counts with a CRLF,
+            # so a bare LF counts two bytes, and a last line without its
+            # line end gets the CRLF the queue file adds (live, Postfix
+            # 3.7.11: "BDAT 3 LAST" + "abc" gives "Ok: 5 bytes").
+            # XXX Postfix also adds two for each line_length_limit piece
+            # of a longer line; that is not counted here.
+            size = self._bdat_total + self._bdat_bare_lf
+            if self._bdat_total and not self._bdat_at_eol:
+                size += 2
+            return ev.EndOfData(size)
         return ev.EndOfChunk(self._bdat_size, self._bdat_total)
 
     def _read_auth(self) -> ev.Event | ev._Sentinel:
@@ -680,6 +699,9 @@ class ServerConnection:
         self.rcpt_count = 0
         self._overshoot = 0
         self._bdat_total = 0
+        self._bdat_bare_lf = 0
+        self._bdat_after_cr = False
+        self._bdat_at_eol = True
         if self._body is not None:
             self._data_bytes = self._body.received
         self._body = None

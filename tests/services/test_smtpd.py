@@ -268,7 +268,7 @@ async def test_big_content_is_spooled_as_it_arrives(make_config, queue_dir, monk
     first, second = cleanup.requests
     assert got[:1] + got[3:] == [f"250 2.0.0 Ok: queued as {first.queue_id}",
                                  "250 2.0.0 Ok: 2000 bytes",
-                                 f"250 2.0.0 Ok: 2003 bytes queued as {second.queue_id}"]
+                                 f"250 2.0.0 Ok: 2005 bytes queued as {second.queue_id}"]
     assert first.content == body and second.content == body[:2000] + b"end"
 
 

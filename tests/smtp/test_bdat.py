@@ -33,14 +33,30 @@ def test_two_chunks(step):
 
 
 def test_bdat_zero_last():
+    # The size is Postfix's: the last line gets the CRLF the queue file adds.
     res = run(START + b"BDAT 4\r\nabcdBDAT 0 LAST\r\n", policy=bdat_policy)
-    assert res.of(EndOfData) == [EndOfData(4)]
-    assert res.replies[-1] == f"250 2.0.0 Ok: 4 bytes queued as {QID}"
+    assert res.of(EndOfData) == [EndOfData(6)]
+    assert res.replies[-1] == f"250 2.0.0 Ok: 6 bytes queued as {QID}"
 
 
 def test_bdat_single_last_chunk():
     res = run(START + b"bdat 3 last\r\nxyz", policy=bdat_policy)
-    assert res.body == b"xyz" and res.of(EndOfData) == [EndOfData(3)]
+    assert res.body == b"xyz" and res.of(EndOfData) == [EndOfData(5)]
+    assert res.replies[-1] == f"250 2.0.0 Ok: 5 bytes queued as {QID}"
+
+
+@pytest.mark.parametrize("step", STEPS)
+@pytest.mark.parametrize("chunks,size", [
+    (b"BDAT 5 LAST\r\nab\r\nc", 7),                      # the last line without CRLF
+    (b"BDAT 4 LAST\r\na\nb\n", 6),                        # each bare LF counts as CRLF
+    (b"BDAT 2\r\na\rBDAT 3 LAST\r\n\nb\n", 6),            # a CRLF across two chunks
+    (b"BDAT 2\r\nabBDAT 0 LAST\r\n", 4),
+    (b"BDAT 0 LAST\r\n", 0),
+])
+def test_bdat_queued_size_counts_lines_as_postfix(chunks, size, step):
+    # smtpd.c bdat_cmd(): act_size adds each line's length plus 2.
+    res = run(START + chunks, step=step, policy=bdat_policy)
+    assert res.replies[-1] == f"250 2.0.0 Ok: {size} bytes queued as {QID}"
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -166,7 +182,7 @@ def test_bdat_chunk_events_follow_reads():
     assert conn.next_event() == DataChunk(b"abc")
     conn.receive_data(b"defQUIT\r\n")
     assert conn.next_event() == DataChunk(b"def")
-    assert conn.next_event() == EndOfData(6)
+    assert conn.next_event() == EndOfData(8)     # with the CRLF Postfix counts
 
 
 def test_eof_inside_chunk():
