@@ -94,7 +94,7 @@ for _s in ANY_COMMAND_STATE:
     TRANSITIONS[(_s, ev.Helo, OK)] = State.IDLE
     TRANSITIONS[(_s, ev.Rset, OK)] = State.IDLE
     TRANSITIONS[(_s, ev.StartTls, OK)] = State.TLS_HANDSHAKE
-    for _cls in (ev.Noop, ev.Vrfy, ev.Etrn, ev.Help):
+    for _cls in (ev.Noop, ev.Vrfy, ev.Etrn):
         TRANSITIONS[(_s, _cls, OK)] = _s
     # Postfix accepts 250 to QUIT in the state machine but hangs up anyway.
     TRANSITIONS[(_s, ev.Quit, OK)] = State.CLOSED

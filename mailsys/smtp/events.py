@@ -161,11 +161,6 @@ class Etrn:
 
 
 @frozen
-class Help:
-    argument: str
-
-
-@frozen
 class StartTls:
     """STARTTLS; after the 220 is sent, call conn.start_tls_done() once the
     handshake is over (pipelined plaintext has already been thrown away)."""
@@ -218,9 +213,9 @@ class ConnectionClosed:
 
 
 Event = (Helo | MailFrom | RcptTo | DataStart | DataChunk | EndOfData | DataRejected | Bdat
-         | EndOfChunk | Rset | Noop | Quit | Vrfy | Etrn | Help | StartTls | Auth
+         | EndOfChunk | Rset | Noop | Quit | Vrfy | Etrn | StartTls | Auth
          | AuthResponse | Xclient | Xforward | ConnectionClosed)
 
 REPLY_OWED: tuple[type, ...] = (Helo, MailFrom, RcptTo, DataStart, EndOfData, DataRejected,
-                                EndOfChunk, Rset, Noop, Quit, Vrfy, Etrn, Help, StartTls,
+                                EndOfChunk, Rset, Noop, Quit, Vrfy, Etrn, StartTls,
                                 Auth, AuthResponse, Xclient, Xforward)

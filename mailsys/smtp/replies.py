@@ -182,7 +182,6 @@ def auth_temporary(reason: str) -> Reply:
     return Reply(454, "4.7.0", f"Temporary authentication failure: {reason}")
 
 
-HELP = Reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY STARTTLS AUTH")
 ETRN_OK = Reply(250, None, "Queuing started")
 
 

@@ -86,8 +86,9 @@ from .replies import Reply
 from .settings import Settings
 
 # smtpd.c smtpd_cmd_table order, which is the order of the disconnect statistics.
+# Postfix has no HELP command: it is an unknown command like any other.
 STAT_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail", "rcpt",
-              "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "help", "unknown")
+              "data", "bdat", "rset", "noop", "vrfy", "etrn", "quit", "unknown")
 # The message of a refused MAIL/RCPT address; the I/O shell logs Postfix's
 # "Illegal address syntax from CLIENT in MAIL command: <path>" from it.
 ILLEGAL_ADDRESS = "illegal address syntax: "
@@ -290,8 +291,6 @@ class ServerConnection:
                 return R.vrfy(arg)
             case ev.Etrn():
                 return R.ETRN_OK
-            case ev.Help():
-                return R.HELP
             case ev.StartTls():
                 return R.READY_FOR_TLS
             case ev.Xforward():
@@ -906,10 +905,6 @@ class ServerConnection:
             raise self._fail(R.ETRN_BAD_DOMAIN, "ETRN bad domain")
         return ev.Etrn(domain)
 
-    def _help(self, verb: str, arg: str):
-        self._begin("help")
-        return ev.Help(arg)
-
     def _starttls(self, verb: str, arg: str):
         self._begin("starttls")
         if arg:
@@ -1067,7 +1062,6 @@ _HANDLERS = {
     "QUIT": ServerConnection._quit,
     "VRFY": ServerConnection._vrfy,
     "ETRN": ServerConnection._etrn,
-    "HELP": ServerConnection._help,
     "STARTTLS": ServerConnection._starttls,
     "AUTH": ServerConnection._auth,
     "XCLIENT": ServerConnection._xclient,

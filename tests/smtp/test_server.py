@@ -6,7 +6,7 @@ import pytest
 from _smtp_testlib import HOST, QID, TRANSACTION, connect, run
 
 from mailsys.smtp import (
-    NEED_DATA, PAUSED, DataChunk, DataStart, EndOfData, Etrn, Helo, Help, LocalProtocolError,
+    NEED_DATA, PAUSED, DataChunk, DataStart, EndOfData, Etrn, Helo, LocalProtocolError,
     MailFrom, Noop, Quit, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection, Settings,
     State, Vrfy, replies,
 )
@@ -465,13 +465,21 @@ def test_several_transactions():
     (b"NOOP", Noop(), "250 2.0.0 Ok"),
     (b"NOOP with text", Noop(), "250 2.0.0 Ok"),
     (b"VRFY bob", Vrfy("bob", "bob"), "252 2.0.0 bob"),
-    (b"HELP", Help(""), str(replies.HELP)),
     (b"QUIT", Quit(), "221 2.0.0 Bye"),
 ])
 def test_simple_commands(line, event, reply):
     res = run(line + b"\r\n")
     assert res.events == [event]
     assert res.replies == [reply]
+
+
+def test_help_is_an_unknown_command():
+    # Postfix 3.7 has no HELP command (smtpd.c smtpd_cmd_table): it is
+    # refused, counted and limited as every unknown command.
+    res = run(b"HELP\r\nHELP MAIL\r\nNOOP\r\n")
+    assert res.replies == ["500 5.5.2 Error: command not recognized"] * 2 + ["250 2.0.0 Ok"]
+    assert res.conn.command_stats() == "noop=1 unknown=0/2 commands=1/3"
+    assert res.conn.error_count == 2 and res.conn.where == "NOOP"
 
 
 @pytest.mark.parametrize("line,reply", [
