@@ -54,7 +54,7 @@ def mail_params(words: list[str], s: Settings, *, auth_active: bool
             fields["verp"] = delimiters
         elif value is None:
             raise ParamError(R.unsupported_option(token))
-        elif key == "BODY" and value.upper() in _BODY_TYPES[s.chunking]:
+        elif key == "BODY" and value.upper() in _BODY_TYPES:
             fields["body"] = value.upper()
         elif key == "SIZE":
             if not value.isdigit():
@@ -90,8 +90,10 @@ def mail_params(words: list[str], s: Settings, *, auth_active: bool
     return tuple(params), fields
 
 
-# BODY= values by "CHUNKING enabled" (RFC 1652, RFC 3030 BINARYMIME needs BDAT).
-_BODY_TYPES = {False: ("7BIT", "8BITMIME"), True: ("7BIT", "8BITMIME", "BINARYMIME")}
+# BODY= values (RFC 1652). Postfix offers CHUNKING without BINARYMIME
+# (BDAT_README): smtpd.c mail_cmd() knows BODY=7BIT and BODY=8BITMIME only,
+# and answers anything else "555 5.5.4 Unsupported option".
+_BODY_TYPES = ("7BIT", "8BITMIME")
 # off_cvt_string() overflow: "552 5.3.4 Message size exceeds file system imposed limit".
 _OFF_T_MAX = 2**63 - 1
 

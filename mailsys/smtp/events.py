@@ -52,7 +52,7 @@ class MailFrom:
     raw: str
     params: Params = ()
     size: int | None = None
-    body: str | None = None          # 7BIT, 8BITMIME, BINARYMIME
+    body: str | None = None          # 7BIT or 8BITMIME
     smtputf8: bool = False
     ret: str | None = None           # FULL, HDRS
     envid: str | None = None         # xtext-decoded
