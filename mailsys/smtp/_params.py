@@ -40,10 +40,14 @@ def mail_params(words: list[str], s: Settings, *, auth_active: bool
     Like Postfix, SIZE= and BODY= are taken whatever EHLO advertised, a word
     that is not ``NAME=value`` for a valued parameter is an unsupported
     option, and a second RET= or ENVID= is bad syntax. AUTH= is always
-    known (Postfix is built with SASL); while SASL is not usable here
-    (``auth_active`` false) smtpd_sasl_mail_opt() answers 503 5.5.4."""
+    known (Postfix is built with SASL) and only recorded while SASL is
+    usable here (``auth_active``): Postfix 3.7's smtpd_sasl_mail_opt() does
+    not look at whether AUTH is enabled, so without SASL the parameter is
+    accepted and has no effect (live, Postfix 3.7.11: "MAIL FROM:<a@b.c>
+    AUTH=foo@bar" 250 with smtpd_sasl_auth_enable = no)."""
     fields: dict[str, object] = {}
     params: list[tuple[str, str | None]] = []
+    auth_sender = False
     for token, key, value in _each(words, params):
         if key == "SMTPUTF8" and value is None and s.smtputf8:
             fields["smtputf8"] = True
@@ -63,15 +67,15 @@ def mail_params(words: list[str], s: Settings, *, auth_active: bool
                 raise ParamError(R.SIZE_OVERFLOW)
             fields["size"] = int(value)
         elif key == "AUTH":
-            if not auth_active:
-                raise ParamError(R.AUTH_DISABLED)
-            if "auth" in fields:
+            if auth_sender:
                 raise ParamError(R.MULTIPLE_AUTH_PARAM)
             # smtpd_sasl_mail_opt(): the value as sent, made printable and
             # not xtext-decoded ("sasl_sender=<s+2Bq@y.example>" in Postfix
             # 3.7's log); AUTH=<> records nothing, so "AUTH=<> AUTH=x" passes.
             if value != "<>":
-                fields["auth"] = printable(value, s.smtputf8)
+                auth_sender = True
+                if auth_active:
+                    fields["auth"] = printable(value, s.smtputf8)
         elif key in ("RET", "ENVID"):
             if not s.dsn:
                 raise ParamError(R.DSN_DISABLED)

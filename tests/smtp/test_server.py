@@ -164,7 +164,10 @@ def test_helo_resets_transaction():
     (b"MAIL FROM:<a@b> RET=FULL RET=HDRS", "501 5.5.4 Bad RET parameter syntax"),
     (b"MAIL FROM:<a@b> ENVID=a ENVID=b", "501 5.5.4 Bad ENVID parameter syntax"),
     (b"MAIL FROM:<a@b> ENVID=+00", "501 5.5.4 Bad ENVID parameter syntax"),
-    (b"MAIL FROM:<a@b> AUTH=<>", "503 5.5.4 Error: authentication disabled"),
+    # Postfix 3.7.11 without SASL: AUTH= is accepted and has no effect.
+    (b"MAIL FROM:<a@b> AUTH=<>", "250 2.1.0 Ok"),
+    (b"MAIL FROM:<a@b> AUTH=foo@bar", "250 2.1.0 Ok"),
+    (b"MAIL FROM:<a@b> AUTH=x AUTH=<>", "503 5.5.4 Error: multiple AUTH= options"),
     (b"MAIL FROM:<a@b> RET=ALL", "501 5.5.4 Bad RET parameter syntax"),
     (b"MAIL FROM:<a@b> ENVID=a=b", "555 5.5.4 Unsupported option: ENVID=a=b"),
     (b"MAIL FROM:<a@b> ENVID=" + b"x" * 101, "501 5.5.4 Bad ENVID parameter syntax"),
