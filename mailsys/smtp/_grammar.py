@@ -82,6 +82,7 @@ RCPT_ARG_RE = re.compile(rf"TO:\s*(?P<path>{PATH_TOKEN})(?P<params>(?:\s+\S+)*)\
 #   esmtp-value   = 1*(%d33-60 / %d62-126)
 #   esmtp-value   =/ UTF8-non-ascii                           (RFC 6531)
 ESMTP_PARAM_RE = re.compile(r"(?P<key>[A-Za-z0-9][A-Za-z0-9\-]*)(?:=(?P<value>[\x21-\x3c\x3e-\x7e" + _U + r"]+))?\Z")
+ESMTP_KEYWORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*\Z")
 
 #   xtext   = *( xchar / hexchar )                             (RFC 3461 4)
 #   xchar   = any ASCII CHAR between "!" (33) and "~" (126) inclusive, except "+" and "="
@@ -98,14 +99,15 @@ def xtext_decode(value: str) -> str:
 SIZE_RE = re.compile(r"[0-9]{1,20}\Z")
 #   notify-esmtp-value = "NEVER" / 1#notify-list-element       (RFC 3461 4.1)
 #   notify-list-element = "SUCCESS" / "FAILURE" / "DELAY"
-NOTIFY_RE = re.compile(r"NEVER|(?:SUCCESS|FAILURE|DELAY)(?:,(?:SUCCESS|FAILURE|DELAY))*\Z", re.I)
+# (NEVER alone: Postfix's dsn_notify_mask() refuses NEVER with another keyword.)
+NOTIFY_RE = re.compile(r"(?:NEVER|(?:SUCCESS|FAILURE|DELAY)(?:,(?:SUCCESS|FAILURE|DELAY))*)\Z", re.I)
 #   orcpt-parameter = "ORCPT=" original-recipient-address
 #   original-recipient-address = addr-type ";" xtext
 #   addr-type = atom
 ORCPT_RE = re.compile(r"(?P<type>[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+);(?P<addr>.+)\Z")
 #   ret-value = "FULL" / "HDRS"
-RET_RE = re.compile(r"FULL|HDRS\Z", re.I)
-#   envid-value = xtext  (at most 100 characters)
+RET_RE = re.compile(r"(?:FULL|HDRS)\Z", re.I)
+#   envid-value = xtext  (at most 100 characters; Postfix does not enforce it)
 #   bdat-cmd = "BDAT" SP chunk-size [ SP end-marker ] CRLF   (RFC 3030)
 #   chunk-size = 1*DIGIT ; end-marker = "LAST"
 BDAT_ARG_RE = re.compile(r"(?P<size>[0-9]{1,18})(?:\s+(?P<last>LAST))?\s*\Z", re.I)

@@ -26,9 +26,16 @@ def _each(words: list[str], params: list[tuple[str, str | None]]):
     """(word, KEY, value) per parameter word, recording (KEY, value) in params."""
     for token in words:
         m = g.ESMTP_PARAM_RE.match(token)
-        if m is None:
+        value: str | None
+        if m is not None:
+            key, value = m.group("key").upper(), m.group("value")
+        elif token.endswith("=") and g.ESMTP_KEYWORD_RE.match(token[:-1]):
+            # smtpd.c knows a parameter by its "NAME=" prefix, so an empty
+            # value gets that parameter's own refusal ("SIZE=": 501 Bad
+            # message size syntax), not "Unsupported option".
+            key, value = token[:-1].upper(), ""
+        else:
             raise ParamError(R.unsupported_option(token))
-        key, value = m.group("key").upper(), m.group("value")
         params.append((key, value))
         yield token, key, value
 
@@ -84,9 +91,11 @@ def mail_params(words: list[str], s: Settings, *, auth_active: bool
                     raise ParamError(R.BAD_RET)
                 fields["ret"] = value.upper()
             else:
-                # RFC 3461 4.4: xtext, at most 100 characters once decoded
+                # RFC 3461 4.4: xtext. smtpd.c mail_cmd(): decoded, it must be
+                # printable ASCII and not empty (allprint()); RFC 3461's limit
+                # of 100 characters is not enforced (Postfix 3.7.11 takes 200).
                 envid = g.xtext_decode(value) if g.XTEXT_RE.match(value) else None
-                if "envid" in fields or envid is None or len(envid) > 100 or not envid.isprintable():
+                if "envid" in fields or not envid or not (envid.isascii() and envid.isprintable()):
                     raise ParamError(R.BAD_ENVID)
                 fields["envid"] = envid
         else:

@@ -170,7 +170,16 @@ def test_helo_resets_transaction():
     (b"MAIL FROM:<a@b> AUTH=x AUTH=<>", "503 5.5.4 Error: multiple AUTH= options"),
     (b"MAIL FROM:<a@b> RET=ALL", "501 5.5.4 Bad RET parameter syntax"),
     (b"MAIL FROM:<a@b> ENVID=a=b", "555 5.5.4 Unsupported option: ENVID=a=b"),
-    (b"MAIL FROM:<a@b> ENVID=" + b"x" * 101, "501 5.5.4 Bad ENVID parameter syntax"),
+    # Postfix 3.7.11 does not enforce RFC 3461's 100 characters.
+    (b"MAIL FROM:<a@b> ENVID=" + b"x" * 200, "250 2.1.0 Ok"),
+    # An empty value is that parameter's error (smtpd.c: "SIZE=" etc. by prefix).
+    (b"MAIL FROM:<a@b> SIZE=", "501 5.5.4 Bad message size syntax"),
+    (b"MAIL FROM:<a@b> ENVID=", "501 5.5.4 Bad ENVID parameter syntax"),
+    (b"MAIL FROM:<a@b> RET=", "501 5.5.4 Bad RET parameter syntax"),
+    (b"MAIL FROM:<a@b> BODY=", "555 5.5.4 Unsupported option: BODY="),
+    (b"MAIL FROM:<a@b> X=", "555 5.5.4 Unsupported option: X="),
+    (b"MAIL FROM:<a@b> RET=FULLY", "501 5.5.4 Bad RET parameter syntax"),
+    (b"MAIL FROM:<a@b> ENVID=+C3+BC", "501 5.5.4 Bad ENVID parameter syntax"),
     ("MAIL FROM:<jöran@b.example>".encode(), "250 2.1.0 Ok"),   # strict_smtputf8 = no
     ("MAIL FROM:<jöran@bücher.example> SMTPUTF8".encode(), "250 2.1.0 Ok"),
 ])
@@ -360,6 +369,12 @@ def test_eight_bit_commands_pass_without_smtputf8():
     (b"RCPT TO:<b@c> SIZE=1", "555 5.5.4 Unsupported option: SIZE=1"),
     ("RCPT TO:<ü@c>".encode(), "250 2.1.5 Ok"),
     (b"RCPT TO:<b@c> NOTIFY=NEVER NOTIFY=DELAY", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
+    # Postfix 3.7.11: NEVER only alone, and an empty value is that parameter's error.
+    (b"RCPT TO:<b@c> NOTIFY=NEVER,SUCCESS", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
+    (b"RCPT TO:<b@c> NOTIFY=SUCCESS,NEVER", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
+    (b"RCPT TO:<b@c> NOTIFY=success,delay", "250 2.1.5 Ok"),
+    (b"RCPT TO:<b@c> NOTIFY=", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
+    (b"RCPT TO:<b@c> ORCPT=", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
     ("RCPT TO:<b@c> ORCPT=utf-8;ü@c".encode(), "250 2.1.5 Ok"),
 ])
 def test_rcpt_to(line, reply):
