@@ -541,6 +541,12 @@ class ServerConnection:
             return ev.NEED_DATA
         if line is False:
             raise self._fail(R.command_too_long(s.hostname), "command too long")
+        # smtpd.c works on the command as a C string: whatever follows a NUL
+        # byte is never seen ("NOOP\0x" is NOOP, "NO\0OP" an unknown NO,
+        # "MAIL FROM:<a\0@b.c>" a bad address "<a", "\0" an empty command).
+        nul = line.find(b"\x00")
+        if nul >= 0:
+            line = line[:nul]
         # smtpd.c smtpd_proto(): only with smtputf8_enable is a command that
         # is not valid UTF-8 refused; without it 8-bit bytes pass as they
         # came (carried as surrogate escapes, which the queue keeps).
@@ -557,7 +563,7 @@ class ServerConnection:
         # The verb, then everything after the first run of blanks (smtpd_token()
         # also splits on blanks); str.split keeps this linear in the line length.
         words = text.split(None, 1)
-        if not words or "\x00" in text:
+        if not words:
             raise self._fail(R.BAD_SYNTAX, "bad syntax")
         verb = words[0].upper()
         arg = words[1].strip() if len(words) == 2 else ""

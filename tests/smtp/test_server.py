@@ -149,6 +149,7 @@ def test_helo_resets_transaction():
     (b"MAIL FROM:<a@b> BODY=BINARYMIME", "555 5.5.4 Unsupported option: BODY=BINARYMIME"),
     (b"MAIL FROM:<bad address>", "501 5.1.7 Bad sender address syntax"),
     (b"MAIL FROM:<a@b", "501 5.1.7 Bad sender address syntax"),
+    (b"MAIL FROM:<a\x00@b.c>", "501 5.1.7 Bad sender address syntax"),   # "<a" to Postfix
     (b"MAIL FROM:<a@-b.>", "501 5.1.7 Bad sender address syntax"),
     (b"MAIL FROM", "501 5.5.4 Syntax: MAIL FROM:<address>"),
     (b"MAIL TO:<a@b>", "501 5.5.4 Syntax: MAIL FROM:<address>"),
@@ -483,6 +484,8 @@ def test_several_transactions():
     (b"RSET", Rset(), "250 2.0.0 Ok"),
     (b"NOOP", Noop(), "250 2.0.0 Ok"),
     (b"NOOP with text", Noop(), "250 2.0.0 Ok"),
+    (b"NOOP\x00", Noop(), "250 2.0.0 Ok"),             # Postfix: the command ends at NUL
+    (b"NOOP \x00junk", Noop(), "250 2.0.0 Ok"),
     (b"VRFY bob", Vrfy("bob", "bob"), "252 2.0.0 bob"),
     (b"QUIT", Quit(), "221 2.0.0 Bye"),
 ])
@@ -508,7 +511,10 @@ def test_help_is_an_unknown_command():
     (b"", "500 5.5.2 Error: bad syntax"),
     (b"   ", "500 5.5.2 Error: bad syntax"),
     (b"\xff\xfe", "500 5.5.2 Error: bad UTF-8 syntax"),
-    (b"NOOP \x00", "500 5.5.2 Error: bad syntax"),
+    # Postfix 3.7.11 reads a command up to its first NUL byte.
+    (b"\x00", "500 5.5.2 Error: bad syntax"),
+    (b"\x00NOOP", "500 5.5.2 Error: bad syntax"),
+    (b"NO\x00OP", "500 5.5.2 Error: command not recognized"),
     (b"ETRN example.com", "502 5.5.1 Error: command not implemented"),
     (b"STARTTLS", "502 5.5.1 Error: command not implemented"),
     (b"AUTH PLAIN", "503 5.5.1 Error: authentication not enabled"),
