@@ -102,6 +102,7 @@ class Policy(Protocol):
     def bdat(self, event: Bdat) -> None: ...
     def refused(self, err: RemoteProtocolError) -> None: ...
     def replaced(self, received: str, run: str) -> None: ...     # smtpd_command_filter
+    def long_request(self, text: str) -> None: ...               # a command cut at the limit
     async def start_tls(self, stream: trio.abc.Stream) -> trio.abc.Stream | None: ...
 
 
@@ -189,12 +190,18 @@ class SmtpPump:
         self.conn.replaced = None
         self.policy.replaced(received, run)
 
+    def _long_request(self) -> None:
+        text, self.conn.long_request = self.conn.long_request, None
+        self.policy.long_request(text)
+
     async def _loop(self) -> End:
         conn = self.conn
         while True:
             try:
                 event = conn.next_event()
             except RemoteProtocolError as err:
+                if conn.long_request is not None:
+                    self._long_request()
                 if conn.replaced is not None:
                     self._replaced()
                 event, reply = err, None
@@ -212,6 +219,8 @@ class SmtpPump:
                         self._arm(self._deadline, False)
                         reply = await self.policy.answer(err) or reply
             else:
+                if conn.long_request is not None:
+                    self._long_request()
                 if conn.replaced is not None:
                     self._replaced()
                 if event is NEED_DATA:

@@ -429,6 +429,11 @@ class Session:
             self.in_bdat = True
             self._new_content(None)
 
+    def long_request(self, text: str) -> None:
+        # smtpd_chat_query_limit(), seen live with Postfix 3.7.11:
+        # "warning: unknown[127.0.0.1]: request longer than 2048: NOOP xx...".
+        log.warning(f"{self.namaddr}: {text}")
+
     def replaced(self, received: str, run: str) -> None:
         # smtpd.c, seen live with Postfix 3.7.11.
         log.info(f'{self.namaddr}: replacing command "{received[:100]}" with "{run[:100]}"')

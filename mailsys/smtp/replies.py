@@ -119,10 +119,6 @@ def timeout(host: str) -> Reply:
     return Reply(421, "4.4.2", f"{host} Error: timeout exceeded")
 
 
-def command_too_long(host: str) -> Reply:
-    return Reply(500, "5.5.2", f"{host} Error: command too long")
-
-
 def bare_lf(host: str, code: int = 550) -> Reply:
     """smtpd_forbid_bare_newline = reject (code: ..._reject_code, 550; 521 hangs up)."""
     return Reply(code, "5.5.2", f"{host} Error: bare <LF> received")

@@ -55,8 +55,8 @@ class TracedServerConnection(ServerConnection):
         super().__init__(settings, tls_active=tls_active, authenticated=authenticated)
         self._trace = trace
 
-    def _take_line(self, limit: int) -> bytes | None | Literal[False]:
-        line = super()._take_line(limit)
+    def _take_line(self, limit: int, cut: bool = False) -> bytes | None | Literal[False]:
+        line = super()._take_line(limit, cut)
         if line:
             self._trace("<", line.decode("utf-8", "surrogateescape"))
         return line
