@@ -69,18 +69,17 @@ DESCRIPTION
     command succeeds as Postfix's does through postdrop: the pickup service
     queues it once the mail system runs (mailsys.queue.maildrop,
     services/pickup.py). Only when the maildrop cannot be written either
-    (no queue directory) does it fail, with exit status 69.
+    (no queue directory) does it fail.
 
     The queue ID line is logged as Postfix's pickup logs it, under the tag
     "<syslog_name>/pickup" so that pflogsumm counts the message as
     received: ``QID: uid=1000 from=<alice@example.com>``.
 
 EXIT STATUS (sysexits.h)
-    0 queued; 64 EX_USAGE bad command line; 65 EX_DATAERR no recipients
-    or a message cleanup refused; 69 EX_UNAVAILABLE neither cleanup nor
-    the maildrop could take the message; 74 EX_IOERR standard input
-    unreadable; 75 EX_TEMPFAIL the queue could not take the message now
-    (full, write error, timeout).
+    0 queued (or left in the maildrop); 75 EX_TEMPFAIL for every error, a
+    bad command line, no recipients and a message cleanup refused
+    included, as Postfix's sendmail exits (its cleanup handler). The
+    queue modes (-bp, -q) exit as postqueue does.
 """
 
 from __future__ import annotations
@@ -110,7 +109,7 @@ from mailsys.message.qid import new_qid
 from mailsys.queue import maildrop
 from mailsys.runtime import cleanup_client
 
-EX_OK, EX_USAGE, EX_DATAERR, EX_UNAVAILABLE, EX_IOERR, EX_TEMPFAIL = 0, 64, 65, 69, 74, 75
+EX_OK, EX_TEMPFAIL = 0, 75
 
 FIX_EOL = ("always", "strict", "never")      # sendmail_fix_line_endings
 _DOT_LINE = re.compile(rb"(?:\A|\n)\.(?:\n|\Z)")
@@ -127,7 +126,10 @@ _BAD_ADDRESS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
-    opts = _parse(argv)
+    try:
+        opts = _parse(argv)
+    except UsageError as e:
+        return _fail(str(e))
     if "queue" in opts:
         if not opts["queue"]:
             return 0                    # -qINTERVAL: qmgr runs the queue anyway
@@ -141,7 +143,7 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     try:
         check_prefixes(cfg)         # as Postfix's sendmail, before it reads a byte
     except ConfigError as e:
-        return _fail(str(e), EX_TEMPFAIL)
+        return _fail(str(e))
     if opts.get("b") == "s":
         from mailsys.cli.sendmail_bs import smtp_session
         return smtp_session(cfg, sys.stdin.buffer, sys.stdout.buffer)
@@ -152,11 +154,9 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         # Postfix sendmail's words (seen live), exit status 75 for both.
         verp = verp or cfg.default_verp_delimiters
         if len(verp) != 2 or any(c not in cfg.verp_delimiter_filter for c in verp):
-            return _fail(f"-V requires two characters from {cfg.verp_delimiter_filter}",
-                         EX_TEMPFAIL)
+            return _fail(f"-V requires two characters from {cfg.verp_delimiter_filter}")
         if not sender:
-            return _fail(f"({os.getuid()}): -V option requires non-null sender address",
-                         EX_TEMPFAIL)
+            return _fail(f"({os.getuid()}): -V option requires non-null sender address")
     recipients = [qualify(a, cfg) for a in _addresses(opts["rcpt"])]
     if verify:
         # Postfix reads no message for -bv: it makes up a header that names
@@ -166,20 +166,20 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     else:
         fix_eol = cfg.sendmail_fix_line_endings
         if fix_eol not in FIX_EOL:
-            return _fail(f"invalid sendmail_fix_line_endings value: {fix_eol}", EX_TEMPFAIL)
+            return _fail(f"invalid sendmail_fix_line_endings value: {fix_eol}")
         try:
             content = _read_message(sys.stdin.buffer, ignore_dots="i" in opts, fix_eol=fix_eol,
                                     line_limit=cfg.line_length_limit)
         except OSError as e:
-            return _fail(f"cannot read the message: {e.strerror or e}", EX_IOERR)
+            return _fail(f"cannot read the message: {e.strerror or e}")
     if "t" in opts and not verify:
         found, content = _extract_recipients(content)
         recipients += [qualify(a, cfg) for a in found]
         if not recipients:
-            return _fail("No recipient addresses found in message header", EX_DATAERR)
+            return _fail("No recipient addresses found in message header")
     if not recipients:
         return _fail("Recipient addresses must be specified on the command line"
-                     " or via the -t option", EX_DATAERR)
+                     " or via the -t option")
     notify = _notify(opts.get("N", ""))
     request = CleanupRequest(
         queue_id=new_qid(), sender=sender,
@@ -196,28 +196,26 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     except IpcUnavailable as e:
         if answered:
             # Lost after cleanup answered: it may hold the message already.
-            return _fail(f"mail system is not running ({e})", EX_UNAVAILABLE)
+            return _fail(f"mail system is not running ({e})")
         # No cleanup to talk to. As with Postfix's postdrop, the message
         # waits in the maildrop for the pickup service; sendmail succeeds.
         try:
             maildrop.drop(cfg.path("queue_directory"), request)
         except OSError as why:
             return _fail(f"mail system is not running ({e}); cannot write to the maildrop: "
-                         f"{why.strerror or why}", EX_UNAVAILABLE)
+                         f"{why.strerror or why}")
         access.poke_pickup(cfg.path("queue_directory"))
         reply = None
     except IpcTimeout as e:
-        return _fail(f"queue file write error: {e}", EX_TEMPFAIL)
+        return _fail(f"queue file write error: {e}")
     except RemoteError as e:
         if e.code == "queue_full":
-            return _fail(f"queue file write error: insufficient system storage ({e.text})",
-                         EX_TEMPFAIL)
-        return _fail(f"queue file write error: {e.text}", EX_TEMPFAIL)
+            return _fail(f"queue file write error: insufficient system storage ({e.text})")
+        return _fail(f"queue file write error: {e.text}")
     except ProtocolError as e:
-        return _fail(f"internal protocol error talking to cleanup: {e}", EX_TEMPFAIL)
+        return _fail(f"internal protocol error talking to cleanup: {e}")
     if isinstance(reply, Rejected):
-        return _fail(f"{reply.code} {reply.enhanced} {reply.text}",
-                     EX_DATAERR if reply.code >= 500 else EX_TEMPFAIL)
+        return _fail(f"{reply.code} {reply.enhanced} {reply.text}")
     if verify:
         print(f"Mail Delivery Status Report will be mailed to <{sender}>.")
     return EX_OK
@@ -256,9 +254,13 @@ async def _submit(cfg: Config, request: CleanupRequest, answered: list[bool]
     return await cleanup_client.submit(cfg, request, on_connect=connected)
 
 
-def _fail(text: str, status: int) -> int:
+def _fail(text: str) -> int:
+    """Postfix's sendmail exits 75 on every fatal error: the msg_cleanup()
+    handler it installs, tempfail(), exits EX_TEMPFAIL before
+    msg_fatal_status() uses its own status (sendmail.c; seen live with
+    3.7.11 for a usage error, no recipients, an unsupported -b)."""
     print(f"sendmail: fatal: {text}", file=sys.stderr)
-    return status
+    return EX_TEMPFAIL
 
 
 def _parse(argv: list[str]) -> dict:

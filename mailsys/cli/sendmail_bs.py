@@ -32,6 +32,7 @@ EXIT STATUS
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import BinaryIO
 
@@ -48,6 +49,7 @@ from mailsys.smtp import (NEED_DATA, PAUSED, ConnectionClosed, DataChunk, EndOfD
 
 __all__ = ["smtp_session"]
 
+EX_UNAVAILABLE, EX_IOERR = 69, 74            # its own statuses (see EXIT STATUS)
 READ_SIZE = 64 * 1024
 DOWN = Reply(421, "4.3.2", "Service currently unavailable")
 
@@ -60,7 +62,8 @@ def smtp_session(cfg: Config, stdin: BinaryIO, stdout: BinaryIO) -> int:
     try:
         if not access.master_running(cfg):
             _write(stdout, DOWN.render())
-            return sendmail._fail("mail system is not running", sendmail.EX_UNAVAILABLE)
+            print("sendmail: fatal: mail system is not running", file=sys.stderr)
+            return EX_UNAVAILABLE
         _write(stdout, conn.send(replies.greeting(cfg.smtpd_banner)))
         session = _Session(cfg)
         while not conn.closed:
@@ -80,8 +83,8 @@ def smtp_session(cfg: Config, stdin: BinaryIO, stdout: BinaryIO) -> int:
                 continue
             _write(stdout, conn.send(session.answer(event, conn)))
     except (BrokenPipeError, OSError):
-        return sendmail.EX_IOERR
-    return sendmail.EX_OK
+        return EX_IOERR
+    return 0
 
 
 def _write(stdout: BinaryIO, data: bytes) -> None:

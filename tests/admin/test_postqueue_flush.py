@@ -91,7 +91,7 @@ def test_sendmail_qr_flushes_one_site_and_an_interval_is_ignored(capsys, setup, 
     assert (status, err) == (0, "")
     assert due_soon(setup) == {later["bounce"]}
     status, _, err = run_tool(capsys, setup, "sendmail", "-qSremote.example")
-    assert (status, err) == (64, "sendmail: fatal: -qS is not implemented\n")
+    assert (status, err) == (75, "sendmail: fatal: -qS is not implemented\n")
 
 
 def test_flush_one(capsys, setup, later, master):
