@@ -28,9 +28,10 @@ DESCRIPTION
     a "(reason unavailable)" line precedes when a reason came before them.
 
     The arrival time is asctime() in local time, as Postfix's. Entries come
-    in the order they are given (QueueStore.scan_all: active, incoming,
-    deferred, hold, oldest first in each; Postfix also lists maildrop first,
-    which mailsys does not have).
+    in the order they are given (postqueue: the messages sendmail left in
+    the maildrop first, as Postfix lists its maildrop queue, with the queue
+    name "maildrop" and no status character; then QueueStore.scan_all:
+    active, incoming, deferred, hold, oldest first in each).
 
     Pure: envelopes in, text out.
 """
@@ -64,9 +65,14 @@ def arrival(when: float) -> str:
     return time.asctime(time.localtime(when))
 
 
-def status_id(env: Envelope, queue: Queue) -> str:
+def queue_name(queue: Queue | str) -> str:
+    """A queue's name: a Queue of the store, or "maildrop"."""
+    return getattr(queue, "value", queue)
+
+
+def status_id(env: Envelope, queue: Queue | str) -> str:
     """The queue ID with Postfix's status characters."""
-    mark = {"active": "*", "hold": "!"}.get(queue.value, "")
+    mark = {"active": "*", "hold": "!"}.get(queue_name(queue), "")
     return env.queue_id + mark + ("#" if env.forced_expire else "")
 
 
@@ -92,7 +98,7 @@ def reason_line(reason: str) -> str:
     return "%*s(%s)\n" % (max(0, REASON_END - len(reason)), "", reason)
 
 
-def render_entry(env: Envelope, queue: Queue, utf8: bool = True) -> str:
+def render_entry(env: Envelope, queue: Queue | str, utf8: bool = True) -> str:
     """One message's block of lines, without the separating blank line.
     utf8: smtputf8_enable (addresses.shown). As showq_compat.c, a reason
     line comes whenever the reason changes from the previous recipient's,
@@ -108,7 +114,7 @@ def render_entry(env: Envelope, queue: Queue, utf8: bool = True) -> str:
     return "".join(out)
 
 
-def iter_listing(entries: Iterable[tuple[Envelope, Queue]],
+def iter_listing(entries: Iterable[tuple[Envelope, Queue | str]],
                  utf8: bool = True) -> Iterator[str]:
     """The mailq output for entries, a piece at a time, so a large queue is
     written as it is read."""
@@ -124,12 +130,12 @@ def iter_listing(entries: Iterable[tuple[Envelope, Queue]],
         yield TRAILER % (total // 1024, count, "" if count == 1 else "s")
 
 
-def render_listing(entries: Iterable[tuple[Envelope, Queue]], utf8: bool = True) -> str:
+def render_listing(entries: Iterable[tuple[Envelope, Queue | str]], utf8: bool = True) -> str:
     """The whole mailq output for entries."""
     return "".join(iter_listing(entries, utf8))
 
 
-def json_entry(env: Envelope, queue: Queue, utf8: bool = True) -> str:
+def json_entry(env: Envelope, queue: Queue | str, utf8: bool = True) -> str:
     """One postqueue -j line (without the newline), keys in Postfix's order."""
     recipients = []
     for address, reason in listed(env):
@@ -138,7 +144,7 @@ def json_entry(env: Envelope, queue: Queue, utf8: bool = True) -> str:
             item["delay_reason"] = reason
         recipients.append(item)
     obj = {
-        "queue_name": queue.value,
+        "queue_name": queue_name(queue),
         "queue_id": env.queue_id,
         "arrival_time": int(env.arrival_time),
         "message_size": env.size,
@@ -151,7 +157,7 @@ def json_entry(env: Envelope, queue: Queue, utf8: bool = True) -> str:
     return json.dumps(obj, ensure_ascii=False)
 
 
-def render_json(entries: Iterable[tuple[Envelope, Queue]],
+def render_json(entries: Iterable[tuple[Envelope, Queue | str]],
                 utf8: bool = True) -> Iterator[str]:
     """postqueue -j: one JSON object per line; nothing for an empty queue."""
     for env, queue in entries:

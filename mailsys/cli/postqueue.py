@@ -59,6 +59,7 @@ EXIT STATUS
 from __future__ import annotations
 
 import getopt
+import itertools
 import sys
 from pathlib import Path
 
@@ -138,7 +139,9 @@ def main(argv: list[str], config_dir: Path, command: str = "postqueue") -> int:
 def show(qdir: Path, mode: str, utf8: bool = True) -> int:
     """mailq or postqueue -j; utf8: smtputf8_enable (non-ASCII shown as "?" without it)."""
     with access.open_store(qdir) as store:
-        entries = store.scan_all(on_corrupt=_corrupt) if store else iter(())
+        entries = itertools.chain(
+            ((env, maildrop.MAILDROP) for env in maildrop.envelopes(qdir)),
+            store.scan_all(on_corrupt=_corrupt) if store else ())
         try:
             for piece in (iter_listing if mode == "p" else render_json)(entries, utf8):
                 sys.stdout.write(piece)

@@ -8,6 +8,7 @@ SYNOPSIS
         ...                                     # handed to cleanup: then
         path.unlink()
     maildrop.set_aside(queue_dir, path)         # to $queue_directory/corrupt/
+    for envelope in maildrop.envelopes(queue_dir): ...   # what mailq shows
 
 DESCRIPTION
     Postfix's sendmail hands every message to postdrop, which writes it
@@ -39,13 +40,16 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 from mailsys.errors import MailsysError
 from mailsys.ipc import codec
 from mailsys.ipc.proto.cleanup import CleanupRequest
+from mailsys.message.envelope import Envelope, Recipient
 
-__all__ = ["MAILDROP", "CorruptDrop", "directory", "drop", "pending", "read", "set_aside", "waiting"]
+__all__ = ["MAILDROP", "CorruptDrop", "directory", "drop", "envelopes", "pending", "read",
+           "set_aside", "waiting"]
 
 MAILDROP = "maildrop"
 CORRUPT = "corrupt"
@@ -119,6 +123,24 @@ def read(path: Path) -> CleanupRequest:
     if not isinstance(request, CleanupRequest):
         raise CorruptDrop(f"{path.name}: not a cleanup request: {type(request).__name__}")
     return request
+
+
+def envelopes(queue_dir: Path) -> Iterator[Envelope]:
+    """envelopes - what mailq shows of each whole file in the maildrop,
+    oldest first (Postfix's showq lists the maildrop before the other
+    queues); a file that goes meanwhile or holds no request is skipped."""
+    try:
+        paths = waiting(queue_dir)
+    except OSError:                 # not ours to read: nothing to show
+        return
+    for path in paths:
+        try:
+            request = read(path)
+        except (OSError, CorruptDrop):
+            continue
+        yield Envelope(queue_id=request.queue_id, sender=request.sender,
+                       recipients=tuple(Recipient(r.address) for r in request.recipients),
+                       arrival_time=request.arrival_time, size=len(request.content))
 
 
 def set_aside(queue_dir: Path, path: Path) -> Path:

@@ -121,6 +121,12 @@ def test_sendmail_while_down_leaves_the_message_for_pickup(mailsys_instance):
     dropped = os.listdir(inst.queue_dir / "maildrop")
     assert len(dropped) == 1 and not dropped[0].startswith(".")
     assert not queued(inst)
+    # mailq shows it meanwhile, as Postfix lists its maildrop.
+    listing = inst.cli("mailq").stdout.splitlines()
+    assert listing[1].split()[0] == dropped[0] and listing[1].endswith(" alice@example.com")
+    assert listing[2].strip() == "bob@example.org" and listing[-1].endswith(" in 1 Request.")
+    [entry] = [json.loads(line) for line in inst.cli("postqueue", "-j").stdout.splitlines()]
+    assert (entry["queue_name"], entry["queue_id"]) == ("maildrop", dropped[0])
     inst.start()
     log = inst.wait_log("from=<alice@example.com>")
     qid = re.search(rf"mailsys/pickup\[\d+\]: (\w+): uid={os.getuid()} from=<alice@example.com>",

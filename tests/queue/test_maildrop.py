@@ -52,3 +52,14 @@ def test_no_queue_directory_no_drop(tmp_path):
     with pytest.raises(FileNotFoundError):
         maildrop.drop(tmp_path / "none", request("4jcdAAAAAAz0001"))
     assert not (tmp_path / "none").exists()
+
+
+def test_envelopes_show_what_mailq_lists(tmp_path):
+    dropped = request("4jcdAAAAAAz0001")
+    maildrop.drop(tmp_path, dropped)
+    (tmp_path / "maildrop" / "junk").write_bytes(b"not a frame")
+    [env] = list(maildrop.envelopes(tmp_path))
+    assert (env.queue_id, env.sender, env.size, env.arrival_time) == (
+        "4jcdAAAAAAz0001", "alice@example.com", len(dropped.content), dropped.arrival_time)
+    assert [r.address for r in env.recipients] == ["bob@example.org"]
+    assert list(maildrop.envelopes(tmp_path / "none")) == []
