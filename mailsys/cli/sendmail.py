@@ -14,7 +14,8 @@ DESCRIPTION
 
     -f sender    the envelope sender ("" or <> for the null sender); default
                  the login name @ $myorigin. -r is the same (obsolete).
-    -F fullname  the phrase of an added From: header.
+    -F fullname  the phrase of an added From: header; without -F, $NAME or
+                 the user's GECOS full name, as Postfix's sendmail takes it.
     -t           take recipients from the To:, Cc: and Bcc: headers (the
                  Resent- ones when the message has any Resent- header), in
                  addition to those on the command line, and remove Bcc:.
@@ -185,7 +186,8 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
         queue_id=new_qid(), sender=sender,
         recipients=tuple(CleanupRecipient(r, notify=notify) for r in recipients),
         content=content, arrival_time=time.time(), origin="sendmail", local=True,
-        protocol="local", uid=os.getuid(), fullname=opts.get("F", ""),
+        protocol="local", uid=os.getuid(),
+        fullname=opts["F"] if "F" in opts else fullname(),
         envid=opts.get("V", ""), ret=opts.get("R", "").upper(), verp_delimiters=verp or "",
         body_type=opts.get("B", "").upper(), filter=cfg.content_filter,
         receive_override_options=tuple(cfg.receive_override_options),
@@ -252,6 +254,26 @@ async def _submit(cfg: Config, request: CleanupRequest, answered: list[bool]
         answered.append(True)
         log_pickup(cfg, request.queue_id, request.sender)
     return await cleanup_client.submit(cfg, request, on_connect=connected)
+
+
+def fullname() -> str:
+    """The invoking user's personal name, as Postfix's fullname() finds it:
+    $NAME, else the GECOS field of the password entry up to the first ",",
+    ";" or "%", each "&" the login name with its first letter capitalized;
+    "" when there is none. cleanup puts it in the From: header it adds
+    (Postfix 3.7.11: "From: root <root@host>" for root's mail)."""
+    name = os.environ.get("NAME")
+    if name is not None:
+        return name
+    try:
+        entry = pwd.getpwuid(os.getuid())
+    except KeyError:
+        return ""
+    gecos = entry.pw_gecos
+    for stop in ",;%":
+        gecos = gecos.split(stop, 1)[0]
+    login = entry.pw_name
+    return gecos.replace("&", login[:1].upper() + login[1:])
 
 
 def _fail(text: str) -> int:

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from mailsys.cli.sendmail import fullname
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest
 from mailsys.message.qid import new_qid
 from mailsys.queue import Queue, QueueStore, maildrop
@@ -87,6 +88,10 @@ def test_sendmail_defaults_dot_and_t(mailsys_instance):
     assert env1.sender == f"{login}@example.com"
     assert [r.address for r in env1.recipients] == ["carol@example.com"]
     assert c1.endswith(b"\r\n\r\nfirst line\r\n")
+    # Without -F the added From: has the user's full name (Postfix fullname()).
+    name = fullname()
+    assert (f"\r\nFrom: {name} <{login}@example.com>\r\n" if name else
+            f"\r\nFrom: {login}@example.com\r\n").encode() in c1
     assert sorted(r.address for r in env2.recipients) == sorted(
         ["extra@example.org", "bob@example.org", "c1@example.net", "c2@example.net",
          "hidden@example.org"])

@@ -146,3 +146,18 @@ def test_cleanup_socket_private_or_public(make_config, queue_dir):
     assert cleanup_client.cleanup_path(cfg) == public
     private.touch()
     assert cleanup_client.cleanup_path(cfg) == private
+
+
+def test_fullname_is_name_or_the_gecos_field(monkeypatch):
+    """Postfix fullname(): $NAME, else GECOS up to the first , ; or %, each
+    & the login name capitalized (an added From: reads "root <root@host>")."""
+    import pwd
+    entry = pwd.struct_passwd(("jdoe", "x", 1000, 1000, "& Doe,Room 1,;x", "/home/jdoe", "/bin/sh"))
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: entry)
+    monkeypatch.delenv("NAME", raising=False)
+    assert sendmail.fullname() == "Jdoe Doe"
+    monkeypatch.setenv("NAME", "Jane Q. Doe")
+    assert sendmail.fullname() == "Jane Q. Doe"
+    monkeypatch.delenv("NAME")
+    monkeypatch.setattr(pwd, "getpwuid", lambda uid: (_ for _ in ()).throw(KeyError(uid)))
+    assert sendmail.fullname() == ""
