@@ -12,7 +12,8 @@ DESCRIPTION
     it, gives it its mode, renames it over path and fsyncs the directory:
     a reader sees the old file or the new one, and after a crash the new
     one if replace_file() returned. Text is written as UTF-8; undecodable
-    bytes read with errors="surrogateescape" go back out unchanged.
+    bytes read with errors="surrogateescape" go back out unchanged; bytes
+    are written as they are. The temporary file's name begins with a dot.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 
-def replace_file(path: Path | str, text: str, mode: int | None = None) -> None:
+def replace_file(path: Path | str, text: str | bytes, mode: int | None = None) -> None:
     """Replace path with text atomically and durably; see DESCRIPTION."""
     path = Path(path)
     if mode is None:
@@ -33,7 +34,8 @@ def replace_file(path: Path | str, text: str, mode: int | None = None) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as f:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else
+              os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape")) as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())

@@ -23,9 +23,10 @@ DESCRIPTION
 
     A file holds the CleanupRequest sendmail would have sent, as one frame
     of the IPC codec (mailsys.ipc.codec), and is named after the request's
-    queue ID. drop() writes it under a name with a leading dot, fsyncs
-    it, renames it into place and fsyncs the directory: a file without the
-    dot is always whole, and once drop() returns it survives a crash.
+    queue ID. drop() writes it with mailsys.config.files.replace_file():
+    under a name with a leading dot, fsynced, renamed into place, the
+    directory fsynced. So a file without the dot is always whole, and once
+    drop() returns it survives a crash.
     waiting() lists only such files, oldest first.
 
     The directory is mode 0700, as private/ with the cleanup socket: only
@@ -43,6 +44,7 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from mailsys.config.files import replace_file
 from mailsys.errors import MailsysError
 from mailsys.ipc import codec
 from mailsys.ipc.proto.cleanup import CleanupRequest
@@ -79,20 +81,8 @@ def drop(queue_dir: Path, request: CleanupRequest) -> Path:
     if not Path(queue_dir).is_dir():
         raise FileNotFoundError(f"no queue directory {queue_dir}")
     folder = directory(queue_dir)
-    data = codec.encode(request)
     final = folder / request.queue_id
-    temp = folder / f".{request.queue_id}.{os.getpid()}"
-    try:
-        with open(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600),
-                  "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(temp, final)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(folder)
+    replace_file(final, codec.encode(request), mode=0o600)
     return final
 
 
@@ -156,10 +146,3 @@ def pending(queue_dir: Path) -> bool:
     """pending - whether any whole file waits in the maildrop."""
     return bool(waiting(queue_dir))
 
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
