@@ -74,16 +74,20 @@ class SessionAuth:
             await self.exchange.aclose()
 
     def core_ended(self, reply: Reply) -> None:
-        """The core refused an AUTH line itself ("*", bad base64, too long): log as Postfix."""
-        if self.exchange is None or reply.code not in (500, 501, 535):
+        """The core ended the exchange itself; logged as Postfix 3.7.11's
+        smtpd_sasl_authenticate() does: "*" as aborted, a response that is
+        no base64 as a failure, one over the limit with only the "request
+        longer than" line the session logs."""
+        if self.exchange is None or reply not in _CORE_ENDS:
             return
         if isinstance(self.exchange, DovecotExchange):
             self.exchange.abandon()
         mech, self.exchange = self.exchange.mechanism, None
         if reply == replies.AUTH_ABORTED:
             log.warning(f"{self.namaddr}: SASL {mech} authentication aborted")
-        else:
-            log.warning(sasl.auth_failed_log_text(self.namaddr, mech, " ".join(reply.lines)))
+        elif reply == replies.BAD_BASE64_CONTINUED:
+            log.warning(sasl.auth_failed_log_text(self.namaddr, mech,
+                                                  replies.BAD_BASE64_CONTINUED_REASON))
 
     def _result(self, result: sasl.Result) -> Reply:
         if not isinstance(result, sasl.Challenge):
@@ -93,6 +97,9 @@ class SessionAuth:
             else:
                 log.warning(result.log_text(self.namaddr))
         return sasl_reply(result)
+
+
+_CORE_ENDS = (replies.AUTH_ABORTED, replies.BAD_BASE64_CONTINUED, replies.SASL_RESPONSE_TOO_LONG)
 
 
 def sasl_text(data: bytes | None) -> str | None:

@@ -132,7 +132,7 @@ from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, End
                           StartTls, Vrfy, Xclient, Xforward, replies, xtext_encode)
 from mailsys.runtime.proxy_header import read_proxy_header
 from mailsys.smtp.haproxy import HaproxyError
-from mailsys.smtp.server import ILLEGAL_ADDRESS, NULL_BDAT
+from mailsys.smtp.server import BAD_INITIAL_RESPONSE, ILLEGAL_ADDRESS, NULL_BDAT
 from mailsys.smtp.trace import TracedServerConnection
 
 log = structlog.get_logger()
@@ -463,6 +463,9 @@ class Session:
             # as a failed login (checked with 3.7.11: "AUTH FOO").
             log.warning(sasl_server.auth_failed_log_text(
                 self.namaddr, text[len("invalid mechanism "):], "Invalid authentication mechanism"))
+        elif text.startswith(BAD_INITIAL_RESPONSE):
+            log.warning(sasl_server.auth_failed_log_text(
+                self.namaddr, text[len(BAD_INITIAL_RESPONSE):], replies.BAD_BASE64_INITIAL_REASON))
         self.auth.core_ended(reply)
 
     async def answer(self, event: object) -> Reply | None:

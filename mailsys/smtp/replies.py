@@ -330,10 +330,13 @@ ALREADY_AUTHENTICATED = Reply(503, "5.5.1", "Error: already authenticated")
 AUTH_ABORTED = Reply(501, "5.7.0", "Authentication aborted")
 SASL_RESPONSE_TOO_LONG = Reply(500, "5.5.6", "SASL response limit exceeded")
 INVALID_MECHANISM = auth_failed("Invalid authentication mechanism")
-# XXX the two texts below are the Dovecot/Cyrus xsasl messages as remembered
-# from xsasl_dovecot_server.c, not verified against a live 3.7.
-BAD_BASE64_INITIAL = Reply(501, "5.5.2", "Invalid base64 data in initial response")
-BAD_BASE64_CONTINUED = Reply(501, "5.5.2", "Invalid base64 data in continued response")
+# A response that is no base64 fails the exchange like a wrong password
+# (Postfix 3.7.11: xsasl_dovecot_server.c's reasons, smtpd_sasl_glue.c's
+# 535 and its "authentication failed" warning).
+BAD_BASE64_INITIAL_REASON = "Invalid base64 data in initial response"
+BAD_BASE64_CONTINUED_REASON = "Invalid base64 data in continued response"
+BAD_BASE64_INITIAL = auth_failed(BAD_BASE64_INITIAL_REASON)
+BAD_BASE64_CONTINUED = auth_failed(BAD_BASE64_CONTINUED_REASON)
 
 # --- cleanup / queue side (sent by the policy, listed here so there is one place) --
 

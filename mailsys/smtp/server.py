@@ -95,6 +95,10 @@ ILLEGAL_ADDRESS = "illegal address syntax: "
 # The message of a refused "BDAT 0": the I/O shell logs Postfix's
 # "QID: null BDAT request from CLIENT" warning from it.
 NULL_BDAT = "null BDAT request"
+# The message of an AUTH whose initial response is no base64, before the
+# mechanism: the I/O shell logs Postfix's "SASL PLAIN authentication
+# failed" warning from it (a continued response's is the exchange's own).
+BAD_INITIAL_RESPONSE = "bad base64 initial response for "
 # SMTPD_CMD_FLAG_LIMIT: commands that can be repeated without cost to the
 # client, counted against smtpd_junk_command_limit.
 _JUNK = frozenset({"helo", "ehlo", "rset", "noop", "vrfy", "etrn"})
@@ -963,7 +967,7 @@ class ServerConnection:
         if len(words) == 2:
             initial = b"" if words[1] == "=" else _b64(words[1].encode("ascii", "replace"))
             if initial is None:
-                raise self._fail(R.BAD_BASE64_INITIAL, "bad base64 initial response")
+                raise self._fail(R.BAD_BASE64_INITIAL, BAD_INITIAL_RESPONSE + mechanism)
         return ev.Auth(mechanism, initial)
 
 

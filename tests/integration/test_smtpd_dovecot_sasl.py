@@ -129,8 +129,31 @@ def test_a_too_long_response_is_refused_and_logged_as_postfix_does(mailsys_insta
         s.send(b64(b"\0alice\0secret").encode() + b"A" * 13000 + b"\r\n")
         assert s.getreply() == (500, b"5.5.6 SASL response limit exceeded")
         assert s.noop()[0] == 250
-    inst.wait_log("warning: localhost[127.0.0.1]: request longer than 12288: "
-                  "AGFsaWNlAHNlY3JldA==AAAAAAAAAA...")
+    log = inst.wait_log("warning: localhost[127.0.0.1]: request longer than 12288: "
+                        "AGFsaWNlAHNlY3JldA==AAAAAAAAAA...")
+    # smtpd_sasl_authenticate() returns at once: no "authentication failed"
+    # line, which fail2ban would count.
+    assert "authentication failed" not in log
+
+
+def test_a_response_that_is_no_base64_fails_as_postfix_does(mailsys_instance, dovecot):
+    # Postfix 3.7.11: xsasl_dovecot_server.c refuses it before Dovecot sees
+    # it, and smtpd_sasl_glue.c answers and logs it as any failed login.
+    inst = mailsys_instance
+    port = start(inst, dovecot)
+    with smtplib.SMTP("127.0.0.1", port, timeout=20) as s:
+        s.ehlo("client.example")
+        assert s.docmd("AUTH", "PLAIN !!!!") == (
+            535, b"5.7.8 Error: authentication failed: Invalid base64 data in initial response")
+        assert s.docmd("AUTH", "LOGIN") == (334, b"VXNlcm5hbWU6")
+        assert s.docmd("@@@") == (
+            535, b"5.7.8 Error: authentication failed: Invalid base64 data in continued response")
+        assert s.noop()[0] == 250
+    log = inst.wait_log("Invalid base64 data in continued response")
+    assert ("warning: localhost[127.0.0.1]: SASL PLAIN authentication failed: "
+            "Invalid base64 data in initial response, sasl_username=(unavailable)") in log
+    assert ("warning: localhost[127.0.0.1]: SASL LOGIN authentication failed: "
+            "Invalid base64 data in continued response, sasl_username=(unavailable)") in log
 
 
 def test_failures_are_replied_and_logged_as_postfix_does(mailsys_instance, dovecot):

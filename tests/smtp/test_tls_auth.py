@@ -151,8 +151,8 @@ def test_auth_cancel():
 
 
 @pytest.mark.parametrize("data,reply", [
-    (b"AUTH PLAIN !!!!\r\n", "501 5.5.2 Invalid base64 data in initial response"),
-    (b"AUTH LOGIN\r\n@@@\r\n", "501 5.5.2 Invalid base64 data in continued response"),
+    (b"AUTH PLAIN !!!!\r\n", "535 5.7.8 Error: authentication failed: Invalid base64 data in initial response"),
+    (b"AUTH LOGIN\r\n@@@\r\n", "535 5.7.8 Error: authentication failed: Invalid base64 data in continued response"),
     (b"AUTH LOGIN\r\n" + b"A" * 20000 + b"\r\n", "500 5.5.6 SASL response limit exceeded"),
     (b"AUTH\r\n", "501 5.5.4 Syntax: AUTH mechanism"),
     (b"AUTH GSSAPI\r\n", "535 5.7.8 Error: authentication failed: Invalid authentication mechanism"),
