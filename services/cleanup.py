@@ -82,6 +82,21 @@ DESCRIPTION
     write_error (451 4.3.0) otherwise. A failed request leaves nothing in
     the queue (create_many is all or nothing).
 
+    A request with bounce set (the pickup service's: Postfix's
+    CLEANUP_FLAG_BOUNCE) is not answered Rejected for a permanent (5xx)
+    refusal, whatever step refused it: the message goes back to its
+    sender, as Postfix's cleanup_bounce() returns it. cleanup logs each
+    recipient "QID: to=<r>, relay=none, delay=D, delays=D/0/0/0,
+    dsn=5.7.1, status=bounced (message content rejected)", commits the
+    entry with every recipient bounced (mailsys.message.cleanup_bounce
+    says with what status, reason and content) and answers Queued; qmgr
+    then has bounce queue the notice, or the postmaster copy notify_classes
+    asks for when the sender is <>, and removes the entry. XXX Postfix's
+    cleanup asks bounce itself and never queues the message; here qmgr
+    does that part, as Postfix's did before 2005, so the log also shows
+    qmgr's "QID: from=<s>, size=N, nrcpt=M (queue active)" and "QID:
+    removed" lines for it. A temporary (4xx) refusal is still answered.
+
     Milters: the envelope of mail submitted with sendmail goes to the
     non_smtpd_milters first (mailsys.runtime.cleanup_milters). For mail
     from smtpd, whose smtpd_milters saw the envelope there, the request
@@ -129,12 +144,15 @@ from mailsys.message.address_maps import (ALIAS_ERROR, RECIPIENT_HEADERS, SENDER
                                           AddressMaps, AliasError)
 from mailsys.message.envelope import Envelope, Recipient
 from mailsys.message.header_checks import ContentAction, log_text
-from mailsys.message.headers import HeaderPolicy, clean_header, wants_missing_headers
+from mailsys.message.cleanup_bounce import bounceable, returned
+from mailsys.message.headers import (HeaderPolicy, clean_header, encode_header,
+                                     wants_missing_headers)
 from mailsys.message.message_actions import MessageActions, first_answer, with_actions
 from mailsys.message.mime_checks import check_body
 from mailsys.message.mime_state import MimePolicy
 from mailsys.message.smtp_output import MIME_HEADERS
 from mailsys.message.qid import is_qid
+from mailsys.message.reply import StatusReply
 from mailsys.message.received import received_local, received_smtp
 from mailsys.qmgr.settings import local_domain_check
 from mailsys.queue import Queue, QueueStore
@@ -253,12 +271,20 @@ class Cleanup:
         # arguments while it waits, and the content must be able to go
         # before the commit (see _message).
         box = _Box(req)
+        # A request whose refusal goes back to its sender (the pickup
+        # service's) is kept here for that: its content outlives _message.
+        returning = req if isinstance(req, CleanupRequest) and req.bounce else None
         del req
         try:
-            return await self._handle(box, fds if fds is not None else [])
+            answer = await self._handle(box, fds if fds is not None else [])
         finally:
             for fd in fds or ():
                 os.close(fd)
+        if returning is not None and isinstance(answer, Rejected):
+            refusal = StatusReply(answer.code, answer.enhanced, answer.text)
+            if bounceable(refusal):
+                return await self._return(returning, refusal)
+        return answer
 
     async def _handle(self, box: _Box, fds: list[int]) -> object:
         req = box.item
@@ -333,16 +359,50 @@ class Cleanup:
             answer = _milter_verdict(entry, milter_req, failed)
             if answer is not None:
                 return answer
-        commits = self.holds if entry.hold else self.commits
+        error = await self._commit(self.holds if entry.hold else self.commits,
+                                   entry.envelope, entry.content)
+        if error is not None:
+            return error
+        return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
+
+    async def _commit(self, commits: store_io.GroupCommit, envelope: Envelope,
+                      content: bytes) -> ErrorReply | None:
+        """Commit one entry; the answer when that fails."""
         try:
-            await commits.create(entry.envelope, entry.content)
+            await commits.create(envelope, content)
         except QueueFull as e:
-            log.warning(f"queue file write error: {e}", queue_id=qid)
+            log.warning(f"queue file write error: {e}", queue_id=envelope.queue_id)
             return ErrorReply(ErrorCode.QUEUE_FULL, str(e))
         except QueueError as e:
-            log.warning(f"queue file write error: {e}", queue_id=qid)
+            log.warning(f"queue file write error: {e}", queue_id=envelope.queue_id)
             return ErrorReply(ErrorCode.WRITE_ERROR, str(e))
-        return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
+        return None
+
+    async def _return(self, req: CleanupRequest, refusal: StatusReply) -> object:
+        """Queue a message refused for good with every recipient bounced, for
+        qmgr and bounce to return it to its sender (Postfix's cleanup does
+        so for a client that set CLEANUP_FLAG_BOUNCE: cleanup_bounce.c);
+        the answer is Queued. Each recipient is logged as Postfix's cleanup
+        logs it there, before the notice exists: "QID: to=<r>, relay=none,
+        delay=D, delays=D/0/0/0, dsn=5.7.1, status=bounced (message content
+        rejected)". The recipients are the ones requested: the address
+        rewriting of step 3 is not done for a refused message."""
+        now = time.time()
+        arrival = req.arrival_time or now
+        content = encode_header(self.received(req, arrival)) + req.content
+        envelope, content = returned(
+            _envelope(req, sender=req.sender, recipients=_recipients(req), arrival=arrival,
+                      size=len(content), body_type=req.body_type),
+            content, refusal, now=now)
+        delay = max(0.0, now - arrival)
+        for r in envelope.recipients:
+            log.info("status", queue_id=req.queue_id, to=r.address, orig_to=r.orig or r.address,
+                     relay="none", delay=delay, delays=(delay, 0, 0, 0), dsn=r.dsn_status,
+                     status=r.state.value, reason=r.reason)
+        error = await self._commit(self.commits, envelope, content)
+        if error is not None:
+            return error
+        return Queued(queue_id=req.queue_id, size=envelope.size)
 
     def _milter_changes(self, entry: _Entry, req: CleanupRequest,
                         found: Inspected) -> tuple[_Entry, CleanupRequest]:
@@ -473,8 +533,7 @@ class Cleanup:
         if error is not None:
             return Rejected(error.code, error.enhanced, error.text)
         sender = req.sender
-        recipients = tuple(Recipient(r.address, orig=r.orig, orcpt=r.orcpt, notify=r.notify)
-                           for r in req.recipients)
+        recipients = _recipients(req)
         if self.address_maps.active and mappings:
             try:
                 sender, recipients = self.address_maps.envelope(sender, recipients, warn)
@@ -482,19 +541,10 @@ class Cleanup:
                 warn(str(e))
                 return Rejected(451, *ALIAS_ERROR)
         content = cleaned.assemble(source, crlf=req.crlf)
-        logged = _logged_client(req)
-        envelope = Envelope(
-            queue_id=req.queue_id, sender=sender,
-            recipients=with_actions(recipients, actions.bcc, actions.redirect),
-            arrival_time=arrival, size=len(content),
-            client_name=logged.name, client_addr=logged.addr, client_port=logged.port,
-            helo=logged.helo, protocol=logged.protocol, log_ident=logged.ident,
-            sasl_user=req.sasl_user, sasl_method=req.sasl_method, sasl_sender=req.sasl_sender,
-            verp_delimiters=req.verp_delimiters if sender else "",
-            rewrite_context="local" if req.local else "remote",
-            envid=req.envid, ret=req.ret, body_type=body_type, smtputf8=req.smtputf8,
-            attrs=(("origin", req.origin),) + ((("uid", str(req.uid)),) if req.uid >= 0 else ())
-            + ((("filter", actions.filter),) if actions.filter else ())
+        envelope = _envelope(
+            req, sender=sender, recipients=with_actions(recipients, actions.bcc, actions.redirect),
+            arrival=arrival, size=len(content), body_type=body_type,
+            attrs=((("filter", actions.filter),) if actions.filter else ())
             + (((TRACE_FLAGS, req.trace_flags),) if req.trace_flags else ()))
         return _Entry(envelope, content, cleaned.log_lines, actions.hold, actions.discard)
 
@@ -571,6 +621,32 @@ def _origin(req: CleanupRequest) -> str:
         return "local"
     fwd = req.forwarded
     return fwd.namaddr if fwd is not None else f"{req.client_name or 'unknown'}[{req.client_addr}]"
+
+
+def _recipients(req: CleanupRequest) -> tuple[Recipient, ...]:
+    """The request's recipients as the queue keeps them, not tried yet."""
+    return tuple(Recipient(r.address, orig=r.orig, orcpt=r.orcpt, notify=r.notify)
+                 for r in req.recipients)
+
+
+def _envelope(req: CleanupRequest, *, sender: str, recipients: tuple[Recipient, ...],
+              arrival: float, size: int, body_type: str,
+              attrs: tuple[tuple[str, str], ...] = ()) -> Envelope:
+    """The envelope of the request's entry: what cleanup decided (sender,
+    recipients, size, body type, attributes) with the request's client,
+    DSN and origin fields."""
+    logged = _logged_client(req)
+    return Envelope(
+        queue_id=req.queue_id, sender=sender, recipients=recipients,
+        arrival_time=arrival, size=size,
+        client_name=logged.name, client_addr=logged.addr, client_port=logged.port,
+        helo=logged.helo, protocol=logged.protocol, log_ident=logged.ident,
+        sasl_user=req.sasl_user, sasl_method=req.sasl_method, sasl_sender=req.sasl_sender,
+        verp_delimiters=req.verp_delimiters if sender else "",
+        rewrite_context="local" if req.local else "remote",
+        envid=req.envid, ret=req.ret, body_type=body_type, smtputf8=req.smtputf8,
+        attrs=(("origin", req.origin),) + ((("uid", str(req.uid)),) if req.uid >= 0 else ())
+        + attrs)
 
 
 def _logged_client(req: CleanupRequest) -> ForwardedClient:

@@ -646,3 +646,78 @@ async def test_content_transfer_encoding_8bit_makes_the_message_8bitmime(make_co
         nursery.cancel_scope.cancel()
     assert [store.load(r.queue_id)[0].body_type for r in (detected, declared, plain)] \
         == ["8BITMIME", "8BITMIME", "7BIT"]
+
+
+def local(content: bytes, **kw) -> CleanupRequest:
+    """A request as the pickup service hands a maildrop file over."""
+    fields = dict(origin="sendmail", local=True, protocol="local", uid=1000, client_name="",
+                  client_addr="", helo="", bounce=True)
+    fields.update(kw)
+    return request(content=content, **fields)
+
+
+@trio_test
+async def test_a_refusal_with_bounce_set_is_queued_with_every_recipient_bounced(
+        make_config, store, tmp_path):
+    # Postfix's cleanup_bounce(): each recipient bounced with the reason,
+    # the header alone returned for a refused content or size.
+    checks = tmp_path / "header_checks"
+    checks.write_text("/^Subject: spam/ REJECT\n/^Subject: custom/ REJECT 5.7.0 not here\n")
+    cfg = make_config(header_checks=f"regexp:{checks}", message_size_limit="5000")
+    hops = b"".join(b"Received: from h%d.example by x; Fri, 27 Nov 2026 00:00:00 +0000\r\n" % i
+                    for i in range(50))
+    reqs = {"spam": local(b"Subject: spam\r\n\r\nthe body\r\n", rcpts=("b1@x.test", "b2@x.test"),
+                          ret="FULL"),
+            "custom": local(b"Subject: custom\nX-Bare: lf\n\nbody\n"),
+            "big": local(b"Subject: big\r\n\r\n" + b"y" * 6000),
+            "hops": local(hops + b"Subject: loop\r\n\r\nlooping body\r\n")}
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with capture_logs() as logs:
+            replies = {k: await svc.call(r) for k, r in reqs.items()}
+        nursery.cancel_scope.cancel()
+    for key, req in reqs.items():
+        env, queue = store.load(req.queue_id)
+        assert queue is Queue.INCOMING
+        assert replies[key] == Queued(queue_id=req.queue_id, size=env.size)
+    expected = {"spam": ("5.7.1", "message content rejected"), "custom": ("5.7.0", "not here"),
+                "big": ("5.3.4", "message file too big"), "hops": ("5.4.0", "too many hops")}
+    for key, (dsn, reason) in expected.items():
+        env, _ = store.load(reqs[key].queue_id)
+        assert [(r.state.value, r.dsn_status, r.reason, r.notified) for r in env.recipients] \
+            == [("bounced", dsn, reason, False)] * len(reqs[key].recipients)
+        assert env.sender == "alice@example.com" and env.attr("uid") == "1000"
+    spam = store.load_content(reqs["spam"].queue_id)
+    assert spam.startswith(b"Received: by mx.example.test (mailsys, from userid 1000)\r\n")
+    assert spam.endswith(b"\r\nSubject: spam\r\n")              # no body, RET=HDRS
+    assert store.load(reqs["spam"].queue_id)[0].ret == "HDRS"
+    assert store.load_content(reqs["custom"].queue_id).endswith(
+        b"\r\nSubject: custom\r\nX-Bare: lf\r\n")
+    assert b"yyy" not in store.load_content(reqs["big"].queue_id)
+    # Too many hops: the whole message, as the sender's RET says.
+    assert store.load_content(reqs["hops"].queue_id).endswith(b"\r\n\r\nlooping body\r\n")
+    assert store.load(reqs["hops"].queue_id)[0].ret == ""
+    status = [(e["queue_id"], e["to"], e["relay"], e["dsn"], e["status"], e["reason"],
+               e["delays"][1:]) for e in logs if e["event"] == "status"]
+    spam_id = reqs["spam"].queue_id
+    assert status[:2] == [(spam_id, "b1@x.test", "none", "5.7.1", "bounced",
+                           "message content rejected", (0, 0, 0)),
+                          (spam_id, "b2@x.test", "none", "5.7.1", "bounced",
+                           "message content rejected", (0, 0, 0))]
+    assert len(status) == 5
+
+
+@trio_test
+async def test_temporary_refusals_and_requests_without_bounce_are_answered(
+        make_config, store, tmp_path):
+    checks = tmp_path / "header_checks"
+    checks.write_text("/^Subject: later/ REJECT 4.7.1 try later\n/^Subject: spam/ REJECT\n")
+    cfg = make_config(header_checks=f"regexp:{checks}")
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        later = await svc.call(local(b"Subject: later\r\n\r\nbody\r\n"))
+        direct = await svc.call(local(b"Subject: spam\r\n\r\nbody\r\n", bounce=False))
+        nursery.cancel_scope.cancel()
+    assert later == Rejected(450, "4.7.1", "try later")
+    assert direct == Rejected(550, "5.7.1", "message content rejected")
+    assert store.counts()[Queue.INCOMING] == 0

@@ -12,6 +12,8 @@ Replies:
                  (to the hold queue for hold; nothing at all for discard).
     Rejected     the content was refused (e.g. 554 5.4.0 Error: too many
                  hops); smtpd sends the reply as given and logs the reject.
+                 With bounce set, only a temporary refusal (4xx) comes
+                 back: a permanent one is returned to the sender, Queued.
     ErrorReply   queue_full -> 452 4.3.1 Insufficient system storage;
                  write_error, unavailable, protocol, internal -> 451 4.3.0
                  Error: queue file write error. Nothing stays in the queue.
@@ -92,6 +94,12 @@ class CleanupRequest:
     # and a Received: header of its own; origin, client and arrival_time
     # are the message's (as Postfix's pickup copies a requeued file).
     requeued_from: str = ""
+    # Postfix's CLEANUP_FLAG_BOUNCE, which the pickup service sets: a
+    # message cleanup refuses for good (5xx) is queued with every recipient
+    # bounced, for qmgr and bounce to return it to its sender with the
+    # reason, and the answer is Queued (mailsys.message.cleanup_bounce).
+    # sendmail, whose user is there to be told, leaves it off: Rejected.
+    bounce: bool = False
     local: bool = False          # add missing headers (local_header_rewrite_clients)
     client_name: str = ""
     client_addr: str = ""
