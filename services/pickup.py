@@ -19,19 +19,33 @@ DESCRIPTION
     "60") also scans the maildrop that often. Without a trigger it costs
     no process: the master starts it when a trigger arrives.
 
+    Nobody waits for pickup's answer, so it asks cleanup to return a
+    message it refuses for good (header_checks REJECT, message_size_limit,
+    too many hops) to its sender, as Postfix's pickup asks its cleanup
+    with CLEANUP_FLAG_BOUNCE: cleanup logs each recipient "QID:
+    to=<rcpt>, relay=none, ..., dsn=5.7.1, status=bounced (message content
+    rejected)" and queues the message for qmgr and bounce to send the
+    sender a non-delivery notice with that reason (none for the null
+    sender <>, unless notify_classes asks for a postmaster copy), then
+    answers Queued, and the file is removed (services/cleanup). sendmail
+    itself, which talks to cleanup while its user waits, still gets the
+    refusal as an error.
+
     When cleanup cannot be reached, the pass stops and the file stays for
-    the next trigger. A file that holds no cleanup request, or a message
-    cleanup refuses (header_checks REJECT, too big), cannot be queued as
-    it is: it is moved to $queue_directory/corrupt/ with a warning, so
-    that it neither blocks the rest nor vanishes (Postfix's pickup moves
-    an unreadable file to corrupt/ the same way; for a refused message its
-    cleanup returns a bounce to the sender instead).
+    the next trigger. A message cleanup refuses for now (4xx: an alias
+    expansion error, "REJECT 4.x.x" in header_checks) stays too, with a
+    warning, as Postfix's pickup keeps the file when its cleanup cannot
+    bounce. A file that holds no cleanup request cannot be queued at all:
+    it is moved to $queue_directory/corrupt/ with a warning, so that it
+    neither blocks the rest nor vanishes (Postfix's pickup deletes such a
+    file).
 
     Solitary (maxproc 1): two processes would hand the same file over twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import structlog
@@ -61,6 +75,7 @@ async def pick_up(cfg) -> int:
         except (maildrop.CorruptDrop, OSError) as e:
             _set_aside(queue_dir, path, f"{e}")
             continue
+        request = dataclasses.replace(request, bounce=True)
         try:
             reply = await cleanup_client.submit(
                 cfg, request, on_connect=lambda r=request: _log_pickup(r))
@@ -68,8 +83,10 @@ async def pick_up(cfg) -> int:
             log.warning(f"{request.queue_id}: cannot hand the message to cleanup: {e}")
             return queued               # the file stays for the next trigger
         if isinstance(reply, Rejected):
-            _set_aside(queue_dir, path, f"{request.queue_id}: cleanup refused the message: "
-                                        f"{reply.code} {reply.enhanced} {reply.text}")
+            # Only a temporary refusal comes back: cleanup returned a
+            # permanent one to the sender and answered Queued.
+            log.warning(f"{request.queue_id}: cleanup refused the message for now: "
+                        f"{reply.code} {reply.enhanced} {reply.text}; it stays in the maildrop")
             continue
         path.unlink(missing_ok=True)
         queued += 1

@@ -169,6 +169,93 @@ def test_postqueue_f_has_pickup_queue_the_maildrop(mailsys_instance):
     inst.wait_log(f"{request.queue_id}: message-id=")
 
 
+def returning_site(inst, tmp_path, checks: str) -> None:
+    """A configuration with pickup, qmgr and bounce, header_checks of
+    checks, and alice@example.com's Maildir (where her notices arrive)."""
+    (tmp_path / "header_checks").write_text(checks)
+    (tmp_path / "vmailbox").write_text("alice@example.com example.com/alice/\n")
+    inst.write_config(
+        master_cf=[*SERVICES, PICKUP, QMGR, "bounce unix - - n - 0 bounce",
+                   "virtual unix - n n - - local"],
+        main_cf={"myorigin": "example.com", "mydestination": "",
+                 "header_checks": f"regexp:{tmp_path}/header_checks",
+                 "virtual_mailbox_domains": "example.com",
+                 "virtual_mailbox_base": str(tmp_path / "vmail"),
+                 "virtual_mailbox_maps": f"texthash:{tmp_path}/vmailbox"})
+
+
+def maildir(tmp_path) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((tmp_path / "vmail" / "example.com" / "alice" /
+                                            "new").glob("*"))]
+
+
+SPAM = b"Subject: buy viagra\nTo: bob@example.org\n\nthe body\n"
+
+
+def test_message_cleanup_refuses_at_pickup_goes_back_to_its_sender(mailsys_instance, tmp_path):
+    """As Postfix's pickup with CLEANUP_FLAG_BOUNCE: a message left in the
+    maildrop that cleanup refuses for good is returned to its sender with
+    the reason (cleanup_bounce.c), and its file is removed."""
+    inst = mailsys_instance
+    returning_site(inst, tmp_path, "/^Subject:.*viagra/ REJECT\n")
+    r = sendmail(inst, "-i", "-f", "alice@example.com", "bob@example.org", data=SPAM)
+    assert (r.returncode, r.stderr) == (0, b"")
+    [qid] = os.listdir(inst.queue_dir / "maildrop")
+    inst.start()
+    log = inst.wait_log(f"{qid}: removed", timeout=20)
+    assert re.search(rf"mailsys/cleanup\[\d+\]: {qid}: reject: header Subject: buy viagra from "
+                     rf"local; from=<alice@example.com> to=<bob@example.org>: 5\.7\.1 message "
+                     rf"content rejected$", log, re.M), log
+    # Logged by cleanup as Postfix's cleanup_bounce() logs it: no qmgr, no agent.
+    assert re.search(rf"mailsys/cleanup\[\d+\]: {qid}: to=<bob@example.org>, relay=none, "
+                     rf"delay=[\d.]+, delays=[\d.]+/0/0/0, dsn=5\.7\.1, status=bounced "
+                     rf"\(message content rejected\)$", log, re.M), log
+    notice = re.search(rf"{qid}: sender non-delivery notification: (\w+)$", log, re.M)
+    assert notice, log
+    assert not os.listdir(inst.queue_dir / "maildrop")
+    assert not (inst.queue_dir / "corrupt").exists()
+    inst.wait_log(f"{notice.group(1)}: removed", timeout=20)
+    [mail] = maildir(tmp_path)
+    assert b"\nTo: alice@example.com\n" in mail
+    assert b"<bob@example.org>: message content rejected" in mail
+    assert b"\nStatus: 5.7.1\n" in mail
+    # Headers only: the body that was refused does not go back.
+    assert b"\nSubject: buy viagra\n" in mail and b"the body" not in mail
+    assert b"Content-Type: text/rfc822-headers" in mail
+    # sendmail itself, while the system runs, still gets the refusal.
+    r = sendmail(inst, "-i", "-f", "alice@example.com", "bob@example.org", data=SPAM)
+    assert (r.returncode, r.stderr) == (75, b"sendmail: fatal: 550 5.7.1 message content "
+                                            b"rejected\n")
+
+
+def test_refused_null_sender_mail_is_dropped_and_temporary_refusals_wait(mailsys_instance,
+                                                                         tmp_path):
+    """A refused message from <> gets no notice (Postfix's bounce drops it
+    unless notify_classes asks for a postmaster copy); one refused for now
+    (4xx) stays in the maildrop, as Postfix's pickup keeps it."""
+    inst = mailsys_instance
+    returning_site(inst, tmp_path, "/^Subject:.*viagra/ REJECT\n/^Subject: later/ REJECT "
+                                   "4.7.1 try again later\n")
+    r = sendmail(inst, "-i", "-f", "<>", "bob@example.org", data=SPAM)
+    assert r.returncode == 0, r.stderr
+    [dropped] = os.listdir(inst.queue_dir / "maildrop")
+    later = sendmail(inst, "-i", "-f", "alice@example.com", "bob@example.org",
+                     data=b"Subject: later\n\nbody\n")
+    assert later.returncode == 0, later.stderr
+    [waiting] = set(os.listdir(inst.queue_dir / "maildrop")) - {dropped}
+    inst.start()
+    log = inst.wait_log(f"{dropped}: removed", timeout=20)
+    assert re.search(rf"{dropped}: to=<bob@example.org>, relay=none, .*dsn=5\.7\.1, "
+                     rf"status=bounced \(message content rejected\)$", log, re.M), log
+    assert "non-delivery notification:" not in log
+    log = inst.wait_log(f"{waiting}: cleanup refused the message for now: 450 4.7.1 try again "
+                        f"later; it stays in the maildrop")
+    assert f"{waiting}: to=<" not in log
+    assert os.listdir(inst.queue_dir / "maildrop") == [waiting]
+    assert not (inst.queue_dir / "corrupt").exists()
+    assert maildir(tmp_path) == []
+
+
 def test_sendmail_errors(mailsys_instance, tmp_path):
     inst = mailsys_instance
     # Neither cleanup nor a maildrop: no queue directory at all.
