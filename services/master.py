@@ -25,6 +25,12 @@ DESCRIPTION
     bad configuration, a port in use, already running). `mailsys start`
     waits for this line, so it returns 0 only when the system is up.
 
+    Once started, and after each reload, the master removes the temporary
+    files of sendmails that died while writing to the maildrop, when a day
+    old ("warning: removed file maildrop/.NAME..."), as `postfix start` and
+    `postfix reload` have postsuper purge them; then, at start, it wakes
+    the pickup service if mail waits there.
+
     Signals (Postfix's): SIGHUP re-reads both files and reloads ("reload --
     version V, configuration DIR"); a configuration that no longer loads is
     logged and the running one kept. SIGTERM (and SIGINT, for start-fg on a
@@ -228,6 +234,7 @@ async def _supervise(cfg, services, config_dir: Path, main_text: bytes, ready: R
                         continue
                     log.info(f"reload -- version {__version__}, configuration {config_dir}")
                     await sup.reload(new_cfg, specs, new_text != main_text)
+                    nursery.start_soon(_purge_maildrop, new_cfg)
                     main_text = new_text
                 else:
                     log.info(f"terminating on signal {int(signum)}")
@@ -236,12 +243,31 @@ async def _supervise(cfg, services, config_dir: Path, main_text: bytes, ready: R
                     break
 
 
+async def _purge_maildrop(cfg) -> None:
+    """Remove the temporary files that sendmails killed while writing left
+    in the maildrop a day ago or more (mailsys.queue.maildrop.purge), each
+    with a warning: Postfix's `postfix start` and `postfix reload` run
+    postsuper, which removes such files (with no word unless -v: "removed
+    file maildrop/NAME"; a lost submission is worth a warning here)."""
+    from mailsys.queue import maildrop
+
+    try:
+        removed = await trio.to_thread.run_sync(maildrop.purge, cfg.path("queue_directory"))
+    except OSError as e:
+        log.warning(f"cannot purge old temporary files from the maildrop: {e}")
+        return
+    for name in removed:
+        log.warning(f"removed file {maildrop.MAILDROP}/{name}: a temporary file not modified "
+                    f"for over {maildrop.TEMP_AGE // 3600} hours")
+
+
 async def _wake_pickup(cfg, services) -> None:
     """Mail that sendmail left in the maildrop while the system was down:
     the pickup service queues it now (Postfix's pickup scans at its first
-    wakeup)."""
+    wakeup), once the old temporary files are purged."""
     from mailsys.queue import maildrop
 
+    await _purge_maildrop(cfg)
     if not await trio.to_thread.run_sync(maildrop.pending, cfg.path("queue_directory")):
         return
     pickup = [svc for svc in services if svc.spec.command == "pickup" and svc.endpoints]

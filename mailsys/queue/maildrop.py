@@ -8,6 +8,7 @@ SYNOPSIS
         ...                                     # handed to cleanup: then
         path.unlink()
     maildrop.set_aside(queue_dir, path)         # to $queue_directory/corrupt/
+    for name in maildrop.purge(queue_dir): ...  # old temporary files, removed
     for envelope in maildrop.envelopes(queue_dir): ...   # what mailq shows
 
 DESCRIPTION
@@ -27,7 +28,10 @@ DESCRIPTION
     under a name with a leading dot, fsynced, renamed into place, the
     directory fsynced. So a file without the dot is always whole, and once
     drop() returns it survives a crash.
-    waiting() lists only such files, oldest first.
+    waiting() lists only such files, oldest first. A sendmail killed
+    while it writes leaves its dot-file behind; purge() removes such a
+    file once it is a day old, as Postfix's postsuper removes old
+    temporary files when `postfix start` and `postfix reload` run it.
 
     The directory is mode 0700, as private/ with the cleanup socket: only
     the mail system's own user writes there, so pickup may trust what a
@@ -41,6 +45,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,12 +56,20 @@ from mailsys.ipc import codec
 from mailsys.ipc.proto.cleanup import CleanupRequest
 from mailsys.message.envelope import Envelope, Recipient
 
-__all__ = ["MAILDROP", "CorruptDrop", "directory", "drop", "envelopes", "pending", "read",
-           "set_aside", "waiting"]
+__all__ = ["MAILDROP", "CorruptDrop", "directory", "drop", "envelopes", "pending", "purge",
+           "read", "set_aside", "waiting"]
 
 MAILDROP = "maildrop"
 CORRUPT = "corrupt"
 MODE = 0o700
+# How long a temporary file may stay unmodified before purge() takes it for
+# a dead writer's: Postfix's postsuper waits MAX_TEMP_AGE, one day
+# (postsuper.c), for its postdrop, which writes while it reads the
+# message. sendmail's file lives only while drop() writes and fsyncs a
+# message it holds already, seconds at most; the day is a margin that
+# no slow disk, stopped (SIGSTOP) sendmail or clock step eats up, and a
+# dead file costs nothing meanwhile: waiting() and pickup never look at it.
+TEMP_AGE = 24 * 60 * 60
 
 
 class CorruptDrop(MailsysError):
@@ -86,14 +100,18 @@ def drop(queue_dir: Path, request: CleanupRequest) -> Path:
     return final
 
 
-def waiting(queue_dir: Path) -> list[Path]:
-    """waiting - the whole files in the maildrop, oldest first."""
+def _entries(queue_dir: Path) -> list[os.DirEntry]:
+    """What the maildrop holds; nothing when there is no maildrop."""
     try:
-        entries = list(os.scandir(Path(queue_dir) / MAILDROP))
+        return list(os.scandir(Path(queue_dir) / MAILDROP))
     except FileNotFoundError:
         return []
+
+
+def waiting(queue_dir: Path) -> list[Path]:
+    """waiting - the whole files in the maildrop, oldest first."""
     found = []
-    for entry in entries:
+    for entry in _entries(queue_dir):
         if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
             continue
         try:
@@ -140,6 +158,27 @@ def set_aside(queue_dir: Path, path: Path) -> Path:
     target = folder / path.name
     shutil.move(path, target)
     return target
+
+
+def purge(queue_dir: Path, now: float | None = None) -> list[str]:
+    """purge - remove the temporary files (names with a leading dot) left
+    in the maildrop that were not modified for more than TEMP_AGE; the
+    names removed. Raises OSError when the directory cannot be read or a
+    file cannot be removed."""
+    now = time.time() if now is None else now
+    removed = []
+    for entry in _entries(queue_dir):
+        if not entry.name.startswith("."):
+            continue
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode) or now - st.st_mtime <= TEMP_AGE:
+                continue
+            os.unlink(entry.path)
+        except FileNotFoundError:
+            continue                    # gone meanwhile
+        removed.append(entry.name)
+    return sorted(removed)
 
 
 def pending(queue_dir: Path) -> bool:

@@ -256,6 +256,29 @@ def test_refused_null_sender_mail_is_dropped_and_temporary_refusals_wait(mailsys
     assert maildir(tmp_path) == []
 
 
+def test_master_purges_old_temporary_files_from_the_maildrop(mailsys_instance):
+    """As `postfix start` and `postfix reload` have postsuper remove the
+    temporary files a crash left once a day old (postsuper.c MAX_TEMP_AGE):
+    the dot-file of a sendmail killed while writing goes, a fresh one stays."""
+    inst = mailsys_instance
+    inst.write_config(master_cf=[*SERVICES, PICKUP])
+    folder = maildrop.directory(inst.queue_dir)
+    old, fresh, later = (folder / f".{new_qid()}.tmp{n}" for n in range(3))
+    for path in (old, fresh, later):
+        path.write_bytes(b"Subject: half a mess")
+    two_days_ago = time.time() - 2 * 86400
+    os.utime(old, (two_days_ago, two_days_ago))
+    inst.start()
+    inst.wait_log(f"mailsys/master[{inst.master_pid()}]: warning: removed file "
+                  f"maildrop/{old.name}: a temporary file not modified for over 24 hours")
+    assert sorted(os.listdir(folder)) == sorted([fresh.name, later.name])
+    os.utime(later, (two_days_ago, two_days_ago))
+    assert inst.cli("reload").returncode == 0
+    inst.wait_log(f"warning: removed file maildrop/{later.name}: ")
+    assert os.listdir(folder) == [fresh.name]
+    assert "pickup[" not in inst.log_text()          # nothing for pickup to do
+
+
 def test_sendmail_errors(mailsys_instance, tmp_path):
     inst = mailsys_instance
     # Neither cleanup nor a maildrop: no queue directory at all.

@@ -63,3 +63,21 @@ def test_envelopes_show_what_mailq_lists(tmp_path):
         "4jcdAAAAAAz0001", "alice@example.com", len(dropped.content), dropped.arrival_time)
     assert [r.address for r in env.recipients] == ["bob@example.org"]
     assert list(maildrop.envelopes(tmp_path / "none")) == []
+
+
+def test_purge_removes_temporary_files_a_day_old(tmp_path):
+    # Postfix's postsuper: a temporary file older than MAX_TEMP_AGE (a day) goes.
+    whole = maildrop.drop(tmp_path, request("4jcdAAAAAAz0001"))
+    folder = tmp_path / "maildrop"
+    old, fresh = folder / ".4jcdAAAAAAz0002.x1", folder / ".4jcdAAAAAAz0003.x2"
+    old.write_bytes(b"half")
+    fresh.write_bytes(b"being written")
+    (folder / ".dir").mkdir()
+    now = time.time()
+    for path in (whole, old, folder / ".dir"):
+        os.utime(path, (now - maildrop.TEMP_AGE - 60,) * 2)
+    os.utime(fresh, (now - maildrop.TEMP_AGE + 60,) * 2)
+    assert maildrop.purge(tmp_path, now) == [old.name]
+    assert sorted(os.listdir(folder)) == sorted([".dir", fresh.name, whole.name])
+    assert maildrop.purge(tmp_path, now) == []
+    assert maildrop.purge(tmp_path / "none") == []
