@@ -47,8 +47,12 @@ DESCRIPTION
       released file keeps an old time stamp and is retried at the next
       deferred queue scan, which comes to the same).
     - -s and -S (structure check and repair) clear LMDB reader slots left
-      by dead processes; -p has nothing to purge. With no operation given,
-      postsuper does both, as Postfix does.
+      by dead processes. -p removes the temporary files of sendmails that
+      died while writing to the maildrop, once a day old
+      (mailsys.queue.maildrop.purge; the master does it at start and
+      reload), quietly as Postfix's: with -v, "postsuper: removed file
+      maildrop/NAME" for each. With no operation given, postsuper does
+      both, as Postfix does.
     - Postfix allows only root; mailsys allows whoever owns the queue.
     - The queue names maildrop, bounce, defer, trace and flush are accepted
       and hold no entries.
@@ -78,7 +82,7 @@ from mailsys.cli.postsuper_requeue import NotRequeued, Requeuer
 from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.maillog.setup import configure
 from mailsys.message.qid import is_qid
-from mailsys.queue import Queue, QueueStore, WrongQueue
+from mailsys.queue import Queue, QueueStore, WrongQueue, maildrop
 
 PROGRAM = "postsuper"
 USAGE = ("usage: postsuper [-c config_dir] [-d queue_id (delete)] "
@@ -151,15 +155,24 @@ def plural(n: int) -> str:
     return f"{n} message" + ("" if n == 1 else "s")
 
 
-def parse(argv: list[str]) -> tuple[list[tuple[str, str]], bool, list[str]]:
-    """(operations in command-line order, structure/purge asked, queues)."""
+@dataclass(slots=True)
+class Options:
+    ops: list[tuple[str, str]]  # the operations, in command-line order
+    structure: bool             # -s, -S, or no operation
+    purge: bool                 # -p, or no operation
+    verbose: int                # how many -v
+    queues: list[str]
+
+
+def parse(argv: list[str]) -> Options:
     try:
         opts, rest = getopt.gnu_getopt(argv, "d:h:H:r:e:f:psSv")
     except getopt.GetoptError as e:
         raise Usage(complaint(e)) from None
+    letters = [o[1] for o, _ in opts]
     ops = [(o[1], a) for o, a in opts if o[1] in DEFAULT_QUEUES]
-    structure = any(o[1] in "psS" for o, _ in opts) or not ops
-    return ops, structure, rest
+    return Options(ops, any(c in "sS" for c in letters) or not ops,
+                   "p" in letters or not ops, letters.count("v"), rest)
 
 
 def queue_names(names: list[str]) -> tuple[Queue, ...] | None:
@@ -182,14 +195,14 @@ def queue_names(names: list[str]) -> tuple[Queue, ...] | None:
 
 def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
     try:
-        ops, structure, names = parse(argv)
+        options = parse(argv)
     except Usage as e:
         if e.args and e.args[0]:
             say(e.args[0])
         say(f"fatal: {USAGE}")
         return 1
     try:
-        restrict = queue_names(names)
+        restrict = queue_names(options.queues)
     except ValueError as e:
         say(f"fatal: invalid directory name: {e}")
         return 1
@@ -203,14 +216,16 @@ def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
     requeuer = None
     try:
         with access.open_store(qdir) as store:
-            if store is not None and structure:
+            if store is not None and options.structure:
                 store.reader_check()
+            if options.purge:
+                purge(qdir, options.verbose)
             if store is not None:
                 requeuer = Requeuer(cfg, store)
             operations = {**OPERATIONS, "r": functools.partial(requeue, requeuer)}
             stdin_ids: list[str] | None = None
             for letter in ORDER:
-                for op, target in ops:
+                for op, target in options.ops:
                     if op != letter:
                         continue
                     counts.reported.update(REPORTS[op])
@@ -241,6 +256,17 @@ def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
     if request:
         access.poke_qmgr(qdir, request)      # a hint; ignored when down
     return 0
+
+
+def purge(qdir: Path, verbose: int) -> None:
+    """-p: the maildrop's old temporary files, removed."""
+    try:
+        removed = maildrop.purge(qdir)
+    except OSError as e:
+        report(f"cannot purge old temporary files from the maildrop: {e}", warning=True)
+        return
+    for name in removed if verbose else ():
+        report(f"removed file {maildrop.MAILDROP}/{name}")
 
 
 def read_ids(stream: Iterable[str]) -> list[str]:

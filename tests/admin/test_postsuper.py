@@ -203,6 +203,27 @@ def test_structure_check_is_quiet(capsys, setup, queue):
     assert run_tool(capsys, setup, "postsuper", "-s", "-p") == (0, "", "")
 
 
+def test_purge_removes_old_maildrop_temporary_files(capsys, setup, queue):
+    # Postfix's postsuper -p (and postsuper alone): temporary files older than
+    # a day go, quietly; -v names each one ("removed file maildrop/NAME").
+    folder = setup.queue_dir / "maildrop"
+    folder.mkdir()
+    day_old = time.time() - 86400 - 60
+    names = [f".4jbJDG3zVyz09x{n}.tmp" for n in range(3)]
+    for name in names:
+        (folder / name).write_bytes(b"half")
+        os.utime(folder / name, (day_old, day_old))
+    (folder / "fresh").write_bytes(b"")
+    os.utime(folder / names[2], None)                   # being written now
+    assert run_tool(capsys, setup, "postsuper", "-p", "-v") == (
+        0, "", f"postsuper: removed file maildrop/{names[0]}\n"
+               f"postsuper: removed file maildrop/{names[1]}\n")
+    assert sorted(os.listdir(folder)) == sorted([names[2], "fresh"])
+    os.utime(folder / names[2], (day_old, day_old))
+    assert run_tool(capsys, setup, "postsuper") == (0, "", "")
+    assert os.listdir(folder) == ["fresh"]
+
+
 def test_bad_option(capsys, setup, queue):
     # Postfix 3.7.11's two lines, glibc getopt's first (its usage text lacks a space).
     status, out, err = run_tool(capsys, setup, "postsuper", "-x")
