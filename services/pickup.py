@@ -35,10 +35,14 @@ DESCRIPTION
     the next trigger. A message cleanup refuses for now (4xx: an alias
     expansion error, "REJECT 4.x.x" in header_checks) stays too, with a
     warning, as Postfix's pickup keeps the file when its cleanup cannot
-    bounce. A file that holds no cleanup request cannot be queued at all:
-    it is moved to $queue_directory/corrupt/ with a warning, so that it
-    neither blocks the rest nor vanishes (Postfix's pickup deletes such a
-    file).
+    bounce. A file that holds no cleanup request, or one cleanup cannot
+    take at all (a bad queue ID, no recipients), cannot be queued: it is
+    moved to $queue_directory/corrupt/ with a warning, so that it neither
+    blocks the rest nor vanishes (Postfix's pickup deletes such a file).
+    A file whose queue ID cleanup finds taken while the queue holds that
+    entry was queued already, and had outlived its removal (a crash
+    between cleanup's commit and the unlink): it is removed with a
+    warning instead of being handed over again on every pass.
 
     Solitary (maxproc 1): two processes would hand the same file over twice.
 """
@@ -51,9 +55,10 @@ from pathlib import Path
 import structlog
 import trio
 
-from mailsys.ipc.errors import IpcError
+from mailsys.ipc.errors import IpcError, RemoteError
+from mailsys.ipc.messages import ErrorCode
 from mailsys.ipc.proto.cleanup import CleanupRequest, Rejected
-from mailsys.queue import maildrop
+from mailsys.queue import QueueStore, maildrop
 from mailsys.runtime import cleanup_client, skeleton
 
 log = structlog.get_logger()
@@ -79,9 +84,20 @@ async def pick_up(cfg) -> int:
         try:
             reply = await cleanup_client.submit(
                 cfg, request, on_connect=lambda r=request: _log_pickup(r))
-        except IpcError as e:
+        except RemoteError as e:
+            if e.code == ErrorCode.PROTOCOL:
+                # A request cleanup cannot take at all (a bad queue ID, no
+                # recipients): it would stop every pass here.
+                _set_aside(queue_dir, path, f"{request.queue_id}: cleanup cannot take it: {e}")
+                continue
+            if await trio.to_thread.run_sync(_queued, queue_dir, request.queue_id):
+                _already_queued(request.queue_id, path)
+                continue
             log.warning(f"{request.queue_id}: cannot hand the message to cleanup: {e}")
             return queued               # the file stays for the next trigger
+        except IpcError as e:
+            log.warning(f"{request.queue_id}: cannot hand the message to cleanup: {e}")
+            return queued
         if isinstance(reply, Rejected):
             # Only a temporary refusal comes back: cleanup returned a
             # permanent one to the sender and answered Queued.
@@ -91,6 +107,22 @@ async def pick_up(cfg) -> int:
         path.unlink(missing_ok=True)
         queued += 1
     return queued
+
+
+def _queued(queue_dir: Path, qid: str) -> bool:
+    """Whether the queue holds an entry with this queue ID."""
+    with QueueStore.open(queue_dir) as store:
+        return store.exists(qid)
+
+
+def _already_queued(qid: str, path: Path) -> None:
+    """cleanup refused a file's queue ID as taken, and the queue has it: the
+    file outlived its removal after cleanup had queued it (pickup died
+    between the two, or the system before the unlink reached the disk).
+    Handing it over again would fail on every pass and hold up the newer
+    files behind it; the message is in the queue, so the file goes."""
+    log.warning(f"{qid}: already queued; removing {maildrop.MAILDROP}/{path.name}")
+    path.unlink(missing_ok=True)
 
 
 def _log_pickup(request: CleanupRequest) -> None:

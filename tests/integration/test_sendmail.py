@@ -169,6 +169,44 @@ def test_postqueue_f_has_pickup_queue_the_maildrop(mailsys_instance):
     inst.wait_log(f"{request.queue_id}: message-id=")
 
 
+def test_pickup_removes_a_file_already_queued_and_sets_aside_one_cleanup_cannot_take(
+        mailsys_instance):
+    """A maildrop file whose message cleanup had queued before (the file
+    outlived its unlink in a crash) is removed, and one with no recipient
+    is set aside; neither holds up the file behind it."""
+    inst = mailsys_instance
+    inst.write_config(master_cf=[*SERVICES, PICKUP])
+
+    def request(sender: str, *recipients: str) -> CleanupRequest:
+        return CleanupRequest(queue_id=new_qid(), sender=sender,
+                              recipients=tuple(CleanupRecipient(r) for r in recipients),
+                              content=b"Subject: dropped\r\n\r\nbody\r\n",
+                              arrival_time=time.time(), origin="sendmail", local=True,
+                              protocol="local", uid=os.getuid())
+    twice = request("erin@example.com", "frank@example.org")
+    maildrop.drop(inst.queue_dir, twice)
+    inst.start()
+    inst.cli("postqueue", "-f")
+    inst.wait_log(f"{twice.queue_id}: message-id=")
+    inst.wait_until(lambda: not os.listdir(inst.queue_dir / "maildrop"))
+    inst.stop()
+    # The same file again, as a crash would leave it; then two more, in order.
+    maildrop.drop(inst.queue_dir, twice)
+    nobody = request("gina@example.com")
+    maildrop.drop(inst.queue_dir, nobody)
+    after = request("hank@example.com", "ivan@example.org")
+    maildrop.drop(inst.queue_dir, after)
+    inst.start()
+    log = inst.wait_log(f"{after.queue_id}: message-id=")
+    assert (f"warning: {twice.queue_id}: already queued; removing maildrop/{twice.queue_id}"
+            in log), log
+    assert f"{nobody.queue_id}: cleanup cannot take it" in log, log
+    inst.wait_until(lambda: not os.listdir(inst.queue_dir / "maildrop"))
+    assert os.listdir(inst.queue_dir / "corrupt") == [nobody.queue_id]
+    inst.stop()
+    assert set(queued(inst)) == {twice.queue_id, after.queue_id}
+
+
 def returning_site(inst, tmp_path, checks: str) -> None:
     """A configuration with pickup, qmgr and bounce, header_checks of
     checks, and alice@example.com's Maildir (where her notices arrive)."""
