@@ -1,8 +1,8 @@
 """postconf - show and edit the mailsys configuration (Postfix postconf(1)).
 
 SYNOPSIS
-    mailsys postconf [-c dir] [-dfhnx] [name ...]
-    mailsys postconf [-c dir] -e name=value ...
+    mailsys postconf [-c dir] [-dfhnpvx] [name ...]
+    mailsys postconf [-c dir] [-e] name=value ...
     mailsys postconf [-c dir] -X name ...
     mailsys postconf [-c dir] -# name ...
     mailsys postconf [-c dir] [-f] -M [name[/type] ...]
@@ -57,16 +57,19 @@ DESCRIPTION
     the mailbox locking methods (mailbox_delivery_lock), as Postfix does.
 
     Errors in main.cf or master.cf are reported as one line naming file,
-    line and parameter, with exit status 1.
+    line and parameter, with exit status 1. So is a bad command line, in
+    Postfix's words ("specify one of -d -n"): mailsys.cli.postconf_options
+    checks which options go together, and that an argument with "=" in it
+    makes an edit without -e.
 """
 
 from __future__ import annotations
 
-import getopt
 import sys
 from pathlib import Path
 
 from mailsys.cli import postconf_master as master
+from mailsys.cli.postconf_options import Invocation, parse
 from mailsys.config import load
 from mailsys.config.loader import Config
 from mailsys.config.files import replace_file
@@ -81,49 +84,42 @@ from mailsys.message.bounce_templates import (TemplateError, config_lookup, form
                                               format_templates, parse_templates)
 from mailsys.message.dsn import param_type
 
-USAGE = ("usage: postconf [-c config_dir] [-dfhnx] [name ...] | -e name=value ... | -X|-# name ... "
-         "| [-fh] -M|-F|-P [service[/type[/name]] ...] | -Me|-Fe|-Pe service/type[/name]=value ... "
-         "| -MX|-M#|-PX service/type[/name] ... | -b|-t [template_file] | -m | -l")
-
 # Lists of what this build supports: table types, mailbox locking methods.
 LISTS = {"-m": lambda: sorted(OPENERS), "-l": lambda: LOCK_STYLES}
 
 
 def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
     try:
-        opts, names = getopt.gnu_getopt(argv, "bc:defhlmnxXM#FPt")
-    except getopt.GetoptError as e:
-        raise UsageError(f"{e}. {USAGE}") from None
-    flags = {flag for flag, _ in opts}
-    fold = "-f" in flags
-    for flag, value in opts:
-        if flag == "-c":
-            config_dir = Path(value).absolute()
-    modes = flags & {"-M", "-F", "-P", "-t", "-b", *LISTS}
-    edits = flags & {"-e", "-X", "-#"}
-    if len(modes) > 1 or len(edits) > 1:
-        raise UsageError(USAGE)
-    mode, edit_flag = next(iter(modes), None), next(iter(edits), None)
+        return run(parse(argv), config_dir)
+    except UsageError as e:
+        # Postfix's postconf exits 1 after every fatal error, a bad command
+        # line included (msg_fatal()), where other tools use EX_USAGE.
+        print(f"postconf: fatal: {e}", file=sys.stderr)
+        return 1
+
+
+def run(inv: Invocation, config_dir: Path) -> int:
+    """Carry out a checked command line (see mailsys.cli.postconf_options)."""
+    config_dir = inv.config_dir or config_dir
+    names, mode, edit_flag = list(inv.names), inv.mode, inv.edit
+    if mode in ("-t", "-b"):
+        return show_templates(config_dir, names, expanded=mode == "-b")
     if mode in LISTS:
         print("\n".join(LISTS[mode]()))
         return 0
-    if mode in ("-t", "-b"):
-        return show_templates(config_dir, names, expanded=mode == "-b")
+    if edit_flag is not None and not names:
+        raise UsageError("missing service argument")
     if mode == "-M":
         if edit_flag is None:
-            return master.show_master(config_dir, names, fold)
+            return master.show_master(config_dir, names, "-f" in inv.flags)
         return master.edit_entries(config_dir, names, edit_flag[1])
     if mode == "-F":
         if edit_flag is None:
-            return master.show_fields(config_dir, names, "-h" in flags)
-        if edit_flag != "-e":
-            raise UsageError(USAGE)
+            return master.show_fields(config_dir, names, "-h" in inv.flags)
         return master.edit_fields(config_dir, names)
     if mode == "-P":
         if edit_flag is None:
-            return master.show_parameters(config_dir, names, "-h" in flags, fold)
-        if edit_flag == "-#":
-            raise UsageError(USAGE)
+            return master.show_parameters(config_dir, names, "-h" in inv.flags, "-f" in inv.flags)
         return master.edit_parameters(config_dir, names, delete=edit_flag == "-X")
     if edit_flag == "-e":
         return edit(config_dir, names)
@@ -131,13 +127,13 @@ def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:
         return delete(config_dir, names)
     if edit_flag == "-#":
         return delete(config_dir, names, comment_out=True)
-    return show(config_dir, names, flags)
+    return show(config_dir, names, inv.flags)
 
 
 def show_templates(config_dir: Path, names: list[str], expanded: bool) -> int:
     """postconf -t|-b [template_file]"""
     if len(names) > 1:
-        raise UsageError(USAGE)
+        raise UsageError("options -b and -t require at most one template file")
     cfg = load(config_dir)
     if names:
         path = Path(names[0])
@@ -173,7 +169,7 @@ def format_line(name: str, value: str, values_only: bool) -> str:
     return f"{name} = {value}" if value else f"{name} ="
 
 
-def show(config_dir: Path, names: list[str], flags: set[str]) -> int:
+def show(config_dir: Path, names: list[str], flags: frozenset[str]) -> int:
     """postconf [-d|-n] [-f] [-h] [-x] [name ...]"""
     if "-d" in flags:
         cfg = Config(config_dir, {}, (), str(config_dir / "main.cf"))
@@ -230,8 +226,6 @@ def _read_main(config_dir: Path) -> tuple[Path, str]:
 
 def edit(config_dir: Path, args: list[str]) -> int:
     """postconf -e name=value ...: validate, then replace in place or append."""
-    if not args:
-        raise UsageError(USAGE)
     path, text = _read_main(config_dir)
     changes: dict[str, str] = {}
     for arg in args:
@@ -245,8 +239,6 @@ def edit(config_dir: Path, args: list[str]) -> int:
 
 def delete(config_dir: Path, names: list[str], comment_out: bool = False) -> int:
     """postconf -X / -# name ...: remove or comment out settings, continuations included."""
-    if not names:
-        raise UsageError(USAGE)
     path, text = _read_main(config_dir)
     if text:
         marker = COMMENT_OUT if comment_out else None

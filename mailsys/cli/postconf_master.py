@@ -356,7 +356,7 @@ def _assignment(arg: str, what: str) -> tuple[str, str]:
 def edit_fields(config_dir: Path, args: list[str]) -> int:
     """postconf -Fe service/type/field=value ..."""
     edits = _Edits(_read(config_dir))
-    for arg in _required(args):
+    for arg in args:
         where, value = _assignment(arg, "attribute name")
         service, type_, field = _exact(where, 3, arg)
         if field not in FIELD_NAMES:
@@ -384,7 +384,7 @@ def edit_fields(config_dir: Path, args: list[str]) -> int:
 def edit_parameters(config_dir: Path, args: list[str], delete: bool = False) -> int:
     """postconf -Pe service/type/parameter=value ... and -PX service/type/parameter ..."""
     edits = _Edits(_read(config_dir))
-    for arg in _required(args):
+    for arg in args:
         if delete:
             where, value = arg, ""
         else:
@@ -417,7 +417,7 @@ def edit_parameters(config_dir: Path, args: list[str], delete: bool = False) -> 
 def edit_entries(config_dir: Path, args: list[str], action: str) -> int:
     """postconf -Me service/type=entry, -MX service/type, -M# service/type."""
     edits = _Edits(_read(config_dir))
-    for arg in _required(args):
+    for arg in args:
         if action == "e":
             where, text = _assignment(arg, "service_name/type")
         else:
@@ -438,12 +438,6 @@ def edit_entries(config_dir: Path, args: list[str], action: str) -> int:
             edits.set((service, type_), DELETE if action == "X" else COMMENT_OUT)
     edits.write(config_dir)
     return 0
-
-
-def _required(args: list[str]) -> list[str]:
-    if not args:
-        raise UsageError("this form of postconf needs at least one argument")
-    return args
 
 
 def _exact(where: str, parts: int, arg: str, message: str | None = None) -> list[str]:

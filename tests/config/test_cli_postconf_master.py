@@ -94,7 +94,7 @@ def test_Me_replaces_an_entry_where_it_stands(confdir, run_cli):
     (["-Me", "x/unix=x unix -"], 'bad field count: "x/unix=x unix -"'),
     (["-Me", "x/unix=y unix - - n - - smtp"], "service name/type mismatch"),
     (["-MX", "qmgr"], "-Me, -MX or -M# requires service_name/type"),
-    (["-F#", "qmgr/unix/wakeup"], "usage: postconf"),
+    (["-F#", "qmgr/unix/wakeup"], "with option -F, do not specify -#"),
 ])
 def test_a_bad_edit_leaves_master_cf_alone(confdir, run_cli, args, error):
     d = confdir("", MASTER)

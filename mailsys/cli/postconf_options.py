@@ -1,0 +1,165 @@
+"""postconf_options - postconf's command line, checked as Postfix's postconf(1) checks it.
+
+SYNOPSIS
+    from mailsys.cli.postconf_options import parse
+
+    inv = parse(["-n", "-f"])      # Invocation(mode="-p", flags={"-n", "-f"}, ...)
+    inv.edit                       # "-e", "-X", "-#" or None
+    inv.hide                       # "-h", "-H" or None
+
+DESCRIPTION
+    Each postconf invocation has one mode, given by one option, and the
+    modifiers that the mode takes (Postfix's postconf.c keeps both in a
+    "compatibility matrix"):
+
+        -p        main.cf parameters (the default): -d -e -f -h -n -x -X -#
+        -M        master.cf entries: -e -f -x -X -#
+        -F        their fields: -e -f -h -x
+        -P        their -o parameters: -e -f -h -x -X
+        -b, -t    the bounce templates; -m table types; -l locking methods:
+                  no modifiers
+
+    Of -d -e -n -X -# at most one goes, and neither -f, -x nor -h goes
+    with an edit (-e -X -#). A command line that breaks these rules gets
+    Postfix's words, "specify one of -d -n" or "with option -M, do not
+    specify -h", the options named in the order Postfix names them.
+
+    As in Postfix, whose GETOPT() stops at the first argument that is not
+    an option, options come first: in "postconf relayhost -h" the -h is a
+    parameter name. A first argument with "=" in it makes the main.cf and
+    master.cf modes edit, as if -e were given ("The -e option is no longer
+    needed with Postfix version 2.8 and later"). -v is accepted, as
+    Postfix's verbose logging switch; mailsys's postconf has nothing more
+    to say with it.
+
+    parse() raises UsageError with Postfix's message; for an option
+    getopt() does not know, or one without its value, it first prints
+    glibc getopt()'s own line ("postconf: invalid option -- 'Z'") and the
+    message is the usage line.
+"""
+
+from __future__ import annotations
+
+import getopt
+import sys
+from pathlib import Path
+
+from mailsys.cli.getopt_errors import complaint
+from mailsys.errors import UsageError
+from mailsys.frozen import frozen
+
+OPTSTRING = "bc:defFhlmMnpPtvxX#"
+
+# The usage line's entries, in Postfix's order (postconf.c usage()).
+USAGE_OPTIONS = (
+    "-b (bounce templates)",
+    "-c config_dir",
+    "-d (parameter defaults)",
+    "-e (edit configuration)",
+    "-f (fold lines)",
+    "-F (master.cf fields)",
+    "-h (no names)",
+    "-l (lock types)",
+    "-m (map types)",
+    "-M (master.cf)",
+    "-n (non-default parameters)",
+    "-p (main.cf, default)",
+    "-P (master.cf parameters)",
+    "-t (bounce templates)",
+    "-v (verbose)",
+    "-x (expand parameter values)",
+    "-X (exclude)",
+    "-# (comment-out)",
+)
+USAGE = "usage: postconf" + "".join(f" [{entry}]" for entry in USAGE_OPTIONS) + " [name...]"
+
+# The options in the order Postfix's messages name them (pcf_compat_names).
+ORDER = ("-a", "-A", "-b", "-C", "-d", "-e", "-f", "-F", "-h", "-H", "-l", "-m", "-M",
+         "-n", "-o", "-p", "-P", "-t", "-T", "-x", "-X", "-#")
+MODES = frozenset({"-a", "-A", "-b", "-l", "-m", "-t", "-T", "-p", "-M", "-F", "-P"})
+EDITS = ("-e", "-X", "-#")
+# Options of which one at the most may be given (pcf_incompat_options): the
+# modes, then modifiers that contradict each other.
+EXCLUSIVE = (
+    MODES,
+    frozenset({"-d", "-e", "-n", "-#", "-X"}),
+    frozenset({"-f", "-e", "-#", "-X"}),
+    frozenset({"-x", "-e", "-#", "-X"}),
+    frozenset({"-o", "-d", "-e", "-#", "-X"}),
+    frozenset({"-h", "-e", "-#", "-X", "-H"}),
+)
+# The modifiers each mode takes (pcf_compat_options); other modes take none.
+COMPATIBLE = {
+    "-p": frozenset({"-d", "-e", "-f", "-h", "-H", "-n", "-o", "-x", "-X", "-#"}),
+    "-M": frozenset({"-e", "-f", "-o", "-x", "-X", "-#"}),
+    "-F": frozenset({"-e", "-f", "-h", "-H", "-o", "-x"}),
+    "-P": frozenset({"-e", "-f", "-h", "-H", "-o", "-x", "-X"}),
+}
+# The modes whose arguments may be name=value edits.
+EDITABLE = frozenset({"-p", "-M", "-F", "-P"})
+
+
+@frozen
+class Invocation:
+    """One postconf command line, checked."""
+    mode: str                   # "-p", "-M", "-F", "-P", "-b", "-t", "-m", "-l"
+    flags: frozenset[str]       # the modifiers: "-d", "-f", "-n", "-x", "-e" ...
+    names: tuple[str, ...]      # the arguments after the options
+    config_dir: Path | None     # -c
+
+    @property
+    def edit(self) -> str | None:
+        """-e, -X or -#: how the arguments change main.cf or master.cf."""
+        return next((flag for flag in EDITS if flag in self.flags), None)
+
+    @property
+    def hide(self) -> str | None:
+        """-h (values without names) or -H (names without values)."""
+        return next((flag for flag in ("-h", "-H") if flag in self.flags), None)
+
+
+def parse(argv: list[str]) -> Invocation:
+    """The command line, or UsageError with Postfix's message."""
+    try:
+        opts, names = getopt.getopt(argv, OPTSTRING)
+    except getopt.GetoptError as e:
+        line = complaint(e)
+        if line is not None:
+            print(f"postconf: {line}", file=sys.stderr)
+        raise UsageError(USAGE) from None
+    given: set[str] = set()
+    config_dir = None
+    for flag, value in opts:
+        if flag == "-c":
+            config_dir = Path(value).absolute()
+        elif flag in ("-b", "-t") and given & {"-b", "-t"}:
+            raise UsageError("specify one of -b and -t")
+        elif flag != "-v":
+            given.add(flag)
+    if not given & MODES:
+        given.add("-p")
+    if given & EDITABLE and names and "=" in names[0]:
+        given.add("-e")
+    _check(given)
+    if "-e" in given and not names:
+        raise UsageError("-e requires name=value argument")
+    mode = next(iter(given & MODES))
+    return Invocation(mode, frozenset(given - MODES), tuple(names), config_dir)
+
+
+def _check(given: set[str]) -> None:
+    """Postfix's pcf_check_exclusive_options() and pcf_check_compat_options()."""
+    for group in EXCLUSIVE:
+        if len(given & group) > 1:
+            raise UsageError(f"specify one of {_named(given & group)}")
+    mode = next(iter(given & MODES))
+    excess = given - {mode} - COMPATIBLE.get(mode, frozenset())
+    if excess:
+        raise UsageError(f"with option {mode}, do not specify {_named(excess)}")
+
+
+def _named(options: set[str]) -> str:
+    return " ".join(option for option in ORDER if option in options)
+
+
+__all__ = ["Invocation", "USAGE", "parse"]
