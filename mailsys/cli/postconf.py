@@ -1,13 +1,13 @@
 """postconf - show and edit the mailsys configuration (Postfix postconf(1)).
 
 SYNOPSIS
-    mailsys postconf [-c dir] [-dfhnpvx] [name ...]
+    mailsys postconf [-c dir] [-dfhHnpvx] [name ...]
     mailsys postconf [-c dir] [-e] name=value ...
     mailsys postconf [-c dir] -X name ...
     mailsys postconf [-c dir] -# name ...
     mailsys postconf [-c dir] [-f] -M [name[/type] ...]
-    mailsys postconf [-c dir] [-h] -F [service[/type[/name]] ...]
-    mailsys postconf [-c dir] [-fh] -P [service[/type[/name]] ...]
+    mailsys postconf [-c dir] [-hH] -F [service[/type[/name]] ...]
+    mailsys postconf [-c dir] [-fhH] -P [service[/type[/name]] ...]
     mailsys postconf [-c dir] -Me|-Fe|-Pe service/type[/name]=value ...
     mailsys postconf [-c dir] -MX|-M#|-PX service/type[/name] ...
     mailsys postconf [-c dir] -b | -t [template_file]
@@ -22,7 +22,8 @@ DESCRIPTION
     smtpd_restriction_classes lists it (Config.unused_names); asked for
     by name, an unused one is an unknown parameter. -d prints the built-in
     defaults; -h
-    prints values without ``name = ``; -x expands $name references. An
+    prints values without ``name = ``, -H names without `` = value``; -x
+    expands $name references. An
     unknown name gets ``postconf: warning: NAME: unknown parameter`` and the
     exit status stays 0, as with Postfix.
 
@@ -115,11 +116,11 @@ def run(inv: Invocation, config_dir: Path) -> int:
         return master.edit_entries(config_dir, names, edit_flag[1])
     if mode == "-F":
         if edit_flag is None:
-            return master.show_fields(config_dir, names, "-h" in inv.flags)
+            return master.show_fields(config_dir, names, inv.hide)
         return master.edit_fields(config_dir, names)
     if mode == "-P":
         if edit_flag is None:
-            return master.show_parameters(config_dir, names, "-h" in inv.flags, "-f" in inv.flags)
+            return master.show_parameters(config_dir, names, inv.hide, "-f" in inv.flags)
         return master.edit_parameters(config_dir, names, delete=edit_flag == "-X")
     if edit_flag == "-e":
         return edit(config_dir, names)
@@ -127,7 +128,7 @@ def run(inv: Invocation, config_dir: Path) -> int:
         return delete(config_dir, names)
     if edit_flag == "-#":
         return delete(config_dir, names, comment_out=True)
-    return show(config_dir, names, inv.flags)
+    return show(config_dir, names, inv.flags, inv.hide)
 
 
 def show_templates(config_dir: Path, names: list[str], expanded: bool) -> int:
@@ -163,14 +164,8 @@ def warn(message: str) -> None:
     print(f"postconf: warning: {message}", file=sys.stderr)
 
 
-def format_line(name: str, value: str, values_only: bool) -> str:
-    if values_only:
-        return value
-    return f"{name} = {value}" if value else f"{name} ="
-
-
-def show(config_dir: Path, names: list[str], flags: frozenset[str]) -> int:
-    """postconf [-d|-n] [-f] [-h] [-x] [name ...]"""
+def show(config_dir: Path, names: list[str], flags: frozenset[str], hide: str | None = None) -> int:
+    """postconf [-d|-n] [-f] [-h|-H] [-x] [name ...]"""
     if "-d" in flags:
         cfg = Config(config_dir, {}, (), str(config_dir / "main.cf"))
         used: list[str] = []
@@ -206,7 +201,7 @@ def show(config_dir: Path, names: list[str], flags: frozenset[str]) -> int:
             value = cfg.expand(value, undefined)
             for w in dict.fromkeys(undefined):
                 warn(w)
-        out.append(master.print_line(format_line(name, value, "-h" in flags), "-f" in flags))
+        out.append(master.print_line(master.format_setting(name, value, hide), "-f" in flags))
     if out:
         sys.stdout.write("\n".join(out) + "\n")
     return 0
@@ -285,12 +280,12 @@ def _rewrite(text: str, changes: dict, file: str) -> str:
             if name not in done:
                 done.add(name)
                 if value is not None:
-                    out.append(format_line(name, value, False))
+                    out.append(master.format_setting(name, value))
             continue
         out.append(raw)
     for name, value in pending.items():
         if isinstance(value, str):
-            out.append(format_line(name, value, False))
+            out.append(master.format_setting(name, value))
     return "\n".join(out) + "\n" if out else ""
 
 

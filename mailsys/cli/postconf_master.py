@@ -1,9 +1,9 @@
 """postconf_master - postconf's master.cf forms: -F and -P, and the -M, -F, -P edits.
 
 SYNOPSIS
-    mailsys postconf [-h] -F [service[/type[/field]] ...]
+    mailsys postconf [-h|-H] -F [service[/type[/field]] ...]
     mailsys postconf -Fe service/type/field=value ...
-    mailsys postconf [-fh] -P [service[/type[/parameter]] ...]
+    mailsys postconf [-f] [-h|-H] -P [service[/type[/parameter]] ...]
     mailsys postconf -Pe service/type/parameter=value ...
     mailsys postconf -PX service/type/parameter ...
     mailsys postconf -Me service/type=entry ...
@@ -17,7 +17,7 @@ DESCRIPTION
     (service, type, private, unprivileged, chroot, wakeup, process_limit,
     command, the last with its arguments); -P prints each ``-o`` setting as
     ``service/type/parameter = value``, sorted by parameter name within a
-    service; -h leaves out the names. A request
+    service; -h leaves out the names, -H the values. A request
     names service, service/type or service/type/field, where ``*`` or a
     missing part matches anything. Output follows master.cf's order, and
     for each service the requests' order; a request that matches no
@@ -93,6 +93,17 @@ def _gap(line_len: int, fits: bool, fold: bool) -> tuple[str, int]:
     if fits or not fold:
         return " ", line_len + 1
     return "\n" + INDENT, len(INDENT)
+
+
+def format_setting(name: str, value: str, hide: str | None = None) -> str:
+    """A setting as postconf prints it: ``name = value`` (``name =`` when
+    the value is empty), with hide "-h" the value only, with "-H" the name
+    only (Postfix 3.1 and later)."""
+    if hide == "-h":
+        return value
+    if hide == "-H":
+        return name
+    return f"{name} = {value}" if value else f"{name} ="
 
 
 def print_line(text: str, fold: bool = False) -> str:
@@ -239,17 +250,17 @@ def show_master(config_dir: Path, requests: list[str], fold: bool = False) -> in
     return _finish(out, requests, matched)
 
 
-def show_fields(config_dir: Path, requests: list[str], values_only: bool) -> int:
-    """postconf -F [service[/type[/field]] ...]"""
-    return _show(config_dir, requests, values_only, _fields, lambda line: line)
+def show_fields(config_dir: Path, requests: list[str], hide: str | None = None) -> int:
+    """postconf [-h|-H] -F [service[/type[/field]] ...]"""
+    return _show(config_dir, requests, hide, _fields, lambda line: line)
 
 
-def show_parameters(config_dir: Path, requests: list[str], values_only: bool,
+def show_parameters(config_dir: Path, requests: list[str], hide: str | None = None,
                     fold: bool = False) -> int:
-    """postconf [-f] -P [service[/type[/parameter]] ...]"""
+    """postconf [-f] [-h|-H] -P [service[/type[/parameter]] ...]"""
     # Postfix lists a service's parameters by name, not in master.cf's order,
     # and prints each with pcf_print_line(), as main.cf parameters.
-    return _show(config_dir, requests, values_only,
+    return _show(config_dir, requests, hide,
                  lambda ml: sorted((name, value) for _, name, value in _options(ml.command)),
                  lambda line: print_line(line, fold))
 
@@ -258,7 +269,7 @@ def _fields(ml: MasterLine) -> list[tuple[str, str]]:
     return list(zip(FIELD_NAMES, ml.fields + (" ".join(ml.command),)))
 
 
-def _show(config_dir: Path, requests: list[str], values_only: bool, pairs, printed) -> int:
+def _show(config_dir: Path, requests: list[str], hide: str | None, pairs, printed) -> int:
     master = _read(config_dir)
     wanted = [(r, _parts(r, 3)) for r in requests] or [("", ["*", "*", "*"])]
     matched: set[str] = set()
@@ -271,8 +282,7 @@ def _show(config_dir: Path, requests: list[str], values_only: bool, pairs, print
             for name, value in pairs(ml):
                 if _same(f, name):
                     matched.add(request)
-                    out.append(printed(value if values_only
-                                       else f"{service}/{type_}/{name} = {value}"))
+                    out.append(printed(format_setting(f"{service}/{type_}/{name}", value, hide)))
     return _finish(out, requests, matched)
 
 
@@ -448,4 +458,4 @@ def _exact(where: str, parts: int, arg: str, message: str | None = None) -> list
 
 
 __all__ = ["edit_entries", "edit_fields", "edit_parameters", "format_entry", "format_master",
-           "print_line", "show_fields", "show_master", "show_parameters"]
+           "format_setting", "print_line", "show_fields", "show_master", "show_parameters"]

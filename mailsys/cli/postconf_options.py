@@ -12,15 +12,15 @@ DESCRIPTION
     modifiers that the mode takes (Postfix's postconf.c keeps both in a
     "compatibility matrix"):
 
-        -p        main.cf parameters (the default): -d -e -f -h -n -x -X -#
+        -p        main.cf parameters (the default): -d -e -f -h -H -n -x -X -#
         -M        master.cf entries: -e -f -x -X -#
-        -F        their fields: -e -f -h -x
-        -P        their -o parameters: -e -f -h -x -X
+        -F        their fields: -e -f -h -H -x
+        -P        their -o parameters: -e -f -h -H -x -X
         -b, -t    the bounce templates; -m table types; -l locking methods:
                   no modifiers
 
     Of -d -e -n -X -# at most one goes, and neither -f, -x nor -h goes
-    with an edit (-e -X -#). A command line that breaks these rules gets
+    with an edit (-e -X -#), nor -h with -H. A command line that breaks these rules gets
     Postfix's words, "specify one of -d -n" or "with option -M, do not
     specify -h", the options named in the order Postfix names them.
 
@@ -48,7 +48,7 @@ from mailsys.cli.getopt_errors import complaint
 from mailsys.errors import UsageError
 from mailsys.frozen import frozen
 
-OPTSTRING = "bc:defFhlmMnpPtvxX#"
+OPTSTRING = "bc:defFhHlmMnpPtvxX#"
 
 # The usage line's entries, in Postfix's order (postconf.c usage()).
 USAGE_OPTIONS = (
@@ -59,6 +59,7 @@ USAGE_OPTIONS = (
     "-f (fold lines)",
     "-F (master.cf fields)",
     "-h (no names)",
+    "-H (no values)",
     "-l (lock types)",
     "-m (map types)",
     "-M (master.cf)",

@@ -319,3 +319,39 @@ def test_referenced_user_parameters_are_known(confdir, run_cli):
     r = run_cli(confdir(main, "smtp inet n - n - - smtpd\n"), "postconf", "-n")
     assert "mua_client_restrictions" not in r.stdout
     assert "unused parameter: mua_client_restrictions=" in r.stderr
+
+
+# -- -H: names without values ------------------------------------------------------------
+
+def test_H_prints_names_only(compat_main, confdir, run_cli):
+    d = confdir(compat_main)
+    r = run_cli(d, "postconf", "-nH")
+    assert (r.returncode, r.stdout) == (0, "mydestination\nmydomain\nmyhostname\nmyorigin\n")
+    r = run_cli(d, "postconf", "-H", "relayhost", "nosuchparam", "myorigin")
+    assert (r.stdout, r.stderr) == ("relayhost\nmyorigin\n",
+                                    "postconf: warning: nosuchparam: unknown parameter\n")
+    assert run_cli(d, "postconf", "-xH", "myorigin").stdout == "myorigin\n"
+    assert run_cli(d, "postconf", "-dH", "mydomain").stdout == "mydomain\n"
+    everything = run_cli(d, "postconf").stdout.splitlines()
+    assert run_cli(d, "postconf", "-H").stdout.splitlines() == [
+        line.split(" =")[0] for line in everything]
+
+
+def test_H_with_F_and_P(confdir, run_cli):
+    d = confdir("", MASTER)
+    r = run_cli(d, "postconf", "-FH", "qmgr/unix")
+    assert r.stdout == "".join(f"qmgr/unix/{field}\n" for field in (
+        "service", "type", "private", "unprivileged", "chroot", "wakeup", "process_limit", "command"))
+    r = run_cli(d, "postconf", "-PH")
+    assert r.stdout == ("submission/inet/smtpd_recipient_restrictions\n"
+                        "submission/inet/syslog_name\n")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-hH"], "specify one of -h -H"),
+    (["-MH"], "with option -M, do not specify -H"),
+    (["-H", "-e", "a=b"], "specify one of -e -H"),
+])
+def test_H_refused_where_postfix_refuses_it(confdir, run_cli, args, message):
+    r = run_cli(confdir("", MASTER), "postconf", *args)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", f"postconf: fatal: {message}\n")

@@ -139,7 +139,7 @@ def test_edits_and_listings_are_postfixs(tmp_path, confdir, run_cli):
         assert run_cli(ours, "postconf", *args).returncode == 0
         assert postfix(*args).returncode == 0
     assert (ours / "master.cf").read_text() == (theirs / "master.cf").read_text()
-    for listing in ("-M", "-F", "-P", "-Fh"):
+    for listing in ("-M", "-F", "-P", "-Fh", "-FH", "-PH"):
         assert run_cli(ours, "postconf", listing).stdout == postfix(listing).stdout, listing
 
 
