@@ -1,7 +1,7 @@
 """postconf - show and edit the mailsys configuration (Postfix postconf(1)).
 
 SYNOPSIS
-    mailsys postconf [-c dir] [-dfhHnpvx] [name ...]
+    mailsys postconf [-c dir] [-dfhHnpvx] [-o name=value ...] [name ...]
     mailsys postconf [-c dir] [-e] name=value ...
     mailsys postconf [-c dir] -X name ...
     mailsys postconf [-c dir] -# name ...
@@ -23,7 +23,10 @@ DESCRIPTION
     by name, an unused one is an unknown parameter. -d prints the built-in
     defaults; -h
     prints values without ``name = ``, -H names without `` = value``; -x
-    expands $name references. An
+    expands $name references. -o name=value overrides a main.cf setting
+    for this command only: the value printed, and what $name expands to
+    (Postfix 2.10 and later); an override is checked like a main.cf
+    value, where Postfix's postconf prints whatever it is given. An
     unknown name gets ``postconf: warning: NAME: unknown parameter`` and the
     exit status stays 0, as with Postfix.
 
@@ -128,7 +131,7 @@ def run(inv: Invocation, config_dir: Path) -> int:
         return delete(config_dir, names)
     if edit_flag == "-#":
         return delete(config_dir, names, comment_out=True)
-    return show(config_dir, names, inv.flags, inv.hide)
+    return show(config_dir, names, inv.flags, inv.hide, dict(inv.overrides))
 
 
 def show_templates(config_dir: Path, names: list[str], expanded: bool) -> int:
@@ -164,14 +167,15 @@ def warn(message: str) -> None:
     print(f"postconf: warning: {message}", file=sys.stderr)
 
 
-def show(config_dir: Path, names: list[str], flags: frozenset[str], hide: str | None = None) -> int:
-    """postconf [-d|-n] [-f] [-h|-H] [-x] [name ...]"""
+def show(config_dir: Path, names: list[str], flags: frozenset[str], hide: str | None = None,
+         overrides: dict[str, str] | None = None) -> int:
+    """postconf [-d|-n] [-f] [-h|-H] [-x] [-o name=value ...] [name ...]"""
     if "-d" in flags:
         cfg = Config(config_dir, {}, (), str(config_dir / "main.cf"))
         used: list[str] = []
     else:
         referenced = master.referenced_names(config_dir)
-        cfg = load(config_dir, referenced=referenced)
+        cfg = load(config_dir, overrides, referenced=referenced)
         # What main.cf sets that no table knows but something refers to:
         # Postfix's user-defined parameters. The rest are "unused
         # parameter"s, which postconf does not know (postconf_user.c).
@@ -179,7 +183,8 @@ def show(config_dir: Path, names: list[str], flags: frozenset[str], hide: str | 
         used = [n for n in cfg.set_names() if param(n) is not None or n not in unused]
     if "-n" in flags:
         for w in cfg.warnings:
-            warn(w)
+            # An -o setting stands in main.cf for this command, as in Postfix.
+            warn(w.replace("override: ", f"{cfg.file}: ", 1))
     if names:
         wanted = []
         for name in names:

@@ -12,15 +12,16 @@ DESCRIPTION
     modifiers that the mode takes (Postfix's postconf.c keeps both in a
     "compatibility matrix"):
 
-        -p        main.cf parameters (the default): -d -e -f -h -H -n -x -X -#
-        -M        master.cf entries: -e -f -x -X -#
-        -F        their fields: -e -f -h -H -x
-        -P        their -o parameters: -e -f -h -H -x -X
+        -p        main.cf parameters (the default): -d -e -f -h -H -n -o -x -X -#
+        -M        master.cf entries: -e -f -o -x -X -#
+        -F        their fields: -e -f -h -H -o -x
+        -P        their -o parameters: -e -f -h -H -o -x -X
         -b, -t    the bounce templates; -m table types; -l locking methods:
                   no modifiers
 
     Of -d -e -n -X -# at most one goes, and neither -f, -x nor -h goes
-    with an edit (-e -X -#), nor -h with -H. A command line that breaks these rules gets
+    with an edit (-e -X -#), nor -h with -H, nor -o (override a main.cf
+    parameter for this command) with -d or an edit. A command line that breaks these rules gets
     Postfix's words, "specify one of -d -n" or "with option -M, do not
     specify -h", the options named in the order Postfix names them.
 
@@ -31,6 +32,11 @@ DESCRIPTION
     needed with Postfix version 2.8 and later"). -v is accepted, as
     Postfix's verbose logging switch; mailsys's postconf has nothing more
     to say with it.
+
+    An -o argument is read as Postfix reads it: the name and the value
+    lose the whitespace around them, and one without a name or without "="
+    is "invalid parameter override: ARG: missing attribute name" (or
+    "missing '=' after attribute name").
 
     parse() raises UsageError with Postfix's message; for an option
     getopt() does not know, or one without its value, it first prints
@@ -48,7 +54,7 @@ from mailsys.cli.getopt_errors import complaint
 from mailsys.errors import UsageError
 from mailsys.frozen import frozen
 
-OPTSTRING = "bc:defFhHlmMnpPtvxX#"
+OPTSTRING = "bc:defFhHlmMno:pPtvxX#"
 
 # The usage line's entries, in Postfix's order (postconf.c usage()).
 USAGE_OPTIONS = (
@@ -64,6 +70,7 @@ USAGE_OPTIONS = (
     "-m (map types)",
     "-M (master.cf)",
     "-n (non-default parameters)",
+    "-o name=value (override parameter value)",
     "-p (main.cf, default)",
     "-P (master.cf parameters)",
     "-t (bounce templates)",
@@ -107,6 +114,7 @@ class Invocation:
     flags: frozenset[str]       # the modifiers: "-d", "-f", "-n", "-x", "-e" ...
     names: tuple[str, ...]      # the arguments after the options
     config_dir: Path | None     # -c
+    overrides: tuple[tuple[str, str], ...] = ()     # -o name=value, in order
 
     @property
     def edit(self) -> str | None:
@@ -130,9 +138,13 @@ def parse(argv: list[str]) -> Invocation:
         raise UsageError(USAGE) from None
     given: set[str] = set()
     config_dir = None
+    overrides = []
     for flag, value in opts:
         if flag == "-c":
             config_dir = Path(value).absolute()
+        elif flag == "-o":
+            given.add(flag)
+            overrides.append(value)
         elif flag in ("-b", "-t") and given & {"-b", "-t"}:
             raise UsageError("specify one of -b and -t")
         elif flag != "-v":
@@ -145,7 +157,8 @@ def parse(argv: list[str]) -> Invocation:
     if "-e" in given and not names:
         raise UsageError("-e requires name=value argument")
     mode = next(iter(given & MODES))
-    return Invocation(mode, frozenset(given - MODES), tuple(names), config_dir)
+    return Invocation(mode, frozenset(given - MODES), tuple(names), config_dir,
+                      tuple(_override(arg) for arg in overrides))
 
 
 def _check(given: set[str]) -> None:
@@ -157,6 +170,19 @@ def _check(given: set[str]) -> None:
     excess = given - {mode} - COMPATIBLE.get(mode, frozenset())
     if excess:
         raise UsageError(f"with option {mode}, do not specify {_named(excess)}")
+
+
+def _override(arg: str) -> tuple[str, str]:
+    """-o name=value, read as Postfix's split_nameval() reads it."""
+    name, eq, value = arg.partition("=")
+    name = name.strip()
+    if not name:
+        reason = "missing attribute name"
+    elif not eq or any(c.isspace() for c in name):
+        reason = "missing '=' after attribute name"
+    else:
+        return name, value.strip()
+    raise UsageError(f"invalid parameter override: {arg}: {reason}")
 
 
 def _named(options: set[str]) -> str:

@@ -56,7 +56,7 @@ def load(config_dir: Path, overrides: Mapping[str, str] | None = None,
     entries = parse_main_cf(text, str(path), warnings)
     cfg = Config(config_dir, entries, (), str(path))
     cfg = cfg._validated(list(entries), warnings, referenced)
-    return cfg.with_overrides(overrides) if overrides else cfg
+    return cfg.with_overrides(overrides, referenced) if overrides else cfg
 
 
 class Config:
@@ -140,13 +140,15 @@ class Config:
         """Whether main.cf or an override sets `name`."""
         return name in self._entries
 
-    def with_overrides(self, overrides: Mapping[str, str]) -> "Config":
-        """A new Config with `overrides` (master.cf -o name=value) on top."""
+    def with_overrides(self, overrides: Mapping[str, str],
+                       referenced: Iterable[str] = ()) -> "Config":
+        """A new Config with `overrides` (master.cf or postconf -o name=value)
+        on top; `referenced` as for load()."""
         entries = dict(self._entries)
         for name, value in overrides.items():
             entries[name] = Entry(name, str(value).strip(), None, None)
         new = Config(self.config_dir, entries, (), self.file)
-        return new._validated(list(overrides), list(self.warnings))
+        return new._validated(list(overrides), list(self.warnings), referenced)
 
     # -- beyond the contract: what postconf needs ------------------------------
 
