@@ -1,7 +1,7 @@
 """postconf - show and edit the mailsys configuration (Postfix postconf(1)).
 
 SYNOPSIS
-    mailsys postconf [-c dir] [-dfhHnpvx] [-o name=value ...] [name ...]
+    mailsys postconf [-c dir] [-dfhHnpvx] [-C class,...] [-o name=value ...] [name ...]
     mailsys postconf [-c dir] [-e] name=value ...
     mailsys postconf [-c dir] -X name ...
     mailsys postconf [-c dir] -# name ...
@@ -15,20 +15,27 @@ SYNOPSIS
 
 DESCRIPTION
     Without options, prints every parameter as ``name = value`` with the
-    value as written (unexpanded), sorted. -n prints only what main.cf sets,
-    warning about names nothing uses and leaving them out, as Postfix does:
-    a name that no parameter table knows is a parameter only when a value
-    in main.cf or an -o value in master.cf refers to it with $name, or
-    smtpd_restriction_classes lists it (Config.unused_names); asked for
-    by name, an unused one is an unknown parameter. -d prints the built-in
-    defaults; -h
-    prints values without ``name = ``, -H names without `` = value``; -x
-    expands $name references. -o name=value overrides a main.cf setting
-    for this command only: the value printed, and what $name expands to
-    (Postfix 2.10 and later); an override is checked like a main.cf
-    value, where Postfix's postconf prints whatever it is given. An
-    unknown name gets ``postconf: warning: NAME: unknown parameter`` and the
-    exit status stays 0, as with Postfix.
+    value as written (unexpanded), sorted: the parameter table's (class
+    builtin), those of master.cf's services (class service: the queue
+    manager's per-transport ones for a service that runs a delivery
+    agent, ``relay_destination_concurrency_limit``, and the time limit of
+    a pipe or spawn service, as Postfix's postconf_service.c adds them),
+    and the user-defined ones (class user, below). -C class,... shows
+    only the classes named, also with -d and -n (param_class()).
+
+    -n prints only what main.cf sets, warning about names nothing uses
+    and leaving them out, as Postfix does: a name that no parameter table
+    knows is a parameter only when a value in main.cf or an -o value in
+    master.cf refers to it with $name, or smtpd_restriction_classes lists
+    it (Config.unused_names); asked for by name, an unused one is an
+    unknown parameter. -d prints the built-in defaults; -h prints values
+    without ``name = ``, -H names without `` = value``; -x expands $name
+    references. -o name=value overrides a main.cf setting for this
+    command only: the value printed, and what $name expands to (Postfix
+    2.10 and later); an override is checked like a main.cf value, where
+    Postfix's postconf prints whatever it is given. An unknown name gets
+    ``postconf: warning: NAME: unknown parameter`` and the exit status
+    stays 0, as with Postfix.
 
     Each line is printed as Postfix's pcf_print_line() prints it: the words
     one space apart, whatever whitespace separated them. -f folds a line
@@ -131,7 +138,7 @@ def run(inv: Invocation, config_dir: Path) -> int:
         return delete(config_dir, names)
     if edit_flag == "-#":
         return delete(config_dir, names, comment_out=True)
-    return show(config_dir, names, inv.flags, inv.hide, dict(inv.overrides))
+    return show(config_dir, inv)
 
 
 def show_templates(config_dir: Path, names: list[str], expanded: bool) -> int:
@@ -167,15 +174,15 @@ def warn(message: str) -> None:
     print(f"postconf: warning: {message}", file=sys.stderr)
 
 
-def show(config_dir: Path, names: list[str], flags: frozenset[str], hide: str | None = None,
-         overrides: dict[str, str] | None = None) -> int:
-    """postconf [-d|-n] [-f] [-h|-H] [-x] [-o name=value ...] [name ...]"""
+def show(config_dir: Path, inv: Invocation) -> int:
+    """postconf [-d|-n] [-f] [-h|-H] [-x] [-C class,...] [-o name=value ...] [name ...]"""
+    flags = inv.flags
+    referenced, services = master.master_names(config_dir)
     if "-d" in flags:
         cfg = Config(config_dir, {}, (), str(config_dir / "main.cf"))
         used: list[str] = []
     else:
-        referenced = master.referenced_names(config_dir)
-        cfg = load(config_dir, overrides, referenced=referenced)
+        cfg = load(config_dir, dict(inv.overrides), referenced=referenced)
         # What main.cf sets that no table knows but something refers to:
         # Postfix's user-defined parameters. The rest are "unused
         # parameter"s, which postconf does not know (postconf_user.c).
@@ -185,17 +192,16 @@ def show(config_dir: Path, names: list[str], flags: frozenset[str], hide: str | 
         for w in cfg.warnings:
             # An -o setting stands in main.cf for this command, as in Postfix.
             warn(w.replace("override: ", f"{cfg.file}: ", 1))
-    if names:
+    if inv.names:
         wanted = []
-        for name in names:
+        for name in inv.names:
             if param(name) is not None or name in used:
                 wanted.append(name)
             else:
                 warn(f"{name}: unknown parameter")
-    elif "-n" in flags:
-        wanted = used
     else:
-        wanted = sorted(set(PARAMS) | set(used))
+        listed = used if "-n" in flags else sorted(set(PARAMS) | services | set(used))
+        wanted = [name for name in listed if param_class(name, services) in inv.classes]
     out = []
     for name in wanted:
         if "-n" in flags and not cfg.is_set(name):
@@ -206,10 +212,23 @@ def show(config_dir: Path, names: list[str], flags: frozenset[str], hide: str | 
             value = cfg.expand(value, undefined)
             for w in dict.fromkeys(undefined):
                 warn(w)
-        out.append(master.print_line(master.format_setting(name, value, hide), "-f" in flags))
+        out.append(master.print_line(master.format_setting(name, value, inv.hide), "-f" in flags))
     if out:
         sys.stdout.write("\n".join(out) + "\n")
     return 0
+
+
+def param_class(name: str, services: set[str]) -> str:
+    """Which -C class a parameter is in: "service" for a parameter of a
+    master.cf service (services), "builtin" for one of the parameter table,
+    "user" for a user-defined one. A per-transport or per-service name of
+    a service master.cf does not have is "service" too: Postfix knows such
+    a name only from master.cf, mailsys by its form (mailsys.config.params)."""
+    if name in services:
+        return "service"
+    if name in PARAMS:
+        return "builtin"
+    return "service" if param(name) is not None else "user"
 
 
 # -- editing main.cf --------------------------------------------------------------

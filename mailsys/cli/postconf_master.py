@@ -54,6 +54,7 @@ from mailsys.config.files import replace_file
 from mailsys.config.lines import physical_lines
 from mailsys.config.maincf import references
 from mailsys.config.mastercf import FIELD_NAMES, MasterLine, parse_master_text, split_master_text
+from mailsys.config.params import service_parameter_names
 from mailsys.errors import ConfigError, UsageError
 
 MASTER_WIDTHS = (10, 5, 7, 7, 7, 7, 7)
@@ -220,17 +221,22 @@ def _same(pattern: str, value: str) -> bool:
     return pattern == "*" or pattern == value
 
 
-def referenced_names(config_dir: Path) -> set[str]:
-    """The names that master.cf's -o values refer to with $name: they make
-    a main.cf name=value used (Postfix's postconf_user.c scans each
-    service's -o settings as it scans main.cf). No master.cf, no names."""
+def master_names(config_dir: Path) -> tuple[set[str], set[str]]:
+    """What master.cf adds to main.cf's names, for postconf's listings:
+    the names its -o values refer to with $name, which make a main.cf
+    name=value used (Postfix's postconf_user.c scans each service's -o
+    settings as it scans main.cf), and the parameters of its services
+    (relay_destination_concurrency_limit for a relay service that runs
+    smtp: Postfix's postconf_service.c). No master.cf, no names."""
     if not (config_dir / "master.cf").exists():
-        return set()
-    names: set[str] = set()
+        return set(), set()
+    referenced: set[str] = set()
+    services: set[str] = set()
     for ml in _read(config_dir).entries:
         for _, _, value in _options(ml.command):
-            names |= references(value)
-    return names
+            referenced |= references(value)
+        services.update(service_parameter_names(ml.fields[0], ml.command[0]))
+    return referenced, services
 
 
 # -- showing ------------------------------------------------------------------------

@@ -33,6 +33,12 @@ DESCRIPTION
     Postfix's verbose logging switch; mailsys's postconf has nothing more
     to say with it.
 
+    -C class,... (builtin, service, user or all, apart by commas or
+    whitespace, in any case; the last -C counts) chooses which main.cf
+    parameters a listing shows; see mailsys.cli.postconf. As in Postfix,
+    which never enters -C in its matrix, it is accepted with every mode
+    and ignored where it means nothing (with -M, or with names).
+
     An -o argument is read as Postfix reads it: the name and the value
     lose the whitespace around them, and one without a name or without "="
     is "invalid parameter override: ARG: missing attribute name" (or
@@ -47,6 +53,7 @@ DESCRIPTION
 from __future__ import annotations
 
 import getopt
+import re
 import sys
 from pathlib import Path
 
@@ -54,12 +61,13 @@ from mailsys.cli.getopt_errors import complaint
 from mailsys.errors import UsageError
 from mailsys.frozen import frozen
 
-OPTSTRING = "bc:defFhHlmMno:pPtvxX#"
+OPTSTRING = "bc:C:defFhHlmMno:pPtvxX#"
 
 # The usage line's entries, in Postfix's order (postconf.c usage()).
 USAGE_OPTIONS = (
     "-b (bounce templates)",
     "-c config_dir",
+    "-C param_class",
     "-d (parameter defaults)",
     "-e (edit configuration)",
     "-f (fold lines)",
@@ -105,6 +113,8 @@ COMPATIBLE = {
 }
 # The modes whose arguments may be name=value edits.
 EDITABLE = frozenset({"-p", "-M", "-F", "-P"})
+# The classes of main.cf parameters -C selects (Postfix 2.9 and later).
+CLASSES = frozenset({"builtin", "service", "user"})
 
 
 @frozen
@@ -115,6 +125,7 @@ class Invocation:
     names: tuple[str, ...]      # the arguments after the options
     config_dir: Path | None     # -c
     overrides: tuple[tuple[str, str], ...] = ()     # -o name=value, in order
+    classes: frozenset[str] = CLASSES               # -C: "builtin", "service", "user"
 
     @property
     def edit(self) -> str | None:
@@ -139,9 +150,12 @@ def parse(argv: list[str]) -> Invocation:
     given: set[str] = set()
     config_dir = None
     overrides = []
+    classes = CLASSES
     for flag, value in opts:
         if flag == "-c":
             config_dir = Path(value).absolute()
+        elif flag == "-C":
+            classes = _classes(value)
         elif flag == "-o":
             given.add(flag)
             overrides.append(value)
@@ -158,7 +172,20 @@ def parse(argv: list[str]) -> Invocation:
         raise UsageError("-e requires name=value argument")
     mode = next(iter(given & MODES))
     return Invocation(mode, frozenset(given - MODES), tuple(names), config_dir,
-                      tuple(_override(arg) for arg in overrides))
+                      tuple(_override(arg) for arg in overrides), classes)
+
+
+def _classes(arg: str) -> frozenset[str]:
+    """-C class,...: words apart by commas or whitespace, in any case."""
+    found: set[str] = set()
+    for word in re.findall(r"[^, \t\r\n]+", arg):
+        if word.lower() == "all":
+            found |= CLASSES
+        elif word.lower() in CLASSES:
+            found.add(word.lower())
+        else:
+            raise UsageError(f'unknown -C option value "{word}" in "{arg}"')
+    return frozenset(found)
 
 
 def _check(given: set[str]) -> None:
@@ -189,4 +216,4 @@ def _named(options: set[str]) -> str:
     return " ".join(option for option in ORDER if option in options)
 
 
-__all__ = ["Invocation", "USAGE", "parse"]
+__all__ = ["CLASSES", "Invocation", "USAGE", "parse"]

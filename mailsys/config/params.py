@@ -1166,6 +1166,28 @@ def service_time_limit_name(service: str) -> str:
     return service + SERVICE_TIME_LIMIT_SUFFIX
 
 
+# The programs whose master.cf services have parameters of their own, as
+# Postfix's postconf_service.c gives them: a delivery agent's service the
+# queue manager's per-transport ones, a pipe(8) or spawn(8) service the
+# command time limit. mailsys has no error(8) and no virtual(8) program
+# (qmgr itself bounces and defers for the error and retry transports).
+TRANSPORT_PROGRAMS = frozenset({"local", "smtp", "lmtp", "pipe"})
+TIME_LIMIT_PROGRAMS = frozenset({"pipe", "spawn"})
+
+
+def service_parameter_names(service: str, program: str) -> tuple[str, ...]:
+    """The parameters of a master.cf service that runs `program`: only the
+    ones param() knows, so none for a transport whose name has capitals or
+    dots (mailsys's per-transport names are lower case, as Postfix's
+    transport names are by convention)."""
+    names = []
+    if program in TRANSPORT_PROGRAMS:
+        names += [f"{service}_{suffix}" for suffix in TRANSPORT_SUFFIXES]
+    if program in TIME_LIMIT_PROGRAMS:
+        names.append(service_time_limit_name(service))
+    return tuple(name for name in names if param(name) is not None)
+
+
 def param(name: str) -> Param | None:
     """The Param called `name`, including per-transport ones, or None."""
     found = PARAMS.get(name)

@@ -402,3 +402,72 @@ def test_o_prints_as_postfixs(compat_main, confdir, run_cli):
         assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), args
         if ours.returncode:
             assert ours.stderr == theirs.stderr, args
+
+
+# -- -C: parameter classes, and the parameters of master.cf's services -----------------------
+
+CLASS_MAIN = """\
+myhostname = mx.example.com
+relayhost = [relay.$mydomain]
+foo = bar $myhostname
+bar_maps = hash:/x/$foo
+header_checks = $bar_maps
+smtpd_restriction_classes = myclass
+myclass = reject
+relay_destination_concurrency_limit = 3
+"""
+CLASS_MASTER = """\
+smtp      inet  n       -       n       -       -       smtpd
+relay     unix  -       -       n       -       -       smtp
+mypipe    unix  -       n       n       -       -       pipe flags=R user=nobody argv=/bin/true
+myspawn   unix  -       n       n       -       -       spawn user=nobody argv=/bin/true
+"""
+
+
+def test_C_selects_builtin_service_and_user_parameters(confdir, run_cli):
+    d = confdir(CLASS_MAIN, CLASS_MASTER)
+    r = run_cli(d, "postconf", "-C", "user")
+    assert (r.returncode, r.stdout) == (0, "bar_maps = hash:/x/$foo\nfoo = bar $myhostname\n"
+                                           "myclass = reject\n")
+    assert run_cli(d, "postconf", "-nC", "service").stdout == "relay_destination_concurrency_limit = 3\n"
+    assert run_cli(d, "postconf", "-nC", "builtin").stdout == (
+        "header_checks = $bar_maps\nmyhostname = mx.example.com\nrelayhost = [relay.$mydomain]\n"
+        "smtpd_restriction_classes = myclass\n")
+    assert run_cli(d, "postconf", "-n", "-C", "USER, service").stdout == (
+        "bar_maps = hash:/x/$foo\nfoo = bar $myhostname\nmyclass = reject\n"
+        "relay_destination_concurrency_limit = 3\n")
+    # Named parameters are shown whatever their class; an empty -C shows none.
+    assert run_cli(d, "postconf", "-C", "user", "myhostname").stdout == "myhostname = mx.example.com\n"
+    assert run_cli(d, "postconf", "-n", "-C", ",").stdout == ""
+
+
+def test_a_services_parameters_are_listed(confdir, run_cli):
+    # Postfix's postconf_service.c: a delivery agent's service gets the
+    # queue manager's per-transport parameters, pipe and spawn the time limit.
+    d = confdir(CLASS_MAIN, CLASS_MASTER)
+    service = run_cli(d, "postconf", "-dC", "service").stdout.splitlines()
+    assert len(service) == 16 + 17 + 1
+    assert "relay_destination_concurrency_limit = $default_destination_concurrency_limit" in service
+    assert "relay_initial_destination_concurrency = $initial_destination_concurrency" in service
+    assert "mypipe_time_limit = $command_time_limit" in service
+    assert [line for line in service if line.startswith("myspawn")] == [
+        "myspawn_time_limit = $command_time_limit"]
+    assert "relay_destination_concurrency_limit = 3" in run_cli(d, "postconf").stdout.splitlines()
+    assert run_cli(d, "postconf", "-dC", "user").stdout == ""
+
+
+def test_C_with_an_unknown_class_is_fatal(confdir, run_cli):
+    r = run_cli(confdir(""), "postconf", "-C", "user,nosuch", "-n")
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == 'postconf: fatal: unknown -C option value "nosuch" in "user,nosuch"\n'
+
+
+@pytest.mark.skipif(shutil.which("postconf") is None, reason="Postfix is not installed")
+def test_C_lists_as_postfixs(confdir, run_cli):
+    d = confdir(CLASS_MAIN, CLASS_MASTER)
+    for args in (["-dC", "service"], ["-C", "user"], ["-xC", "user"], ["-nC", "service,user"],
+                 ["-HC", "service"], ["-C", "bogus"]):
+        ours = run_cli(d, "postconf", *args)
+        theirs = subprocess.run(["postconf", "-c", str(d), *args], capture_output=True, text=True,
+                                timeout=30)
+        assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), args

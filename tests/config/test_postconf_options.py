@@ -94,3 +94,14 @@ def test_bad_command_lines_fail_as_postfixs(tmp_path, confdir, run_cli, args):
     assert r.returncode == theirs.returncode == 1
     # The usage line itself lists what each build offers; the rest is the same.
     assert r.stderr.split("usage:")[0] == theirs.stderr.split("usage:")[0]
+
+
+def test_C_reads_classes_and_goes_with_every_mode():
+    assert parse(["-C", "Builtin user"]).classes == frozenset({"builtin", "user"})
+    assert parse(["-C", "all,"]).classes == frozenset({"builtin", "service", "user"})
+    assert parse(["-C", ""]).classes == frozenset()
+    # Postfix checks -C as it reads it, and never against the mode.
+    assert parse(["-C", "user", "-M"]).mode == "-M"
+    with pytest.raises(UsageError) as e:
+        parse(["-C", "bogus", "-d", "-n"])
+    assert str(e.value) == 'unknown -C option value "bogus" in "bogus"'
