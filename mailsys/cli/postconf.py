@@ -11,7 +11,7 @@ SYNOPSIS
     mailsys postconf [-c dir] -Me|-Fe|-Pe service/type[/name]=value ...
     mailsys postconf [-c dir] -MX|-M#|-PX service/type[/name] ...
     mailsys postconf [-c dir] -b | -t [template_file]
-    mailsys postconf -m | -l
+    mailsys postconf -a | -A | -m | -l
 
 DESCRIPTION
     Without options, prints every parameter as ``name = value`` with the
@@ -65,7 +65,10 @@ DESCRIPTION
     $name expanded, as Postfix's postconf does.
 
     -m lists the lookup table types this build supports, one per line; -l
-    the mailbox locking methods (mailbox_delivery_lock), as Postfix does.
+    the mailbox locking methods (mailbox_delivery_lock); -a the SASL
+    server types smtpd_sasl_type may name (cyrus, mailsys's own users
+    file, and dovecot); -A the SASL client types (cyrus: the smtp and lmtp
+    clients' built-in one; smtp_sasl_type is not read), as Postfix does.
 
     Errors in main.cf or master.cf are reported as one line naming file,
     line and parameter, with exit status 1. So is a bad command line, in
@@ -94,9 +97,12 @@ from mailsys.message.bounce_templates import DEFAULTS as DEFAULT_TEMPLATES
 from mailsys.message.bounce_templates import (TemplateError, config_lookup, format_expanded,
                                               format_templates, parse_templates)
 from mailsys.message.dsn import param_type
+from mailsys.sasl import CLIENT_TYPES, SERVER_TYPES
 
-# Lists of what this build supports: table types, mailbox locking methods.
-LISTS = {"-m": lambda: sorted(OPENERS), "-l": lambda: LOCK_STYLES}
+# Lists of what this build supports: table types, mailbox locking methods,
+# SASL server and client types.
+LISTS = {"-m": lambda: sorted(OPENERS), "-l": lambda: LOCK_STYLES,
+         "-a": lambda: SERVER_TYPES, "-A": lambda: CLIENT_TYPES}
 
 
 def main(argv: list[str], config_dir: Path, command: str = "postconf") -> int:

@@ -16,8 +16,8 @@ DESCRIPTION
         -M        master.cf entries: -e -f -o -x -X -#
         -F        their fields: -e -f -h -H -o -x
         -P        their -o parameters: -e -f -h -H -o -x -X
-        -b, -t    the bounce templates; -m table types; -l locking methods:
-                  no modifiers
+        -b, -t    the bounce templates; -m table types; -l locking methods;
+                  -a, -A SASL server and client types: no modifiers
 
     Of -d -e -n -X -# at most one goes, and neither -f, -x nor -h goes
     with an edit (-e -X -#), nor -h with -H, nor -o (override a main.cf
@@ -61,10 +61,12 @@ from mailsys.cli.getopt_errors import complaint
 from mailsys.errors import UsageError
 from mailsys.frozen import frozen
 
-OPTSTRING = "bc:C:defFhHlmMno:pPtvxX#"
+OPTSTRING = "aAbc:C:defFhHlmMno:pPtvxX#"
 
 # The usage line's entries, in Postfix's order (postconf.c usage()).
 USAGE_OPTIONS = (
+    "-a (server SASL types)",
+    "-A (client SASL types)",
     "-b (bounce templates)",
     "-c config_dir",
     "-C param_class",

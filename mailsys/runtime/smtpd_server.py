@@ -76,6 +76,7 @@ from mailsys.runtime.verify_client import VerifyClient
 from mailsys.runtime.smtpd_dns import HostLookups, SmtpdDns
 from mailsys.runtime.smtpd_proxy import ProxyFilter
 from mailsys.runtime.tls_context import server_tls_context
+from mailsys.sasl import SERVER_TYPES
 from mailsys.sasl.server import SaslServer
 from mailsys.smtp import Reply, Settings, replies
 from mailsys.smtp.ehlo_mask import discard_names, discard_text
@@ -445,13 +446,13 @@ def _sasl_server(cfg: Any) -> SaslServer | DovecotSasl:
     """smtpd_sasl_type: "dovecot" relays to Dovecot's auth server; mailsys's
     own users file (smtpd_sasl_users_file) stands where Postfix has Cyrus."""
     kind = str(cfg.smtpd_sasl_type).lower()
+    if kind not in SERVER_TYPES:
+        raise ConfigError(f"unsupported SASL server implementation: {cfg.smtpd_sasl_type}")
     if kind == "dovecot":
         try:
             return DovecotSasl.from_config(cfg)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-    if kind != "cyrus":
-        raise ConfigError(f"unsupported SASL server implementation: {cfg.smtpd_sasl_type}")
     return SaslServer.from_config(cfg)
 
 

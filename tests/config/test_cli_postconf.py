@@ -195,6 +195,17 @@ def test_l_lists_the_mailbox_locking_methods(confdir, run_cli):
     assert (r.returncode, r.stderr, r.stdout) == (0, "", "flock\nfcntl\ndotlock\n")
 
 
+def test_a_and_A_list_the_sasl_server_and_client_types(tmp_path, run_cli):
+    # smtpd_sasl_type = cyrus (mailsys's users file) or dovecot; the smtp
+    # client's one type. Neither reads the configuration.
+    r = run_cli(tmp_path / "nowhere", "postconf", "-a")
+    assert (r.returncode, r.stderr, r.stdout) == (0, "", "cyrus\ndovecot\n")
+    r = run_cli(tmp_path / "nowhere", "postconf", "-A")
+    assert (r.returncode, r.stderr, r.stdout) == (0, "", "cyrus\n")
+    r = run_cli(tmp_path / "nowhere", "postconf", "-a", "-A")
+    assert (r.returncode, r.stdout, r.stderr) == (1, "", "postconf: fatal: specify one of -a -A\n")
+
+
 # -- -f: folding, and whitespace as Postfix's pcf_print_line() prints it ----------------
 
 RESTRICTIONS = ("smtpd_recipient_restrictions = permit_mynetworks, permit_sasl_authenticated,"

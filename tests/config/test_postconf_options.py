@@ -27,6 +27,8 @@ from mailsys.errors import UsageError
     (["-P", "-n", "-h"], "with option -P, do not specify -n"),
     (["-m", "-x", "-n"], "with option -m, do not specify -n -x"),
     (["-l", "-f"], "with option -l, do not specify -f"),
+    (["-a", "-m", "-l"], "specify one of -a -l -m"),
+    (["-A", "-x"], "with option -A, do not specify -x"),
     (["-e"], "-e requires name=value argument"),
     (["-Me"], "-e requires name=value argument"),
 ])
