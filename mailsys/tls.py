@@ -66,6 +66,9 @@ DESCRIPTION
     its "TLS connection established" log lines; peer_status() gives the
     word in front (Anonymous, Untrusted, Trusted, Verified).
 
+    compile_version(), run_version() and public_key_algorithms() say what
+    OpenSSL the layer has, for postconf -T.
+
 BUGS
     pyOpenSSL does not expose hostname matching, the verification error
     strings or a cipher's algorithm bits; the few native calls that do are in
@@ -84,7 +87,9 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
+from cryptography.hazmat.backends.openssl.backend import backend as _backend
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import (Encoding, PublicFormat,
                                                           load_pem_private_key)
 from cryptography.x509.oid import NameOID
@@ -101,7 +106,7 @@ from mailsys.tls_match import NameCheck
 __all__ = ["TlsError", "TlsEngine", "server_context", "client_context", "describe",
            "fingerprints", "peer_status", "summary", "established_text", "ssl_options",
            "unknown_ssl_option", "verify_failure", "sni_note_text", "DANE_NO_MATCH",
-           "CLIENT_LEVELS"]
+           "CLIENT_LEVELS", "compile_version", "run_version", "public_key_algorithms"]
 
 # One BIO read or plaintext read at a time; 64 KiB is four full TLS records.
 CHUNK = 65536
@@ -775,6 +780,33 @@ def _cipher_bits(conn: SSL.Connection) -> tuple[int, int]:
     alg = _ffi.new("int *")
     use = _lib.SSL_CIPHER_get_bits(cipher, alg)
     return int(use), int(alg[0])
+
+
+# -- the library, as postconf -T reports it ---------------------------------------------
+
+def compile_version() -> str:
+    """The OpenSSL version the TLS layer was built against, as "openssl
+    version" prints it: OPENSSL_VERSION_TEXT, as Postfix's
+    tls_compile_version() gives it. pyOpenSSL runs on cryptography's
+    OpenSSL, which is built into its wheel, not the system's."""
+    return _ffi.string(_lib.OPENSSL_VERSION_TEXT).decode("ascii", "replace")   # native
+
+
+def run_version() -> str:
+    """The OpenSSL version in use (Postfix's tls_run_version())."""
+    return SSL.OpenSSL_version(SSL.OPENSSL_VERSION).decode("ascii", "replace")
+
+
+def public_key_algorithms() -> tuple[str, ...]:
+    """The certificate key algorithms of Postfix's tls_pkey_algorithms()
+    that this OpenSSL supports, in its order: dsa, ecdsa, rsa. Postfix 3.7
+    names no others, although it takes Ed25519 and Ed448 keys in
+    smtpd_tls_chain_files, as mailsys does; so neither names them."""
+    ecdsa = ec.ECDSA(hashes.SHA256())
+    supported = {"dsa": _backend.dsa_supported(),
+                 "ecdsa": _backend.elliptic_curve_signature_algorithm_supported(ecdsa, ec.SECP256R1()),
+                 "rsa": _backend.rsa_padding_supported(padding.PKCS1v15())}
+    return tuple(name for name, ok in supported.items() if ok)
 
 
 # -- describing a session -------------------------------------------------------------

@@ -12,6 +12,7 @@ SYNOPSIS
     mailsys postconf [-c dir] -MX|-M#|-PX service/type[/name] ...
     mailsys postconf [-c dir] -b | -t [template_file]
     mailsys postconf -a | -A | -m | -l
+    mailsys postconf -T compile-version|run-version|public-key-algorithms
 
 DESCRIPTION
     Without options, prints every parameter as ``name = value`` with the
@@ -70,6 +71,12 @@ DESCRIPTION
     file, and dovecot); -A the SASL client types (cyrus: the smtp and lmtp
     clients' built-in one; smtp_sasl_type is not read), as Postfix does.
 
+    -T compile-version and -T run-version print the version of the OpenSSL
+    that the TLS layer (pyOpenSSL over cryptography) was built against and
+    runs on, in "openssl version"'s form; -T public-key-algorithms the
+    certificate key algorithms it supports, of those Postfix 3.7 names
+    (dsa, ecdsa, rsa). Another mode is warned about, with exit status 1.
+
     Errors in main.cf or master.cf are reported as one line naming file,
     line and parameter, with exit status 1. So is a bad command line, in
     Postfix's words ("specify one of -d -n"): mailsys.cli.postconf_options
@@ -124,6 +131,8 @@ def run(inv: Invocation, config_dir: Path) -> int:
     if mode in LISTS:
         print("\n".join(LISTS[mode]()))
         return 0
+    if mode == "-T":
+        return show_tls(inv.tls)
     if edit_flag is not None and not names:
         raise UsageError("missing service argument")
     if mode == "-M":
@@ -173,6 +182,21 @@ def show_templates(config_dir: Path, names: list[str], expanded: bool) -> int:
                                          str(path) if path is not None else ""))
     except TemplateError as e:
         raise ConfigError(str(e)) from None
+    return 0
+
+
+def show_tls(what: str) -> int:
+    """postconf -T compile-version|run-version|public-key-algorithms"""
+    from mailsys import tls     # OpenSSL, loaded for -T only
+
+    modes = {"compile-version": lambda: [tls.compile_version()],
+             "run-version": lambda: [tls.run_version()],
+             "public-key-algorithms": tls.public_key_algorithms}
+    if what not in modes:
+        # Postfix: a warning, not a fatal error, and exit status 1.
+        warn(f"unknown 'postconf -T' mode: {what}")
+        return 1
+    print("\n".join(modes[what]()))
     return 0
 
 

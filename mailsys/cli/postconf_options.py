@@ -17,7 +17,8 @@ DESCRIPTION
         -F        their fields: -e -f -h -H -o -x
         -P        their -o parameters: -e -f -h -H -o -x -X
         -b, -t    the bounce templates; -m table types; -l locking methods;
-                  -a, -A SASL server and client types: no modifiers
+                  -a, -A SASL server and client types; -T mode, TLS
+                  information (one -T only): no modifiers
 
     Of -d -e -n -X -# at most one goes, and neither -f, -x nor -h goes
     with an edit (-e -X -#), nor -h with -H, nor -o (override a main.cf
@@ -61,9 +62,10 @@ from mailsys.cli.getopt_errors import complaint
 from mailsys.errors import UsageError
 from mailsys.frozen import frozen
 
-OPTSTRING = "aAbc:C:defFhHlmMno:pPtvxX#"
+OPTSTRING = "aAbc:C:defFhHlmMno:pPtT:vxX#"
 
 # The usage line's entries, in Postfix's order (postconf.c usage()).
+# Postfix 3.7's line has "-c param_class" for -C, a slip not copied here.
 USAGE_OPTIONS = (
     "-a (server SASL types)",
     "-A (client SASL types)",
@@ -84,6 +86,7 @@ USAGE_OPTIONS = (
     "-p (main.cf, default)",
     "-P (master.cf parameters)",
     "-t (bounce templates)",
+    "-T compile-version|run-version|public-key-algorithms",
     "-v (verbose)",
     "-x (expand parameter values)",
     "-X (exclude)",
@@ -122,12 +125,13 @@ CLASSES = frozenset({"builtin", "service", "user"})
 @frozen
 class Invocation:
     """One postconf command line, checked."""
-    mode: str                   # "-p", "-M", "-F", "-P", "-b", "-t", "-m", "-l"
+    mode: str                   # "-p", "-M", "-F", "-P", "-b", "-t", "-m", "-l", "-a", "-A", "-T"
     flags: frozenset[str]       # the modifiers: "-d", "-f", "-n", "-x", "-e" ...
     names: tuple[str, ...]      # the arguments after the options
     config_dir: Path | None     # -c
     overrides: tuple[tuple[str, str], ...] = ()     # -o name=value, in order
     classes: frozenset[str] = CLASSES               # -C: "builtin", "service", "user"
+    tls: str = ""                                   # -T mode
 
     @property
     def edit(self) -> str | None:
@@ -153,11 +157,17 @@ def parse(argv: list[str]) -> Invocation:
     config_dir = None
     overrides = []
     classes = CLASSES
+    tls = ""
     for flag, value in opts:
         if flag == "-c":
             config_dir = Path(value).absolute()
         elif flag == "-C":
             classes = _classes(value)
+        elif flag == "-T":
+            if "-T" in given:
+                raise UsageError("At most one -T <mode> option may be specified")
+            given.add(flag)
+            tls = value
         elif flag == "-o":
             given.add(flag)
             overrides.append(value)
@@ -174,7 +184,7 @@ def parse(argv: list[str]) -> Invocation:
         raise UsageError("-e requires name=value argument")
     mode = next(iter(given & MODES))
     return Invocation(mode, frozenset(given - MODES), tuple(names), config_dir,
-                      tuple(_override(arg) for arg in overrides), classes)
+                      tuple(_override(arg) for arg in overrides), classes, tls)
 
 
 def _classes(arg: str) -> frozenset[str]:

@@ -1,5 +1,6 @@
 """mailsys postconf, run as a user runs it: output, warnings, exit codes, edits."""
 
+import re
 import shutil
 import subprocess
 
@@ -482,3 +483,41 @@ def test_C_lists_as_postfixs(confdir, run_cli):
         theirs = subprocess.run(["postconf", "-c", str(d), *args], capture_output=True, text=True,
                                 timeout=30)
         assert (ours.returncode, ours.stdout) == (theirs.returncode, theirs.stdout), args
+
+
+# -- -T: the TLS library -----------------------------------------------------------------
+
+def test_T_reports_the_tls_library(tmp_path, run_cli):
+    from mailsys import tls
+
+    nowhere = tmp_path / "nowhere"      # -T reads no configuration
+    for mode, expected in (("compile-version", tls.compile_version() + "\n"),
+                           ("run-version", tls.run_version() + "\n"),
+                           ("public-key-algorithms", "".join(f"{a}\n" for a in tls.public_key_algorithms()))):
+        r = run_cli(nowhere, "postconf", "-T", mode)
+        assert (r.returncode, r.stderr, r.stdout) == (0, "", expected), mode
+    r = run_cli(nowhere, "postconf", "-T", "mkdir")
+    assert (r.returncode, r.stdout) == (1, "")
+    assert r.stderr == "postconf: warning: unknown 'postconf -T' mode: mkdir\n"
+    r = run_cli(nowhere, "postconf", "-T", "run-version", "-T", "compile-version")
+    assert r.stderr == "postconf: fatal: At most one -T <mode> option may be specified\n"
+
+
+@pytest.mark.skipif(shutil.which("postconf") is None, reason="Postfix is not installed")
+def test_T_and_usage_as_postfixs(tmp_path, run_cli):
+    def both(*args):
+        theirs = subprocess.run(["postconf", "-c", str(tmp_path), *args], capture_output=True,
+                                text=True, timeout=30)
+        return run_cli(tmp_path, "postconf", *args), theirs
+
+    for mode in ("compile-version", "run-version"):
+        for r in both("-T", mode):      # each its own OpenSSL, in the same form
+            assert r.returncode == 0
+            assert re.fullmatch(r"OpenSSL \d+\.\d+\.\d+\S* +\d+ [A-Z][a-z]{2} \d{4}\n", r.stdout)
+    for r in both("-T", "public-key-algorithms"):
+        assert set(r.stdout.split()) <= {"dsa", "ecdsa", "rsa"} and r.stdout.endswith("rsa\n")
+    ours, theirs = both("-T", "bogus")
+    assert (ours.returncode, ours.stdout, ours.stderr) == (1, "", theirs.stderr)
+    # The usage line lists the same options, but for Postfix's "-c param_class" slip.
+    ours, theirs = both("-Z")
+    assert ours.stderr == theirs.stderr.replace("[-c param_class]", "[-C param_class]")

@@ -29,6 +29,8 @@ from mailsys.errors import UsageError
     (["-l", "-f"], "with option -l, do not specify -f"),
     (["-a", "-m", "-l"], "specify one of -a -l -m"),
     (["-A", "-x"], "with option -A, do not specify -x"),
+    (["-T", "run-version", "-n", "-x"], "with option -T, do not specify -n -x"),
+    (["-T", "run-version", "-T", "run-version"], "At most one -T <mode> option may be specified"),
     (["-e"], "-e requires name=value argument"),
     (["-Me"], "-e requires name=value argument"),
 ])
