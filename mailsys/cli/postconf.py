@@ -82,6 +82,14 @@ DESCRIPTION
     Postfix's words ("specify one of -d -n"): mailsys.cli.postconf_options
     checks which options go together, and that an argument with "=" in it
     makes an edit without -e.
+
+BUGS
+    -x, and so -o, change nothing in what -M, -F and -P print: master.cf
+    values are printed as written, where Postfix expands $name in each
+    -o value (and puts one that then holds whitespace in braces).
+    "Undefined parameter" warnings come with -x only, and the other
+    warnings about main.cf with -n only; Postfix gives them whenever it
+    reads main.cf.
 """
 
 from __future__ import annotations
