@@ -52,6 +52,7 @@ from pathlib import Path
 
 import structlog
 
+from mailsys.cli.postconf_master import master_names
 from mailsys.config import load, parse_master_cf
 from mailsys.delivery.pipe_attr import check_service
 from mailsys.errors import ConfigError, UsageError
@@ -84,8 +85,12 @@ def fatal(text: str) -> int:
 
 
 def checked(config_dir: Path, *, quiet: bool = False):
-    """checked - load both files as the master will; print warnings. Raises ConfigError."""
-    cfg = load(config_dir)
+    """checked - load both files as the master will; print warnings. Raises ConfigError.
+
+    A main.cf name that a master.cf -o value refers to ($name) is used,
+    as for postconf -n (Postfix's postconf_user.c)."""
+    referenced, _ = master_names(config_dir)
+    cfg = load(config_dir, referenced=referenced)
     warnings: list[str] = []
     specs = parse_master_cf(config_dir / "master.cf", cfg, warnings)
     for spec in specs:

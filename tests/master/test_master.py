@@ -126,6 +126,18 @@ def test_check_prints_warnings_and_passes(mailsys_instance):
     assert "chroot" in r.stderr
 
 
+def test_check_takes_a_name_master_cf_refers_to_for_used(mailsys_instance):
+    # As postconf -n: main.cf's my_checks is used by the service's -o value.
+    inst = mailsys_instance
+    inst.write_config([f"trig unix n - n - 1 {TRIGGER}",
+                       "  -o smtpd_recipient_restrictions=$my_checks"],
+                      main_cf={"my_checks": "permit_mynetworks, reject", "not_mine": "1"})
+    r = inst.cli("check")
+    assert r.returncode == 0, r.stderr
+    assert "unused parameter: not_mine=1" in r.stderr
+    assert "my_checks" not in r.stderr
+
+
 @pytest.mark.parametrize("line, words", [
     ("nothere unix - - n - 1 no_such_daemon", "unknown command: no_such_daemon"),
     (f"relay fifo - - n - - {TRIGGER}", 'invalid type field "fifo"'),
