@@ -197,7 +197,7 @@ class DovecotExchange:
         try:
             self.stream, self.lines = await self.sasl.connect()
         except _Unreachable:
-            return Failure(self.mechanism, CANNOT_CONNECT)
+            return Failure(self.mechanism, CANNOT_CONNECT, temporary=True)
         request = dovecot.auth_request(self.request_id, self.mechanism, service=self.sasl.service,
                                        local=self.local, remote=self.remote,
                                        secured=self.secured, initial=initial)
@@ -205,7 +205,7 @@ class DovecotExchange:
 
     async def respond(self, line: str) -> Result:
         if self.stream is None:
-            return Failure(self.mechanism, CONNECTION_LOST)
+            return Failure(self.mechanism, CONNECTION_LOST, temporary=True)
         return await self._ask(dovecot.continue_request(self.request_id, line))
 
     async def _ask(self, request: bytes) -> Result:
@@ -220,7 +220,7 @@ class DovecotExchange:
                     break
         except (OSError, EOFError, trio.TooSlowError, trio.BrokenResourceError,
                 dovecot.ProtocolError):
-            result = Failure(self.mechanism, CONNECTION_LOST)
+            result = Failure(self.mechanism, CONNECTION_LOST, temporary=True)
         if not isinstance(result, Challenge):
             await self.aclose()
         return result

@@ -118,7 +118,13 @@ def sasl_reply(result: sasl.Result) -> Reply:
         return Reply(334, None, result.data)
     if isinstance(result, sasl.Success):
         return replies.AUTH_OK
-    return replies.AUTH_ABORTED if result.aborted else replies.auth_failed(result.reason)
+    if result.aborted:
+        return replies.AUTH_ABORTED
+    # smtpd_sasl_glue.c: XSASL_AUTH_TEMP is "454 4.7.0 Temporary
+    # authentication failure: %s", any other failure the 535.
+    if result.temporary:
+        return replies.auth_temporary(result.reason)
+    return replies.auth_failed(result.reason)
 
 
 __all__ = ["SessionAuth", "sasl_reply", "sasl_text"]

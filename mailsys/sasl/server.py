@@ -87,16 +87,20 @@ class Success:
 
 @frozen
 class Failure:
-    """The exchange failed (aborted: the client sent "*")."""
+    """The exchange failed (aborted: the client sent "*"; temporary: the
+    auth server could not be reached or went away, Postfix's XSASL_AUTH_TEMP)."""
     mechanism: str
     reason: str
     username: str | None = None
     aborted: bool = False
+    temporary: bool = False
 
     @property
     def reply(self) -> str:
         if self.aborted:
             return "501 5.7.0 Authentication aborted"
+        if self.temporary:
+            return f"454 4.7.0 Temporary authentication failure: {self.reason}"
         return f"535 5.7.8 Error: authentication failed: {self.reason}"
 
     def log_text(self, namaddr: str) -> str:
