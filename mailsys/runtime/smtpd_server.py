@@ -109,8 +109,9 @@ _LISTS = ("smtpd_client_restrictions", "smtpd_helo_restrictions", "smtpd_sender_
 # field that stops advertising it. XCLIENT and
 # XFORWARD are named in the line but stay advertised to the clients allowed
 # to use them.
-_EHLO_KEYWORDS = {"8bitmime": "eightbitmime", "auth": "auth_mechanisms", "etrn": "etrn",
-                  "pipelining": "pipelining", "size": "size", "verp": "verp", "vrfy": "vrfy",
+_EHLO_KEYWORDS = {"8bitmime": "eightbitmime", "auth": "auth_mechanisms", "etrn": "etrn_keyword",
+                  "pipelining": "pipelining", "size": "size", "verp": "verp_keyword",
+                  "vrfy": "vrfy_keyword",
                   "xclient": None, "xforward": None, "starttls": "starttls",
                   "enhancedstatuscodes": "enhancedstatuscodes", "dsn": "dsn",
                   "smtputf8": "smtputf8", "chunking": "chunking"}
@@ -153,11 +154,10 @@ class SmtpdServer:
     discard_maps: tuple[Any, ...]
     # smtpd_sasl_exceptions_networks: clients AUTH is not advertised to.
     sasl_exceptions: ClientMatcher | None
-    # smtpd_authorized_verp_clients: the clients XVERP is offered to, unless
-    # smtpd_discard_ehlo_keywords names it (a discard map's entry decides
-    # for the clients it names).
+    # smtpd_authorized_verp_clients: the clients that may use XVERP; it is
+    # offered to them unless smtpd_discard_ehlo_keywords names it (a
+    # discard map's entry decides for the clients it names).
     verp_clients: ClientMatcher | None
-    verp_discarded: bool
     # smtpd_authorized_xclient_hosts / _xforward_hosts; None when empty
     # (the default), so that a session asks nothing.
     xclient_hosts: ClientMatcher | None
@@ -286,7 +286,6 @@ class SmtpdServer:
                                for spec in cfg.smtpd_discard_ehlo_keyword_address_maps),
             sasl_exceptions=_optional_matcher(cfg, "smtpd_sasl_exceptions_networks"),
             verp_clients=_optional_matcher(cfg, "smtpd_authorized_verp_clients"),
-            verp_discarded="verp" in discard_names(cfg.smtpd_discard_ehlo_keywords),
             sasl_filter=sasl_filter,
             xclient_hosts=_optional_matcher(cfg, "smtpd_authorized_xclient_hosts"),
             xforward_hosts=_optional_matcher(cfg, "smtpd_authorized_xforward_hosts"),
@@ -354,14 +353,14 @@ class SmtpdServer:
                 excused = self._bare_newline_excused = (
                     s, dataclasses.replace(s, forbid_bare_newline="no"))
             s = excused[1]
-        # XVERP for smtpd_authorized_verp_clients, unless discarded below.
+        # XVERP for smtpd_authorized_verp_clients (offered unless discarded).
         verp = self.verp_clients is not None and self.verp_clients.match(name, addr)
         words = first_lookup(self.discard_maps, [addr]) if self.discard_maps else None
         if words is not None:
             full = dataclasses.replace(self.full_settings, auth_mechanisms=s.auth_mechanisms,
                                        forbid_bare_newline=s.forbid_bare_newline, verp=verp)
             s, _ = discarded(full, split_list(words))
-        elif verp and not self.verp_discarded:
+        elif verp:
             s = dataclasses.replace(s, verp=True)
         if self.sasl_exceptions is not None and s.auth_mechanisms \
                 and self.sasl_exceptions.match(name, addr):

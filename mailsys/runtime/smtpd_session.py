@@ -132,7 +132,8 @@ from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, End
                           StartTls, Vrfy, Xclient, Xforward, replies, xtext_encode)
 from mailsys.runtime.proxy_header import read_proxy_header
 from mailsys.smtp.haproxy import HaproxyError
-from mailsys.smtp.server import BAD_INITIAL_RESPONSE, ILLEGAL_ADDRESS, NULL_BDAT
+from mailsys.smtp.server import (BAD_INITIAL_RESPONSE, BARE_LF, BDAT_TOO_BIG, ILLEGAL_ADDRESS,
+                                 MALFORMED_BDAT, NULL_BDAT)
 from mailsys.smtp.trace import TracedServerConnection
 
 log = structlog.get_logger()
@@ -451,9 +452,20 @@ class Session:
             # smtpd.c extract_addr(), seen live with Postfix 3.7.11.
             log.warning(f"Illegal address syntax from {self.namaddr} in {self.conn.where} command: "
                         f"{text[len(ILLEGAL_ADDRESS):]}")
+        elif text == BARE_LF and err.hangup:
+            # smtpd.c smtpd_proto(): log_whatsup() before the reply.
+            self._log_reject(self.conn.where, BARE_LF,
+                             sender=self.mail.address if self.mail else None,
+                             recipient=self.last_rcpt)
         elif text == NULL_BDAT:
             # smtpd.c bdat_cmd(): "BDAT 0" without LAST.
             log.warning(f"{self.qid or 'NOQUEUE'}: null BDAT request from {self.namaddr}")
+        elif text.startswith(MALFORMED_BDAT):
+            log.warning(f"{self.qid or 'NOQUEUE'}: malformed BDAT command syntax from "
+                        f"{self.namaddr}: {text[len(MALFORMED_BDAT):][:100]}")
+        elif text == BDAT_TOO_BIG:
+            log.warning(f"{self.qid or 'NOQUEUE'}: BDAT request from {self.namaddr} exceeds "
+                        "message size limit")
         elif text.startswith("request longer than "):
             log.warning(f"{self.namaddr}: {text}")     # an AUTH response over the limit
         elif reply.code == 552 and self.conn.where == "MAIL":

@@ -46,6 +46,9 @@ class RemoteProtocolError(ProtocolError):
     refusal the policy may overrule with its own, checked before it (RCPT:
     the client's recipient rate, counted before the address is looked at);
     the core then counts the command as a failure (ServerConnection.overrule).
+    ``hangup`` ends the session after the reply whatever its code (a
+    command line ended by a bare LF with smtpd_forbid_bare_newline =
+    reject: smtpd.c replies and breaks out of its command loop).
     """
 
     def __init__(self, message: str, *, reply: Reply, counts_as_error: bool = True,
@@ -58,3 +61,4 @@ class RemoteProtocolError(ProtocolError):
         self.unknown = unknown
         self.denied = denied
         self.policy_first = False
+        self.hangup = False

@@ -200,9 +200,9 @@ def ehlo(settings: Settings, *, tls_active: bool, xclient: bool = False,
     if s.size:
         # Postfix advertises "SIZE" alone when message_size_limit is 0.
         lines.append(f"SIZE {s.message_size_limit}" if s.message_size_limit else "SIZE")
-    if s.vrfy:
+    if s.vrfy and s.vrfy_keyword:
         lines.append("VRFY")
-    if s.etrn:
+    if s.etrn and s.etrn_keyword:
         lines.append("ETRN")
     if s.starttls and not tls_active:
         lines.append("STARTTLS")
@@ -213,7 +213,7 @@ def ehlo(settings: Settings, *, tls_active: bool, xclient: bool = False,
         lines.append("AUTH " + " ".join(mechs))
         if s.broken_sasl_auth_clients:
             lines.append("AUTH=" + " ".join(mechs))
-    if s.verp:
+    if s.verp and s.verp_keyword:
         lines.append("XVERP")
     if xclient:
         lines.append(XCLIENT_KEYWORD)
@@ -295,8 +295,10 @@ ETRN_SYNTAX = Reply(500, None, "Syntax: ETRN domain")
 ETRN_BAD_DOMAIN = Reply(501, None, "Error: invalid parameter syntax")
 ETRN_SEND_HELO_FIRST = Reply(503, None, "Error: send HELO/EHLO first")
 ETRN_TXN_IN_PROGRESS = Reply(503, None, "Error: MAIL transaction in progress")
-# BDAT without a valid count cannot be skipped, so Postfix hangs up (521).
+# BDAT without a valid count cannot be skipped, so Postfix hangs up (521),
+# as it does after a BDAT when CHUNKING is not offered (smtpd.c bdat_cmd()).
 BDAT_SYNTAX = Reply(521, "5.5.4", "Syntax: BDAT count [LAST]")
+BDAT_NOT_IMPLEMENTED = Reply(521, "5.5.1", "Error: command not implemented")
 NULL_BDAT = Reply(551, "5.7.1", "Null BDAT request")
 BAD_SENDER = Reply(501, "5.1.7", "Bad sender address syntax")
 BAD_RECIPIENT = Reply(501, "5.1.3", "Bad recipient address syntax")

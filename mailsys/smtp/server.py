@@ -92,6 +92,16 @@ STAT_ORDER = ("helo", "ehlo", "xclient", "xforward", "starttls", "auth", "mail",
 # The message of a refused MAIL/RCPT address; the I/O shell logs Postfix's
 # "Illegal address syntax from CLIENT in MAIL command: <path>" from it.
 ILLEGAL_ADDRESS = "illegal address syntax: "
+# The message of a command line refused for its bare LF (and of the
+# content refused for one): the I/O shell logs Postfix's "NOQUEUE: reject:
+# CMD from CLIENT: bare <LF> received; from=<> ..." from it.
+BARE_LF = "bare <LF> received"
+# The messages of a BDAT refused for its syntax (the command line
+# follows) and of one whose chunk would make the message too big: the I/O
+# shell logs Postfix's "QID: malformed BDAT command syntax from CLIENT:
+# LINE" and "QID: BDAT request from CLIENT exceeds message size limit".
+MALFORMED_BDAT = "malformed BDAT command syntax: "
+BDAT_TOO_BIG = "BDAT request exceeds message size limit"
 # The message of a refused "BDAT 0": the I/O shell logs Postfix's
 # "QID: null BDAT request from CLIENT" warning from it.
 NULL_BDAT = "null BDAT request"
@@ -138,6 +148,7 @@ class ServerConnection:
         # (the caller logs it and sets it back to None).
         self.long_request: str | None = None
         self.where = "CONNECT"                # Postfix state->where, for "... after X from ..."
+        self._line = ""                       # the command being answered, as the filter left it
         # The caller's 503 for every command but QUIT once the client
         # restrictions refused the client at connect (Postfix state->access_denied).
         self.access_denied: Reply | None = None
@@ -315,13 +326,16 @@ class ServerConnection:
         if self.state is State.CLOSED:
             raise LocalProtocolError("connection is closed")
         outcome = outcome_of(reply.code)
+        hangup = reply.closes
         if self._owed is None:
             if self.state is not State.GREETING:
                 raise LocalProtocolError("no reply is owed")
             self._move(GREETING, outcome)
         else:
+            owed = self._owed[1]
+            hangup = hangup or (isinstance(owed, RemoteProtocolError) and owed.hangup)
             self._answer(reply, outcome)
-        if reply.closes:
+        if hangup:
             self.state = State.CLOSED
             self._buf.clear()
             self._pending.clear()
@@ -460,6 +474,11 @@ class ServerConnection:
         after the end of a message is normal and not logged)."""
         if self.where == "DATA content":
             return f"{reason} after DATA ({self.data_bytes} bytes)"
+        if self.where == "BDAT content":
+            # smtpd.c: act_size (each complete line with a CRLF) and what
+            # is read of the rest; the bytes of this message's chunks so
+            # far, a bare LF counted as two.
+            return f"{reason} after BDAT ({self._bdat_total + self._bdat_bare_lf} bytes)"
         if self.where == "END-OF-MESSAGE" and reason == "lost connection":
             return None
         return f"{reason} after {self.where}"
@@ -494,10 +513,18 @@ class ServerConnection:
         if line.endswith(b"\r"):
             line = line[:-1]
         elif self.settings.forbid_bare_newline == "reject":
-            # Postfix 3.9 "reject" refuses commands ended by a bare LF too.
+            # Postfix 3.9 "reject" refuses commands ended by a bare LF too:
+            # smtpd.c smtpd_proto() logs the reject, replies and hangs up
+            # whatever smtpd_forbid_bare_newline_reject_code says (3.7.11).
             s = self.settings
-            raise self._fail(R.bare_lf(s.hostname, s.bare_newline_reject_code), "bare <LF> received",
-                             what=_ABORT if self.state is State.AUTH else _ERROR)
+            # XXX An AUTH response is refused too (the exchange ends),
+            # where Postfix, reading it with smtpd_chat_query_limit(),
+            # does not look.
+            in_auth = self.state is State.AUTH
+            err = self._fail(R.bare_lf(s.hostname, s.bare_newline_reject_code), BARE_LF,
+                             what=_ABORT if in_auth else _ERROR)
+            err.hangup = not in_auth
+            raise err
         if len(line) > limit:
             self._skipped = line[:_SKIPPED_HEAD]
             return self._cut_off(line[:limit], limit) if cut else False
@@ -583,6 +610,7 @@ class ServerConnection:
                 text = replacement
         # The verb, then everything after the first run of blanks (smtpd_token()
         # also splits on blanks); str.split keeps this linear in the line length.
+        self._line = text
         words = text.split(None, 1)
         if not words:
             raise self._fail(R.BAD_SYNTAX, "bad syntax")
@@ -649,7 +677,7 @@ class ServerConnection:
             final = ev.DataRejected(R.MESSAGE_TOO_BIG, "message file too big", reader.size)
         elif reader.bare_lf and s.forbid_bare_newline == "reject":
             final = ev.DataRejected(R.bare_lf(s.hostname, s.bare_newline_reject_code),
-                                    "bare <LF> received", reader.size)
+                                    BARE_LF, reader.size)
         else:
             final = ev.EndOfData(reader.size, reader.bare_lf)
         if content:
@@ -678,8 +706,10 @@ class ServerConnection:
         return self._bdat_end()
 
     def _bdat_end(self) -> ev.Event:
-        self.where = "END-OF-MESSAGE" if self._bdat_last else "BDAT"
+        # After a chunk that is not the last, "BDAT content" stays until
+        # the next command (smtpd.c bdat_cmd(): "NOT: state->where = ...").
         if self._bdat_last:
+            self.where = "END-OF-MESSAGE"
             # The size Postfix reports ("250 2.0.0 Ok: N bytes queued as"),
             # smtpd.c bdat_cmd()'s act_size: each line counts with a CRLF,
             # so a bare LF counts two bytes, and a last line without its
@@ -831,12 +861,13 @@ class ServerConnection:
     def _bdat(self, verb: str, arg: str):
         s = self.settings
         self._begin("bdat")
+        # Either way the next bytes may be content that cannot be skipped
+        # without the chunk's size: smtpd.c bdat_cmd() hangs up (521).
         if not s.chunking:
-            raise self._fail(R.NOT_IMPLEMENTED, "BDAT without CHUNKING")
+            raise self._fail(R.BDAT_NOT_IMPLEMENTED, "BDAT without CHUNKING")
         m = g.BDAT_ARG_RE.match(arg)
         if m is None:
-            # The chunk cannot be skipped without its size: hang up (521).
-            raise self._fail(R.BDAT_SYNTAX, "BDAT syntax")
+            raise self._fail(R.BDAT_SYNTAX, MALFORMED_BDAT + self._line)
         size, last = int(m.group("size")), m.group("last") is not None
         # The checks in smtpd.c bdat_cmd() order. The empty chunk comes
         # first, whatever the state; the checks for MAIL and RCPT only
@@ -852,7 +883,7 @@ class ServerConnection:
         elif self.state is State.MAIL:
             problem, why = R.NO_VALID_RCPTS, "BDAT without accepted recipients"
         elif s.message_size_limit and self._bdat_total + size > s.message_size_limit:
-            problem, why = R.CHUNK_TOO_BIG, "BDAT chunk over the size limit"
+            problem, why = R.CHUNK_TOO_BIG, BDAT_TOO_BIG
         if problem is not None:
             # Read the chunk and throw it away, then refuse (RFC 3030 2: the
             # server must consume the chunk before replying). smtpd.c

@@ -82,6 +82,13 @@ class Settings:
     size: bool = True
     vrfy: bool = True                 # not disable_vrfy_command
     etrn: bool = False
+    # VRFY, ETRN and XVERP in the EHLO reply. Discarding the keyword leaves
+    # the command or parameter working: smtpd.c vrfy_cmd() looks at
+    # disable_vrfy_command only, etrn_cmd() at nothing, mail_cmd() at
+    # smtpd_authorized_verp_clients.
+    vrfy_keyword: bool = True
+    etrn_keyword: bool = True
+    verp_keyword: bool = True
     starttls: bool = False            # a certificate is configured and TLS may be used
     tls_required: bool = False        # smtpd_tls_security_level = encrypt
     auth_mechanisms: tuple[str, ...] = ()   # smtpd_sasl_auth_enable: e.g. ("PLAIN", "LOGIN")

@@ -587,3 +587,72 @@ async def test_recipient_rate_counted_before_the_address_syntax(make_config):
           for n in (3, 4, 5))]
     assert [e["stats"] for e in logs if e["event"] == "disconnect"] == [
         "ehlo=1 mail=1 rcpt=1/6 quit=1 commands=4/9"]
+
+
+@trio_test
+async def test_etrn_site_the_flush_service_calls_bad(make_config, monkeypatch):
+    # smtpd.c etrn_cmd(), FLUSH_STAT_BAD: 458 and
+    # "warning: bad ETRN %.100s... from %s".
+    async def call(path, request, **kw):
+        return flush_proto.FlushStatus(flush_proto.BAD)
+    monkeypatch.setattr(smtpd_session.ipc_io, "call", call)
+    got, logs = await converse(make_config(**PARAMS), b"EHLO c\r\nETRN example.net\r\n", 2)
+    assert got[1] == "458 Unable to queue messages"
+    assert {"event": "bad ETRN example.net... from client.example[192.0.2.7]",
+            "log_level": "warning"} in logs
+
+
+@trio_test
+async def test_wrapper_mode_without_tls_drops_the_client(make_config):
+    # smtpd.c smtpd_proto(): no TLS context in wrapper mode, no reply.
+    server = SmtpdServer.from_config(make_config(**PARAMS, smtpd_tls_wrappermode="yes"), "smtp")
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client = start_session(nursery, Session(server, "client.example", "192.0.2.7", 4711))
+            assert await client.reply() == ""
+    assert {"event": "Wrapper-mode request dropped from client.example[192.0.2.7] for service "
+            "smtp. TLS context initialization failed. For details see earlier warnings in "
+            "your logs.", "log_level": "warning"} in logs
+
+
+@trio_test
+async def test_bare_lf_command_is_logged_and_ends_the_session(make_config):
+    # smtpd.c smtpd_proto(), smtpd_forbid_bare_newline = reject: log_whatsup()
+    # "reject: <where> from <client>: bare <LF> received; ...", the reply, hangup.
+    cfg = make_config(**PARAMS, smtpd_forbid_bare_newline="reject",
+                      smtpd_forbid_bare_newline_exclusions="")
+    got, logs = await converse(cfg, b"EHLO c.example\r\nMAIL FROM:<a@example.org>\r\n"
+                                    b"RCPT TO:<b@example.test>\r\nNOOP\nNOOP\r\n", 5)
+    assert got[3:] == ["550 5.5.2 mx.example.test Error: bare <LF> received", ""]
+    [reject] = [e for e in logs if e["event"] == "reject"]
+    assert (reject["command"], reject["reply"], reject["sender"], reject["recipient"],
+            reject["helo"]) == ("RCPT", "bare <LF> received", "a@example.org",
+                                "b@example.test", "c.example")
+    assert reject["queue_id"]                   # the transaction's, as Postfix's queue file
+
+
+@trio_test
+async def test_bdat_warnings(make_config):
+    # smtpd.c bdat_cmd(): "QID: BDAT request from %s exceeds message size
+    # limit" before the chunk is skipped, "QID: malformed BDAT command
+    # syntax from %s: %.100s" before the 521 (the transaction is still
+    # open after a chunk that is not the last one: "NOQUEUE" outside one).
+    cfg = make_config(**PARAMS, message_size_limit="10")
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\n"
+                                    b"RCPT TO:<b@example.test>\r\nBDAT 11\r\n01234567890"
+                                    b"bdat x\r\n", 6, cleanup=FakeCleanup())
+    assert got[3:] == ["552 5.3.4 Chunk exceeds message size limit",
+                       "521 5.5.4 Syntax: BDAT count [LAST]", ""]
+    warnings = [e["event"] for e in logs if e["log_level"] == "warning" and "BDAT" in e["event"]]
+    qid = next(e["queue_id"] for e in logs if e["event"] == "client")
+    assert warnings == [
+        f"{qid}: BDAT request from client.example[192.0.2.7] exceeds message size limit",
+        f"{qid}: malformed BDAT command syntax from client.example[192.0.2.7]: bdat x"]
+
+
+@trio_test
+async def test_discarded_vrfy_and_etrn_keywords_only_leave_the_ehlo_reply(make_config):
+    cfg = make_config(**PARAMS, smtpd_discard_ehlo_keywords="vrfy, etrn")
+    got, _ = await converse(cfg, b"EHLO c\r\nVRFY <b@example.test>\r\n", 2)
+    assert "VRFY" not in got[0] and "ETRN" not in got[0]
+    assert got[1] == "252 2.0.0 <b@example.test>"

@@ -170,9 +170,24 @@ def test_bdat_syntax_error_hangs_up():
     assert res.conn.closed
 
 
-def test_bdat_without_chunking():
+def test_bdat_without_chunking_hangs_up():
+    # smtpd.c bdat_cmd(): CHUNKING discarded, the content that follows
+    # cannot be told from commands: "521 5.5.1 Error: command not implemented".
     res = run(START + b"BDAT 1 LAST\r\n", chunking=False)
-    assert res.replies[-1] == "502 5.5.1 Error: command not implemented"
+    assert res.replies[-1] == "521 5.5.1 Error: command not implemented"
+    assert res.conn.closed
+
+
+def test_where_stays_bdat_content_after_a_chunk():
+    # smtpd.c: "lost connection after BDAT (N bytes)", also between chunks
+    # (bdat_cmd() leaves state->where at "BDAT content" after a chunk).
+    res = run(START + b"BDAT 5\r\nab\r\nc")
+    assert res.conn.after("lost connection") == "lost connection after BDAT (5 bytes)"
+    res = run(START + b"BDAT 5\r\nab\nc")
+    assert res.conn.after("timeout") == "timeout after BDAT (5 bytes)"
+    res = run(START + b"BDAT 4\r\nab\r\n")
+    assert res.replies[-1] == "250 2.0.0 Ok: 4 bytes"
+    assert res.conn.after("lost connection") == "lost connection after BDAT (4 bytes)"
 
 
 def test_bdat_chunk_events_follow_reads():

@@ -529,6 +529,18 @@ def test_vrfy_disabled():
     assert run(b"VRFY bob\r\n", vrfy=False).replies == ["502 5.5.1 VRFY command is disabled"]
 
 
+def test_discarded_keywords_leave_vrfy_etrn_and_xverp_working():
+    # smtpd.c: smtpd_discard_ehlo_keywords hides VRFY, ETRN and XVERP from
+    # the EHLO reply only; vrfy_cmd() refuses for disable_vrfy_command
+    # alone, etrn_cmd() never, mail_cmd() takes XVERP from an authorized client.
+    res = run(b"EHLO c\r\nVRFY <bob@example.com>\r\nETRN example.com\r\n"
+              b"MAIL FROM:<a@example.com> XVERP\r\n", etrn=True, verp=True,
+              vrfy_keyword=False, etrn_keyword=False, verp_keyword=False)
+    assert not {"VRFY", "ETRN", "XVERP"} & {line[4:] for line in res.replies[:-3]}
+    assert res.replies[-3:] == ["252 2.0.0 <bob@example.com>", "250 Queuing started",
+                                "250 2.1.0 Ok"]
+
+
 def test_etrn_enabled():
     res = run(b"ETRN\r\nETRN example.com\r\nETRN @example.org\r\nETRN bad_domain!\r\n"
               + MAIL + b"ETRN x\r\n", etrn=True)
@@ -698,8 +710,9 @@ def test_hostile_command_lines_are_cheap():
 
 @pytest.mark.parametrize("step", STEPS)
 def test_bare_lf_command_rejected_in_reject_mode(step):
+    # smtpd.c smtpd_proto(): the reply, whatever its code, then the hangup.
     res = run(b"NOOP\nNOOP\r\n", step=step, forbid_bare_newline="reject")
-    assert res.replies == [f"550 5.5.2 {HOST} Error: bare <LF> received", "250 2.0.0 Ok"]
+    assert res.replies == [f"550 5.5.2 {HOST} Error: bare <LF> received"] and res.conn.closed
     res = run(b"NOOP\nNOOP\r\n", forbid_bare_newline="reject", bare_newline_reject_code=521)
     assert res.replies == [f"521 5.5.2 {HOST} Error: bare <LF> received"] and res.conn.closed
 
