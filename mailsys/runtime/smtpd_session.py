@@ -329,7 +329,9 @@ class Session:
                 tls = await self.start_tls(stream) if server.tls_context is not None else None
                 if tls is None:
                     if server.tls_context is None:
-                        log.warning(f"{self.namaddr}: TLS not available for wrapper mode")
+                        log.warning(f"Wrapper-mode request dropped from {self.namaddr} for "
+                                    f"service {server.service}. TLS context initialization "
+                                    "failed. For details see earlier warnings in your logs.")
                     return
                 pump.stream = tls
                 self.conn.tls_active = True
@@ -783,7 +785,7 @@ class Session:
             log.warning(f"reject: ETRN {domain[:100]}... from {self.namaddr}")
             return Reply(459, None, f"<{domain}>: service unavailable")
         if status == flush_proto.BAD:
-            log.warning(f"bad ETRN {domain[:100]}... request from {self.namaddr}")
+            log.warning(f"bad ETRN {domain[:100]}... from {self.namaddr}")
         else:
             log.warning("unable to talk to fast flush service")
         return Reply(458, None, "Unable to queue messages")

@@ -14,6 +14,7 @@ import trio.testing
 from structlog.testing import capture_logs
 
 from mailsys.ipc.messages import ErrorCode, ErrorReply
+from mailsys.ipc.proto import flush as flush_proto
 from mailsys.ipc.proto.cleanup import Rejected
 from mailsys.runtime import smtpd_session
 from mailsys.runtime.smtpd_server import SmtpdServer
