@@ -123,8 +123,9 @@ def auth_failed_log_text(namaddr: str, mechanism: str, reason: str, username: st
     Postfix 3.7.11 over Dovecot: "SASL CRAM-MD5 authentication failed:
     (reason unavailable), sasl_username=(unavailable)").
     """
-    return (f"{namaddr}: SASL {mechanism} authentication failed: "
-            f"{reason or '(reason unavailable)'}, sasl_username={username or '(unavailable)'}")
+    # "%s: SASL %.100s authentication failed: %s, sasl_username=%.100s"
+    return (f"{namaddr}: SASL {mechanism[:100]} authentication failed: "
+            f"{reason or '(reason unavailable)'}, sasl_username={(username or '(unavailable)')[:100]}")
 
 
 def sasl_log_fields(mechanism: str, username: str) -> str:

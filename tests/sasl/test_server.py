@@ -334,3 +334,9 @@ def test_without_the_realm_the_short_name_is_unknown(tmp_path, hashes):
     write_users_file(path, set_user("", "bob@example.net", [hashes["bob"]]))
     result = SaslServer(UserDatabase(path), "mx").begin("PLAIN").start(b64("\0bob\0bobpw"))
     assert isinstance(result, Failure) and result.username == "bob"
+
+
+def test_failure_log_cuts_mechanism_and_username_at_100():
+    # smtpd_sasl_glue.c: "%s: SASL %.100s authentication failed: %s, sasl_username=%.100s".
+    text = auth_failed_log_text("c[192.0.2.1]", "M" * 150, "why", "u" * 150)
+    assert text == f"c[192.0.2.1]: SASL {'M' * 100} authentication failed: why, sasl_username={'u' * 100}"
