@@ -41,8 +41,8 @@ DESCRIPTION
 
     Verdicts (Verdict): a reply for the client (reject "550 5.7.1 Command
     rejected", tempfail "451 4.7.1 Service unavailable - try again later",
-    a milter's own SMFIR_REPLYCODE text, shutdown "421 4.7.0 <host>
-    Server closing connection"), hold (quarantine) or discard. The first
+    a milter's own SMFIR_REPLYCODE text, shutdown "421 4.7.0 Server
+    closing connection"), hold (quarantine) or discard. The first
     milter that refuses ends the stage; the later ones are not asked. A
     milter that rejected the connection (at CONNECT or HELO) answers every
     later stage with that reply, as Postfix's do.
@@ -99,6 +99,9 @@ RECV_SIZE = 65536
 REJECT_REPLY = Reply(550, "5.7.1", "Command rejected")
 TEMPFAIL_REPLY = Reply(451, "4.7.1", "Service unavailable - try again later")
 DEFAULT_REJECT_REPLY = Reply(550, "5.5.0", "Service unavailable")
+# SMFIR_SHUTDOWN: milter8.c answers "S", which smtpd.c check_milter_reply()
+# turns into this reply, without $myhostname.
+SHUTDOWN_REPLY = Reply(421, "4.7.0", "Server closing connection")
 
 _DEFAULT_ACTIONS = ("accept", "reject", "tempfail", "quarantine")
 _COMMAND_NAMES = {Stage.CONNECT: "SMFIC_CONNECT", Stage.HELO: "SMFIC_HELO",
@@ -376,7 +379,7 @@ async def _close_quietly(stream: trio.abc.Stream) -> None:
             pass
 
 
-def _verdict(milter: _Milter, reply: object, stage: Stage, hostname: str) -> Verdict | None:
+def _verdict(milter: _Milter, reply: object, stage: Stage) -> Verdict | None:
     """A milter's reply as the session sees it; None to go on."""
     match reply:
         case None | p.Continue() | p.Accept() | p.Skip():
@@ -390,8 +393,7 @@ def _verdict(milter: _Milter, reply: object, stage: Stage, hostname: str) -> Ver
         case p.Discard():
             return Verdict("discard", None, milter.name)
         case p.Shutdown():
-            return Verdict("reply", Reply(421, "4.7.0", f"{hostname} Server closing connection"),
-                           milter.name)
+            return Verdict("reply", SHUTDOWN_REPLY, milter.name)
     raise _Failed(f"milter {milter.name}: unexpected filter response {reply!r}")
 
 
@@ -509,7 +511,7 @@ class MilterSession:
             return m.default_verdict()
         try:
             reply = await m.exchange(stage, payload, macros, m.spec.command_timeout)
-            return _verdict(m, reply, stage, self.settings.myhostname)
+            return _verdict(m, reply, stage)
         except _Failed as e:
             m.fail(str(e))
             return m.default_verdict()
@@ -601,17 +603,16 @@ class MilterSession:
         try:
             for name, value in msg.milter_headers(leading_space=leading):
                 reply = await m.exchange(Stage.HEADER, p.cstrings(name, value), macros, timeout)
-                verdict = _verdict(m, reply, Stage.HEADER, self.settings.myhostname)
+                verdict = _verdict(m, reply, Stage.HEADER)
                 if verdict is not None:
                     return verdict, ()
-            verdict = _verdict(m, await m.exchange(Stage.EOH, b"", macros, timeout),
-                               Stage.EOH, self.settings.myhostname)
+            verdict = _verdict(m, await m.exchange(Stage.EOH, b"", macros, timeout), Stage.EOH)
             if verdict is not None:
                 return verdict, ()
             for i in range(0, len(msg.body), p.CHUNK_SIZE):
                 reply = await m.exchange(Stage.BODY, msg.body[i:i + p.CHUNK_SIZE], macros,
                                          timeout)
-                verdict = _verdict(m, reply, Stage.BODY, self.settings.myhostname)
+                verdict = _verdict(m, reply, Stage.BODY)
                 if verdict is not None:
                     return verdict, ()
             end = await m.exchange(Stage.EOM, b"", macros, timeout)
@@ -622,7 +623,7 @@ class MilterSession:
             return None, ()
         assert isinstance(end, EndOfMessage)
         try:
-            verdict = _verdict(m, end.verdict, Stage.EOM, self.settings.myhostname)
+            verdict = _verdict(m, end.verdict, Stage.EOM)
         except _Failed as e:
             m.fail(str(e))
             return m.default_verdict(), ()

@@ -240,10 +240,13 @@ class SmtpdMilters:
         if verdict.kind != "reply":
             return None
         assert verdict.reply is not None
+        # smtpd.c smtpd_proto(): a 421 or a 5xx becomes a greeting of
+        # smtpd's own, whatever the milter's text; another 4xx is logged only.
+        host = s.server.cfg.myhostname
         if verdict.closes:
-            return verdict.reply
+            return Reply(421, None, f"{host} Service unavailable - try again later")
         if verdict.reply.code >= 500:
-            return Reply(554, None, f"{s.server.cfg.myhostname} ESMTP not accepting connections")
+            return Reply(554, None, f"{host} ESMTP not accepting connections")
         return None
 
     async def helo(self, event: Helo) -> Reply | None:

@@ -4,6 +4,7 @@ its envelope, one that is down, and OpenDKIM signing."""
 
 from __future__ import annotations
 
+import contextlib
 import re
 import runpy
 import smtplib
@@ -34,6 +35,16 @@ def start(inst, sink_port: int, **main_cf: str) -> int:
     inst.start()
     inst.wait_until(lambda: h.listening(port))
     return port
+
+
+@contextlib.contextmanager
+def milter_smtpd(inst, peer, **main_cf: str):
+    """smtpd on a fresh port with peer as its milter, relaying to a sink:
+    (port, sink)."""
+    sink = sinks.SmtpSink()
+    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
+        yield start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}",
+                    **main_cf), sink
 
 
 def test_milter_refuses_replies_and_edits_the_message(mailsys_instance):
@@ -206,10 +217,7 @@ def test_refusals_at_connect_helo_and_data_and_discard(mailsys_instance):
     # first recipient; a discard at RCPT accepts and drops the message.
     inst = mailsys_instance
     peer = MilterPeer(connect="r")
-    sink = sinks.SmtpSink()
-    with sinks.SinkThread(sink) as sink_port, peer.running() as milter_port:
-        port = start(inst, sink_port, smtpd_milters=f"inet:127.0.0.1:{milter_port}",
-                     myhostname="mx.example.test")
+    with milter_smtpd(inst, peer, myhostname="mx.example.test") as (port, sink):
         rcpts = ("RCPT TO:<b@example.com>", "RCPT TO:<c@example.com>")
         assert dialog(port, "EHLO client.example", "MAIL FROM:<a@example.org>", "QUIT") == [
             "554 mx.example.test ESMTP not accepting connections", "250 CHUNKING",
@@ -244,6 +252,26 @@ def test_refusals_at_connect_helo_and_data_and_discard(mailsys_instance):
     codes = [code for code, _ in peer.seen]
     last = codes[len(codes) - codes[::-1].index(b"C"):]
     assert last.count(b"R") == 1 and not {b"T", b"L", b"E"} & set(last), last
+
+
+def test_shutdown_and_421_replies_are_smtpd_s_own(mailsys_instance):
+    # smtpd.c: a milter's SMFIR_SHUTDOWN is "421 4.7.0 Server closing
+    # connection" (check_milter_reply(), no $myhostname); a 421 at CONNECT,
+    # the milter's own text or not, makes the greeting "421 <myhostname>
+    # Service unavailable - try again later" (smtpd_proto()).
+    inst = mailsys_instance
+    peer = MilterPeer(connect="4")
+    with milter_smtpd(inst, peer, myhostname="mx.example.test") as (port, _):
+        assert dialog(port) == ["421 mx.example.test Service unavailable - try again later"]
+        peer.connect = "y421 4.7.0 go away"
+        assert dialog(port) == ["421 mx.example.test Service unavailable - try again later"]
+        peer.connect, peer.helo = "c", "4"
+        assert dialog(port, "EHLO client.example")[1] == "421 4.7.0 Server closing connection"
+        log = inst.wait_log("ehlo=0/1", timeout=10)
+    assert ("NOQUEUE: milter-reject: CONNECT from localhost[127.0.0.1]: 421 4.7.0 Server "
+            "closing connection; proto=SMTP\n") in log
+    assert ("NOQUEUE: milter-reject: EHLO from localhost[127.0.0.1]: 421 4.7.0 Server "
+            "closing connection; proto=SMTP helo=<client.example>\n") in log
 
 
 def test_tls_macros_after_starttls(mailsys_instance, tmp_path):
