@@ -48,6 +48,8 @@ DESCRIPTION
       reject        command, client, reply, [sender], [recipient], [proto], [helo],
                     [action="reject"], [sasl_method], [sasl_username]
                     reject: RCPT from c[a]: 554 5.7.1 <r>: Relay access denied; from=<s> to=<r> proto=ESMTP helo=<h>
+                    (a milter-* action adds " sasl_username=<u>", as the proxy
+                    event does; a restriction reject names no SASL login)
 
     ``delay`` and each of the four ``delays`` are seconds (int or float) and
     print with format_delay(): 2 significant digits, at most 2 decimals,
@@ -321,19 +323,26 @@ def _disconnect(f: Mapping[str, Any]) -> str:
 
 
 def _reject(f: Mapping[str, Any]) -> str:
-    return (f"{_e(f.get('action', 'reject'))}: {_e(f['command'])} from {_e(f['client'])}: "
-            f"{_one_line(f['reply'])};" + _whatsup(f))
+    action = str(f.get("action", "reject"))
+    # smtpd's milter verdicts go through smtpd.c smtpd_whatsup(), which
+    # names the SASL login; its restriction rejects through smtpd_check.c
+    # log_whatsup(), which does not (Postfix 3.7.11).
+    return (f"{_e(action)}: {_e(f['command'])} from {_e(f['client'])}: "
+            f"{_one_line(f['reply'])};" + _whatsup(f, sasl=action.startswith("milter-")))
 
 
 def _proxy(f: Mapping[str, Any]) -> str:
     # smtpd.c data_cmd: the before-queue filter's answer to the end of the
     # message, "proxy-accept: END-OF-MESSAGE: 250 ...; from=<a> to=<b> ...".
     return (f"proxy-{_e(f['result'])}: {_e(f['command'])}: {_one_line(f['reply'])};"
-            + _whatsup(f))
+            + _whatsup(f, sasl=True))
 
 
-def _whatsup(f: Mapping[str, Any]) -> str:
-    """smtpd_whatsup(): " from=<s> to=<r> proto=P helo=<h>", each when known."""
+def _whatsup(f: Mapping[str, Any], sasl: bool) -> str:
+    """smtpd_check.c log_whatsup(): " from=<s> to=<r> proto=P helo=<h>",
+    each when known; with sasl, smtpd.c smtpd_whatsup(), which adds
+    " sasl_username=<u>" after a successful AUTH. sasl_method is in the
+    event for mail.json only: Postfix 3.7 logs it on no such line."""
     text = ""
     if f.get("sender") is not None:
         text += f" from={_addr(f['sender'])}"
@@ -343,9 +352,8 @@ def _whatsup(f: Mapping[str, Any]) -> str:
         text += f" proto={_e(f['proto'])}"
     if f.get("helo") is not None:
         text += f" helo={_addr(f['helo'])}"
-    for key in ("sasl_method", "sasl_username"):
-        if f.get(key):
-            text += f" {key}={_e(f[key])}"
+    if sasl and f.get("sasl_username"):
+        text += f" sasl_username=<{_e(f['sasl_username'])}>"
     return text
 
 

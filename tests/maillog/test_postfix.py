@@ -275,3 +275,30 @@ def test_pickup_line_of_a_requeued_message():
     e = ev("16:39:10", "pickup", 30142, "pickup", queue_id="7FF5F20C8C4", uid=103,
            sender="new@example.org", orig_id="9233A20C751")
     assert postfix.render(e, "mx") == line
+
+
+def test_sasl_login_only_on_the_lines_smtpd_whatsup_writes():
+    # Postfix 3.7.11: a restriction reject goes through smtpd_check.c
+    # log_whatsup(), which names no SASL login; a milter verdict and the
+    # proxy-accept/-reject line through smtpd.c smtpd_whatsup(), which
+    # adds " sasl_username=<u>" (no sasl_method on either).
+    common = dict(client="c[192.0.2.1]", sender="a@example.org", recipient="b@example.com",
+                  proto="ESMTP", helo="c.example", sasl_method="PLAIN", sasl_username="bob")
+    reject = LogEvent(time=0.0, tag="postfix/smtpd", pid=1, level="info", event="reject",
+                      noqueue=True, fields=dict(common, command="RCPT",
+                                                reply="554 5.7.1 <b@example.com>: Relay access denied"))
+    assert postfix.message(reject) == (
+        "NOQUEUE: reject: RCPT from c[192.0.2.1]: 554 5.7.1 <b@example.com>: Relay access "
+        "denied; from=<a@example.org> to=<b@example.com> proto=ESMTP helo=<c.example>")
+    milter = LogEvent(time=0.0, tag="postfix/smtpd", pid=1, level="info", event="reject",
+                      noqueue=True, fields=dict(common, command="RCPT", action="milter-reject",
+                                                reply="550 5.7.1 Command rejected"))
+    assert postfix.message(milter) == (
+        "NOQUEUE: milter-reject: RCPT from c[192.0.2.1]: 550 5.7.1 Command rejected; "
+        "from=<a@example.org> to=<b@example.com> proto=ESMTP helo=<c.example> sasl_username=<bob>")
+    proxy = LogEvent(time=0.0, tag="postfix/smtpd", pid=1, level="info", event="proxy",
+                     fields=dict(common, result="accept", command="END-OF-MESSAGE",
+                                 reply="250 2.0.0 Ok: queued as X"))
+    assert postfix.message(proxy) == (
+        "proxy-accept: END-OF-MESSAGE: 250 2.0.0 Ok: queued as X; from=<a@example.org> "
+        "to=<b@example.com> proto=ESMTP helo=<c.example> sasl_username=<bob>")
