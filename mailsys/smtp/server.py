@@ -956,10 +956,11 @@ class ServerConnection:
             raise self._fail(R.ETRN_TXN_IN_PROGRESS, "ETRN in transaction")
         if not arg or len(arg.split()) != 1:
             raise self._fail(R.ETRN_SYNTAX, "ETRN without domain")
-        # smtpd.c: a leading "@" or "#" (RFC 1985 forms) is skipped, then the
-        # rest must be a valid host name.
-        domain = arg[1:] if not arg[0].isalnum() else arg
-        if not _HOSTNAME_RE.match(domain):
+        # smtpd.c etrn_cmd(): a leading "@" or "#" (RFC 1985 forms) is
+        # skipped, then the rest must be a valid host name or, as Postfix's
+        # extension, an address literal.
+        domain = arg[1:] if arg[0] in "@#" else arg
+        if not _HOSTNAME_RE.match(domain) and not _mailhost_literal(domain):
             raise self._fail(R.ETRN_BAD_DOMAIN, "ETRN bad domain")
         return ev.Etrn(domain)
 

@@ -552,6 +552,17 @@ def test_etrn_enabled():
     assert res.replies == ["503 Error: send HELO/EHLO first"]
 
 
+def test_etrn_takes_an_address_literal_and_skips_only_at_or_hash():
+    # smtpd.c etrn_cmd(): "@" or "#" is skipped; valid_hostname() or
+    # valid_mailhost_literal().
+    res = run(b"ETRN [192.0.2.1]\r\nETRN #[IPv6:2001:db8::1]\r\nETRN [300.0.0.1]\r\n"
+              b"ETRN %example.org\r\n", etrn=True)
+    assert res.replies == ["250 Queuing started", "250 Queuing started",
+                           "501 Error: invalid parameter syntax",
+                           "501 Error: invalid parameter syntax"]
+    assert res.of(Etrn) == [Etrn("[192.0.2.1]"), Etrn("[IPv6:2001:db8::1]")]
+
+
 def test_case_insensitive_verbs():
     res = run(b"ehlo c\r\nMaIl FrOm:<a@b>\r\nrcpt TO:<c@d>\r\ndata\r\n.\r\nquit\r\n")
     assert res.codes[-4:] == [250, 354, 250, 221]
