@@ -203,6 +203,19 @@ _DNSBL = frozenset({"reject_rbl_client", "reject_rhsbl_client", "reject_rhsbl_re
                     "reject_rhsbl_helo", "reject_rhsbl_sender", "reject_rhsbl_recipient"})
 _DNSWL = frozenset({"permit_dnswl_client", "permit_rhswl_client"})
 
+# smtpd_check_reject() sends at most 510 characters of reply ("550 5.7.1
+# text"), control characters (a TAB in an access table's text) as spaces
+# (vstring_truncate(error_text, 510); printable(error_text, ' ')).
+REPLY_LIMIT = 510
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _fit_reply(code: int, enhanced: str, text: str) -> str:
+    """A restriction's reply text as smtpd_check_reject() sends it."""
+    room = REPLY_LIMIT - len(f"{code} {enhanced} ")
+    return _CONTROLS.sub(" ", text[:max(0, room)])
+
+
 def _raw(cfg: Any, name: str, default: str) -> str:
     """A parameter's text as written (its $names not expanded), or default."""
     try:
@@ -606,7 +619,12 @@ class Restrictions:
 
     def _reject(self, run: Run, info: ListInfo, code: int, enhanced: str, text: str,
                 reply_class: str | None = None) -> "Decision | Verdict":
-        """Postfix smtpd_check_reject: soft_bounce, DSN fix, the defer/warn modifiers."""
+        """Postfix smtpd_check_reject(), in its order: the reply cut to 510
+        characters and made printable, a 5xx turned into the deferral
+        defer_if_reject holds, then soft_bounce and the DSN fix."""
+        text = _fit_reply(code, enhanced, text)
+        if not run.warn_if_reject and code // 100 == 5 and run.defer_if_reject is not None:
+            return run.defer_if_reject
         if self.soft_bounce and code // 100 == 5:
             code -= 100
         decision = Decision(code, dsn_fix(enhanced, code, reply_class or info.reply_class), text,
@@ -614,8 +632,6 @@ class Restrictions:
         if run.warn_if_reject:
             run.notes.append(Note("reject_warning", decision.reply))
             return DUNNO
-        if code // 100 == 5 and run.defer_if_reject is not None:
-            return run.defer_if_reject
         return decision
 
     def _defer_if_reject(self, run: Run, info: ListInfo, code: int, enhanced: str, text: str,
@@ -624,7 +640,7 @@ class Restrictions:
         (the first reason is kept)."""
         if run.defer_if_reject is None:
             run.defer_if_reject = Decision(code, dsn_fix(enhanced, code, reply_class or info.reply_class),
-                                           text, info.param)
+                                           _fit_reply(code, enhanced, text), info.param)
 
     def _tempfail(self, run: Run, info: ListInfo, action: str, code: int, enhanced: str,
                   text: str, reply_class: str | None = None) -> "Decision | Verdict":

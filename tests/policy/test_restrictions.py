@@ -772,6 +772,26 @@ def test_soft_bounce_turns_5xx_into_4xx():
     assert rcpt(r, "nobody@example.com").reply.startswith("450 4.1.1 <nobody@example.com>")
 
 
+def test_soft_bounce_comes_after_defer_if_reject():
+    # smtpd_check_reject(): the 5xx becomes the deferral first, so the
+    # client is told the deferral's reason, not the softened reject's.
+    r = make(soft_bounce=True, smtpd_client_restrictions=("defer_if_reject",),
+             smtpd_relay_restrictions=("reject_unauth_destination",))
+    assert rcpt(r, "x@remote.example").reply == \
+        "450 4.7.0 <unknown[198.51.100.7]>: Client host rejected: defer_if_reject requested"
+
+
+def test_a_reply_is_cut_to_510_characters_and_made_printable():
+    # smtpd_check_reject(): vstring_truncate(error_text, 510) and
+    # printable(error_text, ' ') on "CODE DSN text".
+    long = "x" * 600
+    r = make(smtpd_sender_restrictions=("check_sender_access", "texthash:/a"),
+             tables={"texthash:/a": Table({"spammer.example": f"REJECT go\taway {long}"})})
+    reply = rcpt(r, "alice@example.com").reply
+    assert len(reply) == 510
+    assert reply.startswith("554 5.7.1 <spam@spammer.example>: Sender address rejected: go away xx")
+
+
 @pytest.mark.parametrize("enhanced, code, cls, expected", [
     ("4.7.1", 554, "Recipient address", "5.7.1"),
     ("5.7.1", 454, "Recipient address", "4.7.1"),
