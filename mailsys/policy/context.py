@@ -74,13 +74,22 @@ PolicyAnswers = Callable[[str], "str | None"]
 VerifyAnswers = Callable[[str], "tuple[int | None, str] | None"]
 
 
+# smtpd_peer.c SMTPD_PEER_CODE_*: how the client's name lookups went. A
+# name that did not resolve back to the address is FORGED (the PTR name is
+# still the reverse name, whose status is then OK).
+NAME_OK, NAME_TEMP, NAME_PERM, NAME_FORGED = "ok", "temp", "perm", "forged"
+
+
 @frozen
 class PolicyContext:
     """What the restrictions see of one SMTP session at one command.
 
     client_name is "unknown" when the client has no verified name;
     reverse_client_name is its PTR name even when that does not resolve
-    back to it ("" : the same as client_name). helo,
+    back to it ("" : the same as client_name). client_name_status and
+    reverse_name_status say why a name is "unknown" (NAME_TEMP for a
+    lookup that failed for now; "": NAME_PERM for "unknown", else
+    NAME_OK). helo,
     sender and recipient are None until the client sent them; a null sender
     is "". Addresses are given without angle brackets.
     """
@@ -107,6 +116,8 @@ class PolicyContext:
     # ETRN's domain, while smtpd_etrn_restrictions decide it.
     etrn_domain: str | None = None
     reverse_client_name: str = ""
+    client_name_status: str = ""
+    reverse_name_status: str = ""
     # The defer_if_permit an earlier stage held (smtpd_delay_reject = no:
     # the client, HELO or sender restrictions); the evaluation starts with
     # it, as Postfix's smtpd_check_rcpt() starts with defer_if_permit_client
@@ -122,6 +133,21 @@ class PolicyContext:
         """The unverified client name (Postfix state->reverse_name)."""
         return self.reverse_client_name or self.client_name or "unknown"
 
+    @property
+    def name_status(self) -> str:
+        """Postfix state->name_status."""
+        return self.client_name_status or _status_of(self.client_name or "unknown")
 
-__all__ = ["DnsStatus", "HostRecords", "PolicyAnswers", "PolicyContext", "RecordLookups",
+    @property
+    def reverse_status(self) -> str:
+        """Postfix state->reverse_name_status."""
+        return self.reverse_name_status or _status_of(self.reverse_name)
+
+
+def _status_of(name: str) -> str:
+    return NAME_PERM if name == "unknown" else NAME_OK
+
+
+__all__ = ["NAME_FORGED", "NAME_OK", "NAME_PERM", "NAME_TEMP",
+           "DnsStatus", "HostRecords", "PolicyAnswers", "PolicyContext", "RecordLookups",
            "Resolver", "VerifyAnswers"]

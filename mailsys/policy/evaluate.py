@@ -34,6 +34,7 @@ from __future__ import annotations
 import ipaddress
 from typing import TYPE_CHECKING
 
+from mailsys.policy.context import NAME_OK, NAME_TEMP
 from mailsys.policy.hostnames import truncate_dot, valid_hostaddr, valid_hostname
 from mailsys.policy.replies import CLIENT, DATA, EOD, HELO, RECIPIENT, SENDER
 from mailsys.policy.resolve import DomainClass, split_address
@@ -227,22 +228,28 @@ def reject_plaintext_session(rs: Restrictions, run: Run, info: ListInfo):
                       "Session encryption is required", CLIENT)
 
 
-def unknown_client(rs: Restrictions, run: Run, info: ListInfo, what: str, enhanced: str):
-    ctx = run.ctx
-    if ctx.client_name and ctx.client_name != "unknown":
+def unknown_client(rs: Restrictions, run: Run, info: ListInfo, status: str, what: str,
+                   enhanced: str):
+    """smtpd_check.c reject_unknown_client() and reject_unknown_reverse_name():
+    unknown_client_reject_code when the name is unknown for good, 450 when
+    its lookup failed for now."""
+    if status == NAME_OK:
         return DUNNO
-    return rs._reject(run, info, rs._codes["unknown_client_reject_code"], enhanced,
-                      f"Client host rejected: cannot find your {what}, [{ctx.client_addr}]",
+    code = 450 if status == NAME_TEMP else rs._codes["unknown_client_reject_code"]
+    return rs._reject(run, info, code, enhanced,
+                      f"Client host rejected: cannot find your {what}, [{run.ctx.client_addr}]",
                       CLIENT)
 
 
 def reject_unknown_client_hostname(rs: Restrictions, run: Run, info: ListInfo):
-    # RFC 7372 "reverse DNS validation failed"
-    return unknown_client(rs, run, info, "hostname", "4.7.25")
+    # The PTR name must resolve back to the address (forward-confirmed);
+    # RFC 7372 "reverse DNS validation failed".
+    return unknown_client(rs, run, info, run.ctx.name_status, "hostname", "4.7.25")
 
 
 def reject_unknown_reverse_client_hostname(rs: Restrictions, run: Run, info: ListInfo):
-    return unknown_client(rs, run, info, "reverse hostname", "4.7.1")
+    # Any PTR name will do.
+    return unknown_client(rs, run, info, run.ctx.reverse_status, "reverse hostname", "4.7.1")
 
 
 __all__ = ["defer_all", "defer_if_permit_step", "defer_if_reject_step", "defer_unauth_destination",

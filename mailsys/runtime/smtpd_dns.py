@@ -3,7 +3,7 @@
 SYNOPSIS
     dns = SmtpdDns.from_config(cfg)
     status = await dns.domain_status("example.org")    # DnsStatus: MX, A or AAAA exists?
-    name = await client_name("192.0.2.7")              # verified PTR name, or "unknown"
+    peer = await peer_name("192.0.2.7")    # PeerName: verified name, PTR name, their statuses
     records = await HostLookups.from_config(cfg).lookup("MX", "example.org")   # HostRecords
 
 DESCRIPTION
@@ -58,17 +58,25 @@ DESCRIPTION
     client. The peer name lookup below uses the system resolver, as
     Postfix's does, and no filter.
 
-    client_name() is Postfix's peer name lookup (smtpd_peer.c): the PTR
-    name of the address is used only when it resolves back to that same
-    address (forward-confirmed), otherwise the client is "unknown". Both
-    lookups go through the system resolver (getnameinfo / getaddrinfo, in
-    trio's worker threads, so /etc/hosts counts as Postfix's does) under
-    one short deadline. The two lookups and their thread hand-offs cost
-    about 0.3 ms of CPU per connection, more than the rest of a short SMTP
-    session's commands together, so a confirmed name is remembered for
-    PEER_NAME_TTL seconds per address (PeerNames; at most PEER_NAME_MAX
-    addresses, the oldest forgotten first). "unknown" is never remembered:
-    it may come from a temporary failure, and a client whose PTR is fixed
+    peer_name() is Postfix's peer name lookup (smtpd_peer.c): the PTR
+    name of the address (a malformed or numeric one counts as none) is the
+    client's reverse name; it is its name only when it resolves back to
+    that same address (forward-confirmed), otherwise the client is
+    "unknown", with Postfix's warning "hostname NAME does not resolve to
+    address ADDR[: resolver error]". Each of the two names comes with its
+    status (mailsys.policy.context NAME_*): temporary when the resolver
+    failed for now (EAI_AGAIN, EAI_MEMORY, EAI_SYSTEM, or the deadline),
+    so that reject_unknown_client_hostname and
+    reject_unknown_reverse_client_hostname answer 450 instead of
+    unknown_client_reject_code. Both lookups go through the system
+    resolver (getnameinfo / getaddrinfo, in trio's worker threads, so
+    /etc/hosts counts as Postfix's does) under one short deadline. The two
+    lookups and their thread hand-offs cost about 0.3 ms of CPU per
+    connection, more than the rest of a short SMTP session's commands
+    together, so a confirmed name is remembered for PEER_NAME_TTL seconds
+    per address (PeerNames; at most PEER_NAME_MAX addresses, the oldest
+    forgotten first). A name that is not confirmed is never remembered:
+    it may come from a temporary failure, and a client whose DNS is fixed
     is seen at once.
 """
 
@@ -82,6 +90,8 @@ import trio
 
 from mailsys.errors import ConfigError
 from mailsys.frozen import frozen
+from mailsys.policy.context import NAME_FORGED, NAME_OK, NAME_PERM, NAME_TEMP
+from mailsys.policy.hostnames import valid_hostaddr, valid_hostname
 from mailsys.policy.restrictions import DnsStatus, HostRecords
 from mailsys.runtime.resolver import (NOTFOUND, POLICY, RETRY, DnsError, Resolver,
                                       parse_nameserver, reply_filter)
@@ -260,36 +270,67 @@ class HostLookups:
         return HostRecords(DnsStatus.TEMPFAIL if outcome == RETRY else DnsStatus.NOT_FOUND)
 
 
-async def client_name(addr: str, *, timeout: float = PEER_NAME_TIMEOUT,
-                      names: PeerNames = _peer_names) -> str:
-    """The forward-confirmed PTR name of addr, or "unknown"."""
+@frozen
+class PeerName:
+    """The client's names as smtpd_peer.c finds them: name is the
+    forward-confirmed one or "unknown", reverse_name the PTR name or
+    "unknown"; each with its status (mailsys.policy.context NAME_*)."""
+
+    name: str = "unknown"
+    reverse_name: str = "unknown"
+    name_status: str = NAME_PERM
+    reverse_status: str = NAME_PERM
+
+
+# smtpd_peer.c TEMP_AI_ERROR(): resolver errors that may go away.
+_TEMP_EAI = frozenset({socket.EAI_AGAIN, socket.EAI_MEMORY, getattr(socket, "EAI_SYSTEM", None)})
+_NO_PEER_NAME = PeerName()
+_TEMP_PEER_NAME = PeerName(name_status=NAME_TEMP, reverse_status=NAME_TEMP)
+
+
+async def peer_name(addr: str, *, timeout: float = PEER_NAME_TIMEOUT,
+                    names: PeerNames = _peer_names) -> PeerName:
+    """The names of the client at addr; see the module description."""
     name = names.get(addr, trio.current_time())
     if name is not None:
-        return name
-    name = await _confirmed_name(addr, timeout)
-    if name != "unknown":
-        names.put(addr, name, trio.current_time())
-    return name
+        return PeerName(name, name, NAME_OK, NAME_OK)
+    peer = await _lookup(addr, timeout)
+    if peer.name_status == NAME_OK:
+        names.put(addr, peer.name, trio.current_time())
+    return peer
 
 
-async def _confirmed_name(addr: str, timeout: float) -> str:
+async def _lookup(addr: str, timeout: float) -> PeerName:
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
-        return "unknown"
+        return _NO_PEER_NAME
+    ptr = None
     with trio.move_on_after(timeout):
         try:
-            name, _ = await trio.socket.getnameinfo((addr, 0), socket.NI_NAMEREQD)
+            ptr, _ = await trio.socket.getnameinfo((addr, 0), socket.NI_NAMEREQD)
+        except socket.gaierror as e:
+            return _TEMP_PEER_NAME if e.errno in _TEMP_EAI else _NO_PEER_NAME
         except OSError:
-            return "unknown"
+            return _TEMP_PEER_NAME
+        # sockaddr_to_hostname() takes no malformed or numeric name.
+        if not valid_hostname(ptr) or valid_hostaddr(ptr):
+            return _NO_PEER_NAME
         try:
-            infos = await trio.socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
-        except OSError:
-            return "unknown"
+            infos = await trio.socket.getaddrinfo(ptr, None, type=socket.SOCK_STREAM)
+        except socket.gaierror as e:
+            log.warning(f"hostname {ptr} does not resolve to address {addr}: {e.strerror}")
+            return PeerName("unknown", ptr, NAME_TEMP if e.errno in _TEMP_EAI else NAME_FORGED,
+                            NAME_OK)
         for *_, sockaddr in infos:
             try:
                 if ipaddress.ip_address(sockaddr[0].split("%")[0]) == ip:
-                    return name
+                    return PeerName(ptr, ptr, NAME_OK, NAME_OK)
             except ValueError:
                 continue
-    return "unknown"
+        log.warning(f"hostname {ptr} does not resolve to address {addr}")
+        return PeerName("unknown", ptr, NAME_FORGED, NAME_OK)
+    # Out of time: whatever was not answered failed for now.
+    if ptr is None:
+        return _TEMP_PEER_NAME
+    return PeerName("unknown", ptr, NAME_TEMP, NAME_OK)

@@ -121,7 +121,7 @@ from mailsys.policy.restrictions import (Decision, DnsStatus, HostRecords, NeedP
                                          NeedRecords, NeedVerify, PolicyContext, note_log_text)
 from mailsys.routing import first_lookup
 from mailsys.runtime import ipc_io, smtp_io
-from mailsys.runtime.smtpd_dns import client_name
+from mailsys.runtime.smtpd_dns import PeerName, peer_name
 from mailsys.runtime.smtpd_milters import Handoff, SmtpdMilters
 from mailsys.runtime.smtpd_proxy import PROXY_ERROR, FilterTransaction
 from mailsys.runtime.smtpd_server import SmtpdServer
@@ -185,8 +185,8 @@ async def serve_client(stream: trio.abc.Stream, server: SmtpdServer) -> None:
         except HaproxyError as e:
             log.warning(f"haproxy read: {e}")
             refusal = Reply(421, "4.3.0", f"{server.cfg.myhostname} Server local error")
-    name = await client_name(addr) if server.peername_lookup else "unknown"
-    session = Session(server, name, addr, port)
+    peer = await peer_name(addr) if server.peername_lookup else PeerName()
+    session = Session(server, peer.name, addr, port, peer)
     session.greeting_refusal = refusal
     await session.run(stream)
 
@@ -231,10 +231,15 @@ def _limit_reply(hit: limits.LimitExceeded) -> Reply:
 class Session:
     """The policy of one session (smtp_io.Policy); see the module description."""
 
-    def __init__(self, server: SmtpdServer, name: str, addr: str, port: int) -> None:
+    def __init__(self, server: SmtpdServer, name: str, addr: str, port: int,
+                 peer: PeerName | None = None) -> None:
         self.server = server
         self.name = name
-        self.reverse_name = name
+        self.reverse_name = name if peer is None else peer.reverse_name
+        # How the name lookups went ("": as the names say), for
+        # reject_unknown_(reverse_)client_hostname.
+        self.name_status = "" if peer is None else peer.name_status
+        self.reverse_status = "" if peer is None else peer.reverse_status
         self.addr = addr
         self.port = port
         self.greeting_refusal: Reply | None = None    # said instead of the greeting
@@ -569,7 +574,10 @@ class Session:
             kw.update(ccert_cn=tls.peer_cn, ccert_trusted=tls.peer_verified,
                       ccert_fingerprints=(tls.cert_fingerprint, tls.pkey_fingerprint))
         return PolicyContext(self.name, self.addr, helo=conn.helo_name,
-                             reverse_client_name=self.reverse_name, sasl_user=self.auth.user or None, tls=conn.tls_active,
+                             reverse_client_name=self.reverse_name,
+                             client_name_status=self.name_status,
+                             reverse_name_status=self.reverse_status,
+                             sasl_user=self.auth.user or None, tls=conn.tls_active,
                              protocol=conn.protocol, ill_pipelining=self.pipelining_noted, **kw)
 
     def _log_reject(self, command: str, reply: str, *, sender: str | None,
@@ -1308,6 +1316,7 @@ class Session:
             elif key == "DESTPORT":
                 self.server_port = value
         self.name, self.addr, self.port = name, addr, port
+        self.name_status = self.reverse_status = ""     # as the names XCLIENT gave say
         self.namaddr = self.auth.namaddr = self._namaddr(name, addr, port)
         login = event.get("LOGIN")
         self.auth.method, self.auth.user = ("XCLIENT", login) if login else ("", "")

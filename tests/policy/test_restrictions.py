@@ -875,6 +875,26 @@ def test_reject_unknown_client_hostnames():
         "550 5.7.1 Client host rejected: cannot find your reverse hostname, [198.51.100.7]"
 
 
+def test_unknown_client_names_by_how_their_lookups_went():
+    # smtpd_check.c: a PTR name that does not resolve back is enough for
+    # reject_unknown_reverse_client_hostname; a lookup that failed for now
+    # gets 450 whatever unknown_client_reject_code says.
+    forged = dict(client_name="unknown", reverse_client_name="mail.example.org",
+                  client_name_status="forged", reverse_name_status="ok")
+    temp = dict(client_name="unknown", client_name_status="temp", reverse_name_status="temp")
+    strict = make(smtpd_client_restrictions=("reject_unknown_client_hostname",),
+                  unknown_client_reject_code=550)
+    loose = make(smtpd_client_restrictions=("reject_unknown_reverse_client_hostname",),
+                 unknown_client_reject_code=550)
+    assert rcpt(strict, "alice@example.com", **forged).reply == \
+        "550 5.7.25 Client host rejected: cannot find your hostname, [198.51.100.7]"
+    assert rcpt(loose, "alice@example.com", **forged).accepted
+    assert rcpt(strict, "alice@example.com", **temp).reply == \
+        "450 4.7.25 Client host rejected: cannot find your hostname, [198.51.100.7]"
+    assert rcpt(loose, "alice@example.com", **temp).reply == \
+        "450 4.7.1 Client host rejected: cannot find your reverse hostname, [198.51.100.7]"
+
+
 def test_reject_plaintext_session():
     r = make(smtpd_sender_restrictions=("reject_plaintext_session",))
     assert rcpt(r, "alice@example.com").reply == "450 4.7.1 Session encryption is required"

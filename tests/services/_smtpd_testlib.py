@@ -102,7 +102,7 @@ def start_session(nursery, session: Session) -> Client:
 
 
 async def open_session(nursery, cfg, *, addr="192.0.2.7", name="client.example", cleanup=None,
-                       anvil=False) -> tuple[Client, Session]:
+                       anvil=False, peer=None) -> tuple[Client, Session]:
     queue_dir = cfg.path("queue_directory")
     if cleanup is not None:
         await serve_unix(nursery, names.private_path(queue_dir, names.CLEANUP), cleanup.handle,
@@ -112,7 +112,7 @@ async def open_session(nursery, cfg, *, addr="192.0.2.7", name="client.example",
         await serve_unix(nursery, names.private_path(queue_dir, names.ANVIL),
                          lambda msg: AnvilChannel(counters).handle(msg), "anvil")
     server = SmtpdServer.from_config(cfg, "smtp")
-    session = Session(server, name, addr, 4711)
+    session = Session(server, name, addr, 4711, peer)
     client = start_session(nursery, session)
     assert (await client.reply()).startswith("220 mx.example.test ESMTP")
     return client, session

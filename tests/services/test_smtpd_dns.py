@@ -14,7 +14,7 @@ import trio
 from structlog.testing import capture_logs
 
 from mailsys.policy.restrictions import DnsStatus
-from mailsys.runtime.smtpd_dns import PeerNames, SmtpdDns, client_name
+from mailsys.runtime.smtpd_dns import PeerName, PeerNames, SmtpdDns, peer_name
 
 sys.path.insert(0, str(Path(__file__).parent))      # _smtpd_testlib.py (tests/ is no package)
 from _smtpd_testlib import PARAMS, open_session, trio_test  # noqa: E402
@@ -88,10 +88,52 @@ async def test_unknown_recipient_domain_in_a_session(make_config):
 
 @trio_test
 async def test_client_name_is_forward_confirmed():
-    assert await client_name("127.0.0.1") in ("localhost", "unknown")
-    assert await client_name("not an address") == "unknown"
+    assert (await peer_name("127.0.0.1")).name in ("localhost", "unknown")
+    assert await peer_name("not an address") == PeerName()
     # 192.0.2.0/24 (TEST-NET-1) has no PTR records.
-    assert await client_name("192.0.2.55", timeout=3) == "unknown"
+    assert (await peer_name("192.0.2.55", timeout=3)).name == "unknown"
+
+
+def resolver(monkeypatch, ptr, forward):
+    """The system resolver answering ptr (a name or a gaierror) and
+    forward (addresses or a gaierror), as smtpd_peer.c sees them."""
+    async def getnameinfo(sockaddr, flags):
+        if isinstance(ptr, Exception):
+            raise ptr
+        return ptr, "0"
+
+    async def getaddrinfo(host, port, **kw):
+        if isinstance(forward, Exception):
+            raise forward
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, 0)) for a in forward]
+    monkeypatch.setattr(trio.socket, "getnameinfo", getnameinfo)
+    monkeypatch.setattr(trio.socket, "getaddrinfo", getaddrinfo)
+
+
+AGAIN = socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+NONAME = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+
+@pytest.mark.parametrize("ptr, forward, peer, warning", [
+    ("mail.example", ["192.0.2.55"], PeerName("mail.example", "mail.example", "ok", "ok"), None),
+    ("mail.example", ["192.0.2.9"], PeerName("unknown", "mail.example", "forged", "ok"),
+     "hostname mail.example does not resolve to address 192.0.2.55"),
+    ("mail.example", NONAME, PeerName("unknown", "mail.example", "forged", "ok"),
+     "hostname mail.example does not resolve to address 192.0.2.55: Name or service not known"),
+    ("mail.example", AGAIN, PeerName("unknown", "mail.example", "temp", "ok"),
+     "hostname mail.example does not resolve to address 192.0.2.55: "
+     "Temporary failure in name resolution"),
+    (AGAIN, [], PeerName("unknown", "unknown", "temp", "temp"), None),
+    (NONAME, [], PeerName(), None),
+    ("192.0.2.55", ["192.0.2.55"], PeerName(), None),        # a numeric name is no name
+])
+@trio_test
+async def test_peer_name_statuses_and_warnings(monkeypatch, ptr, forward, peer, warning):
+    resolver(monkeypatch, ptr, forward)
+    with capture_logs() as logs:
+        assert await peer_name("192.0.2.55", names=PeerNames()) == peer
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == \
+        ([warning] if warning else [])
 
 
 def test_peer_names_expire_and_forget_the_oldest():
@@ -112,7 +154,28 @@ async def test_client_name_remembers_only_confirmed_names():
     names = PeerNames()
     # A remembered name is answered without a lookup: even with no time left.
     names.put("127.0.0.1", "remembered.example", trio.current_time())
-    assert await client_name("127.0.0.1", timeout=0, names=names) == "remembered.example"
+    assert (await peer_name("127.0.0.1", timeout=0, names=names)).name == "remembered.example"
     # "unknown" (no PTR) is asked again every time.
-    assert await client_name("192.0.2.55", timeout=3, names=names) == "unknown"
+    assert (await peer_name("192.0.2.55", timeout=3, names=names)).name == "unknown"
     assert names.get("192.0.2.55", trio.current_time()) is None
+
+
+@pytest.mark.parametrize("restriction, reply", [
+    ("reject_unknown_client_hostname",
+     "550 5.7.25 Client host rejected: cannot find your hostname, [192.0.2.7]"),
+    ("reject_unknown_reverse_client_hostname", "250 2.1.5 Ok"),
+])
+@trio_test
+async def test_a_session_of_a_client_whose_name_is_forged(make_config, restriction, reply):
+    # The PTR name that does not resolve back: the client is "unknown",
+    # its reverse name is the PTR name (smtpd_peer.c).
+    cfg = make_config(**PARAMS, unknown_client_reject_code="550",
+                      smtpd_client_restrictions=restriction)
+    peer = PeerName("unknown", "mail.example", "forged", "ok")
+    async with trio.open_nursery() as nursery:
+        client, _ = await open_session(nursery, cfg, name="unknown", peer=peer)
+        await client.send(b"EHLO c.example\r\nMAIL FROM:<a@example.org>\r\n"
+                          b"RCPT TO:<b@example.test>\r\n")
+        got = await client.replies(3)
+        nursery.cancel_scope.cancel()
+    assert got[2] == reply
