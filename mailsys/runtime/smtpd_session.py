@@ -358,7 +358,9 @@ class Session:
                 self.conn.settings = server.settings(self.name, self.addr)
             greeting = server.greeting
             self.local_addr, self.local_port = _local_end(pump.stream)
-            refusal = await self._start_milters()
+            # A client the client restrictions refused (smtpd_delay_reject
+            # = no) is not shown to the milters (smtpd.c smtpd_proto()).
+            refusal = await self._start_milters() if self.access_denied is None else None
             if refusal is not None and refusal.closes:
                 await pump.send_greeting(refusal)
                 return

@@ -254,6 +254,19 @@ def test_refusals_at_connect_helo_and_data_and_discard(mailsys_instance):
     assert last.count(b"R") == 1 and not {b"T", b"L", b"E"} & set(last), last
 
 
+def test_a_client_refused_at_connect_is_not_shown_to_the_milters(mailsys_instance):
+    # smtpd.c smtpd_proto(): with smtpd_delay_reject = no, the client
+    # restrictions' refusal is the greeting and the milters get no CONNECT.
+    inst = mailsys_instance
+    peer = MilterPeer()
+    with milter_smtpd(inst, peer, smtpd_delay_reject="no",
+                      smtpd_client_restrictions="reject") as (port, _):
+        replies = dialog(port, "EHLO client.example", "QUIT")
+    assert replies[0] == "554 5.7.1 <localhost[127.0.0.1]>: Client host rejected: Access denied"
+    assert replies[-1] == "221 2.0.0 Bye"
+    assert b"C" not in [code for code, _ in peer.seen]
+
+
 def test_shutdown_and_421_replies_are_smtpd_s_own(mailsys_instance):
     # smtpd.c: a milter's SMFIR_SHUTDOWN is "421 4.7.0 Server closing
     # connection" (check_milter_reply(), no $myhostname); a 421 at CONNECT,
