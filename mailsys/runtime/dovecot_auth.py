@@ -221,6 +221,8 @@ class DovecotExchange:
         except (OSError, EOFError, trio.TooSlowError, trio.BrokenResourceError,
                 dovecot.ProtocolError):
             result = Failure(self.mechanism, CONNECTION_LOST, temporary=True)
+        if isinstance(result, Failure) and result.reason == dovecot.BACKEND_ERROR:
+            log.warning("missing Dovecot server OK username field")
         if not isinstance(result, Challenge):
             await self.aclose()
         return result

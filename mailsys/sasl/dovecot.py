@@ -48,6 +48,8 @@ from mailsys.sasl.server import Challenge, Failure, Result, Success
 
 MAJOR, MINOR = 1, 2
 NO_REASON = "(reason unavailable)"
+# The reason of an OK without a user name (xsasl_dovecot_server.c).
+BACKEND_ERROR = "Authentication backend error"
 
 # smtpd_sasl_security_options word -> the Dovecot property it concerns, and
 # whether the option forbids it (no...) or requires it.
@@ -159,9 +161,11 @@ def reply(line: str, request_id: int, mechanism: str) -> Result | None:
         elif arg.startswith("reason="):
             reason = arg[7:]
     if command == "OK":
-        return Success(mechanism, user or "")
+        # xsasl_dovecot_server.c: a login without a user name is refused
+        # ("missing Dovecot server OK username field", which smtpd logs).
+        return Success(mechanism, user) if user is not None else Failure(mechanism, BACKEND_ERROR)
     return Failure(mechanism, reason or NO_REASON, user)
 
 
-__all__ = ["Handshake", "Mechanism", "ProtocolError", "NO_REASON", "auth_request",
+__all__ = ["Handshake", "Mechanism", "ProtocolError", "BACKEND_ERROR", "NO_REASON", "auth_request",
            "check_options", "continue_request", "handshake_request", "reply", "usable"]

@@ -77,6 +77,9 @@ def test_replies():
     assert dovecot.reply("FAIL\t3\treason=Invalid base64 data in continued response", 3,
                          "PLAIN") == Failure("PLAIN", "Invalid base64 data in continued response")
     assert dovecot.reply("FAIL\t3", 3, "PLAIN") == Failure("PLAIN", "(reason unavailable)")
+    # xsasl_dovecot_server.c: an OK without a user field is a failure.
+    assert dovecot.reply("OK\t3", 3, "PLAIN") == \
+        Failure("PLAIN", "Authentication backend error")
 
 
 def test_replies_to_other_requests_and_unknown_lines_are_skipped():
