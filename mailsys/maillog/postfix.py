@@ -55,11 +55,12 @@ DESCRIPTION
     print with format_delay(): 2 significant digits, at most 2 decimals,
     rounded half up, trailing zeros dropped, integers from 10 s on
     (Postfix src/util/format_tv.c with delay_logging_resolution_limit = 2).
-    ``orig_to`` prints only when it differs from ``to``, ``conn_use`` only
-    from 2 on. ``reason`` (remote replies may have several lines) has its
-    line breaks turned into spaces, as Postfix does. A named event whose
-    fields do not fit its format is not lost: it renders as its name
-    followed by `` key=value`` pairs. The fields of a text event appear only
+    ``orig_to`` prints only when it differs from ``to`` other than in case
+    (src/global/log_adhoc.c), ``conn_use`` only from 2 on. ``reason``
+    (remote replies may have several lines) has its line breaks turned
+    into spaces, as Postfix does. A named event whose fields do not fit
+    its format is not lost: it renders as its name followed by
+    `` key=value`` pairs. The fields of a text event appear only
     in mail.json: put what a person must read into the text.
 
 ESCAPING
@@ -264,7 +265,10 @@ def _status(f: Mapping[str, Any], default_status: str | None = None) -> str:
     to = f["to"]
     parts = [f"to={_addr(to)}"]
     orig_to = f.get("orig_to")
-    if orig_to and orig_to != to:
+    # log_adhoc.c: orig_to= only when it differs other than in case
+    # (strcasecmp_utf8()): "Bob@Example.com" delivered as bob@example.com
+    # logs no orig_to=.
+    if orig_to and orig_to != to and str(orig_to).casefold() != str(to).casefold():
         parts.append(f"orig_to={_addr(orig_to)}")
     parts.append(f"relay={_e(f['relay'])}")
     conn_use = f.get("conn_use")
