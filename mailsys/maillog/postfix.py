@@ -6,6 +6,7 @@ SYNOPSIS
     message(event[, utf8]) -> str             # the part after "tag[pid]: "
     format_tv(sec, usec) -> str               # Postfix's delay numbers
     format_delay(seconds) -> str
+    set_delay_resolution(decimals)            # delay_logging_resolution_limit
     printable(text[, utf8]) -> str            # non-printable characters as "?"
     escape(data) -> str                       # C escapes, for text Postfix escapes
 
@@ -52,9 +53,10 @@ DESCRIPTION
                     event does; a restriction reject names no SASL login)
 
     ``delay`` and each of the four ``delays`` are seconds (int or float) and
-    print with format_delay(): 2 significant digits, at most 2 decimals,
-    rounded half up, trailing zeros dropped, integers from 10 s on
-    (Postfix src/util/format_tv.c with delay_logging_resolution_limit = 2).
+    print with format_delay(): 2 significant digits, at most
+    delay_logging_resolution_limit decimals (default 2), rounded half up,
+    trailing zeros dropped, integers from 10 s on (Postfix
+    src/util/format_tv.c, as src/global/log_adhoc.c calls it).
     ``orig_to`` prints only when it differs from ``to`` other than in case
     (src/global/log_adhoc.c), ``conn_use`` only from 2 on. ``reason``
     (remote replies may have several lines) has its line breaks turned
@@ -193,11 +195,25 @@ def format_tv(sec: int, usec: int, sig_dig: int = 2, max_dig: int = 2) -> str:
     return text
 
 
+# delay_logging_resolution_limit: the most decimals delay= and delays= show.
+_delay_decimals = 2
+
+
+def set_delay_resolution(decimals: int) -> None:
+    """delay_logging_resolution_limit for this process's lines; once, at start-up."""
+    global _delay_decimals
+    _delay_decimals = min(6, max(0, int(decimals)))
+
+
 def format_delay(seconds: float) -> str:
-    """A delay in seconds as Postfix prints it in delay= and delays=."""
+    """A delay in seconds as Postfix prints it in delay= and delays=
+    (log_adhoc.c: format_tv() with 2 significant digits and at most
+    delay_logging_resolution_limit decimals)."""
     total = round(float(seconds) * MILLION)
     if total < 0:
         total = 0
+    if _delay_decimals != 2:
+        return format_tv(total // MILLION, total % MILLION, 2, _delay_decimals)
     return _delay_text(total)
 
 

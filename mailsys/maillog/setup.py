@@ -145,6 +145,7 @@ def configure(cfg: Any, program: str, *, tag: str | None = None, console: bool =
     global _writer
     check_prefixes(cfg)
     postfix.set_address_form(str(cfg.info_log_address_format))
+    postfix.set_delay_resolution(cfg.delay_logging_resolution_limit)
     writer = Writer.from_config(cfg, console=console)
     structlog.configure(
         processors=[_HandOff(writer, tag or f"{cfg.syslog_name}/{program}", os.getpid())],

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import structlog
 
+from mailsys.maillog import postfix
 from mailsys.maillog.event import LogEvent
 from mailsys.maillog.files import AppendFile, log_paths
 from mailsys.maillog.setup import configure
@@ -172,6 +173,25 @@ def test_configure_tag_override_and_no_console_by_default(make_config, capfd):
     lines, _ = files(cfg)
     assert LINE.match(lines[0]).groups()[0::2] == ("mailsys/submission/smtpd", "4F2A1C3B7D: removed")
     assert capfd.readouterr().err == ""
+
+
+def test_configure_takes_delay_logging_resolution_limit(make_config):
+    # log_adhoc.c formats delay= and delays= with format_tv(..., 2,
+    # var_delay_max_res): more decimals show below a second, none with 0.
+    fields = dict(to="r@example.net", relay="none", delay=0.001234,
+                  delays=(0.001234, 0.4, 0, 1.6), dsn="4.4.1", status="deferred", reason="x")
+    try:
+        for limit, numbers in (("4", "delay=0.0012, delays=0.0012/0.4/0/1.6"),
+                               ("0", "delay=0, delays=0/0/0/2")):
+            cfg = make_config(delay_logging_resolution_limit=limit)
+            configure(cfg, "smtp")
+            structlog.get_logger().info("status", queue_id="4F2A1C3B7D", **fields)
+            lines, _ = files(cfg)
+            assert f"4F2A1C3B7D: to=<r@example.net>, relay=none, {numbers}, dsn=4.4.1, " \
+                   "status=deferred (x)" in lines[-1]
+    finally:
+        configure(make_config(), "smtp")
+    assert postfix.format_delay(0.001234) == "0"
 
 
 def test_configure_does_not_cache_loggers_under_pytest(make_config):
