@@ -30,7 +30,10 @@ DESCRIPTION
          in mailsys.message.mime_checks. Each action is logged as
          Postfix's cleanup logs it: "QID: reject: header Subject: ... from
          c[ip]; from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 message content
-         rejected", "QID: warning: body ...";
+         rejected", "QID: warning: body ...", "QID: prepend: header ...:
+         X-New: text"; a table entry it cannot use is a warning without
+         queue ID that names the parameter ("warning: unknown command in
+         body_checks map: FROB x") and changes nothing;
       3. rewrites the envelope (mailsys.message.address_maps):
          sender_canonical_maps, recipient_canonical_maps, canonical_maps,
          masquerade_domains, then virtual_alias_maps expansion, each
@@ -143,7 +146,7 @@ from mailsys.message.char_filter import DISALLOWED, CharFilter
 from mailsys.message.address_maps import (ALIAS_ERROR, RECIPIENT_HEADERS, SENDER_HEADERS,
                                           AddressMaps, AliasError)
 from mailsys.message.envelope import Envelope, Recipient
-from mailsys.message.header_checks import ContentAction, log_text
+from mailsys.message.header_checks import ContentAction, log_text, screened
 from mailsys.message.cleanup_bounce import bounceable, returned
 from mailsys.message.headers import (HeaderPolicy, clean_header, encode_header,
                                      wants_missing_headers)
@@ -222,13 +225,15 @@ class Cleanup:
                 opened[spec] = open_table(spec, cfg)
             return opened[spec]
 
-        def checks(param: str) -> Callable[[str], str | None] | None:
-            return first_answer([table(spec) for spec in cfg[param]])
+        def checks(param: str, kind: str = "header") -> Callable[[str], str | None] | None:
+            # An entry cleanup cannot use is warned about, naming param.
+            return screened(first_answer([table(spec) for spec in cfg[param]]), param,
+                            log.warning, kind)
         mime = not cfg.disable_mime_input_processing
         self.header_checks = checks("header_checks")
         self.mime_checks = checks("mime_header_checks") if mime else None
         self.nested_checks = checks("nested_header_checks") if mime else None
-        self.body_checks = checks("body_checks")
+        self.body_checks = checks("body_checks", "body")
         self.mime = mime
         self.chars = CharFilter.from_config(cfg)
         self.mime_policy = MimePolicy.from_config(cfg, header_checks=bool(
@@ -551,8 +556,8 @@ class Cleanup:
     @staticmethod
     def _act(act: ContentAction, actions: MessageActions, req: CleanupRequest) -> None:
         """Keep a content check's action, logged as Postfix's cleanup logs it."""
-        if act.action == "unknown":
-            log.warning(f"unknown command in header_checks map: {act.text}", queue_id=req.queue_id)
+        if act.action == "unknown":         # not from a screened() table
+            log.warning(f"unknown command in header_checks map: {act.text}")
             return
         if not actions.take(act.action, act.text):
             return
@@ -738,9 +743,8 @@ def _log_milter_checks(req: CleanupRequest) -> None:
     for action, header, text in req.milter_checks:
         if action == "prepend":
             log.warning("the milter_header/body_checks prepend action is not implemented")
-        elif action == "unknown":
-            log.warning(f"unknown command in milter_header_checks map: {text}",
-                        queue_id=req.queue_id)
+        elif action == "unknown":           # not from a screened() table
+            log.warning(f"unsupported command in milter_header_checks map: {text}")
         else:
             found = ContentAction(f"milter-header-{action}", header[:60], text)
             log.info(log_text(found, origin=origin, sender=req.sender, recipient=recipient,

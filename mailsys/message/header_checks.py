@@ -4,6 +4,7 @@ SYNOPSIS
     v = verdict("REJECT no spam here", "Subject: spam")
     v.error        # StatusReply(550, "5.7.1", "no spam here")
     v.action       # ContentAction("reject", "Subject: spam", "5.7.1 no spam here")
+    check = screened(first_answer(tables), "header_checks", log.warning)
 
 DESCRIPTION
     cleanup looks every primary header up in the header_checks tables (one
@@ -13,9 +14,10 @@ DESCRIPTION
     what cleanup logs or carries out for the whole message (action):
 
       DUNNO, OK            nothing
-      IGNORE               the header is removed
-      REPLACE text         the header becomes text
-      PREPEND text         text is put before the header
+      IGNORE               the header is removed (not logged)
+      STRIP [text]         the header is removed, logged as "strip: header ..."
+      REPLACE text         the header becomes text ("replace: header ...")
+      PREPEND text         text is put before the header ("prepend: header ...")
       REJECT [text]        the message is refused: 550 5.7.1 text (default
                            "message content rejected"; text may begin with
                            its own 4.x.x or 5.x.x code)
@@ -27,16 +29,25 @@ DESCRIPTION
       FILTER transport:destination, REDIRECT address, BCC address
                            as the same actions of smtpd's access tables
 
-    Anything else is logged as a warning and changes nothing, as Postfix's
-    cleanup does with an unknown action. Pure: no I/O, no logging.
+    A table entry cleanup cannot use (an unknown action, a FILTER without
+    transport:destination, a REDIRECT or BCC without @, a PREPEND or REPLACE
+    without a header) changes nothing: screened() puts a lookup between
+    the tables and verdict() that logs such an entry as Postfix's cleanup
+    warns about it, naming the table's parameter and without a queue ID
+    ("warning: bad REDIRECT target "x" in header_checks map -- need
+    user@domain"), and answers as if the table had not matched. Pure: no
+    I/O; screened() logs through the callback it is given.
 
 SEE ALSO
-    Postfix header_checks(5), src/cleanup/cleanup_message.c (cleanup_act).
+    Postfix header_checks(5), src/cleanup/cleanup_message.c (cleanup_act),
+    src/global/header_body_checks.c (hbc_action).
 """
 
 from __future__ import annotations
 
 import re
+
+from collections.abc import Callable
 
 from mailsys.frozen import frozen
 
@@ -52,10 +63,11 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 class ContentAction:
     """An action for cleanup to log or carry out.
 
-    action: reject, warning, info, hold, discard, filter, redirect, bcc, or
-    "unknown" (text is then the whole table value). header: the header it
-    matched. text: the reason logged after it, or the action's argument (the
-    address, transport:destination)."""
+    action: reject, warning, info, hold, discard, filter, redirect, bcc,
+    prepend, replace, strip (the last three to log only: Verdict.edit
+    carries them out), or "unknown" (text is then the whole table value).
+    header: the header it matched. text: the reason logged after it, or the
+    action's argument (the address, transport:destination, the new text)."""
 
     action: str
     header: str
@@ -79,14 +91,17 @@ KEEP = Verdict()
 def verdict(value: str, header: str, kind: str = "header") -> Verdict:
     """What the table value ``value`` found for ``header`` asks (or for a
     body line, kind "body": the same actions, on the line)."""
-    word, _, rest = value.strip().partition(" ")
-    upper, rest = word.upper(), rest.strip()
+    upper, rest = _split(value)
     if upper in ("", "DUNNO", "OK"):
         return KEEP
     if upper == "IGNORE":
         return Verdict(edit="ignore")
-    if upper in ("REPLACE", "PREPEND") and _HEADER_LINE.match(rest):
-        return Verdict(edit=upper.lower(), line=rest)
+    if upper == "STRIP":
+        return Verdict(edit="ignore", action=ContentAction("strip", header, rest, kind))
+    if upper in ("REPLACE", "PREPEND") and rest and (kind == "body" or _HEADER_LINE.match(rest)):
+        # REPLACE and PREPEND take any text for a body line.
+        return Verdict(edit=upper.lower(), line=rest,
+                       action=ContentAction(upper.lower(), header, rest, kind))
     if upper == "REJECT":
         code = _CODE.match(rest)
         enhanced = code.group(0).strip() if code else "5.7.1"
@@ -100,9 +115,70 @@ def verdict(value: str, header: str, kind: str = "header") -> Verdict:
     wanted = ":" if upper == "FILTER" else "@"        # transport:destination, an address
     if upper in ("FILTER", "REDIRECT", "BCC") and wanted in rest:
         return Verdict(action=ContentAction(upper.lower(), header, rest, kind))
-    if kind == "body" and upper in ("REPLACE", "PREPEND"):
-        return Verdict(edit=upper.lower(), line=rest)          # any text for a body line
     return Verdict(action=ContentAction("unknown", header, value.strip(), kind))
+
+
+def _split(value: str) -> tuple[str, str]:
+    """("REJECT", "text") from "reject  text": the action ends at a blank
+    or tab, its text starts after the white space that follows."""
+    word, _, rest = value.strip().replace("\t", " ", 1).partition(" ")
+    return word.upper(), rest.strip()
+
+
+# The actions cleanup knows (Postfix cleanup_act(); DELAY is compiled out).
+_CLEANUP_ACTIONS = frozenset({"REJECT", "WARN", "INFO", "FILTER", "DISCARD", "HOLD", "PREPEND",
+                              "REPLACE", "REDIRECT", "BCC", "STRIP", "IGNORE", "DUNNO", "OK"})
+
+
+def table_problem(value: str, map_class: str, kind: str = "header",
+                  unknown: str = "unknown") -> str | None:
+    """The warning Postfix logs for a table value it cannot use, or None.
+
+    map_class: the parameter that named the table (header_checks,
+    mime_header_checks, body_checks, ...). unknown: "unknown" as cleanup
+    words an unknown action, "unsupported" as header_body_checks.c does
+    (milter_header_checks)."""
+    upper, rest = _split(value)
+    if upper not in _CLEANUP_ACTIONS:
+        return f"{unknown} command in {map_class} map: {value.strip()}"
+    if upper == "FILTER":
+        if not rest:
+            return f"missing FILTER command argument in {map_class} map"
+        if ":" not in rest:
+            return f"bad FILTER command {rest} in {map_class} -- need transport:destination"
+    elif upper in ("REDIRECT", "BCC") and "@" not in rest:
+        what = "target" if upper == "REDIRECT" else "address"
+        return f'bad {upper} {what} "{rest}" in {map_class} map -- need user@domain'
+    elif upper in ("PREPEND", "REPLACE"):
+        if not rest:
+            return f"{upper} action without text in {map_class} map"
+        if kind == "header" and not _HEADER_LINE.match(rest):
+            return (f'bad {upper} header text "{rest}" in {map_class} map -- '
+                    'need "headername: headervalue"')
+    return None
+
+
+Check = Callable[[str], "str | None"]
+
+
+def screened(check: Check | None, map_class: str, warn: Callable[[str], None],
+             kind: str = "header", unknown: str = "unknown") -> Check | None:
+    """check, with the entries table_problem() finds fault with logged
+    through warn and answered as no match (Postfix leaves the header or
+    line as it is)."""
+    if check is None:
+        return None
+
+    def lookup(text: str) -> str | None:
+        value = check(text)
+        if value is None:
+            return None
+        problem = table_problem(value, map_class, kind, unknown)
+        if problem is not None:
+            warn(problem)
+            return None
+        return value
+    return lookup
 
 
 def log_text(action: ContentAction, *, origin: str, sender: str, recipient: str | None,
@@ -125,4 +201,5 @@ def log_text(action: ContentAction, *, origin: str, sender: str, recipient: str 
     return "".join(parts)
 
 
-__all__ = ["ContentAction", "DEFAULT_REJECT_TEXT", "KEEP", "Verdict", "log_text", "verdict"]
+__all__ = ["ContentAction", "DEFAULT_REJECT_TEXT", "KEEP", "Verdict", "log_text", "screened",
+           "table_problem", "verdict"]

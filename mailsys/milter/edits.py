@@ -175,16 +175,12 @@ def apply(msg: MilterMessage, mods: tuple[object, ...] | list[object],
             return name, value
         v = verdict(answer, text)
         if v.action is not None:
-            found.append(v.action)
+            found.append(v.action)         # REPLACE, PREPEND and STRIP are logged too
         if v.edit == "ignore":
             return None
         if v.edit == "replace":
-            # Logged, unlike header_checks' (seen live, 3.7.11).
-            found.append(ContentAction("replace", text, v.line))
             new_name, _, new_value = v.line.partition(":")
             return new_name.strip(), new_value
-        if v.edit == "prepend":
-            found.append(ContentAction("prepend", text))
         return name, value
 
     for mod in mods:

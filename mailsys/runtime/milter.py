@@ -85,7 +85,7 @@ from mailsys.milter import protocol as p
 from mailsys.milter.conversation import (Conversation, EndOfMessage, Stage, macro_defaults,
                                          macro_lists)
 from mailsys.ipc.proto.cleanup import CleanupMilter
-from mailsys.message.header_checks import ContentAction
+from mailsys.message.header_checks import ContentAction, screened
 from mailsys.message.message_actions import first_answer
 from mailsys.milter.edits import EnvelopeChanges, MilterMessage, apply, envelope_changes
 from mailsys.runtime.policy_client import os_error_text
@@ -160,7 +160,10 @@ class MilterSettings:
             defaults = macro_defaults(cfg.milter_macro_defaults)
         except ValueError as e:
             raise BadValue(f"milter_macro_defaults: {e}") from None
-        checks = first_answer([open_table(spec, cfg) for spec in cfg.milter_header_checks])
+        # An entry it cannot use is warned about as header_body_checks.c does.
+        checks = screened(first_answer([open_table(spec, cfg)
+                                        for spec in cfg.milter_header_checks]),
+                          "milter_header_checks", log.warning, unknown="unsupported")
         return cls(specs, lists, cfg.myhostname, defaults, checks)
 
 

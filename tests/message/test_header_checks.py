@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailsys.message.header_checks import ContentAction, Verdict, log_text, verdict
+from mailsys.message.header_checks import (ContentAction, Verdict, log_text, screened,
+                                           table_problem, verdict)
 from mailsys.message.headers import HeaderPolicy, clean_header
 from mailsys.message.reply import StatusReply
 
@@ -15,8 +16,15 @@ SUBJECT = "Subject: buy now"
     ("DUNNO", Verdict()),
     ("ok", Verdict()),
     ("IGNORE", Verdict(edit="ignore")),
-    ("REPLACE X-Subject: was here", Verdict(edit="replace", line="X-Subject: was here")),
-    ("PREPEND X-Flag: yes", Verdict(edit="prepend", line="X-Flag: yes")),
+    # cleanup_act() logs REPLACE, PREPEND and STRIP: "replace: header ...: X-Subject: ..."
+    ("REPLACE X-Subject: was here", Verdict(
+        edit="replace", line="X-Subject: was here",
+        action=ContentAction("replace", SUBJECT, "X-Subject: was here"))),
+    ("PREPEND X-Flag: yes", Verdict(edit="prepend", line="X-Flag: yes",
+                                    action=ContentAction("prepend", SUBJECT, "X-Flag: yes"))),
+    ("STRIP gone", Verdict(edit="ignore", action=ContentAction("strip", SUBJECT, "gone"))),
+    ("strip", Verdict(edit="ignore", action=ContentAction("strip", SUBJECT, ""))),
+    ("WARN\ttabbed", Verdict(action=ContentAction("warning", SUBJECT, "tabbed"))),
     ("REJECT", Verdict(action=ContentAction("reject", SUBJECT, "5.7.1 message content rejected"),
                        error=StatusReply(550, "5.7.1", "message content rejected"))),
     ("REJECT 5.7.0 no spam", Verdict(action=ContentAction("reject", SUBJECT, "5.7.0 no spam"),
@@ -37,6 +45,42 @@ SUBJECT = "Subject: buy now"
 ])
 def test_verdict(value, expected):
     assert verdict(value, SUBJECT) == expected
+
+
+@pytest.mark.parametrize("value, kind, map_class, warning", [
+    # Postfix 3.7.11's cleanup (cleanup_message.c cleanup_act()), seen live
+    ("FILTER nocolon", "header", "header_checks",
+     "bad FILTER command nocolon in header_checks -- need transport:destination"),
+    ("FILTER", "header", "header_checks", "missing FILTER command argument in header_checks map"),
+    ("REDIRECT nohost", "header", "header_checks",
+     'bad REDIRECT target "nohost" in header_checks map -- need user@domain'),
+    ("BCC nohost", "body", "body_checks",
+     'bad BCC address "nohost" in body_checks map -- need user@domain'),
+    ("PREPEND not a header", "header", "mime_header_checks",
+     'bad PREPEND header text "not a header" in mime_header_checks map -- '
+     'need "headername: headervalue"'),
+    ("REPLACE", "body", "body_checks", "REPLACE action without text in body_checks map"),
+    ("FROBNICATE now", "header", "header_checks", "unknown command in header_checks map: FROBNICATE now"),
+    ("FROBNICATE x", "body", "body_checks", "unknown command in body_checks map: FROBNICATE x"),
+    ("PREPEND any text", "body", "body_checks", None),
+    ("STRIP", "header", "header_checks", None),
+    ("REDIRECT a@b.example", "header", "header_checks", None),
+])
+def test_table_problem_words_the_warning_as_postfix(value, kind, map_class, warning):
+    assert table_problem(value, map_class, kind) == warning
+
+
+def test_screened_tables_warn_and_answer_no_match():
+    warned = []
+    check = screened({"X-A: 1": "FROB it", "X-B: 2": "HOLD"}.get, "nested_header_checks",
+                     warned.append)
+    assert check("X-A: 1") is None and check("X-B: 2") == "HOLD" and check("X-C: 3") is None
+    assert warned == ["unknown command in nested_header_checks map: FROB it"]
+    milter = screened({"X: y": "FROB"}.get, "milter_header_checks", warned.append,
+                      unknown="unsupported")
+    assert milter("X: y") is None
+    assert warned[-1] == "unsupported command in milter_header_checks map: FROB"
+    assert screened(None, "header_checks", warned.append) is None
 
 
 def test_log_text_as_postfix_writes_it():
@@ -73,7 +117,9 @@ def test_clean_header_edits_and_reports():
                                                              }.get(h))
     assert result.header == (b"Received: by mx\r\nSubject: buy\r\n now\r\nX-New: 2\r\n"
                              b"X-Before: tag\r\nX-Tag: a\r\nMessage-Id: <m@x>\r\n")
-    assert result.actions == (ContentAction("warning", "Subject: buy\n now", "odd"),)
+    assert result.actions == (ContentAction("warning", "Subject: buy\n now", "odd"),
+                              ContentAction("replace", "X-Old: 1", "X-New: 2"),
+                              ContentAction("prepend", "X-Tag: a", "X-Before: tag"))
     assert "Subject: buy\n now" in seen            # one logical header, one string
     assert result.error is None and result.log_lines == ("message-id=<m@x>",)
 

@@ -79,7 +79,7 @@ def test_milter_header_checks_on_added_inserted_and_changed_headers():
     assert "X-Note: a" in texts          # PREPEND is not done (nor in Postfix)
     assert [(a.action, a.header, a.text) for a in hits] == [
         ("replace", "X-Tag: old", "X-Tag: new"), ("hold", "X-Hold: 1", "held here"),
-        ("prepend", "X-Note: a", "")]
+        ("prepend", "X-Note: a", "X-Pre: 1")]
 
 
 def test_milter_header_checks_stop_after_a_reject():

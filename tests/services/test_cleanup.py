@@ -446,6 +446,61 @@ async def test_header_checks(make_config, store, tmp_path):
 
 
 @trio_test
+async def test_header_and_body_checks_edits_are_logged_and_bad_entries_warned(
+        make_config, store, tmp_path):
+    # Postfix 3.7.11's cleanup for the same tables and message (one
+    # recipient here; cleanup_message.c cleanup_act()): PREPEND, REPLACE and
+    # STRIP are logged with the text they put in, and an entry it cannot
+    # use is a warning without queue ID, naming the parameter.
+    (tmp_path / "header").write_text(
+        "/^Subject: prep/ PREPEND X-Prep: yes\n/^X-Warn:/ WARN watch\n"
+        "/^X-Bad-Filter:/ FILTER nocolon\n/^X-Bad-Redir:/ REDIRECT nohost\n"
+        "/^X-Strip:/ STRIP stripped it\n/^X-Bogus:/ FROBNICATE now\n"
+        "/^X-Bad-Prep:/ PREPEND not a header\n/^X-Repl:/ REPLACE X-Replaced: 1\n")
+    (tmp_path / "body").write_text("/^bodyprep/ PREPEND inserted line\n"
+                                   "/^bodyrepl/ REPLACE new line\n/^bodybogus/ FROBNICATE x\n")
+    cfg = make_config(header_checks=f"regexp:{tmp_path / 'header'}",
+                      body_checks=f"regexp:{tmp_path / 'body'}")
+    message = (b"Subject: prep this\r\nX-Warn: a\r\nX-Bad-Filter: x\r\nX-Bad-Redir: y\r\n"
+               b"X-Strip: z\r\nX-Bogus: b\r\nX-Bad-Prep: c\r\nX-Repl: old\r\n\r\n"
+               b"bodyprep 1\r\nbodyrepl 2\r\nbodybogus 3\r\n")
+    req = request(content=message, client_name="unknown", client_addr="127.0.0.1",
+                  helo="client.example", rcpts=("third@remote.example",))
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with capture_logs() as logs:
+            assert isinstance(await svc.call(req), Queued)
+        nursery.cancel_scope.cancel()
+    tail = ("from unknown[127.0.0.1]; from=<alice@example.com> to=<third@remote.example> "
+            "proto=ESMTP helo=<client.example>")
+    info = [e["event"] for e in logs
+            if e["log_level"] == "info" and e["event"] != "message-id"]
+    assert all(e.get("queue_id") == req.queue_id for e in logs if e["log_level"] == "info")
+    assert info == [f"prepend: header Subject: prep this {tail}: X-Prep: yes",
+                    f"warning: header X-Warn: a {tail}: watch",
+                    f"strip: header X-Strip: z {tail}: stripped it",
+                    f"replace: header X-Repl: old {tail}: X-Replaced: 1",
+                    f"prepend: body bodyprep 1 {tail}: inserted line",
+                    f"replace: body bodyrepl 2 {tail}: new line"]
+    warnings = [(e["event"], e.get("queue_id")) for e in logs if e["log_level"] == "warning"]
+    assert warnings == [
+        ("bad FILTER command nocolon in header_checks -- need transport:destination", None),
+        ('bad REDIRECT target "nohost" in header_checks map -- need user@domain', None),
+        ("unknown command in header_checks map: FROBNICATE now", None),
+        ('bad PREPEND header text "not a header" in header_checks map -- need '
+         '"headername: headervalue"', None),
+        ("unknown command in body_checks map: FROBNICATE x", None)]
+    content = store.load_content(req.queue_id)
+    assert b"X-Prep: yes\r\nSubject: prep this\r\n" in content and b"X-Strip" not in content
+    assert b"X-Replaced: 1\r\n" in content and b"X-Repl: old" not in content
+    assert content.endswith(b"\r\n\r\ninserted line\r\nbodyprep 1\r\nnew line\r\n"
+                            b"bodybogus 3\r\n")
+    env, _ = store.load(req.queue_id)
+    assert env.attr("filter") is None and [r.address for r in env.recipients] == [
+        "third@remote.example"]
+
+
+@trio_test
 async def test_forwarded_client_is_logged_and_stored_but_not_in_received(make_config, store,
                                                                         tmp_path):
     # Postfix 3.7.11 after "XFORWARD NAME=mx.example.org ADDR=198.51.100.7
