@@ -361,7 +361,8 @@ class Cleanup:
                                                       where)
             failed = found.failed
             entry, milter_req = self._milter_changes(entry, milter_req, found)
-            answer = _milter_verdict(entry, milter_req, failed)
+            answer = _milter_verdict(entry, milter_req, failed,
+                                     self.logged_recipient(milter_req))
             if answer is not None:
                 return answer
         error = await self._commit(self.holds if entry.hold else self.commits,
@@ -530,7 +531,7 @@ class Cleanup:
                 "8BITMIME", "BINARYMIME"))
             if scan.error is not None:
                 log.info(scan.error.log(origin=_origin(req), sender=req.sender,
-                                        recipient=req.recipients[0].address),
+                                        recipient=self.logged_recipient(req) or "unknown"),
                          queue_id=req.queue_id)
                 error = scan.error.reply
             elif scan.declares_8bit:
@@ -553,8 +554,23 @@ class Cleanup:
             + (((TRACE_FLAGS, req.trace_flags),) if req.trace_flags else ()))
         return _Entry(envelope, content, cleaned.log_lines, actions.hold, actions.discard)
 
-    @staticmethod
-    def _act(act: ContentAction, actions: MessageActions, req: CleanupRequest) -> None:
+    def logged_recipient(self, req: CleanupRequest) -> str | None:
+        """The recipient cleanup's content and milter lines name ("to=<r>"):
+        Postfix's state->recip (src/cleanup/cleanup_addr.c), the last
+        recipient, rewritten one-to-one (canonical maps, masquerading) as
+        the envelope's are, before virtual alias expansion."""
+        if not req.recipients:
+            return None
+        address = req.recipients[-1].address
+        if self.address_maps.active and "no_address_mappings" not in req.receive_override_options:
+            try:
+                # Its warnings are the envelope rewriting's to log.
+                address = self.address_maps.canonical_recipient_of(address, lambda text: None)
+            except AliasError:
+                pass
+        return address
+
+    def _act(self, act: ContentAction, actions: MessageActions, req: CleanupRequest) -> None:
         """Keep a content check's action, logged as Postfix's cleanup logs it."""
         if act.action == "unknown":         # not from a screened() table
             log.warning(f"unknown command in header_checks map: {act.text}")
@@ -564,7 +580,7 @@ class Cleanup:
         smtpd = req.origin == "smtpd"
         fwd = req.forwarded
         log.info(log_text(act, origin=_origin(req), sender=req.sender,
-                          recipient=req.recipients[0].address if req.recipients else None,
+                          recipient=self.logged_recipient(req),
                           proto=("" if not smtpd else fwd.protocol if fwd is not None
                                  else req.protocol),
                           helo=("" if not smtpd else fwd.helo if fwd is not None
@@ -685,11 +701,10 @@ async def background(ctx: skeleton.ServiceContext) -> None:
         nursery.start_soon(ctx.state.trigger_qmgr)
 
 
-def _log_milter(req: CleanupRequest, action: str, text: str) -> None:
+def _log_milter(req: CleanupRequest, action: str, text: str, recipient: str | None) -> None:
     """A milter's end-of-message verdict, as Postfix's cleanup logs it:
     "QID: milter-reject: END-OF-MESSAGE from name[addr]: 5.7.1 text;
     from=<s> to=<r> proto=ESMTP helo=<h>" (seen live, 3.7.11)."""
-    recipient = req.recipients[0].address if req.recipients else None
     if req.origin != "smtpd":           # non_smtpd_milters: no protocol, no HELO
         log.info("reject", action=action, command="END-OF-MESSAGE", client=NON_SMTPD_CLIENT,
                  reply=text, sender=req.sender, recipient=recipient, queue_id=req.queue_id)
@@ -700,25 +715,27 @@ def _log_milter(req: CleanupRequest, action: str, text: str) -> None:
              recipient=recipient, proto=who.protocol, helo=who.helo, queue_id=req.queue_id)
 
 
-def _milter_verdict(entry: _Entry, req: CleanupRequest,
-                    failed: tuple[int, ...]) -> Rejected | Queued | None:
+def _milter_verdict(entry: _Entry, req: CleanupRequest, failed: tuple[int, ...],
+                    recipient: str | None) -> Rejected | Queued | None:
     """Log the milters' verdict, as Postfix's cleanup does after the
-    header; the answer when nothing is to be committed (refused, dropped)."""
-    _log_milter_checks(req)
+    header; the answer when nothing is to be committed (refused, dropped).
+    recipient: the one the lines name (Cleanup.logged_recipient())."""
+    _log_milter_checks(req, recipient)
     qid = req.queue_id
     if req.milter_reject:
         code, enhanced, text = _split_reply(req.milter_reject)
         if not _checked(req, "reject"):
-            _log_milter(req, "milter-reject", f"{enhanced} {text}" if enhanced else text)
+            _log_milter(req, "milter-reject", f"{enhanced} {text}" if enhanced else text,
+                        recipient)
         return Rejected(code, enhanced, text, milters_failed=failed)
     if req.milter_action == "discard":
         if not _checked(req, "discard"):
-            _log_milter(req, "milter-discard", "milter triggers DISCARD action")
+            _log_milter(req, "milter-discard", "milter triggers DISCARD action", recipient)
         return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
     if entry.discard:                           # milter_header_checks DISCARD
         return Queued(queue_id=qid, size=entry.envelope.size, milters_failed=failed)
     if req.milter_action == "hold":
-        _log_milter(req, "milter-hold", "milter triggers HOLD action")
+        _log_milter(req, "milter-hold", "milter triggers HOLD action", recipient)
     return None
 
 
@@ -727,14 +744,13 @@ def _checked(req: CleanupRequest, action: str) -> bool:
     return any(found[0] == action for found in req.milter_checks)
 
 
-def _log_milter_checks(req: CleanupRequest) -> None:
+def _log_milter_checks(req: CleanupRequest, recipient: str | None) -> None:
     """What milter_header_checks found, as Postfix's cleanup logs it:
     "QID: milter-header-reject: header X-Spam: yes from name[addr];
     from=<s> to=<r> proto=ESMTP helo=<h>: 5.7.1 message content rejected"
     (the header cut to 60 characters)."""
     if not req.milter_checks:
         return
-    recipient = req.recipients[0].address if req.recipients else None
     if req.origin == "smtpd":
         who = _logged_client(req)
         origin, proto, helo = f"{who.name or 'unknown'}[{who.addr}]", who.protocol, who.helo

@@ -687,6 +687,36 @@ async def test_strict_8bitmime_refuses_8bit_headers(make_config, store):
 
 
 @trio_test
+async def test_content_lines_name_the_last_recipient_as_rewritten(make_config, store, tmp_path):
+    # Postfix 3.7.11, RCPT TO first@, Second@, third@ and a header_checks
+    # WARN: "... from=<alice@example.com> to=<third@remote.example> ...":
+    # cleanup names its state->recip (cleanup_addr.c), the last recipient
+    # after the canonical maps (not after virtual aliases).
+    (tmp_path / "header").write_text("/^X-Warn:/ WARN watch\n")
+    cfg = make_config(header_checks=f"regexp:{tmp_path / 'header'}", strict_8bitmime="yes",
+                      recipient_canonical_maps="inline:{ last@remote.example=third@remote.example }",
+                      virtual_alias_maps="inline:{ third@remote.example=v@remote.example }")
+    rcpts = ("first@remote.example", "Second@Remote.example", "last@remote.example")
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with capture_logs() as logs:
+            kept = request(content=b"X-Warn: a\r\n\r\nbody\r\n", rcpts=rcpts)
+            assert isinstance(await svc.call(kept), Queued)
+            await svc.call(request(content=b"Subject: caf\xc3\xa9\r\n\r\nbody\r\n", rcpts=rcpts))
+            unmapped = request(content=b"X-Warn: a\r\n\r\nbody\r\n", rcpts=rcpts,
+                               receive_override_options=("no_address_mappings",))
+            assert isinstance(await svc.call(unmapped), Queued)
+        nursery.cancel_scope.cancel()
+    lines = [e["event"] for e in logs if e["event"] != "message-id"]
+    assert [line.split("; ")[1].split(" proto=")[0] for line in lines] == [
+        "from=<alice@example.com> to=<third@remote.example>",
+        "from=<alice@example.com> to=<third@remote.example>",
+        "from=<alice@example.com> to=<last@remote.example>"]
+    assert lines[1].startswith("reject: mime-error ")
+    assert [r.address for r in store.load(kept.queue_id)[0].recipients][-1] == "v@remote.example"
+
+
+@trio_test
 async def test_content_transfer_encoding_8bit_makes_the_message_8bitmime(make_config, store):
     cfg = make_config()
     content = b"Subject: x\r\nContent-Transfer-Encoding: 8bit\r\n\r\nbody\r\n"
