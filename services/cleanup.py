@@ -539,10 +539,15 @@ class Cleanup:
         if error is not None:
             return Rejected(error.code, error.enhanced, error.text)
         sender = req.sender
-        recipients = _recipients(req)
-        if self.address_maps.active and mappings:
+        mapped = self.address_maps.active and mappings
+        # A recipient without ORCPT gets one made of its address, after the
+        # canonical maps when they apply (the envelope rewriting does it then).
+        recipients = _recipients(req, orcpt=not mapped)
+        if mapped:
             try:
-                sender, recipients = self.address_maps.envelope(sender, recipients, warn)
+                sender, recipients = self.address_maps.envelope(
+                    sender, recipients, warn,
+                    orcpt_of=lambda address: _dsn_orcpt(address, req.smtputf8))
             except AliasError as e:
                 warn(str(e))
                 return Rejected(451, *ALIAS_ERROR)
@@ -644,10 +649,22 @@ def _origin(req: CleanupRequest) -> str:
     return fwd.namaddr if fwd is not None else f"{req.client_name or 'unknown'}[{req.client_addr}]"
 
 
-def _recipients(req: CleanupRequest) -> tuple[Recipient, ...]:
-    """The request's recipients as the queue keeps them, not tried yet."""
-    return tuple(Recipient(r.address, orig=r.orig, orcpt=r.orcpt, notify=r.notify)
+def _recipients(req: CleanupRequest, orcpt: bool = True) -> tuple[Recipient, ...]:
+    """The request's recipients as the queue keeps them, not tried yet;
+    orcpt: those without a DSN original recipient get one of their address."""
+    return tuple(Recipient(r.address, orig=r.orig, notify=r.notify,
+                           orcpt=r.orcpt or (_dsn_orcpt(r.address, req.smtputf8) if orcpt else ""))
                  for r in req.recipients)
+
+
+def _dsn_orcpt(address: str, smtputf8: bool) -> str:
+    """The DSN original recipient Postfix's cleanup gives a recipient that
+    came without one ("Fix 20141024", src/cleanup/cleanup_addr.c):
+    "rfc822;" and the address (the "Original-Recipient:" of a notice), "utf-8;"
+    for a non-ASCII one in SMTPUTF8 mail; none for the null address."""
+    if not address:
+        return ""
+    return f"{'utf-8' if smtputf8 and not address.isascii() else 'rfc822'};{address}"
 
 
 def _envelope(req: CleanupRequest, *, sender: str, recipients: tuple[Recipient, ...],

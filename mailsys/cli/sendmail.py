@@ -85,6 +85,7 @@ EXIT STATUS (sysexits.h)
 
 from __future__ import annotations
 
+import dataclasses
 import getopt
 import os
 import pwd
@@ -158,7 +159,8 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
             return _fail(f"-V requires two characters from {cfg.verp_delimiter_filter}")
         if not sender:
             return _fail(f"({os.getuid()}): -V option requires non-null sender address")
-    recipients = [qualify(a, cfg) for a in _addresses(opts["rcpt"])]
+    rcpts = [recipient(a, cfg) for a in _addresses(opts["rcpt"])]
+    recipients = [r.address for r in rcpts]
     if verify:
         # Postfix reads no message for -bv: it makes up a header that names
         # the recipients, and the report returns it.
@@ -175,7 +177,8 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
             return _fail(f"cannot read the message: {e.strerror or e}")
     if "t" in opts and not verify:
         found, content = _extract_recipients(content)
-        recipients += [qualify(a, cfg) for a in found]
+        rcpts += [recipient(a, cfg) for a in found]
+        recipients = [r.address for r in rcpts]
         if not recipients:
             return _fail("No recipient addresses found in message header")
     if not recipients:
@@ -184,7 +187,7 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     notify = _notify(opts.get("N", ""))
     request = CleanupRequest(
         queue_id=new_qid(), sender=sender,
-        recipients=tuple(CleanupRecipient(r, notify=notify) for r in recipients),
+        recipients=tuple(dataclasses.replace(r, notify=notify) for r in rcpts),
         content=content, arrival_time=time.time(), origin="sendmail", local=True,
         protocol="local", uid=os.getuid(),
         fullname=opts["F"] if "F" in opts else fullname(),
@@ -360,14 +363,22 @@ def _sender(opts: dict, cfg: Config) -> str:
 
 
 def qualify(addr: str, cfg: Config) -> str:
+    return recipient(addr, cfg).address
+
+
+def recipient(addr: str, cfg: Config, **kw: object) -> CleanupRecipient:
+    """addr as cleanup gets it: without <>, qualified with @$myorigin;
+    an address that had no domain keeps the name given as its original
+    recipient, as Postfix's cleanup does ("to=<bob@host>, orig_to=<bob>").
+    kw: CleanupRecipient's other fields."""
     addr = addr.strip()
     if addr.startswith("<") and addr.endswith(">"):
         addr = addr[1:-1]
     if not addr or _BAD_ADDRESS.search(addr):
         raise UsageError(f"bad address syntax: {addr!r}")
     if "@" not in addr and cfg.append_at_myorigin:
-        addr = f"{addr}@{cfg.myorigin}"
-    return addr
+        return CleanupRecipient(f"{addr}@{cfg.myorigin}", orig=addr, **kw)  # type: ignore[arg-type]
+    return CleanupRecipient(addr, **kw)  # type: ignore[arg-type]
 
 
 def _read_message(stream, *, ignore_dots: bool, fix_eol: str = "always",

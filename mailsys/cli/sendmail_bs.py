@@ -111,12 +111,11 @@ class _Session:
             self.mail, self.recipients, self.chunks = event, [], []
         elif isinstance(event, RcptTo):
             try:
-                address = sendmail.qualify(event.address, self.cfg)
+                self.recipients.append(sendmail.recipient(
+                    event.address, self.cfg, orcpt=event.dsn_orcpt,
+                    notify=tuple(event.notify or ())))
             except UsageError:
                 return Reply(501, "5.1.3", "Bad recipient address syntax")
-            orcpt = event.dsn_orcpt
-            self.recipients.append(CleanupRecipient(address, orcpt=orcpt,
-                                                    notify=tuple(event.notify or ())))
         elif isinstance(event, EndOfData):
             return self.queue(conn)
         return conn.default_reply()

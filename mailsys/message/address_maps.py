@@ -173,11 +173,16 @@ class AddressMaps:
     # -- the envelope ----------------------------------------------------------
 
     def envelope(self, sender: str, recipients: Iterable[Recipient],
-                 warn: Callable[[str], None]) -> tuple[str, tuple[Recipient, ...]]:
+                 warn: Callable[[str], None],
+                 orcpt_of: Callable[[str], str] | None = None
+                 ) -> tuple[str, tuple[Recipient, ...]]:
         """The sender and recipients as cleanup queues them: each recipient
         rewritten and expanded (orig= the address as received when that
         changed it), then the BCC addresses (NOTIFY=NEVER), without
-        duplicates. AliasError when an expansion went past a limit."""
+        duplicates. orcpt_of: the DSN original recipient of a recipient
+        that has none, from its address after the one-to-one rewriting
+        (none for the BCC addresses). AliasError when an expansion went
+        past a limit."""
         sender = self.sender(sender, warn)
         out: list[Recipient] = []
         seen: set[str] = set()
@@ -192,9 +197,10 @@ class AddressMaps:
         for r in recipients:
             address = self.canonical_recipient_of(r.address, warn)
             bccs.append(self.bcc_for_recipient(address))
+            orcpt = r.orcpt or (orcpt_of(address) if orcpt_of is not None else "")
             for final in self.expand(address):
                 orig = r.orig or (r.address if final != r.address else "")
-                add(Recipient(final, orig=orig, orcpt=r.orcpt, notify=r.notify))
+                add(Recipient(final, orig=orig, orcpt=orcpt, notify=r.notify))
         for bcc in bccs:
             for final in self.expand(bcc) if bcc else ():
                 add(Recipient(final, notify=(Notify.NEVER,)))

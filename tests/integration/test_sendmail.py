@@ -87,6 +87,12 @@ def test_sendmail_defaults_dot_and_t(mailsys_instance):
     login = pwd.getpwuid(os.getuid()).pw_name
     assert env1.sender == f"{login}@example.com"
     assert [r.address for r in env1.recipients] == ["carol@example.com"]
+    # Postfix's cleanup keeps "carol" as the original recipient (orig_to=<carol>)
+    # and gives each recipient a DSN original recipient (cleanup_addr.c).
+    assert (env1.recipients[0].orig, env1.recipients[0].orcpt) == (
+        "carol", "rfc822;carol@example.com")
+    assert {(r.address, r.orig, r.orcpt) for r in env2.recipients} >= {
+        ("extra@example.org", "", "rfc822;extra@example.org")}
     assert c1.endswith(b"\r\n\r\nfirst line\r\n")
     # Without -F the added From: has the user's full name (Postfix fullname()).
     name = fullname()

@@ -716,6 +716,34 @@ async def test_content_lines_name_the_last_recipient_as_rewritten(make_config, s
     assert [r.address for r in store.load(kept.queue_id)[0].recipients][-1] == "v@remote.example"
 
 
+@pytest.mark.parametrize("maps", [{}, {"recipient_canonical_maps":
+                                        "inline:{ old@example.org=new@example.org }",
+                                        "always_bcc": "arch@example.org"}])
+@trio_test
+async def test_recipients_without_orcpt_get_one(make_config, store, maps):
+    # Postfix 3.7.11, "sendmail bob@remote.example" then expired: the notice
+    # says "Original-Recipient: rfc822;bob@remote.example". cleanup gives a
+    # recipient without ORCPT one of its address after the canonical maps
+    # (cleanup_addr.c); an automatic BCC gets none.
+    cfg = make_config(**maps)
+    req = request(rcpts=(), origin="sendmail", local=True, protocol="local", recipients=(
+        CleanupRecipient("old@example.org"), CleanupRecipient("b@example.org", orcpt="rfc822;B"),
+        CleanupRecipient("bob@example.com", orig="bob")))
+    utf8 = request(smtputf8=True, recipients=(CleanupRecipient("j\u00f6rg@example.org"),))
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        for r in (req, utf8):
+            assert isinstance(await svc.call(r), Queued)
+        nursery.cancel_scope.cancel()
+    first = "new@example.org" if maps else "old@example.org"
+    assert [(r.address, r.orig, r.orcpt) for r in store.load(req.queue_id)[0].recipients] == [
+        (first, "old@example.org" if maps else "", f"rfc822;{first}"),
+        ("b@example.org", "", "rfc822;B"),
+        ("bob@example.com", "bob", "rfc822;bob@example.com"),
+        *([("arch@example.org", "", "")] if maps else [])]
+    assert store.load(utf8.queue_id)[0].recipients[0].orcpt == "utf-8;j\u00f6rg@example.org"
+
+
 @trio_test
 async def test_content_transfer_encoding_8bit_makes_the_message_8bitmime(make_config, store):
     cfg = make_config()

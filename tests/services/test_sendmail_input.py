@@ -8,6 +8,7 @@ import os
 import pytest
 
 from mailsys.cli import sendmail
+from mailsys.ipc.proto.cleanup import CleanupRecipient
 from mailsys.runtime import cleanup_client
 from mailsys.errors import UsageError
 
@@ -105,6 +106,19 @@ def test_parse_options():
 def test_command_line_recipients_may_be_lists():
     assert sendmail._addresses(["Bob <bob@x.example>, carol@y.example", "dave"]) == [
         "bob@x.example", "carol@y.example", "dave"]
+
+
+def test_a_name_without_domain_keeps_the_name_given(make_config):
+    # Postfix 3.7.11, "sendmail bob": cleanup logs "to=<bob@host>,
+    # orig_to=<bob>", and a notice says "<bob@host> (expanded from <bob>)".
+    cfg = make_config(myorigin="example.com")
+    assert sendmail.recipient("<bob>", cfg) == sendmail.recipient(" bob ", cfg) == \
+        CleanupRecipient("bob@example.com", orig="bob")
+    assert sendmail.recipient("<bob@example.org>", cfg) == CleanupRecipient("bob@example.org")
+    assert sendmail.recipient("bob", cfg, orcpt="rfc822;bob").orcpt == "rfc822;bob"
+    assert sendmail.qualify("bob", cfg) == "bob@example.com"
+    with pytest.raises(UsageError):
+        sendmail.recipient("<>", cfg)
 
 
 def test_bs_session_without_a_mail_system(make_config, capsys):
