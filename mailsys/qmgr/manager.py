@@ -60,6 +60,7 @@ DESCRIPTION
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -92,8 +93,12 @@ __all__ = ["QueueManager", "TRANSPORT_UNAVAILABLE", "SUSPENDED", "STOP_GRACE"]
 log = structlog.get_logger()
 
 TRANSPORT_UNAVAILABLE = "mail transport unavailable"     # Postfix qmgr_deliver.c
-SUSPENDED = "delivery temporarily suspended: "           # Postfix qmgr_queue.c
+SUSPENDED = "delivery temporarily suspended: "           # Postfix qmgr_deliver.c
 UNAVAILABLE_DSN = "4.3.0"
+# What the scheduler keeps as a dead destination's reason: the status and
+# text of the deferral that killed it ("4.4.1 connect to ...: ...").
+DEAD_TRANSPORT = f"{UNAVAILABLE_DSN} {TRANSPORT_UNAVAILABLE}"
+_DSN = re.compile(r"4\.\d{1,3}\.\d{1,3}")
 RESOLVER_FAILURE = "4.3.0 address resolver failure"
 # defer_transports: the retry transport's next hop (Postfix qmgr_message.c).
 DEFERRED_TRANSPORT = "4.3.2 deferred transport"
@@ -117,6 +122,19 @@ def _client_of(env: Envelope) -> dict[str, object]:
                 client_port=env.client_port, client_helo=env.helo,
                 client_protocol=env.protocol, log_ident=env.log_ident or env.queue_id,
                 sasl_method=env.sasl_method, sasl_user=env.sasl_user, sasl_sender=env.sasl_sender)
+
+
+def _suspension(dead: str) -> tuple[str, str]:
+    """The status and text of a deferral because the destination is dead:
+    those of the deferral that killed it, the text after "delivery
+    temporarily suspended: " (Postfix qmgr_deliver.c, which sanitizes them
+    as here); when the transport could not be reached at all, "mail
+    transport unavailable" as such (qmgr_deliver() defers the transport's
+    mail with that)."""
+    if dead == DEAD_TRANSPORT:
+        return UNAVAILABLE_DSN, TRANSPORT_UNAVAILABLE
+    dsn, _, reason = dead.partition(" ")
+    return (dsn if _DSN.fullmatch(dsn) else "4.0.0"), SUSPENDED + (reason or "unknown error")
 
 
 def _is_probe(env: Envelope) -> bool:
@@ -481,7 +499,7 @@ class QueueManager:
         """Hand jobs to the scheduler; those of a dead destination are
         deferred at once."""
         for job in self.scheduler.add(jobs, now):
-            reason = self.scheduler.dead(job.key, now) or TRANSPORT_UNAVAILABLE
+            reason = self.scheduler.dead(job.key, now) or DEAD_TRANSPORT
             self._start(self._suspend, job, reason)
         if self.scheduler.clogged:
             for seen in self.scheduler.clogged:
@@ -571,7 +589,7 @@ class QueueManager:
             else:
                 log.error(f"{job.qid}: delivery request to {job.transport} failed",
                           exc_info=True)
-            dead_reason = TRANSPORT_UNAVAILABLE
+            dead_reason = DEAD_TRANSPORT
             changes = results.deferred(job.indexes, UNAVAILABLE_DSN, TRANSPORT_UNAVAILABLE,
                                        self.clock())
             self._log_results(job.qid, msg, changes)
@@ -579,10 +597,11 @@ class QueueManager:
             changes = results.recorded(job.indexes, status.results, self.clock(),
                                        trace=not request.probe)
             if status.dead_destination:
-                dead_reason = next((c["reason"] for c in changes.values()
-                                    if c["state"] is RcptState.DEFERRED), "") or "unknown error"
+                failed = next((c for c in changes.values()
+                               if c["state"] is RcptState.DEFERRED), None)
+                dead_reason = f"{failed['dsn_status']} {failed['reason']}" if failed else "4.0.0 "
         if request.probe:
-            relays = {} if dead_reason == TRANSPORT_UNAVAILABLE else {
+            relays = {} if dead_reason == DEAD_TRANSPORT else {
                 r.index: r.relay for r in status.results}
             changes = await self._probe_done(msg, changes, relays)
         back = self.scheduler.finished(job, self.clock(), ok=not dead_reason,
@@ -632,13 +651,12 @@ class QueueManager:
         await self._record(job.qid, changes)
         await self._job_done(job)
 
-    async def _suspend(self, job: Job, reason: str) -> None:
-        """Defer a job's recipients untried: their destination is dead."""
+    async def _suspend(self, job: Job, dead: str) -> None:
+        """Defer a job's recipients untried: their destination is dead
+        (dead: the scheduler's reason, as _deliver() gave it)."""
         msg = self.active.get(job.qid)
         if msg is not None and not msg.gone:
-            changes = results.deferred(job.indexes, UNAVAILABLE_DSN if reason ==
-                                       TRANSPORT_UNAVAILABLE else "4.4.1",
-                                       SUSPENDED + reason, self.clock())
+            changes = results.deferred(job.indexes, *_suspension(dead), self.clock())
             self._log_results(job.qid, msg, changes)
             if _is_probe(msg.env):
                 changes = await self._probe_done(msg, changes)
