@@ -29,14 +29,18 @@ DESCRIPTION
       bounce    a copy of every non-delivery notice, headers only, with
                 every bounced recipient whatever its NOTIFY, to
                 bounce_notice_recipient ("postmaster non-delivery
-                notification: ID")
+                notification: ID", logged after the sender's notice)
       2bounce   a bounce of null-sender mail, with the whole message, to
                 2bounce_notice_recipient (instead of nothing)
       delay     a copy of every delay notice to delay_notice_recipient
                 ("postmaster delay notification: ID")
 
     Mail from the double-bounce sender itself is never reported:
-    ``warning: QID: undeliverable postmaster notification discarded``.
+    ``warning: QID: undeliverable postmaster notification discarded``. A
+    success notice (NOTIFY=SUCCESS, sendmail -bv) about null-sender or
+    double-bounce mail is not sent either, and is logged as Postfix's
+    bounce_trace_service.c logs that: ``QID: not sending trace/success
+    notification for single-bounce message`` (``double-bounce``).
     A recipient without a domain gets @$myorigin, as cleanup would add.
 """
 
@@ -190,23 +194,35 @@ class Bounce:
                                                               env.verp_delimiters))
         notice = compose(kind, env, content, req.indexes, self.cfg, now, settings)
         copy = postmaster_copy(kind, env, content, req.indexes, self.cfg, now, settings)
+        # The sender's notice is logged first, then the postmaster's copy
+        # (bounce_notify_service.c, bounce_warn_service.c).
+        if notice is not None:
+            _log_notice(req.queue_id, LOG_KIND[kind], notice)
+        else:
+            _log_not_sent(req.queue_id, kind, env.sender, self.cfg, copy is not None)
         copies: tuple[PostmasterCopy, ...] = ()
         if copy is not None:
             _log_notice(req.queue_id, LOG_COPY[kind], copy)
             copies = (PostmasterCopy(copy.queue_id, double_bounce_address(self.cfg),
                                      copy.recipient, copy.content, copy.orig),)
         if notice is None:
-            if env.sender.lower() == double_bounce_address(self.cfg).lower():
-                log.warning("undeliverable postmaster notification discarded",
-                            queue_id=req.queue_id)
-            elif not env.sender and copy is None:
-                log.info(f"{LOG_KIND[kind]} notification discarded: the sender is <>",
-                         queue_id=req.queue_id)
             return NoticeReady(notice_id="", sender="", recipient=env.sender, content=b"",
                                copies=copies)
-        _log_notice(req.queue_id, LOG_KIND[kind], notice)
         return NoticeReady(notice_id=notice.queue_id, sender="", recipient=notice.recipient,
                            content=notice.content, copies=copies)
+
+
+def _log_not_sent(qid: str, kind: Kind, sender: str, cfg: Config, copied: bool) -> None:
+    """Why no notice goes to the sender, when that is worth a line."""
+    double = sender.lower() == double_bounce_address(cfg).lower()
+    if kind in (Kind.SUCCESS, Kind.VERIFY) and (double or not sender):
+        # bounce_trace_service.c's words.
+        log.info("not sending trace/success notification for "
+                 f"{'double' if double else 'single'}-bounce message", queue_id=qid)
+    elif double:
+        log.warning("undeliverable postmaster notification discarded", queue_id=qid)
+    elif not sender and not copied:
+        log.info(f"{LOG_KIND[kind]} notification discarded: the sender is <>", queue_id=qid)
 
 
 def _log_notice(qid: str, kind: str, notice: Notice) -> None:

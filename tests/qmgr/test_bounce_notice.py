@@ -150,9 +150,15 @@ def test_postmaster_copy_of_a_bounce_only_with_the_bounce_class(tmp_path, cfg):
     assert "Final-Recipient: rfc822; bob@remote.example" in text
     assert "Final-Recipient: rfc822; dave@remote.example" in text
     assert "Content-Type: text/rfc822-headers" in text and "hello" not in text
-    notes = [(x["kind"], x["notice_id"]) for x in logs if x["event"] == "notification"]
-    assert notes == [("postmaster non-delivery", copy.notice_id),
-                     ("sender non-delivery", ready.notice_id)]
+    # bounce_notify_service.c: the sender's notice first, then the copy,
+    # each after its message-id line.
+    notes = [(x["event"], x.get("kind"), x["queue_id"]) for x in logs]
+    assert notes == [("message-id", None, ready.notice_id),
+                     ("notification", "sender non-delivery", qid),
+                     ("message-id", None, copy.notice_id),
+                     ("notification", "postmaster non-delivery", qid)]
+    assert [x["notice_id"] for x in logs if x["event"] == "notification"] == [
+        ready.notice_id, copy.notice_id]
 
 
 def test_a_bounce_of_null_sender_mail_goes_to_2bounce_with_the_whole_message(tmp_path):
@@ -174,6 +180,21 @@ def test_double_bounce_sender_mail_is_never_reported(tmp_path):
     assert ready.notice_id == "" and ready.copies == ()
     assert dict(event="undeliverable postmaster notification discarded", queue_id=qid,
                 log_level="warning") in logs
+
+
+@pytest.mark.parametrize("sender, line", [
+    ("", "not sending trace/success notification for single-bounce message"),
+    ("double-bounce@example.test",
+     "not sending trace/success notification for double-bounce message"),
+])
+def test_no_success_notice_for_bounces_as_bounce_trace_service_says(cfg, sender, line):
+    # Postfix's bounce_trace_service.c: an info line, not the warning
+    # about a discarded postmaster notification.
+    e = env(Recipient("bob@remote.example", state=RcptState.SENT, dsn_status="2.0.0",
+                      reason="delivered to mailbox", notify=(Notify.SUCCESS,)), sender=sender)
+    [qid], [ready], logs = ask(cfg, (e, "success", (0,)))
+    assert ready.notice_id == "" and ready.copies == ()
+    assert logs == [dict(event=line, queue_id=qid, log_level="info")]
 
 
 def test_delay_copy_with_the_delay_class(tmp_path):
