@@ -29,7 +29,9 @@ DESCRIPTION
       bounce    a copy of every non-delivery notice, headers only, with
                 every bounced recipient whatever its NOTIFY, to
                 bounce_notice_recipient ("postmaster non-delivery
-                notification: ID", logged after the sender's notice)
+                notification: ID", logged after the sender's notice); and
+                what 2bounce does ("bounce (also implies 2bounce)",
+                postconf(5))
       2bounce   a bounce of null-sender mail, with the whole message, to
                 2bounce_notice_recipient (instead of nothing)
       delay     a copy of every delay notice to delay_notice_recipient
@@ -117,11 +119,12 @@ def compose(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
     return _queued(body, env.sender, cfg, now)
 
 
-# (notice kind, original sender null?) -> (the notify_classes word that asks
-# for a postmaster copy, the parameter naming its recipient).
-_COPIES = {(Kind.FAILURE, False): ("bounce", "bounce_notice_recipient"),
-           (Kind.FAILURE, True): ("2bounce", "2bounce_notice_recipient"),
-           (Kind.DELAY, False): ("delay", "delay_notice_recipient")}
+# (notice kind, original sender null?) -> (the notify_classes words that ask
+# for a postmaster copy, the parameter naming its recipient). "bounce" implies
+# "2bounce" (bounce_notify_service.c: MAIL_ERROR_2BOUNCE | MAIL_ERROR_BOUNCE).
+_COPIES = {(Kind.FAILURE, False): (("bounce",), "bounce_notice_recipient"),
+           (Kind.FAILURE, True): (("2bounce", "bounce"), "2bounce_notice_recipient"),
+           (Kind.DELAY, False): (("delay",), "delay_notice_recipient")}
 LOG_COPY = {Kind.FAILURE: "postmaster non-delivery", Kind.DELAY: "postmaster delay"}
 
 
@@ -133,7 +136,7 @@ def postmaster_copy(kind: Kind, env: Envelope, content: bytes, indexes: tuple[in
         return None
     which = _COPIES.get((kind, not env.sender))
     classes = {c.lower() for c in cfg.notify_classes}
-    if which is None or which[0] not in classes:
+    if which is None or classes.isdisjoint(which[0]):
         return None
     rcpts = [env.recipients[i] for i in indexes if 0 <= i < len(env.recipients)]
     if not rcpts:

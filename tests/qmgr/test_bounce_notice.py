@@ -173,6 +173,18 @@ def test_a_bounce_of_null_sender_mail_goes_to_2bounce_with_the_whole_message(tmp
     assert not any("discarded" in x["event"] for x in logs)
 
 
+def test_the_bounce_class_implies_2bounce(tmp_path):
+    # postconf(5): "bounce (also implies 2bounce)"; bounce_notify_service.c
+    # sends the double bounce when either class is on.
+    cfg = classes_cfg(tmp_path, "bounce")
+    [qid], [ready], logs = ask(cfg, (env(bounced("bob@remote.example"), sender=""),
+                                     "failure", (0,)))
+    [copy] = ready.copies
+    assert (copy.sender, copy.recipient) == ("double-bounce@example.test", "doubles@admin.test")
+    assert ("postmaster non-delivery", copy.notice_id) in [
+        (x["kind"], x["notice_id"]) for x in logs if x["event"] == "notification"]
+
+
 def test_double_bounce_sender_mail_is_never_reported(tmp_path):
     cfg = classes_cfg(tmp_path, "bounce, 2bounce")
     e = env(bounced("postmaster@example.test"), sender="double-bounce@example.test")
