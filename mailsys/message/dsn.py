@@ -227,6 +227,15 @@ def line_wrap(text: str, length: int = WRAP_LENGTH, indent: int = WRAP_INDENT) -
     return lines
 
 
+def _orig(rcpt: Recipient) -> str:
+    """The original recipient a notice names: none when it differs from
+    the address only in case (Postfix's bounce log keeps it only when
+    strcasecmp_utf8() finds a difference: bounce_append_service.c)."""
+    if rcpt.orig and rcpt.orig.casefold() != rcpt.address.casefold():
+        return rcpt.orig
+    return ""
+
+
 def _printable(text: str) -> str:
     return _CONTROL.sub("?", text)
 
@@ -332,8 +341,9 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
     for rcpt in recipients:
         add("")
         reason = _printable(rcpt.reason)
-        if rcpt.orig and rcpt.orig != rcpt.address:
-            out.extend(line_wrap(f"<{rcpt.address}> (expanded from <{rcpt.orig}>): {reason}"))
+        orig = _orig(rcpt)
+        if orig:
+            out.extend(line_wrap(f"<{rcpt.address}> (expanded from <{orig}>): {reason}"))
         else:
             out.extend(line_wrap(f"<{rcpt.address}>: {reason}"))
 
@@ -395,11 +405,12 @@ def _recipient_fields(kind: Kind, rcpt: Recipient, smtputf8: bool, mail_name: st
     yield f"Final-Recipient: {addr_type}; {rcpt.address}"
     # Postfix always reports an Original-Recipient: the stored ORCPT as is
     # (smtpd synthesizes "rfc822;addr", no space), else the pre-rewrite address.
+    orig = _orig(rcpt)
     if rcpt.orcpt:
         yield f"Original-Recipient: {rcpt.orcpt}"
-    elif rcpt.orig:
-        orig_type = "utf-8" if smtputf8 and _is_utf8_address(rcpt.orig) else "rfc822"
-        yield f"Original-Recipient: {orig_type}; {rcpt.orig}"
+    elif orig:
+        orig_type = "utf-8" if smtputf8 and _is_utf8_address(orig) else "rfc822"
+        yield f"Original-Recipient: {orig_type}; {orig}"
     yield f"Action: {_action(kind, rcpt)}"
     yield f"Status: {rcpt.dsn_status}"
     if rcpt.remote_mta:

@@ -242,17 +242,30 @@ def test_line_wrap_keeps_words_and_fits(words):
         assert len(line) <= 79 or " " not in line.strip()
 
 
-def test_expanded_from_and_control_characters():
-    rcpt = Recipient("bob@example.org", orig="postmaster@example.org", state=RcptState.BOUNCED,
-                     dsn_status="5.2.2", reason="mailbox full\x07 here")
+def _notice_about(orig: str, reason: str) -> bytes:
+    """A failure notice about bob@example.org, received as orig."""
+    rcpt = Recipient("bob@example.org", orig=orig, state=RcptState.BOUNCED,
+                     dsn_status="5.2.2", reason=reason)
     env = Envelope(queue_id="AFD7C20E273", sender="alice@example.com", arrival_time=1,
                    recipients=(rcpt,))
-    notice = build_notice(Kind.FAILURE, env, HEADERS_ERROR + BODY, [rcpt], SETTINGS, now=2)
+    return build_notice(Kind.FAILURE, env, HEADERS_ERROR + BODY, [rcpt], SETTINGS, now=2)
+
+
+def test_expanded_from_and_control_characters():
+    notice = _notice_about("postmaster@example.org", "mailbox full\x07 here")
     assert b"\r\n<bob@example.org> (expanded from <postmaster@example.org>): mailbox full? here\r\n" \
         in notice
     assert b"\r\nOriginal-Recipient: rfc822; postmaster@example.org\r\n" in notice
     assert b"\r\nDiagnostic-Code: X-mailsys; mailbox full? here\r\n" in notice
     assert b"\x07" not in notice
+
+
+def test_an_original_recipient_differing_only_in_case_is_not_named():
+    # bounce_append_service.c writes orig_rcpt to the bounce log only when
+    # strcasecmp_utf8() finds it different from the recipient.
+    notice = _notice_about("Bob@Example.ORG", "unknown user")
+    assert b"\r\n<bob@example.org>: unknown user\r\n" in notice
+    assert b"expanded from" not in notice and b"Original-Recipient" not in notice
 
 
 # -- what comes back of the original ------------------------------------------------
