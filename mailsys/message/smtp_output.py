@@ -298,6 +298,9 @@ class OutputRewrite:
                     return None
                 notes.append(Note("info", _logged(action.lower(), where, text, args)))
                 return value
+            if action == "STRIP":
+                notes.append(Note("info", _logged("strip", where, text, args)))
+                return "IGNORE"                 # the same, logged
             if action == "IGNORE":
                 return value                    # not logged, as in cleanup
             if action in ("DUNNO", "OK"):

@@ -290,6 +290,18 @@ def test_header_and_body_checks_as_postfix_applies_and_logs_them(tmp_path, crlf)
     assert notes == LOG2
 
 
+def test_strip_removes_and_logs(tmp_path):
+    # header_body_checks.c hbc_action(): STRIP logs "strip: header ..." and
+    # drops the header or line, as IGNORE does without a line.
+    maps = AddressMaps(myorigin="x.example")
+    out = OutputRewrite(maps=maps, header_checks=regexp(tmp_path, "hc", "/^X-S/ STRIP gone\n"),
+                        body_checks=regexp(tmp_path, "bc", "/^strip/ STRIP\n"))
+    content, notes = out.content(b"X-S: 1\nX-T: 2\n\nkeep\nstrip me\n")
+    assert content == b"X-T: 2\n\nkeep\n"
+    assert notes == [Note("info", "strip: header X-S: 1: gone"),
+                     Note("info", "strip: body strip me")]
+
+
 def test_lmtp_names_its_own_tables(tmp_path):
     maps = AddressMaps(myorigin="x.example")
     out = OutputRewrite(maps=maps, header_checks=regexp(tmp_path, "hc", "/^X-/ DISCARD\n"),
