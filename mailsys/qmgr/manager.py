@@ -809,6 +809,14 @@ class QueueManager:
                 expire = end.expire
                 if msg is not None and msg.resolved:
                     expire = self._resolved_results(msg, expire)
+                if msg is not None:
+                    # Postfix defers these through its retry transport first
+                    # (qmgr_message.c): "dsn=4.7.0, status=deferred (message
+                    # is administratively expired)".
+                    self._log_results(qid, msg, {
+                        i: dict(state=RcptState.DEFERRED, dsn_status=c["dsn_status"],
+                                reason=c["reason"])
+                        for i, c in end.expire.items() if c["reason"] == results.ADMIN_EXPIRED})
                 env = await store_io.run(self.store.update, qid, src=Queue.ACTIVE, rcpt=expire)
                 log.info("expired", queue_id=qid, sender=env.sender, status=end.expired_as)
             notices: list[tuple[Envelope, bytes]] = []

@@ -20,8 +20,10 @@ DESCRIPTION
     recipients is out for delivery (qmgr_active.c, qmgr_active_done):
 
       * forced expiry (postsuper -e/-f): every undelivered recipient is
-        returned at once, with its last deferral reason, or "message is
-        administratively expired"; logged ``status=force-expired``;
+        returned at once, with its last deferral reason, or "4.7.0
+        message is administratively expired" (Postfix's qmgr_message.c
+        defers such a recipient with that through its retry transport
+        first); logged ``status=force-expired``;
       * natural expiry: once the message is older than its queue lifetime,
         every recipient still deferred is returned, logged
         ``status=expired``;
@@ -59,11 +61,13 @@ from mailsys.qmgr.settings import QmgrSettings
 from mailsys.routing import error_status
 
 __all__ = ["recorded", "deferred", "settle", "error_transport", "ERROR_TRANSPORTS", "Settlement", "apply", "ADMIN_EXPIRED",
+           "ADMIN_EXPIRED_DSN",
            "NO_STATUS", "EXPIRED_DSN", "leaves_quietly", "probe_final"]
 
 Changes = dict[int, dict[str, Any]]
 
 ADMIN_EXPIRED = "message is administratively expired"
+ADMIN_EXPIRED_DSN = "4.7.0"                    # qmgr_message.c, with ADMIN_EXPIRED
 # An agent answered without a result for a recipient (Postfix's wording for
 # an agent that ended without a status).
 NO_STATUS = "unknown mail transport error"
@@ -196,7 +200,8 @@ def settle(env: Envelope, now: float, s: QmgrSettings) -> Settlement:
         for i in env.pending:
             r = env.recipients[i]
             reason = r.reason or env.last_reason or ADMIN_EXPIRED
-            dsn = r.dsn_status if r.dsn_status[:1] in ("4", "5") else EXPIRED_DSN
+            dsn = r.dsn_status if r.dsn_status[:1] in ("4", "5") else \
+                ADMIN_EXPIRED_DSN if reason == ADMIN_EXPIRED else EXPIRED_DSN
             expire[i] = dict(state=RcptState.BOUNCED, reason=reason, dsn_status=dsn)
     after = apply(env, expire)
     failure = _logged(after, [i for i, r in enumerate(after.recipients)

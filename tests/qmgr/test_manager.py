@@ -15,6 +15,7 @@ from mailsys.ipc.errors import IpcUnavailable
 from mailsys.message.envelope import Notify, RcptState, Recipient
 import mailsys.qmgr.manager as manager
 from mailsys.qmgr.manager import SUSPENDED, TRANSPORT_UNAVAILABLE, QueueManager
+from mailsys.qmgr.results import ADMIN_EXPIRED
 from mailsys.qmgr.settings import Limits, QmgrSettings
 from mailsys.queue import Admit, Queue, Remove
 
@@ -429,8 +430,13 @@ def test_concurrency_per_destination_is_never_exceeded(store, make_manager):
 
 
 def test_forced_expiry_returns_without_trying(store, make_manager):
+    # Postfix 3.7.11, "postsuper -e" on a held message never tried, then
+    # released: "error[..]: QID: to=<bob@remote.example>, relay=none, ...,
+    # dsn=4.7.0, status=deferred (message is administratively expired)"
+    # for each recipient, then "qmgr[..]: QID: from=<...>, status=force-expired,
+    # returned to sender"; the notice says "Status: 4.7.0".
     agents = FakeAgents()
-    qid = store.create(envelope("bob@remote.example"), CONTENT)
+    qid = store.create(envelope("bob@remote.example", "carol@remote.example"), CONTENT)
     store.update(qid, src=Queue.INCOMING, dst=Queue.DEFERRED, next_attempt=time.time(),
                  forced_expire=True)
     mgr = make_manager(agents)
@@ -442,7 +448,11 @@ def test_forced_expiry_returns_without_trying(store, make_manager):
     with structlog.testing.capture_logs() as logs:
         run(body)
     assert qid not in [r.queue_id for r in agents.requests]
-    assert [e["status"] for e in events(logs, "expired")] == ["force-expired"]
+    assert [(e["event"], e.get("to"), e["status"], e.get("dsn"), e.get("reason"))
+            for e in logs if e["event"] in ("status", "expired")] == [
+        ("status", "bob@remote.example", "deferred", "4.7.0", ADMIN_EXPIRED),
+        ("status", "carol@remote.example", "deferred", "4.7.0", ADMIN_EXPIRED),
+        ("expired", None, "force-expired", None, None)]
     assert [(n.queue_id, n.kind) for n in agents.notices] == [(qid, "failure")]
 
 
