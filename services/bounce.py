@@ -115,7 +115,8 @@ def compose(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
              if 0 <= i < len(env.recipients) and wants_notice(env.recipients[i], kind)]
     if not rcpts:
         return None
-    body = build_notice(kind, env, content, rcpts, settings or notice_settings(cfg), now=now)
+    body = build_notice(kind, env, content, rcpts, settings or notice_settings(cfg), now=now,
+                        warn=lambda text: log.warning(text, queue_id=env.queue_id))
     return _queued(body, env.sender, cfg, now)
 
 

@@ -20,7 +20,8 @@ DESCRIPTION
 
         Date, From: (the template's, qualified with @$myorigin: built in
         "Mail Delivery System <MAILER-DAEMON@$myorigin>"), Subject,
-        To, Auto-Submitted, MIME-Version, Content-Type: multipart/report;
+        To, with enable_threaded_bounces References and In-Reply-To (the
+        original's Message-ID), Auto-Submitted, MIME-Version, Content-Type: multipart/report;
         report-type=delivery-status with the boundary
         "<queue ID>.<unix time>/<myhostname>"
 
@@ -133,6 +134,7 @@ class NoticeSettings:
     delay_warning_time: float = 0.0
     maximal_queue_lifetime: float = 5 * 86400.0
     tz: tzinfo | None = None
+    threaded: bool = False               # enable_threaded_bounces
     # bounce_template_file's templates over the built-in ones, the file's
     # name for messages, and the $name lookup of their text (main.cf's
     # values; None: only the names the built-in texts use, from the fields).
@@ -159,6 +161,7 @@ class NoticeSettings:
                        mail_name=cfg.mail_name, bounce_size_limit=cfg.bounce_size_limit,
                        delay_warning_time=cfg.delay_warning_time,
                        maximal_queue_lifetime=cfg.maximal_queue_lifetime, tz=tz,
+                       threaded=cfg.enable_threaded_bounces,
                        templates=templates, template_file=str(file),
                        lookup=config_lookup(cfg, param_type))
         # A $name main.cf does not know stops Postfix's bounce daemon; here
@@ -278,7 +281,7 @@ def _typed(value: str, default_type: str) -> tuple[str, str]:
 
 def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence[Recipient],
                  settings: NoticeSettings, *, now: float, postmaster: str | None = None,
-                 full: bool = False) -> bytes:
+                 full: bool = False, warn: Callable[[str], None] | None = None) -> bytes:
     """build_notice - the notice message, CRLF line ends, to send with the null sender.
 
     kind         failure (bounce), delay (warning), success (NOTIFY=SUCCESS)
@@ -297,6 +300,7 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
     full         a postmaster copy that returns the whole message (within
                  bounce_size_limit), as Postfix's double bounce (2bounce)
                  does: the last chance of the mail to be read.
+    warn         gets "ignoring malformed Message-ID" (threaded bounces)
     """
     template = settings.templates[kind.value]
     copy = postmaster is not None
@@ -317,6 +321,11 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
         template.sender, lambda a: a if "@" in a else f"{a}@{settings.myorigin}"))
     add(f"Subject: {template.postmaster_subject if copy else template.subject}")
     add(f"To: {quote_822_local(postmaster if copy else env.sender)}")
+    if settings.threaded:
+        msgid = _original_message_id(content, warn or (lambda text: None))
+        if msgid:
+            add(f"References: {msgid}")
+            add(f"In-Reply-To: {msgid}")
     add(f"Auto-Submitted: {'auto-generated' if copy else 'auto-replied'}")
     add("MIME-Version: 1.0")
     add("Content-Type: multipart/report; report-type=delivery-status;")
@@ -395,6 +404,22 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
         original += b"\r\n"
     tail = f"\r\n--{boundary}--\r\n".encode("ascii", "surrogateescape")
     return head + original + tail
+
+
+def _original_message_id(content: bytes, warn: Callable[[str], None]) -> str:
+    """The original's Message-ID for a threaded bounce, as Postfix's
+    bounce_mail_init() finds it: the last Message-ID header whose first
+    line holds the whole <...> value; another one is warned about."""
+    found = ""
+    for line in content[:header_end(content)].decode("utf-8", "surrogateescape").splitlines():
+        name, colon, value = line.partition(":")
+        if colon and name.strip(" \t").lower() == "message-id" and name[:1] not in " \t":
+            value = value.strip(" \t")
+            if value.startswith("<") and value.endswith(">"):
+                found = value
+            else:
+                warn("ignoring malformed Message-ID")
+    return found
 
 
 def _recipient_fields(kind: Kind, rcpt: Recipient, smtputf8: bool, mail_name: str,

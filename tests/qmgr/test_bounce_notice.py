@@ -54,6 +54,25 @@ def test_failure_notice_has_the_headers_cleanup_adds(cfg):
     assert "carol@remote.example" not in text.split("Undelivered Message")[0]
     assert [line for line in notice.log_lines if line.startswith("message-id=<")]
     assert b"\n" not in raw.replace(b"\r\n", b"")        # CRLF throughout
+    assert b"In-Reply-To" not in raw and b"References" not in raw    # not threaded
+
+
+def test_threaded_bounces_refer_to_the_original(tmp_path):
+    # bounce_notify_util.c bounce_header(): with enable_threaded_bounces,
+    # "References:" and "In-Reply-To:" with the original's Message-ID after
+    # "To:"; a malformed one is "warning: QID: ignoring malformed Message-ID".
+    (tmp_path / "main.cf").write_text("myhostname = mx.example.test\nmyorigin = example.test\n"
+                                      "enable_threaded_bounces = yes\n")
+    cfg = load(tmp_path)
+    e = env(bounced("bob@remote.example"))
+    head = compose(Kind.FAILURE, e, CONTENT, (0,), cfg, T0).content.split(b"\r\n\r\n")[0]
+    assert b"\r\nTo: alice@example.com\r\nReferences: <m1@example.com>\r\n" \
+           b"In-Reply-To: <m1@example.com>\r\nAuto-Submitted: auto-replied\r\n" in head
+    with structlog.testing.capture_logs() as logs:
+        bad = compose(Kind.FAILURE, e, b"Message-Id: m1@example.com\r\n\r\nx\r\n", (0,), cfg, T0)
+    assert b"In-Reply-To" not in bad.content
+    assert logs == [dict(event="ignoring malformed Message-ID", queue_id=e.queue_id,
+                         log_level="warning")]
 
 
 def test_no_notice_for_the_null_sender(cfg):
