@@ -75,16 +75,20 @@ class Stopwatch:
 
 
 def _result(rcpt: DeliverRecipient, status: str, dsn: str, reason: str, relay: str,
-            remote_mta: str, diagnostic: str, action: str = "") -> RecipientResult:
+            remote_mta: str, diagnostic: str, action: str = "",
+            success_passed: bool = False) -> RecipientResult:
     return RecipientResult(index=rcpt.index, status=status, dsn=dsn, reason=reason,
                            relay=relay, remote_mta=remote_mta, diagnostic=diagnostic,
-                           action=action)
+                           action=action, success_passed=success_passed)
 
 
 def sent(rcpt: DeliverRecipient, reason: str, *, dsn: str = "2.0.0", relay: str = "none",
-         remote_mta: str = "", diagnostic: str = "", action: str = "") -> RecipientResult:
-    """action: the DSN Action for a success notice, "" for the default."""
-    return _result(rcpt, SENT, dsn, reason, relay, remote_mta, diagnostic, action)
+         remote_mta: str = "", diagnostic: str = "", action: str = "",
+         success_passed: bool = False) -> RecipientResult:
+    """action: the DSN Action for a success notice, "" for the default;
+    success_passed: the next hop took NOTIFY=SUCCESS on (see RecipientResult)."""
+    return _result(rcpt, SENT, dsn, reason, relay, remote_mta, diagnostic, action,
+                   success_passed)
 
 
 def deferred(rcpt: DeliverRecipient, dsn: str, reason: str, *, relay: str = "none",

@@ -98,6 +98,9 @@ def recorded(indexes: Iterable[int], results: Sequence[RecipientResult], now: fl
         changes[index] = dict(state=_STATES[r.status], dsn_status=r.dsn, reason=reason,
                               remote_mta=r.remote_mta, diagnostic=r.diagnostic,
                               action=r.action, last_attempt=now)
+        if r.status == SENT and r.success_passed:
+            # The next hop reports the success itself (DSN announced).
+            changes[index]["notified"] = True
     return changes
 
 

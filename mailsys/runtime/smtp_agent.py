@@ -1007,17 +1007,22 @@ class SmtpAgent:
                                      remote_mta=target.host), again))
             else:
                 again = st.status == "deferred" and st.in_reply_to in (MAIL_FROM, RCPT_TO, DATA)
-                out.append((self._verdict(rcpt, st, target), again))
+                out.append((self._verdict(rcpt, st, target, session.cc.capabilities.dsn),
+                            again))
         return out
 
     @staticmethod
-    def _verdict(rcpt: DeliverRecipient, st: RecipientStatus, target: Target) -> RecipientResult:
+    def _verdict(rcpt: DeliverRecipient, st: RecipientStatus, target: Target,
+                 dsn_server: bool = False) -> RecipientResult:
+        """dsn_server: the server announced DSN, so it reports a success
+        the sender asked for, not this client (Postfix smtp_rcpt_done()
+        drops NOTIFY=SUCCESS then)."""
         text = st.text(target.peer)
         diagnostic = f"smtp; {st.response.text}" if st.response is not None else ""
         remote = target.host if st.response is not None else ""
         if st.status == "sent":
             return sent(rcpt, text, dsn=st.dsn, relay=target.relay, remote_mta=remote,
-                        diagnostic=diagnostic)
+                        diagnostic=diagnostic, success_passed=dsn_server)
         return failed(rcpt, st.dsn, text, relay=target.relay, remote_mta=remote,
                       diagnostic=diagnostic)
 

@@ -105,6 +105,16 @@ def test_delivery_with_pipelining():
                                   "RCPT TO:<carol@example.org>", "DATA"]
 
 
+@pytest.mark.parametrize("dsn", [False, True])
+def test_a_server_announcing_dsn_reports_success_itself(dsn):
+    # Postfix smtp_rcpt_done() (src/smtp/smtp_rcpt.c): after a server that
+    # announced DSN took the recipient, NOTIFY=SUCCESS is its business; no
+    # "relayed" success notice is owed from here.
+    status, _ = deliver(SmtpSink(dsn=dsn), "bob@example.org")
+    (r,) = status.results
+    assert (r.status, r.success_passed) == ("sent", dsn)
+
+
 def test_delivery_without_pipelining_and_helo_fallback():
     sink = SmtpSink(pipelining=False, ehlo_refused=True)
     status, _ = deliver(sink, "bob@example.org")

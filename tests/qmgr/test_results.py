@@ -34,6 +34,17 @@ def test_recorded_maps_each_status():
     assert all(c["last_attempt"] == T0 for c in ch.values())
 
 
+def test_recorded_owes_no_success_notice_the_next_hop_sends():
+    res = (RecipientResult(0, "sent", "2.0.0", "250 ok", success_passed=True),
+           RecipientResult(1, "sent", "2.0.0", "250 ok"),
+           RecipientResult(2, "deferred", "4.2.1", "try later", success_passed=True))
+    ch = recorded((0, 1, 2), res, T0)
+    assert ch[0]["notified"] is True and "notified" not in ch[1] and "notified" not in ch[2]
+    e = env(RcptState.PENDING, RcptState.PENDING, RcptState.PENDING)
+    e = e.with_recipient(0, notify=(Notify.SUCCESS,)).with_recipient(1, notify=(Notify.SUCCESS,))
+    assert settle(apply(e, ch), T0 + 1, S).success_notice == (1,)
+
+
 def test_recorded_keeps_the_success_text_of_a_success_notice():
     # Postfix's trace_append(): "delivery via RELAY: TEXT", as its notice
     # read "<u@pipex.test>: delivery via pipex: delivered via pipex service".

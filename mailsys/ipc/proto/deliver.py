@@ -88,6 +88,8 @@ class RecipientResult:
     diagnostic: str = ""         # DSN Diagnostic-Code ("smtp; 550 5.1.1 ..."), if any
     action: str = ""             # DSN Action of a success ("delivered", "relayed"); ""
                                  # lets the notice decide by remote_mta
+    success_passed: bool = False # the next hop announced DSN: it reports a success
+                                 # itself, none is owed from here (Postfix smtp_rcpt.c)
 
 
 @message("deliver_status", version=1)
