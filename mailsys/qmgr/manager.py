@@ -102,6 +102,9 @@ _DSN = re.compile(r"4\.\d{1,3}\.\d{1,3}")
 RESOLVER_FAILURE = "4.3.0 address resolver failure"
 # defer_transports: the retry transport's next hop (Postfix qmgr_message.c).
 DEFERRED_TRANSPORT = "4.3.2 deferred transport"
+# Mail to the local double-bounce address (qmgr_message.c): reported sent,
+# never delivered.
+DOUBLE_BOUNCE_DISCARDED = "undeliverable postmaster notification discarded"
 # A bounce notice is built from one stored message: bounded work.
 NOTICE_TIMEOUT = 60.0
 # Seconds the deliveries in flight get to end when qmgr stops; below the
@@ -122,6 +125,10 @@ def _client_of(env: Envelope) -> dict[str, object]:
                 client_port=env.client_port, client_helo=env.helo,
                 client_protocol=env.protocol, log_ident=env.log_ident or env.queue_id,
                 sasl_method=env.sasl_method, sasl_user=env.sasl_user, sasl_sender=env.sasl_sender)
+
+
+def _localpart(address: str) -> str:
+    return address.rpartition("@")[0] if "@" in address else address
 
 
 def _suspension(dead: str) -> tuple[str, str]:
@@ -525,6 +532,7 @@ class QueueManager:
         # through that transport when the destination is empty.
         transport, _, nexthop = (env.attr("filter") or "").partition(":")
         routing = self.probe_routing if _is_probe(env) else self.routing
+        double_bounce = self.settings.double_bounce_sender.lower()
 
         def route_of(i: int) -> Route:
             address = env.recipients[i].address
@@ -540,6 +548,12 @@ class QueueManager:
                 route = Route("retry", RESOLVER_FAILURE, AddressClass.DEFAULT)
             if transport and route.nexthop != RESOLVER_FAILURE:
                 route = Route(transport, nexthop or route.nexthop, route.address_class)
+            elif route.address_class is AddressClass.LOCAL and \
+                    _localpart(msg.resolved.get(i, address)).lower() == double_bounce:
+                # Postfix's qmgr drops mail to the local double-bounce
+                # address itself: "status=sent (undeliverable postmaster
+                # notification discarded)", as the discard transport says.
+                route = Route("discard", DOUBLE_BOUNCE_DISCARDED, route.address_class)
             if defer and route.transport in defer:
                 route = Route("retry", DEFERRED_TRANSPORT, route.address_class)
             return route

@@ -164,6 +164,7 @@ class QmgrSettings:
     feedback_debug: bool = False     # destination_concurrency_feedback_debug
     clog_warn_time: float = 300.0    # qmgr_clog_warn_time
     helpful_warnings: bool = True
+    double_bounce_sender: str = "double-bounce"
 
     @classmethod
     def from_config(cls, cfg: Any, log: Any = None) -> QmgrSettings:
@@ -191,7 +192,8 @@ class QmgrSettings:
                    defer_transports=frozenset(cfg.defer_transports),
                    feedback_debug=bool(cfg.destination_concurrency_feedback_debug),
                    clog_warn_time=float(cfg.qmgr_clog_warn_time),
-                   helpful_warnings=bool(cfg.helpful_warnings))
+                   helpful_warnings=bool(cfg.helpful_warnings),
+                   double_bounce_sender=str(cfg.double_bounce_sender))
 
 
 @frozen

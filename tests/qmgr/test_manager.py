@@ -550,6 +550,31 @@ def test_discard_transport_reports_sent_without_an_agent(store):
     assert agents.notices == []
 
 
+def test_mail_to_the_local_double_bounce_address_is_discarded(store, make_manager):
+    # Postfix qmgr_message.c: a recipient of a local domain whose local part
+    # is $double_bounce_sender is reported "sent" with relay=none and
+    # "undeliverable postmaster notification discarded", and delivered
+    # nowhere (a bounce of our own postmaster notice, come back).
+    agents = FakeAgents()
+    mgr = make_manager(agents)
+    qid = store.create(envelope("Double-Bounce@example.test", "double-bounce@remote.example",
+                                sender=""), CONTENT)
+
+    async def body(nursery):
+        nursery.start_soon(mgr.run)
+        await wait_for(lambda: not store.exists(qid))
+
+    with structlog.testing.capture_logs() as logs:
+        run(body)
+    assert [[x.address for x in r.recipients] for r in agents.requests] == [
+        ["double-bounce@remote.example"]]
+    [found] = [(e["to"], e["relay"], e["dsn"], e["status"], e["reason"])
+               for e in events(logs, "status")]
+    assert found == ("Double-Bounce@example.test", "none", "2.0.0", "sent",
+                     "undeliverable postmaster notification discarded")
+    assert agents.notices == []
+
+
 def test_delay_warning_once_while_deferred(store, make_manager):
     refused = all_as("deferred", "4.4.1", "connect to x: Connection refused")
     agents = FakeAgents(lambda req: sent(req) if req.sender == "" else refused(req))
