@@ -216,10 +216,12 @@ def test_sendmail_bv_mails_a_delivery_status_report(site, tmp_path):
     assert (f"<bad@remote.test>: delivery via 127.0.0.1[127.0.0.1]:{port}: host\n"
             "    127.0.0.1[127.0.0.1] said: 550 5.1.1 <bad@remote.test>: Recipient address\n"
             "    rejected: User unknown (in reply to RCPT TO command)\n") in report
-    assert "Final-Recipient: rfc822; good@remote.test\nAction: deliverable\nStatus: 2.1.5\n" \
-        in report
-    assert "Final-Recipient: rfc822; bad@remote.test\nAction: undeliverable\nStatus: 5.1.1\n" \
-        in report
+    # Postfix 3.7.11's report for a -bv recipient has the Original-Recipient
+    # its cleanup gave it (seen live).
+    assert ("Final-Recipient: rfc822; good@remote.test\nOriginal-Recipient: "
+            "rfc822;good@remote.test\nAction: deliverable\nStatus: 2.1.5\n") in report
+    assert ("Final-Recipient: rfc822; bad@remote.test\nOriginal-Recipient: "
+            "rfc822;bad@remote.test\nAction: undeliverable\nStatus: 5.1.1\n") in report
     assert "Content-Description: Message Headers\n" in report
     assert "Subject: probe\n" in report
     log = inst.log_text()
