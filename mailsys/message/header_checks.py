@@ -20,7 +20,7 @@ DESCRIPTION
       PREPEND text         text is put before the header ("prepend: header ...")
       REJECT [text]        the message is refused: 550 5.7.1 text (default
                            "message content rejected"; text may begin with
-                           its own 4.x.x or 5.x.x code)
+                           its own 4.x.x or 5.x.x code: 451 4.x.x text)
       WARN [text]          logged as "warning: header ..."
       INFO [text]          logged as "info: header ..."
       HOLD [text], DISCARD [text]
@@ -106,7 +106,9 @@ def verdict(value: str, header: str, kind: str = "header") -> Verdict:
         code = _CODE.match(rest)
         enhanced = code.group(0).strip() if code else "5.7.1"
         text = (rest[code.end():] if code else rest) or DEFAULT_REJECT_TEXT
-        status = StatusReply(550 if enhanced[0] == "5" else 450, enhanced, text)
+        # smtpd answers cleanup's CLEANUP_STAT_CONT with 550, its
+        # CLEANUP_STAT_DEFER (a 4.x.x text) with 451 (cleanup_strerror.c).
+        status = StatusReply(550 if enhanced[0] == "5" else 451, enhanced, text)
         return Verdict(action=ContentAction("reject", header, f"{enhanced} {text}", kind),
                        error=status)
     if upper in ("WARN", "INFO", "HOLD", "DISCARD"):

@@ -292,7 +292,7 @@ def test_refused_null_sender_mail_is_dropped_and_temporary_refusals_wait(mailsys
     assert re.search(rf"{dropped}: to=<bob@example.org>, relay=none, .*dsn=5\.7\.1, "
                      rf"status=bounced \(message content rejected\)$", log, re.M), log
     assert "non-delivery notification:" not in log
-    log = inst.wait_log(f"{waiting}: cleanup refused the message for now: 450 4.7.1 try again "
+    log = inst.wait_log(f"{waiting}: cleanup refused the message for now: 451 4.7.1 try again "
                         f"later; it stays in the maildrop")
     assert f"{waiting}: to=<" not in log
     assert os.listdir(inst.queue_dir / "maildrop") == [waiting]
