@@ -146,7 +146,7 @@ from mailsys.message.char_filter import DISALLOWED, CharFilter
 from mailsys.message.address_maps import (ALIAS_ERROR, RECIPIENT_HEADERS, SENDER_HEADERS,
                                           AddressMaps, AliasError)
 from mailsys.message.envelope import Envelope, Recipient
-from mailsys.message.header_checks import ContentAction, log_text, screened
+from mailsys.message.header_checks import ChecksGate, ContentAction, log_text, screened
 from mailsys.message.cleanup_bounce import bounceable, returned
 from mailsys.message.headers import (HeaderPolicy, clean_header, encode_header,
                                      wants_missing_headers)
@@ -206,6 +206,9 @@ class _Entry:
     log_lines: tuple[str, ...]
     hold: bool = False
     discard: bool = False
+    # False once a content check's REDIRECT or PASS ended the checks: the
+    # milters skip the message too (CLEANUP_FLAG_FILTER_ALL).
+    milters: bool = True
 
 
 class Cleanup:
@@ -333,8 +336,8 @@ class Cleanup:
         qid = req.queue_id
         # smtpd's milters go on here with the message as stored (Postfix:
         # unless a DISCARD action decided already).
-        inspect = own is not None or bool(req.milters) and len(fds) == len(req.milters) \
-            and "no_milters" not in req.receive_override_options
+        inspect = (own is not None or bool(req.milters) and len(fds) == len(req.milters)
+                   and "no_milters" not in req.receive_override_options) and entry.milters
         if req.milters and len(fds) != len(req.milters):
             log.warning(f"{len(req.milters)} milters but {len(fds)} connections; "
                         "milters skipped", queue_id=qid)
@@ -493,11 +496,12 @@ class Cleanup:
         domain = self.myorigin if req.local else self.remote_rewrite_domain
         rewrite = self.address_maps.header_rewriter(domain, mappings, warn) \
             if req.local or domain else None
+        gate = ChecksGate()
         cleaned = clean_header(
             content, policy=self.policy, received=self.received(req, arrival),
             queue_id=req.queue_id, arrival=arrival, sender=req.sender,
             fullname=req.fullname, prepend=req.prepend,
-            check=self.primary_checks if checks else None,
+            check=gate.wrap(self.primary_checks) if checks else None,
             rewrite=rewrite, rewrite_names=ADDRESS_HEADERS,
             add_missing=wants_missing_headers(
                 local_client=req.local,
@@ -509,12 +513,14 @@ class Cleanup:
             self._act(act, actions, req)
         error = cleaned.error
         source = content
-        if error is None and not actions.discard and checks and (
+        if error is None and not actions.discard and checks and not gate.closed and (
                 self.mime_checks or self.nested_checks or self.body_checks):
             body = source[cleaned.body_offset:]
             found = check_body(body, cleaned.content_type if self.mime else "",
-                               mime=self.mime_checks, nested=self.nested_checks,
-                               lines=self.body_checks, limit=self.cfg.body_checks_size_limit,
+                               mime=gate.wrap(self.mime_checks),
+                               nested=gate.wrap(self.nested_checks),
+                               lines=gate.wrap(self.body_checks),
+                               limit=self.cfg.body_checks_size_limit,
                                boundary_limit=self.mime_policy.boundary_limit)
             for act in found.actions:
                 self._act(act, actions, req)
@@ -557,7 +563,8 @@ class Cleanup:
             arrival=arrival, size=len(content), body_type=body_type,
             attrs=((("filter", actions.filter),) if actions.filter else ())
             + (((TRACE_FLAGS, req.trace_flags),) if req.trace_flags else ()))
-        return _Entry(envelope, content, cleaned.log_lines, actions.hold, actions.discard)
+        return _Entry(envelope, content, cleaned.log_lines, actions.hold, actions.discard,
+                      milters=not gate.closed)
 
     def logged_recipient(self, req: CleanupRequest) -> str | None:
         """The recipient cleanup's content and milter lines name ("to=<r>"):

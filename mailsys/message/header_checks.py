@@ -26,6 +26,7 @@ DESCRIPTION
       HOLD [text], DISCARD [text]
                            the message goes to the hold queue, or is
                            dropped with a success reply
+      PASS [text]          logged as "pass: header ..."; nothing else
       FILTER transport:destination, REDIRECT address, BCC address
                            as the same actions of smtpd's access tables
 
@@ -35,8 +36,13 @@ DESCRIPTION
     the tables and verdict() that logs such an entry as Postfix's cleanup
     warns about it, naming the table's parameter and without a queue ID
     ("warning: bad REDIRECT target "x" in header_checks map -- need
-    user@domain"), and answers as if the table had not matched. Pure: no
-    I/O; screened() logs through the callback it is given.
+    user@domain"), and answers as if the table had not matched.
+
+    REJECT, DISCARD, PASS and a REDIRECT end the content checks of the
+    message: no header_checks, body_checks or milter looks at the rest of
+    it (Postfix clears CLEANUP_FLAG_FILTER_ALL). A ChecksGate, one per
+    message, puts that between the tables and verdict(). Pure: no I/O;
+    screened() logs through the callback it is given.
 
 SEE ALSO
     Postfix header_checks(5), src/cleanup/cleanup_message.c (cleanup_act),
@@ -111,7 +117,7 @@ def verdict(value: str, header: str, kind: str = "header") -> Verdict:
         status = StatusReply(550 if enhanced[0] == "5" else 451, enhanced, text)
         return Verdict(action=ContentAction("reject", header, f"{enhanced} {text}", kind),
                        error=status)
-    if upper in ("WARN", "INFO", "HOLD", "DISCARD"):
+    if upper in ("WARN", "INFO", "HOLD", "DISCARD", "PASS"):
         name = "warning" if upper == "WARN" else upper.lower()
         return Verdict(action=ContentAction(name, header, rest, kind))
     wanted = ":" if upper == "FILTER" else "@"        # transport:destination, an address
@@ -129,7 +135,10 @@ def _split(value: str) -> tuple[str, str]:
 
 # The actions cleanup knows (Postfix cleanup_act(); DELAY is compiled out).
 _CLEANUP_ACTIONS = frozenset({"REJECT", "WARN", "INFO", "FILTER", "DISCARD", "HOLD", "PREPEND",
-                              "REPLACE", "REDIRECT", "BCC", "STRIP", "IGNORE", "DUNNO", "OK"})
+                              "REPLACE", "REDIRECT", "BCC", "STRIP", "IGNORE", "DUNNO", "OK",
+                              "PASS"})
+# The actions after which cleanup_act() clears CLEANUP_FLAG_FILTER_ALL.
+_FINAL_ACTIONS = frozenset({"REJECT", "DISCARD", "PASS", "REDIRECT"})
 
 
 def table_problem(value: str, map_class: str, kind: str = "header",
@@ -183,6 +192,32 @@ def screened(check: Check | None, map_class: str, warn: Callable[[str], None],
     return lookup
 
 
+class ChecksGate:
+    """One message's content checks, open until an action ends them (see
+    the module description): wrap() each check the message goes through;
+    closed afterwards also means its milters are skipped."""
+
+    __slots__ = ("closed",)
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def wrap(self, check: Check | None) -> Check | None:
+        """check (a screened() one: its answers are usable), answering no
+        match once the gate is closed, and closing it on a final action."""
+        if check is None:
+            return None
+
+        def lookup(text: str) -> str | None:
+            if self.closed:
+                return None
+            value = check(text)
+            if value is not None and _split(value)[0] in _FINAL_ACTIONS:
+                self.closed = True
+            return value
+        return lookup
+
+
 def log_text(action: ContentAction, *, origin: str, sender: str, recipient: str | None,
              proto: str = "", helo: str = "") -> str:
     """The line cleanup logs after "QID: " (Postfix cleanup_act_log), e.g.
@@ -203,5 +238,6 @@ def log_text(action: ContentAction, *, origin: str, sender: str, recipient: str 
     return "".join(parts)
 
 
-__all__ = ["ContentAction", "DEFAULT_REJECT_TEXT", "KEEP", "Verdict", "log_text", "screened",
+__all__ = ["ChecksGate", "ContentAction", "DEFAULT_REJECT_TEXT", "KEEP", "Verdict", "log_text",
+           "screened",
            "table_problem", "verdict"]

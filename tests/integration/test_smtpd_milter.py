@@ -267,6 +267,23 @@ def test_a_client_refused_at_connect_is_not_shown_to_the_milters(mailsys_instanc
     assert b"C" not in [code for code, _ in peer.seen]
 
 
+def test_a_header_checks_redirect_ends_the_milters_inspection(mailsys_instance):
+    # cleanup_act(): REDIRECT (and PASS) clear CLEANUP_FLAG_FILTER_ALL, so
+    # the milters get no header, body or end-of-message event.
+    inst = mailsys_instance
+    checks = inst.config_dir / "header_checks"
+    checks.write_text("/^Subject: elsewhere/ REDIRECT c@example.com\n")
+    peer = MilterPeer()
+    with milter_smtpd(inst, peer, header_checks=f"regexp:{checks}") as (port, sink):
+        replies = dialog(port, "EHLO client.example", "MAIL FROM:<a@example.org>",
+                         "RCPT TO:<b@example.com>", "DATA",
+                         "Subject: elsewhere\r\n\r\nbody\r\n.", "QUIT")
+        assert replies[5].startswith("250 2.0.0 Ok: queued as "), replies
+        inst.wait_until(lambda: len(sink.messages) == 1, timeout=20)
+    codes = [code for code, _ in peer.seen]
+    assert b"R" in codes and not {b"L", b"N", b"B", b"E"} & set(codes), codes
+
+
 def test_shutdown_and_421_replies_are_smtpd_s_own(mailsys_instance):
     # smtpd.c: a milter's SMFIR_SHUTDOWN is "421 4.7.0 Server closing
     # connection" (check_milter_reply(), no $myhostname); a 421 at CONNECT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailsys.message.header_checks import (ContentAction, Verdict, log_text, screened,
+from mailsys.message.header_checks import (ChecksGate, ContentAction, Verdict, log_text, screened,
                                            table_problem, verdict)
 from mailsys.message.headers import HeaderPolicy, clean_header
 from mailsys.message.reply import StatusReply
@@ -130,3 +130,21 @@ def test_nothing_is_looked_up_after_a_reject_or_discard(action):
                    {"Subject": action, "X-Later": "HOLD"})
     assert [a.action for a in result.actions] == [action.lower()]
     assert (result.error is not None) == (action == "REJECT")
+
+
+@pytest.mark.parametrize("final", ["REJECT", "DISCARD", "PASS", "REDIRECT a@b.example"])
+def test_a_final_action_closes_the_gate_for_every_later_check(final):
+    # cleanup_act(): these clear CLEANUP_FLAG_FILTER_ALL, for the header
+    # and body checks and the milters alike.
+    gate = ChecksGate()
+    headers = gate.wrap({"Subject: a": final, "X-Later: b": "HOLD"}.get)
+    body = gate.wrap({"line": "REJECT"}.get)
+    assert headers("X-Later: b") == "HOLD" and not gate.closed
+    assert headers("Subject: a") == final and gate.closed
+    assert headers("X-Later: b") is None and body("line") is None
+    assert gate.wrap(None) is None
+
+
+def test_pass_is_logged_and_does_nothing_else():
+    assert verdict("PASS trusted sender", "Subject: x") == Verdict(
+        action=ContentAction("pass", "Subject: x", "trusted sender"))

@@ -446,6 +446,35 @@ async def test_header_checks(make_config, store, tmp_path):
 
 
 @trio_test
+async def test_pass_and_redirect_end_the_content_checks(make_config, store, tmp_path):
+    # cleanup_message.c cleanup_act(): PASS (logged "pass:") and REDIRECT
+    # clear CLEANUP_FLAG_FILTER_ALL, so no later header or body rule applies.
+    checks = tmp_path / "header_checks"
+    checks.write_text("/^Subject: pass/ PASS trusted\n/^Subject: redirect/ REDIRECT x@example.net\n"
+                      "/^X-Spam:/ REJECT spam\n")
+    (tmp_path / "body").write_text("/^spam/ REJECT body spam\n")
+    cfg = make_config(header_checks=f"regexp:{checks}", body_checks=f"regexp:{tmp_path / 'body'}")
+    replies = {}
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with capture_logs() as logs:
+            for subject in ("pass me", "redirect me", "plain"):
+                req = request(content=f"Subject: {subject}\r\nX-Spam: yes\r\n\r\nspam\r\n"
+                              .encode(), client_name="unknown", client_addr="127.0.0.1",
+                              helo="vm", sender="a@x.test", rcpts=("b@example.net",))
+                replies[subject.split()[0]] = (req.queue_id, await svc.call(req))
+        nursery.cancel_scope.cancel()
+    assert isinstance(replies["pass"][1], Queued) and isinstance(replies["redirect"][1], Queued)
+    assert replies["plain"][1] == Rejected(550, "5.7.1", "spam")
+    tail = "from unknown[127.0.0.1]; from=<a@x.test> to=<b@example.net> proto=ESMTP helo=<vm>"
+    events = [e["event"] for e in logs if e["event"] != "message-id"]
+    assert events[:2] == [f"pass: header Subject: pass me {tail}: trusted",
+                          f"redirect: header Subject: redirect me {tail}: x@example.net"]
+    env, _ = store.load(replies["redirect"][0])
+    assert [r.address for r in env.recipients] == ["x@example.net"]
+
+
+@trio_test
 async def test_header_and_body_checks_edits_are_logged_and_bad_entries_warned(
         make_config, store, tmp_path):
     # Postfix 3.7.11's cleanup for the same tables and message (one
