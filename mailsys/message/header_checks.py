@@ -20,7 +20,8 @@ DESCRIPTION
       PREPEND text         text is put before the header ("prepend: header ...")
       REJECT [text]        the message is refused: 550 5.7.1 text (default
                            "message content rejected"; text may begin with
-                           its own 4.x.x or 5.x.x code: 451 4.x.x text)
+                           its own 4.x.x or 5.x.x code: 451 4.x.x text; a
+                           2.x.x one becomes 4.x.x, with a warning)
       WARN [text]          logged as "warning: header ..."
       INFO [text]          logged as "info: header ..."
       HOLD [text], DISCARD [text]
@@ -60,7 +61,7 @@ from mailsys.frozen import frozen
 from .reply import StatusReply
 
 DEFAULT_REJECT_TEXT = "message content rejected"
-_CODE = re.compile(r"^([45])\.\d{1,3}\.\d{1,3}(?:\s+|$)")
+_CODE = re.compile(r"^([245])\.\d{1,3}\.\d{1,3}(?:\s+|$)")
 _HEADER_LINE = re.compile(r"^[!-9;-~]+:")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -111,6 +112,8 @@ def verdict(value: str, header: str, kind: str = "header") -> Verdict:
     if upper == "REJECT":
         code = _CODE.match(rest)
         enhanced = code.group(0).strip() if code else "5.7.1"
+        if enhanced[0] == "2":
+            enhanced = "4" + enhanced[1:]       # and a warning (dsn_warning())
         text = (rest[code.end():] if code else rest) or DEFAULT_REJECT_TEXT
         # smtpd answers cleanup's CLEANUP_STAT_CONT with 550, its
         # CLEANUP_STAT_DEFER (a 4.x.x text) with 451 (cleanup_strerror.c).
@@ -188,8 +191,21 @@ def screened(check: Check | None, map_class: str, warn: Callable[[str], None],
         if problem is not None:
             warn(problem)
             return None
+        note = dsn_warning(value)
+        if note is not None:
+            warn(note)
         return value
     return lookup
+
+
+def dsn_warning(value: str) -> str | None:
+    """The warning for a REJECT whose text starts with a 2.x.x code, which
+    is then taken as 4.x.x (cleanup_message.c, cleanup_milter.c)."""
+    upper, rest = _split(value)
+    code = _CODE.match(rest) if upper == "REJECT" else None
+    if code is None or code.group(1) != "2":
+        return None
+    return f"bad DSN action in {rest} -- need 4.x.x or 5.x.x"
 
 
 class ChecksGate:
@@ -238,6 +254,6 @@ def log_text(action: ContentAction, *, origin: str, sender: str, recipient: str 
     return "".join(parts)
 
 
-__all__ = ["ChecksGate", "ContentAction", "DEFAULT_REJECT_TEXT", "KEEP", "Verdict", "log_text",
-           "screened",
+__all__ = ["ChecksGate", "ContentAction", "DEFAULT_REJECT_TEXT", "KEEP", "Verdict", "dsn_warning",
+           "log_text", "screened",
            "table_problem", "verdict"]

@@ -148,3 +148,14 @@ def test_a_final_action_closes_the_gate_for_every_later_check(final):
 def test_pass_is_logged_and_does_nothing_else():
     assert verdict("PASS trusted sender", "Subject: x") == Verdict(
         action=ContentAction("pass", "Subject: x", "trusted sender"))
+
+
+def test_a_reject_with_a_2xx_code_is_a_deferral_with_a_warning():
+    # cleanup_message.c cleanup_act(): dsn_prepend() keeps the text's
+    # 2.0.0, "bad DSN action in 2.0.0 fine -- need 4.x.x or 5.x.x", then 4.0.0.
+    v = verdict("REJECT 2.0.0 fine", SUBJECT)
+    assert v.error == StatusReply(451, "4.0.0", "fine")
+    warned = []
+    check = screened({SUBJECT: "REJECT 2.0.0 fine"}.get, "header_checks", warned.append)
+    assert check(SUBJECT) == "REJECT 2.0.0 fine"
+    assert warned == ["bad DSN action in 2.0.0 fine -- need 4.x.x or 5.x.x"]
