@@ -492,6 +492,10 @@ class Session:
     async def answer(self, event: object) -> Reply | None:
         if isinstance(event, _LAST_IN_GROUP) and not self.pipelining_noted:
             self._note_pipelining()
+            if self.pipelining_noted and self.server.cfg.smtpd_forbid_unauth_pipelining:
+                # smtpd.c: the command is not run; 554, and the session ends.
+                self.conn.hang_up = True
+                return replies.PIPELINING_FORBIDDEN
         match event:
             case MailFrom():
                 return await self._mail(event)

@@ -325,6 +325,10 @@ MESSAGE_TOO_BIG = Reply(552, "5.3.4", "Error: message file too big")
 CHUNK_TOO_BIG = Reply(552, "5.3.4", "Chunk exceeds message size limit")
 TOO_MANY_RECIPIENTS = Reply(452, "4.5.3", "Error: too many recipients")
 
+# smtpd.c: smtpd_forbid_unauth_pipelining = yes, to a client that sent more
+# after a command that ends a PIPELINING group; the connection then closes.
+PIPELINING_FORBIDDEN = Reply(554, "5.5.0", "Error: SMTP protocol synchronization")
+
 # --- AUTH (smtpd_sasl_glue.c / smtpd_sasl_proto.c) --------------------------------
 
 AUTH_NOT_ENABLED = Reply(503, "5.5.1", "Error: authentication not enabled")

@@ -147,6 +147,10 @@ class ServerConnection:
         # "CLIENT: request longer than 2048: NOOP xxxxxxxxxxxxxxxxxxxxxxxxx..."
         # (the caller logs it and sets it back to None).
         self.long_request: str | None = None
+        # Set by the caller before send(): the reply is the last one, then
+        # the connection closes whatever its code (smtpd.c's "break" out of
+        # the command loop, as for smtpd_forbid_unauth_pipelining's 554).
+        self.hang_up = False
         self.where = "CONNECT"                # Postfix state->where, for "... after X from ..."
         self._line = ""                       # the command being answered, as the filter left it
         # The caller's 503 for every command but QUIT once the client
@@ -326,7 +330,7 @@ class ServerConnection:
         if self.state is State.CLOSED:
             raise LocalProtocolError("connection is closed")
         outcome = outcome_of(reply.code)
-        hangup = reply.closes
+        hangup = reply.closes or self.hang_up
         if self._owed is None:
             if self.state is not State.GREETING:
                 raise LocalProtocolError("no reply is owed")

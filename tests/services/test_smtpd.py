@@ -524,6 +524,20 @@ async def test_improper_pipelining_is_noted_once(make_config):
 
 
 @trio_test
+async def test_forbidden_unauth_pipelining_ends_the_session(make_config):
+    # smtpd.c with smtpd_forbid_unauth_pipelining = yes: the note, then
+    # "554 5.5.0 Error: SMTP protocol synchronization" instead of running
+    # the command, and the connection closes.
+    cfg = make_config(**PARAMS, smtpd_forbid_unauth_pipelining="yes")
+    got, logs = await converse(cfg, b"EHLO c\r\nMAIL FROM:<a@example.org>\r\n", 2)
+    assert got == ["554 5.5.0 Error: SMTP protocol synchronization", ""]
+    assert any(e["event"].startswith("improper command pipelining after EHLO") for e in logs)
+    # A client that waits for each reply is not affected.
+    got, _ = await converse(cfg, b"EHLO c\r\n", 1)
+    assert got[0].startswith("250-mx.example.test\n250-PIPELINING")
+
+
+@trio_test
 async def test_non_smtp_command_is_logged_escaped_as_postfix_does(make_config):
     # Postfix 3.7.11, "GET / HTTP/1.0<SOH><c3 a9><TAB>\\z":
     #   warning: non-SMTP command from unknown[127.0.0.1]: GET / HTTP/1.0\001\303\251\t\\\\z
