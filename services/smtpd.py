@@ -44,7 +44,9 @@ CLIENTS_PER_PROCESS = 256
 
 
 def setup(ctx: skeleton.ServiceContext) -> SmtpdServer:
-    return SmtpdServer.from_config(ctx.config, ctx.service)
+    server = SmtpdServer.from_config(ctx.config, ctx.service)
+    server.pregreet_check = ctx.type != "pass"
+    return server
 
 
 async def handle(stream: trio.abc.Stream, ctx: skeleton.ServiceContext) -> None:

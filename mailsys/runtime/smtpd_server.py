@@ -206,6 +206,10 @@ class SmtpdServer:
     # (base_settings, its variant for bare-newline exclusions): built once,
     # not for every session of a client in $mynetworks.
     _bare_newline_excused: tuple[Settings, Settings] | None = None
+    # Whether a client that talks before the greeting is noted (smtpd.c):
+    # not for the connections postscreen passes (master.cf type "pass"),
+    # whose client may have talked to postscreen already.
+    pregreet_check: bool = True
     # smtpd_milters; None when there are none (or receive_override_options
     # has no_milters), so that a session without milters pays nothing.
     milters: MilterSettings | None = None

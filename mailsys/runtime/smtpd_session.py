@@ -97,6 +97,7 @@ import dataclasses
 import errno
 import itertools
 import os
+import socket
 import tempfile
 import time
 
@@ -349,6 +350,11 @@ class Session:
                 if hit is not None:
                     await pump.send_greeting(hit)
                     return
+            if server.pregreet_check and not server.wrappermode and self._talked_first(stream) \
+                    and server.cfg.smtpd_forbid_unauth_pipelining:
+                self.conn.hang_up = True
+                await pump.send_greeting(replies.PIPELINING_FORBIDDEN)
+                return
             if not server.restrictions.delay_reject:
                 await self._check_client()
             if server.sasl_dynamic:                       # smtpd_sasl_type = dovecot
@@ -560,6 +566,24 @@ class Session:
         """What follows waits on another server, not on the client."""
         if self.pump is not None:
             self.pump.stop_clock()
+
+    def _talked_first(self, stream: trio.abc.Stream) -> bool:
+        """Whether the client sent something before the greeting, noted as
+        smtpd.c smtpd_flag_ill_pipelining() notes it ("improper command
+        pipelining after CONNECT from ..."), with its first 100 bytes."""
+        sock = getattr(stream, "socket", None)       # a FastStream's
+        if not isinstance(sock, socket.socket):
+            return False
+        try:
+            early = sock.recv(100, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except OSError:                 # nothing yet (EAGAIN), or the client is gone
+            return False
+        if not early:
+            return False
+        self.pipelining_noted = True
+        log.info(f"improper command pipelining after {self.conn.where} from {self.namaddr}: "
+                 f"{postfix_log.escape(early)}")
+        return True
 
     def _note_pipelining(self) -> None:
         """Postfix's note on a client that sent more after a command that must end

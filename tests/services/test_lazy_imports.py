@@ -20,7 +20,7 @@ from pathlib import Path
 from mailsys.config import load
 import services.smtpd, services.smtp
 cfg = load(Path(sys.argv[1]))
-server = services.smtpd.setup(types.SimpleNamespace(config=cfg, service="smtp"))
+server = services.smtpd.setup(types.SimpleNamespace(config=cfg, service="smtp", type="inet"))
 services.smtp._State(types.SimpleNamespace(config=cfg))
 heavy = ("OpenSSL", "cryptography", "dns", "mailsys.tls")
 loaded = sorted({m.split(".")[0] if m != "mailsys.tls" else m for m in sys.modules

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import sys
 import weakref
 from pathlib import Path
@@ -17,6 +18,7 @@ from mailsys.ipc.messages import ErrorCode, ErrorReply
 from mailsys.ipc.proto import flush as flush_proto
 from mailsys.ipc.proto.cleanup import Rejected
 from mailsys.runtime import smtpd_session
+from mailsys.runtime.fast_stream import FastStream
 from mailsys.runtime.smtpd_server import SmtpdServer
 from mailsys.runtime.smtpd_session import Session
 
@@ -535,6 +537,40 @@ async def test_forbidden_unauth_pipelining_ends_the_session(make_config):
     # A client that waits for each reply is not affected.
     got, _ = await converse(cfg, b"EHLO c\r\n", 1)
     assert got[0].startswith("250-mx.example.test\n250-PIPELINING")
+
+
+async def talk_first(cfg, sent: bytes, service_type: str = "inet") -> tuple[bytes, list[dict]]:
+    """A session over a real socket whose client sent `sent` before the
+    greeting: what it got back, and the log events."""
+    server = SmtpdServer.from_config(cfg, "smtp")
+    server.pregreet_check = service_type != "pass"
+    client, ours = socket.socketpair()
+    client.sendall(sent)
+    client.shutdown(socket.SHUT_WR)
+    with capture_logs() as logs:
+        async with FastStream(ours) as stream:
+            await Session(server, "client.example", "192.0.2.7", 4711).run(stream)
+    got = client.recv(65536)
+    client.close()
+    return got, logs
+
+
+@pytest.mark.parametrize("forbid", ["no", "yes"])
+@trio_test
+async def test_a_client_that_talks_before_the_greeting_is_noted(make_config, forbid):
+    # smtpd.c smtpd_proto(): smtpd_flag_ill_pipelining() before the
+    # greeting, and with smtpd_forbid_unauth_pipelining its 554 instead.
+    cfg = make_config(**PARAMS, smtpd_forbid_unauth_pipelining=forbid)
+    got, logs = await talk_first(cfg, b"EHLO early\r\nQUIT\r\n")
+    assert ("improper command pipelining after CONNECT from client.example[192.0.2.7]: "
+            "EHLO early\\r\\nQUIT\\r\\n") in [e["event"] for e in logs]
+    if forbid == "yes":
+        assert got == b"554 5.5.0 Error: SMTP protocol synchronization\r\n"
+    else:
+        assert got.startswith(b"220 mx.example.test ESMTP") and got.endswith(b"221 2.0.0 Bye\r\n")
+    # postscreen's connections are not looked at: it had the client before.
+    _, logs = await talk_first(cfg, b"QUIT\r\n", service_type="pass")
+    assert not [e for e in logs if e["event"].startswith("improper")]
 
 
 @trio_test
