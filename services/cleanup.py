@@ -145,6 +145,7 @@ from mailsys.maillog.setup import send_pending
 from mailsys.message.char_filter import DISALLOWED, CharFilter
 from mailsys.message.address_maps import (ALIAS_ERROR, RECIPIENT_HEADERS, SENDER_HEADERS,
                                           AddressMaps, AliasError)
+from mailsys.message.dsn import address_type
 from mailsys.message.envelope import Envelope, Recipient
 from mailsys.message.header_checks import ChecksGate, ContentAction, log_text, screened
 from mailsys.message.cleanup_bounce import bounceable, returned
@@ -669,9 +670,7 @@ def _dsn_orcpt(address: str, smtputf8: bool) -> str:
     came without one ("Fix 20141024", src/cleanup/cleanup_addr.c):
     "rfc822;" and the address (the "Original-Recipient:" of a notice), "utf-8;"
     for a non-ASCII one in SMTPUTF8 mail; none for the null address."""
-    if not address:
-        return ""
-    return f"{'utf-8' if smtputf8 and not address.isascii() else 'rfc822'};{address}"
+    return f"{address_type(address, smtputf8)};{address}" if address else ""
 
 
 def _envelope(req: CleanupRequest, *, sender: str, recipients: tuple[Recipient, ...],

@@ -91,8 +91,8 @@ from mailsys.message.dates import mail_date
 from mailsys.message.envelope import Envelope, Notify, RcptState, Recipient
 from mailsys.message.headers import header_end, to_crlf
 
-__all__ = ["Kind", "NoticeSettings", "TemplateError", "build_notice", "wants_notice",
-           "line_wrap", "MAILER_DAEMON"]
+__all__ = ["Kind", "NoticeSettings", "TemplateError", "address_type", "build_notice",
+           "wants_notice", "line_wrap", "MAILER_DAEMON"]
 
 MAILER_DAEMON = "MAILER-DAEMON"
 
@@ -247,6 +247,12 @@ def _is_utf8_address(addr: str) -> bool:
     return bool(addr) and not addr.isascii()
 
 
+def address_type(address: str, smtputf8: bool) -> str:
+    """The DSN address type of address (RFC 6533): "utf-8" for a
+    non-ASCII one in SMTPUTF8 mail, else "rfc822"."""
+    return "utf-8" if smtputf8 and _is_utf8_address(address) else "rfc822"
+
+
 def _mime_encoding(env: Envelope, content: bytes) -> str | None:
     """Postfix's bounce_info->mime_encoding: "8bit", "7bit" or None (not known)."""
     if env.smtputf8 or env.body_type.upper() == "8BITMIME" or not content.isascii():
@@ -368,8 +374,7 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
     if env.envid:
         add(f"Original-Envelope-Id: {env.envid}")
     add(f"X-{mail_name}-Queue-ID: {env.queue_id}")
-    add(f"X-{mail_name}-Sender: "
-        f"{'utf-8' if smtputf8 and _is_utf8_address(sender) else 'rfc822'}; {sender}")
+    add(f"X-{mail_name}-Sender: {address_type(sender, smtputf8)}; {sender}")
     if arrival > 0:
         add(f"Arrival-Date: {mail_date(arrival, tz)}")
     for rcpt in recipients:
@@ -426,16 +431,14 @@ def _recipient_fields(kind: Kind, rcpt: Recipient, smtputf8: bool, mail_name: st
                       settings: NoticeSettings, arrival: int) -> Iterable[str]:
     """The per-recipient block of the delivery report (bounce_recipient_dsn)."""
     yield ""
-    addr_type = "utf-8" if smtputf8 and _is_utf8_address(rcpt.address) else "rfc822"
-    yield f"Final-Recipient: {addr_type}; {rcpt.address}"
+    yield f"Final-Recipient: {address_type(rcpt.address, smtputf8)}; {rcpt.address}"
     # Postfix always reports an Original-Recipient: the stored ORCPT as is
     # (smtpd synthesizes "rfc822;addr", no space), else the pre-rewrite address.
     orig = _orig(rcpt)
     if rcpt.orcpt:
         yield f"Original-Recipient: {rcpt.orcpt}"
     elif orig:
-        orig_type = "utf-8" if smtputf8 and _is_utf8_address(orig) else "rfc822"
-        yield f"Original-Recipient: {orig_type}; {orig}"
+        yield f"Original-Recipient: {address_type(orig, smtputf8)}; {orig}"
     yield f"Action: {_action(kind, rcpt)}"
     yield f"Status: {rcpt.dsn_status}"
     if rcpt.remote_mta:
