@@ -51,14 +51,15 @@ _NEEDS_QUOTE = re.compile(r'[()<>@,;:\\"\[\] \x00-\x1f\x7f]|^\.|\.\.|\.$|^$')
 QUOTED_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
-def quote_822_local(addr: str) -> str:
+def quote_822_local(addr: str, *, internal: bool = False) -> str:
     """quote_822_local - ``"a b"@example.com`` for ``a b@example.com``; other
     addresses unchanged, among them one quoted already: the queue holds
     addresses as smtpd received them, ``"a b"@example.com`` (external form),
-    and quoting that again gave ``"\\"a b\\""@example.com``."""
+    and quoting that again gave ``"\\"a b\\""@example.com``. internal: addr
+    is in the internal form for sure (a local part ``"a"`` is then quoted)."""
     at = addr.rfind("@")
     local, domain = (addr[:at], addr[at:]) if at >= 0 else (addr, "")
-    if not addr or not _NEEDS_QUOTE.search(local) or QUOTED_STRING.fullmatch(local):
+    if not addr or not _NEEDS_QUOTE.search(local) or (not internal and QUOTED_STRING.fullmatch(local)):
         return addr
     escaped = local.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{escaped}"{domain}'

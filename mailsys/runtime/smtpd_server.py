@@ -262,6 +262,7 @@ class SmtpdServer:
             broken_sasl_auth_clients=cfg.broken_sasl_auth_clients,
             smtputf8=cfg.smtputf8_enable,
             strict_smtputf8=cfg.strict_smtputf8,
+            strict_rfc821_envelopes=cfg.strict_rfc821_envelopes,
             allow_min_user=cfg.allow_min_user,
             resolve_null_domain=cfg.resolve_null_domain,
             resolve_numeric_domain=cfg.resolve_numeric_domain,

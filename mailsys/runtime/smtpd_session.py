@@ -466,7 +466,7 @@ class Session:
         elif text.startswith(ILLEGAL_ADDRESS):
             # smtpd.c extract_addr(), seen live with Postfix 3.7.11.
             log.warning(f"Illegal address syntax from {self.namaddr} in {self.conn.where} command: "
-                        f"{text[len(ILLEGAL_ADDRESS):]}")
+                        f"{postfix_log.printable(text[len(ILLEGAL_ADDRESS):])}")
         elif text == BARE_LF and err.hangup:
             # smtpd.c smtpd_proto(): log_whatsup() before the reply.
             self._log_reject(self.conn.where, BARE_LF,

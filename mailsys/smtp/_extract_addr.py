@@ -1,15 +1,20 @@
-"""_extract_addr - the address in a VRFY argument, as Postfix's smtpd finds it.
+"""_extract_addr - the address in a MAIL, RCPT or VRFY argument, as Postfix's smtpd finds it.
 
 SYNOPSIS
     words = smtpd_words(" <a@x>   (Joe) ")        # ['<a@x>', '(Joe)']
+    smtpd_tokens("FROM:<a@x")                      # [('FROM:', True), ('<a@x', False)]
     extract_address("Joe <a@x.example>")           # 'a@x.example'
     extract_address("John Smith")                  # None: two addresses
+    envelope_address("<@r:a@x>", strict=False)     # ('a@x', ('@r',))
 
 DESCRIPTION
-    smtpd_words() splits a command argument at spaces and tabs as
-    smtpd_token.c does: not inside <...>, [...] or "..." (nested quotes
-    and backslash escapes kept). smtpd.c vrfy_cmd() joins the words with
-    one space (collapse_args) and answers with, and logs, that text.
+    smtpd_tokens() splits a command argument as smtpd_token.c does: at
+    white space, not inside <...> or "..." (nested quotes and backslash
+    escapes kept), and after a word "from:" or "to:"; a word whose <...>
+    or "..." never closes is marked (Postfix: "501 5.1.7 Bad sender
+    address syntax", no warning). smtpd_words() is the words alone:
+    smtpd.c vrfy_cmd() joins them with one space (collapse_args) and
+    answers with, and logs, that text.
 
     extract_address() is smtpd.c extract_addr() in its sloppy mode (as
     VRFY uses it): the text loses one pair of enclosing <>, then a
@@ -28,6 +33,15 @@ DESCRIPTION
     VRFY js@x (John Smith); VRFY "John Smith"@x; VRFY <@r.example:js@x>;
     VRFY <a@x; VRFY <> SMTPUTF8 (the one address SMTPUTF8).
 
+    envelope_address() is the same for the address word of MAIL FROM and
+    RCPT TO, with strict_rfc821_envelopes: strict, the word must be in <>
+    and hold nothing but the address. Postfix 3.7.11 with the default
+    (no) took <<a@b.example>>, <a@b.example>>, a@b.example>,
+    <a(comment)@b.example> as a@b.example, <x@a@b.example> as
+    "x@a"@b.example, and <>x as the sender x; it refused <a@b.example,
+    <a b@c.example>, <a@b.example,c@d.example> and
+    <a@b.example>BODY=8BITMIME (two addresses).
+
 SEE ALSO
     Postfix src/smtpd/smtpd.c extract_addr(), vrfy_cmd(), collapse_args();
     src/smtpd/smtpd_token.c; src/global/tok822_parse.c.
@@ -37,54 +51,77 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-_BLANK = " \t"
+# ISSPACE(): the ASCII white space of C's isspace().
+_SPACE = " \t\n\v\f\r"
 # tok822_opchar: the one-character operators (RFC 822 specials and % ! |).
 _OPERATORS = '|"(),.:;<>@[]%!'
 _WORDS = ("atom", "qstring", "domlit")
 
 
-def smtpd_words(text: str) -> list[str]:
-    """The words of a command argument (smtpd_token.c smtp_next_token())."""
-    words: list[str] = []
+def smtpd_tokens(text: str) -> list[tuple[str, bool]]:
+    """The words of a command line, each with whether it is whole
+    (smtpd_token.c smtp_next_token()): split at white space, except inside
+    <...> (nested <> and "..." kept) and "..."; a backslash escapes the next
+    character; "from:" and "to:" end a word of their own ("FROM:<a@b>" is
+    two). A word whose <...> or "..." never closes is not whole
+    (SMTPD_TOK_ERROR)."""
+    words: list[tuple[str, bool]] = []
     word: list[str] = []
+    whole = True
     i, n = 0, len(text)
     while i < n:
         c = text[i]
         i += 1
-        if c in _BLANK:
+        if c in _SPACE:
             if word:
-                words.append("".join(word))
-                word = []
-            continue
-        word.append(c)
-        closing = {"<": ">", "[": "]", '"': '"'}.get(c)
-        if closing is not None:
-            i = _quoted(text, i, closing, word)
+                words.append(("".join(word), whole))
+                word, whole = [], True
+        elif c == "<" or c == '"':
+            word.append(c)
+            i, closed = _quoted(text, i, ">" if c == "<" else '"', word)
+            whole = whole and closed
+        elif c == ":":
+            word.append(c)
+            if len(word) in (3, 5) and "".join(word).lower() in ("to:", "from:"):
+                words.append(("".join(word), whole))
+                word, whole = [], True
+        else:
+            word.append(c)
+            if c == "\\" and i < n:
+                word.append(text[i])
+                i += 1
     if word:
-        words.append("".join(word))
+        words.append(("".join(word), whole))
     return words
 
 
-def _quoted(text: str, i: int, closing: str, word: list[str]) -> int:
-    """Copy up to the closing character, through nested quotes and <> (smtp_quoted())."""
+def smtpd_words(text: str) -> list[str]:
+    """The words of a command argument, as smtpd_tokens() splits them."""
+    return [word for word, _whole in smtpd_tokens(text)]
+
+
+def _quoted(text: str, i: int, closing: str, word: list[str]) -> tuple[int, bool]:
+    """Copy up to the closing character, through nested quotes and <>
+    (smtp_quoted()); whether it closed."""
     wanted = [closing]
     while i < len(text):
         c = text[i]
         i += 1
         word.append(c)
         if c == "\\":
-            if i < len(text):
-                word.append(text[i])
-                i += 1
+            if i == len(text):
+                break
+            word.append(text[i])
+            i += 1
         elif c == wanted[-1]:
             wanted.pop()
             if not wanted:
-                break
+                return i, True
         elif c == '"':
             wanted.append('"')
         elif c == "<" and wanted[-1] == ">":
             wanted.append(">")
-    return i
+    return i, False
 
 
 @dataclass(slots=True)
@@ -94,8 +131,9 @@ class _Token:
     parts: list["_Token"] | None = None   # an addr's tokens
 
 
-def _scan(text: str) -> list[_Token]:
-    """tok822_scan(), without the comments (they never make an address)."""
+def _scan(text: str, comments: list[int]) -> list[_Token]:
+    """tok822_scan(), without the comments (they never make an address:
+    tok822_parse() moves them aside); their places go to comments."""
     out: list[_Token] = []
     i, n = 0, len(text)
     while i < n:
@@ -104,6 +142,7 @@ def _scan(text: str) -> list[_Token]:
         if c.isspace():
             continue
         if c == "(":
+            comments.append(i - 1)
             i = _skip_comment(text, i)
         elif c in "[\"":
             end = "]" if c == "[" else '"'
@@ -164,9 +203,9 @@ def _group(tokens: list[_Token], left: int, right: int, comma: bool) -> int:
     return left + 2 + comma
 
 
-def _parse(text: str) -> list[_Token]:
+def _parse(text: str, comments: list[int]) -> list[_Token]:
     """tok822_parse(): the tokens, addresses grouped, from right to left."""
-    tokens = [_Token("")] + _scan(text) + [_Token("")]      # the two sentinels
+    tokens = [_Token("")] + _scan(text, comments) + [_Token("")]      # the two sentinels
     word, in_group = True, False
     right = len(tokens) - 1
     tp = right - 1
@@ -229,14 +268,38 @@ def _internal(tokens: list[_Token]) -> str:
 
 def extract_address(text: str) -> str | None:
     """The one address in text, internal form ("" for none); None for several."""
+    found = _extract(text)
+    return None if found is None else found[0]
+
+
+def envelope_address(word: str, strict: bool) -> tuple[str, tuple[str, ...]] | None:
+    """extract_addr() for MAIL FROM and RCPT TO: the one address of the
+    word in internal form ("" for none) and the source route it dropped
+    (("@a", "@b") for <@a,@b:u@d>), or None where Postfix logs "Illegal
+    address syntax": more than one address, or with strict (RFC 821
+    envelopes) a word not in <>, or anything beside the address, a
+    comment too."""
+    found = _extract(word, strict)
+    if found is None or (strict and not word.startswith("<")):
+        return None
+    return found
+
+
+def _extract(text: str, strict: bool = False) -> tuple[str, tuple[str, ...]] | None:
     if len(text) >= 2 and text[0] == "<" and text[-1] == ">":
         text = text[1:-1]
-    if text.startswith("@") and ":" in text:
-        text = text[text.index(":") + 1:]                   # the deprecated source route
-    addresses = [t for t in _parse(text) if t.kind == "addr"]
+    route: tuple[str, ...] = ()
+    if text.startswith("@") and ":" in text:            # the deprecated source route
+        colon = text.index(":")
+        route, text = tuple(text[:colon].split(",")), text[colon + 1:]
+    comments: list[int] = []
+    tokens = _parse(text, comments)
+    addresses = [t for t in tokens if t.kind == "addr"]
     if len(addresses) > 1:
         return None
-    return _internal(addresses[0].parts or []) if addresses else ""
+    if strict and (comments or any(t.kind not in ("addr", "<", ">") for t in tokens)):
+        return None
+    return (_internal(addresses[0].parts or []) if addresses else ""), route
 
 
-__all__ = ["extract_address", "smtpd_words"]
+__all__ = ["envelope_address", "extract_address", "smtpd_tokens", "smtpd_words"]

@@ -64,19 +64,6 @@ AT_DOMAIN = rf"@(?:{DOMAIN}|{ADDRESS_LITERAL})"
 ADL = rf"{AT_DOMAIN}(?:,{AT_DOMAIN})*"
 PATH_RE = re.compile(rf"<(?P<adl>{ADL}:)?(?P<mailbox>{MAILBOX})>\Z")
 
-# A path token as it appears on the command line: "<...>" possibly holding a
-# quoted string with spaces, or (Postfix without strict_rfc821_envelopes) a
-# bare address without brackets. Anything else that is one token ("<a@b")
-# still counts as the path so that it gets "Bad ... address syntax".
-PATH_TOKEN = r'<(?:[^<>"]|' + QUOTED_STRING + r')*>|(?:[^\s"]|' + QUOTED_STRING + r')+'
-
-#   mail = "MAIL FROM:" Reverse-path [SP Mail-parameters] CRLF
-# Postfix accepts blanks after the colon ("MAIL FROM: <a@b>").
-MAIL_ARG_RE = re.compile(rf"FROM:\s*(?P<path>{PATH_TOKEN})(?P<params>(?:\s+\S+)*)\s*\Z", re.I)
-#   rcpt = "RCPT TO:" ( "<Postmaster@" Domain ">" / "<Postmaster>" / Forward-path )
-#          [SP Rcpt-parameters] CRLF
-RCPT_ARG_RE = re.compile(rf"TO:\s*(?P<path>{PATH_TOKEN})(?P<params>(?:\s+\S+)*)\s*\Z", re.I)
-
 #   esmtp-param   = esmtp-keyword ["=" esmtp-value]
 #   esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
 #   esmtp-value   = 1*(%d33-60 / %d62-126)

@@ -1,11 +1,16 @@
 """address - envelope addresses: parse a Path, split it, spot routing tricks.
 
-parse_path() turns the text after ``MAIL FROM:`` / ``RCPT TO:`` into the
+parse_path() turns the path word of ``MAIL FROM:`` / ``RCPT TO:`` into the
 address Postfix would use: brackets removed, a source route
 (``<@a,@b:u@d>``) accepted but dropped (RFC 5321 4.1.1.3; Postfix does the
 same), needless quotes removed (``"joe"@d`` is ``joe@d``), ``<>`` kept as the
-null address "". Bare addresses without brackets are accepted, as Postfix
-does unless strict_rfc821_envelopes = yes.
+null address "". Unless strict_rfc821_envelopes = yes, it also takes what
+Postfix's RFC 822 parser takes: bare addresses without brackets, comments,
+stray brackets (``<<a@b>>``, ``a@b>``), a second ``@`` (``<x@a@b>`` is
+``"x@a"@b``). The address is kept in the external form, its local part
+quoted where Postfix's quote_822_local() quotes it (``<a..b@d>`` is
+``"a..b"@d``); ``<user@>`` is "user@", which only resolve_null_domain = yes
+lets through.
 
 min_user() is allow_min_user's test: the address begins with "-" once its
 quotes are gone (Postfix's resolver refuses such an address, so that no
@@ -13,8 +18,7 @@ command ever takes it for an option). numeric_domain() finds a domain of
 digits and dots, which Postfix's resolver takes for no hostname
 (valid_hostname(): "numeric hostname"): bad syntax, or with
 resolve_numeric_domain = yes, when it is an IPv4 address, that address in
-brackets (numeric_literal()). parse_null_domain_path() takes ``<user@>``,
-which only resolve_null_domain = yes lets through.
+brackets (numeric_literal()).
 
 split_address() / routing_tricks() are for relay control on the policy side:
 an address whose local part still holds ``%``, ``!`` or ``@`` (inside
@@ -27,8 +31,10 @@ from __future__ import annotations
 import re
 
 from mailsys.frozen import frozen
+from mailsys.message.address import quote_822_local
 
 from . import _grammar as g
+from ._extract_addr import envelope_address
 
 
 @frozen
@@ -38,33 +44,25 @@ class Path:
     bracketed: bool
 
 
-def parse_path(text: str, *, allow_null: bool = True) -> Path | None:
-    """The address in a MAIL/RCPT path, or None when its syntax is bad."""
-    if text.startswith("<"):
-        if text == "<>":
-            return Path("", (), True) if allow_null else None
-        m = g.PATH_RE.match(text)
-        bracketed = True
-    else:
-        m = g.PATH_RE.match(f"<{text}>")
-        bracketed = False
-    if m is None:
+def parse_path(text: str, *, allow_null: bool = True, strict: bool = False) -> Path | None:
+    """The address of a MAIL/RCPT path word, or None when Postfix calls its
+    syntax bad. strict: strict_rfc821_envelopes."""
+    bracketed = text.startswith("<")
+    if text == "<>":
+        return Path("", (), True) if allow_null else None
+    m = g.PATH_RE.match(text if bracketed else f"<{text}>")
+    if m is not None and (bracketed or not strict):
+        adl = m.group("adl")
+        route = tuple(adl[:-1].split(",")) if adl else ()
+        return Path(_canonical(m.group("local"), m.group("domain")), route, bracketed)
+    # Anything else as smtpd.c extract_addr() reads it.
+    found = envelope_address(text, strict)
+    if found is None:
         return None
-    adl = m.group("adl")
-    route = tuple(adl[:-1].split(",")) if adl else ()
-    return Path(_canonical(m.group("local"), m.group("domain")), route, bracketed)
-
-
-def parse_null_domain_path(text: str) -> Path | None:
-    """``<user@>`` as the address "user@" (resolve_null_domain = yes: the
-    resolver takes the null domain for $myhostname); None for anything else."""
-    inner = text[1:-1] if text.startswith("<") and text.endswith(">") else text
-    if not inner.endswith("@"):
+    address, route = found
+    if (not address and not allow_null) or (strict and address.startswith("@")):
         return None
-    path = parse_path(f"<{inner[:-1]}>", allow_null=False)
-    if path is None or "@" in path.address:
-        return None
-    return Path(path.address + "@", path.route, text.startswith("<"))
+    return Path(quote_822_local(address, internal=True), route, bracketed)
 
 
 def min_user(address: str) -> bool:
@@ -94,11 +92,11 @@ def numeric_literal(domain: str) -> str | None:
 
 
 def _canonical(local: str, domain: str | None) -> str:
+    """The queue's form: quoted where Postfix's quote_822_local() quotes
+    the internal form (``"joe"@d`` is ``joe@d``, ``a..b@d`` is ``"a..b"@d``)."""
     if local.startswith('"') and local.endswith('"') and len(local) >= 2:
-        inner = _unquote(local[1:-1])
-        if g.DOT_STRING_RE.match(inner):
-            local = inner
-    return f"{local}@{domain}" if domain is not None else local
+        local = _unquote(local[1:-1])
+    return quote_822_local(f"{local}@{domain}" if domain is not None else local, internal=True)
 
 
 def _unquote(s: str) -> str:

@@ -77,10 +77,9 @@ from ._state import BDAT_ERROR as _BDAT_ERROR
 from ._state import BDAT_SKIP as _BDAT_SKIP
 from ._state import ERROR as _ERROR
 from ._state import GREETING, IN_TRANSACTION, Outcome, State, outcome_of, transition
-from ._extract_addr import extract_address, smtpd_words
+from ._extract_addr import extract_address, smtpd_tokens, smtpd_words
 from ._xclient import XattrError, parse_xclient, parse_xforward
-from .address import (min_user, numeric_domain, numeric_literal, parse_null_domain_path,
-                      parse_path)
+from .address import min_user, numeric_domain, numeric_literal, parse_path
 from .errors import LocalProtocolError, RemoteProtocolError
 from .replies import Reply
 from .settings import Settings
@@ -786,21 +785,23 @@ class ServerConnection:
             raise self._fail(R.NESTED_MAIL, "nested MAIL")
         if self.state is State.BDAT_FAILED:
             raise self._fail(R.MAIL_AFTER_BDAT, "MAIL after BDAT")
-        m = g.MAIL_ARG_RE.match(arg)
-        if m is None:
+        # smtpd.c mail_cmd(): the words as smtpd_token.c splits them.
+        words = smtpd_tokens(arg)
+        if len(words) < 2 or words[0][0].lower() != "from:":
             raise self._fail(R.MAIL_SYNTAX, "MAIL syntax")
-        path = parse_path(m.group("path"))
-        if path is None and s.resolve_null_domain:
-            path = parse_null_domain_path(m.group("path"))
+        word, whole = words[1]
+        if not whole:
+            raise self._fail(R.BAD_SENDER, "unbalanced sender address")
+        path = parse_path(word, strict=s.strict_rfc821_envelopes)
         if path is None or _unresolvable(path.address, s):
-            raise self._fail(R.BAD_SENDER, f"{ILLEGAL_ADDRESS}{m.group('path')}")
+            raise self._fail(R.BAD_SENDER, f"{ILLEGAL_ADDRESS}{word}")
         try:
-            params, fields = mail_params(m.group("params").split(), s,
+            params, fields = mail_params([w for w, _whole in words[2:]], s,
                                          auth_active=bool(s.auth_offered(tls_active=self.tls_active)))
         except ParamError as e:
             raise self._fail(e.reply, "bad MAIL parameter") from None
         if path.address and _bad_address(path.address, s, bool(fields.get("smtputf8"))):
-            raise self._fail(R.BAD_SENDER, f"{ILLEGAL_ADDRESS}{m.group('path')}")
+            raise self._fail(R.BAD_SENDER, f"{ILLEGAL_ADDRESS}{word}")
         size = fields.get("size")
         if s.message_size_limit and isinstance(size, int) and size > s.message_size_limit:
             err = self._fail(R.SIZE_EXCEEDS_LIMIT, "SIZE exceeds limit")
@@ -810,7 +811,7 @@ class ServerConnection:
             raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
         if fields.get("verp") and not path.address:
             raise self._fail(R.XVERP_NULL_SENDER, "XVERP with the null sender")
-        return ev.MailFrom(path.address, m.group("path"), params, **fields)  # type: ignore[arg-type]
+        return ev.MailFrom(path.address, word, params, **fields)  # type: ignore[arg-type]
 
     def _rcpt(self, verb: str, arg: str):
         s = self.settings
@@ -820,21 +821,23 @@ class ServerConnection:
             raise self._fail(R.NEED_MAIL, "RCPT without MAIL")
         if self.state in (State.CHUNKING, State.BDAT_FAILED):
             raise self._fail(R.RCPT_AFTER_BDAT, "RCPT after BDAT")
-        m = g.RCPT_ARG_RE.match(arg)
-        if m is None:
+        # smtpd.c rcpt_cmd(): the words as smtpd_token.c splits them.
+        words = smtpd_tokens(arg)
+        if len(words) < 2 or words[0][0].lower() != "to:":
             raise self._fail(R.RCPT_SYNTAX, "RCPT syntax")
-        return self._policy_first("rcpt", self._rcpt_address, m)
+        return self._policy_first("rcpt", self._rcpt_address, words)
 
-    def _rcpt_address(self, m: re.Match):
+    def _rcpt_address(self, words: list[tuple[str, bool]]):
         s = self.settings
-        path = parse_path(m.group("path"), allow_null=False)
-        if path is None and s.resolve_null_domain:
-            path = parse_null_domain_path(m.group("path"))
+        word, whole = words[1]
+        if not whole:
+            raise self._fail(R.BAD_RECIPIENT, "unbalanced recipient address")
+        path = parse_path(word, allow_null=False, strict=s.strict_rfc821_envelopes)
         if path is None or _unresolvable(path.address, s) or _bad_address(
                 path.address, s, self.mail is not None and self.mail.smtputf8):
-            raise self._fail(R.BAD_RECIPIENT, f"{ILLEGAL_ADDRESS}{m.group('path')}")
+            raise self._fail(R.BAD_RECIPIENT, f"{ILLEGAL_ADDRESS}{word}")
         try:
-            params, notify, orcpt = rcpt_params(m.group("params").split(), s)
+            params, notify, orcpt = rcpt_params([w for w, _whole in words[2:]], s)
         except ParamError as e:
             raise self._fail(e.reply, "bad RCPT parameter") from None
         if s.recipient_limit and self.rcpt_count >= s.recipient_limit:
@@ -846,7 +849,7 @@ class ServerConnection:
         assert self.mail is not None
         if s.strict_smtputf8 and not path.address.isascii() and not self.mail.smtputf8:
             raise self._fail(R.NEED_SMTPUTF8, "unicode address without SMTPUTF8")
-        return ev.RcptTo(path.address, m.group("path"), params, notify, orcpt)
+        return ev.RcptTo(path.address, word, params, notify, orcpt)
 
     def _data(self, verb: str, arg: str):
         # smtpd.c data_cmd(): the recipient checks come before the syntax check.

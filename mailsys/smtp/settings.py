@@ -107,6 +107,9 @@ class Settings:
     # localparts" (smtpd.c); only when strict, a non-ASCII address without
     # SMTPUTF8 gets 553 5.6.7.
     strict_smtputf8: bool = False
+    # strict_rfc821_envelopes (no): a MAIL or RCPT address must be in <> with
+    # nothing beside it (no comment, no phrase, no stray bracket).
+    strict_rfc821_envelopes: bool = False
     # allow_min_user (no): a MAIL or RCPT address that begins with "-" is bad
     # syntax (Postfix's trivial-rewrite flags it; smtpd answers 501).
     allow_min_user: bool = False

@@ -22,6 +22,23 @@ from mailsys.smtp import AddressParts, Path, parse_path, routing_tricks, split_a
     ("<a!b@d>", "a!b@d"),
     ("<ü@bücher.example>", "ü@bücher.example"),
     ("<a@b.example.>", "a@b.example."),
+    # Postfix's RFC 822 parser (strict_rfc821_envelopes = no), each seen
+    # as from=<...> in the log of Postfix 3.7.11:
+    ("<<a@b.example>>", "a@b.example"),
+    ("<a@b.example>>", "a@b.example"),
+    ("a@b.example>", "a@b.example"),
+    ("<a(comment)@b.example>", "a@b.example"),
+    ("<i@b.example (Joe)>", "i@b.example"),
+    ("<x@a@b.example>", '"x@a"@b.example'),
+    ("<a\\@b@c.example>", '"a@b"@c.example'),
+    ("<h.@b.example>", '"h."@b.example'),
+    ("<a..b@c.example>", '"a..b"@c.example'),
+    ("<>x", "x"),
+    # the resolver, not the parser, refuses these (smtpd_check_addr())
+    ("<a@>", "a@"),
+    ("<a@-b>", "a@-b"),
+    ("<a@b..c>", "a@b..c"),
+    ("<@a.example:>", ""),
 ])
 def test_parse_path_accepts(text, address):
     path = parse_path(text)
@@ -29,11 +46,27 @@ def test_parse_path_accepts(text, address):
 
 
 @pytest.mark.parametrize("text", [
-    "<a b@c>", "<a@b", "a@b>", "<<a@b>>", "<a@>", "<@a:>", "<a@-b>", "<a@b..c>", '<"a@b>',
-    "<a@b c>", "", "<", "<@a.example:>",
+    "<a b@c>", "<a@b c>", "<a@b.example,c@d.example>", "<a@b.example;c@d.example>",
+    "<a@b.example>BODY=8BITMIME", "John Smith",
 ])
-def test_parse_path_rejects(text):
+def test_parse_path_rejects_more_than_one_address(text):
     assert parse_path(text) is None
+
+
+@pytest.mark.parametrize("text", [
+    "a@b.example", "<a(c)@b.example>", "<a@b.example>(c)", "a@b>", "<a@b.example>x",
+])
+def test_strict_rfc821_envelopes_wants_the_address_alone_in_brackets(text):
+    assert parse_path(text, strict=True) is None
+
+
+@pytest.mark.parametrize("text,address", [
+    ("<a@b.example>", "a@b.example"), ("<@r.example:a@b.example>", "a@b.example"),
+    ('<"a b"@c.example>', '"a b"@c.example'),
+])
+def test_strict_rfc821_envelopes_takes_a_plain_path(text, address):
+    path = parse_path(text, strict=True)
+    assert path is not None and path.address == address
 
 
 def test_null_path_can_be_refused():

@@ -189,6 +189,58 @@ def test_mail_from(line, reply):
     assert res.replies == [reply]
 
 
+# Postfix 3.7.11, strict_rfc821_envelopes = no and yes: each reply seen
+# live, each address as from=<...> in its log (None: 501 5.1.7).
+@pytest.mark.parametrize("path,sloppy,strict", [
+    (b"<<a@b.example>>", "a@b.example", "a@b.example"),
+    (b"<a@b.example>>", "a@b.example", "a@b.example"),
+    (b"a@b.example>", "a@b.example", None),
+    (b"a@b.example", "a@b.example", None),
+    (b"<x@a@b.example>", '"x@a"@b.example', '"x@a"@b.example'),
+    (b"<a\\@b@c.example>", '"a@b"@c.example', '"a@b"@c.example'),
+    (b"<a(comment)@b.example>", "a@b.example", None),
+    (b"<a@b>(c)", "a@b", None),
+    (b"<h.@b.example>", '"h."@b.example', '"h."@b.example'),
+    (b"<>x", "x", None),
+    (b'"a b"@c.example', '"a b"@c.example', None),
+    (b"<@a.example:>", "", ""),
+    (b"<a@b.example,c@d.example>", None, None),
+    (b"<a@b.example>BODY=8BITMIME", None, None),
+])
+def test_mail_from_takes_what_postfix_rfc822_parser_takes(path, sloppy, strict):
+    for strict_rfc821, address in ((False, sloppy), (True, strict)):
+        res = run(b"MAIL FROM:" + path + b"\r\n", strict_rfc821_envelopes=strict_rfc821)
+        if address is None:
+            assert res.replies == ["501 5.1.7 Bad sender address syntax"]
+        else:
+            assert res.replies == ["250 2.1.0 Ok"] and res.of(MailFrom)[0].address == address
+
+
+def test_a_path_that_never_closes_is_refused_without_the_illegal_syntax_warning():
+    """smtpd.c: SMTPD_TOK_ERROR answers 501 before extract_addr(), which
+    logs "Illegal address syntax" (seen live: no warning for these two)."""
+    for line, reply in ((b"MAIL FROM:<a@b.example", "501 5.1.7 Bad sender address syntax"),
+                        (b'RCPT TO:<"a@b.example>', "501 5.1.3 Bad recipient address syntax")):
+        conn, _ = connect()
+        if line.startswith(b"RCPT"):
+            conn.receive_data(MAIL)
+            conn.next_event()
+            conn.send(Reply(250, "2.1.0", "Ok"))
+        conn.receive_data(line + b"\r\n")
+        with pytest.raises(RemoteProtocolError) as e:
+            conn.next_event()
+        assert str(e.value.reply) == reply and not str(e.value).startswith("illegal")
+
+
+def test_rcpt_to_takes_what_postfix_rfc822_parser_takes():
+    res = run(MAIL + b"RCPT TO:<<c@d.example>>\r\nRCPT TO:c@d.example> NOTIFY=NEVER\r\n"
+              b"RCPT TO:<>\r\n")
+    assert res.replies == ["250 2.1.0 Ok", "250 2.1.5 Ok", "250 2.1.5 Ok",
+                           "501 5.1.3 Bad recipient address syntax"]
+    assert [(r.address, r.notify) for r in res.of(RcptTo)] == [("c@d.example", None),
+                                                                 ("c@d.example", ("NEVER",))]
+
+
 def test_size_refusal_names_the_sender():
     """smtpd logs from=<a> on the reject line of a MAIL refused for its SIZE."""
     conn, _ = connect()

@@ -13,7 +13,7 @@ import pytest
 from _smtp_testlib import connect, run
 
 from mailsys.smtp import Reply, Vrfy
-from mailsys.smtp._extract_addr import extract_address, smtpd_words
+from mailsys.smtp._extract_addr import extract_address, smtpd_tokens, smtpd_words
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -180,13 +180,25 @@ def test_a_refusal_of_the_policy_is_the_reply_and_an_error():
 
 @pytest.mark.parametrize("text, words", [
     (" a  b\t", ["a", "b"]),
-    ('<a b@x> "c d" [e f]', ["<a b@x>", '"c d"', "[e f]"]),
+    # smtpd_token.c: [...] is not a quote, unlike <...> and "..."
+    ('<a b@x> "c d" [e f]', ["<a b@x>", '"c d"', "[e", "f]"]),
+    # "from:" and "to:" end a word
+    ("FROM:<a@x> to:b", ["FROM:", "<a@x>", "to:", "b"]),
+    ("xto:<a@x>", ["xto:<a@x>"]),
+    ("a\\ b", ["a\\ b"]),
     ('<"a >b"@x> c', ['<"a >b"@x>', "c"]),
     ('"a\\" b" c', ['"a\\" b"', "c"]),
     ("<a<b c>d> e", ["<a<b c>d>", "e"]),
 ])
 def test_words_split_at_blanks_outside_quotes(text, words):
     assert smtpd_words(text) == words
+
+
+@pytest.mark.parametrize("text, whole", [
+    ("<a@x>", True), ("<a@x", False), ('"a', False), ('<"a>"', False), ("<a\\", False),
+])
+def test_a_word_whose_quote_never_closes_is_marked(text, whole):
+    assert smtpd_tokens(text) == [(text, whole)]
 
 
 @pytest.mark.parametrize("text, address", [
