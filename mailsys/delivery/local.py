@@ -77,7 +77,7 @@ from mailsys.delivery.report import deferred, failed, sent
 from mailsys.frozen import frozen
 from mailsys.ipc.proto.deliver import (BOUNCED, DEFERRED, DeliverRecipient, DeliverRequest,
                                        RecipientResult)
-from mailsys.message.address import quote_822_local
+from mailsys.message.address import quote_822_local, unquote_822_local
 
 __all__ = ["deliver_request", "deliver_one", "delivered_to", "relay_name", "plan_request",
            "RecipientPlan", "combine"]
@@ -302,11 +302,14 @@ def _run(req: DeliverRequest, step: Command | File, who: DeliverRecipient, conte
                           in settings.delivered_header, settings.original_recipient)
     try:
         if isinstance(step, Command):
-            local, user, ext, _, domain = split_local(t.address, aliases.delimiter,
+            # local/command.c exports the addresses in the internal form:
+            # SENDER=a b@x for "a b"@x (then through the expansion filter).
+            recipient = unquote_822_local(t.address)
+            local, user, ext, _, domain = split_local(recipient, aliases.delimiter,
                                                       aliases.owner_request_special)
-            values = {"LOGNAME": user, "USER": user, "SENDER": t.sender,
-                      "RECIPIENT": t.address, "LOCAL": local, "DOMAIN": domain,
-                      "EXTENSION": ext, "ORIGINAL_RECIPIENT": t.orig,
+            values = {"LOGNAME": user, "USER": user, "SENDER": unquote_822_local(t.sender),
+                      "RECIPIENT": recipient, "LOCAL": local, "DOMAIN": domain,
+                      "EXTENSION": ext, "ORIGINAL_RECIPIENT": unquote_822_local(t.orig),
                       "CLIENT_HOSTNAME": req.client_name, "CLIENT_ADDRESS": req.client_addr,
                       "CLIENT_HELO": req.client_helo, "CLIENT_PROTOCOL": req.client_protocol,
                       "SASL_METHOD": req.sasl_method, "SASL_USERNAME": req.sasl_user,
@@ -317,7 +320,7 @@ def _run(req: DeliverRequest, step: Command | File, who: DeliverRecipient, conte
             if aliases.exec_directory:
                 cwd = filtered(local_expand(aliases.exec_directory, {
                     "user": user, "home": privs.home, "shell": privs.shell,
-                    "recipient": t.address, "local": local, "domain": domain,
+                    "recipient": recipient, "local": local, "domain": domain,
                     "extension": ext, "recipient_delimiter": aliases.delimiter if ext else ""}),
                     aliases.exec_filter or DEFAULT_EXPANSION_FILTER)
             spec = CommandSpec(step.command, privs.uid, privs.gid,

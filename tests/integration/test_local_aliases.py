@@ -214,6 +214,19 @@ def test_command_gets_the_sasl_sender_of_mail_from(make_site, out_dir, tmp_path)
     assert "SASL_SENDER=_s+2Bq@y.example_" in lines, lines
 
 
+def test_command_gets_the_addresses_unquoted(site, out_dir):
+    # local/command.c exports the internal form, without the quotes of a
+    # quoted local part; command_expansion_filter then makes the space "_".
+    with smtplib.SMTP("127.0.0.1", site.port, timeout=10) as s:
+        s.ehlo("c.example")
+        assert s.docmd('MAIL FROM:<"s p"@example.org>')[0] == 250
+        assert s.docmd("RCPT TO:<pipe@example.test>")[0] == 250
+        qid = h.qid_of(s.data(b"Subject: quoted\r\n\r\nhello\r\n")[1])
+    site.inst.wait_log(f"{qid}: removed", timeout=20)
+    lines = (out_dir / "pipe.out").read_text().splitlines()
+    assert "SENDER=s_p@example.org" in lines, lines
+
+
 def test_command_exit_75_defers_and_file_destination_appends(site, out_dir):
     qid = send(site, "tempfail@example.test")
     log = site.inst.wait_log(f"{qid}: to=<tempfail@example.test>", timeout=20)
