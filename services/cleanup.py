@@ -395,13 +395,20 @@ class Cleanup:
         the answer is Queued. Each recipient is logged as Postfix's cleanup
         logs it there, before the notice exists: "QID: to=<r>, relay=none,
         delay=D, delays=D/0/0/0, dsn=5.7.1, status=bounced (message content
-        rejected)". The recipients are the ones requested: the address
-        rewriting of step 3 is not done for a refused message."""
+        rejected)". The sender and recipients are rewritten as for any
+        message (step 3), as Postfix's cleanup rewrote them before it wrote
+        them to the queue file that cleanup_bounce() reads; after an alias
+        error they stay as requested."""
         now = time.time()
         arrival = req.arrival_time or now
         content = encode_header(self.received(req, arrival)) + req.content
+        try:
+            sender, recipients = self._addresses(
+                req, lambda text: log.warning(text, queue_id=req.queue_id))
+        except AliasError:
+            sender, recipients = req.sender, _recipients(req)
         envelope, content = returned(
-            _envelope(req, sender=req.sender, recipients=_recipients(req), arrival=arrival,
+            _envelope(req, sender=sender, recipients=recipients, arrival=arrival,
                       size=len(content), body_type=req.body_type),
             content, refusal, now=now)
         delay = max(0.0, now - arrival)
@@ -545,19 +552,11 @@ class Cleanup:
                 body_type = "8BITMIME"
         if error is not None:
             return Rejected(error.code, error.enhanced, error.text)
-        sender = req.sender
-        mapped = self.address_maps.active and mappings
-        # A recipient without ORCPT gets one made of its address, after the
-        # canonical maps when they apply (the envelope rewriting does it then).
-        recipients = _recipients(req, orcpt=not mapped)
-        if mapped:
-            try:
-                sender, recipients = self.address_maps.envelope(
-                    sender, recipients, warn,
-                    orcpt_of=lambda address: _dsn_orcpt(address, req.smtputf8))
-            except AliasError as e:
-                warn(str(e))
-                return Rejected(451, *ALIAS_ERROR)
+        try:
+            sender, recipients = self._addresses(req, warn)
+        except AliasError as e:
+            warn(str(e))
+            return Rejected(451, *ALIAS_ERROR)
         content = cleaned.assemble(source, crlf=req.crlf)
         envelope = _envelope(
             req, sender=sender, recipients=with_actions(recipients, actions.bcc, actions.redirect),
@@ -566,6 +565,21 @@ class Cleanup:
             + (((TRACE_FLAGS, req.trace_flags),) if req.trace_flags else ()))
         return _Entry(envelope, content, cleaned.log_lines, actions.hold, actions.discard,
                       milters=not gate.closed)
+
+    def _addresses(self, req: CleanupRequest, warn: Callable[[str], None]
+                   ) -> tuple[str, tuple[Recipient, ...]]:
+        """The envelope's sender and recipients after the canonical maps,
+        masquerading and virtual aliases (unless no_address_mappings);
+        raises AliasError. A recipient without ORCPT gets one made of its
+        address, after the canonical maps when they apply."""
+        mapped = self.address_maps.active \
+            and "no_address_mappings" not in req.receive_override_options
+        recipients = _recipients(req, orcpt=not mapped)
+        if not mapped:
+            return req.sender, recipients
+        return self.address_maps.envelope(
+            req.sender, recipients, warn,
+            orcpt_of=lambda address: _dsn_orcpt(address, req.smtputf8))
 
     def logged_recipient(self, req: CleanupRequest) -> str | None:
         """The recipient cleanup's content and milter lines name ("to=<r>"):

@@ -850,6 +850,32 @@ async def test_a_refusal_with_bounce_set_is_queued_with_every_recipient_bounced(
 
 
 @trio_test
+async def test_a_returned_message_has_its_addresses_rewritten(make_config, store, tmp_path):
+    # Postfix's cleanup rewrites each envelope record as it arrives, so the
+    # queue file that cleanup_bounce() reads holds the canonical sender and
+    # the virtual aliases' recipients: the notice goes to the sender as
+    # rewritten, and names the recipients so.
+    checks = tmp_path / "header_checks"
+    checks.write_text("/^Subject: spam/ REJECT\n")
+    cfg = make_config(header_checks=f"regexp:{checks}",
+                      sender_canonical_maps="inline:{ alice@example.com=a.smith@example.com }",
+                      virtual_alias_maps="inline:{ { b1@x.test=c1@y.test, c2@y.test } }")
+    req = local(b"Subject: spam\r\n\r\nbody\r\n", rcpts=("b1@x.test", "b3@x.test"))
+    async with trio.open_nursery() as nursery:
+        svc = await running(cfg, store, nursery)
+        with capture_logs() as logs:
+            assert isinstance(await svc.call(req), Queued)
+        nursery.cancel_scope.cancel()
+    env, _ = store.load(req.queue_id)
+    assert env.sender == "a.smith@example.com"
+    assert [(r.address, r.orig, r.state.value) for r in env.recipients] == [
+        ("c1@y.test", "b1@x.test", "bounced"), ("c2@y.test", "b1@x.test", "bounced"),
+        ("b3@x.test", "", "bounced")]
+    assert [(e["to"], e["orig_to"]) for e in logs if e["event"] == "status"] == [
+        ("c1@y.test", "b1@x.test"), ("c2@y.test", "b1@x.test"), ("b3@x.test", "b3@x.test")]
+
+
+@trio_test
 async def test_temporary_refusals_and_requests_without_bounce_are_answered(
         make_config, store, tmp_path):
     checks = tmp_path / "header_checks"
