@@ -43,7 +43,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "postalias": ("mailsys.cli.postalias", "postalias"),
     "newaliases": ("mailsys.cli.postalias", "newaliases"),
     "postqueue": ("mailsys.cli.postqueue", "postqueue"),
-    "mailq": ("mailsys.cli.postqueue", "postqueue"),
+    "mailq": ("mailsys.cli.sendmail", "sendmail"),     # Postfix's mailq is its sendmail
     "postsuper": ("mailsys.cli.postsuper", "postsuper"),
     "postcat": ("mailsys.cli.postcat", "postcat"),
     "sendmail": ("mailsys.cli.sendmail", "sendmail"),

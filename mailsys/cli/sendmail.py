@@ -22,14 +22,19 @@ DESCRIPTION
     -i, -oi      a line with a single "." does not end the message
                  (without them it does, as in Sendmail).
     -N, -R, -V   DSN NOTIFY (never, or success,delay,failure), RET
-                 (full, hdrs) and ENVID.
+                 (full, hdrs) and ENVID. A bad value is a warning and the
+                 option is ignored, as in Postfix's sendmail.
     -XV, -XVxy   VERP: each recipient gets the mail from its own sender,
                  owner+user=domain@origin, with $default_verp_delimiters or
-                 the two given (mailsys.message.verp).
-    -B type      7BIT or 8BITMIME.
+                 the two given (mailsys.message.verp). The old forms
+                 "-V xy" and "-Vxy" work, with Postfix's warning.
+    -B type      7BIT or 8BITMIME (exactly so).
     -C dir       another configuration directory.
-    Other Sendmail options (-o*, -v, -m, -n, -x, -U, -G, -L, -O, -X,
-    -h, -p, -c, -e) are accepted and ignored, as Postfix's sendmail does.
+    Other Sendmail options (-o*, -v, -m, -x, -U, -G, -L, -O, -A, -h, -p,
+    -c, -e) are accepted and ignored, as Postfix's sendmail does; -n, -X
+    other than -XV, and -b letters Postfix's sendmail does not know are
+    fatal errors. mailsys.cli.sendmail_opts reads the command line, with
+    Postfix's texts and in its order.
     Addresses without a domain get @$myorigin (append_at_myorigin).
 
     Lines at the very start of the input that read "From " after any
@@ -50,12 +55,16 @@ DESCRIPTION
                  (mailsys.cli.sendmail_bs); each message is queued as above.
 
     Queue modes, carried out by postqueue as Postfix's sendmail executes it:
-    -bp lists the queue (mailq), -q flushes it (postqueue -f), -qRsite
-    flushes the mail for one site (postqueue -s site); -qINTERVAL (a
-    Sendmail daemon's queue run interval) is accepted and ignored.
+    -bp (and the command name mailq) lists the queue, -q flushes it
+    (postqueue -f), -qRsite flushes the mail for one site (postqueue -s
+    site), -qIqueueid one message (postqueue -i); -qINTERVAL (a Sendmail
+    daemon's queue run interval) is accepted and ignored, and -bh, -bH do
+    nothing. -bd and -bl start the mail system in the background, as
+    Postfix's sendmail runs "postfix start". None of these modes takes a
+    recipient.
 
     -bi (and -I) builds the alias tables of $alias_database, as newaliases
-    does (mailsys.cli.postalias).
+    does (mailsys.cli.postalias); -oAfile those of file.
 
     -bv          verify the recipients instead of sending anything: the
                  mail system finds out what would become of each one
@@ -81,31 +90,39 @@ EXIT STATUS (sysexits.h)
     bad command line, no recipients and a message cleanup refused
     included, as Postfix's sendmail exits (its cleanup handler). The
     queue modes (-bp, -q) exit as postqueue does.
+
+DIAGNOSTICS
+    Warnings and fatal errors go to standard error as "sendmail: fatal:
+    text" (the name the command was called by: mailq) and to the mail log
+    as "<syslog_name>/sendmail[pid]: fatal: text", as Postfix's sendmail
+    logs them (mailsys.cli.diag). Errors about the message name the sender
+    and the user ID first, "alice(1000): No recipient addresses found in
+    message header", the sender as given to -f or the login name.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import getopt
 import os
 import pwd
 import re
+import subprocess
 import sys
 import time
 from email.utils import getaddresses
 from pathlib import Path
 
-import structlog
 import trio
 
 from mailsys.admin import access
+from mailsys.cli import sendmail_opts
+from mailsys.cli.diag import Diag, logger
 from mailsys.config import Config, load
 from mailsys.errors import ConfigError, UsageError
 from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Queued, Rejected
 from mailsys.ipc.proto.verify import USR_VRFY
 from mailsys.maillog.files import check_prefixes
-from mailsys.maillog.setup import configure
 from mailsys.message.headers import header_end
 from mailsys.message.qid import new_qid
 from mailsys.queue import maildrop
@@ -119,47 +136,106 @@ _DOT_LINE_CR = re.compile(rb"(?:\A|\n)\.\r*(?:\n|\Z)")
 _CRS_LF = re.compile(rb"\r+\n")
 _FROM_LINE = re.compile(rb">*From [^\n]*\n")
 
-# Postfix sendmail.c's option string.
-OPTIONS = "B:C:F:GIL:N:O:R:UV:X:b:ce:f:h:imno:p:r:q:tvx"
-
 # One header field and its continuation lines (is_header.c; see headers.py).
 _FIELD = re.compile(rb"([!-9;-~]+)[ \t]*:([^\n]*(?:\n|\Z)(?:[ \t][^\n]*(?:\n|\Z))*)")
 _BAD_ADDRESS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
+    """Postfix sendmail.c's main(): every fatal error exits 75 (see fatal)."""
+    diag = Diag(command, "sendmail")
+    config_dir = sendmail_opts.prescan(argv, config_dir, _complain(command))
     try:
-        opts = _parse(argv)
-    except UsageError as e:
-        return _fail(str(e))
-    if "queue" in opts:
-        if not opts["queue"]:
-            return 0                    # -qINTERVAL: qmgr runs the queue anyway
-        from mailsys.cli import postqueue
-        return postqueue.main(opts["queue"], opts.get("C", config_dir),
-                              "mailq" if opts["queue"] == ["-p"] else "postqueue")
-    if opts.get("b") == "i":
-        from mailsys.cli.postalias import newaliases
-        return newaliases([], opts.get("C", config_dir))
-    cfg = load(opts.get("C", config_dir))
-    try:
+        cfg = load(config_dir)
         check_prefixes(cfg)         # as Postfix's sendmail, before it reads a byte
     except ConfigError as e:
-        return _fail(str(e))
-    if opts.get("b") == "s":
+        return diag.fatal(str(e), EX_TEMPFAIL)
+    diag.cfg = cfg
+    qdir = cfg.path("queue_directory")
+    if not qdir.is_dir():           # sendmail.c: chdir(var_queue_dir), before the options
+        return diag.fatal(f"chdir {qdir}: No such file or directory", EX_TEMPFAIL)
+    try:
+        opts = sendmail_opts.parse(argv, command, diag.warn, _complain(command),
+                                   cfg.verp_delimiter_filter)
+        return _run(opts, cfg, config_dir, diag)
+    except sendmail_opts.Fatal as e:
+        # Postfix's sendmail exits 75 on every fatal error: the msg_cleanup()
+        # handler it installs, tempfail(), exits EX_TEMPFAIL before
+        # msg_fatal_status() uses its own status (src/util/msg.c,
+        # src/sendmail/sendmail.c; seen live with 3.7.11 for each text).
+        return diag.fatal(str(e), EX_TEMPFAIL)
+
+
+def _complain(command: str):
+    """glibc getopt()'s line for a bad option: stderr only, never logged."""
+    return lambda text: print(f"{command}: {text}", file=sys.stderr, flush=True)
+
+
+def _run(opts: sendmail_opts.Options, cfg: Config, config_dir: Path, diag: Diag) -> int:
+    """The mode's work, as the switch at the end of sendmail.c's main()."""
+    mode, rcpts, verbose = opts.mode, opts.recipients, ["-v"] * opts.verbose
+    if opts.qtime is not None and mode != sendmail_opts.DAEMON:
+        return EX_OK                # -qINTERVAL: qmgr runs the queue anyway
+    queue_args = None
+    if mode == sendmail_opts.ENQUEUE and opts.site is not None:
+        queue_args, what = ["-s", opts.site], "flush site"
+    elif mode == sendmail_opts.ENQUEUE and opts.queue_id is not None:
+        queue_args, what = ["-i", opts.queue_id], "flush queue_id"
+    elif mode == sendmail_opts.MAILQ:
+        queue_args, what = ["-p"], "display queue mode"
+    elif mode == sendmail_opts.FLUSHQ:
+        queue_args, what = ["-f"], "flush queue mode"
+    if queue_args is not None:
+        if rcpts:
+            raise sendmail_opts.Fatal(f"{what} requires no recipient")
+        from mailsys.cli import postqueue      # Postfix's sendmail runs postqueue
+        return postqueue.main(queue_args + verbose, config_dir)
+    if mode == sendmail_opts.ENQUEUE:
+        return enqueue(opts, cfg, diag)
+    if mode == sendmail_opts.IGNORE:
+        return EX_OK
+    if rcpts:
+        raise sendmail_opts.Fatal(f"{NO_RECIPIENT[mode]} mode requires no recipient")
+    if mode == sendmail_opts.NEWALIAS:
+        from mailsys.cli import postalias
+        if opts.alias_map is not None:
+            return postalias.main(verbose + ["--", opts.alias_map], config_dir)
+        return postalias.newaliases([], config_dir)
+    if mode == sendmail_opts.USER:
         from mailsys.cli.sendmail_bs import smtp_session
         return smtp_session(cfg, sys.stdin.buffer, sys.stdout.buffer)
-    verify = opts.get("b") == "v"
-    sender = _sender(opts, cfg)
-    verp = opts.get("XV")
+    return start_in_background(config_dir, opts.verbose)
+
+
+# The mode names of sendmail.c's "... mode requires no recipient".
+NO_RECIPIENT = {sendmail_opts.DAEMON: "daemon", sendmail_opts.NEWALIAS: "alias initialization",
+                sendmail_opts.USER: "stand-alone"}
+
+
+def start_in_background(config_dir: Path, verbose: int) -> int:
+    """-bd, -bl: start the mail system and do not wait, as Postfix's
+    sendmail runs "postfix start" (mail_run_background): 0 once started."""
+    try:
+        subprocess.Popen([sys.executable, "-m", "mailsys.cli.main", "-c", str(config_dir),
+                          "start"], stdin=subprocess.DEVNULL, start_new_session=True)
+    except OSError:
+        return 1
+    return EX_OK
+
+
+def enqueue(opts: sendmail_opts.Options, cfg: Config, diag: Diag) -> int:
+    """Queue one message (sendmail.c enqueue()); fatal errors exit 75."""
+    verify = opts.verify
+    saved_sender, sender = _sender(opts, cfg, diag)
+    # sendmail.c prefixes its errors about the message with the sender and uid.
+    who = f"{saved_sender}({os.getuid()}): "
+    verp = opts.verp
     if verp is not None:
-        # Postfix sendmail's words (seen live), exit status 75 for both.
+        # -XV alone: $default_verp_delimiters, which sendmail.c does not check.
         verp = verp or cfg.default_verp_delimiters
-        if len(verp) != 2 or any(c not in cfg.verp_delimiter_filter for c in verp):
-            return _fail(f"-V requires two characters from {cfg.verp_delimiter_filter}")
         if not sender:
-            return _fail(f"({os.getuid()}): -V option requires non-null sender address")
-    rcpts = [recipient(a, cfg) for a in _addresses(opts["rcpt"])]
+            return _fail(f"{who}-V option requires non-null sender address", diag)
+    rcpts = [recipient(a, cfg) for a in _addresses(opts.recipients)]
     recipients = [r.address for r in rcpts]
     if verify:
         # Postfix reads no message for -bv: it makes up a header that names
@@ -169,30 +245,29 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     else:
         fix_eol = cfg.sendmail_fix_line_endings
         if fix_eol not in FIX_EOL:
-            return _fail(f"invalid sendmail_fix_line_endings value: {fix_eol}")
+            return _fail(f"invalid sendmail_fix_line_endings value: {fix_eol}", diag)
         try:
-            content = _read_message(sys.stdin.buffer, ignore_dots="i" in opts, fix_eol=fix_eol,
-                                    line_limit=cfg.line_length_limit)
+            content = _read_message(sys.stdin.buffer, ignore_dots=opts.ignore_dots,
+                                    fix_eol=fix_eol, line_limit=cfg.line_length_limit)
         except OSError as e:
-            return _fail(f"cannot read the message: {e.strerror or e}")
-    if "t" in opts and not verify:
+            return _fail(f"{who}error reading input: {e.strerror or e}", diag)
+    if opts.extract and not verify:
         found, content = _extract_recipients(content)
         rcpts += [recipient(a, cfg) for a in found]
         recipients = [r.address for r in rcpts]
         if not recipients:
-            return _fail("No recipient addresses found in message header")
+            return _fail(f"{who}No recipient addresses found in message header", diag)
     if not recipients:
-        return _fail("Recipient addresses must be specified on the command line"
-                     " or via the -t option")
-    notify = _notify(opts.get("N", ""))
+        return _fail(f"{who}Recipient addresses must be specified on the command line"
+                     " or via the -t option", diag)
     request = CleanupRequest(
         queue_id=new_qid(), sender=sender,
-        recipients=tuple(dataclasses.replace(r, notify=notify) for r in rcpts),
+        recipients=tuple(dataclasses.replace(r, notify=opts.notify) for r in rcpts),
         content=content, arrival_time=time.time(), origin="sendmail", local=True,
         protocol="local", uid=os.getuid(),
-        fullname=opts["F"] if "F" in opts else fullname(),
-        envid=opts.get("V", ""), ret=opts.get("R", "").upper(), verp_delimiters=verp or "",
-        body_type=opts.get("B", "").upper(), filter=cfg.content_filter,
+        fullname=opts.full_name if opts.full_name is not None else fullname(),
+        envid=opts.envid, ret=opts.ret, verp_delimiters=verp or "",
+        body_type=opts.encoding, filter=cfg.content_filter,
         receive_override_options=tuple(cfg.receive_override_options),
         trace_flags=USR_VRFY if verify else "")
     answered: list[bool] = []
@@ -201,26 +276,26 @@ def main(argv: list[str], config_dir: Path, command: str = "sendmail") -> int:
     except IpcUnavailable as e:
         if answered:
             # Lost after cleanup answered: it may hold the message already.
-            return _fail(f"mail system is not running ({e})")
+            return _fail(f"mail system is not running ({e})", diag)
         # No cleanup to talk to. As with Postfix's postdrop, the message
         # waits in the maildrop for the pickup service; sendmail succeeds.
         try:
             maildrop.drop(cfg.path("queue_directory"), request)
         except OSError as why:
             return _fail(f"mail system is not running ({e}); cannot write to the maildrop: "
-                         f"{why.strerror or why}")
+                         f"{why.strerror or why}", diag)
         access.poke_pickup(cfg.path("queue_directory"))
         reply = None
     except IpcTimeout as e:
-        return _fail(f"queue file write error: {e}")
+        return _fail(f"queue file write error: {e}", diag)
     except RemoteError as e:
         if e.code == "queue_full":
-            return _fail(f"queue file write error: insufficient system storage ({e.text})")
-        return _fail(f"queue file write error: {e.text}")
+            return _fail(f"queue file write error: insufficient system storage ({e.text})", diag)
+        return _fail(f"queue file write error: {e.text}", diag)
     except ProtocolError as e:
-        return _fail(f"internal protocol error talking to cleanup: {e}")
+        return _fail(f"internal protocol error talking to cleanup: {e}", diag)
     if isinstance(reply, Rejected):
-        return _fail(f"{reply.code} {reply.enhanced} {reply.text}")
+        return _fail(f"{reply.code} {reply.enhanced} {reply.text}", diag)
     if verify:
         print(f"Mail Delivery Status Report will be mailed to <{sender}>.")
     return EX_OK
@@ -239,16 +314,9 @@ def submit(cfg: Config, request: CleanupRequest,
     return trio.run(_submit, cfg, request, [] if answered is None else answered)
 
 
-_configured = False
-
-
 def log_pickup(cfg: Config, queue_id: str, sender: str) -> None:
     """Log "QID: uid=N from=<sender>", pickup's line, under the pickup tag."""
-    global _configured
-    if not _configured:
-        configure(cfg, "pickup")
-        _configured = True
-    structlog.get_logger().info("pickup", queue_id=queue_id, uid=os.getuid(), sender=sender)
+    logger(cfg, "pickup").info("pickup", queue_id=queue_id, uid=os.getuid(), sender=sender)
 
 
 async def _submit(cfg: Config, request: CleanupRequest, answered: list[bool]
@@ -279,87 +347,31 @@ def fullname() -> str:
     return gecos.replace("&", login[:1].upper() + login[1:])
 
 
-def _fail(text: str) -> int:
-    """Postfix's sendmail exits 75 on every fatal error: the msg_cleanup()
-    handler it installs, tempfail(), exits EX_TEMPFAIL before
-    msg_fatal_status() uses its own status (sendmail.c; seen live with
-    3.7.11 for a usage error, no recipients, an unsupported -b)."""
-    print(f"sendmail: fatal: {text}", file=sys.stderr)
-    return EX_TEMPFAIL
+def _fail(text: str, diag: Diag) -> int:
+    """A fatal error of enqueue(): exit status 75, as every one of
+    Postfix's sendmail (see main)."""
+    return diag.fatal(text, EX_TEMPFAIL)
 
 
-def _parse(argv: list[str]) -> dict:
-    # A bare -q (flush the queue) takes no argument, unlike -qRsite and -q1h.
-    argv = [x for a in argv for x in ((a, "") if a == "-q" else (a,))]
-    try:
-        pairs, rest = getopt.getopt(argv, OPTIONS)
-    except getopt.GetoptError as e:
-        raise UsageError(f"{e}; usage: sendmail [-t] [-i] [-f sender] [-F fullname]"
-                         " [recipient ...]") from None
-    opts: dict = {"rcpt": rest}
-    for flag, value in pairs:
-        key = flag[1]
-        if key == "b" and value == "p":
-            opts["queue"] = ["-p"]
-            continue
-        if key == "I":
-            opts["b"] = "i"
-            continue
-        if key == "b" and value not in ("m", "d", "D", "s", "i", "v"):
-            raise UsageError(f"-b{value} is not supported by mailsys sendmail")
-        if key == "b":
-            opts["b"] = value
-        if key == "q":
-            opts["queue"] = _queue_run(value)
-            continue
-        if key == "o" and value == "i" or key == "i":
-            opts["i"] = True
-        elif key == "r":
-            opts["f"] = value
-        elif key == "C":
-            opts["C"] = Path(value).absolute()
-        elif key in "FfNRVBt":
-            opts[key] = value if key != "t" else True
-        elif key == "X" and value.startswith("V"):
-            opts["XV"] = value[1:]          # VERP, with its own delimiters or the default
-    for key, allowed in (("R", ("full", "hdrs")), ("B", ("7bit", "8bitmime"))):
-        if key in opts and opts[key].lower() not in allowed:
-            raise UsageError(f"bad -{key} option value: {opts[key]!r}")
-    return opts
-
-
-def _queue_run(value: str) -> list[str]:
-    """The postqueue arguments of -q, -qRsite; none for -qINTERVAL."""
-    if not value:
-        return ["-f"]
-    if value[0] == "R" and value[1:]:
-        return ["-s", value[1:]]
-    if value[0].isdigit():
-        return []
-    raise UsageError(f"-q{value[0]} is not implemented")
-
-
-def _notify(value: str) -> tuple[str, ...]:
-    words = tuple(w.strip().upper() for w in value.split(",") if w.strip())
-    if any(w not in ("NEVER", "SUCCESS", "FAILURE", "DELAY") for w in words) or (
-            "NEVER" in words and len(words) > 1):
-        raise UsageError(f"bad -N option value: {value!r}")
-    return words
-
-
-def _sender(opts: dict, cfg: Config) -> str:
-    if "f" in opts:
-        sender = opts["f"].strip()
+def _sender(opts: sendmail_opts.Options, cfg: Config, diag: Diag) -> tuple[str, str]:
+    """(the sender as given, or the login name; the envelope sender).
+    With more than one address after -f the first is taken, after
+    sendmail.c's warning."""
+    if opts.sender is not None:
+        given = _addresses([opts.sender])
+        if len(given) > 1:
+            diag.warn(f"-f option specified malformed sender: {opts.sender}")
+        sender = given[0] if given else opts.sender.strip()
         if sender.startswith("<") and sender.endswith(">"):
             sender = sender[1:-1]
         if _BAD_ADDRESS.search(sender):
-            raise UsageError(f"bad sender address: {opts['f']!r}")
-        return qualify(sender, cfg) if sender else ""
+            raise UsageError(f"bad sender address: {opts.sender!r}")
+        return sender, qualify(sender, cfg) if sender else ""
     try:
         login = pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         login = f"uid{os.getuid()}"
-    return f"{login}@{cfg.myorigin}"
+    return login, f"{login}@{cfg.myorigin}"
 
 
 def qualify(addr: str, cfg: Config) -> str:

@@ -5,6 +5,7 @@ The fixtures that use them are in conftest.py."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -101,6 +102,14 @@ def run_tool(capsys, setup: Setup, *args: str, stdin: str | None = None,
     status = mailsys_main(["-c", str(setup.config_dir), *args])
     out, err = capsys.readouterr()
     return status, out, err
+
+
+def log_lines(setup: Setup) -> list[str]:
+    """The lines of the mail log the setup's main.cf names, without the
+    time, host and pid: "mailsys/sendmail: fatal: ..."."""
+    path = setup.config_dir.parent / "log" / "mail.log"
+    text = path.read_text() if path.exists() else ""
+    return [re.sub(r"^.*? (\S+)\[\d+\]: ", r"\1: ", line) for line in text.splitlines()]
 
 
 def run_process(setup: Setup, *args: str, stdin: str = "") -> subprocess.CompletedProcess:

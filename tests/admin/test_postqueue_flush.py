@@ -151,6 +151,12 @@ def test_flush_bad_site(capsys, setup, later, master):
     assert due_soon(setup) == set()
 
 
+def test_sendmail_qi_flushes_one(capsys, setup, later, master):
+    assert run_tool(capsys, setup, "sendmail", f"-qI{later['long']}") == (0, "", "")
+    assert received(master) == b"FAD"
+    assert due_soon(setup) == {later["long"]}
+
+
 @pytest.mark.parametrize("args", [("-f",), ("-i", "4jbJDG3zVyz09x4"), ("-s", "remote.example")])
 def test_flush_when_master_is_down(capsys, setup, later, args):
     status, out, err = run_tool(capsys, setup, "postqueue", *args)
@@ -196,10 +202,15 @@ def test_errors_as_processes(setup, tmp_path):
     r = run_process(setup, "postqueue", "-f")
     assert (r.returncode, r.stderr) == (69, DOWN)
     (setup.config_dir / "main.cf").write_text(f"queue_directory = {tmp_path}/nowhere\n")
-    r = run_process(setup, "mailq")
+    r = run_process(setup, "postqueue", "-p")
     assert r.returncode == 69 and "Traceback" not in r.stderr
     assert r.stderr == f"postqueue: fatal: chdir {tmp_path}/nowhere: No such file or directory\n"
-    (setup.config_dir / "main.cf").unlink()
+    # mailq is Postfix's sendmail, which exits 75 (3.7.11 live).
     r = run_process(setup, "mailq")
-    assert r.returncode == 1 and "Traceback" not in r.stderr
-    assert r.stderr.startswith("postqueue: fatal: open ") and len(r.stderr.splitlines()) == 1
+    assert (r.returncode, r.stderr) == (
+        75, f"mailq: fatal: chdir {tmp_path}/nowhere: No such file or directory\n")
+    (setup.config_dir / "main.cf").unlink()
+    # Seen live: "mailq: fatal: open /x/main.cf: No such file or directory", 75.
+    r = run_process(setup, "mailq")
+    assert r.returncode == 75 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("mailq: fatal: open ") and len(r.stderr.splitlines()) == 1

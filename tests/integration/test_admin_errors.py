@@ -13,6 +13,7 @@ store and the log directly, so they work while the master is down.
 from __future__ import annotations
 
 import os
+import pwd
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -26,6 +27,8 @@ live = SimpleNamespace(**__import__("runpy").run_path(str(Path(__file__).with_na
 pytestmark = pytest.mark.integration
 
 QID = "4jbJDG3zVyz09x4"           # the shape of a mailsys queue ID, in no queue
+# sendmail.c names the sender and uid: "alice(1000): No recipient ...".
+WHO = f"{pwd.getpwuid(os.getuid()).pw_name}({os.getuid()})"
 
 # (arguments, standard input, exit status, the stderr lines, each whole or its start with "...")
 BAD_ARGUMENTS = [
@@ -36,7 +39,9 @@ BAD_ARGUMENTS = [
     (("postqueue", "-p", "-j"), None, 69, "postqueue: fatal: usage: ..."),
     (("postqueue", "-s", "not a site"), None, 69,
      'postqueue: fatal: Cannot flush mail queue - invalid destination: "not a site"'),
-    (("mailq", "-x"), None, 64, "mailq: invalid option -- 'x'\npostqueue: fatal: usage: ..."),
+    # mailq is Postfix's sendmail: its usage error exits 75 (3.7.11 live).
+    (("mailq", "-Z"), None, 75, "mailq: invalid option -- 'Z'\nmailq: invalid option -- 'Z'\n"
+     "mailq: fatal: usage: mailq [options]"),
     (("postsuper", "-x"), None, 1,
      "postsuper: invalid option -- 'x'\npostsuper: fatal: usage: postsuper ..."),
     (("postsuper", "-d"), None, 1,
@@ -49,12 +54,17 @@ BAD_ARGUMENTS = [
     (("qshape", "-b", "many"), None, 1, "qshape: fatal: usage: qshape ..."),
     (("qshape", "-b", "99999999999"), None, 1, "qshape: fatal: bucket count at most 64, ..."),
     (("qshape", "bogusqueue"), None, 1, "qshape: fatal: invalid queue name: bogusqueue"),
-    (("sendmail", "-bx"), "", 75, "sendmail: fatal: -bx is not supported by mailsys sendmail"),
+    (("sendmail", "-bx"), "", 75, "sendmail: fatal: unsupported: -bx"),
+    (("sendmail", "-x", "-N", "bogus", "-qR"), "", 75,
+     'sendmail: warning: unknown DSN NOTIFY command value "bogus" in "bogus"\n'
+     "sendmail: warning: bad -N option value -- ignored\n"
+     "sendmail: fatal: specify: -qRsitename"),
     (("postalias",), None, 1, "postalias: fatal: usage: postalias ..."),
     (("newaliases", "extra"), None, 64, "newaliases: fatal: usage: newaliases [-c config_dir]"),
-    (("sendmail",), "Subject: x\n\n", 75, "sendmail: fatal: Recipient addresses must be specified ..."),
+    (("sendmail",), "Subject: x\n\n", 75,
+     f"sendmail: fatal: {WHO}: Recipient addresses must be specified ..."),
     (("sendmail", "-t"), "Subject: x\n\n", 75,
-     "sendmail: fatal: No recipient addresses found in message header"),
+     f"sendmail: fatal: {WHO}: No recipient addresses found in message header"),
     (("log", "--bogus"), None, 64, "log: fatal: unrecognized arguments: --bogus; usage: ..."),
     (("log", "-n", "x"), None, 64, "log: fatal: argument -n: invalid int value: 'x'; usage: ..."),
 ]
@@ -144,3 +154,19 @@ def test_no_configuration(tmp_path):
                            capture_output=True, text=True, timeout=30)
         assert r.returncode != 0 and "Traceback" not in r.stderr
         assert r.stderr.count("\n") == 1 and "nowhere/main.cf: No such file or directory" in r.stderr
+
+
+def test_sendmail_bd_starts_the_mail_system(down):
+    # Postfix's sendmail -bd runs "postfix start" in the background and
+    # exits 0 (sendmail.c mail_run_background); with a recipient it refuses.
+    inst = down.inst
+    r = down.tool("sendmail", "-bd", "bob@ok.test")
+    assert (r.returncode, r.stderr) == (75, "sendmail: fatal: daemon mode requires no recipient\n")
+    # The start command's own line comes on the same stderr, as Postfix's does.
+    r = down.tool("sendmail", "-bd")
+    assert (r.returncode, r.stdout) == (0, "") and "fatal" not in r.stderr
+    try:
+        inst.wait_until(lambda: inst.master_pid() is not None, timeout=30)
+    finally:
+        inst.stop()
+        inst.wait_until(lambda: inst.master_pid() is None, timeout=30)

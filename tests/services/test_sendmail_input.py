@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from mailsys.cli import sendmail
+from mailsys.cli import sendmail, sendmail_opts
 from mailsys.ipc.proto.cleanup import CleanupRecipient
 from mailsys.runtime import cleanup_client
 from mailsys.errors import UsageError
@@ -88,19 +88,20 @@ def test_extract_resent_recipients_only():
 
 
 def test_parse_options():
-    opts = sendmail._parse(["-oi", "-fsender@x", "-F", "Full Name", "-t", "-N", "success,delay",
-                            "-odi", "-v", "rcpt@x"])
-    assert opts["i"] and opts["t"] and opts["f"] == "sender@x" and opts["F"] == "Full Name"
-    assert opts["rcpt"] == ["rcpt@x"]
-    assert sendmail._notify(opts["N"]) == ("SUCCESS", "DELAY")
-    assert sendmail._parse(["-bs"])["b"] == "s"
-    assert sendmail._parse(["-bv"])["b"] == "v"
-    with pytest.raises(UsageError):
-        sendmail._parse(["-bx"])
-    with pytest.raises(UsageError):
-        sendmail._parse(["-R", "most"])
-    with pytest.raises(UsageError):
-        sendmail._notify("never,success")
+    warnings: list[str] = []
+    opts = sendmail_opts.parse(["-oi", "-fsender@x", "-F", "Full Name", "-t", "-N",
+                                "success,delay", "-odi", "-v", "rcpt@x"], "sendmail",
+                               warnings.append)
+    assert opts.ignore_dots and opts.extract and opts.sender == "sender@x"
+    assert opts.full_name == "Full Name" and opts.recipients == ["rcpt@x"]
+    assert opts.notify == ("SUCCESS", "DELAY") and warnings == []
+    assert sendmail_opts.parse(["-bs"], "sendmail", warnings.append).mode == "user"
+    assert sendmail_opts.parse(["-bv"], "sendmail", warnings.append).verify
+    with pytest.raises(sendmail_opts.Fatal, match="^unsupported: -bx$"):
+        sendmail_opts.parse(["-bx"], "sendmail", warnings.append)
+    assert sendmail_opts.parse(["-R", "most"], "sendmail", warnings.append).ret == ""
+    assert sendmail_opts.notify_mask("never,success", warnings.append) == ()
+    assert warnings == ["bad -R option value -- ignored"]
 
 
 def test_command_line_recipients_may_be_lists():
