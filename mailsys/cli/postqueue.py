@@ -1,12 +1,12 @@
-"""postqueue - list and flush the mail queue (also `mailsys mailq`).
+"""postqueue - list and flush the mail queue.
 
 SYNOPSIS
-    mailsys postqueue -p          mailsys mailq
+    mailsys postqueue -p
     mailsys postqueue -j
     mailsys postqueue -f | -i queue_id | -s site
 
 DESCRIPTION
-    -p (and mailq with no arguments) prints Postfix's queue listing, -j one
+    -p (and mailq, which is sendmail's -bp) prints Postfix's queue listing, -j one
     JSON object per queue entry (mailsys.admin.showq has the formats).
     The listing is read straight from the LMDB queue store, which is safe
     for concurrent readers, so it works whether or not the mail system
@@ -21,7 +21,9 @@ DESCRIPTION
     store too, so the flush happens at qmgr's next scan even if the
     trigger is lost. When sendmail has left mail in the maildrop, the
     pickup service is woken too, as Postfix's flush wakes pickup.
-    -i queue_id does the same for one deferred entry; an ID that is not in
+    -i queue_id does the same for one deferred entry. An ID that is not
+    1 to 255 letters, digits and "_" stops postqueue with 'Cannot flush
+    queue ID - invalid name: "id"', as Postfix's does; one that is not in
     the deferred queue is not an error (exit status 0, as in Postfix,
     where the entry may just have been delivered), but mailsys says so in
     one warning line where Postfix is silent.
@@ -50,10 +52,16 @@ DESCRIPTION
     exits 69, as Postfix does.
 
 EXIT STATUS
-    0 done; 69 a usage error (64 as mailq), mail system down, or a site
-    that cannot be flushed (flush only); 71 queue store error; 74 output
-    error (Postfix's sysexits, postfix-compat.md 3.8; its usage errors
-    exit 69 as said above).
+    0 done; 69 a usage error, a bad site or queue ID, mail system down, or
+    a site that cannot be flushed (flush only); 71 queue store error; 74
+    output error (Postfix's sysexits, postfix-compat.md 3.8; its usage
+    errors exit 69 as said in main).
+
+DIAGNOSTICS
+    Fatal errors go to standard error, and once main.cf is read to the
+    mail log too, tagged <syslog_name>/postqueue, as Postfix's postqueue
+    logs them (mailsys.cli.diag): a bad command line is not logged, a
+    missing mode, a bad site or queue ID and "mail system is down" are.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ from pathlib import Path
 from mailsys.admin import access
 from mailsys.admin.flush import fast_flush_matcher, make_due, site_entries, site_status, valid_site
 from mailsys.admin.showq import iter_listing, render_json
+from mailsys.cli.diag import Diag
 from mailsys.cli.getopt_errors import complaint
 from mailsys.config import Config
 from mailsys.errors import ConfigError, QueueError
@@ -78,7 +87,6 @@ USAGE = ("usage: postqueue -f | postqueue -i queueid | postqueue -j | "
          "postqueue -p | postqueue -s site")
 
 EX_OK = 0
-EX_USAGE = 64
 EX_UNAVAILABLE = 69
 EX_OSERR = 71
 EX_IOERR = 74
@@ -87,56 +95,69 @@ DOWN = "Cannot flush mail queue - mail system is down"
 # Postfix's QMGR_REQ_FLUSH_DEAD, SCAN_ALL, SCAN_DEFERRED, SCAN_INCOMING.
 FLUSH_ALL_TRIGGER = b"FADI"
 FLUSH_SOME_TRIGGER = b"FAD"
+VALID_HOSTNAME_LEN = 255            # Postfix valid_hostname.h
 
 
-def fatal(text: str, status: int) -> int:
-    print(f"{PROGRAM}: fatal: {text}", file=sys.stderr)
-    return status
-
-
-def parse(argv: list[str], command: str) -> tuple[str, str | None]:
-    """The one mode letter and its argument; raises getopt.GetoptError."""
-    if command == "mailq" and not argv:
-        return "p", None
+def parse(argv: list[str]) -> tuple[str | None, str | None]:
+    """The one mode letter (None: none given) and its argument; raises
+    getopt.GetoptError. mailq is Postfix's sendmail (mailsys.cli.sendmail)."""
     opts, rest = getopt.getopt(argv, "fi:jps:v")
     modes = [(o[1], a or None) for o, a in opts if o != "-v"]
-    if rest or len(modes) != 1:
+    if rest or len(modes) > 1:
         raise getopt.GetoptError("usage")
-    return modes[0]
+    return modes[0] if modes else (None, None)
 
 
 def main(argv: list[str], config_dir: Path, command: str = "postqueue") -> int:
+    diag = Diag(PROGRAM)
     try:
-        mode, arg = parse(argv, command)
+        mode, arg = parse(argv)
     except getopt.GetoptError as e:
         if (line := complaint(e)) is not None:
-            print(f"{command}: {line}", file=sys.stderr)
+            print(f"{PROGRAM}: {line}", file=sys.stderr)
         # Postfix's postqueue.c passes EX_USAGE to its usage and site
         # errors, but the msg_cleanup() handler it installs, unavailable(),
         # exits with EX_UNAVAILABLE before msg_fatal_status() gets to
-        # _exit(): the status is 69 (seen live with 3.7.11). mailq is
-        # Postfix's sendmail, whose errors are another matter.
-        return fatal(USAGE, EX_UNAVAILABLE if command == "postqueue" else EX_USAGE)
-    if mode == "s" and not valid_site(arg or ""):
-        return fatal(f'Cannot flush mail queue - invalid destination: "{_shown(arg or "")}"',
-                     EX_UNAVAILABLE)
-    cfg = access.config(config_dir)
+        # _exit(): the status is 69 (seen live with 3.7.11). These come
+        # before postqueue reads main.cf, so Postfix cannot log them to
+        # $maillog_file either (seen live).
+        return diag.fatal(USAGE, EX_UNAVAILABLE)
     try:
+        cfg = access.config(config_dir)
         check_prefixes(cfg)
     except ConfigError as e:
-        return fatal(str(e), EX_UNAVAILABLE)
+        return diag.fatal(str(e), EX_UNAVAILABLE)
+    # From here on Postfix's postqueue logs its fatal errors as well
+    # (postqueue.c reads main.cf, then maillog_client_init(); seen live).
+    diag.cfg = cfg
     qdir = access.queue_dir(cfg)
     if not qdir.is_dir():
-        return fatal(f"chdir {qdir}: No such file or directory", EX_UNAVAILABLE)
+        return diag.fatal(f"chdir {qdir}: No such file or directory", EX_UNAVAILABLE)
+    # postqueue.c's "Further input validation", after main.cf.
+    if mode == "s" and not valid_site(arg or ""):
+        return diag.fatal("Cannot flush mail queue - invalid destination: "
+                          f'"{_shown(arg or "")}"', EX_UNAVAILABLE)
+    if mode == "i" and not queue_id_ok(arg or ""):
+        return diag.fatal(f'Cannot flush queue ID - invalid name: "{_shown(arg or "")}"',
+                          EX_UNAVAILABLE)
+    if mode is None:
+        return diag.fatal(USAGE, EX_UNAVAILABLE)    # PQ_MODE_DEFAULT: logged too (seen live)
     try:
         if mode in "pj":
-            return show(qdir, mode, cfg.smtputf8_enable)
-        return flush(cfg, qdir, mode, arg)
+            return show(qdir, mode, cfg.smtputf8_enable, diag)
+        return flush(cfg, qdir, mode, arg, diag)
     except QueueError as e:
-        return fatal(str(e), EX_OSERR)
+        return diag.fatal(str(e), EX_OSERR)
 
 
-def show(qdir: Path, mode: str, utf8: bool = True) -> int:
+def queue_id_ok(queue_id: str) -> bool:
+    """Postfix's mail_queue_id_ok(): 1 to 255 letters, digits and "_"
+    (src/global/mail_queue.c)."""
+    return 0 < len(queue_id) <= VALID_HOSTNAME_LEN and \
+        all(c.isascii() and (c.isalnum() or c == "_") for c in queue_id)
+
+
+def show(qdir: Path, mode: str, utf8: bool, diag: Diag) -> int:
     """mailq or postqueue -j; utf8: smtputf8_enable (non-ASCII shown as "?" without it)."""
     with access.open_store(qdir) as store:
         entries = itertools.chain(
@@ -149,7 +170,7 @@ def show(qdir: Path, mode: str, utf8: bool = True) -> int:
         except BrokenPipeError:
             raise
         except OSError as e:
-            return fatal(f"write error: {e.strerror}", EX_IOERR)
+            return diag.fatal(f"write error: {e.strerror}", EX_IOERR)
     return EX_OK
 
 
@@ -163,12 +184,12 @@ def _shown(site: str) -> str:
     return site[:100] + ("..." if len(site) > 100 else "")
 
 
-def flush(cfg: Config, qdir: Path, mode: str, arg: str | None) -> int:
+def flush(cfg: Config, qdir: Path, mode: str, arg: str | None, diag: Diag) -> int:
     if not access.master_running(cfg):
-        return fatal(DOWN, EX_UNAVAILABLE)
+        return diag.fatal(DOWN, EX_UNAVAILABLE)
     if mode == "s" and site_status(arg or "", fast_flush_matcher(cfg)) == flush_proto.DENY:
-        return fatal(f'Flush service is not configured for destination "{arg}"',
-                     EX_UNAVAILABLE)
+        return diag.fatal(f'Flush service is not configured for destination "{arg}"',
+                          EX_UNAVAILABLE)
     with access.open_store(qdir) as store:
         if store is not None:
             if mode == "f":
@@ -181,7 +202,7 @@ def flush(cfg: Config, qdir: Path, mode: str, arg: str | None) -> int:
                 make_due(store, site_entries(store, arg or "", _corrupt))
     trigger = FLUSH_ALL_TRIGGER if mode == "f" else FLUSH_SOME_TRIGGER
     if not access.poke_qmgr(qdir, trigger):
-        return fatal(DOWN, EX_UNAVAILABLE)
+        return diag.fatal(DOWN, EX_UNAVAILABLE)
     if mode == "f" and maildrop.pending(qdir):
         access.poke_pickup(qdir)    # and the maildrop, as Postfix's flush does
     return EX_OK

@@ -12,7 +12,7 @@ import pytest
 
 from mailsys.queue import Queue, QueueStore
 
-from admin_fixtures import entries, run_process, run_tool
+from admin_fixtures import entries, log_lines, run_process, run_tool
 
 DOWN = "postqueue: fatal: Cannot flush mail queue - mail system is down\n"
 LATER = 3600.0
@@ -151,6 +151,19 @@ def test_flush_bad_site(capsys, setup, later, master):
     assert due_soon(setup) == set()
 
 
+def test_flush_bad_queue_id(capsys, setup, later, master):
+    # postqueue.c mail_queue_id_ok(): letters, digits and "_" (3.7.11 live:
+    # 'postqueue: fatal: Cannot flush queue ID - invalid name: "bad/id"', 69).
+    for qid, shown in (("bad/id", "bad/id"), ("x" * 256, "x" * 100 + "...")):
+        status, _, err = run_tool(capsys, setup, "postqueue", "-i", qid)
+        assert (status, err) == (
+            69, f'postqueue: fatal: Cannot flush queue ID - invalid name: "{shown}"\n')
+    assert due_soon(setup) == set()          # nothing changed
+    assert log_lines(setup) == [
+        'mailsys/postqueue: fatal: Cannot flush queue ID - invalid name: "bad/id"',
+        f'mailsys/postqueue: fatal: Cannot flush queue ID - invalid name: "{"x" * 100}..."']
+
+
 def test_sendmail_qi_flushes_one(capsys, setup, later, master):
     assert run_tool(capsys, setup, "sendmail", f"-qI{later['long']}") == (0, "", "")
     assert received(master) == b"FAD"
@@ -162,6 +175,8 @@ def test_flush_when_master_is_down(capsys, setup, later, args):
     status, out, err = run_tool(capsys, setup, "postqueue", *args)
     assert (status, out, err) == (69, "", DOWN)
     assert due_soon(setup) == set()          # nothing changed
+    # Postfix's postqueue logs it too (3.7.11 live: postfix/postqueue[pid]: fatal: ...).
+    assert log_lines(setup) == ["mailsys/postqueue: " + DOWN.split(": ", 1)[1].rstrip()]
 
 
 def test_flush_with_dead_master_pid(capsys, setup, later):
@@ -193,6 +208,10 @@ def test_usage_errors(capsys, setup, args, complaint):
     # 69, not EX_USAGE: Postfix's msg_cleanup() handler exits first (3.7.11 live).
     status, out, err = run_tool(capsys, setup, "postqueue", *args)
     assert (status, out, err) == (69, "", complaint + USAGE)
+    # Postfix's postqueue reads main.cf only after its options, so only the
+    # missing mode, found after that, is in $maillog_file (3.7.11 live).
+    logged = ["mailsys/postqueue: fatal: " + USAGE.split("fatal: ", 1)[1].rstrip()]
+    assert log_lines(setup) == (logged if not args else [])
 
 
 @pytest.mark.integration
@@ -210,7 +229,9 @@ def test_errors_as_processes(setup, tmp_path):
     assert (r.returncode, r.stderr) == (
         75, f"mailq: fatal: chdir {tmp_path}/nowhere: No such file or directory\n")
     (setup.config_dir / "main.cf").unlink()
-    # Seen live: "mailq: fatal: open /x/main.cf: No such file or directory", 75.
-    r = run_process(setup, "mailq")
-    assert r.returncode == 75 and "Traceback" not in r.stderr
-    assert r.stderr.startswith("mailq: fatal: open ") and len(r.stderr.splitlines()) == 1
+    # Seen live: "postqueue: fatal: open /x/main.cf: No such file or directory", 69;
+    # "mailq: fatal: open ...", 75.
+    for args, status in ((("postqueue", "-p"), 69), (("mailq",), 75)):
+        r = run_process(setup, *args)
+        assert r.returncode == status and "Traceback" not in r.stderr
+        assert r.stderr.startswith(f"{args[0]}: fatal: open ") and len(r.stderr.splitlines()) == 1

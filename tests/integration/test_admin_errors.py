@@ -42,6 +42,8 @@ BAD_ARGUMENTS = [
     # mailq is Postfix's sendmail: its usage error exits 75 (3.7.11 live).
     (("mailq", "-Z"), None, 75, "mailq: invalid option -- 'Z'\nmailq: invalid option -- 'Z'\n"
      "mailq: fatal: usage: mailq [options]"),
+    (("postqueue", "-i", "bad/id"), None, 69,
+     'postqueue: fatal: Cannot flush queue ID - invalid name: "bad/id"'),
     (("postsuper", "-x"), None, 1,
      "postsuper: invalid option -- 'x'\npostsuper: fatal: usage: postsuper ..."),
     (("postsuper", "-d"), None, 1,
