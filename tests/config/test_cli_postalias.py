@@ -61,9 +61,25 @@ def test_newaliases_with_nothing_to_do(confdir, run_cli):
 
 def test_sendmail_bi_and_I_are_newaliases(confdir, tmp_path, run_cli):
     src = tmp_path / "aliases"
-    d = confdir(f"alias_database = hash:{src}\nalias_maps = $alias_database\n")
+    # Postfix's sendmail changes to the queue directory first, in every mode.
+    (tmp_path / "queue").mkdir()
+    d = confdir(f"alias_database = hash:{src}\nalias_maps = $alias_database\n"
+                f"queue_directory = {tmp_path}/queue\n")
     for flag in ("-bi", "-I"):
         src.write_text(f"root: {flag}\n")
         r = run_cli(d, "sendmail", flag)
         assert (r.returncode, r.stderr) == (0, "")
         assert run_cli(d, "postalias", "-q", "root", f"hash:{src}").stdout == f"{flag}\n"
+
+
+def test_sendmail_oa_builds_the_named_table(confdir, tmp_path, run_cli):
+    # sendmail.c: -bi with -oAfile runs "postalias -- file" instead of
+    # $alias_database; "-oA" alone is "fatal: -oA requires pathname".
+    src = tmp_path / "other"
+    src.write_text("root: other\n")
+    (tmp_path / "queue").mkdir()
+    d = confdir(f"alias_database = hash:{tmp_path}/unused\nqueue_directory = {tmp_path}/queue\n")
+    r = run_cli(d, "sendmail", "-bi", f"-oAhash:{src}")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert run_cli(d, "postalias", "-q", "root", f"hash:{src}").stdout == "other\n"
+    assert not (tmp_path / "unused.db").exists()
