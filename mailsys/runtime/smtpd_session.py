@@ -54,7 +54,8 @@ DESCRIPTION
         the original client it names (Postfix 3.7 behaviour, see _xclient
         and events in mailsys.smtp);
       - notes "improper command pipelining after EHLO from ..." once, when
-        a client sends more after a command that must end its group;
+        a client sends more after a command that must end its group, or
+        after any command before it said EHLO;
       - at the end logs what Postfix logs: "lost connection after CMD",
         "timeout after CMD", "too many errors after CMD" and always
         "disconnect from name[addr] ehlo=1 mail=1 ... commands=N".
@@ -161,6 +162,8 @@ SPOOL_WAITING = 16 * 1024
 
 # smtpd.c SMTPD_CMD_FLAG_LAST: commands after which a client must wait for the reply.
 _LAST_IN_GROUP = (Helo, DataStart, Noop, Vrfy)
+# What answer() gets that is not a command of the client's.
+_NOT_COMMANDS = (EndOfData, DataRejected, AuthResponse, RemoteProtocolError)
 
 _TRANSACTIONS = itertools.count(1)
 
@@ -496,7 +499,11 @@ class Session:
         self.auth.core_ended(reply)
 
     async def answer(self, event: object) -> Reply | None:
-        if isinstance(event, _LAST_IN_GROUP) and not self.pipelining_noted:
+        # smtpd.c smtpd_proto(): a command that must end its group, or any
+        # command of a client that did not say EHLO (it may not pipeline).
+        if not self.pipelining_noted and (
+                isinstance(event, _LAST_IN_GROUP)
+                or self.conn.protocol != "ESMTP" and not isinstance(event, _NOT_COMMANDS)):
             self._note_pipelining()
             if self.pipelining_noted and self.server.cfg.smtpd_forbid_unauth_pipelining:
                 # smtpd.c: the command is not run; 554, and the session ends.

@@ -525,6 +525,39 @@ async def test_improper_pipelining_is_noted_once(make_config):
                      "MAIL FROM:<a@example.org>\\r\\nRCPT TO:<b@example.test>\\r\\nNOOP\\r\\nNOOP\\r\\n"]
 
 
+@pytest.mark.parametrize("forbid", ["no", "yes"])
+@trio_test
+async def test_a_client_that_did_not_say_ehlo_may_not_pipeline_any_command(make_config, forbid):
+    # smtpd.c smtpd_proto(): with the protocol not ESMTP, every command is
+    # checked, not only those that end a group (MAIL and RCPT here).
+    cfg = make_config(**PARAMS, smtpd_forbid_unauth_pipelining=forbid)
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client, _ = await open_session(nursery, cfg)
+            await client.send(b"HELO c\r\n")
+            assert (await client.reply()).startswith("250 ")
+            await client.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n")
+            got = await client.replies(2)
+            nursery.cancel_scope.cancel()
+    assert [e["event"] for e in logs if e["event"].startswith("improper")] == [
+        "improper command pipelining after MAIL from client.example[192.0.2.7]: "
+        "RCPT TO:<b@example.test>\\r\\n"]
+    if forbid == "yes":
+        assert got == ["554 5.5.0 Error: SMTP protocol synchronization", ""]
+    else:
+        assert [r[:3] for r in got] == ["250", "250"]
+    # After EHLO the same two may be pipelined.
+    with capture_logs() as logs:
+        async with trio.open_nursery() as nursery:
+            client, _ = await open_session(nursery, cfg)
+            await client.send(b"EHLO c\r\n")
+            assert (await client.reply()).startswith("250-")
+            await client.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.test>\r\n")
+            assert [r[:3] for r in await client.replies(2)] == ["250", "250"]
+            nursery.cancel_scope.cancel()
+    assert not any(e["event"].startswith("improper") for e in logs)
+
+
 @trio_test
 async def test_forbidden_unauth_pipelining_ends_the_session(make_config):
     # smtpd.c with smtpd_forbid_unauth_pipelining = yes: the note, then
