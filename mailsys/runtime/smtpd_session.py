@@ -119,6 +119,7 @@ from mailsys.message.message_actions import MessageActions
 from mailsys.message.received import received_smtp
 from mailsys.message.qid import new_qid
 from mailsys.policy import anvil as limits
+from mailsys.policy.context import NAME_OK, NAME_PERM, NAME_TEMP
 from mailsys.policy.restrictions import (Decision, DnsStatus, HostRecords, NeedPause, NeedPolicy,
                                          NeedRecords, NeedVerify, PolicyContext, note_log_text)
 from mailsys.routing import first_lookup
@@ -133,6 +134,8 @@ from mailsys.smtp import (Auth, AuthResponse, Bdat, DataRejected, DataStart, End
                           MailFrom, Noop, RcptTo, RemoteProtocolError, Reply, Rset, ServerConnection,
                           StartTls, Vrfy, Xclient, Xforward, replies, xtext_encode)
 from mailsys.runtime.proxy_header import read_proxy_header
+from mailsys.smtp._xclient import TEMPUNAVAIL as XCLIENT_TEMPUNAVAIL
+from mailsys.smtp._xclient import UNAVAILABLE as XCLIENT_UNAVAILABLE
 from mailsys.smtp.haproxy import HaproxyError
 from mailsys.smtp.server import (BAD_INITIAL_RESPONSE, BARE_LF, BDAT_TOO_BIG, ILLEGAL_ADDRESS,
                                  MALFORMED_BDAT, NULL_BDAT)
@@ -1339,11 +1342,13 @@ class Session:
         name, addr, port = self.name, self.addr, self.port
         for key, value in event.attributes:
             if key == "NAME":
-                name = value
-                if value != "unknown":
-                    self.reverse_name = value
+                # smtpd.c: [UNAVAILABLE] and [TEMPUNAVAIL] are "unknown" for
+                # good or for now; a name given is also the reverse name.
+                name, self.name_status = _xclient_name(value)
+                if self.name_status == NAME_OK:
+                    self.reverse_name, self.reverse_status = name, NAME_OK
             elif key == "REVERSE_NAME":
-                self.reverse_name = value
+                self.reverse_name, self.reverse_status = _xclient_name(value)
             elif key == "ADDR":
                 addr = value
             elif key == "PORT":
@@ -1353,7 +1358,6 @@ class Session:
             elif key == "DESTPORT":
                 self.server_port = value
         self.name, self.addr, self.port = name, addr, port
-        self.name_status = self.reverse_status = ""     # as the names XCLIENT gave say
         self.namaddr = self.auth.namaddr = self._namaddr(name, addr, port)
         login = event.get("LOGIN")
         self.auth.method, self.auth.user = ("XCLIENT", login) if login else ("", "")
@@ -1435,6 +1439,15 @@ class Session:
                 return refusal
         return await self.auth.begin(event, local=self.local_addr, remote=self.addr,
                                      secured=self.conn.tls_active)
+
+
+def _xclient_name(value: str) -> tuple[str, str]:
+    """An XCLIENT NAME or REVERSE_NAME value: the name and its lookup status."""
+    if value == XCLIENT_UNAVAILABLE:
+        return "unknown", NAME_PERM
+    if value == XCLIENT_TEMPUNAVAIL:
+        return "unknown", NAME_TEMP
+    return value, NAME_OK
 
 
 __all__ = ["Session", "serve_client", "TLS_UNAVAILABLE"]

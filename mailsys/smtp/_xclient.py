@@ -16,7 +16,10 @@ followed here, in this order:
   are not printable become ``?``.
 - ``[UNAVAILABLE]`` (and for XCLIENT NAME and REVERSE_NAME also
   ``[TEMPUNAVAIL]``) means the proxy does not know: names and addresses
-  become ``unknown``, a HELO name, protocol or ident becomes empty.
+  become ``unknown``, a HELO name, protocol or ident becomes empty. XCLIENT
+  NAME and REVERSE_NAME keep the two words as given, for the caller to
+  tell a name that is unknown for good from one whose lookup failed for
+  now (smtpd.c: SMTPD_PEER_CODE_PERM and _TEMP; both are "unknown").
 - Names must be valid host names, addresses IPv4 or ``IPv6:``-prefixed
   IPv6 (stored without the prefix, in canonical lower-case form), ports
   at most five digits, XCLIENT PROTO is SMTP or ESMTP, XFORWARD SOURCE
@@ -148,9 +151,7 @@ def parse_xclient(arg: str) -> tuple[tuple[str, str], ...]:
     for name, value in _pairs(arg):
         attr = name.upper()
         if attr in ("NAME", "REVERSE_NAME"):
-            if value in (UNAVAILABLE, TEMPUNAVAIL):
-                value = UNKNOWN
-            elif not valid_hostname(value):
+            if value not in (UNAVAILABLE, TEMPUNAVAIL) and not valid_hostname(value):
                 raise XattrError(R.xattr_bad_syntax(attr, value))
         elif attr in ("ADDR", "DESTADDR"):
             value = _address(attr, value)

@@ -225,3 +225,29 @@ def test_client_restrictions_judge_the_new_client_at_xclient(mailsys_instance, t
         in log, log
     assert ("NOQUEUE: reject: XCLIENT from unknown[192.0.2.10]: 554 5.7.1 <unknown[192.0.2.10]>: "
             "Client host rejected: Access denied; proto=SMTP\n") in log, log
+
+
+def test_xclient_names_a_lookup_that_failed_for_now_or_for_good(mailsys_instance):
+    # Postfix 3.7.11 with unknown_client_reject_code = 550 answered these
+    # RCPTs so: [TEMPUNAVAIL] is a temporary failure whatever the code
+    # (smtpd.c xclient_cmd(): SMTPD_PEER_CODE_TEMP), and a name "unknown"
+    # given as such is a name like any other (Postfix went on to its relay
+    # check; root@localhost is local here).
+    inst = mailsys_instance
+    port = h.start(inst, main_cf={
+        "smtpd_authorized_xclient_hosts": "127.0.0.1", "mynetworks": "127.0.0.0/8",
+        "smtpd_client_restrictions": "reject_unknown_client_hostname",
+        "unknown_client_reject_code": "550"})
+    refusal = b"Client host rejected: cannot find your hostname, [192.0.2.10]"
+    for name, reply in ((b"[TEMPUNAVAIL]", b"450 4.7.25 " + refusal),
+                        (b"[UNAVAILABLE]", b"550 5.7.25 " + refusal),
+                        (b"unknown", b"250 2.1.5 Ok")):
+        with h.Raw(port) as raw:
+            assert raw.reply().startswith(b"220 ")
+            ehlo_lines(raw)
+            raw.send(b"XCLIENT NAME=" + name + b" ADDR=192.0.2.10\r\n")
+            assert raw.reply().startswith(b"220 ")
+            ehlo_lines(raw, b"x")
+            raw.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<root@localhost>\r\n")
+            assert raw.reply() == b"250 2.1.0 Ok"
+            assert raw.reply() == reply, name

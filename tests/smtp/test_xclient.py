@@ -103,7 +103,7 @@ def test_xclient_refused_in_a_transaction_and_when_not_authorized():
 def test_values_are_decoded_and_normalized():
     assert parse_xclient("name=[TEMPUNAVAIL] ADDR=IPv6:2001:DB8::1 REVERSE_NAME=rev.example "
                          "PORT=[UNAVAILABLE] DESTADDR=192.0.2.1 DESTPORT=25 LOGIN=[UNAVAILABLE]") == (
-        ("NAME", "unknown"), ("ADDR", "2001:db8::1"), ("REVERSE_NAME", "rev.example"),
+        ("NAME", "[TEMPUNAVAIL]"), ("ADDR", "2001:db8::1"), ("REVERSE_NAME", "rev.example"),
         ("PORT", "unknown"), ("DESTADDR", "192.0.2.1"), ("DESTPORT", "25"), ("LOGIN", ""))
     assert parse_xclient("ADDR=[UNAVAILABLE] HELO=[UNAVAILABLE]") == (("ADDR", "unknown"),
                                                                        ("HELO", ""))
