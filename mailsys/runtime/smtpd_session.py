@@ -1406,7 +1406,19 @@ class Session:
 
     # --- STARTTLS and AUTH -------------------------------------------------------------
 
+    def _milters_refusal_454(self) -> Reply | None:
+        """The milters' standing refusal for STARTTLS and AUTH: a 5xx as
+        the milter said it, a 4xx as 454 (smtpd.c starttls_cmd(),
+        smtpd_sasl_proto.c: "Sendmail compatibility")."""
+        refusal = self._milters_refusal()
+        if refusal is None or refusal.code >= 500:
+            return refusal
+        return replies.MILTER_TRY_AGAIN_454
+
     async def _starttls(self) -> Reply | None:
+        refusal = self._milters_refusal_454()
+        if refusal is not None:
+            return refusal
         server = self.server
         if server.tls_context is None:
             return TLS_UNAVAILABLE
@@ -1437,6 +1449,9 @@ class Session:
             refusal = await self._rate(anvil_proto.AUTH, limits.check_auth)
             if refusal is not None:
                 return refusal
+        refusal = self._milters_refusal_454()
+        if refusal is not None:
+            return refusal
         return await self.auth.begin(event, local=self.local_addr, remote=self.addr,
                                      secured=self.conn.tls_active)
 

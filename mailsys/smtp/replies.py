@@ -347,6 +347,8 @@ BAD_BASE64_CONTINUED = auth_failed(BAD_BASE64_CONTINUED_REASON)
 # --- cleanup / queue side (sent by the policy, listed here so there is one place) --
 
 QUEUE_WRITE_ERROR = Reply(451, "4.3.0", "Error: queue file write error")
+# smtpd.c starttls_cmd(), smtpd_sasl_proto.c: a milter's 4xx for STARTTLS or AUTH.
+MILTER_TRY_AGAIN_454 = Reply(454, "4.3.0", "Try again later")
 INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
 
 _FOOTER_MACRO = re.compile(r"\$(?:\{(\w+)\}|(\w+))")

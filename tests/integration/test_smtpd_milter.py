@@ -327,6 +327,39 @@ def test_tls_macros_after_starttls(mailsys_instance, tmp_path):
                                  "{cipher_bits}": str(cipher[2])}
 
 
+@pytest.mark.parametrize("action, reply", [
+    ("tempfail", (454, b"4.3.0 Try again later")),
+    ("reject", (550, b"5.5.0 Service unavailable")),
+])
+def test_starttls_and_auth_get_the_refusal_a_failed_milter_stands_by(
+        mailsys_instance, tmp_path, action, reply):
+    # smtpd.c starttls_cmd() and smtpd_sasl_proto.c ask milter_other_event()
+    # before they act: a 5xx as the milter gave it, a 4xx as "454 4.3.0 Try
+    # again later" ("Sendmail compatibility").
+    inst = mailsys_instance
+    ca = trustme.CA()
+    pem = tmp_path / "cert.pem"
+    ca.issue_cert("mx.example.test").private_key_and_cert_chain_pem.write_to_path(str(pem))
+    (tmp_path / "sasl_users").write_text("")
+    down = inst.free_port()
+    port = h.start(inst, {"smtpd_milters": f"inet:127.0.0.1:{down}",
+                          "milter_default_action": action,
+                          "smtpd_tls_security_level": "may", "smtpd_tls_cert_file": str(pem),
+                          "smtpd_sasl_auth_enable": "yes",
+                          "smtpd_sasl_users_file": str(tmp_path / "sasl_users")})
+    code, text = reply
+    expected = b"%d %s" % (code, text)
+    with h.Raw(port) as raw:
+        raw.reply()                     # 554 for "reject", and the session goes on
+        raw.send(b"EHLO client.example\r\n")
+        ehlo = b"".join(iter(raw.line, b"250 CHUNKING\r\n"))
+        assert b"250-STARTTLS" in ehlo and b"250-AUTH" in ehlo
+        raw.send(b"STARTTLS\r\n")
+        assert raw.reply() == expected
+        raw.send(b"AUTH PLAIN AGEAYg==\r\n")
+        assert raw.reply() == expected
+
+
 def test_smtpd_milter_maps_choose_the_milters_per_client(mailsys_instance):
     # Postfix 3.2's smtpd_milter_maps: the client address looked up, the
     # answer used instead of smtpd_milters; DISABLE means none.
