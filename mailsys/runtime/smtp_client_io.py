@@ -79,7 +79,7 @@ from mailsys.smtp.ehlo_mask import discard_names, discard_text
 from mailsys.smtp.client import (DOT_CRLF, NEED_DATA, ClientConnection, ClientState,
                                  ConnectionLost, EhloDone,
                                  EhloRejected, Greeting, HeloRejected, ProbeFailed, QuitDone, Rcpt,
-                                 RecipientStatus, StartTlsReady, StartTlsRefused,
+                                 RSET_PROBE, RecipientStatus, StartTlsReady, StartTlsRefused,
                                  TransactionDone, TransactionResult, greeting_name, refused_text,
                                  says_esmtp)
 from mailsys.smtp.errors import RemoteProtocolError
@@ -561,9 +561,10 @@ class SmtpSession:
                 raise self._stale(e.text) from None
             raise
         if isinstance(event, ProbeFailed):
+            # smtp_proto.c's words for the cached-session check: "RSET probe".
             raise self._stale(f"host {self.target.peer} said: {event.response.text} "
-                              f"(in reply to RSET command)" if event.response is not None
-                              else f"lost connection with {self.target.peer} while sending RSET")
+                              f"(in reply to {RSET_PROBE})" if event.response is not None
+                              else f"lost connection with {self.target.peer} while sending RSET probe")
         if isinstance(event, ConnectionLost):
             raise self._lost(event)
         assert isinstance(event, TransactionDone), event

@@ -172,12 +172,15 @@ __all__ = [
     "said_text",
 ]
 
-# Postfix's names for the command a reply answered ("... (in reply to X)").
+# Postfix's names for the command a reply answered ("... (in reply to X)"),
+# smtp_proto.c xfer_request[]. An RSET that ends a transaction is the
+# "final RSET"; the one that checks a cached session is the "RSET probe".
 MAIL_FROM = "MAIL FROM command"
 RCPT_TO = "RCPT TO command"
 DATA = "DATA command"
 END_OF_DATA = "end of DATA command"
-RSET = "RSET command"
+FINAL_RSET = "final RSET command"
+RSET_PROBE = "RSET probe"
 QUIT = "QUIT command"
 
 
@@ -579,12 +582,20 @@ class _Cmd(enum.Enum):
     # EHLO handshake" and smtp_helo_timeout (_stage() maps this one to it;
     # an Enum value of its own keeps the member distinct).
     AUTH = ("sending AUTH", "smtp_helo_timeout")
-    RSET = ("sending RSET", "smtp_rset_timeout")
+    # smtp_proto.c has two RSETs: the one that ends a transaction (ABORT,
+    # "final RSET"; here it goes in front of the next send_mail(), or in
+    # place of DATA for a recipient probe) and the one that checks a cached
+    # session (smtp_rset(), "RSET probe").
+    FINAL_RSET = ("sending final RSET", "smtp_rset_timeout")
+    RSET_PROBE = ("sending RSET probe", "smtp_rset_timeout")
     MAIL = ("sending MAIL FROM", "smtp_mail_timeout")
     RCPT = ("sending RCPT TO", "smtp_rcpt_timeout")
     DATA = ("sending DATA command", "smtp_data_init_timeout")
     DOT = ("sending end of data -- message may be sent more than once", "smtp_data_done_timeout")
-    DISCARD = ("sending end of data", "smtp_data_done_timeout")    # "." after a stray 354
+    # The lone "." after a 354 with no recipient accepted: Postfix is in
+    # its DOT state then too and says the same (smtp_proto.c); _stage()
+    # maps this one to DOT, its own value keeps the member distinct.
+    DISCARD = ("sending end of data (no recipients)", "smtp_data_done_timeout")
     QUIT = ("sending QUIT", "smtp_quit_timeout")
     XFORWARD_NAME_ADDR = ("sending XFORWARD name/address", "smtp_xforward_timeout")
     XFORWARD_PROTO_HELO = ("sending XFORWARD protocol/helo_name", "smtp_xforward_timeout")
@@ -593,10 +604,9 @@ class _Cmd(enum.Enum):
 # Postfix smtp_sasl_authenticate(): "authentication protocol loop" past this.
 AUTH_MAX_STEPS = 100
 
-# The index that marks send_mail(probe=True)'s RSET among the replies owed
-# (for RCPT the index is the recipient's; RSET has no other use for it).
-_PROBE = 1
-_PROBE_EXPECT = (_Cmd.RSET, _PROBE)
+_PROBE_EXPECT = (_Cmd.RSET_PROBE, 0)
+# Commands whose stage Postfix words as another's (see _Cmd).
+_SAME_STAGE = {_Cmd.AUTH: _Cmd.EHLO, _Cmd.DISCARD: _Cmd.DOT}
 
 _BODY_STAGE = ("sending message body", "smtp_data_xfer_timeout")
 _TLS_STAGE = ("performing the TLS handshake", "smtp_starttls_timeout")
@@ -813,9 +823,9 @@ class ClientConnection:
             return _TLS_STAGE
         if self._expect:
             cmd = self._expect[0][0]
-            return (_Cmd.EHLO if cmd is _Cmd.AUTH else cmd).value
+            return _SAME_STAGE.get(cmd, cmd).value
         if self._todo:
-            return self._todo[0][1].value
+            return _SAME_STAGE.get(self._todo[0][1], self._todo[0][1]).value
         return _IDLE_STAGE
 
     @property
@@ -844,7 +854,7 @@ class ClientConnection:
     @property
     def probing(self) -> bool:
         """send_mail(probe=True)'s RSET is sent and its reply still owed."""
-        return bool(self._expect) and self._expect[0] == _PROBE_EXPECT
+        return self._txn is not None and bool(self._expect) and self._expect[0] == _PROBE_EXPECT
 
     @property
     def settled(self) -> tuple[RecipientStatus, ...]:
@@ -919,7 +929,8 @@ class ClientConnection:
     def rset(self) -> bytes:
         self._check("rset")
         self.state = ClientState.RSET
-        self._send("RSET", _Cmd.RSET)
+        # A lone RSET is Postfix's smtp_rset(), the RSET probe (smtp_proto.c).
+        self._send("RSET", _Cmd.RSET_PROBE)
         return self.data_to_send()
 
     def quit(self) -> bytes:
@@ -1016,9 +1027,9 @@ class ClientConnection:
             mail += " AUTH=<>"
         commands: list[tuple[str, _Cmd, int]] = []
         if probe:
-            commands.append(("RSET", _Cmd.RSET, _PROBE))    # also ends a held transaction
+            commands.append(("RSET", _Cmd.RSET_PROBE, 0))    # also ends a held transaction
         elif self._in_txn:
-            commands.append(("RSET", _Cmd.RSET, 0))
+            commands.append(("RSET", _Cmd.FINAL_RSET, 0))
         if xforward is not None and caps.xforward:
             for line, what in xforward_commands(xforward, caps.xforward):
                 cmd = _Cmd.XFORWARD_NAME_ADDR if what == XFORWARD_NAME_ADDR \
@@ -1034,7 +1045,7 @@ class ClientConnection:
                 if r.notify:
                     rcpt += " NOTIFY=" + ",".join(n.upper() for n in r.notify)
             commands.append((rcpt, _Cmd.RCPT, i))
-        commands.append(("RSET", _Cmd.RSET, 0) if txn.rcpt_only else ("DATA", _Cmd.DATA, 0))
+        commands.append(("RSET", _Cmd.FINAL_RSET, 0) if txn.rcpt_only else ("DATA", _Cmd.DATA, 0))
         if caps.pipelining and self.use_pipelining:
             for line, cmd, i in commands:
                 self._send(line, cmd, i)
@@ -1097,7 +1108,7 @@ class ClientConnection:
             case _Cmd.QUIT:
                 self._events.append(QuitDone(response))
                 self._close()
-            case _Cmd.RSET if self._txn is None:
+            case _Cmd.FINAL_RSET | _Cmd.RSET_PROBE if self._txn is None:
                 self._events.append(RsetDone(response))
                 if ok:
                     self._in_txn = False
@@ -1149,10 +1160,10 @@ class ClientConnection:
         assert txn is not None
         klass = response.code // 100
         match cmd:
-            case _Cmd.RSET:
+            case _Cmd.FINAL_RSET | _Cmd.RSET_PROBE:
                 if klass == 2:
                     self._in_txn = False
-                elif index == _PROBE:
+                elif cmd is _Cmd.RSET_PROBE:
                     # The cached session is not usable: nothing counted, and
                     # the replies still owed are not worth waiting for.
                     self._txn = None
@@ -1219,7 +1230,7 @@ class ClientConnection:
         if response.closes:
             # 421: the server is leaving; what it has not answered is
             # deferred with this reply, and no more replies will come.
-            in_reply_to = {_Cmd.RSET: RSET, _Cmd.MAIL: MAIL_FROM, _Cmd.RCPT: RCPT_TO,
+            in_reply_to = {_Cmd.FINAL_RSET: FINAL_RSET, _Cmd.MAIL: MAIL_FROM, _Cmd.RCPT: RCPT_TO,
                            _Cmd.DATA: DATA, _Cmd.DOT: END_OF_DATA}.get(cmd, END_OF_DATA)
             if cmd in (_Cmd.XFORWARD_NAME_ADDR, _Cmd.XFORWARD_PROTO_HELO):
                 in_reply_to = txn.xforward[index]

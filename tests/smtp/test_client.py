@@ -391,6 +391,40 @@ def test_stray_354_after_all_recipients_rejected_ends_an_empty_message():
     assert not cc.in_transaction
 
 
+def test_lost_connection_after_the_lone_dot_is_postfix_dot_stage():
+    # smtp_proto.c sends that "." in its DOT state: the same words as for
+    # a whole message, there is no stage of its own.
+    cc = session()
+    cc.send_mail("alice@example.org", ["bob@example.com"], BODY)
+    feed(cc, b"250 2.1.0 Ok\r\n550 5.1.1 no\r\n354 go ahead\r\n")
+    assert cc.data_to_send() == b".\r\n"
+    assert cc.stage == "sending end of data -- message may be sent more than once"
+    assert feed(cc, b"") == [
+        ConnectionLost("sending end of data -- message may be sent more than once")]
+
+
+def test_rset_that_ends_a_held_transaction_is_the_final_rset():
+    # smtp_proto.c: the RSET that ends a transaction is the "final RSET"
+    # (xfer_states[], xfer_request[] for SMTP_STATE_ABORT).
+    cc = session(EHLO_PLAIN)
+    cc.send_mail("alice@example.org", ["bob@example.com"], BODY)
+    feed(cc, b"250 2.1.0 Ok\r\n")
+    assert cc.data_to_send() == b"RCPT TO:<bob@example.com>\r\n"
+    feed(cc, b"550 5.1.1 no\r\n")
+    assert cc.in_transaction
+    assert cc.send_mail("a@b", ["c@d"], b"x\r\n") == b"RSET\r\n"
+    assert cc.stage == "sending final RSET" and cc.stage_timeout == "smtp_rset_timeout"
+    assert feed(cc, b"") == [ConnectionLost("sending final RSET")]
+    cc = session()
+    cc.send_mail("alice@example.org", ["bob@example.com"], BODY)
+    feed(cc, b"250 2.1.0 Ok\r\n550 5.1.1 no\r\n554 5.5.1 no valid recipients\r\n")
+    cc.send_mail("a@b", ["c@d"], b"x\r\n")
+    [done] = feed(cc, b"421 4.4.2 mx.example.com Error: timeout exceeded\r\n")
+    assert done.result.recipients[0].text(PEER) == (
+        f"host {PEER} said: 421 4.4.2 mx.example.com Error: timeout exceeded"
+        " (in reply to final RSET command)")
+
+
 @pytest.mark.parametrize("code, status", [(b"451 4.3.0 try again", "deferred"),
                                           (b"553 5.7.1 <alice@example.org>: Sender rejected",
                                            "bounced")])
@@ -714,7 +748,9 @@ def test_probe_rides_in_the_pipelined_group_and_its_reply_comes_first():
     cc = session()
     assert cc.send_mail("a@b", ["c@d", "e@f"], b"x\r\n", body_type="8BITMIME",
                         probe=True) == PROBE_GROUP
-    assert cc.probing and cc.stage == "sending RSET" and cc.stage_timeout == "smtp_rset_timeout"
+    # smtp_proto.c: the cached-session check is the "RSET probe".
+    assert cc.probing and cc.stage == "sending RSET probe"
+    assert cc.stage_timeout == "smtp_rset_timeout"
     assert feed(cc, b"250 2.0.0 Ok\r\n") == [] and not cc.probing
     assert cc.stage == "sending MAIL FROM"
     assert feed(cc, b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n") == []
