@@ -456,9 +456,16 @@ class SmtpSession:
             raise self._lost(event)
         if isinstance(event, StartTlsRefused):
             if tls.required:
-                raise SessionError("4.7.5", f"TLS is required, but host {self.target.peer} "
+                # Postfix smtp_proto.c, smtp_start_tls() caller: smtp_site_fail()
+                # with the server's reply, so its status (a 5xx bounces) and
+                # Remote-MTA / Diagnostic-Code go into the notice (seen live
+                # with Postfix 3.7.11: 454 4.7.0 defers as 4.7.0, 554 5.7.3
+                # bounces as 5.7.3).
+                raise SessionError(event.response.dsn,
+                                   f"TLS is required, but host {self.target.peer} "
                                    f"refused to start TLS: {event.response.text}",
-                                   connected=True)
+                                   connected=True,
+                                   remote=(self.target.host, event.response.text))
             return
         assert isinstance(event, StartTlsReady)
         await self._handshake(tls, nexthop)

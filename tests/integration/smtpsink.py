@@ -26,7 +26,8 @@ message dies 50 KB in, later ones go through). The sink stops reading at
 that byte, so the close finds unread data and the kernel resets the
 connection, as when a peer crashes; a client still writing sees its write
 fail.
-``tls`` is an SSL.Context (pyOpenSSL) that makes it offer STARTTLS.
+``tls`` is an SSL.Context (pyOpenSSL) that makes it offer STARTTLS;
+``starttls`` is the reply to STARTTLS (anything but 2xx refuses it).
 ``xforward`` ("NAME ADDR ...") makes it offer XFORWARD with those
 attributes; each XFORWARD gets ``xforward_reply``.
 ``tls_ehlo_extra`` is sent right after the EHLO reply inside TLS: replies
@@ -74,6 +75,7 @@ class SmtpSink:
     close_after_message: bool = False
     drop_body: list[int] = field(default_factory=list)
     tls: object = None
+    starttls: str = "220 2.0.0 Ready to start TLS"
     xforward: str = ""
     xforward_reply: str = "250 2.0.0 Ok"
     tls_ehlo_extra: str = ""
@@ -145,7 +147,9 @@ class SmtpSink:
                     f"250{'-' if i < len(lines) - 1 else ' '}{t}" for i, t in enumerate(lines))
                     + (f"\r\n{self.tls_ehlo_extra}" if conn.tls and self.tls_ehlo_extra else ""))
             elif verb == "STARTTLS":
-                await conn.reply("220 2.0.0 Ready to start TLS")
+                await conn.reply(self.starttls)
+                if not self.starttls.startswith("2"):
+                    continue
                 await conn.start_tls(self.tls)
                 self.tls_sessions += 1
             elif verb == "MAIL":

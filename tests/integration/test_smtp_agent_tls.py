@@ -137,6 +137,23 @@ def test_encrypt_requires_starttls(tmp_path, pki, dns):
     assert sink.messages == []
 
 
+@pytest.mark.parametrize("reply, status, dsn", [
+    ("454 4.7.0 TLS not available due to local problem", "deferred", "4.7.0"),
+    ("554 5.7.3 no TLS for you", "bounced", "5.7.3"),
+])
+def test_encrypt_and_starttls_refused_takes_the_server_status(tmp_path, pki, dns, reply, status,
+                                                              dsn):
+    # Postfix smtp_proto.c: smtp_site_fail() with the server's reply, so
+    # its status decides (a 5xx bounces) and it is the diagnostic (seen
+    # live with Postfix 3.7.11).
+    sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki), starttls=reply)
+    r, _ = run(tmp_path, pki, dns, sink, "encrypt")
+    assert (r.status, r.dsn) == (status, dsn)
+    assert r.reason == f"TLS is required, but host {MX}[127.0.0.1] refused to start TLS: {reply}"
+    assert r.remote_mta == MX and r.diagnostic == f"smtp; {reply}"
+    assert sink.messages == [] and sink.tls_sessions == 0
+
+
 def test_verify_accepts_the_right_ca_and_refuses_another(tmp_path, pki, dns):
     sink = h.smtpsink.SmtpSink(tls=sink_context(tmp_path, pki))
     r, lines = run(tmp_path, pki, dns, sink, "verify")
