@@ -12,7 +12,8 @@ mailsys.runtime.ipc_io. This package is pure: no trio, socket or lmdb.
 """
 
 from mailsys.ipc.codec import decode, encode, encode_parts, message, registered
-from mailsys.ipc.errors import IpcError, IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
+from mailsys.ipc.errors import (IpcError, IpcLost, IpcTimeout, IpcUnavailable, ProtocolError,
+                                RemoteError)
 from mailsys.ipc.frames import MAX_FRAME, Frame, FrameDecoder, encode_frame, frame_parts
 from mailsys.ipc.messages import ErrorCode, ErrorReply, Hello, Ok
 
@@ -23,6 +24,7 @@ __all__ = [
     "FrameDecoder",
     "Hello",
     "IpcError",
+    "IpcLost",
     "IpcTimeout",
     "IpcUnavailable",
     "MAX_FRAME",

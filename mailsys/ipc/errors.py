@@ -10,7 +10,9 @@
     │   └── IpcTimeout                    no complete answer within the caller's deadline
     └── ServiceUnavailable                (mailsys.errors)
         └── IpcUnavailable (also IpcError)  socket missing, connection refused, or the
-                                          peer closed the connection before answering
+            │                             peer closed the connection before answering
+            └── IpcLost                   ... after it had the whole request: it may
+                                          have acted on it (a delivery agent that died)
 
 A ProtocolError means the bytes on the wire were wrong; it never means a bug
 in the receiver. Encoding a value of the wrong Python type is a bug in the
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 from mailsys.errors import MailsysError, ServiceUnavailable
 
-__all__ = ["IpcError", "ProtocolError", "RemoteError", "IpcTimeout", "IpcUnavailable"]
+__all__ = ["IpcError", "ProtocolError", "RemoteError", "IpcTimeout", "IpcUnavailable", "IpcLost"]
 
 
 class IpcError(MailsysError):
@@ -55,3 +57,11 @@ class IpcTimeout(IpcError):
 
 class IpcUnavailable(IpcError, ServiceUnavailable):
     """The service cannot be reached, or hung up before answering."""
+
+
+class IpcLost(IpcUnavailable):
+    """The service hung up after the whole request was written, before its
+    reply. Postfix's qmgr tells the two apart for a delivery agent: one it
+    cannot reach or hand the request to is "mail transport unavailable",
+    one that dies after that an "unknown mail transport error"
+    (qmgr_deliver.c)."""

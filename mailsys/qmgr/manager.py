@@ -38,6 +38,15 @@ DESCRIPTION
     destination for a while; the jobs waiting for a dead destination are
     deferred with "delivery temporarily suspended: <reason>". qmgr logs
     those deferrals itself (no agent saw them), in the agents' format.
+    An agent that took the request and then died (or answered with an
+    error) is Postfix's "unknown mail transport error" (qmgr_deliver.c,
+    DELIVER_STAT_CRASH): qmgr warns "private/<transport> socket: malformed
+    response", as Postfix's does; the job's recipients are deferred
+    without a status line of their own (the agent may have logged some
+    before it died; Postfix logs none either, seen live with Postfix
+    3.7.11), and the destination takes it as a failure whose waiting
+    jobs, should it die, say "delivery temporarily suspended: unknown mail
+    transport error".
 
     When a message has no job left, settle() (results.py) decides: expire,
     notify, remove or defer. A notice for bounced recipients (and the
@@ -70,11 +79,11 @@ import trio
 
 from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.ipc import names
-from mailsys.ipc.errors import IpcError
+from mailsys.ipc.errors import IpcError, IpcLost, RemoteError
 from mailsys.ipc.proto import bounce as bounce_proto
 from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest, PostmasterCopy
 from mailsys.ipc.proto import verify as verify_proto
-from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest
+from mailsys.ipc.proto.deliver import DeliverRecipient, DeliverRequest, DeliveryStatus
 from mailsys.message.envelope import Envelope, RcptState, Recipient
 from mailsys.message.verp import verp_sender
 from mailsys.qmgr import clog, results
@@ -595,8 +604,16 @@ class QueueManager:
             address_class=job.address_class, rewrite_context=env.rewrite_context,
             probe=_is_probe(env), **_client_of(env))
         dead_reason = ""
+        status: DeliveryStatus | None = None
         try:
             status = await self.agents.deliver(request, self.settings.ipc_timeout)
+        except (IpcLost, RemoteError):
+            # Postfix qmgr_deliver_update(), DELIVER_STAT_CRASH (seen live
+            # with Postfix 3.7.11 for an smtp agent killed mid-delivery).
+            log.warning(f"private/{job.transport} socket: malformed response")
+            dead_reason = f"{UNAVAILABLE_DSN} {results.NO_STATUS}"
+            changes = results.deferred(job.indexes, UNAVAILABLE_DSN, results.NO_STATUS,
+                                       self.clock())
         except Exception as e:
             if isinstance(e, IpcError):
                 log.warning(f"{job.transport} transport: {e}")
@@ -615,8 +632,7 @@ class QueueManager:
                                if c["state"] is RcptState.DEFERRED), None)
                 dead_reason = f"{failed['dsn_status']} {failed['reason']}" if failed else "4.0.0 "
         if request.probe:
-            relays = {} if dead_reason == DEAD_TRANSPORT else {
-                r.index: r.relay for r in status.results}
+            relays = {} if status is None else {r.index: r.relay for r in status.results}
             changes = await self._probe_done(msg, changes, relays)
         back = self.scheduler.finished(job, self.clock(), ok=not dead_reason,
                                        dead_reason=dead_reason)

@@ -71,7 +71,8 @@ DESCRIPTION
 
 GUARANTEES
     connect / call raise IpcUnavailable (a mailsys.errors.ServiceUnavailable)
-    when the socket is missing, refuses, or hangs up before answering;
+    when the socket is missing, refuses, or hangs up before answering
+    (IpcLost, a subclass, when it hangs up after the request was written);
     IpcTimeout when the deadline passes; RemoteError(code, text) for an
     ErrorReply; ProtocolError for a wrong Hello, malformed frame, or a reply
     of an unexpected type. Payload blobs are written without being joined
@@ -92,7 +93,7 @@ from typing import Any
 import trio
 
 from mailsys.ipc.codec import decode, encode_parts
-from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
+from mailsys.ipc.errors import IpcLost, IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
 from mailsys.ipc.frames import MAX_FRAME, Frame, FrameDecoder
 from mailsys.ipc.messages import ErrorCode, ErrorReply, Hello
 from mailsys.runtime.fast_stream import FastStream, open_unix
@@ -246,7 +247,10 @@ class Channel:
         parts.clear()
         if sent is not None:
             sent()
-        return await self._receive()
+        try:
+            return await self._receive()
+        except IpcUnavailable as e:
+            raise IpcLost(str(e)) from None
 
     async def _receive(self) -> Any:
         try:

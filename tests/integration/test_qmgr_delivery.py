@@ -160,8 +160,12 @@ def test_smtp_agent_killed_during_delivery_the_mail_is_still_delivered(site):
         os.kill(agent.pid, signal.SIGKILL)
     site.sink.stall = ""
     log = site.inst.wait_log(f"{qid}: removed", timeout=30)
-    assert f"{qid}: to=<kill@remote.test>, relay=none," in log
-    assert "status=deferred (mail transport unavailable)" in log
+    # Postfix qmgr_deliver.c: an agent that dies with the request is an
+    # "unknown mail transport error"; qmgr warns and logs no status line
+    # for it (seen live with Postfix 3.7.11).
+    assert "warning: private/smtp socket: malformed response" in log
+    assert f"{qid}: to=<kill@remote.test>, relay=none," not in log
+    assert "mail transport unavailable" not in log
     assert ["kill@remote.test"] in [m.rcpts for m in site.sink.messages]
 
 

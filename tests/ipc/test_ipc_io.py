@@ -14,7 +14,7 @@ import trio.testing
 
 from mailsys.errors import ServiceUnavailable
 from mailsys.ipc.codec import FrameDecoder, decode, encode, message
-from mailsys.ipc.errors import IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
+from mailsys.ipc.errors import IpcLost, IpcTimeout, IpcUnavailable, ProtocolError, RemoteError
 from mailsys.ipc.frames import encode_frame
 from mailsys.ipc.messages import ErrorCode, ErrorReply, Hello, Ok
 from mailsys.runtime import ipc_io
@@ -234,6 +234,20 @@ async def test_pool_bounds_connections_under_concurrency(tmp_path):
         async with pool.channel() as chan:
             assert (await chan.call(Echo("via channel"), expect=Echoed, timeout=5)).connection <= 3
         await pool.aclose()
+
+
+@trio_test
+async def test_a_service_that_hangs_up_after_the_request_is_lost_not_unreachable(tmp_path):
+    # Postfix's qmgr_deliver.c tells an agent it cannot reach ("mail
+    # transport unavailable") from one that dies with the request
+    # ("unknown mail transport error"): IpcLost is the second.
+    async with serving(tmp_path / "svc"):
+        async with await connect(tmp_path / "svc") as chan:
+            with pytest.raises(IpcLost, match="connection closed by the service"):
+                await chan.call(Echo("gone", fail="vanish"), expect=Echoed, timeout=5)
+    with pytest.raises(IpcUnavailable) as e:
+        await ipc_io.call(tmp_path / "svc", Echo("x"), protocol="test", expect=Echoed, timeout=1)
+    assert not isinstance(e.value, IpcLost)
 
 
 @trio_test

@@ -11,7 +11,7 @@ import trio
 from qmgr_fixtures import ROUTING, FakeAgents, all_as, empty, envelope, run, sent, wait_for
 
 from mailsys.config.tables import DictTable
-from mailsys.ipc.errors import IpcUnavailable
+from mailsys.ipc.errors import IpcLost, IpcUnavailable
 from mailsys.message.envelope import Notify, RcptState, Recipient
 import mailsys.qmgr.manager as manager
 from mailsys.qmgr.manager import SUSPENDED, TRANSPORT_UNAVAILABLE, QueueManager
@@ -250,13 +250,15 @@ def test_flush_retries_a_deferred_entry(store, make_manager):
     assert len(agents.requests) == 2
 
 
-def test_unreachable_agent_defers_and_suspends_the_destination(store, make_manager):
+def three_to_a_failing_agent(store, make_manager, error):
+    """Three messages to one destination (concurrency 1) whose agent call
+    raises error: (the requests made, the queue IDs, the log events)."""
     agents = FakeAgents()
 
-    async def refuse(req, timeout):
+    async def fail(req, timeout):
         agents.requests.append(req)
-        raise IpcUnavailable("private/smtp: cannot connect: No such file or directory")
-    agents.deliver = refuse
+        raise error
+    agents.deliver = fail
     mgr = make_manager(agents, limits=Limits(concurrency=1, initial=1, recipients=1))
     qids = [store.create(envelope("bob@remote.example"), CONTENT) for _ in range(3)]
 
@@ -266,7 +268,14 @@ def test_unreachable_agent_defers_and_suspends_the_destination(store, make_manag
 
     with structlog.testing.capture_logs() as logs:
         run(body)
-    assert len(agents.requests) == 1              # the others were not tried
+    return agents.requests, qids, logs
+
+
+def test_unreachable_agent_defers_and_suspends_the_destination(store, make_manager):
+    requests, qids, logs = three_to_a_failing_agent(
+        store, make_manager,
+        IpcUnavailable("private/smtp: cannot connect: No such file or directory"))
+    assert len(requests) == 1              # the others were not tried
     # Postfix's qmgr_deliver() defers a transport it cannot reach with
     # "4.3.0 mail transport unavailable", its waiting mail too (no
     # "delivery temporarily suspended: " before it).
@@ -276,6 +285,29 @@ def test_unreachable_agent_defers_and_suspends_the_destination(store, make_manag
     assert len(statuses) == 3 and all(
         (e["status"], e["relay"], e["dsn"], e["reason"]) ==
         ("deferred", "none", "4.3.0", TRANSPORT_UNAVAILABLE) for e in statuses)
+
+
+def test_agent_that_dies_after_taking_the_request_is_an_unknown_error(store, make_manager):
+    requests, qids, logs = three_to_a_failing_agent(
+        store, make_manager, IpcLost("private/smtp: connection closed by the service"))
+    assert len(requests) == 1
+    # Postfix qmgr_deliver.c, DELIVER_STAT_CRASH: "unknown mail transport
+    # error", not "mail transport unavailable". qmgr warns, writes no status
+    # line for the crashed job's recipients, and the waiting mail of the
+    # destination is "delivery temporarily suspended: " that (seen live
+    # with Postfix 3.7.11).
+    [crashed] = [r.queue_id for r in requests]
+    reasons = {q: store.load(q)[0].recipients[0].reason for q in qids}
+    assert reasons[crashed] == "unknown mail transport error"
+    assert all(reasons[q] == SUSPENDED + "unknown mail transport error"
+               for q in qids if q != crashed)
+    assert [e["event"] for e in logs if e["log_level"] == "warning"] == [
+        "private/smtp socket: malformed response"]
+    statuses = events(logs, "status")
+    assert sorted(e["queue_id"] for e in statuses) == sorted(q for q in qids if q != crashed)
+    assert all((e["status"], e["relay"], e["dsn"], e["reason"]) ==
+               ("deferred", "none", "4.3.0", SUSPENDED + "unknown mail transport error")
+               for e in statuses)
 
 
 def test_dead_destination_suspends_only_itself(store, make_manager):
