@@ -37,10 +37,18 @@ DESCRIPTION
       delay     a copy of every delay notice to delay_notice_recipient
                 ("postmaster delay notification: ID")
 
+    A success notice (NOTIFY=SUCCESS, sendmail -bv) about null-sender mail
+    goes, with 2bounce, to 2bounce_notice_recipient: the sender's notice
+    as it is, from $double_bounce_sender, logged ``QID: sender delivery
+    status notification: ID`` (bounce_trace_service.c; seen live with
+    Postfix 3.7.11); it travels in NoticeReady.copies too. Null-sender mail
+    gets no delay notice at all: qmgr asks for none, as Postfix's cleanup
+    schedules no delay warning for it (cleanup_envelope.c).
+
     Mail from the double-bounce sender itself is never reported:
     ``warning: QID: undeliverable postmaster notification discarded``. A
-    success notice (NOTIFY=SUCCESS, sendmail -bv) about null-sender or
-    double-bounce mail is not sent either, and is logged as Postfix's
+    success notice about double-bounce mail, or about null-sender mail
+    without 2bounce, is not sent either, and is logged as Postfix's
     bounce_trace_service.c logs that: ``QID: not sending trace/success
     notification for single-bounce message`` (``double-bounce``).
     A recipient without a domain gets @$myorigin, as cleanup would add.
@@ -122,11 +130,15 @@ def compose(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
 
 # (notice kind, original sender null?) -> (the notify_classes words that ask
 # for a postmaster copy, the parameter naming its recipient). "bounce" implies
-# "2bounce" (bounce_notify_service.c: MAIL_ERROR_2BOUNCE | MAIL_ERROR_BOUNCE).
+# "2bounce" (bounce_notify_service.c: MAIL_ERROR_2BOUNCE | MAIL_ERROR_BOUNCE);
+# for a success report only "2bounce" counts (bounce_trace_service.c).
 _COPIES = {(Kind.FAILURE, False): (("bounce",), "bounce_notice_recipient"),
            (Kind.FAILURE, True): (("2bounce", "bounce"), "2bounce_notice_recipient"),
-           (Kind.DELAY, False): (("delay",), "delay_notice_recipient")}
-LOG_COPY = {Kind.FAILURE: "postmaster non-delivery", Kind.DELAY: "postmaster delay"}
+           (Kind.DELAY, False): (("delay",), "delay_notice_recipient"),
+           (Kind.SUCCESS, True): (("2bounce",), "2bounce_notice_recipient"),
+           (Kind.VERIFY, True): (("2bounce",), "2bounce_notice_recipient")}
+LOG_COPY = {Kind.FAILURE: "postmaster non-delivery", Kind.DELAY: "postmaster delay",
+            Kind.SUCCESS: LOG_KIND[Kind.SUCCESS], Kind.VERIFY: LOG_KIND[Kind.VERIFY]}
 
 
 def postmaster_copy(kind: Kind, env: Envelope, content: bytes, indexes: tuple[int, ...],
@@ -139,12 +151,20 @@ def postmaster_copy(kind: Kind, env: Envelope, content: bytes, indexes: tuple[in
     classes = {c.lower() for c in cfg.notify_classes}
     if which is None or classes.isdisjoint(which[0]):
         return None
-    rcpts = [env.recipients[i] for i in indexes if 0 <= i < len(env.recipients)]
+    success = kind in (Kind.SUCCESS, Kind.VERIFY)
+    rcpts = [env.recipients[i] for i in indexes if 0 <= i < len(env.recipients)
+             and (not success or wants_notice(env.recipients[i], kind))]
     if not rcpts:
         return None
     to = _qualified(cfg[which[1]], cfg)
-    body = build_notice(kind, env, content, rcpts, settings or notice_settings(cfg), now=now,
-                        postmaster=to, full=not env.sender)
+    if success:
+        # bounce_trace_service.c: the notice the sender would get (its
+        # subject, boilerplate and recipients), to 2bounce_notice_recipient.
+        body = build_notice(kind, env, content, rcpts, settings or notice_settings(cfg),
+                            now=now, to=to)
+    else:
+        body = build_notice(kind, env, content, rcpts, settings or notice_settings(cfg),
+                            now=now, postmaster=to, full=not env.sender)
     # Postfix's cleanup keeps "postmaster" as the original recipient of
     # postmaster@$myorigin: "to=<postmaster@host>, orig_to=<postmaster>".
     return dataclasses.replace(_queued(body, to, cfg, now),
@@ -219,7 +239,7 @@ class Bounce:
 def _log_not_sent(qid: str, kind: Kind, sender: str, cfg: Config, copied: bool) -> None:
     """Why no notice goes to the sender, when that is worth a line."""
     double = sender.lower() == double_bounce_address(cfg).lower()
-    if kind in (Kind.SUCCESS, Kind.VERIFY) and (double or not sender):
+    if kind in (Kind.SUCCESS, Kind.VERIFY) and (double or not sender and not copied):
         # bounce_trace_service.c's words.
         log.info("not sending trace/success notification for "
                  f"{'double' if double else 'single'}-bounce message", queue_id=qid)

@@ -287,7 +287,8 @@ def _typed(value: str, default_type: str) -> tuple[str, str]:
 
 def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence[Recipient],
                  settings: NoticeSettings, *, now: float, postmaster: str | None = None,
-                 full: bool = False, warn: Callable[[str], None] | None = None) -> bytes:
+                 full: bool = False, to: str | None = None,
+                 warn: Callable[[str], None] | None = None) -> bytes:
     """build_notice - the notice message, CRLF line ends, to send with the null sender.
 
     kind         failure (bounce), delay (warning), success (NOTIFY=SUCCESS)
@@ -306,6 +307,10 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
     full         a postmaster copy that returns the whole message (within
                  bounce_size_limit), as Postfix's double bounce (2bounce)
                  does: the last chance of the mail to be read.
+    to           the To: of a notice that is not a postmaster copy but does
+                 not go to env.sender: a success report on null-sender mail
+                 goes to 2bounce_notice_recipient as it would to a sender
+                 (Postfix bounce_trace_service.c)
     warn         gets "ignoring malformed Message-ID" (threaded bounces)
     """
     template = settings.templates[kind.value]
@@ -326,7 +331,7 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
     add("From: " + rewrite_addresses(
         template.sender, lambda a: a if "@" in a else f"{a}@{settings.myorigin}"))
     add(f"Subject: {template.postmaster_subject if copy else template.subject}")
-    add(f"To: {quote_822_local(postmaster if copy else env.sender)}")
+    add(f"To: {quote_822_local(postmaster if copy else to or env.sender)}")
     if settings.threaded:
         msgid = _original_message_id(content, warn or (lambda text: None))
         if msgid:

@@ -13,9 +13,10 @@ from mailsys.message.envelope import Envelope, Recipient
 from mailsys.queue import QueueStore
 
 
-def inject(inst, content: bytes, *rcpts: str, sender: str = "alice@example.com") -> str:
-    env = Envelope("", sender, tuple(Recipient(r) for r in rcpts), arrival_time=time.time(),
-                   size=len(content))
+def inject(inst, content: bytes, *rcpts: str, sender: str = "alice@example.com",
+           notify: tuple = ()) -> str:
+    env = Envelope("", sender, tuple(Recipient(r, notify=notify) for r in rcpts),
+                   arrival_time=time.time(), size=len(content))
     with QueueStore.open(inst.queue_dir) as store:
         qid = store.create(env, content)
     access.poke_qmgr(inst.queue_dir, b"I")

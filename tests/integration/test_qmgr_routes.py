@@ -16,6 +16,8 @@ from types import SimpleNamespace
 import pytest
 import trio
 
+from mailsys.message.envelope import Notify
+
 h = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("agent_helpers.py"))))
 qh = SimpleNamespace(**runpy.run_path(str(Path(__file__).with_name("qmgr_helpers.py"))))
 
@@ -71,8 +73,9 @@ def start(inst, tmp_path, dns, main_cf=None, master_cf=()):
     inst.start()
 
 
-def inject(inst, *rcpts: str, sender: str = "alice@example.com", content: bytes = CONTENT) -> str:
-    return qh.inject(inst, content, *rcpts, sender=sender)
+def inject(inst, *rcpts: str, sender: str = "alice@example.com", content: bytes = CONTENT,
+           notify: tuple = ()) -> str:
+    return qh.inject(inst, content, *rcpts, sender=sender, notify=notify)
 
 
 def maildir(tmp_path, user: str) -> list[bytes]:
@@ -223,6 +226,28 @@ def test_a_postmaster_copy_names_the_configured_recipient_as_orig_to(mailsys_ins
     assert re.search(rf"{copy}: to=<pm@example\.com>, orig_to=<pm>, relay=virtual, "
                      r".*status=sent", log), log
     assert len(maildir(tmp_path, "pm")) == 1
+
+
+def test_a_success_report_on_null_sender_mail_goes_to_2bounce(mailsys_instance, tmp_path):
+    # Postfix 3.7.11 (bounce_trace_service.c), notify_classes = 2bounce:
+    # "bounce[9134]: E8797226063: sender delivery status notification:
+    # EB55B226076", from=<double-bounce@...> to 2bounce_notice_recipient.
+    inst = mailsys_instance
+    with h.dnsserver.DnsServer({}) as dns:
+        start(inst, tmp_path, dns, {"notify_classes": "2bounce",
+                                    "2bounce_notice_recipient": "pm@example.com"})
+        qid = inject(inst, "bob@example.com", sender="", notify=(Notify.SUCCESS,))
+        log = inst.wait_log(f"{qid}: removed", timeout=20)
+        line = next(x for x in log.splitlines()
+                    if f"{qid}: sender delivery status notification: " in x)
+        log = inst.wait_log(f"{line.rsplit(' ', 1)[1]}: removed", timeout=20)
+    assert "not sending trace/success notification" not in log
+    assert len(maildir(tmp_path, "bob")) == 1
+    [data] = maildir(tmp_path, "pm")
+    assert data.startswith(b"Return-Path: <double-bounce@mx.example.test>\n")
+    text = report(data)
+    assert "Subject: Successful Mail Delivery Report\n" in text
+    assert "Final-Recipient: rfc822; bob@example.com" in text
 
 
 class TimedSink(h.smtpsink.SmtpSink):

@@ -15,6 +15,8 @@ from mailsys.ipc.proto.bounce import NoticeReady, NoticeRequest
 from mailsys.message.dsn import Kind
 from mailsys.message.envelope import Envelope, Notify, RcptState, Recipient
 from mailsys.message.qid import is_qid
+from mailsys.qmgr.backoff import delay_warning_due
+from mailsys.qmgr.settings import QmgrSettings
 from mailsys.queue import QueueStore
 from services.bounce import Bounce, compose
 
@@ -211,6 +213,41 @@ def test_double_bounce_sender_mail_is_never_reported(tmp_path):
     assert ready.notice_id == "" and ready.copies == ()
     assert dict(event="undeliverable postmaster notification discarded", queue_id=qid,
                 log_level="warning") in logs
+
+
+def test_a_success_notice_on_null_sender_mail_goes_to_2bounce(tmp_path):
+    # bounce_trace_service.c: with 2bounce, the notice the sender would get
+    # goes to 2bounce_notice_recipient from the double-bounce sender, logged
+    # as a sender's (seen live with Postfix 3.7.11).
+    cfg = classes_cfg(tmp_path, "2bounce")
+    e = env(Recipient("bob@remote.example", state=RcptState.SENT, dsn_status="2.0.0",
+                      reason="delivered to mailbox", notify=(Notify.SUCCESS,)),
+            Recipient("carol@remote.example", state=RcptState.SENT, dsn_status="2.0.0",
+                      reason="delivered to mailbox"), sender="")
+    [qid], [ready], logs = ask(cfg, (e, "success", (0, 1)))
+    assert ready.notice_id == ""
+    [copy] = ready.copies
+    assert (copy.sender, copy.recipient) == ("double-bounce@example.test", "doubles@admin.test")
+    msg = email.message_from_bytes(copy.content, policy=email.policy.default)
+    assert msg["Subject"] == "Successful Mail Delivery Report"
+    assert msg["To"] == "doubles@admin.test" and msg["Auto-Submitted"] == "auto-replied"
+    text = copy.content.decode()
+    assert "Your message was successfully delivered" in text
+    assert "Final-Recipient: rfc822; bob@remote.example" in text
+    assert "carol@remote.example" not in text            # no NOTIFY=SUCCESS
+    assert [(x["event"], x.get("kind"), x["queue_id"]) for x in logs] == [
+        ("message-id", None, copy.notice_id),
+        ("notification", "sender delivery status", qid)]
+
+
+def test_no_delay_notice_is_asked_for_null_sender_mail(tmp_path):
+    # cleanup_envelope.c writes no delay warning time for mail from <>, so
+    # Postfix sends it no delay notice, not even with the delay class
+    # (seen live with Postfix 3.7.11).
+    s = QmgrSettings(delay_warning_time=1)
+    deferred = Recipient("bob@remote.example", state=RcptState.DEFERRED)
+    assert delay_warning_due(env(deferred), T0 + 60, s)
+    assert not delay_warning_due(env(deferred, sender=""), T0 + 60, s)
 
 
 @pytest.mark.parametrize("sender, line", [
