@@ -315,7 +315,11 @@ def build_notice(kind: Kind, env: Envelope, content: bytes, recipients: Sequence
     """
     template = settings.templates[kind.value]
     copy = postmaster is not None
-    sender = quote_822_local(env.sender) if env.sender else MAILER_DAEMON
+    # The null sender is named MAILER-DAEMON@$myhostname in the report and
+    # its Return-Path (bounce_notify_util.c, mail_addr_mail_daemon(); seen
+    # live with Postfix 3.7.11).
+    sender = (quote_822_local(env.sender) if env.sender
+              else f"{MAILER_DAEMON}@{settings.myhostname}")
     smtputf8 = env.smtputf8
     encoding = _mime_encoding(env, content)
     eight_bit = encoding == "8bit"

@@ -369,8 +369,10 @@ def test_no_envid_no_field_and_null_sender():
     notice = build_notice(Kind.FAILURE, env.replace(sender=""), content, env.recipients,
                           SETTINGS, now=5, postmaster="postmaster")
     assert b"Original-Envelope-Id" not in notice
-    assert b"\r\nX-mailsys-Sender: rfc822; MAILER-DAEMON\r\n" in notice
-    assert b"\r\nReturn-Path: <MAILER-DAEMON>\r\n" in notice
+    # bounce_notify_util.c: mail_addr_mail_daemon(), MAILER-DAEMON@$myhostname
+    # (seen live with Postfix 3.7.11).
+    assert b"\r\nX-mailsys-Sender: rfc822; MAILER-DAEMON@mx.example.com\r\n" in notice
+    assert b"\r\nReturn-Path: <MAILER-DAEMON@mx.example.com>\r\n" in notice
 
 
 # -- 8-bit and SMTPUTF8 --------------------------------------------------------
