@@ -14,25 +14,23 @@ DESCRIPTION
     "250 2.0.0 Ok: queued as QID" only once it is queued. Addresses
     without a domain get @$myorigin.
 
-    When the mail system is not running (no live master), the session
-    ends at once: the greeting is smtpd's "421 4.3.2 Service currently
-    unavailable", standard error gets one line and the exit status is 69,
-    as for plain sendmail. (Postfix's sendmail -bs writes to its maildrop
-    directory even then; mailsys has none.) When cleanup cannot take a
-    message the reply is smtpd's: 452 4.3.1 Insufficient system storage
-    for a full queue, 451 4.3.0 Error: queue file write error otherwise,
-    and the session goes on.
+    When cleanup cannot be reached (the mail system is stopped), a message
+    goes to the maildrop as plain sendmail leaves it, for the pickup
+    service to queue once the mail system runs, and the reply is the usual
+    "250 2.0.0 Ok: queued as QID": Postfix's stand-alone smtpd posts through
+    postdrop into its maildrop whether the mail system runs or not. When
+    cleanup answers but cannot take a message the reply is smtpd's: 452
+    4.3.1 Insufficient system storage for a full queue, 451 4.3.0 Error:
+    queue file write error otherwise, and the session goes on.
 
 EXIT STATUS
-    0 when the session ended with QUIT or end of input, 69 (EX_UNAVAILABLE)
-    when the mail system is not running, 74 (EX_IOERR) when standard
-    output cannot be written.
+    0 when the session ended with QUIT or end of input, 74 (EX_IOERR) when
+    standard output cannot be written.
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import BinaryIO
 
@@ -40,18 +38,18 @@ from mailsys.admin import access
 from mailsys.cli import sendmail
 from mailsys.config import Config
 from mailsys.errors import UsageError
-from mailsys.ipc.errors import IpcError, RemoteError
+from mailsys.ipc.errors import IpcError, IpcUnavailable, RemoteError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Rejected
 from mailsys.message.qid import new_qid
+from mailsys.queue import maildrop
 from mailsys.smtp import (NEED_DATA, PAUSED, ConnectionClosed, DataChunk, EndOfData,
                           MailFrom, RcptTo, RemoteProtocolError, Reply, ServerConnection,
                           Settings, replies)
 
 __all__ = ["smtp_session"]
 
-EX_UNAVAILABLE, EX_IOERR = 69, 74            # its own statuses (see EXIT STATUS)
+EX_IOERR = 74                                # its own status (see EXIT STATUS)
 READ_SIZE = 64 * 1024
-DOWN = Reply(421, "4.3.2", "Service currently unavailable")
 
 
 def smtp_session(cfg: Config, stdin: BinaryIO, stdout: BinaryIO) -> int:
@@ -60,10 +58,6 @@ def smtp_session(cfg: Config, stdin: BinaryIO, stdout: BinaryIO) -> int:
         hostname=cfg.myhostname, message_size_limit=cfg.message_size_limit,
         starttls=False, auth_mechanisms=(), chunking=False))
     try:
-        if not access.master_running(cfg):
-            _write(stdout, DOWN.render())
-            print("sendmail: fatal: mail system is not running", file=sys.stderr)
-            return EX_UNAVAILABLE
         _write(stdout, conn.send(replies.greeting(cfg.smtpd_banner)))
         session = _Session(cfg)
         while not conn.closed:
@@ -131,13 +125,28 @@ class _Session:
             body_type=(mail.body or "") if mail else "",
             smtputf8=bool(mail and mail.smtputf8), filter=self.cfg.content_filter,
             receive_override_options=tuple(self.cfg.receive_override_options))
+        answered: list[bool] = []
         try:
-            reply = sendmail.submit(self.cfg, request)
+            reply = sendmail.submit(self.cfg, request, answered)
         except RemoteError as e:
             return replies.INSUFFICIENT_STORAGE if e.code == "queue_full" \
                 else replies.QUEUE_WRITE_ERROR
+        except IpcUnavailable:
+            if answered:                # cleanup may hold it already
+                return replies.QUEUE_WRITE_ERROR
+            return self.drop(request)
         except IpcError:
             return replies.QUEUE_WRITE_ERROR
         if isinstance(reply, Rejected):
             return Reply(reply.code, reply.enhanced, reply.text)
         return replies.queued(reply.queue_id)
+
+    def drop(self, request: CleanupRequest) -> Reply:
+        """The message into the maildrop, for pickup: no cleanup to talk to."""
+        queue_dir = self.cfg.path("queue_directory")
+        try:
+            maildrop.drop(queue_dir, request)
+        except OSError:
+            return replies.QUEUE_WRITE_ERROR
+        access.poke_pickup(queue_dir)
+        return replies.queued(request.queue_id)

@@ -9,6 +9,7 @@ import pytest
 
 from mailsys.cli import sendmail, sendmail_opts
 from mailsys.ipc.proto.cleanup import CleanupRecipient
+from mailsys.queue import maildrop
 from mailsys.runtime import cleanup_client
 from mailsys.errors import UsageError
 
@@ -122,35 +123,36 @@ def test_a_name_without_domain_keeps_the_name_given(make_config):
         sendmail.recipient("<>", cfg)
 
 
-def test_bs_session_without_a_mail_system(make_config, capsys):
-    """-bs with no master: a 421 greeting, one line on stderr, exit 69."""
-    from mailsys.cli.sendmail_bs import smtp_session
-    stdout = io.BytesIO()
-    assert smtp_session(make_config(), io.BytesIO(b"EHLO client\r\n"), stdout) == 69
-    assert stdout.getvalue() == b"421 4.3.2 Service currently unavailable\r\n"
-    assert capsys.readouterr().err == "sendmail: fatal: mail system is not running\n"
-
-
-def test_bs_session_when_cleanup_cannot_take_the_message(make_config, queue_dir):
-    """-bs: the SMTP dialogue goes on; a message cleanup cannot take gets 451."""
+def test_bs_session_without_a_mail_system(make_config, queue_dir):
+    """-bs with no cleanup to talk to (the mail system stopped, or a live
+    master without one): the message goes to the maildrop and gets its
+    250, as Postfix's stand-alone smtpd posts through postdrop."""
     from mailsys.admin import access
     from mailsys.cli.sendmail_bs import smtp_session
     cfg = make_config()
-    pid_file = access.pid_dir(cfg) / access.MASTER_PID_FILE
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    pid_file.write_text(f"{os.getpid()}\n")      # a live "master", but no cleanup socket
-    stdin = io.BytesIO(b"EHLO client\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob>\r\n"
-                       b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
-    stdout = io.BytesIO()
-    assert smtp_session(cfg, stdin, stdout) == 0
-    lines = stdout.getvalue().decode().split("\r\n")
-    assert lines[0] == "220 mx.example.test ESMTP mailsys"
-    assert "250-mx.example.test" in lines
-    assert "STARTTLS" not in stdout.getvalue().decode() and "AUTH" not in stdout.getvalue().decode()
-    tail = lines[lines.index("250 2.1.0 Ok"):]
-    assert tail == ["250 2.1.0 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>",
-                    "451 4.3.0 Error: queue file write error", "250 2.0.0 Ok",
-                    "221 2.0.0 Bye", ""]
+    stdin = (b"EHLO client\r\nMAIL FROM:<alice@example.com>\r\nRCPT TO:<bob>\r\n"
+             b"DATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nNOOP\r\nQUIT\r\n")
+    for live_master in (False, True):
+        if live_master:
+            pid_file = access.pid_dir(cfg) / access.MASTER_PID_FILE
+            pid_file.parent.mkdir(parents=True, exist_ok=True)
+            pid_file.write_text(f"{os.getpid()}\n")
+        stdout = io.BytesIO()
+        assert smtp_session(cfg, io.BytesIO(stdin), stdout) == 0
+        lines = stdout.getvalue().decode().split("\r\n")
+        assert lines[0] == "220 mx.example.test ESMTP mailsys"
+        assert "250-mx.example.test" in lines
+        assert "STARTTLS" not in stdout.getvalue().decode() and "AUTH" not in stdout.getvalue().decode()
+        tail = lines[lines.index("250 2.1.0 Ok"):]
+        assert tail[:3] == ["250 2.1.0 Ok", "250 2.1.5 Ok", "354 End data with <CR><LF>.<CR><LF>"]
+        assert tail[3].startswith("250 2.0.0 Ok: queued as ")
+        assert tail[4:] == ["250 2.0.0 Ok", "221 2.0.0 Bye", ""]
+        qid = tail[3].rsplit(" ", 1)[1]
+        [request] = [r for r in map(maildrop.read, maildrop.waiting(queue_dir))
+                     if r.queue_id == qid]
+        assert request.sender == "alice@example.com" and request.origin == "sendmail"
+        assert [r.address for r in request.recipients] == [f"bob@{cfg.myorigin}"]
+        assert request.content.endswith(b"Subject: x\r\n\r\nbody\r\n")
 
 
 def test_cleanup_socket_private_or_public(make_config, queue_dir):
