@@ -440,7 +440,10 @@ def test_xclient_starts_a_new_milter_conversation_about_the_new_client(mailsys_i
     previous = last - 1 - codes[:last][::-1].index(b"C")
     assert peer.seen[previous][1].startswith(b"localhost\x004")
     assert (b"H", b"client.example\x00") in peer.seen[previous:last]
-    assert codes[previous:last][-3:] == [b"Q", b"O", b"D"]
+    # The peer records each connection from its own thread, so the old
+    # conversation's QUIT may be recorded among the new one's packets.
+    assert b"Q" in codes[previous:]
+    assert [c for c in codes[previous:last] if c != b"Q"][-2:] == [b"O", b"D"]
     assert peer.macros(b"C")["_"] == "mail.example.net [192.0.2.7]"
     assert (b"H", b"client2.example\x00") in peer.seen
 
