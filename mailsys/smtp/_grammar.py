@@ -66,9 +66,7 @@ PATH_RE = re.compile(rf"<(?P<adl>{ADL}:)?(?P<mailbox>{MAILBOX})>\Z")
 
 #   esmtp-param   = esmtp-keyword ["=" esmtp-value]
 #   esmtp-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT / "-")
-#   esmtp-value   = 1*(%d33-60 / %d62-126)
-#   esmtp-value   =/ UTF8-non-ascii                           (RFC 6531)
-ESMTP_PARAM_RE = re.compile(r"(?P<key>[A-Za-z0-9][A-Za-z0-9\-]*)(?:=(?P<value>[\x21-\x3c\x3e-\x7e" + _U + r"]+))?\Z")
+# The value is left to each parameter's own check, as smtpd.c leaves it.
 ESMTP_KEYWORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*\Z")
 
 #   xtext   = *( xchar / hexchar )                             (RFC 3461 4)
@@ -76,6 +74,21 @@ ESMTP_KEYWORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*\Z")
 #   hexchar = "+" 2(%x30-39 / %x41-46)
 XTEXT_RE = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*\Z")
 _HEXCHAR_RE = re.compile(r"\+([0-9A-F]{2})")
+
+
+# xtext.c xtext_unquote(): a "+" must be followed by two hex digits, of
+# either case; every other character stands for itself.
+_XTEXT_BAD_PLUS = re.compile(r"\+(?![0-9A-Fa-f]{2})")
+_XTEXT_PAIR = re.compile(r"\+([0-9A-Fa-f]{2})")
+
+
+def xtext_unquote(value: str) -> str | None:
+    """The value decoded as Postfix's xtext_unquote() decodes it; None for a bad "+"."""
+    if "+" not in value:
+        return value
+    if _XTEXT_BAD_PLUS.search(value):
+        return None
+    return _XTEXT_PAIR.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 
 def xtext_decode(value: str) -> str:
