@@ -439,19 +439,21 @@ def _original_message_id(content: bytes, warn: Callable[[str], None]) -> str:
 def _recipient_fields(kind: Kind, rcpt: Recipient, smtputf8: bool, mail_name: str,
                       settings: NoticeSettings, arrival: int) -> Iterable[str]:
     """The per-recipient block of the delivery report (bounce_recipient_dsn)."""
+    # Every value as the bounce server neuters it (bounce.c VS_NEUTER):
+    # an ORCPT's xtext may decode to CR LF, which must not start a field.
     yield ""
-    yield f"Final-Recipient: {address_type(rcpt.address, smtputf8)}; {rcpt.address}"
+    yield f"Final-Recipient: {address_type(rcpt.address, smtputf8)}; {_printable(rcpt.address)}"
     # Postfix always reports an Original-Recipient: the stored ORCPT as is
     # (smtpd synthesizes "rfc822;addr", no space), else the pre-rewrite address.
     orig = _orig(rcpt)
     if rcpt.orcpt:
-        yield f"Original-Recipient: {rcpt.orcpt}"
+        yield f"Original-Recipient: {_printable(rcpt.orcpt)}"
     elif orig:
-        yield f"Original-Recipient: {address_type(orig, smtputf8)}; {orig}"
+        yield f"Original-Recipient: {address_type(orig, smtputf8)}; {_printable(orig)}"
     yield f"Action: {_action(kind, rcpt)}"
-    yield f"Status: {rcpt.dsn_status}"
+    yield f"Status: {_printable(rcpt.dsn_status)}"
     if rcpt.remote_mta:
-        mtype, mname = _typed(rcpt.remote_mta, "dns")
+        mtype, mname = _typed(_printable(rcpt.remote_mta), "dns")
         yield from line_wrap(f"Remote-MTA: {mtype}; {mname}")
     if rcpt.diagnostic:
         dtype, dtext = _typed(rcpt.diagnostic, "smtp")

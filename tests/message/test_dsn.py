@@ -260,6 +260,22 @@ def test_expanded_from_and_control_characters():
     assert b"\x07" not in notice
 
 
+def test_an_orcpt_with_line_breaks_cannot_add_report_fields():
+    # RCPT TO:<bob@example.org> ORCPT=rfc822;a+0D+0AX-Evil:+20y decodes to
+    # a CR LF; Postfix's bounce server neuters every recipient and DSN
+    # field to printable text before it writes a report (bounce.c
+    # VS_NEUTER: printable(..., '?')).
+    rcpt = Recipient("bob@example.org", orcpt="rfc822;a\r\nX-Evil: y", state=RcptState.BOUNCED,
+                     dsn_status="5.2.2", reason="mailbox full",
+                     remote_mta="dns; mx\r\nX-Evil2: z", diagnostic="smtp; 552 full")
+    env = Envelope(queue_id="AFD7C20E273", sender="alice@example.com", arrival_time=1,
+                   recipients=(rcpt,))
+    notice = build_notice(Kind.FAILURE, env, HEADERS_ERROR + BODY, [rcpt], SETTINGS, now=2)
+    assert b"\r\nOriginal-Recipient: rfc822;a??X-Evil: y\r\n" in notice
+    assert b"\r\nRemote-MTA: dns; mx??X-Evil2: z\r\n" in notice
+    assert b"\r\nX-Evil" not in notice
+
+
 def test_an_original_recipient_differing_only_in_case_is_not_named():
     # bounce_append_service.c writes orig_rcpt to the bounce log only when
     # strcasecmp_utf8() finds it different from the recipient.
