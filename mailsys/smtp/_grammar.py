@@ -69,13 +69,6 @@ PATH_RE = re.compile(rf"<(?P<adl>{ADL}:)?(?P<mailbox>{MAILBOX})>\Z")
 # The value is left to each parameter's own check, as smtpd.c leaves it.
 ESMTP_KEYWORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*\Z")
 
-#   xtext   = *( xchar / hexchar )                             (RFC 3461 4)
-#   xchar   = any ASCII CHAR between "!" (33) and "~" (126) inclusive, except "+" and "="
-#   hexchar = "+" 2(%x30-39 / %x41-46)
-XTEXT_RE = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-F]{2})*\Z")
-_HEXCHAR_RE = re.compile(r"\+([0-9A-F]{2})")
-
-
 # xtext.c xtext_unquote(): a "+" must be followed by two hex digits, of
 # either case; every other character stands for itself.
 _XTEXT_BAD_PLUS = re.compile(r"\+(?![0-9A-Fa-f]{2})")
@@ -91,20 +84,12 @@ def xtext_unquote(value: str) -> str | None:
     return _XTEXT_PAIR.sub(lambda m: chr(int(m.group(1), 16)), value)
 
 
-def xtext_decode(value: str) -> str:
-    return _HEXCHAR_RE.sub(lambda m: chr(int(m.group(1), 16)), value)
-
-
 #   size-value = 1*20DIGIT                                    (RFC 1870)
 SIZE_RE = re.compile(r"[0-9]{1,20}\Z")
 #   notify-esmtp-value = "NEVER" / 1#notify-list-element       (RFC 3461 4.1)
 #   notify-list-element = "SUCCESS" / "FAILURE" / "DELAY"
 # (NEVER alone: Postfix's dsn_notify_mask() refuses NEVER with another keyword.)
 NOTIFY_RE = re.compile(r"(?:NEVER|(?:SUCCESS|FAILURE|DELAY)(?:,(?:SUCCESS|FAILURE|DELAY))*)\Z", re.I)
-#   orcpt-parameter = "ORCPT=" original-recipient-address
-#   original-recipient-address = addr-type ";" xtext
-#   addr-type = atom
-ORCPT_RE = re.compile(r"(?P<type>[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+);(?P<addr>.+)\Z")
 #   ret-value = "FULL" / "HDRS"
 RET_RE = re.compile(r"(?:FULL|HDRS)\Z", re.I)
 #   envid-value = xtext  (at most 100 characters; Postfix does not enforce it)

@@ -8,6 +8,8 @@ only known when its extension is enabled in Settings (as Postfix answers
 
 from __future__ import annotations
 
+import re
+
 from mailsys.maillog.postfix import printable
 
 from . import _grammar as g
@@ -126,19 +128,30 @@ def rcpt_params(words: list[str], s: Settings) -> tuple[
         if not s.dsn:
             raise ParamError(R.DSN_DISABLED)
         if key == "NOTIFY":
-            if notify is not None or not g.NOTIFY_RE.match(value):
+            # dsn_notify_mask(): words separated by commas or blanks, empty
+            # ones skipped; NEVER alone (Postfix 3.7.11 took
+            # "NOTIFY=success,,delay", refused "NOTIFY=SUCCESS,NEVER").
+            keywords = tuple(w.upper() for w in _NOTIFY_SPLIT.split(value) if w)
+            if notify is not None or not keywords or not g.NOTIFY_RE.match(",".join(keywords)):
                 raise ParamError(R.BAD_NOTIFY)
-            notify = tuple(value.upper().split(","))
+            notify = keywords
         else:
-            m = g.ORCPT_RE.match(value)
-            if orcpt is not None or m is None:
+            # smtpd.c rcpt_cmd(): a type before the ";", then an address
+            # that xtext_unquote() takes, empty or not printable as it may
+            # be (Postfix 3.7.11 took "rfc822;a=b@x" and "rfc822;"; the
+            # bounce server neuters what it prints).
+            kind, semi, addr = value.partition(";")
+            if orcpt is not None or not semi or not kind:
                 raise ParamError(R.BAD_ORCPT)
-            addr = m.group("addr")
-            if m.group("type").lower() == "utf-8":
-                # RFC 6533 utf-8-addr-xtext: kept as sent
-                orcpt = (m.group("type"), addr)
-            elif g.XTEXT_RE.match(addr):
-                orcpt = (m.group("type"), g.xtext_decode(addr))
+            if kind.lower() == "utf-8":
+                orcpt = (kind, addr)        # RFC 6533 utf-8-addr-xtext: kept as sent
             else:
-                raise ParamError(R.BAD_ORCPT)
+                decoded = g.xtext_unquote(addr)
+                if decoded is None:
+                    raise ParamError(R.BAD_ORCPT)
+                orcpt = (kind, decoded)
     return tuple(params), notify, orcpt
+
+
+# name_mask_opt()'s separators (CHARS_COMMA_SP).
+_NOTIFY_SPLIT = re.compile(r"[, \t\r\n]+")

@@ -440,6 +440,20 @@ def test_eight_bit_commands_pass_without_smtputf8():
     (b"RCPT TO:<b@c> NOTIFY=", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
     (b"RCPT TO:<b@c> ORCPT=", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
     ("RCPT TO:<b@c> ORCPT=utf-8;ü@c".encode(), "250 2.1.5 Ok"),
+    # Seen live with Postfix 3.7.11 (smtpd.c rcpt_cmd(), dsn_notify_mask()):
+    (b"RCPT TO:<b@c> ORCPT=rfc822;a=b@x.example", "250 2.1.5 Ok"),
+    (b'RCPT TO:<b@c> ORCPT=rfc822;"a b"@x.example', "250 2.1.5 Ok"),
+    (b"RCPT TO:<b@c> ORCPT=rfc822;a+41@x", "250 2.1.5 Ok"),
+    (b"RCPT TO:<b@c> ORCPT=rfc822;a+4@x", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+    (b"RCPT TO:<b@c> ORCPT=;a@x", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+    (b"RCPT TO:<b@c> ORCPT=rfc822;", "250 2.1.5 Ok"),
+    (b"RCPT TO:<b@c> ORCPT=rfc822", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+    (b"RCPT TO:<b@c> ORCPT=x-y;a@x", "250 2.1.5 Ok"),
+    (b"RCPT TO:<b@c> ORCPT=rfc822;a\x01@x", "250 2.1.5 Ok"),
+    (b"RCPT TO:<b@c> NOTIFY=success,,delay", "250 2.1.5 Ok"),
+    (b"RCPT TO:<b@c> NOTIFY=success, delay", "555 5.5.4 Unsupported option: delay"),
+    (b"RCPT TO:<b@c> ORCPT=rfc822;a@x ORCPT=rfc822;b@x", "501 5.5.4 Error: Bad ORCPT parameter syntax"),
+    (b"RCPT TO:<b@c> NOTIFY=failure=1", "501 5.5.4 Error: Bad NOTIFY parameter syntax"),
 ])
 def test_rcpt_to(line, reply):
     res = run(MAIL + line + b"\r\n")
