@@ -25,10 +25,19 @@ DESCRIPTION
     "requeued", "expired"); entries changed through ALL are only counted,
     as Postfix's mass operations in postsuper.c super() count and do not
     log. Then comes one summary line per requested operation, printed
-    even when the count is 0 ("postsuper: Deleted: 0 messages"). A queue
-    ID found in none of the queues is reported as a warning and is not an
-    error. Operations run in this order: delete, requeue, hold, expire,
-    release.
+    even when the count is 0 ("postsuper: Deleted: 0 messages"). As in
+    Postfix (postsuper.c delete_one() and the others), a queue ID that is
+    not 1 to 255 letters, digits and "_" gets "warning: invalid mail queue
+    id: ID", and one that is well formed but in none of the queues is
+    passed over without a word; standard input is read a line at a time,
+    as it is, so an empty line is an invalid ID too. Operations run in
+    this order: delete, requeue, hold, expire, release.
+
+    Options end at the first argument that is not one, as with Postfix's
+    getopt "+" (src/util/sys_defs.h): what follows is queue names. -c
+    names the configuration directory and must be an absolute path.
+    Errors once main.cf is read (a bad queue name, a missing queue
+    directory) are also logged, as Postfix's msg_fatal() does.
 
     -r sends the message through cleanup again, as Postfix's pickup does
     with a requeued file: a new queue ID (pickup's line "NEWID: uid=N
@@ -68,20 +77,22 @@ from __future__ import annotations
 
 import functools
 import getopt
+import itertools
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import structlog
 
 from mailsys.admin import access
+from mailsys.cli.diag import Diag
 from mailsys.cli.getopt_errors import complaint
 from mailsys.cli.postsuper_requeue import NotRequeued, Requeuer
 from mailsys.errors import NoSuchEntry, QueueError
 from mailsys.maillog.setup import configure
-from mailsys.message.qid import is_qid
+from mailsys.message.qid import queue_id_ok
 from mailsys.queue import Queue, QueueStore, WrongQueue, maildrop
 
 PROGRAM = "postsuper"
@@ -139,11 +150,6 @@ class Counts:
     reported: set[str] = field(default_factory=set)
 
 
-def say(text: str) -> None:
-    """A fatal error before logging is set up: standard error only."""
-    print(f"{PROGRAM}: {text}", file=sys.stderr)
-
-
 def report(text: str, qid: str | None = None, *, warning: bool = False) -> None:
     """A result, as Postfix's msg_info(): on standard error and in the log."""
     prefix = f"{qid}: " if qid else ""
@@ -162,17 +168,26 @@ class Options:
     purge: bool                 # -p, or no operation
     verbose: int                # how many -v
     queues: list[str]
+    config_dir: Path | None     # -c
 
 
 def parse(argv: list[str]) -> Options:
+    # Postfix's GETOPT_LIST "c:d:e:f:h:H:pr:sSv", POSIX style: the first
+    # argument that is no option ends them (src/postsuper/postsuper.c).
     try:
-        opts, rest = getopt.gnu_getopt(argv, "d:h:H:r:e:f:psSv")
+        opts, rest = getopt.getopt(argv, "c:d:e:f:h:H:pr:sSv")
     except getopt.GetoptError as e:
         raise Usage(complaint(e)) from None
-    letters = [o[1] for o, _ in opts]
+    config_dir = None
+    for opt, value in opts:
+        if opt == "-c":
+            if not value.startswith("/"):
+                raise ValueError("-c requires absolute pathname")   # postsuper.c
+            config_dir = Path(value)
+    letters = [o[1] for o, _ in opts if o != "-c"]
     ops = [(o[1], a) for o, a in opts if o[1] in DEFAULT_QUEUES]
     return Options(ops, any(c in "sS" for c in letters) or not ops,
-                   "p" in letters or not ops, letters.count("v"), rest)
+                   "p" in letters or not ops, letters.count("v"), rest, config_dir)
 
 
 def queue_names(names: list[str]) -> tuple[Queue, ...] | None:
@@ -194,23 +209,25 @@ def queue_names(names: list[str]) -> tuple[Queue, ...] | None:
 
 
 def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
+    diag = Diag(PROGRAM)
     try:
         options = parse(argv)
     except Usage as e:
         if e.args and e.args[0]:
-            say(e.args[0])
-        say(f"fatal: {USAGE}")
-        return 1
+            print(f"{PROGRAM}: {e.args[0]}", file=sys.stderr)
+        return diag.fatal(USAGE, 1)
+    except ValueError as e:
+        return diag.fatal(str(e), 1)
+    cfg = access.config(options.config_dir or config_dir)
+    diag.cfg = cfg
     try:
         restrict = queue_names(options.queues)
     except ValueError as e:
-        say(f"fatal: invalid directory name: {e}")
-        return 1
-    cfg = access.config(config_dir)
+        # Postfix finds out only after main.cf is read, so it is logged too.
+        return diag.fatal(f"invalid directory name: {e}", 1)
     qdir = access.queue_dir(cfg)
     if not qdir.is_dir():
-        say(f"fatal: chdir {qdir}: No such file or directory")
-        return 1
+        return diag.fatal(f"chdir {qdir}: No such file or directory", 1)
     configure(cfg, PROGRAM)
     counts = Counts()
     requeuer = None
@@ -230,21 +247,22 @@ def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
                         continue
                     counts.reported.update(REPORTS[op])
                     queues = restrict if restrict is not None else DEFAULT_QUEUES[op]
-                    if store is None or not queues:
+                    if target == ALL:
+                        if store is not None and queues:
+                            operations[op](store, everything(store, queues), queues,
+                                           counts, False)
                         continue
                     if target == STDIN:
                         if stdin_ids is None:
                             stdin_ids = read_ids(sys.stdin)
-                        qids, named = stdin_ids, True
-                    elif target == ALL:
-                        qids, named = everything(store, queues), False
+                        qids = stdin_ids
                     else:
-                        qids, named = [target], True
-                    operations[op](store, qids, queues, counts, named)
+                        qids = [target]
+                    for run in well_formed_runs(qids):
+                        if store is not None and queues:
+                            operations[op](store, run, queues, counts, True)
     except QueueError as e:
-        say(f"fatal: {e}")
-        log.critical(str(e))
-        return 1
+        return diag.fatal(str(e), 1)
     finally:
         if requeuer is not None:
             requeuer.close()
@@ -270,18 +288,25 @@ def purge(qdir: Path, verbose: int) -> None:
 
 
 def read_ids(stream: Iterable[str]) -> list[str]:
-    return [line.strip() for line in stream if line.strip()]
+    """Each line as it is, without its newline, as Postfix's operate_stream()
+    reads it with vstring_get_nonl(): no trimming, empty lines kept."""
+    return [line[:-1] if line.endswith("\n") else line for line in stream]
 
 
 def everything(store: QueueStore, queues: Iterable[Queue]) -> list[str]:
     return [qid for q in queues for qid in store.list(q)]
 
 
-def not_found(qid: str, queues: Iterable[Queue]) -> None:
-    if not is_qid(qid):
-        report(f"invalid mail queue id: {qid}", warning=True)     # Postfix's text
-        return
-    report(f"not found in queue {' '.join(q.value for q in queues)}", qid, warning=True)
+def well_formed_runs(qids: list[str]) -> Iterator[list[str]]:
+    """The IDs in runs of well-formed ones, warning in their place about
+    each malformed one, as Postfix's delete_one() and the others do first
+    thing (postsuper.c): "warning: invalid mail queue id: ID"."""
+    for ok, run in itertools.groupby(qids, key=queue_id_ok):
+        if ok:
+            yield list(run)
+        else:
+            for qid in run:
+                report(f"invalid mail queue id: {qid}", warning=True)
 
 
 def changed(text: str, qid: str, named: bool) -> None:
@@ -296,9 +321,6 @@ def delete(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
     for qid in removed:
         changed("removed", qid, named)
     counts.deleted += len(removed)
-    if named:
-        for qid in sorted(set(qids) - set(removed), key=qids.index):
-            not_found(qid, queues)
 
 
 def hold(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
@@ -308,23 +330,12 @@ def hold(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
     for qid in moved:
         changed("placed on hold", qid, named)
     counts.held += len(moved)
-    if named:
-        for qid in sorted(set(qids) - set(moved), key=qids.index):
-            if not _in(store, qid, (Queue.HOLD,) if Queue.HOLD in queues else ()):
-                not_found(qid, queues)
 
 
-def _in(store: QueueStore, qid: str, queues: tuple[Queue, ...]) -> bool:
-    try:
-        return store.load(qid)[1] in queues
-    except QueueError:
-        return False
-
-
-def _each(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
-          named: bool, fn) -> None:
-    """Call fn(qid, queue) for each entry in queues; entries that vanish or
-    move meanwhile are skipped (qmgr got there first)."""
+def _each(store: QueueStore, qids: list[str], queues: tuple[Queue, ...], fn) -> None:
+    """Call fn(qid, queue) for each entry in queues; entries in none of
+    them, or that vanish or move meanwhile (qmgr got there first), are
+    passed over without a word, as in Postfix."""
     for qid in qids:
         try:
             _, queue = store.load(qid)
@@ -332,8 +343,7 @@ def _each(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
                 raise NoSuchEntry(qid)
             fn(qid, queue)
         except (NoSuchEntry, WrongQueue):
-            if named:
-                not_found(qid, queues)
+            pass
         except QueueError as e:
             report(str(e), qid, warning=True)
 
@@ -344,7 +354,7 @@ def release(store: QueueStore, qids: list[str], queues: tuple[Queue, ...],
         if queue is not Queue.HOLD:
             raise NoSuchEntry(qid)
         _release(store, qid, counts, named)
-    _each(store, qids, queues, named, fn)
+    _each(store, qids, queues, fn)
 
 
 def _release(store: QueueStore, qid: str, counts: Counts, named: bool) -> None:
@@ -366,7 +376,7 @@ def requeue(requeuer: Requeuer, store: QueueStore, qids: list[str],
                    warning=True)
         changed("requeued", qid, named)
         counts.requeued += 1
-    _each(store, qids, queues, named, fn)
+    _each(store, qids, queues, fn)
 
 
 def _expire(release_held: bool):
@@ -378,7 +388,7 @@ def _expire(release_held: bool):
             counts.expired += 1
             if release_held and queue is Queue.HOLD:
                 _release(store, qid, counts, named)
-        _each(store, qids, queues, named, fn)
+        _each(store, qids, queues, fn)
     return op
 
 

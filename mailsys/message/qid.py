@@ -125,6 +125,24 @@ def is_qid(text: str) -> bool:
     return QID_RE.fullmatch(text) is not None
 
 
+# Postfix's VALID_HOSTNAME_LEN (src/util/valid_hostname.h), the longest
+# name mail_queue_id_ok() accepts.
+QUEUE_FILE_NAME_MAX = 255
+_QUEUE_FILE_NAME_RE = re.compile(r"[A-Za-z0-9_]+")
+
+
+def queue_id_ok(text: str) -> bool:
+    """queue_id_ok - whether Postfix would take text as a queue file name.
+
+    Postfix's mail_queue_id_ok() (src/global/mail_queue.c): 1 to 255
+    letters, digits and "_", the syntax of short and long queue IDs and of
+    fast flush log names alike. postsuper and postcat refuse anything else
+    with "invalid mail queue id" and "bad mail queue ID"; a name that
+    passes and is no mailsys queue ID is simply not found."""
+    return (0 < len(text) <= QUEUE_FILE_NAME_MAX and text.isascii()
+            and _QUEUE_FILE_NAME_RE.fullmatch(text) is not None)
+
+
 def qid_time(qid: str) -> float:
     """qid_time - the arrival time encoded in a queue ID, in epoch seconds."""
     if not is_qid(qid):

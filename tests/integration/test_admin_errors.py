@@ -138,8 +138,8 @@ def test_running_system(up):
     assert (r.returncode, r.stderr) == (0, f"postqueue: warning: {QID}: not in the deferred queue\n")
     r = up.tool("postsuper", "-d", QID)
     assert r.returncode == 0 and "Traceback" not in r.stderr
-    assert r.stderr == (f"postsuper: warning: {QID}: not found in queue hold incoming active "
-                        "deferred\npostsuper: Deleted: 0 messages\n")
+    # Postfix says nothing of a well-formed ID it did not find.
+    assert r.stderr == "postsuper: Deleted: 0 messages\n"
 
 
 def test_readers_work_while_the_master_is_down(down):
