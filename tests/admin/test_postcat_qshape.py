@@ -147,13 +147,44 @@ def test_postcat_missing_id(capsys, setup, one):
     assert err == "postcat: fatal: open queue file NOPE: No such file or directory\n"
 
 
+POSTCAT_USAGE = (  # src/postcat/postcat.c, seen live with Postfix 3.7.11
+    "postcat: fatal: usage: postcat [-b (body text)] [-c config_dir] "
+    "[-d (decimal record type)] [-e (envelope records)] [-h (header text)] "
+    "[-q (access queue)] [-v] [file(s)...]\n")
+
+
+def test_postcat_command_line_errors(capsys, setup, one):
+    # Postfix 3.7.11's texts: glibc getopt's line before the usage line.
+    assert run_tool(capsys, setup, "postcat", "-Z", "-q", one) == (
+        1, "", "postcat: invalid option -- 'Z'\n" + POSTCAT_USAGE)
+    assert run_tool(capsys, setup, "postcat", "-n", "-q", one) == (
+        1, "", "postcat: invalid option -- 'n'\n" + POSTCAT_USAGE)
+    assert run_tool(capsys, setup, "postcat", "-s", "x", "-q", one) == (
+        1, "", "postcat: fatal: bad offset: x\n")
+    assert run_tool(capsys, setup, "postcat", "-q", "bad-id") == (
+        1, "", "postcat: fatal: bad mail queue ID: bad-id\n")
+    # Without -q Postfix opens the name as a file.
+    assert run_tool(capsys, setup, "postcat", "/tmp/nofile") == (
+        1, "", "postcat: fatal: open /tmp/nofile: No such file or directory\n")
+
+
+def test_postcat_config_directory_option(capsys, setup, one, tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "main.cf").write_text(f"queue_directory = {tmp_path}/nowhere\n")
+    assert run_tool(capsys, setup, "postcat", "-c", str(other), "-q", one) == (
+        1, "", f"postcat: fatal: chdir {tmp_path}/nowhere: No such file or directory\n")
+    status, out, _ = run_tool(capsys, setup, "postcat", "-s", "0", "-q", one)
+    assert status == 0 and out.startswith(f"*** ENVELOPE RECORDS deferred/{one} ***")
+
+
 @pytest.mark.integration
 def test_postcat_errors_as_processes(setup, one):
     r = run_process(setup, "postcat", "-q", "NOPE")
     assert (r.returncode, r.stderr) == (
         1, "postcat: fatal: open queue file NOPE: No such file or directory\n")
     r = run_process(setup, "postcat")
-    assert r.returncode == 1 and r.stderr.startswith("postcat: fatal: usage: postcat")
+    assert (r.returncode, r.stderr) == (1, POSTCAT_USAGE)
     r = run_process(setup, "postcat", "-q", one)
     assert r.returncode == 0 and r.stdout.startswith(f"*** ENVELOPE RECORDS deferred/{one} ***")
 
