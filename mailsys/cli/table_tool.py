@@ -46,26 +46,43 @@ DESCRIPTION
 
     Fatal errors print "PROGRAM: fatal: ..." and exit 1, as Postfix's
     msg_fatal(); so do usage errors, after glibc getopt()'s own complaint
-    for a bad option.
+    for a bad option. Once main.cf is read, warnings and fatal errors go
+    to the mail log too (mailsys.cli.diag), as Postfix's postmap and
+    postalias log them (maillog_client_init() after mail_conf_read()):
+    errors found while the options are read (a bad option, "specify only
+    one of ...") are on standard error only, those found after it (no
+    file named, -b/-h/-m without "-q -", a table that cannot be opened)
+    are logged as well.
+
+    A table type that is not compiled cannot be built or changed, in
+    Postfix's words (src/global/dynamicmaps.c, the dict_*.c open
+    functions): "unsupported dictionary type: regexp does not support
+    bulk-mode creation." for a build, "regexp:NAME map requires O_RDONLY
+    access mode" for -d, and for a type mailsys does not know at all
+    "unsupported dictionary type: foo. Is the postfix-foo package
+    installed?" (Debian's Postfix, which has dynamic maps).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import getopt
 import os
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+from mailsys.cli.diag import Diag
 from mailsys.cli.getopt_errors import complaint
 from mailsys.cli.postmap_keys import message_keys
 from mailsys.config import load, table_build, table_files
 from mailsys.config.file_values import read_files
 from mailsys.config.loader import Config
 from mailsys.config.table_build import BuildOptions
-from mailsys.config.tables import COMPILED_TYPES, DictTable, LmdbTable, lmdb_file, open_table
+from mailsys.config.tables import (COMPILED_TYPES, OPENERS, DictTable, LmdbTable, lmdb_file,
+                                   open_table)
 from mailsys.errors import ConfigError, MailsysError
 from mailsys.frozen import frozen
 
@@ -114,10 +131,14 @@ class Tool:
     entry_format: str = "{key}\t{value}"   # one line of -q - and -s output
     # What every build and update adds last (postalias: its signature entries).
     finish: Callable[[dict[bytes, bytes], BuildOptions, Config], None] | None = None
+    # Where warnings go: set by main() for one run; None: standard error only.
+    diag: Diag | None = None
 
     # --- the command line -----------------------------------------------------
 
-    def parse(self, argv: list[str]) -> Invocation:
+    def parse(self, argv: list[str]) -> tuple[Invocation, bool]:
+        """The command line, and whether -m was given; the checks Postfix
+        makes after reading main.cf are check()'s."""
         # POSIX getopt, as Postfix's GETOPT(): options stop at the first file.
         try:
             opts, specs = getopt.getopt(argv, self.optstring)
@@ -155,35 +176,46 @@ class Tool:
             elif flag == "-m":
                 mime = True
         message = flags["headers"] or flags["body"]
-        if (message or mime) and not (mode == "query" and key == "-"):
-            raise Fatal('specify -b -h or -m only with "-q -"')
-        if mime and not message:
-            self.warn("ignoring -m option without -b or -h")
-        if not specs and mode != "sequence":
-            raise Fatal(self.usage_line)
         return Invocation(mode, key, tuple(_with_type(s) for s in specs),
                           BuildOptions(fold, duplicates, nulls), config_dir=config_dir,
-                          mime=mime and message, **flags)
+                          mime=mime and message, **flags), mime
 
     @property
     def usage_line(self) -> str:
         return f"usage: {self.program} {self.usage}"
 
+    def check(self, inv: Invocation, mime: bool) -> None:
+        """What Postfix checks after main.cf is read (src/postmap/postmap.c
+        main()), so that its complaints are logged too."""
+        message = inv.headers or inv.body
+        if (message or mime) and not (inv.mode == "query" and inv.key == "-"):
+            raise Fatal('specify -b -h or -m only with "-q -"')
+        if mime and not message:
+            self.warn("ignoring -m option without -b or -h")
+        if not inv.specs and inv.mode != "sequence":
+            raise Fatal(self.usage_line)
+
     def main(self, argv: list[str], config_dir: Path) -> int:
+        diag = Diag(self.program)
+        tool = dataclasses.replace(self, diag=diag)
         try:
-            inv = self.parse(argv)
-            return self.run(inv, inv.config_dir or config_dir)
+            inv, mime = tool.parse(argv)
+            cfg = config_of(inv.config_dir or config_dir)
+            diag.cfg = cfg
+            tool.check(inv, mime)
+            return tool.run(inv, cfg)
         except (Fatal, ConfigError) as e:
-            print(f"{self.program}: fatal: {e}", file=sys.stderr)
-            return 1
+            return diag.fatal(str(e), 1)
 
     # --- what it does ------------------------------------------------------------
 
     def warn(self, text: str) -> None:
-        print(f"{self.program}: warning: {text}", file=sys.stderr)
+        if self.diag is not None:
+            self.diag.warn(text)
+        else:
+            print(f"{self.program}: warning: {text}", file=sys.stderr)
 
-    def run(self, inv: Invocation, config_dir: Path) -> int:
-        cfg = config_of(config_dir)
+    def run(self, inv: Invocation, cfg: Config) -> int:
         if inv.mode == "build":
             for spec in inv.specs:
                 self.build(spec, inv, cfg)
@@ -203,12 +235,24 @@ class Tool:
             return 0
         return self.query(inv, cfg)
 
-    def _compiled(self, spec: str) -> tuple[Path, str]:
-        """The source file of a compiled table, and the table's name in warnings."""
+    def _compiled(self, spec: str, change: bool = False) -> tuple[Path, str]:
+        """The source file of a compiled table, and the table's name in
+        warnings; Postfix's fatal error for a table it cannot build (change
+        False) or change (-d)."""
         kind, _, name = spec.partition(":")
         if kind not in COMPILED_TYPES:
-            raise Fatal(f"cannot create {kind}:{name}: only lmdb (hash, btree) tables are "
-                        f"compiled ({kind} tables are read as they are)")
+            if kind not in OPENERS:
+                if change:
+                    raise Fatal(f"unsupported dictionary type: {kind}")    # dict_open.c
+                raise Fatal(f"unsupported dictionary type: {kind}. "       # dynamicmaps.c
+                            f"Is the postfix-{kind} package installed?")
+            if not change:
+                raise Fatal(f"unsupported dictionary type: {kind} does not support "
+                            "bulk-mode creation.")                         # dynamicmaps.c
+            if kind == "static":
+                raise Fatal(f"table {spec}: delete operation is not supported")  # dict.c
+            # dict_thash.c, dict_regexp.c and the other read-only tables.
+            raise Fatal(f"{spec} map requires O_RDONLY access mode")
         # Postfix names an lmdb table "lmdb:NAME" in its warnings (a hash one
         # "NAME.db"); mailsys writes NAME.lmdb for all three.
         return Path(name), (spec if kind == "lmdb" else str(lmdb_file(Path(name))))
@@ -260,7 +304,7 @@ class Tool:
     def delete(self, specs: Iterable[str], keys: list[str], opts: BuildOptions) -> bool:
         found = False
         for spec in specs:
-            source, _ = self._compiled(spec)
+            source, _ = self._compiled(spec, change=True)
             with table_files.updating(lmdb_file(source)) as raw:
                 for key in keys:
                     found |= table_build.delete(raw, key, opts)

@@ -90,7 +90,7 @@ def open_table(spec: str, cfg, warn: Warn = log_warning) -> Table:
         raise ConfigError(f'open dictionary: expecting "type:name" form instead of "{spec}"')
     opener = OPENERS.get(kind)
     if opener is None:
-        raise ConfigError(f"unsupported dictionary type: {kind} (in {spec})")
+        raise ConfigError(f"unsupported dictionary type: {kind}")   # src/util/dict_open.c
     return opener(spec, name, cfg, warn)
 
 
@@ -141,7 +141,9 @@ def read_text_table(path: Path, warn: Warn = log_warning, *, compiling: bool = F
     try:
         text = path.read_text(encoding="utf-8", errors="surrogateescape")
     except OSError as e:
-        raise ConfigError(f"open {file}: {e.strerror}") from None
+        # A texthash table is a "database" to Postfix (src/util/dict_thash.c),
+        # postmap's source a plain file (src/postmap/postmap.c).
+        raise ConfigError(f"open {'' if compiling else 'database '}{file}: {e.strerror}") from None
     entries: dict[str, str] = {}
     for key, value, line in _text_lines(text, file, warn, compiling):
         key = key.lower()
