@@ -81,8 +81,8 @@ from mailsys.config import load, table_build, table_files
 from mailsys.config.file_values import read_files
 from mailsys.config.loader import Config
 from mailsys.config.table_build import BuildOptions
-from mailsys.config.tables import (COMPILED_TYPES, OPENERS, DictTable, LmdbTable, lmdb_file,
-                                   open_table)
+from mailsys.config.tables import (COMPILED_TYPES, OPENERS, DictTable, LmdbTable, Table,
+                                   lmdb_file, open_table)
 from mailsys.errors import ConfigError, MailsysError
 from mailsys.frozen import frozen
 
@@ -314,15 +314,32 @@ class Tool:
         kind, _, name = spec.partition(":")
         if kind in COMPILED_TYPES:
             return table_build.entries(table_files.read_raw(lmdb_file(Path(name))))
-        table = open_table(absolute_spec(spec), cfg, self.warn)
+        table = self._open(spec, cfg)
         if isinstance(table, DictTable):
             return iter(table.entries.items())
         raise Fatal(f"table {spec}: sequence operation is not supported")
 
+    def _open(self, spec: str, cfg: Config) -> Table:
+        """open_table() on spec, whose file its warnings and errors name as
+        the command line does: Postfix opens the name as given, so a
+        relative one stays relative ("t, line 3: ...", "open database
+        t.db"; seen live with Postfix 3.7.11)."""
+        full = absolute_spec(spec)
+        given, absolute = spec.partition(":")[2], full.partition(":")[2]
+        if given == absolute:
+            return open_table(full, cfg, self.warn)
+
+        def as_given(text: str) -> str:
+            return text.replace(absolute, given)
+        try:
+            return open_table(full, cfg, lambda text: self.warn(as_given(text)))
+        except ConfigError as e:
+            raise Fatal(as_given(str(e))) from None
+
     def query(self, inv: Invocation, cfg: Config) -> int:
         tables = []
         for spec in inv.specs:
-            table = open_table(absolute_spec(spec), cfg, self.warn)
+            table = self._open(spec, cfg)
             if isinstance(table, LmdbTable):
                 table.fold = inv.opts.fold
             tables.append(table)

@@ -82,7 +82,7 @@ def test_tables_that_cannot_be_built_or_changed(confdir, tmp_path, run_cli):
         (("-d", "a", "static:x"), "table static:x: delete operation is not supported"),
         (("-d", "a", "foo:re"), "unsupported dictionary type: foo"),
         (("-q", "a", "texthash:nothere"),
-         f"open database {tmp_path}/nothere: No such file or directory"),
+         "open database nothere: No such file or directory"),
     ]
     for args, text in cases:
         r = subprocess.run([sys.executable, "-m", "mailsys.cli.main", "-c", str(d), "postmap",
@@ -111,3 +111,24 @@ def test_diagnostics_after_main_cf_go_to_the_mail_log(confdir, tmp_path, run_cli
         "[-q key] [map_type:]file...",
         "mailsys/postalias: fatal: unsupported dictionary type: foo. "
         "Is the postfix-foo package installed?"]
+
+
+def test_a_relative_table_name_stays_relative_in_messages(confdir, tmp_path):
+    # Postfix opens the name as given: "t, line 2: ...", "open database
+    # nothere: ..." (seen live with Postfix 3.7.11).
+    d = confdir("")
+    (tmp_path / "t").write_text("a 1\nlonely\n")
+
+    def postmap(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "mailsys.cli.main", "-c", str(d), "postmap",
+                               *args], cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    r = postmap("-q", "a", "texthash:t")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "1\n", (
+        "postmap: warning: t, line 2: expected format: key whitespace value "
+        "-- ignoring this line\n"))
+    r = postmap("-s", "texthash:nothere")
+    assert (r.returncode, r.stderr) == (1, "postmap: fatal: open database nothere: "
+                                           "No such file or directory\n")
+    r = postmap("-q", "a", "lmdb:nothere")
+    assert (r.returncode, r.stderr) == (1, "postmap: fatal: open database nothere.lmdb: "
+                                           "No such file or directory\n")
