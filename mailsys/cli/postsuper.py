@@ -31,7 +31,7 @@ DESCRIPTION
     id: ID", and one that is well formed but in none of the queues is
     passed over without a word; standard input is read a line at a time,
     as it is, so an empty line is an invalid ID too. Operations run in
-    this order: delete, requeue, hold, expire, release.
+    the order they are given, as in Postfix 3.5 and later.
 
     Options end at the first argument that is not one, as with Postfix's
     getopt "+" (src/util/sys_defs.h): what follows is queue names. -c
@@ -118,7 +118,6 @@ DEFAULT_QUEUES = {
     "e": MESSAGE_QUEUES,
     "f": MESSAGE_QUEUES,
 }
-ORDER = "drhefH"          # operations run in this order (see DESCRIPTION)
 # Summary lines, in Postfix's order; (counter, text).
 SUMMARIES = (("requeued", "Requeued"), ("deleted", "Deleted"),
              ("expired", "Force-expired"), ("held", "Placed on hold"),
@@ -240,27 +239,21 @@ def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
             if store is not None:
                 requeuer = Requeuer(cfg, store)
             operations = {**OPERATIONS, "r": functools.partial(requeue, requeuer)}
-            stdin_ids: list[str] | None = None
-            for letter in ORDER:
-                for op, target in options.ops:
-                    if op != letter:
-                        continue
-                    counts.reported.update(REPORTS[op])
-                    queues = restrict if restrict is not None else DEFAULT_QUEUES[op]
-                    if target == ALL:
-                        if store is not None and queues:
-                            operations[op](store, everything(store, queues), queues,
-                                           counts, False)
-                        continue
-                    if target == STDIN:
-                        if stdin_ids is None:
-                            stdin_ids = read_ids(sys.stdin)
-                        qids = stdin_ids
-                    else:
-                        qids = [target]
-                    for run in well_formed_runs(qids):
-                        if store is not None and queues:
-                            operations[op](store, run, queues, counts, True)
+            # In command-line order, as Postfix does since 3.5 (postsuper.c
+            # main(), second getopt loop); a second "-" finds standard input
+            # at its end, as there.
+            for op, target in options.ops:
+                counts.reported.update(REPORTS[op])
+                queues = restrict if restrict is not None else DEFAULT_QUEUES[op]
+                if target == ALL:
+                    if store is not None and queues:
+                        operations[op](store, everything(store, queues), queues,
+                                       counts, False)
+                    continue
+                qids = read_ids(sys.stdin) if target == STDIN else [target]
+                for run in well_formed_runs(qids):
+                    if store is not None and queues:
+                        operations[op](store, run, queues, counts, True)
     except QueueError as e:
         return diag.fatal(str(e), 1)
     finally:

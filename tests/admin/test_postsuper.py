@@ -200,10 +200,28 @@ def test_several_operations_in_one_call(capsys, setup, queue):
     status, _, err = run_tool(capsys, setup, "postsuper", "-h", queue["long"],
                               "-d", queue["active"])
     assert status == 0
-    assert err == (f"postsuper: {queue['active']}: removed\n"
-                   f"postsuper: {queue['long']}: placed on hold\n"
+    assert err == (f"postsuper: {queue['long']}: placed on hold\n"
+                   f"postsuper: {queue['active']}: removed\n"
                    "postsuper: Deleted: 1 message\n"
                    "postsuper: Placed on hold: 1 message\n")
+
+
+def test_operations_run_in_command_line_order(capsys, setup, queue, monkeypatch):
+    # Postfix 3.5 and later run them as given (src/postsuper/postsuper.c,
+    # super()): releasing a deferred entry does nothing, holding it then
+    # holds it; the second "-" finds standard input at its end.
+    status, _, err = run_tool(capsys, setup, "postsuper", "-H", queue["long"],
+                              "-h", queue["long"])
+    assert (status, err) == (0, f"postsuper: {queue['long']}: placed on hold\n"
+                                "postsuper: Placed on hold: 1 message\n"
+                                "postsuper: Released from hold: 0 messages\n")
+    assert queues(setup, queue)["long"] is Queue.HOLD
+    status, _, err = run_tool(capsys, setup, "postsuper", "-h", "-", "-d", "-",
+                              stdin=queue["active"] + "\n", monkeypatch=monkeypatch)
+    assert (status, err) == (0, f"postsuper: {queue['active']}: placed on hold\n"
+                                "postsuper: Deleted: 0 messages\n"
+                                "postsuper: Placed on hold: 1 message\n")
+    assert queues(setup, queue)["active"] is Queue.HOLD
 
 
 def test_structure_check_is_quiet(capsys, setup, queue):
