@@ -87,11 +87,10 @@ from pathlib import Path
 import structlog
 
 from mailsys.admin import access
-from mailsys.cli.diag import Diag
+from mailsys.cli.diag import Diag, logger
 from mailsys.cli.getopt_errors import complaint
 from mailsys.cli.postsuper_requeue import NotRequeued, Requeuer
 from mailsys.errors import NoSuchEntry, QueueError
-from mailsys.maillog.setup import configure
 from mailsys.message.qid import queue_id_ok
 from mailsys.queue import Queue, QueueStore, WrongQueue, maildrop
 
@@ -227,7 +226,7 @@ def main(argv: list[str], config_dir: Path, command: str = "postsuper") -> int:
     qdir = access.queue_dir(cfg)
     if not qdir.is_dir():
         return diag.fatal(f"chdir {qdir}: No such file or directory", 1)
-    configure(cfg, PROGRAM)
+    logger(cfg, PROGRAM)                 # the same set-up diag.fatal() uses
     counts = Counts()
     requeuer = None
     try:
