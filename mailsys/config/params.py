@@ -285,6 +285,22 @@ _TABLE: tuple[Param, ...] = (
     P("daemon_directory", Str, "services",
       "Where daemon programs live; mailsys runs master.cf commands as python -m services.COMMAND"),
     P("queue_directory", Str, "/var/spool/mailsys", "Directory of the queue store and service sockets"),
+    # Postfix's installation names, with Debian's Postfix defaults. A main.cf
+    # written for Postfix sets them (Debian's sets readme_directory,
+    # postfix-install writes the others): known, so that postconf -n and
+    # mailsys check do not call them unused; mailsys finds its own programs
+    # through its own installation.
+    P("command_directory", Str, "/usr/sbin", "Postfix's administrative commands (not used by mailsys)"),
+    P("meta_directory", Str, "/etc/postfix", "Postfix's read-only metadata files (not used by mailsys)"),
+    P("shlib_directory", Str, "/usr/lib/postfix", "Postfix's shared libraries (not used by mailsys)"),
+    P("sendmail_path", Str, "/usr/sbin/sendmail", "Postfix's sendmail command (not used by mailsys)"),
+    P("newaliases_path", Str, "/usr/bin/newaliases", "Postfix's newaliases command (not used by mailsys)"),
+    P("mailq_path", Str, "/usr/bin/mailq", "Postfix's mailq command (not used by mailsys)"),
+    P("setgid_group", Str, "postdrop", "Postfix's postdrop group (not used by mailsys)"),
+    P("readme_directory", Str, "/usr/share/doc/postfix", "Postfix's README files (not used by mailsys)"),
+    P("html_directory", Str, "/usr/share/doc/postfix/html", "Postfix's HTML documentation (not used by mailsys)"),
+    P("manpage_directory", Str, "/usr/share/man", "Postfix's manual pages (not used by mailsys)"),
+    P("sample_directory", Str, "/etc/postfix", "Postfix's sample configuration files (not used by mailsys)"),
     P("data_directory", Str, "/var/lib/mailsys", "Directory for caches and other writable state"),
     P("process_id_directory", Str, "pid", "Directory of pid files, relative to $queue_directory"),
     P("multi_instance_name", Str, "", "Name of this instance when several run on one host"),

@@ -301,6 +301,17 @@ def test_unused_parameters_are_unknown_to_postconf(confdir, run_cli):
     assert "foo = x" not in run_cli(d, "postconf").stdout
 
 
+def test_a_postfix_main_cf_s_installation_names_are_known(confdir, run_cli):
+    # Lines postfix-install and Debian's main.cf write; Postfix 3.7.11's
+    # postconf -n lists them without a warning, and so does mailsys's.
+    main = ("readme_directory = no\ncommand_directory = /usr/sbin\n"
+            "meta_directory = /etc/postfix\nshlib_directory = /usr/lib/postfix\n"
+            "setgid_group = postdrop\nsendmail_path = /usr/sbin/sendmail\n")
+    r = run_cli(confdir(main), "postconf", "-n")
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == "".join(sorted(main.splitlines(keepends=True)))
+
+
 def test_referenced_user_parameters_are_known(confdir, run_cli):
     # postconf_user.c: $name in a main.cf value (an unused one's too) or in a
     # master.cf -o value, or a smtpd_restriction_classes name, makes a
