@@ -63,7 +63,8 @@ VALUE_LIMIT = 255
 # smtpd.c: the longest XFORWARD PROTO value.
 PROTO_LIMIT = 64
 
-_NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
+# smtpd.c NEUTER_CHARACTERS: what could forge a header or a log field.
+NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
 _XTEXT_RE = re.compile(r"\+([0-9A-Fa-f]{2})")
 _BAD_XTEXT_RE = re.compile(r"\+(?![0-9A-Fa-f]{2})")
 _NONPRINT_RE = re.compile(r"[^\x20-\x7e]")
@@ -161,7 +162,7 @@ def parse_xclient(arg: str) -> tuple[tuple[str, str], ...]:
             if value == UNAVAILABLE:
                 value = ""
             else:
-                value = value.translate(_NEUTER)
+                value = value.translate(NEUTER)
         elif attr == "PROTO":
             if value.upper() not in ("SMTP", "ESMTP"):
                 raise XattrError(R.xattr_bad_syntax(attr, value))
@@ -184,7 +185,7 @@ def parse_xforward(arg: str) -> tuple[tuple[str, str], ...]:
             if value == UNAVAILABLE:
                 value = UNKNOWN
             else:
-                value = value.translate(_NEUTER)
+                value = value.translate(NEUTER)
                 if not valid_hostname(value):
                     raise XattrError(R.xattr_bad_syntax(attr, value))
         elif attr == "ADDR":
@@ -192,14 +193,14 @@ def parse_xforward(arg: str) -> tuple[tuple[str, str], ...]:
         elif attr == "PORT":
             value = _port(attr, value)
         elif attr in ("HELO", "IDENT"):
-            value = "" if value == UNAVAILABLE else value.translate(_NEUTER)
+            value = "" if value == UNAVAILABLE else value.translate(NEUTER)
         elif attr == "PROTO":
             if value == UNAVAILABLE:
                 value = ""
             elif len(value) > PROTO_LIMIT:
                 raise XattrError(R.xattr_bad_syntax(attr, value))
             else:
-                value = value.translate(_NEUTER)
+                value = value.translate(NEUTER)
         elif attr == "SOURCE":
             if value == UNAVAILABLE:
                 value = "LOCAL"

@@ -65,6 +65,7 @@ import re
 from collections import deque
 from typing import Literal
 
+from mailsys.maillog.postfix import printable
 from mailsys.policy.hostnames import truncate_dot, valid_hostname
 
 from . import _grammar as g
@@ -78,7 +79,7 @@ from ._state import BDAT_SKIP as _BDAT_SKIP
 from ._state import ERROR as _ERROR
 from ._state import GREETING, IN_TRANSACTION, Outcome, State, outcome_of, transition
 from ._extract_addr import extract_address, smtpd_tokens, smtpd_words
-from ._xclient import XattrError, parse_xclient, parse_xforward
+from ._xclient import NEUTER, XattrError, parse_xclient, parse_xforward
 from .address import min_user, numeric_domain, numeric_literal, parse_path
 from .errors import LocalProtocolError, RemoteProtocolError
 from .replies import Reply
@@ -365,7 +366,12 @@ class ServerConnection:
         ok = outcome is Outcome.OK
         match event:
             case ev.Helo(name=name, extended=extended) if ok:
-                self.helo_name, self.esmtp = name, extended
+                # smtpd.c helo_cmd()/ehlo_cmd(): the name kept for later
+                # checks, log lines and Received: is printable() and
+                # neutered ("a b" is "a?b"); the HELO check and the milters
+                # saw it as sent.
+                self.helo_name = printable(name, self.settings.smtputf8).translate(NEUTER)
+                self.esmtp = extended
                 self._reset_transaction()
             case ev.MailFrom() if ok:
                 self._reset_transaction()

@@ -111,6 +111,15 @@ def test_helo(step):
     assert res.conn.command_stats() == "helo=1/2 ehlo=0/1 commands=1/3"
 
 
+def test_the_helo_name_kept_is_printable_and_neutered():
+    # smtpd.c ehlo_cmd(): printable(name, '?') then neuter(NEUTER_CHARACTERS);
+    # Postfix 3.7.11 logged "helo=<a?b>" for "EHLO a b" (seen live). The
+    # event, which the HELO check and the milters get, keeps the name as sent.
+    res = run(b'EHLO a b<c>"d\x01\r\n')
+    assert res.of(Helo)[0].name == 'a b<c>"d\x01'
+    assert res.conn.helo_name == "a?b?c??d?"
+
+
 def test_ehlo_lists_extensions_in_postfix_order():
     s = dict(etrn=True, starttls=True, auth_mechanisms=("PLAIN", "LOGIN"), message_size_limit=0)
     res = run(EHLO, **s)
