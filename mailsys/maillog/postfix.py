@@ -127,8 +127,14 @@ _NOT_PRINTABLE_ASCII = re.compile("[^\x20-\x7e]+")
 
 
 def _masked(match: re.Match[str]) -> str:
-    # One "?" per byte, as printable() works on the UTF-8 bytes.
-    return "?" * len(match.group().encode("utf-8", "surrogatepass"))
+    # One "?" per byte, as printable() works on the bytes: a byte that is no
+    # UTF-8, kept as a surrogateescape'd character, is one byte (Postfix
+    # 3.7.11 wrote "Received: from ?" for HELO \xfc).
+    text = match.group()
+    try:
+        return "?" * len(text.encode("utf-8", "surrogateescape"))
+    except UnicodeEncodeError:
+        return "?" * len(text.encode("utf-8", "surrogatepass"))
 
 
 def printable(text: str, utf8: bool = True) -> str:

@@ -108,7 +108,8 @@ def test_client_text_is_masked_in_mail_log_as_postfix_does(mailsys_instance, utf
     # Postfix 3.7.11 logged this session's rejected RCPT with
     #   smtputf8_enable = yes: from=<s\u00e9x@example.org> ... helo=<a?b?c\u00e9e?>
     #   smtputf8_enable = no:  from=<s??x@example.org> ... helo=<a?b?c??e?>
-    # and mail.json keeps the client's text exactly.
+    # and mail.json keeps the client's text exactly, but for the HELO name,
+    # which smtpd keeps printable() and neutered as Postfix's does.
     inst = mailsys_instance
     port = start(inst, {"smtputf8_enable": utf8, "smtpd_recipient_restrictions": "reject"})
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
@@ -125,7 +126,7 @@ def test_client_text_is_masked_in_mail_log_as_postfix_does(mailsys_instance, utf
     assert shown in inst.wait_log(shown)
     records = [json.loads(line) for line in inst.log_path.with_name("mail.json").read_text().splitlines()]
     [reject] = [r for r in records if r["event"] == "reject"]
-    assert reject["fields"]["helo"] == "a\tb\x01c\u00e9e\x7f"
+    assert reject["fields"]["helo"] == ("a?b?c\u00e9e?" if utf8 == "yes" else "a?b?c??e?")
     assert reject["fields"]["sender"] == "s\u00e9x@example.org"
 
 
@@ -513,7 +514,9 @@ def test_eight_bit_envelope_without_smtputf8_is_relayed_byte_for_byte(mailsys_in
     inst.wait_log("to=<?@y.example>, relay=127.0.0.1[127.0.0.1]")
     assert "status=sent (250 2.0.0 Ok: queued as PEER)" in inst.wait_log("status=sent")
     assert b"MAIL FROM:<\xfc@x.example>\r\n" in seen and b"RCPT TO:<\xfc@y.example>\r\n" in seen
-    assert b"Received: from \xfc (localhost [127.0.0.1])\r\n" in seen
+    # The HELO name as smtpd.c keeps it, printable(): Postfix 3.7.11 wrote
+    # "Received: from ? (unknown [127.0.0.1])" for this session (postcat).
+    assert b"Received: from ? (localhost [127.0.0.1])\r\n" in seen
 
 
 def test_every_recipient_keeps_its_original_address_for_dsn(mailsys_instance):

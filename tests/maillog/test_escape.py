@@ -104,6 +104,10 @@ def test_printable_masks_as_postfix_printable_does():
     assert postfix.printable("back\\slash") == "back\\slash"
     # A lone surrogate is no UTF-8: each of its three bytes is masked.
     assert postfix.printable("a\ud800b") == "a???b"
+    # A byte that was no UTF-8 on the wire (kept surrogateescape'd) is one
+    # byte: Postfix 3.7.11 wrote "Received: from ?" for HELO \xfc.
+    assert postfix.printable(b"\xfc".decode("utf-8", "surrogateescape")) == "?"
+    assert postfix.printable(b"a\xfc\xfd".decode("utf-8", "surrogateescape"), utf8=False) == "a??"
 
 
 def test_escape_is_postfix_escape():
