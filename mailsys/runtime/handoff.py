@@ -105,14 +105,16 @@ def resolve_command(command: str, *, file: str | None = None, line: int | None =
         if not os.path.isfile(command):
             raise ConfigError(f"command not found: {command}", file=file, line=line)
         return Command((sys.executable, "-P", command), command)
-    if not _MODULE_NAME.match(command):
+    # Postfix's "trivial-rewrite": a module name has "_" where the command has "-".
+    module = command.replace("-", "_")
+    if not _MODULE_NAME.match(module):
         raise ConfigError(f"bad command name: {command!r} (a services module or an absolute path)",
                           file=file, line=line)
-    spec = importlib.util.find_spec(f"services.{command}")
+    spec = importlib.util.find_spec(f"services.{module}")
     if spec is None or spec.origin is None:
         raise ConfigError(f"unknown command: {command} (no module services.{command})",
                           file=file, line=line)
-    return Command((sys.executable, "-P", "-m", f"services.{command}"), spec.origin)
+    return Command((sys.executable, "-P", "-m", f"services.{module}"), spec.origin)
 
 
 def build_argv(command: Command, a: ChildArgs) -> list[str]:
