@@ -280,11 +280,10 @@ def enqueue(opts: sendmail_opts.Options, cfg: Config, diag: Diag) -> int:
         # No cleanup to talk to. As with Postfix's postdrop, the message
         # waits in the maildrop for the pickup service; sendmail succeeds.
         try:
-            maildrop.drop(cfg.path("queue_directory"), request)
+            leave_in_maildrop(cfg, request)
         except OSError as why:
             return _fail(f"mail system is not running ({e}); cannot write to the maildrop: "
                          f"{why.strerror or why}", diag)
-        access.poke_pickup(cfg.path("queue_directory"))
         reply = None
     except IpcTimeout as e:
         return _fail(f"queue file write error: {e}", diag)
@@ -299,6 +298,14 @@ def enqueue(opts: sendmail_opts.Options, cfg: Config, diag: Diag) -> int:
     if verify:
         print(f"Mail Delivery Status Report will be mailed to <{sender}>.")
     return EX_OK
+
+
+def leave_in_maildrop(cfg: Config, request: CleanupRequest) -> None:
+    """The message into the maildrop, for pickup, which is poked: what
+    Postfix's postdrop does when no cleanup can be reached. Raises OSError."""
+    queue_dir = cfg.path("queue_directory")
+    maildrop.drop(queue_dir, request)
+    access.poke_pickup(queue_dir)
 
 
 def submit(cfg: Config, request: CleanupRequest,

@@ -34,14 +34,12 @@ import os
 import time
 from typing import BinaryIO
 
-from mailsys.admin import access
 from mailsys.cli import sendmail
 from mailsys.config import Config
 from mailsys.errors import UsageError
 from mailsys.ipc.errors import IpcError, IpcUnavailable, RemoteError
 from mailsys.ipc.proto.cleanup import CleanupRecipient, CleanupRequest, Rejected
 from mailsys.message.qid import new_qid
-from mailsys.queue import maildrop
 from mailsys.smtp import (NEED_DATA, PAUSED, ConnectionClosed, DataChunk, EndOfData,
                           MailFrom, RcptTo, RemoteProtocolError, Reply, ServerConnection,
                           Settings, replies)
@@ -143,10 +141,8 @@ class _Session:
 
     def drop(self, request: CleanupRequest) -> Reply:
         """The message into the maildrop, for pickup: no cleanup to talk to."""
-        queue_dir = self.cfg.path("queue_directory")
         try:
-            maildrop.drop(queue_dir, request)
+            sendmail.leave_in_maildrop(self.cfg, request)
         except OSError:
             return replies.QUEUE_WRITE_ERROR
-        access.poke_pickup(queue_dir)
         return replies.queued(request.queue_id)

@@ -48,6 +48,7 @@ from collections.abc import Iterable
 
 from mailsys.frozen import frozen
 
+from . import _grammar as g
 from . import replies as R
 from .replies import Reply
 
@@ -65,8 +66,6 @@ PROTO_LIMIT = 64
 
 # smtpd.c NEUTER_CHARACTERS: what could forge a header or a log field.
 NEUTER = str.maketrans({c: "?" for c in ' <>()\\";@'})
-_XTEXT_RE = re.compile(r"\+([0-9A-Fa-f]{2})")
-_BAD_XTEXT_RE = re.compile(r"\+(?![0-9A-Fa-f]{2})")
 _NONPRINT_RE = re.compile(r"[^\x20-\x7e]")
 # valid_hostname(): labels of letters, digits, "-" and "_", at most 63
 # each and 255 in all, not all digits (a numeric "name" is an address).
@@ -94,12 +93,8 @@ def xtext_encode(value: str) -> str:
 
 def xtext_decode(value: str) -> str:
     """RFC 3461 xtext, as Postfix's smtpd takes it: decoded when valid, else as given."""
-    if "+" not in value or _BAD_XTEXT_RE.search(value):
-        return value
-    try:
-        return _XTEXT_RE.sub(lambda m: chr(int(m.group(1), 16)), value)
-    except ValueError:
-        return value
+    decoded = g.xtext_unquote(value)
+    return value if decoded is None else decoded
 
 
 def valid_hostname(name: str) -> bool:
